@@ -1,0 +1,32 @@
+/* cli.h — shared pieces of the qkv command: subcommand signature, exit codes, messages.
+ * The CLI uses only the public API (include/qkv.h). */
+#ifndef QKV_CLI_H
+#define QKV_CLI_H
+
+#include "qkv.h"
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+typedef struct cli_command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
+    void (*help)(void);
+} cli_command;
+
+/* Prints "qkv: <what>: <strerror>: <last_error>" to stderr and returns the exit code for s:
+ * 2 for bad input or usage (INVALID_ARG, FORMAT, NOT_FOUND, UNSUPPORTED, IO on open), else 1. */
+int cli_report(const char *what, qkv_status s);
+/* Prints "qkv <cmd>: <msg>" and a hint to use --help; returns EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...);
+/* 1 if arg is -h or --help. */
+int cli_is_help(const char *arg);
+
+int cmd_info(int argc, char **argv);
+void cmd_info_help(void);
+int cmd_demo(int argc, char **argv);
+void cmd_demo_help(void);
+int cmd_inspect(int argc, char **argv);
+void cmd_inspect_help(void);
+
+#endif

@@ -1,0 +1,74 @@
+/* cmd_info.c — `qkv info`: version, build, CPU features, active ISA, kernels, threads. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void cmd_info_help(void) {
+    printf("Usage: qkv info [--json]\n\n"
+           "Print the version, build options, the CPU features detected (CPUID + XGETBV), the\n"
+           "instruction set in use (QKV_ARCH overrides it), the kernel chosen for each op and the\n"
+           "default thread count (QKV_NUM_THREADS overrides it).\n\n"
+           "Options:\n  --json   one JSON object instead of text\n");
+}
+
+static const struct {
+    unsigned bit;
+    const char *name;
+} feature_names[] = {
+    {QKV_CPU_SSE42, "sse4.2"},
+    {QKV_CPU_AVX, "avx"},
+    {QKV_CPU_AVX2, "avx2"},
+    {QKV_CPU_FMA, "fma"},
+    {QKV_CPU_F16C, "f16c"},
+    {QKV_CPU_AVX512F, "avx512f"},
+    {QKV_CPU_AVX512BW, "avx512bw"},
+    {QKV_CPU_AVX512VL, "avx512vl"},
+    {QKV_CPU_AVX512DQ, "avx512dq"},
+    {QKV_CPU_AVX512VNNI, "avx512vnni"},
+    {QKV_CPU_AVX512BF16, "avx512bf16"},
+    {QKV_CPU_AVX512FP16, "avx512fp16"},
+};
+
+int cmd_info(int argc, char **argv) {
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else
+            return cli_usage_error("info", "unknown option '%s'", argv[i]);
+    }
+    unsigned f = qkv_cpu_features();
+    const char *note = qkv_arch_env_note();
+    int threads = qkv_runtime_n_threads(NULL);
+    size_t nf = sizeof feature_names / sizeof feature_names[0];
+    if (json) {
+        printf("{\"version\":\"%s\",\"build\":\"%s\",\"cpu_features\":[", qkv_version(),
+               qkv_build_info());
+        int first = 1;
+        for (size_t i = 0; i < nf; i++)
+            if (f & feature_names[i].bit) {
+                printf("%s\"%s\"", first ? "" : ",", feature_names[i].name);
+                first = 0;
+            }
+        printf("],\"arch_best\":\"%s\",\"arch_active\":\"%s\",\"kernels\":{",
+               qkv_arch_name(qkv_arch_best()), qkv_arch_name(qkv_arch_active()));
+        const char *op, *isa;
+        for (size_t i = 0; qkv_kernel_info(i, &op, &isa); i++)
+            printf("%s\"%s\":\"%s\"", i ? "," : "", op, isa);
+        printf("},\"threads\":%d}\n", threads);
+        return EXIT_OK;
+    }
+    printf("qkv %s\n", qkv_version());
+    printf("build:        %s\n", qkv_build_info());
+    printf("cpu features:");
+    for (size_t i = 0; i < nf; i++)
+        if (f & feature_names[i].bit) printf(" %s", feature_names[i].name);
+    printf("\narch:         %s (best available: %s)\n", qkv_arch_name(qkv_arch_active()),
+           qkv_arch_name(qkv_arch_best()));
+    if (note) printf("note:         %s\n", note);
+    printf("threads:      %d\nkernels:\n", threads);
+    const char *op, *isa;
+    for (size_t i = 0; qkv_kernel_info(i, &op, &isa); i++) printf("  %-20s %s\n", op, isa);
+    return EXIT_OK;
+}

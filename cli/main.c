@@ -1,0 +1,94 @@
+/* main.c — the qkv command: dispatches to subcommands, maps statuses to exit codes
+ * (0 ok, 1 failure, 2 bad usage or bad input). */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const cli_command commands[] = {
+    {"info", "version, build options, CPU features, kernels and threads", cmd_info, cmd_info_help},
+    {"demo", "a short attention demo: a causal attention pattern, then a timed run", cmd_demo,
+     cmd_demo_help},
+    {"inspect", "list the tensors and metadata of a .safetensors file", cmd_inspect,
+     cmd_inspect_help},
+};
+static const size_t n_commands = sizeof commands / sizeof commands[0];
+
+int cli_is_help(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
+
+int cli_report(const char *what, qkv_status s) {
+    const char *detail = qkv_last_error();
+    /* Library messages about a file start with its name; say it once. */
+    size_t wl = strlen(what);
+    if (strncmp(detail, what, wl) == 0 && strncmp(detail + wl, ": ", 2) == 0) detail += wl + 2;
+    fprintf(stderr, "qkv: %s: %s%s%s\n", what, qkv_strerror(s), *detail ? ": " : "", detail);
+    switch (s) {
+    case QKV_ERR_INVALID_ARG:
+    case QKV_ERR_FORMAT:
+    case QKV_ERR_NOT_FOUND:
+    case QKV_ERR_UNSUPPORTED:
+    case QKV_ERR_OVERFLOW:
+    case QKV_ERR_IO: return EXIT_USAGE;
+    default: return EXIT_FAIL;
+    }
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "qkv %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nRun 'qkv %s --help' for usage.\n", cmd);
+    return EXIT_USAGE;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "qkv %s — a self-attention and Transformer engine for the CPU\n\n", qkv_version());
+    fprintf(f, "Usage: qkv <command> [options]\n       qkv <command> --help\n\nCommands:\n");
+    for (size_t i = 0; i < n_commands; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nOptions:\n  -h, --help     show this help\n  --version      print the version\n"
+               "\nEnvironment:\n  QKV_NUM_THREADS  threads of the default runtime (default: "
+               "online CPUs)\n  QKV_ARCH         force an instruction set: scalar, avx2, avx512\n"
+               "\nExit codes: 0 ok, 1 failure, 2 bad usage or bad input.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (cli_is_help(cmd) || strcmp(cmd, "help") == 0) {
+        if (argc > 2 && strcmp(cmd, "help") == 0) {
+            for (size_t i = 0; i < n_commands; i++)
+                if (strcmp(argv[2], commands[i].name) == 0) {
+                    commands[i].help();
+                    return EXIT_OK;
+                }
+            fprintf(stderr, "qkv: unknown command '%s'\n", argv[2]);
+            return EXIT_USAGE;
+        }
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("qkv %s\n", qkv_version());
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < n_commands; i++) {
+        if (strcmp(cmd, commands[i].name) != 0) continue;
+        for (int a = 2; a < argc; a++) {
+            if (strcmp(argv[a], "--") == 0) break;
+            if (cli_is_help(argv[a])) {
+                commands[i].help();
+                return EXIT_OK;
+            }
+        }
+        return commands[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "qkv: unknown command '%s'. Run 'qkv --help' for the list.\n", cmd);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,318 @@
+/* qkv.h — the public C API of libqkv, a self-attention and Transformer engine.
+ *
+ * Conventions (see docs/ARCHITECTURE.md):
+ *   - Every fallible function returns qkv_status; QKV_OK is 0. The enum only grows.
+ *   - On failure, qkv_last_error() gives this thread's detailed message.
+ *   - Handles are opaque; every *_free / *_close accepts NULL.
+ *   - The library never exits or aborts on bad input, I/O errors or out-of-memory.
+ *   - Sizes are int64_t / size_t; products of sizes from files or users are overflow-checked.
+ */
+#ifndef QKV_H
+#define QKV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(QKV_SHARED_BUILD)
+#define QKV_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define QKV_API __attribute__((visibility("default")))
+#else
+#define QKV_API
+#endif
+
+/* ---------------------------------------------------------------- version */
+
+#define QKV_VERSION_MAJOR 0
+#define QKV_VERSION_MINOR 1
+#define QKV_VERSION_PATCH 0
+#define QKV_VERSION_STRING "0.1.0"
+
+/* The version of the library actually linked (may differ from the header's). */
+QKV_API const char *qkv_version(void);
+/* One line describing the build: type, compiler, sanitizers, optional backends, ISAs built. */
+QKV_API const char *qkv_build_info(void);
+
+/* ---------------------------------------------------------------- errors */
+
+typedef enum qkv_status {
+    QKV_OK = 0,
+    QKV_ERR_INVALID_ARG = 1, /* a caller-supplied argument or descriptor is invalid */
+    QKV_ERR_NOMEM = 2,       /* an allocation failed */
+    QKV_ERR_IO = 3,          /* open/read/write/mmap/rename failed */
+    QKV_ERR_FORMAT = 4,      /* a file's contents are malformed */
+    QKV_ERR_UNSUPPORTED = 5, /* valid, but not supported by this build or this CPU */
+    QKV_ERR_NOT_FOUND = 6,   /* a named item (tensor, key, file) does not exist */
+    QKV_ERR_OVERFLOW = 7,    /* a size computation would overflow */
+    QKV_ERR_INTERNAL = 8,    /* a bug in qkv: please report it */
+    /* append new codes here; never renumber */
+} qkv_status;
+
+/* Static, never NULL, for any value (unknown values give "unknown status"). */
+QKV_API const char *qkv_strerror(qkv_status s);
+/* This thread's detailed message of the last failure ("" if none). Valid until the next
+ * failing call on this thread. */
+QKV_API const char *qkv_last_error(void);
+/* Forget this thread's last error message. */
+QKV_API void qkv_clear_error(void);
+
+/* ---------------------------------------------------------------- memory */
+
+/* Every allocation libqkv makes goes through this hook. alloc must return memory aligned to
+ * at least `align` (a power of two, at most 4096) or NULL; free receives what alloc returned
+ * (never NULL). Set it before any other call, or at a point where no qkv object is alive. */
+typedef struct qkv_allocator {
+    void *(*alloc)(size_t size, size_t align, void *user);
+    void (*free)(void *ptr, void *user);
+    void *user;
+} qkv_allocator;
+
+/* NULL restores the default (aligned_alloc-based) allocator. */
+QKV_API void qkv_set_allocator(const qkv_allocator *a);
+/* 64-byte aligned allocation through the hook; NULL on failure (size 0 gives a valid pointer). */
+QKV_API void *qkv_malloc(size_t size);
+QKV_API void qkv_free(void *ptr);
+
+/* ---------------------------------------------------------------- runtime */
+
+typedef struct qkv_runtime qkv_runtime;
+
+/* A persistent thread pool. n_threads 0 = QKV_NUM_THREADS if set, else the online CPUs.
+ * Passing NULL as a runtime anywhere uses a default runtime created on first use. */
+QKV_API qkv_status qkv_runtime_create(int n_threads, qkv_runtime **out);
+QKV_API void qkv_runtime_free(qkv_runtime *rt);
+QKV_API int qkv_runtime_n_threads(const qkv_runtime *rt);
+
+/* Work item for qkv_parallel_for: handle [begin, end) of the index range; tid in [0, n_threads). */
+typedef void (*qkv_range_fn)(void *ctx, int64_t begin, int64_t end, int tid);
+/* Splits [0, n) into contiguous chunks of at least `grain` items (0 means 1), one per thread at
+ * most, and runs them on the pool; returns when all are done. The split depends only on n,
+ * grain and the thread count, so results are reproducible for a given thread count. Calls from
+ * inside a running qkv_parallel_for run serially on the calling thread. */
+QKV_API void qkv_parallel_for(qkv_runtime *rt, int64_t n, int64_t grain, qkv_range_fn fn,
+                              void *ctx);
+
+/* ---------------------------------------------------------------- cpu */
+
+typedef enum qkv_arch {
+    QKV_ARCH_SCALAR = 0, /* portable C */
+    QKV_ARCH_AVX2 = 1,   /* AVX2 + FMA + F16C */
+    QKV_ARCH_AVX512 = 2, /* AVX-512 F/BW/VL/DQ */
+} qkv_arch;
+
+enum {
+    QKV_CPU_SSE42 = 1u << 0,
+    QKV_CPU_AVX = 1u << 1,
+    QKV_CPU_AVX2 = 1u << 2,
+    QKV_CPU_FMA = 1u << 3,
+    QKV_CPU_F16C = 1u << 4,
+    QKV_CPU_AVX512F = 1u << 5,
+    QKV_CPU_AVX512BW = 1u << 6,
+    QKV_CPU_AVX512VL = 1u << 7,
+    QKV_CPU_AVX512DQ = 1u << 8,
+    QKV_CPU_AVX512VNNI = 1u << 9,
+    QKV_CPU_AVX512BF16 = 1u << 10,
+    QKV_CPU_AVX512FP16 = 1u << 11,
+};
+
+/* QKV_CPU_* bits the CPU and OS support (CPUID + XGETBV); 0 on non-x86. */
+QKV_API unsigned qkv_cpu_features(void);
+/* The best instruction set this CPU supports and this build contains. */
+QKV_API qkv_arch qkv_arch_best(void);
+/* The instruction set in use: QKV_ARCH (scalar|avx2|avx512) if set and supported, else best. */
+QKV_API qkv_arch qkv_arch_active(void);
+/* Force an instruction set for this process (tests use it). UNSUPPORTED if the CPU lacks it. */
+QKV_API qkv_status qkv_arch_set(qkv_arch a);
+QKV_API const char *qkv_arch_name(qkv_arch a);
+/* Parse "scalar" | "avx2" | "avx512". */
+QKV_API qkv_status qkv_arch_parse(const char *name, qkv_arch *out);
+/* A note when QKV_ARCH was set but ignored (unknown or unsupported), else NULL. */
+QKV_API const char *qkv_arch_env_note(void);
+/* The i-th kernel of the active dispatch table: its op name and the ISA of the implementation
+ * in use. Returns 0 when i is past the end. */
+QKV_API int qkv_kernel_info(size_t i, const char **op, const char **isa);
+
+/* This machine's FP32 FMA peak in GFLOP/s with rt's threads and the active ISA, measured now
+ * over about `seconds` (0 = 0.2 s). For benchmarks that report percent of peak. */
+QKV_API double qkv_fma_peak_gflops(qkv_runtime *rt, double seconds);
+
+/* ---------------------------------------------------------------- dtypes */
+
+typedef enum qkv_dtype {
+    QKV_DTYPE_F32 = 0,
+    QKV_DTYPE_F16 = 1,
+    QKV_DTYPE_BF16 = 2,
+    QKV_DTYPE_F64 = 3,
+    QKV_DTYPE_I8 = 4,
+    QKV_DTYPE_U8 = 5,
+    QKV_DTYPE_I16 = 6,
+    QKV_DTYPE_U16 = 7,
+    QKV_DTYPE_I32 = 8,
+    QKV_DTYPE_U32 = 9,
+    QKV_DTYPE_I64 = 10,
+    QKV_DTYPE_U64 = 11,
+    QKV_DTYPE_BOOL = 12,
+    QKV_DTYPE_F8_E4M3 = 13,
+    QKV_DTYPE_F8_E5M2 = 14,
+    QKV_DTYPE_COUNT_
+} qkv_dtype;
+
+/* Size in bytes of one element; 0 for an invalid value. */
+QKV_API size_t qkv_dtype_size(qkv_dtype t);
+/* safetensors spelling ("F32", "BF16", ...); "?" for an invalid value. */
+QKV_API const char *qkv_dtype_name(qkv_dtype t);
+QKV_API qkv_status qkv_dtype_parse(const char *name, qkv_dtype *out);
+
+/* IEEE half / bfloat16 conversions: round to nearest even, NaN stays NaN (quiet), overflow to
+ * Inf, subnormals exact. */
+QKV_API float qkv_f16_to_f32(uint16_t h);
+QKV_API uint16_t qkv_f32_to_f16(float f);
+QKV_API float qkv_bf16_to_f32(uint16_t h);
+QKV_API uint16_t qkv_f32_to_bf16(float f);
+/* Bulk conversions (vectorized for the active instruction set). */
+QKV_API void qkv_f16_to_f32_n(const uint16_t *src, float *dst, size_t n);
+QKV_API void qkv_f32_to_f16_n(const float *src, uint16_t *dst, size_t n);
+QKV_API void qkv_bf16_to_f32_n(const uint16_t *src, float *dst, size_t n);
+QKV_API void qkv_f32_to_bf16_n(const float *src, uint16_t *dst, size_t n);
+
+/* ---------------------------------------------------------------- tensor views */
+
+#define QKV_MAX_DIMS 8
+
+/* A non-owning view of strided tensor data. Strides are in elements. */
+typedef struct qkv_tensor {
+    qkv_dtype dtype;
+    int ndim;
+    int64_t shape[QKV_MAX_DIMS];
+    int64_t strides[QKV_MAX_DIMS];
+    void *data;
+} qkv_tensor;
+
+/* Fill a contiguous row-major view; INVALID_ARG for ndim out of [0, QKV_MAX_DIMS] or a
+ * negative dim, OVERFLOW if the element count or byte size overflows. */
+QKV_API qkv_status qkv_tensor_init(qkv_tensor *t, qkv_dtype dtype, int ndim, const int64_t *shape,
+                                   void *data);
+/* Number of elements (1 for ndim 0); -1 on overflow. */
+QKV_API int64_t qkv_tensor_numel(const qkv_tensor *t);
+QKV_API int qkv_tensor_is_contiguous(const qkv_tensor *t);
+
+/* ---------------------------------------------------------------- safetensors */
+
+typedef struct qkv_safetensors qkv_safetensors;
+
+typedef struct qkv_st_tensor {
+    const char *name;
+    qkv_dtype dtype;
+    int ndim;
+    int64_t shape[QKV_MAX_DIMS];
+    const void *data; /* points into the mapped file (or the caller's buffer); valid until
+                         qkv_safetensors_close. Aligned only as the writer aligned it: the
+                         format does not require it (qkv's writer starts the data at a
+                         multiple of 8) */
+    size_t nbytes;
+    uint64_t offset; /* byte offset of data from the start of the data section */
+} qkv_st_tensor;
+
+/* Maps (read-only, private) and validates a safetensors file: every check of the reference
+ * implementation (header length and cap, strict UTF-8 JSON, known dtypes, shape x dtype size ==
+ * span, contiguous offsets from 0 without gaps or overlaps, exact file size, string-only
+ * __metadata__) plus duplicate names, unknown keys in a tensor entry and at most QKV_MAX_DIMS
+ * dims. Names and metadata are copied; tensor data is not. Errors: INVALID_ARG (NULL
+ * argument), IO (cannot open/stat/map, not a regular file), FORMAT (malformed, including shapes
+ * whose size overflows; the message names the file and the tensor, what was expected and found,
+ * and a byte offset where one helps), NOMEM, OVERFLOW (the file is larger than size_t). On
+ * failure *out is NULL. The file must not be truncated while open (that would be SIGBUS).
+ * A handle never changes after open: any number of threads may read it at once. */
+QKV_API qkv_status qkv_safetensors_open(const char *path, qkv_safetensors **out);
+/* Same checks on a caller-owned buffer (not copied; must outlive the handle). */
+QKV_API qkv_status qkv_safetensors_open_memory(const void *buf, size_t len, qkv_safetensors **out);
+QKV_API void qkv_safetensors_close(qkv_safetensors *st);
+/* Tensors in file order: ascending offsets; zero-size tensors sharing an offset keep the
+ * order of the header. NULL past the end. */
+QKV_API size_t qkv_safetensors_count(const qkv_safetensors *st);
+QKV_API const qkv_st_tensor *qkv_safetensors_tensor(const qkv_safetensors *st, size_t i);
+/* Binary search by name (O(log n)); NULL if absent. */
+QKV_API const qkv_st_tensor *qkv_safetensors_find(const qkv_safetensors *st, const char *name);
+QKV_API size_t qkv_safetensors_metadata_count(const qkv_safetensors *st);
+/* i-th metadata key/value, sorted by key (strcmp); both NULL when i is out of range. */
+QKV_API void qkv_safetensors_metadata_at(const qkv_safetensors *st, size_t i, const char **key,
+                                         const char **value);
+/* NULL if absent. */
+QKV_API const char *qkv_safetensors_metadata_get(const qkv_safetensors *st, const char *key);
+
+/* A tensor to write: contiguous row-major data of shape x dtype size bytes. */
+typedef struct qkv_st_write_tensor {
+    const char *name;
+    qkv_dtype dtype;
+    int ndim;
+    const int64_t *shape;
+    const void *data;
+} qkv_st_write_tensor;
+
+/* Writes a safetensors file atomically: to "<path>.tmp.<pid>", fsync, rename, fsync of the
+ * directory; on failure the temporary file is removed and path is untouched (except an IO
+ * error syncing the directory after the rename: the new file is then in place). Tensors are
+ * written in the given order (offsets follow it); the header is padded with spaces so the data
+ * starts at a multiple of 8; metadata is n_meta key/value pairs (meta_keys[i] ->
+ * meta_values[i]), may be 0. Names and metadata keys must be unique, valid UTF-8, and names not
+ * "__metadata__"; data may be NULL for zero-size tensors. Errors: INVALID_ARG (bad input, checked
+ * before touching the disk), OVERFLOW (sizes), NOMEM, IO. */
+QKV_API qkv_status qkv_safetensors_write(const char *path, const qkv_st_write_tensor *tensors,
+                                         size_t n_tensors, const char *const *meta_keys,
+                                         const char *const *meta_values, size_t n_meta);
+
+/* ---------------------------------------------------------------- attention */
+
+/* Scaled dot-product attention: out = softmax(q kᵀ · scale + bias + masks) v, per head.
+ * Fields may be added at the end; meanings never change. Zero-initialize and set what you need
+ * (then set window_left/window_right to -1 for no window). */
+typedef struct qkv_attention_desc {
+    int64_t batch;          /* B */
+    int64_t q_len, kv_len;  /* Tq, Tk */
+    int64_t n_heads;        /* Hq query heads */
+    int64_t n_kv_heads;     /* Hk key/value heads, Hq % Hk == 0 (Hk == Hq: MHA, Hk == 1: MQA) */
+    int64_t head_dim;       /* D of q and k */
+    int64_t v_head_dim;     /* Dv of v and out; 0 means head_dim */
+    float scale;            /* 0 means 1/sqrt(head_dim) */
+    int causal;             /* key j visible to query i iff j <= i + (Tk - Tq) (bottom-right) */
+    int64_t window_left;    /* -1 unlimited; else keys j >= i + (Tk - Tq) - window_left only */
+    int64_t window_right;   /* -1 unlimited; else keys j <= i + (Tk - Tq) + window_right only */
+    const int32_t *kv_lens; /* [B] keys j >= kv_lens[b] are masked (padding), or NULL */
+    const float *bias;      /* additive score bias or NULL: element (b,h,i,j) is
+                               bias[b*bias_stride_b + h*bias_stride_h + i*bias_stride_q + j];
+                               a stride of 0 broadcasts */
+    int64_t bias_stride_b, bias_stride_h, bias_stride_q;
+    const float *alibi_slopes; /* [Hq] or NULL: adds -slope[h] * |i + (Tk - Tq) - j| */
+    float dropout_p;           /* 0 for inference; dropout on probabilities, regenerated in
+                                  backward from dropout_seed */
+    uint64_t dropout_seed;
+} qkv_attention_desc;
+
+/* Row-major, contiguous:
+ *   q [B, Tq, Hq, D]   k [B, Tk, Hk, D]   v [B, Tk, Hk, Dv]   out [B, Tq, Hq, Dv]
+ *   lse [B, Hq, Tq]: log of the softmax denominator of the scaled, biased, masked scores;
+ *   -INFINITY for a row with no visible key (its out row is 0, its gradients are 0).
+ * Invalid descriptors (non-positive sizes, Hq % Hk != 0, NULL required pointers, sizes whose
+ * products overflow, dropout_p outside [0, 1)) return QKV_ERR_INVALID_ARG naming the field. */
+QKV_API qkv_status qkv_attention_forward(qkv_runtime *rt, const qkv_attention_desc *d,
+                                         const float *q, const float *k, const float *v, float *out,
+                                         float *lse /* may be NULL */);
+/* Gradients of a scalar loss given dout [B, Tq, Hq, Dv]; out and lse are the forward's
+ * outputs. dq [B, Tq, Hq, D], dk [B, Tk, Hk, D], dv [B, Tk, Hk, Dv] are overwritten. */
+QKV_API qkv_status qkv_attention_backward(qkv_runtime *rt, const qkv_attention_desc *d,
+                                          const float *q, const float *k, const float *v,
+                                          const float *out, const float *lse, const float *dout,
+                                          float *dq, float *dk, float *dv);
+/* Probabilities for inspection: p [B, Hq, Tq, Tk] (materializes; for visualization). Dropout
+ * is not applied. A row with no visible key is all zeros. */
+QKV_API qkv_status qkv_attention_probs(qkv_runtime *rt, const qkv_attention_desc *d, const float *q,
+                                       const float *k, float *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* QKV_H */

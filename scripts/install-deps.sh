@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# install-deps.sh — installs the system packages qkv needs to build and test (Debian/Ubuntu).
+# Idempotent: installs only what is missing and says what. Usage:
+#   scripts/install-deps.sh          # build + test needs
+#   scripts/install-deps.sh --fuzz   # also clang + libFuzzer runtime
+set -euo pipefail
+
+pkgs=(cmake make gcc pkg-config libjansson-dev)
+if [[ "${1:-}" == "--fuzz" ]]; then
+    pkgs+=(clang libclang-rt-dev)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-deps: no apt-get here; please install: ${missing[*]}" >&2
+    exit 1
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: missing packages: ${missing[*]}" >&2
+    echo "install-deps: run as root:  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# test.sh — builds qkv and runs the whole test suite (the README's test command).
+#   scripts/test.sh                     release build with debug info, in build/
+#   scripts/test.sh --sanitize          ASan + UBSan build, in build-asan/
+#   scripts/test.sh --tsan              ThreadSanitizer build of the threading tests, in build-tsan/
+# Extra arguments after -- go to ctest (e.g. -- -R attention).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=release
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --sanitize) mode=asan ;;
+        --tsan) mode=tsan ;;
+        --) shift; break ;;
+        -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+        *) echo "test.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+scripts/install-deps.sh
+
+jobs=$(nproc 2>/dev/null || echo 2)
+case "$mode" in
+    release) dir=build; flags=() ;;
+    asan) dir=build-asan; flags=(-DCMAKE_BUILD_TYPE=Debug -DQKV_SANITIZE=address,undefined) ;;
+    tsan) dir=build-tsan; flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DQKV_SANITIZE=thread) ;;
+esac
+
+cmake -S . -B "$dir" "${flags[@]}" -DQKV_BUILD_TESTS=ON >/dev/null
+cmake --build "$dir" -j"$jobs"
+
+ctest_args=(--test-dir "$dir" --output-on-failure -j"$jobs")
+if [[ "$mode" == tsan ]]; then
+    # TSan: the tests whose subject is threading.
+    ctest_args+=(-R 'runtime|threads')
+fi
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1}
+ctest "${ctest_args[@]}" "$@"

@@ -1,0 +1,18 @@
+/* cpu.h — internal CPU helpers. QKV_HAVE_AVX2 / QKV_HAVE_AVX512 are set by the build when the
+ * ISA's kernel files are compiled in (x86-64 with a compiler that accepts the flags). */
+#ifndef QKV_CORE_CPU_H
+#define QKV_CORE_CPU_H
+
+#include "qkv.h"
+
+#ifndef QKV_HAVE_AVX2
+#define QKV_HAVE_AVX2 0
+#endif
+#ifndef QKV_HAVE_AVX512
+#define QKV_HAVE_AVX512 0
+#endif
+
+/* 1 if the CPU and this build can run ISA a. */
+int qkv__arch_supported(qkv_arch a);
+
+#endif

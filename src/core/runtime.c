@@ -1,0 +1,198 @@
+/* runtime.c — qkv_runtime: a persistent thread pool and qkv_parallel_for.
+ *
+ * Design: n-1 worker threads sleep on a condition variable; the calling thread is worker 0.
+ * A job splits [0, n) into at most n_threads contiguous chunks, chunk t going to thread t, so
+ * the split (and therefore any per-chunk float summation) depends only on n, grain and the
+ * thread count. One job runs at a time per runtime (a mutex serializes callers); a
+ * parallel_for issued from inside a job runs serially on the calling thread, which keeps
+ * nested use deadlock-free. */
+#include "core/runtime.h"
+#include "core/alloc.h"
+#include "core/error.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct qkv_runtime {
+    int n_threads;
+    pthread_t *threads;       /* [n_threads - 1] */
+    pthread_mutex_t job_lock; /* serializes callers of parallel_for */
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    uint64_t generation; /* bumped per job; workers wait for a change */
+    int pending;         /* workers still running the current job */
+    int shutdown;
+    /* current job */
+    qkv_range_fn fn;
+    void *ctx;
+    int64_t n, chunk;
+};
+
+static _Thread_local int in_parallel_region;
+
+static void run_chunk(qkv_runtime *rt, int tid) {
+    int64_t begin = (int64_t)tid * rt->chunk;
+    int64_t end = begin + rt->chunk;
+    if (end > rt->n) end = rt->n;
+    if (begin < end) rt->fn(rt->ctx, begin, end, tid);
+}
+
+typedef struct {
+    qkv_runtime *rt;
+    int tid;
+} worker_arg;
+
+static void *worker_main(void *p) {
+    worker_arg a = *(worker_arg *)p;
+    qkv__free(p);
+    qkv_runtime *rt = a.rt;
+    uint64_t seen = 0;
+    in_parallel_region = 1;
+    pthread_mutex_lock(&rt->mu);
+    for (;;) {
+        while (!rt->shutdown && rt->generation == seen) pthread_cond_wait(&rt->wake, &rt->mu);
+        if (rt->shutdown) break;
+        seen = rt->generation;
+        pthread_mutex_unlock(&rt->mu);
+        run_chunk(rt, a.tid);
+        pthread_mutex_lock(&rt->mu);
+        if (--rt->pending == 0) pthread_cond_signal(&rt->done);
+    }
+    pthread_mutex_unlock(&rt->mu);
+    return NULL;
+}
+
+int qkv__default_thread_count(void) {
+    const char *env = getenv("QKV_NUM_THREADS");
+    if (env && *env) {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (*end == '\0' && v >= 1 && v <= 1024) return (int)v;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1) n = 1;
+    if (n > 1024) n = 1024;
+    return (int)n;
+}
+
+qkv_status qkv_runtime_create(int n_threads, qkv_runtime **out) {
+    if (!out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_runtime_create: out is NULL");
+    *out = NULL;
+    if (n_threads < 0 || n_threads > 1024)
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "qkv_runtime_create: n_threads %d is outside [0, 1024]", n_threads);
+    if (n_threads == 0) n_threads = qkv__default_thread_count();
+    qkv_runtime *rt = qkv__calloc(1, sizeof *rt);
+    if (!rt) return qkv__fail(QKV_ERR_NOMEM, "qkv_runtime_create: out of memory");
+    rt->n_threads = n_threads;
+    pthread_mutex_init(&rt->job_lock, NULL);
+    pthread_mutex_init(&rt->mu, NULL);
+    pthread_cond_init(&rt->wake, NULL);
+    pthread_cond_init(&rt->done, NULL);
+    if (n_threads > 1) {
+        rt->threads = qkv__calloc((size_t)n_threads - 1, sizeof *rt->threads);
+        if (!rt->threads) {
+            qkv_runtime_free(rt);
+            return qkv__fail(QKV_ERR_NOMEM, "qkv_runtime_create: out of memory");
+        }
+        for (int t = 1; t < n_threads; t++) {
+            worker_arg *a = qkv__alloc(sizeof *a);
+            int rc = a ? 0 : -1;
+            if (a) {
+                a->rt = rt;
+                a->tid = t;
+                rc = pthread_create(&rt->threads[t - 1], NULL, worker_main, a);
+                if (rc != 0) qkv__free(a);
+            }
+            if (rc != 0) {
+                rt->n_threads = t; /* only t-1 workers exist; free joins exactly those */
+                qkv_runtime_free(rt);
+                return qkv__fail(a ? QKV_ERR_INTERNAL : QKV_ERR_NOMEM,
+                                 "qkv_runtime_create: cannot start thread %d of %d", t, n_threads);
+            }
+        }
+    }
+    *out = rt;
+    return QKV_OK;
+}
+
+void qkv_runtime_free(qkv_runtime *rt) {
+    if (!rt) return;
+    if (rt->threads) {
+        pthread_mutex_lock(&rt->mu);
+        rt->shutdown = 1;
+        pthread_cond_broadcast(&rt->wake);
+        pthread_mutex_unlock(&rt->mu);
+        for (int t = 1; t < rt->n_threads; t++) pthread_join(rt->threads[t - 1], NULL);
+        qkv__free(rt->threads);
+    }
+    pthread_cond_destroy(&rt->wake);
+    pthread_cond_destroy(&rt->done);
+    pthread_mutex_destroy(&rt->mu);
+    pthread_mutex_destroy(&rt->job_lock);
+    qkv__free(rt);
+}
+
+static qkv_runtime *default_rt;
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+static void default_cleanup(void) {
+    qkv_runtime_free(default_rt);
+    default_rt = NULL;
+}
+
+static void default_init(void) {
+    if (qkv_runtime_create(0, &default_rt) != QKV_OK) {
+        default_rt = NULL; /* fall back to serial execution */
+        return;
+    }
+    atexit(default_cleanup);
+}
+
+qkv_runtime *qkv__runtime_or_default(qkv_runtime *rt) {
+    if (rt) return rt;
+    pthread_once(&default_once, default_init);
+    return default_rt;
+}
+
+int qkv_runtime_n_threads(const qkv_runtime *rt) {
+    const qkv_runtime *r = qkv__runtime_or_default((qkv_runtime *)rt);
+    return r ? r->n_threads : 1;
+}
+
+void qkv_parallel_for(qkv_runtime *rt, int64_t n, int64_t grain, qkv_range_fn fn, void *ctx) {
+    if (n <= 0 || !fn) return;
+    if (grain < 1) grain = 1;
+    rt = qkv__runtime_or_default(rt);
+    int64_t max_chunks = (n + grain - 1) / grain;
+    int n_threads = rt ? rt->n_threads : 1;
+    if (max_chunks < n_threads) n_threads = (int)max_chunks;
+    if (n_threads <= 1 || in_parallel_region) {
+        fn(ctx, 0, n, 0);
+        return;
+    }
+    pthread_mutex_lock(&rt->job_lock);
+    pthread_mutex_lock(&rt->mu);
+    rt->fn = fn;
+    rt->ctx = ctx;
+    rt->n = n;
+    /* chunk = ceil(n / min(pool size, ceil(n / grain))): a function of (n, grain, pool size)
+     * only. Every worker wakes; those past the last chunk find an empty range. */
+    int64_t chunk = (n + n_threads - 1) / n_threads;
+    rt->chunk = chunk;
+    rt->pending = rt->n_threads - 1;
+    rt->generation++;
+    pthread_cond_broadcast(&rt->wake);
+    pthread_mutex_unlock(&rt->mu);
+
+    in_parallel_region = 1;
+    run_chunk(rt, 0);
+    in_parallel_region = 0;
+
+    pthread_mutex_lock(&rt->mu);
+    while (rt->pending > 0) pthread_cond_wait(&rt->done, &rt->mu);
+    pthread_mutex_unlock(&rt->mu);
+    pthread_mutex_unlock(&rt->job_lock);
+}

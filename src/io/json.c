@@ -1,0 +1,71 @@
+/* json.c — jansson routed through qkv__alloc under one lock, and strict UTF-8 validation.
+ * See json.h for why the allocation hooks are swapped in and out around each use. */
+#include "io/json.h"
+
+#include "core/alloc.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdint.h>
+
+static pthread_mutex_t json_lock = PTHREAD_MUTEX_INITIALIZER;
+static json_malloc_t saved_malloc;
+static json_free_t saved_free;
+static int alloc_failed; /* guarded by json_lock */
+
+static void *json_hook_alloc(size_t size) {
+    void *p = qkv__alloc(size);
+    if (!p) alloc_failed = 1;
+    return p;
+}
+
+static void json_hook_free(void *p) { qkv__free(p); }
+
+void qkv__json_begin(void) {
+    pthread_mutex_lock(&json_lock);
+    json_get_alloc_funcs(&saved_malloc, &saved_free);
+    json_set_alloc_funcs(json_hook_alloc, json_hook_free);
+    alloc_failed = 0;
+}
+
+int qkv__json_alloc_failed(void) { return alloc_failed; }
+
+void qkv__json_end(void) {
+    json_set_alloc_funcs(saved_malloc, saved_free);
+    pthread_mutex_unlock(&json_lock);
+}
+
+int qkv__utf8_valid(const void *s, size_t len, size_t *bad) {
+    const uint8_t *p = s;
+    size_t i = 0;
+    while (i < len) {
+        uint8_t c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;                     /* continuation bytes */
+        uint8_t lo = 0x80, hi = 0xBF; /* allowed range of the first continuation byte */
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            if (c == 0xE0) lo = 0xA0; /* overlong */
+            if (c == 0xED) hi = 0x9F; /* UTF-16 surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            if (c == 0xF0) lo = 0x90; /* overlong */
+            if (c == 0xF4) hi = 0x8F; /* past U+10FFFF */
+        } else {
+            break; /* a continuation byte, 0xC0, 0xC1 or 0xF5..0xFF where a sequence starts */
+        }
+        if (len - i <= n || p[i + 1] < lo || p[i + 1] > hi) break;
+        size_t k = 2;
+        while (k <= n && (p[i + k] & 0xC0) == 0x80) k++;
+        if (k <= n) break;
+        i += n + 1;
+    }
+    if (i == len) return 1;
+    if (bad) *bad = i; /* the first byte of the bad sequence */
+    return 0;
+}

@@ -1,0 +1,23 @@
+/* json.h — jansson behind qkv's allocator hook, and a strict UTF-8 check.
+ *
+ * jansson's allocation functions are process-global, so every qkv use of jansson runs between
+ * qkv__json_begin() and qkv__json_end(). They hold one lock, point jansson at qkv__alloc /
+ * qkv__free (so the fail-the-Nth-allocation tests reach JSON too) and restore whatever the host
+ * program had set. Every json_t made inside must be released before qkv__json_end(). The lock
+ * only orders qkv's own uses; a host thread using jansson at the same moment is not covered. */
+#ifndef QKV_IO_JSON_H
+#define QKV_IO_JSON_H
+
+#include <stddef.h>
+
+void qkv__json_begin(void);
+/* 1 if an allocation made by jansson failed since qkv__json_begin(). jansson reports some
+ * out-of-memory cases as parse errors; this tells NOMEM from a malformed document. */
+int qkv__json_alloc_failed(void);
+void qkv__json_end(void);
+
+/* Strict UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF). Returns 1
+ * if s[0..len) is valid; else 0 and, if bad is not NULL, the offset of the first bad byte. */
+int qkv__utf8_valid(const void *s, size_t len, size_t *bad);
+
+#endif

@@ -1,0 +1,29 @@
+/* safetensors.h — what the reader and writer of the safetensors format share.
+ *
+ * Layout: 8 bytes N (little-endian u64), N bytes of UTF-8 JSON header, then the data section.
+ * The header maps each tensor name to {"dtype", "shape", "data_offsets": [begin, end]} (offsets
+ * relative to the data section) and may hold "__metadata__": {string: string}. */
+#ifndef QKV_IO_SAFETENSORS_H
+#define QKV_IO_SAFETENSORS_H
+
+#include "qkv.h"
+
+#include <stddef.h>
+
+/* The header-length cap of the reference implementation (Hugging Face safetensors). */
+#define QKV_ST_MAX_HEADER 100000000ull
+/* The header length prefix; writers pad the header so that the data section starts at a
+ * multiple of this, like the reference does. */
+#define QKV_ST_PREFIX 8
+#define QKV_ST_METADATA_KEY "__metadata__"
+
+/* The format's own dtype spellings, matched exactly (case-sensitive): "F32", "BF16", ...
+ * Kept here rather than relying on qkv_dtype_parse so that the file format stays strict
+ * whatever aliases the public parser may accept. */
+int qkv__st_dtype_parse(const char *name, qkv_dtype *out); /* 1 if known */
+const char *qkv__st_dtype_name(qkv_dtype t);               /* NULL if invalid */
+size_t qkv__st_dtype_size(qkv_dtype t);                    /* 0 if invalid */
+/* "BOOL, U8, ..." for messages. */
+const char *qkv__st_dtype_list(void);
+
+#endif

@@ -1,0 +1,101 @@
+/* gemm_avx2.c — AVX2 + FMA GEMM micro-kernel: a 6 x 16 block of C in 12 ymm registers
+ * (12 accumulators + 2 B vectors + 1 broadcast of the 16 registers). Edge tiles compute the
+ * full block and store through a row limit and, for nr < 16, a small stack buffer. */
+#include "kernels/gemm.h"
+
+#include <immintrin.h>
+
+enum { MR = 6, NR = 16 };
+
+static inline void store_row(float *row, __m256 lo, __m256 hi, int nr, __m256 va, float beta) {
+    lo = _mm256_mul_ps(lo, va);
+    hi = _mm256_mul_ps(hi, va);
+    if (nr == NR) {
+        if (beta != 0.0f) {
+            __m256 vb = _mm256_set1_ps(beta);
+            lo = _mm256_fmadd_ps(vb, _mm256_loadu_ps(row), lo);
+            hi = _mm256_fmadd_ps(vb, _mm256_loadu_ps(row + 8), hi);
+        }
+        _mm256_storeu_ps(row, lo);
+        _mm256_storeu_ps(row + 8, hi);
+    } else {
+        float tmp[NR];
+        _mm256_storeu_ps(tmp, lo);
+        _mm256_storeu_ps(tmp + 8, hi);
+        for (int j = 0; j < nr; j++) row[j] = beta == 0.0f ? tmp[j] : tmp[j] + beta * row[j];
+    }
+}
+
+static void gemm_ukr_avx2(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
+                          int mr, int nr, float alpha, float beta) {
+    /* Named accumulators (not an array) so the compiler keeps all 12 in registers. */
+    __m256 c0a = _mm256_setzero_ps(), c0b = _mm256_setzero_ps();
+    __m256 c1a = _mm256_setzero_ps(), c1b = _mm256_setzero_ps();
+    __m256 c2a = _mm256_setzero_ps(), c2b = _mm256_setzero_ps();
+    __m256 c3a = _mm256_setzero_ps(), c3b = _mm256_setzero_ps();
+    __m256 c4a = _mm256_setzero_ps(), c4b = _mm256_setzero_ps();
+    __m256 c5a = _mm256_setzero_ps(), c5b = _mm256_setzero_ps();
+#define QKV_ROW(r)                                                                                 \
+    do {                                                                                           \
+        __m256 a_ = _mm256_broadcast_ss(ap + r);                                                   \
+        c##r##a = _mm256_fmadd_ps(a_, b0, c##r##a);                                                \
+        c##r##b = _mm256_fmadd_ps(a_, b1, c##r##b);                                                \
+    } while (0)
+    for (int64_t p = 0; p < kc; p++) {
+        __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
+        QKV_ROW(0);
+        QKV_ROW(1);
+        QKV_ROW(2);
+        QKV_ROW(3);
+        QKV_ROW(4);
+        QKV_ROW(5);
+        ap += MR;
+        bp += NR;
+    }
+#undef QKV_ROW
+    __m256 va = _mm256_set1_ps(alpha);
+    switch (mr) {
+    default:
+    case 6: store_row(c + 5 * ldc, c5a, c5b, nr, va, beta); /* fall through */
+    case 5: store_row(c + 4 * ldc, c4a, c4b, nr, va, beta); /* fall through */
+    case 4: store_row(c + 3 * ldc, c3a, c3b, nr, va, beta); /* fall through */
+    case 3: store_row(c + 2 * ldc, c2a, c2b, nr, va, beta); /* fall through */
+    case 2: store_row(c + 1 * ldc, c1a, c1b, nr, va, beta); /* fall through */
+    case 1: store_row(c, c0a, c0b, nr, va, beta);           /* fall through */
+    case 0: break;
+    }
+}
+
+void qkv__gemm_config_avx2(qkv_gemm_config *cfg) {
+    cfg->name = "gemm_f32_avx2";
+    cfg->mr = MR;
+    cfg->nr = NR;
+    cfg->kc = 256; /* B micro-panel 256 x 16 floats = 16 KiB */
+    cfg->mc = 144;
+    cfg->nc = 4096;
+    cfg->ukr = gemm_ukr_avx2;
+}
+
+/* Peak-measurement loop (kernels/peak.c): 12 independent ymm FMA chains. */
+float qkv__fma_peak_loop_avx2(int64_t iters, double *flops) {
+    __m256 a0 = _mm256_set1_ps(0), a1 = _mm256_set1_ps(1), a2 = _mm256_set1_ps(2);
+    __m256 a3 = _mm256_set1_ps(3), a4 = _mm256_set1_ps(4), a5 = _mm256_set1_ps(5);
+    __m256 a6 = _mm256_set1_ps(6), a7 = _mm256_set1_ps(7), a8 = _mm256_set1_ps(8);
+    __m256 a9 = _mm256_set1_ps(9), a10 = _mm256_set1_ps(10), a11 = _mm256_set1_ps(11);
+    const __m256 b = _mm256_set1_ps(1.0000001f), c = _mm256_set1_ps(1e-7f);
+    for (int64_t it = 0; it < iters; it++) {
+        a0 = _mm256_fmadd_ps(a0, b, c), a1 = _mm256_fmadd_ps(a1, b, c);
+        a2 = _mm256_fmadd_ps(a2, b, c), a3 = _mm256_fmadd_ps(a3, b, c);
+        a4 = _mm256_fmadd_ps(a4, b, c), a5 = _mm256_fmadd_ps(a5, b, c);
+        a6 = _mm256_fmadd_ps(a6, b, c), a7 = _mm256_fmadd_ps(a7, b, c);
+        a8 = _mm256_fmadd_ps(a8, b, c), a9 = _mm256_fmadd_ps(a9, b, c);
+        a10 = _mm256_fmadd_ps(a10, b, c), a11 = _mm256_fmadd_ps(a11, b, c);
+    }
+    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                             _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
+    float out[8];
+    _mm256_storeu_ps(out, s);
+    *flops = 2.0 * 8.0 * 12.0 * (double)iters;
+    return out[0] + out[7];
+}

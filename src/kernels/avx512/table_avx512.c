@@ -1,0 +1,14 @@
+/* table_avx512.c — the avx512 dispatch table. Names only the ops with an AVX-512 kernel; the rest
+ * fall back to AVX2, then ref. */
+#include "kernels/avx512/kernels_avx512.h"
+#include "kernels/dispatch.h"
+#include "kernels/gemm.h"
+
+const qkv_kernels qkv__kernels_avx512 = {
+    .convert_f16_f32 = qkv__convert_f16_f32_avx512,
+    .convert_f32_f16 = qkv__convert_f32_f16_avx512,
+    .convert_bf16_f32 = qkv__convert_bf16_f32_avx512,
+    .convert_f32_bf16 = qkv__convert_f32_bf16_avx512,
+    .gemm_f32_config = qkv__gemm_config_avx512,
+    .fma_peak_loop = qkv__fma_peak_loop_avx512,
+};

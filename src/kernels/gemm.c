@@ -1,0 +1,275 @@
+/* gemm.c — the portable half of the blocked GEMM: argument checks, the thread split, packing,
+ * the loop nest around the micro-kernel, and the fused epilogue. The micro-kernels (the only
+ * ISA-specific part) live in kernels/<isa>/gemm_<isa>.c; see gemm.h for the contract.
+ *
+ * Loop nest per thread (BLIS order), for the thread's block of C rows [m0,m1) x cols [n0,n1):
+ *   for jc in cols step NC:            B panel  op(B)[pc:pc+KC, jc:jc+NC] -> bpack (L3)
+ *     for pc in 0..K step KC:
+ *       pack B panel
+ *       for ic in rows step MC:        A block  op(A)[ic:ic+MC, pc:pc+KC] -> apack (L2)
+ *         pack A block
+ *         for jr in panel step NR:     B micro-panel (L1)
+ *           for ir in block step MR:   micro-kernel on C[ic+ir.., jc+jr..]
+ * The first K block applies the caller's beta, later ones beta = 1; the epilogue runs on each
+ * C tile right after its last K block, while the tile is still in L1. */
+#include "kernels/gemm.h"
+
+#include "core/alloc.h"
+#include "core/cpu.h"
+#include "core/error.h"
+#include "kernels/dispatch.h"
+
+#include <math.h>
+#include <string.h>
+
+float qkv__act_f32(qkv_act act, float x) {
+    switch (act) {
+    case QKV_ACT_NONE: return x;
+    case QKV_ACT_GELU_ERF: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case QKV_ACT_GELU_TANH: {
+        const float c = 0.79788456080286536f; /* sqrt(2/pi) */
+        return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+    }
+    case QKV_ACT_RELU: return x > 0.0f ? x : 0.0f;
+    case QKV_ACT_SILU: return x / (1.0f + expf(-x));
+    }
+    return x;
+}
+
+static void epilogue_tile(const qkv_gemm_epilogue *epi, float *c, int64_t ldc, int64_t i0,
+                          int64_t j0, int mr, int nr) {
+    for (int r = 0; r < mr; r++) {
+        float *row = c + r * ldc;
+        if (epi->bias)
+            for (int j = 0; j < nr; j++) row[j] += epi->bias[j0 + j];
+        if (epi->act != QKV_ACT_NONE)
+            for (int j = 0; j < nr; j++) row[j] = qkv__act_f32(epi->act, row[j]);
+        if (epi->residual) {
+            const float *res = epi->residual + (i0 + r) * epi->ldr + j0;
+            for (int j = 0; j < nr; j++) row[j] += res[j];
+        }
+    }
+}
+
+/* op(A)[i0:i0+mc, p0:p0+kc] -> ap, micro-panels of MR rows: ap[(ir/MR)*MR*kc + p*MR + r]. */
+static void pack_a(int trans, const float *A, int64_t lda, int64_t i0, int64_t p0, int64_t mc,
+                   int64_t kc, int MR, float *ap) {
+    for (int64_t ir = 0; ir < mc; ir += MR) {
+        int mr = (int)(mc - ir < MR ? mc - ir : MR);
+        float *dst = ap + ir * kc;
+        if (!trans) {
+            for (int r = 0; r < mr; r++) {
+                const float *src = A + (i0 + ir + r) * lda + p0;
+                for (int64_t p = 0; p < kc; p++) dst[p * MR + r] = src[p];
+            }
+        } else {
+            for (int64_t p = 0; p < kc; p++) {
+                const float *src = A + (p0 + p) * lda + i0 + ir;
+                for (int r = 0; r < mr; r++) dst[p * MR + r] = src[r];
+            }
+        }
+        if (mr < MR)
+            for (int64_t p = 0; p < kc; p++)
+                for (int r = mr; r < MR; r++) dst[p * MR + r] = 0.0f;
+    }
+}
+
+/* op(B)[p0:p0+kc, j0:j0+nc] -> bp, micro-panels of NR cols: bp[(jr/NR)*NR*kc + p*NR + j]. */
+static void pack_b(int trans, const float *B, int64_t ldb, int64_t p0, int64_t j0, int64_t kc,
+                   int64_t nc, int NR, float *bp) {
+    for (int64_t jr = 0; jr < nc; jr += NR) {
+        int nr = (int)(nc - jr < NR ? nc - jr : NR);
+        float *dst = bp + jr * kc;
+        if (!trans) {
+            for (int64_t p = 0; p < kc; p++) {
+                const float *src = B + (p0 + p) * ldb + j0 + jr;
+                float *d = dst + p * NR;
+                int j = 0;
+                for (; j < nr; j++) d[j] = src[j];
+                for (; j < NR; j++) d[j] = 0.0f;
+            }
+        } else {
+            for (int j = 0; j < nr; j++) {
+                const float *src = B + (j0 + jr + j) * ldb + p0;
+                for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = src[p];
+            }
+            for (int j = nr; j < NR; j++)
+                for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = 0.0f;
+        }
+    }
+}
+
+typedef struct {
+    const qkv_gemm_config *cfg;
+    int trans_a, trans_b;
+    int64_t M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    int64_t lda, ldb, ldc;
+    float *C;
+    const qkv_gemm_epilogue *epi;
+    int tm, tn;                  /* thread grid: tm row blocks x tn column blocks */
+    int64_t m_step, n_step;      /* rows / cols per grid cell (multiples of MR / NR) */
+    float *buffers;              /* per grid cell: apack (a_floats) then bpack */
+    size_t buf_floats, a_floats; /* per cell */
+} gemm_job;
+
+static void gemm_cell(const gemm_job *g, int64_t cell) {
+    const qkv_gemm_config *cfg = g->cfg;
+    const int MR = cfg->mr, NR = cfg->nr;
+    int64_t m0 = (cell / g->tn) * g->m_step, n0 = (cell % g->tn) * g->n_step;
+    int64_t m1 = m0 + g->m_step < g->M ? m0 + g->m_step : g->M;
+    int64_t n1 = n0 + g->n_step < g->N ? n0 + g->n_step : g->N;
+    if (m0 >= m1 || n0 >= n1) return;
+    float *apack = g->buffers + (size_t)cell * g->buf_floats;
+    float *bpack = apack + g->a_floats;
+    const qkv_gemm_epilogue *epi = g->epi;
+    int has_epi = epi && (epi->bias || epi->act != QKV_ACT_NONE || epi->residual);
+
+    for (int64_t jc = n0; jc < n1; jc += cfg->nc) {
+        int64_t nc = n1 - jc < cfg->nc ? n1 - jc : cfg->nc;
+        if (g->K == 0) { /* C = epilogue(beta * C) */
+            for (int64_t i = m0; i < m1; i++) {
+                float *row = g->C + i * g->ldc + jc;
+                for (int64_t j = 0; j < nc; j++) row[j] = g->beta == 0.0f ? 0.0f : g->beta * row[j];
+                if (has_epi) epilogue_tile(epi, row, g->ldc, i, jc, 1, (int)nc);
+            }
+            continue;
+        }
+        for (int64_t pc = 0; pc < g->K; pc += cfg->kc) {
+            int64_t kc = g->K - pc < cfg->kc ? g->K - pc : cfg->kc;
+            float beta = pc == 0 ? g->beta : 1.0f;
+            int last = pc + kc == g->K;
+            pack_b(g->trans_b, g->B, g->ldb, pc, jc, kc, nc, NR, bpack);
+            for (int64_t ic = m0; ic < m1; ic += cfg->mc) {
+                int64_t mc = m1 - ic < cfg->mc ? m1 - ic : cfg->mc;
+                pack_a(g->trans_a, g->A, g->lda, ic, pc, mc, kc, MR, apack);
+                for (int64_t jr = 0; jr < nc; jr += NR) {
+                    int nr = (int)(nc - jr < NR ? nc - jr : NR);
+                    for (int64_t ir = 0; ir < mc; ir += MR) {
+                        int mr = (int)(mc - ir < MR ? mc - ir : MR);
+                        float *c = g->C + (ic + ir) * g->ldc + jc + jr;
+                        cfg->ukr(kc, apack + ir * kc, bpack + jr * kc, c, g->ldc, mr, nr, g->alpha,
+                                 beta);
+                        if (last && has_epi)
+                            epilogue_tile(epi, c, g->ldc, ic + ir, jc + jr, mr, nr);
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void gemm_task(void *ctx, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    const gemm_job *g = ctx;
+    for (int64_t cell = begin; cell < end; cell++) gemm_cell(g, cell);
+}
+
+static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/* Splits C among up to T threads: the grid (tm, tn) with tm * tn <= T that keeps every cell
+ * busiest (fewest micro-tiles in the largest cell), preferring row splits on ties since a
+ * column split repacks A in every cell. */
+static void choose_grid(int64_t M, int64_t N, int MR, int NR, int T, int *tm, int *tn) {
+    int64_t mt = (M + MR - 1) / MR, nt = (N + NR - 1) / NR;
+    int64_t best = -1;
+    *tm = *tn = 1;
+    for (int a = 1; a <= T; a++)
+        for (int b = 1; a * b <= T; b++) {
+            if (a > mt || b > nt) continue;
+            int64_t cost = ((mt + a - 1) / a) * ((nt + b - 1) / b);
+            if (best < 0 || cost < best || (cost == best && a * b < *tm * *tn)) {
+                best = cost;
+                *tm = a;
+                *tn = b;
+            }
+        }
+}
+
+static qkv_status check_args(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                             const float *A, int64_t lda, const float *B, int64_t ldb,
+                             const float *C, int64_t ldc, const qkv_gemm_epilogue *epi) {
+    if (M < 0 || N < 0 || K < 0)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: negative size M=%lld N=%lld K=%lld",
+                         (long long)M, (long long)N, (long long)K);
+    if (M == 0 || N == 0) return QKV_OK;
+    if (!C) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: C is NULL");
+    if (ldc < N)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: ldc %lld < N %lld", (long long)ldc,
+                         (long long)N);
+    if (K > 0) {
+        if (!A || !B) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: A or B is NULL");
+        if (lda < (trans_a ? M : K))
+            return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: lda %lld too small", (long long)lda);
+        if (ldb < (trans_b ? K : N))
+            return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: ldb %lld too small", (long long)ldb);
+    }
+    if (epi && epi->residual && epi->ldr < N)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: residual ldr %lld < N", (long long)epi->ldr);
+    if (epi && (unsigned)epi->act > QKV_ACT_SILU)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: unknown activation %d", (int)epi->act);
+    return QKV_OK;
+}
+
+qkv_status qkv__gemm_f32_with(const qkv_gemm_config *cfg, qkv_runtime *rt, int trans_a, int trans_b,
+                              int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                              int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                              int64_t ldc, const qkv_gemm_epilogue *epi) {
+    QKV_TRY(check_args(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, epi));
+    if (M == 0 || N == 0) return QKV_OK;
+    gemm_job g = {cfg, trans_a, trans_b, M,   N, K, alpha, beta, A,    B, lda,
+                  ldb, ldc,     C,       epi, 1, 1, 0,     0,    NULL, 0, 0};
+    /* Threads only when there is enough work to pay for waking them (~64k FMAs a cell). */
+    int T = qkv_runtime_n_threads(rt);
+    double work = (double)M * (double)N * (double)(K ? K : 1);
+    if (work < 65536.0 * 2) T = 1;
+    choose_grid(M, N, cfg->mr, cfg->nr, T, &g.tm, &g.tn);
+    g.m_step = round_up((M + g.tm - 1) / g.tm, cfg->mr);
+    g.n_step = round_up((N + g.tn - 1) / g.tn, cfg->nr);
+    /* Packing buffers sized for the blocks actually used (small problems stay small). */
+    int64_t kc = K < cfg->kc ? (K ? K : 1) : cfg->kc;
+    int64_t mc = g.m_step < cfg->mc ? g.m_step : cfg->mc; /* both multiples of MR */
+    int64_t nc = g.n_step < cfg->nc ? g.n_step : round_up(cfg->nc, cfg->nr);
+    g.a_floats = (size_t)(round_up(mc, cfg->mr) * kc);
+    g.buf_floats = g.a_floats + (size_t)(kc * round_up(nc, cfg->nr));
+    size_t cells = (size_t)g.tm * (size_t)g.tn, bytes;
+    if (qkv__mul_overflow(cells * g.buf_floats, sizeof(float), &bytes))
+        return qkv__fail(QKV_ERR_OVERFLOW, "gemm: packing buffer size overflows");
+    g.buffers = qkv__alloc(bytes);
+    if (!g.buffers) return qkv__fail(QKV_ERR_NOMEM, "gemm: cannot allocate %zu bytes", bytes);
+    qkv_parallel_for(rt, (int64_t)cells, 1, gemm_task, &g);
+    qkv__free(g.buffers);
+    return QKV_OK;
+}
+
+qkv_status qkv__gemm_f32(qkv_runtime *rt, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                         float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                         float beta, float *C, int64_t ldc, const qkv_gemm_epilogue *epi) {
+    qkv_gemm_config cfg;
+    qkv__kernels()->gemm_f32_config(&cfg);
+    return qkv__gemm_f32_with(&cfg, rt, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                              ldc, epi);
+}
+
+void qkv__gemm_f32_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                         float *C, int64_t ldc, const qkv_gemm_epilogue *epi) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double acc = 0.0;
+            for (int64_t p = 0; p < K; p++) {
+                double a = trans_a ? A[p * lda + i] : A[i * lda + p];
+                double b = trans_b ? B[j * ldb + p] : B[p * ldb + j];
+                acc += a * b;
+            }
+            float t =
+                (float)((double)alpha * acc + (beta == 0.0f ? 0.0 : (double)beta * C[i * ldc + j]));
+            if (epi) {
+                if (epi->bias) t += epi->bias[j];
+                t = qkv__act_f32(epi->act, t);
+                if (epi->residual) t += epi->residual[i * epi->ldr + j];
+            }
+            C[i * ldc + j] = t;
+        }
+}

@@ -1,0 +1,39 @@
+/* gemm_ref.c — the portable GEMM micro-kernel (plain C; the compiler may vectorize it for the
+ * baseline ISA). Contract in kernels/gemm.h. */
+#include "kernels/gemm.h"
+
+enum { MR = 4, NR = 8 };
+
+static void gemm_ukr_ref(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
+                         int mr, int nr, float alpha, float beta) {
+    float acc[MR][NR] = {{0}};
+    for (int64_t p = 0; p < kc; p++)
+        for (int r = 0; r < MR; r++)
+            for (int j = 0; j < NR; j++) acc[r][j] += ap[p * MR + r] * bp[p * NR + j];
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < nr; j++) {
+            float *dst = c + r * ldc + j;
+            *dst = beta == 0.0f ? alpha * acc[r][j] : alpha * acc[r][j] + beta * *dst;
+        }
+}
+
+void qkv__gemm_config_ref(qkv_gemm_config *cfg) {
+    cfg->name = "gemm_f32_ref";
+    cfg->mr = MR;
+    cfg->nr = NR;
+    cfg->kc = 256;
+    cfg->mc = 128;
+    cfg->nc = 2048;
+    cfg->ukr = gemm_ukr_ref;
+}
+
+/* Peak-measurement loop (kernels/peak.c): independent multiply-add chains in plain C. */
+float qkv__fma_peak_loop_ref(int64_t iters, double *flops) {
+    float a[16], b = 1.0000001f, c = 1e-7f, s = 0;
+    for (int i = 0; i < 16; i++) a[i] = (float)i;
+    for (int64_t it = 0; it < iters; it++)
+        for (int i = 0; i < 16; i++) a[i] = a[i] * b + c;
+    for (int i = 0; i < 16; i++) s += a[i];
+    *flops = 2.0 * 16.0 * (double)iters;
+    return s;
+}

@@ -1,0 +1,95 @@
+/* test.h — the tiny harness every test program uses.
+ *
+ * Each test is its own process (registered with CTest). CHECK records a failure and goes on,
+ * so one run reports every broken check; main returns 1 if any check failed. A test that needs
+ * something absent (an instruction set, Python) calls TEST_SKIP, which exits 77: CTest reports
+ * it as skipped. */
+#ifndef QKV_TEST_H
+#define QKV_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Atomic int test_failures_; /* atomic: CHECK may run on pool threads */
+static _Atomic int test_checks_;
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        test_checks_++;                                                                            \
+        if (!(cond)) {                                                                             \
+            test_failures_++;                                                                      \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                                       \
+    do {                                                                                           \
+        test_checks_++;                                                                            \
+        if (!(cond)) {                                                                             \
+            test_failures_++;                                                                      \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_EQ_INT(a, b)                                                                         \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        test_checks_++;                                                                            \
+        if (a_ != b_) {                                                                            \
+            test_failures_++;                                                                      \
+            fprintf(stderr, "%s:%d: CHECK_EQ_INT failed: %s == %lld, %s == %lld\n", __FILE__,      \
+                    __LINE__, #a, a_, #b, b_);                                                     \
+        }                                                                                          \
+    } while (0)
+
+/* A status check that prints qkv_last_error() on mismatch. */
+#define CHECK_STATUS(expr, expected)                                                               \
+    do {                                                                                           \
+        qkv_status s_ = (expr);                                                                    \
+        test_checks_++;                                                                            \
+        if (s_ != (expected)) {                                                                    \
+            test_failures_++;                                                                      \
+            fprintf(stderr, "%s:%d: %s returned %d (%s), expected %d; last error: %s\n", __FILE__, \
+                    __LINE__, #expr, (int)s_, qkv_strerror(s_), (int)(expected),                   \
+                    qkv_last_error());                                                             \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_OK(expr) CHECK_STATUS(expr, QKV_OK)
+
+/* |a - b| <= atol + rtol * |b| */
+#define CHECK_NEAR(a, b, atol, rtol)                                                               \
+    do {                                                                                           \
+        double a_ = (double)(a), b_ = (double)(b);                                                 \
+        test_checks_++;                                                                            \
+        if (!(fabs(a_ - b_) <= (atol) + (rtol)*fabs(b_))) {                                        \
+            test_failures_++;                                                                      \
+            fprintf(stderr, "%s:%d: CHECK_NEAR failed: %s = %.9g, %s = %.9g\n", __FILE__,          \
+                    __LINE__, #a, a_, #b, b_);                                                     \
+        }                                                                                          \
+    } while (0)
+
+#define TEST_SKIP(...)                                                                             \
+    do {                                                                                           \
+        printf("SKIP: ");                                                                          \
+        printf(__VA_ARGS__);                                                                       \
+        printf("\n");                                                                              \
+        exit(77);                                                                                  \
+    } while (0)
+
+/* Call at the end of main: prints a summary and gives the exit code. */
+static inline int test_finish(const char *name) {
+    printf("%s: %d checks, %d failed\n", name, (int)test_checks_, (int)test_failures_);
+    return test_failures_ ? 1 : 0;
+}
+
+/* Source directory (for fixtures), passed by CMake. */
+#ifndef QKV_SOURCE_DIR
+#define QKV_SOURCE_DIR "."
+#endif
+
+#endif
