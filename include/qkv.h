@@ -265,6 +265,129 @@ QKV_API qkv_status qkv_safetensors_write(const char *path, const qkv_st_write_te
                                          size_t n_tensors, const char *const *meta_keys,
                                          const char *const *meta_values, size_t n_meta);
 
+/* ---------------------------------------------------------------- models */
+
+/* A model directory in the Hugging Face layout, loaded for a job. Today: BERT-family encoders
+ * and sentence-transformers pipelines (modules.json: Transformer, Pooling mean/cls/max/
+ * mean_sqrt_len, Normalize; sentence_bert_config.json max_seq_length). Weights are mmapped from
+ * model.safetensors (F32 zero-copy; F16/BF16 converted once). Unsupported configurations are
+ * refused with the field's name (QKV_ERR_UNSUPPORTED), missing or misshaped tensors with their
+ * name and expected shape (QKV_ERR_FORMAT). */
+typedef struct qkv_model qkv_model;
+
+QKV_API qkv_status qkv_model_load(const char *dir, qkv_model **out);
+QKV_API void qkv_model_free(qkv_model *m);
+/* Width of one embedding (hidden size). */
+QKV_API int64_t qkv_model_dim(const qkv_model *m);
+/* Most tokens one sequence may have (longer texts are truncated by qkv_embed). */
+QKV_API int64_t qkv_model_max_tokens(const qkv_model *m);
+/* Sentence embeddings of n already-tokenized sequences, packed: ids [Σ lens], lens [n] each in
+ * [1, qkv_model_max_tokens]; out [n, qkv_model_dim] (pooled and, if the pipeline says so,
+ * L2-normalized). Sequences of any lengths are batched without padding. rt NULL = default. */
+QKV_API qkv_status qkv_embed_tokens(qkv_runtime *rt, const qkv_model *m, const int32_t *ids,
+                                    const int64_t *lens, size_t n, float *out);
+
+/* ---------------------------------------------------------------- tokenizer */
+
+/* Text to ids exactly as Hugging Face `tokenizers` does it, for BERT-style WordPiece and
+ * GPT-2-style byte-level BPE (docs/TOKENIZERS.md lists every supported component; anything
+ * else is refused with QKV_ERR_UNSUPPORTED naming it). A tokenizer never changes after load
+ * except for an internal cache behind a lock: any number of threads may encode at once. */
+typedef struct qkv_tokenizer qkv_tokenizer;
+
+/* Loads `path`: a tokenizer.json; a vocab.txt (WordPiece; flags from a tokenizer_config.json
+ * beside it: do_lower_case, strip_accents, tokenize_chinese_chars, special tokens); a
+ * vocab.json (byte-level BPE with merges.txt beside it); or a directory holding one of these
+ * (tokenizer.json first). Errors: INVALID_ARG, IO, FORMAT (malformed, with file and JSON
+ * path), UNSUPPORTED (the component's name), NOMEM. On failure *out is NULL. */
+QKV_API qkv_status qkv_tokenizer_load(const char *path, qkv_tokenizer **out);
+QKV_API void qkv_tokenizer_free(qkv_tokenizer *tok);
+
+typedef enum qkv_truncation {
+    QKV_TRUNCATE_LONGEST_FIRST = 0, /* remove from the longer sequence first (HF's default) */
+    QKV_TRUNCATE_ONLY_FIRST = 1,
+    QKV_TRUNCATE_ONLY_SECOND = 2,
+} qkv_truncation;
+
+typedef struct qkv_encode_options {
+    int add_special_tokens;      /* 1: apply the post-processor ([CLS] A [SEP] ...) */
+    int64_t max_length;          /* 0: no truncation; else total tokens incl. special ones */
+    qkv_truncation truncation;   /* how to remove tokens when over max_length */
+    int truncate_left;           /* 1: drop tokens at the start instead of the end */
+    int64_t pad_to;              /* 0: no padding; else pad with pad_id up to this length */
+    int64_t pad_to_multiple_of;  /* 0 or round the padded length up to a multiple */
+    int pad_left;                /* 1: padding goes first */
+    int32_t pad_id, pad_type_id; /* id and type id of padding tokens */
+} qkv_encode_options;
+
+/* The options the tokenizer file asks for: add_special_tokens 1, and the "truncation" and
+ * "padding" of a tokenizer.json (Fixed padding only; none otherwise). tok may be NULL. */
+QKV_API void qkv_tokenizer_default_options(const qkv_tokenizer *tok, qkv_encode_options *o);
+
+/* The result of one encode; all arrays have n entries. Read-only; free with
+ * qkv_encoding_free. Offsets are [start, end) spans into the text the token came from (the
+ * first text, or the pair's text when sequence_ids[i] == 1); special and padding tokens have
+ * (0, 0). offsets are in bytes; char_offsets in code points, where each maximal invalid UTF-8
+ * subsequence counts as one (as Python's errors="replace" decoding counts it). */
+typedef struct qkv_encoding {
+    size_t n;
+    int32_t *ids;
+    int32_t *type_ids;
+    int32_t *attention_mask;      /* 1 for tokens, 0 for padding */
+    int32_t *special_tokens_mask; /* 1 for special tokens and padding */
+    int32_t *sequence_ids;        /* 0 first text, 1 pair text, -1 special or padding */
+    int64_t *offsets;             /* [n][2] byte spans */
+    int64_t *char_offsets;        /* [n][2] code point spans */
+} qkv_encoding;
+
+/* Encodes text[0..len) (and pair[0..pair_len) if pair is not NULL). Any bytes are accepted:
+ * invalid UTF-8 is read as U+FFFD for classification (byte-level BPE still encodes the exact
+ * bytes, so decode gives them back). opts NULL = qkv_tokenizer_default_options. Errors:
+ * INVALID_ARG (NULL arguments, a text over 4 GiB, max_length smaller than the special tokens
+ * or a sequence too short for ONLY_FIRST / ONLY_SECOND), NOMEM. On failure *out is NULL. */
+QKV_API qkv_status qkv_tokenizer_encode(const qkv_tokenizer *tok, const char *text, size_t len,
+                                        const char *pair, size_t pair_len,
+                                        const qkv_encode_options *opts, qkv_encoding **out);
+QKV_API void qkv_encoding_free(qkv_encoding *enc);
+
+/* Text of ids[0..n) as the tokenizer's decoder writes it (HF's decode); skip_special_tokens
+ * leaves out special tokens. *out is NUL-terminated, *out_len its length (may be NULL); free
+ * it with qkv_free. Byte-level BPE gives back the exact bytes encoded (HF would replace
+ * invalid UTF-8 with U+FFFD). Unknown ids: INVALID_ARG. */
+QKV_API qkv_status qkv_tokenizer_decode(const qkv_tokenizer *tok, const int32_t *ids, size_t n,
+                                        int skip_special_tokens, char **out, size_t *out_len);
+
+/* Number of ids: 1 + the largest id of the vocabulary and added tokens. */
+QKV_API size_t qkv_tokenizer_vocab_size(const qkv_tokenizer *tok);
+/* The token string of id (NUL-terminated, owned by tok), or NULL if there is none. */
+QKV_API const char *qkv_tokenizer_id_to_token(const qkv_tokenizer *tok, int32_t id);
+/* The id of token[0..len), or -1. */
+QKV_API int32_t qkv_tokenizer_token_to_id(const qkv_tokenizer *tok, const char *token,
+                                          size_t len);
+
+typedef enum qkv_special_token {
+    QKV_SPECIAL_UNK = 0,
+    QKV_SPECIAL_CLS = 1, /* or BOS (<s>) */
+    QKV_SPECIAL_SEP = 2, /* or EOS (</s>, <|endoftext|>) */
+    QKV_SPECIAL_PAD = 3,
+    QKV_SPECIAL_MASK = 4,
+    QKV_SPECIAL_COUNT_
+} qkv_special_token;
+/* The id of a special token, or -1 if the tokenizer has none. */
+QKV_API int32_t qkv_tokenizer_special_id(const qkv_tokenizer *tok, qkv_special_token which);
+
+/* Learns a byte-level BPE (GPT-2 pre-tokenization, byte alphabet, merges by pair frequency as
+ * tokenizers' BpeTrainer does) from the texts files[0..n_files) and writes DIR/tokenizer.json,
+ * loadable by qkv_tokenizer_load and by Hugging Face tokenizers. vocab_size counts the 256
+ * bytes and the special tokens (special[0..n_special), given ids 0..). min_frequency: pairs
+ * seen fewer times are not merged (0 = 2). progress (may be NULL) is called now and then with
+ * the fraction done. Errors: INVALID_ARG, IO, NOMEM. */
+typedef void (*qkv_progress_fn)(void *ctx, double fraction);
+QKV_API qkv_status qkv_bpe_train(const char *const *files, size_t n_files, size_t vocab_size,
+                                 const char *const *special, size_t n_special,
+                                 int64_t min_frequency, const char *out_dir,
+                                 qkv_progress_fn progress, void *progress_ctx);
+
 /* ---------------------------------------------------------------- attention */
 
 /* Scaled dot-product attention: out = softmax(q kᵀ · scale + bias + masks) v, per head.

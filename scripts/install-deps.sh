@@ -5,7 +5,7 @@
 #   scripts/install-deps.sh --fuzz   # also clang + libFuzzer runtime
 set -euo pipefail
 
-pkgs=(cmake make gcc pkg-config libjansson-dev)
+pkgs=(cmake make gcc pkg-config libjansson-dev curl unzip ca-certificates)
 if [[ "${1:-}" == "--fuzz" ]]; then
     pkgs+=(clang libclang-rt-dev)
 fi

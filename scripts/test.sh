@@ -20,6 +20,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 scripts/install-deps.sh
+scripts/fetch-model.sh # the real model the end-to-end tests run (once; skipped if present)
 
 jobs=$(nproc 2>/dev/null || echo 2)
 case "$mode" in

@@ -129,7 +129,8 @@ static inline void ref_softmax(double *y, const double *x, int64_t N, int64_t V,
         double m = -INFINITY, s = 0;
         for (int64_t v = 0; v < V; v++) m = fmax(m, r[v]);
         for (int64_t v = 0; v < V; v++) s += exp(r[v] - m);
-        for (int64_t v = 0; v < V; v++) y[n * V + v] = log_ ? r[v] - m - log(s) : exp(r[v] - m) / s;
+        for (int64_t v = 0; v < V; v++)
+            y[n * V + v] = log_ ? (r[v] - m) - log(s) : exp(r[v] - m) / s;
     }
 }
 
@@ -144,10 +145,10 @@ static inline double ref_cross_entropy(const double *x, const int32_t *t, int64_
         double m = -INFINITY, s = 0;
         for (int64_t v = 0; v < V; v++) m = fmax(m, r[v]);
         for (int64_t v = 0; v < V; v++) s += exp(r[v] - m);
-        double lse = m + log(s), l = 0;
+        double l = 0;
         for (int64_t v = 0; v < V; v++) {
             double target = (v == t[n] ? 1 - eps : 0) + eps / (double)V;
-            l -= target * (r[v] - lse);
+            if (target != 0) l -= target * ((r[v] - m) - log(s)); /* 0 · -inf: no term */
         }
         sum += l;
         count++;

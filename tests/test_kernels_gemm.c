@@ -63,10 +63,10 @@ int main(void) {
     CHECK_OK(qkv_runtime_create(2, &rt2));
     CHECK_OK(qkv_runtime_create(3, &rt3));
 
-    /* sizes around every block of every ISA (MR 4/6/14, NR 8/16/32, KC 256, MC 128-144) */
+    /* sizes around every block of every ISA (MR 4/6/8, NR 8/16/48, KC 256/384, MC 128-144) */
     const int64_t ms[] = {1, 2, 5, 6, 7, 13, 14, 15, 29, 33, 141, 150};
-    const int64_t ns[] = {1, 3, 8, 15, 16, 17, 31, 32, 33, 65, 100};
-    const int64_t ks[] = {0, 1, 2, 7, 64, 255, 256, 257, 600};
+    const int64_t ns[] = {1, 3, 8, 15, 16, 17, 31, 32, 33, 47, 48, 49, 65, 100};
+    const int64_t ks[] = {0, 1, 2, 7, 64, 255, 256, 257, 383, 385, 600, 769};
     int n = 0;
     for (size_t a = 0; a < sizeof ms / sizeof *ms; a++)
         for (size_t b = 0; b < sizeof ns / sizeof *ns; b++)

@@ -1,11 +1,15 @@
 /* attention.c — the public attention entry points: qkv_attention_forward, _backward, _probs.
  *
  * Owns descriptor validation (every message names the offending field) and the choice of
- * implementation. Today every call goes to the reference in attention_ref.c; fast kernels will
- * be dispatched from here, after the same validation, so every implementation sees only
- * problems that satisfy the invariants listed in attention.h. */
+ * implementation, after the same validation, so every implementation sees only problems that
+ * satisfy the invariants listed in attention.h: forward and backward run the fused kernels
+ * (flash_fwd.c, flash_bwd.c) with the active ISA's micro-kernels when that ISA is avx2 or
+ * avx512 and there is no dropout; the scalar ISA, dropout and probs run the reference in
+ * attention_ref.c (the oracle). */
 #include "attention/attention.h"
+#include "attention/flash.h"
 #include "core/error.h"
+#include "kernels/dispatch.h"
 
 #include <math.h>
 
@@ -117,6 +121,14 @@ qkv_status qkv__attn_validate(const char *fn, const qkv_attention_desc *d, int n
     return QKV_OK;
 }
 
+/* 1 (and *kr filled) if the fused path takes this problem. Dropout stays on the reference:
+ * its counter-based mask is one Philox call per score, which would dominate a fused tile. */
+static int use_flash(const qkv__attn_problem *pb, qkv_attn_kernels *kr) {
+    if (qkv_arch_active() == QKV_ARCH_SCALAR || pb->d->dropout_p > 0.0f) return 0;
+    qkv__kernels()->attn_f32_config(kr);
+    return 1;
+}
+
 static qkv_status need(const char *fn, const char *name, const void *p) {
     if (!p) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: %s is NULL", fn, name);
     return QKV_OK;
@@ -131,6 +143,8 @@ qkv_status qkv_attention_forward(qkv_runtime *rt, const qkv_attention_desc *d, c
     QKV_TRY(need(fn, "k", k));
     QKV_TRY(need(fn, "v", v));
     QKV_TRY(need(fn, "out", out));
+    qkv_attn_kernels kr;
+    if (use_flash(&pb, &kr)) return qkv__attention_forward_flash(rt, &pb, &kr, q, k, v, out, lse);
     return qkv__attention_forward_ref(rt, &pb, q, k, v, out, lse);
 }
 
@@ -150,6 +164,9 @@ qkv_status qkv_attention_backward(qkv_runtime *rt, const qkv_attention_desc *d, 
     QKV_TRY(need(fn, "dq", dq));
     QKV_TRY(need(fn, "dk", dk));
     QKV_TRY(need(fn, "dv", dv));
+    qkv_attn_kernels kr;
+    if (use_flash(&pb, &kr))
+        return qkv__attention_backward_flash(rt, &pb, &kr, q, k, v, out, lse, dout, dq, dk, dv);
     return qkv__attention_backward_ref(rt, &pb, q, k, v, out, lse, dout, dq, dk, dv);
 }
 

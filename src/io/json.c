@@ -7,19 +7,42 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 static pthread_mutex_t json_lock = PTHREAD_MUTEX_INITIALIZER;
 static json_malloc_t saved_malloc;
 static json_free_t saved_free;
 static int alloc_failed; /* guarded by json_lock */
 
+/* jansson is not safe against failed allocations: under fault injection its lexer corrupted
+ * the heap ("free(): invalid next size") or hit an assert. So when our hook's allocation fails
+ * inside jansson, the request is served by malloc instead and the failure is remembered;
+ * callers then report NOMEM (qkv__json_alloc_failed) and throw the tree away. Each block
+ * carries a 16-byte header saying where it came from, so the free hook returns it there. */
+#define HDR 16
+
 static void *json_hook_alloc(size_t size) {
-    void *p = qkv__alloc(size);
-    if (!p) alloc_failed = 1;
-    return p;
+    if (size > SIZE_MAX - HDR) return NULL;
+    unsigned char *p = qkv__alloc(size + HDR);
+    unsigned char origin = 0;
+    if (!p) {
+        alloc_failed = 1;
+        p = malloc(size + HDR);
+        origin = 1;
+        if (!p) return NULL;
+    }
+    p[0] = origin;
+    return p + HDR;
 }
 
-static void json_hook_free(void *p) { qkv__free(p); }
+static void json_hook_free(void *ptr) {
+    if (!ptr) return;
+    unsigned char *p = (unsigned char *)ptr - HDR;
+    if (p[0])
+        free(p);
+    else
+        qkv__free(p);
+}
 
 void qkv__json_begin(void) {
     pthread_mutex_lock(&json_lock);

@@ -35,42 +35,19 @@
 
 /* ---------------------------------------------------------------- the format's dtypes */
 
-static const struct {
-    const char *name;
-    qkv_dtype dtype;
-    size_t size;
-} st_dtypes[] = {
-    {"BOOL", QKV_DTYPE_BOOL, 1},       {"U8", QKV_DTYPE_U8, 1},
-    {"I8", QKV_DTYPE_I8, 1},           {"I16", QKV_DTYPE_I16, 2},
-    {"U16", QKV_DTYPE_U16, 2},         {"F16", QKV_DTYPE_F16, 2},
-    {"BF16", QKV_DTYPE_BF16, 2},       {"I32", QKV_DTYPE_I32, 4},
-    {"U32", QKV_DTYPE_U32, 4},         {"F32", QKV_DTYPE_F32, 4},
-    {"F64", QKV_DTYPE_F64, 8},         {"I64", QKV_DTYPE_I64, 8},
-    {"U64", QKV_DTYPE_U64, 8},         {"F8_E4M3", QKV_DTYPE_F8_E4M3, 1},
-    {"F8_E5M2", QKV_DTYPE_F8_E5M2, 1},
-};
-#define N_ST_DTYPES (sizeof st_dtypes / sizeof st_dtypes[0])
-
+/* safetensors spells dtypes exactly as qkv_dtype_name does (core/dtype.c owns the table). */
 int qkv__st_dtype_parse(const char *name, qkv_dtype *out) {
-    for (size_t i = 0; i < N_ST_DTYPES; i++)
-        if (strcmp(name, st_dtypes[i].name) == 0) {
-            *out = st_dtypes[i].dtype;
+    for (int i = 0; i < QKV_DTYPE_COUNT_; i++)
+        if (strcmp(name, qkv_dtype_name((qkv_dtype)i)) == 0) {
+            *out = (qkv_dtype)i;
             return 1;
         }
     return 0;
 }
 
-const char *qkv__st_dtype_name(qkv_dtype t) {
-    for (size_t i = 0; i < N_ST_DTYPES; i++)
-        if (st_dtypes[i].dtype == t) return st_dtypes[i].name;
-    return NULL;
-}
+const char *qkv__st_dtype_name(qkv_dtype t) { return qkv_dtype_size(t) ? qkv_dtype_name(t) : NULL; }
 
-size_t qkv__st_dtype_size(qkv_dtype t) {
-    for (size_t i = 0; i < N_ST_DTYPES; i++)
-        if (st_dtypes[i].dtype == t) return st_dtypes[i].size;
-    return 0;
-}
+size_t qkv__st_dtype_size(qkv_dtype t) { return qkv_dtype_size(t); }
 
 const char *qkv__st_dtype_list(void) {
     return "BOOL, U8, I8, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64, F8_E4M3, F8_E5M2";

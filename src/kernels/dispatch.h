@@ -15,11 +15,13 @@
 #define QKV_KERNELS_DISPATCH_H
 
 #include "core/cpu.h"
+#include "kernels/gemm.h" /* qkv_act */
 
 #include <stddef.h>
 #include <stdint.h>
 
 struct qkv_gemm_config;
+struct qkv_attn_kernels;
 
 /* Only function pointers: dispatch.c walks the struct as an array of them. */
 typedef struct qkv_kernels {
@@ -34,6 +36,44 @@ typedef struct qkv_kernels {
     /* Runs iters rounds of independent FMA chains of the ISA's widest vectors; *flops gets
      * the FLOPs done; returns a value to keep the work alive (kernels/peak.c). */
     float (*fma_peak_loop)(int64_t iters, double *flops);
+    /* Fills the fused-attention micro-kernels (kernels/attn_kernels.h). */
+    void (*attn_f32_config)(struct qkv_attn_kernels *k);
+
+    /* Row kernels (kernels/ref/rowops_ref.c, kernels/<isa>/rowops_<isa>.c). Shared rules:
+     * rows are contiguous (row r starts at r*n); rows, n >= 1 (n >= 0 for exp/act); any
+     * alignment; nothing outside the buffers is read or written; no allocation; single thread
+     * (callers split rows). Backwards ACCUMULATE (+=) into dx/dw/db like the src/nn layers,
+     * and compute the same math as those layers (the oracle). Error bounds per kernel and
+     * non-finite inputs: docs/KERNELS.md, "Row kernels". */
+    /* y[i] = e^x[i]; y may be x. avx2/avx512: rel. error <= 2.5e-7 for normal results. */
+    void (*exp_f32)(const float *x, float *y, size_t n); /* (n) -> (n) */
+    /* y = act(x) (QKV_ACT_NONE copies); y may be x. The GEMM epilogue's activation. */
+    void (*act_f32)(qkv_act act, const float *x, float *y, size_t n); /* (n) -> (n) */
+    /* dx += dy * act'(x) */
+    void (*act_bwd_f32)(qkv_act act, const float *x, const float *dy, float *dx, size_t n);
+    /* y = softmax(x) per row; an all -inf row gives 0s, +inf/NaN in a row give NaN. */
+    void (*softmax_f32)(const float *x, float *y, size_t rows, size_t n); /* (rows, n) */
+    /* dx += y * (dy - Σ dy*y) per row, y the forward's output. */
+    void (*softmax_bwd_f32)(const float *y, const float *dy, float *dx, size_t rows, size_t n);
+    /* y = (x - max) - log Σ e^(x - max) per row; an all -inf row gives -inf. */
+    void (*log_softmax_f32)(const float *x, float *y, size_t rows, size_t n);
+    /* dx += dy - e^y * Σ dy per row; rows whose y are all -inf get nothing. */
+    void (*log_softmax_bwd_f32)(const float *y, const float *dy, float *dx, size_t rows, size_t n);
+    /* y (rows, n) = (x - mean)·rstd·w + b, rstd = 1/√(biased var + eps); w, b (n) or NULL
+     * (1, 0); mean, rstd (rows) saved unless NULL. */
+    void (*layernorm_f32)(const float *x, const float *w, const float *b, float *y, float *mean,
+                          float *rstd, size_t rows, size_t n, float eps);
+    /* dx (rows, n) += rstd·(dx̂ - mean(dx̂) - x̂·mean(dx̂·x̂)), dx̂ = dy·w, x̂ = (x - mean)·rstd;
+     * dw (n) += Σ_rows dy·x̂; db (n) += Σ_rows dy. dx, dw, db may each be NULL. */
+    void (*layernorm_bwd_f32)(const float *dy, const float *x, const float *w, const float *mean,
+                              const float *rstd, float *dx, float *dw, float *db, size_t rows,
+                              size_t n);
+    /* y = x·rrms·w, rrms = 1/√(mean(x²) + eps); w (n) or NULL; rrms (rows) saved unless NULL. */
+    void (*rmsnorm_f32)(const float *x, const float *w, float *y, float *rrms, size_t rows,
+                        size_t n, float eps);
+    /* dx += rrms·(dx̂ - x̂·mean(dx̂·x̂)), x̂ = x·rrms; dw += Σ_rows dy·x̂; dx, dw may be NULL. */
+    void (*rmsnorm_bwd_f32)(const float *dy, const float *x, const float *w, const float *rrms,
+                            float *dx, float *dw, size_t rows, size_t n);
 } qkv_kernels;
 
 /* Per-ISA tables. The ref table is complete; the others name only what they specialize. */

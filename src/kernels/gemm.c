@@ -38,12 +38,14 @@ float qkv__act_f32(qkv_act act, float x) {
 
 static void epilogue_tile(const qkv_gemm_epilogue *epi, float *c, int64_t ldc, int64_t i0,
                           int64_t j0, int mr, int nr) {
+    /* the activation is the active ISA's vectorized row kernel (kernels/dispatch.h) */
+    void (*act)(qkv_act, const float *, float *, size_t) =
+        epi->act != QKV_ACT_NONE ? qkv__kernels()->act_f32 : NULL;
     for (int r = 0; r < mr; r++) {
         float *row = c + r * ldc;
         if (epi->bias)
             for (int j = 0; j < nr; j++) row[j] += epi->bias[j0 + j];
-        if (epi->act != QKV_ACT_NONE)
-            for (int j = 0; j < nr; j++) row[j] = qkv__act_f32(epi->act, row[j]);
+        if (act) act(epi->act, row, row, (size_t)nr);
         if (epi->residual) {
             const float *res = epi->residual + (i0 + r) * epi->ldr + j0;
             for (int j = 0; j < nr; j++) row[j] += res[j];
@@ -75,8 +77,9 @@ static void pack_a(int trans, const float *A, int64_t lda, int64_t i0, int64_t p
 }
 
 /* op(B)[p0:p0+kc, j0:j0+nc] -> bp, micro-panels of NR cols: bp[(jr/NR)*NR*kc + p*NR + j]. */
-static void pack_b(int trans, const float *B, int64_t ldb, int64_t p0, int64_t j0, int64_t kc,
-                   int64_t nc, int NR, float *bp) {
+static void pack_b(const qkv_gemm_config *cfg, int trans, const float *B, int64_t ldb, int64_t p0,
+                   int64_t j0, int64_t kc, int64_t nc, float *bp) {
+    const int NR = cfg->nr;
     for (int64_t jr = 0; jr < nc; jr += NR) {
         int nr = (int)(nc - jr < NR ? nc - jr : NR);
         float *dst = bp + jr * kc;
@@ -88,13 +91,27 @@ static void pack_b(int trans, const float *B, int64_t ldb, int64_t p0, int64_t j
                 for (; j < nr; j++) d[j] = src[j];
                 for (; j < NR; j++) d[j] = 0.0f;
             }
+        } else if (cfg->pack_bt) {
+            cfg->pack_bt(B + (j0 + jr) * ldb + p0, ldb, kc, nr, dst);
         } else {
-            for (int j = 0; j < nr; j++) {
-                const float *src = B + (j0 + jr + j) * ldb + p0;
-                for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = src[p];
+            /* Blocks of 8 k: each source row is read 32 contiguous bytes at a time and the
+             * destination is written in whole rows of NR, so both sides stay cache-friendly. */
+            const float *src = B + (j0 + jr) * ldb + p0;
+            int64_t p = 0;
+            for (; p + 8 <= kc; p += 8) {
+                float *d = dst + p * NR;
+                for (int j = 0; j < nr; j++) {
+                    const float *s = src + j * ldb + p;
+                    for (int q = 0; q < 8; q++) d[q * NR + j] = s[q];
+                }
+                for (int j = nr; j < NR; j++)
+                    for (int q = 0; q < 8; q++) d[q * NR + j] = 0.0f;
             }
-            for (int j = nr; j < NR; j++)
-                for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = 0.0f;
+            for (; p < kc; p++) {
+                float *d = dst + p * NR;
+                for (int j = 0; j < nr; j++) d[j] = src[j * ldb + p];
+                for (int j = nr; j < NR; j++) d[j] = 0.0f;
+            }
         }
     }
 }
@@ -108,6 +125,8 @@ typedef struct {
     int64_t lda, ldb, ldc;
     float *C;
     const qkv_gemm_epilogue *epi;
+    int64_t kc;                  /* K block: at most cfg->kc, K cut into equal blocks */
+    int64_t nc;                  /* N block (multiple of NR) */
     int tm, tn;                  /* thread grid: tm row blocks x tn column blocks */
     int64_t m_step, n_step;      /* rows / cols per grid cell (multiples of MR / NR) */
     float *buffers;              /* per grid cell: apack (a_floats) then bpack */
@@ -126,8 +145,8 @@ static void gemm_cell(const gemm_job *g, int64_t cell) {
     const qkv_gemm_epilogue *epi = g->epi;
     int has_epi = epi && (epi->bias || epi->act != QKV_ACT_NONE || epi->residual);
 
-    for (int64_t jc = n0; jc < n1; jc += cfg->nc) {
-        int64_t nc = n1 - jc < cfg->nc ? n1 - jc : cfg->nc;
+    for (int64_t jc = n0; jc < n1; jc += g->nc) {
+        int64_t nc = n1 - jc < g->nc ? n1 - jc : g->nc;
         if (g->K == 0) { /* C = epilogue(beta * C) */
             for (int64_t i = m0; i < m1; i++) {
                 float *row = g->C + i * g->ldc + jc;
@@ -136,11 +155,11 @@ static void gemm_cell(const gemm_job *g, int64_t cell) {
             }
             continue;
         }
-        for (int64_t pc = 0; pc < g->K; pc += cfg->kc) {
-            int64_t kc = g->K - pc < cfg->kc ? g->K - pc : cfg->kc;
+        for (int64_t pc = 0; pc < g->K; pc += g->kc) {
+            int64_t kc = g->K - pc < g->kc ? g->K - pc : g->kc;
             float beta = pc == 0 ? g->beta : 1.0f;
             int last = pc + kc == g->K;
-            pack_b(g->trans_b, g->B, g->ldb, pc, jc, kc, nc, NR, bpack);
+            pack_b(cfg, g->trans_b, g->B, g->ldb, pc, jc, kc, nc, bpack);
             for (int64_t ic = m0; ic < m1; ic += cfg->mc) {
                 int64_t mc = m1 - ic < cfg->mc ? m1 - ic : cfg->mc;
                 pack_a(g->trans_a, g->A, g->lda, ic, pc, mc, kc, MR, apack);
@@ -218,8 +237,23 @@ qkv_status qkv__gemm_f32_with(const qkv_gemm_config *cfg, qkv_runtime *rt, int t
                               int64_t ldc, const qkv_gemm_epilogue *epi) {
     QKV_TRY(check_args(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, epi));
     if (M == 0 || N == 0) return QKV_OK;
-    gemm_job g = {cfg, trans_a, trans_b, M,   N, K, alpha, beta, A,    B, lda,
-                  ldb, ldc,     C,       epi, 1, 1, 0,     0,    NULL, 0, 0};
+    gemm_job g = {.cfg = cfg,
+                  .trans_a = trans_a,
+                  .trans_b = trans_b,
+                  .M = M,
+                  .N = N,
+                  .K = K,
+                  .alpha = alpha,
+                  .beta = beta,
+                  .A = A,
+                  .B = B,
+                  .lda = lda,
+                  .ldb = ldb,
+                  .ldc = ldc,
+                  .C = C,
+                  .epi = epi,
+                  .tm = 1,
+                  .tn = 1};
     /* Threads only when there is enough work to pay for waking them (~64k FMAs a cell). */
     int T = qkv_runtime_n_threads(rt);
     double work = (double)M * (double)N * (double)(K ? K : 1);
@@ -228,9 +262,27 @@ qkv_status qkv__gemm_f32_with(const qkv_gemm_config *cfg, qkv_runtime *rt, int t
     g.m_step = round_up((M + g.tm - 1) / g.tm, cfg->mr);
     g.n_step = round_up((N + g.tn - 1) / g.tn, cfg->nr);
     /* Packing buffers sized for the blocks actually used (small problems stay small). */
-    int64_t kc = K < cfg->kc ? (K ? K : 1) : cfg->kc;
+    /* K in equal blocks of at most cfg->kc (768 -> 2 x 384, not 512 + 256): fewer, evenly
+     * long micro-kernel calls. Depends only on K, so the summation order is fixed. */
+    int64_t kc = 1;
+    if (K > 0) {
+        int64_t kblocks = (K + cfg->kc - 1) / cfg->kc;
+        kc = round_up((K + kblocks - 1) / kblocks, 4);
+        if (kc > cfg->kc) kc = cfg->kc;
+    }
+    g.kc = kc;
     int64_t mc = g.m_step < cfg->mc ? g.m_step : cfg->mc; /* both multiples of MR */
-    int64_t nc = g.n_step < cfg->nc ? g.n_step : round_up(cfg->nc, cfg->nr);
+    /* When a cell has a single A block (few rows), the packed B panel is used by that block
+     * alone: keep it near L2 (<= 1.5 MiB) so it is consumed while still hot, instead of
+     * packing a multi-MiB panel out to L3 and reading it back (measured 1.6x on M=128). */
+    int64_t nc_max = round_up(cfg->nc, cfg->nr);
+    if (g.m_step <= cfg->mc) {
+        int64_t l2 = (int64_t)(1536 * 1024 / sizeof(float)) / kc / cfg->nr * cfg->nr;
+        if (l2 < cfg->nr) l2 = cfg->nr;
+        if (l2 < nc_max) nc_max = l2;
+    }
+    int64_t nc = g.n_step < nc_max ? g.n_step : nc_max;
+    g.nc = nc_max;
     g.a_floats = (size_t)(round_up(mc, cfg->mr) * kc);
     g.buf_floats = g.a_floats + (size_t)(kc * round_up(nc, cfg->nr));
     size_t cells = (size_t)g.tm * (size_t)g.tn, bytes;

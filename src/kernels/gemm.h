@@ -44,11 +44,16 @@ typedef struct qkv_gemm_epilogue {
 typedef void (*qkv_gemm_ukr_fn)(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
                                 int mr, int nr, float alpha, float beta);
 
+/* Optional ISA packing of a transposed B micro-panel (the x·Wᵀ case of every linear layer):
+ * dst[p*NR + j] = B[j*ldb + p] for p < kc, j < nr, zeros for nr <= j < NR. */
+typedef void (*qkv_gemm_pack_bt_fn)(const float *B, int64_t ldb, int64_t kc, int nr, float *dst);
+
 typedef struct qkv_gemm_config {
     const char *name;   /* kernel name, e.g. gemm_f32_avx512 */
     int mr, nr;         /* register block */
     int64_t kc, mc, nc; /* cache blocks: kc*nr floats in L1, mc*kc in L2, kc*nc in L3 */
     qkv_gemm_ukr_fn ukr;
+    qkv_gemm_pack_bt_fn pack_bt; /* NULL: the portable packing in gemm.c */
 } qkv_gemm_config;
 
 /* The config of each ISA (ref is portable C). */
@@ -79,7 +84,7 @@ void qkv__gemm_f32_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t
                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                          float *C, int64_t ldc, const qkv_gemm_epilogue *epi);
 
-/* Scalar activation (shared by the epilogue and the naive reference). */
+/* Scalar activation (the naive reference; the epilogue runs the act_f32 row kernel). */
 float qkv__act_f32(qkv_act act, float x);
 
 #endif

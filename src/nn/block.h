@@ -4,7 +4,8 @@
  * non-NULL pointer of a grads struct (zero them before the backward pass), sizes > 0, invalid
  * arguments give QKV_ERR_INVALID_ARG naming the argument. The backwards allocate their
  * temporaries (gradients of intermediate tensors) through the qkv allocator and can return
- * QKV_ERR_NOMEM; the forwards allocate nothing.
+ * QKV_ERR_NOMEM; the forwards allocate nothing themselves (a status of the attention call
+ * inside, NOMEM included, is passed on).
  *
  * Saved activations live in caller-provided structs of pointers. Each module has a *_acts_size
  * (number of floats) and a *_acts_bind that lays the struct out in one buffer of that many

@@ -24,13 +24,20 @@ typedef struct {
     double dscale; /* dloss / count */
 } ce_ctx;
 
-/* max and lse = log Σ exp of one row, in double */
-static double row_lse(const float *x, int64_t V) {
+/* The row maximum m and log Σ_v exp(x_v - m), in double. Everything below is written in terms
+ * of x - m (exact in double for float inputs) so that logits of ±1e30 keep their log-sum. */
+static double row_max(const float *x, int64_t V) {
     float m = -INFINITY;
     for (int64_t v = 0; v < V; v++) m = x[v] > m ? x[v] : m;
+    return m;
+}
+static double row_logsum(const float *x, int64_t V, double m) {
     double s = 0.0;
-    for (int64_t v = 0; v < V; v++) s += exp((double)x[v] - (double)m);
-    return (double)m + log(s);
+    for (int64_t v = 0; v < V; v++) s += exp((double)x[v] - m);
+    /* s >= 1 when m is finite (the maximum contributes exp(0)); a row of -inf logits gives NaN
+     * through x - m, as in torch */
+    // cppcheck-suppress invalidFunctionArg
+    return log(s);
 }
 
 static void ce_forward_rows(void *p, int64_t n0, int64_t n1, int tid) {
@@ -44,13 +51,14 @@ static void ce_forward_rows(void *p, int64_t n0, int64_t n1, int tid) {
             continue;
         }
         const float *x = c->logits + n * V; /* (V) */
-        const double lse = row_lse(x, V);
-        double l = (1.0 - c->eps) * (lse - (double)x[t]);
-        if (c->eps != 0.0) { /* skipped at ε = 0 so a -inf logit cannot make 0 · inf */
-            double mean = 0.0;
-            for (int64_t v = 0; v < V; v++) mean += x[v];
+        const double m = row_max(x, V), ls = row_logsum(x, V, m);
+        /* lse - x_t = log s - (x_t - m) */
+        double l = (1.0 - c->eps) * (ls - ((double)x[t] - m));
+        if (c->eps != 0.0) {   /* skipped at ε = 0 so a -inf logit cannot make 0 · inf */
+            double mean = 0.0; /* mean_v (x_v - m) */
+            for (int64_t v = 0; v < V; v++) mean += (double)x[v] - m;
             mean /= (double)V;
-            l += c->eps * (lse - mean);
+            l += c->eps * (ls - mean);
         }
         c->row_loss[n] = l;
     }
@@ -66,9 +74,10 @@ static void ce_backward_rows(void *p, int64_t n0, int64_t n1, int tid) {
         if (t == c->ignore_index) continue;
         const float *x = c->logits + n * V; /* (V) */
         float *dx = c->dlogits + n * V;     /* (V) */
-        const double lse = row_lse(x, V);
+        const double m = row_max(x, V), ls = row_logsum(x, V, m);
         for (int64_t v = 0; v < V; v++) {
-            double g = exp((double)x[v] - lse) - uniform - (v == t ? 1.0 - c->eps : 0.0);
+            double prob = exp(((double)x[v] - m) - ls);
+            double g = prob - uniform - (v == t ? 1.0 - c->eps : 0.0);
             dx[v] = (float)((double)dx[v] + c->dscale * g);
         }
     }
@@ -102,7 +111,7 @@ qkv_status qkv_nn_cross_entropy_forward(qkv_runtime *rt, float *loss, float *los
                                         const float *logits, const int32_t *targets, int64_t N,
                                         int64_t V, int32_t ignore_index, float label_smoothing) {
     static const char fn[] = "qkv_nn_cross_entropy_forward";
-    int64_t count;
+    int64_t count = 0;
     NN_NONNULL(fn, loss);
     QKV_TRY(ce_check(fn, logits, targets, N, V, ignore_index, label_smoothing, &count));
     double *row_loss = qkv__alloc((size_t)N * sizeof(double)); /* (N) */
@@ -129,7 +138,7 @@ qkv_status qkv_nn_cross_entropy_backward(qkv_runtime *rt, float *dlogits, float 
                                          const float *logits, const int32_t *targets, int64_t N,
                                          int64_t V, int32_t ignore_index, float label_smoothing) {
     static const char fn[] = "qkv_nn_cross_entropy_backward";
-    int64_t count;
+    int64_t count = 0;
     QKV_TRY(ce_check(fn, logits, targets, N, V, ignore_index, label_smoothing, &count));
     if (!dlogits || count == 0) return QKV_OK;
     ce_ctx c = {.dlogits = dlogits,

@@ -10,8 +10,6 @@
 #include "nn/nn.h"
 #include "nn/nn_internal.h"
 
-#include <string.h>
-
 typedef struct {
     float *out;          /* (N, OC) */
     float *dinp;         /* (N, C) */

@@ -90,7 +90,7 @@ static qkv_status mha_sizes_check(const char *fn, const mha_dims *m, int64_t B, 
 qkv_status qkv__nn_mha_acts_layout(const char *fn, nn_layout *l, qkv_nn_mha_acts *acts,
                                    const qkv_nn_mha_config *cfg, int64_t B, int64_t Tq,
                                    int64_t Tk) {
-    mha_dims m;
+    mha_dims m = {0};
     QKV_TRY(mha_dims_resolve(fn, cfg, &m));
     QKV_TRY(mha_sizes_check(fn, &m, B, Tq, Tk));
     qkv_nn_mha_acts a;
@@ -202,8 +202,8 @@ qkv_status qkv_nn_mha_forward(qkv_runtime *rt, float *out, qkv_nn_mha_acts *acts
                               const qkv_nn_mha_config *cfg, const qkv_nn_attn_mask *mask, int64_t B,
                               int64_t Tq, int64_t Tk) {
     static const char fn[] = "qkv_nn_mha_forward";
-    mha_dims m;
-    mha_w w;
+    mha_dims m = {0};
+    mha_w w = {0};
     NN_NONNULL(fn, out);
     QKV_TRY(mha_prepare(fn, cfg, params, mask, x, mem, acts, B, Tq, Tk, &m, &w));
     const float *src = mem ? mem : x; /* (B, Tk, C_kv) */
@@ -230,8 +230,8 @@ qkv_status qkv_nn_mha_backward(qkv_runtime *rt, float *dx, float *dmem,
                                const qkv_nn_mha_params *params, const qkv_nn_mha_config *cfg,
                                const qkv_nn_attn_mask *mask, int64_t B, int64_t Tq, int64_t Tk) {
     static const char fn[] = "qkv_nn_mha_backward";
-    mha_dims m;
-    mha_w w;
+    mha_dims m = {0};
+    mha_w w = {0};
     NN_NONNULL(fn, dout);
     QKV_TRY(mha_prepare(fn, cfg, params, mask, x, mem, acts, B, Tq, Tk, &m, &w));
     NN_REQUIRE(mem || !dmem, "%s: dmem must be NULL for self-attention (mem NULL)", fn);

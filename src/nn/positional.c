@@ -164,7 +164,7 @@ qkv_status qkv_nn_rope_forward(qkv_runtime *rt, float *out, const float *inp,
                                const qkv_nn_rope *rope, int64_t B, int64_t T, int64_t H, int64_t D,
                                int64_t pos0) {
     static const char fn[] = "qkv_nn_rope_forward";
-    int64_t R;
+    int64_t R = 0;
     NN_NONNULL(fn, out);
     NN_NONNULL(fn, inp);
     QKV_TRY(rope_check(fn, rope, B, T, H, D, pos0, &R));
@@ -186,7 +186,7 @@ qkv_status qkv_nn_rope_backward(qkv_runtime *rt, float *dinp, const float *dout,
                                 const qkv_nn_rope *rope, int64_t B, int64_t T, int64_t H, int64_t D,
                                 int64_t pos0) {
     static const char fn[] = "qkv_nn_rope_backward";
-    int64_t R;
+    int64_t R = 0;
     NN_NONNULL(fn, dout);
     QKV_TRY(rope_check(fn, rope, B, T, H, D, pos0, &R));
     if (!dinp) return QKV_OK;

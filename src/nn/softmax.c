@@ -1,7 +1,9 @@
 /* softmax.c — softmax and log-softmax over the last axis, forward and backward.
  *
- * The row maximum is subtracted before exponentiating and the sum of exponentials is kept in
- * double, so logits of any finite magnitude (±1e30 included) give finite, correct results. A row
+ * The row maximum m is subtracted before exponentiating, the sum of exponentials s is kept in
+ * double, and log-softmax is formed as (x - m) - log s, so logits of any finite magnitude
+ * (±1e30 included) give finite, correct results: x - m is exact in double for float inputs,
+ * while x - (m + log s) would lose log s next to a huge m. A row
  * that is entirely -inf (a fully masked row) has no defined distribution; it gets probability 0
  * everywhere (log-probability -inf) and a zero gradient, never NaN. */
 #include "nn/nn.h"
@@ -36,8 +38,9 @@ static void softmax_forward_rows(void *p, int64_t n0, int64_t n1, int tid) {
         double s = 0.0;
         for (int64_t v = 0; v < V; v++) s += exp((double)x[v] - (double)m);
         if (c->log) {
-            const double lse = (double)m + log(s);
-            for (int64_t v = 0; v < V; v++) y[v] = (float)((double)x[v] - lse);
+            /* (x - m) - log s, not x - (m + log s): for |m| ~ 1e30 the log s would vanish */
+            const double ls = log(s);
+            for (int64_t v = 0; v < V; v++) y[v] = (float)(((double)x[v] - (double)m) - ls);
         } else {
             for (int64_t v = 0; v < V; v++) y[v] = (float)(exp((double)x[v] - (double)m) / s);
         }

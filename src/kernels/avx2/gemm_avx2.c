@@ -3,6 +3,8 @@
  * full block and store through a row limit and, for nr < 16, a small stack buffer. */
 #include "kernels/gemm.h"
 
+#include "kernels/avx2/pack_avx2.h"
+
 #include <immintrin.h>
 
 enum { MR = 6, NR = 16 };
@@ -66,6 +68,10 @@ static void gemm_ukr_avx2(int64_t kc, const float *ap, const float *bp, float *c
     }
 }
 
+static void pack_bt_avx2(const float *B, int64_t ldb, int64_t kc, int nr, float *dst) {
+    qkv__pack_bt_avx2(B, ldb, kc, nr, NR, dst);
+}
+
 void qkv__gemm_config_avx2(qkv_gemm_config *cfg) {
     cfg->name = "gemm_f32_avx2";
     cfg->mr = MR;
@@ -74,6 +80,7 @@ void qkv__gemm_config_avx2(qkv_gemm_config *cfg) {
     cfg->mc = 144;
     cfg->nc = 4096;
     cfg->ukr = gemm_ukr_avx2;
+    cfg->pack_bt = pack_bt_avx2;
 }
 
 /* Peak-measurement loop (kernels/peak.c): 12 independent ymm FMA chains. */

@@ -1,5 +1,6 @@
 /* table_avx2.c — the avx2 dispatch table. Names only the ops with an AVX2 kernel; the rest fall
  * back to ref. */
+#include "kernels/attn_kernels.h"
 #include "kernels/avx2/kernels_avx2.h"
 #include "kernels/dispatch.h"
 #include "kernels/gemm.h"
@@ -11,4 +12,16 @@ const qkv_kernels qkv__kernels_avx2 = {
     .convert_f32_bf16 = qkv__convert_f32_bf16_avx2,
     .gemm_f32_config = qkv__gemm_config_avx2,
     .fma_peak_loop = qkv__fma_peak_loop_avx2,
+    .attn_f32_config = qkv__attn_config_avx2,
+    .exp_f32 = qkv__exp_f32_avx2,
+    .act_f32 = qkv__act_f32_avx2,
+    .act_bwd_f32 = qkv__act_bwd_f32_avx2,
+    .softmax_f32 = qkv__softmax_f32_avx2,
+    .softmax_bwd_f32 = qkv__softmax_bwd_f32_avx2,
+    .log_softmax_f32 = qkv__log_softmax_f32_avx2,
+    .log_softmax_bwd_f32 = qkv__log_softmax_bwd_f32_avx2,
+    .layernorm_f32 = qkv__layernorm_f32_avx2,
+    .layernorm_bwd_f32 = qkv__layernorm_bwd_f32_avx2,
+    .rmsnorm_f32 = qkv__rmsnorm_f32_avx2,
+    .rmsnorm_bwd_f32 = qkv__rmsnorm_bwd_f32_avx2,
 };

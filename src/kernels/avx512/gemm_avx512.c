@@ -1,51 +1,56 @@
-/* gemm_avx512.c — AVX-512 GEMM micro-kernel: a 14 x 32 block of C in 28 zmm registers.
+/* gemm_avx512.c — AVX-512 GEMM micro-kernel: an 8 x 48 block of C in 24 zmm registers.
  *
- * Per k: two 16-float loads of the packed B row, 14 broadcasts of packed A (folded into the
- * FMAs as embedded broadcasts), 28 FMAs. 28 accumulators + 2 B vectors + 1 broadcast fit the 32
- * zmm registers. Edge tiles (mr < 14 or nr < 32) run the same loop and store through masks /
- * a row limit; packed panels are zero-padded so the extra lanes are harmless. */
+ * Per k: three 16-float loads of the packed B row, 8 broadcasts of packed A, 24 FMAs (11 loads
+ * per 24 FMAs). 24 accumulators + 3 B vectors + 1 broadcast fit the 32 zmm registers. 8 x 48
+ * rather than the classic 14 x 32: Transformer sizes are multiples of 8 and of 48 (384, 768,
+ * 1536, 3072), so edge tiles are rare; measured faster on Zen 4 (docs/PERFORMANCE.md). Edge
+ * tiles (mr < 8 or nr < 48) run the same loop and store through a row limit and masks; packed
+ * panels are zero-padded so the extra lanes are harmless. */
 #include "kernels/gemm.h"
+
+#include "kernels/avx2/pack_avx2.h"
 
 #include <immintrin.h>
 
-enum { MR = 14, NR = 32 };
+enum { MR = 8, NR = 48 };
 
-static inline void store_row(float *c, __m512 lo, __m512 hi, __mmask16 mlo, __mmask16 mhi,
+/* Stores one row of the tile: three 16-float segments with masks for the tail. */
+static inline void store_row(float *c, __m512 x0, __m512 x1, __m512 x2, const __mmask16 m[3],
                              __m512 valpha, __m512 vbeta, int beta_zero) {
-    lo = _mm512_mul_ps(lo, valpha);
-    hi = _mm512_mul_ps(hi, valpha);
+    x0 = _mm512_mul_ps(x0, valpha);
+    x1 = _mm512_mul_ps(x1, valpha);
+    x2 = _mm512_mul_ps(x2, valpha);
     if (!beta_zero) {
-        lo = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(mlo, c), lo);
-        hi = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(mhi, c + 16), hi);
+        x0 = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(m[0], c), x0);
+        x1 = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(m[1], c + 16), x1);
+        x2 = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(m[2], c + 32), x2);
     }
-    _mm512_mask_storeu_ps(c, mlo, lo);
-    _mm512_mask_storeu_ps(c + 16, mhi, hi);
+    _mm512_mask_storeu_ps(c, m[0], x0);
+    _mm512_mask_storeu_ps(c + 16, m[1], x1);
+    _mm512_mask_storeu_ps(c + 32, m[2], x2);
 }
 
 static void gemm_ukr_avx512(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
                             int mr, int nr, float alpha, float beta) {
-    __m512 c0a = _mm512_setzero_ps(), c0b = _mm512_setzero_ps();
-    __m512 c1a = _mm512_setzero_ps(), c1b = _mm512_setzero_ps();
-    __m512 c2a = _mm512_setzero_ps(), c2b = _mm512_setzero_ps();
-    __m512 c3a = _mm512_setzero_ps(), c3b = _mm512_setzero_ps();
-    __m512 c4a = _mm512_setzero_ps(), c4b = _mm512_setzero_ps();
-    __m512 c5a = _mm512_setzero_ps(), c5b = _mm512_setzero_ps();
-    __m512 c6a = _mm512_setzero_ps(), c6b = _mm512_setzero_ps();
-    __m512 c7a = _mm512_setzero_ps(), c7b = _mm512_setzero_ps();
-    __m512 c8a = _mm512_setzero_ps(), c8b = _mm512_setzero_ps();
-    __m512 c9a = _mm512_setzero_ps(), c9b = _mm512_setzero_ps();
-    __m512 c10a = _mm512_setzero_ps(), c10b = _mm512_setzero_ps();
-    __m512 c11a = _mm512_setzero_ps(), c11b = _mm512_setzero_ps();
-    __m512 c12a = _mm512_setzero_ps(), c12b = _mm512_setzero_ps();
-    __m512 c13a = _mm512_setzero_ps(), c13b = _mm512_setzero_ps();
+    /* Named accumulators (not an array) so the compiler keeps all 24 in registers. */
+    __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c02 = _mm512_setzero_ps();
+    __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps(), c12 = _mm512_setzero_ps();
+    __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(), c22 = _mm512_setzero_ps();
+    __m512 c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps(), c32 = _mm512_setzero_ps();
+    __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps(), c42 = _mm512_setzero_ps();
+    __m512 c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps(), c52 = _mm512_setzero_ps();
+    __m512 c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps(), c62 = _mm512_setzero_ps();
+    __m512 c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps(), c72 = _mm512_setzero_ps();
 #define QKV_ROW(r)                                                                                 \
     do {                                                                                           \
         __m512 a_ = _mm512_set1_ps(ap[r]);                                                         \
-        c##r##a = _mm512_fmadd_ps(a_, b0, c##r##a);                                                \
-        c##r##b = _mm512_fmadd_ps(a_, b1, c##r##b);                                                \
+        c##r##0 = _mm512_fmadd_ps(a_, b0, c##r##0);                                                \
+        c##r##1 = _mm512_fmadd_ps(a_, b1, c##r##1);                                                \
+        c##r##2 = _mm512_fmadd_ps(a_, b2, c##r##2);                                                \
     } while (0)
     for (int64_t p = 0; p < kc; p++) {
         __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
+        __m512 b2 = _mm512_loadu_ps(bp + 32);
         QKV_ROW(0);
         QKV_ROW(1);
         QKV_ROW(2);
@@ -54,50 +59,46 @@ static void gemm_ukr_avx512(int64_t kc, const float *ap, const float *bp, float 
         QKV_ROW(5);
         QKV_ROW(6);
         QKV_ROW(7);
-        QKV_ROW(8);
-        QKV_ROW(9);
-        QKV_ROW(10);
-        QKV_ROW(11);
-        QKV_ROW(12);
-        QKV_ROW(13);
         ap += MR;
         bp += NR;
     }
 #undef QKV_ROW
-    /* nr in [1, 32]: low mask covers columns 0..15, high mask 16..31 */
-    uint32_t bits = nr >= 32 ? 0xffffffffu : (1u << nr) - 1u;
-    __mmask16 mlo = (__mmask16)(bits & 0xffffu), mhi = (__mmask16)(bits >> 16);
+    /* nr in [1, 48]: one 16-bit mask per segment */
+    __mmask16 m[3];
+    for (int s = 0; s < 3; s++) {
+        int left = nr - 16 * s;
+        m[s] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1u);
+    }
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     int bz = beta == 0.0f;
     /* Rows past mr are simply not stored (a switch keeps the accumulators in registers). */
     switch (mr) {
     default:
-    case 14: store_row(c + 13 * ldc, c13a, c13b, mlo, mhi, va, vb, bz); /* fall through */
-    case 13: store_row(c + 12 * ldc, c12a, c12b, mlo, mhi, va, vb, bz); /* fall through */
-    case 12: store_row(c + 11 * ldc, c11a, c11b, mlo, mhi, va, vb, bz); /* fall through */
-    case 11: store_row(c + 10 * ldc, c10a, c10b, mlo, mhi, va, vb, bz); /* fall through */
-    case 10: store_row(c + 9 * ldc, c9a, c9b, mlo, mhi, va, vb, bz);    /* fall through */
-    case 9: store_row(c + 8 * ldc, c8a, c8b, mlo, mhi, va, vb, bz);     /* fall through */
-    case 8: store_row(c + 7 * ldc, c7a, c7b, mlo, mhi, va, vb, bz);     /* fall through */
-    case 7: store_row(c + 6 * ldc, c6a, c6b, mlo, mhi, va, vb, bz);     /* fall through */
-    case 6: store_row(c + 5 * ldc, c5a, c5b, mlo, mhi, va, vb, bz);     /* fall through */
-    case 5: store_row(c + 4 * ldc, c4a, c4b, mlo, mhi, va, vb, bz);     /* fall through */
-    case 4: store_row(c + 3 * ldc, c3a, c3b, mlo, mhi, va, vb, bz);     /* fall through */
-    case 3: store_row(c + 2 * ldc, c2a, c2b, mlo, mhi, va, vb, bz);     /* fall through */
-    case 2: store_row(c + 1 * ldc, c1a, c1b, mlo, mhi, va, vb, bz);     /* fall through */
-    case 1: store_row(c, c0a, c0b, mlo, mhi, va, vb, bz);               /* fall through */
+    case 8: store_row(c + 7 * ldc, c70, c71, c72, m, va, vb, bz); /* fall through */
+    case 7: store_row(c + 6 * ldc, c60, c61, c62, m, va, vb, bz); /* fall through */
+    case 6: store_row(c + 5 * ldc, c50, c51, c52, m, va, vb, bz); /* fall through */
+    case 5: store_row(c + 4 * ldc, c40, c41, c42, m, va, vb, bz); /* fall through */
+    case 4: store_row(c + 3 * ldc, c30, c31, c32, m, va, vb, bz); /* fall through */
+    case 3: store_row(c + 2 * ldc, c20, c21, c22, m, va, vb, bz); /* fall through */
+    case 2: store_row(c + 1 * ldc, c10, c11, c12, m, va, vb, bz); /* fall through */
+    case 1: store_row(c, c00, c01, c02, m, va, vb, bz);           /* fall through */
     case 0: break;
     }
+}
+
+static void pack_bt_avx512(const float *B, int64_t ldb, int64_t kc, int nr, float *dst) {
+    qkv__pack_bt_avx2(B, ldb, kc, nr, NR, dst);
 }
 
 void qkv__gemm_config_avx512(qkv_gemm_config *cfg) {
     cfg->name = "gemm_f32_avx512";
     cfg->mr = MR;
     cfg->nr = NR;
-    cfg->kc = 256;  /* B micro-panel 256 x 32 floats = 32 KiB */
-    cfg->mc = 140;  /* A block 140 x 256 floats = 140 KiB, in L2 */
-    cfg->nc = 4096; /* B panel 256 x 4096 floats = 4 MiB, in L3 */
+    cfg->kc = 384;  /* at most; K is cut into equal blocks (gemm.c) */
+    cfg->mc = 144;  /* A block 144 x 384 floats = 216 KiB, in L2 */
+    cfg->nc = 4080; /* B panel 384 x 4080 floats = 6 MiB, in L3 */
     cfg->ukr = gemm_ukr_avx512;
+    cfg->pack_bt = pack_bt_avx512;
 }
 
 /* Peak-measurement loop (kernels/peak.c): 12 independent zmm FMA chains. */

@@ -25,6 +25,7 @@ void qkv__gemm_config_ref(qkv_gemm_config *cfg) {
     cfg->mc = 128;
     cfg->nc = 2048;
     cfg->ukr = gemm_ukr_ref;
+    cfg->pack_bt = NULL;
 }
 
 /* Peak-measurement loop (kernels/peak.c): independent multiply-add chains in plain C. */

@@ -1,0 +1,170 @@
+/* bench_attention.c — fused attention forward / backward / decode, one JSON line per shape.
+ *
+ * For each shape: the median of N runs of the public entry point (the active ISA's path: the
+ * fused kernels under avx2 / avx512), GFLOP/s with the DESIGN.md convention (forward
+ * 4·B·Hq·Tq·Tk·D, halved when causal and Tq == Tk; backward 2.5x forward; decode as forward),
+ * the percent of this machine's FMA peak measured on the spot with the same thread count
+ * (qkv_fma_peak_gflops: independent FMA chains of the active ISA's widest vectors), and
+ * the ratio against the reference path (attention_ref.c) run in the same process on the same
+ * shape. The reference is O(10x) slower, so it is timed once and only when its estimated time
+ * is under --ref-budget seconds (default 3); otherwise "ref_ratio" is null.
+ *
+ * Usage: bench_attention [--quick] [--threads N] [--runs N] [--ref-budget S] [--only
+ * fwd|bwd|decode] Benchmarks assert nothing about time; results go to docs/PERFORMANCE.md. */
+#include "attention/attention.h"
+#include "bench_util.h"
+#include "qkv.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---------------------------------------------------------------- shapes */
+
+typedef struct shape {
+    const char *op; /* attention_fwd, attention_bwd, decode */
+    const char *tag;
+    int64_t B, Tq, Tk, Hq, Hk, D;
+    int causal, padded;
+} shape;
+
+static double flops_of(const shape *s) {
+    double f = 4.0 * (double)s->B * (double)s->Hq * (double)s->Tq * (double)s->Tk * (double)s->D;
+    if (s->causal && s->Tq == s->Tk) f *= 0.5;
+    if (strcmp(s->op, "attention_bwd") == 0) f *= 2.5;
+    return f;
+}
+
+typedef struct bufs {
+    float *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv;
+    int32_t *lens;
+} bufs;
+
+static int run_once(qkv_runtime *rt, const shape *s, const qkv_attention_desc *d, bufs *b,
+                    int use_ref) {
+    qkv__attn_problem pb;
+    if (qkv__attn_validate("bench", d, 0, &pb) != QKV_OK) return 1;
+    if (strcmp(s->op, "attention_bwd") != 0)
+        return use_ref ? (int)qkv__attention_forward_ref(rt, &pb, b->q, b->k, b->v, b->out, b->lse)
+                       : (int)qkv_attention_forward(rt, d, b->q, b->k, b->v, b->out, b->lse);
+    return use_ref ? (int)qkv__attention_backward_ref(rt, &pb, b->q, b->k, b->v, b->out, b->lse,
+                                                      b->dout, b->dq, b->dk, b->dv)
+                   : (int)qkv_attention_backward(rt, d, b->q, b->k, b->v, b->out, b->lse, b->dout,
+                                                 b->dq, b->dk, b->dv);
+}
+
+static void bench_shape(qkv_runtime *rt, const shape *s, int runs, double peak, double ref_budget) {
+    qkv_attention_desc d;
+    memset(&d, 0, sizeof d);
+    d.batch = s->B;
+    d.q_len = s->Tq;
+    d.kv_len = s->Tk;
+    d.n_heads = s->Hq;
+    d.n_kv_heads = s->Hk;
+    d.head_dim = s->D;
+    d.causal = s->causal;
+    d.window_left = d.window_right = -1;
+    size_t nq = (size_t)(s->B * s->Tq * s->Hq * s->D), nk = (size_t)(s->B * s->Tk * s->Hk * s->D);
+    bufs b = {0};
+    b.q = qkv_malloc(nq * 4);
+    b.k = qkv_malloc(nk * 4);
+    b.v = qkv_malloc(nk * 4);
+    b.out = qkv_malloc(nq * 4);
+    b.lse = qkv_malloc((size_t)(s->B * s->Hq * s->Tq) * 4);
+    int bwd = strcmp(s->op, "attention_bwd") == 0;
+    if (bwd) {
+        b.dout = qkv_malloc(nq * 4);
+        b.dq = qkv_malloc(nq * 4);
+        b.dk = qkv_malloc(nk * 4);
+        b.dv = qkv_malloc(nk * 4);
+    }
+    bench_fill(b.q, nq, 1);
+    bench_fill(b.k, nk, 2);
+    bench_fill(b.v, nk, 3);
+    if (bwd) bench_fill(b.dout, nq, 4);
+    if (s->padded) { /* BERT-style padding: batch element b keeps 100% - 10b% of the keys */
+        b.lens = malloc((size_t)s->B * sizeof *b.lens);
+        for (int64_t i = 0; i < s->B; i++) b.lens[i] = (int32_t)(s->Tk - (s->Tk * (i % 5)) / 10);
+        d.kv_lens = b.lens;
+    }
+    if (bwd) qkv_attention_forward(rt, &d, b.q, b.k, b.v, b.out, b.lse);
+    run_once(rt, s, &d, &b, 0); /* warm-up */
+    double *t = malloc((size_t)runs * sizeof *t);
+    for (int r = 0; r < runs; r++) {
+        double t0 = bench_now();
+        run_once(rt, s, &d, &b, 0);
+        t[r] = bench_now() - t0;
+    }
+    double med = bench_median(t, runs), gflops = flops_of(s) / med * 1e-9;
+    /* the reference: about 10-40x slower; timed once if it fits the budget */
+    double ref_ratio = -1;
+    if (med * 40.0 < ref_budget) {
+        double t0 = bench_now();
+        run_once(rt, s, &d, &b, 1);
+        ref_ratio = (bench_now() - t0) / med;
+    }
+    char ref[32];
+    if (ref_ratio > 0)
+        snprintf(ref, sizeof ref, "%.2f", ref_ratio);
+    else
+        snprintf(ref, sizeof ref, "null");
+    printf("{\"op\":\"%s\",\"tag\":\"%s\",\"B\":%lld,\"Tq\":%lld,\"Tk\":%lld,\"Hq\":%lld,"
+           "\"Hk\":%lld,\"D\":%lld,\"causal\":%d,\"padded\":%d,\"threads\":%d,\"arch\":\"%s\","
+           "\"runs\":%d,\"median_ms\":%.3f,\"gflops\":%.1f,\"peak_gflops\":%.1f,"
+           "\"pct_peak\":%.1f,\"ref_ratio\":%s}\n",
+           s->op, s->tag, (long long)s->B, (long long)s->Tq, (long long)s->Tk, (long long)s->Hq,
+           (long long)s->Hk, (long long)s->D, s->causal, s->padded, qkv_runtime_n_threads(rt),
+           qkv_arch_name(qkv_arch_active()), runs, med * 1e3, gflops, peak, 100.0 * gflops / peak,
+           ref);
+    fflush(stdout);
+    free(t);
+    free(b.lens);
+    qkv_free(b.q), qkv_free(b.k), qkv_free(b.v), qkv_free(b.out), qkv_free(b.lse);
+    qkv_free(b.dout), qkv_free(b.dq), qkv_free(b.dk), qkv_free(b.dv);
+}
+
+int main(int argc, char **argv) {
+    int quick = bench_has_flag(argc, argv, "--quick");
+    int threads = (int)bench_int_opt(argc, argv, "--threads", 0);
+    int runs = (int)bench_int_opt(argc, argv, "--runs", quick ? 3 : 5);
+    double ref_budget = (double)bench_int_opt(argc, argv, "--ref-budget", 3);
+    const char *only = NULL;
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--only") == 0) only = argv[i + 1];
+    qkv_runtime *rt = NULL;
+    if (qkv_runtime_create(threads, &rt) != QKV_OK) return 1;
+    double peak = qkv_fma_peak_gflops(rt, 0.3); /* same ISA and thread count */
+    printf("{\"op\":\"fma_peak\",\"threads\":%d,\"arch\":\"%s\",\"gflops\":%.1f}\n",
+           qkv_runtime_n_threads(rt), qkv_arch_name(qkv_arch_active()), peak);
+
+    shape list[160];
+    int n = 0;
+    static const int64_t bt[5][2] = {{8, 512}, {4, 1024}, {2, 2048}, {1, 4096}, {1, 8192}};
+    static const int64_t hd[2][2] = {{32, 64}, {16, 128}};
+    const char *ops[2] = {"attention_fwd", "attention_bwd"};
+    for (int o = 0; o < 2; o++) {
+        if (only && strncmp(ops[o] + 10, only, 3) != 0) continue;
+        for (int i = 0; i < (quick ? 2 : 5); i++)
+            for (int h = 0; h < 2; h++)
+                for (int c = 0; c < 2; c++)
+                    list[n++] = (shape){ops[o],   "set",    bt[i][0], bt[i][1], bt[i][1],
+                                        hd[h][0], hd[h][0], hd[h][1], c,        0};
+        static const int64_t bert_t[3] = {128, 384, 512}, bert_b[3] = {1, 8, 32};
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 3; j++) {
+                if (quick && !(i == 2 && j == 1)) continue;
+                list[n++] =
+                    (shape){ops[o], "bert", bert_b[j], bert_t[i], bert_t[i], 12, 12, 64, 0, 1};
+            }
+        list[n++] = (shape){ops[o], "gpt2", 1, 1024, 1024, 12, 12, 64, 1, 0};
+    }
+    if (!only || strcmp(only, "decode") == 0) {
+        for (int64_t tk = 1024; tk <= 32768; tk *= 2) {
+            if (quick && tk != 4096) continue;
+            list[n++] = (shape){"decode", "gqa", 1, 1, tk, 32, 8, 128, 1, 0};
+        }
+    }
+    for (int i = 0; i < n; i++) bench_shape(rt, &list[i], runs, peak, ref_budget);
+    qkv_runtime_free(rt);
+    return 0;
+}

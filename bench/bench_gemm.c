@@ -1,0 +1,106 @@
+/* bench_gemm.c — qkv's packed GEMM against OpenBLAS (when built with it) on the square
+ * 2048³ case and Transformer shapes: M tokens in {128..4096}, N, K in {384, 768, 1536, 3072}.
+ * One JSON line per shape and thread count:
+ *   {"op":"gemm","M":..,"N":..,"K":..,"trans_b":..,"threads":..,"ms":median,"gflops":..,
+ *    "peak_pct":..,"openblas_ms":..,"ratio_vs_openblas":openblas_ms/ms}
+ * Usage: bench_gemm [--threads N] [--reps R] [--quick]
+ * Peer: run with OPENBLAS_CORETYPE=SkylakeX (Debian's OpenBLAS misdetects this CPU) and
+ * OPENBLAS_NUM_THREADS equal to --threads; the program sets both if unset. */
+#include "bench_util.h"
+#include "kernels/gemm.h"
+#include "qkv.h"
+
+#include <stdio.h>
+
+#if QKV_BENCH_OPENBLAS
+#include <cblas.h>
+#endif
+
+static double time_qkv(qkv_runtime *rt, int tb, int64_t M, int64_t N, int64_t K, const float *A,
+                       const float *B, float *C, int reps) {
+    double t[64];
+    for (int r = 0; r < reps; r++) {
+        double t0 = bench_now();
+        qkv__gemm_f32(rt, 0, tb, M, N, K, 1.0f, A, K, B, tb ? K : N, 0.0f, C, N, NULL);
+        t[r] = bench_now() - t0;
+    }
+    return bench_median(t, reps);
+}
+
+#if QKV_BENCH_OPENBLAS
+static double time_blas(int tb, int64_t M, int64_t N, int64_t K, const float *A, const float *B,
+                        float *C, int reps) {
+    double t[64];
+    for (int r = 0; r < reps; r++) {
+        double t0 = bench_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
+                    (int)K, 1.0f, A, (int)K, B, tb ? (int)K : (int)N, 0.0f, C, (int)N);
+        t[r] = bench_now() - t0;
+    }
+    return bench_median(t, reps);
+}
+#endif
+
+int main(int argc, char **argv) {
+    int threads = (int)bench_int_opt(argc, argv, "--threads", 1);
+    int reps = (int)bench_int_opt(argc, argv, "--reps", 7);
+    int quick = bench_has_flag(argc, argv, "--quick");
+    if (reps < 1 || reps > 64) reps = 7;
+    char nt[16];
+    snprintf(nt, sizeof nt, "%d", threads);
+    setenv("OPENBLAS_CORETYPE", "SkylakeX", 0);
+    setenv("OPENBLAS_NUM_THREADS", nt, 0);
+#if QKV_BENCH_OPENBLAS
+    openblas_set_num_threads(threads);
+#endif
+    qkv_runtime *rt = NULL;
+    if (qkv_runtime_create(threads, &rt) != QKV_OK) return 1;
+    double peak = qkv_fma_peak_gflops(rt, 0.3);
+    fprintf(stderr, "bench_gemm: arch %s, %d thread(s), measured FMA peak %.1f GFLOP/s\n",
+            qkv_arch_name(qkv_arch_active()), threads, peak);
+
+    /* x W^T is the Transformer's linear layer: B stored [N, K], trans_b = 1. */
+    struct {
+        int64_t M, N, K;
+        int tb;
+    } shapes[64];
+    int n = 0;
+    shapes[n++] = (typeof(shapes[0])){2048, 2048, 2048, 0};
+    const int64_t ms[] = {128, 512, 1024, 4096};
+    const int64_t nk[][2] = {{384, 384}, {768, 768}, {3072, 768}, {768, 3072}, {1536, 1536}};
+    for (size_t a = 0; a < sizeof ms / sizeof *ms; a++)
+        for (size_t b = 0; b < sizeof nk / sizeof *nk; b++) {
+            if (quick && (a % 2 || b % 2)) continue;
+            shapes[n++] = (typeof(shapes[0])){ms[a], nk[b][0], nk[b][1], 1};
+        }
+    for (int s = 0; s < n; s++) {
+        int64_t M = shapes[s].M, N = shapes[s].N, K = shapes[s].K;
+        int tb = shapes[s].tb;
+        float *A = malloc(sizeof(float) * (size_t)(M * K));
+        float *B = malloc(sizeof(float) * (size_t)(K * N));
+        float *C = malloc(sizeof(float) * (size_t)(M * N));
+        if (!A || !B || !C) return 1;
+        bench_fill(A, (size_t)(M * K), 1);
+        bench_fill(B, (size_t)(K * N), 2);
+        double flops = 2.0 * (double)M * (double)N * (double)K;
+        int r = flops > 1e10 ? (reps < 5 ? reps : 5) : reps;
+        time_qkv(rt, tb, M, N, K, A, B, C, 1); /* warm up */
+        double ms_q = time_qkv(rt, tb, M, N, K, A, B, C, r) * 1e3;
+        printf("{\"op\":\"gemm\",\"M\":%lld,\"N\":%lld,\"K\":%lld,\"trans_b\":%d,\"threads\":%d,"
+               "\"arch\":\"%s\",\"ms\":%.3f,\"gflops\":%.1f,\"peak_pct\":%.1f",
+               (long long)M, (long long)N, (long long)K, tb, threads,
+               qkv_arch_name(qkv_arch_active()), ms_q, flops / ms_q / 1e6,
+               100.0 * flops / ms_q / 1e6 / peak);
+#if QKV_BENCH_OPENBLAS
+        time_blas(tb, M, N, K, A, B, C, 1);
+        double ms_b = time_blas(tb, M, N, K, A, B, C, r) * 1e3;
+        printf(",\"openblas_ms\":%.3f,\"openblas_gflops\":%.1f,\"ratio_vs_openblas\":%.3f", ms_b,
+               flops / ms_b / 1e6, ms_b / ms_q);
+#endif
+        printf("}\n");
+        fflush(stdout);
+        free(A), free(B), free(C);
+    }
+    qkv_runtime_free(rt);
+    return 0;
+}

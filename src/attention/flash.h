@@ -1,0 +1,133 @@
+/* flash.h — internal interface of the fused (FlashAttention-2 style) attention: the tile
+ * geometry and the tile helpers shared by the forward (flash_fwd.c) and the backward
+ * (flash_bwd.c).
+ *
+ * Tiles. A query tile is bq consecutive queries i0..i1-1 of one (batch b, kv head hk) times
+ * the G = Hq / Hk query heads that read hk: rows = (i1 - i0) * G, ordered query-major
+ * (row r = (i - i0) * G + g), so the G heads of one query are adjacent as they are in q and
+ * out, and one packed K/V tile serves the whole group (GQA / MQA load K and V once per group).
+ * A key tile is FLASH_BC consecutive keys, aligned to multiples of FLASH_BC.
+ *
+ * Orientation. The forward computes a score tile key-major, Sᵀ = K_tile · Qᵀ: the query tile
+ * is packed transposed once per task and reused against every key tile, K is read in place
+ * (no per-tile transpose), and the online softmax reduces over keys with vertical vector ops
+ * (no horizontal reductions). The backward owns a key tile and walks query tiles, so it packs
+ * Kᵀ and Vᵀ once per key tile and computes S = Q · Kᵀ query-major.
+ *
+ * Masks. Every mask bounds j from one side and the bounds are non-decreasing in i
+ * (attention.h), so the keys visible to any row of a query tile lie in [lo(i0), hi(i1-1))
+ * and the keys visible to every row contain [lo(i1-1), hi(i0)). A key tile outside the first
+ * interval is skipped without computing anything; a key tile inside the second needs no
+ * per-element mask test; only the tiles in between are masked element by element.
+ *
+ * Invariants: every implementation sees only validated problems (attention.h); scores of
+ * masked keys are -inf in the score tile, never a large negative number; no buffer is
+ * Tq x Tk (workspace is O(rows * (D + Dv + FLASH_BC)) per thread, plus, in the backward, one
+ * dq accumulator of G * Tq * D floats per thread or per key split). */
+#ifndef QKV_ATTENTION_FLASH_H
+#define QKV_ATTENTION_FLASH_H
+
+#include "attention/attention.h"
+#include "kernels/attn_kernels.h"
+
+#include <math.h>
+
+enum {
+    FLASH_BC = 64,           /* keys per key tile (a multiple of QKV_ATTN_COL_ALIGN) */
+    FLASH_ROWS = 64,         /* target rows (queries x heads of a group) per query tile */
+    FLASH_MIN_ITEMS = 16,    /* forward: fewer (b, hk, query tile) tasks: split the keys */
+    FLASH_MIN_BWD_ITEMS = 4, /* backward: fewer (b, hk) pairs: split the keys (each split
+                                costs a private dq buffer of G * Tq * D floats) */
+};
+
+/* Classification of a (query tile, key tile) pair. */
+enum { FLASH_SKIP = 0, FLASH_PARTIAL = 1, FLASH_FULL = 2 };
+
+/* Queries per query tile: FLASH_ROWS / G, at least 1, at most Tq. */
+static inline int64_t qkv__flash_bq(const qkv__attn_problem *pb) {
+    int64_t bq = FLASH_ROWS / pb->group;
+    if (bq < 1) bq = 1;
+    if (bq > pb->Tq) bq = pb->Tq;
+    return bq;
+}
+
+/* Keys [j0, j1) against queries [i0, i1) of batch b: FLASH_SKIP, _PARTIAL or _FULL. */
+static inline int qkv__flash_classify(const qkv__attn_problem *pb, int64_t b, int64_t i0,
+                                      int64_t i1, int64_t j0, int64_t j1) {
+    int64_t lo0, hi0, lo1, hi1;
+    qkv__attn_key_range(pb, b, i0, &lo0, &hi0);
+    qkv__attn_key_range(pb, b, i1 - 1, &lo1, &hi1);
+    if (j1 <= lo0 || j0 >= hi1) return FLASH_SKIP;
+    if (j0 >= lo1 && j1 <= hi0) return FLASH_FULL;
+    return FLASH_PARTIAL;
+}
+
+/* Adds bias and ALiBi to a score tile of queries [i0, i0 + nq) x the G heads of kv head hk x
+ * keys [j0, j0 + cols), then (unless full) sets masked scores to -inf. The score of tile row
+ * r = (i - i0) * G + g and key j0 + c is s[r * rs + c * cs]: the forward keeps tiles key-major
+ * (rs = 1, cs = ld), the backward query-major (rs = ld, cs = 1). Bias is added before masking
+ * so that a +inf bias on a masked key cannot make inf - inf. */
+static inline void qkv__flash_fixup(const qkv__attn_problem *pb, int64_t b, int64_t hk, int64_t i0,
+                                    int64_t nq, int64_t j0, int64_t cols, int full, float *s,
+                                    int64_t rs, int64_t cs) {
+    const qkv_attention_desc *d = pb->d;
+    const int64_t G = pb->group, off = pb->Tk - pb->Tq;
+    if (full && !d->bias && !d->alibi_slopes) return;
+    for (int64_t ii = 0; ii < nq; ii++) {
+        int64_t i = i0 + ii, cl = 0, ch = cols;
+        if (!full) {
+            int64_t lo, hi;
+            qkv__attn_key_range(pb, b, i, &lo, &hi);
+            cl = lo - j0 < 0 ? 0 : lo - j0;
+            ch = hi - j0 > cols ? cols : hi - j0;
+            if (cl > cols) cl = cols;
+            if (ch < cl) ch = cl;
+        }
+        for (int64_t g = 0; g < G; g++) {
+            int64_t h = hk * G + g;
+            float *sr = s + (ii * G + g) * rs; /* element c at sr[c * cs] */
+            if (d->bias) {
+                const float *br = d->bias + b * d->bias_stride_b + h * d->bias_stride_h +
+                                  i * d->bias_stride_q + j0; /* [cols] */
+                for (int64_t c = 0; c < cols; c++) sr[c * cs] += br[c];
+            }
+            if (d->alibi_slopes) {
+                float slope = d->alibi_slopes[h];
+                int64_t base = i + off - j0; /* distance of key j0 + c is |base - c| */
+                for (int64_t c = 0; c < cols; c++) {
+                    int64_t dist = base - c < 0 ? c - base : base - c;
+                    sr[c * cs] -= slope * (float)dist;
+                }
+            }
+            for (int64_t c = 0; c < cl; c++) sr[c * cs] = -INFINITY;
+            for (int64_t c = ch; c < cols; c++) sr[c * cs] = -INFINITY;
+        }
+    }
+}
+
+/* Packs rows [0, cols) of src (row stride ld, width floats each) transposed into
+ * kt [width, ldt]: kt[x * ldt + c] = src[c * ld + x] * scale; columns cols..round_up(cols, 16)
+ * are zeroed (the dot micro-kernel reads them). */
+static inline void qkv__flash_pack_t(const float *src, int64_t ld, int64_t width, int64_t cols,
+                                     float scale, float *kt, int64_t ldt) {
+    int64_t cpad = (cols + QKV_ATTN_COL_ALIGN - 1) / QKV_ATTN_COL_ALIGN * QKV_ATTN_COL_ALIGN;
+    for (int64_t c = 0; c < cols; c++) {
+        const float *row = src + c * ld; /* [width] */
+        for (int64_t x = 0; x < width; x++) kt[x * ldt + c] = row[x] * scale;
+    }
+    for (int64_t x = 0; x < width; x++)
+        for (int64_t c = cols; c < cpad; c++) kt[x * ldt + c] = 0.0f;
+}
+
+/* Floats of one workspace region rounded up to a cache line (16 floats). */
+static inline int64_t qkv__flash_pad(int64_t n) { return (n + 15) / 16 * 16; }
+
+qkv_status qkv__attention_forward_flash(qkv_runtime *rt, const qkv__attn_problem *pb,
+                                        const qkv_attn_kernels *kr, const float *q, const float *k,
+                                        const float *v, float *out, float *lse);
+qkv_status qkv__attention_backward_flash(qkv_runtime *rt, const qkv__attn_problem *pb,
+                                         const qkv_attn_kernels *kr, const float *q, const float *k,
+                                         const float *v, const float *out, const float *lse,
+                                         const float *dout, float *dq, float *dk, float *dv);
+
+#endif

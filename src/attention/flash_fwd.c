@@ -1,0 +1,264 @@
+/* flash_fwd.c — the fused attention forward (FlashAttention-2 style) and its decode split.
+ *
+ * One task is a query tile (batch b, kv head hk, queries [i0, i1), all G heads of the group;
+ * flash.h). It packs its queries transposed and pre-scaled once, Qᵀ [D, rows_pad], then walks
+ * the key tiles that the masks leave visible:
+ *   Sᵀ = K_tile · Qᵀ                     dot micro-kernel, K read in place   [BC, rows_pad]
+ *   bias, ALiBi, masks on partial tiles  qkv__flash_fixup
+ *   online softmax: m, l, alpha; Sᵀ → Pᵀ softmax micro-kernel
+ *   O = alpha ∘ O + P · V_tile           acc micro-kernel, V read in place   [rows, Dv]
+ * and at the end writes out = O / l and lse = m + log l (or 0 and -inf for an empty row). O is
+ * divided once; it is only rescaled by alpha (fused into the acc kernel's load of O).
+ *
+ * Decode split: when there are fewer than FLASH_MIN_ITEMS tasks (Tq = 1 or small with few
+ * heads), each task's key tiles are split into n_split ranges run as separate work items that
+ * leave (O, m, l) partials; a second pass merges them by log-sum-exp:
+ *   M = max_s m_s,  w_s = exp(m_s - M),  l = Σ_s w_s l_s,  out = Σ_s w_s O_s / l.
+ *
+ * Determinism: the work items, their key ranges and every summation order depend only on the
+ * problem, never on the thread count, so results are bit-identical for any thread count.
+ * Work items are ordered so that contiguous chunks (qkv_parallel_for) get balanced causal
+ * work: the query-tile index runs outermost in zigzag order (0, n-1, 1, n-2, ...). */
+#include "attention/flash.h"
+#include "core/alloc.h"
+#include "core/error.h"
+
+#include <string.h>
+
+typedef struct fwd_ctx {
+    const qkv__attn_problem *pb;
+    const qkv_attn_kernels *kr;
+    const float *q;         /* [B, Tq, Hq, D] */
+    const float *k;         /* [B, Tk, Hk, D] */
+    const float *v;         /* [B, Tk, Hk, Dv] */
+    float *out;             /* [B, Tq, Hq, Dv] */
+    float *lse;             /* [B, Hq, Tq] or NULL */
+    int64_t bq, n_qt, n_bh; /* queries per tile, query tiles per (b, hk), B * Hk */
+    int64_t rows_pad;       /* round_up(bq * G, 16) */
+    int64_t n_split;        /* key ranges per task (1: no split) */
+    float *ws;              /* [n_threads, ws_stride] */
+    int64_t ws_stride;
+    float *part; /* [n_tasks, n_split, part_stride] partials (O, m, l) when n_split > 1 */
+    int64_t part_stride;
+} fwd_ctx;
+
+/* Task t (of n_bh * n_qt) -> (b, hk, query tile); the query tile index is zigzagged. */
+static void task_coords(const fwd_ctx *c, int64_t t, int64_t *b, int64_t *hk, int64_t *qt) {
+    int64_t bh = t % c->n_bh, u = t / c->n_bh;
+    *b = bh / c->pb->Hk;
+    *hk = bh % c->pb->Hk;
+    *qt = (u & 1) ? c->n_qt - 1 - u / 2 : u / 2;
+}
+
+/* Key tiles [*kt0, *kt1) that queries [i0, i1) of batch b may see. */
+static void key_tiles(const qkv__attn_problem *pb, int64_t b, int64_t i0, int64_t i1, int64_t *kt0,
+                      int64_t *kt1) {
+    int64_t lo, hi, lo1, hi1;
+    qkv__attn_key_range(pb, b, i0, &lo, &hi);
+    qkv__attn_key_range(pb, b, i1 - 1, &lo1, &hi1);
+    *kt0 = lo / FLASH_BC;
+    *kt1 = hi1 > lo ? (hi1 + FLASH_BC - 1) / FLASH_BC : *kt0;
+}
+
+/* Floats of run_tiles' workspace: Qᵀ, Sᵀ, alpha, K and V tiles. */
+static int64_t run_tiles_floats(const qkv__attn_problem *pb, int64_t rp) {
+    return qkv__flash_pad(pb->D * rp) + qkv__flash_pad(FLASH_BC * rp) + qkv__flash_pad(rp) +
+           qkv__flash_pad(FLASH_BC * pb->D) + qkv__flash_pad(FLASH_BC * pb->Dv);
+}
+
+/* Runs key tiles [kt0, kt1) against queries [i0, i1) of (b, hk). ws holds the workspace of
+ * this thread; on return O [rows, Dv] is the unnormalized output, m and l [rows_pad] the
+ * running max and sum. */
+static void run_tiles(const fwd_ctx *c, float *ws, int64_t b, int64_t hk, int64_t i0, int64_t i1,
+                      int64_t kt0, int64_t kt1, float *O, float *m, float *l) {
+    const qkv__attn_problem *pb = c->pb;
+    const int64_t G = pb->group, D = pb->D, Dv = pb->Dv, Hq = pb->Hq, Hk = pb->Hk;
+    const int64_t nq = i1 - i0, rows = nq * G, rp = c->rows_pad;
+    float *qt = ws;                                                   /* [D, rp] Qᵀ, scaled */
+    float *st = qt + qkv__flash_pad(D * rp);                          /* [BC, rp] Sᵀ, then Pᵀ */
+    float *alpha = st + qkv__flash_pad(FLASH_BC * rp);                /* [rp] */
+    float *kb = alpha + qkv__flash_pad(rp);                           /* [BC, D] K tile */
+    float *vb = kb + qkv__flash_pad(FLASH_BC * D);                    /* [BC, Dv] V tile */
+    const float *qsrc = c->q + ((b * pb->Tq + i0) * Hq + hk * G) * D; /* row r at r * D */
+    /* rows (i, g) of q are contiguous for one i (heads adjacent), so the tile is one strided
+     * copy with row stride D within a query and Hq * D between queries */
+    float scale = (float)pb->scale;
+    for (int64_t ii = 0; ii < nq; ii++)
+        for (int64_t g = 0; g < G; g++) {
+            const float *row = qsrc + (ii * Hq + g) * D; /* [D] */
+            int64_t r = ii * G + g;
+            for (int64_t x = 0; x < D; x++) qt[x * rp + r] = row[x] * scale;
+        }
+    for (int64_t x = 0; x < D; x++)
+        for (int64_t r = rows; r < rp; r++) qt[x * rp + r] = 0.0f;
+    for (int64_t r = 0; r < rp; r++) {
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+    }
+    memset(O, 0, (size_t)(rows * Dv) * sizeof *O);
+
+    for (int64_t kt = kt0; kt < kt1; kt++) {
+        int64_t j0 = kt * FLASH_BC, cols = pb->Tk - j0 < FLASH_BC ? pb->Tk - j0 : FLASH_BC;
+        int cls = qkv__flash_classify(pb, b, i0, i1, j0, j0 + cols);
+        if (cls == FLASH_SKIP) continue;
+        const float *kp = c->k + ((b * pb->Tk + j0) * Hk + hk) * D;  /* [cols] rows, ld Hk*D */
+        const float *vp = c->v + ((b * pb->Tk + j0) * Hk + hk) * Dv; /* [cols] rows, ld Hk*Dv */
+        int64_t ldk = Hk * D, ldv = Hk * Dv;
+        if (Hk > 1) {
+            /* Rows Hk*D floats apart (often a multiple of 4 KiB) alias in the L1 sets and
+             * thrash it inside the micro-kernels: copy the tile's rows contiguously first. */
+            for (int64_t j = 0; j < cols; j++) {
+                memcpy(kb + j * D, kp + j * ldk, (size_t)D * sizeof(float));
+                memcpy(vb + j * Dv, vp + j * ldv, (size_t)Dv * sizeof(float));
+            }
+            kp = kb, vp = vb, ldk = D, ldv = Dv;
+        }
+        c->kr->dot(cols, rows, D, kp, ldk, qt, rp, st, rp);
+        qkv__flash_fixup(pb, b, hk, i0, nq, j0, cols, cls == FLASH_FULL, st, 1, rp);
+        c->kr->softmax(rows, cols, st, rp, m, l, alpha);
+        c->kr->acc(rows, Dv, cols, st, 1, rp, vp, ldv, O, Dv, alpha);
+    }
+}
+
+/* Writes out and lse of rows (i, g) of a query tile from O, m, l. */
+static void finish_rows(const fwd_ctx *c, int64_t b, int64_t hk, int64_t i0, int64_t nq,
+                        const float *O, const float *m, const float *l) {
+    const qkv__attn_problem *pb = c->pb;
+    const int64_t G = pb->group, Dv = pb->Dv;
+    for (int64_t ii = 0; ii < nq; ii++)
+        for (int64_t g = 0; g < G; g++) {
+            int64_t r = ii * G + g, i = i0 + ii, h = hk * G + g;
+            float *o = c->out + ((b * pb->Tq + i) * pb->Hq + h) * Dv; /* [Dv] */
+            const float *src = O + r * Dv;                            /* [Dv] */
+            if (l[r] > 0.0f) {
+                float inv = 1.0f / l[r];
+                for (int64_t x = 0; x < Dv; x++) o[x] = src[x] * inv;
+            } else {
+                memset(o, 0, (size_t)Dv * sizeof *o);
+            }
+            if (c->lse)
+                c->lse[(b * pb->Hq + h) * pb->Tq + i] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
+        }
+}
+
+/* Per-thread workspace after the run_tiles region: O [rows_pad, Dv], m, l [rows_pad]. */
+static void fwd_task(void *ctx, int64_t begin, int64_t end, int tid) {
+    const fwd_ctx *c = ctx;
+    const qkv__attn_problem *pb = c->pb;
+    float *ws = c->ws + tid * c->ws_stride;
+    float *O = ws + run_tiles_floats(pb, c->rows_pad);   /* [rows_pad, Dv] */
+    float *m = O + qkv__flash_pad(c->rows_pad * pb->Dv); /* [rows_pad] */
+    float *l = m + qkv__flash_pad(c->rows_pad);          /* [rows_pad] */
+    for (int64_t t = begin; t < end; t++) {
+        int64_t b, hk, qt, kt0, kt1;
+        task_coords(c, t, &b, &hk, &qt);
+        int64_t i0 = qt * c->bq, i1 = i0 + c->bq < pb->Tq ? i0 + c->bq : pb->Tq;
+        key_tiles(pb, b, i0, i1, &kt0, &kt1);
+        run_tiles(c, ws, b, hk, i0, i1, kt0, kt1, O, m, l);
+        finish_rows(c, b, hk, i0, i1 - i0, O, m, l);
+    }
+}
+
+/* Split work item t = task * n_split + s: key range s of the task; partials to c->part. */
+static void fwd_split_task(void *ctx, int64_t begin, int64_t end, int tid) {
+    const fwd_ctx *c = ctx;
+    const qkv__attn_problem *pb = c->pb;
+    float *ws = c->ws + tid * c->ws_stride;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t task = t / c->n_split, s = t % c->n_split, b, hk, qt, kt0, kt1;
+        task_coords(c, task, &b, &hk, &qt);
+        int64_t i0 = qt * c->bq, i1 = i0 + c->bq < pb->Tq ? i0 + c->bq : pb->Tq;
+        key_tiles(pb, b, i0, i1, &kt0, &kt1);
+        int64_t n = kt1 - kt0, a = kt0 + n * s / c->n_split, e = kt0 + n * (s + 1) / c->n_split;
+        float *O = c->part + t * c->part_stride;             /* [rows_pad, Dv] */
+        float *m = O + qkv__flash_pad(c->rows_pad * pb->Dv); /* [rows_pad] */
+        float *l = m + qkv__flash_pad(c->rows_pad);          /* [rows_pad] */
+        run_tiles(c, ws, b, hk, i0, i1, a, e, O, m, l);
+    }
+}
+
+/* Merges the n_split partials of each task (in split order) and writes out and lse. */
+static void fwd_merge_task(void *ctx, int64_t begin, int64_t end, int tid) {
+    const fwd_ctx *c = ctx;
+    const qkv__attn_problem *pb = c->pb;
+    const int64_t Dv = pb->Dv, rp = c->rows_pad, ns = c->n_split;
+    float *ws = c->ws + tid * c->ws_stride;
+    float *O = ws;                          /* [rows_pad, Dv] merged output */
+    float *m = O + qkv__flash_pad(rp * Dv); /* [rows_pad] */
+    float *l = m + qkv__flash_pad(rp);      /* [rows_pad] */
+    for (int64_t task = begin; task < end; task++) {
+        int64_t b, hk, qt;
+        task_coords(c, task, &b, &hk, &qt);
+        int64_t i0 = qt * c->bq, i1 = i0 + c->bq < pb->Tq ? i0 + c->bq : pb->Tq;
+        int64_t rows = (i1 - i0) * pb->group;
+        const float *part = c->part + task * ns * c->part_stride;
+        for (int64_t r = 0; r < rows; r++) {
+            float M = -INFINITY, L = 0.0f;
+            for (int64_t s = 0; s < ns; s++) {
+                float ms = part[s * c->part_stride + qkv__flash_pad(rp * Dv) + r];
+                M = ms > M ? ms : M;
+            }
+            float *o = O + r * Dv; /* [Dv] */
+            memset(o, 0, (size_t)Dv * sizeof *o);
+            for (int64_t s = 0; s < ns && M > -INFINITY; s++) {
+                const float *ps = part + s * c->part_stride;
+                float ms = ps[qkv__flash_pad(rp * Dv) + r];
+                float ls = ps[qkv__flash_pad(rp * Dv) + qkv__flash_pad(rp) + r];
+                if (ls == 0.0f) continue;
+                float w = expf(ms - M);
+                L += w * ls;
+                for (int64_t x = 0; x < Dv; x++) o[x] += w * ps[r * Dv + x];
+            }
+            m[r] = M;
+            l[r] = L;
+        }
+        finish_rows(c, b, hk, i0, i1 - i0, O, m, l);
+    }
+}
+
+qkv_status qkv__attention_forward_flash(qkv_runtime *rt, const qkv__attn_problem *pb,
+                                        const qkv_attn_kernels *kr, const float *q, const float *k,
+                                        const float *v, float *out, float *lse) {
+    fwd_ctx c = {.pb = pb, .kr = kr, .q = q, .k = k, .v = v, .out = out, .lse = lse};
+    c.bq = qkv__flash_bq(pb);
+    c.n_qt = (pb->Tq + c.bq - 1) / c.bq;
+    c.n_bh = pb->B * pb->Hk;
+    c.rows_pad = qkv__flash_pad(c.bq * pb->group);
+    int64_t n_tasks = c.n_bh * c.n_qt, n_kt = (pb->Tk + FLASH_BC - 1) / FLASH_BC;
+    c.n_split = 1;
+    if (n_tasks < FLASH_MIN_ITEMS) {
+        c.n_split = (FLASH_MIN_ITEMS + n_tasks - 1) / n_tasks;
+        if (c.n_split > n_kt) c.n_split = n_kt;
+    }
+    const int64_t rp = c.rows_pad, D = pb->D, Dv = pb->Dv;
+    /* run_tiles region + O + m + l (also covers the merge's O, m, l) */
+    c.ws_stride = run_tiles_floats(pb, rp) + qkv__flash_pad(rp * Dv) + 2 * qkv__flash_pad(rp);
+    c.part_stride = qkv__flash_pad(rp * Dv) + 2 * qkv__flash_pad(rp);
+    int n_threads = qkv_runtime_n_threads(rt);
+    size_t ws_bytes = (size_t)c.ws_stride * (size_t)n_threads * sizeof(float);
+    size_t part_bytes =
+        c.n_split > 1 ? (size_t)(n_tasks * c.n_split * c.part_stride) * sizeof(float) : 0;
+    c.ws = qkv__alloc(ws_bytes);
+    c.part = part_bytes ? qkv__alloc(part_bytes) : NULL;
+    if (!c.ws || (part_bytes && !c.part)) {
+        qkv__free(c.ws);
+        qkv__free(c.part);
+        return qkv__fail(QKV_ERR_NOMEM,
+                         "qkv_attention_forward: cannot allocate %zu bytes of "
+                         "flash workspace",
+                         ws_bytes + part_bytes);
+    }
+    /* small problems stay on the calling thread */
+    double work =
+        (double)pb->B * (double)pb->Hq * (double)pb->Tq * (double)pb->Tk * (double)(D + Dv);
+    if (c.n_split == 1) {
+        qkv_parallel_for(rt, n_tasks, work < 65536.0 ? n_tasks : 1, fwd_task, &c);
+    } else {
+        int64_t n_items = n_tasks * c.n_split;
+        qkv_parallel_for(rt, n_items, work < 65536.0 ? n_items : 1, fwd_split_task, &c);
+        qkv_parallel_for(rt, n_tasks, work < 65536.0 ? n_tasks : 1, fwd_merge_task, &c);
+    }
+    qkv__free(c.ws);
+    qkv__free(c.part);
+    return QKV_OK;
+}

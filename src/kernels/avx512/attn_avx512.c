@@ -1,0 +1,261 @@
+/* attn_avx512.c — AVX-512 micro-kernels of fused attention (contracts: kernels/attn_kernels.h).
+ *
+ * dot: a block of up to 12 rows x 32 columns of S in 24 zmm accumulators; per step of the
+ *      reduction: 2 loads of the packed Bt row, 12 broadcasts of A (embedded in the FMAs).
+ * acc: a block of up to 6 rows x 64 columns of C in 24 zmm accumulators; per step: 4 loads of
+ *      the Bm row (the last one masked for a tail), 6 broadcasts of P, 24 FMAs.
+ * Both are written once as always-inline block functions over compile-time (R, NV); a switch
+ * instantiates every edge size, so the accumulators stay in registers for every shape.
+ * exp: see attn_kernels.h; 2^n is applied with vscalefps, which rounds gradual underflow
+ * correctly and gives 0 / inf at the extremes without special cases. */
+#include "kernels/attn_kernels.h"
+
+#include <immintrin.h>
+#include <math.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* ---------------------------------------------------------------- exp */
+
+INLINE __m512 exp16(__m512 x) {
+    const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
+    const __m512 ln2_hi = _mm512_set1_ps(0.693359375f), ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
+    /* clamp: e^-104 rounds to 0 and e^89 to inf through scalef; -inf becomes -104 (so 0). */
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    x = _mm512_min_ps(x, _mm512_set1_ps(89.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT);
+    __m512 r = _mm512_fnmadd_ps(n, ln2_hi, x);
+    r = _mm512_fnmadd_ps(n, ln2_lo, r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+static __mmask16 tail_mask(int64_t n) {
+    return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
+}
+
+static void exp_f32_avx512(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(y + i, m, exp16(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+/* ---------------------------------------------------------------- dot */
+
+INLINE void dot_block(const int R, const int NV, int64_t kd, const float *a, int64_t lda,
+                      const float *bt, int64_t ldb, float *s, int64_t lds) {
+    __m512 acc[12][2];
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+    for (int64_t d = 0; d < kd; d++) {
+        __m512 b0 = _mm512_loadu_ps(bt + d * ldb), b1 = b0;
+        if (NV > 1) b1 = _mm512_loadu_ps(bt + d * ldb + 16);
+#pragma GCC unroll 12
+        for (int r = 0; r < R; r++) {
+            __m512 av = _mm512_set1_ps(a[r * lda + d]);
+            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+            if (NV > 1) acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) _mm512_storeu_ps(s + r * lds + 16 * v, acc[r][v]);
+}
+
+#define DOT_CASE(R)                                                                                \
+    case R:                                                                                        \
+        if (nv == 2)                                                                               \
+            dot_block(R, 2, kd, a, lda, bt, ldb, s, lds);                                          \
+        else                                                                                       \
+            dot_block(R, 1, kd, a, lda, bt, ldb, s, lds);                                          \
+        break;
+
+static void dot_rows(int R, int nv, int64_t kd, const float *a, int64_t lda, const float *bt,
+                     int64_t ldb, float *s, int64_t lds) {
+    switch (R) {
+        DOT_CASE(1)
+        DOT_CASE(2)
+        DOT_CASE(3)
+        DOT_CASE(4)
+        DOT_CASE(5)
+        DOT_CASE(6)
+        DOT_CASE(7)
+        DOT_CASE(8)
+        DOT_CASE(9)
+        DOT_CASE(10)
+        DOT_CASE(11)
+    default: dot_block(12, nv == 2 ? 2 : 1, kd, a, lda, bt, ldb, s, lds); break;
+    }
+}
+#undef DOT_CASE
+
+static void dot_f32_avx512(int64_t rows, int64_t cols, int64_t kd, const float *a, int64_t lda,
+                           const float *bt, int64_t ldb, float *s, int64_t lds) {
+    int64_t cpad = (cols + 15) / 16 * 16;
+    for (int64_t r0 = 0; r0 < rows; r0 += 12) {
+        int R = rows - r0 < 12 ? (int)(rows - r0) : 12;
+        for (int64_t c0 = 0; c0 < cpad; c0 += 32) {
+            int nv = cpad - c0 >= 32 ? 2 : 1;
+            dot_rows(R, nv, kd, a + r0 * lda, lda, bt + c0, ldb, s + r0 * lds + c0, lds);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- acc */
+
+INLINE void acc_block(const int R, const int NV, __mmask16 last, int64_t kd, const float *p,
+                      int64_t prs, int64_t pks, const float *bm, int64_t ldb, float *c, int64_t ldc,
+                      const float *row_scale) {
+    __m512 acc[6][4];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+        __m512 sc = _mm512_set1_ps(row_scale ? row_scale[r] : 1.0f);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            __mmask16 m = v == NV - 1 ? last : (__mmask16)0xffff;
+            acc[r][v] = _mm512_mul_ps(sc, _mm512_maskz_loadu_ps(m, c + r * ldc + 16 * v));
+        }
+    }
+    for (int64_t k = 0; k < kd; k++) {
+        __m512 b[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            __mmask16 m = v == NV - 1 ? last : (__mmask16)0xffff;
+            b[v] = _mm512_maskz_loadu_ps(m, bm + k * ldb + 16 * v);
+        }
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) {
+            __m512 pv = _mm512_set1_ps(p[r * prs + k * pks]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(pv, b[v], acc[r][v]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            __mmask16 m = v == NV - 1 ? last : (__mmask16)0xffff;
+            _mm512_mask_storeu_ps(c + r * ldc + 16 * v, m, acc[r][v]);
+        }
+}
+
+#define ACC_NV(R)                                                                                  \
+    switch (nv) {                                                                                  \
+    case 1: acc_block(R, 1, last, kd, p, prs, pks, bm, ldb, c, ldc, rs); break;                    \
+    case 2: acc_block(R, 2, last, kd, p, prs, pks, bm, ldb, c, ldc, rs); break;                    \
+    case 3: acc_block(R, 3, last, kd, p, prs, pks, bm, ldb, c, ldc, rs); break;                    \
+    default: acc_block(R, 4, last, kd, p, prs, pks, bm, ldb, c, ldc, rs); break;                   \
+    }
+
+static void acc_rows(int R, int nv, __mmask16 last, int64_t kd, const float *p, int64_t prs,
+                     int64_t pks, const float *bm, int64_t ldb, float *c, int64_t ldc,
+                     const float *rs) {
+    switch (R) {
+    case 1: ACC_NV(1) break;
+    case 2: ACC_NV(2) break;
+    case 3: ACC_NV(3) break;
+    case 4: ACC_NV(4) break;
+    case 5: ACC_NV(5) break;
+    default: ACC_NV(6) break;
+    }
+}
+#undef ACC_NV
+
+static void acc_f32_avx512(int64_t rows, int64_t n, int64_t kd, const float *p, int64_t prs,
+                           int64_t pks, const float *bm, int64_t ldb, float *c, int64_t ldc,
+                           const float *row_scale) {
+    for (int64_t r0 = 0; r0 < rows; r0 += 6) {
+        int R = rows - r0 < 6 ? (int)(rows - r0) : 6;
+        const float *rs = row_scale ? row_scale + r0 : NULL;
+        for (int64_t x0 = 0; x0 < n; x0 += 64) {
+            int64_t w = n - x0 < 64 ? n - x0 : 64;
+            int nv = (int)((w + 15) / 16);
+            __mmask16 last = tail_mask(w - 16 * (nv - 1));
+            acc_rows(R, nv, last, kd, p + r0 * prs, prs, pks, bm + x0, ldb, c + r0 * ldc + x0, ldc,
+                     rs);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- softmax, bwd_ds */
+
+static void softmax_f32_avx512(int64_t rows, int64_t cols, float *s, int64_t lds, float *m,
+                               float *l, float *alpha) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), zero = _mm512_setzero_ps();
+    for (int64_t r0 = 0; r0 < rows; r0 += 16) { /* 16 query rows per vector, padded */
+        __m512 mo = _mm512_loadu_ps(m + r0), mx0 = ninf, mx1 = ninf;
+        int64_t c = 0;
+        for (; c + 2 <= cols; c += 2) {
+            mx0 = _mm512_max_ps(mx0, _mm512_loadu_ps(s + c * lds + r0));
+            mx1 = _mm512_max_ps(mx1, _mm512_loadu_ps(s + (c + 1) * lds + r0));
+        }
+        if (c < cols) mx0 = _mm512_max_ps(mx0, _mm512_loadu_ps(s + c * lds + r0));
+        __m512 mn = _mm512_max_ps(mo, _mm512_max_ps(mx0, mx1));
+        __m512 mu = _mm512_mask_mov_ps(mn, _mm512_cmp_ps_mask(mn, ninf, _CMP_EQ_OQ), zero);
+        __m512 al = exp16(_mm512_sub_ps(mo, mu)), sum0 = zero, sum1 = zero;
+        for (c = 0; c + 2 <= cols; c += 2) {
+            float *s0 = s + c * lds + r0, *s1 = s0 + lds;
+            __m512 e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(s0), mu));
+            __m512 e1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(s1), mu));
+            _mm512_storeu_ps(s0, e0);
+            _mm512_storeu_ps(s1, e1);
+            sum0 = _mm512_add_ps(sum0, e0);
+            sum1 = _mm512_add_ps(sum1, e1);
+        }
+        if (c < cols) {
+            float *s0 = s + c * lds + r0;
+            __m512 e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(s0), mu));
+            _mm512_storeu_ps(s0, e0);
+            sum0 = _mm512_add_ps(sum0, e0);
+        }
+        __m512 lv = _mm512_fmadd_ps(_mm512_loadu_ps(l + r0), al, _mm512_add_ps(sum0, sum1));
+        _mm512_storeu_ps(l + r0, lv);
+        _mm512_storeu_ps(m + r0, mn);
+        _mm512_storeu_ps(alpha + r0, al);
+    }
+}
+
+static void bwd_ds_f32_avx512(int64_t rows, int64_t cols, float *s, float *dp, int64_t ld,
+                              const float *lse, const float *drow) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *sr = s + r * ld, *dr = dp + r * ld;
+        if (lse[r] == -INFINITY) {
+            for (int64_t c = 0; c < cols; c += 16) {
+                __mmask16 k = tail_mask(cols - c);
+                _mm512_mask_storeu_ps(sr + c, k, _mm512_setzero_ps());
+                _mm512_mask_storeu_ps(dr + c, k, _mm512_setzero_ps());
+            }
+            continue;
+        }
+        __m512 L = _mm512_set1_ps(lse[r]), D = _mm512_set1_ps(drow[r]);
+        for (int64_t c = 0; c < cols; c += 16) {
+            __mmask16 k = tail_mask(cols - c);
+            __m512 x = _mm512_min_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, sr + c), L),
+                                     _mm512_setzero_ps());
+            __m512 pr = exp16(x);
+            __m512 ds = _mm512_mul_ps(pr, _mm512_sub_ps(_mm512_maskz_loadu_ps(k, dr + c), D));
+            _mm512_mask_storeu_ps(sr + c, k, pr);
+            _mm512_mask_storeu_ps(dr + c, k, ds);
+        }
+    }
+}
+
+void qkv__attn_config_avx512(qkv_attn_kernels *k) {
+    k->name = "attn_f32_avx512";
+    k->dot = dot_f32_avx512;
+    k->acc = acc_f32_avx512;
+    k->softmax = softmax_f32_avx512;
+    k->bwd_ds = bwd_ds_f32_avx512;
+    k->exp = exp_f32_avx512;
+}

@@ -1,0 +1,386 @@
+/* bert.c — loading a Hugging Face BERT checkpoint and running the encoder (see bert.h).
+ *
+ * Per layer (post-LN, as BERT and the original Transformer), on packed rows x [N, C]:
+ *   q, k, v = x Wqᵀ + bq, x Wkᵀ + bk, x Wvᵀ + bv         [N, C] = [N, H, D] per token
+ *   a       = softmax(q kᵀ / √D) v, per sequence         [N, C]
+ *   x       = LayerNorm(a Woᵀ + bo + x)                  residual fused in the GEMM epilogue
+ *   x       = LayerNorm(act(x W1ᵀ + b1) W2ᵀ + b2 + x)    bias + activation fused, then residual
+ * Every matrix product is one packed GEMM over all N tokens of the batch. */
+#include "models/bert.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "io/json.h"
+#include "nn/nn.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- config */
+
+static qkv_status cfg_int(const char *path, json_t *root, const char *key, int required,
+                          int64_t def, int64_t lo, int64_t hi, int64_t *out) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) {
+        if (required)
+            return qkv__fail(QKV_ERR_FORMAT, "%s: missing required field '%s'", path, key);
+        *out = def;
+        return QKV_OK;
+    }
+    if (!json_is_integer(v))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be an integer", path, key);
+    json_int_t x = json_integer_value(v);
+    if (x < lo || x > hi)
+        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: field '%s' = %lld is outside [%lld, %lld]", path,
+                         key, (long long)x, (long long)lo, (long long)hi);
+    *out = (int64_t)x;
+    return QKV_OK;
+}
+
+static qkv_status parse_config(const char *path, json_t *root, qkv_bert_config *c) {
+    if (!json_is_object(root)) return qkv__fail(QKV_ERR_FORMAT, "%s: not a JSON object", path);
+    json_t *mt = json_object_get(root, "model_type");
+    if (mt && json_is_string(mt)) {
+        const char *s = json_string_value(mt);
+        if (strcmp(s, "bert") != 0 && strcmp(s, "roberta") != 0 && strcmp(s, "xlm-roberta") != 0)
+            return qkv__fail(QKV_ERR_UNSUPPORTED,
+                             "%s: model_type '%s' is not a BERT-family encoder (bert)", path, s);
+    }
+    int64_t v;
+    QKV_TRY(cfg_int(path, root, "vocab_size", 1, 0, 1, INT32_MAX, &c->vocab_size));
+    QKV_TRY(cfg_int(path, root, "hidden_size", 1, 0, 1, 65536, &c->hidden_size));
+    QKV_TRY(cfg_int(path, root, "num_hidden_layers", 1, 0, 1, 1024, &c->num_layers));
+    QKV_TRY(cfg_int(path, root, "num_attention_heads", 1, 0, 1, 4096, &c->num_heads));
+    QKV_TRY(cfg_int(path, root, "intermediate_size", 1, 0, 1, 1 << 20, &c->intermediate_size));
+    QKV_TRY(cfg_int(path, root, "max_position_embeddings", 0, 512, 1, 1 << 20, &c->max_position));
+    QKV_TRY(cfg_int(path, root, "type_vocab_size", 0, 2, 0, 1 << 20, &c->type_vocab_size));
+    QKV_TRY(cfg_int(path, root, "pad_token_id", 0, 0, 0, INT32_MAX, &v));
+    c->pad_token_id = (int32_t)v;
+    if (c->hidden_size % c->num_heads != 0)
+        return qkv__fail(QKV_ERR_FORMAT,
+                         "%s: hidden_size %lld is not a multiple of num_attention_heads %lld", path,
+                         (long long)c->hidden_size, (long long)c->num_heads);
+    json_t *eps = json_object_get(root, "layer_norm_eps");
+    c->layer_norm_eps = 1e-12f;
+    if (eps && !json_is_null(eps)) {
+        if (!json_is_number(eps) || !(json_number_value(eps) >= 0) ||
+            !isfinite(json_number_value(eps)))
+            return qkv__fail(QKV_ERR_FORMAT, "%s: layer_norm_eps must be a non-negative number",
+                             path);
+        c->layer_norm_eps = (float)json_number_value(eps);
+    }
+    json_t *act = json_object_get(root, "hidden_act");
+    const char *a = act && json_is_string(act) ? json_string_value(act) : "gelu";
+    if (strcmp(a, "gelu") == 0)
+        c->act = QKV_ACT_GELU_ERF;
+    else if (strcmp(a, "gelu_new") == 0 || strcmp(a, "gelu_pytorch_tanh") == 0)
+        c->act = QKV_ACT_GELU_TANH;
+    else if (strcmp(a, "relu") == 0)
+        c->act = QKV_ACT_RELU;
+    else if (strcmp(a, "silu") == 0 || strcmp(a, "swish") == 0)
+        c->act = QKV_ACT_SILU;
+    else
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "%s: hidden_act '%s' is not supported (gelu, gelu_new, "
+                         "gelu_pytorch_tanh, relu, silu)",
+                         path, a);
+    json_t *pe = json_object_get(root, "position_embedding_type");
+    if (pe && json_is_string(pe) && strcmp(json_string_value(pe), "absolute") != 0)
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "%s: position_embedding_type '%s' is not supported (absolute)", path,
+                         json_string_value(pe));
+    json_t *dec = json_object_get(root, "is_decoder");
+    if (dec && json_is_true(dec))
+        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: is_decoder = true is not supported", path);
+    return QKV_OK;
+}
+
+qkv_status qkv__bert_config_load(const char *dir, qkv_bert_config *cfg) {
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
+    memset(cfg, 0, sizeof *cfg);
+    qkv__json_begin();
+    json_error_t err;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    qkv_status s;
+    if (!root || qkv__json_alloc_failed()) {
+        /* jansson may survive a failed allocation with a damaged tree: any failure is NOMEM */
+        json_decref(root);
+        root = NULL;
+        if (qkv__json_alloc_failed())
+            s = qkv__fail(QKV_ERR_NOMEM, "%s: out of memory while parsing", path);
+        else if (err.line < 0 || strstr(err.text, "unable to open"))
+            s = qkv__fail(QKV_ERR_IO, "%s: cannot read: %s", path, err.text);
+        else
+            s = qkv__fail(QKV_ERR_FORMAT, "%s: line %d: %s", path, err.line, err.text);
+    } else {
+        s = parse_config(path, root, cfg);
+        json_decref(root);
+    }
+    qkv__json_end();
+    return s;
+}
+
+/* ---------------------------------------------------------------- weights */
+
+typedef struct {
+    qkv_bert *m;
+    const char *path;
+    const char *prefix; /* "" or "bert." */
+} loader;
+
+/* The tensor `name` as F32 with exactly the given shape (ndim 1 or 2). */
+static qkv_status get(loader *L, const char *name, int64_t d0, int64_t d1, const float **out) {
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", L->prefix, name);
+    const qkv_st_tensor *t = qkv_safetensors_find(L->m->st, full);
+    int ndim = d1 ? 2 : 1;
+    if (!t)
+        return qkv__fail(QKV_ERR_FORMAT, "%s: missing tensor '%s' (expected shape [%lld%s%lld])",
+                         L->path, full, (long long)d0, d1 ? ", " : "", d1 ? (long long)d1 : 0LL);
+    if (t->ndim != ndim || t->shape[0] != d0 || (d1 && t->shape[1] != d1)) {
+        char got[128] = "";
+        size_t o = 0;
+        for (int i = 0; i < t->ndim && o < sizeof got - 24; i++)
+            o += (size_t)snprintf(got + o, sizeof got - o, "%s%lld", i ? ", " : "",
+                                  (long long)t->shape[i]);
+        return qkv__fail(QKV_ERR_FORMAT, "%s: tensor '%s' has shape [%s], expected [%lld%s%lld]",
+                         L->path, full, got, (long long)d0, d1 ? ", " : "",
+                         d1 ? (long long)d1 : 0LL);
+    }
+    size_t n = (size_t)d0 * (size_t)(d1 ? d1 : 1);
+    if (t->dtype == QKV_DTYPE_F32) {
+        *out = t->data;
+        return QKV_OK;
+    }
+    if (t->dtype != QKV_DTYPE_F16 && t->dtype != QKV_DTYPE_BF16)
+        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (F32, F16, BF16 only)",
+                         L->path, full, qkv_dtype_name(t->dtype));
+    float *f = qkv__alloc(n * sizeof(float));
+    void **grown = f ? qkv__alloc((L->m->n_owned + 1) * sizeof *grown) : NULL;
+    if (!f || !grown) {
+        qkv__free(f);
+        return qkv__fail(QKV_ERR_NOMEM, "%s: cannot convert tensor '%s'", L->path, full);
+    }
+    if (L->m->n_owned) memcpy(grown, L->m->owned, L->m->n_owned * sizeof *grown);
+    qkv__free(L->m->owned);
+    L->m->owned = grown;
+    L->m->owned[L->m->n_owned++] = f;
+    /* the mapping is only 8-byte aligned per tensor start; copy through the bulk converters */
+    if (t->dtype == QKV_DTYPE_F16)
+        qkv_f16_to_f32_n(t->data, f, n);
+    else
+        qkv_bf16_to_f32_n(t->data, f, n);
+    *out = f;
+    return QKV_OK;
+}
+
+static qkv_status load_weights(loader *L) {
+    qkv_bert *m = L->m;
+    const qkv_bert_config *c = &m->cfg;
+    const int64_t C = c->hidden_size, F = c->intermediate_size;
+    L->prefix = "";
+    if (!qkv_safetensors_find(m->st, "embeddings.word_embeddings.weight") &&
+        qkv_safetensors_find(m->st, "bert.embeddings.word_embeddings.weight"))
+        L->prefix = "bert.";
+    QKV_TRY(get(L, "embeddings.word_embeddings.weight", c->vocab_size, C, &m->word_emb));
+    QKV_TRY(get(L, "embeddings.position_embeddings.weight", c->max_position, C, &m->pos_emb));
+    if (c->type_vocab_size > 0)
+        QKV_TRY(
+            get(L, "embeddings.token_type_embeddings.weight", c->type_vocab_size, C, &m->type_emb));
+    QKV_TRY(get(L, "embeddings.LayerNorm.weight", C, 0, &m->emb_ln_w));
+    QKV_TRY(get(L, "embeddings.LayerNorm.bias", C, 0, &m->emb_ln_b));
+    m->layers = qkv__calloc((size_t)c->num_layers, sizeof *m->layers);
+    if (!m->layers) return qkv__fail(QKV_ERR_NOMEM, "bert: out of memory");
+    for (int64_t l = 0; l < c->num_layers; l++) {
+        qkv_bert_layer *y = &m->layers[l];
+        char n[160];
+#define W(field, suffix, d0, d1)                                                                   \
+    do {                                                                                           \
+        snprintf(n, sizeof n, "encoder.layer.%lld.%s", (long long)l, suffix);                      \
+        QKV_TRY(get(L, n, d0, d1, &y->field));                                                     \
+    } while (0)
+        W(wq, "attention.self.query.weight", C, C);
+        W(bq, "attention.self.query.bias", C, 0);
+        W(wk, "attention.self.key.weight", C, C);
+        W(bk, "attention.self.key.bias", C, 0);
+        W(wv, "attention.self.value.weight", C, C);
+        W(bv, "attention.self.value.bias", C, 0);
+        W(wo, "attention.output.dense.weight", C, C);
+        W(bo, "attention.output.dense.bias", C, 0);
+        W(ln1_w, "attention.output.LayerNorm.weight", C, 0);
+        W(ln1_b, "attention.output.LayerNorm.bias", C, 0);
+        W(w1, "intermediate.dense.weight", F, C);
+        W(b1, "intermediate.dense.bias", F, 0);
+        W(w2, "output.dense.weight", C, F);
+        W(b2, "output.dense.bias", C, 0);
+        W(ln2_w, "output.LayerNorm.weight", C, 0);
+        W(ln2_b, "output.LayerNorm.bias", C, 0);
+#undef W
+    }
+    char pn[64];
+    snprintf(pn, sizeof pn, "%spooler.dense.weight", L->prefix);
+    if (qkv_safetensors_find(m->st, pn)) {
+        QKV_TRY(get(L, "pooler.dense.weight", C, C, &m->pool_w));
+        QKV_TRY(get(L, "pooler.dense.bias", C, 0, &m->pool_b));
+    }
+    return QKV_OK;
+}
+
+qkv_status qkv__bert_load(const char *dir, qkv_bert **out) {
+    if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv__bert_load: NULL argument");
+    *out = NULL;
+    qkv_bert *m = qkv__calloc(1, sizeof *m);
+    if (!m) return qkv__fail(QKV_ERR_NOMEM, "bert: out of memory");
+    qkv_status s = qkv__bert_config_load(dir, &m->cfg);
+    char path[4096];
+    if (s == QKV_OK && snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
+        s = qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
+    if (s == QKV_OK) s = qkv_safetensors_open(path, &m->st);
+    if (s == QKV_OK) {
+        loader L = {m, path, ""};
+        s = load_weights(&L);
+    }
+    if (s != QKV_OK) {
+        qkv__bert_free(m);
+        return s;
+    }
+    *out = m;
+    return QKV_OK;
+}
+
+void qkv__bert_free(qkv_bert *m) {
+    if (!m) return;
+    for (size_t i = 0; i < m->n_owned; i++) qkv__free(m->owned[i]);
+    qkv__free(m->owned);
+    qkv__free(m->layers);
+    qkv_safetensors_close(m->st);
+    qkv__free(m);
+}
+
+/* ---------------------------------------------------------------- forward */
+
+typedef struct {
+    const qkv_bert *m;
+    const int64_t *lens, *offs; /* [n_seq] */
+    const float *q, *k, *v;     /* [N, C] */
+    float *att;                 /* [N, C] */
+    _Atomic int failed;
+    qkv_status status;
+} attn_job;
+
+static qkv_status attend_one(qkv_runtime *rt, const attn_job *j, int64_t s) {
+    const qkv_bert_config *c = &j->m->cfg;
+    qkv_attention_desc d;
+    memset(&d, 0, sizeof d);
+    d.batch = 1;
+    d.q_len = d.kv_len = j->lens[s];
+    d.n_heads = d.n_kv_heads = c->num_heads;
+    d.head_dim = c->hidden_size / c->num_heads;
+    d.window_left = d.window_right = -1;
+    int64_t o = j->offs[s] * c->hidden_size;
+    return qkv_attention_forward(rt, &d, j->q + o, j->k + o, j->v + o, j->att + o, NULL);
+}
+
+static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    attn_job *j = ctx;
+    for (int64_t s = begin; s < end; s++) {
+        qkv_status st = attend_one(NULL, j, s); /* nested: runs on this thread */
+        if (st != QKV_OK && !j->failed) {
+            j->failed = 1;
+            j->status = st;
+        }
+    }
+}
+
+static qkv_status linear(qkv_runtime *rt, float *out, const float *in, const float *w,
+                         const float *b, int64_t N, int64_t Cin, int64_t Cout, qkv_act act,
+                         const float *residual) {
+    qkv_gemm_epilogue e = {b, act, residual, Cout};
+    return qkv__gemm_f32(rt, 0, 1, N, Cout, Cin, 1.0f, in, Cin, w, Cin, 0.0f, out, Cout, &e);
+}
+
+qkv_status qkv__bert_forward(qkv_runtime *rt, const qkv_bert *m, const int32_t *ids,
+                             const int32_t *type_ids, const int64_t *lens, int64_t n_seq,
+                             float *hidden) {
+    if (!m || !ids || !lens || !hidden || n_seq <= 0)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "bert forward: NULL argument or no sequence");
+    const qkv_bert_config *c = &m->cfg;
+    const int64_t C = c->hidden_size, F = c->intermediate_size;
+    int64_t N = 0;
+    for (int64_t s = 0; s < n_seq; s++) {
+        if (lens[s] < 1 || lens[s] > c->max_position)
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "bert forward: sequence %lld has %lld tokens (1..%lld allowed)",
+                             (long long)s, (long long)lens[s], (long long)c->max_position);
+        N += lens[s];
+    }
+    for (int64_t n = 0; n < N; n++) {
+        if (ids[n] < 0 || ids[n] >= c->vocab_size)
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "bert forward: token id %d at %lld is outside "
+                             "the vocabulary [0, %lld)",
+                             ids[n], (long long)n, (long long)c->vocab_size);
+        int32_t tt = type_ids ? type_ids[n] : 0;
+        if (tt < 0 || tt >= (c->type_vocab_size ? c->type_vocab_size : 1))
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "bert forward: token type %d at %lld is outside "
+                             "[0, %lld)",
+                             tt, (long long)n, (long long)c->type_vocab_size);
+    }
+    /* workspace: q, k, v, att, tmp [N, C]; mlp [N, F]; offsets [n_seq] */
+    size_t nc = (size_t)N * (size_t)C, nf = (size_t)N * (size_t)F;
+    float *ws = qkv__alloc((5 * nc + nf) * sizeof(float) + (size_t)n_seq * sizeof(int64_t));
+    if (!ws) return qkv__fail(QKV_ERR_NOMEM, "bert forward: cannot allocate the workspace");
+    float *q = ws, *k = q + nc, *v = k + nc, *att = v + nc, *tmp = att + nc, *mlp = tmp + nc;
+    int64_t *offs = (int64_t *)(mlp + nf);
+    qkv_status st = QKV_OK;
+
+    /* embeddings: word + position + token type, then LayerNorm */
+    int64_t n = 0;
+    for (int64_t s = 0; s < n_seq; s++) {
+        offs[s] = n;
+        for (int64_t p = 0; p < lens[s]; p++, n++) {
+            const float *we = m->word_emb + (int64_t)ids[n] * C, *pe = m->pos_emb + p * C;
+            const float *te =
+                m->type_emb ? m->type_emb + (int64_t)(type_ids ? type_ids[n] : 0) * C : NULL;
+            float *row = tmp + n * C;
+            for (int64_t i = 0; i < C; i++) row[i] = we[i] + pe[i] + (te ? te[i] : 0.0f);
+        }
+    }
+    st = qkv_nn_layernorm_forward(rt, hidden, NULL, NULL, tmp, m->emb_ln_w, m->emb_ln_b, N, C,
+                                  c->layer_norm_eps);
+
+    attn_job job = {.m = m, .lens = lens, .offs = offs, .q = q, .k = k, .v = v, .att = att};
+    int threads = qkv_runtime_n_threads(rt);
+    for (int64_t l = 0; st == QKV_OK && l < c->num_layers; l++) {
+        const qkv_bert_layer *y = &m->layers[l];
+        if ((st = linear(rt, q, hidden, y->wq, y->bq, N, C, C, QKV_ACT_NONE, NULL))) break;
+        if ((st = linear(rt, k, hidden, y->wk, y->bk, N, C, C, QKV_ACT_NONE, NULL))) break;
+        if ((st = linear(rt, v, hidden, y->wv, y->bv, N, C, C, QKV_ACT_NONE, NULL))) break;
+        /* Many sequences: one per thread (each attention call then runs serially). Few: one
+         * at a time, each parallel inside. */
+        if (n_seq >= 2 * threads) {
+            job.failed = 0;
+            qkv_parallel_for(rt, n_seq, 1, attn_task, &job);
+            if (job.failed) st = job.status;
+        } else {
+            for (int64_t s = 0; st == QKV_OK && s < n_seq; s++) st = attend_one(rt, &job, s);
+        }
+        if (st) break;
+        if ((st = linear(rt, tmp, att, y->wo, y->bo, N, C, C, QKV_ACT_NONE, hidden))) break;
+        if ((st = qkv_nn_layernorm_forward(rt, hidden, NULL, NULL, tmp, y->ln1_w, y->ln1_b, N, C,
+                                           c->layer_norm_eps)))
+            break;
+        if ((st = linear(rt, mlp, hidden, y->w1, y->b1, N, C, F, c->act, NULL))) break;
+        if ((st = linear(rt, tmp, mlp, y->w2, y->b2, N, F, C, QKV_ACT_NONE, hidden))) break;
+        st = qkv_nn_layernorm_forward(rt, hidden, NULL, NULL, tmp, y->ln2_w, y->ln2_b, N, C,
+                                      c->layer_norm_eps);
+    }
+    qkv__free(ws);
+    return st;
+}

@@ -1,0 +1,59 @@
+/* bert.h — the BERT encoder (Hugging Face BertModel semantics), internal API.
+ *
+ * A model directory in the Hugging Face layout: config.json + model.safetensors. Weights stay in
+ * the mmapped file when stored as F32 (zero copy); F16/BF16 tensors are converted to F32 once at
+ * load. Names may carry the "bert." prefix of task checkpoints (BertForSequenceClassification).
+ *
+ * Forward works on PACKED sequences: the tokens of all sequences of a batch are stored one after
+ * another ([N, C] with N = Σ lens), so linear layers, norms and activations spend nothing on
+ * padding; only attention looks at sequence boundaries (one attention call per sequence). */
+#ifndef QKV_MODELS_BERT_H
+#define QKV_MODELS_BERT_H
+
+#include "kernels/gemm.h"
+#include "qkv.h"
+
+#include <stdint.h>
+
+typedef struct qkv_bert_config {
+    int64_t vocab_size, hidden_size, num_layers, num_heads, intermediate_size;
+    int64_t max_position, type_vocab_size;
+    float layer_norm_eps;
+    qkv_act act; /* hidden_act: gelu (erf), gelu_new / gelu_pytorch_tanh (tanh), relu, silu */
+    int32_t pad_token_id;
+} qkv_bert_config;
+
+typedef struct qkv_bert_layer {
+    const float *wq, *bq, *wk, *bk, *wv, *bv; /* (C, C), (C) */
+    const float *wo, *bo, *ln1_w, *ln1_b; /* attention.output.dense, attention.output.LayerNorm */
+    const float *w1, *b1;                 /* intermediate.dense (F, C), (F) */
+    const float *w2, *b2, *ln2_w, *ln2_b; /* output.dense (C, F), output.LayerNorm */
+} qkv_bert_layer;
+
+typedef struct qkv_bert {
+    qkv_bert_config cfg;
+    qkv_safetensors *st;
+    const float *word_emb, *pos_emb, *type_emb, *emb_ln_w, *emb_ln_b; /* (V,C) (P,C) (TV,C) (C) */
+    qkv_bert_layer *layers;                                           /* [num_layers] */
+    const float *pool_w, *pool_b; /* pooler.dense, or NULL when the checkpoint has none */
+    void **owned;                 /* converted (F16/BF16 -> F32) tensors we allocated */
+    size_t n_owned;
+} qkv_bert;
+
+/* Parses config.json of dir (a BERT-family config). Unsupported values are refused by field
+ * name (QKV_ERR_UNSUPPORTED); missing required fields are QKV_ERR_FORMAT. */
+qkv_status qkv__bert_config_load(const char *dir, qkv_bert_config *cfg);
+/* Loads config.json + model.safetensors from dir. Missing or misshaped tensors are refused
+ * with their name and expected shape (QKV_ERR_FORMAT). */
+qkv_status qkv__bert_load(const char *dir, qkv_bert **out);
+void qkv__bert_free(qkv_bert *m);
+
+/* Last hidden states of n_seq packed sequences.
+ *   ids, type_ids (may be NULL = all 0): [N] with N = Σ lens; lens [n_seq], each in
+ *   [1, max_position]; hidden out: [N, C].
+ * Positions restart at 0 for every sequence. */
+qkv_status qkv__bert_forward(qkv_runtime *rt, const qkv_bert *m, const int32_t *ids,
+                             const int32_t *type_ids, const int64_t *lens, int64_t n_seq,
+                             float *hidden);
+
+#endif

@@ -1,0 +1,185 @@
+/* model.c — qkv_model: a model directory loaded for a job (today: sentence embeddings with a
+ * BERT encoder), the public face of src/models.
+ *
+ * A sentence-transformers directory is read as the library does: modules.json lists the
+ * pipeline (Transformer, then Pooling from its folder's config.json, then optionally
+ * Normalize); sentence_bert_config.json gives max_seq_length (longer inputs are truncated).
+ * A plain Hugging Face BERT directory (no modules.json) gets mean pooling without
+ * normalization, and the model's max_position_embeddings. Modules other than these are refused
+ * by name. */
+#include "models/model.h"
+#include "core/alloc.h"
+#include "core/error.h"
+#include "io/json.h"
+#include "models/bert.h"
+#include "models/pooling.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Parses path as JSON; a missing file gives *root = NULL and QKV_OK when optional. */
+static qkv_status load_json(const char *path, int optional, json_t **root) {
+    *root = NULL;
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        if (optional) return QKV_OK;
+        return qkv__fail(QKV_ERR_IO, "%s: cannot open", path);
+    }
+    json_error_t err;
+    *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    if (*root && !qkv__json_alloc_failed()) return QKV_OK;
+    if (qkv__json_alloc_failed()) {
+        /* jansson may survive a failed allocation with a damaged tree: any failure is NOMEM */
+        json_decref(*root);
+        *root = NULL;
+        return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", path);
+    }
+    return qkv__fail(QKV_ERR_FORMAT, "%s: line %d: %s", path, err.line, err.text);
+}
+
+static qkv_status read_pooling(const char *dir, const char *sub, qkv_model *m) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s/config.json", dir, sub);
+    json_t *root;
+    QKV_TRY(load_json(path, 0, &root));
+    static const struct {
+        const char *key;
+        qkv_pool_mode mode;
+    } modes[] = {{"pooling_mode_mean_tokens", QKV_POOL_MEAN},
+                 {"pooling_mode_cls_token", QKV_POOL_CLS},
+                 {"pooling_mode_max_tokens", QKV_POOL_MAX},
+                 {"pooling_mode_mean_sqrt_len_tokens", QKV_POOL_MEAN_SQRT_LEN}};
+    int found = 0;
+    qkv_status s = QKV_OK;
+    for (size_t i = 0; i < sizeof modes / sizeof *modes; i++)
+        if (json_is_true(json_object_get(root, modes[i].key))) {
+            m->pool = modes[i].mode;
+            found++;
+        }
+    const char *unsupported[] = {"pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"};
+    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++)
+        if (json_is_true(json_object_get(root, unsupported[i])))
+            s = qkv__fail(QKV_ERR_UNSUPPORTED, "%s: %s is not supported", path, unsupported[i]);
+    if (s == QKV_OK && found != 1)
+        s = qkv__fail(found ? QKV_ERR_UNSUPPORTED : QKV_ERR_FORMAT,
+                      "%s: expected exactly one pooling mode, found %d (several modes "
+                      "concatenated are not supported)",
+                      path, found);
+    json_decref(root);
+    return s;
+}
+
+static qkv_status read_pipeline(const char *dir, qkv_model *m) {
+    char path[4200];
+    json_t *root;
+    m->pool = QKV_POOL_MEAN;
+    m->normalize = 0;
+    m->max_seq_len = m->bert->cfg.max_position;
+    snprintf(path, sizeof path, "%s/modules.json", dir);
+    QKV_TRY(load_json(path, 1, &root));
+    if (!root) return QKV_OK; /* a plain Hugging Face encoder */
+    qkv_status s = QKV_OK;
+    if (!json_is_array(root)) s = qkv__fail(QKV_ERR_FORMAT, "%s: not a JSON array", path);
+    size_t i;
+    json_t *mod;
+    json_array_foreach(root, i, mod) {
+        if (s != QKV_OK) break;
+        const char *type = json_string_value(json_object_get(mod, "type"));
+        const char *sub = json_string_value(json_object_get(mod, "path"));
+        if (!type || !sub) {
+            s = qkv__fail(QKV_ERR_FORMAT, "%s: module %zu lacks 'type' or 'path'", path, i);
+        } else if (strcmp(type, "sentence_transformers.models.Transformer") == 0) {
+            if (i != 0)
+                s = qkv__fail(QKV_ERR_UNSUPPORTED, "%s: the Transformer must be module 0", path);
+        } else if (strcmp(type, "sentence_transformers.models.Pooling") == 0) {
+            s = read_pooling(dir, sub, m);
+        } else if (strcmp(type, "sentence_transformers.models.Normalize") == 0) {
+            m->normalize = 1;
+        } else {
+            s = qkv__fail(QKV_ERR_UNSUPPORTED,
+                          "%s: module type '%s' is not supported "
+                          "(Transformer, Pooling, Normalize)",
+                          path, type);
+        }
+    }
+    json_decref(root);
+    if (s != QKV_OK) return s;
+    snprintf(path, sizeof path, "%s/sentence_bert_config.json", dir);
+    QKV_TRY(load_json(path, 1, &root));
+    if (root) {
+        json_t *msl = json_object_get(root, "max_seq_length");
+        if (json_is_integer(msl) && json_integer_value(msl) > 0 &&
+            json_integer_value(msl) < m->max_seq_len)
+            m->max_seq_len = (int64_t)json_integer_value(msl);
+        json_decref(root);
+    }
+    return QKV_OK;
+}
+
+qkv_status qkv_model_load(const char *dir, qkv_model **out) {
+    if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_model_load: NULL argument");
+    *out = NULL;
+    qkv_model *m = qkv__calloc(1, sizeof *m);
+    if (!m) return qkv__fail(QKV_ERR_NOMEM, "qkv_model_load: out of memory");
+    qkv_status s = qkv__bert_load(dir, &m->bert);
+    if (s == QKV_OK) {
+        qkv__json_begin();
+        s = read_pipeline(dir, m);
+        qkv__json_end();
+    }
+    if (s != QKV_OK) {
+        qkv_model_free(m);
+        return s;
+    }
+    *out = m;
+    return QKV_OK;
+}
+
+void qkv_model_free(qkv_model *m) {
+    if (!m) return;
+    qkv__bert_free(m->bert);
+    qkv__free(m);
+}
+
+int64_t qkv_model_dim(const qkv_model *m) { return m ? m->bert->cfg.hidden_size : 0; }
+int64_t qkv_model_max_tokens(const qkv_model *m) { return m ? m->max_seq_len : 0; }
+
+/* Tokens per forward call: bounds the workspace (about 6 · C + F floats per token). */
+#define EMBED_TOKENS_PER_CALL 8192
+
+qkv_status qkv_embed_tokens(qkv_runtime *rt, const qkv_model *m, const int32_t *ids,
+                            const int64_t *lens, size_t n, float *out) {
+    if (!m || !lens || !out || (n && !ids))
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_embed_tokens: NULL argument");
+    const int64_t C = m->bert->cfg.hidden_size;
+    int64_t total = 0;
+    for (size_t s = 0; s < n; s++) {
+        if (lens[s] < 1 || lens[s] > m->max_seq_len)
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "qkv_embed_tokens: sequence %zu has %lld tokens (1..%lld allowed)", s,
+                             (long long)lens[s], (long long)m->max_seq_len);
+        total += lens[s];
+    }
+    float *hidden = qkv__alloc(
+        sizeof(float) * (size_t)C *
+        (size_t)(total < EMBED_TOKENS_PER_CALL ? total : EMBED_TOKENS_PER_CALL + m->max_seq_len));
+    if (!hidden) return qkv__fail(QKV_ERR_NOMEM, "qkv_embed_tokens: out of memory");
+    qkv_status st = QKV_OK;
+    size_t s0 = 0;
+    const int32_t *id = ids;
+    while (st == QKV_OK && s0 < n) {
+        size_t s1 = s0;
+        int64_t tok = 0;
+        while (s1 < n && (s1 == s0 || tok + lens[s1] <= EMBED_TOKENS_PER_CALL)) tok += lens[s1++];
+        st = qkv__bert_forward(rt, m->bert, id, NULL, lens + s0, (int64_t)(s1 - s0), hidden);
+        if (st == QKV_OK)
+            qkv__pool(hidden, lens + s0, (int64_t)(s1 - s0), C, m->pool, m->normalize,
+                      out + (size_t)s0 * (size_t)C);
+        id += tok;
+        s0 = s1;
+    }
+    qkv__free(hidden);
+    return st;
+}

@@ -1,0 +1,16 @@
+/* model.h — the internals of qkv_model (public API in qkv.h). */
+#ifndef QKV_MODELS_MODEL_H
+#define QKV_MODELS_MODEL_H
+
+#include "models/bert.h"
+#include "models/pooling.h"
+#include "qkv.h"
+
+struct qkv_model {
+    qkv_bert *bert;
+    qkv_pool_mode pool;
+    int normalize;
+    int64_t max_seq_len; /* sentence-transformers max_seq_length, else max_position */
+};
+
+#endif

@@ -1,0 +1,413 @@
+/* test_attention_flash.c — the fused (flash) attention against the reference, per QKV_ARCH.
+ *
+ * Registered with ARCHS: under avx2 / avx512 the public entry points run the fused kernels
+ * (src/attention/flash_*.c); under scalar they run the reference, so this test then checks the
+ * reference against itself plus the portable micro-kernels' exp. The oracle is always the
+ * reference called directly (qkv__attention_*_ref), on the same inputs.
+ *
+ * What is covered: the vectorized exp over a dense sweep (underflow range and -inf included)
+ * against its documented bound; random shapes and every edge of the tiling (sizes that are not
+ * multiples of the tiles or the vector width, D in 1, 3, 17, 64, 80, 96, 128, 256, Dv != D,
+ * Tq = 1, Tq != Tk both ways), every mask alone and combined, fully masked rows, GQA and MQA,
+ * B·H large with tiny T, huge logits, the decode and backward key splits; bit-identical
+ * results on 1, 2 and 3 threads; memory linear in T (allocator hook).
+ *
+ * Tolerances (float kernels against a double reference, inputs uniform in [-1, 1)):
+ *   out, dq, dk, dv: |got - ref| <= 2e-5 + 2e-4 |ref|;   lse: <= 2e-5 + 2e-6 |ref|.
+ * With huge logits the float score itself carries an error of ~ eps · scale · Σ_d |q_d k_d|
+ * (the reference sums in double); those cases use a bound scaled by that magnitude. */
+#include "attention/attention.h"
+#include "attention_oracle.h"
+#include "kernels/attn_kernels.h"
+#include "kernels/dispatch.h"
+#include "qkv.h"
+#include "test.h"
+#include "test_arch.h"
+
+#include <float.h>
+#include <stdint.h>
+
+static double g_worst[5]; /* worst error / tolerance of out, lse, dq, dk, dv */
+
+/* ---------------------------------------------------------------- exp */
+
+static void test_exp(void) {
+    qkv_attn_kernels kr;
+    qkv__kernels()->attn_f32_config(&kr);
+    const int64_t n = 4000000;
+    float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
+    for (int64_t t = 0; t < n; t++) x[t] = -110.0f + 200.0f * (float)t / (float)n;
+    x[0] = -INFINITY;
+    x[1] = -FLT_MAX;
+    x[2] = -0.0f;
+    x[3] = 0.0f;
+    x[4] = -87.3365f;
+    x[5] = -86.6433f;
+    x[6] = 88.7f;
+    x[7] = -1e-30f;
+    kr.exp(x, y, n);
+    double max_rel = 0, max_abs_tiny = 0;
+    int64_t bad = 0;
+    const double tiny = ldexp(1.0, -125);
+    for (int64_t t = 0; t < n; t++) {
+        double e = exp((double)x[t]);
+        if (e > FLT_MAX) {
+            bad += !(isinf(y[t]) && y[t] > 0);
+            continue;
+        }
+        if (e >= tiny) {
+            double rel = fabs((double)y[t] - e) / e;
+            if (rel > max_rel) max_rel = rel;
+        } else {
+            double ae = fabs((double)y[t] - e);
+            if (ae > max_abs_tiny) max_abs_tiny = ae;
+        }
+    }
+    printf("  exp (%s): max rel err %.3g (bound %.3g), max abs err below 2^-125 %.3g\n", kr.name,
+           max_rel, QKV_ATTN_EXP_MAX_REL_ERR, max_abs_tiny);
+    CHECK(max_rel <= QKV_ATTN_EXP_MAX_REL_ERR);
+    CHECK(max_abs_tiny <= tiny);
+    CHECK_EQ_INT(bad, 0);
+    CHECK(y[0] == 0.0f && y[1] == 0.0f && y[2] == 1.0f && y[3] == 1.0f);
+    /* tails of every length (masked loads / stores never touch past n) */
+    for (int64_t len = 0; len <= 40; len++) {
+        float in[48], outv[48];
+        for (int i = 0; i < 48; i++) in[i] = -0.25f * (float)i, outv[i] = 7.0f;
+        kr.exp(in, outv, len);
+        for (int i = 0; i < 48; i++)
+            CHECK(i < len ? fabsf(outv[i] - expf(in[i])) <= 1e-6f : outv[i] == 7.0f);
+    }
+    free(x);
+    free(y);
+}
+
+/* ---------------------------------------------------------------- against the reference */
+
+typedef struct spec {
+    const char *name;
+    int64_t B, Tq, Tk, Hq, Hk, D, Dv;
+    int causal;
+    int64_t wl, wr;
+    int bias; /* BIAS_* */
+    int alibi;
+    int lens;    /* 1: kv_lens (with a 0 and a full one when B allows) */
+    float amp;   /* q, k amplitude */
+    float scale; /* 0: default */
+} spec;
+
+static qkv_attention_desc make_desc(const spec *s) {
+    qkv_attention_desc d;
+    memset(&d, 0, sizeof d);
+    d.batch = s->B;
+    d.q_len = s->Tq;
+    d.kv_len = s->Tk;
+    d.n_heads = s->Hq;
+    d.n_kv_heads = s->Hk;
+    d.head_dim = s->D;
+    d.v_head_dim = s->Dv;
+    d.causal = s->causal;
+    d.window_left = s->wl;
+    d.window_right = s->wr;
+    d.scale = s->scale;
+    return d;
+}
+
+/* Errors of got against ref relative to atol + rtol |ref|; -inf must match exactly. */
+static double compare(const char *name, const char *what, int which, const float *got,
+                      const float *ref, int64_t n, double atol, double rtol) {
+    double worst = 0;
+    int reported = 0;
+    for (int64_t t = 0; t < n; t++) {
+        double a = got[t], b = ref[t], ratio;
+        if (isinf(b) || isinf(a))
+            ratio = a == b ? 0 : INFINITY;
+        else
+            ratio = fabs(a - b) / (atol + rtol * fabs(b));
+        if (!(ratio <= worst)) worst = ratio;
+        if (!(ratio <= 1.0) && reported++ < 3)
+            fprintf(stderr, "%s: %s[%lld] = %.9g, reference %.9g\n", name, what, (long long)t, a,
+                    b);
+    }
+    CHECK_MSG(worst <= 1.0, "%s: %s worst error %.3g of tolerance", name, what, worst);
+    if (worst > g_worst[which]) g_worst[which] = worst;
+    return worst;
+}
+
+/* Runs s through the public API (the active ISA's path) and the reference; compares forward
+ * and backward. big: tolerance multiplier for huge-logit cases. */
+static void run_spec(const spec *s, qkv_runtime *rt, double big) {
+    qkv_attention_desc d = make_desc(s);
+    int32_t lens[64];
+    for (int64_t b = 0; b < s->B && b < 64; b++)
+        lens[b] = (int32_t)(b == 0 ? s->Tk : b == 1 ? 0 : (s->Tk * (b + 3) * 7 / 11) % (s->Tk + 1));
+    oracle_case c;
+    oracle_case_init(&c, &d, s->bias, s->alibi, s->lens ? lens : NULL, s->amp);
+    qkv__attn_problem pb;
+    CHECK_OK(qkv__attn_validate("test", &c.d, 0, &pb));
+    float *out = malloc((size_t)c.no * sizeof(float)), *lse = malloc((size_t)c.nlse * 4);
+    float *rout = malloc((size_t)c.no * sizeof(float)), *rlse = malloc((size_t)c.nlse * 4);
+    float *dq = malloc((size_t)c.nq * 4), *dk = malloc((size_t)c.nk * 4),
+          *dv = malloc((size_t)c.nv * 4);
+    float *rdq = malloc((size_t)c.nq * 4), *rdk = malloc((size_t)c.nk * 4),
+          *rdv = malloc((size_t)c.nv * 4);
+    CHECK_OK(qkv_attention_forward(rt, &c.d, c.q, c.k, c.v, out, lse));
+    CHECK_OK(qkv__attention_forward_ref(rt, &pb, c.q, c.k, c.v, rout, rlse));
+    compare(s->name, "out", 0, out, rout, c.no, 2e-5 * big, 2e-4 * big);
+    compare(s->name, "lse", 1, lse, rlse, c.nlse, 2e-5 * big, 2e-6 * big);
+    /* the backward of both paths from the same (reference) forward outputs */
+    CHECK_OK(qkv_attention_backward(rt, &c.d, c.q, c.k, c.v, rout, rlse, c.dout, dq, dk, dv));
+    CHECK_OK(
+        qkv__attention_backward_ref(rt, &pb, c.q, c.k, c.v, rout, rlse, c.dout, rdq, rdk, rdv));
+    compare(s->name, "dq", 2, dq, rdq, c.nq, 2e-5 * big, 2e-4 * big);
+    compare(s->name, "dk", 3, dk, rdk, c.nk, 2e-5 * big, 2e-4 * big);
+    compare(s->name, "dv", 4, dv, rdv, c.nv, 2e-5 * big, 2e-4 * big);
+    CHECK_EQ_INT(oracle_count_nonfinite(out, c.no), 0);
+    CHECK_EQ_INT(oracle_count_nonfinite(dq, c.nq), 0);
+    CHECK_EQ_INT(oracle_count_nonfinite(dk, c.nk), 0);
+    CHECK_EQ_INT(oracle_count_nonfinite(dv, c.nv), 0);
+    free(out), free(lse), free(rout), free(rlse);
+    free(dq), free(dk), free(dv), free(rdq), free(rdk), free(rdv);
+    oracle_case_free(&c);
+}
+
+static void test_shapes(void) {
+    static const int64_t dims[] = {1, 3, 17, 64, 80, 96, 128, 256};
+    const float A = 1.0f;
+    /* head dims, Dv != D, sizes off the tile and vector widths, Tq != Tk both ways */
+    for (size_t t = 0; t < sizeof dims / sizeof dims[0]; t++) {
+        int64_t D = dims[t];
+        spec a = {"dims", 2, 67, 67, 2, 2, D, 0, 0, -1, -1, BIAS_NONE, 0, 0, A, 0};
+        run_spec(&a, NULL, 1);
+        spec b = {"dims causal Tq<Tk", 1, 33, 130, 3, 1, D, D == 1 ? 5 : D / 2 + 1, 1, -1, -1,
+                  BIAS_NONE,           0, 0,  A,   0};
+        run_spec(&b, NULL, 1);
+        spec e = {"dims causal Tq>Tk", 1, 90, 40, 2, 2, D, 0, 1, -1, -1, BIAS_NONE, 0, 0, A, 0};
+        run_spec(&e, NULL, 1);
+        spec f = {"dims decode", 2, 1, 200, 8, 2, D, 0, 1, -1, -1, BIAS_NONE, 0, 0, A, 0};
+        run_spec(&f, NULL, 1);
+    }
+    /* every mask alone and combined, GQA / MQA, on odd sizes */
+    static const struct {
+        int causal;
+        int64_t wl, wr;
+        int bias, alibi, lens;
+    } masks[] = {
+        {0, -1, -1, BIAS_NONE, 0, 0},    {1, -1, -1, BIAS_NONE, 0, 0},
+        {0, 5, -1, BIAS_NONE, 0, 0},     {0, -1, 3, BIAS_NONE, 0, 0},
+        {0, 7, 2, BIAS_NONE, 0, 0},      {1, 20, -1, BIAS_NONE, 0, 0},
+        {0, 0, 0, BIAS_NONE, 0, 0},      {0, -1, -1, BIAS_FULL, 0, 0},
+        {0, -1, -1, BIAS_BCAST_B, 0, 0}, {0, -1, -1, BIAS_BCAST_H, 0, 0},
+        {0, -1, -1, BIAS_BCAST_Q, 0, 0}, {0, -1, -1, BIAS_NONE, 1, 0},
+        {0, -1, -1, BIAS_NONE, 0, 1},    {1, 30, 0, BIAS_BCAST_H, 1, 1},
+        {1, -1, -1, BIAS_FULL, 1, 1},    {0, 40, 10, BIAS_BCAST_Q, 0, 1},
+    };
+    static const int64_t heads[][2] = {{4, 4}, {6, 2}, {6, 1}};
+    for (size_t m = 0; m < sizeof masks / sizeof masks[0]; m++)
+        for (size_t h = 0; h < 3; h++) {
+            for (int shape = 0; shape < 3; shape++) {
+                int64_t Tq = shape == 0 ? 70 : shape == 1 ? 19 : 150;
+                int64_t Tk = shape == 0 ? 70 : shape == 1 ? 141 : 77;
+                spec s = {"masks",
+                          3,
+                          Tq,
+                          Tk,
+                          heads[h][0],
+                          heads[h][1],
+                          shape == 1 ? 24 : 16,
+                          shape == 2 ? 9 : 0,
+                          masks[m].causal,
+                          masks[m].wl,
+                          masks[m].wr,
+                          masks[m].bias,
+                          masks[m].alibi,
+                          masks[m].lens,
+                          A,
+                          0};
+                run_spec(&s, NULL, 1);
+            }
+        }
+    /* Tq = 1 with a long cache (decode split), MQA and GQA, with padding */
+    for (int lens = 0; lens < 2; lens++) {
+        spec a = {"decode mqa", 1, 1, 1000, 8, 1, 64, 0, 1, -1, -1, BIAS_NONE, 0, lens, A, 0};
+        run_spec(&a, NULL, 1);
+        spec b = {"decode gqa", 3, 2, 777, 8, 2, 40, 24, 0, -1, -1, BIAS_BCAST_H, 1, lens, A, 0};
+        run_spec(&b, NULL, 1);
+    }
+    /* large B·H with tiny T */
+    spec bh = {"B*H large", 64, 2, 3, 96, 32, 2, 0, 1, -1, -1, BIAS_BCAST_B, 1, 0, A, 0};
+    run_spec(&bh, NULL, 1);
+    spec bh2 = {"B*H large T=1", 32, 1, 1, 64, 64, 5, 0, 0, -1, -1, BIAS_NONE, 0, 0, A, 0};
+    run_spec(&bh2, NULL, 1);
+    /* longer sequences: several query and key tiles, interior full tiles, splits */
+    spec lg = {"long", 1, 300, 300, 2, 1, 64, 0, 1, -1, -1, BIAS_NONE, 0, 0, A, 0};
+    run_spec(&lg, NULL, 1);
+    spec lg2 = {"long window", 2, 257, 513, 4, 2, 32, 48, 1, 100, -1, BIAS_NONE, 1, 1, A, 0};
+    run_spec(&lg2, NULL, 1);
+    spec lg3 = {"long custom scale", 1, 129, 129, 1, 1, 96, 0, 0, -1, -1, BIAS_FULL, 0, 0, A, 0.3f};
+    run_spec(&lg3, NULL, 1);
+    /* random shapes */
+    oracle_seed(4242);
+    for (int t = 0; t < 40; t++) {
+        uint32_t r = (uint32_t)((oracle_uniform() + 1.0f) * 8388608.0f);
+        int64_t Hk = 1 + r % 3, G = 1 + (r >> 2) % 4;
+        spec s = {"random",
+                  1 + (r >> 4) % 3,
+                  1 + (r >> 6) % 100,
+                  1 + (r >> 13) % 150,
+                  Hk * G,
+                  Hk,
+                  1 + (r >> 8) % 70,
+                  (r >> 20) % 2 ? 0 : 1 + (r >> 3) % 40,
+                  (int)((r >> 1) % 2),
+                  (r >> 5) % 3 ? -1 : (int64_t)((r >> 9) % 30),
+                  (r >> 7) % 4 ? -1 : (int64_t)((r >> 11) % 10),
+                  (int)((r >> 15) % 5),
+                  (int)((r >> 17) % 2),
+                  (int)((r >> 18) % 2),
+                  A,
+                  0};
+        run_spec(&s, NULL, 1);
+    }
+}
+
+/* Rows with nothing to attend to: kv_lens 0, causal with Tq > Tk, -inf bias rows. */
+static void test_empty_rows(void) {
+    spec a = {"empty: lens/causal", 3, 50, 20, 2, 1, 8, 0, 1, -1, -1, BIAS_NONE, 0, 1, 1, 0};
+    run_spec(&a, NULL, 1);
+    qkv_attention_desc d = make_desc(&(spec){"", 1, 5, 70, 2, 2, 4, 0, 0, -1, -1, 0, 0, 0, 1, 0});
+    oracle_case c;
+    oracle_case_init(&c, &d, BIAS_FULL, 0, NULL, 1.0f);
+    for (int64_t j = 0; j < 70; j++) c.bias[1 * 70 + j] = -INFINITY;             /* h 0, row 1 */
+    for (int64_t j = 0; j < 70; j += 2) c.bias[5 * 70 + 2 * 70 + j] = -INFINITY; /* h 1, row 2 */
+    float out[5 * 2 * 4], lse[10], dq[40], dk[70 * 8], dv[70 * 8];
+    CHECK_OK(qkv_attention_forward(NULL, &c.d, c.q, c.k, c.v, out, lse));
+    CHECK(lse[1] == -INFINITY);
+    for (int x = 0; x < 4; x++) CHECK(out[(1 * 2 + 0) * 4 + x] == 0.0f);
+    CHECK_OK(qkv_attention_backward(NULL, &c.d, c.q, c.k, c.v, out, lse, c.dout, dq, dk, dv));
+    for (int x = 0; x < 4; x++) CHECK(dq[(1 * 2 + 0) * 4 + x] == 0.0f);
+    CHECK_EQ_INT(oracle_count_nonfinite(dk, 560) + oracle_count_nonfinite(dv, 560), 0);
+    oracle_case_free(&c);
+}
+
+/* Huge logits: float scores carry ~eps · Σ|terms|; the tolerance is scaled accordingly. */
+static void test_huge_logits(void) {
+    spec a = {"logits 1e4", 2, 37, 45, 2, 2, 4, 0, 0, -1, -1, BIAS_NONE, 0, 0, 100.0f, 0};
+    run_spec(&a, NULL, 1e4 * 0x1p-24 * 4 / 2e-6); /* Σ|q k| scale ~ 1e4: a few ulp of 1e4 */
+    spec b = {"logits 1e4 causal", 1, 70, 70, 1, 1, 16, 0, 1, -1, -1, BIAS_NONE, 0, 0, 50.0f, 0};
+    run_spec(&b, NULL, 1e4 * 0x1p-24 * 16 / 2e-6);
+    /* ±1e30 from a bias: the softmax is one-hot where a single key wins */
+    qkv_attention_desc d = make_desc(&(spec){"", 2, 4, 70, 2, 2, 3, 0, 0, -1, -1, 0, 0, 0, 1, 0});
+    oracle_case c;
+    oracle_case_init(&c, &d, BIAS_FULL, 0, NULL, 1.0f);
+    int64_t nb = 2 * 2 * 4 * 70;
+    for (int64_t t = 0; t < nb; t++) c.bias[t] = c.bias[t] >= 0 ? 1e30f : -1e30f;
+    float *out = malloc((size_t)c.no * 4), *lse = malloc((size_t)c.nlse * 4);
+    float *g = malloc((size_t)(c.nq + c.nk + c.nv) * 4);
+    CHECK_OK(qkv_attention_forward(NULL, &c.d, c.q, c.k, c.v, out, lse));
+    CHECK_OK(qkv_attention_backward(NULL, &c.d, c.q, c.k, c.v, out, lse, c.dout, g, g + c.nq,
+                                    g + c.nq + c.nk));
+    CHECK_EQ_INT(oracle_count_nonfinite(out, c.no) + oracle_count_nonfinite(lse, c.nlse), 0);
+    CHECK_EQ_INT(oracle_count_nonfinite(g, c.nq + c.nk + c.nv), 0);
+    free(out), free(lse), free(g);
+    oracle_case_free(&c);
+}
+
+/* ---------------------------------------------------------------- threads */
+
+static void test_threads(void) {
+    static const spec specs[] = {
+        {"threads mha causal", 2, 200, 200, 4, 4, 32, 0, 1, -1, -1, BIAS_NONE, 0, 0, 1, 0},
+        {"threads gqa lens", 3, 130, 150, 6, 2, 20, 12, 0, 50, -1, BIAS_BCAST_H, 1, 1, 1, 0},
+        {"threads decode split", 1, 1, 3000, 4, 1, 64, 0, 1, -1, -1, BIAS_NONE, 0, 0, 1, 0},
+        {"threads bwd split", 1, 300, 300, 2, 1, 48, 0, 1, -1, -1, BIAS_NONE, 0, 0, 1, 0},
+    };
+    qkv_runtime *rts[3] = {NULL, NULL, NULL};
+    for (int t = 0; t < 3; t++) CHECK_OK(qkv_runtime_create(t + 1, &rts[t]));
+    for (size_t si = 0; si < sizeof specs / sizeof specs[0]; si++) {
+        const spec *s = &specs[si];
+        qkv_attention_desc d = make_desc(s);
+        int32_t lens[3] = {(int32_t)s->Tk, 0, (int32_t)(s->Tk / 3)};
+        oracle_case c;
+        oracle_case_init(&c, &d, s->bias, s->alibi, s->lens ? lens : NULL, s->amp);
+        int64_t n = c.no + c.nlse + c.nq + c.nk + c.nv;
+        float *res[3];
+        for (int t = 0; t < 3; t++) {
+            float *r = res[t] = malloc((size_t)n * 4);
+            float *out = r, *lse = out + c.no, *dq = lse + c.nlse, *dk = dq + c.nq, *dv = dk + c.nk;
+            CHECK_OK(qkv_attention_forward(rts[t], &c.d, c.q, c.k, c.v, out, lse));
+            CHECK_OK(
+                qkv_attention_backward(rts[t], &c.d, c.q, c.k, c.v, out, lse, c.dout, dq, dk, dv));
+        }
+        CHECK_MSG(memcmp(res[0], res[1], (size_t)n * 4) == 0, "%s: 1 vs 2 threads", s->name);
+        CHECK_MSG(memcmp(res[0], res[2], (size_t)n * 4) == 0, "%s: 1 vs 3 threads", s->name);
+        run_spec(s, rts[1], 1);
+        for (int t = 0; t < 3; t++) free(res[t]);
+        oracle_case_free(&c);
+    }
+    for (int t = 0; t < 3; t++) qkv_runtime_free(rts[t]);
+}
+
+/* ---------------------------------------------------------------- memory */
+
+static size_t live_, peak_;
+static void *count_alloc(size_t size, size_t align, void *user) {
+    (void)user;
+    size_t *p = aligned_alloc(align, (size + 2 * align - 1) / align * align + align);
+    if (!p) return NULL;
+    *p = size;
+    live_ += size;
+    if (live_ > peak_) peak_ = live_;
+    return (char *)p + align;
+}
+static void count_free(void *p, void *user) {
+    (void)user;
+    if (!p) return;
+    size_t *base = (size_t *)((char *)p - 64);
+    live_ -= *base;
+    free(base);
+}
+
+/* The library's own allocations stay linear in T: at T = 4096 the Tq x Tk float grids of the
+ * two heads would be 128 MiB; the fused path must stay far below (checked < 16 MiB: the
+ * backward's per-thread packed queries and its 4 split dq buffers are a few MiB). */
+static void test_memory(void) {
+    if (qkv_arch_active() == QKV_ARCH_SCALAR) return; /* the reference: O(T²) time, not fused */
+    spec s = {"memory", 1, 4096, 4096, 2, 1, 16, 0, 1, -1, -1, BIAS_NONE, 0, 0, 1, 0};
+    qkv_attention_desc d = make_desc(&s);
+    oracle_case c;
+    oracle_case_init(&c, &d, BIAS_NONE, 0, NULL, 1.0f);
+    float *out = malloc((size_t)c.no * 4), *lse = malloc((size_t)c.nlse * 4);
+    float *g = malloc((size_t)(c.nq + c.nk + c.nv) * 4);
+    qkv_runtime *rt = NULL;
+    qkv_allocator a = {count_alloc, count_free, NULL};
+    qkv_set_allocator(&a); /* before the runtime exists: it frees through the same hook */
+    CHECK_OK(qkv_runtime_create(2, &rt));
+    live_ = peak_ = 0;
+    CHECK_OK(qkv_attention_forward(rt, &c.d, c.q, c.k, c.v, out, lse));
+    size_t fwd_peak = peak_;
+    live_ = peak_ = 0;
+    CHECK_OK(qkv_attention_backward(rt, &c.d, c.q, c.k, c.v, out, lse, c.dout, g, g + c.nq,
+                                    g + c.nq + c.nk));
+    size_t bwd_peak = peak_;
+    qkv_runtime_free(rt);
+    qkv_set_allocator(NULL);
+    printf("  memory at T = 4096: forward workspace %zu bytes, backward %zu bytes\n", fwd_peak,
+           bwd_peak);
+    CHECK(fwd_peak < ((size_t)16 << 20));
+    CHECK(bwd_peak < ((size_t)16 << 20));
+    free(out), free(lse), free(g);
+    oracle_case_free(&c);
+}
+
+int main(void) {
+    test_use_arch_from_env();
+    test_exp();
+    test_shapes();
+    test_empty_rows();
+    test_huge_logits();
+    test_threads();
+    test_memory();
+    printf("worst error / tolerance: out %.3f lse %.3f dq %.3f dk %.3f dv %.3f\n", g_worst[0],
+           g_worst[1], g_worst[2], g_worst[3], g_worst[4]);
+    return test_finish("attention_flash");
+}
