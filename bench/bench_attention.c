@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/resource.h>
 
 /* ---------------------------------------------------------------- shapes */
 
@@ -123,6 +124,35 @@ static void bench_shape(qkv_runtime *rt, const shape *s, int runs, double peak, 
     qkv_free(b.dout), qkv_free(b.dq), qkv_free(b.dk), qkv_free(b.dv);
 }
 
+/* --rss: one forward at B 1, H 8, D 64, T 32768 (no lse), then the process's peak RSS against
+ * the bytes of q, k, v and out (the memory target: <= 1.3x). Run it in its own process. */
+static int rss_check(qkv_runtime *rt) {
+    const int64_t T = 32768, H = 8, D = 64;
+    size_t n = (size_t)(T * H * D);
+    float *q = qkv_malloc(n * 4), *k = qkv_malloc(n * 4), *v = qkv_malloc(n * 4);
+    float *out = qkv_malloc(n * 4);
+    if (!q || !k || !v || !out) return 1;
+    bench_fill(q, n, 1);
+    bench_fill(k, n, 2);
+    bench_fill(v, n, 3);
+    memset(out, 0, n * 4);
+    qkv_attention_desc d;
+    memset(&d, 0, sizeof d);
+    d.batch = 1, d.q_len = d.kv_len = T, d.n_heads = d.n_kv_heads = H, d.head_dim = D;
+    d.window_left = d.window_right = -1;
+    double t0 = bench_now();
+    qkv_status st = qkv_attention_forward(rt, &d, q, k, v, out, NULL);
+    double dt = bench_now() - t0;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double tensors = 4.0 * (double)n * 4.0, rss = (double)ru.ru_maxrss * 1024.0;
+    printf("{\"op\":\"rss\",\"B\":1,\"T\":%lld,\"H\":%lld,\"D\":%lld,\"status\":%d,"
+           "\"seconds\":%.2f,\"tensor_bytes\":%.0f,\"peak_rss_bytes\":%.0f,\"ratio\":%.3f}\n",
+           (long long)T, (long long)H, (long long)D, (int)st, dt, tensors, rss, rss / tensors);
+    qkv_free(q), qkv_free(k), qkv_free(v), qkv_free(out);
+    return st != QKV_OK;
+}
+
 int main(int argc, char **argv) {
     int quick = bench_has_flag(argc, argv, "--quick");
     int threads = (int)bench_int_opt(argc, argv, "--threads", 0);
@@ -133,6 +163,11 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "--only") == 0) only = argv[i + 1];
     qkv_runtime *rt = NULL;
     if (qkv_runtime_create(threads, &rt) != QKV_OK) return 1;
+    if (bench_has_flag(argc, argv, "--rss")) {
+        int rc = rss_check(rt);
+        qkv_runtime_free(rt);
+        return rc;
+    }
     double peak = qkv_fma_peak_gflops(rt, 0.3); /* same ISA and thread count */
     printf("{\"op\":\"fma_peak\",\"threads\":%d,\"arch\":\"%s\",\"gflops\":%.1f}\n",
            qkv_runtime_n_threads(rt), qkv_arch_name(qkv_arch_active()), peak);

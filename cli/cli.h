@@ -26,7 +26,16 @@ int cmd_info(int argc, char **argv);
 void cmd_info_help(void);
 int cmd_demo(int argc, char **argv);
 void cmd_demo_help(void);
+int cmd_embed(int argc, char **argv);
+void cmd_embed_help(void);
+int cmd_search(int argc, char **argv);
+void cmd_search_help(void);
+int cmd_generate(int argc, char **argv);
+void cmd_generate_help(void);
 int cmd_inspect(int argc, char **argv);
 void cmd_inspect_help(void);
+int cmd_tokenize(int argc, char **argv);
+void cmd_tokenize_help(void); /* also covers `qkv tokenizer train` */
+int cmd_tokenizer(int argc, char **argv);
 
 #endif

@@ -10,8 +10,18 @@ static const cli_command commands[] = {
     {"info", "version, build options, CPU features, kernels and threads", cmd_info, cmd_info_help},
     {"demo", "a short attention demo: a causal attention pattern, then a timed run", cmd_demo,
      cmd_demo_help},
+    {"embed", "sentence embeddings of text lines (all-MiniLM-L6-v2 by default)", cmd_embed,
+     cmd_embed_help},
+    {"search", "semantic search: rank the lines of a corpus against queries", cmd_search,
+     cmd_search_help},
+    {"generate", "continue a prompt with a GPT-2 / Llama-style model, streaming the text",
+     cmd_generate, cmd_generate_help},
     {"inspect", "list the tensors and metadata of a .safetensors file", cmd_inspect,
      cmd_inspect_help},
+    {"tokenize", "text to token ids with a Hugging Face tokenizer (WordPiece, byte-level BPE)",
+     cmd_tokenize, cmd_tokenize_help},
+    {"tokenizer", "tokenizer tools: `qkv tokenizer train` learns a byte-level BPE", cmd_tokenizer,
+     cmd_tokenize_help},
 };
 static const size_t n_commands = sizeof commands / sizeof commands[0];
 

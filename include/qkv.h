@@ -286,6 +286,98 @@ QKV_API int64_t qkv_model_max_tokens(const qkv_model *m);
  * L2-normalized). Sequences of any lengths are batched without padding. rt NULL = default. */
 QKV_API qkv_status qkv_embed_tokens(qkv_runtime *rt, const qkv_model *m, const int32_t *ids,
                                     const int64_t *lens, size_t n, float *out);
+/* Sentence embeddings of n texts: each is tokenized as sentence-transformers does (special
+ * tokens, truncated to qkv_model_max_tokens), then embedded as by qkv_embed_tokens.
+ * text_lens [n] gives byte lengths (NULL: NUL-terminated; a NULL text is ""). Any bytes are
+ * accepted (invalid UTF-8 included). out [n, qkv_model_dim]. UNSUPPORTED if the model
+ * directory has no tokenizer. */
+QKV_API qkv_status qkv_embed(qkv_runtime *rt, const qkv_model *m, const char *const *texts,
+                             const size_t *text_lens, size_t n, float *out);
+/* The model directory's tokenizer (owned by the model), or NULL if it has none. */
+QKV_API const struct qkv_tokenizer *qkv_model_tokenizer(const qkv_model *m);
+
+/* ---------------------------------------------------------------- generation */
+
+/* A causal language model (decoder) in the Hugging Face layout, loaded for text generation:
+ * GPT-2 (model_type "gpt2") and Llama-style models ("llama"; "mistral" without a sliding
+ * window): config.json + model.safetensors, F32 weights zero-copy, F16/BF16 converted once.
+ * Unsupported configurations (rope_scaling, biases in a Llama, an unknown model_type, ...) are
+ * refused with the field's name (QKV_ERR_UNSUPPORTED); missing or misshaped tensors with their
+ * name and expected shape (QKV_ERR_FORMAT). A loaded model never changes: any number of threads
+ * may run it at once. Tokens in and out are ids (text goes through qkv_tokenizer). */
+typedef struct qkv_lm qkv_lm;
+
+QKV_API qkv_status qkv_lm_load(const char *dir, qkv_lm **out);
+QKV_API void qkv_lm_free(qkv_lm *lm);
+/* V: logits per position; ids must be in [0, V). */
+QKV_API int64_t qkv_lm_vocab_size(const qkv_lm *lm);
+/* The model's context: max_position_embeddings (GPT-2: n_positions, a hard limit). */
+QKV_API int64_t qkv_lm_max_context(const qkv_lm *lm);
+/* config.json's eos_token_id (the first one of a list), or -1. Generation stops on it only
+ * if it is in qkv_sampling.stop_tokens. */
+QKV_API int32_t qkv_lm_eos_token(const qkv_lm *lm);
+
+/* Logits of every position of n sequences, packed: ids [Σ lens], lens [n] each in
+ * [1, qkv_lm_max_context]; logits [Σ lens, V] (row i: the scores of the token after token i).
+ * Sequences of any lengths are batched without padding. rt NULL = default. */
+QKV_API qkv_status qkv_lm_logits(qkv_runtime *rt, const qkv_lm *lm, const int32_t *ids,
+                                 const int64_t *lens, size_t n, float *logits);
+
+typedef enum qkv_context_overflow {
+    /* a sequence that would need more than `context` tokens is refused up front
+     * (QKV_ERR_INVALID_ARG, nothing generated) */
+    QKV_CONTEXT_REFUSE = 0,
+    /* when the cache is full, it restarts from the last context/2 tokens of the sequence
+     * (recomputed in one prefill: learned absolute positions, as GPT-2's, cannot be shifted);
+     * the model then sees at most `context` tokens. A prompt longer than the context keeps its
+     * last context/2 tokens. */
+    QKV_CONTEXT_SLIDE = 1,
+} qkv_context_overflow;
+
+/* How to generate. Zero-initialized means: greedy, no penalty, refuse on overflow;
+ * max_new_tokens must be set. Processors run in Hugging Face generate()'s order and with its
+ * semantics: repetition penalty, temperature, top-k, top-p. */
+typedef struct qkv_sampling {
+    int64_t max_new_tokens;   /* >= 1: tokens generated per sequence at most */
+    float temperature;        /* 0: greedy (argmax); > 0: sample from softmax(logits / t) */
+    int64_t top_k;            /* 0: off; else keep the k most likely (ties with the k-th kept) */
+    float top_p;              /* 0 or 1: off; else keep the smallest most-likely set of mass >= p */
+    float repetition_penalty; /* 0 or 1: off; logits of tokens already in the sequence (prompt
+                                 included) are divided by it if > 0, else multiplied */
+    uint64_t seed;            /* sequence i draws from seed + i (or seeds[i]): prompt i alone
+                                 with seed + i gives the same tokens as in the batch */
+    const uint64_t *seeds;    /* [n] per-sequence seeds, or NULL */
+    const int32_t *stop_tokens; /* generation of a sequence ends after emitting one of these */
+    size_t n_stop_tokens;
+    int64_t context; /* KV cache size in tokens per sequence; 0: the smallest that needs no
+                        overflow (longest prompt + max_new_tokens - 1), capped at the model's */
+    qkv_context_overflow overflow;
+} qkv_sampling;
+
+/* Called for every generated token, in order, sequence by sequence within a step; returning
+ * nonzero ends that sequence (e.g. a stop string matched by the caller's detokenizer). */
+typedef int (*qkv_token_fn)(void *user, size_t seq, int32_t token);
+
+/* Timings of one generate call (prefill: the first pass over all prompts; decode: every later
+ * pass, tokens = rows computed). */
+typedef struct qkv_generate_stats {
+    int64_t prefill_tokens, decode_tokens;
+    double prefill_seconds, decode_seconds;
+} qkv_generate_stats;
+
+/* Continues n prompts (ids [Σ lens] packed, lens [n] >= 1) at once, each with its own KV cache:
+ * one batched prefill of all prompts, then one token per sequence per step. A sequence ends
+ * after max_new_tokens, after a stop token (which is emitted), or when on_token says so.
+ * Results are identical to running each prompt alone (same seeds). on_token may be NULL;
+ * out [n, max_new_tokens] (may be NULL) receives the tokens of sequence i at row i, out_lens
+ * [n] (may be NULL) how many; stats may be NULL. Errors: INVALID_ARG (arguments, options out of
+ * range naming the field, a sequence too long for the context under QKV_CONTEXT_REFUSE),
+ * NOMEM. On error, out and out_lens hold what was generated before it. */
+QKV_API qkv_status qkv_lm_generate_tokens(qkv_runtime *rt, const qkv_lm *lm, const int32_t *ids,
+                                          const int64_t *lens, size_t n,
+                                          const qkv_sampling *opts, qkv_token_fn on_token,
+                                          void *user, int32_t *out, int64_t *out_lens,
+                                          qkv_generate_stats *stats);
 
 /* ---------------------------------------------------------------- tokenizer */
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # fuzz.sh [SECONDS] [TARGET] — builds the libFuzzer targets with clang, ASan and UBSan in
-# build-fuzz/ and runs TARGET (default fuzz_safetensors) for SECONDS (default 60), seeded with the
-# test fixtures. The growing corpus stays in build-fuzz/corpus/TARGET between runs; a crash is
-# saved as build-fuzz/artifacts/crash-* and makes the script fail. Needs clang and its runtime
+# build-fuzz/ and runs TARGET (default fuzz_safetensors; also fuzz_tokenizer_load,
+# fuzz_tokenizer_encode) for SECONDS (default 60), seeded with the test fixtures. The growing
+# corpus stays in build-fuzz/corpus/TARGET between runs; a crash is saved as
+# build-fuzz/artifacts/crash-* and makes the script fail. Needs clang and its runtime
 # (Debian: clang libclang-rt-14-dev or newer).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +21,10 @@ case "$target" in
     fuzz_safetensors)
         seeds=("$root/tests/fixtures/safetensors/valid" "$root/tests/fixtures/safetensors/malformed")
         dict=$root/fuzz/safetensors.dict ;;
+    fuzz_tokenizer_load)
+        seeds=("$root/fuzz/tokenizer_seeds/load") ;;
+    fuzz_tokenizer_encode)
+        seeds=("$root/fuzz/tokenizer_seeds/encode") ;;
     *) echo "fuzz.sh: unknown target '$target'" >&2; exit 2 ;;
 esac
 

@@ -5,7 +5,8 @@
 #   scripts/install-deps.sh --fuzz   # also clang + libFuzzer runtime
 set -euo pipefail
 
-pkgs=(cmake make gcc pkg-config libjansson-dev curl unzip ca-certificates)
+pkgs=(cmake make gcc pkg-config libjansson-dev curl unzip ca-certificates
+      libutf8proc-dev fortunes) # fortunes: the tokenizer tests' corpus
 if [[ "${1:-}" == "--fuzz" ]]; then
     pkgs+=(clang libclang-rt-dev)
 fi

@@ -25,6 +25,7 @@
 #include "test_arch.h"
 
 #include <float.h>
+#include <pthread.h>
 #include <stdint.h>
 
 static double g_worst[5]; /* worst error / tolerance of out, lse, dq, dk, dv */
@@ -349,21 +350,30 @@ static void test_threads(void) {
 
 /* ---------------------------------------------------------------- memory */
 
+/* Counts live bytes through the allocator hook; pool threads allocate and free too. */
+static pthread_mutex_t count_mu_ = PTHREAD_MUTEX_INITIALIZER;
 static size_t live_, peak_;
 static void *count_alloc(size_t size, size_t align, void *user) {
     (void)user;
-    size_t *p = aligned_alloc(align, (size + 2 * align - 1) / align * align + align);
-    if (!p) return NULL;
+    size_t *p = aligned_alloc(64, (size + 127) / 64 * 64 + 64);
+    if (!p || align > 64) {
+        free(p);
+        return NULL;
+    }
     *p = size;
+    pthread_mutex_lock(&count_mu_);
     live_ += size;
     if (live_ > peak_) peak_ = live_;
-    return (char *)p + align;
+    pthread_mutex_unlock(&count_mu_);
+    return (char *)p + 64;
 }
 static void count_free(void *p, void *user) {
     (void)user;
     if (!p) return;
     size_t *base = (size_t *)((char *)p - 64);
+    pthread_mutex_lock(&count_mu_);
     live_ -= *base;
+    pthread_mutex_unlock(&count_mu_);
     free(base);
 }
 
@@ -382,13 +392,21 @@ static void test_memory(void) {
     qkv_allocator a = {count_alloc, count_free, NULL};
     qkv_set_allocator(&a); /* before the runtime exists: it frees through the same hook */
     CHECK_OK(qkv_runtime_create(2, &rt));
-    live_ = peak_ = 0;
+    pthread_mutex_lock(&count_mu_);
+    size_t base = live_; /* the runtime's own blocks */
+    peak_ = live_;
+    pthread_mutex_unlock(&count_mu_);
     CHECK_OK(qkv_attention_forward(rt, &c.d, c.q, c.k, c.v, out, lse));
-    size_t fwd_peak = peak_;
-    live_ = peak_ = 0;
+    pthread_mutex_lock(&count_mu_);
+    size_t fwd_peak = peak_ - base;
+    base = live_;
+    peak_ = live_;
+    pthread_mutex_unlock(&count_mu_);
     CHECK_OK(qkv_attention_backward(rt, &c.d, c.q, c.k, c.v, out, lse, c.dout, g, g + c.nq,
                                     g + c.nq + c.nk));
-    size_t bwd_peak = peak_;
+    pthread_mutex_lock(&count_mu_);
+    size_t bwd_peak = peak_ - base;
+    pthread_mutex_unlock(&count_mu_);
     qkv_runtime_free(rt);
     qkv_set_allocator(NULL);
     printf("  memory at T = 4096: forward workspace %zu bytes, backward %zu bytes\n", fwd_peak,

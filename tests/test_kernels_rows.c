@@ -145,14 +145,40 @@ static const qkv_nn_activation nn_acts[] = {QKV_NN_ACT_GELU, QKV_NN_ACT_GELU_TAN
                                             QKV_NN_ACT_SILU};
 static const char *act_names[] = {"gelu_erf", "gelu_tanh", "relu", "silu"};
 
-/* Per-element tolerance of act(x) (or of the gradient term dy·act'(x)) around magnitude w. */
-static double act_tol(int a, float x, double w) {
+/* Relative tolerance of act(x) and act'(x). GELU tanh adds the conditioning of e^{-2u} on the
+ * float rounding of 2u. */
+static double act_rtol(int a, float x) {
     double rtol = 1e-6;
     if (acts[a] == QKV_ACT_GELU_TANH) {
         double u2 = 1.5957691216057308 * ((double)x + 0.044715 * (double)x * x * x);
         rtol += 2.5e-7 * fmin(fabs(u2), 200.0);
     }
-    return rtol * fabs(w) + 1e-37;
+    return rtol;
+}
+
+/* Absolute floor: the double reference itself rounds 1 + erf(x/√2) and 1 + tanh(u) to 0 for
+ * x below about -8.3 (true values < 1e-15), where the kernels keep the tail. */
+#define ACT_ATOL 1e-15
+
+static double act_tol(int a, float x, double w) { return act_rtol(a, x) * fabs(w) + ACT_ATOL; }
+
+/* The magnitude act'(x) is made of (its parts can cancel, e.g. GELU's minimum near -0.75). */
+static double act_grad_mag(int a, double x) {
+    switch (acts[a]) {
+    case QKV_ACT_GELU_ERF:
+        return 0.5 * erfc(-x * 0.70710678118654752) +
+               fabs(x) * 0.3989422804014327 * exp(-0.5 * x * x);
+    case QKV_ACT_GELU_TANH: {
+        double v = 1.5957691216057308 * (x + 0.044715 * x * x * x);
+        double s = 1.0 / (1.0 + exp(-v));
+        return s + fabs(x) * 1.5957691216057308 * (1.0 + 3 * 0.044715 * x * x) * s * (1.0 - s);
+    }
+    case QKV_ACT_SILU: {
+        double s = 1.0 / (1.0 + exp(-x));
+        return s * (1.0 + fabs(x) * (1.0 - s));
+    }
+    default: return 1.0;
+    }
 }
 
 static const float act_edges[] = {0.0f,  -0.0f,  1e-30f, -1e-30f, 1e-6f,   -1e-6f,  0.5f,  -0.5f,
@@ -187,8 +213,8 @@ static void test_act_case(const qkv_kernels *k, int a, size_t n, int nonfinite) 
     for (size_t i = 0; i < n; i++) dy[i] = urand(-1.0f, 1.0f), dx[i] = dxw[i] = urand(-1.0f, 1.0f);
     CHECK_OK(qkv_nn_act_backward(NULL, nn_acts[a], dxw, dy, x, (int64_t)n));
     for (size_t i = 0; i < n; i++) {
-        double term = (double)dxw[i] - (double)dx[i]; /* dy·act'(x), dx still holds dx0 */
-        tol[i] = 2.5e-7 * fabs((double)dxw[i]) + act_tol(a, x[i], term);
+        double mag = fabs((double)dy[i]) * act_grad_mag(a, x[i]);
+        tol[i] = 2.5e-7 * fabs((double)dxw[i]) + act_rtol(a, x[i]) * mag + ACT_ATOL;
     }
     k->act_bwd_f32(acts[a], x, dy, dx, n);
     snprintf(what, sizeof what, "%s backward", act_names[a]);
@@ -213,12 +239,26 @@ static void test_acts(const qkv_kernels *k) {
         double worst = 0.0;
         for (size_t i = 0; i < n; i++) {
             tol[i] = act_tol(a, x[i], w[i]);
-            if (fabs(w[i]) > 1e-30) worst = fmax(worst, fabs((double)y[i] - w[i]) / fabs(w[i]));
+            /* the vectorized kernels against tail-accurate double formulas (erfc, logistic);
+             * the nn reference (and the ref kernels, its twins) lose the tail below x ≈ -8 */
+            const double xd = x[i];
+            double acc = w[i];
+            if (acts[a] == QKV_ACT_GELU_ERF) acc = 0.5 * xd * erfc(-xd * 0.70710678118654752);
+            if (acts[a] == QKV_ACT_GELU_TANH)
+                acc = xd / (1.0 + exp(-1.5957691216057308 * (xd + 0.044715 * xd * xd * xd)));
+            if (fabs(acc) >= FLT_MIN && qkv_arch_active() != QKV_ARCH_SCALAR) {
+                double e = fabs((double)y[i] - acc) / fabs(acc);
+                worst = fmax(worst, e);
+                CHECK_MSG(e <= act_rtol(a, x[i]), "%s(%.9g) = %.9g, want %.9g", act_names[a], xd,
+                          (double)y[i], acc);
+            }
         }
         char what[64];
         snprintf(what, sizeof what, "%s sweep [-20, 20]", act_names[a]);
         compare(what, n, y, w, tol, n);
-        printf("%s: max relative error %.3g on [-20, 20]\n", act_names[a], worst);
+        if (qkv_arch_active() != QKV_ARCH_SCALAR)
+            printf("%s: max relative error %.3g on [-20, 20] (results >= FLT_MIN)\n", act_names[a],
+                   worst);
     }
     /* QKV_ACT_NONE copies / accumulates dy */
     float a4[5] = {1, -2, NAN, INFINITY, 5}, b4[5];
@@ -370,7 +410,7 @@ static void test_norm_case(const qkv_kernels *k, size_t rows, size_t n, int rms,
     snprintf(what, sizeof what, "%s rstd", name);
     compare(what, n, rstd, wrstd, tol, rows);
     if (!rms) {
-        for (size_t r = 0; r < rows; r++) tol[r] = 1e-7 * (fabs((double)wmean[r]) + scale);
+        for (size_t r = 0; r < rows; r++) tol[r] = 3e-7 * (fabs((double)wmean[r]) + scale);
         compare("layernorm mean", n, mean, wmean, tol, rows);
     }
     /* backward from the reference's saved statistics */

@@ -40,7 +40,8 @@ chars = [c for c in range(0x110000) if not (0xD800 <= c < 0xE000)]
 
 clean = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=False,
                                    strip_accents=False, lowercase=False)
-strip = normalizers.StripAccents()
+bert_strip = normalizers.BertNormalizer(clean_text=False, handle_chinese_chars=False,
+                                        strip_accents=True, lowercase=False)
 lower = normalizers.Lowercase()
 nfd = normalizers.NFD()
 bert_pre = pre_tokenizers.BertPreTokenizer()
@@ -81,7 +82,10 @@ for c in chars:
         punct_add.append(c)
     elif u_punct and not hf_punct:
         punct_del.append(c)
-    hf_mn = strip.normalize_str(ch) == ""
+    # BertNormalizer's strip_accents drops is_mark_nonspacing (StripAccents drops every mark,
+    # so it is not the probe); chars that decompose are probed through their parts
+    u_mn = k == "Mn"
+    hf_mn = bert_strip.normalize_str(ch) == "" if nfd.normalize_str(ch) == ch else u_mn
     u_mn = k == "Mn"
     if hf_mn and not u_mn:
         mn_add.append(c)
@@ -147,12 +151,19 @@ with open(out, "w") as f:
         f.write("};\nstatic const int %s_n = %d;\n\n" % (name, len(xs)))
     f.write("/* GPT-2 pre-tokenizer classes per tokenizers' regex engine (L letter, N number,\n"
             " * S white space, O other) where utf8proc's categories say otherwise */\n")
-    f.write("static const compat_map compat_gpt2[] = {\n")
+    ranges = []  # (first, last, class) runs of consecutive code points with one class
     for c, k in gpt2_exc:
-        f.write("    {0x%05X, \"%s\"},\n" % (c, k))
-    if not gpt2_exc:
-        f.write("    {0xFFFFFFFF, \"\"},\n")
-    f.write("};\nstatic const int compat_gpt2_n = %d;\n\n#endif\n" % len(gpt2_exc))
+        if ranges and ranges[-1][1] == c - 1 and ranges[-1][2] == k:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c, k])
+    f.write("typedef struct compat_range { uint32_t first, last; char cls; } compat_range;\n")
+    f.write("static const compat_range compat_gpt2[] = {\n")
+    for a, b, k in ranges:
+        f.write("    {0x%05X, 0x%05X, '%s'},\n" % (a, b, k))
+    if not ranges:
+        f.write("    {0xFFFFFFFF, 0xFFFFFFFF, 'O'},\n")
+    f.write("};\nstatic const int compat_gpt2_n = %d;\n\n#endif\n" % len(ranges))
 print("other +%d -%d punct +%d -%d mn +%d -%d lower %d nfd %d gpt2 %d" % (
     len(other_add), len(other_del), len(punct_add), len(punct_del), len(mn_add), len(mn_del),
     len(lower_exc), len(nfd_exc), len(gpt2_exc)))

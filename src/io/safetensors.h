@@ -26,4 +26,12 @@ size_t qkv__st_dtype_size(qkv_dtype t);                    /* 0 if invalid */
 /* "BOOL, U8, ..." for messages. */
 const char *qkv__st_dtype_list(void);
 
+/* Gives the pages of [data, data + nbytes) in the file mapping of st back to the kernel
+ * (madvise MADV_DONTNEED on the whole pages inside): for a model that copied a tensor (packed
+ * GEMM weights), so that the mapped original stops counting in its RSS. The data stays
+ * readable (the mapping is private, read-only and never written, so a later read faults the
+ * same bytes back in from the file). No-op for qkv_safetensors_open_memory handles, ranges
+ * outside the mapping, or when madvise fails. */
+void qkv__safetensors_drop_pages(const qkv_safetensors *st, const void *data, size_t nbytes);
+
 #endif

@@ -412,6 +412,19 @@ static qkv_status load(qkv_safetensors *st, const uint8_t *buf, size_t len, cons
 
 /* ---------------------------------------------------------------- public API */
 
+void qkv__safetensors_drop_pages(const qkv_safetensors *st, const void *data, size_t nbytes) {
+    if (!st || !st->map || !data || !nbytes) return; /* a caller's buffer is never touched */
+    uintptr_t m0 = (uintptr_t)st->map, m1 = m0 + st->map_len;
+    uintptr_t d0 = (uintptr_t)data, d1 = d0 + nbytes;
+    if (d0 < m0 || d1 > m1) return;
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps <= 0) return;
+    uintptr_t page = (uintptr_t)ps;
+    /* whole pages only: the partial pages at both ends hold neighbouring tensors */
+    uintptr_t a = (d0 + page - 1) / page * page, b = d1 / page * page;
+    if (a < b) (void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 void qkv_safetensors_close(qkv_safetensors *st) {
     if (!st) return;
     if (st->map) munmap(st->map, st->map_len);

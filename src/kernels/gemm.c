@@ -20,6 +20,7 @@
 #include "kernels/dispatch.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 float qkv__act_f32(qkv_act act, float x) {
@@ -54,11 +55,16 @@ static void epilogue_tile(const qkv_gemm_epilogue *epi, float *c, int64_t ldc, i
 }
 
 /* op(A)[i0:i0+mc, p0:p0+kc] -> ap, micro-panels of MR rows: ap[(ir/MR)*MR*kc + p*MR + r]. */
-static void pack_a(int trans, const float *A, int64_t lda, int64_t i0, int64_t p0, int64_t mc,
-                   int64_t kc, int MR, float *ap) {
+static void pack_a(const qkv_gemm_config *cfg, int trans, const float *A, int64_t lda, int64_t i0,
+                   int64_t p0, int64_t mc, int64_t kc, float *ap) {
+    const int MR = cfg->mr;
     for (int64_t ir = 0; ir < mc; ir += MR) {
         int mr = (int)(mc - ir < MR ? mc - ir : MR);
         float *dst = ap + ir * kc;
+        if (!trans && cfg->pack_a) {
+            cfg->pack_a(A + (i0 + ir) * lda + p0, lda, kc, mr, dst);
+            continue;
+        }
         if (!trans) {
             for (int r = 0; r < mr; r++) {
                 const float *src = A + (i0 + ir + r) * lda + p0;
@@ -116,12 +122,36 @@ static void pack_b(const qkv_gemm_config *cfg, int trans, const float *B, int64_
     }
 }
 
+struct qkv_gemm_packed {
+    qkv_gemm_config cfg; /* a copy: the packing fixed MR/NR/KC and the kernels to run */
+    int64_t K, N;
+    int64_t kc;   /* K block (k_block(cfg, K)) */
+    int64_t npad; /* N rounded up to NR */
+    float *data;  /* the K block at pc: [npad/NR panels][kcb][NR] at data + pc*npad, so the
+                     panel of columns jr.. is at data + pc*npad + jr*kcb (kcb: that block's
+                     length); NULL when K*N == 0 */
+};
+
+static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/* K in equal blocks of at most cfg->kc (768 -> 2 x 384, not 512 + 256): fewer, evenly long
+ * micro-kernel calls. Depends only on K and the config, so the summation order is fixed; the
+ * prepacked B uses the same function, which is what makes both paths bit-identical. */
+static int64_t k_block(const qkv_gemm_config *cfg, int64_t K) {
+    if (K <= 0) return 1;
+    int64_t kblocks = (K + cfg->kc - 1) / cfg->kc;
+    int64_t kc = round_up((K + kblocks - 1) / kblocks, 4);
+    return kc > cfg->kc ? cfg->kc : kc;
+}
+
 typedef struct {
     const qkv_gemm_config *cfg;
     int trans_a, trans_b;
     int64_t M, N, K;
     float alpha, beta;
     const float *A, *B;
+    const qkv_gemm_packed *bp; /* prepacked op(B), or NULL: pack per cell */
+    int a_rows;                /* read A in place through cfg->ukr_rows (no A packing) */
     int64_t lda, ldb, ldc;
     float *C;
     const qkv_gemm_epilogue *epi;
@@ -140,8 +170,8 @@ static void gemm_cell(const gemm_job *g, int64_t cell) {
     int64_t m1 = m0 + g->m_step < g->M ? m0 + g->m_step : g->M;
     int64_t n1 = n0 + g->n_step < g->N ? n0 + g->n_step : g->N;
     if (m0 >= m1 || n0 >= n1) return;
-    float *apack = g->buffers + (size_t)cell * g->buf_floats;
-    float *bpack = apack + g->a_floats;
+    float *apack = g->buffers ? g->buffers + (size_t)cell * g->buf_floats : NULL;
+    float *bpack = apack ? apack + g->a_floats : NULL;
     const qkv_gemm_epilogue *epi = g->epi;
     int has_epi = epi && (epi->bias || epi->act != QKV_ACT_NONE || epi->residual);
 
@@ -159,17 +189,23 @@ static void gemm_cell(const gemm_job *g, int64_t cell) {
             int64_t kc = g->K - pc < g->kc ? g->K - pc : g->kc;
             float beta = pc == 0 ? g->beta : 1.0f;
             int last = pc + kc == g->K;
-            pack_b(cfg, g->trans_b, g->B, g->ldb, pc, jc, kc, nc, bpack);
+            /* jc is a multiple of NR (n_step and nc are), so it starts a prepacked panel */
+            const float *bpanel = g->bp ? g->bp->data + pc * g->bp->npad + jc * kc : bpack;
+            if (!g->bp) pack_b(cfg, g->trans_b, g->B, g->ldb, pc, jc, kc, nc, bpack);
             for (int64_t ic = m0; ic < m1; ic += cfg->mc) {
                 int64_t mc = m1 - ic < cfg->mc ? m1 - ic : cfg->mc;
-                pack_a(g->trans_a, g->A, g->lda, ic, pc, mc, kc, MR, apack);
+                if (!g->a_rows) pack_a(cfg, g->trans_a, g->A, g->lda, ic, pc, mc, kc, apack);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     int nr = (int)(nc - jr < NR ? nc - jr : NR);
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         int mr = (int)(mc - ir < MR ? mc - ir : MR);
                         float *c = g->C + (ic + ir) * g->ldc + jc + jr;
-                        cfg->ukr(kc, apack + ir * kc, bpack + jr * kc, c, g->ldc, mr, nr, g->alpha,
-                                 beta);
+                        if (g->a_rows)
+                            cfg->ukr_rows(kc, g->A + (ic + ir) * g->lda + pc, g->lda,
+                                          bpanel + jr * kc, c, g->ldc, mr, nr, g->alpha, beta);
+                        else
+                            cfg->ukr(kc, apack + ir * kc, bpanel + jr * kc, c, g->ldc, mr, nr,
+                                     g->alpha, beta);
                         if (last && has_epi)
                             epilogue_tile(epi, c, g->ldc, ic + ir, jc + jr, mr, nr);
                     }
@@ -185,11 +221,10 @@ static void gemm_task(void *ctx, int64_t begin, int64_t end, int tid) {
     for (int64_t cell = begin; cell < end; cell++) gemm_cell(g, cell);
 }
 
-static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
 /* Splits C among up to T threads: the grid (tm, tn) with tm * tn <= T that keeps every cell
  * busiest (fewest micro-tiles in the largest cell), preferring row splits on ties since a
- * column split repacks A in every cell. */
+ * column split repacks A in every cell. With few rows (mt == 1) only columns can be split,
+ * which with prepacked B costs nothing but re-reading the few rows of A. */
 static void choose_grid(int64_t M, int64_t N, int MR, int NR, int T, int *tm, int *tn) {
     int64_t mt = (M + MR - 1) / MR, nt = (N + NR - 1) / NR;
     int64_t best = -1;
@@ -231,12 +266,21 @@ static qkv_status check_args(int trans_a, int trans_b, int64_t M, int64_t N, int
     return QKV_OK;
 }
 
-qkv_status qkv__gemm_f32_with(const qkv_gemm_config *cfg, qkv_runtime *rt, int trans_a, int trans_b,
-                              int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                              int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-                              int64_t ldc, const qkv_gemm_epilogue *epi) {
-    QKV_TRY(check_args(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, epi));
-    if (M == 0 || N == 0) return QKV_OK;
+/* Whether the residual [M, ldr] shares any byte with C [M, ldc] (bounding ranges). */
+static int residual_overlaps(const qkv_gemm_epilogue *epi, int64_t M, int64_t N, const float *C,
+                             int64_t ldc) {
+    if (!epi || !epi->residual) return 0;
+    uintptr_t c0 = (uintptr_t)C, c1 = (uintptr_t)(C + (M - 1) * ldc + N);
+    uintptr_t r0 = (uintptr_t)epi->residual,
+              r1 = (uintptr_t)(epi->residual + (M - 1) * epi->ldr + N);
+    return r0 < c1 && c0 < r1;
+}
+
+/* The blocked product once arguments are checked (M, N > 0). bp: prepacked op(B) or NULL. */
+static qkv_status gemm_run(const qkv_gemm_config *cfg, qkv_runtime *rt, int trans_a, int trans_b,
+                           int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                           int64_t lda, const float *B, int64_t ldb, const qkv_gemm_packed *bp,
+                           float beta, float *C, int64_t ldc, const qkv_gemm_epilogue *epi) {
     gemm_job g = {.cfg = cfg,
                   .trans_a = trans_a,
                   .trans_b = trans_b,
@@ -247,6 +291,7 @@ qkv_status qkv__gemm_f32_with(const qkv_gemm_config *cfg, qkv_runtime *rt, int t
                   .beta = beta,
                   .A = A,
                   .B = B,
+                  .bp = bp,
                   .lda = lda,
                   .ldb = ldb,
                   .ldc = ldc,
@@ -254,6 +299,23 @@ qkv_status qkv__gemm_f32_with(const qkv_gemm_config *cfg, qkv_runtime *rt, int t
                   .epi = epi,
                   .tm = 1,
                   .tn = 1};
+    /* An overlapping residual would be read after the first K block overwrote it: copy it. */
+    qkv_gemm_epilogue epi_copy;
+    float *res_copy = NULL;
+    if (residual_overlaps(epi, M, N, C, ldc)) {
+        size_t bytes;
+        if (qkv__mul_overflow((size_t)M * (size_t)N, sizeof(float), &bytes))
+            return qkv__fail(QKV_ERR_OVERFLOW, "gemm: residual copy size overflows");
+        res_copy = qkv__alloc(bytes);
+        if (!res_copy)
+            return qkv__fail(QKV_ERR_NOMEM, "gemm: cannot copy the residual (%zu bytes)", bytes);
+        for (int64_t i = 0; i < M; i++)
+            memcpy(res_copy + i * N, epi->residual + i * epi->ldr, sizeof(float) * (size_t)N);
+        epi_copy = *epi;
+        epi_copy.residual = res_copy;
+        epi_copy.ldr = N;
+        g.epi = &epi_copy;
+    }
     /* Threads only when there is enough work to pay for waking them (~64k FMAs a cell). */
     int T = qkv_runtime_n_threads(rt);
     double work = (double)M * (double)N * (double)(K ? K : 1);
@@ -261,16 +323,9 @@ qkv_status qkv__gemm_f32_with(const qkv_gemm_config *cfg, qkv_runtime *rt, int t
     choose_grid(M, N, cfg->mr, cfg->nr, T, &g.tm, &g.tn);
     g.m_step = round_up((M + g.tm - 1) / g.tm, cfg->mr);
     g.n_step = round_up((N + g.tn - 1) / g.tn, cfg->nr);
-    /* Packing buffers sized for the blocks actually used (small problems stay small). */
-    /* K in equal blocks of at most cfg->kc (768 -> 2 x 384, not 512 + 256): fewer, evenly
-     * long micro-kernel calls. Depends only on K, so the summation order is fixed. */
-    int64_t kc = 1;
-    if (K > 0) {
-        int64_t kblocks = (K + cfg->kc - 1) / cfg->kc;
-        kc = round_up((K + kblocks - 1) / kblocks, 4);
-        if (kc > cfg->kc) kc = cfg->kc;
-    }
+    int64_t kc = k_block(cfg, K);
     g.kc = kc;
+    g.a_rows = bp && !trans_a && cfg->ukr_rows && M <= cfg->rows_max;
     int64_t mc = g.m_step < cfg->mc ? g.m_step : cfg->mc; /* both multiples of MR */
     /* When a cell has a single A block (few rows), the packed B panel is used by that block
      * alone: keep it near L2 (<= 1.5 MiB) so it is consumed while still hot, instead of
@@ -283,16 +338,39 @@ qkv_status qkv__gemm_f32_with(const qkv_gemm_config *cfg, qkv_runtime *rt, int t
     }
     int64_t nc = g.n_step < nc_max ? g.n_step : nc_max;
     g.nc = nc_max;
-    g.a_floats = (size_t)(round_up(mc, cfg->mr) * kc);
-    g.buf_floats = g.a_floats + (size_t)(kc * round_up(nc, cfg->nr));
+    /* Packing buffers sized for the blocks actually used (small problems stay small); none
+     * at all when B is prepacked and A is read in place. */
+    g.a_floats = g.a_rows || K == 0 ? 0 : (size_t)(round_up(mc, cfg->mr) * kc);
+    g.buf_floats = g.a_floats + (bp || K == 0 ? 0 : (size_t)(kc * round_up(nc, cfg->nr)));
     size_t cells = (size_t)g.tm * (size_t)g.tn, bytes;
-    if (qkv__mul_overflow(cells * g.buf_floats, sizeof(float), &bytes))
+    if (qkv__mul_overflow(cells * g.buf_floats, sizeof(float), &bytes)) {
+        qkv__free(res_copy);
         return qkv__fail(QKV_ERR_OVERFLOW, "gemm: packing buffer size overflows");
-    g.buffers = qkv__alloc(bytes);
-    if (!g.buffers) return qkv__fail(QKV_ERR_NOMEM, "gemm: cannot allocate %zu bytes", bytes);
-    qkv_parallel_for(rt, (int64_t)cells, 1, gemm_task, &g);
+    }
+    if (bytes) {
+        g.buffers = qkv__alloc(bytes);
+        if (!g.buffers) {
+            qkv__free(res_copy);
+            return qkv__fail(QKV_ERR_NOMEM, "gemm: cannot allocate %zu bytes", bytes);
+        }
+    }
+    if (cells == 1)
+        gemm_cell(&g, 0);
+    else
+        qkv_parallel_for(rt, (int64_t)cells, 1, gemm_task, &g);
     qkv__free(g.buffers);
+    qkv__free(res_copy);
     return QKV_OK;
+}
+
+qkv_status qkv__gemm_f32_with(const qkv_gemm_config *cfg, qkv_runtime *rt, int trans_a, int trans_b,
+                              int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                              int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                              int64_t ldc, const qkv_gemm_epilogue *epi) {
+    QKV_TRY(check_args(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, epi));
+    if (M == 0 || N == 0) return QKV_OK;
+    return gemm_run(cfg, rt, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc,
+                    epi);
 }
 
 qkv_status qkv__gemm_f32(qkv_runtime *rt, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
@@ -302,6 +380,75 @@ qkv_status qkv__gemm_f32(qkv_runtime *rt, int trans_a, int trans_b, int64_t M, i
     qkv__kernels()->gemm_f32_config(&cfg);
     return qkv__gemm_f32_with(&cfg, rt, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
                               ldc, epi);
+}
+
+/* ---------------------------------------------------------------- prepacked B */
+
+qkv_status qkv__gemm_pack_b(const qkv_gemm_config *cfg, int trans_b, int64_t K, int64_t N,
+                            const float *B, int64_t ldb, qkv_gemm_packed **out) {
+    if (!out) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm pack: out is NULL");
+    *out = NULL;
+    if (K < 0 || N < 0)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm pack: negative size K=%lld N=%lld",
+                         (long long)K, (long long)N);
+    if (K > 0 && N > 0) {
+        if (!B) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm pack: B is NULL");
+        if (ldb < (trans_b ? K : N))
+            return qkv__fail(QKV_ERR_INVALID_ARG, "gemm pack: ldb %lld too small", (long long)ldb);
+    }
+    qkv_gemm_packed *p = qkv__calloc(1, sizeof *p);
+    if (!p) return qkv__fail(QKV_ERR_NOMEM, "gemm pack: out of memory");
+    if (cfg)
+        p->cfg = *cfg;
+    else
+        qkv__kernels()->gemm_f32_config(&p->cfg);
+    p->K = K;
+    p->N = N;
+    p->kc = k_block(&p->cfg, K);
+    p->npad = round_up(N, p->cfg.nr);
+    if (K > 0 && N > 0) {
+        size_t bytes;
+        if (qkv__mul_overflow((size_t)K, (size_t)p->npad, &bytes) ||
+            qkv__mul_overflow(bytes, sizeof(float), &bytes)) {
+            qkv__free(p);
+            return qkv__fail(QKV_ERR_OVERFLOW, "gemm pack: %lld x %lld overflows", (long long)K,
+                             (long long)N);
+        }
+        p->data = qkv__alloc(bytes);
+        if (!p->data) {
+            qkv__free(p);
+            return qkv__fail(QKV_ERR_NOMEM, "gemm pack: cannot allocate %zu bytes", bytes);
+        }
+        for (int64_t pc = 0; pc < K; pc += p->kc) {
+            int64_t kcb = K - pc < p->kc ? K - pc : p->kc;
+            pack_b(&p->cfg, trans_b, B, ldb, pc, 0, kcb, N, p->data + pc * p->npad);
+        }
+    }
+    *out = p;
+    return QKV_OK;
+}
+
+void qkv__gemm_packed_free(qkv_gemm_packed *p) {
+    if (!p) return;
+    qkv__free(p->data);
+    qkv__free(p);
+}
+
+int64_t qkv__gemm_packed_k(const qkv_gemm_packed *p) { return p ? p->K : 0; }
+int64_t qkv__gemm_packed_n(const qkv_gemm_packed *p) { return p ? p->N : 0; }
+size_t qkv__gemm_packed_bytes(const qkv_gemm_packed *p) {
+    return p && p->data ? (size_t)p->K * (size_t)p->npad * sizeof(float) : 0;
+}
+
+qkv_status qkv__gemm_f32_packed(qkv_runtime *rt, int trans_a, int64_t M, const float *A,
+                                int64_t lda, const qkv_gemm_packed *B, float alpha, float beta,
+                                float *C, int64_t ldc, const qkv_gemm_epilogue *epi) {
+    if (!B) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: packed B is NULL");
+    /* B's own checks were done at packing; pass a dummy non-NULL B with a valid ldb */
+    QKV_TRY(check_args(trans_a, 0, M, B->N, B->K, A, lda, (const float *)B, B->N, C, ldc, epi));
+    if (M == 0 || B->N == 0) return QKV_OK;
+    return gemm_run(&B->cfg, rt, trans_a, 0, M, B->N, B->K, alpha, A, lda, NULL, 0, B, beta, C, ldc,
+                    epi);
 }
 
 void qkv__gemm_f32_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,

@@ -6,13 +6,22 @@
  * Row-major with leading dimensions (lda, ldb, ldc, ldr in elements). op(A) = A (A is [M,K],
  * element (i,k) at A[i*lda+k]) or Aᵀ (A is [K,M], element (i,k) at A[k*lda+i]); likewise B.
  * beta == 0 overwrites C without reading it (NaN in C does not propagate). K == 0 gives
- * C = epilogue(beta * C). The residual may alias C only if ldr == ldc (read before write per
- * element). Every C element is summed in the same order whatever the thread count (K is
- * blocked identically), so results are bit-identical across thread counts for one ISA.
+ * C = epilogue(beta * C). The residual may overlap C in any way (residual == C included, any
+ * beta): C is written by the first K block long before the epilogue reads the residual, so an
+ * overlapping residual is first copied aside (an M x N buffer; NOMEM if that fails). Callers
+ * that just accumulate into C should prefer beta = 1 (no copy; note the summation order then
+ * differs: alpha·AB + C vs (alpha·AB + bias) + residual). Every C element is summed in the same
+ * order whatever the thread count, M, or packed/unpacked B (K is blocked identically, the
+ * micro-kernel's per-element FMA sequence is fixed), so results are bit-identical across
+ * thread counts, batch sizes and both entry points for one ISA (config).
  *
  * The method is BLIS's: pack a KC x NC panel of op(B) and an MC x KC block of op(A) into
  * contiguous micro-panels, then a register-blocked micro-kernel (MR x NR of C in registers)
- * per instruction set. Threads split C into a grid of blocks; each packs what it needs. */
+ * per instruction set. Threads split C into a grid of blocks; each packs what it needs.
+ * Inference multiplies by the same weights again and again, often with few rows (a 16-token
+ * sentence, one decode row per sequence), where packing B costs as much as the product:
+ * qkv__gemm_pack_b packs op(B) once (qkv_gemm_packed) and qkv__gemm_f32_packed reuses it, and
+ * for small M reads A in place (ukr_rows) instead of packing it. */
 #ifndef QKV_KERNELS_GEMM_H
 #define QKV_KERNELS_GEMM_H
 
@@ -48,12 +57,27 @@ typedef void (*qkv_gemm_ukr_fn)(int64_t kc, const float *ap, const float *bp, fl
  * dst[p*NR + j] = B[j*ldb + p] for p < kc, j < nr, zeros for nr <= j < NR. */
 typedef void (*qkv_gemm_pack_bt_fn)(const float *B, int64_t ldb, int64_t kc, int nr, float *dst);
 
+/* Optional ISA packing of an A micro-panel of row-major A (op(A) = A):
+ * dst[p*MR + r] = A[r*lda + p] for p < kc, r < mr, zeros for mr <= r < MR. */
+typedef void (*qkv_gemm_pack_a_fn)(const float *A, int64_t lda, int64_t kc, int mr, float *dst);
+
+/* Optional micro-kernel on unpacked rows of A (the small-M path): the ukr contract with
+ * ap[p*MR + r] replaced by a[r*lda + p] (row-major op(A) = A, r < mr, p < kc). It must do
+ * exactly the ukr's operations on every stored C element (same FMA per p in the same order,
+ * same alpha/beta store), so either may compute any tile bit for bit. */
+typedef void (*qkv_gemm_ukr_rows_fn)(int64_t kc, const float *a, int64_t lda, const float *bp,
+                                     float *c, int64_t ldc, int mr, int nr, float alpha,
+                                     float beta);
+
 typedef struct qkv_gemm_config {
     const char *name;   /* kernel name, e.g. gemm_f32_avx512 */
     int mr, nr;         /* register block */
     int64_t kc, mc, nc; /* cache blocks: kc*nr floats in L1, mc*kc in L2, kc*nc in L3 */
     qkv_gemm_ukr_fn ukr;
-    qkv_gemm_pack_bt_fn pack_bt; /* NULL: the portable packing in gemm.c */
+    qkv_gemm_pack_bt_fn pack_bt;   /* NULL: the portable packing in gemm.c */
+    qkv_gemm_pack_a_fn pack_a;     /* NULL: the portable packing in gemm.c */
+    qkv_gemm_ukr_rows_fn ukr_rows; /* NULL: A is always packed */
+    int64_t rows_max; /* with prepacked B and op(A) = A, M <= rows_max reads A in place */
 } qkv_gemm_config;
 
 /* The config of each ISA (ref is portable C). */
@@ -78,6 +102,32 @@ qkv_status qkv__gemm_f32_with(const qkv_gemm_config *cfg, qkv_runtime *rt, int t
                               int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                               int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                               int64_t ldc, const qkv_gemm_epilogue *epi);
+
+/* op(B) [K, N] packed once into the micro-panels qkv__gemm_f32 would build with the same
+ * config: K cut into the same blocks (equal, at most cfg->kc), each block a row of
+ * ceil(N/NR) zero-padded NR-wide micro-panels. The handle keeps a copy of its config, so it
+ * stays usable (and keeps using that ISA's kernels) if the active ISA changes later. */
+typedef struct qkv_gemm_packed qkv_gemm_packed;
+
+/* Packs op(B) (B is [K, N] with trans_b = 0, [N, K] with trans_b = 1; leading dimension ldb).
+ * cfg NULL: the active ISA's config. K == 0 or N == 0 give an empty (valid) handle.
+ * INVALID_ARG on NULL out, negative sizes, ldb too small, or B NULL with K*N > 0; OVERFLOW if
+ * the size overflows; NOMEM. On failure *out is NULL. B is not referenced afterwards. */
+qkv_status qkv__gemm_pack_b(const qkv_gemm_config *cfg, int trans_b, int64_t K, int64_t N,
+                            const float *B, int64_t ldb, qkv_gemm_packed **out);
+void qkv__gemm_packed_free(qkv_gemm_packed *p); /* NULL is a no-op */
+int64_t qkv__gemm_packed_k(const qkv_gemm_packed *p);
+int64_t qkv__gemm_packed_n(const qkv_gemm_packed *p);
+size_t qkv__gemm_packed_bytes(const qkv_gemm_packed *p); /* the panels' size */
+
+/* C [M, N] = epilogue(alpha * op(A) · op(B) + beta * C) with op(B) [K, N] prepacked: the
+ * result is bit-identical to qkv__gemm_f32_with(B's config, ...) on the original B, for any M
+ * and thread count. For M <= cfg->rows_max (and trans_a = 0) A is read in place instead of
+ * packed, and with packed B nothing is allocated unless A must be packed or the residual
+ * overlaps C. Errors as qkv__gemm_f32 (INVALID_ARG also for B NULL). */
+qkv_status qkv__gemm_f32_packed(qkv_runtime *rt, int trans_a, int64_t M, const float *A,
+                                int64_t lda, const qkv_gemm_packed *B, float alpha, float beta,
+                                float *C, int64_t ldc, const qkv_gemm_epilogue *epi);
 
 /* The plain triple loop (double accumulation): the oracle for every fast path. */
 void qkv__gemm_f32_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,

@@ -28,13 +28,15 @@
  *     erfc for both signs keeps the relative error small in the far negative tail, where
  *     1 + erf(x/√2) would cancel.
  *   - GELU (tanh) and SiLU go through the logistic function: ½(1 + tanh u) = σ(2u), so
- *     gelu_tanh(x) = x / (1 + e^{-2u}) and silu(x) = x / (1 + e^{-x}), no tanh needed; the
- *     backwards use 1 − σ = σ·e^{-v} (no cancellation).
+ *     gelu_tanh(x) = x·σ(2u) and silu(x) = x·σ(x), no tanh needed; σ(v) is formed from
+ *     e^{-|v|} so it keeps full relative accuracy in the negative tail; the backwards use
+ *     1 − σ = σ·e^{-v} (no cancellation).
  *   - Sums over a row are kept in float vectors (4 accumulators, for FMA latency) for chunks
  *     of ROW_CHUNK elements and added into a double per chunk: float-fast, but the error does
  *     not grow with the row length (50257-long vocab rows).
- *   - LayerNorm subtracts the double mean as hi + lo floats, so rows with a large common
- *     offset (1e4 + noise) normalize as exactly as the double reference.
+ *   - LayerNorm sums x − x[0] for the mean (exact for rows with a large common offset, 1e4 +
+ *     noise) and subtracts the double mean as hi + lo floats, so such rows normalize as
+ *     exactly as the double reference.
  * Nothing here allocates; every kernel handles any n (tails with masked loads/stores). */
 
 #define ROW_CHUNK 1024 /* floats summed in float before a flush into double; multiple of 4*VW */
@@ -104,12 +106,14 @@ static inline vf v_gelu_erf(vf x) {
     vf g;
     return vf_mul(x, v_phi(x, &g));
 }
-static inline vf v_gelu_tanh(vf x) {
-    return vf_div(x, vf_add(vf_set1(1.0f), v_exp(vf_sub(vf_zero(), v_gelu_tanh_2u(x)))));
+/* σ(v) = 1/(1 + e^{-v}) from e = e^{-|v|} (never overflows, keeps the tail for v < 0). */
+static inline vf v_sigmoid(vf v) {
+    vf e = v_exp(vf_sub(vf_zero(), vf_abs(v)));
+    vf r = vf_div(vf_set1(1.0f), vf_add(vf_set1(1.0f), e));
+    return vf_lt(v, vf_zero(), vf_mul(e, r), r);
 }
-static inline vf v_silu(vf x) {
-    return vf_div(x, vf_add(vf_set1(1.0f), v_exp(vf_sub(vf_zero(), x))));
-}
+static inline vf v_gelu_tanh(vf x) { return vf_mul(x, v_sigmoid(v_gelu_tanh_2u(x))); }
+static inline vf v_silu(vf x) { return vf_mul(x, v_sigmoid(x)); }
 static inline vf v_relu(vf x) { return vf_max(x, vf_zero()); } /* NaN gives 0, as the ref */
 
 /* act'(x). ±inf and NaN give NaN (grad + (x − x)), as the double reference does; inside, x
@@ -184,7 +188,7 @@ static inline void st(float *p, size_t k, vf v) {
 
 enum {
     T_EXP,    /* Σ e, e = exp(x − m), stored into y when y != NULL */
-    T_SUM,    /* Σ x */
+    T_SUM,    /* Σ (x − m) */
     T_DEV2,   /* Σ d², d = (x − mh) − ml */
     T_SQ,     /* Σ x² */
     T_DOT,    /* Σ x · y */
@@ -207,7 +211,7 @@ static inline __attribute__((always_inline)) void term(int kind, const row_args 
         *t1 = e;
         break;
     }
-    case T_SUM: *t1 = ld(a->x + i, k, 0.0f); break;
+    case T_SUM: *t1 = vf_sub(ld(a->x + i, k, 0.0f), a->m); break; /* row_sum masks tails */
     case T_DEV2: {
         vf d = vf_sub(vf_sub(ld(a->x + i, k, 0.0f), a->mh), a->ml);
         *t1 = vf_mul(d, d);
@@ -387,7 +391,7 @@ void RK(log_softmax_bwd_f32)(const float *y, const float *dy, float *dx, size_t 
         const float *yr = y + r * n, *dyr = dy + r * n; /* (n) */
         float *dxr = dx + r * n;                        /* (n) */
         if (yr[0] == -INFINITY && row_all_neg_inf(yr, n)) continue;
-        row_args a = {.x = dyr};
+        row_args a = {.x = dyr, .m = vf_zero()};
         double s;
         row_sum(T_SUM, &a, n, &s, NULL);
         const vf vs = vf_set1((float)s);
@@ -429,10 +433,11 @@ void RK(layernorm_f32)(const float *x, const float *w, const float *b, float *y,
     for (size_t row = 0; row < rows; row++) {
         const float *xr = x + row * n; /* (n) */
         float *yr = y + row * n;       /* (n) */
-        row_args a = {.x = xr};
+        /* Σ (x − x[0]): exact differences for rows with a large common offset */
+        row_args a = {.x = xr, .m = vf_set1(xr[0])};
         double sx, sd;
         row_sum(T_SUM, &a, n, &sx, NULL);
-        const double m = sx / (double)n;
+        const double m = (double)xr[0] + sx / (double)n;
         const float mh = (float)m, ml = (float)(m - (double)mh);
         a.mh = vf_set1(mh);
         a.ml = vf_set1(ml);

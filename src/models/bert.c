@@ -5,13 +5,14 @@
  *   a       = softmax(q kᵀ / √D) v, per sequence         [N, C]
  *   x       = LayerNorm(a Woᵀ + bo + x)                  residual fused in the GEMM epilogue
  *   x       = LayerNorm(act(x W1ᵀ + b1) W2ᵀ + b2 + x)    bias + activation fused, then residual
- * Every matrix product is one packed GEMM over all N tokens of the batch. */
+ * Every matrix product is one GEMM over all N tokens of the batch, on weights packed at load. */
 #include "models/bert.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
 #include "io/json.h"
-#include "nn/nn.h"
+#include "io/safetensors.h"
+#include "kernels/rows.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -48,7 +49,7 @@ static qkv_status parse_config(const char *path, json_t *root, qkv_bert_config *
             return qkv__fail(QKV_ERR_UNSUPPORTED,
                              "%s: model_type '%s' is not a BERT-family encoder (bert)", path, s);
     }
-    int64_t v;
+    int64_t v = 0;
     QKV_TRY(cfg_int(path, root, "vocab_size", 1, 0, 1, INT32_MAX, &c->vocab_size));
     QKV_TRY(cfg_int(path, root, "hidden_size", 1, 0, 1, 65536, &c->hidden_size));
     QKV_TRY(cfg_int(path, root, "num_hidden_layers", 1, 0, 1, 1024, &c->num_layers));
@@ -230,6 +231,28 @@ static qkv_status load_weights(loader *L) {
     return QKV_OK;
 }
 
+/* W [out, in] -> op(W) = Wᵀ [in, out] packed for the GEMM, then the mapped W given back. */
+static qkv_status pack_one(qkv_bert *m, const float *w, int64_t out_f, int64_t in_f,
+                           qkv_gemm_packed **p) {
+    QKV_TRY(qkv__gemm_pack_b(NULL, 1, in_f, out_f, w, in_f, p));
+    qkv__safetensors_drop_pages(m->st, w, (size_t)out_f * (size_t)in_f * sizeof(float));
+    return QKV_OK;
+}
+
+static qkv_status pack_weights(qkv_bert *m) {
+    const int64_t C = m->cfg.hidden_size, F = m->cfg.intermediate_size;
+    for (int64_t l = 0; l < m->cfg.num_layers; l++) {
+        qkv_bert_layer *y = &m->layers[l];
+        QKV_TRY(pack_one(m, y->wq, C, C, &y->pq));
+        QKV_TRY(pack_one(m, y->wk, C, C, &y->pk));
+        QKV_TRY(pack_one(m, y->wv, C, C, &y->pv));
+        QKV_TRY(pack_one(m, y->wo, C, C, &y->po));
+        QKV_TRY(pack_one(m, y->w1, F, C, &y->p1));
+        QKV_TRY(pack_one(m, y->w2, C, F, &y->p2));
+    }
+    return QKV_OK;
+}
+
 qkv_status qkv__bert_load(const char *dir, qkv_bert **out) {
     if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv__bert_load: NULL argument");
     *out = NULL;
@@ -244,6 +267,7 @@ qkv_status qkv__bert_load(const char *dir, qkv_bert **out) {
         loader L = {m, path, ""};
         s = load_weights(&L);
     }
+    if (s == QKV_OK) s = pack_weights(m);
     if (s != QKV_OK) {
         qkv__bert_free(m);
         return s;
@@ -256,6 +280,15 @@ void qkv__bert_free(qkv_bert *m) {
     if (!m) return;
     for (size_t i = 0; i < m->n_owned; i++) qkv__free(m->owned[i]);
     qkv__free(m->owned);
+    for (int64_t l = 0; m->layers && l < m->cfg.num_layers; l++) {
+        qkv_bert_layer *y = &m->layers[l];
+        qkv__gemm_packed_free(y->pq);
+        qkv__gemm_packed_free(y->pk);
+        qkv__gemm_packed_free(y->pv);
+        qkv__gemm_packed_free(y->po);
+        qkv__gemm_packed_free(y->p1);
+        qkv__gemm_packed_free(y->p2);
+    }
     qkv__free(m->layers);
     qkv_safetensors_close(m->st);
     qkv__free(m);
@@ -297,11 +330,12 @@ static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
     }
 }
 
-static qkv_status linear(qkv_runtime *rt, float *out, const float *in, const float *w,
-                         const float *b, int64_t N, int64_t Cin, int64_t Cout, qkv_act act,
-                         const float *residual) {
+/* out [N, Cout] = act(in [N, Cin] · Wᵀ + b) + residual, W prepacked (Cin = its K). */
+static qkv_status linear(qkv_runtime *rt, float *out, const float *in, const qkv_gemm_packed *w,
+                         const float *b, int64_t N, qkv_act act, const float *residual) {
+    const int64_t Cin = qkv__gemm_packed_k(w), Cout = qkv__gemm_packed_n(w);
     qkv_gemm_epilogue e = {b, act, residual, Cout};
-    return qkv__gemm_f32(rt, 0, 1, N, Cout, Cin, 1.0f, in, Cin, w, Cin, 0.0f, out, Cout, &e);
+    return qkv__gemm_f32_packed(rt, 0, N, in, Cin, w, 1.0f, 0.0f, out, Cout, &e);
 }
 
 qkv_status qkv__bert_forward(qkv_runtime *rt, const qkv_bert *m, const int32_t *ids,
@@ -352,16 +386,16 @@ qkv_status qkv__bert_forward(qkv_runtime *rt, const qkv_bert *m, const int32_t *
             for (int64_t i = 0; i < C; i++) row[i] = we[i] + pe[i] + (te ? te[i] : 0.0f);
         }
     }
-    st = qkv_nn_layernorm_forward(rt, hidden, NULL, NULL, tmp, m->emb_ln_w, m->emb_ln_b, N, C,
-                                  c->layer_norm_eps);
+    qkv__layernorm_rows(rt, tmp, m->emb_ln_w, m->emb_ln_b, hidden, (size_t)N, (size_t)C,
+                        c->layer_norm_eps);
 
     attn_job job = {.m = m, .lens = lens, .offs = offs, .q = q, .k = k, .v = v, .att = att};
     int threads = qkv_runtime_n_threads(rt);
     for (int64_t l = 0; st == QKV_OK && l < c->num_layers; l++) {
         const qkv_bert_layer *y = &m->layers[l];
-        if ((st = linear(rt, q, hidden, y->wq, y->bq, N, C, C, QKV_ACT_NONE, NULL))) break;
-        if ((st = linear(rt, k, hidden, y->wk, y->bk, N, C, C, QKV_ACT_NONE, NULL))) break;
-        if ((st = linear(rt, v, hidden, y->wv, y->bv, N, C, C, QKV_ACT_NONE, NULL))) break;
+        if ((st = linear(rt, q, hidden, y->pq, y->bq, N, QKV_ACT_NONE, NULL))) break;
+        if ((st = linear(rt, k, hidden, y->pk, y->bk, N, QKV_ACT_NONE, NULL))) break;
+        if ((st = linear(rt, v, hidden, y->pv, y->bv, N, QKV_ACT_NONE, NULL))) break;
         /* Many sequences: one per thread (each attention call then runs serially). Few: one
          * at a time, each parallel inside. */
         if (n_seq >= 2 * threads) {
@@ -372,14 +406,13 @@ qkv_status qkv__bert_forward(qkv_runtime *rt, const qkv_bert *m, const int32_t *
             for (int64_t s = 0; st == QKV_OK && s < n_seq; s++) st = attend_one(rt, &job, s);
         }
         if (st) break;
-        if ((st = linear(rt, tmp, att, y->wo, y->bo, N, C, C, QKV_ACT_NONE, hidden))) break;
-        if ((st = qkv_nn_layernorm_forward(rt, hidden, NULL, NULL, tmp, y->ln1_w, y->ln1_b, N, C,
-                                           c->layer_norm_eps)))
-            break;
-        if ((st = linear(rt, mlp, hidden, y->w1, y->b1, N, C, F, c->act, NULL))) break;
-        if ((st = linear(rt, tmp, mlp, y->w2, y->b2, N, F, C, QKV_ACT_NONE, hidden))) break;
-        st = qkv_nn_layernorm_forward(rt, hidden, NULL, NULL, tmp, y->ln2_w, y->ln2_b, N, C,
-                                      c->layer_norm_eps);
+        if ((st = linear(rt, tmp, att, y->po, y->bo, N, QKV_ACT_NONE, hidden))) break;
+        qkv__layernorm_rows(rt, tmp, y->ln1_w, y->ln1_b, hidden, (size_t)N, (size_t)C,
+                            c->layer_norm_eps);
+        if ((st = linear(rt, mlp, hidden, y->p1, y->b1, N, c->act, NULL))) break;
+        if ((st = linear(rt, tmp, mlp, y->p2, y->b2, N, QKV_ACT_NONE, hidden))) break;
+        qkv__layernorm_rows(rt, tmp, y->ln2_w, y->ln2_b, hidden, (size_t)N, (size_t)C,
+                            c->layer_norm_eps);
     }
     qkv__free(ws);
     return st;

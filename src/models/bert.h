@@ -3,6 +3,9 @@
  * A model directory in the Hugging Face layout: config.json + model.safetensors. Weights stay in
  * the mmapped file when stored as F32 (zero copy); F16/BF16 tensors are converted to F32 once at
  * load. Names may carry the "bert." prefix of task checkpoints (BertForSequenceClassification).
+ * The linear layers' matrices are then packed once for the GEMM (qkv__gemm_pack_b, with the
+ * ISA active at load): small batches need it, packing per call cost as much as the product.
+ * The mapped pages of the packed originals are dropped, so they are held once in memory.
  *
  * Forward works on PACKED sequences: the tokens of all sequences of a batch are stored one after
  * another ([N, C] with N = Σ lens), so linear layers, norms and activations spend nothing on
@@ -28,6 +31,9 @@ typedef struct qkv_bert_layer {
     const float *wo, *bo, *ln1_w, *ln1_b; /* attention.output.dense, attention.output.LayerNorm */
     const float *w1, *b1;                 /* intermediate.dense (F, C), (F) */
     const float *w2, *b2, *ln2_w, *ln2_b; /* output.dense (C, F), output.LayerNorm */
+    /* wq, wk, wv, wo, w1, w2 as op(W) = Wᵀ packed once at load for the GEMM; forward uses
+     * only these (the mapped pages of the originals are given back after packing) */
+    qkv_gemm_packed *pq, *pk, *pv, *po, *p1, *p2;
 } qkv_bert_layer;
 
 typedef struct qkv_bert {

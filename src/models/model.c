@@ -118,6 +118,17 @@ static qkv_status read_pipeline(const char *dir, qkv_model *m) {
     return QKV_OK;
 }
 
+static int has_tokenizer(const char *dir) {
+    static const char *names[] = {"tokenizer.json", "vocab.txt", "vocab.json"};
+    char path[4200];
+    struct stat sb;
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (stat(path, &sb) == 0) return 1;
+    }
+    return 0;
+}
+
 qkv_status qkv_model_load(const char *dir, qkv_model **out) {
     if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_model_load: NULL argument");
     *out = NULL;
@@ -129,6 +140,7 @@ qkv_status qkv_model_load(const char *dir, qkv_model **out) {
         s = read_pipeline(dir, m);
         qkv__json_end();
     }
+    if (s == QKV_OK && has_tokenizer(dir)) s = qkv_tokenizer_load(dir, &m->tok);
     if (s != QKV_OK) {
         qkv_model_free(m);
         return s;
@@ -140,6 +152,7 @@ qkv_status qkv_model_load(const char *dir, qkv_model **out) {
 void qkv_model_free(qkv_model *m) {
     if (!m) return;
     qkv__bert_free(m->bert);
+    qkv_tokenizer_free(m->tok);
     qkv__free(m);
 }
 
@@ -182,4 +195,80 @@ qkv_status qkv_embed_tokens(qkv_runtime *rt, const qkv_model *m, const int32_t *
     }
     qkv__free(hidden);
     return st;
+}
+
+const qkv_tokenizer *qkv_model_tokenizer(const qkv_model *m) { return m ? m->tok : NULL; }
+
+typedef struct {
+    const qkv_model *m;
+    const char *const *texts;
+    const size_t *text_lens;
+    qkv_encoding **enc; /* [n] */
+    _Atomic int failed;
+    qkv_status status;
+} encode_job;
+
+static void encode_task(void *ctx, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    encode_job *j = ctx;
+    qkv_encode_options o;
+    qkv_tokenizer_default_options(j->m->tok, &o);
+    /* as sentence-transformers calls the tokenizer: special tokens, longest-first truncation
+     * at max_seq_length, no padding (whatever tokenizer.json says) */
+    o.add_special_tokens = 1;
+    o.max_length = j->m->max_seq_len;
+    o.truncation = QKV_TRUNCATE_LONGEST_FIRST;
+    o.truncate_left = 0;
+    o.pad_to = 0;
+    o.pad_to_multiple_of = 0;
+    for (int64_t i = begin; i < end && !j->failed; i++) {
+        const char *t = j->texts[i] ? j->texts[i] : "";
+        size_t len = j->text_lens ? j->text_lens[i] : strlen(t);
+        qkv_status s = qkv_tokenizer_encode(j->m->tok, t, len, NULL, 0, &o, &j->enc[i]);
+        if (s != QKV_OK && !j->failed) {
+            j->status = s;
+            j->failed = 1;
+        }
+    }
+}
+
+qkv_status qkv_embed(qkv_runtime *rt, const qkv_model *m, const char *const *texts,
+                     const size_t *text_lens, size_t n, float *out) {
+    if (!m || (n && (!texts || !out)))
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_embed: NULL argument");
+    if (!m->tok)
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "qkv_embed: the model directory has no tokenizer (tokenizer.json, "
+                         "vocab.txt); use qkv_embed_tokens");
+    if (n == 0) return QKV_OK;
+    encode_job j = {.m = m, .texts = texts, .text_lens = text_lens};
+    j.enc = qkv__calloc(n, sizeof *j.enc);
+    int64_t *lens = qkv__alloc(n * sizeof *lens);
+    int32_t *ids = NULL;
+    qkv_status s = QKV_OK;
+    if (!j.enc || !lens) s = qkv__fail(QKV_ERR_NOMEM, "qkv_embed: out of memory");
+    if (s == QKV_OK) {
+        qkv_parallel_for(rt, (int64_t)n, 16, encode_task, &j);
+        if (j.failed) s = j.status;
+    }
+    size_t total = 0;
+    for (size_t i = 0; s == QKV_OK && i < n; i++) {
+        lens[i] = (int64_t)j.enc[i]->n;
+        total += j.enc[i]->n;
+    }
+    if (s == QKV_OK && !(ids = qkv__alloc((total ? total : 1) * sizeof *ids)))
+        s = qkv__fail(QKV_ERR_NOMEM, "qkv_embed: out of memory");
+    if (s == QKV_OK) {
+        size_t o = 0;
+        for (size_t i = 0; i < n; i++) {
+            memcpy(ids + o, j.enc[i]->ids, j.enc[i]->n * sizeof *ids);
+            o += j.enc[i]->n;
+        }
+        s = qkv_embed_tokens(rt, m, ids, lens, n, out);
+    }
+    for (size_t i = 0; j.enc && i < n; i++) qkv_encoding_free(j.enc[i]);
+    qkv__free(j.enc);
+    qkv__free(lens);
+    qkv__free(ids);
+    return s;
 }

@@ -11,6 +11,7 @@ struct qkv_model {
     qkv_pool_mode pool;
     int normalize;
     int64_t max_seq_len; /* sentence-transformers max_seq_length, else max_position */
+    qkv_tokenizer *tok;  /* the directory's tokenizer, or NULL if it has none */
 };
 
 #endif

@@ -21,8 +21,8 @@
 
 typedef struct tok_bpe_cache {
     pthread_mutex_t lock;
-    qkv__strmap map;   /* word bytes -> offset into toks */
-    int32_t *toks;     /* per entry: count, then (id, byte length) pairs */
+    qkv__strmap map; /* word bytes -> offset into toks */
+    int32_t *toks;   /* per entry: count, then (id, byte length) pairs */
     size_t n, cap;
 } tok_bpe_cache;
 
@@ -104,7 +104,10 @@ static hent hpop(hent *h, size_t *n) {
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
         const hent *best = &x;
-        if (l < *n && hless(&h[l], best)) { m = l; best = &h[l]; }
+        if (l < *n && hless(&h[l], best)) {
+            m = l;
+            best = &h[l];
+        }
         if (r < *n && hless(&h[r], best)) m = r;
         if (m == i) break;
         h[i] = h[m];
@@ -221,8 +224,10 @@ qkv_status qkv__bpe_word(const qkv_tokenizer *t, const uint8_t *w, size_t n,
         }
         if (id < 0) {
             if (b->unk_id < 0) {
-                st = qkv__fail(QKV_ERR_FORMAT, "tokenizer: BPE: byte 0x%02x is not in the "
-                               "vocabulary and there is no unk_token", w[i]);
+                st = qkv__fail(QKV_ERR_FORMAT,
+                               "tokenizer: BPE: byte 0x%02x is not in the "
+                               "vocabulary and there is no unk_token",
+                               w[i]);
                 goto done;
             }
             id = b->unk_id;

@@ -16,8 +16,8 @@
 #include <string.h>
 
 static inline qkv_status nb_push(tok_nbuf *nb, uint32_t cp, uint32_t s, uint32_t e) {
-    if (nb->n == nb->cap) QKV_TRY(qkv__tok_reserve((void **)&nb->c, &nb->cap, nb->n + 1,
-                                                   sizeof *nb->c));
+    if (nb->n == nb->cap)
+        QKV_TRY(qkv__tok_reserve((void **)&nb->c, &nb->cap, nb->n + 1, sizeof *nb->c));
     nb->c[nb->n].cp = cp;
     nb->c[nb->n].start = s;
     nb->c[nb->n].end = e;
@@ -56,12 +56,16 @@ qkv_status qkv__tok_normalize(const qkv_tokenizer *t, const uint8_t *text, size_
             uint32_t cp = byte;
             i++;
             if (nz->clean_text) {
-                if (cp == '\t' || cp == '\n' || cp == '\r') cp = ' ';
-                else if (cp < 0x20 || cp == 0x7F) continue;
-                else if (cp == ' ') cp = ' ';
+                if (cp == '\t' || cp == '\n' || cp == '\r')
+                    cp = ' ';
+                else if (cp < 0x20 || cp == 0x7F)
+                    continue;
+                else if (cp == ' ')
+                    cp = ' ';
             }
             if (lower && cp >= 'A' && cp <= 'Z') cp += 32;
-            if (out->n == out->cap) QKV_TRY(nb_push(out, cp, (uint32_t)(i - 1), (uint32_t)i));
+            if (out->n == out->cap)
+                QKV_TRY(nb_push(out, cp, (uint32_t)(i - 1), (uint32_t)i));
             else {
                 tok_nchar *c = &out->c[out->n++];
                 c->cp = cp;

@@ -41,6 +41,12 @@ typedef struct tok_seq {
 qkv_status qkv__tok_seq_push(tok_seq *s, int32_t id, uint32_t start, uint32_t end, int special);
 void qkv__tok_seq_free(tok_seq *s);
 
+/* ---- words: pairs (begin, end) of normalized char indices */
+typedef struct tok_words {
+    size_t *w; /* 2 per word */
+    size_t n, cap;
+} tok_words;
+
 /* ---- components */
 enum { TOK_NORM_NONE = 0, TOK_NORM_BERT = 1 };
 typedef struct tok_normalizer {
@@ -80,7 +86,7 @@ typedef struct tok_piece { /* one element of a template */
     int is_seq;            /* 1: Sequence A/B; 0: special token */
     int seq;               /* 0 = A, 1 = B */
     int32_t type_id;
-    int32_t *ids;          /* special token ids */
+    int32_t *ids; /* special token ids */
     size_t n_ids;
 } tok_piece;
 
@@ -107,12 +113,36 @@ typedef struct tok_added {
     int special, lstrip, rstrip, normalized;
 } tok_added;
 
+/* Scratch of one encode, reused: a tokenizer keeps one spare (taken and given back under a
+ * trylock, so concurrent encodes just allocate their own) to save the allocations of every
+ * call. Capacities only grow; a context over QKV_TOK_CTX_KEEP bytes is not kept. */
+#define QKV_TOK_CTX_KEEP ((size_t)16 << 20)
+typedef struct tok_ctx {
+    tok_nbuf nb;
+    tok_words words;
+    void *scratch;
+    size_t scratch_cap;
+    uint8_t *wbytes;
+    size_t wbytes_cap;
+    uint32_t (*wspan)[2];
+    size_t wspan_cap;
+    tok_seq a, b;
+    uint32_t *b2c[2], *c2b[2]; /* byte -> code point and back, per text (postprocess.c) */
+    size_t b2c_cap[2], c2b_cap[2];
+} tok_ctx;
+
+typedef struct tok_pool {
+    pthread_mutex_t lock;
+    tok_ctx *spare;
+} tok_pool;
+
 struct qkv_tokenizer {
+    tok_pool *pool;
     int model;
-    qkv__strmap vocab;    /* token -> id (model vocabulary and added tokens) */
-    char **id_to_token;   /* [n_ids] pointers into vocab's pool, NULL for holes */
-    size_t n_ids;         /* 1 + the largest id */
-    size_t model_vocab;   /* entries of the model vocabulary */
+    qkv__strmap vocab;  /* token -> id (model vocabulary and added tokens) */
+    char **id_to_token; /* [n_ids] pointers into vocab's pool, NULL for holes */
+    size_t n_ids;       /* 1 + the largest id */
+    size_t model_vocab; /* entries of the model vocabulary */
     tok_wordpiece wp;
     tok_bpe bpe;
     tok_normalizer norm;
@@ -130,17 +160,13 @@ struct qkv_tokenizer {
 qkv_status qkv__tok_normalize(const qkv_tokenizer *t, const uint8_t *text, size_t a, size_t b,
                               tok_nbuf *out);
 
-/* pretokenize.c: word boundaries over normalized chars: pairs (begin, end) of char indices. */
-typedef struct tok_words {
-    size_t *w; /* 2 per word */
-    size_t n, cap;
-} tok_words;
+/* pretokenize.c: word boundaries over normalized chars (tok_words). */
 qkv_status qkv__tok_pre_bert(const tok_nbuf *nb, tok_words *out);
 qkv_status qkv__tok_pre_gpt2(const tok_nbuf *nb, size_t first, tok_words *out);
 
 /* wordpiece.c: tokens of one word (normalized chars c[0..n)). */
-qkv_status qkv__wordpiece_word(const qkv_tokenizer *t, const tok_nchar *c, size_t n,
-                               tok_seq *out, void **scratch, size_t *scratch_cap);
+qkv_status qkv__wordpiece_word(const qkv_tokenizer *t, const tok_nchar *c, size_t n, tok_seq *out,
+                               void **scratch, size_t *scratch_cap);
 
 /* bpe.c */
 qkv_status qkv__bpe_init(qkv_tokenizer *t);
@@ -153,7 +179,7 @@ uint32_t qkv__bytelevel_char(uint8_t b);
 int qkv__bytelevel_byte(uint32_t cp);
 
 /* postprocess.c: truncation, template, padding; fills out. */
-qkv_status qkv__tok_postprocess(const qkv_tokenizer *t, tok_seq *a, tok_seq *b,
+qkv_status qkv__tok_postprocess(const qkv_tokenizer *t, tok_ctx *c, tok_seq *a, tok_seq *b,
                                 const qkv_encode_options *o, const uint8_t *text, size_t len,
                                 const uint8_t *pair, size_t pair_len, qkv_encoding **out);
 
@@ -169,5 +195,8 @@ qkv_status qkv__tok_add_added(qkv_tokenizer *t, const char *content, size_t len,
                               int special, int lstrip, int rstrip, int normalized);
 qkv_status qkv__tok_template_bert(qkv_tokenizer *t, const char *cls, const char *sep, int roberta);
 qkv_status qkv__read_file(const char *path, char **buf, size_t *len);
+/* one "a b" merge of rank `rank` (load_json.c) */
+qkv_status qkv__tok_merge_line(qkv_tokenizer *t, const char *path, size_t rank, const char *line,
+                               size_t len);
 
 #endif

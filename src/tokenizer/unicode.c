@@ -75,8 +75,10 @@ static int in_list(const uint32_t *a, int n, uint32_t c) {
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
         if (a[mid] == c) return 1;
-        if (a[mid] < c) lo = mid + 1;
-        else hi = mid - 1;
+        if (a[mid] < c)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
     }
     return 0;
 }
@@ -86,8 +88,10 @@ static const compat_map *in_map(const compat_map *a, int n, uint32_t c) {
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
         if (a[mid].cp == c) return &a[mid];
-        if (a[mid].cp < c) lo = mid + 1;
-        else hi = mid - 1;
+        if (a[mid].cp < c)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
     }
     return NULL;
 }
@@ -95,7 +99,13 @@ static const compat_map *in_map(const compat_map *a, int n, uint32_t c) {
 int qkv__uni_is_whitespace(uint32_t c) {
     if (c < 0x80) return c == ' ' || (c >= 9 && c <= 13);
     switch (c) {
-    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F:
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
     case 0x3000: return 1;
     default: return c >= 0x2000 && c <= 0x200A;
     }
@@ -191,9 +201,20 @@ int qkv__uni_gpt2_class(uint32_t c) {
         if (c == ' ' || (c >= 9 && c <= 13)) return QKV_UNI_GPT2_SPACE;
         return QKV_UNI_GPT2_OTHER;
     }
-    const compat_map *m = in_map(compat_gpt2, compat_gpt2_n, c);
+    const compat_range *m = NULL;
+    for (int lo = 0, hi = compat_gpt2_n - 1; lo <= hi;) {
+        int mid = (lo + hi) / 2;
+        if (c < compat_gpt2[mid].first)
+            hi = mid - 1;
+        else if (c > compat_gpt2[mid].last)
+            lo = mid + 1;
+        else {
+            m = &compat_gpt2[mid];
+            break;
+        }
+    }
     if (m) {
-        switch (m->to[0]) {
+        switch (m->cls) {
         case 'L': return QKV_UNI_GPT2_LETTER;
         case 'N': return QKV_UNI_GPT2_NUMBER;
         case 'S': return QKV_UNI_GPT2_SPACE;

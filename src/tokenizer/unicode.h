@@ -39,8 +39,12 @@ int qkv__uni_ccc(uint32_t c);
 
 /* GPT-2 pre-tokenizer classes of the regex \p{L}, \p{N}, \s as tokenizers' regex engine
  * (Oniguruma) sees them. */
-enum { QKV_UNI_GPT2_OTHER = 0, QKV_UNI_GPT2_LETTER = 1, QKV_UNI_GPT2_NUMBER = 2,
-       QKV_UNI_GPT2_SPACE = 3 };
+enum {
+    QKV_UNI_GPT2_OTHER = 0,
+    QKV_UNI_GPT2_LETTER = 1,
+    QKV_UNI_GPT2_NUMBER = 2,
+    QKV_UNI_GPT2_SPACE = 3
+};
 int qkv__uni_gpt2_class(uint32_t c);
 
 #endif

@@ -13,8 +13,8 @@
 
 #include <string.h>
 
-qkv_status qkv__wordpiece_word(const qkv_tokenizer *t, const tok_nchar *c, size_t n,
-                               tok_seq *out, void **scratch, size_t *scratch_cap) {
+qkv_status qkv__wordpiece_word(const qkv_tokenizer *t, const tok_nchar *c, size_t n, tok_seq *out,
+                               void **scratch, size_t *scratch_cap) {
     const tok_wordpiece *wp = &t->wp;
     if (n == 0) return QKV_OK;
     uint32_t wstart = c[0].start, wend = c[n - 1].end;
@@ -22,7 +22,8 @@ qkv_status qkv__wordpiece_word(const qkv_tokenizer *t, const tok_nchar *c, size_
 
     /* bytes of the word, the char index of each byte, hashes, and a key buffer */
     size_t len = 0;
-    for (size_t i = 0; i < n; i++) len += c[i].cp < 0x80 ? 1 : c[i].cp < 0x800 ? 2 : c[i].cp < 0x10000 ? 3 : 4;
+    for (size_t i = 0; i < n; i++)
+        len += c[i].cp < 0x80 ? 1 : c[i].cp < 0x800 ? 2 : c[i].cp < 0x10000 ? 3 : 4;
     size_t need = len + 4 * (len + 1) + 8 * (len + 1) + wp->prefix_len + len + 64;
     QKV_TRY(qkv__tok_reserve(scratch, scratch_cap, need, 1));
     uint8_t *buf = *scratch;

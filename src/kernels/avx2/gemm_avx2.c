@@ -68,6 +68,63 @@ static void gemm_ukr_avx2(int64_t kc, const float *ap, const float *bp, float *c
     }
 }
 
+/* The small-M twin of gemm_ukr_avx2 (gemm.h, ukr_rows): the same broadcast + 2 FMAs per row
+ * and k in the same order, A read in place (row r at a + r*lda), only the R live rows. */
+static inline __attribute__((always_inline)) void ukr_rows_n(const int R, int64_t kc,
+                                                             const float *a, int64_t lda,
+                                                             const float *bp, float *c, int64_t ldc,
+                                                             int nr, float alpha, float beta) {
+    __m256 c0a = _mm256_setzero_ps(), c0b = _mm256_setzero_ps();
+    __m256 c1a = _mm256_setzero_ps(), c1b = _mm256_setzero_ps();
+    __m256 c2a = _mm256_setzero_ps(), c2b = _mm256_setzero_ps();
+    __m256 c3a = _mm256_setzero_ps(), c3b = _mm256_setzero_ps();
+    __m256 c4a = _mm256_setzero_ps(), c4b = _mm256_setzero_ps();
+    __m256 c5a = _mm256_setzero_ps(), c5b = _mm256_setzero_ps();
+    /* rows past R are never read; point them at row 0 rather than past the caller's A */
+    const float *a0 = a, *a1 = R > 1 ? a + lda : a, *a2 = R > 2 ? a + 2 * lda : a;
+    const float *a3 = R > 3 ? a + 3 * lda : a, *a4 = R > 4 ? a + 4 * lda : a;
+    const float *a5 = R > 5 ? a + 5 * lda : a;
+#define QKV_ROW(r)                                                                                 \
+    do {                                                                                           \
+        if (R > r) {                                                                               \
+            __m256 a_ = _mm256_broadcast_ss(a##r + p);                                             \
+            c##r##a = _mm256_fmadd_ps(a_, b0, c##r##a);                                            \
+            c##r##b = _mm256_fmadd_ps(a_, b1, c##r##b);                                            \
+        }                                                                                          \
+    } while (0)
+    for (int64_t p = 0; p < kc; p++) {
+        __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
+        QKV_ROW(0);
+        QKV_ROW(1);
+        QKV_ROW(2);
+        QKV_ROW(3);
+        QKV_ROW(4);
+        QKV_ROW(5);
+        bp += NR;
+    }
+#undef QKV_ROW
+    __m256 va = _mm256_set1_ps(alpha);
+    if (R > 5) store_row(c + 5 * ldc, c5a, c5b, nr, va, beta);
+    if (R > 4) store_row(c + 4 * ldc, c4a, c4b, nr, va, beta);
+    if (R > 3) store_row(c + 3 * ldc, c3a, c3b, nr, va, beta);
+    if (R > 2) store_row(c + 2 * ldc, c2a, c2b, nr, va, beta);
+    if (R > 1) store_row(c + 1 * ldc, c1a, c1b, nr, va, beta);
+    store_row(c, c0a, c0b, nr, va, beta);
+}
+
+static void gemm_ukr_rows_avx2(int64_t kc, const float *a, int64_t lda, const float *bp, float *c,
+                               int64_t ldc, int mr, int nr, float alpha, float beta) {
+    switch (mr) {
+    case 1: ukr_rows_n(1, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 2: ukr_rows_n(2, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 3: ukr_rows_n(3, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 4: ukr_rows_n(4, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 5: ukr_rows_n(5, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 6: ukr_rows_n(6, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    default: break;
+    }
+}
+
 static void pack_bt_avx2(const float *B, int64_t ldb, int64_t kc, int nr, float *dst) {
     qkv__pack_bt_avx2(B, ldb, kc, nr, NR, dst);
 }
@@ -81,6 +138,9 @@ void qkv__gemm_config_avx2(qkv_gemm_config *cfg) {
     cfg->nc = 4096;
     cfg->ukr = gemm_ukr_avx2;
     cfg->pack_bt = pack_bt_avx2;
+    cfg->pack_a = NULL; /* MR = 6: the portable packing */
+    cfg->ukr_rows = gemm_ukr_rows_avx2;
+    cfg->rows_max = 64;
 }
 
 /* Peak-measurement loop (kernels/peak.c): 12 independent ymm FMA chains. */

@@ -54,4 +54,17 @@ static inline void qkv__pack_bt_avx2(const float *B, int64_t ldb, int64_t kc, in
     }
 }
 
+/* Packing an A micro-panel of MR = 8 rows (row-major A, the x in x·Wᵀ):
+ *   dst[p*8 + r] = A[r*lda + p]   p < kc, r < mr;   0 for mr <= r < 8 */
+static inline void qkv__pack_a8_avx2(const float *A, int64_t lda, int64_t kc, int mr, float *dst) {
+    int64_t p = 0;
+    if (mr == 8)
+        for (; p + 8 <= kc; p += 8) qkv__transpose8x8_store(A + p, lda, dst + p * 8, 8);
+    for (; p < kc; p++) {
+        float *d = dst + p * 8;
+        for (int r = 0; r < mr; r++) d[r] = A[r * lda + p];
+        for (int r = mr; r < 8; r++) d[r] = 0.0f;
+    }
+}
+
 #endif

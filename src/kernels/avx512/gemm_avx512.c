@@ -86,8 +86,88 @@ static void gemm_ukr_avx512(int64_t kc, const float *ap, const float *bp, float 
     }
 }
 
+/* The small-M twin of gemm_ukr_avx512 (gemm.h, ukr_rows): the same broadcast + 3 FMAs per row
+ * and k, in the same order, with A read in place (row r at a + r*lda) instead of from a packed
+ * panel, and only the R live rows computed (R a constant once inlined: no wasted FMAs for a
+ * 1-row decode). Same store_row, so every C element gets exactly the ukr's operations. */
+static inline __attribute__((always_inline)) void ukr_rows_n(const int R, int64_t kc,
+                                                             const float *a, int64_t lda,
+                                                             const float *bp, float *c, int64_t ldc,
+                                                             int nr, float alpha, float beta) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c02 = _mm512_setzero_ps();
+    __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps(), c12 = _mm512_setzero_ps();
+    __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(), c22 = _mm512_setzero_ps();
+    __m512 c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps(), c32 = _mm512_setzero_ps();
+    __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps(), c42 = _mm512_setzero_ps();
+    __m512 c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps(), c52 = _mm512_setzero_ps();
+    __m512 c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps(), c62 = _mm512_setzero_ps();
+    __m512 c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps(), c72 = _mm512_setzero_ps();
+    /* rows past R are never read; point them at row 0 rather than past the caller's A */
+    const float *a0 = a, *a1 = R > 1 ? a + lda : a, *a2 = R > 2 ? a + 2 * lda : a;
+    const float *a3 = R > 3 ? a + 3 * lda : a, *a4 = R > 4 ? a + 4 * lda : a;
+    const float *a5 = R > 5 ? a + 5 * lda : a, *a6 = R > 6 ? a + 6 * lda : a;
+    const float *a7 = R > 7 ? a + 7 * lda : a;
+#define QKV_ROW(r)                                                                                 \
+    do {                                                                                           \
+        if (R > r) {                                                                               \
+            __m512 a_ = _mm512_set1_ps(a##r[p]);                                                   \
+            c##r##0 = _mm512_fmadd_ps(a_, b0, c##r##0);                                            \
+            c##r##1 = _mm512_fmadd_ps(a_, b1, c##r##1);                                            \
+            c##r##2 = _mm512_fmadd_ps(a_, b2, c##r##2);                                            \
+        }                                                                                          \
+    } while (0)
+    for (int64_t p = 0; p < kc; p++) {
+        __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
+        __m512 b2 = _mm512_loadu_ps(bp + 32);
+        QKV_ROW(0);
+        QKV_ROW(1);
+        QKV_ROW(2);
+        QKV_ROW(3);
+        QKV_ROW(4);
+        QKV_ROW(5);
+        QKV_ROW(6);
+        QKV_ROW(7);
+        bp += NR;
+    }
+#undef QKV_ROW
+    __mmask16 m[3];
+    for (int s = 0; s < 3; s++) {
+        int left = nr - 16 * s;
+        m[s] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1u);
+    }
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    int bz = beta == 0.0f;
+    if (R > 7) store_row(c + 7 * ldc, c70, c71, c72, m, va, vb, bz);
+    if (R > 6) store_row(c + 6 * ldc, c60, c61, c62, m, va, vb, bz);
+    if (R > 5) store_row(c + 5 * ldc, c50, c51, c52, m, va, vb, bz);
+    if (R > 4) store_row(c + 4 * ldc, c40, c41, c42, m, va, vb, bz);
+    if (R > 3) store_row(c + 3 * ldc, c30, c31, c32, m, va, vb, bz);
+    if (R > 2) store_row(c + 2 * ldc, c20, c21, c22, m, va, vb, bz);
+    if (R > 1) store_row(c + 1 * ldc, c10, c11, c12, m, va, vb, bz);
+    store_row(c, c00, c01, c02, m, va, vb, bz);
+}
+
+static void gemm_ukr_rows_avx512(int64_t kc, const float *a, int64_t lda, const float *bp, float *c,
+                                 int64_t ldc, int mr, int nr, float alpha, float beta) {
+    switch (mr) {
+    case 1: ukr_rows_n(1, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 2: ukr_rows_n(2, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 3: ukr_rows_n(3, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 4: ukr_rows_n(4, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 5: ukr_rows_n(5, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 6: ukr_rows_n(6, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 7: ukr_rows_n(7, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 8: ukr_rows_n(8, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    default: break;
+    }
+}
+
 static void pack_bt_avx512(const float *B, int64_t ldb, int64_t kc, int nr, float *dst) {
     qkv__pack_bt_avx2(B, ldb, kc, nr, NR, dst);
+}
+
+static void pack_a_avx512(const float *A, int64_t lda, int64_t kc, int mr, float *dst) {
+    qkv__pack_a8_avx2(A, lda, kc, mr, dst);
 }
 
 void qkv__gemm_config_avx512(qkv_gemm_config *cfg) {
@@ -99,6 +179,9 @@ void qkv__gemm_config_avx512(qkv_gemm_config *cfg) {
     cfg->nc = 4080; /* B panel 384 x 4080 floats = 6 MiB, in L3 */
     cfg->ukr = gemm_ukr_avx512;
     cfg->pack_bt = pack_bt_avx512;
+    cfg->pack_a = pack_a_avx512; /* MR == 8: whole 8 x 8 transposes */
+    cfg->ukr_rows = gemm_ukr_rows_avx512;
+    cfg->rows_max = 64; /* measured (docs/PERFORMANCE.md, GEMM) */
 }
 
 /* Peak-measurement loop (kernels/peak.c): 12 independent zmm FMA chains. */

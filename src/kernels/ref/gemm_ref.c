@@ -26,6 +26,9 @@ void qkv__gemm_config_ref(qkv_gemm_config *cfg) {
     cfg->nc = 2048;
     cfg->ukr = gemm_ukr_ref;
     cfg->pack_bt = NULL;
+    cfg->pack_a = NULL;
+    cfg->ukr_rows = NULL; /* the portable path always packs A */
+    cfg->rows_max = 0;
 }
 
 /* Peak-measurement loop (kernels/peak.c): independent multiply-add chains in plain C. */

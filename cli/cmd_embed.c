@@ -1,0 +1,185 @@
+/* cmd_embed.c — `qkv embed`: sentence embeddings of the lines of a file (or stdin) with a
+ * sentence-transformers model directory (default: models/all-MiniLM-L6-v2). Output: one JSON
+ * array per line, or a .npy / .safetensors file for large outputs. */
+#include "cli.h"
+#include "textio.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cmd_embed_help(void) {
+    printf("Usage: qkv embed [--model DIR] [options] [FILE | -]\n\n"
+           "Embeds every line of FILE (default: stdin) with a sentence-transformers model and\n"
+           "writes one embedding per input line, in order. Texts longer than the model's\n"
+           "max_seq_length (256 tokens for all-MiniLM-L6-v2) are truncated, as\n"
+           "sentence-transformers does.\n\n"
+           "Options:\n"
+           "  --model DIR        model directory (default: $QKV_MODEL, else\n"
+           "                     models/all-MiniLM-L6-v2; scripts/fetch-model.sh installs it)\n"
+           "  --format F         jsonl (default: one JSON array per line on stdout),\n"
+           "                     npy or safetensors (binary float32 [lines, dim]; needs --out)\n"
+           "  --out FILE         write to FILE instead of stdout\n"
+           "  --batch N          texts per batch (default 256)\n"
+           "  --threads N        threads (default: QKV_NUM_THREADS or all CPUs)\n"
+           "  --progress         show progress on stderr even when it is not a terminal\n");
+}
+
+const char *cli_default_model(void) {
+    const char *env = getenv("QKV_MODEL");
+    return env && *env ? env : "models/all-MiniLM-L6-v2";
+}
+
+int cli_load_model(const char *cmd, const char *dir, qkv_model **m) {
+    qkv_status s = qkv_model_load(dir, m);
+    if (s == QKV_OK) return EXIT_OK;
+    int rc = cli_report(dir, s);
+    if (s == QKV_ERR_IO)
+        fprintf(stderr,
+                "qkv %s: no model at '%s'? scripts/fetch-model.sh installs the default "
+                "one; --model DIR chooses another\n",
+                cmd, dir);
+    return rc;
+}
+
+int cli_parse_count(const char *cmd, const char *opt, const char *val, long lo, long hi,
+                    long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(val, &end, 10);
+    if (!*val || *end || errno || v < lo || v > hi)
+        return cli_usage_error(cmd, "%s wants a number in %ld..%ld, got '%s'", opt, lo, hi, val);
+    *out = v;
+    return EXIT_OK;
+}
+
+/* Embeds t's lines in batches into out [t->n, dim], with progress. */
+int cli_embed_lines(qkv_runtime *rt, const qkv_model *m, const text_lines *t, size_t batch,
+                    int force_progress, float *out) {
+    progress p;
+    progress_begin(&p, "embedding", t->n, force_progress);
+    int64_t dim = qkv_model_dim(m);
+    for (size_t i = 0; i < t->n; i += batch) {
+        size_t k = t->n - i < batch ? t->n - i : batch;
+        qkv_status s = qkv_embed(rt, m, (const char *const *)t->line + i, t->len + i, k,
+                                 out + i * (size_t)dim);
+        if (s != QKV_OK) {
+            progress_end(&p, i);
+            char what[64];
+            snprintf(what, sizeof what, "lines %zu..%zu", i + 1, i + k);
+            return cli_report(what, s);
+        }
+        progress_update(&p, i + k);
+    }
+    progress_end(&p, t->n);
+    return EXIT_OK;
+}
+
+static int write_npy(FILE *f, const float *x, size_t rows, size_t cols) {
+    char hdr[128];
+    int n = snprintf(hdr, sizeof hdr,
+                     "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu), }", rows, cols);
+    size_t total = 10 + (size_t)n + 1, pad = (64 - total % 64) % 64;
+    unsigned short hlen = (unsigned short)((size_t)n + pad + 1);
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    fputc(hlen & 0xff, f);
+    fputc(hlen >> 8, f);
+    fwrite(hdr, 1, (size_t)n, f);
+    for (size_t i = 0; i < pad; i++) fputc(' ', f);
+    fputc('\n', f);
+    fwrite(x, sizeof(float), rows * cols, f);
+    return ferror(f) ? -1 : 0;
+}
+
+int cmd_embed(int argc, char **argv) {
+    const char *model = cli_default_model(), *format = "jsonl", *out_path = NULL, *in = "-";
+    long batch = 256, threads = 0;
+    int force_progress = 0, have_in = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (strcmp(a, "--model") == 0 && more)
+            model = argv[++i];
+        else if (strcmp(a, "--format") == 0 && more)
+            format = argv[++i];
+        else if (strcmp(a, "--out") == 0 && more)
+            out_path = argv[++i];
+        else if (strcmp(a, "--batch") == 0 && more) {
+            if (cli_parse_count("embed", a, argv[++i], 1, 1 << 20, &batch)) return EXIT_USAGE;
+        } else if (strcmp(a, "--threads") == 0 && more) {
+            if (cli_parse_count("embed", a, argv[++i], 1, 1024, &threads)) return EXIT_USAGE;
+        } else if (strcmp(a, "--progress") == 0)
+            force_progress = 1;
+        else if (a[0] == '-' && a[1] != '\0')
+            return cli_usage_error("embed", "unknown option '%s'", a);
+        else if (have_in)
+            return cli_usage_error("embed", "one input file at most (got '%s' and '%s')", in, a);
+        else {
+            in = a;
+            have_in = 1;
+        }
+    }
+    int binary = 0;
+    if (strcmp(format, "npy") == 0 || strcmp(format, "safetensors") == 0)
+        binary = 1;
+    else if (strcmp(format, "jsonl") != 0)
+        return cli_usage_error("embed", "--format is jsonl, npy or safetensors, not '%s'", format);
+    if (binary && !out_path)
+        return cli_usage_error("embed", "--format %s writes a file: add --out FILE", format);
+
+    text_lines t;
+    int rc = text_lines_read(in, &t);
+    if (rc) return rc;
+    qkv_model *m = NULL;
+    qkv_runtime *rt = NULL;
+    float *emb = NULL;
+    if ((rc = cli_load_model("embed", model, &m))) goto done;
+    qkv_status s = qkv_runtime_create((int)threads, &rt);
+    if (s != QKV_OK) {
+        rc = cli_report("runtime", s);
+        goto done;
+    }
+    size_t dim = (size_t)qkv_model_dim(m);
+    emb = malloc((t.n ? t.n : 1) * dim * sizeof *emb);
+    if (!emb) {
+        fprintf(stderr, "qkv embed: out of memory for %zu embeddings\n", t.n);
+        rc = EXIT_FAIL;
+        goto done;
+    }
+    if ((rc = cli_embed_lines(rt, m, &t, (size_t)batch, force_progress, emb))) goto done;
+    if (strcmp(format, "safetensors") == 0) {
+        int64_t shape[2] = {(int64_t)t.n, (int64_t)dim};
+        qkv_st_write_tensor w = {"embeddings", QKV_DTYPE_F32, 2, shape, emb};
+        const char *k[] = {"model", "format"}, *v[] = {model, "one row per input line"};
+        s = qkv_safetensors_write(out_path, &w, 1, k, v, 2);
+        if (s != QKV_OK) rc = cli_report(out_path, s);
+        goto done;
+    }
+    FILE *f = out_path ? fopen(out_path, "wb") : stdout;
+    if (!f) {
+        fprintf(stderr, "qkv embed: %s: cannot create: %s\n", out_path, strerror(errno));
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    if (binary) {
+        if (write_npy(f, emb, t.n, dim) != 0) rc = EXIT_FAIL;
+    } else {
+        for (size_t i = 0; i < t.n; i++) {
+            fputc('[', f);
+            for (size_t c = 0; c < dim; c++) fprintf(f, c ? ",%.7g" : "%.7g", emb[i * dim + c]);
+            fputs("]\n", f);
+        }
+    }
+    if (fflush(f) != 0 || ferror(f)) {
+        fprintf(stderr, "qkv embed: write error\n");
+        rc = EXIT_FAIL;
+    }
+    if (f != stdout) fclose(f);
+done:
+    free(emb);
+    qkv_runtime_free(rt);
+    qkv_model_free(m);
+    text_lines_free(&t);
+    return rc;
+}

@@ -1,0 +1,226 @@
+/* cmd_search.c — `qkv search`: semantic search over the lines of a corpus file. The corpus is
+ * embedded once and saved as an index (safetensors: the embeddings plus the corpus hash, line
+ * count and model in the metadata); later runs reuse the index while the corpus and model are
+ * unchanged. Each query is embedded and the corpus lines are ranked by cosine similarity. */
+#include "cli.h"
+#include "textio.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cmd_search_help(void) {
+    printf("Usage: qkv search [--model DIR] --corpus FILE [options] [QUERY...]\n\n"
+           "Ranks the lines of FILE by cosine similarity of their sentence embeddings to each\n"
+           "QUERY (queries are read from stdin, one per line, when none is given) and prints\n"
+           "the top matches. The corpus is embedded once and saved as an index; later runs\n"
+           "load the index while the corpus file and the model are unchanged.\n\n"
+           "Options:\n"
+           "  --model DIR    model directory (default: $QKV_MODEL, else models/all-MiniLM-L6-v2)\n"
+           "  --corpus FILE  one document per line (required)\n"
+           "  --index FILE   where the index is kept (default: FILE.qkv-index.safetensors)\n"
+           "  --no-save      do not write the index\n"
+           "  --top-k K      matches per query (default 5)\n"
+           "  --json         one JSON object per query instead of text\n"
+           "  --threads N    threads (default: QKV_NUM_THREADS or all CPUs)\n"
+           "  --progress     show progress on stderr even when it is not a terminal\n");
+}
+
+/* Loads the index if it matches (hash, lines, model, dim); 1 if loaded. */
+static int load_index(const char *path, const text_lines *t, const char *model, size_t dim,
+                      float *emb) {
+    qkv_safetensors *st = NULL;
+    if (qkv_safetensors_open(path, &st) != QKV_OK) return 0;
+    char hash[32], lines[32], dims[32];
+    snprintf(hash, sizeof hash, "%016" PRIx64, t->hash);
+    snprintf(lines, sizeof lines, "%zu", t->n);
+    snprintf(dims, sizeof dims, "%zu", dim);
+    const char *h = qkv_safetensors_metadata_get(st, "corpus_fnv1a64");
+    const char *l = qkv_safetensors_metadata_get(st, "corpus_lines");
+    const char *mo = qkv_safetensors_metadata_get(st, "model");
+    const qkv_st_tensor *e = qkv_safetensors_find(st, "embeddings");
+    int ok = h && l && mo && e && strcmp(h, hash) == 0 && strcmp(l, lines) == 0 &&
+             strcmp(mo, model) == 0 && e->dtype == QKV_DTYPE_F32 && e->ndim == 2 &&
+             e->shape[0] == (int64_t)t->n && e->shape[1] == (int64_t)dim;
+    if (ok) memcpy(emb, e->data, t->n * dim * sizeof(float));
+    qkv_safetensors_close(st);
+    return ok;
+}
+
+static qkv_status save_index(const char *path, const text_lines *t, const char *model, size_t dim,
+                             const float *emb) {
+    char hash[32], lines[32];
+    snprintf(hash, sizeof hash, "%016" PRIx64, t->hash);
+    snprintf(lines, sizeof lines, "%zu", t->n);
+    int64_t shape[2] = {(int64_t)t->n, (int64_t)dim};
+    qkv_st_write_tensor w = {"embeddings", QKV_DTYPE_F32, 2, shape, emb};
+    const char *k[] = {"corpus_fnv1a64", "corpus_lines", "model", "format"};
+    const char *v[] = {hash, lines, model, "qkv search index: one row per corpus line"};
+    return qkv_safetensors_write(path, &w, 1, k, v, 4);
+}
+
+static double cosine(const float *a, const float *b, size_t n) {
+    double d = 0, na = 0, nb = 0;
+    for (size_t i = 0; i < n; i++) {
+        d += (double)a[i] * b[i];
+        na += (double)a[i] * a[i];
+        nb += (double)b[i] * b[i];
+    }
+    return na > 0 && nb > 0 ? d / sqrt(na * nb) : 0.0;
+}
+
+int cmd_search(int argc, char **argv) {
+    const char *model = cli_default_model(), *corpus = NULL, *index = NULL;
+    long top_k = 5, threads = 0;
+    int json = 0, no_save = 0, force_progress = 0;
+    const char **queries = calloc((size_t)argc, sizeof *queries);
+    size_t nq = 0;
+    if (!queries) return EXIT_FAIL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (strcmp(a, "--model") == 0 && more)
+            model = argv[++i];
+        else if (strcmp(a, "--corpus") == 0 && more)
+            corpus = argv[++i];
+        else if (strcmp(a, "--index") == 0 && more)
+            index = argv[++i];
+        else if (strcmp(a, "--no-save") == 0)
+            no_save = 1;
+        else if (strcmp(a, "--json") == 0)
+            json = 1;
+        else if (strcmp(a, "--progress") == 0)
+            force_progress = 1;
+        else if (strcmp(a, "--top-k") == 0 && more) {
+            if (cli_parse_count("search", a, argv[++i], 1, 1000000, &top_k)) goto usage;
+        } else if (strcmp(a, "--threads") == 0 && more) {
+            if (cli_parse_count("search", a, argv[++i], 1, 1024, &threads)) goto usage;
+        } else if (strcmp(a, "--") == 0) {
+            while (++i < argc) queries[nq++] = argv[i];
+        } else if (a[0] == '-' && a[1] == '-') {
+            cli_usage_error("search", "unknown option '%s'", a);
+            goto usage;
+        } else
+            queries[nq++] = a;
+    }
+    if (!corpus) {
+        cli_usage_error("search", "--corpus FILE is required");
+        goto usage;
+    }
+
+    int rc;
+    text_lines t, q;
+    memset(&q, 0, sizeof q);
+    if ((rc = text_lines_read(corpus, &t))) {
+        free(queries);
+        return rc;
+    }
+    char default_index[4200];
+    if (!index) {
+        snprintf(default_index, sizeof default_index, "%s.qkv-index.safetensors", corpus);
+        index = default_index;
+    }
+    qkv_model *m = NULL;
+    qkv_runtime *rt = NULL;
+    float *emb = NULL, *qe = NULL;
+    if ((rc = cli_load_model("search", model, &m))) goto done;
+    qkv_status s = qkv_runtime_create((int)threads, &rt);
+    if (s != QKV_OK) {
+        rc = cli_report("runtime", s);
+        goto done;
+    }
+    size_t dim = (size_t)qkv_model_dim(m);
+    emb = malloc((t.n ? t.n : 1) * dim * sizeof *emb);
+    if (!emb) {
+        rc = EXIT_FAIL;
+        goto done;
+    }
+    if (load_index(index, &t, model, dim, emb)) {
+        fprintf(stderr, "qkv search: using the index %s (%zu lines)\n", index, t.n);
+    } else {
+        if ((rc = cli_embed_lines(rt, m, &t, 256, force_progress, emb))) goto done;
+        if (!no_save) {
+            s = save_index(index, &t, model, dim, emb);
+            if (s != QKV_OK)
+                fprintf(stderr, "qkv search: warning: index not saved: %s: %s\n", qkv_strerror(s),
+                        qkv_last_error());
+            else
+                fprintf(stderr, "qkv search: embedded %zu lines; index saved to %s\n", t.n, index);
+        }
+    }
+    if (nq == 0) { /* queries from stdin */
+        if ((rc = text_lines_read("-", &q))) goto done;
+    } else {
+        q.n = nq;
+        q.line = (char **)queries;
+        q.len = malloc(nq * sizeof *q.len);
+        if (!q.len) {
+            rc = EXIT_FAIL;
+            goto done;
+        }
+        for (size_t i = 0; i < nq; i++) q.len[i] = strlen(queries[i]);
+    }
+    qe = malloc((q.n ? q.n : 1) * dim * sizeof *qe);
+    size_t *order = malloc((t.n ? t.n : 1) * sizeof *order);
+    double *score = malloc((t.n ? t.n : 1) * sizeof *score);
+    if (!qe || !order || !score) {
+        free(order), free(score);
+        rc = EXIT_FAIL;
+        goto done;
+    }
+    s = q.n ? qkv_embed(rt, m, (const char *const *)q.line, q.len, q.n, qe) : QKV_OK;
+    if (s != QKV_OK) {
+        free(order), free(score);
+        rc = cli_report("queries", s);
+        goto done;
+    }
+    size_t k = (size_t)top_k < t.n ? (size_t)top_k : t.n;
+    for (size_t i = 0; i < q.n; i++) {
+        for (size_t j = 0; j < t.n; j++) score[j] = cosine(qe + i * dim, emb + j * dim, dim);
+        /* partial selection of the k best (ties: earlier line first) */
+        for (size_t j = 0; j < t.n; j++) order[j] = j;
+        for (size_t r = 0; r < k; r++) {
+            size_t best = r;
+            for (size_t j = r + 1; j < t.n; j++)
+                if (score[order[j]] > score[order[best]]) best = j;
+            size_t tmp = order[r];
+            order[r] = order[best];
+            order[best] = tmp;
+        }
+        if (json) {
+            printf("{\"query\":");
+            json_write_string(stdout, q.line[i], q.len[i]);
+            printf(",\"results\":[");
+            for (size_t r = 0; r < k; r++) {
+                printf("%s{\"rank\":%zu,\"line\":%zu,\"score\":%.6f,\"text\":", r ? "," : "", r + 1,
+                       order[r] + 1, score[order[r]]);
+                json_write_string(stdout, t.line[order[r]], t.len[order[r]]);
+                printf("}");
+            }
+            printf("]}\n");
+        } else {
+            printf("%sQuery: %.*s\n", i ? "\n" : "", (int)q.len[i], q.line[i]);
+            for (size_t r = 0; r < k; r++)
+                printf("  %zu. %.4f  %.*s\n", r + 1, score[order[r]], (int)t.len[order[r]],
+                       t.line[order[r]]);
+        }
+    }
+    free(order), free(score);
+done:
+    if (nq) { /* q.line points at argv: don't free the strings */
+        free(q.len);
+    } else {
+        text_lines_free(&q);
+    }
+    free(emb), free(qe);
+    qkv_runtime_free(rt);
+    qkv_model_free(m);
+    text_lines_free(&t);
+    free(queries);
+    return rc;
+usage:
+    free(queries);
+    return EXIT_USAGE;
+}

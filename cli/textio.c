@@ -1,0 +1,147 @@
+/* textio.c — line input, progress on stderr, JSON string output (see textio.h). */
+#include "textio.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int push(text_lines *t, const char *s, size_t len) {
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 256;
+        char **l = realloc(t->line, cap * sizeof *l);
+        if (!l) return -1;
+        t->line = l;
+        size_t *n = realloc(t->len, cap * sizeof *n);
+        if (!n) return -1;
+        t->len = n;
+        t->cap = cap;
+    }
+    char *c = malloc(len + 1);
+    if (!c) return -1;
+    memcpy(c, s, len);
+    c[len] = '\0';
+    t->line[t->n] = c;
+    t->len[t->n++] = len;
+    return 0;
+}
+
+int text_lines_read(const char *path, text_lines *out) {
+    memset(out, 0, sizeof *out);
+    out->hash = 1469598103934665603ull;
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "qkv: %s: cannot open\n", path);
+        return 2;
+    }
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    int rc = 0;
+    while ((got = getline(&buf, &cap, f)) >= 0) {
+        size_t len = (size_t)got;
+        for (size_t i = 0; i < len; i++)
+            out->hash = (out->hash ^ (unsigned char)buf[i]) * 1099511628211ull;
+        if (len && buf[len - 1] == '\n') len--;
+        if (len && buf[len - 1] == '\r') len--;
+        if (push(out, buf, len) != 0) {
+            fprintf(stderr, "qkv: %s: out of memory after %zu lines\n", path, out->n);
+            rc = 1;
+            break;
+        }
+    }
+    if (rc == 0 && ferror(f)) {
+        fprintf(stderr, "qkv: %s: read error\n", path);
+        rc = 2;
+    }
+    free(buf);
+    if (f != stdin) fclose(f);
+    if (rc) text_lines_free(out);
+    return rc;
+}
+
+void text_lines_free(text_lines *t) {
+    for (size_t i = 0; i < t->n; i++) free(t->line[i]);
+    free(t->line);
+    free(t->len);
+    memset(t, 0, sizeof *t);
+}
+
+void progress_begin(progress *p, const char *label, size_t total, int force) {
+    p->on = force || isatty(2);
+    p->label = label;
+    p->total = total;
+    p->start = p->last = now_seconds();
+}
+
+static void draw(progress *p, size_t done, int final) {
+    double t = now_seconds(), el = t - p->start;
+    double rate = el > 0 ? (double)done / el : 0;
+    if (p->total) {
+        int width = 24, fill = (int)((double)width * (double)done / (double)p->total);
+        char bar[32];
+        for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+        bar[width] = '\0';
+        double eta = rate > 0 ? (double)(p->total - done) / rate : 0;
+        fprintf(stderr, "\r%s [%s] %zu/%zu  %.1f/s  ETA %.0fs ", p->label, bar, done, p->total,
+                rate, final ? 0.0 : eta);
+    } else {
+        fprintf(stderr, "\r%s %zu  %.1f/s ", p->label, done, rate);
+    }
+    if (final) fputc('\n', stderr);
+    fflush(stderr);
+}
+
+void progress_update(progress *p, size_t done) {
+    if (!p->on) return;
+    double t = now_seconds();
+    if (t - p->last < 0.1) return;
+    p->last = t;
+    draw(p, done, 0);
+}
+
+void progress_end(progress *p, size_t done) {
+    if (p->on) draw(p, done, 1);
+}
+
+void json_write_string(FILE *f, const char *s, size_t len) {
+    const unsigned char *u = (const unsigned char *)s;
+    fputc('"', f);
+    for (size_t i = 0; i < len;) {
+        unsigned char c = u[i];
+        if (c == '"' || c == '\\') {
+            fputc('\\', f);
+            fputc(c, f);
+            i++;
+        } else if (c < 0x20) {
+            fprintf(f, "\\u%04x", c);
+            i++;
+        } else if (c < 0x80) {
+            fputc(c, f);
+            i++;
+        } else {
+            /* copy a valid UTF-8 sequence, else write U+FFFD for the byte */
+            int n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+            int ok = n && i + (size_t)n <= len;
+            for (int k = 1; ok && k < n; k++) ok = (u[i + (size_t)k] & 0xc0) == 0x80;
+            if (ok && n == 3)
+                ok = !(c == 0xe0 && u[i + 1] < 0xa0) && !(c == 0xed && u[i + 1] >= 0xa0);
+            if (ok && n == 4)
+                ok = !(c == 0xf0 && u[i + 1] < 0x90) && !(c == 0xf4 && u[i + 1] >= 0x90);
+            if (ok) {
+                fwrite(u + i, 1, (size_t)n, f);
+                i += (size_t)n;
+            } else {
+                fputs("\xef\xbf\xbd", f);
+                i++;
+            }
+        }
+    }
+    fputc('"', f);
+}

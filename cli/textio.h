@@ -1,0 +1,52 @@
+/* textio.h — reading text inputs line by line, a progress line on stderr, and a few writers
+ * shared by the commands that take many texts (embed, search). */
+#ifndef QKV_CLI_TEXTIO_H
+#define QKV_CLI_TEXTIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Lines of a file (or stdin for "-"), without their "\n" / "\r\n". */
+typedef struct text_lines {
+    char **line;
+    size_t *len;
+    size_t n, cap;
+    uint64_t hash; /* FNV-1a of the whole input: identifies a corpus for a saved index */
+} text_lines;
+
+/* 0 on success; else prints a message naming path and returns the exit code (2). */
+int text_lines_read(const char *path, text_lines *out);
+void text_lines_free(text_lines *t);
+
+/* A progress line on stderr, redrawn at most ~10 times a second: "label  done/total  rate  ETA".
+ * Enabled when stderr is a terminal or force is set; total 0 means unknown. */
+typedef struct progress {
+    int on;
+    const char *label;
+    size_t total;
+    double start, last;
+} progress;
+void progress_begin(progress *p, const char *label, size_t total, int force);
+void progress_update(progress *p, size_t done);
+void progress_end(progress *p, size_t done);
+
+/* Writes a JSON string literal (escaped) of s[0..len). Invalid UTF-8 bytes become U+FFFD. */
+void json_write_string(FILE *f, const char *s, size_t len);
+
+/* Monotonic seconds. */
+double now_seconds(void);
+
+/* Shared by embed and search (cmd_embed.c). */
+#include "qkv.h"
+/* $QKV_MODEL, else models/all-MiniLM-L6-v2. */
+const char *cli_default_model(void);
+/* qkv_model_load with a message (and a hint for a missing model); returns the exit code. */
+int cli_load_model(const char *cmd, const char *dir, qkv_model **m);
+/* Parses a whole number in [lo, hi] for option opt; returns the exit code. */
+int cli_parse_count(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);
+/* Embeds t's lines in batches into out [t->n, dim], with progress; returns the exit code. */
+int cli_embed_lines(qkv_runtime *rt, const qkv_model *m, const text_lines *t, size_t batch,
+                    int force_progress, float *out);
+
+#endif

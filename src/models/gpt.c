@@ -1,0 +1,655 @@
+/* gpt.c — loading a Hugging Face causal decoder (GPT-2, Llama) and running it over KV caches
+ * (see gpt.h).
+ *
+ * Per layer (pre-LN), on packed rows x [N, C]:
+ *   h       = Norm1(x)                                   LayerNorm (GPT-2) / RMSNorm (Llama)
+ *   q, k, v = h Wq, h Wk, h Wv (+ biases)                GPT-2: column slices of c_attn, read in
+ *                                                        place ([in, out], trans_b = 0)
+ *   q, k    = RoPE(q, k) at positions len.. (Llama)      then k, v appended to the caches
+ *   a       = softmax(q kᵀ · scale, causal) v            per sequence, against its cache
+ *   x       = a Wo + bo + x                              residual fused in the GEMM epilogue
+ *   h       = Norm2(x)
+ *   x       = act(h W1 + b1) W2 + b2 + x                 GPT-2 MLP, bias + GELU fused
+ *   x       = (silu(h Wgᵀ) ∘ h Wuᵀ) Wdᵀ + x              Llama SwiGLU, SiLU fused in the gate GEMM
+ * then logits = NormF(x) Wteᵀ (or lm_headᵀ) for the rows asked for. Every matrix product is one
+ * packed GEMM over the N new tokens of the whole batch. */
+#include "models/gpt.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "io/json.h"
+#include "nn/nn.h"
+#include "nn/positional.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- config */
+
+static qkv_status cfg_int(const char *path, json_t *root, const char *key, int required,
+                          int64_t def, int64_t lo, int64_t hi, int64_t *out) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) {
+        if (required)
+            return qkv__fail(QKV_ERR_FORMAT, "%s: missing required field '%s'", path, key);
+        *out = def;
+        return QKV_OK;
+    }
+    if (!json_is_integer(v))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be an integer", path, key);
+    json_int_t x = json_integer_value(v);
+    if (x < lo || x > hi)
+        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: field '%s' = %lld is outside [%lld, %lld]", path,
+                         key, (long long)x, (long long)lo, (long long)hi);
+    *out = (int64_t)x;
+    return QKV_OK;
+}
+
+static qkv_status cfg_num(const char *path, json_t *root, const char *key, double def,
+                          double *out) {
+    json_t *v = json_object_get(root, key);
+    *out = def;
+    if (!v || json_is_null(v)) return QKV_OK;
+    if (!json_is_number(v) || !isfinite(json_number_value(v)) || json_number_value(v) < 0)
+        return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be a non-negative number", path, key);
+    *out = json_number_value(v);
+    return QKV_OK;
+}
+
+/* A boolean field that must have the value `want` (absent = default `def`). */
+static qkv_status cfg_bool_is(const char *path, json_t *root, const char *key, int def, int want) {
+    json_t *v = json_object_get(root, key);
+    int got = def;
+    if (v && !json_is_null(v)) {
+        if (!json_is_boolean(v))
+            return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be true or false", path, key);
+        got = json_is_true(v);
+    }
+    if (got != want)
+        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: %s = %s is not supported", path, key,
+                         got ? "true" : "false");
+    return QKV_OK;
+}
+
+static int cfg_bool(json_t *root, const char *key, int def) {
+    json_t *v = json_object_get(root, key);
+    return json_is_boolean(v) ? json_is_true(v) : def;
+}
+
+/* bos/eos ids: an integer, the first of a list, or -1. */
+static int32_t cfg_token(json_t *root, const char *key, int64_t vocab) {
+    json_t *v = json_object_get(root, key);
+    if (json_is_array(v)) v = json_array_get(v, 0);
+    if (!json_is_integer(v)) return -1;
+    json_int_t x = json_integer_value(v);
+    return x >= 0 && x < vocab ? (int32_t)x : -1;
+}
+
+static qkv_status parse_gpt2(const char *path, json_t *root, qkv_gpt_config *c) {
+    c->arch = QKV_GPT_ARCH_GPT2;
+    QKV_TRY(cfg_int(path, root, "vocab_size", 1, 0, 1, INT32_MAX, &c->vocab_size));
+    QKV_TRY(cfg_int(path, root, "n_embd", 1, 0, 1, 65536, &c->hidden_size));
+    QKV_TRY(cfg_int(path, root, "n_layer", 1, 0, 1, 1024, &c->num_layers));
+    QKV_TRY(cfg_int(path, root, "n_head", 1, 0, 1, 4096, &c->num_heads));
+    QKV_TRY(cfg_int(path, root, "n_positions", 0, 1024, 1, 1 << 24, &c->max_position));
+    QKV_TRY(
+        cfg_int(path, root, "n_inner", 0, 4 * c->hidden_size, 1, 1 << 20, &c->intermediate_size));
+    if (c->hidden_size % c->num_heads != 0)
+        return qkv__fail(QKV_ERR_FORMAT, "%s: n_embd %lld is not a multiple of n_head %lld", path,
+                         (long long)c->hidden_size, (long long)c->num_heads);
+    c->num_kv_heads = c->num_heads;
+    c->head_dim = c->hidden_size / c->num_heads;
+    double eps;
+    QKV_TRY(cfg_num(path, root, "layer_norm_epsilon", 1e-5, &eps));
+    c->norm_eps = (float)eps;
+    json_t *act = json_object_get(root, "activation_function");
+    const char *a = json_is_string(act) ? json_string_value(act) : "gelu_new";
+    if (strcmp(a, "gelu_new") == 0 || strcmp(a, "gelu_pytorch_tanh") == 0)
+        c->act = QKV_ACT_GELU_TANH;
+    else if (strcmp(a, "gelu") == 0)
+        c->act = QKV_ACT_GELU_ERF;
+    else if (strcmp(a, "relu") == 0)
+        c->act = QKV_ACT_RELU;
+    else if (strcmp(a, "silu") == 0 || strcmp(a, "swish") == 0)
+        c->act = QKV_ACT_SILU;
+    else
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "%s: activation_function '%s' is not supported (gelu_new, "
+                         "gelu_pytorch_tanh, gelu, relu, silu)",
+                         path, a);
+    QKV_TRY(cfg_bool_is(path, root, "add_cross_attention", 0, 0));
+    c->attn_scale = cfg_bool(root, "scale_attn_weights", 1) ? 0.0f : 1.0f;
+    c->scale_by_layer = cfg_bool(root, "scale_attn_by_inverse_layer_idx", 0);
+    c->tied = cfg_bool(root, "tie_word_embeddings", 1);
+    return QKV_OK;
+}
+
+static qkv_status parse_llama(const char *path, json_t *root, const char *type, qkv_gpt_config *c) {
+    c->arch = QKV_GPT_ARCH_LLAMA;
+    QKV_TRY(cfg_int(path, root, "vocab_size", 1, 0, 1, INT32_MAX, &c->vocab_size));
+    QKV_TRY(cfg_int(path, root, "hidden_size", 1, 0, 1, 65536, &c->hidden_size));
+    QKV_TRY(cfg_int(path, root, "num_hidden_layers", 1, 0, 1, 1024, &c->num_layers));
+    QKV_TRY(cfg_int(path, root, "num_attention_heads", 1, 0, 1, 4096, &c->num_heads));
+    QKV_TRY(cfg_int(path, root, "num_key_value_heads", 0, c->num_heads, 1, 4096, &c->num_kv_heads));
+    QKV_TRY(cfg_int(path, root, "intermediate_size", 1, 0, 1, 1 << 20, &c->intermediate_size));
+    QKV_TRY(cfg_int(path, root, "max_position_embeddings", 0, 2048, 1, 1 << 24, &c->max_position));
+    if (c->num_heads % c->num_kv_heads != 0)
+        return qkv__fail(QKV_ERR_FORMAT,
+                         "%s: num_attention_heads %lld is not a multiple of num_key_value_heads "
+                         "%lld",
+                         path, (long long)c->num_heads, (long long)c->num_kv_heads);
+    int64_t hd_def = c->hidden_size % c->num_heads == 0 ? c->hidden_size / c->num_heads : 0;
+    QKV_TRY(cfg_int(path, root, "head_dim", hd_def == 0, hd_def, 2, 1024, &c->head_dim));
+    if (c->head_dim % 2 != 0)
+        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: head_dim %lld is odd (RoPE needs pairs)", path,
+                         (long long)c->head_dim);
+    double eps;
+    QKV_TRY(cfg_num(path, root, "rms_norm_eps", 1e-6, &eps));
+    c->norm_eps = (float)eps;
+    json_t *act = json_object_get(root, "hidden_act");
+    if (act && !json_is_null(act) &&
+        (!json_is_string(act) || strcmp(json_string_value(act), "silu") != 0))
+        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (silu)", path,
+                         json_is_string(act) ? json_string_value(act) : "?");
+    c->act = QKV_ACT_SILU;
+    QKV_TRY(cfg_bool_is(path, root, "attention_bias", 0, 0));
+    QKV_TRY(cfg_bool_is(path, root, "mlp_bias", 0, 0));
+    int64_t tp;
+    QKV_TRY(cfg_int(path, root, "pretraining_tp", 0, 1, 1, 1, &tp));
+    double prf;
+    QKV_TRY(cfg_num(path, root, "partial_rotary_factor", 1.0, &prf));
+    if (prf != 1.0)
+        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: partial_rotary_factor %g is not supported (1)",
+                         path, prf);
+    if (strcmp(type, "mistral") == 0) {
+        json_t *sw = json_object_get(root, "sliding_window");
+        if (sw && !json_is_null(sw))
+            return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: sliding_window is not supported (only null)",
+                             path);
+    }
+    /* RoPE: rope_theta at the top (transformers 4) or in rope_parameters (transformers 5);
+     * only the plain ("default") rotation: rope_scaling must be null. */
+    json_t *rs = json_object_get(root, "rope_scaling");
+    if (rs && !json_is_null(rs)) {
+        json_t *rt = json_object_get(rs, "rope_type");
+        if (!rt) rt = json_object_get(rs, "type");
+        if (!json_is_string(rt) || strcmp(json_string_value(rt), "default") != 0)
+            return qkv__fail(QKV_ERR_UNSUPPORTED,
+                             "%s: rope_scaling is not supported (only null or \"default\")", path);
+    }
+    QKV_TRY(cfg_num(path, root, "rope_theta", 10000.0, &c->rope_theta));
+    json_t *rp = json_object_get(root, "rope_parameters");
+    if (rp && !json_is_null(rp)) {
+        json_t *rt = json_object_get(rp, "rope_type");
+        if (rt && (!json_is_string(rt) || strcmp(json_string_value(rt), "default") != 0))
+            return qkv__fail(QKV_ERR_UNSUPPORTED,
+                             "%s: rope_parameters.rope_type '%s' is not supported (default)", path,
+                             json_is_string(rt) ? json_string_value(rt) : "?");
+        QKV_TRY(cfg_num(path, rp, "rope_theta", c->rope_theta, &c->rope_theta));
+        QKV_TRY(cfg_num(path, rp, "partial_rotary_factor", 1.0, &prf));
+        if (prf != 1.0)
+            return qkv__fail(QKV_ERR_UNSUPPORTED,
+                             "%s: rope_parameters.partial_rotary_factor %g is not supported (1)",
+                             path, prf);
+    }
+    if (!(c->rope_theta > 0))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: rope_theta must be positive", path);
+    c->tied = cfg_bool(root, "tie_word_embeddings", 0);
+    return QKV_OK;
+}
+
+static qkv_status parse_config(const char *path, json_t *root, qkv_gpt_config *c) {
+    if (!json_is_object(root)) return qkv__fail(QKV_ERR_FORMAT, "%s: not a JSON object", path);
+    json_t *mt = json_object_get(root, "model_type");
+    if (!json_is_string(mt))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: missing required field 'model_type'", path);
+    const char *type = json_string_value(mt);
+    qkv_status s;
+    if (strcmp(type, "gpt2") == 0)
+        s = parse_gpt2(path, root, c);
+    else if (strcmp(type, "llama") == 0 || strcmp(type, "mistral") == 0)
+        s = parse_llama(path, root, type, c);
+    else
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "%s: model_type '%s' is not a supported decoder (gpt2, llama, mistral)",
+                         path, type);
+    if (s != QKV_OK) return s;
+    c->bos_token_id = cfg_token(root, "bos_token_id", c->vocab_size);
+    c->eos_token_id = cfg_token(root, "eos_token_id", c->vocab_size);
+    return QKV_OK;
+}
+
+qkv_status qkv__gpt_config_load(const char *dir, qkv_gpt_config *cfg) {
+    char path[4096];
+    if (!dir || !cfg) return qkv__fail(QKV_ERR_INVALID_ARG, "gpt config: NULL argument");
+    if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
+    memset(cfg, 0, sizeof *cfg);
+    qkv__json_begin();
+    json_error_t err;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    qkv_status s;
+    if (!root || qkv__json_alloc_failed()) {
+        /* jansson may go on after a failed allocation (io/json.h): any failure is NOMEM */
+        json_decref(root);
+        root = NULL;
+        if (qkv__json_alloc_failed())
+            s = qkv__fail(QKV_ERR_NOMEM, "%s: out of memory while parsing", path);
+        else if (err.line < 0 || strstr(err.text, "unable to open"))
+            s = qkv__fail(QKV_ERR_IO, "%s: cannot read: %s", path, err.text);
+        else
+            s = qkv__fail(QKV_ERR_FORMAT, "%s: line %d: %s", path, err.line, err.text);
+    } else {
+        s = parse_config(path, root, cfg);
+        json_decref(root);
+    }
+    qkv__json_end();
+    return s;
+}
+
+/* ---------------------------------------------------------------- weights */
+
+typedef struct {
+    qkv_gpt *m;
+    const char *path;
+    const char *prefix; /* "", "transformer." or "model." */
+} loader;
+
+/* The tensor prefix+name as F32 with exactly the given shape (d1 == 0: 1-D). */
+static qkv_status get(loader *L, const char *prefix, const char *name, int64_t d0, int64_t d1,
+                      const float **out) {
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", prefix, name);
+    const qkv_st_tensor *t = qkv_safetensors_find(L->m->st, full);
+    int ndim = d1 ? 2 : 1;
+    if (!t)
+        return qkv__fail(QKV_ERR_FORMAT, "%s: missing tensor '%s' (expected shape [%lld%s%lld])",
+                         L->path, full, (long long)d0, d1 ? ", " : "", d1 ? (long long)d1 : 0LL);
+    if (t->ndim != ndim || t->shape[0] != d0 || (d1 && t->shape[1] != d1)) {
+        char got[128] = "";
+        size_t o = 0;
+        for (int i = 0; i < t->ndim && o < sizeof got - 24; i++)
+            o += (size_t)snprintf(got + o, sizeof got - o, "%s%lld", i ? ", " : "",
+                                  (long long)t->shape[i]);
+        return qkv__fail(QKV_ERR_FORMAT, "%s: tensor '%s' has shape [%s], expected [%lld%s%lld]",
+                         L->path, full, got, (long long)d0, d1 ? ", " : "",
+                         d1 ? (long long)d1 : 0LL);
+    }
+    size_t n = (size_t)d0 * (size_t)(d1 ? d1 : 1);
+    if (t->dtype == QKV_DTYPE_F32) {
+        *out = t->data;
+        return QKV_OK;
+    }
+    if (t->dtype != QKV_DTYPE_F16 && t->dtype != QKV_DTYPE_BF16)
+        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (F32, F16, BF16 only)",
+                         L->path, full, qkv_dtype_name(t->dtype));
+    float *f = qkv__alloc(n * sizeof(float));
+    void **grown = f ? qkv__alloc((L->m->n_owned + 1) * sizeof *grown) : NULL;
+    if (!f || !grown) {
+        qkv__free(f);
+        return qkv__fail(QKV_ERR_NOMEM, "%s: cannot convert tensor '%s'", L->path, full);
+    }
+    if (L->m->n_owned) memcpy(grown, L->m->owned, L->m->n_owned * sizeof *grown);
+    qkv__free(L->m->owned);
+    L->m->owned = grown;
+    L->m->owned[L->m->n_owned++] = f;
+    if (t->dtype == QKV_DTYPE_F16)
+        qkv_f16_to_f32_n(t->data, f, n);
+    else
+        qkv_bf16_to_f32_n(t->data, f, n);
+    *out = f;
+    return QKV_OK;
+}
+
+static qkv_status load_gpt2(loader *L) {
+    qkv_gpt *m = L->m;
+    const qkv_gpt_config *c = &m->cfg;
+    const int64_t C = c->hidden_size, F = c->intermediate_size;
+    const char *p = L->prefix;
+    QKV_TRY(get(L, p, "wte.weight", c->vocab_size, C, &m->wte));
+    QKV_TRY(get(L, p, "wpe.weight", c->max_position, C, &m->wpe));
+    for (int64_t l = 0; l < c->num_layers; l++) {
+        qkv_gpt_layer *y = &m->layers[l];
+        char n[160];
+#define W(field, suffix, d0, d1)                                                                   \
+    do {                                                                                           \
+        snprintf(n, sizeof n, "h.%lld.%s", (long long)l, suffix);                                  \
+        QKV_TRY(get(L, p, n, d0, d1, &y->field));                                                  \
+    } while (0)
+        W(ln1_w, "ln_1.weight", C, 0);
+        W(ln1_b, "ln_1.bias", C, 0);
+        W(w_qkv, "attn.c_attn.weight", C, 3 * C);
+        W(b_qkv, "attn.c_attn.bias", 3 * C, 0);
+        W(wo, "attn.c_proj.weight", C, C);
+        W(bo, "attn.c_proj.bias", C, 0);
+        W(ln2_w, "ln_2.weight", C, 0);
+        W(ln2_b, "ln_2.bias", C, 0);
+        W(w_fc, "mlp.c_fc.weight", C, F);
+        W(b_fc, "mlp.c_fc.bias", F, 0);
+        W(w_proj, "mlp.c_proj.weight", F, C);
+        W(b_proj, "mlp.c_proj.bias", C, 0);
+#undef W
+    }
+    QKV_TRY(get(L, p, "ln_f.weight", C, 0, &m->lnf_w));
+    QKV_TRY(get(L, p, "ln_f.bias", C, 0, &m->lnf_b));
+    return QKV_OK;
+}
+
+static qkv_status load_llama(loader *L) {
+    qkv_gpt *m = L->m;
+    const qkv_gpt_config *c = &m->cfg;
+    const int64_t C = c->hidden_size, F = c->intermediate_size;
+    const int64_t Q = c->num_heads * c->head_dim, K = c->num_kv_heads * c->head_dim;
+    const char *p = L->prefix;
+    QKV_TRY(get(L, p, "embed_tokens.weight", c->vocab_size, C, &m->wte));
+    for (int64_t l = 0; l < c->num_layers; l++) {
+        qkv_gpt_layer *y = &m->layers[l];
+        char n[160];
+#define W(field, suffix, d0, d1)                                                                   \
+    do {                                                                                           \
+        snprintf(n, sizeof n, "layers.%lld.%s", (long long)l, suffix);                             \
+        QKV_TRY(get(L, p, n, d0, d1, &y->field));                                                  \
+    } while (0)
+        W(ln1_w, "input_layernorm.weight", C, 0);
+        W(wq, "self_attn.q_proj.weight", Q, C);
+        W(wk, "self_attn.k_proj.weight", K, C);
+        W(wv, "self_attn.v_proj.weight", K, C);
+        W(wo, "self_attn.o_proj.weight", C, Q);
+        W(ln2_w, "post_attention_layernorm.weight", C, 0);
+        W(w_gate, "mlp.gate_proj.weight", F, C);
+        W(w_up, "mlp.up_proj.weight", F, C);
+        W(w_down, "mlp.down_proj.weight", C, F);
+#undef W
+    }
+    QKV_TRY(get(L, p, "norm.weight", C, 0, &m->lnf_w));
+    return QKV_OK;
+}
+
+static qkv_status load_weights(loader *L) {
+    qkv_gpt *m = L->m;
+    const qkv_gpt_config *c = &m->cfg;
+    int gpt2 = c->arch == QKV_GPT_ARCH_GPT2;
+    const char *with = gpt2 ? "transformer." : "model.";
+    char probe[64];
+    snprintf(probe, sizeof probe, "%s%s", with, gpt2 ? "wte.weight" : "embed_tokens.weight");
+    L->prefix = qkv_safetensors_find(m->st, probe) ? with : "";
+    m->layers = qkv__calloc((size_t)c->num_layers, sizeof *m->layers);
+    if (!m->layers) return qkv__fail(QKV_ERR_NOMEM, "gpt: out of memory");
+    QKV_TRY(gpt2 ? load_gpt2(L) : load_llama(L));
+    if (c->tied)
+        m->lm_head = m->wte;
+    else
+        QKV_TRY(get(L, "", "lm_head.weight", c->vocab_size, c->hidden_size, &m->lm_head));
+    return QKV_OK;
+}
+
+qkv_status qkv__gpt_load(const char *dir, qkv_gpt **out) {
+    if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv__gpt_load: NULL argument");
+    *out = NULL;
+    qkv_gpt *m = qkv__calloc(1, sizeof *m);
+    if (!m) return qkv__fail(QKV_ERR_NOMEM, "gpt: out of memory");
+    qkv_status s = qkv__gpt_config_load(dir, &m->cfg);
+    char path[4096];
+    if (s == QKV_OK && snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
+        s = qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
+    if (s == QKV_OK) s = qkv_safetensors_open(path, &m->st);
+    if (s == QKV_OK) {
+        loader L = {m, path, ""};
+        s = load_weights(&L);
+    }
+    if (s != QKV_OK) {
+        qkv__gpt_free(m);
+        return s;
+    }
+    *out = m;
+    return QKV_OK;
+}
+
+void qkv__gpt_free(qkv_gpt *m) {
+    if (!m) return;
+    for (size_t i = 0; i < m->n_owned; i++) qkv__free(m->owned[i]);
+    qkv__free(m->owned);
+    qkv__free(m->layers);
+    qkv_safetensors_close(m->st);
+    qkv__free(m);
+}
+
+/* ---------------------------------------------------------------- forward */
+
+/* out [N, OC] (row stride ldo) = act(in [N, K] · op(W) + bias) + residual. W is [OC, K]
+ * (nn.Linear, trans 1) or [K, ldw] read from column 0 (Conv1D slices, trans 0). residual ==
+ * out (the residual stream updated in place) accumulates with beta = 1 instead: the GEMM
+ * overwrites C before its epilogue would read the residual. */
+static qkv_status linear(qkv_runtime *rt, float *out, int64_t ldo, const float *in, int64_t N,
+                         int64_t K, int64_t OC, const float *w, int64_t ldw, int trans,
+                         const float *bias, qkv_act act, const float *residual) {
+    float beta = 0.0f;
+    if (residual == out) {
+        residual = NULL;
+        beta = 1.0f;
+    }
+    qkv_gemm_epilogue e = {bias, act, residual, ldo};
+    return qkv__gemm_f32(rt, 0, trans, N, OC, K, 1.0f, in, K, w, ldw, beta, out, ldo, &e);
+}
+
+static qkv_status norm(qkv_runtime *rt, const qkv_gpt *m, float *out, const float *in,
+                       const float *w, const float *b, int64_t N) {
+    const qkv_gpt_config *c = &m->cfg;
+    if (c->arch == QKV_GPT_ARCH_GPT2)
+        return qkv_nn_layernorm_forward(rt, out, NULL, NULL, in, w, b, N, c->hidden_size,
+                                        c->norm_eps);
+    return qkv_nn_rmsnorm_forward(rt, out, NULL, in, w, N, c->hidden_size, c->norm_eps);
+}
+
+typedef struct {
+    const qkv_gpt *m;
+    qkv_kv_cache *const *caches;
+    const int64_t *lens, *offs; /* [n_seq] */
+    const float *q;             /* [N, Hq D] */
+    float *att;                 /* [N, Hq D] */
+    int64_t layer;
+    _Atomic int failed;
+    qkv_status status;
+} attn_job;
+
+/* Sequence s's new queries against its cache (already holding the new keys). */
+static qkv_status attend_one(qkv_runtime *rt, const attn_job *j, int64_t s) {
+    const qkv_gpt_config *c = &j->m->cfg;
+    const qkv_kv_cache *kv = j->caches[s];
+    qkv_attention_desc d;
+    memset(&d, 0, sizeof d);
+    d.batch = 1;
+    d.q_len = j->lens[s];
+    d.kv_len = kv->len + j->lens[s];
+    d.n_heads = c->num_heads;
+    d.n_kv_heads = c->num_kv_heads;
+    d.head_dim = c->head_dim;
+    d.scale = c->attn_scale;
+    if (c->scale_by_layer)
+        d.scale = (c->attn_scale ? c->attn_scale : 1.0f / sqrtf((float)c->head_dim)) /
+                  (float)(j->layer + 1);
+    d.causal = 1;
+    d.window_left = d.window_right = -1;
+    int64_t o = j->offs[s] * c->num_heads * c->head_dim;
+    return qkv_attention_forward(rt, &d, j->q + o, qkv__kv_cache_k(kv, j->layer),
+                                 qkv__kv_cache_v(kv, j->layer), j->att + o, NULL);
+}
+
+static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    attn_job *j = ctx;
+    for (int64_t s = begin; s < end; s++) {
+        qkv_status st = attend_one(NULL, j, s); /* nested: runs on this thread */
+        if (st != QKV_OK && !j->failed) {
+            j->failed = 1;
+            j->status = st;
+        }
+    }
+}
+
+static qkv_status check_args(const qkv_gpt *m, qkv_kv_cache *const *caches, const int32_t *ids,
+                             const int64_t *lens, int64_t n_seq, float *logits, int64_t *N) {
+    if (!m || !caches || !ids || !lens || !logits || n_seq <= 0)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "gpt forward: NULL argument or no sequence");
+    const qkv_gpt_config *c = &m->cfg;
+    int64_t n = 0;
+    for (int64_t s = 0; s < n_seq; s++) {
+        const qkv_kv_cache *kv = caches[s];
+        if (!kv || kv->n_layers != c->num_layers || kv->n_kv_heads != c->num_kv_heads ||
+            kv->head_dim != c->head_dim)
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "gpt forward: the cache of sequence %lld does not fit this model",
+                             (long long)s);
+        if (lens[s] < 1 || lens[s] > kv->cap - kv->len)
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "gpt forward: sequence %lld adds %lld tokens to a cache holding "
+                             "%lld of %lld",
+                             (long long)s, (long long)lens[s], (long long)kv->len,
+                             (long long)kv->cap);
+        if (c->arch == QKV_GPT_ARCH_GPT2 && kv->len + lens[s] > c->max_position)
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "gpt forward: sequence %lld reaches position %lld, past n_positions "
+                             "%lld",
+                             (long long)s, (long long)(kv->len + lens[s]),
+                             (long long)c->max_position);
+        n += lens[s];
+    }
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab_size)
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "gpt forward: token id %d at %lld is outside the vocabulary [0, %lld)",
+                             ids[i], (long long)i, (long long)c->vocab_size);
+    *N = n;
+    return QKV_OK;
+}
+
+/* The attention half of layer l: x [N, C] += Attn(Norm1(x)); new keys/values go to the caches. */
+static qkv_status attention_block(qkv_runtime *rt, const qkv_gpt *m, int64_t l, attn_job *job,
+                                  int64_t N, int64_t n_seq, float *x, float *h, float *q, float *k,
+                                  float *v, float *att) {
+    const qkv_gpt_config *c = &m->cfg;
+    const qkv_gpt_layer *y = &m->layers[l];
+    const int64_t C = c->hidden_size, D = c->head_dim;
+    const int64_t Q = c->num_heads * D, K = c->num_kv_heads * D;
+    QKV_TRY(norm(rt, m, h, x, y->ln1_w, y->ln1_b, N));
+    if (c->arch == QKV_GPT_ARCH_GPT2) { /* c_attn [C, 3C]: columns q | k | v */
+        QKV_TRY(linear(rt, q, Q, h, N, C, Q, y->w_qkv, 3 * C, 0, y->b_qkv, QKV_ACT_NONE, NULL));
+        QKV_TRY(
+            linear(rt, k, K, h, N, C, K, y->w_qkv + C, 3 * C, 0, y->b_qkv + C, QKV_ACT_NONE, NULL));
+        QKV_TRY(linear(rt, v, K, h, N, C, K, y->w_qkv + 2 * C, 3 * C, 0, y->b_qkv + 2 * C,
+                       QKV_ACT_NONE, NULL));
+    } else {
+        QKV_TRY(linear(rt, q, Q, h, N, C, Q, y->wq, C, 1, NULL, QKV_ACT_NONE, NULL));
+        QKV_TRY(linear(rt, k, K, h, N, C, K, y->wk, C, 1, NULL, QKV_ACT_NONE, NULL));
+        QKV_TRY(linear(rt, v, K, h, N, C, K, y->wv, C, 1, NULL, QKV_ACT_NONE, NULL));
+    }
+    for (int64_t s = 0; s < n_seq; s++) {
+        qkv_kv_cache *kv = job->caches[s];
+        const int64_t o = job->offs[s], T = job->lens[s];
+        if (c->arch == QKV_GPT_ARCH_LLAMA) {
+            qkv_nn_rope rope = {QKV_NN_ROPE_HALF, c->rope_theta, 0};
+            QKV_TRY(qkv_nn_rope_forward(rt, q + o * Q, q + o * Q, &rope, 1, T, c->num_heads, D,
+                                        kv->len));
+            QKV_TRY(qkv_nn_rope_forward(rt, k + o * K, k + o * K, &rope, 1, T, c->num_kv_heads, D,
+                                        kv->len));
+        }
+        /* the new keys/values [T, Hk, D] go to rows len.. of the cache */
+        memcpy(qkv__kv_cache_k(kv, l) + kv->len * K, k + o * K, sizeof(float) * (size_t)(T * K));
+        memcpy(qkv__kv_cache_v(kv, l) + kv->len * K, v + o * K, sizeof(float) * (size_t)(T * K));
+    }
+    /* Many sequences (batched decode): one per thread, each attention call serial inside.
+     * Few: one at a time, each parallel inside. */
+    job->layer = l;
+    if (n_seq >= 2 * qkv_runtime_n_threads(rt)) {
+        job->failed = 0;
+        qkv_parallel_for(rt, n_seq, 1, attn_task, job);
+        if (job->failed) return job->status;
+    } else {
+        for (int64_t s = 0; s < n_seq; s++) QKV_TRY(attend_one(rt, job, s));
+    }
+    if (c->arch == QKV_GPT_ARCH_GPT2)
+        return linear(rt, x, C, att, N, Q, C, y->wo, C, 0, y->bo, QKV_ACT_NONE, x);
+    return linear(rt, x, C, att, N, Q, C, y->wo, Q, 1, NULL, QKV_ACT_NONE, x);
+}
+
+/* The MLP half of layer l: x [N, C] += MLP(Norm2(x)); f1, f2 [N, F] scratch. */
+static qkv_status mlp_block(qkv_runtime *rt, const qkv_gpt *m, int64_t l, int64_t N, float *x,
+                            float *h, float *f1, float *f2) {
+    const qkv_gpt_config *c = &m->cfg;
+    const qkv_gpt_layer *y = &m->layers[l];
+    const int64_t C = c->hidden_size, F = c->intermediate_size;
+    QKV_TRY(norm(rt, m, h, x, y->ln2_w, y->ln2_b, N));
+    if (c->arch == QKV_GPT_ARCH_GPT2) {
+        QKV_TRY(linear(rt, f1, F, h, N, C, F, y->w_fc, F, 0, y->b_fc, c->act, NULL));
+        return linear(rt, x, C, f1, N, F, C, y->w_proj, C, 0, y->b_proj, QKV_ACT_NONE, x);
+    }
+    QKV_TRY(linear(rt, f1, F, h, N, C, F, y->w_gate, C, 1, NULL, QKV_ACT_SILU, NULL));
+    QKV_TRY(linear(rt, f2, F, h, N, C, F, y->w_up, C, 1, NULL, QKV_ACT_NONE, NULL));
+    const size_t nf = (size_t)N * (size_t)F;
+    for (size_t i = 0; i < nf; i++) f1[i] *= f2[i];
+    return linear(rt, x, C, f1, N, F, C, y->w_down, F, 1, NULL, QKV_ACT_NONE, x);
+}
+
+qkv_status qkv__gpt_forward(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *const *caches,
+                            const int32_t *ids, const int64_t *lens, int64_t n_seq, int all_logits,
+                            float *logits) {
+    int64_t N = 0;
+    QKV_TRY(check_args(m, caches, ids, lens, n_seq, logits, &N));
+    const qkv_gpt_config *c = &m->cfg;
+    const int64_t C = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
+    const int64_t Q = c->num_heads * c->head_dim, K = c->num_kv_heads * c->head_dim;
+    const int64_t R = all_logits ? N : n_seq; /* rows of logits */
+    /* workspace: offs [n_seq] (int64); x, h [N, C]; q, att [N, Q]; k, v [N, K]; f1, f2 [N, F];
+     * last [R, C] */
+    size_t per_row = (size_t)(2 * C + 2 * Q + 2 * K + (c->arch == QKV_GPT_ARCH_LLAMA ? 2 : 1) * F);
+    size_t nfl;
+    if (qkv__mul_overflow((size_t)N, per_row, &nfl) ||
+        qkv__add_overflow(nfl, (size_t)R * (size_t)C + (size_t)n_seq * 2, &nfl) ||
+        qkv__mul_overflow(nfl, sizeof(float), &nfl))
+        return qkv__fail(QKV_ERR_OVERFLOW, "gpt forward: workspace size overflows");
+    float *ws = qkv__alloc(nfl);
+    if (!ws) return qkv__fail(QKV_ERR_NOMEM, "gpt forward: cannot allocate %zu bytes", nfl);
+    int64_t *offs = (int64_t *)ws; /* first: 8-byte aligned */
+    float *x = ws + 2 * n_seq, *h = x + N * C, *q = h + N * C, *att = q + N * Q, *k = att + N * Q;
+    float *v = k + N * K, *f1 = v + N * K;
+    float *f2 = c->arch == QKV_GPT_ARCH_LLAMA ? f1 + N * F : f1;
+    float *last = f2 + N * F; /* [R, C] */
+
+    /* embeddings: token (+ learned position) */
+    for (int64_t s = 0, n = 0; s < n_seq; s++) {
+        offs[s] = n;
+        for (int64_t t = 0; t < lens[s]; t++, n++) {
+            const float *we = m->wte + (int64_t)ids[n] * C; /* (C) */
+            float *row = x + n * C;
+            if (m->wpe) {
+                const float *pe = m->wpe + (caches[s]->len + t) * C;
+                for (int64_t i = 0; i < C; i++) row[i] = we[i] + pe[i];
+            } else {
+                memcpy(row, we, sizeof(float) * (size_t)C);
+            }
+        }
+    }
+    attn_job job = {.m = m, .caches = caches, .lens = lens, .offs = offs, .q = q, .att = att};
+    qkv_status st = QKV_OK;
+    for (int64_t l = 0; st == QKV_OK && l < c->num_layers; l++) {
+        st = attention_block(rt, m, l, &job, N, n_seq, x, h, q, k, v, att);
+        if (st == QKV_OK) st = mlp_block(rt, m, l, N, x, h, f1, f2);
+    }
+    if (st == QKV_OK) {
+        const float *rows = x;
+        if (!all_logits) { /* the last new token of each sequence */
+            for (int64_t s = 0; s < n_seq; s++)
+                memcpy(last + s * C, x + (offs[s] + lens[s] - 1) * C, sizeof(float) * (size_t)C);
+            rows = last;
+        }
+        st = norm(rt, m, h, rows, m->lnf_w, m->lnf_b, R);
+    }
+    if (st == QKV_OK)
+        st = linear(rt, logits, V, h, R, C, V, m->lm_head, C, 1, NULL, QKV_ACT_NONE, NULL);
+    if (st == QKV_OK)
+        for (int64_t s = 0; s < n_seq; s++) caches[s]->len += lens[s];
+    qkv__free(ws);
+    return st;
+}

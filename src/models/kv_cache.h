@@ -1,0 +1,36 @@
+/* kv_cache.h — the key/value cache of one decoder sequence (internal API).
+ *
+ * Per layer, the keys and values of every token seen so far, in the layout the attention API
+ * reads directly (k [Tk, Hk, D] of a batch of one): k and v are [L, cap, Hk, D], layer l's
+ * block starting at l * cap * Hk * D. Keys are stored after RoPE (positions are baked in), so
+ * a cache is only valid for the positions it was filled at; a sliding window therefore
+ * re-prefills (models/generate.c), it never shifts entries. One allocation per cache. */
+#ifndef QKV_MODELS_KV_CACHE_H
+#define QKV_MODELS_KV_CACHE_H
+
+#include "qkv.h"
+
+#include <stdint.h>
+
+typedef struct qkv_kv_cache {
+    int64_t n_layers, cap, n_kv_heads, head_dim; /* L, capacity in tokens, Hk, D */
+    int64_t len;                                 /* tokens stored, <= cap */
+    float *k, *v;                                /* [L, cap, Hk, D] each */
+} qkv_kv_cache;
+
+/* Allocates an empty cache (len 0). OVERFLOW if the size does not fit, NOMEM. On failure the
+ * cache is zeroed (releasing it is harmless). */
+qkv_status qkv__kv_cache_init(qkv_kv_cache *c, int64_t n_layers, int64_t cap, int64_t n_kv_heads,
+                              int64_t head_dim);
+/* Frees the storage; c may be zeroed or NULL. */
+void qkv__kv_cache_release(qkv_kv_cache *c);
+
+/* Layer l's keys / values: [cap, Hk, D]. */
+static inline float *qkv__kv_cache_k(const qkv_kv_cache *c, int64_t l) {
+    return c->k + l * c->cap * c->n_kv_heads * c->head_dim;
+}
+static inline float *qkv__kv_cache_v(const qkv_kv_cache *c, int64_t l) {
+    return c->v + l * c->cap * c->n_kv_heads * c->head_dim;
+}
+
+#endif

@@ -1,0 +1,166 @@
+/* test_embed.c — the public embedding API (qkv_model_load / qkv_embed) end to end on the real
+ * all-MiniLM-L6-v2 against sentence-transformers on PyTorch: 201 sentences (160 lines of the
+ * fortunes corpus and 41 stress lines: CJK, RTL, emoji/ZWJ, control characters, invalid UTF-8,
+ * very long texts, empty lines) from tests/fixtures/embed (tools/gen_embed_golden.py).
+ * Tolerances (issue 6): cosine >= 0.99999 and max abs difference <= 1e-4 per sentence. Batched
+ * results must equal one-at-a-time results bit for bit. Malformed model directories are refused
+ * cleanly. Uses only include/qkv.h, like a program outside the tree. */
+#include "qkv.h"
+#include "test.h"
+#include "test_arch.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MODEL_DIR QKV_SOURCE_DIR "/models/all-MiniLM-L6-v2"
+#define FIX QKV_SOURCE_DIR "/tests/fixtures/embed/"
+
+static char *read_all(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    if (fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
+    fclose(f);
+    b[n] = '\0';
+    *len = (size_t)n;
+    return b;
+}
+
+static void copy_file(const char *from, const char *to) {
+    size_t n;
+    char *b = read_all(from, &n);
+    FILE *f = fopen(to, "wb");
+    if (b && f) fwrite(b, 1, n, f);
+    if (f) fclose(f);
+    free(b);
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A copy of the model directory with one file replaced or removed. */
+static void malformed_dirs(void) {
+    char dir[] = "/tmp/qkv_embed_bad_XXXXXX";
+    if (!mkdtemp(dir)) return;
+    char p[512];
+    qkv_model *m = NULL;
+    /* no weights at all */
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    copy_file(MODEL_DIR "/config.json", p);
+    CHECK_STATUS(qkv_model_load(dir, &m), QKV_ERR_IO);
+    CHECK(strstr(qkv_last_error(), "model.safetensors") != NULL);
+    CHECK(m == NULL);
+    /* weights present, but the config lies about their size */
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    if (symlink(MODEL_DIR "/model.safetensors", p) != 0)
+        copy_file(MODEL_DIR "/model.safetensors", p);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    write_text(p, "{\"model_type\":\"bert\",\"vocab_size\":30522,\"hidden_size\":768,"
+                  "\"num_hidden_layers\":6,\"num_attention_heads\":12,\"intermediate_size\":1536}");
+    CHECK_STATUS(qkv_model_load(dir, &m), QKV_ERR_FORMAT);
+    CHECK(strstr(qkv_last_error(), "[30522, 768]") != NULL);
+    write_text(p, "{\"model_type\":\"bert\",\"vocab_size\":30522,\"hidden_size\":384,"
+                  "\"num_hidden_layers\":7,\"num_attention_heads\":12,\"intermediate_size\":1536}");
+    CHECK_STATUS(qkv_model_load(dir, &m), QKV_ERR_FORMAT);
+    CHECK(strstr(qkv_last_error(), "encoder.layer.6.") != NULL);
+    /* a good config, a pipeline that asks for something we do not have */
+    copy_file(MODEL_DIR "/config.json", p);
+    snprintf(p, sizeof p, "%s/modules.json", dir);
+    write_text(p, "[{\"idx\":0,\"name\":\"0\",\"path\":\"\",\"type\":"
+                  "\"sentence_transformers.models.Transformer\"},{\"idx\":1,\"name\":\"1\","
+                  "\"path\":\"1_Dense\",\"type\":\"sentence_transformers.models.Dense\"}]");
+    CHECK_STATUS(qkv_model_load(dir, &m), QKV_ERR_UNSUPPORTED);
+    CHECK(strstr(qkv_last_error(), "Dense") != NULL);
+    write_text(p, "[{\"idx\":0,");
+    CHECK_STATUS(qkv_model_load(dir, &m), QKV_ERR_FORMAT);
+    /* no tokenizer: loads, but text embedding says why it cannot */
+    remove(p);
+    CHECK_OK(qkv_model_load(dir, &m));
+    float e[384];
+    const char *t = "hello";
+    CHECK_STATUS(qkv_embed(NULL, m, &t, NULL, 1, e), QKV_ERR_UNSUPPORTED);
+    CHECK(strstr(qkv_last_error(), "tokenizer") != NULL);
+    qkv_model_free(m);
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    remove(p);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    remove(p);
+    rmdir(dir);
+}
+
+int main(void) {
+    test_use_arch_from_env();
+    struct stat sb;
+    if (stat(MODEL_DIR "/model.safetensors", &sb) != 0)
+        TEST_SKIP("model not installed at %s (run scripts/fetch-model.sh)", MODEL_DIR);
+    malformed_dirs();
+
+    size_t len;
+    char *text = read_all(FIX "sentences.txt", &len);
+    CHECK(text != NULL);
+    const char *lines[512];
+    size_t lens[512], n = 0;
+    for (size_t i = 0, start = 0; text && i < len; i++)
+        if (text[i] == '\n') {
+            lines[n] = text + start;
+            lens[n++] = i - start;
+            start = i + 1;
+        }
+    qkv_safetensors *g = NULL;
+    CHECK_OK(qkv_safetensors_open(FIX "minilm_st.safetensors", &g));
+    const qkv_st_tensor *want = g ? qkv_safetensors_find(g, "embeddings") : NULL;
+    CHECK(want && want->shape[0] == (int64_t)n && want->shape[1] == 384);
+    if (!want) return test_finish("embed");
+
+    qkv_model *m = NULL;
+    CHECK_OK(qkv_model_load(MODEL_DIR, &m));
+    float *e = malloc(sizeof(float) * 384 * n), *one = malloc(sizeof(float) * 384);
+    CHECK_OK(qkv_embed(NULL, m, lines, lens, n, e));
+    const float *w = want->data;
+    double worst_abs = 0, worst_cos = 1;
+    size_t worst_line = 0;
+    for (size_t s = 0; s < n; s++) {
+        double dot = 0, na = 0, nb = 0, mx = 0;
+        for (int c = 0; c < 384; c++) {
+            double a = e[s * 384 + c], b = w[s * 384 + c];
+            dot += a * b, na += a * a, nb += b * b;
+            if (fabs(a - b) > mx) mx = fabs(a - b);
+        }
+        double cs = dot / sqrt(na * nb);
+        CHECK_MSG(cs >= 0.99999 && mx <= 1e-4, "line %zu: cosine %.8f, max abs %.3g: '%.60s'",
+                  s + 1, cs, mx, lines[s]);
+        if (mx > worst_abs) worst_abs = mx;
+        if (cs < worst_cos) worst_cos = cs, worst_line = s + 1;
+    }
+    printf("%zu sentences: min cosine %.9f (line %zu), max abs difference %.3g\n", n, worst_cos,
+           worst_line, worst_abs);
+    /* one at a time gives the same bits as the batch */
+    int same = 1;
+    for (size_t s = 0; s < n; s += 7) {
+        CHECK_OK(qkv_embed(NULL, m, &lines[s], &lens[s], 1, one));
+        if (memcmp(one, e + s * 384, sizeof(float) * 384) != 0) same = 0;
+    }
+    CHECK_MSG(same, "batched and one-at-a-time embeddings differ");
+    /* and so does a different thread count */
+    qkv_runtime *rt1 = NULL;
+    CHECK_OK(qkv_runtime_create(1, &rt1));
+    float *e1 = malloc(sizeof(float) * 384 * n);
+    CHECK_OK(qkv_embed(rt1, m, lines, lens, n, e1));
+    CHECK_MSG(memcmp(e1, e, sizeof(float) * 384 * n) == 0, "1 thread differs from the default");
+    qkv_runtime_free(rt1);
+    /* NUL-terminated texts and a NULL text ("") */
+    const char *nt[2] = {"hello world", NULL};
+    CHECK_OK(qkv_embed(NULL, m, nt, NULL, 2, e1));
+    CHECK_STATUS(qkv_embed(NULL, NULL, nt, NULL, 1, e1), QKV_ERR_INVALID_ARG);
+    CHECK_OK(qkv_embed(NULL, m, nt, NULL, 0, e1));
+    free(e), free(e1), free(one), free(text);
+    qkv_model_free(m);
+    qkv_safetensors_close(g);
+    return test_finish("embed");
+}
