@@ -25,7 +25,8 @@ scripts/fetch-model.sh # the real model the end-to-end tests run (once; skipped 
 jobs=$(nproc 2>/dev/null || echo 2)
 case "$mode" in
     release) dir=build; flags=() ;;
-    asan) dir=build-asan; flags=(-DCMAKE_BUILD_TYPE=Debug -DQKV_SANITIZE=address,undefined) ;;
+    # -O1: sanitizers stay exact and the suite runs ~5x faster than at -O0
+    asan) dir=build-asan; flags=(-DCMAKE_BUILD_TYPE=Debug "-DCMAKE_C_FLAGS_DEBUG=-O1 -g" -DQKV_SANITIZE=address,undefined) ;;
     tsan) dir=build-tsan; flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DQKV_SANITIZE=thread) ;;
 esac
 

@@ -3,8 +3,8 @@
  *
  * Per layer (pre-LN), on packed rows x [N, C]:
  *   h       = Norm1(x)                                   LayerNorm (GPT-2) / RMSNorm (Llama)
- *   q, k, v = h Wq, h Wk, h Wv (+ biases)                GPT-2: column slices of c_attn, read in
- *                                                        place ([in, out], trans_b = 0)
+ *   q, k, v = h Wq, h Wk, h Wv (+ biases)                GPT-2: column slices of c_attn ([in,
+ *                                                        out]), each packed as its own matrix
  *   q, k    = RoPE(q, k) at positions len.. (Llama)      then k, v appended to the caches
  *   a       = softmax(q kᵀ · scale, causal) v            per sequence, against its cache
  *   x       = a Wo + bo + x                              residual fused in the GEMM epilogue
@@ -12,12 +12,13 @@
  *   x       = act(h W1 + b1) W2 + b2 + x                 GPT-2 MLP, bias + GELU fused
  *   x       = (silu(h Wgᵀ) ∘ h Wuᵀ) Wdᵀ + x              Llama SwiGLU, SiLU fused in the gate GEMM
  * then logits = NormF(x) Wteᵀ (or lm_headᵀ) for the rows asked for. Every matrix product is one
- * packed GEMM over the N new tokens of the whole batch. */
+ * GEMM over the N new tokens of the whole batch, on weights packed once at load. */
 #include "models/gpt.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
 #include "io/json.h"
+#include "io/safetensors.h"
 #include "nn/nn.h"
 #include "nn/positional.h"
 
@@ -385,6 +386,57 @@ static qkv_status load_weights(loader *L) {
     return QKV_OK;
 }
 
+/* op(W) [K, N] packed (trans 1: W [N, K] nn.Linear; 0: W [K, ldw] from column 0, Conv1D). */
+static qkv_status pack(const float *w, int trans, int64_t K, int64_t N, int64_t ldw,
+                       qkv_gemm_packed **p) {
+    return qkv__gemm_pack_b(NULL, trans, K, N, w, ldw, p);
+}
+
+/* Gives back the mapped pages of a packed [d0, d1] original (no-op for converted copies). */
+static void drop(const qkv_gpt *m, const float *w, int64_t d0, int64_t d1) {
+    qkv__safetensors_drop_pages(m->st, w, (size_t)d0 * (size_t)d1 * sizeof(float));
+}
+
+static qkv_status pack_weights(qkv_gpt *m) {
+    const qkv_gpt_config *c = &m->cfg;
+    const int64_t C = c->hidden_size, F = c->intermediate_size;
+    const int64_t Q = c->num_heads * c->head_dim, K = c->num_kv_heads * c->head_dim;
+    for (int64_t l = 0; l < c->num_layers; l++) {
+        qkv_gpt_layer *y = &m->layers[l];
+        if (c->arch == QKV_GPT_ARCH_GPT2) { /* Conv1D [in, out] */
+            QKV_TRY(pack(y->w_qkv, 0, C, C, 3 * C, &y->pq));
+            QKV_TRY(pack(y->w_qkv + C, 0, C, C, 3 * C, &y->pk));
+            QKV_TRY(pack(y->w_qkv + 2 * C, 0, C, C, 3 * C, &y->pv));
+            QKV_TRY(pack(y->wo, 0, C, C, C, &y->po));
+            QKV_TRY(pack(y->w_fc, 0, C, F, F, &y->p_fc));
+            QKV_TRY(pack(y->w_proj, 0, F, C, C, &y->p_proj));
+            drop(m, y->w_qkv, C, 3 * C);
+            drop(m, y->wo, C, C);
+            drop(m, y->w_fc, C, F);
+            drop(m, y->w_proj, F, C);
+        } else { /* nn.Linear [out, in] */
+            QKV_TRY(pack(y->wq, 1, C, Q, C, &y->pq));
+            QKV_TRY(pack(y->wk, 1, C, K, C, &y->pk));
+            QKV_TRY(pack(y->wv, 1, C, K, C, &y->pv));
+            QKV_TRY(pack(y->wo, 1, Q, C, Q, &y->po));
+            QKV_TRY(pack(y->w_gate, 1, C, F, C, &y->p_gate));
+            QKV_TRY(pack(y->w_up, 1, C, F, C, &y->p_up));
+            QKV_TRY(pack(y->w_down, 1, F, C, F, &y->p_down));
+            drop(m, y->wq, Q, C);
+            drop(m, y->wk, K, C);
+            drop(m, y->wv, K, C);
+            drop(m, y->wo, C, Q);
+            drop(m, y->w_gate, F, C);
+            drop(m, y->w_up, F, C);
+            drop(m, y->w_down, C, F);
+        }
+    }
+    QKV_TRY(pack(m->lm_head, 1, C, c->vocab_size, C, &m->p_head));
+    /* tied: the embedding lookups fault back in only the rows they read */
+    drop(m, m->lm_head, c->vocab_size, C);
+    return QKV_OK;
+}
+
 qkv_status qkv__gpt_load(const char *dir, qkv_gpt **out) {
     if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv__gpt_load: NULL argument");
     *out = NULL;
@@ -399,6 +451,7 @@ qkv_status qkv__gpt_load(const char *dir, qkv_gpt **out) {
         loader L = {m, path, ""};
         s = load_weights(&L);
     }
+    if (s == QKV_OK) s = pack_weights(m);
     if (s != QKV_OK) {
         qkv__gpt_free(m);
         return s;
@@ -411,6 +464,13 @@ void qkv__gpt_free(qkv_gpt *m) {
     if (!m) return;
     for (size_t i = 0; i < m->n_owned; i++) qkv__free(m->owned[i]);
     qkv__free(m->owned);
+    for (int64_t l = 0; m->layers && l < m->cfg.num_layers; l++) {
+        qkv_gpt_layer *y = &m->layers[l];
+        qkv_gemm_packed *p[] = {y->pq,     y->pk,     y->pv,   y->po,    y->p_fc,
+                                y->p_proj, y->p_gate, y->p_up, y->p_down};
+        for (size_t i = 0; i < sizeof p / sizeof *p; i++) qkv__gemm_packed_free(p[i]);
+    }
+    qkv__gemm_packed_free(m->p_head);
     qkv__free(m->layers);
     qkv_safetensors_close(m->st);
     qkv__free(m);
@@ -418,20 +478,19 @@ void qkv__gpt_free(qkv_gpt *m) {
 
 /* ---------------------------------------------------------------- forward */
 
-/* out [N, OC] (row stride ldo) = act(in [N, K] · op(W) + bias) + residual. W is [OC, K]
- * (nn.Linear, trans 1) or [K, ldw] read from column 0 (Conv1D slices, trans 0). residual ==
- * out (the residual stream updated in place) accumulates with beta = 1 instead: the GEMM
- * overwrites C before its epilogue would read the residual. */
+/* out [N, OC] (row stride ldo) = act(in [N, K] · op(W) + bias) + residual, op(W) [K, OC]
+ * prepacked. residual == out (the residual stream updated in place) accumulates with beta = 1
+ * instead: the GEMM would otherwise copy the residual aside first (callers pass act NONE). */
 static qkv_status linear(qkv_runtime *rt, float *out, int64_t ldo, const float *in, int64_t N,
-                         int64_t K, int64_t OC, const float *w, int64_t ldw, int trans,
-                         const float *bias, qkv_act act, const float *residual) {
+                         const qkv_gemm_packed *w, const float *bias, qkv_act act,
+                         const float *residual) {
     float beta = 0.0f;
     if (residual == out) {
         residual = NULL;
         beta = 1.0f;
     }
     qkv_gemm_epilogue e = {bias, act, residual, ldo};
-    return qkv__gemm_f32(rt, 0, trans, N, OC, K, 1.0f, in, K, w, ldw, beta, out, ldo, &e);
+    return qkv__gemm_f32_packed(rt, 0, N, in, qkv__gemm_packed_k(w), w, 1.0f, beta, out, ldo, &e);
 }
 
 static qkv_status norm(qkv_runtime *rt, const qkv_gpt *m, float *out, const float *in,
@@ -535,15 +594,13 @@ static qkv_status attention_block(qkv_runtime *rt, const qkv_gpt *m, int64_t l, 
     const int64_t Q = c->num_heads * D, K = c->num_kv_heads * D;
     QKV_TRY(norm(rt, m, h, x, y->ln1_w, y->ln1_b, N));
     if (c->arch == QKV_GPT_ARCH_GPT2) { /* c_attn [C, 3C]: columns q | k | v */
-        QKV_TRY(linear(rt, q, Q, h, N, C, Q, y->w_qkv, 3 * C, 0, y->b_qkv, QKV_ACT_NONE, NULL));
-        QKV_TRY(
-            linear(rt, k, K, h, N, C, K, y->w_qkv + C, 3 * C, 0, y->b_qkv + C, QKV_ACT_NONE, NULL));
-        QKV_TRY(linear(rt, v, K, h, N, C, K, y->w_qkv + 2 * C, 3 * C, 0, y->b_qkv + 2 * C,
-                       QKV_ACT_NONE, NULL));
+        QKV_TRY(linear(rt, q, Q, h, N, y->pq, y->b_qkv, QKV_ACT_NONE, NULL));
+        QKV_TRY(linear(rt, k, K, h, N, y->pk, y->b_qkv + C, QKV_ACT_NONE, NULL));
+        QKV_TRY(linear(rt, v, K, h, N, y->pv, y->b_qkv + 2 * C, QKV_ACT_NONE, NULL));
     } else {
-        QKV_TRY(linear(rt, q, Q, h, N, C, Q, y->wq, C, 1, NULL, QKV_ACT_NONE, NULL));
-        QKV_TRY(linear(rt, k, K, h, N, C, K, y->wk, C, 1, NULL, QKV_ACT_NONE, NULL));
-        QKV_TRY(linear(rt, v, K, h, N, C, K, y->wv, C, 1, NULL, QKV_ACT_NONE, NULL));
+        QKV_TRY(linear(rt, q, Q, h, N, y->pq, NULL, QKV_ACT_NONE, NULL));
+        QKV_TRY(linear(rt, k, K, h, N, y->pk, NULL, QKV_ACT_NONE, NULL));
+        QKV_TRY(linear(rt, v, K, h, N, y->pv, NULL, QKV_ACT_NONE, NULL));
     }
     for (int64_t s = 0; s < n_seq; s++) {
         qkv_kv_cache *kv = job->caches[s];
@@ -569,9 +626,7 @@ static qkv_status attention_block(qkv_runtime *rt, const qkv_gpt *m, int64_t l, 
     } else {
         for (int64_t s = 0; s < n_seq; s++) QKV_TRY(attend_one(rt, job, s));
     }
-    if (c->arch == QKV_GPT_ARCH_GPT2)
-        return linear(rt, x, C, att, N, Q, C, y->wo, C, 0, y->bo, QKV_ACT_NONE, x);
-    return linear(rt, x, C, att, N, Q, C, y->wo, Q, 1, NULL, QKV_ACT_NONE, x);
+    return linear(rt, x, C, att, N, y->po, y->bo, QKV_ACT_NONE, x); /* bo NULL for Llama */
 }
 
 /* The MLP half of layer l: x [N, C] += MLP(Norm2(x)); f1, f2 [N, F] scratch. */
@@ -582,14 +637,14 @@ static qkv_status mlp_block(qkv_runtime *rt, const qkv_gpt *m, int64_t l, int64_
     const int64_t C = c->hidden_size, F = c->intermediate_size;
     QKV_TRY(norm(rt, m, h, x, y->ln2_w, y->ln2_b, N));
     if (c->arch == QKV_GPT_ARCH_GPT2) {
-        QKV_TRY(linear(rt, f1, F, h, N, C, F, y->w_fc, F, 0, y->b_fc, c->act, NULL));
-        return linear(rt, x, C, f1, N, F, C, y->w_proj, C, 0, y->b_proj, QKV_ACT_NONE, x);
+        QKV_TRY(linear(rt, f1, F, h, N, y->p_fc, y->b_fc, c->act, NULL));
+        return linear(rt, x, C, f1, N, y->p_proj, y->b_proj, QKV_ACT_NONE, x);
     }
-    QKV_TRY(linear(rt, f1, F, h, N, C, F, y->w_gate, C, 1, NULL, QKV_ACT_SILU, NULL));
-    QKV_TRY(linear(rt, f2, F, h, N, C, F, y->w_up, C, 1, NULL, QKV_ACT_NONE, NULL));
+    QKV_TRY(linear(rt, f1, F, h, N, y->p_gate, NULL, QKV_ACT_SILU, NULL));
+    QKV_TRY(linear(rt, f2, F, h, N, y->p_up, NULL, QKV_ACT_NONE, NULL));
     const size_t nf = (size_t)N * (size_t)F;
     for (size_t i = 0; i < nf; i++) f1[i] *= f2[i];
-    return linear(rt, x, C, f1, N, F, C, y->w_down, F, 1, NULL, QKV_ACT_NONE, x);
+    return linear(rt, x, C, f1, N, y->p_down, NULL, QKV_ACT_NONE, x);
 }
 
 qkv_status qkv__gpt_forward(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *const *caches,
@@ -646,8 +701,7 @@ qkv_status qkv__gpt_forward(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *con
         }
         st = norm(rt, m, h, rows, m->lnf_w, m->lnf_b, R);
     }
-    if (st == QKV_OK)
-        st = linear(rt, logits, V, h, R, C, V, m->lm_head, C, 1, NULL, QKV_ACT_NONE, NULL);
+    if (st == QKV_OK) st = linear(rt, logits, V, h, R, m->p_head, NULL, QKV_ACT_NONE, NULL);
     if (st == QKV_OK)
         for (int64_t s = 0; s < n_seq; s++) caches[s]->len += lens[s];
     qkv__free(ws);

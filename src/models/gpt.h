@@ -8,7 +8,10 @@
  *     half-split "rotate_half" convention) with rope_theta, SwiGLU MLP, grouped-query attention,
  *     tied embeddings or an lm_head, no biases.
  * Weights stay in the mmapped file when stored as F32 (zero copy); F16/BF16 tensors are
- * converted to F32 once at load. Names may carry the "transformer." (GPT2LMHeadModel) or
+ * converted to F32 once at load. Every GEMM weight (the LM head too: Eᵀ once when tied) is then
+ * packed for the GEMM with the ISA active at load: decode runs one row per sequence, where
+ * packing per call cost more than the product. The mapped originals' pages are given back
+ * (embedding rows fault back in on lookup). Names may carry the "transformer." (GPT2LMHeadModel) or
  * "model." (LlamaForCausalLM) prefix, or none (GPT2Model / LlamaModel checkpoints).
  *
  * Forward works on PACKED sequences, as bert.c: the new tokens of all sequences one after
@@ -61,6 +64,10 @@ typedef struct qkv_gpt_layer {
     const float *w_proj, *b_proj; /* GPT-2 mlp.c_proj (F, C) [in, out], (C) */
     const float *w_gate, *w_up;   /* Llama (F, C), (F, C) */
     const float *w_down;          /* Llama (C, F) */
+    /* op(W) of each matrix packed once at load for the GEMM (forward uses only these; the
+     * mapped originals' pages are given back). GPT-2: pq/pk/pv are the column slices of
+     * c_attn, p_fc/p_proj the MLP; Llama: p_gate/p_up/p_down the MLP. */
+    qkv_gemm_packed *pq, *pk, *pv, *po, *p_fc, *p_proj, *p_gate, *p_up, *p_down;
 } qkv_gpt_layer;
 
 typedef struct qkv_gpt {
@@ -71,6 +78,7 @@ typedef struct qkv_gpt {
     qkv_gpt_layer *layers;      /* [L] */
     const float *lnf_w, *lnf_b; /* (C), (C) or NULL */
     const float *lm_head;       /* (V, C): wte when tied */
+    qkv_gemm_packed *p_head;    /* lm_headᵀ packed (K = C, N = V) */
     void **owned;               /* converted (F16/BF16 -> F32) tensors we allocated */
     size_t n_owned;
 } qkv_gpt;
