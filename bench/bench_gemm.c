@@ -3,10 +3,15 @@
  * One JSON line per shape and thread count:
  *   {"op":"gemm","M":..,"N":..,"K":..,"trans_b":..,"threads":..,"ms":median,"gflops":..,
  *    "peak_pct":..,"openblas_ms":..,"ratio_vs_openblas":openblas_ms/ms}
- * Usage: bench_gemm [--threads N] [--reps R] [--quick]
+ * Usage: bench_gemm [--threads N] [--reps R] [--quick] [--packed]
+ * --packed: the inference shapes instead (M in {1, 8, 16, 32, 64, 128}, x·Wᵀ), each timed three
+ * ways on the same data: the plain call (packs W every call), W prepacked once
+ * (qkv__gemm_f32_packed, "packed_ms") and prepacked with A always packed ("packed_pa_ms", the
+ * small-M kernel off), plus "pack_ms", the one-off cost of qkv__gemm_pack_b.
  * Peer: run with OPENBLAS_CORETYPE=SkylakeX (Debian's OpenBLAS misdetects this CPU) and
  * OPENBLAS_NUM_THREADS equal to --threads; the program sets both if unset. */
 #include "bench_util.h"
+#include "kernels/dispatch.h"
 #include "kernels/gemm.h"
 #include "qkv.h"
 
@@ -25,6 +30,66 @@ static double time_qkv(qkv_runtime *rt, int tb, int64_t M, int64_t N, int64_t K,
         t[r] = bench_now() - t0;
     }
     return bench_median(t, reps);
+}
+
+static double time_packed(qkv_runtime *rt, int64_t M, const float *A, const qkv_gemm_packed *P,
+                          float *C, int reps) {
+    double t[64];
+    int64_t K = qkv__gemm_packed_k(P), N = qkv__gemm_packed_n(P);
+    for (int r = 0; r < reps; r++) {
+        double t0 = bench_now();
+        qkv__gemm_f32_packed(rt, 0, M, A, K, P, 1.0f, 0.0f, C, N, NULL);
+        t[r] = bench_now() - t0;
+    }
+    return bench_median(t, reps);
+}
+
+/* The inference shapes: few rows against a weight stored [N, K] (x·Wᵀ). */
+static int run_packed(qkv_runtime *rt, int threads, int reps, double peak) {
+    const int64_t ms[] = {1, 8, 16, 32, 64, 128};
+    const int64_t nk[][2] = {{384, 384},  {1536, 384}, {384, 1536}, {768, 768},
+                             {3072, 768}, {768, 3072}, {50257, 768}};
+    qkv_gemm_config cfg, pa;
+    qkv__kernels()->gemm_f32_config(&cfg);
+    pa = cfg;
+    pa.ukr_rows = NULL;
+    for (size_t b = 0; b < sizeof nk / sizeof *nk; b++) {
+        int64_t N = nk[b][0], K = nk[b][1];
+        float *B = malloc(sizeof(float) * (size_t)(K * N));
+        float *A = malloc(sizeof(float) * (size_t)(128 * K));
+        float *C = malloc(sizeof(float) * (size_t)(128 * N));
+        if (!A || !B || !C) return 1;
+        bench_fill(A, (size_t)(128 * K), 1);
+        bench_fill(B, (size_t)(K * N), 2);
+        qkv_gemm_packed *P = NULL, *Q = NULL;
+        double t0 = bench_now();
+        if (qkv__gemm_pack_b(&cfg, 1, K, N, B, K, &P) != QKV_OK) return 1;
+        double pack_ms = (bench_now() - t0) * 1e3;
+        if (qkv__gemm_pack_b(&pa, 1, K, N, B, K, &Q) != QKV_OK) return 1;
+        for (size_t a = 0; a < sizeof ms / sizeof *ms; a++) {
+            int64_t M = ms[a];
+            double flops = 2.0 * (double)M * (double)N * (double)K;
+            time_qkv(rt, 1, M, N, K, A, B, C, 1);
+            double ms_u = time_qkv(rt, 1, M, N, K, A, B, C, reps) * 1e3;
+            time_packed(rt, M, A, P, C, 1);
+            double ms_p = time_packed(rt, M, A, P, C, reps) * 1e3;
+            time_packed(rt, M, A, Q, C, 1);
+            double ms_pa = time_packed(rt, M, A, Q, C, reps) * 1e3;
+            printf("{\"op\":\"gemm_packed\",\"M\":%lld,\"N\":%lld,\"K\":%lld,\"threads\":%d,"
+                   "\"arch\":\"%s\",\"unpacked_ms\":%.4f,\"packed_ms\":%.4f,"
+                   "\"packed_pa_ms\":%.4f,\"pack_ms\":%.3f,\"packed_gflops\":%.1f,"
+                   "\"packed_peak_pct\":%.1f,\"packed_gbps\":%.1f,\"speedup\":%.2f}\n",
+                   (long long)M, (long long)N, (long long)K, threads,
+                   qkv_arch_name(qkv_arch_active()), ms_u, ms_p, ms_pa, pack_ms, flops / ms_p / 1e6,
+                   100.0 * flops / ms_p / 1e6 / peak, 4.0 * (double)K * (double)N / ms_p / 1e6,
+                   ms_u / ms_p);
+            fflush(stdout);
+        }
+        qkv__gemm_packed_free(P);
+        qkv__gemm_packed_free(Q);
+        free(A), free(B), free(C);
+    }
+    return 0;
 }
 
 #if QKV_BENCH_OPENBLAS
@@ -59,6 +124,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_gemm: arch %s, %d thread(s), measured FMA peak %.1f GFLOP/s\n",
             qkv_arch_name(qkv_arch_active()), threads, peak);
 
+    if (bench_has_flag(argc, argv, "--packed")) {
+        int rc = run_packed(rt, threads, reps, peak);
+        qkv_runtime_free(rt);
+        return rc;
+    }
     /* x W^T is the Transformer's linear layer: B stored [N, K], trans_b = 1. */
     struct {
         int64_t M, N, K;

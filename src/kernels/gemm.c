@@ -11,7 +11,11 @@
  *         for jr in panel step NR:     B micro-panel (L1)
  *           for ir in block step MR:   micro-kernel on C[ic+ir.., jc+jr..]
  * The first K block applies the caller's beta, later ones beta = 1; the epilogue runs on each
- * C tile right after its last K block, while the tile is still in L1. */
+ * C tile right after its last K block, while the tile is still in L1.
+ * With a prepacked B (qkv__gemm_pack_b: the same panels for the whole matrix, built once) the
+ * "pack B panel" step becomes a pointer into it, and for few rows the micro-kernel reads A in
+ * place (cfg->ukr_rows) instead of "pack A block"; nothing else changes, which is why both
+ * paths give the same bits. */
 #include "kernels/gemm.h"
 
 #include "core/alloc.h"
