@@ -265,14 +265,14 @@ int main(void) {
     if (m) {
         CHECK_EQ_INT(m->cfg.arch, QKV_GPT_ARCH_GPT2);
         CHECK_EQ_INT(m->cfg.act, QKV_ACT_GELU_TANH);
-        CHECK(m->cfg.tied && m->lm_head == m->wte && m->n_owned == 0); /* F32: zero copy */
+        CHECK(m->cfg.tied && m->lm_head == m->wte && m->owned.n == 0); /* F32: zero copy */
         CHECK_EQ_INT(m->cfg.eos_token_id, 1);
     }
     qkv__gpt_free(m);
     CHECK_OK(qkv__gpt_load(FIXTURES "llama_tiny_untied", &m));
     if (m) {
         CHECK_EQ_INT(m->cfg.num_kv_heads, 2);
-        CHECK(!m->cfg.tied && m->lm_head != m->wte && m->n_owned > 0); /* BF16: converted */
+        CHECK(!m->cfg.tied && m->lm_head != m->wte && m->owned.n > 0); /* BF16: converted */
     }
     qkv__gpt_free(m);
     load_nomem();

@@ -7,6 +7,7 @@
  *   x       = LayerNorm(act(x W1ᵀ + b1) W2ᵀ + b2 + x)    bias + activation fused, then residual
  * Every matrix product is one GEMM over all N tokens of the batch, on weights packed at load. */
 #include "models/bert.h"
+#include "models/weights.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -137,46 +138,7 @@ typedef struct {
 static qkv_status get(loader *L, const char *name, int64_t d0, int64_t d1, const float **out) {
     char full[256];
     snprintf(full, sizeof full, "%s%s", L->prefix, name);
-    const qkv_st_tensor *t = qkv_safetensors_find(L->m->st, full);
-    int ndim = d1 ? 2 : 1;
-    if (!t)
-        return qkv__fail(QKV_ERR_FORMAT, "%s: missing tensor '%s' (expected shape [%lld%s%lld])",
-                         L->path, full, (long long)d0, d1 ? ", " : "", d1 ? (long long)d1 : 0LL);
-    if (t->ndim != ndim || t->shape[0] != d0 || (d1 && t->shape[1] != d1)) {
-        char got[128] = "";
-        size_t o = 0;
-        for (int i = 0; i < t->ndim && o < sizeof got - 24; i++)
-            o += (size_t)snprintf(got + o, sizeof got - o, "%s%lld", i ? ", " : "",
-                                  (long long)t->shape[i]);
-        return qkv__fail(QKV_ERR_FORMAT, "%s: tensor '%s' has shape [%s], expected [%lld%s%lld]",
-                         L->path, full, got, (long long)d0, d1 ? ", " : "",
-                         d1 ? (long long)d1 : 0LL);
-    }
-    size_t n = (size_t)d0 * (size_t)(d1 ? d1 : 1);
-    if (t->dtype == QKV_DTYPE_F32) {
-        *out = t->data;
-        return QKV_OK;
-    }
-    if (t->dtype != QKV_DTYPE_F16 && t->dtype != QKV_DTYPE_BF16)
-        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (F32, F16, BF16 only)",
-                         L->path, full, qkv_dtype_name(t->dtype));
-    float *f = qkv__alloc(n * sizeof(float));
-    void **grown = f ? qkv__alloc((L->m->n_owned + 1) * sizeof *grown) : NULL;
-    if (!f || !grown) {
-        qkv__free(f);
-        return qkv__fail(QKV_ERR_NOMEM, "%s: cannot convert tensor '%s'", L->path, full);
-    }
-    if (L->m->n_owned) memcpy(grown, L->m->owned, L->m->n_owned * sizeof *grown);
-    qkv__free(L->m->owned);
-    L->m->owned = grown;
-    L->m->owned[L->m->n_owned++] = f;
-    /* the mapping is only 8-byte aligned per tensor start; copy through the bulk converters */
-    if (t->dtype == QKV_DTYPE_F16)
-        qkv_f16_to_f32_n(t->data, f, n);
-    else
-        qkv_bf16_to_f32_n(t->data, f, n);
-    *out = f;
-    return QKV_OK;
+    return qkv__weight_f32(L->m->st, L->path, full, d0, d1, &L->m->owned, out);
 }
 
 static qkv_status load_weights(loader *L) {
@@ -278,8 +240,7 @@ qkv_status qkv__bert_load(const char *dir, qkv_bert **out) {
 
 void qkv__bert_free(qkv_bert *m) {
     if (!m) return;
-    for (size_t i = 0; i < m->n_owned; i++) qkv__free(m->owned[i]);
-    qkv__free(m->owned);
+    qkv__owned_weights_free(&m->owned);
     for (int64_t l = 0; m->layers && l < m->cfg.num_layers; l++) {
         qkv_bert_layer *y = &m->layers[l];
         qkv__gemm_packed_free(y->pq);

@@ -14,6 +14,7 @@
 #define QKV_MODELS_BERT_H
 
 #include "kernels/gemm.h"
+#include "models/weights.h"
 #include "qkv.h"
 
 #include <stdint.h>
@@ -42,8 +43,7 @@ typedef struct qkv_bert {
     const float *word_emb, *pos_emb, *type_emb, *emb_ln_w, *emb_ln_b; /* (V,C) (P,C) (TV,C) (C) */
     qkv_bert_layer *layers;                                           /* [num_layers] */
     const float *pool_w, *pool_b; /* pooler.dense, or NULL when the checkpoint has none */
-    void **owned;                 /* converted (F16/BF16 -> F32) tensors we allocated */
-    size_t n_owned;
+    qkv_owned_weights owned;      /* converted (F16/BF16 -> F32) tensors we allocated */
 } qkv_bert;
 
 /* Parses config.json of dir (a BERT-family config). Unsupported values are refused by field

@@ -14,6 +14,7 @@
  * then logits = NormF(x) Wteᵀ (or lm_headᵀ) for the rows asked for. Every matrix product is one
  * GEMM over the N new tokens of the whole batch, on weights packed once at load. */
 #include "models/gpt.h"
+#include "models/weights.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -263,45 +264,7 @@ static qkv_status get(loader *L, const char *prefix, const char *name, int64_t d
                       const float **out) {
     char full[256];
     snprintf(full, sizeof full, "%s%s", prefix, name);
-    const qkv_st_tensor *t = qkv_safetensors_find(L->m->st, full);
-    int ndim = d1 ? 2 : 1;
-    if (!t)
-        return qkv__fail(QKV_ERR_FORMAT, "%s: missing tensor '%s' (expected shape [%lld%s%lld])",
-                         L->path, full, (long long)d0, d1 ? ", " : "", d1 ? (long long)d1 : 0LL);
-    if (t->ndim != ndim || t->shape[0] != d0 || (d1 && t->shape[1] != d1)) {
-        char got[128] = "";
-        size_t o = 0;
-        for (int i = 0; i < t->ndim && o < sizeof got - 24; i++)
-            o += (size_t)snprintf(got + o, sizeof got - o, "%s%lld", i ? ", " : "",
-                                  (long long)t->shape[i]);
-        return qkv__fail(QKV_ERR_FORMAT, "%s: tensor '%s' has shape [%s], expected [%lld%s%lld]",
-                         L->path, full, got, (long long)d0, d1 ? ", " : "",
-                         d1 ? (long long)d1 : 0LL);
-    }
-    size_t n = (size_t)d0 * (size_t)(d1 ? d1 : 1);
-    if (t->dtype == QKV_DTYPE_F32) {
-        *out = t->data;
-        return QKV_OK;
-    }
-    if (t->dtype != QKV_DTYPE_F16 && t->dtype != QKV_DTYPE_BF16)
-        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (F32, F16, BF16 only)",
-                         L->path, full, qkv_dtype_name(t->dtype));
-    float *f = qkv__alloc(n * sizeof(float));
-    void **grown = f ? qkv__alloc((L->m->n_owned + 1) * sizeof *grown) : NULL;
-    if (!f || !grown) {
-        qkv__free(f);
-        return qkv__fail(QKV_ERR_NOMEM, "%s: cannot convert tensor '%s'", L->path, full);
-    }
-    if (L->m->n_owned) memcpy(grown, L->m->owned, L->m->n_owned * sizeof *grown);
-    qkv__free(L->m->owned);
-    L->m->owned = grown;
-    L->m->owned[L->m->n_owned++] = f;
-    if (t->dtype == QKV_DTYPE_F16)
-        qkv_f16_to_f32_n(t->data, f, n);
-    else
-        qkv_bf16_to_f32_n(t->data, f, n);
-    *out = f;
-    return QKV_OK;
+    return qkv__weight_f32(L->m->st, L->path, full, d0, d1, &L->m->owned, out);
 }
 
 static qkv_status load_gpt2(loader *L) {
@@ -462,8 +425,7 @@ qkv_status qkv__gpt_load(const char *dir, qkv_gpt **out) {
 
 void qkv__gpt_free(qkv_gpt *m) {
     if (!m) return;
-    for (size_t i = 0; i < m->n_owned; i++) qkv__free(m->owned[i]);
-    qkv__free(m->owned);
+    qkv__owned_weights_free(&m->owned);
     for (int64_t l = 0; m->layers && l < m->cfg.num_layers; l++) {
         qkv_gpt_layer *y = &m->layers[l];
         qkv_gemm_packed *p[] = {y->pq,     y->pk,     y->pv,   y->po,    y->p_fc,

@@ -25,6 +25,7 @@
 
 #include "kernels/gemm.h"
 #include "models/kv_cache.h"
+#include "models/weights.h"
 #include "qkv.h"
 
 #include <stdint.h>
@@ -79,8 +80,7 @@ typedef struct qkv_gpt {
     const float *lnf_w, *lnf_b; /* (C), (C) or NULL */
     const float *lm_head;       /* (V, C): wte when tied */
     qkv_gemm_packed *p_head;    /* lm_headᵀ packed (K = C, N = V) */
-    void **owned;               /* converted (F16/BF16 -> F32) tensors we allocated */
-    size_t n_owned;
+    qkv_owned_weights owned;    /* converted (F16/BF16 -> F32) tensors we allocated */
 } qkv_gpt;
 
 /* Parses config.json of dir. Unsupported values are refused by field name

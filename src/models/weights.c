@@ -1,0 +1,57 @@
+/* weights.c — one model tensor as F32 with an exact shape (see weights.h). */
+#include "models/weights.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+qkv_status qkv__weight_f32(qkv_safetensors *st, const char *path, const char *name, int64_t d0,
+                           int64_t d1, qkv_owned_weights *owned, const float **out) {
+    const qkv_st_tensor *t = qkv_safetensors_find(st, name);
+    int ndim = d1 ? 2 : 1;
+    if (!t)
+        return qkv__fail(QKV_ERR_FORMAT, "%s: missing tensor '%s' (expected shape [%lld%s%lld])",
+                         path, name, (long long)d0, d1 ? ", " : "", d1 ? (long long)d1 : 0LL);
+    if (t->ndim != ndim || t->shape[0] != d0 || (d1 && t->shape[1] != d1)) {
+        char got[128] = "";
+        size_t o = 0;
+        for (int i = 0; i < t->ndim && o < sizeof got - 24; i++)
+            o += (size_t)snprintf(got + o, sizeof got - o, "%s%lld", i ? ", " : "",
+                                  (long long)t->shape[i]);
+        return qkv__fail(QKV_ERR_FORMAT, "%s: tensor '%s' has shape [%s], expected [%lld%s%lld]",
+                         path, name, got, (long long)d0, d1 ? ", " : "", d1 ? (long long)d1 : 0LL);
+    }
+    size_t n = (size_t)d0 * (size_t)(d1 ? d1 : 1);
+    if (t->dtype == QKV_DTYPE_F32) {
+        *out = t->data;
+        return QKV_OK;
+    }
+    if (t->dtype != QKV_DTYPE_F16 && t->dtype != QKV_DTYPE_BF16)
+        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (F32, F16, BF16 only)",
+                         path, name, qkv_dtype_name(t->dtype));
+    float *f = qkv__alloc(n * sizeof(float));
+    void **grown = f ? qkv__alloc((owned->n + 1) * sizeof *grown) : NULL;
+    if (!f || !grown) {
+        qkv__free(f);
+        return qkv__fail(QKV_ERR_NOMEM, "%s: cannot convert tensor '%s'", path, name);
+    }
+    if (owned->n) memcpy(grown, owned->ptr, owned->n * sizeof *grown);
+    qkv__free(owned->ptr);
+    owned->ptr = grown;
+    owned->ptr[owned->n++] = f;
+    if (t->dtype == QKV_DTYPE_F16)
+        qkv_f16_to_f32_n(t->data, f, n);
+    else
+        qkv_bf16_to_f32_n(t->data, f, n);
+    *out = f;
+    return QKV_OK;
+}
+
+void qkv__owned_weights_free(qkv_owned_weights *owned) {
+    for (size_t i = 0; i < owned->n; i++) qkv__free(owned->ptr[i]);
+    qkv__free(owned->ptr);
+    owned->ptr = NULL;
+    owned->n = 0;
+}
