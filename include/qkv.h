@@ -374,10 +374,9 @@ typedef struct qkv_generate_stats {
  * range naming the field, a sequence too long for the context under QKV_CONTEXT_REFUSE),
  * NOMEM. On error, out and out_lens hold what was generated before it. */
 QKV_API qkv_status qkv_lm_generate_tokens(qkv_runtime *rt, const qkv_lm *lm, const int32_t *ids,
-                                          const int64_t *lens, size_t n,
-                                          const qkv_sampling *opts, qkv_token_fn on_token,
-                                          void *user, int32_t *out, int64_t *out_lens,
-                                          qkv_generate_stats *stats);
+                                          const int64_t *lens, size_t n, const qkv_sampling *opts,
+                                          qkv_token_fn on_token, void *user, int32_t *out,
+                                          int64_t *out_lens, qkv_generate_stats *stats);
 
 /* ---------------------------------------------------------------- tokenizer */
 
@@ -454,8 +453,7 @@ QKV_API size_t qkv_tokenizer_vocab_size(const qkv_tokenizer *tok);
 /* The token string of id (NUL-terminated, owned by tok), or NULL if there is none. */
 QKV_API const char *qkv_tokenizer_id_to_token(const qkv_tokenizer *tok, int32_t id);
 /* The id of token[0..len), or -1. */
-QKV_API int32_t qkv_tokenizer_token_to_id(const qkv_tokenizer *tok, const char *token,
-                                          size_t len);
+QKV_API int32_t qkv_tokenizer_token_to_id(const qkv_tokenizer *tok, const char *token, size_t len);
 
 typedef enum qkv_special_token {
     QKV_SPECIAL_UNK = 0,

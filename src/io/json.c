@@ -3,11 +3,14 @@
 #include "io/json.h"
 
 #include "core/alloc.h"
+#include "core/error.h"
 
 #include <jansson.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 static pthread_mutex_t json_lock = PTHREAD_MUTEX_INITIALIZER;
 static json_malloc_t saved_malloc;
@@ -56,6 +59,26 @@ int qkv__json_alloc_failed(void) { return alloc_failed; }
 void qkv__json_end(void) {
     json_set_alloc_funcs(saved_malloc, saved_free);
     pthread_mutex_unlock(&json_lock);
+}
+
+qkv_status qkv__json_load_file(const char *path, int optional, json_t **root) {
+    *root = NULL;
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        if (optional) return QKV_OK;
+        return qkv__fail(QKV_ERR_IO, "%s: cannot open", path);
+    }
+    json_error_t err;
+    *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    if (alloc_failed) {
+        json_decref(*root);
+        *root = NULL;
+        return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory while parsing", path);
+    }
+    if (*root) return QKV_OK;
+    if (err.line < 0 || strstr(err.text, "unable to open"))
+        return qkv__fail(QKV_ERR_IO, "%s: cannot read: %s", path, err.text);
+    return qkv__fail(QKV_ERR_FORMAT, "%s: line %d: %s", path, err.line, err.text);
 }
 
 int qkv__utf8_valid(const void *s, size_t len, size_t *bad) {

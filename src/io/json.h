@@ -8,13 +8,23 @@
 #ifndef QKV_IO_JSON_H
 #define QKV_IO_JSON_H
 
+#include "qkv.h"
+
 #include <stddef.h>
+
+struct json_t;
 
 void qkv__json_begin(void);
 /* 1 if an allocation made by jansson failed since qkv__json_begin(). jansson reports some
  * out-of-memory cases as parse errors; this tells NOMEM from a malformed document. */
 int qkv__json_alloc_failed(void);
 void qkv__json_end(void);
+
+/* Reads and parses the JSON file path (between qkv__json_begin/end; rejects duplicate keys).
+ * A missing file: QKV_OK with *root NULL if optional, else IO. Malformed: FORMAT with the line.
+ * Any allocation that failed inside jansson: NOMEM (the tree is thrown away). The caller
+ * json_decref()s *root. */
+qkv_status qkv__json_load_file(const char *path, int optional, struct json_t **root);
 
 /* Strict UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF). Returns 1
  * if s[0..len) is valid; else 0 and, if bad is not NULL, the offset of the first bad byte. */

@@ -105,23 +105,10 @@ qkv_status qkv__bert_config_load(const char *dir, qkv_bert_config *cfg) {
         return qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
     memset(cfg, 0, sizeof *cfg);
     qkv__json_begin();
-    json_error_t err;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
-    qkv_status s;
-    if (!root || qkv__json_alloc_failed()) {
-        /* jansson may survive a failed allocation with a damaged tree: any failure is NOMEM */
-        json_decref(root);
-        root = NULL;
-        if (qkv__json_alloc_failed())
-            s = qkv__fail(QKV_ERR_NOMEM, "%s: out of memory while parsing", path);
-        else if (err.line < 0 || strstr(err.text, "unable to open"))
-            s = qkv__fail(QKV_ERR_IO, "%s: cannot read: %s", path, err.text);
-        else
-            s = qkv__fail(QKV_ERR_FORMAT, "%s: line %d: %s", path, err.line, err.text);
-    } else {
-        s = parse_config(path, root, cfg);
-        json_decref(root);
-    }
+    json_t *root;
+    qkv_status s = qkv__json_load_file(path, 0, &root);
+    if (s == QKV_OK) s = parse_config(path, root, cfg);
+    json_decref(root);
     qkv__json_end();
     return s;
 }

@@ -19,31 +19,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Parses path as JSON; a missing file gives *root = NULL and QKV_OK when optional. */
-static qkv_status load_json(const char *path, int optional, json_t **root) {
-    *root = NULL;
-    struct stat sb;
-    if (stat(path, &sb) != 0) {
-        if (optional) return QKV_OK;
-        return qkv__fail(QKV_ERR_IO, "%s: cannot open", path);
-    }
-    json_error_t err;
-    *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
-    if (*root && !qkv__json_alloc_failed()) return QKV_OK;
-    if (qkv__json_alloc_failed()) {
-        /* jansson may survive a failed allocation with a damaged tree: any failure is NOMEM */
-        json_decref(*root);
-        *root = NULL;
-        return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", path);
-    }
-    return qkv__fail(QKV_ERR_FORMAT, "%s: line %d: %s", path, err.line, err.text);
-}
-
 static qkv_status read_pooling(const char *dir, const char *sub, qkv_model *m) {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s/config.json", dir, sub);
     json_t *root;
-    QKV_TRY(load_json(path, 0, &root));
+    QKV_TRY(qkv__json_load_file(path, 0, &root));
     static const struct {
         const char *key;
         qkv_pool_mode mode;
@@ -78,7 +58,7 @@ static qkv_status read_pipeline(const char *dir, qkv_model *m) {
     m->normalize = 0;
     m->max_seq_len = m->bert->cfg.max_position;
     snprintf(path, sizeof path, "%s/modules.json", dir);
-    QKV_TRY(load_json(path, 1, &root));
+    QKV_TRY(qkv__json_load_file(path, 1, &root));
     if (!root) return QKV_OK; /* a plain Hugging Face encoder */
     qkv_status s = QKV_OK;
     if (!json_is_array(root)) s = qkv__fail(QKV_ERR_FORMAT, "%s: not a JSON array", path);
@@ -107,7 +87,7 @@ static qkv_status read_pipeline(const char *dir, qkv_model *m) {
     json_decref(root);
     if (s != QKV_OK) return s;
     snprintf(path, sizeof path, "%s/sentence_bert_config.json", dir);
-    QKV_TRY(load_json(path, 1, &root));
+    QKV_TRY(qkv__json_load_file(path, 1, &root));
     if (root) {
         json_t *msl = json_object_get(root, "max_seq_length");
         if (json_is_integer(msl) && json_integer_value(msl) > 0 &&
