@@ -37,5 +37,9 @@ void cmd_inspect_help(void);
 int cmd_tokenize(int argc, char **argv);
 void cmd_tokenize_help(void); /* also covers `qkv tokenizer train` */
 int cmd_tokenizer(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+void cmd_data_help(void);
+int cmd_train(int argc, char **argv);
+void cmd_train_help(void);
 
 #endif

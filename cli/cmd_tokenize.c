@@ -327,7 +327,7 @@ static void train_progress(void *ctx, double f) {
     fflush(stderr);
 }
 
-static int cmd_train(int argc, char **argv) {
+static int cmd_bpe_train(int argc, char **argv) {
     int64_t vocab = 0, minf = 0;
     const char *out = NULL;
     const char **files = calloc((size_t)argc, sizeof *files);
@@ -372,6 +372,6 @@ static int cmd_train(int argc, char **argv) {
 
 int cmd_tokenizer(int argc, char **argv) {
     if (argc < 2) return cli_usage_error("tokenizer", "expected a subcommand: train");
-    if (strcmp(argv[1], "train") == 0) return cmd_train(argc - 1, argv + 1);
+    if (strcmp(argv[1], "train") == 0) return cmd_bpe_train(argc - 1, argv + 1);
     return cli_usage_error("tokenizer", "unknown subcommand '%s' (expected: train)", argv[1]);
 }

@@ -22,6 +22,10 @@ static const cli_command commands[] = {
      cmd_tokenize, cmd_tokenize_help},
     {"tokenizer", "tokenizer tools: `qkv tokenizer train` learns a byte-level BPE", cmd_tokenizer,
      cmd_tokenize_help},
+    {"data", "datasets for training: `qkv data prepare` tokenizes text into shards", cmd_data,
+     cmd_data_help},
+    {"train", "train a GPT-2 (from scratch or a checkpoint) on a prepared dataset", cmd_train,
+     cmd_train_help},
 };
 static const size_t n_commands = sizeof commands / sizeof commands[0];
 

@@ -525,6 +525,169 @@ QKV_API qkv_status qkv_attention_backward(qkv_runtime *rt, const qkv_attention_d
 QKV_API qkv_status qkv_attention_probs(qkv_runtime *rt, const qkv_attention_desc *d, const float *q,
                                        const float *k, float *p);
 
+/* ---------------------------------------------------------------- datasets */
+
+/* A tokenized corpus: binary shards of token ids written once by qkv_data_prepare, read by
+ * memory map (shards may be larger than memory). DIR holds meta.json (tokenizer, vocab size,
+ * token counts, the split), train_NNNNN.bin and val_NNNNN.bin (docs/TRAINING.md has the
+ * format). Documents are joined with the tokenizer's end-of-text id between them. */
+typedef struct qkv_data_options {
+    double val_fraction;  /* share of documents sent to the validation split (0.05) */
+    const char *split_on; /* a line equal to this separates documents (e.g. "%" for fortune
+                             files); NULL: each file is one document */
+    int64_t shard_tokens; /* tokens per shard file at most (0: 100,000,000) */
+    uint64_t seed;        /* which documents go to validation (a pure function of it) */
+    /* where tok was loaded from, recorded in meta.json (a tokenizer does not know its own
+     * path); NULL: not recorded */
+    const char *tokenizer_path;
+} qkv_data_options;
+QKV_API void qkv_data_default_options(qkv_data_options *o);
+
+typedef struct qkv_data_stats {
+    int64_t documents[2]; /* train, validation */
+    int64_t tokens[2];
+    int64_t bytes_read;
+} qkv_data_stats;
+
+/* Tokenizes files[0..n_files) with tok and writes out_dir (created if missing; existing shards
+ * of an earlier run are replaced atomically). Errors: INVALID_ARG, IO (with the path), NOMEM.
+ * stats may be NULL; progress (may be NULL) gets the fraction of bytes done. */
+QKV_API qkv_status qkv_data_prepare(const qkv_tokenizer *tok, const char *const *files,
+                                    size_t n_files, const qkv_data_options *opts,
+                                    const char *out_dir, qkv_data_stats *stats,
+                                    qkv_progress_fn progress, void *progress_ctx);
+
+typedef struct qkv_dataset qkv_dataset;
+typedef enum qkv_split { QKV_SPLIT_TRAIN = 0, QKV_SPLIT_VAL = 1 } qkv_split;
+
+/* Opens one split of a prepared directory. Malformed or truncated shards and ids outside the
+ * vocabulary of meta.json are refused (FORMAT, naming the file). */
+QKV_API qkv_status qkv_dataset_open(const char *dir, qkv_split split, qkv_dataset **out);
+QKV_API void qkv_dataset_close(qkv_dataset *ds);
+QKV_API int64_t qkv_dataset_tokens(const qkv_dataset *ds);
+QKV_API int64_t qkv_dataset_vocab_size(const qkv_dataset *ds);
+/* B windows of T + 1 consecutive tokens at positions drawn uniformly from the whole split:
+ * ids[b, t] = window[t], targets[b, t] = window[t + 1] (ids, targets [B, T]). The draw is a
+ * pure function of (seed, index): batch `index` is the same on every run, resumed or not.
+ * INVALID_ARG if the split has fewer than T + 1 tokens. */
+QKV_API qkv_status qkv_dataset_sample(const qkv_dataset *ds, uint64_t seed, uint64_t index,
+                                      int64_t B, int64_t T, int32_t *ids, int32_t *targets);
+/* The index-th batch of B consecutive, non-overlapping windows from the start (for
+ * validation: batches 0.. cover the split in order); returns INVALID_ARG past the end.
+ * qkv_dataset_batches gives how many such batches exist. */
+QKV_API qkv_status qkv_dataset_sequential(const qkv_dataset *ds, int64_t index, int64_t B,
+                                          int64_t T, int32_t *ids, int32_t *targets);
+QKV_API int64_t qkv_dataset_batches(const qkv_dataset *ds, int64_t B, int64_t T);
+
+/* ---------------------------------------------------------------- training */
+
+/* Training a GPT-2 (the Hugging Face GPT2LMHeadModel: pre-LN blocks, learned positions, tanh
+ * GELU, LM head tied to the token embedding, no dropout) from scratch or from a checkpoint.
+ * Parameters, gradients and the AdamW moments live in flat F32 buffers, one tensor per
+ * Hugging Face parameter name. Every step is deterministic: for one thread count and ISA the
+ * same inputs give bit-identical losses and weights, so a resumed run equals an uninterrupted
+ * one. docs/TRAINING.md has the math and the policies. */
+typedef struct qkv_trainer qkv_trainer;
+
+typedef struct qkv_gpt2_shape {
+    int64_t vocab_size;  /* V */
+    int64_t n_positions; /* P: longest sequence */
+    int64_t n_embd;      /* C */
+    int64_t n_layer;     /* L */
+    int64_t n_head;      /* H (divides C) */
+} qkv_gpt2_shape;
+
+/* Fresh weights initialized as transformers does: matrices and embeddings N(0, 0.02), the
+ * two c_proj matrices of each block N(0, 0.02/sqrt(2L)), biases 0, LayerNorms 1 and 0; a
+ * pure function of seed. */
+QKV_API qkv_status qkv_trainer_new(const qkv_gpt2_shape *shape, uint64_t seed, qkv_trainer **out);
+/* Starts from a Hugging Face GPT-2 directory (config.json + model.safetensors; F32/F16/BF16).
+ * Configurations training cannot reproduce (not gpt2, other activations, untied head, a
+ * custom attention scale, n_inner != 4C) are refused with UNSUPPORTED naming the field. */
+QKV_API qkv_status qkv_trainer_load_hf(const char *dir, qkv_trainer **out);
+QKV_API void qkv_trainer_free(qkv_trainer *t);
+QKV_API void qkv_trainer_get_shape(const qkv_trainer *t, qkv_gpt2_shape *shape);
+/* Optimizer steps taken (0 for a new trainer; restored by qkv_trainer_restore). */
+QKV_API int64_t qkv_trainer_steps(const qkv_trainer *t);
+
+/* What the forward keeps for the backward. NONE keeps every activation of every layer (fast,
+ * most memory); LAYERS keeps only each block's input and recomputes the block's forward
+ * during the backward (about one more forward of compute, activations of one block). */
+typedef enum qkv_recompute { QKV_RECOMPUTE_NONE = 0, QKV_RECOMPUTE_LAYERS = 1 } qkv_recompute;
+
+/* Allocates activations for micro-batches of up to B sequences of T tokens (T <= n_positions).
+ * Called again with a larger size it reallocates. The bytes of activations and scratch are
+ * returned in *bytes (may be NULL). */
+QKV_API qkv_status qkv_trainer_reserve(qkv_trainer *t, int64_t B, int64_t T, qkv_recompute policy,
+                                       size_t *bytes);
+/* Sets every gradient to 0. */
+QKV_API void qkv_trainer_zero_grad(qkv_trainer *t);
+/* One micro-batch: the forward of ids [B, T], the mean cross-entropy against targets [B, T]
+ * (ids in [0, V); a target of -1 is ignored), and the backward, which ADDS scale times the
+ * gradient of that mean loss to the gradients (scale 1/k for k accumulated micro-batches).
+ * *loss gets the mean loss. Reserves on demand. */
+QKV_API qkv_status qkv_trainer_forward_backward(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,
+                                                const int32_t *targets, int64_t B, int64_t T,
+                                                float scale, float *loss);
+/* The forward only: the mean loss of a batch (validation). Gradients are untouched. */
+QKV_API qkv_status qkv_trainer_eval(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,
+                                    const int32_t *targets, int64_t B, int64_t T, float *loss);
+/* The logits [B*T, V] of the last forward (forward_backward turns them into gradients; valid
+ * after qkv_trainer_eval only). */
+QKV_API const float *qkv_trainer_logits(const qkv_trainer *t);
+
+/* The global L2 norm of all gradients in *norm; when max_norm > 0 every gradient is then
+ * multiplied by min(1, max_norm / (norm + 1e-6)) (torch.nn.utils.clip_grad_norm_). */
+QKV_API qkv_status qkv_trainer_clip_grad_norm(qkv_runtime *rt, qkv_trainer *t, float max_norm,
+                                              float *norm);
+
+/* torch.optim.AdamW (decoupled weight decay, bias correction, eps added to the corrected
+ * sqrt(v)). Decay applies to the matrices and embeddings only, never to biases and LayerNorm
+ * parameters (the usual two parameter groups). */
+typedef struct qkv_adamw {
+    float beta1, beta2, eps, weight_decay;
+} qkv_adamw;
+/* torch's defaults: 0.9, 0.999, 1e-8, 0.01. */
+QKV_API void qkv_adamw_defaults(qkv_adamw *hp);
+QKV_API qkv_status qkv_trainer_adamw_step(qkv_runtime *rt, qkv_trainer *t, const qkv_adamw *hp,
+                                          float lr);
+
+/* Learning rate of step s (0-based) of total: linear warmup lr_max·(s+1)/warmup for
+ * s < warmup, then constant, or cosine / linear decay from lr_max to lr_min at s = total. */
+typedef enum qkv_lr_decay {
+    QKV_LR_CONSTANT = 0,
+    QKV_LR_COSINE = 1,
+    QKV_LR_LINEAR = 2
+} qkv_lr_decay;
+typedef struct qkv_lr_schedule {
+    double lr_max, lr_min;
+    int64_t warmup, total;
+    qkv_lr_decay decay;
+} qkv_lr_schedule;
+QKV_API double qkv_lr_at(const qkv_lr_schedule *s, int64_t step);
+
+/* The parameter tensors in a fixed order, named as GPT2LMHeadModel.named_parameters(). */
+typedef struct qkv_param_info {
+    const char *name;
+    int ndim;
+    int64_t shape[2];
+    int64_t numel;
+    float *data, *grad;
+    int decay; /* 1 if AdamW decays it */
+} qkv_param_info;
+QKV_API size_t qkv_trainer_param_count(const qkv_trainer *t);
+QKV_API qkv_status qkv_trainer_param(qkv_trainer *t, size_t i, qkv_param_info *info);
+
+/* A checkpoint is one safetensors file: the parameters, AdamW's moments, the step count and a
+ * caller JSON string (e.g. the run's configuration and data position), written atomically
+ * (temporary file, fsync, rename): a crash leaves the previous file intact. */
+QKV_API qkv_status qkv_trainer_save(const qkv_trainer *t, const char *path, const char *user_json);
+/* *user_json (may be NULL) gets a copy to free with qkv_free. */
+QKV_API qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char **user_json);
+/* Writes dir/config.json and dir/model.safetensors that transformers' GPT2LMHeadModel (and
+ * qkv_lm_load) load; eot_id (or -1) becomes bos/eos_token_id. */
+QKV_API qkv_status qkv_trainer_export_hf(const qkv_trainer *t, const char *dir, int32_t eot_id);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,745 @@
+/* cmd_train.c — `qkv train`: train a GPT-2 from scratch or from a Hugging Face checkpoint on
+ * a dataset prepared by `qkv data prepare`.
+ *
+ * A run lives in one directory (--out RUN):
+ *   config.json                 the effective configuration (also stored in every checkpoint)
+ *   metrics.jsonl               one JSON object per step (loss, lr, grad_norm, tokens/s) and
+ *                               per validation (val_loss, val_ppl)
+ *   loss.svg                    train and validation loss curves, redrawn at each validation
+ *   ckpt_NNNNNNNN.safetensors   checkpoints (weights + AdamW state + config), the last --keep
+ *   model/                      the final model as a Hugging Face GPT-2 directory (+ tokenizer)
+ * Batches are a pure function of (seed, step), and every kernel is deterministic, so
+ * `--resume` continues exactly where the checkpoint left off: the same losses as a run that
+ * was never interrupted. Ctrl-C / SIGTERM finish the current step, save, and exit; a second
+ * Ctrl-C kills at once (the last checkpoint is intact: they are written atomically). A loss or
+ * gradient norm that is not finite stops the run before the update, keeping the last good
+ * checkpoint. */
+#include "cli.h"
+#include "plot.h"
+#include "textio.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void cmd_train_help(void) {
+    printf(
+        "Usage: qkv train --data DIR --out RUN [options]\n"
+        "       qkv train --resume --out RUN [--steps N] [...]\n"
+        "       qkv train --config FILE [options]\n\n"
+        "Trains a GPT-2 (pre-LN, learned positions, tied LM head) with AdamW on a dataset made\n"
+        "by `qkv data prepare`, from scratch or from a Hugging Face GPT-2 directory (--init).\n"
+        "Writes RUN/metrics.jsonl, RUN/loss.svg, checkpoints RUN/ckpt_*.safetensors and, at the\n"
+        "end, RUN/model/ (a Hugging Face directory for `qkv generate` and transformers).\n\n"
+        "Run:\n"
+        "  --data DIR            prepared dataset (train and val splits)\n"
+        "  --out RUN             run directory (created; must not hold a run unless --resume)\n"
+        "  --resume              continue RUN from its latest checkpoint, bit for bit; only\n"
+        "                        --steps and the logging/eval/save/thread options may change\n"
+        "  --config FILE         JSON object of these options (keys with _ or -); flags win\n"
+        "  --init DIR            start from a Hugging Face GPT-2 directory\n"
+        "Model (from scratch; the vocabulary comes from the dataset):\n"
+        "  --n-layer N (4)  --n-head N (4)  --n-embd N (128)  --n-positions N (= --seq)\n"
+        "Batches:\n"
+        "  --batch B (8)         sequences per micro-batch\n"
+        "  --seq T (128)         tokens per sequence\n"
+        "  --accum K (1)         micro-batches accumulated per step (batch = B*K sequences)\n"
+        "  --recompute none|layers   keep all activations (default) or recompute each block\n"
+        "                        in the backward (less memory, ~30%% more compute)\n"
+        "Optimizer (torch.optim.AdamW; no decay on biases and LayerNorms):\n"
+        "  --steps N (1000)  --lr X (1e-3)  --min-lr X (1e-4)  --warmup N (100)\n"
+        "  --decay cosine|linear|constant (cosine)  --weight-decay X (0.1)\n"
+        "  --beta1 X (0.9)  --beta2 X (0.95)  --eps X (1e-8)  --clip X (1.0; 0 = off)\n"
+        "  --seed S (1234)       initialization and batch sampling\n"
+        "Progress and checkpoints:\n"
+        "  --eval-every N (100)  validation loss every N steps and at the end (0 = end only)\n"
+        "  --eval-batches N (20) validation batches per evaluation\n"
+        "  --save-every N (200)  checkpoint every N steps (and at the end, and on Ctrl-C)\n"
+        "  --keep K (3)          checkpoints kept\n"
+        "  --log-every N (10)    progress lines when stderr is not a terminal\n"
+        "  --threads N           threads (default: QKV_NUM_THREADS or all CPUs)\n\n"
+        "Exit codes: 0 done, 1 failure (e.g. loss became NaN), 2 bad input or usage,\n"
+        "130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint.\n");
+}
+
+/* ---------------------------------------------------------------- options */
+
+typedef struct train_cfg {
+    char data[1024], out[1024], init[1024], decay[16], recompute[16];
+    long n_layer, n_head, n_embd, n_positions;
+    long batch, seq, accum, steps, warmup;
+    long eval_every, eval_batches, save_every, keep, log_every, threads;
+    double lr, min_lr, weight_decay, beta1, beta2, eps, clip;
+    unsigned long long seed;
+} train_cfg;
+
+typedef enum { O_STR, O_LONG, O_DBL, O_U64 } opt_kind;
+typedef struct {
+    const char *name;
+    opt_kind kind;
+    size_t off, size;
+    double lo, hi;
+    int resumable; /* may change on --resume */
+} opt_def;
+
+#define S_(f) O_STR, offsetof(train_cfg, f), sizeof(((train_cfg *)0)->f), 0, 0
+#define L_(f, lo, hi) O_LONG, offsetof(train_cfg, f), 0, lo, hi
+#define D_(f, lo, hi) O_DBL, offsetof(train_cfg, f), 0, lo, hi
+static const opt_def OPTS[] = {
+    {"data", S_(data), 0},
+    {"out", S_(out), 0},
+    {"init", S_(init), 0},
+    {"decay", S_(decay), 0},
+    {"recompute", S_(recompute), 1},
+    {"n-layer", L_(n_layer, 1, 1024), 0},
+    {"n-head", L_(n_head, 1, 1024), 0},
+    {"n-embd", L_(n_embd, 1, 65536), 0},
+    {"n-positions", L_(n_positions, 0, 1 << 20), 0},
+    {"batch", L_(batch, 1, 1 << 16), 0},
+    {"seq", L_(seq, 1, 1 << 20), 0},
+    {"accum", L_(accum, 1, 1 << 16), 0},
+    {"steps", L_(steps, 1, 1e12), 1},
+    {"warmup", L_(warmup, 0, 1e12), 0},
+    {"eval-every", L_(eval_every, 0, 1e12), 1},
+    {"eval-batches", L_(eval_batches, 1, 1e9), 1},
+    {"save-every", L_(save_every, 0, 1e12), 1},
+    {"keep", L_(keep, 1, 1e6), 1},
+    {"log-every", L_(log_every, 1, 1e12), 1},
+    {"threads", L_(threads, 0, 4096), 1},
+    {"lr", D_(lr, 0, 10), 0},
+    {"min-lr", D_(min_lr, 0, 10), 0},
+    {"weight-decay", D_(weight_decay, 0, 10), 0},
+    {"beta1", D_(beta1, 0, 0.999999), 0},
+    {"beta2", D_(beta2, 0, 0.999999), 0},
+    {"eps", D_(eps, 0, 1), 0},
+    {"clip", D_(clip, 0, 1e9), 0},
+    {"seed", O_U64, offsetof(train_cfg, seed), 0, 0, 0, 0},
+};
+#define N_OPTS (sizeof OPTS / sizeof *OPTS)
+
+static void cfg_defaults(train_cfg *c) {
+    memset(c, 0, sizeof *c);
+    strcpy(c->decay, "cosine");
+    strcpy(c->recompute, "none");
+    c->n_layer = 4, c->n_head = 4, c->n_embd = 128, c->n_positions = 0;
+    c->batch = 8, c->seq = 128, c->accum = 1, c->steps = 1000, c->warmup = 100;
+    c->eval_every = 100, c->eval_batches = 20, c->save_every = 200, c->keep = 3;
+    c->log_every = 10, c->threads = 0;
+    c->lr = 1e-3, c->min_lr = 1e-4, c->weight_decay = 0.1, c->beta1 = 0.9, c->beta2 = 0.95;
+    c->eps = 1e-8, c->clip = 1.0, c->seed = 1234;
+}
+
+static const opt_def *find_opt(const char *name) {
+    char n[64];
+    size_t i = 0;
+    for (; name[i] && i < sizeof n - 1; i++) n[i] = name[i] == '_' ? '-' : name[i];
+    n[i] = 0;
+    for (size_t k = 0; k < N_OPTS; k++)
+        if (strcmp(OPTS[k].name, n) == 0) return &OPTS[k];
+    return NULL;
+}
+
+/* Sets one option from text; returns 0 or prints why and returns EXIT_USAGE. */
+static int set_opt(train_cfg *c, const opt_def *o, const char *val, const char *from) {
+    char *base = (char *)c + o->off, *end = NULL;
+    errno = 0;
+    switch (o->kind) {
+    case O_STR:
+        if (strlen(val) >= o->size)
+            return cli_usage_error("train", "%s: value of %s is too long", from, o->name);
+        strcpy(base, val);
+        return 0;
+    case O_LONG: {
+        double x = strtod(val, &end);
+        if (errno || end == val || *end || x != floor(x) || x < o->lo || x > o->hi)
+            return cli_usage_error("train",
+                                   "%s: %s must be a whole number in [%.0f, %.0f], not '%s'", from,
+                                   o->name, o->lo, o->hi, val);
+        *(long *)base = (long)x;
+        return 0;
+    }
+    case O_DBL: {
+        double x = strtod(val, &end);
+        if (errno || end == val || *end || !(x >= o->lo && x <= o->hi))
+            return cli_usage_error("train", "%s: %s must be a number in [%g, %g], not '%s'", from,
+                                   o->name, o->lo, o->hi, val);
+        *(double *)base = x;
+        return 0;
+    }
+    case O_U64: {
+        unsigned long long x = strtoull(val, &end, 10);
+        if (errno || end == val || *end || val[0] == '-')
+            return cli_usage_error("train", "%s: %s must be a whole number >= 0, not '%s'", from,
+                                   o->name, val);
+        *(unsigned long long *)base = x;
+        return 0;
+    }
+    }
+    return 0;
+}
+
+/* Applies a JSON object of options. */
+static int apply_json(train_cfg *c, json_t *root, const char *from, int resuming) {
+    if (!json_is_object(root))
+        return cli_usage_error("train", "%s: the configuration must be a JSON object", from);
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        const opt_def *o = find_opt(key);
+        if (!o) return cli_usage_error("train", "%s: unknown option '%s'", from, key);
+        if (resuming && strcmp(o->name, "out") == 0) continue;
+        char buf[1100];
+        if (json_is_string(v))
+            snprintf(buf, sizeof buf, "%s", json_string_value(v));
+        else if (json_is_integer(v))
+            snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
+        else if (json_is_real(v))
+            snprintf(buf, sizeof buf, "%.17g", json_real_value(v));
+        else if (json_is_null(v))
+            continue;
+        else
+            return cli_usage_error("train", "%s: option '%s' must be a string or a number", from,
+                                   key);
+        int rc = set_opt(c, o, buf, from);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* The configuration as a JSON object (checkpoint "user" metadata and RUN/config.json). */
+static char *cfg_json(const train_cfg *c) {
+    json_t *o = json_object();
+    for (size_t k = 0; k < N_OPTS; k++) {
+        const opt_def *d = &OPTS[k];
+        const char *base = (const char *)c + d->off;
+        json_t *v = NULL;
+        switch (d->kind) {
+        case O_STR: v = json_string(base); break;
+        case O_LONG: v = json_integer(*(const long *)base); break;
+        case O_DBL: v = json_real(*(const double *)base); break;
+        case O_U64: {
+            char s[32];
+            snprintf(s, sizeof s, "%llu", *(const unsigned long long *)base);
+            v = json_string(s);
+            break;
+        }
+        }
+        json_object_set_new(o, d->name, v);
+    }
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return s;
+}
+
+/* ---------------------------------------------------------------- run directory */
+
+static volatile sig_atomic_t g_signal = 0;
+static void on_signal(int sig) { g_signal = sig; }
+
+/* The highest step of RUN/ckpt_*.safetensors, or -1. */
+static long latest_ckpt(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    long best = -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long s;
+        char tail[32];
+        if (sscanf(e->d_name, "ckpt_%ld.safetens%31s", &s, tail) == 2 && strcmp(tail, "ors") == 0 &&
+            s > best)
+            best = s;
+    }
+    closedir(d);
+    return best;
+}
+
+/* Keeps the newest `keep` checkpoints and removes leftovers of interrupted writes. */
+static void prune(const char *dir, long keep) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    long steps[4096];
+    int n = 0;
+    struct dirent *e;
+    char path[2048];
+    while ((e = readdir(d))) {
+        long s;
+        char tail[32];
+        if (strstr(e->d_name, ".safetensors.tmp.") && strncmp(e->d_name, "ckpt_", 5) == 0) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        } else if (sscanf(e->d_name, "ckpt_%ld.safetens%31s", &s, tail) == 2 &&
+                   strcmp(tail, "ors") == 0 && n < 4096)
+            steps[n++] = s;
+    }
+    closedir(d);
+    for (int i = 0; i < n; i++) {
+        int newer = 0;
+        for (int j = 0; j < n; j++) newer += steps[j] > steps[i];
+        if (newer >= keep) {
+            snprintf(path, sizeof path, "%s/ckpt_%08ld.safetensors", dir, steps[i]);
+            unlink(path);
+        }
+    }
+}
+
+typedef struct curve {
+    double *x, *y;
+    int64_t n, cap;
+} curve;
+
+static void curve_add(curve *c, double x, double y) {
+    if (c->n == c->cap) {
+        int64_t cap = c->cap ? 2 * c->cap : 256;
+        double *nx = realloc(c->x, (size_t)cap * sizeof *nx);
+        if (!nx) return;
+        c->x = nx;
+        double *ny = realloc(c->y, (size_t)cap * sizeof *ny);
+        if (!ny) return;
+        c->y = ny;
+        c->cap = cap;
+    }
+    c->x[c->n] = x;
+    c->y[c->n++] = y;
+}
+
+/* Keeps the metrics lines of steps <= upto (a resumed run rewrites what came after) and
+ * reloads the curves from them. */
+static int metrics_reload(const char *path, long upto, curve *tr, curve *va) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char tmp[2100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *o = fopen(tmp, "w");
+    if (!o) {
+        fclose(f);
+        return -1;
+    }
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        json_t *j = json_loads(line, 0, NULL);
+        json_t *st = j ? json_object_get(j, "step") : NULL;
+        if (json_is_integer(st) && json_integer_value(st) <= upto) {
+            fputs(line, o);
+            double x = (double)json_integer_value(st);
+            json_t *l = json_object_get(j, "loss"), *v = json_object_get(j, "val_loss");
+            if (json_is_number(l)) curve_add(tr, x, json_number_value(l));
+            if (json_is_number(v)) curve_add(va, x, json_number_value(v));
+        }
+        json_decref(j);
+    }
+    fclose(f);
+    if (fclose(o) != 0 || rename(tmp, path) != 0) return -1;
+    return 0;
+}
+
+static void draw(const char *run, const curve *tr, const curve *va) {
+    char path[2048];
+    snprintf(path, sizeof path, "%s/loss.svg", run);
+    cli_series s[2] = {{"train loss", tr->x, tr->y, tr->n},
+                       {"validation loss", va->x, va->y, va->n}};
+    if (cli_plot_svg(path, "qkv train: loss", "step", "cross-entropy (nats/token)", s, 2) != 0)
+        fprintf(stderr, "qkv train: warning: cannot write %s: %s\n", path, strerror(errno));
+}
+
+/* meta.json of the dataset: the end-of-text id and the tokenizer's path (for the export). */
+static void dataset_meta(const char *data, int32_t *eot, char *tok, size_t tok_cap) {
+    char path[2048];
+    snprintf(path, sizeof path, "%s/meta.json", data);
+    *eot = -1;
+    tok[0] = 0;
+    json_t *j = json_load_file(path, 0, NULL);
+    if (!j) return;
+    json_t *e = json_object_get(j, "eot_id"), *t = json_object_get(j, "tokenizer");
+    if (json_is_integer(e)) *eot = (int32_t)json_integer_value(e);
+    if (json_is_string(t)) snprintf(tok, tok_cap, "%s", json_string_value(t));
+    json_decref(j);
+}
+
+static int copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb"), *b = a ? fopen(to, "wb") : NULL;
+    if (!a || !b) {
+        if (a) fclose(a);
+        return -1;
+    }
+    char buf[65536];
+    size_t n;
+    int ok = 1;
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0) ok &= fwrite(buf, 1, n, b) == n;
+    ok &= !ferror(a);
+    fclose(a);
+    ok &= fclose(b) == 0;
+    return ok ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------- the loop */
+
+typedef struct run {
+    train_cfg c;
+    qkv_runtime *rt;
+    qkv_trainer *t;
+    qkv_dataset *train, *val;
+    int32_t *ids, *tgt;
+    FILE *metrics;
+    curve tr, va;
+    int32_t eot;
+    char tok[1024];
+} run;
+
+static int save(run *r, long step) {
+    char path[2048];
+    snprintf(path, sizeof path, "%s/ckpt_%08ld.safetensors", r->c.out, step);
+    char *user = cfg_json(&r->c);
+    if (r->metrics) fflush(r->metrics), fsync(fileno(r->metrics));
+    qkv_status s = qkv_trainer_save(r->t, path, user ? user : "{}");
+    free(user);
+    if (s != QKV_OK) return cli_report("saving a checkpoint", s);
+    prune(r->c.out, r->c.keep);
+    return 0;
+}
+
+static int evaluate(run *r, long step, double *out) {
+    int64_t B = r->c.batch, T = r->c.seq;
+    int64_t nb = qkv_dataset_batches(r->val, B, T);
+    if (nb > r->c.eval_batches) nb = r->c.eval_batches;
+    if (nb <= 0) {
+        *out = NAN;
+        return 0;
+    }
+    double sum = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        float loss;
+        qkv_status s = qkv_dataset_sequential(r->val, i, B, T, r->ids, r->tgt);
+        if (s == QKV_OK) s = qkv_trainer_eval(r->rt, r->t, r->ids, r->tgt, B, T, &loss);
+        if (s != QKV_OK) return cli_report("validation", s);
+        sum += loss;
+    }
+    *out = sum / (double)nb;
+    fprintf(r->metrics, "{\"step\": %ld, \"val_loss\": %.6f, \"val_ppl\": %.4f}\n", step, *out,
+            exp(*out));
+    fflush(r->metrics);
+    curve_add(&r->va, (double)step, *out);
+    draw(r->c.out, &r->tr, &r->va);
+    return 0;
+}
+
+static void fmt_eta(double s, char *buf, size_t cap) {
+    if (!isfinite(s) || s < 0) s = 0;
+    long x = (long)s;
+    if (x >= 3600)
+        snprintf(buf, cap, "%ldh%02ldm", x / 3600, x / 60 % 60);
+    else
+        snprintf(buf, cap, "%ldm%02lds", x / 60, x % 60);
+}
+
+static int train_loop(run *r) {
+    train_cfg *c = &r->c;
+    const int64_t B = c->batch, T = c->seq, K = c->accum;
+    qkv_adamw hp = {(float)c->beta1, (float)c->beta2, (float)c->eps, (float)c->weight_decay};
+    qkv_lr_schedule sched = {c->lr, c->min_lr, c->warmup, c->steps,
+                             strcmp(c->decay, "linear") == 0     ? QKV_LR_LINEAR
+                             : strcmp(c->decay, "constant") == 0 ? QKV_LR_CONSTANT
+                                                                 : QKV_LR_COSINE};
+    int tty = isatty(2);
+    long step = (long)qkv_trainer_steps(r->t), start_step = step;
+    double t_start = now_seconds(), ema_tps = 0;
+    int rc = 0;
+    while (step < c->steps && !g_signal) {
+        double t0 = now_seconds();
+        qkv_trainer_zero_grad(r->t);
+        double loss = 0;
+        for (int64_t k = 0; k < K; k++) {
+            float l;
+            qkv_status s = qkv_dataset_sample(r->train, c->seed, (uint64_t)(step * K + k), B, T,
+                                              r->ids, r->tgt);
+            if (s == QKV_OK)
+                s = qkv_trainer_forward_backward(r->rt, r->t, r->ids, r->tgt, B, T, 1.0f / (float)K,
+                                                 &l);
+            if (s != QKV_OK) return cli_report("training step", s);
+            loss += (double)l / (double)K;
+        }
+        float norm;
+        qkv_status s = qkv_trainer_clip_grad_norm(r->rt, r->t, (float)c->clip, &norm);
+        if (s != QKV_OK) return cli_report("gradient clipping", s);
+        if (!isfinite(loss) || !isfinite(norm)) {
+            if (tty) fputc('\n', stderr);
+            long last = latest_ckpt(c->out);
+            fprintf(stderr,
+                    "qkv train: step %ld: the loss (%g) or gradient norm (%g) is not finite; "
+                    "stopped before updating the weights.\n"
+                    "  The last good checkpoint is %s/ckpt_%08ld.safetensors (step %ld); try a "
+                    "lower --lr or --clip.\n",
+                    step + 1, loss, (double)norm, c->out, last, last);
+            return EXIT_FAIL;
+        }
+        double lr = qkv_lr_at(&sched, step);
+        s = qkv_trainer_adamw_step(r->rt, r->t, &hp, (float)lr);
+        if (s != QKV_OK) return cli_report("AdamW step", s);
+        step++;
+        double dt = now_seconds() - t0, tps = (double)(B * T * K) / dt;
+        ema_tps = ema_tps ? 0.9 * ema_tps + 0.1 * tps : tps;
+        fprintf(r->metrics,
+                "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
+                "\"tokens_per_s\": %.1f, \"step_s\": %.4f, \"elapsed_s\": %.2f}\n",
+                step, loss, lr, (double)norm, tps, dt, now_seconds() - t_start);
+        fflush(r->metrics);
+        curve_add(&r->tr, (double)step, loss);
+        char eta[32];
+        fmt_eta((double)(c->steps - step) * (double)(B * T * K) / ema_tps, eta, sizeof eta);
+        if (tty)
+            fprintf(stderr, "\rstep %ld/%ld | loss %.4f | lr %.3g | %.0f tok/s | ETA %s   ", step,
+                    c->steps, loss, lr, ema_tps, eta);
+        else if (step % c->log_every == 0 || step == c->steps || step == start_step + 1)
+            fprintf(stderr, "step %ld/%ld | loss %.4f | lr %.3g | %.0f tok/s | ETA %s\n", step,
+                    c->steps, loss, lr, ema_tps, eta);
+        if ((c->eval_every && step % c->eval_every == 0) || step == c->steps) {
+            double vl;
+            if ((rc = evaluate(r, step, &vl))) return rc;
+            if (isfinite(vl)) {
+                if (tty) fputc('\n', stderr);
+                fprintf(stderr, "step %ld: val_loss %.4f  val_ppl %.2f\n", step, vl, exp(vl));
+            }
+        }
+        if ((c->save_every && step % c->save_every == 0) || step == c->steps || g_signal)
+            if ((rc = save(r, step))) return rc;
+    }
+    if (tty) fputc('\n', stderr);
+    if (g_signal) {
+        if (step == start_step && (rc = save(r, step))) return rc;
+        fprintf(stderr,
+                "qkv train: stopped by %s after step %ld; checkpoint saved. Continue with:\n"
+                "  qkv train --resume --out %s\n",
+                g_signal == SIGINT ? "SIGINT" : "SIGTERM", step, c->out);
+        return g_signal == SIGINT ? 130 : 143;
+    }
+    draw(c->out, &r->tr, &r->va);
+    /* the final model */
+    char dir[2048], path[2100];
+    snprintf(dir, sizeof dir, "%s/model", c->out);
+    qkv_status s = qkv_trainer_export_hf(r->t, dir, r->eot);
+    if (s != QKV_OK) return cli_report("exporting the model", s);
+    if (r->tok[0]) {
+        char src[2100];
+        struct stat sb;
+        snprintf(src, sizeof src, "%s", r->tok);
+        if (stat(src, &sb) == 0 && S_ISDIR(sb.st_mode))
+            snprintf(src, sizeof src, "%s/tokenizer.json", r->tok);
+        snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+        if (copy_file(src, path) != 0)
+            fprintf(stderr, "qkv train: warning: could not copy the tokenizer %s to %s\n", src,
+                    path);
+    }
+    fprintf(stderr, "qkv train: %ld steps done in %.1f s; model written to %s\n", step - start_step,
+            now_seconds() - t_start, dir);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- command */
+
+static int setup(run *r, int resuming) {
+    train_cfg *c = &r->c;
+    char path[2048];
+    long last = latest_ckpt(c->out);
+    if (!resuming && last >= 0)
+        return cli_usage_error("train",
+                               "%s already holds a run (checkpoint of step %ld); use --resume to "
+                               "continue it or choose another --out",
+                               c->out, last);
+    if (mkdir(c->out, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "qkv train: cannot create %s: %s\n", c->out, strerror(errno));
+        return EXIT_USAGE;
+    }
+    qkv_status s = qkv_dataset_open(c->data, QKV_SPLIT_TRAIN, &r->train);
+    if (s == QKV_OK) s = qkv_dataset_open(c->data, QKV_SPLIT_VAL, &r->val);
+    if (s != QKV_OK) return cli_report(c->data, s);
+    dataset_meta(c->data, &r->eot, r->tok, sizeof r->tok);
+    if (!r->t) {
+        if (c->init[0]) {
+            s = qkv_trainer_load_hf(c->init, &r->t);
+            if (s != QKV_OK) return cli_report(c->init, s);
+        } else {
+            long P = c->n_positions ? c->n_positions : c->seq;
+            qkv_gpt2_shape sh = {qkv_dataset_vocab_size(r->train), P, c->n_embd, c->n_layer,
+                                 c->n_head};
+            if (c->n_embd % c->n_head)
+                return cli_usage_error("train", "--n-head %ld must divide --n-embd %ld", c->n_head,
+                                       c->n_embd);
+            s = qkv_trainer_new(&sh, c->seed, &r->t);
+            if (s != QKV_OK) return cli_report("creating the model", s);
+        }
+    }
+    qkv_gpt2_shape sh;
+    qkv_trainer_get_shape(r->t, &sh);
+    if (qkv_dataset_vocab_size(r->train) > sh.vocab_size)
+        return cli_usage_error("train",
+                               "the dataset's vocabulary (%lld) is larger than the "
+                               "model's (%lld)",
+                               (long long)qkv_dataset_vocab_size(r->train),
+                               (long long)sh.vocab_size);
+    if (c->seq > sh.n_positions)
+        return cli_usage_error("train", "--seq %ld is longer than the model's n_positions %lld",
+                               c->seq, (long long)sh.n_positions);
+    if (qkv_dataset_tokens(r->train) < c->seq + 1)
+        return cli_usage_error("train", "the train split has %lld tokens, fewer than --seq + 1",
+                               (long long)qkv_dataset_tokens(r->train));
+    if (strcmp(c->decay, "cosine") && strcmp(c->decay, "linear") && strcmp(c->decay, "constant"))
+        return cli_usage_error("train", "--decay must be cosine, linear or constant");
+    if (strcmp(c->recompute, "none") && strcmp(c->recompute, "layers"))
+        return cli_usage_error("train", "--recompute must be none or layers");
+    if (qkv_runtime_create((int)c->threads, &r->rt) != QKV_OK)
+        return cli_report("creating threads", QKV_ERR_NOMEM);
+    size_t bytes = 0;
+    s = qkv_trainer_reserve(
+        r->t, c->batch, c->seq,
+        strcmp(c->recompute, "layers") == 0 ? QKV_RECOMPUTE_LAYERS : QKV_RECOMPUTE_NONE, &bytes);
+    if (s != QKV_OK) return cli_report("allocating activations", s);
+    r->ids = malloc((size_t)(c->batch * c->seq) * sizeof *r->ids);
+    r->tgt = malloc((size_t)(c->batch * c->seq) * sizeof *r->tgt);
+    if (!r->ids || !r->tgt) return cli_report("allocating batches", QKV_ERR_NOMEM);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
+    if (resuming && metrics_reload(path, (long)qkv_trainer_steps(r->t), &r->tr, &r->va) != 0) {
+        fprintf(stderr, "qkv train: cannot rewrite %s: %s\n", path, strerror(errno));
+        return EXIT_FAIL;
+    }
+    r->metrics = fopen(path, resuming ? "a" : "w");
+    if (!r->metrics) {
+        fprintf(stderr, "qkv train: cannot write %s: %s\n", path, strerror(errno));
+        return EXIT_USAGE;
+    }
+    char *js = cfg_json(c);
+    snprintf(path, sizeof path, "%s/config.json", c->out);
+    FILE *f = js ? fopen(path, "w") : NULL;
+    if (f) fprintf(f, "%s\n", js), fclose(f);
+    free(js);
+    int64_t n_params = 0;
+    for (size_t i = 0; i < qkv_trainer_param_count(r->t); i++) {
+        qkv_param_info p;
+        qkv_trainer_param(r->t, i, &p);
+        n_params += p.numel;
+    }
+    fprintf(stderr,
+            "qkv train: GPT-2 %lld layers, %lld heads, n_embd %lld, vocab %lld, positions %lld: "
+            "%.2fM parameters\n"
+            "  data %s: %lld train / %lld val tokens; batch %ld x %ld x %ld tokens/step; "
+            "activations %.1f MiB; %d threads\n",
+            (long long)sh.n_layer, (long long)sh.n_head, (long long)sh.n_embd,
+            (long long)sh.vocab_size, (long long)sh.n_positions, (double)n_params / 1e6, c->data,
+            (long long)qkv_dataset_tokens(r->train), (long long)qkv_dataset_tokens(r->val),
+            c->batch, c->accum, c->seq, (double)bytes / 1048576.0, qkv_runtime_n_threads(r->rt));
+    if (resuming)
+        fprintf(stderr, "  resuming at step %lld of %ld\n", (long long)qkv_trainer_steps(r->t),
+                c->steps);
+    return 0;
+}
+
+int cmd_train(int argc, char **argv) {
+    train_cfg cfg, flags_cfg;
+    cfg_defaults(&cfg);
+    const char *config = NULL;
+    int resume = 0;
+    /* flags are applied twice: first to find --config / --resume / --out, then over them */
+    const char *set_names[N_OPTS];
+    const char *set_vals[N_OPTS];
+    int n_set = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (cli_is_help(a)) {
+            cmd_train_help();
+            return 0;
+        }
+        if (strcmp(a, "--resume") == 0) {
+            resume = 1;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0 || i + 1 >= argc)
+            return cli_usage_error("train", "unknown argument or missing value: %s", a);
+        if (strcmp(a, "--config") == 0) {
+            config = argv[++i];
+            continue;
+        }
+        const opt_def *o = find_opt(a + 2);
+        if (!o || strchr(a + 2, '_')) return cli_usage_error("train", "unknown option %s", a);
+        if (n_set == (int)N_OPTS) return cli_usage_error("train", "too many options");
+        set_names[n_set] = o->name;
+        set_vals[n_set++] = argv[++i];
+    }
+    cfg_defaults(&flags_cfg);
+    for (int k = 0; k < n_set; k++) {
+        int rc = set_opt(&flags_cfg, find_opt(set_names[k]), set_vals[k], "command line");
+        if (rc) return rc;
+    }
+    if (config) {
+        json_error_t err;
+        json_t *j = json_load_file(config, 0, &err);
+        if (!j) return cli_usage_error("train", "%s:%d: %s", config, err.line, err.text);
+        int rc = apply_json(&cfg, j, config, 0);
+        json_decref(j);
+        if (rc) return rc;
+    }
+    for (int k = 0; k < n_set; k++) set_opt(&cfg, find_opt(set_names[k]), set_vals[k], "");
+    if (!cfg.out[0]) return cli_usage_error("train", "needs --out RUN (the run directory)");
+    run r;
+    memset(&r, 0, sizeof r);
+    if (resume) {
+        long last = latest_ckpt(cfg.out);
+        if (last < 0) return cli_usage_error("train", "--resume: no checkpoint in %s", cfg.out);
+        char path[2048];
+        snprintf(path, sizeof path, "%s/ckpt_%08ld.safetensors", cfg.out, last);
+        char *user = NULL;
+        qkv_status s = qkv_trainer_restore(path, &r.t, &user);
+        if (s != QKV_OK) return cli_report(path, s);
+        train_cfg saved;
+        cfg_defaults(&saved);
+        json_t *j = json_loads(user, 0, NULL);
+        qkv_free(user);
+        int rc =
+            j ? apply_json(&saved, j, path, 1) : cli_usage_error("train", "%s: bad config", path);
+        json_decref(j);
+        if (rc) {
+            qkv_trainer_free(r.t);
+            return rc;
+        }
+        strcpy(saved.out, cfg.out);
+        for (int k = 0; k < n_set; k++) {
+            const opt_def *o = find_opt(set_names[k]);
+            if (strcmp(o->name, "out") == 0) continue;
+            if (!o->resumable) {
+                qkv_trainer_free(r.t);
+                return cli_usage_error("train",
+                                       "--%s cannot change on --resume (it would not continue the "
+                                       "same run)",
+                                       o->name);
+            }
+            set_opt(&saved, o, set_vals[k], "");
+        }
+        cfg = saved;
+    } else if (!cfg.data[0]) {
+        return cli_usage_error("train", "needs --data DIR (a dataset from `qkv data prepare`)");
+    }
+    r.c = cfg;
+    int rc = setup(&r, resume);
+    if (!rc) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C kills at once */
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        rc = train_loop(&r);
+    }
+    if (r.metrics) fclose(r.metrics);
+    qkv_trainer_free(r.t);
+    qkv_dataset_close(r.train);
+    qkv_dataset_close(r.val);
+    qkv_runtime_free(r.rt);
+    free(r.ids), free(r.tgt);
+    free(r.tr.x), free(r.tr.y), free(r.va.x), free(r.va.y);
+    return rc;
+}

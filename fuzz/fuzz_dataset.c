@@ -1,0 +1,89 @@
+/* fuzz_dataset.c — libFuzzer target for the tokenized-dataset reader (meta.json + shards).
+ *
+ * Input: a 2-byte little-endian length L, L bytes of meta.json, and the rest as the one shard
+ * train_00000.bin; both are written to a temporary directory and the train split is opened.
+ * Any input is refused with a status (and *out NULL) or opens into a dataset whose promises
+ * hold: sample and sequential give ids below the vocabulary size, targets are the ids shifted
+ * by one, and too-long windows are refused. A broken promise aborts (a crash for libFuzzer). */
+#include "qkv.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define REQUIRE(cond)                                                                              \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz_dataset: broken promise: %s\n", #cond);                          \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static char dir[64];
+
+static void put(const char *name, const uint8_t *p, size_t n) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f) abort();
+    if (n && fwrite(p, 1, n, f) != n) abort();
+    fclose(f);
+}
+
+static void cleanup(void) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/meta.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/train_00000.bin", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void windows(const qkv_dataset *ds, int64_t B, int64_t T) {
+    int64_t n = qkv_dataset_tokens(ds), v = qkv_dataset_vocab_size(ds);
+    int32_t ids[64], tg[64];
+    qkv_status s = qkv_dataset_sample(ds, 1, 2, B, T, ids, tg);
+    REQUIRE((s == QKV_OK) == (T + 1 <= n));
+    if (s == QKV_OK)
+        for (int64_t i = 0; i < B * T; i++) {
+            REQUIRE(ids[i] >= 0 && ids[i] < v && tg[i] >= 0 && tg[i] < v);
+            REQUIRE(i % T == T - 1 || tg[i] == ids[i + 1]);
+        }
+    int64_t nb = qkv_dataset_batches(ds, B, T);
+    REQUIRE(nb >= 0 && nb * B * T <= (n > 0 ? n - 1 : 0));
+    for (int64_t i = 0; i < nb && i < 4; i++) {
+        REQUIRE(qkv_dataset_sequential(ds, i, B, T, ids, tg) == QKV_OK);
+        for (int64_t k = 0; k < B * T; k++) REQUIRE(ids[k] >= 0 && ids[k] < v);
+    }
+    REQUIRE(qkv_dataset_sequential(ds, nb, B, T, ids, tg) == QKV_ERR_INVALID_ARG);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (!dir[0]) {
+        strcpy(dir, "/tmp/qkv_fuzz_dataset.XXXXXX");
+        if (!mkdtemp(dir)) abort();
+        atexit(cleanup);
+    }
+    if (size < 2) return 0;
+    size_t L = (size_t)data[0] | (size_t)data[1] << 8;
+    if (L > size - 2) L = size - 2;
+    put("meta.json", data + 2, L);
+    put("train_00000.bin", data + 2 + L, size - 2 - L);
+    qkv_dataset *ds = (qkv_dataset *)1;
+    qkv_status s = qkv_dataset_open(dir, QKV_SPLIT_TRAIN, &ds);
+    if (s != QKV_OK) {
+        REQUIRE(ds == NULL);
+        REQUIRE(qkv_last_error()[0] != '\0');
+        return 0;
+    }
+    REQUIRE(qkv_dataset_tokens(ds) >= 0 && qkv_dataset_vocab_size(ds) >= 1);
+    windows(ds, 1, 1);
+    windows(ds, 2, 3);
+    windows(ds, 4, 16);
+    qkv_dataset_close(ds);
+    return 0;
+}

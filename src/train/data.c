@@ -1,0 +1,450 @@
+/* data.c — reading tokenized datasets: meta.json and shard parsing, qkv_dataset_open (every
+ * shard of a split mmapped read-only), and the windows of qkv_dataset_sample / _sequential.
+ * The writer is data_prepare.c; the format is in docs/TRAINING.md ("Dataset format").
+ *
+ * Why shards of raw ids: training reads random windows from the whole corpus at every step, so
+ * the reader must reach any token in O(1) without parsing; a memory map of fixed-width ids does
+ * that, and the page cache (not our heap) decides what stays in memory.
+ *
+ * Every shard is validated once at open (header, exact size, every id below the vocabulary),
+ * so sampling never meets a bad id and needs no checks. The split is one stream of tokens
+ * across its shards; windows may cross shard boundaries. */
+#include "train/data.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "io/json.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_META_BYTES (256u << 20) /* meta.json larger than this is not ours */
+
+/* Sampling streams of the counter-based generator (fixed: resumed runs depend on them). */
+#define SAMPLE_KEY 0x73616d706c65ull       /* "sample": xored into the sampling seed */
+#define SAMPLE_RETRY 0x9e3779b97f4a7c15ull /* added to the key on a (rare) rejected draw */
+
+qkv_status qkv__data_io_fail(const char *what, const char *path) {
+    char ebuf[128];
+    return qkv__fail(QKV_ERR_IO, "%s: %s: %s", path, what, strerror_r(errno, ebuf, sizeof ebuf));
+}
+
+const char *qkv__data_split_name(int split) { return split == QKV_SPLIT_VAL ? "val" : "train"; }
+
+qkv_status qkv__data_join(char *out, const char *dir, const char *name) {
+    if (snprintf(out, QKV_DATA_PATH_CAP, "%s/%s", dir, name) >= QKV_DATA_PATH_CAP)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: path too long", dir);
+    return QKV_OK;
+}
+
+static uint32_t get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t get_u64(const uint8_t *p) {
+    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
+/* ---------------------------------------------------------------- shard parsing */
+
+qkv_status qkv__data_shard_check(const uint8_t *buf, size_t len, int64_t vocab_size,
+                                 const char *path, int64_t *n_tokens, int *bytes_per_id) {
+    if (len < QKV_DATA_HEADER_BYTES)
+        return qkv__fail(QKV_ERR_FORMAT, "%s: %zu bytes, shorter than the %d-byte shard header",
+                         path, len, QKV_DATA_HEADER_BYTES);
+    if (memcmp(buf, QKV_DATA_MAGIC, 8) != 0)
+        return qkv__fail(QKV_ERR_FORMAT, "%s: not a qkv token shard (no \"%s\" at byte 0)", path,
+                         QKV_DATA_MAGIC);
+    uint32_t version = get_u32(buf + 8), bpi = get_u32(buf + 12);
+    uint64_t n = get_u64(buf + 16), vocab = get_u64(buf + 24);
+    if (version != QKV_DATA_VERSION)
+        return qkv__fail(QKV_ERR_FORMAT, "%s: shard version %u, this build reads version %d", path,
+                         version, QKV_DATA_VERSION);
+    if (bpi != 2 && bpi != 4)
+        return qkv__fail(QKV_ERR_FORMAT, "%s: byte offset 12: bytes_per_id %u, expected 2 or 4",
+                         path, bpi);
+    if (vocab == 0 || vocab > (uint64_t)QKV_DATA_MAX_VOCAB)
+        return qkv__fail(QKV_ERR_FORMAT, "%s: byte offset 24: vocab_size %llu out of range", path,
+                         (unsigned long long)vocab);
+    if (vocab_size > 0 && vocab != (uint64_t)vocab_size)
+        return qkv__fail(QKV_ERR_FORMAT,
+                         "%s: byte offset 24: vocab_size %llu, but meta.json says %lld", path,
+                         (unsigned long long)vocab, (long long)vocab_size);
+    if (bpi == 2 && vocab > 65536)
+        return qkv__fail(QKV_ERR_FORMAT, "%s: 2-byte ids cannot hold a vocabulary of %llu", path,
+                         (unsigned long long)vocab);
+    for (size_t i = 32; i < QKV_DATA_HEADER_BYTES; i++)
+        if (buf[i] != 0)
+            return qkv__fail(QKV_ERR_FORMAT, "%s: byte offset %zu: reserved header byte not zero",
+                             path, i);
+    if (n > (uint64_t)((len - QKV_DATA_HEADER_BYTES) / bpi) ||
+        (uint64_t)QKV_DATA_HEADER_BYTES + n * bpi != (uint64_t)len)
+        return qkv__fail(QKV_ERR_FORMAT,
+                         "%s: the header says %llu tokens of %u bytes (%llu bytes in all), the "
+                         "file has %zu bytes",
+                         path, (unsigned long long)n, bpi,
+                         n > (UINT64_MAX - QKV_DATA_HEADER_BYTES) / bpi
+                             ? (unsigned long long)UINT64_MAX
+                             : (unsigned long long)(QKV_DATA_HEADER_BYTES + n * bpi),
+                         len);
+    const uint8_t *ids = buf + QKV_DATA_HEADER_BYTES;
+    if (bpi == 2 && vocab < 65536) {
+        for (size_t i = 0; i < (size_t)n; i++) {
+            uint32_t id = (uint32_t)ids[2 * i] | (uint32_t)ids[2 * i + 1] << 8;
+            if (id >= vocab)
+                return qkv__fail(QKV_ERR_FORMAT,
+                                 "%s: byte offset %zu: token id %u is not below the vocabulary "
+                                 "size %llu",
+                                 path, QKV_DATA_HEADER_BYTES + 2 * i, id,
+                                 (unsigned long long)vocab);
+        }
+    } else if (bpi == 4) {
+        for (size_t i = 0; i < (size_t)n; i++) {
+            uint32_t id = get_u32(ids + 4 * i);
+            if (id >= vocab)
+                return qkv__fail(QKV_ERR_FORMAT,
+                                 "%s: byte offset %zu: token id %u is not below the vocabulary "
+                                 "size %llu",
+                                 path, QKV_DATA_HEADER_BYTES + 4 * i, id,
+                                 (unsigned long long)vocab);
+        }
+    }
+    *n_tokens = (int64_t)n;
+    *bytes_per_id = (int)bpi;
+    return QKV_OK;
+}
+
+/* ---------------------------------------------------------------- meta.json parsing */
+
+void qkv__data_meta_free(qkv__data_meta *m) {
+    if (!m) return;
+    for (size_t i = 0; i < m->n_shards; i++) qkv__free(m->shards[i]);
+    qkv__free(m->shards);
+    memset(m, 0, sizeof *m);
+}
+
+/* An integer member in [lo, hi], or FORMAT naming the key. */
+static qkv_status meta_int(json_t *obj, const char *key, const char *where, const char *path,
+                           int64_t lo, int64_t hi, int64_t *out) {
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: %s\"%s\" must be an integer", path, where, key);
+    json_int_t x = json_integer_value(v);
+    if (x < lo || x > hi)
+        return qkv__fail(QKV_ERR_FORMAT, "%s: %s\"%s\" is %lld, expected %lld..%lld", path, where,
+                         key, (long long)x, (long long)lo, (long long)hi);
+    *out = (int64_t)x;
+    return QKV_OK;
+}
+
+/* A shard name must stay inside the dataset directory: no '/', no leading '.'. */
+static int plain_file_name(const char *s, size_t n) {
+    if (n == 0 || n > 255 || s[0] == '.') return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '/' || s[i] == '\\' || s[i] == '\0') return 0;
+    return 1;
+}
+
+static qkv_status meta_from_json(json_t *root, const char *path, qkv_split split,
+                                 qkv__data_meta *m) {
+    if (!json_is_object(root))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: the top level must be an object", path);
+    json_t *fmt = json_object_get(root, "format");
+    if (!json_is_string(fmt) || strcmp(json_string_value(fmt), "qkv-tokens") != 0)
+        return qkv__fail(QKV_ERR_FORMAT, "%s: \"format\" must be \"qkv-tokens\"", path);
+    int64_t version = 0;
+    QKV_TRY(meta_int(root, "version", "", path, 0, INT64_MAX, &version));
+    if (version != QKV_DATA_VERSION)
+        return qkv__fail(QKV_ERR_FORMAT, "%s: dataset version %lld, this build reads version %d",
+                         path, (long long)version, QKV_DATA_VERSION);
+    QKV_TRY(meta_int(root, "vocab_size", "", path, 1, QKV_DATA_MAX_VOCAB, &m->vocab_size));
+    QKV_TRY(meta_int(root, "eot_id", "", path, 0, m->vocab_size - 1, &m->eot_id));
+    const char *name = qkv__data_split_name((int)split);
+    char where[16];
+    snprintf(where, sizeof where, "%s.", name);
+    json_t *s = json_object_get(root, name);
+    if (!json_is_object(s))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: \"%s\" must be an object", path, name);
+    QKV_TRY(meta_int(s, "documents", where, path, 0, INT64_MAX, &m->documents));
+    QKV_TRY(meta_int(s, "tokens", where, path, 0, INT64_MAX, &m->tokens));
+    json_t *shards = json_object_get(s, "shards");
+    if (!json_is_array(shards))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: \"%s.shards\" must be an array", path, name);
+    size_t n = json_array_size(shards);
+    if (n) {
+        m->shards = qkv__calloc(n, sizeof *m->shards);
+        if (!m->shards) return qkv__fail(QKV_ERR_NOMEM, "%s: %zu shard names", path, n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(shards, i);
+        if (!json_is_string(e) || !plain_file_name(json_string_value(e), json_string_length(e)))
+            return qkv__fail(QKV_ERR_FORMAT,
+                             "%s: \"%s.shards\"[%zu] must be a file name in the dataset "
+                             "directory",
+                             path, name, i);
+        m->shards[i] = qkv__strdup(json_string_value(e));
+        if (!m->shards[i]) return qkv__fail(QKV_ERR_NOMEM, "%s: shard names", path);
+        m->n_shards = i + 1;
+    }
+    return QKV_OK;
+}
+
+qkv_status qkv__data_meta_parse(const char *text, size_t len, const char *path, qkv_split split,
+                                qkv__data_meta *out) {
+    memset(out, 0, sizeof *out);
+    if (split != QKV_SPLIT_TRAIN && split != QKV_SPLIT_VAL)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "dataset: unknown split %d", (int)split);
+    qkv__json_begin();
+    json_error_t err;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+    qkv_status s;
+    if (qkv__json_alloc_failed())
+        s = qkv__fail(QKV_ERR_NOMEM, "%s: out of memory while parsing", path);
+    else if (!root)
+        s = qkv__fail(QKV_ERR_FORMAT, "%s: line %d: %s", path, err.line, err.text);
+    else
+        s = meta_from_json(root, path, split, out);
+    json_decref(root);
+    qkv__json_end();
+    if (s != QKV_OK) qkv__data_meta_free(out);
+    return s;
+}
+
+/* ---------------------------------------------------------------- reading */
+
+typedef struct data_shard {
+    void *map; /* the whole file, header included */
+    size_t map_len;
+    const uint8_t *ids; /* map + 64 */
+    int bpi;
+    int64_t n, first; /* tokens, and the split position of the first one */
+} data_shard;
+
+struct qkv_dataset {
+    int64_t n_tokens, vocab_size;
+    size_t n_shards;
+    data_shard *shards;
+};
+
+void qkv_dataset_close(qkv_dataset *ds) {
+    if (!ds) return;
+    for (size_t i = 0; i < ds->n_shards; i++)
+        if (ds->shards[i].map) munmap(ds->shards[i].map, ds->shards[i].map_len);
+    qkv__free(ds->shards);
+    qkv__free(ds);
+}
+
+int64_t qkv_dataset_tokens(const qkv_dataset *ds) { return ds ? ds->n_tokens : 0; }
+int64_t qkv_dataset_vocab_size(const qkv_dataset *ds) { return ds ? ds->vocab_size : 0; }
+
+/* Whole small file into a NUL-terminated buffer (meta.json). */
+static qkv_status read_small_file(const char *path, char **buf, size_t *len) {
+    *buf = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return qkv__data_io_fail("cannot open", path);
+    struct stat sb;
+    qkv_status s = QKV_OK;
+    if (fstat(fd, &sb) != 0) {
+        s = qkv__data_io_fail("cannot stat", path);
+    } else if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > MAX_META_BYTES) {
+        s = qkv__fail(QKV_ERR_FORMAT, "%s: not a regular file of at most %u bytes", path,
+                      MAX_META_BYTES);
+    } else {
+        size_t n = (size_t)sb.st_size, got = 0;
+        *buf = qkv__alloc(n + 1);
+        if (!*buf) s = qkv__fail(QKV_ERR_NOMEM, "%s: %zu bytes", path, n + 1);
+        while (s == QKV_OK && got < n) {
+            ssize_t r = read(fd, *buf + got, n - got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) s = qkv__data_io_fail("read failed", path);
+            if (r == 0) break; /* shrank meanwhile: parse what is there */
+            if (r > 0) got += (size_t)r;
+        }
+        if (s == QKV_OK) {
+            (*buf)[got] = '\0';
+            *len = got;
+        }
+    }
+    close(fd);
+    if (s != QKV_OK) {
+        qkv__free(*buf);
+        *buf = NULL;
+    }
+    return s;
+}
+
+static qkv_status map_shard(const char *path, int64_t vocab, data_shard *sh) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return qkv__data_io_fail("cannot open", path);
+    struct stat sb;
+    qkv_status s = QKV_OK;
+    if (fstat(fd, &sb) != 0) {
+        s = qkv__data_io_fail("cannot stat", path);
+    } else if (!S_ISREG(sb.st_mode)) {
+        s = qkv__fail(QKV_ERR_FORMAT, "%s: not a regular file", path);
+    } else if ((uint64_t)sb.st_size < QKV_DATA_HEADER_BYTES) {
+        s = qkv__fail(QKV_ERR_FORMAT, "%s: %lld bytes, shorter than the %d-byte shard header", path,
+                      (long long)sb.st_size, QKV_DATA_HEADER_BYTES);
+    } else if ((uint64_t)sb.st_size > SIZE_MAX) {
+        s = qkv__fail(QKV_ERR_OVERFLOW, "%s: too large to map", path);
+    } else {
+        size_t len = (size_t)sb.st_size;
+        void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED) {
+            s = qkv__data_io_fail("cannot mmap", path);
+        } else {
+            sh->map = map;
+            sh->map_len = len;
+            s = qkv__data_shard_check(map, len, vocab, path, &sh->n, &sh->bpi);
+            sh->ids = (const uint8_t *)map + QKV_DATA_HEADER_BYTES;
+        }
+    }
+    close(fd);
+    return s;
+}
+
+qkv_status qkv_dataset_open(const char *dir, qkv_split split, qkv_dataset **out) {
+    if (!out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_dataset_open: out is NULL");
+    *out = NULL;
+    if (!dir) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_dataset_open: dir is NULL");
+    char path[QKV_DATA_PATH_CAP];
+    QKV_TRY(qkv__data_join(path, dir, "meta.json"));
+    char *text = NULL;
+    size_t len = 0;
+    struct stat sb;
+    if (stat(path, &sb) != 0 && errno == ENOENT)
+        return qkv__fail(QKV_ERR_IO,
+                         "%s: no meta.json: not a prepared dataset (see qkv data prepare)", dir);
+    QKV_TRY(read_small_file(path, &text, &len));
+    qkv__data_meta meta;
+    qkv_status s = qkv__data_meta_parse(text, len, path, split, &meta);
+    qkv__free(text);
+    if (s != QKV_OK) return s;
+    qkv_dataset *ds = qkv__calloc(1, sizeof *ds);
+    if (ds && meta.n_shards) ds->shards = qkv__calloc(meta.n_shards, sizeof *ds->shards);
+    if (!ds || (meta.n_shards && !ds->shards)) {
+        qkv__data_meta_free(&meta);
+        qkv_dataset_close(ds);
+        return qkv__fail(QKV_ERR_NOMEM, "%s: dataset of %zu shards", dir, meta.n_shards);
+    }
+    ds->vocab_size = meta.vocab_size;
+    for (size_t i = 0; i < meta.n_shards && s == QKV_OK; i++) {
+        s = qkv__data_join(path, dir, meta.shards[i]);
+        if (s == QKV_OK) s = map_shard(path, meta.vocab_size, &ds->shards[i]);
+        ds->n_shards = i + 1;
+        if (s == QKV_OK) {
+            ds->shards[i].first = ds->n_tokens;
+            if (__builtin_add_overflow(ds->n_tokens, ds->shards[i].n, &ds->n_tokens))
+                s = qkv__fail(QKV_ERR_OVERFLOW, "%s: token count overflows", dir);
+        }
+    }
+    if (s == QKV_OK && ds->n_tokens != meta.tokens)
+        s = qkv__fail(QKV_ERR_FORMAT, "%s/meta.json: the %s split has %lld tokens, its shards %lld",
+                      dir, qkv__data_split_name((int)split), (long long)meta.tokens,
+                      (long long)ds->n_tokens);
+    qkv__data_meta_free(&meta);
+    if (s != QKV_OK) {
+        qkv_dataset_close(ds);
+        return s;
+    }
+    *out = ds;
+    return QKV_OK;
+}
+
+/* tokens [pos, pos + n) of the split stream into dst; the caller checked the range */
+static void copy_tokens(const qkv_dataset *ds, int64_t pos, int64_t n, int32_t *dst) {
+    size_t lo = 0, hi = ds->n_shards; /* the last shard whose first <= pos */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ds->shards[mid].first <= pos)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    for (size_t s = lo; n > 0; s++) {
+        const data_shard *sh = &ds->shards[s];
+        int64_t off = pos - sh->first;
+        if (off >= sh->n) continue; /* empty shard, or pos past this one */
+        int64_t k = sh->n - off < n ? sh->n - off : n;
+        if (sh->bpi == 2) {
+            const uint8_t *p = sh->ids + 2 * off;
+            for (int64_t i = 0; i < k; i++)
+                dst[i] = (int32_t)((uint32_t)p[2 * i] | (uint32_t)p[2 * i + 1] << 8);
+        } else {
+            const uint8_t *p = sh->ids + 4 * off;
+            for (int64_t i = 0; i < k; i++) dst[i] = (int32_t)get_u32(p + 4 * i);
+        }
+        dst += k;
+        pos += k;
+        n -= k;
+    }
+}
+
+static qkv_status check_batch_args(const char *fn, const qkv_dataset *ds, int64_t B, int64_t T,
+                                   const int32_t *ids, const int32_t *targets) {
+    if (!ds || !ids || !targets)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: ds, ids and targets are required", fn);
+    size_t bt;
+    if (B <= 0 || T <= 0 || qkv__mul_overflow((size_t)B, (size_t)T, &bt) ||
+        bt > SIZE_MAX / sizeof(int32_t))
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "%s: B = %lld, T = %lld: both must be positive, B * T ids must fit", fn,
+                         (long long)B, (long long)T);
+    if (ds->n_tokens < 1 || T > ds->n_tokens - 1)
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "%s: the split has %lld tokens, a window needs T + 1 = %lld", fn,
+                         (long long)ds->n_tokens, (long long)T + 1);
+    return QKV_OK;
+}
+
+/* Uniform integer in [0, range): 64 bits from two u32 draws, modulo with rejection of the
+ * biased tail (rejection has probability < range / 2^64; a retry changes the key). */
+static uint64_t uniform_below(uint64_t seed, uint64_t stream, uint64_t element, uint64_t range) {
+    uint64_t threshold = (0 - range) % range; /* 2^64 mod range */
+    for (uint64_t k = 0;; k++) {
+        uint64_t key = seed ^ SAMPLE_KEY;
+        key += k * SAMPLE_RETRY;
+        uint64_t u = (uint64_t)qkv__rng_u32(key, stream, 2 * element) << 32 |
+                     qkv__rng_u32(key, stream, 2 * element + 1);
+        if (u >= threshold) return u % range;
+    }
+}
+
+qkv_status qkv_dataset_sample(const qkv_dataset *ds, uint64_t seed, uint64_t index, int64_t B,
+                              int64_t T, int32_t *ids, int32_t *targets) {
+    QKV_TRY(check_batch_args("qkv_dataset_sample", ds, B, T, ids, targets));
+    uint64_t starts = (uint64_t)(ds->n_tokens - T); /* start in [0, n - T - 1] */
+    for (int64_t b = 0; b < B; b++) {
+        int64_t start = (int64_t)uniform_below(seed, index, (uint64_t)b, starts);
+        copy_tokens(ds, start, T, ids + b * T);         /* (B, T) */
+        copy_tokens(ds, start + 1, T, targets + b * T); /* (B, T) */
+    }
+    return QKV_OK;
+}
+
+int64_t qkv_dataset_batches(const qkv_dataset *ds, int64_t B, int64_t T) {
+    if (!ds || B <= 0 || T <= 0 || ds->n_tokens < 1) return 0;
+    return (ds->n_tokens - 1) / T / B;
+}
+
+qkv_status qkv_dataset_sequential(const qkv_dataset *ds, int64_t index, int64_t B, int64_t T,
+                                  int32_t *ids, int32_t *targets) {
+    QKV_TRY(check_batch_args("qkv_dataset_sequential", ds, B, T, ids, targets));
+    int64_t nb = qkv_dataset_batches(ds, B, T);
+    if (index < 0 || index >= nb)
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "qkv_dataset_sequential: batch %lld of %lld (B = %lld, T = %lld)",
+                         (long long)index, (long long)nb, (long long)B, (long long)T);
+    for (int64_t b = 0; b < B; b++) {
+        int64_t start = (index * B + b) * T; /* < n_tokens - T since index < nb */
+        copy_tokens(ds, start, T, ids + b * T);
+        copy_tokens(ds, start + 1, T, targets + b * T);
+    }
+    return QKV_OK;
+}

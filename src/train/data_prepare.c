@@ -1,0 +1,473 @@
+/* data_prepare.c — writing tokenized datasets (qkv_data_prepare): text files to binary shards
+ * of token ids plus meta.json. The reader is data.c; the format is in docs/TRAINING.md.
+ *
+ * Text is streamed in chunks (a document is held in memory only while it is being tokenized).
+ * Each document goes to the train or the validation split by a counter-based draw on (seed,
+ * document index), so the split is a pure function of the seed and the input order. One
+ * document is held back before it is written so that the last one can be moved when the draw
+ * left a split empty. Every file is written as NAME.tmp, fsynced and renamed; meta.json is
+ * removed first and written last, so a directory with meta.json is always a complete dataset. */
+#include "train/data.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "io/json.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEFAULT_SHARD_TOKENS 100000000
+#define READ_CHUNK (1u << 20) /* bytes read from a text file at a time */
+#define WRITE_BUF (1u << 16)  /* bytes of ids buffered before a write */
+/* The document -> split draw: this stream under opts->seed (fixed: datasets depend on it). */
+#define DOC_STREAM 0x51b4d0c5u
+
+static void put_u32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_u64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* fsync of a directory so renames in it are durable; EINVAL (cannot sync a directory) is fine. */
+static qkv_status sync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return qkv__data_io_fail("cannot open the directory to sync it", dir);
+    qkv_status s = QKV_OK;
+    if (fsync(fd) != 0 && errno != EINVAL) s = qkv__data_io_fail("cannot sync the directory", dir);
+    close(fd);
+    return s;
+}
+
+static int write_all(int fd, const void *buf, size_t n) {
+    const uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+void qkv_data_default_options(qkv_data_options *o) {
+    if (!o) return;
+    memset(o, 0, sizeof *o);
+    o->val_fraction = 0.05;
+    o->shard_tokens = DEFAULT_SHARD_TOKENS;
+}
+
+/* One split's shard files, written in order: NAME.tmp, renamed to NAME when full or at the
+ * end. A shard is opened only when a token needs it, so no shard is ever empty. */
+typedef struct shard_writer {
+    const char *dir;
+    int split, bpi;
+    int64_t shard_tokens;
+    uint64_t vocab;
+    int fd;           /* -1: no shard open */
+    int64_t in_shard; /* tokens in the open shard */
+    int64_t n_shards; /* shards opened so far (the open one included) */
+    int64_t documents, tokens;
+    uint8_t *buf; /* [WRITE_BUF] */
+    size_t buf_len;
+    char path[QKV_DATA_PATH_CAP], tmp[QKV_DATA_PATH_CAP];
+} shard_writer;
+
+static qkv_status shard_name(char *out, const char *dir, int split, int64_t k, const char *ext) {
+    if (snprintf(out, QKV_DATA_PATH_CAP, "%s/%s_%05lld.bin%s", dir, qkv__data_split_name(split),
+                 (long long)k, ext) >= QKV_DATA_PATH_CAP)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: path too long", dir);
+    return QKV_OK;
+}
+
+static qkv_status writer_flush(shard_writer *w) {
+    if (w->buf_len && write_all(w->fd, w->buf, w->buf_len) != 0)
+        return qkv__data_io_fail("write failed", w->tmp);
+    w->buf_len = 0;
+    return QKV_OK;
+}
+
+static qkv_status writer_open_shard(shard_writer *w) {
+    QKV_TRY(shard_name(w->path, w->dir, w->split, w->n_shards, ""));
+    QKV_TRY(shard_name(w->tmp, w->dir, w->split, w->n_shards, ".tmp"));
+    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (w->fd < 0) return qkv__data_io_fail("cannot create", w->tmp);
+    w->n_shards++;
+    w->in_shard = 0;
+    uint8_t header[QKV_DATA_HEADER_BYTES] = {0}; /* rewritten with the count at close */
+    if (write_all(w->fd, header, sizeof header) != 0)
+        return qkv__data_io_fail("write failed", w->tmp);
+    return QKV_OK;
+}
+
+static qkv_status writer_close_shard(shard_writer *w) {
+    if (w->fd < 0) return QKV_OK;
+    QKV_TRY(writer_flush(w));
+    uint8_t h[QKV_DATA_HEADER_BYTES] = {0};
+    memcpy(h, QKV_DATA_MAGIC, 8);
+    put_u32(h + 8, QKV_DATA_VERSION);
+    put_u32(h + 12, (uint32_t)w->bpi);
+    put_u64(h + 16, (uint64_t)w->in_shard);
+    put_u64(h + 24, w->vocab);
+    if (pwrite(w->fd, h, sizeof h, 0) != (ssize_t)sizeof h)
+        return qkv__data_io_fail("write failed", w->tmp);
+    if (fsync(w->fd) != 0) return qkv__data_io_fail("fsync failed", w->tmp);
+    int rc = close(w->fd);
+    w->fd = -1;
+    qkv_status s = QKV_OK;
+    if (rc != 0)
+        s = qkv__data_io_fail("close failed", w->tmp);
+    else if (rename(w->tmp, w->path) != 0)
+        s = qkv__data_io_fail("cannot rename the temporary file", w->tmp);
+    if (s != QKV_OK) unlink(w->tmp);
+    return s;
+}
+
+static qkv_status writer_put(shard_writer *w, const int32_t *ids, size_t n) {
+    while (n > 0) {
+        if (w->fd < 0) QKV_TRY(writer_open_shard(w));
+        int64_t room = w->shard_tokens - w->in_shard;
+        size_t k = (uint64_t)room < n ? (size_t)room : n;
+        for (size_t i = 0; i < k; i++) {
+            if (w->buf_len + 4 > WRITE_BUF) QKV_TRY(writer_flush(w));
+            uint32_t id = (uint32_t)ids[i];
+            for (int b = 0; b < w->bpi; b++) w->buf[w->buf_len++] = (uint8_t)(id >> (8 * b));
+        }
+        ids += k;
+        n -= k;
+        w->in_shard += (int64_t)k;
+        w->tokens += (int64_t)k;
+        if (w->in_shard == w->shard_tokens) QKV_TRY(writer_close_shard(w));
+    }
+    return QKV_OK;
+}
+
+/* Drops the temporary file of a shard left open by a failure. */
+static void writer_abort(shard_writer *w) {
+    if (w->fd >= 0) {
+        close(w->fd);
+        unlink(w->tmp);
+        w->fd = -1;
+    }
+}
+
+typedef struct prep {
+    const qkv_tokenizer *tok;
+    qkv_encode_options enc;
+    int32_t eot;
+    double val_fraction;
+    uint64_t seed;
+    int64_t n_docs; /* documents seen (non-empty), the index of the draw */
+    qkv_encoding *pending;
+    int pending_split;
+    shard_writer w[2];
+    /* the text being read */
+    char *doc;
+    size_t len, cap;
+    uint64_t bytes_done, bytes_total;
+    qkv_progress_fn progress;
+    void *progress_ctx;
+} prep;
+
+static qkv_status flush_pending(prep *p) {
+    if (!p->pending) return QKV_OK;
+    shard_writer *w = &p->w[p->pending_split];
+    qkv_status s = writer_put(w, p->pending->ids, p->pending->n);
+    if (s == QKV_OK) s = writer_put(w, &p->eot, 1);
+    if (s == QKV_OK) w->documents++;
+    qkv_encoding_free(p->pending);
+    p->pending = NULL;
+    return s;
+}
+
+static int blank(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!(s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n' || s[i] == '\v' ||
+              s[i] == '\f'))
+            return 0;
+    return 1;
+}
+
+/* One document: tokenized now, written when the next one arrives (or at the end). */
+static qkv_status add_document(prep *p, const char *text, size_t n) {
+    if (blank(text, n)) return QKV_OK;
+    qkv_encoding *e = NULL;
+    QKV_TRY(qkv_tokenizer_encode(p->tok, text, n, NULL, 0, &p->enc, &e));
+    for (size_t i = 0; i < e->n; i++)
+        if (e->ids[i] < 0 || (uint64_t)e->ids[i] >= p->w[0].vocab) {
+            int32_t bad = e->ids[i];
+            qkv_encoding_free(e);
+            return qkv__fail(QKV_ERR_INTERNAL, "data prepare: the tokenizer gave id %d", bad);
+        }
+    qkv_status s = flush_pending(p);
+    if (s != QKV_OK) {
+        qkv_encoding_free(e);
+        return s;
+    }
+    p->pending = e;
+    p->pending_split = qkv__rng_uniform(p->seed, DOC_STREAM, (uint64_t)p->n_docs) < p->val_fraction
+                           ? QKV_SPLIT_VAL
+                           : QKV_SPLIT_TRAIN;
+    p->n_docs++;
+    return QKV_OK;
+}
+
+static qkv_status reserve(prep *p, size_t need, const char *path) {
+    if (need <= p->cap) return QKV_OK;
+    size_t cap = p->cap ? p->cap : READ_CHUNK;
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2) return qkv__fail(QKV_ERR_OVERFLOW, "%s: document too large", path);
+        cap *= 2;
+    }
+    char *b = qkv__alloc(cap);
+    if (!b) return qkv__fail(QKV_ERR_NOMEM, "%s: a document of %zu bytes", path, need);
+    if (p->len) memcpy(b, p->doc, p->len);
+    qkv__free(p->doc);
+    p->doc = b;
+    p->cap = cap;
+    return QKV_OK;
+}
+
+/* 1 if line[0..n) (its "\n" removed) is the separator, after dropping one trailing '\r'. */
+static int is_separator(const char *line, size_t n, const char *sep, size_t sep_len) {
+    if (n > 0 && line[n - 1] == '\r') n--;
+    return n == sep_len && memcmp(line, sep, n) == 0;
+}
+
+/* Streams one file through the document splitter. p->doc holds the unfinished document at
+ * [doc_start, len); line_start is where the current (unfinished) line begins; scan is where
+ * the search for the next '\n' resumes. */
+static qkv_status read_file(prep *p, const char *path, const char *sep) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return qkv__data_io_fail("cannot open", path);
+    size_t sep_len = sep ? strlen(sep) : 0;
+    size_t doc_start = 0, line_start = 0, scan = 0;
+    qkv_status s = QKV_OK;
+    p->len = 0;
+    for (;;) {
+        s = reserve(p, p->len + READ_CHUNK, path);
+        if (s != QKV_OK) break;
+        ssize_t r = read(fd, p->doc + p->len, READ_CHUNK);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            s = qkv__data_io_fail("read failed", path);
+            break;
+        }
+        if (r == 0) break;
+        p->len += (size_t)r;
+        p->bytes_done += (uint64_t)r;
+        if (sep) {
+            for (;;) {
+                char *nl = memchr(p->doc + scan, '\n', p->len - scan);
+                if (!nl) {
+                    scan = p->len;
+                    break;
+                }
+                size_t end = (size_t)(nl - p->doc);
+                if (is_separator(p->doc + line_start, end - line_start, sep, sep_len)) {
+                    s = add_document(p, p->doc + doc_start, line_start - doc_start);
+                    if (s != QKV_OK) break;
+                    doc_start = end + 1;
+                }
+                line_start = scan = end + 1;
+            }
+            if (s != QKV_OK) break;
+            if (doc_start > 0) { /* keep only the unfinished document */
+                memmove(p->doc, p->doc + doc_start, p->len - doc_start);
+                p->len -= doc_start;
+                line_start -= doc_start;
+                scan -= doc_start;
+                doc_start = 0;
+            }
+        }
+        if (p->progress && p->bytes_total) {
+            double f = (double)p->bytes_done / (double)p->bytes_total;
+            p->progress(p->progress_ctx, f < 1 ? f : 1); /* pipes are not in the total */
+        }
+    }
+    close(fd);
+    if (s != QKV_OK) return s;
+    size_t end = p->len;
+    if (sep && is_separator(p->doc + line_start, p->len - line_start, sep, sep_len))
+        end = line_start; /* the file ends with a separator line without "\n" */
+    return add_document(p, p->doc + doc_start, end - doc_start);
+}
+
+/* The last document goes where a split would otherwise stay empty (docs/TRAINING.md). */
+static qkv_status finish_documents(prep *p) {
+    if (!p->pending) return QKV_OK;
+    int64_t train = p->w[0].documents, val = p->w[1].documents;
+    if (train == 0) /* everything else went to validation, or this is the only document */
+        p->pending_split = QKV_SPLIT_TRAIN;
+    else if (val == 0 && p->val_fraction > 0)
+        p->pending_split = QKV_SPLIT_VAL;
+    return flush_pending(p);
+}
+
+static json_t *split_json(const shard_writer *w) {
+    json_t *names = json_array();
+    for (int64_t k = 0; names && k < w->n_shards; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s_%05lld.bin", qkv__data_split_name(w->split), (long long)k);
+        if (json_array_append_new(names, json_string(name)) != 0) {
+            json_decref(names);
+            return NULL;
+        }
+    }
+    if (!names) return NULL;
+    return json_pack("{s:I,s:I,s:o}", "documents", (json_int_t)w->documents, "tokens",
+                     (json_int_t)w->tokens, "shards", names);
+}
+
+static qkv_status write_meta(const prep *p, const qkv_data_options *o, const char *dir) {
+    char path[QKV_DATA_PATH_CAP], tmp[QKV_DATA_PATH_CAP];
+    QKV_TRY(qkv__data_join(path, dir, "meta.json"));
+    QKV_TRY(qkv__data_join(tmp, dir, "meta.json.tmp"));
+    char seed[24];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+    const char *tp = o->tokenizer_path;
+    if (tp && !qkv__utf8_valid(tp, strlen(tp), NULL)) tp = NULL; /* JSON holds UTF-8 only */
+    qkv_status s = QKV_OK;
+    qkv__json_begin();
+    json_t *root = json_pack(
+        "{s:s,s:i,s:I,s:I,s:i,s:s?,s:f,s:s?,s:s,s:I,s:o?,s:o?}", "format", "qkv-tokens", "version",
+        QKV_DATA_VERSION, "vocab_size", (json_int_t)p->w[0].vocab, "eot_id", (json_int_t)p->eot,
+        "bytes_per_id", p->w[0].bpi, "tokenizer", tp, "val_fraction", p->val_fraction, "split_on",
+        o->split_on, "seed", seed, "shard_tokens", (json_int_t)p->w[0].shard_tokens, "train",
+        split_json(&p->w[0]), "val", split_json(&p->w[1]));
+    if (!root || !json_is_object(json_object_get(root, "train")) ||
+        !json_is_object(json_object_get(root, "val")) || qkv__json_alloc_failed())
+        s = qkv__fail(QKV_ERR_NOMEM, "%s: building meta.json", path);
+    else if (json_dump_file(root, tmp,
+                            JSON_PRESERVE_ORDER | JSON_INDENT(2) | JSON_REAL_PRECISION(15)) != 0)
+        s = qkv__json_alloc_failed() ? qkv__fail(QKV_ERR_NOMEM, "%s: writing meta.json", path)
+                                     : qkv__fail(QKV_ERR_IO, "%s: cannot write", tmp);
+    else if (qkv__json_alloc_failed()) /* the output is right, but the hook said no: honour it */
+        s = qkv__fail(QKV_ERR_NOMEM, "%s: writing meta.json", path);
+    json_decref(root);
+    qkv__json_end();
+    if (s == QKV_OK) { /* json_dump_file does not sync */
+        int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) != 0) s = qkv__data_io_fail("fsync failed", tmp);
+        if (fd >= 0) close(fd);
+    }
+    if (s == QKV_OK && rename(tmp, path) != 0)
+        s = qkv__data_io_fail("cannot rename the temporary file", tmp);
+    if (s != QKV_OK) unlink(tmp);
+    return s;
+}
+
+/* Shards of an earlier, longer run that meta.json no longer lists. */
+static void remove_stale_shards(const shard_writer *w) {
+    char path[QKV_DATA_PATH_CAP];
+    for (int64_t k = w->n_shards;; k++) {
+        if (shard_name(path, w->dir, w->split, k, "") != QKV_OK || unlink(path) != 0) break;
+    }
+}
+
+qkv_status qkv_data_prepare(const qkv_tokenizer *tok, const char *const *files, size_t n_files,
+                            const qkv_data_options *opts, const char *out_dir,
+                            qkv_data_stats *stats, qkv_progress_fn progress, void *progress_ctx) {
+    if (stats) memset(stats, 0, sizeof *stats);
+    if (!tok || !files || n_files == 0 || !out_dir || !*out_dir)
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "qkv_data_prepare: tok, files (at least one) and out_dir are required");
+    qkv_data_options o;
+    if (opts)
+        o = *opts;
+    else
+        qkv_data_default_options(&o);
+    if (!(o.val_fraction >= 0 && o.val_fraction <= 1))
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_data_prepare: val_fraction %g is not in [0, 1]",
+                         o.val_fraction);
+    if (o.shard_tokens < 0)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_data_prepare: shard_tokens %lld is negative",
+                         (long long)o.shard_tokens);
+    if (o.shard_tokens == 0) o.shard_tokens = DEFAULT_SHARD_TOKENS;
+    if (o.split_on &&
+        (strchr(o.split_on, '\n') || !qkv__utf8_valid(o.split_on, strlen(o.split_on), NULL)))
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "qkv_data_prepare: split_on must be one line of valid UTF-8");
+    for (size_t i = 0; i < n_files; i++)
+        if (!files[i])
+            return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_data_prepare: files[%zu] is NULL", i);
+    int32_t eot = qkv_tokenizer_special_id(tok, QKV_SPECIAL_SEP);
+    if (eot < 0) eot = qkv_tokenizer_token_to_id(tok, "<|endoftext|>", 13);
+    if (eot < 0) return qkv__fail(QKV_ERR_INVALID_ARG, "tokenizer has no end-of-text token");
+    size_t vocab = qkv_tokenizer_vocab_size(tok);
+    if (vocab == 0 || vocab > (size_t)QKV_DATA_MAX_VOCAB || (size_t)eot >= vocab)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_data_prepare: vocabulary of %zu ids", vocab);
+
+    prep p;
+    memset(&p, 0, sizeof p);
+    p.tok = tok;
+    qkv_tokenizer_default_options(tok, &p.enc);
+    p.enc.add_special_tokens = 0;
+    p.enc.max_length = 0;
+    p.enc.pad_to = 0;
+    p.enc.pad_to_multiple_of = 0;
+    p.eot = eot;
+    p.val_fraction = o.val_fraction;
+    p.seed = o.seed;
+    p.progress = progress;
+    p.progress_ctx = progress_ctx;
+    for (int k = 0; k < 2; k++) {
+        shard_writer *w = &p.w[k];
+        w->dir = out_dir;
+        w->split = k;
+        w->bpi = vocab <= 65536 ? 2 : 4;
+        w->vocab = vocab;
+        w->shard_tokens = o.shard_tokens;
+        w->fd = -1;
+    }
+    for (size_t i = 0; i < n_files; i++) {
+        struct stat sb;
+        if (stat(files[i], &sb) != 0) return qkv__data_io_fail("cannot open", files[i]);
+        if (S_ISDIR(sb.st_mode))
+            return qkv__fail(QKV_ERR_IO, "%s: is a directory, expected a text file", files[i]);
+        if (S_ISREG(sb.st_mode)) p.bytes_total += (uint64_t)sb.st_size;
+    }
+    if (mkdir(out_dir, 0777) != 0 && errno != EEXIST)
+        return qkv__data_io_fail("cannot create the directory", out_dir);
+    char meta[QKV_DATA_PATH_CAP];
+    QKV_TRY(qkv__data_join(meta, out_dir, "meta.json"));
+    /* from here until the new meta.json is in place, the directory is not a dataset */
+    if (unlink(meta) != 0 && errno != ENOENT) return qkv__data_io_fail("cannot remove", meta);
+
+    qkv_status s = QKV_OK;
+    p.w[0].buf = qkv__alloc(WRITE_BUF);
+    p.w[1].buf = qkv__alloc(WRITE_BUF);
+    if (!p.w[0].buf || !p.w[1].buf) s = qkv__fail(QKV_ERR_NOMEM, "qkv_data_prepare: buffers");
+    if (s == QKV_OK && progress) progress(progress_ctx, 0.0);
+    for (size_t i = 0; i < n_files && s == QKV_OK; i++) s = read_file(&p, files[i], o.split_on);
+    if (s == QKV_OK) s = finish_documents(&p);
+    for (int k = 0; k < 2 && s == QKV_OK; k++) s = writer_close_shard(&p.w[k]);
+    if (s == QKV_OK) s = sync_dir(out_dir);
+    if (s == QKV_OK) s = write_meta(&p, &o, out_dir);
+    if (s == QKV_OK) s = sync_dir(out_dir);
+    if (s == QKV_OK) {
+        remove_stale_shards(&p.w[0]);
+        remove_stale_shards(&p.w[1]);
+        if (progress) progress(progress_ctx, 1.0);
+    }
+    for (int k = 0; k < 2; k++) writer_abort(&p.w[k]);
+    qkv_encoding_free(p.pending);
+    qkv__free(p.doc);
+    qkv__free(p.w[0].buf);
+    qkv__free(p.w[1].buf);
+    if (s == QKV_OK && stats) {
+        for (int k = 0; k < 2; k++) {
+            stats->documents[k] = p.w[k].documents;
+            stats->tokens[k] = p.w[k].tokens;
+        }
+        stats->bytes_read = (int64_t)p.bytes_done;
+    }
+    return s;
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# test_train_cli.sh QKV SOURCE_DIR — `qkv train` end to end on a corpus made of the repo's own
+# docs: a BPE trained by qkv, `qkv data prepare`, a tiny GPT-2 trained with validation,
+# checkpoints, the loss plot and the Hugging Face export; then the promises of the run
+# directory: --resume from an earlier checkpoint gives the same losses and the same final
+# weights (byte for byte) as the uninterrupted run; SIGTERM finishes the step, saves and
+# exits 143; a process killed while writing a checkpoint (ulimit -f: SIGXFSZ) leaves the
+# previous checkpoint intact and resumable; a NaN stops the run before the update, exit 1,
+# writing no checkpoint; --config equals the same flags; usage errors exit 2.
+set -uo pipefail
+qkv=$1 src=$2
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/qkv_train_cli.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+fail=0; checks=0
+check() { checks=$((checks + 1)); if ! eval "$1"; then echo "FAIL: $2"; fail=$((fail + 1)); fi; }
+
+"$qkv" tokenizer train --vocab-size 512 --special "<|endoftext|>" --out "$tmp/tok" \
+    "$src"/docs/*.md "$src/README.md" >/dev/null 2>&1
+check '[[ -f $tmp/tok/tokenizer.json ]]' "BPE trained"
+"$qkv" data prepare --tokenizer "$tmp/tok" --val-fraction 0.25 --split-on "" --out "$tmp/data" \
+    "$src"/docs/*.md "$src/README.md" >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 0 && -f $tmp/data/meta.json ]]' "data prepare ($rc)"
+
+flags=(--data "$tmp/data" --n-layer 2 --n-embd 32 --n-head 2 --seq 32 --batch 4 --steps 12
+       --warmup 2 --lr 3e-3 --eval-every 4 --eval-batches 2 --save-every 4 --keep 2 --threads 1)
+"$qkv" train "${flags[@]}" --out "$tmp/a" >"$tmp/a.out" 2>"$tmp/a.err"; rc=$?
+check '[[ $rc -eq 0 ]]' "train exit code $rc: $(tail -3 "$tmp/a.err")"
+check '[[ $(grep -c "\"loss\"" "$tmp/a/metrics.jsonl") -eq 12 ]]' "12 step lines in metrics.jsonl"
+check '[[ $(grep -c "\"val_loss\"" "$tmp/a/metrics.jsonl") -eq 3 ]]' "3 validations"
+check 'head -c 4 "$tmp/a/loss.svg" | grep -q "<svg" && tail -c 8 "$tmp/a/loss.svg" | grep -q "</svg>"' "loss.svg"
+check '[[ -f $tmp/a/ckpt_00000012.safetensors && -f $tmp/a/ckpt_00000008.safetensors && ! -e $tmp/a/ckpt_00000004.safetensors ]]' "keeps the last 2 checkpoints: $(ls "$tmp/a")"
+check '[[ -f $tmp/a/model/config.json && -f $tmp/a/model/model.safetensors && -f $tmp/a/model/tokenizer.json ]]' "HF export"
+first=$(sed -n 1p "$tmp/a/metrics.jsonl" | sed 's/.*"loss": \([0-9.]*\).*/\1/')
+last=$(grep '"loss"' "$tmp/a/metrics.jsonl" | tail -1 | sed 's/.*"loss": \([0-9.]*\).*/\1/')
+check 'awk -v a="$first" -v b="$last" "BEGIN{exit !(b < a)}"' "loss went down: $first -> $last"
+out=$("$qkv" generate --model "$tmp/a/model" --prompt "The attention" --max-new-tokens 8 2>/dev/null); rc=$?
+check '[[ $rc -eq 0 && -n "$out" ]]' "qkv generate from the trained model ($rc)"
+
+# transformers loads the export (skipped without a Python that has it).
+"$src/tests/run_python_check.sh" torch,transformers "$src/tools/check_hf_export.py" "$tmp/a/model" \
+    >"$tmp/py.out" 2>&1; rc=$?
+if [[ $rc -eq 77 ]]; then cat "$tmp/py.out"; else
+    check '[[ $rc -eq 0 ]]' "transformers loads the export: $(tail -3 "$tmp/py.out")"; fi
+
+losses() { grep '"loss"' "$1" | sed 's/"tokens_per_s.*//'; }
+
+# Resume from step 8 (a copy of the run without its last checkpoint).
+cp -r "$tmp/a" "$tmp/b"
+rm -rf "$tmp/b/ckpt_00000012.safetensors" "$tmp/b/model"
+"$qkv" train --resume --out "$tmp/b" >/dev/null 2>"$tmp/b.err"; rc=$?
+check '[[ $rc -eq 0 ]]' "resume exit code $rc: $(tail -2 "$tmp/b.err")"
+check 'grep -q "resuming at step 8" "$tmp/b.err"' "resumed at step 8"
+check '[[ "$(losses "$tmp/a/metrics.jsonl")" == "$(losses "$tmp/b/metrics.jsonl")" ]]' "resumed losses equal the uninterrupted run's"
+check 'cmp -s "$tmp/a/model/model.safetensors" "$tmp/b/model/model.safetensors"' "resumed final weights are bit-identical"
+
+# --config FILE with the same settings gives the same run.
+cat >"$tmp/cfg.json" <<EOF
+{"data": "$tmp/data", "n_layer": 2, "n_embd": 32, "n_head": 2, "seq": 32, "batch": 4,
+ "steps": 12, "warmup": 2, "lr": 0.003, "eval_every": 4, "eval_batches": 2, "save_every": 4,
+ "keep": 2, "threads": 2}
+EOF
+"$qkv" train --config "$tmp/cfg.json" --out "$tmp/c" >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 0 ]]' "--config run ($rc)"
+check '[[ "$(losses "$tmp/a/metrics.jsonl")" == "$(losses "$tmp/c/metrics.jsonl")" ]]' "--config (2 threads) equals the flags (1 thread)"
+
+# SIGTERM: finish the step, save, exit 143; then resume to a few more steps.
+"$qkv" train "${flags[@]}" --steps 1000000 --eval-every 0 --save-every 0 --out "$tmp/d" \
+    >/dev/null 2>"$tmp/d.err" &
+pid=$!
+for _ in $(seq 50); do
+    [[ $(grep -c '"loss"' "$tmp/d/metrics.jsonl" 2>/dev/null) -ge 3 ]] && break
+    sleep 0.1
+done
+kill -TERM $pid
+wait $pid; rc=$?
+check '[[ $rc -eq 143 ]]' "SIGTERM exit code $rc"
+check 'grep -q "qkv train --resume" "$tmp/d.err"' "SIGTERM message says how to resume"
+ck=$(ls "$tmp/d" | grep -c '^ckpt_.*\.safetensors$')
+check '[[ $ck -eq 1 ]]' "a checkpoint was saved on SIGTERM ($ck)"
+n=$(ls "$tmp/d" | sed -n 's/^ckpt_0*\([0-9][0-9]*\)\.safetensors$/\1/p')
+"$qkv" train --resume --out "$tmp/d" --steps $((n + 2)) >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 0 && -f $tmp/d/ckpt_$(printf %08d $((n + 2))).safetensors ]]' "resume after SIGTERM ($rc)"
+
+# A crash while writing a checkpoint: the previous one stays intact and resumable.
+cp -r "$tmp/a" "$tmp/e"
+before=$(md5sum <"$tmp/e/ckpt_00000012.safetensors")
+(ulimit -f 100; exec "$qkv" train --resume --out "$tmp/e" --steps 16 >/dev/null 2>&1); rc=$?
+check '[[ $rc -ne 0 ]]' "killed while writing the checkpoint ($rc)"
+check '[[ "$(md5sum <"$tmp/e/ckpt_00000012.safetensors")" == "$before" ]]' "previous checkpoint untouched"
+check '[[ ! -e $tmp/e/ckpt_00000016.safetensors ]]' "no partial checkpoint under the final name"
+"$qkv" train --resume --out "$tmp/e" --steps 16 >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 0 && -f $tmp/e/ckpt_00000016.safetensors ]]' "resumed after the crash ($rc)"
+check '[[ -z "$(ls "$tmp/e" | grep "\.tmp\.")" ]]' "leftover temporary files cleaned up"
+
+# A NaN in the weights (wpe[0][0], read by every sequence): stop before the update, exit 1.
+cp -r "$tmp/a" "$tmp/f"
+rm -f "$tmp/f/ckpt_00000012.safetensors"
+ck="$tmp/f/ckpt_00000008.safetensors"
+hdr=$(od -An -tu8 -N8 "$ck" | tr -d ' ')
+vocab=$(sed -n 's/.*"vocab_size": \([0-9]*\).*/\1/p' "$tmp/data/meta.json" | head -1)
+printf '\x00\x00\xc0\x7f' | dd of="$ck" bs=1 seek=$((8 + hdr + vocab * 32 * 4)) conv=notrunc 2>/dev/null
+"$qkv" train --resume --out "$tmp/f" >/dev/null 2>"$tmp/f.err"; rc=$?
+check '[[ $rc -eq 1 ]]' "NaN guard exit code $rc"
+check 'grep -q "not finite" "$tmp/f.err"' "NaN guard message: $(cat "$tmp/f.err" | tail -2)"
+check '[[ "$(ls "$tmp/f" | grep -c "^ckpt_")" -eq 1 ]]' "NaN guard wrote no checkpoint"
+
+# Usage errors.
+"$qkv" train --out "$tmp/g" >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "missing --data ($rc)"
+"$qkv" train "${flags[@]}" --out "$tmp/a" >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "refuses to overwrite a run ($rc)"
+"$qkv" train --resume --out "$tmp/nothing" >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "--resume without a checkpoint ($rc)"
+"$qkv" train --resume --out "$tmp/a" --batch 8 >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "--batch cannot change on resume ($rc)"
+"$qkv" train "${flags[@]}" --n-head 3 --out "$tmp/h" >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "--n-head must divide --n-embd ($rc)"
+"$qkv" train "${flags[@]}" --decay sometimes --out "$tmp/i" >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "bad --decay ($rc)"
+"$qkv" train "${flags[@]}" --lr -1 --out "$tmp/j" >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "negative --lr ($rc)"
+echo '{"data": "x", "bogus": 1}' >"$tmp/bad.json"
+"$qkv" train --config "$tmp/bad.json" --out "$tmp/k" >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "unknown config key ($rc)"
+"$qkv" train --data "$tmp/nonexistent" --out "$tmp/l" >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "missing dataset ($rc)"
+"$qkv" train --help | grep -q "resume"; rc=$?
+check '[[ $rc -eq 0 ]]' "--help"
+
+echo "test_train_cli: $checks checks, $fail failed"
+[[ $fail -eq 0 ]]
