@@ -73,8 +73,7 @@ int main(int argc, char **argv) {
             qkv_trainer_zero_grad(t);
             int ok = qkv_trainer_forward_backward(rt, t, ids, tg, B, T, 1.0f, &loss) == QKV_OK;
             double t1 = bench_now();
-            if (!ok || qkv_trainer_clip_grad_norm(rt, t, 1.0f, &norm) != QKV_OK ||
-                qkv_trainer_adamw_step(rt, t, &hp, 1e-4f) != QKV_OK) {
+            if (!ok || qkv_trainer_step(rt, t, &hp, 1e-4f, 1.0f, &norm) != QKV_OK) {
                 fprintf(stderr, "%s\n", qkv_last_error());
                 return 1;
             }

@@ -466,8 +466,12 @@ static int train_loop(run *r) {
             loss += (double)l / (double)K;
         }
         float norm;
-        qkv_status s = qkv_trainer_clip_grad_norm(r->rt, r->t, (float)c->clip, &norm);
-        if (s != QKV_OK) return cli_report("gradient clipping", s);
+        double lr = qkv_lr_at(&sched, step);
+        /* clipping + AdamW in one pass; a non-finite norm leaves the weights untouched */
+        qkv_status s = isfinite(loss)
+                           ? qkv_trainer_step(r->rt, r->t, &hp, (float)lr, (float)c->clip, &norm)
+                           : QKV_OK;
+        if (s != QKV_OK) return cli_report("optimizer step", s);
         if (!isfinite(loss) || !isfinite(norm)) {
             if (tty) fputc('\n', stderr);
             long last = latest_ckpt(c->out);
@@ -476,12 +480,9 @@ static int train_loop(run *r) {
                     "stopped before updating the weights.\n"
                     "  The last good checkpoint is %s/ckpt_%08ld.safetensors (step %ld); try a "
                     "lower --lr or --clip.\n",
-                    step + 1, loss, (double)norm, c->out, last, last);
+                    step + 1, loss, isfinite(loss) ? (double)norm : NAN, c->out, last, last);
             return EXIT_FAIL;
         }
-        double lr = qkv_lr_at(&sched, step);
-        s = qkv_trainer_adamw_step(r->rt, r->t, &hp, (float)lr);
-        if (s != QKV_OK) return cli_report("AdamW step", s);
         step++;
         double dt = now_seconds() - t0, tps = (double)(B * T * K) / dt;
         ema_tps = ema_tps ? 0.9 * ema_tps + 0.1 * tps : tps;

@@ -652,6 +652,13 @@ QKV_API void qkv_adamw_defaults(qkv_adamw *hp);
 QKV_API qkv_status qkv_trainer_adamw_step(qkv_runtime *rt, qkv_trainer *t, const qkv_adamw *hp,
                                           float lr);
 
+/* qkv_trainer_clip_grad_norm(max_norm) then qkv_trainer_adamw_step in one pass over memory:
+ * the same weights and moments bit for bit, but the clipping scale is applied on the fly, so
+ * the stored gradients stay unscaled. *norm gets the pre-clip norm; when it is not finite
+ * (a NaN or Inf gradient) nothing is updated and the step is not counted. */
+QKV_API qkv_status qkv_trainer_step(qkv_runtime *rt, qkv_trainer *t, const qkv_adamw *hp, float lr,
+                                    float max_norm, float *norm);
+
 /* Learning rate of step s (0-based) of total: linear warmup lr_max·(s+1)/warmup for
  * s < warmup, then constant, or cosine / linear decay from lr_max to lr_min at s = total. */
 typedef enum qkv_lr_decay {

@@ -134,6 +134,24 @@ static void ten_steps_match_torch(qkv_safetensors *bt) {
         worst = e > worst ? e : worst;
     }
     CHECK_EQ_INT(qkv_trainer_steps(t), S);
+    /* the fused clip + AdamW pass gives the same bits */
+    qkv_trainer *f = load_tiny();
+    for (int s = 0; s < S; s++) {
+        float loss, norm;
+        qkv_trainer_zero_grad(f);
+        CHECK_OK(
+            qkv_trainer_forward_backward(NULL, f, ids_of(bt, s), tgt_of(bt, s), B, T, 1.0f, &loss));
+        CHECK_OK(qkv_trainer_step(NULL, f, &HP, (float)qkv_lr_at(&LR, s), CLIP, &norm));
+        CHECK(norm == norms[s] || fabs(norm - norms[s]) <= 1e-4 * norms[s]);
+    }
+    for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
+        qkv_param_info a, b;
+        CHECK_OK(qkv_trainer_param(t, i, &a));
+        CHECK_OK(qkv_trainer_param(f, i, &b));
+        CHECK_MSG(memcmp(a.data, b.data, (size_t)a.numel * sizeof(float)) == 0,
+                  "fused step differs on %s", a.name);
+    }
+    qkv_trainer_free(f);
     printf("10 AdamW steps: loss %.5f -> %.5f, worst loss rel err %.3g\n", losses[0], losses[S - 1],
            worst);
     for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {

@@ -1,6 +1,11 @@
 /* runtime.c — qkv_runtime: a persistent thread pool and qkv_parallel_for.
  *
- * Design: n-1 worker threads sleep on a condition variable; the calling thread is worker 0.
+ * Design: n-1 worker threads wait for jobs; the calling thread is worker 0. A waiting thread
+ * (a worker between jobs, the caller waiting for the workers) first spins for up to
+ * SPIN_NS, then sleeps on a condition variable. A training step issues hundreds of short
+ * jobs back to back; waking a sleeping thread costs a futex call and, on a VM, an IPI to an
+ * idle vCPU (tens of microseconds and the vCPU's caches cold), so the spin keeps a worker
+ * ready for the next job while the caller runs the serial code in between.
  * A job splits [0, n) into at most n_threads contiguous chunks, chunk t going to thread t, so
  * the split (and therefore any per-chunk float summation) depends only on n, grain and the
  * thread count. One job runs at a time per runtime (a mutex serializes callers); a
@@ -11,9 +16,37 @@
 #include "core/error.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#define SPIN_NS 200000 /* 0.2 ms */
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Spins until *v != old or SPIN_NS pass; returns 1 if it changed. */
+static int spin_until_changed(const _Atomic uint64_t *v, uint64_t old) {
+    int64_t t0 = mono_ns();
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            if (atomic_load_explicit(v, memory_order_acquire) != old) return 1;
+            cpu_relax();
+        }
+        if (mono_ns() - t0 > SPIN_NS) return 0;
+    }
+}
 
 struct qkv_runtime {
     int n_threads;
@@ -21,9 +54,9 @@ struct qkv_runtime {
     pthread_mutex_t job_lock; /* serializes callers of parallel_for */
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
-    uint64_t generation; /* bumped per job; workers wait for a change */
-    int pending;         /* workers still running the current job */
-    int shutdown;
+    _Atomic uint64_t generation; /* bumped per job (under mu); workers wait for a change */
+    _Atomic uint64_t pending;    /* workers still running the current job */
+    _Atomic int shutdown;
     /* current job */
     qkv_range_fn fn;
     void *ctx;
@@ -50,17 +83,22 @@ static void *worker_main(void *p) {
     qkv_runtime *rt = a.rt;
     uint64_t seen = 0;
     in_parallel_region = 1;
-    pthread_mutex_lock(&rt->mu);
     for (;;) {
-        while (!rt->shutdown && rt->generation == seen) pthread_cond_wait(&rt->wake, &rt->mu);
-        if (rt->shutdown) break;
-        seen = rt->generation;
-        pthread_mutex_unlock(&rt->mu);
+        if (!spin_until_changed(&rt->generation, seen)) {
+            pthread_mutex_lock(&rt->mu);
+            while (!rt->shutdown && atomic_load(&rt->generation) == seen)
+                pthread_cond_wait(&rt->wake, &rt->mu);
+            pthread_mutex_unlock(&rt->mu);
+        }
+        if (atomic_load(&rt->shutdown)) break;
+        seen = atomic_load_explicit(&rt->generation, memory_order_acquire);
         run_chunk(rt, a.tid);
-        pthread_mutex_lock(&rt->mu);
-        if (--rt->pending == 0) pthread_cond_signal(&rt->done);
+        if (atomic_fetch_sub_explicit(&rt->pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&rt->mu);
+            pthread_cond_signal(&rt->done);
+            pthread_mutex_unlock(&rt->mu);
+        }
     }
-    pthread_mutex_unlock(&rt->mu);
     return NULL;
 }
 
@@ -182,8 +220,8 @@ void qkv_parallel_for(qkv_runtime *rt, int64_t n, int64_t grain, qkv_range_fn fn
      * only. Every worker wakes; those past the last chunk find an empty range. */
     int64_t chunk = (n + n_threads - 1) / n_threads;
     rt->chunk = chunk;
-    rt->pending = rt->n_threads - 1;
-    rt->generation++;
+    atomic_store_explicit(&rt->pending, (uint64_t)(rt->n_threads - 1), memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt->generation, 1, memory_order_release);
     pthread_cond_broadcast(&rt->wake);
     pthread_mutex_unlock(&rt->mu);
 
@@ -191,8 +229,14 @@ void qkv_parallel_for(qkv_runtime *rt, int64_t n, int64_t grain, qkv_range_fn fn
     run_chunk(rt, 0);
     in_parallel_region = 0;
 
-    pthread_mutex_lock(&rt->mu);
-    while (rt->pending > 0) pthread_cond_wait(&rt->done, &rt->mu);
-    pthread_mutex_unlock(&rt->mu);
+    int64_t t0 = mono_ns();
+    while (atomic_load_explicit(&rt->pending, memory_order_acquire) > 0 && mono_ns() - t0 < SPIN_NS)
+        for (int i = 0; i < 64; i++) cpu_relax();
+    if (atomic_load_explicit(&rt->pending, memory_order_acquire) > 0) {
+        pthread_mutex_lock(&rt->mu);
+        while (atomic_load_explicit(&rt->pending, memory_order_acquire) > 0)
+            pthread_cond_wait(&rt->done, &rt->mu);
+        pthread_mutex_unlock(&rt->mu);
+    }
     pthread_mutex_unlock(&rt->job_lock);
 }

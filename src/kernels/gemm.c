@@ -97,9 +97,8 @@ static void pack_b(const qkv_gemm_config *cfg, int trans, const float *B, int64_
             for (int64_t p = 0; p < kc; p++) {
                 const float *src = B + (p0 + p) * ldb + j0 + jr;
                 float *d = dst + p * NR;
-                int j = 0;
-                for (; j < nr; j++) d[j] = src[j];
-                for (; j < NR; j++) d[j] = 0.0f;
+                memcpy(d, src, (size_t)nr * sizeof(float)); /* libc's widest vector copy */
+                for (int j = nr; j < NR; j++) d[j] = 0.0f;
             }
         } else if (cfg->pack_bt) {
             cfg->pack_bt(B + (j0 + jr) * ldb + p0, ldb, kc, nr, dst);

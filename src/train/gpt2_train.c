@@ -28,8 +28,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#define LN_RB 32 /* rows per LayerNorm-backward partial (fixed: results never depend on threads)   \
-                  */
+#define LN_RB                                                                                      \
+    32 /* rows per LayerNorm-backward partial (fixed: results never depend on threads)             \
+        */
 
 /* ---------------------------------------------------------------- parameters */
 
@@ -105,12 +106,22 @@ qkv_status qkv__trainer_alloc(const qkv_gpt2_shape *shape, qkv_trainer **out) {
     }
     add_param(t, "transformer.ln_f.weight", C, 0, 0);
     add_param(t, "transformer.ln_f.bias", C, 0, 0);
+    for (size_t i = 0; i < t->n_params; i++)
+        t->n_segs += (t->params[i].numel + QKV__SEG_FLOATS - 1) / QKV__SEG_FLOATS;
+    t->segs = qkv__calloc((size_t)t->n_segs, sizeof *t->segs);
+    for (size_t i = 0, k = 0; t->segs && i < t->n_params; i++)
+        for (int64_t b = 0; b < t->params[i].numel; b += QKV__SEG_FLOATS) {
+            int64_t e =
+                b + QKV__SEG_FLOATS < t->params[i].numel ? b + QKV__SEG_FLOATS : t->params[i].numel;
+            t->segs[k++] =
+                (qkv__tseg){(int64_t)i, t->params[i].offset + b, t->params[i].offset + e};
+        }
     size_t bytes = (size_t)t->n_floats * sizeof(float);
     t->w = qkv__calloc(1, bytes);
     t->g = qkv__calloc(1, bytes);
     t->m = qkv__calloc(1, bytes);
     t->v = qkv__calloc(1, bytes);
-    if (!t->w || !t->g || !t->m || !t->v) {
+    if (!t->w || !t->g || !t->m || !t->v || !t->segs) {
         qkv_trainer_free(t);
         return qkv__fail(QKV_ERR_NOMEM, "trainer: cannot allocate %lld parameters (x4 buffers)",
                          (long long)t->n_floats);
@@ -148,6 +159,7 @@ void qkv_trainer_free(qkv_trainer *t) {
     qkv__free(t->m);
     qkv__free(t->v);
     qkv__free(t->params);
+    qkv__free(t->segs);
     qkv__free(t->arena);
     qkv__free(t->layer);
     qkv__free(t);

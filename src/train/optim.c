@@ -14,57 +14,74 @@
 
 #include <math.h>
 
+/* Work is split by segments (trainer.h: every tensor cut into pieces of at most 256 Ki
+ * floats), so two threads get equal shares; every sum runs in segment order, the same for any
+ * thread count. */
+
 typedef struct {
     qkv_trainer *t;
-    double *partial; /* per tensor: Σ g² */
-    float coef;
+    double *partial; /* per segment: Σ g² */
 } norm_ctx;
 
-static void sumsq_tensors(void *p, int64_t i0, int64_t i1, int tid) {
+static void sumsq_segs(void *p, int64_t s0, int64_t s1, int tid) {
     norm_ctx *c = p;
     (void)tid;
-    for (int64_t i = i0; i < i1; i++) {
-        const qkv__tparam *q = &c->t->params[i];
-        const float *g = c->t->g + q->offset;
-        double s = 0;
-        for (int64_t j = 0; j < q->numel; j++) s += (double)g[j] * (double)g[j];
-        c->partial[i] = s;
+    for (int64_t s = s0; s < s1; s++) {
+        const qkv__tseg *q = &c->t->segs[s];
+        const float *g = c->t->g;
+        double acc = 0;
+        for (int64_t j = q->begin; j < q->end; j++) acc += (double)g[j] * (double)g[j];
+        c->partial[s] = acc;
     }
 }
 
-static void scale_tensors(void *p, int64_t i0, int64_t i1, int tid) {
-    norm_ctx *c = p;
-    (void)tid;
-    for (int64_t i = i0; i < i1; i++) {
-        const qkv__tparam *q = &c->t->params[i];
-        float *g = c->t->g + q->offset;
-        for (int64_t j = 0; j < q->numel; j++) g[j] *= c->coef;
+/* The global L2 norm of the gradients and the clipping coefficient (1: no scaling). */
+static qkv_status grad_norm(qkv_runtime *rt, qkv_trainer *t, float max_norm, float *norm,
+                            float *coef) {
+    double *partial = qkv__alloc((size_t)t->n_segs * sizeof *partial);
+    if (!partial) return qkv__fail(QKV_ERR_NOMEM, "clip_grad_norm: out of memory");
+    norm_ctx c = {t, partial};
+    qkv_parallel_for(rt, t->n_segs, 1, sumsq_segs, &c);
+    double s = 0;
+    for (int64_t i = 0; i < t->n_segs; i++) s += partial[i];
+    qkv__free(partial);
+    double total = sqrt(s);
+    *norm = (float)total;
+    *coef = 1.0f;
+    if (max_norm > 0) {
+        double k = (double)max_norm / (total + 1e-6);
+        if (k < 1.0) *coef = (float)k;
     }
+    return QKV_OK;
+}
+
+static qkv_status check_clip(const qkv_trainer *t, float max_norm, const float *norm) {
+    if (!t || !norm) return qkv__fail(QKV_ERR_INVALID_ARG, "clip_grad_norm: NULL argument");
+    if (!(max_norm >= 0) || isinf(max_norm))
+        return qkv__fail(QKV_ERR_INVALID_ARG, "clip_grad_norm: max_norm %g (need >= 0, finite)",
+                         (double)max_norm);
+    return QKV_OK;
+}
+
+typedef struct {
+    qkv_trainer *t;
+    float coef; /* gradient scale (clipping); 1: none */
+    float decay_mul, w1, b2, w2, step_size, bc2_sqrt, eps;
+} adam_ctx;
+
+static void scale_segs(void *p, int64_t s0, int64_t s1, int tid) {
+    const adam_ctx *c = p;
+    (void)tid;
+    for (int64_t s = s0; s < s1; s++)
+        for (int64_t j = c->t->segs[s].begin; j < c->t->segs[s].end; j++) c->t->g[j] *= c->coef;
 }
 
 qkv_status qkv_trainer_clip_grad_norm(qkv_runtime *rt, qkv_trainer *t, float max_norm,
                                       float *norm) {
-    if (!t || !norm) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_clip_grad_norm: NULL");
-    if (!(max_norm >= 0) || isinf(max_norm))
-        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_clip_grad_norm: max_norm %g",
-                         (double)max_norm);
-    double stack[512], *partial = t->n_params <= 512 ? stack : NULL;
-    if (!partial) partial = qkv__alloc(t->n_params * sizeof *partial);
-    if (!partial) return qkv__fail(QKV_ERR_NOMEM, "clip_grad_norm: out of memory");
-    norm_ctx c = {t, partial, 1.0f};
-    qkv_parallel_for(rt, (int64_t)t->n_params, 1, sumsq_tensors, &c);
-    double s = 0;
-    for (size_t i = 0; i < t->n_params; i++) s += partial[i];
-    if (partial != stack) qkv__free(partial);
-    double total = sqrt(s);
-    *norm = (float)total;
-    if (max_norm > 0) {
-        double coef = (double)max_norm / (total + 1e-6);
-        if (coef < 1.0) {
-            c.coef = (float)coef;
-            qkv_parallel_for(rt, (int64_t)t->n_params, 1, scale_tensors, &c);
-        }
-    }
+    QKV_TRY(check_clip(t, max_norm, norm));
+    adam_ctx c = {.t = t};
+    QKV_TRY(grad_norm(rt, t, max_norm, norm, &c.coef));
+    if (c.coef < 1.0f) qkv_parallel_for(rt, t->n_segs, 1, scale_segs, &c);
     return QKV_OK;
 }
 
@@ -76,23 +93,19 @@ void qkv_adamw_defaults(qkv_adamw *hp) {
     hp->weight_decay = 0.01f;
 }
 
-typedef struct {
-    qkv_trainer *t;
-    float decay_mul, w1, b2, w2, step_size, bc2_sqrt, eps;
-} adam_ctx;
-
-static void adam_tensors(void *p, int64_t i0, int64_t i1, int tid) {
+static void adam_segs(void *p, int64_t s0, int64_t s1, int tid) {
     const adam_ctx *c = p;
     (void)tid;
-    for (int64_t i = i0; i < i1; i++) {
-        const qkv__tparam *q = &c->t->params[i];
-        float *w = c->t->w + q->offset, *m = c->t->m + q->offset, *v = c->t->v + q->offset;
-        const float *g = c->t->g + q->offset;
-        const float dm = q->decay ? c->decay_mul : 1.0f;
-        for (int64_t j = 0; j < q->numel; j++) {
-            float wj = q->decay ? w[j] * dm : w[j];
-            float mj = m[j] + c->w1 * (g[j] - m[j]);
-            float vj = v[j] * c->b2 + c->w2 * g[j] * g[j];
+    float *w = c->t->w, *m = c->t->m, *v = c->t->v;
+    const float *g = c->t->g;
+    const int scaled = c->coef < 1.0f;
+    for (int64_t s = s0; s < s1; s++) {
+        const int decay = c->t->params[c->t->segs[s].param].decay;
+        for (int64_t j = c->t->segs[s].begin; j < c->t->segs[s].end; j++) {
+            float gj = scaled ? g[j] * c->coef : g[j]; /* what clipping would have stored */
+            float wj = decay ? w[j] * c->decay_mul : w[j];
+            float mj = m[j] + c->w1 * (gj - m[j]);
+            float vj = v[j] * c->b2 + c->w2 * gj * gj;
             float denom = sqrtf(vj) / c->bc2_sqrt + c->eps;
             w[j] = wj + c->step_size * mj / denom;
             m[j] = mj;
@@ -101,7 +114,8 @@ static void adam_tensors(void *p, int64_t i0, int64_t i1, int tid) {
     }
 }
 
-qkv_status qkv_trainer_adamw_step(qkv_runtime *rt, qkv_trainer *t, const qkv_adamw *hp, float lr) {
+static qkv_status adam_run(qkv_runtime *rt, qkv_trainer *t, const qkv_adamw *hp, float lr,
+                           float coef) {
     static const char fn[] = "qkv_trainer_adamw_step";
     if (!t || !hp) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
     if (!(lr >= 0) || isinf(lr) || !(hp->beta1 >= 0 && hp->beta1 < 1) ||
@@ -112,10 +126,12 @@ qkv_status qkv_trainer_adamw_step(qkv_runtime *rt, qkv_trainer *t, const qkv_ada
                          "0 <= beta < 1, eps >= 0, weight_decay >= 0)",
                          fn, (double)lr, (double)hp->beta1, (double)hp->beta2, (double)hp->eps,
                          (double)hp->weight_decay);
+    /* the scalars as torch computes them: Python floats (double), used in F32 ops */
     double step = (double)(t->steps + 1);
     double b1 = hp->beta1, b2 = hp->beta2, dlr = lr;
     double bc1 = 1.0 - pow(b1, step), bc2 = 1.0 - pow(b2, step);
     adam_ctx c = {t,
+                  coef,
                   (float)(1.0 - dlr * (double)hp->weight_decay),
                   (float)(1.0 - b1),
                   (float)b2,
@@ -123,9 +139,22 @@ qkv_status qkv_trainer_adamw_step(qkv_runtime *rt, qkv_trainer *t, const qkv_ada
                   (float)(-dlr / bc1),
                   (float)sqrt(bc2),
                   hp->eps};
-    qkv_parallel_for(rt, (int64_t)t->n_params, 1, adam_tensors, &c);
+    qkv_parallel_for(rt, t->n_segs, 1, adam_segs, &c);
     t->steps++;
     return QKV_OK;
+}
+
+qkv_status qkv_trainer_adamw_step(qkv_runtime *rt, qkv_trainer *t, const qkv_adamw *hp, float lr) {
+    return adam_run(rt, t, hp, lr, 1.0f);
+}
+
+qkv_status qkv_trainer_step(qkv_runtime *rt, qkv_trainer *t, const qkv_adamw *hp, float lr,
+                            float max_norm, float *norm) {
+    QKV_TRY(check_clip(t, max_norm, norm));
+    float coef;
+    QKV_TRY(grad_norm(rt, t, max_norm, norm, &coef));
+    if (!isfinite(*norm)) return QKV_OK; /* nothing updated: the caller sees the norm */
+    return adam_run(rt, t, hp, lr, coef);
 }
 
 double qkv_lr_at(const qkv_lr_schedule *s, int64_t step) {

@@ -53,6 +53,14 @@ typedef struct qkv__tacts {
     float *h, *a;               /* (N, F) before and after the activation */
 } qkv__tacts;
 
+/* A piece of at most QKV__SEG_FLOATS floats of one tensor: the optimizer's unit of work, so
+ * threads get equal shares although tensor sizes differ 1000-fold. */
+#define QKV__SEG_FLOATS ((int64_t)1 << 18)
+typedef struct qkv__tseg {
+    int64_t param;      /* index into params */
+    int64_t begin, end; /* flat float range */
+} qkv__tseg;
+
 struct qkv_trainer {
     qkv_gpt2_shape shape;
     float eps;   /* LayerNorm epsilon */
@@ -62,6 +70,8 @@ struct qkv_trainer {
     int64_t n_floats;
     float *w, *g, *m, *v; /* (n_floats) each */
     int64_t steps;        /* AdamW steps taken */
+    qkv__tseg *segs;      /* every tensor cut into pieces, in order */
+    int64_t n_segs;
 
     /* Activations, sized by qkv_trainer_reserve for up to cap_N = cap_B·cap_T rows. */
     int64_t cap_B, cap_T;
