@@ -3,16 +3,20 @@
  * weights.
  *
  *   bench_generate [--threads N] [--prompt T] [--new M] [--reps R] [--only gpt2|llama]
+ *                  [--keep DIR]
  *
  * Each model is written once as a temporary Hugging Face directory (config.json + F32
  * model.safetensors under $TMPDIR) and loaded through the public API, so the measured path is
  * the real one. One JSON line per model: prefill tokens/s (the batched prompt pass, B = 1,
  * T tokens) and decode tokens/s (one token per step, greedy, M steps after the prompt), medians
- * of R runs. tools/bench_hf_generate.py measures Hugging Face generate on the same shapes. */
+ * of R runs. tools/bench_hf_generate.py measures Hugging Face generate on the same shapes.
+ * --keep DIR writes the models to DIR/<name> and keeps them (to convert the very same weights
+ * for a peer such as llama.cpp). */
 #include "bench_util.h"
 #include "qkv.h"
 
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct {
@@ -153,9 +157,11 @@ int main(int argc, char **argv) {
     const int64_t T = bench_int_opt(argc, argv, "--prompt", 128);
     const int64_t M = bench_int_opt(argc, argv, "--new", 128);
     const int reps = (int)bench_int_opt(argc, argv, "--reps", 3);
-    const char *only = NULL;
-    for (int i = 1; i + 1 < argc; i++)
+    const char *only = NULL, *keep = NULL;
+    for (int i = 1; i + 1 < argc; i++) {
         if (strcmp(argv[i], "--only") == 0) only = argv[i + 1];
+        if (strcmp(argv[i], "--keep") == 0) keep = argv[i + 1];
+    }
     qkv_runtime *rt = NULL;
     if (qkv_runtime_create(threads, &rt) != QKV_OK) return 1;
     for (size_t k = 0; k < sizeof SHAPES / sizeof *SHAPES; k++) {
@@ -164,11 +170,16 @@ int main(int argc, char **argv) {
         const char *tmp = getenv("TMPDIR");
         char dir[512];
         snprintf(dir, sizeof dir, "%s/qkv_bench_gen_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-        if (!mkdtemp(dir) || write_model(s, dir)) return 1;
+        if (keep) {
+            snprintf(dir, sizeof dir, "%s/%s", keep, s->name);
+            mkdir(keep, 0755);
+            mkdir(dir, 0755);
+        }
+        if ((!keep && !mkdtemp(dir)) || write_model(s, dir)) return 1;
         qkv_lm *lm = NULL;
         if (qkv_lm_load(dir, &lm) != QKV_OK) {
             fprintf(stderr, "load: %s\n", qkv_last_error());
-            remove_model(dir);
+            if (!keep) remove_model(dir);
             return 1;
         }
         int32_t *ids = malloc(sizeof(int32_t) * (size_t)T);
@@ -198,7 +209,7 @@ int main(int argc, char **argv) {
         fflush(stdout);
         free(ids);
         qkv_lm_free(lm);
-        remove_model(dir);
+        if (!keep) remove_model(dir);
     }
     qkv_runtime_free(rt);
     return 0;

@@ -36,6 +36,12 @@ check 'awk -v a="$first" -v b="$last" "BEGIN{exit !(b < a)}"' "loss went down: $
 out=$("$qkv" generate --model "$tmp/a/model" --prompt "The attention" --max-new-tokens 8 2>/dev/null); rc=$?
 check '[[ $rc -eq 0 && -n "$out" ]]' "qkv generate from the trained model ($rc)"
 
+# Fine-tuning: start from the exported Hugging Face directory (--init); its first loss is
+# near the trained model's, below the midpoint between a fresh model's and the trained one's.
+"$qkv" train "${flags[@]}" --steps 2 --init "$tmp/a/model" --out "$tmp/ft" >/dev/null 2>&1; rc=$?
+ft_first=$(sed -n 1p "$tmp/ft/metrics.jsonl" 2>/dev/null | sed 's/.*"loss": \([0-9.]*\).*/\1/')
+check '[[ $rc -eq 0 ]] && awk -v a="$ft_first" -v b="$first" -v c="$last" "BEGIN{exit !(a < (b + c) / 2)}"' "--init starts from the checkpoint: first loss $ft_first vs fresh $first, trained $last ($rc)"
+
 # transformers loads the export (skipped without a Python that has it).
 "$src/tests/run_python_check.sh" torch,transformers "$src/tools/check_hf_export.py" "$tmp/a/model" \
     >"$tmp/py.out" 2>&1; rc=$?
