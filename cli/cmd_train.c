@@ -634,6 +634,11 @@ static int setup(run *r, int resuming) {
             (long long)sh.vocab_size, (long long)sh.n_positions, (double)n_params / 1e6, c->data,
             (long long)qkv_dataset_tokens(r->train), (long long)qkv_dataset_tokens(r->val),
             c->batch, c->accum, c->seq, (double)bytes / 1048576.0, qkv_runtime_n_threads(r->rt));
+    if (qkv_dataset_batches(r->val, c->batch, c->seq) <= 0)
+        fprintf(stderr,
+                "  warning: the validation split (%lld tokens) holds no batch of %ld x %ld "
+                "tokens: no validation loss will be reported\n",
+                (long long)qkv_dataset_tokens(r->val), c->batch, c->seq);
     if (resuming)
         fprintf(stderr, "  resuming at step %lld of %ld\n", (long long)qkv_trainer_steps(r->t),
                 c->steps);

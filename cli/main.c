@@ -26,6 +26,8 @@ static const cli_command commands[] = {
      cmd_data_help},
     {"train", "train a GPT-2 (from scratch or a checkpoint) on a prepared dataset", cmd_train,
      cmd_train_help},
+    {"bench", "timings as JSON lines: attention, train, generate, embed", cmd_bench,
+     cmd_bench_help},
 };
 static const size_t n_commands = sizeof commands / sizeof commands[0];
 

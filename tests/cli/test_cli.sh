@@ -35,6 +35,15 @@ contains '"threads":3' "QKV_NUM_THREADS"
 expect 0 "demo" -- "$qkv" demo --seq 64 --threads 2; contains "sum 1.000" "demo"; contains "GFLOP/s" "demo"
 expect 2 "demo bad seq" -- "$qkv" demo --seq 0
 expect 2 "demo bad option" -- "$qkv" demo --nope
+expect 0 "bench --help" -- "$qkv" bench --help; contains "qkv bench attention" "bench --help"
+expect 0 "bench attention" -- "$qkv" bench attention --shape 1,64,2,16 --reps 1 --threads 1
+contains '"bench":"attention"' "bench attention JSON"; contains '"fwd_peak_pct"' "bench attention peak"
+expect 0 "bench train" -- "$qkv" bench train --layers 1 --shape 1x8 --reps 1 --threads 1
+contains '"bench":"train"' "bench train JSON"
+expect 2 "bench unknown" -- "$qkv" bench bogus
+expect 2 "bench bad shape" -- "$qkv" bench attention --shape 1,2,3
+expect 2 "bench generate without --model" -- "$qkv" bench generate
+expect 2 "bench generate missing model" -- "$qkv" bench generate --model /nonexistent
 rm -f /tmp/qkv_cli_out.$$
 echo "cli: $((checks - fail)) passed, $fail failed"
 [[ $fail -eq 0 ]]

@@ -1,0 +1,329 @@
+/* cmd_bench.c — `qkv bench`: timings through the public API, one JSON object per line.
+ *
+ *   qkv bench attention   fused attention forward and backward over a shape set
+ *   qkv bench train       GPT-2 training steps (forward, backward, clip + AdamW)
+ *   qkv bench generate    prefill and decode tokens/s of a decoder directory
+ *   qkv bench embed       sentences/s of an encoder directory
+ *
+ * Every line carries the thread count and the active instruction set; attention and training
+ * also the FMA peak measured on the spot and the share of it reached. Medians of --reps runs
+ * after one warm-up. The programs in bench/ go further (peers in the same process, internal
+ * kernels); docs/PERFORMANCE.md has the numbers. Benchmarks assert nothing about time. */
+#include "cli.h"
+#include "textio.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cmd_bench_help(void) {
+    printf("Usage: qkv bench attention [--shape B,T,H,D]... [--causal] [--reps R] [--threads N]\n"
+           "       qkv bench train [--shape BxT]... [--layers L] [--reps R] [--threads N]\n"
+           "       qkv bench generate --model DIR [--prompt T] [--new M] [--reps R] [--threads N]\n"
+           "       qkv bench embed [--model DIR] [--batch N] [--tokens T] [--reps R] "
+           "[--threads N]\n\n"
+           "Times qkv through its public API and prints one JSON object per line: median ms of\n"
+           "--reps runs (default 5) after a warm-up, throughput, and for attention and training\n"
+           "GFLOP/s and the percent of the machine's FMA peak measured at the start.\n\n"
+           "  attention  forward and backward of softmax(QK^T/sqrt(D))V, q/k/v [B, T, H, D];\n"
+           "             default shapes (4,1024,16,64) (4,1024,8,128) (1,4096,16,64)\n"
+           "  train      one GPT-2 124M training step (random weights and tokens): forward,\n"
+           "             backward, clipping, AdamW; default shapes 4x64 and 8x256\n"
+           "             (--layers L trains an L-layer model of the same width, for a quick look)\n"
+           "  generate   a prompt of T tokens (default 128), then M greedy tokens (default 32)\n"
+           "             with any GPT-2 / Llama directory (random weights: bench/bench_generate\n"
+           "             --keep DIR writes GPT-2-124M and Llama-125M shaped ones)\n"
+           "  embed      batches of N sequences (default 32) of T tokens (default 64) through\n"
+           "             an encoder (default: $QKV_MODEL or models/all-MiniLM-L6-v2)\n");
+}
+
+typedef struct {
+    int reps, threads;
+    qkv_runtime *rt;
+    double peak;
+} bench_env;
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void fill(float *x, size_t n, unsigned long long seed) {
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((seed >> 40) & 0xffffff) / (float)(1 << 24) * 2.0f - 1.0f;
+    }
+}
+
+/* ---------------------------------------------------------------- attention */
+
+static int bench_attention(bench_env *e, const long (*shapes)[4], int n_shapes, int causal) {
+    for (int s = 0; s < n_shapes; s++) {
+        long B = shapes[s][0], T = shapes[s][1], H = shapes[s][2], D = shapes[s][3];
+        size_t n = (size_t)(B * T * H * D);
+        float *q = malloc(n * sizeof *q), *k = malloc(n * sizeof *k), *v = malloc(n * sizeof *v),
+              *o = malloc(n * sizeof *o), *d_o = malloc(n * sizeof *d_o),
+              *dq = malloc(n * sizeof *dq), *dk = malloc(n * sizeof *dk),
+              *dv = malloc(n * sizeof *dv), *lse = malloc((size_t)(B * H * T) * sizeof *lse);
+        if (!q || !k || !v || !o || !d_o || !dq || !dk || !dv || !lse) {
+            fprintf(stderr, "qkv bench: out of memory for attention shape %d\n", s);
+            return EXIT_FAIL;
+        }
+        fill(q, n, 1), fill(k, n, 2), fill(v, n, 3), fill(d_o, n, 4);
+        qkv_attention_desc d;
+        memset(&d, 0, sizeof d);
+        d.batch = B, d.q_len = d.kv_len = T, d.n_heads = d.n_kv_heads = H, d.head_dim = D;
+        d.causal = causal, d.window_left = d.window_right = -1;
+        double tf[64], tb[64];
+        int reps = e->reps;
+        for (int r = -1; r < reps; r++) {
+            double t0 = now_seconds();
+            qkv_status st = qkv_attention_forward(e->rt, &d, q, k, v, o, lse);
+            double t1 = now_seconds();
+            if (st == QKV_OK)
+                st = qkv_attention_backward(e->rt, &d, q, k, v, o, lse, d_o, dq, dk, dv);
+            double t2 = now_seconds();
+            if (st != QKV_OK) return cli_report("attention", st);
+            if (r >= 0) tf[r] = t1 - t0, tb[r] = t2 - t1;
+        }
+        /* 4·B·H·T²·D multiply-adds forward (QKᵀ and PV), 2.5× that backward; half if causal */
+        double fl = 4.0 * (double)B * (double)H * (double)T * (double)T * (double)D;
+        if (causal) fl *= 0.5;
+        double mf = median(tf, reps), mb = median(tb, reps);
+        printf("{\"bench\":\"attention\",\"B\":%ld,\"T\":%ld,\"H\":%ld,\"D\":%ld,\"causal\":%d,"
+               "\"threads\":%d,\"isa\":\"%s\",\"fwd_ms\":%.3f,\"fwd_gflops\":%.1f,"
+               "\"fwd_peak_pct\":%.1f,\"bwd_ms\":%.3f,\"bwd_gflops\":%.1f,\"bwd_peak_pct\":%.1f}\n",
+               B, T, H, D, causal, e->threads, qkv_arch_name(qkv_arch_active()), 1e3 * mf,
+               fl / mf / 1e9, 100 * fl / mf / 1e9 / e->peak, 1e3 * mb, 2.5 * fl / mb / 1e9,
+               100 * 2.5 * fl / mb / 1e9 / e->peak);
+        fflush(stdout);
+        free(q), free(k), free(v), free(o), free(d_o), free(dq), free(dk), free(dv), free(lse);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- train */
+
+static int bench_train(bench_env *e, const long (*shapes)[2], int n_shapes, long layers) {
+    qkv_gpt2_shape sh = {50257, 1024, 768, layers, 12};
+    qkv_trainer *t = NULL;
+    qkv_status st = qkv_trainer_new(&sh, 1, &t);
+    if (st != QKV_OK) return cli_report("creating the model", st);
+    int64_t n_params = 0;
+    for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
+        qkv_param_info p;
+        qkv_trainer_param(t, i, &p);
+        n_params += p.numel;
+    }
+    qkv_adamw hp;
+    qkv_adamw_defaults(&hp);
+    int rc = 0;
+    for (int s = 0; s < n_shapes && !rc; s++) {
+        long B = shapes[s][0], T = shapes[s][1];
+        int32_t *ids = malloc((size_t)(B * T) * sizeof *ids),
+                *tg = malloc((size_t)(B * T) * sizeof *tg);
+        if (!ids || !tg) {
+            free(ids), free(tg);
+            rc = cli_report("batch", QKV_ERR_NOMEM);
+            break;
+        }
+        unsigned long long x = 42;
+        for (long i = 0; i < B * T; i++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            ids[i] = (int32_t)((x >> 33) % 50257);
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            tg[i] = (int32_t)((x >> 33) % 50257);
+        }
+        double times[64];
+        float loss = 0, norm = 0;
+        for (int r = -1; r < e->reps && !rc; r++) {
+            double t0 = now_seconds();
+            qkv_trainer_zero_grad(t);
+            st = qkv_trainer_forward_backward(e->rt, t, ids, tg, B, T, 1.0f, &loss);
+            if (st == QKV_OK) st = qkv_trainer_step(e->rt, t, &hp, 1e-4f, 1.0f, &norm);
+            if (st != QKV_OK) rc = cli_report("training step", st);
+            if (r >= 0) times[r] = now_seconds() - t0;
+        }
+        if (!rc) {
+            double m = median(times, e->reps);
+            double fl = 6.0 * (double)n_params * (double)(B * T) +
+                        6.0 * (double)layers * 2.0 * (double)B * (double)T * (double)T * 768.0;
+            printf("{\"bench\":\"train\",\"model\":\"gpt2-124m-shaped\",\"layers\":%ld,"
+                   "\"params\":%lld,\"B\":%ld,\"T\":%ld,\"threads\":%d,\"isa\":\"%s\","
+                   "\"step_ms\":%.1f,\"tokens_per_s\":%.1f,\"gflops\":%.1f,\"peak_pct\":%.1f}\n",
+                   layers, (long long)n_params, B, T, e->threads, qkv_arch_name(qkv_arch_active()),
+                   1e3 * m, (double)(B * T) / m, fl / m / 1e9, 100 * fl / m / 1e9 / e->peak);
+            fflush(stdout);
+        }
+        free(ids), free(tg);
+    }
+    qkv_trainer_free(t);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- generate, embed */
+
+static int bench_generate(bench_env *e, const char *dir, long T, long M) {
+    qkv_lm *lm = NULL;
+    qkv_status st = qkv_lm_load(dir, &lm);
+    if (st != QKV_OK) return cli_report(dir, st);
+    int32_t *ids = malloc((size_t)T * sizeof *ids);
+    if (!ids) {
+        qkv_lm_free(lm);
+        return cli_report("prompt", QKV_ERR_NOMEM);
+    }
+    for (long t = 0; t < T; t++) ids[t] = (int32_t)((t * 7919 + 13) % qkv_lm_vocab_size(lm));
+    qkv_sampling o;
+    memset(&o, 0, sizeof o);
+    o.max_new_tokens = M + 1; /* M decode steps after the prompt pass */
+    double pre[64], dec[64];
+    int64_t len = T;
+    int rc = 0;
+    for (int r = -1; r < e->reps; r++) {
+        qkv_generate_stats s;
+        st = qkv_lm_generate_tokens(e->rt, lm, ids, &len, 1, &o, NULL, NULL, NULL, NULL, &s);
+        if (st != QKV_OK) {
+            rc = cli_report("generate", st);
+            break;
+        }
+        if (r >= 0) {
+            pre[r] = (double)s.prefill_tokens / s.prefill_seconds;
+            dec[r] = (double)s.decode_tokens / s.decode_seconds;
+        }
+    }
+    if (!rc)
+        printf("{\"bench\":\"generate\",\"model\":\"%s\",\"threads\":%d,\"isa\":\"%s\","
+               "\"prompt\":%ld,\"new\":%ld,\"prefill_tok_s\":%.1f,\"decode_tok_s\":%.2f}\n",
+               dir, e->threads, qkv_arch_name(qkv_arch_active()), T, M, median(pre, e->reps),
+               median(dec, e->reps));
+    free(ids);
+    qkv_lm_free(lm);
+    return rc;
+}
+
+static int bench_embed(bench_env *e, const char *dir, long N, long T) {
+    qkv_model *m = NULL;
+    int rc = cli_load_model("bench", dir, &m);
+    if (rc) return rc;
+    if (T > qkv_model_max_tokens(m)) T = qkv_model_max_tokens(m);
+    int32_t *ids = malloc((size_t)(N * T) * sizeof *ids);
+    int64_t *lens = malloc((size_t)N * sizeof *lens);
+    float *out = malloc((size_t)(N * qkv_model_dim(m)) * sizeof *out);
+    if (!ids || !lens || !out) rc = cli_report("batch", QKV_ERR_NOMEM);
+    double times[64];
+    for (long i = 0; !rc && i < N * T; i++) ids[i] = (int32_t)(1000 + (i * 7919) % 20000);
+    for (long i = 0; !rc && i < N; i++) lens[i] = T;
+    for (int r = -1; !rc && r < e->reps; r++) {
+        double t0 = now_seconds();
+        qkv_status st = qkv_embed_tokens(e->rt, m, ids, lens, (size_t)N, out);
+        if (st != QKV_OK) rc = cli_report("embed", st);
+        if (r >= 0) times[r] = now_seconds() - t0;
+    }
+    if (!rc) {
+        double md = median(times, e->reps);
+        printf("{\"bench\":\"embed\",\"model\":\"%s\",\"threads\":%d,\"isa\":\"%s\","
+               "\"batch\":%ld,\"tokens\":%ld,\"ms\":%.2f,\"sentences_per_s\":%.1f,"
+               "\"tokens_per_s\":%.1f}\n",
+               dir, e->threads, qkv_arch_name(qkv_arch_active()), N, T, 1e3 * md, (double)N / md,
+               (double)(N * T) / md);
+    }
+    free(ids), free(lens), free(out);
+    qkv_model_free(m);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- command */
+
+int cmd_bench(int argc, char **argv) {
+    if (argc < 2 || cli_is_help(argv[1])) {
+        cmd_bench_help();
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    const char *what = argv[1];
+    long attn[16][4], tr[16][2];
+    int n_attn = 0, n_tr = 0, causal = 0;
+    long reps = 5, threads = 0, layers = 12, prompt = 128, new_tokens = 32, batch = 32, tokens = 64;
+    const char *model = NULL;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc = 0;
+        if (cli_is_help(a)) {
+            cmd_bench_help();
+            return 0;
+        } else if (strcmp(a, "--causal") == 0) {
+            causal = 1;
+            continue;
+        } else if (!v) {
+            return cli_usage_error("bench", "missing value after %s", a);
+        } else if (strcmp(a, "--shape") == 0 && strcmp(what, "attention") == 0) {
+            if (n_attn == 16) return cli_usage_error("bench", "at most 16 shapes");
+            long *s = attn[n_attn];
+            char tail;
+            if (sscanf(v, "%ld,%ld,%ld,%ld%c", &s[0], &s[1], &s[2], &s[3], &tail) != 4 ||
+                s[0] < 1 || s[1] < 1 || s[2] < 1 || s[3] < 1 ||
+                s[0] * s[1] * s[2] * s[3] > (1L << 30))
+                return cli_usage_error("bench", "--shape wants B,T,H,D (positive), not '%s'", v);
+            n_attn++;
+        } else if (strcmp(a, "--shape") == 0 && strcmp(what, "train") == 0) {
+            if (n_tr == 16) return cli_usage_error("bench", "at most 16 shapes");
+            char tail;
+            if (sscanf(v, "%ldx%ld%c", &tr[n_tr][0], &tr[n_tr][1], &tail) != 2 || tr[n_tr][0] < 1 ||
+                tr[n_tr][1] < 1 || tr[n_tr][1] > 1024 || tr[n_tr][0] > 4096)
+                return cli_usage_error("bench", "--shape wants BxT (T <= 1024), not '%s'", v);
+            n_tr++;
+        } else if (strcmp(a, "--reps") == 0) {
+            rc = cli_parse_count("bench", a, v, 1, 64, &reps);
+        } else if (strcmp(a, "--threads") == 0) {
+            rc = cli_parse_count("bench", a, v, 0, 1024, &threads);
+        } else if (strcmp(a, "--layers") == 0) {
+            rc = cli_parse_count("bench", a, v, 1, 48, &layers);
+        } else if (strcmp(a, "--prompt") == 0 || strcmp(a, "--tokens") == 0) {
+            rc = cli_parse_count("bench", a, v, 1, 1 << 16, a[2] == 'p' ? &prompt : &tokens);
+        } else if (strcmp(a, "--new") == 0) {
+            rc = cli_parse_count("bench", a, v, 1, 1 << 16, &new_tokens);
+        } else if (strcmp(a, "--batch") == 0) {
+            rc = cli_parse_count("bench", a, v, 1, 1 << 16, &batch);
+        } else if (strcmp(a, "--model") == 0) {
+            model = v;
+        } else {
+            return cli_usage_error("bench", "unknown option %s for `qkv bench %s`", a, what);
+        }
+        if (rc) return rc;
+        i++;
+    }
+    bench_env e = {(int)reps, 0, NULL, 0};
+    if (qkv_runtime_create((int)threads, &e.rt) != QKV_OK)
+        return cli_report("creating threads", QKV_ERR_NOMEM);
+    e.threads = qkv_runtime_n_threads(e.rt);
+    int rc;
+    if (strcmp(what, "attention") == 0 || strcmp(what, "train") == 0) {
+        e.peak = qkv_fma_peak_gflops(e.rt, 0.3);
+        fprintf(stderr, "qkv bench: %s, %d thread(s), measured FMA peak %.1f GFLOP/s\n",
+                qkv_arch_name(qkv_arch_active()), e.threads, e.peak);
+    }
+    if (strcmp(what, "attention") == 0) {
+        static const long def[][4] = {{4, 1024, 16, 64}, {4, 1024, 8, 128}, {1, 4096, 16, 64}};
+        rc = n_attn ? bench_attention(&e, (const long(*)[4])attn, n_attn, causal)
+                    : bench_attention(&e, def, 3, causal);
+    } else if (strcmp(what, "train") == 0) {
+        static const long def[][2] = {{4, 64}, {8, 256}};
+        rc = n_tr ? bench_train(&e, (const long(*)[2])tr, n_tr, layers)
+                  : bench_train(&e, def, 2, layers);
+    } else if (strcmp(what, "generate") == 0) {
+        rc = model ? bench_generate(&e, model, prompt, new_tokens)
+                   : cli_usage_error("bench", "generate needs --model DIR");
+    } else if (strcmp(what, "embed") == 0) {
+        rc = bench_embed(&e, model ? model : cli_default_model(), batch, tokens);
+    } else {
+        rc = cli_usage_error("bench", "unknown benchmark '%s' (attention, train, generate, embed)",
+                             what);
+    }
+    qkv_runtime_free(e.rt);
+    return rc;
+}
