@@ -36,7 +36,7 @@ cmake --build "$dir" -j"$jobs"
 ctest_args=(--test-dir "$dir" --output-on-failure -j"$jobs")
 if [[ "$mode" == tsan ]]; then
     # TSan: the tests whose subject is threading.
-    ctest_args+=(-R 'core_runtime|kernels_gemm_avx512|attention_flash_avx512|lm_generate_avx512')
+    ctest_args+=(-R 'core_runtime|kernels_gemm_avx512|attention_flash_avx512|lm_generate_avx512|train_avx512')
 fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
