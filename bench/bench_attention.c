@@ -7,7 +7,11 @@
  * (qkv_fma_peak_gflops: independent FMA chains of the active ISA's widest vectors), and
  * the ratio against the reference path (attention_ref.c) run in the same process on the same
  * shape. The reference is O(10x) slower, so it is timed once and only when its estimated time
- * is under --ref-budget seconds (default 3); otherwise "ref_ratio" is null.
+ * is under --ref-budget seconds (default 3); otherwise "ref_ratio" is null. When built with
+ * OpenBLAS (Debian libopenblas-dev), forward shapes are also timed on an unfused path:
+ * per (batch, head) S = QKᵀ by cblas_sgemm, scale and mask, a row softmax, O = S·V by
+ * cblas_sgemm (S materialized, as an implementation without fusion does): "openblas_ratio"
+ * is its median time over qkv's (null for backward, decode and padded shapes).
  *
  * Usage: bench_attention [--quick] [--threads N] [--runs N] [--ref-budget S] [--only
  * fwd|bwd|decode] Benchmarks assert nothing about time; results go to docs/PERFORMANCE.md. */
@@ -19,6 +23,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/resource.h>
+#if QKV_BENCH_OPENBLAS
+#include <cblas.h>
+void openblas_set_num_threads(int);
+#endif
 
 /* ---------------------------------------------------------------- shapes */
 
@@ -53,6 +61,33 @@ static int run_once(qkv_runtime *rt, const shape *s, const qkv_attention_desc *d
                    : (int)qkv_attention_backward(rt, d, b->q, b->k, b->v, b->out, b->lse, b->dout,
                                                  b->dq, b->dk, b->dv);
 }
+
+#if QKV_BENCH_OPENBLAS
+/* The unfused forward: per (b, h), S [Tq, Tk] = scale · Q Kᵀ, causal mask, softmax, O = S V. */
+static void unfused_forward(const shape *s, const bufs *b, float *S) {
+    const int64_t Tq = s->Tq, Tk = s->Tk, D = s->D, Hq = s->Hq, Hk = s->Hk;
+    const float scale = 1.0f / sqrtf((float)D);
+    for (int64_t bb = 0; bb < s->B; bb++)
+        for (int64_t h = 0; h < Hq; h++) {
+            int64_t hk = h / (Hq / Hk);
+            const float *q = b->q + (bb * Tq * Hq + h) * D, *k = b->k + (bb * Tk * Hk + hk) * D,
+                        *v = b->v + (bb * Tk * Hk + hk) * D;
+            float *o = b->out + (bb * Tq * Hq + h) * D;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Tq, (int)Tk, (int)D, scale, q,
+                        (int)(Hq * D), k, (int)(Hk * D), 0.0f, S, (int)Tk);
+            for (int64_t i = 0; i < Tq; i++) {
+                float *row = S + i * Tk, mx = -INFINITY, sum = 0;
+                int64_t last = s->causal ? i + (Tk - Tq) : Tk - 1;
+                for (int64_t j = last + 1; j < Tk; j++) row[j] = 0.0f;
+                for (int64_t j = 0; j <= last; j++) mx = row[j] > mx ? row[j] : mx;
+                for (int64_t j = 0; j <= last; j++) sum += row[j] = expf(row[j] - mx);
+                for (int64_t j = 0; j <= last; j++) row[j] /= sum;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Tq, (int)D, (int)Tk, 1.0f,
+                        S, (int)Tk, v, (int)(Hk * D), 0.0f, o, (int)(Hq * D));
+        }
+}
+#endif
 
 static void bench_shape(qkv_runtime *rt, const shape *s, int runs, double peak, double ref_budget) {
     qkv_attention_desc d;
@@ -104,6 +139,25 @@ static void bench_shape(qkv_runtime *rt, const shape *s, int runs, double peak, 
         run_once(rt, s, &d, &b, 1);
         ref_ratio = (bench_now() - t0) / med;
     }
+    char blas[32] = "null";
+#if QKV_BENCH_OPENBLAS
+    if (strcmp(s->op, "attention_fwd") == 0 && !s->padded) {
+        openblas_set_num_threads(qkv_runtime_n_threads(rt));
+        float *S = malloc((size_t)(s->Tq * s->Tk) * sizeof *S);
+        if (S) {
+            unfused_forward(s, &b, S); /* warm-up */
+            double *tb = malloc((size_t)runs * sizeof *tb);
+            for (int r = 0; r < runs; r++) {
+                double t0 = bench_now();
+                unfused_forward(s, &b, S);
+                tb[r] = bench_now() - t0;
+            }
+            snprintf(blas, sizeof blas, "%.2f", bench_median(tb, runs) / med);
+            free(tb);
+            free(S);
+        }
+    }
+#endif
     char ref[32];
     if (ref_ratio > 0)
         snprintf(ref, sizeof ref, "%.2f", ref_ratio);
@@ -112,11 +166,11 @@ static void bench_shape(qkv_runtime *rt, const shape *s, int runs, double peak, 
     printf("{\"op\":\"%s\",\"tag\":\"%s\",\"B\":%lld,\"Tq\":%lld,\"Tk\":%lld,\"Hq\":%lld,"
            "\"Hk\":%lld,\"D\":%lld,\"causal\":%d,\"padded\":%d,\"threads\":%d,\"arch\":\"%s\","
            "\"runs\":%d,\"median_ms\":%.3f,\"gflops\":%.1f,\"peak_gflops\":%.1f,"
-           "\"pct_peak\":%.1f,\"ref_ratio\":%s}\n",
+           "\"pct_peak\":%.1f,\"ref_ratio\":%s,\"openblas_ratio\":%s}\n",
            s->op, s->tag, (long long)s->B, (long long)s->Tq, (long long)s->Tk, (long long)s->Hq,
            (long long)s->Hk, (long long)s->D, s->causal, s->padded, qkv_runtime_n_threads(rt),
            qkv_arch_name(qkv_arch_active()), runs, med * 1e3, gflops, peak, 100.0 * gflops / peak,
-           ref);
+           ref, blas);
     fflush(stdout);
     free(t);
     free(b.lens);

@@ -40,6 +40,9 @@ typedef struct fwd_ctx {
     int64_t ws_stride;
     float *part; /* [n_tasks, n_split, part_stride] partials (O, m, l) when n_split > 1 */
     int64_t part_stride;
+    /* K and V repacked head-major ([B, Hk, Tk, D] / [.., Dv]) once per call, or NULL: see
+     * qkv__attention_forward_flash */
+    float *kpack, *vpack;
 } fwd_ctx;
 
 /* Task t (of n_bh * n_qt) -> (b, hk, query tile); the query tile index is zigzagged. */
@@ -104,7 +107,11 @@ static void run_tiles(const fwd_ctx *c, float *ws, int64_t b, int64_t hk, int64_
         const float *kp = c->k + ((b * pb->Tk + j0) * Hk + hk) * D;  /* [cols] rows, ld Hk*D */
         const float *vp = c->v + ((b * pb->Tk + j0) * Hk + hk) * Dv; /* [cols] rows, ld Hk*Dv */
         int64_t ldk = Hk * D, ldv = Hk * Dv;
-        if (Hk > 1) {
+        if (c->kpack) { /* contiguous rows of this head, packed once for all query tiles */
+            kp = c->kpack + ((b * Hk + hk) * pb->Tk + j0) * D;
+            vp = c->vpack + ((b * Hk + hk) * pb->Tk + j0) * Dv;
+            ldk = D, ldv = Dv;
+        } else if (Hk > 1) {
             /* Rows Hk*D floats apart (often a multiple of 4 KiB) alias in the L1 sets and
              * thrash it inside the micro-kernels: copy the tile's rows contiguously first. */
             for (int64_t j = 0; j < cols; j++) {
@@ -216,6 +223,19 @@ static void fwd_merge_task(void *ctx, int64_t begin, int64_t end, int tid) {
     }
 }
 
+/* Rows [r0, r1) of (b, hk) blocks: kpack/vpack row ((b*Hk + hk)*Tk + j) = k/v row (b, j, hk). */
+static void pack_kv_task(void *ctx, int64_t begin, int64_t end, int tid) {
+    const fwd_ctx *c = ctx;
+    const qkv__attn_problem *pb = c->pb;
+    const int64_t Tk = pb->Tk, Hk = pb->Hk, D = pb->D, Dv = pb->Dv;
+    (void)tid;
+    for (int64_t r = begin; r < end; r++) { /* r = (b*Hk + hk)*Tk + j */
+        int64_t bh = r / Tk, j = r % Tk, b = bh / Hk, hk = bh % Hk;
+        memcpy(c->kpack + r * D, c->k + ((b * Tk + j) * Hk + hk) * D, (size_t)D * sizeof(float));
+        memcpy(c->vpack + r * Dv, c->v + ((b * Tk + j) * Hk + hk) * Dv, (size_t)Dv * sizeof(float));
+    }
+}
+
 qkv_status qkv__attention_forward_flash(qkv_runtime *rt, const qkv__attn_problem *pb,
                                         const qkv_attn_kernels *kr, const float *q, const float *k,
                                         const float *v, float *out, float *lse) {
@@ -251,6 +271,20 @@ qkv_status qkv__attention_forward_flash(qkv_runtime *rt, const qkv__attn_problem
     /* small problems stay on the calling thread */
     double work =
         (double)pb->B * (double)pb->Hq * (double)pb->Tq * (double)pb->Tk * (double)(D + Dv);
+    /* With Hk > 1 the rows of one head are Hk·D floats apart, which alias in L1, so every key
+     * tile is copied to contiguous rows before the micro-kernels read it; with several query
+     * tiles per head that copy repeats n_qt times (measured: a quarter of the forward at
+     * 4 x 1024 x 32 x 64). Pack K and V head-major once instead, when that costs at most
+     * 64 MiB (the long-sequence memory bound keeps the per-tile copies). */
+    size_t kv_bytes = (size_t)(pb->B * pb->Hk * pb->Tk) * (size_t)(D + Dv) * sizeof(float);
+    if (pb->Hk > 1 && c.n_qt > 1 && c.n_split == 1 && kv_bytes <= ((size_t)64 << 20)) {
+        c.kpack = qkv__alloc(kv_bytes);
+        if (c.kpack) {
+            c.vpack = c.kpack + (size_t)(pb->B * pb->Hk * pb->Tk) * (size_t)D;
+            int64_t rows = pb->B * pb->Hk * pb->Tk;
+            qkv_parallel_for(rt, rows, work < 65536.0 ? rows : 256, pack_kv_task, &c);
+        } /* else: no memory for it, copy per tile as before */
+    }
     if (c.n_split == 1) {
         qkv_parallel_for(rt, n_tasks, work < 65536.0 ? n_tasks : 1, fwd_task, &c);
     } else {
@@ -260,5 +294,6 @@ qkv_status qkv__attention_forward_flash(qkv_runtime *rt, const qkv__attn_problem
     }
     qkv__free(c.ws);
     qkv__free(c.part);
+    qkv__free(c.kpack);
     return QKV_OK;
 }
