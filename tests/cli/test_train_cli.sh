@@ -87,6 +87,18 @@ n=$(ls "$tmp/d" | sed -n 's/^ckpt_0*\([0-9][0-9]*\)\.safetensors$/\1/p')
 "$qkv" train --resume --out "$tmp/d" --steps $((n + 2)) >/dev/null 2>&1; rc=$?
 check '[[ $rc -eq 0 && -f $tmp/d/ckpt_$(printf %08d $((n + 2))).safetensors ]]' "resume after SIGTERM ($rc)"
 
+# Ctrl-C (SIGINT) does the same with exit code 130.
+"$qkv" train "${flags[@]}" --steps 1000000 --eval-every 0 --save-every 0 --out "$tmp/d2" \
+    >/dev/null 2>"$tmp/d2.err" &
+pid=$!
+for _ in $(seq 50); do
+    [[ $(grep -c '"loss"' "$tmp/d2/metrics.jsonl" 2>/dev/null) -ge 2 ]] && break
+    sleep 0.1
+done
+kill -INT $pid
+wait $pid; rc=$?
+check '[[ $rc -eq 130 && $(ls "$tmp/d2" | grep -c "^ckpt_") -eq 1 ]]' "SIGINT: exit $rc, checkpoint saved"
+
 # A crash while writing a checkpoint: the previous one stays intact and resumable.
 cp -r "$tmp/a" "$tmp/e"
 before=$(md5sum <"$tmp/e/ckpt_00000012.safetensors")
