@@ -21,8 +21,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-qkv_status qkv__trainer_alloc(const qkv_gpt2_shape *shape, qkv_trainer **out);
-
 static const char *act_name(qkv_act a) {
     switch (a) {
     case QKV_ACT_GELU_ERF: return "gelu";

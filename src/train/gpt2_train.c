@@ -64,8 +64,6 @@ static qkv_status check_shape(const qkv_gpt2_shape *s) {
     return QKV_OK;
 }
 
-/* The parameter table and zeroed buffers (weights not initialized). */
-qkv_status qkv__trainer_alloc(const qkv_gpt2_shape *shape, qkv_trainer **out);
 qkv_status qkv__trainer_alloc(const qkv_gpt2_shape *shape, qkv_trainer **out) {
     *out = NULL;
     QKV_TRY(check_shape(shape));
@@ -600,8 +598,6 @@ static qkv_status forward(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,
     double s = 0;
     for (int64_t n = 0; n < N; n++) s += t->row_loss[n];
     *loss = count ? (float)(s / (double)count) : 0.0f;
-    t->cur_B = B;
-    t->cur_T = T;
     t->logits_valid = !backward;
     return QKV_OK;
 }

@@ -86,9 +86,11 @@ struct qkv_trainer {
     float *dresid, *dln, *datt, *dq, *dk, *dv; /* (N, C) each */
     float *da, *dh;                            /* (N, F) each */
     float *ln_part;                            /* LayerNorm dw/db partials (N/RB + 1, 2C) */
-    int64_t cur_B, cur_T;                      /* the last forward's sizes */
     int logits_valid;
 };
+
+/* The parameter table and zeroed buffers (weights not initialized); gpt2_train.c. */
+qkv_status qkv__trainer_alloc(const qkv_gpt2_shape *shape, qkv_trainer **out);
 
 /* Parameter i of block l (TP_*) or the embeddings / final norm. */
 static inline float *qkv__tw(const struct qkv_trainer *t, float *base, int64_t l, int which) {
