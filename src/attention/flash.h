@@ -34,7 +34,8 @@
 
 enum {
     FLASH_BC = 64,           /* keys per key tile (a multiple of QKV_ATTN_COL_ALIGN) */
-    FLASH_ROWS = 64,         /* target rows (queries x heads of a group) per query tile */
+    FLASH_ROWS = 128,        /* forward: target rows (queries x heads of a group) per query tile */
+    FLASH_ROWS_BWD = 64,     /* backward: the same (its dq/dk/dv tiles want smaller ones) */
     FLASH_MIN_ITEMS = 16,    /* forward: fewer (b, hk, query tile) tasks: split the keys */
     FLASH_MIN_BWD_ITEMS = 4, /* backward: fewer (b, hk) pairs: split the keys (each split
                                 costs a private dq buffer of G * Tq * D floats) */
@@ -43,9 +44,10 @@ enum {
 /* Classification of a (query tile, key tile) pair. */
 enum { FLASH_SKIP = 0, FLASH_PARTIAL = 1, FLASH_FULL = 2 };
 
-/* Queries per query tile: FLASH_ROWS / G, at least 1, at most Tq. */
-static inline int64_t qkv__flash_bq(const qkv__attn_problem *pb) {
-    int64_t bq = FLASH_ROWS / pb->group;
+/* Queries per query tile for a target of target_rows rows: target_rows / G, at least 1, at
+ * most Tq. */
+static inline int64_t qkv__flash_bq(const qkv__attn_problem *pb, int64_t target_rows) {
+    int64_t bq = target_rows / pb->group;
     if (bq < 1) bq = 1;
     if (bq > pb->Tq) bq = pb->Tq;
     return bq;

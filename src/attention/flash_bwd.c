@@ -210,7 +210,7 @@ qkv_status qkv__attention_backward_flash(qkv_runtime *rt, const qkv__attn_proble
                  .dq = dq,
                  .dk = dk,
                  .dv = dv};
-    c.bq = qkv__flash_bq(pb);
+    c.bq = qkv__flash_bq(pb, FLASH_ROWS_BWD);
     c.rows_max = c.bq * pb->group;
     c.n_bh = pb->B * pb->Hk;
     c.n_kt = (pb->Tk + FLASH_BC - 1) / FLASH_BC;

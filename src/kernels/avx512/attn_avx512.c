@@ -95,7 +95,12 @@ static void dot_rows(int R, int nv, int64_t kd, const float *a, int64_t lda, con
         DOT_CASE(9)
         DOT_CASE(10)
         DOT_CASE(11)
-    default: dot_block(12, nv == 2 ? 2 : 1, kd, a, lda, bt, ldb, s, lds); break;
+    default:
+        if (nv == 2)
+            dot_block(12, 2, kd, a, lda, bt, ldb, s, lds);
+        else
+            dot_block(12, 1, kd, a, lda, bt, ldb, s, lds);
+        break;
     }
 }
 #undef DOT_CASE
