@@ -24,9 +24,6 @@
 #include "core/error.h"
 
 #include <string.h>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 typedef struct fwd_ctx {
     const qkv__attn_problem *pb;
@@ -239,22 +236,6 @@ static void pack_kv_task(void *ctx, int64_t begin, int64_t end, int tid) {
     }
 }
 
-enum { HUGE_PAGE = 2 << 20 };
-
-/* mem holds bytes + HUGE_PAGE bytes: returns its first HUGE_PAGE-aligned address, with the
- * whole huge pages of the bytes after it advised to be backed by transparent huge pages. The
- * K/V repack is written once per call into fresh memory, and faulting that in 4 KiB pages
- * cost ~4% of the forward (perf, 4 x 1024 x 16 x 64, 1 thread). */
-static float *huge_align(float *mem, size_t bytes) {
-    uintptr_t p = ((uintptr_t)mem + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
-#ifdef MADV_HUGEPAGE
-    (void)madvise((void *)p, bytes & ~(size_t)(HUGE_PAGE - 1), MADV_HUGEPAGE);
-#else
-    (void)bytes;
-#endif
-    return (float *)p;
-}
-
 qkv_status qkv__attention_forward_flash(qkv_runtime *rt, const qkv__attn_problem *pb,
                                         const qkv_attn_kernels *kr, const float *q, const float *k,
                                         const float *v, float *out, float *lse) {
@@ -298,9 +279,9 @@ qkv_status qkv__attention_forward_flash(qkv_runtime *rt, const qkv__attn_problem
     float *kv_mem = NULL;
     size_t kv_bytes = (size_t)(pb->B * pb->Hk * pb->Tk) * (size_t)(D + Dv) * sizeof(float);
     if (pb->Hk > 1 && c.n_qt > 1 && c.n_split == 1 && kv_bytes <= ((size_t)64 << 20)) {
-        kv_mem = qkv__alloc(kv_bytes + HUGE_PAGE);
+        kv_mem = qkv__alloc(kv_bytes + QKV__FLASH_HUGE_PAGE);
         if (kv_mem) {
-            c.kpack = huge_align(kv_mem, kv_bytes);
+            c.kpack = qkv__flash_huge_align(kv_mem, kv_bytes);
             c.vpack = c.kpack + (size_t)(pb->B * pb->Hk * pb->Tk) * (size_t)D;
             int64_t rows = pb->B * pb->Hk * pb->Tk;
             qkv_parallel_for(rt, rows, work < 65536.0 ? rows : 256, pack_kv_task, &c);
