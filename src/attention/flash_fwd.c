@@ -63,6 +63,30 @@ static void key_tiles(const qkv__attn_problem *pb, int64_t b, int64_t i0, int64_
     *kt1 = hi1 > lo ? (hi1 + FLASH_BC - 1) / FLASH_BC : *kt0;
 }
 
+/* Narrows a partial tile, keys [*j0, *j0 + *cols) against queries [i0, i1) of batch b, to
+ * what is visible: queries [*ia, i1) are the first that see any of its keys (the bounds of
+ * attention.h are monotone in i, so the queries that see the tile form an interval, and only
+ * its start is used), and the keys are cut to those that any of them sees. *jt gets the old
+ * *j0. Returns 0 when no query sees any key of the tile. Rows left out are exact: a row that
+ * sees no key of a tile keeps its m, l and O unchanged (alpha would be exp(0) = 1, P = 0). */
+static int trim_partial(const qkv__attn_problem *pb, int64_t b, int64_t i0, int64_t i1, int64_t *j0,
+                        int64_t *cols, int64_t *ia, int64_t *jt) {
+    int64_t lo = 0, hi = 0, lo1, hi1, j1 = *j0 + *cols, i = i0;
+    for (; i < i1; i++) {
+        qkv__attn_key_range(pb, b, i, &lo, &hi);
+        if (hi > *j0 && lo < j1 && lo < hi) break;
+    }
+    if (i == i1) return 0;
+    qkv__attn_key_range(pb, b, i1 - 1, &lo1, &hi1);
+    *jt = *j0;
+    *ia = i;
+    int64_t a = lo > *j0 ? lo : *j0, e = hi1 < j1 ? hi1 : j1;
+    if (e <= a) return 0;
+    *j0 = a;
+    *cols = e - a;
+    return 1;
+}
+
 /* Floats of run_tiles' workspace: Qᵀ, Sᵀ, alpha, K and V tiles. */
 static int64_t run_tiles_floats(const qkv__attn_problem *pb, int64_t rp) {
     return qkv__flash_pad(pb->D * rp) + qkv__flash_pad(FLASH_BC * rp) + qkv__flash_pad(rp) +
@@ -120,10 +144,20 @@ static void run_tiles(const fwd_ctx *c, float *ws, int64_t b, int64_t hk, int64_
             }
             kp = kb, vp = vb, ldk = D, ldv = Dv;
         }
-        c->kr->dot(cols, rows, D, kp, ldk, qt, rp, st, rp);
-        qkv__flash_fixup(pb, b, hk, i0, nq, j0, cols, cls == FLASH_FULL, st, 1, rp);
-        c->kr->softmax(rows, cols, st, rp, m, l, alpha);
-        c->kr->acc(rows, Dv, cols, st, 1, rp, vp, ldv, O, Dv, alpha);
+        int64_t ra = 0; /* rows [0, ra) see no key of this tile: left out */
+        if (cls == FLASH_PARTIAL) {
+            int64_t ka, jt; /* jt: the tile's first key before trimming */
+            if (!trim_partial(pb, b, i0, i1, &j0, &cols, &ka, &jt)) continue;
+            kp += (j0 - jt) * ldk;
+            vp += (j0 - jt) * ldv;
+            ra = (ka - i0) * G / 16 * 16;
+        }
+        int64_t fq = ra / G; /* first query of row ra; the fix-up starts there */
+        c->kr->dot(cols, rows - ra, D, kp, ldk, qt + ra, rp, st + ra, rp);
+        qkv__flash_fixup(pb, b, hk, i0 + fq, nq - fq, j0, cols, cls == FLASH_FULL, st + fq * G, 1,
+                         rp);
+        c->kr->softmax(rows - ra, cols, st + ra, rp, m + ra, l + ra, alpha + ra);
+        c->kr->acc(rows - ra, Dv, cols, st + ra, 1, rp, vp, ldv, O + ra * Dv, Dv, alpha + ra);
     }
 }
 
