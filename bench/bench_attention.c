@@ -13,10 +13,19 @@
  * cblas_sgemm (S materialized, as an implementation without fusion does): "openblas_ratio"
  * is its median time over qkv's (null for backward, decode and padded shapes).
  *
+ * --kernels times the active ISA's attention micro-kernels alone on the forward's tiles
+ * (128 query rows x 64 keys, D 64 and 128; the same K/V tiles again and again, so they stay
+ * in cache): dot (Sᵀ = K·Qᵀ), softmax (one online step) and acc (O = alpha∘O + P·V), one
+ * thread, with their GFLOP/s (softmax: its share of a tile's time instead). That is the
+ * ceiling the fused forward can reach on this machine.
+ *
  * Usage: bench_attention [--quick] [--threads N] [--runs N] [--ref-budget S] [--only
- * fwd|bwd|decode] Benchmarks assert nothing about time; results go to docs/PERFORMANCE.md. */
+ * fwd|bwd|decode] [--kernels] [--rss]
+ * Benchmarks assert nothing about time; results go to docs/PERFORMANCE.md. */
 #include "attention/attention.h"
 #include "bench_util.h"
+#include "kernels/attn_kernels.h"
+#include "kernels/dispatch.h"
 #include "qkv.h"
 
 #include <math.h>
@@ -207,6 +216,51 @@ static int rss_check(qkv_runtime *rt) {
     return st != QKV_OK;
 }
 
+/* --kernels: see the header comment. One thread (the micro-kernels are single-threaded). */
+static int kernels_bench(double peak, int runs) {
+    qkv_attn_kernels kr;
+    qkv__kernels()->attn_f32_config(&kr);
+    enum { ROWS = 128, BC = 64, REPS = 2000 };
+    for (int64_t D = 64; D <= 128; D += 64) {
+        float *qt = qkv_malloc((size_t)(D * ROWS) * sizeof(float));
+        float *kv = qkv_malloc((size_t)(2 * BC * D) * sizeof(float));
+        float *st = qkv_malloc((size_t)(BC * ROWS) * sizeof(float));
+        float *o = qkv_malloc((size_t)(ROWS * D) * sizeof(float));
+        float *mla = qkv_malloc((size_t)(3 * ROWS) * sizeof(float)); /* m, l, alpha */
+        if (!qt || !kv || !st || !o || !mla) return 1;
+        bench_fill(qt, (size_t)(D * ROWS), 1);
+        bench_fill(kv, (size_t)(2 * BC * D), 2);
+        for (int64_t i = 0; i < ROWS * D; i++) o[i] = 0.0f;
+        double t_dot[16], t_sm[16], t_acc[16];
+        if (runs > 16) runs = 16;
+        for (int r = 0; r < runs; r++) {
+            for (int64_t i = 0; i < ROWS; i++) mla[i] = -INFINITY, mla[ROWS + i] = 0.0f;
+            double t0 = bench_now();
+            for (int k = 0; k < REPS; k++) kr.dot(BC, ROWS, D, kv, D, qt, ROWS, st, ROWS);
+            double t1 = bench_now();
+            for (int k = 0; k < REPS; k++) /* re-exponentiates P: same work every step */
+                kr.softmax(ROWS, BC, st, ROWS, mla, mla + ROWS, mla + 2 * ROWS);
+            double t2 = bench_now();
+            for (int k = 0; k < REPS; k++)
+                kr.acc(ROWS, D, BC, st, 1, ROWS, kv + BC * D, D, o, D, mla + 2 * ROWS);
+            double t3 = bench_now();
+            t_dot[r] = t1 - t0, t_sm[r] = t2 - t1, t_acc[r] = t3 - t2;
+        }
+        double fl = 2.0 * ROWS * BC * (double)D * REPS; /* each of dot and acc */
+        double dot = bench_median(t_dot, runs), sm = bench_median(t_sm, runs);
+        double acc = bench_median(t_acc, runs);
+        printf(
+            "{\"op\":\"attn_kernels\",\"arch\":\"%s\",\"rows\":%d,\"keys\":%d,\"D\":%lld,"
+            "\"dot_gflops\":%.1f,\"dot_pct_peak\":%.1f,\"acc_gflops\":%.1f,\"acc_pct_peak\":%.1f,"
+            "\"tile_pct_peak\":%.1f,\"softmax_share\":%.3f}\n",
+            qkv_arch_name(qkv_arch_active()), ROWS, BC, (long long)D, fl / dot * 1e-9,
+            100.0 * fl / dot * 1e-9 / peak, fl / acc * 1e-9, 100.0 * fl / acc * 1e-9 / peak,
+            100.0 * 2.0 * fl / (dot + sm + acc) * 1e-9 / peak, sm / (dot + sm + acc));
+        qkv_free(qt), qkv_free(kv), qkv_free(st), qkv_free(o), qkv_free(mla);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int quick = bench_has_flag(argc, argv, "--quick");
     int threads = (int)bench_int_opt(argc, argv, "--threads", 0);
@@ -219,6 +273,17 @@ int main(int argc, char **argv) {
     if (qkv_runtime_create(threads, &rt) != QKV_OK) return 1;
     if (bench_has_flag(argc, argv, "--rss")) {
         int rc = rss_check(rt);
+        qkv_runtime_free(rt);
+        return rc;
+    }
+    if (bench_has_flag(argc, argv, "--kernels")) {
+        qkv_runtime *one = NULL;
+        if (qkv_runtime_create(1, &one) != QKV_OK) return 1;
+        double peak1 = qkv_fma_peak_gflops(one, 0.3);
+        printf("{\"op\":\"fma_peak\",\"threads\":1,\"arch\":\"%s\",\"gflops\":%.1f}\n",
+               qkv_arch_name(qkv_arch_active()), peak1);
+        int rc = kernels_bench(peak1, runs);
+        qkv_runtime_free(one);
         qkv_runtime_free(rt);
         return rc;
     }
