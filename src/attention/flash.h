@@ -72,40 +72,55 @@ static inline int qkv__flash_classify(const qkv__attn_problem *pb, int64_t b, in
 /* Adds bias and ALiBi to a score tile of queries [i0, i0 + nq) x the G heads of kv head hk x
  * keys [j0, j0 + cols), then (unless full) sets masked scores to -inf. The score of tile row
  * r = (i - i0) * G + g and key j0 + c is s[r * rs + c * cs]: the forward keeps tiles key-major
- * (rs = 1, cs = ld), the backward query-major (rs = ld, cs = 1). Bias is added before masking
- * so that a +inf bias on a masked key cannot make inf - inf. */
+ * (rs = 1, cs = ld), the backward query-major (rs = ld, cs = 1); either way the masked scores
+ * are written as contiguous runs (per key, or per row). Bias is added before masking so that
+ * a +inf bias on a masked key cannot make inf - inf. */
 static inline void qkv__flash_fixup(const qkv__attn_problem *pb, int64_t b, int64_t hk, int64_t i0,
                                     int64_t nq, int64_t j0, int64_t cols, int full, float *s,
                                     int64_t rs, int64_t cs) {
     const qkv_attention_desc *d = pb->d;
-    const int64_t G = pb->group, off = pb->Tk - pb->Tq;
-    if (full && !d->bias && !d->alibi_slopes) return;
-    for (int64_t ii = 0; ii < nq; ii++) {
-        int64_t i = i0 + ii, cl = 0, ch = cols;
-        if (!full) {
-            int64_t lo, hi;
-            qkv__attn_key_range(pb, b, i, &lo, &hi);
-            cl = lo - j0 < 0 ? 0 : lo - j0;
-            ch = hi - j0 > cols ? cols : hi - j0;
-            if (cl > cols) cl = cols;
-            if (ch < cl) ch = cl;
-        }
-        for (int64_t g = 0; g < G; g++) {
-            int64_t h = hk * G + g;
-            float *sr = s + (ii * G + g) * rs; /* element c at sr[c * cs] */
-            if (d->bias) {
-                const float *br = d->bias + b * d->bias_stride_b + h * d->bias_stride_h +
-                                  i * d->bias_stride_q + j0; /* [cols] */
-                for (int64_t c = 0; c < cols; c++) sr[c * cs] += br[c];
-            }
-            if (d->alibi_slopes) {
-                float slope = d->alibi_slopes[h];
-                int64_t base = i + off - j0; /* distance of key j0 + c is |base - c| */
-                for (int64_t c = 0; c < cols; c++) {
-                    int64_t dist = base - c < 0 ? c - base : base - c;
-                    sr[c * cs] -= slope * (float)dist;
+    const int64_t G = pb->group, off = pb->Tk - pb->Tq, rows = nq * G;
+    if (d->bias || d->alibi_slopes)
+        for (int64_t ii = 0; ii < nq; ii++)
+            for (int64_t g = 0; g < G; g++) {
+                int64_t i = i0 + ii, h = hk * G + g;
+                float *sr = s + (ii * G + g) * rs; /* element c at sr[c * cs] */
+                if (d->bias) {
+                    const float *br = d->bias + b * d->bias_stride_b + h * d->bias_stride_h +
+                                      i * d->bias_stride_q + j0; /* [cols] */
+                    for (int64_t c = 0; c < cols; c++) sr[c * cs] += br[c];
+                }
+                if (d->alibi_slopes) {
+                    float slope = d->alibi_slopes[h];
+                    int64_t base = i + off - j0; /* distance of key j0 + c is |base - c| */
+                    for (int64_t c = 0; c < cols; c++) {
+                        int64_t dist = base - c < 0 ? c - base : base - c;
+                        sr[c * cs] -= slope * (float)dist;
+                    }
                 }
             }
+    if (full) return;
+    if (rs == 1) { /* key-major: the rows that see key j0 + c are one interval, contiguous */
+        for (int64_t c = 0; c < cols; c++) {
+            int64_t lo, hi;
+            qkv__attn_query_range(pb, b, j0 + c, &lo, &hi);
+            int64_t ra = (lo - i0) * G, rb = (hi - i0) * G;
+            ra = ra < 0 ? 0 : ra > rows ? rows : ra;
+            rb = rb < ra ? ra : rb > rows ? rows : rb;
+            float *sc = s + c * cs; /* row r at sc[r] */
+            for (int64_t r = 0; r < ra; r++) sc[r] = -INFINITY;
+            for (int64_t r = rb; r < rows; r++) sc[r] = -INFINITY;
+        }
+        return;
+    }
+    for (int64_t ii = 0; ii < nq; ii++) { /* query-major: the keys of a row are one interval */
+        int64_t lo, hi;
+        qkv__attn_key_range(pb, b, i0 + ii, &lo, &hi);
+        int64_t cl = lo - j0 < 0 ? 0 : lo - j0, ch = hi - j0 > cols ? cols : hi - j0;
+        if (cl > cols) cl = cols;
+        if (ch < cl) ch = cl;
+        for (int64_t g = 0; g < G; g++) {
+            float *sr = s + (ii * G + g) * rs; /* element c at sr[c * cs] */
             for (int64_t c = 0; c < cl; c++) sr[c * cs] = -INFINITY;
             for (int64_t c = ch; c < cols; c++) sr[c * cs] = -INFINITY;
         }
