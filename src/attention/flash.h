@@ -28,6 +28,8 @@
 #define QKV_ATTENTION_FLASH_H
 
 #include "attention/attention.h"
+#include "core/alloc.h"
+#include "core/runtime.h"
 #include "kernels/attn_kernels.h"
 
 #include <math.h>
@@ -156,6 +158,22 @@ static inline float *qkv__flash_huge_align(float *mem, size_t bytes) {
     (void)bytes;
 #endif
     return (float *)p;
+}
+
+/* A block of bytes for a repack: the runtime's scratch block when free (kept between calls:
+ * core/runtime.h), else a fresh allocation (*own = 1). NULL when neither is possible. */
+static inline float *qkv__flash_scratch(qkv_runtime *rt, size_t bytes, int *own) {
+    float *p = qkv__runtime_scratch_acquire(rt, bytes);
+    *own = p == NULL;
+    return p ? p : qkv__alloc(bytes);
+}
+
+/* Gives back a block of qkv__flash_scratch (NULL is fine). */
+static inline void qkv__flash_scratch_done(qkv_runtime *rt, float *p, int own) {
+    if (own)
+        qkv__free(p);
+    else
+        qkv__runtime_scratch_release(rt, p);
 }
 
 /* Floats of one workspace region rounded up to a cache line (16 floats). */

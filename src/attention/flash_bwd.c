@@ -286,8 +286,10 @@ qkv_status qkv__attention_backward_flash(qkv_runtime *rt, const qkv__attn_proble
     const int64_t nqr = pb->B * pb->Tq * pb->Hq, nkr = pb->B * pb->Tk * pb->Hk;
     size_t pack_floats = (size_t)(nqr * (pb->D + pb->Dv + 2) + nkr * (pb->D + pb->Dv));
     float *pack_mem = NULL;
+    int pack_own = 0;
     if (pack_floats * sizeof(float) <= FLASH_BWD_PACK_BYTES && (pb->Hq > 1 || pb->Hk > 1)) {
-        pack_mem = qkv__alloc(pack_floats * sizeof(float) + QKV__FLASH_HUGE_PAGE);
+        pack_mem =
+            qkv__flash_scratch(rt, pack_floats * sizeof(float) + QKV__FLASH_HUGE_PAGE, &pack_own);
         if (pack_mem) { /* else: no memory for it, each item packs its own */
             c.pqs = qkv__flash_huge_align(pack_mem, pack_floats * sizeof(float));
             c.pdop = c.pqs + nqr * pb->D;
@@ -308,7 +310,7 @@ qkv_status qkv__attention_backward_flash(qkv_runtime *rt, const qkv__attn_proble
     if (!c.ws || (part_bytes && !c.part)) {
         qkv__free(c.ws);
         qkv__free(c.part);
-        qkv__free(pack_mem);
+        qkv__flash_scratch_done(rt, pack_mem, pack_own);
         return qkv__fail(QKV_ERR_NOMEM,
                          "qkv_attention_backward: cannot allocate %zu bytes of "
                          "flash workspace",
@@ -326,6 +328,6 @@ qkv_status qkv__attention_backward_flash(qkv_runtime *rt, const qkv__attn_proble
         qkv_parallel_for(rt, c.n_bh, work < 65536.0 ? c.n_bh : 1, bwd_reduce_task, &c);
     qkv__free(c.ws);
     qkv__free(c.part);
-    qkv__free(pack_mem);
+    qkv__flash_scratch_done(rt, pack_mem, pack_own);
     return QKV_OK;
 }

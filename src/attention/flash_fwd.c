@@ -311,9 +311,10 @@ qkv_status qkv__attention_forward_flash(qkv_runtime *rt, const qkv__attn_problem
      * 4 x 1024 x 32 x 64). Pack K and V head-major once instead, when that costs at most
      * 64 MiB (the long-sequence memory bound keeps the per-tile copies). */
     float *kv_mem = NULL;
+    int kv_own = 0;
     size_t kv_bytes = (size_t)(pb->B * pb->Hk * pb->Tk) * (size_t)(D + Dv) * sizeof(float);
     if (pb->Hk > 1 && c.n_qt > 1 && c.n_split == 1 && kv_bytes <= ((size_t)64 << 20)) {
-        kv_mem = qkv__alloc(kv_bytes + QKV__FLASH_HUGE_PAGE);
+        kv_mem = qkv__flash_scratch(rt, kv_bytes + QKV__FLASH_HUGE_PAGE, &kv_own);
         if (kv_mem) {
             c.kpack = qkv__flash_huge_align(kv_mem, kv_bytes);
             c.vpack = c.kpack + (size_t)(pb->B * pb->Hk * pb->Tk) * (size_t)D;
@@ -330,6 +331,6 @@ qkv_status qkv__attention_forward_flash(qkv_runtime *rt, const qkv__attn_problem
     }
     qkv__free(c.ws);
     qkv__free(c.part);
-    qkv__free(kv_mem);
+    qkv__flash_scratch_done(rt, kv_mem, kv_own);
     return QKV_OK;
 }

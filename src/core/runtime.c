@@ -61,6 +61,10 @@ struct qkv_runtime {
     qkv_range_fn fn;
     void *ctx;
     int64_t n, chunk;
+    /* the scratch block (qkv__runtime_scratch_acquire) */
+    _Atomic int scratch_busy;
+    void *scratch;
+    size_t scratch_bytes;
 };
 
 static _Thread_local int in_parallel_region;
@@ -166,6 +170,7 @@ void qkv_runtime_free(qkv_runtime *rt) {
         for (int t = 1; t < rt->n_threads; t++) pthread_join(rt->threads[t - 1], NULL);
         qkv__free(rt->threads);
     }
+    qkv__free(rt->scratch);
     pthread_cond_destroy(&rt->wake);
     pthread_cond_destroy(&rt->done);
     pthread_mutex_destroy(&rt->mu);
@@ -239,4 +244,24 @@ void qkv_parallel_for(qkv_runtime *rt, int64_t n, int64_t grain, qkv_range_fn fn
         pthread_mutex_unlock(&rt->mu);
     }
     pthread_mutex_unlock(&rt->job_lock);
+}
+
+void *qkv__runtime_scratch_acquire(qkv_runtime *rt, size_t bytes) {
+    rt = qkv__runtime_or_default(rt);
+    if (!rt || atomic_exchange(&rt->scratch_busy, 1)) return NULL;
+    if (rt->scratch_bytes < bytes) {
+        qkv__free(rt->scratch);
+        rt->scratch = qkv__alloc(bytes);
+        rt->scratch_bytes = rt->scratch ? bytes : 0;
+        if (!rt->scratch) {
+            atomic_store(&rt->scratch_busy, 0);
+            return NULL;
+        }
+    }
+    return rt->scratch;
+}
+
+void qkv__runtime_scratch_release(qkv_runtime *rt, void *block) {
+    rt = qkv__runtime_or_default(rt);
+    if (rt && block && block == rt->scratch) atomic_store(&rt->scratch_busy, 0);
 }
