@@ -35,6 +35,12 @@
 #if QKV_BENCH_OPENBLAS
 #include <cblas.h>
 void openblas_set_num_threads(int);
+/* Stops OpenBLAS's worker threads (it starts them again on its next threaded call). Its idle
+ * workers spin with sched_yield instead of sleeping, from the library's load on and after
+ * every call: on 2 vCPUs that took most of a core from qkv's timings (measured: qkv's 2-thread
+ * forward at 1.0-1.2x its 1-thread speed in this program, 1.9x without OpenBLAS). So the
+ * workers are stopped before anything is timed and after each peer run. */
+int blas_thread_shutdown_(void);
 #endif
 
 /* ---------------------------------------------------------------- shapes */
@@ -164,6 +170,7 @@ static void bench_shape(qkv_runtime *rt, const shape *s, int runs, double peak, 
             snprintf(blas, sizeof blas, "%.2f", bench_median(tb, runs) / med);
             free(tb);
             free(S);
+            blas_thread_shutdown_(); /* see its declaration */
         }
     }
 #endif
@@ -271,6 +278,9 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "--only") == 0) only = argv[i + 1];
     qkv_runtime *rt = NULL;
     if (qkv_runtime_create(threads, &rt) != QKV_OK) return 1;
+#if QKV_BENCH_OPENBLAS
+    blas_thread_shutdown_(); /* see its declaration */
+#endif
     if (bench_has_flag(argc, argv, "--rss")) {
         int rc = rss_check(rt);
         qkv_runtime_free(rt);
