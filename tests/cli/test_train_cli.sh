@@ -69,16 +69,23 @@ EOF
 check '[[ $rc -eq 0 ]]' "--config run ($rc)"
 check '[[ "$(losses "$tmp/a/metrics.jsonl")" == "$(losses "$tmp/c/metrics.jsonl")" ]]' "--config (2 threads) equals the flags (1 thread)"
 
+# Starts an endless run into $tmp/$2 (stderr to $tmp/$2.err), waits until it has logged $3
+# losses (at most 5 s), sends it signal $1 and prints its exit code.
+interrupted_run() {
+    "$qkv" train "${flags[@]}" --steps 1000000 --eval-every 0 --save-every 0 --out "$tmp/$2" \
+        >/dev/null 2>"$tmp/$2.err" &
+    local pid=$!
+    for _ in $(seq 50); do
+        [[ $(grep -c '"loss"' "$tmp/$2/metrics.jsonl" 2>/dev/null) -ge $3 ]] && break
+        sleep 0.1
+    done
+    kill -"$1" $pid
+    wait $pid
+    echo $?
+}
+
 # SIGTERM: finish the step, save, exit 143; then resume to a few more steps.
-"$qkv" train "${flags[@]}" --steps 1000000 --eval-every 0 --save-every 0 --out "$tmp/d" \
-    >/dev/null 2>"$tmp/d.err" &
-pid=$!
-for _ in $(seq 50); do
-    [[ $(grep -c '"loss"' "$tmp/d/metrics.jsonl" 2>/dev/null) -ge 3 ]] && break
-    sleep 0.1
-done
-kill -TERM $pid
-wait $pid; rc=$?
+rc=$(interrupted_run TERM d 3)
 check '[[ $rc -eq 143 ]]' "SIGTERM exit code $rc"
 check 'grep -q "qkv train --resume" "$tmp/d.err"' "SIGTERM message says how to resume"
 ck=$(ls "$tmp/d" | grep -c '^ckpt_.*\.safetensors$')
@@ -88,15 +95,7 @@ n=$(ls "$tmp/d" | sed -n 's/^ckpt_0*\([0-9][0-9]*\)\.safetensors$/\1/p')
 check '[[ $rc -eq 0 && -f $tmp/d/ckpt_$(printf %08d $((n + 2))).safetensors ]]' "resume after SIGTERM ($rc)"
 
 # Ctrl-C (SIGINT) does the same with exit code 130.
-"$qkv" train "${flags[@]}" --steps 1000000 --eval-every 0 --save-every 0 --out "$tmp/d2" \
-    >/dev/null 2>"$tmp/d2.err" &
-pid=$!
-for _ in $(seq 50); do
-    [[ $(grep -c '"loss"' "$tmp/d2/metrics.jsonl" 2>/dev/null) -ge 2 ]] && break
-    sleep 0.1
-done
-kill -INT $pid
-wait $pid; rc=$?
+rc=$(interrupted_run INT d2 2)
 check '[[ $rc -eq 130 && $(ls "$tmp/d2" | grep -c "^ckpt_") -eq 1 ]]' "SIGINT: exit $rc, checkpoint saved"
 
 # A crash while writing a checkpoint: the previous one stays intact and resumable.
