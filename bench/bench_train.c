@@ -87,8 +87,7 @@ int main(int argc, char **argv) {
         for (int k = 1; k < n; k++) mn = times[k] < mn ? times[k] : mn;
         double med = bench_median(times, n), med_fb = bench_median(t_fb, n),
                med_opt = bench_median(t_opt, n);
-        double flops = 6.0 * (double)n_params * (double)(B * T) +
-                       6.0 * (double)layers * 2.0 * (double)B * (double)T * (double)T * 768.0;
+        double flops = qkv_trainer_step_flops(t, B, T);
         printf("{\"bench\": \"train_gpt2_124m\", \"B\": %ld, \"T\": %ld, \"layers\": %ld, "
                "\"threads\": %d, \"recompute\": %d, \"median_ms\": %.1f, \"min_ms\": %.1f, "
                "\"fwd_bwd_ms\": %.1f, \"zero_clip_adamw_ms\": %.1f, "

@@ -152,8 +152,7 @@ static int bench_train(bench_env *e, const long (*shapes)[2], int n_shapes, long
         }
         if (!rc) {
             double m = median(times, e->reps);
-            double fl = 6.0 * (double)n_params * (double)(B * T) +
-                        6.0 * (double)layers * 2.0 * (double)B * (double)T * (double)T * 768.0;
+            double fl = qkv_trainer_step_flops(t, B, T);
             printf("{\"bench\":\"train\",\"model\":\"gpt2-124m-shaped\",\"layers\":%ld,"
                    "\"params\":%lld,\"B\":%ld,\"T\":%ld,\"threads\":%d,\"isa\":\"%s\","
                    "\"step_ms\":%.1f,\"tokens_per_s\":%.1f,\"gflops\":%.1f,\"peak_pct\":%.1f}\n",

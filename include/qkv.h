@@ -684,6 +684,11 @@ typedef struct qkv_param_info {
 } qkv_param_info;
 QKV_API size_t qkv_trainer_param_count(const qkv_trainer *t);
 QKV_API qkv_status qkv_trainer_param(qkv_trainer *t, size_t i, qkv_param_info *info);
+/* Model FLOPs of one forward + backward over B x T tokens, the usual convention for a rate of
+ * "model FLOPs" (as llm.c and the MFU literature count): 6 · parameters · B·T for the
+ * matrices, plus 12 · L · B · T² · C for the attention products (QKᵀ and PV, forward and
+ * backward). 0 for a NULL trainer. */
+QKV_API double qkv_trainer_step_flops(const qkv_trainer *t, int64_t B, int64_t T);
 
 /* A checkpoint is one safetensors file: the parameters, AdamW's moments, the step count and a
  * caller JSON string (e.g. the run's configuration and data position), written atomically

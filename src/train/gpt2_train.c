@@ -171,6 +171,14 @@ int64_t qkv_trainer_steps(const qkv_trainer *t) { return t ? t->steps : 0; }
 
 size_t qkv_trainer_param_count(const qkv_trainer *t) { return t ? t->n_params : 0; }
 
+double qkv_trainer_step_flops(const qkv_trainer *t, int64_t B, int64_t T) {
+    if (!t) return 0.0;
+    double numel = 0.0, tokens = (double)B * (double)T;
+    for (size_t i = 0; i < t->n_params; i++) numel += (double)t->params[i].numel;
+    return 6.0 * numel * tokens +
+           12.0 * (double)t->shape.n_layer * tokens * (double)T * (double)t->shape.n_embd;
+}
+
 qkv_status qkv_trainer_param(qkv_trainer *t, size_t i, qkv_param_info *info) {
     if (!t || !info || i >= t->n_params)
         return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_param: no parameter %zu", i);
