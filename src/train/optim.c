@@ -65,12 +65,11 @@ static qkv_status check_clip(const qkv_trainer *t, float max_norm, const float *
 
 typedef struct {
     qkv_trainer *t;
-    float coef; /* gradient scale (clipping); 1: none */
-    float decay_mul, w1, b2, w2, step_size, bc2_sqrt, eps;
-} adam_ctx;
+    float coef; /* gradient scale (clipping) */
+} scale_ctx;
 
 static void scale_segs(void *p, int64_t s0, int64_t s1, int tid) {
-    const adam_ctx *c = p;
+    const scale_ctx *c = p;
     (void)tid;
     for (int64_t s = s0; s < s1; s++)
         for (int64_t j = c->t->segs[s].begin; j < c->t->segs[s].end; j++) c->t->g[j] *= c->coef;
@@ -79,11 +78,17 @@ static void scale_segs(void *p, int64_t s0, int64_t s1, int tid) {
 qkv_status qkv_trainer_clip_grad_norm(qkv_runtime *rt, qkv_trainer *t, float max_norm,
                                       float *norm) {
     QKV_TRY(check_clip(t, max_norm, norm));
-    adam_ctx c = {.t = t};
+    scale_ctx c = {.t = t};
     QKV_TRY(grad_norm(rt, t, max_norm, norm, &c.coef));
     if (c.coef < 1.0f) qkv_parallel_for(rt, t->n_segs, 1, scale_segs, &c);
     return QKV_OK;
 }
+
+typedef struct {
+    qkv_trainer *t;
+    float coef; /* gradient scale (clipping); 1: none */
+    float decay_mul, w1, b2, w2, step_size, bc2_sqrt, eps;
+} adam_ctx;
 
 void qkv_adamw_defaults(qkv_adamw *hp) {
     if (!hp) return;
