@@ -82,7 +82,10 @@ QKV_API void qkv_free(void *ptr);
 typedef struct qkv_runtime qkv_runtime;
 
 /* A persistent thread pool. n_threads 0 = QKV_NUM_THREADS if set, else the online CPUs.
- * Passing NULL as a runtime anywhere uses a default runtime created on first use. */
+ * Passing NULL as a runtime anywhere uses a default runtime created on first use. A runtime
+ * also keeps one scratch block between calls, the largest that a call needed (the fused
+ * attention's repacks of q, k, v: at most 66 MiB for a forward, 258 MiB for a backward), so
+ * repeated calls do not fault fresh memory in; qkv_runtime_free releases it. */
 QKV_API qkv_status qkv_runtime_create(int n_threads, qkv_runtime **out);
 QKV_API void qkv_runtime_free(qkv_runtime *rt);
 QKV_API int qkv_runtime_n_threads(const qkv_runtime *rt);
