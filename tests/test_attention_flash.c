@@ -348,6 +348,51 @@ static void test_threads(void) {
     for (int t = 0; t < 3; t++) qkv_runtime_free(rts[t]);
 }
 
+/* Several callers share one runtime at once: each call's repacks use the runtime's scratch
+ * block when it is free and their own memory when another call holds it (core/runtime.h);
+ * every caller must get exactly what a lone call gets (and TSan sees no race). */
+typedef struct shared_job {
+    qkv_runtime *rt;
+    const oracle_case *c;
+    float *res; /* out, lse, dq, dk, dv */
+} shared_job;
+
+static void *shared_caller(void *p) {
+    shared_job *j = p;
+    const oracle_case *c = j->c;
+    float *out = j->res, *lse = out + c->no, *dq = lse + c->nlse, *dk = dq + c->nq,
+          *dv = dk + c->nk;
+    for (int rep = 0; rep < 3; rep++) {
+        CHECK_OK(qkv_attention_forward(j->rt, &c->d, c->q, c->k, c->v, out, lse));
+        CHECK_OK(
+            qkv_attention_backward(j->rt, &c->d, c->q, c->k, c->v, out, lse, c->dout, dq, dk, dv));
+    }
+    return NULL;
+}
+
+static void test_shared_runtime(void) {
+    spec s = {"shared runtime", 2, 300, 300, 4, 4, 32, 0, 1, -1, -1, BIAS_NONE, 0, 0, 1, 0};
+    qkv_attention_desc d = make_desc(&s);
+    oracle_case c;
+    oracle_case_init(&c, &d, BIAS_NONE, 0, NULL, 1.0f);
+    int64_t n = c.no + c.nlse + c.nq + c.nk + c.nv;
+    qkv_runtime *rt = NULL;
+    CHECK_OK(qkv_runtime_create(2, &rt));
+    enum { CALLERS = 3 };
+    shared_job jobs[CALLERS + 1];
+    pthread_t th[CALLERS];
+    for (int t = 0; t <= CALLERS; t++) jobs[t] = (shared_job){rt, &c, malloc((size_t)n * 4)};
+    shared_caller(&jobs[CALLERS]); /* alone */
+    for (int t = 0; t < CALLERS; t++) pthread_create(&th[t], NULL, shared_caller, &jobs[t]);
+    for (int t = 0; t < CALLERS; t++) pthread_join(th[t], NULL);
+    for (int t = 0; t < CALLERS; t++)
+        CHECK_MSG(memcmp(jobs[t].res, jobs[CALLERS].res, (size_t)n * 4) == 0,
+                  "caller %d on a shared runtime differs from a lone call", t);
+    for (int t = 0; t <= CALLERS; t++) free(jobs[t].res);
+    qkv_runtime_free(rt);
+    oracle_case_free(&c);
+}
+
 /* ---------------------------------------------------------------- memory */
 
 /* Counts live bytes through the allocator hook; pool threads allocate and free too. */
@@ -424,6 +469,7 @@ int main(void) {
     test_empty_rows();
     test_huge_logits();
     test_threads();
+    test_shared_runtime();
     test_memory();
     printf("worst error / tolerance: out %.3f lse %.3f dq %.3f dk %.3f dv %.3f\n", g_worst[0],
            g_worst[1], g_worst[2], g_worst[3], g_worst[4]);
