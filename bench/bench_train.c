@@ -35,12 +35,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", qkv_last_error());
         return 1;
     }
-    int64_t n_params = 0;
-    for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
-        qkv_param_info p;
-        qkv_trainer_param(t, i, &p);
-        n_params += p.numel;
-    }
+    int64_t n_params = qkv_trainer_numel(t);
     qkv_adamw hp;
     qkv_adamw_defaults(&hp);
     const char *s = shapes;

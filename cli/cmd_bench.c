@@ -115,12 +115,7 @@ static int bench_train(bench_env *e, const long (*shapes)[2], int n_shapes, long
     qkv_trainer *t = NULL;
     qkv_status st = qkv_trainer_new(&sh, 1, &t);
     if (st != QKV_OK) return cli_report("creating the model", st);
-    int64_t n_params = 0;
-    for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
-        qkv_param_info p;
-        qkv_trainer_param(t, i, &p);
-        n_params += p.numel;
-    }
+    int64_t n_params = qkv_trainer_numel(t);
     qkv_adamw hp;
     qkv_adamw_defaults(&hp);
     int rc = 0;

@@ -619,12 +619,7 @@ static int setup(run *r, int resuming) {
     FILE *f = js ? fopen(path, "w") : NULL;
     if (f) fprintf(f, "%s\n", js), fclose(f);
     free(js);
-    int64_t n_params = 0;
-    for (size_t i = 0; i < qkv_trainer_param_count(r->t); i++) {
-        qkv_param_info p;
-        qkv_trainer_param(r->t, i, &p);
-        n_params += p.numel;
-    }
+    int64_t n_params = qkv_trainer_numel(r->t);
     fprintf(stderr,
             "qkv train: GPT-2 %lld layers, %lld heads, n_embd %lld, vocab %lld, positions %lld: "
             "%.2fM parameters\n"

@@ -687,6 +687,8 @@ typedef struct qkv_param_info {
 } qkv_param_info;
 QKV_API size_t qkv_trainer_param_count(const qkv_trainer *t);
 QKV_API qkv_status qkv_trainer_param(qkv_trainer *t, size_t i, qkv_param_info *info);
+/* The number of parameter values (the sum of every tensor's numel); 0 for a NULL trainer. */
+QKV_API int64_t qkv_trainer_numel(const qkv_trainer *t);
 /* Model FLOPs of one forward + backward over B x T tokens, the usual convention for a rate of
  * "model FLOPs" (as llm.c and the MFU literature count): 6 · parameters · B·T for the
  * matrices, plus 12 · L · B · T² · C for the attention products (QKᵀ and PV, forward and

@@ -365,6 +365,8 @@ static void export_loads(qkv_safetensors *bt) {
         /* model FLOPs: GPT-2 with V 101, P 32, C 32, L 2 has wte 3232 + wpe 1024 + ln_f 64 +
          * 2 layers x (ln 2·64 + c_attn 3072 + 96 + attn c_proj 1024 + 32 + c_fc 4096 + 128 +
          * mlp c_proj 4096 + 32) = 29728 parameters; B 3, T 8: 6·29728·24 + 12·2·24·8·32 */
+        CHECK(qkv_trainer_numel(a) == 29728);
+        CHECK(qkv_trainer_numel(NULL) == 0);
         CHECK(qkv_trainer_step_flops(a, 3, 8) == 4280832.0 + 147456.0);
         CHECK(qkv_trainer_step_flops(NULL, 3, 8) == 0.0);
     }

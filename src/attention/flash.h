@@ -34,6 +34,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
@@ -43,6 +44,7 @@ enum {
     FLASH_ROWS = 128,     /* forward: target rows (queries x heads of a group) per query tile */
     FLASH_ROWS_BWD = 64,  /* backward: the same (its dq/dk/dv tiles want smaller ones) */
     FLASH_MIN_ITEMS = 16, /* forward: fewer (b, hk, query tile) tasks: split the keys */
+    FLASH_FWD_PACK_BYTES = 64 << 20,  /* forward: budget of the K/V repack (flash_fwd.c) */
     FLASH_BWD_PACK_BYTES = 256 << 20, /* backward: budget of the packing pass (flash_bwd.c) */
     FLASH_MIN_BWD_ITEMS = 4,          /* backward: fewer (b, hk) pairs: split the keys (each split
                                          costs a private dq buffer of G * Tq * D floats) */
@@ -145,35 +147,45 @@ static inline void qkv__flash_pack_t(const float *src, int64_t ld, int64_t width
 
 #define QKV__FLASH_HUGE_PAGE ((size_t)2 << 20)
 
-/* mem holds bytes + QKV__FLASH_HUGE_PAGE bytes: returns its first huge-page-aligned address,
- * with the whole huge pages of the bytes after it advised to be backed by transparent huge
- * pages. The K/V (and backward query) repacks are written once per call into fresh memory,
- * and faulting that in 4 KiB pages cost ~4% of the forward (perf, 4 x 1024 x 16 x 64). */
-static inline float *qkv__flash_huge_align(float *mem, size_t bytes) {
+/* Room for a repack of bytes: the runtime's scratch block when it is free (kept between calls:
+ * core/runtime.h), else a fresh allocation (*own = 1). Returns the first huge-page-aligned
+ * address of the block (*block, to give back with qkv__flash_scratch_done), the whole huge
+ * pages of its bytes advised to be backed by transparent huge pages (faulting fresh memory in
+ * 4 KiB pages cost ~4% of the forward: perf, 4 x 1024 x 16 x 64); NULL when there is no
+ * memory. */
+static inline float *qkv__flash_scratch(qkv_runtime *rt, size_t bytes, float **block, int *own) {
     const size_t hp = QKV__FLASH_HUGE_PAGE;
+    float *mem = qkv__runtime_scratch_acquire(rt, bytes + hp);
+    *own = mem == NULL;
+    if (!mem) mem = qkv__alloc(bytes + hp);
+    *block = mem;
+    if (!mem) return NULL;
     uintptr_t p = ((uintptr_t)mem + hp - 1) & ~(uintptr_t)(hp - 1);
 #ifdef MADV_HUGEPAGE
     (void)madvise((void *)p, bytes & ~(hp - 1), MADV_HUGEPAGE);
-#else
-    (void)bytes;
 #endif
     return (float *)p;
 }
 
-/* A block of bytes for a repack: the runtime's scratch block when free (kept between calls:
- * core/runtime.h), else a fresh allocation (*own = 1). NULL when neither is possible. */
-static inline float *qkv__flash_scratch(qkv_runtime *rt, size_t bytes, int *own) {
-    float *p = qkv__runtime_scratch_acquire(rt, bytes);
-    *own = p == NULL;
-    return p ? p : qkv__alloc(bytes);
+/* Gives back a block of qkv__flash_scratch (NULL is fine). */
+static inline void qkv__flash_scratch_done(qkv_runtime *rt, float *block, int own) {
+    if (own)
+        qkv__free(block);
+    else
+        qkv__runtime_scratch_release(rt, block);
 }
 
-/* Gives back a block of qkv__flash_scratch (NULL is fine). */
-static inline void qkv__flash_scratch_done(qkv_runtime *rt, float *p, int own) {
-    if (own)
-        qkv__free(p);
-    else
-        qkv__runtime_scratch_release(rt, p);
+/* Copies k and v row (b, j) of every kv head to the head-major kpack [B, Hk, Tk, D] and
+ * vpack [.., Dv] (reading k and v in memory order). */
+static inline void qkv__flash_pack_kv_row(const qkv__attn_problem *pb, const float *k,
+                                          const float *v, int64_t b, int64_t j, float *kpack,
+                                          float *vpack) {
+    const int64_t Hk = pb->Hk, D = pb->D, Dv = pb->Dv, bj = b * pb->Tk + j;
+    for (int64_t hk = 0; hk < Hk; hk++) {
+        int64_t r = (b * Hk + hk) * pb->Tk + j;
+        memcpy(kpack + r * D, k + (bj * Hk + hk) * D, (size_t)D * sizeof(float));
+        memcpy(vpack + r * Dv, v + (bj * Hk + hk) * Dv, (size_t)Dv * sizeof(float));
+    }
 }
 
 /* Floats of one workspace region rounded up to a cache line (16 floats). */

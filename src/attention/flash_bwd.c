@@ -142,12 +142,8 @@ static void pack_task(void *ctx, int64_t begin, int64_t end, int tid) {
                                c->pdrow + r);
             }
         } else {
-            int64_t bj = t - nq, b = bj / pb->Tk, j = bj % pb->Tk;
-            for (int64_t hk = 0; hk < Hk; hk++) {
-                int64_t r = (b * Hk + hk) * pb->Tk + j;
-                memcpy(c->pk + r * D, c->k + (bj * Hk + hk) * D, (size_t)D * sizeof(float));
-                memcpy(c->pv + r * Dv, c->v + (bj * Hk + hk) * Dv, (size_t)Dv * sizeof(float));
-            }
+            int64_t bj = t - nq;
+            qkv__flash_pack_kv_row(pb, c->k, c->v, bj / pb->Tk, bj % pb->Tk, c->pk, c->pv);
         }
     }
 }
@@ -288,10 +284,8 @@ qkv_status qkv__attention_backward_flash(qkv_runtime *rt, const qkv__attn_proble
     float *pack_mem = NULL;
     int pack_own = 0;
     if (pack_floats * sizeof(float) <= FLASH_BWD_PACK_BYTES && (pb->Hq > 1 || pb->Hk > 1)) {
-        pack_mem =
-            qkv__flash_scratch(rt, pack_floats * sizeof(float) + QKV__FLASH_HUGE_PAGE, &pack_own);
-        if (pack_mem) { /* else: no memory for it, each item packs its own */
-            c.pqs = qkv__flash_huge_align(pack_mem, pack_floats * sizeof(float));
+        c.pqs = qkv__flash_scratch(rt, pack_floats * sizeof(float), &pack_mem, &pack_own);
+        if (c.pqs) { /* else: no memory for it, each item packs its own */
             c.pdop = c.pqs + nqr * pb->D;
             c.plse = c.pdop + nqr * pb->Dv;
             c.pdrow = c.plse + nqr;

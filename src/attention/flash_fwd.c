@@ -66,11 +66,11 @@ static void key_tiles(const qkv__attn_problem *pb, int64_t b, int64_t i0, int64_
 /* Narrows a partial tile, keys [*j0, *j0 + *cols) against queries [i0, i1) of batch b, to
  * what is visible: queries [*ia, i1) are the first that see any of its keys (the bounds of
  * attention.h are monotone in i, so the queries that see the tile form an interval, and only
- * its start is used), and the keys are cut to those that any of them sees. *jt gets the old
- * *j0. Returns 0 when no query sees any key of the tile. Rows left out are exact: a row that
- * sees no key of a tile keeps its m, l and O unchanged (alpha would be exp(0) = 1, P = 0). */
+ * its start is used), and the keys are cut to those that any of them sees. Returns 0 when no query
+ * sees any key of the tile. Rows left out are exact: a row that sees no key of a tile keeps its m,
+ * l and O unchanged (alpha would be exp(0) = 1, P = 0). */
 static int trim_partial(const qkv__attn_problem *pb, int64_t b, int64_t i0, int64_t i1, int64_t *j0,
-                        int64_t *cols, int64_t *ia, int64_t *jt) {
+                        int64_t *cols, int64_t *ia) {
     int64_t lo = 0, hi = 0, lo1, hi1, j1 = *j0 + *cols, i = i0;
     for (; i < i1; i++) {
         qkv__attn_key_range(pb, b, i, &lo, &hi);
@@ -78,7 +78,6 @@ static int trim_partial(const qkv__attn_problem *pb, int64_t b, int64_t i0, int6
     }
     if (i == i1) return 0;
     qkv__attn_key_range(pb, b, i1 - 1, &lo1, &hi1);
-    *jt = *j0;
     *ia = i;
     int64_t a = lo > *j0 ? lo : *j0, e = hi1 < j1 ? hi1 : j1;
     if (e <= a) return 0;
@@ -146,8 +145,8 @@ static void run_tiles(const fwd_ctx *c, float *ws, int64_t b, int64_t hk, int64_
         }
         int64_t ra = 0; /* rows [0, ra) see no key of this tile: left out */
         if (cls == FLASH_PARTIAL) {
-            int64_t ka, jt; /* jt: the tile's first key before trimming */
-            if (!trim_partial(pb, b, i0, i1, &j0, &cols, &ka, &jt)) continue;
+            int64_t ka, jt = j0; /* jt: the tile's first key before trimming */
+            if (!trim_partial(pb, b, i0, i1, &j0, &cols, &ka)) continue;
             kp += (j0 - jt) * ldk;
             vp += (j0 - jt) * ldv;
             ra = (ka - i0) * G / 16 * 16;
@@ -257,17 +256,13 @@ static void fwd_merge_task(void *ctx, int64_t begin, int64_t end, int tid) {
     }
 }
 
-/* Rows [r0, r1) of (b, hk) blocks: kpack/vpack row ((b*Hk + hk)*Tk + j) = k/v row (b, j, hk). */
+/* Key rows bj = b * Tk + j in [begin, end) of every kv head into kpack / vpack. */
 static void pack_kv_task(void *ctx, int64_t begin, int64_t end, int tid) {
     const fwd_ctx *c = ctx;
-    const qkv__attn_problem *pb = c->pb;
-    const int64_t Tk = pb->Tk, Hk = pb->Hk, D = pb->D, Dv = pb->Dv;
     (void)tid;
-    for (int64_t r = begin; r < end; r++) { /* r = (b*Hk + hk)*Tk + j */
-        int64_t bh = r / Tk, j = r % Tk, b = bh / Hk, hk = bh % Hk;
-        memcpy(c->kpack + r * D, c->k + ((b * Tk + j) * Hk + hk) * D, (size_t)D * sizeof(float));
-        memcpy(c->vpack + r * Dv, c->v + ((b * Tk + j) * Hk + hk) * Dv, (size_t)Dv * sizeof(float));
-    }
+    for (int64_t bj = begin; bj < end; bj++)
+        qkv__flash_pack_kv_row(c->pb, c->k, c->v, bj / c->pb->Tk, bj % c->pb->Tk, c->kpack,
+                               c->vpack);
 }
 
 qkv_status qkv__attention_forward_flash(qkv_runtime *rt, const qkv__attn_problem *pb,
@@ -310,17 +305,16 @@ qkv_status qkv__attention_forward_flash(qkv_runtime *rt, const qkv__attn_problem
      * tiles per head that copy repeats n_qt times (measured: a quarter of the forward at
      * 4 x 1024 x 32 x 64). Pack K and V head-major once instead, when that costs at most
      * 64 MiB (the long-sequence memory bound keeps the per-tile copies). */
-    float *kv_mem = NULL;
+    float *kv_block = NULL;
     int kv_own = 0;
     size_t kv_bytes = (size_t)(pb->B * pb->Hk * pb->Tk) * (size_t)(D + Dv) * sizeof(float);
-    if (pb->Hk > 1 && c.n_qt > 1 && c.n_split == 1 && kv_bytes <= ((size_t)64 << 20)) {
-        kv_mem = qkv__flash_scratch(rt, kv_bytes + QKV__FLASH_HUGE_PAGE, &kv_own);
-        if (kv_mem) {
-            c.kpack = qkv__flash_huge_align(kv_mem, kv_bytes);
+    if (pb->Hk > 1 && c.n_qt > 1 && c.n_split == 1 && kv_bytes <= FLASH_FWD_PACK_BYTES) {
+        c.kpack = qkv__flash_scratch(rt, kv_bytes, &kv_block, &kv_own);
+        if (c.kpack) { /* else: no memory for it, copy per tile as before */
             c.vpack = c.kpack + (size_t)(pb->B * pb->Hk * pb->Tk) * (size_t)D;
-            int64_t rows = pb->B * pb->Hk * pb->Tk;
-            qkv_parallel_for(rt, rows, work < 65536.0 ? rows : 256, pack_kv_task, &c);
-        } /* else: no memory for it, copy per tile as before */
+            int64_t rows = pb->B * pb->Tk;
+            qkv_parallel_for(rt, rows, work < 65536.0 ? rows : 16, pack_kv_task, &c);
+        }
     }
     if (c.n_split == 1) {
         qkv_parallel_for(rt, n_tasks, work < 65536.0 ? n_tasks : 1, fwd_task, &c);
@@ -331,6 +325,6 @@ qkv_status qkv__attention_forward_flash(qkv_runtime *rt, const qkv__attn_problem
     }
     qkv__free(c.ws);
     qkv__free(c.part);
-    qkv__flash_scratch_done(rt, kv_mem, kv_own);
+    qkv__flash_scratch_done(rt, kv_block, kv_own);
     return QKV_OK;
 }

@@ -171,11 +171,16 @@ int64_t qkv_trainer_steps(const qkv_trainer *t) { return t ? t->steps : 0; }
 
 size_t qkv_trainer_param_count(const qkv_trainer *t) { return t ? t->n_params : 0; }
 
+int64_t qkv_trainer_numel(const qkv_trainer *t) {
+    int64_t numel = 0;
+    for (size_t i = 0; t && i < t->n_params; i++) numel += t->params[i].numel;
+    return numel;
+}
+
 double qkv_trainer_step_flops(const qkv_trainer *t, int64_t B, int64_t T) {
     if (!t) return 0.0;
-    double numel = 0.0, tokens = (double)B * (double)T;
-    for (size_t i = 0; i < t->n_params; i++) numel += (double)t->params[i].numel;
-    return 6.0 * numel * tokens +
+    double tokens = (double)B * (double)T;
+    return 6.0 * (double)qkv_trainer_numel(t) * tokens +
            12.0 * (double)t->shape.n_layer * tokens * (double)T * (double)t->shape.n_embd;
 }
 
