@@ -111,13 +111,14 @@ static inline void ref_rmsnorm(double *y, const double *x, const double *w, int6
     }
 }
 
-/* the activations by their textbook formulas (act numbering = qkv_nn_activation) */
+/* the activations by their textbook formulas (act numbering = qkv_act) */
 static inline double ref_act(int act, double x) {
     switch (act) {
-    case 0: return x * 0.5 * erfc(-x / sqrt(2.0)); /* x Φ(x) */
-    case 1: return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
-    case 2: return x > 0 ? x : 0;
-    case 3: return x / (1 + exp(-x));
+    case 0: return x;
+    case 1: return x * 0.5 * erfc(-x / sqrt(2.0)); /* x Φ(x) */
+    case 2: return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+    case 3: return x > 0 ? x : 0;
+    case 4: return x / (1 + exp(-x));
     }
     return NAN;
 }

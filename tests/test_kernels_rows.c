@@ -14,7 +14,7 @@
  *   norms        2e-6·(|w·x̂| + |b|) + 1e-6 (forward), 4e-6 of the terms' magnitude (backward)
  * NaN must come out where the reference gives NaN, and infinities must match exactly. */
 #include "kernels/dispatch.h"
-#include "nn/nn.h"
+#include "nn/nn_ref.h"
 #include "qkv.h"
 #include "test.h"
 #include "test_arch.h"
@@ -141,8 +141,7 @@ static void test_exp(const qkv_kernels *k) {
 /* ---------------------------------------------------------------- activations */
 
 static const qkv_act acts[] = {QKV_ACT_GELU_ERF, QKV_ACT_GELU_TANH, QKV_ACT_RELU, QKV_ACT_SILU};
-static const qkv_nn_activation nn_acts[] = {QKV_NN_ACT_GELU, QKV_NN_ACT_GELU_TANH, QKV_NN_ACT_RELU,
-                                            QKV_NN_ACT_SILU};
+static const qkv_act nn_acts[] = {QKV_ACT_GELU_ERF, QKV_ACT_GELU_TANH, QKV_ACT_RELU, QKV_ACT_SILU};
 static const char *act_names[] = {"gelu_erf", "gelu_tanh", "relu", "silu"};
 
 /* Relative tolerance of act(x) and act'(x). GELU tanh adds the conditioning of e^{-2u} on the
@@ -198,7 +197,7 @@ static void test_act_case(const qkv_kernels *k, int a, size_t n, int nonfinite) 
     double *tol = malloc((n ? n : 1) * sizeof(double));
     fill_act_input(x, n);
     if (nonfinite && n >= 3) x[0] = INFINITY, x[1] = -INFINITY, x[2] = NAN;
-    CHECK_OK(qkv_nn_act_forward(NULL, nn_acts[a], want, x, (int64_t)n));
+    CHECK_OK(qkv_nn_act_forward_ref(NULL, nn_acts[a], want, x, (int64_t)n));
     k->act_f32(acts[a], x, y, n);
     for (size_t i = 0; i < n; i++) tol[i] = act_tol(a, x[i], want[i]);
     char what[64];
@@ -211,7 +210,7 @@ static void test_act_case(const qkv_kernels *k, int a, size_t n, int nonfinite) 
     compare(what, n, y, want, tol, n);
     /* backward: dx += dy·act'(x); the kernels give NaN at ±inf and NaN, as the reference */
     for (size_t i = 0; i < n; i++) dy[i] = urand(-1.0f, 1.0f), dx[i] = dxw[i] = urand(-1.0f, 1.0f);
-    CHECK_OK(qkv_nn_act_backward(NULL, nn_acts[a], dxw, dy, x, (int64_t)n));
+    CHECK_OK(qkv_nn_act_backward_ref(NULL, nn_acts[a], dxw, dy, x, (int64_t)n));
     for (size_t i = 0; i < n; i++) {
         double mag = fabs((double)dy[i]) * act_grad_mag(a, x[i]);
         tol[i] = 2.5e-7 * fabs((double)dxw[i]) + act_rtol(a, x[i]) * mag + ACT_ATOL;
@@ -234,7 +233,7 @@ static void test_acts(const qkv_kernels *k) {
     double *tol = malloc(n * sizeof(double));
     for (size_t i = 0; i < n; i++) x[i] = (float)(-20.0 + 40.0 * (double)i / (double)(n - 1));
     for (int a = 0; a < 4; a++) {
-        CHECK_OK(qkv_nn_act_forward(NULL, nn_acts[a], w, x, (int64_t)n));
+        CHECK_OK(qkv_nn_act_forward_ref(NULL, nn_acts[a], w, x, (int64_t)n));
         k->act_f32(acts[a], x, y, n);
         double worst = 0.0;
         for (size_t i = 0; i < n; i++) {
@@ -294,8 +293,8 @@ static void test_softmax_case(const qkv_kernels *k, size_t rows, size_t n, int p
     float *dy = fbuf(t), *dx = fbuf(t), *dxw = fbuf(t);
     double *tol = malloc(t * sizeof(double));
     for (size_t r = 0; r < rows; r++) fill_logits(x + r * n, n, (int)((pattern + r) % 8));
-    CHECK_OK(qkv_nn_softmax_forward(NULL, want, x, (int64_t)rows, (int64_t)n));
-    CHECK_OK(qkv_nn_log_softmax_forward(NULL, lwant, x, (int64_t)rows, (int64_t)n));
+    CHECK_OK(qkv_nn_softmax_forward_ref(NULL, want, x, (int64_t)rows, (int64_t)n));
+    CHECK_OK(qkv_nn_log_softmax_forward_ref(NULL, lwant, x, (int64_t)rows, (int64_t)n));
     k->softmax_f32(x, y, rows, n);
     k->log_softmax_f32(x, ly, rows, n);
     for (size_t r = 0; r < rows; r++) {
@@ -327,7 +326,7 @@ static void test_softmax_case(const qkv_kernels *k, size_t rows, size_t n, int p
     compare("log_softmax forward", n, ly, lwant, tol, t);
     /* backward of both, from the reference outputs */
     for (size_t i = 0; i < t; i++) dy[i] = urand(-1.0f, 1.0f), dx[i] = dxw[i] = urand(-1.0f, 1.0f);
-    CHECK_OK(qkv_nn_softmax_backward(NULL, dxw, dy, want, (int64_t)rows, (int64_t)n));
+    CHECK_OK(qkv_nn_softmax_backward_ref(NULL, dxw, dy, want, (int64_t)rows, (int64_t)n));
     k->softmax_bwd_f32(want, dy, dx, rows, n);
     for (size_t r = 0; r < rows; r++) {
         double s = 0.0;
@@ -340,7 +339,7 @@ static void test_softmax_case(const qkv_kernels *k, size_t rows, size_t n, int p
     }
     compare("softmax backward", n, dx, dxw, tol, t);
     for (size_t i = 0; i < t; i++) dx[i] = dxw[i] = urand(-1.0f, 1.0f);
-    CHECK_OK(qkv_nn_log_softmax_backward(NULL, dxw, dy, lwant, (int64_t)rows, (int64_t)n));
+    CHECK_OK(qkv_nn_log_softmax_backward_ref(NULL, dxw, dy, lwant, (int64_t)rows, (int64_t)n));
     k->log_softmax_bwd_f32(lwant, dy, dx, rows, n);
     for (size_t r = 0; r < rows; r++) {
         double s = 0.0;
@@ -393,11 +392,12 @@ static void test_norm_case(const qkv_kernels *k, size_t rows, size_t n, int rms,
     const char *name = rms ? "rmsnorm" : "layernorm";
     char what[64];
     if (rms) {
-        CHECK_OK(qkv_nn_rmsnorm_forward(NULL, want, wrstd, x, wp, (int64_t)rows, (int64_t)n, eps));
+        CHECK_OK(
+            qkv_nn_rmsnorm_forward_ref(NULL, want, wrstd, x, wp, (int64_t)rows, (int64_t)n, eps));
         k->rmsnorm_f32(x, wp, y, rstd, rows, n, eps);
     } else {
-        CHECK_OK(qkv_nn_layernorm_forward(NULL, want, wmean, wrstd, x, wp, bp, (int64_t)rows,
-                                          (int64_t)n, eps));
+        CHECK_OK(qkv_nn_layernorm_forward_ref(NULL, want, wmean, wrstd, x, wp, bp, (int64_t)rows,
+                                              (int64_t)n, eps));
         k->layernorm_f32(x, wp, bp, y, mean, rstd, rows, n, eps);
     }
     for (size_t i = 0; i < t; i++) {
@@ -417,12 +417,13 @@ static void test_norm_case(const qkv_kernels *k, size_t rows, size_t n, int rms,
     for (size_t i = 0; i < t; i++) dy[i] = urand(-1.0f, 1.0f), dx[i] = dxw[i] = urand(-1.0f, 1.0f);
     for (size_t i = 0; i < n; i++) dw[i] = dww[i] = urand(-1.0f, 1.0f), db[i] = dbw[i] = 0.25f;
     if (rms) {
-        CHECK_OK(qkv_nn_rmsnorm_backward(NULL, dxw, with_wb ? dww : NULL, dy, x, wp, wrstd,
-                                         (int64_t)rows, (int64_t)n));
+        CHECK_OK(qkv_nn_rmsnorm_backward_ref(NULL, dxw, with_wb ? dww : NULL, dy, x, wp, wrstd,
+                                             (int64_t)rows, (int64_t)n));
         k->rmsnorm_bwd_f32(dy, x, wp, wrstd, dx, with_wb ? dw : NULL, rows, n);
     } else {
-        CHECK_OK(qkv_nn_layernorm_backward(NULL, dxw, with_wb ? dww : NULL, with_wb ? dbw : NULL,
-                                           dy, x, wp, wmean, wrstd, (int64_t)rows, (int64_t)n));
+        CHECK_OK(qkv_nn_layernorm_backward_ref(NULL, dxw, with_wb ? dww : NULL,
+                                               with_wb ? dbw : NULL, dy, x, wp, wmean, wrstd,
+                                               (int64_t)rows, (int64_t)n));
         k->layernorm_bwd_f32(dy, x, wp, wmean, wrstd, dx, with_wb ? dw : NULL, with_wb ? db : NULL,
                              rows, n);
     }

@@ -2,9 +2,9 @@
  * masked (-inf) rows in softmax / log-softmax / cross-entropy, invalid arguments (status
  * QKV_ERR_INVALID_ARG, a message naming the argument, outputs untouched), results that do not
  * depend on the thread count, and allocation failures in the backwards that allocate. */
-#include "nn/block.h"
-#include "nn/nn.h"
-#include "nn/positional.h"
+#include "nn/block_ref.h"
+#include "nn/nn_ref.h"
+#include "nn/positional_ref.h"
 #include "nn_testutil.h"
 
 /* ---------------------------------------------------------------- sizes of 1 */
@@ -13,36 +13,36 @@ static void test_size_one(void) {
     float x = 3.5f, y = -1, w = 2.0f, b = 0.25f, mean = 0, rstd = 0, dx = 0, dw = 0, db = 0;
     float dy = 1.5f;
     /* LayerNorm of one channel: x̂ = 0, so out = bias and no gradient reaches x */
-    CHECK_OK(qkv_nn_layernorm_forward(NULL, &y, &mean, &rstd, &x, &w, &b, 1, 1, 1e-5f));
+    CHECK_OK(qkv_nn_layernorm_forward_ref(NULL, &y, &mean, &rstd, &x, &w, &b, 1, 1, 1e-5f));
     CHECK(y == b);
-    CHECK_OK(qkv_nn_layernorm_backward(NULL, &dx, &dw, &db, &dy, &x, &w, &mean, &rstd, 1, 1));
+    CHECK_OK(qkv_nn_layernorm_backward_ref(NULL, &dx, &dw, &db, &dy, &x, &w, &mean, &rstd, 1, 1));
     CHECK(dx == 0 && dw == 0 && db == dy);
     /* softmax of one logit is 1, log-softmax 0, for any value */
     const float vals[] = {0.0f, 1e30f, -1e30f, 7.0f};
     for (int i = 0; i < 4; i++) {
-        CHECK_OK(qkv_nn_softmax_forward(NULL, &y, &vals[i], 1, 1));
+        CHECK_OK(qkv_nn_softmax_forward_ref(NULL, &y, &vals[i], 1, 1));
         CHECK(y == 1.0f);
-        CHECK_OK(qkv_nn_log_softmax_forward(NULL, &y, &vals[i], 1, 1));
+        CHECK_OK(qkv_nn_log_softmax_forward_ref(NULL, &y, &vals[i], 1, 1));
         CHECK(y == 0.0f);
     }
     /* cross-entropy with one class: loss 0, gradient 0 (with or without smoothing) */
     int32_t t = 0;
     float loss = -1, dl = 0;
-    CHECK_OK(qkv_nn_cross_entropy_forward(NULL, &loss, NULL, &x, &t, 1, 1, -100, 0.3f));
+    CHECK_OK(qkv_nn_cross_entropy_forward_ref(NULL, &loss, NULL, &x, &t, 1, 1, -100, 0.3f));
     CHECK(loss == 0.0f);
-    CHECK_OK(qkv_nn_cross_entropy_backward(NULL, &dl, 1.0f, &x, &t, 1, 1, -100, 0.3f));
+    CHECK_OK(qkv_nn_cross_entropy_backward_ref(NULL, &dl, 1.0f, &x, &t, 1, 1, -100, 0.3f));
     CHECK(dl == 0.0f);
     /* ALiBi with one head: 2^-8 */
     float s = 0;
     CHECK_OK(qkv_nn_alibi_slopes(&s, 1));
     CHECK(s == 1.0f / 256.0f);
     /* linear 1x1x1 */
-    CHECK_OK(qkv_nn_linear_forward(NULL, &y, &x, &w, &b, 1, 1, 1));
+    CHECK_OK(qkv_nn_linear_forward_ref(NULL, &y, &x, &w, &b, 1, 1, 1));
     CHECK(y == 3.5f * 2.0f + 0.25f);
     /* RoPE at position 0 is the identity; sinusoidal at position 0 is (0, 1, 0, 1, ...) */
     float r[4] = {1, 2, 3, 4}, ro[4], pe[5];
     qkv_nn_rope rope = {QKV_NN_ROPE_HALF, 10000.0, 0};
-    CHECK_OK(qkv_nn_rope_forward(NULL, ro, r, &rope, 1, 1, 1, 4, 0));
+    CHECK_OK(qkv_nn_rope_forward_ref(NULL, ro, r, &rope, 1, 1, 1, 4, 0));
     CHECK(memcmp(r, ro, sizeof r) == 0);
     CHECK_OK(qkv_nn_sinusoidal(pe, 1, 5, 0));
     CHECK(pe[0] == 0 && pe[1] == 1 && pe[2] == 0 && pe[3] == 1 && pe[4] == 0);
@@ -57,10 +57,10 @@ static void check_softmax_rows(const char *label, const float *x, int64_t N, int
     for (int64_t i = 0; i < N * V; i++) xd[i] = x[i];
     ref_softmax(yd, xd, N, V, 0);
     ref_softmax(lyd, xd, N, V, 1);
-    CHECK_OK(qkv_nn_softmax_forward(NULL, y, x, N, V));
-    CHECK_OK(qkv_nn_log_softmax_forward(NULL, ly, x, N, V));
-    CHECK_OK(qkv_nn_softmax_backward(NULL, dx, dy, y, N, V));
-    CHECK_OK(qkv_nn_log_softmax_backward(NULL, dlx, dy, ly, N, V));
+    CHECK_OK(qkv_nn_softmax_forward_ref(NULL, y, x, N, V));
+    CHECK_OK(qkv_nn_log_softmax_forward_ref(NULL, ly, x, N, V));
+    CHECK_OK(qkv_nn_softmax_backward_ref(NULL, dx, dy, y, N, V));
+    CHECK_OK(qkv_nn_log_softmax_backward_ref(NULL, dlx, dy, ly, N, V));
     double err = 0, lerr = 0;
     int finite = 1;
     for (int64_t i = 0; i < N * V; i++) {
@@ -88,8 +88,8 @@ static void check_cross_entropy(const char *label, const float *x, const int32_t
     double *xd = nt_alloc_d(N * V);
     for (int64_t i = 0; i < N * V; i++) xd[i] = x[i];
     const double ref = ref_cross_entropy(xd, t, N, V, -100, eps);
-    CHECK_OK(qkv_nn_cross_entropy_forward(NULL, &loss, NULL, x, t, N, V, -100, eps));
-    CHECK_OK(qkv_nn_cross_entropy_backward(NULL, dl, 1.0f, x, t, N, V, -100, eps));
+    CHECK_OK(qkv_nn_cross_entropy_forward_ref(NULL, &loss, NULL, x, t, N, V, -100, eps));
+    CHECK_OK(qkv_nn_cross_entropy_backward_ref(NULL, dl, 1.0f, x, t, N, V, -100, eps));
     int finite = isfinite(loss);
     double gsum = 0;
     for (int64_t i = 0; i < N * V; i++) finite &= isfinite(dl[i]), gsum += dl[i];
@@ -114,14 +114,14 @@ static void test_huge_logits(void) {
     /* a fully masked row: probabilities 0, log-probabilities -inf, gradient 0, no NaN */
     const float all_inf[] = {-INFINITY, -INFINITY, -INFINITY, 1, 2, 3};
     float y[6], dx[6] = {0}, dy[6] = {1, 2, 3, 4, 5, 6};
-    CHECK_OK(qkv_nn_softmax_forward(NULL, y, all_inf, 2, 3));
+    CHECK_OK(qkv_nn_softmax_forward_ref(NULL, y, all_inf, 2, 3));
     CHECK(y[0] == 0 && y[1] == 0 && y[2] == 0 && isfinite(y[3]));
-    CHECK_OK(qkv_nn_softmax_backward(NULL, dx, dy, y, 2, 3));
+    CHECK_OK(qkv_nn_softmax_backward_ref(NULL, dx, dy, y, 2, 3));
     CHECK(dx[0] == 0 && dx[1] == 0 && dx[2] == 0);
-    CHECK_OK(qkv_nn_log_softmax_forward(NULL, y, all_inf, 2, 3));
+    CHECK_OK(qkv_nn_log_softmax_forward_ref(NULL, y, all_inf, 2, 3));
     CHECK(y[0] == -INFINITY && y[1] == -INFINITY && y[2] == -INFINITY && isfinite(y[3]));
     memset(dx, 0, sizeof dx);
-    CHECK_OK(qkv_nn_log_softmax_backward(NULL, dx, dy, y, 2, 3));
+    CHECK_OK(qkv_nn_log_softmax_backward_ref(NULL, dx, dy, y, 2, 3));
     CHECK(dx[0] == 0 && dx[1] == 0 && dx[2] == 0 && isfinite(dx[3]));
 
     const int32_t t4[] = {1, 0};
@@ -137,9 +137,9 @@ static void test_huge_logits(void) {
     /* every target ignored: loss 0 and no gradient (torch gives NaN) */
     const int32_t ign[] = {-100, -100};
     float loss = 1, dl[10] = {0};
-    CHECK_OK(qkv_nn_cross_entropy_forward(NULL, &loss, NULL, big4, ign, 2, 5, -100, 0.1f));
+    CHECK_OK(qkv_nn_cross_entropy_forward_ref(NULL, &loss, NULL, big4, ign, 2, 5, -100, 0.1f));
     CHECK(loss == 0.0f);
-    CHECK_OK(qkv_nn_cross_entropy_backward(NULL, dl, 1.0f, big4, ign, 2, 5, -100, 0.1f));
+    CHECK_OK(qkv_nn_cross_entropy_backward_ref(NULL, dl, 1.0f, big4, ign, 2, 5, -100, 0.1f));
     for (int i = 0; i < 10; i++) CHECK(dl[i] == 0.0f);
 }
 
@@ -163,74 +163,74 @@ static void test_invalid(void) {
     memcpy(out, sentinel, sizeof out);
 
     /* linear */
-    CHECK_INVALID(qkv_nn_linear_forward(NULL, NULL, a, b, c, 2, 2, 2), "out");
-    CHECK_INVALID(qkv_nn_linear_forward(NULL, out, a, NULL, c, 2, 2, 2), "weight");
-    CHECK_INVALID(qkv_nn_linear_forward(NULL, out, a, b, c, 0, 2, 2), "N");
-    CHECK_INVALID(qkv_nn_linear_forward(NULL, out, a, b, c, 2, -1, 2), "C");
-    CHECK_INVALID(qkv_nn_linear_forward(NULL, out, a, b, c, INT64_MAX / 2, 4, 2), "overflows");
-    CHECK_INVALID(qkv_nn_linear_backward(NULL, out, NULL, NULL, NULL, a, b, 2, 2, 2), "dout");
-    CHECK_INVALID(qkv_nn_linear_backward(NULL, NULL, out, NULL, a, NULL, b, 2, 2, 2), "inp");
+    CHECK_INVALID(qkv_nn_linear_forward_ref(NULL, NULL, a, b, c, 2, 2, 2), "out");
+    CHECK_INVALID(qkv_nn_linear_forward_ref(NULL, out, a, NULL, c, 2, 2, 2), "weight");
+    CHECK_INVALID(qkv_nn_linear_forward_ref(NULL, out, a, b, c, 0, 2, 2), "N");
+    CHECK_INVALID(qkv_nn_linear_forward_ref(NULL, out, a, b, c, 2, -1, 2), "C");
+    CHECK_INVALID(qkv_nn_linear_forward_ref(NULL, out, a, b, c, INT64_MAX / 2, 4, 2), "overflows");
+    CHECK_INVALID(qkv_nn_linear_backward_ref(NULL, out, NULL, NULL, NULL, a, b, 2, 2, 2), "dout");
+    CHECK_INVALID(qkv_nn_linear_backward_ref(NULL, NULL, out, NULL, a, NULL, b, 2, 2, 2), "inp");
     CHECK(memcmp(out, sentinel, sizeof out) == 0);
 
     /* embedding: ids out of range, outputs untouched */
     int32_t ids[4] = {0, 1, -1, 2};
-    CHECK_INVALID(qkv_nn_embedding_forward(out, ids, a, 4, 3, 2), "ids[2]");
+    CHECK_INVALID(qkv_nn_embedding_forward_ref(out, ids, a, 4, 3, 2), "ids[2]");
     ids[2] = 3;
-    CHECK_INVALID(qkv_nn_embedding_forward(out, ids, a, 4, 3, 2), "ids[2]");
-    CHECK_INVALID(qkv_nn_embedding_backward(NULL, out, a, ids, 4, 3, 2), "ids[2]");
-    CHECK_INVALID(qkv_nn_embedding_forward(out, ids, a, 4, 0, 2), "V");
+    CHECK_INVALID(qkv_nn_embedding_forward_ref(out, ids, a, 4, 3, 2), "ids[2]");
+    CHECK_INVALID(qkv_nn_embedding_backward_ref(NULL, out, a, ids, 4, 3, 2), "ids[2]");
+    CHECK_INVALID(qkv_nn_embedding_forward_ref(out, ids, a, 4, 0, 2), "V");
     CHECK(memcmp(out, sentinel, sizeof out) == 0);
 
     /* norms */
-    CHECK_INVALID(qkv_nn_layernorm_forward(NULL, out, b, c, a, NULL, NULL, 2, 2, -1.0f), "eps");
-    CHECK_INVALID(qkv_nn_layernorm_forward(NULL, out, b, c, a, NULL, NULL, 2, 2, NAN), "eps");
-    CHECK_INVALID(qkv_nn_layernorm_backward(NULL, out, NULL, NULL, a, a, NULL, NULL, c, 2, 2),
+    CHECK_INVALID(qkv_nn_layernorm_forward_ref(NULL, out, b, c, a, NULL, NULL, 2, 2, -1.0f), "eps");
+    CHECK_INVALID(qkv_nn_layernorm_forward_ref(NULL, out, b, c, a, NULL, NULL, 2, 2, NAN), "eps");
+    CHECK_INVALID(qkv_nn_layernorm_backward_ref(NULL, out, NULL, NULL, a, a, NULL, NULL, c, 2, 2),
                   "mean");
-    CHECK_INVALID(qkv_nn_rmsnorm_forward(NULL, out, b, NULL, NULL, 2, 2, 1e-6f), "inp");
-    CHECK_INVALID(qkv_nn_rmsnorm_backward(NULL, out, NULL, a, a, NULL, NULL, 2, 2), "rrms");
+    CHECK_INVALID(qkv_nn_rmsnorm_forward_ref(NULL, out, b, NULL, NULL, 2, 2, 1e-6f), "inp");
+    CHECK_INVALID(qkv_nn_rmsnorm_backward_ref(NULL, out, NULL, a, a, NULL, NULL, 2, 2), "rrms");
     CHECK(memcmp(out, sentinel, sizeof out) == 0);
 
     /* pointwise */
-    CHECK_INVALID(qkv_nn_act_forward(NULL, (qkv_nn_activation)99, out, a, 4), "act");
-    CHECK_INVALID(qkv_nn_gelu_forward(NULL, out, a, 0, 0), "n");
-    CHECK_INVALID(qkv_nn_dropout_forward(NULL, out, a, 4, 1.0f, 1, 1), "p");
-    CHECK_INVALID(qkv_nn_dropout_forward(NULL, out, a, 4, -0.1f, 1, 1), "p");
-    CHECK_INVALID(qkv_nn_dropout_backward(NULL, out, a, 4, NAN, 1, 1), "p");
-    CHECK_INVALID(qkv_nn_residual_forward(NULL, out, a, NULL, 4), "b");
-    CHECK_INVALID(qkv_nn_residual_backward(NULL, out, out, a, 4), "da and db");
+    CHECK_INVALID(qkv_nn_act_forward_ref(NULL, (qkv_act)99, out, a, 4), "act");
+    CHECK_INVALID(qkv_nn_gelu_forward_ref(NULL, out, a, 0, 0), "n");
+    CHECK_INVALID(qkv_nn_dropout_forward_ref(NULL, out, a, 4, 1.0f, 1, 1), "p");
+    CHECK_INVALID(qkv_nn_dropout_forward_ref(NULL, out, a, 4, -0.1f, 1, 1), "p");
+    CHECK_INVALID(qkv_nn_dropout_backward_ref(NULL, out, a, 4, NAN, 1, 1), "p");
+    CHECK_INVALID(qkv_nn_residual_forward_ref(NULL, out, a, NULL, 4), "b");
+    CHECK_INVALID(qkv_nn_residual_backward_ref(NULL, out, out, a, 4), "da and db");
     CHECK(memcmp(out, sentinel, sizeof out) == 0);
 
     /* softmax, cross-entropy */
-    CHECK_INVALID(qkv_nn_softmax_forward(NULL, out, a, 2, 0), "V");
-    CHECK_INVALID(qkv_nn_log_softmax_backward(NULL, out, NULL, a, 2, 2), "dout");
+    CHECK_INVALID(qkv_nn_softmax_forward_ref(NULL, out, a, 2, 0), "V");
+    CHECK_INVALID(qkv_nn_log_softmax_backward_ref(NULL, out, NULL, a, 2, 2), "dout");
     int32_t t[3] = {0, 5, 1};
     float loss = 42.0f;
-    CHECK_INVALID(qkv_nn_cross_entropy_forward(NULL, &loss, NULL, a, t, 3, 5, -100, 0),
+    CHECK_INVALID(qkv_nn_cross_entropy_forward_ref(NULL, &loss, NULL, a, t, 3, 5, -100, 0),
                   "targets[1]");
     t[1] = -100;
-    CHECK_INVALID(qkv_nn_cross_entropy_forward(NULL, &loss, NULL, a, t, 3, 5, -100, 1.5f),
+    CHECK_INVALID(qkv_nn_cross_entropy_forward_ref(NULL, &loss, NULL, a, t, 3, 5, -100, 1.5f),
                   "label_smoothing");
-    CHECK_INVALID(qkv_nn_cross_entropy_backward(NULL, out, 1, a, t, 3, 5, -100, NAN),
+    CHECK_INVALID(qkv_nn_cross_entropy_backward_ref(NULL, out, 1, a, t, 3, 5, -100, NAN),
                   "label_smoothing");
-    CHECK_INVALID(qkv_nn_cross_entropy_forward(NULL, NULL, NULL, a, t, 3, 5, -100, 0), "loss");
+    CHECK_INVALID(qkv_nn_cross_entropy_forward_ref(NULL, NULL, NULL, a, t, 3, 5, -100, 0), "loss");
     CHECK(loss == 42.0f);
     CHECK(memcmp(out, sentinel, sizeof out) == 0);
 
     /* positional */
     qkv_nn_rope rope = {QKV_NN_ROPE_HALF, 10000.0, 3};
-    CHECK_INVALID(qkv_nn_rope_forward(NULL, out, a, &rope, 1, 2, 2, 4, 0), "dims");
+    CHECK_INVALID(qkv_nn_rope_forward_ref(NULL, out, a, &rope, 1, 2, 2, 4, 0), "dims");
     rope.dims = 6;
-    CHECK_INVALID(qkv_nn_rope_forward(NULL, out, a, &rope, 1, 2, 2, 4, 0), "dims");
+    CHECK_INVALID(qkv_nn_rope_forward_ref(NULL, out, a, &rope, 1, 2, 2, 4, 0), "dims");
     rope.dims = 0, rope.theta = 0;
-    CHECK_INVALID(qkv_nn_rope_forward(NULL, out, a, &rope, 1, 2, 2, 4, 0), "theta");
+    CHECK_INVALID(qkv_nn_rope_forward_ref(NULL, out, a, &rope, 1, 2, 2, 4, 0), "theta");
     rope.theta = 10000.0, rope.style = (qkv_nn_rope_style)7;
-    CHECK_INVALID(qkv_nn_rope_forward(NULL, out, a, &rope, 1, 2, 2, 4, 0), "style");
+    CHECK_INVALID(qkv_nn_rope_forward_ref(NULL, out, a, &rope, 1, 2, 2, 4, 0), "style");
     rope.style = QKV_NN_ROPE_INTERLEAVED;
-    CHECK_INVALID(qkv_nn_rope_forward(NULL, out, a, &rope, 1, 2, 2, 4, -1), "pos0");
-    CHECK_INVALID(qkv_nn_rope_forward(NULL, out, a, NULL, 1, 2, 2, 4, 0), "rope");
-    CHECK_INVALID(qkv_nn_rope_backward(NULL, out, out, &rope, 1, 2, 2, 4, 0), "dinp and dout");
+    CHECK_INVALID(qkv_nn_rope_forward_ref(NULL, out, a, &rope, 1, 2, 2, 4, -1), "pos0");
+    CHECK_INVALID(qkv_nn_rope_forward_ref(NULL, out, a, NULL, 1, 2, 2, 4, 0), "rope");
+    CHECK_INVALID(qkv_nn_rope_backward_ref(NULL, out, out, &rope, 1, 2, 2, 4, 0), "dinp and dout");
     CHECK_INVALID(qkv_nn_sinusoidal(out, 0, 4, 0), "T");
-    CHECK_INVALID(qkv_nn_position_add_forward(NULL, out, a, b, 1, 4, 2, 5, 2), "pos0");
+    CHECK_INVALID(qkv_nn_position_add_forward_ref(NULL, out, a, b, 1, 4, 2, 5, 2), "pos0");
     CHECK_INVALID(qkv_nn_alibi_slopes(out, 0), "H");
     CHECK(memcmp(out, sentinel, sizeof out) == 0);
 
@@ -257,24 +257,25 @@ static void test_invalid(void) {
     nt_fill(x, 12, -1, 1);
     nt_fill(mem, 24, -1, 1);
     memcpy(y, sentinel, sizeof y);
-    CHECK_INVALID(qkv_nn_mha_forward(NULL, y, &acts, x, mem, &p, &cfg, NULL, 1, 2, 3), "w_o");
+    CHECK_INVALID(qkv_nn_mha_forward_ref(NULL, y, &acts, x, mem, &p, &cfg, NULL, 1, 2, 3), "w_o");
     p.w_o = w + 108;
-    CHECK_INVALID(qkv_nn_mha_forward(NULL, y, &acts, x, NULL, &p, &cfg, NULL, 1, 2, 3), "Tk");
+    CHECK_INVALID(qkv_nn_mha_forward_ref(NULL, y, &acts, x, NULL, &p, &cfg, NULL, 1, 2, 3), "Tk");
     int32_t lens[1] = {4};
     qkv_nn_attn_mask mask = {0, lens, NULL, 0, 0};
-    CHECK_INVALID(qkv_nn_mha_forward(NULL, y, &acts, x, mem, &p, &cfg, &mask, 1, 2, 3),
+    CHECK_INVALID(qkv_nn_mha_forward_ref(NULL, y, &acts, x, mem, &p, &cfg, &mask, 1, 2, 3),
                   "kv_lens[0]");
     mask.kv_lens = NULL, mask.dropout_p = 1.0f;
-    CHECK_INVALID(qkv_nn_mha_forward(NULL, y, &acts, x, mem, &p, &cfg, &mask, 1, 2, 3),
+    CHECK_INVALID(qkv_nn_mha_forward_ref(NULL, y, &acts, x, mem, &p, &cfg, &mask, 1, 2, 3),
                   "dropout_p");
     cfg.fused_qkv = 1, cfg.C_kv = 4;
     p.w_qkv = w;
-    CHECK_INVALID(qkv_nn_mha_forward(NULL, y, &acts, x, mem, &p, &cfg, NULL, 1, 2, 3), "fused_qkv");
+    CHECK_INVALID(qkv_nn_mha_forward_ref(NULL, y, &acts, x, mem, &p, &cfg, NULL, 1, 2, 3),
+                  "fused_qkv");
     cfg.fused_qkv = 0, cfg.C_kv = 0;
     CHECK(memcmp(y, sentinel, sizeof y) == 0);
-    CHECK_OK(qkv_nn_mha_forward(NULL, y, &acts, x, mem, &p, &cfg, NULL, 1, 2, 3));
+    CHECK_OK(qkv_nn_mha_forward_ref(NULL, y, &acts, x, mem, &p, &cfg, NULL, 1, 2, 3));
     CHECK_INVALID(
-        qkv_nn_mha_backward(NULL, NULL, mem, NULL, y, x, NULL, &acts, &p, &cfg, NULL, 1, 2, 2),
+        qkv_nn_mha_backward_ref(NULL, NULL, mem, NULL, y, x, NULL, &acts, &p, &cfg, NULL, 1, 2, 2),
         "dmem");
     free(am), free(w);
 
@@ -311,15 +312,16 @@ static void test_threads(void) {
         o[6] = nt_alloc(2 * C + 2 * N), o[7] = nt_alloc(N * V), o[8] = nt_alloc(V * C);
         o[9] = nt_alloc(2);
         float *mean = o[6] + 2 * C, *rstd = mean + N;
-        CHECK_OK(qkv_nn_linear_forward(rt[r], o[0], x, w, bias, N, C, OC));
-        CHECK_OK(qkv_nn_linear_backward(rt[r], o[1], o[2], o[3], dy, x, w, N, C, OC));
-        CHECK_OK(qkv_nn_layernorm_forward(rt[r], o[4], mean, rstd, x, lw, lb, N, C, 1e-5f));
+        CHECK_OK(qkv_nn_linear_forward_ref(rt[r], o[0], x, w, bias, N, C, OC));
+        CHECK_OK(qkv_nn_linear_backward_ref(rt[r], o[1], o[2], o[3], dy, x, w, N, C, OC));
+        CHECK_OK(qkv_nn_layernorm_forward_ref(rt[r], o[4], mean, rstd, x, lw, lb, N, C, 1e-5f));
+        CHECK_OK(qkv_nn_layernorm_backward_ref(rt[r], o[5], o[6], o[6] + C, o[4], x, lw, mean, rstd,
+                                               N, C));
         CHECK_OK(
-            qkv_nn_layernorm_backward(rt[r], o[5], o[6], o[6] + C, o[4], x, lw, mean, rstd, N, C));
+            qkv_nn_cross_entropy_forward_ref(rt[r], &o[9][0], NULL, logits, ids, N, V, -100, 0.1f));
         CHECK_OK(
-            qkv_nn_cross_entropy_forward(rt[r], &o[9][0], NULL, logits, ids, N, V, -100, 0.1f));
-        CHECK_OK(qkv_nn_cross_entropy_backward(rt[r], o[7], 1.0f, logits, ids, N, V, -100, 0.1f));
-        CHECK_OK(qkv_nn_embedding_backward(rt[r], o[8], x, ids, N, V, C));
+            qkv_nn_cross_entropy_backward_ref(rt[r], o[7], 1.0f, logits, ids, N, V, -100, 0.1f));
+        CHECK_OK(qkv_nn_embedding_backward_ref(rt[r], o[8], x, ids, N, V, C));
     }
     const int64_t sizes[10] = {N * OC, N * C,         OC * C, OC,    N * C,
                                N * C,  2 * C + 2 * N, N * V,  V * C, 2};
@@ -352,7 +354,7 @@ static void test_nomem(void) {
     qkv_nn_block_config bc;
     memset(&bc, 0, sizeof bc);
     bc.attn.C = 4, bc.attn.H = 2, bc.attn.fused_qkv = 1, bc.F = 8, bc.eps = 1e-5f;
-    bc.order = QKV_NN_PRE_LN, bc.act = QKV_NN_ACT_GELU;
+    bc.order = QKV_NN_PRE_LN, bc.act = QKV_ACT_GELU_ERF;
     const int64_t B = 1, T = 3, C = 4, F = 8;
     int64_t n;
     CHECK_OK(qkv_nn_block_acts_size(&bc, B, T, &n));
@@ -364,25 +366,26 @@ static void test_nomem(void) {
     memset(&p, 0, sizeof p);
     p.attn.w_qkv = w, p.attn.w_o = w + 3 * C * C;
     p.mlp.w_fc1 = w + 4 * C * C, p.mlp.w_fc2 = w + 4 * C * C + F * C;
-    CHECK_OK(qkv_nn_block_forward(rt, y, &acts, x, &p, &bc, NULL, B, T));
+    CHECK_OK(qkv_nn_block_forward_ref(rt, y, &acts, x, &p, &bc, NULL, B, T));
 
     const qkv_allocator fail = {failing_alloc, system_free, NULL};
     qkv_set_allocator(&fail);
     int32_t ids[3] = {0, 1, 0};
     float loss;
-    CHECK_STATUS(qkv_nn_block_backward(rt, dx, NULL, y, x, &acts, &p, &bc, NULL, B, T),
+    CHECK_STATUS(qkv_nn_block_backward_ref(rt, dx, NULL, y, x, &acts, &p, &bc, NULL, B, T),
                  QKV_ERR_NOMEM);
-    CHECK_STATUS(qkv_nn_mlp_backward(rt, dx, NULL, y, x, &acts.mlp, &p.mlp, bc.act, B * T, C, F),
+    CHECK_STATUS(
+        qkv_nn_mlp_backward_ref(rt, dx, NULL, y, x, &acts.mlp, &p.mlp, bc.act, B * T, C, F),
+        QKV_ERR_NOMEM);
+    CHECK_STATUS(qkv_nn_mha_backward_ref(rt, dx, NULL, NULL, y, acts.ln1, NULL, &acts.attn, &p.attn,
+                                         &bc.attn, NULL, B, T, T),
                  QKV_ERR_NOMEM);
-    CHECK_STATUS(qkv_nn_mha_backward(rt, dx, NULL, NULL, y, acts.ln1, NULL, &acts.attn, &p.attn,
-                                     &bc.attn, NULL, B, T, T),
-                 QKV_ERR_NOMEM);
-    CHECK_STATUS(qkv_nn_embedding_backward(rt, dx, x, ids, 3, 2, C), QKV_ERR_NOMEM);
-    CHECK_STATUS(qkv_nn_cross_entropy_forward(rt, &loss, NULL, x, ids, 3, 4, -100, 0),
+    CHECK_STATUS(qkv_nn_embedding_backward_ref(rt, dx, x, ids, 3, 2, C), QKV_ERR_NOMEM);
+    CHECK_STATUS(qkv_nn_cross_entropy_forward_ref(rt, &loss, NULL, x, ids, 3, 4, -100, 0),
                  QKV_ERR_NOMEM);
     CHECK(strstr(qkv_last_error(), "out of memory") != NULL);
     qkv_set_allocator(NULL);
-    CHECK_OK(qkv_nn_block_backward(rt, dx, NULL, y, x, &acts, &p, &bc, NULL, B, T));
+    CHECK_OK(qkv_nn_block_backward_ref(rt, dx, NULL, y, x, &acts, &p, &bc, NULL, B, T));
     free(am), free(w), free(x), free(y), free(dx);
     qkv_runtime_free(rt);
 }

@@ -9,9 +9,9 @@
  *   reductions (linear, norms, gradients that sum over rows or a softmax row, cross-entropy,
  *   attention, MLP, blocks): max|got - ref| <= 1e-4 · max|ref| (normwise).
  * The maximum error of each op is printed. */
-#include "nn/block.h"
-#include "nn/nn.h"
-#include "nn/positional.h"
+#include "nn/block_ref.h"
+#include "nn/nn_ref.h"
+#include "nn/positional_ref.h"
 #include "qkv.h"
 #include "test.h"
 
@@ -154,8 +154,8 @@ static void golden_linear(const char *name) {
     const int64_t C = fx_dim(&f, "x", -1), OC = fx_dim(&f, "weight", 0), N = nx / C;
     float *y = calloc((size_t)nout, 4), *dx = calloc((size_t)nx, 4), *dw = calloc((size_t)nw, 4);
     float *db = calloc((size_t)OC, 4);
-    CHECK_OK(qkv_nn_linear_forward(NULL, y, x, w, b, N, C, OC));
-    CHECK_OK(qkv_nn_linear_backward(NULL, dx, dw, b ? db : NULL, dout, x, w, N, C, OC));
+    CHECK_OK(qkv_nn_linear_forward_ref(NULL, y, x, w, b, N, C, OC));
+    CHECK_OK(qkv_nn_linear_backward_ref(NULL, dx, dw, b ? db : NULL, dout, x, w, N, C, OC));
     cmp(name, "out", y, out, nout, RED);
     cmp(name, "dx", dx, dx_ref, nx, RED);
     cmp(name, "dweight", dw, dw_ref, nw, RED);
@@ -174,8 +174,8 @@ static void golden_embedding(void) {
     int32_t *ids = fx_i32(&f, "ids", &N);
     const int64_t V = fx_dim(&f, "table", 0), C = fx_dim(&f, "table", 1);
     float *y = calloc((size_t)nout, 4), *dt = calloc((size_t)nt, 4);
-    CHECK_OK(qkv_nn_embedding_forward(y, ids, table, N, V, C));
-    CHECK_OK(qkv_nn_embedding_backward(NULL, dt, dout, ids, N, V, C));
+    CHECK_OK(qkv_nn_embedding_forward_ref(y, ids, table, N, V, C));
+    CHECK_OK(qkv_nn_embedding_backward_ref(NULL, dt, dout, ids, N, V, C));
     cmp("embedding", "out", y, out, nout, ELEM);
     cmp("embedding", "dtable", dt, dt_ref, nt, RED);
     free(table), free(out), free(dout), free(dt_ref), free(ids), free(y), free(dt);
@@ -197,11 +197,11 @@ static void golden_norm(const char *name, int rms) {
     float *y = calloc((size_t)nx, 4), *dx = calloc((size_t)nx, 4), *dw = calloc((size_t)C, 4);
     float *db = calloc((size_t)C, 4), *mean = calloc((size_t)N, 4), *rstd = calloc((size_t)N, 4);
     if (rms) {
-        CHECK_OK(qkv_nn_rmsnorm_forward(NULL, y, rstd, x, w, N, C, eps));
-        CHECK_OK(qkv_nn_rmsnorm_backward(NULL, dx, dw, dout, x, w, rstd, N, C));
+        CHECK_OK(qkv_nn_rmsnorm_forward_ref(NULL, y, rstd, x, w, N, C, eps));
+        CHECK_OK(qkv_nn_rmsnorm_backward_ref(NULL, dx, dw, dout, x, w, rstd, N, C));
     } else {
-        CHECK_OK(qkv_nn_layernorm_forward(NULL, y, mean, rstd, x, w, b, N, C, eps));
-        CHECK_OK(qkv_nn_layernorm_backward(NULL, dx, dw, db, dout, x, w, mean, rstd, N, C));
+        CHECK_OK(qkv_nn_layernorm_forward_ref(NULL, y, mean, rstd, x, w, b, N, C, eps));
+        CHECK_OK(qkv_nn_layernorm_backward_ref(NULL, dx, dw, db, dout, x, w, mean, rstd, N, C));
     }
     cmp(name, "out", y, out, nx, RED);
     cmp(name, "dx", dx, dx_ref, nx, RED);
@@ -220,11 +220,11 @@ static void golden_pointwise(void) {
     float *y = calloc((size_t)n, 4), *dx = calloc((size_t)n, 4);
     static const struct {
         const char *name;
-        qkv_nn_activation act;
-    } acts[] = {{"gelu", QKV_NN_ACT_GELU},
-                {"gelu_tanh", QKV_NN_ACT_GELU_TANH},
-                {"relu", QKV_NN_ACT_RELU},
-                {"silu", QKV_NN_ACT_SILU}};
+        qkv_act act;
+    } acts[] = {{"gelu", QKV_ACT_GELU_ERF},
+                {"gelu_tanh", QKV_ACT_GELU_TANH},
+                {"relu", QKV_ACT_RELU},
+                {"silu", QKV_ACT_SILU}};
     for (int a = 0; a < 4; a++) {
         char key[64];
         snprintf(key, sizeof key, "%s.out", acts[a].name);
@@ -232,8 +232,8 @@ static void golden_pointwise(void) {
         snprintf(key, sizeof key, "%s.dx", acts[a].name);
         float *dx_ref = fx_req(&f, key, NULL);
         memset(dx, 0, (size_t)n * 4);
-        CHECK_OK(qkv_nn_act_forward(NULL, acts[a].act, y, x, n));
-        CHECK_OK(qkv_nn_act_backward(NULL, acts[a].act, dx, dout, x, n));
+        CHECK_OK(qkv_nn_act_forward_ref(NULL, acts[a].act, y, x, n));
+        CHECK_OK(qkv_nn_act_backward_ref(NULL, acts[a].act, dx, dout, x, n));
         cmp(acts[a].name, "out", y, out, n, ELEM);
         cmp(acts[a].name, "dx", dx, dx_ref, n, ELEM);
         free(out), free(dx_ref);
@@ -243,8 +243,8 @@ static void golden_pointwise(void) {
     float *out = fx_req(&f, "add.out", NULL), *dya = fx_req(&f, "add.dout", NULL);
     float *da_ref = fx_req(&f, "add.da", NULL), *db_ref = fx_req(&f, "add.db", NULL);
     float *ra = calloc((size_t)m, 4), *rb = calloc((size_t)m, 4);
-    CHECK_OK(qkv_nn_residual_forward(NULL, y, a, b, m));
-    CHECK_OK(qkv_nn_residual_backward(NULL, ra, rb, dya, m));
+    CHECK_OK(qkv_nn_residual_forward_ref(NULL, y, a, b, m));
+    CHECK_OK(qkv_nn_residual_backward_ref(NULL, ra, rb, dya, m));
     cmp("residual", "out", y, out, m, ELEM);
     cmp("residual", "da", ra, da_ref, m, ELEM);
     cmp("residual", "db", rb, db_ref, m, ELEM);
@@ -269,11 +269,11 @@ static void golden_softmax(const char *name) {
         float *dx_ref = fx_req(&f, key, NULL);
         memset(dx, 0, (size_t)n * 4);
         if (lg) {
-            CHECK_OK(qkv_nn_log_softmax_forward(NULL, y, x, N, V));
-            CHECK_OK(qkv_nn_log_softmax_backward(NULL, dx, dout, y, N, V));
+            CHECK_OK(qkv_nn_log_softmax_forward_ref(NULL, y, x, N, V));
+            CHECK_OK(qkv_nn_log_softmax_backward_ref(NULL, dx, dout, y, N, V));
         } else {
-            CHECK_OK(qkv_nn_softmax_forward(NULL, y, x, N, V));
-            CHECK_OK(qkv_nn_softmax_backward(NULL, dx, dout, y, N, V));
+            CHECK_OK(qkv_nn_softmax_forward_ref(NULL, y, x, N, V));
+            CHECK_OK(qkv_nn_softmax_backward_ref(NULL, dx, dout, y, N, V));
         }
         snprintf(label, sizeof label, "%s V%lld", op, (long long)V);
         cmp(label, "out", y, out, n, ELEM);
@@ -305,10 +305,10 @@ static void golden_cross_entropy(const char *name) {
         float *dl_ref = fx_req(&f, key, NULL);
         float loss = 0;
         memset(dl, 0, (size_t)n * 4);
+        CHECK_OK(qkv_nn_cross_entropy_forward_ref(NULL, &loss, NULL, logits, targets, N, V, ignore,
+                                                  eps));
         CHECK_OK(
-            qkv_nn_cross_entropy_forward(NULL, &loss, NULL, logits, targets, N, V, ignore, eps));
-        CHECK_OK(
-            qkv_nn_cross_entropy_backward(NULL, dl, dloss, logits, targets, N, V, ignore, eps));
+            qkv_nn_cross_entropy_backward_ref(NULL, dl, dloss, logits, targets, N, V, ignore, eps));
         char label[64];
         snprintf(label, sizeof label, "cross_entropy V%lld", (long long)V);
         cmp(label, k ? "loss ls" : "loss", &loss, loss_ref, 1, RED);
@@ -361,9 +361,9 @@ static void golden_mha(const char *name) {
     float *am = calloc((size_t)na, 4);
     qkv_nn_mha_acts acts;
     CHECK_OK(qkv_nn_mha_acts_bind(&acts, &cfg, B, Tq, Tk, am));
-    CHECK_OK(qkv_nn_mha_forward(NULL, y, &acts, x, mem, &w, &cfg, &mask, B, Tq, Tk));
-    CHECK_OK(
-        qkv_nn_mha_backward(NULL, dx, dmem, &g, dout, x, mem, &acts, &w, &cfg, &mask, B, Tq, Tk));
+    CHECK_OK(qkv_nn_mha_forward_ref(NULL, y, &acts, x, mem, &w, &cfg, &mask, B, Tq, Tk));
+    CHECK_OK(qkv_nn_mha_backward_ref(NULL, dx, dmem, &g, dout, x, mem, &acts, &w, &cfg, &mask, B,
+                                     Tq, Tk));
     cmp(name, "out", y, out, nout, RED);
     float *ref = fx_req(&f, "dx", NULL);
     cmp(name, "dx", dx, ref, nx, RED);
@@ -386,7 +386,7 @@ static void golden_mha(const char *name) {
     fx_close(&f);
 }
 
-static void golden_mlp(const char *name, qkv_nn_activation act) {
+static void golden_mlp(const char *name, qkv_act act) {
     fixture f;
     if (!fx_open(&f, name)) return;
     int64_t nx, n1, n2, nb1, nb2;
@@ -405,8 +405,8 @@ static void golden_mlp(const char *name, qkv_nn_activation act) {
     CHECK_OK(qkv_nn_mlp_acts_bind(&acts, N, F, am));
     qkv_nn_mlp_params w = {w1, b1, w2, b2};
     qkv_nn_mlp_grads g = {g1, gb1, g2, gb2};
-    CHECK_OK(qkv_nn_mlp_forward(NULL, y, &acts, x, &w, act, N, C, F));
-    CHECK_OK(qkv_nn_mlp_backward(NULL, dx, &g, dout, x, &acts, &w, act, N, C, F));
+    CHECK_OK(qkv_nn_mlp_forward_ref(NULL, y, &acts, x, &w, act, N, C, F));
+    CHECK_OK(qkv_nn_mlp_backward_ref(NULL, dx, &g, dout, x, &acts, &w, act, N, C, F));
     cmp(name, "out", y, out, nx, RED);
     static const char *gn[] = {"dx", "dw_fc1", "db_fc1", "dw_fc2", "db_fc2"};
     float *gs[] = {dx, g1, gb1, g2, gb2};
@@ -433,7 +433,7 @@ static void golden_block(const char *name) {
     cfg.F = fx_dim(&f, "w_fc1", 0);
     cfg.eps = (float)fx_meta(&f, "eps", 0);
     cfg.order = fx_meta(&f, "pre_ln", 0) != 0 ? QKV_NN_PRE_LN : QKV_NN_POST_LN;
-    cfg.act = QKV_NN_ACT_GELU;
+    cfg.act = QKV_ACT_GELU_ERF;
     qkv_nn_attn_mask mask;
     memset(&mask, 0, sizeof mask);
     mask.causal = (int)fx_meta(&f, "causal", 0);
@@ -467,8 +467,8 @@ static void golden_block(const char *name) {
     float *am = calloc((size_t)na, 4);
     qkv_nn_block_acts acts;
     CHECK_OK(qkv_nn_block_acts_bind(&acts, &cfg, B, T, am));
-    CHECK_OK(qkv_nn_block_forward(NULL, y, &acts, x, &w, &cfg, &mask, B, T));
-    CHECK_OK(qkv_nn_block_backward(NULL, dx, &g, dout, x, &acts, &w, &cfg, &mask, B, T));
+    CHECK_OK(qkv_nn_block_forward_ref(NULL, y, &acts, x, &w, &cfg, &mask, B, T));
+    CHECK_OK(qkv_nn_block_backward_ref(NULL, dx, &g, dout, x, &acts, &w, &cfg, &mask, B, T));
     cmp(name, "out", y, out, nx, RED);
     float *ref = fx_req(&f, "dx", NULL);
     cmp(name, "dx", dx, ref, nx, RED);
@@ -522,8 +522,8 @@ static void golden_rope(const char *name) {
         snprintf(key, sizeof key, "%s.dx", style);
         float *dx_ref = fx_req(&f, key, NULL);
         memset(dx, 0, (size_t)n * 4);
-        CHECK_OK(qkv_nn_rope_forward(NULL, y, x, &rope, B, T, H, D, pos0));
-        CHECK_OK(qkv_nn_rope_backward(NULL, dx, dout, &rope, B, T, H, D, pos0));
+        CHECK_OK(qkv_nn_rope_forward_ref(NULL, y, x, &rope, B, T, H, D, pos0));
+        CHECK_OK(qkv_nn_rope_backward_ref(NULL, dx, dout, &rope, B, T, H, D, pos0));
         snprintf(label, sizeof label, "%s %s", name, style);
         cmp(label, "out", y, out, n, ELEM);
         cmp(label, "dx", dx, dx_ref, n, ELEM);
@@ -543,8 +543,8 @@ static void golden_position_add(void) {
     const int64_t B = fx_dim(&f, "x", 0), T = fx_dim(&f, "x", 1), C = fx_dim(&f, "x", 2);
     const int64_t P = fx_dim(&f, "pe", 0), pos0 = (int64_t)fx_meta(&f, "pos0", 0);
     float *y = calloc((size_t)n, 4), *dx = calloc((size_t)n, 4), *dpe = calloc((size_t)np, 4);
-    CHECK_OK(qkv_nn_position_add_forward(NULL, y, x, pe, B, T, C, P, pos0));
-    CHECK_OK(qkv_nn_position_add_backward(NULL, dx, dpe, dout, B, T, C, P, pos0));
+    CHECK_OK(qkv_nn_position_add_forward_ref(NULL, y, x, pe, B, T, C, P, pos0));
+    CHECK_OK(qkv_nn_position_add_backward_ref(NULL, dx, dpe, dout, B, T, C, P, pos0));
     cmp("position_add", "out", y, out, n, ELEM);
     cmp("position_add", "dx", dx, dx_ref, n, ELEM);
     cmp("position_add", "dpe", dpe, dpe_ref, np, RED);
@@ -589,8 +589,8 @@ int main(void) {
     golden_mha("mha_self_alibi");
     golden_mha("mha_cross");
     golden_mha("mha_cross_kdim");
-    golden_mlp("mlp_gelu", QKV_NN_ACT_GELU);
-    golden_mlp("mlp_gelu_tanh", QKV_NN_ACT_GELU_TANH);
+    golden_mlp("mlp_gelu", QKV_ACT_GELU_ERF);
+    golden_mlp("mlp_gelu_tanh", QKV_ACT_GELU_TANH);
     golden_block("block_post");
     golden_block("block_post_padding");
     golden_block("block_pre");

@@ -8,8 +8,8 @@
  * (double accumulation leaves only a few float roundings, ~1e-7 relative; the central
  * difference in double is accurate to ~1e-9). */
 #include "core/rng.h"
-#include "nn/nn.h"
-#include "nn/positional.h"
+#include "nn/nn_ref.h"
+#include "nn/positional_ref.h"
 #include "nn_testutil.h"
 
 #define FWD_TOL 1e-6
@@ -69,13 +69,13 @@ static void linear_fd(nn_prob *p) {
 }
 static qkv_status linear_ff(nn_prob *p) {
     lctx *c = CTX(p);
-    return qkv_nn_linear_forward(NULL, p->out_f, VF(p, 0), VF(p, 1), c->bias ? VF(p, 2) : NULL,
-                                 c->N, c->C, c->OC);
+    return qkv_nn_linear_forward_ref(NULL, p->out_f, VF(p, 0), VF(p, 1), c->bias ? VF(p, 2) : NULL,
+                                     c->N, c->C, c->OC);
 }
 static qkv_status linear_bf(nn_prob *p) {
     lctx *c = CTX(p);
-    return qkv_nn_linear_backward(NULL, VG(p, 0), VG(p, 1), c->bias ? VG(p, 2) : NULL, p->dout_f,
-                                  VF(p, 0), VF(p, 1), c->N, c->C, c->OC);
+    return qkv_nn_linear_backward_ref(NULL, VG(p, 0), VG(p, 1), c->bias ? VG(p, 2) : NULL,
+                                      p->dout_f, VF(p, 0), VF(p, 1), c->N, c->C, c->OC);
 }
 
 static void test_linear(int64_t N, int64_t C, int64_t OC, int bias) {
@@ -101,11 +101,11 @@ static void embedding_fd(nn_prob *p) {
 }
 static qkv_status embedding_ff(nn_prob *p) {
     lctx *c = CTX(p);
-    return qkv_nn_embedding_forward(p->out_f, c->ids, VF(p, 0), c->N, c->V, c->C);
+    return qkv_nn_embedding_forward_ref(p->out_f, c->ids, VF(p, 0), c->N, c->V, c->C);
 }
 static qkv_status embedding_bf(nn_prob *p) {
     lctx *c = CTX(p);
-    return qkv_nn_embedding_backward(NULL, VG(p, 0), p->dout_f, c->ids, c->N, c->V, c->C);
+    return qkv_nn_embedding_backward_ref(NULL, VG(p, 0), p->dout_f, c->ids, c->N, c->V, c->C);
 }
 
 static void test_embedding(int64_t N, int64_t V, int64_t C) {
@@ -132,15 +132,15 @@ static void layernorm_fd(nn_prob *p) {
 }
 static qkv_status layernorm_ff(nn_prob *p) {
     lctx *c = CTX(p);
-    return qkv_nn_layernorm_forward(NULL, p->out_f, c->saved1, c->saved2, VF(p, 0),
-                                    c->affine ? VF(p, 1) : NULL, c->affine ? VF(p, 2) : NULL, c->N,
-                                    c->C, (float)c->eps);
+    return qkv_nn_layernorm_forward_ref(NULL, p->out_f, c->saved1, c->saved2, VF(p, 0),
+                                        c->affine ? VF(p, 1) : NULL, c->affine ? VF(p, 2) : NULL,
+                                        c->N, c->C, (float)c->eps);
 }
 static qkv_status layernorm_bf(nn_prob *p) {
     lctx *c = CTX(p);
-    return qkv_nn_layernorm_backward(NULL, VG(p, 0), c->affine ? VG(p, 1) : NULL,
-                                     c->affine ? VG(p, 2) : NULL, p->dout_f, VF(p, 0),
-                                     c->affine ? VF(p, 1) : NULL, c->saved1, c->saved2, c->N, c->C);
+    return qkv_nn_layernorm_backward_ref(
+        NULL, VG(p, 0), c->affine ? VG(p, 1) : NULL, c->affine ? VG(p, 2) : NULL, p->dout_f,
+        VF(p, 0), c->affine ? VF(p, 1) : NULL, c->saved1, c->saved2, c->N, c->C);
 }
 
 static void rmsnorm_fd(nn_prob *p) {
@@ -149,13 +149,14 @@ static void rmsnorm_fd(nn_prob *p) {
 }
 static qkv_status rmsnorm_ff(nn_prob *p) {
     lctx *c = CTX(p);
-    return qkv_nn_rmsnorm_forward(NULL, p->out_f, c->saved1, VF(p, 0), c->affine ? VF(p, 1) : NULL,
-                                  c->N, c->C, (float)c->eps);
+    return qkv_nn_rmsnorm_forward_ref(NULL, p->out_f, c->saved1, VF(p, 0),
+                                      c->affine ? VF(p, 1) : NULL, c->N, c->C, (float)c->eps);
 }
 static qkv_status rmsnorm_bf(nn_prob *p) {
     lctx *c = CTX(p);
-    return qkv_nn_rmsnorm_backward(NULL, VG(p, 0), c->affine ? VG(p, 1) : NULL, p->dout_f, VF(p, 0),
-                                   c->affine ? VF(p, 1) : NULL, c->saved1, c->N, c->C);
+    return qkv_nn_rmsnorm_backward_ref(NULL, VG(p, 0), c->affine ? VG(p, 1) : NULL, p->dout_f,
+                                       VF(p, 0), c->affine ? VF(p, 1) : NULL, c->saved1, c->N,
+                                       c->C);
 }
 
 static void test_norm(int rms, int64_t N, int64_t C, double eps, int affine, double shift) {
@@ -189,12 +190,11 @@ static void act_fd(nn_prob *p) {
 }
 static qkv_status act_ff(nn_prob *p) {
     lctx *c = CTX(p);
-    return qkv_nn_act_forward(NULL, (qkv_nn_activation)c->act, p->out_f, VF(p, 0), c->N);
+    return qkv_nn_act_forward_ref(NULL, (qkv_act)c->act, p->out_f, VF(p, 0), c->N);
 }
 static qkv_status act_bf(nn_prob *p) {
     lctx *c = CTX(p);
-    return qkv_nn_act_backward(NULL, (qkv_nn_activation)c->act, VG(p, 0), p->dout_f, VF(p, 0),
-                               c->N);
+    return qkv_nn_act_backward_ref(NULL, (qkv_act)c->act, VG(p, 0), p->dout_f, VF(p, 0), c->N);
 }
 
 static void test_act(int act, const char *name, double range) {
@@ -218,15 +218,16 @@ static void softmax_fd(nn_prob *p) {
 }
 static qkv_status softmax_ff(nn_prob *p) {
     lctx *c = CTX(p);
-    qkv_status s = c->act ? qkv_nn_log_softmax_forward(NULL, p->out_f, VF(p, 0), c->N, c->V)
-                          : qkv_nn_softmax_forward(NULL, p->out_f, VF(p, 0), c->N, c->V);
+    qkv_status s = c->act ? qkv_nn_log_softmax_forward_ref(NULL, p->out_f, VF(p, 0), c->N, c->V)
+                          : qkv_nn_softmax_forward_ref(NULL, p->out_f, VF(p, 0), c->N, c->V);
     memcpy(c->saved1, p->out_f, (size_t)(c->N * c->V) * sizeof(float));
     return s;
 }
 static qkv_status softmax_bf(nn_prob *p) {
     lctx *c = CTX(p);
-    return c->act ? qkv_nn_log_softmax_backward(NULL, VG(p, 0), p->dout_f, c->saved1, c->N, c->V)
-                  : qkv_nn_softmax_backward(NULL, VG(p, 0), p->dout_f, c->saved1, c->N, c->V);
+    return c->act
+               ? qkv_nn_log_softmax_backward_ref(NULL, VG(p, 0), p->dout_f, c->saved1, c->N, c->V)
+               : qkv_nn_softmax_backward_ref(NULL, VG(p, 0), p->dout_f, c->saved1, c->N, c->V);
 }
 
 static void test_softmax(int log_, int64_t N, int64_t V, double scale) {
@@ -251,13 +252,13 @@ static void ce_fd(nn_prob *p) {
 }
 static qkv_status ce_ff(nn_prob *p) {
     lctx *c = CTX(p);
-    return qkv_nn_cross_entropy_forward(NULL, p->out_f, NULL, VF(p, 0), c->ids, c->N, c->V,
-                                        c->ignore, c->smoothing);
+    return qkv_nn_cross_entropy_forward_ref(NULL, p->out_f, NULL, VF(p, 0), c->ids, c->N, c->V,
+                                            c->ignore, c->smoothing);
 }
 static qkv_status ce_bf(nn_prob *p) {
     lctx *c = CTX(p);
-    return qkv_nn_cross_entropy_backward(NULL, VG(p, 0), p->dout_f[0], VF(p, 0), c->ids, c->N, c->V,
-                                         c->ignore, c->smoothing);
+    return qkv_nn_cross_entropy_backward_ref(NULL, VG(p, 0), p->dout_f[0], VF(p, 0), c->ids, c->N,
+                                             c->V, c->ignore, c->smoothing);
 }
 
 static void test_cross_entropy(int64_t N, int64_t V, int32_t ignore, float smoothing) {
@@ -287,21 +288,21 @@ static void dropout_fd(nn_prob *p) {
 }
 static qkv_status dropout_ff(nn_prob *p) {
     lctx *c = CTX(p);
-    return qkv_nn_dropout_forward(NULL, p->out_f, VF(p, 0), c->N, c->p, c->seed, c->stream);
+    return qkv_nn_dropout_forward_ref(NULL, p->out_f, VF(p, 0), c->N, c->p, c->seed, c->stream);
 }
 static qkv_status dropout_bf(nn_prob *p) {
     lctx *c = CTX(p);
-    return qkv_nn_dropout_backward(NULL, VG(p, 0), p->dout_f, c->N, c->p, c->seed, c->stream);
+    return qkv_nn_dropout_backward_ref(NULL, VG(p, 0), p->dout_f, c->N, c->p, c->seed, c->stream);
 }
 
 static void residual_fd(nn_prob *p) {
     for (int64_t i = 0; i < p->nout; i++) p->out_d[i] = VD(p, 0)[i] + VD(p, 1)[i];
 }
 static qkv_status residual_ff(nn_prob *p) {
-    return qkv_nn_residual_forward(NULL, p->out_f, VF(p, 0), VF(p, 1), p->nout);
+    return qkv_nn_residual_forward_ref(NULL, p->out_f, VF(p, 0), VF(p, 1), p->nout);
 }
 static qkv_status residual_bf(nn_prob *p) {
-    return qkv_nn_residual_backward(NULL, VG(p, 0), VG(p, 1), p->dout_f, p->nout);
+    return qkv_nn_residual_backward_ref(NULL, VG(p, 0), VG(p, 1), p->dout_f, p->nout);
 }
 
 static void test_dropout_residual(void) {
@@ -331,7 +332,7 @@ static void test_dropout_statistics(void) {
     for (int k = 0; k < 3; k++) {
         const float p = ps[k];
         const float scale = (float)(1.0 / (1.0 - (double)p));
-        CHECK_OK(qkv_nn_dropout_forward(NULL, y, x, n, p, 1234, 1));
+        CHECK_OK(qkv_nn_dropout_forward_ref(NULL, y, x, n, p, 1234, 1));
         int64_t kept = 0, bad_value = 0, mismatch = 0;
         double sum = 0;
         for (int64_t i = 0; i < n; i++) {
@@ -341,7 +342,7 @@ static void test_dropout_statistics(void) {
         }
         /* the backward regenerates the same mask: dx = dy · scale exactly where kept */
         memset(dx, 0, (size_t)n * sizeof(float));
-        CHECK_OK(qkv_nn_dropout_backward(NULL, dx, dy, n, p, 1234, 1));
+        CHECK_OK(qkv_nn_dropout_backward_ref(NULL, dx, dy, n, p, 1234, 1));
         for (int64_t i = 0; i < n; i++)
             if ((y[i] != 0) != (dx[i] != 0) || (dx[i] != 0 && dx[i] != 2.0f * scale)) mismatch++;
         const double q = 1.0 - (double)p, sigma = sqrt((double)n * p * q);
@@ -354,9 +355,9 @@ static void test_dropout_statistics(void) {
 
         /* another seed or stream gives another mask (disagreement ~ 2pq) */
         int64_t diff_seed = 0, diff_stream = 0;
-        CHECK_OK(qkv_nn_dropout_forward(NULL, y2, x, n, p, 1235, 1));
+        CHECK_OK(qkv_nn_dropout_forward_ref(NULL, y2, x, n, p, 1235, 1));
         for (int64_t i = 0; i < n; i++) diff_seed += (y[i] != 0) != (y2[i] != 0);
-        CHECK_OK(qkv_nn_dropout_forward(NULL, y2, x, n, p, 1234, 2));
+        CHECK_OK(qkv_nn_dropout_forward_ref(NULL, y2, x, n, p, 1234, 2));
         for (int64_t i = 0; i < n; i++) diff_stream += (y[i] != 0) != (y2[i] != 0);
         const double expect = 2.0 * p * q * (double)n;
         CHECK(fabs((double)diff_seed - expect) <= 6 * sqrt(expect));
@@ -367,13 +368,13 @@ static void test_dropout_statistics(void) {
     CHECK_OK(qkv_runtime_create(1, &rt1));
     CHECK_OK(qkv_runtime_create(3, &rt3));
     nt_fill(x, n, -1, 1);
-    CHECK_OK(qkv_nn_dropout_forward(rt1, y, x, n, 0.25f, 99, 3));
-    CHECK_OK(qkv_nn_dropout_forward(rt3, y2, x, n, 0.25f, 99, 3));
+    CHECK_OK(qkv_nn_dropout_forward_ref(rt1, y, x, n, 0.25f, 99, 3));
+    CHECK_OK(qkv_nn_dropout_forward_ref(rt3, y2, x, n, 0.25f, 99, 3));
     CHECK(memcmp(y, y2, (size_t)n * sizeof(float)) == 0);
-    CHECK_OK(qkv_nn_dropout_forward(rt3, x, x, n, 0.25f, 99, 3));
+    CHECK_OK(qkv_nn_dropout_forward_ref(rt3, x, x, n, 0.25f, 99, 3));
     CHECK(memcmp(y, x, (size_t)n * sizeof(float)) == 0);
     /* p = 0 is the identity */
-    CHECK_OK(qkv_nn_dropout_forward(NULL, y2, y, n, 0.0f, 5, 5));
+    CHECK_OK(qkv_nn_dropout_forward_ref(NULL, y2, y, n, 0.0f, 5, 5));
     CHECK(memcmp(y, y2, (size_t)n * sizeof(float)) == 0);
     qkv_runtime_free(rt1);
     qkv_runtime_free(rt3);
@@ -390,12 +391,13 @@ static void rope_fd(nn_prob *p) {
 }
 static qkv_status rope_ff(nn_prob *p) {
     lctx *c = CTX(p);
-    return qkv_nn_rope_forward(NULL, p->out_f, VF(p, 0), &c->rope, c->B, c->T, c->H, c->D, c->pos0);
+    return qkv_nn_rope_forward_ref(NULL, p->out_f, VF(p, 0), &c->rope, c->B, c->T, c->H, c->D,
+                                   c->pos0);
 }
 static qkv_status rope_bf(nn_prob *p) {
     lctx *c = CTX(p);
-    return qkv_nn_rope_backward(NULL, VG(p, 0), p->dout_f, &c->rope, c->B, c->T, c->H, c->D,
-                                c->pos0);
+    return qkv_nn_rope_backward_ref(NULL, VG(p, 0), p->dout_f, &c->rope, c->B, c->T, c->H, c->D,
+                                    c->pos0);
 }
 
 static void test_rope(qkv_nn_rope_style style, int64_t B, int64_t T, int64_t H, int64_t D,
@@ -414,9 +416,9 @@ static void test_rope(qkv_nn_rope_style style, int64_t B, int64_t T, int64_t H, 
     /* in place gives the same result; the backward inverts the forward */
     float *y = nt_alloc(n), *back = nt_alloc(n);
     memcpy(y, VF(&p, 0), (size_t)n * sizeof(float));
-    CHECK_OK(qkv_nn_rope_forward(NULL, y, y, &c.rope, B, T, H, D, pos0));
+    CHECK_OK(qkv_nn_rope_forward_ref(NULL, y, y, &c.rope, B, T, H, D, pos0));
     CHECK(memcmp(y, p.out_f, (size_t)n * sizeof(float)) == 0);
-    CHECK_OK(qkv_nn_rope_backward(NULL, back, y, &c.rope, B, T, H, D, pos0));
+    CHECK_OK(qkv_nn_rope_backward_ref(NULL, back, y, &c.rope, B, T, H, D, pos0));
     double err = 0;
     for (int64_t i = 0; i < n; i++) err = fmax(err, fabs((double)back[i] - VF(&p, 0)[i]));
     CHECK_MSG(err < 1e-6, "%s: inverse rotation error %g", label, err);
@@ -434,13 +436,13 @@ static void posadd_fd(nn_prob *p) {
 }
 static qkv_status posadd_ff(nn_prob *p) {
     lctx *c = CTX(p);
-    return qkv_nn_position_add_forward(NULL, p->out_f, VF(p, 0), VF(p, 1), c->B, c->T, c->C, c->P,
-                                       c->pos0);
+    return qkv_nn_position_add_forward_ref(NULL, p->out_f, VF(p, 0), VF(p, 1), c->B, c->T, c->C,
+                                           c->P, c->pos0);
 }
 static qkv_status posadd_bf(nn_prob *p) {
     lctx *c = CTX(p);
-    return qkv_nn_position_add_backward(NULL, VG(p, 0), VG(p, 1), p->dout_f, c->B, c->T, c->C, c->P,
-                                        c->pos0);
+    return qkv_nn_position_add_backward_ref(NULL, VG(p, 0), VG(p, 1), p->dout_f, c->B, c->T, c->C,
+                                            c->P, c->pos0);
 }
 
 static void test_position_add(void) {
@@ -470,11 +472,11 @@ int main(void) {
     test_norm(1, 5, 17, 1e-6, 1, 0);
     test_norm(1, 3, 130, 1e-5, 1, 1.0);
     test_norm(1, 4, 9, 1e-6, 0, 0);
-    test_act(QKV_NN_ACT_GELU, "gelu", 6);
-    test_act(QKV_NN_ACT_GELU_TANH, "gelu_tanh", 6);
-    test_act(QKV_NN_ACT_RELU, "relu", 3);
-    test_act(QKV_NN_ACT_SILU, "silu", 6);
-    test_act(QKV_NN_ACT_SILU, "silu", 40);
+    test_act(QKV_ACT_GELU_ERF, "gelu", 6);
+    test_act(QKV_ACT_GELU_TANH, "gelu_tanh", 6);
+    test_act(QKV_ACT_RELU, "relu", 3);
+    test_act(QKV_ACT_SILU, "silu", 6);
+    test_act(QKV_ACT_SILU, "silu", 40);
     test_softmax(0, 1, 1, 1);
     test_softmax(0, 4, 13, 3);
     test_softmax(0, 3, 200, 8);

@@ -11,7 +11,7 @@
  * errors are ~1e-7 to 1e-6). */
 #include "attention/attention.h"
 #include "core/rng.h"
-#include "nn/block.h"
+#include "nn/block_ref.h"
 #include "nn_testutil.h"
 
 #define FWD_TOL 1e-6
@@ -155,16 +155,16 @@ static void mha_fd(nn_prob *p) {
 static qkv_status mha_ff(nn_prob *p) {
     mha_case *c = p->ctx;
     qkv_nn_mha_params w = mha_params(p, &c->ix);
-    return qkv_nn_mha_forward(NULL, p->out_f, &c->acts, PF(p, c->ix_x), PF(p, c->ix_mem), &w,
-                              &c->cfg, c->maskp, c->B, c->Tq, c->Tk);
+    return qkv_nn_mha_forward_ref(NULL, p->out_f, &c->acts, PF(p, c->ix_x), PF(p, c->ix_mem), &w,
+                                  &c->cfg, c->maskp, c->B, c->Tq, c->Tk);
 }
 static qkv_status mha_bf(nn_prob *p) {
     mha_case *c = p->ctx;
     qkv_nn_mha_params w = mha_params(p, &c->ix);
     qkv_nn_mha_grads g = mha_grads(p, &c->ix);
-    return qkv_nn_mha_backward(NULL, PG(p, c->ix_x), PG(p, c->ix_mem), &g, p->dout_f,
-                               PF(p, c->ix_x), PF(p, c->ix_mem), &c->acts, &w, &c->cfg, c->maskp,
-                               c->B, c->Tq, c->Tk);
+    return qkv_nn_mha_backward_ref(NULL, PG(p, c->ix_x), PG(p, c->ix_mem), &g, p->dout_f,
+                                   PF(p, c->ix_x), PF(p, c->ix_mem), &c->acts, &w, &c->cfg,
+                                   c->maskp, c->B, c->Tq, c->Tk);
 }
 
 static void run_mha(const char *label, mha_case *c, int bias) {
@@ -276,7 +276,7 @@ static void test_mha(void) {
 
 typedef struct {
     int64_t N, C, F;
-    qkv_nn_activation act;
+    qkv_act act;
     qkv_nn_mlp_acts acts;
     float *acts_mem;
 } mlp_case;
@@ -292,17 +292,18 @@ static void mlp_fd(nn_prob *p) {
 static qkv_status mlp_ff(nn_prob *p) {
     mlp_case *c = p->ctx;
     qkv_nn_mlp_params w = {p->var[1].f, p->var[2].f, p->var[3].f, p->var[4].f};
-    return qkv_nn_mlp_forward(NULL, p->out_f, &c->acts, p->var[0].f, &w, c->act, c->N, c->C, c->F);
+    return qkv_nn_mlp_forward_ref(NULL, p->out_f, &c->acts, p->var[0].f, &w, c->act, c->N, c->C,
+                                  c->F);
 }
 static qkv_status mlp_bf(nn_prob *p) {
     mlp_case *c = p->ctx;
     qkv_nn_mlp_params w = {p->var[1].f, p->var[2].f, p->var[3].f, p->var[4].f};
     qkv_nn_mlp_grads g = {p->var[1].g, p->var[2].g, p->var[3].g, p->var[4].g};
-    return qkv_nn_mlp_backward(NULL, p->var[0].g, &g, p->dout_f, p->var[0].f, &c->acts, &w, c->act,
-                               c->N, c->C, c->F);
+    return qkv_nn_mlp_backward_ref(NULL, p->var[0].g, &g, p->dout_f, p->var[0].f, &c->acts, &w,
+                                   c->act, c->N, c->C, c->F);
 }
 
-static void test_mlp(qkv_nn_activation act, const char *label) {
+static void test_mlp(qkv_act act, const char *label) {
     mlp_case c = {.N = 7, .C = 5, .F = 11, .act = act};
     nn_prob p;
     memset(&p, 0, sizeof p);
@@ -388,8 +389,8 @@ static qkv_nn_block_params block_params(const nn_prob *p, const block_case *c) {
 static qkv_status block_ff(nn_prob *p) {
     block_case *c = p->ctx;
     qkv_nn_block_params w = block_params(p, c);
-    return qkv_nn_block_forward(NULL, p->out_f, &c->acts, p->var[0].f, &w, &c->cfg, c->maskp, c->B,
-                                c->T);
+    return qkv_nn_block_forward_ref(NULL, p->out_f, &c->acts, p->var[0].f, &w, &c->cfg, c->maskp,
+                                    c->B, c->T);
 }
 static qkv_status block_bf(nn_prob *p) {
     block_case *c = p->ctx;
@@ -400,8 +401,8 @@ static qkv_status block_bf(nn_prob *p) {
     g.attn = mha_grads(p, &c->ix);
     g.mlp.w_fc1 = PG(p, c->fc1_w), g.mlp.b_fc1 = PG(p, c->fc1_b);
     g.mlp.w_fc2 = PG(p, c->fc2_w), g.mlp.b_fc2 = PG(p, c->fc2_b);
-    return qkv_nn_block_backward(NULL, p->var[0].g, &g, p->dout_f, p->var[0].f, &c->acts, &w,
-                                 &c->cfg, c->maskp, c->B, c->T);
+    return qkv_nn_block_backward_ref(NULL, p->var[0].g, &g, p->dout_f, p->var[0].f, &c->acts, &w,
+                                     &c->cfg, c->maskp, c->B, c->T);
 }
 
 static void run_block(const char *label, block_case *c) {
@@ -441,7 +442,7 @@ static block_case block_new(qkv_nn_norm_order order, int64_t B, int64_t T, int64
     block_case c;
     memset(&c, 0, sizeof c);
     c.cfg.attn.C = C, c.cfg.attn.H = H, c.cfg.attn.fused_qkv = 1;
-    c.cfg.F = F, c.cfg.eps = 1e-5f, c.cfg.order = order, c.cfg.act = QKV_NN_ACT_GELU;
+    c.cfg.F = F, c.cfg.eps = 1e-5f, c.cfg.order = order, c.cfg.act = QKV_ACT_GELU_ERF;
     c.B = B, c.T = T;
     return c;
 }
@@ -457,28 +458,28 @@ static void test_blocks(void) {
     run_block("block post-LN kv_lens separate qkv", &c);
 
     c = block_new(QKV_NN_PRE_LN, 2, 5, 8, 2, 16);
-    c.mask.causal = 1, c.maskp = &c.mask, c.cfg.act = QKV_NN_ACT_GELU_TANH;
+    c.mask.causal = 1, c.maskp = &c.mask, c.cfg.act = QKV_ACT_GELU_TANH;
     run_block("block pre-LN (GPT-2) causal", &c);
 
     c = block_new(QKV_NN_PRE_LN, 2, 5, 8, 2, 16);
-    c.mask.kv_lens = lens, c.maskp = &c.mask, c.cfg.act = QKV_NN_ACT_RELU;
+    c.mask.kv_lens = lens, c.maskp = &c.mask, c.cfg.act = QKV_ACT_RELU;
     run_block("block pre-LN kv_lens relu", &c);
 
     c = block_new(QKV_NN_PRE_LN, 1, 1, 3, 1, 5);
     run_block("block pre-LN B1 T1 C3", &c);
 
     c = block_new(QKV_NN_POST_LN, 1, 3, 6, 3, 7);
-    c.cfg.act = QKV_NN_ACT_SILU;
+    c.cfg.act = QKV_ACT_SILU;
     run_block("block post-LN odd sizes silu", &c);
 }
 
 int main(void) {
     nt_seed(2);
     test_mha();
-    test_mlp(QKV_NN_ACT_GELU, "mlp gelu");
-    test_mlp(QKV_NN_ACT_GELU_TANH, "mlp gelu_tanh");
-    test_mlp(QKV_NN_ACT_RELU, "mlp relu");
-    test_mlp(QKV_NN_ACT_SILU, "mlp silu");
+    test_mlp(QKV_ACT_GELU_ERF, "mlp gelu");
+    test_mlp(QKV_ACT_GELU_TANH, "mlp gelu_tanh");
+    test_mlp(QKV_ACT_RELU, "mlp relu");
+    test_mlp(QKV_ACT_SILU, "mlp silu");
     test_blocks();
     return test_finish("nn_grad_block");
 }

@@ -13,7 +13,7 @@
 #include "core/error.h"
 #include "io/json.h"
 #include "io/safetensors.h"
-#include "kernels/rows.h"
+#include "nn/nn.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -278,12 +278,12 @@ static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
     }
 }
 
-/* out [N, Cout] = act(in [N, Cin] · Wᵀ + b) + residual, W prepacked (Cin = its K). */
+/* out [N, Cout] = act(in [N, Cin] · Wᵀ + b) + residual through the layer library, W
+ * prepacked (Cin = its K). */
 static qkv_status linear(qkv_runtime *rt, float *out, const float *in, const qkv_gemm_packed *w,
                          const float *b, int64_t N, qkv_act act, const float *residual) {
-    const int64_t Cin = qkv__gemm_packed_k(w), Cout = qkv__gemm_packed_n(w);
-    qkv_gemm_epilogue e = {b, act, residual, Cout};
-    return qkv__gemm_f32_packed(rt, 0, N, in, Cin, w, 1.0f, 0.0f, out, Cout, &e);
+    qkv_nn_linear L = {NULL, b, qkv__gemm_packed_k(w), qkv__gemm_packed_n(w), 0, 0, w};
+    return qkv_nn_linear_forward(rt, &L, out, in, N, act, residual);
 }
 
 qkv_status qkv__bert_forward(qkv_runtime *rt, const qkv_bert *m, const int32_t *ids,
@@ -320,22 +320,25 @@ qkv_status qkv__bert_forward(qkv_runtime *rt, const qkv_bert *m, const int32_t *
     if (!ws) return qkv__fail(QKV_ERR_NOMEM, "bert forward: cannot allocate the workspace");
     float *q = ws, *k = q + nc, *v = k + nc, *att = v + nc, *tmp = att + nc, *mlp = tmp + nc;
     int64_t *offs = (int64_t *)(mlp + nf);
-    qkv_status st = QKV_OK;
+    qkv_status st;
 
     /* embeddings: word + position + token type, then LayerNorm */
-    int64_t n = 0;
-    for (int64_t s = 0; s < n_seq; s++) {
-        offs[s] = n;
-        for (int64_t p = 0; p < lens[s]; p++, n++) {
-            const float *we = m->word_emb + (int64_t)ids[n] * C, *pe = m->pos_emb + p * C;
-            const float *te =
-                m->type_emb ? m->type_emb + (int64_t)(type_ids ? type_ids[n] : 0) * C : NULL;
-            float *row = tmp + n * C;
-            for (int64_t i = 0; i < C; i++) row[i] = we[i] + pe[i] + (te ? te[i] : 0.0f);
-        }
+    for (int64_t s = 0, n = 0; s < n_seq; n += lens[s], s++) offs[s] = n;
+    st = qkv_nn_embedding_forward(rt, tmp, ids, m->word_emb, N, c->vocab_size, C);
+    for (int64_t s = 0; st == QKV_OK && s < n_seq; s++)
+        st = qkv_nn_position_add_forward(rt, tmp + offs[s] * C, tmp + offs[s] * C, m->pos_emb, 1,
+                                         lens[s], C, c->max_position, 0);
+    if (st == QKV_OK && m->type_emb) {
+        if (type_ids)
+            st = qkv_nn_embedding_add_forward(rt, tmp, type_ids, m->type_emb, N, c->type_vocab_size,
+                                              C);
+        else /* every token of type 0 */
+            st = qkv_nn_position_add_forward(rt, tmp, tmp, m->type_emb, N, 1, C, c->type_vocab_size,
+                                             0);
     }
-    qkv__layernorm_rows(rt, tmp, m->emb_ln_w, m->emb_ln_b, hidden, (size_t)N, (size_t)C,
-                        c->layer_norm_eps);
+    if (st == QKV_OK)
+        st = qkv_nn_layernorm_forward(rt, hidden, NULL, NULL, tmp, m->emb_ln_w, m->emb_ln_b, N, C,
+                                      c->layer_norm_eps);
 
     attn_job job = {.m = m, .lens = lens, .offs = offs, .q = q, .k = k, .v = v, .att = att};
     int threads = qkv_runtime_n_threads(rt);
@@ -355,12 +358,14 @@ qkv_status qkv__bert_forward(qkv_runtime *rt, const qkv_bert *m, const int32_t *
         }
         if (st) break;
         if ((st = linear(rt, tmp, att, y->po, y->bo, N, QKV_ACT_NONE, hidden))) break;
-        qkv__layernorm_rows(rt, tmp, y->ln1_w, y->ln1_b, hidden, (size_t)N, (size_t)C,
-                            c->layer_norm_eps);
+        if ((st = qkv_nn_layernorm_forward(rt, hidden, NULL, NULL, tmp, y->ln1_w, y->ln1_b, N, C,
+                                           c->layer_norm_eps)))
+            break;
         if ((st = linear(rt, mlp, hidden, y->p1, y->b1, N, c->act, NULL))) break;
         if ((st = linear(rt, tmp, mlp, y->p2, y->b2, N, QKV_ACT_NONE, hidden))) break;
-        qkv__layernorm_rows(rt, tmp, y->ln2_w, y->ln2_b, hidden, (size_t)N, (size_t)C,
-                            c->layer_norm_eps);
+        if ((st = qkv_nn_layernorm_forward(rt, hidden, NULL, NULL, tmp, y->ln2_w, y->ln2_b, N, C,
+                                           c->layer_norm_eps)))
+            break;
     }
     qkv__free(ws);
     return st;

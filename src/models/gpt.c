@@ -14,6 +14,7 @@
  * then logits = NormF(x) Wteᵀ (or lm_headᵀ) for the rows asked for. Every matrix product is one
  * GEMM over the N new tokens of the whole batch, on weights packed once at load. */
 #include "models/gpt.h"
+#include "models/params.h"
 #include "models/weights.h"
 
 #include "core/alloc.h"
@@ -21,7 +22,6 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "nn/nn.h"
-#include "nn/positional.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -254,81 +254,60 @@ static qkv_status get(loader *L, const char *prefix, const char *name, int64_t d
     return qkv__weight_f32(L->m->st, L->path, full, d0, d1, &L->m->owned, out);
 }
 
-static qkv_status load_gpt2(loader *L) {
+/* Every tensor of the architecture's parameter table (models/params.h) into its field: the
+ * table's rows and `fields` list the same tensors in the same order. */
+static qkv_status load_table(loader *L, const qkv__param_table *tab) {
     qkv_gpt *m = L->m;
     const qkv_gpt_config *c = &m->cfg;
-    const int64_t C = c->hidden_size, F = c->intermediate_size;
-    const char *p = L->prefix;
-    QKV_TRY(get(L, p, "wte.weight", c->vocab_size, C, &m->wte));
-    QKV_TRY(get(L, p, "wpe.weight", c->max_position, C, &m->wpe));
-    for (int64_t l = 0; l < c->num_layers; l++) {
-        qkv_gpt_layer *y = &m->layers[l];
-        char n[160];
-#define W(field, suffix, d0, d1)                                                                   \
-    do {                                                                                           \
-        snprintf(n, sizeof n, "h.%lld.%s", (long long)l, suffix);                                  \
-        QKV_TRY(get(L, p, n, d0, d1, &y->field));                                                  \
-    } while (0)
-        W(ln1_w, "ln_1.weight", C, 0);
-        W(ln1_b, "ln_1.bias", C, 0);
-        W(w_qkv, "attn.c_attn.weight", C, 3 * C);
-        W(b_qkv, "attn.c_attn.bias", 3 * C, 0);
-        W(wo, "attn.c_proj.weight", C, C);
-        W(bo, "attn.c_proj.bias", C, 0);
-        W(ln2_w, "ln_2.weight", C, 0);
-        W(ln2_b, "ln_2.bias", C, 0);
-        W(w_fc, "mlp.c_fc.weight", C, F);
-        W(b_fc, "mlp.c_fc.bias", F, 0);
-        W(w_proj, "mlp.c_proj.weight", F, C);
-        W(b_proj, "mlp.c_proj.bias", C, 0);
-#undef W
+    const qkv__dims dims = {c->vocab_size,
+                            c->max_position,
+                            c->hidden_size,
+                            c->intermediate_size,
+                            c->num_heads * c->head_dim,
+                            c->num_kv_heads * c->head_dim};
+    const int gpt2 = tab == &qkv__params_gpt2; /* else Llama */
+    const float **pre[2] = {&m->wte, &m->wpe}, **post[2] = {&m->lnf_w, &m->lnf_b};
+    char name[256];
+    for (int64_t l = -1; l <= c->num_layers; l++) {
+        const qkv__param_spec *rows = l < 0                ? tab->pre
+                                      : l == c->num_layers ? tab->post
+                                                           : tab->layer;
+        int n = l < 0 ? tab->n_pre : l == c->num_layers ? tab->n_post : tab->n_layer;
+        const float **fields[12];
+        if (n > 12) return qkv__fail(QKV_ERR_INTERNAL, "gpt: parameter table of %s", tab->arch);
+        if (l >= 0 && l < c->num_layers) {
+            qkv_gpt_layer *y = &m->layers[l];
+            const float **g2[12] = {&y->ln1_w, &y->ln1_b, &y->w_qkv,  &y->b_qkv,
+                                    &y->wo,    &y->bo,    &y->ln2_w,  &y->ln2_b,
+                                    &y->w_fc,  &y->b_fc,  &y->w_proj, &y->b_proj};
+            const float **ll[9] = {&y->ln1_w, &y->wq,     &y->wk,   &y->wv,    &y->wo,
+                                   &y->ln2_w, &y->w_gate, &y->w_up, &y->w_down};
+            memcpy(fields, gpt2 ? g2 : ll, (size_t)n * sizeof *fields);
+        } else {
+            memcpy(fields, l < 0 ? pre : post, (size_t)n * sizeof *fields);
+        }
+        for (int i = 0; i < n; i++) {
+            const qkv__param_spec *r = &rows[i];
+            QKV_TRY(qkv__param_name(name, sizeof name, L->prefix, &r[0], l));
+            int64_t d1 = r->d1 == QKV__DIM_NONE ? 0 : qkv__param_dim(r->d1, &dims);
+            QKV_TRY(qkv__weight_f32(m->st, L->path, name, qkv__param_dim(r->d0, &dims), d1,
+                                    &m->owned, fields[i]));
+        }
     }
-    QKV_TRY(get(L, p, "ln_f.weight", C, 0, &m->lnf_w));
-    QKV_TRY(get(L, p, "ln_f.bias", C, 0, &m->lnf_b));
-    return QKV_OK;
-}
-
-static qkv_status load_llama(loader *L) {
-    qkv_gpt *m = L->m;
-    const qkv_gpt_config *c = &m->cfg;
-    const int64_t C = c->hidden_size, F = c->intermediate_size;
-    const int64_t Q = c->num_heads * c->head_dim, K = c->num_kv_heads * c->head_dim;
-    const char *p = L->prefix;
-    QKV_TRY(get(L, p, "embed_tokens.weight", c->vocab_size, C, &m->wte));
-    for (int64_t l = 0; l < c->num_layers; l++) {
-        qkv_gpt_layer *y = &m->layers[l];
-        char n[160];
-#define W(field, suffix, d0, d1)                                                                   \
-    do {                                                                                           \
-        snprintf(n, sizeof n, "layers.%lld.%s", (long long)l, suffix);                             \
-        QKV_TRY(get(L, p, n, d0, d1, &y->field));                                                  \
-    } while (0)
-        W(ln1_w, "input_layernorm.weight", C, 0);
-        W(wq, "self_attn.q_proj.weight", Q, C);
-        W(wk, "self_attn.k_proj.weight", K, C);
-        W(wv, "self_attn.v_proj.weight", K, C);
-        W(wo, "self_attn.o_proj.weight", C, Q);
-        W(ln2_w, "post_attention_layernorm.weight", C, 0);
-        W(w_gate, "mlp.gate_proj.weight", F, C);
-        W(w_up, "mlp.up_proj.weight", F, C);
-        W(w_down, "mlp.down_proj.weight", C, F);
-#undef W
-    }
-    QKV_TRY(get(L, p, "norm.weight", C, 0, &m->lnf_w));
     return QKV_OK;
 }
 
 static qkv_status load_weights(loader *L) {
     qkv_gpt *m = L->m;
     const qkv_gpt_config *c = &m->cfg;
-    int gpt2 = c->arch == QKV_GPT_ARCH_GPT2;
-    const char *with = gpt2 ? "transformer." : "model.";
-    char probe[64];
-    snprintf(probe, sizeof probe, "%s%s", with, gpt2 ? "wte.weight" : "embed_tokens.weight");
-    L->prefix = qkv_safetensors_find(m->st, probe) ? with : "";
+    const qkv__param_table *tab =
+        c->arch == QKV_GPT_ARCH_GPT2 ? &qkv__params_gpt2 : &qkv__params_llama;
+    char probe[128]; /* the token embedding's full name tells whether the prefix is there */
+    snprintf(probe, sizeof probe, "%s%s", tab->prefix, tab->pre[0].name);
+    L->prefix = qkv_safetensors_find(m->st, probe) ? tab->prefix : "";
     m->layers = qkv__calloc((size_t)c->num_layers, sizeof *m->layers);
     if (!m->layers) return qkv__fail(QKV_ERR_NOMEM, "gpt: out of memory");
-    QKV_TRY(gpt2 ? load_gpt2(L) : load_llama(L));
+    QKV_TRY(load_table(L, tab));
     if (c->tied)
         m->lm_head = m->wte;
     else
@@ -427,19 +406,13 @@ void qkv__gpt_free(qkv_gpt *m) {
 
 /* ---------------------------------------------------------------- forward */
 
-/* out [N, OC] (row stride ldo) = act(in [N, K] · op(W) + bias) + residual, op(W) [K, OC]
- * prepacked. residual == out (the residual stream updated in place) accumulates with beta = 1
- * instead: the GEMM would otherwise copy the residual aside first (callers pass act NONE). */
-static qkv_status linear(qkv_runtime *rt, float *out, int64_t ldo, const float *in, int64_t N,
+/* out [N, OC] = act(in [N, K] · op(W) + bias) + residual through the layer library, op(W)
+ * [K, OC] prepacked; residual == out updates the residual stream in place. */
+static qkv_status linear(qkv_runtime *rt, float *out, const float *in, int64_t N,
                          const qkv_gemm_packed *w, const float *bias, qkv_act act,
                          const float *residual) {
-    float beta = 0.0f;
-    if (residual == out) {
-        residual = NULL;
-        beta = 1.0f;
-    }
-    qkv_gemm_epilogue e = {bias, act, residual, ldo};
-    return qkv__gemm_f32_packed(rt, 0, N, in, qkv__gemm_packed_k(w), w, 1.0f, beta, out, ldo, &e);
+    qkv_nn_linear L = {NULL, bias, qkv__gemm_packed_k(w), qkv__gemm_packed_n(w), 0, 0, w};
+    return qkv_nn_linear_forward(rt, &L, out, in, N, act, residual);
 }
 
 static qkv_status norm(qkv_runtime *rt, const qkv_gpt *m, float *out, const float *in,
@@ -543,13 +516,13 @@ static qkv_status attention_block(qkv_runtime *rt, const qkv_gpt *m, int64_t l, 
     const int64_t Q = c->num_heads * D, K = c->num_kv_heads * D;
     QKV_TRY(norm(rt, m, h, x, y->ln1_w, y->ln1_b, N));
     if (c->arch == QKV_GPT_ARCH_GPT2) { /* c_attn [C, 3C]: columns q | k | v */
-        QKV_TRY(linear(rt, q, Q, h, N, y->pq, y->b_qkv, QKV_ACT_NONE, NULL));
-        QKV_TRY(linear(rt, k, K, h, N, y->pk, y->b_qkv + C, QKV_ACT_NONE, NULL));
-        QKV_TRY(linear(rt, v, K, h, N, y->pv, y->b_qkv + 2 * C, QKV_ACT_NONE, NULL));
+        QKV_TRY(linear(rt, q, h, N, y->pq, y->b_qkv, QKV_ACT_NONE, NULL));
+        QKV_TRY(linear(rt, k, h, N, y->pk, y->b_qkv + C, QKV_ACT_NONE, NULL));
+        QKV_TRY(linear(rt, v, h, N, y->pv, y->b_qkv + 2 * C, QKV_ACT_NONE, NULL));
     } else {
-        QKV_TRY(linear(rt, q, Q, h, N, y->pq, NULL, QKV_ACT_NONE, NULL));
-        QKV_TRY(linear(rt, k, K, h, N, y->pk, NULL, QKV_ACT_NONE, NULL));
-        QKV_TRY(linear(rt, v, K, h, N, y->pv, NULL, QKV_ACT_NONE, NULL));
+        QKV_TRY(linear(rt, q, h, N, y->pq, NULL, QKV_ACT_NONE, NULL));
+        QKV_TRY(linear(rt, k, h, N, y->pk, NULL, QKV_ACT_NONE, NULL));
+        QKV_TRY(linear(rt, v, h, N, y->pv, NULL, QKV_ACT_NONE, NULL));
     }
     for (int64_t s = 0; s < n_seq; s++) {
         qkv_kv_cache *kv = job->caches[s];
@@ -575,7 +548,7 @@ static qkv_status attention_block(qkv_runtime *rt, const qkv_gpt *m, int64_t l, 
     } else {
         for (int64_t s = 0; s < n_seq; s++) QKV_TRY(attend_one(rt, job, s));
     }
-    return linear(rt, x, C, att, N, y->po, y->bo, QKV_ACT_NONE, x); /* bo NULL for Llama */
+    return linear(rt, x, att, N, y->po, y->bo, QKV_ACT_NONE, x); /* bo NULL for Llama */
 }
 
 /* The MLP half of layer l: x [N, C] += MLP(Norm2(x)); f1, f2 [N, F] scratch. */
@@ -583,17 +556,16 @@ static qkv_status mlp_block(qkv_runtime *rt, const qkv_gpt *m, int64_t l, int64_
                             float *h, float *f1, float *f2) {
     const qkv_gpt_config *c = &m->cfg;
     const qkv_gpt_layer *y = &m->layers[l];
-    const int64_t C = c->hidden_size, F = c->intermediate_size;
+    const int64_t F = c->intermediate_size;
     QKV_TRY(norm(rt, m, h, x, y->ln2_w, y->ln2_b, N));
     if (c->arch == QKV_GPT_ARCH_GPT2) {
-        QKV_TRY(linear(rt, f1, F, h, N, y->p_fc, y->b_fc, c->act, NULL));
-        return linear(rt, x, C, f1, N, y->p_proj, y->b_proj, QKV_ACT_NONE, x);
+        QKV_TRY(linear(rt, f1, h, N, y->p_fc, y->b_fc, c->act, NULL));
+        return linear(rt, x, f1, N, y->p_proj, y->b_proj, QKV_ACT_NONE, x);
     }
-    QKV_TRY(linear(rt, f1, F, h, N, y->p_gate, NULL, QKV_ACT_SILU, NULL));
-    QKV_TRY(linear(rt, f2, F, h, N, y->p_up, NULL, QKV_ACT_NONE, NULL));
-    const size_t nf = (size_t)N * (size_t)F;
-    for (size_t i = 0; i < nf; i++) f1[i] *= f2[i];
-    return linear(rt, x, C, f1, N, y->p_down, NULL, QKV_ACT_NONE, x);
+    QKV_TRY(linear(rt, f1, h, N, y->p_gate, NULL, QKV_ACT_NONE, NULL));
+    QKV_TRY(linear(rt, f2, h, N, y->p_up, NULL, QKV_ACT_NONE, NULL));
+    QKV_TRY(qkv_nn_swiglu_forward(rt, f1, f1, f2, N * F));
+    return linear(rt, x, f1, N, y->p_down, NULL, QKV_ACT_NONE, x);
 }
 
 qkv_status qkv__gpt_forward(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *const *caches,
@@ -620,23 +592,15 @@ qkv_status qkv__gpt_forward(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *con
     float *v = k + N * K, *f1 = v + N * K;
     float *f2 = c->arch == QKV_GPT_ARCH_LLAMA ? f1 + N * F : f1;
     float *last = f2 + N * F; /* [R, C] */
+    qkv_status st;
 
-    /* embeddings: token (+ learned position) */
-    for (int64_t s = 0, n = 0; s < n_seq; s++) {
-        offs[s] = n;
-        for (int64_t t = 0; t < lens[s]; t++, n++) {
-            const float *we = m->wte + (int64_t)ids[n] * C; /* (C) */
-            float *row = x + n * C;
-            if (m->wpe) {
-                const float *pe = m->wpe + (caches[s]->len + t) * C;
-                for (int64_t i = 0; i < C; i++) row[i] = we[i] + pe[i];
-            } else {
-                memcpy(row, we, sizeof(float) * (size_t)C);
-            }
-        }
-    }
+    /* embeddings: token (+ learned position, continuing from each cache's length) */
+    for (int64_t s = 0, n = 0; s < n_seq; n += lens[s], s++) offs[s] = n;
+    st = qkv_nn_embedding_forward(rt, x, ids, m->wte, N, V, C);
+    for (int64_t s = 0; st == QKV_OK && m->wpe && s < n_seq; s++)
+        st = qkv_nn_position_add_forward(rt, x + offs[s] * C, x + offs[s] * C, m->wpe, 1, lens[s],
+                                         C, c->max_position, caches[s]->len);
     attn_job job = {.m = m, .caches = caches, .lens = lens, .offs = offs, .q = q, .att = att};
-    qkv_status st = QKV_OK;
     for (int64_t l = 0; st == QKV_OK && l < c->num_layers; l++) {
         st = attention_block(rt, m, l, &job, N, n_seq, x, h, q, k, v, att);
         if (st == QKV_OK) st = mlp_block(rt, m, l, N, x, h, f1, f2);
@@ -650,7 +614,7 @@ qkv_status qkv__gpt_forward(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *con
         }
         st = norm(rt, m, h, rows, m->lnf_w, m->lnf_b, R);
     }
-    if (st == QKV_OK) st = linear(rt, logits, V, h, R, m->p_head, NULL, QKV_ACT_NONE, NULL);
+    if (st == QKV_OK) st = linear(rt, logits, h, R, m->p_head, NULL, QKV_ACT_NONE, NULL);
     if (st == QKV_OK)
         for (int64_t s = 0; s < n_seq; s++) caches[s]->len += lens[s];
     qkv__free(ws);

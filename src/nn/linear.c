@@ -1,141 +1,105 @@
-/* linear.c — the dense layer y = x Wᵀ + b with W in the Hugging Face layout [out, in].
+/* linear.c — the dense layer on the packed GEMM (kernels/gemm.h).
  *
- * Why this layout: it is how torch.nn.Linear and every Hugging Face checkpoint store weights,
- * so mmapped weights are used as they are, and each output element is one contiguous dot
- * product of an input row with a weight row.
- *
- * Threading: the forward and dinp split over rows n, dweight/dbias over output channels o.
- * Every output element is reduced by one thread in a fixed order (in double), so results do
- * not depend on the thread count. */
+ * Forward: one GEMM, with bias, activation and residual fused in its epilogue; prepacked
+ * weights (inference) or the weight read where it lies (training, where it changes every step).
+ * Backward: dinp += dout · op(w)ᵀ and dw += the weight's gradient are GEMMs with beta = 1 (so
+ * they accumulate, as every backward here); db is a column sum over fixed blocks of 64 columns,
+ * each summed by one thread over the rows in order (thread-count independent). */
 #include "nn/nn.h"
 #include "nn/nn_internal.h"
 
-typedef struct {
-    float *out;          /* (N, OC) */
-    float *dinp;         /* (N, C) */
-    float *dweight;      /* (OC, C) */
-    float *dbias;        /* (OC) */
-    const float *inp;    /* (N, C) */
-    const float *weight; /* (OC, C) */
-    const float *bias;   /* (OC) */
-    const float *dout;   /* (N, OC) */
-    int64_t N, C, OC;
-} linear_ctx;
-
-static void linear_forward_rows(void *p, int64_t n0, int64_t n1, int tid) {
-    const linear_ctx *c = p;
-    (void)tid;
-    const int64_t C = c->C, OC = c->OC;
-    for (int64_t n = n0; n < n1; n++) {
-        const float *x = c->inp + n * C; /* (C) */
-        float *y = c->out + n * OC;      /* (OC) */
-        for (int64_t o = 0; o < OC; o++) {
-            const float *w = c->weight + o * C; /* (C) */
-            double s = c->bias ? (double)c->bias[o] : 0.0;
-            for (int64_t i = 0; i < C; i++) s += (double)x[i] * (double)w[i];
-            y[o] = (float)s;
-        }
-    }
-}
-
-/* dinp[n, i] += Σ_o dout[n, o] W[o, i], i in blocks of NN_CBLOCK so W is read by row segments. */
-static void linear_dinp_rows(void *p, int64_t n0, int64_t n1, int tid) {
-    const linear_ctx *c = p;
-    (void)tid;
-    const int64_t C = c->C, OC = c->OC;
-    double acc[NN_CBLOCK];
-    for (int64_t n = n0; n < n1; n++) {
-        const float *dy = c->dout + n * OC; /* (OC) */
-        float *dx = c->dinp + n * C;        /* (C) */
-        for (int64_t i0 = 0; i0 < C; i0 += NN_CBLOCK) {
-            int64_t ni = C - i0 < NN_CBLOCK ? C - i0 : NN_CBLOCK;
-            for (int64_t i = 0; i < ni; i++) acc[i] = 0.0;
-            for (int64_t o = 0; o < OC; o++) {
-                const double d = dy[o];
-                const float *w = c->weight + o * C + i0;
-                for (int64_t i = 0; i < ni; i++) acc[i] += d * (double)w[i];
-            }
-            for (int64_t i = 0; i < ni; i++) dx[i0 + i] = (float)((double)dx[i0 + i] + acc[i]);
-        }
-    }
-}
-
-/* dweight[o, i] += Σ_n dout[n, o] inp[n, i]; dbias[o] += Σ_n dout[n, o]. */
-static void linear_dweight_cols(void *p, int64_t o0, int64_t o1, int tid) {
-    const linear_ctx *c = p;
-    (void)tid;
-    const int64_t N = c->N, C = c->C, OC = c->OC;
-    double acc[NN_CBLOCK];
-    for (int64_t o = o0; o < o1; o++) {
-        if (c->dweight) {
-            float *dw = c->dweight + o * C; /* (C) */
-            for (int64_t i0 = 0; i0 < C; i0 += NN_CBLOCK) {
-                int64_t ni = C - i0 < NN_CBLOCK ? C - i0 : NN_CBLOCK;
-                for (int64_t i = 0; i < ni; i++) acc[i] = 0.0;
-                for (int64_t n = 0; n < N; n++) {
-                    const double d = c->dout[n * OC + o];
-                    const float *x = c->inp + n * C + i0;
-                    for (int64_t i = 0; i < ni; i++) acc[i] += d * (double)x[i];
-                }
-                for (int64_t i = 0; i < ni; i++) dw[i0 + i] = (float)((double)dw[i0 + i] + acc[i]);
-            }
-        }
-        if (c->dbias) {
-            double s = 0.0;
-            for (int64_t n = 0; n < N; n++) s += c->dout[n * OC + o];
-            c->dbias[o] = (float)((double)c->dbias[o] + s);
-        }
-    }
-}
-
-qkv_status qkv_nn_linear_forward(qkv_runtime *rt, float *out, const float *inp, const float *weight,
-                                 const float *bias, int64_t N, int64_t C, int64_t OC) {
-    static const char fn[] = "qkv_nn_linear_forward";
-    int64_t nc, noc, occ;
-    NN_NONNULL(fn, out);
-    NN_NONNULL(fn, inp);
-    NN_NONNULL(fn, weight);
+static qkv_status check(const char *fn, const qkv_nn_linear *L, int64_t N) {
+    NN_NONNULL(fn, L);
+    NN_POSITIVE(fn, L->C);
+    NN_POSITIVE(fn, L->OC);
     NN_POSITIVE(fn, N);
-    NN_POSITIVE(fn, C);
-    NN_POSITIVE(fn, OC);
-    NN_NUMEL2(fn, "N*C", N, C, nc);
-    NN_NUMEL2(fn, "N*OC", N, OC, noc);
-    NN_NUMEL2(fn, "OC*C", OC, C, occ);
-    (void)nc, (void)noc;
-    linear_ctx c = {
-        .out = out, .inp = inp, .weight = weight, .bias = bias, .N = N, .C = C, .OC = OC};
-    qkv_parallel_for(rt, N, nn_grain(occ), linear_forward_rows, &c);
+    int64_t n;
+    NN_NUMEL2(fn, "N*C", N, L->C, n);
+    NN_NUMEL2(fn, "N*OC", N, L->OC, n);
+    NN_NUMEL2(fn, "C*OC", L->C, L->OC, n);
+    (void)n;
+    const int64_t dense = L->in_out ? L->OC : L->C;
+    NN_REQUIRE(L->ldw == 0 || L->ldw >= dense, "%s: L->ldw = %lld is below the row length %lld", fn,
+               (long long)L->ldw, (long long)dense);
+    if (L->packed)
+        NN_REQUIRE(qkv__gemm_packed_k(L->packed) == L->C && qkv__gemm_packed_n(L->packed) == L->OC,
+                   "%s: L->packed is (%lld, %lld), the layer (C %lld, OC %lld)", fn,
+                   (long long)qkv__gemm_packed_k(L->packed),
+                   (long long)qkv__gemm_packed_n(L->packed), (long long)L->C, (long long)L->OC);
     return QKV_OK;
 }
 
-qkv_status qkv_nn_linear_backward(qkv_runtime *rt, float *dinp, float *dweight, float *dbias,
-                                  const float *dout, const float *inp, const float *weight,
-                                  int64_t N, int64_t C, int64_t OC) {
+static int64_t ldw_of(const qkv_nn_linear *L) {
+    return L->ldw ? L->ldw : (L->in_out ? L->OC : L->C);
+}
+
+qkv_status qkv_nn_linear_forward(qkv_runtime *rt, const qkv_nn_linear *L, float *out,
+                                 const float *inp, int64_t N, qkv_act act, const float *residual) {
+    static const char fn[] = "qkv_nn_linear_forward";
+    QKV_TRY(check(fn, L, N));
+    NN_NONNULL(fn, out);
+    NN_NONNULL(fn, inp);
+    NN_REQUIRE(L->packed || L->w, "%s: L->w and L->packed are both NULL", fn);
+    float beta = 0.0f;
+    if (residual == out) {
+        NN_REQUIRE(act == QKV_ACT_NONE, "%s: residual == out needs act QKV_ACT_NONE", fn);
+        residual = NULL;
+        beta = 1.0f;
+    }
+    qkv_gemm_epilogue e = {L->b, act, residual, L->OC};
+    const qkv_gemm_epilogue *ep = L->b || act != QKV_ACT_NONE || residual ? &e : NULL;
+    if (L->packed)
+        return qkv__gemm_f32_packed(rt, 0, N, inp, L->C, L->packed, 1.0f, beta, out, L->OC, ep);
+    return qkv__gemm_f32(rt, 0, !L->in_out, N, L->OC, L->C, 1.0f, inp, L->C, L->w, ldw_of(L), beta,
+                         out, L->OC, ep);
+}
+
+typedef struct {
+    const float *dout;
+    float *db;
+    int64_t N, OC;
+} colsum_ctx;
+
+#define COLSUM_W 64
+static void colsum_cols(void *p, int64_t b0, int64_t b1, int tid) {
+    const colsum_ctx *c = p;
+    (void)tid;
+    for (int64_t b = b0; b < b1; b++) {
+        int64_t j0 = b * COLSUM_W, nj = c->OC - j0 < COLSUM_W ? c->OC - j0 : COLSUM_W;
+        float acc[COLSUM_W] = {0};
+        for (int64_t n = 0; n < c->N; n++) {
+            const float *row = c->dout + n * c->OC + j0;
+            for (int64_t j = 0; j < nj; j++) acc[j] += row[j];
+        }
+        for (int64_t j = 0; j < nj; j++) c->db[j0 + j] += acc[j];
+    }
+}
+
+qkv_status qkv_nn_linear_backward(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp, float *dw,
+                                  float *db, const float *dout, const float *inp, int64_t N) {
     static const char fn[] = "qkv_nn_linear_backward";
-    int64_t nc, noc, occ;
+    QKV_TRY(check(fn, L, N));
     NN_NONNULL(fn, dout);
-    NN_POSITIVE(fn, N);
-    NN_POSITIVE(fn, C);
-    NN_POSITIVE(fn, OC);
-    NN_NUMEL2(fn, "N*C", N, C, nc);
-    NN_NUMEL2(fn, "N*OC", N, OC, noc);
-    NN_NUMEL2(fn, "OC*C", OC, C, occ);
-    (void)nc, (void)noc;
-    NN_REQUIRE(!dinp || weight, "%s: weight is NULL (needed for dinp)", fn);
-    NN_REQUIRE(!dweight || inp, "%s: inp is NULL (needed for dweight)", fn);
-    linear_ctx c = {.dinp = dinp,
-                    .dweight = dweight,
-                    .dbias = dbias,
-                    .dout = dout,
-                    .inp = inp,
-                    .weight = weight,
-                    .N = N,
-                    .C = C,
-                    .OC = OC};
-    if (dinp) qkv_parallel_for(rt, N, nn_grain(occ), linear_dinp_rows, &c);
-    if (dweight || dbias) {
-        int64_t work = N * (dweight ? C : 1);
-        qkv_parallel_for(rt, OC, nn_grain(work), linear_dweight_cols, &c);
+    NN_REQUIRE(!dinp || L->w, "%s: L->w is NULL (needed for dinp)", fn);
+    NN_REQUIRE(!dw || inp, "%s: inp is NULL (needed for dw)", fn);
+    const int64_t C = L->C, OC = L->OC, ld = ldw_of(L);
+    if (dinp) {
+        if (L->in_out) /* w (C, OC): dinp = dout · wᵀ */
+            QKV_TRY(
+                qkv__gemm_f32(rt, 0, 1, N, C, OC, 1.0f, dout, OC, L->w, ld, 1.0f, dinp, C, NULL));
+        else /* w (OC, C): dinp = dout · w */
+            QKV_TRY(
+                qkv__gemm_f32(rt, 0, 0, N, C, OC, 1.0f, dout, OC, L->w, ld, 1.0f, dinp, C, NULL));
+    }
+    if (dw) {
+        if (L->in_out) /* dw (C, OC) += inpᵀ · dout */
+            QKV_TRY(qkv__gemm_f32(rt, 1, 0, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dw, ld, NULL));
+        else /* dw (OC, C) += doutᵀ · inp */
+            QKV_TRY(qkv__gemm_f32(rt, 1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, ld, NULL));
+    }
+    if (db) {
+        colsum_ctx c = {dout, db, N, OC};
+        qkv_parallel_for(rt, (OC + COLSUM_W - 1) / COLSUM_W, 1, colsum_cols, &c);
     }
     return QKV_OK;
 }

@@ -1,159 +1,174 @@
-/* nn.h — the plain reference layers of src/nn: each a forward/backward pair in the style of
- * llm.c's train_gpt2.c, written for clarity and exactness (the oracle of every fast path).
+/* nn.h — the layer library: every layer of the models as a forward/backward pair on the fast
+ * kernels (packed GEMM with fused epilogues, fused attention, vectorized row kernels of the
+ * active ISA). Models (src/models) and trainers (src/train) are lists of calls to these.
  *
- * Shapes are row-major and contiguous, written with fixed letters:
- *   B batch, T tokens, C channels, OC output channels, N = B*T rows, V vocabulary (or the
- *   length of a softmax row), H heads, D head dim, F MLP hidden width.
+ * Each layer has a plain twin in nn_ref.h (`<name>_ref`, double accumulation, written for
+ * clarity): the oracle that tests/test_nn_fast.c holds every function here to, on every ISA.
  *
- * Conventions (every function of src/nn follows them):
- *   - A forward OVERWRITES its outputs. Pointwise forwards (activations, dropout, residual,
- *     RoPE) accept out == inp; otherwise outputs must not alias inputs.
- *   - A backward ACCUMULATES (+=) into every gradient it produces (dinp, dweight, dbias, ...):
- *     the caller zeroes gradient buffers once before the backward pass. This is what makes a
- *     tensor read by several consumers (the residual stream, the self-attention input feeding
- *     Q, K and V, tied embeddings) get the sum of its gradient contributions with no extra
- *     buffer or copy. Any gradient pointer may be NULL: that gradient is not computed.
- *     Gradient buffers must not alias the forward tensors or dout.
- *   - Activations needed by a backward are saved by the forward into caller-provided buffers
- *     (mean/rstd of the norms, the probabilities of softmax, the acts structs of block.h); each
- *     function says what it saves and what its backward reads.
- *   - Reductions (dot products, means, sums over rows) accumulate in double. Each output
- *     element is reduced by a single thread in a fixed order, so results are bit-identical for
- *     every thread count, not only reproducible for one.
- *   - Invalid arguments (NULL required pointers, sizes <= 0, sizes whose products overflow,
- *     out-of-range ids or targets, bad hyperparameters) return QKV_ERR_INVALID_ARG with a
- *     message naming the function and the argument; nothing is written in that case. Only the
- *     functions documented to allocate scratch can return QKV_ERR_NOMEM.
- *   - rt is the thread pool for the row loops (NULL: the default runtime).
+ * Shapes are row-major and contiguous, with the letters of nn_ref.h: B batch, T tokens,
+ * C channels, OC output channels, N = B*T rows, V vocabulary (or softmax row length), H heads,
+ * D head dim, F MLP hidden width.
  *
- * Positional encodings are in positional.h; multi-head attention, the MLP and the Transformer
- * block in block.h. docs/NN.md has the math of every backward as implemented. */
-#ifndef QKV_NN_NN_H
-#define QKV_NN_NN_H
+ * Conventions (as nn_ref.h):
+ *   - A forward OVERWRITES its outputs (the documented `_add` / residual forms add).
+ *     Pointwise forwards accept out == inp.
+ *   - A backward ACCUMULATES (+=) into every gradient it produces; NULL gradients are skipped.
+ *     The caller zeroes gradient buffers once before the backward pass.
+ *   - Results never depend on the thread count: every output element (and every reduction:
+ *     bias, norm-weight and embedding gradients, the loss) is summed by one thread in a fixed
+ *     order. They can differ from the _ref twin in the last bits (float accumulation, the
+ *     kernels' exp/erf); tests/test_nn_fast.c bounds that difference.
+ *   - Invalid arguments give QKV_ERR_INVALID_ARG naming the function and argument, and
+ *     nothing is written. Functions that allocate scratch say so (QKV_ERR_NOMEM).
+ *   - rt is the thread pool (NULL: the default runtime). */
+#ifndef QKV_NN_H
+#define QKV_NN_H
 
+#include "kernels/gemm.h"
+#include "nn/nn_ref.h"
+#include "nn/positional_ref.h"
 #include "qkv.h"
 
 #include <stdint.h>
 
 /* ---------------------------------------------------------------- linear */
 
-/* out (N, OC) = inp (N, C) · weightᵀ + bias, weight (OC, C) in the Hugging Face / torch.nn.Linear
- * layout [out, in], bias (OC) or NULL. Saves nothing (backward reads inp and weight). */
-qkv_status qkv_nn_linear_forward(qkv_runtime *rt, float *out, const float *inp, const float *weight,
-                                 const float *bias, int64_t N, int64_t C, int64_t OC);
-/* dinp (N, C) += dout · weight; dweight (OC, C) += doutᵀ · inp; dbias (OC) += Σ_n dout. */
-qkv_status qkv_nn_linear_backward(qkv_runtime *rt, float *dinp, float *dweight, float *dbias,
-                                  const float *dout, const float *inp, const float *weight,
-                                  int64_t N, int64_t C, int64_t OC);
+/* A dense layer y = x · op(w) + b over C input and OC output features. The weight is used
+ * where it lies: the torch.nn.Linear layout w (OC, C) [out, in] (BERT, Llama), or the GPT-2
+ * Conv1D layout w (C, OC) [in, out] (in_out = 1). ldw is the row stride of w (0: dense), so a
+ * column or row block of a fused tensor (GPT-2 c_attn's q | k | v) is a layer of its own.
+ * packed, when set, is op(w) prepacked for the GEMM (kernels/gemm.h: K = C, N = OC); the
+ * forward then reads only packed, so w may be NULL for inference. */
+typedef struct qkv_nn_linear {
+    const float *w; /* (OC, C), or (C, OC) when in_out */
+    const float *b; /* (OC) or NULL */
+    int64_t C, OC;
+    int64_t ldw; /* 0: C (or OC when in_out) */
+    int in_out;
+    const qkv_gemm_packed *packed;
+} qkv_nn_linear;
 
-/* ---------------------------------------------------------------- embedding */
+/* out (N, OC) = act(inp (N, C) · op(w) + b) + residual (N, OC), residual may be NULL. With
+ * residual == out the product is accumulated into out (act must be QKV_ACT_NONE): the residual
+ * stream updated in place. Otherwise out must not overlap inp. */
+qkv_status qkv_nn_linear_forward(qkv_runtime *rt, const qkv_nn_linear *L, float *out,
+                                 const float *inp, int64_t N, qkv_act act, const float *residual);
+/* dinp (N, C) += dout (N, OC) · op(w)ᵀ; dw += the gradient of w in w's own layout and stride;
+ * db (OC) += Σ_n dout[n]. Needs L->w for dinp. */
+qkv_status qkv_nn_linear_backward(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp, float *dw,
+                                  float *db, const float *dout, const float *inp, int64_t N);
 
-/* out (N, C) = table (V, C)[ids (N)]. Every id must be in [0, V). */
-qkv_status qkv_nn_embedding_forward(float *out, const int32_t *ids, const float *table, int64_t N,
-                                    int64_t V, int64_t C);
-/* dtable (V, C) += scatter-add of dout (N, C) over ids (N); a row used k times gets the sum of
- * its k gradient rows (summed in double, in order of n). Allocates O(N + V) scratch. */
+/* ---------------------------------------------------------------- embeddings */
+
+/* out (N, C) = table (V, C)[ids (N)]; every id in [0, V). */
+qkv_status qkv_nn_embedding_forward(qkv_runtime *rt, float *out, const int32_t *ids,
+                                    const float *table, int64_t N, int64_t V, int64_t C);
+/* out (N, C) += table[ids] (a second embedding summed in, e.g. BERT's token types). */
+qkv_status qkv_nn_embedding_add_forward(qkv_runtime *rt, float *out, const int32_t *ids,
+                                        const float *table, int64_t N, int64_t V, int64_t C);
+/* dtable (V, C) += scatter-add of dout (N, C) over ids (either forward). */
 qkv_status qkv_nn_embedding_backward(qkv_runtime *rt, float *dtable, const float *dout,
                                      const int32_t *ids, int64_t N, int64_t V, int64_t C);
 
+/* Learned or sinusoidal absolute positions: out (B, T, C) = inp + pe[pos0 + t], pe (P, C),
+ * pos0 + T <= P; out == inp allowed. */
+qkv_status qkv_nn_position_add_forward(qkv_runtime *rt, float *out, const float *inp,
+                                       const float *pe, int64_t B, int64_t T, int64_t C, int64_t P,
+                                       int64_t pos0);
+/* dinp += dout; dpe[pos0 + t] += Σ_b dout[b, t]. Either may be NULL. */
+qkv_status qkv_nn_position_add_backward(qkv_runtime *rt, float *dinp, float *dpe, const float *dout,
+                                        int64_t B, int64_t T, int64_t C, int64_t P, int64_t pos0);
+
 /* ---------------------------------------------------------------- normalization */
 
-/* LayerNorm over the last axis (torch.nn.LayerNorm): out = (inp - mean) · rstd · weight + bias
- * with the biased variance and rstd = 1/sqrt(var + eps). inp, out (N, C); weight, bias (C) or
- * NULL (1 and 0). Saves mean, rstd (N) (may be NULL for inference). eps >= 0, finite. */
+/* LayerNorm over C; saves mean, rstd (N) unless NULL. out == inp allowed. */
 qkv_status qkv_nn_layernorm_forward(qkv_runtime *rt, float *out, float *mean, float *rstd,
                                     const float *inp, const float *weight, const float *bias,
                                     int64_t N, int64_t C, float eps);
-/* dinp (N, C), dweight (C), dbias (C) += ...; reads inp and the saved mean, rstd. */
+/* dinp, dweight, dbias += ... (reads inp and the saved mean, rstd). Allocates O(N/32 · C)
+ * scratch for the weight gradients. */
 qkv_status qkv_nn_layernorm_backward(qkv_runtime *rt, float *dinp, float *dweight, float *dbias,
                                      const float *dout, const float *inp, const float *weight,
                                      const float *mean, const float *rstd, int64_t N, int64_t C);
-
-/* RMSNorm (torch.nn.RMSNorm, Llama): out = inp · rrms · weight, rrms = 1/sqrt(mean(inp²) + eps).
- * weight (C) or NULL. Saves rrms (N) (may be NULL for inference). */
+/* RMSNorm over C; saves rrms (N) unless NULL. out == inp allowed. */
 qkv_status qkv_nn_rmsnorm_forward(qkv_runtime *rt, float *out, float *rrms, const float *inp,
                                   const float *weight, int64_t N, int64_t C, float eps);
+/* Allocates O(N/32 · C) scratch for the weight gradient. */
 qkv_status qkv_nn_rmsnorm_backward(qkv_runtime *rt, float *dinp, float *dweight, const float *dout,
                                    const float *inp, const float *weight, const float *rrms,
                                    int64_t N, int64_t C);
 
 /* ---------------------------------------------------------------- pointwise */
 
-typedef enum qkv_nn_activation {
-    QKV_NN_ACT_GELU = 0, /* exact: x · Φ(x) = 0.5 x (1 + erf(x/√2)) (BERT, torch default) */
-    QKV_NN_ACT_GELU_TANH = 1, /* 0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³))) (GPT-2 "gelu_new") */
-    QKV_NN_ACT_RELU = 2,      /* max(x, 0); derivative 0 at x = 0, as torch */
-    QKV_NN_ACT_SILU = 3,      /* x · σ(x) (swish) */
-} qkv_nn_activation;
-
-/* out (n) = act(inp (n)); out == inp is allowed. Saves nothing (backward reads inp). */
-qkv_status qkv_nn_act_forward(qkv_runtime *rt, qkv_nn_activation act, float *out, const float *inp,
+/* out (n) = act(inp); act is a qkv_act other than NONE. */
+qkv_status qkv_nn_act_forward(qkv_runtime *rt, qkv_act act, float *out, const float *inp,
                               int64_t n);
-/* dinp (n) += dout · act'(inp). */
-qkv_status qkv_nn_act_backward(qkv_runtime *rt, qkv_nn_activation act, float *dinp,
-                               const float *dout, const float *inp, int64_t n);
-
-/* The same, one name per activation. */
-qkv_status qkv_nn_gelu_forward(qkv_runtime *rt, float *out, const float *inp, int64_t n,
-                               int tanh_approx);
-qkv_status qkv_nn_gelu_backward(qkv_runtime *rt, float *dinp, const float *dout, const float *inp,
-                                int64_t n, int tanh_approx);
-qkv_status qkv_nn_relu_forward(qkv_runtime *rt, float *out, const float *inp, int64_t n);
-qkv_status qkv_nn_relu_backward(qkv_runtime *rt, float *dinp, const float *dout, const float *inp,
-                                int64_t n);
-qkv_status qkv_nn_silu_forward(qkv_runtime *rt, float *out, const float *inp, int64_t n);
-qkv_status qkv_nn_silu_backward(qkv_runtime *rt, float *dinp, const float *dout, const float *inp,
-                                int64_t n);
-
-/* Residual add: out (n) = a + b (out may be a or b). Backward: da += dout, db += dout. */
+/* dinp += dout · act'(inp). */
+qkv_status qkv_nn_act_backward(qkv_runtime *rt, qkv_act act, float *dinp, const float *dout,
+                               const float *inp, int64_t n);
+/* SwiGLU (Llama's MLP gate): out (n) = silu(gate) ∘ up; out may be gate or up. */
+qkv_status qkv_nn_swiglu_forward(qkv_runtime *rt, float *out, const float *gate, const float *up,
+                                 int64_t n);
+/* dgate += dout ∘ up ∘ silu'(gate); dup += dout ∘ silu(gate). */
+qkv_status qkv_nn_swiglu_backward(qkv_runtime *rt, float *dgate, float *dup, const float *dout,
+                                  const float *gate, const float *up, int64_t n);
+/* out = a + b; da += dout, db += dout. */
 qkv_status qkv_nn_residual_forward(qkv_runtime *rt, float *out, const float *a, const float *b,
                                    int64_t n);
 qkv_status qkv_nn_residual_backward(qkv_runtime *rt, float *da, float *db, const float *dout,
                                     int64_t n);
-
-/* Inverted dropout: out[i] = keep_i ? inp[i] / (1 - p) : 0, keep_i iff
- * qkv__rng_uniform(seed, stream, i) >= p (src/core/rng.h), i the flat element index. The mask
- * is a pure function of (seed, stream, i): the backward regenerates it, nothing is saved. Use
- * a different stream (or seed) per dropout site. p in [0, 1); p == 0 is the identity. */
+/* Inverted dropout with exactly the mask of qkv_nn_dropout_forward_ref (a pure function of
+ * seed, stream and the element index); p == 0 copies. */
 qkv_status qkv_nn_dropout_forward(qkv_runtime *rt, float *out, const float *inp, int64_t n, float p,
                                   uint64_t seed, uint64_t stream);
-/* dinp (n) += keep_i ? dout[i] / (1 - p) : 0, with the forward's (p, seed, stream). */
 qkv_status qkv_nn_dropout_backward(qkv_runtime *rt, float *dinp, const float *dout, int64_t n,
                                    float p, uint64_t seed, uint64_t stream);
 
 /* ---------------------------------------------------------------- softmax */
 
-/* Over the last axis: inp, out (N, V). A row whose inputs are all -inf (fully masked) gives
- * probabilities 0 (softmax) and -inf (log-softmax) and a zero gradient, never NaN; +inf or NaN
- * inputs give NaN, as in torch. Saves out (the backward reads it). */
+/* Over the last axis of (N, V); semantics of the _ref twins (fully masked rows, NaN). */
 qkv_status qkv_nn_softmax_forward(qkv_runtime *rt, float *out, const float *inp, int64_t N,
                                   int64_t V);
-/* dinp += out ∘ (dout - rowsum(dout ∘ out)). */
 qkv_status qkv_nn_softmax_backward(qkv_runtime *rt, float *dinp, const float *dout,
                                    const float *out, int64_t N, int64_t V);
 qkv_status qkv_nn_log_softmax_forward(qkv_runtime *rt, float *out, const float *inp, int64_t N,
                                       int64_t V);
-/* dinp += dout - exp(out) · rowsum(dout). */
 qkv_status qkv_nn_log_softmax_backward(qkv_runtime *rt, float *dinp, const float *dout,
                                        const float *out, int64_t N, int64_t V);
 
 /* ---------------------------------------------------------------- cross-entropy */
 
-/* torch.nn.functional.cross_entropy(logits, targets, ignore_index, label_smoothing ε,
- * reduction='mean'):
- *   row loss  l_n = (1 - ε) · (lse_n - x[n, t_n]) + ε · (lse_n - mean_v x[n, v])
- *   loss      = Σ_{n : t_n != ignore_index} l_n / count,   count = #non-ignored rows
- * logits (N, V); targets (N), each ignore_index or in [0, V); ε in [0, 1]. losses (N) may be
- * NULL: if given it receives l_n (0 for ignored rows). When every row is ignored the loss is
- * 0 with zero gradients (torch returns NaN there). Saves nothing: the backward recomputes the
- * softmax from the logits. Allocates O(N) scratch. */
+/* torch's cross_entropy(logits, targets, ignore_index, label_smoothing, reduction='mean'), as
+ * qkv_nn_cross_entropy_forward_ref: *loss = mean of the row losses over the non-ignored rows
+ * (0 when every row is ignored). losses (N) receives each row's loss if not NULL (else O(N)
+ * scratch is allocated). */
 qkv_status qkv_nn_cross_entropy_forward(qkv_runtime *rt, float *loss, float *losses,
                                         const float *logits, const int32_t *targets, int64_t N,
                                         int64_t V, int32_t ignore_index, float label_smoothing);
-/* dlogits (N, V) += dloss / count · (softmax(x_n) - (1 - ε) onehot(t_n) - ε / V) for the
- * non-ignored rows; ignored rows get nothing. */
+/* dlogits += dloss / count · (softmax - (1 - ε) onehot - ε / V) on the non-ignored rows. */
 qkv_status qkv_nn_cross_entropy_backward(qkv_runtime *rt, float *dlogits, float dloss,
                                          const float *logits, const int32_t *targets, int64_t N,
                                          int64_t V, int32_t ignore_index, float label_smoothing);
+/* Forward and backward in one pass for the LM heads, where logits are the largest tensor:
+ * computes *loss (and losses) as the forward, then OVERWRITES logits with their gradient
+ * dloss / count · (softmax - ...), zero on ignored rows. */
+qkv_status qkv_nn_cross_entropy_fused(qkv_runtime *rt, float *loss, float *losses, float *logits,
+                                      const int32_t *targets, int64_t N, int64_t V,
+                                      int32_t ignore_index, float label_smoothing, float dloss);
+
+/* ---------------------------------------------------------------- rotary positions */
+
+/* RoPE as qkv_nn_rope_forward_ref (positional_ref.h), in float with the angles in double;
+ * out == inp allowed. */
+qkv_status qkv_nn_rope_forward(qkv_runtime *rt, float *out, const float *inp,
+                               const qkv_nn_rope *rope, int64_t B, int64_t T, int64_t H, int64_t D,
+                               int64_t pos0);
+/* dinp += the inverse rotation of dout; dinp must not alias dout. */
+qkv_status qkv_nn_rope_backward(qkv_runtime *rt, float *dinp, const float *dout,
+                                const qkv_nn_rope *rope, int64_t B, int64_t T, int64_t H, int64_t D,
+                                int64_t pos0);
+
+/* Attention itself is the fused kernel of src/attention (qkv_attention_forward / _backward /
+ * qkv_attention_probs in qkv.h): models call it directly with a qkv_attention_desc. */
 
 #endif

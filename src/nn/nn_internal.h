@@ -79,4 +79,9 @@ qkv_status qkv__nn_mha_acts_layout(const char *fn, nn_layout *l, struct qkv_nn_m
                                    const struct qkv_nn_mha_config *cfg, int64_t B, int64_t Tq,
                                    int64_t Tk);
 
+/* Validates a RoPE call (positional_ref.c) and gives the rotated dims R (rope->dims or D). */
+struct qkv_nn_rope;
+qkv_status qkv__nn_rope_check(const char *fn, const struct qkv_nn_rope *rope, int64_t B, int64_t T,
+                              int64_t H, int64_t D, int64_t pos0, int64_t *R);
+
 #endif

@@ -1,125 +1,90 @@
-/* norm.c — LayerNorm and RMSNorm over the last axis, forward and backward.
+/* norm.c — LayerNorm and RMSNorm on the row kernels of the active ISA (kernels/dispatch.h).
  *
- * Statistics are computed in double (two passes for the variance: mean first, then the mean of
- * squared deviations, which stays exact for rows with a large common offset). The forward saves
- * mean/rstd (LayerNorm) or rrms (RMSNorm) per row; the backward recomputes x̂ from inp and
- * those, so no normalized copy of the input is kept.
- *
- * Threading: dinp splits over rows; dweight/dbias split over channels (each channel summed
- * over all rows by one thread), so results do not depend on the thread count. */
+ * Rows are split over threads (each row is one kernel call's work, so the split does not
+ * change results). The weight gradients sum over rows: each thread computes the partial sums of
+ * fixed blocks of NORM_RB rows into a scratch buffer, then columns are reduced over the blocks
+ * in order — the same sums for every thread count. */
+#include "core/alloc.h"
+#include "kernels/dispatch.h"
 #include "nn/nn.h"
 #include "nn/nn_internal.h"
 
 #include <math.h>
+#include <string.h>
+
+#define NORM_RB 32 /* rows per weight-gradient partial (fixed: results never depend on threads) */
 
 typedef struct {
-    float *out, *mean, *rstd;      /* (N, C), (N), (N); rstd is rrms for RMSNorm */
-    float *dinp, *dweight, *dbias; /* (N, C), (C), (C) */
-    const float *inp, *weight, *bias, *dout;
-    const float *smean, *srstd; /* saved statistics read by the backward */
+    const float *x, *w, *b, *dy, *mean, *rstd;
+    float *y, *dx, *smean, *srstd, *part;
     int64_t N, C;
-    double eps;
+    int nparts; /* 2: LayerNorm (dw, db), 1: RMSNorm (dw) */
     int rms;
+    float eps;
 } norm_ctx;
 
-static void norm_forward_rows(void *p, int64_t n0, int64_t n1, int tid) {
+static void fwd_rows(void *p, int64_t r0, int64_t r1, int tid) {
     const norm_ctx *c = p;
     (void)tid;
-    const int64_t C = c->C;
-    for (int64_t n = n0; n < n1; n++) {
-        const float *x = c->inp + n * C; /* (C) */
-        float *y = c->out + n * C;       /* (C) */
-        double m = 0.0, v = 0.0;
-        if (c->rms) {
-            for (int64_t i = 0; i < C; i++) v += (double)x[i] * (double)x[i];
-        } else {
-            for (int64_t i = 0; i < C; i++) m += x[i];
-            m /= (double)C;
-            for (int64_t i = 0; i < C; i++) v += ((double)x[i] - m) * ((double)x[i] - m);
-        }
-        v /= (double)C;
-        const double r = 1.0 / sqrt(v + c->eps);
-        for (int64_t i = 0; i < C; i++) {
-            double yi = ((double)x[i] - m) * r;
-            if (c->weight) yi *= c->weight[i];
-            if (c->bias) yi += c->bias[i];
-            y[i] = (float)yi;
-        }
-        if (c->mean) c->mean[n] = (float)m;
-        if (c->rstd) c->rstd[n] = (float)r;
+    const qkv_kernels *k = qkv__kernels();
+    if (c->rms)
+        k->rmsnorm_f32(c->x + r0 * c->C, c->w, c->y + r0 * c->C, c->srstd ? c->srstd + r0 : NULL,
+                       (size_t)(r1 - r0), (size_t)c->C, c->eps);
+    else
+        k->layernorm_f32(c->x + r0 * c->C, c->w, c->b, c->y + r0 * c->C,
+                         c->smean ? c->smean + r0 : NULL, c->srstd ? c->srstd + r0 : NULL,
+                         (size_t)(r1 - r0), (size_t)c->C, c->eps);
+}
+
+/* Block i of NORM_RB rows: dx rows += ...; part[i] = the block's (dw[, db]). */
+static void bwd_blocks(void *p, int64_t i0, int64_t i1, int tid) {
+    const norm_ctx *c = p;
+    (void)tid;
+    const qkv_kernels *k = qkv__kernels();
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t r0 = i * NORM_RB, r1 = r0 + NORM_RB < c->N ? r0 + NORM_RB : c->N;
+        float *dw = c->part ? c->part + i * c->nparts * c->C : NULL;
+        float *db = dw && c->nparts == 2 ? dw + c->C : NULL;
+        if (dw) memset(dw, 0, (size_t)(c->nparts * c->C) * sizeof(float));
+        float *dx = c->dx ? c->dx + r0 * c->C : NULL;
+        if (c->rms)
+            k->rmsnorm_bwd_f32(c->dy + r0 * c->C, c->x + r0 * c->C, c->w, c->rstd + r0, dx, dw,
+                               (size_t)(r1 - r0), (size_t)c->C);
+        else
+            k->layernorm_bwd_f32(c->dy + r0 * c->C, c->x + r0 * c->C, c->w, c->mean + r0,
+                                 c->rstd + r0, dx, dw, db, (size_t)(r1 - r0), (size_t)c->C);
     }
 }
 
-/* LayerNorm: dx = rstd (dx̂ - mean(dx̂) - x̂ mean(dx̂ x̂)), dx̂ = dout · weight.
- * RMSNorm:   dx = rrms (dx̂ - x̂ mean(dx̂ x̂)) (no mean was subtracted). */
-static void norm_dinp_rows(void *p, int64_t n0, int64_t n1, int tid) {
-    const norm_ctx *c = p;
+typedef struct {
+    const float *part;
+    float *dw, *db;
+    int64_t nblk, C;
+    int nparts;
+} reduce_ctx;
+
+static void reduce_cols(void *p, int64_t j0, int64_t j1, int tid) {
+    const reduce_ctx *c = p;
     (void)tid;
-    const int64_t C = c->C;
-    for (int64_t n = n0; n < n1; n++) {
-        const float *x = c->inp + n * C;   /* (C) */
-        const float *dy = c->dout + n * C; /* (C) */
-        float *dx = c->dinp + n * C;       /* (C) */
-        const double m = c->rms ? 0.0 : (double)c->smean[n], r = c->srstd[n];
-        double s1 = 0.0, s2 = 0.0; /* Σ dx̂, Σ dx̂ x̂ */
-        for (int64_t i = 0; i < C; i++) {
-            double xh = ((double)x[i] - m) * r;
-            double dxh = c->weight ? (double)dy[i] * c->weight[i] : (double)dy[i];
-            s1 += dxh;
-            s2 += dxh * xh;
+    const int64_t stride = c->nparts * c->C;
+    for (int64_t j = j0; j < j1; j++) {
+        float sw = 0, sb = 0;
+        for (int64_t i = 0; i < c->nblk; i++) {
+            sw += c->part[i * stride + j];
+            if (c->nparts == 2) sb += c->part[i * stride + c->C + j];
         }
-        s1 /= (double)C;
-        s2 /= (double)C;
-        if (c->rms) s1 = 0.0;
-        for (int64_t i = 0; i < C; i++) {
-            double xh = ((double)x[i] - m) * r;
-            double dxh = c->weight ? (double)dy[i] * c->weight[i] : (double)dy[i];
-            dx[i] = (float)((double)dx[i] + r * (dxh - s1 - xh * s2));
-        }
+        if (c->dw) c->dw[j] += sw;
+        if (c->db) c->db[j] += sb;
     }
 }
 
-/* dweight[i] += Σ_n dout[n, i] x̂[n, i]; dbias[i] += Σ_n dout[n, i]; channels in blocks. */
-static void norm_dweight_cols(void *p, int64_t b0, int64_t b1, int tid) {
-    const norm_ctx *c = p;
-    (void)tid;
-    const int64_t N = c->N, C = c->C;
-    double aw[NN_CBLOCK], ab[NN_CBLOCK];
-    for (int64_t blk = b0; blk < b1; blk++) {
-        const int64_t i0 = blk * NN_CBLOCK;
-        const int64_t ni = C - i0 < NN_CBLOCK ? C - i0 : NN_CBLOCK;
-        for (int64_t i = 0; i < ni; i++) aw[i] = ab[i] = 0.0;
-        for (int64_t n = 0; n < N; n++) {
-            const float *x = c->inp + n * C + i0;
-            const float *dy = c->dout + n * C + i0;
-            const double m = c->rms ? 0.0 : (double)c->smean[n], r = c->srstd[n];
-            for (int64_t i = 0; i < ni; i++) {
-                aw[i] += (double)dy[i] * (((double)x[i] - m) * r);
-                ab[i] += dy[i];
-            }
-        }
-        for (int64_t i = 0; i < ni; i++) {
-            if (c->dweight) c->dweight[i0 + i] = (float)((double)c->dweight[i0 + i] + aw[i]);
-            if (c->dbias) c->dbias[i0 + i] = (float)((double)c->dbias[i0 + i] + ab[i]);
-        }
-    }
-}
-
-static qkv_status norm_check_sizes(const char *fn, int64_t N, int64_t C) {
-    int64_t nc;
+static qkv_status check_sizes(const char *fn, int64_t N, int64_t C) {
+    int64_t n;
     NN_POSITIVE(fn, N);
     NN_POSITIVE(fn, C);
-    NN_NUMEL2(fn, "N*C", N, C, nc);
-    (void)nc;
+    NN_NUMEL2(fn, "N*C", N, C, n);
+    (void)n;
     return QKV_OK;
-}
-
-static void norm_backward(qkv_runtime *rt, norm_ctx *c) {
-    if (c->dinp) qkv_parallel_for(rt, c->N, nn_grain(4 * c->C), norm_dinp_rows, c);
-    if (c->dweight || c->dbias) {
-        int64_t nblk = (c->C + NN_CBLOCK - 1) / NN_CBLOCK;
-        qkv_parallel_for(rt, nblk, nn_grain(c->N * NN_CBLOCK), norm_dweight_cols, c);
-    }
 }
 
 qkv_status qkv_nn_layernorm_forward(qkv_runtime *rt, float *out, float *mean, float *rstd,
@@ -128,20 +93,49 @@ qkv_status qkv_nn_layernorm_forward(qkv_runtime *rt, float *out, float *mean, fl
     static const char fn[] = "qkv_nn_layernorm_forward";
     NN_NONNULL(fn, out);
     NN_NONNULL(fn, inp);
-    QKV_TRY(norm_check_sizes(fn, N, C));
-    NN_REQUIRE(eps >= 0.0f && isfinite(eps), "%s: eps must be finite and >= 0 (got %g)", fn,
-               (double)eps);
-    norm_ctx c = {.out = out,
-                  .mean = mean,
-                  .rstd = rstd,
-                  .inp = inp,
-                  .weight = weight,
-                  .bias = bias,
+    QKV_TRY(check_sizes(fn, N, C));
+    NN_REQUIRE(isfinite(eps) && eps >= 0, "%s: eps must be finite and >= 0", fn);
+    norm_ctx c = {.x = inp,
+                  .w = weight,
+                  .b = bias,
+                  .y = out,
+                  .smean = mean,
+                  .srstd = rstd,
                   .N = N,
                   .C = C,
-                  .eps = eps,
-                  .rms = 0};
-    qkv_parallel_for(rt, N, nn_grain(4 * C), norm_forward_rows, &c);
+                  .eps = eps};
+    qkv_parallel_for(rt, N, nn_grain(8 * C), fwd_rows, &c);
+    return QKV_OK;
+}
+
+qkv_status qkv_nn_rmsnorm_forward(qkv_runtime *rt, float *out, float *rrms, const float *inp,
+                                  const float *weight, int64_t N, int64_t C, float eps) {
+    static const char fn[] = "qkv_nn_rmsnorm_forward";
+    NN_NONNULL(fn, out);
+    NN_NONNULL(fn, inp);
+    QKV_TRY(check_sizes(fn, N, C));
+    NN_REQUIRE(isfinite(eps) && eps >= 0, "%s: eps must be finite and >= 0", fn);
+    norm_ctx c = {
+        .x = inp, .w = weight, .y = out, .srstd = rrms, .N = N, .C = C, .rms = 1, .eps = eps};
+    qkv_parallel_for(rt, N, nn_grain(6 * C), fwd_rows, &c);
+    return QKV_OK;
+}
+
+static qkv_status norm_backward(const char *fn, qkv_runtime *rt, norm_ctx *c, float *dw,
+                                float *db) {
+    const int64_t nblk = (c->N + NORM_RB - 1) / NORM_RB;
+    if (dw || db) {
+        size_t bytes = (size_t)nblk * (size_t)(c->nparts * c->C) * sizeof(float);
+        c->part = qkv__alloc(bytes);
+        if (!c->part)
+            return qkv__fail(QKV_ERR_NOMEM, "%s: cannot allocate %zu bytes of scratch", fn, bytes);
+    }
+    qkv_parallel_for(rt, nblk, 1, bwd_blocks, c);
+    if (c->part) {
+        reduce_ctx r = {c->part, dw, db, nblk, c->C, c->nparts};
+        qkv_parallel_for(rt, c->C, 64, reduce_cols, &r);
+        qkv__free(c->part);
+    }
     return QKV_OK;
 }
 
@@ -153,40 +147,17 @@ qkv_status qkv_nn_layernorm_backward(qkv_runtime *rt, float *dinp, float *dweigh
     NN_NONNULL(fn, inp);
     NN_NONNULL(fn, mean);
     NN_NONNULL(fn, rstd);
-    QKV_TRY(norm_check_sizes(fn, N, C));
-    norm_ctx c = {.dinp = dinp,
-                  .dweight = dweight,
-                  .dbias = dbias,
-                  .dout = dout,
-                  .inp = inp,
-                  .weight = weight,
-                  .smean = mean,
-                  .srstd = rstd,
+    QKV_TRY(check_sizes(fn, N, C));
+    norm_ctx c = {.x = inp,
+                  .w = weight,
+                  .dy = dout,
+                  .mean = mean,
+                  .rstd = rstd,
+                  .dx = dinp,
                   .N = N,
                   .C = C,
-                  .rms = 0};
-    norm_backward(rt, &c);
-    return QKV_OK;
-}
-
-qkv_status qkv_nn_rmsnorm_forward(qkv_runtime *rt, float *out, float *rrms, const float *inp,
-                                  const float *weight, int64_t N, int64_t C, float eps) {
-    static const char fn[] = "qkv_nn_rmsnorm_forward";
-    NN_NONNULL(fn, out);
-    NN_NONNULL(fn, inp);
-    QKV_TRY(norm_check_sizes(fn, N, C));
-    NN_REQUIRE(eps >= 0.0f && isfinite(eps), "%s: eps must be finite and >= 0 (got %g)", fn,
-               (double)eps);
-    norm_ctx c = {.out = out,
-                  .rstd = rrms,
-                  .inp = inp,
-                  .weight = weight,
-                  .N = N,
-                  .C = C,
-                  .eps = eps,
-                  .rms = 1};
-    qkv_parallel_for(rt, N, nn_grain(3 * C), norm_forward_rows, &c);
-    return QKV_OK;
+                  .nparts = 2};
+    return norm_backward(fn, rt, &c, dweight, dbias);
 }
 
 qkv_status qkv_nn_rmsnorm_backward(qkv_runtime *rt, float *dinp, float *dweight, const float *dout,
@@ -196,16 +167,15 @@ qkv_status qkv_nn_rmsnorm_backward(qkv_runtime *rt, float *dinp, float *dweight,
     NN_NONNULL(fn, dout);
     NN_NONNULL(fn, inp);
     NN_NONNULL(fn, rrms);
-    QKV_TRY(norm_check_sizes(fn, N, C));
-    norm_ctx c = {.dinp = dinp,
-                  .dweight = dweight,
-                  .dout = dout,
-                  .inp = inp,
-                  .weight = weight,
-                  .srstd = rrms,
+    QKV_TRY(check_sizes(fn, N, C));
+    norm_ctx c = {.x = inp,
+                  .w = weight,
+                  .dy = dout,
+                  .rstd = rrms,
+                  .dx = dinp,
                   .N = N,
                   .C = C,
+                  .nparts = 1,
                   .rms = 1};
-    norm_backward(rt, &c);
-    return QKV_OK;
+    return norm_backward(fn, rt, &c, dweight, NULL);
 }

@@ -1,190 +1,144 @@
-/* pointwise.c — elementwise layers: GELU (exact and tanh), ReLU, SiLU, residual add, dropout.
+/* pointwise.c — elementwise layers on the active ISA's kernels: activations (GELU erf/tanh,
+ * ReLU, SiLU), SwiGLU, residual add, dropout.
  *
- * Each value is computed in double and rounded once, so a float result is within half an ulp
- * of the double formula's (up to libm's erf/tanh/exp accuracy). One range function serves all
- * ops so the parallel split is written once; elementwise results never depend on the split.
- *
- * Dropout draws its mask from the counter-based generator of src/core/rng.h: the mask of
- * element i is a pure function of (seed, stream, i), so the backward regenerates it exactly and
- * any thread can produce any element. */
+ * Elements are cut into chunks of at least PW_GRAIN for the threads; an element's result never
+ * depends on the cut. SwiGLU runs the SiLU kernels on stack blocks of PW_BLOCK elements. Dropout
+ * draws the mask of element i from qkv__rng_uniform(seed, stream, i) (core/rng.h), exactly as
+ * the reference, so the two agree bit for bit on which elements are kept. */
 #include "core/rng.h"
+#include "kernels/dispatch.h"
 #include "nn/nn.h"
 #include "nn/nn_internal.h"
 
 #include <math.h>
+#include <string.h>
 
-#define SQRT_HALF 0.70710678118654752440      /* 1/√2 */
-#define INV_SQRT_2PI 0.39894228040143267794   /* 1/√(2π) */
-#define SQRT_2_OVER_PI 0.79788456080286535588 /* √(2/π) */
-#define GELU_TANH_K 0.044715
-
-typedef enum {
-    OP_ACT_FWD,
-    OP_ACT_BWD,
-    OP_RESIDUAL_FWD,
-    OP_RESIDUAL_BWD,
-    OP_DROPOUT_FWD,
-    OP_DROPOUT_BWD
-} pw_op;
+#define PW_GRAIN 4096
+#define PW_BLOCK 256
 
 typedef struct {
-    pw_op op;
-    qkv_nn_activation act;
-    float *out, *dinp, *db; /* (n) outputs; db is the second gradient of the residual */
-    const float *inp, *inp2, *dout;
-    double p, keep_scale; /* dropout */
+    qkv_act act;
+    const float *x, *y, *dy; /* act: x input, dy; swiglu: x gate, y up; residual: x a, y b */
+    float *out, *dx, *dx2;
+    float p, keep_scale;
     uint64_t seed, stream;
 } pw_ctx;
 
-/* Φ(x) and x·Φ(x), exact GELU. */
-static double gelu_exact(double x) { return 0.5 * x * (1.0 + erf(x * SQRT_HALF)); }
-static double gelu_exact_grad(double x) {
-    return 0.5 * (1.0 + erf(x * SQRT_HALF)) + x * INV_SQRT_2PI * exp(-0.5 * x * x);
-}
-static double gelu_tanh(double x) {
-    double u = SQRT_2_OVER_PI * (x + GELU_TANH_K * x * x * x);
-    return 0.5 * x * (1.0 + tanh(u));
-}
-static double gelu_tanh_grad(double x) {
-    double u = SQRT_2_OVER_PI * (x + GELU_TANH_K * x * x * x);
-    double t = tanh(u);
-    double du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_K * x * x);
-    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du;
-}
-/* σ(x) without overflow for either sign. */
-static double sigmoid(double x) {
-    if (x >= 0) return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
+static qkv_status check_n(const char *fn, int64_t n) {
+    NN_POSITIVE(fn, n);
+    NN_REQUIRE(n <= NN_MAX_NUMEL, "%s: n = %lld is too large", fn, (long long)n);
+    return QKV_OK;
 }
 
-static double act_value(qkv_nn_activation a, double x) {
-    switch (a) {
-    case QKV_NN_ACT_GELU: return gelu_exact(x);
-    case QKV_NN_ACT_GELU_TANH: return gelu_tanh(x);
-    case QKV_NN_ACT_RELU: return x > 0 ? x : 0.0;
-    case QKV_NN_ACT_SILU: return x * sigmoid(x);
-    }
-    return NAN;
+static qkv_status check_act(const char *fn, qkv_act act) {
+    NN_REQUIRE(act == QKV_ACT_GELU_ERF || act == QKV_ACT_GELU_TANH || act == QKV_ACT_RELU ||
+                   act == QKV_ACT_SILU,
+               "%s: act = %d is not a qkv_act activation", fn, (int)act);
+    return QKV_OK;
 }
 
-static double act_grad(qkv_nn_activation a, double x) {
-    switch (a) {
-    case QKV_NN_ACT_GELU: return gelu_exact_grad(x);
-    case QKV_NN_ACT_GELU_TANH: return gelu_tanh_grad(x);
-    case QKV_NN_ACT_RELU: return x > 0 ? 1.0 : 0.0;
-    case QKV_NN_ACT_SILU: {
-        double s = sigmoid(x);
-        return s * (1.0 + x * (1.0 - s));
-    }
-    }
-    return NAN;
-}
-
-/* Uniforms are drawn in blocks of this many (4 per Philox call). */
-#define DROPOUT_BLOCK 256
-
-static void pointwise_range(void *p, int64_t i0, int64_t i1, int tid) {
+static void act_fwd(void *p, int64_t i0, int64_t i1, int tid) {
     const pw_ctx *c = p;
     (void)tid;
-    switch (c->op) {
-    case OP_ACT_FWD:
-        for (int64_t i = i0; i < i1; i++) c->out[i] = (float)act_value(c->act, c->inp[i]);
-        break;
-    case OP_ACT_BWD:
-        for (int64_t i = i0; i < i1; i++)
-            c->dinp[i] =
-                (float)((double)c->dinp[i] + (double)c->dout[i] * act_grad(c->act, c->inp[i]));
-        break;
-    case OP_RESIDUAL_FWD:
-        for (int64_t i = i0; i < i1; i++) c->out[i] = c->inp[i] + c->inp2[i];
-        break;
-    case OP_RESIDUAL_BWD:
-        for (int64_t i = i0; i < i1; i++) {
-            if (c->dinp) c->dinp[i] += c->dout[i];
-            if (c->db) c->db[i] += c->dout[i];
-        }
-        break;
-    case OP_DROPOUT_FWD:
-    case OP_DROPOUT_BWD: {
-        float u[DROPOUT_BLOCK];
-        const int fwd = c->op == OP_DROPOUT_FWD;
-        for (int64_t b0 = i0; b0 < i1; b0 += DROPOUT_BLOCK) {
-            int64_t nb = i1 - b0 < DROPOUT_BLOCK ? i1 - b0 : DROPOUT_BLOCK;
-            qkv__rng_uniform_n(c->seed, c->stream, (uint64_t)b0, u, nb);
-            for (int64_t k = 0; k < nb; k++) {
-                const int64_t i = b0 + k;
-                const int keep = (double)u[k] >= c->p;
-                if (fwd)
-                    c->out[i] = keep ? (float)((double)c->inp[i] * c->keep_scale) : 0.0f;
-                else if (keep)
-                    c->dinp[i] = (float)((double)c->dinp[i] + (double)c->dout[i] * c->keep_scale);
-            }
-        }
-        break;
-    }
-    }
+    qkv__kernels()->act_f32(c->act, c->x + i0, c->out + i0, (size_t)(i1 - i0));
 }
 
-static void pointwise_run(qkv_runtime *rt, pw_ctx *c, int64_t n, int64_t cost) {
-    qkv_parallel_for(rt, n, nn_grain(cost), pointwise_range, c);
+static void act_bwd(void *p, int64_t i0, int64_t i1, int tid) {
+    const pw_ctx *c = p;
+    (void)tid;
+    qkv__kernels()->act_bwd_f32(c->act, c->x + i0, c->dy + i0, c->dx + i0, (size_t)(i1 - i0));
 }
 
-static qkv_status check_act(const char *fn, qkv_nn_activation act) {
-    NN_REQUIRE(act == QKV_NN_ACT_GELU || act == QKV_NN_ACT_GELU_TANH || act == QKV_NN_ACT_RELU ||
-                   act == QKV_NN_ACT_SILU,
-               "%s: act = %d is not a qkv_nn_activation", fn, (int)act);
-    return QKV_OK;
-}
-
-qkv_status qkv_nn_act_forward(qkv_runtime *rt, qkv_nn_activation act, float *out, const float *inp,
+qkv_status qkv_nn_act_forward(qkv_runtime *rt, qkv_act act, float *out, const float *inp,
                               int64_t n) {
     static const char fn[] = "qkv_nn_act_forward";
-    QKV_TRY(check_act(fn, act));
     NN_NONNULL(fn, out);
     NN_NONNULL(fn, inp);
-    NN_POSITIVE(fn, n);
-    pw_ctx c = {.op = OP_ACT_FWD, .act = act, .out = out, .inp = inp};
-    pointwise_run(rt, &c, n, 32);
+    QKV_TRY(check_n(fn, n));
+    QKV_TRY(check_act(fn, act));
+    pw_ctx c = {.act = act, .x = inp, .out = out};
+    qkv_parallel_for(rt, n, PW_GRAIN, act_fwd, &c);
     return QKV_OK;
 }
 
-qkv_status qkv_nn_act_backward(qkv_runtime *rt, qkv_nn_activation act, float *dinp,
-                               const float *dout, const float *inp, int64_t n) {
+qkv_status qkv_nn_act_backward(qkv_runtime *rt, qkv_act act, float *dinp, const float *dout,
+                               const float *inp, int64_t n) {
     static const char fn[] = "qkv_nn_act_backward";
-    QKV_TRY(check_act(fn, act));
+    NN_NONNULL(fn, dinp);
     NN_NONNULL(fn, dout);
     NN_NONNULL(fn, inp);
-    NN_POSITIVE(fn, n);
-    if (!dinp) return QKV_OK;
-    pw_ctx c = {.op = OP_ACT_BWD, .act = act, .dinp = dinp, .dout = dout, .inp = inp};
-    pointwise_run(rt, &c, n, 32);
+    QKV_TRY(check_n(fn, n));
+    QKV_TRY(check_act(fn, act));
+    pw_ctx c = {.act = act, .x = inp, .dy = dout, .dx = dinp};
+    qkv_parallel_for(rt, n, PW_GRAIN, act_bwd, &c);
     return QKV_OK;
 }
 
-qkv_status qkv_nn_gelu_forward(qkv_runtime *rt, float *out, const float *inp, int64_t n,
-                               int tanh_approx) {
-    return qkv_nn_act_forward(rt, tanh_approx ? QKV_NN_ACT_GELU_TANH : QKV_NN_ACT_GELU, out, inp,
-                              n);
+static void swiglu_fwd(void *p, int64_t i0, int64_t i1, int tid) {
+    const pw_ctx *c = p;
+    (void)tid;
+    float s[PW_BLOCK];
+    for (int64_t b = i0; b < i1; b += PW_BLOCK) {
+        int64_t nb = i1 - b < PW_BLOCK ? i1 - b : PW_BLOCK;
+        qkv__kernels()->act_f32(QKV_ACT_SILU, c->x + b, s, (size_t)nb);
+        for (int64_t i = 0; i < nb; i++) c->out[b + i] = s[i] * c->y[b + i];
+    }
 }
-qkv_status qkv_nn_gelu_backward(qkv_runtime *rt, float *dinp, const float *dout, const float *inp,
-                                int64_t n, int tanh_approx) {
-    return qkv_nn_act_backward(rt, tanh_approx ? QKV_NN_ACT_GELU_TANH : QKV_NN_ACT_GELU, dinp, dout,
-                               inp, n);
+
+static void swiglu_bwd(void *p, int64_t i0, int64_t i1, int tid) {
+    const pw_ctx *c = p;
+    (void)tid;
+    float s[PW_BLOCK];
+    for (int64_t b = i0; b < i1; b += PW_BLOCK) {
+        int64_t nb = i1 - b < PW_BLOCK ? i1 - b : PW_BLOCK;
+        if (c->dx2) { /* dup += dout · silu(gate) */
+            qkv__kernels()->act_f32(QKV_ACT_SILU, c->x + b, s, (size_t)nb);
+            for (int64_t i = 0; i < nb; i++) c->dx2[b + i] += c->dy[b + i] * s[i];
+        }
+        if (c->dx) { /* dgate += (dout · up) · silu'(gate) */
+            for (int64_t i = 0; i < nb; i++) s[i] = c->dy[b + i] * c->y[b + i];
+            qkv__kernels()->act_bwd_f32(QKV_ACT_SILU, c->x + b, s, c->dx + b, (size_t)nb);
+        }
+    }
 }
-qkv_status qkv_nn_relu_forward(qkv_runtime *rt, float *out, const float *inp, int64_t n) {
-    return qkv_nn_act_forward(rt, QKV_NN_ACT_RELU, out, inp, n);
+
+qkv_status qkv_nn_swiglu_forward(qkv_runtime *rt, float *out, const float *gate, const float *up,
+                                 int64_t n) {
+    static const char fn[] = "qkv_nn_swiglu_forward";
+    NN_NONNULL(fn, out);
+    NN_NONNULL(fn, gate);
+    NN_NONNULL(fn, up);
+    QKV_TRY(check_n(fn, n));
+    pw_ctx c = {.x = gate, .y = up, .out = out};
+    qkv_parallel_for(rt, n, PW_GRAIN, swiglu_fwd, &c);
+    return QKV_OK;
 }
-qkv_status qkv_nn_relu_backward(qkv_runtime *rt, float *dinp, const float *dout, const float *inp,
-                                int64_t n) {
-    return qkv_nn_act_backward(rt, QKV_NN_ACT_RELU, dinp, dout, inp, n);
+
+qkv_status qkv_nn_swiglu_backward(qkv_runtime *rt, float *dgate, float *dup, const float *dout,
+                                  const float *gate, const float *up, int64_t n) {
+    static const char fn[] = "qkv_nn_swiglu_backward";
+    NN_NONNULL(fn, dout);
+    NN_NONNULL(fn, gate);
+    NN_NONNULL(fn, up);
+    QKV_TRY(check_n(fn, n));
+    pw_ctx c = {.x = gate, .y = up, .dy = dout, .dx = dgate, .dx2 = dup};
+    if (dgate || dup) qkv_parallel_for(rt, n, PW_GRAIN, swiglu_bwd, &c);
+    return QKV_OK;
 }
-qkv_status qkv_nn_silu_forward(qkv_runtime *rt, float *out, const float *inp, int64_t n) {
-    return qkv_nn_act_forward(rt, QKV_NN_ACT_SILU, out, inp, n);
+
+static void residual_fwd(void *p, int64_t i0, int64_t i1, int tid) {
+    const pw_ctx *c = p;
+    (void)tid;
+    for (int64_t i = i0; i < i1; i++) c->out[i] = c->x[i] + c->y[i];
 }
-qkv_status qkv_nn_silu_backward(qkv_runtime *rt, float *dinp, const float *dout, const float *inp,
-                                int64_t n) {
-    return qkv_nn_act_backward(rt, QKV_NN_ACT_SILU, dinp, dout, inp, n);
+
+static void residual_bwd(void *p, int64_t i0, int64_t i1, int tid) {
+    const pw_ctx *c = p;
+    (void)tid;
+    if (c->dx)
+        for (int64_t i = i0; i < i1; i++) c->dx[i] += c->dy[i];
+    if (c->dx2)
+        for (int64_t i = i0; i < i1; i++) c->dx2[i] += c->dy[i];
 }
 
 qkv_status qkv_nn_residual_forward(qkv_runtime *rt, float *out, const float *a, const float *b,
@@ -193,9 +147,9 @@ qkv_status qkv_nn_residual_forward(qkv_runtime *rt, float *out, const float *a, 
     NN_NONNULL(fn, out);
     NN_NONNULL(fn, a);
     NN_NONNULL(fn, b);
-    NN_POSITIVE(fn, n);
-    pw_ctx c = {.op = OP_RESIDUAL_FWD, .out = out, .inp = a, .inp2 = b};
-    pointwise_run(rt, &c, n, 1);
+    QKV_TRY(check_n(fn, n));
+    pw_ctx c = {.x = a, .y = b, .out = out};
+    qkv_parallel_for(rt, n, PW_GRAIN, residual_fwd, &c);
     return QKV_OK;
 }
 
@@ -203,17 +157,32 @@ qkv_status qkv_nn_residual_backward(qkv_runtime *rt, float *da, float *db, const
                                     int64_t n) {
     static const char fn[] = "qkv_nn_residual_backward";
     NN_NONNULL(fn, dout);
-    NN_POSITIVE(fn, n);
+    QKV_TRY(check_n(fn, n));
     NN_REQUIRE(!da || da != db, "%s: da and db are the same buffer", fn);
-    if (!da && !db) return QKV_OK;
-    pw_ctx c = {.op = OP_RESIDUAL_BWD, .dinp = da, .db = db, .dout = dout};
-    pointwise_run(rt, &c, n, 1);
+    pw_ctx c = {.dy = dout, .dx = da, .dx2 = db};
+    qkv_parallel_for(rt, n, PW_GRAIN, residual_bwd, &c);
     return QKV_OK;
 }
 
-static qkv_status check_dropout(const char *fn, int64_t n, float p) {
-    NN_POSITIVE(fn, n);
-    NN_REQUIRE(p >= 0.0f && p < 1.0f, "%s: p must be in [0, 1) (got %g)", fn, (double)p);
+/* out[i] (or dx[i] +=) = keep_i ? in[i] · keep_scale : 0, the mask drawn per block of uniforms */
+static void dropout_range(void *p, int64_t i0, int64_t i1, int tid) {
+    const pw_ctx *c = p;
+    (void)tid;
+    float u[PW_BLOCK];
+    for (int64_t b = i0; b < i1; b += PW_BLOCK) {
+        int64_t nb = i1 - b < PW_BLOCK ? i1 - b : PW_BLOCK;
+        qkv__rng_uniform_n(c->seed, c->stream, (uint64_t)b, u, nb);
+        if (c->out)
+            for (int64_t i = 0; i < nb; i++)
+                c->out[b + i] = u[i] >= c->p ? c->x[b + i] * c->keep_scale : 0.0f;
+        else
+            for (int64_t i = 0; i < nb; i++)
+                if (u[i] >= c->p) c->dx[b + i] += c->dy[b + i] * c->keep_scale;
+    }
+}
+
+static qkv_status check_p(const char *fn, float p) {
+    NN_REQUIRE(p >= 0.0f && p < 1.0f, "%s: p = %g must be in [0, 1)", fn, (double)p);
     return QKV_OK;
 }
 
@@ -222,31 +191,36 @@ qkv_status qkv_nn_dropout_forward(qkv_runtime *rt, float *out, const float *inp,
     static const char fn[] = "qkv_nn_dropout_forward";
     NN_NONNULL(fn, out);
     NN_NONNULL(fn, inp);
-    QKV_TRY(check_dropout(fn, n, p));
-    pw_ctx c = {.op = OP_DROPOUT_FWD,
+    QKV_TRY(check_n(fn, n));
+    QKV_TRY(check_p(fn, p));
+    if (p == 0.0f) {
+        if (out != inp) memcpy(out, inp, (size_t)n * sizeof(float));
+        return QKV_OK;
+    }
+    pw_ctx c = {.x = inp,
                 .out = out,
-                .inp = inp,
                 .p = p,
-                .keep_scale = 1.0 / (1.0 - (double)p),
+                .keep_scale = (float)(1.0 / (1.0 - (double)p)),
                 .seed = seed,
                 .stream = stream};
-    pointwise_run(rt, &c, n, 16);
+    qkv_parallel_for(rt, n, PW_GRAIN, dropout_range, &c);
     return QKV_OK;
 }
 
 qkv_status qkv_nn_dropout_backward(qkv_runtime *rt, float *dinp, const float *dout, int64_t n,
                                    float p, uint64_t seed, uint64_t stream) {
     static const char fn[] = "qkv_nn_dropout_backward";
+    NN_NONNULL(fn, dinp);
     NN_NONNULL(fn, dout);
-    QKV_TRY(check_dropout(fn, n, p));
-    if (!dinp) return QKV_OK;
-    pw_ctx c = {.op = OP_DROPOUT_BWD,
-                .dinp = dinp,
-                .dout = dout,
+    QKV_TRY(check_n(fn, n));
+    QKV_TRY(check_p(fn, p));
+    if (p == 0.0f) return qkv_nn_residual_backward(rt, dinp, NULL, dout, n);
+    pw_ctx c = {.dy = dout,
+                .dx = dinp,
                 .p = p,
-                .keep_scale = 1.0 / (1.0 - (double)p),
+                .keep_scale = (float)(1.0 / (1.0 - (double)p)),
                 .seed = seed,
                 .stream = stream};
-    pointwise_run(rt, &c, n, 16);
+    qkv_parallel_for(rt, n, PW_GRAIN, dropout_range, &c);
     return QKV_OK;
 }

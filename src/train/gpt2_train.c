@@ -1,36 +1,31 @@
-/* gpt2_train.c — forward and backward of a whole GPT-2 for training (see trainer.h).
+/* gpt2_train.c — forward and backward of a whole GPT-2 for training (see trainer.h), as a list
+ * of calls into the layer library (src/nn): every layer's math lives there.
  *
  * The forward of block l, on the residual stream x = resid[l] (N = B·T rows, C channels):
- *   ln1 = LN1(x);  q, k, v = ln1 · Wattn[:, 0:C | C:2C | 2C:3C] + b     (three GEMMs)
+ *   ln1 = LN1(x);  q, k, v = ln1 · c_attn[:, 0:C | C:2C | 2C:3C] + b  (three column slices)
  *   att = causal flash attention(q, k, v)  (lse saved)
- *   res2 = x + att · Wproj + bproj          (GEMM with bias and residual epilogue)
+ *   res2 = x + att · Wproj + bproj          (residual fused in the GEMM epilogue)
  *   ln2 = LN2(res2);  h = ln2 · Wfc + bfc;  a = act(h)
  *   resid[l+1] = res2 + a · Wmlp + bmlp
  * then lnf = LN_f(resid[L]), logits = lnf · wteᵀ and the mean cross-entropy.
  *
- * The backward walks the same steps in reverse with one running gradient of the residual
+ * The backward walks the same calls in reverse with one running gradient of the residual
  * stream, dresid: each skip connection passes it through unchanged and each LayerNorm
- * backward ADDS its input gradient to it. The gradient of a weight W of y = x·W is xᵀ·dy (a
- * GEMM with beta = 1, so micro-batches accumulate), of its input dy·Wᵀ. The cross-entropy
- * backward overwrites the logits with dlogits in place (softmax − onehot, scaled).
+ * backward ADDS its input gradient to it (the layers' += contract). The cross-entropy is fused:
+ * the logits are overwritten with dlogits (softmax − onehot, scaled) in place.
  *
- * Determinism: the GEMM and attention kernels give bit-identical results for any thread
- * count; the reductions written here (bias gradients, LayerNorm weight gradients, embedding
- * scatter, the loss) split work so every sum runs in one fixed order. */
+ * Determinism: every layer gives bit-identical results for any thread count (src/nn/nn.h). */
 #include "train/trainer.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/rng.h"
-#include "kernels/dispatch.h"
+#include "models/params.h"
+#include "nn/nn.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-#define LN_RB                                                                                      \
-    32 /* rows per LayerNorm-backward partial (fixed: results never depend on threads)             \
-        */
 
 /* ---------------------------------------------------------------- parameters */
 
@@ -74,36 +69,30 @@ qkv_status qkv__trainer_alloc(const qkv_gpt2_shape *shape, qkv_trainer **out) {
     t->act = QKV_ACT_GELU_TANH;
     const int64_t V = shape->vocab_size, P = shape->n_positions, C = shape->n_embd,
                   L = shape->n_layer, F = 4 * C;
-    t->params = qkv__calloc((size_t)(4 + TP_PER_LAYER * L), sizeof *t->params);
+    const size_t n_rows = (size_t)(qkv__params_gpt2.n_pre + qkv__params_gpt2.n_post) +
+                          (size_t)L * (size_t)qkv__params_gpt2.n_layer;
+    t->params = qkv__calloc(n_rows, sizeof *t->params);
     if (!t->params) {
         qkv__free(t);
         return qkv__fail(QKV_ERR_NOMEM, "trainer: out of memory");
     }
-    add_param(t, "transformer.wte.weight", V, C, 1);
-    add_param(t, "transformer.wpe.weight", P, C, 1);
-    for (int64_t l = 0; l < L; l++) {
-        char n[96];
-#define P_(suffix, d0, d1, decay)                                                                  \
-    do {                                                                                           \
-        snprintf(n, sizeof n, "transformer.h.%lld.%s", (long long)l, suffix);                      \
-        add_param(t, n, d0, d1, decay);                                                            \
-    } while (0)
-        P_("ln_1.weight", C, 0, 0);
-        P_("ln_1.bias", C, 0, 0);
-        P_("attn.c_attn.weight", C, 3 * C, 1);
-        P_("attn.c_attn.bias", 3 * C, 0, 0);
-        P_("attn.c_proj.weight", C, C, 1);
-        P_("attn.c_proj.bias", C, 0, 0);
-        P_("ln_2.weight", C, 0, 0);
-        P_("ln_2.bias", C, 0, 0);
-        P_("mlp.c_fc.weight", C, F, 1);
-        P_("mlp.c_fc.bias", F, 0, 0);
-        P_("mlp.c_proj.weight", F, C, 1);
-        P_("mlp.c_proj.bias", C, 0, 0);
-#undef P_
+    /* the rows of models/params.h, in named_parameters() order */
+    const qkv__param_table *tab = &qkv__params_gpt2;
+    const qkv__dims dims = {V, P, C, F, C, C};
+    char name[sizeof t->params->name];
+    for (int64_t l = -1; l <= L; l++) {
+        const qkv__param_spec *rows = l < 0 ? tab->pre : l == L ? tab->post : tab->layer;
+        int n = l < 0 ? tab->n_pre : l == L ? tab->n_post : tab->n_layer;
+        for (int i = 0; i < n; i++) {
+            if (qkv__param_name(name, sizeof name, tab->prefix, &rows[i], l) != QKV_OK) {
+                qkv_trainer_free(t);
+                return QKV_ERR_INVALID_ARG;
+            }
+            add_param(t, name, qkv__param_dim(rows[i].d0, &dims),
+                      rows[i].d1 == QKV__DIM_NONE ? 0 : qkv__param_dim(rows[i].d1, &dims),
+                      rows[i].decay);
+        }
     }
-    add_param(t, "transformer.ln_f.weight", C, 0, 0);
-    add_param(t, "transformer.ln_f.bias", C, 0, 0);
     for (size_t i = 0; i < t->n_params; i++)
         t->n_segs += (t->params[i].numel + QKV__SEG_FLOATS - 1) / QKV__SEG_FLOATS;
     t->segs = qkv__calloc((size_t)t->n_segs, sizeof *t->segs);
@@ -258,7 +247,6 @@ static void bind_all(qkv_trainer *t, carve *c, int64_t B, int64_t T, qkv_recompu
     t->dv = take(c, N * C);
     t->da = take(c, N * F);
     t->dh = take(c, N * F);
-    t->ln_part = take(c, (N / LN_RB + 1) * 2 * C);
 }
 
 qkv_status qkv_trainer_reserve(qkv_trainer *t, int64_t B, int64_t T, qkv_recompute policy,
@@ -311,209 +299,32 @@ qkv_status qkv_trainer_reserve(qkv_trainer *t, int64_t B, int64_t T, qkv_recompu
     return QKV_OK;
 }
 
-/* ---------------------------------------------------------------- threaded helpers */
+/* ---------------------------------------------------------------- layers */
 
-static qkv_status mm(qkv_runtime *rt, int ta, int tb, int64_t M, int64_t N, int64_t K,
-                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                     float *Cm, int64_t ldc, const float *bias, const float *residual,
-                     int64_t ldr) {
-    qkv_gemm_epilogue e = {bias, QKV_ACT_NONE, residual, ldr};
-    return qkv__gemm_f32(rt, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, Cm, ldc,
-                         bias || residual ? &e : NULL);
+/* The dense layers of block l: c_attn's q, k or v column slice (i = 0, 1, 2) and the others
+ * (GPT-2's Conv1D weights are [in, out]). */
+static qkv_nn_linear attn_slice(const qkv_trainer *t, int64_t l, int i) {
+    const int64_t C = t->shape.n_embd;
+    return (qkv_nn_linear){qkv__tw(t, t->w, l, TP_ATTN_W) + i * C,
+                           qkv__tw(t, t->w, l, TP_ATTN_B) + i * C,
+                           C,
+                           C,
+                           3 * C,
+                           1,
+                           NULL};
 }
 
-typedef struct {
-    const float *x, *w, *b;
-    float *y, *mean, *rstd;
-    int64_t n;
-    float eps;
-} ln_ctx;
-
-static void ln_fwd_rows(void *p, int64_t r0, int64_t r1, int tid) {
-    const ln_ctx *c = p;
-    (void)tid;
-    qkv__kernels()->layernorm_f32(c->x + r0 * c->n, c->w, c->b, c->y + r0 * c->n, c->mean + r0,
-                                  c->rstd + r0, (size_t)(r1 - r0), (size_t)c->n, c->eps);
+static qkv_nn_linear dense(const qkv_trainer *t, int64_t l, int w, int b, int64_t in, int64_t out) {
+    return (qkv_nn_linear){qkv__tw(t, t->w, l, w), qkv__tw(t, t->w, l, b), in, out, 0, 1, NULL};
 }
 
-static void layernorm(qkv_runtime *rt, const float *x, const float *w, const float *b, float *y,
-                      float *mean, float *rstd, int64_t N, int64_t C, float eps) {
-    ln_ctx c = {x, w, b, y, mean, rstd, C, eps};
-    qkv_parallel_for(rt, N, 16, ln_fwd_rows, &c);
+/* The LM head: logits = lnf · wteᵀ (wte (V, C) is [out, in]). */
+static qkv_nn_linear lm_head(const qkv_trainer *t) {
+    return (qkv_nn_linear){
+        t->w + t->params[0].offset, NULL, t->shape.n_embd, t->shape.vocab_size, 0, 0, NULL};
 }
 
-typedef struct {
-    const float *dy, *x, *w, *mean, *rstd;
-    float *dx, *part;
-    int64_t N, C;
-} lnb_ctx;
-
-/* Block i of LN_RB rows: dx rows += ...; part[i] = (dw, db) of the block. */
-static void ln_bwd_blocks(void *p, int64_t i0, int64_t i1, int tid) {
-    const lnb_ctx *c = p;
-    (void)tid;
-    for (int64_t i = i0; i < i1; i++) {
-        int64_t r0 = i * LN_RB, r1 = r0 + LN_RB < c->N ? r0 + LN_RB : c->N;
-        float *dw = c->part + i * 2 * c->C, *db = dw + c->C;
-        memset(dw, 0, (size_t)(2 * c->C) * sizeof(float));
-        qkv__kernels()->layernorm_bwd_f32(c->dy + r0 * c->C, c->x + r0 * c->C, c->w, c->mean + r0,
-                                          c->rstd + r0, c->dx + r0 * c->C, dw, db,
-                                          (size_t)(r1 - r0), (size_t)c->C);
-    }
-}
-
-typedef struct {
-    const float *part;
-    float *dw, *db;
-    int64_t nblk, C;
-} lnr_ctx;
-
-static void ln_reduce_cols(void *p, int64_t j0, int64_t j1, int tid) {
-    const lnr_ctx *c = p;
-    (void)tid;
-    for (int64_t j = j0; j < j1; j++) {
-        float sw = 0, sb = 0;
-        for (int64_t i = 0; i < c->nblk; i++) {
-            sw += c->part[i * 2 * c->C + j];
-            sb += c->part[i * 2 * c->C + c->C + j];
-        }
-        c->dw[j] += sw;
-        c->db[j] += sb;
-    }
-}
-
-/* dx += LN backward; dw, db += (summed over fixed row blocks, then blocks in order). */
-static void layernorm_bwd(qkv_runtime *rt, qkv_trainer *t, const float *dy, const float *x,
-                          const float *w, const float *mean, const float *rstd, float *dx,
-                          float *dw, float *db, int64_t N, int64_t C) {
-    int64_t nblk = (N + LN_RB - 1) / LN_RB;
-    lnb_ctx c = {dy, x, w, mean, rstd, dx, t->ln_part, N, C};
-    qkv_parallel_for(rt, nblk, 1, ln_bwd_blocks, &c);
-    lnr_ctx r = {t->ln_part, dw, db, nblk, C};
-    qkv_parallel_for(rt, C, 64, ln_reduce_cols, &r);
-}
-
-typedef struct {
-    const float *dout;
-    float *db;
-    int64_t N, OC;
-} colsum_ctx;
-
-#define COLSUM_W 64
-static void colsum_cols(void *p, int64_t b0, int64_t b1, int tid) {
-    const colsum_ctx *c = p;
-    (void)tid;
-    for (int64_t b = b0; b < b1; b++) {
-        int64_t j0 = b * COLSUM_W, nj = c->OC - j0 < COLSUM_W ? c->OC - j0 : COLSUM_W;
-        float acc[COLSUM_W] = {0};
-        for (int64_t n = 0; n < c->N; n++) {
-            const float *row = c->dout + n * c->OC + j0;
-            for (int64_t j = 0; j < nj; j++) acc[j] += row[j];
-        }
-        for (int64_t j = 0; j < nj; j++) c->db[j0 + j] += acc[j];
-    }
-}
-
-/* db (OC) += Σ_n dout[n, :]. */
-static void bias_grad(qkv_runtime *rt, float *db, const float *dout, int64_t N, int64_t OC) {
-    colsum_ctx c = {dout, db, N, OC};
-    qkv_parallel_for(rt, (OC + COLSUM_W - 1) / COLSUM_W, 1, colsum_cols, &c);
-}
-
-typedef struct {
-    qkv_act act;
-    const float *x, *dy;
-    float *y, *dx;
-} act_ctx;
-
-static void act_fwd_chunk(void *p, int64_t i0, int64_t i1, int tid) {
-    const act_ctx *c = p;
-    (void)tid;
-    qkv__kernels()->act_f32(c->act, c->x + i0, c->y + i0, (size_t)(i1 - i0));
-}
-
-static void act_bwd_chunk(void *p, int64_t i0, int64_t i1, int tid) {
-    const act_ctx *c = p;
-    (void)tid;
-    qkv__kernels()->act_bwd_f32(c->act, c->x + i0, c->dy + i0, c->dx + i0, (size_t)(i1 - i0));
-}
-
-typedef struct {
-    const int32_t *ids;
-    const float *wte, *wpe;
-    float *x, *dwte, *dwpe;
-    const float *dx;
-    int64_t N, T, C;
-} emb_ctx;
-
-static void emb_fwd_rows(void *p, int64_t n0, int64_t n1, int tid) {
-    const emb_ctx *c = p;
-    (void)tid;
-    for (int64_t n = n0; n < n1; n++) {
-        const float *e = c->wte + (int64_t)c->ids[n] * c->C, *q = c->wpe + (n % c->T) * c->C;
-        float *x = c->x + n * c->C;
-        for (int64_t j = 0; j < c->C; j++) x[j] = e[j] + q[j];
-    }
-}
-
-/* Each thread owns a column range and scatters every row into it in order of n. */
-static void emb_bwd_cols(void *p, int64_t j0, int64_t j1, int tid) {
-    const emb_ctx *c = p;
-    (void)tid;
-    for (int64_t n = 0; n < c->N; n++) {
-        const float *d = c->dx + n * c->C;
-        float *e = c->dwte + (int64_t)c->ids[n] * c->C, *q = c->dwpe + (n % c->T) * c->C;
-        for (int64_t j = j0; j < j1; j++) {
-            e[j] += d[j];
-            q[j] += d[j];
-        }
-    }
-}
-
-typedef struct {
-    float *logits;
-    float *row_loss;
-    const int32_t *targets;
-    int64_t V;
-    float gscale; /* scale / count; 0: forward only (logits kept) */
-    int backward;
-} ce_ctx;
-
-static void ce_rows(void *p, int64_t n0, int64_t n1, int tid) {
-    const ce_ctx *c = p;
-    (void)tid;
-    const int64_t V = c->V;
-    for (int64_t n = n0; n < n1; n++) {
-        float *x = c->logits + n * V;
-        int32_t tg = c->targets[n];
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < V; j++) mx = x[j] > mx ? x[j] : mx;
-        double sum = 0;
-        if (c->backward) {
-            float xt = tg >= 0 ? x[tg] : 0.0f;
-            for (int64_t j = 0; j < V; j++) x[j] -= mx;
-            qkv__kernels()->exp_f32(x, x, (size_t)V);
-            for (int64_t j = 0; j < V; j++) sum += x[j];
-            c->row_loss[n] = tg >= 0 ? (float)(log(sum) - ((double)xt - (double)mx)) : 0.0f;
-            if (tg < 0) {
-                memset(x, 0, (size_t)V * sizeof(float));
-                continue;
-            }
-            float f = (float)((double)c->gscale / sum);
-            for (int64_t j = 0; j < V; j++) x[j] *= f;
-            x[tg] -= c->gscale;
-        } else { /* keep the logits: exponentiate chunks into a small buffer */
-            float buf[256];
-            for (int64_t j0 = 0; j0 < V; j0 += 256) {
-                int64_t nj = V - j0 < 256 ? V - j0 : 256;
-                for (int64_t j = 0; j < nj; j++) buf[j] = x[j0 + j] - mx;
-                qkv__kernels()->exp_f32(buf, buf, (size_t)nj);
-                for (int64_t j = 0; j < nj; j++) sum += buf[j];
-            }
-            c->row_loss[n] = tg >= 0 ? (float)(log(sum) - ((double)x[tg] - (double)mx)) : 0.0f;
-        }
-    }
-}
+static void zero(float *p, int64_t n) { memset(p, 0, (size_t)n * sizeof(float)); }
 
 /* ---------------------------------------------------------------- forward */
 
@@ -532,27 +343,26 @@ static qkv_status block_forward(qkv_runtime *rt, qkv_trainer *t, int64_t l, cons
                                 const float *x, float *y, int64_t B, int64_t T) {
     const int64_t N = B * T, C = t->shape.n_embd, F = 4 * C;
     float *W = t->w;
-    layernorm(rt, x, qkv__tw(t, W, l, TP_LN1_W), qkv__tw(t, W, l, TP_LN1_B), a->ln1, a->mean1,
-              a->rstd1, N, C, t->eps);
-    const float *wa = qkv__tw(t, W, l, TP_ATTN_W), *ba = qkv__tw(t, W, l, TP_ATTN_B);
+    QKV_TRY(qkv_nn_layernorm_forward(rt, a->ln1, a->mean1, a->rstd1, x, qkv__tw(t, W, l, TP_LN1_W),
+                                     qkv__tw(t, W, l, TP_LN1_B), N, C, t->eps));
     float *qkv[3] = {a->q, a->k, a->v};
-    for (int i = 0; i < 3; i++)
-        QKV_TRY(mm(rt, 0, 0, N, C, C, a->ln1, C, wa + i * C, 3 * C, 0.0f, qkv[i], C, ba + i * C,
-                   NULL, 0));
+    for (int i = 0; i < 3; i++) {
+        qkv_nn_linear L = attn_slice(t, l, i);
+        QKV_TRY(qkv_nn_linear_forward(rt, &L, qkv[i], a->ln1, N, QKV_ACT_NONE, NULL));
+    }
     qkv_attention_desc d;
     attn_desc(t, B, T, &d);
     QKV_TRY(qkv_attention_forward(rt, &d, a->q, a->k, a->v, a->att, a->lse));
-    QKV_TRY(mm(rt, 0, 0, N, C, C, a->att, C, qkv__tw(t, W, l, TP_PROJ_W), C, 0.0f, a->res2, C,
-               qkv__tw(t, W, l, TP_PROJ_B), x, C));
-    layernorm(rt, a->res2, qkv__tw(t, W, l, TP_LN2_W), qkv__tw(t, W, l, TP_LN2_B), a->ln2, a->mean2,
-              a->rstd2, N, C, t->eps);
-    QKV_TRY(mm(rt, 0, 0, N, F, C, a->ln2, C, qkv__tw(t, W, l, TP_FC_W), F, 0.0f, a->h, F,
-               qkv__tw(t, W, l, TP_FC_B), NULL, 0));
-    act_ctx ac = {t->act, a->h, NULL, a->a, NULL};
-    qkv_parallel_for(rt, N * F, 4096, act_fwd_chunk, &ac);
-    QKV_TRY(mm(rt, 0, 0, N, C, F, a->a, F, qkv__tw(t, W, l, TP_MLP_W), C, 0.0f, y, C,
-               qkv__tw(t, W, l, TP_MLP_B), a->res2, C));
-    return QKV_OK;
+    qkv_nn_linear proj = dense(t, l, TP_PROJ_W, TP_PROJ_B, C, C);
+    QKV_TRY(qkv_nn_linear_forward(rt, &proj, a->res2, a->att, N, QKV_ACT_NONE, x));
+    QKV_TRY(qkv_nn_layernorm_forward(rt, a->ln2, a->mean2, a->rstd2, a->res2,
+                                     qkv__tw(t, W, l, TP_LN2_W), qkv__tw(t, W, l, TP_LN2_B), N, C,
+                                     t->eps));
+    qkv_nn_linear fc = dense(t, l, TP_FC_W, TP_FC_B, C, F);
+    QKV_TRY(qkv_nn_linear_forward(rt, &fc, a->h, a->ln2, N, QKV_ACT_NONE, NULL));
+    QKV_TRY(qkv_nn_act_forward(rt, t->act, a->a, a->h, N * F));
+    qkv_nn_linear mlp = dense(t, l, TP_MLP_W, TP_MLP_B, F, C);
+    return qkv_nn_linear_forward(rt, &mlp, y, a->a, N, QKV_ACT_NONE, a->res2);
 }
 
 static qkv_status check_batch(const qkv_trainer *t, const char *fn, const int32_t *ids,
@@ -585,32 +395,24 @@ static qkv_status forward(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,
                           float *loss) {
     const int64_t N = B * T, C = t->shape.n_embd, V = t->shape.vocab_size, L = t->shape.n_layer;
     t->logits_valid = 0;
-    emb_ctx e = {ids,
-                 t->w + t->params[0].offset,
-                 t->w + t->params[1].offset,
-                 t->resid,
-                 NULL,
-                 NULL,
-                 NULL,
-                 N,
-                 T,
-                 C};
-    qkv_parallel_for(rt, N, 64, emb_fwd_rows, &e);
+    const float *wte = t->w + t->params[0].offset, *wpe = t->w + t->params[1].offset;
+    QKV_TRY(qkv_nn_embedding_forward(rt, t->resid, ids, wte, N, V, C));
+    QKV_TRY(
+        qkv_nn_position_add_forward(rt, t->resid, t->resid, wpe, B, T, C, t->shape.n_positions, 0));
     for (int64_t l = 0; l < L; l++)
         QKV_TRY(block_forward(rt, t, l, acts_of(t, l), t->resid + l * N * C,
                               t->resid + (l + 1) * N * C, B, T));
     const qkv__tparam *lnw = &t->params[t->n_params - 2], *lnb = &t->params[t->n_params - 1];
-    layernorm(rt, t->resid + L * N * C, t->w + lnw->offset, t->w + lnb->offset, t->lnf, t->meanf,
-              t->rstdf, N, C, t->eps);
-    QKV_TRY(mm(rt, 0, 1, N, V, C, t->lnf, C, t->w + t->params[0].offset, C, 0.0f, t->logits, V,
-               NULL, NULL, 0));
-    int64_t count = 0;
-    for (int64_t n = 0; n < N; n++) count += targets[n] >= 0;
-    ce_ctx c = {t->logits, t->row_loss, targets, V, count ? scale / (float)count : 0.0f, backward};
-    qkv_parallel_for(rt, N, 4, ce_rows, &c);
-    double s = 0;
-    for (int64_t n = 0; n < N; n++) s += t->row_loss[n];
-    *loss = count ? (float)(s / (double)count) : 0.0f;
+    QKV_TRY(qkv_nn_layernorm_forward(rt, t->lnf, t->meanf, t->rstdf, t->resid + L * N * C,
+                                     t->w + lnw->offset, t->w + lnb->offset, N, C, t->eps));
+    qkv_nn_linear head = lm_head(t);
+    QKV_TRY(qkv_nn_linear_forward(rt, &head, t->logits, t->lnf, N, QKV_ACT_NONE, NULL));
+    if (backward)
+        QKV_TRY(qkv_nn_cross_entropy_fused(rt, loss, t->row_loss, t->logits, targets, N, V, -1,
+                                           0.0f, scale));
+    else
+        QKV_TRY(qkv_nn_cross_entropy_forward(rt, loss, t->row_loss, t->logits, targets, N, V, -1,
+                                             0.0f));
     t->logits_valid = !backward;
     return QKV_OK;
 }
@@ -622,46 +424,41 @@ static qkv_status forward(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,
 static qkv_status block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, const qkv__tacts *a,
                                  const float *x, int64_t B, int64_t T) {
     const int64_t N = B * T, C = t->shape.n_embd, F = 4 * C;
-    float *W = t->w, *G = t->g, *dr = t->dresid;
-    /* MLP: y = res2 + a·Wmlp + b */
-    const float *wm = qkv__tw(t, W, l, TP_MLP_W);
-    QKV_TRY(mm(rt, 0, 1, N, F, C, dr, C, wm, C, 0.0f, t->da, F, NULL, NULL, 0));
-    QKV_TRY(
-        mm(rt, 1, 0, F, C, N, a->a, F, dr, C, 1.0f, qkv__tw(t, G, l, TP_MLP_W), C, NULL, NULL, 0));
-    bias_grad(rt, qkv__tw(t, G, l, TP_MLP_B), dr, N, C);
-    memset(t->dh, 0, (size_t)(N * F) * sizeof(float));
-    act_ctx ac = {t->act, a->h, t->da, NULL, t->dh};
-    qkv_parallel_for(rt, N * F, 4096, act_bwd_chunk, &ac);
-    const float *wf = qkv__tw(t, W, l, TP_FC_W);
-    QKV_TRY(mm(rt, 0, 1, N, C, F, t->dh, F, wf, F, 0.0f, t->dln, C, NULL, NULL, 0));
-    QKV_TRY(mm(rt, 1, 0, C, F, N, a->ln2, C, t->dh, F, 1.0f, qkv__tw(t, G, l, TP_FC_W), F, NULL,
-               NULL, 0));
-    bias_grad(rt, qkv__tw(t, G, l, TP_FC_B), t->dh, N, F);
-    layernorm_bwd(rt, t, t->dln, a->res2, qkv__tw(t, W, l, TP_LN2_W), a->mean2, a->rstd2, dr,
-                  qkv__tw(t, G, l, TP_LN2_W), qkv__tw(t, G, l, TP_LN2_B), N, C);
-    /* attention: res2 = x + att·Wproj + b */
-    const float *wp = qkv__tw(t, W, l, TP_PROJ_W);
-    QKV_TRY(mm(rt, 0, 1, N, C, C, dr, C, wp, C, 0.0f, t->datt, C, NULL, NULL, 0));
-    QKV_TRY(mm(rt, 1, 0, C, C, N, a->att, C, dr, C, 1.0f, qkv__tw(t, G, l, TP_PROJ_W), C, NULL,
-               NULL, 0));
-    bias_grad(rt, qkv__tw(t, G, l, TP_PROJ_B), dr, N, C);
+    float *W = t->w;
+    float *G = t->g, *dr = t->dresid;
+    /* MLP: y = res2 + act(LN2(res2) · Wfc + bfc) · Wmlp + bmlp */
+    qkv_nn_linear mlp = dense(t, l, TP_MLP_W, TP_MLP_B, F, C);
+    zero(t->da, N * F);
+    QKV_TRY(qkv_nn_linear_backward(rt, &mlp, t->da, qkv__tw(t, G, l, TP_MLP_W),
+                                   qkv__tw(t, G, l, TP_MLP_B), dr, a->a, N));
+    zero(t->dh, N * F);
+    QKV_TRY(qkv_nn_act_backward(rt, t->act, t->dh, t->da, a->h, N * F));
+    qkv_nn_linear fc = dense(t, l, TP_FC_W, TP_FC_B, C, F);
+    zero(t->dln, N * C);
+    QKV_TRY(qkv_nn_linear_backward(rt, &fc, t->dln, qkv__tw(t, G, l, TP_FC_W),
+                                   qkv__tw(t, G, l, TP_FC_B), t->dh, a->ln2, N));
+    QKV_TRY(qkv_nn_layernorm_backward(rt, dr, qkv__tw(t, G, l, TP_LN2_W),
+                                      qkv__tw(t, G, l, TP_LN2_B), t->dln, a->res2,
+                                      qkv__tw(t, W, l, TP_LN2_W), a->mean2, a->rstd2, N, C));
+    /* attention: res2 = x + att · Wproj + bproj, att = attention(LN1(x) · c_attn + b) */
+    qkv_nn_linear proj = dense(t, l, TP_PROJ_W, TP_PROJ_B, C, C);
+    zero(t->datt, N * C);
+    QKV_TRY(qkv_nn_linear_backward(rt, &proj, t->datt, qkv__tw(t, G, l, TP_PROJ_W),
+                                   qkv__tw(t, G, l, TP_PROJ_B), dr, a->att, N));
     qkv_attention_desc d;
     attn_desc(t, B, T, &d);
     QKV_TRY(qkv_attention_backward(rt, &d, a->q, a->k, a->v, a->att, a->lse, t->datt, t->dq, t->dk,
                                    t->dv));
-    const float *wa = qkv__tw(t, W, l, TP_ATTN_W);
-    float *gwa = qkv__tw(t, G, l, TP_ATTN_W), *gba = qkv__tw(t, G, l, TP_ATTN_B);
     const float *dqkv[3] = {t->dq, t->dk, t->dv};
+    zero(t->dln, N * C);
     for (int i = 0; i < 3; i++) {
-        QKV_TRY(mm(rt, 0, 1, N, C, C, dqkv[i], C, wa + i * C, 3 * C, i ? 1.0f : 0.0f, t->dln, C,
-                   NULL, NULL, 0));
-        QKV_TRY(
-            mm(rt, 1, 0, C, C, N, a->ln1, C, dqkv[i], C, 1.0f, gwa + i * C, 3 * C, NULL, NULL, 0));
-        bias_grad(rt, gba + i * C, dqkv[i], N, C);
+        qkv_nn_linear L = attn_slice(t, l, i);
+        QKV_TRY(qkv_nn_linear_backward(rt, &L, t->dln, qkv__tw(t, G, l, TP_ATTN_W) + i * C,
+                                       qkv__tw(t, G, l, TP_ATTN_B) + i * C, dqkv[i], a->ln1, N));
     }
-    layernorm_bwd(rt, t, t->dln, x, qkv__tw(t, W, l, TP_LN1_W), a->mean1, a->rstd1, dr,
-                  qkv__tw(t, G, l, TP_LN1_W), qkv__tw(t, G, l, TP_LN1_B), N, C);
-    return QKV_OK;
+    return qkv_nn_layernorm_backward(rt, dr, qkv__tw(t, G, l, TP_LN1_W), qkv__tw(t, G, l, TP_LN1_B),
+                                     t->dln, x, qkv__tw(t, W, l, TP_LN1_W), a->mean1, a->rstd1, N,
+                                     C);
 }
 
 static qkv_status backward(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids, int64_t B,
@@ -669,22 +466,23 @@ static qkv_status backward(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids, 
     const int64_t N = B * T, C = t->shape.n_embd, V = t->shape.vocab_size, L = t->shape.n_layer;
     float *dwte = t->g + t->params[0].offset, *dwpe = t->g + t->params[1].offset;
     const qkv__tparam *lnw = &t->params[t->n_params - 2], *lnb = &t->params[t->n_params - 1];
-    /* LM head: logits = lnf · wteᵀ */
-    QKV_TRY(mm(rt, 0, 0, N, C, V, t->logits, V, t->w + t->params[0].offset, C, 0.0f, t->dln, C,
-               NULL, NULL, 0));
-    QKV_TRY(mm(rt, 1, 0, V, C, N, t->logits, V, t->lnf, C, 1.0f, dwte, C, NULL, NULL, 0));
-    memset(t->dresid, 0, (size_t)(N * C) * sizeof(float));
-    layernorm_bwd(rt, t, t->dln, t->resid + L * N * C, t->w + lnw->offset, t->meanf, t->rstdf,
-                  t->dresid, t->g + lnw->offset, t->g + lnb->offset, N, C);
+    /* LM head: logits = lnf · wteᵀ; t->logits holds dlogits */
+    qkv_nn_linear head = lm_head(t);
+    zero(t->dln, N * C);
+    QKV_TRY(qkv_nn_linear_backward(rt, &head, t->dln, dwte, NULL, t->logits, t->lnf, N));
+    zero(t->dresid, N * C);
+    QKV_TRY(qkv_nn_layernorm_backward(rt, t->dresid, t->g + lnw->offset, t->g + lnb->offset, t->dln,
+                                      t->resid + L * N * C, t->w + lnw->offset, t->meanf, t->rstdf,
+                                      N, C));
     for (int64_t l = L - 1; l >= 0; l--) {
         const float *x = t->resid + l * N * C;
         if (t->policy == QKV_RECOMPUTE_LAYERS)
             QKV_TRY(block_forward(rt, t, l, &t->layer[0], x, t->resid + (l + 1) * N * C, B, T));
         QKV_TRY(block_backward(rt, t, l, acts_of(t, l), x, B, T));
     }
-    emb_ctx e = {ids, NULL, NULL, NULL, dwte, dwpe, t->dresid, N, T, C};
-    qkv_parallel_for(rt, C, 16, emb_bwd_cols, &e);
-    return QKV_OK;
+    QKV_TRY(qkv_nn_embedding_backward(rt, dwte, t->dresid, ids, N, V, C));
+    return qkv_nn_position_add_backward(rt, NULL, dwpe, t->dresid, B, T, C, t->shape.n_positions,
+                                        0);
 }
 
 qkv_status qkv_trainer_forward_backward(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,

@@ -85,7 +85,6 @@ struct qkv_trainer {
     float *row_loss;            /* (N) */
     float *dresid, *dln, *datt, *dq, *dk, *dv; /* (N, C) each */
     float *da, *dh;                            /* (N, F) each */
-    float *ln_part;                            /* LayerNorm dw/db partials (N/RB + 1, 2C) */
     int logits_valid;
 };
 

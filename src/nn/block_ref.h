@@ -1,4 +1,5 @@
-/* block.h — multi-head attention, the MLP, and the Transformer block (post-LN and pre-LN).
+/* block_ref.h — (reference compositions over nn_ref.h) multi-head attention, the MLP, and the
+ * Transformer block (post-LN and pre-LN).
  *
  * Conventions as in nn.h: forwards overwrite, backwards accumulate (+=) into dx and into every
  * non-NULL pointer of a grads struct (zero them before the backward pass), sizes > 0, invalid
@@ -11,11 +12,11 @@
  * (number of floats) and a *_acts_bind that lays the struct out in one buffer of that many
  * floats, so a caller can allocate once per layer (or from an arena) and keep it between the
  * forward and the backward. The comment on each field says who reads it. */
-#ifndef QKV_NN_BLOCK_H
-#define QKV_NN_BLOCK_H
+#ifndef QKV_NN_BLOCK_REF_H
+#define QKV_NN_BLOCK_REF_H
 
-#include "nn/nn.h"
-#include "nn/positional.h"
+#include "nn/nn_ref.h"
+#include "nn/positional_ref.h"
 #include "qkv.h"
 
 #include <stdint.h>
@@ -80,18 +81,18 @@ qkv_status qkv_nn_mha_acts_bind(qkv_nn_mha_acts *acts, const qkv_nn_mha_config *
 /* out (B, Tq, C) = O(attention(Q(x), K(src), V(src))), src = mem (B, Tk, C_kv) for
  * cross-attention, or x itself when mem is NULL (self-attention: Tk must equal Tq).
  * mask may be NULL. */
-qkv_status qkv_nn_mha_forward(qkv_runtime *rt, float *out, qkv_nn_mha_acts *acts, const float *x,
-                              const float *mem, const qkv_nn_mha_params *params,
-                              const qkv_nn_mha_config *cfg, const qkv_nn_attn_mask *mask, int64_t B,
-                              int64_t Tq, int64_t Tk);
+qkv_status qkv_nn_mha_forward_ref(qkv_runtime *rt, float *out, qkv_nn_mha_acts *acts,
+                                  const float *x, const float *mem, const qkv_nn_mha_params *params,
+                                  const qkv_nn_mha_config *cfg, const qkv_nn_attn_mask *mask,
+                                  int64_t B, int64_t Tq, int64_t Tk);
 /* dx (B, Tq, C) += ...; dmem (B, Tk, C_kv) += ... (cross-attention; must be NULL for self-
  * attention, where the K/V contributions go to dx); grads += .... Same x, mem, params, cfg,
  * mask and sizes as the forward. */
-qkv_status qkv_nn_mha_backward(qkv_runtime *rt, float *dx, float *dmem,
-                               const qkv_nn_mha_grads *grads, const float *dout, const float *x,
-                               const float *mem, const qkv_nn_mha_acts *acts,
-                               const qkv_nn_mha_params *params, const qkv_nn_mha_config *cfg,
-                               const qkv_nn_attn_mask *mask, int64_t B, int64_t Tq, int64_t Tk);
+qkv_status qkv_nn_mha_backward_ref(qkv_runtime *rt, float *dx, float *dmem,
+                                   const qkv_nn_mha_grads *grads, const float *dout, const float *x,
+                                   const float *mem, const qkv_nn_mha_acts *acts,
+                                   const qkv_nn_mha_params *params, const qkv_nn_mha_config *cfg,
+                                   const qkv_nn_attn_mask *mask, int64_t B, int64_t Tq, int64_t Tk);
 
 /* ---------------------------------------------------------------- MLP */
 
@@ -114,13 +115,13 @@ qkv_status qkv_nn_mlp_acts_size(int64_t N, int64_t F, int64_t *n_floats);
 qkv_status qkv_nn_mlp_acts_bind(qkv_nn_mlp_acts *acts, int64_t N, int64_t F, float *mem);
 
 /* x, out (N, C). */
-qkv_status qkv_nn_mlp_forward(qkv_runtime *rt, float *out, qkv_nn_mlp_acts *acts, const float *x,
-                              const qkv_nn_mlp_params *params, qkv_nn_activation act, int64_t N,
-                              int64_t C, int64_t F);
-qkv_status qkv_nn_mlp_backward(qkv_runtime *rt, float *dx, const qkv_nn_mlp_grads *grads,
-                               const float *dout, const float *x, const qkv_nn_mlp_acts *acts,
-                               const qkv_nn_mlp_params *params, qkv_nn_activation act, int64_t N,
-                               int64_t C, int64_t F);
+qkv_status qkv_nn_mlp_forward_ref(qkv_runtime *rt, float *out, qkv_nn_mlp_acts *acts,
+                                  const float *x, const qkv_nn_mlp_params *params, qkv_act act,
+                                  int64_t N, int64_t C, int64_t F);
+qkv_status qkv_nn_mlp_backward_ref(qkv_runtime *rt, float *dx, const qkv_nn_mlp_grads *grads,
+                                   const float *dout, const float *x, const qkv_nn_mlp_acts *acts,
+                                   const qkv_nn_mlp_params *params, qkv_act act, int64_t N,
+                                   int64_t C, int64_t F);
 
 /* ---------------------------------------------------------------- Transformer block */
 
@@ -137,7 +138,7 @@ typedef struct qkv_nn_block_config {
     int64_t F;              /* MLP hidden width (4C in BERT and GPT-2) */
     float eps;              /* LayerNorm epsilon (1e-12 BERT, 1e-5 GPT-2 and torch) */
     qkv_nn_norm_order order;
-    qkv_nn_activation act;
+    qkv_act act;
 } qkv_nn_block_config;
 
 typedef struct qkv_nn_block_params {
@@ -175,13 +176,15 @@ qkv_status qkv_nn_block_acts_bind(qkv_nn_block_acts *acts, const qkv_nn_block_co
                                   int64_t B, int64_t T, float *mem);
 
 /* out (B, T, C) = block(x (B, T, C)); out must not alias x. mask may be NULL. */
-qkv_status qkv_nn_block_forward(qkv_runtime *rt, float *out, qkv_nn_block_acts *acts,
-                                const float *x, const qkv_nn_block_params *params,
-                                const qkv_nn_block_config *cfg, const qkv_nn_attn_mask *mask,
-                                int64_t B, int64_t T);
-qkv_status qkv_nn_block_backward(qkv_runtime *rt, float *dx, const qkv_nn_block_grads *grads,
-                                 const float *dout, const float *x, const qkv_nn_block_acts *acts,
-                                 const qkv_nn_block_params *params, const qkv_nn_block_config *cfg,
-                                 const qkv_nn_attn_mask *mask, int64_t B, int64_t T);
+qkv_status qkv_nn_block_forward_ref(qkv_runtime *rt, float *out, qkv_nn_block_acts *acts,
+                                    const float *x, const qkv_nn_block_params *params,
+                                    const qkv_nn_block_config *cfg, const qkv_nn_attn_mask *mask,
+                                    int64_t B, int64_t T);
+qkv_status qkv_nn_block_backward_ref(qkv_runtime *rt, float *dx, const qkv_nn_block_grads *grads,
+                                     const float *dout, const float *x,
+                                     const qkv_nn_block_acts *acts,
+                                     const qkv_nn_block_params *params,
+                                     const qkv_nn_block_config *cfg, const qkv_nn_attn_mask *mask,
+                                     int64_t B, int64_t T);
 
 #endif

@@ -1,10 +1,11 @@
-/* positional.c — sinusoidal tables, learned absolute position add, RoPE, ALiBi slopes.
+/* positional_ref.c — (the double-precision reference; the fast layers are in nn.h) sinusoidal
+ * tables, learned absolute position add, RoPE, ALiBi slopes.
  *
  * Angles are computed in double from the integer position (p · theta^(-2k/R) is formed as
  * p / theta^(2k/R)), so tables stay accurate for long contexts; each value is rounded to float
  * once. RoPE computes each (t, k) angle once per token and applies it to every head of the
  * token, which keeps the trigonometry to B·T·R/2 calls without a cached table. */
-#include "nn/positional.h"
+#include "nn/positional_ref.h"
 #include "nn/nn_internal.h"
 
 #include <math.h>
@@ -54,10 +55,10 @@ static qkv_status position_check(const char *fn, int64_t B, int64_t T, int64_t C
     return QKV_OK;
 }
 
-qkv_status qkv_nn_position_add_forward(qkv_runtime *rt, float *out, const float *inp,
-                                       const float *pe, int64_t B, int64_t T, int64_t C, int64_t P,
-                                       int64_t pos0) {
-    static const char fn[] = "qkv_nn_position_add_forward";
+qkv_status qkv_nn_position_add_forward_ref(qkv_runtime *rt, float *out, const float *inp,
+                                           const float *pe, int64_t B, int64_t T, int64_t C,
+                                           int64_t P, int64_t pos0) {
+    static const char fn[] = "qkv_nn_position_add_forward_ref";
     NN_NONNULL(fn, out);
     NN_NONNULL(fn, inp);
     NN_NONNULL(fn, pe);
@@ -73,9 +74,10 @@ qkv_status qkv_nn_position_add_forward(qkv_runtime *rt, float *out, const float 
     return QKV_OK;
 }
 
-qkv_status qkv_nn_position_add_backward(qkv_runtime *rt, float *dinp, float *dpe, const float *dout,
-                                        int64_t B, int64_t T, int64_t C, int64_t P, int64_t pos0) {
-    static const char fn[] = "qkv_nn_position_add_backward";
+qkv_status qkv_nn_position_add_backward_ref(qkv_runtime *rt, float *dinp, float *dpe,
+                                            const float *dout, int64_t B, int64_t T, int64_t C,
+                                            int64_t P, int64_t pos0) {
+    static const char fn[] = "qkv_nn_position_add_backward_ref";
     NN_NONNULL(fn, dout);
     QKV_TRY(position_check(fn, B, T, C, P, pos0));
     (void)rt;
@@ -134,8 +136,8 @@ static void rope_rows(void *p, int64_t r0, int64_t r1, int tid) {
     }
 }
 
-static qkv_status rope_check(const char *fn, const qkv_nn_rope *rope, int64_t B, int64_t T,
-                             int64_t H, int64_t D, int64_t pos0, int64_t *R) {
+qkv_status qkv__nn_rope_check(const char *fn, const qkv_nn_rope *rope, int64_t B, int64_t T,
+                              int64_t H, int64_t D, int64_t pos0, int64_t *R) {
     int64_t bt, bth, n;
     NN_NONNULL(fn, rope);
     NN_POSITIVE(fn, B);
@@ -160,14 +162,14 @@ static qkv_status rope_check(const char *fn, const qkv_nn_rope *rope, int64_t B,
     return QKV_OK;
 }
 
-qkv_status qkv_nn_rope_forward(qkv_runtime *rt, float *out, const float *inp,
-                               const qkv_nn_rope *rope, int64_t B, int64_t T, int64_t H, int64_t D,
-                               int64_t pos0) {
-    static const char fn[] = "qkv_nn_rope_forward";
+qkv_status qkv_nn_rope_forward_ref(qkv_runtime *rt, float *out, const float *inp,
+                                   const qkv_nn_rope *rope, int64_t B, int64_t T, int64_t H,
+                                   int64_t D, int64_t pos0) {
+    static const char fn[] = "qkv_nn_rope_forward_ref";
     int64_t R = 0;
     NN_NONNULL(fn, out);
     NN_NONNULL(fn, inp);
-    QKV_TRY(rope_check(fn, rope, B, T, H, D, pos0, &R));
+    QKV_TRY(qkv__nn_rope_check(fn, rope, B, T, H, D, pos0, &R));
     rope_ctx c = {.out = out,
                   .inp = inp,
                   .T = T,
@@ -182,13 +184,13 @@ qkv_status qkv_nn_rope_forward(qkv_runtime *rt, float *out, const float *inp,
     return QKV_OK;
 }
 
-qkv_status qkv_nn_rope_backward(qkv_runtime *rt, float *dinp, const float *dout,
-                                const qkv_nn_rope *rope, int64_t B, int64_t T, int64_t H, int64_t D,
-                                int64_t pos0) {
-    static const char fn[] = "qkv_nn_rope_backward";
+qkv_status qkv_nn_rope_backward_ref(qkv_runtime *rt, float *dinp, const float *dout,
+                                    const qkv_nn_rope *rope, int64_t B, int64_t T, int64_t H,
+                                    int64_t D, int64_t pos0) {
+    static const char fn[] = "qkv_nn_rope_backward_ref";
     int64_t R = 0;
     NN_NONNULL(fn, dout);
-    QKV_TRY(rope_check(fn, rope, B, T, H, D, pos0, &R));
+    QKV_TRY(qkv__nn_rope_check(fn, rope, B, T, H, D, pos0, &R));
     if (!dinp) return QKV_OK;
     NN_REQUIRE(dinp != dout, "%s: dinp and dout are the same buffer (dinp accumulates)", fn);
     rope_ctx c = {.out = dinp,

@@ -1,4 +1,5 @@
-/* block.c — the MLP (dense -> activation -> dense) and the Transformer block in both orders.
+/* block_ref.c — (the double-precision reference; the fast layers are in nn.h) the MLP (dense ->
+ * activation -> dense) and the Transformer block in both orders.
  *
  *   post-LN (BERT, original Transformer):  res1 = x + Attn(x);      x1 = LN1(res1)
  *                                          res2 = x1 + MLP(x1);     y  = LN2(res2)
@@ -10,7 +11,7 @@
  * them). The backwards follow the graph in reverse; the gradient of a residual sum flows to
  * both of its inputs unchanged, which the accumulate convention (nn.h) turns into passing the
  * same gradient buffer to both consumers. */
-#include "nn/block.h"
+#include "nn/block_ref.h"
 #include "core/alloc.h"
 #include "nn/nn_internal.h"
 
@@ -19,15 +20,15 @@
 
 /* ---------------------------------------------------------------- MLP */
 
-static qkv_status mlp_check(const char *fn, const qkv_nn_mlp_params *p, qkv_nn_activation act,
-                            int64_t N, int64_t C, int64_t F) {
+static qkv_status mlp_check(const char *fn, const qkv_nn_mlp_params *p, qkv_act act, int64_t N,
+                            int64_t C, int64_t F) {
     int64_t t;
     NN_NONNULL(fn, p);
     NN_REQUIRE(p->w_fc1 != NULL, "%s: params->w_fc1 is NULL", fn);
     NN_REQUIRE(p->w_fc2 != NULL, "%s: params->w_fc2 is NULL", fn);
-    NN_REQUIRE(act == QKV_NN_ACT_GELU || act == QKV_NN_ACT_GELU_TANH || act == QKV_NN_ACT_RELU ||
-                   act == QKV_NN_ACT_SILU,
-               "%s: act = %d is not a qkv_nn_activation", fn, (int)act);
+    NN_REQUIRE(act == QKV_ACT_GELU_ERF || act == QKV_ACT_GELU_TANH || act == QKV_ACT_RELU ||
+                   act == QKV_ACT_SILU,
+               "%s: act = %d is not a qkv_act", fn, (int)act);
     NN_POSITIVE(fn, N);
     NN_POSITIVE(fn, C);
     NN_POSITIVE(fn, F);
@@ -68,28 +69,28 @@ qkv_status qkv_nn_mlp_acts_bind(qkv_nn_mlp_acts *acts, int64_t N, int64_t F, flo
     return mlp_layout(fn, &l, acts, N, F);
 }
 
-qkv_status qkv_nn_mlp_forward(qkv_runtime *rt, float *out, qkv_nn_mlp_acts *acts, const float *x,
-                              const qkv_nn_mlp_params *params, qkv_nn_activation act, int64_t N,
-                              int64_t C, int64_t F) {
-    static const char fn[] = "qkv_nn_mlp_forward";
+qkv_status qkv_nn_mlp_forward_ref(qkv_runtime *rt, float *out, qkv_nn_mlp_acts *acts,
+                                  const float *x, const qkv_nn_mlp_params *params, qkv_act act,
+                                  int64_t N, int64_t C, int64_t F) {
+    static const char fn[] = "qkv_nn_mlp_forward_ref";
     NN_NONNULL(fn, out);
     NN_NONNULL(fn, acts);
     NN_NONNULL(fn, x);
     QKV_TRY(mlp_check(fn, params, act, N, C, F));
     NN_REQUIRE(acts->h && acts->a, "%s: acts has a NULL buffer (use qkv_nn_mlp_acts_bind)", fn);
-    QKV_TRY(
-        qkv_nn_linear_forward(rt, acts->h, x, params->w_fc1, params->b_fc1, N, C, F)); /* (N,F) */
-    QKV_TRY(qkv_nn_act_forward(rt, act, acts->a, acts->h, N * F));                     /* (N,F) */
-    QKV_TRY(
-        qkv_nn_linear_forward(rt, out, acts->a, params->w_fc2, params->b_fc2, N, F, C)); /* (N,C) */
+    QKV_TRY(qkv_nn_linear_forward_ref(rt, acts->h, x, params->w_fc1, params->b_fc1, N, C,
+                                      F));                             /* (N,F) */
+    QKV_TRY(qkv_nn_act_forward_ref(rt, act, acts->a, acts->h, N * F)); /* (N,F) */
+    QKV_TRY(qkv_nn_linear_forward_ref(rt, out, acts->a, params->w_fc2, params->b_fc2, N, F,
+                                      C)); /* (N,C) */
     return QKV_OK;
 }
 
-qkv_status qkv_nn_mlp_backward(qkv_runtime *rt, float *dx, const qkv_nn_mlp_grads *grads,
-                               const float *dout, const float *x, const qkv_nn_mlp_acts *acts,
-                               const qkv_nn_mlp_params *params, qkv_nn_activation act, int64_t N,
-                               int64_t C, int64_t F) {
-    static const char fn[] = "qkv_nn_mlp_backward";
+qkv_status qkv_nn_mlp_backward_ref(qkv_runtime *rt, float *dx, const qkv_nn_mlp_grads *grads,
+                                   const float *dout, const float *x, const qkv_nn_mlp_acts *acts,
+                                   const qkv_nn_mlp_params *params, qkv_act act, int64_t N,
+                                   int64_t C, int64_t F) {
+    static const char fn[] = "qkv_nn_mlp_backward_ref";
     NN_NONNULL(fn, dout);
     NN_NONNULL(fn, acts);
     NN_NONNULL(fn, x);
@@ -106,10 +107,10 @@ qkv_status qkv_nn_mlp_backward(qkv_runtime *rt, float *dx, const qkv_nn_mlp_grad
     if (!da) return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory (N*F = %lld)", fn, (long long)nf);
     float *dh = da + nf;
     qkv_status st =
-        qkv_nn_linear_backward(rt, da, g.w_fc2, g.b_fc2, dout, acts->a, params->w_fc2, N, F, C);
-    if (st == QKV_OK) st = qkv_nn_act_backward(rt, act, dh, da, acts->h, nf);
+        qkv_nn_linear_backward_ref(rt, da, g.w_fc2, g.b_fc2, dout, acts->a, params->w_fc2, N, F, C);
+    if (st == QKV_OK) st = qkv_nn_act_backward_ref(rt, act, dh, da, acts->h, nf);
     if (st == QKV_OK)
-        st = qkv_nn_linear_backward(rt, dx, g.w_fc1, g.b_fc1, dh, x, params->w_fc1, N, C, F);
+        st = qkv_nn_linear_backward_ref(rt, dx, g.w_fc1, g.b_fc1, dh, x, params->w_fc1, N, C, F);
     qkv__free(da);
     return st;
 }
@@ -191,11 +192,11 @@ static qkv_status block_check_call(const char *fn, const qkv_nn_block_config *cf
     return QKV_OK;
 }
 
-qkv_status qkv_nn_block_forward(qkv_runtime *rt, float *out, qkv_nn_block_acts *acts,
-                                const float *x, const qkv_nn_block_params *params,
-                                const qkv_nn_block_config *cfg, const qkv_nn_attn_mask *mask,
-                                int64_t B, int64_t T) {
-    static const char fn[] = "qkv_nn_block_forward";
+qkv_status qkv_nn_block_forward_ref(qkv_runtime *rt, float *out, qkv_nn_block_acts *acts,
+                                    const float *x, const qkv_nn_block_params *params,
+                                    const qkv_nn_block_config *cfg, const qkv_nn_attn_mask *mask,
+                                    int64_t B, int64_t T) {
+    static const char fn[] = "qkv_nn_block_forward_ref";
     NN_NONNULL(fn, out);
     QKV_TRY(block_check_call(fn, cfg, params, acts, x, B, T));
     NN_REQUIRE(out != x, "%s: out must not alias x", fn);
@@ -205,34 +206,37 @@ qkv_status qkv_nn_block_forward(qkv_runtime *rt, float *out, qkv_nn_block_acts *
     const float eps = cfg->eps;
 
     if (cfg->order == QKV_NN_PRE_LN) {
-        QKV_TRY(qkv_nn_layernorm_forward(rt, a->ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1_w,
-                                         p->ln1_b, N, C, eps));
-        QKV_TRY(qkv_nn_mha_forward(rt, a->res1, &a->attn, a->ln1, NULL, &p->attn, &cfg->attn, mask,
-                                   B, T, T));
-        QKV_TRY(qkv_nn_residual_forward(rt, a->res1, a->res1, x, NC)); /* x1 = x + Attn(LN1(x)) */
-        QKV_TRY(qkv_nn_layernorm_forward(rt, a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, p->ln2_w,
-                                         p->ln2_b, N, C, eps));
-        QKV_TRY(qkv_nn_mlp_forward(rt, out, &a->mlp, a->ln2, &p->mlp, cfg->act, N, C, F));
-        QKV_TRY(qkv_nn_residual_forward(rt, out, out, a->res1, NC)); /* y = x1 + MLP(LN2(x1)) */
+        QKV_TRY(qkv_nn_layernorm_forward_ref(rt, a->ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1_w,
+                                             p->ln1_b, N, C, eps));
+        QKV_TRY(qkv_nn_mha_forward_ref(rt, a->res1, &a->attn, a->ln1, NULL, &p->attn, &cfg->attn,
+                                       mask, B, T, T));
+        QKV_TRY(
+            qkv_nn_residual_forward_ref(rt, a->res1, a->res1, x, NC)); /* x1 = x + Attn(LN1(x)) */
+        QKV_TRY(qkv_nn_layernorm_forward_ref(rt, a->ln2, a->ln2_mean, a->ln2_rstd, a->res1,
+                                             p->ln2_w, p->ln2_b, N, C, eps));
+        QKV_TRY(qkv_nn_mlp_forward_ref(rt, out, &a->mlp, a->ln2, &p->mlp, cfg->act, N, C, F));
+        QKV_TRY(qkv_nn_residual_forward_ref(rt, out, out, a->res1, NC)); /* y = x1 + MLP(LN2(x1)) */
     } else {
-        QKV_TRY(qkv_nn_mha_forward(rt, a->res1, &a->attn, x, NULL, &p->attn, &cfg->attn, mask, B, T,
-                                   T));
-        QKV_TRY(qkv_nn_residual_forward(rt, a->res1, a->res1, x, NC)); /* x + Attn(x) */
-        QKV_TRY(qkv_nn_layernorm_forward(rt, a->ln1, a->ln1_mean, a->ln1_rstd, a->res1, p->ln1_w,
-                                         p->ln1_b, N, C, eps)); /* x1 */
-        QKV_TRY(qkv_nn_mlp_forward(rt, a->res2, &a->mlp, a->ln1, &p->mlp, cfg->act, N, C, F));
-        QKV_TRY(qkv_nn_residual_forward(rt, a->res2, a->res2, a->ln1, NC)); /* x1 + MLP(x1) */
-        QKV_TRY(qkv_nn_layernorm_forward(rt, out, a->ln2_mean, a->ln2_rstd, a->res2, p->ln2_w,
-                                         p->ln2_b, N, C, eps)); /* y */
+        QKV_TRY(qkv_nn_mha_forward_ref(rt, a->res1, &a->attn, x, NULL, &p->attn, &cfg->attn, mask,
+                                       B, T, T));
+        QKV_TRY(qkv_nn_residual_forward_ref(rt, a->res1, a->res1, x, NC)); /* x + Attn(x) */
+        QKV_TRY(qkv_nn_layernorm_forward_ref(rt, a->ln1, a->ln1_mean, a->ln1_rstd, a->res1,
+                                             p->ln1_w, p->ln1_b, N, C, eps)); /* x1 */
+        QKV_TRY(qkv_nn_mlp_forward_ref(rt, a->res2, &a->mlp, a->ln1, &p->mlp, cfg->act, N, C, F));
+        QKV_TRY(qkv_nn_residual_forward_ref(rt, a->res2, a->res2, a->ln1, NC)); /* x1 + MLP(x1) */
+        QKV_TRY(qkv_nn_layernorm_forward_ref(rt, out, a->ln2_mean, a->ln2_rstd, a->res2, p->ln2_w,
+                                             p->ln2_b, N, C, eps)); /* y */
     }
     return QKV_OK;
 }
 
-qkv_status qkv_nn_block_backward(qkv_runtime *rt, float *dx, const qkv_nn_block_grads *grads,
-                                 const float *dout, const float *x, const qkv_nn_block_acts *acts,
-                                 const qkv_nn_block_params *params, const qkv_nn_block_config *cfg,
-                                 const qkv_nn_attn_mask *mask, int64_t B, int64_t T) {
-    static const char fn[] = "qkv_nn_block_backward";
+qkv_status qkv_nn_block_backward_ref(qkv_runtime *rt, float *dx, const qkv_nn_block_grads *grads,
+                                     const float *dout, const float *x,
+                                     const qkv_nn_block_acts *acts,
+                                     const qkv_nn_block_params *params,
+                                     const qkv_nn_block_config *cfg, const qkv_nn_attn_mask *mask,
+                                     int64_t B, int64_t T) {
+    static const char fn[] = "qkv_nn_block_backward_ref";
     NN_NONNULL(fn, dout);
     QKV_TRY(block_check_call(fn, cfg, params, acts, x, B, T));
     const qkv_nn_block_params *p = params;
@@ -259,31 +263,31 @@ qkv_status qkv_nn_block_backward(qkv_runtime *rt, float *dx, const qkv_nn_block_
     if (cfg->order == QKV_NN_PRE_LN) {
         float *dres1 = s, *dln2 = s + NC, *dln1 = s + 2 * NC; /* each (N, C) */
         /* y = x1 + MLP(LN2(x1)) */
-        STEP(qkv_nn_residual_backward(rt, dres1, NULL, dout, NC));
-        STEP(qkv_nn_mlp_backward(rt, dln2, &g.mlp, dout, a->ln2, &a->mlp, &p->mlp, cfg->act, N, C,
-                                 F));
-        STEP(qkv_nn_layernorm_backward(rt, dres1, g.ln2_w, g.ln2_b, dln2, a->res1, p->ln2_w,
-                                       a->ln2_mean, a->ln2_rstd, N, C));
+        STEP(qkv_nn_residual_backward_ref(rt, dres1, NULL, dout, NC));
+        STEP(qkv_nn_mlp_backward_ref(rt, dln2, &g.mlp, dout, a->ln2, &a->mlp, &p->mlp, cfg->act, N,
+                                     C, F));
+        STEP(qkv_nn_layernorm_backward_ref(rt, dres1, g.ln2_w, g.ln2_b, dln2, a->res1, p->ln2_w,
+                                           a->ln2_mean, a->ln2_rstd, N, C));
         /* x1 = x + Attn(LN1(x)) */
-        if (dx) STEP(qkv_nn_residual_backward(rt, dx, NULL, dres1, NC));
-        STEP(qkv_nn_mha_backward(rt, dln1, NULL, &g.attn, dres1, a->ln1, NULL, &a->attn, &p->attn,
-                                 &cfg->attn, mask, B, T, T));
-        STEP(qkv_nn_layernorm_backward(rt, dx, g.ln1_w, g.ln1_b, dln1, x, p->ln1_w, a->ln1_mean,
-                                       a->ln1_rstd, N, C));
+        if (dx) STEP(qkv_nn_residual_backward_ref(rt, dx, NULL, dres1, NC));
+        STEP(qkv_nn_mha_backward_ref(rt, dln1, NULL, &g.attn, dres1, a->ln1, NULL, &a->attn,
+                                     &p->attn, &cfg->attn, mask, B, T, T));
+        STEP(qkv_nn_layernorm_backward_ref(rt, dx, g.ln1_w, g.ln1_b, dln1, x, p->ln1_w, a->ln1_mean,
+                                           a->ln1_rstd, N, C));
     } else {
         float *dres2 = s, *dln1 = s + NC, *dres1 = s + 2 * NC; /* each (N, C) */
         /* y = LN2(res2), res2 = x1 + MLP(x1) */
-        STEP(qkv_nn_layernorm_backward(rt, dres2, g.ln2_w, g.ln2_b, dout, a->res2, p->ln2_w,
-                                       a->ln2_mean, a->ln2_rstd, N, C));
-        STEP(qkv_nn_residual_backward(rt, dln1, NULL, dres2, NC));
-        STEP(qkv_nn_mlp_backward(rt, dln1, &g.mlp, dres2, a->ln1, &a->mlp, &p->mlp, cfg->act, N, C,
-                                 F));
+        STEP(qkv_nn_layernorm_backward_ref(rt, dres2, g.ln2_w, g.ln2_b, dout, a->res2, p->ln2_w,
+                                           a->ln2_mean, a->ln2_rstd, N, C));
+        STEP(qkv_nn_residual_backward_ref(rt, dln1, NULL, dres2, NC));
+        STEP(qkv_nn_mlp_backward_ref(rt, dln1, &g.mlp, dres2, a->ln1, &a->mlp, &p->mlp, cfg->act, N,
+                                     C, F));
         /* x1 = LN1(res1), res1 = x + Attn(x) */
-        STEP(qkv_nn_layernorm_backward(rt, dres1, g.ln1_w, g.ln1_b, dln1, a->res1, p->ln1_w,
-                                       a->ln1_mean, a->ln1_rstd, N, C));
-        if (dx) STEP(qkv_nn_residual_backward(rt, dx, NULL, dres1, NC));
-        STEP(qkv_nn_mha_backward(rt, dx, NULL, &g.attn, dres1, x, NULL, &a->attn, &p->attn,
-                                 &cfg->attn, mask, B, T, T));
+        STEP(qkv_nn_layernorm_backward_ref(rt, dres1, g.ln1_w, g.ln1_b, dln1, a->res1, p->ln1_w,
+                                           a->ln1_mean, a->ln1_rstd, N, C));
+        if (dx) STEP(qkv_nn_residual_backward_ref(rt, dx, NULL, dres1, NC));
+        STEP(qkv_nn_mha_backward_ref(rt, dx, NULL, &g.attn, dres1, x, NULL, &a->attn, &p->attn,
+                                     &cfg->attn, mask, B, T, T));
     }
 #undef STEP
     qkv__free(s);

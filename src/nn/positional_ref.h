@@ -1,9 +1,9 @@
-/* positional.h — positional encodings: sinusoidal (Vaswani et al. 2017), learned absolute
+/* positional_ref.h — positional encodings: sinusoidal (Vaswani et al. 2017), learned absolute
  * (GPT-2, BERT), rotary (RoPE, Su et al.) in both conventions, and ALiBi slopes (Press et al.).
  * Conventions as in nn.h (forwards overwrite, backwards accumulate, INVALID_ARG naming the
  * argument). docs/NN.md has the formulas. */
-#ifndef QKV_NN_POSITIONAL_H
-#define QKV_NN_POSITIONAL_H
+#ifndef QKV_NN_POSITIONAL_REF_H
+#define QKV_NN_POSITIONAL_REF_H
 
 #include "qkv.h"
 
@@ -18,12 +18,13 @@ qkv_status qkv_nn_sinusoidal(float *pe, int64_t T, int64_t C, int64_t pos0);
 
 /* out (B, T, C) = inp (B, T, C) + pe[pos0 + t] with pe (P, C) a learned (GPT-2 wpe, BERT
  * position_embeddings) or sinusoidal table; pos0 + T <= P. out == inp is allowed. */
-qkv_status qkv_nn_position_add_forward(qkv_runtime *rt, float *out, const float *inp,
-                                       const float *pe, int64_t B, int64_t T, int64_t C, int64_t P,
-                                       int64_t pos0);
+qkv_status qkv_nn_position_add_forward_ref(qkv_runtime *rt, float *out, const float *inp,
+                                           const float *pe, int64_t B, int64_t T, int64_t C,
+                                           int64_t P, int64_t pos0);
 /* dinp (B, T, C) += dout; dpe[pos0 + t] (P, C) += Σ_b dout[b, t]. */
-qkv_status qkv_nn_position_add_backward(qkv_runtime *rt, float *dinp, float *dpe, const float *dout,
-                                        int64_t B, int64_t T, int64_t C, int64_t P, int64_t pos0);
+qkv_status qkv_nn_position_add_backward_ref(qkv_runtime *rt, float *dinp, float *dpe,
+                                            const float *dout, int64_t B, int64_t T, int64_t C,
+                                            int64_t P, int64_t pos0);
 
 /* ---------------------------------------------------------------- rotary (RoPE) */
 
@@ -48,13 +49,13 @@ typedef struct qkv_nn_rope {
  *   (x_a, x_b) -> (x_a cos - x_b sin, x_a sin + x_b cos)
  * with (a, b) = (2k, 2k+1) (interleaved) or (k, k + R/2) (half). pos0 is the number of tokens
  * already in the KV cache when decoding. out == inp is allowed. Saves nothing. */
-qkv_status qkv_nn_rope_forward(qkv_runtime *rt, float *out, const float *inp,
-                               const qkv_nn_rope *rope, int64_t B, int64_t T, int64_t H, int64_t D,
-                               int64_t pos0);
+qkv_status qkv_nn_rope_forward_ref(qkv_runtime *rt, float *out, const float *inp,
+                                   const qkv_nn_rope *rope, int64_t B, int64_t T, int64_t H,
+                                   int64_t D, int64_t pos0);
 /* dinp += the inverse rotation of dout (rotation matrices are orthogonal: Rᵀ = R(-angle)). */
-qkv_status qkv_nn_rope_backward(qkv_runtime *rt, float *dinp, const float *dout,
-                                const qkv_nn_rope *rope, int64_t B, int64_t T, int64_t H, int64_t D,
-                                int64_t pos0);
+qkv_status qkv_nn_rope_backward_ref(qkv_runtime *rt, float *dinp, const float *dout,
+                                    const qkv_nn_rope *rope, int64_t B, int64_t T, int64_t H,
+                                    int64_t D, int64_t pos0);
 
 /* ---------------------------------------------------------------- ALiBi */
 

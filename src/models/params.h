@@ -1,0 +1,60 @@
+/* params.h — the parameter table of each architecture: the one place in the tree that names a
+ * model's tensors.
+ *
+ * A row gives the Hugging Face tensor name (after the model prefix, "%d" standing for the layer
+ * index), its shape in terms of the config's sizes, its dtype as stored by qkv (F32), whether
+ * AdamW's weight decay applies and whether it is trained. The inference loaders (gpt.c), the
+ * trainer (src/train), its checkpoints and the Hugging Face import/export all walk these rows,
+ * so a name or shape is written once. Rows are in the order of the architecture's
+ * named_parameters(): the `pre` rows, then the `layer` rows for layer 0, 1, ..., then `post`. */
+#ifndef QKV_MODELS_PARAMS_H
+#define QKV_MODELS_PARAMS_H
+
+#include "qkv.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum qkv__dim {
+    QKV__DIM_NONE = 0, /* no second dimension: a vector */
+    QKV__DIM_V,        /* vocabulary */
+    QKV__DIM_P,        /* positions */
+    QKV__DIM_C,        /* hidden size */
+    QKV__DIM_3C,       /* GPT-2's fused q | k | v */
+    QKV__DIM_F,        /* MLP width */
+    QKV__DIM_Q,        /* query heads · head dim */
+    QKV__DIM_K,        /* key/value heads · head dim */
+} qkv__dim;
+
+/* The sizes a table's dims stand for. */
+typedef struct qkv__dims {
+    int64_t V, P, C, F, Q, K;
+} qkv__dims;
+
+typedef struct qkv__param_spec {
+    const char *name; /* after the prefix; "%d" = the layer index */
+    qkv__dim d0, d1;  /* shape (d0) or (d0, d1) */
+    int decay;        /* weight decay applies: the matrices and embeddings */
+    int trainable;    /* updated by the optimizer (frozen parameters keep their values) */
+} qkv__param_spec;
+
+typedef struct qkv__param_table {
+    const char *arch;   /* "gpt2", "llama" */
+    const char *prefix; /* of the *LMHeadModel / *ForCausalLM checkpoints: "transformer.", ... */
+    const qkv__param_spec *pre, *layer, *post;
+    int n_pre, n_layer, n_post;
+} qkv__param_table;
+
+/* GPT-2 (GPT2LMHeadModel; lm_head tied to wte). Layer rows in the order of trainer.h's TP_*. */
+extern const qkv__param_table qkv__params_gpt2;
+/* Llama-style decoders (LlamaForCausalLM without lm_head.weight, which is stored unprefixed when
+ * the head is untied). */
+extern const qkv__param_table qkv__params_llama;
+
+/* The size a dim stands for (1 for QKV__DIM_NONE). */
+int64_t qkv__param_dim(qkv__dim d, const qkv__dims *s);
+/* prefix + the row's name with "%d" replaced by layer; INVALID_ARG if it does not fit. */
+qkv_status qkv__param_name(char *buf, size_t cap, const char *prefix, const qkv__param_spec *p,
+                           int64_t layer);
+
+#endif
