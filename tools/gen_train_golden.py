@@ -41,7 +41,9 @@ script checks this and prints the pre-clip norms).
 Everything runs in float32 on one thread with torch.use_deterministic_algorithms(True), so a
 rerun reproduces the files (config.json records the transformers version that wrote it).
 The script reloads the saved model and checks that its batch-0 loss equals grads' "loss".
-Usage: tools/.venv/bin/python tools/gen_train_golden.py"""
+Usage: tools/.venv/bin/python tools/gen_train_golden.py
+tools/gen_train_golden_arch.py makes the same files for a tiny Llama and a tiny BERT masked LM
+(tests/fixtures/train/llama_tiny/, bert_tiny/), with this script's hyperparameters."""
 import json
 import math
 import os
@@ -220,10 +222,8 @@ def main():
         json.dump(meta, f, indent=1)
         f.write("\n")
 
-    total = 0
-    for root, _, files in os.walk(OUT):
-        for fn in files:
-            total += os.path.getsize(os.path.join(root, fn))
+    total = sum(os.path.getsize(os.path.join(d, fn)) for d in (OUT, MODEL_DIR)
+                for fn in os.listdir(d) if os.path.isfile(os.path.join(d, fn)))
     print(f"losses {losses[0]:.4f} -> {losses[-1]:.4f}; clipped steps {meta['clipped_steps']}; "
           f"{total} bytes under {os.path.relpath(OUT, ROOT)}")
 
