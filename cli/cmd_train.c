@@ -8,17 +8,20 @@
  *   loss.svg                    train and validation loss curves, redrawn at each validation
  *   ckpt_NNNNNNNN.safetensors   checkpoints (weights + AdamW state + config), the last --keep
  *   model/                      the final model as a Hugging Face GPT-2 directory (+ tokenizer)
+ * The loop itself (schedule, accumulation, validation, metrics, checkpoints and their
+ * rotation, resumption, the NaN guard) is the library's qkv_train_run; this file is its front
+ * end: options and --config, the run directory, signals, the progress bar and the plot (from
+ * the loop's callbacks), the export, and exit codes.
  * Batches are a pure function of (seed, step), and every kernel is deterministic, so
  * `--resume` continues exactly where the checkpoint left off: the same losses as a run that
- * was never interrupted. Ctrl-C / SIGTERM finish the current step, save, and exit; a second
- * Ctrl-C kills at once (the last checkpoint is intact: they are written atomically). A loss or
- * gradient norm that is not finite stops the run before the update, keeping the last good
- * checkpoint. */
+ * was never interrupted. Ctrl-C / SIGTERM finish the current step, save, and exit (the handler
+ * only sets a flag that the loop polls); a second Ctrl-C kills at once (the last checkpoint is
+ * intact: they are written atomically). A loss or gradient norm that is not finite stops the
+ * run before the update, keeping the last good checkpoint. */
 #include "cli.h"
 #include "plot.h"
 #include "textio.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -244,52 +247,6 @@ static char *cfg_json(const train_cfg *c) {
 static volatile sig_atomic_t g_signal = 0;
 static void on_signal(int sig) { g_signal = sig; }
 
-/* The highest step of RUN/ckpt_*.safetensors, or -1. */
-static long latest_ckpt(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    long best = -1;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        long s;
-        char tail[32];
-        if (sscanf(e->d_name, "ckpt_%ld.safetens%31s", &s, tail) == 2 && strcmp(tail, "ors") == 0 &&
-            s > best)
-            best = s;
-    }
-    closedir(d);
-    return best;
-}
-
-/* Keeps the newest `keep` checkpoints and removes leftovers of interrupted writes. */
-static void prune(const char *dir, long keep) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    long steps[4096];
-    int n = 0;
-    struct dirent *e;
-    char path[2048];
-    while ((e = readdir(d))) {
-        long s;
-        char tail[32];
-        if (strstr(e->d_name, ".safetensors.tmp.") && strncmp(e->d_name, "ckpt_", 5) == 0) {
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            unlink(path);
-        } else if (sscanf(e->d_name, "ckpt_%ld.safetens%31s", &s, tail) == 2 &&
-                   strcmp(tail, "ors") == 0 && n < 4096)
-            steps[n++] = s;
-    }
-    closedir(d);
-    for (int i = 0; i < n; i++) {
-        int newer = 0;
-        for (int j = 0; j < n; j++) newer += steps[j] > steps[i];
-        if (newer >= keep) {
-            snprintf(path, sizeof path, "%s/ckpt_%08ld.safetensors", dir, steps[i]);
-            unlink(path);
-        }
-    }
-}
-
 typedef struct curve {
     double *x, *y;
     int64_t n, cap;
@@ -308,36 +265,6 @@ static void curve_add(curve *c, double x, double y) {
     }
     c->x[c->n] = x;
     c->y[c->n++] = y;
-}
-
-/* Keeps the metrics lines of steps <= upto (a resumed run rewrites what came after) and
- * reloads the curves from them. */
-static int metrics_reload(const char *path, long upto, curve *tr, curve *va) {
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    char tmp[2100];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *o = fopen(tmp, "w");
-    if (!o) {
-        fclose(f);
-        return -1;
-    }
-    char line[4096];
-    while (fgets(line, sizeof line, f)) {
-        json_t *j = json_loads(line, 0, NULL);
-        json_t *st = j ? json_object_get(j, "step") : NULL;
-        if (json_is_integer(st) && json_integer_value(st) <= upto) {
-            fputs(line, o);
-            double x = (double)json_integer_value(st);
-            json_t *l = json_object_get(j, "loss"), *v = json_object_get(j, "val_loss");
-            if (json_is_number(l)) curve_add(tr, x, json_number_value(l));
-            if (json_is_number(v)) curve_add(va, x, json_number_value(v));
-        }
-        json_decref(j);
-    }
-    fclose(f);
-    if (fclose(o) != 0 || rename(tmp, path) != 0) return -1;
-    return 0;
 }
 
 static void draw(const char *run, const curve *tr, const curve *va) {
@@ -379,56 +306,37 @@ static int copy_file(const char *from, const char *to) {
     return ok ? 0 : -1;
 }
 
-/* ---------------------------------------------------------------- the loop */
+/* Writes text and a newline to path through a temporary file and a rename; 0 or -1 (errno). */
+static int write_line_atomic(const char *path, const char *text) {
+    char tmp[2100];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return -1;
+    int ok = fprintf(f, "%s\n", text) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok &= fclose(f) == 0;
+    if (ok && rename(tmp, path) == 0) return 0;
+    int e = errno;
+    unlink(tmp);
+    errno = e;
+    return -1;
+}
 
+/* ---------------------------------------------------------------- the loop's front end */
+
+/* The loop itself is qkv_train_run (src/train/loop.c); this side draws the progress and the
+ * plot from its callbacks. */
 typedef struct run {
     train_cfg c;
     qkv_runtime *rt;
     qkv_trainer *t;
     qkv_dataset *train, *val;
-    int32_t *ids, *tgt;
-    FILE *metrics;
     curve tr, va;
     int32_t eot;
     char tok[1024];
+    int tty;
+    long start_step;
+    double ema_tps;
 } run;
-
-static int save(run *r, long step) {
-    char path[2048];
-    snprintf(path, sizeof path, "%s/ckpt_%08ld.safetensors", r->c.out, step);
-    char *user = cfg_json(&r->c);
-    if (r->metrics) fflush(r->metrics), fsync(fileno(r->metrics));
-    qkv_status s = qkv_trainer_save(r->t, path, user ? user : "{}");
-    free(user);
-    if (s != QKV_OK) return cli_report("saving a checkpoint", s);
-    prune(r->c.out, r->c.keep);
-    return 0;
-}
-
-static int evaluate(run *r, long step, double *out) {
-    int64_t B = r->c.batch, T = r->c.seq;
-    int64_t nb = qkv_dataset_batches(r->val, B, T);
-    if (nb > r->c.eval_batches) nb = r->c.eval_batches;
-    if (nb <= 0) {
-        *out = NAN;
-        return 0;
-    }
-    double sum = 0;
-    for (int64_t i = 0; i < nb; i++) {
-        float loss;
-        qkv_status s = qkv_dataset_sequential(r->val, i, B, T, r->ids, r->tgt);
-        if (s == QKV_OK) s = qkv_trainer_eval(r->rt, r->t, r->ids, r->tgt, B, T, &loss);
-        if (s != QKV_OK) return cli_report("validation", s);
-        sum += loss;
-    }
-    *out = sum / (double)nb;
-    fprintf(r->metrics, "{\"step\": %ld, \"val_loss\": %.6f, \"val_ppl\": %.4f}\n", step, *out,
-            exp(*out));
-    fflush(r->metrics);
-    curve_add(&r->va, (double)step, *out);
-    draw(r->c.out, &r->tr, &r->va);
-    return 0;
-}
 
 static void fmt_eta(double s, char *buf, size_t cap) {
     if (!isfinite(s) || s < 0) s = 0;
@@ -439,92 +347,98 @@ static void fmt_eta(double s, char *buf, size_t cap) {
         snprintf(buf, cap, "%ldm%02lds", x / 60, x % 60);
 }
 
+/* Every metrics line (also those kept from before a --resume): the curves; a validation
+ * redraws the plot and is printed. */
+static void on_metrics(const qkv_train_record *m, void *user) {
+    run *r = user;
+    if (m->kind == QKV_TRAIN_RECORD_STEP) {
+        curve_add(&r->tr, (double)m->step, m->loss);
+        return;
+    }
+    curve_add(&r->va, (double)m->step, m->val_loss);
+    if (m->replayed) return;
+    draw(r->c.out, &r->tr, &r->va);
+    if (isfinite(m->val_loss)) {
+        if (r->tty) fputc('\n', stderr);
+        fprintf(stderr, "step %lld: val_loss %.4f  val_ppl %.2f\n", (long long)m->step, m->val_loss,
+                m->val_ppl);
+    }
+}
+
+/* After every step: a progress bar on a terminal, else a line every --log-every steps. */
+static void on_progress(const qkv_train_record *p, void *user) {
+    run *r = user;
+    const train_cfg *c = &r->c;
+    long step = (long)p->step;
+    r->ema_tps = r->ema_tps ? 0.9 * r->ema_tps + 0.1 * p->tokens_per_s : p->tokens_per_s;
+    char eta[32];
+    fmt_eta((double)(c->steps - step) * (double)(c->batch * c->seq * c->accum) / r->ema_tps, eta,
+            sizeof eta);
+    if (r->tty)
+        fprintf(stderr, "\rstep %ld/%ld | loss %.4f | lr %.3g | %.0f tok/s | ETA %s   ", step,
+                c->steps, p->loss, p->lr, r->ema_tps, eta);
+    else if (step % c->log_every == 0 || step == c->steps || step == r->start_step + 1)
+        fprintf(stderr, "step %ld/%ld | loss %.4f | lr %.3g | %.0f tok/s | ETA %s\n", step,
+                c->steps, p->loss, p->lr, r->ema_tps, eta);
+}
+
+static int should_stop(void *user) {
+    (void)user;
+    return g_signal != 0;
+}
+
 static int train_loop(run *r) {
     train_cfg *c = &r->c;
-    const int64_t B = c->batch, T = c->seq, K = c->accum;
-    qkv_adamw hp = {(float)c->beta1, (float)c->beta2, (float)c->eps, (float)c->weight_decay};
-    qkv_lr_schedule sched = {c->lr, c->min_lr, c->warmup, c->steps,
-                             strcmp(c->decay, "linear") == 0     ? QKV_LR_LINEAR
-                             : strcmp(c->decay, "constant") == 0 ? QKV_LR_CONSTANT
-                                                                 : QKV_LR_COSINE};
-    int tty = isatty(2);
-    long step = (long)qkv_trainer_steps(r->t), start_step = step;
-    double t_start = now_seconds(), ema_tps = 0;
-    int rc = 0;
-    while (step < c->steps && !g_signal) {
-        double t0 = now_seconds();
-        qkv_trainer_zero_grad(r->t);
-        double loss = 0;
-        for (int64_t k = 0; k < K; k++) {
-            float l;
-            qkv_status s = qkv_dataset_sample(r->train, c->seed, (uint64_t)(step * K + k), B, T,
-                                              r->ids, r->tgt);
-            if (s == QKV_OK)
-                s = qkv_trainer_forward_backward(r->rt, r->t, r->ids, r->tgt, B, T, 1.0f / (float)K,
-                                                 &l);
-            if (s != QKV_OK) return cli_report("training step", s);
-            loss += (double)l / (double)K;
-        }
-        float norm;
-        double lr = qkv_lr_at(&sched, step);
-        /* clipping + AdamW in one pass; a non-finite norm leaves the weights untouched */
-        qkv_status s = isfinite(loss)
-                           ? qkv_trainer_step(r->rt, r->t, &hp, (float)lr, (float)c->clip, &norm)
-                           : QKV_OK;
-        if (s != QKV_OK) return cli_report("optimizer step", s);
-        if (!isfinite(loss) || !isfinite(norm)) {
-            if (tty) fputc('\n', stderr);
-            long last = latest_ckpt(c->out);
-            fprintf(stderr,
-                    "qkv train: step %ld: the loss (%g) or gradient norm (%g) is not finite; "
-                    "stopped before updating the weights.\n"
-                    "  The last good checkpoint is %s/ckpt_%08ld.safetensors (step %ld); try a "
-                    "lower --lr or --clip.\n",
-                    step + 1, loss, isfinite(loss) ? (double)norm : NAN, c->out, last, last);
-            return EXIT_FAIL;
-        }
-        step++;
-        double dt = now_seconds() - t0, tps = (double)(B * T * K) / dt;
-        ema_tps = ema_tps ? 0.9 * ema_tps + 0.1 * tps : tps;
-        fprintf(r->metrics,
-                "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
-                "\"tokens_per_s\": %.1f, \"step_s\": %.4f, \"elapsed_s\": %.2f}\n",
-                step, loss, lr, (double)norm, tps, dt, now_seconds() - t_start);
-        fflush(r->metrics);
-        curve_add(&r->tr, (double)step, loss);
-        char eta[32];
-        fmt_eta((double)(c->steps - step) * (double)(B * T * K) / ema_tps, eta, sizeof eta);
-        if (tty)
-            fprintf(stderr, "\rstep %ld/%ld | loss %.4f | lr %.3g | %.0f tok/s | ETA %s   ", step,
-                    c->steps, loss, lr, ema_tps, eta);
-        else if (step % c->log_every == 0 || step == c->steps || step == start_step + 1)
-            fprintf(stderr, "step %ld/%ld | loss %.4f | lr %.3g | %.0f tok/s | ETA %s\n", step,
-                    c->steps, loss, lr, ema_tps, eta);
-        if ((c->eval_every && step % c->eval_every == 0) || step == c->steps) {
-            double vl;
-            if ((rc = evaluate(r, step, &vl))) return rc;
-            if (isfinite(vl)) {
-                if (tty) fputc('\n', stderr);
-                fprintf(stderr, "step %ld: val_loss %.4f  val_ppl %.2f\n", step, vl, exp(vl));
-            }
-        }
-        if ((c->save_every && step % c->save_every == 0) || step == c->steps || g_signal)
-            if ((rc = save(r, step))) return rc;
-    }
-    if (tty) fputc('\n', stderr);
-    if (g_signal) {
-        if (step == start_step && (rc = save(r, step))) return rc;
+    qkv_train_options o;
+    qkv_train_options_init(&o);
+    o.train = r->train, o.val = r->val;
+    o.batch = c->batch, o.seq = c->seq, o.accum = c->accum, o.steps = c->steps, o.seed = c->seed;
+    o.lr = c->lr, o.min_lr = c->min_lr, o.warmup = c->warmup;
+    o.decay = strcmp(c->decay, "linear") == 0     ? QKV_LR_LINEAR
+              : strcmp(c->decay, "constant") == 0 ? QKV_LR_CONSTANT
+                                                  : QKV_LR_COSINE;
+    o.weight_decay = c->weight_decay, o.beta1 = c->beta1, o.beta2 = c->beta2, o.eps = c->eps;
+    o.clip = c->clip;
+    o.eval_every = c->eval_every, o.eval_batches = c->eval_batches;
+    o.run_dir = c->out, o.save_every = c->save_every, o.keep = c->keep;
+    char *cfg = cfg_json(c); /* stored in every checkpoint: what --resume continues */
+    o.checkpoint_json = cfg;
+    qkv_train_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    cb.struct_size = sizeof cb;
+    cb.progress = on_progress, cb.metrics = on_metrics, cb.should_stop = should_stop;
+    r->tty = isatty(2);
+    r->start_step = (long)qkv_trainer_steps(r->t);
+    double t_start = now_seconds();
+    qkv_status s = qkv_train_run(r->rt, r->t, &o, &cb, r);
+    free(cfg);
+    long step = (long)qkv_trainer_steps(r->t);
+    if (r->tty) fputc('\n', stderr);
+    if (s == QKV_ERR_INTERRUPTED) {
         fprintf(stderr,
                 "qkv train: stopped by %s after step %ld; checkpoint saved. Continue with:\n"
                 "  qkv train --resume --out %s\n",
                 g_signal == SIGINT ? "SIGINT" : "SIGTERM", step, c->out);
         return g_signal == SIGINT ? 130 : 143;
     }
+    if (s == QKV_ERR_NOT_FINITE) {
+        long last = (long)qkv_train_latest_checkpoint(c->out);
+        fprintf(stderr, "qkv train: %s.\n", qkv_last_error());
+        if (last >= 0)
+            fprintf(stderr,
+                    "  The last good checkpoint is %s/ckpt_%08ld.safetensors (step %ld); try a "
+                    "lower --lr or --clip.\n",
+                    c->out, last, last);
+        else
+            fprintf(stderr, "  No checkpoint was written; try a lower --lr or --clip.\n");
+        return EXIT_FAIL;
+    }
+    if (s != QKV_OK) return cli_report("training", s);
     draw(c->out, &r->tr, &r->va);
     /* the final model */
     char dir[2048], path[2100];
     snprintf(dir, sizeof dir, "%s/model", c->out);
-    qkv_status s = qkv_trainer_export_hf(r->t, dir, r->eot);
+    s = qkv_trainer_export_hf(r->t, dir, r->eot);
     if (s != QKV_OK) return cli_report("exporting the model", s);
     if (r->tok[0]) {
         char src[2100];
@@ -537,17 +451,16 @@ static int train_loop(run *r) {
             fprintf(stderr, "qkv train: warning: could not copy the tokenizer %s to %s\n", src,
                     path);
     }
-    fprintf(stderr, "qkv train: %ld steps done in %.1f s; model written to %s\n", step - start_step,
-            now_seconds() - t_start, dir);
+    fprintf(stderr, "qkv train: %ld steps done in %.1f s; model written to %s\n",
+            step - r->start_step, now_seconds() - t_start, dir);
     return 0;
 }
-
 /* ---------------------------------------------------------------- command */
 
 static int setup(run *r, int resuming) {
     train_cfg *c = &r->c;
     char path[2048];
-    long last = latest_ckpt(c->out);
+    long last = (long)qkv_train_latest_checkpoint(c->out);
     if (!resuming && last >= 0)
         return cli_usage_error("train",
                                "%s already holds a run (checkpoint of step %ld); use --resume to "
@@ -601,23 +514,13 @@ static int setup(run *r, int resuming) {
         r->t, c->batch, c->seq,
         strcmp(c->recompute, "layers") == 0 ? QKV_RECOMPUTE_LAYERS : QKV_RECOMPUTE_NONE, &bytes);
     if (s != QKV_OK) return cli_report("allocating activations", s);
-    r->ids = malloc((size_t)(c->batch * c->seq) * sizeof *r->ids);
-    r->tgt = malloc((size_t)(c->batch * c->seq) * sizeof *r->tgt);
-    if (!r->ids || !r->tgt) return cli_report("allocating batches", QKV_ERR_NOMEM);
-    snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
-    if (resuming && metrics_reload(path, (long)qkv_trainer_steps(r->t), &r->tr, &r->va) != 0) {
-        fprintf(stderr, "qkv train: cannot rewrite %s: %s\n", path, strerror(errno));
-        return EXIT_FAIL;
-    }
-    r->metrics = fopen(path, resuming ? "a" : "w");
-    if (!r->metrics) {
-        fprintf(stderr, "qkv train: cannot write %s: %s\n", path, strerror(errno));
-        return EXIT_USAGE;
-    }
     char *js = cfg_json(c);
     snprintf(path, sizeof path, "%s/config.json", c->out);
-    FILE *f = js ? fopen(path, "w") : NULL;
-    if (f) fprintf(f, "%s\n", js), fclose(f);
+    if (!js || write_line_atomic(path, js) != 0) {
+        fprintf(stderr, "qkv train: cannot write %s: %s\n", path, strerror(errno));
+        free(js);
+        return EXIT_USAGE;
+    }
     free(js);
     int64_t n_params = qkv_trainer_numel(r->t);
     fprintf(stderr,
@@ -689,12 +592,12 @@ int cmd_train(int argc, char **argv) {
     run r;
     memset(&r, 0, sizeof r);
     if (resume) {
-        long last = latest_ckpt(cfg.out);
+        long last = (long)qkv_train_latest_checkpoint(cfg.out);
         if (last < 0) return cli_usage_error("train", "--resume: no checkpoint in %s", cfg.out);
         char path[2048];
         snprintf(path, sizeof path, "%s/ckpt_%08ld.safetensors", cfg.out, last);
         char *user = NULL;
-        qkv_status s = qkv_trainer_restore(path, &r.t, &user);
+        qkv_status s = qkv_train_resume(cfg.out, &r.t, &user);
         if (s != QKV_OK) return cli_report(path, s);
         train_cfg saved;
         cfg_defaults(&saved);
@@ -735,12 +638,10 @@ int cmd_train(int argc, char **argv) {
         sigaction(SIGTERM, &sa, NULL);
         rc = train_loop(&r);
     }
-    if (r.metrics) fclose(r.metrics);
     qkv_trainer_free(r.t);
     qkv_dataset_close(r.train);
     qkv_dataset_close(r.val);
     qkv_runtime_free(r.rt);
-    free(r.ids), free(r.tgt);
     free(r.tr.x), free(r.tr.y), free(r.va.x), free(r.va.y);
     return rc;
 }

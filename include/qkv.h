@@ -49,6 +49,8 @@ typedef enum qkv_status {
     QKV_ERR_NOT_FOUND = 6,   /* a named item (tensor, key, file) does not exist */
     QKV_ERR_OVERFLOW = 7,    /* a size computation would overflow */
     QKV_ERR_INTERNAL = 8,    /* a bug in qkv: please report it */
+    QKV_ERR_INTERRUPTED = 9, /* stopped on the caller's request (e.g. a signal), state saved */
+    QKV_ERR_NOT_FINITE = 10, /* a computed value (a loss, a norm) is NaN or infinite */
     /* append new codes here; never renumber */
 } qkv_status;
 
@@ -704,6 +706,100 @@ QKV_API qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char
 /* Writes dir/config.json and dir/model.safetensors that transformers' GPT2LMHeadModel (and
  * qkv_lm_load) load; eot_id (or -1) becomes bos/eos_token_id. */
 QKV_API qkv_status qkv_trainer_export_hf(const qkv_trainer *t, const char *dir, int32_t eot_id);
+
+/* ---------------------------------------------------------------- the training loop */
+
+/* qkv_train_run is the whole training loop (src/train/loop.c), shared by `qkv train` and any
+ * other front end: step s (0-based) samples micro-batches s·accum .. s·accum + accum - 1 with
+ * qkv_dataset_sample(train, seed, ...), accumulates their gradients (scale 1/accum), takes
+ * the fused clip + AdamW step (qkv_trainer_step) at the learning rate qkv_lr_at(s) of the
+ * schedule (lr, min_lr, warmup, steps, decay), evaluates on `val` every eval_every steps and
+ * after the last, and with a run directory writes metrics.jsonl and checkpoints
+ * run_dir/ckpt_NNNNNNNN.safetensors every save_every steps, after the last step and on a stop
+ * request, keeping the newest `keep`. It continues from qkv_trainer_steps(t), so a trainer
+ * restored from a checkpoint (qkv_train_resume) finishes with the same bits as a run that was
+ * never stopped. docs/TRAINING.md describes the files.
+ *
+ * Structs marked "versioned" start with struct_size: the caller sets it to sizeof the struct
+ * it was compiled with (qkv_train_options_init does); sizes this library does not know are
+ * refused with INVALID_ARG, so fields can be added at the end later. */
+
+/* Versioned. qkv_train_options_init sets struct_size and the defaults in parentheses. */
+typedef struct qkv_train_options {
+    size_t struct_size;
+    const qkv_dataset *train; /* required */
+    const qkv_dataset *val;   /* NULL: no validation */
+    int64_t batch;            /* B sequences per micro-batch (8) */
+    int64_t seq;              /* T tokens per sequence (128; at most the model's n_positions) */
+    int64_t accum;            /* micro-batches per step (1) */
+    int64_t steps;            /* train until the trainer has taken this many steps (1000) */
+    uint64_t seed;            /* batch sampling (1234) */
+    double lr, min_lr;        /* peak and final learning rate (1e-3, 1e-4) */
+    int64_t warmup;           /* linear warmup steps (100) */
+    qkv_lr_decay decay;       /* (QKV_LR_COSINE) */
+    double weight_decay;      /* AdamW, as float (0.1) */
+    double beta1, beta2, eps; /* AdamW, as float (0.9, 0.95, 1e-8) */
+    double clip;              /* global gradient-norm clipping (1.0; 0 = off) */
+    int64_t eval_every;       /* validation every N steps and after the last (100; 0 = last) */
+    int64_t eval_batches;     /* validation batches: qkv_dataset_sequential 0.. (20) */
+    /* the run directory (created if missing), or NULL to write nothing. On entry
+     * metrics.jsonl is cut back to the lines of steps <= qkv_trainer_steps(t); a directory
+     * holding a checkpoint of a later step is refused (INVALID_ARG). (NULL) */
+    const char *run_dir;
+    int64_t save_every;          /* checkpoint every N steps (200; 0 = only the last) */
+    int64_t keep;                /* checkpoints kept, the newest (3) */
+    const char *checkpoint_json; /* the user JSON stored in every checkpoint (NULL: "{}") */
+} qkv_train_options;
+QKV_API void qkv_train_options_init(qkv_train_options *o);
+
+typedef enum qkv_train_record_kind {
+    QKV_TRAIN_RECORD_STEP = 0, /* a training step */
+    QKV_TRAIN_RECORD_EVAL = 1  /* a validation */
+} qkv_train_record_kind;
+
+/* Versioned (set by the library: read a field only if struct_size covers it). One line of
+ * metrics.jsonl. Fields of the other kind are NaN. */
+typedef struct qkv_train_record {
+    size_t struct_size;
+    qkv_train_record_kind kind;
+    int64_t step;        /* steps taken (from 1 after the first step) */
+    int64_t total_steps; /* options.steps */
+    double loss;         /* STEP: mean loss over the accumulated micro-batches */
+    double lr, grad_norm;
+    double tokens_per_s, step_s, elapsed_s; /* elapsed since this qkv_train_run began */
+    double val_loss, val_ppl;               /* EVAL */
+    /* 1 for the lines of metrics.jsonl kept from before a resumed run, sent once at the start
+     * (so a plot can be redrawn whole); their numbers come from the file */
+    int replayed;
+    const char *json; /* the metrics.jsonl line, without its newline */
+} qkv_train_record;
+
+/* Versioned. Every member may be NULL; they run on the calling thread of qkv_train_run. */
+typedef struct qkv_train_callbacks {
+    size_t struct_size;
+    /* after every step of this call (a STEP record, never replayed) */
+    void (*progress)(const qkv_train_record *r, void *user);
+    /* every metrics line: the replayed ones first, then each STEP and EVAL line as written */
+    void (*metrics)(const qkv_train_record *r, void *user);
+    /* polled before the first step and after every step: nonzero stops the run, which saves
+     * a checkpoint of the step reached (with a run directory) and returns INTERRUPTED */
+    int (*should_stop)(void *user);
+    /* after each checkpoint is written (and older ones pruned) */
+    void (*checkpoint)(int64_t step, const char *path, void *user);
+} qkv_train_callbacks;
+
+/* Trains t until qkv_trainer_steps(t) == opt->steps (nothing to do if it is already there).
+ * cb may be NULL. Returns OK when done; INTERRUPTED after should_stop (checkpoint saved);
+ * NOT_FINITE when a step's loss or gradient norm is not finite: the weights are not updated
+ * and nothing of that step is written (the message names the step, the loss and the norm);
+ * INVALID_ARG for bad options (naming the field); IO, NOMEM and the trainer's errors as they
+ * come. The library installs no signal handler: map signals to should_stop. */
+QKV_API qkv_status qkv_train_run(qkv_runtime *rt, qkv_trainer *t, const qkv_train_options *opt,
+                                 const qkv_train_callbacks *cb, void *user);
+/* The step of the newest run_dir/ckpt_NNNNNNNN.safetensors, or -1 if there is none. */
+QKV_API int64_t qkv_train_latest_checkpoint(const char *run_dir);
+/* qkv_trainer_restore of the newest checkpoint of run_dir: NOT_FOUND when there is none. */
+QKV_API qkv_status qkv_train_resume(const char *run_dir, qkv_trainer **out, char **user_json);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,8 @@ const char *qkv_strerror(qkv_status s) {
     case QKV_ERR_NOT_FOUND: return "not found";
     case QKV_ERR_OVERFLOW: return "size overflow";
     case QKV_ERR_INTERNAL: return "internal error";
+    case QKV_ERR_INTERRUPTED: return "interrupted";
+    case QKV_ERR_NOT_FINITE: return "not finite";
     }
     return "unknown status";
 }

@@ -122,6 +122,8 @@ printf '\x00\x00\xc0\x7f' | dd of="$ck" bs=1 seek=$((8 + hdr + vocab * 32 * 4)) 
 check '[[ $rc -eq 1 ]]' "NaN guard exit code $rc"
 check 'grep -q "not finite" "$tmp/f.err"' "NaN guard message: $(cat "$tmp/f.err" | tail -2)"
 check '[[ "$(ls "$tmp/f" | grep -c "^ckpt_")" -eq 1 ]]' "NaN guard wrote no checkpoint"
+check 'grep -q "last good checkpoint is .*ckpt_00000008" "$tmp/f.err"' "NaN guard names the last good checkpoint"
+check '[[ $(grep -c "\"loss\"" "$tmp/f/metrics.jsonl") -eq 8 ]]' "NaN guard: metrics.jsonl cut back to steps 1..8, no line for the failed step"
 
 # Usage errors.
 "$qkv" train --out "$tmp/g" >/dev/null 2>&1; rc=$?

@@ -1,0 +1,495 @@
+/* loop.c — the training loop behind qkv_train_run: schedule, gradient accumulation, the fused
+ * clip + AdamW step, validation, metrics.jsonl, checkpoints with rotation, resumption, stop
+ * requests and the NaN guard. `qkv train` is a front end over it (options, signals, progress
+ * bar, plot, export); so is anything else that trains (fine-tuning, a Python binding).
+ *
+ * Only the public qkv_trainer_* and qkv_dataset_* calls are used: the loop does not know the
+ * architecture behind the trainer handle.
+ *
+ * Invariants:
+ *   - batches are a pure function of (seed, step·accum + k) and the learning rate of the
+ *     step, so a run resumed from any checkpoint takes exactly the steps of an uninterrupted
+ *     one (every kernel is deterministic);
+ *   - a step whose loss or gradient norm is not finite changes nothing: no update (the
+ *     trainer refuses it), no metrics line, no checkpoint;
+ *   - files are never half written: checkpoints by qkv_trainer_save (temporary, fsync,
+ *     rename), the resumed metrics.jsonl through a temporary file and a rename; afterwards
+ *     metrics lines are appended whole and flushed, and fsynced before every checkpoint so a
+ *     checkpoint never refers to metrics that a crash could lose;
+ *   - the library never installs signal handlers: the caller's should_stop is polled between
+ *     steps. */
+#include "core/alloc.h"
+#include "core/error.h"
+#include "io/json.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PATH_CAP 4096
+#define LINE_CAP 4096 /* metrics lines are ~150 bytes; longer ones are not ours */
+
+void qkv_train_options_init(qkv_train_options *o) {
+    if (!o) return;
+    memset(o, 0, sizeof *o);
+    o->struct_size = sizeof *o;
+    o->batch = 8, o->seq = 128, o->accum = 1, o->steps = 1000, o->seed = 1234;
+    o->lr = 1e-3, o->min_lr = 1e-4, o->warmup = 100, o->decay = QKV_LR_COSINE;
+    o->weight_decay = 0.1, o->beta1 = 0.9, o->beta2 = 0.95, o->eps = 1e-8, o->clip = 1.0;
+    o->eval_every = 100, o->eval_batches = 20;
+    o->save_every = 200, o->keep = 3;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static qkv_status io_fail(const char *what, const char *path) {
+    char ebuf[128];
+    return qkv__fail(QKV_ERR_IO, "%s: %s: %s", path, what, strerror_r(errno, ebuf, sizeof ebuf));
+}
+
+/* Prefixes the current message with context (copied first: it is the buffer written to). */
+static qkv_status with_context(qkv_status s, const char *what, int64_t step) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", qkv_last_error());
+    return qkv__fail(s, "%s at step %" PRId64 ": %s", what, step, msg);
+}
+
+/* ---------------------------------------------------------------- run directory */
+
+/* 1 and the step if name is ckpt_<digits>.safetensors. */
+static int ckpt_step(const char *name, int64_t *step) {
+    if (strncmp(name, "ckpt_", 5) != 0) return 0;
+    const char *p = name + 5;
+    int64_t s = 0;
+    if (*p < '0' || *p > '9') return 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (s > (INT64_MAX - 9) / 10) return 0;
+        s = s * 10 + (*p - '0');
+    }
+    if (strcmp(p, ".safetensors") != 0) return 0;
+    *step = s;
+    return 1;
+}
+
+static int ckpt_path(char *buf, const char *dir, int64_t step) {
+    int n = snprintf(buf, PATH_CAP, "%s/ckpt_%08" PRId64 ".safetensors", dir, step);
+    return n > 0 && n < PATH_CAP;
+}
+
+int64_t qkv_train_latest_checkpoint(const char *run_dir) {
+    DIR *d = run_dir ? opendir(run_dir) : NULL;
+    if (!d) return -1;
+    int64_t best = -1, s;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (ckpt_step(e->d_name, &s) && s > best) best = s;
+    closedir(d);
+    return best;
+}
+
+qkv_status qkv_train_resume(const char *run_dir, qkv_trainer **out, char **user_json) {
+    if (!run_dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_train_resume: NULL argument");
+    *out = NULL;
+    if (user_json) *user_json = NULL;
+    int64_t last = qkv_train_latest_checkpoint(run_dir);
+    if (last < 0)
+        return qkv__fail(QKV_ERR_NOT_FOUND, "%s: no checkpoint (ckpt_NNNNNNNN.safetensors)",
+                         run_dir);
+    char path[PATH_CAP];
+    if (!ckpt_path(path, run_dir, last))
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_train_resume: run_dir is too long");
+    return qkv_trainer_restore(path, out, user_json);
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Keeps the newest `keep` checkpoints and removes leftovers of interrupted writes
+ * (ckpt_*.safetensors.tmp.<pid>, metrics.jsonl.tmp.<pid>). */
+static qkv_status prune(const char *dir, int64_t keep) {
+    DIR *d = opendir(dir);
+    if (!d) return io_fail("cannot list", dir);
+    int64_t *steps = NULL, s;
+    size_t n = 0, cap = 0;
+    char path[PATH_CAP];
+    struct dirent *e;
+    qkv_status st = QKV_OK;
+    while ((e = readdir(d))) {
+        if ((strncmp(e->d_name, "ckpt_", 5) == 0 && strstr(e->d_name, ".safetensors.tmp.")) ||
+            strncmp(e->d_name, "metrics.jsonl.tmp.", 18) == 0) {
+            if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path)
+                unlink(path);
+        } else if (ckpt_step(e->d_name, &s)) {
+            if (n == cap) {
+                size_t ncap = cap ? 2 * cap : 64;
+                int64_t *grown = qkv__alloc(ncap * sizeof *grown);
+                if (!grown) {
+                    st = qkv__fail(QKV_ERR_NOMEM, "pruning checkpoints: out of memory");
+                    break;
+                }
+                if (n) memcpy(grown, steps, n * sizeof *steps);
+                qkv__free(steps);
+                steps = grown, cap = ncap;
+            }
+            steps[n++] = s;
+        }
+    }
+    closedir(d);
+    if (st == QKV_OK && (int64_t)n > keep) {
+        qsort(steps, n, sizeof *steps, cmp_i64);
+        for (size_t i = 0; i + (size_t)keep < n; i++)
+            if (ckpt_path(path, dir, steps[i])) unlink(path);
+    }
+    qkv__free(steps);
+    return st;
+}
+
+/* ---------------------------------------------------------------- the loop's state */
+
+typedef struct loop {
+    qkv_runtime *rt;
+    qkv_trainer *t;
+    const qkv_train_options *o;
+    const qkv_train_callbacks *cb; /* NULL: none */
+    void *user;
+    int32_t *ids, *tgt; /* [B, T] */
+    FILE *metrics;      /* run_dir/metrics.jsonl, appending; NULL without run_dir */
+    char metrics_path[PATH_CAP];
+    double t_start;
+    int64_t saved; /* the step of the last checkpoint this call wrote, or -1 */
+} loop;
+
+static void record_init(qkv_train_record *r, qkv_train_record_kind kind, int64_t step,
+                        int64_t total) {
+    memset(r, 0, sizeof *r);
+    r->struct_size = sizeof *r;
+    r->kind = kind;
+    r->step = step, r->total_steps = total;
+    r->loss = r->lr = r->grad_norm = r->tokens_per_s = r->step_s = r->elapsed_s = NAN;
+    r->val_loss = r->val_ppl = NAN;
+}
+
+/* Appends r's line to metrics.jsonl (if any) and hands it to the metrics callback. */
+static qkv_status emit(loop *L, qkv_train_record *r) {
+    char line[LINE_CAP];
+    if (r->kind == QKV_TRAIN_RECORD_STEP)
+        snprintf(line, sizeof line,
+                 "{\"step\": %" PRId64 ", \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
+                 "\"tokens_per_s\": %.1f, \"step_s\": %.4f, \"elapsed_s\": %.2f}",
+                 r->step, r->loss, r->lr, r->grad_norm, r->tokens_per_s, r->step_s, r->elapsed_s);
+    else
+        snprintf(line, sizeof line,
+                 "{\"step\": %" PRId64 ", \"val_loss\": %.6f, \"val_ppl\": %.4f}", r->step,
+                 r->val_loss, r->val_ppl);
+    r->json = line;
+    if (L->metrics && (fprintf(L->metrics, "%s\n", line) < 0 || fflush(L->metrics) != 0))
+        return io_fail("cannot write", L->metrics_path);
+    if (L->cb && L->cb->metrics) L->cb->metrics(r, L->user);
+    r->json = NULL;
+    return QKV_OK;
+}
+
+static double num_or_nan(json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+/* One line of an existing metrics.jsonl: 1 if it belongs to a step <= upto (then *r is filled
+ * and r->replayed is 1 for a STEP or EVAL line worth replaying), 0 if it goes; NOMEM if
+ * jansson ran out of memory. */
+static qkv_status parse_line(const char *line, int64_t upto, int64_t total, int *keep,
+                             qkv_train_record *r) {
+    *keep = 0;
+    record_init(r, QKV_TRAIN_RECORD_STEP, 0, total); /* replayed stays 0 unless filled below */
+    qkv__json_begin();
+    json_t *j = json_loads(line, 0, NULL);
+    int nomem = qkv__json_alloc_failed();
+    json_t *st = j ? json_object_get(j, "step") : NULL;
+    if (json_is_integer(st) && json_integer_value(st) <= upto) {
+        *keep = 1;
+        int64_t step = (int64_t)json_integer_value(st);
+        if (json_is_number(json_object_get(j, "val_loss"))) {
+            record_init(r, QKV_TRAIN_RECORD_EVAL, step, total);
+            r->val_loss = num_or_nan(j, "val_loss");
+            r->val_ppl = num_or_nan(j, "val_ppl");
+            r->replayed = 1;
+        } else if (json_is_number(json_object_get(j, "loss"))) {
+            record_init(r, QKV_TRAIN_RECORD_STEP, step, total);
+            r->loss = num_or_nan(j, "loss");
+            r->lr = num_or_nan(j, "lr");
+            r->grad_norm = num_or_nan(j, "grad_norm");
+            r->tokens_per_s = num_or_nan(j, "tokens_per_s");
+            r->step_s = num_or_nan(j, "step_s");
+            r->elapsed_s = num_or_nan(j, "elapsed_s");
+            r->replayed = 1;
+        }
+    }
+    json_decref(j);
+    qkv__json_end();
+    return nomem ? qkv__fail(QKV_ERR_NOMEM, "reading metrics.jsonl: out of memory") : QKV_OK;
+}
+
+/* Cuts metrics.jsonl back to the steps <= upto (a resumed run rewrites what came after; a
+ * new run starts it empty), replays the kept lines to the metrics callback and opens it for
+ * appending. The cut goes through a temporary file and a rename. */
+static qkv_status metrics_start(loop *L, int64_t upto) {
+    char tmp[PATH_CAP + 32];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", L->metrics_path, (long)getpid());
+    FILE *in = fopen(L->metrics_path, "r");
+    if (!in && errno != ENOENT) return io_fail("cannot read", L->metrics_path);
+    FILE *out = fopen(tmp, "w");
+    if (!out) {
+        qkv_status s = io_fail("cannot create", tmp);
+        if (in) fclose(in);
+        return s;
+    }
+    qkv_status s = QKV_OK;
+    char line[LINE_CAP];
+    int rest_of_long_line = 0;
+    while (s == QKV_OK && in && fgets(line, sizeof line, in)) {
+        size_t n = strlen(line);
+        int whole = n > 0 && line[n - 1] == '\n';
+        if (rest_of_long_line || (!whole && !feof(in))) { /* overlong: not ours, dropped */
+            rest_of_long_line = !whole;
+            continue;
+        }
+        if (whole) line[--n] = '\0';
+        int keep;
+        qkv_train_record r;
+        s = parse_line(line, upto, L->o->steps, &keep, &r);
+        if (s != QKV_OK || !keep) continue;
+        if (fprintf(out, "%s\n", line) < 0) {
+            s = io_fail("cannot write", tmp);
+            break;
+        }
+        if (r.replayed && L->cb && L->cb->metrics) {
+            r.json = line;
+            L->cb->metrics(&r, L->user);
+        }
+    }
+    if (s == QKV_OK && in && ferror(in)) s = io_fail("cannot read", L->metrics_path);
+    if (in) fclose(in);
+    if (s == QKV_OK && (fflush(out) != 0 || fsync(fileno(out)) != 0))
+        s = io_fail("cannot write", tmp);
+    if (fclose(out) != 0 && s == QKV_OK) s = io_fail("cannot write", tmp);
+    if (s == QKV_OK && rename(tmp, L->metrics_path) != 0)
+        s = io_fail("cannot rename the temporary file", tmp);
+    if (s != QKV_OK) {
+        unlink(tmp);
+        return s;
+    }
+    L->metrics = fopen(L->metrics_path, "a");
+    if (!L->metrics) return io_fail("cannot append to", L->metrics_path);
+    return QKV_OK;
+}
+
+/* A checkpoint of `step`, then the rotation. */
+static qkv_status save(loop *L, int64_t step) {
+    const char *dir = L->o->run_dir;
+    char path[PATH_CAP];
+    if (!ckpt_path(path, dir, step))
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_train_run: run_dir is too long");
+    if (fflush(L->metrics) != 0 || fsync(fileno(L->metrics)) != 0)
+        return io_fail("cannot write", L->metrics_path);
+    const char *js = L->o->checkpoint_json ? L->o->checkpoint_json : "{}";
+    qkv_status s = qkv_trainer_save(L->t, path, js);
+    if (s != QKV_OK) return with_context(s, "saving the checkpoint", step);
+    L->saved = step;
+    QKV_TRY(prune(dir, L->o->keep));
+    if (L->cb && L->cb->checkpoint) L->cb->checkpoint(step, path, L->user);
+    return QKV_OK;
+}
+
+/* The mean validation loss over the first eval_batches sequential batches, as an EVAL line;
+ * nothing when the split holds no batch. */
+static qkv_status evaluate(loop *L, int64_t step) {
+    const qkv_train_options *o = L->o;
+    if (!o->val) return QKV_OK;
+    int64_t nb = qkv_dataset_batches(o->val, o->batch, o->seq);
+    if (nb > o->eval_batches) nb = o->eval_batches;
+    if (nb <= 0) return QKV_OK;
+    double sum = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        float loss;
+        qkv_status s = qkv_dataset_sequential(o->val, i, o->batch, o->seq, L->ids, L->tgt);
+        if (s == QKV_OK) s = qkv_trainer_eval(L->rt, L->t, L->ids, L->tgt, o->batch, o->seq, &loss);
+        if (s != QKV_OK) return with_context(s, "validation", step);
+        sum += loss;
+    }
+    qkv_train_record r;
+    record_init(&r, QKV_TRAIN_RECORD_EVAL, step, o->steps);
+    r.val_loss = sum / (double)nb;
+    r.val_ppl = exp(r.val_loss);
+    return emit(L, &r);
+}
+
+/* One optimizer step over `accum` micro-batches; fills r (a STEP record) on success. */
+static qkv_status train_step(loop *L, int64_t step, const qkv_adamw *hp,
+                             const qkv_lr_schedule *sched, qkv_train_record *r) {
+    const qkv_train_options *o = L->o;
+    const int64_t B = o->batch, T = o->seq, K = o->accum;
+    double t0 = now_s(), loss = 0;
+    qkv_trainer_zero_grad(L->t);
+    for (int64_t k = 0; k < K; k++) {
+        float l;
+        qkv_status s =
+            qkv_dataset_sample(o->train, o->seed, (uint64_t)(step * K + k), B, T, L->ids, L->tgt);
+        if (s == QKV_OK)
+            s = qkv_trainer_forward_backward(L->rt, L->t, L->ids, L->tgt, B, T, 1.0f / (float)K,
+                                             &l);
+        if (s != QKV_OK) return with_context(s, "training", step + 1);
+        loss += (double)l / (double)K;
+    }
+    double lr = qkv_lr_at(sched, step);
+    float norm = NAN;
+    /* clipping + AdamW in one pass; a non-finite norm leaves the weights untouched */
+    if (isfinite(loss)) {
+        qkv_status s = qkv_trainer_step(L->rt, L->t, hp, (float)lr, (float)o->clip, &norm);
+        if (s != QKV_OK) return with_context(s, "the optimizer step", step + 1);
+    }
+    if (!isfinite(loss) || !isfinite(norm))
+        return qkv__fail(QKV_ERR_NOT_FINITE,
+                         "step %" PRId64 ": the loss (%g) or gradient norm (%g) is not finite; "
+                         "stopped before updating the weights",
+                         step + 1, loss, (double)norm);
+    double t1 = now_s();
+    record_init(r, QKV_TRAIN_RECORD_STEP, step + 1, o->steps);
+    r->loss = loss, r->lr = lr, r->grad_norm = (double)norm;
+    r->step_s = t1 - t0;
+    r->tokens_per_s = (double)(B * T * K) / r->step_s;
+    r->elapsed_s = t1 - L->t_start;
+    return QKV_OK;
+}
+
+/* ---------------------------------------------------------------- options */
+
+#define BAD(...) qkv__fail(QKV_ERR_INVALID_ARG, "qkv_train_run: " __VA_ARGS__)
+
+static qkv_status check_options(const qkv_trainer *t, const qkv_train_options *o,
+                                const qkv_train_callbacks *cb) {
+    if (!t || !o) return BAD("NULL trainer or options");
+    if (o->struct_size != sizeof *o)
+        return BAD("options.struct_size is %zu, this library knows %zu (set it with "
+                   "qkv_train_options_init)",
+                   o->struct_size, sizeof *o);
+    if (cb && cb->struct_size != sizeof *cb)
+        return BAD("callbacks.struct_size is %zu, this library knows %zu", cb->struct_size,
+                   sizeof *cb);
+    if (!o->train) return BAD("options.train is NULL");
+    if (o->batch < 1 || o->batch > ((int64_t)1 << 20)) return BAD("batch must be in [1, 2^20]");
+    if (o->seq < 1) return BAD("seq must be >= 1");
+    if (o->accum < 1 || o->accum > ((int64_t)1 << 20)) return BAD("accum must be in [1, 2^20]");
+    if (o->steps < 0 || o->warmup < 0 || o->eval_every < 0 || o->eval_batches < 0 ||
+        o->save_every < 0)
+        return BAD("steps, warmup, eval_every, eval_batches and save_every must be >= 0");
+    if (o->keep < 1) return BAD("keep must be >= 1");
+    int64_t bt, idx;
+    if (__builtin_mul_overflow(o->batch, o->seq, &bt) ||
+        __builtin_mul_overflow(bt, o->accum, &bt) ||
+        __builtin_mul_overflow(o->steps, o->accum, &idx) || bt > ((int64_t)1 << 40))
+        return BAD("batch x seq x accum (or steps x accum) is too large");
+    if (o->decay != QKV_LR_CONSTANT && o->decay != QKV_LR_COSINE && o->decay != QKV_LR_LINEAR)
+        return BAD("unknown decay %d", (int)o->decay);
+    const double fl[] = {o->lr, o->min_lr, o->weight_decay, o->eps, o->clip};
+    static const char *const fl_name[] = {"lr", "min_lr", "weight_decay", "eps", "clip"};
+    for (size_t i = 0; i < sizeof fl / sizeof *fl; i++)
+        if (!(fl[i] >= 0) || !isfinite((float)fl[i]))
+            return BAD("%s must be a finite float >= 0, not %g", fl_name[i], fl[i]);
+    if (!(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1))
+        return BAD("beta1 and beta2 must be in [0, 1)");
+    qkv_gpt2_shape sh;
+    qkv_trainer_get_shape(t, &sh);
+    if (o->seq > sh.n_positions)
+        return BAD("seq %" PRId64 " is longer than the model's n_positions %" PRId64, o->seq,
+                   sh.n_positions);
+    if (qkv_dataset_vocab_size(o->train) > sh.vocab_size)
+        return BAD("the dataset's vocabulary (%" PRId64 ") is larger than the model's (%" PRId64
+                   ")",
+                   qkv_dataset_vocab_size(o->train), sh.vocab_size);
+    if (o->val && qkv_dataset_vocab_size(o->val) > sh.vocab_size)
+        return BAD("the validation vocabulary (%" PRId64 ") is larger than the model's (%" PRId64
+                   ")",
+                   qkv_dataset_vocab_size(o->val), sh.vocab_size);
+    if (qkv_dataset_tokens(o->train) < o->seq + 1)
+        return BAD("the train split has %" PRId64 " tokens, fewer than seq + 1",
+                   qkv_dataset_tokens(o->train));
+    if (o->run_dir && strlen(o->run_dir) > PATH_CAP - 64) return BAD("run_dir is too long");
+    return QKV_OK;
+}
+
+/* ---------------------------------------------------------------- the loop */
+
+static qkv_status run(loop *L) {
+    const qkv_train_options *o = L->o;
+    const qkv_train_callbacks *cb = L->cb;
+    int64_t step = qkv_trainer_steps(L->t);
+    qkv_adamw hp;
+    qkv_adamw_defaults(&hp);
+    hp.beta1 = (float)o->beta1, hp.beta2 = (float)o->beta2, hp.eps = (float)o->eps;
+    hp.weight_decay = (float)o->weight_decay;
+    qkv_lr_schedule sched;
+    memset(&sched, 0, sizeof sched);
+    sched.lr_max = o->lr, sched.lr_min = o->min_lr;
+    sched.warmup = o->warmup, sched.total = o->steps, sched.decay = o->decay;
+
+    if (o->run_dir) {
+        if (mkdir(o->run_dir, 0755) != 0 && errno != EEXIST)
+            return io_fail("cannot create the run directory", o->run_dir);
+        int64_t last = qkv_train_latest_checkpoint(o->run_dir);
+        if (last > step)
+            return BAD("%s holds a checkpoint of step %" PRId64 ", past the trainer's step %" PRId64
+                       " (resume from it, or use another directory)",
+                       o->run_dir, last, step);
+        snprintf(L->metrics_path, sizeof L->metrics_path, "%s/metrics.jsonl", o->run_dir);
+        QKV_TRY(metrics_start(L, step));
+    }
+    L->ids = qkv__alloc((size_t)(o->batch * o->seq) * sizeof *L->ids);
+    L->tgt = qkv__alloc((size_t)(o->batch * o->seq) * sizeof *L->tgt);
+    if (!L->ids || !L->tgt) return qkv__fail(QKV_ERR_NOMEM, "qkv_train_run: out of memory");
+    L->t_start = now_s();
+    for (;;) {
+        if (cb && cb->should_stop && cb->should_stop(L->user)) {
+            if (o->run_dir && L->saved != step) QKV_TRY(save(L, step));
+            return qkv__fail(QKV_ERR_INTERRUPTED, "stopped on request after step %" PRId64 "%s",
+                             step, o->run_dir ? "; checkpoint saved" : "");
+        }
+        if (step >= o->steps) return QKV_OK;
+        qkv_train_record r;
+        QKV_TRY(train_step(L, step, &hp, &sched, &r));
+        step++;
+        QKV_TRY(emit(L, &r));
+        if (cb && cb->progress) cb->progress(&r, L->user);
+        if ((o->eval_every && step % o->eval_every == 0) || step == o->steps)
+            QKV_TRY(evaluate(L, step));
+        if (o->run_dir && ((o->save_every && step % o->save_every == 0) || step == o->steps))
+            QKV_TRY(save(L, step));
+    }
+}
+
+qkv_status qkv_train_run(qkv_runtime *rt, qkv_trainer *t, const qkv_train_options *opt,
+                         const qkv_train_callbacks *cb, void *user) {
+    QKV_TRY(check_options(t, opt, cb));
+    loop L;
+    memset(&L, 0, sizeof L);
+    L.rt = rt, L.t = t, L.o = opt, L.cb = cb, L.user = user, L.saved = -1;
+    qkv_status s = run(&L);
+    if (L.metrics && fclose(L.metrics) != 0 && s == QKV_OK)
+        s = io_fail("cannot write", L.metrics_path);
+    qkv__free(L.ids);
+    qkv__free(L.tgt);
+    return s;
+}
