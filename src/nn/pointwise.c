@@ -64,11 +64,11 @@ qkv_status qkv_nn_act_forward(qkv_runtime *rt, qkv_act act, float *out, const fl
 qkv_status qkv_nn_act_backward(qkv_runtime *rt, qkv_act act, float *dinp, const float *dout,
                                const float *inp, int64_t n) {
     static const char fn[] = "qkv_nn_act_backward";
-    NN_NONNULL(fn, dinp);
     NN_NONNULL(fn, dout);
     NN_NONNULL(fn, inp);
     QKV_TRY(check_n(fn, n));
     QKV_TRY(check_act(fn, act));
+    if (!dinp) return QKV_OK; /* a NULL gradient is skipped */
     pw_ctx c = {.act = act, .x = inp, .dy = dout, .dx = dinp};
     qkv_parallel_for(rt, n, PW_GRAIN, act_bwd, &c);
     return QKV_OK;
@@ -210,10 +210,10 @@ qkv_status qkv_nn_dropout_forward(qkv_runtime *rt, float *out, const float *inp,
 qkv_status qkv_nn_dropout_backward(qkv_runtime *rt, float *dinp, const float *dout, int64_t n,
                                    float p, uint64_t seed, uint64_t stream) {
     static const char fn[] = "qkv_nn_dropout_backward";
-    NN_NONNULL(fn, dinp);
     NN_NONNULL(fn, dout);
     QKV_TRY(check_n(fn, n));
     QKV_TRY(check_p(fn, p));
+    if (!dinp) return QKV_OK; /* a NULL gradient is skipped */
     if (p == 0.0f) return qkv_nn_residual_backward(rt, dinp, NULL, dout, n);
     pw_ctx c = {.dy = dout,
                 .dx = dinp,
