@@ -586,12 +586,15 @@ QKV_API int64_t qkv_dataset_batches(const qkv_dataset *ds, int64_t B, int64_t T)
 
 /* ---------------------------------------------------------------- training */
 
-/* Training a GPT-2 (the Hugging Face GPT2LMHeadModel: pre-LN blocks, learned positions, tanh
- * GELU, LM head tied to the token embedding, no dropout) from scratch or from a checkpoint.
- * Parameters, gradients and the AdamW moments live in flat F32 buffers, one tensor per
- * Hugging Face parameter name. Every step is deterministic: for one thread count and ISA the
- * same inputs give bit-identical losses and weights, so a resumed run equals an uninterrupted
- * one. docs/TRAINING.md has the math and the policies. */
+/* Training Transformers from scratch or from a checkpoint: GPT-2 (the Hugging Face
+ * GPT2LMHeadModel: pre-LN blocks, learned positions, tanh GELU, LM head tied to the token
+ * embedding), Llama-style decoders (LlamaForCausalLM: RMSNorm, RoPE, SwiGLU, grouped-query
+ * attention, tied or untied head) and BERT encoders as masked language models
+ * (BertForMaskedLM: post-LN, token types, padding), all without dropout. Parameters,
+ * gradients and the AdamW moments live in flat F32 buffers, one tensor per Hugging Face
+ * parameter name. Every step is deterministic: for one thread count and ISA the same inputs
+ * give bit-identical losses and weights, so a resumed run equals an uninterrupted one.
+ * docs/TRAINING.md has the math and the policies. */
 typedef struct qkv_trainer qkv_trainer;
 
 typedef struct qkv_gpt2_shape {
@@ -606,10 +609,20 @@ typedef struct qkv_gpt2_shape {
  * two c_proj matrices of each block N(0, 0.02/sqrt(2L)), biases 0, LayerNorms 1 and 0; a
  * pure function of seed. */
 QKV_API qkv_status qkv_trainer_new(const qkv_gpt2_shape *shape, uint64_t seed, qkv_trainer **out);
-/* Starts from a Hugging Face GPT-2 directory (config.json + model.safetensors; F32/F16/BF16).
- * Configurations training cannot reproduce (not gpt2, other activations, untied head, a
- * custom attention scale, n_inner != 4C) are refused with UNSUPPORTED naming the field. */
+/* Starts from a Hugging Face directory (config.json + model.safetensors; F32/F16/BF16) of a
+ * GPT-2, a Llama-style decoder or a BERT (a checkpoint without the masked-LM head gets a
+ * fresh one, initialized from seed 0 as qkv_trainer_new_hf_config does). Configurations
+ * training cannot reproduce (a GPT-2 with an untied head, a custom attention scale or
+ * n_inner != 4C; see qkv_gpt / qkv_model loading for the rest) are refused with UNSUPPORTED
+ * naming the field. */
 QKV_API qkv_status qkv_trainer_load_hf(const char *dir, qkv_trainer **out);
+/* A fresh trainer for the model a Hugging Face directory's config.json describes (model_type
+ * gpt2, llama / mistral, or bert, trained as BertForMaskedLM), initialized as transformers
+ * does: matrices and embeddings N(0, 0.02) (GPT-2's c_proj N(0, 0.02/sqrt(2L))), norms 1,
+ * biases 0; a pure function of seed. Only config.json is read. */
+QKV_API qkv_status qkv_trainer_new_hf_config(const char *dir, uint64_t seed, qkv_trainer **out);
+/* "gpt2", "llama" or "bert" ("" for NULL). */
+QKV_API const char *qkv_trainer_arch(const qkv_trainer *t);
 QKV_API void qkv_trainer_free(qkv_trainer *t);
 QKV_API void qkv_trainer_get_shape(const qkv_trainer *t, qkv_gpt2_shape *shape);
 /* Optimizer steps taken (0 for a new trainer; restored by qkv_trainer_restore). */
@@ -637,6 +650,24 @@ QKV_API qkv_status qkv_trainer_forward_backward(qkv_runtime *rt, qkv_trainer *t,
 /* The forward only: the mean loss of a batch (validation). Gradients are untouched. */
 QKV_API qkv_status qkv_trainer_eval(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,
                                     const int32_t *targets, int64_t B, int64_t T, float *loss);
+/* A batch of any architecture: ids and targets [B, T] (a target of -1 or -100 is ignored, as
+ * in transformers' labels); for BERT also token types [B, T] (NULL: all 0) and the number of
+ * real tokens of each sequence [B] (the keys past it are padding, masked from attention; NULL:
+ * all T). struct_size is sizeof(qkv_train_batch) or 0. */
+typedef struct qkv_train_batch {
+    size_t struct_size;
+    const int32_t *ids;
+    const int32_t *targets;
+    const int32_t *types;
+    const int32_t *kv_lens;
+    int64_t B, T;
+} qkv_train_batch;
+/* qkv_trainer_forward_backward and qkv_trainer_eval for such a batch. */
+QKV_API qkv_status qkv_trainer_forward_backward_batch(qkv_runtime *rt, qkv_trainer *t,
+                                                      const qkv_train_batch *batch, float scale,
+                                                      float *loss);
+QKV_API qkv_status qkv_trainer_eval_batch(qkv_runtime *rt, qkv_trainer *t,
+                                          const qkv_train_batch *batch, float *loss);
 /* The logits [B*T, V] of the last forward (forward_backward turns them into gradients; valid
  * after qkv_trainer_eval only). */
 QKV_API const float *qkv_trainer_logits(const qkv_trainer *t);

@@ -264,7 +264,8 @@ static qkv_status load_table(loader *L, const qkv__param_table *tab) {
                             c->hidden_size,
                             c->intermediate_size,
                             c->num_heads * c->head_dim,
-                            c->num_kv_heads * c->head_dim};
+                            c->num_kv_heads * c->head_dim,
+                            0};
     const int gpt2 = tab == &qkv__params_gpt2; /* else Llama */
     const float **pre[2] = {&m->wte, &m->wpe}, **post[2] = {&m->lnf_w, &m->lnf_b};
     char name[256];
@@ -280,8 +281,8 @@ static qkv_status load_table(loader *L, const qkv__param_table *tab) {
             const float **g2[12] = {&y->ln1_w, &y->ln1_b, &y->w_qkv,  &y->b_qkv,
                                     &y->wo,    &y->bo,    &y->ln2_w,  &y->ln2_b,
                                     &y->w_fc,  &y->b_fc,  &y->w_proj, &y->b_proj};
-            const float **ll[9] = {&y->ln1_w, &y->wq,     &y->wk,   &y->wv,    &y->wo,
-                                   &y->ln2_w, &y->w_gate, &y->w_up, &y->w_down};
+            const float **ll[9] = {&y->wq,   &y->wk,     &y->wv,    &y->wo,   &y->w_gate,
+                                   &y->w_up, &y->w_down, &y->ln1_w, &y->ln2_w};
             memcpy(fields, gpt2 ? g2 : ll, (size_t)n * sizeof *fields);
         } else {
             memcpy(fields, l < 0 ? pre : post, (size_t)n * sizeof *fields);
@@ -311,7 +312,7 @@ static qkv_status load_weights(loader *L) {
     if (c->tied)
         m->lm_head = m->wte;
     else
-        QKV_TRY(get(L, "", "lm_head.weight", c->vocab_size, c->hidden_size, &m->lm_head));
+        QKV_TRY(get(L, "", tab->head[0].name, c->vocab_size, c->hidden_size, &m->lm_head));
     return QKV_OK;
 }
 

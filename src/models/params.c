@@ -7,7 +7,7 @@
 #include <string.h>
 
 #define ROW(name, d0, d1, decay)                                                                   \
-    { name, QKV__DIM_##d0, QKV__DIM_##d1, decay, 1 }
+    { name, QKV__DIM_##d0, QKV__DIM_##d1, decay, 1, 0 }
 
 static const qkv__param_spec gpt2_pre[] = {
     ROW("wte.weight", V, C, 1),
@@ -30,28 +30,66 @@ static const qkv__param_spec llama_pre[] = {
     ROW("embed_tokens.weight", V, C, 1),
 };
 static const qkv__param_spec llama_layer[] = {
-    ROW("layers.%d.input_layernorm.weight", C, NONE, 0),
     ROW("layers.%d.self_attn.q_proj.weight", Q, C, 1),
     ROW("layers.%d.self_attn.k_proj.weight", K, C, 1),
     ROW("layers.%d.self_attn.v_proj.weight", K, C, 1),
     ROW("layers.%d.self_attn.o_proj.weight", C, Q, 1),
-    ROW("layers.%d.post_attention_layernorm.weight", C, NONE, 0),
     ROW("layers.%d.mlp.gate_proj.weight", F, C, 1),
     ROW("layers.%d.mlp.up_proj.weight", F, C, 1),
     ROW("layers.%d.mlp.down_proj.weight", C, F, 1),
+    ROW("layers.%d.input_layernorm.weight", C, NONE, 0),
+    ROW("layers.%d.post_attention_layernorm.weight", C, NONE, 0),
 };
 static const qkv__param_spec llama_post[] = {
     ROW("norm.weight", C, NONE, 0),
 };
+static const qkv__param_spec llama_head[] = {
+    {"lm_head.weight", QKV__DIM_V, QKV__DIM_C, 1, 1, 1},
+};
 
-#define TABLE(arch, prefix, p)                                                                     \
-    {                                                                                              \
-        arch, prefix, p##_pre, p##_layer, p##_post, (int)(sizeof p##_pre / sizeof *p##_pre),       \
-            (int)(sizeof p##_layer / sizeof *p##_layer), (int)(sizeof p##_post / sizeof *p##_post) \
-    }
+static const qkv__param_spec bert_pre[] = {
+    ROW("embeddings.word_embeddings.weight", V, C, 1),
+    ROW("embeddings.position_embeddings.weight", P, C, 1),
+    ROW("embeddings.token_type_embeddings.weight", TV, C, 1),
+    ROW("embeddings.LayerNorm.weight", C, NONE, 0),
+    ROW("embeddings.LayerNorm.bias", C, NONE, 0),
+};
+static const qkv__param_spec bert_layer[] = {
+    ROW("encoder.layer.%d.attention.self.query.weight", C, C, 1),
+    ROW("encoder.layer.%d.attention.self.query.bias", C, NONE, 0),
+    ROW("encoder.layer.%d.attention.self.key.weight", C, C, 1),
+    ROW("encoder.layer.%d.attention.self.key.bias", C, NONE, 0),
+    ROW("encoder.layer.%d.attention.self.value.weight", C, C, 1),
+    ROW("encoder.layer.%d.attention.self.value.bias", C, NONE, 0),
+    ROW("encoder.layer.%d.attention.output.dense.weight", C, C, 1),
+    ROW("encoder.layer.%d.attention.output.dense.bias", C, NONE, 0),
+    ROW("encoder.layer.%d.attention.output.LayerNorm.weight", C, NONE, 0),
+    ROW("encoder.layer.%d.attention.output.LayerNorm.bias", C, NONE, 0),
+    ROW("encoder.layer.%d.intermediate.dense.weight", F, C, 1),
+    ROW("encoder.layer.%d.intermediate.dense.bias", F, NONE, 0),
+    ROW("encoder.layer.%d.output.dense.weight", C, F, 1),
+    ROW("encoder.layer.%d.output.dense.bias", C, NONE, 0),
+    ROW("encoder.layer.%d.output.LayerNorm.weight", C, NONE, 0),
+    ROW("encoder.layer.%d.output.LayerNorm.bias", C, NONE, 0),
+};
+static const qkv__param_spec bert_head[] = {
+    ROW("cls.predictions.bias", V, NONE, 0),
+    ROW("cls.predictions.transform.dense.weight", C, C, 1),
+    ROW("cls.predictions.transform.dense.bias", C, NONE, 0),
+    ROW("cls.predictions.transform.LayerNorm.weight", C, NONE, 0),
+    ROW("cls.predictions.transform.LayerNorm.bias", C, NONE, 0),
+};
 
-const qkv__param_table qkv__params_gpt2 = TABLE("gpt2", "transformer.", gpt2);
-const qkv__param_table qkv__params_llama = TABLE("llama", "model.", llama);
+#define N_(a) (int)(sizeof a / sizeof *a)
+const qkv__param_table qkv__params_gpt2 = {
+    "gpt2", "transformer.", gpt2_pre,       gpt2_layer,    gpt2_post,
+    NULL,   N_(gpt2_pre),   N_(gpt2_layer), N_(gpt2_post), 0};
+const qkv__param_table qkv__params_llama = {
+    "llama",    "model.",      llama_pre,       llama_layer,    llama_post,
+    llama_head, N_(llama_pre), N_(llama_layer), N_(llama_post), N_(llama_head)};
+const qkv__param_table qkv__params_bert = {"bert", "bert.",      bert_pre,     bert_layer,
+                                           NULL,   bert_head,    N_(bert_pre), N_(bert_layer),
+                                           0,      N_(bert_head)};
 
 int64_t qkv__param_dim(qkv__dim d, const qkv__dims *s) {
     switch (d) {
@@ -63,6 +101,7 @@ int64_t qkv__param_dim(qkv__dim d, const qkv__dims *s) {
     case QKV__DIM_F: return s->F;
     case QKV__DIM_Q: return s->Q;
     case QKV__DIM_K: return s->K;
+    case QKV__DIM_TV: return s->TV;
     }
     return 0;
 }

@@ -6,7 +6,8 @@
  * AdamW's weight decay applies and whether it is trained. The inference loaders (gpt.c), the
  * trainer (src/train), its checkpoints and the Hugging Face import/export all walk these rows,
  * so a name or shape is written once. Rows are in the order of the architecture's
- * named_parameters(): the `pre` rows, then the `layer` rows for layer 0, 1, ..., then `post`. */
+ * named_parameters(): the `pre` rows, then the `layer` rows for layer 0, 1, ..., then `post`,
+ * then the `head` rows. */
 #ifndef QKV_MODELS_PARAMS_H
 #define QKV_MODELS_PARAMS_H
 
@@ -24,11 +25,12 @@ typedef enum qkv__dim {
     QKV__DIM_F,        /* MLP width */
     QKV__DIM_Q,        /* query heads · head dim */
     QKV__DIM_K,        /* key/value heads · head dim */
+    QKV__DIM_TV,       /* token types (BERT) */
 } qkv__dim;
 
 /* The sizes a table's dims stand for. */
 typedef struct qkv__dims {
-    int64_t V, P, C, F, Q, K;
+    int64_t V, P, C, F, Q, K, TV;
 } qkv__dims;
 
 typedef struct qkv__param_spec {
@@ -36,20 +38,26 @@ typedef struct qkv__param_spec {
     qkv__dim d0, d1;  /* shape (d0) or (d0, d1) */
     int decay;        /* weight decay applies: the matrices and embeddings */
     int trainable;    /* updated by the optimizer (frozen parameters keep their values) */
+    int untied_only;  /* head rows: present only when the LM head is not the token embedding */
 } qkv__param_spec;
 
 typedef struct qkv__param_table {
     const char *arch;   /* "gpt2", "llama" */
     const char *prefix; /* of the *LMHeadModel / *ForCausalLM checkpoints: "transformer.", ... */
     const qkv__param_spec *pre, *layer, *post;
-    int n_pre, n_layer, n_post;
+    /* the task head's rows, named without the prefix (lm_head.weight, cls.predictions.*) */
+    const qkv__param_spec *head;
+    int n_pre, n_layer, n_post, n_head;
 } qkv__param_table;
 
 /* GPT-2 (GPT2LMHeadModel; lm_head tied to wte). Layer rows in the order of trainer.h's TP_*. */
 extern const qkv__param_table qkv__params_gpt2;
-/* Llama-style decoders (LlamaForCausalLM without lm_head.weight, which is stored unprefixed when
- * the head is untied). */
+/* Llama-style decoders (LlamaForCausalLM; lm_head.weight only when untied). Layer rows in the
+ * order of trainer.h's LP_*. */
 extern const qkv__param_table qkv__params_llama;
+/* BERT encoders with the masked-LM head (BertForMaskedLM: the decoder is the word embedding
+ * matrix plus cls.predictions.bias). Layer rows in the order of trainer.h's BP_*. */
+extern const qkv__param_table qkv__params_bert;
 
 /* The size a dim stands for (1 for QKV__DIM_NONE). */
 int64_t qkv__param_dim(qkv__dim d, const qkv__dims *s);

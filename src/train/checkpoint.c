@@ -3,8 +3,11 @@
  *
  * Checkpoint tensors: every parameter under its Hugging Face name, AdamW's first and second
  * moments under "optim.exp_avg.<name>" and "optim.exp_avg_sq.<name>". Metadata: format
- * "qkv-train-checkpoint", version "1", the shape (vocab_size, n_positions, n_embd, n_layer,
- * n_head), layer_norm_epsilon, activation_function, steps, and "user" (the caller's JSON). */
+ * "qkv-train-checkpoint", version "1", arch (gpt2, llama, bert; absent: gpt2), the sizes
+ * (vocab_size, n_positions, n_embd, n_layer, n_head, n_kv_head, head_dim, n_inner,
+ * type_vocab_size), layer_norm_epsilon, activation_function, rope_theta, tied, steps, and
+ * "user" (the caller's JSON). Checkpoints of GPT-2 trainers from before arch was recorded lack
+ * the keys after n_head; they take GPT-2's values. */
 #include "train/trainer.h"
 
 #include "core/alloc.h"
@@ -67,23 +70,36 @@ qkv_status qkv_trainer_save(const qkv_trainer *t, const char *path, const char *
             wt[j] = (qkv_st_write_tensor){names[j], QKV_DTYPE_F32, p->ndim, p->shape,
                                           buf[k] + p->offset};
         }
-    char v[8][32];
-    const qkv_gpt2_shape *s = &t->shape;
-    snprintf(v[0], sizeof v[0], "%" PRId64, s->vocab_size);
-    snprintf(v[1], sizeof v[1], "%" PRId64, s->n_positions);
-    snprintf(v[2], sizeof v[2], "%" PRId64, s->n_embd);
-    snprintf(v[3], sizeof v[3], "%" PRId64, s->n_layer);
-    snprintf(v[4], sizeof v[4], "%" PRId64, s->n_head);
-    snprintf(v[5], sizeof v[5], "%.9g", (double)t->eps);
-    snprintf(v[6], sizeof v[6], "%s", act_name(t->act));
-    snprintf(v[7], sizeof v[7], "%" PRId64, t->steps);
-    const char *keys[] = {
-        "format",  "version", "vocab_size",         "n_positions",         "n_embd",
-        "n_layer", "n_head",  "layer_norm_epsilon", "activation_function", "steps",
-        "user"};
-    const char *vals[] = {
-        "qkv-train-checkpoint",      "1", v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
-        user_json ? user_json : "{}"};
+    const qkv__tconfig *c = &t->cfg;
+    const char *keys[] = {"format",
+                          "version",
+                          "arch",
+                          "vocab_size",
+                          "n_positions",
+                          "n_embd",
+                          "n_layer",
+                          "n_head",
+                          "n_kv_head",
+                          "head_dim",
+                          "n_inner",
+                          "type_vocab_size",
+                          "layer_norm_epsilon",
+                          "activation_function",
+                          "rope_theta",
+                          "tied",
+                          "steps",
+                          "user"};
+    char v[18][40];
+    const int64_t num[] = {c->V, c->P, c->C, c->L, c->H, c->Hk, c->D, c->F, c->TV};
+    for (int i = 0; i < 9; i++) snprintf(v[3 + i], sizeof v[0], "%" PRId64, num[i]);
+    snprintf(v[12], sizeof v[0], "%.9g", (double)c->eps);
+    snprintf(v[13], sizeof v[0], "%s", act_name(c->act));
+    snprintf(v[14], sizeof v[0], "%.17g", c->rope_theta);
+    snprintf(v[15], sizeof v[0], "%d", c->tied);
+    snprintf(v[16], sizeof v[0], "%" PRId64, t->steps);
+    const char *vals[18] = {"qkv-train-checkpoint", "1", qkv__tarch_name(c->arch)};
+    for (int i = 3; i < 17; i++) vals[i] = v[i];
+    vals[17] = user_json ? user_json : "{}";
     qkv_status st = qkv_safetensors_write(path, wt, n, keys, vals, sizeof keys / sizeof *keys);
     qkv__free(wt);
     qkv__free(names);
@@ -109,29 +125,46 @@ qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char **user_
     QKV_TRY(qkv_safetensors_open(path, &st));
     qkv_status s = QKV_OK;
     const char *fmt = qkv_safetensors_metadata_get(st, "format");
-    qkv_gpt2_shape sh;
-    int64_t steps = 0;
-    float eps = 1e-5f;
-    qkv_act act = QKV_ACT_GELU_TANH;
+    qkv__tconfig c = {.arch = QKV__TARCH_GPT2,
+                      .init_std = 0.02,
+                      .bos_id = -1,
+                      .eos_id = -1,
+                      .pad_id = -1,
+                      .tied = 1,
+                      .act = QKV_ACT_GELU_TANH,
+                      .eps = 1e-5f};
+    int64_t steps = 0, tied = 1;
+    const char *arch = qkv_safetensors_metadata_get(st, "arch");
     if (!fmt || strcmp(fmt, "qkv-train-checkpoint") != 0) {
         s = qkv__fail(QKV_ERR_FORMAT, "%s: not a qkv training checkpoint (metadata 'format')",
                       path);
-    } else if (!meta_i64(st, "vocab_size", &sh.vocab_size) ||
-               !meta_i64(st, "n_positions", &sh.n_positions) ||
-               !meta_i64(st, "n_embd", &sh.n_embd) || !meta_i64(st, "n_layer", &sh.n_layer) ||
-               !meta_i64(st, "n_head", &sh.n_head) || !meta_i64(st, "steps", &steps) || steps < 0) {
+    } else if ((arch && !qkv__tarch_parse(arch, &c.arch)) || !meta_i64(st, "vocab_size", &c.V) ||
+               !meta_i64(st, "n_positions", &c.P) || !meta_i64(st, "n_embd", &c.C) ||
+               !meta_i64(st, "n_layer", &c.L) || !meta_i64(st, "n_head", &c.H) ||
+               !meta_i64(st, "steps", &steps) || steps < 0 || c.H < 1) {
         s = qkv__fail(QKV_ERR_FORMAT, "%s: checkpoint metadata is missing or malformed", path);
     } else {
+        c.Hk = c.H, c.D = c.C / c.H, c.F = 4 * c.C; /* GPT-2's, for checkpoints without them */
+        const char *keys[] = {"n_kv_head", "head_dim", "n_inner", "type_vocab_size", "tied"};
+        int64_t *dst[] = {&c.Hk, &c.D, &c.F, &c.TV, &tied};
+        for (int i = 0; i < 5; i++)
+            if (qkv_safetensors_metadata_get(st, keys[i]) && !meta_i64(st, keys[i], dst[i]))
+                s = qkv__fail(QKV_ERR_FORMAT, "%s: bad metadata '%s'", path, keys[i]);
+        c.tied = tied != 0;
         const char *e = qkv_safetensors_metadata_get(st, "layer_norm_epsilon");
-        char *end = NULL;
-        if (e) eps = strtof(e, &end);
-        if (!e || *end || !(eps >= 0) ||
-            !act_parse(qkv_safetensors_metadata_get(st, "activation_function"), &act))
-            s = qkv__fail(QKV_ERR_FORMAT, "%s: bad layer_norm_epsilon or activation_function",
+        const char *r = qkv_safetensors_metadata_get(st, "rope_theta");
+        char *end = NULL, *rend = NULL;
+        if (e) c.eps = strtof(e, &end);
+        if (r) c.rope_theta = strtod(r, &rend);
+        if (!e || *end || !(c.eps >= 0) || (r && *rend) ||
+            !act_parse(qkv_safetensors_metadata_get(st, "activation_function"), &c.act))
+            s = qkv__fail(QKV_ERR_FORMAT,
+                          "%s: bad layer_norm_epsilon, rope_theta or "
+                          "activation_function",
                           path);
     }
     qkv_trainer *t = NULL;
-    if (s == QKV_OK) s = qkv__trainer_alloc(&sh, &t);
+    if (s == QKV_OK) s = qkv__trainer_alloc(&c, &t);
     static const char *const pre[3] = {"", "optim.exp_avg.", "optim.exp_avg_sq."};
     for (int k = 0; s == QKV_OK && k < 3; k++) {
         float *buf = k == 0 ? t->w : k == 1 ? t->m : t->v;
@@ -161,8 +194,6 @@ qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char **user_
         return s;
     }
     t->steps = steps;
-    t->eps = eps;
-    t->act = act;
     *out = t;
     return QKV_OK;
 }
@@ -212,36 +243,92 @@ qkv_status qkv_trainer_export_hf(const qkv_trainer *t, const char *dir, int32_t 
     qkv_status s = qkv_safetensors_write(path, wt, t->n_params, mk, mv, 1);
     qkv__free(wt);
     QKV_TRY(s);
-    const qkv_gpt2_shape *sh = &t->shape;
-    char ids[64] = "null";
-    if (eot_id >= 0) snprintf(ids, sizeof ids, "%d", eot_id);
+    const qkv__tconfig *c = &t->cfg;
+    char bos[32] = "null", eos[32] = "null", pad[32] = "null";
+    int32_t b = c->bos_id >= 0 ? c->bos_id : eot_id, e = c->eos_id >= 0 ? c->eos_id : eot_id;
+    if (b >= 0) snprintf(bos, sizeof bos, "%d", b);
+    if (e >= 0) snprintf(eos, sizeof eos, "%d", e);
+    if (c->pad_id >= 0) snprintf(pad, sizeof pad, "%d", c->pad_id);
     char cfg[2048];
-    snprintf(cfg, sizeof cfg,
-             "{\n"
-             "  \"architectures\": [\"GPT2LMHeadModel\"],\n"
-             "  \"model_type\": \"gpt2\",\n"
-             "  \"vocab_size\": %lld,\n"
-             "  \"n_positions\": %lld,\n"
-             "  \"n_ctx\": %lld,\n"
-             "  \"n_embd\": %lld,\n"
-             "  \"n_layer\": %lld,\n"
-             "  \"n_head\": %lld,\n"
-             "  \"n_inner\": null,\n"
-             "  \"activation_function\": \"%s\",\n"
-             "  \"layer_norm_epsilon\": %.9g,\n"
-             "  \"resid_pdrop\": 0.0,\n"
-             "  \"embd_pdrop\": 0.0,\n"
-             "  \"attn_pdrop\": 0.0,\n"
-             "  \"initializer_range\": 0.02,\n"
-             "  \"scale_attn_weights\": true,\n"
-             "  \"tie_word_embeddings\": true,\n"
-             "  \"bos_token_id\": %s,\n"
-             "  \"eos_token_id\": %s,\n"
-             "  \"torch_dtype\": \"float32\"\n"
-             "}\n",
-             (long long)sh->vocab_size, (long long)sh->n_positions, (long long)sh->n_positions,
-             (long long)sh->n_embd, (long long)sh->n_layer, (long long)sh->n_head, act_name(t->act),
-             (double)t->eps, ids, ids);
+    if (c->arch == QKV__TARCH_LLAMA)
+        snprintf(cfg, sizeof cfg,
+                 "{\n"
+                 "  \"architectures\": [\"LlamaForCausalLM\"],\n"
+                 "  \"model_type\": \"llama\",\n"
+                 "  \"vocab_size\": %lld,\n"
+                 "  \"max_position_embeddings\": %lld,\n"
+                 "  \"hidden_size\": %lld,\n"
+                 "  \"intermediate_size\": %lld,\n"
+                 "  \"num_hidden_layers\": %lld,\n"
+                 "  \"num_attention_heads\": %lld,\n"
+                 "  \"num_key_value_heads\": %lld,\n"
+                 "  \"head_dim\": %lld,\n"
+                 "  \"hidden_act\": \"silu\",\n"
+                 "  \"rms_norm_eps\": %.9g,\n"
+                 "  \"rope_theta\": %.17g,\n"
+                 "  \"attention_bias\": false,\n"
+                 "  \"mlp_bias\": false,\n"
+                 "  \"attention_dropout\": 0.0,\n"
+                 "  \"initializer_range\": %.9g,\n"
+                 "  \"tie_word_embeddings\": %s,\n"
+                 "  \"bos_token_id\": %s,\n"
+                 "  \"eos_token_id\": %s,\n"
+                 "  \"torch_dtype\": \"float32\"\n"
+                 "}\n",
+                 (long long)c->V, (long long)c->P, (long long)c->C, (long long)c->F,
+                 (long long)c->L, (long long)c->H, (long long)c->Hk, (long long)c->D,
+                 (double)c->eps, c->rope_theta, c->init_std, c->tied ? "true" : "false", bos, eos);
+    else if (c->arch == QKV__TARCH_BERT)
+        snprintf(cfg, sizeof cfg,
+                 "{\n"
+                 "  \"architectures\": [\"BertForMaskedLM\"],\n"
+                 "  \"model_type\": \"bert\",\n"
+                 "  \"vocab_size\": %lld,\n"
+                 "  \"max_position_embeddings\": %lld,\n"
+                 "  \"type_vocab_size\": %lld,\n"
+                 "  \"hidden_size\": %lld,\n"
+                 "  \"intermediate_size\": %lld,\n"
+                 "  \"num_hidden_layers\": %lld,\n"
+                 "  \"num_attention_heads\": %lld,\n"
+                 "  \"hidden_act\": \"%s\",\n"
+                 "  \"layer_norm_eps\": %.9g,\n"
+                 "  \"hidden_dropout_prob\": 0.0,\n"
+                 "  \"attention_probs_dropout_prob\": 0.0,\n"
+                 "  \"initializer_range\": %.9g,\n"
+                 "  \"position_embedding_type\": \"absolute\",\n"
+                 "  \"pad_token_id\": %s,\n"
+                 "  \"torch_dtype\": \"float32\"\n"
+                 "}\n",
+                 (long long)c->V, (long long)c->P, (long long)c->TV, (long long)c->C,
+                 (long long)c->F, (long long)c->L, (long long)c->H, act_name(c->act),
+                 (double)c->eps, c->init_std, pad);
+    else
+        snprintf(cfg, sizeof cfg,
+                 "{\n"
+                 "  \"architectures\": [\"GPT2LMHeadModel\"],\n"
+                 "  \"model_type\": \"gpt2\",\n"
+                 "  \"vocab_size\": %lld,\n"
+                 "  \"n_positions\": %lld,\n"
+                 "  \"n_ctx\": %lld,\n"
+                 "  \"n_embd\": %lld,\n"
+                 "  \"n_layer\": %lld,\n"
+                 "  \"n_head\": %lld,\n"
+                 "  \"n_inner\": null,\n"
+                 "  \"activation_function\": \"%s\",\n"
+                 "  \"layer_norm_epsilon\": %.9g,\n"
+                 "  \"resid_pdrop\": 0.0,\n"
+                 "  \"embd_pdrop\": 0.0,\n"
+                 "  \"attn_pdrop\": 0.0,\n"
+                 "  \"initializer_range\": %.9g,\n"
+                 "  \"scale_attn_weights\": true,\n"
+                 "  \"tie_word_embeddings\": true,\n"
+                 "  \"bos_token_id\": %s,\n"
+                 "  \"eos_token_id\": %s,\n"
+                 "  \"torch_dtype\": \"float32\"\n"
+                 "}\n",
+                 (long long)c->V, (long long)c->P, (long long)c->P, (long long)c->C,
+                 (long long)c->L, (long long)c->H, act_name(c->act), (double)c->eps, c->init_std,
+                 bos, eos);
     if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
         return qkv__fail(QKV_ERR_INVALID_ARG, "export: directory path too long");
     return write_text_atomic(path, cfg);
@@ -250,33 +337,30 @@ qkv_status qkv_trainer_export_hf(const qkv_trainer *t, const char *dir, int32_t 
 qkv_status qkv_trainer_load_hf(const char *dir, qkv_trainer **out) {
     if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_load_hf: NULL argument");
     *out = NULL;
-    qkv_gpt_config c;
-    QKV_TRY(qkv__gpt_config_load(dir, &c));
-    const char *why = c.arch != QKV_GPT_ARCH_GPT2 ? "model_type (gpt2 only)"
-                      : !c.tied                   ? "tie_word_embeddings (must be true)"
-                      : c.attn_scale != 0.0f      ? "scale_attn_weights (must be true)"
-                      : c.scale_by_layer          ? "scale_attn_by_inverse_layer_idx"
-                      : c.intermediate_size != 4 * c.hidden_size ? "n_inner (must be 4 n_embd)"
-                                                                 : NULL;
-    if (why)
-        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s/config.json: training does not support %s", dir,
-                         why);
-    qkv_gpt2_shape sh = {c.vocab_size, c.max_position, c.hidden_size, c.num_layers, c.num_heads};
+    qkv__tconfig c;
+    QKV_TRY(qkv__tconfig_load(dir, &c));
     qkv_trainer *t;
-    QKV_TRY(qkv__trainer_alloc(&sh, &t));
-    t->eps = c.norm_eps;
-    t->act = c.act;
+    QKV_TRY(qkv__trainer_alloc(&c, &t));
     char path[4096];
     qkv_status s = QKV_OK;
     if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
         s = qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
     qkv_safetensors *st = NULL;
     if (s == QKV_OK) s = qkv_safetensors_open(path, &st);
-    const char *prefix = st && qkv_safetensors_find(st, "transformer.wte.weight") ? "" : "h";
+    /* our body names carry the prefix ("transformer.", "model.", "bert."); the base-model
+     * checkpoints (GPT2Model, LlamaModel, BertModel) have none */
+    const size_t plen = strlen(t->tab->prefix);
+    const int strip = st && !qkv_safetensors_find(st, t->params[0].name);
+    const size_t n_body =
+        t->n_params - (size_t)(t->tab->n_head) + (c.arch == QKV__TARCH_LLAMA && c.tied ? 1 : 0);
     for (size_t i = 0; s == QKV_OK && i < t->n_params; i++) {
         const qkv__tparam *p = &t->params[i];
-        /* our names carry "transformer."; a GPT2Model checkpoint has none */
-        const char *name = prefix[0] ? p->name + strlen("transformer.") : p->name;
+        const int body = i < n_body;
+        const char *name = strip && body ? p->name + plen : p->name;
+        if (!body && c.arch == QKV__TARCH_BERT && !qkv_safetensors_find(st, name)) {
+            qkv__trainer_init_param(t, i, 0); /* a BertModel checkpoint: a fresh MLM head */
+            continue;
+        }
         qkv_owned_weights owned = {0};
         const float *src;
         s = qkv__weight_f32(st, path, name, p->shape[0], p->ndim == 2 ? p->shape[1] : 0, &owned,

@@ -1,38 +1,91 @@
-/* trainer.h — the GPT-2 trainer's internals (the API is qkv.h's "training" section).
+/* trainer.h — the trainer's internals (the API is qkv.h's "training" section).
  *
- * Parameters live in one flat F32 buffer w, in the order and with the names of Hugging Face's
- * GPT2LMHeadModel.named_parameters(); the gradients g and AdamW's moments m, v use the same
- * layout, so clipping, the optimizer and checkpoints are loops over flat arrays.
+ * One trainer serves every architecture: GPT-2 (GPT2LMHeadModel), Llama-style decoders
+ * (LlamaForCausalLM: RMSNorm, RoPE, SwiGLU, GQA, tied or untied head) and BERT encoders trained
+ * as BertForMaskedLM. Its parameters are the rows of the architecture's table
+ * (models/params.h), in that order, in one flat F32 buffer w; the gradients g and AdamW's
+ * moments m, v use the same layout, so clipping, the optimizer and checkpoints are loops over
+ * flat arrays, and a parameter's name is its Hugging Face name.
  *
- * Per block the tensors are, in this order (Conv1D matrices are [in, out] as in the checkpoint):
- *   ln_1.weight (C), ln_1.bias (C), attn.c_attn.weight (C, 3C), attn.c_attn.bias (3C),
- *   attn.c_proj.weight (C, C), attn.c_proj.bias (C), ln_2.weight (C), ln_2.bias (C),
- *   mlp.c_fc.weight (C, F), mlp.c_fc.bias (F), mlp.c_proj.weight (F, C), mlp.c_proj.bias (C)
- * after wte (V, C) and wpe (P, C), and before ln_f.weight, ln_f.bias (C). F = 4C. */
+ * trainer.c owns what is common (parameters, activations, batches, the loss); each
+ * architecture's forward and backward are a list of layer calls (src/nn) in gpt2_train.c,
+ * llama_train.c and bert_train.c. */
 #ifndef QKV_TRAIN_TRAINER_H
 #define QKV_TRAIN_TRAINER_H
 
 #include "kernels/gemm.h"
+#include "models/params.h"
 #include "qkv.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-enum {
-    TP_LN1_W = 0,
-    TP_LN1_B,
-    TP_ATTN_W,
-    TP_ATTN_B,
-    TP_PROJ_W,
-    TP_PROJ_B,
-    TP_LN2_W,
-    TP_LN2_B,
-    TP_FC_W,
-    TP_FC_B,
-    TP_MLP_W,
-    TP_MLP_B,
-    TP_PER_LAYER
+typedef enum qkv__tarch {
+    QKV__TARCH_GPT2 = 0,
+    QKV__TARCH_LLAMA = 1,
+    QKV__TARCH_BERT = 2, /* masked LM */
+} qkv__tarch;
+
+/* The tensors of a block, in the order of the table's layer rows (models/params.c). */
+enum { /* GPT-2 (Conv1D matrices are [in, out]) */
+       TP_LN1_W = 0,
+       TP_LN1_B,
+       TP_ATTN_W,
+       TP_ATTN_B,
+       TP_PROJ_W,
+       TP_PROJ_B,
+       TP_LN2_W,
+       TP_LN2_B,
+       TP_FC_W,
+       TP_FC_B,
+       TP_MLP_W,
+       TP_MLP_B,
+       TP_PER_LAYER
 };
+enum { /* Llama (nn.Linear [out, in], no biases) */
+       LP_Q = 0,
+       LP_K,
+       LP_V,
+       LP_O,
+       LP_GATE,
+       LP_UP,
+       LP_DOWN,
+       LP_LN1,
+       LP_LN2,
+       LP_PER_LAYER
+};
+enum { /* BERT (nn.Linear [out, in]) */
+       BP_Q_W = 0,
+       BP_Q_B,
+       BP_K_W,
+       BP_K_B,
+       BP_V_W,
+       BP_V_B,
+       BP_O_W,
+       BP_O_B,
+       BP_LN1_W,
+       BP_LN1_B,
+       BP_FC_W,
+       BP_FC_B,
+       BP_OUT_W,
+       BP_OUT_B,
+       BP_LN2_W,
+       BP_LN2_B,
+       BP_PER_LAYER
+};
+
+/* What the architecture is, with its sizes (from qkv_gpt2_shape or a Hugging Face config). */
+typedef struct qkv__tconfig {
+    qkv__tarch arch;
+    int64_t V, P, C, L, H, Hk, D, F, TV; /* vocab, positions, hidden, layers, heads, KV heads,
+                                            head dim, MLP width, token types (BERT) */
+    float eps;                           /* LayerNorm / RMSNorm epsilon */
+    qkv_act act;                         /* MLP activation (Llama: the SiLU of SwiGLU) */
+    double rope_theta;                   /* Llama */
+    int tied;                            /* LM head = token embedding */
+    double init_std;                     /* initializer_range of fresh weights */
+    int32_t bos_id, eos_id, pad_id;      /* exported in config.json; -1 when absent */
+} qkv__tconfig;
 
 typedef struct qkv__tparam {
     char name[96];
@@ -43,14 +96,15 @@ typedef struct qkv__tparam {
     int decay;
 } qkv__tparam;
 
-/* Activations of one block for a micro-batch of N = B·T rows. */
+/* Activations of one block for a micro-batch of N = B·T rows (Q = H·D, K = Hk·D). */
 typedef struct qkv__tacts {
-    float *ln1, *mean1, *rstd1; /* (N, C), (N), (N) */
-    float *q, *k, *v, *att;     /* (N, C) each: [B, T, H, D] */
+    float *ln1, *mean1, *rstd1; /* (N, C), (N), (N): pre-norm blocks: Norm1(x); BERT: LN1(res1) */
+    float *q, *k, *v, *att;     /* (N, Q), (N, K), (N, K), (N, Q): [B, T, heads, D] */
     float *lse;                 /* (B, H, T) */
-    float *res2;                /* (N, C) the stream after attention */
-    float *ln2, *mean2, *rstd2; /* (N, C), (N), (N) */
-    float *h, *a;               /* (N, F) before and after the activation */
+    float *res1;                /* (N, C) BERT: x + attention */
+    float *res2;                /* (N, C) pre-norm: x + attention; BERT: ln1 + MLP */
+    float *ln2, *mean2, *rstd2; /* (N, C), (N), (N): pre-norm: Norm2(res2); BERT: stats only */
+    float *h, *u, *a;           /* (N, F): fc / gate, up (Llama), act(h) / silu(gate)·up */
 } qkv__tacts;
 
 /* A piece of at most QKV__SEG_FLOATS floats of one tensor: the optimizer's unit of work, so
@@ -61,10 +115,19 @@ typedef struct qkv__tseg {
     int64_t begin, end; /* flat float range */
 } qkv__tseg;
 
+/* The batch of one forward, checked (targets: ignored rows are -1). */
+typedef struct qkv__tbatch {
+    const int32_t *ids;     /* (B, T) */
+    const int32_t *tgt;     /* (B, T) */
+    const int32_t *types;   /* (B, T) BERT token types, or NULL (all 0) */
+    const int32_t *kv_lens; /* (B) keys at or past kv_lens[b] are padding, or NULL */
+    int64_t B, T;
+} qkv__tbatch;
+
 struct qkv_trainer {
-    qkv_gpt2_shape shape;
-    float eps;   /* LayerNorm epsilon */
-    qkv_act act; /* MLP activation (GPT-2: tanh GELU) */
+    qkv__tconfig cfg;
+    qkv_gpt2_shape shape; /* vocab, positions, hidden, layers, heads: qkv_trainer_get_shape */
+    const qkv__param_table *tab;
     size_t n_params;
     qkv__tparam *params;
     int64_t n_floats;
@@ -73,27 +136,78 @@ struct qkv_trainer {
     qkv__tseg *segs;      /* every tensor cut into pieces, in order */
     int64_t n_segs;
 
-    /* Activations, sized by qkv_trainer_reserve for up to cap_N = cap_B·cap_T rows. */
+    /* Activations, sized by qkv_trainer_reserve for up to cap_B·cap_T rows. */
     int64_t cap_B, cap_T;
     qkv_recompute policy;
     float *arena; /* one allocation for everything below */
     size_t arena_bytes;
-    float *resid;               /* (L + 1, N, C): the input of every block, then the final stream */
-    qkv__tacts *layer;          /* [L] (NONE) or [1] (LAYERS: recomputed in the backward) */
-    float *lnf, *meanf, *rstdf; /* (N, C), (N), (N) */
+    float *resid;      /* (L + 1, N, C): the input of every block, then the final stream */
+    qkv__tacts *layer; /* [L] (NONE) or [1] (LAYERS: recomputed in the backward) */
+    float *emb, *emb_mean, *emb_rstd; /* BERT: the summed embeddings (N, C) and their LN stats */
+    float *head;                      /* BERT: the MLM transform dense output (N, C) */
+    float *head_act;                  /* BERT: its activation (N, C) */
+    float *lnf, *meanf, *rstdf; /* (N, C), (N), (N): the final norm (BERT: the transform LN) */
     float *logits;              /* (N, V); the backward turns it into dlogits */
     float *row_loss;            /* (N) */
-    float *dresid, *dln, *datt, *dq, *dk, *dv; /* (N, C) each */
-    float *da, *dh;                            /* (N, F) each */
+    int32_t *tgt;               /* (N) targets with every ignored one as -1 */
+    float *dresid, *dln, *dx1;  /* (N, C) each */
+    float *datt, *dq, *dqr;     /* (N, Q) each: attention output, q, q before RoPE */
+    float *dk, *dv, *dkr;       /* (N, K) each */
+    float *da, *dh, *du;        /* (N, F) each */
     int logits_valid;
 };
 
-/* The parameter table and zeroed buffers (weights not initialized); gpt2_train.c. */
-qkv_status qkv__trainer_alloc(const qkv_gpt2_shape *shape, qkv_trainer **out);
+/* The parameter table and zeroed buffers (weights not initialized); trainer.c. */
+qkv_status qkv__trainer_alloc(const qkv__tconfig *cfg, qkv_trainer **out);
+/* Sets parameter i to its fresh initialization (trainer.c: as transformers does). */
+void qkv__trainer_init_param(struct qkv_trainer *t, size_t i, uint64_t seed);
+/* The trainer config of a Hugging Face directory's config.json (gpt2, llama/mistral, bert). */
+qkv_status qkv__tconfig_load(const char *dir, qkv__tconfig *cfg);
+/* The architecture's name ("gpt2", "llama", "bert") and back. */
+const char *qkv__tarch_name(qkv__tarch a);
+int qkv__tarch_parse(const char *s, qkv__tarch *a);
 
-/* Parameter i of block l (TP_*) or the embeddings / final norm. */
+/* Parameter `which` of block l, and row i of the table's pre / post / head rows; base is w or g.
+ * A head row that is absent (Llama's lm_head when tied) gives NULL. */
 static inline float *qkv__tw(const struct qkv_trainer *t, float *base, int64_t l, int which) {
-    return base + t->params[2 + (size_t)l * TP_PER_LAYER + (size_t)which].offset;
+    return base +
+           t->params[(size_t)t->tab->n_pre + (size_t)l * (size_t)t->tab->n_layer + (size_t)which]
+               .offset;
 }
+static inline float *qkv__tpre(const struct qkv_trainer *t, float *base, int i) {
+    return base + t->params[i].offset;
+}
+static inline float *qkv__tpost(const struct qkv_trainer *t, float *base, int i) {
+    return base +
+           t->params[(size_t)t->tab->n_pre + (size_t)t->cfg.L * (size_t)t->tab->n_layer + (size_t)i]
+               .offset;
+}
+static inline float *qkv__thead(const struct qkv_trainer *t, float *base, int i) {
+    size_t k = (size_t)t->tab->n_pre + (size_t)t->cfg.L * (size_t)t->tab->n_layer +
+               (size_t)t->tab->n_post + (size_t)i;
+    return k < t->n_params ? base + t->params[k].offset : NULL;
+}
+
+/* The saved activations of block l (one shared set under QKV_RECOMPUTE_LAYERS). */
+static inline qkv__tacts *qkv__tacts_of(struct qkv_trainer *t, int64_t l) {
+    return t->policy == QKV_RECOMPUTE_LAYERS ? &t->layer[0] : &t->layer[l];
+}
+
+/* From t->logits (N, V): the mean cross-entropy over t->tgt into *loss (row losses kept); with
+ * backward, the logits become the gradient of scale times that mean. */
+qkv_status qkv__trainer_loss(qkv_runtime *rt, qkv_trainer *t, int64_t N, int backward, float scale,
+                             float *loss);
+
+/* Each architecture: the forward to the loss (backward != 0: logits become dlogits scaled by
+ * scale / count) and the backward that ADDS to t->g. */
+qkv_status qkv__gpt2_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b, int backward,
+                             float scale, float *loss);
+qkv_status qkv__gpt2_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b);
+qkv_status qkv__llama_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b, int backward,
+                              float scale, float *loss);
+qkv_status qkv__llama_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b);
+qkv_status qkv__bert_mlm_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b,
+                                 int backward, float scale, float *loss);
+qkv_status qkv__bert_mlm_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b);
 
 #endif

@@ -1,0 +1,179 @@
+/* bert_train.c — forward and backward of a BERT encoder with the masked-LM head for training (see
+ * trainer.h), as a list of calls into the layer library (src/nn). BertForMaskedLM as
+ * transformers computes it (dropout 0):
+ *
+ *   emb = LN_e(word[ids] + pos[t] + type[types])                     resid[0]
+ * block l (post-LN), on x = resid[l] (N = B·T rows, C channels):
+ *   q, k, v = x Wᵀ + b;  att = attention(q, k, v), keys past kv_lens[b] masked (padding)
+ *   res1 = x + att Woᵀ + bo;            ln1 = LN1(res1)
+ *   h = ln1 W1ᵀ + b1;  a = act(h);      res2 = ln1 + a W2ᵀ + b2
+ *   resid[l+1] = LN2(res2)
+ * head: head = resid[L] Wtᵀ + bt;  lnf = LN_t(act(head));  logits = lnf · wordᵀ + cls.bias
+ * then the mean cross-entropy over the labelled rows (targets -1 / -100 elsewhere).
+ *
+ * The backward calls the same layers' backwards in reverse. With post-LN the running gradient
+ * t->dresid is dL/d(block output) on entry and dL/d(block input) on exit: LayerNorm backwards
+ * start fresh sums, the skip connections add the running gradient into them. */
+#include "train/trainer.h"
+
+#include "core/error.h"
+#include "nn/nn.h"
+
+#include <string.h>
+
+static void zero(float *p, int64_t n) { memset(p, 0, (size_t)n * sizeof(float)); }
+
+/* Dense layer of block l with weight row `w` and bias row `w + 1` (BP_*): w (out, in). */
+static qkv_nn_linear dense(const qkv_trainer *t, int64_t l, int w, int64_t in, int64_t out) {
+    return (qkv_nn_linear){qkv__tw(t, t->w, l, w), qkv__tw(t, t->w, l, w + 1), in, out, 0, 0, NULL};
+}
+
+static void attn_desc(const qkv_trainer *t, const qkv__tbatch *b, qkv_attention_desc *d) {
+    memset(d, 0, sizeof *d);
+    d->batch = b->B;
+    d->q_len = d->kv_len = b->T;
+    d->n_heads = d->n_kv_heads = t->cfg.H;
+    d->head_dim = t->cfg.D;
+    d->window_left = d->window_right = -1;
+    d->kv_lens = b->kv_lens;
+}
+
+static qkv_status block_forward(qkv_runtime *rt, qkv_trainer *t, int64_t l, const qkv__tacts *a,
+                                const float *x, float *y, const qkv__tbatch *b) {
+    const qkv__tconfig *c = &t->cfg;
+    const int64_t N = b->B * b->T, C = c->C, F = c->F;
+    float *W = t->w;
+    qkv_nn_linear wq = dense(t, l, BP_Q_W, C, C), wk = dense(t, l, BP_K_W, C, C),
+                  wv = dense(t, l, BP_V_W, C, C);
+    QKV_TRY(qkv_nn_linear_forward(rt, &wq, a->q, x, N, QKV_ACT_NONE, NULL));
+    QKV_TRY(qkv_nn_linear_forward(rt, &wk, a->k, x, N, QKV_ACT_NONE, NULL));
+    QKV_TRY(qkv_nn_linear_forward(rt, &wv, a->v, x, N, QKV_ACT_NONE, NULL));
+    qkv_attention_desc d;
+    attn_desc(t, b, &d);
+    QKV_TRY(qkv_attention_forward(rt, &d, a->q, a->k, a->v, a->att, a->lse));
+    qkv_nn_linear wo = dense(t, l, BP_O_W, C, C);
+    QKV_TRY(qkv_nn_linear_forward(rt, &wo, a->res1, a->att, N, QKV_ACT_NONE, x));
+    QKV_TRY(qkv_nn_layernorm_forward(rt, a->ln1, a->mean1, a->rstd1, a->res1,
+                                     qkv__tw(t, W, l, BP_LN1_W), qkv__tw(t, W, l, BP_LN1_B), N, C,
+                                     c->eps));
+    qkv_nn_linear w1 = dense(t, l, BP_FC_W, C, F), w2 = dense(t, l, BP_OUT_W, F, C);
+    QKV_TRY(qkv_nn_linear_forward(rt, &w1, a->h, a->ln1, N, QKV_ACT_NONE, NULL));
+    QKV_TRY(qkv_nn_act_forward(rt, c->act, a->a, a->h, N * F));
+    QKV_TRY(qkv_nn_linear_forward(rt, &w2, a->res2, a->a, N, QKV_ACT_NONE, a->ln1));
+    return qkv_nn_layernorm_forward(rt, y, a->mean2, a->rstd2, a->res2, qkv__tw(t, W, l, BP_LN2_W),
+                                    qkv__tw(t, W, l, BP_LN2_B), N, C, c->eps);
+}
+
+/* The MLM decoder: logits = lnf · wordᵀ + cls.predictions.bias. */
+static qkv_nn_linear decoder(const qkv_trainer *t) {
+    return (qkv_nn_linear){
+        qkv__tpre(t, t->w, 0), qkv__thead(t, t->w, 0), t->cfg.C, t->cfg.V, 0, 0, NULL};
+}
+
+static qkv_nn_linear transform(const qkv_trainer *t) {
+    return (qkv_nn_linear){
+        qkv__thead(t, t->w, 1), qkv__thead(t, t->w, 2), t->cfg.C, t->cfg.C, 0, 0, NULL};
+}
+
+qkv_status qkv__bert_mlm_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b,
+                                 int backward, float scale, float *loss) {
+    const qkv__tconfig *c = &t->cfg;
+    const int64_t B = b->B, T = b->T, N = B * T, C = c->C, L = c->L;
+    float *W = t->w;
+    QKV_TRY(qkv_nn_embedding_forward(rt, t->emb, b->ids, qkv__tpre(t, W, 0), N, c->V, C));
+    QKV_TRY(qkv_nn_position_add_forward(rt, t->emb, t->emb, qkv__tpre(t, W, 1), B, T, C, c->P, 0));
+    if (b->types)
+        QKV_TRY(
+            qkv_nn_embedding_add_forward(rt, t->emb, b->types, qkv__tpre(t, W, 2), N, c->TV, C));
+    else /* every token of type 0: row 0 of the table added to all N rows */
+        QKV_TRY(
+            qkv_nn_position_add_forward(rt, t->emb, t->emb, qkv__tpre(t, W, 2), N, 1, C, c->TV, 0));
+    QKV_TRY(qkv_nn_layernorm_forward(rt, t->resid, t->emb_mean, t->emb_rstd, t->emb,
+                                     qkv__tpre(t, W, 3), qkv__tpre(t, W, 4), N, C, c->eps));
+    for (int64_t l = 0; l < L; l++)
+        QKV_TRY(block_forward(rt, t, l, qkv__tacts_of(t, l), t->resid + l * N * C,
+                              t->resid + (l + 1) * N * C, b));
+    qkv_nn_linear tr = transform(t), dec = decoder(t);
+    QKV_TRY(qkv_nn_linear_forward(rt, &tr, t->head, t->resid + L * N * C, N, QKV_ACT_NONE, NULL));
+    QKV_TRY(qkv_nn_act_forward(rt, c->act, t->head_act, t->head, N * C));
+    QKV_TRY(qkv_nn_layernorm_forward(rt, t->lnf, t->meanf, t->rstdf, t->head_act,
+                                     qkv__thead(t, W, 3), qkv__thead(t, W, 4), N, C, c->eps));
+    QKV_TRY(qkv_nn_linear_forward(rt, &dec, t->logits, t->lnf, N, QKV_ACT_NONE, NULL));
+    return qkv__trainer_loss(rt, t, N, backward, scale, loss);
+}
+
+/* dresid holds dL/d(block output); on return dL/d(block input). */
+static qkv_status block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, const qkv__tacts *a,
+                                 const float *x, const qkv__tbatch *b) {
+    const qkv__tconfig *c = &t->cfg;
+    const int64_t N = b->B * b->T, C = c->C, F = c->F;
+    float *W = t->w, *G = t->g, *dr = t->dresid, *dx1 = t->dx1;
+    /* y = LN2(res2), res2 = ln1 + act(ln1 W1ᵀ + b1) W2ᵀ + b2 */
+    zero(dx1, N * C);
+    QKV_TRY(qkv_nn_layernorm_backward(rt, dx1, qkv__tw(t, G, l, BP_LN2_W),
+                                      qkv__tw(t, G, l, BP_LN2_B), dr, a->res2,
+                                      qkv__tw(t, W, l, BP_LN2_W), a->mean2, a->rstd2, N, C));
+    qkv_nn_linear w1 = dense(t, l, BP_FC_W, C, F), w2 = dense(t, l, BP_OUT_W, F, C);
+    zero(t->da, N * F);
+    QKV_TRY(qkv_nn_linear_backward(rt, &w2, t->da, qkv__tw(t, G, l, BP_OUT_W),
+                                   qkv__tw(t, G, l, BP_OUT_B), dx1, a->a, N));
+    zero(t->dh, N * F);
+    QKV_TRY(qkv_nn_act_backward(rt, c->act, t->dh, t->da, a->h, N * F));
+    QKV_TRY(qkv_nn_linear_backward(rt, &w1, dx1, qkv__tw(t, G, l, BP_FC_W),
+                                   qkv__tw(t, G, l, BP_FC_B), t->dh, a->ln1, N));
+    /* ln1 = LN1(res1), res1 = x + att Woᵀ + bo: dr becomes dL/dres1, which the skip passes to x */
+    zero(dr, N * C);
+    QKV_TRY(qkv_nn_layernorm_backward(rt, dr, qkv__tw(t, G, l, BP_LN1_W),
+                                      qkv__tw(t, G, l, BP_LN1_B), dx1, a->res1,
+                                      qkv__tw(t, W, l, BP_LN1_W), a->mean1, a->rstd1, N, C));
+    qkv_nn_linear wo = dense(t, l, BP_O_W, C, C);
+    zero(t->datt, N * C);
+    QKV_TRY(qkv_nn_linear_backward(rt, &wo, t->datt, qkv__tw(t, G, l, BP_O_W),
+                                   qkv__tw(t, G, l, BP_O_B), dr, a->att, N));
+    qkv_attention_desc d;
+    attn_desc(t, b, &d);
+    QKV_TRY(qkv_attention_backward(rt, &d, a->q, a->k, a->v, a->att, a->lse, t->datt, t->dq, t->dk,
+                                   t->dv));
+    const int ws[3] = {BP_Q_W, BP_K_W, BP_V_W};
+    const float *dqkv[3] = {t->dq, t->dk, t->dv};
+    for (int i = 0; i < 3; i++) {
+        qkv_nn_linear L = dense(t, l, ws[i], C, C);
+        QKV_TRY(qkv_nn_linear_backward(rt, &L, dr, qkv__tw(t, G, l, ws[i]),
+                                       qkv__tw(t, G, l, ws[i] + 1), dqkv[i], x, N));
+    }
+    return QKV_OK;
+}
+
+qkv_status qkv__bert_mlm_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
+    const qkv__tconfig *c = &t->cfg;
+    const int64_t B = b->B, T = b->T, N = B * T, C = c->C, L = c->L;
+    float *W = t->w, *G = t->g;
+    /* head: t->logits holds dlogits */
+    qkv_nn_linear tr = transform(t), dec = decoder(t);
+    zero(t->dln, N * C);
+    QKV_TRY(qkv_nn_linear_backward(rt, &dec, t->dln, qkv__tpre(t, G, 0), qkv__thead(t, G, 0),
+                                   t->logits, t->lnf, N));
+    zero(t->dx1, N * C);
+    QKV_TRY(qkv_nn_layernorm_backward(rt, t->dx1, qkv__thead(t, G, 3), qkv__thead(t, G, 4), t->dln,
+                                      t->head_act, qkv__thead(t, W, 3), t->meanf, t->rstdf, N, C));
+    zero(t->dln, N * C);
+    QKV_TRY(qkv_nn_act_backward(rt, c->act, t->dln, t->dx1, t->head, N * C));
+    zero(t->dresid, N * C);
+    QKV_TRY(qkv_nn_linear_backward(rt, &tr, t->dresid, qkv__thead(t, G, 1), qkv__thead(t, G, 2),
+                                   t->dln, t->resid + L * N * C, N));
+    for (int64_t l = L - 1; l >= 0; l--) {
+        const float *x = t->resid + l * N * C;
+        if (t->policy == QKV_RECOMPUTE_LAYERS)
+            QKV_TRY(block_forward(rt, t, l, &t->layer[0], x, t->resid + (l + 1) * N * C, b));
+        QKV_TRY(block_backward(rt, t, l, qkv__tacts_of(t, l), x, b));
+    }
+    /* embeddings: resid[0] = LN_e(emb) */
+    zero(t->dx1, N * C);
+    QKV_TRY(qkv_nn_layernorm_backward(rt, t->dx1, qkv__tpre(t, G, 3), qkv__tpre(t, G, 4), t->dresid,
+                                      t->emb, qkv__tpre(t, W, 3), t->emb_mean, t->emb_rstd, N, C));
+    QKV_TRY(qkv_nn_embedding_backward(rt, qkv__tpre(t, G, 0), t->dx1, b->ids, N, c->V, C));
+    QKV_TRY(qkv_nn_position_add_backward(rt, NULL, qkv__tpre(t, G, 1), t->dx1, B, T, C, c->P, 0));
+    if (b->types)
+        return qkv_nn_embedding_backward(rt, qkv__tpre(t, G, 2), t->dx1, b->types, N, c->TV, C);
+    return qkv_nn_position_add_backward(rt, NULL, qkv__tpre(t, G, 2), t->dx1, N, 1, C, c->TV, 0);
+}

@@ -1,0 +1,530 @@
+/* trainer.c — what every architecture's trainer shares (see trainer.h): the parameter list built
+ * from the architecture's table, fresh initialization, configs from Hugging Face directories,
+ * the activation arena, batch checks, the loss, and the public qkv_trainer_* entry points. */
+#include "train/trainer.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "models/bert.h"
+#include "models/gpt.h"
+#include "nn/nn.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- architectures */
+
+const char *qkv__tarch_name(qkv__tarch a) {
+    return a == QKV__TARCH_LLAMA ? "llama" : a == QKV__TARCH_BERT ? "bert" : "gpt2";
+}
+
+int qkv__tarch_parse(const char *s, qkv__tarch *a) {
+    if (!s) return 0;
+    if (strcmp(s, "gpt2") == 0)
+        *a = QKV__TARCH_GPT2;
+    else if (strcmp(s, "llama") == 0)
+        *a = QKV__TARCH_LLAMA;
+    else if (strcmp(s, "bert") == 0)
+        *a = QKV__TARCH_BERT;
+    else
+        return 0;
+    return 1;
+}
+
+static const qkv__param_table *table_of(qkv__tarch a) {
+    return a == QKV__TARCH_LLAMA  ? &qkv__params_llama
+           : a == QKV__TARCH_BERT ? &qkv__params_bert
+                                  : &qkv__params_gpt2;
+}
+
+qkv_status qkv__tconfig_load(const char *dir, qkv__tconfig *c) {
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
+    memset(c, 0, sizeof *c);
+    c->init_std = 0.02;
+    c->bos_id = c->eos_id = c->pad_id = -1;
+    qkv_bert_config bc;
+    qkv_gpt_config gc;
+    /* BERT first: its parser refuses other model types with UNSUPPORTED, then the decoders */
+    if (qkv__bert_config_load(dir, &bc) == QKV_OK) {
+        c->arch = QKV__TARCH_BERT;
+        c->V = bc.vocab_size, c->P = bc.max_position, c->C = bc.hidden_size;
+        c->L = bc.num_layers, c->H = c->Hk = bc.num_heads, c->D = c->C / c->H;
+        c->F = bc.intermediate_size, c->TV = bc.type_vocab_size, c->eps = bc.layer_norm_eps;
+        c->act = bc.act, c->tied = 1, c->pad_id = bc.pad_token_id;
+        if (c->TV < 1)
+            return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: training needs type_vocab_size >= 1", path);
+        return QKV_OK;
+    }
+    QKV_TRY(qkv__gpt_config_load(dir, &gc));
+    c->V = gc.vocab_size, c->P = gc.max_position, c->C = gc.hidden_size, c->L = gc.num_layers;
+    c->H = gc.num_heads, c->Hk = gc.num_kv_heads, c->D = gc.head_dim, c->F = gc.intermediate_size;
+    c->eps = gc.norm_eps, c->act = gc.act, c->tied = gc.tied, c->rope_theta = gc.rope_theta;
+    c->bos_id = gc.bos_token_id, c->eos_id = gc.eos_token_id;
+    if (gc.arch == QKV_GPT_ARCH_LLAMA) {
+        c->arch = QKV__TARCH_LLAMA;
+        return QKV_OK;
+    }
+    c->arch = QKV__TARCH_GPT2;
+    const char *why = !gc.tied                ? "tie_word_embeddings (must be true)"
+                      : gc.attn_scale != 0.0f ? "scale_attn_weights (must be true)"
+                      : gc.scale_by_layer     ? "scale_attn_by_inverse_layer_idx"
+                      : gc.intermediate_size != 4 * gc.hidden_size ? "n_inner (must be 4 n_embd)"
+                                                                   : NULL;
+    if (why) return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: training does not support %s", path, why);
+    return QKV_OK;
+}
+
+/* ---------------------------------------------------------------- parameters */
+
+static void add_param(qkv_trainer *t, const char *name, int64_t d0, int64_t d1, int decay) {
+    qkv__tparam *p = &t->params[t->n_params++];
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = d1 ? 2 : 1;
+    p->shape[0] = d0;
+    p->shape[1] = d1;
+    p->numel = d0 * (d1 ? d1 : 1);
+    p->offset = t->n_floats;
+    p->decay = decay;
+    /* keep every tensor 64-byte aligned in the flat buffers */
+    t->n_floats += (p->numel + 15) / 16 * 16;
+}
+
+static qkv_status check_config(const qkv__tconfig *c) {
+    const int64_t lim = (int64_t)1 << 24;
+    if (c->V < 1 || c->V > (int64_t)INT32_MAX || c->P < 1 || c->P > lim || c->C < 1 ||
+        c->C > 65536 || c->L < 1 || c->L > 4096 || c->H < 1 || c->Hk < 1 || c->H % c->Hk != 0 ||
+        c->D < 1 || c->D > 65536 || c->F < 1 || c->F > (1 << 20) || c->TV < 0 || c->TV > lim ||
+        (c->arch == QKV__TARCH_LLAMA && c->D % 2 != 0) || !(c->eps >= 0))
+        return qkv__fail(
+            QKV_ERR_INVALID_ARG,
+            "trainer: bad shape (vocab %lld, positions %lld, hidden %lld, layers %lld, "
+            "heads %lld/%lld of dim %lld, MLP %lld): all >= 1, the KV heads must "
+            "divide the heads",
+            (long long)c->V, (long long)c->P, (long long)c->C, (long long)c->L, (long long)c->H,
+            (long long)c->Hk, (long long)c->D, (long long)c->F);
+    double total = (double)(c->V + c->P + c->TV) * (double)c->C +
+                   (double)c->L * (4.0 * (double)c->C * (double)c->H * (double)c->D +
+                                   3.0 * (double)c->C * (double)c->F);
+    if (total > 4e10) return qkv__fail(QKV_ERR_OVERFLOW, "trainer: model too large");
+    return QKV_OK;
+}
+
+qkv_status qkv__trainer_alloc(const qkv__tconfig *cfg, qkv_trainer **out) {
+    *out = NULL;
+    if (!cfg) return qkv__fail(QKV_ERR_INVALID_ARG, "trainer: NULL config");
+    QKV_TRY(check_config(cfg));
+    qkv_trainer *t = qkv__calloc(1, sizeof *t);
+    if (!t) return qkv__fail(QKV_ERR_NOMEM, "trainer: out of memory");
+    t->cfg = *cfg;
+    t->shape = (qkv_gpt2_shape){cfg->V, cfg->P, cfg->C, cfg->L, cfg->H};
+    t->tab = table_of(cfg->arch);
+    const qkv__param_table *tab = t->tab;
+    const int64_t L = cfg->L;
+    const size_t n_rows =
+        (size_t)(tab->n_pre + tab->n_post + tab->n_head) + (size_t)L * (size_t)tab->n_layer;
+    t->params = qkv__calloc(n_rows, sizeof *t->params);
+    if (!t->params) {
+        qkv__free(t);
+        return qkv__fail(QKV_ERR_NOMEM, "trainer: out of memory");
+    }
+    const qkv__dims dims = {cfg->V,          cfg->P,           cfg->C, cfg->F,
+                            cfg->H * cfg->D, cfg->Hk * cfg->D, cfg->TV};
+    char name[sizeof t->params->name];
+    /* the rows of models/params.h, in named_parameters() order: l = -1 pre, L post, L + 1 head */
+    for (int64_t l = -1; l <= L + 1; l++) {
+        const qkv__param_spec *rows = l < 0    ? tab->pre
+                                      : l < L  ? tab->layer
+                                      : l == L ? tab->post
+                                               : tab->head;
+        int n = l < 0 ? tab->n_pre : l < L ? tab->n_layer : l == L ? tab->n_post : tab->n_head;
+        for (int i = 0; i < n; i++) {
+            if (rows[i].untied_only && cfg->tied) continue;
+            if (qkv__param_name(name, sizeof name, l <= L ? tab->prefix : "", &rows[i], l) !=
+                QKV_OK) {
+                qkv_trainer_free(t);
+                return QKV_ERR_INVALID_ARG;
+            }
+            add_param(t, name, qkv__param_dim(rows[i].d0, &dims),
+                      rows[i].d1 == QKV__DIM_NONE ? 0 : qkv__param_dim(rows[i].d1, &dims),
+                      rows[i].decay);
+        }
+    }
+    for (size_t i = 0; i < t->n_params; i++)
+        t->n_segs += (t->params[i].numel + QKV__SEG_FLOATS - 1) / QKV__SEG_FLOATS;
+    t->segs = qkv__calloc((size_t)t->n_segs, sizeof *t->segs);
+    for (size_t i = 0, k = 0; t->segs && i < t->n_params; i++)
+        for (int64_t b = 0; b < t->params[i].numel; b += QKV__SEG_FLOATS) {
+            int64_t e =
+                b + QKV__SEG_FLOATS < t->params[i].numel ? b + QKV__SEG_FLOATS : t->params[i].numel;
+            t->segs[k++] =
+                (qkv__tseg){(int64_t)i, t->params[i].offset + b, t->params[i].offset + e};
+        }
+    size_t bytes = (size_t)t->n_floats * sizeof(float);
+    t->w = qkv__calloc(1, bytes);
+    t->g = qkv__calloc(1, bytes);
+    t->m = qkv__calloc(1, bytes);
+    t->v = qkv__calloc(1, bytes);
+    if (!t->w || !t->g || !t->m || !t->v || !t->segs) {
+        qkv_trainer_free(t);
+        return qkv__fail(QKV_ERR_NOMEM, "trainer: cannot allocate %lld parameters (x4 buffers)",
+                         (long long)t->n_floats);
+    }
+    *out = t;
+    return QKV_OK;
+}
+
+/* Parameter i as transformers initializes it: matrices and embeddings N(0, initializer_range)
+ * (GPT-2's c_proj matrices N(0, std/sqrt(2L))), norm weights 1, biases 0. */
+void qkv__trainer_init_param(qkv_trainer *t, size_t i, uint64_t seed) {
+    const double std = t->cfg.init_std, proj_std = std / sqrt(2.0 * (double)t->cfg.L);
+    const qkv__tparam *p = &t->params[i];
+    float *w = t->w + p->offset;
+    const char *dot = strrchr(p->name, '.');
+    int is_weight = dot && strcmp(dot, ".weight") == 0;
+    int is_norm =
+        strstr(p->name, "norm") || strstr(p->name, "LayerNorm") || strstr(p->name, ".ln_");
+    if (p->ndim == 2) {
+        double s =
+            t->cfg.arch == QKV__TARCH_GPT2 && strstr(p->name, "c_proj.weight") ? proj_std : std;
+        for (int64_t j = 0; j < p->numel; j++)
+            w[j] = (float)(s * (double)qkv__rng_normal(seed, i, (uint64_t)j));
+    } else {
+        float v = is_norm && is_weight ? 1.0f : 0.0f;
+        for (int64_t j = 0; j < p->numel; j++) w[j] = v;
+    }
+}
+
+static void init_weights(qkv_trainer *t, uint64_t seed) {
+    for (size_t i = 0; i < t->n_params; i++) qkv__trainer_init_param(t, i, seed);
+}
+
+qkv_status qkv_trainer_new(const qkv_gpt2_shape *shape, uint64_t seed, qkv_trainer **out) {
+    if (!out || !shape) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_new: NULL argument");
+    if (shape->n_head < 1 || shape->n_embd % shape->n_head != 0)
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "trainer: bad shape: n_head %lld must be >= 1 and divide n_embd %lld",
+                         (long long)shape->n_head, (long long)shape->n_embd);
+    qkv__tconfig c = {.arch = QKV__TARCH_GPT2,
+                      .V = shape->vocab_size,
+                      .P = shape->n_positions,
+                      .C = shape->n_embd,
+                      .L = shape->n_layer,
+                      .H = shape->n_head,
+                      .Hk = shape->n_head,
+                      .D = shape->n_embd / shape->n_head,
+                      .F = 4 * shape->n_embd,
+                      .eps = 1e-5f,
+                      .act = QKV_ACT_GELU_TANH,
+                      .tied = 1,
+                      .init_std = 0.02,
+                      .bos_id = -1,
+                      .eos_id = -1,
+                      .pad_id = -1};
+    qkv_trainer *t;
+    QKV_TRY(qkv__trainer_alloc(&c, &t));
+    init_weights(t, seed);
+    *out = t;
+    return QKV_OK;
+}
+
+qkv_status qkv_trainer_new_hf_config(const char *dir, uint64_t seed, qkv_trainer **out) {
+    if (!dir || !out)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_new_hf_config: NULL argument");
+    *out = NULL;
+    qkv__tconfig c;
+    QKV_TRY(qkv__tconfig_load(dir, &c));
+    qkv_trainer *t;
+    QKV_TRY(qkv__trainer_alloc(&c, &t));
+    init_weights(t, seed);
+    *out = t;
+    return QKV_OK;
+}
+
+void qkv_trainer_free(qkv_trainer *t) {
+    if (!t) return;
+    qkv__free(t->w);
+    qkv__free(t->g);
+    qkv__free(t->m);
+    qkv__free(t->v);
+    qkv__free(t->params);
+    qkv__free(t->segs);
+    qkv__free(t->arena);
+    qkv__free(t->layer);
+    qkv__free(t);
+}
+
+void qkv_trainer_get_shape(const qkv_trainer *t, qkv_gpt2_shape *shape) {
+    if (t && shape) *shape = t->shape;
+}
+
+const char *qkv_trainer_arch(const qkv_trainer *t) { return t ? qkv__tarch_name(t->cfg.arch) : ""; }
+
+int64_t qkv_trainer_steps(const qkv_trainer *t) { return t ? t->steps : 0; }
+
+size_t qkv_trainer_param_count(const qkv_trainer *t) { return t ? t->n_params : 0; }
+
+int64_t qkv_trainer_numel(const qkv_trainer *t) {
+    int64_t numel = 0;
+    for (size_t i = 0; t && i < t->n_params; i++) numel += t->params[i].numel;
+    return numel;
+}
+
+double qkv_trainer_step_flops(const qkv_trainer *t, int64_t B, int64_t T) {
+    if (!t) return 0.0;
+    double tokens = (double)B * (double)T;
+    return 6.0 * (double)qkv_trainer_numel(t) * tokens +
+           12.0 * (double)t->cfg.L * tokens * (double)T * (double)(t->cfg.H * t->cfg.D);
+}
+
+qkv_status qkv_trainer_param(qkv_trainer *t, size_t i, qkv_param_info *info) {
+    if (!t || !info || i >= t->n_params)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_param: no parameter %zu", i);
+    const qkv__tparam *p = &t->params[i];
+    info->name = p->name;
+    info->ndim = p->ndim;
+    info->shape[0] = p->shape[0];
+    info->shape[1] = p->shape[1];
+    info->numel = p->numel;
+    info->data = t->w + p->offset;
+    info->grad = t->g + p->offset;
+    info->decay = p->decay;
+    return QKV_OK;
+}
+
+void qkv_trainer_zero_grad(qkv_trainer *t) {
+    if (t) memset(t->g, 0, (size_t)t->n_floats * sizeof(float));
+}
+
+const float *qkv_trainer_logits(const qkv_trainer *t) {
+    return t && t->logits_valid ? t->logits : NULL;
+}
+
+/* ---------------------------------------------------------------- activations */
+
+typedef struct {
+    float *base;
+    size_t used; /* floats */
+} carve;
+
+static float *take(carve *c, int64_t n) {
+    size_t k = ((size_t)n + 15) / 16 * 16;
+    float *p = c->base ? c->base + c->used : NULL;
+    c->used += k;
+    return p;
+}
+
+static void bind_layer(const qkv__tconfig *cf, carve *c, qkv__tacts *a, int64_t B, int64_t T) {
+    const int64_t N = B * T, C = cf->C, F = cf->F, Q = cf->H * cf->D, K = cf->Hk * cf->D;
+    const int bert = cf->arch == QKV__TARCH_BERT, llama = cf->arch == QKV__TARCH_LLAMA;
+    memset(a, 0, sizeof *a);
+    a->ln1 = take(c, N * C);
+    a->mean1 = take(c, N);
+    a->rstd1 = take(c, N);
+    a->q = take(c, N * Q);
+    a->k = take(c, N * K);
+    a->v = take(c, N * K);
+    a->att = take(c, N * Q);
+    a->lse = take(c, B * cf->H * T);
+    if (bert) a->res1 = take(c, N * C);
+    a->res2 = take(c, N * C);
+    if (!bert) a->ln2 = take(c, N * C);
+    a->mean2 = take(c, N);
+    a->rstd2 = take(c, N);
+    a->h = take(c, N * F);
+    if (llama) a->u = take(c, N * F);
+    a->a = take(c, N * F);
+}
+
+/* Lays everything out (c->base NULL: only counts). */
+static void bind_all(qkv_trainer *t, carve *c, int64_t B, int64_t T, qkv_recompute policy) {
+    const qkv__tconfig *cf = &t->cfg;
+    const int64_t N = B * T, C = cf->C, V = cf->V, L = cf->L, F = cf->F, Q = cf->H * cf->D,
+                  K = cf->Hk * cf->D;
+    const int bert = cf->arch == QKV__TARCH_BERT, llama = cf->arch == QKV__TARCH_LLAMA;
+    int64_t nl = policy == QKV_RECOMPUTE_LAYERS ? 1 : L;
+    t->resid = take(c, (L + 1) * N * C);
+    for (int64_t l = 0; l < nl; l++) bind_layer(cf, c, &t->layer[l], B, T);
+    t->emb = bert ? take(c, N * C) : NULL;
+    t->emb_mean = bert ? take(c, N) : NULL;
+    t->emb_rstd = bert ? take(c, N) : NULL;
+    t->head = bert ? take(c, N * C) : NULL;
+    t->head_act = bert ? take(c, N * C) : NULL;
+    t->lnf = take(c, N * C);
+    t->meanf = take(c, N);
+    t->rstdf = take(c, N);
+    t->logits = take(c, N * V);
+    t->row_loss = take(c, N);
+    t->tgt = (int32_t *)take(c, N); /* int32 and float have one size */
+    t->dresid = take(c, N * C);
+    t->dln = take(c, N * C);
+    t->dx1 = bert ? take(c, N * C) : NULL;
+    t->datt = take(c, N * Q);
+    t->dq = take(c, N * Q);
+    t->dqr = llama ? take(c, N * Q) : NULL;
+    t->dk = take(c, N * K);
+    t->dkr = llama ? take(c, N * K) : NULL;
+    t->dv = take(c, N * K);
+    t->da = take(c, N * F);
+    t->dh = take(c, N * F);
+    t->du = llama ? take(c, N * F) : NULL;
+}
+
+qkv_status qkv_trainer_reserve(qkv_trainer *t, int64_t B, int64_t T, qkv_recompute policy,
+                               size_t *bytes) {
+    if (!t) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_reserve: NULL trainer");
+    if (B < 1 || T < 1 || T > t->cfg.P || B > ((int64_t)1 << 20))
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "qkv_trainer_reserve: B = %lld, T = %lld (need B >= 1 and 1 <= T <= "
+                         "n_positions = %lld)",
+                         (long long)B, (long long)T, (long long)t->cfg.P);
+    if (policy != QKV_RECOMPUTE_NONE && policy != QKV_RECOMPUTE_LAYERS)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_reserve: unknown recompute policy %d",
+                         (int)policy);
+    if (t->arena && B <= t->cap_B && T <= t->cap_T && policy == t->policy) {
+        if (bytes) *bytes = t->arena_bytes;
+        return QKV_OK;
+    }
+    if (t->arena) {
+        B = B > t->cap_B ? B : t->cap_B;
+        T = T > t->cap_T ? T : t->cap_T;
+    }
+    int64_t nl = policy == QKV_RECOMPUTE_LAYERS ? 1 : t->cfg.L;
+    qkv__tacts *layer = qkv__calloc((size_t)nl, sizeof *layer);
+    if (!layer) return qkv__fail(QKV_ERR_NOMEM, "trainer: out of memory");
+    qkv__free(t->arena);
+    qkv__free(t->layer);
+    t->arena = NULL;
+    t->layer = layer;
+    t->cap_B = t->cap_T = 0;
+    t->logits_valid = 0;
+    carve c = {0};
+    bind_all(t, &c, B, T, policy);
+    double need = (double)c.used * sizeof(float);
+    if (need > (double)SIZE_MAX / 2)
+        return qkv__fail(QKV_ERR_OVERFLOW, "trainer: activations for B %lld T %lld overflow",
+                         (long long)B, (long long)T);
+    t->arena = qkv__alloc(c.used * sizeof(float));
+    if (!t->arena)
+        return qkv__fail(QKV_ERR_NOMEM,
+                         "trainer: cannot allocate %.1f MiB of activations for B %lld T %lld "
+                         "(try a smaller batch, or recompute = layers)",
+                         need / 1048576.0, (long long)B, (long long)T);
+    c = (carve){t->arena, 0};
+    bind_all(t, &c, B, T, policy);
+    t->arena_bytes = c.used * sizeof(float);
+    t->cap_B = B;
+    t->cap_T = T;
+    t->policy = policy;
+    if (bytes) *bytes = t->arena_bytes;
+    return QKV_OK;
+}
+
+/* ---------------------------------------------------------------- batches and the loss */
+
+/* Checks b and copies its targets into t->tgt with every ignored one (-1 or -100) as -1. */
+static qkv_status check_batch(qkv_trainer *t, const char *fn, const qkv_train_batch *b,
+                              qkv__tbatch *out) {
+    if (!b || !b->ids || !b->targets)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL batch, ids or targets", fn);
+    if (b->struct_size != 0 && b->struct_size != sizeof *b)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: batch struct_size %zu is not %zu (or 0)", fn,
+                         b->struct_size, sizeof *b);
+    const int64_t B = b->B, T = b->T, V = t->cfg.V;
+    if (B < 1 || T < 1 || T > t->cfg.P)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: B = %lld, T = %lld (T must be <= %lld)", fn,
+                         (long long)B, (long long)T, (long long)t->cfg.P);
+    if (t->cfg.arch != QKV__TARCH_BERT && (b->types || b->kv_lens))
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "%s: token types and padding lengths are for encoders (this is %s)", fn,
+                         qkv__tarch_name(t->cfg.arch));
+    for (int64_t n = 0; n < B * T; n++) {
+        if (b->ids[n] < 0 || b->ids[n] >= V)
+            return qkv__fail(QKV_ERR_INVALID_ARG, "%s: ids[%lld] = %d is outside [0, %lld)", fn,
+                             (long long)n, b->ids[n], (long long)V);
+        int32_t y = b->targets[n];
+        if (y != -1 && y != -100 && (y < 0 || y >= V))
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "%s: targets[%lld] = %d is outside [0, %lld) (or -1 / -100: ignored)",
+                             fn, (long long)n, y, (long long)V);
+        if (b->types && (b->types[n] < 0 || b->types[n] >= t->cfg.TV))
+            return qkv__fail(QKV_ERR_INVALID_ARG, "%s: types[%lld] = %d is outside [0, %lld)", fn,
+                             (long long)n, b->types[n], (long long)t->cfg.TV);
+    }
+    for (int64_t i = 0; b->kv_lens && i < B; i++)
+        if (b->kv_lens[i] < 1 || b->kv_lens[i] > T)
+            return qkv__fail(QKV_ERR_INVALID_ARG, "%s: kv_lens[%lld] = %d is outside [1, %lld]", fn,
+                             (long long)i, b->kv_lens[i], (long long)T);
+    QKV_TRY(qkv_trainer_reserve(t, B, T, t->arena ? t->policy : QKV_RECOMPUTE_NONE, NULL));
+    for (int64_t n = 0; n < B * T; n++) t->tgt[n] = b->targets[n] < 0 ? -1 : b->targets[n];
+    *out = (qkv__tbatch){b->ids, t->tgt, b->types, b->kv_lens, B, T};
+    return QKV_OK;
+}
+
+qkv_status qkv__trainer_loss(qkv_runtime *rt, qkv_trainer *t, int64_t N, int backward, float scale,
+                             float *loss) {
+    const int64_t V = t->cfg.V;
+    if (backward)
+        QKV_TRY(qkv_nn_cross_entropy_fused(rt, loss, t->row_loss, t->logits, t->tgt, N, V, -1, 0.0f,
+                                           scale));
+    else
+        QKV_TRY(
+            qkv_nn_cross_entropy_forward(rt, loss, t->row_loss, t->logits, t->tgt, N, V, -1, 0.0f));
+    t->logits_valid = !backward;
+    return QKV_OK;
+}
+
+static qkv_status forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b, int backward,
+                          float scale, float *loss) {
+    t->logits_valid = 0;
+    switch (t->cfg.arch) {
+    case QKV__TARCH_LLAMA: return qkv__llama_forward(rt, t, b, backward, scale, loss);
+    case QKV__TARCH_BERT: return qkv__bert_mlm_forward(rt, t, b, backward, scale, loss);
+    default: return qkv__gpt2_forward(rt, t, b, backward, scale, loss);
+    }
+}
+
+static qkv_status backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
+    switch (t->cfg.arch) {
+    case QKV__TARCH_LLAMA: return qkv__llama_backward(rt, t, b);
+    case QKV__TARCH_BERT: return qkv__bert_mlm_backward(rt, t, b);
+    default: return qkv__gpt2_backward(rt, t, b);
+    }
+}
+
+qkv_status qkv_trainer_forward_backward_batch(qkv_runtime *rt, qkv_trainer *t,
+                                              const qkv_train_batch *batch, float scale,
+                                              float *loss) {
+    static const char fn[] = "qkv_trainer_forward_backward";
+    if (!t || !loss) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
+    if (!isfinite(scale)) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: scale is not finite", fn);
+    qkv__tbatch b;
+    QKV_TRY(check_batch(t, fn, batch, &b));
+    QKV_TRY(forward(rt, t, &b, 1, scale, loss));
+    return backward(rt, t, &b);
+}
+
+qkv_status qkv_trainer_eval_batch(qkv_runtime *rt, qkv_trainer *t, const qkv_train_batch *batch,
+                                  float *loss) {
+    static const char fn[] = "qkv_trainer_eval";
+    if (!t || !loss) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
+    qkv__tbatch b;
+    QKV_TRY(check_batch(t, fn, batch, &b));
+    return forward(rt, t, &b, 0, 0.0f, loss);
+}
+
+qkv_status qkv_trainer_forward_backward(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,
+                                        const int32_t *targets, int64_t B, int64_t T, float scale,
+                                        float *loss) {
+    qkv_train_batch b = {sizeof b, ids, targets, NULL, NULL, B, T};
+    return qkv_trainer_forward_backward_batch(rt, t, &b, scale, loss);
+}
+
+qkv_status qkv_trainer_eval(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,
+                            const int32_t *targets, int64_t B, int64_t T, float *loss) {
+    qkv_train_batch b = {sizeof b, ids, targets, NULL, NULL, B, T};
+    return qkv_trainer_eval_batch(rt, t, &b, loss);
+}

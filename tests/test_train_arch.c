@@ -1,0 +1,349 @@
+/* test_train_arch.c — training Llama-style decoders and BERT masked LMs against Hugging Face
+ * transformers in PyTorch.
+ *
+ * Fixtures (tests/fixtures/train/{llama_tiny,bert_tiny}, from tools/gen_train_golden_arch.py):
+ * tiny random LlamaForCausalLM (GQA 4/2 heads, RoPE, RMSNorm, SwiGLU; untied head, and a tied
+ * variant) and BertForMaskedLM (token types, right padding, MLM labels with -100), the loss,
+ * logits and every parameter's gradient on batch 0, and a 10-step AdamW run (losses, pre-clip
+ * norms, final weights) with the hyperparameters of adamw.json. Checked here, on every ISA:
+ *   - logits 1e-5, loss 1e-6 and every gradient 1e-4 relative to the tensor's scale;
+ *   - 10 steps: each loss and grad norm within 1e-4 relative, every final weight within 1e-4
+ *     (BERT's key biases, whose true gradient is 0, against the fixture's noise bound);
+ *   - recompute (QKV_RECOMPUTE_LAYERS) and 1 vs 2 threads give bit-identical gradients;
+ *   - a checkpoint restores the architecture and bit-identical weights; the Hugging Face export
+ *     loads back (qkv_trainer_load_hf) with bit-identical weights and logits;
+ *   - Llama's export runs in the inference engine (qkv_lm) with the trainer's logits. */
+#include "qkv.h"
+#include "test.h"
+#include "test_arch.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FIX QKV_SOURCE_DIR "/tests/fixtures/train/"
+
+enum { S = 10, B = 2, T = 16, V = 101 };
+
+typedef struct {
+    const char *dir;     /* fixture folder */
+    const char *model;   /* model directory inside it */
+    const char *grads;   /* gradients file inside it */
+    int bert, ten_steps; /* BERT batches; the 10-step run exists */
+} arch_case;
+
+static qkv_safetensors *open_fix(const char *dir, const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s%s/%s", FIX, dir, name);
+    qkv_safetensors *st = NULL;
+    if (qkv_safetensors_open(path, &st) != QKV_OK) {
+        fprintf(stderr, "cannot open %s: %s\n", path, qkv_last_error());
+        exit(1);
+    }
+    return st;
+}
+
+static const void *need(qkv_safetensors *st, const char *name) {
+    const qkv_st_tensor *t = qkv_safetensors_find(st, name);
+    if (!t) {
+        fprintf(stderr, "fixture lacks %s\n", name);
+        exit(1);
+    }
+    return t->data;
+}
+
+static double rel_err(const float *a, const float *b, int64_t n) {
+    double worst = 0, scale = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        worst = d > worst ? d : worst;
+        scale = fabs((double)b[i]) > scale ? fabs((double)b[i]) : scale;
+    }
+    return worst / (scale > 1e-30 ? scale : 1e-30);
+}
+
+/* Batch s of the fixture. */
+static qkv_train_batch batch_of(const arch_case *ac, qkv_safetensors *bt, int s) {
+    qkv_train_batch b = {sizeof b, NULL, NULL, NULL, NULL, B, T};
+    b.ids = (const int32_t *)need(bt, "ids") + s * B * T;
+    if (ac->bert) {
+        b.targets = (const int32_t *)need(bt, "labels") + s * B * T;
+        b.types = (const int32_t *)need(bt, "token_type_ids") + s * B * T;
+        b.kv_lens = (const int32_t *)need(bt, "kv_lens") + s * B;
+    } else {
+        b.targets = (const int32_t *)need(bt, "targets") + s * B * T;
+    }
+    return b;
+}
+
+static qkv_trainer *load(const arch_case *ac) {
+    char path[512];
+    snprintf(path, sizeof path, "%s%s/%s", FIX, ac->dir, ac->model);
+    qkv_trainer *t = NULL;
+    CHECK_OK(qkv_trainer_load_hf(path, &t));
+    if (!t) exit(1);
+    return t;
+}
+
+typedef struct {
+    qkv_adamw hp;
+    qkv_lr_schedule lr;
+    float clip, key_bias_drift;
+} hyper;
+
+static hyper hyper_of(const arch_case *ac) {
+    char path[512];
+    snprintf(path, sizeof path, "%s%s/adamw.json", FIX, ac->dir);
+    json_error_t e;
+    json_t *j = json_load_file(path, 0, &e);
+    if (!j) {
+        fprintf(stderr, "%s: %s\n", path, e.text);
+        exit(1);
+    }
+#define NUM(k) json_number_value(json_object_get(j, k))
+    hyper h = {
+        {(float)NUM("beta1"), (float)NUM("beta2"), (float)NUM("eps"), (float)NUM("weight_decay")},
+        {NUM("lr_max"), NUM("lr_min"), (int64_t)NUM("warmup_steps"), (int64_t)NUM("total_steps"),
+         QKV_LR_COSINE},
+        (float)NUM("clip_grad_norm"),
+        (float)NUM("key_bias_drift")};
+#undef NUM
+    CHECK(strcmp(json_string_value(json_object_get(j, "schedule")), "cosine") == 0);
+    json_decref(j);
+    return h;
+}
+
+static int is_key_bias(const char *name) { return strstr(name, "self.key.bias") != NULL; }
+
+static void gradients_match_torch(const arch_case *ac, qkv_safetensors *bt) {
+    qkv_safetensors *gs = open_fix(ac->dir, ac->grads);
+    qkv_trainer *t = load(ac);
+    CHECK(strcmp(qkv_trainer_arch(t), ac->bert ? "bert" : "llama") == 0);
+    qkv_train_batch b = batch_of(ac, bt, 0);
+    float loss = 0, eval_loss = 0;
+    CHECK_OK(qkv_trainer_eval_batch(NULL, t, &b, &eval_loss));
+    const float *logits = qkv_trainer_logits(t);
+    CHECK(logits != NULL);
+    if (logits) {
+        double e = rel_err(logits, need(gs, "logits"), B * T * V);
+        CHECK_MSG(e <= 1e-5, "%s logits rel err %.3g", ac->dir, e);
+    }
+    qkv_trainer_zero_grad(t);
+    CHECK_OK(qkv_trainer_forward_backward_batch(NULL, t, &b, 1.0f, &loss));
+    const float ref = *(const float *)need(gs, "loss");
+    CHECK_NEAR(loss, ref, 0, 1e-6);
+    CHECK(loss == eval_loss);
+    double worst = 0, gq = 0;
+    const char *worst_name = "";
+    size_t n_checked = 0;
+    for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
+        qkv_param_info p;
+        CHECK_OK(qkv_trainer_param(t, i, &p));
+        const float *g = need(gs, p.name);
+        n_checked++;
+        if (is_key_bias(p.name)) { /* true gradient 0: both sides are rounding noise */
+            for (int64_t j = 0; j < p.numel; j++) gq = fmax(gq, fabs((double)p.grad[j]));
+            continue;
+        }
+        double e = rel_err(p.grad, g, p.numel);
+        CHECK_MSG(e <= 1e-4, "%s: gradient of %s: rel err %.3g", ac->dir, p.name, e);
+        if (e > worst) worst = e, worst_name = p.name;
+    }
+    CHECK_MSG(gq <= 1e-6, "%s: key-bias gradient %.3g is not noise-sized", ac->dir, gq);
+    /* every gradient in the fixture was compared (plus loss and logits) */
+    CHECK_EQ_INT((int64_t)n_checked + 2, (int64_t)qkv_safetensors_count(gs));
+    printf("%s: loss %.7f (torch %.7f); %zu gradients, worst rel err %.3g (%s)\n", ac->dir, loss,
+           ref, n_checked, worst, worst_name);
+    qkv_trainer_free(t);
+    qkv_safetensors_close(gs);
+}
+
+static void ten_steps_match_torch(const arch_case *ac, qkv_safetensors *bt) {
+    qkv_safetensors *ss = open_fix(ac->dir, "steps.safetensors");
+    const float *losses = need(ss, "losses"), *norms = need(ss, "grad_norms"),
+                *lrs = need(ss, "lrs");
+    const hyper h = hyper_of(ac);
+    qkv_trainer *t = load(ac), *init = load(ac);
+    double worst = 0;
+    for (int s = 0; s < S; s++) {
+        CHECK_NEAR(qkv_lr_at(&h.lr, s), lrs[s], 0, 1e-6);
+        qkv_train_batch b = batch_of(ac, bt, s);
+        float loss, norm;
+        qkv_trainer_zero_grad(t);
+        CHECK_OK(qkv_trainer_forward_backward_batch(NULL, t, &b, 1.0f, &loss));
+        CHECK_OK(qkv_trainer_step(NULL, t, &h.hp, (float)qkv_lr_at(&h.lr, s), h.clip, &norm));
+        CHECK_MSG(fabs(loss - losses[s]) <= 1e-4 * fabs(losses[s]),
+                  "%s step %d: loss %.7f, torch %.7f", ac->dir, s, loss, losses[s]);
+        CHECK_MSG(fabs(norm - norms[s]) <= 1e-4 * fabs(norms[s]),
+                  "%s step %d: norm %.7f, torch %.7f", ac->dir, s, norm, norms[s]);
+        worst = fmax(worst, fabs(loss - losses[s]) / fabs(losses[s]));
+    }
+    double worst_w = 0;
+    for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
+        qkv_param_info p, p0;
+        CHECK_OK(qkv_trainer_param(t, i, &p));
+        CHECK_OK(qkv_trainer_param(init, i, &p0));
+        char name[160];
+        snprintf(name, sizeof name, "final.%s", p.name);
+        const float *ref = need(ss, name);
+        if (is_key_bias(p.name)) { /* noise-driven drift on both sides, bounded by the fixture's */
+            double d = 0, ours = 0;
+            for (int64_t j = 0; j < p.numel; j++) {
+                d = fmax(d, fabs((double)p.data[j] - (double)ref[j]));
+                ours = fmax(ours, fabs((double)p.data[j] - (double)p0.data[j]));
+            }
+            CHECK_MSG(ours <= 4.0 * h.key_bias_drift + 1e-7 && d <= 5.0 * h.key_bias_drift + 1e-7,
+                      "%s: %s drifted %.3g (torch's bound %.3g, difference %.3g)", ac->dir, p.name,
+                      ours, h.key_bias_drift, d);
+            continue;
+        }
+        double e = rel_err(p.data, ref, p.numel);
+        CHECK_MSG(e <= 1e-4, "%s: %s after 10 steps: rel err %.3g", ac->dir, p.name, e);
+        worst_w = fmax(worst_w, e);
+    }
+    printf("%s: 10 AdamW steps, loss %.5f -> %.5f, worst loss rel err %.3g, worst weight %.3g\n",
+           ac->dir, losses[0], losses[S - 1], worst, worst_w);
+    qkv_trainer_free(t);
+    qkv_trainer_free(init);
+    qkv_safetensors_close(ss);
+}
+
+/* All gradients after one forward/backward of batch 1, in one buffer. */
+static float *grads_after(const arch_case *ac, qkv_safetensors *bt, qkv_runtime *rt,
+                          qkv_recompute policy, int64_t *n) {
+    qkv_trainer *t = load(ac);
+    CHECK_OK(qkv_trainer_reserve(t, B, T, policy, NULL));
+    qkv_train_batch b = batch_of(ac, bt, 1);
+    float loss;
+    qkv_trainer_zero_grad(t);
+    CHECK_OK(qkv_trainer_forward_backward_batch(rt, t, &b, 0.5f, &loss));
+    *n = 0;
+    for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
+        qkv_param_info p;
+        CHECK_OK(qkv_trainer_param(t, i, &p));
+        *n += p.numel;
+    }
+    float *g = malloc((size_t)*n * sizeof *g);
+    int64_t o = 0;
+    for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
+        qkv_param_info p;
+        CHECK_OK(qkv_trainer_param(t, i, &p));
+        memcpy(g + o, p.grad, (size_t)p.numel * sizeof(float));
+        o += p.numel;
+    }
+    qkv_trainer_free(t);
+    return g;
+}
+
+static void policies_and_threads(const arch_case *ac, qkv_safetensors *bt) {
+    qkv_runtime *one, *two;
+    CHECK_OK(qkv_runtime_create(1, &one));
+    CHECK_OK(qkv_runtime_create(2, &two));
+    int64_t n0, n1, n2;
+    float *g0 = grads_after(ac, bt, one, QKV_RECOMPUTE_NONE, &n0);
+    float *g1 = grads_after(ac, bt, one, QKV_RECOMPUTE_LAYERS, &n1);
+    float *g2 = grads_after(ac, bt, two, QKV_RECOMPUTE_NONE, &n2);
+    CHECK(n0 == n1 && n0 == n2);
+    CHECK_MSG(memcmp(g0, g1, (size_t)n0 * sizeof *g0) == 0, "%s: recompute changes gradients",
+              ac->dir);
+    CHECK_MSG(memcmp(g0, g2, (size_t)n0 * sizeof *g0) == 0, "%s: 2 threads change gradients",
+              ac->dir);
+    free(g0), free(g1), free(g2);
+    qkv_runtime_free(one);
+    qkv_runtime_free(two);
+}
+
+static int same_weights(qkv_trainer *a, qkv_trainer *b) {
+    if (qkv_trainer_param_count(a) != qkv_trainer_param_count(b)) return 0;
+    for (size_t i = 0; i < qkv_trainer_param_count(a); i++) {
+        qkv_param_info p, q;
+        if (qkv_trainer_param(a, i, &p) != QKV_OK || qkv_trainer_param(b, i, &q) != QKV_OK ||
+            strcmp(p.name, q.name) != 0 || p.numel != q.numel ||
+            memcmp(p.data, q.data, (size_t)p.numel * sizeof(float)) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+static void files_roundtrip(const arch_case *ac, qkv_safetensors *bt) {
+    const hyper h = hyper_of(ac);
+    qkv_trainer *t = load(ac);
+    qkv_train_batch b = batch_of(ac, bt, 2);
+    float loss, norm;
+    qkv_trainer_zero_grad(t);
+    CHECK_OK(qkv_trainer_forward_backward_batch(NULL, t, &b, 1.0f, &loss));
+    CHECK_OK(qkv_trainer_step(NULL, t, &h.hp, 1e-3f, h.clip, &norm));
+    char dir[] = "/tmp/qkv_train_arch.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char ckpt[128], exp[128];
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt.safetensors", dir);
+    snprintf(exp, sizeof exp, "%s/model", dir);
+    CHECK_OK(qkv_trainer_save(t, ckpt, "{\"x\": 1}"));
+    qkv_trainer *r = NULL;
+    char *user = NULL;
+    CHECK_OK(qkv_trainer_restore(ckpt, &r, &user));
+    CHECK(r && strcmp(qkv_trainer_arch(r), qkv_trainer_arch(t)) == 0);
+    CHECK(r && qkv_trainer_steps(r) == 1 && same_weights(t, r));
+    CHECK(user && strcmp(user, "{\"x\": 1}") == 0);
+    free(user);
+    /* the restored trainer continues exactly as the original */
+    float l1, l2;
+    b = batch_of(ac, bt, 3);
+    qkv_trainer_zero_grad(t);
+    qkv_trainer_zero_grad(r);
+    CHECK_OK(qkv_trainer_forward_backward_batch(NULL, t, &b, 1.0f, &l1));
+    CHECK_OK(qkv_trainer_forward_backward_batch(NULL, r, &b, 1.0f, &l2));
+    CHECK_OK(qkv_trainer_step(NULL, t, &h.hp, 1e-3f, h.clip, &norm));
+    CHECK_OK(qkv_trainer_step(NULL, r, &h.hp, 1e-3f, h.clip, &norm));
+    CHECK(l1 == l2 && same_weights(t, r));
+    /* the export loads back with the same weights and logits */
+    CHECK_OK(qkv_trainer_export_hf(t, exp, -1));
+    qkv_trainer *e = NULL;
+    CHECK_OK(qkv_trainer_load_hf(exp, &e));
+    CHECK(e && same_weights(t, e));
+    float le, lt;
+    CHECK_OK(qkv_trainer_eval_batch(NULL, e, &b, &le));
+    CHECK_OK(qkv_trainer_eval_batch(NULL, t, &b, &lt)); /* t's logits stay for the check below */
+    CHECK(le == lt);
+    if (!ac->bert) { /* the decoder export runs in the inference engine */
+        qkv_lm *lm = NULL;
+        CHECK_OK(qkv_lm_load(exp, &lm));
+        const float *ref = qkv_trainer_logits(t);
+        const int64_t lens[2] = {T, T};
+        float *lg = malloc((size_t)B * T * V * sizeof *lg);
+        CHECK_OK(qkv_lm_logits(NULL, lm, b.ids, lens, B, lg));
+        double err = rel_err(lg, ref, (int64_t)B * T * V);
+        CHECK_MSG(err <= 1e-5, "%s: qkv_lm logits of the export vs the trainer's: %.3g", ac->dir,
+                  err);
+        free(lg);
+        qkv_lm_free(lm);
+    }
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+    qkv_trainer_free(t);
+    qkv_trainer_free(r);
+    qkv_trainer_free(e);
+}
+
+int main(void) {
+    test_use_arch_from_env();
+    const arch_case cases[] = {
+        {"llama_tiny", "model", "grads.safetensors", 0, 1},
+        {"llama_tiny", "model_tied", "grads_tied.safetensors", 0, 0},
+        {"bert_tiny", "model", "grads.safetensors", 1, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const arch_case *ac = &cases[i];
+        qkv_safetensors *bt = open_fix(ac->dir, "batches.safetensors");
+        gradients_match_torch(ac, bt);
+        if (ac->ten_steps) ten_steps_match_torch(ac, bt);
+        policies_and_threads(ac, bt);
+        files_roundtrip(ac, bt);
+        qkv_safetensors_close(bt);
+    }
+    return test_finish("train_arch");
+}
