@@ -442,8 +442,13 @@ static void fmt_eta(double s, char *buf, size_t cap) {
 static int train_loop(run *r) {
     train_cfg *c = &r->c;
     const int64_t B = c->batch, T = c->seq, K = c->accum;
-    qkv_adamw hp = {(float)c->beta1, (float)c->beta2, (float)c->eps, (float)c->weight_decay};
-    qkv_lr_schedule sched = {c->lr, c->min_lr, c->warmup, c->steps,
+    qkv_adamw hp = {sizeof(qkv_adamw), (float)c->beta1, (float)c->beta2, (float)c->eps,
+                    (float)c->weight_decay};
+    qkv_lr_schedule sched = {sizeof(qkv_lr_schedule),
+                             c->lr,
+                             c->min_lr,
+                             c->warmup,
+                             c->steps,
                              strcmp(c->decay, "linear") == 0     ? QKV_LR_LINEAR
                              : strcmp(c->decay, "constant") == 0 ? QKV_LR_CONSTANT
                                                                  : QKV_LR_COSINE};
