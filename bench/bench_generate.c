@@ -190,7 +190,7 @@ int main(int argc, char **argv) {
         double pre[16], dec[16];
         int r = 0;
         for (; r < reps && r < 16; r++) {
-            qkv_generate_stats st;
+            qkv_generate_stats st = {.struct_size = sizeof st};
             if (qkv_lm_generate_tokens(rt, lm, ids, &T, 1, &o, NULL, NULL, NULL, NULL, &st) !=
                 QKV_OK) {
                 fprintf(stderr, "generate: %s\n", qkv_last_error());

@@ -180,7 +180,7 @@ static int bench_generate(bench_env *e, const char *dir, long T, long M) {
     int64_t len = T;
     int rc = 0;
     for (int r = -1; r < e->reps; r++) {
-        qkv_generate_stats s;
+        qkv_generate_stats s = {.struct_size = sizeof s};
         st = qkv_lm_generate_tokens(e->rt, lm, ids, &len, 1, &o, NULL, NULL, NULL, NULL, &s);
         if (st != QKV_OK) {
             rc = cli_report("generate", st);

@@ -146,7 +146,7 @@ static int cmd_prepare(int argc, char **argv) {
     }
     if (rc == EXIT_OK) {
         o.tokenizer_path = tok_path;
-        qkv_data_stats st;
+        qkv_data_stats st = {.struct_size = sizeof st};
         pp.start = pp.last = now_seconds();
         qkv_status s = qkv_data_prepare(tok, files, nf, &o, out, &st, on_progress, &pp);
         double el = now_seconds() - pp.start;

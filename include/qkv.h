@@ -6,6 +6,16 @@
  *   - Handles are opaque; every *_free / *_close accepts NULL.
  *   - The library never exits or aborts on bad input, I/O errors or out-of-memory.
  *   - Sizes are int64_t / size_t; products of sizes from files or users are overflow-checked.
+ *   - Structs that may grow (options, descriptors, stats: the ones whose first member is
+ *     `size_t struct_size`) stay compatible across versions of the shared library. struct_size
+ *     is 0, meaning the layout of qkv 0.2 (where it appeared), or the program's sizeof. The
+ *     library reads only that many bytes (fields a shorter, older struct lacks take their
+ *     defaults), accepts a longer, newer struct only if the bytes it does not know are all zero
+ *     (else QKV_ERR_INVALID_ARG), and writes a struct it fills in only up to struct_size.
+ *     So initialize every such struct, output structs too: `T x = {.struct_size = sizeof x};`,
+ *     `= {0}`, memset, or the struct's QKV_*_INIT / *_defaults. Fields are only appended, and
+ *     a new field's 0 keeps the old behaviour; a program that sets a field added after 0.2
+ *     must set struct_size to its sizeof (the initializers above do).
  */
 #ifndef QKV_H
 #define QKV_H
@@ -28,9 +38,9 @@ extern "C" {
 /* ---------------------------------------------------------------- version */
 
 #define QKV_VERSION_MAJOR 0
-#define QKV_VERSION_MINOR 1
+#define QKV_VERSION_MINOR 2 /* 0.2: struct_size in growable structs; qkv_tensor removed */
 #define QKV_VERSION_PATCH 0
-#define QKV_VERSION_STRING "0.1.0"
+#define QKV_VERSION_STRING "0.2.0"
 
 /* The version of the library actually linked (may differ from the header's). */
 QKV_API const char *qkv_version(void);
@@ -184,28 +194,9 @@ QKV_API void qkv_f32_to_f16_n(const float *src, uint16_t *dst, size_t n);
 QKV_API void qkv_bf16_to_f32_n(const uint16_t *src, float *dst, size_t n);
 QKV_API void qkv_f32_to_bf16_n(const float *src, uint16_t *dst, size_t n);
 
-/* ---------------------------------------------------------------- tensor views */
-
-#define QKV_MAX_DIMS 8
-
-/* A non-owning view of strided tensor data. Strides are in elements. */
-typedef struct qkv_tensor {
-    qkv_dtype dtype;
-    int ndim;
-    int64_t shape[QKV_MAX_DIMS];
-    int64_t strides[QKV_MAX_DIMS];
-    void *data;
-} qkv_tensor;
-
-/* Fill a contiguous row-major view; INVALID_ARG for ndim out of [0, QKV_MAX_DIMS] or a
- * negative dim, OVERFLOW if the element count or byte size overflows. */
-QKV_API qkv_status qkv_tensor_init(qkv_tensor *t, qkv_dtype dtype, int ndim, const int64_t *shape,
-                                   void *data);
-/* Number of elements (1 for ndim 0); -1 on overflow. */
-QKV_API int64_t qkv_tensor_numel(const qkv_tensor *t);
-QKV_API int qkv_tensor_is_contiguous(const qkv_tensor *t);
-
 /* ---------------------------------------------------------------- safetensors */
+
+#define QKV_MAX_DIMS 8 /* most dims a safetensors tensor may have here */
 
 typedef struct qkv_safetensors qkv_safetensors;
 
@@ -343,6 +334,7 @@ typedef enum qkv_context_overflow {
  * max_new_tokens must be set. Processors run in Hugging Face generate()'s order and with its
  * semantics: repetition penalty, temperature, top-k, top-p. */
 typedef struct qkv_sampling {
+    size_t struct_size;       /* 0 or sizeof(qkv_sampling): see the top of this file */
     int64_t max_new_tokens;   /* >= 1: tokens generated per sequence at most */
     float temperature;        /* 0: greedy (argmax); > 0: sample from softmax(logits / t) */
     int64_t top_k;            /* 0: off; else keep the k most likely (ties with the k-th kept) */
@@ -366,6 +358,7 @@ typedef int (*qkv_token_fn)(void *user, size_t seq, int32_t token);
 /* Timings of one generate call (prefill: the first pass over all prompts; decode: every later
  * pass, tokens = rows computed). */
 typedef struct qkv_generate_stats {
+    size_t struct_size; /* set by the caller (0 or sizeof): see the top of this file */
     int64_t prefill_tokens, decode_tokens;
     double prefill_seconds, decode_seconds;
 } qkv_generate_stats;
@@ -406,6 +399,7 @@ typedef enum qkv_truncation {
 } qkv_truncation;
 
 typedef struct qkv_encode_options {
+    size_t struct_size;          /* 0 or sizeof(qkv_encode_options): see the top of this file */
     int add_special_tokens;      /* 1: apply the post-processor ([CLS] A [SEP] ...) */
     int64_t max_length;          /* 0: no truncation; else total tokens incl. special ones */
     qkv_truncation truncation;   /* how to remove tokens when over max_length */
@@ -417,8 +411,12 @@ typedef struct qkv_encode_options {
 } qkv_encode_options;
 
 /* The options the tokenizer file asks for: add_special_tokens 1, and the "truncation" and
- * "padding" of a tokenizer.json (Fixed padding only; none otherwise). tok may be NULL. */
-QKV_API void qkv_tokenizer_default_options(const qkv_tokenizer *tok, qkv_encode_options *o);
+ * "padding" of a tokenizer.json (Fixed padding only; none otherwise). tok may be NULL. Sets
+ * o->struct_size to sizeof *o (the macro passes the program's sizeof). */
+QKV_API void qkv_tokenizer_default_options_sized(const qkv_tokenizer *tok, qkv_encode_options *o,
+                                                 size_t struct_size);
+#define qkv_tokenizer_default_options(tok, o)                                                      \
+    qkv_tokenizer_default_options_sized((tok), (o), sizeof *(o))
 
 /* The result of one encode; all arrays have n entries. Read-only; free with
  * qkv_encoding_free. Offsets are [start, end) spans into the text the token came from (the
@@ -486,9 +484,11 @@ QKV_API qkv_status qkv_bpe_train(const char *const *files, size_t n_files, size_
 /* ---------------------------------------------------------------- attention */
 
 /* Scaled dot-product attention: out = softmax(q kᵀ · scale + bias + masks) v, per head.
- * Fields may be added at the end; meanings never change. Zero-initialize and set what you need
- * (then set window_left/window_right to -1 for no window). */
+ * Fields may be added at the end; meanings never change. Start from QKV_ATTENTION_DESC_INIT
+ * (no window, everything else 0) and set what you need; or zero-initialize it and set
+ * window_left/window_right to -1 for no window. */
 typedef struct qkv_attention_desc {
+    size_t struct_size;     /* 0 or sizeof(qkv_attention_desc): see the top of this file */
     int64_t batch;          /* B */
     int64_t q_len, kv_len;  /* Tq, Tk */
     int64_t n_heads;        /* Hq query heads */
@@ -509,6 +509,10 @@ typedef struct qkv_attention_desc {
                                   backward from dropout_seed */
     uint64_t dropout_seed;
 } qkv_attention_desc;
+
+/* A descriptor with struct_size set, no window and every other field 0 (C99 / C++20). */
+#define QKV_ATTENTION_DESC_INIT                                                                    \
+    { .struct_size = sizeof(qkv_attention_desc), .window_left = -1, .window_right = -1 }
 
 /* Row-major, contiguous:
  *   q [B, Tq, Hq, D]   k [B, Tk, Hk, D]   v [B, Tk, Hk, Dv]   out [B, Tq, Hq, Dv]
@@ -537,6 +541,7 @@ QKV_API qkv_status qkv_attention_probs(qkv_runtime *rt, const qkv_attention_desc
  * token counts, the split), train_NNNNN.bin and val_NNNNN.bin (docs/TRAINING.md has the
  * format). Documents are joined with the tokenizer's end-of-text id between them. */
 typedef struct qkv_data_options {
+    size_t struct_size;   /* 0 or sizeof(qkv_data_options): see the top of this file */
     double val_fraction;  /* share of documents sent to the validation split (0.05) */
     const char *split_on; /* a line equal to this separates documents (e.g. "%" for fortune
                              files); NULL: each file is one document */
@@ -546,9 +551,13 @@ typedef struct qkv_data_options {
      * path); NULL: not recorded */
     const char *tokenizer_path;
 } qkv_data_options;
-QKV_API void qkv_data_default_options(qkv_data_options *o);
+/* The defaults in parentheses above; sets o->struct_size (the macro passes the program's
+ * sizeof). */
+QKV_API void qkv_data_default_options_sized(qkv_data_options *o, size_t struct_size);
+#define qkv_data_default_options(o) qkv_data_default_options_sized((o), sizeof *(o))
 
 typedef struct qkv_data_stats {
+    size_t struct_size;   /* set by the caller (0 or sizeof): see the top of this file */
     int64_t documents[2]; /* train, validation */
     int64_t tokens[2];
     int64_t bytes_read;
@@ -653,7 +662,7 @@ QKV_API qkv_status qkv_trainer_eval(qkv_runtime *rt, qkv_trainer *t, const int32
 /* A batch of any architecture: ids and targets [B, T] (a target of -1 or -100 is ignored, as
  * in transformers' labels); for BERT also token types [B, T] (NULL: all 0) and the number of
  * real tokens of each sequence [B] (the keys past it are padding, masked from attention; NULL:
- * all T). struct_size is sizeof(qkv_train_batch) or 0. */
+ * all T). struct_size: see the rule at the top of this file. */
 typedef struct qkv_train_batch {
     size_t struct_size;
     const int32_t *ids;
@@ -681,10 +690,13 @@ QKV_API qkv_status qkv_trainer_clip_grad_norm(qkv_runtime *rt, qkv_trainer *t, f
  * sqrt(v)). Decay applies to the matrices and embeddings only, never to biases and LayerNorm
  * parameters (the usual two parameter groups). */
 typedef struct qkv_adamw {
+    size_t struct_size; /* 0 or sizeof(qkv_adamw): see the top of this file */
     float beta1, beta2, eps, weight_decay;
 } qkv_adamw;
-/* torch's defaults: 0.9, 0.999, 1e-8, 0.01. */
-QKV_API void qkv_adamw_defaults(qkv_adamw *hp);
+/* torch's defaults: 0.9, 0.999, 1e-8, 0.01; sets hp->struct_size (the macro passes the
+ * program's sizeof). */
+QKV_API void qkv_adamw_defaults_sized(qkv_adamw *hp, size_t struct_size);
+#define qkv_adamw_defaults(hp) qkv_adamw_defaults_sized((hp), sizeof *(hp))
 QKV_API qkv_status qkv_trainer_adamw_step(qkv_runtime *rt, qkv_trainer *t, const qkv_adamw *hp,
                                           float lr);
 
@@ -703,14 +715,17 @@ typedef enum qkv_lr_decay {
     QKV_LR_LINEAR = 2
 } qkv_lr_decay;
 typedef struct qkv_lr_schedule {
+    size_t struct_size; /* 0 or sizeof(qkv_lr_schedule): see the top of this file */
     double lr_max, lr_min;
     int64_t warmup, total;
     qkv_lr_decay decay;
 } qkv_lr_schedule;
+/* 0 for a NULL s; NaN (with qkv_last_error set) for a struct_size the library refuses. */
 QKV_API double qkv_lr_at(const qkv_lr_schedule *s, int64_t step);
 
 /* The parameter tensors in a fixed order, named as GPT2LMHeadModel.named_parameters(). */
 typedef struct qkv_param_info {
+    size_t struct_size; /* set by the caller (0 or sizeof): see the top of this file */
     const char *name;
     int ndim;
     int64_t shape[2];

@@ -1,6 +1,8 @@
 /* test_core_runtime.c — the thread pool: coverage of every index exactly once, chunking that
- * depends only on (n, grain, threads), nesting, many jobs, concurrent callers. Also run under
- * ThreadSanitizer by the CI (QKV_SANITIZE=thread). */
+ * depends only on (n, grain, threads), nesting, many jobs, concurrent callers, a task's failure
+ * message reaching the caller from any thread. Also run under ThreadSanitizer by the CI
+ * (QKV_SANITIZE=thread). */
+#include "core/error.h"
 #include "core/runtime.h"
 #include "qkv.h"
 #include "test.h"
@@ -61,6 +63,88 @@ static void outer(void *p, int64_t begin, int64_t end, int tid) {
     for (int64_t i = begin; i < end; i++) qkv_parallel_for(c->rt, 100, 1, inner, c);
 }
 
+/* Failing tasks: the chunks holding an index in [fail_from, fail_to) raise a message naming
+ * the index; which thread ran them is recorded. */
+typedef struct {
+    qkv_runtime *rt;
+    int64_t fail_from, fail_to;
+    pthread_t caller;
+    atomic_int failed_off_caller; /* a failure was raised on a thread other than the caller */
+    _Atomic int failed;
+    qkv_status status;
+    int nest; /* run the failing work in a nested qkv_parallel_for */
+} fail_ctx;
+
+static void fail_items(fail_ctx *c, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; i++)
+        if (i >= c->fail_from && i < c->fail_to) {
+            if (!pthread_equal(pthread_self(), c->caller)) atomic_store(&c->failed_off_caller, 1);
+            qkv__task_fail(&c->failed, &c->status,
+                           qkv__fail(QKV_ERR_FORMAT, "zebra item %lld is striped", (long long)i));
+        }
+}
+static void fail_inner(void *p, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    fail_items(p, begin, end);
+}
+static void fail_task(void *p, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    fail_ctx *c = p;
+    if (c->nest)
+        qkv_parallel_for(c->rt, end, 1, fail_inner, c); /* items [0, end), serially here */
+    else
+        fail_items(c, begin, end);
+}
+
+/* One job of n items failing in [from, to); returns the status the tasks recorded. */
+static qkv_status run_failing(qkv_runtime *rt, int64_t n, int64_t from, int64_t to, int nest,
+                              int *off_caller) {
+    fail_ctx c;
+    memset(&c, 0, sizeof c);
+    c.rt = rt;
+    c.fail_from = from;
+    c.fail_to = to;
+    c.caller = pthread_self();
+    c.nest = nest;
+    qkv_parallel_for(rt, n, 1, fail_task, &c);
+    *off_caller = atomic_load(&c.failed_off_caller);
+    return atomic_load(&c.failed) ? c.status : QKV_OK;
+}
+
+static void check_failure_messages(int nt) {
+    qkv_runtime *rt = NULL;
+    CHECK_OK(qkv_runtime_create(nt, &rt));
+    int off = 0;
+    for (int r = 0; r < 50; r++) {
+        /* the last item fails: with 2 threads it is in the worker's chunk */
+        qkv__fail(QKV_ERR_IO, "a stale message");
+        CHECK_EQ_INT(run_failing(rt, 2, 1, 2, 0, &off), QKV_ERR_FORMAT);
+        CHECK_MSG(strstr(qkv_last_error(), "zebra item 1 is striped") != NULL, "threads %d: '%s'",
+                  nt, qkv_last_error());
+        CHECK_EQ_INT(off, nt > 1);
+        /* a job that succeeds leaves the caller's message alone */
+        qkv__fail(QKV_ERR_IO, "an older message");
+        CHECK_EQ_INT(run_failing(rt, 2, 5, 6, 0, &off), QKV_OK);
+        CHECK(strcmp(qkv_last_error(), "an older message") == 0);
+        /* every item fails: the message is one of them, consistent with the status */
+        qkv_clear_error();
+        CHECK_EQ_INT(run_failing(rt, 64, 0, 64, 0, &off), QKV_ERR_FORMAT);
+        CHECK(strncmp(qkv_last_error(), "zebra item ", 11) == 0);
+        /* the first item fails (on the caller's own chunk), then a worker-only failure: the
+         * pool's record was reset between the jobs */
+        CHECK_EQ_INT(run_failing(rt, 2, 0, 1, 0, &off), QKV_ERR_FORMAT);
+        CHECK(strstr(qkv_last_error(), "zebra item 0 ") != NULL);
+        CHECK_EQ_INT(run_failing(rt, 2, 1, 2, 0, &off), QKV_ERR_FORMAT);
+        CHECK(strstr(qkv_last_error(), "zebra item 1 ") != NULL);
+        /* raised inside a nested (serial) qkv_parallel_for on a worker */
+        qkv_clear_error();
+        CHECK_EQ_INT(run_failing(rt, 2, 1, 2, 1, &off), QKV_ERR_FORMAT);
+        CHECK_MSG(strstr(qkv_last_error(), "zebra item 1 is striped") != NULL,
+                  "threads %d, nested: '%s'", nt, qkv_last_error());
+    }
+    qkv_runtime_free(rt);
+}
+
 static void *caller(void *p) {
     qkv_runtime *rt = p;
     for (int r = 0; r < 200; r++) check_cover(rt, 1000 + r, 3);
@@ -91,6 +175,8 @@ int main(void) {
         for (int r = 0; r < 2000; r++) check_cover(rt, 5, 1);
         qkv_runtime_free(rt);
     }
+    /* a task's failure message reaches the caller whichever thread raised it */
+    for (int nt = 1; nt <= 3; nt++) check_failure_messages(nt);
     /* two application threads sharing one runtime */
     qkv_runtime *rt = NULL;
     CHECK_OK(qkv_runtime_create(3, &rt));

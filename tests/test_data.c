@@ -166,7 +166,7 @@ static void test_arguments(void) {
     qkv_data_default_options(&o);
     CHECK_NEAR(o.val_fraction, 0.05, 0, 0);
     CHECK(o.split_on == NULL && o.tokenizer_path == NULL && o.seed == 0);
-    qkv_data_stats st;
+    qkv_data_stats st = {.struct_size = sizeof st};
     CHECK_STATUS(qkv_data_prepare(NULL, files, 1, &o, dir, &st, NULL, NULL), QKV_ERR_INVALID_ARG);
     CHECK_STATUS(qkv_data_prepare(g_tok, files, 0, &o, dir, &st, NULL, NULL), QKV_ERR_INVALID_ARG);
     CHECK_STATUS(qkv_data_prepare(g_tok, files, 1, &o, NULL, &st, NULL, NULL), QKV_ERR_INVALID_ARG);
@@ -221,7 +221,7 @@ static void test_arguments(void) {
 static void test_roundtrip(void) {
     char dir[600], p[700];
     snprintf(dir, sizeof dir, "%s/main", tmp);
-    qkv_data_stats st;
+    qkv_data_stats st = {.struct_size = sizeof st};
     const char *files[] = {path_a, path_b};
     qkv_data_options o;
     qkv_data_default_options(&o);
@@ -407,7 +407,7 @@ static void test_roundtrip(void) {
      * it and removes the shards the new meta.json does not list */
     char dir2[600];
     snprintf(dir2, sizeof dir2, "%s/main2", tmp);
-    qkv_data_stats st2;
+    qkv_data_stats st2 = {.struct_size = sizeof st2};
     CHECK_OK(qkv_data_prepare(g_tok, files, 2, &o, dir2, &st2, NULL, NULL));
     CHECK(memcmp(&st, &st2, sizeof st) == 0);
     size_t l1, l2;
@@ -431,7 +431,7 @@ static void test_roundtrip(void) {
 
 static void test_splits(void) {
     char dir[600];
-    qkv_data_stats st;
+    qkv_data_stats st = {.struct_size = sizeof st};
     snprintf(dir, sizeof dir, "%s/splits", tmp);
     /* val_fraction 0: an empty validation split opens with 0 tokens */
     CHECK_OK(prepare(dir, 0, 0, 1, &st));
@@ -456,7 +456,7 @@ static void test_splits(void) {
     CHECK_EQ_INT(st.documents[1], N_DOCS - 1);
     /* the draw depends on the seed, and only on it */
     int differs = 0;
-    qkv_data_stats s0;
+    qkv_data_stats s0 = {.struct_size = sizeof s0};
     CHECK_OK(prepare(dir, 0.5, 0, 0, &s0));
     for (uint64_t seed = 1; seed < 8; seed++) {
         CHECK_OK(prepare(dir, 0.5, 0, seed, &st));

@@ -67,7 +67,7 @@ static void generation(const char *name) {
 
     /* greedy, batched, against HF */
     qkv_sampling o = greedy_opts(NEW);
-    qkv_generate_stats stats;
+    qkv_generate_stats stats = {.struct_size = sizeof stats};
     CHECK_OK(qkv_lm_generate_tokens(rt2, lm, ids, lens, (size_t)S, &o, NULL, NULL, out, out_lens,
                                     &stats));
     int same = 1;

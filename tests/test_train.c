@@ -71,8 +71,8 @@ static qkv_trainer *load_tiny(void) {
 }
 
 /* The fixture's optimizer settings. */
-static const qkv_adamw HP = {0.9f, 0.95f, 1e-8f, 0.1f};
-static const qkv_lr_schedule LR = {1e-2, 1e-3, 3, 10, QKV_LR_COSINE};
+static const qkv_adamw HP = {sizeof(qkv_adamw), 0.9f, 0.95f, 1e-8f, 0.1f};
+static const qkv_lr_schedule LR = {sizeof(qkv_lr_schedule), 1e-2, 1e-3, 3, 10, QKV_LR_COSINE};
 static const float CLIP = 1.25f;
 
 static void one_step(qkv_runtime *rt, qkv_trainer *t, qkv_safetensors *bt, int s, float *loss,
@@ -104,7 +104,7 @@ static void gradients_match_torch(qkv_safetensors *bt) {
     double worst = 0;
     const char *worst_name = "";
     for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
-        qkv_param_info p;
+        qkv_param_info p = {.struct_size = sizeof p};
         CHECK_OK(qkv_trainer_param(t, i, &p));
         double e = rel_err(p.grad, need(gs, p.name), p.numel);
         CHECK_MSG(e <= 1e-4, "gradient of %s: rel err %.3g", p.name, e);
@@ -145,7 +145,7 @@ static void ten_steps_match_torch(qkv_safetensors *bt) {
         CHECK(norm == norms[s] || fabs(norm - norms[s]) <= 1e-4 * norms[s]);
     }
     for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
-        qkv_param_info a, b;
+        qkv_param_info a = {.struct_size = sizeof a}, b = {.struct_size = sizeof b};
         CHECK_OK(qkv_trainer_param(t, i, &a));
         CHECK_OK(qkv_trainer_param(f, i, &b));
         CHECK_MSG(memcmp(a.data, b.data, (size_t)a.numel * sizeof(float)) == 0,
@@ -155,7 +155,7 @@ static void ten_steps_match_torch(qkv_safetensors *bt) {
     printf("10 AdamW steps: loss %.5f -> %.5f, worst loss rel err %.3g\n", losses[0], losses[S - 1],
            worst);
     for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
-        qkv_param_info p;
+        qkv_param_info p = {.struct_size = sizeof p};
         CHECK_OK(qkv_trainer_param(t, i, &p));
         char name[160];
         snprintf(name, sizeof name, "final.%s", p.name);
@@ -188,13 +188,13 @@ static void ten_steps_match_torch(qkv_safetensors *bt) {
 static float *grads_copy(qkv_trainer *t, int64_t *n) {
     int64_t total = 0;
     for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
-        qkv_param_info p;
+        qkv_param_info p = {.struct_size = sizeof p};
         qkv_trainer_param(t, i, &p);
         total += p.numel;
     }
     float *g = malloc((size_t)total * sizeof *g), *o = g;
     for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
-        qkv_param_info p;
+        qkv_param_info p = {.struct_size = sizeof p};
         qkv_trainer_param(t, i, &p);
         memcpy(o, p.grad, (size_t)p.numel * sizeof *o);
         o += p.numel;
@@ -277,7 +277,7 @@ static void resume_and_crash(qkv_safetensors *bt) {
     CHECK_MSG(same, "resumed losses differ from the uninterrupted run");
     /* crash while writing over ck: the child dies of SIGXFSZ part way through */
     float w0;
-    qkv_param_info p;
+    qkv_param_info p = {.struct_size = sizeof p};
     qkv_trainer *old = NULL;
     CHECK_OK(qkv_trainer_restore(ck, &old, NULL));
     CHECK_OK(qkv_trainer_param(old, 0, &p));
@@ -353,7 +353,7 @@ static void export_loads(qkv_safetensors *bt) {
     CHECK_OK(qkv_trainer_new(&sh, 7, &a));
     CHECK_OK(qkv_trainer_new(&sh, 7, &b));
     if (a && b) {
-        qkv_param_info pa, pb;
+        qkv_param_info pa = {.struct_size = sizeof pa}, pb = {.struct_size = sizeof pb};
         CHECK_OK(qkv_trainer_param(a, 2, &pa)); /* ln_1.weight = 1 */
         CHECK(pa.data[0] == 1.0f);
         CHECK_OK(qkv_trainer_param(a, 0, &pa));

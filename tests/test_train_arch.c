@@ -104,12 +104,19 @@ static hyper hyper_of(const arch_case *ac) {
         exit(1);
     }
 #define NUM(k) json_number_value(json_object_get(j, k))
-    hyper h = {
-        {(float)NUM("beta1"), (float)NUM("beta2"), (float)NUM("eps"), (float)NUM("weight_decay")},
-        {NUM("lr_max"), NUM("lr_min"), (int64_t)NUM("warmup_steps"), (int64_t)NUM("total_steps"),
-         QKV_LR_COSINE},
-        (float)NUM("clip_grad_norm"),
-        (float)NUM("key_bias_drift")};
+    hyper h = {.hp = {.struct_size = sizeof(qkv_adamw),
+                      .beta1 = (float)NUM("beta1"),
+                      .beta2 = (float)NUM("beta2"),
+                      .eps = (float)NUM("eps"),
+                      .weight_decay = (float)NUM("weight_decay")},
+               .lr = {.struct_size = sizeof(qkv_lr_schedule),
+                      .lr_max = NUM("lr_max"),
+                      .lr_min = NUM("lr_min"),
+                      .warmup = (int64_t)NUM("warmup_steps"),
+                      .total = (int64_t)NUM("total_steps"),
+                      .decay = QKV_LR_COSINE},
+               .clip = (float)NUM("clip_grad_norm"),
+               .key_bias_drift = (float)NUM("key_bias_drift")};
 #undef NUM
     CHECK(strcmp(json_string_value(json_object_get(j, "schedule")), "cosine") == 0);
     json_decref(j);
@@ -140,7 +147,7 @@ static void gradients_match_torch(const arch_case *ac, qkv_safetensors *bt) {
     const char *worst_name = "";
     size_t n_checked = 0;
     for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
-        qkv_param_info p;
+        qkv_param_info p = {.struct_size = sizeof p};
         CHECK_OK(qkv_trainer_param(t, i, &p));
         const float *g = need(gs, p.name);
         n_checked++;
@@ -183,7 +190,7 @@ static void ten_steps_match_torch(const arch_case *ac, qkv_safetensors *bt) {
     }
     double worst_w = 0;
     for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
-        qkv_param_info p, p0;
+        qkv_param_info p = {.struct_size = sizeof p}, p0 = {.struct_size = sizeof p0};
         CHECK_OK(qkv_trainer_param(t, i, &p));
         CHECK_OK(qkv_trainer_param(init, i, &p0));
         char name[160];
@@ -222,14 +229,14 @@ static float *grads_after(const arch_case *ac, qkv_safetensors *bt, qkv_runtime 
     CHECK_OK(qkv_trainer_forward_backward_batch(rt, t, &b, 0.5f, &loss));
     *n = 0;
     for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
-        qkv_param_info p;
+        qkv_param_info p = {.struct_size = sizeof p};
         CHECK_OK(qkv_trainer_param(t, i, &p));
         *n += p.numel;
     }
     float *g = malloc((size_t)*n * sizeof *g);
     int64_t o = 0;
     for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
-        qkv_param_info p;
+        qkv_param_info p = {.struct_size = sizeof p};
         CHECK_OK(qkv_trainer_param(t, i, &p));
         memcpy(g + o, p.grad, (size_t)p.numel * sizeof(float));
         o += p.numel;
@@ -259,7 +266,7 @@ static void policies_and_threads(const arch_case *ac, qkv_safetensors *bt) {
 static int same_weights(qkv_trainer *a, qkv_trainer *b) {
     if (qkv_trainer_param_count(a) != qkv_trainer_param_count(b)) return 0;
     for (size_t i = 0; i < qkv_trainer_param_count(a); i++) {
-        qkv_param_info p, q;
+        qkv_param_info p = {.struct_size = sizeof p}, q = {.struct_size = sizeof q};
         if (qkv_trainer_param(a, i, &p) != QKV_OK || qkv_trainer_param(b, i, &q) != QKV_OK ||
             strcmp(p.name, q.name) != 0 || p.numel != q.numel ||
             memcmp(p.data, q.data, (size_t)p.numel * sizeof(float)) != 0)

@@ -145,7 +145,7 @@ static float *weights(qkv_trainer *t, int64_t *n) {
     *n = qkv_trainer_numel(t);
     float *w = malloc((size_t)*n * sizeof *w), *o = w;
     for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
-        qkv_param_info p;
+        qkv_param_info p = {.struct_size = sizeof p};
         qkv_trainer_param(t, i, &p);
         memcpy(o, p.data, (size_t)p.numel * sizeof *o);
         o += p.numel;
@@ -178,7 +178,7 @@ static void by_hand(qkv_trainer *t, const qkv_train_options *o, uint64_t index_s
     qkv_adamw_defaults(&hp);
     hp.beta1 = (float)o->beta1, hp.beta2 = (float)o->beta2, hp.eps = (float)o->eps;
     hp.weight_decay = (float)o->weight_decay;
-    qkv_lr_schedule sc = {o->lr, o->min_lr, o->warmup, o->steps, o->decay};
+    qkv_lr_schedule sc = {sizeof sc, o->lr, o->min_lr, o->warmup, o->steps, o->decay};
     int32_t ids[B * T], tgt[B * T];
     for (int64_t s = qkv_trainer_steps(t); s < o->steps; s++) {
         double loss = 0;
@@ -459,7 +459,7 @@ static void nan_guard(void) {
         qkv_train_options o = base_options(5);
         o.run_dir = dir, o.save_every = 1, o.val = g_val, o.eval_every = 1;
         qkv_trainer *t = tiny();
-        qkv_param_info p;
+        qkv_param_info p = {.struct_size = sizeof p};
         int found = 0;
         for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
             CHECK_OK(qkv_trainer_param(t, i, &p));

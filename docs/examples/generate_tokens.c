@@ -43,7 +43,7 @@ int main(int argc, char **argv) {
         opts.stop_tokens = &eos;
         opts.n_stop_tokens = 1;
     }
-    qkv_generate_stats stats;
+    qkv_generate_stats stats = {.struct_size = sizeof stats}; /* struct_size: see qkv.h */
     s = qkv_lm_generate_tokens(NULL, lm, ids, lens, 2, &opts, print_token, NULL, NULL, NULL,
                                &stats);
     if (s != QKV_OK) {

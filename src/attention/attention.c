@@ -8,6 +8,7 @@
  * attention_ref.c (the oracle). */
 #include "attention/attention.h"
 #include "attention/flash.h"
+#include "core/abi.h"
 #include "core/error.h"
 #include "kernels/dispatch.h"
 
@@ -129,6 +130,15 @@ static int use_flash(const qkv__attn_problem *pb, qkv_attn_kernels *kr) {
     return 1;
 }
 
+/* The program's descriptor copied into this version's layout (core/abi.h), then validated:
+ * pb->d points at *local. */
+static qkv_status desc_in(const char *fn, const qkv_attention_desc *d, qkv_attention_desc *local,
+                          int need_grid, qkv__attn_problem *pb) {
+    if (!d) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: desc is NULL", fn);
+    QKV_TRY(QKV__STRUCT_IN(qkv_attention_desc, local, d, NULL, fn));
+    return qkv__attn_validate(fn, local, need_grid, pb);
+}
+
 static qkv_status need(const char *fn, const char *name, const void *p) {
     if (!p) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: %s is NULL", fn, name);
     return QKV_OK;
@@ -137,8 +147,9 @@ static qkv_status need(const char *fn, const char *name, const void *p) {
 qkv_status qkv_attention_forward(qkv_runtime *rt, const qkv_attention_desc *d, const float *q,
                                  const float *k, const float *v, float *out, float *lse) {
     static const char fn[] = "qkv_attention_forward";
+    qkv_attention_desc dl;
     qkv__attn_problem pb;
-    QKV_TRY(qkv__attn_validate(fn, d, 0, &pb));
+    QKV_TRY(desc_in(fn, d, &dl, 0, &pb));
     QKV_TRY(need(fn, "q", q));
     QKV_TRY(need(fn, "k", k));
     QKV_TRY(need(fn, "v", v));
@@ -153,8 +164,9 @@ qkv_status qkv_attention_backward(qkv_runtime *rt, const qkv_attention_desc *d, 
                                   const float *lse, const float *dout, float *dq, float *dk,
                                   float *dv) {
     static const char fn[] = "qkv_attention_backward";
+    qkv_attention_desc dl;
     qkv__attn_problem pb;
-    QKV_TRY(qkv__attn_validate(fn, d, 0, &pb));
+    QKV_TRY(desc_in(fn, d, &dl, 0, &pb));
     QKV_TRY(need(fn, "q", q));
     QKV_TRY(need(fn, "k", k));
     QKV_TRY(need(fn, "v", v));
@@ -173,8 +185,9 @@ qkv_status qkv_attention_backward(qkv_runtime *rt, const qkv_attention_desc *d, 
 qkv_status qkv_attention_probs(qkv_runtime *rt, const qkv_attention_desc *d, const float *q,
                                const float *k, float *p) {
     static const char fn[] = "qkv_attention_probs";
+    qkv_attention_desc dl;
     qkv__attn_problem pb;
-    QKV_TRY(qkv__attn_validate(fn, d, 1, &pb));
+    QKV_TRY(desc_in(fn, d, &dl, 1, &pb));
     QKV_TRY(need(fn, "q", q));
     QKV_TRY(need(fn, "k", k));
     QKV_TRY(need(fn, "p", p));

@@ -20,8 +20,9 @@
 
 #include <stdint.h>
 
-/* The descriptor with its defaults resolved. d points to the caller's descriptor (for the
- * optional arrays kv_lens, bias, alibi_slopes and the mask fields). */
+/* The descriptor with its defaults resolved. d points to the descriptor (the entry point's
+ * copy of the caller's, in this version's layout) for the optional arrays kv_lens, bias,
+ * alibi_slopes and the mask fields. */
 typedef struct qkv__attn_problem {
     const qkv_attention_desc *d;
     int64_t B, Tq, Tk; /* batch, query tokens, key tokens */

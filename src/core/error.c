@@ -1,10 +1,14 @@
-/* error.c — status strings and the per-thread detailed message behind qkv_last_error(). */
+/* error.c — status strings and the per-thread detailed message behind qkv_last_error(), and
+ * the hand-over of a pool thread's message to the caller of its job (error.h). */
 #include "core/error.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
-static _Thread_local char last_error[1024];
+static _Thread_local char last_error[QKV__ERROR_MAX];
+/* The job this thread runs a chunk of (set by the runtime), or NULL. */
+static _Thread_local qkv__job_error *current_job;
 
 const char *qkv_strerror(qkv_status s) {
     switch (s) {
@@ -32,5 +36,27 @@ qkv_status qkv__fail(qkv_status s, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
+    qkv__job_error *e = current_job;
+    if (e) {
+        int expected = 0;
+        if (atomic_compare_exchange_strong_explicit(&e->taken, &expected, 1, memory_order_relaxed,
+                                                    memory_order_relaxed)) {
+            e->status = s;
+            memcpy(e->message, last_error, sizeof e->message);
+        }
+    }
     return s;
+}
+
+qkv__job_error *qkv__job_error_enter(qkv__job_error *e) {
+    qkv__job_error *prev = current_job;
+    current_job = e;
+    return prev;
+}
+
+qkv_status qkv__job_error_take(qkv__job_error *e) {
+    if (!atomic_load_explicit(&e->taken, memory_order_relaxed)) return QKV_OK;
+    memcpy(last_error, e->message, sizeof last_error);
+    atomic_store_explicit(&e->taken, 0, memory_order_relaxed);
+    return e->status;
 }

@@ -10,7 +10,11 @@
  * the split (and therefore any per-chunk float summation) depends only on n, grain and the
  * thread count. One job runs at a time per runtime (a mutex serializes callers); a
  * parallel_for issued from inside a job runs serially on the calling thread, which keeps
- * nested use deadlock-free. */
+ * nested use deadlock-free. A message a task raises (qkv__fail) on a worker lands in that
+ * worker's thread-local slot, which the caller never reads; so every thread running a chunk
+ * also offers its first failure to the pool's job_error, and after the join the caller takes
+ * it into its own slot (error.h): qkv_last_error() after a failed job is the task's message,
+ * whichever thread raised it. */
 #include "core/runtime.h"
 #include "core/alloc.h"
 #include "core/error.h"
@@ -61,6 +65,7 @@ struct qkv_runtime {
     qkv_range_fn fn;
     void *ctx;
     int64_t n, chunk;
+    qkv__job_error job_error; /* the job's first failure (core/error.h) */
     /* the scratch block (qkv__runtime_scratch_acquire) */
     _Atomic int scratch_busy;
     void *scratch;
@@ -87,6 +92,7 @@ static void *worker_main(void *p) {
     qkv_runtime *rt = a.rt;
     uint64_t seen = 0;
     in_parallel_region = 1;
+    qkv__job_error_enter(&rt->job_error); /* this thread only ever runs rt's chunks */
     for (;;) {
         if (!spin_until_changed(&rt->generation, seen)) {
             pthread_mutex_lock(&rt->mu);
@@ -231,7 +237,9 @@ void qkv_parallel_for(qkv_runtime *rt, int64_t n, int64_t grain, qkv_range_fn fn
     pthread_mutex_unlock(&rt->mu);
 
     in_parallel_region = 1;
+    qkv__job_error *outer = qkv__job_error_enter(&rt->job_error);
     run_chunk(rt, 0);
+    qkv__job_error_enter(outer);
     in_parallel_region = 0;
 
     int64_t t0 = mono_ns();
@@ -243,6 +251,7 @@ void qkv_parallel_for(qkv_runtime *rt, int64_t n, int64_t grain, qkv_range_fn fn
             pthread_cond_wait(&rt->done, &rt->mu);
         pthread_mutex_unlock(&rt->mu);
     }
+    (void)qkv__job_error_take(&rt->job_error); /* the workers' writes are ordered by pending */
     pthread_mutex_unlock(&rt->job_lock);
 }
 

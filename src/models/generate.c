@@ -10,6 +10,7 @@
  * tokens from an empty cache in the same pass. A sequence's logits do not depend on what else
  * is in the pass (gpt.h), and its draws depend only on its own seed and step, so batched
  * generation equals one-at-a-time. */
+#include "core/abi.h"
 #include "core/alloc.h"
 #include "core/error.h"
 #include "models/gpt.h"
@@ -234,8 +235,15 @@ qkv_status qkv_lm_generate_tokens(qkv_runtime *rt, const qkv_lm *lm, const int32
         return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_lm_generate_tokens: NULL argument");
     const qkv_gpt_config *c = &lm->gpt->cfg;
     const int64_t V = c->vocab_size;
+    qkv_sampling o; /* the program's options in this version's layout (core/abi.h) */
+    if (opts) {
+        QKV_TRY(QKV__STRUCT_IN(qkv_sampling, &o, opts, NULL, "qkv_lm_generate_tokens: opts"));
+        opts = &o;
+    }
     QKV_TRY(qkv__sampling_check(opts, V));
-    if (stats) memset(stats, 0, sizeof *stats);
+    qkv_generate_stats gs; /* copied to *stats up to its struct_size */
+    memset(&gs, 0, sizeof gs);
+    if (stats) QKV__STRUCT_OUT(qkv_generate_stats, stats, &gs);
     if (out_lens)
         for (size_t s = 0; s < n; s++) out_lens[s] = 0;
     if (n == 0) return QKV_OK;
@@ -266,14 +274,15 @@ qkv_status qkv_lm_generate_tokens(qkv_runtime *rt, const qkv_lm *lm, const int32
             if (on_token && on_token(user, s, tok)) q->done = 1;
         }
         double dt = now_seconds() - t0;
-        if (stats && pass == 0) {
-            stats->prefill_tokens = n_ids;
-            stats->prefill_seconds = dt;
-        } else if (stats) {
-            stats->decode_tokens += n_ids;
-            stats->decode_seconds += dt;
+        if (pass == 0) {
+            gs.prefill_tokens = n_ids;
+            gs.prefill_seconds = dt;
+        } else {
+            gs.decode_tokens += n_ids;
+            gs.decode_seconds += dt;
         }
     }
     gen_free(&g, n);
+    if (stats) QKV__STRUCT_OUT(qkv_generate_stats, stats, &gs);
     return st;
 }

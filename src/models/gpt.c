@@ -462,13 +462,10 @@ static qkv_status attend_one(qkv_runtime *rt, const attn_job *j, int64_t s) {
 static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
     (void)tid;
     attn_job *j = ctx;
-    for (int64_t s = begin; s < end; s++) {
-        qkv_status st = attend_one(NULL, j, s); /* nested: runs on this thread */
-        if (st != QKV_OK && !j->failed) {
-            j->failed = 1;
-            j->status = st;
-        }
-    }
+    /* nested: runs on this thread; a message raised on a worker reaches the caller through
+     * the runtime (core/error.h). After a failure the job's result is discarded: stop. */
+    for (int64_t s = begin; s < end && !atomic_load_explicit(&j->failed, memory_order_relaxed); s++)
+        qkv__task_fail(&j->failed, &j->status, attend_one(NULL, j, s));
 }
 
 static qkv_status check_args(const qkv_gpt *m, qkv_kv_cache *const *caches, const int32_t *ids,

@@ -8,6 +8,7 @@
 #include "tokenizer/tokenizer_internal.h"
 #include "tokenizer/unicode.h"
 
+#include "core/abi.h"
 #include "core/alloc.h"
 #include "core/error.h"
 
@@ -328,14 +329,17 @@ int32_t qkv_tokenizer_special_id(const qkv_tokenizer *t, qkv_special_token which
     return t->special_ids[which];
 }
 
-void qkv_tokenizer_default_options(const qkv_tokenizer *t, qkv_encode_options *o) {
+void qkv_tokenizer_default_options_sized(const qkv_tokenizer *t, qkv_encode_options *o,
+                                         size_t struct_size) {
     if (!o) return;
+    qkv_encode_options d;
     if (t) {
-        *o = t->defaults;
+        d = t->defaults;
     } else {
-        memset(o, 0, sizeof *o);
-        o->add_special_tokens = 1;
+        memset(&d, 0, sizeof d);
+        d.add_special_tokens = 1;
     }
+    QKV__STRUCT_FILL(qkv_encode_options, o, struct_size, &d);
 }
 
 /* ---------------------------------------------------------------- encode */
@@ -539,11 +543,9 @@ qkv_status qkv_tokenizer_encode(const qkv_tokenizer *t, const char *text, size_t
                          "qkv_tokenizer_encode: a text of %zu bytes is "
                          "over the 4 GiB limit; split it",
                          len > pair_len ? len : pair_len);
-    qkv_encode_options o;
-    if (opts)
-        o = *opts;
-    else
-        qkv_tokenizer_default_options(t, &o);
+    qkv_encode_options o; /* in this version's layout (core/abi.h); NULL: the defaults */
+    QKV_TRY(
+        QKV__STRUCT_IN(qkv_encode_options, &o, opts, &t->defaults, "qkv_tokenizer_encode: opts"));
     enc_ctx *c = ctx_take(t);
     if (!c) return qkv__fail(QKV_ERR_NOMEM, "qkv_tokenizer_encode: context");
     const uint8_t *s = text ? (const uint8_t *)text : (const uint8_t *)"";

@@ -9,6 +9,7 @@
  * removed first and written last, so a directory with meta.json is always a complete dataset. */
 #include "train/data.h"
 
+#include "core/abi.h"
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -57,11 +58,13 @@ static int write_all(int fd, const void *buf, size_t n) {
     return 0;
 }
 
-void qkv_data_default_options(qkv_data_options *o) {
+void qkv_data_default_options_sized(qkv_data_options *o, size_t struct_size) {
     if (!o) return;
-    memset(o, 0, sizeof *o);
-    o->val_fraction = 0.05;
-    o->shard_tokens = DEFAULT_SHARD_TOKENS;
+    qkv_data_options d;
+    memset(&d, 0, sizeof d);
+    d.val_fraction = 0.05;
+    d.shard_tokens = DEFAULT_SHARD_TOKENS;
+    QKV__STRUCT_FILL(qkv_data_options, o, struct_size, &d);
 }
 
 /* One split's shard files, written in order: NAME.tmp, renamed to NAME when full or at the
@@ -375,15 +378,15 @@ static void remove_stale_shards(const shard_writer *w) {
 qkv_status qkv_data_prepare(const qkv_tokenizer *tok, const char *const *files, size_t n_files,
                             const qkv_data_options *opts, const char *out_dir,
                             qkv_data_stats *stats, qkv_progress_fn progress, void *progress_ctx) {
-    if (stats) memset(stats, 0, sizeof *stats);
+    qkv_data_stats ds; /* copied to *stats up to its struct_size (core/abi.h) */
+    memset(&ds, 0, sizeof ds);
+    if (stats) QKV__STRUCT_OUT(qkv_data_stats, stats, &ds);
     if (!tok || !files || n_files == 0 || !out_dir || !*out_dir)
         return qkv__fail(QKV_ERR_INVALID_ARG,
                          "qkv_data_prepare: tok, files (at least one) and out_dir are required");
-    qkv_data_options o;
-    if (opts)
-        o = *opts;
-    else
-        qkv_data_default_options(&o);
+    qkv_data_options o, defaults; /* in this version's layout (core/abi.h); NULL: defaults */
+    qkv_data_default_options(&defaults);
+    QKV_TRY(QKV__STRUCT_IN(qkv_data_options, &o, opts, &defaults, "qkv_data_prepare: opts"));
     if (!(o.val_fraction >= 0 && o.val_fraction <= 1))
         return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_data_prepare: val_fraction %g is not in [0, 1]",
                          o.val_fraction);
@@ -464,10 +467,11 @@ qkv_status qkv_data_prepare(const qkv_tokenizer *tok, const char *const *files, 
     qkv__free(p.w[1].buf);
     if (s == QKV_OK && stats) {
         for (int k = 0; k < 2; k++) {
-            stats->documents[k] = p.w[k].documents;
-            stats->tokens[k] = p.w[k].tokens;
+            ds.documents[k] = p.w[k].documents;
+            ds.tokens[k] = p.w[k].tokens;
         }
-        stats->bytes_read = (int64_t)p.bytes_done;
+        ds.bytes_read = (int64_t)p.bytes_done;
+        QKV__STRUCT_OUT(qkv_data_stats, stats, &ds);
     }
     return s;
 }

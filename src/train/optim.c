@@ -9,10 +9,12 @@
  *   θ ← θ + ((−lr / (1 − β1ᵗ))·m) / (√v / √(1 − β2ᵗ) + ε)   (addcdiv)  */
 #include "train/trainer.h"
 
+#include "core/abi.h"
 #include "core/alloc.h"
 #include "core/error.h"
 
 #include <math.h>
+#include <string.h>
 
 /* Work is split by segments (trainer.h: every tensor cut into pieces of at most 256 Ki
  * floats), so two threads get equal shares; every sum runs in segment order, the same for any
@@ -90,12 +92,15 @@ typedef struct {
     float decay_mul, w1, b2, w2, step_size, bc2_sqrt, eps;
 } adam_ctx;
 
-void qkv_adamw_defaults(qkv_adamw *hp) {
+void qkv_adamw_defaults_sized(qkv_adamw *hp, size_t struct_size) {
     if (!hp) return;
-    hp->beta1 = 0.9f;
-    hp->beta2 = 0.999f;
-    hp->eps = 1e-8f;
-    hp->weight_decay = 0.01f;
+    qkv_adamw d;
+    memset(&d, 0, sizeof d);
+    d.beta1 = 0.9f;
+    d.beta2 = 0.999f;
+    d.eps = 1e-8f;
+    d.weight_decay = 0.01f;
+    QKV__STRUCT_FILL(qkv_adamw, hp, struct_size, &d);
 }
 
 static void adam_segs(void *p, int64_t s0, int64_t s1, int tid) {
@@ -119,10 +124,14 @@ static void adam_segs(void *p, int64_t s0, int64_t s1, int tid) {
     }
 }
 
-static qkv_status adam_run(qkv_runtime *rt, qkv_trainer *t, const qkv_adamw *hp, float lr,
+static qkv_status adam_run(qkv_runtime *rt, qkv_trainer *t, const qkv_adamw *hp_in, float lr,
                            float coef) {
     static const char fn[] = "qkv_trainer_adamw_step";
-    if (!t || !hp) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
+    if (!t || !hp_in) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
+    qkv_adamw hpl, defaults; /* in this version's layout (core/abi.h) */
+    qkv_adamw_defaults(&defaults);
+    QKV_TRY(QKV__STRUCT_IN(qkv_adamw, &hpl, hp_in, &defaults, "qkv_trainer_adamw_step: hp"));
+    const qkv_adamw *hp = &hpl;
     if (!(lr >= 0) || isinf(lr) || !(hp->beta1 >= 0 && hp->beta1 < 1) ||
         !(hp->beta2 >= 0 && hp->beta2 < 1) || !(hp->eps >= 0) || isinf(hp->eps) ||
         !(hp->weight_decay >= 0) || isinf(hp->weight_decay))
@@ -162,8 +171,11 @@ qkv_status qkv_trainer_step(qkv_runtime *rt, qkv_trainer *t, const qkv_adamw *hp
     return adam_run(rt, t, hp, lr, coef);
 }
 
-double qkv_lr_at(const qkv_lr_schedule *s, int64_t step) {
-    if (!s) return 0.0;
+double qkv_lr_at(const qkv_lr_schedule *s_in, int64_t step) {
+    if (!s_in) return 0.0;
+    qkv_lr_schedule sl; /* in this version's layout (core/abi.h) */
+    if (QKV__STRUCT_IN(qkv_lr_schedule, &sl, s_in, NULL, "qkv_lr_at: s") != QKV_OK) return NAN;
+    const qkv_lr_schedule *s = &sl;
     if (step < s->warmup) return s->lr_max * (double)(step + 1) / (double)s->warmup;
     if (s->decay == QKV_LR_CONSTANT || s->total <= s->warmup) return s->lr_max;
     double r = (double)(step - s->warmup) / (double)(s->total - s->warmup);

@@ -3,6 +3,7 @@
  * the activation arena, batch checks, the loss, and the public qkv_trainer_* entry points. */
 #include "train/trainer.h"
 
+#include "core/abi.h"
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -284,14 +285,9 @@ qkv_status qkv_trainer_param(qkv_trainer *t, size_t i, qkv_param_info *info) {
     if (!t || !info || i >= t->n_params)
         return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_param: no parameter %zu", i);
     const qkv__tparam *p = &t->params[i];
-    info->name = p->name;
-    info->ndim = p->ndim;
-    info->shape[0] = p->shape[0];
-    info->shape[1] = p->shape[1];
-    info->numel = p->numel;
-    info->data = t->w + p->offset;
-    info->grad = t->g + p->offset;
-    info->decay = p->decay;
+    qkv_param_info o = {sizeof o, p->name,          p->ndim,          {p->shape[0], p->shape[1]},
+                        p->numel, t->w + p->offset, t->g + p->offset, p->decay};
+    QKV__STRUCT_OUT(qkv_param_info, info, &o);
     return QKV_OK;
 }
 
@@ -428,11 +424,12 @@ qkv_status qkv_trainer_reserve(qkv_trainer *t, int64_t B, int64_t T, qkv_recompu
 /* Checks b and copies its targets into t->tgt with every ignored one (-1 or -100) as -1. */
 static qkv_status check_batch(qkv_trainer *t, const char *fn, const qkv_train_batch *b,
                               qkv__tbatch *out) {
-    if (!b || !b->ids || !b->targets)
+    if (!b) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL batch", fn);
+    qkv_train_batch local;
+    QKV_TRY(QKV__STRUCT_IN(qkv_train_batch, &local, b, NULL, fn));
+    b = &local;
+    if (!b->ids || !b->targets)
         return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL batch, ids or targets", fn);
-    if (b->struct_size != 0 && b->struct_size != sizeof *b)
-        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: batch struct_size %zu is not %zu (or 0)", fn,
-                         b->struct_size, sizeof *b);
     const int64_t B = b->B, T = b->T, V = t->cfg.V;
     if (B < 1 || T < 1 || T > t->cfg.P)
         return qkv__fail(QKV_ERR_INVALID_ARG, "%s: B = %lld, T = %lld (T must be <= %lld)", fn,
