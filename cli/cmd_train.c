@@ -38,8 +38,10 @@ void cmd_train_help(void) {
         "Usage: qkv train --data DIR --out RUN [options]\n"
         "       qkv train --resume --out RUN [--steps N] [...]\n"
         "       qkv train --config FILE [options]\n\n"
-        "Trains a GPT-2 (pre-LN, learned positions, tied LM head) with AdamW on a dataset made\n"
-        "by `qkv data prepare`, from scratch or from a Hugging Face GPT-2 directory (--init).\n"
+        "Trains a Transformer with AdamW on a dataset made by `qkv data prepare`, from scratch or\n"
+        "from a Hugging Face directory (--init): GPT-2 or a Llama-style decoder as a causal LM\n"
+        "(next-token loss), or a BERT encoder as a masked LM (15%% of the tokens chosen; of\n"
+        "those 80%% become the mask token, 10%% a random token, 10%% stay; the loss is on them).\n"
         "Writes RUN/metrics.jsonl, RUN/loss.svg, checkpoints RUN/ckpt_*.safetensors and, at the\n"
         "end, RUN/model/ (a Hugging Face directory for `qkv generate` and transformers).\n\n"
         "Run:\n"
@@ -48,9 +50,13 @@ void cmd_train_help(void) {
         "  --resume              continue RUN from its latest checkpoint, bit for bit; only\n"
         "                        --steps and the logging/eval/save/thread options may change\n"
         "  --config FILE         JSON object of these options (keys with _ or -); flags win\n"
-        "  --init DIR            start from a Hugging Face GPT-2 directory\n"
+        "  --init DIR            start from a Hugging Face GPT-2, Llama or BERT directory\n"
         "Model (from scratch; the vocabulary comes from the dataset):\n"
+        "  --arch gpt2|llama|bert (gpt2)\n"
         "  --n-layer N (4)  --n-head N (4)  --n-embd N (128)  --n-positions N (= --seq)\n"
+        "  --n-kv-head N (= --n-head; llama: grouped-query attention)  --n-inner N (4 n-embd;\n"
+        "                        llama, bert: the MLP width)\n"
+        "  --mask-token TEXT ([MASK])  bert: the tokenizer's mask token\n"
         "Batches:\n"
         "  --batch B (8)         sequences per micro-batch\n"
         "  --seq T (128)         tokens per sequence\n"
@@ -76,8 +82,8 @@ void cmd_train_help(void) {
 /* ---------------------------------------------------------------- options */
 
 typedef struct train_cfg {
-    char data[1024], out[1024], init[1024], decay[16], recompute[16];
-    long n_layer, n_head, n_embd, n_positions;
+    char data[1024], out[1024], init[1024], decay[16], recompute[16], arch[16], mask_token[64];
+    long n_layer, n_head, n_embd, n_positions, n_kv_head, n_inner;
     long batch, seq, accum, steps, warmup;
     long eval_every, eval_batches, save_every, keep, log_every, threads;
     double lr, min_lr, weight_decay, beta1, beta2, eps, clip;
@@ -102,6 +108,10 @@ static const opt_def OPTS[] = {
     {"init", S_(init), 0},
     {"decay", S_(decay), 0},
     {"recompute", S_(recompute), 1},
+    {"arch", S_(arch), 0},
+    {"mask-token", S_(mask_token), 0},
+    {"n-kv-head", L_(n_kv_head, 0, 1024), 0},
+    {"n-inner", L_(n_inner, 0, 1 << 20), 0},
     {"n-layer", L_(n_layer, 1, 1024), 0},
     {"n-head", L_(n_head, 1, 1024), 0},
     {"n-embd", L_(n_embd, 1, 65536), 0},
@@ -132,6 +142,8 @@ static void cfg_defaults(train_cfg *c) {
     memset(c, 0, sizeof *c);
     strcpy(c->decay, "cosine");
     strcpy(c->recompute, "none");
+    strcpy(c->arch, "gpt2");
+    strcpy(c->mask_token, "[MASK]");
     c->n_layer = 4, c->n_head = 4, c->n_embd = 128, c->n_positions = 0;
     c->batch = 8, c->seq = 128, c->accum = 1, c->steps = 1000, c->warmup = 100;
     c->eval_every = 100, c->eval_batches = 20, c->save_every = 200, c->keep = 3;
@@ -332,6 +344,7 @@ typedef struct run {
     qkv_dataset *train, *val;
     curve tr, va;
     int32_t eot;
+    int32_t mask_id; /* BERT: --mask-token's id */
     char tok[1024];
     int tty;
     long start_step;
@@ -401,6 +414,7 @@ static int train_loop(run *r) {
     o.clip = c->clip;
     o.eval_every = c->eval_every, o.eval_batches = c->eval_batches;
     o.run_dir = c->out, o.save_every = c->save_every, o.keep = c->keep;
+    o.mask_token_id = r->mask_id;
     char *cfg = cfg_json(c); /* stored in every checkpoint: what --resume continues */
     o.checkpoint_json = cfg;
     qkv_train_callbacks cb;
@@ -457,6 +471,77 @@ static int train_loop(run *r) {
 }
 /* ---------------------------------------------------------------- command */
 
+/* A fresh model of --arch: GPT-2 from its shape; Llama and BERT from a Hugging Face
+ * config.json written into the run directory (RUN/model_config.json, a record of what was
+ * trained). */
+static int new_model(run *r) {
+    const train_cfg *c = &r->c;
+    long P = c->n_positions ? c->n_positions : c->seq;
+    long V = (long)qkv_dataset_vocab_size(r->train);
+    long Hk = c->n_kv_head ? c->n_kv_head : c->n_head, F = c->n_inner ? c->n_inner : 4 * c->n_embd;
+    if (c->n_embd % c->n_head)
+        return cli_usage_error("train", "--n-head %ld must divide --n-embd %ld", c->n_head,
+                               c->n_embd);
+    if (c->n_head % Hk)
+        return cli_usage_error("train", "--n-kv-head %ld must divide --n-head %ld", Hk, c->n_head);
+    qkv_status s;
+    if (strcmp(c->arch, "gpt2") == 0) {
+        if (c->n_inner && c->n_inner != 4 * c->n_embd)
+            return cli_usage_error("train", "GPT-2 training needs --n-inner = 4 n-embd");
+        qkv_gpt2_shape sh = {V, P, c->n_embd, c->n_layer, c->n_head};
+        s = qkv_trainer_new(&sh, c->seed, &r->t);
+        return s == QKV_OK ? 0 : cli_report("creating the model", s);
+    }
+    char js[1024], path[2048];
+    if (strcmp(c->arch, "llama") == 0) {
+        if ((c->n_embd / c->n_head) % 2)
+            return cli_usage_error("train", "llama needs an even head size (n-embd / n-head)");
+        snprintf(js, sizeof js,
+                 "{\"model_type\": \"llama\", \"vocab_size\": %ld, \"hidden_size\": %ld, "
+                 "\"intermediate_size\": %ld, \"num_hidden_layers\": %ld, "
+                 "\"num_attention_heads\": %ld, \"num_key_value_heads\": %ld, "
+                 "\"max_position_embeddings\": %ld, \"rms_norm_eps\": 1e-05, "
+                 "\"rope_theta\": 10000.0, \"tie_word_embeddings\": false, "
+                 "\"hidden_act\": \"silu\"}\n",
+                 V, c->n_embd, F, c->n_layer, c->n_head, Hk, P);
+    } else if (strcmp(c->arch, "bert") == 0) {
+        if (Hk != c->n_head) return cli_usage_error("train", "--n-kv-head is for llama");
+        snprintf(js, sizeof js,
+                 "{\"model_type\": \"bert\", \"vocab_size\": %ld, \"hidden_size\": %ld, "
+                 "\"intermediate_size\": %ld, \"num_hidden_layers\": %ld, "
+                 "\"num_attention_heads\": %ld, \"max_position_embeddings\": %ld, "
+                 "\"type_vocab_size\": 2, \"layer_norm_eps\": 1e-12, \"hidden_act\": \"gelu\"}\n",
+                 V, c->n_embd, F, c->n_layer, c->n_head, P);
+    } else {
+        return cli_usage_error("train", "--arch must be gpt2, llama or bert, not '%s'", c->arch);
+    }
+    snprintf(path, sizeof path, "%s/model_config.json", c->out);
+    if (write_line_atomic(path, js) != 0) {
+        fprintf(stderr, "qkv train: cannot write %s: %s\n", path, strerror(errno));
+        return EXIT_FAILURE;
+    }
+    s = qkv_trainer_new_hf_config(path, c->seed, &r->t);
+    return s == QKV_OK ? 0 : cli_report("creating the model", s);
+}
+
+/* BERT: the id of --mask-token in the dataset's tokenizer (-1 and a message if absent). */
+static int32_t mask_token_id(const run *r) {
+    qkv_tokenizer *tok = NULL;
+    if (!r->tok[0] || qkv_tokenizer_load(r->tok, &tok) != QKV_OK) {
+        fprintf(stderr, "qkv train: masked-LM training needs the dataset's tokenizer (%s): %s\n",
+                r->tok[0] ? r->tok : "none recorded", qkv_last_error());
+        return -1;
+    }
+    int32_t id = qkv_tokenizer_token_to_id(tok, r->c.mask_token, strlen(r->c.mask_token));
+    qkv_tokenizer_free(tok);
+    if (id < 0)
+        fprintf(stderr,
+                "qkv train: the tokenizer %s has no token '%s' (--mask-token; train one with "
+                "`qkv tokenizer train --special '%s'`)\n",
+                r->tok, r->c.mask_token, r->c.mask_token);
+    return id;
+}
+
 static int setup(run *r, int resuming) {
     train_cfg *c = &r->c;
     char path[2048];
@@ -479,18 +564,15 @@ static int setup(run *r, int resuming) {
             s = qkv_trainer_load_hf(c->init, &r->t);
             if (s != QKV_OK) return cli_report(c->init, s);
         } else {
-            long P = c->n_positions ? c->n_positions : c->seq;
-            qkv_gpt2_shape sh = {qkv_dataset_vocab_size(r->train), P, c->n_embd, c->n_layer,
-                                 c->n_head};
-            if (c->n_embd % c->n_head)
-                return cli_usage_error("train", "--n-head %ld must divide --n-embd %ld", c->n_head,
-                                       c->n_embd);
-            s = qkv_trainer_new(&sh, c->seed, &r->t);
-            if (s != QKV_OK) return cli_report("creating the model", s);
+            int rc = new_model(r);
+            if (rc) return rc;
         }
     }
     qkv_gpt2_shape sh;
     qkv_trainer_get_shape(r->t, &sh);
+    r->mask_id = -1;
+    if (strcmp(qkv_trainer_arch(r->t), "bert") == 0 && (r->mask_id = mask_token_id(r)) < 0)
+        return EXIT_USAGE;
     if (qkv_dataset_vocab_size(r->train) > sh.vocab_size)
         return cli_usage_error("train",
                                "the dataset's vocabulary (%lld) is larger than the "
@@ -524,14 +606,15 @@ static int setup(run *r, int resuming) {
     free(js);
     int64_t n_params = qkv_trainer_numel(r->t);
     fprintf(stderr,
-            "qkv train: GPT-2 %lld layers, %lld heads, n_embd %lld, vocab %lld, positions %lld: "
+            "qkv train: %s %lld layers, %lld heads, n_embd %lld, vocab %lld, positions %lld: "
             "%.2fM parameters\n"
             "  data %s: %lld train / %lld val tokens; batch %ld x %ld x %ld tokens/step; "
             "activations %.1f MiB; %d threads\n",
-            (long long)sh.n_layer, (long long)sh.n_head, (long long)sh.n_embd,
-            (long long)sh.vocab_size, (long long)sh.n_positions, (double)n_params / 1e6, c->data,
-            (long long)qkv_dataset_tokens(r->train), (long long)qkv_dataset_tokens(r->val),
-            c->batch, c->accum, c->seq, (double)bytes / 1048576.0, qkv_runtime_n_threads(r->rt));
+            qkv_trainer_arch(r->t), (long long)sh.n_layer, (long long)sh.n_head,
+            (long long)sh.n_embd, (long long)sh.vocab_size, (long long)sh.n_positions,
+            (double)n_params / 1e6, c->data, (long long)qkv_dataset_tokens(r->train),
+            (long long)qkv_dataset_tokens(r->val), c->batch, c->accum, c->seq,
+            (double)bytes / 1048576.0, qkv_runtime_n_threads(r->rt));
     if (qkv_dataset_batches(r->val, c->batch, c->seq) <= 0)
         fprintf(stderr,
                 "  warning: the validation split (%lld tokens) holds no batch of %ld x %ld "

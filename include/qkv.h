@@ -625,7 +625,8 @@ QKV_API qkv_status qkv_trainer_new(const qkv_gpt2_shape *shape, uint64_t seed, q
  * n_inner != 4C; see qkv_gpt / qkv_model loading for the rest) are refused with UNSUPPORTED
  * naming the field. */
 QKV_API qkv_status qkv_trainer_load_hf(const char *dir, qkv_trainer **out);
-/* A fresh trainer for the model a Hugging Face directory's config.json describes (model_type
+/* A fresh trainer for the model a Hugging Face config.json describes (dir: a model directory
+ * or the config file itself; model_type
  * gpt2, llama / mistral, or bert, trained as BertForMaskedLM), initialized as transformers
  * does: matrices and embeddings N(0, 0.02) (GPT-2's c_proj N(0, 0.02/sqrt(2L))), norms 1,
  * biases 0; a pure function of seed. Only config.json is read. */
@@ -795,6 +796,12 @@ typedef struct qkv_train_options {
     int64_t save_every;          /* checkpoint every N steps (200; 0 = only the last) */
     int64_t keep;                /* checkpoints kept, the newest (3) */
     const char *checkpoint_json; /* the user JSON stored in every checkpoint (NULL: "{}") */
+    /* Masked-LM batches (BERT trainers): each token is chosen with this probability (a pure
+     * function of seed, step and position); a chosen token is the target and its input becomes
+     * mask_token_id 80% of the time, a random token 10%, itself 10%, as transformers'
+     * DataCollatorForLanguageModeling; the other targets are ignored. (0.15, -1: required) */
+    double mlm_probability;
+    int32_t mask_token_id;
 } qkv_train_options;
 QKV_API void qkv_train_options_init(qkv_train_options *o);
 

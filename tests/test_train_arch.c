@@ -1,7 +1,8 @@
 /* test_train_arch.c — training Llama-style decoders and BERT masked LMs against Hugging Face
  * transformers in PyTorch.
  *
- * Fixtures (tests/fixtures/train/{llama_tiny,bert_tiny}, from tools/gen_train_golden_arch.py):
+ * Fixtures (tests/fixtures/train/{llama_tiny,bert_tiny}, from tools/gen_train_golden_arch.py;
+ * the GPT-2 one of tools/gen_train_golden.py joins for the checks after the 10-step run):
  * tiny random LlamaForCausalLM (GQA 4/2 heads, RoPE, RMSNorm, SwiGLU; untied head, and a tied
  * variant) and BertForMaskedLM (token types, right padding, MLM labels with -100), the loss,
  * logits and every parameter's gradient on batch 0, and a 10-step AdamW run (losses, pre-clip
@@ -12,7 +13,10 @@
  *   - recompute (QKV_RECOMPUTE_LAYERS) and 1 vs 2 threads give bit-identical gradients;
  *   - a checkpoint restores the architecture and bit-identical weights; the Hugging Face export
  *     loads back (qkv_trainer_load_hf) with bit-identical weights and logits;
- *   - Llama's export runs in the inference engine (qkv_lm) with the trainer's logits. */
+ *   - Llama's export runs in the inference engine (qkv_lm) with the trainer's logits;
+ *   - transformers loads every export and computes the trainer's logits (1e-4), through
+ *     tools/check_hf_export.py; skipped with a message when no Python has torch and
+ *     transformers (tests/run_python_check.sh). */
 #include "qkv.h"
 #include "test.h"
 #include "test_arch.h"
@@ -22,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define FIX QKV_SOURCE_DIR "/tests/fixtures/train/"
@@ -29,6 +34,7 @@
 enum { S = 10, B = 2, T = 16, V = 101 };
 
 typedef struct {
+    const char *arch;    /* qkv_trainer_arch */
     const char *dir;     /* fixture folder */
     const char *model;   /* model directory inside it */
     const char *grads;   /* gradients file inside it */
@@ -128,7 +134,7 @@ static int is_key_bias(const char *name) { return strstr(name, "self.key.bias") 
 static void gradients_match_torch(const arch_case *ac, qkv_safetensors *bt) {
     qkv_safetensors *gs = open_fix(ac->dir, ac->grads);
     qkv_trainer *t = load(ac);
-    CHECK(strcmp(qkv_trainer_arch(t), ac->bert ? "bert" : "llama") == 0);
+    CHECK(strcmp(qkv_trainer_arch(t), ac->arch) == 0);
     qkv_train_batch b = batch_of(ac, bt, 0);
     float loss = 0, eval_loss = 0;
     CHECK_OK(qkv_trainer_eval_batch(NULL, t, &b, &eval_loss));
@@ -162,8 +168,8 @@ static void gradients_match_torch(const arch_case *ac, qkv_safetensors *bt) {
     CHECK_MSG(gq <= 1e-6, "%s: key-bias gradient %.3g is not noise-sized", ac->dir, gq);
     /* every gradient in the fixture was compared (plus loss and logits) */
     CHECK_EQ_INT((int64_t)n_checked + 2, (int64_t)qkv_safetensors_count(gs));
-    printf("%s: loss %.7f (torch %.7f); %zu gradients, worst rel err %.3g (%s)\n", ac->dir, loss,
-           ref, n_checked, worst, worst_name);
+    printf("%s/%s: loss %.7f (torch %.7f); %zu gradients, worst rel err %.3g (%s)\n", ac->dir,
+           ac->model, loss, ref, n_checked, worst, worst_name);
     qkv_trainer_free(t);
     qkv_safetensors_close(gs);
 }
@@ -328,7 +334,25 @@ static void files_roundtrip(const arch_case *ac, qkv_safetensors *bt) {
         free(lg);
         qkv_lm_free(lm);
     }
-    char cmd[256];
+    /* transformers on the export: full-length sequences of type 0 (what model(ids) assumes) */
+    qkv_train_batch full = {sizeof full, b.ids, b.targets, NULL, NULL, B, T};
+    CHECK_OK(qkv_trainer_eval_batch(NULL, t, &full, &lt));
+    char ref_path[160], cmd[1024];
+    snprintf(ref_path, sizeof ref_path, "%s/ref.safetensors", dir);
+    int64_t ids_shape[2] = {B, T}, lg_shape[3] = {B, T, V};
+    qkv_st_write_tensor ref[2] = {{"ids", QKV_DTYPE_I32, 2, ids_shape, b.ids},
+                                  {"logits", QKV_DTYPE_F32, 3, lg_shape, qkv_trainer_logits(t)}};
+    CHECK_OK(qkv_safetensors_write(ref_path, ref, 2, NULL, NULL, 0));
+    snprintf(cmd, sizeof cmd,
+             "%s/tests/run_python_check.sh torch,transformers %s/tools/check_hf_export.py %s "
+             "--ids %s --logits %s > %s/py.out 2>&1",
+             QKV_SOURCE_DIR, QKV_SOURCE_DIR, exp, ref_path, ref_path, dir);
+    fflush(stdout);
+    int rc = system(cmd);
+    rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    snprintf(cmd, sizeof cmd, "cat %s/py.out", dir);
+    if (system(cmd) != 0) printf("(no output)\n");
+    CHECK_MSG(rc == 0 || rc == 77, "%s: transformers on the export: exit %d", ac->dir, rc);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0);
     qkv_trainer_free(t);
@@ -339,9 +363,10 @@ static void files_roundtrip(const arch_case *ac, qkv_safetensors *bt) {
 int main(void) {
     test_use_arch_from_env();
     const arch_case cases[] = {
-        {"llama_tiny", "model", "grads.safetensors", 0, 1},
-        {"llama_tiny", "model_tied", "grads_tied.safetensors", 0, 0},
-        {"bert_tiny", "model", "grads.safetensors", 1, 1},
+        {"gpt2", ".", "gpt2_tiny", "grads.safetensors", 0, 0}, /* its 10 steps: test_train */
+        {"llama", "llama_tiny", "model", "grads.safetensors", 0, 1},
+        {"llama", "llama_tiny", "model_tied", "grads_tied.safetensors", 0, 0},
+        {"bert", "bert_tiny", "model", "grads.safetensors", 1, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const arch_case *ac = &cases[i];

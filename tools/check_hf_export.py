@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """check_hf_export.py — proves that a checkpoint directory written by qkv loads in Hugging Face
-transformers: GPT2LMHeadModel.from_pretrained (AutoModelForCausalLM for other model types) with
+transformers: GPT2LMHeadModel.from_pretrained (AutoModelForMaskedLM for a *ForMaskedLM
+architecture such as BertForMaskedLM, AutoModelForCausalLM for other model types) with
 no missing, unexpected or mismatched weights, a forward pass that gives finite logits, and, when
 tokenizer.json is present, a tokenizer that loads (AutoTokenizer, else
 PreTrainedTokenizerFast(tokenizer_file=...)) and round-trips a short text.
@@ -67,7 +68,16 @@ def check_tokenizer(d):
         except Exception as e2:
             fail(f"tokenizer.json does not load: {type(e2).__name__}: {e2}")
     text = "Hello world, this is a test."
-    ids = tok.encode(text, add_special_tokens=False)
+    try:
+        ids = tok.encode(text, add_special_tokens=False)
+    except Exception as e:  # AutoTokenizer picked the model type's class (e.g. BERT's WordPiece
+        # wrapper) for a tokenizer.json of another kind: use the file as it is
+        how = f"PreTrainedTokenizerFast ({type(tok).__name__} failed: {type(e).__name__})"
+        try:
+            tok = PreTrainedTokenizerFast(tokenizer_file=tj)
+            ids = tok.encode(text, add_special_tokens=False)
+        except Exception as e2:
+            fail(f"tokenizer.json does not encode: {type(e2).__name__}: {e2}")
     if not ids:
         fail("the tokenizer encodes a non-empty text to no ids")
     back = tok.decode(ids)
@@ -96,11 +106,14 @@ def main():
         cfg = json.load(f)
 
     import torch
-    from transformers import AutoModelForCausalLM, GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, GPT2LMHeadModel
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    cls = GPT2LMHeadModel if cfg.get("model_type") == "gpt2" else AutoModelForCausalLM
+    archs = cfg.get("architectures") or []
+    cls = (GPT2LMHeadModel if cfg.get("model_type") == "gpt2"
+           else AutoModelForMaskedLM if any(x.endswith("ForMaskedLM") for x in archs)
+           else AutoModelForCausalLM)
     try:
         model, info = cls.from_pretrained(d, dtype=torch.float32, output_loading_info=True)
     except Exception as e:

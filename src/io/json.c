@@ -115,3 +115,13 @@ int qkv__utf8_valid(const void *s, size_t len, size_t *bad) {
     if (bad) *bad = i; /* the first byte of the bad sequence */
     return 0;
 }
+
+qkv_status qkv__json_config_path(const char *dir_or_file, char *buf, size_t cap) {
+    struct stat sb;
+    int file = stat(dir_or_file, &sb) == 0 && S_ISREG(sb.st_mode);
+    int n = file ? snprintf(buf, cap, "%s", dir_or_file)
+                 : snprintf(buf, cap, "%s/config.json", dir_or_file);
+    if (n < 0 || (size_t)n >= cap)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
+    return QKV_OK;
+}

@@ -25,6 +25,9 @@ void qkv__json_end(void);
  * Any allocation that failed inside jansson: NOMEM (the tree is thrown away). The caller
  * json_decref()s *root. */
 qkv_status qkv__json_load_file(const char *path, int optional, struct json_t **root);
+/* The config.json of a model: dir_or_file itself when it is a regular file, else
+ * dir_or_file/config.json. INVALID_ARG if the path does not fit in cap. */
+qkv_status qkv__json_config_path(const char *dir_or_file, char *buf, size_t cap);
 
 /* Strict UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF). Returns 1
  * if s[0..len) is valid; else 0 and, if bad is not NULL, the offset of the first bad byte. */

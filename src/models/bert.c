@@ -101,8 +101,7 @@ static qkv_status parse_config(const char *path, json_t *root, qkv_bert_config *
 
 qkv_status qkv__bert_config_load(const char *dir, qkv_bert_config *cfg) {
     char path[4096];
-    if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
-        return qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
+    QKV_TRY(qkv__json_config_path(dir, path, sizeof path));
     memset(cfg, 0, sizeof *cfg);
     qkv__json_begin();
     json_t *root;

@@ -20,6 +20,7 @@
  *     steps. */
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/rng.h"
 #include "io/json.h"
 
 #include <dirent.h>
@@ -46,6 +47,7 @@ void qkv_train_options_init(qkv_train_options *o) {
     o->weight_decay = 0.1, o->beta1 = 0.9, o->beta2 = 0.95, o->eps = 1e-8, o->clip = 1.0;
     o->eval_every = 100, o->eval_batches = 20;
     o->save_every = 200, o->keep = 3;
+    o->mlm_probability = 0.15, o->mask_token_id = -1;
 }
 
 static double now_s(void) {
@@ -314,6 +316,34 @@ static qkv_status save(loop *L, int64_t step) {
     return QKV_OK;
 }
 
+/* Streams of the masked-LM draws, apart from each other and from the batch sampling. */
+#define MLM_TRAIN_STREAM ((uint64_t)1 << 40)
+#define MLM_EVAL_STREAM ((uint64_t)1 << 41)
+
+/* BERT: turns a batch of tokens into masked-LM inputs and targets (qkv_train_options), with
+ * the draws of element i a pure function of (seed, stream, i): u0 chooses the token, u1 what
+ * its input becomes, u2 the random replacement. Other trainers' batches stay as sampled. */
+static void mlm_mask(const loop *L, uint64_t stream, int64_t n) {
+    const qkv_train_options *o = L->o;
+    if (strcmp(qkv_trainer_arch(L->t), "bert") != 0) return;
+    qkv_gpt2_shape sh;
+    qkv_trainer_get_shape(L->t, &sh);
+    const int64_t V = qkv_dataset_vocab_size(o->train) < sh.vocab_size
+                          ? qkv_dataset_vocab_size(o->train)
+                          : sh.vocab_size;
+    for (int64_t i = 0; i < n; i++) {
+        const uint64_t k = 3 * (uint64_t)i;
+        L->tgt[i] = -100;
+        if (qkv__rng_uniform(o->seed, stream, k) >= o->mlm_probability) continue;
+        L->tgt[i] = L->ids[i];
+        float u = qkv__rng_uniform(o->seed, stream, k + 1);
+        if (u < 0.8f)
+            L->ids[i] = o->mask_token_id;
+        else if (u < 0.9f)
+            L->ids[i] = (int32_t)(qkv__rng_u32(o->seed, stream, k + 2) % (uint64_t)V);
+    }
+}
+
 /* The mean validation loss over the first eval_batches sequential batches, as an EVAL line;
  * nothing when the split holds no batch. */
 static qkv_status evaluate(loop *L, int64_t step) {
@@ -326,6 +356,7 @@ static qkv_status evaluate(loop *L, int64_t step) {
     for (int64_t i = 0; i < nb; i++) {
         float loss;
         qkv_status s = qkv_dataset_sequential(o->val, i, o->batch, o->seq, L->ids, L->tgt);
+        if (s == QKV_OK) mlm_mask(L, MLM_EVAL_STREAM + (uint64_t)i, o->batch * o->seq);
         if (s == QKV_OK) s = qkv_trainer_eval(L->rt, L->t, L->ids, L->tgt, o->batch, o->seq, &loss);
         if (s != QKV_OK) return with_context(s, "validation", step);
         sum += loss;
@@ -348,6 +379,7 @@ static qkv_status train_step(loop *L, int64_t step, const qkv_adamw *hp,
         float l;
         qkv_status s =
             qkv_dataset_sample(o->train, o->seed, (uint64_t)(step * K + k), B, T, L->ids, L->tgt);
+        if (s == QKV_OK) mlm_mask(L, MLM_TRAIN_STREAM + (uint64_t)(step * K + k), B * T);
         if (s == QKV_OK)
             s = qkv_trainer_forward_backward(L->rt, L->t, L->ids, L->tgt, B, T, 1.0f / (float)K,
                                              &l);
@@ -413,6 +445,13 @@ static qkv_status check_options(const qkv_trainer *t, const qkv_train_options *o
         return BAD("beta1 and beta2 must be in [0, 1)");
     qkv_gpt2_shape sh;
     qkv_trainer_get_shape(t, &sh);
+    if (strcmp(qkv_trainer_arch(t), "bert") == 0) {
+        if (!(o->mlm_probability > 0 && o->mlm_probability < 1))
+            return BAD("mlm_probability must be in (0, 1), not %g", o->mlm_probability);
+        if (o->mask_token_id < 0 || o->mask_token_id >= sh.vocab_size)
+            return BAD("a masked-LM (BERT) run needs mask_token_id in [0, %" PRId64 "), not %d",
+                       sh.vocab_size, o->mask_token_id);
+    }
     if (o->seq > sh.n_positions)
         return BAD("seq %" PRId64 " is longer than the model's n_positions %" PRId64, o->seq,
                    sh.n_positions);

@@ -7,6 +7,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "io/json.h"
 #include "models/bert.h"
 #include "models/gpt.h"
 #include "nn/nn.h"
@@ -42,8 +43,7 @@ static const qkv__param_table *table_of(qkv__tarch a) {
 
 qkv_status qkv__tconfig_load(const char *dir, qkv__tconfig *c) {
     char path[4096];
-    if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
-        return qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
+    QKV_TRY(qkv__json_config_path(dir, path, sizeof path));
     memset(c, 0, sizeof *c);
     c->init_std = 0.02;
     c->bos_id = c->eos_id = c->pad_id = -1;

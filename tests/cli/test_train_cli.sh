@@ -125,6 +125,46 @@ check '[[ "$(ls "$tmp/f" | grep -c "^ckpt_")" -eq 1 ]]' "NaN guard wrote no chec
 check 'grep -q "last good checkpoint is .*ckpt_00000008" "$tmp/f.err"' "NaN guard names the last good checkpoint"
 check '[[ $(grep -c "\"loss\"" "$tmp/f/metrics.jsonl") -eq 8 ]]' "NaN guard: metrics.jsonl cut back to steps 1..8, no line for the failed step"
 
+# Llama and BERT (masked LM) from scratch, on a tokenizer with a mask token: train, resume bit
+# for bit, fine-tune the export (--init), run it (generate / embed), load it in transformers.
+"$qkv" tokenizer train --vocab-size 512 --special "<|endoftext|>" --special "[MASK]" \
+    --out "$tmp/tok2" "$src"/docs/*.md "$src/README.md" >/dev/null 2>&1
+"$qkv" data prepare --tokenizer "$tmp/tok2" --val-fraction 0.25 --split-on "" --out "$tmp/data2" \
+    "$src"/docs/*.md "$src/README.md" >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 0 ]]' "data prepare with a mask token ($rc)"
+aflags=(--data "$tmp/data2" --n-layer 2 --n-embd 32 --n-head 4 --seq 32 --batch 4 --steps 8
+        --warmup 2 --lr 3e-3 --eval-every 4 --eval-batches 2 --save-every 4 --keep 2 --threads 1)
+for arch in llama bert; do
+    extra=()
+    [[ $arch == llama ]] && extra=(--n-kv-head 2)
+    "$qkv" train --arch $arch "${aflags[@]}" "${extra[@]}" --out "$tmp/$arch" >/dev/null \
+        2>"$tmp/$arch.err"; rc=$?
+    check '[[ $rc -eq 0 ]]' "$arch: train exit code $rc: $(tail -2 "$tmp/$arch.err")"
+    check 'grep -q "\"model_type\": \"$arch\"" "$tmp/$arch/model/config.json"' "$arch: exported as $arch"
+    check '[[ $(grep -c "\"val_loss\"" "$tmp/$arch/metrics.jsonl") -eq 2 ]]' "$arch: 2 validations"
+    cp -r "$tmp/$arch" "$tmp/$arch.r"
+    rm -rf "$tmp/$arch.r/ckpt_00000008.safetensors" "$tmp/$arch.r/model"
+    "$qkv" train --resume --out "$tmp/$arch.r" >/dev/null 2>&1; rc=$?
+    check '[[ $rc -eq 0 ]] && cmp -s "$tmp/$arch/model/model.safetensors" "$tmp/$arch.r/model/model.safetensors"' "$arch: resumed weights are bit-identical ($rc)"
+    "$qkv" train "${aflags[@]}" --steps 2 --init "$tmp/$arch/model" --out "$tmp/$arch.ft" \
+        >/dev/null 2>"$tmp/$arch.ft.err"; rc=$?
+    check '[[ $rc -eq 0 ]] && grep -q "qkv train: $arch" "$tmp/$arch.ft.err"' "$arch: --init from the export ($rc)"
+    "$src/tests/run_python_check.sh" torch,transformers "$src/tools/check_hf_export.py" \
+        "$tmp/$arch/model" >"$tmp/py.out" 2>&1; rc=$?
+    if [[ $rc -eq 77 ]]; then cat "$tmp/py.out"; else
+        check '[[ $rc -eq 0 ]]' "$arch: transformers loads the export: $(tail -3 "$tmp/py.out")"; fi
+done
+"$qkv" generate --model "$tmp/llama/model" --prompt "The attention" --max-new-tokens 8 \
+    >"$tmp/gen2.out" 2>/dev/null; rc=$?
+check '[[ $rc -eq 0 && -s $tmp/gen2.out ]]' "qkv generate from the trained Llama ($rc)"
+echo "attention is all you need" | "$qkv" embed --model "$tmp/bert/model" >"$tmp/emb.out" 2>&1; rc=$?
+check '[[ $rc -eq 0 ]] && grep -q "^\[" "$tmp/emb.out"' "qkv embed with the trained BERT ($rc): $(head -c 80 "$tmp/emb.out")"
+"$qkv" train --arch bert "${aflags[@]}" --data "$tmp/data" --out "$tmp/nomask" >/dev/null \
+    2>"$tmp/nomask.err"; rc=$?
+check '[[ $rc -eq 2 ]] && grep -q "no token .\[MASK\]" "$tmp/nomask.err"' "bert without a mask token: exit $rc, $(tail -1 "$tmp/nomask.err")"
+"$qkv" train --arch gpt3 "${aflags[@]}" --out "$tmp/badarch" >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "unknown --arch ($rc)"
+
 # Usage errors.
 "$qkv" train --out "$tmp/g" >/dev/null 2>&1; rc=$?
 check '[[ $rc -eq 2 ]]' "missing --data ($rc)"
