@@ -1,11 +1,9 @@
 /* bert.c — loading a Hugging Face BERT checkpoint and running the encoder (see bert.h).
  *
- * Per layer (post-LN, as BERT and the original Transformer), on packed rows x [N, C]:
- *   q, k, v = x Wqᵀ + bq, x Wkᵀ + bk, x Wvᵀ + bv         [N, C] = [N, H, D] per token
- *   a       = softmax(q kᵀ / √D) v, per sequence         [N, C]
- *   x       = LayerNorm(a Woᵀ + bo + x)                  residual fused in the GEMM epilogue
- *   x       = LayerNorm(act(x W1ᵀ + b1) W2ᵀ + b2 + x)    bias + activation fused, then residual
- * Every matrix product is one GEMM over all N tokens of the batch, on weights packed at load. */
+ * Embeddings (word + position + token type, LayerNorm), then per layer models/block.h's
+ * qkv__enc_block_forward (post-LN; the one training runs too) over the weights packed at load,
+ * with attend_seqs as its attention: each sequence of the packed rows over its own tokens.
+ * Every matrix product is one GEMM over all N tokens of the batch. */
 #include "models/bert.h"
 #include "models/weights.h"
 
@@ -197,6 +195,13 @@ static qkv_status pack_weights(qkv_bert *m) {
         QKV_TRY(pack_one(m, y->wo, C, C, &y->po));
         QKV_TRY(pack_one(m, y->w1, F, C, &y->p1));
         QKV_TRY(pack_one(m, y->w2, C, F, &y->p2));
+#define LIN(p, bias)                                                                               \
+    (qkv_nn_linear){NULL, bias, qkv__gemm_packed_k(p), qkv__gemm_packed_n(p), 0, 0, p}
+        y->blk = (qkv__enc_layer){LIN(y->pq, y->bq), LIN(y->pk, y->bk), LIN(y->pv, y->bv),
+                                  LIN(y->po, y->bo), LIN(y->p1, y->b1), LIN(y->p2, y->b2),
+                                  y->ln1_w,          y->ln1_b,          y->ln2_w,
+                                  y->ln2_b};
+#undef LIN
     }
     return QKV_OK;
 }
@@ -246,8 +251,9 @@ void qkv__bert_free(qkv_bert *m) {
 typedef struct {
     const qkv_bert *m;
     const int64_t *lens, *offs; /* [n_seq] */
-    const float *q, *k, *v;     /* [N, C] */
-    float *att;                 /* [N, C] */
+    int64_t n_seq;
+    const float *q, *k, *v; /* [N, C] */
+    float *att;             /* [N, C] */
     _Atomic int failed;
     qkv_status status;
 } attn_job;
@@ -274,12 +280,20 @@ static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
         qkv__task_fail(&j->failed, &j->status, attend_one(NULL, j, s));
 }
 
-/* out [N, Cout] = act(in [N, Cin] · Wᵀ + b) + residual through the layer library, W
- * prepacked (Cin = its K). */
-static qkv_status linear(qkv_runtime *rt, float *out, const float *in, const qkv_gemm_packed *w,
-                         const float *b, int64_t N, qkv_act act, const float *residual) {
-    qkv_nn_linear L = {NULL, b, qkv__gemm_packed_k(w), qkv__gemm_packed_n(w), 0, 0, w};
-    return qkv_nn_linear_forward(rt, &L, out, in, N, act, residual);
+/* The attention of every layer (block.h's qkv__attend_fn): each sequence over its own tokens.
+ * Many sequences: one per thread (each attention call then runs serially). Few: one at a
+ * time, each parallel inside. */
+static qkv_status attend_seqs(void *ctx, qkv_runtime *rt, int64_t l, const qkv__block_acts *a) {
+    attn_job *job = ctx;
+    (void)l;
+    job->q = a->q, job->k = a->k, job->v = a->v, job->att = a->att;
+    if (job->n_seq >= 2 * qkv_runtime_n_threads(rt)) {
+        job->failed = 0;
+        qkv_parallel_for(rt, job->n_seq, 1, attn_task, job);
+        return job->failed ? job->status : QKV_OK;
+    }
+    for (int64_t s = 0; s < job->n_seq; s++) QKV_TRY(attend_one(rt, job, s));
+    return QKV_OK;
 }
 
 qkv_status qkv__bert_forward(qkv_runtime *rt, const qkv_bert *m, const int32_t *ids,
@@ -336,33 +350,14 @@ qkv_status qkv__bert_forward(qkv_runtime *rt, const qkv_bert *m, const int32_t *
         st = qkv_nn_layernorm_forward(rt, hidden, NULL, NULL, tmp, m->emb_ln_w, m->emb_ln_b, N, C,
                                       c->layer_norm_eps);
 
-    attn_job job = {.m = m, .lens = lens, .offs = offs, .q = q, .k = k, .v = v, .att = att};
-    int threads = qkv_runtime_n_threads(rt);
-    for (int64_t l = 0; st == QKV_OK && l < c->num_layers; l++) {
-        const qkv_bert_layer *y = &m->layers[l];
-        if ((st = linear(rt, q, hidden, y->pq, y->bq, N, QKV_ACT_NONE, NULL))) break;
-        if ((st = linear(rt, k, hidden, y->pk, y->bk, N, QKV_ACT_NONE, NULL))) break;
-        if ((st = linear(rt, v, hidden, y->pv, y->bv, N, QKV_ACT_NONE, NULL))) break;
-        /* Many sequences: one per thread (each attention call then runs serially). Few: one
-         * at a time, each parallel inside. */
-        if (n_seq >= 2 * threads) {
-            job.failed = 0;
-            qkv_parallel_for(rt, n_seq, 1, attn_task, &job);
-            if (job.failed) st = job.status;
-        } else {
-            for (int64_t s = 0; st == QKV_OK && s < n_seq; s++) st = attend_one(rt, &job, s);
-        }
-        if (st) break;
-        if ((st = linear(rt, tmp, att, y->po, y->bo, N, QKV_ACT_NONE, hidden))) break;
-        if ((st = qkv_nn_layernorm_forward(rt, hidden, NULL, NULL, tmp, y->ln1_w, y->ln1_b, N, C,
-                                           c->layer_norm_eps)))
-            break;
-        if ((st = linear(rt, mlp, hidden, y->p1, y->b1, N, c->act, NULL))) break;
-        if ((st = linear(rt, tmp, mlp, y->p2, y->b2, N, QKV_ACT_NONE, hidden))) break;
-        if ((st = qkv_nn_layernorm_forward(rt, hidden, NULL, NULL, tmp, y->ln2_w, y->ln2_b, N, C,
-                                           c->layer_norm_eps)))
-            break;
-    }
+    attn_job job = {.m = m, .lens = lens, .offs = offs, .n_seq = n_seq};
+    /* one scratch set for every block; hidden is the stream, updated in place */
+    const qkv__block_acts a = {
+        .ln1 = hidden, .q = q, .k = k, .v = v, .att = att, .res1 = tmp, .res2 = tmp, .a = mlp};
+    const qkv__enc_cfg ec = {C, F, c->layer_norm_eps, c->act};
+    for (int64_t l = 0; st == QKV_OK && l < c->num_layers; l++)
+        st = qkv__enc_block_forward(rt, &ec, &m->layers[l].blk, l, &a, hidden, hidden, N,
+                                    attend_seqs, &job);
     qkv__free(ws);
     return st;
 }

@@ -14,6 +14,7 @@
 #define QKV_MODELS_BERT_H
 
 #include "kernels/gemm.h"
+#include "models/block.h"
 #include "models/weights.h"
 #include "qkv.h"
 
@@ -35,6 +36,7 @@ typedef struct qkv_bert_layer {
     /* wq, wk, wv, wo, w1, w2 as op(W) = Wᵀ packed once at load for the GEMM; forward uses
      * only these (the mapped pages of the originals are given back after packing) */
     qkv_gemm_packed *pq, *pk, *pv, *po, *p1, *p2;
+    qkv__enc_layer blk; /* the block's layers over the packed weights (models/block.h) */
 } qkv_bert_layer;
 
 typedef struct qkv_bert {

@@ -1,18 +1,13 @@
 /* gpt.c — loading a Hugging Face causal decoder (GPT-2, Llama) and running it over KV caches
  * (see gpt.h).
  *
- * Per layer (pre-LN), on packed rows x [N, C]:
- *   h       = Norm1(x)                                   LayerNorm (GPT-2) / RMSNorm (Llama)
- *   q, k, v = h Wq, h Wk, h Wv (+ biases)                GPT-2: column slices of c_attn ([in,
- *                                                        out]), each packed as its own matrix
- *   q, k    = RoPE(q, k) at positions len.. (Llama)      then k, v appended to the caches
- *   a       = softmax(q kᵀ · scale, causal) v            per sequence, against its cache
- *   x       = a Wo + bo + x                              residual fused in the GEMM epilogue
- *   h       = Norm2(x)
- *   x       = act(h W1 + b1) W2 + b2 + x                 GPT-2 MLP, bias + GELU fused
- *   x       = (silu(h Wgᵀ) ∘ h Wuᵀ) Wdᵀ + x              Llama SwiGLU, SiLU fused in the gate GEMM
- * then logits = NormF(x) Wteᵀ (or lm_headᵀ) for the rows asked for. Every matrix product is one
- * GEMM over the N new tokens of the whole batch, on weights packed once at load. */
+ * The block is models/block.h's qkv__dec_block_forward, the one training runs too, over the
+ * weights packed at load, with attend_caches as its attention: RoPE at each sequence's
+ * positions (Llama), the new keys and values appended to each sequence's cache, each sequence's
+ * queries against its cache (causal, bottom-right aligned). The residual stream is updated in
+ * place and GPT-2's MLP activation runs in the GEMM epilogue. Then logits = NormF(x) Wteᵀ (or
+ * lm_headᵀ) for the rows asked for. Every matrix product is one GEMM over the N new tokens of
+ * the whole batch. */
 #include "models/gpt.h"
 #include "models/params.h"
 #include "models/weights.h"
@@ -360,6 +355,25 @@ static qkv_status pack_weights(qkv_gpt *m) {
             drop(m, y->w_down, C, F);
         }
     }
+    for (int64_t l = 0; l < c->num_layers; l++) { /* the block's layers: packed weights only */
+        qkv_gpt_layer *y = &m->layers[l];
+        qkv__dec_layer *b = &y->blk;
+        const int g2 = c->arch == QKV_GPT_ARCH_GPT2;
+#define LIN(p, bias)                                                                               \
+    (qkv_nn_linear){NULL, bias, qkv__gemm_packed_k(p), qkv__gemm_packed_n(p), 0, 0, p}
+        *b = (qkv__dec_layer){y->ln1_w,
+                              y->ln1_b,
+                              y->ln2_w,
+                              y->ln2_b,
+                              LIN(y->pq, g2 ? y->b_qkv : NULL),
+                              LIN(y->pk, g2 ? y->b_qkv + C : NULL),
+                              LIN(y->pv, g2 ? y->b_qkv + 2 * C : NULL),
+                              LIN(y->po, y->bo),
+                              LIN(g2 ? y->p_fc : y->p_up, y->b_fc),
+                              LIN(g2 ? y->p_proj : y->p_down, y->b_proj),
+                              g2 ? (qkv_nn_linear){0} : LIN(y->p_gate, NULL)};
+#undef LIN
+    }
     QKV_TRY(pack(m->lm_head, 1, C, c->vocab_size, C, &m->p_head));
     /* tied: the embedding lookups fault back in only the rows they read */
     drop(m, m->lm_head, c->vocab_size, C);
@@ -428,8 +442,9 @@ typedef struct {
     const qkv_gpt *m;
     qkv_kv_cache *const *caches;
     const int64_t *lens, *offs; /* [n_seq] */
-    const float *q;             /* [N, Hq D] */
-    float *att;                 /* [N, Hq D] */
+    int64_t n_seq;
+    const float *q; /* [N, Hq D] */
+    float *att;     /* [N, Hq D] */
     int64_t layer;
     _Atomic int failed;
     qkv_status status;
@@ -503,66 +518,40 @@ static qkv_status check_args(const qkv_gpt *m, qkv_kv_cache *const *caches, cons
     return QKV_OK;
 }
 
-/* The attention half of layer l: x [N, C] += Attn(Norm1(x)); new keys/values go to the caches. */
-static qkv_status attention_block(qkv_runtime *rt, const qkv_gpt *m, int64_t l, attn_job *job,
-                                  int64_t N, int64_t n_seq, float *x, float *h, float *q, float *k,
-                                  float *v, float *att) {
-    const qkv_gpt_config *c = &m->cfg;
-    const qkv_gpt_layer *y = &m->layers[l];
-    const int64_t C = c->hidden_size, D = c->head_dim;
-    const int64_t Q = c->num_heads * D, K = c->num_kv_heads * D;
-    QKV_TRY(norm(rt, m, h, x, y->ln1_w, y->ln1_b, N));
-    if (c->arch == QKV_GPT_ARCH_GPT2) { /* c_attn [C, 3C]: columns q | k | v */
-        QKV_TRY(linear(rt, q, h, N, y->pq, y->b_qkv, QKV_ACT_NONE, NULL));
-        QKV_TRY(linear(rt, k, h, N, y->pk, y->b_qkv + C, QKV_ACT_NONE, NULL));
-        QKV_TRY(linear(rt, v, h, N, y->pv, y->b_qkv + 2 * C, QKV_ACT_NONE, NULL));
-    } else {
-        QKV_TRY(linear(rt, q, h, N, y->pq, NULL, QKV_ACT_NONE, NULL));
-        QKV_TRY(linear(rt, k, h, N, y->pk, NULL, QKV_ACT_NONE, NULL));
-        QKV_TRY(linear(rt, v, h, N, y->pv, NULL, QKV_ACT_NONE, NULL));
-    }
-    for (int64_t s = 0; s < n_seq; s++) {
+/* The attention of layer l (block.h's qkv__attend_fn): RoPE at each sequence's positions
+ * (Llama), the new keys/values appended to the caches, then each sequence's queries against its
+ * cache. */
+static qkv_status attend_caches(void *ctx, qkv_runtime *rt, int64_t l, const qkv__block_acts *a) {
+    attn_job *job = ctx;
+    const qkv_gpt_config *c = &job->m->cfg;
+    const int64_t D = c->head_dim, Q = c->num_heads * D, K = c->num_kv_heads * D;
+    for (int64_t s = 0; s < job->n_seq; s++) {
         qkv_kv_cache *kv = job->caches[s];
         const int64_t o = job->offs[s], T = job->lens[s];
         if (c->arch == QKV_GPT_ARCH_LLAMA) {
             qkv_nn_rope rope = {QKV_NN_ROPE_HALF, c->rope_theta, 0};
-            QKV_TRY(qkv_nn_rope_forward(rt, q + o * Q, q + o * Q, &rope, 1, T, c->num_heads, D,
-                                        kv->len));
-            QKV_TRY(qkv_nn_rope_forward(rt, k + o * K, k + o * K, &rope, 1, T, c->num_kv_heads, D,
-                                        kv->len));
+            QKV_TRY(qkv_nn_rope_forward(rt, a->q + o * Q, a->q + o * Q, &rope, 1, T, c->num_heads,
+                                        D, kv->len));
+            QKV_TRY(qkv_nn_rope_forward(rt, a->k + o * K, a->k + o * K, &rope, 1, T,
+                                        c->num_kv_heads, D, kv->len));
         }
         /* the new keys/values [T, Hk, D] go to rows len.. of the cache */
-        memcpy(qkv__kv_cache_k(kv, l) + kv->len * K, k + o * K, sizeof(float) * (size_t)(T * K));
-        memcpy(qkv__kv_cache_v(kv, l) + kv->len * K, v + o * K, sizeof(float) * (size_t)(T * K));
+        memcpy(qkv__kv_cache_k(kv, l) + kv->len * K, a->k + o * K, sizeof(float) * (size_t)(T * K));
+        memcpy(qkv__kv_cache_v(kv, l) + kv->len * K, a->v + o * K, sizeof(float) * (size_t)(T * K));
     }
     /* Many sequences (batched decode): one per thread, each attention call serial inside.
      * Few: one at a time, each parallel inside. */
     job->layer = l;
-    if (n_seq >= 2 * qkv_runtime_n_threads(rt)) {
+    job->q = a->q;
+    job->att = a->att;
+    if (job->n_seq >= 2 * qkv_runtime_n_threads(rt)) {
         job->failed = 0;
-        qkv_parallel_for(rt, n_seq, 1, attn_task, job);
+        qkv_parallel_for(rt, job->n_seq, 1, attn_task, job);
         if (job->failed) return job->status;
     } else {
-        for (int64_t s = 0; s < n_seq; s++) QKV_TRY(attend_one(rt, job, s));
+        for (int64_t s = 0; s < job->n_seq; s++) QKV_TRY(attend_one(rt, job, s));
     }
-    return linear(rt, x, att, N, y->po, y->bo, QKV_ACT_NONE, x); /* bo NULL for Llama */
-}
-
-/* The MLP half of layer l: x [N, C] += MLP(Norm2(x)); f1, f2 [N, F] scratch. */
-static qkv_status mlp_block(qkv_runtime *rt, const qkv_gpt *m, int64_t l, int64_t N, float *x,
-                            float *h, float *f1, float *f2) {
-    const qkv_gpt_config *c = &m->cfg;
-    const qkv_gpt_layer *y = &m->layers[l];
-    const int64_t F = c->intermediate_size;
-    QKV_TRY(norm(rt, m, h, x, y->ln2_w, y->ln2_b, N));
-    if (c->arch == QKV_GPT_ARCH_GPT2) {
-        QKV_TRY(linear(rt, f1, h, N, y->p_fc, y->b_fc, c->act, NULL));
-        return linear(rt, x, f1, N, y->p_proj, y->b_proj, QKV_ACT_NONE, x);
-    }
-    QKV_TRY(linear(rt, f1, h, N, y->p_gate, NULL, QKV_ACT_NONE, NULL));
-    QKV_TRY(linear(rt, f2, h, N, y->p_up, NULL, QKV_ACT_NONE, NULL));
-    QKV_TRY(qkv_nn_swiglu_forward(rt, f1, f1, f2, N * F));
-    return linear(rt, x, f1, N, y->p_down, NULL, QKV_ACT_NONE, x);
+    return QKV_OK;
 }
 
 qkv_status qkv__gpt_forward(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *const *caches,
@@ -597,11 +586,23 @@ qkv_status qkv__gpt_forward(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *con
     for (int64_t s = 0; st == QKV_OK && m->wpe && s < n_seq; s++)
         st = qkv_nn_position_add_forward(rt, x + offs[s] * C, x + offs[s] * C, m->wpe, 1, lens[s],
                                          C, c->max_position, caches[s]->len);
-    attn_job job = {.m = m, .caches = caches, .lens = lens, .offs = offs, .q = q, .att = att};
-    for (int64_t l = 0; st == QKV_OK && l < c->num_layers; l++) {
-        st = attention_block(rt, m, l, &job, N, n_seq, x, h, q, k, v, att);
-        if (st == QKV_OK) st = mlp_block(rt, m, l, N, x, h, f1, f2);
-    }
+    attn_job job = {.m = m, .caches = caches, .lens = lens, .offs = offs, .n_seq = n_seq};
+    /* one scratch set for every block; the residual stream x is updated in place */
+    const int llama = c->arch == QKV_GPT_ARCH_LLAMA;
+    const qkv__block_acts a = {.ln1 = h,
+                               .q = q,
+                               .k = k,
+                               .v = v,
+                               .att = att,
+                               .res2 = x,
+                               .ln2 = h,
+                               .h = llama ? f1 : NULL,
+                               .u = llama ? f2 : NULL,
+                               .a = f1};
+    const qkv__dec_cfg dc = {llama, C, F, Q, K, c->norm_eps, c->act};
+    for (int64_t l = 0; st == QKV_OK && l < c->num_layers; l++)
+        st =
+            qkv__dec_block_forward(rt, &dc, &m->layers[l].blk, l, &a, x, x, N, attend_caches, &job);
     if (st == QKV_OK) {
         const float *rows = x;
         if (!all_logits) { /* the last new token of each sequence */

@@ -24,6 +24,7 @@
 #define QKV_MODELS_GPT_H
 
 #include "kernels/gemm.h"
+#include "models/block.h"
 #include "models/kv_cache.h"
 #include "models/weights.h"
 #include "qkv.h"
@@ -69,6 +70,7 @@ typedef struct qkv_gpt_layer {
      * mapped originals' pages are given back). GPT-2: pq/pk/pv are the column slices of
      * c_attn, p_fc/p_proj the MLP; Llama: p_gate/p_up/p_down the MLP. */
     qkv_gemm_packed *pq, *pk, *pv, *po, *p_fc, *p_proj, *p_gate, *p_up, *p_down;
+    qkv__dec_layer blk; /* the block's layers over the packed weights (models/block.h) */
 } qkv_gpt_layer;
 
 typedef struct qkv_gpt {

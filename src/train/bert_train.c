@@ -1,5 +1,6 @@
-/* bert_train.c — forward and backward of a BERT encoder with the masked-LM head for training (see
- * trainer.h), as a list of calls into the layer library (src/nn). BertForMaskedLM as
+/* bert_train.c — training a BERT encoder with the masked-LM head (see trainer.h): the blocks'
+ * forward is the models' own (models/block.h, qkv__enc_block_forward, the one inference runs
+ * too); the rest is a list of calls into the layer library (src/nn). BertForMaskedLM as
  * transformers computes it (dropout 0):
  *
  *   emb = LN_e(word[ids] + pos[t] + type[types])                     resid[0]
@@ -17,6 +18,7 @@
 #include "train/trainer.h"
 
 #include "core/error.h"
+#include "models/block.h"
 #include "nn/nn.h"
 
 #include <string.h>
@@ -38,30 +40,38 @@ static void attn_desc(const qkv_trainer *t, const qkv__tbatch *b, qkv_attention_
     d->kv_lens = b->kv_lens;
 }
 
+/* Block l's layers over t->w (the models' encoder block, models/block.h). */
+static qkv__enc_layer enc_layer(const qkv_trainer *t, int64_t l) {
+    const int64_t C = t->cfg.C, F = t->cfg.F;
+    float *W = t->w;
+    return (qkv__enc_layer){dense(t, l, BP_Q_W, C, C),  dense(t, l, BP_K_W, C, C),
+                            dense(t, l, BP_V_W, C, C),  dense(t, l, BP_O_W, C, C),
+                            dense(t, l, BP_FC_W, C, F), dense(t, l, BP_OUT_W, F, C),
+                            qkv__tw(t, W, l, BP_LN1_W), qkv__tw(t, W, l, BP_LN1_B),
+                            qkv__tw(t, W, l, BP_LN2_W), qkv__tw(t, W, l, BP_LN2_B)};
+}
+
+typedef struct {
+    const qkv_trainer *t;
+    const qkv__tbatch *b;
+} batch_ctx;
+
+/* The attention of a training batch (block.h's qkv__attend_fn): each sequence over its real
+ * tokens (keys past kv_lens[b] masked), lse kept for the backward. */
+static qkv_status attend_batch(void *ctx, qkv_runtime *rt, int64_t l, const qkv__block_acts *a) {
+    const batch_ctx *bc = ctx;
+    (void)l;
+    qkv_attention_desc d;
+    attn_desc(bc->t, bc->b, &d);
+    return qkv_attention_forward(rt, &d, a->q, a->k, a->v, a->att, a->lse);
+}
+
 static qkv_status block_forward(qkv_runtime *rt, qkv_trainer *t, int64_t l, const qkv__tacts *a,
                                 const float *x, float *y, const qkv__tbatch *b) {
-    const qkv__tconfig *c = &t->cfg;
-    const int64_t N = b->B * b->T, C = c->C, F = c->F;
-    float *W = t->w;
-    qkv_nn_linear wq = dense(t, l, BP_Q_W, C, C), wk = dense(t, l, BP_K_W, C, C),
-                  wv = dense(t, l, BP_V_W, C, C);
-    QKV_TRY(qkv_nn_linear_forward(rt, &wq, a->q, x, N, QKV_ACT_NONE, NULL));
-    QKV_TRY(qkv_nn_linear_forward(rt, &wk, a->k, x, N, QKV_ACT_NONE, NULL));
-    QKV_TRY(qkv_nn_linear_forward(rt, &wv, a->v, x, N, QKV_ACT_NONE, NULL));
-    qkv_attention_desc d;
-    attn_desc(t, b, &d);
-    QKV_TRY(qkv_attention_forward(rt, &d, a->q, a->k, a->v, a->att, a->lse));
-    qkv_nn_linear wo = dense(t, l, BP_O_W, C, C);
-    QKV_TRY(qkv_nn_linear_forward(rt, &wo, a->res1, a->att, N, QKV_ACT_NONE, x));
-    QKV_TRY(qkv_nn_layernorm_forward(rt, a->ln1, a->mean1, a->rstd1, a->res1,
-                                     qkv__tw(t, W, l, BP_LN1_W), qkv__tw(t, W, l, BP_LN1_B), N, C,
-                                     c->eps));
-    qkv_nn_linear w1 = dense(t, l, BP_FC_W, C, F), w2 = dense(t, l, BP_OUT_W, F, C);
-    QKV_TRY(qkv_nn_linear_forward(rt, &w1, a->h, a->ln1, N, QKV_ACT_NONE, NULL));
-    QKV_TRY(qkv_nn_act_forward(rt, c->act, a->a, a->h, N * F));
-    QKV_TRY(qkv_nn_linear_forward(rt, &w2, a->res2, a->a, N, QKV_ACT_NONE, a->ln1));
-    return qkv_nn_layernorm_forward(rt, y, a->mean2, a->rstd2, a->res2, qkv__tw(t, W, l, BP_LN2_W),
-                                    qkv__tw(t, W, l, BP_LN2_B), N, C, c->eps);
+    const qkv__enc_cfg ec = {t->cfg.C, t->cfg.F, t->cfg.eps, t->cfg.act};
+    const qkv__enc_layer w = enc_layer(t, l);
+    batch_ctx bc = {t, b};
+    return qkv__enc_block_forward(rt, &ec, &w, l, a, x, y, b->B * b->T, attend_batch, &bc);
 }
 
 /* The MLM decoder: logits = lnf · wordᵀ + cls.predictions.bias. */
@@ -107,40 +117,38 @@ static qkv_status block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, con
                                  const float *x, const qkv__tbatch *b) {
     const qkv__tconfig *c = &t->cfg;
     const int64_t N = b->B * b->T, C = c->C, F = c->F;
-    float *W = t->w, *G = t->g, *dr = t->dresid, *dx1 = t->dx1;
+    float *G = t->g, *dr = t->dresid, *dx1 = t->dx1;
+    const qkv__enc_layer w = enc_layer(t, l);
     /* y = LN2(res2), res2 = ln1 + act(ln1 W1ᵀ + b1) W2ᵀ + b2 */
     zero(dx1, N * C);
     QKV_TRY(qkv_nn_layernorm_backward(rt, dx1, qkv__tw(t, G, l, BP_LN2_W),
-                                      qkv__tw(t, G, l, BP_LN2_B), dr, a->res2,
-                                      qkv__tw(t, W, l, BP_LN2_W), a->mean2, a->rstd2, N, C));
-    qkv_nn_linear w1 = dense(t, l, BP_FC_W, C, F), w2 = dense(t, l, BP_OUT_W, F, C);
+                                      qkv__tw(t, G, l, BP_LN2_B), dr, a->res2, w.ln2_w, a->mean2,
+                                      a->rstd2, N, C));
     zero(t->da, N * F);
-    QKV_TRY(qkv_nn_linear_backward(rt, &w2, t->da, qkv__tw(t, G, l, BP_OUT_W),
+    QKV_TRY(qkv_nn_linear_backward(rt, &w.out, t->da, qkv__tw(t, G, l, BP_OUT_W),
                                    qkv__tw(t, G, l, BP_OUT_B), dx1, a->a, N));
     zero(t->dh, N * F);
     QKV_TRY(qkv_nn_act_backward(rt, c->act, t->dh, t->da, a->h, N * F));
-    QKV_TRY(qkv_nn_linear_backward(rt, &w1, dx1, qkv__tw(t, G, l, BP_FC_W),
+    QKV_TRY(qkv_nn_linear_backward(rt, &w.fc, dx1, qkv__tw(t, G, l, BP_FC_W),
                                    qkv__tw(t, G, l, BP_FC_B), t->dh, a->ln1, N));
     /* ln1 = LN1(res1), res1 = x + att Woᵀ + bo: dr becomes dL/dres1, which the skip passes to x */
     zero(dr, N * C);
     QKV_TRY(qkv_nn_layernorm_backward(rt, dr, qkv__tw(t, G, l, BP_LN1_W),
-                                      qkv__tw(t, G, l, BP_LN1_B), dx1, a->res1,
-                                      qkv__tw(t, W, l, BP_LN1_W), a->mean1, a->rstd1, N, C));
-    qkv_nn_linear wo = dense(t, l, BP_O_W, C, C);
+                                      qkv__tw(t, G, l, BP_LN1_B), dx1, a->res1, w.ln1_w, a->mean1,
+                                      a->rstd1, N, C));
     zero(t->datt, N * C);
-    QKV_TRY(qkv_nn_linear_backward(rt, &wo, t->datt, qkv__tw(t, G, l, BP_O_W),
+    QKV_TRY(qkv_nn_linear_backward(rt, &w.o, t->datt, qkv__tw(t, G, l, BP_O_W),
                                    qkv__tw(t, G, l, BP_O_B), dr, a->att, N));
     qkv_attention_desc d;
     attn_desc(t, b, &d);
     QKV_TRY(qkv_attention_backward(rt, &d, a->q, a->k, a->v, a->att, a->lse, t->datt, t->dq, t->dk,
                                    t->dv));
     const int ws[3] = {BP_Q_W, BP_K_W, BP_V_W};
+    const qkv_nn_linear *lin[3] = {&w.q, &w.k, &w.v};
     const float *dqkv[3] = {t->dq, t->dk, t->dv};
-    for (int i = 0; i < 3; i++) {
-        qkv_nn_linear L = dense(t, l, ws[i], C, C);
-        QKV_TRY(qkv_nn_linear_backward(rt, &L, dr, qkv__tw(t, G, l, ws[i]),
+    for (int i = 0; i < 3; i++)
+        QKV_TRY(qkv_nn_linear_backward(rt, lin[i], dr, qkv__tw(t, G, l, ws[i]),
                                        qkv__tw(t, G, l, ws[i] + 1), dqkv[i], x, N));
-    }
     return QKV_OK;
 }
 

@@ -478,17 +478,15 @@ static qkv_status forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b,
                           float scale, float *loss) {
     t->logits_valid = 0;
     switch (t->cfg.arch) {
-    case QKV__TARCH_LLAMA: return qkv__llama_forward(rt, t, b, backward, scale, loss);
     case QKV__TARCH_BERT: return qkv__bert_mlm_forward(rt, t, b, backward, scale, loss);
-    default: return qkv__gpt2_forward(rt, t, b, backward, scale, loss);
+    default: return qkv__decoder_forward(rt, t, b, backward, scale, loss);
     }
 }
 
 static qkv_status backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
     switch (t->cfg.arch) {
-    case QKV__TARCH_LLAMA: return qkv__llama_backward(rt, t, b);
     case QKV__TARCH_BERT: return qkv__bert_mlm_backward(rt, t, b);
-    default: return qkv__gpt2_backward(rt, t, b);
+    default: return qkv__decoder_backward(rt, t, b);
     }
 }
 

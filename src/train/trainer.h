@@ -8,12 +8,14 @@
  * flat arrays, and a parameter's name is its Hugging Face name.
  *
  * trainer.c owns what is common (parameters, activations, batches, the loss); each
- * architecture's forward and backward are a list of layer calls (src/nn) in gpt2_train.c,
- * llama_train.c and bert_train.c. */
+ * architecture's forward is the models' own block (models/block.h, also run by inference)
+ * and its backward a list of layer calls (src/nn) in decoder_train.c (GPT-2, Llama) and
+ * bert_train.c. */
 #ifndef QKV_TRAIN_TRAINER_H
 #define QKV_TRAIN_TRAINER_H
 
 #include "kernels/gemm.h"
+#include "models/block.h"
 #include "models/params.h"
 #include "qkv.h"
 
@@ -96,16 +98,9 @@ typedef struct qkv__tparam {
     int decay;
 } qkv__tparam;
 
-/* Activations of one block for a micro-batch of N = B·T rows (Q = H·D, K = Hk·D). */
-typedef struct qkv__tacts {
-    float *ln1, *mean1, *rstd1; /* (N, C), (N), (N): pre-norm blocks: Norm1(x); BERT: LN1(res1) */
-    float *q, *k, *v, *att;     /* (N, Q), (N, K), (N, K), (N, Q): [B, T, heads, D] */
-    float *lse;                 /* (B, H, T) */
-    float *res1;                /* (N, C) BERT: x + attention */
-    float *res2;                /* (N, C) pre-norm: x + attention; BERT: ln1 + MLP */
-    float *ln2, *mean2, *rstd2; /* (N, C), (N), (N): pre-norm: Norm2(res2); BERT: stats only */
-    float *h, *u, *a;           /* (N, F): fc / gate, up (Llama), act(h) / silu(gate)·up */
-} qkv__tacts;
+/* Activations of one block for a micro-batch of N = B·T rows: the models' block struct
+ * (models/block.h), every buffer of its own. */
+typedef qkv__block_acts qkv__tacts;
 
 /* A piece of at most QKV__SEG_FLOATS floats of one tensor: the optimizer's unit of work, so
  * threads get equal shares although tensor sizes differ 1000-fold. */
@@ -200,12 +195,9 @@ qkv_status qkv__trainer_loss(qkv_runtime *rt, qkv_trainer *t, int64_t N, int bac
 
 /* Each architecture: the forward to the loss (backward != 0: logits become dlogits scaled by
  * scale / count) and the backward that ADDS to t->g. */
-qkv_status qkv__gpt2_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b, int backward,
-                             float scale, float *loss);
-qkv_status qkv__gpt2_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b);
-qkv_status qkv__llama_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b, int backward,
-                              float scale, float *loss);
-qkv_status qkv__llama_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b);
+qkv_status qkv__decoder_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b, int backward,
+                                float scale, float *loss); /* GPT-2, Llama */
+qkv_status qkv__decoder_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b);
 qkv_status qkv__bert_mlm_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b,
                                  int backward, float scale, float *loss);
 qkv_status qkv__bert_mlm_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b);

@@ -1,0 +1,63 @@
+/* block.c — the forward of each family's Transformer block (see block.h): a list of layer calls
+ * that inference and training share. */
+#include "models/block.h"
+
+#include "core/error.h"
+
+qkv_status qkv__dec_block_forward(qkv_runtime *rt, const qkv__dec_cfg *c, const qkv__dec_layer *w,
+                                  int64_t l, const qkv__block_acts *a, const float *x, float *y,
+                                  int64_t N, qkv__attend_fn attend, void *ctx) {
+    const int64_t C = c->C, F = c->F;
+    /* attention: res2 = x + O(attend(Q ln1, K ln1, V ln1)), ln1 = Norm1(x) */
+    if (c->llama)
+        QKV_TRY(qkv_nn_rmsnorm_forward(rt, a->ln1, a->rstd1, x, w->ln1_w, N, C, c->eps));
+    else
+        QKV_TRY(qkv_nn_layernorm_forward(rt, a->ln1, a->mean1, a->rstd1, x, w->ln1_w, w->ln1_b, N,
+                                         C, c->eps));
+    QKV_TRY(qkv_nn_linear_forward(rt, &w->q, a->q, a->ln1, N, QKV_ACT_NONE, NULL));
+    QKV_TRY(qkv_nn_linear_forward(rt, &w->k, a->k, a->ln1, N, QKV_ACT_NONE, NULL));
+    QKV_TRY(qkv_nn_linear_forward(rt, &w->v, a->v, a->ln1, N, QKV_ACT_NONE, NULL));
+    QKV_TRY(attend(ctx, rt, l, a));
+    QKV_TRY(qkv_nn_linear_forward(rt, &w->o, a->res2, a->att, N, QKV_ACT_NONE, x));
+    /* MLP: y = res2 + MLP(ln2), ln2 = Norm2(res2) */
+    if (c->llama) {
+        QKV_TRY(qkv_nn_rmsnorm_forward(rt, a->ln2, a->rstd2, a->res2, w->ln2_w, N, C, c->eps));
+        QKV_TRY(qkv_nn_linear_forward(rt, &w->gate, a->h, a->ln2, N, QKV_ACT_NONE, NULL));
+        QKV_TRY(qkv_nn_linear_forward(rt, &w->fc, a->u, a->ln2, N, QKV_ACT_NONE, NULL));
+        QKV_TRY(qkv_nn_swiglu_forward(rt, a->a, a->h, a->u, N * F));
+    } else {
+        QKV_TRY(qkv_nn_layernorm_forward(rt, a->ln2, a->mean2, a->rstd2, a->res2, w->ln2_w,
+                                         w->ln2_b, N, C, c->eps));
+        if (a->h) { /* training keeps the pre-activation for the backward */
+            QKV_TRY(qkv_nn_linear_forward(rt, &w->fc, a->h, a->ln2, N, QKV_ACT_NONE, NULL));
+            QKV_TRY(qkv_nn_act_forward(rt, c->act, a->a, a->h, N * F));
+        } else { /* inference: the activation in the GEMM epilogue */
+            QKV_TRY(qkv_nn_linear_forward(rt, &w->fc, a->a, a->ln2, N, c->act, NULL));
+        }
+    }
+    return qkv_nn_linear_forward(rt, &w->proj, y, a->a, N, QKV_ACT_NONE, a->res2);
+}
+
+qkv_status qkv__enc_block_forward(qkv_runtime *rt, const qkv__enc_cfg *c, const qkv__enc_layer *w,
+                                  int64_t l, const qkv__block_acts *a, const float *x, float *y,
+                                  int64_t N, qkv__attend_fn attend, void *ctx) {
+    const int64_t C = c->C, F = c->F;
+    /* ln1 = LN1(x + O(attend(Q x, K x, V x))) */
+    QKV_TRY(qkv_nn_linear_forward(rt, &w->q, a->q, x, N, QKV_ACT_NONE, NULL));
+    QKV_TRY(qkv_nn_linear_forward(rt, &w->k, a->k, x, N, QKV_ACT_NONE, NULL));
+    QKV_TRY(qkv_nn_linear_forward(rt, &w->v, a->v, x, N, QKV_ACT_NONE, NULL));
+    QKV_TRY(attend(ctx, rt, l, a));
+    QKV_TRY(qkv_nn_linear_forward(rt, &w->o, a->res1, a->att, N, QKV_ACT_NONE, x));
+    QKV_TRY(qkv_nn_layernorm_forward(rt, a->ln1, a->mean1, a->rstd1, a->res1, w->ln1_w, w->ln1_b, N,
+                                     C, c->eps));
+    /* y = LN2(ln1 + act(ln1 W1ᵀ + b1) W2ᵀ + b2) */
+    if (a->h) { /* training keeps the pre-activation for the backward */
+        QKV_TRY(qkv_nn_linear_forward(rt, &w->fc, a->h, a->ln1, N, QKV_ACT_NONE, NULL));
+        QKV_TRY(qkv_nn_act_forward(rt, c->act, a->a, a->h, N * F));
+    } else { /* inference: the activation in the GEMM epilogue */
+        QKV_TRY(qkv_nn_linear_forward(rt, &w->fc, a->a, a->ln1, N, c->act, NULL));
+    }
+    QKV_TRY(qkv_nn_linear_forward(rt, &w->out, a->res2, a->a, N, QKV_ACT_NONE, a->ln1));
+    return qkv_nn_layernorm_forward(rt, y, a->mean2, a->rstd2, a->res2, w->ln2_w, w->ln2_b, N, C,
+                                    c->eps);
+}

@@ -1,0 +1,88 @@
+/* block.h — the Transformer blocks of the model families, each ONE forward that inference
+ * (gpt.c and bert.c: packed sequences, KV caches, prepacked weights) and training (src/train:
+ * batches, saved activations) both run, as a list of layer calls (src/nn).
+ *
+ * What differs between the two uses is passed in, not branched on by model:
+ *   - the weights are qkv_nn_linear layers: prepacked (inference) or read where they lie, with
+ *     their gradients beside them (training);
+ *   - attention is a callback: it receives the projected q, k, v of the block's N rows and
+ *     writes att (and lse when asked), applying positions (RoPE) and caches its own way —
+ *     per sequence against a KV cache for inference, over a [B, T] batch for training;
+ *   - the activation buffers: training gives each block its own (the backward reads them);
+ *     inference gives one scratch set, lets the residual stream be updated in place (res2 == x,
+ *     y == res2) and leaves the saved statistics NULL, and GPT-2's MLP activation then runs in
+ *     the GEMM epilogue (h NULL).
+ * The backwards (src/train) call the same layers' backwards in reverse over the same structs. */
+#ifndef QKV_MODELS_BLOCK_H
+#define QKV_MODELS_BLOCK_H
+
+#include "nn/nn.h"
+#include "qkv.h"
+
+#include <stdint.h>
+
+/* Activations of one block over N rows (Q = Hq·D, K = Hk·D). NULL where a use has none. */
+typedef struct qkv__block_acts {
+    float *ln1, *mean1, *rstd1; /* (N, C), (N), (N): pre-norm: Norm1(x); post-norm: LN1(res1) */
+    float *q, *k, *v, *att;     /* (N, Q), (N, K), (N, K), (N, Q): [rows, heads, D] */
+    float *lse;                 /* attention's log-sum-exp (training) */
+    float *res1;                /* (N, C) post-norm: x + attention */
+    float *res2;                /* (N, C) pre-norm: x + attention; post-norm: ln1 + MLP */
+    float *ln2, *mean2, *rstd2; /* (N, C), (N), (N): pre-norm: Norm2(res2); post-norm: stats */
+    float *h, *u, *a;           /* (N, F): fc / gate, up (Llama), act(h) / silu(gate)·up */
+} qkv__block_acts;
+
+/* Attention of block l over its N rows: a->q, a->k, a->v in (projected, before positions) ->
+ * a->att (and a->lse unless NULL). May rotate q and k in place. */
+typedef qkv_status (*qkv__attend_fn)(void *ctx, qkv_runtime *rt, int64_t l,
+                                     const qkv__block_acts *a);
+
+/* ---------------------------------------------------------------- decoders (pre-norm) */
+
+typedef struct qkv__dec_cfg {
+    int llama;          /* 0: GPT-2 (LayerNorm, act MLP, biases); 1: Llama (RMSNorm, SwiGLU) */
+    int64_t C, F, Q, K; /* hidden, MLP width, Hq·D, Hk·D */
+    float eps;          /* the norms' epsilon */
+    qkv_act act;        /* GPT-2's MLP activation */
+} qkv__dec_cfg;
+
+typedef struct qkv__dec_layer {
+    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b; /* (C); the biases NULL for RMSNorm */
+    qkv_nn_linear q, k, v, o;                   /* C -> Q, K, K; Q -> C */
+    qkv_nn_linear fc, proj;                     /* GPT-2: C -> F, F -> C; Llama: up, down */
+    qkv_nn_linear gate;                         /* Llama: C -> F */
+} qkv__dec_layer;
+
+/* Gradients of a qkv__dec_layer's tensors, in their own layouts (NULL: not needed). */
+typedef struct qkv__dec_grads {
+    float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+    float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
+    float *fc_w, *fc_b, *proj_w, *proj_b, *gate_w;
+} qkv__dec_grads;
+
+/* y (N, C) = block(x (N, C)): h = Norm1(x); res2 = x + O(attend(Q h, K h, V h));
+ * y = res2 + MLP(Norm2(res2)). a->res2 may be x and y may be a->res2 (in place). */
+qkv_status qkv__dec_block_forward(qkv_runtime *rt, const qkv__dec_cfg *c, const qkv__dec_layer *w,
+                                  int64_t l, const qkv__block_acts *a, const float *x, float *y,
+                                  int64_t N, qkv__attend_fn attend, void *ctx);
+
+/* ---------------------------------------------------------------- encoders (post-norm, BERT) */
+
+typedef struct qkv__enc_cfg {
+    int64_t C, F; /* hidden, MLP width */
+    float eps;
+    qkv_act act;
+} qkv__enc_cfg;
+
+typedef struct qkv__enc_layer {
+    qkv_nn_linear q, k, v, o, fc, out; /* C -> C (q, k, v, o), C -> F, F -> C; all with biases */
+    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+} qkv__enc_layer;
+
+/* y (N, C) = LN2(ln1 + MLP(ln1)), ln1 = LN1(x + O(attend(Q x, K x, V x))). Inference may give
+ * one scratch for res1 and res2 and y == x. */
+qkv_status qkv__enc_block_forward(qkv_runtime *rt, const qkv__enc_cfg *c, const qkv__enc_layer *w,
+                                  int64_t l, const qkv__block_acts *a, const float *x, float *y,
+                                  int64_t N, qkv__attend_fn attend, void *ctx);
+
+#endif
