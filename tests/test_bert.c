@@ -5,7 +5,7 @@
  * Skipped (77) when the model is not installed (scripts/fetch-model.sh installs it; the README's
  * test command runs that first). Also: config and weight errors are refused by name. */
 #include "models/bert.h"
-#include "models/pooling.h"
+#include "nn/pooling.h"
 #include "qkv.h"
 #include "test.h"
 #include "test_arch.h"
@@ -168,7 +168,7 @@ int main(void) {
         printf("threads %d: hidden max abs error %.3g over %lld tokens\n", threads, worst,
                (long long)N);
         CHECK_MSG(worst < 2e-5, "hidden states differ from Hugging Face by %g", worst);
-        qkv__pool(h, lens_v, S, C, QKV_POOL_MEAN, 1, e);
+        qkv_nn_pool_forward(h, lens_v, S, C, QKV_POOL_MEAN, 1, e);
         double worst_e = 0, min_cos = 1;
         for (int64_t s = 0; s < S; s++) {
             double dot = 0, nw = 0;

@@ -12,7 +12,7 @@
 #include "core/error.h"
 #include "io/json.h"
 #include "models/bert.h"
-#include "models/pooling.h"
+#include "nn/pooling.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -168,7 +168,7 @@ qkv_status qkv_embed_tokens(qkv_runtime *rt, const qkv_model *m, const int32_t *
         while (s1 < n && (s1 == s0 || tok + lens[s1] <= EMBED_TOKENS_PER_CALL)) tok += lens[s1++];
         st = qkv__bert_forward(rt, m->bert, id, NULL, lens + s0, (int64_t)(s1 - s0), hidden);
         if (st == QKV_OK)
-            qkv__pool(hidden, lens + s0, (int64_t)(s1 - s0), C, m->pool, m->normalize,
+            qkv_nn_pool_forward(hidden, lens + s0, (int64_t)(s1 - s0), C, m->pool, m->normalize,
                       out + (size_t)s0 * (size_t)C);
         id += tok;
         s0 = s1;

@@ -3,7 +3,7 @@
 #define QKV_MODELS_MODEL_H
 
 #include "models/bert.h"
-#include "models/pooling.h"
+#include "nn/pooling.h"
 #include "qkv.h"
 
 struct qkv_model {

@@ -1,10 +1,10 @@
-/* pooling.c — sentence-transformers pooling (see pooling.h). */
-#include "models/pooling.h"
+/* pooling.c — sentence-transformers pooling (see pooling.h): the layer library's pooling. */
+#include "nn/pooling.h"
 
 #include <math.h>
 
-void qkv__pool(const float *hidden, const int64_t *lens, int64_t n_seq, int64_t C,
-               qkv_pool_mode mode, int normalize, float *out) {
+void qkv_nn_pool_forward(const float *hidden, const int64_t *lens, int64_t n_seq, int64_t C,
+                         qkv_pool_mode mode, int normalize, float *out) {
     const float *h = hidden;
     for (int64_t s = 0; s < n_seq; s++) {
         float *o = out + s * C;
