@@ -5,6 +5,7 @@
  * with attend_seqs as its attention: each sequence of the packed rows over its own tokens.
  * Every matrix product is one GEMM over all N tokens of the batch. */
 #include "models/bert.h"
+#include "models/params.h"
 #include "models/weights.h"
 
 #include "core/alloc.h"
@@ -118,61 +119,51 @@ typedef struct {
     const char *prefix; /* "" or "bert." */
 } loader;
 
-/* The tensor `name` as F32 with exactly the given shape (ndim 1 or 2). */
-static qkv_status get(loader *L, const char *name, int64_t d0, int64_t d1, const float **out) {
-    char full[256];
-    snprintf(full, sizeof full, "%s%s", L->prefix, name);
-    return qkv__weight_f32(L->m->st, L->path, full, d0, d1, &L->m->owned, out);
+/* Row r of the parameter table into *out, F32 of the row's shape; layer l for layer rows. */
+static qkv_status get(loader *L, const qkv__param_spec *r, int64_t l, const float **out) {
+    const qkv_bert_config *c = &L->m->cfg;
+    const qkv__dims dims = {c->vocab_size,        c->max_position, c->hidden_size,
+                            c->intermediate_size, c->hidden_size,  c->hidden_size,
+                            c->type_vocab_size};
+    char name[256];
+    QKV_TRY(qkv__param_name(name, sizeof name, L->prefix, r, l));
+    int64_t d1 = r->d1 == QKV__DIM_NONE ? 0 : qkv__param_dim(r->d1, &dims);
+    return qkv__weight_f32(L->m->st, L->path, name, qkv__param_dim(r->d0, &dims), d1, &L->m->owned,
+                           out);
 }
 
+/* Every tensor of the BERT table (models/params.h) into its field, in the table's order. */
 static qkv_status load_weights(loader *L) {
     qkv_bert *m = L->m;
     const qkv_bert_config *c = &m->cfg;
-    const int64_t C = c->hidden_size, F = c->intermediate_size;
+    const qkv__param_table *tab = &qkv__params_bert;
+    char probe[128]; /* BertForMaskedLM & co. prefix the encoder with "bert." */
+    snprintf(probe, sizeof probe, "%s", tab->pre[0].name);
     L->prefix = "";
-    if (!qkv_safetensors_find(m->st, "embeddings.word_embeddings.weight") &&
-        qkv_safetensors_find(m->st, "bert.embeddings.word_embeddings.weight"))
-        L->prefix = "bert.";
-    QKV_TRY(get(L, "embeddings.word_embeddings.weight", c->vocab_size, C, &m->word_emb));
-    QKV_TRY(get(L, "embeddings.position_embeddings.weight", c->max_position, C, &m->pos_emb));
-    if (c->type_vocab_size > 0)
-        QKV_TRY(
-            get(L, "embeddings.token_type_embeddings.weight", c->type_vocab_size, C, &m->type_emb));
-    QKV_TRY(get(L, "embeddings.LayerNorm.weight", C, 0, &m->emb_ln_w));
-    QKV_TRY(get(L, "embeddings.LayerNorm.bias", C, 0, &m->emb_ln_b));
+    if (!qkv_safetensors_find(m->st, probe)) {
+        snprintf(probe, sizeof probe, "%s%s", tab->prefix, tab->pre[0].name);
+        if (qkv_safetensors_find(m->st, probe)) L->prefix = tab->prefix;
+    }
+    const float **pre[5] = {&m->word_emb, &m->pos_emb, &m->type_emb, &m->emb_ln_w, &m->emb_ln_b};
+    if (tab->n_pre != 5 || tab->n_layer != 16 || tab->n_opt != 2)
+        return qkv__fail(QKV_ERR_INTERNAL, "bert: the parameter table does not match bert.c");
+    for (int i = 0; i < tab->n_pre; i++)
+        if (i != 2 || c->type_vocab_size > 0) /* a model without token types has no table */
+            QKV_TRY(get(L, &tab->pre[i], 0, pre[i]));
     m->layers = qkv__calloc((size_t)c->num_layers, sizeof *m->layers);
     if (!m->layers) return qkv__fail(QKV_ERR_NOMEM, "bert: out of memory");
     for (int64_t l = 0; l < c->num_layers; l++) {
         qkv_bert_layer *y = &m->layers[l];
-        char n[160];
-#define W(field, suffix, d0, d1)                                                                   \
-    do {                                                                                           \
-        snprintf(n, sizeof n, "encoder.layer.%lld.%s", (long long)l, suffix);                      \
-        QKV_TRY(get(L, n, d0, d1, &y->field));                                                     \
-    } while (0)
-        W(wq, "attention.self.query.weight", C, C);
-        W(bq, "attention.self.query.bias", C, 0);
-        W(wk, "attention.self.key.weight", C, C);
-        W(bk, "attention.self.key.bias", C, 0);
-        W(wv, "attention.self.value.weight", C, C);
-        W(bv, "attention.self.value.bias", C, 0);
-        W(wo, "attention.output.dense.weight", C, C);
-        W(bo, "attention.output.dense.bias", C, 0);
-        W(ln1_w, "attention.output.LayerNorm.weight", C, 0);
-        W(ln1_b, "attention.output.LayerNorm.bias", C, 0);
-        W(w1, "intermediate.dense.weight", F, C);
-        W(b1, "intermediate.dense.bias", F, 0);
-        W(w2, "output.dense.weight", C, F);
-        W(b2, "output.dense.bias", C, 0);
-        W(ln2_w, "output.LayerNorm.weight", C, 0);
-        W(ln2_b, "output.LayerNorm.bias", C, 0);
-#undef W
+        const float **f[16] = {&y->wq, &y->bq, &y->wk,    &y->bk,    &y->wv, &y->bv,
+                               &y->wo, &y->bo, &y->ln1_w, &y->ln1_b, &y->w1, &y->b1,
+                               &y->w2, &y->b2, &y->ln2_w, &y->ln2_b};
+        for (int i = 0; i < tab->n_layer; i++) QKV_TRY(get(L, &tab->layer[i], l, f[i]));
     }
-    char pn[64];
-    snprintf(pn, sizeof pn, "%spooler.dense.weight", L->prefix);
+    char pn[128]; /* the pooler, when the checkpoint has one */
+    QKV_TRY(qkv__param_name(pn, sizeof pn, L->prefix, &tab->opt[0], 0));
     if (qkv_safetensors_find(m->st, pn)) {
-        QKV_TRY(get(L, "pooler.dense.weight", C, C, &m->pool_w));
-        QKV_TRY(get(L, "pooler.dense.bias", C, 0, &m->pool_b));
+        QKV_TRY(get(L, &tab->opt[0], 0, &m->pool_w));
+        QKV_TRY(get(L, &tab->opt[1], 0, &m->pool_b));
     }
     return QKV_OK;
 }

@@ -6,90 +6,111 @@
 #include <stdio.h>
 #include <string.h>
 
-#define ROW(name, d0, d1, decay)                                                                   \
-    { name, QKV__DIM_##d0, QKV__DIM_##d1, decay, 1, 0 }
+/* Matrices and embeddings (weight decay, N(0, std)); GPT-2's residual projections (N(0,
+ * std/sqrt(2L))); norm weights (1) and biases (0), neither decayed. */
+#define MAT(name, d0, d1)                                                                          \
+    { name, QKV__DIM_##d0, QKV__DIM_##d1, 1, 1, 0, QKV__INIT_NORMAL }
+#define PROJ(name, d0, d1)                                                                         \
+    { name, QKV__DIM_##d0, QKV__DIM_##d1, 1, 1, 0, QKV__INIT_NORMAL_PROJ }
+#define ONES(name, d0)                                                                             \
+    { name, QKV__DIM_##d0, QKV__DIM_NONE, 0, 1, 0, QKV__INIT_ONE }
+#define ZEROS(name, d0)                                                                            \
+    { name, QKV__DIM_##d0, QKV__DIM_NONE, 0, 1, 0, QKV__INIT_ZERO }
 
 static const qkv__param_spec gpt2_pre[] = {
-    ROW("wte.weight", V, C, 1),
-    ROW("wpe.weight", P, C, 1),
+    MAT("wte.weight", V, C),
+    MAT("wpe.weight", P, C),
 };
 static const qkv__param_spec gpt2_layer[] = {
-    ROW("h.%d.ln_1.weight", C, NONE, 0),      ROW("h.%d.ln_1.bias", C, NONE, 0),
-    ROW("h.%d.attn.c_attn.weight", C, 3C, 1), ROW("h.%d.attn.c_attn.bias", 3C, NONE, 0),
-    ROW("h.%d.attn.c_proj.weight", C, C, 1),  ROW("h.%d.attn.c_proj.bias", C, NONE, 0),
-    ROW("h.%d.ln_2.weight", C, NONE, 0),      ROW("h.%d.ln_2.bias", C, NONE, 0),
-    ROW("h.%d.mlp.c_fc.weight", C, F, 1),     ROW("h.%d.mlp.c_fc.bias", F, NONE, 0),
-    ROW("h.%d.mlp.c_proj.weight", F, C, 1),   ROW("h.%d.mlp.c_proj.bias", C, NONE, 0),
+    ONES("h.%d.ln_1.weight", C),           ZEROS("h.%d.ln_1.bias", C),
+    MAT("h.%d.attn.c_attn.weight", C, 3C), ZEROS("h.%d.attn.c_attn.bias", 3C),
+    PROJ("h.%d.attn.c_proj.weight", C, C), ZEROS("h.%d.attn.c_proj.bias", C),
+    ONES("h.%d.ln_2.weight", C),           ZEROS("h.%d.ln_2.bias", C),
+    MAT("h.%d.mlp.c_fc.weight", C, F),     ZEROS("h.%d.mlp.c_fc.bias", F),
+    PROJ("h.%d.mlp.c_proj.weight", F, C),  ZEROS("h.%d.mlp.c_proj.bias", C),
 };
 static const qkv__param_spec gpt2_post[] = {
-    ROW("ln_f.weight", C, NONE, 0),
-    ROW("ln_f.bias", C, NONE, 0),
+    ONES("ln_f.weight", C),
+    ZEROS("ln_f.bias", C),
 };
 
 static const qkv__param_spec llama_pre[] = {
-    ROW("embed_tokens.weight", V, C, 1),
+    MAT("embed_tokens.weight", V, C),
 };
 static const qkv__param_spec llama_layer[] = {
-    ROW("layers.%d.self_attn.q_proj.weight", Q, C, 1),
-    ROW("layers.%d.self_attn.k_proj.weight", K, C, 1),
-    ROW("layers.%d.self_attn.v_proj.weight", K, C, 1),
-    ROW("layers.%d.self_attn.o_proj.weight", C, Q, 1),
-    ROW("layers.%d.mlp.gate_proj.weight", F, C, 1),
-    ROW("layers.%d.mlp.up_proj.weight", F, C, 1),
-    ROW("layers.%d.mlp.down_proj.weight", C, F, 1),
-    ROW("layers.%d.input_layernorm.weight", C, NONE, 0),
-    ROW("layers.%d.post_attention_layernorm.weight", C, NONE, 0),
+    MAT("layers.%d.self_attn.q_proj.weight", Q, C),
+    MAT("layers.%d.self_attn.k_proj.weight", K, C),
+    MAT("layers.%d.self_attn.v_proj.weight", K, C),
+    MAT("layers.%d.self_attn.o_proj.weight", C, Q),
+    MAT("layers.%d.mlp.gate_proj.weight", F, C),
+    MAT("layers.%d.mlp.up_proj.weight", F, C),
+    MAT("layers.%d.mlp.down_proj.weight", C, F),
+    ONES("layers.%d.input_layernorm.weight", C),
+    ONES("layers.%d.post_attention_layernorm.weight", C),
 };
 static const qkv__param_spec llama_post[] = {
-    ROW("norm.weight", C, NONE, 0),
+    ONES("norm.weight", C),
 };
 static const qkv__param_spec llama_head[] = {
-    {"lm_head.weight", QKV__DIM_V, QKV__DIM_C, 1, 1, 1},
+    {"lm_head.weight", QKV__DIM_V, QKV__DIM_C, 1, 1, 1, QKV__INIT_NORMAL},
 };
 
 static const qkv__param_spec bert_pre[] = {
-    ROW("embeddings.word_embeddings.weight", V, C, 1),
-    ROW("embeddings.position_embeddings.weight", P, C, 1),
-    ROW("embeddings.token_type_embeddings.weight", TV, C, 1),
-    ROW("embeddings.LayerNorm.weight", C, NONE, 0),
-    ROW("embeddings.LayerNorm.bias", C, NONE, 0),
+    MAT("embeddings.word_embeddings.weight", V, C),
+    MAT("embeddings.position_embeddings.weight", P, C),
+    MAT("embeddings.token_type_embeddings.weight", TV, C),
+    ONES("embeddings.LayerNorm.weight", C),
+    ZEROS("embeddings.LayerNorm.bias", C),
 };
 static const qkv__param_spec bert_layer[] = {
-    ROW("encoder.layer.%d.attention.self.query.weight", C, C, 1),
-    ROW("encoder.layer.%d.attention.self.query.bias", C, NONE, 0),
-    ROW("encoder.layer.%d.attention.self.key.weight", C, C, 1),
-    ROW("encoder.layer.%d.attention.self.key.bias", C, NONE, 0),
-    ROW("encoder.layer.%d.attention.self.value.weight", C, C, 1),
-    ROW("encoder.layer.%d.attention.self.value.bias", C, NONE, 0),
-    ROW("encoder.layer.%d.attention.output.dense.weight", C, C, 1),
-    ROW("encoder.layer.%d.attention.output.dense.bias", C, NONE, 0),
-    ROW("encoder.layer.%d.attention.output.LayerNorm.weight", C, NONE, 0),
-    ROW("encoder.layer.%d.attention.output.LayerNorm.bias", C, NONE, 0),
-    ROW("encoder.layer.%d.intermediate.dense.weight", F, C, 1),
-    ROW("encoder.layer.%d.intermediate.dense.bias", F, NONE, 0),
-    ROW("encoder.layer.%d.output.dense.weight", C, F, 1),
-    ROW("encoder.layer.%d.output.dense.bias", C, NONE, 0),
-    ROW("encoder.layer.%d.output.LayerNorm.weight", C, NONE, 0),
-    ROW("encoder.layer.%d.output.LayerNorm.bias", C, NONE, 0),
+    MAT("encoder.layer.%d.attention.self.query.weight", C, C),
+    ZEROS("encoder.layer.%d.attention.self.query.bias", C),
+    MAT("encoder.layer.%d.attention.self.key.weight", C, C),
+    ZEROS("encoder.layer.%d.attention.self.key.bias", C),
+    MAT("encoder.layer.%d.attention.self.value.weight", C, C),
+    ZEROS("encoder.layer.%d.attention.self.value.bias", C),
+    MAT("encoder.layer.%d.attention.output.dense.weight", C, C),
+    ZEROS("encoder.layer.%d.attention.output.dense.bias", C),
+    ONES("encoder.layer.%d.attention.output.LayerNorm.weight", C),
+    ZEROS("encoder.layer.%d.attention.output.LayerNorm.bias", C),
+    MAT("encoder.layer.%d.intermediate.dense.weight", F, C),
+    ZEROS("encoder.layer.%d.intermediate.dense.bias", F),
+    MAT("encoder.layer.%d.output.dense.weight", C, F),
+    ZEROS("encoder.layer.%d.output.dense.bias", C),
+    ONES("encoder.layer.%d.output.LayerNorm.weight", C),
+    ZEROS("encoder.layer.%d.output.LayerNorm.bias", C),
+};
+static const qkv__param_spec bert_opt[] = {
+    MAT("pooler.dense.weight", C, C),
+    ZEROS("pooler.dense.bias", C),
 };
 static const qkv__param_spec bert_head[] = {
-    ROW("cls.predictions.bias", V, NONE, 0),
-    ROW("cls.predictions.transform.dense.weight", C, C, 1),
-    ROW("cls.predictions.transform.dense.bias", C, NONE, 0),
-    ROW("cls.predictions.transform.LayerNorm.weight", C, NONE, 0),
-    ROW("cls.predictions.transform.LayerNorm.bias", C, NONE, 0),
+    ZEROS("cls.predictions.bias", V),
+    MAT("cls.predictions.transform.dense.weight", C, C),
+    ZEROS("cls.predictions.transform.dense.bias", C),
+    ONES("cls.predictions.transform.LayerNorm.weight", C),
+    ZEROS("cls.predictions.transform.LayerNorm.bias", C),
 };
 
 #define N_(a) (int)(sizeof a / sizeof *a)
-const qkv__param_table qkv__params_gpt2 = {
-    "gpt2", "transformer.", gpt2_pre,       gpt2_layer,    gpt2_post,
-    NULL,   N_(gpt2_pre),   N_(gpt2_layer), N_(gpt2_post), 0};
-const qkv__param_table qkv__params_llama = {
-    "llama",    "model.",      llama_pre,       llama_layer,    llama_post,
-    llama_head, N_(llama_pre), N_(llama_layer), N_(llama_post), N_(llama_head)};
-const qkv__param_table qkv__params_bert = {"bert", "bert.",      bert_pre,     bert_layer,
-                                           NULL,   bert_head,    N_(bert_pre), N_(bert_layer),
-                                           0,      N_(bert_head)};
+#define ROWS(f, a) .f = a, .n_##f = N_(a)
+const qkv__param_table qkv__params_gpt2 = {.arch = "gpt2",
+                                           .prefix = "transformer.",
+                                           ROWS(pre, gpt2_pre),
+                                           ROWS(layer, gpt2_layer),
+                                           ROWS(post, gpt2_post)};
+const qkv__param_table qkv__params_llama = {.arch = "llama",
+                                            .prefix = "model.",
+                                            ROWS(pre, llama_pre),
+                                            ROWS(layer, llama_layer),
+                                            ROWS(post, llama_post),
+                                            ROWS(head, llama_head)};
+const qkv__param_table qkv__params_bert = {.arch = "bert",
+                                           .prefix = "bert.",
+                                           ROWS(pre, bert_pre),
+                                           ROWS(layer, bert_layer),
+                                           ROWS(head, bert_head),
+                                           ROWS(opt, bert_opt)};
 
 int64_t qkv__param_dim(qkv__dim d, const qkv__dims *s) {
     switch (d) {

@@ -3,11 +3,11 @@
  *
  * A row gives the Hugging Face tensor name (after the model prefix, "%d" standing for the layer
  * index), its shape in terms of the config's sizes, its dtype as stored by qkv (F32), whether
- * AdamW's weight decay applies and whether it is trained. The inference loaders (gpt.c), the
- * trainer (src/train), its checkpoints and the Hugging Face import/export all walk these rows,
- * so a name or shape is written once. Rows are in the order of the architecture's
- * named_parameters(): the `pre` rows, then the `layer` rows for layer 0, 1, ..., then `post`,
- * then the `head` rows. */
+ * AdamW's weight decay applies, whether it is trained, and how a fresh model initializes it. The
+ * inference loaders (gpt.c), the trainer (src/train), its checkpoints and the Hugging Face
+ * import/export all walk these rows, so a name or shape is written once. Rows are in the order of
+ * the architecture's named_parameters(): the `pre` rows, then the `layer` rows for layer 0, 1, ...,
+ * then `post`, then the `head` rows. */
 #ifndef QKV_MODELS_PARAMS_H
 #define QKV_MODELS_PARAMS_H
 
@@ -33,12 +33,21 @@ typedef struct qkv__dims {
     int64_t V, P, C, F, Q, K, TV;
 } qkv__dims;
 
+/* A fresh tensor, as transformers initializes it. */
+typedef enum qkv__init {
+    QKV__INIT_NORMAL = 0,  /* N(0, initializer_range) */
+    QKV__INIT_NORMAL_PROJ, /* N(0, initializer_range / sqrt(2 L)): GPT-2's c_proj matrices */
+    QKV__INIT_ONE,         /* norm weights */
+    QKV__INIT_ZERO,        /* biases */
+} qkv__init;
+
 typedef struct qkv__param_spec {
     const char *name; /* after the prefix; "%d" = the layer index */
     qkv__dim d0, d1;  /* shape (d0) or (d0, d1) */
     int decay;        /* weight decay applies: the matrices and embeddings */
     int trainable;    /* updated by the optimizer (frozen parameters keep their values) */
     int untied_only;  /* head rows: present only when the LM head is not the token embedding */
+    qkv__init init;   /* how a fresh model starts */
 } qkv__param_spec;
 
 typedef struct qkv__param_table {
@@ -47,7 +56,9 @@ typedef struct qkv__param_table {
     const qkv__param_spec *pre, *layer, *post;
     /* the task head's rows, named without the prefix (lm_head.weight, cls.predictions.*) */
     const qkv__param_spec *head;
-    int n_pre, n_layer, n_post, n_head;
+    /* tensors a checkpoint may carry that the trainer does not train (BERT's pooler) */
+    const qkv__param_spec *opt;
+    int n_pre, n_layer, n_post, n_head, n_opt;
 } qkv__param_table;
 
 /* GPT-2 (GPT2LMHeadModel; lm_head tied to wte). Layer rows in the order of trainer.h's TP_*. */

@@ -81,7 +81,8 @@ qkv_status qkv__tconfig_load(const char *dir, qkv__tconfig *c) {
 
 /* ---------------------------------------------------------------- parameters */
 
-static void add_param(qkv_trainer *t, const char *name, int64_t d0, int64_t d1, int decay) {
+static void add_param(qkv_trainer *t, const char *name, int64_t d0, int64_t d1, int decay,
+                      qkv__init init) {
     qkv__tparam *p = &t->params[t->n_params++];
     snprintf(p->name, sizeof p->name, "%s", name);
     p->ndim = d1 ? 2 : 1;
@@ -90,6 +91,7 @@ static void add_param(qkv_trainer *t, const char *name, int64_t d0, int64_t d1, 
     p->numel = d0 * (d1 ? d1 : 1);
     p->offset = t->n_floats;
     p->decay = decay;
+    p->init = init;
     /* keep every tensor 64-byte aligned in the flat buffers */
     t->n_floats += (p->numel + 15) / 16 * 16;
 }
@@ -151,7 +153,7 @@ qkv_status qkv__trainer_alloc(const qkv__tconfig *cfg, qkv_trainer **out) {
             }
             add_param(t, name, qkv__param_dim(rows[i].d0, &dims),
                       rows[i].d1 == QKV__DIM_NONE ? 0 : qkv__param_dim(rows[i].d1, &dims),
-                      rows[i].decay);
+                      rows[i].decay, rows[i].init);
         }
     }
     for (size_t i = 0; i < t->n_params; i++)
@@ -178,23 +180,17 @@ qkv_status qkv__trainer_alloc(const qkv__tconfig *cfg, qkv_trainer **out) {
     return QKV_OK;
 }
 
-/* Parameter i as transformers initializes it: matrices and embeddings N(0, initializer_range)
- * (GPT-2's c_proj matrices N(0, std/sqrt(2L))), norm weights 1, biases 0. */
+/* Parameter i as transformers initializes it, by its table row's init (models/params.h). */
 void qkv__trainer_init_param(qkv_trainer *t, size_t i, uint64_t seed) {
-    const double std = t->cfg.init_std, proj_std = std / sqrt(2.0 * (double)t->cfg.L);
     const qkv__tparam *p = &t->params[i];
     float *w = t->w + p->offset;
-    const char *dot = strrchr(p->name, '.');
-    int is_weight = dot && strcmp(dot, ".weight") == 0;
-    int is_norm =
-        strstr(p->name, "norm") || strstr(p->name, "LayerNorm") || strstr(p->name, ".ln_");
-    if (p->ndim == 2) {
-        double s =
-            t->cfg.arch == QKV__TARCH_GPT2 && strstr(p->name, "c_proj.weight") ? proj_std : std;
+    if (p->init == QKV__INIT_NORMAL || p->init == QKV__INIT_NORMAL_PROJ) {
+        double s = t->cfg.init_std;
+        if (p->init == QKV__INIT_NORMAL_PROJ) s /= sqrt(2.0 * (double)t->cfg.L);
         for (int64_t j = 0; j < p->numel; j++)
             w[j] = (float)(s * (double)qkv__rng_normal(seed, i, (uint64_t)j));
     } else {
-        float v = is_norm && is_weight ? 1.0f : 0.0f;
+        const float v = p->init == QKV__INIT_ONE ? 1.0f : 0.0f;
         for (int64_t j = 0; j < p->numel; j++) w[j] = v;
     }
 }

@@ -96,6 +96,7 @@ typedef struct qkv__tparam {
     int64_t numel;
     int64_t offset; /* in floats, into w / g / m / v */
     int decay;
+    qkv__init init; /* the table row's: how a fresh model starts */
 } qkv__tparam;
 
 /* Activations of one block for a micro-batch of N = B·T rows: the models' block struct
