@@ -14,6 +14,7 @@
  *     checkpoint intact and loadable;
  *   - the Hugging Face export loads in qkv_lm (same logits); bad input is refused.
  * Runs per QKV_ARCH. */
+#include "fixture_util.h"
 #include "qkv.h"
 #include "test.h"
 #include "test_arch.h"
@@ -28,39 +29,11 @@
 
 enum { S = 10, B = 2, T = 16, V = 101 };
 
-static qkv_safetensors *open_fix(const char *name) {
-    qkv_safetensors *st = NULL;
-    if (qkv_safetensors_open(name, &st) != QKV_OK) {
-        fprintf(stderr, "cannot open %s: %s\n", name, qkv_last_error());
-        exit(1);
-    }
-    return st;
-}
-
-static const void *need(qkv_safetensors *st, const char *name) {
-    const qkv_st_tensor *t = qkv_safetensors_find(st, name);
-    if (!t) {
-        fprintf(stderr, "fixture lacks %s\n", name);
-        exit(1);
-    }
-    return t->data;
-}
-
-static double rel_err(const float *a, const float *b, int64_t n) {
-    double worst = 0, scale = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        worst = d > worst ? d : worst;
-        scale = fabs((double)b[i]) > scale ? fabs((double)b[i]) : scale;
-    }
-    return worst / (scale > 1e-30 ? scale : 1e-30);
-}
-
 static const int32_t *ids_of(qkv_safetensors *bt, int s) {
-    return (const int32_t *)need(bt, "ids") + s * B * T;
+    return (const int32_t *)fix_need(bt, "ids") + s * B * T;
 }
 static const int32_t *tgt_of(qkv_safetensors *bt, int s) {
-    return (const int32_t *)need(bt, "targets") + s * B * T;
+    return (const int32_t *)fix_need(bt, "targets") + s * B * T;
 }
 
 static qkv_trainer *load_tiny(void) {
@@ -84,20 +57,20 @@ static void one_step(qkv_runtime *rt, qkv_trainer *t, qkv_safetensors *bt, int s
 }
 
 static void gradients_match_torch(qkv_safetensors *bt) {
-    qkv_safetensors *gs = open_fix(FIX "grads.safetensors");
+    qkv_safetensors *gs = fix_open(FIX "grads.safetensors");
     qkv_trainer *t = load_tiny();
     float loss = 0, eval_loss = 0;
     CHECK_OK(qkv_trainer_eval(NULL, t, ids_of(bt, 0), tgt_of(bt, 0), B, T, &eval_loss));
     const float *logits = qkv_trainer_logits(t);
     CHECK(logits != NULL);
     if (logits) {
-        double e = rel_err(logits, need(gs, "logits"), B * T * V);
+        double e = fix_rel_err(logits, fix_need(gs, "logits"), B * T * V);
         CHECK_MSG(e <= 1e-5, "logits rel err %.3g", e);
     }
     qkv_trainer_zero_grad(t);
     CHECK_OK(
         qkv_trainer_forward_backward(NULL, t, ids_of(bt, 0), tgt_of(bt, 0), B, T, 1.0f, &loss));
-    const float ref = *(const float *)need(gs, "loss");
+    const float ref = *(const float *)fix_need(gs, "loss");
     CHECK_NEAR(loss, ref, 0, 1e-6);
     CHECK(loss == eval_loss);
     CHECK(qkv_trainer_logits(t) == NULL); /* turned into gradients */
@@ -106,7 +79,7 @@ static void gradients_match_torch(qkv_safetensors *bt) {
     for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
         qkv_param_info p = {.struct_size = sizeof p};
         CHECK_OK(qkv_trainer_param(t, i, &p));
-        double e = rel_err(p.grad, need(gs, p.name), p.numel);
+        double e = fix_rel_err(p.grad, fix_need(gs, p.name), p.numel);
         CHECK_MSG(e <= 1e-4, "gradient of %s: rel err %.3g", p.name, e);
         if (e > worst) worst = e, worst_name = p.name;
     }
@@ -117,9 +90,9 @@ static void gradients_match_torch(qkv_safetensors *bt) {
 }
 
 static void ten_steps_match_torch(qkv_safetensors *bt) {
-    qkv_safetensors *ss = open_fix(FIX "steps.safetensors");
-    const float *losses = need(ss, "losses"), *norms = need(ss, "grad_norms"),
-                *lrs = need(ss, "lrs");
+    qkv_safetensors *ss = fix_open(FIX "steps.safetensors");
+    const float *losses = fix_need(ss, "losses"), *norms = fix_need(ss, "grad_norms"),
+                *lrs = fix_need(ss, "lrs");
     qkv_trainer *t = load_tiny();
     double worst = 0;
     for (int s = 0; s < S; s++) {
@@ -159,14 +132,15 @@ static void ten_steps_match_torch(qkv_safetensors *bt) {
         CHECK_OK(qkv_trainer_param(t, i, &p));
         char name[160];
         snprintf(name, sizeof name, "final.%s", p.name);
-        const float *ref = need(ss, name);
+        const float *ref = fix_need(ss, name);
         if (strstr(p.name, "c_attn.bias")) {
             /* The key bias adds q·b_k to every score of a row, which the softmax cancels: its
              * true gradient is 0, both sides compute rounding noise (~1e-9), and Adam
              * normalizes noise to ±lr steps of either sign. Compare the query and value
              * thirds; check the key third's gradient is noise-sized. */
             const int64_t C = p.numel / 3;
-            double eq = rel_err(p.data, ref, C), ev = rel_err(p.data + 2 * C, ref + 2 * C, C);
+            double eq = fix_rel_err(p.data, ref, C),
+                   ev = fix_rel_err(p.data + 2 * C, ref + 2 * C, C);
             CHECK_MSG(eq <= 1e-4 && ev <= 1e-4, "%s (q, v) after 10 steps: rel err %.3g %.3g",
                       p.name, eq, ev);
             double gk = 0, gq = 0;
@@ -177,7 +151,7 @@ static void ten_steps_match_torch(qkv_safetensors *bt) {
             CHECK_MSG(gk <= 1e-4 * gq, "key-bias gradient %.3g vs query-bias %.3g", gk, gq);
             continue;
         }
-        double e = rel_err(p.data, ref, p.numel);
+        double e = fix_rel_err(p.data, ref, p.numel);
         CHECK_MSG(e <= 1e-4, "weights of %s after 10 steps: rel err %.3g", p.name, e);
     }
     qkv_trainer_free(t);
@@ -217,7 +191,7 @@ static void accumulation_policies_threads(qkv_safetensors *bt) {
     CHECK_OK(qkv_trainer_forward_backward(NULL, t, ids_of(bt, 1) + T, tgt_of(bt, 1) + T, 1, T, 0.5f,
                                           &l1));
     float *acc = grads_copy(t, &n);
-    double e = rel_err(acc, big, n);
+    double e = fix_rel_err(acc, big, n);
     CHECK_MSG(e <= 1e-5, "accumulated gradients vs one batch: rel err %.3g", e);
     CHECK_NEAR(0.5 * (l0 + l1), loss, 0, 1e-6);
     printf("accumulation: 2 micro-batches vs 1 batch, rel err %.3g\n", e);
@@ -342,7 +316,7 @@ static void export_loads(qkv_safetensors *bt) {
         float *lg = malloc((size_t)T * V * sizeof *lg);
         int64_t len = T;
         CHECK_OK(qkv_lm_logits(NULL, lm, ids_of(bt, 2), &len, 1, lg));
-        double e = rel_err(lg, qkv_trainer_logits(t), T * V);
+        double e = fix_rel_err(lg, qkv_trainer_logits(t), T * V);
         CHECK_MSG(e <= 1e-5, "exported model logits rel err %.3g", e);
         free(lg);
         qkv_lm_free(lm);
@@ -380,7 +354,7 @@ static void export_loads(qkv_safetensors *bt) {
 
 int main(void) {
     test_use_arch_from_env();
-    qkv_safetensors *bt = open_fix(FIX "batches.safetensors");
+    qkv_safetensors *bt = fix_open(FIX "batches.safetensors");
     gradients_match_torch(bt);
     ten_steps_match_torch(bt);
     accumulation_policies_threads(bt);

@@ -17,6 +17,7 @@
  *   - transformers loads every export and computes the trainer's logits (1e-4), through
  *     tools/check_hf_export.py; skipped with a message when no Python has torch and
  *     transformers (tests/run_python_check.sh). */
+#include "fixture_util.h"
 #include "qkv.h"
 #include "test.h"
 #include "test_arch.h"
@@ -44,43 +45,19 @@ typedef struct {
 static qkv_safetensors *open_fix(const char *dir, const char *name) {
     char path[512];
     snprintf(path, sizeof path, "%s%s/%s", FIX, dir, name);
-    qkv_safetensors *st = NULL;
-    if (qkv_safetensors_open(path, &st) != QKV_OK) {
-        fprintf(stderr, "cannot open %s: %s\n", path, qkv_last_error());
-        exit(1);
-    }
-    return st;
-}
-
-static const void *need(qkv_safetensors *st, const char *name) {
-    const qkv_st_tensor *t = qkv_safetensors_find(st, name);
-    if (!t) {
-        fprintf(stderr, "fixture lacks %s\n", name);
-        exit(1);
-    }
-    return t->data;
-}
-
-static double rel_err(const float *a, const float *b, int64_t n) {
-    double worst = 0, scale = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        worst = d > worst ? d : worst;
-        scale = fabs((double)b[i]) > scale ? fabs((double)b[i]) : scale;
-    }
-    return worst / (scale > 1e-30 ? scale : 1e-30);
+    return fix_open(path);
 }
 
 /* Batch s of the fixture. */
 static qkv_train_batch batch_of(const arch_case *ac, qkv_safetensors *bt, int s) {
     qkv_train_batch b = {sizeof b, NULL, NULL, NULL, NULL, B, T};
-    b.ids = (const int32_t *)need(bt, "ids") + s * B * T;
+    b.ids = (const int32_t *)fix_need(bt, "ids") + s * B * T;
     if (ac->bert) {
-        b.targets = (const int32_t *)need(bt, "labels") + s * B * T;
-        b.types = (const int32_t *)need(bt, "token_type_ids") + s * B * T;
-        b.kv_lens = (const int32_t *)need(bt, "kv_lens") + s * B;
+        b.targets = (const int32_t *)fix_need(bt, "labels") + s * B * T;
+        b.types = (const int32_t *)fix_need(bt, "token_type_ids") + s * B * T;
+        b.kv_lens = (const int32_t *)fix_need(bt, "kv_lens") + s * B;
     } else {
-        b.targets = (const int32_t *)need(bt, "targets") + s * B * T;
+        b.targets = (const int32_t *)fix_need(bt, "targets") + s * B * T;
     }
     return b;
 }
@@ -141,12 +118,12 @@ static void gradients_match_torch(const arch_case *ac, qkv_safetensors *bt) {
     const float *logits = qkv_trainer_logits(t);
     CHECK(logits != NULL);
     if (logits) {
-        double e = rel_err(logits, need(gs, "logits"), B * T * V);
+        double e = fix_rel_err(logits, fix_need(gs, "logits"), B * T * V);
         CHECK_MSG(e <= 1e-5, "%s logits rel err %.3g", ac->dir, e);
     }
     qkv_trainer_zero_grad(t);
     CHECK_OK(qkv_trainer_forward_backward_batch(NULL, t, &b, 1.0f, &loss));
-    const float ref = *(const float *)need(gs, "loss");
+    const float ref = *(const float *)fix_need(gs, "loss");
     CHECK_NEAR(loss, ref, 0, 1e-6);
     CHECK(loss == eval_loss);
     double worst = 0, gq = 0;
@@ -155,13 +132,13 @@ static void gradients_match_torch(const arch_case *ac, qkv_safetensors *bt) {
     for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
         qkv_param_info p = {.struct_size = sizeof p};
         CHECK_OK(qkv_trainer_param(t, i, &p));
-        const float *g = need(gs, p.name);
+        const float *g = fix_need(gs, p.name);
         n_checked++;
         if (is_key_bias(p.name)) { /* true gradient 0: both sides are rounding noise */
             for (int64_t j = 0; j < p.numel; j++) gq = fmax(gq, fabs((double)p.grad[j]));
             continue;
         }
-        double e = rel_err(p.grad, g, p.numel);
+        double e = fix_rel_err(p.grad, g, p.numel);
         CHECK_MSG(e <= 1e-4, "%s: gradient of %s: rel err %.3g", ac->dir, p.name, e);
         if (e > worst) worst = e, worst_name = p.name;
     }
@@ -176,8 +153,8 @@ static void gradients_match_torch(const arch_case *ac, qkv_safetensors *bt) {
 
 static void ten_steps_match_torch(const arch_case *ac, qkv_safetensors *bt) {
     qkv_safetensors *ss = open_fix(ac->dir, "steps.safetensors");
-    const float *losses = need(ss, "losses"), *norms = need(ss, "grad_norms"),
-                *lrs = need(ss, "lrs");
+    const float *losses = fix_need(ss, "losses"), *norms = fix_need(ss, "grad_norms"),
+                *lrs = fix_need(ss, "lrs");
     const hyper h = hyper_of(ac);
     qkv_trainer *t = load(ac), *init = load(ac);
     double worst = 0;
@@ -201,7 +178,7 @@ static void ten_steps_match_torch(const arch_case *ac, qkv_safetensors *bt) {
         CHECK_OK(qkv_trainer_param(init, i, &p0));
         char name[160];
         snprintf(name, sizeof name, "final.%s", p.name);
-        const float *ref = need(ss, name);
+        const float *ref = fix_need(ss, name);
         if (is_key_bias(p.name)) { /* noise-driven drift on both sides, bounded by the fixture's */
             double d = 0, ours = 0;
             for (int64_t j = 0; j < p.numel; j++) {
@@ -213,7 +190,7 @@ static void ten_steps_match_torch(const arch_case *ac, qkv_safetensors *bt) {
                       ours, h.key_bias_drift, d);
             continue;
         }
-        double e = rel_err(p.data, ref, p.numel);
+        double e = fix_rel_err(p.data, ref, p.numel);
         CHECK_MSG(e <= 1e-4, "%s: %s after 10 steps: rel err %.3g", ac->dir, p.name, e);
         worst_w = fmax(worst_w, e);
     }
@@ -328,7 +305,7 @@ static void files_roundtrip(const arch_case *ac, qkv_safetensors *bt) {
         const int64_t lens[2] = {T, T};
         float *lg = malloc((size_t)B * T * V * sizeof *lg);
         CHECK_OK(qkv_lm_logits(NULL, lm, b.ids, lens, B, lg));
-        double err = rel_err(lg, ref, (int64_t)B * T * V);
+        double err = fix_rel_err(lg, ref, (int64_t)B * T * V);
         CHECK_MSG(err <= 1e-5, "%s: qkv_lm logits of the export vs the trainer's: %.3g", ac->dir,
                   err);
         free(lg);
