@@ -25,6 +25,7 @@
 #define QKV_NN_H
 
 #include "kernels/gemm.h"
+#include "nn/block_ref.h"
 #include "nn/nn_ref.h"
 #include "nn/positional_ref.h"
 #include "qkv.h"
@@ -168,7 +169,49 @@ qkv_status qkv_nn_rope_backward(qkv_runtime *rt, float *dinp, const float *dout,
                                 const qkv_nn_rope *rope, int64_t B, int64_t T, int64_t H, int64_t D,
                                 int64_t pos0);
 
+/* ---------------------------------------------------------------- modules */
+
+/* Multi-head attention (self or cross, GQA, RoPE, masks), the MLP and the pre/post-LN block
+ * with the types and exact semantics of their reference twins in block_ref.h, composed of the
+ * fast layers above and the fused attention (mha.c and block.c write each composition once,
+ * over either set of layers). */
+qkv_status qkv_nn_mha_forward(qkv_runtime *rt, float *out, qkv_nn_mha_acts *acts, const float *x,
+                              const float *mem, const qkv_nn_mha_params *params,
+                              const qkv_nn_mha_config *cfg, const qkv_nn_attn_mask *mask, int64_t B,
+                              int64_t Tq, int64_t Tk);
+qkv_status qkv_nn_mha_backward(qkv_runtime *rt, float *dx, float *dmem,
+                               const qkv_nn_mha_grads *grads, const float *dout, const float *x,
+                               const float *mem, const qkv_nn_mha_acts *acts,
+                               const qkv_nn_mha_params *params, const qkv_nn_mha_config *cfg,
+                               const qkv_nn_attn_mask *mask, int64_t B, int64_t Tq, int64_t Tk);
+/* Cross-attention with the source's keys and values computed once per source sequence (an
+ * encoder output that every decoding step attends to): qkv_nn_mha_kv_forward fills acts->k,
+ * acts->v (B, Tk, H_kv, D) from mem (B, Tk, C_kv), RoPE applied; qkv_nn_mha_forward_kv then
+ * runs qkv_nn_mha_forward's query side against them, for any number of query batches. The
+ * result equals qkv_nn_mha_forward with that mem; its backward is qkv_nn_mha_backward. */
+qkv_status qkv_nn_mha_kv_forward(qkv_runtime *rt, qkv_nn_mha_acts *acts, const float *mem,
+                                 const qkv_nn_mha_params *params, const qkv_nn_mha_config *cfg,
+                                 int64_t B, int64_t Tk);
+qkv_status qkv_nn_mha_forward_kv(qkv_runtime *rt, float *out, qkv_nn_mha_acts *acts, const float *x,
+                                 const qkv_nn_mha_params *params, const qkv_nn_mha_config *cfg,
+                                 const qkv_nn_attn_mask *mask, int64_t B, int64_t Tq, int64_t Tk);
+qkv_status qkv_nn_mlp_forward(qkv_runtime *rt, float *out, qkv_nn_mlp_acts *acts, const float *x,
+                              const qkv_nn_mlp_params *params, qkv_act act, int64_t N, int64_t C,
+                              int64_t F);
+qkv_status qkv_nn_mlp_backward(qkv_runtime *rt, float *dx, const qkv_nn_mlp_grads *grads,
+                               const float *dout, const float *x, const qkv_nn_mlp_acts *acts,
+                               const qkv_nn_mlp_params *params, qkv_act act, int64_t N, int64_t C,
+                               int64_t F);
+qkv_status qkv_nn_block_forward(qkv_runtime *rt, float *out, qkv_nn_block_acts *acts,
+                                const float *x, const qkv_nn_block_params *params,
+                                const qkv_nn_block_config *cfg, const qkv_nn_attn_mask *mask,
+                                int64_t B, int64_t T);
+qkv_status qkv_nn_block_backward(qkv_runtime *rt, float *dx, const qkv_nn_block_grads *grads,
+                                 const float *dout, const float *x, const qkv_nn_block_acts *acts,
+                                 const qkv_nn_block_params *params, const qkv_nn_block_config *cfg,
+                                 const qkv_nn_attn_mask *mask, int64_t B, int64_t T);
+
 /* Attention itself is the fused kernel of src/attention (qkv_attention_forward / _backward /
- * qkv_attention_probs in qkv.h): models call it directly with a qkv_attention_desc. */
+ * qkv_attention_probs in qkv.h). */
 
 #endif

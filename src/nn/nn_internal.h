@@ -72,6 +72,56 @@ static inline float *nn_take(nn_layout *l, int64_t n) {
     return p;
 }
 
+/* The layers the module compositions (mha.c, block.c) are written over: the reference twins
+ * (qkv__nn_ops_ref) or the fast layers (qkv__nn_ops_fast), so each composition is written once
+ * and exists in both forms. Signatures are the reference ones (nn_ref.h). */
+#include "kernels/gemm.h" /* qkv_act */
+struct qkv_nn_rope;
+typedef struct qkv__nn_ops {
+    const char *suffix; /* "_ref" or "": completes the function names in messages */
+    qkv_status (*linear_fwd)(qkv_runtime *rt, float *out, const float *inp, const float *weight,
+                             const float *bias, int64_t N, int64_t C, int64_t OC);
+    qkv_status (*linear_bwd)(qkv_runtime *rt, float *dinp, float *dweight, float *dbias,
+                             const float *dout, const float *inp, const float *weight, int64_t N,
+                             int64_t C, int64_t OC);
+    qkv_status (*rope_fwd)(qkv_runtime *rt, float *out, const float *inp,
+                           const struct qkv_nn_rope *rope, int64_t B, int64_t T, int64_t H,
+                           int64_t D, int64_t pos0);
+    qkv_status (*rope_bwd)(qkv_runtime *rt, float *dinp, const float *dout,
+                           const struct qkv_nn_rope *rope, int64_t B, int64_t T, int64_t H,
+                           int64_t D, int64_t pos0);
+    qkv_status (*act_fwd)(qkv_runtime *rt, qkv_act act, float *out, const float *inp, int64_t n);
+    qkv_status (*act_bwd)(qkv_runtime *rt, qkv_act act, float *dinp, const float *dout,
+                          const float *inp, int64_t n);
+    qkv_status (*ln_fwd)(qkv_runtime *rt, float *out, float *mean, float *rstd, const float *inp,
+                         const float *weight, const float *bias, int64_t N, int64_t C, float eps);
+    qkv_status (*ln_bwd)(qkv_runtime *rt, float *dinp, float *dweight, float *dbias,
+                         const float *dout, const float *inp, const float *weight,
+                         const float *mean, const float *rstd, int64_t N, int64_t C);
+    qkv_status (*res_fwd)(qkv_runtime *rt, float *out, const float *a, const float *b, int64_t n);
+    qkv_status (*res_bwd)(qkv_runtime *rt, float *da, float *db, const float *dout, int64_t n);
+} qkv__nn_ops;
+extern const qkv__nn_ops qkv__nn_ops_ref, qkv__nn_ops_fast;
+
+/* The multi-head attention module over either set of layers (mha.c; block.c composes it). */
+struct qkv_nn_mha_acts;
+struct qkv_nn_mha_params;
+struct qkv_nn_mha_config;
+struct qkv_nn_mha_grads;
+struct qkv_nn_attn_mask;
+qkv_status qkv__nn_mha_forward(const qkv__nn_ops *ops, qkv_runtime *rt, float *out,
+                               struct qkv_nn_mha_acts *acts, const float *x, const float *mem,
+                               const struct qkv_nn_mha_params *params,
+                               const struct qkv_nn_mha_config *cfg,
+                               const struct qkv_nn_attn_mask *mask, int64_t B, int64_t Tq,
+                               int64_t Tk);
+qkv_status
+qkv__nn_mha_backward(const qkv__nn_ops *ops, qkv_runtime *rt, float *dx, float *dmem,
+                     const struct qkv_nn_mha_grads *grads, const float *dout, const float *x,
+                     const float *mem, const struct qkv_nn_mha_acts *acts,
+                     const struct qkv_nn_mha_params *params, const struct qkv_nn_mha_config *cfg,
+                     const struct qkv_nn_attn_mask *mask, int64_t B, int64_t Tq, int64_t Tk);
+
 /* Validates cfg (and the sizes) and lays out a qkv_nn_mha_acts (block.c reuses it). */
 struct qkv_nn_mha_config;
 struct qkv_nn_mha_acts;

@@ -1,6 +1,7 @@
-/* mha_ref.c — (the double-precision reference; the fast layers are in nn.h) the multi-head
- * attention module: Q/K/V projections, optional RoPE, scaled dot-product attention through the
- * public qkv_attention_forward/backward, output projection.
+/* mha.c — the multi-head attention module: Q/K/V projections, optional RoPE, scaled dot-product
+ * attention through the public qkv_attention_forward/backward, output projection. Written once
+ * over a set of layers (nn_internal.h's qkv__nn_ops): qkv_nn_mha_*_ref over the reference
+ * twins, qkv_nn_mha_* over the fast layers.
  *
  * Layout: [B, T, H·D] is [B, T, H, D], so the projections write q, k, v directly in the layout
  * the attention API takes, with no transposes or copies. Self-attention is the case mem == NULL
@@ -12,7 +13,7 @@
  *   dq, dk = inverse RoPE rotation          (if RoPE)
  *   dx += dq · W_q; dsrc += dk · W_k + dv · W_v   (dsrc = dx for self-attention) */
 #include "core/alloc.h"
-#include "nn/block_ref.h"
+#include "nn/nn.h"
 #include "nn/nn_internal.h"
 
 #include <math.h>
@@ -198,41 +199,49 @@ static qkv_attention_desc mha_desc(const mha_dims *m, const qkv_nn_mha_config *c
     return d;
 }
 
-qkv_status qkv_nn_mha_forward_ref(qkv_runtime *rt, float *out, qkv_nn_mha_acts *acts,
-                                  const float *x, const float *mem, const qkv_nn_mha_params *params,
-                                  const qkv_nn_mha_config *cfg, const qkv_nn_attn_mask *mask,
-                                  int64_t B, int64_t Tq, int64_t Tk) {
-    static const char fn[] = "qkv_nn_mha_forward_ref";
-    mha_dims m = {0};
-    mha_w w = {0};
-    NN_NONNULL(fn, out);
-    QKV_TRY(mha_prepare(fn, cfg, params, mask, x, mem, acts, B, Tq, Tk, &m, &w));
-    const float *src = mem ? mem : x; /* (B, Tk, C_kv) */
-    const int64_t NQ = B * Tq, NK = B * Tk;
+/* What a forward computes: everything, only the source's K/V (cross-attention: once per
+ * source), or everything but the K/V (reusing acts->k, acts->v from a KV_ONLY call). */
+typedef enum { MHA_ALL = 0, MHA_KV_ONLY = 1, MHA_KV_READY = 2 } mha_part;
 
-    QKV_TRY(qkv_nn_linear_forward_ref(rt, acts->q, x, w.w_q, w.b_q, NQ, m.C, m.Q)); /* (B,Tq,H,D) */
-    QKV_TRY(qkv_nn_linear_forward_ref(rt, acts->k, src, w.w_k, w.b_k, NK, m.Ckv,
-                                      m.K)); /* (B,Tk,Hk,D) */
-    QKV_TRY(qkv_nn_linear_forward_ref(rt, acts->v, src, w.w_v, w.b_v, NK, m.Ckv,
-                                      m.K)); /* (B,Tk,Hk,D) */
-    if (cfg->rope) {
-        QKV_TRY(qkv_nn_rope_forward_ref(rt, acts->q, acts->q, cfg->rope, B, Tq, m.H, m.D, 0));
-        QKV_TRY(qkv_nn_rope_forward_ref(rt, acts->k, acts->k, cfg->rope, B, Tk, m.Hk, m.D, 0));
-    }
-    qkv_attention_desc d = mha_desc(&m, cfg, mask, B, Tq, Tk);
-    QKV_TRY(qkv_attention_forward(rt, &d, acts->q, acts->k, acts->v, acts->att, acts->lse));
-    QKV_TRY(
-        qkv_nn_linear_forward_ref(rt, out, acts->att, w.w_o, w.b_o, NQ, m.Q, m.C)); /* (B,Tq,C) */
-    return QKV_OK;
-}
-
-qkv_status qkv_nn_mha_backward_ref(qkv_runtime *rt, float *dx, float *dmem,
-                                   const qkv_nn_mha_grads *grads, const float *dout, const float *x,
-                                   const float *mem, const qkv_nn_mha_acts *acts,
+static qkv_status mha_forward_part(const qkv__nn_ops *ops, mha_part part, const char *fn,
+                                   qkv_runtime *rt, float *out, qkv_nn_mha_acts *acts,
+                                   const float *x, const float *mem,
                                    const qkv_nn_mha_params *params, const qkv_nn_mha_config *cfg,
                                    const qkv_nn_attn_mask *mask, int64_t B, int64_t Tq,
                                    int64_t Tk) {
-    static const char fn[] = "qkv_nn_mha_backward_ref";
+    mha_dims m = {0};
+    mha_w w = {0};
+    if (part != MHA_KV_ONLY) NN_NONNULL(fn, out);
+    QKV_TRY(mha_prepare(fn, cfg, params, mask, x, mem, acts, B, Tq, Tk, &m, &w));
+    const float *src = mem ? mem : x; /* (B, Tk, C_kv) */
+    const int64_t NQ = B * Tq, NK = B * Tk;
+    if (part != MHA_KV_READY) {
+        QKV_TRY(ops->linear_fwd(rt, acts->k, src, w.w_k, w.b_k, NK, m.Ckv, m.K)); /* (B,Tk,Hk,D) */
+        QKV_TRY(ops->linear_fwd(rt, acts->v, src, w.w_v, w.b_v, NK, m.Ckv, m.K)); /* (B,Tk,Hk,D) */
+        if (cfg->rope) QKV_TRY(ops->rope_fwd(rt, acts->k, acts->k, cfg->rope, B, Tk, m.Hk, m.D, 0));
+    }
+    if (part == MHA_KV_ONLY) return QKV_OK;
+    QKV_TRY(ops->linear_fwd(rt, acts->q, x, w.w_q, w.b_q, NQ, m.C, m.Q)); /* (B,Tq,H,D) */
+    if (cfg->rope) QKV_TRY(ops->rope_fwd(rt, acts->q, acts->q, cfg->rope, B, Tq, m.H, m.D, 0));
+    qkv_attention_desc d = mha_desc(&m, cfg, mask, B, Tq, Tk);
+    QKV_TRY(qkv_attention_forward(rt, &d, acts->q, acts->k, acts->v, acts->att, acts->lse));
+    return ops->linear_fwd(rt, out, acts->att, w.w_o, w.b_o, NQ, m.Q, m.C); /* (B,Tq,C) */
+}
+
+qkv_status qkv__nn_mha_forward(const qkv__nn_ops *ops, qkv_runtime *rt, float *out,
+                               qkv_nn_mha_acts *acts, const float *x, const float *mem,
+                               const qkv_nn_mha_params *params, const qkv_nn_mha_config *cfg,
+                               const qkv_nn_attn_mask *mask, int64_t B, int64_t Tq, int64_t Tk) {
+    const char *fn = ops == &qkv__nn_ops_ref ? "qkv_nn_mha_forward_ref" : "qkv_nn_mha_forward";
+    return mha_forward_part(ops, MHA_ALL, fn, rt, out, acts, x, mem, params, cfg, mask, B, Tq, Tk);
+}
+
+qkv_status qkv__nn_mha_backward(const qkv__nn_ops *ops, qkv_runtime *rt, float *dx, float *dmem,
+                                const qkv_nn_mha_grads *grads, const float *dout, const float *x,
+                                const float *mem, const qkv_nn_mha_acts *acts,
+                                const qkv_nn_mha_params *params, const qkv_nn_mha_config *cfg,
+                                const qkv_nn_attn_mask *mask, int64_t B, int64_t Tq, int64_t Tk) {
+    const char *fn = ops == &qkv__nn_ops_ref ? "qkv_nn_mha_backward_ref" : "qkv_nn_mha_backward";
     mha_dims m = {0};
     mha_w w = {0};
     NN_NONNULL(fn, dout);
@@ -280,25 +289,79 @@ qkv_status qkv_nn_mha_backward_ref(qkv_runtime *rt, float *dx, float *dmem,
     float *dsrc = mem ? dmem : dx;
     qkv_status st;
 
-    st = qkv_nn_linear_backward_ref(rt, datt, g.w_o, g.b_o, dout, acts->att, w.w_o, NQ, m.Q, m.C);
+    st = ops->linear_bwd(rt, datt, g.w_o, g.b_o, dout, acts->att, w.w_o, NQ, m.Q, m.C);
     if (st == QKV_OK) {
         qkv_attention_desc d = mha_desc(&m, cfg, mask, B, Tq, Tk);
         st = qkv_attention_backward(rt, &d, acts->q, acts->k, acts->v, acts->att, acts->lse, datt,
                                     dq, dk, dv);
     }
     if (st == QKV_OK && rope) {
-        st = qkv_nn_rope_backward_ref(rt, dq0, dq, cfg->rope, B, Tq, m.H, m.D, 0);
-        if (st == QKV_OK)
-            st = qkv_nn_rope_backward_ref(rt, dk0, dk, cfg->rope, B, Tk, m.Hk, m.D, 0);
+        st = ops->rope_bwd(rt, dq0, dq, cfg->rope, B, Tq, m.H, m.D, 0);
+        if (st == QKV_OK) st = ops->rope_bwd(rt, dk0, dk, cfg->rope, B, Tk, m.Hk, m.D, 0);
         dq = dq0;
         dk = dk0;
     }
-    if (st == QKV_OK)
-        st = qkv_nn_linear_backward_ref(rt, dx, g.w_q, g.b_q, dq, x, w.w_q, NQ, m.C, m.Q);
-    if (st == QKV_OK)
-        st = qkv_nn_linear_backward_ref(rt, dsrc, g.w_k, g.b_k, dk, src, w.w_k, NK, m.Ckv, m.K);
-    if (st == QKV_OK)
-        st = qkv_nn_linear_backward_ref(rt, dsrc, g.w_v, g.b_v, dv, src, w.w_v, NK, m.Ckv, m.K);
+    if (st == QKV_OK) st = ops->linear_bwd(rt, dx, g.w_q, g.b_q, dq, x, w.w_q, NQ, m.C, m.Q);
+    if (st == QKV_OK) st = ops->linear_bwd(rt, dsrc, g.w_k, g.b_k, dk, src, w.w_k, NK, m.Ckv, m.K);
+    if (st == QKV_OK) st = ops->linear_bwd(rt, dsrc, g.w_v, g.b_v, dv, src, w.w_v, NK, m.Ckv, m.K);
     qkv__free(scratch);
     return st;
+}
+
+/* ---------------------------------------------------------------- the two forms */
+
+qkv_status qkv_nn_mha_forward_ref(qkv_runtime *rt, float *out, qkv_nn_mha_acts *acts,
+                                  const float *x, const float *mem, const qkv_nn_mha_params *params,
+                                  const qkv_nn_mha_config *cfg, const qkv_nn_attn_mask *mask,
+                                  int64_t B, int64_t Tq, int64_t Tk) {
+    return qkv__nn_mha_forward(&qkv__nn_ops_ref, rt, out, acts, x, mem, params, cfg, mask, B, Tq,
+                               Tk);
+}
+
+qkv_status qkv_nn_mha_forward(qkv_runtime *rt, float *out, qkv_nn_mha_acts *acts, const float *x,
+                              const float *mem, const qkv_nn_mha_params *params,
+                              const qkv_nn_mha_config *cfg, const qkv_nn_attn_mask *mask, int64_t B,
+                              int64_t Tq, int64_t Tk) {
+    return qkv__nn_mha_forward(&qkv__nn_ops_fast, rt, out, acts, x, mem, params, cfg, mask, B, Tq,
+                               Tk);
+}
+
+qkv_status qkv_nn_mha_backward_ref(qkv_runtime *rt, float *dx, float *dmem,
+                                   const qkv_nn_mha_grads *grads, const float *dout, const float *x,
+                                   const float *mem, const qkv_nn_mha_acts *acts,
+                                   const qkv_nn_mha_params *params, const qkv_nn_mha_config *cfg,
+                                   const qkv_nn_attn_mask *mask, int64_t B, int64_t Tq,
+                                   int64_t Tk) {
+    return qkv__nn_mha_backward(&qkv__nn_ops_ref, rt, dx, dmem, grads, dout, x, mem, acts, params,
+                                cfg, mask, B, Tq, Tk);
+}
+
+qkv_status qkv_nn_mha_backward(qkv_runtime *rt, float *dx, float *dmem,
+                               const qkv_nn_mha_grads *grads, const float *dout, const float *x,
+                               const float *mem, const qkv_nn_mha_acts *acts,
+                               const qkv_nn_mha_params *params, const qkv_nn_mha_config *cfg,
+                               const qkv_nn_attn_mask *mask, int64_t B, int64_t Tq, int64_t Tk) {
+    return qkv__nn_mha_backward(&qkv__nn_ops_fast, rt, dx, dmem, grads, dout, x, mem, acts, params,
+                                cfg, mask, B, Tq, Tk);
+}
+
+/* ---------------------------------------------------------------- K/V once per source */
+
+qkv_status qkv_nn_mha_kv_forward(qkv_runtime *rt, qkv_nn_mha_acts *acts, const float *mem,
+                                 const qkv_nn_mha_params *params, const qkv_nn_mha_config *cfg,
+                                 int64_t B, int64_t Tk) {
+    static const char fn[] = "qkv_nn_mha_kv_forward";
+    NN_NONNULL(fn, mem);
+    /* the query side is not computed: its sizes are those of one query row */
+    return mha_forward_part(&qkv__nn_ops_fast, MHA_KV_ONLY, fn, rt, NULL, acts, mem, mem, params,
+                            cfg, NULL, B, 1, Tk);
+}
+
+qkv_status qkv_nn_mha_forward_kv(qkv_runtime *rt, float *out, qkv_nn_mha_acts *acts, const float *x,
+                                 const qkv_nn_mha_params *params, const qkv_nn_mha_config *cfg,
+                                 const qkv_nn_attn_mask *mask, int64_t B, int64_t Tq, int64_t Tk) {
+    static const char fn[] = "qkv_nn_mha_forward_kv";
+    /* mem is only checked for presence here: the K/V it gave are in acts */
+    return mha_forward_part(&qkv__nn_ops_fast, MHA_KV_READY, fn, rt, out, acts, x, x, params, cfg,
+                            mask, B, Tq, Tk);
 }
