@@ -337,8 +337,39 @@ static void files_roundtrip(const arch_case *ac, qkv_safetensors *bt) {
     qkv_trainer_free(e);
 }
 
+/* Configs training refuses, with the message of the right parser. */
+static void bad_configs(void) {
+    static const struct {
+        const char *json, *status_word;
+        qkv_status status;
+    } cases[] = {
+        {"{\"model_type\": \"bert\", \"vocab_size\": 10}", "hidden_size", QKV_ERR_FORMAT},
+        {"{\"model_type\": \"t5\"}", "t5", QKV_ERR_UNSUPPORTED},
+        {"{\"model_type\": \"gpt2\", \"vocab_size\": 10, \"n_embd\": 8, \"n_layer\": 1, "
+         "\"n_head\": 2, \"tie_word_embeddings\": false}",
+         "tie_word_embeddings", QKV_ERR_UNSUPPORTED},
+    };
+    char dir[] = "/tmp/qkv_train_cfg.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[128];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        FILE *f = fopen(path, "w");
+        fputs(cases[i].json, f);
+        fclose(f);
+        qkv_trainer *t = NULL;
+        CHECK_STATUS(qkv_trainer_new_hf_config(dir, 1, &t), cases[i].status);
+        CHECK_MSG(t == NULL && strstr(qkv_last_error(), cases[i].status_word) != NULL,
+                  "config %zu: message \"%s\" does not name %s", i, qkv_last_error(),
+                  cases[i].status_word);
+    }
+    remove(path);
+    rmdir(dir);
+}
+
 int main(void) {
     test_use_arch_from_env();
+    bad_configs();
     const arch_case cases[] = {
         {"gpt2", ".", "gpt2_tiny", "grads.safetensors", 0, 0}, /* its 10 steps: test_train */
         {"llama", "llama_tiny", "model", "grads.safetensors", 0, 1},

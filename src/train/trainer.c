@@ -12,6 +12,7 @@
 #include "models/gpt.h"
 #include "nn/nn.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,8 +50,17 @@ qkv_status qkv__tconfig_load(const char *dir, qkv__tconfig *c) {
     c->bos_id = c->eos_id = c->pad_id = -1;
     qkv_bert_config bc;
     qkv_gpt_config gc;
-    /* BERT first: its parser refuses other model types with UNSUPPORTED, then the decoders */
-    if (qkv__bert_config_load(dir, &bc) == QKV_OK) {
+    /* model_type picks the parser, so its errors are the ones the user sees */
+    qkv__json_begin();
+    json_t *root = NULL;
+    qkv_status st = qkv__json_load_file(path, 0, &root);
+    json_t *mt = root ? json_object_get(root, "model_type") : NULL;
+    const int bert = json_is_string(mt) && strcmp(json_string_value(mt), "bert") == 0;
+    json_decref(root);
+    qkv__json_end();
+    QKV_TRY(st);
+    if (bert) {
+        QKV_TRY(qkv__bert_config_load(dir, &bc));
         c->arch = QKV__TARCH_BERT;
         c->V = bc.vocab_size, c->P = bc.max_position, c->C = bc.hidden_size;
         c->L = bc.num_layers, c->H = c->Hk = bc.num_heads, c->D = c->C / c->H;
