@@ -732,10 +732,15 @@ typedef struct qkv_param_info {
     int64_t shape[2];
     int64_t numel;
     float *data, *grad;
-    int decay; /* 1 if AdamW decays it */
+    int decay;     /* 1 if AdamW decays it */
+    int trainable; /* 0 if frozen (qkv_trainer_set_trainable) */
 } qkv_param_info;
 QKV_API size_t qkv_trainer_param_count(const qkv_trainer *t);
 QKV_API qkv_status qkv_trainer_param(qkv_trainer *t, size_t i, qkv_param_info *info);
+/* Freezes (0) or unfreezes parameter i: a frozen parameter is left out of the gradient norm and
+ * AdamW leaves it and its moments untouched, as torch does for requires_grad=False (its
+ * gradient is still computed). New trainers train every parameter of the architecture's table. */
+QKV_API qkv_status qkv_trainer_set_trainable(qkv_trainer *t, size_t i, int trainable);
 /* The number of parameter values (the sum of every tensor's numel); 0 for a NULL trainer. */
 QKV_API int64_t qkv_trainer_numel(const qkv_trainer *t);
 /* Model FLOPs of one forward + backward over B x T tokens, the usual convention for a rate of

@@ -367,6 +367,54 @@ static void bad_configs(void) {
     rmdir(dir);
 }
 
+/* A frozen parameter (qkv_trainer_set_trainable) keeps its value and is left out of the
+ * gradient norm; the others train; a checkpoint remembers which are frozen. */
+static void frozen_param(const arch_case *ac, qkv_safetensors *bt) {
+    const hyper h = hyper_of(ac);
+    qkv_trainer *t = load(ac);
+    const size_t fz = 1, other = 2;
+    CHECK_OK(qkv_trainer_set_trainable(t, fz, 0));
+    CHECK_STATUS(qkv_trainer_set_trainable(t, qkv_trainer_param_count(t), 0), QKV_ERR_INVALID_ARG);
+    qkv_param_info p = {.struct_size = sizeof p}, o = {.struct_size = sizeof o};
+    CHECK_OK(qkv_trainer_param(t, fz, &p));
+    CHECK_OK(qkv_trainer_param(t, other, &o));
+    CHECK(p.trainable == 0 && o.trainable == 1);
+    float *before = malloc((size_t)p.numel * sizeof *before), o0 = o.data[0];
+    memcpy(before, p.data, (size_t)p.numel * sizeof *before);
+    for (int s = 0; s < 2; s++) {
+        qkv_train_batch b = batch_of(ac, bt, s);
+        float loss, norm;
+        qkv_trainer_zero_grad(t);
+        CHECK_OK(qkv_trainer_forward_backward_batch(NULL, t, &b, 1.0f, &loss));
+        double ss = 0; /* the norm over the trainable gradients only */
+        for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
+            qkv_param_info q = {.struct_size = sizeof q};
+            CHECK_OK(qkv_trainer_param(t, i, &q));
+            for (int64_t j = 0; q.trainable && j < q.numel; j++)
+                ss += (double)q.grad[j] * (double)q.grad[j];
+        }
+        CHECK_OK(qkv_trainer_step(NULL, t, &h.hp, 1e-2f, 0.0f, &norm));
+        CHECK_NEAR(norm, sqrt(ss), 0, 1e-5);
+    }
+    CHECK_MSG(memcmp(before, p.data, (size_t)p.numel * sizeof *before) == 0,
+              "%s: the frozen %s changed", ac->dir, p.name);
+    CHECK_MSG(o.data[0] != o0, "%s: %s did not train", ac->dir, o.name);
+    char path[] = "/tmp/qkv_frozen_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK_OK(qkv_trainer_save(t, path, NULL));
+    qkv_trainer *r = NULL;
+    CHECK_OK(qkv_trainer_restore(path, &r, NULL));
+    qkv_param_info q = {.struct_size = sizeof q};
+    CHECK(r && qkv_trainer_param(r, fz, &q) == QKV_OK && q.trainable == 0);
+    CHECK(r && qkv_trainer_param(r, other, &q) == QKV_OK && q.trainable == 1);
+    remove(path);
+    free(before);
+    qkv_trainer_free(t);
+    qkv_trainer_free(r);
+}
+
 int main(void) {
     test_use_arch_from_env();
     bad_configs();
@@ -383,6 +431,7 @@ int main(void) {
         if (ac->ten_steps) ten_steps_match_torch(ac, bt);
         policies_and_threads(ac, bt);
         files_roundtrip(ac, bt);
+        frozen_param(ac, bt);
         qkv_safetensors_close(bt);
     }
     return test_finish("train_arch");

@@ -88,6 +88,7 @@ qkv_status qkv_trainer_save(const qkv_trainer *t, const char *path, const char *
                           "rope_theta",
                           "tied",
                           "steps",
+                          "frozen",
                           "user"};
     char v[18][40];
     const int64_t num[] = {c->V, c->P, c->C, c->L, c->H, c->Hk, c->D, c->F, c->TV};
@@ -97,10 +98,23 @@ qkv_status qkv_trainer_save(const qkv_trainer *t, const char *path, const char *
     snprintf(v[14], sizeof v[0], "%.17g", c->rope_theta);
     snprintf(v[15], sizeof v[0], "%d", c->tied);
     snprintf(v[16], sizeof v[0], "%" PRId64, t->steps);
-    const char *vals[18] = {"qkv-train-checkpoint", "1", qkv__tarch_name(c->arch)};
+    /* frozen parameters: their indices, comma-separated ("" when none) */
+    char *frozen = qkv__alloc(t->n_params * 21 + 1);
+    if (!frozen) {
+        qkv__free(wt);
+        qkv__free(names);
+        return qkv__fail(QKV_ERR_NOMEM, "qkv_trainer_save: out of memory");
+    }
+    size_t fl = 0;
+    frozen[0] = 0;
+    for (size_t i = 0; i < t->n_params; i++)
+        if (!t->params[i].trainable) fl += (size_t)sprintf(frozen + fl, "%s%zu", fl ? "," : "", i);
+    const char *vals[19] = {"qkv-train-checkpoint", "1", qkv__tarch_name(c->arch)};
     for (int i = 3; i < 17; i++) vals[i] = v[i];
-    vals[17] = user_json ? user_json : "{}";
+    vals[17] = frozen;
+    vals[18] = user_json ? user_json : "{}";
     qkv_status st = qkv_safetensors_write(path, wt, n, keys, vals, sizeof keys / sizeof *keys);
+    qkv__free(frozen);
     qkv__free(wt);
     qkv__free(names);
     return st;
@@ -187,6 +201,16 @@ qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char **user_
         const char *u = qkv_safetensors_metadata_get(st, "user");
         *user_json = qkv__strdup(u ? u : "{}");
         if (!*user_json) s = qkv__fail(QKV_ERR_NOMEM, "qkv_trainer_restore: out of memory");
+    }
+    const char *fz = s == QKV_OK ? qkv_safetensors_metadata_get(st, "frozen") : NULL;
+    for (const char *q = fz; q && *q && s == QKV_OK;) { /* "i,j,...": frozen parameters */
+        char *end;
+        errno = 0;
+        unsigned long long i = strtoull(q, &end, 10);
+        if (errno || end == q || i >= t->n_params || (*end && *end != ','))
+            s = qkv__fail(QKV_ERR_FORMAT, "%s: bad metadata 'frozen'", path);
+        else
+            t->params[i].trainable = 0, q = *end ? end + 1 : end;
     }
     qkv_safetensors_close(st);
     if (s != QKV_OK) {

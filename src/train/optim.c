@@ -32,6 +32,10 @@ static void sumsq_segs(void *p, int64_t s0, int64_t s1, int tid) {
         const qkv__tseg *q = &c->t->segs[s];
         const float *g = c->t->g;
         double acc = 0;
+        if (!c->t->params[q->param].trainable) { /* frozen: no gradient, as requires_grad=False */
+            c->partial[s] = 0;
+            continue;
+        }
         for (int64_t j = q->begin; j < q->end; j++) acc += (double)g[j] * (double)g[j];
         c->partial[s] = acc;
     }
@@ -111,6 +115,7 @@ static void adam_segs(void *p, int64_t s0, int64_t s1, int tid) {
     const int scaled = c->coef < 1.0f;
     for (int64_t s = s0; s < s1; s++) {
         const int decay = c->t->params[c->t->segs[s].param].decay;
+        if (!c->t->params[c->t->segs[s].param].trainable) continue; /* frozen */
         for (int64_t j = c->t->segs[s].begin; j < c->t->segs[s].end; j++) {
             float gj = scaled ? g[j] * c->coef : g[j]; /* what clipping would have stored */
             float wj = decay ? w[j] * c->decay_mul : w[j];

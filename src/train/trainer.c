@@ -92,7 +92,7 @@ qkv_status qkv__tconfig_load(const char *dir, qkv__tconfig *c) {
 /* ---------------------------------------------------------------- parameters */
 
 static void add_param(qkv_trainer *t, const char *name, int64_t d0, int64_t d1, int decay,
-                      qkv__init init) {
+                      int trainable, qkv__init init) {
     qkv__tparam *p = &t->params[t->n_params++];
     snprintf(p->name, sizeof p->name, "%s", name);
     p->ndim = d1 ? 2 : 1;
@@ -102,6 +102,7 @@ static void add_param(qkv_trainer *t, const char *name, int64_t d0, int64_t d1, 
     p->offset = t->n_floats;
     p->decay = decay;
     p->init = init;
+    p->trainable = trainable;
     /* keep every tensor 64-byte aligned in the flat buffers */
     t->n_floats += (p->numel + 15) / 16 * 16;
 }
@@ -163,7 +164,7 @@ qkv_status qkv__trainer_alloc(const qkv__tconfig *cfg, qkv_trainer **out) {
             }
             add_param(t, name, qkv__param_dim(rows[i].d0, &dims),
                       rows[i].d1 == QKV__DIM_NONE ? 0 : qkv__param_dim(rows[i].d1, &dims),
-                      rows[i].decay, rows[i].init);
+                      rows[i].decay, rows[i].trainable, rows[i].init);
         }
     }
     for (size_t i = 0; i < t->n_params; i++)
@@ -291,9 +292,17 @@ qkv_status qkv_trainer_param(qkv_trainer *t, size_t i, qkv_param_info *info) {
     if (!t || !info || i >= t->n_params)
         return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_param: no parameter %zu", i);
     const qkv__tparam *p = &t->params[i];
-    qkv_param_info o = {sizeof o, p->name,          p->ndim,          {p->shape[0], p->shape[1]},
-                        p->numel, t->w + p->offset, t->g + p->offset, p->decay};
+    qkv_param_info o = {sizeof o,    p->name,          p->ndim,          {p->shape[0], p->shape[1]},
+                        p->numel,    t->w + p->offset, t->g + p->offset, p->decay,
+                        p->trainable};
     QKV__STRUCT_OUT(qkv_param_info, info, &o);
+    return QKV_OK;
+}
+
+qkv_status qkv_trainer_set_trainable(qkv_trainer *t, size_t i, int trainable) {
+    if (!t || i >= t->n_params)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_set_trainable: no parameter %zu", i);
+    t->params[i].trainable = trainable != 0;
     return QKV_OK;
 }
 

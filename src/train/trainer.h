@@ -96,6 +96,7 @@ typedef struct qkv__tparam {
     int64_t numel;
     int64_t offset; /* in floats, into w / g / m / v */
     int decay;
+    int trainable;  /* 0: frozen (the optimizer and the gradient norm skip it) */
     qkv__init init; /* the table row's: how a fresh model starts */
 } qkv__tparam;
 
