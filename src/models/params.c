@@ -9,13 +9,13 @@
 /* Matrices and embeddings (weight decay, N(0, std)); GPT-2's residual projections (N(0,
  * std/sqrt(2L))); norm weights (1) and biases (0), neither decayed. */
 #define MAT(name, d0, d1)                                                                          \
-    { name, QKV__DIM_##d0, QKV__DIM_##d1, 1, 1, 0, QKV__INIT_NORMAL }
+    { name, QKV__DIM_##d0, QKV__DIM_##d1, 1, 1, 0, QKV__INIT_NORMAL, QKV_DTYPE_F32 }
 #define PROJ(name, d0, d1)                                                                         \
-    { name, QKV__DIM_##d0, QKV__DIM_##d1, 1, 1, 0, QKV__INIT_NORMAL_PROJ }
+    { name, QKV__DIM_##d0, QKV__DIM_##d1, 1, 1, 0, QKV__INIT_NORMAL_PROJ, QKV_DTYPE_F32 }
 #define ONES(name, d0)                                                                             \
-    { name, QKV__DIM_##d0, QKV__DIM_NONE, 0, 1, 0, QKV__INIT_ONE }
+    { name, QKV__DIM_##d0, QKV__DIM_NONE, 0, 1, 0, QKV__INIT_ONE, QKV_DTYPE_F32 }
 #define ZEROS(name, d0)                                                                            \
-    { name, QKV__DIM_##d0, QKV__DIM_NONE, 0, 1, 0, QKV__INIT_ZERO }
+    { name, QKV__DIM_##d0, QKV__DIM_NONE, 0, 1, 0, QKV__INIT_ZERO, QKV_DTYPE_F32 }
 
 static const qkv__param_spec gpt2_pre[] = {
     MAT("wte.weight", V, C),
@@ -52,7 +52,7 @@ static const qkv__param_spec llama_post[] = {
     ONES("norm.weight", C),
 };
 static const qkv__param_spec llama_head[] = {
-    {"lm_head.weight", QKV__DIM_V, QKV__DIM_C, 1, 1, 1, QKV__INIT_NORMAL},
+    {"lm_head.weight", QKV__DIM_V, QKV__DIM_C, 1, 1, 1, QKV__INIT_NORMAL, QKV_DTYPE_F32},
 };
 
 static const qkv__param_spec bert_pre[] = {

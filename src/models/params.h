@@ -48,6 +48,7 @@ typedef struct qkv__param_spec {
     int trainable;    /* updated by the optimizer (frozen parameters keep their values) */
     int untied_only;  /* head rows: present only when the LM head is not the token embedding */
     qkv__init init;   /* how a fresh model starts */
+    qkv_dtype dtype;  /* as qkv keeps, checkpoints and exports it (F32; the compute dtype) */
 } qkv__param_spec;
 
 typedef struct qkv__param_table {

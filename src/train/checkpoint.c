@@ -67,8 +67,8 @@ qkv_status qkv_trainer_save(const qkv_trainer *t, const char *path, const char *
             const qkv__tparam *p = &t->params[i];
             size_t j = (size_t)k * t->n_params + i;
             snprintf(names[j], sizeof names[j], "%s%s", pre[k], p->name);
-            wt[j] = (qkv_st_write_tensor){names[j], QKV_DTYPE_F32, p->ndim, p->shape,
-                                          buf[k] + p->offset};
+            wt[j] =
+                (qkv_st_write_tensor){names[j], p->dtype, p->ndim, p->shape, buf[k] + p->offset};
         }
     const qkv__tconfig *c = &t->cfg;
     const char *keys[] = {"format",
@@ -187,8 +187,8 @@ qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char **user_
             char name[160];
             snprintf(name, sizeof name, "%s%s", pre[k], p->name);
             const qkv_st_tensor *x = qkv_safetensors_find(st, name);
-            if (!x || x->dtype != QKV_DTYPE_F32 || x->ndim != p->ndim ||
-                x->shape[0] != p->shape[0] || (p->ndim == 2 && x->shape[1] != p->shape[1]))
+            if (!x || x->dtype != p->dtype || x->ndim != p->ndim || x->shape[0] != p->shape[0] ||
+                (p->ndim == 2 && x->shape[1] != p->shape[1]))
                 s = qkv__fail(QKV_ERR_FORMAT,
                               "%s: tensor '%s' is missing or not F32 of the shape the metadata "
                               "gives",
@@ -261,7 +261,7 @@ qkv_status qkv_trainer_export_hf(const qkv_trainer *t, const char *dir, int32_t 
     if (!wt) return qkv__fail(QKV_ERR_NOMEM, "export: out of memory");
     for (size_t i = 0; i < t->n_params; i++) {
         const qkv__tparam *p = &t->params[i];
-        wt[i] = (qkv_st_write_tensor){p->name, QKV_DTYPE_F32, p->ndim, p->shape, t->w + p->offset};
+        wt[i] = (qkv_st_write_tensor){p->name, p->dtype, p->ndim, p->shape, t->w + p->offset};
     }
     const char *mk[] = {"format"}, *mv[] = {"pt"};
     qkv_status s = qkv_safetensors_write(path, wt, t->n_params, mk, mv, 1);

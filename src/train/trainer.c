@@ -91,8 +91,8 @@ qkv_status qkv__tconfig_load(const char *dir, qkv__tconfig *c) {
 
 /* ---------------------------------------------------------------- parameters */
 
-static void add_param(qkv_trainer *t, const char *name, int64_t d0, int64_t d1, int decay,
-                      int trainable, qkv__init init) {
+static void add_param(qkv_trainer *t, const char *name, int64_t d0, int64_t d1,
+                      const qkv__param_spec *row) {
     qkv__tparam *p = &t->params[t->n_params++];
     snprintf(p->name, sizeof p->name, "%s", name);
     p->ndim = d1 ? 2 : 1;
@@ -100,9 +100,10 @@ static void add_param(qkv_trainer *t, const char *name, int64_t d0, int64_t d1, 
     p->shape[1] = d1;
     p->numel = d0 * (d1 ? d1 : 1);
     p->offset = t->n_floats;
-    p->decay = decay;
-    p->init = init;
-    p->trainable = trainable;
+    p->decay = row->decay;
+    p->init = row->init;
+    p->trainable = row->trainable;
+    p->dtype = row->dtype;
     /* keep every tensor 64-byte aligned in the flat buffers */
     t->n_floats += (p->numel + 15) / 16 * 16;
 }
@@ -157,6 +158,10 @@ qkv_status qkv__trainer_alloc(const qkv__tconfig *cfg, qkv_trainer **out) {
         int n = l < 0 ? tab->n_pre : l < L ? tab->n_layer : l == L ? tab->n_post : tab->n_head;
         for (int i = 0; i < n; i++) {
             if (rows[i].untied_only && cfg->tied) continue;
+            if (rows[i].dtype != QKV_DTYPE_F32) { /* the flat buffers are F32 */
+                qkv_trainer_free(t);
+                return qkv__fail(QKV_ERR_UNSUPPORTED, "trainer: %s is not F32", rows[i].name);
+            }
             if (qkv__param_name(name, sizeof name, l <= L ? tab->prefix : "", &rows[i], l) !=
                 QKV_OK) {
                 qkv_trainer_free(t);
@@ -164,7 +169,7 @@ qkv_status qkv__trainer_alloc(const qkv__tconfig *cfg, qkv_trainer **out) {
             }
             add_param(t, name, qkv__param_dim(rows[i].d0, &dims),
                       rows[i].d1 == QKV__DIM_NONE ? 0 : qkv__param_dim(rows[i].d1, &dims),
-                      rows[i].decay, rows[i].trainable, rows[i].init);
+                      &rows[i]);
         }
     }
     for (size_t i = 0; i < t->n_params; i++)

@@ -96,8 +96,9 @@ typedef struct qkv__tparam {
     int64_t numel;
     int64_t offset; /* in floats, into w / g / m / v */
     int decay;
-    int trainable;  /* 0: frozen (the optimizer and the gradient norm skip it) */
-    qkv__init init; /* the table row's: how a fresh model starts */
+    int trainable;   /* 0: frozen (the optimizer and the gradient norm skip it) */
+    qkv__init init;  /* the table row's: how a fresh model starts */
+    qkv_dtype dtype; /* the table row's: as checkpoints and exports store it (F32) */
 } qkv__tparam;
 
 /* Activations of one block for a micro-batch of N = B·T rows: the models' block struct
