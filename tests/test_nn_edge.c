@@ -261,7 +261,7 @@ static void test_invalid(void) {
     p.w_o = w + 108;
     CHECK_INVALID(qkv_nn_mha_forward_ref(NULL, y, &acts, x, NULL, &p, &cfg, NULL, 1, 2, 3), "Tk");
     int32_t lens[1] = {4};
-    qkv_nn_attn_mask mask = {0, lens, NULL, 0, 0};
+    qkv_nn_attn_mask mask = {.kv_lens = lens};
     CHECK_INVALID(qkv_nn_mha_forward_ref(NULL, y, &acts, x, mem, &p, &cfg, &mask, 1, 2, 3),
                   "kv_lens[0]");
     mask.kv_lens = NULL, mask.dropout_p = 1.0f;

@@ -41,7 +41,7 @@ static void cmp(const char *what, const float *got, const float *want, int64_t n
 typedef struct {
     const char *name;
     int64_t B, Tq, Tk, C, Ckv, H, Hk;
-    int fused, cross, causal, padding, rope;
+    int fused, cross, causal, padding, rope, window;
 } mha_case;
 
 static void test_mha(const mha_case *mc) {
@@ -52,7 +52,8 @@ static void test_mha(const mha_case *mc) {
     qkv_nn_mha_config cfg = {C,         mc->cross ? Ckv : 0,    H, Hk, 0, 0.0f,
                              mc->fused, mc->rope ? &rope : NULL};
     int32_t lens[4] = {(int32_t)Tk, (int32_t)(Tk > 2 ? Tk - 2 : Tk), (int32_t)Tk, 1};
-    qkv_nn_attn_mask mask = {mc->causal, mc->padding ? lens : NULL, NULL, 0.0f, 0};
+    qkv_nn_attn_mask mask = {mc->causal, mc->padding ? lens : NULL, NULL, 0.0f, 0, mc->window,
+                             2,          mc->causal ? -1 : 1};
     qkv_nn_mha_params p = {0};
     float *wq = rnd(Q * C, 0.3f), *bq = rnd(Q, 0.1f), *wk = rnd(K * Ckv, 0.3f), *bk = rnd(K, 0.1f);
     float *wv = rnd(K * Ckv, 0.3f), *bv = rnd(K, 0.1f), *wo = rnd(C * Q, 0.3f), *bo = rnd(C, 0.1f);
@@ -75,6 +76,16 @@ static void test_mha(const mha_case *mc) {
     char w[160];
     snprintf(w, sizeof w, "%s forward", mc->name);
     cmp(w, out, oref, B * Tq * C);
+    if (mc->window) { /* the window is applied: the same call without it differs */
+        qkv_nn_attn_mask open = mask;
+        open.window = 0;
+        float *o2 = zeros(B * Tq * C);
+        CHECK_OK(qkv_nn_mha_forward(NULL, o2, &af, x, mem, &p, &cfg, &open, B, Tq, Tk));
+        CHECK_MSG(memcmp(o2, out, (size_t)(B * Tq * C) * sizeof *out) != 0,
+                  "%s: the window changes nothing", mc->name);
+        CHECK_OK(qkv_nn_mha_forward(NULL, out, &af, x, mem, &p, &cfg, &mask, B, Tq, Tk));
+        free(o2);
+    }
     /* backward: every gradient, pre-filled (+=) */
     float *dout = rnd(B * Tq * C, 1.0f);
     float *g[2][12];
@@ -126,7 +137,7 @@ static void test_mha(const mha_case *mc) {
 static void test_block(qkv_nn_norm_order order, qkv_act act, int causal) {
     const int64_t B = 2, T = 7, C = 24, H = 3, F = 40;
     qkv_nn_block_config cfg = {{C, 0, H, 0, 0, 0.0f, 0, NULL}, F, 1e-5f, order, act};
-    qkv_nn_attn_mask mask = {causal, NULL, NULL, 0.0f, 0};
+    qkv_nn_attn_mask mask = {.causal = causal};
     qkv_nn_block_params p = {0};
     float *ln = rnd(4 * C, 0.2f);
     for (int64_t i = 0; i < C; i++) ln[i] += 1.0f, ln[2 * C + i] += 1.0f;
@@ -179,14 +190,16 @@ static void test_block(qkv_nn_norm_order order, qkv_act act, int causal) {
 int main(void) {
     test_use_arch_from_env();
     const mha_case cases[] = {
-        {"self", 2, 9, 0, 32, 0, 4, 4, 0, 0, 0, 0, 0},
-        {"self causal fused", 2, 9, 0, 32, 0, 4, 4, 1, 0, 1, 0, 0},
-        {"self GQA RoPE padding", 3, 11, 0, 32, 0, 4, 2, 0, 0, 0, 1, 1},
-        {"self MQA causal RoPE", 1, 17, 0, 48, 0, 6, 1, 0, 0, 1, 0, 1},
-        {"cross", 2, 5, 13, 32, 24, 4, 4, 0, 1, 0, 0, 0},
-        {"cross GQA padding", 3, 7, 9, 32, 20, 4, 2, 0, 1, 0, 1, 0},
-        {"cross fused", 2, 3, 6, 16, 0, 2, 2, 1, 1, 0, 0, 0},
-        {"one token", 1, 1, 0, 8, 0, 1, 1, 0, 0, 1, 0, 0},
+        {"self", 2, 9, 0, 32, 0, 4, 4, 0, 0, 0, 0, 0, 0},
+        {"self causal fused", 2, 9, 0, 32, 0, 4, 4, 1, 0, 1, 0, 0, 0},
+        {"self GQA RoPE padding", 3, 11, 0, 32, 0, 4, 2, 0, 0, 0, 1, 1, 0},
+        {"self MQA causal RoPE", 1, 17, 0, 48, 0, 6, 1, 0, 0, 1, 0, 1, 0},
+        {"cross", 2, 5, 13, 32, 24, 4, 4, 0, 1, 0, 0, 0, 0},
+        {"cross GQA padding", 3, 7, 9, 32, 20, 4, 2, 0, 1, 0, 1, 0, 0},
+        {"cross fused", 2, 3, 6, 16, 0, 2, 2, 1, 1, 0, 0, 0, 0},
+        {"one token", 1, 1, 0, 8, 0, 1, 1, 0, 0, 1, 0, 0, 0},
+        {"self window", 2, 12, 0, 32, 0, 4, 2, 0, 0, 0, 0, 1, 1},
+        {"self causal window padding", 3, 10, 0, 32, 0, 4, 4, 0, 0, 1, 1, 0, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) test_mha(&cases[i]);
     test_block(QKV_NN_PRE_LN, QKV_ACT_GELU_TANH, 1);

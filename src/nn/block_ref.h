@@ -48,6 +48,11 @@ typedef struct qkv_nn_attn_mask {
     const float *alibi_slopes; /* (H) or NULL: see qkv_nn_alibi_slopes */
     float dropout_p;           /* dropout on the attention probabilities; 0 for none */
     uint64_t dropout_seed;
+    /* Sliding window (Mistral, Longformer-style local attention) when `window` is set: keys j
+     * with i + (Tk - Tq) - window_left <= j <= i + (Tk - Tq) + window_right only, -1 = no bound
+     * on that side (qkv_attention_desc's window_left / window_right). */
+    int window;
+    int64_t window_left, window_right;
 } qkv_nn_attn_mask;
 
 /* Shapes with Q = H·D, K = H_kv·D. Biases may be NULL (no bias). */

@@ -195,6 +195,7 @@ static qkv_attention_desc mha_desc(const mha_dims *m, const qkv_nn_mha_config *c
         d.alibi_slopes = mask->alibi_slopes;
         d.dropout_p = mask->dropout_p;
         d.dropout_seed = mask->dropout_seed;
+        if (mask->window) d.window_left = mask->window_left, d.window_right = mask->window_right;
     }
     return d;
 }
