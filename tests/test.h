@@ -7,10 +7,13 @@
 #ifndef QKV_TEST_H
 #define QKV_TEST_H
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static _Atomic int test_failures_; /* atomic: CHECK may run on pool threads */
 static _Atomic int test_checks_;
@@ -85,6 +88,26 @@ static _Atomic int test_checks_;
 static inline int test_finish(const char *name) {
     printf("%s: %d checks, %d failed\n", name, (int)test_checks_, (int)test_failures_);
     return test_failures_ ? 1 : 0;
+}
+
+/* Removes dir and everything below it (a test's scratch directory). */
+static inline void test_rm_rf(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[4096];
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        int n = snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (n < 0 || (size_t)n >= sizeof p) continue; /* cannot name it: leave it */
+        struct stat sb;
+        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
+            test_rm_rf(p);
+        else
+            unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
 }
 
 /* Source directory (for fixtures), passed by CMake. */

@@ -51,20 +51,6 @@ static uint8_t *read_all(const char *path, size_t *n) {
     return b;
 }
 
-static void rm_rf(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 static int count_files(const char *dir, const char *prefix) {
     DIR *d = opendir(dir);
     if (!d) return -1;
@@ -506,7 +492,7 @@ static void test_splits(void) {
 static char good[600];
 
 static void fresh(const char *dir) {
-    rm_rf(dir);
+    test_rm_rf(dir);
     CHECK_OK(prepare(dir, 0, 7, 3, NULL));
 }
 
@@ -790,8 +776,8 @@ int main(void) {
     for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
         char d[700];
         snprintf(d, sizeof d, "%s/%s", tmp, subs[i]);
-        rm_rf(d);
+        test_rm_rf(d);
     }
-    rm_rf(tmp);
+    test_rm_rf(tmp);
     return test_finish("data");
 }

@@ -205,7 +205,8 @@ static void config_errors(void) {
     shape[1] = 8;
     CHECK_OK(qkv_safetensors_write(path, &t, 1, NULL, NULL, 0));
     CHECK_STATUS(qkv__gpt_load(dir, &m), QKV_ERR_FORMAT);
-    CHECK(strstr(qkv_last_error(), "model.layers.0.self_attn.q_proj.weight") != NULL); /* the first after it */
+    CHECK(strstr(qkv_last_error(), "model.layers.0.self_attn.q_proj.weight") !=
+          NULL); /* the first after it */
     t.dtype = QKV_DTYPE_I32;
     CHECK_OK(qkv_safetensors_write(path, &t, 1, NULL, NULL, 0));
     CHECK_STATUS(qkv__gpt_load(dir, &m), QKV_ERR_UNSUPPORTED);

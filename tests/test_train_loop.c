@@ -71,24 +71,6 @@ static void make_dataset(const char *dir) {
     fclose(f);
 }
 
-static void rm_rf(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat sb;
-        if (stat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
-            rm_rf(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 static int exists(const char *dir, const char *name) {
     char p[512];
     snprintf(p, sizeof p, "%s/%s", dir, name);
@@ -566,7 +548,7 @@ static void bad_options(void) {
 
 int main(void) {
     snprintf(g_tmp, sizeof g_tmp, "%s/train_loop_tmp.%ld", QKV_BINARY_DIR, (long)getpid());
-    rm_rf(g_tmp);
+    test_rm_rf(g_tmp);
     mkdir(g_tmp, 0755);
     char data[300];
     snprintf(data, sizeof data, "%s/data", g_tmp);
@@ -582,6 +564,6 @@ int main(void) {
     bad_options();
     qkv_dataset_close(g_train);
     qkv_dataset_close(g_val);
-    if (!test_failures_) rm_rf(g_tmp);
+    if (!test_failures_) test_rm_rf(g_tmp);
     return test_finish("train_loop");
 }

@@ -186,13 +186,16 @@ static qkv_status pack_weights(qkv_bert *m) {
         QKV_TRY(pack_one(m, y->wo, C, C, &y->po));
         QKV_TRY(pack_one(m, y->w1, F, C, &y->p1));
         QKV_TRY(pack_one(m, y->w2, C, F, &y->p2));
-#define LIN(p, bias)                                                                               \
-    (qkv_nn_linear){NULL, bias, qkv__gemm_packed_k(p), qkv__gemm_packed_n(p), 0, 0, p}
-        y->blk = (qkv__enc_layer){LIN(y->pq, y->bq), LIN(y->pk, y->bk), LIN(y->pv, y->bv),
-                                  LIN(y->po, y->bo), LIN(y->p1, y->b1), LIN(y->p2, y->b2),
-                                  y->ln1_w,          y->ln1_b,          y->ln2_w,
+        y->blk = (qkv__enc_layer){qkv_nn_linear_packed(y->pq, y->bq),
+                                  qkv_nn_linear_packed(y->pk, y->bk),
+                                  qkv_nn_linear_packed(y->pv, y->bv),
+                                  qkv_nn_linear_packed(y->po, y->bo),
+                                  qkv_nn_linear_packed(y->p1, y->b1),
+                                  qkv_nn_linear_packed(y->p2, y->b2),
+                                  y->ln1_w,
+                                  y->ln1_b,
+                                  y->ln2_w,
                                   y->ln2_b};
-#undef LIN
     }
     return QKV_OK;
 }

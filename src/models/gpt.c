@@ -359,20 +359,17 @@ static qkv_status pack_weights(qkv_gpt *m) {
         qkv_gpt_layer *y = &m->layers[l];
         qkv__dec_layer *b = &y->blk;
         const int g2 = c->arch == QKV_GPT_ARCH_GPT2;
-#define LIN(p, bias)                                                                               \
-    (qkv_nn_linear){NULL, bias, qkv__gemm_packed_k(p), qkv__gemm_packed_n(p), 0, 0, p}
         *b = (qkv__dec_layer){y->ln1_w,
                               y->ln1_b,
                               y->ln2_w,
                               y->ln2_b,
-                              LIN(y->pq, g2 ? y->b_qkv : NULL),
-                              LIN(y->pk, g2 ? y->b_qkv + C : NULL),
-                              LIN(y->pv, g2 ? y->b_qkv + 2 * C : NULL),
-                              LIN(y->po, y->bo),
-                              LIN(g2 ? y->p_fc : y->p_up, y->b_fc),
-                              LIN(g2 ? y->p_proj : y->p_down, y->b_proj),
-                              g2 ? (qkv_nn_linear){0} : LIN(y->p_gate, NULL)};
-#undef LIN
+                              qkv_nn_linear_packed(y->pq, g2 ? y->b_qkv : NULL),
+                              qkv_nn_linear_packed(y->pk, g2 ? y->b_qkv + C : NULL),
+                              qkv_nn_linear_packed(y->pv, g2 ? y->b_qkv + 2 * C : NULL),
+                              qkv_nn_linear_packed(y->po, y->bo),
+                              qkv_nn_linear_packed(g2 ? y->p_fc : y->p_up, y->b_fc),
+                              qkv_nn_linear_packed(g2 ? y->p_proj : y->p_down, y->b_proj),
+                              g2 ? (qkv_nn_linear){0} : qkv_nn_linear_packed(y->p_gate, NULL)};
     }
     QKV_TRY(pack(m->lm_head, 1, C, c->vocab_size, C, &m->p_head));
     /* tied: the embedding lookups fault back in only the rows they read */
@@ -420,15 +417,7 @@ void qkv__gpt_free(qkv_gpt *m) {
 
 /* ---------------------------------------------------------------- forward */
 
-/* out [N, OC] = act(in [N, K] · op(W) + bias) + residual through the layer library, op(W)
- * [K, OC] prepacked; residual == out updates the residual stream in place. */
-static qkv_status linear(qkv_runtime *rt, float *out, const float *in, int64_t N,
-                         const qkv_gemm_packed *w, const float *bias, qkv_act act,
-                         const float *residual) {
-    qkv_nn_linear L = {NULL, bias, qkv__gemm_packed_k(w), qkv__gemm_packed_n(w), 0, 0, w};
-    return qkv_nn_linear_forward(rt, &L, out, in, N, act, residual);
-}
-
+/* The final norm: LayerNorm (GPT-2) or RMSNorm (Llama). */
 static qkv_status norm(qkv_runtime *rt, const qkv_gpt *m, float *out, const float *in,
                        const float *w, const float *b, int64_t N) {
     const qkv_gpt_config *c = &m->cfg;
@@ -612,7 +601,8 @@ qkv_status qkv__gpt_forward(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *con
         }
         st = norm(rt, m, h, rows, m->lnf_w, m->lnf_b, R);
     }
-    if (st == QKV_OK) st = linear(rt, logits, h, R, m->p_head, NULL, QKV_ACT_NONE, NULL);
+    const qkv_nn_linear head = qkv_nn_linear_packed(m->p_head, NULL);
+    if (st == QKV_OK) st = qkv_nn_linear_forward(rt, &head, logits, h, R, QKV_ACT_NONE, NULL);
     if (st == QKV_OK)
         for (int64_t s = 0; s < n_seq; s++) caches[s]->len += lens[s];
     qkv__free(ws);

@@ -169,7 +169,7 @@ qkv_status qkv_embed_tokens(qkv_runtime *rt, const qkv_model *m, const int32_t *
         st = qkv__bert_forward(rt, m->bert, id, NULL, lens + s0, (int64_t)(s1 - s0), hidden);
         if (st == QKV_OK)
             qkv_nn_pool_forward(hidden, lens + s0, (int64_t)(s1 - s0), C, m->pool, m->normalize,
-                      out + (size_t)s0 * (size_t)C);
+                                out + (size_t)s0 * (size_t)C);
         id += tok;
         s0 = s1;
     }

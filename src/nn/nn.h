@@ -49,6 +49,11 @@ typedef struct qkv_nn_linear {
     const qkv_gemm_packed *packed;
 } qkv_nn_linear;
 
+/* The inference form of a layer: op(w) prepacked (K = C, N = OC), the original not kept. */
+static inline qkv_nn_linear qkv_nn_linear_packed(const qkv_gemm_packed *p, const float *b) {
+    return (qkv_nn_linear){NULL, b, qkv__gemm_packed_k(p), qkv__gemm_packed_n(p), 0, 0, p};
+}
+
 /* out (N, OC) = act(inp (N, C) · op(w) + b) + residual (N, OC), residual may be NULL. With
  * residual == out the product is accumulated into out (act must be QKV_ACT_NONE): the residual
  * stream updated in place. Otherwise out must not overlap inp. */

@@ -23,8 +23,6 @@
 
 #include <string.h>
 
-static void zero(float *p, int64_t n) { memset(p, 0, (size_t)n * sizeof(float)); }
-
 /* Dense layer of block l with weight row `w` and bias row `w + 1` (BP_*): w (out, in). */
 static qkv_nn_linear dense(const qkv_trainer *t, int64_t l, int w, int64_t in, int64_t out) {
     return (qkv_nn_linear){qkv__tw(t, t->w, l, w), qkv__tw(t, t->w, l, w + 1), in, out, 0, 0, NULL};
@@ -120,23 +118,23 @@ static qkv_status block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, con
     float *G = t->g, *dr = t->dresid, *dx1 = t->dx1;
     const qkv__enc_layer w = enc_layer(t, l);
     /* y = LN2(res2), res2 = ln1 + act(ln1 W1ᵀ + b1) W2ᵀ + b2 */
-    zero(dx1, N * C);
+    qkv__tzero(dx1, N * C);
     QKV_TRY(qkv_nn_layernorm_backward(rt, dx1, qkv__tw(t, G, l, BP_LN2_W),
                                       qkv__tw(t, G, l, BP_LN2_B), dr, a->res2, w.ln2_w, a->mean2,
                                       a->rstd2, N, C));
-    zero(t->da, N * F);
+    qkv__tzero(t->da, N * F);
     QKV_TRY(qkv_nn_linear_backward(rt, &w.out, t->da, qkv__tw(t, G, l, BP_OUT_W),
                                    qkv__tw(t, G, l, BP_OUT_B), dx1, a->a, N));
-    zero(t->dh, N * F);
+    qkv__tzero(t->dh, N * F);
     QKV_TRY(qkv_nn_act_backward(rt, c->act, t->dh, t->da, a->h, N * F));
     QKV_TRY(qkv_nn_linear_backward(rt, &w.fc, dx1, qkv__tw(t, G, l, BP_FC_W),
                                    qkv__tw(t, G, l, BP_FC_B), t->dh, a->ln1, N));
     /* ln1 = LN1(res1), res1 = x + att Woᵀ + bo: dr becomes dL/dres1, which the skip passes to x */
-    zero(dr, N * C);
+    qkv__tzero(dr, N * C);
     QKV_TRY(qkv_nn_layernorm_backward(rt, dr, qkv__tw(t, G, l, BP_LN1_W),
                                       qkv__tw(t, G, l, BP_LN1_B), dx1, a->res1, w.ln1_w, a->mean1,
                                       a->rstd1, N, C));
-    zero(t->datt, N * C);
+    qkv__tzero(t->datt, N * C);
     QKV_TRY(qkv_nn_linear_backward(rt, &w.o, t->datt, qkv__tw(t, G, l, BP_O_W),
                                    qkv__tw(t, G, l, BP_O_B), dr, a->att, N));
     qkv_attention_desc d;
@@ -158,15 +156,15 @@ qkv_status qkv__bert_mlm_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tb
     float *W = t->w, *G = t->g;
     /* head: t->logits holds dlogits */
     qkv_nn_linear tr = transform(t), dec = decoder(t);
-    zero(t->dln, N * C);
+    qkv__tzero(t->dln, N * C);
     QKV_TRY(qkv_nn_linear_backward(rt, &dec, t->dln, qkv__tpre(t, G, 0), qkv__thead(t, G, 0),
                                    t->logits, t->lnf, N));
-    zero(t->dx1, N * C);
+    qkv__tzero(t->dx1, N * C);
     QKV_TRY(qkv_nn_layernorm_backward(rt, t->dx1, qkv__thead(t, G, 3), qkv__thead(t, G, 4), t->dln,
                                       t->head_act, qkv__thead(t, W, 3), t->meanf, t->rstdf, N, C));
-    zero(t->dln, N * C);
+    qkv__tzero(t->dln, N * C);
     QKV_TRY(qkv_nn_act_backward(rt, c->act, t->dln, t->dx1, t->head, N * C));
-    zero(t->dresid, N * C);
+    qkv__tzero(t->dresid, N * C);
     QKV_TRY(qkv_nn_linear_backward(rt, &tr, t->dresid, qkv__thead(t, G, 1), qkv__thead(t, G, 2),
                                    t->dln, t->resid + L * N * C, N));
     for (int64_t l = L - 1; l >= 0; l--) {
@@ -176,7 +174,7 @@ qkv_status qkv__bert_mlm_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tb
         QKV_TRY(block_backward(rt, t, l, qkv__tacts_of(t, l), x, b));
     }
     /* embeddings: resid[0] = LN_e(emb) */
-    zero(t->dx1, N * C);
+    qkv__tzero(t->dx1, N * C);
     QKV_TRY(qkv_nn_layernorm_backward(rt, t->dx1, qkv__tpre(t, G, 3), qkv__tpre(t, G, 4), t->dresid,
                                       t->emb, qkv__tpre(t, W, 3), t->emb_mean, t->emb_rstd, N, C));
     QKV_TRY(qkv_nn_embedding_backward(rt, qkv__tpre(t, G, 0), t->dx1, b->ids, N, c->V, C));

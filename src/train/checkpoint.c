@@ -375,11 +375,9 @@ qkv_status qkv_trainer_load_hf(const char *dir, qkv_trainer **out) {
      * checkpoints (GPT2Model, LlamaModel, BertModel) have none */
     const size_t plen = strlen(t->tab->prefix);
     const int strip = st && !qkv_safetensors_find(st, t->params[0].name);
-    const size_t n_body =
-        t->n_params - (size_t)(t->tab->n_head) + (c.arch == QKV__TARCH_LLAMA && c.tied ? 1 : 0);
     for (size_t i = 0; s == QKV_OK && i < t->n_params; i++) {
         const qkv__tparam *p = &t->params[i];
-        const int body = i < n_body;
+        const int body = strncmp(p->name, t->tab->prefix, plen) == 0; /* head rows: unprefixed */
         const char *name = strip && body ? p->name + plen : p->name;
         if (!body && c.arch == QKV__TARCH_BERT && !qkv_safetensors_find(st, name)) {
             qkv__trainer_init_param(t, i, 0); /* a BertModel checkpoint: a fresh MLM head */

@@ -22,8 +22,6 @@
 
 #include <string.h>
 
-static void zero(float *p, int64_t n) { memset(p, 0, (size_t)n * sizeof(float)); }
-
 static qkv__dec_cfg dec_cfg(const qkv_trainer *t) {
     const qkv__tconfig *c = &t->cfg;
     return (qkv__dec_cfg){
@@ -183,12 +181,12 @@ static qkv_status block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l,
     qkv__dec_grads g;
     dec_layer(t, l, &w, &g);
     /* MLP: y = res2 + a·Wproj (+ b), a = act(ln2·Wfc + b) or silu(ln2·Wgate) ∘ ln2·Wup */
-    zero(t->da, N * F);
+    qkv__tzero(t->da, N * F);
     QKV_TRY(qkv_nn_linear_backward(rt, &w.proj, t->da, g.proj_w, g.proj_b, dr, a->a, N));
-    zero(t->dh, N * F);
-    zero(t->dln, N * C);
+    qkv__tzero(t->dh, N * F);
+    qkv__tzero(t->dln, N * C);
     if (llama) {
-        zero(t->du, N * F);
+        qkv__tzero(t->du, N * F);
         QKV_TRY(qkv_nn_swiglu_backward(rt, t->dh, t->du, t->da, a->h, a->u, N * F));
         QKV_TRY(qkv_nn_linear_backward(rt, &w.gate, t->dln, g.gate_w, NULL, t->dh, a->ln2, N));
         QKV_TRY(qkv_nn_linear_backward(rt, &w.fc, t->dln, g.fc_w, NULL, t->du, a->ln2, N));
@@ -200,7 +198,7 @@ static qkv_status block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l,
                                           a->mean2, a->rstd2, N, C));
     }
     /* attention: res2 = x + att·Wo (+ b), att = attention(RoPE(ln1·Wq), RoPE(ln1·Wk), ln1·Wv) */
-    zero(t->datt, N * Q);
+    qkv__tzero(t->datt, N * Q);
     QKV_TRY(qkv_nn_linear_backward(rt, &w.o, t->datt, g.o_w, g.o_b, dr, a->att, N));
     qkv_attention_desc d;
     attn_desc(t, B, T, &d);
@@ -209,13 +207,13 @@ static qkv_status block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l,
     const float *dq = t->dq, *dk = t->dk;
     if (llama) { /* back through the rotation */
         const qkv_nn_rope rope = rope_of(t);
-        zero(t->dqr, N * Q);
-        zero(t->dkr, N * K);
+        qkv__tzero(t->dqr, N * Q);
+        qkv__tzero(t->dkr, N * K);
         QKV_TRY(qkv_nn_rope_backward(rt, t->dqr, t->dq, &rope, B, T, c->H, c->D, 0));
         QKV_TRY(qkv_nn_rope_backward(rt, t->dkr, t->dk, &rope, B, T, c->Hk, c->D, 0));
         dq = t->dqr, dk = t->dkr;
     }
-    zero(t->dln, N * C);
+    qkv__tzero(t->dln, N * C);
     QKV_TRY(qkv_nn_linear_backward(rt, &w.q, t->dln, g.q_w, g.q_b, dq, a->ln1, N));
     QKV_TRY(qkv_nn_linear_backward(rt, &w.k, t->dln, g.k_w, g.k_b, dk, a->ln1, N));
     QKV_TRY(qkv_nn_linear_backward(rt, &w.v, t->dln, g.v_w, g.v_b, t->dv, a->ln1, N));
@@ -231,9 +229,9 @@ qkv_status qkv__decoder_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tba
     /* LM head: logits = lnf · headᵀ; t->logits holds dlogits */
     qkv_nn_linear head = lm_head(t, t->w);
     float *dhead = c->tied ? qkv__tpre(t, t->g, 0) : qkv__thead(t, t->g, 0);
-    zero(t->dln, N * C);
+    qkv__tzero(t->dln, N * C);
     QKV_TRY(qkv_nn_linear_backward(rt, &head, t->dln, dhead, NULL, t->logits, t->lnf, N));
-    zero(t->dresid, N * C);
+    qkv__tzero(t->dresid, N * C);
     if (c->arch == QKV__TARCH_LLAMA)
         QKV_TRY(qkv_nn_rmsnorm_backward(rt, t->dresid, qkv__tpost(t, t->g, 0), t->dln, xl,
                                         qkv__tpost(t, t->w, 0), t->rstdf, N, C));

@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef enum qkv__tarch {
     QKV__TARCH_GPT2 = 0,
@@ -185,6 +186,9 @@ static inline float *qkv__thead(const struct qkv_trainer *t, float *base, int i)
                (size_t)t->tab->n_post + (size_t)i;
     return k < t->n_params ? base + t->params[k].offset : NULL;
 }
+
+/* Gradient buffers are zeroed before a backward accumulates (+=) into them. */
+static inline void qkv__tzero(float *p, int64_t n) { memset(p, 0, (size_t)n * sizeof(float)); }
 
 /* The saved activations of block l (one shared set under QKV_RECOMPUTE_LAYERS). */
 static inline qkv__tacts *qkv__tacts_of(struct qkv_trainer *t, int64_t l) {
