@@ -271,6 +271,15 @@ QKV_API qkv_status qkv_safetensors_write(const char *path, const qkv_st_write_te
  * name and expected shape (QKV_ERR_FORMAT). */
 typedef struct qkv_model qkv_model;
 
+/* What a classification head predicts, as transformers' config.problem_type: one class per
+ * input (softmax + cross-entropy), any number of classes (sigmoid + binary cross-entropy per
+ * label), or real values (mean squared error). */
+typedef enum qkv_problem_type {
+    QKV_PROBLEM_SINGLE_LABEL = 0,
+    QKV_PROBLEM_MULTI_LABEL = 1,
+    QKV_PROBLEM_REGRESSION = 2,
+} qkv_problem_type;
+
 QKV_API qkv_status qkv_model_load(const char *dir, qkv_model **out);
 QKV_API void qkv_model_free(qkv_model *m);
 /* Width of one embedding (hidden size). */

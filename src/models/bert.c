@@ -122,9 +122,13 @@ typedef struct {
 /* Row r of the parameter table into *out, F32 of the row's shape; layer l for layer rows. */
 static qkv_status get(loader *L, const qkv__param_spec *r, int64_t l, const float **out) {
     const qkv_bert_config *c = &L->m->cfg;
-    const qkv__dims dims = {c->vocab_size,        c->max_position, c->hidden_size,
-                            c->intermediate_size, c->hidden_size,  c->hidden_size,
-                            c->type_vocab_size};
+    const qkv__dims dims = {.V = c->vocab_size,
+                            .P = c->max_position,
+                            .C = c->hidden_size,
+                            .F = c->intermediate_size,
+                            .Q = c->hidden_size,
+                            .K = c->hidden_size,
+                            .TV = c->type_vocab_size};
     char name[256];
     QKV_TRY(qkv__param_name(name, sizeof name, L->prefix, r, l));
     int64_t d1 = r->d1 == QKV__DIM_NONE ? 0 : qkv__param_dim(r->d1, &dims);

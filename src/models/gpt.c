@@ -253,13 +253,12 @@ static qkv_status get(loader *L, const char *prefix, const char *name, int64_t d
 static qkv_status load_table(loader *L, const qkv__param_table *tab) {
     qkv_gpt *m = L->m;
     const qkv_gpt_config *c = &m->cfg;
-    const qkv__dims dims = {c->vocab_size,
-                            c->max_position,
-                            c->hidden_size,
-                            c->intermediate_size,
-                            c->num_heads * c->head_dim,
-                            c->num_kv_heads * c->head_dim,
-                            0};
+    const qkv__dims dims = {.V = c->vocab_size,
+                            .P = c->max_position,
+                            .C = c->hidden_size,
+                            .F = c->intermediate_size,
+                            .Q = c->num_heads * c->head_dim,
+                            .K = c->num_kv_heads * c->head_dim};
     const int gpt2 = tab == &qkv__params_gpt2; /* else Llama */
     const float **pre[2] = {&m->wte, &m->wpe}, **post[2] = {&m->lnf_w, &m->lnf_b};
     char name[256];

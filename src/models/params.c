@@ -92,6 +92,11 @@ static const qkv__param_spec bert_head[] = {
     ZEROS("cls.predictions.transform.LayerNorm.bias", C),
 };
 
+static const qkv__param_spec bert_cls_head[] = {
+    MAT("classifier.weight", NL, C),
+    ZEROS("classifier.bias", NL),
+};
+
 #define N_(a) (int)(sizeof a / sizeof *a)
 #define ROWS(f, a) .f = a, .n_##f = N_(a)
 const qkv__param_table qkv__params_gpt2 = {.arch = "gpt2",
@@ -111,6 +116,13 @@ const qkv__param_table qkv__params_bert = {.arch = "bert",
                                            ROWS(layer, bert_layer),
                                            ROWS(head, bert_head),
                                            ROWS(opt, bert_opt)};
+const qkv__param_table qkv__params_bert_cls = {.arch = "bert_cls",
+                                               .prefix = "bert.",
+                                               ROWS(pre, bert_pre),
+                                               ROWS(layer, bert_layer),
+                                               .post = bert_opt,
+                                               .n_post = N_(bert_opt),
+                                               ROWS(head, bert_cls_head)};
 
 int64_t qkv__param_dim(qkv__dim d, const qkv__dims *s) {
     switch (d) {
@@ -123,6 +135,7 @@ int64_t qkv__param_dim(qkv__dim d, const qkv__dims *s) {
     case QKV__DIM_Q: return s->Q;
     case QKV__DIM_K: return s->K;
     case QKV__DIM_TV: return s->TV;
+    case QKV__DIM_NL: return s->NL;
     }
     return 0;
 }

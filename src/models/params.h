@@ -26,11 +26,12 @@ typedef enum qkv__dim {
     QKV__DIM_Q,        /* query heads · head dim */
     QKV__DIM_K,        /* key/value heads · head dim */
     QKV__DIM_TV,       /* token types (BERT) */
+    QKV__DIM_NL,       /* labels of a classification head */
 } qkv__dim;
 
 /* The sizes a table's dims stand for. */
 typedef struct qkv__dims {
-    int64_t V, P, C, F, Q, K, TV;
+    int64_t V, P, C, F, Q, K, TV, NL;
 } qkv__dims;
 
 /* A fresh tensor, as transformers initializes it. */
@@ -70,6 +71,10 @@ extern const qkv__param_table qkv__params_llama;
 /* BERT encoders with the masked-LM head (BertForMaskedLM: the decoder is the word embedding
  * matrix plus cls.predictions.bias). Layer rows in the order of trainer.h's BP_*. */
 extern const qkv__param_table qkv__params_bert;
+/* BERT encoders with a sequence-classification head (BertForSequenceClassification): the
+ * encoder rows of qkv__params_bert, the pooler as post rows (bert.pooler.dense.*), the
+ * classifier (NL, C) as head rows. */
+extern const qkv__param_table qkv__params_bert_cls;
 
 /* The size a dim stands for (1 for QKV__DIM_NONE). */
 int64_t qkv__param_dim(qkv__dim d, const qkv__dims *s);

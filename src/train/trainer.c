@@ -146,8 +146,14 @@ qkv_status qkv__trainer_alloc(const qkv__tconfig *cfg, qkv_trainer **out) {
         qkv__free(t);
         return qkv__fail(QKV_ERR_NOMEM, "trainer: out of memory");
     }
-    const qkv__dims dims = {cfg->V,          cfg->P,           cfg->C, cfg->F,
-                            cfg->H * cfg->D, cfg->Hk * cfg->D, cfg->TV};
+    const qkv__dims dims = {.V = cfg->V,
+                            .P = cfg->P,
+                            .C = cfg->C,
+                            .F = cfg->F,
+                            .Q = cfg->H * cfg->D,
+                            .K = cfg->Hk * cfg->D,
+                            .TV = cfg->TV,
+                            .NL = cfg->NL};
     char name[sizeof t->params->name];
     /* the rows of models/params.h, in named_parameters() order: l = -1 pre, L post, L + 1 head */
     for (int64_t l = -1; l <= L + 1; l++) {

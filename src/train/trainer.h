@@ -82,6 +82,7 @@ typedef struct qkv__tconfig {
     qkv__tarch arch;
     int64_t V, P, C, L, H, Hk, D, F, TV; /* vocab, positions, hidden, layers, heads, KV heads,
                                             head dim, MLP width, token types (BERT) */
+    int64_t NL;                          /* labels of a classification head (BERT_CLS) */
     float eps;                           /* LayerNorm / RMSNorm epsilon */
     qkv_act act;                         /* MLP activation (Llama: the SiLU of SwiGLU) */
     double rope_theta;                   /* Llama */
