@@ -40,6 +40,17 @@ static qkv_status cfg_int(const char *path, json_t *root, const char *key, int r
     return QKV_OK;
 }
 
+/* A probability field (a dropout rate): absent or null gives def. */
+static qkv_status cfg_prob(const char *path, json_t *root, const char *key, float def, float *out) {
+    json_t *v = json_object_get(root, key);
+    *out = def;
+    if (!v || json_is_null(v)) return QKV_OK;
+    if (!json_is_number(v) || !(json_number_value(v) >= 0.0) || !(json_number_value(v) < 1.0))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be a number in [0, 1)", path, key);
+    *out = (float)json_number_value(v);
+    return QKV_OK;
+}
+
 static qkv_status parse_config(const char *path, json_t *root, qkv_bert_config *c) {
     if (!json_is_object(root)) return qkv__fail(QKV_ERR_FORMAT, "%s: not a JSON object", path);
     json_t *mt = json_object_get(root, "model_type");
@@ -72,6 +83,9 @@ static qkv_status parse_config(const char *path, json_t *root, qkv_bert_config *
                              path);
         c->layer_norm_eps = (float)json_number_value(eps);
     }
+    QKV_TRY(cfg_prob(path, root, "hidden_dropout_prob", 0.1f, &c->hidden_dropout));
+    QKV_TRY(cfg_prob(path, root, "attention_probs_dropout_prob", 0.1f, &c->attn_dropout));
+    QKV_TRY(cfg_prob(path, root, "classifier_dropout", c->hidden_dropout, &c->classifier_dropout));
     json_t *act = json_object_get(root, "hidden_act");
     const char *a = act && json_is_string(act) ? json_string_value(act) : "gelu";
     if (strcmp(a, "gelu") == 0)

@@ -26,6 +26,9 @@ typedef struct qkv_bert_config {
     float layer_norm_eps;
     qkv_act act; /* hidden_act: gelu (erf), gelu_new / gelu_pytorch_tanh (tanh), relu, silu */
     int32_t pad_token_id;
+    /* training only (inference ignores them): hidden_dropout_prob, attention_probs_dropout_prob
+     * and the classification head's classifier_dropout (hidden_dropout_prob when null) */
+    float hidden_dropout, attn_dropout, classifier_dropout;
 } qkv_bert_config;
 
 typedef struct qkv_bert_layer {

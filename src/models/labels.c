@@ -72,8 +72,8 @@ qkv_status qkv__labels_make(int64_t n, const char *const *names, qkv_problem_typ
         qsort(sorted, (size_t)n, sizeof *sorted, cmp_str);
         for (int64_t i = 1; i < n; i++)
             if (strcmp(sorted[i - 1], sorted[i]) == 0) {
-                qkv_status s = qkv__fail(QKV_ERR_INVALID_ARG, "labels: label '%s' appears twice",
-                                         sorted[i]);
+                qkv_status s =
+                    qkv__fail(QKV_ERR_INVALID_ARG, "labels: label '%s' appears twice", sorted[i]);
                 qkv__free(sorted);
                 qkv__labels_free(out);
                 return s;
@@ -129,14 +129,12 @@ qkv_status qkv__labels_parse(const char *path, json_t *root, qkv__labels *out) {
             char *end = NULL;
             long long id = strtoll(key, &end, 10);
             if (!*key || *end || id < 0 || id >= n || (key[0] == '0' && key[1])) {
-                st = qkv__fail(QKV_ERR_FORMAT,
-                               "%s: id2label key \"%s\" is not an id in [0, %lld)", path, key,
-                               (long long)n);
+                st = qkv__fail(QKV_ERR_FORMAT, "%s: id2label key \"%s\" is not an id in [0, %lld)",
+                               path, key, (long long)n);
                 break;
             }
             if (!json_is_string(v)) {
-                st = qkv__fail(QKV_ERR_FORMAT, "%s: id2label[\"%s\"] must be a string", path,
-                               key);
+                st = qkv__fail(QKV_ERR_FORMAT, "%s: id2label[\"%s\"] must be a string", path, key);
                 break;
             }
             if (names[id]) {
@@ -148,8 +146,8 @@ qkv_status qkv__labels_parse(const char *path, json_t *root, qkv__labels *out) {
     } else if (nl && !json_is_null(nl)) {
         if (!json_is_integer(nl) || json_integer_value(nl) < 1 ||
             json_integer_value(nl) > QKV__MAX_LABELS)
-            return qkv__fail(QKV_ERR_FORMAT, "%s: num_labels must be an integer in [1, %lld]",
-                             path, (long long)QKV__MAX_LABELS);
+            return qkv__fail(QKV_ERR_FORMAT, "%s: num_labels must be an integer in [1, %lld]", path,
+                             (long long)QKV__MAX_LABELS);
         n = (int64_t)json_integer_value(nl);
     }
     if (st == QKV_OK && nl && !json_is_null(nl) && names &&

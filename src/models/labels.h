@@ -12,10 +12,10 @@
 struct json_t;
 
 typedef struct qkv__labels {
-    int64_t n;                    /* num_labels (>= 1) */
-    char **names;                 /* [n] owned, NUL-terminated: id2label in id order */
-    qkv_problem_type problem;     /* as config.json says, or the default for n (below) */
-    int problem_given;            /* config.json named problem_type */
+    int64_t n;                /* num_labels (>= 1) */
+    char **names;             /* [n] owned, NUL-terminated: id2label in id order */
+    qkv_problem_type problem; /* as config.json says, or the default for n (below) */
+    int problem_given;        /* config.json named problem_type */
 } qkv__labels;
 
 /* The most labels a head may have (a size read from a file is bounded before allocation). */
