@@ -140,9 +140,11 @@ static void test_exp(const qkv_kernels *k) {
 
 /* ---------------------------------------------------------------- activations */
 
-static const qkv_act acts[] = {QKV_ACT_GELU_ERF, QKV_ACT_GELU_TANH, QKV_ACT_RELU, QKV_ACT_SILU};
-static const qkv_act nn_acts[] = {QKV_ACT_GELU_ERF, QKV_ACT_GELU_TANH, QKV_ACT_RELU, QKV_ACT_SILU};
-static const char *act_names[] = {"gelu_erf", "gelu_tanh", "relu", "silu"};
+static const qkv_act acts[] = {QKV_ACT_GELU_ERF, QKV_ACT_GELU_TANH, QKV_ACT_RELU, QKV_ACT_SILU,
+                               QKV_ACT_TANH};
+static const qkv_act nn_acts[] = {QKV_ACT_GELU_ERF, QKV_ACT_GELU_TANH, QKV_ACT_RELU, QKV_ACT_SILU,
+                                  QKV_ACT_TANH};
+static const char *act_names[] = {"gelu_erf", "gelu_tanh", "relu", "silu", "tanh"};
 
 /* Relative tolerance of act(x) and act'(x). GELU tanh adds the conditioning of e^{-2u} on the
  * float rounding of 2u. */
@@ -222,7 +224,7 @@ static void test_act_case(const qkv_kernels *k, int a, size_t n, int nonfinite) 
 }
 
 static void test_acts(const qkv_kernels *k) {
-    for (int a = 0; a < 4; a++) {
+    for (int a = 0; a < (int)(sizeof acts / sizeof *acts); a++) {
         for (size_t n = 1; n <= 70; n++) test_act_case(k, a, n, n % 7 == 3);
         test_act_case(k, a, 4096, 1);
         test_act_case(k, a, 50257, 0);
@@ -232,7 +234,7 @@ static void test_acts(const qkv_kernels *k) {
     float *x = fbuf(n), *y = fbuf(n), *w = fbuf(n);
     double *tol = malloc(n * sizeof(double));
     for (size_t i = 0; i < n; i++) x[i] = (float)(-20.0 + 40.0 * (double)i / (double)(n - 1));
-    for (int a = 0; a < 4; a++) {
+    for (int a = 0; a < (int)(sizeof acts / sizeof *acts); a++) {
         CHECK_OK(qkv_nn_act_forward_ref(NULL, nn_acts[a], w, x, (int64_t)n));
         k->act_f32(acts[a], x, y, n);
         double worst = 0.0;

@@ -114,6 +114,26 @@ static inline vf v_sigmoid(vf v) {
 }
 static inline vf v_gelu_tanh(vf x) { return vf_mul(x, v_sigmoid(v_gelu_tanh_2u(x))); }
 static inline vf v_silu(vf x) { return vf_mul(x, v_sigmoid(x)); }
+/* tanh(x) = sign(x)·(1 − e)/(1 + e), e = e^{-2|x|}; an odd polynomial near 0, where 1 − e
+ * would cancel. */
+static inline vf v_tanh(vf x) {
+    vf a = vf_abs(x);
+    vf e = v_exp(vf_mul(vf_min(a, vf_set1(20.0f)), vf_set1(-2.0f)));
+    vf t = vf_div(vf_sub(vf_set1(1.0f), e), vf_add(vf_set1(1.0f), e));
+    vf a2 = vf_mul(a, a);
+    vf p = vf_fma(a2, vf_set1(62.0f / 2835.0f), vf_set1(-17.0f / 315.0f));
+    p = vf_fma(a2, p, vf_set1(2.0f / 15.0f));
+    p = vf_fma(a2, p, vf_set1(-1.0f / 3.0f));
+    p = vf_fma(vf_mul(a2, a), p, a); /* a − a³/3 + 2a⁵/15 − 17a⁷/315 + 62a⁹/2835 */
+    t = vf_lt(a, vf_set1(0.3f), p, t);
+    /* |x| = inf gives 1 (and tanh' 0, as the double reference), NaN stays NaN */
+    t = vf_lt(a, vf_set1(INFINITY), t, vf_lt(vf_set1(1.0f), a, vf_set1(1.0f), vf_add(a, a)));
+    return vf_lt(x, vf_zero(), vf_sub(vf_zero(), t), t);
+}
+static inline vf v_tanh_grad(vf x) {
+    vf t = v_tanh(x);
+    return vf_sub(vf_set1(1.0f), vf_mul(t, t));
+}
 static inline vf v_relu(vf x) { return vf_max(x, vf_zero()); } /* NaN gives 0, as the ref */
 
 /* act'(x). ±inf and NaN give NaN (grad + (x − x)), as the double reference does; inside, x
@@ -305,6 +325,7 @@ void RK(act_f32)(qkv_act act, const float *x, float *y, size_t n) {
     case QKV_ACT_GELU_TANH: MAP_ROW(v_gelu_tanh); break;
     case QKV_ACT_RELU: MAP_ROW(v_relu); break;
     case QKV_ACT_SILU: MAP_ROW(v_silu); break;
+    case QKV_ACT_TANH: MAP_ROW(v_tanh); break;
     }
 }
 
@@ -323,6 +344,7 @@ void RK(act_bwd_f32)(qkv_act act, const float *x, const float *dy, float *dx, si
     case QKV_ACT_GELU_TANH: MAP_GRAD(v_gelu_tanh_grad); break;
     case QKV_ACT_RELU: MAP_GRAD(vf_gt0); break;
     case QKV_ACT_SILU: MAP_GRAD(v_silu_grad); break;
+    case QKV_ACT_TANH: MAP_GRAD(v_tanh_grad); break;
     }
 }
 

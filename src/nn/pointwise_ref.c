@@ -66,6 +66,7 @@ static double act_value(qkv_act a, double x) {
     case QKV_ACT_GELU_TANH: return gelu_tanh(x);
     case QKV_ACT_RELU: return x > 0 ? x : 0.0;
     case QKV_ACT_SILU: return x * sigmoid(x);
+    case QKV_ACT_TANH: return tanh(x);
     }
     return NAN;
 }
@@ -79,6 +80,10 @@ static double act_grad(qkv_act a, double x) {
     case QKV_ACT_SILU: {
         double s = sigmoid(x);
         return s * (1.0 + x * (1.0 - s));
+    }
+    case QKV_ACT_TANH: {
+        double t = tanh(x);
+        return 1.0 - t * t;
     }
     }
     return NAN;
@@ -135,7 +140,7 @@ static void pointwise_run(qkv_runtime *rt, pw_ctx *c, int64_t n, int64_t cost) {
 
 static qkv_status check_act(const char *fn, qkv_act act) {
     NN_REQUIRE(act == QKV_ACT_GELU_ERF || act == QKV_ACT_GELU_TANH || act == QKV_ACT_RELU ||
-                   act == QKV_ACT_SILU,
+                   act == QKV_ACT_SILU || act == QKV_ACT_TANH,
                "%s: act = %d is not a qkv_act", fn, (int)act);
     return QKV_OK;
 }
