@@ -640,7 +640,39 @@ QKV_API qkv_status qkv_trainer_load_hf(const char *dir, qkv_trainer **out);
  * does: matrices and embeddings N(0, 0.02) (GPT-2's c_proj N(0, 0.02/sqrt(2L))), norms 1,
  * biases 0; a pure function of seed. Only config.json is read. */
 QKV_API qkv_status qkv_trainer_new_hf_config(const char *dir, uint64_t seed, qkv_trainer **out);
-/* "gpt2", "llama" or "bert" ("" for NULL). */
+/* What a classifier trainer predicts and over which labels (see qkv_trainer_load_hf_classifier).
+ * struct_size: see the rule at the top of this file; qkv_classifier_spec_init sets it and the
+ * defaults in parentheses. */
+typedef struct qkv_classifier_spec {
+    size_t struct_size;
+    int64_t num_labels;        /* (0): config.json's id2label / num_labels */
+    const char *const *labels; /* (NULL) or [num_labels] names, unique, UTF-8 */
+    int problem_type;          /* (-1): config.json's problem_type; else a qkv_problem_type */
+    uint64_t seed;             /* (0): a fresh pooler / classifier's initialization */
+} qkv_classifier_spec;
+QKV_API void qkv_classifier_spec_init_sized(qkv_classifier_spec *s, size_t struct_size);
+#define qkv_classifier_spec_init(s) qkv_classifier_spec_init_sized((s), sizeof *(s))
+/* A BERT with a sequence-classification head, as transformers' BertForSequenceClassification
+ * (pooler dense + tanh over [CLS], dropout, linear classifier), from a Hugging Face directory
+ * with or without that head: a BertModel / sentence-transformers checkpoint, a BertForMaskedLM
+ * or a BertForSequenceClassification. The head (pooler and classifier) is loaded when the
+ * checkpoint has one of the asked shape, else initialized fresh as transformers does
+ * (N(0, initializer_range) matrices, zero biases) from spec->seed; the labels and problem type
+ * come from spec, else config.json. The dropout rates are config.json's hidden_dropout_prob,
+ * attention_probs_dropout_prob and classifier_dropout. spec NULL: every default. */
+QKV_API qkv_status qkv_trainer_load_hf_classifier(const char *dir, const qkv_classifier_spec *spec,
+                                                  qkv_trainer **out);
+/* A classifier's labels (0 and NULL for other trainers or i out of range) and problem type. */
+QKV_API int64_t qkv_trainer_num_labels(const qkv_trainer *t);
+QKV_API const char *qkv_trainer_label(const qkv_trainer *t, int64_t i);
+QKV_API qkv_problem_type qkv_trainer_problem_type(const qkv_trainer *t);
+/* Sets a classifier's dropout rates for training forwards (each in [0, 1); a negative value
+ * keeps the current one): hidden states, attention probabilities, the classifier's input. */
+QKV_API qkv_status qkv_trainer_set_dropout(qkv_trainer *t, float hidden, float attention,
+                                           float classifier);
+/* How many of the trainer's parameters were initialized fresh by the last load (a new head). */
+QKV_API size_t qkv_trainer_fresh_params(const qkv_trainer *t);
+/* "gpt2", "llama", "bert" or "bert_cls" ("" for NULL). */
 QKV_API const char *qkv_trainer_arch(const qkv_trainer *t);
 QKV_API void qkv_trainer_free(qkv_trainer *t);
 QKV_API void qkv_trainer_get_shape(const qkv_trainer *t, qkv_gpt2_shape *shape);
@@ -672,7 +704,13 @@ QKV_API qkv_status qkv_trainer_eval(qkv_runtime *rt, qkv_trainer *t, const int32
 /* A batch of any architecture: ids and targets [B, T] (a target of -1 or -100 is ignored, as
  * in transformers' labels); for BERT also token types [B, T] (NULL: all 0) and the number of
  * real tokens of each sequence [B] (the keys past it are padding, masked from attention; NULL:
- * all T). struct_size: see the rule at the top of this file. */
+ * all T). Classifiers (qkv_trainer_load_hf_classifier) take no targets but one label per
+ * sequence: labels [B] (single-label: a class id in [0, num_labels), or -100 / -1 to ignore
+ * the sequence) or values [B, num_labels] (multi-label: 1 or 0 per label, BCE-with-logits;
+ * regression: the targets of the mean squared error); the [CLS] token is each sequence's
+ * first. dropout_seed seeds the dropout masks of a training forward (forward_backward; the
+ * config's rates, qkv_trainer_set_dropout): a pure function of it, the same in the backward.
+ * struct_size: see the rule at the top of this file. */
 typedef struct qkv_train_batch {
     size_t struct_size;
     const int32_t *ids;
@@ -680,6 +718,9 @@ typedef struct qkv_train_batch {
     const int32_t *types;
     const int32_t *kv_lens;
     int64_t B, T;
+    const int32_t *labels;
+    const float *values;
+    uint64_t dropout_seed;
 } qkv_train_batch;
 /* qkv_trainer_forward_backward and qkv_trainer_eval for such a batch. */
 QKV_API qkv_status qkv_trainer_forward_backward_batch(qkv_runtime *rt, qkv_trainer *t,
@@ -687,8 +728,8 @@ QKV_API qkv_status qkv_trainer_forward_backward_batch(qkv_runtime *rt, qkv_train
                                                       float *loss);
 QKV_API qkv_status qkv_trainer_eval_batch(qkv_runtime *rt, qkv_trainer *t,
                                           const qkv_train_batch *batch, float *loss);
-/* The logits [B*T, V] of the last forward (forward_backward turns them into gradients; valid
- * after qkv_trainer_eval only). */
+/* The logits [B*T, V] of the last forward ([B, num_labels] for classifiers; forward_backward
+ * turns them into gradients; valid after qkv_trainer_eval only). */
 QKV_API const float *qkv_trainer_logits(const qkv_trainer *t);
 
 /* The global L2 norm of all gradients in *norm; when max_norm > 0 every gradient is then
@@ -718,11 +759,14 @@ QKV_API qkv_status qkv_trainer_step(qkv_runtime *rt, qkv_trainer *t, const qkv_a
                                     float max_norm, float *norm);
 
 /* Learning rate of step s (0-based) of total: linear warmup lr_max·(s+1)/warmup for
- * s < warmup, then constant, or cosine / linear decay from lr_max to lr_min at s = total. */
+ * s < warmup, then constant, or cosine / linear decay from lr_max to lr_min at s = total.
+ * QKV_LR_LINEAR_HF is transformers' get_linear_schedule_with_warmup (the Trainer's default):
+ * lr_max·s/warmup for s < warmup (0 at step 0), then linear from lr_max to lr_min at total. */
 typedef enum qkv_lr_decay {
     QKV_LR_CONSTANT = 0,
     QKV_LR_COSINE = 1,
-    QKV_LR_LINEAR = 2
+    QKV_LR_LINEAR = 2,
+    QKV_LR_LINEAR_HF = 3
 } qkv_lr_decay;
 typedef struct qkv_lr_schedule {
     size_t struct_size; /* 0 or sizeof(qkv_lr_schedule): see the top of this file */

@@ -17,17 +17,16 @@
  *   - transformers loads every export and computes the trainer's logits (1e-4), through
  *     tools/check_hf_export.py; skipped with a message when no Python has torch and
  *     transformers (tests/run_python_check.sh). */
-#include "fixture_util.h"
 #include "qkv.h"
 #include "test.h"
 #include "test_arch.h"
+#include "train_testutil.h"
 
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define FIX QKV_SOURCE_DIR "/tests/fixtures/train/"
@@ -50,7 +49,7 @@ static qkv_safetensors *open_fix(const char *dir, const char *name) {
 
 /* Batch s of the fixture. */
 static qkv_train_batch batch_of(const arch_case *ac, qkv_safetensors *bt, int s) {
-    qkv_train_batch b = {sizeof b, NULL, NULL, NULL, NULL, B, T};
+    qkv_train_batch b = {sizeof b, NULL, NULL, NULL, NULL, B, T, NULL, NULL, 0};
     b.ids = (const int32_t *)fix_need(bt, "ids") + s * B * T;
     if (ac->bert) {
         b.targets = (const int32_t *)fix_need(bt, "labels") + s * B * T;
@@ -106,8 +105,6 @@ static hyper hyper_of(const arch_case *ac) {
     return h;
 }
 
-static int is_key_bias(const char *name) { return strstr(name, "self.key.bias") != NULL; }
-
 static void gradients_match_torch(const arch_case *ac, qkv_safetensors *bt) {
     qkv_safetensors *gs = open_fix(ac->dir, ac->grads);
     qkv_trainer *t = load(ac);
@@ -126,23 +123,9 @@ static void gradients_match_torch(const arch_case *ac, qkv_safetensors *bt) {
     const float ref = *(const float *)fix_need(gs, "loss");
     CHECK_NEAR(loss, ref, 0, 1e-6);
     CHECK(loss == eval_loss);
-    double worst = 0, gq = 0;
-    const char *worst_name = "";
-    size_t n_checked = 0;
-    for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
-        qkv_param_info p = {.struct_size = sizeof p};
-        CHECK_OK(qkv_trainer_param(t, i, &p));
-        const float *g = fix_need(gs, p.name);
-        n_checked++;
-        if (is_key_bias(p.name)) { /* true gradient 0: both sides are rounding noise */
-            for (int64_t j = 0; j < p.numel; j++) gq = fmax(gq, fabs((double)p.grad[j]));
-            continue;
-        }
-        double e = fix_rel_err(p.grad, g, p.numel);
-        CHECK_MSG(e <= 1e-4, "%s: gradient of %s: rel err %.3g", ac->dir, p.name, e);
-        if (e > worst) worst = e, worst_name = p.name;
-    }
-    CHECK_MSG(gq <= 1e-6, "%s: key-bias gradient %.3g is not noise-sized", ac->dir, gq);
+    double worst;
+    const char *worst_name;
+    size_t n_checked = tt_check_grads(t, gs, ac->dir, &worst, &worst_name);
     /* every gradient in the fixture was compared (plus loss and logits) */
     CHECK_EQ_INT((int64_t)n_checked + 2, (int64_t)qkv_safetensors_count(gs));
     printf("%s/%s: loss %.7f (torch %.7f); %zu gradients, worst rel err %.3g (%s)\n", ac->dir,
@@ -179,7 +162,8 @@ static void ten_steps_match_torch(const arch_case *ac, qkv_safetensors *bt) {
         char name[160];
         snprintf(name, sizeof name, "final.%s", p.name);
         const float *ref = fix_need(ss, name);
-        if (is_key_bias(p.name)) { /* noise-driven drift on both sides, bounded by the fixture's */
+        if (tt_is_key_bias(
+                p.name)) { /* noise-driven drift on both sides, bounded by the fixture's */
             double d = 0, ours = 0;
             for (int64_t j = 0; j < p.numel; j++) {
                 d = fmax(d, fabs((double)p.data[j] - (double)ref[j]));
@@ -210,20 +194,7 @@ static float *grads_after(const arch_case *ac, qkv_safetensors *bt, qkv_runtime 
     float loss;
     qkv_trainer_zero_grad(t);
     CHECK_OK(qkv_trainer_forward_backward_batch(rt, t, &b, 0.5f, &loss));
-    *n = 0;
-    for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
-        qkv_param_info p = {.struct_size = sizeof p};
-        CHECK_OK(qkv_trainer_param(t, i, &p));
-        *n += p.numel;
-    }
-    float *g = malloc((size_t)*n * sizeof *g);
-    int64_t o = 0;
-    for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
-        qkv_param_info p = {.struct_size = sizeof p};
-        CHECK_OK(qkv_trainer_param(t, i, &p));
-        memcpy(g + o, p.grad, (size_t)p.numel * sizeof(float));
-        o += p.numel;
-    }
+    float *g = tt_all_grads(t, n);
     qkv_trainer_free(t);
     return g;
 }
@@ -246,18 +217,6 @@ static void policies_and_threads(const arch_case *ac, qkv_safetensors *bt) {
     qkv_runtime_free(two);
 }
 
-static int same_weights(qkv_trainer *a, qkv_trainer *b) {
-    if (qkv_trainer_param_count(a) != qkv_trainer_param_count(b)) return 0;
-    for (size_t i = 0; i < qkv_trainer_param_count(a); i++) {
-        qkv_param_info p = {.struct_size = sizeof p}, q = {.struct_size = sizeof q};
-        if (qkv_trainer_param(a, i, &p) != QKV_OK || qkv_trainer_param(b, i, &q) != QKV_OK ||
-            strcmp(p.name, q.name) != 0 || p.numel != q.numel ||
-            memcmp(p.data, q.data, (size_t)p.numel * sizeof(float)) != 0)
-            return 0;
-    }
-    return 1;
-}
-
 static void files_roundtrip(const arch_case *ac, qkv_safetensors *bt) {
     const hyper h = hyper_of(ac);
     qkv_trainer *t = load(ac);
@@ -276,7 +235,7 @@ static void files_roundtrip(const arch_case *ac, qkv_safetensors *bt) {
     char *user = NULL;
     CHECK_OK(qkv_trainer_restore(ckpt, &r, &user));
     CHECK(r && strcmp(qkv_trainer_arch(r), qkv_trainer_arch(t)) == 0);
-    CHECK(r && qkv_trainer_steps(r) == 1 && same_weights(t, r));
+    CHECK(r && qkv_trainer_steps(r) == 1 && tt_same_weights(t, r));
     CHECK(user && strcmp(user, "{\"x\": 1}") == 0);
     free(user);
     /* the restored trainer continues exactly as the original */
@@ -288,12 +247,12 @@ static void files_roundtrip(const arch_case *ac, qkv_safetensors *bt) {
     CHECK_OK(qkv_trainer_forward_backward_batch(NULL, r, &b, 1.0f, &l2));
     CHECK_OK(qkv_trainer_step(NULL, t, &h.hp, 1e-3f, h.clip, &norm));
     CHECK_OK(qkv_trainer_step(NULL, r, &h.hp, 1e-3f, h.clip, &norm));
-    CHECK(l1 == l2 && same_weights(t, r));
+    CHECK(l1 == l2 && tt_same_weights(t, r));
     /* the export loads back with the same weights and logits */
     CHECK_OK(qkv_trainer_export_hf(t, exp, -1));
     qkv_trainer *e = NULL;
     CHECK_OK(qkv_trainer_load_hf(exp, &e));
-    CHECK(e && same_weights(t, e));
+    CHECK(e && tt_same_weights(t, e));
     float le, lt;
     CHECK_OK(qkv_trainer_eval_batch(NULL, e, &b, &le));
     CHECK_OK(qkv_trainer_eval_batch(NULL, t, &b, &lt)); /* t's logits stay for the check below */
@@ -312,24 +271,17 @@ static void files_roundtrip(const arch_case *ac, qkv_safetensors *bt) {
         qkv_lm_free(lm);
     }
     /* transformers on the export: full-length sequences of type 0 (what model(ids) assumes) */
-    qkv_train_batch full = {sizeof full, b.ids, b.targets, NULL, NULL, B, T};
+    qkv_train_batch full = {sizeof full, b.ids, b.targets, NULL, NULL, B, T, NULL, NULL, 0};
     CHECK_OK(qkv_trainer_eval_batch(NULL, t, &full, &lt));
-    char ref_path[160], cmd[1024];
+    char ref_path[160];
     snprintf(ref_path, sizeof ref_path, "%s/ref.safetensors", dir);
     int64_t ids_shape[2] = {B, T}, lg_shape[3] = {B, T, V};
     qkv_st_write_tensor ref[2] = {{"ids", QKV_DTYPE_I32, 2, ids_shape, b.ids},
                                   {"logits", QKV_DTYPE_F32, 3, lg_shape, qkv_trainer_logits(t)}};
     CHECK_OK(qkv_safetensors_write(ref_path, ref, 2, NULL, NULL, 0));
-    snprintf(cmd, sizeof cmd,
-             "%s/tests/run_python_check.sh torch,transformers %s/tools/check_hf_export.py %s "
-             "--ids %s --logits %s > %s/py.out 2>&1",
-             QKV_SOURCE_DIR, QKV_SOURCE_DIR, exp, ref_path, ref_path, dir);
-    fflush(stdout);
-    int rc = system(cmd);
-    rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-    snprintf(cmd, sizeof cmd, "cat %s/py.out", dir);
-    if (system(cmd) != 0) printf("(no output)\n");
-    CHECK_MSG(rc == 0 || rc == 77, "%s: transformers on the export: exit %d", ac->dir, rc);
+    char args[400];
+    snprintf(args, sizeof args, "--ids %s --logits %s", ref_path, ref_path);
+    tt_hf_check(dir, exp, args, ac->dir);
     test_rm_rf(dir);
     qkv_trainer_free(t);
     qkv_trainer_free(r);

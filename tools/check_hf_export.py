@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
 """check_hf_export.py — proves that a checkpoint directory written by qkv loads in Hugging Face
 transformers: GPT2LMHeadModel.from_pretrained (AutoModelForMaskedLM for a *ForMaskedLM
-architecture such as BertForMaskedLM, AutoModelForCausalLM for other model types) with
+architecture such as BertForMaskedLM, AutoModelForSequenceClassification for a
+*ForSequenceClassification, AutoModelForCausalLM for other model types) with
 no missing, unexpected or mismatched weights, a forward pass that gives finite logits, and, when
 tokenizer.json is present, a tokenizer that loads (AutoTokenizer, else
 PreTrainedTokenizerFast(tokenizer_file=...)) and round-trips a short text.
 
   tools/.venv/bin/python tools/check_hf_export.py DIR [--ids FILE[:NAME]] [--logits FILE[:NAME]]
+                                                  [--types FILE[:NAME]] [--lens FILE[:NAME]]
                                                   [--index I] [--atol A] [--rtol R]
 
 --ids / --logits: .npy or .safetensors (NAME picks a tensor; default "ids" / "logits", or the
 only tensor in the file). ids are [T] or [B, T]; logits [T, V] or [B, T, V]. --index I takes
 element I of the leading axis of ids given as [S, B, T] (e.g. tests/fixtures/train/
-batches.safetensors) and of logits given as [S, B, T, V]. Without --ids the forward runs on a
+batches.safetensors) and of logits given as [S, B, T, V]. --types: token_type_ids like ids;
+--lens: the real length of each row [B] (attention_mask 1 before it, 0 after; also indexed by
+--index when [S, B]). A classifier's logits are [B, num_labels]. Without --ids the forward runs on a
 few ids below the vocabulary size. The logits must agree within |a - b| <= atol + rtol*|b|
 (defaults 1e-4, 1e-4); the model is run in float32 whatever its stored dtype.
 
@@ -90,6 +94,8 @@ def main():
     ap.add_argument("dir")
     ap.add_argument("--ids")
     ap.add_argument("--logits")
+    ap.add_argument("--types")
+    ap.add_argument("--lens")
     ap.add_argument("--index", type=int, default=None)
     ap.add_argument("--atol", type=float, default=1e-4)
     ap.add_argument("--rtol", type=float, default=1e-4)
@@ -106,13 +112,16 @@ def main():
         cfg = json.load(f)
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, GPT2LMHeadModel
+    from transformers import (AutoModelForCausalLM, AutoModelForMaskedLM,
+                              AutoModelForSequenceClassification, GPT2LMHeadModel)
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     archs = cfg.get("architectures") or []
     cls = (GPT2LMHeadModel if cfg.get("model_type") == "gpt2"
            else AutoModelForMaskedLM if any(x.endswith("ForMaskedLM") for x in archs)
+           else AutoModelForSequenceClassification
+           if any(x.endswith("ForSequenceClassification") for x in archs)
            else AutoModelForCausalLM)
     try:
         model, info = cls.from_pretrained(d, dtype=torch.float32, output_loading_info=True)
@@ -149,10 +158,17 @@ def main():
     else:
         ids = np.array([0, 1, 2, 3, 5, 8, 13, 21]) % V
     expect = load_array(a.logits, "logits") if a.logits else None
+    types = load_array(a.types, "token_type_ids") if a.types else None
+    lens = load_array(a.lens, "kv_lens") if a.lens else None
+    seq_cls = cls is AutoModelForSequenceClassification
     if a.index is not None:
         if ids.ndim == 3:
             ids = ids[a.index]
-        if expect is not None and expect.ndim == 4:
+        if types is not None and types.ndim == 3:
+            types = types[a.index]
+        if lens is not None and lens.ndim == 2:
+            lens = lens[a.index]
+        if expect is not None and expect.ndim == (3 if seq_cls else 4):
             expect = expect[a.index]
     if ids.ndim == 1:
         ids = ids[None]
@@ -165,7 +181,13 @@ def main():
         fail(f"{ids.shape[1]} ids per row is more than the model's {npos} positions")
     try:
         with torch.no_grad():
-            logits = model(torch.from_numpy(ids.astype(np.int64))).logits.numpy()
+            kw = {}
+            if types is not None:
+                kw["token_type_ids"] = torch.from_numpy(types.reshape(ids.shape).astype(np.int64))
+            if lens is not None:
+                mask = np.arange(ids.shape[1])[None, :] < lens.reshape(-1, 1)
+                kw["attention_mask"] = torch.from_numpy(mask.astype(np.int64))
+            logits = model(torch.from_numpy(ids.astype(np.int64)), **kw).logits.numpy()
     except Exception as e:
         fail(f"the forward pass on {list(ids.shape)} ids raised {type(e).__name__}: {e}")
     if not np.isfinite(logits).all():
@@ -173,7 +195,7 @@ def main():
     msg = f"forward on {list(ids.shape)} ids"
     if expect is not None:
         expect = expect.astype(np.float32)
-        if expect.ndim == 2:
+        if expect.ndim == 2 and not seq_cls:
             expect = expect[None]
         if expect.shape != logits.shape:
             fail(f"expected logits have shape {list(expect.shape)}, transformers gives "

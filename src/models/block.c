@@ -47,7 +47,14 @@ qkv_status qkv__enc_block_forward(qkv_runtime *rt, const qkv__enc_cfg *c, const 
     QKV_TRY(qkv_nn_linear_forward(rt, &w->k, a->k, x, N, QKV_ACT_NONE, NULL));
     QKV_TRY(qkv_nn_linear_forward(rt, &w->v, a->v, x, N, QKV_ACT_NONE, NULL));
     QKV_TRY(attend(ctx, rt, l, a));
-    QKV_TRY(qkv_nn_linear_forward(rt, &w->o, a->res1, a->att, N, QKV_ACT_NONE, x));
+    if (c->drop > 0.0f) { /* res1 = x + drop(att Woᵀ + bo) */
+        QKV_TRY(qkv_nn_linear_forward(rt, &w->o, a->res1, a->att, N, QKV_ACT_NONE, NULL));
+        QKV_TRY(qkv_nn_dropout_forward(rt, a->res1, a->res1, N * C, c->drop, c->seed,
+                                       qkv__enc_drop_stream(l, 0)));
+        QKV_TRY(qkv_nn_residual_forward(rt, a->res1, a->res1, x, N * C));
+    } else {
+        QKV_TRY(qkv_nn_linear_forward(rt, &w->o, a->res1, a->att, N, QKV_ACT_NONE, x));
+    }
     QKV_TRY(qkv_nn_layernorm_forward(rt, a->ln1, a->mean1, a->rstd1, a->res1, w->ln1_w, w->ln1_b, N,
                                      C, c->eps));
     /* y = LN2(ln1 + act(ln1 W1ᵀ + b1) W2ᵀ + b2) */
@@ -57,7 +64,14 @@ qkv_status qkv__enc_block_forward(qkv_runtime *rt, const qkv__enc_cfg *c, const 
     } else { /* inference: the activation in the GEMM epilogue */
         QKV_TRY(qkv_nn_linear_forward(rt, &w->fc, a->a, a->ln1, N, c->act, NULL));
     }
-    QKV_TRY(qkv_nn_linear_forward(rt, &w->out, a->res2, a->a, N, QKV_ACT_NONE, a->ln1));
+    if (c->drop > 0.0f) { /* res2 = ln1 + drop(a W2ᵀ + b2) */
+        QKV_TRY(qkv_nn_linear_forward(rt, &w->out, a->res2, a->a, N, QKV_ACT_NONE, NULL));
+        QKV_TRY(qkv_nn_dropout_forward(rt, a->res2, a->res2, N * C, c->drop, c->seed,
+                                       qkv__enc_drop_stream(l, 1)));
+        QKV_TRY(qkv_nn_residual_forward(rt, a->res2, a->res2, a->ln1, N * C));
+    } else {
+        QKV_TRY(qkv_nn_linear_forward(rt, &w->out, a->res2, a->a, N, QKV_ACT_NONE, a->ln1));
+    }
     return qkv_nn_layernorm_forward(rt, y, a->mean2, a->rstd2, a->res2, w->ln2_w, w->ln2_b, N, C,
                                     c->eps);
 }

@@ -72,7 +72,16 @@ typedef struct qkv__enc_cfg {
     int64_t C, F; /* hidden, MLP width */
     float eps;
     qkv_act act;
+    float drop;    /* training: dropout on the attention output and MLP output before their
+                      residual adds (BertSelfOutput / BertOutput); 0 for inference */
+    uint64_t seed; /* its masks: streams qkv__enc_drop_stream(l, 0 | 1) of this seed */
 } qkv__enc_cfg;
+
+/* The dropout stream of block l's attention (site 0) or MLP (site 1) output; stream 0 is left
+ * for the embeddings. */
+static inline uint64_t qkv__enc_drop_stream(int64_t l, int site) {
+    return 1 + 2 * (uint64_t)l + (uint64_t)site;
+}
 
 typedef struct qkv__enc_layer {
     qkv_nn_linear q, k, v, o, fc, out; /* C -> C (q, k, v, o), C -> F, F -> C; all with biases */
@@ -80,7 +89,8 @@ typedef struct qkv__enc_layer {
 } qkv__enc_layer;
 
 /* y (N, C) = LN2(ln1 + MLP(ln1)), ln1 = LN1(x + O(attend(Q x, K x, V x))). Inference may give
- * one scratch for res1 and res2 and y == x. */
+ * one scratch for res1 and res2 and y == x. With c->drop > 0 (training): res1 = x +
+ * drop(O(...)), res2 = ln1 + drop(MLP(ln1)), a->res1 and a->res2 holding the sums. */
 qkv_status qkv__enc_block_forward(qkv_runtime *rt, const qkv__enc_cfg *c, const qkv__enc_layer *w,
                                   int64_t l, const qkv__block_acts *a, const float *x, float *y,
                                   int64_t N, qkv__attend_fn attend, void *ctx);

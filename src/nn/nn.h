@@ -162,6 +162,19 @@ qkv_status qkv_nn_cross_entropy_fused(qkv_runtime *rt, float *loss, float *losse
                                       const int32_t *targets, int64_t N, int64_t V,
                                       int32_t ignore_index, float label_smoothing, float dloss);
 
+/* Multi-label heads: torch's binary_cross_entropy_with_logits(logits, targets,
+ * reduction='mean') over n elements (targets in [0, 1]); the backward adds
+ * dloss / n · (σ(x) − y). Regression heads: mse_loss(pred, targets), mean over n; the backward
+ * adds dloss · 2 (p − y) / n. One row per sequence, so computed in double on the calling
+ * thread (loss.c). */
+qkv_status qkv_nn_bce_logits_forward(float *loss, const float *logits, const float *targets,
+                                     int64_t n);
+qkv_status qkv_nn_bce_logits_backward(float *dlogits, float dloss, const float *logits,
+                                      const float *targets, int64_t n);
+qkv_status qkv_nn_mse_forward(float *loss, const float *pred, const float *targets, int64_t n);
+qkv_status qkv_nn_mse_backward(float *dpred, float dloss, const float *pred, const float *targets,
+                               int64_t n);
+
 /* ---------------------------------------------------------------- rotary positions */
 
 /* RoPE as qkv_nn_rope_forward_ref (positional_ref.h), in float with the angles in double;

@@ -1,20 +1,28 @@
-/* bert_train.c — training a BERT encoder with the masked-LM head (see trainer.h): the blocks'
- * forward is the models' own (models/block.h, qkv__enc_block_forward, the one inference runs
- * too); the rest is a list of calls into the layer library (src/nn). BertForMaskedLM as
- * transformers computes it (dropout 0):
+/* bert_train.c — training a BERT encoder (see trainer.h) with the masked-LM head
+ * (BertForMaskedLM) or the sequence-classification head (BertForSequenceClassification): the
+ * blocks' forward is the models' own (models/block.h, qkv__enc_block_forward, the one inference
+ * runs too); the rest is a list of calls into the layer library (src/nn). As transformers
+ * computes it, drop() being dropout while training (classifiers only; p = 0 otherwise):
  *
- *   emb = LN_e(word[ids] + pos[t] + type[types])                     resid[0]
+ *   emb = drop(LN_e(word[ids] + pos[t] + type[types]))                resid[0]
  * block l (post-LN), on x = resid[l] (N = B·T rows, C channels):
- *   q, k, v = x Wᵀ + b;  att = attention(q, k, v), keys past kv_lens[b] masked (padding)
- *   res1 = x + att Woᵀ + bo;            ln1 = LN1(res1)
- *   h = ln1 W1ᵀ + b1;  a = act(h);      res2 = ln1 + a W2ᵀ + b2
+ *   q, k, v = x Wᵀ + b;  att = attention(q, k, v), keys past kv_lens[b] masked (padding),
+ *                        dropout on the probabilities
+ *   res1 = x + drop(att Woᵀ + bo);      ln1 = LN1(res1)
+ *   h = ln1 W1ᵀ + b1;  a = act(h);      res2 = ln1 + drop(a W2ᵀ + b2)
  *   resid[l+1] = LN2(res2)
- * head: head = resid[L] Wtᵀ + bt;  lnf = LN_t(act(head));  logits = lnf · wordᵀ + cls.bias
- * then the mean cross-entropy over the labelled rows (targets -1 / -100 elsewhere).
+ * MLM head: head = resid[L] Wtᵀ + bt;  lnf = LN_t(act(head));  logits = lnf · wordᵀ + cls.bias,
+ *   then the mean cross-entropy over the labelled rows (targets -1 / -100 elsewhere).
+ * Classification head, on the first token ([CLS]) of each sequence:
+ *   pooled = tanh(resid[L][CLS] Wpᵀ + bp);  logits = drop(pooled) Wcᵀ + bc   (B, NL)
+ *   then cross-entropy (single label), binary cross-entropy with logits (multi-label) or the
+ *   mean squared error (regression).
  *
  * The backward calls the same layers' backwards in reverse. With post-LN the running gradient
  * t->dresid is dL/d(block output) on entry and dL/d(block input) on exit: LayerNorm backwards
- * start fresh sums, the skip connections add the running gradient into them. */
+ * start fresh sums, the skip connections add the running gradient into them. Dropout masks are
+ * pure functions of (seed, stream, index), so the backward (and a recomputed forward) regenerate
+ * them. */
 #include "train/trainer.h"
 
 #include "core/error.h"
@@ -28,7 +36,19 @@ static qkv_nn_linear dense(const qkv_trainer *t, int64_t l, int w, int64_t in, i
     return (qkv_nn_linear){qkv__tw(t, t->w, l, w), qkv__tw(t, t->w, l, w + 1), in, out, 0, 0, NULL};
 }
 
-static void attn_desc(const qkv_trainer *t, const qkv__tbatch *b, qkv_attention_desc *d) {
+/* Dropout rates of this forward: the config's while training, 0 otherwise. */
+static float p_hidden(const qkv_trainer *t, const qkv__tbatch *b) {
+    return b->train ? t->cfg.p_hidden : 0.0f;
+}
+
+/* The seeds of the attention-probability masks (one per layer) and the classifier's stream. */
+static uint64_t attn_seed(const qkv__tbatch *b, int64_t l) {
+    return b->seed * 0x9E3779B97F4A7C15ull + 0xA77Eull + (uint64_t)l;
+}
+#define CLS_DROP_STREAM ((uint64_t)1 << 40)
+
+static void attn_desc(const qkv_trainer *t, const qkv__tbatch *b, int64_t l,
+                      qkv_attention_desc *d) {
     memset(d, 0, sizeof *d);
     d->batch = b->B;
     d->q_len = d->kv_len = b->T;
@@ -36,6 +56,10 @@ static void attn_desc(const qkv_trainer *t, const qkv__tbatch *b, qkv_attention_
     d->head_dim = t->cfg.D;
     d->window_left = d->window_right = -1;
     d->kv_lens = b->kv_lens;
+    if (b->train && t->cfg.p_attn > 0.0f) {
+        d->dropout_p = t->cfg.p_attn;
+        d->dropout_seed = attn_seed(b, l);
+    }
 }
 
 /* Block l's layers over t->w (the models' encoder block, models/block.h). */
@@ -58,15 +82,14 @@ typedef struct {
  * tokens (keys past kv_lens[b] masked), lse kept for the backward. */
 static qkv_status attend_batch(void *ctx, qkv_runtime *rt, int64_t l, const qkv__block_acts *a) {
     const batch_ctx *bc = ctx;
-    (void)l;
     qkv_attention_desc d;
-    attn_desc(bc->t, bc->b, &d);
+    attn_desc(bc->t, bc->b, l, &d);
     return qkv_attention_forward(rt, &d, a->q, a->k, a->v, a->att, a->lse);
 }
 
 static qkv_status block_forward(qkv_runtime *rt, qkv_trainer *t, int64_t l, const qkv__tacts *a,
                                 const float *x, float *y, const qkv__tbatch *b) {
-    const qkv__enc_cfg ec = {t->cfg.C, t->cfg.F, t->cfg.eps, t->cfg.act};
+    const qkv__enc_cfg ec = {t->cfg.C, t->cfg.F, t->cfg.eps, t->cfg.act, p_hidden(t, b), b->seed};
     const qkv__enc_layer w = enc_layer(t, l);
     batch_ctx bc = {t, b};
     return qkv__enc_block_forward(rt, &ec, &w, l, a, x, y, b->B * b->T, attend_batch, &bc);
@@ -83,8 +106,8 @@ static qkv_nn_linear transform(const qkv_trainer *t) {
         qkv__thead(t, t->w, 1), qkv__thead(t, t->w, 2), t->cfg.C, t->cfg.C, 0, 0, NULL};
 }
 
-qkv_status qkv__bert_mlm_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b,
-                                 int backward, float scale, float *loss) {
+/* Embeddings and blocks: resid[0..L] from the batch. */
+static qkv_status encoder_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
     const qkv__tconfig *c = &t->cfg;
     const int64_t B = b->B, T = b->T, N = B * T, C = c->C, L = c->L;
     float *W = t->w;
@@ -98,16 +121,27 @@ qkv_status qkv__bert_mlm_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tba
             qkv_nn_position_add_forward(rt, t->emb, t->emb, qkv__tpre(t, W, 2), N, 1, C, c->TV, 0));
     QKV_TRY(qkv_nn_layernorm_forward(rt, t->resid, t->emb_mean, t->emb_rstd, t->emb,
                                      qkv__tpre(t, W, 3), qkv__tpre(t, W, 4), N, C, c->eps));
+    if (p_hidden(t, b) > 0.0f)
+        QKV_TRY(qkv_nn_dropout_forward(rt, t->resid, t->resid, N * C, p_hidden(t, b), b->seed, 0));
     for (int64_t l = 0; l < L; l++)
         QKV_TRY(block_forward(rt, t, l, qkv__tacts_of(t, l), t->resid + l * N * C,
                               t->resid + (l + 1) * N * C, b));
+    return QKV_OK;
+}
+
+qkv_status qkv__bert_mlm_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b,
+                                 int backward, float scale, float *loss) {
+    const qkv__tconfig *c = &t->cfg;
+    const int64_t N = b->B * b->T, C = c->C, L = c->L;
+    float *W = t->w;
+    QKV_TRY(encoder_forward(rt, t, b));
     qkv_nn_linear tr = transform(t), dec = decoder(t);
     QKV_TRY(qkv_nn_linear_forward(rt, &tr, t->head, t->resid + L * N * C, N, QKV_ACT_NONE, NULL));
     QKV_TRY(qkv_nn_act_forward(rt, c->act, t->head_act, t->head, N * C));
     QKV_TRY(qkv_nn_layernorm_forward(rt, t->lnf, t->meanf, t->rstdf, t->head_act,
                                      qkv__thead(t, W, 3), qkv__thead(t, W, 4), N, C, c->eps));
     QKV_TRY(qkv_nn_linear_forward(rt, &dec, t->logits, t->lnf, N, QKV_ACT_NONE, NULL));
-    return qkv__trainer_loss(rt, t, N, backward, scale, loss);
+    return qkv__trainer_loss(rt, t, N, c->V, backward, scale, loss);
 }
 
 /* dresid holds dL/d(block output); on return dL/d(block input). */
@@ -122,9 +156,17 @@ static qkv_status block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, con
     QKV_TRY(qkv_nn_layernorm_backward(rt, dx1, qkv__tw(t, G, l, BP_LN2_W),
                                       qkv__tw(t, G, l, BP_LN2_B), dr, a->res2, w.ln2_w, a->mean2,
                                       a->rstd2, N, C));
+    const float p = p_hidden(t, b);
+    const float *dmlp = dx1; /* dL/d(a W2ᵀ + b2): through the dropout when there is one */
+    if (p > 0.0f) {
+        qkv__tzero(t->dln, N * C);
+        QKV_TRY(qkv_nn_dropout_backward(rt, t->dln, dx1, N * C, p, b->seed,
+                                        qkv__enc_drop_stream(l, 1)));
+        dmlp = t->dln;
+    }
     qkv__tzero(t->da, N * F);
     QKV_TRY(qkv_nn_linear_backward(rt, &w.out, t->da, qkv__tw(t, G, l, BP_OUT_W),
-                                   qkv__tw(t, G, l, BP_OUT_B), dx1, a->a, N));
+                                   qkv__tw(t, G, l, BP_OUT_B), dmlp, a->a, N));
     qkv__tzero(t->dh, N * F);
     QKV_TRY(qkv_nn_act_backward(rt, c->act, t->dh, t->da, a->h, N * F));
     QKV_TRY(qkv_nn_linear_backward(rt, &w.fc, dx1, qkv__tw(t, G, l, BP_FC_W),
@@ -134,11 +176,18 @@ static qkv_status block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, con
     QKV_TRY(qkv_nn_layernorm_backward(rt, dr, qkv__tw(t, G, l, BP_LN1_W),
                                       qkv__tw(t, G, l, BP_LN1_B), dx1, a->res1, w.ln1_w, a->mean1,
                                       a->rstd1, N, C));
+    const float *datt_out = dr; /* dL/d(att Woᵀ + bo) */
+    if (p > 0.0f) {
+        qkv__tzero(t->dln, N * C);
+        QKV_TRY(
+            qkv_nn_dropout_backward(rt, t->dln, dr, N * C, p, b->seed, qkv__enc_drop_stream(l, 0)));
+        datt_out = t->dln;
+    }
     qkv__tzero(t->datt, N * C);
     QKV_TRY(qkv_nn_linear_backward(rt, &w.o, t->datt, qkv__tw(t, G, l, BP_O_W),
-                                   qkv__tw(t, G, l, BP_O_B), dr, a->att, N));
+                                   qkv__tw(t, G, l, BP_O_B), datt_out, a->att, N));
     qkv_attention_desc d;
-    attn_desc(t, b, &d);
+    attn_desc(t, b, l, &d);
     QKV_TRY(qkv_attention_backward(rt, &d, a->q, a->k, a->v, a->att, a->lse, t->datt, t->dq, t->dk,
                                    t->dv));
     const int ws[3] = {BP_Q_W, BP_K_W, BP_V_W};
@@ -150,9 +199,37 @@ static qkv_status block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, con
     return QKV_OK;
 }
 
-qkv_status qkv__bert_mlm_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
+/* From t->dresid = dL/d(resid[L]): the blocks' and the embeddings' gradients. */
+static qkv_status encoder_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
     const qkv__tconfig *c = &t->cfg;
     const int64_t B = b->B, T = b->T, N = B * T, C = c->C, L = c->L;
+    float *W = t->w, *G = t->g;
+    for (int64_t l = L - 1; l >= 0; l--) {
+        const float *x = t->resid + l * N * C;
+        if (t->policy == QKV_RECOMPUTE_LAYERS)
+            QKV_TRY(block_forward(rt, t, l, &t->layer[0], x, t->resid + (l + 1) * N * C, b));
+        QKV_TRY(block_backward(rt, t, l, qkv__tacts_of(t, l), x, b));
+    }
+    /* embeddings: resid[0] = drop(LN_e(emb)) */
+    const float *demb = t->dresid;
+    if (p_hidden(t, b) > 0.0f) {
+        qkv__tzero(t->dln, N * C);
+        QKV_TRY(qkv_nn_dropout_backward(rt, t->dln, t->dresid, N * C, p_hidden(t, b), b->seed, 0));
+        demb = t->dln;
+    }
+    qkv__tzero(t->dx1, N * C);
+    QKV_TRY(qkv_nn_layernorm_backward(rt, t->dx1, qkv__tpre(t, G, 3), qkv__tpre(t, G, 4), demb,
+                                      t->emb, qkv__tpre(t, W, 3), t->emb_mean, t->emb_rstd, N, C));
+    QKV_TRY(qkv_nn_embedding_backward(rt, qkv__tpre(t, G, 0), t->dx1, b->ids, N, c->V, C));
+    QKV_TRY(qkv_nn_position_add_backward(rt, NULL, qkv__tpre(t, G, 1), t->dx1, B, T, C, c->P, 0));
+    if (b->types)
+        return qkv_nn_embedding_backward(rt, qkv__tpre(t, G, 2), t->dx1, b->types, N, c->TV, C);
+    return qkv_nn_position_add_backward(rt, NULL, qkv__tpre(t, G, 2), t->dx1, N, 1, C, c->TV, 0);
+}
+
+qkv_status qkv__bert_mlm_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
+    const qkv__tconfig *c = &t->cfg;
+    const int64_t N = b->B * b->T, C = c->C, L = c->L;
     float *W = t->w, *G = t->g;
     /* head: t->logits holds dlogits */
     qkv_nn_linear tr = transform(t), dec = decoder(t);
@@ -167,19 +244,74 @@ qkv_status qkv__bert_mlm_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tb
     qkv__tzero(t->dresid, N * C);
     QKV_TRY(qkv_nn_linear_backward(rt, &tr, t->dresid, qkv__thead(t, G, 1), qkv__thead(t, G, 2),
                                    t->dln, t->resid + L * N * C, N));
-    for (int64_t l = L - 1; l >= 0; l--) {
-        const float *x = t->resid + l * N * C;
-        if (t->policy == QKV_RECOMPUTE_LAYERS)
-            QKV_TRY(block_forward(rt, t, l, &t->layer[0], x, t->resid + (l + 1) * N * C, b));
-        QKV_TRY(block_backward(rt, t, l, qkv__tacts_of(t, l), x, b));
-    }
-    /* embeddings: resid[0] = LN_e(emb) */
-    qkv__tzero(t->dx1, N * C);
-    QKV_TRY(qkv_nn_layernorm_backward(rt, t->dx1, qkv__tpre(t, G, 3), qkv__tpre(t, G, 4), t->dresid,
-                                      t->emb, qkv__tpre(t, W, 3), t->emb_mean, t->emb_rstd, N, C));
-    QKV_TRY(qkv_nn_embedding_backward(rt, qkv__tpre(t, G, 0), t->dx1, b->ids, N, c->V, C));
-    QKV_TRY(qkv_nn_position_add_backward(rt, NULL, qkv__tpre(t, G, 1), t->dx1, B, T, C, c->P, 0));
-    if (b->types)
-        return qkv_nn_embedding_backward(rt, qkv__tpre(t, G, 2), t->dx1, b->types, N, c->TV, C);
-    return qkv_nn_position_add_backward(rt, NULL, qkv__tpre(t, G, 2), t->dx1, N, 1, C, c->TV, 0);
+    return encoder_backward(rt, t, b);
+}
+
+/* ---------------------------------------------------------------- classification head */
+
+/* The pooler (post rows) and the classifier (head rows). */
+static qkv_nn_linear pooler(const qkv_trainer *t) {
+    return (qkv_nn_linear){
+        qkv__tpost(t, t->w, 0), qkv__tpost(t, t->w, 1), t->cfg.C, t->cfg.C, 0, 0, NULL};
+}
+static qkv_nn_linear classifier(const qkv_trainer *t) {
+    return (qkv_nn_linear){
+        qkv__thead(t, t->w, 0), qkv__thead(t, t->w, 1), t->cfg.C, t->cfg.NL, 0, 0, NULL};
+}
+
+qkv_status qkv__bert_cls_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b,
+                                 int backward, float scale, float *loss) {
+    const qkv__tconfig *c = &t->cfg;
+    const int64_t B = b->B, T = b->T, N = B * T, C = c->C, L = c->L, NL = c->NL;
+    QKV_TRY(encoder_forward(rt, t, b));
+    const float *h = t->resid + L * N * C;
+    for (int64_t i = 0; i < B; i++) /* the [CLS] row of each sequence */
+        memcpy(t->cls_x + i * C, h + i * T * C, (size_t)C * sizeof(float));
+    qkv_nn_linear pool = pooler(t), cl = classifier(t);
+    QKV_TRY(qkv_nn_linear_forward(rt, &pool, t->pool_h, t->cls_x, B, QKV_ACT_NONE, NULL));
+    QKV_TRY(qkv_nn_act_forward(rt, QKV_ACT_TANH, t->pool_a, t->pool_h, B * C));
+    const float p = b->train ? c->p_cls : 0.0f;
+    QKV_TRY(qkv_nn_dropout_forward(rt, t->pool_d, t->pool_a, B * C, p, b->seed, CLS_DROP_STREAM));
+    QKV_TRY(qkv_nn_linear_forward(rt, &cl, t->logits, t->pool_d, B, QKV_ACT_NONE, NULL));
+    if (c->problem == QKV_PROBLEM_SINGLE_LABEL)
+        return qkv__trainer_loss(rt, t, B, NL, backward, scale, loss);
+    /* multi-label / regression: the loss over all B·NL logits; with backward the logits
+     * become their gradient (t->row_loss, (B, NL) floats, holds them meanwhile) */
+    if (c->problem == QKV_PROBLEM_MULTI_LABEL)
+        QKV_TRY(qkv_nn_bce_logits_forward(loss, t->logits, b->values, B * NL));
+    else
+        QKV_TRY(qkv_nn_mse_forward(loss, t->logits, b->values, B * NL));
+    t->logits_valid = !backward;
+    if (!backward) return QKV_OK;
+    float *d = t->dpool; /* (B, C) >= (B, NL) floats of scratch */
+    qkv__tzero(d, B * NL);
+    if (c->problem == QKV_PROBLEM_MULTI_LABEL)
+        QKV_TRY(qkv_nn_bce_logits_backward(d, scale, t->logits, b->values, B * NL));
+    else
+        QKV_TRY(qkv_nn_mse_backward(d, scale, t->logits, b->values, B * NL));
+    memcpy(t->logits, d, (size_t)(B * NL) * sizeof(float));
+    return QKV_OK;
+}
+
+qkv_status qkv__bert_cls_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
+    const qkv__tconfig *c = &t->cfg;
+    const int64_t B = b->B, T = b->T, N = B * T, C = c->C;
+    float *G = t->g;
+    qkv_nn_linear pool = pooler(t), cl = classifier(t);
+    /* t->logits holds dlogits */
+    qkv__tzero(t->dpool, B * C);
+    QKV_TRY(qkv_nn_linear_backward(rt, &cl, t->dpool, qkv__thead(t, G, 0), qkv__thead(t, G, 1),
+                                   t->logits, t->pool_d, B));
+    qkv__tzero(t->dcls, B * C);
+    QKV_TRY(qkv_nn_dropout_backward(rt, t->dcls, t->dpool, B * C, b->train ? c->p_cls : 0.0f,
+                                    b->seed, CLS_DROP_STREAM));
+    qkv__tzero(t->dpool, B * C);
+    QKV_TRY(qkv_nn_act_backward(rt, QKV_ACT_TANH, t->dpool, t->dcls, t->pool_h, B * C));
+    qkv__tzero(t->dcls, B * C);
+    QKV_TRY(qkv_nn_linear_backward(rt, &pool, t->dcls, qkv__tpost(t, G, 0), qkv__tpost(t, G, 1),
+                                   t->dpool, t->cls_x, B));
+    qkv__tzero(t->dresid, N * C);
+    for (int64_t i = 0; i < B; i++)
+        memcpy(t->dresid + i * T * C, t->dcls + i * C, (size_t)C * sizeof(float));
+    return encoder_backward(rt, t, b);
 }

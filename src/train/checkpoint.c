@@ -10,14 +10,17 @@
  * the keys after n_head; they take GPT-2's values. */
 #include "train/trainer.h"
 
+#include "core/abi.h"
 #include "core/alloc.h"
 #include "core/error.h"
+#include "io/json.h"
 #include "models/gpt.h"
 #include "models/weights.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +52,61 @@ static int act_parse(const char *s, qkv_act *a) {
 }
 
 /* ---------------------------------------------------------------- checkpoints */
+
+/* A classifier's label names as a JSON array (qkv__free it), NULL when out of memory. */
+static char *labels_json(const qkv__labels *l) {
+    qkv__json_begin();
+    json_t *a = json_array();
+    for (int64_t i = 0; a && i < l->n; i++)
+        if (json_array_append_new(a, json_string(l->names[i])) != 0) {
+            json_decref(a);
+            a = NULL;
+        }
+    char *s = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    char *out = s ? qkv__strdup(s) : NULL;
+    json_free_t release;
+    json_get_alloc_funcs(NULL, &release);
+    if (s) release(s); /* jansson's own free: its blocks carry a header (io/json.c) */
+    qkv__json_end();
+    return out;
+}
+
+/* The labels of a classifier checkpoint's metadata into t (its config already has NL). */
+static qkv_status restore_labels(const char *path, const qkv_safetensors *st, qkv__tconfig *c,
+                                 qkv__labels *out) {
+    const char *pt = qkv_safetensors_metadata_get(st, "problem_type");
+    const char *dr = qkv_safetensors_metadata_get(st, "dropout");
+    const char *lj = qkv_safetensors_metadata_get(st, "labels");
+    int k = -1;
+    for (int i = 0; pt && i <= QKV_PROBLEM_REGRESSION; i++)
+        if (strcmp(pt, qkv__problem_name((qkv_problem_type)i)) == 0) k = i;
+    if (k < 0 || !dr || !lj || sscanf(dr, "%f,%f,%f", &c->p_hidden, &c->p_attn, &c->p_cls) != 3 ||
+        !(c->p_hidden >= 0 && c->p_hidden < 1 && c->p_attn >= 0 && c->p_attn < 1 && c->p_cls >= 0 &&
+          c->p_cls < 1))
+        return qkv__fail(QKV_ERR_FORMAT,
+                         "%s: a classifier checkpoint needs metadata problem_type, dropout and "
+                         "labels",
+                         path);
+    c->problem = (qkv_problem_type)k;
+    qkv__json_begin();
+    json_error_t err;
+    json_t *a = json_loads(lj, JSON_REJECT_DUPLICATES, &err);
+    size_t n = json_is_array(a) ? json_array_size(a) : 0;
+    const char **names = n ? qkv__calloc(n, sizeof *names) : NULL;
+    qkv_status s = QKV_OK;
+    for (size_t i = 0; names && i < n; i++)
+        if (!(names[i] = json_string_value(json_array_get(a, i)))) s = QKV_ERR_FORMAT;
+    if (!names || s != QKV_OK || (int64_t)n > QKV__MAX_LABELS)
+        s = qkv__fail(QKV_ERR_FORMAT, "%s: bad metadata 'labels' (a JSON array of names)", path);
+    else
+        s = qkv__labels_make((int64_t)n, names, c->problem, out);
+    qkv__free(names);
+    json_decref(a);
+    qkv__json_end();
+    c->NL = out->n;
+    return s;
+}
 
 qkv_status qkv_trainer_save(const qkv_trainer *t, const char *path, const char *user_json) {
     if (!t || !path) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_save: NULL argument");
@@ -89,8 +147,11 @@ qkv_status qkv_trainer_save(const qkv_trainer *t, const char *path, const char *
                           "tied",
                           "steps",
                           "frozen",
-                          "user"};
-    char v[18][40];
+                          "user",
+                          "problem_type",
+                          "dropout",
+                          "labels"};
+    char v[18][40], drop[64];
     const int64_t num[] = {c->V, c->P, c->C, c->L, c->H, c->Hk, c->D, c->F, c->TV};
     for (int i = 0; i < 9; i++) snprintf(v[3 + i], sizeof v[0], "%" PRId64, num[i]);
     snprintf(v[12], sizeof v[0], "%.9g", (double)c->eps);
@@ -109,11 +170,21 @@ qkv_status qkv_trainer_save(const qkv_trainer *t, const char *path, const char *
     frozen[0] = 0;
     for (size_t i = 0; i < t->n_params; i++)
         if (!t->params[i].trainable) fl += (size_t)sprintf(frozen + fl, "%s%zu", fl ? "," : "", i);
-    const char *vals[19] = {"qkv-train-checkpoint", "1", qkv__tarch_name(c->arch)};
+    const char *vals[22] = {"qkv-train-checkpoint", "1", qkv__tarch_name(c->arch)};
     for (int i = 3; i < 17; i++) vals[i] = v[i];
     vals[17] = frozen;
     vals[18] = user_json ? user_json : "{}";
-    qkv_status st = qkv_safetensors_write(path, wt, n, keys, vals, sizeof keys / sizeof *keys);
+    /* classifiers: the head's problem type, dropout rates and labels (a JSON array) */
+    const int cls = c->arch == QKV__TARCH_BERT_CLS;
+    char *labels = cls ? labels_json(&t->labels) : NULL;
+    snprintf(drop, sizeof drop, "%.9g,%.9g,%.9g", (double)c->p_hidden, (double)c->p_attn,
+             (double)c->p_cls);
+    vals[19] = qkv__problem_name(c->problem);
+    vals[20] = drop;
+    vals[21] = labels;
+    qkv_status st = cls && !labels ? qkv__fail(QKV_ERR_NOMEM, "qkv_trainer_save: out of memory")
+                                   : qkv_safetensors_write(path, wt, n, keys, vals, cls ? 22 : 19);
+    qkv__free(labels);
     qkv__free(frozen);
     qkv__free(wt);
     qkv__free(names);
@@ -177,8 +248,12 @@ qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char **user_
                           "activation_function",
                           path);
     }
+    qkv__labels labels = {0};
+    if (s == QKV_OK && c.arch == QKV__TARCH_BERT_CLS) s = restore_labels(path, st, &c, &labels);
     qkv_trainer *t = NULL;
     if (s == QKV_OK) s = qkv__trainer_alloc(&c, &t);
+    if (t) t->labels = labels, labels = (qkv__labels){0};
+    qkv__labels_free(&labels);
     static const char *const pre[3] = {"", "optim.exp_avg.", "optim.exp_avg_sq."};
     for (int k = 0; s == QKV_OK && k < 3; k++) {
         float *buf = k == 0 ? t->w : k == 1 ? t->m : t->v;
@@ -250,6 +325,45 @@ static qkv_status write_text_atomic(const char *path, const char *text) {
     return QKV_OK;
 }
 
+/* config.json of a BertForSequenceClassification: the encoder's fields, the dropout rates it
+ * was trained with, and the head's labels and problem type. */
+static qkv_status export_cls_config(const qkv_trainer *t, const char *dir, const char *pad) {
+    const qkv__tconfig *c = &t->cfg;
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "export: directory path too long");
+    qkv__json_begin();
+    json_t *o = json_pack(
+        "{s:[s],s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:f,s:f,s:f,s:f,s:f,s:s,"
+        "s:s,s:b}",
+        "architectures", "BertForSequenceClassification", "model_type", "bert", "vocab_size",
+        (json_int_t)c->V, "max_position_embeddings", (json_int_t)c->P, "type_vocab_size",
+        (json_int_t)c->TV, "hidden_size", (json_int_t)c->C, "intermediate_size", (json_int_t)c->F,
+        "num_hidden_layers", (json_int_t)c->L, "num_attention_heads", (json_int_t)c->H,
+        "hidden_act", act_name(c->act), "layer_norm_eps", (double)c->eps, "hidden_dropout_prob",
+        (double)c->p_hidden, "attention_probs_dropout_prob", (double)c->p_attn,
+        "classifier_dropout", (double)c->p_cls, "initializer_range", c->init_std,
+        "position_embedding_type", "absolute", "torch_dtype", "float32", "use_cache", 1);
+    qkv_status s =
+        o ? qkv__labels_write(&t->labels, o) : qkv__fail(QKV_ERR_NOMEM, "export: out of memory");
+    if (s == QKV_OK && strcmp(pad, "null") != 0 &&
+        json_object_set_new(o, "pad_token_id", json_integer(atoi(pad))) != 0)
+        s = qkv__fail(QKV_ERR_NOMEM, "export: out of memory");
+    char *text = s == QKV_OK ? json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+    if (s == QKV_OK && !text) s = qkv__fail(QKV_ERR_NOMEM, "export: out of memory");
+    json_decref(o);
+    char *nl = text ? qkv__alloc(strlen(text) + 2) : NULL;
+    if (text && !nl) s = qkv__fail(QKV_ERR_NOMEM, "export: out of memory");
+    if (nl) snprintf(nl, strlen(text) + 2, "%s\n", text);
+    json_free_t release;
+    json_get_alloc_funcs(NULL, &release);
+    if (text) release(text); /* jansson's own free (io/json.c) */
+    qkv__json_end();
+    if (s == QKV_OK) s = write_text_atomic(path, nl);
+    qkv__free(nl);
+    return s;
+}
+
 qkv_status qkv_trainer_export_hf(const qkv_trainer *t, const char *dir, int32_t eot_id) {
     if (!t || !dir) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_export_hf: NULL argument");
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
@@ -273,6 +387,7 @@ qkv_status qkv_trainer_export_hf(const qkv_trainer *t, const char *dir, int32_t 
     if (b >= 0) snprintf(bos, sizeof bos, "%d", b);
     if (e >= 0) snprintf(eos, sizeof eos, "%d", e);
     if (c->pad_id >= 0) snprintf(pad, sizeof pad, "%d", c->pad_id);
+    if (c->arch == QKV__TARCH_BERT_CLS) return export_cls_config(t, dir, pad);
     char cfg[2048];
     if (c->arch == QKV__TARCH_LLAMA)
         snprintf(cfg, sizeof cfg,
@@ -358,29 +473,37 @@ qkv_status qkv_trainer_export_hf(const qkv_trainer *t, const char *dir, int32_t 
     return write_text_atomic(path, cfg);
 }
 
-qkv_status qkv_trainer_load_hf(const char *dir, qkv_trainer **out) {
-    if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_load_hf: NULL argument");
-    *out = NULL;
-    qkv__tconfig c;
-    QKV_TRY(qkv__tconfig_load(dir, &c));
-    qkv_trainer *t;
-    QKV_TRY(qkv__trainer_alloc(&c, &t));
+/* The weights of dir's model.safetensors into t, by the parameter table's names. Head rows
+ * (and a classifier's pooler) the checkpoint lacks, or has in another shape (a classifier for
+ * other labels), start fresh from seed, as transformers initializes them; t->n_fresh counts
+ * them. */
+static qkv_status load_weights(qkv_trainer *t, const char *dir, uint64_t seed) {
     char path[4096];
-    qkv_status s = QKV_OK;
     if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
-        s = qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
+        return qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
     qkv_safetensors *st = NULL;
-    if (s == QKV_OK) s = qkv_safetensors_open(path, &st);
+    QKV_TRY(qkv_safetensors_open(path, &st));
     /* our body names carry the prefix ("transformer.", "model.", "bert."); the base-model
      * checkpoints (GPT2Model, LlamaModel, BertModel) have none */
-    const size_t plen = strlen(t->tab->prefix);
-    const int strip = st && !qkv_safetensors_find(st, t->params[0].name);
+    const qkv__param_table *tab = t->tab;
+    const size_t plen = strlen(tab->prefix);
+    const int strip = !qkv_safetensors_find(st, t->params[0].name);
+    const int cls = t->cfg.arch == QKV__TARCH_BERT_CLS,
+              bert = cls || t->cfg.arch == QKV__TARCH_BERT;
+    const size_t first_post =
+        (size_t)tab->n_pre + (size_t)t->cfg.L * (size_t)tab->n_layer; /* pooler, then head */
+    qkv_status s = QKV_OK;
+    t->n_fresh = 0;
     for (size_t i = 0; s == QKV_OK && i < t->n_params; i++) {
         const qkv__tparam *p = &t->params[i];
-        const int body = strncmp(p->name, t->tab->prefix, plen) == 0; /* head rows: unprefixed */
+        const int body = strncmp(p->name, tab->prefix, plen) == 0; /* head rows: unprefixed */
         const char *name = strip && body ? p->name + plen : p->name;
-        if (!body && c.arch == QKV__TARCH_BERT && !qkv_safetensors_find(st, name)) {
-            qkv__trainer_init_param(t, i, 0); /* a BertModel checkpoint: a fresh MLM head */
+        const int optional = bert && (!body || (cls && i >= first_post));
+        const qkv_st_tensor *x = qkv_safetensors_find(st, name);
+        if (optional && (!x || x->ndim != p->ndim || x->shape[0] != p->shape[0] ||
+                         (p->ndim == 2 && x->shape[1] != p->shape[1]))) {
+            qkv__trainer_init_param(t, i, seed); /* a fresh head */
+            t->n_fresh++;
             continue;
         }
         qkv_owned_weights owned = {0};
@@ -391,6 +514,46 @@ qkv_status qkv_trainer_load_hf(const char *dir, qkv_trainer **out) {
         qkv__owned_weights_free(&owned);
     }
     qkv_safetensors_close(st);
+    return s;
+}
+
+qkv_status qkv_trainer_load_hf(const char *dir, qkv_trainer **out) {
+    if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_load_hf: NULL argument");
+    *out = NULL;
+    qkv__tconfig c;
+    QKV_TRY(qkv__tconfig_load(dir, &c));
+    qkv_trainer *t;
+    QKV_TRY(qkv__trainer_alloc(&c, &t));
+    qkv_status s = load_weights(t, dir, 0);
+    if (s != QKV_OK) {
+        qkv_trainer_free(t);
+        return s;
+    }
+    *out = t;
+    return QKV_OK;
+}
+
+qkv_status qkv_trainer_load_hf_classifier(const char *dir, const qkv_classifier_spec *spec,
+                                          qkv_trainer **out) {
+    if (!dir || !out)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_load_hf_classifier: NULL argument");
+    *out = NULL;
+    qkv_classifier_spec sp;
+    qkv_classifier_spec_init(&sp);
+    if (spec)
+        QKV_TRY(
+            QKV__STRUCT_IN(qkv_classifier_spec, &sp, spec, NULL, "qkv_trainer_load_hf_classifier"));
+    qkv__tconfig c;
+    qkv__labels labels;
+    QKV_TRY(qkv__tconfig_load_cls(dir, &sp, &c, &labels));
+    qkv_trainer *t;
+    qkv_status s = qkv__trainer_alloc(&c, &t);
+    if (s != QKV_OK) {
+        qkv__labels_free(&labels);
+        return s;
+    }
+    t->labels = labels;
+    s = load_weights(t, dir, sp.seed);
     if (s != QKV_OK) {
         qkv_trainer_free(t);
         return s;

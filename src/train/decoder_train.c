@@ -166,7 +166,7 @@ qkv_status qkv__decoder_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbat
     QKV_TRY(final_norm(rt, t, t->resid + L * N * C, N));
     qkv_nn_linear head = lm_head(t, t->w);
     QKV_TRY(qkv_nn_linear_forward(rt, &head, t->logits, t->lnf, N, QKV_ACT_NONE, NULL));
-    return qkv__trainer_loss(rt, t, N, backward, scale, loss);
+    return qkv__trainer_loss(rt, t, N, t->cfg.V, backward, scale, loss);
 }
 
 /* dresid holds dL/d(block output); on return dL/d(block input). a holds block l's activations

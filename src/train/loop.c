@@ -434,7 +434,8 @@ static qkv_status check_options(const qkv_trainer *t, const qkv_train_options *o
         __builtin_mul_overflow(bt, o->accum, &bt) ||
         __builtin_mul_overflow(o->steps, o->accum, &idx) || bt > ((int64_t)1 << 40))
         return BAD("batch x seq x accum (or steps x accum) is too large");
-    if (o->decay != QKV_LR_CONSTANT && o->decay != QKV_LR_COSINE && o->decay != QKV_LR_LINEAR)
+    if (o->decay != QKV_LR_CONSTANT && o->decay != QKV_LR_COSINE && o->decay != QKV_LR_LINEAR &&
+        o->decay != QKV_LR_LINEAR_HF)
         return BAD("unknown decay %d", (int)o->decay);
     const double fl[] = {o->lr, o->min_lr, o->weight_decay, o->eps, o->clip};
     static const char *const fl_name[] = {"lr", "min_lr", "weight_decay", "eps", "clip"};

@@ -181,10 +181,11 @@ double qkv_lr_at(const qkv_lr_schedule *s_in, int64_t step) {
     qkv_lr_schedule sl; /* in this version's layout (core/abi.h) */
     if (QKV__STRUCT_IN(qkv_lr_schedule, &sl, s_in, NULL, "qkv_lr_at: s") != QKV_OK) return NAN;
     const qkv_lr_schedule *s = &sl;
-    if (step < s->warmup) return s->lr_max * (double)(step + 1) / (double)s->warmup;
+    const int hf = s->decay == QKV_LR_LINEAR_HF;
+    if (step < s->warmup) return s->lr_max * (double)(step + !hf) / (double)s->warmup;
     if (s->decay == QKV_LR_CONSTANT || s->total <= s->warmup) return s->lr_max;
     double r = (double)(step - s->warmup) / (double)(s->total - s->warmup);
     if (r > 1) r = 1;
-    if (s->decay == QKV_LR_LINEAR) return s->lr_max - r * (s->lr_max - s->lr_min);
+    if (s->decay == QKV_LR_LINEAR || hf) return s->lr_max - r * (s->lr_max - s->lr_min);
     return s->lr_min + 0.5 * (1.0 + cos(M_PI * r)) * (s->lr_max - s->lr_min);
 }

@@ -20,7 +20,10 @@
 /* ---------------------------------------------------------------- architectures */
 
 const char *qkv__tarch_name(qkv__tarch a) {
-    return a == QKV__TARCH_LLAMA ? "llama" : a == QKV__TARCH_BERT ? "bert" : "gpt2";
+    return a == QKV__TARCH_LLAMA      ? "llama"
+           : a == QKV__TARCH_BERT     ? "bert"
+           : a == QKV__TARCH_BERT_CLS ? "bert_cls"
+                                      : "gpt2";
 }
 
 int qkv__tarch_parse(const char *s, qkv__tarch *a) {
@@ -31,15 +34,18 @@ int qkv__tarch_parse(const char *s, qkv__tarch *a) {
         *a = QKV__TARCH_LLAMA;
     else if (strcmp(s, "bert") == 0)
         *a = QKV__TARCH_BERT;
+    else if (strcmp(s, "bert_cls") == 0)
+        *a = QKV__TARCH_BERT_CLS;
     else
         return 0;
     return 1;
 }
 
 static const qkv__param_table *table_of(qkv__tarch a) {
-    return a == QKV__TARCH_LLAMA  ? &qkv__params_llama
-           : a == QKV__TARCH_BERT ? &qkv__params_bert
-                                  : &qkv__params_gpt2;
+    return a == QKV__TARCH_LLAMA      ? &qkv__params_llama
+           : a == QKV__TARCH_BERT     ? &qkv__params_bert
+           : a == QKV__TARCH_BERT_CLS ? &qkv__params_bert_cls
+                                      : &qkv__params_gpt2;
 }
 
 qkv_status qkv__tconfig_load(const char *dir, qkv__tconfig *c) {
@@ -89,6 +95,74 @@ qkv_status qkv__tconfig_load(const char *dir, qkv__tconfig *c) {
     return QKV_OK;
 }
 
+void qkv_classifier_spec_init_sized(qkv_classifier_spec *s, size_t struct_size) {
+    if (!s) return;
+    qkv_classifier_spec d = {sizeof d, 0, NULL, -1, 0};
+    QKV__STRUCT_FILL(qkv_classifier_spec, s, struct_size, &d);
+}
+
+qkv_status qkv__tconfig_load_cls(const char *dir, const qkv_classifier_spec *spec, qkv__tconfig *c,
+                                 qkv__labels *labels) {
+    static const char fn[] = "qkv_trainer_load_hf_classifier";
+    memset(labels, 0, sizeof *labels);
+    qkv_classifier_spec sp;
+    qkv_classifier_spec_init(&sp);
+    if (spec) QKV_TRY(QKV__STRUCT_IN(qkv_classifier_spec, &sp, spec, NULL, fn));
+    if (sp.num_labels < 0 || sp.num_labels > QKV__MAX_LABELS || (sp.labels && sp.num_labels < 1) ||
+        sp.problem_type < -1 || sp.problem_type > QKV_PROBLEM_REGRESSION)
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "%s: num_labels %lld (0 to %lld; >= 1 with names) or problem_type %d "
+                         "(-1 or a qkv_problem_type) out of range",
+                         fn, (long long)sp.num_labels, (long long)QKV__MAX_LABELS, sp.problem_type);
+    QKV_TRY(qkv__tconfig_load(dir, c));
+    char path[4096];
+    QKV_TRY(qkv__json_config_path(dir, path, sizeof path));
+    if (c->arch != QKV__TARCH_BERT)
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "%s: sequence classification needs a BERT (model_type bert), not %s", path,
+                         qkv__tarch_name(c->arch));
+    qkv_bert_config bc;
+    QKV_TRY(qkv__bert_config_load(dir, &bc));
+    qkv__json_begin();
+    json_t *root = NULL;
+    qkv_status st = qkv__json_load_file(path, 0, &root);
+    qkv__labels cfgl = {0};
+    if (st == QKV_OK) st = qkv__labels_parse(path, root, &cfgl);
+    json_t *ir = root ? json_object_get(root, "initializer_range") : NULL;
+    if (st == QKV_OK && ir && !json_is_null(ir)) {
+        if (!json_is_number(ir) || !(json_number_value(ir) >= 0.0) ||
+            !(json_number_value(ir) < 1e3))
+            st = qkv__fail(QKV_ERR_FORMAT, "%s: initializer_range must be a number in [0, 1000)",
+                           path);
+        else
+            c->init_std = json_number_value(ir);
+    }
+    json_decref(root);
+    qkv__json_end();
+    QKV_TRY(st);
+    /* the spec's labels, else config.json's (transformers: num_labels=k without names makes
+     * LABEL_0 ... LABEL_k-1) */
+    const qkv_problem_type p = sp.problem_type >= 0 ? (qkv_problem_type)sp.problem_type
+                               : cfgl.problem_given ? cfgl.problem
+                               : (sp.num_labels ? sp.num_labels : cfgl.n) == 1
+                                   ? QKV_PROBLEM_REGRESSION
+                                   : QKV_PROBLEM_SINGLE_LABEL;
+    if (sp.num_labels > 0)
+        st = qkv__labels_make(sp.num_labels, sp.labels, p, labels);
+    else
+        st = qkv__labels_make(cfgl.n, (const char *const *)cfgl.names, p, labels);
+    qkv__labels_free(&cfgl);
+    QKV_TRY(st);
+    labels->problem_given = 1;
+    c->arch = QKV__TARCH_BERT_CLS;
+    c->NL = labels->n;
+    c->problem = p;
+    c->p_hidden = bc.hidden_dropout;
+    c->p_attn = bc.attn_dropout;
+    c->p_cls = bc.classifier_dropout;
+    return QKV_OK;
+}
+
 /* ---------------------------------------------------------------- parameters */
 
 static void add_param(qkv_trainer *t, const char *name, int64_t d0, int64_t d1,
@@ -113,7 +187,8 @@ static qkv_status check_config(const qkv__tconfig *c) {
     if (c->V < 1 || c->V > (int64_t)INT32_MAX || c->P < 1 || c->P > lim || c->C < 1 ||
         c->C > 65536 || c->L < 1 || c->L > 4096 || c->H < 1 || c->Hk < 1 || c->H % c->Hk != 0 ||
         c->D < 1 || c->D > 65536 || c->F < 1 || c->F > (1 << 20) || c->TV < 0 || c->TV > lim ||
-        (c->arch == QKV__TARCH_LLAMA && c->D % 2 != 0) || !(c->eps >= 0))
+        (c->arch == QKV__TARCH_LLAMA && c->D % 2 != 0) || !(c->eps >= 0) ||
+        (c->arch == QKV__TARCH_BERT_CLS && (c->NL < 1 || c->NL > QKV__MAX_LABELS)))
         return qkv__fail(
             QKV_ERR_INVALID_ARG,
             "trainer: bad shape (vocab %lld, positions %lld, hidden %lld, layers %lld, "
@@ -273,6 +348,7 @@ void qkv_trainer_free(qkv_trainer *t) {
     qkv__free(t->segs);
     qkv__free(t->arena);
     qkv__free(t->layer);
+    qkv__labels_free(&t->labels);
     qkv__free(t);
 }
 
@@ -281,6 +357,40 @@ void qkv_trainer_get_shape(const qkv_trainer *t, qkv_gpt2_shape *shape) {
 }
 
 const char *qkv_trainer_arch(const qkv_trainer *t) { return t ? qkv__tarch_name(t->cfg.arch) : ""; }
+
+int64_t qkv_trainer_num_labels(const qkv_trainer *t) {
+    return t && t->cfg.arch == QKV__TARCH_BERT_CLS ? t->cfg.NL : 0;
+}
+
+const char *qkv_trainer_label(const qkv_trainer *t, int64_t i) {
+    return t && t->cfg.arch == QKV__TARCH_BERT_CLS && i >= 0 && i < t->labels.n ? t->labels.names[i]
+                                                                                : NULL;
+}
+
+qkv_problem_type qkv_trainer_problem_type(const qkv_trainer *t) {
+    return t ? t->cfg.problem : QKV_PROBLEM_SINGLE_LABEL;
+}
+
+qkv_status qkv_trainer_set_dropout(qkv_trainer *t, float hidden, float attention,
+                                   float classifier) {
+    if (!t) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_set_dropout: NULL trainer");
+    const float p[3] = {hidden, attention, classifier};
+    for (int i = 0; i < 3; i++)
+        if (!(p[i] < 1.0f) || p[i] != p[i])
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "qkv_trainer_set_dropout: rate %g is not below 1 (negative: keep)",
+                             (double)p[i]);
+    if (t->cfg.arch != QKV__TARCH_BERT_CLS)
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "qkv_trainer_set_dropout: dropout is for classifiers (this is %s)",
+                         qkv__tarch_name(t->cfg.arch));
+    if (hidden >= 0) t->cfg.p_hidden = hidden;
+    if (attention >= 0) t->cfg.p_attn = attention;
+    if (classifier >= 0) t->cfg.p_cls = classifier;
+    return QKV_OK;
+}
+
+size_t qkv_trainer_fresh_params(const qkv_trainer *t) { return t ? t->n_fresh : 0; }
 
 int64_t qkv_trainer_steps(const qkv_trainer *t) { return t ? t->steps : 0; }
 
@@ -341,7 +451,8 @@ static float *take(carve *c, int64_t n) {
 
 static void bind_layer(const qkv__tconfig *cf, carve *c, qkv__tacts *a, int64_t B, int64_t T) {
     const int64_t N = B * T, C = cf->C, F = cf->F, Q = cf->H * cf->D, K = cf->Hk * cf->D;
-    const int bert = cf->arch == QKV__TARCH_BERT, llama = cf->arch == QKV__TARCH_LLAMA;
+    const int bert = cf->arch == QKV__TARCH_BERT || cf->arch == QKV__TARCH_BERT_CLS,
+              llama = cf->arch == QKV__TARCH_LLAMA;
     memset(a, 0, sizeof *a);
     a->ln1 = take(c, N * C);
     a->mean1 = take(c, N);
@@ -366,19 +477,26 @@ static void bind_all(qkv_trainer *t, carve *c, int64_t B, int64_t T, qkv_recompu
     const qkv__tconfig *cf = &t->cfg;
     const int64_t N = B * T, C = cf->C, V = cf->V, L = cf->L, F = cf->F, Q = cf->H * cf->D,
                   K = cf->Hk * cf->D;
-    const int bert = cf->arch == QKV__TARCH_BERT, llama = cf->arch == QKV__TARCH_LLAMA;
+    const int cls = cf->arch == QKV__TARCH_BERT_CLS, mlm = cf->arch == QKV__TARCH_BERT;
+    const int bert = mlm || cls, llama = cf->arch == QKV__TARCH_LLAMA, lm = !cls;
     int64_t nl = policy == QKV_RECOMPUTE_LAYERS ? 1 : L;
     t->resid = take(c, (L + 1) * N * C);
     for (int64_t l = 0; l < nl; l++) bind_layer(cf, c, &t->layer[l], B, T);
     t->emb = bert ? take(c, N * C) : NULL;
     t->emb_mean = bert ? take(c, N) : NULL;
     t->emb_rstd = bert ? take(c, N) : NULL;
-    t->head = bert ? take(c, N * C) : NULL;
-    t->head_act = bert ? take(c, N * C) : NULL;
-    t->lnf = take(c, N * C);
-    t->meanf = take(c, N);
-    t->rstdf = take(c, N);
-    t->logits = take(c, N * V);
+    t->head = mlm ? take(c, N * C) : NULL;
+    t->head_act = mlm ? take(c, N * C) : NULL;
+    t->lnf = lm ? take(c, N * C) : NULL;
+    t->meanf = lm ? take(c, N) : NULL;
+    t->rstdf = lm ? take(c, N) : NULL;
+    t->logits = take(c, lm ? N * V : B * cf->NL);
+    t->cls_x = cls ? take(c, B * C) : NULL;
+    t->pool_h = cls ? take(c, B * C) : NULL;
+    t->pool_a = cls ? take(c, B * C) : NULL;
+    t->pool_d = cls ? take(c, B * C) : NULL;
+    t->dcls = cls ? take(c, B * C) : NULL;
+    t->dpool = cls ? take(c, B * (C > cf->NL ? C : cf->NL)) : NULL;
     t->row_loss = take(c, N);
     t->tgt = (int32_t *)take(c, N); /* int32 and float have one size */
     t->dresid = take(c, N * C);
@@ -454,13 +572,18 @@ static qkv_status check_batch(qkv_trainer *t, const char *fn, const qkv_train_ba
     qkv_train_batch local;
     QKV_TRY(QKV__STRUCT_IN(qkv_train_batch, &local, b, NULL, fn));
     b = &local;
-    if (!b->ids || !b->targets)
+    const int cls = t->cfg.arch == QKV__TARCH_BERT_CLS;
+    if (!b->ids || (!cls && !b->targets))
         return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL batch, ids or targets", fn);
+    if (cls && (t->cfg.problem == QKV_PROBLEM_SINGLE_LABEL ? !b->labels : !b->values))
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: a %s classifier's batch needs %s", fn,
+                         qkv__problem_name(t->cfg.problem),
+                         t->cfg.problem == QKV_PROBLEM_SINGLE_LABEL ? "labels" : "values");
     const int64_t B = b->B, T = b->T, V = t->cfg.V;
     if (B < 1 || T < 1 || T > t->cfg.P)
         return qkv__fail(QKV_ERR_INVALID_ARG, "%s: B = %lld, T = %lld (T must be <= %lld)", fn,
                          (long long)B, (long long)T, (long long)t->cfg.P);
-    if (t->cfg.arch != QKV__TARCH_BERT && (b->types || b->kv_lens))
+    if (t->cfg.arch != QKV__TARCH_BERT && !cls && (b->types || b->kv_lens))
         return qkv__fail(QKV_ERR_INVALID_ARG,
                          "%s: token types and padding lengths are for encoders (this is %s)", fn,
                          qkv__tarch_name(t->cfg.arch));
@@ -468,7 +591,7 @@ static qkv_status check_batch(qkv_trainer *t, const char *fn, const qkv_train_ba
         if (b->ids[n] < 0 || b->ids[n] >= V)
             return qkv__fail(QKV_ERR_INVALID_ARG, "%s: ids[%lld] = %d is outside [0, %lld)", fn,
                              (long long)n, b->ids[n], (long long)V);
-        int32_t y = b->targets[n];
+        int32_t y = cls ? -1 : b->targets[n];
         if (y != -1 && y != -100 && (y < 0 || y >= V))
             return qkv__fail(QKV_ERR_INVALID_ARG,
                              "%s: targets[%lld] = %d is outside [0, %lld) (or -1 / -100: ignored)",
@@ -481,15 +604,30 @@ static qkv_status check_batch(qkv_trainer *t, const char *fn, const qkv_train_ba
         if (b->kv_lens[i] < 1 || b->kv_lens[i] > T)
             return qkv__fail(QKV_ERR_INVALID_ARG, "%s: kv_lens[%lld] = %d is outside [1, %lld]", fn,
                              (long long)i, b->kv_lens[i], (long long)T);
+    const int64_t NL = t->cfg.NL;
+    for (int64_t i = 0; cls && b->labels && t->cfg.problem == QKV_PROBLEM_SINGLE_LABEL && i < B;
+         i++)
+        if (b->labels[i] != -1 && b->labels[i] != -100 && (b->labels[i] < 0 || b->labels[i] >= NL))
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "%s: labels[%lld] = %d is outside [0, %lld) (or -1 / -100: ignored)",
+                             fn, (long long)i, b->labels[i], (long long)NL);
+    for (int64_t i = 0; cls && t->cfg.problem != QKV_PROBLEM_SINGLE_LABEL && i < B * NL; i++)
+        if (!isfinite(b->values[i]) || (t->cfg.problem == QKV_PROBLEM_MULTI_LABEL &&
+                                        !(b->values[i] >= 0.0f && b->values[i] <= 1.0f)))
+            return qkv__fail(QKV_ERR_INVALID_ARG, "%s: values[%lld] = %g is not %s", fn,
+                             (long long)i, (double)b->values[i],
+                             t->cfg.problem == QKV_PROBLEM_MULTI_LABEL ? "in [0, 1]" : "finite");
     QKV_TRY(qkv_trainer_reserve(t, B, T, t->arena ? t->policy : QKV_RECOMPUTE_NONE, NULL));
-    for (int64_t n = 0; n < B * T; n++) t->tgt[n] = b->targets[n] < 0 ? -1 : b->targets[n];
-    *out = (qkv__tbatch){b->ids, t->tgt, b->types, b->kv_lens, B, T};
+    if (cls && t->cfg.problem == QKV_PROBLEM_SINGLE_LABEL)
+        for (int64_t i = 0; i < B; i++) t->tgt[i] = b->labels[i] < 0 ? -1 : b->labels[i];
+    else if (!cls)
+        for (int64_t n = 0; n < B * T; n++) t->tgt[n] = b->targets[n] < 0 ? -1 : b->targets[n];
+    *out = (qkv__tbatch){b->ids, t->tgt, b->types, b->kv_lens, B, T, b->values, 0, b->dropout_seed};
     return QKV_OK;
 }
 
-qkv_status qkv__trainer_loss(qkv_runtime *rt, qkv_trainer *t, int64_t N, int backward, float scale,
-                             float *loss) {
-    const int64_t V = t->cfg.V;
+qkv_status qkv__trainer_loss(qkv_runtime *rt, qkv_trainer *t, int64_t N, int64_t V, int backward,
+                             float scale, float *loss) {
     if (backward)
         QKV_TRY(qkv_nn_cross_entropy_fused(rt, loss, t->row_loss, t->logits, t->tgt, N, V, -1, 0.0f,
                                            scale));
@@ -505,6 +643,7 @@ static qkv_status forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b,
     t->logits_valid = 0;
     switch (t->cfg.arch) {
     case QKV__TARCH_BERT: return qkv__bert_mlm_forward(rt, t, b, backward, scale, loss);
+    case QKV__TARCH_BERT_CLS: return qkv__bert_cls_forward(rt, t, b, backward, scale, loss);
     default: return qkv__decoder_forward(rt, t, b, backward, scale, loss);
     }
 }
@@ -512,6 +651,7 @@ static qkv_status forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b,
 static qkv_status backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
     switch (t->cfg.arch) {
     case QKV__TARCH_BERT: return qkv__bert_mlm_backward(rt, t, b);
+    case QKV__TARCH_BERT_CLS: return qkv__bert_cls_backward(rt, t, b);
     default: return qkv__decoder_backward(rt, t, b);
     }
 }
@@ -524,6 +664,7 @@ qkv_status qkv_trainer_forward_backward_batch(qkv_runtime *rt, qkv_trainer *t,
     if (!isfinite(scale)) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: scale is not finite", fn);
     qkv__tbatch b;
     QKV_TRY(check_batch(t, fn, batch, &b));
+    b.train = 1;
     QKV_TRY(forward(rt, t, &b, 1, scale, loss));
     return backward(rt, t, &b);
 }
@@ -540,12 +681,12 @@ qkv_status qkv_trainer_eval_batch(qkv_runtime *rt, qkv_trainer *t, const qkv_tra
 qkv_status qkv_trainer_forward_backward(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,
                                         const int32_t *targets, int64_t B, int64_t T, float scale,
                                         float *loss) {
-    qkv_train_batch b = {sizeof b, ids, targets, NULL, NULL, B, T};
+    qkv_train_batch b = {sizeof b, ids, targets, NULL, NULL, B, T, NULL, NULL, 0};
     return qkv_trainer_forward_backward_batch(rt, t, &b, scale, loss);
 }
 
 qkv_status qkv_trainer_eval(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,
                             const int32_t *targets, int64_t B, int64_t T, float *loss) {
-    qkv_train_batch b = {sizeof b, ids, targets, NULL, NULL, B, T};
+    qkv_train_batch b = {sizeof b, ids, targets, NULL, NULL, B, T, NULL, NULL, 0};
     return qkv_trainer_eval_batch(rt, t, &b, loss);
 }

@@ -16,6 +16,7 @@
 
 #include "kernels/gemm.h"
 #include "models/block.h"
+#include "models/labels.h"
 #include "models/params.h"
 #include "qkv.h"
 
@@ -26,7 +27,8 @@
 typedef enum qkv__tarch {
     QKV__TARCH_GPT2 = 0,
     QKV__TARCH_LLAMA = 1,
-    QKV__TARCH_BERT = 2, /* masked LM */
+    QKV__TARCH_BERT = 2,     /* masked LM */
+    QKV__TARCH_BERT_CLS = 3, /* sequence classification (BertForSequenceClassification) */
 } qkv__tarch;
 
 /* The tensors of a block, in the order of the table's layer rows (models/params.c). */
@@ -83,6 +85,9 @@ typedef struct qkv__tconfig {
     int64_t V, P, C, L, H, Hk, D, F, TV; /* vocab, positions, hidden, layers, heads, KV heads,
                                             head dim, MLP width, token types (BERT) */
     int64_t NL;                          /* labels of a classification head (BERT_CLS) */
+    qkv_problem_type problem;            /* what the head predicts (BERT_CLS) */
+    float p_hidden, p_attn, p_cls;       /* dropout while training: hidden states, attention
+                                            probabilities, the classifier's input (BERT_CLS) */
     float eps;                           /* LayerNorm / RMSNorm epsilon */
     qkv_act act;                         /* MLP activation (Llama: the SiLU of SwiGLU) */
     double rope_theta;                   /* Llama */
@@ -122,6 +127,9 @@ typedef struct qkv__tbatch {
     const int32_t *types;   /* (B, T) BERT token types, or NULL (all 0) */
     const int32_t *kv_lens; /* (B) keys at or past kv_lens[b] are padding, or NULL */
     int64_t B, T;
+    const float *values; /* classifiers: (B, NL) multi-label targets / regression values */
+    int train;           /* a training forward: dropout applies (cfg p_*) */
+    uint64_t seed;       /* the dropout masks' seed */
 } qkv__tbatch;
 
 struct qkv_trainer {
@@ -154,7 +162,12 @@ struct qkv_trainer {
     float *datt, *dq, *dqr;     /* (N, Q) each: attention output, q, q before RoPE */
     float *dk, *dv, *dkr;       /* (N, K) each */
     float *da, *dh, *du;        /* (N, F) each */
+    float *cls_x, *pool_h, *pool_a, *pool_d; /* BERT_CLS (B, C): [CLS] rows, the pooler's
+                                                dense output, tanh, dropout */
+    float *dcls, *dpool;                     /* BERT_CLS (B, C) gradients */
     int logits_valid;
+    qkv__labels labels; /* BERT_CLS: the head's label names and problem type */
+    size_t n_fresh;     /* parameters initialized fresh by the last load */
 };
 
 /* The parameter table and zeroed buffers (weights not initialized); trainer.c. */
@@ -163,6 +176,10 @@ qkv_status qkv__trainer_alloc(const qkv__tconfig *cfg, qkv_trainer **out);
 void qkv__trainer_init_param(struct qkv_trainer *t, size_t i, uint64_t seed);
 /* The trainer config of a Hugging Face directory's config.json (gpt2, llama/mistral, bert). */
 qkv_status qkv__tconfig_load(const char *dir, qkv__tconfig *cfg);
+/* The same for a BERT with a classification head: labels and problem type from spec, else
+ * from config.json (labels.h); the dropout rates from config.json. */
+qkv_status qkv__tconfig_load_cls(const char *dir, const qkv_classifier_spec *spec,
+                                 qkv__tconfig *cfg, qkv__labels *labels);
 /* The architecture's name ("gpt2", "llama", "bert") and back. */
 const char *qkv__tarch_name(qkv__tarch a);
 int qkv__tarch_parse(const char *s, qkv__tarch *a);
@@ -196,10 +213,11 @@ static inline qkv__tacts *qkv__tacts_of(struct qkv_trainer *t, int64_t l) {
     return t->policy == QKV_RECOMPUTE_LAYERS ? &t->layer[0] : &t->layer[l];
 }
 
-/* From t->logits (N, V): the mean cross-entropy over t->tgt into *loss (row losses kept); with
- * backward, the logits become the gradient of scale times that mean. */
-qkv_status qkv__trainer_loss(qkv_runtime *rt, qkv_trainer *t, int64_t N, int backward, float scale,
-                             float *loss);
+/* From t->logits (N, V) (V: the vocabulary, or a classifier's labels): the mean cross-entropy over
+ * t->tgt into *loss (row losses kept); with backward, the logits become the gradient of scale times
+ * that mean. */
+qkv_status qkv__trainer_loss(qkv_runtime *rt, qkv_trainer *t, int64_t N, int64_t V, int backward,
+                             float scale, float *loss);
 
 /* Each architecture: the forward to the loss (backward != 0: logits become dlogits scaled by
  * scale / count) and the backward that ADDS to t->g. */
@@ -209,5 +227,8 @@ qkv_status qkv__decoder_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tba
 qkv_status qkv__bert_mlm_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b,
                                  int backward, float scale, float *loss);
 qkv_status qkv__bert_mlm_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b);
+qkv_status qkv__bert_cls_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b,
+                                 int backward, float scale, float *loss);
+qkv_status qkv__bert_cls_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b);
 
 #endif
