@@ -231,6 +231,14 @@ static void test_case(int64_t N, int64_t C, int64_t OC, int64_t r, int in_out, i
         nt_same_bits(LABEL("%s dinp (dw NULL)", name), dinp2, dinp, N * C);
         nt_same_bits(LABEL("%s ga (dw NULL)", name), ga2, ga, r * C);
         nt_same_bits(LABEL("%s gb (dw NULL)", name), gb2, gb, OC * r);
+        memcpy(ga2, pre_ga, (size_t)(r * C) * sizeof(float)); /* ga alone (no h needed) */
+        A2.gb = NULL;
+        CHECK_OK(qkv_nn_linear_backward(NULL, &L2, NULL, NULL, NULL, dout, x, N));
+        nt_same_bits(LABEL("%s ga alone", name), ga2, ga, r * C);
+        memcpy(gb2, pre_gb, (size_t)(OC * r) * sizeof(float)); /* gb alone (no dh needed) */
+        A2.ga = NULL, A2.gb = gb2;
+        CHECK_OK(qkv_nn_linear_backward(NULL, &L2, NULL, NULL, NULL, dout, x, N));
+        nt_same_bits(LABEL("%s gb alone", name), gb2, gb, OC * r);
         A2.ga = NULL, A2.gb = NULL; /* nor is inp needed then */
         memcpy(dinp2, pre_dinp, (size_t)(N * C) * sizeof(float));
         CHECK_OK(qkv_nn_linear_backward(NULL, &L2, dinp2, NULL, NULL, dout, NULL, N));
