@@ -9,9 +9,12 @@
  *     forward written here (mask regenerated from core/rng.h), so the forward's and the
  *     backward's dropout masks must be the same one;
  *   - merge: the merged plain layer against the layer with its adapter, merge then unmerge;
+ *   - Hugging Face PEFT's LoraLayer on nn.Linear and on GPT-2's Conv1D (fan_in_fan_out, rslora):
+ *     forward, every gradient and the merged weight against tools/gen_lora_golden.py's files;
  *   - 1 vs 2 threads bit for bit; dw NULL and NULL adapter gradients; invalid arguments;
  *     allocation failure. */
 #include "core/rng.h"
+#include "fixture_util.h"
 #include "kernels/gemm.h"
 #include "nn/nn.h"
 #include "nn_testutil.h"
@@ -459,6 +462,81 @@ static void test_merge(void) {
                                 slice);
 }
 
+/* ---------------------------------------------------------------- PEFT golden files */
+
+/* A float32 copy of fixture tensor `name`, its element count in *n. */
+static float *fx_copy(qkv_safetensors *st, const char *name, int64_t *n) {
+    const qkv_st_tensor *t = qkv_safetensors_find(st, name);
+    CHECK_MSG(t && t->dtype == QKV_DTYPE_F32, "fixture tensor %s", name);
+    if (!t || t->dtype != QKV_DTYPE_F32) exit(1);
+    *n = (int64_t)(t->nbytes / sizeof(float));
+    float *p = nt_alloc(*n);
+    memcpy(p, t->data, t->nbytes);
+    return p;
+}
+
+static double meta(qkv_safetensors *st, const char *key) {
+    const char *v = qkv_safetensors_metadata_get(st, key);
+    CHECK_MSG(v != NULL, "fixture metadata %s", key);
+    return v ? strtod(v, NULL) : NAN;
+}
+
+/* max |got - want| / max |want| <= tol (PyTorch's float64 result rounded to float32). */
+static void golden_cmp(const char *fname, const char *what, const float *got, const float *want,
+                       int64_t n, double tol) {
+    const double e = fix_rel_err(got, want, n);
+    printf("  %-12s %-9s %.2e\n", fname, what, e);
+    CHECK_MSG(e <= tol, "%s %s: error %.3g > %.3g", fname, what, e, tol);
+}
+
+static void golden_case(const char *fname) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/fixtures/nn/%s.safetensors", QKV_SOURCE_DIR, fname);
+    qkv_safetensors *st = fix_open(path);
+    int64_t nx, nw, nbias, na, nb, ny, k;
+    float *x = fx_copy(st, "x", &nx), *w = fx_copy(st, "w", &nw),
+          *bias = fx_copy(st, "bias", &nbias);
+    float *a = fx_copy(st, "lora_A", &na), *b = fx_copy(st, "lora_B", &nb),
+          *y = fx_copy(st, "y", &ny);
+    float *dy = fx_copy(st, "dy", &k), *dx = fx_copy(st, "dx", &k), *dw = fx_copy(st, "dw", &k);
+    float *dbias = fx_copy(st, "dbias", &k), *dA = fx_copy(st, "dA", &k),
+          *dB = fx_copy(st, "dB", &k);
+    float *wm = fx_copy(st, "w_merged", &k);
+    const int64_t r = (int64_t)meta(st, "r"), OC = nbias, C = na / r, N = nx / C;
+    const int in_out = (int)meta(st, "fan_in_fan_out");
+    const double alpha = meta(st, "lora_alpha"), peft_scale = meta(st, "scaling");
+    /* the scale the trainer will pass: lora_alpha / r, or lora_alpha / sqrt(r) with rslora */
+    const float scale =
+        (float)(meta(st, "use_rslora") != 0 ? alpha / sqrt((double)r) : alpha / (double)r);
+    CHECK_MSG(fabs(scale - peft_scale) <= 1e-6 * fabs(peft_scale), "%s: scale %.9g, PEFT's %.9g",
+              fname, (double)scale, peft_scale);
+    CHECK(nw == C * OC && nb == OC * r && ny == N * OC);
+    float *ga = nt_alloc(r * C), *gb = nt_alloc(OC * r);
+    const qkv_nn_lora A = {.a = a, .b = b, .ga = ga, .gb = gb, .r = r, .scale = scale};
+    const qkv_nn_linear L = {.w = w, .b = bias, .C = C, .OC = OC, .in_out = in_out, .lora = &A};
+    float *out = nt_alloc(N * OC), *gx = nt_alloc(N * C), *gw = nt_alloc(nw), *gbias = nt_alloc(OC);
+    CHECK_OK(qkv_nn_linear_forward(NULL, &L, out, x, N, QKV_ACT_NONE, NULL));
+    golden_cmp(fname, "y", out, y, N * OC, 1e-6);
+    CHECK_OK(qkv_nn_linear_backward(NULL, &L, gx, gw, gbias, dy, x, N));
+    golden_cmp(fname, "dx", gx, dx, N * C, 1e-6);
+    golden_cmp(fname, "dw", gw, dw, nw, 1e-6);
+    golden_cmp(fname, "dbias", gbias, dbias, OC, 1e-6);
+    golden_cmp(fname, "dA", ga, dA, r * C, 1e-6);
+    golden_cmp(fname, "dB", gb, dB, OC * r, 1e-6);
+    CHECK_OK(qkv_nn_lora_merge(w, in_out, 0, C, OC, &A, 1.0f));
+    golden_cmp(fname, "w_merged", w, wm, nw, 1e-6);
+    qkv_safetensors_close(st);
+    free(x), free(w), free(bias), free(a), free(b), free(y), free(dy), free(dx), free(dw);
+    free(dbias), free(dA), free(dB), free(wm), free(ga), free(gb), free(out), free(gx), free(gw);
+    free(gbias);
+}
+
+static void test_peft_golden(void) {
+    printf("PEFT golden files (error relative to max |ref|):\n");
+    golden_case("lora_linear");
+    golden_case("lora_conv1d");
+}
+
 /* ---------------------------------------------------------------- threads */
 
 static void test_threads(void) {
@@ -620,6 +698,7 @@ int main(void) {
     worst_ratio = 0;
     test_merge();
     printf("merge: worst error %.3f x tolerance (%s)\n", worst_ratio, worst_what);
+    test_peft_golden();
     test_threads();
     test_invalid();
     test_nomem();
