@@ -53,7 +53,7 @@ static char label[512];
 
 static const char *act_name(qkv_act a) {
     static const char *names[] = {"none", "gelu_erf", "gelu_tanh", "relu", "silu"};
-    return names[a];
+    return (unsigned)a < sizeof names / sizeof *names ? names[a] : "?";
 }
 
 /* The dropout multiplier of input element k (0 or 1/(1-p)), independent of src/nn: the mask
