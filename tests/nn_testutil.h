@@ -67,6 +67,27 @@ static inline float *nt_rand(int64_t n, double lo, double hi) {
     return p;
 }
 
+static inline float *nt_copy(const float *p, int64_t n) {
+    float *q = nt_alloc(n);
+    memcpy(q, p, (size_t)n * sizeof(float));
+    return q;
+}
+
+/* Bit-exact comparison (for results that must not depend on the path taken). */
+static inline void nt_same_bits(const char *what, const void *a, const void *b, int64_t nfloats) {
+    CHECK_MSG(memcmp(a, b, (size_t)nfloats * sizeof(float)) == 0, "%s: results differ", what);
+}
+
+/* An allocator that always fails (qkv_set_allocator), for the NOMEM paths. */
+static inline void *nt_failing_alloc(size_t size, size_t align, void *user) {
+    (void)size, (void)align, (void)user;
+    return NULL;
+}
+static inline void nt_system_free(void *p, void *user) {
+    (void)user;
+    free(p);
+}
+
 /* max |a - b| and max |b| */
 static inline double nt_maxabs_f(const float *a, int64_t n) {
     double m = 0;

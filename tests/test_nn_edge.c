@@ -339,15 +339,6 @@ static void test_threads(void) {
 
 /* ---------------------------------------------------------------- out of memory */
 
-static void *failing_alloc(size_t size, size_t align, void *user) {
-    (void)size, (void)align, (void)user;
-    return NULL;
-}
-static void system_free(void *p, void *user) {
-    (void)user;
-    free(p);
-}
-
 static void test_nomem(void) {
     qkv_runtime *rt = NULL;
     CHECK_OK(qkv_runtime_create(1, &rt));
@@ -368,7 +359,7 @@ static void test_nomem(void) {
     p.mlp.w_fc1 = w + 4 * C * C, p.mlp.w_fc2 = w + 4 * C * C + F * C;
     CHECK_OK(qkv_nn_block_forward_ref(rt, y, &acts, x, &p, &bc, NULL, B, T));
 
-    const qkv_allocator fail = {failing_alloc, system_free, NULL};
+    const qkv_allocator fail = {nt_failing_alloc, nt_system_free, NULL};
     qkv_set_allocator(&fail);
     int32_t ids[3] = {0, 1, 0};
     float loss;

@@ -85,17 +85,6 @@ static void cmp(int layer, const char *what, const float *got, const float *want
     n_checked[layer] += n;
 }
 
-/* Bit-exact comparison (for results that must not depend on the path taken). */
-static void same_bits(const char *what, const void *a, const void *b, int64_t nfloats) {
-    CHECK_MSG(memcmp(a, b, (size_t)nfloats * sizeof(float)) == 0, "%s: results differ", what);
-}
-
-static float *copy_of(const float *p, int64_t n) {
-    float *q = nt_alloc(n);
-    memcpy(q, p, (size_t)n * sizeof(float));
-    return q;
-}
-
 static char label[512];
 #define LABEL(...) (snprintf(label, sizeof label, __VA_ARGS__), label)
 
@@ -177,7 +166,7 @@ static void test_linear_case(int64_t N, int64_t C, int64_t OC, int in_out, int s
     qkv_nn_linear L = {.w = w, .b = b, .C = C, .OC = OC, .ldw = slice ? ld : 0, .in_out = in_out};
 
     /* ---- forward */
-    float *out = resid == 2 ? copy_of(r, N * OC) : nt_rand(N * OC, -9, 9); /* junk: overwritten */
+    float *out = resid == 2 ? nt_copy(r, N * OC) : nt_rand(N * OC, -9, 9); /* junk: overwritten */
     const float *res = resid == 1 ? r : resid == 2 ? out : NULL;
     CHECK_OK(qkv_nn_linear_forward(NULL, &L, out, x, N, act, res));
     float *z = nt_alloc(N * OC), *a = nt_alloc(N * OC), *want = nt_alloc(N * OC);
@@ -217,11 +206,11 @@ static void test_linear_case(int64_t N, int64_t C, int64_t OC, int in_out, int s
         Lp.packed = pk;
         for (int no_w = 0; no_w < 2 && pk; no_w++) {
             if (no_w) Lp.w = NULL;
-            float *out2 = resid == 2 ? copy_of(r, N * OC) : nt_rand(N * OC, -9, 9);
+            float *out2 = resid == 2 ? nt_copy(r, N * OC) : nt_rand(N * OC, -9, 9);
             const float *res2 = resid == 1 ? r : resid == 2 ? out2 : NULL;
             CHECK_OK(qkv_nn_linear_forward(NULL, &Lp, out2, x, N, act, res2));
-            same_bits(LABEL("%s packed%s vs unpacked", name, no_w ? " (w NULL)" : ""), out2, out,
-                      N * OC);
+            nt_same_bits(LABEL("%s packed%s vs unpacked", name, no_w ? " (w NULL)" : ""), out2, out,
+                         N * OC);
             free(out2);
         }
         qkv__gemm_packed_free(pk);
@@ -229,9 +218,9 @@ static void test_linear_case(int64_t N, int64_t C, int64_t OC, int in_out, int s
 
     /* ---- backward, into pre-filled gradients (+=); dw in w's own layout and stride */
     float *dout = nt_rand(N * OC, -1, 1);
-    float *dinp = nt_rand(N * C, -1, 1), *pre_dinp = copy_of(dinp, N * C);
-    float *dwfull = nt_rand(rows * ld, -1, 1), *pre_dw = copy_of(dwfull, rows * ld);
-    float *db = nt_rand(OC, -1, 1), *pre_db = copy_of(db, OC);
+    float *dinp = nt_rand(N * C, -1, 1), *pre_dinp = nt_copy(dinp, N * C);
+    float *dwfull = nt_rand(rows * ld, -1, 1), *pre_dw = nt_copy(dwfull, rows * ld);
+    float *db = nt_rand(OC, -1, 1), *pre_db = nt_copy(db, OC);
     CHECK_OK(qkv_nn_linear_backward(NULL, &L, dinp, dwfull + off, db, dout, x, N));
     float *gx = nt_alloc(N * C), *gw = nt_alloc(OC * C), *gb = nt_alloc(OC); /* from zero */
     CHECK_OK(qkv_nn_linear_backward_ref(NULL, gx, gw, gb, dout, x, wt, N, C, OC));
@@ -249,7 +238,7 @@ static void test_linear_case(int64_t N, int64_t C, int64_t OC, int in_out, int s
         }
     cmp(L_LINEAR, LABEL("%s dinp", name), dinp, wx, mx, tx, N * C);
     /* dw = pre + doutᵀ · inp over N rows in the slice; everything else untouched (tol 0) */
-    float *ww = copy_of(pre_dw, rows * ld);
+    float *ww = nt_copy(pre_dw, rows * ld);
     double *mw = nt_alloc_d(rows * ld), *tw = nt_alloc_d(rows * ld);
     for (int64_t o = 0; o < OC; o++)
         for (int64_t i = 0; i < C; i++) {
@@ -275,11 +264,11 @@ static void test_linear_case(int64_t N, int64_t C, int64_t OC, int in_out, int s
 
     /* NULL gradients are skipped; w is not needed without dinp */
     {
-        float *db2 = copy_of(pre_db, OC);
+        float *db2 = nt_copy(pre_db, OC);
         qkv_nn_linear L2 = L;
         L2.w = NULL;
         CHECK_OK(qkv_nn_linear_backward(NULL, &L2, NULL, NULL, db2, dout, NULL, N));
-        same_bits(LABEL("%s db alone", name), db2, db, OC);
+        nt_same_bits(LABEL("%s db alone", name), db2, db, OC);
         free(db2);
     }
     free(wfull), free(wt), free(x), free(b), free(r), free(out), free(z), free(a), free(want);
@@ -329,19 +318,19 @@ static void test_embedding_case(int64_t N, int64_t V, int64_t C) {
     float *out = nt_rand(N * C, -1, 1), *want = nt_alloc(N * C);
     CHECK_OK(qkv_nn_embedding_forward(NULL, out, ids, table, N, V, C));
     CHECK_OK(qkv_nn_embedding_forward_ref(want, ids, table, N, V, C));
-    same_bits(LABEL("%s forward", name), out, want, N * C); /* a copy */
+    nt_same_bits(LABEL("%s forward", name), out, want, N * C); /* a copy */
     n_checked[L_EMB] += N * C;
     /* add: one float addition per element in both, correctly rounded: bit-exact */
     float *pre = nt_rand(N * C, -1, 1);
     memcpy(out, pre, (size_t)(N * C) * sizeof(float));
     CHECK_OK(qkv_nn_embedding_add_forward(NULL, out, ids, table, N, V, C));
     for (int64_t k = 0; k < N * C; k++) want[k] = pre[k] + want[k];
-    same_bits(LABEL("%s add_forward", name), out, want, N * C);
+    nt_same_bits(LABEL("%s add_forward", name), out, want, N * C);
     n_checked[L_EMB] += N * C;
     /* backward: dtable (pre-filled) += scatter of dout; the fast path sums each row's uses in
      * float: γ bound over (uses + 1) terms */
     float *dout = nt_rand(N * C, -1, 1);
-    float *dt = nt_rand(V * C, -1, 1), *dtr = copy_of(dt, V * C);
+    float *dt = nt_rand(V * C, -1, 1), *dtr = nt_copy(dt, V * C);
     double *mag = nt_alloc_d(V * C), *tol = nt_alloc_d(V * C);
     int64_t *uses = calloc((size_t)V, sizeof(int64_t));
     for (int64_t k = 0; k < V * C; k++) mag[k] = fabs(dt[k]);
@@ -379,30 +368,30 @@ static void test_position_case(int64_t B, int64_t T, int64_t C, int64_t P, int64
     float *out = nt_rand(n, -1, 1), *want = nt_alloc(n);
     CHECK_OK(qkv_nn_position_add_forward(NULL, out, x, pe, B, T, C, P, pos0));
     CHECK_OK(qkv_nn_position_add_forward_ref(NULL, want, x, pe, B, T, C, P, pos0));
-    same_bits(LABEL("%s forward", name), out, want, n); /* one float add each */
-    float *inplace = copy_of(x, n);
+    nt_same_bits(LABEL("%s forward", name), out, want, n); /* one float add each */
+    float *inplace = nt_copy(x, n);
     CHECK_OK(qkv_nn_position_add_forward(NULL, inplace, inplace, pe, B, T, C, P, pos0));
-    same_bits(LABEL("%s forward in place", name), inplace, want, n);
+    nt_same_bits(LABEL("%s forward in place", name), inplace, want, n);
     n_checked[L_POS] += 2 * n;
     float *dout = nt_rand(n, -1, 1);
-    float *dx = nt_rand(n, -1, 1), *dxr = copy_of(dx, n);
-    float *dpe = nt_rand(P * C, -1, 1), *dper = copy_of(dpe, P * C);
+    float *dx = nt_rand(n, -1, 1), *dxr = nt_copy(dx, n);
+    float *dpe = nt_rand(P * C, -1, 1), *dper = nt_copy(dpe, P * C);
     double *mag = nt_alloc_d(P * C), *tol = nt_alloc_d(P * C);
     pos_tol(mag, tol, dpe, dout, B, T, C, P, pos0);
     CHECK_OK(qkv_nn_position_add_backward(NULL, dx, dpe, dout, B, T, C, P, pos0));
     CHECK_OK(qkv_nn_position_add_backward_ref(NULL, dxr, dper, dout, B, T, C, P, pos0));
-    same_bits(LABEL("%s backward dinp", name), dx, dxr, n);
+    nt_same_bits(LABEL("%s backward dinp", name), dx, dxr, n);
     n_checked[L_POS] += n;
     cmp(L_POS, LABEL("%s backward dpe", name), dpe, dper, mag, tol, P * C);
     /* either gradient may be NULL */
-    float *dpe2 = nt_rand(P * C, -1, 1), *dpe2r = copy_of(dpe2, P * C);
+    float *dpe2 = nt_rand(P * C, -1, 1), *dpe2r = nt_copy(dpe2, P * C);
     pos_tol(mag, tol, dpe2, dout, B, T, C, P, pos0);
     CHECK_OK(qkv_nn_position_add_backward(NULL, NULL, dpe2, dout, B, T, C, P, pos0));
     CHECK_OK(qkv_nn_position_add_backward_ref(NULL, NULL, dpe2r, dout, B, T, C, P, pos0));
     cmp(L_POS, LABEL("%s backward dpe only", name), dpe2, dpe2r, mag, tol, P * C);
     CHECK_OK(qkv_nn_position_add_backward(NULL, dx, NULL, dout, B, T, C, P, pos0));
     CHECK_OK(qkv_nn_position_add_backward_ref(NULL, dxr, NULL, dout, B, T, C, P, pos0));
-    same_bits(LABEL("%s backward dinp only", name), dx, dxr, n);
+    nt_same_bits(LABEL("%s backward dinp only", name), dx, dxr, n);
     free(x), free(pe), free(out), free(want), free(inplace), free(dout), free(dx), free(dxr);
     free(dpe), free(dper), free(mag), free(tol), free(dpe2), free(dpe2r);
 }
@@ -452,7 +441,7 @@ static void test_norm_case(int rms, int64_t N, int64_t C, int affine, double off
         cmp(layer, LABEL("%s saved mean", name), mean, meanr, ms, ts, N);
     }
     /* NULL saves and in place give the same bits */
-    float *y2 = nt_alloc(N * C), *y3 = copy_of(x, N * C);
+    float *y2 = nt_alloc(N * C), *y3 = nt_copy(x, N * C);
     if (rms) {
         CHECK_OK(qkv_nn_rmsnorm_forward(NULL, y2, NULL, x, w, N, C, eps));
         CHECK_OK(qkv_nn_rmsnorm_forward(NULL, y3, NULL, y3, w, N, C, eps));
@@ -460,14 +449,14 @@ static void test_norm_case(int rms, int64_t N, int64_t C, int affine, double off
         CHECK_OK(qkv_nn_layernorm_forward(NULL, y2, NULL, NULL, x, w, b, N, C, eps));
         CHECK_OK(qkv_nn_layernorm_forward(NULL, y3, NULL, NULL, y3, w, b, N, C, eps));
     }
-    same_bits(LABEL("%s forward, NULL saves", name), y2, y, N * C);
-    same_bits(LABEL("%s forward, in place", name), y3, y, N * C);
+    nt_same_bits(LABEL("%s forward, NULL saves", name), y2, y, N * C);
+    nt_same_bits(LABEL("%s forward, in place", name), y3, y, N * C);
 
     /* backward from the ref's saved statistics, into pre-filled gradients */
     float *dy = nt_rand(N * C, -1, 1);
-    float *dx = nt_rand(N * C, -1, 1), *dxr = copy_of(dx, N * C);
-    float *dw = nt_rand(C, -1, 1), *dwr = copy_of(dw, C);
-    float *db = nt_rand(C, -1, 1), *dbr = copy_of(db, C);
+    float *dx = nt_rand(N * C, -1, 1), *dxr = nt_copy(dx, N * C);
+    float *dw = nt_rand(C, -1, 1), *dwr = nt_copy(dw, C);
+    float *db = nt_rand(C, -1, 1), *dbr = nt_copy(db, C);
     double *mdx = nt_alloc_d(N * C), *tdx = nt_alloc_d(N * C);
     double *mdw = nt_alloc_d(C), *mdb = nt_alloc_d(C), *tdw = nt_alloc_d(C), *tdb = nt_alloc_d(C);
     for (int64_t j = 0; j < C; j++) mdw[j] = fabs(dw[j]), mdb[j] = fabs(db[j]);
@@ -496,7 +485,7 @@ static void test_norm_case(int rms, int64_t N, int64_t C, int affine, double off
         tdw[j] = (1e-5 + (double)(N + 4) * U) * mdw[j];
         tdb[j] = (double)(N + 4) * U * mdb[j];
     }
-    float *dx2 = copy_of(dx, N * C), *dw2 = copy_of(dw, C);
+    float *dx2 = nt_copy(dx, N * C), *dw2 = nt_copy(dw, C);
     if (rms) {
         CHECK_OK(qkv_nn_rmsnorm_backward(NULL, dx, dw, dy, x, w, rstdr, N, C));
         CHECK_OK(qkv_nn_rmsnorm_backward_ref(NULL, dxr, dwr, dy, x, w, rstdr, N, C));
@@ -508,7 +497,7 @@ static void test_norm_case(int rms, int64_t N, int64_t C, int affine, double off
     cmp(layer, LABEL("%s dweight", name), dw, dwr, mdw, tdw, C);
     if (!rms) cmp(layer, LABEL("%s dbias", name), db, dbr, mdb, tdb, C);
     /* NULL gradients: dinp alone, then dweight alone, from the same pre-filled values */
-    float *dw3 = copy_of(dw2, C);
+    float *dw3 = nt_copy(dw2, C);
     if (rms) {
         CHECK_OK(qkv_nn_rmsnorm_backward(NULL, dx2, NULL, dy, x, w, rstdr, N, C));
         CHECK_OK(qkv_nn_rmsnorm_backward(NULL, NULL, dw3, dy, x, w, rstdr, N, C));
@@ -549,11 +538,11 @@ static void test_act_case(qkv_act act, int64_t n) {
         tol[i] = act_rtol(act, x[i]) * fabs(yr[i]) + ACT_ATOL;
     }
     cmp(L_ACT, LABEL("%s forward", name), y, yr, mag, tol, n);
-    float *ip = copy_of(x, n);
+    float *ip = nt_copy(x, n);
     CHECK_OK(qkv_nn_act_forward(NULL, act, ip, ip, n));
-    same_bits(LABEL("%s forward in place", name), ip, y, n);
+    nt_same_bits(LABEL("%s forward in place", name), ip, y, n);
     float *dy = nt_rand(n, -1, 1);
-    float *dx = nt_rand(n, -1, 1), *dxr = copy_of(dx, n);
+    float *dx = nt_rand(n, -1, 1), *dxr = nt_copy(dx, n);
     CHECK_OK(qkv_nn_act_backward(NULL, act, dx, dy, x, n));
     CHECK_OK(qkv_nn_act_backward_ref(NULL, act, dxr, dy, x, n));
     for (int64_t i = 0; i < n; i++) {
@@ -590,11 +579,11 @@ static void test_swiglu_case(int64_t n) {
         tol[i] = (1e-6 + 2 * U) * fabs(want) + 1e-37;
     }
     cmp(L_SWIGLU, LABEL("%s forward", name), y, yr, mag, tol, n);
-    float *ig = copy_of(g, n), *iu = copy_of(u, n);
+    float *ig = nt_copy(g, n), *iu = nt_copy(u, n);
     CHECK_OK(qkv_nn_swiglu_forward(NULL, ig, ig, u, n));
     CHECK_OK(qkv_nn_swiglu_forward(NULL, iu, g, iu, n));
-    same_bits(LABEL("%s forward out == gate", name), ig, y, n);
-    same_bits(LABEL("%s forward out == up", name), iu, y, n);
+    nt_same_bits(LABEL("%s forward out == gate", name), ig, y, n);
+    nt_same_bits(LABEL("%s forward out == up", name), iu, y, n);
     float *dy = nt_rand(n, -1, 1);
     float *dg = nt_rand(n, -1, 1), *du = nt_rand(n, -1, 1);
     float *dgr = nt_alloc(n), *dur = nt_alloc(n);
@@ -612,14 +601,14 @@ static void test_swiglu_case(int64_t n) {
         mu[i] = fabs((double)dy[i] * silu_d(g[i])) + fabs(wu);
         tu[i] = (1e-6 + U) * fabs((double)dy[i] * silu_d(g[i])) + 2 * U * fabs(wu) + 1e-37;
     }
-    float *dg2 = copy_of(dg, n), *du2 = copy_of(du, n);
+    float *dg2 = nt_copy(dg, n), *du2 = nt_copy(du, n);
     CHECK_OK(qkv_nn_swiglu_backward(NULL, dg, du, dy, g, u, n));
     cmp(L_SWIGLU, LABEL("%s dgate", name), dg, dgr, mag, tol, n);
     cmp(L_SWIGLU, LABEL("%s dup", name), du, dur, mu, tu, n);
     CHECK_OK(qkv_nn_swiglu_backward(NULL, dg2, NULL, dy, g, u, n));
     CHECK_OK(qkv_nn_swiglu_backward(NULL, NULL, du2, dy, g, u, n));
-    same_bits(LABEL("%s dgate alone", name), dg2, dg, n);
-    same_bits(LABEL("%s dup alone", name), du2, du, n);
+    nt_same_bits(LABEL("%s dgate alone", name), dg2, dg, n);
+    nt_same_bits(LABEL("%s dup alone", name), du2, du, n);
     free(g), free(u), free(y), free(yr), free(mag), free(tol), free(ig), free(iu), free(dy);
     free(dg), free(du), free(dgr), free(dur), free(mu), free(tu), free(dg2), free(du2);
 }
@@ -632,22 +621,22 @@ static void test_residual_case(int64_t n) {
     float *y = nt_alloc(n), *yr = nt_alloc(n);
     CHECK_OK(qkv_nn_residual_forward(NULL, y, a, b, n));
     CHECK_OK(qkv_nn_residual_forward_ref(NULL, yr, a, b, n));
-    same_bits(LABEL("%s forward", name), y, yr, n);
-    float *ia = copy_of(a, n), *ib = copy_of(b, n);
+    nt_same_bits(LABEL("%s forward", name), y, yr, n);
+    float *ia = nt_copy(a, n), *ib = nt_copy(b, n);
     CHECK_OK(qkv_nn_residual_forward(NULL, ia, ia, b, n));
     CHECK_OK(qkv_nn_residual_forward(NULL, ib, a, ib, n));
-    same_bits(LABEL("%s forward out == a", name), ia, yr, n);
-    same_bits(LABEL("%s forward out == b", name), ib, yr, n);
+    nt_same_bits(LABEL("%s forward out == a", name), ia, yr, n);
+    nt_same_bits(LABEL("%s forward out == b", name), ib, yr, n);
     float *dy = nt_rand(n, -1, 1);
     float *da = nt_rand(n, -1, 1), *db = nt_rand(n, -1, 1);
-    float *dar = copy_of(da, n), *dbr = copy_of(db, n);
+    float *dar = nt_copy(da, n), *dbr = nt_copy(db, n);
     CHECK_OK(qkv_nn_residual_backward(NULL, da, db, dy, n));
     CHECK_OK(qkv_nn_residual_backward_ref(NULL, dar, dbr, dy, n));
-    same_bits(LABEL("%s backward da", name), da, dar, n);
-    same_bits(LABEL("%s backward db", name), db, dbr, n);
+    nt_same_bits(LABEL("%s backward da", name), da, dar, n);
+    nt_same_bits(LABEL("%s backward db", name), db, dbr, n);
     CHECK_OK(qkv_nn_residual_backward(NULL, NULL, db, dy, n));
     CHECK_OK(qkv_nn_residual_backward_ref(NULL, NULL, dbr, dy, n));
-    same_bits(LABEL("%s backward db alone", name), db, dbr, n);
+    nt_same_bits(LABEL("%s backward db alone", name), db, dbr, n);
     n_checked[L_RES] += 6 * n;
     free(a), free(b), free(y), free(yr), free(ia), free(ib), free(dy), free(da), free(db);
     free(dar), free(dbr);
@@ -675,13 +664,13 @@ static void test_dropout_case(int64_t n, float p, uint64_t seed, uint64_t stream
     double *mag = nt_alloc_d(n), *tol = nt_alloc_d(n);
     for (int64_t i = 0; i < n; i++) mag[i] = fabs(yr[i]), tol[i] = 3 * U * fabs(yr[i]);
     cmp(L_DROP, LABEL("%s forward", name), y, yr, mag, tol, n);
-    float *ip = copy_of(x, n);
+    float *ip = nt_copy(x, n);
     CHECK_OK(qkv_nn_dropout_forward(NULL, ip, ip, n, p, seed, stream));
-    same_bits(LABEL("%s forward in place", name), ip, y, n);
+    nt_same_bits(LABEL("%s forward in place", name), ip, y, n);
     /* backward: the same mask regenerated; += into pre-filled values (a mask mismatch shows
      * as an error of |dout/(1-p)| >= 0.5, far above the tolerance) */
     float *dy = nt_rand(n, 0.5, 1.5);
-    float *dx = nt_rand(n, -1, 1), *dxr = copy_of(dx, n);
+    float *dx = nt_rand(n, -1, 1), *dxr = nt_copy(dx, n);
     CHECK_OK(qkv_nn_dropout_backward(NULL, dx, dy, n, p, seed, stream));
     CHECK_OK(qkv_nn_dropout_backward_ref(NULL, dxr, dy, n, p, seed, stream));
     for (int64_t i = 0; i < n; i++) { /* the scale, the product, the += and the ref round */
@@ -737,7 +726,7 @@ static void test_softmax_case(int log_, int64_t N, int64_t V, int kind) {
     cmp(layer, LABEL("%s forward", name), y, yr, mag, tol, N * V);
     /* backward from the ref's output, into pre-filled gradients */
     float *dy = nt_rand(N * V, -1, 1);
-    float *dx = nt_rand(N * V, -1, 1), *dxr = copy_of(dx, N * V);
+    float *dx = nt_rand(N * V, -1, 1), *dxr = nt_copy(dx, N * V);
     for (int64_t n = 0; n < N; n++) {
         double s = 0; /* Σ dy·y (softmax) or Σ dy (log-softmax) */
         for (int64_t v = 0; v < V; v++)
@@ -790,7 +779,7 @@ static void test_ce_case(int64_t N, int64_t V, int32_t ignore, float eps, int ig
     CHECK_OK(qkv_nn_cross_entropy_forward(NULL, &loss, ls, x, t, N, V, ignore, eps));
     CHECK_OK(qkv_nn_cross_entropy_forward_ref(NULL, &lossr, lsr, x, t, N, V, ignore, eps));
     CHECK_OK(qkv_nn_cross_entropy_forward(NULL, &loss2, NULL, x, t, N, V, ignore, eps));
-    same_bits(LABEL("%s loss with losses NULL", name), &loss2, &loss, 1);
+    nt_same_bits(LABEL("%s loss with losses NULL", name), &loss2, &loss, 1);
     /* row loss: each exp term errs by 2.5e-7 (kernel) + U·|x - m| (x - m rounded in float), so
      * log s by their softmax-weighted mean; l is then rounded. Bound: 1e-6·(1 + |l| + w),
      * w = Σ p|x - m| (about 4x the sum of those terms). Ignored rows: exactly 0. */
@@ -816,7 +805,7 @@ static void test_ce_case(int64_t N, int64_t V, int32_t ignore, float eps, int ig
 
     /* backward, += into pre-filled dlogits */
     const double g = count ? (double)dloss / (double)count : 0.0;
-    float *dx = nt_rand(N * V, -1, 1), *dxr = copy_of(dx, N * V);
+    float *dx = nt_rand(N * V, -1, 1), *dxr = nt_copy(dx, N * V);
     for (int64_t n = 0; n < N; n++)
         for (int64_t v = 0; v < V; v++) {
             const int64_t k = n * V + v;
@@ -839,13 +828,13 @@ static void test_ce_case(int64_t N, int64_t V, int32_t ignore, float eps, int ig
 
     /* fused: the same loss bits as the forward (the same operations on each row); the logits
      * overwritten by the gradient from zero, i.e. the backward into a zeroed buffer */
-    float *io = copy_of(x, N * V), *g0 = nt_alloc(N * V), *g0r = nt_alloc(N * V);
+    float *io = nt_copy(x, N * V), *g0 = nt_alloc(N * V), *g0r = nt_alloc(N * V);
     float lossf = -1, *lsf = nt_rand(N, -1, 1);
     CHECK_OK(qkv_nn_cross_entropy_fused(NULL, &lossf, lsf, io, t, N, V, ignore, eps, dloss));
     CHECK_OK(qkv_nn_cross_entropy_backward(NULL, g0, dloss, x, t, N, V, ignore, eps));
     CHECK_OK(qkv_nn_cross_entropy_backward_ref(NULL, g0r, dloss, x, t, N, V, ignore, eps));
-    same_bits(LABEL("%s fused loss vs forward", name), &lossf, &loss, 1);
-    same_bits(LABEL("%s fused row losses vs forward", name), lsf, ls, N);
+    nt_same_bits(LABEL("%s fused loss vs forward", name), &lossf, &loss, 1);
+    nt_same_bits(LABEL("%s fused row losses vs forward", name), lsf, ls, N);
     for (int64_t n = 0; n < N; n++)
         for (int64_t v = 0; v < V; v++) {
             const int64_t k = n * V + v;
@@ -885,7 +874,7 @@ static void test_rope_case(qkv_nn_rope_style style, int64_t B, int64_t T, int64_
     /* pairs: cos and sin rounded to float, two products, the sum, the ref's rounding: 5
      * roundings, each <= U·(|xa| + |xb|); 6U. Dims past R pass through: exact. */
     double *mag = nt_alloc_d(n), *tol = nt_alloc_d(n);
-    float *dy = nt_rand(n, -2, 2), *dx = nt_rand(n, -1, 1), *dxr = copy_of(dx, n);
+    float *dy = nt_rand(n, -2, 2), *dx = nt_rand(n, -1, 1), *dxr = nt_copy(dx, n);
     double *mb = nt_alloc_d(n), *tb = nt_alloc_d(n);
     for (int64_t row = 0; row < B * T * H; row++) {
         const int64_t base = row * D;
@@ -905,9 +894,9 @@ static void test_rope_case(qkv_nn_rope_style style, int64_t B, int64_t T, int64_
         }
     }
     cmp(L_ROPE, LABEL("%s forward", name), y, yr, mag, tol, n);
-    float *ip = copy_of(x, n);
+    float *ip = nt_copy(x, n);
     CHECK_OK(qkv_nn_rope_forward(NULL, ip, ip, &rope, B, T, H, D, pos0));
-    same_bits(LABEL("%s forward in place", name), ip, y, n);
+    nt_same_bits(LABEL("%s forward in place", name), ip, y, n);
     CHECK_OK(qkv_nn_rope_backward(NULL, dx, dy, &rope, B, T, H, D, pos0));
     CHECK_OK(qkv_nn_rope_backward_ref(NULL, dxr, dy, &rope, B, T, H, D, pos0));
     cmp(L_ROPE, LABEL("%s backward", name), dx, dxr, mb, tb, n);
@@ -933,15 +922,15 @@ static void test_threads(void) {
         float *y[2], *dx[2], *dw[2], *db[2];
         for (int i = 0; i < 2; i++) {
             y[i] = nt_alloc(N * OC);
-            dx[i] = copy_of(pre_x, N * C), dw[i] = copy_of(pre_w, OC * C);
-            db[i] = copy_of(pre_b, OC);
+            dx[i] = nt_copy(pre_x, N * C), dw[i] = nt_copy(pre_w, OC * C);
+            db[i] = nt_copy(pre_b, OC);
             CHECK_OK(qkv_nn_linear_forward(rt[i], &L, y[i], x, N, QKV_ACT_GELU_TANH, NULL));
             CHECK_OK(qkv_nn_linear_backward(rt[i], &L, dx[i], dw[i], db[i], dout, x, N));
         }
-        same_bits("threads: linear forward", y[0], y[1], N * OC);
-        same_bits("threads: linear dinp", dx[0], dx[1], N * C);
-        same_bits("threads: linear dw", dw[0], dw[1], OC * C);
-        same_bits("threads: linear db", db[0], db[1], OC);
+        nt_same_bits("threads: linear forward", y[0], y[1], N * OC);
+        nt_same_bits("threads: linear dinp", dx[0], dx[1], N * C);
+        nt_same_bits("threads: linear dw", dw[0], dw[1], OC * C);
+        nt_same_bits("threads: linear db", db[0], db[1], OC);
         for (int i = 0; i < 2; i++) free(y[i]), free(dx[i]), free(dw[i]), free(db[i]);
         free(w), free(b), free(x), free(dout), free(pre_x), free(pre_w), free(pre_b);
     }
@@ -965,13 +954,13 @@ static void test_threads(void) {
                                                        rstd, N, C));
                 }
             }
-            same_bits(rms ? "threads: rmsnorm forward" : "threads: layernorm forward", y[0], y[1],
-                      N * C);
-            same_bits(rms ? "threads: rmsnorm dinp" : "threads: layernorm dinp", dx[0], dx[1],
-                      N * C);
-            same_bits(rms ? "threads: rmsnorm dweight" : "threads: layernorm dweight", dw[0], dw[1],
-                      C);
-            same_bits("threads: layernorm dbias", db[0], db[1], C);
+            nt_same_bits(rms ? "threads: rmsnorm forward" : "threads: layernorm forward", y[0],
+                         y[1], N * C);
+            nt_same_bits(rms ? "threads: rmsnorm dinp" : "threads: layernorm dinp", dx[0], dx[1],
+                         N * C);
+            nt_same_bits(rms ? "threads: rmsnorm dweight" : "threads: layernorm dweight", dw[0],
+                         dw[1], C);
+            nt_same_bits("threads: layernorm dbias", db[0], db[1], C);
             for (int i = 0; i < 2; i++) free(y[i]), free(dx[i]), free(dw[i]), free(db[i]);
         }
         free(x), free(w), free(b), free(dy), free(mean), free(rstd);
@@ -983,10 +972,10 @@ static void test_threads(void) {
         for (int64_t n = 0; n < N; n++) ids[n] = (int32_t)(nt_uniform() * (double)V);
         float *dout = nt_rand(N * C, -1, 1), *pre = nt_rand(V * C, -1, 1), *dt[2];
         for (int i = 0; i < 2; i++) {
-            dt[i] = copy_of(pre, V * C);
+            dt[i] = nt_copy(pre, V * C);
             CHECK_OK(qkv_nn_embedding_backward(rt[i], dt[i], dout, ids, N, V, C));
         }
-        same_bits("threads: embedding backward", dt[0], dt[1], V * C);
+        nt_same_bits("threads: embedding backward", dt[0], dt[1], V * C);
         free(ids), free(dout), free(pre), free(dt[0]), free(dt[1]);
     }
     /* cross-entropy: the loss is a mean over rows computed on several threads */
@@ -997,17 +986,17 @@ static void test_threads(void) {
         for (int64_t n = 0; n < N; n++) t[n] = n % 5 == 4 ? -100 : (int32_t)(nt_uniform() * V);
         float loss[2], lossf[2], *ls[2], *dx[2], *io[2];
         for (int i = 0; i < 2; i++) {
-            ls[i] = nt_alloc(N), dx[i] = nt_alloc(N * V), io[i] = copy_of(x, N * V);
+            ls[i] = nt_alloc(N), dx[i] = nt_alloc(N * V), io[i] = nt_copy(x, N * V);
             CHECK_OK(qkv_nn_cross_entropy_forward(rt[i], &loss[i], ls[i], x, t, N, V, -100, 0.1f));
             CHECK_OK(qkv_nn_cross_entropy_backward(rt[i], dx[i], 1.0f, x, t, N, V, -100, 0.1f));
             CHECK_OK(qkv_nn_cross_entropy_fused(rt[i], &lossf[i], NULL, io[i], t, N, V, -100, 0.1f,
                                                 1.0f));
         }
-        same_bits("threads: cross-entropy loss", &loss[0], &loss[1], 1);
-        same_bits("threads: cross-entropy row losses", ls[0], ls[1], N);
-        same_bits("threads: cross-entropy backward", dx[0], dx[1], N * V);
-        same_bits("threads: cross-entropy fused loss", &lossf[0], &lossf[1], 1);
-        same_bits("threads: cross-entropy fused gradient", io[0], io[1], N * V);
+        nt_same_bits("threads: cross-entropy loss", &loss[0], &loss[1], 1);
+        nt_same_bits("threads: cross-entropy row losses", ls[0], ls[1], N);
+        nt_same_bits("threads: cross-entropy backward", dx[0], dx[1], N * V);
+        nt_same_bits("threads: cross-entropy fused loss", &lossf[0], &lossf[1], 1);
+        nt_same_bits("threads: cross-entropy fused gradient", io[0], io[1], N * V);
         for (int i = 0; i < 2; i++) free(ls[i]), free(dx[i]), free(io[i]);
         free(x), free(t);
     }
@@ -1021,14 +1010,14 @@ static void test_threads(void) {
             CHECK_OK(qkv_nn_dropout_forward(rt[i], y[i], x, n, 0.3f, 7, 3));
             CHECK_OK(qkv_nn_softmax_forward(rt[i], z[i], x, 20, 1000));
         }
-        same_bits("threads: dropout", y[0], y[1], n);
-        same_bits("threads: softmax", z[0], z[1], n);
+        nt_same_bits("threads: dropout", y[0], y[1], n);
+        nt_same_bits("threads: softmax", z[0], z[1], n);
         for (int i = 0; i < 2; i++) {
             CHECK_OK(qkv_nn_rope_forward(rt[i], y[i], x, &rope, 5, 50, 2, 40, 9));
             CHECK_OK(qkv_nn_swiglu_forward(rt[i], z[i], x, x, n));
         }
-        same_bits("threads: rope", y[0], y[1], n);
-        same_bits("threads: swiglu", z[0], z[1], n);
+        nt_same_bits("threads: rope", y[0], y[1], n);
+        nt_same_bits("threads: swiglu", z[0], z[1], n);
         for (int i = 0; i < 2; i++) free(y[i]), free(z[i]);
         free(x);
     }

@@ -4,9 +4,20 @@
  * weights (inference) or the weight read where it lies (training, where it changes every step).
  * Backward: dinp += dout · op(w)ᵀ and dw += the weight's gradient are GEMMs with beta = 1 (so
  * they accumulate, as every backward here); db is a column sum over fixed blocks of 64 columns,
- * each summed by one thread over the rows in order (thread-count independent). */
+ * each summed by one thread over the rows in order (thread-count independent).
+ *
+ * A LoRA adapter is four more small GEMMs: h = drop(x) · aᵀ (N, r) into scratch, then its
+ * term scale · h · bᵀ written into out with beta = 0 BEFORE the base GEMM, which adds x · op(w)
+ * with beta = 1 and runs the epilogue (bias, activation, residual) over the sum, so the fused
+ * epilogue sees the adapter's term as PEFT places it (before the activation). With
+ * residual == out (no activation) both simply accumulate. The backward recomputes h instead of
+ * saving it (r is small); the dropout mask is qkv_nn_dropout_forward's, regenerated. */
+#include "core/alloc.h"
 #include "nn/nn.h"
 #include "nn/nn_internal.h"
+
+#include <math.h>
+#include <stdint.h>
 
 static qkv_status check(const char *fn, const qkv_nn_linear *L, int64_t N) {
     NN_NONNULL(fn, L);
@@ -26,11 +37,55 @@ static qkv_status check(const char *fn, const qkv_nn_linear *L, int64_t N) {
                    "%s: L->packed is (%lld, %lld), the layer (C %lld, OC %lld)", fn,
                    (long long)qkv__gemm_packed_k(L->packed),
                    (long long)qkv__gemm_packed_n(L->packed), (long long)L->C, (long long)L->OC);
+    if (L->lora) QKV_TRY(qkv__nn_lora_check(fn, L->lora, N, L->C, L->OC));
     return QKV_OK;
 }
 
 static int64_t ldw_of(const qkv_nn_linear *L) {
     return L->ldw ? L->ldw : (L->in_out ? L->OC : L->C);
+}
+
+/* The adapter's scratch, one allocation: xd (N, C) the dropped input (or, in the backward,
+ * the dropped input's gradient), h and dh (N, r). */
+typedef struct {
+    float *buf, *xd, *h, *dh;
+} lora_scratch;
+
+static qkv_status scratch_alloc(const char *fn, lora_scratch *s, int64_t N, int64_t C, int64_t r,
+                                int xd, int h, int dh) {
+    /* each count is <= NN_MAX_NUMEL (checked), so the float total fits in size_t */
+    const size_t nc = xd ? (size_t)(N * C) : 0, nr = (size_t)(N * r);
+    const size_t total = nc + (h ? nr : 0) + (dh ? nr : 0);
+    *s = (lora_scratch){0};
+    if (!total) return QKV_OK;
+    s->buf = qkv__alloc(total * sizeof(float));
+    if (!s->buf)
+        return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory (LoRA scratch of %zu floats)", fn,
+                         total);
+    float *p = s->buf;
+    if (xd) s->xd = p, p += nc;
+    if (h) s->h = p, p += nr;
+    if (dh) s->dh = p;
+    return QKV_OK;
+}
+
+/* h (N, r) = drop(inp) · aᵀ; the dropped input goes to xd (when the dropout is on), else inp
+ * is read as it is. *dropped is what was multiplied. */
+static qkv_status lora_h(qkv_runtime *rt, const qkv_nn_lora *A, const float *inp, int64_t N,
+                         int64_t C, float *xd, float *h, const float **dropped) {
+    *dropped = inp;
+    if (A->dropout > 0.0f) {
+        QKV_TRY(qkv_nn_dropout_forward(rt, xd, inp, N * C, A->dropout, A->seed, A->stream));
+        *dropped = xd;
+    }
+    if (!h) return QKV_OK;
+    return qkv__gemm_f32(rt, 0, 1, N, A->r, C, 1.0f, *dropped, C, A->a, C, 0.0f, h, A->r, NULL);
+}
+
+/* [p, p + n) and [q, q + n) (floats) share memory. */
+static int overlaps(const float *p, const float *q, int64_t n) {
+    const uintptr_t a = (uintptr_t)p, b = (uintptr_t)q, len = (uintptr_t)n * sizeof(float);
+    return a < b + len && b < a + len;
 }
 
 qkv_status qkv_nn_linear_forward(qkv_runtime *rt, const qkv_nn_linear *L, float *out,
@@ -45,6 +100,23 @@ qkv_status qkv_nn_linear_forward(qkv_runtime *rt, const qkv_nn_linear *L, float 
         NN_REQUIRE(act == QKV_ACT_NONE, "%s: residual == out needs act QKV_ACT_NONE", fn);
         residual = NULL;
         beta = 1.0f;
+    }
+    const qkv_nn_lora *A = L->lora;
+    /* the adapter's term is written into out before the base GEMM reads the residual */
+    NN_REQUIRE(!A || !residual || !overlaps(out, residual, N * L->OC),
+               "%s: residual overlaps out (allowed with L->lora only as residual == out)", fn);
+    lora_scratch s = {0};
+    if (A) {
+        QKV_TRY(scratch_alloc(fn, &s, N, L->C, A->r, A->dropout > 0.0f, 1, 0));
+        const float *xd;
+        qkv_status st = lora_h(rt, A, inp, N, L->C, s.xd, s.h, &xd);
+        /* out = scale · h · bᵀ (beta 0), or out += it (residual == out) */
+        if (st == QKV_OK)
+            st = qkv__gemm_f32(rt, 0, 1, N, L->OC, A->r, A->scale, s.h, A->r, A->b, A->r, beta, out,
+                               L->OC, NULL);
+        qkv__free(s.buf);
+        QKV_TRY(st);
+        beta = 1.0f; /* the base product adds to it */
     }
     qkv_gemm_epilogue e = {L->b, act, residual, L->OC};
     const qkv_gemm_epilogue *ep = L->b || act != QKV_ACT_NONE || residual ? &e : NULL;
@@ -75,6 +147,37 @@ static void colsum_cols(void *p, int64_t b0, int64_t b1, int tid) {
     }
 }
 
+/* The adapter's gradients (qkv_nn_linear_backward's formulas): gb from h = drop(x) · aᵀ, ga
+ * and dinp from dh = dout · b. */
+static qkv_status lora_backward(qkv_runtime *rt, const char *fn, const qkv_nn_linear *L,
+                                float *dinp, const float *dout, const float *inp, int64_t N) {
+    const qkv_nn_lora *A = L->lora;
+    const int64_t C = L->C, OC = L->OC, r = A->r;
+    const int drop = A->dropout > 0.0f;
+    lora_scratch s;
+    QKV_TRY(scratch_alloc(fn, &s, N, C, r, drop, A->gb != NULL, A->ga || dinp));
+    const float *xd = inp;
+    qkv_status st = QKV_OK;
+    if (A->ga || A->gb) st = lora_h(rt, A, inp, N, C, s.xd, s.h, &xd);
+    if (st == QKV_OK && A->gb) /* gb (OC, r) += scale · doutᵀ · h */
+        st = qkv__gemm_f32(rt, 1, 0, OC, r, N, A->scale, dout, OC, s.h, r, 1.0f, A->gb, r, NULL);
+    if (st == QKV_OK && s.dh) /* dh (N, r) = dout · b */
+        st = qkv__gemm_f32(rt, 0, 0, N, r, OC, 1.0f, dout, OC, A->b, r, 0.0f, s.dh, r, NULL);
+    if (st == QKV_OK && A->ga) /* ga (r, C) += scale · dhᵀ · drop(x) */
+        st = qkv__gemm_f32(rt, 1, 0, r, C, N, A->scale, s.dh, r, xd, C, 1.0f, A->ga, C, NULL);
+    if (st == QKV_OK && dinp) {
+        if (!drop) /* dinp += scale · dh · a */
+            st = qkv__gemm_f32(rt, 0, 0, N, C, r, A->scale, s.dh, r, A->a, C, 1.0f, dinp, C, NULL);
+        else { /* dxd (N, C) = scale · dh · a over xd's scratch; dinp += drop'(dxd) */
+            st = qkv__gemm_f32(rt, 0, 0, N, C, r, A->scale, s.dh, r, A->a, C, 0.0f, s.xd, C, NULL);
+            if (st == QKV_OK)
+                st = qkv_nn_dropout_backward(rt, dinp, s.xd, N * C, A->dropout, A->seed, A->stream);
+        }
+    }
+    qkv__free(s.buf);
+    return st;
+}
+
 qkv_status qkv_nn_linear_backward(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp, float *dw,
                                   float *db, const float *dout, const float *inp, int64_t N) {
     static const char fn[] = "qkv_nn_linear_backward";
@@ -82,7 +185,10 @@ qkv_status qkv_nn_linear_backward(qkv_runtime *rt, const qkv_nn_linear *L, float
     NN_NONNULL(fn, dout);
     NN_REQUIRE(!dinp || L->w, "%s: L->w is NULL (needed for dinp)", fn);
     NN_REQUIRE(!dw || inp, "%s: inp is NULL (needed for dw)", fn);
+    const qkv_nn_lora *A = L->lora;
+    NN_REQUIRE(!A || !(A->ga || A->gb) || inp, "%s: inp is NULL (needed for L->lora->ga, gb)", fn);
     const int64_t C = L->C, OC = L->OC, ld = ldw_of(L);
+    if (A && (dinp || A->ga || A->gb)) QKV_TRY(lora_backward(rt, fn, L, dinp, dout, inp, N));
     if (dinp) {
         if (L->in_out) /* w (C, OC): dinp = dout · wᵀ */
             QKV_TRY(
@@ -102,4 +208,22 @@ qkv_status qkv_nn_linear_backward(qkv_runtime *rt, const qkv_nn_linear *L, float
         qkv_parallel_for(rt, (OC + COLSUM_W - 1) / COLSUM_W, 1, colsum_cols, &c);
     }
     return QKV_OK;
+}
+
+qkv_status qkv_nn_lora_merge(float *w, int in_out, int64_t ldw, int64_t C, int64_t OC,
+                             const qkv_nn_lora *lora, float sign) {
+    static const char fn[] = "qkv_nn_lora_merge";
+    NN_NONNULL(fn, w);
+    NN_NONNULL(fn, lora);
+    const qkv_nn_linear L = {w, NULL, C, OC, ldw, in_out, NULL, lora};
+    QKV_TRY(check(fn, &L, 1));
+    const float alpha = sign * lora->scale;
+    NN_REQUIRE(isfinite(sign) && isfinite(alpha), "%s: sign = %g gives a non-finite sign * scale",
+               fn, (double)sign);
+    const int64_t r = lora->r, ld = ldw_of(&L);
+    if (in_out) /* w (C, OC) += alpha · aᵀ · bᵀ */
+        return qkv__gemm_f32(NULL, 1, 1, C, OC, r, alpha, lora->a, C, lora->b, r, 1.0f, w, ld,
+                             NULL);
+    /* w (OC, C) += alpha · b · a */
+    return qkv__gemm_f32(NULL, 0, 0, OC, C, r, alpha, lora->b, r, lora->a, C, 1.0f, w, ld, NULL);
 }

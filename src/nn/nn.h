@@ -39,7 +39,10 @@
  * Conv1D layout w (C, OC) [in, out] (in_out = 1). ldw is the row stride of w (0: dense), so a
  * column or row block of a fused tensor (GPT-2 c_attn's q | k | v) is a layer of its own.
  * packed, when set, is op(w) prepacked for the GEMM (kernels/gemm.h: K = C, N = OC); the
- * forward then reads only packed, so w may be NULL for inference. */
+ * forward then reads only packed, so w may be NULL for inference. lora, when set, adds a
+ * low-rank adapter (qkv_nn_lora, nn_ref.h; PEFT's LoraLayer) before the activation:
+ *     y = act(x · op(w) + b + scale · (drop(x) · aᵀ) · bᵀ) + residual
+ * a (r, C) and b (OC, r) are in the nn.Linear layout whatever in_out says. */
 typedef struct qkv_nn_linear {
     const float *w; /* (OC, C), or (C, OC) when in_out */
     const float *b; /* (OC) or NULL */
@@ -47,22 +50,39 @@ typedef struct qkv_nn_linear {
     int64_t ldw; /* 0: C (or OC when in_out) */
     int in_out;
     const qkv_gemm_packed *packed;
+    const qkv_nn_lora *lora; /* NULL: a plain layer */
 } qkv_nn_linear;
 
 /* The inference form of a layer: op(w) prepacked (K = C, N = OC), the original not kept. */
 static inline qkv_nn_linear qkv_nn_linear_packed(const qkv_gemm_packed *p, const float *b) {
-    return (qkv_nn_linear){NULL, b, qkv__gemm_packed_k(p), qkv__gemm_packed_n(p), 0, 0, p};
+    return (qkv_nn_linear){NULL, b, qkv__gemm_packed_k(p), qkv__gemm_packed_n(p), 0, 0, p, NULL};
 }
 
-/* out (N, OC) = act(inp (N, C) · op(w) + b) + residual (N, OC), residual may be NULL. With
- * residual == out the product is accumulated into out (act must be QKV_ACT_NONE): the residual
- * stream updated in place. Otherwise out must not overlap inp. */
+/* out (N, OC) = act(inp (N, C) · op(w) + b [+ the adapter's term]) + residual (N, OC), residual
+ * may be NULL. With residual == out the product is accumulated into out (act must be
+ * QKV_ACT_NONE): the residual stream updated in place. Otherwise out must not overlap inp (nor,
+ * with an adapter, the residual). An adapter allocates O(N · r) floats of scratch, and
+ * O(N · C) more when its dropout is on (QKV_ERR_NOMEM). */
 qkv_status qkv_nn_linear_forward(qkv_runtime *rt, const qkv_nn_linear *L, float *out,
                                  const float *inp, int64_t N, qkv_act act, const float *residual);
 /* dinp (N, C) += dout (N, OC) · op(w)ᵀ; dw += the gradient of w in w's own layout and stride;
- * db (OC) += Σ_n dout[n]. Needs L->w for dinp. */
+ * db (OC) += Σ_n dout[n]. Needs L->w for dinp. dout is the gradient of the layer's output
+ * before any activation. NULL gradients are skipped (dw NULL: no weight-gradient GEMM, the
+ * frozen base of LoRA training). With L->lora, as qkv_nn_linear_lora_backward_ref:
+ *     dinp += scale · drop'((dout · b) · a)         (drop': the forward's mask and 1/(1-p))
+ *     lora->ga (r, C) += scale · (dout · b)ᵀ · drop(inp)
+ *     lora->gb (OC, r) += scale · doutᵀ · (drop(inp) · aᵀ)
+ * recomputing drop(inp) · aᵀ (needs inp for ga, gb); allocates O(N · r) floats, and O(N · C)
+ * more when the dropout is on (QKV_ERR_NOMEM). */
 qkv_status qkv_nn_linear_backward(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp, float *dw,
                                   float *db, const float *dout, const float *inp, int64_t N);
+
+/* Merges an adapter into its base weight, or takes it back out: w += sign · scale · (b · a),
+ * written in w's own layout (in_out, row stride ldw, 0: dense) as qkv_nn_linear holds it. sign
+ * 1 merges (the merged layer without adapter then computes what the layer with it did, up to
+ * float rounding), -1 unmerges. PEFT's merge_and_unload / unmerge. Uses the default runtime. */
+qkv_status qkv_nn_lora_merge(float *w, int in_out, int64_t ldw, int64_t C, int64_t OC,
+                             const qkv_nn_lora *lora, float sign);
 
 /* ---------------------------------------------------------------- embeddings */
 

@@ -129,6 +129,12 @@ qkv_status qkv__nn_mha_acts_layout(const char *fn, nn_layout *l, struct qkv_nn_m
                                    const struct qkv_nn_mha_config *cfg, int64_t B, int64_t Tq,
                                    int64_t Tk);
 
+/* Validates an adapter of a (C -> OC) layer over N rows (linear_ref.c): a, b non-NULL, r >= 1,
+ * scale finite, dropout in [0, 1), and the products N*r, r*C, OC*r fit. */
+struct qkv_nn_lora;
+qkv_status qkv__nn_lora_check(const char *fn, const struct qkv_nn_lora *lora, int64_t N, int64_t C,
+                              int64_t OC);
+
 /* Validates a RoPE call (positional_ref.c) and gives the rotated dims R (rope->dims or D). */
 struct qkv_nn_rope;
 qkv_status qkv__nn_rope_check(const char *fn, const struct qkv_nn_rope *rope, int64_t B, int64_t T,

@@ -49,6 +49,41 @@ qkv_status qkv_nn_linear_backward_ref(qkv_runtime *rt, float *dinp, float *dweig
                                       const float *dout, const float *inp, const float *weight,
                                       int64_t N, int64_t C, int64_t OC);
 
+/* A low-rank adapter on a linear layer (LoRA, Hu et al. 2021; Hugging Face PEFT's LoraLayer on
+ * nn.Linear and GPT-2's Conv1D): the layer computes
+ *     y = x · op(w) + bias + scale · (drop(x) · aᵀ) · bᵀ
+ * with drop the inverted dropout of qkv_nn_dropout_forward_ref on the (N, C) input (element
+ * index n*C + i of (seed, stream)), so forward and backward regenerate the same mask. PEFT
+ * names: a = lora_A.weight, b = lora_B.weight, scale = lora_alpha / r (rslora: lora_alpha /
+ * sqrt(r)), dropout = lora_dropout (0 at inference). a and b are always in the nn.Linear
+ * layout, whatever the base weight's layout (PEFT's fan_in_fan_out only transposes the base). */
+typedef struct qkv_nn_lora {
+    const float *a;  /* (r, C)  PEFT lora_A.weight */
+    const float *b;  /* (OC, r) PEFT lora_B.weight */
+    float *ga, *gb;  /* gradients of a, b, ACCUMULATED (+=) by the backward; NULL: not computed */
+    int64_t r;       /* rank, >= 1 */
+    float scale;     /* finite */
+    float dropout;   /* p in [0, 1) of the dropout on the adapter's input; 0 at inference */
+    uint64_t seed;   /* the dropout mask: (seed, stream) as qkv_nn_dropout_forward_ref; use a */
+    uint64_t stream; /* different pair per layer and step (masks of equal pairs coincide) */
+} qkv_nn_lora;
+
+/* The reference of a linear layer with an adapter (lora NULL: qkv_nn_linear_forward_ref):
+ * out (N, OC) = inp · weightᵀ + bias + scale · (drop(inp) · aᵀ) · bᵀ, each element one double
+ * sum rounded once. Allocates O(N · r) doubles of scratch (QKV_ERR_NOMEM). */
+qkv_status qkv_nn_linear_lora_forward_ref(qkv_runtime *rt, float *out, const float *inp,
+                                          const float *weight, const float *bias,
+                                          const qkv_nn_lora *lora, int64_t N, int64_t C,
+                                          int64_t OC);
+/* dinp += dout · weight + scale · drop'((dout · b) · a); dweight, dbias as
+ * qkv_nn_linear_backward_ref; lora->ga (r, C) += scale · (dout · b)ᵀ · drop(inp);
+ * lora->gb (OC, r) += scale · doutᵀ · (drop(inp) · aᵀ). drop' keeps the forward's elements
+ * and scales them by 1 / (1 - p). Allocates O(N · (C + r)) doubles (QKV_ERR_NOMEM). */
+qkv_status qkv_nn_linear_lora_backward_ref(qkv_runtime *rt, float *dinp, float *dweight,
+                                           float *dbias, const float *dout, const float *inp,
+                                           const float *weight, const qkv_nn_lora *lora, int64_t N,
+                                           int64_t C, int64_t OC);
+
 /* ---------------------------------------------------------------- embedding */
 
 /* out (N, C) = table (V, C)[ids (N)]. Every id must be in [0, V). */

@@ -33,7 +33,8 @@
 
 /* Dense layer of block l with weight row `w` and bias row `w + 1` (BP_*): w (out, in). */
 static qkv_nn_linear dense(const qkv_trainer *t, int64_t l, int w, int64_t in, int64_t out) {
-    return (qkv_nn_linear){qkv__tw(t, t->w, l, w), qkv__tw(t, t->w, l, w + 1), in, out, 0, 0, NULL};
+    return (qkv_nn_linear){
+        qkv__tw(t, t->w, l, w), qkv__tw(t, t->w, l, w + 1), in, out, 0, 0, NULL, NULL};
 }
 
 /* Dropout rates of this forward: the config's while training, 0 otherwise. */
@@ -98,12 +99,12 @@ static qkv_status block_forward(qkv_runtime *rt, qkv_trainer *t, int64_t l, cons
 /* The MLM decoder: logits = lnf · wordᵀ + cls.predictions.bias. */
 static qkv_nn_linear decoder(const qkv_trainer *t) {
     return (qkv_nn_linear){
-        qkv__tpre(t, t->w, 0), qkv__thead(t, t->w, 0), t->cfg.C, t->cfg.V, 0, 0, NULL};
+        qkv__tpre(t, t->w, 0), qkv__thead(t, t->w, 0), t->cfg.C, t->cfg.V, 0, 0, NULL, NULL};
 }
 
 static qkv_nn_linear transform(const qkv_trainer *t) {
     return (qkv_nn_linear){
-        qkv__thead(t, t->w, 1), qkv__thead(t, t->w, 2), t->cfg.C, t->cfg.C, 0, 0, NULL};
+        qkv__thead(t, t->w, 1), qkv__thead(t, t->w, 2), t->cfg.C, t->cfg.C, 0, 0, NULL, NULL};
 }
 
 /* Embeddings and blocks: resid[0..L] from the batch. */
