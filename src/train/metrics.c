@@ -96,11 +96,12 @@ static qkv_status block_new(const char *fn, int64_t n, int64_t c, size_t n_conf,
     if (!b)
         return qkv__fail(QKV_ERR_NOMEM, "%s: %zu bytes for %lld labels", fn, bytes, (long long)c);
     memset(b, 0, bytes);
-    double *d = (double *)(b + 1);
+    unsigned char *base = (unsigned char *)(b + 1); /* 8-byte aligned: sizeof is */
+    double *d = (void *)base;
     b->p = d;
     b->r = d + cc;
     b->f = d + 2 * cc;
-    int64_t *k = (int64_t *)(d + 5 * cc);
+    int64_t *k = (void *)(base + 5 * cc * sizeof(double));
     b->tp = k;
     b->support = k + cc;
     b->predicted = k + 2 * cc;
@@ -154,7 +155,7 @@ qkv_status qkv_cls_metrics_compute(const int32_t *y_true, const int32_t *y_pred,
     size_t cc;
     if (qkv__mul_overflow((size_t)n_labels, (size_t)n_labels, &cc))
         return qkv__fail(QKV_ERR_OVERFLOW, "%s: %lld labels are too many", fn, (long long)n_labels);
-    metrics_block *b;
+    metrics_block *b = NULL;
     QKV_TRY(block_new(fn, n, n_labels, cc, &b));
     int64_t correct = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -194,7 +195,7 @@ qkv_status qkv_cls_metrics_compute_multilabel(const uint8_t *y_true, const uint8
     double *sp = qkv__alloc(sbytes); /* per-sample precision, recall, f1 [3, N] */
     if (!sp)
         return qkv__fail(QKV_ERR_NOMEM, "%s: %zu bytes for %lld samples", fn, sbytes, (long long)n);
-    metrics_block *b;
+    metrics_block *b = NULL;
     qkv_status st = block_new(fn, n, n_labels, conf, &b);
     if (st != QKV_OK) {
         qkv__free(sp);
@@ -329,7 +330,7 @@ static const char *label_name(label_names *ln, int64_t i) {
 }
 
 static qkv_status check_text_args(const char *fn, const qkv_cls_metrics *m,
-                                  const char *const *names, void *out) {
+                                  const char *const *names, const void *out) {
     if (!m || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
     if (names)
         for (int64_t i = 0; i < m->n_labels; i++) {
