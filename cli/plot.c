@@ -1,9 +1,11 @@
-/* plot.c — SVG line charts (see plot.h).
+/* plot.c — SVG line charts and confusion matrices (see plot.h).
  *
- * Layout: a fixed 860 x 520 canvas, the plot area on the left, the legend on the right. Axis
+ * Line charts: a fixed 860 x 520 canvas, the plot area on the left, the legend on the right. Axis
  * ranges are widened to multiples of a "nice" step (1, 2 or 5 times a power of ten, four to
  * eight intervals per axis), so tick labels are round numbers; the number of ticks is capped so
- * that no input, however extreme, can make the tick loop run long. */
+ * that no input, however extreme, can make the tick loop run long. Confusion matrices: a
+ * canvas sized to the grid of square cells and the longest class name. Both are written to a
+ * temporary file and renamed (write_atomic). */
 #include "plot.h"
 
 #include <errno.h>
@@ -228,17 +230,9 @@ static void draw(FILE *f, const char *title, const char *xlabel, const char *yla
     fputs("</svg>\n", f);
 }
 
-int cli_plot_svg(const char *path, const char *title, const char *xlabel, const char *ylabel,
-                 const cli_series *series, int n_series) {
-    if (!path || n_series < 0 || (n_series > 0 && !series)) {
-        errno = EINVAL;
-        return -1;
-    }
-    for (int k = 0; k < n_series; k++)
-        if (series[k].n < 0 || (series[k].n > 0 && !series[k].y)) {
-            errno = EINVAL;
-            return -1;
-        }
+/* Writes path through draw: a temporary file in the same directory, fsynced, then renamed over
+ * path, so a reader never sees a half-written chart. 0, or -1 with errno set. */
+static int write_atomic(const char *path, void (*fn)(FILE *f, const void *ctx), const void *ctx) {
     size_t cap = strlen(path) + 32;
     char *tmp = malloc(cap);
     if (!tmp) return -1;
@@ -248,7 +242,7 @@ int cli_plot_svg(const char *path, const char *title, const char *xlabel, const 
         free(tmp);
         return -1;
     }
-    draw(f, title, xlabel, ylabel, series, n_series);
+    fn(f, ctx);
     int err = 0;
     errno = 0;
     if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0) err = errno ? errno : EIO;
@@ -261,4 +255,208 @@ int cli_plot_svg(const char *path, const char *title, const char *xlabel, const 
         return -1;
     }
     return 0;
+}
+
+typedef struct line_chart {
+    const char *title, *xlabel, *ylabel;
+    const cli_series *series;
+    int n_series;
+} line_chart;
+
+static void draw_line_chart(FILE *f, const void *ctx) {
+    const line_chart *c = ctx;
+    draw(f, c->title, c->xlabel, c->ylabel, c->series, c->n_series);
+}
+
+int cli_plot_svg(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                 const cli_series *series, int n_series) {
+    if (!path || n_series < 0 || (n_series > 0 && !series)) {
+        errno = EINVAL;
+        return -1;
+    }
+    for (int k = 0; k < n_series; k++)
+        if (series[k].n < 0 || (series[k].n > 0 && !series[k].y)) {
+            errno = EINVAL;
+            return -1;
+        }
+    line_chart c = {title, xlabel, ylabel, series, n_series};
+    return write_atomic(path, draw_line_chart, &c);
+}
+
+/* ---------------------------------------------------------------- confusion matrix */
+
+/* Cells are CELL_MAX px for a few classes, shrinking to keep the grid near GRID px, never below
+ * CELL_MIN; names longer than NAME_MAX code points are cut (the whole name is the tooltip). */
+#define GRID 520.0
+#define CELL_MAX 72.0
+#define CELL_MIN 14.0
+#define NAME_MAX 24
+#define CHAR_W 7.0 /* a rough width of one 12px sans-serif character */
+
+typedef struct confusion_chart {
+    const char *title;
+    const char *const *names;
+    const int64_t *counts;
+    int64_t n;
+} confusion_chart;
+
+static int64_t codepoints(const char *s) {
+    int64_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+#define ELLIPSIS "\xe2\x80\xa6" /* U+2026 in UTF-8 */
+#define ARROW " \xe2\x86\x92 "  /* U+2192 */
+
+/* Label i in full: its name or its number. */
+static void put_name(FILE *f, const confusion_chart *c, int64_t i) {
+    if (c->names && c->names[i])
+        put_escaped(f, c->names[i]);
+    else
+        fprintf(f, "%lld", (long long)i);
+}
+
+/* Label i for an axis: a name longer than NAME_MAX code points is cut, with an ellipsis and
+ * the whole name as its tooltip. */
+static void put_label(FILE *f, const confusion_chart *c, int64_t i) {
+    const char *s = c->names ? c->names[i] : NULL;
+    if (!s || codepoints(s) <= NAME_MAX) {
+        put_name(f, c, i);
+        return;
+    }
+    const char *e = s;
+    for (int k = 0; k < NAME_MAX - 1 && *e; k++) /* past NAME_MAX - 1 code points */
+        do e++;
+        while (((unsigned char)*e & 0xC0) == 0x80);
+    for (const char *p = s; p < e; p++) { /* the kept bytes, escaped as put_escaped does */
+        char one[2] = {*p, 0};
+        put_escaped(f, one);
+    }
+    fputs(ELLIPSIS "<title>", f);
+    put_escaped(f, s);
+    fputs("</title>", f);
+}
+
+static double label_width(const confusion_chart *c) {
+    int64_t w = 2;
+    for (int64_t i = 0; i < c->n; i++) {
+        int64_t l = c->names && c->names[i] ? codepoints(c->names[i]) : 6;
+        w = l > w ? l : w;
+    }
+    return (double)(w > NAME_MAX ? NAME_MAX : w) * CHAR_W;
+}
+
+/* White to dark blue (matplotlib's "Blues" ends) by v in [0, 1]. */
+static void shade(double v, int rgb[3]) {
+    static const int lo[3] = {247, 251, 255}, hi[3] = {8, 48, 107};
+    for (int k = 0; k < 3; k++) rgb[k] = (int)(lo[k] + (hi[k] - lo[k]) * v + 0.5);
+}
+
+static void draw_confusion(FILE *f, const void *ctx) {
+    const confusion_chart *c = ctx;
+    int64_t n = c->n;
+    double cell = GRID / (double)n;
+    cell = cell > CELL_MAX ? CELL_MAX : cell < CELL_MIN ? CELL_MIN : cell;
+    double lw = label_width(c), grid = cell * (double)n;
+    double x0 = 50 + lw, y0 = 60;               /* top-left of the grid */
+    double bottom = y0 + grid + lw * 0.71 + 50; /* column names run down at 45 degrees */
+    double width = x0 + grid + 110, height = bottom;
+    if (width < 360) width = 360;
+    double font = cell >= 40 ? 13 : cell >= 24 ? 11 : 8;
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+            "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n",
+            width, height, width, height);
+    fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"white\"/>\n", width,
+            height);
+    fputs("<defs><linearGradient id=\"scale\" x1=\"0\" y1=\"1\" x2=\"0\" y2=\"0\">"
+          "<stop offset=\"0\" stop-color=\"rgb(247,251,255)\"/>"
+          "<stop offset=\"1\" stop-color=\"rgb(8,48,107)\"/></linearGradient></defs>\n",
+          f);
+    if (c->title && *c->title) {
+        fprintf(f, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">",
+                x0 + grid / 2);
+        put_escaped(f, c->title);
+        fputs("</text>\n", f);
+    }
+    /* cells: shaded by the fraction of the true class's samples (row-normalized) */
+    for (int64_t i = 0; i < n; i++) {
+        int64_t row = 0;
+        for (int64_t j = 0; j < n; j++) row += c->counts[i * n + j];
+        for (int64_t j = 0; j < n; j++) {
+            int64_t k = c->counts[i * n + j];
+            double v = row > 0 ? (double)k / (double)row : 0;
+            int rgb[3];
+            shade(v, rgb);
+            double x = x0 + cell * (double)j, y = y0 + cell * (double)i;
+            fprintf(f,
+                    "<rect class=\"cell\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" "
+                    "fill=\"rgb(%d,%d,%d)\" stroke=\"white\"><title>",
+                    x, y, cell, cell, rgb[0], rgb[1], rgb[2]);
+            put_name(f, c, i);
+            fputs(ARROW, f);
+            put_name(f, c, j);
+            fprintf(f, ": %lld (%.1f%% of the row)</title></rect>\n", (long long)k, 100 * v);
+            if (cell >= 18)
+                fprintf(f,
+                        "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"%.0f\" "
+                        "fill=\"%s\">%lld</text>\n",
+                        x + cell / 2, y + cell / 2 + font * 0.35, font, v > 0.5 ? "white" : "black",
+                        (long long)k);
+        }
+    }
+    fprintf(f,
+            "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" "
+            "stroke=\"#444\"/>\n",
+            x0, y0, grid, grid);
+    /* row names on the left, column names under the grid turned 45 degrees */
+    for (int64_t i = 0; i < n; i++) {
+        fprintf(f, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\">", x0 - 6,
+                y0 + cell * ((double)i + 0.5) + 4);
+        put_label(f, c, i);
+        fputs("</text>\n", f);
+    }
+    for (int64_t j = 0; j < n; j++) {
+        double x = x0 + cell * ((double)j + 0.5), y = y0 + grid + 12;
+        fprintf(f,
+                "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\" "
+                "transform=\"rotate(-45 %.2f %.2f)\">",
+                x, y, x, y);
+        put_label(f, c, j);
+        fputs("</text>\n", f);
+    }
+    fprintf(f, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\">predicted label</text>\n",
+            x0 + grid / 2, bottom - 14);
+    double cy = y0 + grid / 2;
+    fprintf(f,
+            "<text x=\"18\" y=\"%.2f\" text-anchor=\"middle\" "
+            "transform=\"rotate(-90 18 %.2f)\">true label</text>\n",
+            cy, cy);
+    /* the colour scale */
+    double sx = x0 + grid + 30, sh = grid < 200 ? grid : 200;
+    fprintf(f,
+            "<rect x=\"%.2f\" y=\"%.2f\" width=\"14\" height=\"%.2f\" fill=\"url(#scale)\" "
+            "stroke=\"#444\"/>\n",
+            sx, y0, sh);
+    fprintf(f, "<text x=\"%.2f\" y=\"%.2f\">1</text>\n", sx + 20, y0 + 9);
+    fprintf(f, "<text x=\"%.2f\" y=\"%.2f\">0</text>\n", sx + 20, y0 + sh);
+    fprintf(f, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"10\">of row</text>\n", sx - 6,
+            y0 + sh + 16);
+    fputs("</svg>\n", f);
+}
+
+int cli_plot_confusion_svg(const char *path, const char *title, const char *const *names,
+                           const int64_t *counts, int64_t n) {
+    if (!path || !counts || n < 1 || n > CLI_CONFUSION_MAX) {
+        errno = EINVAL;
+        return -1;
+    }
+    for (int64_t i = 0; i < n * n; i++)
+        if (counts[i] < 0) {
+            errno = EINVAL;
+            return -1;
+        }
+    confusion_chart c = {title, names, counts, n};
+    return write_atomic(path, draw_confusion, &c);
 }

@@ -1,4 +1,5 @@
-/* plot.h — standalone SVG line charts for the command line (train / validation loss curves).
+/* plot.h — standalone SVG charts for the command line: line charts (train / validation loss
+ * curves) and confusion matrices (qkv evaluate).
  *
  * No dependency and no fonts to ship: the SVG names a generic sans-serif font and any browser
  * or image viewer draws it. */
@@ -24,5 +25,19 @@ typedef struct cli_series {
  * so path is never half written. Returns 0, or -1 with errno set (EINVAL for bad arguments). */
 int cli_plot_svg(const char *path, const char *title, const char *xlabel, const char *ylabel,
                  const cli_series *series, int n_series);
+
+/* The most classes cli_plot_confusion_svg draws (the file grows as the square). */
+#define CLI_CONFUSION_MAX 200
+
+/* Writes a confusion matrix of n classes to path: counts[i*n + j] samples of true class i
+ * predicted as j (qkv_cls_metrics.confusion), one square cell each, shaded by the fraction of
+ * row i it holds (white 0 to dark blue 1, with a scale), the count written in it when the cell
+ * is large enough (cells shrink from 72 to 14 px as n grows; about 2 to 40 classes read well),
+ * a tooltip per cell, class names (NULL: the numbers; cut to 24 code points) on the left and,
+ * turned 45 degrees, under the grid, axis titles and an optional title. Written atomically as
+ * cli_plot_svg. Returns 0, or -1 with errno set (EINVAL: NULL path or counts, n outside
+ * [1, CLI_CONFUSION_MAX], a negative count). */
+int cli_plot_confusion_svg(const char *path, const char *title, const char *const *names,
+                           const int64_t *counts, int64_t n);
 
 #endif

@@ -912,6 +912,78 @@ QKV_API int64_t qkv_train_latest_checkpoint(const char *run_dir);
 /* qkv_trainer_restore of the newest checkpoint of run_dir: NOT_FOUND when there is none. */
 QKV_API qkv_status qkv_train_resume(const char *run_dir, qkv_trainer **out, char **user_json);
 
+/* ---------------------------------------------------------------- classification metrics */
+
+/* The metrics of a classifier's predictions over C classes (labels 0 .. C-1), computed as
+ * scikit-learn 1.9 computes them with labels=range(C) and zero_division left at its default
+ * (a ratio whose denominator is 0 is 0): precision_recall_fscore_support, confusion_matrix /
+ * multilabel_confusion_matrix, accuracy_score, and the text of classification_report byte for
+ * byte (tests/test_cls_metrics.c holds every number to sklearn's, docs/TRAINING.md). Averages
+ * sum in numpy's (pairwise) order, so they carry the same bits and round the same way.
+ * Single-label: one class id per sample. Multi-label: a 0/1 indicator matrix [N, C] per side,
+ * a sample may have any number of classes. The library allocates the struct; fields may be
+ * appended in later versions; every array is owned by it and freed with it. */
+typedef struct qkv_cls_average {
+    double precision, recall, f1;
+} qkv_cls_average;
+
+typedef struct qkv_cls_metrics {
+    int64_t n_labels;  /* C */
+    int64_t n_samples; /* N */
+    int multilabel;    /* 0: from class ids; 1: from indicator matrices */
+    /* per class [C]: tp / predicted, tp / true, 2 tp / (true + predicted); 0 for 0/0 */
+    const double *precision, *recall, *f1;
+    const int64_t *support;   /* [C] samples whose true labels hold the class */
+    const int64_t *predicted; /* [C] samples whose predicted labels hold the class */
+    int64_t support_total;    /* the sum of support (N for single-label) */
+    /* single-label: correct / N; multi-label: samples whose whole row is predicted exactly */
+    double accuracy;
+    /* micro: from the summed counts (single-label: all three equal accuracy); macro: the mean
+     * over classes; weighted: the mean weighted by support (the plain mean when no class has
+     * support); samples: the mean over samples of each sample's ratios (multi-label only,
+     * else all 0) */
+    qkv_cls_average micro, macro, weighted, samples;
+    /* single-label [C, C]: confusion[t*C + p] samples of true class t predicted as p (row =
+     * true, as sklearn's confusion_matrix); multi-label [C, 2, 2]: per class tn, fp, fn, tp */
+    const int64_t *confusion;
+} qkv_cls_metrics;
+
+/* From class ids y_true[N], y_pred[N] in [0, n_labels). INVALID_ARG names an id out of range
+ * (and NULL pointers, N < 1, n_labels < 1 or above 2^20); NOMEM. *out: free with
+ * qkv_cls_metrics_free. */
+QKV_API qkv_status qkv_cls_metrics_compute(const int32_t *y_true, const int32_t *y_pred,
+                                           int64_t n, int64_t n_labels, qkv_cls_metrics **out);
+/* From indicator matrices y_true[N, C], y_pred[N, C] of 0s and 1s (any other value is
+ * INVALID_ARG naming it). */
+QKV_API qkv_status qkv_cls_metrics_compute_multilabel(const uint8_t *y_true, const uint8_t *y_pred,
+                                                      int64_t n, int64_t n_labels,
+                                                      qkv_cls_metrics **out);
+QKV_API void qkv_cls_metrics_free(qkv_cls_metrics *m);
+
+/* classification_report(y_true, y_pred, labels=range(C), target_names=names, digits=digits)
+ * as sklearn prints it: one row per class, then "accuracy", "macro avg", "weighted avg"
+ * (multi-label: "micro avg", "macro avg", "weighted avg", "samples avg"), values rounded half
+ * to even on their binary value, the name column as wide as the longest of the names (in code
+ * points, as Python's len()), "weighted avg" and digits. names: C strings of valid UTF-8, or
+ * NULL for "0" .. "C-1". digits in [0, 60]. *text (NUL-terminated, ends with "\n"): free with
+ * qkv_free. */
+QKV_API qkv_status qkv_cls_report(const qkv_cls_metrics *m, const char *const *names, int digits,
+                                  char **text);
+/* The same numbers unrounded as one JSON object (for metrics files): n_samples, n_labels,
+ * multilabel, accuracy, "classes": [{name, precision, recall, f1-score, support}] in label
+ * order, "micro avg", "macro avg", "weighted avg" (and multi-label "samples avg") as {precision,
+ * recall, f1-score, support}, and "confusion_matrix" (C rows of C counts) or, multi-label,
+ * "multilabel_confusion_matrix" (C of [[tn, fp], [fn, tp]]). Reals print with 17 significant
+ * digits (they read back to the same double). *json: free with qkv_free. */
+QKV_API qkv_status qkv_cls_report_json(const qkv_cls_metrics *m, const char *const *names,
+                                       char **json);
+/* The confusion matrix as an aligned text table: single-label, a header row of the predicted
+ * classes' names and one row per true class, counts right-aligned (columns as wide as their
+ * name or largest count, in code points); multi-label, one row per class with tn, fp, fn, tp.
+ * *text: free with qkv_free. */
+QKV_API qkv_status qkv_cls_confusion_text(const qkv_cls_metrics *m, const char *const *names,
+                                          char **text);
+
 #ifdef __cplusplus
 }
 #endif

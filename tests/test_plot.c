@@ -2,7 +2,8 @@
  * one polyline per run of finite points and the right number of points in each, escaped
  * text, a legend; degenerate inputs (no series, empty series, one point, a constant, all
  * NaN, NULL x, extreme values) still give a valid file without NaN coordinates; bad
- * arguments and unwritable paths fail with errno and leave no temporary file. */
+ * arguments and unwritable paths fail with errno and leave no temporary file. Confusion
+ * matrices (cli_plot_confusion_svg): test_confusion. */
 #include "../cli/plot.h"
 #include "test.h"
 
@@ -87,6 +88,89 @@ static int dir_entries(void) {
     while (d && (e = readdir(d)) != NULL) n += e->d_name[0] != '.';
     if (d) closedir(d);
     return n;
+}
+
+/* cli_plot_confusion_svg: n^2 cell rects, names escaped on both axes, counts in the cells,
+ * shading by row fraction, long names cut with the whole name as tooltip, bad arguments; the
+ * write replaces the file by rename (a hard link to the old file keeps the old bytes) and
+ * leaves no temporary file behind, also when it fails. */
+static void test_confusion(void) {
+    char path[700], link_path[760];
+    const char *names[4] = {"cat", "dog <&> \"x\"", "\xc3\xa9moji \xf0\x9f\x99\x82",
+                            "a very long class name that goes on and on"};
+    int64_t counts[16] = {17, 2,  0, 1,  /* true cat */
+                          3,  25, 4, 0,  /* true dog */
+                          0,  0,  9, 0,  /* all right: one full-dark cell */
+                          0,  0,  0, 0}; /* no sample: a white row, no NaN */
+    snprintf(path, sizeof path, "%s/confusion.svg", tmp);
+    FILE *f = fopen(path, "wb");
+    fputs("old", f);
+    fclose(f);
+    snprintf(link_path, sizeof link_path, "%s/confusion.old", tmp);
+    CHECK(link(path, link_path) == 0);
+    int before = dir_entries();
+    CHECK(cli_plot_confusion_svg(path, "confusion <test>", names, counts, 4) == 0);
+    CHECK_EQ_INT(dir_entries(), before); /* no temporary file left */
+    char *old = read_all(link_path), *svg = read_all(path);
+    CHECK(old && strcmp(old, "old") == 0); /* renamed over, not rewritten in place */
+    free(old);
+    check_svg("confusion", svg);
+    if (svg) {
+        CHECK_EQ_INT(count(svg, "<rect class=\"cell\""), 16);
+        CHECK(strstr(svg, ">confusion &lt;test&gt;</text>") != NULL);
+        CHECK_EQ_INT(count(svg, ">cat</text>"), 2); /* row and column */
+        CHECK_EQ_INT(count(svg, ">dog &lt;&amp;&gt; &quot;x&quot;</text>"), 2);
+        CHECK_EQ_INT(count(svg, ">\xc3\xa9moji \xf0\x9f\x99\x82</text>"), 2);
+        CHECK(!strstr(svg, "dog <&>"));
+        /* the long name: 23 code points and an ellipsis, the whole name as tooltip */
+        CHECK_EQ_INT(count(svg, ">a very long class name \xe2\x80\xa6<title>a very long class name "
+                                "that goes on and on</title></text>"),
+                     2);
+        for (int i = 0; i < 16; i++) {
+            char want[64];
+            snprintf(want, sizeof want, ">%lld</text>", (long long)counts[i]);
+            CHECK_MSG(strstr(svg, want) != NULL, "count %lld not written", (long long)counts[i]);
+        }
+        CHECK_EQ_INT(count(svg, "fill=\"rgb(8,48,107)\" stroke"), 1);            /* 9 of 9 */
+        CHECK_EQ_INT(count(svg, "fill=\"rgb(247,251,255)\" stroke"), 2 + 3 + 4); /* zeros */
+        CHECK(strstr(svg, "rotate(-45") && strstr(svg, ">predicted label</text>") &&
+              strstr(svg, ">true label</text>"));
+    }
+    free(svg);
+    unlink(link_path);
+
+    /* 1 and 20 classes, numbers for names */
+    int64_t one = 5, big[400];
+    CHECK(cli_plot_confusion_svg(path, NULL, NULL, &one, 1) == 0);
+    svg = read_all(path);
+    check_svg("confusion 1", svg);
+    CHECK(svg && count(svg, "<rect class=\"cell\"") == 1 && strstr(svg, ">5</text>"));
+    free(svg);
+    for (int i = 0; i < 400; i++) big[i] = (i % 21 == 0) ? 50 + i : i % 3;
+    CHECK(cli_plot_confusion_svg(path, "twenty", NULL, big, 20) == 0);
+    svg = read_all(path);
+    check_svg("confusion 20", svg);
+    CHECK(svg && count(svg, "<rect class=\"cell\"") == 400 && strstr(svg, ">19</text>"));
+    free(svg);
+
+    /* errors: nothing written, no temporary file */
+    before = dir_entries();
+    int64_t neg[4] = {1, -1, 0, 1};
+    errno = 0;
+    CHECK(cli_plot_confusion_svg(path, "t", NULL, neg, 2) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(cli_plot_confusion_svg(path, "t", NULL, NULL, 2) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(cli_plot_confusion_svg(path, "t", NULL, counts, 0) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(cli_plot_confusion_svg(NULL, "t", NULL, counts, 2) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(cli_plot_confusion_svg(path, "t", NULL, counts, CLI_CONFUSION_MAX + 1) == -1 &&
+          errno == EINVAL);
+    snprintf(path, sizeof path, "%s/missing/dir/c.svg", tmp);
+    errno = 0;
+    CHECK(cli_plot_confusion_svg(path, "t", names, counts, 4) == -1 && errno == ENOENT);
+    CHECK_EQ_INT(dir_entries(), before);
 }
 
 int main(void) {
@@ -197,6 +281,7 @@ int main(void) {
     CHECK(e && strstr(e, ">again</text>") && !strstr(e, "<polyline"));
     free(e);
     CHECK_EQ_INT(dir_entries(), before);
+    test_confusion();
 
     DIR *d = opendir(tmp);
     struct dirent *de;
