@@ -26,6 +26,7 @@
 #define QKV__SIZE0_qkv_lr_schedule sizeof(qkv_lr_schedule)
 #define QKV__SIZE0_qkv_param_info sizeof(qkv_param_info)
 #define QKV__SIZE0_qkv_train_batch sizeof(qkv_train_batch)
+#define QKV__SIZE0_qkv_labeled_options sizeof(qkv_labeled_options)
 
 /* Copies the program's struct `in` into `local` (this library's layout, `size` bytes): the
  * first min(struct_size, size) bytes of in (struct_size 0 means size0), the rest from
