@@ -602,6 +602,86 @@ QKV_API qkv_status qkv_dataset_sequential(const qkv_dataset *ds, int64_t index, 
                                           int64_t T, int32_t *ids, int32_t *targets);
 QKV_API int64_t qkv_dataset_batches(const qkv_dataset *ds, int64_t B, int64_t T);
 
+/* ---------------------------------------------------------------- labelled text */
+
+/* Examples for fine-tuning a classifier: a text, an optional second text (text_pair, for
+ * sentence-pair tasks) and a label: one class name (single-label), a set of class names
+ * (multi-label) or a real value (regression). Read from TSV or CSV (columns text[,text_pair],
+ * label; quoting as RFC 4180), JSON lines ({"text", "text_pair", "label"}) or a directory
+ * with one folder per class holding one file per example. docs/TRAINING.md, "Labelled data
+ * for classification", has the formats and every rule. Malformed input is refused with
+ * QKV_ERR_FORMAT and a message "FILE:LINE: what". */
+typedef struct qkv_labeled qkv_labeled;
+
+typedef enum qkv_labeled_format {
+    QKV_LABELED_AUTO = 0,  /* a directory, else by extension: .tsv .csv .jsonl/.ndjson/.json */
+    QKV_LABELED_TSV = 1,   /* tab-separated values */
+    QKV_LABELED_CSV = 2,   /* comma-separated values */
+    QKV_LABELED_JSONL = 3, /* one JSON object a line */
+    QKV_LABELED_DIR = 4,   /* DIR/CLASS/FILE: one file an example, the folder its label */
+} qkv_labeled_format;
+
+typedef struct qkv_labeled_options {
+    size_t struct_size;        /* 0 or sizeof(qkv_labeled_options): see the top of this file */
+    qkv_labeled_format format; /* (AUTO) */
+    qkv_problem_type problem;  /* what the label is (SINGLE_LABEL) */
+    int header;                /* TSV/CSV: 0 detect a header row, 1 there is one, -1 there is
+                                  none (columns by position: text,label or text,pair,label) */
+    /* column (header) or key (JSON lines) names; NULL: the defaults in parentheses */
+    const char *text_field;  /* ("text", else "sentence", else "sentence1") */
+    const char *pair_field;  /* ("text_pair", else "sentence2"); optional */
+    const char *label_field; /* ("label"; multi-label also "labels") */
+    char label_separator;    /* multi-label TSV/CSV cells: names separated by this ('|') */
+    int no_quotes;           /* TSV/CSV: '"' is plain text (pandas' QUOTE_NONE) */
+    size_t max_record_bytes; /* most bytes of one TSV/CSV row, JSON line or example file:
+                                larger is refused, naming the line (0: 1 MiB) */
+} qkv_labeled_options;
+/* The defaults in parentheses above; sets o->struct_size (the macro passes the program's
+ * sizeof). A zeroed struct gives the same defaults. */
+QKV_API void qkv_labeled_default_options_sized(qkv_labeled_options *o, size_t struct_size);
+#define qkv_labeled_default_options(o) qkv_labeled_default_options_sized((o), sizeof *(o))
+
+/* Reads path (a regular file or, for DIR, a directory; anything else is refused without
+ * blocking). opts may be NULL. Label names are sorted: by value when every name is an integer
+ * ("-1" < "2" < "10"), else by bytes; ids index that order until qkv_labeled_map_labels. */
+QKV_API qkv_status qkv_labeled_load(const char *path, const qkv_labeled_options *opts,
+                                    qkv_labeled **out);
+QKV_API void qkv_labeled_free(qkv_labeled *d);
+QKV_API int64_t qkv_labeled_count(const qkv_labeled *d);
+QKV_API qkv_problem_type qkv_labeled_problem(const qkv_labeled *d);
+/* 1 if at least one example has a text_pair. */
+QKV_API int qkv_labeled_has_pairs(const qkv_labeled *d);
+/* Example i's text / text_pair: NUL-terminated UTF-8 (never empty) and its byte length in
+ * *len (len may be NULL); NULL for a missing pair or i out of range. Valid until d is freed. */
+QKV_API const char *qkv_labeled_text(const qkv_labeled *d, int64_t i, size_t *len);
+QKV_API const char *qkv_labeled_pair(const qkv_labeled *d, int64_t i, size_t *len);
+/* The label names (0 for regression) and name k (NULL if out of range). */
+QKV_API int64_t qkv_labeled_num_labels(const qkv_labeled *d);
+QKV_API const char *qkv_labeled_label_name(const qkv_labeled *d, int64_t k);
+/* Single-label: example i's label id in [0, num_labels); -1 otherwise. */
+QKV_API int32_t qkv_labeled_label(const qkv_labeled *d, int64_t i);
+/* Single- or multi-label: out[num_labels] = 1 for example i's labels, 0 for the others.
+ * INVALID_ARG for regression or i out of range. */
+QKV_API qkv_status qkv_labeled_label_vector(const qkv_labeled *d, int64_t i, float *out);
+/* Regression: example i's value; NaN otherwise. */
+QKV_API float qkv_labeled_value(const qkv_labeled *d, int64_t i);
+/* Where example i was read: the file, and the line its record starts on (*line 0 for a file of
+ * a class folder, which is one example). NULL if i is out of range. */
+QKV_API const char *qkv_labeled_source(const qkv_labeled *d, int64_t i, int64_t *line);
+/* Renumbers the labels by a given list (a model's id2label, or the training set's names for
+ * its validation set): afterwards num_labels == n and label_name(k) == names[k]. Names must be
+ * non-empty, valid UTF-8 and distinct (INVALID_ARG). A label of d not in the list fails with
+ * FORMAT "FILE:LINE: unknown label 'x'" naming its first example; d is then unchanged. */
+QKV_API qkv_status qkv_labeled_map_labels(qkv_labeled *d, const char *const *names, int64_t n);
+/* Splits d into *train and *val (new handles with d's label names; d is unchanged). A pure
+ * function of (seed, d's examples in order). Single-label: stratified, each class sends
+ * round(val_fraction * its count) examples to val, but at least 1 and at most count - 1 when
+ * it has 2 or more (a class of 1 stays in train); multi-label and regression: round(
+ * val_fraction * count), at least 1 and at most count - 1. Examples keep their order.
+ * INVALID_ARG unless 0 < val_fraction < 1 and d has 2 examples or more. */
+QKV_API qkv_status qkv_labeled_split(const qkv_labeled *d, double val_fraction, uint64_t seed,
+                                     qkv_labeled **train, qkv_labeled **val);
+
 /* ---------------------------------------------------------------- training */
 
 /* Training Transformers from scratch or from a checkpoint: GPT-2 (the Hugging Face

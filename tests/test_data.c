@@ -9,6 +9,7 @@
  * dataset, argument errors, every kind of malformed shard and meta.json (FORMAT / IO naming
  * the file, never a crash), random garbage through the shard parser, and allocation failure
  * at every allocation of open and prepare (NOMEM, nothing leaked). */
+#include "fault_alloc.h"
 #include "qkv.h"
 #include "test.h"
 #include "train/data.h"
@@ -686,20 +687,6 @@ static void test_garbage(void) {
 }
 
 /* ---------------------------------------------------------------- allocation failure */
-
-static long n_attempt, n_alloc, n_free, fail_at = -1;
-static void *failing_alloc(size_t size, size_t align, void *user) {
-    (void)user;
-    if (n_attempt++ == fail_at) return NULL;
-    void *p = aligned_alloc(align, (size + align - 1) / align * align);
-    if (p) n_alloc++;
-    return p;
-}
-static void counting_free(void *p, void *user) {
-    (void)user;
-    n_free++;
-    free(p);
-}
 
 /* Fails allocation 0, 1, 2, ... of fn in turn: NOMEM (nothing leaked) until fn no longer
  * reaches the failure, then OK. */

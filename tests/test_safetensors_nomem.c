@@ -2,6 +2,7 @@
  * safetensors reader (open, open_memory, also on malformed files) and writer. Each failure must
  * come back as QKV_ERR_NOMEM (never a crash or a wrong status) with every allocation freed, and
  * a failed write must leave no file behind. jansson allocates through the same hook. */
+#include "fault_alloc.h"
 #include "qkv.h"
 #include "st_spec.h"
 #include "test.h"
@@ -11,23 +12,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static long n_attempt, n_alloc, n_free, fail_at = -1;
-
-/* Attempt number fail_at fails; the others succeed and are counted. */
-static void *failing_alloc(size_t size, size_t align, void *user) {
-    (void)user;
-    if (n_attempt++ == fail_at) return NULL;
-    void *p = aligned_alloc(align, (size + align - 1) / align * align);
-    if (p) n_alloc++;
-    return p;
-}
-
-static void counting_free(void *p, void *user) {
-    (void)user;
-    n_free++;
-    free(p);
-}
 
 static void arm(long n) {
     n_attempt = n_alloc = n_free = 0;

@@ -5,6 +5,7 @@
  * BPE cache, and fault injection: every allocation of load + encode + decode failed in turn
  * must give QKV_ERR_NOMEM (or success where a failed allocation only skips the cache) with
  * nothing leaked. */
+#include "fault_alloc.h"
 #include "qkv.h"
 #include "test.h"
 
@@ -381,19 +382,6 @@ static void test_threads(void) {
 }
 
 /* ---- fault injection */
-static long n_attempt, n_alloc, n_free, fail_at = -1;
-static void *failing_alloc(size_t size, size_t align, void *user) {
-    (void)user;
-    if (n_attempt++ == fail_at) return NULL;
-    void *p = aligned_alloc(align, (size + align - 1) / align * align);
-    if (p) n_alloc++;
-    return p;
-}
-static void counting_free(void *p, void *user) {
-    (void)user;
-    n_free++;
-    free(p);
-}
 
 static qkv_status roundtrip_all(const char *path, const char *text) {
     qkv_tokenizer *t = NULL;
