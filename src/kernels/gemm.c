@@ -37,6 +37,7 @@ float qkv__act_f32(qkv_act act, float x) {
     }
     case QKV_ACT_RELU: return x > 0.0f ? x : 0.0f;
     case QKV_ACT_SILU: return x / (1.0f + expf(-x));
+    case QKV_ACT_TANH: return tanhf(x);
     }
     return x;
 }
@@ -268,7 +269,7 @@ static qkv_status check_args(int trans_a, int trans_b, int64_t M, int64_t N, int
     }
     if (epi && epi->residual && epi->ldr < N)
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: residual ldr %lld < N", (long long)epi->ldr);
-    if (epi && (unsigned)epi->act > QKV_ACT_SILU)
+    if (epi && (unsigned)epi->act > QKV_ACT_TANH)
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: unknown activation %d", (int)epi->act);
     return QKV_OK;
 }

@@ -32,7 +32,7 @@ static qkv_status check_n(const char *fn, int64_t n) {
 
 static qkv_status check_act(const char *fn, qkv_act act) {
     NN_REQUIRE(act == QKV_ACT_GELU_ERF || act == QKV_ACT_GELU_TANH || act == QKV_ACT_RELU ||
-                   act == QKV_ACT_SILU,
+                   act == QKV_ACT_SILU || act == QKV_ACT_TANH,
                "%s: act = %d is not a qkv_act activation", fn, (int)act);
     return QKV_OK;
 }

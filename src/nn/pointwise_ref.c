@@ -1,5 +1,5 @@
 /* pointwise_ref.c — (the double-precision reference; the fast layers are in nn.h) elementwise
- * layers: GELU (exact and tanh), ReLU, SiLU, residual add, dropout.
+ * layers: GELU (exact and tanh), ReLU, SiLU, tanh, residual add, dropout.
  *
  * Each value is computed in double and rounded once, so a float result is within half an ulp
  * of the double formula's (up to libm's erf/tanh/exp accuracy). One range function serves all
@@ -66,6 +66,7 @@ static double act_value(qkv_act a, double x) {
     case QKV_ACT_GELU_TANH: return gelu_tanh(x);
     case QKV_ACT_RELU: return x > 0 ? x : 0.0;
     case QKV_ACT_SILU: return x * sigmoid(x);
+    case QKV_ACT_TANH: return tanh(x);
     }
     return NAN;
 }
@@ -79,6 +80,10 @@ static double act_grad(qkv_act a, double x) {
     case QKV_ACT_SILU: {
         double s = sigmoid(x);
         return s * (1.0 + x * (1.0 - s));
+    }
+    case QKV_ACT_TANH: {
+        double t = tanh(x);
+        return 1.0 - t * t;
     }
     }
     return NAN;
@@ -135,7 +140,7 @@ static void pointwise_run(qkv_runtime *rt, pw_ctx *c, int64_t n, int64_t cost) {
 
 static qkv_status check_act(const char *fn, qkv_act act) {
     NN_REQUIRE(act == QKV_ACT_GELU_ERF || act == QKV_ACT_GELU_TANH || act == QKV_ACT_RELU ||
-                   act == QKV_ACT_SILU,
+                   act == QKV_ACT_SILU || act == QKV_ACT_TANH,
                "%s: act = %d is not a qkv_act", fn, (int)act);
     return QKV_OK;
 }

@@ -31,6 +31,7 @@ static double act_value(qkv_act act, double x) {
         return 0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + GELU_TANH_K * x * x * x)));
     case QKV_ACT_RELU: return x > 0 ? x : 0.0;
     case QKV_ACT_SILU: return x * sigmoid(x);
+    case QKV_ACT_TANH: return tanh(x);
     }
     return x;
 }
@@ -49,6 +50,10 @@ static double act_grad(qkv_act act, double x) {
     case QKV_ACT_SILU: {
         double s = sigmoid(x);
         return s * (1.0 + x * (1.0 - s));
+    }
+    case QKV_ACT_TANH: {
+        double t = tanh(x);
+        return 1.0 - t * t;
     }
     }
     return 1.0;
