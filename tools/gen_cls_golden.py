@@ -10,6 +10,10 @@ Writes under tests/fixtures/cls/:
         case, written by tokenizers; its model_max_length plays no part)
   <name>.jsonl            the inputs, one JSON object a line: {"text": ...} or
                           {"text": ..., "text_pair": ...}
+  <name>.txt              the same inputs as plain text lines (text<TAB>text_pair)
+  <name>_pipeline.tsv     the pipeline's answers (top_k=None), one line per input: label<TAB>score
+                          for every label, best first (`qkv classify --all`'s format); no two
+                          scores of a line are within 1e-4 (checked), so the order is meaningful
   <name>_golden.safetensors
         logits  F32 [n, NL]   model.eval() in float64 (the F32 weights widened exactly), each
                               input alone, tokenized as tokenizer(text, text_pair,
@@ -174,6 +178,18 @@ def main():
         for i, r in enumerate(res):
             for e in r:
                 scores[i, model.config.label2id[e["label"]]] = e["score"]
+            # the ranking is meaningful: no two scores within 1e-4 of each other
+            ranked = sorted(e["score"] for e in r)
+            assert all(b - a > 1e-4 for a, b in zip(ranked, ranked[1:])), (name, i, r)
+        # the pipeline's answers as `qkv classify --all` prints them, and the inputs as plain
+        # text lines (text<TAB>text_pair) for tests/cli/test_classify_cli.sh
+        with open(os.path.join(OUT, name + "_pipeline.tsv"), "w", encoding="utf-8") as f:
+            for r in res:
+                f.write("\t".join(f"{e['label']}\t{e['score']:.9g}" for e in r) + "\n")
+        with open(os.path.join(OUT, name + ".txt"), "w", encoding="utf-8") as f:
+            for x in inputs:
+                assert "\t" not in x["text"] + x.get("text_pair", "") and "\n" not in x["text"]
+                f.write(x["text"] + ("\t" + x["text_pair"] if "text_pair" in x else "") + "\n")
         labels = [model.config.id2label[i] for i in range(nl)]
         with open(os.path.join(OUT, name + ".jsonl"), "w", encoding="utf-8") as f:
             for x in inputs:
