@@ -270,7 +270,7 @@ static void test_refused(qkv_runtime *rt) {
     write_weights_without(dir, single, "");
     json_t *id2 = json_object();
     for (int i = 0; i < 5; i++) {
-        char k[8], v[16];
+        char k[16], v[16];
         snprintf(k, sizeof k, "%d", i), snprintf(v, sizeof v, "l%d", i);
         json_object_set_new(id2, k, json_string(v));
     }
