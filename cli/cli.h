@@ -28,6 +28,8 @@ int cmd_demo(int argc, char **argv);
 void cmd_demo_help(void);
 int cmd_embed(int argc, char **argv);
 void cmd_embed_help(void);
+int cmd_classify(int argc, char **argv);
+void cmd_classify_help(void);
 int cmd_search(int argc, char **argv);
 void cmd_search_help(void);
 int cmd_generate(int argc, char **argv);

@@ -12,6 +12,8 @@ static const cli_command commands[] = {
      cmd_demo_help},
     {"embed", "sentence embeddings of text lines (all-MiniLM-L6-v2 by default)", cmd_embed,
      cmd_embed_help},
+    {"classify", "labels of text lines (or pairs) with a BertForSequenceClassification model",
+     cmd_classify, cmd_classify_help},
     {"search", "semantic search: rank the lines of a corpus against queries", cmd_search,
      cmd_search_help},
     {"generate", "continue a prompt with a GPT-2 / Llama-style model, streaming the text",

@@ -301,6 +301,43 @@ QKV_API qkv_status qkv_embed(qkv_runtime *rt, const qkv_model *m, const char *co
 /* The model directory's tokenizer (owned by the model), or NULL if it has none. */
 QKV_API const struct qkv_tokenizer *qkv_model_tokenizer(const qkv_model *m);
 
+/* Sequence classification (transformers' BertForSequenceClassification): a directory whose
+ * config.json architectures names BertForSequenceClassification, or whose model.safetensors
+ * has classifier.weight, loads the pooler (required then), the classifier [NL, C] and the
+ * labels of config.json (id2label, else num_labels with names LABEL_i, else 2; problem_type,
+ * else single-label, or regression when NL == 1). Another *ForSequenceClassification is
+ * refused at load (UNSUPPORTED). A directory without a head loads as before; the calls below
+ * then return UNSUPPORTED saying it has no classification head. */
+/* NL, the number of labels; 0 when the model has no classification head. */
+QKV_API int64_t qkv_model_num_labels(const qkv_model *m);
+/* Name of label i (config.json's id2label[i]; owned by the model), NULL if i is not in [0, NL). */
+QKV_API const char *qkv_model_label(const qkv_model *m, int64_t i);
+/* The head's problem type (QKV_PROBLEM_SINGLE_LABEL when there is no head). */
+QKV_API qkv_problem_type qkv_model_problem_type(const qkv_model *m);
+/* Logits of n already-tokenized sequences, packed as for qkv_embed_tokens: ids and type_ids
+ * [Σ lens] (type_ids NULL: all 0), lens [n] each in [1, qkv_model_max_tokens]; logits [n, NL]:
+ * each sequence's first token ([CLS]) through the pooler (dense + tanh) and the classifier, as
+ * transformers' model.eval() computes them. Batching does not change any bit. */
+QKV_API qkv_status qkv_classify_tokens(qkv_runtime *rt, const qkv_model *m, const int32_t *ids,
+                                       const int32_t *type_ids, const int64_t *lens, size_t n,
+                                       float *logits);
+/* Logits of n texts, or text pairs: pairs NULL (no pairs) or [n] (a NULL entry: that text has
+ * no pair, and so is an empty one, as in transformers); text_lens / pair_lens [n] byte lengths,
+ * or NULL (NUL-terminated). Each input is tokenized with the special tokens ([CLS] A [SEP] B
+ * [SEP], B's tokens of type 1) and, over qkv_model_max_tokens, truncated longest-first, as
+ * tokenizer(text, text_pair, truncation=True, max_length=max_position_embeddings) does; inputs
+ * are tokenized in parallel. Any bytes are accepted (invalid UTF-8 reads as U+FFFD).
+ * logits [n, NL]. UNSUPPORTED without a tokenizer. */
+QKV_API qkv_status qkv_classify(qkv_runtime *rt, const qkv_model *m, const char *const *texts,
+                                const size_t *text_lens, const char *const *pairs,
+                                const size_t *pair_lens, size_t n, float *logits);
+/* Scores [n, NL] from logits [n, NL] as transformers' text-classification pipeline gives them:
+ * the identity when config.json's problem_type is "regression", the sigmoid of each logit for
+ * multi-label heads and heads of one label (problem_type not given), else the softmax of each
+ * row. scores may be logits (in place). */
+QKV_API qkv_status qkv_classify_scores(const qkv_model *m, const float *logits, size_t n,
+                                       float *scores);
+
 /* ---------------------------------------------------------------- generation */
 
 /* A causal language model (decoder) in the Hugging Face layout, loaded for text generation:

@@ -90,6 +90,31 @@ static inline int test_finish(const char *name) {
     return test_failures_ ? 1 : 0;
 }
 
+/* The whole file at path, NUL-terminated (malloc'd; *len its size), or NULL. */
+static inline char *test_read_all(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)(n > 0 ? n : 0) + 1);
+    if (n < 0 || fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
+    fclose(f);
+    b[n] = '\0';
+    *len = (size_t)n;
+    return b;
+}
+
+/* Copies the file from to the file to (a test's scratch copy). */
+static inline void test_copy_file(const char *from, const char *to) {
+    size_t n;
+    char *b = test_read_all(from, &n);
+    FILE *f = fopen(to, "wb");
+    if (b && f) fwrite(b, 1, n, f);
+    if (f) fclose(f);
+    free(b);
+}
+
 /* Removes dir and everything below it (a test's scratch directory). */
 static inline void test_rm_rf(const char *dir) {
     DIR *d = opendir(dir);

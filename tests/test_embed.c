@@ -15,29 +15,6 @@
 #define MODEL_DIR QKV_SOURCE_DIR "/models/all-MiniLM-L6-v2"
 #define FIX QKV_SOURCE_DIR "/tests/fixtures/embed/"
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
-    fclose(f);
-    b[n] = '\0';
-    *len = (size_t)n;
-    return b;
-}
-
-static void copy_file(const char *from, const char *to) {
-    size_t n;
-    char *b = read_all(from, &n);
-    FILE *f = fopen(to, "wb");
-    if (b && f) fwrite(b, 1, n, f);
-    if (f) fclose(f);
-    free(b);
-}
-
 static void write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
     fputs(text, f);
@@ -52,14 +29,14 @@ static void malformed_dirs(void) {
     qkv_model *m = NULL;
     /* no weights at all */
     snprintf(p, sizeof p, "%s/config.json", dir);
-    copy_file(MODEL_DIR "/config.json", p);
+    test_copy_file(MODEL_DIR "/config.json", p);
     CHECK_STATUS(qkv_model_load(dir, &m), QKV_ERR_IO);
     CHECK(strstr(qkv_last_error(), "model.safetensors") != NULL);
     CHECK(m == NULL);
     /* weights present, but the config lies about their size */
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     if (symlink(MODEL_DIR "/model.safetensors", p) != 0)
-        copy_file(MODEL_DIR "/model.safetensors", p);
+        test_copy_file(MODEL_DIR "/model.safetensors", p);
     snprintf(p, sizeof p, "%s/config.json", dir);
     write_text(p, "{\"model_type\":\"bert\",\"vocab_size\":30522,\"hidden_size\":768,"
                   "\"num_hidden_layers\":6,\"num_attention_heads\":12,\"intermediate_size\":1536}");
@@ -70,7 +47,7 @@ static void malformed_dirs(void) {
     CHECK_STATUS(qkv_model_load(dir, &m), QKV_ERR_FORMAT);
     CHECK(strstr(qkv_last_error(), "encoder.layer.6.") != NULL);
     /* a good config, a pipeline that asks for something we do not have */
-    copy_file(MODEL_DIR "/config.json", p);
+    test_copy_file(MODEL_DIR "/config.json", p);
     snprintf(p, sizeof p, "%s/modules.json", dir);
     write_text(p, "[{\"idx\":0,\"name\":\"0\",\"path\":\"\",\"type\":"
                   "\"sentence_transformers.models.Transformer\"},{\"idx\":1,\"name\":\"1\","
@@ -102,7 +79,7 @@ int main(void) {
     malformed_dirs();
 
     size_t len;
-    char *text = read_all(FIX "sentences.txt", &len);
+    char *text = test_read_all(FIX "sentences.txt", &len);
     CHECK(text != NULL);
     const char *lines[512];
     size_t lens[512], n = 0;

@@ -145,6 +145,7 @@ static const qkv_act acts[] = {QKV_ACT_GELU_ERF, QKV_ACT_GELU_TANH, QKV_ACT_RELU
 static const qkv_act nn_acts[] = {QKV_ACT_GELU_ERF, QKV_ACT_GELU_TANH, QKV_ACT_RELU, QKV_ACT_SILU,
                                   QKV_ACT_TANH};
 static const char *act_names[] = {"gelu_erf", "gelu_tanh", "relu", "silu", "tanh"};
+#define N_ACTS ((int)(sizeof acts / sizeof *acts))
 
 /* Relative tolerance of act(x) and act'(x). GELU tanh adds the conditioning of e^{-2u} on the
  * float rounding of 2u. */
@@ -177,6 +178,10 @@ static double act_grad_mag(int a, double x) {
     case QKV_ACT_SILU: {
         double s = 1.0 / (1.0 + exp(-x));
         return s * (1.0 + fabs(x) * (1.0 - s));
+    }
+    case QKV_ACT_TANH: {
+        double t = tanh(x);
+        return 1.0 - t * t;
     }
     default: return 1.0;
     }
@@ -224,7 +229,7 @@ static void test_act_case(const qkv_kernels *k, int a, size_t n, int nonfinite) 
 }
 
 static void test_acts(const qkv_kernels *k) {
-    for (int a = 0; a < (int)(sizeof acts / sizeof *acts); a++) {
+    for (int a = 0; a < N_ACTS; a++) {
         for (size_t n = 1; n <= 70; n++) test_act_case(k, a, n, n % 7 == 3);
         test_act_case(k, a, 4096, 1);
         test_act_case(k, a, 50257, 0);
@@ -234,7 +239,7 @@ static void test_acts(const qkv_kernels *k) {
     float *x = fbuf(n), *y = fbuf(n), *w = fbuf(n);
     double *tol = malloc(n * sizeof(double));
     for (size_t i = 0; i < n; i++) x[i] = (float)(-20.0 + 40.0 * (double)i / (double)(n - 1));
-    for (int a = 0; a < (int)(sizeof acts / sizeof *acts); a++) {
+    for (int a = 0; a < N_ACTS; a++) {
         CHECK_OK(qkv_nn_act_forward_ref(NULL, nn_acts[a], w, x, (int64_t)n));
         k->act_f32(acts[a], x, y, n);
         double worst = 0.0;
@@ -493,7 +498,16 @@ static void test_norms(const qkv_kernels *k) {
 
 /* L(x) = Σ g·f(x) through the forward kernel; dL/dx_j by central differences (in float
  * inputs, double sums) against the backward kernel, at a few j. */
-enum { FD_SOFTMAX, FD_LOGSOFTMAX, FD_LAYERNORM, FD_RMSNORM, FD_GELU, FD_GELU_TANH, FD_SILU };
+enum {
+    FD_SOFTMAX,
+    FD_LOGSOFTMAX,
+    FD_LAYERNORM,
+    FD_RMSNORM,
+    FD_GELU,
+    FD_GELU_TANH,
+    FD_SILU,
+    FD_TANH
+};
 
 static double fd_loss(const qkv_kernels *k, int op, const float *x, const float *g, const float *w,
                       const float *b, float *tmp, size_t n) {
@@ -505,6 +519,7 @@ static double fd_loss(const qkv_kernels *k, int op, const float *x, const float 
     case FD_GELU: k->act_f32(QKV_ACT_GELU_ERF, x, tmp, n); break;
     case FD_GELU_TANH: k->act_f32(QKV_ACT_GELU_TANH, x, tmp, n); break;
     case FD_SILU: k->act_f32(QKV_ACT_SILU, x, tmp, n); break;
+    case FD_TANH: k->act_f32(QKV_ACT_TANH, x, tmp, n); break;
     }
     double l = 0.0;
     for (size_t i = 0; i < n; i++) l += (double)g[i] * tmp[i];
@@ -514,8 +529,8 @@ static double fd_loss(const qkv_kernels *k, int op, const float *x, const float 
 static void test_finite_differences(const qkv_kernels *k) {
     enum { N = 37 };
     static const char *names[] = {"softmax",  "log_softmax", "layernorm", "rmsnorm",
-                                  "gelu_erf", "gelu_tanh",   "silu"};
-    for (int op = FD_SOFTMAX; op <= FD_SILU; op++) {
+                                  "gelu_erf", "gelu_tanh",   "silu",      "tanh"};
+    for (int op = FD_SOFTMAX; op <= FD_TANH; op++) {
         float x[N], g[N], w[N], b[N], y[N], tmp[N], dx[N], mean[1], rstd[1];
         for (int i = 0; i < N; i++) {
             x[i] = urand(-2.0f, 2.0f), g[i] = urand(-1.0f, 1.0f);
@@ -539,8 +554,10 @@ static void test_finite_differences(const qkv_kernels *k) {
             k->rmsnorm_bwd_f32(g, x, w, rstd, dx, NULL, 1, N);
             break;
         default: {
-            qkv_act a = op == FD_GELU ? QKV_ACT_GELU_ERF
-                                      : (op == FD_GELU_TANH ? QKV_ACT_GELU_TANH : QKV_ACT_SILU);
+            qkv_act a = op == FD_GELU        ? QKV_ACT_GELU_ERF
+                        : op == FD_GELU_TANH ? QKV_ACT_GELU_TANH
+                        : op == FD_SILU      ? QKV_ACT_SILU
+                                             : QKV_ACT_TANH;
             k->act_bwd_f32(a, x, g, dx, N);
         }
         }

@@ -92,6 +92,7 @@ static char label[512];
 
 static const qkv_act all_acts[] = {QKV_ACT_GELU_ERF, QKV_ACT_GELU_TANH, QKV_ACT_RELU, QKV_ACT_SILU,
                                    QKV_ACT_TANH};
+#define N_ACTS (sizeof all_acts / sizeof *all_acts)
 static const char *act_name(qkv_act a) {
     switch (a) {
     case QKV_ACT_NONE: return "none";
@@ -132,6 +133,10 @@ static double act_grad_mag(qkv_act a, double x) {
     case QKV_ACT_SILU: {
         double s = 1.0 / (1.0 + exp(-x));
         return s * (1.0 + fabs(x) * (1.0 - s));
+    }
+    case QKV_ACT_TANH: { /* 1 − t² (the kernel forms it without cancellation) */
+        double t = tanh(x);
+        return 1.0 - t * t;
     }
     default: return 1.0;
     }
@@ -291,7 +296,7 @@ static void test_linear(void) {
     static const int64_t eshapes[][3] = {{1, 17, 5}, {17, 63, 65}, {66, 130, 33}};
     for (size_t s = 0; s < sizeof eshapes / sizeof *eshapes; s++)
         for (int in_out = 0; in_out < 2; in_out++) {
-            for (size_t a = 0; a < sizeof all_acts / sizeof *all_acts; a++)
+            for (size_t a = 0; a < N_ACTS; a++)
                 for (int resid = 0; resid < 2; resid++)
                     test_linear_case(eshapes[s][0], eshapes[s][1], eshapes[s][2], in_out, s == 1, 1,
                                      all_acts[a], resid);
@@ -1200,7 +1205,7 @@ int main(void) {
             }
 
     static const int64_t pw[] = {1, 3, 17, 63, 65, 257, 300, 5000, 9001};
-    for (size_t a = 0; a < sizeof all_acts / sizeof *all_acts; a++)
+    for (size_t a = 0; a < N_ACTS; a++)
         for (size_t i = 0; i < sizeof pw / sizeof *pw; i++) test_act_case(all_acts[a], pw[i]);
     for (size_t i = 0; i < sizeof pw / sizeof *pw; i++) {
         test_swiglu_case(pw[i]);

@@ -477,6 +477,8 @@ int main(void) {
     test_act(QKV_ACT_RELU, "relu", 3);
     test_act(QKV_ACT_SILU, "silu", 6);
     test_act(QKV_ACT_SILU, "silu", 40);
+    test_act(QKV_ACT_TANH, "tanh", 6);
+    test_act(QKV_ACT_TANH, "tanh", 40);
     test_softmax(0, 1, 1, 1);
     test_softmax(0, 4, 13, 3);
     test_softmax(0, 3, 200, 8);

@@ -35,7 +35,7 @@ typedef enum qkv_act {
     QKV_ACT_GELU_TANH = 2, /* x/2 (1 + tanh(√(2/π)(x + 0.044715x³))) */
     QKV_ACT_RELU = 3,
     QKV_ACT_SILU = 4,
-    QKV_ACT_TANH = 5, /* BERT's pooler */
+    QKV_ACT_TANH = 5, /* tanh(x): BERT's pooler */
 } qkv_act;
 
 typedef struct qkv_gemm_epilogue {

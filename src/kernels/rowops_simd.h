@@ -114,27 +114,31 @@ static inline vf v_sigmoid(vf v) {
 }
 static inline vf v_gelu_tanh(vf x) { return vf_mul(x, v_sigmoid(v_gelu_tanh_2u(x))); }
 static inline vf v_silu(vf x) { return vf_mul(x, v_sigmoid(x)); }
-/* tanh(x) = sign(x)·(1 − e)/(1 + e), e = e^{-2|x|}; an odd polynomial near 0, where 1 − e
- * would cancel. */
-static inline vf v_tanh(vf x) {
-    vf a = vf_abs(x);
-    vf e = v_exp(vf_mul(vf_min(a, vf_set1(20.0f)), vf_set1(-2.0f)));
-    vf t = vf_div(vf_sub(vf_set1(1.0f), e), vf_add(vf_set1(1.0f), e));
-    vf a2 = vf_mul(a, a);
-    vf p = vf_fma(a2, vf_set1(62.0f / 2835.0f), vf_set1(-17.0f / 315.0f));
-    p = vf_fma(a2, p, vf_set1(2.0f / 15.0f));
-    p = vf_fma(a2, p, vf_set1(-1.0f / 3.0f));
-    p = vf_fma(vf_mul(a2, a), p, a); /* a − a³/3 + 2a⁵/15 − 17a⁷/315 + 62a⁹/2835 */
-    t = vf_lt(a, vf_set1(0.3f), p, t);
-    /* |x| = inf gives 1 (and tanh' 0, as the double reference), NaN stays NaN */
-    t = vf_lt(a, vf_set1(INFINITY), t, vf_lt(vf_set1(1.0f), a, vf_set1(1.0f), vf_add(a, a)));
-    return vf_lt(x, vf_zero(), vf_sub(vf_zero(), t), t);
-}
-static inline vf v_tanh_grad(vf x) {
-    vf t = v_tanh(x);
-    return vf_sub(vf_set1(1.0f), vf_mul(t, t));
-}
 static inline vf v_relu(vf x) { return vf_max(x, vf_zero()); } /* NaN gives 0, as the ref */
+
+/* tanh: below |x| = 0.4 the Taylor series to x¹³ (truncation < 5e-9 relative), above it
+ * (1 − e)/(1 + e) with e = e^{-2|x|} (1 − e ≥ 0.55: no cancellation). *e_out = e (the large
+ * path's) for the derivative. NaN takes the large path and stays NaN; ±inf give ±1. */
+#define TANH_SMALL 0.4f
+static inline vf v_tanh_e(vf x, vf *e_out) {
+    vf a = vf_abs(x), x2 = vf_mul(x, x);
+    vf p = vf_set1(21844.0f / 6081075.0f);
+    p = vf_fma(p, x2, vf_set1(-1382.0f / 155925.0f));
+    p = vf_fma(p, x2, vf_set1(62.0f / 2835.0f));
+    p = vf_fma(p, x2, vf_set1(-17.0f / 315.0f));
+    p = vf_fma(p, x2, vf_set1(2.0f / 15.0f));
+    p = vf_fma(p, x2, vf_set1(-1.0f / 3.0f));
+    vf small = vf_fma(vf_mul(x, x2), p, x);
+    vf e = v_exp(vf_mul(a, vf_set1(-2.0f)));
+    vf t = vf_div(vf_sub(vf_set1(1.0f), e), vf_add(vf_set1(1.0f), e));
+    vf large = vf_lt(x, vf_zero(), vf_sub(vf_zero(), t), t);
+    *e_out = e;
+    return vf_lt(a, vf_set1(TANH_SMALL), small, large);
+}
+static inline vf v_tanh(vf x) {
+    vf e;
+    return v_tanh_e(x, &e);
+}
 
 /* act'(x). ±inf and NaN give NaN (grad + (x − x)), as the double reference does; inside, x
  * is clamped where act' has reached its limit so no inf·0 appears. */
@@ -155,6 +159,15 @@ static inline vf v_gelu_tanh_grad(vf x) {
                    vf_set1(TWO_SQRT_2_OVER_PI));               /* d(2u)/dx */
     vf d = vf_fma(vf_mul(xc, du), vf_mul(s, vf_mul(s, e)), s); /* s + x·du·s(1−s) */
     return vf_add(d, vf_sub(x, x));
+}
+/* 1 − tanh²: 1 − t² below |x| = 0.4, 4e/(1 + e)² above (no cancellation in the tail). */
+static inline vf v_tanh_grad(vf x) {
+    vf e;
+    vf t = v_tanh_e(x, &e);
+    vf one_e = vf_add(vf_set1(1.0f), e);
+    vf large = vf_div(vf_mul(vf_set1(4.0f), e), vf_mul(one_e, one_e));
+    return vf_lt(vf_abs(x), vf_set1(TANH_SMALL), vf_fma(vf_sub(vf_zero(), t), t, vf_set1(1.0f)),
+                 large);
 }
 static inline vf v_silu_grad(vf x) {
     vf xc = vf_max(vf_set1(-80.0f), vf_min(vf_set1(80.0f), x));

@@ -3,7 +3,9 @@
  * Embeddings (word + position + token type, LayerNorm), then per layer models/block.h's
  * qkv__enc_block_forward (post-LN; the one training runs too) over the weights packed at load,
  * with attend_seqs as its attention: each sequence of the packed rows over its own tokens.
- * Every matrix product is one GEMM over all N tokens of the batch. */
+ * Every matrix product is one GEMM over all N tokens of the batch. A classifier
+ * (BertForSequenceClassification) adds the pooler and the classifier over each sequence's first
+ * token (qkv__bert_classify_head), one GEMM each over the batch's sequences. */
 #include "models/bert.h"
 #include "models/params.h"
 #include "models/weights.h"
@@ -112,7 +114,32 @@ static qkv_status parse_config(const char *path, json_t *root, qkv_bert_config *
     return QKV_OK;
 }
 
-qkv_status qkv__bert_config_load(const char *dir, qkv_bert_config *cfg) {
+/* config.json's architectures: 1 if it names BertForSequenceClassification; UNSUPPORTED for
+ * another *ForSequenceClassification (a head qkv does not run); else 0. */
+static qkv_status arch_is_classifier(const char *path, json_t *root, int *cls) {
+    static const char suffix[] = "ForSequenceClassification";
+    json_t *archs = json_object_get(root, "architectures"), *a;
+    size_t i;
+    *cls = 0;
+    json_array_foreach(archs, i, a) {
+        const char *s = json_string_value(a);
+        size_t n = s ? strlen(s) : 0;
+        if (n < sizeof suffix - 1 || strcmp(s + n - (sizeof suffix - 1), suffix) != 0) continue;
+        if (strcmp(s, "BertForSequenceClassification") != 0)
+            return qkv__fail(QKV_ERR_UNSUPPORTED,
+                             "%s: architectures names %s; the classification head qkv runs is "
+                             "BertForSequenceClassification's (pooler + classifier)",
+                             path, s);
+        *cls = 1;
+    }
+    return QKV_OK;
+}
+
+/* What config.json says: the encoder's config and, when labels is not NULL, whether it is a
+ * classifier (*cls: architectures says so, or force_cls: the weights have a classifier) and
+ * then its labels. */
+static qkv_status read_config(const char *dir, qkv_bert_config *cfg, qkv__labels *labels,
+                              int force_cls, int *cls) {
     char path[4096];
     QKV_TRY(qkv__json_config_path(dir, path, sizeof path));
     memset(cfg, 0, sizeof *cfg);
@@ -120,9 +147,18 @@ qkv_status qkv__bert_config_load(const char *dir, qkv_bert_config *cfg) {
     json_t *root;
     qkv_status s = qkv__json_load_file(path, 0, &root);
     if (s == QKV_OK) s = parse_config(path, root, cfg);
+    if (s == QKV_OK && labels) s = arch_is_classifier(path, root, cls);
+    if (s == QKV_OK && labels && (*cls || force_cls)) {
+        *cls = 1;
+        s = qkv__labels_parse(path, root, labels);
+    }
     json_decref(root);
     qkv__json_end();
     return s;
+}
+
+qkv_status qkv__bert_config_load(const char *dir, qkv_bert_config *cfg) {
+    return read_config(dir, cfg, NULL, 0, NULL);
 }
 
 /* ---------------------------------------------------------------- weights */
@@ -133,8 +169,10 @@ typedef struct {
     const char *prefix; /* "" or "bert." */
 } loader;
 
-/* Row r of the parameter table into *out, F32 of the row's shape; layer l for layer rows. */
-static qkv_status get(loader *L, const qkv__param_spec *r, int64_t l, const float **out) {
+/* Row r of the parameter table into *out, F32 of the row's shape; layer l for layer rows. The
+ * encoder's rows carry the loader's prefix, the head rows none. */
+static qkv_status get_as(loader *L, const char *prefix, const qkv__param_spec *r, int64_t l,
+                         const float **out) {
     const qkv_bert_config *c = &L->m->cfg;
     const qkv__dims dims = {.V = c->vocab_size,
                             .P = c->max_position,
@@ -142,12 +180,17 @@ static qkv_status get(loader *L, const qkv__param_spec *r, int64_t l, const floa
                             .F = c->intermediate_size,
                             .Q = c->hidden_size,
                             .K = c->hidden_size,
-                            .TV = c->type_vocab_size};
+                            .TV = c->type_vocab_size,
+                            .NL = L->m->labels.n};
     char name[256];
-    QKV_TRY(qkv__param_name(name, sizeof name, L->prefix, r, l));
+    QKV_TRY(qkv__param_name(name, sizeof name, prefix, r, l));
     int64_t d1 = r->d1 == QKV__DIM_NONE ? 0 : qkv__param_dim(r->d1, &dims);
     return qkv__weight_f32(L->m->st, L->path, name, qkv__param_dim(r->d0, &dims), d1, &L->m->owned,
                            out);
+}
+
+static qkv_status get(loader *L, const qkv__param_spec *r, int64_t l, const float **out) {
+    return get_as(L, L->prefix, r, l, out);
 }
 
 /* Every tensor of the BERT table (models/params.h) into its field, in the table's order. */
@@ -176,6 +219,15 @@ static qkv_status load_weights(loader *L) {
                                &y->wo, &y->bo, &y->ln1_w, &y->ln1_b, &y->w1, &y->b1,
                                &y->w2, &y->b2, &y->ln2_w, &y->ln2_b};
         for (int i = 0; i < tab->n_layer; i++) QKV_TRY(get(L, &tab->layer[i], l, f[i]));
+    }
+    if (m->labels.n > 0) { /* a classifier: the pooler (required) and the classifier */
+        const qkv__param_table *ct = &qkv__params_bert_cls;
+        if (ct->n_post != 2 || ct->n_head != 2)
+            return qkv__fail(QKV_ERR_INTERNAL, "bert: the classifier table does not match bert.c");
+        QKV_TRY(get(L, &ct->post[0], 0, &m->pool_w));
+        QKV_TRY(get(L, &ct->post[1], 0, &m->pool_b));
+        QKV_TRY(get_as(L, "", &ct->head[0], 0, &m->cls_w));
+        return get_as(L, "", &ct->head[1], 0, &m->cls_b);
     }
     char pn[128]; /* the pooler, when the checkpoint has one */
     QKV_TRY(qkv__param_name(pn, sizeof pn, L->prefix, &tab->opt[0], 0));
@@ -223,11 +275,15 @@ qkv_status qkv__bert_load(const char *dir, qkv_bert **out) {
     *out = NULL;
     qkv_bert *m = qkv__calloc(1, sizeof *m);
     if (!m) return qkv__fail(QKV_ERR_NOMEM, "bert: out of memory");
-    qkv_status s = qkv__bert_config_load(dir, &m->cfg);
+    int cls = 0;
+    qkv_status s = read_config(dir, &m->cfg, &m->labels, 0, &cls);
     char path[4096];
     if (s == QKV_OK && snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
         s = qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
     if (s == QKV_OK) s = qkv_safetensors_open(path, &m->st);
+    /* classifier.weight without the architecture: a classifier all the same (its labels) */
+    if (s == QKV_OK && !cls && qkv_safetensors_find(m->st, qkv__params_bert_cls.head[0].name))
+        s = read_config(dir, &m->cfg, &m->labels, 1, &cls);
     if (s == QKV_OK) {
         loader L = {m, path, ""};
         s = load_weights(&L);
@@ -254,6 +310,7 @@ void qkv__bert_free(qkv_bert *m) {
         qkv__gemm_packed_free(y->p2);
     }
     qkv__free(m->layers);
+    qkv__labels_free(&m->labels);
     qkv_safetensors_close(m->st);
     qkv__free(m);
 }
@@ -371,5 +428,26 @@ qkv_status qkv__bert_forward(qkv_runtime *rt, const qkv_bert *m, const int32_t *
         st = qkv__enc_block_forward(rt, &ec, &m->layers[l].blk, l, &a, hidden, hidden, N,
                                     attend_seqs, &job);
     qkv__free(ws);
+    return st;
+}
+
+qkv_status qkv__bert_classify_head(qkv_runtime *rt, const qkv_bert *m, const float *hidden,
+                                   const int64_t *lens, int64_t n_seq, float *logits) {
+    if (!m || !hidden || !lens || !logits || n_seq <= 0)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "bert classify: NULL argument or no sequence");
+    if (!m->cls_w)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "bert classify: the model has no classifier");
+    const int64_t C = m->cfg.hidden_size, NL = m->labels.n;
+    float *first = qkv__alloc(2 * (size_t)n_seq * (size_t)C * sizeof(float)); /* (n_seq, C) */
+    if (!first) return qkv__fail(QKV_ERR_NOMEM, "bert classify: out of memory");
+    float *pooled = first + n_seq * C; /* (n_seq, C) */
+    for (int64_t s = 0, o = 0; s < n_seq; o += lens[s], s++)
+        memcpy(first + s * C, hidden + o * C, (size_t)C * sizeof(float));
+    const qkv_nn_linear pool = {.w = m->pool_w, .b = m->pool_b, .C = C, .OC = C};
+    const qkv_nn_linear cls = {.w = m->cls_w, .b = m->cls_b, .C = C, .OC = NL};
+    qkv_status st = qkv_nn_linear_forward(rt, &pool, pooled, first, n_seq, QKV_ACT_TANH, NULL);
+    if (st == QKV_OK)
+        st = qkv_nn_linear_forward(rt, &cls, logits, pooled, n_seq, QKV_ACT_NONE, NULL);
+    qkv__free(first);
     return st;
 }

@@ -3,6 +3,10 @@
  * A model directory in the Hugging Face layout: config.json + model.safetensors. Weights stay in
  * the mmapped file when stored as F32 (zero copy); F16/BF16 tensors are converted to F32 once at
  * load. Names may carry the "bert." prefix of task checkpoints (BertForSequenceClassification).
+ * A directory whose config.json architectures names BertForSequenceClassification, or whose
+ * safetensors has classifier.weight, is a classifier: the pooler is then required, the
+ * classifier (NL, C) is loaded by the rows of qkv__params_bert_cls, NL and the label names come
+ * from config.json (models/labels.h). Another *ForSequenceClassification is refused.
  * The linear layers' matrices are then packed once for the GEMM (qkv__gemm_pack_b, with the
  * ISA active at load): small batches need it, packing per call cost as much as the product.
  * The mapped pages of the packed originals are dropped, so they are held once in memory.
@@ -15,6 +19,7 @@
 
 #include "kernels/gemm.h"
 #include "models/block.h"
+#include "models/labels.h"
 #include "models/weights.h"
 #include "qkv.h"
 
@@ -48,6 +53,8 @@ typedef struct qkv_bert {
     const float *word_emb, *pos_emb, *type_emb, *emb_ln_w, *emb_ln_b; /* (V,C) (P,C) (TV,C) (C) */
     qkv_bert_layer *layers;                                           /* [num_layers] */
     const float *pool_w, *pool_b; /* pooler.dense, or NULL when the checkpoint has none */
+    const float *cls_w, *cls_b;   /* classifier (NL, C), (NL), or NULL: no classification head */
+    qkv__labels labels;           /* the head's labels (n = NL); n = 0 without a head */
     qkv_owned_weights owned;      /* converted (F16/BF16 -> F32) tensors we allocated */
 } qkv_bert;
 
@@ -66,5 +73,11 @@ void qkv__bert_free(qkv_bert *m);
 qkv_status qkv__bert_forward(qkv_runtime *rt, const qkv_bert *m, const int32_t *ids,
                              const int32_t *type_ids, const int64_t *lens, int64_t n_seq,
                              float *hidden);
+
+/* The classification head over the last hidden states of n_seq packed sequences (hidden [N, C],
+ * lens [n_seq] as given to qkv__bert_forward): each sequence's first token ([CLS]), the pooler
+ * (dense + tanh), the classifier; logits [n_seq, NL]. INVALID_ARG without a head. */
+qkv_status qkv__bert_classify_head(qkv_runtime *rt, const qkv_bert *m, const float *hidden,
+                                   const int64_t *lens, int64_t n_seq, float *logits);
 
 #endif

@@ -157,9 +157,12 @@ qkv_status qkv__labels_parse(const char *path, json_t *root, qkv__labels *out) {
     if (st == QKV_OK && !given && n == 1) p = QKV_PROBLEM_REGRESSION;
     if (st == QKV_OK) {
         st = qkv__labels_make(n, (const char *const *)names, p, out);
-        if (st != QKV_OK)
-            st = qkv__fail(st == QKV_ERR_NOMEM ? st : QKV_ERR_FORMAT, "%s: id2label: %s", path,
-                           qkv_last_error());
+        if (st != QKV_OK) { /* qkv__fail writes the buffer it would read: copy the reason */
+            char why[256];
+            snprintf(why, sizeof why, "%s", qkv_last_error());
+            st =
+                qkv__fail(st == QKV_ERR_NOMEM ? st : QKV_ERR_FORMAT, "%s: id2label: %s", path, why);
+        }
     }
     qkv__free(names);
     if (st == QKV_OK) out->problem_given = given;

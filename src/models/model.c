@@ -12,9 +12,11 @@
 #include "core/error.h"
 #include "io/json.h"
 #include "models/bert.h"
+#include "nn/nn.h"
 #include "nn/pooling.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -142,47 +144,64 @@ int64_t qkv_model_max_tokens(const qkv_model *m) { return m ? m->max_seq_len : 0
 /* Tokens per forward call: bounds the workspace (about 6 · C + F floats per token). */
 #define EMBED_TOKENS_PER_CALL 8192
 
-qkv_status qkv_embed_tokens(qkv_runtime *rt, const qkv_model *m, const int32_t *ids,
-                            const int64_t *lens, size_t n, float *out) {
+/* What follows the encoder: sentence-transformers pooling, or the classification head. */
+typedef enum { HEAD_POOL, HEAD_CLASSIFY } head_kind;
+
+/* n packed sequences through the encoder in calls of about EMBED_TOKENS_PER_CALL tokens, each
+ * call's hidden states through the head into out [n, width]. */
+static qkv_status run_encoder(qkv_runtime *rt, const qkv_model *m, const char *fn, head_kind head,
+                              const int32_t *ids, const int32_t *type_ids, const int64_t *lens,
+                              size_t n, float *out, int64_t width) {
     if (!m || !lens || !out || (n && !ids))
-        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_embed_tokens: NULL argument");
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
     const int64_t C = m->bert->cfg.hidden_size;
     int64_t total = 0;
     for (size_t s = 0; s < n; s++) {
         if (lens[s] < 1 || lens[s] > m->max_seq_len)
             return qkv__fail(QKV_ERR_INVALID_ARG,
-                             "qkv_embed_tokens: sequence %zu has %lld tokens (1..%lld allowed)", s,
+                             "%s: sequence %zu has %lld tokens (1..%lld allowed)", fn, s,
                              (long long)lens[s], (long long)m->max_seq_len);
         total += lens[s];
     }
+    if (n == 0) return QKV_OK;
     float *hidden = qkv__alloc(
         sizeof(float) * (size_t)C *
         (size_t)(total < EMBED_TOKENS_PER_CALL ? total : EMBED_TOKENS_PER_CALL + m->max_seq_len));
-    if (!hidden) return qkv__fail(QKV_ERR_NOMEM, "qkv_embed_tokens: out of memory");
+    if (!hidden) return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", fn);
     qkv_status st = QKV_OK;
     size_t s0 = 0;
-    const int32_t *id = ids;
+    int64_t t0 = 0; /* first token of sequence s0 */
     while (st == QKV_OK && s0 < n) {
         size_t s1 = s0;
         int64_t tok = 0;
         while (s1 < n && (s1 == s0 || tok + lens[s1] <= EMBED_TOKENS_PER_CALL)) tok += lens[s1++];
-        st = qkv__bert_forward(rt, m->bert, id, NULL, lens + s0, (int64_t)(s1 - s0), hidden);
-        if (st == QKV_OK)
-            qkv_nn_pool_forward(hidden, lens + s0, (int64_t)(s1 - s0), C, m->pool, m->normalize,
-                                out + (size_t)s0 * (size_t)C);
-        id += tok;
+        const int64_t ns = (int64_t)(s1 - s0);
+        float *o = out + s0 * (size_t)width;
+        st = qkv__bert_forward(rt, m->bert, ids + t0, type_ids ? type_ids + t0 : NULL, lens + s0,
+                               ns, hidden);
+        if (st == QKV_OK && head == HEAD_POOL)
+            qkv_nn_pool_forward(hidden, lens + s0, ns, C, m->pool, m->normalize, o);
+        else if (st == QKV_OK)
+            st = qkv__bert_classify_head(rt, m->bert, hidden, lens + s0, ns, o);
+        t0 += tok;
         s0 = s1;
     }
     qkv__free(hidden);
     return st;
 }
 
+qkv_status qkv_embed_tokens(qkv_runtime *rt, const qkv_model *m, const int32_t *ids,
+                            const int64_t *lens, size_t n, float *out) {
+    return run_encoder(rt, m, "qkv_embed_tokens", HEAD_POOL, ids, NULL, lens, n, out,
+                       m ? m->bert->cfg.hidden_size : 0);
+}
+
 const qkv_tokenizer *qkv_model_tokenizer(const qkv_model *m) { return m ? m->tok : NULL; }
 
 typedef struct {
     const qkv_model *m;
-    const char *const *texts;
-    const size_t *text_lens;
+    const char *const *texts, *const *pairs;
+    const size_t *text_lens, *pair_lens;
     qkv_encoding **enc; /* [n] */
     _Atomic int failed;
     qkv_status status;
@@ -193,8 +212,9 @@ static void encode_task(void *ctx, int64_t begin, int64_t end, int tid) {
     encode_job *j = ctx;
     qkv_encode_options o;
     qkv_tokenizer_default_options(j->m->tok, &o);
-    /* as sentence-transformers calls the tokenizer: special tokens, longest-first truncation
-     * at max_seq_length, no padding (whatever tokenizer.json says) */
+    /* as sentence-transformers (and transformers' pipelines with truncation=True) call the
+     * tokenizer: special tokens, longest-first truncation at the model's most tokens, no
+     * padding (whatever tokenizer.json says) */
     o.add_special_tokens = 1;
     o.max_length = j->m->max_seq_len;
     o.truncation = QKV_TRUNCATE_LONGEST_FIRST;
@@ -204,12 +224,55 @@ static void encode_task(void *ctx, int64_t begin, int64_t end, int tid) {
     for (int64_t i = begin; i < end && !j->failed; i++) {
         const char *t = j->texts[i] ? j->texts[i] : "";
         size_t len = j->text_lens ? j->text_lens[i] : strlen(t);
-        qkv_status s = qkv_tokenizer_encode(j->m->tok, t, len, NULL, 0, &o, &j->enc[i]);
+        const char *p = j->pairs ? j->pairs[i] : NULL;
+        size_t plen = p ? (j->pair_lens ? j->pair_lens[i] : strlen(p)) : 0;
+        if (plen == 0) p = NULL; /* as transformers' tokenizers: an empty pair is no pair */
+        qkv_status s = qkv_tokenizer_encode(j->m->tok, t, len, p, plen, &o, &j->enc[i]);
         if (s != QKV_OK && !j->failed) {
             j->status = s;
             j->failed = 1;
         }
     }
+}
+
+/* Tokenizes n texts (and pairs) in parallel into packed ids [Σ lens], type_ids (when asked
+ * for) and lens [n]; the caller frees the three. */
+static qkv_status tokenize(qkv_runtime *rt, const qkv_model *m, const char *fn,
+                           const char *const *texts, const size_t *text_lens,
+                           const char *const *pairs, const size_t *pair_lens, size_t n,
+                           int32_t **ids_out, int32_t **types_out, int64_t **lens_out) {
+    encode_job j = {
+        .m = m, .texts = texts, .text_lens = text_lens, .pairs = pairs, .pair_lens = pair_lens};
+    j.enc = qkv__calloc(n, sizeof *j.enc);
+    int64_t *lens = qkv__alloc(n * sizeof *lens);
+    int32_t *ids = NULL, *types = NULL;
+    qkv_status s = QKV_OK;
+    if (!j.enc || !lens) s = qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", fn);
+    if (s == QKV_OK) {
+        qkv_parallel_for(rt, (int64_t)n, 16, encode_task, &j);
+        if (j.failed) s = j.status;
+    }
+    size_t total = 0;
+    for (size_t i = 0; s == QKV_OK && i < n; i++) {
+        lens[i] = (int64_t)j.enc[i]->n;
+        total += j.enc[i]->n;
+    }
+    if (s == QKV_OK && (!(ids = qkv__alloc((total ? total : 1) * sizeof *ids)) ||
+                        (types_out && !(types = qkv__alloc((total ? total : 1) * sizeof *types)))))
+        s = qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", fn);
+    for (size_t i = 0, o = 0; s == QKV_OK && i < n; o += j.enc[i]->n, i++) {
+        memcpy(ids + o, j.enc[i]->ids, j.enc[i]->n * sizeof *ids);
+        if (types) memcpy(types + o, j.enc[i]->type_ids, j.enc[i]->n * sizeof *types);
+    }
+    for (size_t i = 0; j.enc && i < n; i++) qkv_encoding_free(j.enc[i]);
+    qkv__free(j.enc);
+    if (s != QKV_OK) {
+        qkv__free(lens), qkv__free(ids), qkv__free(types);
+        return s;
+    }
+    *ids_out = ids, *lens_out = lens;
+    if (types_out) *types_out = types;
+    return QKV_OK;
 }
 
 qkv_status qkv_embed(qkv_runtime *rt, const qkv_model *m, const char *const *texts,
@@ -221,34 +284,98 @@ qkv_status qkv_embed(qkv_runtime *rt, const qkv_model *m, const char *const *tex
                          "qkv_embed: the model directory has no tokenizer (tokenizer.json, "
                          "vocab.txt); use qkv_embed_tokens");
     if (n == 0) return QKV_OK;
-    encode_job j = {.m = m, .texts = texts, .text_lens = text_lens};
-    j.enc = qkv__calloc(n, sizeof *j.enc);
-    int64_t *lens = qkv__alloc(n * sizeof *lens);
-    int32_t *ids = NULL;
-    qkv_status s = QKV_OK;
-    if (!j.enc || !lens) s = qkv__fail(QKV_ERR_NOMEM, "qkv_embed: out of memory");
-    if (s == QKV_OK) {
-        qkv_parallel_for(rt, (int64_t)n, 16, encode_task, &j);
-        if (j.failed) s = j.status;
-    }
-    size_t total = 0;
-    for (size_t i = 0; s == QKV_OK && i < n; i++) {
-        lens[i] = (int64_t)j.enc[i]->n;
-        total += j.enc[i]->n;
-    }
-    if (s == QKV_OK && !(ids = qkv__alloc((total ? total : 1) * sizeof *ids)))
-        s = qkv__fail(QKV_ERR_NOMEM, "qkv_embed: out of memory");
-    if (s == QKV_OK) {
-        size_t o = 0;
-        for (size_t i = 0; i < n; i++) {
-            memcpy(ids + o, j.enc[i]->ids, j.enc[i]->n * sizeof *ids);
-            o += j.enc[i]->n;
-        }
-        s = qkv_embed_tokens(rt, m, ids, lens, n, out);
-    }
-    for (size_t i = 0; j.enc && i < n; i++) qkv_encoding_free(j.enc[i]);
-    qkv__free(j.enc);
+    int32_t *ids;
+    int64_t *lens;
+    QKV_TRY(tokenize(rt, m, "qkv_embed", texts, text_lens, NULL, NULL, n, &ids, NULL, &lens));
+    qkv_status s = qkv_embed_tokens(rt, m, ids, lens, n, out);
     qkv__free(lens);
     qkv__free(ids);
     return s;
+}
+
+/* ---------------------------------------------------------------- classification */
+
+int64_t qkv_model_num_labels(const qkv_model *m) {
+    return m && m->bert->cls_w ? m->bert->labels.n : 0;
+}
+
+const char *qkv_model_label(const qkv_model *m, int64_t i) {
+    return i >= 0 && i < qkv_model_num_labels(m) ? m->bert->labels.names[i] : NULL;
+}
+
+qkv_problem_type qkv_model_problem_type(const qkv_model *m) {
+    return qkv_model_num_labels(m) ? m->bert->labels.problem : QKV_PROBLEM_SINGLE_LABEL;
+}
+
+static qkv_status need_head(const qkv_model *m, const char *fn) {
+    if (!m) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL model", fn);
+    if (!qkv_model_num_labels(m))
+        return qkv__fail(
+            QKV_ERR_UNSUPPORTED,
+            "%s: the model has no classification head (a BertForSequenceClassification "
+            "directory: config.json architectures naming it, or classifier.weight in "
+            "model.safetensors, with the pooler)",
+            fn);
+    return QKV_OK;
+}
+
+qkv_status qkv_classify_tokens(qkv_runtime *rt, const qkv_model *m, const int32_t *ids,
+                               const int32_t *type_ids, const int64_t *lens, size_t n,
+                               float *logits) {
+    QKV_TRY(need_head(m, "qkv_classify_tokens"));
+    return run_encoder(rt, m, "qkv_classify_tokens", HEAD_CLASSIFY, ids, type_ids, lens, n, logits,
+                       m->bert->labels.n);
+}
+
+qkv_status qkv_classify(qkv_runtime *rt, const qkv_model *m, const char *const *texts,
+                        const size_t *text_lens, const char *const *pairs, const size_t *pair_lens,
+                        size_t n, float *logits) {
+    QKV_TRY(need_head(m, "qkv_classify"));
+    if (n && (!texts || !logits))
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_classify: NULL argument");
+    if (!m->tok)
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "qkv_classify: the model directory has no tokenizer (tokenizer.json, "
+                         "vocab.txt); use qkv_classify_tokens");
+    if (n == 0) return QKV_OK;
+    int32_t *ids, *types;
+    int64_t *lens;
+    QKV_TRY(tokenize(rt, m, "qkv_classify", texts, text_lens, pairs, pair_lens, n, &ids, &types,
+                     &lens));
+    qkv_status s = qkv_classify_tokens(rt, m, ids, types, lens, n, logits);
+    qkv__free(lens), qkv__free(ids), qkv__free(types);
+    return s;
+}
+
+/* σ(x) without overflow for either sign. */
+static double sigmoid(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+
+qkv_status qkv_classify_scores(const qkv_model *m, const float *logits, size_t n, float *scores) {
+    QKV_TRY(need_head(m, "qkv_classify_scores"));
+    if (n && (!logits || !scores))
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_classify_scores: NULL argument");
+    if (n == 0) return QKV_OK;
+    const qkv__labels *l = &m->bert->labels;
+    const size_t numel = n * (size_t)l->n;
+    /* transformers' text-classification pipeline: identity for an explicit regression, sigmoid
+     * for multi-label or a single label, else softmax */
+    if (l->problem_given && l->problem == QKV_PROBLEM_REGRESSION) {
+        if (scores != logits) memmove(scores, logits, numel * sizeof *scores);
+    } else if (l->problem == QKV_PROBLEM_MULTI_LABEL || l->n == 1) {
+        for (size_t i = 0; i < numel; i++) scores[i] = (float)sigmoid(logits[i]);
+    } else if (scores != logits) {
+        return qkv_nn_softmax_forward(NULL, scores, logits, (int64_t)n, l->n);
+    } else { /* in place: the softmax layer reads a separate input */
+        float *tmp = qkv__alloc(numel * sizeof *tmp);
+        if (!tmp) return qkv__fail(QKV_ERR_NOMEM, "qkv_classify_scores: out of memory");
+        memcpy(tmp, logits, numel * sizeof *tmp);
+        qkv_status s = qkv_nn_softmax_forward(NULL, scores, tmp, (int64_t)n, l->n);
+        qkv__free(tmp);
+        return s;
+    }
+    return QKV_OK;
 }

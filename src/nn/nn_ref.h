@@ -118,7 +118,7 @@ qkv_status qkv_nn_rmsnorm_backward_ref(qkv_runtime *rt, float *dinp, float *dwei
 
 /* ---------------------------------------------------------------- pointwise */
 
-/* Activations are kernels/gemm.h's qkv_act (QKV_ACT_GELU_ERF, _GELU_TANH, _RELU, _SILU; the
+/* Activations are kernels/gemm.h's qkv_act (QKV_ACT_GELU_ERF, _GELU_TANH, _RELU, _SILU, _TANH; the
  * reference layers refuse QKV_ACT_NONE). */
 
 /* out (n) = act(inp (n)); out == inp is allowed. Saves nothing (backward reads inp). */

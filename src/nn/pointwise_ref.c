@@ -1,5 +1,5 @@
 /* pointwise_ref.c — (the double-precision reference; the fast layers are in nn.h) elementwise
- * layers: GELU (exact and tanh), ReLU, SiLU, residual add, dropout.
+ * layers: GELU (exact and tanh), ReLU, SiLU, tanh, residual add, dropout.
  *
  * Each value is computed in double and rounded once, so a float result is within half an ulp
  * of the double formula's (up to libm's erf/tanh/exp accuracy). One range function serves all

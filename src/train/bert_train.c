@@ -253,11 +253,11 @@ qkv_status qkv__bert_mlm_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tb
 /* The pooler (post rows) and the classifier (head rows). */
 static qkv_nn_linear pooler(const qkv_trainer *t) {
     return (qkv_nn_linear){
-        qkv__tpost(t, t->w, 0), qkv__tpost(t, t->w, 1), t->cfg.C, t->cfg.C, 0, 0, NULL};
+        qkv__tpost(t, t->w, 0), qkv__tpost(t, t->w, 1), t->cfg.C, t->cfg.C, 0, 0, NULL, NULL};
 }
 static qkv_nn_linear classifier(const qkv_trainer *t) {
     return (qkv_nn_linear){
-        qkv__thead(t, t->w, 0), qkv__thead(t, t->w, 1), t->cfg.C, t->cfg.NL, 0, 0, NULL};
+        qkv__thead(t, t->w, 0), qkv__thead(t, t->w, 1), t->cfg.C, t->cfg.NL, 0, 0, NULL, NULL};
 }
 
 qkv_status qkv__bert_cls_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b,
