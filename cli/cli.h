@@ -43,6 +43,8 @@ int cmd_data(int argc, char **argv);
 void cmd_data_help(void);
 int cmd_train(int argc, char **argv);
 void cmd_train_help(void);
+int cmd_finetune(int argc, char **argv);
+void cmd_finetune_help(void);
 int cmd_bench(int argc, char **argv);
 void cmd_bench_help(void);
 

@@ -259,27 +259,7 @@ static char *cfg_json(const train_cfg *c) {
 static volatile sig_atomic_t g_signal = 0;
 static void on_signal(int sig) { g_signal = sig; }
 
-typedef struct curve {
-    double *x, *y;
-    int64_t n, cap;
-} curve;
-
-static void curve_add(curve *c, double x, double y) {
-    if (c->n == c->cap) {
-        int64_t cap = c->cap ? 2 * c->cap : 256;
-        double *nx = realloc(c->x, (size_t)cap * sizeof *nx);
-        if (!nx) return;
-        c->x = nx;
-        double *ny = realloc(c->y, (size_t)cap * sizeof *ny);
-        if (!ny) return;
-        c->y = ny;
-        c->cap = cap;
-    }
-    c->x[c->n] = x;
-    c->y[c->n++] = y;
-}
-
-static void draw(const char *run, const curve *tr, const curve *va) {
+static void draw(const char *run, const cli_curve *tr, const cli_curve *va) {
     char path[2048];
     snprintf(path, sizeof path, "%s/loss.svg", run);
     cli_series s[2] = {{"train loss", tr->x, tr->y, tr->n},
@@ -342,7 +322,7 @@ typedef struct run {
     qkv_runtime *rt;
     qkv_trainer *t;
     qkv_dataset *train, *val;
-    curve tr, va;
+    cli_curve tr, va;
     int32_t eot;
     int32_t mask_id; /* BERT: --mask-token's id */
     char tok[1024];
@@ -365,10 +345,10 @@ static void fmt_eta(double s, char *buf, size_t cap) {
 static void on_metrics(const qkv_train_record *m, void *user) {
     run *r = user;
     if (m->kind == QKV_TRAIN_RECORD_STEP) {
-        curve_add(&r->tr, (double)m->step, m->loss);
+        cli_curve_add(&r->tr, (double)m->step, m->loss);
         return;
     }
-    curve_add(&r->va, (double)m->step, m->val_loss);
+    cli_curve_add(&r->va, (double)m->step, m->val_loss);
     if (m->replayed) return;
     draw(r->c.out, &r->tr, &r->va);
     if (isfinite(m->val_loss)) {
@@ -725,6 +705,6 @@ int cmd_train(int argc, char **argv) {
     qkv_dataset_close(r.train);
     qkv_dataset_close(r.val);
     qkv_runtime_free(r.rt);
-    free(r.tr.x), free(r.tr.y), free(r.va.x), free(r.va.y);
+    cli_curve_free(&r.tr), cli_curve_free(&r.va);
     return rc;
 }

@@ -460,3 +460,25 @@ int cli_plot_confusion_svg(const char *path, const char *title, const char *cons
     confusion_chart c = {title, names, counts, n};
     return write_atomic(path, draw_confusion, &c);
 }
+
+void cli_curve_add(cli_curve *c, double x, double y) {
+    if (c->n == c->cap) {
+        int64_t cap = c->cap ? 2 * c->cap : 256;
+        double *nx = realloc(c->x, (size_t)cap * sizeof *nx);
+        if (!nx) return;
+        c->x = nx;
+        double *ny = realloc(c->y, (size_t)cap * sizeof *ny);
+        if (!ny) return;
+        c->y = ny;
+        c->cap = cap;
+    }
+    c->x[c->n] = x;
+    c->y[c->n++] = y;
+}
+
+void cli_curve_free(cli_curve *c) {
+    free(c->x);
+    free(c->y);
+    c->x = c->y = NULL;
+    c->n = c->cap = 0;
+}

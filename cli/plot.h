@@ -26,6 +26,15 @@ typedef struct cli_series {
 int cli_plot_svg(const char *path, const char *title, const char *xlabel, const char *ylabel,
                  const cli_series *series, int n_series);
 
+/* Points collected for a line chart as they come (x and y grow together). */
+typedef struct cli_curve {
+    double *x, *y;
+    int64_t n, cap;
+} cli_curve;
+/* Appends (x, y); a point that cannot be stored (out of memory) is dropped. */
+void cli_curve_add(cli_curve *c, double x, double y);
+void cli_curve_free(cli_curve *c);
+
 /* The most classes cli_plot_confusion_svg draws (the file grows as the square). */
 #define CLI_CONFUSION_MAX 200
 

@@ -719,6 +719,23 @@ QKV_API qkv_status qkv_labeled_map_labels(qkv_labeled *d, const char *const *nam
 QKV_API qkv_status qkv_labeled_split(const qkv_labeled *d, double val_fraction, uint64_t seed,
                                      qkv_labeled **train, qkv_labeled **val);
 
+/* Labelled examples tokenized for a classifier trainer: each is [CLS] text [SEP] (text_pair
+ * [SEP]) with token types, as the tokenizer's post-processor writes it, cut to max_length
+ * tokens (longest_first, as transformers truncates), with its label(s) in the data's current
+ * numbering (map the labels to the trainer's first: qkv_labeled_map_labels). Tokenized in
+ * parallel on rt. An example the tokenizer refuses fails the build with FILE:LINE. */
+typedef struct qkv_cls_data qkv_cls_data;
+QKV_API qkv_status qkv_cls_data_build(qkv_runtime *rt, const qkv_labeled *d,
+                                      const qkv_tokenizer *tok, int64_t max_length,
+                                      qkv_cls_data **out);
+QKV_API void qkv_cls_data_free(qkv_cls_data *d);
+QKV_API int64_t qkv_cls_data_count(const qkv_cls_data *d);
+/* All tokens; the longest example; how many examples reached max_length (cut, or exactly
+ * that long). */
+QKV_API int64_t qkv_cls_data_tokens(const qkv_cls_data *d);
+QKV_API int64_t qkv_cls_data_max_len(const qkv_cls_data *d);
+QKV_API int64_t qkv_cls_data_truncated(const qkv_cls_data *d);
+
 /* ---------------------------------------------------------------- training */
 
 /* Training Transformers from scratch or from a checkpoint: GPT-2 (the Hugging Face
@@ -977,7 +994,29 @@ typedef struct qkv_train_options {
      * DataCollatorForLanguageModeling; the other targets are ignored. (0.15, -1: required) */
     double mlm_probability;
     int32_t mask_token_id;
+    /* Classifier trainers (qkv_trainer_load_hf_classifier) train on labelled examples instead
+     * of train / val datasets (which must then be NULL): each epoch visits every example of
+     * cls_train once, in an order that is a pure function of (seed, epoch) — grouped by length
+     * when length_grouped (less padding), as transformers' group_by_length — in micro-batches
+     * of `batch` examples padded to their longest (at most seq tokens: build the data with
+     * max_length <= seq); the last micro-batch of an epoch may be smaller.
+     * qkv_train_epoch_steps gives the steps of an epoch. Validation (eval_every, and after the
+     * last step) runs over all of cls_val: loss, accuracy and macro-F1 (single-label: argmax;
+     * multi-label: logit > 0; regression: the loss only). (NULL, NULL, 1) */
+    const qkv_cls_data *cls_train, *cls_val;
+    int length_grouped;
+    /* With a run directory: each validation better than every earlier one of the run (macro-F1
+     * for classifiers, else the loss) is saved as run_dir/best.safetensors, a checkpoint
+     * like the others (0) */
+    int keep_best;
 } qkv_train_options;
+/* The logits of every example of d under a classifier trainer (eval mode: no dropout):
+ * out [count, num_labels], in d's order, computed in batches of `batch` examples of alike
+ * lengths. */
+QKV_API qkv_status qkv_trainer_predict(qkv_runtime *rt, qkv_trainer *t, const qkv_cls_data *d,
+                                       int64_t batch, float *out);
+/* Optimizer steps of one epoch over n examples: ceil(ceil(n / batch) / accum). */
+QKV_API int64_t qkv_train_epoch_steps(int64_t n, int64_t batch, int64_t accum);
 QKV_API void qkv_train_options_init(qkv_train_options *o);
 
 typedef enum qkv_train_record_kind {
@@ -1000,6 +1039,11 @@ typedef struct qkv_train_record {
      * (so a plot can be redrawn whole); their numbers come from the file */
     int replayed;
     const char *json; /* the metrics.jsonl line, without its newline */
+    /* classifier runs: the epochs done (fractional: step / steps of an epoch); EVAL: the
+     * accuracy and macro-F1 on cls_val (NaN for regression); best: 1 when this EVAL is the
+     * best of the run so far (keep_best saved it) */
+    double epoch, val_accuracy, val_macro_f1;
+    int best;
 } qkv_train_record;
 
 /* Versioned. Every member may be NULL; they run on the calling thread of qkv_train_run. */
@@ -1068,8 +1112,8 @@ typedef struct qkv_cls_metrics {
 /* From class ids y_true[N], y_pred[N] in [0, n_labels). INVALID_ARG names an id out of range
  * (and NULL pointers, N < 1, n_labels < 1 or above 2^20); NOMEM. *out: free with
  * qkv_cls_metrics_free. */
-QKV_API qkv_status qkv_cls_metrics_compute(const int32_t *y_true, const int32_t *y_pred,
-                                           int64_t n, int64_t n_labels, qkv_cls_metrics **out);
+QKV_API qkv_status qkv_cls_metrics_compute(const int32_t *y_true, const int32_t *y_pred, int64_t n,
+                                           int64_t n_labels, qkv_cls_metrics **out);
 /* From indicator matrices y_true[N, C], y_pred[N, C] of 0s and 1s (any other value is
  * INVALID_ARG naming it). */
 QKV_API qkv_status qkv_cls_metrics_compute_multilabel(const uint8_t *y_true, const uint8_t *y_pred,

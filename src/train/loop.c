@@ -18,10 +18,13 @@
  *     checkpoint never refers to metrics that a crash could lose;
  *   - the library never installs signal handlers: the caller's should_stop is polled between
  *     steps. */
+#include "train/cls_data.h"
+
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "io/json.h"
+#include "models/labels.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -48,6 +51,13 @@ void qkv_train_options_init(qkv_train_options *o) {
     o->eval_every = 100, o->eval_batches = 20;
     o->save_every = 200, o->keep = 3;
     o->mlm_probability = 0.15, o->mask_token_id = -1;
+    o->length_grouped = 1;
+}
+
+int64_t qkv_train_epoch_steps(int64_t n, int64_t batch, int64_t accum) {
+    if (n < 1 || batch < 1 || accum < 1) return 0;
+    const int64_t micro = (n + batch - 1) / batch;
+    return (micro + accum - 1) / accum;
 }
 
 static double now_s(void) {
@@ -173,7 +183,17 @@ typedef struct loop {
     char metrics_path[PATH_CAP];
     double t_start;
     int64_t saved; /* the step of the last checkpoint this call wrote, or -1 */
+    /* classifier runs: the example order of epoch order_epoch, the batch's other inputs */
+    int64_t *order, order_epoch, *val_order;
+    int32_t *types, *lens, *labels;
+    float *values;
+    double best; /* the best validation score so far (larger is better), or NaN */
 } loop;
+
+/* Micro-batches of an epoch of a classifier run. */
+static int64_t micro_per_epoch(const loop *L) {
+    return (L->o->cls_train->n + L->o->batch - 1) / L->o->batch;
+}
 
 static void record_init(qkv_train_record *r, qkv_train_record_kind kind, int64_t step,
                         int64_t total) {
@@ -183,20 +203,42 @@ static void record_init(qkv_train_record *r, qkv_train_record_kind kind, int64_t
     r->step = step, r->total_steps = total;
     r->loss = r->lr = r->grad_norm = r->tokens_per_s = r->step_s = r->elapsed_s = NAN;
     r->val_loss = r->val_ppl = NAN;
+    r->epoch = r->val_accuracy = r->val_macro_f1 = NAN;
+}
+
+/* The score keep_best ranks validations by (larger is better): macro-F1 when there is one,
+ * else minus the loss. */
+static double eval_score(const qkv_train_record *r) {
+    return isfinite(r->val_macro_f1) ? r->val_macro_f1 : -r->val_loss;
+}
+
+/* %.6g of x, or null (JSON has no NaN / Infinity). */
+static const char *num(char *buf, size_t cap, const char *fmt, double x) {
+    if (!isfinite(x)) return "null";
+    snprintf(buf, cap, fmt, x);
+    return buf;
 }
 
 /* Appends r's line to metrics.jsonl (if any) and hands it to the metrics callback. */
 static qkv_status emit(loop *L, qkv_train_record *r) {
-    char line[LINE_CAP];
+    char line[LINE_CAP], ep[48] = "", a[32], f[32];
+    if (isfinite(r->epoch)) snprintf(ep, sizeof ep, ", \"epoch\": %.4f", r->epoch);
     if (r->kind == QKV_TRAIN_RECORD_STEP)
         snprintf(line, sizeof line,
-                 "{\"step\": %" PRId64 ", \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
+                 "{\"step\": %" PRId64 "%s, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
                  "\"tokens_per_s\": %.1f, \"step_s\": %.4f, \"elapsed_s\": %.2f}",
-                 r->step, r->loss, r->lr, r->grad_norm, r->tokens_per_s, r->step_s, r->elapsed_s);
+                 r->step, ep, r->loss, r->lr, r->grad_norm, r->tokens_per_s, r->step_s,
+                 r->elapsed_s);
+    else if (L->o->cls_val)
+        snprintf(line, sizeof line,
+                 "{\"step\": %" PRId64 "%s, \"val_loss\": %.6f, \"val_accuracy\": %s, "
+                 "\"val_macro_f1\": %s%s}",
+                 r->step, ep, r->val_loss, num(a, sizeof a, "%.6f", r->val_accuracy),
+                 num(f, sizeof f, "%.6f", r->val_macro_f1), r->best ? ", \"best\": true" : "");
     else
         snprintf(line, sizeof line,
-                 "{\"step\": %" PRId64 ", \"val_loss\": %.6f, \"val_ppl\": %.4f}", r->step,
-                 r->val_loss, r->val_ppl);
+                 "{\"step\": %" PRId64 ", \"val_loss\": %.6f, \"val_ppl\": %.4f%s}", r->step,
+                 r->val_loss, r->val_ppl, r->best ? ", \"best\": true" : "");
     r->json = line;
     if (L->metrics && (fprintf(L->metrics, "%s\n", line) < 0 || fflush(L->metrics) != 0))
         return io_fail("cannot write", L->metrics_path);
@@ -228,6 +270,10 @@ static qkv_status parse_line(const char *line, int64_t upto, int64_t total, int 
             record_init(r, QKV_TRAIN_RECORD_EVAL, step, total);
             r->val_loss = num_or_nan(j, "val_loss");
             r->val_ppl = num_or_nan(j, "val_ppl");
+            r->val_accuracy = num_or_nan(j, "val_accuracy");
+            r->val_macro_f1 = num_or_nan(j, "val_macro_f1");
+            r->epoch = num_or_nan(j, "epoch");
+            r->best = json_is_true(json_object_get(j, "best"));
             r->replayed = 1;
         } else if (json_is_number(json_object_get(j, "loss"))) {
             record_init(r, QKV_TRAIN_RECORD_STEP, step, total);
@@ -237,6 +283,7 @@ static qkv_status parse_line(const char *line, int64_t upto, int64_t total, int 
             r->tokens_per_s = num_or_nan(j, "tokens_per_s");
             r->step_s = num_or_nan(j, "step_s");
             r->elapsed_s = num_or_nan(j, "elapsed_s");
+            r->epoch = num_or_nan(j, "epoch");
             r->replayed = 1;
         }
     }
@@ -278,6 +325,9 @@ static qkv_status metrics_start(loop *L, int64_t upto) {
             s = io_fail("cannot write", tmp);
             break;
         }
+        if (r.replayed && r.kind == QKV_TRAIN_RECORD_EVAL &&
+            !(eval_score(&r) <= L->best)) /* the best of the kept history (NaN: none yet) */
+            L->best = eval_score(&r);
         if (r.replayed && L->cb && L->cb->metrics) {
             r.json = line;
             L->cb->metrics(&r, L->user);
@@ -313,6 +363,23 @@ static qkv_status save(loop *L, int64_t step) {
     L->saved = step;
     QKV_TRY(prune(dir, L->o->keep));
     if (L->cb && L->cb->checkpoint) L->cb->checkpoint(step, path, L->user);
+    return QKV_OK;
+}
+
+/* keep_best: a validation better than every earlier one of the run is saved as best.safetensors
+ * (marked in its metrics line). */
+static qkv_status maybe_best(loop *L, qkv_train_record *r) {
+    const double score = eval_score(r);
+    if (!L->o->keep_best || !L->o->run_dir || !isfinite(score) || score <= L->best) return QKV_OK;
+    char path[PATH_CAP];
+    if (snprintf(path, sizeof path, "%s/best.safetensors", L->o->run_dir) >= (int)sizeof path)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_train_run: run_dir is too long");
+    const char *js = L->o->checkpoint_json ? L->o->checkpoint_json : "{}";
+    qkv_status s = qkv_trainer_save(L->t, path, js);
+    if (s != QKV_OK) return with_context(s, "saving the best checkpoint", r->step);
+    L->best = score;
+    r->best = 1;
+    if (L->cb && L->cb->checkpoint) L->cb->checkpoint(r->step, path, L->user);
     return QKV_OK;
 }
 
@@ -365,6 +432,148 @@ static qkv_status evaluate(loop *L, int64_t step) {
     record_init(&r, QKV_TRAIN_RECORD_EVAL, step, o->steps);
     r.val_loss = sum / (double)nb;
     r.val_ppl = exp(r.val_loss);
+    QKV_TRY(maybe_best(L, &r));
+    return emit(L, &r);
+}
+
+/* ---------------------------------------------------------------- classifier runs */
+
+qkv_status qkv_trainer_predict(qkv_runtime *rt, qkv_trainer *t, const qkv_cls_data *d,
+                               int64_t batch, float *out) {
+    static const char fn[] = "qkv_trainer_predict";
+    if (!t || !d || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
+    if (batch < 1 || batch > ((int64_t)1 << 20))
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: batch %lld outside [1, 2^20]", fn,
+                         (long long)batch);
+    const int64_t NL = qkv_trainer_num_labels(t), n = d->n;
+    if (NL != d->nl || qkv_trainer_problem_type(t) != d->problem)
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "%s: the examples (%s, %lld labels) do not fit the trainer (%s, %lld)", fn,
+                         qkv__problem_name(d->problem), (long long)d->nl,
+                         qkv__problem_name(qkv_trainer_problem_type(t)), (long long)NL);
+    const int64_t B = batch < n ? batch : n, cap = B * d->max_len;
+    int64_t *order = qkv__alloc((size_t)n * sizeof *order);
+    int32_t *ids = qkv__alloc((size_t)cap * sizeof *ids),
+            *types = qkv__alloc((size_t)cap * sizeof *types);
+    int32_t *lens = qkv__alloc((size_t)B * sizeof *lens),
+            *labels = qkv__alloc((size_t)B * sizeof *labels);
+    float *values = qkv__alloc((size_t)(B * NL) * sizeof *values);
+    qkv_status s = order && ids && types && lens && labels && values
+                       ? QKV_OK
+                       : qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", fn);
+    if (s == QKV_OK) qkv__cls_epoch_order(d, 0, 0, n, order); /* by decreasing length */
+    for (int64_t start = 0; s == QKV_OK && start < n; start += B) {
+        const int64_t nb = start + B <= n ? B : n - start;
+        const int64_t T = qkv__cls_fill(d, order + start, nb, ids, types, lens, labels, values);
+        qkv_train_batch b = {sizeof b,
+                             ids,
+                             NULL,
+                             types,
+                             lens,
+                             nb,
+                             T,
+                             d->labels ? labels : NULL,
+                             d->values ? values : NULL,
+                             0};
+        float loss;
+        s = qkv_trainer_eval_batch(rt, t, &b, &loss);
+        const float *lg = s == QKV_OK ? qkv_trainer_logits(t) : NULL;
+        for (int64_t i = 0; lg && i < nb; i++)
+            memcpy(out + order[start + i] * NL, lg + i * NL, (size_t)NL * sizeof *out);
+    }
+    qkv__free(order), qkv__free(ids), qkv__free(types), qkv__free(lens), qkv__free(labels);
+    qkv__free(values);
+    return s;
+}
+
+/* Micro-batch b (B examples at most) of example order `order` from `start`, as a batch. */
+static qkv_train_batch cls_batch(loop *L, const qkv_cls_data *d, const int64_t *order,
+                                 int64_t start) {
+    const int64_t B = start + L->o->batch <= d->n ? L->o->batch : d->n - start;
+    const int64_t T =
+        qkv__cls_fill(d, order + start, B, L->ids, L->types, L->lens, L->labels, L->values);
+    qkv_train_batch b = {sizeof b,
+                         L->ids,
+                         NULL,
+                         L->types,
+                         L->lens,
+                         B,
+                         T,
+                         d->labels ? L->labels : NULL,
+                         d->values ? L->values : NULL,
+                         0};
+    return b;
+}
+
+/* Micro-batch m of the run (epoch m / M, its (m % M)-th batch): forward and backward. */
+static qkv_status cls_micro(loop *L, int64_t m, float scale, float *loss, int64_t *tokens) {
+    const qkv_train_options *o = L->o;
+    const qkv_cls_data *d = o->cls_train;
+    const int64_t M = micro_per_epoch(L), epoch = m / M;
+    if (L->order_epoch != epoch) {
+        qkv__cls_epoch_order(d, o->seed, epoch, o->length_grouped ? o->batch : 0, L->order);
+        L->order_epoch = epoch;
+    }
+    qkv_train_batch b = cls_batch(L, d, L->order, (m % M) * o->batch);
+    b.dropout_seed = o->seed * 0x9E3779B97F4A7C15ull + (uint64_t)m + 1;
+    *tokens = 0;
+    for (int64_t i = 0; i < b.B; i++) *tokens += b.kv_lens[i];
+    return qkv_trainer_forward_backward_batch(L->rt, L->t, &b, scale, loss);
+}
+
+/* Validation over all of cls_val (in order of length, so batches pad little): the mean loss
+ * per example, accuracy and macro-F1, as an EVAL line. */
+static qkv_status cls_evaluate(loop *L, int64_t step) {
+    const qkv_train_options *o = L->o;
+    const qkv_cls_data *d = o->cls_val;
+    if (!d) return QKV_OK;
+    const int64_t n = d->n, NL = d->nl;
+    const int single = d->problem == QKV_PROBLEM_SINGLE_LABEL,
+              multi = d->problem == QKV_PROBLEM_MULTI_LABEL;
+    int32_t *yt = single ? qkv__alloc((size_t)n * 2 * sizeof *yt) : NULL;
+    uint8_t *mt = multi ? qkv__alloc((size_t)(n * NL) * 2) : NULL;
+    if ((single && !yt) || (multi && !mt)) {
+        qkv__free(yt);
+        return qkv__fail(QKV_ERR_NOMEM, "validation: out of memory");
+    }
+    double sum = 0;
+    qkv_status s = QKV_OK;
+    for (int64_t start = 0; start < n && s == QKV_OK; start += o->batch) {
+        qkv_train_batch b = cls_batch(L, d, L->val_order, start);
+        float loss;
+        s = qkv_trainer_eval_batch(L->rt, L->t, &b, &loss);
+        if (s != QKV_OK) break;
+        sum += (double)loss * (double)b.B;
+        const float *lg = qkv_trainer_logits(L->t);
+        for (int64_t i = 0; i < b.B; i++) {
+            const int64_t e = L->val_order[start + i];
+            const float *row = lg + i * NL;
+            if (single) {
+                int32_t best = 0;
+                for (int32_t k = 1; k < NL; k++)
+                    if (row[k] > row[best]) best = k;
+                yt[e] = d->labels[e], yt[n + e] = best;
+            } else if (multi) {
+                for (int64_t k = 0; k < NL; k++) {
+                    mt[e * NL + k] = d->values[e * NL + k] > 0.5f;
+                    mt[n * NL + e * NL + k] = row[k] > 0.0f;
+                }
+            }
+        }
+    }
+    qkv_train_record r;
+    record_init(&r, QKV_TRAIN_RECORD_EVAL, step, o->steps);
+    r.val_loss = sum / (double)n;
+    r.epoch = (double)step / (double)qkv_train_epoch_steps(o->cls_train->n, o->batch, o->accum);
+    qkv_cls_metrics *m = NULL;
+    if (s == QKV_OK && single) s = qkv_cls_metrics_compute(yt, yt + n, n, NL, &m);
+    if (s == QKV_OK && multi) s = qkv_cls_metrics_compute_multilabel(mt, mt + n * NL, n, NL, &m);
+    if (m) r.val_accuracy = m->accuracy, r.val_macro_f1 = m->macro.f1;
+    qkv_cls_metrics_free(m);
+    qkv__free(yt);
+    qkv__free(mt);
+    if (s != QKV_OK) return with_context(s, "validation", step);
+    QKV_TRY(maybe_best(L, &r));
     return emit(L, &r);
 }
 
@@ -375,8 +584,18 @@ static qkv_status train_step(loop *L, int64_t step, const qkv_adamw *hp,
     const int64_t B = o->batch, T = o->seq, K = o->accum;
     double t0 = now_s(), loss = 0;
     qkv_trainer_zero_grad(L->t);
-    for (int64_t k = 0; k < K; k++) {
+    int64_t tokens = 0;
+    for (int64_t k = 0; k < K && o->cls_train; k++) {
         float l;
+        int64_t nt;
+        qkv_status s = cls_micro(L, step * K + k, 1.0f / (float)K, &l, &nt);
+        if (s != QKV_OK) return with_context(s, "training", step + 1);
+        loss += (double)l / (double)K;
+        tokens += nt;
+    }
+    for (int64_t k = 0; k < K && !o->cls_train; k++) {
+        float l;
+        tokens += B * T;
         qkv_status s =
             qkv_dataset_sample(o->train, o->seed, (uint64_t)(step * K + k), B, T, L->ids, L->tgt);
         if (s == QKV_OK) mlm_mask(L, MLM_TRAIN_STREAM + (uint64_t)(step * K + k), B * T);
@@ -402,8 +621,10 @@ static qkv_status train_step(loop *L, int64_t step, const qkv_adamw *hp,
     record_init(r, QKV_TRAIN_RECORD_STEP, step + 1, o->steps);
     r->loss = loss, r->lr = lr, r->grad_norm = (double)norm;
     r->step_s = t1 - t0;
-    r->tokens_per_s = (double)(B * T * K) / r->step_s;
+    r->tokens_per_s = (double)tokens / r->step_s;
     r->elapsed_s = t1 - L->t_start;
+    if (o->cls_train)
+        r->epoch = (double)(step + 1) / (double)qkv_train_epoch_steps(o->cls_train->n, B, K);
     return QKV_OK;
 }
 
@@ -421,7 +642,30 @@ static qkv_status check_options(const qkv_trainer *t, const qkv_train_options *o
     if (cb && cb->struct_size != sizeof *cb)
         return BAD("callbacks.struct_size is %zu, this library knows %zu", cb->struct_size,
                    sizeof *cb);
-    if (!o->train) return BAD("options.train is NULL");
+    if (o->cls_train || o->cls_val) {
+        if (o->train || o->val)
+            return BAD("train / val datasets and cls_train / cls_val exclude each other");
+        if (!o->cls_train) return BAD("options.cls_val needs cls_train");
+        if (strcmp(qkv_trainer_arch(t), "bert_cls") != 0)
+            return BAD("labelled examples train a classifier (qkv_trainer_load_hf_classifier), "
+                       "not a %s trainer",
+                       qkv_trainer_arch(t));
+        const qkv_cls_data *ds[2] = {o->cls_train, o->cls_val};
+        for (int i = 0; i < 2 && ds[i]; i++) {
+            const int64_t nl = qkv_trainer_num_labels(t);
+            if (ds[i]->problem != qkv_trainer_problem_type(t) || ds[i]->nl != nl)
+                return BAD("the %s examples are %s with %" PRId64
+                           " labels, the trainer %s with %" PRId64,
+                           i ? "validation" : "training", qkv__problem_name(ds[i]->problem),
+                           ds[i]->nl, qkv__problem_name(qkv_trainer_problem_type(t)), nl);
+            if (ds[i]->max_len > o->seq)
+                return BAD("an example of %" PRId64 " tokens is longer than seq %" PRId64
+                           " (build the data with max_length <= seq)",
+                           ds[i]->max_len, o->seq);
+        }
+    } else if (!o->train) {
+        return BAD("options.train is NULL");
+    }
     if (o->batch < 1 || o->batch > ((int64_t)1 << 20)) return BAD("batch must be in [1, 2^20]");
     if (o->seq < 1) return BAD("seq must be >= 1");
     if (o->accum < 1 || o->accum > ((int64_t)1 << 20)) return BAD("accum must be in [1, 2^20]");
@@ -456,6 +700,10 @@ static qkv_status check_options(const qkv_trainer *t, const qkv_train_options *o
     if (o->seq > sh.n_positions)
         return BAD("seq %" PRId64 " is longer than the model's n_positions %" PRId64, o->seq,
                    sh.n_positions);
+    if (o->cls_train) {
+        if (o->run_dir && strlen(o->run_dir) > PATH_CAP - 64) return BAD("run_dir is too long");
+        return QKV_OK;
+    }
     if (qkv_dataset_vocab_size(o->train) > sh.vocab_size)
         return BAD("the dataset's vocabulary (%" PRId64 ") is larger than the model's (%" PRId64
                    ")",
@@ -500,6 +748,20 @@ static qkv_status run(loop *L) {
     L->ids = qkv__alloc((size_t)(o->batch * o->seq) * sizeof *L->ids);
     L->tgt = qkv__alloc((size_t)(o->batch * o->seq) * sizeof *L->tgt);
     if (!L->ids || !L->tgt) return qkv__fail(QKV_ERR_NOMEM, "qkv_train_run: out of memory");
+    if (o->cls_train) {
+        const int64_t nl = o->cls_train->nl, nv = o->cls_val ? o->cls_val->n : 0;
+        L->types = qkv__alloc((size_t)(o->batch * o->seq) * sizeof *L->types);
+        L->lens = qkv__alloc((size_t)o->batch * sizeof *L->lens);
+        L->labels = qkv__alloc((size_t)o->batch * sizeof *L->labels);
+        L->values = qkv__alloc((size_t)(o->batch * nl) * sizeof *L->values);
+        L->order = qkv__alloc((size_t)o->cls_train->n * sizeof *L->order);
+        L->val_order = nv ? qkv__alloc((size_t)nv * sizeof *L->val_order) : NULL;
+        if (!L->types || !L->lens || !L->labels || !L->values || !L->order || (nv && !L->val_order))
+            return qkv__fail(QKV_ERR_NOMEM, "qkv_train_run: out of memory");
+        L->order_epoch = -1;
+        /* validation in order of decreasing length: batches of alike lengths, a fixed order */
+        if (nv) qkv__cls_epoch_order(o->cls_val, 0, 0, nv, L->val_order);
+    }
     L->t_start = now_s();
     for (;;) {
         if (cb && cb->should_stop && cb->should_stop(L->user)) {
@@ -514,7 +776,7 @@ static qkv_status run(loop *L) {
         QKV_TRY(emit(L, &r));
         if (cb && cb->progress) cb->progress(&r, L->user);
         if ((o->eval_every && step % o->eval_every == 0) || step == o->steps)
-            QKV_TRY(evaluate(L, step));
+            QKV_TRY(o->cls_train ? cls_evaluate(L, step) : evaluate(L, step));
         if (o->run_dir && ((o->save_every && step % o->save_every == 0) || step == o->steps))
             QKV_TRY(save(L, step));
     }
@@ -526,10 +788,17 @@ qkv_status qkv_train_run(qkv_runtime *rt, qkv_trainer *t, const qkv_train_option
     loop L;
     memset(&L, 0, sizeof L);
     L.rt = rt, L.t = t, L.o = opt, L.cb = cb, L.user = user, L.saved = -1;
+    L.best = NAN;
     qkv_status s = run(&L);
     if (L.metrics && fclose(L.metrics) != 0 && s == QKV_OK)
         s = io_fail("cannot write", L.metrics_path);
     qkv__free(L.ids);
     qkv__free(L.tgt);
+    qkv__free(L.types);
+    qkv__free(L.lens);
+    qkv__free(L.labels);
+    qkv__free(L.values);
+    qkv__free(L.order);
+    qkv__free(L.val_order);
     return s;
 }

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# test_finetune_cli.sh QKV SOURCE_DIR — `qkv finetune` end to end on the tiny classifier of
+# tests/fixtures/cls/single (vocabulary of 120 words) and a synthetic labelled set the test
+# writes (a keyword decides the label, so a working fine-tune must learn it): the run directory's
+# files, the exported model classifying with `qkv classify`, the reports, a SIGINT + --resume
+# giving the bit-identical model of an uninterrupted run, label handling, and exit 2 for bad
+# usage and bad data with FILE:LINE.
+set -uo pipefail
+qkv=$1 src=$2
+model=$src/tests/fixtures/cls/single
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+fail=0; checks=0
+check() { checks=$((checks + 1)); if ! eval "$1"; then echo "FAIL: $2"; fail=$((fail + 1)); fi; }
+
+# labelled data: filler words and one keyword of the label (deterministic, awk's own generator)
+make_data() { # N SEED
+    awk -v n="$1" -v seed="$2" 'BEGIN {
+        srand(seed); split("good great love win", P); split("bad awful hate", N);
+        split("vote law cell atom paint", U);
+        split("the movie film it this was is very team game music and of to in play", F);
+        print "text\tlabel";
+        for (i = 0; i < n; i++) {
+            k = int(rand() * 3); s = "";
+            for (j = 0; j < 2 + int(rand() * 4); j++) s = s F[1 + int(rand() * 16)] " ";
+            if (k == 0) { w = P[1 + int(rand() * 4)]; l = "positive" }
+            else if (k == 1) { w = N[1 + int(rand() * 3)]; l = "negative" }
+            else { w = U[1 + int(rand() * 5)]; l = "neutral" }
+            print s w "\t" l } }'
+}
+make_data 400 1 > "$tmp/train.tsv"
+make_data 100 2 > "$tmp/test.tsv"
+common=(--model "$model" --train "$tmp/train.tsv" --epochs 12 --batch 16 --lr 5e-3 --dropout off
+        --threads 1)
+
+"$qkv" finetune "${common[@]}" --test "$tmp/test.tsv" --out "$tmp/a" > "$tmp/a.out" 2>"$tmp/a.err"; rc=$?
+check '[[ $rc -eq 0 ]]' "finetune: exit $rc: $(tail -3 "$tmp/a.err")"
+for f in metrics.jsonl loss.svg f1.svg best.safetensors report.txt confusion.svg test_report.txt \
+         test_confusion.svg model/config.json model/model.safetensors model/tokenizer.json; do
+    check '[[ -s "$tmp/a/$f" ]]' "run directory lacks $f"
+done
+check '[[ $(ls "$tmp/a"/ckpt_*.safetensors | wc -l) -eq 2 ]]' "--keep 2 (default) checkpoints kept"
+check 'grep -q "\"id2label\"" "$tmp/a/model/config.json" && grep -q "\"positive\"" "$tmp/a/model/config.json"' \
+      "the export names the labels"
+check 'grep -q "BertForSequenceClassification" "$tmp/a/model/config.json"' "the export's architecture"
+# it learned the keyword rule: test accuracy in the report
+acc=$(awk '$1 == "accuracy" { print $2 }' "$tmp/a/test_report.txt")
+check 'awk -v a="$acc" "BEGIN { exit !(a >= 0.9) }"' "test accuracy $acc < 0.9: the fine-tune did not learn"
+check 'grep -q "macro avg" "$tmp/a.out" && grep -q "confusion matrix" "$tmp/a.out"' "reports printed"
+check 'grep -q "\"val_macro_f1\"" "$tmp/a/metrics.jsonl" && grep -q "\"best\": true" "$tmp/a/metrics.jsonl"' \
+      "metrics.jsonl has the evaluations and marks the best"
+check '! grep -q "NaN\|nan\|inf" "$tmp/a/metrics.jsonl"' "metrics.jsonl holds no NaN / Infinity"
+# the exported model classifies as the report says
+printf 'the movie was good\nawful film\nvote on the law\n' > "$tmp/q.txt"
+"$qkv" classify --model "$tmp/a/model" "$tmp/q.txt" > "$tmp/q.out" 2>/dev/null; rc=$?
+check '[[ $rc -eq 0 ]]' "qkv classify on the export: exit $rc"
+check '[[ "$(cut -f1 "$tmp/q.out" | paste -sd,)" == "positive,negative,neutral" ]]' \
+      "qkv classify on the export: $(cut -f1 "$tmp/q.out" | paste -sd,)"
+
+# SIGINT, then --resume: the same model as the uninterrupted run (every step is deterministic)
+"$qkv" finetune "${common[@]}" --test "$tmp/test.tsv" --out "$tmp/b" > /dev/null 2>"$tmp/b.err" &
+pid=$!
+for _ in $(seq 1 2000); do
+    [[ -f "$tmp/b/metrics.jsonl" && $(wc -l < "$tmp/b/metrics.jsonl") -ge 60 ]] && break
+    sleep 0.01
+done
+kill -INT $pid; wait $pid; rc=$?
+if [[ $rc -eq 0 ]]; then
+    echo "note: the run finished before SIGINT arrived; the resume check is weaker this time"
+else
+    check '[[ $rc -eq 130 ]]' "SIGINT: exit $rc, want 130"
+    check 'grep -q "finetune --resume --out" "$tmp/b.err"' "SIGINT prints how to resume"
+    "$qkv" finetune --resume --out "$tmp/b" --threads 1 > /dev/null 2>"$tmp/b2.err"; rc=$?
+    check '[[ $rc -eq 0 ]]' "--resume: exit $rc: $(tail -2 "$tmp/b2.err")"
+fi
+check 'cmp -s "$tmp/a/model/model.safetensors" "$tmp/b/model/model.safetensors"' \
+      "interrupted + resumed model differs from the uninterrupted one"
+check 'cmp -s "$tmp/a/test_report.txt" "$tmp/b/test_report.txt"' "resumed test report differs"
+
+# a finished run: --resume has nothing to do and exits 0; a new run into it is refused
+"$qkv" finetune --resume --out "$tmp/a" > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 0 ]]' "--resume of a finished run: exit $rc"
+"$qkv" finetune "${common[@]}" --out "$tmp/a" > /dev/null 2>"$tmp/err"; rc=$?
+check '[[ $rc -eq 2 ]] && grep -q "already holds a run" "$tmp/err"' "a new run into a run directory: exit $rc"
+
+# labels: --labels fixes the order; an unknown label in the validation file names FILE:LINE
+"$qkv" finetune "${common[@]}" --epochs 1 --labels neutral,negative,positive --out "$tmp/c" \
+    > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 0 ]] && grep -q "\"0\": \"neutral\"" "$tmp/c/model/config.json"' "--labels order in id2label"
+{ head -5 "$tmp/test.tsv"; printf 'good game\tsurprised\n'; } > "$tmp/badval.tsv"
+"$qkv" finetune "${common[@]}" --val "$tmp/badval.tsv" --out "$tmp/d" > /dev/null 2>"$tmp/err"; rc=$?
+check '[[ $rc -eq 2 ]] && grep -q "badval.tsv:6: unknown label" "$tmp/err"' \
+      "unknown validation label: exit $rc: $(cat "$tmp/err")"
+printf 'text\tlabel\n\tpositive\n' > "$tmp/empty.tsv"
+"$qkv" finetune --model "$model" --train "$tmp/empty.tsv" --out "$tmp/e" > /dev/null 2>"$tmp/err"; rc=$?
+check '[[ $rc -eq 2 ]] && grep -q "empty.tsv:2" "$tmp/err"' "empty text: exit $rc: $(cat "$tmp/err")"
+
+# usage
+"$qkv" finetune --train "$tmp/train.tsv" --out "$tmp/f" > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "no --model: exit $rc"
+"$qkv" finetune "${common[@]}" > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "no --out: exit $rc"
+"$qkv" finetune "${common[@]}" --lr -1 --out "$tmp/g" > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "--lr -1: exit $rc"
+"$qkv" finetune --resume --out "$tmp/nothing" > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "--resume without a run: exit $rc"
+"$qkv" finetune --model "$src/tests/fixtures/train/gpt2_tiny" --train "$tmp/train.tsv" \
+    --out "$tmp/h" > /dev/null 2>"$tmp/err"; rc=$?
+check '[[ $rc -eq 2 ]]' "a GPT-2 directory: exit $rc: $(cat "$tmp/err")"
+"$qkv" finetune --help > "$tmp/help"; rc=$?
+check '[[ $rc -eq 0 ]] && grep -q "warmup" "$tmp/help"' "--help explains the schedule"
+echo "finetune_cli: $((checks - fail)) passed, $fail failed"
+[[ $fail -eq 0 ]]
