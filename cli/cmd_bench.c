@@ -4,6 +4,7 @@
  *   qkv bench train       GPT-2 training steps (forward, backward, clip + AdamW)
  *   qkv bench generate    prefill and decode tokens/s of a decoder directory
  *   qkv bench embed       sentences/s of an encoder directory
+ *   qkv bench finetune    BERT sequence-classification fine-tuning steps
  *
  * Every line carries the thread count and the active instruction set; attention and training
  * also the FMA peak measured on the spot and the share of it reached. Medians of --reps runs
@@ -22,6 +23,8 @@ void cmd_bench_help(void) {
            "       qkv bench train [--shape BxT]... [--layers L] [--reps R] [--threads N]\n"
            "       qkv bench generate --model DIR [--prompt T] [--new M] [--reps R] [--threads N]\n"
            "       qkv bench embed [--model DIR] [--batch N] [--tokens T] [--reps R] "
+           "[--threads N]\n"
+           "       qkv bench finetune [--model DIR] [--batch N] [--tokens T] [--reps R] "
            "[--threads N]\n\n"
            "Times qkv through its public API and prints one JSON object per line: median ms of\n"
            "--reps runs (default 5) after a warm-up, throughput, and for attention and training\n"
@@ -35,7 +38,10 @@ void cmd_bench_help(void) {
            "             with any GPT-2 / Llama directory (random weights: bench/bench_generate\n"
            "             --keep DIR writes GPT-2-124M and Llama-125M shaped ones)\n"
            "  embed      batches of N sequences (default 32) of T tokens (default 64) through\n"
-           "             an encoder (default: $QKV_MODEL or models/all-MiniLM-L6-v2)\n");
+           "             an encoder (default: $QKV_MODEL or models/all-MiniLM-L6-v2)\n"
+           "  finetune   one fine-tuning step of a BERT classifier made from the encoder (2\n"
+           "             labels, new head, dropout as its config): forward, backward, clipping,\n"
+           "             AdamW on N sequences (default 32) of T tokens (default 128)\n");
 }
 
 typedef struct {
@@ -201,6 +207,55 @@ static int bench_generate(bench_env *e, const char *dir, long T, long M) {
     return rc;
 }
 
+/* One fine-tuning step of a BERT sequence classifier (2 labels, a fresh head): forward with
+ * the config's dropout, backward, clipping, AdamW, on N random sequences of T tokens. */
+static int bench_finetune(bench_env *e, const char *dir, long N, long T) {
+    qkv_classifier_spec sp;
+    qkv_classifier_spec_init(&sp);
+    sp.num_labels = 2;
+    qkv_trainer *t = NULL;
+    qkv_status st = qkv_trainer_load_hf_classifier(dir, &sp, &t);
+    if (st != QKV_OK) return cli_report("loading the model", st);
+    qkv_gpt2_shape sh;
+    qkv_trainer_get_shape(t, &sh);
+    if (T > sh.n_positions) T = (long)sh.n_positions;
+    int32_t *ids = malloc((size_t)(N * T) * sizeof *ids), *lens = malloc((size_t)N * sizeof *lens),
+            *labels = malloc((size_t)N * sizeof *labels);
+    int rc = 0;
+    if (!ids || !lens || !labels) rc = cli_report("batch", QKV_ERR_NOMEM);
+    unsigned long long x = 7;
+    for (long i = 0; !rc && i < N * T; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)(1000 + (x >> 33) % (unsigned long long)(sh.vocab_size - 1000));
+    }
+    for (long b = 0; !rc && b < N; b++) lens[b] = (int32_t)T, labels[b] = (int32_t)(b % 2);
+    qkv_adamw hp;
+    qkv_adamw_defaults(&hp);
+    double times[64];
+    float loss = 0, norm = 0;
+    for (int r = -1; r < e->reps && !rc; r++) {
+        qkv_train_batch b = {sizeof b, ids, NULL, NULL, lens, N, T, labels, NULL, (uint64_t)r + 9};
+        double t0 = now_seconds();
+        qkv_trainer_zero_grad(t);
+        st = qkv_trainer_forward_backward_batch(e->rt, t, &b, 1.0f, &loss);
+        if (st == QKV_OK) st = qkv_trainer_step(e->rt, t, &hp, 2e-5f, 1.0f, &norm);
+        if (st != QKV_OK) rc = cli_report("fine-tuning step", st);
+        if (r >= 0) times[r] = now_seconds() - t0;
+    }
+    if (!rc) {
+        double m = median(times, e->reps), fl = qkv_trainer_step_flops(t, N, T);
+        printf("{\"bench\":\"finetune\",\"model\":\"%s\",\"params\":%lld,\"B\":%ld,\"T\":%ld,"
+               "\"threads\":%d,\"isa\":\"%s\",\"step_ms\":%.1f,\"sequences_per_s\":%.1f,"
+               "\"gflops\":%.1f,\"peak_pct\":%.1f}\n",
+               dir, (long long)qkv_trainer_numel(t), N, T, e->threads,
+               qkv_arch_name(qkv_arch_active()), 1e3 * m, (double)N / m, fl / m / 1e9,
+               100 * fl / m / 1e9 / e->peak);
+    }
+    free(ids), free(lens), free(labels);
+    qkv_trainer_free(t);
+    return rc;
+}
+
 static int bench_embed(bench_env *e, const char *dir, long N, long T) {
     qkv_model *m = NULL;
     int rc = cli_load_model("bench", dir, &m);
@@ -296,7 +351,8 @@ int cmd_bench(int argc, char **argv) {
         return cli_report("creating threads", QKV_ERR_NOMEM);
     e.threads = qkv_runtime_n_threads(e.rt);
     int rc;
-    if (strcmp(what, "attention") == 0 || strcmp(what, "train") == 0) {
+    if (strcmp(what, "attention") == 0 || strcmp(what, "train") == 0 ||
+        strcmp(what, "finetune") == 0) {
         e.peak = qkv_fma_peak_gflops(e.rt, 0.3);
         fprintf(stderr, "qkv bench: %s, %d thread(s), measured FMA peak %.1f GFLOP/s\n",
                 qkv_arch_name(qkv_arch_active()), e.threads, e.peak);
@@ -314,9 +370,12 @@ int cmd_bench(int argc, char **argv) {
                    : cli_usage_error("bench", "generate needs --model DIR");
     } else if (strcmp(what, "embed") == 0) {
         rc = bench_embed(&e, model ? model : cli_default_model(), batch, tokens);
+    } else if (strcmp(what, "finetune") == 0) {
+        rc = bench_finetune(&e, model ? model : cli_default_model(), batch,
+                            tokens == 64 ? 128 : tokens);
     } else {
-        rc = cli_usage_error("bench", "unknown benchmark '%s' (attention, train, generate, embed)",
-                             what);
+        rc = cli_usage_error(
+            "bench", "unknown benchmark '%s' (attention, train, generate, embed, finetune)", what);
     }
     qkv_runtime_free(e.rt);
     return rc;
