@@ -30,6 +30,11 @@ int cmd_embed(int argc, char **argv);
 void cmd_embed_help(void);
 int cmd_classify(int argc, char **argv);
 void cmd_classify_help(void);
+/* Loads dir as a classifier for `qkv cmd`: exit 2 with a message when it has no
+ * classification head or no tokenizer; returns the exit code (cmd_classify.c). */
+int cli_load_classifier(const char *cmd, const char *dir, qkv_model **m);
+int cmd_evaluate(int argc, char **argv);
+void cmd_evaluate_help(void);
 int cmd_search(int argc, char **argv);
 void cmd_search_help(void);
 int cmd_generate(int argc, char **argv);

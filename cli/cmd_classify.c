@@ -170,6 +170,28 @@ static void write_row(FILE *f, const qkv_model *m, const float *row, int64_t k, 
     fputs("}}\n", f);
 }
 
+int cli_load_classifier(const char *cmd, const char *dir, qkv_model **out) {
+    qkv_model *m = NULL;
+    int rc = cli_load_model(cmd, dir, &m);
+    if (rc) return rc;
+    if (qkv_model_num_labels(m) == 0) {
+        fprintf(stderr,
+                "qkv %s: %s has no classification head (a BertForSequenceClassification "
+                "directory is needed: config.json architectures naming it, model.safetensors "
+                "with the pooler and classifier.weight); `qkv embed` takes encoders\n",
+                cmd, dir);
+        qkv_model_free(m);
+        return EXIT_USAGE;
+    }
+    if (!qkv_model_tokenizer(m)) {
+        fprintf(stderr, "qkv %s: %s has no tokenizer (tokenizer.json or vocab.txt)\n", cmd, dir);
+        qkv_model_free(m);
+        return EXIT_USAGE;
+    }
+    *out = m;
+    return EXIT_OK;
+}
+
 int cmd_classify(int argc, char **argv) {
     const char *model = NULL, *in_path = "-";
     long batch = 64, threads = 0, k = 0;
@@ -215,23 +237,9 @@ int cmd_classify(int argc, char **argv) {
                                            "\"text_pair\"");
 
     qkv_model *m = NULL;
-    int rc = cli_load_model("classify", model, &m);
+    int rc = cli_load_classifier("classify", model, &m);
     if (rc) return rc;
     const int64_t NL = qkv_model_num_labels(m);
-    if (NL == 0) {
-        fprintf(stderr,
-                "qkv classify: %s has no classification head (a BertForSequenceClassification "
-                "directory is needed: config.json architectures naming it, model.safetensors "
-                "with the pooler and classifier.weight); `qkv embed` takes encoders\n",
-                model);
-        qkv_model_free(m);
-        return EXIT_USAGE;
-    }
-    if (!qkv_model_tokenizer(m)) {
-        fprintf(stderr, "qkv classify: %s has no tokenizer (tokenizer.json or vocab.txt)\n", model);
-        qkv_model_free(m);
-        return EXIT_USAGE;
-    }
     const int64_t K = all ? NL : k ? (k < NL ? k : NL) : json ? NL : 1;
 
     inputs in = {0};

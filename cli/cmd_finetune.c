@@ -8,6 +8,7 @@
  * qkv_trainer_load_hf_classifier builds the model, qkv_train_run is the loop with its metrics,
  * checkpoints and resumption, qkv_cls_metrics_* the report); this side is options, the run
  * directory, signals, the progress bar, plots and the final reports. */
+#include "atomic.h"
 #include "cli.h"
 #include "plot.h"
 #include "textio.h"
@@ -353,18 +354,7 @@ static void on_progress(const qkv_train_record *p, void *user) {
 
 /* ---------------------------------------------------------------- reports */
 
-/* Writes text to path through a temporary file and a rename; 0 or -1. */
-static int write_atomic(const char *path, const char *text) {
-    char tmp[PATH_MAX + 96];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return -1;
-    int ok = fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok &= fclose(f) == 0;
-    if (ok && rename(tmp, path) == 0) return 0;
-    unlink(tmp);
-    return -1;
-}
+static void put_text(FILE *f, const void *text) { fputs(text, f); }
 
 /* The trainer's predictions on d: the classification report (printed, and written to
  * RUN/<prefix>report.txt) and the confusion matrix (RUN/<prefix>confusion.svg); regression:
@@ -423,7 +413,7 @@ static int report(ft_run *r, const qkv_cls_data *d, const char *title, const cha
         printf("%s (%lld examples):\n\n%s\n", title, (long long)n, text);
         char path[PATH_MAX + 32];
         snprintf(path, sizeof path, "%s/%sreport.txt", r->c.out, prefix);
-        if (write_atomic(path, text) != 0)
+        if (atomic_write(path, put_text, text) != 0)
             fprintf(stderr, "qkv finetune: warning: cannot write %s\n", path);
         if (!m->multilabel && qkv_cls_confusion_text(m, names, &conf) == QKV_OK)
             printf("confusion matrix (rows: true, columns: predicted):\n%s\n", conf);
@@ -444,24 +434,25 @@ static void copy_tokenizer(const char *from_dir, const char *to_dir) {
     static const char *const files[] = {"tokenizer.json", "vocab.txt", "tokenizer_config.json",
                                         "special_tokens_map.json"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        char a[PATH_MAX + 64], b[PATH_MAX + 64], tmp[PATH_MAX + 96];
+        char a[PATH_MAX + 64], b[PATH_MAX + 64];
         snprintf(a, sizeof a, "%s/%s", from_dir, files[i]);
         snprintf(b, sizeof b, "%s/%s", to_dir, files[i]);
-        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", b, (long)getpid());
         struct stat st;
         if (lstat(a, &st) != 0 || !S_ISREG(st.st_mode)) continue; /* regular files only */
-        FILE *in = fopen(a, "rb"), *out = in ? fopen(tmp, "wb") : NULL;
-        int ok = in && out;
+        FILE *in = fopen(a, "rb");
+        atomic_file out;
+        const int opened = in && atomic_open(&out, b) == 0;
+        int ok = opened;
         char buf[65536];
         size_t k;
-        while (ok && (k = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, k, out) == k;
-        ok = ok && !ferror(in) && fflush(out) == 0 && fsync(fileno(out)) == 0;
+        while (ok && (k = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, k, out.f) == k;
+        ok = ok && !ferror(in);
+        if (ok)
+            ok = atomic_commit(&out) == 0;
+        else if (opened)
+            atomic_abort(&out);
         if (in) fclose(in);
-        if (out && fclose(out) != 0) ok = 0;
-        if (!ok || rename(tmp, b) != 0) {
-            unlink(tmp);
-            fprintf(stderr, "qkv finetune: warning: could not copy %s\n", a);
-        }
+        if (!ok) fprintf(stderr, "qkv finetune: warning: could not copy %s\n", a);
     }
 }
 

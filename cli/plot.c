@@ -5,15 +5,15 @@
  * eight intervals per axis), so tick labels are round numbers; the number of ticks is capped so
  * that no input, however extreme, can make the tick loop run long. Confusion matrices: a
  * canvas sized to the grid of square cells and the longest class name. Both are written to a
- * temporary file and renamed (write_atomic). */
+ * temporary file and renamed (atomic_write, atomic.h). */
 #include "plot.h"
+#include "atomic.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define W 860
 #define H 520
@@ -230,33 +230,6 @@ static void draw(FILE *f, const char *title, const char *xlabel, const char *yla
     fputs("</svg>\n", f);
 }
 
-/* Writes path through draw: a temporary file in the same directory, fsynced, then renamed over
- * path, so a reader never sees a half-written chart. 0, or -1 with errno set. */
-static int write_atomic(const char *path, void (*fn)(FILE *f, const void *ctx), const void *ctx) {
-    size_t cap = strlen(path) + 32;
-    char *tmp = malloc(cap);
-    if (!tmp) return -1;
-    snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        free(tmp);
-        return -1;
-    }
-    fn(f, ctx);
-    int err = 0;
-    errno = 0;
-    if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0) err = errno ? errno : EIO;
-    if (fclose(f) != 0 && !err) err = errno;
-    if (!err && rename(tmp, path) != 0) err = errno;
-    if (err) unlink(tmp);
-    free(tmp);
-    if (err) {
-        errno = err;
-        return -1;
-    }
-    return 0;
-}
-
 typedef struct line_chart {
     const char *title, *xlabel, *ylabel;
     const cli_series *series;
@@ -280,7 +253,7 @@ int cli_plot_svg(const char *path, const char *title, const char *xlabel, const 
             return -1;
         }
     line_chart c = {title, xlabel, ylabel, series, n_series};
-    return write_atomic(path, draw_line_chart, &c);
+    return atomic_write(path, draw_line_chart, &c);
 }
 
 /* ---------------------------------------------------------------- confusion matrix */
@@ -458,7 +431,7 @@ int cli_plot_confusion_svg(const char *path, const char *title, const char *cons
             return -1;
         }
     confusion_chart c = {title, names, counts, n};
-    return write_atomic(path, draw_confusion, &c);
+    return atomic_write(path, draw_confusion, &c);
 }
 
 void cli_curve_add(cli_curve *c, double x, double y) {

@@ -78,6 +78,25 @@ void progress_begin(progress *p, const char *label, size_t total, int force) {
     p->label = label;
     p->total = total;
     p->start = p->last = now_seconds();
+    p->every = 0;
+    p->lines = 0;
+}
+
+void progress_lines(progress *p, double seconds) {
+    if (!p->on && seconds > 0) p->every = seconds;
+}
+
+/* A full line (for logs): "label: done/total (P%), R/s, ETA Ss". */
+static void draw_line(progress *p, size_t done, double t) {
+    double el = t - p->start, rate = el > 0 ? (double)done / el : 0;
+    if (p->total)
+        fprintf(stderr, "%s: %zu/%zu (%.0f%%), %.1f/s, ETA %.0fs\n", p->label, done, p->total,
+                100.0 * (double)done / (double)p->total, rate,
+                rate > 0 ? (double)(p->total - done) / rate : 0.0);
+    else
+        fprintf(stderr, "%s: %zu, %.1f/s\n", p->label, done, rate);
+    fflush(stderr);
+    p->lines++;
 }
 
 static void draw(progress *p, size_t done, int final) {
@@ -99,6 +118,14 @@ static void draw(progress *p, size_t done, int final) {
 }
 
 void progress_update(progress *p, size_t done) {
+    if (!p->on && p->every > 0) {
+        double t = now_seconds();
+        if (t - p->last >= p->every) {
+            p->last = t;
+            draw_line(p, done, t);
+        }
+        return;
+    }
     if (!p->on) return;
     double t = now_seconds();
     if (t - p->last < 0.1) return;
@@ -107,7 +134,10 @@ void progress_update(progress *p, size_t done) {
 }
 
 void progress_end(progress *p, size_t done) {
-    if (p->on) draw(p, done, 1);
+    if (p->on)
+        draw(p, done, 1);
+    else if (p->lines)
+        draw_line(p, done, now_seconds()); /* only after a first line */
 }
 
 void json_write_string(FILE *f, const char *s, size_t len) {

@@ -26,8 +26,13 @@ typedef struct progress {
     const char *label;
     size_t total;
     double start, last;
+    double every; /* > 0: not on a terminal, a full line every this many seconds */
+    int lines;    /* lines printed so far */
 } progress;
 void progress_begin(progress *p, const char *label, size_t total, int force);
+/* After progress_begin: when the bar is off (stderr is no terminal), print a whole line every
+ * `seconds` instead, for logs of long runs; a run shorter than that prints nothing. */
+void progress_lines(progress *p, double seconds);
 void progress_update(progress *p, size_t done);
 void progress_end(progress *p, size_t done);
 
