@@ -30,6 +30,8 @@ int cmd_embed(int argc, char **argv);
 void cmd_embed_help(void);
 int cmd_classify(int argc, char **argv);
 void cmd_classify_help(void);
+int cmd_baseline(int argc, char **argv);
+void cmd_baseline_help(void);
 int cmd_search(int argc, char **argv);
 void cmd_search_help(void);
 int cmd_generate(int argc, char **argv);

@@ -232,7 +232,7 @@ static void draw(FILE *f, const char *title, const char *xlabel, const char *yla
 
 /* Writes path through draw: a temporary file in the same directory, fsynced, then renamed over
  * path, so a reader never sees a half-written chart. 0, or -1 with errno set. */
-static int write_atomic(const char *path, void (*fn)(FILE *f, const void *ctx), const void *ctx) {
+int cli_write_atomic(const char *path, void (*fn)(FILE *f, const void *ctx), const void *ctx) {
     size_t cap = strlen(path) + 32;
     char *tmp = malloc(cap);
     if (!tmp) return -1;
@@ -280,7 +280,7 @@ int cli_plot_svg(const char *path, const char *title, const char *xlabel, const 
             return -1;
         }
     line_chart c = {title, xlabel, ylabel, series, n_series};
-    return write_atomic(path, draw_line_chart, &c);
+    return cli_write_atomic(path, draw_line_chart, &c);
 }
 
 /* ---------------------------------------------------------------- confusion matrix */
@@ -458,5 +458,5 @@ int cli_plot_confusion_svg(const char *path, const char *title, const char *cons
             return -1;
         }
     confusion_chart c = {title, names, counts, n};
-    return write_atomic(path, draw_confusion, &c);
+    return cli_write_atomic(path, draw_confusion, &c);
 }

@@ -7,6 +7,12 @@
 #define QKV_CLI_PLOT_H
 
 #include <stdint.h>
+#include <stdio.h>
+
+/* Writes path through fn(f, ctx) into a temporary file beside it, then flushes, fsyncs and
+ * renames it over path: a reader sees the old file or the whole new one. Returns 0, or -1
+ * with errno set (the temporary file is removed). */
+int cli_write_atomic(const char *path, void (*fn)(FILE *f, const void *ctx), const void *ctx);
 
 /* One line: points (x[i], y[i]) for i in [0, n). x may be NULL (then x[i] = i). Points with a
  * non-finite coordinate are skipped and break the line there; a point with no finite
