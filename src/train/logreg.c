@@ -85,8 +85,8 @@ static double sigmoid(double z) {
 static double softmax_inplace(double *z, int64_t k) {
     double m = z[0];
     for (int64_t c = 1; c < k; c++) m = z[c] > m ? z[c] : m;
-    double s = 0.0;
-    for (int64_t c = 0; c < k; c++) s += exp(z[c] - m);
+    double s = exp(z[0] - m); /* the max term is 1: s >= 1 */
+    for (int64_t c = 1; c < k; c++) s += exp(z[c] - m);
     double lse = m + log(s);
     for (int64_t c = 0; c < k; c++) z[c] = exp(z[c] - lse);
     return lse;
