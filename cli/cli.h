@@ -35,6 +35,8 @@ void cmd_classify_help(void);
 int cli_load_classifier(const char *cmd, const char *dir, qkv_model **m);
 int cmd_evaluate(int argc, char **argv);
 void cmd_evaluate_help(void);
+int cmd_baseline(int argc, char **argv);
+void cmd_baseline_help(void);
 int cmd_search(int argc, char **argv);
 void cmd_search_help(void);
 int cmd_generate(int argc, char **argv);

@@ -16,6 +16,10 @@ static const cli_command commands[] = {
      cmd_classify, cmd_classify_help},
     {"evaluate", "score a classifier on labelled data: sklearn's report, confusion matrix",
      cmd_evaluate, cmd_evaluate_help},
+    {"baseline",
+     "baselines of a text-classification dataset: majority class, logistic regression "
+     "on embeddings",
+     cmd_baseline, cmd_baseline_help},
     {"search", "semantic search: rank the lines of a corpus against queries", cmd_search,
      cmd_search_help},
     {"generate", "continue a prompt with a GPT-2 / Llama-style model, streaming the text",

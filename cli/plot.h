@@ -7,6 +7,8 @@
 #define QKV_CLI_PLOT_H
 
 #include <stdint.h>
+#include <stdio.h>
+
 
 /* One line: points (x[i], y[i]) for i in [0, n). x may be NULL (then x[i] = i). Points with a
  * non-finite coordinate are skipped and break the line there; a point with no finite

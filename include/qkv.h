@@ -1145,6 +1145,67 @@ QKV_API qkv_status qkv_cls_report_json(const qkv_cls_metrics *m, const char *con
 QKV_API qkv_status qkv_cls_confusion_text(const qkv_cls_metrics *m, const char *const *names,
                                           char **text);
 
+/* ---------------------------------------------------------------- logistic regression */
+
+/* Multinomial logistic regression, the linear baseline of a classifier on frozen features
+ * (e.g. sentence embeddings), fitted as scikit-learn's LogisticRegression(C, penalty="l2",
+ * solver="lbfgs", fit_intercept) fits it: for C >= 3 classes the full softmax model (one row
+ * of weights per class), for 2 classes the binomial one (one row, the positive class 1); the
+ * objective is sklearn's, the mean cross-entropy plus ||W||^2 / (2 C n), the intercepts not
+ * penalized. It is strictly convex (in the subspace the solver moves in), so any solver that
+ * converges reaches sklearn's optimum; qkv's is L-BFGS (10 pairs, weak-Wolfe line search)
+ * in double precision from zero, to a gradient of 1e-10 by default (closer than sklearn's own
+ * stop). Deterministic: the same bits for any thread count.
+ * docs/CLASSIFY.md, "Baselines", has the details. */
+typedef struct qkv_logreg qkv_logreg;
+
+typedef struct qkv_logreg_options {
+    size_t struct_size; /* 0 or sizeof(qkv_logreg_options): see the top of this file */
+    double C;           /* inverse regularization strength, > 0 (1.0; 0 means the default) */
+    int no_intercept;   /* 1: no intercept (fit_intercept=False) */
+    int64_t max_iter;   /* most L-BFGS iterations (0: 10000) */
+    double tol;         /* stop when every |gradient| of the objective <= tol (0: 1e-10; the
+                           scale of sklearn's tol, but sklearn also stops when the objective
+                           falls by less than 64 eps relative, at about 1e-8) */
+} qkv_logreg_options;
+QKV_API void qkv_logreg_default_options_sized(qkv_logreg_options *o, size_t struct_size);
+#define qkv_logreg_default_options(o) qkv_logreg_default_options_sized((o), sizeof *(o))
+
+/* How a fit ended (filled up to struct_size). */
+typedef struct qkv_logreg_stats {
+    size_t struct_size;
+    int64_t iterations;  /* L-BFGS iterations taken */
+    int64_t evaluations; /* objective + gradient evaluations */
+    double loss;         /* the objective at the result */
+    double grad_max;     /* max |gradient| at the result */
+    int converged;       /* 1: grad_max <= tol; 0: max_iter reached, or the line search found
+                            no step first (the gradient is then at rounding level) */
+} qkv_logreg_stats;
+
+/* Fits x [n, d] (row-major) with labels y [n] in [0, n_classes): every class must occur
+ * (INVALID_ARG naming one that does not), 2 <= n_classes <= 2^20, every feature finite
+ * (INVALID_ARG naming row and column). rt NULL = the default runtime. *out: free with
+ * qkv_logreg_free. A fit that does not converge still returns QKV_OK (see the stats). */
+QKV_API qkv_status qkv_logreg_fit(qkv_runtime *rt, const float *x, const int32_t *y, int64_t n,
+                                  int64_t d, int64_t n_classes, const qkv_logreg_options *opts,
+                                  qkv_logreg **out);
+QKV_API void qkv_logreg_free(qkv_logreg *m);
+QKV_API int64_t qkv_logreg_num_classes(const qkv_logreg *m);
+QKV_API int64_t qkv_logreg_dim(const qkv_logreg *m);
+/* sklearn's coef_ [rows, d] and intercept_ [rows] (zeros without an intercept): rows is 1 for
+ * two classes (the weights of class 1), else n_classes. Owned by m. */
+QKV_API const double *qkv_logreg_coef(const qkv_logreg *m, int64_t *rows);
+QKV_API const double *qkv_logreg_intercept(const qkv_logreg *m);
+QKV_API qkv_status qkv_logreg_get_stats(const qkv_logreg *m, qkv_logreg_stats *out);
+/* predict_proba: proba [n, n_classes] (softmax of the decision values; two classes: 1 - p,
+ * p = sigmoid). x [n, d] must be finite. */
+QKV_API qkv_status qkv_logreg_predict_proba(const qkv_logreg *m, const float *x, int64_t n,
+                                            double *proba);
+/* predict: the class of the largest decision value, the first on ties (two classes: 1 iff
+ * the decision value is > 0), as sklearn. */
+QKV_API qkv_status qkv_logreg_predict(const qkv_logreg *m, const float *x, int64_t n,
+                                      int32_t *pred);
+
 #ifdef __cplusplus
 }
 #endif

@@ -29,6 +29,8 @@
 /* new after 0.2: struct_size 0 is its first layout */
 #define QKV__SIZE0_qkv_classifier_spec sizeof(qkv_classifier_spec)
 #define QKV__SIZE0_qkv_labeled_options sizeof(qkv_labeled_options)
+#define QKV__SIZE0_qkv_logreg_options sizeof(qkv_logreg_options)
+#define QKV__SIZE0_qkv_logreg_stats sizeof(qkv_logreg_stats)
 
 /* Copies the program's struct `in` into `local` (this library's layout, `size` bytes): the
  * first min(struct_size, size) bytes of in (struct_size 0 means size0), the rest from
