@@ -29,6 +29,7 @@
 /* new after 0.2: struct_size 0 is its first layout */
 #define QKV__SIZE0_qkv_classifier_spec sizeof(qkv_classifier_spec)
 #define QKV__SIZE0_qkv_labeled_options sizeof(qkv_labeled_options)
+#define QKV__SIZE0_qkv_lora_config sizeof(qkv_lora_config)
 
 /* Copies the program's struct `in` into `local` (this library's layout, `size` bytes): the
  * first min(struct_size, size) bytes of in (struct_size 0 means size0), the rest from
