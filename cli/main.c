@@ -28,6 +28,8 @@ static const cli_command commands[] = {
      cmd_data_help},
     {"train", "train a GPT-2 (from scratch or a checkpoint) on a prepared dataset", cmd_train,
      cmd_train_help},
+    {"lora", "LoRA adapters: `qkv lora merge` folds one into a model directory", cmd_lora,
+     cmd_lora_help},
     {"bench", "timings as JSON lines: attention, train, generate, embed", cmd_bench,
      cmd_bench_help},
 };

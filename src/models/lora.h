@@ -84,7 +84,7 @@ void qkv__lora_attach_enc(qkv__enc_layer *w, qkv_nn_lora *slots);
 float qkv__lora_scale(float alpha, int64_t r, int rslora);
 
 /* A PEFT adapter directory, read and checked against a model's sites. */
-typedef struct qkv__lora_file {
+struct qkv__lora_file {
     int64_t r;
     float alpha, scale;
     int rslora, fan_in_fan_out;
@@ -97,7 +97,8 @@ typedef struct qkv__lora_file {
     const char *
         *extra; /* modules_to_save tensors' names (without "base_model.model."), [n_extra] */
     size_t n_extra;
-} qkv__lora_file;
+};
+typedef struct qkv__lora_file qkv__lora_file;
 
 /* Reads dir/adapter_config.json and dir/adapter_model.safetensors (regular files only), checks
  * every key against the sites (with or without shape->prefix); extra tensors (modules_to_save)
@@ -108,5 +109,8 @@ qkv_status qkv__lora_file_open(const char *dir, const qkv__lora_shape *shape,
 void qkv__lora_file_close(qkv__lora_file *f);
 /* An extra tensor of the file by its name without "base_model.model." (NULL: absent). */
 const qkv_st_tensor *qkv__lora_file_extra(const qkv__lora_file *f, const char *name);
+
+/* Closes and frees an applied adapter and its slots (NULL: nothing); the models' free. */
+void qkv__lora_release(qkv__lora_file *f, qkv_nn_lora *slots);
 
 #endif
