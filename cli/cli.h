@@ -22,6 +22,9 @@ int cli_usage_error(const char *cmd, const char *fmt, ...);
 /* 1 if arg is -h or --help. */
 int cli_is_help(const char *arg);
 
+/* qkv_model_load_lora(m, lora) when lora is not NULL; the exit code (0: applied). */
+int cli_apply_lora(const char *cmd, qkv_model *m, const char *lora);
+
 int cmd_info(int argc, char **argv);
 void cmd_info_help(void);
 int cmd_demo(int argc, char **argv);
@@ -52,6 +55,8 @@ int cmd_train(int argc, char **argv);
 void cmd_train_help(void);
 int cmd_finetune(int argc, char **argv);
 void cmd_finetune_help(void);
+int cmd_lora(int argc, char **argv);
+void cmd_lora_help(void);
 int cmd_bench(int argc, char **argv);
 void cmd_bench_help(void);
 

@@ -45,6 +45,8 @@ void cmd_classify_help(void) {
            "  --logits              the raw logits instead of the scores\n\n"
            "Options:\n"
            "  --model DIR           the classifier directory (required)\n"
+           "  --lora DIR            apply a PEFT LoRA adapter directory (not merged); a\n"
+           "                        SEQ_CLS adapter brings its classifier head\n"
            "  --pairs               plain-text lines are text<TAB>text_pair\n"
            "  --jsonl               the input is JSON lines (whatever FILE is called)\n"
            "  --batch N             lines per batch (default 64)\n"
@@ -193,7 +195,7 @@ int cli_load_classifier(const char *cmd, const char *dir, qkv_model **out) {
 }
 
 int cmd_classify(int argc, char **argv) {
-    const char *model = NULL, *in_path = "-";
+    const char *model = NULL, *in_path = "-", *lora = NULL;
     long batch = 64, threads = 0, k = 0;
     int pairs = 0, jsonl = 0, all = 0, json = 0, logits = 0, force_progress = 0, have_in = 0;
     for (int i = 1; i < argc; i++) {
@@ -201,6 +203,8 @@ int cmd_classify(int argc, char **argv) {
         int more = i + 1 < argc;
         if (strcmp(a, "--model") == 0 && more)
             model = argv[++i];
+        else if (strcmp(a, "--lora") == 0 && more)
+            lora = argv[++i];
         else if (strcmp(a, "--top-k") == 0 && more) {
             if (cli_parse_count("classify", a, argv[++i], 1, 1 << 20, &k)) return EXIT_USAGE;
         } else if (strcmp(a, "--batch") == 0 && more) {
@@ -239,6 +243,10 @@ int cmd_classify(int argc, char **argv) {
     qkv_model *m = NULL;
     int rc = cli_load_classifier("classify", model, &m);
     if (rc) return rc;
+    if ((rc = cli_apply_lora("classify", m, lora))) {
+        qkv_model_free(m);
+        return rc;
+    }
     const int64_t NL = qkv_model_num_labels(m);
     const int64_t K = all ? NL : k ? (k < NL ? k : NL) : json ? NL : 1;
 

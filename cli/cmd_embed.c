@@ -18,6 +18,7 @@ void cmd_embed_help(void) {
            "Options:\n"
            "  --model DIR        model directory (default: $QKV_MODEL, else\n"
            "                     models/all-MiniLM-L6-v2; scripts/fetch-model.sh installs it)\n"
+           "  --lora DIR         apply a PEFT LoRA adapter directory (not merged)\n"
            "  --format F         jsonl (default: one JSON array per line on stdout),\n"
            "                     npy or safetensors (binary float32 [lines, dim]; needs --out)\n"
            "  --out FILE         write to FILE instead of stdout\n"
@@ -41,6 +42,14 @@ int cli_load_model(const char *cmd, const char *dir, qkv_model **m) {
                 "one; --model DIR chooses another\n",
                 cmd, dir);
     return rc;
+}
+
+int cli_apply_lora(const char *cmd, qkv_model *m, const char *lora) {
+    if (!lora) return EXIT_OK;
+    qkv_status s = qkv_model_load_lora(m, lora);
+    if (s == QKV_OK) return EXIT_OK;
+    (void)cmd;
+    return cli_report(lora, s);
 }
 
 int cli_parse_count(const char *cmd, const char *opt, const char *val, long lo, long hi,
@@ -94,6 +103,7 @@ static int write_npy(FILE *f, const float *x, size_t rows, size_t cols) {
 
 int cmd_embed(int argc, char **argv) {
     const char *model = cli_default_model(), *format = "jsonl", *out_path = NULL, *in = "-";
+    const char *lora = NULL;
     long batch = 256, threads = 0;
     int force_progress = 0, have_in = 0;
     for (int i = 1; i < argc; i++) {
@@ -101,6 +111,8 @@ int cmd_embed(int argc, char **argv) {
         int more = i + 1 < argc;
         if (strcmp(a, "--model") == 0 && more)
             model = argv[++i];
+        else if (strcmp(a, "--lora") == 0 && more)
+            lora = argv[++i];
         else if (strcmp(a, "--format") == 0 && more)
             format = argv[++i];
         else if (strcmp(a, "--out") == 0 && more)
@@ -135,6 +147,7 @@ int cmd_embed(int argc, char **argv) {
     qkv_runtime *rt = NULL;
     float *emb = NULL;
     if ((rc = cli_load_model("embed", model, &m))) goto done;
+    if ((rc = cli_apply_lora("embed", m, lora))) goto done;
     qkv_status s = qkv_runtime_create((int)threads, &rt);
     if (s != QKV_OK) {
         rc = cli_report("runtime", s);

@@ -30,7 +30,8 @@ void cmd_generate_help(void) {
            "Input and output:\n"
            "  --ids \"1 2 3\"        the prompt as token ids (no tokenizer needed); output ids\n"
            "  --json               one JSON object at the end instead of streaming text\n"
-           "  --threads N          threads (default: QKV_NUM_THREADS or all CPUs)\n");
+           "  --threads N          threads (default: QKV_NUM_THREADS or all CPUs)\n"
+           "  --lora DIR           apply a PEFT LoRA adapter directory (not merged)\n");
 }
 
 typedef struct {
@@ -125,7 +126,7 @@ static int parse_ids(const char *str, int32_t **ids, int64_t *n) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model = NULL, *prompt = NULL, *ids_arg = NULL;
+    const char *model = NULL, *prompt = NULL, *ids_arg = NULL, *lora = NULL;
     long max_new = 64, top_k = 0, threads = 0, context = 0;
     double temperature = 0, top_p = 1, rep = 1;
     unsigned long long seed = 0;
@@ -144,6 +145,9 @@ int cmd_generate(int argc, char **argv) {
         if (strcmp(a, "--model") == 0) {
             NEED_VALUE;
             model = v;
+        } else if (strcmp(a, "--lora") == 0) {
+            NEED_VALUE;
+            lora = v;
         } else if (strcmp(a, "--prompt") == 0) {
             NEED_VALUE;
             prompt = v;
@@ -218,6 +222,10 @@ int cmd_generate(int argc, char **argv) {
     qkv_status s = qkv_lm_load(model, &lm);
     if (s != QKV_OK) {
         rc = cli_report(model, s);
+        goto done;
+    }
+    if (lora && (s = qkv_lm_load_lora(lm, lora)) != QKV_OK) {
+        rc = cli_report(lora, s);
         goto done;
     }
     if (ids_arg) {

@@ -925,8 +925,9 @@ typedef struct qkv_param_info {
 QKV_API size_t qkv_trainer_param_count(const qkv_trainer *t);
 QKV_API qkv_status qkv_trainer_param(qkv_trainer *t, size_t i, qkv_param_info *info);
 /* Freezes (0) or unfreezes parameter i: a frozen parameter is left out of the gradient norm and
- * AdamW leaves it and its moments untouched, as torch does for requires_grad=False (its
- * gradient is still computed). New trainers train every parameter of the architecture's table. */
+ * AdamW leaves it and its moments untouched, as torch does for requires_grad=False; its
+ * gradient is not computed (it stays as zero_grad left it) where the layers allow skipping it. New
+ * trainers train every parameter of the architecture's table. */
 QKV_API qkv_status qkv_trainer_set_trainable(qkv_trainer *t, size_t i, int trainable);
 /* The number of parameter values (the sum of every tensor's numel); 0 for a NULL trainer. */
 QKV_API int64_t qkv_trainer_numel(const qkv_trainer *t);
@@ -945,6 +946,77 @@ QKV_API qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char
 /* Writes dir/config.json and dir/model.safetensors that transformers' GPT2LMHeadModel (and
  * qkv_lm_load) load; eot_id (or -1) becomes bos/eos_token_id. */
 QKV_API qkv_status qkv_trainer_export_hf(const qkv_trainer *t, const char *dir, int32_t eot_id);
+
+/* ---------------------------------------------------------------- LoRA */
+
+/* Low-rank adapters as Hugging Face PEFT's LoRA (docs/TRAINING.md "LoRA"): every targeted
+ * linear layer y = x·op(W) + b gets y += s · (drop(x) Aᵀ) Bᵀ with A (r, in), B (out, r) and
+ * s = alpha / r (alpha / √r with use_rslora). Versioned: qkv_lora_config_init sets struct_size
+ * and the defaults in parentheses. */
+typedef struct qkv_lora_config {
+    size_t struct_size;
+    int64_t r;     /* (8) rank, 1 .. 4096 */
+    float alpha;   /* (8) lora_alpha */
+    float dropout; /* (0) lora_dropout, [0, 1): on the adapter's input while training */
+    int use_rslora;
+    /* (NULL: the architecture's attention projections: BERT query, value; GPT-2 c_attn; Llama
+     * q_proj, v_proj, as PEFT's defaults) module names; a target matches every linear layer
+     * whose module name is it or ends with "." + it (PEFT's rule): BERT query, key, value,
+     * dense (every dense: attention.output, intermediate, output, the pooler and the MLM
+     * transform); GPT-2 c_attn, c_proj (both), c_fc; Llama q_proj, k_proj, v_proj, o_proj,
+     * gate_proj, up_proj, down_proj. Longer names (e.g. "attention.self.query") work too. */
+    const char *const *targets;
+    size_t n_targets;
+    /* (NULL: a bert_cls trainer's "classifier", as PEFT's SEQ_CLS task; none for LMs) modules
+     * trained in full and saved with the adapter (PEFT's modules_to_save), matched as targets
+     * and by any enclosing module ("pooler" covers bert.pooler.dense.*); n 0 with a non-NULL
+     * pointer: none */
+    const char *const *modules_to_save;
+    size_t n_modules_to_save;
+    uint64_t seed; /* (0) A's initialization */
+    /* (NULL) written as adapter_config.json's base_model_name_or_path (else null) */
+    const char *base_model;
+} qkv_lora_config;
+QKV_API void qkv_lora_config_init_sized(qkv_lora_config *c, size_t struct_size);
+#define qkv_lora_config_init(c) qkv_lora_config_init_sized((c), sizeof *(c))
+
+/* Adds adapters to a trainer (once; INVALID_ARG the second time): lora_A (r, in) initialized
+ * as PEFT does (Kaiming-uniform with a = √5: U(-1/√in, 1/√in), a pure function of seed) and
+ * lora_B (out, r) zeros for every targeted layer of every block, appended to the parameters as
+ * "<module>.lora_A.weight" / ".lora_B.weight"; freezes every other parameter but the
+ * modules_to_save. The forward and backward then run the adapters: frozen weights get no
+ * gradient computed. A target or module to save that matches nothing is INVALID_ARG naming
+ * it. Parameter pointers from qkv_trainer_param taken before are invalid afterwards.
+ * Checkpoints keep the adapters and the config; qkv_trainer_export_hf writes the merged model
+ * (W + s·B·A). */
+QKV_API qkv_status qkv_trainer_add_lora(qkv_trainer *t, const qkv_lora_config *c);
+/* 1 if qkv_trainer_add_lora was called on t (or its checkpoint had adapters). */
+QKV_API int qkv_trainer_has_lora(const qkv_trainer *t);
+/* Writes a PEFT adapter directory (created if missing): adapter_config.json and
+ * adapter_model.safetensors (PEFT's names "base_model.model.<module>.lora_A.weight" ...,
+ * modules_to_save tensors as "base_model.model.<name>"), each file atomically;
+ * PeftModel.from_pretrained loads it. INVALID_ARG without adapters. */
+QKV_API qkv_status qkv_trainer_save_lora(const qkv_trainer *t, const char *dir);
+
+/* Applies a PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors, as
+ * qkv_trainer_save_lora or PEFT's save_pretrained write them) to a loaded model without
+ * merging: the adapters run beside the packed weights (inference: no dropout). Keys may name
+ * the model's modules with or without the model prefix ("bert.", "transformer.", "model.").
+ * A classifier's modules_to_save (classifier.weight / .bias) replace the head (a model
+ * without a head becomes a classifier with labels LABEL_0 .. LABEL_{NL-1}). Everything is
+ * checked before the model changes: FORMAT (a bad config, a key that is not one of the model's
+ * layers, A/B missing or of the wrong shape, r above 4096), UNSUPPORTED (DoRA, biases,
+ * per-layer rank or alpha patterns), IO (missing files, not regular files). A model takes one
+ * adapter (INVALID_ARG the second time); not thread-safe against running the model. */
+QKV_API qkv_status qkv_model_load_lora(qkv_model *m, const char *dir);
+QKV_API qkv_status qkv_lm_load_lora(qkv_lm *lm, const char *dir);
+/* Folds an adapter into a copy of a Hugging Face model directory: out_dir gets
+ * model.safetensors with W += s·B·A (F32 for the merged matrices, other tensors as they were;
+ * modules_to_save tensors replace or join the base's) and the other regular files of
+ * model_dir copied (config, tokenizer, ...; subdirectories too, one level), written into a
+ * temporary directory beside out_dir and renamed. An existing non-empty out_dir is refused
+ * (INVALID_ARG); the checks of qkv_model_load_lora apply. */
+QKV_API qkv_status qkv_lora_merge(const char *model_dir, const char *lora_dir, const char *out_dir);
 
 /* ---------------------------------------------------------------- the training loop */
 

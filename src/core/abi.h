@@ -31,6 +31,7 @@
 #define QKV__SIZE0_qkv_labeled_options sizeof(qkv_labeled_options)
 #define QKV__SIZE0_qkv_logreg_options sizeof(qkv_logreg_options)
 #define QKV__SIZE0_qkv_logreg_stats sizeof(qkv_logreg_stats)
+#define QKV__SIZE0_qkv_lora_config sizeof(qkv_lora_config)
 
 /* Copies the program's struct `in` into `local` (this library's layout, `size` bytes): the
  * first min(struct_size, size) bytes of in (struct_size 0 means size0), the rest from

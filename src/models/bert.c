@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "io/json.h"
 #include "io/safetensors.h"
+#include "models/lora.h"
 #include "nn/nn.h"
 
 #include <jansson.h>
@@ -299,6 +300,7 @@ qkv_status qkv__bert_load(const char *dir, qkv_bert **out) {
 
 void qkv__bert_free(qkv_bert *m) {
     if (!m) return;
+    qkv__lora_release(m->lora, m->lora_slot);
     qkv__owned_weights_free(&m->owned);
     for (int64_t l = 0; m->layers && l < m->cfg.num_layers; l++) {
         qkv_bert_layer *y = &m->layers[l];
@@ -443,7 +445,10 @@ qkv_status qkv__bert_classify_head(qkv_runtime *rt, const qkv_bert *m, const flo
     float *pooled = first + n_seq * C; /* (n_seq, C) */
     for (int64_t s = 0, o = 0; s < n_seq; o += lens[s], s++)
         memcpy(first + s * C, hidden + o * C, (size_t)C * sizeof(float));
-    const qkv_nn_linear pool = {.w = m->pool_w, .b = m->pool_b, .C = C, .OC = C};
+    qkv_nn_linear pool = {.w = m->pool_w, .b = m->pool_b, .C = C, .OC = C};
+    const qkv_nn_lora *pl =
+        m->lora_slot ? &m->lora_slot[qkv__lora_head_slot(m->cfg.num_layers, QKV__LS_POOLER)] : NULL;
+    if (pl && pl->r > 0) pool.lora = pl; /* a LoRA adapter's (lora_apply.c) */
     const qkv_nn_linear cls = {.w = m->cls_w, .b = m->cls_b, .C = C, .OC = NL};
     qkv_status st = qkv_nn_linear_forward(rt, &pool, pooled, first, n_seq, QKV_ACT_TANH, NULL);
     if (st == QKV_OK)

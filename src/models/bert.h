@@ -52,10 +52,12 @@ typedef struct qkv_bert {
     qkv_safetensors *st;
     const float *word_emb, *pos_emb, *type_emb, *emb_ln_w, *emb_ln_b; /* (V,C) (P,C) (TV,C) (C) */
     qkv_bert_layer *layers;                                           /* [num_layers] */
-    const float *pool_w, *pool_b; /* pooler.dense, or NULL when the checkpoint has none */
-    const float *cls_w, *cls_b;   /* classifier (NL, C), (NL), or NULL: no classification head */
-    qkv__labels labels;           /* the head's labels (n = NL); n = 0 without a head */
-    qkv_owned_weights owned;      /* converted (F16/BF16 -> F32) tensors we allocated */
+    const float *pool_w, *pool_b;  /* pooler.dense, or NULL when the checkpoint has none */
+    const float *cls_w, *cls_b;    /* classifier (NL, C), (NL), or NULL: no classification head */
+    qkv__labels labels;            /* the head's labels (n = NL); n = 0 without a head */
+    qkv_owned_weights owned;       /* converted (F16/BF16 -> F32) tensors we allocated */
+    struct qkv__lora_file *lora;   /* a LoRA adapter (lora_apply.c), or NULL */
+    struct qkv_nn_lora *lora_slot; /* its slots (models/lora.h), attached to the layers */
 } qkv_bert;
 
 /* Parses config.json of dir (a BERT-family config). Unsupported values are refused by field

@@ -25,6 +25,11 @@ struct qkv_lm {
     qkv_gpt *gpt;
 };
 
+qkv_status qkv_lm_load_lora(qkv_lm *lm, const char *dir) {
+    if (!lm) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_lm_load_lora: NULL model");
+    return qkv__gpt_load_lora(lm->gpt, dir);
+}
+
 qkv_status qkv_lm_load(const char *dir, qkv_lm **out) {
     if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_lm_load: NULL argument");
     *out = NULL;

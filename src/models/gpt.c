@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "io/json.h"
 #include "io/safetensors.h"
+#include "models/lora.h"
 #include "nn/nn.h"
 
 #include <jansson.h>
@@ -401,6 +402,7 @@ qkv_status qkv__gpt_load(const char *dir, qkv_gpt **out) {
 
 void qkv__gpt_free(qkv_gpt *m) {
     if (!m) return;
+    qkv__lora_release(m->lora, m->lora_slot);
     qkv__owned_weights_free(&m->owned);
     for (int64_t l = 0; m->layers && l < m->cfg.num_layers; l++) {
         qkv_gpt_layer *y = &m->layers[l];

@@ -76,13 +76,15 @@ typedef struct qkv_gpt_layer {
 typedef struct qkv_gpt {
     qkv_gpt_config cfg;
     qkv_safetensors *st;
-    const float *wte;           /* (V, C) token embedding */
-    const float *wpe;           /* GPT-2 (P, C) learned positions, else NULL */
-    qkv_gpt_layer *layers;      /* [L] */
-    const float *lnf_w, *lnf_b; /* (C), (C) or NULL */
-    const float *lm_head;       /* (V, C): wte when tied */
-    qkv_gemm_packed *p_head;    /* lm_headᵀ packed (K = C, N = V) */
-    qkv_owned_weights owned;    /* converted (F16/BF16 -> F32) tensors we allocated */
+    const float *wte;              /* (V, C) token embedding */
+    const float *wpe;              /* GPT-2 (P, C) learned positions, else NULL */
+    qkv_gpt_layer *layers;         /* [L] */
+    const float *lnf_w, *lnf_b;    /* (C), (C) or NULL */
+    const float *lm_head;          /* (V, C): wte when tied */
+    qkv_gemm_packed *p_head;       /* lm_headᵀ packed (K = C, N = V) */
+    qkv_owned_weights owned;       /* converted (F16/BF16 -> F32) tensors we allocated */
+    struct qkv__lora_file *lora;   /* a LoRA adapter (lora_apply.c), or NULL */
+    struct qkv_nn_lora *lora_slot; /* its slots (models/lora.h), attached to the layers */
 } qkv_gpt;
 
 /* Parses config.json of dir. Unsupported values are refused by field name
@@ -92,6 +94,8 @@ qkv_status qkv__gpt_config_load(const char *dir, qkv_gpt_config *cfg);
  * with their name and expected shape (QKV_ERR_FORMAT). On failure *out is NULL. */
 qkv_status qkv__gpt_load(const char *dir, qkv_gpt **out);
 void qkv__gpt_free(qkv_gpt *m);
+/* Applies a PEFT LoRA adapter directory (qkv_lm_load_lora; lora_apply.c). */
+qkv_status qkv__gpt_load_lora(qkv_gpt *m, const char *dir);
 
 /* Appends new tokens to n_seq sequences and computes their logits.
  *   ids [N] packed (N = Σ lens), lens [n_seq] each >= 1; caches[s] holds sequence s's past

@@ -27,6 +27,7 @@
 
 #include "core/error.h"
 #include "models/block.h"
+#include "models/lora.h"
 #include "nn/nn.h"
 
 #include <string.h>
@@ -63,15 +64,26 @@ static void attn_desc(const qkv_trainer *t, const qkv__tbatch *b, int64_t l,
     }
 }
 
-/* Block l's layers over t->w (the models' encoder block, models/block.h). */
+/* Block l's layers over t->w (the models' encoder block, models/block.h), with its adapters. */
 static qkv__enc_layer enc_layer(const qkv_trainer *t, int64_t l) {
     const int64_t C = t->cfg.C, F = t->cfg.F;
     float *W = t->w;
-    return (qkv__enc_layer){dense(t, l, BP_Q_W, C, C),  dense(t, l, BP_K_W, C, C),
-                            dense(t, l, BP_V_W, C, C),  dense(t, l, BP_O_W, C, C),
-                            dense(t, l, BP_FC_W, C, F), dense(t, l, BP_OUT_W, F, C),
-                            qkv__tw(t, W, l, BP_LN1_W), qkv__tw(t, W, l, BP_LN1_B),
-                            qkv__tw(t, W, l, BP_LN2_W), qkv__tw(t, W, l, BP_LN2_B)};
+    qkv__enc_layer e = {dense(t, l, BP_Q_W, C, C),  dense(t, l, BP_K_W, C, C),
+                        dense(t, l, BP_V_W, C, C),  dense(t, l, BP_O_W, C, C),
+                        dense(t, l, BP_FC_W, C, F), dense(t, l, BP_OUT_W, F, C),
+                        qkv__tw(t, W, l, BP_LN1_W), qkv__tw(t, W, l, BP_LN1_B),
+                        qkv__tw(t, W, l, BP_LN2_W), qkv__tw(t, W, l, BP_LN2_B)};
+    qkv_nn_lora *s = qkv__tlora_slots(t);
+    if (s) qkv__lora_attach_enc(&e, s + qkv__lora_slot(l, 0));
+    return e;
+}
+
+/* A head layer with the adapter of head slot k (models/lora.h), if any. */
+static qkv_nn_linear with_head_lora(const qkv_trainer *t, qkv_nn_linear x, int k) {
+    qkv_nn_lora *s = qkv__tlora_slots(t);
+    if (s && s[qkv__lora_head_slot(t->cfg.L, k)].r > 0)
+        x.lora = &s[qkv__lora_head_slot(t->cfg.L, k)];
+    return x;
 }
 
 typedef struct {
@@ -103,8 +115,10 @@ static qkv_nn_linear decoder(const qkv_trainer *t) {
 }
 
 static qkv_nn_linear transform(const qkv_trainer *t) {
-    return (qkv_nn_linear){
-        qkv__thead(t, t->w, 1), qkv__thead(t, t->w, 2), t->cfg.C, t->cfg.C, 0, 0, NULL, NULL};
+    return with_head_lora(t,
+                          (qkv_nn_linear){qkv__thead(t, t->w, 1), qkv__thead(t, t->w, 2), t->cfg.C,
+                                          t->cfg.C, 0, 0, NULL, NULL},
+                          QKV__LS_TRANSFORM);
 }
 
 /* Embeddings and blocks: resid[0..L] from the batch. */
@@ -150,13 +164,12 @@ static qkv_status block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, con
                                  const float *x, const qkv__tbatch *b) {
     const qkv__tconfig *c = &t->cfg;
     const int64_t N = b->B * b->T, C = c->C, F = c->F;
-    float *G = t->g, *dr = t->dresid, *dx1 = t->dx1;
+    float *dr = t->dresid, *dx1 = t->dx1;
     const qkv__enc_layer w = enc_layer(t, l);
     /* y = LN2(res2), res2 = ln1 + act(ln1 W1ᵀ + b1) W2ᵀ + b2 */
     qkv__tzero(dx1, N * C);
-    QKV_TRY(qkv_nn_layernorm_backward(rt, dx1, qkv__tw(t, G, l, BP_LN2_W),
-                                      qkv__tw(t, G, l, BP_LN2_B), dr, a->res2, w.ln2_w, a->mean2,
-                                      a->rstd2, N, C));
+    QKV_TRY(qkv_nn_layernorm_backward(rt, dx1, qkv__twg(t, l, BP_LN2_W), qkv__twg(t, l, BP_LN2_B),
+                                      dr, a->res2, w.ln2_w, a->mean2, a->rstd2, N, C));
     const float p = p_hidden(t, b);
     const float *dmlp = dx1; /* dL/d(a W2ᵀ + b2): through the dropout when there is one */
     if (p > 0.0f) {
@@ -166,17 +179,16 @@ static qkv_status block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, con
         dmlp = t->dln;
     }
     qkv__tzero(t->da, N * F);
-    QKV_TRY(qkv_nn_linear_backward(rt, &w.out, t->da, qkv__tw(t, G, l, BP_OUT_W),
-                                   qkv__tw(t, G, l, BP_OUT_B), dmlp, a->a, N));
+    QKV_TRY(qkv_nn_linear_backward(rt, &w.out, t->da, qkv__twg(t, l, BP_OUT_W),
+                                   qkv__twg(t, l, BP_OUT_B), dmlp, a->a, N));
     qkv__tzero(t->dh, N * F);
     QKV_TRY(qkv_nn_act_backward(rt, c->act, t->dh, t->da, a->h, N * F));
-    QKV_TRY(qkv_nn_linear_backward(rt, &w.fc, dx1, qkv__tw(t, G, l, BP_FC_W),
-                                   qkv__tw(t, G, l, BP_FC_B), t->dh, a->ln1, N));
+    QKV_TRY(qkv_nn_linear_backward(rt, &w.fc, dx1, qkv__twg(t, l, BP_FC_W), qkv__twg(t, l, BP_FC_B),
+                                   t->dh, a->ln1, N));
     /* ln1 = LN1(res1), res1 = x + att Woᵀ + bo: dr becomes dL/dres1, which the skip passes to x */
     qkv__tzero(dr, N * C);
-    QKV_TRY(qkv_nn_layernorm_backward(rt, dr, qkv__tw(t, G, l, BP_LN1_W),
-                                      qkv__tw(t, G, l, BP_LN1_B), dx1, a->res1, w.ln1_w, a->mean1,
-                                      a->rstd1, N, C));
+    QKV_TRY(qkv_nn_layernorm_backward(rt, dr, qkv__twg(t, l, BP_LN1_W), qkv__twg(t, l, BP_LN1_B),
+                                      dx1, a->res1, w.ln1_w, a->mean1, a->rstd1, N, C));
     const float *datt_out = dr; /* dL/d(att Woᵀ + bo) */
     if (p > 0.0f) {
         qkv__tzero(t->dln, N * C);
@@ -185,8 +197,8 @@ static qkv_status block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, con
         datt_out = t->dln;
     }
     qkv__tzero(t->datt, N * C);
-    QKV_TRY(qkv_nn_linear_backward(rt, &w.o, t->datt, qkv__tw(t, G, l, BP_O_W),
-                                   qkv__tw(t, G, l, BP_O_B), datt_out, a->att, N));
+    QKV_TRY(qkv_nn_linear_backward(rt, &w.o, t->datt, qkv__twg(t, l, BP_O_W),
+                                   qkv__twg(t, l, BP_O_B), datt_out, a->att, N));
     qkv_attention_desc d;
     attn_desc(t, b, l, &d);
     QKV_TRY(qkv_attention_backward(rt, &d, a->q, a->k, a->v, a->att, a->lse, t->datt, t->dq, t->dk,
@@ -195,8 +207,8 @@ static qkv_status block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, con
     const qkv_nn_linear *lin[3] = {&w.q, &w.k, &w.v};
     const float *dqkv[3] = {t->dq, t->dk, t->dv};
     for (int i = 0; i < 3; i++)
-        QKV_TRY(qkv_nn_linear_backward(rt, lin[i], dr, qkv__tw(t, G, l, ws[i]),
-                                       qkv__tw(t, G, l, ws[i] + 1), dqkv[i], x, N));
+        QKV_TRY(qkv_nn_linear_backward(rt, lin[i], dr, qkv__twg(t, l, ws[i]),
+                                       qkv__twg(t, l, ws[i] + 1), dqkv[i], x, N));
     return QKV_OK;
 }
 
@@ -204,14 +216,17 @@ static qkv_status block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, con
 static qkv_status encoder_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
     const qkv__tconfig *c = &t->cfg;
     const int64_t B = b->B, T = b->T, N = B * T, C = c->C, L = c->L;
-    float *W = t->w, *G = t->g;
+    float *W = t->w;
     for (int64_t l = L - 1; l >= 0; l--) {
         const float *x = t->resid + l * N * C;
         if (t->policy == QKV_RECOMPUTE_LAYERS)
             QKV_TRY(block_forward(rt, t, l, &t->layer[0], x, t->resid + (l + 1) * N * C, b));
         QKV_TRY(block_backward(rt, t, l, qkv__tacts_of(t, l), x, b));
     }
-    /* embeddings: resid[0] = drop(LN_e(emb)) */
+    /* embeddings: resid[0] = drop(LN_e(emb)); nothing to do when all are frozen (LoRA) */
+    int any = 0;
+    for (int i = 0; i < 5; i++) any |= qkv__tpreg(t, i) != NULL;
+    if (!any) return QKV_OK;
     const float *demb = t->dresid;
     if (p_hidden(t, b) > 0.0f) {
         qkv__tzero(t->dln, N * C);
@@ -219,32 +234,32 @@ static qkv_status encoder_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__t
         demb = t->dln;
     }
     qkv__tzero(t->dx1, N * C);
-    QKV_TRY(qkv_nn_layernorm_backward(rt, t->dx1, qkv__tpre(t, G, 3), qkv__tpre(t, G, 4), demb,
-                                      t->emb, qkv__tpre(t, W, 3), t->emb_mean, t->emb_rstd, N, C));
-    QKV_TRY(qkv_nn_embedding_backward(rt, qkv__tpre(t, G, 0), t->dx1, b->ids, N, c->V, C));
-    QKV_TRY(qkv_nn_position_add_backward(rt, NULL, qkv__tpre(t, G, 1), t->dx1, B, T, C, c->P, 0));
+    QKV_TRY(qkv_nn_layernorm_backward(rt, t->dx1, qkv__tpreg(t, 3), qkv__tpreg(t, 4), demb, t->emb,
+                                      qkv__tpre(t, W, 3), t->emb_mean, t->emb_rstd, N, C));
+    QKV_TRY(qkv_nn_embedding_backward(rt, qkv__tpreg(t, 0), t->dx1, b->ids, N, c->V, C));
+    QKV_TRY(qkv_nn_position_add_backward(rt, NULL, qkv__tpreg(t, 1), t->dx1, B, T, C, c->P, 0));
     if (b->types)
-        return qkv_nn_embedding_backward(rt, qkv__tpre(t, G, 2), t->dx1, b->types, N, c->TV, C);
-    return qkv_nn_position_add_backward(rt, NULL, qkv__tpre(t, G, 2), t->dx1, N, 1, C, c->TV, 0);
+        return qkv_nn_embedding_backward(rt, qkv__tpreg(t, 2), t->dx1, b->types, N, c->TV, C);
+    return qkv_nn_position_add_backward(rt, NULL, qkv__tpreg(t, 2), t->dx1, N, 1, C, c->TV, 0);
 }
 
 qkv_status qkv__bert_mlm_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
     const qkv__tconfig *c = &t->cfg;
     const int64_t N = b->B * b->T, C = c->C, L = c->L;
-    float *W = t->w, *G = t->g;
+    float *W = t->w;
     /* head: t->logits holds dlogits */
     qkv_nn_linear tr = transform(t), dec = decoder(t);
     qkv__tzero(t->dln, N * C);
-    QKV_TRY(qkv_nn_linear_backward(rt, &dec, t->dln, qkv__tpre(t, G, 0), qkv__thead(t, G, 0),
-                                   t->logits, t->lnf, N));
+    QKV_TRY(qkv_nn_linear_backward(rt, &dec, t->dln, qkv__tpreg(t, 0), qkv__theadg(t, 0), t->logits,
+                                   t->lnf, N));
     qkv__tzero(t->dx1, N * C);
-    QKV_TRY(qkv_nn_layernorm_backward(rt, t->dx1, qkv__thead(t, G, 3), qkv__thead(t, G, 4), t->dln,
+    QKV_TRY(qkv_nn_layernorm_backward(rt, t->dx1, qkv__theadg(t, 3), qkv__theadg(t, 4), t->dln,
                                       t->head_act, qkv__thead(t, W, 3), t->meanf, t->rstdf, N, C));
     qkv__tzero(t->dln, N * C);
     QKV_TRY(qkv_nn_act_backward(rt, c->act, t->dln, t->dx1, t->head, N * C));
     qkv__tzero(t->dresid, N * C);
-    QKV_TRY(qkv_nn_linear_backward(rt, &tr, t->dresid, qkv__thead(t, G, 1), qkv__thead(t, G, 2),
-                                   t->dln, t->resid + L * N * C, N));
+    QKV_TRY(qkv_nn_linear_backward(rt, &tr, t->dresid, qkv__theadg(t, 1), qkv__theadg(t, 2), t->dln,
+                                   t->resid + L * N * C, N));
     return encoder_backward(rt, t, b);
 }
 
@@ -252,8 +267,10 @@ qkv_status qkv__bert_mlm_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tb
 
 /* The pooler (post rows) and the classifier (head rows). */
 static qkv_nn_linear pooler(const qkv_trainer *t) {
-    return (qkv_nn_linear){
-        qkv__tpost(t, t->w, 0), qkv__tpost(t, t->w, 1), t->cfg.C, t->cfg.C, 0, 0, NULL, NULL};
+    return with_head_lora(t,
+                          (qkv_nn_linear){qkv__tpost(t, t->w, 0), qkv__tpost(t, t->w, 1), t->cfg.C,
+                                          t->cfg.C, 0, 0, NULL, NULL},
+                          QKV__LS_POOLER);
 }
 static qkv_nn_linear classifier(const qkv_trainer *t) {
     return (qkv_nn_linear){
@@ -297,11 +314,10 @@ qkv_status qkv__bert_cls_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tba
 qkv_status qkv__bert_cls_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
     const qkv__tconfig *c = &t->cfg;
     const int64_t B = b->B, T = b->T, N = B * T, C = c->C;
-    float *G = t->g;
     qkv_nn_linear pool = pooler(t), cl = classifier(t);
     /* t->logits holds dlogits */
     qkv__tzero(t->dpool, B * C);
-    QKV_TRY(qkv_nn_linear_backward(rt, &cl, t->dpool, qkv__thead(t, G, 0), qkv__thead(t, G, 1),
+    QKV_TRY(qkv_nn_linear_backward(rt, &cl, t->dpool, qkv__theadg(t, 0), qkv__theadg(t, 1),
                                    t->logits, t->pool_d, B));
     qkv__tzero(t->dcls, B * C);
     QKV_TRY(qkv_nn_dropout_backward(rt, t->dcls, t->dpool, B * C, b->train ? c->p_cls : 0.0f,
@@ -309,7 +325,7 @@ qkv_status qkv__bert_cls_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tb
     qkv__tzero(t->dpool, B * C);
     QKV_TRY(qkv_nn_act_backward(rt, QKV_ACT_TANH, t->dpool, t->dcls, t->pool_h, B * C));
     qkv__tzero(t->dcls, B * C);
-    QKV_TRY(qkv_nn_linear_backward(rt, &pool, t->dcls, qkv__tpost(t, G, 0), qkv__tpost(t, G, 1),
+    QKV_TRY(qkv_nn_linear_backward(rt, &pool, t->dcls, qkv__tpostg(t, 0), qkv__tpostg(t, 1),
                                    t->dpool, t->cls_x, B));
     qkv__tzero(t->dresid, N * C);
     for (int64_t i = 0; i < B; i++)

@@ -182,8 +182,18 @@ qkv_status qkv_trainer_save(const qkv_trainer *t, const char *path, const char *
     vals[19] = qkv__problem_name(c->problem);
     vals[20] = drop;
     vals[21] = labels;
-    qkv_status st = cls && !labels ? qkv__fail(QKV_ERR_NOMEM, "qkv_trainer_save: out of memory")
-                                   : qkv_safetensors_write(path, wt, n, keys, vals, cls ? 22 : 19);
+    /* adapters: their config (lora_train.c) as one more key */
+    char *lora = t->lora ? qkv__tlora_meta(t) : NULL;
+    const char *k2[23], *v2[23];
+    size_t nm = cls ? 22 : 19;
+    memcpy(k2, keys, nm * sizeof *k2);
+    memcpy(v2, vals, nm * sizeof *v2);
+    k2[nm] = "lora";
+    v2[nm] = lora;
+    qkv_status st = (cls && !labels) || (t->lora && !lora)
+                        ? qkv__fail(QKV_ERR_NOMEM, "qkv_trainer_save: out of memory")
+                        : qkv_safetensors_write(path, wt, n, k2, v2, nm + (lora != NULL));
+    qkv__free(lora);
     qkv__free(labels);
     qkv__free(frozen);
     qkv__free(wt);
@@ -254,6 +264,10 @@ qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char **user_
     if (s == QKV_OK) s = qkv__trainer_alloc(&c, &t);
     if (t) t->labels = labels, labels = (qkv__labels){0};
     qkv__labels_free(&labels);
+    const char *lora = qkv_safetensors_metadata_get(st, "lora");
+    if (s == QKV_OK && lora) s = qkv__tlora_restore(t, path, lora);
+    for (size_t i = 0; s == QKV_OK && lora && i < t->n_params; i++)
+        t->params[i].trainable = 1; /* the 'frozen' list below is the whole truth */
     static const char *const pre[3] = {"", "optim.exp_avg.", "optim.exp_avg_sq."};
     for (int k = 0; s == QKV_OK && k < 3; k++) {
         float *buf = k == 0 ? t->w : k == 1 ? t->m : t->v;
@@ -299,7 +313,7 @@ qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char **user_
 
 /* ---------------------------------------------------------------- Hugging Face */
 
-static qkv_status write_text_atomic(const char *path, const char *text) {
+qkv_status qkv__write_text_atomic(const char *path, const char *text) {
     char tmp[4200];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return qkv__fail(QKV_ERR_INVALID_ARG, "path too long: %s", path);
@@ -359,7 +373,7 @@ static qkv_status export_cls_config(const qkv_trainer *t, const char *dir, const
     json_get_alloc_funcs(NULL, &release);
     if (text) release(text); /* jansson's own free (io/json.c) */
     qkv__json_end();
-    if (s == QKV_OK) s = write_text_atomic(path, nl);
+    if (s == QKV_OK) s = qkv__write_text_atomic(path, nl);
     qkv__free(nl);
     return s;
 }
@@ -371,15 +385,24 @@ qkv_status qkv_trainer_export_hf(const qkv_trainer *t, const char *dir, int32_t 
     char path[4096];
     if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
         return qkv__fail(QKV_ERR_INVALID_ARG, "export: directory path too long");
-    qkv_st_write_tensor *wt = qkv__calloc(t->n_params, sizeof *wt);
-    if (!wt) return qkv__fail(QKV_ERR_NOMEM, "export: out of memory");
-    for (size_t i = 0; i < t->n_params; i++) {
+    /* with adapters: the merged weights W + s·B·A, without the adapters' own tensors */
+    float *merged = NULL;
+    if (t->lora) QKV_TRY(qkv__tlora_merged(t, &merged));
+    const float *W = merged ? merged : t->w;
+    const size_t np = qkv__tn_base(t);
+    qkv_st_write_tensor *wt = qkv__calloc(np, sizeof *wt);
+    if (!wt) {
+        qkv__free(merged);
+        return qkv__fail(QKV_ERR_NOMEM, "export: out of memory");
+    }
+    for (size_t i = 0; i < np; i++) {
         const qkv__tparam *p = &t->params[i];
-        wt[i] = (qkv_st_write_tensor){p->name, p->dtype, p->ndim, p->shape, t->w + p->offset};
+        wt[i] = (qkv_st_write_tensor){p->name, p->dtype, p->ndim, p->shape, W + p->offset};
     }
     const char *mk[] = {"format"}, *mv[] = {"pt"};
-    qkv_status s = qkv_safetensors_write(path, wt, t->n_params, mk, mv, 1);
+    qkv_status s = qkv_safetensors_write(path, wt, np, mk, mv, 1);
     qkv__free(wt);
+    qkv__free(merged);
     QKV_TRY(s);
     const qkv__tconfig *c = &t->cfg;
     char bos[32] = "null", eos[32] = "null", pad[32] = "null";
@@ -470,7 +493,7 @@ qkv_status qkv_trainer_export_hf(const qkv_trainer *t, const char *dir, int32_t 
                  bos, eos);
     if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
         return qkv__fail(QKV_ERR_INVALID_ARG, "export: directory path too long");
-    return write_text_atomic(path, cfg);
+    return qkv__write_text_atomic(path, cfg);
 }
 
 /* The weights of dir's model.safetensors into t, by the parameter table's names. Head rows

@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "models/block.h"
+#include "models/lora.h"
 #include "nn/nn.h"
 
 #include <string.h>
@@ -28,11 +29,17 @@ static qkv__dec_cfg dec_cfg(const qkv_trainer *t) {
         c->arch == QKV__TARCH_LLAMA, c->C, c->F, c->H * c->D, c->Hk * c->D, c->eps, c->act};
 }
 
+/* Block l's adapters (lora_train.c), if any, on its layers. */
+static void attach_lora(const qkv_trainer *t, int64_t l, qkv__dec_layer *w) {
+    qkv_nn_lora *s = qkv__tlora_slots(t);
+    if (s) qkv__lora_attach_dec(w, s + qkv__lora_slot(l, 0));
+}
+
 /* Block l's layers over base (t->w) and, when g is not NULL, their gradients in t->g. */
 static void dec_layer(const qkv_trainer *t, int64_t l, qkv__dec_layer *w, qkv__dec_grads *g) {
     const qkv__tconfig *c = &t->cfg;
     const int64_t C = c->C, F = c->F, Q = c->H * c->D, K = c->Hk * c->D;
-    float *W = t->w, *G = t->g;
+    float *W = t->w;
     if (c->arch == QKV__TARCH_GPT2) { /* Conv1D [in, out]; q | k | v are c_attn's columns */
         float *wa = qkv__tw(t, W, l, TP_ATTN_W), *ba = qkv__tw(t, W, l, TP_ATTN_B);
         *w = (qkv__dec_layer){
@@ -47,26 +54,27 @@ static void dec_layer(const qkv_trainer *t, int64_t l, qkv__dec_layer *w, qkv__d
             {qkv__tw(t, W, l, TP_FC_W), qkv__tw(t, W, l, TP_FC_B), C, F, 0, 1, NULL, NULL},
             {qkv__tw(t, W, l, TP_MLP_W), qkv__tw(t, W, l, TP_MLP_B), F, C, 0, 1, NULL, NULL},
             {0}};
-        if (g) {
-            float *gw = qkv__tw(t, G, l, TP_ATTN_W), *gb = qkv__tw(t, G, l, TP_ATTN_B);
-            *g = (qkv__dec_grads){qkv__tw(t, G, l, TP_LN1_W),
-                                  qkv__tw(t, G, l, TP_LN1_B),
-                                  qkv__tw(t, G, l, TP_LN2_W),
-                                  qkv__tw(t, G, l, TP_LN2_B),
+        if (g) { /* frozen parameters: NULL, no gradient computed */
+            float *gw = qkv__twg(t, l, TP_ATTN_W), *gb = qkv__twg(t, l, TP_ATTN_B);
+            *g = (qkv__dec_grads){qkv__twg(t, l, TP_LN1_W),
+                                  qkv__twg(t, l, TP_LN1_B),
+                                  qkv__twg(t, l, TP_LN2_W),
+                                  qkv__twg(t, l, TP_LN2_B),
                                   gw,
                                   gb,
-                                  gw + C,
-                                  gb + C,
-                                  gw + 2 * C,
-                                  gb + 2 * C,
-                                  qkv__tw(t, G, l, TP_PROJ_W),
-                                  qkv__tw(t, G, l, TP_PROJ_B),
-                                  qkv__tw(t, G, l, TP_FC_W),
-                                  qkv__tw(t, G, l, TP_FC_B),
-                                  qkv__tw(t, G, l, TP_MLP_W),
-                                  qkv__tw(t, G, l, TP_MLP_B),
+                                  gw ? gw + C : NULL,
+                                  gb ? gb + C : NULL,
+                                  gw ? gw + 2 * C : NULL,
+                                  gb ? gb + 2 * C : NULL,
+                                  qkv__twg(t, l, TP_PROJ_W),
+                                  qkv__twg(t, l, TP_PROJ_B),
+                                  qkv__twg(t, l, TP_FC_W),
+                                  qkv__twg(t, l, TP_FC_B),
+                                  qkv__twg(t, l, TP_MLP_W),
+                                  qkv__twg(t, l, TP_MLP_B),
                                   NULL};
         }
+        attach_lora(t, l, w);
         return;
     }
     /* Llama: nn.Linear [out, in], no biases */
@@ -82,15 +90,16 @@ static void dec_layer(const qkv_trainer *t, int64_t l, qkv__dec_layer *w, qkv__d
                           {qkv__tw(t, W, l, LP_DOWN), NULL, F, C, 0, 0, NULL, NULL},
                           {qkv__tw(t, W, l, LP_GATE), NULL, C, F, 0, 0, NULL, NULL}};
     if (g)
-        *g = (qkv__dec_grads){.ln1_w = qkv__tw(t, G, l, LP_LN1),
-                              .ln2_w = qkv__tw(t, G, l, LP_LN2),
-                              .q_w = qkv__tw(t, G, l, LP_Q),
-                              .k_w = qkv__tw(t, G, l, LP_K),
-                              .v_w = qkv__tw(t, G, l, LP_V),
-                              .o_w = qkv__tw(t, G, l, LP_O),
-                              .fc_w = qkv__tw(t, G, l, LP_UP),
-                              .proj_w = qkv__tw(t, G, l, LP_DOWN),
-                              .gate_w = qkv__tw(t, G, l, LP_GATE)};
+        *g = (qkv__dec_grads){.ln1_w = qkv__twg(t, l, LP_LN1),
+                              .ln2_w = qkv__twg(t, l, LP_LN2),
+                              .q_w = qkv__twg(t, l, LP_Q),
+                              .k_w = qkv__twg(t, l, LP_K),
+                              .v_w = qkv__twg(t, l, LP_V),
+                              .o_w = qkv__twg(t, l, LP_O),
+                              .fc_w = qkv__twg(t, l, LP_UP),
+                              .proj_w = qkv__twg(t, l, LP_DOWN),
+                              .gate_w = qkv__twg(t, l, LP_GATE)};
+    attach_lora(t, l, w);
 }
 
 static qkv_nn_linear lm_head(const qkv_trainer *t, float *base) {
@@ -228,26 +237,26 @@ qkv_status qkv__decoder_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tba
     const float *xl = t->resid + L * N * C;
     /* LM head: logits = lnf · headᵀ; t->logits holds dlogits */
     qkv_nn_linear head = lm_head(t, t->w);
-    float *dhead = c->tied ? qkv__tpre(t, t->g, 0) : qkv__thead(t, t->g, 0);
+    float *dhead = c->tied ? qkv__tpreg(t, 0) : qkv__theadg(t, 0);
     qkv__tzero(t->dln, N * C);
     QKV_TRY(qkv_nn_linear_backward(rt, &head, t->dln, dhead, NULL, t->logits, t->lnf, N));
     qkv__tzero(t->dresid, N * C);
     if (c->arch == QKV__TARCH_LLAMA)
-        QKV_TRY(qkv_nn_rmsnorm_backward(rt, t->dresid, qkv__tpost(t, t->g, 0), t->dln, xl,
+        QKV_TRY(qkv_nn_rmsnorm_backward(rt, t->dresid, qkv__tpostg(t, 0), t->dln, xl,
                                         qkv__tpost(t, t->w, 0), t->rstdf, N, C));
     else
-        QKV_TRY(qkv_nn_layernorm_backward(rt, t->dresid, qkv__tpost(t, t->g, 0),
-                                          qkv__tpost(t, t->g, 1), t->dln, xl,
-                                          qkv__tpost(t, t->w, 0), t->meanf, t->rstdf, N, C));
+        QKV_TRY(qkv_nn_layernorm_backward(rt, t->dresid, qkv__tpostg(t, 0), qkv__tpostg(t, 1),
+                                          t->dln, xl, qkv__tpost(t, t->w, 0), t->meanf, t->rstdf, N,
+                                          C));
     for (int64_t l = L - 1; l >= 0; l--) {
         const float *x = t->resid + l * N * C;
         if (t->policy == QKV_RECOMPUTE_LAYERS)
             QKV_TRY(block_forward(rt, t, l, x, t->resid + (l + 1) * N * C, B, T));
         QKV_TRY(block_backward(rt, t, l, qkv__tacts_of(t, l), x, B, T));
     }
-    QKV_TRY(qkv_nn_embedding_backward(rt, qkv__tpre(t, t->g, 0), t->dresid, b->ids, N, c->V, C));
+    QKV_TRY(qkv_nn_embedding_backward(rt, qkv__tpreg(t, 0), t->dresid, b->ids, N, c->V, C));
     if (c->arch == QKV__TARCH_GPT2)
-        return qkv_nn_position_add_backward(rt, NULL, qkv__tpre(t, t->g, 1), t->dresid, B, T, C,
-                                            c->P, 0);
+        return qkv_nn_position_add_backward(rt, NULL, qkv__tpreg(t, 1), t->dresid, B, T, C, c->P,
+                                            0);
     return QKV_OK;
 }

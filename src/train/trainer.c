@@ -203,6 +203,24 @@ static qkv_status check_config(const qkv__tconfig *c) {
     return QKV_OK;
 }
 
+qkv_status qkv__trainer_build_segs(qkv_trainer *t) {
+    int64_t n = 0;
+    for (size_t i = 0; i < t->n_params; i++)
+        n += (t->params[i].numel + QKV__SEG_FLOATS - 1) / QKV__SEG_FLOATS;
+    qkv__tseg *segs = qkv__calloc((size_t)n, sizeof *segs);
+    if (!segs) return qkv__fail(QKV_ERR_NOMEM, "trainer: out of memory");
+    for (size_t i = 0, k = 0; i < t->n_params; i++)
+        for (int64_t b = 0; b < t->params[i].numel; b += QKV__SEG_FLOATS) {
+            int64_t e =
+                b + QKV__SEG_FLOATS < t->params[i].numel ? b + QKV__SEG_FLOATS : t->params[i].numel;
+            segs[k++] = (qkv__tseg){(int64_t)i, t->params[i].offset + b, t->params[i].offset + e};
+        }
+    qkv__free(t->segs);
+    t->segs = segs;
+    t->n_segs = n;
+    return QKV_OK;
+}
+
 qkv_status qkv__trainer_alloc(const qkv__tconfig *cfg, qkv_trainer **out) {
     *out = NULL;
     if (!cfg) return qkv__fail(QKV_ERR_INVALID_ARG, "trainer: NULL config");
@@ -253,16 +271,7 @@ qkv_status qkv__trainer_alloc(const qkv__tconfig *cfg, qkv_trainer **out) {
                       &rows[i]);
         }
     }
-    for (size_t i = 0; i < t->n_params; i++)
-        t->n_segs += (t->params[i].numel + QKV__SEG_FLOATS - 1) / QKV__SEG_FLOATS;
-    t->segs = qkv__calloc((size_t)t->n_segs, sizeof *t->segs);
-    for (size_t i = 0, k = 0; t->segs && i < t->n_params; i++)
-        for (int64_t b = 0; b < t->params[i].numel; b += QKV__SEG_FLOATS) {
-            int64_t e =
-                b + QKV__SEG_FLOATS < t->params[i].numel ? b + QKV__SEG_FLOATS : t->params[i].numel;
-            t->segs[k++] =
-                (qkv__tseg){(int64_t)i, t->params[i].offset + b, t->params[i].offset + e};
-        }
+    (void)qkv__trainer_build_segs(t);
     size_t bytes = (size_t)t->n_floats * sizeof(float);
     t->w = qkv__calloc(1, bytes);
     t->g = qkv__calloc(1, bytes);
@@ -349,6 +358,7 @@ void qkv_trainer_free(qkv_trainer *t) {
     qkv__free(t->arena);
     qkv__free(t->layer);
     qkv__labels_free(&t->labels);
+    qkv__tlora_free(t->lora);
     qkv__free(t);
 }
 
@@ -641,6 +651,7 @@ qkv_status qkv__trainer_loss(qkv_runtime *rt, qkv_trainer *t, int64_t N, int64_t
 static qkv_status forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b, int backward,
                           float scale, float *loss) {
     t->logits_valid = 0;
+    qkv__tlora_begin(t, b);
     switch (t->cfg.arch) {
     case QKV__TARCH_BERT: return qkv__bert_mlm_forward(rt, t, b, backward, scale, loss);
     case QKV__TARCH_BERT_CLS: return qkv__bert_cls_forward(rt, t, b, backward, scale, loss);

@@ -166,8 +166,9 @@ struct qkv_trainer {
                                                 dense output, tanh, dropout */
     float *dcls, *dpool;                     /* BERT_CLS (B, C) gradients */
     int logits_valid;
-    qkv__labels labels; /* BERT_CLS: the head's label names and problem type */
-    size_t n_fresh;     /* parameters initialized fresh by the last load */
+    qkv__labels labels;      /* BERT_CLS: the head's label names and problem type */
+    size_t n_fresh;          /* parameters initialized fresh by the last load */
+    struct qkv__tlora *lora; /* LoRA adapters (lora_train.c), NULL: none */
 };
 
 /* The parameter table and zeroed buffers (weights not initialized); trainer.c. */
@@ -183,6 +184,32 @@ qkv_status qkv__tconfig_load_cls(const char *dir, const qkv_classifier_spec *spe
 /* The architecture's name ("gpt2", "llama", "bert") and back. */
 const char *qkv__tarch_name(qkv__tarch a);
 int qkv__tarch_parse(const char *s, qkv__tarch *a);
+
+/* ---------------------------------------------------------------- LoRA (lora_train.c) */
+struct qkv__tlora;
+/* The index of the first adapter parameter (they follow the table's rows). */
+size_t qkv__tlora_first(const struct qkv_trainer *t);
+/* Binds the adapters to this forward's weights, gradients and dropout (b->train, b->seed);
+ * called before every forward. */
+void qkv__tlora_begin(struct qkv_trainer *t, const struct qkv__tbatch *b);
+/* The adapter slots (models/lora.h: qkv__lora_slot), NULL without adapters. */
+qkv_nn_lora *qkv__tlora_slots(const struct qkv_trainer *t);
+void qkv__tlora_free(struct qkv__tlora *lo);
+/* The checkpoint metadata of the adapters (a JSON object; qkv__free it), NULL on NOMEM. */
+char *qkv__tlora_meta(const struct qkv_trainer *t);
+/* Adds the adapters a checkpoint's metadata describes (their values come from its tensors). */
+qkv_status qkv__tlora_restore(struct qkv_trainer *t, const char *path, const char *meta);
+/* A copy of t->w with every adapter merged (W += s·B·A); *out: qkv__free. */
+qkv_status qkv__tlora_merged(const struct qkv_trainer *t, float **out);
+/* Every tensor cut into segments again (after parameters were added). */
+qkv_status qkv__trainer_build_segs(struct qkv_trainer *t);
+/* Writes text to path atomically (temporary file, fsync, rename); checkpoint.c. */
+qkv_status qkv__write_text_atomic(const char *path, const char *text);
+
+/* The number of the table's parameters (the adapters' follow them). */
+static inline size_t qkv__tn_base(const struct qkv_trainer *t) {
+    return t->lora ? qkv__tlora_first(t) : t->n_params;
+}
 
 /* Parameter `which` of block l, and row i of the table's pre / post / head rows; base is w or g.
  * A head row that is absent (Llama's lm_head when tied) gives NULL. */
@@ -202,7 +229,28 @@ static inline float *qkv__tpost(const struct qkv_trainer *t, float *base, int i)
 static inline float *qkv__thead(const struct qkv_trainer *t, float *base, int i) {
     size_t k = (size_t)t->tab->n_pre + (size_t)t->cfg.L * (size_t)t->tab->n_layer +
                (size_t)t->tab->n_post + (size_t)i;
-    return k < t->n_params ? base + t->params[k].offset : NULL;
+    return k < qkv__tn_base(t) ? base + t->params[k].offset : NULL;
+}
+
+/* The gradient of parameter i, or NULL when it is frozen: the backward then skips it. */
+static inline float *qkv__tgrad(const struct qkv_trainer *t, size_t i) {
+    return t->params[i].trainable ? t->g + t->params[i].offset : NULL;
+}
+static inline float *qkv__twg(const struct qkv_trainer *t, int64_t l, int which) {
+    return qkv__tgrad(t,
+                      (size_t)t->tab->n_pre + (size_t)l * (size_t)t->tab->n_layer + (size_t)which);
+}
+static inline float *qkv__tpreg(const struct qkv_trainer *t, int i) {
+    return qkv__tgrad(t, (size_t)i);
+}
+static inline float *qkv__tpostg(const struct qkv_trainer *t, int i) {
+    return qkv__tgrad(t, (size_t)t->tab->n_pre + (size_t)t->cfg.L * (size_t)t->tab->n_layer +
+                             (size_t)i);
+}
+static inline float *qkv__theadg(const struct qkv_trainer *t, int i) {
+    size_t k = (size_t)t->tab->n_pre + (size_t)t->cfg.L * (size_t)t->tab->n_layer +
+               (size_t)t->tab->n_post + (size_t)i;
+    return k < qkv__tn_base(t) ? qkv__tgrad(t, k) : NULL;
 }
 
 /* Gradient buffers are zeroed before a backward accumulates (+=) into them. */
