@@ -85,6 +85,12 @@ void cmd_finetune_help(void) {
         "  --save-every N        checkpoint every N steps (default: each epoch)\n"
         "  --keep N              checkpoints kept besides best.safetensors (2)\n"
         "  --recompute           recompute activations in the backward (less memory)\n"
+        "LoRA (train low-rank adapters and the classifier only, as PEFT does; the run also\n"
+        "writes RUN/adapter/, a PEFT adapter directory, besides the merged RUN/model/):\n"
+        "  --lora-r R            the adapters' rank (off by default; 8 is usual)\n"
+        "  --lora-alpha A        lora_alpha: the update is scaled by A / R (default 2 R)\n"
+        "  --lora-dropout P      dropout on the adapters' input (0.1)\n"
+        "  --lora-targets LIST   modules to adapt, PEFT's names (query,value)\n"
         "  --threads N           threads (default: QKV_NUM_THREADS or all CPUs)\n"
         "  --resume              continue RUN from its newest checkpoint (data and options as\n"
         "                        stored in it); the result equals an uninterrupted run\n"
@@ -99,12 +105,13 @@ void cmd_finetune_help(void) {
 
 typedef struct ft_cfg {
     char model[PATH_MAX], train[PATH_MAX], val[PATH_MAX], test[PATH_MAX], out[PATH_MAX];
-    char labels[4096];
+    char labels[4096], lora_targets[256];
     char problem[16], format[8], text_field[64], pair_field[64], label_field[64], header[4];
     char label_sep;
     int no_quotes, group, recompute;
     double val_split, lr, weight_decay, warmup_ratio, clip, dropout; /* dropout < 0: config */
-    long epochs, batch, max_length, eval_every, save_every, keep;
+    long epochs, batch, max_length, eval_every, save_every, keep, lora_r;
+    double lora_alpha, lora_dropout; /* alpha 0: 2 r */
     unsigned long long seed;
 } ft_cfg;
 
@@ -114,6 +121,8 @@ static void cfg_defaults(ft_cfg *c) {
     c->clip = 1.0, c->dropout = -1.0;
     c->epochs = 3, c->batch = 32, c->max_length = 128, c->keep = 2, c->seed = 42, c->group = 1;
     c->label_sep = '|';
+    c->lora_dropout = 0.1;
+    snprintf(c->lora_targets, sizeof c->lora_targets, "query,value");
 }
 
 /* The options as JSON (stored in every checkpoint: what --resume continues). */
@@ -121,7 +130,7 @@ static char *cfg_json(const ft_cfg *c) {
     char sep[2] = {c->label_sep, 0};
     json_t *j = json_pack(
         "{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:b,s:b,s:f,s:f,s:f,s:f,s:f,"
-        "s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+        "s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:s}",
         "model", c->model, "train", c->train, "val", c->val, "test", c->test, "out", c->out,
         "labels", c->labels, "problem", c->problem, "format", c->format, "text_field",
         c->text_field, "pair_field", c->pair_field, "label_field", c->label_field, "header",
@@ -130,7 +139,9 @@ static char *cfg_json(const ft_cfg *c) {
         "warmup_ratio", c->warmup_ratio, "clip", c->clip, "dropout", c->dropout, "epochs",
         (json_int_t)c->epochs, "batch", (json_int_t)c->batch, "max_length",
         (json_int_t)c->max_length, "eval_every", (json_int_t)c->eval_every, "save_every",
-        (json_int_t)c->save_every, "keep", (json_int_t)c->keep, "seed", (json_int_t)c->seed);
+        (json_int_t)c->save_every, "keep", (json_int_t)c->keep, "seed", (json_int_t)c->seed,
+        "lora_r", (json_int_t)c->lora_r, "lora_alpha", c->lora_alpha, "lora_dropout",
+        c->lora_dropout, "lora_targets", c->lora_targets);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return s;
@@ -159,7 +170,8 @@ static int cfg_from_json(ft_cfg *c, const char *text) {
               str_field(j, "pair_field", c->pair_field, sizeof c->pair_field) |
               str_field(j, "label_field", c->label_field, sizeof c->label_field) |
               str_field(j, "header", c->header, sizeof c->header) |
-              str_field(j, "label_sep", sep, sizeof sep);
+              str_field(j, "label_sep", sep, sizeof sep) |
+              str_field(j, "lora_targets", c->lora_targets, sizeof c->lora_targets);
     c->label_sep = sep[0];
     json_t *v;
 #define B_(k, dst)                                                                                 \
@@ -182,7 +194,8 @@ static int cfg_from_json(ft_cfg *c, const char *text) {
     F_("warmup_ratio", c->warmup_ratio) F_("clip", c->clip) F_("dropout", c->dropout);
     I_("epochs", c->epochs) I_("batch", c->batch) I_("max_length", c->max_length);
     I_("eval_every", c->eval_every) I_("save_every", c->save_every) I_("keep", c->keep);
-    I_("seed", c->seed);
+    I_("seed", c->seed) I_("lora_r", c->lora_r);
+    F_("lora_alpha", c->lora_alpha) F_("lora_dropout", c->lora_dropout);
 #undef B_
 #undef F_
 #undef I_
@@ -521,6 +534,18 @@ static int parse_args(int argc, char **argv, ft_cfg *c, int *resume, long *threa
             VAL();
             if (strlen(v) != 1) return cli_usage_error("finetune", "--label-sep is one character");
             c->label_sep = v[0];
+        } else if (strcmp(a, "--lora-r") == 0) {
+            VAL();
+            rc = cli_parse_count("finetune", a, v, 1, 4096, &c->lora_r);
+        } else if (strcmp(a, "--lora-alpha") == 0) {
+            VAL();
+            rc = parse_double(a, v, 1e-6, 1e6, &c->lora_alpha);
+        } else if (strcmp(a, "--lora-dropout") == 0) {
+            VAL();
+            rc = parse_double(a, v, 0, 0.99, &c->lora_dropout);
+        } else if (strcmp(a, "--lora-targets") == 0) {
+            VAL();
+            rc = copy_str(a, v, c->lora_targets, sizeof c->lora_targets);
         } else if (strcmp(a, "--val-split") == 0) {
             VAL();
             rc = parse_double(a, v, 1e-6, 0.9, &c->val_split);
@@ -657,6 +682,28 @@ static int setup(ft_run *r) {
     if (c->dropout >= 0 && (s = qkv_trainer_set_dropout(r->t, (float)c->dropout, (float)c->dropout,
                                                         (float)c->dropout)) != QKV_OK)
         return cli_report("--dropout", s);
+    if (c->lora_r > 0) {
+        char tb[sizeof c->lora_targets];
+        const char *targets[64];
+        snprintf(tb, sizeof tb, "%s", c->lora_targets);
+        qkv_lora_config lc;
+        qkv_lora_config_init(&lc);
+        lc.r = c->lora_r;
+        lc.alpha = (float)(c->lora_alpha > 0 ? c->lora_alpha : 2.0 * (double)c->lora_r);
+        lc.dropout = (float)c->lora_dropout;
+        lc.targets = targets;
+        lc.n_targets = (size_t)split_names(tb, targets, 64);
+        lc.seed = c->seed;
+        lc.base_model = c->model;
+        if ((s = qkv_trainer_add_lora(r->t, &lc)) != QKV_OK) return cli_report("--lora-*", s);
+        int64_t trained = 0;
+        for (size_t i = 0; i < qkv_trainer_param_count(r->t); i++) {
+            qkv_param_info p = {.struct_size = sizeof p};
+            if (qkv_trainer_param(r->t, i, &p) == QKV_OK && p.trainable) trained += p.numel;
+        }
+        fprintf(stderr, "qkv finetune: LoRA r %ld on %s: %lld of %lld parameters trained\n",
+                c->lora_r, c->lora_targets, (long long)trained, (long long)qkv_trainer_numel(r->t));
+    }
     return 0;
 }
 
@@ -753,6 +800,14 @@ static int run_loop(ft_run *r) {
     s = qkv_trainer_export_hf(r->t, dir, -1);
     if (s != QKV_OK) return cli_report("exporting the model", s);
     copy_tokenizer(c->model, dir);
+    if (qkv_trainer_has_lora(r->t)) {
+        snprintf(dir, sizeof dir, "%s/adapter", c->out);
+        s = qkv_trainer_save_lora(r->t, dir);
+        if (s != QKV_OK) return cli_report("writing the adapter", s);
+        fprintf(stderr, "qkv finetune: the LoRA adapter is in %s (PEFT format; --lora %s)\n", dir,
+                dir);
+        snprintf(dir, sizeof dir, "%s/model", c->out);
+    }
     fprintf(stderr, "qkv finetune: the best model is in %s (qkv classify --model %s)\n", dir, dir);
     return 0;
 }

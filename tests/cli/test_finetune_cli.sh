@@ -76,6 +76,25 @@ check 'cmp -s "$tmp/a/model/model.safetensors" "$tmp/b/model/model.safetensors"'
       "interrupted + resumed model differs from the uninterrupted one"
 check 'cmp -s "$tmp/a/test_report.txt" "$tmp/b/test_report.txt"' "resumed test report differs"
 
+# LoRA: adapters (PEFT files) besides the merged model; the base + adapter classifies as the
+# merged model does; resuming from an earlier checkpoint (the newest removed) ends identical
+"$qkv" finetune "${common[@]}" --epochs 3 --lora-r 4 --out "$tmp/l" > /dev/null 2>"$tmp/l.err"; rc=$?
+check '[[ $rc -eq 0 ]] && grep -q "LoRA r 4 on query,value" "$tmp/l.err"' "LoRA run: exit $rc: $(tail -2 "$tmp/l.err")"
+check '[[ -s "$tmp/l/adapter/adapter_config.json" && -s "$tmp/l/adapter/adapter_model.safetensors" ]]' \
+      "LoRA run writes the PEFT adapter"
+check 'grep -q "\"SEQ_CLS\"" "$tmp/l/adapter/adapter_config.json"' "the adapter's task type"
+"$qkv" classify --model "$model" --lora "$tmp/l/adapter" "$tmp/q.txt" > "$tmp/ql1" 2>/dev/null
+"$qkv" classify --model "$tmp/l/model" "$tmp/q.txt" > "$tmp/ql2" 2>/dev/null
+check '[[ -s "$tmp/ql1" ]] && diff <(cut -f1 "$tmp/ql1") <(cut -f1 "$tmp/ql2") > /dev/null' \
+      "base + --lora adapter and the merged model disagree"
+cp -r "$tmp/l" "$tmp/l2"
+rm -rf "$tmp/l2/model" "$tmp/l2/adapter" "$(ls "$tmp/l2"/ckpt_*.safetensors | tail -1)"
+"$qkv" finetune --resume --out "$tmp/l2" > /dev/null 2>"$tmp/l2.err"; rc=$?
+check '[[ $rc -eq 0 ]]' "LoRA --resume: exit $rc: $(tail -2 "$tmp/l2.err")"
+check 'cmp -s "$tmp/l/model/model.safetensors" "$tmp/l2/model/model.safetensors" &&
+       cmp -s "$tmp/l/adapter/adapter_model.safetensors" "$tmp/l2/adapter/adapter_model.safetensors"' \
+      "LoRA resumed from an earlier checkpoint ends differently"
+
 # a finished run: --resume has nothing to do and exits 0; a new run into it is refused
 "$qkv" finetune --resume --out "$tmp/a" > /dev/null 2>&1; rc=$?
 check '[[ $rc -eq 0 ]]' "--resume of a finished run: exit $rc"
