@@ -260,7 +260,7 @@ static int bench_finetune(bench_env *e, const char *dir, long N, long T) {
     unsigned long long x = 42;
     for (long i = 0; !rc && i < N * T; i++) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
-        ids[i] = (int32_t)(1000 + (x >> 33) % (unsigned long long)(sh.vocab_size - 1000));
+        ids[i] = (int32_t)((x >> 33) % (unsigned long long)sh.vocab_size);
     }
     for (long i = 0; !rc && i < N; i++) labels[i] = (int32_t)(i % 2);
     qkv_adamw hp;
