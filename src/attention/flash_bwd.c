@@ -6,6 +6,7 @@
  *   bias, ALiBi, masks                    qkv__flash_fixup
  *   dP = dO · Vᵀ                          dot                        [rows, BC]
  *   P  = exp(min(S - lse, 0)), dS = P ∘ (dP - Drow)   bwd_ds
+ *   (with dropout, Z from the dropout micro-kernel: dS = P ∘ (Z ∘ dP - Drow) and P ∘ Z for dV)
  *   dV_tile += Pᵀ · dO,  dK_tile += dSᵀ · Qs,  dQacc += dS · K      acc (strided P)
  * dK = dSᵀ · (scale q) already carries the scale; dQ = scale · dQacc is scaled once at the end.
  *

@@ -5,7 +5,8 @@
  * the key tiles that the masks leave visible:
  *   Sᵀ = K_tile · Qᵀ                     dot micro-kernel, K read in place   [BC, rows_pad]
  *   bias, ALiBi, masks on partial tiles  qkv__flash_fixup
- *   online softmax: m, l, alpha; Sᵀ → Pᵀ softmax micro-kernel
+ *   online softmax: m, l, alpha; Sᵀ → Pᵀ softmax micro-kernel (with dropout: Pᵀ∘Zᵀ, Zᵀ from
+ *                                        the dropout micro-kernel; l sums the undropped P)
  *   O = alpha ∘ O + P · V_tile           acc micro-kernel, V read in place   [rows, Dv]
  * and at the end writes out = O / l and lse = m + log l (or 0 and -inf for an empty row). O is
  * divided once; it is only rescaled by alpha (fused into the acc kernel's load of O).
