@@ -246,7 +246,7 @@ static int kernels_bench(double peak, int runs) {
             for (int k = 0; k < REPS; k++) kr.dot(BC, ROWS, D, kv, D, qt, ROWS, st, ROWS);
             double t1 = bench_now();
             for (int k = 0; k < REPS; k++) /* re-exponentiates P: same work every step */
-                kr.softmax(ROWS, BC, st, ROWS, mla, mla + ROWS, mla + 2 * ROWS);
+                kr.softmax(ROWS, BC, st, ROWS, mla, mla + ROWS, mla + 2 * ROWS, NULL);
             double t2 = bench_now();
             for (int k = 0; k < REPS; k++)
                 kr.acc(ROWS, D, BC, st, 1, ROWS, kv + BC * D, D, o, D, mla + 2 * ROWS);

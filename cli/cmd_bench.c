@@ -4,7 +4,7 @@
  *   qkv bench train       GPT-2 training steps (forward, backward, clip + AdamW)
  *   qkv bench generate    prefill and decode tokens/s of a decoder directory
  *   qkv bench embed       sentences/s of an encoder directory
- *   qkv bench finetune    BERT sequence-classification fine-tuning steps
+ *   qkv bench finetune    fine-tuning steps of a BERT classifier (dropout as in its config)
  *
  * Every line carries the thread count and the active instruction set; attention and training
  * also the FMA peak measured on the spot and the share of it reached. Medians of --reps runs
@@ -19,7 +19,8 @@
 #include <string.h>
 
 void cmd_bench_help(void) {
-    printf("Usage: qkv bench attention [--shape B,T,H,D]... [--causal] [--reps R] [--threads N]\n"
+    printf("Usage: qkv bench attention [--shape B,T,H,D]... [--causal] [--dropout P] [--reps R] "
+           "[--threads N]\n"
            "       qkv bench train [--shape BxT]... [--layers L] [--reps R] [--threads N]\n"
            "       qkv bench generate --model DIR [--prompt T] [--new M] [--reps R] [--threads N]\n"
            "       qkv bench embed [--model DIR] [--batch N] [--tokens T] [--reps R] "
@@ -30,7 +31,8 @@ void cmd_bench_help(void) {
            "--reps runs (default 5) after a warm-up, throughput, and for attention and training\n"
            "GFLOP/s and the percent of the machine's FMA peak measured at the start.\n\n"
            "  attention  forward and backward of softmax(QK^T/sqrt(D))V, q/k/v [B, T, H, D];\n"
-           "             default shapes (4,1024,16,64) (4,1024,8,128) (1,4096,16,64)\n"
+           "             default shapes (4,1024,16,64) (4,1024,8,128) (1,4096,16,64);\n"
+           "             --dropout P drops probabilities with rate P (training)\n"
            "  train      one GPT-2 124M training step (random weights and tokens): forward,\n"
            "             backward, clipping, AdamW; default shapes 4x64 and 8x256\n"
            "             (--layers L trains an L-layer model of the same width, for a quick look)\n"
@@ -39,9 +41,10 @@ void cmd_bench_help(void) {
            "             --keep DIR writes GPT-2-124M and Llama-125M shaped ones)\n"
            "  embed      batches of N sequences (default 32) of T tokens (default 64) through\n"
            "             an encoder (default: $QKV_MODEL or models/all-MiniLM-L6-v2)\n"
-           "  finetune   one fine-tuning step of a BERT classifier made from the encoder (2\n"
-           "             labels, new head, dropout as its config): forward, backward, clipping,\n"
-           "             AdamW on N sequences (default 32) of T tokens (default 128)\n");
+           "  finetune   one fine-tuning step (forward, backward, clip + AdamW) of a BERT\n"
+           "             sequence classifier (2 labels, fresh head) on N random sequences of T\n"
+           "             tokens (defaults 32 x 64; model as for embed), with the dropout rates\n"
+           "             of its config.json (hidden and attention probabilities)\n");
 }
 
 typedef struct {
@@ -69,7 +72,8 @@ static void fill(float *x, size_t n, unsigned long long seed) {
 
 /* ---------------------------------------------------------------- attention */
 
-static int bench_attention(bench_env *e, const long (*shapes)[4], int n_shapes, int causal) {
+static int bench_attention(bench_env *e, const long (*shapes)[4], int n_shapes, int causal,
+                           float dropout) {
     for (int s = 0; s < n_shapes; s++) {
         long B = shapes[s][0], T = shapes[s][1], H = shapes[s][2], D = shapes[s][3];
         size_t n = (size_t)(B * T * H * D);
@@ -86,6 +90,7 @@ static int bench_attention(bench_env *e, const long (*shapes)[4], int n_shapes, 
         memset(&d, 0, sizeof d);
         d.batch = B, d.q_len = d.kv_len = T, d.n_heads = d.n_kv_heads = H, d.head_dim = D;
         d.causal = causal, d.window_left = d.window_right = -1;
+        d.dropout_p = dropout, d.dropout_seed = 7;
         double tf[64], tb[64];
         int reps = e->reps;
         for (int r = -1; r < reps; r++) {
@@ -103,11 +108,11 @@ static int bench_attention(bench_env *e, const long (*shapes)[4], int n_shapes, 
         if (causal) fl *= 0.5;
         double mf = median(tf, reps), mb = median(tb, reps);
         printf("{\"bench\":\"attention\",\"B\":%ld,\"T\":%ld,\"H\":%ld,\"D\":%ld,\"causal\":%d,"
-               "\"threads\":%d,\"isa\":\"%s\",\"fwd_ms\":%.3f,\"fwd_gflops\":%.1f,"
+               "\"dropout\":%g,\"threads\":%d,\"isa\":\"%s\",\"fwd_ms\":%.3f,\"fwd_gflops\":%.1f,"
                "\"fwd_peak_pct\":%.1f,\"bwd_ms\":%.3f,\"bwd_gflops\":%.1f,\"bwd_peak_pct\":%.1f}\n",
-               B, T, H, D, causal, e->threads, qkv_arch_name(qkv_arch_active()), 1e3 * mf,
-               fl / mf / 1e9, 100 * fl / mf / 1e9 / e->peak, 1e3 * mb, 2.5 * fl / mb / 1e9,
-               100 * 2.5 * fl / mb / 1e9 / e->peak);
+               B, T, H, D, causal, (double)dropout, e->threads, qkv_arch_name(qkv_arch_active()),
+               1e3 * mf, fl / mf / 1e9, 100 * fl / mf / 1e9 / e->peak, 1e3 * mb,
+               2.5 * fl / mb / 1e9, 100 * 2.5 * fl / mb / 1e9 / e->peak);
         fflush(stdout);
         free(q), free(k), free(v), free(o), free(d_o), free(dq), free(dk), free(dv), free(lse);
     }
@@ -207,55 +212,6 @@ static int bench_generate(bench_env *e, const char *dir, long T, long M) {
     return rc;
 }
 
-/* One fine-tuning step of a BERT sequence classifier (2 labels, a fresh head): forward with
- * the config's dropout, backward, clipping, AdamW, on N random sequences of T tokens. */
-static int bench_finetune(bench_env *e, const char *dir, long N, long T) {
-    qkv_classifier_spec sp;
-    qkv_classifier_spec_init(&sp);
-    sp.num_labels = 2;
-    qkv_trainer *t = NULL;
-    qkv_status st = qkv_trainer_load_hf_classifier(dir, &sp, &t);
-    if (st != QKV_OK) return cli_report("loading the model", st);
-    qkv_gpt2_shape sh;
-    qkv_trainer_get_shape(t, &sh);
-    if (T > sh.n_positions) T = (long)sh.n_positions;
-    int32_t *ids = malloc((size_t)(N * T) * sizeof *ids), *lens = malloc((size_t)N * sizeof *lens),
-            *labels = malloc((size_t)N * sizeof *labels);
-    int rc = 0;
-    if (!ids || !lens || !labels) rc = cli_report("batch", QKV_ERR_NOMEM);
-    unsigned long long x = 7;
-    for (long i = 0; !rc && i < N * T; i++) {
-        x = x * 6364136223846793005ull + 1442695040888963407ull;
-        ids[i] = (int32_t)(1000 + (x >> 33) % (unsigned long long)(sh.vocab_size - 1000));
-    }
-    for (long b = 0; !rc && b < N; b++) lens[b] = (int32_t)T, labels[b] = (int32_t)(b % 2);
-    qkv_adamw hp;
-    qkv_adamw_defaults(&hp);
-    double times[64];
-    float loss = 0, norm = 0;
-    for (int r = -1; r < e->reps && !rc; r++) {
-        qkv_train_batch b = {sizeof b, ids, NULL, NULL, lens, N, T, labels, NULL, (uint64_t)r + 9};
-        double t0 = now_seconds();
-        qkv_trainer_zero_grad(t);
-        st = qkv_trainer_forward_backward_batch(e->rt, t, &b, 1.0f, &loss);
-        if (st == QKV_OK) st = qkv_trainer_step(e->rt, t, &hp, 2e-5f, 1.0f, &norm);
-        if (st != QKV_OK) rc = cli_report("fine-tuning step", st);
-        if (r >= 0) times[r] = now_seconds() - t0;
-    }
-    if (!rc) {
-        double m = median(times, e->reps), fl = qkv_trainer_step_flops(t, N, T);
-        printf("{\"bench\":\"finetune\",\"model\":\"%s\",\"params\":%lld,\"B\":%ld,\"T\":%ld,"
-               "\"threads\":%d,\"isa\":\"%s\",\"step_ms\":%.1f,\"sequences_per_s\":%.1f,"
-               "\"gflops\":%.1f,\"peak_pct\":%.1f}\n",
-               dir, (long long)qkv_trainer_numel(t), N, T, e->threads,
-               qkv_arch_name(qkv_arch_active()), 1e3 * m, (double)N / m, fl / m / 1e9,
-               100 * fl / m / 1e9 / e->peak);
-    }
-    free(ids), free(lens), free(labels);
-    qkv_trainer_free(t);
-    return rc;
-}
-
 static int bench_embed(bench_env *e, const char *dir, long N, long T) {
     qkv_model *m = NULL;
     int rc = cli_load_model("bench", dir, &m);
@@ -287,6 +243,51 @@ static int bench_embed(bench_env *e, const char *dir, long N, long T) {
     return rc;
 }
 
+/* One fine-tuning step per rep: a fresh 2-label head on dir's encoder, random ids and labels,
+ * forward + backward with the config's dropout (a new seed each step), clip + AdamW. */
+static int bench_finetune(bench_env *e, const char *dir, long N, long T) {
+    qkv_classifier_spec spec;
+    qkv_classifier_spec_init(&spec);
+    spec.num_labels = 2;
+    qkv_trainer *t = NULL;
+    qkv_status st = qkv_trainer_load_hf_classifier(dir, &spec, &t);
+    if (st != QKV_OK) return cli_report(dir, st);
+    qkv_gpt2_shape sh;
+    qkv_trainer_get_shape(t, &sh);
+    if (T > sh.n_positions) T = sh.n_positions;
+    int32_t *ids = malloc((size_t)(N * T) * sizeof *ids), *labels = malloc((size_t)N * 4);
+    int rc = !ids || !labels ? cli_report("batch", QKV_ERR_NOMEM) : 0;
+    unsigned long long x = 42;
+    for (long i = 0; !rc && i < N * T; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)((x >> 33) % (unsigned long long)sh.vocab_size);
+    }
+    for (long i = 0; !rc && i < N; i++) labels[i] = (int32_t)(i % 2);
+    qkv_adamw hp;
+    qkv_adamw_defaults(&hp);
+    double times[64];
+    float loss = 0, norm = 0;
+    for (int r = -1; !rc && r < e->reps; r++) {
+        qkv_train_batch b = {.struct_size = sizeof b, .ids = ids, .B = N, .T = T};
+        b.labels = labels, b.dropout_seed = (uint64_t)(r + 2);
+        double t0 = now_seconds();
+        qkv_trainer_zero_grad(t);
+        st = qkv_trainer_forward_backward_batch(e->rt, t, &b, 1.0f, &loss);
+        if (st == QKV_OK) st = qkv_trainer_step(e->rt, t, &hp, 2e-5f, 1.0f, &norm);
+        if (st != QKV_OK) rc = cli_report("fine-tuning step", st);
+        if (r >= 0) times[r] = now_seconds() - t0;
+    }
+    if (!rc) {
+        double m = median(times, e->reps);
+        printf("{\"bench\":\"finetune\",\"model\":\"%s\",\"threads\":%d,\"isa\":\"%s\","
+               "\"batch\":%ld,\"tokens\":%ld,\"step_ms\":%.1f,\"sequences_per_s\":%.2f}\n",
+               dir, e->threads, qkv_arch_name(qkv_arch_active()), N, T, 1e3 * m, (double)N / m);
+    }
+    free(ids), free(labels);
+    qkv_trainer_free(t);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- command */
 
 int cmd_bench(int argc, char **argv) {
@@ -297,6 +298,7 @@ int cmd_bench(int argc, char **argv) {
     const char *what = argv[1];
     long attn[16][4], tr[16][2];
     int n_attn = 0, n_tr = 0, causal = 0;
+    float dropout = 0.0f;
     long reps = 5, threads = 0, layers = 12, prompt = 128, new_tokens = 32, batch = 32, tokens = 64;
     const char *model = NULL;
     for (int i = 2; i < argc; i++) {
@@ -326,6 +328,12 @@ int cmd_bench(int argc, char **argv) {
                 tr[n_tr][1] < 1 || tr[n_tr][1] > 1024 || tr[n_tr][0] > 4096)
                 return cli_usage_error("bench", "--shape wants BxT (T <= 1024), not '%s'", v);
             n_tr++;
+        } else if (strcmp(a, "--dropout") == 0 && strcmp(what, "attention") == 0) {
+            char *end;
+            double p = strtod(v, &end);
+            if (!*v || *end || !(p >= 0.0 && p < 1.0))
+                return cli_usage_error("bench", "--dropout wants a rate in [0, 1), not '%s'", v);
+            dropout = (float)p;
         } else if (strcmp(a, "--reps") == 0) {
             rc = cli_parse_count("bench", a, v, 1, 64, &reps);
         } else if (strcmp(a, "--threads") == 0) {
@@ -359,8 +367,8 @@ int cmd_bench(int argc, char **argv) {
     }
     if (strcmp(what, "attention") == 0) {
         static const long def[][4] = {{4, 1024, 16, 64}, {4, 1024, 8, 128}, {1, 4096, 16, 64}};
-        rc = n_attn ? bench_attention(&e, (const long(*)[4])attn, n_attn, causal)
-                    : bench_attention(&e, def, 3, causal);
+        rc = n_attn ? bench_attention(&e, (const long(*)[4])attn, n_attn, causal, dropout)
+                    : bench_attention(&e, def, 3, causal, dropout);
     } else if (strcmp(what, "train") == 0) {
         static const long def[][2] = {{4, 64}, {8, 256}};
         rc = n_tr ? bench_train(&e, (const long(*)[2])tr, n_tr, layers)
@@ -371,8 +379,7 @@ int cmd_bench(int argc, char **argv) {
     } else if (strcmp(what, "embed") == 0) {
         rc = bench_embed(&e, model ? model : cli_default_model(), batch, tokens);
     } else if (strcmp(what, "finetune") == 0) {
-        rc = bench_finetune(&e, model ? model : cli_default_model(), batch,
-                            tokens == 64 ? 128 : tokens);
+        rc = bench_finetune(&e, model ? model : cli_default_model(), batch, tokens);
     } else {
         rc = cli_usage_error(
             "bench", "unknown benchmark '%s' (attention, train, generate, embed, finetune)", what);

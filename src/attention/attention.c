@@ -4,7 +4,7 @@
  * implementation, after the same validation, so every implementation sees only problems that
  * satisfy the invariants listed in attention.h: forward and backward run the fused kernels
  * (flash_fwd.c, flash_bwd.c) with the active ISA's micro-kernels when that ISA is avx2 or
- * avx512 and there is no dropout; the scalar ISA, dropout and probs run the reference in
+ * avx512 (with or without dropout); the scalar ISA and probs run the reference in
  * attention_ref.c (the oracle). */
 #include "attention/attention.h"
 #include "attention/flash.h"
@@ -122,10 +122,11 @@ qkv_status qkv__attn_validate(const char *fn, const qkv_attention_desc *d, int n
     return QKV_OK;
 }
 
-/* 1 (and *kr filled) if the fused path takes this problem. Dropout stays on the reference:
- * its counter-based mask is one Philox call per score, which would dominate a fused tile. */
+/* 1 (and *kr filled) if the fused path takes this problem: every problem, dropout included,
+ * unless the active ISA is scalar (which keeps the double-precision reference). */
 static int use_flash(const qkv__attn_problem *pb, qkv_attn_kernels *kr) {
-    if (qkv_arch_active() == QKV_ARCH_SCALAR || pb->d->dropout_p > 0.0f) return 0;
+    (void)pb;
+    if (qkv_arch_active() == QKV_ARCH_SCALAR) return 0;
     qkv__kernels()->attn_f32_config(kr);
     return 1;
 }

@@ -118,7 +118,9 @@ static inline int64_t qkv__attn_alibi_distance(const qkv__attn_problem *pb, int6
  * qkv__attn_dropout_index(...)); the probability is kept iff that number is >= dropout_p. */
 #define QKV_ATTN_DROPOUT_STREAM UINT64_C(0x6174746e64726f70) /* "attndrop" */
 
-/* ((b*Hq + h)*Tq + i)*Tk + j: unique per score; fits in int64 (validated). */
+/* ((b*Hq + h)*Tq + i)*Tk + j: unique per score; fits in int64 (validated). Consecutive keys
+ * of a row have consecutive indices (the fused kernels generate a row's mask from the index
+ * of its key 0 plus j, 4 per Philox block). */
 static inline uint64_t qkv__attn_dropout_index(const qkv__attn_problem *pb, int64_t b, int64_t h,
                                                int64_t i, int64_t j) {
     return (uint64_t)(((b * pb->Hq + h) * pb->Tq + i) * pb->Tk + j);

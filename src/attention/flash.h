@@ -188,6 +188,30 @@ static inline void qkv__flash_pack_kv_row(const qkv__attn_problem *pb, const flo
     }
 }
 
+/* Dropout (dropout_p > 0): the dropout kernel's parameters (kernels/attn_kernels.h) from the
+ * problem; returns 0 (and leaves *dr alone) without dropout. */
+static inline int qkv__flash_dropout(const qkv__attn_problem *pb, qkv_attn_dropout *dr) {
+    const qkv_attention_desc *d = pb->d;
+    if (d->dropout_p <= 0.0f) return 0;
+    dr->key[0] = (uint32_t)d->dropout_seed;
+    dr->key[1] = (uint32_t)(d->dropout_seed >> 32);
+    dr->stream[0] = (uint32_t)QKV_ATTN_DROPOUT_STREAM;
+    dr->stream[1] = (uint32_t)(QKV_ATTN_DROPOUT_STREAM >> 32);
+    dr->p = d->dropout_p;
+    dr->keep = (float)pb->keep_scale;
+    return 1;
+}
+
+/* The dropout index of key 0 of every row r = (i - i0) * G + g of a query tile (b, hk,
+ * queries [i0, i0 + nq)): the kernel adds the key (the index is j-contiguous, attention.h). */
+static inline void qkv__flash_dropout_rows(const qkv__attn_problem *pb, int64_t b, int64_t hk,
+                                           int64_t i0, int64_t nq, uint64_t *first) {
+    const int64_t G = pb->group;
+    for (int64_t ii = 0; ii < nq; ii++)
+        for (int64_t g = 0; g < G; g++)
+            first[ii * G + g] = qkv__attn_dropout_index(pb, b, hk * G + g, i0 + ii, 0);
+}
+
 /* Floats of one workspace region rounded up to a cache line (16 floats). */
 static inline int64_t qkv__flash_pad(int64_t n) { return (n + 15) / 16 * 16; }
 

@@ -6,6 +6,7 @@
  *   bias, ALiBi, masks                    qkv__flash_fixup
  *   dP = dO · Vᵀ                          dot                        [rows, BC]
  *   P  = exp(min(S - lse, 0)), dS = P ∘ (dP - Drow)   bwd_ds
+ *   (with dropout, Z from the dropout micro-kernel: dS = P ∘ (Z ∘ dP - Drow) and P ∘ Z for dV)
  *   dV_tile += Pᵀ · dO,  dK_tile += dSᵀ · Qs,  dQacc += dS · K      acc (strided P)
  * dK = dSᵀ · (scale q) already carries the scale; dQ = scale · dQacc is scaled once at the end.
  *
@@ -51,6 +52,8 @@ typedef struct bwd_ctx {
     /* Packed for all heads by pack_task, or NULL (see Packing above): rows (b, hk, i, g) of
      * qs [.., D], dop [.., Dv], lse and drow; rows (b, hk, j) of k [.., D] and v [.., Dv]. */
     float *pqs, *pdop, *plse, *pdrow, *pk, *pv;
+    int drop;            /* dropout_p > 0 */
+    qkv_attn_dropout dr; /* its parameters (when drop) */
 } bwd_ctx;
 
 /* Workspace offsets (floats) inside one thread's region. */
@@ -66,6 +69,8 @@ typedef struct bwd_ws {
     float *dp;    /* [rows_max, BC] dP, then dS */
     float *dka;   /* [BC, D] */
     float *dva;   /* [BC, Dv] */
+    float *z;     /* [rows_max, BC] dropout tile Z */
+    float *first; /* [rows_max] uint64 dropout index of each row's key 0 */
 } bwd_ws;
 
 /* Lays out one thread's workspace at base (or only measures it when base is NULL); with
@@ -75,7 +80,7 @@ static int64_t ws_layout(const qkv__attn_problem *pb, int64_t rows_max, int pack
     bwd_ws unused;
     if (!w) w = &unused;
     const int64_t TG = pb->Tq * pb->group, D = pb->D, Dv = pb->Dv, TGq = packed ? 0 : TG;
-    int64_t sizes[11] = {TGq * D,
+    int64_t sizes[13] = {TGq * D,
                          TGq * Dv,
                          TGq,
                          TGq,
@@ -85,11 +90,13 @@ static int64_t ws_layout(const qkv__attn_problem *pb, int64_t rows_max, int pack
                          rows_max * FLASH_BC,
                          rows_max * FLASH_BC,
                          FLASH_BC * D,
-                         FLASH_BC * Dv};
-    float **slots[11] = {&w->qs, &w->dop, &w->lse, &w->drow, &w->dqacc, &w->kt,
-                         &w->vt, &w->s,   &w->dp,  &w->dka,  &w->dva};
+                         FLASH_BC * Dv,
+                         rows_max * FLASH_BC,
+                         2 * rows_max};
+    float **slots[13] = {&w->qs, &w->dop, &w->lse, &w->drow, &w->dqacc, &w->kt,   &w->vt,
+                         &w->s,  &w->dp,  &w->dka, &w->dva,  &w->z,     &w->first};
     int64_t off = 0;
-    for (int a = 0; a < 11; a++) {
+    for (int a = 0; a < 13; a++) {
         *slots[a] = base ? base + off : NULL;
         off += qkv__flash_pad(sizes[a]);
     }
@@ -189,7 +196,14 @@ static void run_key_tiles(const bwd_ctx *c, int64_t b, int64_t hk, int64_t kt0, 
             qkv__flash_fixup(pb, b, hk, i0, i1 - i0, j0, cols, cls == FLASH_FULL, w->s, FLASH_BC,
                              1);
             kr->dot(rows, cols, Dv, dor, Dv, w->vt, FLASH_BC, w->dp, FLASH_BC);
-            kr->bwd_ds(rows, cols, w->s, w->dp, FLASH_BC, w->lse + i0 * G, w->drow + i0 * G);
+            const float *z = NULL;
+            if (c->drop) { /* Z of rows (i, g) x keys [j0, j0 + cols) */
+                uint64_t *first = (uint64_t *)w->first;
+                qkv__flash_dropout_rows(pb, b, hk, i0, i1 - i0, first);
+                kr->dropout(rows, cols, first, (uint64_t)j0, &c->dr, w->z, FLASH_BC, 1);
+                z = w->z;
+            }
+            kr->bwd_ds(rows, cols, w->s, w->dp, FLASH_BC, w->lse + i0 * G, w->drow + i0 * G, z);
             kr->acc(cols, Dv, rows, w->s, 1, FLASH_BC, dor, Dv, w->dva, Dv, NULL);
             kr->acc(cols, D, rows, w->dp, 1, FLASH_BC, qr, D, w->dka, D, NULL);
             kr->acc(rows, D, cols, w->dp, FLASH_BC, 1, kp, ldk, dqacc + i0 * G * D, D, NULL);
@@ -269,6 +283,7 @@ qkv_status qkv__attention_backward_flash(qkv_runtime *rt, const qkv__attn_proble
                  .dq = dq,
                  .dk = dk,
                  .dv = dv};
+    c.drop = qkv__flash_dropout(pb, &c.dr);
     c.bq = qkv__flash_bq(pb, FLASH_ROWS_BWD);
     c.rows_max = c.bq * pb->group;
     c.n_bh = pb->B * pb->Hk;

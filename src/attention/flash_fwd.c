@@ -5,7 +5,8 @@
  * the key tiles that the masks leave visible:
  *   Sᵀ = K_tile · Qᵀ                     dot micro-kernel, K read in place   [BC, rows_pad]
  *   bias, ALiBi, masks on partial tiles  qkv__flash_fixup
- *   online softmax: m, l, alpha; Sᵀ → Pᵀ softmax micro-kernel
+ *   online softmax: m, l, alpha; Sᵀ → Pᵀ softmax micro-kernel (with dropout: Pᵀ∘Zᵀ, Zᵀ from
+ *                                        the dropout micro-kernel; l sums the undropped P)
  *   O = alpha ∘ O + P · V_tile           acc micro-kernel, V read in place   [rows, Dv]
  * and at the end writes out = O / l and lse = m + log l (or 0 and -inf for an empty row). O is
  * divided once; it is only rescaled by alpha (fused into the acc kernel's load of O).
@@ -43,6 +44,8 @@ typedef struct fwd_ctx {
     /* K and V repacked head-major ([B, Hk, Tk, D] / [.., Dv]) once per call, or NULL: see
      * qkv__attention_forward_flash */
     float *kpack, *vpack;
+    int drop;            /* dropout_p > 0 */
+    qkv_attn_dropout dr; /* its parameters (when drop) */
 } fwd_ctx;
 
 /* Task t (of n_bh * n_qt) -> (b, hk, query tile); the query tile index is zigzagged. */
@@ -86,10 +89,12 @@ static int trim_partial(const qkv__attn_problem *pb, int64_t b, int64_t i0, int6
     return 1;
 }
 
-/* Floats of run_tiles' workspace: Qᵀ, Sᵀ, alpha, K and V tiles. */
+/* Floats of run_tiles' workspace: Qᵀ, Sᵀ, alpha, K and V tiles, the dropout tile Zᵀ and the
+ * rows' dropout indices (uint64). */
 static int64_t run_tiles_floats(const qkv__attn_problem *pb, int64_t rp) {
-    return qkv__flash_pad(pb->D * rp) + qkv__flash_pad(FLASH_BC * rp) + qkv__flash_pad(rp) +
-           qkv__flash_pad(FLASH_BC * pb->D) + qkv__flash_pad(FLASH_BC * pb->Dv);
+    return qkv__flash_pad(pb->D * rp) + 2 * qkv__flash_pad(FLASH_BC * rp) + qkv__flash_pad(rp) +
+           qkv__flash_pad(FLASH_BC * pb->D) + qkv__flash_pad(FLASH_BC * pb->Dv) +
+           qkv__flash_pad(2 * rp);
 }
 
 /* Runs key tiles [kt0, kt1) against queries [i0, i1) of (b, hk). ws holds the workspace of
@@ -100,12 +105,14 @@ static void run_tiles(const fwd_ctx *c, float *ws, int64_t b, int64_t hk, int64_
     const qkv__attn_problem *pb = c->pb;
     const int64_t G = pb->group, D = pb->D, Dv = pb->Dv, Hq = pb->Hq, Hk = pb->Hk;
     const int64_t nq = i1 - i0, rows = nq * G, rp = c->rows_pad;
-    float *qt = ws;                                                   /* [D, rp] Qᵀ, scaled */
-    float *st = qt + qkv__flash_pad(D * rp);                          /* [BC, rp] Sᵀ, then Pᵀ */
-    float *alpha = st + qkv__flash_pad(FLASH_BC * rp);                /* [rp] */
-    float *kb = alpha + qkv__flash_pad(rp);                           /* [BC, D] K tile */
-    float *vb = kb + qkv__flash_pad(FLASH_BC * D);                    /* [BC, Dv] V tile */
-    const float *qsrc = c->q + ((b * pb->Tq + i0) * Hq + hk * G) * D; /* row r at r * D */
+    float *qt = ws;                                    /* [D, rp] Qᵀ, scaled */
+    float *st = qt + qkv__flash_pad(D * rp);           /* [BC, rp] Sᵀ, then Pᵀ */
+    float *alpha = st + qkv__flash_pad(FLASH_BC * rp); /* [rp] */
+    float *kb = alpha + qkv__flash_pad(rp);            /* [BC, D] K tile */
+    float *vb = kb + qkv__flash_pad(FLASH_BC * D);     /* [BC, Dv] V tile */
+    float *zt = vb + qkv__flash_pad(FLASH_BC * Dv);    /* [BC, rp] Zᵀ dropout */
+    uint64_t *first = (uint64_t *)(zt + qkv__flash_pad(FLASH_BC * rp)); /* [rp] row indices */
+    const float *qsrc = c->q + ((b * pb->Tq + i0) * Hq + hk * G) * D;   /* row r at r * D */
     /* rows (i, g) of q are contiguous for one i (heads adjacent), so the tile is one strided
      * copy with row stride D within a query and Hq * D between queries */
     float scale = (float)pb->scale;
@@ -122,6 +129,11 @@ static void run_tiles(const fwd_ctx *c, float *ws, int64_t b, int64_t hk, int64_
         l[r] = 0.0f;
     }
     memset(O, 0, (size_t)(rows * Dv) * sizeof *O);
+    if (c->drop) { /* the padding lanes [rows, rp) of Zᵀ are read by softmax: keep them 0 */
+        qkv__flash_dropout_rows(pb, b, hk, i0, nq, first);
+        for (int64_t j = 0; j < FLASH_BC; j++)
+            for (int64_t r = rows; r < rp; r++) zt[j * rp + r] = 0.0f;
+    }
 
     for (int64_t kt = kt0; kt < kt1; kt++) {
         int64_t j0 = kt * FLASH_BC, cols = pb->Tk - j0 < FLASH_BC ? pb->Tk - j0 : FLASH_BC;
@@ -155,7 +167,10 @@ static void run_tiles(const fwd_ctx *c, float *ws, int64_t b, int64_t hk, int64_
         c->kr->dot(cols, rows - ra, D, kp, ldk, qt + ra, rp, st + ra, rp);
         qkv__flash_fixup(pb, b, hk, i0 + fq, nq - fq, j0, cols, cls == FLASH_FULL, st + fq * G, 1,
                          rp);
-        c->kr->softmax(rows - ra, cols, st + ra, rp, m + ra, l + ra, alpha + ra);
+        if (c->drop) /* P∘Z: the mask of rows [ra, rows) x keys [j0, j0 + cols) */
+            c->kr->dropout(rows - ra, cols, first + ra, (uint64_t)j0, &c->dr, zt + ra, 1, rp);
+        c->kr->softmax(rows - ra, cols, st + ra, rp, m + ra, l + ra, alpha + ra,
+                       c->drop ? zt + ra : NULL);
         c->kr->acc(rows - ra, Dv, cols, st + ra, 1, rp, vp, ldv, O + ra * Dv, Dv, alpha + ra);
     }
 }
@@ -269,6 +284,7 @@ qkv_status qkv__attention_forward_flash(qkv_runtime *rt, const qkv__attn_problem
                                         const qkv_attn_kernels *kr, const float *q, const float *k,
                                         const float *v, float *out, float *lse) {
     fwd_ctx c = {.pb = pb, .kr = kr, .q = q, .k = k, .v = v, .out = out, .lse = lse};
+    c.drop = qkv__flash_dropout(pb, &c.dr);
     c.bq = qkv__flash_bq(pb, FLASH_ROWS);
     c.n_qt = (pb->Tq + c.bq - 1) / c.bq;
     c.n_bh = pb->B * pb->Hk;

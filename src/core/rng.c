@@ -11,21 +11,16 @@
 
 #include <math.h>
 
-#define PHILOX_M0 0xD2511F53u
-#define PHILOX_M1 0xCD9E8D57u
-#define PHILOX_W0 0x9E3779B9u /* golden ratio */
-#define PHILOX_W1 0xBB67AE85u /* sqrt(3) - 1 */
-
 void qkv__philox4x32_10(const uint32_t key[2], const uint32_t ctr[4], uint32_t out[4]) {
     uint32_t k0 = key[0], k1 = key[1];
     uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
     for (int r = 0; r < 10; r++) {
         if (r > 0) { /* key schedule: bump before rounds 2..10 */
-            k0 += PHILOX_W0;
-            k1 += PHILOX_W1;
+            k0 += QKV_PHILOX_W0;
+            k1 += QKV_PHILOX_W1;
         }
-        uint64_t p0 = (uint64_t)PHILOX_M0 * c0;
-        uint64_t p1 = (uint64_t)PHILOX_M1 * c2;
+        uint64_t p0 = (uint64_t)QKV_PHILOX_M0 * c0;
+        uint64_t p1 = (uint64_t)QKV_PHILOX_M1 * c2;
         uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
         uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
         c1 = (uint32_t)p1;

@@ -8,6 +8,14 @@
 
 #include <stdint.h>
 
+/* The Philox4x32-10 constants (multipliers and Weyl key increments), shared with the
+ * vectorized copies in the attention dropout kernels (src/kernels/avx2, avx512: attn_avx2.c,
+ * attn_avx512.c). */
+#define QKV_PHILOX_M0 0xD2511F53u
+#define QKV_PHILOX_M1 0xCD9E8D57u
+#define QKV_PHILOX_W0 0x9E3779B9u /* golden ratio */
+#define QKV_PHILOX_W1 0xBB67AE85u /* sqrt(3) - 1 */
+
 /* One Philox4x32-10 block: key (2 x 32 bits) and counter (4 x 32 bits) -> 4 x 32 random bits. */
 void qkv__philox4x32_10(const uint32_t key[2], const uint32_t ctr[4], uint32_t out[4]);
 

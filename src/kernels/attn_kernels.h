@@ -9,8 +9,9 @@
  *   dot: S = A · Bt    A [rows, kd] (any row stride), Bt [kd, ldb] packed, zero-padded
  *   acc: C += P · Bm   P [rows, kd] with two strides (so P or Pᵀ of a tile), Bm [kd, n] rows
  *
- * plus the per-tile softmax steps and a vectorized exp. Contracts (every ISA, the _ref twin
- * in kernels/ref/attn_ref.c included) are in docs/KERNELS.md, "attention micro-kernels".
+ * plus the per-tile softmax steps, the dropout mask of a tile and a vectorized exp. Contracts
+ * (every ISA, the _ref twin in kernels/ref/attn_ref.c included) are in docs/KERNELS.md, "attention
+ * micro-kernels".
  *
  * The vectorized exp (avx2, avx512) is our own: n = round(x·log2 e), r = x − n·ln 2 (two-step
  * Cody–Waite with FMA), a degree-7 Taylor polynomial of e^r on |r| <= ln2/2, times 2^n.
@@ -29,6 +30,18 @@
 
 /* Documented (and tested) bound of the avx2/avx512 exp, relative, for results >= 2^-125. */
 #define QKV_ATTN_EXP_MAX_REL_ERR 1.2e-7 /* 2 ulp; measured 7.6e-8 */
+
+/* Attention-probability dropout, as the dropout kernel sees it: element index x (for score
+ * (b, h, i, j): qkv__attn_dropout_index, src/attention/attention.h) is kept iff
+ * qkv__rng_uniform(seed, stream, x) >= p (src/core/rng.c: word x % 4 of the Philox4x32-10
+ * block x / 4 with key {seed lo, seed hi} and counter {block lo, block hi, stream lo,
+ * stream hi}; its top 24 bits times 2^-24). */
+typedef struct qkv_attn_dropout {
+    uint32_t key[2];    /* the seed, low word first */
+    uint32_t stream[2]; /* the stream, low word first */
+    float p;            /* drop probability, in (0, 1) */
+    float keep;         /* the factor of a kept probability, 1 / (1 - p) */
+} qkv_attn_dropout;
 
 typedef struct qkv_attn_kernels {
     const char *name; /* e.g. "attn_f32_avx512" */
@@ -50,15 +63,26 @@ typedef struct qkv_attn_kernels {
      * no inf - inf is ever formed):
      *   alpha[r] = exp(m[r] - mu);  s[c][r] = exp(s[c][r] - mu);
      *   l[r] = l[r] * alpha[r] + Σ_c s[c][r];  m[r] = mn.
-     * m, l, alpha and every s row are padded to round_up(rows, 16): the padding lanes are
-     * computed too (on finite garbage) and must be ignored by the caller. */
+     * With a dropout tile z (same layout and lds as s; NULL: none), s[c][r] = exp(..) * z[c][r]
+     * is stored while l still sums the undropped exp (dropout never changes the normalizer).
+     * m, l, alpha, every s row (and z row) are padded to round_up(rows, 16): the padding lanes
+     * are computed too (on finite garbage; z there must be finite) and must be ignored by the
+     * caller. */
     void (*softmax)(int64_t rows, int64_t cols, float *s, int64_t lds, float *m, float *l,
-                    float *alpha);
+                    float *alpha, const float *z);
 
     /* Backward tile step, per row r and column c < cols (rows with lse[r] == -inf give 0):
-     *   P = exp(min(s - lse[r], 0)) into s;  dS = P * (dp - drow[r]) into dp.             */
+     *   P = exp(min(s - lse[r], 0));  dS = P * (Z * dp - drow[r]) into dp;  P * Z into s,
+     * Z = z[r * ld + c], or 1 when z is NULL (no dropout). */
     void (*bwd_ds)(int64_t rows, int64_t cols, float *s, float *dp, int64_t ld, const float *lse,
-                   const float *drow);
+                   const float *drow, const float *z);
+
+    /* The dropout tile: z[r * rs + c * cs] = dr->keep if element first[r] + col0 + c is kept,
+     * else 0, for r < rows, c < cols (rows >= 0, cols >= 0). Either rs == 1 (key-major, the
+     * forward) or cs == 1 (query-major, the backward); nothing else of z is written. The mask
+     * is exactly the reference's: every ISA gives the same bits. */
+    void (*dropout)(int64_t rows, int64_t cols, const uint64_t *first, uint64_t col0,
+                    const qkv_attn_dropout *dr, float *z, int64_t rs, int64_t cs);
 
     /* y[i] = exp(x[i]) for i < n (y may equal x). */
     void (*exp)(const float *x, float *y, int64_t n);

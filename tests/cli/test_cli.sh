@@ -40,6 +40,13 @@ expect 0 "bench attention" -- "$qkv" bench attention --shape 1,64,2,16 --reps 1 
 contains '"bench":"attention"' "bench attention JSON"; contains '"fwd_peak_pct"' "bench attention peak"
 expect 0 "bench train" -- "$qkv" bench train --layers 1 --shape 1x8 --reps 1 --threads 1
 contains '"bench":"train"' "bench train JSON"
+expect 0 "bench attention dropout" -- "$qkv" bench attention --shape 1,64,2,16 --reps 1 --threads 1 --dropout 0.1
+contains '"dropout":0.1' "bench attention --dropout JSON"
+expect 2 "bench attention bad dropout" -- "$qkv" bench attention --dropout 1
+src=$(cd "$(dirname "$0")/../.." && pwd)
+expect 0 "bench finetune" -- "$qkv" bench finetune --model "$src/tests/fixtures/cls/single" --batch 2 --tokens 8 --reps 1 --threads 1
+contains '"bench":"finetune"' "bench finetune JSON"
+expect 2 "bench finetune missing model" -- "$qkv" bench finetune --model /nonexistent --reps 1
 expect 2 "bench unknown" -- "$qkv" bench bogus
 expect 2 "bench bad shape" -- "$qkv" bench attention --shape 1,2,3
 expect 2 "bench generate without --model" -- "$qkv" bench generate

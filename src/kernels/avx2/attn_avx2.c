@@ -5,7 +5,11 @@
  * masked (vmaskmovps, which never faults on masked lanes) for a tail of n. Blocks are
  * always-inline functions over a compile-time row count, instantiated by a switch.
  * exp: see attn_kernels.h; 2^n is built in the exponent field as 2 * 2^(n-1) (so n = 128 still
- * works) and results below 2^-125 (x < -86.64) are flushed to 0. */
+ * works) and results below 2^-125 (x < -86.64) are flushed to 0.
+ * dropout: Philox4x32-10 of 8 consecutive blocks at once, one per 64-bit lane (the rounds are
+ * shared with avx512: kernels/attn_dropout_simd.h), then the 4 words of each block put in
+ * element order. */
+#include "core/rng.h"
 #include "kernels/attn_kernels.h"
 
 #include <immintrin.h>
@@ -193,7 +197,7 @@ static void acc_f32_avx2(int64_t rows, int64_t n, int64_t kd, const float *p, in
 /* ---------------------------------------------------------------- softmax, bwd_ds */
 
 static void softmax_f32_avx2(int64_t rows, int64_t cols, float *s, int64_t lds, float *m, float *l,
-                             float *alpha) {
+                             float *alpha, const float *z) {
     const __m256 ninf = _mm256_set1_ps(-INFINITY), zero = _mm256_setzero_ps();
     for (int64_t r0 = 0; r0 < rows; r0 += 8) { /* 8 query rows per vector, padded */
         __m256 mo = _mm256_loadu_ps(m + r0), mx0 = ninf, mx1 = ninf;
@@ -210,16 +214,21 @@ static void softmax_f32_avx2(int64_t rows, int64_t cols, float *s, int64_t lds, 
             float *s0 = s + c * lds + r0, *s1 = s0 + lds;
             __m256 e0 = exp8(_mm256_sub_ps(_mm256_loadu_ps(s0), mu));
             __m256 e1 = exp8(_mm256_sub_ps(_mm256_loadu_ps(s1), mu));
-            _mm256_storeu_ps(s0, e0);
-            _mm256_storeu_ps(s1, e1);
             sum0 = _mm256_add_ps(sum0, e0);
             sum1 = _mm256_add_ps(sum1, e1);
+            if (z) { /* dropped after the sum: l is the undropped normalizer */
+                e0 = _mm256_mul_ps(e0, _mm256_loadu_ps(z + c * lds + r0));
+                e1 = _mm256_mul_ps(e1, _mm256_loadu_ps(z + (c + 1) * lds + r0));
+            }
+            _mm256_storeu_ps(s0, e0);
+            _mm256_storeu_ps(s1, e1);
         }
         if (c < cols) {
             float *s0 = s + c * lds + r0;
             __m256 e0 = exp8(_mm256_sub_ps(_mm256_loadu_ps(s0), mu));
-            _mm256_storeu_ps(s0, e0);
             sum0 = _mm256_add_ps(sum0, e0);
+            if (z) e0 = _mm256_mul_ps(e0, _mm256_loadu_ps(z + c * lds + r0));
+            _mm256_storeu_ps(s0, e0);
         }
         __m256 lv = _mm256_fmadd_ps(_mm256_loadu_ps(l + r0), al, _mm256_add_ps(sum0, sum1));
         _mm256_storeu_ps(l + r0, lv);
@@ -229,7 +238,7 @@ static void softmax_f32_avx2(int64_t rows, int64_t cols, float *s, int64_t lds, 
 }
 
 static void bwd_ds_f32_avx2(int64_t rows, int64_t cols, float *s, float *dp, int64_t ld,
-                            const float *lse, const float *drow) {
+                            const float *lse, const float *drow, const float *z) {
     for (int64_t r = 0; r < rows; r++) {
         float *sr = s + r * ld, *dr = dp + r * ld;
         int dead = lse[r] == -INFINITY;
@@ -238,14 +247,75 @@ static void bwd_ds_f32_avx2(int64_t rows, int64_t cols, float *s, float *dp, int
             __m256i k = tail_mask(cols - c);
             __m256 x =
                 _mm256_min_ps(_mm256_sub_ps(_mm256_maskload_ps(sr + c, k), L), _mm256_setzero_ps());
-            __m256 pr = dead ? _mm256_setzero_ps() : exp8(x);
-            __m256 ds = _mm256_mul_ps(pr, _mm256_sub_ps(_mm256_maskload_ps(dr + c, k), D));
+            __m256 pr = dead ? _mm256_setzero_ps() : exp8(x), dpv = _mm256_maskload_ps(dr + c, k);
+            __m256 pz = pr;
+            if (z) { /* dS = P (Z dP - Drow); dV takes P Z */
+                __m256 zv = _mm256_maskload_ps(z + r * ld + c, k);
+                dpv = _mm256_mul_ps(dpv, zv);
+                pz = _mm256_mul_ps(pr, zv);
+            }
+            __m256 ds = _mm256_mul_ps(pr, _mm256_sub_ps(dpv, D));
             if (dead) ds = _mm256_setzero_ps();
-            _mm256_maskstore_ps(sr + c, k, pr);
+            _mm256_maskstore_ps(sr + c, k, pz);
             _mm256_maskstore_ps(dr + c, k, ds);
         }
     }
 }
+
+/* ---------------------------------------------------------------- dropout */
+
+#define VI __m256i
+#define VI_SET1(x) _mm256_set1_epi32((int)(x))
+#define VI_MUL _mm256_mul_epu32
+#define VI_SRLI64 _mm256_srli_epi64
+#define VI_XOR3(a, b, c) _mm256_xor_si256(_mm256_xor_si256(a, b), c)
+#define QKV_DROPOUT_ROUNDS
+#include "kernels/attn_dropout_simd.h"
+
+/* Keep factors (dr->keep or 0) of elements 4 blk .. 4 blk + 31 of the stream, in order:
+ * Philox blocks blk .. blk + 7 (core/rng.c's mapping), one per 64-bit lane. */
+INLINE void keep32(uint64_t blk, const qkv_attn_dropout *dr, __m256 out[4]) {
+    __m256i c[2][4], w[4];
+    for (int s = 0; s < 2; s++) { /* counter {block lo, block hi, stream lo, stream hi} */
+        __m256i b = _mm256_add_epi64(_mm256_set1_epi64x((long long)blk),
+                                     _mm256_setr_epi64x(4 * s, 4 * s + 1, 4 * s + 2, 4 * s + 3));
+        c[s][0] = b;
+        c[s][1] = _mm256_srli_epi64(b, 32);
+        c[s][2] = VI_SET1(dr->stream[0]);
+        c[s][3] = VI_SET1(dr->stream[1]);
+    }
+    philox_rounds(c, dr);
+    for (int s = 0; s < 2; s++) { /* words 0..3 of each block to element order */
+        __m256i t01 = _mm256_blend_epi32(c[s][0], _mm256_slli_epi64(c[s][1], 32), 0xAA);
+        __m256i t23 = _mm256_blend_epi32(c[s][2], _mm256_slli_epi64(c[s][3], 32), 0xAA);
+        __m256i lo = _mm256_unpacklo_epi64(t01, t23), hi = _mm256_unpackhi_epi64(t01, t23);
+        w[2 * s] = _mm256_permute2x128_si256(lo, hi, 0x20);
+        w[2 * s + 1] = _mm256_permute2x128_si256(lo, hi, 0x31);
+    }
+    const __m256 p = _mm256_set1_ps(dr->p), keep = _mm256_set1_ps(dr->keep);
+    for (int v = 0; v < 4; v++) { /* u = top 24 bits * 2^-24, exact; kept iff u >= p */
+        __m256 u =
+            _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(w[v], 8)), _mm256_set1_ps(0x1p-24f));
+        out[v] = _mm256_and_ps(_mm256_cmp_ps(u, p, _CMP_GE_OQ), keep);
+    }
+}
+
+static void dropout_row(uint64_t first, int64_t n, const qkv_attn_dropout *dr, float *z) {
+    uint64_t blk = first / 4;
+    for (int64_t e0 = -(int64_t)(first % 4); e0 < n; e0 += 32, blk += 8) { /* z[e0 ..] */
+        __m256 v[4];
+        keep32(blk, dr, v);
+        if (e0 >= 0 && e0 + 32 <= n) {
+            for (int k = 0; k < 4; k++) _mm256_storeu_ps(z + e0 + 8 * k, v[k]);
+        } else { /* the row's first or last 32 */
+            float t[32];
+            for (int k = 0; k < 4; k++) _mm256_storeu_ps(t + 8 * k, v[k]);
+            for (int64_t x = e0 < 0 ? 0 : e0; x < n && x < e0 + 32; x++) z[x] = t[x - e0];
+        }
+    }
+}
+
+#include "kernels/attn_dropout_simd.h"
 
 void qkv__attn_config_avx2(qkv_attn_kernels *k) {
     k->name = "attn_f32_avx2";
@@ -253,5 +323,6 @@ void qkv__attn_config_avx2(qkv_attn_kernels *k) {
     k->acc = acc_f32_avx2;
     k->softmax = softmax_f32_avx2;
     k->bwd_ds = bwd_ds_f32_avx2;
+    k->dropout = dropout_f32_simd;
     k->exp = exp_f32_avx2;
 }

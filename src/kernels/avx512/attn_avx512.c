@@ -7,7 +7,10 @@
  * Both are written once as always-inline block functions over compile-time (R, NV); a switch
  * instantiates every edge size, so the accumulators stay in registers for every shape.
  * exp: see attn_kernels.h; 2^n is applied with vscalefps, which rounds gradual underflow
- * correctly and gives 0 / inf at the extremes without special cases. */
+ * correctly and gives 0 / inf at the extremes without special cases.
+ * dropout: Philox4x32-10 of 16 consecutive blocks at once, one per 64-bit lane, as in
+ * attn_avx2.c (kernels/attn_dropout_simd.h). */
+#include "core/rng.h"
 #include "kernels/attn_kernels.h"
 
 #include <immintrin.h>
@@ -196,7 +199,7 @@ static void acc_f32_avx512(int64_t rows, int64_t n, int64_t kd, const float *p, 
 /* ---------------------------------------------------------------- softmax, bwd_ds */
 
 static void softmax_f32_avx512(int64_t rows, int64_t cols, float *s, int64_t lds, float *m,
-                               float *l, float *alpha) {
+                               float *l, float *alpha, const float *z) {
     const __m512 ninf = _mm512_set1_ps(-INFINITY), zero = _mm512_setzero_ps();
     for (int64_t r0 = 0; r0 < rows; r0 += 16) { /* 16 query rows per vector, padded */
         __m512 mo = _mm512_loadu_ps(m + r0), mx0 = ninf, mx1 = ninf;
@@ -213,16 +216,21 @@ static void softmax_f32_avx512(int64_t rows, int64_t cols, float *s, int64_t lds
             float *s0 = s + c * lds + r0, *s1 = s0 + lds;
             __m512 e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(s0), mu));
             __m512 e1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(s1), mu));
-            _mm512_storeu_ps(s0, e0);
-            _mm512_storeu_ps(s1, e1);
             sum0 = _mm512_add_ps(sum0, e0);
             sum1 = _mm512_add_ps(sum1, e1);
+            if (z) { /* dropped after the sum: l is the undropped normalizer */
+                e0 = _mm512_mul_ps(e0, _mm512_loadu_ps(z + c * lds + r0));
+                e1 = _mm512_mul_ps(e1, _mm512_loadu_ps(z + (c + 1) * lds + r0));
+            }
+            _mm512_storeu_ps(s0, e0);
+            _mm512_storeu_ps(s1, e1);
         }
         if (c < cols) {
             float *s0 = s + c * lds + r0;
             __m512 e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(s0), mu));
-            _mm512_storeu_ps(s0, e0);
             sum0 = _mm512_add_ps(sum0, e0);
+            if (z) e0 = _mm512_mul_ps(e0, _mm512_loadu_ps(z + c * lds + r0));
+            _mm512_storeu_ps(s0, e0);
         }
         __m512 lv = _mm512_fmadd_ps(_mm512_loadu_ps(l + r0), al, _mm512_add_ps(sum0, sum1));
         _mm512_storeu_ps(l + r0, lv);
@@ -232,7 +240,7 @@ static void softmax_f32_avx512(int64_t rows, int64_t cols, float *s, int64_t lds
 }
 
 static void bwd_ds_f32_avx512(int64_t rows, int64_t cols, float *s, float *dp, int64_t ld,
-                              const float *lse, const float *drow) {
+                              const float *lse, const float *drow, const float *z) {
     for (int64_t r = 0; r < rows; r++) {
         float *sr = s + r * ld, *dr = dp + r * ld;
         if (lse[r] == -INFINITY) {
@@ -248,13 +256,83 @@ static void bwd_ds_f32_avx512(int64_t rows, int64_t cols, float *s, float *dp, i
             __mmask16 k = tail_mask(cols - c);
             __m512 x = _mm512_min_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, sr + c), L),
                                      _mm512_setzero_ps());
-            __m512 pr = exp16(x);
-            __m512 ds = _mm512_mul_ps(pr, _mm512_sub_ps(_mm512_maskz_loadu_ps(k, dr + c), D));
-            _mm512_mask_storeu_ps(sr + c, k, pr);
+            __m512 pr = exp16(x), pz = pr, dpv = _mm512_maskz_loadu_ps(k, dr + c);
+            if (z) { /* dS = P (Z dP - Drow); dV takes P Z */
+                __m512 zv = _mm512_maskz_loadu_ps(k, z + r * ld + c);
+                dpv = _mm512_mul_ps(dpv, zv);
+                pz = _mm512_mul_ps(pr, zv);
+            }
+            __m512 ds = _mm512_mul_ps(pr, _mm512_sub_ps(dpv, D));
+            _mm512_mask_storeu_ps(sr + c, k, pz);
             _mm512_mask_storeu_ps(dr + c, k, ds);
         }
     }
 }
+
+/* ---------------------------------------------------------------- dropout */
+
+#define VI __m512i
+#define VI_SET1(x) _mm512_set1_epi32((int)(x))
+#define VI_MUL _mm512_mul_epu32
+#define VI_SRLI64 _mm512_srli_epi64
+#define VI_XOR3(a, b, c) _mm512_ternarylogic_epi32(a, b, c, 0x96)
+#define QKV_DROPOUT_ROUNDS
+#include "kernels/attn_dropout_simd.h"
+
+/* Keep factors (dr->keep or 0) of elements 4 blk .. 4 blk + 63 of the stream, in order:
+ * Philox blocks blk .. blk + 15 (core/rng.c's mapping), one per 64-bit lane. */
+INLINE void keep64(uint64_t blk, const qkv_attn_dropout *dr, __m512 out[4]) {
+    __m512i c[2][4], w[4];
+    for (int s = 0; s < 2; s++) { /* counter {block lo, block hi, stream lo, stream hi} */
+        __m512i b = _mm512_add_epi64(_mm512_set1_epi64((long long)blk),
+                                     _mm512_setr_epi64(8 * s, 8 * s + 1, 8 * s + 2, 8 * s + 3,
+                                                       8 * s + 4, 8 * s + 5, 8 * s + 6, 8 * s + 7));
+        c[s][0] = b;
+        c[s][1] = _mm512_srli_epi64(b, 32);
+        c[s][2] = VI_SET1(dr->stream[0]);
+        c[s][3] = VI_SET1(dr->stream[1]);
+    }
+    philox_rounds(c, dr);
+    const __m512i i0 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+    const __m512i i1 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    for (int s = 0; s < 2; s++) { /* words 0..3 of each block to element order */
+        __m512i t01 = _mm512_mask_blend_epi32(0xAAAA, c[s][0], _mm512_slli_epi64(c[s][1], 32));
+        __m512i t23 = _mm512_mask_blend_epi32(0xAAAA, c[s][2], _mm512_slli_epi64(c[s][3], 32));
+        __m512i lo = _mm512_unpacklo_epi64(t01, t23); /* blocks 0 | 2 | 4 | 6 (of the 8) */
+        __m512i hi = _mm512_unpackhi_epi64(t01, t23); /* 1 | 3 | 5 | 7 */
+        w[2 * s] = _mm512_permutex2var_epi64(lo, i0, hi);
+        w[2 * s + 1] = _mm512_permutex2var_epi64(lo, i1, hi);
+    }
+    const __m512 p = _mm512_set1_ps(dr->p), keep = _mm512_set1_ps(dr->keep);
+    for (int v = 0; v < 4; v++) { /* u = top 24 bits * 2^-24, exact; kept iff u >= p */
+        __m512 u =
+            _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(w[v], 8)), _mm512_set1_ps(0x1p-24f));
+        out[v] = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(u, p, _CMP_GE_OQ), keep);
+    }
+}
+
+static void dropout_row(uint64_t first, int64_t n, const qkv_attn_dropout *dr, float *z) {
+    uint64_t blk = first / 4;
+    for (int64_t e0 = -(int64_t)(first % 4); e0 < n; e0 += 64, blk += 16) { /* z[e0 ..] */
+        __m512 v[4];
+        keep64(blk, dr, v);
+        for (int k = 0; k < 4; k++) { /* the lanes of z[e0 + 16 k ..] inside [0, n) */
+            int64_t at = e0 + 16 * k, a = at < 0 ? -at : 0, e = n - at < 16 ? n - at : 16;
+            if (e <= a) continue;
+            if (a == 0) {
+                _mm512_mask_storeu_ps(z + at, tail_mask(e), v[k]);
+                continue;
+            }
+            /* the row's first block: lane a of v[k] to z[0] (lane L gets lane L + a) */
+            const __m512i idx = _mm512_add_epi32(
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                _mm512_set1_epi32((int)a));
+            _mm512_mask_storeu_ps(z + at + a, tail_mask(e - a), _mm512_permutexvar_ps(idx, v[k]));
+        }
+    }
+}
+
+#include "kernels/attn_dropout_simd.h"
 
 void qkv__attn_config_avx512(qkv_attn_kernels *k) {
     k->name = "attn_f32_avx512";
@@ -262,5 +340,6 @@ void qkv__attn_config_avx512(qkv_attn_kernels *k) {
     k->acc = acc_f32_avx512;
     k->softmax = softmax_f32_avx512;
     k->bwd_ds = bwd_ds_f32_avx512;
+    k->dropout = dropout_f32_simd;
     k->exp = exp_f32_avx512;
 }

@@ -5,6 +5,8 @@
  * attention entry points still send the scalar ISA to the reference (attention_ref.c). */
 #include "kernels/attn_kernels.h"
 
+#include "core/rng.h"
+
 #include <math.h>
 
 static void dot_f32_ref(int64_t rows, int64_t cols, int64_t kd, const float *a, int64_t lda,
@@ -41,15 +43,16 @@ static void exp_f32_ref(const float *x, float *y, int64_t n) {
 }
 
 static void softmax_f32_ref(int64_t rows, int64_t cols, float *s, int64_t lds, float *m, float *l,
-                            float *alpha) {
+                            float *alpha, const float *z) {
     for (int64_t r = 0; r < rows; r++) { /* column r of the key-major tile */
         float mn = m[r];
         for (int64_t c = 0; c < cols; c++) mn = s[c * lds + r] > mn ? s[c * lds + r] : mn;
         float mu = mn == -INFINITY ? 0.0f : mn, sum = 0.0f;
         alpha[r] = expf(m[r] - mu);
         for (int64_t c = 0; c < cols; c++) {
-            s[c * lds + r] = expf(s[c * lds + r] - mu);
-            sum += s[c * lds + r];
+            float e = expf(s[c * lds + r] - mu);
+            sum += e;
+            s[c * lds + r] = z ? e * z[c * lds + r] : e;
         }
         l[r] = l[r] * alpha[r] + sum;
         m[r] = mn;
@@ -57,15 +60,27 @@ static void softmax_f32_ref(int64_t rows, int64_t cols, float *s, int64_t lds, f
 }
 
 static void bwd_ds_f32_ref(int64_t rows, int64_t cols, float *s, float *dp, int64_t ld,
-                           const float *lse, const float *drow) {
+                           const float *lse, const float *drow, const float *z) {
     for (int64_t r = 0; r < rows; r++) {
         float *sr = s + r * ld, *dr = dp + r * ld; /* [cols] each */
         for (int64_t c = 0; c < cols; c++) {
+            float zc = z ? z[r * ld + c] : 1.0f;
             float pr = lse[r] == -INFINITY ? 0.0f : expf(fminf(sr[c] - lse[r], 0.0f));
-            dr[c] = lse[r] == -INFINITY ? 0.0f : pr * (dr[c] - drow[r]);
-            sr[c] = pr;
+            dr[c] = lse[r] == -INFINITY ? 0.0f : pr * (zc * dr[c] - drow[r]);
+            sr[c] = pr * zc;
         }
     }
+}
+
+static void dropout_f32_ref(int64_t rows, int64_t cols, const uint64_t *first, uint64_t col0,
+                            const qkv_attn_dropout *dr, float *z, int64_t rs, int64_t cs) {
+    uint64_t seed = (uint64_t)dr->key[1] << 32 | dr->key[0];
+    uint64_t stream = (uint64_t)dr->stream[1] << 32 | dr->stream[0];
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            float u = qkv__rng_uniform(seed, stream, first[r] + col0 + (uint64_t)c);
+            z[r * rs + c * cs] = u >= dr->p ? dr->keep : 0.0f;
+        }
 }
 
 void qkv__attn_config_ref(qkv_attn_kernels *k) {
@@ -74,5 +89,6 @@ void qkv__attn_config_ref(qkv_attn_kernels *k) {
     k->acc = acc_f32_ref;
     k->softmax = softmax_f32_ref;
     k->bwd_ds = bwd_ds_f32_ref;
+    k->dropout = dropout_f32_ref;
     k->exp = exp_f32_ref;
 }
