@@ -4,10 +4,11 @@ the time of one optimizer step of a BERT sequence classifier, full and LoRA, in 
 
   tools/.venv/bin/python tools/bench_torch_finetune.py --model models/all-MiniLM-L6-v2 \\
       [--threads 2] [--batch 32] [--seq 128] [--labels 10] [--steps 10] [--warmup 3]
-      [--modes full,lora] [--fused] [--json]
+      [--modes full,lora] [--fused] [--attn sdpa|eager] [--json]
 
 Model: AutoModelForSequenceClassification.from_pretrained(DIR, num_labels=--labels),
-attn_implementation="eager" (PyTorch's plain attention: matmul, softmax, matmul), float32, CPU,
+attn_implementation --attn (default "sdpa", transformers' default for BERT: PyTorch's
+scaled_dot_product_attention; "eager": matmul, softmax, matmul), float32, CPU,
 train mode with the config's dropout. LoRA: peft LoraConfig(SEQ_CLS, r 8, alpha 16, dropout 0.1,
 target_modules query,value); the head trained in full, the rest frozen.
 Step (what Trainer does per batch): zero_grad(set_to_none=True); loss = model(ids, mask,
@@ -33,7 +34,7 @@ def bench(a, mode):
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(
-        a.model, num_labels=a.labels, attn_implementation="eager")
+        a.model, num_labels=a.labels, attn_implementation=a.attn)
     if mode == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
         model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16,
@@ -69,7 +70,7 @@ def bench(a, mode):
             "median_s": statistics.median(times), "min_s": min(times), "steps": a.steps,
             "warmup": a.warmup, "trainable_params": sum(p.numel() for p in params),
             "optimizer": "AdamW fused" if a.fused else "AdamW (torch default)",
-            "attention": "eager", "torch": torch.__version__, "threads": torch.get_num_threads()}
+            "attention": a.attn, "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
 def main():
@@ -83,6 +84,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--modes", default="full,lora")
     ap.add_argument("--fused", action="store_true")
+    ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     for mode in a.modes.split(","):
@@ -94,7 +96,7 @@ def main():
         else:
             print(f"{mode:4s} B {a.batch} T {a.seq}: median {r['median_s']:.3f} s/step, min "
                   f"{r['min_s']:.3f} s ({r['trainable_params']} trainable parameters; torch "
-                  f"{r['torch']}, {r['threads']} threads, {r['optimizer']}, eager attention)")
+                  f"{r['torch']}, {r['threads']} threads, {r['optimizer']}, {r['attention']} attention)")
 
 
 if __name__ == "__main__":

@@ -73,6 +73,9 @@ def main():
     ap.add_argument("--limit", type=int, help="use the first N training examples")
     ap.add_argument("--limit-eval", type=int, help="use the first N val / test examples")
     ap.add_argument("--lora", action="store_true")
+    ap.add_argument("--group-by-length", action="store_true",
+                    help="batches of alike lengths (transformers' LengthGroupedSampler), as qkv "
+                         "finetune does by default")
     ap.add_argument("--lora-r", type=int, default=8)
     ap.add_argument("--lora-alpha", type=float, default=16)
     ap.add_argument("--lora-dropout", type=float, default=0.1)
@@ -164,7 +167,9 @@ def main():
             per_device_eval_batch_size=a.batch, learning_rate=a.lr, weight_decay=a.weight_decay,
             warmup_steps=a.warmup_ratio, num_train_epochs=a.epochs, max_grad_norm=1.0,
             lr_scheduler_type="linear", seed=a.seed, eval_strategy="epoch" if val else "no",
-            save_strategy="no", logging_strategy="epoch", report_to="none",
+            save_strategy="no",
+            train_sampling_strategy="group_by_length" if a.group_by_length else "random",
+            logging_strategy="epoch", report_to="none",
             disable_tqdm=True, dataloader_num_workers=0)
         trainer = Trainer(model=model, args=args, train_dataset=ds_train, eval_dataset=ds_val,
                           data_collator=DataCollatorWithPadding(tok), compute_metrics=metrics,

@@ -6,6 +6,7 @@
  * draws the mask of element i from qkv__rng_uniform(seed, stream, i) (core/rng.h), exactly as
  * the reference, so the two agree bit for bit on which elements are kept. */
 #include "core/rng.h"
+#include "kernels/attn_kernels.h"
 #include "kernels/dispatch.h"
 #include "nn/nn.h"
 #include "nn/nn_internal.h"
@@ -22,6 +23,8 @@ typedef struct {
     float *out, *dx, *dx2;
     float p, keep_scale;
     uint64_t seed, stream;
+    qkv_attn_kernels kr; /* dropout: the ISA's mask kernel (the fused attention's) */
+    qkv_attn_dropout dr;
 } pw_ctx;
 
 static qkv_status check_n(const char *fn, int64_t n) {
@@ -165,20 +168,33 @@ qkv_status qkv_nn_residual_backward(qkv_runtime *rt, float *da, float *db, const
 }
 
 /* out[i] (or dx[i] +=) = keep_i ? in[i] · keep_scale : 0, the mask drawn per block of uniforms */
+/* Dropout on blocks of PW_BLOCK elements: the mask z (keep_scale or 0) of a block comes from
+ * the active ISA's vectorized Philox (the fused attention's dropout kernel, whose mask is
+ * exactly the reference's rule u >= p), then the block is scaled or zeroed. */
 static void dropout_range(void *p, int64_t i0, int64_t i1, int tid) {
     const pw_ctx *c = p;
     (void)tid;
-    float u[PW_BLOCK];
+    float z[PW_BLOCK];
     for (int64_t b = i0; b < i1; b += PW_BLOCK) {
         int64_t nb = i1 - b < PW_BLOCK ? i1 - b : PW_BLOCK;
-        qkv__rng_uniform_n(c->seed, c->stream, (uint64_t)b, u, nb);
+        const uint64_t first = (uint64_t)b;
+        c->kr.dropout(1, nb, &first, 0, &c->dr, z, 1, 1);
         if (c->out)
             for (int64_t i = 0; i < nb; i++)
-                c->out[b + i] = u[i] >= c->p ? c->x[b + i] * c->keep_scale : 0.0f;
+                c->out[b + i] = z[i] != 0.0f ? c->x[b + i] * z[i] : 0.0f;
         else
             for (int64_t i = 0; i < nb; i++)
-                if (u[i] >= c->p) c->dx[b + i] += c->dy[b + i] * c->keep_scale;
+                if (z[i] != 0.0f) c->dx[b + i] += c->dy[b + i] * z[i];
     }
+}
+
+/* The mask parameters of pw_ctx c (p > 0). */
+static void dropout_setup(pw_ctx *c) {
+    qkv__kernels()->attn_f32_config(&c->kr);
+    c->dr = (qkv_attn_dropout){{(uint32_t)c->seed, (uint32_t)(c->seed >> 32)},
+                               {(uint32_t)c->stream, (uint32_t)(c->stream >> 32)},
+                               c->p,
+                               c->keep_scale};
 }
 
 static qkv_status check_p(const char *fn, float p) {
@@ -203,6 +219,7 @@ qkv_status qkv_nn_dropout_forward(qkv_runtime *rt, float *out, const float *inp,
                 .keep_scale = (float)(1.0 / (1.0 - (double)p)),
                 .seed = seed,
                 .stream = stream};
+    dropout_setup(&c);
     qkv_parallel_for(rt, n, PW_GRAIN, dropout_range, &c);
     return QKV_OK;
 }
@@ -221,6 +238,7 @@ qkv_status qkv_nn_dropout_backward(qkv_runtime *rt, float *dinp, const float *do
                 .keep_scale = (float)(1.0 / (1.0 - (double)p)),
                 .seed = seed,
                 .stream = stream};
+    dropout_setup(&c);
     qkv_parallel_for(rt, n, PW_GRAIN, dropout_range, &c);
     return QKV_OK;
 }
