@@ -179,7 +179,10 @@ def main():
         train_s = time.perf_counter() - t0
         out = trainer.predict(ds_test)
     pred = np.argmax(out.predictions, -1)
-    y = np.array([lid[l] for l in test[2]])
+    # the labels as predict() returns them: its order need not be the file's (with
+    # train_sampling_strategy="group_by_length" transformers 5 batches the test set by length too)
+    y = np.asarray(out.label_ids)
+    assert sorted(y.tolist()) == sorted(lid[l] for l in test[2])
     report = classification_report(y, pred, labels=list(range(len(names))), target_names=names,
                                    digits=4, zero_division=0)
     acc = accuracy_score(y, pred)

@@ -212,7 +212,7 @@ static double eval_score(const qkv_train_record *r) {
     return isfinite(r->val_macro_f1) ? r->val_macro_f1 : -r->val_loss;
 }
 
-/* %.6g of x, or null (JSON has no NaN / Infinity). */
+/* x printed with fmt, or null (JSON has no NaN / Infinity). */
 static const char *num(char *buf, size_t cap, const char *fmt, double x) {
     if (!isfinite(x)) return "null";
     snprintf(buf, cap, fmt, x);
@@ -221,9 +221,9 @@ static const char *num(char *buf, size_t cap, const char *fmt, double x) {
 
 /* Appends r's line to metrics.jsonl (if any) and hands it to the metrics callback. */
 static qkv_status emit(loop *L, qkv_train_record *r) {
-    char line[LINE_CAP], ep[48] = "", a[32], f[32];
+    char line[LINE_CAP], ep[48] = "", vl[32], a[32], f[32];
     if (isfinite(r->epoch)) snprintf(ep, sizeof ep, ", \"epoch\": %.4f", r->epoch);
-    if (r->kind == QKV_TRAIN_RECORD_STEP)
+    if (r->kind == QKV_TRAIN_RECORD_STEP) /* finite: the loop stops at a non-finite step */
         snprintf(line, sizeof line,
                  "{\"step\": %" PRId64 "%s, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
                  "\"tokens_per_s\": %.1f, \"step_s\": %.4f, \"elapsed_s\": %.2f}",
@@ -231,14 +231,15 @@ static qkv_status emit(loop *L, qkv_train_record *r) {
                  r->elapsed_s);
     else if (L->o->cls_val)
         snprintf(line, sizeof line,
-                 "{\"step\": %" PRId64 "%s, \"val_loss\": %.6f, \"val_accuracy\": %s, "
+                 "{\"step\": %" PRId64 "%s, \"val_loss\": %s, \"val_accuracy\": %s, "
                  "\"val_macro_f1\": %s%s}",
-                 r->step, ep, r->val_loss, num(a, sizeof a, "%.6f", r->val_accuracy),
+                 r->step, ep, num(vl, sizeof vl, "%.6f", r->val_loss),
+                 num(a, sizeof a, "%.6f", r->val_accuracy),
                  num(f, sizeof f, "%.6f", r->val_macro_f1), r->best ? ", \"best\": true" : "");
-    else
-        snprintf(line, sizeof line,
-                 "{\"step\": %" PRId64 ", \"val_loss\": %.6f, \"val_ppl\": %.4f%s}", r->step,
-                 r->val_loss, r->val_ppl, r->best ? ", \"best\": true" : "");
+    else /* a large loss overflows the perplexity: null, as JSON has no Infinity */
+        snprintf(line, sizeof line, "{\"step\": %" PRId64 ", \"val_loss\": %s, \"val_ppl\": %s%s}",
+                 r->step, num(vl, sizeof vl, "%.6f", r->val_loss),
+                 num(a, sizeof a, "%.4f", r->val_ppl), r->best ? ", \"best\": true" : "");
     r->json = line;
     if (L->metrics && (fprintf(L->metrics, "%s\n", line) < 0 || fflush(L->metrics) != 0))
         return io_fail("cannot write", L->metrics_path);
