@@ -9,7 +9,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-
 /* One line: points (x[i], y[i]) for i in [0, n). x may be NULL (then x[i] = i). Points with a
  * non-finite coordinate are skipped and break the line there; a point with no finite
  * neighbour is drawn as a dot. */
