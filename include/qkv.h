@@ -705,6 +705,11 @@ QKV_API float qkv_labeled_value(const qkv_labeled *d, int64_t i);
 /* Where example i was read: the file, and the line its record starts on (*line 0 for a file of
  * a class folder, which is one example). NULL if i is out of range. */
 QKV_API const char *qkv_labeled_source(const qkv_labeled *d, int64_t i, int64_t *line);
+/* How many TSV/CSV records of d run over several lines (a quoted field holding a line end), and
+ * in *first_line (may be NULL) the line the first starts on; 0 for other formats. Legitimate in
+ * RFC 4180 files, but in a TSV whose texts merely start with '"' it means lines were merged
+ * into one example: read such files with no_quotes. */
+QKV_API int64_t qkv_labeled_multiline(const qkv_labeled *d, int64_t *first_line);
 /* Renumbers the labels by a given list (a model's id2label, or the training set's names for
  * its validation set): afterwards num_labels == n and label_name(k) == names[k]. Names must be
  * non-empty, valid UTF-8 and distinct (INVALID_ARG). A label of d not in the list fails with

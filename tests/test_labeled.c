@@ -112,8 +112,32 @@ static void test_tsv(void) {
         CHECK(qkv_labeled_source(d, 2, NULL) == NULL && qkv_labeled_label(d, 2) == -1);
         CHECK(qkv_labeled_label_name(d, 2) == NULL);
         CHECK_STATUS(qkv_labeled_label_vector(d, 2, v), QKV_ERR_INVALID_ARG);
+        int64_t first = -1;
+        CHECK_EQ_INT(qkv_labeled_multiline(d, &first), 0);
+        CHECK_EQ_INT(first, 0);
     }
     qkv_labeled_free(d);
+
+    /* a text that starts with '"' without being quoted: lines 2-4 become one record, counted */
+    put("quote.tsv", "ok\tpos\n\"Quoted start.\tpos\nplain\tneg\nend\"\tneg\nfine\tpos\n");
+    d = load("quote.tsv", NULL);
+    if (d) {
+        int64_t first = -1;
+        CHECK_EQ_INT(qkv_labeled_count(d), 3);
+        CHECK_EQ_INT(qkv_labeled_multiline(d, &first), 1);
+        CHECK_EQ_INT(first, 2);
+    }
+    qkv_labeled_free(d);
+    qkv_labeled_options nq;
+    qkv_labeled_default_options(&nq);
+    nq.no_quotes = 1;
+    d = load("quote.tsv", &nq);
+    if (d) {
+        CHECK_EQ_INT(qkv_labeled_count(d), 5);
+        CHECK_EQ_INT(qkv_labeled_multiline(d, NULL), 0);
+    }
+    qkv_labeled_free(d);
+    CHECK_EQ_INT(qkv_labeled_multiline(NULL, NULL), 0);
 
     /* a GLUE-style header: named columns, pairs; integer labels */
     put("glue.tsv", "sentence1\tsentence2\tlabel\nA cat.\tA dog.\t1\nRain\tSun\t0\n");

@@ -524,3 +524,8 @@ const char *qkv_labeled_source(const qkv_labeled *d, int64_t i, int64_t *line) {
     if (line) *line = e ? e->line : 0;
     return e ? d->paths.p + e->src : NULL;
 }
+
+int64_t qkv_labeled_multiline(const qkv_labeled *d, int64_t *first_line) {
+    if (first_line) *first_line = d ? d->multiline_line : 0;
+    return d ? d->multiline : 0;
+}

@@ -51,7 +51,8 @@ struct qkv_labeled {
     qkv__buf names;    /* label names, each followed by a NUL */
     qkv__buf name_off; /* size_t [n_labels]: offset of name k in names */
     int64_t n_labels;
-    size_t cur_src;     /* while loading: the path of the examples being added */
+    int64_t multiline, multiline_line; /* TSV/CSV records over several lines; the first's line */
+    size_t cur_src;                    /* while loading: the path of the examples being added */
     qkv__strmap intern; /* while loading: name -> id (ids in order of first appearance) */
     qkv__buf seen;      /* while loading: int64_t [n_labels], the last example with label k */
 };

@@ -236,6 +236,8 @@ static qkv_status csv_row(csv_reader *c) {
     if (c->nf != c->ncols)
         return qkv__lab_fail(c->r->d, c->rec_line, "wrong number of columns: %zu, expected %zu",
                              c->nf, c->ncols);
+    if (c->line > c->rec_line && !c->r->d->multiline++) /* a quoted field ran over a line end */
+        c->r->d->multiline_line = c->rec_line;
     const char *pair = c->col_pair >= 0 ? field(c, c->col_pair) : NULL;
     QKV_TRY(qkv__lab_add(c->r->d, c->rec_line, field(c, c->col_text), field_len(c, c->col_text),
                          pair, pair ? field_len(c, c->col_pair) : 0));

@@ -113,6 +113,15 @@ printf 'text\tlabel\n\tpositive\n' > "$tmp/empty.tsv"
 "$qkv" finetune --model "$model" --train "$tmp/empty.tsv" --out "$tmp/e" > /dev/null 2>"$tmp/err"; rc=$?
 check '[[ $rc -eq 2 ]] && grep -q "empty.tsv:2" "$tmp/err"' "empty text: exit $rc: $(cat "$tmp/err")"
 
+# a TSV whose text starts with '"' but is not quoted: lines merge into one record; warned
+{ printf 'text\tlabel\n"Quoted start.\tpositive\nplain good\tpositive\nend"\tnegative\n'
+  tail -n +2 "$tmp/train.tsv" | head -40; } > "$tmp/quotes.tsv"
+"$qkv" finetune --model "$model" --train "$tmp/quotes.tsv" --epochs 1 --out "$tmp/qt" > /dev/null 2>"$tmp/err"; rc=$?
+check '[[ $rc -eq 0 ]] && grep -q "quotes.tsv: 1 record(s) run over several lines" "$tmp/err" && grep -q "from line 2" "$tmp/err"' \
+      "multi-line quoted record: exit $rc, no warning: $(head -2 "$tmp/err")"
+"$qkv" finetune --model "$model" --train "$tmp/quotes.tsv" --epochs 1 --no-quotes --out "$tmp/qt2" > /dev/null 2>"$tmp/err"; rc=$?
+check '[[ $rc -eq 0 ]] && ! grep -q "several lines" "$tmp/err"' "--no-quotes: exit $rc, still warned"
+
 # usage
 "$qkv" finetune --train "$tmp/train.tsv" --out "$tmp/f" > /dev/null 2>&1; rc=$?
 check '[[ $rc -eq 2 ]]' "no --model: exit $rc"
