@@ -72,6 +72,7 @@ static int load_split(split *s, const split *train) {
     qkv_labeled_default_options(&lo);
     qkv_status st = qkv_labeled_load(s->path, &lo, &s->d);
     if (st != QKV_OK) return cli_report(s->path, st);
+    cli_warn_multiline("baseline", s->path, s->d, lo.no_quotes);
     if (train) {
         int64_t k = qkv_labeled_num_labels(train->d);
         const char **names = malloc((size_t)k * sizeof *names);

@@ -342,6 +342,7 @@ static int load_data(run *r) {
     lo.problem = r->problem;
     qkv_status s = qkv_labeled_load(o->data, &lo, &r->d);
     if (s != QKV_OK) return cli_report(o->data, s);
+    cli_warn_multiline(CMD, o->data, r->d, lo.no_quotes);
     if (r->problem == QKV_PROBLEM_REGRESSION) return EXIT_OK;
     const char **names = malloc((size_t)r->NL * sizeof *names);
     if (!names) {

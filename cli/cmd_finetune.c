@@ -248,14 +248,7 @@ static int load_data(const ft_cfg *c, const char *path, qkv_problem_type p, qkv_
     o.no_quotes = c->no_quotes;
     qkv_status s = qkv_labeled_load(path, &o, out);
     if (s != QKV_OK) return cli_report("reading the data", s);
-    int64_t first;
-    const int64_t ml = qkv_labeled_multiline(*out, &first);
-    if (ml && !c->no_quotes)
-        fprintf(stderr,
-                "qkv finetune: warning: %s: %lld record(s) run over several lines through a quoted "
-                "field (the first from line %lld); if '\"' is plain text in this file, use "
-                "--no-quotes\n",
-                path, (long long)ml, (long long)first);
+    cli_warn_multiline("finetune", path, *out, c->no_quotes);
     return 0;
 }
 

@@ -175,3 +175,14 @@ void json_write_string(FILE *f, const char *s, size_t len) {
     }
     fputc('"', f);
 }
+
+void cli_warn_multiline(const char *cmd, const char *path, const qkv_labeled *d, int no_quotes) {
+    int64_t first;
+    const int64_t n = qkv_labeled_multiline(d, &first);
+    if (n && !no_quotes)
+        fprintf(stderr,
+                "qkv %s: warning: %s: %lld record(s) run over several lines through a quoted "
+                "field (the first from line %lld); if '\"' is plain text in this file, use "
+                "--no-quotes\n",
+                cmd, path, (long long)n, (long long)first);
+}

@@ -49,6 +49,10 @@ const char *cli_default_model(void);
 /* qkv_model_load with a message (and a hint for a missing model); returns the exit code. */
 int cli_load_model(const char *cmd, const char *dir, qkv_model **m);
 /* Parses a whole number in [lo, hi] for option opt; returns the exit code. */
+/* Warns on stderr ("qkv CMD: warning: ...") when d, read from path with quoting, has records that
+ * ran over several lines through a quoted field (qkv_labeled_multiline): a TSV whose texts start
+ * with '"' merged lines; --no-quotes reads such a file as plain text. */
+void cli_warn_multiline(const char *cmd, const char *path, const qkv_labeled *d, int no_quotes);
 int cli_parse_count(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);
 /* Embeds t's lines in batches into out [t->n, dim], with progress; returns the exit code. */
 int cli_embed_lines(qkv_runtime *rt, const qkv_model *m, const text_lines *t, size_t batch,

@@ -121,6 +121,9 @@ check '[[ $rc -eq 0 ]] && grep -q "quotes.tsv: 1 record(s) run over several line
       "multi-line quoted record: exit $rc, no warning: $(head -2 "$tmp/err")"
 "$qkv" finetune --model "$model" --train "$tmp/quotes.tsv" --epochs 1 --no-quotes --out "$tmp/qt2" > /dev/null 2>"$tmp/err"; rc=$?
 check '[[ $rc -eq 0 ]] && ! grep -q "several lines" "$tmp/err"' "--no-quotes: exit $rc, still warned"
+"$qkv" evaluate --model "$tmp/a/model" --data "$tmp/quotes.tsv" > /dev/null 2>"$tmp/err"
+check 'grep -q "qkv evaluate: warning: .*quotes.tsv: 1 record(s) run over several lines" "$tmp/err"' \
+      "qkv evaluate does not warn about the merged lines: $(head -2 "$tmp/err")"
 
 # usage
 "$qkv" finetune --train "$tmp/train.tsv" --out "$tmp/f" > /dev/null 2>&1; rc=$?
