@@ -603,6 +603,30 @@ static int parse_args(int argc, char **argv, ft_cfg *c, int *resume, long *threa
     return 0;
 }
 
+/* The validation set (--val, else --val-split of the training data, which r->train then loses)
+ * and --test, their labels mapped to names[0..nl) (the training data's already are). */
+static int load_eval_sets(ft_run *r, qkv_problem_type pt, const char *const *names, int64_t nl) {
+    const ft_cfg *c = &r->c;
+    int rc;
+    qkv_status s;
+    if (c->val[0]) {
+        if ((rc = load_data(c, c->val, pt, &r->val))) return rc;
+    } else {
+        qkv_labeled *tr = NULL, *va = NULL;
+        s = qkv_labeled_split(r->train, c->val_split, c->seed, &tr, &va);
+        if (s != QKV_OK) return cli_report("holding out a validation split", s);
+        qkv_labeled_free(r->train);
+        r->train = tr, r->val = va;
+    }
+    if (c->test[0] && (rc = load_data(c, c->test, pt, &r->test))) return rc;
+    qkv_labeled *sets[2] = {r->val, r->test};
+    for (int i = 0; i < 2; i++)
+        if (sets[i] && pt != QKV_PROBLEM_REGRESSION &&
+            (s = qkv_labeled_map_labels(sets[i], names, nl)) != QKV_OK)
+            return cli_report(i ? "the test labels" : "the validation labels", s);
+    return 0;
+}
+
 /* Data, labels, the model and the tokenized examples of a new run. */
 static int setup(ft_run *r) {
     ft_cfg *c = &r->c;
@@ -656,21 +680,7 @@ static int setup(ft_run *r) {
             return cli_report("the training labels", s);
     }
     qkv_trainer_free(probe);
-    if (c->val[0]) {
-        if ((rc = load_data(c, c->val, pt, &r->val))) return rc;
-    } else {
-        qkv_labeled *tr = NULL, *va = NULL;
-        s = qkv_labeled_split(r->train, c->val_split, c->seed, &tr, &va);
-        if (s != QKV_OK) return cli_report("holding out a validation split", s);
-        qkv_labeled_free(r->train);
-        r->train = tr, r->val = va;
-    }
-    if (c->test[0] && (rc = load_data(c, c->test, pt, &r->test))) return rc;
-    qkv_labeled *sets[2] = {r->val, r->test};
-    for (int i = 0; i < 2; i++)
-        if (sets[i] && pt != QKV_PROBLEM_REGRESSION &&
-            (s = qkv_labeled_map_labels(sets[i], names, nl)) != QKV_OK)
-            return cli_report(i ? "the test labels" : "the validation labels", s);
+    if ((rc = load_eval_sets(r, pt, names, nl))) return rc;
     qkv_classifier_spec sp;
     qkv_classifier_spec_init(&sp);
     sp.num_labels = nl, sp.labels = names, sp.problem_type = (int)pt, sp.seed = c->seed;
@@ -857,23 +867,7 @@ int cmd_finetune(int argc, char **argv) {
             rc = cli_report("the training labels", s);
             goto done_names;
         }
-        if (r.c.val[0]) {
-            if ((rc = load_data(&r.c, r.c.val, pt, &r.val))) goto done_names;
-        } else {
-            qkv_labeled *tr = NULL, *va = NULL;
-            if ((s = qkv_labeled_split(r.train, r.c.val_split, r.c.seed, &tr, &va)) != QKV_OK) {
-                rc = cli_report("holding out a validation split", s);
-                goto done_names;
-            }
-            qkv_labeled_free(r.train);
-            r.train = tr, r.val = va;
-        }
-        if (r.c.test[0] && (rc = load_data(&r.c, r.c.test, pt, &r.test))) goto done_names;
-        qkv_labeled *sets[2] = {r.val, r.test};
-        for (int i = 0; i < 2 && !rc; i++)
-            if (sets[i] && pt != QKV_PROBLEM_REGRESSION &&
-                (s = qkv_labeled_map_labels(sets[i], names, nl)) != QKV_OK)
-                rc = cli_report("the validation / test labels", s);
+        rc = load_eval_sets(&r, pt, names, nl);
     done_names:
         free(names);
         if (rc) goto done;

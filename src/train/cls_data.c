@@ -176,8 +176,8 @@ void qkv__cls_epoch_order(const qkv_cls_data *d, uint64_t seed, int64_t epoch, i
     qkv__free(o);
 }
 
-int64_t qkv__cls_fill(const qkv_cls_data *d, const int64_t *idx, int64_t B, int32_t *ids,
-                      int32_t *types, int32_t *lens, int32_t *labels, float *values) {
+qkv_train_batch qkv__cls_batch(const qkv_cls_data *d, const int64_t *idx, int64_t B, int32_t *ids,
+                               int32_t *types, int32_t *lens, int32_t *labels, float *values) {
     int64_t T = 1;
     for (int64_t b = 0; b < B; b++) {
         int64_t len = d->off[idx[b] + 1] - d->off[idx[b]];
@@ -193,5 +193,15 @@ int64_t qkv__cls_fill(const qkv_cls_data *d, const int64_t *idx, int64_t B, int3
         if (d->values)
             memcpy(values + b * d->nl, d->values + i * d->nl, (size_t)d->nl * sizeof *values);
     }
-    return T;
+    qkv_train_batch b = {sizeof b,
+                         ids,
+                         NULL,
+                         types,
+                         lens,
+                         B,
+                         T,
+                         d->labels ? labels : NULL,
+                         d->values ? values : NULL,
+                         0};
+    return b;
 }

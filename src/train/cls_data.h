@@ -27,9 +27,10 @@ struct qkv_cls_data {
 void qkv__cls_epoch_order(const qkv_cls_data *d, uint64_t seed, int64_t epoch, int64_t batch,
                           int64_t *order);
 
-/* The batch of examples idx[0..B): ids / types [B, T] padded with pad_id to T = the longest
- * of them, lens [B], labels [B] or values [B, nl] (whichever d has). Returns T. */
-int64_t qkv__cls_fill(const qkv_cls_data *d, const int64_t *idx, int64_t B, int32_t *ids,
-                      int32_t *types, int32_t *lens, int32_t *labels, float *values);
+/* The batch of examples idx[0..B), written into the buffers: ids / types [B, T] padded with
+ * pad_id to T = the longest of them, lens [B], labels [B] or values [B, nl] (whichever d has;
+ * the batch points at that one). dropout_seed 0. */
+qkv_train_batch qkv__cls_batch(const qkv_cls_data *d, const int64_t *idx, int64_t B, int32_t *ids,
+                               int32_t *types, int32_t *lens, int32_t *labels, float *values);
 
 #endif

@@ -465,17 +465,7 @@ qkv_status qkv_trainer_predict(qkv_runtime *rt, qkv_trainer *t, const qkv_cls_da
     if (s == QKV_OK) qkv__cls_epoch_order(d, 0, 0, n, order); /* by decreasing length */
     for (int64_t start = 0; s == QKV_OK && start < n; start += B) {
         const int64_t nb = start + B <= n ? B : n - start;
-        const int64_t T = qkv__cls_fill(d, order + start, nb, ids, types, lens, labels, values);
-        qkv_train_batch b = {sizeof b,
-                             ids,
-                             NULL,
-                             types,
-                             lens,
-                             nb,
-                             T,
-                             d->labels ? labels : NULL,
-                             d->values ? values : NULL,
-                             0};
+        qkv_train_batch b = qkv__cls_batch(d, order + start, nb, ids, types, lens, labels, values);
         float loss;
         s = qkv_trainer_eval_batch(rt, t, &b, &loss);
         const float *lg = s == QKV_OK ? qkv_trainer_logits(t) : NULL;
@@ -491,19 +481,7 @@ qkv_status qkv_trainer_predict(qkv_runtime *rt, qkv_trainer *t, const qkv_cls_da
 static qkv_train_batch cls_batch(loop *L, const qkv_cls_data *d, const int64_t *order,
                                  int64_t start) {
     const int64_t B = start + L->o->batch <= d->n ? L->o->batch : d->n - start;
-    const int64_t T =
-        qkv__cls_fill(d, order + start, B, L->ids, L->types, L->lens, L->labels, L->values);
-    qkv_train_batch b = {sizeof b,
-                         L->ids,
-                         NULL,
-                         L->types,
-                         L->lens,
-                         B,
-                         T,
-                         d->labels ? L->labels : NULL,
-                         d->values ? L->values : NULL,
-                         0};
-    return b;
+    return qkv__cls_batch(d, order + start, B, L->ids, L->types, L->lens, L->labels, L->values);
 }
 
 /* Micro-batch m of the run (epoch m / M, its (m % M)-th batch): forward and backward. */
