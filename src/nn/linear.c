@@ -18,6 +18,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 static qkv_status check(const char *fn, const qkv_nn_linear *L, int64_t N) {
     NN_NONNULL(fn, L);
@@ -132,17 +133,36 @@ typedef struct {
     int64_t N, OC;
 } colsum_ctx;
 
-#define COLSUM_W 64
+#define COLSUM_W 32 /* columns per work item: 8 accumulators of 4 */
+
+typedef float colsum_v4 __attribute__((vector_size(16)));
+
+/* db[j] += Σ_n dout[n][j], each column summed over n in order (so any thread count gives the
+ * same bits). A full block keeps its 32 sums in eight named vector accumulators: GCC keeps an
+ * array of them in memory, a store-to-load chain per row. */
 static void colsum_cols(void *p, int64_t b0, int64_t b1, int tid) {
     const colsum_ctx *c = p;
     (void)tid;
     for (int64_t b = b0; b < b1; b++) {
         int64_t j0 = b * COLSUM_W, nj = c->OC - j0 < COLSUM_W ? c->OC - j0 : COLSUM_W;
         float acc[COLSUM_W] = {0};
-        for (int64_t n = 0; n < c->N; n++) {
-            const float *row = c->dout + n * c->OC + j0;
-            for (int64_t j = 0; j < nj; j++) acc[j] += row[j];
-        }
+        if (nj == COLSUM_W) {
+            colsum_v4 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, s4 = {0}, s5 = {0}, s6 = {0},
+                      s7 = {0};
+            for (int64_t n = 0; n < c->N; n++) {
+                const float *row = c->dout + n * c->OC + j0;
+                colsum_v4 x[8];
+                memcpy(x, row, sizeof x);
+                s0 += x[0], s1 += x[1], s2 += x[2], s3 += x[3];
+                s4 += x[4], s5 += x[5], s6 += x[6], s7 += x[7];
+            }
+            const colsum_v4 s[8] = {s0, s1, s2, s3, s4, s5, s6, s7};
+            memcpy(acc, s, sizeof s);
+        } else
+            for (int64_t n = 0; n < c->N; n++) {
+                const float *row = c->dout + n * c->OC + j0;
+                for (int64_t j = 0; j < nj; j++) acc[j] += row[j];
+            }
         for (int64_t j = 0; j < nj; j++) c->db[j0 + j] += acc[j];
     }
 }
