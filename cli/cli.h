@@ -38,6 +38,9 @@ void cmd_classify_help(void);
 int cli_load_classifier(const char *cmd, const char *dir, qkv_model **m);
 int cmd_evaluate(int argc, char **argv);
 void cmd_evaluate_help(void);
+/* qkv evaluate --hyp/--ref: translations scored with BLEU / chrF (cmd_evaluate_mt.c). */
+int cmd_evaluate_mt(int argc, char **argv);
+void cmd_evaluate_mt_help(void);
 int cmd_baseline(int argc, char **argv);
 void cmd_baseline_help(void);
 int cmd_search(int argc, char **argv);

@@ -28,7 +28,8 @@
 
 void cmd_evaluate_help(void) {
     printf(
-        "Usage: qkv evaluate --model DIR --data FILE [options]\n\n"
+        "Usage: qkv evaluate --model DIR --data FILE [options]     (a classifier)\n"
+        "       qkv evaluate --hyp FILE --ref FILE [options]       (translations: BLEU, chrF)\n\n"
         "Runs a sequence classifier (a Hugging Face BertForSequenceClassification directory, as\n"
         "for `qkv classify`) on every example of a labelled file and prints how well it does:\n"
         "scikit-learn's classification_report (the same text, byte for byte, as\n"
@@ -92,8 +93,9 @@ void cmd_evaluate_help(void) {
         "                        default: a bar on a terminal, else a line every 5 seconds)\n\n"
         "Exit status: 0 done; 2 bad usage or bad input (a data error names FILE:LINE; an\n"
         "unknown label; a model without a classification head or tokenizer; an output path that\n"
-        "cannot be written); 1 otherwise.\n",
+        "cannot be written); 1 otherwise.\n\n",
         CLI_CONFUSION_MAX);
+    cmd_evaluate_mt_help();
 }
 
 typedef struct opts {
@@ -620,6 +622,9 @@ done:
 }
 
 int cmd_evaluate(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--hyp") == 0 || strcmp(argv[i], "--ref") == 0)
+            return cmd_evaluate_mt(argc, argv);
     opts o;
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc;

@@ -14,7 +14,7 @@ static const cli_command commands[] = {
      cmd_embed_help},
     {"classify", "labels of text lines (or pairs) with a BertForSequenceClassification model",
      cmd_classify, cmd_classify_help},
-    {"evaluate", "score a classifier on labelled data: sklearn's report, confusion matrix",
+    {"evaluate", "score a classifier (sklearn's report) or translations (BLEU, chrF)",
      cmd_evaluate, cmd_evaluate_help},
     {"baseline",
      "baselines of a text-classification dataset: majority class, logistic regression "

@@ -1283,6 +1283,97 @@ QKV_API qkv_status qkv_logreg_predict_proba(const qkv_logreg *m, const float *x,
 QKV_API qkv_status qkv_logreg_predict(const qkv_logreg *m, const float *x, int64_t n,
                                       int32_t *pred);
 
+/* ---------------------------------------------------------------- translation metrics */
+
+/* BLEU and chrF / chrF++ of hypotheses against one or more references, as sacreBLEU
+ * QKV_SACREBLEU_VERSION computes them (sacrebleu.corpus_bleu / corpus_chrf, and the CLI's
+ * text): every number carries sacreBLEU's bits (tests/test_sacrebleu.c holds them to the
+ * sacrebleu package's on fixtures; docs/TRANSLATION.md). The texts are Python str to
+ * sacreBLEU: qkv decodes UTF-8 strictly (invalid UTF-8 is INVALID_ARG naming the line) and
+ * answers Python's whitespace, str.lower and the 'intl' tokenizer's \p{P} \p{S} \p{N} for
+ * every code point as that Python does. Sentence-level scores are a corpus of one segment
+ * (sacrebleu.sentence_bleu sets effective_order). Layout of the texts: hyps[i] for segment i
+ * < n; refs[r * n + i] for reference r < n_refs of segment i (sacreBLEU's list of reference
+ * streams); NUL-terminated UTF-8, "" allowed. */
+#define QKV_SACREBLEU_VERSION "2.6.0"
+#define QKV_BLEU_MAX_ORDER 16
+
+typedef enum qkv_bleu_tokenize {
+    QKV_BLEU_TOK_13A = 0,  /* mteval-v13a, sacreBLEU's default */
+    QKV_BLEU_TOK_INTL = 1, /* mteval-v14 international: Unicode punctuation and symbols */
+    QKV_BLEU_TOK_NONE = 2, /* whitespace only */
+} qkv_bleu_tokenize;
+
+typedef enum qkv_bleu_smooth {
+    QKV_BLEU_SMOOTH_EXP = 0, /* sacreBLEU's default */
+    QKV_BLEU_SMOOTH_NONE = 1,
+    QKV_BLEU_SMOOTH_FLOOR = 2,
+    QKV_BLEU_SMOOTH_ADD_K = 3,
+} qkv_bleu_smooth;
+
+typedef struct qkv_bleu_options {
+    size_t struct_size;         /* 0 or sizeof(qkv_bleu_options): see the top of this file */
+    qkv_bleu_tokenize tokenize; /* (13A) */
+    qkv_bleu_smooth smooth;     /* (EXP) */
+    double smooth_value;        /* FLOOR / ADD_K: the value (0: sacreBLEU's 0.1 / 1) */
+    int max_ngram_order;        /* 1..QKV_BLEU_MAX_ORDER (4; 0 means 4) */
+    int effective_order;        /* 1: stop at the highest order with n-grams (sentence BLEU) */
+    int lowercase;              /* 1: Python's str.lower first (case:lc) */
+} qkv_bleu_options;
+
+typedef struct qkv_bleu_score {
+    size_t struct_size; /* 0 or sizeof(qkv_bleu_score) */
+    double score;       /* 0..100 */
+    double bp;          /* brevity penalty */
+    double ratio;       /* sys_len / ref_len (0 when ref_len is 0) */
+    int64_t sys_len, ref_len;
+    int max_ngram_order;
+    /* per order n = 1..max_ngram_order at [n-1]: matched and total hypothesis n-grams (not
+     * integers under ADD_K, which adds k from order 2) and the precision in percent */
+    double counts[QKV_BLEU_MAX_ORDER], totals[QKV_BLEU_MAX_ORDER];
+    double precisions[QKV_BLEU_MAX_ORDER];
+} qkv_bleu_score;
+
+/* n >= 1 segments, n_refs >= 1; opts may be NULL (the defaults). INVALID_ARG: NULL texts,
+ * invalid UTF-8 (naming hypothesis / reference r and the line i + 1), options out of range. */
+QKV_API qkv_status qkv_bleu(const char *const *hyps, int64_t n, const char *const *refs,
+                            int64_t n_refs, const qkv_bleu_options *opts, qkv_bleu_score *out);
+
+typedef struct qkv_chrf_options {
+    size_t struct_size; /* 0 or sizeof(qkv_chrf_options) */
+    int char_order;     /* character n-gram order 1..32 (6; 0 means 6) */
+    int word_order;     /* word n-gram order 0..32 (0; 2 is chrF++) */
+    int beta;           /* recall weight 1..100 (2; 0 means 2) */
+    int lowercase;      /* 1: Python's str.lower first */
+    int whitespace;     /* 1: keep whitespace in character n-grams */
+    int eps_smoothing;  /* 1: chrF++.py's epsilon smoothing instead of the effective order */
+} qkv_chrf_options;
+
+typedef struct qkv_chrf_score {
+    size_t struct_size; /* 0 or sizeof(qkv_chrf_score) */
+    double score;       /* 0..100 */
+    int char_order, word_order, beta;
+} qkv_chrf_score;
+
+/* As qkv_bleu: for each segment the reference of the best sentence F-score is kept (the
+ * first on ties), its statistics summed over the corpus. */
+QKV_API qkv_status qkv_chrf(const char *const *hyps, int64_t n, const char *const *refs,
+                            int64_t n_refs, const qkv_chrf_options *opts, qkv_chrf_score *out);
+
+/* sacreBLEU's signature, e.g. "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
+ * and "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0". *text: free with
+ * qkv_free. */
+QKV_API qkv_status qkv_bleu_signature(const qkv_bleu_options *opts, int64_t n_refs, char **text);
+QKV_API qkv_status qkv_chrf_signature(const qkv_chrf_options *opts, int64_t n_refs, char **text);
+/* The line sacreBLEU's CLI prints with --format text and --width width (0..17; its default
+ * is 1): "BLEU|SIGNATURE = 31.4 62.5/40.0/25.0/14.3 (BP = 1.000 ratio = 1.000 hyp_len = 8
+ * ref_len = 8)" and "chrF2|SIGNATURE = 55.3" (chrF2++ with word_order 2). signature NULL or
+ * "": the name alone. *text (no newline): free with qkv_free. */
+QKV_API qkv_status qkv_bleu_format(const qkv_bleu_score *s, const char *signature, int width,
+                                   char **text);
+QKV_API qkv_status qkv_chrf_format(const qkv_chrf_score *s, const char *signature, int width,
+                                   char **text);
+
 #ifdef __cplusplus
 }
 #endif

@@ -70,7 +70,7 @@ int qkv__utf8_put(uint32_t cp, uint8_t *out) {
     return 4;
 }
 
-static int in_list(const uint32_t *a, int n, uint32_t c) {
+int qkv__uni_in_sorted(const uint32_t *a, int n, uint32_t c) {
     int lo = 0, hi = n - 1;
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
@@ -116,8 +116,8 @@ int qkv__uni_is_other(uint32_t c) {
     utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
     int u = k == UTF8PROC_CATEGORY_CC || k == UTF8PROC_CATEGORY_CF || k == UTF8PROC_CATEGORY_CO ||
             k == UTF8PROC_CATEGORY_CS;
-    if (u) return !in_list(compat_other_del, compat_other_del_n, c);
-    return in_list(compat_other_add, compat_other_add_n, c);
+    if (u) return !qkv__uni_in_sorted(compat_other_del, compat_other_del_n, c);
+    return qkv__uni_in_sorted(compat_other_add, compat_other_add_n, c);
 }
 
 int qkv__uni_is_punct(uint32_t c) {
@@ -126,15 +126,15 @@ int qkv__uni_is_punct(uint32_t c) {
                (c >= 123 && c <= 126);
     utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
     int u = k >= UTF8PROC_CATEGORY_PC && k <= UTF8PROC_CATEGORY_PO;
-    if (u) return !in_list(compat_punct_del, compat_punct_del_n, c);
-    return in_list(compat_punct_add, compat_punct_add_n, c);
+    if (u) return !qkv__uni_in_sorted(compat_punct_del, compat_punct_del_n, c);
+    return qkv__uni_in_sorted(compat_punct_add, compat_punct_add_n, c);
 }
 
 int qkv__uni_is_mn(uint32_t c) {
     if (c < 0x80) return 0;
     int u = utf8proc_category((utf8proc_int32_t)c) == UTF8PROC_CATEGORY_MN;
-    if (u) return !in_list(compat_mn_del, compat_mn_del_n, c);
-    return in_list(compat_mn_add, compat_mn_add_n, c);
+    if (u) return !qkv__uni_in_sorted(compat_mn_del, compat_mn_del_n, c);
+    return qkv__uni_in_sorted(compat_mn_add, compat_mn_add_n, c);
 }
 
 int qkv__uni_is_cjk(uint32_t c) {

@@ -20,6 +20,9 @@ uint32_t qkv__utf8_next(const uint8_t *s, size_t len, size_t *n);
 /* Writes cp as UTF-8 (1..4 bytes) into out; returns the length. */
 int qkv__utf8_put(uint32_t cp, uint8_t *out);
 
+/* 1 if c is in the ascending array a[0..n) (binary search). */
+int qkv__uni_in_sorted(const uint32_t *a, int n, uint32_t c);
+
 /* Rust's char::is_whitespace (the White_Space property). */
 int qkv__uni_is_whitespace(uint32_t c);
 /* BertNormalizer's is_control: Cc Cf Co Cs except \t \n \r (tokenizers' tables). */
