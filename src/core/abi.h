@@ -32,6 +32,7 @@
 #define QKV__SIZE0_qkv_logreg_options sizeof(qkv_logreg_options)
 #define QKV__SIZE0_qkv_logreg_stats sizeof(qkv_logreg_stats)
 #define QKV__SIZE0_qkv_lora_config sizeof(qkv_lora_config)
+#define QKV__SIZE0_qkv_head_stats sizeof(qkv_head_stats)
 
 /* Copies the program's struct `in` into `local` (this library's layout, `size` bytes): the
  * first min(struct_size, size) bytes of in (struct_size 0 means size0), the rest from
