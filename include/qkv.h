@@ -932,6 +932,16 @@ QKV_API qkv_status qkv_trainer_eval_batch(qkv_runtime *rt, qkv_trainer *t,
 /* The logits [B*T, V] of the last forward ([B, num_labels] for classifiers; forward_backward
  * turns them into gradients; valid after qkv_trainer_eval only). */
 QKV_API const float *qkv_trainer_logits(const qkv_trainer *t);
+/* Gradient × input saliency of a classifier trainer's (qkv_trainer_load_hf_classifier) logit
+ * `label` on one sequence ids [T] (type_ids [T] or NULL), in eval mode (no dropout):
+ * saliency [T], entry i = Σ_c ∂logit/∂e_i,c · e_i,c with e_i the word embedding of token i
+ * (what transformers gives for inputs_embeds), through the trainer's backward; logits [NL] (or
+ * NULL) receives the forward's logits. The trainer's gradients are zero afterwards. UNSUPPORTED
+ * for a trainer that is not a classifier or whose embeddings are all frozen; INVALID_ARG as
+ * qkv_trainer_forward_backward_batch for ids and types, or for a label outside [0, NL). */
+QKV_API qkv_status qkv_trainer_saliency(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,
+                                        const int32_t *type_ids, int64_t T, int64_t label,
+                                        float *saliency, float *logits);
 
 /* The global L2 norm of all gradients in *norm; when max_norm > 0 every gradient is then
  * multiplied by min(1, max_norm / (norm + 1e-6)) (torch.nn.utils.clip_grad_norm_). */

@@ -2,7 +2,8 @@
  * tiny random BERT (a sentence pair with token types, sequences padded in the reference batch),
  * GPT-2 and Llama (GQA, RoPE) models against transformers' output_attentions=True, rollout and
  * per-head summaries against numpy (tests/fixtures/attnmap, tools/gen_attention_maps.py); that
- * asking for the maps does not change the forward's outputs; hostile arguments. Per QKV_ARCH. */
+ * asking for the maps does not change the forward's outputs; hostile arguments; gradient × input
+ * saliency of a classifier's logits through the trainer's backward. Per QKV_ARCH. */
 #include "attnmap_check.h"
 #include "models/bert.h"
 #include "models/gpt.h"
@@ -109,6 +110,46 @@ static void empty_rows(void) {
     CHECK(buf[small] == 0xab && buf[sizeof buf - 1] == 0xab);
 }
 
+/* Gradient × input of a tiny BertForSequenceClassification's logits on a text pair, through
+ * the trainer's backward, against transformers (inputs_embeds, float64). */
+static void saliency(void) {
+    qkv_safetensors *st = fix_open(FIX "/saliency_pair.safetensors");
+    const qkv_st_tensor *ti = qkv_safetensors_find(st, "ids");
+    const int64_t T = ti->shape[0];
+    const int32_t *ids = ti->data, *types = fix_need(st, "type_ids");
+    const float *want = fix_need(st, "saliency"), *want_logits = fix_need(st, "logits");
+    qkv_trainer *t = NULL;
+    CHECK_OK(qkv_trainer_load_hf_classifier(QKV_SOURCE_DIR "/tests/fixtures/cls/pair", NULL, &t));
+    if (!t) return;
+    const int64_t NL = qkv_trainer_num_labels(t);
+    float *sal = malloc(sizeof(float) * (size_t)T), logits[8];
+    double worst = 0;
+    for (int64_t k = 0; k < NL; k++) {
+        CHECK_OK(qkv_trainer_saliency(NULL, t, ids, types, T, k, sal, logits));
+        double e = fix_rel_err(sal, want + k * T, T);
+        worst = e > worst ? e : worst;
+        CHECK_MSG(e <= 1e-4, "saliency of logit %lld off by %.3g (relative)", (long long)k, e);
+    }
+    CHECK_MSG(fix_rel_err(logits, want_logits, NL) <= 1e-5, "logits differ");
+    /* the gradients are left zero: a second call gives the same bits */
+    float *again = malloc(sizeof(float) * (size_t)T);
+    CHECK_OK(qkv_trainer_saliency(NULL, t, ids, types, T, NL - 1, again, NULL));
+    CHECK(memcmp(sal, again, sizeof(float) * (size_t)T) == 0);
+    CHECK_STATUS(qkv_trainer_saliency(NULL, t, ids, types, T, NL, sal, NULL), QKV_ERR_INVALID_ARG);
+    CHECK_STATUS(qkv_trainer_saliency(NULL, t, ids, types, T, -1, sal, NULL), QKV_ERR_INVALID_ARG);
+    const int32_t bad[2] = {0, 1 << 30};
+    CHECK_STATUS(qkv_trainer_saliency(NULL, t, bad, NULL, 2, 0, sal, NULL), QKV_ERR_INVALID_ARG);
+    printf("saliency: %lld labels x %lld tokens, max error %.3g relative to the largest\n",
+           (long long)NL, (long long)T, worst);
+    qkv_trainer_free(t);
+    qkv_trainer *g = NULL;
+    CHECK_OK(qkv_trainer_load_hf(MODELS "/gpt2_tiny", &g));
+    CHECK_STATUS(qkv_trainer_saliency(NULL, g, ids, NULL, 2, 0, sal, NULL), QKV_ERR_UNSUPPORTED);
+    qkv_trainer_free(g);
+    free(sal), free(again);
+    qkv_safetensors_close(st);
+}
+
 int main(void) {
     test_use_arch_from_env();
     qkv_model *m = NULL;
@@ -123,6 +164,7 @@ int main(void) {
     maps_do_not_change_the_forward(m, llama);
     hostile(m, gpt2);
     empty_rows();
+    saliency();
     qkv_model_free(m);
     qkv_lm_free(gpt2);
     qkv_lm_free(llama);

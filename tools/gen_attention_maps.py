@@ -9,6 +9,10 @@ Writes, under tests/fixtures/attnmap/:
   bert_tiny.safetensors     its golden maps (below)
   gpt2_tiny.safetensors     maps of tests/fixtures/models/gpt2_tiny (written by gen_gpt_golden.py)
   llama_tiny.safetensors    maps of tests/fixtures/models/llama_tiny (4 heads over 2 KV heads, RoPE)
+  saliency_pair.safetensors gradient x input of tests/fixtures/cls/pair (a tiny
+                            BertForSequenceClassification) on a text pair: ids, type_ids [T],
+                            logits [NL], saliency [NL, T] (Σ_c d logit[k] / d e_i,c · e_i,c over
+                            the word embeddings e_i, inputs_embeds in float64, eval mode)
   minilm.safetensors        maps of models/all-MiniLM-L6-v2 (when that directory exists), ids from
                             its own tokenizer: a sentence, a sentence pair, a longer sentence
 Each golden file holds:
@@ -30,7 +34,8 @@ import shutil
 import numpy as np
 import torch
 from safetensors.numpy import save_file
-from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, BertConfig, BertModel
+from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification,
+                          AutoTokenizer, BertConfig, BertModel)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "fixtures", "attnmap")
@@ -197,9 +202,35 @@ def minilm():
     golden(os.path.join(OUT, "minilm.safetensors"), model, seqs, marks, True)
 
 
+def saliency():
+    d = os.path.join(ROOT, "tests", "fixtures", "cls", "pair")
+    tok = AutoTokenizer.from_pretrained(d)
+    model = AutoModelForSequenceClassification.from_pretrained(d, dtype=torch.float64).eval()
+    enc = tok("the cat sat on the mat", "a dog was on the log")
+    ids = torch.tensor([enc["input_ids"]])
+    tt = torch.tensor([enc["token_type_ids"]])
+    sal, logits = [], None
+    for k in range(model.config.num_labels):
+        e = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+        out = model(inputs_embeds=e, token_type_ids=tt).logits[0]
+        out[k].backward()
+        sal.append((e.grad * e).sum(-1)[0].detach().numpy())
+        logits = out.detach().numpy()
+    path = os.path.join(OUT, "saliency_pair.safetensors")
+    write_safetensors(path, [
+        ("ids", np.array(enc["input_ids"], dtype=np.int32)),
+        ("type_ids", np.array(enc["token_type_ids"], dtype=np.int32)),
+        ("logits", logits.astype(np.float32)),
+        ("saliency", np.array(sal, dtype=np.float32)),
+    ])
+    print(f"{os.path.relpath(path, ROOT)}: T {len(enc['input_ids'])}, logits {logits}, "
+          f"saliency range [{np.min(sal):.3g}, {np.max(sal):.3g}]")
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     bert_tiny()
     decoder("gpt2_tiny", 384)
     decoder("llama_tiny", 512)
+    saliency()
     minilm()
