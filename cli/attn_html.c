@@ -26,7 +26,8 @@ static const char css[] =
     "th,td{padding:2px 8px;text-align:right;border-bottom:1px solid #eee}"
     "th{position:sticky;top:0;background:#fafafa;cursor:pointer}tr.sel td{background:#ffe9a8}"
     "tbody tr{cursor:pointer}tbody tr:hover td{background:#f3f3f3}"
-    ".note{color:#666;font-size:13px;max-width:900px}";
+    ".note{color:#666;font-size:13px;max-width:900px}"
+    ".tk{display:inline-block;padding:3px 5px;margin:2px;border:1px solid #ddd;border-radius:3px}";
 
 static const char js[] =
     "const D=JSON.parse(document.getElementById('data').textContent);\n"
@@ -90,6 +91,13 @@ static const char js[] =
     "rs.forEach(r=>tb.appendChild(r));});\n"
     "document.getElementById('legend').style.background='linear-gradient(to right,'+"
     "D.stops.map(c=>'rgb('+c.join(',')+')').join(',')+')';\n"
+    "if(D.saliency){const sd=document.getElementById('sal'),"
+    "mx=Math.max(1e-30,...D.saliency.map(Math.abs));\n"
+    " tok.forEach((s,i)=>{const v=D.saliency[i],e=document.createElement('span');e.className='tk';"
+    "e.textContent=s;e.title='token '+i+': '+v.toFixed(4);\n"
+    "  const "
+    "a=Math.abs(v)/mx;e.style.background=v>=0?'rgba(214,39,40,'+a+')':'rgba(31,119,180,'+a+')';"
+    "sd.appendChild(e);});}\n"
     "ls.onchange=hs.onchange=rb.onchange=draw;draw();\n";
 
 /* Writes a JSON array of n floats as compact numbers. */
@@ -127,7 +135,12 @@ static char *page_json(const attn_page *p, size_t *len) {
         fprintf(f, "%s[%.6g,%.6g,%.6g,%.6g,%.6g]", k ? "," : "", s->entropy, s->distance, s->cls,
                 s->sep, s->prev);
     }
-    fputs("],\"stops\":[", f);
+    fputs("],\"saliency\":", f);
+    if (p->saliency)
+        put_floats(f, p->saliency, (size_t)p->T);
+    else
+        fputs("null", f);
+    fputs(",\"stops\":[", f);
     double rgb[3];
     for (int k = 0; k <= 8; k++) {
         cli_heat_colour(k / 8.0, rgb);
@@ -202,6 +215,15 @@ static void write_page(FILE *f, const void *vctx) {
             "<th>distance</th><th>%s</th><th>%s</th><th>previous</th></tr></thead>"
             "<tbody id=\"rows\"></tbody></table>\n",
             p->cls_name, p->sep_name, p->cls_name, p->sep_name);
+    if (p->saliency) {
+        fputs("<h2>Saliency</h2><p class=\"note\">Gradient &times; input of the logit of <b>", f);
+        put_text(f, p->saliency_label ? p->saliency_label : "?");
+        fputs("</b>: for each token, the gradient of that logit with respect to the token's word "
+              "embedding, dotted with the embedding (red raises the logit, blue lowers it, "
+              "shade by size; the value on hover). A first-order local estimate, not a "
+              "causal effect: see docs/INTERPRET.md.</p><div id=\"sal\"></div>\n",
+              f);
+    }
     fputs("<script id=\"data\" type=\"application/json\">", f);
     for (size_t i = 0; i < c->len; i++) {
         if (c->json[i] == '<')

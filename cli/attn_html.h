@@ -16,6 +16,8 @@ typedef struct attn_page {
     const float *rollout;            /* [T, T] */
     const qkv_head_stats *stats;     /* [L * H] */
     const char *cls_name, *sep_name; /* the table's names of the marked tokens */
+    const float *saliency;           /* [T] gradient x input, or NULL */
+    const char *saliency_label;      /* the label whose logit it explains */
 } attn_page;
 
 /* Writes the page to path atomically (atomic.h). 0, or -1 with errno set. */

@@ -37,9 +37,13 @@ void cmd_attention_help(void) {
         "and prints a table of the heads to stdout: entropy (nats; 0 = all on one token), mean\n"
         "distance (tokens), shares of attention on [CLS] and [SEP] (decoders: the first token\n"
         "and EOS) and on the previous token. Colours run from 0 to 1 on a fixed scale.\n"
+        "A classifier also gets gradient x input saliency of a label's logit per token (through\n"
+        "the training backward): printed, in the page, and as saliency [T] in the safetensors.\n"
         "Existing files of these names are replaced (atomically); a directory or special file\n"
         "in their place is refused.\n\n"
         "Options:\n"
+        "  --label NAME   a classifier (BertForSequenceClassification): the label whose logit\n"
+        "                 the saliency explains (a name or an index; default: the predicted)\n"
         "  --layer L      draw the per-head PNGs of layer L only (default: every layer)\n"
         "  --head H       draw the per-head PNGs of head H only (default: every head)\n"
         "  --threads N    threads (default: QKV_NUM_THREADS or all CPUs)\n\n"
@@ -48,7 +52,7 @@ void cmd_attention_help(void) {
 }
 
 typedef struct {
-    const char *model, *text, *pair, *out;
+    const char *model, *text, *pair, *out, *label;
     long layer, head, threads;
 } opts;
 
@@ -70,6 +74,8 @@ static int parse(int argc, char **argv, opts *o) {
             o->pair = argv[++i];
         } else if (strcmp(a, "--out") == 0 && more) {
             o->out = argv[++i];
+        } else if (strcmp(a, "--label") == 0 && more) {
+            o->label = argv[++i];
         } else if (strcmp(a, "--layer") == 0 && more) {
             if (cli_parse_count(CMD, a, argv[++i], 0, 1 << 20, &o->layer)) return EXIT_USAGE;
         } else if (strcmp(a, "--head") == 0 && more) {
@@ -185,6 +191,8 @@ typedef struct {
     float *roll;           /* [T, T] */
     qkv_head_stats *stats; /* [L * H] */
     uint8_t *marks;        /* [T] */
+    float *sal;            /* [T] a classifier's gradient x input, or NULL */
+    int64_t sal_label;
 } job;
 
 static void job_free(job *j) {
@@ -194,6 +202,7 @@ static void job_free(job *j) {
     free(j->roll);
     free(j->stats);
     free(j->marks);
+    free(j->sal);
     qkv_encoding_free(j->enc);
     qkv_tokenizer_free(j->own_tok);
     qkv_model_free(j->m);
@@ -286,6 +295,58 @@ static int compute(job *j, qkv_runtime *rt) {
     return EXIT_OK;
 }
 
+/* A classifier: gradient x input of the chosen label's logit (qkv_trainer_saliency). */
+static int compute_saliency(job *j, const opts *o, qkv_runtime *rt) {
+    const int64_t NL = j->encoder ? qkv_model_num_labels(j->m) : 0;
+    if (NL < 1) {
+        if (o->label)
+            return cli_usage_error(CMD, "--label: %s has no classification head", o->model);
+        return EXIT_OK;
+    }
+    qkv_trainer *t = NULL;
+    qkv_status s = qkv_trainer_load_hf_classifier(o->model, NULL, &t);
+    if (s != QKV_OK) return cli_report(o->model, s);
+    float *logits = malloc((size_t)NL * sizeof(float));
+    j->sal = malloc((size_t)j->T * sizeof(float));
+    int rc = EXIT_OK;
+    j->sal_label = -1;
+    if (o->label) { /* a name, else an index */
+        for (int64_t k = 0; k < NL; k++)
+            if (strcmp(qkv_model_label(j->m, k), o->label) == 0) j->sal_label = k;
+        char *end;
+        long v = strtol(o->label, &end, 10);
+        if (j->sal_label < 0 && *o->label && !*end && v >= 0 && v < NL) j->sal_label = v;
+        if (j->sal_label < 0)
+            rc = cli_usage_error(CMD, "--label %s is not a label of the model", o->label);
+    }
+    if (rc == EXIT_OK && (!logits || !j->sal)) {
+        fprintf(stderr, "qkv %s: out of memory\n", CMD);
+        rc = EXIT_FAIL;
+    }
+    const int64_t first = j->sal_label < 0 ? 0 : j->sal_label;
+    if (rc == EXIT_OK) {
+        s = qkv_trainer_saliency(rt, t, j->enc->ids, j->enc->type_ids, j->T, first, j->sal, logits);
+        if (s != QKV_OK) rc = cli_report("saliency", s);
+    }
+    if (rc == EXIT_OK && j->sal_label < 0) { /* the predicted label */
+        j->sal_label = 0;
+        for (int64_t k = 1; k < NL; k++)
+            if (logits[k] > logits[j->sal_label]) j->sal_label = k;
+        if (j->sal_label != first) {
+            s = qkv_trainer_saliency(rt, t, j->enc->ids, j->enc->type_ids, j->T, j->sal_label,
+                                     j->sal, NULL);
+            if (s != QKV_OK) rc = cli_report("saliency", s);
+        }
+    }
+    if (rc != EXIT_OK) {
+        free(j->sal);
+        j->sal = NULL;
+    }
+    free(logits);
+    qkv_trainer_free(t);
+    return rc;
+}
+
 static void print_table(const job *j) {
     const char *c = j->encoder ? "[CLS]" : "first", *e = j->encoder ? "[SEP]" : "EOS";
     printf("%d tokens:", (int)j->T);
@@ -297,6 +358,10 @@ static void print_table(const job *j) {
             printf("%5lld %4lld  %7.3f  %8.2f  %6.3f  %6.3f  %8.3f\n", (long long)l, (long long)h,
                    s->entropy, s->distance, s->cls, s->sep, s->prev);
         }
+    if (!j->sal) return;
+    printf("\ngradient x input of the logit of '%s':\n", qkv_model_label(j->m, j->sal_label));
+    for (int64_t i = 0; i < j->T; i++)
+        printf("%5lld  %-20s %+10.4f\n", (long long)i, j->labels[i], j->sal[i]);
 }
 
 /* metadata "tokens": the labels as a JSON list (malloc'd) */
@@ -320,7 +385,7 @@ static char *tokens_json(const job *j) {
 
 static int write_tensors(const job *j, const opts *o, const char *path) {
     const int64_t L = j->L, T = j->T;
-    qkv_st_write_tensor *t = calloc((size_t)L + 3, sizeof *t);
+    qkv_st_write_tensor *t = calloc((size_t)L + 4, sizeof *t);
     char(*names)[32] = calloc((size_t)L, sizeof *names);
     int64_t shape3[3] = {j->H, T, T}, shape2[2] = {T, T}, shape1[1] = {T};
     char *toks = tokens_json(j), *text = utf8_clean(o->text, strlen(o->text));
@@ -335,10 +400,18 @@ static int write_tensors(const job *j, const opts *o, const char *path) {
         t[L] = (qkv_st_write_tensor){"rollout", QKV_DTYPE_F32, 2, shape2, j->roll};
         t[L + 1] = (qkv_st_write_tensor){"ids", QKV_DTYPE_I32, 1, shape1, j->enc->ids};
         t[L + 2] = (qkv_st_write_tensor){"type_ids", QKV_DTYPE_I32, 1, shape1, j->enc->type_ids};
-        const char *keys[5] = {"format", "tokens", "model", "text", "pair"};
-        const char *vals[5] = {"qkv attention: layer.N [heads, query, key] probabilities", toks,
-                               o->model, text, pair};
-        qkv_status s = qkv_safetensors_write(path, t, (size_t)L + 3, keys, vals, pair ? 5 : 4);
+        size_t nt = (size_t)L + 3, nm = 4;
+        if (j->sal) t[nt++] = (qkv_st_write_tensor){"saliency", QKV_DTYPE_F32, 1, shape1, j->sal};
+        const char *keys[6] = {"format", "tokens", "model", "text", NULL, NULL};
+        const char *vals[6] = {"qkv attention: layer.N [heads, query, key] probabilities",
+                               toks,
+                               o->model,
+                               text,
+                               NULL,
+                               NULL};
+        if (pair) keys[nm] = "pair", vals[nm++] = pair;
+        if (j->sal) keys[nm] = "saliency_label", vals[nm++] = qkv_model_label(j->m, j->sal_label);
+        qkv_status s = qkv_safetensors_write(path, t, nt, keys, vals, nm);
         rc = s == QKV_OK ? EXIT_OK : cli_report(path, s);
     } else {
         fprintf(stderr, "qkv %s: out of memory\n", CMD);
@@ -431,6 +504,7 @@ int cmd_attention(int argc, char **argv) {
         qkv_status s = qkv_runtime_create((int)o.threads, &rt);
         rc = s == QKV_OK ? compute(&j, rt) : cli_report("threads", s);
     }
+    if (rc == EXIT_OK) rc = compute_saliency(&j, &o, rt);
     if (rc == EXIT_OK) rc = prepare_out(o.out);
     if (rc == EXIT_OK) rc = check_outputs(&j, &o);
     char path[4200];
@@ -454,7 +528,9 @@ int cmd_attention(int argc, char **argv) {
                                 j.roll,
                                 j.stats,
                                 j.encoder ? "[CLS]" : "the first token",
-                                j.encoder ? "[SEP]" : "EOS"};
+                                j.encoder ? "[SEP]" : "EOS",
+                                j.sal,
+                                j.sal ? qkv_model_label(j.m, j.sal_label) : NULL};
         if (attn_html_write(path, &page) != 0) {
             fprintf(stderr, "qkv %s: cannot write %s: %s\n", CMD, path, strerror(errno));
             rc = EXIT_FAIL;

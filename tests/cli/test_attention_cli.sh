@@ -70,6 +70,19 @@ check 'grep -q "tokens = \[\"the\",\"␣cat\"" "$tmp/inspect"' "gpt2: a leading 
 "$qkv" attention --model "$gpt" --text "the cat" --pair "a dog" --out "$tmp/x" > /dev/null 2>&1; rc=$?
 check '[[ $rc -eq 2 && ! -e "$tmp/x" ]]' "--pair with a decoder refused ($rc)"
 
+# a classifier: gradient x input saliency of a label's logit (values tested in test_attnmap.c)
+cls=$src/tests/fixtures/cls/pair
+"$qkv" attention --model "$cls" --text "the cat sat" --pair "a dog" --label entailment --out "$tmp/cls" > "$tmp/table" 2> "$tmp/err"; rc=$?
+check '[[ $rc -eq 0 ]]' "classifier: exit $rc: $(cat "$tmp/err")"
+check 'grep -q "gradient x input of the logit of .entailment." "$tmp/table"' "classifier: saliency printed"
+"$qkv" inspect "$tmp/cls/attention.safetensors" > "$tmp/inspect" 2>&1
+check 'grep -Eq "^saliency +F32" "$tmp/inspect" && grep -q "saliency_label = entailment" "$tmp/inspect"' "classifier: saliency saved: $(cat "$tmp/inspect")"
+check 'grep -q "<h2>Saliency</h2>" "$tmp/cls/attention.html" && grep -q "\"saliency\":\[" "$tmp/cls/attention.html"' "classifier: saliency in the page"
+"$qkv" attention --model "$cls" --text "the cat" --label nosuch --out "$tmp/x" > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "an unknown --label refused ($rc)"
+"$qkv" attention --model "$bert" --text "the cat" --label 0 --out "$tmp/x" > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "--label without a classification head refused ($rc)"
+
 # refusals: exit 2 and nothing written
 touch "$tmp/file"
 "$qkv" attention --model "$bert" --text "a" --out "$tmp/file" > /dev/null 2>&1; rc=$?
