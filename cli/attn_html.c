@@ -11,6 +11,7 @@
 #include "textio.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +108,8 @@ static void put_floats(FILE *f, const float *v, size_t n) {
         const double x = v[i];
         if (x == 0)
             fputs(i ? ",0" : "0", f);
+        else if (!isfinite(x)) /* JSON has no NaN: the page reads null as 0 */
+            fputs(i ? ",null" : "null", f);
         else
             fprintf(f, i ? ",%.5g" : "%.5g", x);
     }
