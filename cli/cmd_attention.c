@@ -544,5 +544,6 @@ int cmd_attention(int argc, char **argv) {
     }
     qkv_runtime_free(rt);
     job_free(&j);
+    cli_heatmap_cleanup();
     return rc;
 }

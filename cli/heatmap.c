@@ -12,6 +12,7 @@
 
 #include <cairo.h>
 #include <errno.h>
+#include <fontconfig/fontconfig.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,4 +253,9 @@ int cli_heatmap_grid_png(const char *path, const char *title, const cli_heat *ma
         return rc;
     }
     return save(sf, path);
+}
+
+void cli_heatmap_cleanup(void) {
+    cairo_debug_reset_static_data(); /* drops cairo's font faces, which hold fontconfig patterns */
+    FcFini();
 }
