@@ -47,6 +47,8 @@ int cmd_search(int argc, char **argv);
 void cmd_search_help(void);
 int cmd_generate(int argc, char **argv);
 void cmd_generate_help(void);
+int cmd_attention(int argc, char **argv);
+void cmd_attention_help(void);
 int cmd_inspect(int argc, char **argv);
 void cmd_inspect_help(void);
 int cmd_tokenize(int argc, char **argv);

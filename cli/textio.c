@@ -140,6 +140,39 @@ void progress_end(progress *p, size_t done) {
         draw_line(p, done, now_seconds()); /* only after a first line */
 }
 
+size_t utf8_valid_len(const unsigned char *u, size_t left) {
+    if (!left) return 0;
+    unsigned char c = u[0];
+    if (c < 0x80) return 1;
+    size_t n = c >= 0xf0 && c <= 0xf4   ? 4
+               : c >= 0xe0 && c <= 0xef ? 3
+               : c >= 0xc2 && c < 0xe0  ? 2
+                                        : 0;
+    int ok = n && n <= left;
+    for (size_t k = 1; ok && k < n; k++) ok = (u[k] & 0xc0) == 0x80;
+    if (ok && n == 3) ok = !(c == 0xe0 && u[1] < 0xa0) && !(c == 0xed && u[1] >= 0xa0);
+    if (ok && n == 4) ok = !(c == 0xf0 && u[1] < 0x90) && !(c == 0xf4 && u[1] >= 0x90);
+    return ok ? n : 0;
+}
+
+char *utf8_clean(const char *s, size_t len) {
+    const unsigned char *u = (const unsigned char *)s;
+    char *out = malloc(3 * len + 1), *o = out; /* each bad byte grows to 3 */
+    if (!out) return NULL;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_valid_len(u + i, len - i);
+        if (n) {
+            memcpy(o, u + i, n);
+            o += n, i += n;
+        } else {
+            memcpy(o, "\xef\xbf\xbd", 3);
+            o += 3, i++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 void json_write_string(FILE *f, const char *s, size_t len) {
     const unsigned char *u = (const unsigned char *)s;
     fputc('"', f);
@@ -152,21 +185,12 @@ void json_write_string(FILE *f, const char *s, size_t len) {
         } else if (c < 0x20) {
             fprintf(f, "\\u%04x", c);
             i++;
-        } else if (c < 0x80) {
-            fputc(c, f);
-            i++;
         } else {
             /* copy a valid UTF-8 sequence, else write U+FFFD for the byte */
-            int n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
-            int ok = n && i + (size_t)n <= len;
-            for (int k = 1; ok && k < n; k++) ok = (u[i + (size_t)k] & 0xc0) == 0x80;
-            if (ok && n == 3)
-                ok = !(c == 0xe0 && u[i + 1] < 0xa0) && !(c == 0xed && u[i + 1] >= 0xa0);
-            if (ok && n == 4)
-                ok = !(c == 0xf0 && u[i + 1] < 0x90) && !(c == 0xf4 && u[i + 1] >= 0x90);
-            if (ok) {
-                fwrite(u + i, 1, (size_t)n, f);
-                i += (size_t)n;
+            size_t n = utf8_valid_len(u + i, len - i);
+            if (n) {
+                fwrite(u + i, 1, n, f);
+                i += n;
             } else {
                 fputs("\xef\xbf\xbd", f);
                 i++;

@@ -36,6 +36,11 @@ void progress_lines(progress *p, double seconds);
 void progress_update(progress *p, size_t done);
 void progress_end(progress *p, size_t done);
 
+/* Length of the valid UTF-8 sequence at u (left bytes available), or 0 if none starts there. */
+size_t utf8_valid_len(const unsigned char *u, size_t left);
+/* s[0..len) as NUL-terminated valid UTF-8 (malloc'd; NULL when out of memory): each byte that
+ * starts no valid sequence becomes U+FFFD. */
+char *utf8_clean(const char *s, size_t len);
 /* Writes a JSON string literal (escaped) of s[0..len). Invalid UTF-8 bytes become U+FFFD. */
 void json_write_string(FILE *f, const char *s, size_t len);
 

@@ -580,6 +580,68 @@ QKV_API qkv_status qkv_attention_backward(qkv_runtime *rt, const qkv_attention_d
 QKV_API qkv_status qkv_attention_probs(qkv_runtime *rt, const qkv_attention_desc *d, const float *q,
                                        const float *k, float *p);
 
+/* ---------------------------------------------------------------- attention maps */
+
+/* What a model attends to, for inspection (docs/INTERPRET.md). Layers L and query heads H of a
+ * loaded model; 0 for NULL. */
+QKV_API int64_t qkv_model_num_layers(const qkv_model *m);
+QKV_API int64_t qkv_model_num_heads(const qkv_model *m);
+QKV_API int64_t qkv_lm_num_layers(const qkv_lm *lm);
+QKV_API int64_t qkv_lm_num_heads(const qkv_lm *lm);
+
+/* Floats that the maps of n sequences of lengths lens [n] take in a model of L layers and H
+ * heads: Σ L·H·T². OVERFLOW if that does not fit a size_t (or the bytes would not);
+ * INVALID_ARG for NULL lens with n > 0 or a size below 1. */
+QKV_API qkv_status qkv_attention_maps_len(int64_t L, int64_t H, const int64_t *lens, size_t n,
+                                          size_t *out);
+
+/* Every layer's and head's attention probabilities of n already-tokenized sequences, packed as
+ * for qkv_embed_tokens / qkv_lm_logits (ids [Σ lens], lens [n]; type_ids [Σ lens] or NULL for
+ * BERT). They are computed by the forward that inference runs: in each layer, right after its
+ * attention, qkv_attention_probs on that layer's own q and k (after the projections and, in a
+ * Llama, RoPE) with the descriptor its attention used (scale, causal mask, the sequence's own
+ * keys). probs receives sequence after sequence, each [L, H, T, T]: row i of head h of layer l
+ * is query token i's distribution over key tokens j, 0 where the model may not look (j > i in a
+ * decoder); dropout never applies. Sequences are packed, not padded: each attends only to its
+ * own tokens, which is what a padded batch with an attention mask gives on its real tokens.
+ * probs_len is probs' capacity in floats: at least qkv_attention_maps_len (else INVALID_ARG).
+ * Errors as qkv_classify_tokens / qkv_lm_logits (lengths, ids, types: INVALID_ARG), NOMEM. */
+QKV_API qkv_status qkv_model_attention(qkv_runtime *rt, const qkv_model *m, const int32_t *ids,
+                                       const int32_t *type_ids, const int64_t *lens, size_t n,
+                                       float *probs, size_t probs_len);
+QKV_API qkv_status qkv_lm_attention(qkv_runtime *rt, const qkv_lm *lm, const int32_t *ids,
+                                    const int64_t *lens, size_t n, float *probs, size_t probs_len);
+
+/* Attention rollout (Abnar & Zuidema 2020) of one sequence's maps p [L, H, T, T]: per layer the
+ * mean over heads A_l, plus the identity for the residual stream, rows renormalized to sum to
+ * 1 (Â_l = (A_l + I) / rowsum), multiplied from the first layer up: out [T, T] =
+ * Â_{L-1} ··· Â_1 Â_0, row i the share of input token j in what token i holds after the last
+ * layer under that model of mixing. Accumulated in double. INVALID_ARG for NULL or sizes < 1,
+ * OVERFLOW if T² does not fit, NOMEM. */
+QKV_API qkv_status qkv_attention_rollout(const float *p, int64_t L, int64_t H, int64_t T,
+                                         float *out);
+
+/* Marks of key positions for qkv_attention_head_stats (bits of marks[j]). */
+enum { QKV_MARK_CLS = 1, QKV_MARK_SEP = 2 };
+
+/* Summary of one head's map. Every field is a mean over the query rows i of the map (rows that
+ * see no key are left out; prev also leaves out row 0). */
+typedef struct qkv_head_stats {
+    size_t struct_size; /* set by the caller (0 or sizeof): see the top of this file */
+    double entropy;     /* -Σ_j p_ij ln p_ij, in nats (0: one key; ln T: uniform) */
+    double distance;    /* Σ_j p_ij |i - j|, in tokens */
+    double cls;         /* Σ_j p_ij over keys marked QKV_MARK_CLS ([CLS], or BOS) */
+    double sep;         /* Σ_j p_ij over keys marked QKV_MARK_SEP ([SEP], or EOS) */
+    double prev;        /* p_i,i-1: attention on the previous token */
+    int64_t rows;       /* query rows that saw at least one key */
+} qkv_head_stats;
+
+/* Summaries of one head's map p [T, T] (rows of probabilities, as qkv_model_attention gives
+ * them); marks [T] or NULL (nothing marked). Accumulated in double; written into *out up to
+ * its struct_size. INVALID_ARG for NULL p or out or T < 1. */
+QKV_API qkv_status qkv_attention_head_stats(const float *p, int64_t T, const uint8_t *marks,
+                                            qkv_head_stats *out);
+
 /* ---------------------------------------------------------------- datasets */
 
 /* A tokenized corpus: binary shards of token ids written once by qkv_data_prepare, read by
@@ -870,6 +932,16 @@ QKV_API qkv_status qkv_trainer_eval_batch(qkv_runtime *rt, qkv_trainer *t,
 /* The logits [B*T, V] of the last forward ([B, num_labels] for classifiers; forward_backward
  * turns them into gradients; valid after qkv_trainer_eval only). */
 QKV_API const float *qkv_trainer_logits(const qkv_trainer *t);
+/* Gradient × input saliency of a classifier trainer's (qkv_trainer_load_hf_classifier) logit
+ * `label` on one sequence ids [T] (type_ids [T] or NULL), in eval mode (no dropout):
+ * saliency [T], entry i = Σ_c ∂logit/∂e_i,c · e_i,c with e_i the word embedding of token i
+ * (what transformers gives for inputs_embeds), through the trainer's backward; logits [NL] (or
+ * NULL) receives the forward's logits. The trainer's gradients are zero afterwards. UNSUPPORTED
+ * for a trainer that is not a classifier or whose embeddings are all frozen; INVALID_ARG as
+ * qkv_trainer_forward_backward_batch for ids and types, or for a label outside [0, NL). */
+QKV_API qkv_status qkv_trainer_saliency(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,
+                                        const int32_t *type_ids, int64_t T, int64_t label,
+                                        float *saliency, float *logits);
 
 /* The global L2 norm of all gradients in *norm; when max_norm > 0 every gradient is then
  * multiplied by min(1, max_norm / (norm + 1e-6)) (torch.nn.utils.clip_grad_norm_). */

@@ -6,7 +6,8 @@
 set -euo pipefail
 
 pkgs=(cmake make gcc pkg-config libjansson-dev curl unzip ca-certificates
-      libutf8proc-dev libcsv-dev fortunes) # fortunes: the tokenizer tests' corpus
+      libutf8proc-dev libcsv-dev libcairo2-dev libfontconfig-dev fonts-dejavu-core
+      fortunes) # fortunes: the tokenizer tests' corpus; cairo + a font: qkv attention's PNGs
 if [[ "${1:-}" == "--fuzz" ]]; then
     pkgs+=(clang libclang-rt-dev)
 fi

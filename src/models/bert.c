@@ -325,6 +325,9 @@ typedef struct {
     int64_t n_seq;
     const float *q, *k, *v; /* [N, C] */
     float *att;             /* [N, C] */
+    float *probs;           /* NULL, or every sequence's [L, H, T, T] back to back */
+    const int64_t *poffs;   /* [n_seq] where sequence s starts in probs */
+    int64_t layer;
     _Atomic int failed;
     qkv_status status;
 } attn_job;
@@ -339,7 +342,12 @@ static qkv_status attend_one(qkv_runtime *rt, const attn_job *j, int64_t s) {
     d.head_dim = c->hidden_size / c->num_heads;
     d.window_left = d.window_right = -1;
     int64_t o = j->offs[s] * c->hidden_size;
-    return qkv_attention_forward(rt, &d, j->q + o, j->k + o, j->v + o, j->att + o, NULL);
+    QKV_TRY(qkv_attention_forward(rt, &d, j->q + o, j->k + o, j->v + o, j->att + o, NULL));
+    if (!j->probs) return QKV_OK;
+    /* the same q, k and descriptor: this layer's probabilities, [H, T, T] */
+    const int64_t T = j->lens[s];
+    return qkv_attention_probs(rt, &d, j->q + o, j->k + o,
+                               j->probs + j->poffs[s] + j->layer * c->num_heads * T * T);
 }
 
 static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
@@ -356,7 +364,7 @@ static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
  * time, each parallel inside. */
 static qkv_status attend_seqs(void *ctx, qkv_runtime *rt, int64_t l, const qkv__block_acts *a) {
     attn_job *job = ctx;
-    (void)l;
+    job->layer = l;
     job->q = a->q, job->k = a->k, job->v = a->v, job->att = a->att;
     if (job->n_seq >= 2 * qkv_runtime_n_threads(rt)) {
         job->failed = 0;
@@ -370,6 +378,12 @@ static qkv_status attend_seqs(void *ctx, qkv_runtime *rt, int64_t l, const qkv__
 qkv_status qkv__bert_forward(qkv_runtime *rt, const qkv_bert *m, const int32_t *ids,
                              const int32_t *type_ids, const int64_t *lens, int64_t n_seq,
                              float *hidden) {
+    return qkv__bert_forward_probs(rt, m, ids, type_ids, lens, n_seq, hidden, NULL);
+}
+
+qkv_status qkv__bert_forward_probs(qkv_runtime *rt, const qkv_bert *m, const int32_t *ids,
+                                   const int32_t *type_ids, const int64_t *lens, int64_t n_seq,
+                                   float *hidden, float *probs) {
     if (!m || !ids || !lens || !hidden || n_seq <= 0)
         return qkv__fail(QKV_ERR_INVALID_ARG, "bert forward: NULL argument or no sequence");
     const qkv_bert_config *c = &m->cfg;
@@ -395,16 +409,20 @@ qkv_status qkv__bert_forward(qkv_runtime *rt, const qkv_bert *m, const int32_t *
                              "[0, %lld)",
                              tt, (long long)n, (long long)c->type_vocab_size);
     }
-    /* workspace: q, k, v, att, tmp [N, C]; mlp [N, F]; offsets [n_seq] */
+    /* workspace: q, k, v, att, tmp [N, C]; mlp [N, F]; offsets, probs offsets [n_seq] */
     size_t nc = (size_t)N * (size_t)C, nf = (size_t)N * (size_t)F;
-    float *ws = qkv__alloc((5 * nc + nf) * sizeof(float) + (size_t)n_seq * sizeof(int64_t));
+    float *ws = qkv__alloc((5 * nc + nf) * sizeof(float) + 2 * (size_t)n_seq * sizeof(int64_t));
     if (!ws) return qkv__fail(QKV_ERR_NOMEM, "bert forward: cannot allocate the workspace");
     float *q = ws, *k = q + nc, *v = k + nc, *att = v + nc, *tmp = att + nc, *mlp = tmp + nc;
-    int64_t *offs = (int64_t *)(mlp + nf);
+    int64_t *offs = (int64_t *)(mlp + nf), *poffs = offs + n_seq;
     qkv_status st;
 
     /* embeddings: word + position + token type, then LayerNorm */
-    for (int64_t s = 0, n = 0; s < n_seq; n += lens[s], s++) offs[s] = n;
+    for (int64_t s = 0, n = 0, p = 0; s < n_seq; n += lens[s], s++) {
+        offs[s] = n;
+        poffs[s] = p; /* the caller checked that Σ L·H·T² fits */
+        p += c->num_layers * c->num_heads * lens[s] * lens[s];
+    }
     st = qkv_nn_embedding_forward(rt, tmp, ids, m->word_emb, N, c->vocab_size, C);
     for (int64_t s = 0; st == QKV_OK && s < n_seq; s++)
         st = qkv_nn_position_add_forward(rt, tmp + offs[s] * C, tmp + offs[s] * C, m->pos_emb, 1,
@@ -421,7 +439,8 @@ qkv_status qkv__bert_forward(qkv_runtime *rt, const qkv_bert *m, const int32_t *
         st = qkv_nn_layernorm_forward(rt, hidden, NULL, NULL, tmp, m->emb_ln_w, m->emb_ln_b, N, C,
                                       c->layer_norm_eps);
 
-    attn_job job = {.m = m, .lens = lens, .offs = offs, .n_seq = n_seq};
+    attn_job job = {
+        .m = m, .lens = lens, .offs = offs, .n_seq = n_seq, .probs = probs, .poffs = poffs};
     /* one scratch set for every block; hidden is the stream, updated in place */
     const qkv__block_acts a = {
         .ln1 = hidden, .q = q, .k = k, .v = v, .att = att, .res1 = tmp, .res2 = tmp, .a = mlp};

@@ -75,6 +75,13 @@ void qkv__bert_free(qkv_bert *m);
 qkv_status qkv__bert_forward(qkv_runtime *rt, const qkv_bert *m, const int32_t *ids,
                              const int32_t *type_ids, const int64_t *lens, int64_t n_seq,
                              float *hidden);
+/* The same forward, also writing every layer's attention probabilities (probs NULL: none):
+ * sequence after sequence, each [L, H, T, T] (T its length), from each layer's own q and k
+ * through qkv_attention_probs with the descriptor its attention ran with. The caller sizes
+ * probs (Σ L·H·T² floats) and checks that sum for overflow. */
+qkv_status qkv__bert_forward_probs(qkv_runtime *rt, const qkv_bert *m, const int32_t *ids,
+                                   const int32_t *type_ids, const int64_t *lens, int64_t n_seq,
+                                   float *hidden, float *probs);
 
 /* The classification head over the last hidden states of n_seq packed sequences (hidden [N, C],
  * lens [n_seq] as given to qkv__bert_forward): each sequence's first token ([CLS]), the pooler

@@ -15,15 +15,12 @@
 #include "core/error.h"
 #include "models/gpt.h"
 #include "models/kv_cache.h"
+#include "models/lm.h"
 #include "models/sample.h"
 #include "qkv.h"
 
 #include <string.h>
 #include <time.h>
-
-struct qkv_lm {
-    qkv_gpt *gpt;
-};
 
 qkv_status qkv_lm_load_lora(qkv_lm *lm, const char *dir) {
     if (!lm) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_lm_load_lora: NULL model");

@@ -433,8 +433,10 @@ typedef struct {
     qkv_kv_cache *const *caches;
     const int64_t *lens, *offs; /* [n_seq] */
     int64_t n_seq;
-    const float *q; /* [N, Hq D] */
-    float *att;     /* [N, Hq D] */
+    const float *q;       /* [N, Hq D] */
+    float *att;           /* [N, Hq D] */
+    float *probs;         /* NULL, or every sequence's [L, Hq, T, Tk] back to back */
+    const int64_t *poffs; /* [n_seq] where sequence s starts in probs */
     int64_t layer;
     _Atomic int failed;
     qkv_status status;
@@ -459,8 +461,13 @@ static qkv_status attend_one(qkv_runtime *rt, const attn_job *j, int64_t s) {
     d.causal = 1;
     d.window_left = d.window_right = -1;
     int64_t o = j->offs[s] * c->num_heads * c->head_dim;
-    return qkv_attention_forward(rt, &d, j->q + o, qkv__kv_cache_k(kv, j->layer),
-                                 qkv__kv_cache_v(kv, j->layer), j->att + o, NULL);
+    const float *k = qkv__kv_cache_k(kv, j->layer);
+    QKV_TRY(qkv_attention_forward(rt, &d, j->q + o, k, qkv__kv_cache_v(kv, j->layer), j->att + o,
+                                  NULL));
+    if (!j->probs) return QKV_OK;
+    /* the same (rotated) q, cached k and descriptor: this layer's probabilities [Hq, T, Tk] */
+    return qkv_attention_probs(
+        rt, &d, j->q + o, k, j->probs + j->poffs[s] + j->layer * c->num_heads * d.q_len * d.kv_len);
 }
 
 static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
@@ -547,36 +554,52 @@ static qkv_status attend_caches(void *ctx, qkv_runtime *rt, int64_t l, const qkv
 qkv_status qkv__gpt_forward(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *const *caches,
                             const int32_t *ids, const int64_t *lens, int64_t n_seq, int all_logits,
                             float *logits) {
+    return qkv__gpt_forward_probs(rt, m, caches, ids, lens, n_seq, all_logits, logits, NULL);
+}
+
+qkv_status qkv__gpt_forward_probs(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *const *caches,
+                                  const int32_t *ids, const int64_t *lens, int64_t n_seq,
+                                  int all_logits, float *logits, float *probs) {
     int64_t N = 0;
     QKV_TRY(check_args(m, caches, ids, lens, n_seq, logits, &N));
     const qkv_gpt_config *c = &m->cfg;
     const int64_t C = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
     const int64_t Q = c->num_heads * c->head_dim, K = c->num_kv_heads * c->head_dim;
     const int64_t R = all_logits ? N : n_seq; /* rows of logits */
-    /* workspace: offs [n_seq] (int64); x, h [N, C]; q, att [N, Q]; k, v [N, K]; f1, f2 [N, F];
-     * last [R, C] */
+    /* workspace: offs, poffs [n_seq] (int64); x, h [N, C]; q, att [N, Q]; k, v [N, K];
+     * f1, f2 [N, F]; last [R, C] */
     size_t per_row = (size_t)(2 * C + 2 * Q + 2 * K + (c->arch == QKV_GPT_ARCH_LLAMA ? 2 : 1) * F);
     size_t nfl;
     if (qkv__mul_overflow((size_t)N, per_row, &nfl) ||
-        qkv__add_overflow(nfl, (size_t)R * (size_t)C + (size_t)n_seq * 2, &nfl) ||
+        qkv__add_overflow(nfl, (size_t)R * (size_t)C + (size_t)n_seq * 4, &nfl) ||
         qkv__mul_overflow(nfl, sizeof(float), &nfl))
         return qkv__fail(QKV_ERR_OVERFLOW, "gpt forward: workspace size overflows");
     float *ws = qkv__alloc(nfl);
     if (!ws) return qkv__fail(QKV_ERR_NOMEM, "gpt forward: cannot allocate %zu bytes", nfl);
-    int64_t *offs = (int64_t *)ws; /* first: 8-byte aligned */
-    float *x = ws + 2 * n_seq, *h = x + N * C, *q = h + N * C, *att = q + N * Q, *k = att + N * Q;
+    int64_t *offs = (int64_t *)ws, *poffs = offs + n_seq; /* first: 8-byte aligned */
+    float *x = ws + 4 * n_seq, *h = x + N * C, *q = h + N * C, *att = q + N * Q, *k = att + N * Q;
     float *v = k + N * K, *f1 = v + N * K;
     float *f2 = c->arch == QKV_GPT_ARCH_LLAMA ? f1 + N * F : f1;
     float *last = f2 + N * F; /* [R, C] */
     qkv_status st;
 
     /* embeddings: token (+ learned position, continuing from each cache's length) */
-    for (int64_t s = 0, n = 0; s < n_seq; n += lens[s], s++) offs[s] = n;
+    for (int64_t s = 0, n = 0, p = 0; s < n_seq; n += lens[s], s++) {
+        offs[s] = n;
+        poffs[s] = p; /* the caller checked that Σ L·Hq·T·Tk fits */
+        p += c->num_layers * c->num_heads * lens[s] * (caches[s]->len + lens[s]);
+    }
     st = qkv_nn_embedding_forward(rt, x, ids, m->wte, N, V, C);
     for (int64_t s = 0; st == QKV_OK && m->wpe && s < n_seq; s++)
         st = qkv_nn_position_add_forward(rt, x + offs[s] * C, x + offs[s] * C, m->wpe, 1, lens[s],
                                          C, c->max_position, caches[s]->len);
-    attn_job job = {.m = m, .caches = caches, .lens = lens, .offs = offs, .n_seq = n_seq};
+    attn_job job = {.m = m,
+                    .caches = caches,
+                    .lens = lens,
+                    .offs = offs,
+                    .n_seq = n_seq,
+                    .probs = probs,
+                    .poffs = poffs};
     /* one scratch set for every block; the residual stream x is updated in place */
     const int llama = c->arch == QKV_GPT_ARCH_LLAMA;
     const qkv__block_acts a = {.ln1 = h,

@@ -108,5 +108,13 @@ qkv_status qkv__gpt_load_lora(qkv_gpt *m, const char *dir);
 qkv_status qkv__gpt_forward(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *const *caches,
                             const int32_t *ids, const int64_t *lens, int64_t n_seq, int all_logits,
                             float *logits);
+/* The same forward, also writing every layer's attention probabilities (probs NULL: none):
+ * sequence after sequence, each [L, Hq, T, Tk] (T its new tokens, Tk = its cache's length
+ * + T), from each layer's own q (after RoPE) and cached k through qkv_attention_probs with the
+ * descriptor its attention ran with. The caller sizes probs and checks that size for
+ * overflow. */
+qkv_status qkv__gpt_forward_probs(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *const *caches,
+                                  const int32_t *ids, const int64_t *lens, int64_t n_seq,
+                                  int all_logits, float *logits, float *probs);
 
 #endif

@@ -1,0 +1,549 @@
+/* cmd_attention.c — `qkv attention`: every layer's and head's attention of a model on one text
+ * (or text pair), from the library's qkv_model_attention / qkv_lm_attention (the inference
+ * forward itself), saved as safetensors, drawn as PNG heatmaps (heatmap.c) and as one offline
+ * HTML page (attn_html.c), with the attention rollout and a table of per-head summaries. */
+#include "attn_html.h"
+#include "cli.h"
+#include "heatmap.h"
+#include "textio.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define CMD "attention"
+
+void cmd_attention_help(void) {
+    printf(
+        "Usage: qkv attention --model DIR --text TEXT [--pair TEXT] [--out DIR] [options]\n\n"
+        "Shows what every attention head of a model looks at while it reads TEXT: the\n"
+        "probability that each token (a row, the query) gives to each token (a column, the\n"
+        "key), for every layer and head, taken from the same forward pass that inference runs.\n"
+        "Models: BERT-family encoders (model_type bert; --pair gives a sentence pair, its\n"
+        "tokens of type 1) and GPT-2 / Llama decoders (causal: a token sees only those before\n"
+        "it). The text is tokenized with the directory's tokenizer and cut to the model's "
+        "length.\n\n"
+        "Writes into --out DIR (default ./attention; created if missing):\n"
+        "  attention.safetensors  layer.N [heads, T, T] for every layer, rollout [T, T], ids and\n"
+        "                         type_ids [T]; metadata: tokens (a JSON list), model, text, pair\n"
+        "  layerNN_headMM.png     one heatmap per head with the tokens as axis labels\n"
+        "  layerNN_heads.png      all heads of a layer side by side\n"
+        "  rollout.png            attention rollout (Abnar & Zuidema 2020) over all layers\n"
+        "  attention.html         one self-contained page (no network): choose a layer and a\n"
+        "                         head, see the value under the pointer, the rollout, the table\n"
+        "and prints a table of the heads to stdout: entropy (nats; 0 = all on one token), mean\n"
+        "distance (tokens), shares of attention on [CLS] and [SEP] (decoders: the first token\n"
+        "and EOS) and on the previous token. Colours run from 0 to 1 on a fixed scale.\n"
+        "A classifier also gets gradient x input saliency of a label's logit per token (through\n"
+        "the training backward): printed, in the page, and as saliency [T] in the safetensors.\n"
+        "Existing files of these names are replaced (atomically); a directory or special file\n"
+        "in their place is refused.\n\n"
+        "Options:\n"
+        "  --label NAME   a classifier (BertForSequenceClassification): the label whose logit\n"
+        "                 the saliency explains (a name or an index; default: the predicted)\n"
+        "  --layer L      draw the per-head PNGs of layer L only (default: every layer)\n"
+        "  --head H       draw the per-head PNGs of head H only (default: every head)\n"
+        "  --threads N    threads (default: QKV_NUM_THREADS or all CPUs)\n\n"
+        "Attention weights show where a head reads from, not why the model decides: see\n"
+        "docs/INTERPRET.md. Exit codes: 0 ok; 1 failure; 2 bad usage or bad input.\n");
+}
+
+typedef struct {
+    const char *model, *text, *pair, *out, *label;
+    long layer, head, threads;
+} opts;
+
+static int parse(int argc, char **argv, opts *o) {
+    memset(o, 0, sizeof *o);
+    o->out = "attention";
+    o->layer = o->head = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const int more = i + 1 < argc;
+        if (cli_is_help(a)) {
+            cmd_attention_help();
+            exit(EXIT_OK);
+        } else if (strcmp(a, "--model") == 0 && more) {
+            o->model = argv[++i];
+        } else if (strcmp(a, "--text") == 0 && more) {
+            o->text = argv[++i];
+        } else if (strcmp(a, "--pair") == 0 && more) {
+            o->pair = argv[++i];
+        } else if (strcmp(a, "--out") == 0 && more) {
+            o->out = argv[++i];
+        } else if (strcmp(a, "--label") == 0 && more) {
+            o->label = argv[++i];
+        } else if (strcmp(a, "--layer") == 0 && more) {
+            if (cli_parse_count(CMD, a, argv[++i], 0, 1 << 20, &o->layer)) return EXIT_USAGE;
+        } else if (strcmp(a, "--head") == 0 && more) {
+            if (cli_parse_count(CMD, a, argv[++i], 0, 1 << 20, &o->head)) return EXIT_USAGE;
+        } else if (strcmp(a, "--threads") == 0 && more) {
+            if (cli_parse_count(CMD, a, argv[++i], 1, 1024, &o->threads)) return EXIT_USAGE;
+        } else {
+            return cli_usage_error(CMD, "unknown option or missing value: '%s'", a);
+        }
+    }
+    if (!o->model) return cli_usage_error(CMD, "--model DIR is required");
+    if (!o->text) return cli_usage_error(CMD, "--text TEXT is required");
+    if (!*o->out) return cli_usage_error(CMD, "--out wants a directory");
+    return EXIT_OK;
+}
+
+/* 1: encoder (BERT family), 0: decoder, from DIR/config.json's model_type; -1 after a message. */
+static int model_kind(const char *dir) {
+    char path[4096];
+    struct stat sb;
+    if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path ||
+        stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "qkv %s: %s: no config.json (a Hugging Face model directory?)\n", CMD, dir);
+        return -1;
+    }
+    json_error_t err;
+    json_t *root = json_load_file(path, 0, &err);
+    if (!root) {
+        fprintf(stderr, "qkv %s: %s:%d: %s\n", CMD, path, err.line, err.text);
+        return -1;
+    }
+    const char *t = json_string_value(json_object_get(root, "model_type"));
+    int kind = -1;
+    if (t && (strcmp(t, "bert") == 0 || strcmp(t, "roberta") == 0 || strcmp(t, "xlm-roberta") == 0))
+        kind = 1;
+    else if (t && (strcmp(t, "gpt2") == 0 || strcmp(t, "llama") == 0 || strcmp(t, "mistral") == 0))
+        kind = 0;
+    else
+        fprintf(stderr,
+                "qkv %s: %s: model_type %s%s%s is not one qkv draws attention for (bert, gpt2, "
+                "llama)\n",
+                CMD, path, t ? "'" : "", t ? t : "missing", t ? "'" : "");
+    json_decref(root);
+    return kind;
+}
+
+/* The label of token i: WordPiece's token string (encoders), the decoded text of the token
+ * (decoders: a leading space shown as ␣, line breaks as ↵); valid UTF-8, malloc'd. */
+static char *token_label(const qkv_tokenizer *tok, int32_t id, int encoder) {
+    const char *s = qkv_tokenizer_id_to_token(tok, id);
+    char *dec = NULL;
+    size_t len = 0;
+    if (!encoder && qkv_tokenizer_decode(tok, &id, 1, 0, &dec, &len) == QKV_OK) s = dec;
+    if (!s) s = "?";
+    if (!dec) len = strlen(s);
+    char *clean = utf8_clean(s, len);
+    qkv_free(dec);
+    if (!clean) return NULL;
+    /* make whitespace visible */
+    size_t n = strlen(clean);
+    char *out = malloc(3 * n + 4), *o = out;
+    for (size_t i = 0; out && i < n; i++) {
+        if (clean[i] == ' ' && i == 0)
+            memcpy(o, "\xe2\x90\xa3", 3), o += 3;
+        else if (clean[i] == '\n')
+            memcpy(o, "\xe2\x86\xb5", 3), o += 3;
+        else if (clean[i] == '\t' || clean[i] == '\r')
+            *o++ = ' ';
+        else
+            *o++ = clean[i];
+    }
+    if (out) *o = '\0';
+    free(clean);
+    return out;
+}
+
+/* An output path must be new or a regular file. */
+static int check_file(const char *path) {
+    struct stat sb;
+    if (lstat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "qkv %s: %s exists and is not a regular file (%s); not replaced\n", CMD,
+                path, S_ISDIR(sb.st_mode) ? "a directory" : "a link or special file");
+        return EXIT_USAGE;
+    }
+    return EXIT_OK;
+}
+
+/* The output directory: made if missing; else it must be a directory. */
+static int prepare_out(const char *dir) {
+    struct stat sb;
+    if (stat(dir, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode)) return EXIT_OK;
+        fprintf(stderr, "qkv %s: --out %s exists and is not a directory; not replaced\n", CMD, dir);
+        return EXIT_USAGE;
+    }
+    if (mkdir(dir, 0755) != 0) {
+        fprintf(stderr, "qkv %s: cannot create %s: %s\n", CMD, dir, strerror(errno));
+        return EXIT_USAGE;
+    }
+    return EXIT_OK;
+}
+
+typedef struct {
+    int encoder;
+    qkv_model *m;
+    qkv_lm *lm;
+    qkv_tokenizer *own_tok; /* a decoder's (an encoder's belongs to the model) */
+    const qkv_tokenizer *tok;
+    qkv_encoding *enc;
+    int64_t T, L, H;
+    char **labels;         /* [T] */
+    float *maps;           /* [L, H, T, T] */
+    float *roll;           /* [T, T] */
+    qkv_head_stats *stats; /* [L * H] */
+    uint8_t *marks;        /* [T] */
+    float *sal;            /* [T] a classifier's gradient x input, or NULL */
+    int64_t sal_label;
+} job;
+
+static void job_free(job *j) {
+    for (int64_t i = 0; j->labels && i < j->T; i++) free(j->labels[i]);
+    free(j->labels);
+    free(j->maps);
+    free(j->roll);
+    free(j->stats);
+    free(j->marks);
+    free(j->sal);
+    qkv_encoding_free(j->enc);
+    qkv_tokenizer_free(j->own_tok);
+    qkv_model_free(j->m);
+    qkv_lm_free(j->lm);
+}
+
+static int load(job *j, const opts *o) {
+    int kind = model_kind(o->model);
+    if (kind < 0) return EXIT_USAGE;
+    j->encoder = kind;
+    qkv_status s;
+    if (j->encoder) {
+        if ((s = qkv_model_load(o->model, &j->m)) != QKV_OK) return cli_report(o->model, s);
+        j->tok = qkv_model_tokenizer(j->m);
+        j->L = qkv_model_num_layers(j->m), j->H = qkv_model_num_heads(j->m);
+    } else {
+        if (o->pair)
+            return cli_usage_error(CMD, "--pair is for encoders (BERT); %s is a decoder", o->model);
+        if ((s = qkv_lm_load(o->model, &j->lm)) != QKV_OK) return cli_report(o->model, s);
+        if (qkv_tokenizer_load(o->model, &j->own_tok) == QKV_OK) j->tok = j->own_tok;
+        j->L = qkv_lm_num_layers(j->lm), j->H = qkv_lm_num_heads(j->lm);
+    }
+    if (!j->tok) {
+        fprintf(stderr, "qkv %s: %s has no tokenizer (tokenizer.json, vocab.txt or vocab.json)\n",
+                CMD, o->model);
+        return EXIT_USAGE;
+    }
+    if (o->layer >= j->L || o->head >= j->H)
+        return cli_usage_error(CMD, "the model has layers 0..%lld and heads 0..%lld",
+                               (long long)j->L - 1, (long long)j->H - 1);
+    return EXIT_OK;
+}
+
+static int tokenize(job *j, const opts *o) {
+    qkv_encode_options eo;
+    qkv_tokenizer_default_options(j->tok, &eo);
+    eo.max_length = j->encoder ? qkv_model_max_tokens(j->m) : qkv_lm_max_context(j->lm);
+    eo.truncation = QKV_TRUNCATE_LONGEST_FIRST;
+    eo.pad_to = eo.pad_to_multiple_of = 0;
+    qkv_status s = qkv_tokenizer_encode(j->tok, o->text, strlen(o->text), o->pair,
+                                        o->pair ? strlen(o->pair) : 0, &eo, &j->enc);
+    if (s != QKV_OK) return cli_report("tokenizing the text", s);
+    j->T = (int64_t)j->enc->n;
+    if (j->T < 1) {
+        fprintf(stderr, "qkv %s: the text gives no tokens\n", CMD);
+        return EXIT_USAGE;
+    }
+    j->labels = calloc((size_t)j->T, sizeof *j->labels);
+    for (int64_t i = 0; j->labels && i < j->T; i++)
+        if (!(j->labels[i] = token_label(j->tok, j->enc->ids[i], j->encoder))) break;
+    if (!j->labels || !j->labels[j->T - 1]) {
+        fprintf(stderr, "qkv %s: out of memory\n", CMD);
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
+}
+
+/* maps, rollout, marks and summaries */
+static int compute(job *j, qkv_runtime *rt) {
+    size_t n = 0;
+    const int64_t lens[1] = {j->T};
+    qkv_status s = qkv_attention_maps_len(j->L, j->H, lens, 1, &n);
+    if (s != QKV_OK) return cli_report("attention maps", s);
+    j->maps = malloc(n * sizeof(float));
+    j->roll = malloc((size_t)(j->T * j->T) * sizeof(float));
+    j->stats = calloc((size_t)(j->L * j->H), sizeof *j->stats);
+    j->marks = calloc((size_t)j->T, 1);
+    if (!j->maps || !j->roll || !j->stats || !j->marks) {
+        fprintf(stderr, "qkv %s: out of memory (%zu floats of maps)\n", CMD, n);
+        return EXIT_FAIL;
+    }
+    const int32_t *ids = j->enc->ids;
+    s = j->encoder ? qkv_model_attention(rt, j->m, ids, j->enc->type_ids, lens, 1, j->maps, n)
+                   : qkv_lm_attention(rt, j->lm, ids, lens, 1, j->maps, n);
+    if (s == QKV_OK) s = qkv_attention_rollout(j->maps, j->L, j->H, j->T, j->roll);
+    if (s != QKV_OK) return cli_report("attention maps", s);
+    const int32_t cls = j->encoder ? qkv_tokenizer_special_id(j->tok, QKV_SPECIAL_CLS) : -2;
+    const int32_t sep =
+        j->encoder ? qkv_tokenizer_special_id(j->tok, QKV_SPECIAL_SEP) : qkv_lm_eos_token(j->lm);
+    for (int64_t i = 0; i < j->T; i++) {
+        if ((j->encoder && ids[i] == cls) || (!j->encoder && i == 0)) j->marks[i] |= QKV_MARK_CLS;
+        if (sep >= 0 && ids[i] == sep) j->marks[i] |= QKV_MARK_SEP;
+    }
+    const size_t tt = (size_t)(j->T * j->T);
+    for (int64_t k = 0; k < j->L * j->H; k++) {
+        j->stats[k].struct_size = sizeof j->stats[k];
+        s = qkv_attention_head_stats(j->maps + (size_t)k * tt, j->T, j->marks, &j->stats[k]);
+        if (s != QKV_OK) return cli_report("head summaries", s);
+    }
+    return EXIT_OK;
+}
+
+/* A classifier: gradient x input of the chosen label's logit (qkv_trainer_saliency). */
+static int compute_saliency(job *j, const opts *o, qkv_runtime *rt) {
+    const int64_t NL = j->encoder ? qkv_model_num_labels(j->m) : 0;
+    if (NL < 1) {
+        if (o->label)
+            return cli_usage_error(CMD, "--label: %s has no classification head", o->model);
+        return EXIT_OK;
+    }
+    qkv_trainer *t = NULL;
+    qkv_status s = qkv_trainer_load_hf_classifier(o->model, NULL, &t);
+    if (s != QKV_OK) return cli_report(o->model, s);
+    float *logits = malloc((size_t)NL * sizeof(float));
+    j->sal = malloc((size_t)j->T * sizeof(float));
+    int rc = EXIT_OK;
+    j->sal_label = -1;
+    if (o->label) { /* a name, else an index */
+        for (int64_t k = 0; k < NL; k++)
+            if (strcmp(qkv_model_label(j->m, k), o->label) == 0) j->sal_label = k;
+        char *end;
+        long v = strtol(o->label, &end, 10);
+        if (j->sal_label < 0 && *o->label && !*end && v >= 0 && v < NL) j->sal_label = v;
+        if (j->sal_label < 0)
+            rc = cli_usage_error(CMD, "--label %s is not a label of the model", o->label);
+    }
+    if (rc == EXIT_OK && (!logits || !j->sal)) {
+        fprintf(stderr, "qkv %s: out of memory\n", CMD);
+        rc = EXIT_FAIL;
+    }
+    const int64_t first = j->sal_label < 0 ? 0 : j->sal_label;
+    if (rc == EXIT_OK) {
+        s = qkv_trainer_saliency(rt, t, j->enc->ids, j->enc->type_ids, j->T, first, j->sal, logits);
+        if (s != QKV_OK) rc = cli_report("saliency", s);
+    }
+    if (rc == EXIT_OK && j->sal_label < 0) { /* the predicted label */
+        j->sal_label = 0;
+        for (int64_t k = 1; k < NL; k++)
+            if (logits[k] > logits[j->sal_label]) j->sal_label = k;
+        if (j->sal_label != first) {
+            s = qkv_trainer_saliency(rt, t, j->enc->ids, j->enc->type_ids, j->T, j->sal_label,
+                                     j->sal, NULL);
+            if (s != QKV_OK) rc = cli_report("saliency", s);
+        }
+    }
+    if (rc != EXIT_OK) {
+        free(j->sal);
+        j->sal = NULL;
+    }
+    free(logits);
+    qkv_trainer_free(t);
+    return rc;
+}
+
+static void print_table(const job *j) {
+    const char *c = j->encoder ? "[CLS]" : "first", *e = j->encoder ? "[SEP]" : "EOS";
+    printf("%d tokens:", (int)j->T);
+    for (int64_t i = 0; i < j->T; i++) printf(" %s", j->labels[i]);
+    printf("\n\nlayer head  entropy  distance  %6s  %6s  previous\n", c, e);
+    for (int64_t l = 0; l < j->L; l++)
+        for (int64_t h = 0; h < j->H; h++) {
+            const qkv_head_stats *s = &j->stats[l * j->H + h];
+            printf("%5lld %4lld  %7.3f  %8.2f  %6.3f  %6.3f  %8.3f\n", (long long)l, (long long)h,
+                   s->entropy, s->distance, s->cls, s->sep, s->prev);
+        }
+    if (!j->sal) return;
+    printf("\ngradient x input of the logit of '%s':\n", qkv_model_label(j->m, j->sal_label));
+    for (int64_t i = 0; i < j->T; i++)
+        printf("%5lld  %-20s %+10.4f\n", (long long)i, j->labels[i], j->sal[i]);
+}
+
+/* metadata "tokens": the labels as a JSON list (malloc'd) */
+static char *tokens_json(const job *j) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    fputc('[', f);
+    for (int64_t i = 0; i < j->T; i++) {
+        if (i) fputc(',', f);
+        json_write_string(f, j->labels[i], strlen(j->labels[i]));
+    }
+    fputc(']', f);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static int write_tensors(const job *j, const opts *o, const char *path) {
+    const int64_t L = j->L, T = j->T;
+    qkv_st_write_tensor *t = calloc((size_t)L + 4, sizeof *t);
+    char(*names)[32] = calloc((size_t)L, sizeof *names);
+    int64_t shape3[3] = {j->H, T, T}, shape2[2] = {T, T}, shape1[1] = {T};
+    char *toks = tokens_json(j), *text = utf8_clean(o->text, strlen(o->text));
+    char *pair = o->pair ? utf8_clean(o->pair, strlen(o->pair)) : NULL;
+    int rc = EXIT_FAIL;
+    if (t && names && toks && text && (!o->pair || pair)) {
+        for (int64_t l = 0; l < L; l++) {
+            snprintf(names[l], sizeof names[l], "layer.%lld", (long long)l);
+            t[l] = (qkv_st_write_tensor){names[l], QKV_DTYPE_F32, 3, shape3,
+                                         j->maps + (size_t)(l * j->H * T * T)};
+        }
+        t[L] = (qkv_st_write_tensor){"rollout", QKV_DTYPE_F32, 2, shape2, j->roll};
+        t[L + 1] = (qkv_st_write_tensor){"ids", QKV_DTYPE_I32, 1, shape1, j->enc->ids};
+        t[L + 2] = (qkv_st_write_tensor){"type_ids", QKV_DTYPE_I32, 1, shape1, j->enc->type_ids};
+        size_t nt = (size_t)L + 3, nm = 4;
+        if (j->sal) t[nt++] = (qkv_st_write_tensor){"saliency", QKV_DTYPE_F32, 1, shape1, j->sal};
+        const char *keys[6] = {"format", "tokens", "model", "text", NULL, NULL};
+        const char *vals[6] = {"qkv attention: layer.N [heads, query, key] probabilities",
+                               toks,
+                               o->model,
+                               text,
+                               NULL,
+                               NULL};
+        if (pair) keys[nm] = "pair", vals[nm++] = pair;
+        if (j->sal) keys[nm] = "saliency_label", vals[nm++] = qkv_model_label(j->m, j->sal_label);
+        qkv_status s = qkv_safetensors_write(path, t, nt, keys, vals, nm);
+        rc = s == QKV_OK ? EXIT_OK : cli_report(path, s);
+    } else {
+        fprintf(stderr, "qkv %s: out of memory\n", CMD);
+    }
+    free(t), free(names), free(toks), free(text), free(pair);
+    return rc;
+}
+
+static int png_failed(const char *path) {
+    fprintf(stderr, "qkv %s: cannot write %s: %s\n", CMD, path, strerror(errno));
+    return EXIT_FAIL;
+}
+
+static int write_pngs(const job *j, const opts *o, int *count) {
+    const int64_t T = j->T, H = j->H;
+    const char *const *lab = (const char *const *)j->labels;
+    char path[4200], title[96];
+    cli_heat *grid = calloc((size_t)H, sizeof *grid);
+    char(*titles)[32] = calloc((size_t)H, sizeof *titles);
+    if (!grid || !titles) {
+        free(grid), free(titles);
+        fprintf(stderr, "qkv %s: out of memory\n", CMD);
+        return EXIT_FAIL;
+    }
+    int rc = EXIT_OK;
+    for (int64_t l = 0; rc == EXIT_OK && l < j->L; l++) {
+        for (int64_t h = 0; h < H; h++) {
+            const float *m = j->maps + (size_t)((l * H + h) * T * T);
+            snprintf(titles[h], sizeof titles[h], "head %lld", (long long)h);
+            grid[h] = (cli_heat){m, T, T, NULL, NULL, titles[h], 1.0f};
+            if ((o->layer >= 0 && l != o->layer) || (o->head >= 0 && h != o->head)) continue;
+            snprintf(path, sizeof path, "%s/layer%02lld_head%02lld.png", o->out, (long long)l,
+                     (long long)h);
+            snprintf(title, sizeof title, "layer %lld, head %lld", (long long)l, (long long)h);
+            const cli_heat one = {m, T, T, lab, lab, title, 1.0f};
+            if (cli_heatmap_png(path, &one) != 0) {
+                rc = png_failed(path);
+                break;
+            }
+            ++*count;
+        }
+        if (rc != EXIT_OK || (o->layer >= 0 && l != o->layer)) continue;
+        snprintf(path, sizeof path, "%s/layer%02lld_heads.png", o->out, (long long)l);
+        snprintf(title, sizeof title, "layer %lld: all %lld heads", (long long)l, (long long)H);
+        if (cli_heatmap_grid_png(path, title, grid, (int)H) != 0)
+            rc = png_failed(path);
+        else
+            ++*count;
+    }
+    free(grid), free(titles);
+    if (rc != EXIT_OK) return rc;
+    snprintf(path, sizeof path, "%s/rollout.png", o->out);
+    const cli_heat r = {j->roll, T, T, lab, lab, "attention rollout over all layers", 1.0f};
+    if (cli_heatmap_png(path, &r) != 0) return png_failed(path);
+    ++*count;
+    return EXIT_OK;
+}
+
+/* Every output name is new or a regular file, before anything is written. */
+static int check_outputs(const job *j, const opts *o) {
+    char path[4200];
+    static const char *fixed[] = {"attention.safetensors", "attention.html", "rollout.png"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(path, sizeof path, "%s/%s", o->out, fixed[k]);
+        if (check_file(path)) return EXIT_USAGE;
+    }
+    for (int64_t l = 0; l < j->L; l++) {
+        snprintf(path, sizeof path, "%s/layer%02lld_heads.png", o->out, (long long)l);
+        if (check_file(path)) return EXIT_USAGE;
+        for (int64_t h = 0; h < j->H; h++) {
+            snprintf(path, sizeof path, "%s/layer%02lld_head%02lld.png", o->out, (long long)l,
+                     (long long)h);
+            if (check_file(path)) return EXIT_USAGE;
+        }
+    }
+    return EXIT_OK;
+}
+
+int cmd_attention(int argc, char **argv) {
+    opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc != EXIT_OK) return rc;
+    if (strlen(o.out) > 4000) return cli_usage_error(CMD, "--out is too long");
+    job j;
+    memset(&j, 0, sizeof j);
+    qkv_runtime *rt = NULL;
+    rc = load(&j, &o);
+    if (rc == EXIT_OK) rc = tokenize(&j, &o);
+    if (rc == EXIT_OK) {
+        qkv_status s = qkv_runtime_create((int)o.threads, &rt);
+        rc = s == QKV_OK ? compute(&j, rt) : cli_report("threads", s);
+    }
+    if (rc == EXIT_OK) rc = compute_saliency(&j, &o, rt);
+    if (rc == EXIT_OK) rc = prepare_out(o.out);
+    if (rc == EXIT_OK) rc = check_outputs(&j, &o);
+    char path[4200];
+    int pngs = 0;
+    if (rc == EXIT_OK) {
+        snprintf(path, sizeof path, "%s/attention.safetensors", o.out);
+        rc = write_tensors(&j, &o, path);
+    }
+    if (rc == EXIT_OK) rc = write_pngs(&j, &o, &pngs);
+    if (rc == EXIT_OK) {
+        snprintf(path, sizeof path, "%s/attention.html", o.out);
+        char *text = utf8_clean(o.text, strlen(o.text));
+        const attn_page page = {o.model,
+                                text ? text : "",
+                                o.pair,
+                                (const char *const *)j.labels,
+                                j.T,
+                                j.L,
+                                j.H,
+                                j.maps,
+                                j.roll,
+                                j.stats,
+                                j.encoder ? "[CLS]" : "the first token",
+                                j.encoder ? "[SEP]" : "EOS",
+                                j.sal,
+                                j.sal ? qkv_model_label(j.m, j.sal_label) : NULL};
+        if (attn_html_write(path, &page) != 0) {
+            fprintf(stderr, "qkv %s: cannot write %s: %s\n", CMD, path, strerror(errno));
+            rc = EXIT_FAIL;
+        }
+        free(text);
+    }
+    if (rc == EXIT_OK) {
+        print_table(&j);
+        fprintf(stderr, "qkv %s: wrote %s/attention.safetensors, attention.html and %d PNGs\n", CMD,
+                o.out, pngs);
+    }
+    qkv_runtime_free(rt);
+    job_free(&j);
+    cli_heatmap_cleanup();
+    return rc;
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# test_attention_cli.sh QKV SOURCE_DIR — `qkv attention` on the tiny random BERT of
+# tests/fixtures/attnmap (with a WordPiece vocab.txt written here) and the tiny GPT-2 of
+# tests/fixtures/models (with a byte-level BPE trained here by `qkv tokenizer train`): the
+# files it writes (safetensors with the maps' shapes and tokens, PNGs, one offline HTML page),
+# --layer / --head, token text that could break the page, refusals and exit codes. The maps'
+# values are tested against transformers through the API (tests/test_attnmap.c).
+set -uo pipefail
+qkv=$1 src=$2
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/qkv_attn_cli.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+fail=0; checks=0
+check() { checks=$((checks + 1)); if ! eval "$1"; then echo "FAIL: $2"; fail=$((fail + 1)); fi; }
+is_png() { [[ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" == "89504e470d0a1a0a" ]]; }
+
+# a BERT directory: the fixture's weights + a 64-word WordPiece vocabulary ([CLS] = 1, [SEP] = 2)
+bert=$tmp/bert; mkdir "$bert"
+cp "$src/tests/fixtures/attnmap/bert_tiny/config.json" "$src/tests/fixtures/attnmap/bert_tiny/model.safetensors" "$bert/"
+{ printf '[PAD]\n[CLS]\n[SEP]\n[UNK]\n[MASK]\n'
+  for w in the a cat dog sat on mat it was tired because where is train station next to old \
+           bridge . , ? ! "<" ">" / script b x; do echo "$w"; done
+  for i in $(seq 1 30); do echo "w$i"; done; } > "$bert/vocab.txt"
+check '[[ $(wc -l < "$bert/vocab.txt") -eq 64 ]]' "vocab.txt has 64 words"
+
+out=$tmp/out
+"$qkv" attention --model "$bert" --text "The cat sat on the mat." --pair "Where is it?" --out "$out" > "$tmp/table" 2> "$tmp/err"; rc=$?
+check '[[ $rc -eq 0 ]]' "bert: exit $rc: $(cat "$tmp/err")"
+check '[[ -f "$out/attention.safetensors" && -f "$out/attention.html" && -f "$out/rollout.png" ]]' "bert: the files"
+check '[[ $(ls "$out"/layer*_head*.png | wc -l) -eq 10 ]]' "bert: 2 x 4 head PNGs + 2 grids ($(ls "$out" | tr '\n' ' '))"
+all_png=1; for f in "$out"/*.png; do is_png "$f" || all_png=0; done
+check '[[ $all_png -eq 1 ]]' "every .png is a PNG"
+"$qkv" inspect "$out/attention.safetensors" > "$tmp/inspect" 2>&1
+check 'grep -Eq "^layer\.1 +F32 +\[4, 14, 14\]" "$tmp/inspect"' "layer.1 is [heads, T, T]: $(cat "$tmp/inspect")"
+check 'grep -Eq "^rollout +F32 +\[14, 14\]" "$tmp/inspect"' "rollout [T, T]"
+check 'grep -q "tokens = \[\"\[CLS\]\",\"the\",\"cat\"" "$tmp/inspect"' "tokens in the metadata"
+check 'grep -q "pair = Where is it?" "$tmp/inspect"' "pair in the metadata"
+check '[[ $(grep -cE "^ +[0-9]+ +[0-9]+ +[0-9.]+ " "$tmp/table") -eq 8 ]]' "table: one row per head: $(cat "$tmp/table")"
+check 'grep -q "\[CLS\]" "$tmp/table" && grep -q "previous" "$tmp/table"' "table header"
+html=$out/attention.html
+check 'grep -q "<script id=\"data\" type=\"application/json\">" "$html"' "page: inline data"
+check '! grep -Eq "https?://|<link|src=" "$html"' "page: nothing loaded from elsewhere"
+check 'grep -q "\"L\":2,\"H\":4" "$html"' "page: sizes"
+check 'grep -q "\"tokens\":\[\"\[CLS\]\",\"the\"" "$html"' "page: tokens"
+
+# same input, same bytes
+"$qkv" attention --model "$bert" --text "The cat sat on the mat." --pair "Where is it?" --out "$tmp/again" --threads 1 > /dev/null 2>&1
+check 'cmp -s "$out/attention.safetensors" "$tmp/again/attention.safetensors"' "deterministic across runs and thread counts"
+
+# --layer / --head draw only that head (and that layer's grid)
+"$qkv" attention --model "$bert" --text "a dog" --out "$tmp/one" --layer 1 --head 2 > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 0 && "$(cd "$tmp/one" && ls *.png | tr "\n" " ")" == "layer01_head02.png layer01_heads.png rollout.png " ]]' "--layer 1 --head 2: $(ls "$tmp/one" 2>/dev/null | tr '\n' ' ')"
+
+# text that would close the page's script if it were not escaped, and invalid UTF-8
+"$qkv" attention --model "$bert" --text $'</script><b>x \xff\xfe it' --out "$tmp/evil" > /dev/null 2> "$tmp/err"; rc=$?
+check '[[ $rc -eq 0 ]]' "hostile text: exit $rc: $(cat "$tmp/err")"
+check '[[ $(grep -o "</script>" "$tmp/evil/attention.html" | wc -l) -eq 2 ]]' "hostile text: the page's two scripts only"
+check 'grep -q "&lt;/script&gt;&lt;b&gt;x" "$tmp/evil/attention.html"' "hostile text: escaped in the page header"
+
+# a decoder: the tiny GPT-2 with a 300-token byte-level BPE
+printf 'the cat sat on the mat\nthe dog sat on the log\nwhere is the cat\n' > "$tmp/corpus.txt"
+gpt=$tmp/gpt; mkdir "$gpt"
+"$qkv" tokenizer train --vocab-size 300 --out "$gpt" "$tmp/corpus.txt" > /dev/null 2>&1
+cp "$src/tests/fixtures/models/gpt2_tiny/config.json" "$src/tests/fixtures/models/gpt2_tiny/model.safetensors" "$gpt/"
+"$qkv" attention --model "$gpt" --text "the cat sat on the log" --out "$tmp/gout" > "$tmp/table" 2> "$tmp/err"; rc=$?
+check '[[ $rc -eq 0 ]]' "gpt2: exit $rc: $(cat "$tmp/err")"
+check 'grep -q "first" "$tmp/table" && [[ $(grep -cE "^ +[0-9]+ +[0-9]+ +[0-9.]+ " "$tmp/table") -eq 8 ]]' "gpt2: table: $(cat "$tmp/table")"
+check '[[ $(ls "$tmp/gout"/*.png | wc -l) -eq 11 ]]' "gpt2: PNGs"
+"$qkv" inspect "$tmp/gout/attention.safetensors" > "$tmp/inspect" 2>&1
+check 'grep -q "tokens = \[\"the\",\"␣cat\"" "$tmp/inspect"' "gpt2: a leading space shown as ␣: $(grep tokens "$tmp/inspect")"
+"$qkv" attention --model "$gpt" --text "the cat" --pair "a dog" --out "$tmp/x" > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 && ! -e "$tmp/x" ]]' "--pair with a decoder refused ($rc)"
+
+# a classifier: gradient x input saliency of a label's logit (values tested in test_attnmap.c)
+cls=$src/tests/fixtures/cls/pair
+"$qkv" attention --model "$cls" --text "the cat sat" --pair "a dog" --label entailment --out "$tmp/cls" > "$tmp/table" 2> "$tmp/err"; rc=$?
+check '[[ $rc -eq 0 ]]' "classifier: exit $rc: $(cat "$tmp/err")"
+check 'grep -q "gradient x input of the logit of .entailment." "$tmp/table"' "classifier: saliency printed"
+"$qkv" inspect "$tmp/cls/attention.safetensors" > "$tmp/inspect" 2>&1
+check 'grep -Eq "^saliency +F32" "$tmp/inspect" && grep -q "saliency_label = entailment" "$tmp/inspect"' "classifier: saliency saved: $(cat "$tmp/inspect")"
+check 'grep -q "<h2>Saliency</h2>" "$tmp/cls/attention.html" && grep -q "\"saliency\":\[" "$tmp/cls/attention.html"' "classifier: saliency in the page"
+"$qkv" attention --model "$cls" --text "the cat" --label nosuch --out "$tmp/x" > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "an unknown --label refused ($rc)"
+"$qkv" attention --model "$bert" --text "the cat" --label 0 --out "$tmp/x" > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "--label without a classification head refused ($rc)"
+
+# refusals: exit 2 and nothing written
+touch "$tmp/file"
+"$qkv" attention --model "$bert" --text "a" --out "$tmp/file" > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "--out a regular file refused ($rc)"
+mkdir -p "$tmp/busy/attention.html"
+"$qkv" attention --model "$bert" --text "a" --out "$tmp/busy" > /dev/null 2> "$tmp/err"; rc=$?
+check '[[ $rc -eq 2 && ! -e "$tmp/busy/attention.safetensors" ]] && grep -q "not a regular file" "$tmp/err"' "a directory where a file goes: refused before writing ($rc)"
+"$qkv" attention --model "$bert" --text "a" --out "$tmp/y" --layer 2 > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "--layer past the model refused ($rc)"
+"$qkv" attention --model "$bert" --out "$tmp/y" > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "--text required ($rc)"
+"$qkv" attention --model "$tmp/none" --text "a" --out "$tmp/y" > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "missing model directory ($rc)"
+mkdir "$tmp/t5"; echo '{"model_type": "t5"}' > "$tmp/t5/config.json"
+"$qkv" attention --model "$tmp/t5" --text "a" --out "$tmp/y" > /dev/null 2> "$tmp/err"; rc=$?
+check '[[ $rc -eq 2 ]] && grep -q "t5" "$tmp/err"' "an unsupported model_type named ($rc)"
+"$qkv" attention --help | grep -q "rollout"; rc=$?
+check '[[ $rc -eq 0 ]]' "--help explains"
+
+echo "attention_cli: $checks checks, $fail failed"
+[[ $fail -eq 0 ]]
