@@ -6,6 +6,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "io/file.h"
 #include "io/json.h"
 #include "models/bert.h"
 #include "models/gpt.h"
@@ -177,8 +178,8 @@ qkv_status qkv__gpt_load_lora(qkv_gpt *m, const char *dir) {
 /* ---------------------------------------------------------------- merging into a directory */
 
 static qkv_status copy_file(const char *src, const char *dst) {
-    int in = open(src, O_RDONLY | O_CLOEXEC);
-    if (in < 0) return qkv__fail(QKV_ERR_IO, "cannot open %s: %s", src, strerror(errno));
+    int in;
+    QKV_TRY(qkv__open_regular(src, 1, &in, NULL)); /* never a FIFO or a link swapped in */
     int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (out < 0) {
         close(in);

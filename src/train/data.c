@@ -14,6 +14,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "io/file.h"
 #include "io/json.h"
 
 #include <errno.h>
@@ -245,50 +246,16 @@ int64_t qkv_dataset_vocab_size(const qkv_dataset *ds) { return ds ? ds->vocab_si
 
 /* Whole small file into a NUL-terminated buffer (meta.json). */
 static qkv_status read_small_file(const char *path, char **buf, size_t *len) {
-    *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return qkv__data_io_fail("cannot open", path);
-    struct stat sb;
-    qkv_status s = QKV_OK;
-    if (fstat(fd, &sb) != 0) {
-        s = qkv__data_io_fail("cannot stat", path);
-    } else if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > MAX_META_BYTES) {
-        s = qkv__fail(QKV_ERR_FORMAT, "%s: not a regular file of at most %u bytes", path,
-                      MAX_META_BYTES);
-    } else {
-        size_t n = (size_t)sb.st_size, got = 0;
-        *buf = qkv__alloc(n + 1);
-        if (!*buf) s = qkv__fail(QKV_ERR_NOMEM, "%s: %zu bytes", path, n + 1);
-        while (s == QKV_OK && got < n) {
-            ssize_t r = read(fd, *buf + got, n - got);
-            if (r < 0 && errno == EINTR) continue;
-            if (r < 0) s = qkv__data_io_fail("read failed", path);
-            if (r == 0) break; /* shrank meanwhile: parse what is there */
-            if (r > 0) got += (size_t)r;
-        }
-        if (s == QKV_OK) {
-            (*buf)[got] = '\0';
-            *len = got;
-        }
-    }
-    close(fd);
-    if (s != QKV_OK) {
-        qkv__free(*buf);
-        *buf = NULL;
-    }
-    return s;
+    return qkv__read_regular(path, MAX_META_BYTES, buf, len);
 }
 
 static qkv_status map_shard(const char *path, int64_t vocab, data_shard *sh) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return qkv__data_io_fail("cannot open", path);
-    struct stat sb;
+    int fd;
+    uint64_t fsize;
+    QKV_TRY(qkv__open_regular(path, 0, &fd, &fsize)); /* a FIFO: refused, never waited on */
+    struct stat sb = {.st_size = (off_t)fsize};
     qkv_status s = QKV_OK;
-    if (fstat(fd, &sb) != 0) {
-        s = qkv__data_io_fail("cannot stat", path);
-    } else if (!S_ISREG(sb.st_mode)) {
-        s = qkv__fail(QKV_ERR_FORMAT, "%s: not a regular file", path);
-    } else if ((uint64_t)sb.st_size < QKV_DATA_HEADER_BYTES) {
+    if ((uint64_t)sb.st_size < QKV_DATA_HEADER_BYTES) {
         s = qkv__fail(QKV_ERR_FORMAT, "%s: %lld bytes, shorter than the %d-byte shard header", path,
                       (long long)sb.st_size, QKV_DATA_HEADER_BYTES);
     } else if ((uint64_t)sb.st_size > SIZE_MAX) {
