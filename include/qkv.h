@@ -626,6 +626,11 @@ QKV_API qkv_status qkv_dataset_open(const char *dir, qkv_split split, qkv_datase
 QKV_API void qkv_dataset_close(qkv_dataset *ds);
 QKV_API int64_t qkv_dataset_tokens(const qkv_dataset *ds);
 QKV_API int64_t qkv_dataset_vocab_size(const qkv_dataset *ds);
+/* The tokenizer recorded in meta.json (qkv_data_options.tokenizer_path, stored absolute),
+ * resolved: an absolute path, or a relative one joined to dir that must stay inside dir (else
+ * qkv_dataset_open fails with FORMAT); NULL if none was recorded or the file is gone. It is a
+ * name read from a data file: load it as a tokenizer before trusting it. Valid until close. */
+QKV_API const char *qkv_dataset_tokenizer(const qkv_dataset *ds);
 /* B windows of T + 1 consecutive tokens at positions drawn uniformly from the whole split:
  * ids[b, t] = window[t], targets[b, t] = window[t + 1] (ids, targets [B, T]). The draw is a
  * pure function of (seed, index): batch `index` is the same on every run, resumed or not.

@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -335,7 +336,9 @@ static qkv_status write_meta(const prep *p, const qkv_data_options *o, const cha
     QKV_TRY(qkv__data_join(tmp, dir, "meta.json.tmp"));
     char seed[24];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
-    const char *tp = o->tokenizer_path;
+    /* stored absolute, so training from another directory still finds it */
+    char *abs = o->tokenizer_path ? realpath(o->tokenizer_path, NULL) : NULL;
+    const char *tp = abs ? abs : o->tokenizer_path;
     if (tp && !qkv__utf8_valid(tp, strlen(tp), NULL)) tp = NULL; /* JSON holds UTF-8 only */
     qkv_status s = QKV_OK;
     qkv__json_begin();
@@ -356,6 +359,7 @@ static qkv_status write_meta(const prep *p, const qkv_data_options *o, const cha
         s = qkv__fail(QKV_ERR_NOMEM, "%s: writing meta.json", path);
     json_decref(root);
     qkv__json_end();
+    free(abs);
     if (s == QKV_OK) { /* json_dump_file does not sync */
         int fd = open(tmp, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || fsync(fd) != 0) s = qkv__data_io_fail("fsync failed", tmp);
