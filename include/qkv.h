@@ -61,6 +61,9 @@ typedef enum qkv_status {
     QKV_ERR_INTERNAL = 8,    /* a bug in qkv: please report it */
     QKV_ERR_INTERRUPTED = 9, /* stopped on the caller's request (e.g. a signal), state saved */
     QKV_ERR_NOT_FINITE = 10, /* a computed value (a loss, a norm) is NaN or infinite */
+    QKV_ERR_WRITE = 11,      /* an output could not be written: disk full, file too large (the
+                                file-size limit), a read-only or failing disk; nothing
+                                half-written is left (a bad output path is QKV_ERR_IO) */
     /* append new codes here; never renumber */
 } qkv_status;
 
