@@ -23,4 +23,21 @@ void atomic_abort(atomic_file *a);
 /* The whole file from fn(f, ctx) in one go (atomic_open, fn, atomic_commit). 0 or -1 (errno). */
 int atomic_write(const char *path, void (*fn)(FILE *f, const void *ctx), const void *ctx);
 
+/* What an output file holds, as far as replacing an existing file is concerned. */
+typedef enum out_kind {
+    OUT_TEXT,        /* text: no NUL bytes, not one of the binary formats below */
+    OUT_JSONL,       /* JSON lines (empty, or text whose first character is '{' or '[') */
+    OUT_NPY,         /* a NumPy .npy array (\x93NUMPY) */
+    OUT_SAFETENSORS, /* a safetensors file (8-byte header length, then '{') */
+    OUT_SVG,         /* an SVG picture (<svg or <?xml) */
+    OUT_PNG,         /* a PNG picture */
+} out_kind;
+
+/* Never overwrite what is not ours: 0 if path may be written as an output of this kind (it does
+ * not exist, or it is a regular file already of this kind, so a rerun replaces its own output).
+ * Else prints "qkv CMD: OPT PATH: exists and is <what it is>; not replaced" and returns 2: a
+ * directory, a FIFO or a device, or a file of another kind (a model.safetensors given as a
+ * JSON-lines output, notes.txt as an .npy). */
+int cli_check_output(const char *cmd, const char *opt, const char *path, out_kind kind);
+
 #endif

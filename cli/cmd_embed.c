@@ -1,6 +1,7 @@
 /* cmd_embed.c — `qkv embed`: sentence embeddings of the lines of a file (or stdin) with a
  * sentence-transformers model directory (default: models/all-MiniLM-L6-v2). Output: one JSON
  * array per line, or a .npy / .safetensors file for large outputs. */
+#include "atomic.h"
 #include "cli.h"
 #include "textio.h"
 
@@ -139,6 +140,10 @@ int cmd_embed(int argc, char **argv) {
         return cli_usage_error("embed", "--format is jsonl, npy or safetensors, not '%s'", format);
     if (binary && !out_path)
         return cli_usage_error("embed", "--format %s writes a file: add --out FILE", format);
+    out_kind kind = strcmp(format, "npy") == 0           ? OUT_NPY
+                    : strcmp(format, "safetensors") == 0 ? OUT_SAFETENSORS
+                                                         : OUT_JSONL;
+    if (out_path && cli_check_output("embed", "--out", out_path, kind)) return EXIT_USAGE;
 
     text_lines t;
     int rc = text_lines_read(in, &t);
@@ -169,14 +174,19 @@ int cmd_embed(int argc, char **argv) {
         if (s != QKV_OK) rc = cli_report(out_path, s);
         goto done;
     }
-    FILE *f = out_path ? fopen(out_path, "wb") : stdout;
-    if (!f) {
+    atomic_file af = {0}; /* --out: written whole, then renamed over the path */
+    if (out_path && atomic_open(&af, out_path) != 0) {
         fprintf(stderr, "qkv embed: %s: cannot create: %s\n", out_path, strerror(errno));
         rc = EXIT_USAGE;
         goto done;
     }
+    FILE *f = out_path ? af.f : stdout;
     if (binary) {
-        if (write_npy(f, emb, t.n, dim) != 0) rc = EXIT_FAIL;
+        if (write_npy(f, emb, t.n, dim) != 0) {
+            fprintf(stderr, "qkv embed: %s: cannot write: %s (nothing written)\n", out_path,
+                    strerror(errno));
+            rc = EXIT_FAIL;
+        }
     } else {
         for (size_t i = 0; i < t.n; i++) {
             fputc('[', f);
@@ -184,11 +194,17 @@ int cmd_embed(int argc, char **argv) {
             fputs("]\n", f);
         }
     }
-    if (fflush(f) != 0 || ferror(f)) {
+    if (out_path) {
+        if (rc == 0 && atomic_commit(&af) != 0) {
+            fprintf(stderr, "qkv embed: %s: cannot write: %s (nothing written)\n", out_path,
+                    strerror(errno));
+            rc = EXIT_FAIL;
+        }
+        atomic_abort(&af); /* after a failure: the old file stays, the temporary goes */
+    } else if (fflush(f) != 0 || ferror(f)) {
         fprintf(stderr, "qkv embed: write error\n");
         rc = EXIT_FAIL;
     }
-    if (f != stdout) fclose(f);
 done:
     free(emb);
     qkv_runtime_free(rt);

@@ -2,6 +2,7 @@
  * embedded once and saved as an index (safetensors: the embeddings plus the corpus hash, line
  * count and model in the metadata); later runs reuse the index while the corpus and model are
  * unchanged. Each query is embedded and the corpus lines are ranked by cosine similarity. */
+#include "atomic.h"
 #include "cli.h"
 #include "textio.h"
 
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void cmd_search_help(void) {
     printf("Usage: qkv search [--model DIR] --corpus FILE [options] [QUERY...]\n\n"
@@ -28,37 +30,101 @@ void cmd_search_help(void) {
            "  --progress     show progress on stderr even when it is not a terminal\n");
 }
 
-/* Loads the index if it matches (hash, lines, model, dim); 1 if loaded. */
+#define INDEX_FORMAT "qkv-search-index"
+/* what indexes before this version wrote: still ours to replace, but always rebuilt */
+#define INDEX_FORMAT_V1 "qkv search index: one row per corpus line"
+
+/* What the embeddings depend on besides the corpus: each file of the model directory that
+ * shapes them (weights, config, tokenizer, pooling), as name:size:mtime. A changed file
+ * changes the string, and the index is rebuilt. */
+static void model_identity(const char *dir, char *out, size_t cap) {
+    static const char *const files[] = {"config.json",           "model.safetensors",
+                                        "tokenizer.json",        "vocab.txt",
+                                        "tokenizer_config.json", "modules.json",
+                                        "1_Pooling/config.json", "sentence_bert_config.json"};
+    size_t n = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char path[4200];
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        if (stat(path, &sb) != 0) continue;
+        int w =
+            snprintf(out + n, cap - n, "%s%s:%lld:%lld.%09ld", n ? ";" : "", files[i],
+                     (long long)sb.st_size, (long long)sb.st_mtim.tv_sec, (long)sb.st_mtim.tv_nsec);
+        if (w < 0 || (size_t)w >= cap - n) break;
+        n += (size_t)w;
+    }
+}
+
+/* The saved index at path: 1 loaded (it matches the corpus, the model's files and the width,
+ * and every value is finite); 0 to be (re)built, with the reason in *why (NULL: there is none);
+ * -1 when path holds something that is not a qkv search index (never replaced). */
 static int load_index(const char *path, const text_lines *t, const char *model, size_t dim,
-                      float *emb) {
+                      float *emb, const char **why) {
+    *why = NULL;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return 0;
+    if (sb.st_size == 0) return *why = "it is empty", 0;
+    if (cli_check_output("search", "--index", path, OUT_SAFETENSORS)) return -1;
     qkv_safetensors *st = NULL;
-    if (qkv_safetensors_open(path, &st) != QKV_OK) return 0;
-    char hash[32], lines[32], dims[32];
+    if (qkv_safetensors_open(path, &st) != QKV_OK) {
+        fprintf(stderr, "qkv search: --index %s: %s; not replaced\n", path, qkv_last_error());
+        return -1;
+    }
+    const char *fmt = qkv_safetensors_metadata_get(st, "format");
+    if (!fmt || (strcmp(fmt, INDEX_FORMAT) != 0 && strcmp(fmt, INDEX_FORMAT_V1) != 0)) {
+        fprintf(stderr,
+                "qkv search: --index %s: exists and is a safetensors file but not a qkv search "
+                "index; not replaced (remove it or choose another name)\n",
+                path);
+        qkv_safetensors_close(st);
+        return -1;
+    }
+    char hash[32], lines[32], ident[2048];
     snprintf(hash, sizeof hash, "%016" PRIx64, t->hash);
     snprintf(lines, sizeof lines, "%zu", t->n);
-    snprintf(dims, sizeof dims, "%zu", dim);
+    model_identity(model, ident, sizeof ident);
     const char *h = qkv_safetensors_metadata_get(st, "corpus_fnv1a64");
     const char *l = qkv_safetensors_metadata_get(st, "corpus_lines");
-    const char *mo = qkv_safetensors_metadata_get(st, "model");
+    const char *mf = qkv_safetensors_metadata_get(st, "model_files");
     const qkv_st_tensor *e = qkv_safetensors_find(st, "embeddings");
-    int ok = h && l && mo && e && strcmp(h, hash) == 0 && strcmp(l, lines) == 0 &&
-             strcmp(mo, model) == 0 && e->dtype == QKV_DTYPE_F32 && e->ndim == 2 &&
-             e->shape[0] == (int64_t)t->n && e->shape[1] == (int64_t)dim;
-    if (ok) memcpy(emb, e->data, t->n * dim * sizeof(float));
+    int ok = 0;
+    if (strcmp(fmt, INDEX_FORMAT) != 0)
+        *why = "it was written by an older qkv";
+    else if (!h || !l || strcmp(h, hash) != 0 || strcmp(l, lines) != 0)
+        *why = "the corpus changed";
+    else if (!mf || strcmp(mf, ident) != 0)
+        *why = "the model changed (its weights, configuration, tokenizer or pooling)";
+    else if (!e || e->dtype != QKV_DTYPE_F32 || e->ndim != 2 || e->shape[0] != (int64_t)t->n ||
+             e->shape[1] != (int64_t)dim)
+        *why = "its embeddings have the wrong shape";
+    else {
+        const float *x = e->data;
+        size_t n = t->n * dim, i = 0;
+        while (i < n && isfinite(x[i])) i++;
+        if (i < n)
+            *why = "it holds values that are not finite (corrupted)";
+        else {
+            memcpy(emb, x, n * sizeof(float));
+            ok = 1;
+        }
+    }
     qkv_safetensors_close(st);
     return ok;
 }
 
 static qkv_status save_index(const char *path, const text_lines *t, const char *model, size_t dim,
                              const float *emb) {
-    char hash[32], lines[32];
+    char hash[32], lines[32], ident[2048];
     snprintf(hash, sizeof hash, "%016" PRIx64, t->hash);
     snprintf(lines, sizeof lines, "%zu", t->n);
+    model_identity(model, ident, sizeof ident);
     int64_t shape[2] = {(int64_t)t->n, (int64_t)dim};
     qkv_st_write_tensor w = {"embeddings", QKV_DTYPE_F32, 2, shape, emb};
-    const char *k[] = {"corpus_fnv1a64", "corpus_lines", "model", "format"};
-    const char *v[] = {hash, lines, model, "qkv search index: one row per corpus line"};
-    return qkv_safetensors_write(path, &w, 1, k, v, 4);
+    const char *k[] = {"format", "corpus_fnv1a64", "corpus_lines", "model", "model_files"};
+    const char *v[] = {INDEX_FORMAT, hash, lines, model, ident};
+    return qkv_safetensors_write(path, &w, 1, k, v, 5);
 }
 
 static double cosine(const float *a, const float *b, size_t n) {
@@ -137,9 +203,16 @@ int cmd_search(int argc, char **argv) {
         rc = EXIT_FAIL;
         goto done;
     }
-    if (load_index(index, &t, model, dim, emb)) {
+    const char *why = NULL;
+    int got = load_index(index, &t, model, dim, emb, &why);
+    if (got < 0) {
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    if (got) {
         fprintf(stderr, "qkv search: using the index %s (%zu lines)\n", index, t.n);
     } else {
+        if (why) fprintf(stderr, "qkv search: rebuilding the index %s: %s\n", index, why);
         if ((rc = cli_embed_lines(rt, m, &t, 256, force_progress, emb))) goto done;
         if (!no_save) {
             s = save_index(index, &t, model, dim, emb);

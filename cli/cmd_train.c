@@ -18,6 +18,7 @@
  * only sets a flag that the loop polls); a second Ctrl-C kills at once (the last checkpoint is
  * intact: they are written atomically). A loss or gradient norm that is not finite stops the
  * run before the update, keeping the last good checkpoint. */
+#include "atomic.h"
 #include "cli.h"
 #include "plot.h"
 #include "textio.h"
@@ -268,34 +269,69 @@ static void draw(const char *run, const cli_curve *tr, const cli_curve *va) {
         fprintf(stderr, "qkv train: warning: cannot write %s: %s\n", path, strerror(errno));
 }
 
-/* meta.json of the dataset: the end-of-text id and the tokenizer's path (for the export). */
-static void dataset_meta(const char *data, int32_t *eot, char *tok, size_t tok_cap) {
+/* The dataset's end-of-text id (meta.json; opened and checked by qkv_dataset_open already) and
+ * its tokenizer (qkv_dataset_tokenizer: absolute, or kept inside the dataset directory). */
+static void dataset_meta(const char *data, const qkv_dataset *ds, int32_t *eot, char *tok,
+                         size_t tok_cap) {
     char path[2048];
     snprintf(path, sizeof path, "%s/meta.json", data);
     *eot = -1;
     tok[0] = 0;
+    const char *t = qkv_dataset_tokenizer(ds);
+    if (t && snprintf(tok, tok_cap, "%s", t) >= (int)tok_cap) tok[0] = 0;
     json_t *j = json_load_file(path, 0, NULL);
     if (!j) return;
-    json_t *e = json_object_get(j, "eot_id"), *t = json_object_get(j, "tokenizer");
+    json_t *e = json_object_get(j, "eot_id");
     if (json_is_integer(e)) *eot = (int32_t)json_integer_value(e);
-    if (json_is_string(t)) snprintf(tok, tok_cap, "%s", json_string_value(t));
     json_decref(j);
 }
 
-static int copy_file(const char *from, const char *to) {
-    FILE *a = fopen(from, "rb"), *b = a ? fopen(to, "wb") : NULL;
-    if (!a || !b) {
-        if (a) fclose(a);
+typedef struct byte_span {
+    const char *p;
+    size_t n;
+} byte_span;
+
+static void write_bytes(FILE *out, const void *ctx) {
+    const byte_span *b = ctx;
+    fwrite(b->p, 1, b->n, out); /* a short write shows in atomic_commit's flush */
+}
+
+/* The tokenizer into the exported model: only a file that loads as a tokenizer (a name read
+ * from meta.json is not trusted to be one), read whole, then written whole or not at all.
+ * 0, or -1 with a reason in *why. */
+static int copy_tokenizer(const char *from, const char *to, const char **why) {
+    qkv_tokenizer *tok = NULL;
+    if (qkv_tokenizer_load(from, &tok) != QKV_OK) {
+        *why = qkv_last_error();
         return -1;
     }
-    char buf[65536];
-    size_t n;
+    qkv_tokenizer_free(tok);
+    *why = "cannot read or write it";
+    FILE *in = fopen(from, "rb"); /* it just loaded: a regular file */
+    if (!in) return -1;
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
     int ok = 1;
-    while ((n = fread(buf, 1, sizeof buf, a)) > 0) ok &= fwrite(buf, 1, n, b) == n;
-    ok &= !ferror(a);
-    fclose(a);
-    ok &= fclose(b) == 0;
-    return ok ? 0 : -1;
+    for (;;) {
+        if (n == cap) {
+            char *nb = cap < ((size_t)1 << 30) ? realloc(buf, cap ? 2 * cap : 1 << 16) : NULL;
+            if (!nb) {
+                ok = 0;
+                break;
+            }
+            buf = nb;
+            cap = cap ? 2 * cap : 1 << 16;
+        }
+        size_t got = fread(buf + n, 1, cap - n, in);
+        n += got;
+        if (got == 0) break;
+    }
+    ok &= !ferror(in);
+    fclose(in);
+    byte_span b = {buf, n};
+    int rc = ok ? atomic_write(to, write_bytes, &b) : -1;
+    free(buf);
+    return rc;
 }
 
 /* Writes text and a newline to path through a temporary file and a rename; 0 or -1 (errno). */
@@ -441,9 +477,10 @@ static int train_loop(run *r) {
         if (stat(src, &sb) == 0 && S_ISDIR(sb.st_mode))
             snprintf(src, sizeof src, "%s/tokenizer.json", r->tok);
         snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-        if (copy_file(src, path) != 0)
-            fprintf(stderr, "qkv train: warning: could not copy the tokenizer %s to %s\n", src,
-                    path);
+        const char *why = "";
+        if (copy_tokenizer(src, path, &why) != 0)
+            fprintf(stderr, "qkv train: warning: the tokenizer %s was not copied to %s: %s\n", src,
+                    path, why);
     }
     fprintf(stderr, "qkv train: %ld steps done in %.1f s; model written to %s\n",
             step - r->start_step, now_seconds() - t_start, dir);
@@ -538,7 +575,7 @@ static int setup(run *r, int resuming) {
     qkv_status s = qkv_dataset_open(c->data, QKV_SPLIT_TRAIN, &r->train);
     if (s == QKV_OK) s = qkv_dataset_open(c->data, QKV_SPLIT_VAL, &r->val);
     if (s != QKV_OK) return cli_report(c->data, s);
-    dataset_meta(c->data, &r->eot, r->tok, sizeof r->tok);
+    dataset_meta(c->data, r->train, &r->eot, r->tok, sizeof r->tok);
     if (!r->t) {
         if (c->init[0]) {
             s = qkv_trainer_load_hf(c->init, &r->t);

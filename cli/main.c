@@ -1,7 +1,9 @@
 /* main.c — the qkv command: dispatches to subcommands, maps statuses to exit codes
- * (0 ok, 1 failure, 2 bad usage or bad input). */
+ * (0 ok, 1 failure — including an output that could not be written: a full disk, the file-size
+ * limit — 2 bad usage or bad input). */
 #include "cli.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -87,6 +89,9 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* A write past the file-size limit (ulimit -f) fails with EFBIG, reported as a failed
+     * write (exit 1, the old output kept), instead of SIGXFSZ killing the process mid-file. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

@@ -61,6 +61,9 @@ typedef enum qkv_status {
     QKV_ERR_INTERNAL = 8,    /* a bug in qkv: please report it */
     QKV_ERR_INTERRUPTED = 9, /* stopped on the caller's request (e.g. a signal), state saved */
     QKV_ERR_NOT_FINITE = 10, /* a computed value (a loss, a norm) is NaN or infinite */
+    QKV_ERR_WRITE = 11,      /* an output could not be written: disk full, file too large (the
+                                file-size limit), a read-only or failing disk; nothing
+                                half-written is left (a bad output path is QKV_ERR_IO) */
     /* append new codes here; never renumber */
 } qkv_status;
 
@@ -688,6 +691,11 @@ QKV_API qkv_status qkv_dataset_open(const char *dir, qkv_split split, qkv_datase
 QKV_API void qkv_dataset_close(qkv_dataset *ds);
 QKV_API int64_t qkv_dataset_tokens(const qkv_dataset *ds);
 QKV_API int64_t qkv_dataset_vocab_size(const qkv_dataset *ds);
+/* The tokenizer recorded in meta.json (qkv_data_options.tokenizer_path, stored absolute),
+ * resolved: an absolute path, or a relative one joined to dir that must stay inside dir (else
+ * qkv_dataset_open fails with FORMAT); NULL if none was recorded or the file is gone. It is a
+ * name read from a data file: load it as a tokenizer before trusting it. Valid until close. */
+QKV_API const char *qkv_dataset_tokenizer(const qkv_dataset *ds);
 /* B windows of T + 1 consecutive tokens at positions drawn uniformly from the whole split:
  * ids[b, t] = window[t], targets[b, t] = window[t + 1] (ids, targets [B, T]). The draw is a
  * pure function of (seed, index): batch `index` is the same on every run, resumed or not.

@@ -642,7 +642,7 @@ static void test_malformed(void) {
     char sub[700];
     snprintf(sub, sizeof sub, "%s/sub", dir);
     mkdir(sub, 0777);
-    expect_open(dir, QKV_ERR_FORMAT, "regular", "shard is a directory");
+    expect_open(dir, QKV_ERR_IO, "regular", "shard is a directory");
     rmdir(sub);
     write_text(meta, "{\"format\":\"qkv-tokens\",\"version\":1,\"vocab_size\":10,\"eot_id\":0,"
                      "\"train\":{\"documents\":0,\"tokens\":0,\"shards\":[]}}");

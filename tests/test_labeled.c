@@ -509,7 +509,7 @@ static void test_errors(void) {
                  QKV_ERR_IO);
     o = opts_for(QKV_PROBLEM_SINGLE_LABEL);
     o.format = QKV_LABELED_TSV;
-    expect_fail("", &o, QKV_ERR_FORMAT, ": not a regular file (a directory)");
+    expect_fail("", &o, QKV_ERR_IO, ": not a regular file (a directory)");
     o.problem = (qkv_problem_type)7;
     CHECK_STATUS(qkv_labeled_load(path_of("e.tsv"), &o, &(qkv_labeled *){NULL}),
                  QKV_ERR_INVALID_ARG);
@@ -523,12 +523,12 @@ static void test_fifo(void) {
         return;
     }
     /* no writer: a reader that opened it blocking would hang here */
-    expect_fail("pipe.tsv", NULL, QKV_ERR_FORMAT, ": not a regular file (a FIFO)");
+    expect_fail("pipe.tsv", NULL, QKV_ERR_IO, ": not a regular file (a FIFO)");
     unlink(p);
     qkv_labeled *d = (qkv_labeled *)1;
     qkv_labeled_options o = opts_for(QKV_PROBLEM_SINGLE_LABEL);
     o.format = QKV_LABELED_TSV;
-    CHECK_STATUS(qkv_labeled_load("/dev/null", &o, &d), QKV_ERR_FORMAT);
+    CHECK_STATUS(qkv_labeled_load("/dev/null", &o, &d), QKV_ERR_IO);
     CHECK(d == NULL && strstr(qkv_last_error(), "character device"));
 }
 
@@ -574,13 +574,13 @@ static void test_dir(void) {
     o.max_record_bytes = 4;
     expect_fail("imdb", &o, QKV_ERR_FORMAT, "/neg/a.txt: 15 bytes, more than max_record_bytes");
     CHECK(mkfifo(path_of("imdb/pos/fifo"), 0600) == 0);
-    expect_fail("imdb", NULL, QKV_ERR_FORMAT, "/pos/fifo: not a regular file (a FIFO)");
+    expect_fail("imdb", NULL, QKV_ERR_IO, "/pos/fifo: not a regular file (a FIFO)");
     unlink(path_of("imdb/pos/fifo"));
     CHECK(symlink("/etc/passwd", path_of("imdb/pos/link")) == 0);
     expect_fail("imdb", NULL, QKV_ERR_FORMAT, "/pos/link: a symbolic link");
     unlink(path_of("imdb/pos/link"));
     mk("imdb/pos/sub");
-    expect_fail("imdb", NULL, QKV_ERR_FORMAT, "/pos/sub: not a regular file (a directory)");
+    expect_fail("imdb", NULL, QKV_ERR_IO, "/pos/sub: not a regular file (a directory)");
     rmdir(path_of("imdb/pos/sub"));
     /* a symbolic link to a folder is not a class */
     CHECK(symlink(path_of("imdb/pos"), path_of("imdb/zzz")) == 0);

@@ -2,6 +2,7 @@
  * the hand-over of a pool thread's message to the caller of its job (error.h). */
 #include "core/error.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +24,7 @@ const char *qkv_strerror(qkv_status s) {
     case QKV_ERR_INTERNAL: return "internal error";
     case QKV_ERR_INTERRUPTED: return "interrupted";
     case QKV_ERR_NOT_FINITE: return "not finite";
+    case QKV_ERR_WRITE: return "cannot write the output";
     }
     return "unknown status";
 }
@@ -59,4 +61,14 @@ qkv_status qkv__job_error_take(qkv__job_error *e) {
     memcpy(last_error, e->message, sizeof last_error);
     atomic_store_explicit(&e->taken, 0, memory_order_relaxed);
     return e->status;
+}
+
+qkv_status qkv__write_fail(const char *what, const char *path) {
+    int e = errno;
+    char ebuf[128];
+    /* the machine could not take the output (a failure); anything else (no such directory, no
+     * permission, a directory in the way) is a bad output path */
+    int full = e == ENOSPC || e == EFBIG || e == EDQUOT || e == EIO || e == EROFS;
+    return qkv__fail(full ? QKV_ERR_WRITE : QKV_ERR_IO, "%s: %s: %s", path, what,
+                     strerror_r(e, ebuf, sizeof ebuf));
 }

@@ -4,6 +4,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "io/file.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -68,8 +69,13 @@ qkv_status qkv__json_load_file(const char *path, int optional, json_t **root) {
         if (optional) return QKV_OK;
         return qkv__fail(QKV_ERR_IO, "%s: cannot open", path);
     }
+    /* read through qkv__read_regular: a FIFO or a directory is refused, never waited on */
+    char *text;
+    size_t len;
+    QKV_TRY(qkv__read_regular(path, QKV__MAX_JSON_FILE, &text, &len));
     json_error_t err;
-    *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+    qkv__free(text);
     if (alloc_failed) {
         json_decref(*root);
         *root = NULL;

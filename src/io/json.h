@@ -25,6 +25,7 @@ void qkv__json_end(void);
  * Any allocation that failed inside jansson: NOMEM (the tree is thrown away). The caller
  * json_decref()s *root. */
 qkv_status qkv__json_load_file(const char *path, int optional, struct json_t **root);
+#define QKV__MAX_JSON_FILE ((size_t)1 << 30) /* larger JSON files are refused unread */
 /* The config.json of a model: dir_or_file itself when it is a regular file, else
  * dir_or_file/config.json. INVALID_ARG if the path does not fit in cap. */
 qkv_status qkv__json_config_path(const char *dir_or_file, char *buf, size_t cap);

@@ -16,6 +16,7 @@
  * Status policy: anything wrong inside the file is QKV_ERR_FORMAT (including a shape whose
  * size overflows: no file can hold it); OVERFLOW only when a valid file is too big for this
  * machine's size_t; IO for open/stat/mmap; NOMEM for allocation failures (also inside jansson). */
+#include "io/file.h"
 #include "io/safetensors.h"
 
 #include "core/alloc.h"
@@ -460,27 +461,15 @@ qkv_status qkv_safetensors_open(const char *path, qkv_safetensors **out) {
     *out = NULL;
     if (!path) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_safetensors_open: path is NULL");
     char ebuf[128];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return qkv__fail(QKV_ERR_IO, "%s: cannot open: %s", path,
-                         strerror_r(errno, ebuf, sizeof ebuf));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        qkv_status s = qkv__fail(QKV_ERR_IO, "%s: cannot stat: %s", path,
-                                 strerror_r(errno, ebuf, sizeof ebuf));
+    int fd;
+    uint64_t fsize;
+    QKV_TRY(qkv__open_regular(path, 0, &fd, &fsize)); /* a FIFO or directory: refused at once */
+    if (fsize > SIZE_MAX) {
         close(fd);
-        return s;
+        return qkv__fail(QKV_ERR_OVERFLOW, "%s: %llu bytes do not fit in this machine's memory",
+                         path, (unsigned long long)fsize);
     }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return qkv__fail(QKV_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)sb.st_size > SIZE_MAX) {
-        close(fd);
-        return qkv__fail(QKV_ERR_OVERFLOW, "%s: %lld bytes do not fit in this machine's memory",
-                         path, (long long)sb.st_size);
-    }
-    size_t len = (size_t)sb.st_size;
+    size_t len = (size_t)fsize;
     void *map = NULL;
     if (len > 0) {
         map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);

@@ -209,9 +209,8 @@ static int write_all(int fd, const void *data, size_t n) {
     return 0;
 }
 
-static qkv_status io_fail(const char *what, const char *path) {
-    char ebuf[128];
-    return qkv__fail(QKV_ERR_IO, "%s: %s: %s", path, what, strerror_r(errno, ebuf, sizeof ebuf));
+static qkv_status io_fail(const char *what, const char *path) { /* every use is a write */
+    return qkv__write_fail(what, path);
 }
 
 /* The directory holding path ("." or "/" when there is none to take), for the final fsync.

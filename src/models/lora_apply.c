@@ -6,6 +6,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "io/file.h"
 #include "io/json.h"
 #include "models/bert.h"
 #include "models/gpt.h"
@@ -177,12 +178,12 @@ qkv_status qkv__gpt_load_lora(qkv_gpt *m, const char *dir) {
 /* ---------------------------------------------------------------- merging into a directory */
 
 static qkv_status copy_file(const char *src, const char *dst) {
-    int in = open(src, O_RDONLY | O_CLOEXEC);
-    if (in < 0) return qkv__fail(QKV_ERR_IO, "cannot open %s: %s", src, strerror(errno));
+    int in;
+    QKV_TRY(qkv__open_regular(src, 1, &in, NULL)); /* never a FIFO or a link swapped in */
     int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (out < 0) {
         close(in);
-        return qkv__fail(QKV_ERR_IO, "cannot create %s: %s", dst, strerror(errno));
+        return qkv__write_fail("cannot create", dst);
     }
     char buf[1 << 16];
     qkv_status s = QKV_OK;
@@ -194,13 +195,12 @@ static qkv_status copy_file(const char *src, const char *dst) {
         for (ssize_t o = 0; s == QKV_OK && o < r;) {
             ssize_t w = write(out, buf + o, (size_t)(r - o));
             if (w < 0 && errno == EINTR) continue;
-            if (w <= 0) s = qkv__fail(QKV_ERR_IO, "cannot write %s: %s", dst, strerror(errno));
+            if (w <= 0) s = qkv__write_fail("cannot write", dst);
             o += w > 0 ? w : 0;
         }
         if (s != QKV_OK) break;
     }
-    if (fsync(out) != 0 && s == QKV_OK)
-        s = qkv__fail(QKV_ERR_IO, "cannot write %s: %s", dst, strerror(errno));
+    if (fsync(out) != 0 && s == QKV_OK) s = qkv__write_fail("cannot write", dst);
     close(out);
     close(in);
     return s;
@@ -227,7 +227,7 @@ static qkv_status copy_dir(const char *src, const char *dst, int depth) {
             s = copy_file(a, b);
         } else if (S_ISDIR(sb.st_mode) && depth == 0) {
             if (mkdir(b, 0755) != 0)
-                s = qkv__fail(QKV_ERR_IO, "cannot create %s: %s", b, strerror(errno));
+                s = qkv__write_fail("cannot create", b);
             else
                 s = copy_dir(a, b, 1);
         }
@@ -402,7 +402,7 @@ qkv_status qkv_lora_merge(const char *model_dir, const char *lora_dir, const cha
     int made = 0;
     if (s == QKV_OK) {
         if (mkdir(tmp, 0755) != 0)
-            s = qkv__fail(QKV_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+            s = qkv__write_fail("cannot create", tmp);
         else
             made = 1;
     }
@@ -410,7 +410,7 @@ qkv_status qkv_lora_merge(const char *model_dir, const char *lora_dir, const cha
     if (s == QKV_OK) s = copy_dir(model_dir, tmp, 0);
     if (s == QKV_OK && existed) rmdir(out_dir); /* the empty directory that was there */
     if (s == QKV_OK && rename(tmp, out_dir) != 0)
-        s = qkv__fail(QKV_ERR_IO, "cannot rename %s to %s: %s", tmp, out_dir, strerror(errno));
+        s = qkv__write_fail("cannot rename into place", tmp);
     if (s != QKV_OK && made) remove_tree(tmp);
     qkv__lora_file_close(&f);
     qkv__free(sites);

@@ -173,7 +173,7 @@ qkv_status qkv_nn_cross_entropy_forward(qkv_runtime *rt, float *loss, float *los
                                         const float *logits, const int32_t *targets, int64_t N,
                                         int64_t V, int32_t ignore_index, float label_smoothing) {
     static const char fn[] = "qkv_nn_cross_entropy_forward";
-    int64_t count;
+    int64_t count = 0;
     NN_NONNULL(fn, loss);
     NN_NONNULL(fn, logits);
     QKV_TRY(check(fn, targets, N, V, ignore_index, label_smoothing, &count));
@@ -185,7 +185,7 @@ qkv_status qkv_nn_cross_entropy_backward(qkv_runtime *rt, float *dlogits, float 
                                          const float *logits, const int32_t *targets, int64_t N,
                                          int64_t V, int32_t ignore_index, float label_smoothing) {
     static const char fn[] = "qkv_nn_cross_entropy_backward";
-    int64_t count;
+    int64_t count = 0;
     NN_NONNULL(fn, dlogits);
     NN_NONNULL(fn, logits);
     QKV_TRY(check(fn, targets, N, V, ignore_index, label_smoothing, &count));
@@ -206,7 +206,7 @@ qkv_status qkv_nn_cross_entropy_fused(qkv_runtime *rt, float *loss, float *losse
                                       const int32_t *targets, int64_t N, int64_t V,
                                       int32_t ignore_index, float label_smoothing, float dloss) {
     static const char fn[] = "qkv_nn_cross_entropy_fused";
-    int64_t count;
+    int64_t count = 0;
     NN_NONNULL(fn, loss);
     NN_NONNULL(fn, logits);
     QKV_TRY(check(fn, targets, N, V, ignore_index, label_smoothing, &count));

@@ -11,6 +11,7 @@
 #include "core/abi.h"
 #include "core/alloc.h"
 #include "core/error.h"
+#include "io/file.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -83,30 +84,7 @@ void qkv__tok_seq_free(tok_seq *s) {
 }
 
 qkv_status qkv__read_file(const char *path, char **buf, size_t *len) {
-    *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return qkv__fail(QKV_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return qkv__fail(QKV_ERR_IO, "%s: not a regular file", path);
-    }
-    size_t n = (size_t)sb.st_size;
-    char *b = qkv__alloc(n + 1);
-    if (!b) {
-        fclose(f);
-        return qkv__fail(QKV_ERR_NOMEM, "%s: %zu bytes", path, n);
-    }
-    size_t got = fread(b, 1, n, f);
-    fclose(f);
-    if (got != n) {
-        qkv__free(b);
-        return qkv__fail(QKV_ERR_IO, "%s: short read (%zu of %zu bytes)", path, got, n);
-    }
-    b[n] = 0;
-    *buf = b;
-    *len = n;
-    return QKV_OK;
+    return qkv__read_regular(path, QKV__MAX_TOKENIZER_FILE, buf, len);
 }
 
 /* ---------------------------------------------------------------- building (loaders) */
@@ -228,9 +206,11 @@ void qkv_tokenizer_free(qkv_tokenizer *t) {
     qkv__free(t);
 }
 
+/* The file is there (of any kind: the loader then refuses a FIFO or a directory by name,
+ * rather than this search passing over it and reporting no tokenizer at all). */
 static int is_file(const char *p) {
     struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+    return stat(p, &sb) == 0;
 }
 
 static int ends_with(const char *s, const char *suffix) {

@@ -194,6 +194,10 @@ qkv_status qkv__tok_finish(qkv_tokenizer *t); /* builds id_to_token, tables, def
 qkv_status qkv__tok_add_added(qkv_tokenizer *t, const char *content, size_t len, int64_t id,
                               int special, int lstrip, int rstrip, int normalized);
 qkv_status qkv__tok_template_bert(qkv_tokenizer *t, const char *cls, const char *sep, int roberta);
+/* Tokenizer files (tokenizer.json, vocab.txt, merges.txt) larger than this are refused before
+ * anything is read: the largest published tokenizer.json files are tens of MiB. */
+#define QKV__MAX_TOKENIZER_FILE ((size_t)1 << 30)
+/* The whole regular file (qkv__read_regular with that limit). */
 qkv_status qkv__read_file(const char *path, char **buf, size_t *len);
 /* one "a b" merge of rank `rank` (load_json.c) */
 qkv_status qkv__tok_merge_line(qkv_tokenizer *t, const char *path, size_t rank, const char *line,

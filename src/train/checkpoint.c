@@ -318,7 +318,7 @@ qkv_status qkv__write_text_atomic(const char *path, const char *text) {
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return qkv__fail(QKV_ERR_INVALID_ARG, "path too long: %s", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return qkv__fail(QKV_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    if (fd < 0) return qkv__write_fail("cannot create", tmp);
     size_t len = strlen(text), off = 0;
     while (off < len) {
         ssize_t w = write(fd, text + off, len - off);
@@ -327,14 +327,16 @@ qkv_status qkv__write_text_atomic(const char *path, const char *text) {
             int e = errno;
             close(fd);
             unlink(tmp);
-            return qkv__fail(QKV_ERR_IO, "cannot write %s: %s", tmp, strerror(e));
+            errno = e;
+            return qkv__write_fail("cannot write", tmp);
         }
         off += (size_t)w;
     }
     if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
-        return qkv__fail(QKV_ERR_IO, "cannot write %s: %s", path, strerror(e));
+        errno = e;
+        return qkv__write_fail("cannot write", path);
     }
     return QKV_OK;
 }
@@ -381,7 +383,7 @@ static qkv_status export_cls_config(const qkv_trainer *t, const char *dir, const
 qkv_status qkv_trainer_export_hf(const qkv_trainer *t, const char *dir, int32_t eot_id) {
     if (!t || !dir) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_export_hf: NULL argument");
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return qkv__fail(QKV_ERR_IO, "cannot create directory %s: %s", dir, strerror(errno));
+        return qkv__write_fail("cannot create the directory", dir);
     char path[4096];
     if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
         return qkv__fail(QKV_ERR_INVALID_ARG, "export: directory path too long");

@@ -14,6 +14,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "io/file.h"
 #include "io/json.h"
 
 #include <errno.h>
@@ -126,6 +127,7 @@ void qkv__data_meta_free(qkv__data_meta *m) {
     if (!m) return;
     for (size_t i = 0; i < m->n_shards; i++) qkv__free(m->shards[i]);
     qkv__free(m->shards);
+    qkv__free(m->tokenizer);
     memset(m, 0, sizeof *m);
 }
 
@@ -165,6 +167,15 @@ static qkv_status meta_from_json(json_t *root, const char *path, qkv_split split
                          path, (long long)version, QKV_DATA_VERSION);
     QKV_TRY(meta_int(root, "vocab_size", "", path, 1, QKV_DATA_MAX_VOCAB, &m->vocab_size));
     QKV_TRY(meta_int(root, "eot_id", "", path, 0, m->vocab_size - 1, &m->eot_id));
+    json_t *tok = json_object_get(root, "tokenizer");
+    if (tok && !json_is_null(tok)) {
+        if (!json_is_string(tok) || json_string_length(tok) == 0 ||
+            strlen(json_string_value(tok)) != json_string_length(tok))
+            return qkv__fail(QKV_ERR_FORMAT, "%s: \"tokenizer\" must be a file name (a string)",
+                             path);
+        m->tokenizer = qkv__strdup(json_string_value(tok));
+        if (!m->tokenizer) return qkv__fail(QKV_ERR_NOMEM, "%s: tokenizer name", path);
+    }
     const char *name = qkv__data_split_name((int)split);
     char where[16];
     snprintf(where, sizeof where, "%s.", name);
@@ -227,6 +238,7 @@ typedef struct data_shard {
 } data_shard;
 
 struct qkv_dataset {
+    char *tokenizer; /* resolved (qkv_dataset_tokenizer), or NULL */
     int64_t n_tokens, vocab_size;
     size_t n_shards;
     data_shard *shards;
@@ -237,58 +249,26 @@ void qkv_dataset_close(qkv_dataset *ds) {
     for (size_t i = 0; i < ds->n_shards; i++)
         if (ds->shards[i].map) munmap(ds->shards[i].map, ds->shards[i].map_len);
     qkv__free(ds->shards);
+    qkv__free(ds->tokenizer);
     qkv__free(ds);
 }
 
 int64_t qkv_dataset_tokens(const qkv_dataset *ds) { return ds ? ds->n_tokens : 0; }
+const char *qkv_dataset_tokenizer(const qkv_dataset *ds) { return ds ? ds->tokenizer : NULL; }
 int64_t qkv_dataset_vocab_size(const qkv_dataset *ds) { return ds ? ds->vocab_size : 0; }
 
 /* Whole small file into a NUL-terminated buffer (meta.json). */
 static qkv_status read_small_file(const char *path, char **buf, size_t *len) {
-    *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return qkv__data_io_fail("cannot open", path);
-    struct stat sb;
-    qkv_status s = QKV_OK;
-    if (fstat(fd, &sb) != 0) {
-        s = qkv__data_io_fail("cannot stat", path);
-    } else if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > MAX_META_BYTES) {
-        s = qkv__fail(QKV_ERR_FORMAT, "%s: not a regular file of at most %u bytes", path,
-                      MAX_META_BYTES);
-    } else {
-        size_t n = (size_t)sb.st_size, got = 0;
-        *buf = qkv__alloc(n + 1);
-        if (!*buf) s = qkv__fail(QKV_ERR_NOMEM, "%s: %zu bytes", path, n + 1);
-        while (s == QKV_OK && got < n) {
-            ssize_t r = read(fd, *buf + got, n - got);
-            if (r < 0 && errno == EINTR) continue;
-            if (r < 0) s = qkv__data_io_fail("read failed", path);
-            if (r == 0) break; /* shrank meanwhile: parse what is there */
-            if (r > 0) got += (size_t)r;
-        }
-        if (s == QKV_OK) {
-            (*buf)[got] = '\0';
-            *len = got;
-        }
-    }
-    close(fd);
-    if (s != QKV_OK) {
-        qkv__free(*buf);
-        *buf = NULL;
-    }
-    return s;
+    return qkv__read_regular(path, MAX_META_BYTES, buf, len);
 }
 
 static qkv_status map_shard(const char *path, int64_t vocab, data_shard *sh) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return qkv__data_io_fail("cannot open", path);
-    struct stat sb;
+    int fd;
+    uint64_t fsize;
+    QKV_TRY(qkv__open_regular(path, 0, &fd, &fsize)); /* a FIFO: refused, never waited on */
+    struct stat sb = {.st_size = (off_t)fsize};
     qkv_status s = QKV_OK;
-    if (fstat(fd, &sb) != 0) {
-        s = qkv__data_io_fail("cannot stat", path);
-    } else if (!S_ISREG(sb.st_mode)) {
-        s = qkv__fail(QKV_ERR_FORMAT, "%s: not a regular file", path);
-    } else if ((uint64_t)sb.st_size < QKV_DATA_HEADER_BYTES) {
+    if ((uint64_t)sb.st_size < QKV_DATA_HEADER_BYTES) {
         s = qkv__fail(QKV_ERR_FORMAT, "%s: %lld bytes, shorter than the %d-byte shard header", path,
                       (long long)sb.st_size, QKV_DATA_HEADER_BYTES);
     } else if ((uint64_t)sb.st_size > SIZE_MAX) {
@@ -334,6 +314,14 @@ qkv_status qkv_dataset_open(const char *dir, qkv_split split, qkv_dataset **out)
         return qkv__fail(QKV_ERR_NOMEM, "%s: dataset of %zu shards", dir, meta.n_shards);
     }
     ds->vocab_size = meta.vocab_size;
+    /* the tokenizer named in meta.json: a relative name must stay inside the dataset (a
+     * dataset someone else made cannot point the export at ../../.ssh/id_rsa); an absolute one
+     * is what the user gave `qkv data prepare` (the export still copies it only if it loads as
+     * a tokenizer) */
+    if (meta.tokenizer) {
+        s = qkv__path_inside(dir, meta.tokenizer, 1, "meta.json: tokenizer", &ds->tokenizer);
+        if (s == QKV_ERR_IO) s = QKV_OK; /* gone since: the dataset still opens, without one */
+    }
     for (size_t i = 0; i < meta.n_shards && s == QKV_OK; i++) {
         s = qkv__data_join(path, dir, meta.shards[i]);
         if (s == QKV_OK) s = map_shard(path, meta.vocab_size, &ds->shards[i]);

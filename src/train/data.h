@@ -33,7 +33,8 @@ typedef struct qkv__data_meta {
     int64_t eot_id;
     int64_t documents, tokens; /* of the split */
     size_t n_shards;
-    char **shards; /* [n_shards] file names inside the dataset directory */
+    char **shards;   /* [n_shards] file names inside the dataset directory */
+    char *tokenizer; /* "tokenizer" as written (absolute, or relative to the directory), or NULL */
 } qkv__data_meta;
 
 /* Parses meta.json text[0..len) (path names it in messages) and picks split. Refuses anything

@@ -5,8 +5,12 @@
  * Each document goes to the train or the validation split by a counter-based draw on (seed,
  * document index), so the split is a pure function of the seed and the input order. One
  * document is held back before it is written so that the last one can be moved when the draw
- * left a split empty. Every file is written as NAME.tmp, fsynced and renamed; meta.json is
- * removed first and written last, so a directory with meta.json is always a complete dataset. */
+ * left a split empty. Every file is written as NAME.tmp, fsynced and renamed, into a staging
+ * directory beside out_dir (OUT.tmp.PID) with meta.json last; only when all of it is on disk is
+ * the staging directory swapped with out_dir (renameat2 RENAME_EXCHANGE, one atomic step) and
+ * the old dataset removed. A failure (a full disk, a bad input file, a signal) leaves the old
+ * dataset as it was. An existing out_dir must be a dataset (only files qkv writes in one) or an
+ * empty directory: anything else is not ours to replace. */
 #include "train/data.h"
 
 #include "core/abi.h"
@@ -15,10 +19,12 @@
 #include "core/rng.h"
 #include "io/json.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -39,9 +45,9 @@ static void put_u64(uint8_t *p, uint64_t v) {
 /* fsync of a directory so renames in it are durable; EINVAL (cannot sync a directory) is fine. */
 static qkv_status sync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return qkv__data_io_fail("cannot open the directory to sync it", dir);
+    if (fd < 0) return qkv__write_fail("cannot open the directory to sync it", dir);
     qkv_status s = QKV_OK;
-    if (fsync(fd) != 0 && errno != EINVAL) s = qkv__data_io_fail("cannot sync the directory", dir);
+    if (fsync(fd) != 0 && errno != EINVAL) s = qkv__write_fail("cannot sync the directory", dir);
     close(fd);
     return s;
 }
@@ -92,7 +98,7 @@ static qkv_status shard_name(char *out, const char *dir, int split, int64_t k, c
 
 static qkv_status writer_flush(shard_writer *w) {
     if (w->buf_len && write_all(w->fd, w->buf, w->buf_len) != 0)
-        return qkv__data_io_fail("write failed", w->tmp);
+        return qkv__write_fail("write failed", w->tmp);
     w->buf_len = 0;
     return QKV_OK;
 }
@@ -101,12 +107,12 @@ static qkv_status writer_open_shard(shard_writer *w) {
     QKV_TRY(shard_name(w->path, w->dir, w->split, w->n_shards, ""));
     QKV_TRY(shard_name(w->tmp, w->dir, w->split, w->n_shards, ".tmp"));
     w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (w->fd < 0) return qkv__data_io_fail("cannot create", w->tmp);
+    if (w->fd < 0) return qkv__write_fail("cannot create", w->tmp);
     w->n_shards++;
     w->in_shard = 0;
     uint8_t header[QKV_DATA_HEADER_BYTES] = {0}; /* rewritten with the count at close */
     if (write_all(w->fd, header, sizeof header) != 0)
-        return qkv__data_io_fail("write failed", w->tmp);
+        return qkv__write_fail("write failed", w->tmp);
     return QKV_OK;
 }
 
@@ -120,15 +126,15 @@ static qkv_status writer_close_shard(shard_writer *w) {
     put_u64(h + 16, (uint64_t)w->in_shard);
     put_u64(h + 24, w->vocab);
     if (pwrite(w->fd, h, sizeof h, 0) != (ssize_t)sizeof h)
-        return qkv__data_io_fail("write failed", w->tmp);
-    if (fsync(w->fd) != 0) return qkv__data_io_fail("fsync failed", w->tmp);
+        return qkv__write_fail("write failed", w->tmp);
+    if (fsync(w->fd) != 0) return qkv__write_fail("fsync failed", w->tmp);
     int rc = close(w->fd);
     w->fd = -1;
     qkv_status s = QKV_OK;
     if (rc != 0)
-        s = qkv__data_io_fail("close failed", w->tmp);
+        s = qkv__write_fail("close failed", w->tmp);
     else if (rename(w->tmp, w->path) != 0)
-        s = qkv__data_io_fail("cannot rename the temporary file", w->tmp);
+        s = qkv__write_fail("cannot rename the temporary file", w->tmp);
     if (s != QKV_OK) unlink(w->tmp);
     return s;
 }
@@ -335,7 +341,9 @@ static qkv_status write_meta(const prep *p, const qkv_data_options *o, const cha
     QKV_TRY(qkv__data_join(tmp, dir, "meta.json.tmp"));
     char seed[24];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
-    const char *tp = o->tokenizer_path;
+    /* stored absolute, so training from another directory still finds it */
+    char *abs = o->tokenizer_path ? realpath(o->tokenizer_path, NULL) : NULL;
+    const char *tp = abs ? abs : o->tokenizer_path;
     if (tp && !qkv__utf8_valid(tp, strlen(tp), NULL)) tp = NULL; /* JSON holds UTF-8 only */
     qkv_status s = QKV_OK;
     qkv__json_begin();
@@ -351,28 +359,112 @@ static qkv_status write_meta(const prep *p, const qkv_data_options *o, const cha
     else if (json_dump_file(root, tmp,
                             JSON_PRESERVE_ORDER | JSON_INDENT(2) | JSON_REAL_PRECISION(15)) != 0)
         s = qkv__json_alloc_failed() ? qkv__fail(QKV_ERR_NOMEM, "%s: writing meta.json", path)
-                                     : qkv__fail(QKV_ERR_IO, "%s: cannot write", tmp);
+                                     : qkv__write_fail("cannot write", tmp);
     else if (qkv__json_alloc_failed()) /* the output is right, but the hook said no: honour it */
         s = qkv__fail(QKV_ERR_NOMEM, "%s: writing meta.json", path);
     json_decref(root);
     qkv__json_end();
+    free(abs);
     if (s == QKV_OK) { /* json_dump_file does not sync */
         int fd = open(tmp, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) != 0) s = qkv__data_io_fail("fsync failed", tmp);
+        if (fd < 0 || fsync(fd) != 0) s = qkv__write_fail("fsync failed", tmp);
         if (fd >= 0) close(fd);
     }
     if (s == QKV_OK && rename(tmp, path) != 0)
-        s = qkv__data_io_fail("cannot rename the temporary file", tmp);
+        s = qkv__write_fail("cannot rename the temporary file", tmp);
     if (s != QKV_OK) unlink(tmp);
     return s;
 }
 
-/* Shards of an earlier, longer run that meta.json no longer lists. */
-static void remove_stale_shards(const shard_writer *w) {
-    char path[QKV_DATA_PATH_CAP];
-    for (int64_t k = w->n_shards;; k++) {
-        if (shard_name(path, w->dir, w->split, k, "") != QKV_OK || unlink(path) != 0) break;
+/* 1 if name is a file qkv writes in a dataset directory: meta.json (and its .tmp), or a shard
+ * train_NNNNN.bin / val_NNNNN.bin (and their .tmp). */
+static int dataset_file(const char *name) {
+    if (strcmp(name, "meta.json") == 0 || strcmp(name, "meta.json.tmp") == 0) return 1;
+    const char *p = strncmp(name, "train_", 6) == 0 ? name + 6
+                    : strncmp(name, "val_", 4) == 0 ? name + 4
+                                                    : NULL;
+    if (!p) return 0;
+    size_t d = 0;
+    while (p[d] >= '0' && p[d] <= '9') d++;
+    return d >= 5 && (strcmp(p + d, ".bin") == 0 || strcmp(p + d, ".bin.tmp") == 0);
+}
+
+/* Checks an existing out_dir: a directory holding only dataset files (or nothing). Sets *exists.
+ * Anything else: FORMAT (not a dataset: not replaced). */
+static qkv_status check_out_dir(const char *dir, int *exists) {
+    struct stat sb;
+    *exists = 0;
+    if (stat(dir, &sb) != 0) return QKV_OK;
+    if (!S_ISDIR(sb.st_mode))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: exists and is not a directory; not replaced", dir);
+    *exists = 1;
+    DIR *d = opendir(dir);
+    if (!d) return qkv__data_io_fail("cannot read the directory", dir);
+    qkv_status s = QKV_OK;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        if (!dataset_file(e->d_name)) {
+            s = qkv__fail(QKV_ERR_FORMAT,
+                          "%s: exists and holds '%s', which is not part of a qkv dataset; not "
+                          "replaced (choose another --out, or remove it)",
+                          dir, e->d_name);
+            break;
+        }
     }
+    closedir(d);
+    return s;
+}
+
+/* Removes the dataset files of dir, then dir itself (best effort: a cleanup). */
+static void remove_dataset_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        char path[QKV_DATA_PATH_CAP];
+        while ((e = readdir(d)) != NULL)
+            if (dataset_file(e->d_name) && qkv__data_join(path, dir, e->d_name) == QKV_OK)
+                unlink(path);
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* The staging directory beside out_dir: OUT.tmp.PID (trailing slashes of out_dir dropped). */
+static qkv_status staging_name(char *out, const char *out_dir) {
+    size_t n = strlen(out_dir);
+    while (n > 1 && out_dir[n - 1] == '/') n--;
+    if (snprintf(out, QKV_DATA_PATH_CAP, "%.*s.tmp.%ld", (int)n, out_dir, (long)getpid()) >=
+        QKV_DATA_PATH_CAP)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: path too long", out_dir);
+    return QKV_OK;
+}
+
+/* Puts the complete dataset in stage at out_dir; the old one (if any) is removed afterwards. */
+static qkv_status swap_in(const char *stage, const char *out_dir, int exists) {
+    if (!exists) {
+        if (rename(stage, out_dir) != 0)
+            return qkv__write_fail("cannot rename the finished dataset into place", out_dir);
+        return QKV_OK;
+    }
+    if (renameat2(AT_FDCWD, stage, AT_FDCWD, out_dir, RENAME_EXCHANGE) == 0) {
+        remove_dataset_dir(stage); /* now the old dataset */
+        return QKV_OK;
+    }
+    if (errno != EINVAL && errno != ENOSYS)
+        return qkv__write_fail("cannot swap the finished dataset into place", out_dir);
+    /* a file system without RENAME_EXCHANGE: two renames, the old one kept until the end */
+    char old[QKV_DATA_PATH_CAP];
+    if (snprintf(old, sizeof old, "%s.old", stage) >= (int)sizeof old)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: path too long", out_dir);
+    if (rename(out_dir, old) != 0) return qkv__write_fail("cannot move aside", out_dir);
+    if (rename(stage, out_dir) != 0) {
+        qkv_status s = qkv__write_fail("cannot rename the finished dataset into place", out_dir);
+        rename(old, out_dir); /* put the old one back */
+        return s;
+    }
+    remove_dataset_dir(old);
+    return QKV_OK;
 }
 
 qkv_status qkv_data_prepare(const qkv_tokenizer *tok, const char *const *files, size_t n_files,
@@ -437,12 +529,13 @@ qkv_status qkv_data_prepare(const qkv_tokenizer *tok, const char *const *files, 
             return qkv__fail(QKV_ERR_IO, "%s: is a directory, expected a text file", files[i]);
         if (S_ISREG(sb.st_mode)) p.bytes_total += (uint64_t)sb.st_size;
     }
-    if (mkdir(out_dir, 0777) != 0 && errno != EEXIST)
-        return qkv__data_io_fail("cannot create the directory", out_dir);
-    char meta[QKV_DATA_PATH_CAP];
-    QKV_TRY(qkv__data_join(meta, out_dir, "meta.json"));
-    /* from here until the new meta.json is in place, the directory is not a dataset */
-    if (unlink(meta) != 0 && errno != ENOENT) return qkv__data_io_fail("cannot remove", meta);
+    int exists;
+    QKV_TRY(check_out_dir(out_dir, &exists));
+    char stage[QKV_DATA_PATH_CAP];
+    QKV_TRY(staging_name(stage, out_dir));
+    remove_dataset_dir(stage); /* a leftover of a killed run with this pid */
+    if (mkdir(stage, 0777) != 0) return qkv__write_fail("cannot create the directory", stage);
+    for (int k = 0; k < 2; k++) p.w[k].dir = stage;
 
     qkv_status s = QKV_OK;
     p.w[0].buf = qkv__alloc(WRITE_BUF);
@@ -452,15 +545,15 @@ qkv_status qkv_data_prepare(const qkv_tokenizer *tok, const char *const *files, 
     for (size_t i = 0; i < n_files && s == QKV_OK; i++) s = read_file(&p, files[i], o.split_on);
     if (s == QKV_OK) s = finish_documents(&p);
     for (int k = 0; k < 2 && s == QKV_OK; k++) s = writer_close_shard(&p.w[k]);
-    if (s == QKV_OK) s = sync_dir(out_dir);
-    if (s == QKV_OK) s = write_meta(&p, &o, out_dir);
-    if (s == QKV_OK) s = sync_dir(out_dir);
-    if (s == QKV_OK) {
-        remove_stale_shards(&p.w[0]);
-        remove_stale_shards(&p.w[1]);
-        if (progress) progress(progress_ctx, 1.0);
-    }
+    if (s == QKV_OK) s = sync_dir(stage);
+    if (s == QKV_OK) s = write_meta(&p, &o, stage);
+    if (s == QKV_OK) s = sync_dir(stage);
     for (int k = 0; k < 2; k++) writer_abort(&p.w[k]);
+    if (s == QKV_OK) s = swap_in(stage, out_dir, exists);
+    if (s != QKV_OK)
+        remove_dataset_dir(stage); /* the old dataset, if any, is untouched */
+    else if (progress)
+        progress(progress_ctx, 1.0);
     qkv_encoding_free(p.pending);
     qkv__free(p.doc);
     qkv__free(p.w[0].buf);

@@ -14,6 +14,7 @@
 #include "core/abi.h"
 #include "core/alloc.h"
 #include "core/error.h"
+#include "io/file.h"
 #include "io/json.h"
 #include "train/data.h"
 
@@ -571,34 +572,6 @@ static size_t bom_length(const char *p, size_t n) {
     return n >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
 }
 
-static const char *file_kind(mode_t m) {
-    return S_ISDIR(m)    ? "a directory"
-           : S_ISFIFO(m) ? "a FIFO"
-           : S_ISCHR(m)  ? "a character device"
-           : S_ISBLK(m)  ? "a block device"
-           : S_ISSOCK(m) ? "a socket"
-                         : "not a regular file";
-}
-
-/* Opens path for reading if it is a regular file, without blocking on a FIFO (and, with
- * nofollow, without following a symbolic link). */
-static qkv_status open_regular(const char *path, int nofollow, int *fd, struct stat *sb) {
-    *fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | (nofollow ? O_NOFOLLOW : 0));
-    if (*fd < 0 && nofollow && errno == ELOOP)
-        return qkv__fail(QKV_ERR_FORMAT, "%s: a symbolic link (not followed)", path);
-    if (*fd < 0) return qkv__data_io_fail("cannot open", path);
-    qkv_status s = QKV_OK;
-    if (fstat(*fd, sb) != 0)
-        s = qkv__data_io_fail("cannot stat", path);
-    else if (!S_ISREG(sb->st_mode))
-        s = qkv__fail(QKV_ERR_FORMAT, "%s: not a regular file (%s)", path, file_kind(sb->st_mode));
-    if (s != QKV_OK) {
-        close(*fd);
-        *fd = -1;
-    }
-    return s;
-}
-
 /* Reads until buf is full or the end of the file; *got bytes. */
 static qkv_status read_full(int fd, char *buf, size_t cap, size_t *got, const char *path) {
     *got = 0;
@@ -614,8 +587,7 @@ static qkv_status read_full(int fd, char *buf, size_t cap, size_t *got, const ch
 
 static qkv_status parse_file(reader *r, qkv_labeled_format fmt, const char *path) {
     int fd;
-    struct stat sb;
-    QKV_TRY(open_regular(path, 0, &fd, &sb));
+    QKV_TRY(qkv__open_regular(path, 0, &fd, NULL));
     char *buf = qkv__alloc(READ_CHUNK);
     if (!buf) {
         close(fd);
@@ -694,13 +666,13 @@ static qkv_status read_example_file(reader *r, const char *path, const char *lab
                                     qkv__buf *content) {
     QKV_TRY(qkv__lab_source(r->d, path));
     int fd;
-    struct stat sb;
-    QKV_TRY(open_regular(path, 1, &fd, &sb));
+    uint64_t fsize;
+    QKV_TRY(qkv__open_regular(path, 1, &fd, &fsize));
     qkv_status s = QKV_OK;
     size_t got = 0;
-    if ((uint64_t)sb.st_size > r->max)
-        s = qkv__lab_fail(r->d, 0, "%lld bytes, more than max_record_bytes (%zu)",
-                          (long long)sb.st_size, r->max);
+    if (fsize > r->max)
+        s = qkv__lab_fail(r->d, 0, "%lld bytes, more than max_record_bytes (%zu)", (long long)fsize,
+                          r->max);
     content->len = 0;
     if (s == QKV_OK) s = qkv__buf_reserve(content, r->max + 1);
     if (s == QKV_OK) s = read_full(fd, content->p, r->max + 1, &got, path);

@@ -242,7 +242,7 @@ static qkv_status emit(loop *L, qkv_train_record *r) {
                  num(a, sizeof a, "%.4f", r->val_ppl), r->best ? ", \"best\": true" : "");
     r->json = line;
     if (L->metrics && (fprintf(L->metrics, "%s\n", line) < 0 || fflush(L->metrics) != 0))
-        return io_fail("cannot write", L->metrics_path);
+        return qkv__write_fail("cannot write", L->metrics_path);
     if (L->cb && L->cb->metrics) L->cb->metrics(r, L->user);
     r->json = NULL;
     return QKV_OK;
@@ -303,7 +303,7 @@ static qkv_status metrics_start(loop *L, int64_t upto) {
     if (!in && errno != ENOENT) return io_fail("cannot read", L->metrics_path);
     FILE *out = fopen(tmp, "w");
     if (!out) {
-        qkv_status s = io_fail("cannot create", tmp);
+        qkv_status s = qkv__write_fail("cannot create", tmp);
         if (in) fclose(in);
         return s;
     }
@@ -323,7 +323,7 @@ static qkv_status metrics_start(loop *L, int64_t upto) {
         s = parse_line(line, upto, L->o->steps, &keep, &r);
         if (s != QKV_OK || !keep) continue;
         if (fprintf(out, "%s\n", line) < 0) {
-            s = io_fail("cannot write", tmp);
+            s = qkv__write_fail("cannot write", tmp);
             break;
         }
         if (r.replayed && r.kind == QKV_TRAIN_RECORD_EVAL &&
@@ -337,10 +337,10 @@ static qkv_status metrics_start(loop *L, int64_t upto) {
     if (s == QKV_OK && in && ferror(in)) s = io_fail("cannot read", L->metrics_path);
     if (in) fclose(in);
     if (s == QKV_OK && (fflush(out) != 0 || fsync(fileno(out)) != 0))
-        s = io_fail("cannot write", tmp);
-    if (fclose(out) != 0 && s == QKV_OK) s = io_fail("cannot write", tmp);
+        s = qkv__write_fail("cannot write", tmp);
+    if (fclose(out) != 0 && s == QKV_OK) s = qkv__write_fail("cannot write", tmp);
     if (s == QKV_OK && rename(tmp, L->metrics_path) != 0)
-        s = io_fail("cannot rename the temporary file", tmp);
+        s = qkv__write_fail("cannot rename the temporary file", tmp);
     if (s != QKV_OK) {
         unlink(tmp);
         return s;
@@ -357,7 +357,7 @@ static qkv_status save(loop *L, int64_t step) {
     if (!ckpt_path(path, dir, step))
         return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_train_run: run_dir is too long");
     if (fflush(L->metrics) != 0 || fsync(fileno(L->metrics)) != 0)
-        return io_fail("cannot write", L->metrics_path);
+        return qkv__write_fail("cannot write", L->metrics_path);
     const char *js = L->o->checkpoint_json ? L->o->checkpoint_json : "{}";
     qkv_status s = qkv_trainer_save(L->t, path, js);
     if (s != QKV_OK) return with_context(s, "saving the checkpoint", step);
@@ -770,7 +770,7 @@ qkv_status qkv_train_run(qkv_runtime *rt, qkv_trainer *t, const qkv_train_option
     L.best = NAN;
     qkv_status s = run(&L);
     if (L.metrics && fclose(L.metrics) != 0 && s == QKV_OK)
-        s = io_fail("cannot write", L.metrics_path);
+        s = qkv__write_fail("cannot write", L.metrics_path);
     qkv__free(L.ids);
     qkv__free(L.tgt);
     qkv__free(L.types);

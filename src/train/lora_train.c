@@ -457,7 +457,7 @@ qkv_status qkv_trainer_save_lora(const qkv_trainer *t, const char *dir) {
     if (!t->lora) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: the trainer has no adapters", fn);
     const struct qkv__tlora *lo = t->lora;
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return qkv__fail(QKV_ERR_IO, "cannot create directory %s: %s", dir, strerror(errno));
+        return qkv__write_fail("cannot create the directory", dir);
     /* the adapters, then the modules to save, as get_peft_model_state_dict orders them */
     const size_t n = t->n_params;
     qkv_st_write_tensor *wt = qkv__calloc(n, sizeof *wt);
