@@ -6,7 +6,8 @@
 set -euo pipefail
 
 pkgs=(cmake make gcc pkg-config libjansson-dev curl unzip ca-certificates
-      libutf8proc-dev libcsv-dev fortunes) # fortunes: the tokenizer tests' corpus
+      libutf8proc-dev libcsv-dev fortunes # fortunes: the tokenizer tests' corpus
+      libprotobuf-c-dev protobuf-c-compiler) # SentencePiece model files (src/tokenizer/load_spm.c)
 if [[ "${1:-}" == "--fuzz" ]]; then
     pkgs+=(clang libclang-rt-dev)
 fi

@@ -14,6 +14,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define BPE_CACHE_MAX_WORDS 65536
@@ -54,6 +55,12 @@ qkv_status qkv__bpe_init(qkv_tokenizer *t) {
         int k = qkv__utf8_put(qkv__bytelevel_char((uint8_t)i), u);
         int32_t id;
         b->byte_id[i] = qkv__strmap_get(&t->vocab, u, (size_t)k, &id) ? id : -1;
+    }
+    for (int i = 0; i < 256; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "<0x%02X>", i);
+        int32_t id;
+        b->byte_tok[i] = qkv__strmap_get(&t->vocab, name, 6, &id) ? id : -1;
     }
     b->cache = qkv__calloc(1, sizeof *b->cache);
     if (!b->cache) return qkv__fail(QKV_ERR_NOMEM, "tokenizer: BPE cache");
@@ -221,6 +228,18 @@ qkv_status qkv__bpe_word(const qkv_tokenizer *t, const uint8_t *w, size_t n,
         } else {
             qkv__utf8_next(w + i, n - i, &l);
             if (!qkv__strmap_get(&t->vocab, w + i, l, &id)) id = -1;
+        }
+        if (id < 0 && b->byte_fallback) { /* the char's <0xNN> tokens, if all exist */
+            int all = 1;
+            for (size_t k = 0; k < l && all; k++) all = b->byte_tok[w[i + k]] >= 0;
+            if (all) {
+                for (size_t k = 0; k < l; k++) {
+                    s[ns] = (sym){b->byte_tok[w[i + k]], (int32_t)ns - 1, (int32_t)ns + 1, 1};
+                    ns++;
+                }
+                i += l;
+                continue;
+            }
         }
         if (id < 0) {
             if (b->unk_id < 0) {
