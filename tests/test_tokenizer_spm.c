@@ -21,8 +21,8 @@ typedef struct tcase {
 
 static const tcase cases[] = {
     {"unigram", "unigram"},       {"unigram_bf", "unigram_bf"}, {"t5", "t5"},
-    {"spmconv", "spmconv"},       {"llama", "llama"},           {"spm_uni", "spm_uni.model"},
-    {"spm_bpe", "spm_bpe.model"}, {"marian", "marian"},
+    {"spmconv", "spmconv"},       {"llama", "llama"},           {"llama_nobf", "llama_nobf"},
+    {"spm_uni", "spm_uni.model"}, {"spm_bpe", "spm_bpe.model"}, {"marian", "marian"},
 };
 
 static json_t *read_lines(const char *path, size_t *n) {
@@ -74,7 +74,7 @@ static void run_case(const tcase *c, json_t *texts, size_t nt) {
         json_decref(exp);
         return;
     }
-    size_t bad_ids = 0, bad_pair = 0, bad_dec = 0;
+    size_t bad_ids = 0, bad_pair = 0, bad_dec = 0, bad_off = 0, n_off = 0;
     for (size_t i = 0; i < nt; i++) {
         json_t *x = json_array_get(exp, i), *a = json_array_get(texts, i),
                *b = json_array_get(texts, (i + 1) % nt);
@@ -97,6 +97,18 @@ static void run_case(const tcase *c, json_t *texts, size_t nt) {
             }
         }
         if (!ids_equal(pe->ids, pe->n, json_object_get(x, "pair"))) bad_pair++;
+        json_t *off = json_object_get(x, "offsets"); /* code points, tokenizer.json only */
+        if (off) {
+            int same = json_array_size(off) == enc->n;
+            for (size_t k = 0; same && k < enc->n; k++) {
+                json_t *o = json_array_get(off, k);
+                same = json_integer_value(json_array_get(o, 0)) == enc->char_offsets[2 * k] &&
+                       json_integer_value(json_array_get(o, 1)) == enc->char_offsets[2 * k + 1];
+            }
+            if (!same && bad_off++ < 3)
+                fprintf(stderr, "%s: text %zu: offsets differ\n", c->name, i);
+            n_off++;
+        }
         for (int skip = 1; skip >= 0; skip--) {
             char *d = NULL;
             size_t dl = 0;
@@ -112,8 +124,9 @@ static void run_case(const tcase *c, json_t *texts, size_t nt) {
         qkv_encoding_free(enc);
         qkv_encoding_free(pe);
     }
-    printf("%-11s %zu texts: %zu id, %zu pair, %zu decode mismatches\n", c->name, nt, bad_ids,
-           bad_pair, bad_dec);
+    printf("%-11s %zu texts: %zu id, %zu pair, %zu decode, %zu/%zu offset mismatches\n", c->name,
+           nt, bad_ids, bad_pair, bad_dec, bad_off, n_off);
+    CHECK_EQ_INT(bad_off, 0);
     CHECK_EQ_INT(bad_ids, 0);
     CHECK_EQ_INT(bad_pair, 0);
     CHECK_EQ_INT(bad_dec, 0);

@@ -21,19 +21,27 @@ files sorted by name, concatenated) — no downloaded model:
   llama/       a sentencepiece BPE model with byte_fallback (vocab 600) converted by
                transformers' LlamaTokenizer (legacy=False): BPE + byte_fallback, Metaspace
                (first, no split), decoder Sequence[Replace, ByteFallback, Fuse, Strip].
+  llama_nobf/  the same without byte_fallback (and no unk_token): unknown chars are dropped.
   marian/      source.spm = target.spm = the unigram spm model and a vocab.json laid out as
                OPUS-MT's (</s> 0, <unk> 1, the pieces, >>de<< and >>fr<< codes, <pad> last);
                expectations from transformers' MarianTokenizer (without sacremoses).
   spm_uni.model, spm_bpe.model: the two spm files; expectations from sentencepiece itself.
+Also writes the seeds of fuzz/fuzz_spm.c (fuzz/spm_seeds/: two tiny models with a charsmap of
+a few rules, and those charsmaps alone).
+
+tokenizers' UnigramTrainer is not deterministic (unigram/ changes from run to run); the
+expectations are always written from the tokenizer.json written in the same run.
 
 Per tokenizer NAME, expect.NAME.jsonl has one line per text of texts.txt (one JSON string a
 line): ids of the single encoding (special tokens added), ids of the pair (text, next text),
-decode(ids, skip_special_tokens=True) and decode(ids) keeping them.
+decode(ids, skip_special_tokens=True) and decode(ids) keeping them; for the tokenizer.json
+files also the code point offsets of the single encoding.
 """
 import json
 import os
 import shutil
 import tempfile
+
 
 import sentencepiece as spm
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -89,19 +97,22 @@ def texts(lines):
     return HAND + sample
 
 
-def write_expect(name, tx, single, pair, decode):
+def write_expect(name, tx, single, pair, decode, offsets=None):
     with open(os.path.join(FIX, "expect.%s.jsonl" % name), "w", encoding="utf-8") as f:
         for i, t in enumerate(tx):
             ids = single(t)
-            f.write(json.dumps({"i": i, "ids": ids, "pair": pair(t, tx[(i + 1) % len(tx)]),
-                                "skip": decode(ids, True), "keep": decode(ids, False)},
-                               ensure_ascii=False) + "\n")
+            rec = {"i": i, "ids": ids, "pair": pair(t, tx[(i + 1) % len(tx)]),
+                   "skip": decode(ids, True), "keep": decode(ids, False)}
+            if offsets:
+                rec["offsets"] = offsets(t)
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
     print(name, len(tx))
 
 
 def expect_hf(name, tok, tx):
     write_expect(name, tx, lambda t: tok.encode(t).ids, lambda a, b: tok.encode(a, b).ids,
-                 lambda ids, skip: tok.decode(ids, skip_special_tokens=skip))
+                 lambda ids, skip: tok.decode(ids, skip_special_tokens=skip),
+                 lambda t: [list(o) for o in tok.encode(t).offsets])
 
 
 def train_unigram(lines):
@@ -142,6 +153,35 @@ class _Orig:
         self.add_prefix_space = True
 
 
+def fuzz_seeds(tmp, common):
+    """small seeds for fuzz/fuzz_spm.c (its first byte picks the mode): tiny models whose
+    charsmap is compiled from a handful of rules, so that they fit libFuzzer's max_len"""
+    out = os.path.join(ROOT, "fuzz", "spm_seeds")
+    os.makedirs(out, exist_ok=True)
+    rules = os.path.join(tmp, "rules.tsv")
+    with open(rules, "w") as f:  # full-width A..J -> ASCII, a ligature, NBSP -> space, a mark
+        for i in range(10):
+            f.write("%X\t%X\n" % (0xFF21 + i, 0x41 + i))
+        f.write("FB01\t66 69\nA0\t20\n65 301\tE9\n")
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    for kind in ("unigram", "bpe"):
+        prefix = os.path.join(tmp, "seed_" + kind)
+        spm.SentencePieceTrainer.train(model_prefix=prefix, vocab_size=400, model_type=kind,
+                                       byte_fallback=kind == "bpe",
+                                       normalization_rule_tsv=rules, **common)
+        with open(prefix + ".model", "rb") as f:
+            model = f.read()
+        with open(os.path.join(out, "model_" + kind), "wb") as f:
+            f.write(b"\x00" + model)
+        m = pb.ModelProto()
+        m.ParseFromString(model)
+        cm = m.normalizer_spec.precompiled_charsmap
+        for mode, name in ((1, "charsmap_spm_"), (2, "charsmap_hf_")):
+            with open(os.path.join(out, name + kind), "wb") as f:
+                f.write(bytes([mode]) + cm)
+    print("fuzz seeds:", sorted(os.listdir(out)))
+
+
 def main():
     os.makedirs(FIX, exist_ok=True)
     lines = corpus_lines()
@@ -170,6 +210,7 @@ def main():
     spm.SentencePieceTrainer.train(model_prefix=bpe_prefix, vocab_size=600, model_type="bpe",
                                    byte_fallback=True, normalization_rule_name="nmt_nfkc",
                                    **common)
+    fuzz_seeds(tmp, common)
     shutil.copy(uni_prefix + ".model", os.path.join(FIX, "spm_uni.model"))
     shutil.copy(bpe_prefix + ".model", os.path.join(FIX, "spm_bpe.model"))
     for name in ("uni", "bpe"):
@@ -201,6 +242,13 @@ def main():
     os.makedirs(os.path.join(FIX, "llama"), exist_ok=True)
     ll.backend_tokenizer.save(os.path.join(FIX, "llama", "tokenizer.json"))
     expect_hf("llama", Tokenizer.from_file(os.path.join(FIX, "llama", "tokenizer.json")), tx)
+    j = json.loads(ll.backend_tokenizer.to_str())  # no byte fallback, no unk: chars dropped
+    j["model"]["byte_fallback"] = False
+    os.makedirs(os.path.join(FIX, "llama_nobf"), exist_ok=True)
+    with open(os.path.join(FIX, "llama_nobf", "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(j, f, ensure_ascii=False)
+    expect_hf("llama_nobf", Tokenizer.from_file(os.path.join(FIX, "llama_nobf", "tokenizer.json")),
+              tx)
 
     md = os.path.join(FIX, "marian")
     os.makedirs(md, exist_ok=True)

@@ -242,12 +242,19 @@ qkv_status qkv__bpe_word(const qkv_tokenizer *t, const uint8_t *w, size_t n,
             }
         }
         if (id < 0) {
-            if (b->unk_id < 0) {
+            if (b->unk_id < 0 && b->unk_missing) {
                 st = qkv__fail(QKV_ERR_FORMAT,
-                               "tokenizer: BPE: byte 0x%02x is not in the "
-                               "vocabulary and there is no unk_token",
+                               "tokenizer: BPE: unk_token is not in the vocabulary (needed for "
+                               "byte 0x%02x)",
                                w[i]);
                 goto done;
+            }
+            if (b->unk_id < 0) {
+                /* no unk_token: tokenizers leaves the char out of the word, so its neighbours
+                 * may merge, and (as its offsets are cumulative lengths) counts no bytes for
+                 * it: the spans of what follows shift left, as tokenizers' do */
+                i += l;
+                continue;
             }
             id = b->unk_id;
             if (b->fuse_unk && ns > 0 && s[ns - 1].id == b->unk_id) {
@@ -263,6 +270,7 @@ qkv_status qkv__bpe_word(const qkv_tokenizer *t, const uint8_t *w, size_t n,
         ns++;
         i += l;
     }
+    if (ns == 0) goto emit_pieces; /* every char dropped */
     s[ns - 1].next = -1;
 
     size_t nh = 0;

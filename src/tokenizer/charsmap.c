@@ -138,10 +138,18 @@ qkv_status qkv__charsmap_normalize(const tok_charsmap *m, const tok_nbuf *in, to
                 bl += (size_t)qkv__utf8_put(in->c[k].cp, buf + bl);
         }
         if (whole && bl < 6) {
+            size_t k0 = 0;
             int r = qkv__charsmap_match(m, buf, bl, 0, &ml, &rep, &rl);
             if (r < 0) return (qkv_status)-r;
-            if (r > 0) {
-                QKV_TRY(push_utf8(out, rep, rl, in->c[i].start, in->c[j - 1].end));
+            if (r > 0) { /* char q of the replacement: the span of grapheme char min(q, k-1) */
+                size_t q = 0, k;
+                while (k0 < rl) {
+                    size_t at = i + (q < j - i ? q : j - i - 1);
+                    uint32_t cp = qkv__utf8_next((const uint8_t *)rep + k0, rl - k0, &k);
+                    QKV_TRY(qkv__nb_push(out, cp, in->c[at].start, in->c[at].end));
+                    k0 += k;
+                    q++;
+                }
                 i = j;
                 continue;
             }

@@ -416,6 +416,7 @@ static qkv_status load_model(jctx *c, json_t *m) {
     QKV_TRY(st);
     QKV_TRY(load_vocab(c, json_object_get(m, "vocab")));
     if (unk) t->bpe.unk_id = vocab_id(t, unk, strlen(unk));
+    t->bpe.unk_missing = unk && t->bpe.unk_id < 0;
     json_t *merges = json_object_get(m, "merges");
     if (!json_is_array(merges)) return FMT(c, "%s: model.merges must be an array", c->path);
     size_t i;
@@ -768,6 +769,8 @@ qkv_status qkv__tok_load_json(qkv_tokenizer *t, const char *path) {
                 st = unsupported(&c, "pre_tokenizer for BPE (ByteLevel, Metaspace or none)",
                                  "BertPreTokenizer");
             t->bpe.byte_level = t->pre.kind == TOK_PRE_BYTELEVEL;
+            if (st == QKV_OK && t->bpe.ignore_merges && !t->bpe.byte_level)
+                st = unsupported(&c, "model option", "BPE ignore_merges without ByteLevel");
         }
         if (st == QKV_OK) st = load_added(&c, json_object_get(root, "added_tokens"));
         if (st == QKV_OK) st = load_post(&c, json_object_get(root, "post_processor"));

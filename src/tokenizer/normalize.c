@@ -167,10 +167,10 @@ void qkv__tok_normalizer_free(tok_normalizer *n) {
     memset(n, 0, sizeof *n);
 }
 
-/* Unicode normalization form of in[i..j) (utf8proc flags) into out; every output char gets
- * the span of the whole run. */
-static qkv_status uni_form(const tok_nchar *c, size_t n, int flags, tok_nbuf *out, uint32_t s,
-                           uint32_t e) {
+/* Unicode normalization form of c[0..n) (utf8proc flags) into out. Output char j gets the span
+ * of input char min(j, n - 1), as tokenizers' alignments go: chars replace chars in order,
+ * extra ones take the last one's, dropped ones vanish. */
+static qkv_status uni_form(const tok_nchar *c, size_t n, int flags, tok_nbuf *out) {
     size_t bytes = 4 * n + 1;
     uint8_t *u8 = qkv__alloc(bytes);
     if (!u8) return qkv__fail(QKV_ERR_NOMEM, "tokenizer: normalizer");
@@ -197,8 +197,10 @@ static qkv_status uni_form(const tok_nchar *c, size_t n, int flags, tok_nbuf *ou
         st = qkv__fail(QKV_ERR_INTERNAL, "tokenizer: utf8proc: %s", utf8proc_errmsg(m));
         goto done;
     }
-    for (utf8proc_ssize_t k = 0; k < m && st == QKV_OK; k++)
-        st = nb_push(out, (uint32_t)buf[k], s, e);
+    for (utf8proc_ssize_t k = 0; k < m && st == QKV_OK; k++) {
+        const tok_nchar *o = &c[(size_t)k < n ? (size_t)k : n - 1];
+        st = nb_push(out, (uint32_t)buf[k], o->start, o->end);
+    }
 done:
     qkv__free(u8);
     qkv__free(buf);
@@ -207,8 +209,8 @@ done:
 
 /* NFC/NFD/NFKC/NFKD of in -> out. The text is normalized whole (that is the result); spans
  * come from normalizing each run of a starter and its marks alone, used when the runs give
- * the same text (else every char gets the span of the whole text: Hangul jamo and the few
- * starters that compose with a previous starter). ASCII-only text is left as it is. */
+ * the same text (else spans are spread over the whole text as uni_form does: Hangul jamo and
+ * the few starters that compose with a previous starter). ASCII-only text is left as it is. */
 static qkv_status uni_normalize(int kind, const tok_nbuf *in, tok_nbuf *out) {
     /* (utf8proc: COMPOSE alone means decompose canonically, then compose) */
     int flags = UTF8PROC_STABLE;
@@ -223,13 +225,13 @@ static qkv_status uni_normalize(int kind, const tok_nbuf *in, tok_nbuf *out) {
         return QKV_OK;
     }
     size_t n0 = out->n;
-    QKV_TRY(uni_form(in->c, in->n, flags, out, in->c[0].start, in->c[in->n - 1].end));
+    QKV_TRY(uni_form(in->c, in->n, flags, out));
     size_t whole = out->n - n0;
     size_t i = 0;
     while (i < in->n) {
         size_t j = i + 1;
         while (j < in->n && qkv__uni_ccc(in->c[j].cp) != 0) j++;
-        QKV_TRY(uni_form(in->c + i, j - i, flags, out, in->c[i].start, in->c[j - 1].end));
+        QKV_TRY(uni_form(in->c + i, j - i, flags, out));
         i = j;
     }
     size_t runs = out->n - n0 - whole;
@@ -286,8 +288,10 @@ static qkv_status run_step(const tok_nstep *st, const tok_nbuf *in, tok_nbuf *ou
                 k++;
                 continue;
             }
+            /* tokenizers inserts the content after removing the match: it takes the span of
+             * the match's last char */
             for (size_t q = 0; q < st->with_n; q++)
-                QKV_TRY(nb_push(out, st->with[q], in->c[k].start, in->c[k + m - 1].end));
+                QKV_TRY(nb_push(out, st->with[q], in->c[k + m - 1].start, in->c[k + m - 1].end));
             k += m;
         }
         return QKV_OK;

@@ -162,6 +162,7 @@ typedef struct tok_bpe {
     int32_t unk_id;       /* -1: none */
     int ignore_merges;
     int fuse_unk;
+    int unk_missing;       /* unk_token names no vocabulary entry: unknown text is an error */
     int byte_fallback;     /* an unknown char becomes its <0xNN> tokens if they all exist */
     int32_t byte_tok[256]; /* id of <0xNN>, -1 if absent (byte_fallback) */
     struct tok_bpe_cache *cache;
