@@ -20,9 +20,17 @@ typedef struct tcase {
 } tcase;
 
 static const tcase cases[] = {
-    {"unigram", "unigram"},       {"unigram_bf", "unigram_bf"}, {"t5", "t5"},
-    {"spmconv", "spmconv"},       {"llama", "llama"},           {"llama_nobf", "llama_nobf"},
-    {"spm_uni", "spm_uni.model"}, {"spm_bpe", "spm_bpe.model"}, {"marian", "marian"},
+    {"unigram", "unigram"},
+    {"unigram_bf", "unigram_bf"},
+    {"legacy", "legacy"},
+    {"never", "never"},
+    {"t5", "t5"},
+    {"spmconv", "spmconv"},
+    {"llama", "llama"},
+    {"llama_nobf", "llama_nobf"},
+    {"spm_uni", "spm_uni.model"},
+    {"spm_bpe", "spm_bpe.model"},
+    {"marian", "marian"},
 };
 
 static json_t *read_lines(const char *path, size_t *n) {

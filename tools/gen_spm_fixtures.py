@@ -13,6 +13,9 @@ files sorted by name, concatenated) — no downloaded model:
   unigram_bf/  the same vocabulary plus the 256 <0xNN> byte pieces and byte_fallback: true;
                normalizer Sequence[NFKC, Strip(left, right)], Metaspace (prepend first, no
                split); decoder Sequence[Replace, ByteFallback, Fuse, Strip] (Llama's).
+  legacy/      the same vocabulary with Sequence[NFKD, Lowercase, NFC, Prepend, Replace " "]
+               and no pre-tokenizer; decoder Sequence[Replace, Fuse, Strip(2, 0)].
+  never/       the same vocabulary with NFD and Metaspace prepend_scheme "never" (and decoder).
   t5/          a sentencepiece unigram model (vocab 1000, nmt_nfkc normalization: the
                precompiled charsmap) converted by transformers' T5Tokenizer: Precompiled,
                Sequence[WhitespaceSplit, Metaspace], "$A </s>", Metaspace decoder.
@@ -145,6 +148,30 @@ def unigram_bf(uni):
     return Tokenizer.from_str(json.dumps(j))
 
 
+def variants(uni):
+    """the remaining components on the unigram vocabulary: legacy Llama's Prepend + Replace
+    normalizers with NFKD / Lowercase / NFC and no pre-tokenizer; NFD with Metaspace
+    prepend_scheme never"""
+    j = json.loads(uni.to_str())
+    j["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "NFKD"}, {"type": "Lowercase"}, {"type": "NFC"},
+        {"type": "Prepend", "prepend": "\u2581"},
+        {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]}
+    j["pre_tokenizer"] = None
+    j["decoder"] = {"type": "Sequence", "decoders": [
+        {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "}, {"type": "Fuse"},
+        {"type": "Strip", "content": " ", "start": 2, "stop": 0}]}
+    # (Strip with stop > 0 panics in tokenizers on an empty or all-stripped text)
+    a = Tokenizer.from_str(json.dumps(j))
+    j = json.loads(uni.to_str())
+    j["normalizer"] = {"type": "NFD"}
+    j["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "never",
+                          "split": True}
+    j["decoder"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "never",
+                    "split": True}
+    return a, Tokenizer.from_str(json.dumps(j))
+
+
 class _Orig:
     """what transformers' SpmConverter reads of a slow tokenizer"""
 
@@ -196,7 +223,8 @@ def main():
 
     uni = train_unigram(lines)
     bf = unigram_bf(uni)
-    for name, tok in (("unigram", uni), ("unigram_bf", bf)):
+    legacy, never = variants(uni)
+    for name, tok in (("unigram", uni), ("unigram_bf", bf), ("legacy", legacy), ("never", never)):
         os.makedirs(os.path.join(FIX, name), exist_ok=True)
         tok.save(os.path.join(FIX, name, "tokenizer.json"))
         expect_hf(name, Tokenizer.from_file(os.path.join(FIX, name, "tokenizer.json")), tx)

@@ -207,10 +207,8 @@ done:
     return st;
 }
 
-/* NFC/NFD/NFKC/NFKD of in -> out. The text is normalized whole (that is the result); spans
- * come from normalizing each run of a starter and its marks alone, used when the runs give
- * the same text (else spans are spread over the whole text as uni_form does: Hangul jamo and
- * the few starters that compose with a previous starter). ASCII-only text is left as it is. */
+/* NFC/NFD/NFKC/NFKD of in -> out. The text is normalized whole (that is the result); the spans
+ * come from runs normalized alone (below). ASCII-only text is left as it is. */
 static qkv_status uni_normalize(int kind, const tok_nbuf *in, tok_nbuf *out) {
     /* (utf8proc: COMPOSE alone means decompose canonically, then compose) */
     int flags = UTF8PROC_STABLE;
@@ -226,19 +224,34 @@ static qkv_status uni_normalize(int kind, const tok_nbuf *in, tok_nbuf *out) {
     }
     size_t n0 = out->n;
     QKV_TRY(uni_form(in->c, in->n, flags, out));
-    size_t whole = out->n - n0;
-    size_t i = 0;
+    size_t whole = out->n - n0, pos = n0, i = 0;
+    /* spans: each run (a starter and its marks) normalized alone and matched against the
+     * whole result; a run whose result differs (it composes with the next: Hangul jamo,
+     * the few starters that compose with a starter) is joined with the next and retried */
     while (i < in->n) {
         size_t j = i + 1;
         while (j < in->n && qkv__uni_ccc(in->c[j].cp) != 0) j++;
-        QKV_TRY(uni_form(in->c + i, j - i, flags, out));
+        for (int joins = 0;; joins++) {
+            size_t mark = out->n;
+            QKV_TRY(uni_form(in->c + i, j - i, flags, out));
+            size_t m = out->n - mark;
+            int ok = pos + m <= n0 + whole;
+            for (size_t k = 0; ok && k < m; k++) ok = out->c[pos + k].cp == out->c[mark + k].cp;
+            if (ok) memcpy(out->c + pos, out->c + mark, m * sizeof *out->c);
+            out->n = mark;
+            if (ok || j == in->n || joins == 32) { /* (bounded: linear time on any text) */
+                if (!ok) {
+                    i = in->n; /* no match: uni_form's spans stay for the rest */
+                    j = in->n;
+                }
+                pos += ok ? m : 0;
+                break;
+            }
+            j++;
+            while (j < in->n && qkv__uni_ccc(in->c[j].cp) != 0) j++;
+        }
         i = j;
     }
-    size_t runs = out->n - n0 - whole;
-    int same = runs == whole;
-    for (size_t k = 0; same && k < whole; k++)
-        same = out->c[n0 + k].cp == out->c[n0 + whole + k].cp;
-    if (same) memmove(out->c + n0, out->c + n0 + whole, whole * sizeof *out->c);
     out->n = n0 + whole;
     return QKV_OK;
 }
