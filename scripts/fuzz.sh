@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fuzz.sh [SECONDS] [TARGET] — builds the libFuzzer targets with clang, ASan and UBSan in
 # build-fuzz/ and runs TARGET (default fuzz_safetensors; also fuzz_tokenizer_load,
-# fuzz_tokenizer_encode, fuzz_dataset, fuzz_labeled) for SECONDS (default 60), seeded with the
+# fuzz_tokenizer_encode, fuzz_spm, fuzz_dataset, fuzz_labeled) for SECONDS (default 60), seeded with the
 # test fixtures.
 # The growing corpus stays in build-fuzz/corpus/TARGET between runs; a crash is saved as
 # build-fuzz/artifacts/crash-* and makes the script fail. Needs clang and its runtime
@@ -26,6 +26,8 @@ case "$target" in
         seeds=("$root/fuzz/tokenizer_seeds/load") ;;
     fuzz_tokenizer_encode)
         seeds=("$root/fuzz/tokenizer_seeds/encode") ;;
+    fuzz_spm)
+        seeds=("$root/fuzz/spm_seeds") ;;
     fuzz_dataset)
         seeds=("$root/fuzz/dataset_seeds") ;;
     fuzz_labeled)

@@ -7,7 +7,9 @@ set -euo pipefail
 
 pkgs=(cmake make gcc pkg-config libjansson-dev curl unzip ca-certificates
       libutf8proc-dev libcsv-dev libcairo2-dev libfontconfig-dev fonts-dejavu-core
-      fortunes) # fortunes: the tokenizer tests' corpus; cairo + a font: qkv attention's PNGs
+      libprotobuf-c-dev protobuf-c-compiler
+      fortunes) # fortunes: the tokenizer tests' corpus; cairo + a font: qkv attention's PNGs;
+              # protobuf-c: SentencePiece model files (src/tokenizer/load_spm.c)
 if [[ "${1:-}" == "--fuzz" ]]; then
     pkgs+=(clang libclang-rt-dev)
 fi

@@ -232,19 +232,21 @@ static void test_malformed(void) {
     } cases[] = {
         {"", QKV_ERR_FORMAT, "invalid JSON"},
         {"[1,2]", QKV_ERR_FORMAT, "top level"},
-        {"{\"model\":{\"type\":\"Unigram\",\"vocab\":[]}}", QKV_ERR_UNSUPPORTED, "Unigram"},
-        {"{\"normalizer\":{\"type\":\"NFKC\"},\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"a\":0}"
+        {"{\"model\":{\"type\":\"Unigram\",\"vocab\":[]}}", QKV_ERR_FORMAT, "Unigram"},
+        {"{\"model\":{\"type\":\"WordLevel\",\"vocab\":{}}}", QKV_ERR_UNSUPPORTED, "WordLevel"},
+        {"{\"normalizer\":{\"type\":\"Nmt\"},\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"a\":0}"
          "}}",
-         QKV_ERR_UNSUPPORTED, "NFKC"},
-        {"{\"pre_tokenizer\":{\"type\":\"Metaspace\"},\"model\":{\"type\":\"WordPiece\",\"vocab\":{"
+         QKV_ERR_UNSUPPORTED, "Nmt"},
+        {"{\"pre_tokenizer\":{\"type\":\"Whitespace\"},\"model\":{\"type\":\"WordPiece\",\"vocab\":"
+         "{"
          "}}}",
-         QKV_ERR_UNSUPPORTED, "Metaspace"},
+         QKV_ERR_UNSUPPORTED, "Whitespace"},
         {"{\"post_processor\":{\"type\":\"Sequence\"},\"model\":{\"type\":\"WordPiece\",\"vocab\":{"
          "\"a\":0}}}",
          QKV_ERR_UNSUPPORTED, "Sequence"},
-        {"{\"decoder\":{\"type\":\"Metaspace\"},\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"a\":"
+        {"{\"decoder\":{\"type\":\"CTC\"},\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"a\":"
          "0}}}",
-         QKV_ERR_UNSUPPORTED, "Metaspace"},
+         QKV_ERR_UNSUPPORTED, "CTC"},
         {"{\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"a\":-1}}}", QKV_ERR_FORMAT, "vocab"},
         {"{\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"a\":4294967296}}}", QKV_ERR_FORMAT,
          "vocab"},
@@ -266,8 +268,9 @@ static void test_malformed(void) {
          "0},"
          "\"merges\":[3]}}",
          QKV_ERR_FORMAT, "merges[0]"},
-        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}", QKV_ERR_UNSUPPORTED,
-         "ByteLevel"},
+        {"{\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"},\"model\":{\"type\":\"BPE\","
+         "\"vocab\":{\"a\":0},\"merges\":[]}}",
+         QKV_ERR_UNSUPPORTED, "BertPreTokenizer"},
         {"{\"added_tokens\":[{\"id\":1,\"content\":\"x\",\"single_word\":true}],"
          "\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"a\":0}}}",
          QKV_ERR_UNSUPPORTED, "single_word"},

@@ -14,6 +14,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define BPE_CACHE_MAX_WORDS 65536
@@ -54,6 +55,12 @@ qkv_status qkv__bpe_init(qkv_tokenizer *t) {
         int k = qkv__utf8_put(qkv__bytelevel_char((uint8_t)i), u);
         int32_t id;
         b->byte_id[i] = qkv__strmap_get(&t->vocab, u, (size_t)k, &id) ? id : -1;
+    }
+    for (int i = 0; i < 256; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "<0x%02X>", i);
+        int32_t id;
+        b->byte_tok[i] = qkv__strmap_get(&t->vocab, name, 6, &id) ? id : -1;
     }
     b->cache = qkv__calloc(1, sizeof *b->cache);
     if (!b->cache) return qkv__fail(QKV_ERR_NOMEM, "tokenizer: BPE cache");
@@ -222,13 +229,32 @@ qkv_status qkv__bpe_word(const qkv_tokenizer *t, const uint8_t *w, size_t n,
             qkv__utf8_next(w + i, n - i, &l);
             if (!qkv__strmap_get(&t->vocab, w + i, l, &id)) id = -1;
         }
+        if (id < 0 && b->byte_fallback) { /* the char's <0xNN> tokens, if all exist */
+            int all = 1;
+            for (size_t k = 0; k < l && all; k++) all = b->byte_tok[w[i + k]] >= 0;
+            if (all) {
+                for (size_t k = 0; k < l; k++) {
+                    s[ns] = (sym){b->byte_tok[w[i + k]], (int32_t)ns - 1, (int32_t)ns + 1, 1};
+                    ns++;
+                }
+                i += l;
+                continue;
+            }
+        }
         if (id < 0) {
-            if (b->unk_id < 0) {
+            if (b->unk_id < 0 && b->unk_missing) {
                 st = qkv__fail(QKV_ERR_FORMAT,
-                               "tokenizer: BPE: byte 0x%02x is not in the "
-                               "vocabulary and there is no unk_token",
+                               "tokenizer: BPE: unk_token is not in the vocabulary (needed for "
+                               "byte 0x%02x)",
                                w[i]);
                 goto done;
+            }
+            if (b->unk_id < 0) {
+                /* no unk_token: tokenizers leaves the char out of the word, so its neighbours
+                 * may merge, and (as its offsets are cumulative lengths) counts no bytes for
+                 * it: the spans of what follows shift left, as tokenizers' do */
+                i += l;
+                continue;
             }
             id = b->unk_id;
             if (b->fuse_unk && ns > 0 && s[ns - 1].id == b->unk_id) {
@@ -244,6 +270,7 @@ qkv_status qkv__bpe_word(const qkv_tokenizer *t, const uint8_t *w, size_t n,
         ns++;
         i += l;
     }
+    if (ns == 0) goto emit_pieces; /* every char dropped */
     s[ns - 1].next = -1;
 
     size_t nh = 0;

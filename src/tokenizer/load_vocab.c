@@ -120,8 +120,7 @@ qkv_status qkv__tok_load_vocab_txt(qkv_tokenizer *t, const char *vocab, const ch
     return st;
 }
 
-qkv_status qkv__tok_load_vocab_merges(qkv_tokenizer *t, const char *vocab_json,
-                                      const char *merges_txt) {
+qkv_status qkv__tok_load_vocab_json(qkv_tokenizer *t, const char *vocab_json) {
     char *buf;
     size_t len;
     QKV_TRY(qkv__read_file(vocab_json, &buf, &len));
@@ -150,7 +149,15 @@ qkv_status qkv__tok_load_vocab_merges(qkv_tokenizer *t, const char *vocab_json,
     json_decref(v);
     qkv__json_end();
     qkv__free(buf);
-    QKV_TRY(st);
+    return st;
+}
+
+qkv_status qkv__tok_load_vocab_merges(qkv_tokenizer *t, const char *vocab_json,
+                                      const char *merges_txt) {
+    char *buf;
+    size_t len;
+    qkv_status st = QKV_OK;
+    QKV_TRY(qkv__tok_load_vocab_json(t, vocab_json));
     if (t->n_ids == 0) return qkv__fail(QKV_ERR_FORMAT, "%s: empty vocabulary", vocab_json);
 
     QKV_TRY(qkv__read_file(merges_txt, &buf, &len));

@@ -102,3 +102,48 @@ qkv_status qkv__tok_pre_gpt2(const tok_nbuf *nb, size_t first, tok_words *out) {
     }
     return QKV_OK;
 }
+
+/* Metaspace (tokenizers' pre_tokenizers::Metaspace): ' ' becomes the replacement char, which
+ * is prepended to a word that does not start with it (prepend_scheme "always"; "first": only
+ * to the word at the very start of the text), then with split the word is cut before every
+ * replacement char (MergedWithNext). ws_split: the words of a WhitespaceSplit first (T5's
+ * Sequence[WhitespaceSplit, Metaspace]). The prepended char has the span of the first char. */
+qkv_status qkv__tok_pre_meta(const tok_pretokenizer *p, const tok_nbuf *nb, tok_nbuf *out,
+                             tok_words *words) {
+    const tok_nchar *c = nb->c;
+    size_t n = nb->n, i = 0;
+    out->n = 0;
+    words->n = 0;
+    while (i < n) {
+        size_t j;
+        if (p->ws_split) {
+            while (i < n && qkv__uni_is_whitespace(c[i].cp)) i++;
+            if (i == n) break;
+            j = i + 1;
+            while (j < n && !qkv__uni_is_whitespace(c[j].cp)) j++;
+        } else {
+            j = n;
+        }
+        size_t ws = out->n;
+        uint32_t first = c[i].cp == ' ' ? p->meta_char : c[i].cp;
+        int pre = first != p->meta_char && (p->prepend == TOK_PREPEND_ALWAYS ||
+                                            (p->prepend == TOK_PREPEND_FIRST && c[i].start == 0));
+        if (pre) QKV_TRY(qkv__nb_push(out, p->meta_char, c[i].start, c[i].end));
+        for (size_t k = i; k < j; k++)
+            QKV_TRY(
+                qkv__nb_push(out, c[k].cp == ' ' ? p->meta_char : c[k].cp, c[k].start, c[k].end));
+        if (p->split) {
+            size_t s = ws;
+            for (size_t k = ws + 1; k < out->n; k++)
+                if (out->c[k].cp == p->meta_char) {
+                    QKV_TRY(words_push(words, s, k));
+                    s = k;
+                }
+            QKV_TRY(words_push(words, s, out->n));
+        } else {
+            QKV_TRY(words_push(words, ws, out->n));
+        }
+        i = j;
+    }
+    return QKV_OK;
+}

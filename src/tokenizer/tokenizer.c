@@ -148,6 +148,8 @@ qkv_status qkv__tok_finish(qkv_tokenizer *t) {
         t->wp.prefix_hash = qkv__strmap_hash(t->wp.prefix, t->wp.prefix_len);
     } else if (t->model == TOK_MODEL_BPE) {
         QKV_TRY(qkv__bpe_init(t));
+    } else if (t->model == TOK_MODEL_UNIGRAM) {
+        QKV_TRY(qkv__unigram_finish(t));
     }
     static const char *const names[QKV_SPECIAL_COUNT_][3] = {
         {"[UNK]", "<unk>", NULL},           {"[CLS]", "<s>", "<|startoftext|>"},
@@ -161,6 +163,8 @@ qkv_status qkv__tok_finish(qkv_tokenizer *t) {
     }
     if (t->model == TOK_MODEL_WORDPIECE && t->special_ids[QKV_SPECIAL_UNK] < 0)
         t->special_ids[QKV_SPECIAL_UNK] = t->wp.unk_id;
+    if (t->model == TOK_MODEL_UNIGRAM && t->special_ids[QKV_SPECIAL_UNK] < 0)
+        t->special_ids[QKV_SPECIAL_UNK] = t->uni.unk_out;
     return QKV_OK;
 }
 
@@ -177,6 +181,8 @@ static qkv_tokenizer *tok_new(void) {
     pthread_mutex_init(&t->pool->lock, NULL);
     qkv__strmap_init(&t->vocab);
     qkv__u64map_init(&t->bpe.merges);
+    qkv__strmap_init(&t->uni.pieces);
+    t->uni.unk = t->uni.unk_out = -1;
     t->wp.unk_id = -1;
     t->wp.max_chars = 100;
     t->bpe.unk_id = -1;
@@ -201,6 +207,13 @@ void qkv_tokenizer_free(qkv_tokenizer *t) {
         qkv__free(lists[l]);
     }
     qkv__free(t->dec.prefix);
+    for (size_t i = 0; i < t->dec.n_steps; i++) {
+        qkv__free(t->dec.steps[i].from);
+        qkv__free(t->dec.steps[i].to);
+    }
+    qkv__free(t->dec.steps);
+    qkv__tok_normalizer_free(&t->norm);
+    qkv__unigram_free(&t->uni);
     for (size_t i = 0; i < t->n_added; i++) qkv__free(t->added[i].content);
     qkv__free(t->added);
     qkv__free(t);
@@ -241,15 +254,20 @@ qkv_status qkv_tokenizer_load(const char *path, qkv_tokenizer **out) {
         } else if (join(a, sizeof a, path, "vocab.txt") && is_file(a)) {
             int cfg = join(b, sizeof b, path, "tokenizer_config.json") && is_file(b);
             st = qkv__tok_load_vocab_txt(t, a, cfg ? b : NULL);
+        } else if (join(a, sizeof a, path, "source.spm") && is_file(a)) {
+            int voc = join(b, sizeof b, path, "vocab.json") && is_file(b);
+            st = qkv__tok_load_spm(t, a, voc ? b : NULL);
         } else if (join(a, sizeof a, path, "vocab.json") && is_file(a) &&
                    join(b, sizeof b, path, "merges.txt") && is_file(b)) {
             st = qkv__tok_load_vocab_merges(t, a, b);
         } else {
             st = qkv__fail(QKV_ERR_NOT_FOUND,
-                           "%s: no tokenizer.json, vocab.txt or vocab.json + "
+                           "%s: no tokenizer.json, vocab.txt, source.spm or vocab.json + "
                            "merges.txt in this directory",
                            path);
         }
+    } else if (ends_with(path, ".spm") || ends_with(path, ".model")) {
+        st = qkv__tok_load_spm(t, path, NULL);
     } else if (ends_with(path, ".txt") && !ends_with(path, "merges.txt")) {
         const char *slash = strrchr(path, '/');
         size_t dl = slash ? (size_t)(slash - path) : 1;
@@ -329,6 +347,7 @@ typedef tok_ctx enc_ctx;
 static void ctx_free(tok_ctx *c) {
     if (!c) return;
     qkv__free(c->nb.c);
+    qkv__free(c->nb2.c);
     qkv__free(c->words.w);
     qkv__free(c->scratch);
     qkv__free(c->wbytes);
@@ -343,8 +362,9 @@ static void ctx_free(tok_ctx *c) {
 }
 
 static size_t ctx_bytes(const enc_ctx *c) {
-    return c->nb.cap * sizeof *c->nb.c + c->words.cap * sizeof *c->words.w + c->scratch_cap +
-           c->wbytes_cap + c->wspan_cap * sizeof *c->wspan + (c->a.cap + c->b.cap) * 13 +
+    return (c->nb.cap + c->nb2.cap) * sizeof *c->nb.c + c->words.cap * sizeof *c->words.w +
+           c->scratch_cap + c->wbytes_cap + c->wspan_cap * sizeof *c->wspan +
+           (c->a.cap + c->b.cap) * 13 +
            4 * (c->b2c_cap[0] + c->b2c_cap[1] + c->c2b_cap[0] + c->c2b_cap[1]);
 }
 
@@ -402,8 +422,9 @@ static qkv_status encode_word(const qkv_tokenizer *t, const uint8_t *text, enc_c
     size_t n = b - a;
     if (t->model == TOK_MODEL_WORDPIECE)
         return qkv__wordpiece_word(t, ch, n, out, &c->scratch, &c->scratch_cap);
-    /* BPE: the word's bytes (the input's own bytes for an invalid sequence read as U+FFFD,
-     * so byte-level BPE round-trips any input) and the input span of each byte */
+    /* BPE / Unigram: the word's bytes (byte-level BPE: the input's own bytes for an invalid
+     * sequence read as U+FFFD, so it round-trips any input) and the input span of each byte */
+    int raw = t->model == TOK_MODEL_BPE && t->bpe.byte_level;
     size_t len = 0;
     for (size_t i = 0; i < n; i++)
         len += ch[i].cp == QKV_UNI_REPLACEMENT ? ch[i].end - ch[i].start + 3 : 4;
@@ -416,7 +437,7 @@ static qkv_status encode_word(const qkv_tokenizer *t, const uint8_t *text, enc_c
         if (cp < 0x80) {
             c->wbytes[p] = (uint8_t)cp;
             k = 1;
-        } else if (cp == QKV_UNI_REPLACEMENT &&
+        } else if (raw && cp == QKV_UNI_REPLACEMENT &&
                    !(ch[i].end - ch[i].start == 3 &&
                      memcmp(text + ch[i].start, "\xEF\xBF\xBD", 3) == 0)) {
             k = (int)(ch[i].end - ch[i].start);
@@ -430,6 +451,9 @@ static qkv_status encode_word(const qkv_tokenizer *t, const uint8_t *text, enc_c
         }
         p += (size_t)k;
     }
+    if (t->model == TOK_MODEL_UNIGRAM)
+        return qkv__unigram_word(t, c->wbytes, p, (const uint32_t(*)[2])c->wspan, out, &c->scratch,
+                                 &c->scratch_cap);
     return qkv__bpe_word(t, c->wbytes, p, (const uint32_t(*)[2])c->wspan, out);
 }
 
@@ -437,9 +461,16 @@ static qkv_status encode_segment(const qkv_tokenizer *t, const uint8_t *text, si
                                  enc_ctx *c, tok_seq *out) {
     c->nb.n = 0;
     c->words.n = 0;
-    QKV_TRY(qkv__tok_normalize(t, text, a, b, &c->nb));
+    QKV_TRY(qkv__tok_normalize(t, text, a, b, &c->nb, &c->nb2));
     if (c->nb.n == 0) return QKV_OK;
     switch (t->pre.kind) {
+    case TOK_PRE_META: {
+        QKV_TRY(qkv__tok_pre_meta(&t->pre, &c->nb, &c->nb2, &c->words));
+        tok_nbuf x = c->nb;
+        c->nb = c->nb2;
+        c->nb2 = x;
+        break;
+    }
     case TOK_PRE_BERT: QKV_TRY(qkv__tok_pre_bert(&c->nb, &c->words)); break;
     case TOK_PRE_BYTELEVEL: {
         size_t first = 0;
@@ -472,6 +503,34 @@ static qkv_status encode_segment(const qkv_tokenizer *t, const uint8_t *text, si
     return QKV_OK;
 }
 
+/* Marian: a segment starting with ">>xx<<" gives that code as one token first
+ * (MarianTokenizer.remove_language_code); returns the bytes consumed */
+static qkv_status marian_code(const qkv_tokenizer *t, const uint8_t *s, size_t a, size_t b,
+                              tok_seq *out, size_t *used) {
+    *used = 0;
+    if (b - a < 2 || s[a] != '>' || s[a + 1] != '>') return QKV_OK;
+    for (size_t i = a + 2; i + 1 < b; i++)
+        if (s[i] == '<' && s[i + 1] == '<') {
+            int32_t id = qkv_tokenizer_token_to_id(t, (const char *)s + a, i + 2 - a);
+            if (id < 0) id = t->uni.unk_out;
+            if (id < 0) return qkv__fail(QKV_ERR_FORMAT, "tokenizer: no <unk> for a language code");
+            *used = i + 2 - a;
+            return qkv__tok_seq_push(out, id, (uint32_t)a, (uint32_t)(i + 2), 0);
+        }
+    return QKV_OK;
+}
+
+static qkv_status encode_text(const qkv_tokenizer *t, const uint8_t *text, size_t a, size_t b,
+                              enc_ctx *c, tok_seq *out) {
+    if (t->uni.marian_codes) {
+        size_t used;
+        QKV_TRY(marian_code(t, text, a, b, out, &used));
+        a += used;
+        if (a == b) return QKV_OK;
+    }
+    return encode_segment(t, text, a, b, c, out);
+}
+
 static int is_space_byte_at(const uint8_t *s, size_t n, size_t i, size_t *len, int back) {
     /* a white space char ending at i (back) or starting at i */
     if (!back) {
@@ -493,7 +552,7 @@ static qkv_status encode_seq(const qkv_tokenizer *t, const uint8_t *s, size_t n,
         size_t at = n;
         int k = t->n_added ? added_find(t, s, pos, n, &at) : -1;
         if (k < 0) {
-            QKV_TRY(encode_segment(t, s, pos, n, c, out));
+            QKV_TRY(encode_text(t, s, pos, n, c, out));
             break;
         }
         const tok_added *a = &t->added[k];
@@ -502,7 +561,7 @@ static qkv_status encode_seq(const qkv_tokenizer *t, const uint8_t *s, size_t n,
             while (ms > pos && is_space_byte_at(s, n, ms, &l, 1)) ms -= l;
         if (a->rstrip)
             while (is_space_byte_at(s, n, me, &l, 0)) me += l;
-        if (ms > pos) QKV_TRY(encode_segment(t, s, pos, ms, c, out));
+        if (ms > pos) QKV_TRY(encode_text(t, s, pos, ms, c, out));
         QKV_TRY(qkv__tok_seq_push(out, a->id, (uint32_t)ms, (uint32_t)me, a->special));
         pos = me;
     }
@@ -536,128 +595,4 @@ qkv_status qkv_tokenizer_encode(const qkv_tokenizer *t, const char *text, size_t
                                   (const uint8_t *)pair, pair_len, out);
     ctx_give(t, c);
     return st;
-}
-
-/* ---------------------------------------------------------------- decode */
-
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-} sbuf;
-
-static qkv_status sb_add(sbuf *b, const void *s, size_t n) {
-    QKV_TRY(qkv__tok_reserve((void **)&b->p, &b->cap, b->n + n + 1, 1));
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    return QKV_OK;
-}
-
-static int is_special_id(const qkv_tokenizer *t, int32_t id) {
-    for (size_t i = 0; i < t->n_added; i++)
-        if (t->added[i].id == id) return t->added[i].special;
-    return 0;
-}
-
-/* tokenizers' WordPiece cleanup(), applied to one token */
-static qkv_status wp_cleanup_add(sbuf *b, const char *s, size_t n) {
-    static const char *const from[] = {" .",  " ?",      " !",  " ,",   " ' ", " n't",
-                                       " 'm", " do not", " 's", " 've", " 're"};
-    static const char *const to[] = {".",  "?",      "!",  ",",   "'",  "n't",
-                                     "'m", " don't", "'s", "'ve", "'re"};
-    /* sequential replace-all passes, as the Rust code chains str::replace */
-    sbuf cur = {0}, nxt = {0};
-    qkv_status st = sb_add(&cur, s, n);
-    for (size_t r = 0; st == QKV_OK && r < sizeof from / sizeof from[0]; r++) {
-        size_t fl = strlen(from[r]), tl = strlen(to[r]);
-        nxt.n = 0;
-        size_t i = 0;
-        while (st == QKV_OK && i < cur.n) {
-            if (cur.n - i >= fl && memcmp(cur.p + i, from[r], fl) == 0) {
-                st = sb_add(&nxt, to[r], tl);
-                i += fl;
-            } else {
-                st = sb_add(&nxt, cur.p + i, 1);
-                i++;
-            }
-        }
-        sbuf tmp = cur;
-        cur = nxt;
-        nxt = tmp;
-    }
-    if (st == QKV_OK) st = sb_add(b, cur.p ? cur.p : "", cur.n);
-    qkv__free(cur.p);
-    qkv__free(nxt.p);
-    return st;
-}
-
-qkv_status qkv_tokenizer_decode(const qkv_tokenizer *t, const int32_t *ids, size_t n,
-                                int skip_special_tokens, char **out, size_t *out_len) {
-    if (!out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_tokenizer_decode: out is NULL");
-    *out = NULL;
-    if (!t || (!ids && n)) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_tokenizer_decode: NULL");
-    sbuf b = {0};
-    qkv_status st = sb_add(&b, "", 0);
-    size_t k = 0; /* tokens kept so far */
-    for (size_t i = 0; st == QKV_OK && i < n; i++) {
-        const char *tok = qkv_tokenizer_id_to_token(t, ids[i]);
-        if (!tok) continue; /* tokenizers drops unknown ids */
-        if (skip_special_tokens && is_special_id(t, ids[i])) continue;
-        size_t tl = strlen(tok);
-        switch (t->dec.kind) {
-        case TOK_DEC_WORDPIECE: {
-            const char *pf = t->dec.prefix;
-            size_t pl = strlen(pf);
-            sbuf one = {0};
-            if (k > 0 && tl >= pl && memcmp(tok, pf, pl) == 0)
-                st = sb_add(&one, tok + pl, tl - pl);
-            else if (k > 0) {
-                st = sb_add(&one, " ", 1);
-                if (st == QKV_OK) st = sb_add(&one, tok, tl);
-            } else
-                st = sb_add(&one, tok, tl);
-            if (st == QKV_OK) {
-                if (t->dec.cleanup)
-                    st = wp_cleanup_add(&b, one.p, one.n);
-                else
-                    st = sb_add(&b, one.p, one.n);
-            }
-            qkv__free(one.p);
-            break;
-        }
-        case TOK_DEC_BYTELEVEL: {
-            /* every char back to its byte; a token with a char outside the table is copied */
-            size_t start = b.n, j = 0;
-            int ok = 1;
-            while (st == QKV_OK && j < tl) {
-                size_t l;
-                uint32_t cp = qkv__utf8_next((const uint8_t *)tok + j, tl - j, &l);
-                int byte = qkv__bytelevel_byte(cp);
-                if (byte < 0) {
-                    ok = 0;
-                    break;
-                }
-                uint8_t by = (uint8_t)byte;
-                st = sb_add(&b, &by, 1);
-                j += l;
-            }
-            if (st == QKV_OK && !ok) {
-                b.n = start;
-                st = sb_add(&b, tok, tl);
-            }
-            break;
-        }
-        default:
-            if (k > 0) st = sb_add(&b, " ", 1);
-            if (st == QKV_OK) st = sb_add(&b, tok, tl);
-        }
-        k++;
-    }
-    if (st != QKV_OK) {
-        qkv__free(b.p);
-        return st;
-    }
-    b.p[b.n] = 0;
-    *out = b.p;
-    if (out_len) *out_len = b.n;
-    return QKV_OK;
 }

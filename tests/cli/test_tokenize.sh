@@ -45,8 +45,14 @@ expect 0 "stdin" -- bash -c "printf 'a\nb\n' | '$qkv' tokenize --model '$fix/cas
 contains '"ids":[2,' "stdin json"
 expect 2 "missing model" -- "$qkv" tokenize --model /nonexistent "x"; contains "qkv: /nonexistent" "missing model message"
 expect 2 "dir without tokenizer" -- "$qkv" tokenize --model "$tmp" "x"; contains "no tokenizer.json" "empty dir message"
-echo '{"model":{"type":"Unigram","vocab":[]}}' > "$tmp/u.json"
-expect 2 "unsupported" -- "$qkv" tokenize --model "$tmp/u.json" "x"; contains 'model "Unigram" is not supported' "unsupported message"
+echo '{"model":{"type":"WordLevel","vocab":{}}}' > "$tmp/u.json"
+expect 2 "unsupported" -- "$qkv" tokenize --model "$tmp/u.json" "x"; contains 'model "WordLevel" is not supported' "unsupported message"
+# a Marian directory (source.spm + vocab.json): the ids MarianTokenizer gives (fixture line 0)
+spm="$fix/spm"
+want=$(head -1 "$spm/expect.marian.jsonl" | sed 's/.*"ids": \[\([0-9, ]*\)\].*/\1/; s/,//g')
+expect 0 "marian dir" -- "$qkv" tokenize --model "$spm/marian" --ids-only "Hello world!"; contains "$want" "marian ids"
+printf 'x\0y' > "$tmp/hostile.spm"
+expect 2 "hostile spm" -- "$qkv" tokenize --model "$tmp/hostile.spm" "x"; contains "SentencePiece" "hostile spm message"
 echo '{"model":' > "$tmp/bad.json"
 expect 2 "malformed" -- "$qkv" tokenize --model "$tmp/bad.json" "x"; contains "invalid JSON" "malformed message"
 expect 2 "no model" -- "$qkv" tokenize "x"
