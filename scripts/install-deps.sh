@@ -6,7 +6,8 @@
 set -euo pipefail
 
 pkgs=(cmake make gcc pkg-config libjansson-dev curl unzip ca-certificates
-      libutf8proc-dev libcsv-dev fortunes) # fortunes: the tokenizer tests' corpus
+      libutf8proc-dev libcsv-dev libprotobuf-c-dev protobuf-c-compiler
+      fortunes) # fortunes: the tokenizer tests' corpus; protobuf-c: TensorBoard event files
 if [[ "${1:-}" == "--fuzz" ]]; then
     pkgs+=(clang libclang-rt-dev)
 fi
