@@ -11,6 +11,7 @@ set -uo pipefail
 qkv=$1 src=$2
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/qkv_tb_cli.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
+. "$src/tests/cli/tiny_runs.sh"
 fail=0; checks=0; skipped=0
 check() { checks=$((checks + 1)); if ! eval "$1"; then echo "FAIL: $2"; fail=$((fail + 1)); fi; }
 # tb_check RUN [--histograms] WHAT: TensorBoard reads RUN and agrees with its metrics.jsonl
@@ -25,10 +26,7 @@ tb_check() {
 }
 events() { ls "$1"/events.out.tfevents.* 2>/dev/null; }
 
-"$qkv" tokenizer train --vocab-size 512 --special "<|endoftext|>" --out "$tmp/tok" \
-    "$src"/docs/*.md "$src/README.md" >/dev/null 2>&1
-"$qkv" data prepare --tokenizer "$tmp/tok" --val-fraction 0.25 --split-on "" --out "$tmp/data" \
-    "$src"/docs/*.md "$src/README.md" >/dev/null 2>&1; rc=$?
+tiny_data "$qkv" "$src" "$tmp"; rc=$?
 check '[[ $rc -eq 0 ]]' "data prepare ($rc)"
 
 flags=(--data "$tmp/data" --n-layer 2 --n-embd 32 --n-head 2 --seq 32 --batch 4 --steps 12
@@ -68,11 +66,7 @@ check '[[ $rc -eq 0 && -s $tmp/off/metrics.jsonl && -z "$(events "$tmp/off")" ]]
       "--no-tensorboard writes no event file ($rc): $(ls "$tmp/off")"
 
 # qkv finetune: validation accuracy and macro-F1 too
-awk 'BEGIN { srand(3); split("good great love", P); split("bad awful hate", N);
-    split("the movie film it this was is very", F); print "text\tlabel";
-    for (i = 0; i < 96; i++) { s = F[1 + int(rand() * 8)] " " F[1 + int(rand() * 8)];
-        if (i % 2) print s " " P[1 + int(rand() * 3)] "\tpositive";
-        else print s " " N[1 + int(rand() * 3)] "\tnegative" } }' >"$tmp/train.tsv"
+tiny_labelled "$tmp/train.tsv"
 "$qkv" finetune --model "$src/tests/fixtures/cls/single" --train "$tmp/train.tsv" --epochs 2 \
     --batch 16 --lr 5e-3 --dropout off --threads 1 --tb-histograms --out "$tmp/ft" \
     >/dev/null 2>"$tmp/ft.err"; rc=$?
