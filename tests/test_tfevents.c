@@ -235,6 +235,13 @@ static void test_writer(void) {
     closedir(dd);
     CHECK_EQ_INT(tmp, 0);
 
+    /* an empty event file (a crash before its first record) gets the file_version record */
+    f = fopen(path, "wb");
+    fclose(f);
+    write_steps(dir, 1, 1, 0);
+    n = file_steps(dir, st, 64, other, sizeof other);
+    CHECK(n == 2 && st[0] == -1 && st[1] == 1);
+
     /* a directory named like an event file is not taken for one */
     test_rm_rf(dir);
     mkdir(dir, 0755);

@@ -247,6 +247,7 @@ static qkv_status copy_kept(FILE *in, const char *path, FILE *out, const char *t
     uint8_t *buf = NULL;
     size_t cap = 0;
     qkv_status s = QKV_OK;
+    int saw_version = 0;
     *clean = 1;
     for (int64_t index = 0;; index++) {
         uint8_t head[12];
@@ -286,7 +287,8 @@ static qkv_status copy_kept(FILE *in, const char *path, FILE *out, const char *t
             break;
         }
         if (version != (index == 0)) *clean = 0; /* only the first record is the version */
-        if (version) continue;                   /* a new one was written */
+        saw_version |= version && index == 0;
+        if (version) continue; /* a new one was written */
         if (step > upto) {
             *clean = 0;
             continue;
@@ -297,6 +299,7 @@ static qkv_status copy_kept(FILE *in, const char *path, FILE *out, const char *t
         }
     }
     if (s == QKV_OK && ferror(in)) s = io_fail("cannot read", path);
+    if (!saw_version) *clean = 0; /* e.g. an empty file: it gets its version record */
     qkv__free(buf);
     return s;
 }
