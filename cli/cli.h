@@ -60,6 +60,8 @@ int cmd_train(int argc, char **argv);
 void cmd_train_help(void);
 int cmd_finetune(int argc, char **argv);
 void cmd_finetune_help(void);
+int cmd_report(int argc, char **argv);
+void cmd_report_help(void);
 int cmd_lora(int argc, char **argv);
 void cmd_lora_help(void);
 int cmd_bench(int argc, char **argv);

@@ -28,7 +28,7 @@
 void cmd_finetune_help(void) {
     printf(
         "Usage: qkv finetune --model DIR --train FILE --out RUN [options]\n"
-        "       qkv finetune --resume --out RUN [--threads N]\n\n"
+        "       qkv finetune --resume --out RUN [--threads N] [--no-tensorboard]\n\n"
         "Fine-tunes a BERT into a sequence classifier (transformers'\n"
         "BertForSequenceClassification: pooler dense + tanh over [CLS], dropout, a linear\n"
         "classifier) on labelled text, as transformers' Trainer does: AdamW (weight decay on\n"
@@ -49,6 +49,8 @@ void cmd_finetune_help(void) {
         "  metrics.jsonl         a line per step (loss, lr, grad_norm, tokens/s, epoch) and per\n"
         "                        evaluation (val_loss, val_accuracy, val_macro_f1, best)\n"
         "  loss.svg, f1.svg      the training / validation loss and the validation scores\n"
+        "  events.out.tfevents.* the same metrics for TensorBoard (tensorboard --logdir RUN)\n"
+        "  config.json           these options (`qkv report RUN` shows them with the curves)\n"
         "  ckpt_*.safetensors    checkpoints (weights, AdamW state, labels, these options)\n"
         "  best.safetensors      the best evaluation's checkpoint\n"
         "  model/                the best model as a Hugging Face directory that\n"
@@ -85,6 +87,8 @@ void cmd_finetune_help(void) {
         "  --save-every N        checkpoint every N steps (default: each epoch)\n"
         "  --keep N              checkpoints kept besides best.safetensors (2)\n"
         "  --recompute           recompute activations in the backward (less memory)\n"
+        "  --no-tensorboard      write no TensorBoard event file\n"
+        "  --tb-histograms       also a histogram of every trained tensor at each evaluation\n"
         "LoRA (train low-rank adapters and the classifier only, as PEFT does; the run also\n"
         "writes RUN/adapter/, a PEFT adapter directory, besides the merged RUN/model/):\n"
         "  --lora-r R            the adapters' rank (off by default; 8 is usual)\n"
@@ -109,6 +113,7 @@ typedef struct ft_cfg {
     char problem[16], format[8], text_field[64], pair_field[64], label_field[64], header[4];
     char label_sep;
     int no_quotes, group, recompute;
+    int tensorboard, tb_histograms; /* not stored in checkpoints: given again on --resume */
     double val_split, lr, weight_decay, warmup_ratio, clip, dropout; /* dropout < 0: config */
     long epochs, batch, max_length, eval_every, save_every, keep, lora_r;
     double lora_alpha, lora_dropout; /* alpha 0: 2 r */
@@ -121,6 +126,7 @@ static void cfg_defaults(ft_cfg *c) {
     c->clip = 1.0, c->dropout = -1.0;
     c->epochs = 3, c->batch = 32, c->max_length = 128, c->keep = 2, c->seed = 42, c->group = 1;
     c->label_sep = '|';
+    c->tensorboard = 1;
     c->lora_dropout = 0.1;
     snprintf(c->lora_targets, sizeof c->lora_targets, "query,value");
 }
@@ -489,6 +495,10 @@ static int parse_args(int argc, char **argv, ft_cfg *c, int *resume, long *threa
             c->recompute = 1;
         else if (strcmp(a, "--no-quotes") == 0)
             c->no_quotes = 1;
+        else if (strcmp(a, "--no-tensorboard") == 0)
+            c->tensorboard = 0;
+        else if (strcmp(a, "--tb-histograms") == 0)
+            c->tb_histograms = 1;
         else if (strcmp(a, "--model") == 0) {
             VAL();
             rc = absolute("finetune", a, v, c->model, sizeof c->model);
@@ -763,8 +773,15 @@ static int run_loop(ft_run *r) {
     o.eval_every = c->eval_every ? c->eval_every : r->epoch_steps;
     o.save_every = c->save_every ? c->save_every : r->epoch_steps;
     o.run_dir = c->out, o.keep = c->keep, o.keep_best = 1;
+    o.tensorboard = c->tensorboard, o.tb_histograms = c->tb_histograms;
     char *cfg = cfg_json(c);
     o.checkpoint_json = cfg;
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/config.json", c->out); /* for `qkv report` */
+    if (cfg && mkdir(c->out, 0755) != 0 && errno != EEXIST)
+        fprintf(stderr, "qkv finetune: warning: cannot create %s: %s\n", c->out, strerror(errno));
+    else if (cfg && atomic_write(path, put_text, cfg) != 0)
+        fprintf(stderr, "qkv finetune: warning: cannot write %s: %s\n", path, strerror(errno));
     if (c->recompute) {
         qkv_status s =
             qkv_trainer_reserve(r->t, c->batch, c->max_length, QKV_RECOMPUTE_LAYERS, NULL);
@@ -796,7 +813,6 @@ static int run_loop(ft_run *r) {
     fprintf(stderr, "qkv finetune: %lld steps in %.1f s\n",
             (long long)(qkv_trainer_steps(r->t) - r->start_step), now_s() - r->t0);
     /* the best evaluation's weights become the model */
-    char path[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/best.safetensors", c->out);
     qkv_trainer *best = NULL;
     if (qkv_trainer_restore(path, &best, NULL) == QKV_OK) {

@@ -6,6 +6,7 @@
  *   metrics.jsonl               one JSON object per step (loss, lr, grad_norm, tokens/s) and
  *                               per validation (val_loss, val_ppl)
  *   loss.svg                    train and validation loss curves, redrawn at each validation
+ *   events.out.tfevents.*       the same metrics for TensorBoard (unless --no-tensorboard)
  *   ckpt_NNNNNNNN.safetensors   checkpoints (weights + AdamW state + config), the last --keep
  *   model/                      the final model as a Hugging Face GPT-2 directory (+ tokenizer)
  * The loop itself (schedule, accumulation, validation, metrics, checkpoints and their
@@ -43,8 +44,9 @@ void cmd_train_help(void) {
         "from a Hugging Face directory (--init): GPT-2 or a Llama-style decoder as a causal LM\n"
         "(next-token loss), or a BERT encoder as a masked LM (15%% of the tokens chosen; of\n"
         "those 80%% become the mask token, 10%% a random token, 10%% stay; the loss is on them).\n"
-        "Writes RUN/metrics.jsonl, RUN/loss.svg, checkpoints RUN/ckpt_*.safetensors and, at the\n"
-        "end, RUN/model/ (a Hugging Face directory for `qkv generate` and transformers).\n\n"
+        "Writes RUN/metrics.jsonl, RUN/loss.svg, a TensorBoard event file, checkpoints\n"
+        "RUN/ckpt_*.safetensors and, at the end, RUN/model/ (a Hugging Face directory for\n"
+        "`qkv generate` and transformers). `qkv report RUN` draws the run as one HTML page.\n\n"
         "Run:\n"
         "  --data DIR            prepared dataset (train and val splits)\n"
         "  --out RUN             run directory (created; must not hold a run unless --resume)\n"
@@ -75,6 +77,9 @@ void cmd_train_help(void) {
         "  --save-every N (200)  checkpoint every N steps (and at the end, and on Ctrl-C)\n"
         "  --keep K (3)          checkpoints kept\n"
         "  --log-every N (10)    progress lines when stderr is not a terminal\n"
+        "  --no-tensorboard      do not write RUN/events.out.tfevents.* (TensorBoard's\n"
+        "                        scalars of every metrics line; `tensorboard --logdir RUN`)\n"
+        "  --tb-histograms       also a histogram of every weight tensor at each validation\n"
         "  --threads N           threads (default: QKV_NUM_THREADS or all CPUs)\n\n"
         "Exit codes: 0 done, 1 failure (e.g. loss became NaN), 2 bad input or usage,\n"
         "130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint.\n");
@@ -87,6 +92,7 @@ typedef struct train_cfg {
     long n_layer, n_head, n_embd, n_positions, n_kv_head, n_inner;
     long batch, seq, accum, steps, warmup;
     long eval_every, eval_batches, save_every, keep, log_every, threads;
+    long tensorboard, tb_histograms; /* 0 / 1 */
     double lr, min_lr, weight_decay, beta1, beta2, eps, clip;
     unsigned long long seed;
 } train_cfg;
@@ -128,6 +134,8 @@ static const opt_def OPTS[] = {
     {"keep", L_(keep, 1, 1e6), 1},
     {"log-every", L_(log_every, 1, 1e12), 1},
     {"threads", L_(threads, 0, 4096), 1},
+    {"tensorboard", L_(tensorboard, 0, 1), 1},
+    {"tb-histograms", L_(tb_histograms, 0, 1), 1},
     {"lr", D_(lr, 0, 10), 0},
     {"min-lr", D_(min_lr, 0, 10), 0},
     {"weight-decay", D_(weight_decay, 0, 10), 0},
@@ -149,6 +157,7 @@ static void cfg_defaults(train_cfg *c) {
     c->batch = 8, c->seq = 128, c->accum = 1, c->steps = 1000, c->warmup = 100;
     c->eval_every = 100, c->eval_batches = 20, c->save_every = 200, c->keep = 3;
     c->log_every = 10, c->threads = 0;
+    c->tensorboard = 1, c->tb_histograms = 0;
     c->lr = 1e-3, c->min_lr = 1e-4, c->weight_decay = 0.1, c->beta1 = 0.9, c->beta2 = 0.95;
     c->eps = 1e-8, c->clip = 1.0, c->seed = 1234;
 }
@@ -431,6 +440,7 @@ static int train_loop(run *r) {
     o.eval_every = c->eval_every, o.eval_batches = c->eval_batches;
     o.run_dir = c->out, o.save_every = c->save_every, o.keep = c->keep;
     o.mask_token_id = r->mask_id;
+    o.tensorboard = (int)c->tensorboard, o.tb_histograms = (int)c->tb_histograms;
     char *cfg = cfg_json(c); /* stored in every checkpoint: what --resume continues */
     o.checkpoint_json = cfg;
     qkv_train_callbacks cb;
@@ -660,6 +670,14 @@ int cmd_train(int argc, char **argv) {
         }
         if (strcmp(a, "--resume") == 0) {
             resume = 1;
+            continue;
+        }
+        /* the switches are the options tensorboard / tb-histograms set to 0 / 1 */
+        if (strcmp(a, "--no-tensorboard") == 0 || strcmp(a, "--tb-histograms") == 0) {
+            if (n_set == (int)N_OPTS) return cli_usage_error("train", "too many options");
+            const int off = strcmp(a, "--no-tensorboard") == 0;
+            set_names[n_set] = off ? "tensorboard" : "tb-histograms";
+            set_vals[n_set++] = off ? "0" : "1";
             continue;
         }
         if (strncmp(a, "--", 2) != 0 || i + 1 >= argc)

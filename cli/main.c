@@ -41,6 +41,8 @@ static const cli_command commands[] = {
      cmd_train_help},
     {"finetune", "fine-tune a BERT into a text classifier on labelled data (TSV, CSV, JSONL)",
      cmd_finetune, cmd_finetune_help},
+    {"report", "one offline HTML page of a training run: curves, configuration, reports",
+     cmd_report, cmd_report_help},
     {"lora", "LoRA adapters: `qkv lora merge` folds one into a model directory", cmd_lora,
      cmd_lora_help},
     {"bench", "timings as JSON lines: attention, train, generate, embed", cmd_bench,

@@ -30,7 +30,7 @@ typedef struct axis {
     double lo, hi, step; /* lo and hi are multiples of step when step > 0 */
 } axis;
 
-static void put_escaped(FILE *f, const char *s) {
+void cli_put_escaped(FILE *f, const char *s) {
     for (; s && *s; s++) {
         switch (*s) {
         case '&': fputs("&amp;", f); break;
@@ -139,7 +139,7 @@ static void draw(FILE *f, const char *title, const char *xlabel, const char *yla
     if (title && *title) {
         fprintf(f, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">",
                 (PX0 + PX1) / 2);
-        put_escaped(f, title);
+        cli_put_escaped(f, title);
         fputs("</text>\n", f);
     }
     double tx[MAX_TICKS + 2], ty[MAX_TICKS + 2];
@@ -172,7 +172,7 @@ static void draw(FILE *f, const char *title, const char *xlabel, const char *yla
     if (xlabel && *xlabel) {
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", (PX0 + PX1) / 2,
                 PY1 + 42);
-        put_escaped(f, xlabel);
+        cli_put_escaped(f, xlabel);
         fputs("</text>\n", f);
     }
     if (ylabel && *ylabel) {
@@ -181,7 +181,7 @@ static void draw(FILE *f, const char *title, const char *xlabel, const char *yla
                 "<text x=\"20\" y=\"%.1f\" text-anchor=\"middle\" "
                 "transform=\"rotate(-90 20 %.1f)\">",
                 cy, cy);
-        put_escaped(f, ylabel);
+        cli_put_escaped(f, ylabel);
         fputs("</text>\n", f);
     }
     /* the lines: one polyline per run of finite points, a dot for a lone point */
@@ -222,7 +222,7 @@ static void draw(FILE *f, const char *title, const char *xlabel, const char *yla
                 PX1 + 20, y, PX1 + 44, y, c);
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">", PX1 + 50, y + 4);
         if (series[k].name && *series[k].name)
-            put_escaped(f, series[k].name);
+            cli_put_escaped(f, series[k].name);
         else
             fprintf(f, "series %d", k + 1);
         fputs("</text>\n", f);
@@ -241,19 +241,31 @@ static void draw_line_chart(FILE *f, const void *ctx) {
     draw(f, c->title, c->xlabel, c->ylabel, c->series, c->n_series);
 }
 
+static int bad_series(const cli_series *series, int n_series) {
+    if (n_series < 0 || (n_series > 0 && !series)) return 1;
+    for (int k = 0; k < n_series; k++)
+        if (series[k].n < 0 || (series[k].n > 0 && !series[k].y)) return 1;
+    return 0;
+}
+
 int cli_plot_svg(const char *path, const char *title, const char *xlabel, const char *ylabel,
                  const cli_series *series, int n_series) {
-    if (!path || n_series < 0 || (n_series > 0 && !series)) {
+    if (!path || bad_series(series, n_series)) {
         errno = EINVAL;
         return -1;
     }
-    for (int k = 0; k < n_series; k++)
-        if (series[k].n < 0 || (series[k].n > 0 && !series[k].y)) {
-            errno = EINVAL;
-            return -1;
-        }
     line_chart c = {title, xlabel, ylabel, series, n_series};
     return atomic_write(path, draw_line_chart, &c);
+}
+
+int cli_plot_svg_to(FILE *f, const char *title, const char *xlabel, const char *ylabel,
+                    const cli_series *series, int n_series) {
+    if (!f || bad_series(series, n_series)) {
+        errno = EINVAL;
+        return -1;
+    }
+    draw(f, title, xlabel, ylabel, series, n_series);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- confusion matrix */
@@ -285,7 +297,7 @@ static int64_t codepoints(const char *s) {
 /* Label i in full: its name or its number. */
 static void put_name(FILE *f, const confusion_chart *c, int64_t i) {
     if (c->names && c->names[i])
-        put_escaped(f, c->names[i]);
+        cli_put_escaped(f, c->names[i]);
     else
         fprintf(f, "%lld", (long long)i);
 }
@@ -304,10 +316,10 @@ static void put_label(FILE *f, const confusion_chart *c, int64_t i) {
         while (((unsigned char)*e & 0xC0) == 0x80);
     for (const char *p = s; p < e; p++) { /* the kept bytes, escaped as put_escaped does */
         char one[2] = {*p, 0};
-        put_escaped(f, one);
+        cli_put_escaped(f, one);
     }
     fputs(ELLIPSIS "<title>", f);
-    put_escaped(f, s);
+    cli_put_escaped(f, s);
     fputs("</title>", f);
 }
 
@@ -350,7 +362,7 @@ static void draw_confusion(FILE *f, const void *ctx) {
     if (c->title && *c->title) {
         fprintf(f, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">",
                 x0 + grid / 2);
-        put_escaped(f, c->title);
+        cli_put_escaped(f, c->title);
         fputs("</text>\n", f);
     }
     /* cells: shaded by the fraction of the true class's samples (row-normalized) */

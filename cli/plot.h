@@ -27,6 +27,15 @@ typedef struct cli_series {
 int cli_plot_svg(const char *path, const char *title, const char *xlabel, const char *ylabel,
                  const cli_series *series, int n_series);
 
+/* The same chart as one <svg> element written to f (e.g. inline in an HTML page). 0, or -1 with
+ * errno EINVAL for bad arguments. */
+int cli_plot_svg_to(FILE *f, const char *title, const char *xlabel, const char *ylabel,
+                    const cli_series *series, int n_series);
+
+/* s with & < > " ' escaped and control characters other than tab and newline as spaces: safe
+ * as XML / HTML text and attribute values. NULL writes nothing. */
+void cli_put_escaped(FILE *f, const char *s);
+
 /* Points collected for a line chart as they come (x and y grow together). */
 typedef struct cli_curve {
     double *x, *y;

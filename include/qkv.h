@@ -1166,6 +1166,17 @@ typedef struct qkv_train_options {
      * for classifiers, else the loss) is saved as run_dir/best.safetensors, a checkpoint
      * like the others (0) */
     int keep_best;
+    /* With a run directory: also write a TensorBoard event file, run_dir/events.out.tfevents.
+     * <seconds>.<host> (`tensorboard --logdir` reads it): the scalars of every metrics line
+     * (train/loss, train/lr, train/grad_norm, train/tokens_per_s; val/loss, val/ppl,
+     * val/accuracy, val/macro_f1 when finite), each record flushed as it is written. A resumed
+     * run continues the newest event file of the directory, cut back like metrics.jsonl
+     * (docs/TRAINING.md, "Watching a run"). (0) */
+    int tensorboard;
+    /* With tensorboard: a histogram of every trainable tensor ("weights/<name>") at each
+     * validation step (eval_every, and the last step), whether or not there is validation
+     * data. (0) */
+    int tb_histograms;
 } qkv_train_options;
 /* The logits of every example of d under a classifier trainer (eval mode: no dropout):
  * out [count, num_labels], in d's order, computed in batches of `batch` examples of alike

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # fuzz.sh [SECONDS] [TARGET] — builds the libFuzzer targets with clang, ASan and UBSan in
 # build-fuzz/ and runs TARGET (default fuzz_safetensors; also fuzz_tokenizer_load,
-# fuzz_tokenizer_encode, fuzz_spm, fuzz_dataset, fuzz_labeled) for SECONDS (default 60), seeded with the
-# test fixtures.
+# fuzz_tokenizer_encode, fuzz_spm, fuzz_dataset, fuzz_labeled, fuzz_tfevents) for SECONDS (default
+# 60), seeded with the test fixtures.
 # The growing corpus stays in build-fuzz/corpus/TARGET between runs; a crash is saved as
 # build-fuzz/artifacts/crash-* and makes the script fail. Needs clang and its runtime
 # (Debian: clang libclang-rt-14-dev or newer).
@@ -32,6 +32,8 @@ case "$target" in
         seeds=("$root/fuzz/dataset_seeds") ;;
     fuzz_labeled)
         seeds=("$root/fuzz/labeled_seeds") ;;
+    fuzz_tfevents)
+        seeds=("$root/fuzz/tfevents_seeds") ;;
     *) echo "fuzz.sh: unknown target '$target'" >&2; exit 2 ;;
 esac
 

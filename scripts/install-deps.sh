@@ -9,17 +9,29 @@ pkgs=(cmake make gcc pkg-config libjansson-dev curl unzip ca-certificates
       libutf8proc-dev libcsv-dev libcairo2-dev libfontconfig-dev fonts-dejavu-core
       libprotobuf-c-dev protobuf-c-compiler
       fortunes) # fortunes: the tokenizer tests' corpus; cairo + a font: qkv attention's PNGs;
-              # protobuf-c: SentencePiece model files (src/tokenizer/load_spm.c)
+              # protobuf-c: SentencePiece model files and TensorBoard event files
 if [[ "${1:-}" == "--fuzz" ]]; then
     pkgs+=(clang libclang-rt-dev)
 fi
+# Optional: the browser test of the HTML pages (tests/cli/test_report_browser.sh) renders them
+# in headless Chromium and reads the screenshot with libpng. Installed along when this runs as
+# root (CI: one download of ~100 MB, once); otherwise only noted — that test then skips.
+optional=(chromium libpng-dev)
 
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
 for p in "${pkgs[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-        missing+=("$p")
-    fi
+    installed "$p" || missing+=("$p")
 done
+missing_optional=()
+for p in "${optional[@]}"; do
+    installed "$p" || missing_optional+=("$p")
+done
+if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    missing+=("${missing_optional[@]}")
+elif [[ ${#missing_optional[@]} -gt 0 ]]; then
+    echo "install-deps: optional, for the browser test of the HTML pages: ${missing_optional[*]}" >&2
+fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0

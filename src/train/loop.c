@@ -13,9 +13,10 @@
  *   - a step whose loss or gradient norm is not finite changes nothing: no update (the
  *     trainer refuses it), no metrics line, no checkpoint;
  *   - files are never half written: checkpoints by qkv_trainer_save (temporary, fsync,
- *     rename), the resumed metrics.jsonl through a temporary file and a rename; afterwards
- *     metrics lines are appended whole and flushed, and fsynced before every checkpoint so a
- *     checkpoint never refers to metrics that a crash could lose;
+ *     rename), the resumed metrics.jsonl (and TensorBoard event file) through a temporary file
+ *     and a rename; afterwards metrics lines and event records are appended whole and
+ *     flushed, and fsynced before every checkpoint so a checkpoint never refers to metrics
+ *     that a crash could lose;
  *   - the library never installs signal handlers: the caller's should_stop is polled between
  *     steps. */
 #include "train/cls_data.h"
@@ -24,6 +25,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "io/json.h"
+#include "io/tfevents.h"
 #include "models/labels.h"
 
 #include <dirent.h>
@@ -131,7 +133,7 @@ static int cmp_i64(const void *a, const void *b) {
 }
 
 /* Keeps the newest `keep` checkpoints and removes leftovers of interrupted writes
- * (ckpt_*.safetensors.tmp.<pid>, metrics.jsonl.tmp.<pid>). */
+ * (ckpt_*.safetensors.tmp.<pid>, metrics.jsonl.tmp.<pid>, events.out.tfevents.*.tmp.<pid>). */
 static qkv_status prune(const char *dir, int64_t keep) {
     DIR *d = opendir(dir);
     if (!d) return io_fail("cannot list", dir);
@@ -142,7 +144,9 @@ static qkv_status prune(const char *dir, int64_t keep) {
     qkv_status st = QKV_OK;
     while ((e = readdir(d))) {
         if ((strncmp(e->d_name, "ckpt_", 5) == 0 && strstr(e->d_name, ".safetensors.tmp.")) ||
-            strncmp(e->d_name, "metrics.jsonl.tmp.", 18) == 0) {
+            strncmp(e->d_name, "metrics.jsonl.tmp.", 18) == 0 ||
+            (strncmp(e->d_name, QKV__TB_PREFIX, strlen(QKV__TB_PREFIX)) == 0 &&
+             strstr(e->d_name, ".tmp."))) {
             if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path)
                 unlink(path);
         } else if (ckpt_step(e->d_name, &s)) {
@@ -181,6 +185,7 @@ typedef struct loop {
     int32_t *ids, *tgt; /* [B, T] */
     FILE *metrics;      /* run_dir/metrics.jsonl, appending; NULL without run_dir */
     char metrics_path[PATH_CAP];
+    qkv__tb_writer *tb; /* the TensorBoard event file (options.tensorboard), or NULL */
     double t_start;
     int64_t saved; /* the step of the last checkpoint this call wrote, or -1 */
     /* classifier runs: the example order of epoch order_epoch, the batch's other inputs */
@@ -219,6 +224,38 @@ static const char *num(char *buf, size_t cap, const char *fmt, double x) {
     return buf;
 }
 
+/* r's numbers as TensorBoard scalars: the tags name the metrics.jsonl keys (train/loss is
+ * "loss", val/loss is "val_loss"); non-finite values are left out, as they are null there. */
+static qkv_status tb_scalars(loop *L, const qkv_train_record *r) {
+    static const char *const step_tags[] = {"train/loss", "train/lr", "train/grad_norm",
+                                            "train/tokens_per_s"};
+    static const char *const eval_tags[] = {"val/loss", "val/ppl", "val/accuracy", "val/macro_f1"};
+    const int step = r->kind == QKV_TRAIN_RECORD_STEP;
+    const double v[4] = {step ? r->loss : r->val_loss, step ? r->lr : r->val_ppl,
+                         step ? r->grad_norm : r->val_accuracy,
+                         step ? r->tokens_per_s : r->val_macro_f1};
+    const char *tags[4];
+    double vals[4];
+    size_t k = 0;
+    for (int i = 0; i < 4; i++)
+        if (isfinite(v[i])) tags[k] = step ? step_tags[i] : eval_tags[i], vals[k++] = v[i];
+    return k ? qkv__tb_scalars(L->tb, r->step, tags, vals, k) : QKV_OK;
+}
+
+/* options.tb_histograms: a histogram of every trainable tensor at this step. */
+static qkv_status tb_weights(loop *L, int64_t step) {
+    if (!L->tb || !L->o->tb_histograms) return QKV_OK;
+    char tag[512];
+    for (size_t i = 0; i < qkv_trainer_param_count(L->t); i++) {
+        qkv_param_info p = {.struct_size = sizeof p};
+        QKV_TRY(qkv_trainer_param(L->t, i, &p));
+        if (!p.trainable) continue;
+        snprintf(tag, sizeof tag, "weights/%s", p.name);
+        QKV_TRY(qkv__tb_histogram(L->tb, step, tag, p.data, p.numel));
+    }
+    return QKV_OK;
+}
+
 /* Appends r's line to metrics.jsonl (if any) and hands it to the metrics callback. */
 static qkv_status emit(loop *L, qkv_train_record *r) {
     char line[LINE_CAP], ep[48] = "", vl[32], a[32], f[32];
@@ -240,6 +277,7 @@ static qkv_status emit(loop *L, qkv_train_record *r) {
         snprintf(line, sizeof line, "{\"step\": %" PRId64 ", \"val_loss\": %s, \"val_ppl\": %s%s}",
                  r->step, num(vl, sizeof vl, "%.6f", r->val_loss),
                  num(a, sizeof a, "%.4f", r->val_ppl), r->best ? ", \"best\": true" : "");
+    if (L->tb) QKV_TRY(tb_scalars(L, r));
     r->json = line;
     if (L->metrics && (fprintf(L->metrics, "%s\n", line) < 0 || fflush(L->metrics) != 0))
         return qkv__write_fail("cannot write", L->metrics_path);
@@ -358,6 +396,7 @@ static qkv_status save(loop *L, int64_t step) {
         return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_train_run: run_dir is too long");
     if (fflush(L->metrics) != 0 || fsync(fileno(L->metrics)) != 0)
         return qkv__write_fail("cannot write", L->metrics_path);
+    if (L->tb) QKV_TRY(qkv__tb_sync(L->tb));
     const char *js = L->o->checkpoint_json ? L->o->checkpoint_json : "{}";
     qkv_status s = qkv_trainer_save(L->t, path, js);
     if (s != QKV_OK) return with_context(s, "saving the checkpoint", step);
@@ -723,6 +762,7 @@ static qkv_status run(loop *L) {
                        o->run_dir, last, step);
         snprintf(L->metrics_path, sizeof L->metrics_path, "%s/metrics.jsonl", o->run_dir);
         QKV_TRY(metrics_start(L, step));
+        if (o->tensorboard) QKV_TRY(qkv__tb_open(o->run_dir, step, &L->tb));
     }
     L->ids = qkv__alloc((size_t)(o->batch * o->seq) * sizeof *L->ids);
     L->tgt = qkv__alloc((size_t)(o->batch * o->seq) * sizeof *L->tgt);
@@ -754,8 +794,10 @@ static qkv_status run(loop *L) {
         step++;
         QKV_TRY(emit(L, &r));
         if (cb && cb->progress) cb->progress(&r, L->user);
-        if ((o->eval_every && step % o->eval_every == 0) || step == o->steps)
+        if ((o->eval_every && step % o->eval_every == 0) || step == o->steps) {
             QKV_TRY(o->cls_train ? cls_evaluate(L, step) : evaluate(L, step));
+            QKV_TRY(tb_weights(L, step));
+        }
         if (o->run_dir && ((o->save_every && step % o->save_every == 0) || step == o->steps))
             QKV_TRY(save(L, step));
     }
@@ -771,6 +813,8 @@ qkv_status qkv_train_run(qkv_runtime *rt, qkv_trainer *t, const qkv_train_option
     qkv_status s = run(&L);
     if (L.metrics && fclose(L.metrics) != 0 && s == QKV_OK)
         s = qkv__write_fail("cannot write", L.metrics_path);
+    qkv_status ts = qkv__tb_close(L.tb);
+    if (s == QKV_OK) s = ts;
     qkv__free(L.ids);
     qkv__free(L.tgt);
     qkv__free(L.types);
