@@ -72,3 +72,9 @@ qkv_status qkv__write_fail(const char *what, const char *path) {
     return qkv__fail(full ? QKV_ERR_WRITE : QKV_ERR_IO, "%s: %s: %s", path, what,
                      strerror_r(e, ebuf, sizeof ebuf));
 }
+
+qkv_status qkv__io_fail(const char *what, const char *path) {
+    int e = errno;
+    char ebuf[128];
+    return qkv__fail(QKV_ERR_IO, "%s: %s: %s", path, what, strerror_r(e, ebuf, sizeof ebuf));
+}

@@ -25,6 +25,10 @@
  * `return qkv__fail(QKV_ERR_FORMAT, "tensor '%s': ...", name);`. */
 qkv_status qkv__fail(qkv_status s, const char *fmt, ...) QKV_PRINTF(2, 3);
 
+/* QKV_ERR_IO "PATH: WHAT: strerror(errno)": a file that could not be opened or read. Call it
+ * right after the failing call (errno). */
+qkv_status qkv__io_fail(const char *what, const char *path);
+
 /* "PATH: WHAT: strerror(errno)" for an output that could not be written: QKV_ERR_WRITE when the
  * machine could not take it (ENOSPC, EFBIG, EDQUOT, EIO, EROFS), else QKV_ERR_IO (a bad output
  * path: no such directory, no permission). Call it right after the failing call (errno). */

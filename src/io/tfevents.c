@@ -189,11 +189,6 @@ static double wall_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static qkv_status io_fail(const char *what, const char *path) {
-    char ebuf[128];
-    return qkv__fail(QKV_ERR_IO, "%s: %s: %s", path, what, strerror_r(errno, ebuf, sizeof ebuf));
-}
-
 /* Frames and writes one Event; 0, or -1 with errno set. */
 static int write_record(FILE *f, const uint8_t *event, size_t n) {
     uint8_t head[12], foot[4];
@@ -210,7 +205,7 @@ static qkv_status write_version(FILE *f, const char *path) {
     QKV_TRY(qkv__tb_encode_file_version(wall_now(), &ev, &n));
     const int rc = write_record(f, ev, n);
     qkv__free(ev);
-    return rc == 0 ? QKV_OK : io_fail("cannot write", path);
+    return rc == 0 ? QKV_OK : qkv__write_fail("cannot write", path);
 }
 
 /* The newest (largest) name of an event file in dir (temporary files left out), or "". */
@@ -240,7 +235,7 @@ static void newest_event_file(const char *dir, char *name, size_t cap) {
 static qkv_status copy_kept(FILE *in, const char *path, FILE *out, const char *tmp, int64_t upto,
                             int *clean) {
     struct stat st;
-    if (fstat(fileno(in), &st) != 0) return io_fail("cannot stat", path);
+    if (fstat(fileno(in), &st) != 0) return qkv__io_fail("cannot stat", path);
     if (!S_ISREG(st.st_mode)) return qkv__fail(QKV_ERR_IO, "%s: not a regular file", path);
     QKV_TRY(write_version(out, tmp));
     uint64_t left = (uint64_t)st.st_size;
@@ -270,7 +265,7 @@ static qkv_status copy_kept(FILE *in, const char *path, FILE *out, const char *t
         }
         memcpy(buf, head, 12);
         if (fread(buf + 12, 1, m + 4, in) != m + 4) {
-            s = io_fail("cannot read", path);
+            s = qkv__io_fail("cannot read", path);
             break;
         }
         int64_t step = 0;
@@ -294,11 +289,11 @@ static qkv_status copy_kept(FILE *in, const char *path, FILE *out, const char *t
             continue;
         }
         if (fwrite(buf, 1, need, out) != need) {
-            s = io_fail("cannot write", tmp);
+            s = qkv__write_fail("cannot write", tmp);
             break;
         }
     }
-    if (s == QKV_OK && ferror(in)) s = io_fail("cannot read", path);
+    if (s == QKV_OK && ferror(in)) s = qkv__io_fail("cannot read", path);
     if (!saw_version) *clean = 0; /* e.g. an empty file: it gets its version record */
     qkv__free(buf);
     return s;
@@ -309,20 +304,20 @@ static qkv_status cut_back(const char *path, int64_t upto) {
     char tmp[PATH_CAP + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *in = fopen(path, "rb");
-    if (!in) return io_fail("cannot read", path);
+    if (!in) return qkv__io_fail("cannot read", path);
     FILE *out = fopen(tmp, "wb");
     if (!out) {
         fclose(in);
-        return io_fail("cannot create", tmp);
+        return qkv__write_fail("cannot create", tmp);
     }
     int clean = 0;
     qkv_status s = copy_kept(in, path, out, tmp, upto, &clean);
     fclose(in);
     if (s == QKV_OK && !clean && (fflush(out) != 0 || fsync(fileno(out)) != 0))
-        s = io_fail("cannot write", tmp);
-    if (fclose(out) != 0 && s == QKV_OK && !clean) s = io_fail("cannot write", tmp);
+        s = qkv__write_fail("cannot write", tmp);
+    if (fclose(out) != 0 && s == QKV_OK && !clean) s = qkv__write_fail("cannot write", tmp);
     if (s == QKV_OK && !clean && rename(tmp, path) != 0)
-        s = io_fail("cannot rename the temporary file", tmp);
+        s = qkv__write_fail("cannot rename the temporary file", tmp);
     if (s != QKV_OK || clean) unlink(tmp);
     return s;
 }
@@ -339,7 +334,8 @@ qkv_status qkv__tb_open(const char *run_dir, int64_t upto, qkv__tb_writer **out)
         if (snprintf(w->path, sizeof w->path, "%s/%s", run_dir, name) >= (int)sizeof w->path)
             s = qkv__fail(QKV_ERR_INVALID_ARG, "%s: path too long", run_dir);
         if (s == QKV_OK) s = cut_back(w->path, upto);
-        if (s == QKV_OK && !(w->f = fopen(w->path, "ab"))) s = io_fail("cannot append to", w->path);
+        if (s == QKV_OK && !(w->f = fopen(w->path, "ab")))
+            s = qkv__write_fail("cannot append to", w->path);
     } else {
         char host[128] = "";
         if (gethostname(host, sizeof host - 1) != 0 || !host[0]) snprintf(host, sizeof host, "qkv");
@@ -348,9 +344,10 @@ qkv_status qkv__tb_open(const char *run_dir, int64_t upto, qkv__tb_writer **out)
         if (snprintf(w->path, sizeof w->path, "%s/" QKV__TB_PREFIX "%lld.%s", run_dir,
                      (long long)time(NULL), host) >= (int)sizeof w->path)
             s = qkv__fail(QKV_ERR_INVALID_ARG, "%s: path too long", run_dir);
-        if (s == QKV_OK && !(w->f = fopen(w->path, "wb"))) s = io_fail("cannot create", w->path);
+        if (s == QKV_OK && !(w->f = fopen(w->path, "wb")))
+            s = qkv__write_fail("cannot create", w->path);
         if (s == QKV_OK) s = write_version(w->f, w->path);
-        if (s == QKV_OK && fflush(w->f) != 0) s = io_fail("cannot write", w->path);
+        if (s == QKV_OK && fflush(w->f) != 0) s = qkv__write_fail("cannot write", w->path);
     }
     if (s != QKV_OK) {
         if (w->f) fclose(w->f);
@@ -363,7 +360,7 @@ qkv_status qkv__tb_open(const char *run_dir, int64_t upto, qkv__tb_writer **out)
 
 qkv_status qkv__tb_append(qkv__tb_writer *w, const uint8_t *event, size_t n) {
     if (write_record(w->f, event, n) != 0 || fflush(w->f) != 0)
-        return io_fail("cannot write", w->path);
+        return qkv__write_fail("cannot write", w->path);
     return QKV_OK;
 }
 
@@ -391,7 +388,8 @@ qkv_status qkv__tb_histogram(qkv__tb_writer *w, int64_t step, const char *tag, c
 }
 
 qkv_status qkv__tb_sync(qkv__tb_writer *w) {
-    if (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0) return io_fail("cannot write", w->path);
+    if (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0)
+        return qkv__write_fail("cannot write", w->path);
     return QKV_OK;
 }
 
@@ -400,7 +398,7 @@ const char *qkv__tb_path(const qkv__tb_writer *w) { return w ? w->path : NULL; }
 qkv_status qkv__tb_close(qkv__tb_writer *w) {
     if (!w) return QKV_OK;
     qkv_status s = QKV_OK;
-    if (fclose(w->f) != 0) s = io_fail("cannot write", w->path);
+    if (fclose(w->f) != 0) s = qkv__write_fail("cannot write", w->path);
     qkv__free(w);
     return s;
 }

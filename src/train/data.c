@@ -33,8 +33,7 @@
 #define SAMPLE_RETRY 0x9e3779b97f4a7c15ull /* added to the key on a (rare) rejected draw */
 
 qkv_status qkv__data_io_fail(const char *what, const char *path) {
-    char ebuf[128];
-    return qkv__fail(QKV_ERR_IO, "%s: %s: %s", path, what, strerror_r(errno, ebuf, sizeof ebuf));
+    return qkv__io_fail(what, path);
 }
 
 const char *qkv__data_split_name(int split) { return split == QKV_SPLIT_VAL ? "val" : "train"; }

@@ -68,11 +68,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static qkv_status io_fail(const char *what, const char *path) {
-    char ebuf[128];
-    return qkv__fail(QKV_ERR_IO, "%s: %s: %s", path, what, strerror_r(errno, ebuf, sizeof ebuf));
-}
-
 /* Prefixes the current message with context (copied first: it is the buffer written to). */
 static qkv_status with_context(qkv_status s, const char *what, int64_t step) {
     char msg[1024];
@@ -136,7 +131,7 @@ static int cmp_i64(const void *a, const void *b) {
  * (ckpt_*.safetensors.tmp.<pid>, metrics.jsonl.tmp.<pid>, events.out.tfevents.*.tmp.<pid>). */
 static qkv_status prune(const char *dir, int64_t keep) {
     DIR *d = opendir(dir);
-    if (!d) return io_fail("cannot list", dir);
+    if (!d) return qkv__io_fail("cannot list", dir);
     int64_t *steps = NULL, s;
     size_t n = 0, cap = 0;
     char path[PATH_CAP];
@@ -338,7 +333,7 @@ static qkv_status metrics_start(loop *L, int64_t upto) {
     char tmp[PATH_CAP + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", L->metrics_path, (long)getpid());
     FILE *in = fopen(L->metrics_path, "r");
-    if (!in && errno != ENOENT) return io_fail("cannot read", L->metrics_path);
+    if (!in && errno != ENOENT) return qkv__io_fail("cannot read", L->metrics_path);
     FILE *out = fopen(tmp, "w");
     if (!out) {
         qkv_status s = qkv__write_fail("cannot create", tmp);
@@ -372,7 +367,7 @@ static qkv_status metrics_start(loop *L, int64_t upto) {
             L->cb->metrics(&r, L->user);
         }
     }
-    if (s == QKV_OK && in && ferror(in)) s = io_fail("cannot read", L->metrics_path);
+    if (s == QKV_OK && in && ferror(in)) s = qkv__io_fail("cannot read", L->metrics_path);
     if (in) fclose(in);
     if (s == QKV_OK && (fflush(out) != 0 || fsync(fileno(out)) != 0))
         s = qkv__write_fail("cannot write", tmp);
@@ -384,7 +379,7 @@ static qkv_status metrics_start(loop *L, int64_t upto) {
         return s;
     }
     L->metrics = fopen(L->metrics_path, "a");
-    if (!L->metrics) return io_fail("cannot append to", L->metrics_path);
+    if (!L->metrics) return qkv__write_fail("cannot append to", L->metrics_path);
     return QKV_OK;
 }
 
@@ -754,7 +749,7 @@ static qkv_status run(loop *L) {
 
     if (o->run_dir) {
         if (mkdir(o->run_dir, 0755) != 0 && errno != EEXIST)
-            return io_fail("cannot create the run directory", o->run_dir);
+            return qkv__write_fail("cannot create the run directory", o->run_dir);
         int64_t last = qkv_train_latest_checkpoint(o->run_dir);
         if (last > step)
             return BAD("%s holds a checkpoint of step %" PRId64 ", past the trainer's step %" PRId64
