@@ -61,9 +61,10 @@ static int parse_metrics(const char *v, int *out) {
                 : strcmp(t, "chrf") == 0   ? M_CHRF
                 : strcmp(t, "chrf++") == 0 ? M_CHRFPP
                                            : 0;
-        if (!m) {
+        if (!m) { /* the message first: t points into copy */
+            int rc = cli_usage_error(CMD, "--metric: '%s' is not bleu, chrf or chrf++", t);
             free(copy);
-            return cli_usage_error(CMD, "--metric: '%s' is not bleu, chrf or chrf++", t);
+            return rc;
         }
         *out |= m;
     }
