@@ -132,8 +132,16 @@ static int print_encoding(const qkv_tokenizer *tok, const char *text, size_t len
     qkv_status s =
         qkv_tokenizer_encode(tok, text, len, o->pair, o->pair ? strlen(o->pair) : 0, &o->enc, &e);
     if (s != QKV_OK) {
-        char what[64] = "tokenize";
-        if (lineno) snprintf(what, sizeof what, "tokenize: line %zu", lineno);
+        static const char *const trunc[] = {"longest_first", "only_first", "only_second"};
+        char what[160] = "tokenize", flags[96] = "";
+        if (o->enc.max_length > 0) /* the flags a truncation failure comes from */
+            snprintf(flags, sizeof flags, " (--max-length %lld, --truncation %s)",
+                     (long long)o->enc.max_length,
+                     (unsigned)o->enc.truncation < 3 ? trunc[o->enc.truncation] : "?");
+        if (lineno)
+            snprintf(what, sizeof what, "tokenize: line %zu%s", lineno, flags);
+        else
+            snprintf(what, sizeof what, "tokenize%s", flags);
         return cli_report(what, s);
     }
     if (o->json) {

@@ -107,7 +107,8 @@ check '[[ $rc -eq 0 ]] && "$jv" --lines "$tmp/bench.jsonl" && grep -q "\"bench\"
 printf 'short\nthis line is much too long for the budget it is given here\nok\n' > "$tmp/t.txt"
 run tokenize --model "$minilm" --file "$tmp/t.txt" --pair "a b c d e f" --max-length 8 \
     --truncation only_first --ids-only
-check '[[ $rc -eq 2 && ! -s $tmp/out ]] && grep -q "line 1" "$tmp/err"' "only_first: stops at line 1, named ($rc: $(err))"
+check '[[ $rc -eq 2 && ! -s $tmp/out ]] && grep -q "line 1" "$tmp/err" && grep -q -- "--truncation only_first" "$tmp/err"' \
+    "only_first: stops at line 1, named with the flags ($rc: $(err))"
 tf=(--model "$minilm" --file "$tmp/t.txt" --pair "a b" --max-length 8 --pad-to 0
     --truncation only_second --ids-only)
 run tokenize "${tf[@]}"
