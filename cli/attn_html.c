@@ -135,8 +135,8 @@ static char *page_json(const attn_page *p, size_t *len) {
     fputs(",\"stats\":[", f);
     for (int64_t k = 0; k < p->L * p->H; k++) {
         const qkv_head_stats *s = &p->stats[k];
-        fprintf(f, "%s[%.6g,%.6g,%.6g,%.6g,%.6g]", k ? "," : "", s->entropy, s->distance, s->cls,
-                s->sep, s->prev);
+        json_printf(f, "%s[%.6g,%.6g,%.6g,%.6g,%.6g]", k ? "," : "", s->entropy, s->distance,
+                    s->cls, s->sep, s->prev); /* a NaN statistic is null */
     }
     fputs("],\"saliency\":", f);
     if (p->saliency)

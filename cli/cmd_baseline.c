@@ -153,8 +153,9 @@ static int report(const split *s, const int32_t *pred, const char *const *names,
            mt->macro.f1);
     json_t *r = json_loads(js, 0, NULL);
     json_object_set_new(json, s->role,
-                        json_pack("{s:o, s:f, s:f, s:s}", "report", r ? r : json_null(), "accuracy",
-                                  mt->accuracy, "macro_f1", mt->macro.f1, "path", s->path));
+                        json_pack("{s:o, s:f, s:f, s:o}", "report", r ? r : json_null(), "accuracy",
+                                  mt->accuracy, "macro_f1", mt->macro.f1, "path",
+                                  cli_json_string(s->path)));
     qkv_free(text), qkv_free(js);
     qkv_cls_metrics_free(mt);
     return EXIT_OK;
@@ -323,9 +324,10 @@ int cmd_baseline(int argc, char **argv) {
     if (o.json_path) {
         json_t *labels = json_array();
         for (int64_t k = 0; k < K; k++) json_array_append_new(labels, json_string(names[k]));
-        json_object_set_new(json, "model", json_string(o.model));
-        json_object_set_new(json, "train",
-                            json_pack("{s:s, s:I}", "path", sp[0].path, "n", (json_int_t)sp[0].n));
+        json_object_set_new(json, "model", cli_json_string(o.model));
+        json_object_set_new(
+            json, "train",
+            json_pack("{s:o, s:I}", "path", cli_json_string(sp[0].path), "n", (json_int_t)sp[0].n));
         json_object_set_new(json, "labels", labels);
         json_object_set_new(json, "features", json_integer(F));
         json_object_set_new(json, "pairs", json_boolean(pairs));

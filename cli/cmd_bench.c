@@ -5,6 +5,7 @@
  *   qkv bench generate    prefill and decode tokens/s of a decoder directory
  *   qkv bench embed       sentences/s of an encoder directory
  *   qkv bench finetune    fine-tuning steps of a BERT classifier (dropout as in its config)
+ *   qkv bench tokenize    MB/s of text encoded by a tokenizer, one line per call
  *
  * Every line carries the thread count and the active instruction set; attention and training
  * also the FMA peak measured on the spot and the share of it reached. Medians of --reps runs
@@ -13,10 +14,12 @@
 #include "cli.h"
 #include "textio.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void cmd_bench_help(void) {
     printf("Usage: qkv bench attention [--shape B,T,H,D]... [--causal] [--dropout P] [--reps R] "
@@ -26,7 +29,8 @@ void cmd_bench_help(void) {
            "       qkv bench embed [--model DIR] [--batch N] [--tokens T] [--reps R] "
            "[--threads N]\n"
            "       qkv bench finetune [--model DIR] [--batch N] [--tokens T] [--reps R] "
-           "[--threads N]\n\n"
+           "[--threads N]\n"
+           "       qkv bench tokenize [--model PATH] [--file FILE]... [--reps R]\n\n"
            "Times qkv through its public API and prints one JSON object per line: median ms of\n"
            "--reps runs (default 5) after a warm-up, throughput, and for attention and training\n"
            "GFLOP/s and the percent of the machine's FMA peak measured at the start.\n\n"
@@ -44,7 +48,13 @@ void cmd_bench_help(void) {
            "  finetune   one fine-tuning step (forward, backward, clip + AdamW) of a BERT\n"
            "             sequence classifier (2 labels, fresh head) on N random sequences of T\n"
            "             tokens (defaults 32 x 64; model as for embed), with the dropout rates\n"
-           "             of its config.json (hidden and attention probabilities)\n");
+           "             of its config.json (hidden and attention probabilities)\n"
+           "  tokenize   every line of the --file(s) (default: the fortune files in\n"
+           "             /usr/share/games/fortunes) encoded by PATH's tokenizer (model as for\n"
+           "             embed), one qkv_tokenizer_encode per line, ids, type ids, masks and\n"
+           "             offsets, no truncation or padding, on one thread: MB/s and tokens/s\n"
+           "             (bench/bench_tokenize and tools/bench_hf_tokenize.py compare with\n"
+           "             Hugging Face tokenizers)\n");
 }
 
 typedef struct {
@@ -107,12 +117,14 @@ static int bench_attention(bench_env *e, const long (*shapes)[4], int n_shapes, 
         double fl = 4.0 * (double)B * (double)H * (double)T * (double)T * (double)D;
         if (causal) fl *= 0.5;
         double mf = median(tf, reps), mb = median(tb, reps);
-        printf("{\"bench\":\"attention\",\"B\":%ld,\"T\":%ld,\"H\":%ld,\"D\":%ld,\"causal\":%d,"
-               "\"dropout\":%g,\"threads\":%d,\"isa\":\"%s\",\"fwd_ms\":%.3f,\"fwd_gflops\":%.1f,"
-               "\"fwd_peak_pct\":%.1f,\"bwd_ms\":%.3f,\"bwd_gflops\":%.1f,\"bwd_peak_pct\":%.1f}\n",
-               B, T, H, D, causal, (double)dropout, e->threads, qkv_arch_name(qkv_arch_active()),
-               1e3 * mf, fl / mf / 1e9, 100 * fl / mf / 1e9 / e->peak, 1e3 * mb,
-               2.5 * fl / mb / 1e9, 100 * 2.5 * fl / mb / 1e9 / e->peak);
+        json_printf(
+            stdout,
+            "{\"bench\":\"attention\",\"B\":%ld,\"T\":%ld,\"H\":%ld,\"D\":%ld,\"causal\":%d,"
+            "\"dropout\":%g,\"threads\":%d,\"isa\":\"%s\",\"fwd_ms\":%.3f,\"fwd_gflops\":%.1f,"
+            "\"fwd_peak_pct\":%.1f,\"bwd_ms\":%.3f,\"bwd_gflops\":%.1f,\"bwd_peak_pct\":%.1f}\n",
+            B, T, H, D, causal, (double)dropout, e->threads, qkv_arch_name(qkv_arch_active()),
+            1e3 * mf, fl / mf / 1e9, 100 * fl / mf / 1e9 / e->peak, 1e3 * mb, 2.5 * fl / mb / 1e9,
+            100 * 2.5 * fl / mb / 1e9 / e->peak);
         fflush(stdout);
         free(q), free(k), free(v), free(o), free(d_o), free(dq), free(dk), free(dv), free(lse);
     }
@@ -159,11 +171,13 @@ static int bench_train(bench_env *e, const long (*shapes)[2], int n_shapes, long
         if (!rc) {
             double m = median(times, e->reps);
             double fl = qkv_trainer_step_flops(t, B, T);
-            printf("{\"bench\":\"train\",\"model\":\"gpt2-124m-shaped\",\"layers\":%ld,"
-                   "\"params\":%lld,\"B\":%ld,\"T\":%ld,\"threads\":%d,\"isa\":\"%s\","
-                   "\"step_ms\":%.1f,\"tokens_per_s\":%.1f,\"gflops\":%.1f,\"peak_pct\":%.1f}\n",
-                   layers, (long long)n_params, B, T, e->threads, qkv_arch_name(qkv_arch_active()),
-                   1e3 * m, (double)(B * T) / m, fl / m / 1e9, 100 * fl / m / 1e9 / e->peak);
+            json_printf(
+                stdout,
+                "{\"bench\":\"train\",\"model\":\"gpt2-124m-shaped\",\"layers\":%ld,"
+                "\"params\":%lld,\"B\":%ld,\"T\":%ld,\"threads\":%d,\"isa\":\"%s\","
+                "\"step_ms\":%.1f,\"tokens_per_s\":%.1f,\"gflops\":%.1f,\"peak_pct\":%.1f}\n",
+                layers, (long long)n_params, B, T, e->threads, qkv_arch_name(qkv_arch_active()),
+                1e3 * m, (double)(B * T) / m, fl / m / 1e9, 100 * fl / m / 1e9 / e->peak);
             fflush(stdout);
         }
         free(ids), free(tg);
@@ -202,11 +216,15 @@ static int bench_generate(bench_env *e, const char *dir, long T, long M) {
             dec[r] = (double)s.decode_tokens / s.decode_seconds;
         }
     }
-    if (!rc)
-        printf("{\"bench\":\"generate\",\"model\":\"%s\",\"threads\":%d,\"isa\":\"%s\","
-               "\"prompt\":%ld,\"new\":%ld,\"prefill_tok_s\":%.1f,\"decode_tok_s\":%.2f}\n",
-               dir, e->threads, qkv_arch_name(qkv_arch_active()), T, M, median(pre, e->reps),
-               median(dec, e->reps));
+    if (!rc) { /* the directory as a JSON string (escaped, valid UTF-8) */
+        char *qdir = json_quote(dir);
+        json_printf(stdout,
+                    "{\"bench\":\"generate\",\"model\":%s,\"threads\":%d,\"isa\":\"%s\","
+                    "\"prompt\":%ld,\"new\":%ld,\"prefill_tok_s\":%.1f,\"decode_tok_s\":%.2f}\n",
+                    qdir ? qdir : "null", e->threads, qkv_arch_name(qkv_arch_active()), T, M,
+                    median(pre, e->reps), median(dec, e->reps));
+        free(qdir);
+    }
     free(ids);
     qkv_lm_free(lm);
     return rc;
@@ -232,11 +250,16 @@ static int bench_embed(bench_env *e, const char *dir, long N, long T) {
     }
     if (!rc) {
         double md = median(times, e->reps);
-        printf("{\"bench\":\"embed\",\"model\":\"%s\",\"threads\":%d,\"isa\":\"%s\","
-               "\"batch\":%ld,\"tokens\":%ld,\"ms\":%.2f,\"sentences_per_s\":%.1f,"
-               "\"tokens_per_s\":%.1f}\n",
-               dir, e->threads, qkv_arch_name(qkv_arch_active()), N, T, 1e3 * md, (double)N / md,
-               (double)(N * T) / md);
+        { /* the directory as a JSON string (escaped, valid UTF-8) */
+            char *qdir = json_quote(dir);
+            json_printf(stdout,
+                        "{\"bench\":\"embed\",\"model\":%s,\"threads\":%d,\"isa\":\"%s\","
+                        "\"batch\":%ld,\"tokens\":%ld,\"ms\":%.2f,\"sentences_per_s\":%.1f,"
+                        "\"tokens_per_s\":%.1f}\n",
+                        qdir ? qdir : "null", e->threads, qkv_arch_name(qkv_arch_active()), N, T,
+                        1e3 * md, (double)N / md, (double)(N * T) / md);
+            free(qdir);
+        }
     }
     free(ids), free(lens), free(out);
     qkv_model_free(m);
@@ -279,12 +302,110 @@ static int bench_finetune(bench_env *e, const char *dir, long N, long T) {
     }
     if (!rc) {
         double m = median(times, e->reps);
-        printf("{\"bench\":\"finetune\",\"model\":\"%s\",\"threads\":%d,\"isa\":\"%s\","
-               "\"batch\":%ld,\"tokens\":%ld,\"step_ms\":%.1f,\"sequences_per_s\":%.2f}\n",
-               dir, e->threads, qkv_arch_name(qkv_arch_active()), N, T, 1e3 * m, (double)N / m);
+        { /* the directory as a JSON string (escaped, valid UTF-8) */
+            char *qdir = json_quote(dir);
+            json_printf(stdout,
+                        "{\"bench\":\"finetune\",\"model\":%s,\"threads\":%d,\"isa\":\"%s\","
+                        "\"batch\":%ld,\"tokens\":%ld,\"step_ms\":%.1f,\"sequences_per_s\":%.2f}\n",
+                        qdir ? qdir : "null", e->threads, qkv_arch_name(qkv_arch_active()), N, T,
+                        1e3 * m, (double)N / m);
+            free(qdir);
+        }
     }
     free(ids), free(labels);
     qkv_trainer_free(t);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- tokenize */
+
+/* The lines of path appended to t; the exit code. */
+static int append_lines(text_lines *t, const char *path) {
+    text_lines one;
+    int rc = text_lines_read(path, &one);
+    for (size_t k = 0; !rc && k < one.n; k++)
+        if (text_lines_push(t, one.line[k], one.len[k]) != 0) rc = cli_report(path, QKV_ERR_NOMEM);
+    if (one.line) text_lines_free(&one);
+    return rc;
+}
+
+/* The fortune files, sorted by name (the corpus the tokenizer tests use), into t. */
+static int fortunes(text_lines *t) {
+    static const char dir[] = "/usr/share/games/fortunes";
+    struct dirent **names = NULL;
+    int n = scandir(dir, &names, NULL, alphasort), rc = n < 0 ? EXIT_USAGE : 0;
+    if (n < 0)
+        fprintf(stderr, "qkv bench tokenize: no --file given and no %s to read instead\n", dir);
+    memset(t, 0, sizeof *t);
+    for (int i = 0; i < n; i++) {
+        const char *e = names[i]->d_name;
+        size_t l = strlen(e);
+        char path[1024];
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", dir, e);
+        if (!rc && e[0] != '.' && !(l > 4 && strcmp(e + l - 4, ".dat") == 0) &&
+            lstat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
+            rc = append_lines(t, path);
+        }
+        free(names[i]);
+    }
+    free(names);
+    if (rc) text_lines_free(t);
+    return rc;
+}
+
+static int bench_tokenize(bench_env *e, const char *path, const char *const *files, int n_files) {
+    text_lines t;
+    memset(&t, 0, sizeof t);
+    int rc = n_files ? 0 : fortunes(&t);
+    for (int f = 0; !rc && f < n_files; f++) {
+        rc = append_lines(&t, files[f]);
+    }
+    if (rc) {
+        text_lines_free(&t);
+        return rc;
+    }
+    qkv_tokenizer *tok = NULL;
+    qkv_status st = qkv_tokenizer_load(path, &tok);
+    if (st != QKV_OK) {
+        text_lines_free(&t);
+        return cli_report(path, st);
+    }
+    qkv_encode_options o;
+    qkv_tokenizer_default_options(tok, &o);
+    o.max_length = 0, o.pad_to = 0, o.pad_to_multiple_of = 0;
+    size_t bytes = 0, tokens = 0;
+    for (size_t i = 0; i < t.n; i++) bytes += t.len[i] + 1;
+    double times[64];
+    for (int r = -1; !rc && r < e->reps; r++) {
+        double t0 = now_seconds();
+        tokens = 0;
+        for (size_t i = 0; !rc && i < t.n; i++) {
+            qkv_encoding *enc = NULL;
+            st = qkv_tokenizer_encode(tok, t.line[i], t.len[i], NULL, 0, &o, &enc);
+            if (st != QKV_OK) {
+                fprintf(stderr, "qkv bench tokenize: line %zu of the input:\n", i + 1);
+                rc = cli_report("tokenize", st);
+            } else {
+                tokens += enc->n;
+            }
+            qkv_encoding_free(enc);
+        }
+        if (r >= 0) times[r] = now_seconds() - t0;
+    }
+    if (!rc) {
+        double m = median(times, e->reps);
+        char *qp = json_quote(path);
+        json_printf(stdout,
+                    "{\"bench\":\"tokenize\",\"model\":%s,\"threads\":1,\"isa\":\"%s\","
+                    "\"bytes\":%zu,\"lines\":%zu,\"tokens\":%zu,\"median_ms\":%.2f,"
+                    "\"mb_per_s\":%.2f,\"tokens_per_s\":%.0f}\n",
+                    qp ? qp : "null", qkv_arch_name(qkv_arch_active()), bytes, t.n, tokens, 1e3 * m,
+                    (double)bytes / 1e6 / m, (double)tokens / m);
+        free(qp);
+    }
+    qkv_tokenizer_free(tok);
+    text_lines_free(&t);
     return rc;
 }
 
@@ -301,6 +422,8 @@ int cmd_bench(int argc, char **argv) {
     float dropout = 0.0f;
     long reps = 5, threads = 0, layers = 12, prompt = 128, new_tokens = 32, batch = 32, tokens = 64;
     const char *model = NULL;
+    const char *files[64];
+    int n_files = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
@@ -348,6 +471,9 @@ int cmd_bench(int argc, char **argv) {
             rc = cli_parse_count("bench", a, v, 1, 1 << 16, &batch);
         } else if (strcmp(a, "--model") == 0) {
             model = v;
+        } else if (strcmp(a, "--file") == 0 && strcmp(what, "tokenize") == 0) {
+            if (n_files == 64) return cli_usage_error("bench", "at most 64 --file");
+            files[n_files++] = v;
         } else {
             return cli_usage_error("bench", "unknown option %s for `qkv bench %s`", a, what);
         }
@@ -380,9 +506,13 @@ int cmd_bench(int argc, char **argv) {
         rc = bench_embed(&e, model ? model : cli_default_model(), batch, tokens);
     } else if (strcmp(what, "finetune") == 0) {
         rc = bench_finetune(&e, model ? model : cli_default_model(), batch, tokens);
+    } else if (strcmp(what, "tokenize") == 0) {
+        rc = bench_tokenize(&e, model ? model : cli_default_model(), files, n_files);
     } else {
-        rc = cli_usage_error(
-            "bench", "unknown benchmark '%s' (attention, train, generate, embed, finetune)", what);
+        rc = cli_usage_error("bench",
+                             "unknown benchmark '%s' (attention, train, generate, embed, "
+                             "finetune, tokenize)",
+                             what);
     }
     qkv_runtime_free(e.rt);
     return rc;

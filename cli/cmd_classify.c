@@ -162,12 +162,15 @@ static void write_row(FILE *f, const qkv_model *m, const float *row, int64_t k, 
     const char *best = qkv_model_label(m, idx[0]);
     fputs("{\"label\":", f);
     json_write_string(f, best, strlen(best));
-    fprintf(f, ",\"score\":%.7g,\"scores\":{", row[idx[0]]);
+    fputs(",\"score\":", f); /* a NaN score (from NaN weights) is null, not a bare nan */
+    json_write_number(f, "%.7g", row[idx[0]]);
+    fputs(",\"scores\":{", f);
     for (int64_t j = 0; j < k; j++) {
         const char *l = qkv_model_label(m, idx[j]);
         if (j) fputc(',', f);
         json_write_string(f, l, strlen(l));
-        fprintf(f, ":%.7g", row[idx[j]]);
+        fputc(':', f);
+        json_write_number(f, "%.7g", row[idx[j]]);
     }
     fputs("}}\n", f);
 }

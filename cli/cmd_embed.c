@@ -6,9 +6,12 @@
 #include "textio.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 void cmd_embed_help(void) {
     printf("Usage: qkv embed [--model DIR] [options] [FILE | -]\n\n"
@@ -28,20 +31,69 @@ void cmd_embed_help(void) {
            "  --progress         show progress on stderr even when it is not a terminal\n");
 }
 
+#define DEFAULT_MODEL "all-MiniLM-L6-v2"
+
+/* Where the default model is looked for, in order (n: how many were filled). */
+static int default_model_places(char places[][PATH_MAX], int cap) {
+    int n = 0;
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0'; /* the executable's directory: <prefix>/bin or the build */
+        static const char *const rel[] = {"/../share/qkv/models/" DEFAULT_MODEL,
+                                          "/models/" DEFAULT_MODEL, "/../models/" DEFAULT_MODEL};
+        for (size_t i = 0; i < sizeof rel / sizeof *rel && n < cap; i++) {
+            char p[PATH_MAX];
+            if (snprintf(p, sizeof p, "%s%s", exe, rel[i]) >= (int)sizeof p) continue;
+            /* canonical, so the list says where that is; a place that does not exist is
+               listed as written */
+            if (!realpath(p, places[n])) snprintf(places[n], PATH_MAX, "%s", p);
+            n++;
+        }
+    }
+    if (n < cap) snprintf(places[n++], PATH_MAX, "models/" DEFAULT_MODEL);
+    return n;
+}
+
 const char *cli_default_model(void) {
+    static char found[PATH_MAX];
     const char *env = getenv("QKV_MODEL");
-    return env && *env ? env : "models/all-MiniLM-L6-v2";
+    if (env && *env) return env;
+    char places[4][PATH_MAX];
+    int n = default_model_places(places, 4);
+    for (int i = 0; i < n; i++) {
+        struct stat sb;
+        char cfg[PATH_MAX + 16];
+        if (snprintf(cfg, sizeof cfg, "%s/config.json", places[i]) >= (int)sizeof cfg) continue;
+        if (stat(cfg, &sb) == 0 && S_ISREG(sb.st_mode)) {
+            memcpy(found, places[i], sizeof found); /* both PATH_MAX, NUL-terminated */
+            return found;
+        }
+    }
+    return "models/" DEFAULT_MODEL; /* none: the load fails and the hint lists the places */
 }
 
 int cli_load_model(const char *cmd, const char *dir, qkv_model **m) {
     qkv_status s = qkv_model_load(dir, m);
     if (s == QKV_OK) return EXIT_OK;
     int rc = cli_report(dir, s);
-    if (s == QKV_ERR_IO)
+    const char *env = getenv("QKV_MODEL");
+    if (s == QKV_ERR_IO && dir == cli_default_model() && !(env && *env)) {
+        char places[4][PATH_MAX];
+        int n = default_model_places(places, 4);
+        fprintf(stderr,
+                "qkv %s: no default model (" DEFAULT_MODEL "); looked in $QKV_MODEL (unset)", cmd);
+        for (int i = 0; i < n; i++) fprintf(stderr, ", %s", places[i]);
+        fprintf(stderr, ".\n  scripts/fetch-model.sh installs it into models/; --model DIR or "
+                        "QKV_MODEL=DIR chooses another\n");
+    } else if (s == QKV_ERR_IO) {
         fprintf(stderr,
                 "qkv %s: no model at '%s'? scripts/fetch-model.sh installs the default "
                 "one; --model DIR chooses another\n",
                 cmd, dir);
+    }
     return rc;
 }
 
@@ -190,7 +242,10 @@ int cmd_embed(int argc, char **argv) {
     } else {
         for (size_t i = 0; i < t.n; i++) {
             fputc('[', f);
-            for (size_t c = 0; c < dim; c++) fprintf(f, c ? ",%.7g" : "%.7g", emb[i * dim + c]);
+            for (size_t c = 0; c < dim; c++) { /* NaN from NaN weights: null */
+                if (c) fputc(',', f);
+                json_write_number(f, "%.7g", emb[i * dim + c]);
+            }
             fputs("]\n", f);
         }
     }

@@ -521,8 +521,8 @@ static const char *problem_name(qkv_problem_type p) {
 static json_t *json_head(const run *r) {
     json_t *o = json_object();
     if (!o) return NULL;
-    int bad = json_object_set_new(o, "model", json_string(r->o->model));
-    bad |= json_object_set_new(o, "data", json_string(r->o->data));
+    int bad = json_object_set_new(o, "model", cli_json_string(r->o->model));
+    bad |= json_object_set_new(o, "data", cli_json_string(r->o->data));
     bad |= json_object_set_new(o, "problem_type", json_string(problem_name(r->problem)));
     if (r->problem == QKV_PROBLEM_MULTI_LABEL)
         bad |= json_object_set_new(o, "threshold", json_real(r->o->threshold));

@@ -775,6 +775,11 @@ static int run_loop(ft_run *r) {
     o.run_dir = c->out, o.keep = c->keep, o.keep_best = 1;
     o.tensorboard = c->tensorboard, o.tb_histograms = c->tb_histograms;
     char *cfg = cfg_json(c);
+    if (!cfg) /* jansson refuses strings that are not UTF-8: never a run without its options */
+        return cli_usage_error("finetune",
+                               "the options cannot be recorded in %s/config.json (is a path "
+                               "or a field name not valid UTF-8?)",
+                               c->out);
     o.checkpoint_json = cfg;
     char path[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/config.json", c->out); /* for `qkv report` */

@@ -1,7 +1,11 @@
 /* cmd_generate.c — `qkv generate`: continue a prompt with a decoder model (GPT-2 or
  * Llama-style Hugging Face directory), streaming the text to stdout as tokens are produced and
  * reporting prefill and decode speed on stderr. Text goes through the directory's tokenizer
- * (tokenizer.json, or vocab.json + merges.txt); --ids works without one. */
+ * (tokenizer.json, or vocab.json + merges.txt) whenever it has one, also for a prompt given as
+ * --ids; ids are printed only with --ids-out or when there is no tokenizer. As transformers'
+ * generate, it stops at the model's end-of-sequence ids (generation_config.json, else
+ * config.json) unless --ignore-eos. The library's limits are checked here first, so that a
+ * refusal names the flags (--context, --slide, --max-new-tokens), not the API's fields. */
 #include "cli.h"
 #include "textio.h"
 
@@ -22,13 +26,17 @@ void cmd_generate_help(void) {
            "  --repetition-penalty R   penalize tokens already in the text (1 = off)\n"
            "  --seed S             random seed (default 0): same seed, same text\n"
            "  --stop TEXT          stop once TEXT appears in the output (repeatable)\n"
-           "  --stop-token ID      stop after this token id (repeatable; --eos adds the model's)\n"
-           "  --eos                stop at the model's end-of-sequence token\n"
+           "  --stop-token ID      stop after this token id (repeatable)\n"
+           "  --ignore-eos         go on past the model's end-of-sequence token (by default\n"
+           "                       generation stops there: eos_token_id of the directory's\n"
+           "                       generation_config.json, else of config.json)\n"
            "  --context N          KV cache size in tokens (default: prompt + max new tokens)\n"
            "  --slide              when the context is full, keep going on its last half\n"
            "                       (default: refuse a prompt + output longer than --context)\n"
            "Input and output:\n"
-           "  --ids \"1 2 3\"        the prompt as token ids (no tokenizer needed); output ids\n"
+           "  --ids \"1 2 3\"        the prompt as token ids (no tokenizer needed)\n"
+           "  --ids-out            print the new token ids instead of text (without a tokenizer\n"
+           "                       in the directory, ids are printed anyway)\n"
            "  --json               one JSON object at the end instead of streaming text\n"
            "  --threads N          threads (default: QKV_NUM_THREADS or all CPUs)\n"
            "  --lora DIR           apply a PEFT LoRA adapter directory (not merged)\n");
@@ -125,15 +133,44 @@ static int parse_ids(const char *str, int32_t **ids, int64_t *n) {
     return 0;
 }
 
+/* What qkv_lm_generate_tokens would refuse, said in the command's words; the exit code. */
+static int check_limits(const qkv_lm *lm, int64_t n_prompt, long max_new, long context, int slide,
+                        double top_p, const int32_t *stop, size_t n_stop) {
+    const int64_t max_ctx = qkv_lm_max_context(lm), V = qkv_lm_vocab_size(lm);
+    if (top_p > 1) return cli_usage_error("generate", "--top-p must be in [0, 1], not %g", top_p);
+    for (size_t i = 0; i < n_stop; i++)
+        if (stop[i] >= V)
+            return cli_usage_error("generate",
+                                   "--stop-token %d is not in the model's vocabulary [0, %lld)",
+                                   stop[i], (long long)V);
+    if (context > max_ctx)
+        return cli_usage_error("generate",
+                               "--context %ld is longer than the model's context of %lld tokens "
+                               "(max_position_embeddings / n_positions in config.json)",
+                               context, (long long)max_ctx);
+    const int64_t need = n_prompt + max_new - 1; /* the last new token is never fed back */
+    const int64_t cap = context ? context : (need < max_ctx ? need : max_ctx);
+    if (slide && cap < 2) return cli_usage_error("generate", "--slide needs --context 2 or more");
+    if (!slide && need > cap)
+        return cli_usage_error(
+            "generate",
+            "the prompt (%lld tokens) and --max-new-tokens %ld need a context of %lld tokens, "
+            "more than %s %lld: shorten the prompt, lower --max-new-tokens, or add --slide (go "
+            "on over the last half of the context)",
+            (long long)n_prompt, max_new, (long long)need,
+            context ? "--context" : "the model's context of", (long long)cap);
+    return EXIT_OK;
+}
+
 int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *ids_arg = NULL, *lora = NULL;
     long max_new = 64, top_k = 0, threads = 0, context = 0;
     double temperature = 0, top_p = 1, rep = 1;
     unsigned long long seed = 0;
-    int json = 0, slide = 0, eos = 0;
+    int json = 0, slide = 0, ignore_eos = 0, ids_out = 0;
     const char *stops[64];
     size_t n_stops = 0;
-    int32_t stop_ids[64];
+    int32_t stop_ids[64]; /* --stop-token (48 at most) and the model's eos ids (8 at most) */
     size_t n_stop_ids = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -193,11 +230,15 @@ int cmd_generate(int argc, char **argv) {
         } else if (strcmp(a, "--stop-token") == 0) {
             NEED_VALUE;
             long t;
-            if (n_stop_ids == 63) return cli_usage_error("generate", "too many --stop-token");
+            if (n_stop_ids == 48) return cli_usage_error("generate", "too many --stop-token");
             if (cli_parse_count("generate", a, v, 0, INT32_MAX, &t)) return EXIT_USAGE;
             stop_ids[n_stop_ids++] = (int32_t)t;
         } else if (strcmp(a, "--eos") == 0) {
-            eos = 1;
+            /* the default now; kept so that older command lines still run */
+        } else if (strcmp(a, "--ignore-eos") == 0) {
+            ignore_eos = 1;
+        } else if (strcmp(a, "--ids-out") == 0) {
+            ids_out = 1;
         } else if (strcmp(a, "--slide") == 0) {
             slide = 1;
         } else if (strcmp(a, "--json") == 0) {
@@ -228,19 +269,21 @@ int cmd_generate(int argc, char **argv) {
         rc = cli_report(lora, s);
         goto done;
     }
+    /* the tokenizer whenever the directory has one: text out, also for an --ids prompt */
+    s = qkv_tokenizer_load(model, &tok);
+    if (s != QKV_OK && !(s == QKV_ERR_NOT_FOUND && ids_arg)) {
+        rc = cli_report(model, s);
+        if (s == QKV_ERR_NOT_FOUND)
+            fprintf(stderr, "qkv generate: text needs the model's tokenizer; --ids works "
+                            "without one\n");
+        goto done;
+    }
     if (ids_arg) {
         if (parse_ids(ids_arg, &ids, &n_ids) != 0 || n_ids == 0) {
             rc = cli_usage_error("generate", "--ids wants token ids separated by spaces");
             goto done;
         }
     } else {
-        s = qkv_tokenizer_load(model, &tok);
-        if (s != QKV_OK) {
-            rc = cli_report(model, s);
-            fprintf(stderr, "qkv generate: text needs the model's tokenizer; --ids works "
-                            "without one\n");
-            goto done;
-        }
         size_t len;
         const char *text = prompt;
         if (strcmp(prompt, "-") == 0) {
@@ -291,7 +334,10 @@ int cmd_generate(int argc, char **argv) {
                                  (long long)qkv_lm_vocab_size(lm));
             goto done;
         }
-    if (eos && qkv_lm_eos_token(lm) >= 0) stop_ids[n_stop_ids++] = qkv_lm_eos_token(lm);
+    if (!ignore_eos) /* every end-of-sequence id of the model (at most 8) */
+        n_stop_ids += qkv_lm_eos_tokens(lm, stop_ids + n_stop_ids, 8);
+    if ((rc = check_limits(lm, n_ids, max_new, context, slide, top_p, stop_ids, n_stop_ids)))
+        goto done;
     s = qkv_runtime_create((int)threads, &rt);
     if (s != QKV_OK) {
         rc = cli_report("runtime", s);
@@ -313,7 +359,7 @@ int cmd_generate(int argc, char **argv) {
     st.stops = stops;
     st.n_stops = n_stops;
     st.json = json;
-    st.ids_mode = tok == NULL;
+    st.ids_mode = tok == NULL || ids_out;
     qkv_generate_stats stats;
     memset(&stats, 0, sizeof stats);
     s = qkv_lm_generate_tokens(rt, lm, ids, &n_ids, 1, &opts, on_token, &st, NULL, NULL, &stats);
@@ -337,7 +383,7 @@ int cmd_generate(int argc, char **argv) {
         printf("{\"prompt_tokens\":%lld,\"new_tokens\":%zu,\"ids\":[", (long long)n_ids, st.n);
         for (size_t i = 0; i < st.n; i++) printf("%s%d", i ? "," : "", st.ids[i]);
         printf("]");
-        if (tok) {
+        if (tok && !ids_out) {
             printf(",\"text\":");
             json_write_string(stdout, st.text ? st.text : "", st.text ? st.text_len : 0);
         }

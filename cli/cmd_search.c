@@ -267,8 +267,10 @@ int cmd_search(int argc, char **argv) {
             json_write_string(stdout, q.line[i], q.len[i]);
             printf(",\"results\":[");
             for (size_t r = 0; r < k; r++) {
-                printf("%s{\"rank\":%zu,\"line\":%zu,\"score\":%.6f,\"text\":", r ? "," : "", r + 1,
-                       order[r] + 1, score[order[r]]);
+                printf("%s{\"rank\":%zu,\"line\":%zu,\"score\":", r ? "," : "", r + 1,
+                       order[r] + 1);
+                json_write_number(stdout, "%.6f", score[order[r]]);
+                fputs(",\"text\":", stdout);
                 json_write_string(stdout, t.line[order[r]], t.len[order[r]]);
                 printf("}");
             }

@@ -4,11 +4,16 @@
  * Input is a TEXT argument, or lines streamed from a file or stdin ("-"): each line is one
  * text, read with getline so memory stays bounded by the longest line, whatever the file size.
  * A progress bar (bytes done / file size, MB/s) goes to stderr when stderr is a terminal or
- * with --progress; stdout carries only results. JSON is written by hand (the CLI does not link
- * jansson); token strings are valid UTF-8 (the loader guarantees it) but are escaped. */
+ * with --progress; stdout carries only results. JSON is written by hand through
+ * json_write_string (textio.h): escaped, and valid UTF-8 even when --decode gives bytes that
+ * are not (a byte-level token cut in the middle of a character). A line that cannot be encoded
+ * or decoded is named by its number; --on-error chooses whether the run stops there (exit 2)
+ * or skips it (an empty output line, or null with --json, so outputs stay line-aligned). */
 #include "cli.h"
+#include "textio.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +43,11 @@ void cmd_tokenize_help(void) {
            "                      attention_mask, and offsets / char_offsets with --offsets\n"
            "  --ids-only          one line of space-separated ids per text\n"
            "  --decode            the input is ids (space-separated); print the text\n"
+           "  --keep-special      with --decode: keep special tokens ([CLS], <|endoftext|>)\n"
+           "  --on-error stop|skip  a line of a file or stdin that fails (too long for\n"
+           "                      --truncation only_first, an id not in the vocabulary):\n"
+           "                      stop there (default, exit 2) or skip it with a warning\n"
+           "                      (its output line is empty, or null with --json)\n"
            "  --progress          progress bar on stderr even when it is not a terminal\n"
            "  -h, --help          show this help\n\n"
            "Without --max-length / --pad-to the tokenizer file's own truncation and padding\n"
@@ -51,60 +61,60 @@ void cmd_tokenize_help(void) {
            "Exit codes: 0 ok, 1 failure, 2 bad usage or a bad model path or file.\n");
 }
 
-static void put_json_str(FILE *f, const char *s, size_t n) {
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", f);
-        else if (c == '\t')
-            fputs("\\t", f);
-        else if (c == '\r')
-            fputs("\\r", f);
-        else if (c < 0x20 || c == 0x7F)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 typedef struct opts {
     const char *model, *pair, *file, *text;
-    int json, offsets, ids_only, decode, progress, stdin_in;
+    int json, offsets, ids_only, decode, keep_special, skip_errors, progress, stdin_in;
     qkv_encode_options enc;
 } opts;
 
-static void print_ids_text(const qkv_tokenizer *tok, const char *line, const opts *o) {
-    /* --decode: the line is ids */
+/* --decode: the line is token ids separated by spaces or commas. Each must be a whole number
+ * in the vocabulary (no wrapping of 4294967297 to 1, no skipped words); the exit code, with a
+ * message naming where (the line number, 0 for a TEXT argument). */
+static int print_ids_text(const qkv_tokenizer *tok, const char *line, const opts *o,
+                          size_t lineno) {
     size_t cap = 64, n = 0;
     int32_t *ids = malloc(cap * sizeof *ids);
+    const int64_t vocab = (int64_t)qkv_tokenizer_vocab_size(tok);
     const char *p = line;
-    while (ids && *p) {
+    char where[48] = "";
+    if (lineno) snprintf(where, sizeof where, "line %zu: ", lineno);
+    int rc = ids ? EXIT_OK : EXIT_FAIL;
+    while (rc == EXIT_OK && *p) {
+        while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\r') p++;
+        if (!*p) break;
         char *end;
         errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p) {
-            p++;
-            continue;
-        }
-        if (n == cap) {
+        long long v = strtoll(p, &end, 10);
+        size_t w = strcspn(p, " ,\t\r");
+        if (end == p || (end - p) != (ptrdiff_t)w) {
+            fprintf(stderr, "qkv tokenize: --decode: %s'%.*s' is not a token id\n", where,
+                    (int)(w > 40 ? 40 : w), p);
+            rc = EXIT_USAGE;
+        } else if (errno || v < 0 || v >= vocab) {
+            fprintf(stderr,
+                    "qkv tokenize: --decode: %s%.*s is not an id of the vocabulary [0, %lld)\n",
+                    where, (int)(w > 40 ? 40 : w), p, (long long)vocab);
+            rc = EXIT_USAGE;
+        } else if (n == cap) {
             int32_t *ni = realloc(ids, 2 * cap * sizeof *ids);
-            if (!ni) break;
-            ids = ni;
-            cap *= 2;
+            if (!ni)
+                rc = EXIT_FAIL;
+            else
+                ids = ni, cap *= 2;
         }
-        ids[n++] = (int32_t)v;
+        if (rc == EXIT_OK) ids[n++] = (int32_t)v;
         p = end;
     }
     char *text = NULL;
     size_t tl = 0;
-    if (ids && qkv_tokenizer_decode(tok, ids, n, 1, &text, &tl) == QKV_OK) {
+    if (rc == EXIT_OK) {
+        qkv_status s = qkv_tokenizer_decode(tok, ids, n, !o->keep_special, &text, &tl);
+        if (s != QKV_OK) rc = cli_report("tokenize --decode", s);
+    }
+    if (rc == EXIT_OK) {
         if (o->json) {
             fputs("{\"text\":", stdout);
-            put_json_str(stdout, text, tl);
+            json_write_string(stdout, text, tl);
             fputs("}\n", stdout);
         } else {
             fwrite(text, 1, tl, stdout);
@@ -113,13 +123,27 @@ static void print_ids_text(const qkv_tokenizer *tok, const char *line, const opt
     }
     qkv_free(text);
     free(ids);
+    return rc;
 }
 
-static int print_encoding(const qkv_tokenizer *tok, const char *text, size_t len, const opts *o) {
+static int print_encoding(const qkv_tokenizer *tok, const char *text, size_t len, const opts *o,
+                          size_t lineno) {
     qkv_encoding *e = NULL;
     qkv_status s =
         qkv_tokenizer_encode(tok, text, len, o->pair, o->pair ? strlen(o->pair) : 0, &o->enc, &e);
-    if (s != QKV_OK) return cli_report("tokenize", s);
+    if (s != QKV_OK) {
+        static const char *const trunc[] = {"longest_first", "only_first", "only_second"};
+        char what[160] = "tokenize", flags[96] = "";
+        if (o->enc.max_length > 0) /* the flags a truncation failure comes from */
+            snprintf(flags, sizeof flags, " (--max-length %lld, --truncation %s)",
+                     (long long)o->enc.max_length,
+                     (unsigned)o->enc.truncation < 3 ? trunc[o->enc.truncation] : "?");
+        if (lineno)
+            snprintf(what, sizeof what, "tokenize: line %zu%s", lineno, flags);
+        else
+            snprintf(what, sizeof what, "tokenize%s", flags);
+        return cli_report(what, s);
+    }
     if (o->json) {
         fputs("{\"ids\":[", stdout);
         for (size_t i = 0; i < e->n; i++) printf("%s%d", i ? "," : "", e->ids[i]);
@@ -127,7 +151,7 @@ static int print_encoding(const qkv_tokenizer *tok, const char *text, size_t len
         for (size_t i = 0; i < e->n; i++) {
             const char *t = qkv_tokenizer_id_to_token(tok, e->ids[i]);
             if (i) fputc(',', stdout);
-            put_json_str(stdout, t ? t : "", t ? strlen(t) : 0);
+            json_write_string(stdout, t ? t : "", t ? strlen(t) : 0);
         }
         fputs("],\"type_ids\":[", stdout);
         for (size_t i = 0; i < e->n; i++) printf("%s%d", i ? "," : "", e->type_ids[i]);
@@ -198,18 +222,32 @@ static int stream(const qkv_tokenizer *tok, FILE *in, const opts *o, double tota
     int show = o->progress || isatty(STDERR_FILENO);
     double t0 = now_s(), last = t0, done = 0;
     int rc = EXIT_OK;
+    size_t lineno = 0, skipped = 0;
     while ((n = getline(&line, &cap, in)) >= 0) {
         done += (double)n;
+        lineno++;
         if (n > 0 && line[n - 1] == '\n') line[--n] = 0;
-        if (o->decode)
-            print_ids_text(tok, line, o);
-        else if ((rc = print_encoding(tok, line, (size_t)n, o)) != EXIT_OK)
+        rc = o->decode ? print_ids_text(tok, line, o, lineno)
+                       : print_encoding(tok, line, (size_t)n, o, lineno);
+        if (rc == EXIT_USAGE && o->skip_errors) { /* the message named the line; keep going */
+            fputs(o->json ? "null\n" : "\n", stdout);
+            skipped++;
+            rc = EXIT_OK;
+        }
+        if (rc != EXIT_OK) {
+            if (rc == EXIT_USAGE)
+                fprintf(stderr, "qkv tokenize: stopped at line %zu (--on-error skip goes on)\n",
+                        lineno);
             break;
+        }
         if (show && now_s() - last > 0.2) {
             last = now_s();
             progress_bar(done, total, t0, 0);
         }
     }
+    if (skipped)
+        fprintf(stderr, "qkv tokenize: %zu of %zu lines skipped (--on-error skip)\n", skipped,
+                lineno);
     if (show) progress_bar(done, total, t0, 1);
     free(line);
     if (ferror(in)) {
@@ -268,7 +306,14 @@ int cmd_tokenize(int argc, char **argv) {
             o.ids_only = 1;
         else if (strcmp(a, "--decode") == 0)
             o.decode = 1;
-        else if (strcmp(a, "--progress") == 0)
+        else if (strcmp(a, "--keep-special") == 0)
+            o.keep_special = 1;
+        else if (strcmp(a, "--on-error") == 0 && v) {
+            i++;
+            if (strcmp(v, "skip") != 0 && strcmp(v, "stop") != 0)
+                return cli_usage_error("tokenize", "--on-error is stop or skip, not '%s'", v);
+            o.skip_errors = strcmp(v, "skip") == 0;
+        } else if (strcmp(a, "--progress") == 0)
             o.progress = 1;
         else if (strcmp(a, "-") == 0)
             o.stdin_in = 1;
@@ -282,6 +327,8 @@ int cmd_tokenize(int argc, char **argv) {
             return cli_usage_error("tokenize", "one TEXT only (quote it), or - for stdin");
     }
     if (!o.model) return cli_usage_error("tokenize", "--model PATH is required");
+    if (o.keep_special && !o.decode)
+        return cli_usage_error("tokenize", "--keep-special goes with --decode");
     if ((o.text != NULL) + o.stdin_in + (o.file != NULL) != 1)
         return cli_usage_error("tokenize", "give exactly one of TEXT, - (stdin) or --file FILE");
     qkv_tokenizer *tok = NULL;
@@ -297,12 +344,8 @@ int cmd_tokenize(int argc, char **argv) {
     if (no_special) o.enc.add_special_tokens = 0;
     int rc;
     if (o.text) {
-        if (o.decode) {
-            print_ids_text(tok, o.text, &o);
-            rc = EXIT_OK;
-        } else {
-            rc = print_encoding(tok, o.text, strlen(o.text), &o);
-        }
+        rc = o.decode ? print_ids_text(tok, o.text, &o, 0)
+                      : print_encoding(tok, o.text, strlen(o.text), &o, 0);
     } else if (o.file) {
         FILE *f = fopen(o.file, "rb");
         if (!f) {
@@ -335,7 +378,7 @@ static int cmd_bpe_train(int argc, char **argv) {
     const char **files = calloc((size_t)argc, sizeof *files);
     const char **special = calloc((size_t)argc + 1, sizeof *special);
     size_t nf = 0, ns = 0;
-    int progress = isatty(STDERR_FILENO), rc = EXIT_OK;
+    int show = isatty(STDERR_FILENO), rc = EXIT_OK;
     if (!files || !special) {
         free(files);
         free(special);
@@ -352,7 +395,7 @@ static int cmd_bpe_train(int argc, char **argv) {
         else if (strcmp(a, "--special") == 0 && v)
             special[ns++] = argv[++i];
         else if (strcmp(a, "--progress") == 0)
-            progress = 1;
+            show = 1;
         else if (a[0] == '-' && a[1] == '-')
             rc = cli_usage_error("tokenizer train", "unknown option or missing value: %s", a);
         else
@@ -362,8 +405,8 @@ static int cmd_bpe_train(int argc, char **argv) {
         rc = cli_usage_error("tokenizer train", "needs --vocab-size N, --out DIR and FILES");
     if (rc == EXIT_OK) {
         if (ns == 0) special[ns++] = "<|endoftext|>";
-        qkv_status s = qkv_bpe_train(files, nf, (size_t)vocab, special, ns, minf, out,
-                                     train_progress, &progress);
+        qkv_status s =
+            qkv_bpe_train(files, nf, (size_t)vocab, special, ns, minf, out, train_progress, &show);
         rc = s == QKV_OK ? EXIT_OK : cli_report("tokenizer train", s);
         if (s == QKV_OK) fprintf(stderr, "wrote %s/tokenizer.json\n", out);
     }

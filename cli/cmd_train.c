@@ -222,17 +222,27 @@ static int apply_json(train_cfg *c, json_t *root, const char *from, int resuming
         if (!o) return cli_usage_error("train", "%s: unknown option '%s'", from, key);
         if (resuming && strcmp(o->name, "out") == 0) continue;
         char buf[1100];
-        if (json_is_string(v))
+        /* each option has its JSON type: a string where a number goes (or the reverse) is
+           refused naming it, never converted or replaced by the default */
+        const char *want = NULL;
+        if (json_is_null(v))
+            continue;
+        else if (o->kind == O_STR && json_is_string(v))
             snprintf(buf, sizeof buf, "%s", json_string_value(v));
+        else if (o->kind == O_STR)
+            want = "a string";
         else if (json_is_integer(v))
             snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
-        else if (json_is_real(v))
+        else if (o->kind == O_DBL && json_is_real(v))
             snprintf(buf, sizeof buf, "%.17g", json_real_value(v));
-        else if (json_is_null(v))
-            continue;
+        else if (o->kind == O_LONG && o->hi == 1 && json_is_boolean(v)) /* the switches */
+            snprintf(buf, sizeof buf, "%d", json_is_true(v));
+        else if (o->kind == O_U64 && json_is_string(v)) /* the seed is saved as a string */
+            snprintf(buf, sizeof buf, "%s", json_string_value(v));
         else
-            return cli_usage_error("train", "%s: option '%s' must be a string or a number", from,
-                                   key);
+            want = o->kind == O_DBL ? "a number" : "a whole number";
+        if (want)
+            return cli_usage_error("train", "%s: option '%s' must be %s", from, key, want);
         int rc = set_opt(c, o, buf, from);
         if (rc) return rc;
     }
@@ -257,7 +267,12 @@ static char *cfg_json(const train_cfg *c) {
             break;
         }
         }
-        json_object_set_new(o, d->name, v);
+        /* jansson refuses a string that is not UTF-8 (v NULL): no config rather than one
+           without the field */
+        if (!o || json_object_set_new(o, d->name, v) != 0) {
+            json_decref(o);
+            return NULL;
+        }
     }
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(o);
@@ -442,6 +457,7 @@ static int train_loop(run *r) {
     o.mask_token_id = r->mask_id;
     o.tensorboard = (int)c->tensorboard, o.tb_histograms = (int)c->tb_histograms;
     char *cfg = cfg_json(c); /* stored in every checkpoint: what --resume continues */
+    if (!cfg) return cli_report("recording the options", QKV_ERR_NOMEM);
     o.checkpoint_json = cfg;
     qkv_train_callbacks cb;
     memset(&cb, 0, sizeof cb);
@@ -569,6 +585,26 @@ static int32_t mask_token_id(const run *r) {
     return id;
 }
 
+/* --init: the run's config.json records the shape of the model that is trained (the
+ * --n-layer ... defaults do not apply to it): the trainer's shape, and the key/value heads and
+ * MLP width from the directory's config.json. */
+static void record_init_shape(train_cfg *c, const qkv_trainer *t, const qkv_gpt2_shape *sh) {
+    snprintf(c->arch, sizeof c->arch, "%s", qkv_trainer_arch(t));
+    c->n_layer = (long)sh->n_layer, c->n_head = (long)sh->n_head, c->n_embd = (long)sh->n_embd;
+    c->n_positions = (long)sh->n_positions;
+    c->n_kv_head = 0, c->n_inner = 0; /* = n-head, 4 n-embd unless the config says otherwise */
+    char path[2100];
+    snprintf(path, sizeof path, "%s/config.json", c->init); /* it just loaded: readable */
+    json_t *j = json_load_file(path, 0, NULL);
+    const int gpt2 = strcmp(c->arch, "gpt2") == 0;
+    json_t *kv = json_object_get(j, "num_key_value_heads");
+    json_t *ff = json_object_get(j, gpt2 ? "n_inner" : "intermediate_size");
+    if (json_is_integer(kv) && strcmp(c->arch, "llama") == 0)
+        c->n_kv_head = (long)json_integer_value(kv);
+    if (json_is_integer(ff)) c->n_inner = (long)json_integer_value(ff);
+    json_decref(j);
+}
+
 static int setup(run *r, int resuming) {
     train_cfg *c = &r->c;
     char path[2048];
@@ -597,6 +633,7 @@ static int setup(run *r, int resuming) {
     }
     qkv_gpt2_shape sh;
     qkv_trainer_get_shape(r->t, &sh);
+    if (c->init[0] && !resuming) record_init_shape(c, r->t, &sh);
     r->mask_id = -1;
     if (strcmp(qkv_trainer_arch(r->t), "bert") == 0 && (r->mask_id = mask_token_id(r)) < 0)
         return EXIT_USAGE;
@@ -625,7 +662,12 @@ static int setup(run *r, int resuming) {
     if (s != QKV_OK) return cli_report("allocating activations", s);
     char *js = cfg_json(c);
     snprintf(path, sizeof path, "%s/config.json", c->out);
-    if (!js || write_line_atomic(path, js) != 0) {
+    if (!js)
+        return cli_usage_error("train",
+                               "the options cannot be recorded in %s (is a path not valid "
+                               "UTF-8?)",
+                               path);
+    if (write_line_atomic(path, js) != 0) {
         fprintf(stderr, "qkv train: cannot write %s: %s\n", path, strerror(errno));
         free(js);
         return EXIT_USAGE;

@@ -45,8 +45,8 @@ static const cli_command commands[] = {
      cmd_report, cmd_report_help},
     {"lora", "LoRA adapters: `qkv lora merge` folds one into a model directory", cmd_lora,
      cmd_lora_help},
-    {"bench", "timings as JSON lines: attention, train, generate, embed", cmd_bench,
-     cmd_bench_help},
+    {"bench", "timings as JSON lines: attention, train, generate, embed, finetune, tokenize",
+     cmd_bench, cmd_bench_help},
 };
 static const size_t n_commands = sizeof commands / sizeof commands[0];
 

@@ -1,8 +1,13 @@
 /* textio.c — line input, progress on stderr, JSON string output (see textio.h). */
 #include "textio.h"
 
+#include <jansson.h>
+
+#include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -12,7 +17,7 @@ double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int push(text_lines *t, const char *s, size_t len) {
+int text_lines_push(text_lines *t, const char *s, size_t len) {
     if (t->n == t->cap) {
         size_t cap = t->cap ? 2 * t->cap : 256;
         char **l = realloc(t->line, cap * sizeof *l);
@@ -50,7 +55,7 @@ int text_lines_read(const char *path, text_lines *out) {
             out->hash = (out->hash ^ (unsigned char)buf[i]) * 1099511628211ull;
         if (len && buf[len - 1] == '\n') len--;
         if (len && buf[len - 1] == '\r') len--;
-        if (push(out, buf, len) != 0) {
+        if (text_lines_push(out, buf, len) != 0) {
             fprintf(stderr, "qkv: %s: out of memory after %zu lines\n", path, out->n);
             rc = 1;
             break;
@@ -183,7 +188,11 @@ void json_write_string(FILE *f, const char *s, size_t len) {
             fputc(c, f);
             i++;
         } else if (c < 0x20) {
-            fprintf(f, "\\u%04x", c);
+            const char *e = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r" : NULL;
+            if (e)
+                fputs(e, f);
+            else
+                fprintf(f, "\\u%04x", c);
             i++;
         } else {
             /* copy a valid UTF-8 sequence, else write U+FFFD for the byte */
@@ -198,6 +207,78 @@ void json_write_string(FILE *f, const char *s, size_t len) {
         }
     }
     fputc('"', f);
+}
+
+json_t *cli_json_string(const char *s) {
+    char *c = s ? utf8_clean(s, strlen(s)) : NULL;
+    json_t *j = c ? json_string(c) : NULL;
+    free(c);
+    return j;
+}
+
+char *json_quote(const char *s) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    json_write_string(f, s, strlen(s));
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+void json_write_number(FILE *f, const char *fmt, double x) {
+    if (isfinite(x))
+        fprintf(f, fmt, x);
+    else
+        fputs("null", f);
+}
+
+/* 1 if a token of printf's non-finite spellings (nan, -nan, inf, -inf, any case) starts at p,
+ * and its length in *n */
+static int nonfinite_at(const char *p, size_t *n) {
+    const char *q = p + (*p == '-');
+    if (strncasecmp(q, "nan", 3) == 0 || strncasecmp(q, "inf", 3) == 0) {
+        q += 3;
+        if (strncasecmp(q, "inity", 5) == 0) q += 5;
+        *n = (size_t)(q - p);
+        return 1;
+    }
+    return 0;
+}
+
+void json_printf(FILE *f, const char *fmt, ...) {
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (buf) vsnprintf(buf, (size_t)n + 1, fmt, ap2);
+    va_end(ap2);
+    if (!buf) return; /* out of memory: the line is lost, as a failed fprintf's */
+    int in_str = 0;
+    for (const char *p = buf; *p;) {
+        size_t k;
+        if (in_str) {
+            if (*p == '\\' && p[1])
+                fputc(*p++, f);
+            else if (*p == '"')
+                in_str = 0;
+            fputc(*p++, f);
+        } else if (*p == '"') {
+            in_str = 1;
+            fputc(*p++, f);
+        } else if ((p == buf || strchr(":,[ ", p[-1])) && nonfinite_at(p, &k)) {
+            fputs("null", f);
+            p += k;
+        } else {
+            fputc(*p++, f);
+        }
+    }
+    free(buf);
 }
 
 void cli_warn_multiline(const char *cmd, const char *path, const qkv_labeled *d, int no_quotes) {

@@ -18,6 +18,8 @@ typedef struct text_lines {
 /* 0 on success; else prints a message naming path and returns the exit code (2). */
 int text_lines_read(const char *path, text_lines *out);
 void text_lines_free(text_lines *t);
+/* Appends a copy of s[0..len) to t (zero-initialized or read); 0, or -1 when out of memory. */
+int text_lines_push(text_lines *t, const char *s, size_t len);
 
 /* A progress line on stderr, redrawn at most ~10 times a second: "label  done/total  rate  ETA".
  * Enabled when stderr is a terminal or force is set; total 0 means unknown. */
@@ -41,17 +43,35 @@ size_t utf8_valid_len(const unsigned char *u, size_t left);
 /* s[0..len) as NUL-terminated valid UTF-8 (malloc'd; NULL when out of memory): each byte that
  * starts no valid sequence becomes U+FFFD. */
 char *utf8_clean(const char *s, size_t len);
-/* Writes a JSON string literal (escaped) of s[0..len). Invalid UTF-8 bytes become U+FFFD. */
+/* Writes a JSON string literal (escaped) of s[0..len). Invalid UTF-8 bytes become U+FFFD.
+ * Every string the CLI writes into JSON goes through this (or json_quote). */
 void json_write_string(FILE *f, const char *s, size_t len);
+/* The JSON string literal of s, quotes included, for a "%s" in json_printf (malloc'd; NULL
+ * when out of memory). */
+char *json_quote(const char *s);
+/* jansson's string of s with every byte that is not UTF-8 made U+FFFD (json_string refuses
+ * such a string: the field would go missing). NULL for NULL or out of memory. */
+struct json_t;
+struct json_t *cli_json_string(const char *s);
+/* x written with fmt (one double conversion, e.g. "%.7g"), or null when x is not finite:
+ * JSON has no NaN or Infinity. */
+void json_write_number(FILE *f, const char *fmt, double x);
+/* printf for a line of JSON whose numbers come from %f / %g conversions: a nan or inf that a
+ * conversion printed outside a string is written as null. Strings must already be JSON
+ * literals (json_quote). */
+void json_printf(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Monotonic seconds. */
 double now_seconds(void);
 
 /* Shared by embed and search (cmd_embed.c). */
 #include "qkv.h"
-/* $QKV_MODEL, else models/all-MiniLM-L6-v2. */
+/* The default model: $QKV_MODEL when set, else the first all-MiniLM-L6-v2 that has a
+ * config.json in <exe dir>/../share/qkv/models, <exe dir>/models, <exe dir>/../models (the
+ * executable's directory from /proc/self/exe: an installation or a build tree), ./models. */
 const char *cli_default_model(void);
-/* qkv_model_load with a message (and a hint for a missing model); returns the exit code. */
+/* qkv_model_load with a message (and a hint for a missing model: for the default one, every
+ * place it was looked for); returns the exit code. */
 int cli_load_model(const char *cmd, const char *dir, qkv_model **m);
 /* Parses a whole number in [lo, hi] for option opt; returns the exit code. */
 /* Warns on stderr ("qkv CMD: warning: ...") when d, read from path with quoting, has records that

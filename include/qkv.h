@@ -358,9 +358,13 @@ QKV_API void qkv_lm_free(qkv_lm *lm);
 QKV_API int64_t qkv_lm_vocab_size(const qkv_lm *lm);
 /* The model's context: max_position_embeddings (GPT-2: n_positions, a hard limit). */
 QKV_API int64_t qkv_lm_max_context(const qkv_lm *lm);
-/* config.json's eos_token_id (the first one of a list), or -1. Generation stops on it only
- * if it is in qkv_sampling.stop_tokens. */
+/* The end-of-sequence id (the first one of a list), or -1: generation_config.json's
+ * eos_token_id when that file is in the model directory, else config.json's. Generation stops
+ * on it only if it is in qkv_sampling.stop_tokens. */
 QKV_API int32_t qkv_lm_eos_token(const qkv_lm *lm);
+/* Every end-of-sequence id (eos_token_id may be a list, as in Llama 3): up to cap of them
+ * into ids (which may be NULL when cap is 0); returns how many there are (at most 8). */
+QKV_API size_t qkv_lm_eos_tokens(const qkv_lm *lm, int32_t *ids, size_t cap);
 
 /* Logits of every position of n sequences, packed: ids [Σ lens], lens [n] each in
  * [1, qkv_lm_max_context]; logits [Σ lens, V] (row i: the scores of the token after token i).

@@ -6,6 +6,7 @@
 #include "core/cpu.h"
 #include "core/error.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,7 +136,13 @@ const char *qkv_arch_env_note(void) {
 }
 
 static qkv_arch choose(void) {
+    static int warned; /* the warning once per process */
     const char *env = getenv("QKV_ARCH");
+    const char *note = qkv_arch_env_note();
+    /* an environment variable has no caller to return an error to: say it on stderr rather
+     * than silently run another instruction set than the one asked for */
+    if (note && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+        fprintf(stderr, "qkv: warning: %s\n", note);
     qkv_arch a;
     if (env && *env && qkv_arch_parse(env, &a) == QKV_OK && arch_supported(a)) return a;
     qkv_clear_error();

@@ -19,8 +19,10 @@
 #include "core/alloc.h"
 #include "core/error.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -113,15 +115,24 @@ static void *worker_main(void *p) {
 }
 
 int qkv__default_thread_count(void) {
+    static int warned; /* the warning once per process */
     const char *env = getenv("QKV_NUM_THREADS");
-    if (env && *env) {
-        char *end;
-        long v = strtol(env, &end, 10);
-        if (*end == '\0' && v >= 1 && v <= 1024) return (int)v;
-    }
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     if (n < 1) n = 1;
     if (n > 1024) n = 1024;
+    if (env && *env) {
+        char *end;
+        errno = 0;
+        long v = strtol(env, &end, 10);
+        if (errno == 0 && end != env && *end == '\0' && v >= 1 && v <= 1024) return (int)v;
+        /* an environment variable has no caller to return an error to: say it on stderr
+         * rather than silently run with another thread count */
+        if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+            fprintf(stderr,
+                    "qkv: warning: QKV_NUM_THREADS=%.40s is not a whole number in [1, 1024]; "
+                    "ignored (using %ld, the online CPUs)\n",
+                    env, n);
+    }
     return (int)n;
 }
 

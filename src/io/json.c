@@ -131,3 +131,83 @@ qkv_status qkv__json_config_path(const char *dir_or_file, char *buf, size_t cap)
         return qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
     return QKV_OK;
 }
+
+/* ---------------------------------------------------------------- typed config fields */
+
+/* obj[key], or NULL when absent or null */
+static const json_t *field(const json_t *obj, const char *key) {
+    const json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+    return v && !json_is_null(v) ? v : NULL;
+}
+
+const char *qkv__json_type_name(const json_t *v) {
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a real number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    default: return "null";
+    }
+}
+
+qkv_status qkv__json_int(const char *path, const json_t *obj, const char *key, int required,
+                         int64_t def, int64_t lo, int64_t hi, int64_t *out) {
+    const json_t *v = field(obj, key);
+    if (!v) {
+        if (required)
+            return qkv__fail(QKV_ERR_FORMAT, "%s: missing required field '%s'", path, key);
+        *out = def;
+        return QKV_OK;
+    }
+    if (!json_is_integer(v))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be an integer, not %s", path, key,
+                         qkv__json_type_name(v));
+    json_int_t x = json_integer_value(v);
+    if (x < lo || x > hi)
+        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: field '%s' = %lld is outside [%lld, %lld]", path,
+                         key, (long long)x, (long long)lo, (long long)hi);
+    *out = (int64_t)x;
+    return QKV_OK;
+}
+
+qkv_status qkv__json_num(const char *path, const json_t *obj, const char *key, double def,
+                         double lo, double hi, double *out) {
+    const json_t *v = field(obj, key);
+    *out = def;
+    if (!v) return QKV_OK;
+    if (!json_is_number(v))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be a number, not %s", path, key,
+                         qkv__json_type_name(v));
+    double x = json_number_value(v);
+    if (!(x >= lo && x <= hi)) /* also NaN; jansson reads 1e999 as a parse error already */
+        return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' = %g is outside [%g, %g]", path, key, x,
+                         lo, hi);
+    *out = x;
+    return QKV_OK;
+}
+
+qkv_status qkv__json_bool(const char *path, const json_t *obj, const char *key, int def, int *out) {
+    const json_t *v = field(obj, key);
+    *out = def;
+    if (!v) return QKV_OK;
+    if (!json_is_boolean(v))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be true or false, not %s", path, key,
+                         qkv__json_type_name(v));
+    *out = json_is_true(v);
+    return QKV_OK;
+}
+
+qkv_status qkv__json_str(const char *path, const json_t *obj, const char *key, const char *def,
+                         const char **out) {
+    const json_t *v = field(obj, key);
+    *out = def;
+    if (!v) return QKV_OK;
+    if (!json_is_string(v))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be a string, not %s", path, key,
+                         qkv__json_type_name(v));
+    *out = json_string_value(v);
+    return QKV_OK;
+}

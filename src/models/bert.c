@@ -17,31 +17,13 @@
 #include "models/lora.h"
 #include "nn/nn.h"
 
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 /* ---------------------------------------------------------------- config */
-
-static qkv_status cfg_int(const char *path, json_t *root, const char *key, int required,
-                          int64_t def, int64_t lo, int64_t hi, int64_t *out) {
-    json_t *v = json_object_get(root, key);
-    if (!v || json_is_null(v)) {
-        if (required)
-            return qkv__fail(QKV_ERR_FORMAT, "%s: missing required field '%s'", path, key);
-        *out = def;
-        return QKV_OK;
-    }
-    if (!json_is_integer(v))
-        return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be an integer", path, key);
-    json_int_t x = json_integer_value(v);
-    if (x < lo || x > hi)
-        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: field '%s' = %lld is outside [%lld, %lld]", path,
-                         key, (long long)x, (long long)lo, (long long)hi);
-    *out = (int64_t)x;
-    return QKV_OK;
-}
 
 /* A probability field (a dropout rate): absent or null gives def. */
 static qkv_status cfg_prob(const char *path, json_t *root, const char *key, float def, float *out) {
@@ -56,41 +38,37 @@ static qkv_status cfg_prob(const char *path, json_t *root, const char *key, floa
 
 static qkv_status parse_config(const char *path, json_t *root, qkv_bert_config *c) {
     if (!json_is_object(root)) return qkv__fail(QKV_ERR_FORMAT, "%s: not a JSON object", path);
-    json_t *mt = json_object_get(root, "model_type");
-    if (mt && json_is_string(mt)) {
-        const char *s = json_string_value(mt);
+    const char *s;
+    QKV_TRY(qkv__json_str(path, root, "model_type", NULL, &s));
+    if (s) {
         if (strcmp(s, "bert") != 0 && strcmp(s, "roberta") != 0 && strcmp(s, "xlm-roberta") != 0)
             return qkv__fail(QKV_ERR_UNSUPPORTED,
                              "%s: model_type '%s' is not a BERT-family encoder (bert)", path, s);
     }
     int64_t v = 0;
-    QKV_TRY(cfg_int(path, root, "vocab_size", 1, 0, 1, INT32_MAX, &c->vocab_size));
-    QKV_TRY(cfg_int(path, root, "hidden_size", 1, 0, 1, 65536, &c->hidden_size));
-    QKV_TRY(cfg_int(path, root, "num_hidden_layers", 1, 0, 1, 1024, &c->num_layers));
-    QKV_TRY(cfg_int(path, root, "num_attention_heads", 1, 0, 1, 4096, &c->num_heads));
-    QKV_TRY(cfg_int(path, root, "intermediate_size", 1, 0, 1, 1 << 20, &c->intermediate_size));
-    QKV_TRY(cfg_int(path, root, "max_position_embeddings", 0, 512, 1, 1 << 20, &c->max_position));
-    QKV_TRY(cfg_int(path, root, "type_vocab_size", 0, 2, 0, 1 << 20, &c->type_vocab_size));
-    QKV_TRY(cfg_int(path, root, "pad_token_id", 0, 0, 0, INT32_MAX, &v));
+    QKV_TRY(qkv__json_int(path, root, "vocab_size", 1, 0, 1, INT32_MAX, &c->vocab_size));
+    QKV_TRY(qkv__json_int(path, root, "hidden_size", 1, 0, 1, 65536, &c->hidden_size));
+    QKV_TRY(qkv__json_int(path, root, "num_hidden_layers", 1, 0, 1, 1024, &c->num_layers));
+    QKV_TRY(qkv__json_int(path, root, "num_attention_heads", 1, 0, 1, 4096, &c->num_heads));
+    QKV_TRY(
+        qkv__json_int(path, root, "intermediate_size", 1, 0, 1, 1 << 20, &c->intermediate_size));
+    QKV_TRY(
+        qkv__json_int(path, root, "max_position_embeddings", 0, 512, 1, 1 << 20, &c->max_position));
+    QKV_TRY(qkv__json_int(path, root, "type_vocab_size", 0, 2, 0, 1 << 20, &c->type_vocab_size));
+    QKV_TRY(qkv__json_int(path, root, "pad_token_id", 0, 0, 0, INT32_MAX, &v));
     c->pad_token_id = (int32_t)v;
     if (c->hidden_size % c->num_heads != 0)
         return qkv__fail(QKV_ERR_FORMAT,
                          "%s: hidden_size %lld is not a multiple of num_attention_heads %lld", path,
                          (long long)c->hidden_size, (long long)c->num_heads);
-    json_t *eps = json_object_get(root, "layer_norm_eps");
-    c->layer_norm_eps = 1e-12f;
-    if (eps && !json_is_null(eps)) {
-        if (!json_is_number(eps) || !(json_number_value(eps) >= 0) ||
-            !isfinite(json_number_value(eps)))
-            return qkv__fail(QKV_ERR_FORMAT, "%s: layer_norm_eps must be a non-negative number",
-                             path);
-        c->layer_norm_eps = (float)json_number_value(eps);
-    }
+    double eps; /* stored as a float: more than FLT_MAX would become infinity */
+    QKV_TRY(qkv__json_num(path, root, "layer_norm_eps", 1e-12, 0, FLT_MAX, &eps));
+    c->layer_norm_eps = (float)eps;
     QKV_TRY(cfg_prob(path, root, "hidden_dropout_prob", 0.1f, &c->hidden_dropout));
     QKV_TRY(cfg_prob(path, root, "attention_probs_dropout_prob", 0.1f, &c->attn_dropout));
     QKV_TRY(cfg_prob(path, root, "classifier_dropout", c->hidden_dropout, &c->classifier_dropout));
-    json_t *act = json_object_get(root, "hidden_act");
-    const char *a = act && json_is_string(act) ? json_string_value(act) : "gelu";
+    const char *a;
+    QKV_TRY(qkv__json_str(path, root, "hidden_act", "gelu", &a));
     if (strcmp(a, "gelu") == 0)
         c->act = QKV_ACT_GELU_ERF;
     else if (strcmp(a, "gelu_new") == 0 || strcmp(a, "gelu_pytorch_tanh") == 0)
@@ -104,14 +82,14 @@ static qkv_status parse_config(const char *path, json_t *root, qkv_bert_config *
                          "%s: hidden_act '%s' is not supported (gelu, gelu_new, "
                          "gelu_pytorch_tanh, relu, silu)",
                          path, a);
-    json_t *pe = json_object_get(root, "position_embedding_type");
-    if (pe && json_is_string(pe) && strcmp(json_string_value(pe), "absolute") != 0)
+    const char *pe;
+    QKV_TRY(qkv__json_str(path, root, "position_embedding_type", "absolute", &pe));
+    if (strcmp(pe, "absolute") != 0)
         return qkv__fail(QKV_ERR_UNSUPPORTED,
-                         "%s: position_embedding_type '%s' is not supported (absolute)", path,
-                         json_string_value(pe));
-    json_t *dec = json_object_get(root, "is_decoder");
-    if (dec && json_is_true(dec))
-        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: is_decoder = true is not supported", path);
+                         "%s: position_embedding_type '%s' is not supported (absolute)", path, pe);
+    int dec;
+    QKV_TRY(qkv__json_bool(path, root, "is_decoder", 0, &dec));
+    if (dec) return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: is_decoder = true is not supported", path);
     return QKV_OK;
 }
 
@@ -122,9 +100,14 @@ static qkv_status arch_is_classifier(const char *path, json_t *root, int *cls) {
     json_t *archs = json_object_get(root, "architectures"), *a;
     size_t i;
     *cls = 0;
+    if (archs && !json_is_null(archs) && !json_is_array(archs))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: field 'architectures' must be a list of names", path);
     json_array_foreach(archs, i, a) {
         const char *s = json_string_value(a);
-        size_t n = s ? strlen(s) : 0;
+        if (!s)
+            return qkv__fail(QKV_ERR_FORMAT, "%s: field 'architectures' must be a list of names",
+                             path);
+        size_t n = strlen(s);
         if (n < sizeof suffix - 1 || strcmp(s + n - (sizeof suffix - 1), suffix) != 0) continue;
         if (strcmp(s, "BertForSequenceClassification") != 0)
             return qkv__fail(QKV_ERR_UNSUPPORTED,

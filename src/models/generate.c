@@ -51,6 +51,13 @@ int64_t qkv_lm_vocab_size(const qkv_lm *lm) { return lm ? lm->gpt->cfg.vocab_siz
 int64_t qkv_lm_max_context(const qkv_lm *lm) { return lm ? lm->gpt->cfg.max_position : 0; }
 int32_t qkv_lm_eos_token(const qkv_lm *lm) { return lm ? lm->gpt->cfg.eos_token_id : -1; }
 
+size_t qkv_lm_eos_tokens(const qkv_lm *lm, int32_t *ids, size_t cap) {
+    if (!lm) return 0;
+    size_t n = (size_t)lm->gpt->cfg.n_eos;
+    for (size_t i = 0; i < n && i < cap && ids; i++) ids[i] = lm->gpt->cfg.eos_ids[i];
+    return n;
+}
+
 static qkv_status new_cache(const qkv_gpt_config *c, qkv_kv_cache *kv, int64_t cap) {
     return qkv__kv_cache_init(kv, c->num_layers, cap, c->num_kv_heads, c->head_dim);
 }

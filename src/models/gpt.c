@@ -19,91 +19,74 @@
 #include "models/lora.h"
 #include "nn/nn.h"
 
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---------------------------------------------------------------- config */
 
-static qkv_status cfg_int(const char *path, json_t *root, const char *key, int required,
-                          int64_t def, int64_t lo, int64_t hi, int64_t *out) {
-    json_t *v = json_object_get(root, key);
-    if (!v || json_is_null(v)) {
-        if (required)
-            return qkv__fail(QKV_ERR_FORMAT, "%s: missing required field '%s'", path, key);
-        *out = def;
-        return QKV_OK;
-    }
-    if (!json_is_integer(v))
-        return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be an integer", path, key);
-    json_int_t x = json_integer_value(v);
-    if (x < lo || x > hi)
-        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: field '%s' = %lld is outside [%lld, %lld]", path,
-                         key, (long long)x, (long long)lo, (long long)hi);
-    *out = (int64_t)x;
-    return QKV_OK;
-}
-
-static qkv_status cfg_num(const char *path, json_t *root, const char *key, double def,
-                          double *out) {
-    json_t *v = json_object_get(root, key);
-    *out = def;
-    if (!v || json_is_null(v)) return QKV_OK;
-    if (!json_is_number(v) || !isfinite(json_number_value(v)) || json_number_value(v) < 0)
-        return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be a non-negative number", path, key);
-    *out = json_number_value(v);
+/* A non-negative number stored as a float (an epsilon): more than FLT_MAX would overflow. */
+static qkv_status cfg_float(const char *path, json_t *root, const char *key, double def,
+                            float *out) {
+    double x;
+    QKV_TRY(qkv__json_num(path, root, key, def, 0, FLT_MAX, &x));
+    *out = (float)x;
     return QKV_OK;
 }
 
 /* A boolean field that must have the value `want` (absent = default `def`). */
 static qkv_status cfg_bool_is(const char *path, json_t *root, const char *key, int def, int want) {
-    json_t *v = json_object_get(root, key);
-    int got = def;
-    if (v && !json_is_null(v)) {
-        if (!json_is_boolean(v))
-            return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be true or false", path, key);
-        got = json_is_true(v);
-    }
+    int got;
+    QKV_TRY(qkv__json_bool(path, root, key, def, &got));
     if (got != want)
         return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: %s = %s is not supported", path, key,
                          got ? "true" : "false");
     return QKV_OK;
 }
 
-static int cfg_bool(json_t *root, const char *key, int def) {
+/* bos/eos ids: an integer or a list of them (absent or null: none). Up to cap ids into ids;
+ * the count into *n. A value of another type, or an id outside the vocabulary, is refused. */
+static qkv_status cfg_tokens(const char *path, json_t *root, const char *key, int64_t vocab,
+                             int32_t *ids, int cap, int *n) {
     json_t *v = json_object_get(root, key);
-    return json_is_boolean(v) ? json_is_true(v) : def;
-}
-
-/* bos/eos ids: an integer, the first of a list, or -1. */
-static int32_t cfg_token(json_t *root, const char *key, int64_t vocab) {
-    json_t *v = json_object_get(root, key);
-    if (json_is_array(v)) v = json_array_get(v, 0);
-    if (!json_is_integer(v)) return -1;
-    json_int_t x = json_integer_value(v);
-    return x >= 0 && x < vocab ? (int32_t)x : -1;
+    *n = 0;
+    if (!v || json_is_null(v)) return QKV_OK;
+    size_t len = json_is_array(v) ? json_array_size(v) : 1;
+    for (size_t i = 0; i < len; i++) {
+        json_t *x = json_is_array(v) ? json_array_get(v, i) : v;
+        if (!json_is_integer(x))
+            return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be a token id or a list of them",
+                             path, key);
+        json_int_t id = json_integer_value(x);
+        if (id < 0 || id >= vocab)
+            return qkv__fail(QKV_ERR_FORMAT,
+                             "%s: field '%s' = %lld is not a token id of the vocabulary [0, %lld)",
+                             path, key, (long long)id, (long long)vocab);
+        if (*n < cap) ids[(*n)++] = (int32_t)id;
+    }
+    return QKV_OK;
 }
 
 static qkv_status parse_gpt2(const char *path, json_t *root, qkv_gpt_config *c) {
     c->arch = QKV_GPT_ARCH_GPT2;
-    QKV_TRY(cfg_int(path, root, "vocab_size", 1, 0, 1, INT32_MAX, &c->vocab_size));
-    QKV_TRY(cfg_int(path, root, "n_embd", 1, 0, 1, 65536, &c->hidden_size));
-    QKV_TRY(cfg_int(path, root, "n_layer", 1, 0, 1, 1024, &c->num_layers));
-    QKV_TRY(cfg_int(path, root, "n_head", 1, 0, 1, 4096, &c->num_heads));
-    QKV_TRY(cfg_int(path, root, "n_positions", 0, 1024, 1, 1 << 24, &c->max_position));
-    QKV_TRY(
-        cfg_int(path, root, "n_inner", 0, 4 * c->hidden_size, 1, 1 << 20, &c->intermediate_size));
+    QKV_TRY(qkv__json_int(path, root, "vocab_size", 1, 0, 1, INT32_MAX, &c->vocab_size));
+    QKV_TRY(qkv__json_int(path, root, "n_embd", 1, 0, 1, 65536, &c->hidden_size));
+    QKV_TRY(qkv__json_int(path, root, "n_layer", 1, 0, 1, 1024, &c->num_layers));
+    QKV_TRY(qkv__json_int(path, root, "n_head", 1, 0, 1, 4096, &c->num_heads));
+    QKV_TRY(qkv__json_int(path, root, "n_positions", 0, 1024, 1, 1 << 24, &c->max_position));
+    QKV_TRY(qkv__json_int(path, root, "n_inner", 0, 4 * c->hidden_size, 1, 1 << 20,
+                          &c->intermediate_size));
     if (c->hidden_size % c->num_heads != 0)
         return qkv__fail(QKV_ERR_FORMAT, "%s: n_embd %lld is not a multiple of n_head %lld", path,
                          (long long)c->hidden_size, (long long)c->num_heads);
     c->num_kv_heads = c->num_heads;
     c->head_dim = c->hidden_size / c->num_heads;
-    double eps;
-    QKV_TRY(cfg_num(path, root, "layer_norm_epsilon", 1e-5, &eps));
-    c->norm_eps = (float)eps;
-    json_t *act = json_object_get(root, "activation_function");
-    const char *a = json_is_string(act) ? json_string_value(act) : "gelu_new";
+    QKV_TRY(cfg_float(path, root, "layer_norm_epsilon", 1e-5, &c->norm_eps));
+    const char *a;
+    QKV_TRY(qkv__json_str(path, root, "activation_function", "gelu_new", &a));
     if (strcmp(a, "gelu_new") == 0 || strcmp(a, "gelu_pytorch_tanh") == 0)
         c->act = QKV_ACT_GELU_TANH;
     else if (strcmp(a, "gelu") == 0)
@@ -118,46 +101,49 @@ static qkv_status parse_gpt2(const char *path, json_t *root, qkv_gpt_config *c) 
                          "gelu_pytorch_tanh, gelu, relu, silu)",
                          path, a);
     QKV_TRY(cfg_bool_is(path, root, "add_cross_attention", 0, 0));
-    c->attn_scale = cfg_bool(root, "scale_attn_weights", 1) ? 0.0f : 1.0f;
-    c->scale_by_layer = cfg_bool(root, "scale_attn_by_inverse_layer_idx", 0);
-    c->tied = cfg_bool(root, "tie_word_embeddings", 1);
+    int scale;
+    QKV_TRY(qkv__json_bool(path, root, "scale_attn_weights", 1, &scale));
+    c->attn_scale = scale ? 0.0f : 1.0f;
+    QKV_TRY(qkv__json_bool(path, root, "scale_attn_by_inverse_layer_idx", 0, &c->scale_by_layer));
+    QKV_TRY(qkv__json_bool(path, root, "tie_word_embeddings", 1, &c->tied));
     return QKV_OK;
 }
 
 static qkv_status parse_llama(const char *path, json_t *root, const char *type, qkv_gpt_config *c) {
     c->arch = QKV_GPT_ARCH_LLAMA;
-    QKV_TRY(cfg_int(path, root, "vocab_size", 1, 0, 1, INT32_MAX, &c->vocab_size));
-    QKV_TRY(cfg_int(path, root, "hidden_size", 1, 0, 1, 65536, &c->hidden_size));
-    QKV_TRY(cfg_int(path, root, "num_hidden_layers", 1, 0, 1, 1024, &c->num_layers));
-    QKV_TRY(cfg_int(path, root, "num_attention_heads", 1, 0, 1, 4096, &c->num_heads));
-    QKV_TRY(cfg_int(path, root, "num_key_value_heads", 0, c->num_heads, 1, 4096, &c->num_kv_heads));
-    QKV_TRY(cfg_int(path, root, "intermediate_size", 1, 0, 1, 1 << 20, &c->intermediate_size));
-    QKV_TRY(cfg_int(path, root, "max_position_embeddings", 0, 2048, 1, 1 << 24, &c->max_position));
+    QKV_TRY(qkv__json_int(path, root, "vocab_size", 1, 0, 1, INT32_MAX, &c->vocab_size));
+    QKV_TRY(qkv__json_int(path, root, "hidden_size", 1, 0, 1, 65536, &c->hidden_size));
+    QKV_TRY(qkv__json_int(path, root, "num_hidden_layers", 1, 0, 1, 1024, &c->num_layers));
+    QKV_TRY(qkv__json_int(path, root, "num_attention_heads", 1, 0, 1, 4096, &c->num_heads));
+    QKV_TRY(qkv__json_int(path, root, "num_key_value_heads", 0, c->num_heads, 1, 4096,
+                          &c->num_kv_heads));
+    QKV_TRY(
+        qkv__json_int(path, root, "intermediate_size", 1, 0, 1, 1 << 20, &c->intermediate_size));
+    QKV_TRY(qkv__json_int(path, root, "max_position_embeddings", 0, 2048, 1, 1 << 24,
+                          &c->max_position));
     if (c->num_heads % c->num_kv_heads != 0)
         return qkv__fail(QKV_ERR_FORMAT,
                          "%s: num_attention_heads %lld is not a multiple of num_key_value_heads "
                          "%lld",
                          path, (long long)c->num_heads, (long long)c->num_kv_heads);
     int64_t hd_def = c->hidden_size % c->num_heads == 0 ? c->hidden_size / c->num_heads : 0;
-    QKV_TRY(cfg_int(path, root, "head_dim", hd_def == 0, hd_def, 2, 1024, &c->head_dim));
+    QKV_TRY(qkv__json_int(path, root, "head_dim", hd_def == 0, hd_def, 2, 1024, &c->head_dim));
     if (c->head_dim % 2 != 0)
         return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: head_dim %lld is odd (RoPE needs pairs)", path,
                          (long long)c->head_dim);
-    double eps;
-    QKV_TRY(cfg_num(path, root, "rms_norm_eps", 1e-6, &eps));
-    c->norm_eps = (float)eps;
-    json_t *act = json_object_get(root, "hidden_act");
-    if (act && !json_is_null(act) &&
-        (!json_is_string(act) || strcmp(json_string_value(act), "silu") != 0))
+    QKV_TRY(cfg_float(path, root, "rms_norm_eps", 1e-6, &c->norm_eps));
+    const char *act;
+    QKV_TRY(qkv__json_str(path, root, "hidden_act", "silu", &act));
+    if (strcmp(act, "silu") != 0)
         return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (silu)", path,
-                         json_is_string(act) ? json_string_value(act) : "?");
+                         act);
     c->act = QKV_ACT_SILU;
     QKV_TRY(cfg_bool_is(path, root, "attention_bias", 0, 0));
     QKV_TRY(cfg_bool_is(path, root, "mlp_bias", 0, 0));
     int64_t tp;
-    QKV_TRY(cfg_int(path, root, "pretraining_tp", 0, 1, 1, 1, &tp));
+    QKV_TRY(qkv__json_int(path, root, "pretraining_tp", 0, 1, 1, 1, &tp));
     double prf;
-    QKV_TRY(cfg_num(path, root, "partial_rotary_factor", 1.0, &prf));
+    QKV_TRY(qkv__json_num(path, root, "partial_rotary_factor", 1.0, 0, 1, &prf));
     if (prf != 1.0)
         return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: partial_rotary_factor %g is not supported (1)",
                          path, prf);
@@ -177,7 +163,7 @@ static qkv_status parse_llama(const char *path, json_t *root, const char *type, 
             return qkv__fail(QKV_ERR_UNSUPPORTED,
                              "%s: rope_scaling is not supported (only null or \"default\")", path);
     }
-    QKV_TRY(cfg_num(path, root, "rope_theta", 10000.0, &c->rope_theta));
+    QKV_TRY(qkv__json_num(path, root, "rope_theta", 10000.0, 0, 1e30, &c->rope_theta));
     json_t *rp = json_object_get(root, "rope_parameters");
     if (rp && !json_is_null(rp)) {
         json_t *rt = json_object_get(rp, "rope_type");
@@ -185,8 +171,8 @@ static qkv_status parse_llama(const char *path, json_t *root, const char *type, 
             return qkv__fail(QKV_ERR_UNSUPPORTED,
                              "%s: rope_parameters.rope_type '%s' is not supported (default)", path,
                              json_is_string(rt) ? json_string_value(rt) : "?");
-        QKV_TRY(cfg_num(path, rp, "rope_theta", c->rope_theta, &c->rope_theta));
-        QKV_TRY(cfg_num(path, rp, "partial_rotary_factor", 1.0, &prf));
+        QKV_TRY(qkv__json_num(path, rp, "rope_theta", c->rope_theta, 0, 1e30, &c->rope_theta));
+        QKV_TRY(qkv__json_num(path, rp, "partial_rotary_factor", 1.0, 0, 1, &prf));
         if (prf != 1.0)
             return qkv__fail(QKV_ERR_UNSUPPORTED,
                              "%s: rope_parameters.partial_rotary_factor %g is not supported (1)",
@@ -194,16 +180,15 @@ static qkv_status parse_llama(const char *path, json_t *root, const char *type, 
     }
     if (!(c->rope_theta > 0))
         return qkv__fail(QKV_ERR_FORMAT, "%s: rope_theta must be positive", path);
-    c->tied = cfg_bool(root, "tie_word_embeddings", 0);
+    QKV_TRY(qkv__json_bool(path, root, "tie_word_embeddings", 0, &c->tied));
     return QKV_OK;
 }
 
 static qkv_status parse_config(const char *path, json_t *root, qkv_gpt_config *c) {
     if (!json_is_object(root)) return qkv__fail(QKV_ERR_FORMAT, "%s: not a JSON object", path);
-    json_t *mt = json_object_get(root, "model_type");
-    if (!json_is_string(mt))
-        return qkv__fail(QKV_ERR_FORMAT, "%s: missing required field 'model_type'", path);
-    const char *type = json_string_value(mt);
+    const char *type;
+    QKV_TRY(qkv__json_str(path, root, "model_type", NULL, &type));
+    if (!type) return qkv__fail(QKV_ERR_FORMAT, "%s: missing required field 'model_type'", path);
     qkv_status s;
     if (strcmp(type, "gpt2") == 0)
         s = parse_gpt2(path, root, c);
@@ -214,8 +199,13 @@ static qkv_status parse_config(const char *path, json_t *root, qkv_gpt_config *c
                          "%s: model_type '%s' is not a supported decoder (gpt2, llama, mistral)",
                          path, type);
     if (s != QKV_OK) return s;
-    c->bos_token_id = cfg_token(root, "bos_token_id", c->vocab_size);
-    c->eos_token_id = cfg_token(root, "eos_token_id", c->vocab_size);
+    int n;
+    int32_t bos;
+    QKV_TRY(cfg_tokens(path, root, "bos_token_id", c->vocab_size, &bos, 1, &n));
+    c->bos_token_id = n ? bos : -1;
+    QKV_TRY(
+        cfg_tokens(path, root, "eos_token_id", c->vocab_size, c->eos_ids, QKV__MAX_EOS, &c->n_eos));
+    c->eos_token_id = c->n_eos ? c->eos_ids[0] : -1;
     return QKV_OK;
 }
 
@@ -229,6 +219,25 @@ qkv_status qkv__gpt_config_load(const char *dir, qkv_gpt_config *cfg) {
     qkv_status s = qkv__json_load_file(path, 0, &root);
     if (s == QKV_OK) s = parse_config(path, root, cfg);
     json_decref(root);
+    root = NULL;
+    /* generation_config.json beside it (a directory only) wins for the stop ids, as in
+     * transformers' generate */
+    struct stat sb;
+    if (s == QKV_OK && stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        if (snprintf(path, sizeof path, "%s/generation_config.json", dir) >= (int)sizeof path)
+            s = qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
+        else
+            s = qkv__json_load_file(path, 1, &root);
+        json_t *e = root ? json_object_get(root, "eos_token_id") : NULL;
+        if (s == QKV_OK && root && !json_is_object(root))
+            s = qkv__fail(QKV_ERR_FORMAT, "%s: not a JSON object", path);
+        else if (s == QKV_OK && e && !json_is_null(e)) {
+            s = cfg_tokens(path, root, "eos_token_id", cfg->vocab_size, cfg->eos_ids, QKV__MAX_EOS,
+                           &cfg->n_eos);
+            cfg->eos_token_id = cfg->n_eos ? cfg->eos_ids[0] : -1;
+        }
+        json_decref(root);
+    }
     qkv__json_end();
     return s;
 }

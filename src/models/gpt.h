@@ -36,6 +36,8 @@ typedef enum qkv_gpt_arch {
     QKV_GPT_ARCH_LLAMA = 1,
 } qkv_gpt_arch;
 
+#define QKV__MAX_EOS 8
+
 typedef struct qkv_gpt_config {
     qkv_gpt_arch arch;
     int64_t vocab_size;        /* V */
@@ -52,7 +54,11 @@ typedef struct qkv_gpt_config {
     int tied;                  /* LM head = token embedding */
     float attn_scale;          /* 0: 1/√D (GPT-2 scale_attn_weights = false gives 1) */
     int scale_by_layer;        /* GPT-2 scale_attn_by_inverse_layer_idx */
-    int32_t bos_token_id, eos_token_id; /* -1 when absent */
+    int32_t bos_token_id, eos_token_id; /* -1 when absent; eos: the first of eos_ids */
+    int32_t eos_ids[QKV__MAX_EOS];      /* every end-of-sequence id (generation_config.json's
+                                           eos_token_id, else config.json's): generation stops
+                                           at any of them */
+    int n_eos;
 } qkv_gpt_config;
 
 /* Weight shapes; GPT-2's Conv1D matrices are [in, out], Llama's nn.Linear ones [out, in]. */

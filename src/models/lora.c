@@ -156,33 +156,45 @@ static qkv_status read_config(const char *path, qkv__lora_file *f) {
     qkv__json_begin();
     json_t *o = NULL;
     qkv_status s = qkv__json_load_file(path, 0, &o);
-    const char *pt = json_string_value(json_object_get(o, "peft_type"));
-    json_t *r = json_object_get(o, "r"), *al = json_object_get(o, "lora_alpha");
-    const char *bias = json_string_value(json_object_get(o, "bias"));
-    json_t *dora = json_object_get(o, "use_dora"), *lb = json_object_get(o, "lora_bias");
+    const char *pt = NULL, *bias = NULL;
+    int64_t r = 0;
+    double al = 0;
+    int dora = 0, lb = 0, rslora = 0, fifo = 0;
     json_t *rp = json_object_get(o, "rank_pattern"), *ap = json_object_get(o, "alpha_pattern");
+    if (s == QKV_OK && !json_is_object(o))
+        s = qkv__fail(QKV_ERR_FORMAT, "%s: not a JSON object", path);
+    /* every field of its JSON type, or refused naming it (never a silent default) */
+    if (s == QKV_OK) s = qkv__json_str(path, o, "peft_type", NULL, &pt);
+    if (s == QKV_OK) s = qkv__json_str(path, o, "bias", "none", &bias);
+    if (s == QKV_OK) s = qkv__json_bool(path, o, "use_dora", 0, &dora);
+    if (s == QKV_OK) s = qkv__json_bool(path, o, "lora_bias", 0, &lb);
+    if (s == QKV_OK) s = qkv__json_bool(path, o, "use_rslora", 0, &rslora);
+    if (s == QKV_OK) s = qkv__json_bool(path, o, "fan_in_fan_out", 0, &fifo);
     if (s != QKV_OK) {
-    } else if (!json_is_object(o) || !pt || strcmp(pt, "LORA") != 0) {
+    } else if (!pt || strcmp(pt, "LORA") != 0) {
         s = qkv__fail(QKV_ERR_FORMAT, "%s: peft_type must be \"LORA\"", path);
-    } else if (!json_is_integer(r) || json_integer_value(r) < 1 ||
-               json_integer_value(r) > QKV__LORA_MAX_R) {
+    } else if ((s = qkv__json_int(path, o, "r", 1, 0, INT64_MIN, INT64_MAX, &r)) != QKV_OK) {
+    } else if (r < 1 || r > QKV__LORA_MAX_R) {
         s = qkv__fail(QKV_ERR_FORMAT, "%s: r must be an integer in [1, %d]", path, QKV__LORA_MAX_R);
-    } else if (!json_is_number(al) || !isfinite(json_number_value(al)) ||
-               fabs(json_number_value(al)) > 1e6) {
-        s = qkv__fail(QKV_ERR_FORMAT, "%s: lora_alpha must be a finite number", path);
-    } else if ((bias && strcmp(bias, "none") != 0) || json_is_true(lb)) {
+    } else if ((s = qkv__json_num(path, o, "lora_alpha", NAN, -1e6, 1e6, &al)) != QKV_OK) {
+    } else if (isnan(al)) {
+        s = qkv__fail(QKV_ERR_FORMAT, "%s: missing required field 'lora_alpha'", path);
+    } else if (strcmp(bias, "none") != 0 || lb) {
         s = qkv__fail(QKV_ERR_UNSUPPORTED, "%s: bias \"%s\" (only \"none\")", path,
-                      bias ? bias : "lora_bias");
-    } else if (json_is_true(dora)) {
+                      lb ? "lora_bias" : bias);
+    } else if (dora) {
         s = qkv__fail(QKV_ERR_UNSUPPORTED, "%s: use_dora (DoRA)", path);
+    } else if ((rp && !json_is_null(rp) && !json_is_object(rp)) ||
+               (ap && !json_is_null(ap) && !json_is_object(ap))) {
+        s = qkv__fail(QKV_ERR_FORMAT, "%s: rank_pattern / alpha_pattern must be objects", path);
     } else if ((json_is_object(rp) && json_object_size(rp)) ||
                (json_is_object(ap) && json_object_size(ap))) {
         s = qkv__fail(QKV_ERR_UNSUPPORTED, "%s: rank_pattern / alpha_pattern", path);
     } else {
-        f->r = (int64_t)json_integer_value(r);
-        f->alpha = (float)json_number_value(al);
-        f->rslora = json_is_true(json_object_get(o, "use_rslora"));
-        f->fan_in_fan_out = json_is_true(json_object_get(o, "fan_in_fan_out"));
+        f->r = r;
+        f->alpha = (float)al;
+        f->rslora = rslora;
+        f->fan_in_fan_out = fifo;
         f->scale = qkv__lora_scale(f->alpha, f->r, f->rslora);
     }
     json_decref(o);

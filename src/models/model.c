@@ -35,14 +35,15 @@ static qkv_status read_pooling(const char *dir, const char *sub, qkv_model *m) {
                  {"pooling_mode_mean_sqrt_len_tokens", QKV_POOL_MEAN_SQRT_LEN}};
     int found = 0;
     qkv_status s = QKV_OK;
-    for (size_t i = 0; i < sizeof modes / sizeof *modes; i++)
-        if (json_is_true(json_object_get(root, modes[i].key))) {
+    int on = 0;
+    for (size_t i = 0; s == QKV_OK && i < sizeof modes / sizeof *modes; i++)
+        if ((s = qkv__json_bool(path, root, modes[i].key, 0, &on)) == QKV_OK && on) {
             m->pool = modes[i].mode;
             found++;
         }
     const char *unsupported[] = {"pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"};
-    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++)
-        if (json_is_true(json_object_get(root, unsupported[i])))
+    for (size_t i = 0; s == QKV_OK && i < sizeof unsupported / sizeof *unsupported; i++)
+        if ((s = qkv__json_bool(path, root, unsupported[i], 0, &on)) == QKV_OK && on)
             s = qkv__fail(QKV_ERR_UNSUPPORTED, "%s: %s is not supported", path, unsupported[i]);
     if (s == QKV_OK && found != 1)
         s = qkv__fail(found ? QKV_ERR_UNSUPPORTED : QKV_ERR_FORMAT,
@@ -68,9 +69,13 @@ static qkv_status read_pipeline(const char *dir, qkv_model *m) {
     json_t *mod;
     json_array_foreach(root, i, mod) {
         if (s != QKV_OK) break;
-        const char *type = json_string_value(json_object_get(mod, "type"));
-        const char *sub = json_string_value(json_object_get(mod, "path"));
-        if (!type || !sub) {
+        const char *type = NULL, *sub = NULL;
+        if (!json_is_object(mod))
+            s = qkv__fail(QKV_ERR_FORMAT, "%s: module %zu is not an object", path, i);
+        else if ((s = qkv__json_str(path, mod, "type", NULL, &type)) == QKV_OK)
+            s = qkv__json_str(path, mod, "path", NULL, &sub);
+        if (s != QKV_OK) {
+        } else if (!type || !sub) {
             s = qkv__fail(QKV_ERR_FORMAT, "%s: module %zu lacks 'type' or 'path'", path, i);
         } else if (strcmp(type, "sentence_transformers.models.Transformer") == 0) {
             if (i != 0)
@@ -90,14 +95,14 @@ static qkv_status read_pipeline(const char *dir, qkv_model *m) {
     if (s != QKV_OK) return s;
     snprintf(path, sizeof path, "%s/sentence_bert_config.json", dir);
     QKV_TRY(qkv__json_load_file(path, 1, &root));
-    if (root) {
-        json_t *msl = json_object_get(root, "max_seq_length");
-        if (json_is_integer(msl) && json_integer_value(msl) > 0 &&
-            json_integer_value(msl) < m->max_seq_len)
-            m->max_seq_len = (int64_t)json_integer_value(msl);
+    if (root) { /* a longer max_seq_length than the positions is cut to them, as in
+                   sentence-transformers */
+        int64_t msl;
+        s = qkv__json_int(path, root, "max_seq_length", 0, m->max_seq_len, 1, INT64_MAX, &msl);
+        if (s == QKV_OK && msl < m->max_seq_len) m->max_seq_len = msl;
         json_decref(root);
     }
-    return QKV_OK;
+    return s;
 }
 
 static int has_tokenizer(const char *dir) {

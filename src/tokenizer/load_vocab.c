@@ -11,16 +11,29 @@
 #include <jansson.h>
 #include <string.h>
 
-/* a special token in tokenizer_config.json: "[CLS]" or {"content": "[CLS]", ...} */
-static const char *cfg_token(json_t *cfg, const char *key, const char *def) {
+/* a special token in tokenizer_config.json: "[CLS]" or {"content": "[CLS]", ...}; another
+ * type is refused naming the field (*st), never replaced by the default */
+static const char *cfg_token(const char *path, json_t *cfg, const char *key, const char *def,
+                             qkv_status *st) {
     json_t *v = json_object_get(cfg, key);
-    if (json_is_object(v)) v = json_object_get(v, "content");
-    return json_is_string(v) ? json_string_value(v) : def;
+    const char *out = def;
+    if (*st != QKV_OK || !v || json_is_null(v)) return def;
+    if (json_is_object(v))
+        *st = qkv__json_str(path, v, "content", NULL, &out);
+    else if (json_is_string(v))
+        out = json_string_value(v);
+    else
+        *st = qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be a token (a string or an object)",
+                        path, key);
+    if (*st == QKV_OK && !out)
+        *st = qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' has no content", path, key);
+    return *st == QKV_OK ? out : def;
 }
 
-static int cfg_bool(json_t *cfg, const char *key, int def) {
-    json_t *v = json_object_get(cfg, key);
-    return json_is_boolean(v) ? json_is_true(v) : def;
+static int cfg_bool(const char *path, json_t *cfg, const char *key, int def, qkv_status *st) {
+    int v = def;
+    if (*st == QKV_OK) *st = qkv__json_bool(path, cfg, key, def, &v);
+    return v;
 }
 
 static qkv_status add_special(qkv_tokenizer *t, const char *tok, int which) {
@@ -69,25 +82,28 @@ qkv_status qkv__tok_load_vocab_txt(qkv_tokenizer *t, const char *vocab, const ch
     const char *unk = "[UNK]", *cls = "[CLS]", *sep = "[SEP]", *pad = "[PAD]", *mask = "[MASK]";
     char *tokens[5] = {0};
     if (st == QKV_OK) {
-        const char *tc = json_string_value(json_object_get(cfg, "tokenizer_class"));
-        if (tc && strstr(tc, "Bert") == NULL && strstr(tc, "MiniLM") == NULL &&
+        const char *tc = NULL;
+        st = qkv__json_str(config, cfg, "tokenizer_class", NULL, &tc);
+        if (st == QKV_OK && tc && strstr(tc, "Bert") == NULL && strstr(tc, "MiniLM") == NULL &&
             strstr(tc, "Electra") == NULL && strstr(tc, "DistilBert") == NULL)
             st = qkv__fail(QKV_ERR_UNSUPPORTED,
                            "%s: tokenizer_class \"%s\" with a vocab.txt is "
                            "not supported (BERT-style WordPiece only)",
                            config, tc);
-        int lower = cfg_bool(cfg, "do_lower_case", 1);
+        int lower = cfg_bool(config, cfg, "do_lower_case", 1, &st);
         t->norm.kind = TOK_NORM_BERT;
         t->norm.clean_text = 1;
-        t->norm.handle_chinese = cfg_bool(cfg, "tokenize_chinese_chars", 1);
+        t->norm.handle_chinese = cfg_bool(config, cfg, "tokenize_chinese_chars", 1, &st);
         t->norm.lowercase = lower;
-        t->norm.strip_accents = cfg_bool(cfg, "strip_accents", lower);
-        if (cfg_bool(cfg, "do_basic_tokenize", 1) == 0)
+        t->norm.strip_accents = cfg_bool(config, cfg, "strip_accents", lower, &st);
+        if (cfg_bool(config, cfg, "do_basic_tokenize", 1, &st) == 0 && st == QKV_OK)
             st = qkv__fail(QKV_ERR_UNSUPPORTED, "%s: do_basic_tokenize false is not supported",
                            config);
-        const char *names[5] = {cfg_token(cfg, "unk_token", unk), cfg_token(cfg, "cls_token", cls),
-                                cfg_token(cfg, "sep_token", sep), cfg_token(cfg, "pad_token", pad),
-                                cfg_token(cfg, "mask_token", mask)};
+        const char *names[5] = {cfg_token(config, cfg, "unk_token", unk, &st),
+                                cfg_token(config, cfg, "cls_token", cls, &st),
+                                cfg_token(config, cfg, "sep_token", sep, &st),
+                                cfg_token(config, cfg, "pad_token", pad, &st),
+                                cfg_token(config, cfg, "mask_token", mask, &st)};
         for (int k = 0; k < 5 && st == QKV_OK; k++) {
             tokens[k] = qkv__strdup(names[k]);
             if (!tokens[k]) st = qkv__fail(QKV_ERR_NOMEM, "tokenizer config");

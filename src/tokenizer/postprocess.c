@@ -71,11 +71,11 @@ static qkv_status truncate(tok_seq *a, tok_seq *b, size_t max, const qkv_encode_
     tok_seq *target = o->truncation == QKV_TRUNCATE_ONLY_FIRST ? a : b;
     if (!target)
         return qkv__fail(QKV_ERR_INVALID_ARG, "tokenizer: truncation only_second needs a pair");
-    if (target->n <= to_remove)
+    if (target->n <= to_remove) /* tokenizers refuses this too */
         return qkv__fail(QKV_ERR_INVALID_ARG,
-                         "tokenizer: the sequence to truncate is too short "
-                         "(%zu tokens) to fit max_length %zu",
-                         target->n, max);
+                         "tokenizer: truncating only the %s sequence cannot meet the maximum "
+                         "length: it has %zu tokens and %zu would have to go",
+                         target == a ? "first" : "second", target->n, to_remove);
     seq_truncate(target, target->n - to_remove, left);
     return QKV_OK;
 }

@@ -393,19 +393,6 @@ typedef struct jsonl_reader {
     qkv_status st;
 } jsonl_reader;
 
-static const char *json_type_name(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    default: return "null";
-    }
-}
-
 /* The member named names[0], else names[1], ...; NULL if none (*key: the name found). */
 static json_t *get_member(json_t *obj, const char *const *names, const char **key) {
     for (; *names; names++) {
@@ -430,10 +417,10 @@ static qkv_status json_label(jsonl_reader *j, const json_t *v, const char *key, 
     if (index >= 0)
         return qkv__lab_fail(j->r->d, j->lineno,
                              "wrong JSON type: '%s'[%ld] is %s, expected a string or an integer",
-                             key, index, json_type_name(v));
+                             key, index, qkv__json_type_name(v));
     return qkv__lab_fail(j->r->d, j->lineno,
                          "wrong JSON type: '%s' is %s, expected a string or an integer%s", key,
-                         json_type_name(v),
+                         qkv__json_type_name(v),
                          j->r->o.problem == QKV_PROBLEM_MULTI_LABEL ? " or an array of them" : "");
 }
 
@@ -449,11 +436,11 @@ static qkv_status jsonl_example(jsonl_reader *j, json_t *obj) {
                              name_list(names, sizeof names, r->text_names));
     if (!json_is_string(t))
         return qkv__lab_fail(r->d, j->lineno, "wrong JSON type: '%s' is %s, expected a string",
-                             tkey, json_type_name(t));
+                             tkey, qkv__json_type_name(t));
     if (p && !json_is_string(p) && !json_is_null(p))
         return qkv__lab_fail(r->d, j->lineno,
                              "wrong JSON type: '%s' is %s, expected a string or null", pkey,
-                             json_type_name(p));
+                             qkv__json_type_name(p));
     if (!l)
         return qkv__lab_fail(r->d, j->lineno, "missing field %s",
                              name_list(names, sizeof names, r->label_names));
@@ -464,7 +451,7 @@ static qkv_status jsonl_example(jsonl_reader *j, json_t *obj) {
     if (r->o.problem == QKV_PROBLEM_REGRESSION) {
         if (!json_is_number(l))
             return qkv__lab_fail(r->d, j->lineno, "wrong JSON type: '%s' is %s, expected a number",
-                                 lkey, json_type_name(l));
+                                 lkey, qkv__json_type_name(l));
         return qkv__lab_value(r->d, json_number_value(l), "(a JSON number)");
     }
     if (r->o.problem == QKV_PROBLEM_MULTI_LABEL && json_is_array(l)) {
@@ -501,7 +488,7 @@ static qkv_status jsonl_line(jsonl_reader *j) {
         st = qkv__lab_fail(j->r->d, j->lineno,
                            "wrong JSON type: the line is %s, expected an object (JSON lines: one "
                            "object a line)",
-                           json_type_name(root));
+                           qkv__json_type_name(root));
     else
         st = jsonl_example(j, root);
     json_decref(root);

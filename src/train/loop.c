@@ -28,6 +28,7 @@
 #include "io/tfevents.h"
 #include "models/labels.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -253,14 +254,16 @@ static qkv_status tb_weights(loop *L, int64_t step) {
 
 /* Appends r's line to metrics.jsonl (if any) and hands it to the metrics callback. */
 static qkv_status emit(loop *L, qkv_train_record *r) {
-    char line[LINE_CAP], ep[48] = "", vl[32], a[32], f[32];
+    char line[LINE_CAP], ep[48] = "", vl[32], a[32], f[32], g[32], t[32], ss[32], el[32];
     if (isfinite(r->epoch)) snprintf(ep, sizeof ep, ", \"epoch\": %.4f", r->epoch);
-    if (r->kind == QKV_TRAIN_RECORD_STEP) /* finite: the loop stops at a non-finite step */
+    if (r->kind == QKV_TRAIN_RECORD_STEP) /* the loss is finite (the loop stops at a
+                                             non-finite one); the rest may not be */
         snprintf(line, sizeof line,
-                 "{\"step\": %" PRId64 "%s, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
-                 "\"tokens_per_s\": %.1f, \"step_s\": %.4f, \"elapsed_s\": %.2f}",
-                 r->step, ep, r->loss, r->lr, r->grad_norm, r->tokens_per_s, r->step_s,
-                 r->elapsed_s);
+                 "{\"step\": %" PRId64 "%s, \"loss\": %s, \"lr\": %s, \"grad_norm\": %s, "
+                 "\"tokens_per_s\": %s, \"step_s\": %s, \"elapsed_s\": %s}",
+                 r->step, ep, num(vl, sizeof vl, "%.6f", r->loss), num(a, sizeof a, "%.6g", r->lr),
+                 num(g, sizeof g, "%.6g", r->grad_norm), num(t, sizeof t, "%.1f", r->tokens_per_s),
+                 num(ss, sizeof ss, "%.4f", r->step_s), num(el, sizeof el, "%.2f", r->elapsed_s));
     else if (L->o->cls_val)
         snprintf(line, sizeof line,
                  "{\"step\": %" PRId64 "%s, \"val_loss\": %s, \"val_accuracy\": %s, "
@@ -286,21 +289,71 @@ static double num_or_nan(json_t *o, const char *key) {
     return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
+/* 1 if o has key (a number or null: a value that was not finite) */
+static int has(json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    return json_is_number(v) || json_is_null(v);
+}
+
+/* Lines written before metrics.jsonl wrote null for what is not finite may hold NaN, -NaN,
+ * Infinity, inf ... where a number goes, which no JSON parser reads: those tokens outside
+ * strings become null, so a resumed run keeps the line (and writes it back as valid JSON).
+ * null may be one byte longer than the token: the line is rewritten into its buffer of cap
+ * bytes only when it fits (else it is left as it was, and dropped as unreadable). */
+static void nonfinite_to_null(char *line, size_t cap) {
+    char out[LINE_CAP + LINE_CAP / 3 + 8], *w = out;
+    static const char *const tokens[] = {"-Infinity", "Infinity", "-inf", "inf",
+                                         "-nan",      "nan",      "-NaN", "NaN"};
+    int in_str = 0;
+    if (strlen(line) >= LINE_CAP) return;
+    for (const char *p = line; *p;) {
+        if (in_str) {
+            if (*p == '\\' && p[1])
+                *w++ = *p++;
+            else if (*p == '"')
+                in_str = 0;
+            *w++ = *p++;
+            continue;
+        }
+        if (*p == '"') {
+            in_str = 1;
+            *w++ = *p++;
+            continue;
+        }
+        size_t k = 0, n = 0;
+        for (; k < sizeof tokens / sizeof *tokens; k++)
+            if (strncmp(p, tokens[k], n = strlen(tokens[k])) == 0) break;
+        if (k < sizeof tokens / sizeof *tokens && (p == line || !isalnum((unsigned char)p[-1]))) {
+            memcpy(w, "null", 4);
+            w += 4, p += n;
+            while (isalnum((unsigned char)*p) || *p == '(' || *p == ')') p++; /* nan(0x...) */
+            continue;
+        }
+        *w++ = *p++;
+    }
+    *w = '\0';
+    if ((size_t)(w - out) < cap) memcpy(line, out, (size_t)(w - out) + 1);
+}
+
 /* One line of an existing metrics.jsonl: 1 if it belongs to a step <= upto (then *r is filled
  * and r->replayed is 1 for a STEP or EVAL line worth replaying), 0 if it goes; NOMEM if
- * jansson ran out of memory. */
-static qkv_status parse_line(const char *line, int64_t upto, int64_t total, int *keep,
+ * jansson ran out of memory. A line is rewritten in place when it held NaN / Infinity. */
+static qkv_status parse_line(char *line, int64_t upto, int64_t total, int *keep,
                              qkv_train_record *r) {
     *keep = 0;
     record_init(r, QKV_TRAIN_RECORD_STEP, 0, total); /* replayed stays 0 unless filled below */
     qkv__json_begin();
     json_t *j = json_loads(line, 0, NULL);
+    if (!j && !qkv__json_alloc_failed()) {
+        nonfinite_to_null(line, LINE_CAP); /* metrics_start's buffer */
+        j = json_loads(line, 0, NULL);
+    }
     int nomem = qkv__json_alloc_failed();
     json_t *st = j ? json_object_get(j, "step") : NULL;
     if (json_is_integer(st) && json_integer_value(st) <= upto) {
         *keep = 1;
         int64_t step = (int64_t)json_integer_value(st);
-        if (json_is_number(json_object_get(j, "val_loss"))) {
+        if (has(j, "val_loss")) { /* null when the loss was not finite */
             record_init(r, QKV_TRAIN_RECORD_EVAL, step, total);
             r->val_loss = num_or_nan(j, "val_loss");
             r->val_ppl = num_or_nan(j, "val_ppl");
@@ -309,7 +362,7 @@ static qkv_status parse_line(const char *line, int64_t upto, int64_t total, int 
             r->epoch = num_or_nan(j, "epoch");
             r->best = json_is_true(json_object_get(j, "best"));
             r->replayed = 1;
-        } else if (json_is_number(json_object_get(j, "loss"))) {
+        } else if (has(j, "loss")) {
             record_init(r, QKV_TRAIN_RECORD_STEP, step, total);
             r->loss = num_or_nan(j, "loss");
             r->lr = num_or_nan(j, "lr");
@@ -359,7 +412,7 @@ static qkv_status metrics_start(loop *L, int64_t upto) {
             s = qkv__write_fail("cannot write", tmp);
             break;
         }
-        if (r.replayed && r.kind == QKV_TRAIN_RECORD_EVAL &&
+        if (r.replayed && r.kind == QKV_TRAIN_RECORD_EVAL && !isnan(eval_score(&r)) &&
             !(eval_score(&r) <= L->best)) /* the best of the kept history (NaN: none yet) */
             L->best = eval_score(&r);
         if (r.replayed && L->cb && L->cb->metrics) {

@@ -60,8 +60,9 @@ qkv_status qkv__tconfig_load(const char *dir, qkv__tconfig *c) {
     qkv__json_begin();
     json_t *root = NULL;
     qkv_status st = qkv__json_load_file(path, 0, &root);
-    json_t *mt = root ? json_object_get(root, "model_type") : NULL;
-    const int bert = json_is_string(mt) && strcmp(json_string_value(mt), "bert") == 0;
+    const char *mt = NULL; /* a model_type of another JSON type is refused, naming it */
+    if (st == QKV_OK) st = qkv__json_str(path, root, "model_type", NULL, &mt);
+    const int bert = mt && strcmp(mt, "bert") == 0;
     json_decref(root);
     qkv__json_end();
     QKV_TRY(st);
