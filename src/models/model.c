@@ -10,6 +10,7 @@
 #include "models/model.h"
 #include "core/alloc.h"
 #include "core/error.h"
+#include "io/file.h"
 #include "io/json.h"
 #include "models/bert.h"
 #include "nn/nn.h"
@@ -23,7 +24,13 @@
 
 static qkv_status read_pooling(const char *dir, const char *sub, qkv_model *m) {
     char path[4200];
-    snprintf(path, sizeof path, "%s/%s/config.json", dir, sub);
+    /* a folder named by modules.json: it must stay inside the model directory */
+    char *folder = NULL;
+    QKV_TRY(qkv__path_inside(dir, sub, 0, "modules.json: the Pooling module's path", &folder));
+    int n = snprintf(path, sizeof path, "%s/config.json", folder);
+    qkv__free(folder);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: path too long", dir);
     json_t *root;
     QKV_TRY(qkv__json_load_file(path, 0, &root));
     static const struct {

@@ -58,5 +58,17 @@ check '[[ $rc -eq 0 && ! -e run5/model/tokenizer.json ]] && ! grep -rq hunter2 r
     "a non-tokenizer named by meta.json is not copied into the run ($rc)"
 check 'grep -q "was not copied" "$tmp/err"' "and the user is told why"
 
+# a model's modules.json naming its Pooling folder outside the model directory
+cp -r "$src/tests/fixtures/cls/single" pm
+mkdir -p pooling && echo '{"pooling_mode_cls_token": true}' > pooling/config.json
+printf '[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},\n {"idx":1,"name":"1","path":"../pooling","type":"sentence_transformers.models.Pooling"}]\n' > pm/modules.json
+echo "good movie" | "$qkv" embed --model pm >/dev/null 2>"$tmp/err"; rc=$?
+check '[[ $rc -eq 2 ]] && grep -q "leads outside" "$tmp/err"' \
+    "modules.json's Pooling path ../ escaping the model: exit 2 ($rc: $(head -c 300 "$tmp/err"))"
+mv pooling pm/1_Pooling
+sed -i 's|"../pooling"|"1_Pooling"|' pm/modules.json
+echo "good movie" | "$qkv" embed --model pm >/dev/null 2>"$tmp/err"; rc=$?
+check '[[ $rc -eq 0 ]]' "and inside the model it is read ($rc: $(head -c 300 "$tmp/err"))"
+
 echo "paths_cli: $((checks - fail))/$checks checks passed"
 [[ $fail -eq 0 ]]
