@@ -625,10 +625,10 @@ static int setup(run *r, int resuming) {
     if (s != QKV_OK) return cli_report("allocating activations", s);
     char *js = cfg_json(c);
     snprintf(path, sizeof path, "%s/config.json", c->out);
-    if (!js || write_line_atomic(path, js) != 0) {
+    if (!js || write_line_atomic(path, js) != 0) { /* a full disk is a failure, not bad input */
         fprintf(stderr, "qkv train: cannot write %s: %s\n", path, strerror(errno));
         free(js);
-        return EXIT_USAGE;
+        return EXIT_FAILURE;
     }
     free(js);
     int64_t n_params = qkv_trainer_numel(r->t);
