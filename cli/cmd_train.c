@@ -667,10 +667,10 @@ static int setup(run *r, int resuming) {
                                "the options cannot be recorded in %s (is a path not valid "
                                "UTF-8?)",
                                path);
-    if (write_line_atomic(path, js) != 0) {
+    if (write_line_atomic(path, js) != 0) { /* a full disk is a failure, not bad input */
         fprintf(stderr, "qkv train: cannot write %s: %s\n", path, strerror(errno));
         free(js);
-        return EXIT_USAGE;
+        return EXIT_FAILURE;
     }
     free(js);
     int64_t n_params = qkv_trainer_numel(r->t);

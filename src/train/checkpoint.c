@@ -260,6 +260,7 @@ qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char **user_
     }
     qkv__labels labels = {0};
     if (s == QKV_OK && c.arch == QKV__TARCH_BERT_CLS) s = restore_labels(path, st, &c, &labels);
+    if (s == QKV_OK) s = qkv__tconfig_check_file(&c, st, path, 1);
     qkv_trainer *t = NULL;
     if (s == QKV_OK) s = qkv__trainer_alloc(&c, &t);
     if (t) t->labels = labels, labels = (qkv__labels){0};
@@ -502,12 +503,14 @@ qkv_status qkv_trainer_export_hf(const qkv_trainer *t, const char *dir, int32_t 
  * (and a classifier's pooler) the checkpoint lacks, or has in another shape (a classifier for
  * other labels), start fresh from seed, as transformers initializes them; t->n_fresh counts
  * them. */
-static qkv_status load_weights(qkv_trainer *t, const char *dir, uint64_t seed) {
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
+static qkv_status open_weights(const char *dir, char *path, size_t cap, qkv_safetensors **st) {
+    if (snprintf(path, cap, "%s/model.safetensors", dir) >= (int)cap)
         return qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
-    qkv_safetensors *st = NULL;
-    QKV_TRY(qkv_safetensors_open(path, &st));
+    return qkv_safetensors_open(path, st);
+}
+
+static qkv_status load_weights(qkv_trainer *t, const char *path, qkv_safetensors *st,
+                               uint64_t seed) {
     /* our body names carry the prefix ("transformer.", "model.", "bert."); the base-model
      * checkpoints (GPT2Model, LlamaModel, BertModel) have none */
     const qkv__param_table *tab = t->tab;
@@ -538,8 +541,29 @@ static qkv_status load_weights(qkv_trainer *t, const char *dir, uint64_t seed) {
         if (s == QKV_OK) memcpy(t->w + p->offset, src, (size_t)p->numel * sizeof(float));
         qkv__owned_weights_free(&owned);
     }
-    qkv_safetensors_close(st);
     return s;
+}
+
+/* A trainer for config c from dir's model.safetensors: the file is opened and its size checked
+ * against c before anything is allocated. Takes labels (NULL: none) in every case. */
+static qkv_status load_hf(const char *dir, const qkv__tconfig *c, qkv__labels *labels,
+                          uint64_t seed, qkv_trainer **out) {
+    char path[4096];
+    qkv_safetensors *st = NULL;
+    qkv_trainer *t = NULL;
+    qkv_status s = open_weights(dir, path, sizeof path, &st);
+    if (s == QKV_OK) s = qkv__tconfig_check_file(c, st, path, 0);
+    if (s == QKV_OK) s = qkv__trainer_alloc(c, &t);
+    if (s == QKV_OK && labels) t->labels = *labels, *labels = (qkv__labels){0};
+    if (labels) qkv__labels_free(labels);
+    if (s == QKV_OK) s = load_weights(t, path, st, seed);
+    qkv_safetensors_close(st);
+    if (s != QKV_OK) {
+        qkv_trainer_free(t);
+        return s;
+    }
+    *out = t;
+    return QKV_OK;
 }
 
 qkv_status qkv_trainer_load_hf(const char *dir, qkv_trainer **out) {
@@ -547,15 +571,7 @@ qkv_status qkv_trainer_load_hf(const char *dir, qkv_trainer **out) {
     *out = NULL;
     qkv__tconfig c;
     QKV_TRY(qkv__tconfig_load(dir, &c));
-    qkv_trainer *t;
-    QKV_TRY(qkv__trainer_alloc(&c, &t));
-    qkv_status s = load_weights(t, dir, 0);
-    if (s != QKV_OK) {
-        qkv_trainer_free(t);
-        return s;
-    }
-    *out = t;
-    return QKV_OK;
+    return load_hf(dir, &c, NULL, 0, out);
 }
 
 qkv_status qkv_trainer_load_hf_classifier(const char *dir, const qkv_classifier_spec *spec,
@@ -571,18 +587,5 @@ qkv_status qkv_trainer_load_hf_classifier(const char *dir, const qkv_classifier_
     qkv__tconfig c;
     qkv__labels labels;
     QKV_TRY(qkv__tconfig_load_cls(dir, &sp, &c, &labels));
-    qkv_trainer *t;
-    qkv_status s = qkv__trainer_alloc(&c, &t);
-    if (s != QKV_OK) {
-        qkv__labels_free(&labels);
-        return s;
-    }
-    t->labels = labels;
-    s = load_weights(t, dir, sp.seed);
-    if (s != QKV_OK) {
-        qkv_trainer_free(t);
-        return s;
-    }
-    *out = t;
-    return QKV_OK;
+    return load_hf(dir, &c, &labels, sp.seed, out);
 }

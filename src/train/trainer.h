@@ -173,6 +173,12 @@ struct qkv_trainer {
 
 /* The parameter table and zeroed buffers (weights not initialized); trainer.c. */
 qkv_status qkv__trainer_alloc(const qkv__tconfig *cfg, qkv_trainer **out);
+/* Before allocating a trainer for cfg read from a file: refuses (QKV_ERR_FORMAT, path named) a
+ * config whose parameters cannot be in st's tensors: a checkpoint (checkpoint != 0) must hold
+ * 12 bytes per parameter (F32 weights and both moments), a Hugging Face model 2 per required
+ * parameter. So a few bytes of metadata cannot claim gigabytes. */
+qkv_status qkv__tconfig_check_file(const qkv__tconfig *cfg, const qkv_safetensors *st,
+                                   const char *path, int checkpoint);
 /* Sets parameter i to its fresh initialization (trainer.c: as transformers does). */
 void qkv__trainer_init_param(struct qkv_trainer *t, size_t i, uint64_t seed);
 /* The trainer config of a Hugging Face directory's config.json (gpt2, llama/mistral, bert). */
