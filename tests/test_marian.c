@@ -189,6 +189,46 @@ static void check_generate(const char *name, qkv_runtime *rt1, qkv_runtime *rt2)
     qkv_safetensors_close(st);
 }
 
+/* the text API: lines of texts.txt through the directory's tokenizer, as transformers' decode */
+static void check_texts(void) {
+    qkv_seq2seq *m = NULL;
+    qkv_tokenizer *tok = NULL;
+    CHECK_OK(qkv_seq2seq_load(FIX "tiny", &m));
+    CHECK_OK(qkv_tokenizer_load(FIX "tiny", &tok));
+    size_t nt = 0, ne = 0;
+    char *texts = test_read_all(FIX "texts.txt", &nt),
+         *want = test_read_all(FIX "expect.translate.txt", &ne);
+    if (!m || !tok || !texts || !want) return;
+    const char *lines[64];
+    size_t n = 0;
+    for (char *p = texts, *nl; n < 64 && (nl = strchr(p, '\n')); p = nl + 1) {
+        *nl = '\0';
+        lines[n++] = p;
+    }
+    char *out[64];
+    float scores[64];
+    CHECK_OK(qkv_seq2seq_translate(NULL, m, tok, lines, n, NULL, out, scores));
+    char *w = want;
+    for (size_t i = 0; i < n; i++) {
+        char *nl = strchr(w, '\n');
+        if (!nl || !out[i]) {
+            CHECK(0);
+            break;
+        }
+        *nl = '\0';
+        CHECK_MSG(strcmp(out[i], w) == 0, "text %zu: '%s', transformers '%s'", i, out[i], w);
+        CHECK(scores[i] < 0);
+        w = nl + 1;
+        qkv_free(out[i]);
+    }
+    printf("texts: %zu lines translated as transformers decodes them\n", n);
+    CHECK(n >= 9);
+    free(texts);
+    free(want);
+    qkv_tokenizer_free(tok);
+    qkv_seq2seq_free(m);
+}
+
 static void check_errors(void) {
     qkv_seq2seq *m = NULL;
     CHECK_STATUS(qkv_seq2seq_load(FIX "nonexistent", &m), QKV_ERR_IO);
@@ -268,6 +308,7 @@ int main(void) {
     check_forward("sep", rt2);
     check_generate("tiny", rt1, rt2);
     check_generate("sep", rt1, rt2);
+    check_texts();
     check_errors();
     qkv_runtime_free(rt1);
     qkv_runtime_free(rt2);

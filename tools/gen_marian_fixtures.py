@@ -26,7 +26,8 @@ Everything is made here, offline and seeded:
           padding), and NAME.scores [n] (beam search: sequences_scores).
       The setups (and their options) are listed in the "setups" metadata entry as JSON.
   texts.txt, expect.translate.txt: source lines and the text transformers' decode(generate())
-      gives for them with the tiny model's generation config (the CLI test).
+      gives for them with the tiny model's generation config (the CLI test);
+      expect.translate_greedy12.txt: the same with num_beams=1, max_length=12.
 """
 import json
 import os
@@ -197,14 +198,15 @@ def main():
     lines = SOURCES + ["Copyright (C) 2007 Free Software Foundation, Inc.", "", "  spaces  around  "]
     with open(os.path.join(FIX, "texts.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
-    outs = []
-    for line in lines:  # one at a time: a line's translation never depends on its batch
-        b = tok([line], return_tensors="pt")
-        with torch.no_grad():
-            r = model.generate(**b)
-        outs.append(tok.decode(r[0], skip_special_tokens=True))
-    with open(os.path.join(FIX, "expect.translate.txt"), "w", encoding="utf-8") as f:
-        f.write("\n".join(outs) + "\n")
+    for suffix, kw in (("", {}), ("_greedy12", dict(num_beams=1, max_length=12))):
+        outs = []
+        for line in lines:  # one at a time: a line's translation never depends on its batch
+            b = tok([line], return_tensors="pt")
+            with torch.no_grad():
+                r = model.generate(**b, **kw)
+            outs.append(tok.decode(r[0], skip_special_tokens=True))
+        with open(os.path.join(FIX, "expect.translate%s.txt" % suffix), "w", encoding="utf-8") as f:
+            f.write("\n".join(outs) + "\n")
     shutil.rmtree(tmp)
 
 
