@@ -271,6 +271,45 @@ static void check_errors(void) {
                  QKV_ERR_INVALID_ARG);
     CHECK_STATUS(qkv_seq2seq_generate(NULL, m, NULL, &len, 1, NULL, out, &olen, NULL),
                  QKV_ERR_INVALID_ARG);
+    /* hostile directories: a config out of range, a tensor missing from the file */
+    char tmpl[] = "/tmp/qkv_marian_XXXXXX", path[256];
+    const char *dir = mkdtemp(tmpl);
+    CHECK(dir != NULL);
+    size_t clen = 0;
+    char *cfg = test_read_all(FIX "tiny/config.json", &clen);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    test_copy_file(FIX "tiny/model.safetensors", path);
+    static const struct {
+        const char *from, *to, *msg;
+        qkv_status want;
+    } edits[] = {
+        {"\"d_model\": 32", "\"d_model\": 31", "d_model", QKV_ERR_UNSUPPORTED},
+        {"\"max_position_embeddings\": 128", "\"max_position_embeddings\": 9000000",
+         "max_position_embeddings", QKV_ERR_FORMAT},
+        {"\"activation_function\": \"swish\"", "\"activation_function\": \"mish\"",
+         "activation_function", QKV_ERR_UNSUPPORTED},
+        {"\"encoder_layers\": 2", "\"encoder_layers\": 3", "model.encoder.layers.2",
+         QKV_ERR_FORMAT},
+        {"\"d_model\": 32", "\"d_model\": \"32\"", "d_model", QKV_ERR_FORMAT},
+    };
+    for (size_t k = 0; cfg && dir && k < sizeof edits / sizeof *edits; k++) {
+        const char *at = strstr(cfg, edits[k].from);
+        CHECK(at != NULL);
+        if (!at) continue;
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        FILE *f = fopen(path, "wb");
+        fwrite(cfg, 1, (size_t)(at - cfg), f);
+        fputs(edits[k].to, f);
+        fputs(at + strlen(edits[k].from), f);
+        fclose(f);
+        qkv_seq2seq *bad = NULL;
+        CHECK_STATUS(qkv_seq2seq_load(dir, &bad), edits[k].want);
+        CHECK_MSG(strstr(qkv_last_error(), edits[k].msg) != NULL, "message '%s' lacks '%s'",
+                  qkv_last_error(), edits[k].msg);
+        CHECK(bad == NULL);
+    }
+    free(cfg);
+    if (dir) test_rm_rf(dir);
     /* every allocation of a beam-search call failed in turn: NOMEM, nothing leaks */
     qkv_seq2seq_default_options(m, &o);
     o.max_new_tokens = 4;

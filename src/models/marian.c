@@ -106,13 +106,18 @@ static qkv_status parse_config(const char *path, json_t *o, qkv_marian_config *c
                          json_is_string(mt) ? json_string_value(mt) : "(missing)");
     QKV_TRY(get_int(path, o, "vocab_size", 0, 1, 2, INT32_MAX, &c->V));
     QKV_TRY(get_int(path, o, "d_model", 0, 1, 2, 65536, &c->C));
-    QKV_TRY(get_int(path, o, "max_position_embeddings", 0, 1, 1, 1 << 20, &c->P));
+    QKV_TRY(get_int(path, o, "max_position_embeddings", 0, 1, 1, 1 << 16, &c->P));
     QKV_TRY(get_int(path, o, "encoder_layers", 0, 1, 1, 1024, &c->Le));
     QKV_TRY(get_int(path, o, "decoder_layers", 0, 1, 1, 1024, &c->Ld));
     QKV_TRY(get_int(path, o, "encoder_attention_heads", 0, 1, 1, 4096, &c->He));
     QKV_TRY(get_int(path, o, "decoder_attention_heads", 0, 1, 1, 4096, &c->Hd));
     QKV_TRY(get_int(path, o, "encoder_ffn_dim", 0, 1, 1, 1 << 20, &c->Fe));
     QKV_TRY(get_int(path, o, "decoder_ffn_dim", 0, 1, 1, 1 << 20, &c->Fd));
+    if (c->P * c->C > ((int64_t)1 << 28))
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "%s: max_position_embeddings %lld x d_model %lld: the position table "
+                         "would exceed 1 GiB",
+                         path, (long long)c->P, (long long)c->C);
     if (c->C % 2 || c->C % c->He || c->C % c->Hd)
         return qkv__fail(QKV_ERR_UNSUPPORTED,
                          "%s: d_model %lld must be even and a multiple of the attention heads",

@@ -397,7 +397,11 @@ qkv_status qkv_seq2seq_generate(qkv_runtime *rt, const qkv_seq2seq *ss, const in
     }
     dec_state d;
     qkv_status st = state_init(&d, m, lens, (int64_t)n, nb, L, N);
-    float *enc = st == QKV_OK ? qkv__alloc(sizeof(float) * (size_t)(N * c->C)) : NULL;
+    size_t enc_bytes = 0;
+    if (st == QKV_OK && (qkv__mul_overflow((size_t)N, (size_t)c->C, &enc_bytes) ||
+                         qkv__mul_overflow(enc_bytes, sizeof(float), &enc_bytes)))
+        st = qkv__fail(QKV_ERR_OVERFLOW, "%s: sizes overflow", fn);
+    float *enc = st == QKV_OK ? qkv__alloc(enc_bytes) : NULL;
     if (st == QKV_OK && !enc) st = qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", fn);
     if (st == QKV_OK) st = qkv__marian_encode(rt, m, src, lens, (int64_t)n, enc);
     if (st == QKV_OK) st = qkv__marian_cross_kv(rt, m, enc, N, d.kv);
@@ -457,8 +461,10 @@ qkv_status qkv_seq2seq_translate(qkv_runtime *rt, const qkv_seq2seq *ss, const q
         return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
     for (size_t i = 0; i < n; i++) out[i] = NULL;
     if (n == 0) return QKV_OK;
-    const int64_t cap = qkv_seq2seq_max_output(ss, opts);
-    if (cap == 0) return qkv_seq2seq_generate(rt, ss, NULL, NULL, 0, opts, NULL, NULL, NULL);
+    qkv_translate_options o;
+    int64_t L = 0;
+    QKV_TRY(read_options(ss, opts, &o, &L, fn));
+    const int64_t cap = L - 1;
     qkv_encoding **enc = qkv__calloc(n, sizeof *enc);
     int64_t *lens = qkv__calloc(n, sizeof *lens), *olens = qkv__calloc(n, sizeof *olens), N = 0;
     qkv_status st =
@@ -474,11 +480,14 @@ qkv_status qkv_seq2seq_translate(qkv_runtime *rt, const qkv_seq2seq *ss, const q
         if (st == QKV_OK) lens[i] = (int64_t)enc[i]->n, N += lens[i];
     }
     int32_t *src = st == QKV_OK ? qkv__alloc(sizeof(int32_t) * (size_t)N) : NULL;
-    int32_t *ids = st == QKV_OK ? qkv__alloc(sizeof(int32_t) * n * (size_t)cap) : NULL;
+    size_t n_ids = 0;
+    if (st == QKV_OK && qkv__mul_overflow(n, (size_t)cap * sizeof(int32_t), &n_ids))
+        st = qkv__fail(QKV_ERR_OVERFLOW, "%s: sizes overflow", fn);
+    int32_t *ids = st == QKV_OK ? qkv__alloc(n_ids) : NULL;
     if (st == QKV_OK && (!src || !ids)) st = qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", fn);
-    for (size_t i = 0, o = 0; st == QKV_OK && i < n; o += (size_t)lens[i], i++)
-        memcpy(src + o, enc[i]->ids, sizeof(int32_t) * (size_t)lens[i]);
-    if (st == QKV_OK) st = qkv_seq2seq_generate(rt, ss, src, lens, n, opts, ids, olens, scores);
+    for (size_t i = 0, at = 0; st == QKV_OK && i < n; at += (size_t)lens[i], i++)
+        memcpy(src + at, enc[i]->ids, sizeof(int32_t) * (size_t)lens[i]);
+    if (st == QKV_OK) st = qkv_seq2seq_generate(rt, ss, src, lens, n, &o, ids, olens, scores);
     for (size_t i = 0; st == QKV_OK && i < n; i++)
         st = qkv_tokenizer_decode(tok, ids + i * (size_t)cap, (size_t)olens[i], 1, &out[i], NULL);
     if (st != QKV_OK)
