@@ -1377,12 +1377,12 @@ QKV_API qkv_status qkv_logreg_predict(const qkv_logreg *m, const float *x, int64
 /* ---------------------------------------------------------------- translation models */
 
 /* An encoder-decoder translation model (MarianMT, the OPUS-MT family) loaded from a Hugging
- * Face directory: config.json (model_type "marian"), generation_config.json if present,
- * model.safetensors (docs/TRANSLATION.md, "Translating"). Generation follows transformers'
- * generate() for it: decoder_start_token_id, greedy or beam search, the directory's
- * bad_words_ids and forced_eos_token_id. A loaded model never changes: any number of threads
- * may run it at once. Errors of load as qkv_lm_load (UNSUPPORTED / FORMAT naming the field or
- * tensor, IO). */
+ * Face directory: config.json (model_type "marian"), generation_config.json if present (then
+ * the decoding defaults come from it alone, as in transformers), model.safetensors
+ * (docs/TRANSLATION.md, "Translating"). Generation follows transformers' generate() for it:
+ * decoder_start_token_id, greedy or beam search, the directory's bad_words_ids and
+ * forced_eos_token_id. A loaded model never changes: any number of threads may run it at once.
+ * Errors of load as qkv_lm_load (UNSUPPORTED / FORMAT naming the field or tensor, IO). */
 typedef struct qkv_seq2seq qkv_seq2seq;
 QKV_API qkv_status qkv_seq2seq_load(const char *dir, qkv_seq2seq **out);
 QKV_API void qkv_seq2seq_free(qkv_seq2seq *m);

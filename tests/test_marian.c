@@ -308,6 +308,36 @@ static void check_errors(void) {
                   qkv_last_error(), edits[k].msg);
         CHECK(bad == NULL);
     }
+    /* generation_config.json, when present, is read alone (as transformers does): without
+     * forced_eos_token_id there, config.json's is not used and a cut sentence ends without EOS */
+    if (cfg && dir) {
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        FILE *f = fopen(path, "wb");
+        fwrite(cfg, 1, clen, f);
+        fclose(f);
+        for (int with_gen = 0; with_gen < 2; with_gen++) {
+            snprintf(path, sizeof path, "%s/generation_config.json", dir);
+            if (with_gen) {
+                f = fopen(path, "wb");
+                fputs("{\"max_length\": 10, \"bad_words_ids\": [[159]]}\n", f);
+                fclose(f);
+            }
+            qkv_seq2seq *g = NULL;
+            CHECK_OK(qkv_seq2seq_load(dir, &g));
+            if (!g) continue;
+            qkv_translate_options go;
+            qkv_seq2seq_default_options(g, &go);
+            CHECK_EQ_INT(go.num_beams, 1);
+            CHECK_EQ_INT(go.max_length, with_gen ? 10 : 20); /* GenerationConfig's default 20 */
+            go.max_length = 10;
+            int32_t gout[16];
+            int64_t glen = 0;
+            CHECK_OK(qkv_seq2seq_generate(NULL, g, src, &len, 1, &go, gout, &glen, NULL));
+            CHECK_EQ_INT(glen, 9); /* this random model never picks EOS on its own here */
+            if (glen == 9) CHECK(with_gen ? gout[8] != 0 : gout[8] == 0);
+            qkv_seq2seq_free(g);
+        }
+    }
     free(cfg);
     if (dir) test_rm_rf(dir);
     /* every allocation of a beam-search call failed in turn: NOMEM, nothing leaks */

@@ -46,6 +46,19 @@ static qkv_status get_bool(const char *path, json_t *o, const char *key, int def
     return QKV_OK;
 }
 
+/* transformers' GenerationConfig defaults (decoder_start_token_id falls back to the model's). */
+static void generation_defaults(qkv_marian_config *c) {
+    c->num_beams = 1;
+    c->max_length = 20;
+    c->length_penalty = 1.0f;
+    c->early_stopping = QKV__ES_FALSE;
+    c->no_repeat_ngram = 0;
+    c->forced_eos = -1;
+    qkv__free(c->bad_ids);
+    c->bad_ids = NULL;
+    c->n_bad = 0;
+}
+
 /* The decoding defaults of one file (config.json, then generation_config.json over it). */
 static qkv_status parse_generation(const char *path, json_t *o, qkv_marian_config *c) {
     int64_t x = 0;
@@ -155,13 +168,8 @@ static qkv_status parse_config(const char *path, json_t *o, qkv_marian_config *c
     c->pad = (int32_t)x;
     QKV_TRY(get_int(path, o, "eos_token_id", 0, 1, 0, c->Vd - 1, &x));
     c->eos = (int32_t)x;
-    /* transformers' GenerationConfig defaults, then the files */
-    c->num_beams = 1;
-    c->max_length = 20;
-    c->length_penalty = 1.0f;
-    c->early_stopping = QKV__ES_FALSE;
     c->start = c->pad;
-    c->forced_eos = -1;
+    generation_defaults(c);
     return parse_generation(path, o, c);
 }
 
@@ -177,7 +185,8 @@ qkv_status qkv__marian_config_load(const char *dir, qkv_marian_config *cfg) {
     qkv_status s = qkv__json_load_file(path, 0, &root);
     if (s == QKV_OK) s = parse_config(path, root, cfg);
     if (s == QKV_OK) s = qkv__json_load_file(gpath, 1, &gen);
-    if (s == QKV_OK && gen) {
+    if (s == QKV_OK && gen) { /* as transformers: the file alone, not merged with config.json */
+        generation_defaults(cfg);
         s = json_is_object(gen) ? parse_generation(gpath, gen, cfg)
                                 : qkv__fail(QKV_ERR_FORMAT, "%s: not a JSON object", gpath);
     }

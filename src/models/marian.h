@@ -2,8 +2,9 @@
  * internal API; the public face is qkv_seq2seq (seq2seq.c, qkv.h).
  *
  * A model directory in the Hugging Face layout: config.json (model_type "marian"), optionally
- * generation_config.json (its decoding defaults override config.json's, as transformers reads
- * them), model.safetensors. The architecture, as modeling_marian.py computes it:
+ * generation_config.json (when present, the decoding defaults come from it alone, with
+ * GenerationConfig's defaults for what it lacks, as transformers reads them; else from
+ * config.json), model.safetensors. The architecture, as modeling_marian.py computes it:
  *   encoder: x = E[ids] · embed_scale + PE[t]; L_e post-LN blocks (the BERT block of
  *            models/block.h: LN1(x + SelfAttn(x)), LN2(· + MLP(·))); no final norm.
  *   decoder: y = E_dec[ids] · embed_scale + PE[past + t]; L_d post-LN blocks of three sublayers
@@ -49,7 +50,7 @@ typedef struct qkv_marian_config {
     int tied;          /* tie_word_embeddings */
     int32_t pad, eos;  /* pad_token_id, eos_token_id */
     int32_t start;     /* decoder_start_token_id (Marian: pad) */
-    /* decoding defaults (generation_config.json over config.json; transformers' defaults) */
+    /* decoding defaults (generation_config.json, else config.json; transformers' defaults) */
     int64_t num_beams;       /* 1 */
     int64_t max_length;      /* 20; counts the start token */
     float length_penalty;    /* 1 */
