@@ -262,6 +262,19 @@ static void check_errors(void) {
     CHECK_STATUS(qkv_seq2seq_generate(NULL, m, src, &len, 1, &o, out, &olen, NULL),
                  QKV_ERR_INVALID_ARG);
     o.early_stopping = QKV_EARLY_STOP_FALSE;
+    /* struct_size: a newer program's longer struct is accepted only with a zero tail */
+    struct {
+        qkv_translate_options o;
+        int64_t newer_field;
+    } big;
+    memset(&big, 0, sizeof big);
+    qkv_seq2seq_default_options(m, &big.o);
+    big.o.struct_size = sizeof big;
+    big.newer_field = 1;
+    CHECK_STATUS(qkv_seq2seq_generate(NULL, m, src, &len, 1, &big.o, out, &olen, NULL),
+                 QKV_ERR_INVALID_ARG);
+    big.newer_field = 0;
+    CHECK_OK(qkv_seq2seq_generate(NULL, m, src, &len, 1, &big.o, out, &olen, NULL));
     o.struct_size = 0; /* 0: this version's layout */
     CHECK_OK(qkv_seq2seq_generate(NULL, m, src, &len, 1, &o, out, &olen, NULL));
     CHECK_STATUS(qkv_seq2seq_generate(NULL, m, src, &bad_len, 1, NULL, out, &olen, NULL),

@@ -14,6 +14,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail=0; checks=0
 check() { checks=$((checks + 1)); if ! eval "$1"; then echo "FAIL: $2"; fail=$((fail + 1)); fi; }
 
+first=$(head -n1 "$fix/expect.translate.txt")
 "$qkv" translate --model "$model" "$fix/texts.txt" > "$tmp/a.txt"
 check 'cmp -s "$tmp/a.txt" "$fix/expect.translate.txt"' "beam 4 output differs from transformers"
 "$qkv" translate --model "$model" < "$fix/texts.txt" > "$tmp/b.txt"
@@ -30,9 +31,16 @@ check 'cmp -s "$tmp/g.txt" "$fix/expect.translate_greedy12.txt"' "greedy output 
 check '[ "$(wc -l < "$tmp/j.txt")" = "$(wc -l < "$fix/texts.txt")" ]' "--json line count"
 check '[ "$(sed -n 5p "$tmp/j.txt" | grep -o "\"line\": [0-9]*")" = "\"line\": 5" ]' \
     "--json lines out of order"
-first=$(head -n1 "$fix/expect.translate.txt")
 check 'head -n1 "$tmp/j.txt" | grep -qF "\"translation\": \"$first\""' "--json translation"
 check 'grep -q "\"score\": -[0-9]" "$tmp/j.txt"' "--json lacks negative scores"
+# streaming: with --batch 1 a line's translation comes back before the input ends
+coproc TR { "$qkv" translate --model "$model" --batch 1; }
+head -n1 "$fix/texts.txt" >&"${TR[1]}"
+line=""
+read -r -t 60 line <&"${TR[0]}"
+check '[ "$line" = "$first" ]' "--batch 1 does not answer a line before the input ends"
+exec {TR[1]}>&-
+wait "$TR_PID"
 # an empty input gives an empty output
 : > "$tmp/empty.txt"
 "$qkv" translate --model "$model" "$tmp/empty.txt" > "$tmp/e.txt"
