@@ -1408,6 +1408,7 @@ typedef struct qkv_translate_options {
     float length_penalty;   /* beam scores are sum log p / length^length_penalty */
     qkv_early_stopping early_stopping;
     int64_t no_repeat_ngram_size; /* 0: off; else no n-gram of this size occurs twice */
+    int renormalize_logits;       /* 1: log_softmax again after the logits processors */
 } qkv_translate_options;
 
 QKV_API void qkv_seq2seq_default_options_sized(const qkv_seq2seq *m, qkv_translate_options *o,

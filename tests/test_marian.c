@@ -7,8 +7,9 @@
  *     tensor's largest value);
  *   - qkv_seq2seq_generate on the whole batch: output ids identical to generate() for greedy
  *     and beam search (num_beams 4 with length_penalty 1, 0.6 + early_stopping, 2 +
- *     no_repeat_ngram_size 2, -1 + "never"; num_beams 3 with max_new_tokens 7; greedy with
- *     no_repeat_ngram_size 3), beam scores within 1e-4 of sequences_scores;
+ *     no_repeat_ngram_size 2, -1 + "never", renormalize_logits + no_repeat_ngram_size 2;
+ *     num_beams 3 with max_new_tokens 7; greedy with no_repeat_ngram_size 3), beam scores
+ *     within 1e-4 of sequences_scores;
  *   - each sentence alone gives what it gave in the batch; 1 and 2 threads agree;
  *   - bad options, sources and directories fail with their status and a message; every
  *     allocation of a generate call failed in turn returns NOMEM without a leak.
@@ -28,17 +29,19 @@ typedef struct {
     int64_t beams, max_new, ngram;
     float lp;
     qkv_early_stopping es;
+    int renorm;
 } setup;
 
 /* as SETUPS in tools/gen_marian_fixtures.py */
 static const setup SETUPS[] = {
-    {"greedy", 1, 0, 0, 1.0f, QKV_EARLY_STOP_FALSE},
-    {"beam4", 4, 0, 0, 1.0f, QKV_EARLY_STOP_FALSE},
-    {"beam4_lp06_es", 4, 0, 0, 0.6f, QKV_EARLY_STOP_TRUE},
-    {"beam4_lp2_nr2", 4, 0, 2, 2.0f, QKV_EARLY_STOP_FALSE},
-    {"beam4_lpm1_never", 4, 0, 0, -1.0f, QKV_EARLY_STOP_NEVER},
-    {"beam3_new7", 3, 7, 0, 1.0f, QKV_EARLY_STOP_FALSE},
-    {"greedy_nr3", 1, 20, 3, 1.0f, QKV_EARLY_STOP_FALSE},
+    {"greedy", 1, 0, 0, 1.0f, QKV_EARLY_STOP_FALSE, 0},
+    {"beam4", 4, 0, 0, 1.0f, QKV_EARLY_STOP_FALSE, 0},
+    {"beam4_lp06_es", 4, 0, 0, 0.6f, QKV_EARLY_STOP_TRUE, 0},
+    {"beam4_lp2_nr2", 4, 0, 2, 2.0f, QKV_EARLY_STOP_FALSE, 0},
+    {"beam4_lpm1_never", 4, 0, 0, -1.0f, QKV_EARLY_STOP_NEVER, 0},
+    {"beam3_new7", 3, 7, 0, 1.0f, QKV_EARLY_STOP_FALSE, 0},
+    {"greedy_nr3", 1, 20, 3, 1.0f, QKV_EARLY_STOP_FALSE, 0},
+    {"beam4_renorm_nr2", 4, 0, 2, 1.0f, QKV_EARLY_STOP_FALSE, 1},
 };
 
 static const qkv_st_tensor *tensor(qkv_safetensors *st, const char *name) {
@@ -128,6 +131,7 @@ static qkv_translate_options options(const qkv_seq2seq *m, const setup *u) {
     o.no_repeat_ngram_size = u->ngram;
     o.length_penalty = u->lp;
     o.early_stopping = u->es;
+    o.renormalize_logits = u->renorm;
     return o;
 }
 
@@ -304,6 +308,10 @@ static void check_errors(void) {
         {"\"encoder_layers\": 2", "\"encoder_layers\": 3", "model.encoder.layers.2",
          QKV_ERR_FORMAT},
         {"\"d_model\": 32", "\"d_model\": \"32\"", "d_model", QKV_ERR_FORMAT},
+        {"\"forced_eos_token_id\": 0", "\"forced_eos_token_id\": 0, \"repetition_penalty\": 1.2",
+         "repetition_penalty", QKV_ERR_UNSUPPORTED},
+        {"\"forced_eos_token_id\": 0", "\"forced_eos_token_id\": 0, \"do_sample\": true",
+         "do_sample", QKV_ERR_UNSUPPORTED},
     };
     for (size_t k = 0; cfg && dir && k < sizeof edits / sizeof *edits; k++) {
         const char *at = strstr(cfg, edits[k].from);

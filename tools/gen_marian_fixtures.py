@@ -63,6 +63,7 @@ SETUPS = [
     ("beam4_lpm1_never", dict(num_beams=4, length_penalty=-1.0, early_stopping="never")),
     ("beam3_new7", dict(num_beams=3, max_new_tokens=7)),
     ("greedy_nr3", dict(num_beams=1, no_repeat_ngram_size=3, max_new_tokens=20)),
+    ("beam4_renorm_nr2", dict(num_beams=4, renormalize_logits=True, no_repeat_ngram_size=2)),
 ]
 
 

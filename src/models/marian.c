@@ -54,6 +54,7 @@ static void generation_defaults(qkv_marian_config *c) {
     c->early_stopping = QKV__ES_FALSE;
     c->no_repeat_ngram = 0;
     c->forced_eos = -1;
+    c->renormalize = 0;
     qkv__free(c->bad_ids);
     c->bad_ids = NULL;
     c->n_bad = 0;
@@ -84,7 +85,32 @@ static qkv_status parse_generation(const char *path, json_t *o, qkv_marian_confi
     else if (v && !json_is_null(v))
         return qkv__fail(QKV_ERR_FORMAT, "%s: early_stopping must be true, false or \"never\"",
                          path);
-    QKV_TRY(get_int(path, o, "min_length", 0, 0, 0, 0, &x)); /* only the default */
+    QKV_TRY(get_bool(path, o, "renormalize_logits", c->renormalize, &c->renormalize));
+    /* settings that would change the result and are not implemented: refused unless default */
+    static const char *const zero_ints[] = {"min_length", "min_new_tokens",
+                                            "encoder_no_repeat_ngram_size"};
+    for (size_t i = 0; i < sizeof zero_ints / sizeof *zero_ints; i++)
+        QKV_TRY(get_int(path, o, zero_ints[i], 0, 0, 0, 0, &x));
+    QKV_TRY(get_int(path, o, "num_beam_groups", 1, 0, 1, 1, &x));
+    QKV_TRY(get_int(path, o, "num_return_sequences", 1, 0, 1, 1, &x));
+    int b = 0;
+    QKV_TRY(get_bool(path, o, "do_sample", 0, &b));
+    if (b) return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: do_sample = true is not supported", path);
+    static const char *const null_only[] = {"forced_bos_token_id",
+                                            "suppress_tokens",
+                                            "begin_suppress_tokens",
+                                            "sequence_bias",
+                                            "exponential_decay_length_penalty",
+                                            "force_words_ids"};
+    for (size_t i = 0; i < sizeof null_only / sizeof *null_only; i++) {
+        json_t *w = json_object_get(o, null_only[i]);
+        if (w && !json_is_null(w))
+            return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: %s is not supported", path, null_only[i]);
+    }
+    json_t *rp = json_object_get(o, "repetition_penalty");
+    if (rp && !json_is_null(rp) && !(json_is_number(rp) && json_number_value(rp) == 1.0))
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "%s: repetition_penalty other than 1 is not supported", path);
     v = json_object_get(o, "bad_words_ids");
     if (v && !json_is_null(v)) {
         if (!json_is_array(v))

@@ -57,6 +57,7 @@ typedef struct qkv_marian_config {
     int early_stopping;      /* QKV__ES_*, false */
     int64_t no_repeat_ngram; /* 0 */
     int32_t forced_eos;      /* -1: none */
+    int renormalize;         /* renormalize_logits: log_softmax after the processors */
     int32_t *bad_ids;        /* bad_words_ids (single tokens only), n_bad of them */
     int64_t n_bad;
 } qkv_marian_config;

@@ -8,7 +8,8 @@
  *
  * The beam search is transformers' vectorized one (generation/utils.py, _beam_search), sentence
  * by sentence: log_softmax of the logits, the logits processors (no_repeat_ngram_size,
- * bad_words_ids, forced_eos_token_id at max_length - 1), plus the running beam scores; the top
+ * bad_words_ids, forced_eos_token_id at max_length - 1; renormalize_logits: log_softmax again),
+ * plus the running beam scores; the top
  * 2·num_beams candidates of all beams; the best num_beams that did not just finish run on (a
  * finished candidate gets -1e9); candidates among the top num_beams that hit EOS or max_length
  * join the finished set with score / (length ^ length_penalty), merged by score; the
@@ -65,6 +66,7 @@ static void defaults(const qkv_seq2seq *s, qkv_translate_options *d) {
     d->length_penalty = c->length_penalty;
     d->early_stopping = (qkv_early_stopping)c->early_stopping;
     d->no_repeat_ngram_size = c->no_repeat_ngram;
+    d->renormalize_logits = c->renormalize;
 }
 
 void qkv_seq2seq_default_options_sized(const qkv_seq2seq *s, qkv_translate_options *o,
@@ -101,6 +103,8 @@ static qkv_status read_options(const qkv_seq2seq *s, const qkv_translate_options
                          fn, (int)o->early_stopping);
     if (o->no_repeat_ngram_size < 0)
         return qkv__fail(QKV_ERR_INVALID_ARG, "%s: no_repeat_ngram_size must be >= 0", fn);
+    if (o->renormalize_logits != 0 && o->renormalize_logits != 1)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: renormalize_logits must be 0 or 1", fn);
     return QKV_OK;
 }
 
@@ -279,6 +283,7 @@ static qkv_status beam_update(dec_state *d, sent *s, int64_t i, float *lp, int64
     for (int64_t b = 0; b < nb; b++) {
         float *x = lp + b * V;
         process(x, V, s->run + b * L, cur, o->no_repeat_ngram_size, c, L);
+        if (o->renormalize_logits) QKV_TRY(qkv_nn_log_softmax_forward(NULL, x, x, 1, V));
         for (int64_t v = 0; v < V; v++) x[v] += s->run_score[b];
     }
     float *val = d->top_val;
