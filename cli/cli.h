@@ -64,6 +64,8 @@ int cmd_report(int argc, char **argv);
 void cmd_report_help(void);
 int cmd_lora(int argc, char **argv);
 void cmd_lora_help(void);
+int cmd_translate(int argc, char **argv);
+void cmd_translate_help(void);
 int cmd_bench(int argc, char **argv);
 void cmd_bench_help(void);
 

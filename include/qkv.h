@@ -1378,6 +1378,73 @@ QKV_API qkv_status qkv_logreg_predict_proba(const qkv_logreg *m, const float *x,
 QKV_API qkv_status qkv_logreg_predict(const qkv_logreg *m, const float *x, int64_t n,
                                       int32_t *pred);
 
+/* ---------------------------------------------------------------- translation models */
+
+/* An encoder-decoder translation model (MarianMT, the OPUS-MT family) loaded from a Hugging
+ * Face directory: config.json (model_type "marian"), generation_config.json if present (then
+ * the decoding defaults come from it alone, as in transformers), model.safetensors
+ * (docs/TRANSLATION.md, "Translating"). Generation follows transformers' generate() for it:
+ * decoder_start_token_id, greedy or beam search, the directory's bad_words_ids and
+ * forced_eos_token_id. A loaded model never changes: any number of threads may run it at once.
+ * Errors of load as qkv_lm_load (UNSUPPORTED / FORMAT naming the field or tensor, IO). */
+typedef struct qkv_seq2seq qkv_seq2seq;
+QKV_API qkv_status qkv_seq2seq_load(const char *dir, qkv_seq2seq **out);
+QKV_API void qkv_seq2seq_free(qkv_seq2seq *m);
+/* The decoder's vocabulary (0 for NULL) and the most source tokens one sentence may have
+ * (max_position_embeddings). */
+QKV_API int64_t qkv_seq2seq_vocab_size(const qkv_seq2seq *m);
+QKV_API int64_t qkv_seq2seq_max_source(const qkv_seq2seq *m);
+
+typedef enum qkv_early_stopping {
+    QKV_EARLY_STOP_FALSE = 0, /* transformers' early_stopping=False (its heuristic) */
+    QKV_EARLY_STOP_TRUE = 1,  /* stop a sentence when num_beams hypotheses are finished */
+    QKV_EARLY_STOP_NEVER = 2, /* "never": the canonical beam search */
+} qkv_early_stopping;
+
+/* How to decode; versioned (struct_size first). qkv_seq2seq_default_options fills in the
+ * model directory's generation defaults; a field the program's struct lacks keeps them. */
+typedef struct qkv_translate_options {
+    size_t struct_size;     /* 0 or sizeof(qkv_translate_options): see the top of this file */
+    int64_t num_beams;      /* 1: greedy; > 1 beam search */
+    int64_t max_length;     /* target tokens at most, counting the start token (transformers'
+                               max_length); <= max_position_embeddings */
+    int64_t max_new_tokens; /* > 0: overrides max_length with 1 + max_new_tokens */
+    float length_penalty;   /* beam scores are sum log p / length^length_penalty */
+    qkv_early_stopping early_stopping;
+    int64_t no_repeat_ngram_size; /* 0: off; else no n-gram of this size occurs twice */
+    int renormalize_logits;       /* 1: log_softmax again after the logits processors */
+} qkv_translate_options;
+
+QKV_API void qkv_seq2seq_default_options_sized(const qkv_seq2seq *m, qkv_translate_options *o,
+                                               size_t struct_size);
+#define qkv_seq2seq_default_options(m, o) qkv_seq2seq_default_options_sized((m), (o), sizeof *(o))
+/* Target tokens one sentence may get under opts (NULL: the defaults): max_length - 1, or
+ * max_new_tokens. 0 on invalid options (qkv_last_error says why). */
+QKV_API int64_t qkv_seq2seq_max_output(const qkv_seq2seq *m, const qkv_translate_options *opts);
+
+/* Translates n sources at once: src [Σ lens] packed ids (the tokenizer's, </s> included), lens
+ * [n] each in [1, qkv_seq2seq_max_source]. out [n, max_output] receives sentence i's target ids
+ * at row i (without the start token; ending with EOS unless max_length cut it), out_lens [n]
+ * their counts; scores [n] (may be NULL) the finished hypothesis' score (beam search: its
+ * sequences_scores; greedy: the sum of the chosen tokens' log-probabilities after the logits
+ * processors, divided by length^length_penalty). Sentences of any lengths are batched; each
+ * result equals translating that sentence alone (up to float rounding of near ties).
+ * opts NULL = the defaults. Errors: INVALID_ARG (arguments, options naming the field), NOMEM. */
+QKV_API qkv_status qkv_seq2seq_generate(qkv_runtime *rt, const qkv_seq2seq *m, const int32_t *src,
+                                        const int64_t *lens, size_t n,
+                                        const qkv_translate_options *opts, int32_t *out,
+                                        int64_t *out_lens, float *scores);
+
+/* Text in, text out: n NUL-terminated sources are encoded with tok (the model directory's
+ * tokenizer: source.spm + vocab.json), translated as qkv_seq2seq_generate and decoded without
+ * special tokens. out[i] is a NUL-terminated string to release with qkv_free (all NULL on
+ * failure); scores may be NULL. A source longer than qkv_seq2seq_max_source tokens is
+ * INVALID_ARG naming it. */
+QKV_API qkv_status qkv_seq2seq_translate(qkv_runtime *rt, const qkv_seq2seq *m,
+                                         const struct qkv_tokenizer *tok, const char *const *texts,
+                                         size_t n, const qkv_translate_options *opts, char **out,
+                                         float *scores);
+
 /* ---------------------------------------------------------------- translation metrics */
 
 /* BLEU and chrF / chrF++ of hypotheses against one or more references, as sacreBLEU
