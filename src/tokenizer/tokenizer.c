@@ -265,7 +265,15 @@ qkv_status qkv_tokenizer_load(const char *path, qkv_tokenizer **out) {
             st = qkv__tok_load_vocab_txt(t, a, cfg ? b : NULL);
         } else if (join(a, sizeof a, path, "source.spm") && is_file(a)) {
             int voc = join(b, sizeof b, path, "vocab.json") && is_file(b);
-            st = qkv__tok_load_spm(t, a, voc ? b : NULL);
+            char c[4096];
+            if (join(c, sizeof c, path, "target_vocab.json") && is_file(c))
+                /* ids out of the decoder would be looked up in the wrong vocabulary */
+                st = qkv__fail(QKV_ERR_UNSUPPORTED,
+                               "%s: separate source and target vocabularies (target_vocab.json) "
+                               "are not supported yet",
+                               path);
+            else
+                st = qkv__tok_load_spm(t, a, voc ? b : NULL);
         } else if (join(a, sizeof a, path, "vocab.json") && is_file(a) &&
                    join(b, sizeof b, path, "merges.txt") && is_file(b)) {
             st = qkv__tok_load_vocab_merges(t, a, b);

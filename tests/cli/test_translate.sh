@@ -68,6 +68,10 @@ expect2 --model "$model" "$tmp/nonexistent.txt"
 expect2 --model "$model" --max-length 500
 grep -q "max_length" "$tmp/err"; check '[ $? -eq 0 ]' "--max-length 500: message names max_length"
 expect2 --model "$model" a.txt b.txt
+# separate target vocabularies are not supported yet: refused, not decoded with the source's
+cp -r "$model" "$tmp/sepvocab" && cp "$model/vocab.json" "$tmp/sepvocab/target_vocab.json"
+expect2 --model "$tmp/sepvocab"
+grep -q "target_vocab.json" "$tmp/err"; check '[ $? -eq 0 ]' "target_vocab.json: refused by name"
 awk 'BEGIN { for (i = 0; i < 300; i++) printf "word%d ", i; print "" }' > "$tmp/in"
 expect2 --model "$model"
 grep -q "line 1" "$tmp/err"; check '[ $? -eq 0 ]' "a too long line: message names the line"
