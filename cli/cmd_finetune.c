@@ -863,11 +863,17 @@ int cmd_finetune(int argc, char **argv) {
     if (resume) {
         char out[sizeof r.c.out];
         snprintf(out, sizeof out, "%s", r.c.out);
-        char *js = NULL;
-        s = qkv_train_resume(out, &r.t, &js);
+        char *js = NULL, *aside = NULL;
+        s = qkv_train_resume_checked(out, &r.t, &js, &aside);
         if (s != QKV_OK) {
             rc = cli_report("resuming", s);
             goto done;
+        }
+        if (aside) { /* damaged checkpoints were skipped: say which, and from where it goes on */
+            fprintf(stderr, "qkv finetune: warning: set aside damaged checkpoints: %s\n", aside);
+            fprintf(stderr, "qkv finetune: resuming from step %lld instead\n",
+                    (long long)qkv_trainer_steps(r.t));
+            qkv_free(aside);
         }
         if (!js || cfg_from_json(&r.c, js) != 0) {
             free(js);

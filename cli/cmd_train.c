@@ -241,8 +241,7 @@ static int apply_json(train_cfg *c, json_t *root, const char *from, int resuming
             snprintf(buf, sizeof buf, "%s", json_string_value(v));
         else
             want = o->kind == O_DBL ? "a number" : "a whole number";
-        if (want)
-            return cli_usage_error("train", "%s: option '%s' must be %s", from, key, want);
+        if (want) return cli_usage_error("train", "%s: option '%s' must be %s", from, key, want);
         int rc = set_opt(c, o, buf, from);
         if (rc) return rc;
     }
@@ -756,9 +755,17 @@ int cmd_train(int argc, char **argv) {
         if (last < 0) return cli_usage_error("train", "--resume: no checkpoint in %s", cfg.out);
         char path[2048];
         snprintf(path, sizeof path, "%s/ckpt_%08ld.safetensors", cfg.out, last);
-        char *user = NULL;
-        qkv_status s = qkv_train_resume(cfg.out, &r.t, &user);
+        char *user = NULL, *aside = NULL;
+        qkv_status s = qkv_train_resume_checked(cfg.out, &r.t, &user, &aside);
         if (s != QKV_OK) return cli_report(path, s);
+        if (aside) { /* damaged checkpoints were skipped: say which, and from where it goes on */
+            fprintf(stderr, "qkv train: warning: set aside damaged checkpoints: %s\n", aside);
+            fprintf(stderr, "qkv train: resuming from step %lld instead\n",
+                    (long long)qkv_trainer_steps(r.t));
+            qkv_free(aside);
+            snprintf(path, sizeof path, "%s/ckpt_%08lld.safetensors", cfg.out,
+                     (long long)qkv_trainer_steps(r.t));
+        }
         train_cfg saved;
         cfg_defaults(&saved);
         json_t *j = json_loads(user, 0, NULL);

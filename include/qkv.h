@@ -1242,8 +1242,15 @@ QKV_API qkv_status qkv_train_run(qkv_runtime *rt, qkv_trainer *t, const qkv_trai
                                  const qkv_train_callbacks *cb, void *user);
 /* The step of the newest run_dir/ckpt_NNNNNNNN.safetensors, or -1 if there is none. */
 QKV_API int64_t qkv_train_latest_checkpoint(const char *run_dir);
-/* qkv_trainer_restore of the newest checkpoint of run_dir: NOT_FOUND when there is none. */
+/* qkv_trainer_restore of the newest intact checkpoint of run_dir: NOT_FOUND when there is
+ * none. A checkpoint that fails to restore as damaged (malformed, its data_crc32c checksum not
+ * matching, unreadable) is renamed to NAME.damaged (kept, never deleted) and the next older one
+ * is tried; when none is left, the newest one's error is returned. */
 QKV_API qkv_status qkv_train_resume(const char *run_dir, qkv_trainer **out, char **user_json);
+/* The same; *set_aside (may be NULL) gets, when damaged checkpoints were set aside, a message
+ * naming each and why (free with qkv_free), else NULL: a front end should show it. */
+QKV_API qkv_status qkv_train_resume_checked(const char *run_dir, qkv_trainer **out,
+                                            char **user_json, char **set_aside);
 
 /* ---------------------------------------------------------------- classification metrics */
 

@@ -13,6 +13,7 @@
 #include "core/abi.h"
 #include "core/alloc.h"
 #include "core/error.h"
+#include "io/crc32c.h"
 #include "io/json.h"
 #include "models/gpt.h"
 #include "models/weights.h"
@@ -108,6 +109,18 @@ static qkv_status restore_labels(const char *path, const qkv_safetensors *st, qk
     return s;
 }
 
+/* CRC-32C of the weights, then the first and second moments, parameter by parameter: the
+ * checkpoint's tensors in that order (whatever order the file stores them in). */
+static uint32_t data_crc(const qkv_trainer *t) {
+    const float *buf[3] = {t->w, t->m, t->v};
+    uint32_t crc = 0;
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < t->n_params; i++)
+            crc = qkv__crc32c(crc, buf[k] + t->params[i].offset,
+                              (size_t)t->params[i].numel * sizeof(float));
+    return crc;
+}
+
 qkv_status qkv_trainer_save(const qkv_trainer *t, const char *path, const char *user_json) {
     if (!t || !path) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_save: NULL argument");
     size_t n = t->n_params * 3;
@@ -184,15 +197,18 @@ qkv_status qkv_trainer_save(const qkv_trainer *t, const char *path, const char *
     vals[21] = labels;
     /* adapters: their config (lora_train.c) as one more key */
     char *lora = t->lora ? qkv__tlora_meta(t) : NULL;
-    const char *k2[23], *v2[23];
+    const char *k2[24], *v2[24];
     size_t nm = cls ? 22 : 19;
     memcpy(k2, keys, nm * sizeof *k2);
     memcpy(v2, vals, nm * sizeof *v2);
-    k2[nm] = "lora";
-    v2[nm] = lora;
+    if (lora) k2[nm] = "lora", v2[nm++] = lora;
+    /* the checksum of every tensor's data, verified by qkv_trainer_restore */
+    char crc[16];
+    snprintf(crc, sizeof crc, "%08" PRIx32, data_crc(t));
+    k2[nm] = "data_crc32c", v2[nm++] = crc;
     qkv_status st = (cls && !labels) || (t->lora && !lora)
                         ? qkv__fail(QKV_ERR_NOMEM, "qkv_trainer_save: out of memory")
-                        : qkv_safetensors_write(path, wt, n, k2, v2, nm + (lora != NULL));
+                        : qkv_safetensors_write(path, wt, n, k2, v2, nm);
     qkv__free(lora);
     qkv__free(labels);
     qkv__free(frozen);
@@ -291,6 +307,16 @@ qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char **user_
         const char *u = qkv_safetensors_metadata_get(st, "user");
         *user_json = qkv__strdup(u ? u : "{}");
         if (!*user_json) s = qkv__fail(QKV_ERR_NOMEM, "qkv_trainer_restore: out of memory");
+    }
+    const char *crc = s == QKV_OK ? qkv_safetensors_metadata_get(st, "data_crc32c") : NULL;
+    if (crc) { /* checkpoints before this version have none */
+        char want[16];
+        snprintf(want, sizeof want, "%08" PRIx32, data_crc(t));
+        if (strcmp(crc, want) != 0)
+            s = qkv__fail(QKV_ERR_FORMAT,
+                          "%s: the data does not match its checksum (data_crc32c %s, computed "
+                          "%s): the checkpoint is damaged",
+                          path, crc, want);
     }
     const char *fz = s == QKV_OK ? qkv_safetensors_metadata_get(st, "frozen") : NULL;
     for (const char *q = fz; q && *q && s == QKV_OK;) { /* "i,j,...": frozen parameters */

@@ -98,29 +98,65 @@ static int ckpt_path(char *buf, const char *dir, int64_t step) {
     return n > 0 && n < PATH_CAP;
 }
 
-int64_t qkv_train_latest_checkpoint(const char *run_dir) {
+/* The newest checkpoint step below `below` (INT64_MAX: any), or -1. */
+static int64_t qkv_train_latest_checkpoint_before(const char *run_dir, int64_t below) {
     DIR *d = run_dir ? opendir(run_dir) : NULL;
     if (!d) return -1;
     int64_t best = -1, s;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (ckpt_step(e->d_name, &s) && s > best) best = s;
+        if (ckpt_step(e->d_name, &s) && s > best && s < below) best = s;
     closedir(d);
     return best;
 }
 
-qkv_status qkv_train_resume(const char *run_dir, qkv_trainer **out, char **user_json) {
+int64_t qkv_train_latest_checkpoint(const char *run_dir) {
+    return qkv_train_latest_checkpoint_before(run_dir, INT64_MAX);
+}
+
+qkv_status qkv_train_resume_checked(const char *run_dir, qkv_trainer **out, char **user_json,
+                                    char **set_aside) {
     if (!run_dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_train_resume: NULL argument");
     *out = NULL;
     if (user_json) *user_json = NULL;
+    if (set_aside) *set_aside = NULL;
     int64_t last = qkv_train_latest_checkpoint(run_dir);
     if (last < 0)
         return qkv__fail(QKV_ERR_NOT_FOUND, "%s: no checkpoint (ckpt_NNNNNNNN.safetensors)",
                          run_dir);
-    char path[PATH_CAP];
-    if (!ckpt_path(path, run_dir, last))
-        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_train_resume: run_dir is too long");
-    return qkv_trainer_restore(path, out, user_json);
+    char note[4096] = ""; /* the checkpoints set aside, and why */
+    for (;;) {
+        char path[PATH_CAP], bad[PATH_CAP + 16];
+        if (!ckpt_path(path, run_dir, last))
+            return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_train_resume: run_dir is too long");
+        qkv_status s = qkv_trainer_restore(path, out, user_json);
+        /* a damaged checkpoint (malformed, wrong checksum, unreadable) is renamed aside, never
+         * deleted, and the next older one tried; other failures (out of memory) stop here */
+        int damaged = s == QKV_ERR_FORMAT || s == QKV_ERR_IO || s == QKV_ERR_OVERFLOW;
+        int64_t older = damaged ? qkv_train_latest_checkpoint_before(run_dir, last) : -1;
+        if (s == QKV_OK || !damaged || older < 0) {
+            if (s == QKV_OK && set_aside && note[0]) {
+                *set_aside = qkv__strdup(note);
+                if (!*set_aside) {
+                    qkv_trainer_free(*out);
+                    *out = NULL;
+                    return qkv__fail(QKV_ERR_NOMEM, "qkv_train_resume: out of memory");
+                }
+            }
+            return s;
+        }
+        snprintf(bad, sizeof bad, "%s.damaged", path);
+        if (rename(path, bad) != 0) return s; /* cannot set it aside: report it as it is */
+        size_t n = strlen(note);
+        if (n < sizeof note - 1024) /* each entry fits in 1024 bytes; later ones are left out */
+            snprintf(note + n, 1024, "%s%.300s (%.300s): renamed to %.300s.damaged", n ? "; " : "",
+                     path, qkv_last_error(), path);
+        last = older;
+    }
+}
+
+qkv_status qkv_train_resume(const char *run_dir, qkv_trainer **out, char **user_json) {
+    return qkv_train_resume_checked(run_dir, out, user_json, NULL);
 }
 
 static int cmp_i64(const void *a, const void *b) {
