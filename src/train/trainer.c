@@ -2,6 +2,7 @@
  * from the architecture's table, fresh initialization, configs from Hugging Face directories,
  * the activation arena, batch checks, the loss, and the public qkv_trainer_* entry points. */
 #include "train/trainer.h"
+#include "train/dist.h"
 
 #include "core/abi.h"
 #include "core/alloc.h"
@@ -436,6 +437,11 @@ qkv_status qkv_trainer_set_trainable(qkv_trainer *t, size_t i, int trainable) {
         return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_set_trainable: no parameter %zu", i);
     t->params[i].trainable = trainable != 0;
     return QKV_OK;
+}
+
+float *qkv__trainer_buffer(qkv_trainer *t, int which, int64_t *n) {
+    *n = t->n_floats;
+    return which == 0 ? t->w : which == 1 ? t->g : which == 2 ? t->m : t->v;
 }
 
 void qkv_trainer_zero_grad(qkv_trainer *t) {

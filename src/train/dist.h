@@ -1,0 +1,32 @@
+/* dist.h — the collectives the training loop uses when it runs as one rank of several
+ * (qkv_dist, built with -DQKV_WITH_MPI=ON). Every call waits at most the communicator's
+ * timeout (qkv_dist_init) and returns QKV_ERR_PEER with a message naming the operation when a
+ * rank died (an MPI error: the communicator returns errors instead of aborting) or did not
+ * answer in time; the caller then stops (qkv_dist_abort ends the other ranks). Without MPI
+ * qkv_dist_init refuses and these are never called. */
+#ifndef QKV_TRAIN_DIST_H
+#define QKV_TRAIN_DIST_H
+
+#include "qkv.h"
+
+#include <stdint.h>
+
+/* buf[0..n) summed over the ranks, in place, in buckets of at most `bucket` floats. */
+qkv_status qkv__dist_sum_f32(qkv_dist *d, float *buf, int64_t n, int64_t bucket, const char *what);
+qkv_status qkv__dist_sum_f64(qkv_dist *d, double *buf, int64_t n, const char *what);
+qkv_status qkv__dist_max_int(qkv_dist *d, int *v, const char *what);
+/* Rank 0 receives every rank's send[0..n) into recv[rank·n ..] (recv: NULL elsewhere). */
+qkv_status qkv__dist_gather_f32(qkv_dist *d, const float *send, float *recv, int64_t n,
+                                const char *what);
+/* buf[0..n) from rank 0 to every rank, in buckets. */
+qkv_status qkv__dist_bcast_f32(qkv_dist *d, float *buf, int64_t n, int64_t bucket,
+                               const char *what);
+/* Every rank's h (n words) compared with rank 0's: *first_bad is the lowest rank whose words
+ * differ in word *word, or -1 when all agree. */
+qkv_status qkv__dist_compare(qkv_dist *d, const uint64_t *h, int n, int *first_bad, int *word);
+
+/* The trainer's flat buffers (trainer.c): 0 weights, 1 gradients, 2 and 3 AdamW's moments;
+ * *n floats each (the parameters in order, each padded to 16 floats). */
+float *qkv__trainer_buffer(qkv_trainer *t, int which, int64_t *n);
+
+#endif
