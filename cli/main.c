@@ -71,7 +71,7 @@ int cli_report(const char *what, qkv_status s) {
 }
 
 /* The MPI launchers' variables: Open MPI's, then PMIx's and MPICH / Slurm's (PMI). */
-static long launched_size(void) {
+long cli_mpi_processes(void) {
     static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE"};
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
         const char *v = getenv(vars[i]);
@@ -82,13 +82,13 @@ static long launched_size(void) {
 
 int cli_dist_begin(const char *cmd, double timeout_s, qkv_dist **out) {
     *out = NULL;
-    if (launched_size() <= 1) return 0;
+    if (cli_mpi_processes() <= 1) return 0;
     if (!qkv_dist_available())
         return cli_usage_error(cmd,
                                "started by mpirun (%ld processes), but this qkv was built "
                                "without MPI: every process would train alone into the same "
                                "directory (rebuild with -DQKV_WITH_MPI=ON)",
-                               launched_size());
+                               cli_mpi_processes());
     qkv_status s = qkv_dist_init(NULL, NULL, timeout_s, out);
     return s == QKV_OK ? 0 : cli_report("joining the MPI job", s);
 }
