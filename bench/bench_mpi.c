@@ -2,7 +2,8 @@
  * build; mpirun -np N bench_mpi): the point-to-point latency and bandwidth between ranks 0
  * and 1 (ping-pong, half the round trip), and the time of one gradient bucket (4 MiB of
  * floats, the loop's BUCKET) through MPI_Allreduce (the default reduction) and MPI_Gather +
- * MPI_Bcast (what --exact-reduce 1 does per micro-batch round). One JSON object per line,
+ * MPI_Bcast (what --exact-reduce 1 does per micro-batch round); --bucket-floats N for
+ * another bucket size. One JSON object per line,
  * medians of --reps repetitions (default 30) after a warm-up; printed by rank 0.
  * docs/SCALING.md fits its α–β model to these numbers. */
 #include <mpi.h>
@@ -22,13 +23,16 @@ static double median(double *t, int n) {
 
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
-    int rank, size, reps = 30;
+    int rank, size, reps = 30, bucket = 1 << 20; /* floats: 4 MiB, the loop's BUCKET */
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     for (int i = 1; i + 1 < argc; i++)
-        if (strcmp(argv[i], "--reps") == 0) reps = atoi(argv[++i]);
+        if (strcmp(argv[i], "--reps") == 0)
+            reps = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--bucket-floats") == 0)
+            bucket = atoi(argv[++i]);
     if (reps < 3) reps = 3;
-    const int bucket = 1 << 20; /* floats: 4 MiB */
+    if (bucket < 1 || bucket > (1 << 26)) bucket = 1 << 20;
     float *a = calloc((size_t)bucket, sizeof *a), *g = calloc((size_t)bucket * (size_t)size, 4);
     double *t = calloc((size_t)reps, sizeof *t);
     if (!a || !g || !t) MPI_Abort(MPI_COMM_WORLD, 1);
@@ -37,6 +41,7 @@ int main(int argc, char **argv) {
     static const int bytes[] = {8, 1024, 65536, 1 << 20, 4 << 20};
     for (size_t k = 0; size >= 2 && k < sizeof bytes / sizeof *bytes; k++) {
         const int n = bytes[k];
+        if (n > 4 * bucket) break;
         for (int r = -1; r < reps; r++) {
             MPI_Barrier(MPI_COMM_WORLD);
             double t0 = MPI_Wtime();
