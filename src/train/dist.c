@@ -24,7 +24,9 @@ struct qkv_dist {
     MPI_Comm comm;
     int rank, size;
     double timeout_s;
-    int own_init; /* 1: qkv_dist_init called MPI_Init_thread, qkv_dist_finalize ends it */
+    int own_init;      /* 1: qkv_dist_init called MPI_Init_thread, qkv_dist_finalize ends it */
+    MPI_Request *pend; /* started by qkv__dist_isum_f32, not yet waited for */
+    int n_pend, cap_pend;
 };
 
 int qkv_dist_available(void) { return 1; }
@@ -62,6 +64,7 @@ int qkv_dist_size(const qkv_dist *d) { return d ? d->size : 1; }
 
 void qkv_dist_finalize(qkv_dist *d) {
     if (!d) return;
+    qkv__free(d->pend);
     MPI_Comm_free(&d->comm);
     if (d->own_init) MPI_Finalize();
     qkv__free(d);
@@ -107,14 +110,36 @@ static qkv_status wait(qkv_dist *d, MPI_Request *req, int rc, const char *what) 
     }
 }
 
-qkv_status qkv__dist_sum_f32(qkv_dist *d, float *buf, int64_t n, int64_t bucket, const char *what) {
+qkv_status qkv__dist_isum_f32(qkv_dist *d, float *buf, int64_t n, int64_t bucket,
+                              const char *what) {
     for (int64_t i = 0; i < n; i += bucket) {
+        if (d->n_pend == d->cap_pend) {
+            int cap = d->cap_pend ? 2 * d->cap_pend : 64;
+            MPI_Request *grown = qkv__alloc((size_t)cap * sizeof *grown);
+            if (!grown) return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", what);
+            if (d->n_pend) memcpy(grown, d->pend, (size_t)d->n_pend * sizeof *grown);
+            qkv__free(d->pend);
+            d->pend = grown, d->cap_pend = cap;
+        }
         const int c = (int)(n - i < bucket ? n - i : bucket);
-        MPI_Request r;
-        int rc = MPI_Iallreduce(MPI_IN_PLACE, buf + i, c, MPI_FLOAT, MPI_SUM, d->comm, &r);
-        QKV_TRY(wait(d, &r, rc, what));
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, buf + i, c, MPI_FLOAT, MPI_SUM, d->comm,
+                                &d->pend[d->n_pend]);
+        if (rc != MPI_SUCCESS) return mpi_fail(d, rc, what);
+        d->n_pend++;
     }
     return QKV_OK;
+}
+
+void qkv__dist_progress(qkv_dist *d) {
+    int done;
+    if (d->n_pend) MPI_Testall(d->n_pend, d->pend, &done, MPI_STATUSES_IGNORE);
+}
+
+qkv_status qkv__dist_wait_all(qkv_dist *d, const char *what) {
+    qkv_status s = QKV_OK;
+    for (int i = 0; i < d->n_pend && s == QKV_OK; i++) s = wait(d, &d->pend[i], MPI_SUCCESS, what);
+    d->n_pend = 0;
+    return s;
 }
 
 qkv_status qkv__dist_sum_f64(qkv_dist *d, double *buf, int64_t n, const char *what) {
@@ -185,8 +210,13 @@ void qkv_dist_finalize(qkv_dist *d) { (void)d; }
 void qkv_dist_abort(qkv_dist *d, int code) { (void)d, (void)code; }
 
 #define NO_MPI return qkv__fail(QKV_ERR_UNSUPPORTED, "built without MPI")
-qkv_status qkv__dist_sum_f32(qkv_dist *d, float *b, int64_t n, int64_t k, const char *w) {
+qkv_status qkv__dist_isum_f32(qkv_dist *d, float *b, int64_t n, int64_t k, const char *w) {
     (void)d, (void)b, (void)n, (void)k, (void)w;
+    NO_MPI;
+}
+void qkv__dist_progress(qkv_dist *d) { (void)d; }
+qkv_status qkv__dist_wait_all(qkv_dist *d, const char *w) {
+    (void)d, (void)w;
     NO_MPI;
 }
 qkv_status qkv__dist_sum_f64(qkv_dist *d, double *b, int64_t n, const char *w) {

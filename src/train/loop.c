@@ -704,6 +704,46 @@ static qkv_status exact_round(loop *L, int64_t j, const char *what) {
     return QKV_OK;
 }
 
+/* The all-reduce overlapped with the last local micro-batch's backward: each block's gradient
+ * range starts its all-reduce as soon as the block's backward is done (the trainer's layer
+ * hook), from the last block down; whatever is left (blocks whose hook did not come in order,
+ * embeddings, final norm, head, LoRA adapters) follows after the backward. Every rank starts
+ * the same ranges in the same order — block L-1 ... block 0, then [0, block 0) and [block L-1,
+ * end) — whether or not it had a micro-batch, as MPI matches collectives by order. */
+typedef struct overlap {
+    loop *L;
+    float *g;
+    int64_t low; /* the lowest block whose all-reduce has started (layers: none) */
+    qkv_status st;
+} overlap;
+
+static void on_block_done(void *user, int64_t l) {
+    overlap *ov = user;
+    if (ov->st != QKV_OK || l != ov->low - 1) return;
+    int64_t b, e;
+    qkv__trainer_layer_range(ov->L->t, l, &b, &e);
+    ov->st = qkv__dist_isum_f32(ov->L->o->dist, ov->g + b, e - b, BUCKET, "summing the gradients");
+    ov->low = l;
+    qkv__dist_progress(ov->L->o->dist);
+}
+
+/* After the backward: the blocks not started yet, the rest, then the wait. */
+static qkv_status overlap_finish(overlap *ov, int64_t n) {
+    qkv_dist *d = ov->L->o->dist;
+    const int64_t layers = qkv__trainer_layers(ov->L->t);
+    const char *what = "summing the gradients";
+    while (ov->st == QKV_OK && ov->low > 0) on_block_done(ov, ov->low - 1);
+    int64_t b0 = n, e1 = n, b, e; /* blocks 0 .. L-1 cover [b0, e1) */
+    if (layers > 0) {
+        qkv__trainer_layer_range(ov->L->t, 0, &b0, &e);
+        qkv__trainer_layer_range(ov->L->t, layers - 1, &b, &e1);
+    }
+    if (ov->st == QKV_OK) ov->st = qkv__dist_isum_f32(d, ov->g, b0, BUCKET, what);
+    if (ov->st == QKV_OK) ov->st = qkv__dist_isum_f32(d, ov->g + e1, n - e1, BUCKET, what);
+    qkv_status w = qkv__dist_wait_all(d, what); /* also after a failed start: none stays pending */
+    return ov->st != QKV_OK ? ov->st : w;
+}
+
 /* One optimizer step over `accum` micro-batches (rank r of N computes r, r + N, ...); fills r
  * (a STEP record) on success. */
 static qkv_status train_step(loop *L, int64_t step, const qkv_adamw *hp,
@@ -717,25 +757,30 @@ static qkv_status train_step(loop *L, int64_t step, const qkv_adamw *hp,
     memset(L->part, 0, (size_t)(2 * K) * sizeof *L->part);
     if (exact && L->gsum) memset(L->gsum, 0, (size_t)n * sizeof *L->gsum);
     qkv_trainer_zero_grad(L->t);
+    overlap ov = {L, g, qkv__trainer_layers(L->t), QKV_OK};
     for (int64_t j = 0; j * N < K; j++) {
         const int64_t k = j * N + L->rank;
         if (exact) qkv_trainer_zero_grad(L->t);
         if (k < K) {
             float l;
             int64_t nt;
+            const int last = !exact && N > 1 && k + N >= K; /* this rank's last micro-batch */
+            if (last) qkv__trainer_set_layer_hook(L->t, on_block_done, &ov);
             qkv_status s = micro(L, step * K + k, 1.0f / (float)K, &l, &nt);
+            if (last) qkv__trainer_set_layer_hook(L->t, NULL, NULL);
             if (s != QKV_OK) return with_context(s, "training", step + 1);
             L->part[k] = (double)l / (double)K, L->part[K + k] = (double)nt;
         }
         if (exact) QKV_TRY(exact_round(L, j, "summing the gradients"));
     }
+    /* (the gradients first: their all-reduces started in the backward, and MPI matches
+     * collectives by the order they start in) */
+    if (!exact && N > 1) QKV_TRY(overlap_finish(&ov, n));
     if (N > 1) QKV_TRY(qkv__dist_sum_f64(o->dist, L->part, 2 * K, "summing the losses"));
     for (int64_t k = 0; k < K; k++) loss += L->part[k], tokens += L->part[K + k];
     if (exact) {
         if (L->rank == 0) memcpy(g, L->gsum, (size_t)n * sizeof *g);
         if (N > 1) QKV_TRY(qkv__dist_bcast_f32(o->dist, g, n, BUCKET, "sharing the gradients"));
-    } else if (N > 1) {
-        QKV_TRY(qkv__dist_sum_f32(o->dist, g, n, BUCKET, "summing the gradients"));
     }
     double lr = qkv_lr_at(sched, step);
     float norm = NAN;

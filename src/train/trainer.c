@@ -444,6 +444,19 @@ float *qkv__trainer_buffer(qkv_trainer *t, int which, int64_t *n) {
     return which == 0 ? t->w : which == 1 ? t->g : which == 2 ? t->m : t->v;
 }
 
+int64_t qkv__trainer_layers(const qkv_trainer *t) { return t->cfg.L; }
+
+void qkv__trainer_layer_range(const qkv_trainer *t, int64_t l, int64_t *begin, int64_t *end) {
+    const size_t first = (size_t)t->tab->n_pre + (size_t)l * (size_t)t->tab->n_layer;
+    const qkv__tparam *last = &t->params[first + (size_t)t->tab->n_layer - 1];
+    *begin = t->params[first].offset;
+    *end = last->offset + (last->numel + 15) / 16 * 16; /* add_param's padding */
+}
+
+void qkv__trainer_set_layer_hook(qkv_trainer *t, void (*fn)(void *, int64_t), void *user) {
+    t->layer_hook = fn, t->layer_hook_user = user;
+}
+
 void qkv_trainer_zero_grad(qkv_trainer *t) {
     if (t) memset(t->g, 0, (size_t)t->n_floats * sizeof(float));
 }

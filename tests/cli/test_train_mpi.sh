@@ -3,7 +3,8 @@
 # against one process on a tiny GPT-2:
 #   - --exact-reduce 1 with 2 and 3 ranks gives the single process's metrics and final weights
 #     byte for byte (the same --exact-reduce 1), with accum 5 (3 ranks: a last round of two);
-#   - the default all-reduce: every loss and validation loss within 1e-6 relative;
+#   - the default all-reduce (started block by block during the backward): every loss and
+#     validation loss within 1e-6 relative, also with a rank that has no micro-batch;
 #   - --resume with another number of ranks (2 -> 3, 3 -> 1) ends on the same weights;
 #   - a rank killed (SIGKILL) mid-run stops the job (no hang), the last checkpoint resumes to
 #     the uninterrupted run's weights; under --enable-recovery (mpirun leaves the others
@@ -55,6 +56,13 @@ for n in 2 3; do
            awk "{d = \$1 - \$2; if (d < 0) d = -d; if (NF != 2 || d > 1e-6 * \$1) bad = 1} END {exit bad}"' \
         "-np $n all-reduce: losses within 1e-6 relative: $(paste -d' ' <(losses "$tmp/f1") <(losses "$tmp/f$n") | tr '\n' ',')"
 done
+
+# --accum 2 on 3 ranks: rank 2 computes nothing but still joins every all-reduce in order.
+"$qkv" train "${flags[@]}" --accum 2 --out "$tmp/i1" >/dev/null 2>&1
+mpi 3 "$qkv" train "${flags[@]}" --accum 2 --out "$tmp/i3" >/dev/null 2>"$tmp/i3.err"; rc=$?
+check '[[ $rc -eq 0 && $(losses "$tmp/i1" | wc -l) -eq 9 ]] && paste <(losses "$tmp/i1") <(losses "$tmp/i3") |
+       awk "{d = \$1 - \$2; if (d < 0) d = -d; if (NF != 2 || d > 1e-6 * \$1) bad = 1} END {exit bad}"' \
+    "-np 3 --accum 2 (an idle rank): losses within 1e-6 relative ($rc): $(paste -d' ' <(losses "$tmp/i1") <(losses "$tmp/i3") | tr '\n' ',')"
 
 # --resume with another number of ranks: the 2-rank run from its step 2 on 3 ranks, the 3-rank
 # run from its step 4 alone; both end as the uninterrupted runs.
