@@ -531,8 +531,10 @@ static qkv_status evaluate(loop *L, int64_t step) {
         s = qkv_dataset_sequential(o->val, i, o->batch, o->seq, L->ids, L->tgt);
         if (s == QKV_OK) mlm_mask(L, MLM_EVAL_STREAM + (uint64_t)i, o->batch * o->seq);
         if (s == QKV_OK) s = qkv_trainer_eval(L->rt, L->t, L->ids, L->tgt, o->batch, o->seq, &loss);
-        if (s != QKV_OK) s = with_context(s, "validation", step);
-        part[i] = loss;
+        if (s != QKV_OK)
+            s = with_context(s, "validation", step);
+        else
+            part[i] = loss;
     }
     if (s == QKV_OK && L->size > 1) s = qkv__dist_sum_f64(o->dist, part, nb, "validation");
     for (int64_t i = 0; i < nb; i++) sum += part[i];
