@@ -858,6 +858,12 @@ int cmd_finetune(int argc, char **argv) {
     int rc = parse_args(argc, argv, &r.c, &resume, &threads);
     if (rc) return rc;
     if (!r.c.out[0]) return cli_usage_error("finetune", "--out RUN is required");
+    if (cli_mpi_processes() > 1) /* every process would write the same run directory */
+        return cli_usage_error("finetune",
+                               "started by mpirun (%ld processes): qkv finetune runs in one "
+                               "process (its steps are one micro-batch each); data-parallel "
+                               "training is qkv train's",
+                               cli_mpi_processes());
     qkv_status s = qkv_runtime_create((int)threads, &r.rt);
     if (s != QKV_OK) return cli_report("creating the thread pool", s);
     if (resume) {

@@ -64,6 +64,8 @@ typedef enum qkv_status {
     QKV_ERR_WRITE = 11,      /* an output could not be written: disk full, file too large (the
                                 file-size limit), a read-only or failing disk; nothing
                                 half-written is left (a bad output path is QKV_ERR_IO) */
+    QKV_ERR_PEER = 12,       /* another process of a distributed run (qkv_dist) died, failed or
+                                did not answer within the timeout */
     /* append new codes here; never renumber */
 } qkv_status;
 
@@ -1124,6 +1126,9 @@ QKV_API qkv_status qkv_lora_merge(const char *model_dir, const char *lora_dir, c
  * it was compiled with (qkv_train_options_init does); sizes this library does not know are
  * refused with INVALID_ARG, so fields can be added at the end later. */
 
+/* One process of a data-parallel run over MPI (qkv_dist_init, below). */
+typedef struct qkv_dist qkv_dist;
+
 /* Versioned. qkv_train_options_init sets struct_size and the defaults in parentheses. */
 typedef struct qkv_train_options {
     size_t struct_size;
@@ -1181,12 +1186,45 @@ typedef struct qkv_train_options {
      * validation step (eval_every, and the last step), whether or not there is validation
      * data. (0) */
     int tb_histograms;
+    /* Data-parallel training (qkv_dist_init; NULL: this process alone). Each rank takes the
+     * micro-batches r, r+N, ... of every step (N ranks; batch x accum is the global batch), the
+     * gradients are summed over the ranks and every rank takes the same step; rank 0 alone
+     * writes the run directory and calls the callbacks (should_stop is polled on every rank
+     * and any rank's request stops all). At the start the ranks compare a hash of these
+     * options, checkpoint_json, the model's shape, its weights and optimizer state, and the
+     * library version: a difference is refused (INVALID_ARG naming the rank). (NULL) */
+    qkv_dist *dist;
+    /* 1: the reduction order is fixed, so the run is bit-identical for every number of ranks
+     * (1 included): each micro-batch's gradient is computed alone and they are added in
+     * micro-batch order (on rank 0, then broadcast). 0: each rank accumulates its own
+     * micro-batches and an all-reduce sums them (faster; equal within rounding). (0) */
+    int exact_reduce;
 } qkv_train_options;
 /* The logits of every example of d under a classifier trainer (eval mode: no dropout):
  * out [count, num_labels], in d's order, computed in batches of `batch` examples of alike
  * lengths. */
 QKV_API qkv_status qkv_trainer_predict(qkv_runtime *rt, qkv_trainer *t, const qkv_cls_data *d,
                                        int64_t batch, float *out);
+
+/* ---------------------------------------------------------------- several processes (MPI) */
+
+/* qkv_dist: this process's part in a data-parallel run over MPI (the build option
+ * QKV_WITH_MPI; docs/TRAINING.md, "Several processes (MPI)"). 1 if this library was built
+ * with MPI: */
+QKV_API int qkv_dist_available(void);
+/* Joins the MPI job (MPI_Init_thread unless MPI is already initialized) on a copy of
+ * MPI_COMM_WORLD whose errors are returned, not fatal. Every collective of the training loop
+ * then waits at most timeout_s seconds: a rank that died or hangs makes the others fail with
+ * QKV_ERR_PEER instead of waiting forever. UNSUPPORTED in a build without MPI. */
+QKV_API qkv_status qkv_dist_init(int *argc, char ***argv, double timeout_s, qkv_dist **out);
+QKV_API int qkv_dist_rank(const qkv_dist *d); /* 0 for NULL */
+QKV_API int qkv_dist_size(const qkv_dist *d); /* 1 for NULL */
+/* Leaves the job (MPI_Finalize if qkv_dist_init initialized MPI) and frees d; NULL is fine. */
+QKV_API void qkv_dist_finalize(qkv_dist *d);
+/* Ends every process of the job with exit status code (MPI_Abort): after an error on one rank
+ * that the others did not see, so that none waits for it. */
+QKV_API void qkv_dist_abort(qkv_dist *d, int code);
+
 /* Optimizer steps of one epoch over n examples: ceil(ceil(n / batch) / accum). */
 QKV_API int64_t qkv_train_epoch_steps(int64_t n, int64_t batch, int64_t accum);
 QKV_API void qkv_train_options_init(qkv_train_options *o);

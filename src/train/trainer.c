@@ -2,6 +2,7 @@
  * from the architecture's table, fresh initialization, configs from Hugging Face directories,
  * the activation arena, batch checks, the loss, and the public qkv_trainer_* entry points. */
 #include "train/trainer.h"
+#include "train/dist.h"
 
 #include "core/abi.h"
 #include "core/alloc.h"
@@ -493,6 +494,24 @@ qkv_status qkv_trainer_set_trainable(qkv_trainer *t, size_t i, int trainable) {
         return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_set_trainable: no parameter %zu", i);
     t->params[i].trainable = trainable != 0;
     return QKV_OK;
+}
+
+float *qkv__trainer_buffer(qkv_trainer *t, int which, int64_t *n) {
+    *n = t->n_floats;
+    return which == 0 ? t->w : which == 1 ? t->g : which == 2 ? t->m : t->v;
+}
+
+int64_t qkv__trainer_layers(const qkv_trainer *t) { return t->cfg.L; }
+
+void qkv__trainer_layer_range(const qkv_trainer *t, int64_t l, int64_t *begin, int64_t *end) {
+    const size_t first = (size_t)t->tab->n_pre + (size_t)l * (size_t)t->tab->n_layer;
+    const qkv__tparam *last = &t->params[first + (size_t)t->tab->n_layer - 1];
+    *begin = t->params[first].offset;
+    *end = last->offset + (last->numel + 15) / 16 * 16; /* add_param's padding */
+}
+
+void qkv__trainer_set_layer_hook(qkv_trainer *t, void (*fn)(void *, int64_t), void *user) {
+    t->layer_hook = fn, t->layer_hook_user = user;
 }
 
 void qkv_trainer_zero_grad(qkv_trainer *t) {

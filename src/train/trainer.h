@@ -169,6 +169,10 @@ struct qkv_trainer {
     qkv__labels labels;      /* BERT_CLS: the head's label names and problem type */
     size_t n_fresh;          /* parameters initialized fresh by the last load */
     struct qkv__tlora *lora; /* LoRA adapters (lora_train.c), NULL: none */
+    /* called after block l's backward (its parameters' gradients are final for this
+     * micro-batch): the data-parallel loop starts their all-reduce there (loop.c); NULL: none */
+    void (*layer_hook)(void *user, int64_t l);
+    void *layer_hook_user;
 };
 
 /* The parameter table and zeroed buffers (weights not initialized); trainer.c. */
