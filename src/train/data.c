@@ -14,6 +14,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "io/crc32c.h"
 #include "io/file.h"
 #include "io/json.h"
 
@@ -21,6 +22,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -127,6 +129,7 @@ void qkv__data_meta_free(qkv__data_meta *m) {
     for (size_t i = 0; i < m->n_shards; i++) qkv__free(m->shards[i]);
     qkv__free(m->shards);
     qkv__free(m->tokenizer);
+    qkv__free(m->crc);
     memset(m, 0, sizeof *m);
 }
 
@@ -201,6 +204,24 @@ static qkv_status meta_from_json(json_t *root, const char *path, qkv_split split
         m->shards[i] = qkv__strdup(json_string_value(e));
         if (!m->shards[i]) return qkv__fail(QKV_ERR_NOMEM, "%s: shard names", path);
         m->n_shards = i + 1;
+    }
+    json_t *crcs = json_object_get(s, "crc32c");
+    if (crcs && !json_is_null(crcs)) { /* one 8-digit hex string per shard */
+        if (!json_is_array(crcs) || json_array_size(crcs) != n)
+            return qkv__fail(QKV_ERR_FORMAT,
+                             "%s: \"%s.crc32c\" must be an array of one checksum per shard", path,
+                             name);
+        if (n && !(m->crc = qkv__calloc(n, sizeof *m->crc)))
+            return qkv__fail(QKV_ERR_NOMEM, "%s: shard checksums", path);
+        for (size_t i = 0; i < n; i++) {
+            const char *h = json_string_value(json_array_get(crcs, i));
+            char *end = NULL;
+            unsigned long v = h && strlen(h) == 8 ? strtoul(h, &end, 16) : 0;
+            if (!h || strlen(h) != 8 || *end)
+                return qkv__fail(QKV_ERR_FORMAT, "%s: \"%s.crc32c\"[%zu] must be 8 hex digits",
+                                 path, name, i);
+            m->crc[i] = (uint32_t)v;
+        }
     }
     return QKV_OK;
 }
@@ -324,6 +345,15 @@ qkv_status qkv_dataset_open(const char *dir, qkv_split split, qkv_dataset **out)
     for (size_t i = 0; i < meta.n_shards && s == QKV_OK; i++) {
         s = qkv__data_join(path, dir, meta.shards[i]);
         if (s == QKV_OK) s = map_shard(path, meta.vocab_size, &ds->shards[i]);
+        if (s == QKV_OK && meta.crc) { /* the shard's ids against meta.json's checksum */
+            const data_shard *sh = &ds->shards[i];
+            uint32_t c = qkv__crc32c(0, sh->ids, (size_t)sh->n * (size_t)sh->bpi);
+            if (c != meta.crc[i])
+                s = qkv__fail(QKV_ERR_FORMAT,
+                              "%s: the data does not match its checksum in meta.json (crc32c "
+                              "%08x, computed %08x): the shard is damaged",
+                              path, (unsigned)meta.crc[i], (unsigned)c);
+        }
         ds->n_shards = i + 1;
         if (s == QKV_OK) {
             ds->shards[i].first = ds->n_tokens;

@@ -35,6 +35,7 @@ typedef struct qkv__data_meta {
     size_t n_shards;
     char **shards;   /* [n_shards] file names inside the dataset directory */
     char *tokenizer; /* "tokenizer" as written (absolute, or relative to the directory), or NULL */
+    uint32_t *crc;   /* [n_shards] CRC-32C of each shard's ids, or NULL (datasets before them) */
 } qkv__data_meta;
 
 /* Parses meta.json text[0..len) (path names it in messages) and picks split. Refuses anything

@@ -17,6 +17,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "io/crc32c.h"
 #include "io/json.h"
 
 #include <dirent.h>
@@ -86,6 +87,8 @@ typedef struct shard_writer {
     int64_t documents, tokens;
     uint8_t *buf; /* [WRITE_BUF] */
     size_t buf_len;
+    uint32_t crc;   /* CRC-32C of the open shard's ids (the bytes after its header) */
+    uint32_t *crcs; /* [n_shards] of the closed shards, for meta.json */
     char path[QKV_DATA_PATH_CAP], tmp[QKV_DATA_PATH_CAP];
 } shard_writer;
 
@@ -97,6 +100,7 @@ static qkv_status shard_name(char *out, const char *dir, int split, int64_t k, c
 }
 
 static qkv_status writer_flush(shard_writer *w) {
+    w->crc = qkv__crc32c(w->crc, w->buf, w->buf_len);
     if (w->buf_len && write_all(w->fd, w->buf, w->buf_len) != 0)
         return qkv__write_fail("write failed", w->tmp);
     w->buf_len = 0;
@@ -106,10 +110,16 @@ static qkv_status writer_flush(shard_writer *w) {
 static qkv_status writer_open_shard(shard_writer *w) {
     QKV_TRY(shard_name(w->path, w->dir, w->split, w->n_shards, ""));
     QKV_TRY(shard_name(w->tmp, w->dir, w->split, w->n_shards, ".tmp"));
+    uint32_t *c = qkv__alloc((size_t)(w->n_shards + 1) * sizeof *c); /* few shards: a copy */
+    if (!c) return qkv__fail(QKV_ERR_NOMEM, "%s: shard checksums", w->tmp);
+    if (w->n_shards) memcpy(c, w->crcs, (size_t)w->n_shards * sizeof *c);
+    qkv__free(w->crcs);
+    w->crcs = c;
     w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (w->fd < 0) return qkv__write_fail("cannot create", w->tmp);
     w->n_shards++;
     w->in_shard = 0;
+    w->crc = 0;
     uint8_t header[QKV_DATA_HEADER_BYTES] = {0}; /* rewritten with the count at close */
     if (write_all(w->fd, header, sizeof header) != 0)
         return qkv__write_fail("write failed", w->tmp);
@@ -119,6 +129,7 @@ static qkv_status writer_open_shard(shard_writer *w) {
 static qkv_status writer_close_shard(shard_writer *w) {
     if (w->fd < 0) return QKV_OK;
     QKV_TRY(writer_flush(w));
+    w->crcs[w->n_shards - 1] = w->crc;
     uint8_t h[QKV_DATA_HEADER_BYTES] = {0};
     memcpy(h, QKV_DATA_MAGIC, 8);
     put_u32(h + 8, QKV_DATA_VERSION);
@@ -321,18 +332,26 @@ static qkv_status finish_documents(prep *p) {
 }
 
 static json_t *split_json(const shard_writer *w) {
-    json_t *names = json_array();
-    for (int64_t k = 0; names && k < w->n_shards; k++) {
-        char name[64];
+    json_t *names = json_array(), *crcs = json_array();
+    for (int64_t k = 0; names && crcs && k < w->n_shards; k++) {
+        char name[64], crc[16];
         snprintf(name, sizeof name, "%s_%05lld.bin", qkv__data_split_name(w->split), (long long)k);
-        if (json_array_append_new(names, json_string(name)) != 0) {
+        snprintf(crc, sizeof crc, "%08x", (unsigned)w->crcs[k]);
+        if (json_array_append_new(names, json_string(name)) != 0 ||
+            json_array_append_new(crcs, json_string(crc)) != 0) {
             json_decref(names);
+            json_decref(crcs);
             return NULL;
         }
     }
-    if (!names) return NULL;
-    return json_pack("{s:I,s:I,s:o}", "documents", (json_int_t)w->documents, "tokens",
-                     (json_int_t)w->tokens, "shards", names);
+    if (!names || !crcs) {
+        json_decref(names);
+        json_decref(crcs);
+        return NULL;
+    }
+    /* crc32c[k]: CRC-32C of shard k's ids (the bytes after its header), checked on open */
+    return json_pack("{s:I,s:I,s:o,s:o}", "documents", (json_int_t)w->documents, "tokens",
+                     (json_int_t)w->tokens, "shards", names, "crc32c", crcs);
 }
 
 static qkv_status write_meta(const prep *p, const qkv_data_options *o, const char *dir) {
@@ -558,6 +577,8 @@ qkv_status qkv_data_prepare(const qkv_tokenizer *tok, const char *const *files, 
     qkv__free(p.doc);
     qkv__free(p.w[0].buf);
     qkv__free(p.w[1].buf);
+    qkv__free(p.w[0].crcs);
+    qkv__free(p.w[1].crcs);
     if (s == QKV_OK && stats) {
         for (int k = 0; k < 2; k++) {
             ds.documents[k] = p.w[k].documents;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# test_checkpoint_damage_cli.sh QKV SOURCE_DIR — checkpoints carry a checksum of their data
-# (issue 14, point 6): a flipped byte in the newest checkpoint's tensors is caught on --resume,
+# test_checkpoint_damage_cli.sh QKV SOURCE_DIR — checkpoints and dataset shards carry a
+# checksum of their data (issue 14, point 6): a flipped byte in a shard is refused when the
+# dataset is opened (exit 2, naming the shard); a flipped byte in the newest checkpoint's tensors is caught on --resume,
 # the damaged file is renamed aside (kept), training goes on from the newest intact checkpoint
 # and says so; the resumed run ends with the same weights as an uninterrupted one; with no
 # intact checkpoint left, --resume fails (exit 2) naming the checksum.
@@ -45,6 +46,18 @@ byte=$(od -An -t u1 -j $((size - 3)) -N 1 "$f" | tr -d ' ')
 printf "\\x$(printf %02x $(( (byte + 1) % 256 )))" | dd of="$f" bs=1 seek=$((size - 3)) conv=notrunc status=none
 "$qkv" train --resume --steps 8 --out "$tmp/b" >/dev/null 2>"$tmp/err"; rc=$?
 check '[[ $rc -eq 2 ]] && grep -q "checksum" "$tmp/err"' "no intact checkpoint: exit 2 naming the checksum ($rc: $(head -c 300 "$tmp/err"))"
+
+# dataset shards: meta.json holds each shard's CRC-32C, checked on open
+check 'grep -q "\"crc32c\"" "$tmp/data/meta.json"' "meta.json records the shards' checksums"
+cp -r "$tmp/data" "$tmp/data2"
+shard=$tmp/data2/train_00000.bin
+byte=$(od -An -t u1 -j 100 -N 1 "$shard" | tr -d ' ')
+printf "\\x$(printf %02x $(( (byte + 1) % 256 )))" | dd of="$shard" bs=1 seek=100 conv=notrunc status=none
+"$qkv" data info "$tmp/data2" >/dev/null 2>"$tmp/err"; rc=$?
+check '[[ $rc -eq 2 ]] && grep -q "train_00000.bin.*checksum" "$tmp/err"' \
+    "a damaged shard: exit 2 naming it and the checksum ($rc: $(head -c 300 "$tmp/err"))"
+"$qkv" train "${flags[@]}" --data "$tmp/data2" --steps 2 --out "$tmp/c" >/dev/null 2>"$tmp/err"; rc=$?
+check '[[ $rc -eq 2 ]] && grep -q "checksum" "$tmp/err"' "and training on it is refused ($rc)"
 
 echo "checkpoint_damage_cli: $((checks - fail))/$checks checks passed"
 [[ $fail -eq 0 ]]
