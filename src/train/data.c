@@ -345,15 +345,6 @@ qkv_status qkv_dataset_open(const char *dir, qkv_split split, qkv_dataset **out)
     for (size_t i = 0; i < meta.n_shards && s == QKV_OK; i++) {
         s = qkv__data_join(path, dir, meta.shards[i]);
         if (s == QKV_OK) s = map_shard(path, meta.vocab_size, &ds->shards[i]);
-        if (s == QKV_OK && meta.crc) { /* the shard's ids against meta.json's checksum */
-            const data_shard *sh = &ds->shards[i];
-            uint32_t c = qkv__crc32c(0, sh->ids, (size_t)sh->n * (size_t)sh->bpi);
-            if (c != meta.crc[i])
-                s = qkv__fail(QKV_ERR_FORMAT,
-                              "%s: the data does not match its checksum in meta.json (crc32c "
-                              "%08x, computed %08x): the shard is damaged",
-                              path, (unsigned)meta.crc[i], (unsigned)c);
-        }
         ds->n_shards = i + 1;
         if (s == QKV_OK) {
             ds->shards[i].first = ds->n_tokens;
@@ -365,6 +356,18 @@ qkv_status qkv_dataset_open(const char *dir, qkv_split split, qkv_dataset **out)
         s = qkv__fail(QKV_ERR_FORMAT, "%s/meta.json: the %s split has %lld tokens, its shards %lld",
                       dir, qkv__data_split_name((int)split), (long long)meta.tokens,
                       (long long)ds->n_tokens);
+    /* then each shard's ids against meta.json's checksum (the counts agree by now) */
+    for (size_t i = 0; s == QKV_OK && meta.crc && i < meta.n_shards; i++) {
+        const data_shard *sh = &ds->shards[i];
+        uint32_t c = qkv__crc32c(0, sh->ids, (size_t)sh->n * (size_t)sh->bpi);
+        if (c != meta.crc[i]) {
+            (void)qkv__data_join(path, dir, meta.shards[i]);
+            s = qkv__fail(QKV_ERR_FORMAT,
+                          "%s: the data does not match its checksum in meta.json (crc32c %08x, "
+                          "computed %08x): the shard is damaged",
+                          path, (unsigned)meta.crc[i], (unsigned)c);
+        }
+    }
     qkv__data_meta_free(&meta);
     if (s != QKV_OK) {
         qkv_dataset_close(ds);
