@@ -537,10 +537,32 @@ static int train_loop(run *r) {
 /* A fresh model of --arch: GPT-2 from its shape; Llama and BERT from a Hugging Face
  * config.json written into the run directory (RUN/model_config.json, a record of what was
  * trained). */
+/* A fresh model's vocabulary when the dataset names no tokenizer: at most this (the largest
+ * published tokenizers have ~260k ids). */
+#define MAX_VOCAB_UNCONFIRMED 1048576
+
 static int new_model(run *r) {
     const train_cfg *c = &r->c;
     long P = c->n_positions ? c->n_positions : c->seq;
     long V = (long)qkv_dataset_vocab_size(r->train);
+    /* the vocabulary is a number meta.json claims: check it against the dataset's tokenizer (a
+     * dataset cannot make a fresh model ask for a 2^31-row embedding table) */
+    qkv_tokenizer *tok = NULL;
+    const char *tp = qkv_dataset_tokenizer(r->train);
+    long tv =
+        tp && qkv_tokenizer_load(tp, &tok) == QKV_OK ? (long)qkv_tokenizer_vocab_size(tok) : -1;
+    qkv_tokenizer_free(tok);
+    if (tv >= 0 && V > tv)
+        return cli_usage_error("train",
+                               "%s: meta.json claims a vocabulary of %ld ids, but its tokenizer %s "
+                               "has %ld",
+                               c->data, V, tp, tv);
+    if (tv < 0 && V > MAX_VOCAB_UNCONFIRMED)
+        return cli_usage_error(
+            "train",
+            "%s: meta.json claims a vocabulary of %ld ids and names no tokenizer "
+            "that confirms it; more than %ld is refused",
+            c->data, V, (long)MAX_VOCAB_UNCONFIRMED);
     long Hk = c->n_kv_head ? c->n_kv_head : c->n_head, F = c->n_inner ? c->n_inner : 4 * c->n_embd;
     if (c->n_embd % c->n_head)
         return cli_usage_error("train", "--n-head %ld must divide --n-embd %ld", c->n_head,

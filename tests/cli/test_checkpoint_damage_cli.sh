@@ -59,5 +59,18 @@ check '[[ $rc -eq 2 ]] && grep -q "train_00000.bin.*checksum" "$tmp/err"' \
 "$qkv" train "${flags[@]}" --data "$tmp/data2" --steps 2 --out "$tmp/c" >/dev/null 2>"$tmp/err"; rc=$?
 check '[[ $rc -eq 2 ]] && grep -q "checksum" "$tmp/err"' "and training on it is refused ($rc)"
 
+# a vocabulary claimed by meta.json and the shard headers that the dataset's tokenizer does not
+# have: a fresh model is not sized from it
+cp -r "$tmp/data" "$tmp/data3"
+sed -i 's/"vocab_size": [0-9]*/"vocab_size": 60000/' "$tmp/data3/meta.json"
+for sh in "$tmp"/data3/*.bin; do
+    printf '\x60\xea\x00\x00\x00\x00\x00\x00' | dd of="$sh" bs=1 seek=24 conv=notrunc status=none
+done
+"$qkv" data info "$tmp/data3" >/dev/null 2>&1
+check '[[ $? -eq 0 ]]' "the edited dataset is self-consistent"
+"$qkv" train "${flags[@]}" --data "$tmp/data3" --steps 1 --out "$tmp/d" >/dev/null 2>"$tmp/err"; rc=$?
+check '[[ $rc -eq 2 ]] && grep -q "claims a vocabulary of 60000" "$tmp/err"' \
+    "a vocabulary its tokenizer does not have: refused ($rc: $(head -c 300 "$tmp/err"))"
+
 echo "checkpoint_damage_cli: $((checks - fail))/$checks checks passed"
 [[ $fail -eq 0 ]]
