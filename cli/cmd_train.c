@@ -184,11 +184,14 @@ static const opt_def *find_opt(const char *name) {
 /* Sets one option from text; returns 0 or prints why and returns EXIT_USAGE. */
 static int set_opt(train_cfg *c, const opt_def *o, const char *val, const char *from) {
     char *base = (char *)c + o->off, *end = NULL;
+    /* the option as the user wrote it: --lr on the command line, "lr" in a --config file */
+    char name[96];
+    snprintf(name, sizeof name, strcmp(from, "command line") == 0 ? "--%s" : "\"%s\"", o->name);
     errno = 0;
     switch (o->kind) {
     case O_STR:
         if (strlen(val) >= o->size)
-            return cli_usage_error("train", "%s: value of %s is too long", from, o->name);
+            return cli_usage_error("train", "%s: value of %s is too long", from, name);
         strcpy(base, val);
         return 0;
     case O_LONG: {
@@ -196,7 +199,7 @@ static int set_opt(train_cfg *c, const opt_def *o, const char *val, const char *
         if (errno || end == val || *end || x != floor(x) || x < o->lo || x > o->hi)
             return cli_usage_error("train",
                                    "%s: %s must be a whole number in [%.0f, %.0f], not '%s'", from,
-                                   o->name, o->lo, o->hi, val);
+                                   name, o->lo, o->hi, val);
         *(long *)base = (long)x;
         return 0;
     }
@@ -204,7 +207,7 @@ static int set_opt(train_cfg *c, const opt_def *o, const char *val, const char *
         double x = strtod(val, &end);
         if (errno || end == val || *end || !(x >= o->lo && x <= o->hi))
             return cli_usage_error("train", "%s: %s must be a number in [%g, %g], not '%s'", from,
-                                   o->name, o->lo, o->hi, val);
+                                   name, o->lo, o->hi, val);
         *(double *)base = x;
         return 0;
     }
@@ -212,7 +215,7 @@ static int set_opt(train_cfg *c, const opt_def *o, const char *val, const char *
         unsigned long long x = strtoull(val, &end, 10);
         if (errno || end == val || *end || val[0] == '-')
             return cli_usage_error("train", "%s: %s must be a whole number >= 0, not '%s'", from,
-                                   o->name, val);
+                                   name, val);
         *(unsigned long long *)base = x;
         return 0;
     }
