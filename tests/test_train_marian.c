@@ -11,6 +11,8 @@
  *   - 10 AdamW steps (label smoothing 0.1): each loss and every final weight within 1e-4;
  *   - decoder inputs given explicitly (the labels shifted right) = the shift done by qkv;
  *   - dropout: the same seed gives bit-identical losses, a different one another loss;
+ *   - a checkpoint restores architecture, weights, moments and label smoothing (one more step
+ *     on both gives bit-identical weights); LoRA is refused (UNSUPPORTED);
  *   - the Hugging Face export loads back with bit-identical weights, and transformers'
  *     MarianMTModel computes the trainer's logits from it (tools/check_hf_export.py; skipped
  *     with a message without a Python with torch and transformers);
@@ -204,6 +206,45 @@ static void export_roundtrip(void) {
     CHECK(system(cmd) == 0);
 }
 
+/* A checkpoint restores the architecture, the weights and the moments: one more step on the
+ * restored trainer and on the original gives bit-identical weights. */
+static void checkpoint_roundtrip(void) {
+    char dir[] = "/tmp/qkv_marian_ckpt_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[600];
+    snprintf(path, sizeof path, "%s/ckpt.safetensors", dir);
+    qkv_trainer *t = load("model_sep");
+    CHECK_OK(qkv_trainer_set_label_smoothing(t, 0.1f));
+    qkv_adamw hp;
+    qkv_adamw_defaults(&hp);
+    float loss, l2;
+    for (int s = 0; s < 2; s++) {
+        qkv_train_batch b = batch_of(s);
+        qkv_trainer_zero_grad(t);
+        CHECK_OK(qkv_trainer_forward_backward_batch(NULL, t, &b, 1.0f, &loss));
+        CHECK_OK(qkv_trainer_adamw_step(NULL, t, &hp, 1e-2f));
+    }
+    CHECK_OK(qkv_trainer_save(t, path, NULL));
+    qkv_trainer *u = NULL;
+    CHECK_OK(qkv_trainer_restore(path, &u, NULL));
+    CHECK(u && strcmp(qkv_trainer_arch(u), "marian") == 0 && tt_same_weights(t, u));
+    qkv_train_batch b = batch_of(2);
+    qkv_trainer *both[2] = {t, u};
+    for (int i = 0; i < 2 && u; i++) {
+        qkv_trainer_zero_grad(both[i]);
+        CHECK_OK(qkv_trainer_forward_backward_batch(NULL, both[i], &b, 1.0f, i ? &l2 : &loss));
+        CHECK_OK(qkv_trainer_adamw_step(NULL, both[i], &hp, 1e-2f));
+    }
+    CHECK(u && loss == l2 && tt_same_weights(t, u)); /* smoothing restored with the rest */
+    qkv_lora_config lc;
+    qkv_lora_config_init(&lc);
+    CHECK_STATUS(qkv_trainer_add_lora(t, &lc), QKV_ERR_UNSUPPORTED);
+    qkv_trainer_free(u);
+    qkv_trainer_free(t);
+    unlink(path);
+    CHECK(rmdir(dir) == 0);
+}
+
 static void bad_batches(void) {
     qkv_trainer *t = load("model");
     float loss;
@@ -242,6 +283,7 @@ int main(void) {
     explicit_decoder_inputs();
     dropout_seeded();
     export_roundtrip();
+    checkpoint_roundtrip();
     bad_batches();
     qkv_safetensors_close(bt);
     return test_finish("train_marian");

@@ -184,10 +184,21 @@ qkv_status qkv_trainer_save(const qkv_trainer *t, const char *path, const char *
     vals[21] = labels;
     /* adapters: their config (lora_train.c) as one more key */
     char *lora = t->lora ? qkv__tlora_meta(t) : NULL;
-    const char *k2[23], *v2[23];
+    const char *k2[24], *v2[24];
     size_t nm = cls ? 22 : 19;
     memcpy(k2, keys, nm * sizeof *k2);
     memcpy(v2, vals, nm * sizeof *v2);
+    /* encoder-decoders: the decoder's sizes, embeddings, special ids and rates */
+    char s2s[400];
+    if (c->arch == QKV__TARCH_MARIAN) {
+        snprintf(s2s, sizeof s2s,
+                 "%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64
+                 ",%d,%.9g,%d,%d,%d,%.9g,%.9g,%.9g,%.9g",
+                 c->L2, c->H2, c->F2, c->Vd, c->shared, (double)c->embed_scale, c->start_id,
+                 c->pad_id, c->eos_id, (double)c->p_hidden, (double)c->p_attn, (double)c->p_act,
+                 (double)c->smoothing);
+        k2[nm] = "seq2seq", v2[nm++] = s2s;
+    }
     k2[nm] = "lora";
     v2[nm] = lora;
     qkv_status st = (cls && !labels) || (t->lora && !lora)
@@ -210,6 +221,25 @@ static int meta_i64(const qkv_safetensors *st, const char *key, int64_t *out) {
     if (errno || *end) return 0;
     *out = x;
     return 1;
+}
+
+/* An encoder-decoder's metadata "seq2seq" (what qkv_trainer_save writes) into c; the sizes and
+ * ids are checked with the rest of the config. */
+static qkv_status restore_seq2seq(const char *path, const qkv_safetensors *st, qkv__tconfig *c) {
+    const char *m = qkv_safetensors_metadata_get(st, "seq2seq");
+    long long L2, H2, F2, Vd;
+    int shared, start, pad, eos, used = -1;
+    float scale, ph, pa, pact, ls;
+    if (!m ||
+        sscanf(m, "%lld,%lld,%lld,%lld,%d,%f,%d,%d,%d,%f,%f,%f,%f%n", &L2, &H2, &F2, &Vd, &shared,
+               &scale, &start, &pad, &eos, &ph, &pa, &pact, &ls, &used) != 13 ||
+        used < 0 || m[used] != 0 || !(scale > 0.0f) || !(ph >= 0.0f && ph < 1.0f) ||
+        !(pa >= 0.0f && pa < 1.0f) || !(pact >= 0.0f && pact < 1.0f) || !(ls >= 0.0f && ls < 1.0f))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: metadata 'seq2seq' is missing or malformed", path);
+    c->L2 = L2, c->H2 = H2, c->F2 = F2, c->Vd = Vd, c->shared = shared != 0;
+    c->embed_scale = scale, c->start_id = start, c->pad_id = pad, c->eos_id = eos;
+    c->p_hidden = ph, c->p_attn = pa, c->p_act = pact, c->smoothing = ls;
+    return QKV_OK;
 }
 
 qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char **user_json) {
@@ -258,6 +288,7 @@ qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char **user_
                           "activation_function",
                           path);
     }
+    if (s == QKV_OK && c.arch == QKV__TARCH_MARIAN) s = restore_seq2seq(path, st, &c);
     qkv__labels labels = {0};
     if (s == QKV_OK && c.arch == QKV__TARCH_BERT_CLS) s = restore_labels(path, st, &c, &labels);
     if (s == QKV_OK) s = qkv__tconfig_check_file(&c, st, path, 1);
