@@ -845,13 +845,16 @@ QKV_API qkv_status qkv_trainer_new(const qkv_gpt2_shape *shape, uint64_t seed, q
  * fresh one, initialized from seed 0 as qkv_trainer_new_hf_config does). Configurations
  * training cannot reproduce (a GPT-2 with an untied head, a custom attention scale or
  * n_inner != 4C; see qkv_gpt / qkv_model loading for the rest) are refused with UNSUPPORTED
- * naming the field. */
+ * naming the field. A MarianMT directory (model_type marian) gives an encoder-decoder trainer
+ * (arch "marian", MarianMTModel with teacher forcing: batches with src_ids, see
+ * qkv_train_batch). */
 QKV_API qkv_status qkv_trainer_load_hf(const char *dir, qkv_trainer **out);
 /* A fresh trainer for the model a Hugging Face config.json describes (dir: a model directory
  * or the config file itself; model_type
- * gpt2, llama / mistral, or bert, trained as BertForMaskedLM), initialized as transformers
- * does: matrices and embeddings N(0, 0.02) (GPT-2's c_proj N(0, 0.02/sqrt(2L))), norms 1,
- * biases 0; a pure function of seed. Only config.json is read. */
+ * gpt2, llama / mistral, bert, trained as BertForMaskedLM, or marian), initialized as
+ * transformers does: matrices and embeddings N(0, 0.02) (GPT-2's c_proj N(0, 0.02/sqrt(2L));
+ * Marian's init_std), norms 1, biases 0; a pure function of seed. (Marian: the pad token's
+ * embedding row is not zeroed as transformers' padding_idx does.) Only config.json is read. */
 QKV_API qkv_status qkv_trainer_new_hf_config(const char *dir, uint64_t seed, qkv_trainer **out);
 /* What a classifier trainer predicts and over which labels (see qkv_trainer_load_hf_classifier).
  * struct_size: see the rule at the top of this file; qkv_classifier_spec_init sets it and the
