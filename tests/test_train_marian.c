@@ -263,6 +263,9 @@ static void bad_batches(void) {
     b.src_ids = NULL;
     CHECK_STATUS(qkv_trainer_eval_batch(NULL, t, &b, &loss), QKV_ERR_INVALID_ARG);
     b = batch_of(0);
+    b.kv_lens = lens; /* the source's lengths go in src_lens */
+    CHECK_STATUS(qkv_trainer_eval_batch(NULL, t, &b, &loss), QKV_ERR_INVALID_ARG);
+    b = batch_of(0);
     b.S = 33; /* past max_position_embeddings */
     CHECK_STATUS(qkv_trainer_eval_batch(NULL, t, &b, &loss), QKV_ERR_INVALID_ARG);
     int32_t tg[B * T];

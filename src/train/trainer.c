@@ -750,9 +750,11 @@ static qkv_status check_s2s_batch(qkv_trainer *t, const char *fn, const qkv_trai
         return qkv__fail(QKV_ERR_INVALID_ARG,
                          "%s: B = %lld, S = %lld, T = %lld (S and T must be in [1, %lld])", fn,
                          (long long)B, (long long)S, (long long)T, (long long)c->P);
-    if (b->types || b->labels || b->values)
+    if (b->types || b->kv_lens || b->labels || b->values)
         return qkv__fail(QKV_ERR_INVALID_ARG,
-                         "%s: token types, labels and values are not for an encoder-decoder", fn);
+                         "%s: token types, kv_lens (the source's are src_lens), labels and values "
+                         "are not for an encoder-decoder",
+                         fn);
     for (int64_t n = 0; n < B * S; n++)
         if (b->src_ids[n] < 0 || b->src_ids[n] >= c->V)
             return qkv__fail(QKV_ERR_INVALID_ARG, "%s: src_ids[%lld] = %d is outside [0, %lld)", fn,
