@@ -847,13 +847,16 @@ QKV_API qkv_status qkv_trainer_new(const qkv_gpt2_shape *shape, uint64_t seed, q
  * fresh one, initialized from seed 0 as qkv_trainer_new_hf_config does). Configurations
  * training cannot reproduce (a GPT-2 with an untied head, a custom attention scale or
  * n_inner != 4C; see qkv_gpt / qkv_model loading for the rest) are refused with UNSUPPORTED
- * naming the field. */
+ * naming the field. A MarianMT directory (model_type marian) gives an encoder-decoder trainer
+ * (arch "marian", MarianMTModel with teacher forcing: batches with src_ids, see
+ * qkv_train_batch). */
 QKV_API qkv_status qkv_trainer_load_hf(const char *dir, qkv_trainer **out);
 /* A fresh trainer for the model a Hugging Face config.json describes (dir: a model directory
  * or the config file itself; model_type
- * gpt2, llama / mistral, or bert, trained as BertForMaskedLM), initialized as transformers
- * does: matrices and embeddings N(0, 0.02) (GPT-2's c_proj N(0, 0.02/sqrt(2L))), norms 1,
- * biases 0; a pure function of seed. Only config.json is read. */
+ * gpt2, llama / mistral, bert, trained as BertForMaskedLM, or marian), initialized as
+ * transformers does: matrices and embeddings N(0, 0.02) (GPT-2's c_proj N(0, 0.02/sqrt(2L));
+ * Marian's init_std), norms 1, biases 0; a pure function of seed. (Marian: the pad token's
+ * embedding row is not zeroed as transformers' padding_idx does.) Only config.json is read. */
 QKV_API qkv_status qkv_trainer_new_hf_config(const char *dir, uint64_t seed, qkv_trainer **out);
 /* What a classifier trainer predicts and over which labels (see qkv_trainer_load_hf_classifier).
  * struct_size: see the rule at the top of this file; qkv_classifier_spec_init sets it and the
@@ -882,11 +885,15 @@ QKV_API int64_t qkv_trainer_num_labels(const qkv_trainer *t);
 QKV_API const char *qkv_trainer_label(const qkv_trainer *t, int64_t i);
 QKV_API qkv_problem_type qkv_trainer_problem_type(const qkv_trainer *t);
 /* Sets a classifier's dropout rates for training forwards (each in [0, 1); a negative value
- * keeps the current one): hidden states, attention probabilities, the classifier's input. */
+ * keeps the current one): hidden states, attention probabilities, the classifier's input. For an
+ * encoder-decoder (marian): dropout, attention_dropout and activation_dropout. */
 QKV_API qkv_status qkv_trainer_set_dropout(qkv_trainer *t, float hidden, float attention,
                                            float classifier);
 /* How many of the trainer's parameters were initialized fresh by the last load (a new head). */
 QKV_API size_t qkv_trainer_fresh_params(const qkv_trainer *t);
+/* Label smoothing eps in [0, 1) of the loss of every later forward, as torch's
+ * CrossEntropyLoss(label_smoothing=eps) (0 at load: none). */
+QKV_API qkv_status qkv_trainer_set_label_smoothing(qkv_trainer *t, float eps);
 /* "gpt2", "llama", "bert" or "bert_cls" ("" for NULL). */
 QKV_API const char *qkv_trainer_arch(const qkv_trainer *t);
 QKV_API void qkv_trainer_free(qkv_trainer *t);
@@ -936,6 +943,14 @@ typedef struct qkv_train_batch {
     const int32_t *labels;
     const float *values;
     uint64_t dropout_seed;
+    /* encoder-decoders (marian): the source src_ids [B, S], src_lens [B] its lengths (tokens at
+     * or past them are padding: masked as keys of the encoder's self-attention and of the
+     * decoder's cross-attention; NULL: none), targets [B, T] the labels (-100 / -1 ignored), ids
+     * the decoder's inputs [B, T] or NULL: the labels shifted right after
+     * decoder_start_token_id, ignored labels as pad_token_id (transformers' shift_tokens_right). */
+    const int32_t *src_ids;
+    const int32_t *src_lens;
+    int64_t S;
 } qkv_train_batch;
 /* qkv_trainer_forward_backward and qkv_trainer_eval for such a batch. */
 QKV_API qkv_status qkv_trainer_forward_backward_batch(qkv_runtime *rt, qkv_trainer *t,

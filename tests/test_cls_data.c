@@ -124,7 +124,8 @@ static void predict(qkv_tokenizer *tok) {
         qkv_encoding *e = NULL;
         CHECK_OK(qkv_tokenizer_encode(tok, text, tl, NULL, 0, &eo, &e));
         int32_t len = (int32_t)e->n, label = qkv_labeled_label(d, i);
-        qkv_train_batch b = {sizeof b, e->ids, NULL, e->type_ids, &len, 1, len, &label, NULL, 0};
+        qkv_train_batch b = {sizeof b, e->ids, NULL, e->type_ids, &len, 1, len,
+                             &label,   NULL,   0,    NULL,        NULL, 0};
         float loss;
         CHECK_OK(qkv_trainer_eval_batch(NULL, t, &b, &loss));
         const float *lg = qkv_trainer_logits(t);

@@ -49,7 +49,7 @@ static qkv_safetensors *open_fix(const char *dir, const char *name) {
 
 /* Batch s of the fixture. */
 static qkv_train_batch batch_of(const arch_case *ac, qkv_safetensors *bt, int s) {
-    qkv_train_batch b = {sizeof b, NULL, NULL, NULL, NULL, B, T, NULL, NULL, 0};
+    qkv_train_batch b = {sizeof b, NULL, NULL, NULL, NULL, B, T, NULL, NULL, 0, NULL, NULL, 0};
     b.ids = (const int32_t *)fix_need(bt, "ids") + s * B * T;
     if (ac->bert) {
         b.targets = (const int32_t *)fix_need(bt, "labels") + s * B * T;
@@ -271,7 +271,8 @@ static void files_roundtrip(const arch_case *ac, qkv_safetensors *bt) {
         qkv_lm_free(lm);
     }
     /* transformers on the export: full-length sequences of type 0 (what model(ids) assumes) */
-    qkv_train_batch full = {sizeof full, b.ids, b.targets, NULL, NULL, B, T, NULL, NULL, 0};
+    qkv_train_batch full = {sizeof full, b.ids, b.targets, NULL, NULL, B, T,
+                            NULL,        NULL,  0,         NULL, NULL, 0};
     CHECK_OK(qkv_trainer_eval_batch(NULL, t, &full, &lt));
     char ref_path[160];
     snprintf(ref_path, sizeof ref_path, "%s/ref.safetensors", dir);

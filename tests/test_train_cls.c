@@ -52,7 +52,7 @@ static const cls_case cases[] = {
 static qkv_safetensors *bt;
 
 static qkv_train_batch batch_of(const cls_case *c, int s) {
-    qkv_train_batch b = {sizeof b, NULL, NULL, NULL, NULL, B, T, NULL, NULL, 0};
+    qkv_train_batch b = {sizeof b, NULL, NULL, NULL, NULL, B, T, NULL, NULL, 0, NULL, NULL, 0};
     b.ids = (const int32_t *)fix_need(bt, "ids") + s * B * T;
     b.types = (const int32_t *)fix_need(bt, "token_type_ids") + s * B * T;
     b.kv_lens = (const int32_t *)fix_need(bt, "kv_lens") + s * B;

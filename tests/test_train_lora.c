@@ -43,7 +43,7 @@ enum { B = 4, T = 16 };
 static qkv_safetensors *bt;
 
 static qkv_train_batch batch_of(int s) {
-    qkv_train_batch b = {sizeof b, NULL, NULL, NULL, NULL, B, T, NULL, NULL, 0};
+    qkv_train_batch b = {sizeof b, NULL, NULL, NULL, NULL, B, T, NULL, NULL, 0, NULL, NULL, 0};
     b.ids = (const int32_t *)fix_need(bt, "ids") + s * B * T;
     b.types = (const int32_t *)fix_need(bt, "token_type_ids") + s * B * T;
     b.kv_lens = (const int32_t *)fix_need(bt, "kv_lens") + s * B;
@@ -186,7 +186,7 @@ static int32_t a_ids[AB * AT], a_tgt[AB * AT];
 static qkv_train_batch arch_batch(void) {
     for (int i = 0; i < AB * AT; i++)
         a_ids[i] = (int32_t)((i * 37 + 11) % 97), a_tgt[i] = (int32_t)((i * 53 + 5) % 97);
-    qkv_train_batch b = {sizeof b, a_ids, a_tgt, NULL, NULL, AB, AT, NULL, NULL, 0};
+    qkv_train_batch b = {sizeof b, a_ids, a_tgt, NULL, NULL, AB, AT, NULL, NULL, 0, NULL, NULL, 0};
     return b;
 }
 

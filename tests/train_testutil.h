@@ -41,7 +41,10 @@ static inline float *tt_all_grads(qkv_trainer *t, int64_t *n) {
     return g;
 }
 
-static inline int tt_is_key_bias(const char *name) { return strstr(name, "self.key.bias") != NULL; }
+/* BERT's and Marian's attention key biases. */
+static inline int tt_is_key_bias(const char *name) {
+    return strstr(name, "self.key.bias") != NULL || strstr(name, "k_proj.bias") != NULL;
+}
 
 /* Every gradient of t within 1e-4 of the golden file's (relative to the tensor's scale); the
  * BERT key biases, whose true gradient is 0, must be noise-sized. Returns the number of
@@ -54,6 +57,8 @@ static inline size_t tt_check_grads(qkv_trainer *t, qkv_safetensors *gs, const c
     for (size_t i = 0; i < qkv_trainer_param_count(t); i++) {
         qkv_param_info p = {.struct_size = sizeof p};
         CHECK_OK(qkv_trainer_param(t, i, &p));
+        /* a frozen tensor without a golden gradient: a buffer (Marian's final_logits_bias) */
+        if (!p.trainable && !qkv_safetensors_find(gs, p.name)) continue;
         const float *g = fix_need(gs, p.name);
         n++;
         if (tt_is_key_bias(p.name)) { /* true gradient 0: both sides are rounding noise */

@@ -16,7 +16,8 @@ only tensor in the file). ids are [T] or [B, T]; logits [T, V] or [B, T, V]. --i
 element I of the leading axis of ids given as [S, B, T] (e.g. tests/fixtures/train/
 batches.safetensors) and of logits given as [S, B, T, V]. --types: token_type_ids like ids;
 --lens: the real length of each row [B] (attention_mask 1 before it, 0 after; also indexed by
---index when [S, B]). A classifier's logits are [B, num_labels]. Without --ids the forward runs on a
+--index when [S, B]). --labels: for an encoder-decoder (MarianMTModel, whose ids are the source),
+the decoder's labels [B, T] (-100 ignored; indexed by --index when [S, B, T]). A classifier's logits are [B, num_labels]. Without --ids the forward runs on a
 few ids below the vocabulary size. The logits must agree within |a - b| <= atol + rtol*|b|
 (defaults 1e-4, 1e-4); the model is run in float32 whatever its stored dtype.
 
@@ -96,6 +97,7 @@ def main():
     ap.add_argument("--logits")
     ap.add_argument("--types")
     ap.add_argument("--lens")
+    ap.add_argument("--labels")
     ap.add_argument("--index", type=int, default=None)
     ap.add_argument("--atol", type=float, default=1e-4)
     ap.add_argument("--rtol", type=float, default=1e-4)
@@ -113,12 +115,15 @@ def main():
 
     import torch
     from transformers import (AutoModelForCausalLM, AutoModelForMaskedLM,
-                              AutoModelForSequenceClassification, GPT2LMHeadModel)
+                              AutoModelForSequenceClassification, GPT2LMHeadModel,
+                              MarianMTModel)
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     archs = cfg.get("architectures") or []
+    marian = cfg.get("model_type") == "marian"
     cls = (GPT2LMHeadModel if cfg.get("model_type") == "gpt2"
+           else MarianMTModel if marian
            else AutoModelForMaskedLM if any(x.endswith("ForMaskedLM") for x in archs)
            else AutoModelForSequenceClassification
            if any(x.endswith("ForSequenceClassification") for x in archs)
@@ -136,7 +141,9 @@ def main():
                     if p is out.weight}
     problems = []
     for kind in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"):
-        items = [k for k in (info.get(kind) or []) if not (kind == "missing_keys" and k in tied)]
+        # Marian's sinusoidal position tables are computed at load, not stored
+        items = [k for k in (info.get(kind) or [])
+                 if not (kind == "missing_keys" and (k in tied or "embed_positions" in k))]
         if items:
             problems.append(f"{kind}: {items[:8]}{' ...' if len(items) > 8 else ''}")
     if problems:
@@ -160,6 +167,9 @@ def main():
     expect = load_array(a.logits, "logits") if a.logits else None
     types = load_array(a.types, "token_type_ids") if a.types else None
     lens = load_array(a.lens, "kv_lens") if a.lens else None
+    labels = load_array(a.labels, "labels") if a.labels else None
+    if marian and labels is None:
+        fail("a marian model needs --labels (the decoder's labels, -100 ignored)")
     seq_cls = cls is AutoModelForSequenceClassification
     if a.index is not None:
         if ids.ndim == 3:
@@ -168,6 +178,8 @@ def main():
             types = types[a.index]
         if lens is not None and lens.ndim == 2:
             lens = lens[a.index]
+        if labels is not None and labels.ndim == 3:
+            labels = labels[a.index]
         if expect is not None and expect.ndim == (3 if seq_cls else 4):
             expect = expect[a.index]
     if ids.ndim == 1:
@@ -187,6 +199,8 @@ def main():
             if lens is not None:
                 mask = np.arange(ids.shape[1])[None, :] < lens.reshape(-1, 1)
                 kw["attention_mask"] = torch.from_numpy(mask.astype(np.int64))
+            if labels is not None:  # teacher forcing: the labels shifted right feed the decoder
+                kw["labels"] = torch.from_numpy(labels.astype(np.int64))
             logits = model(torch.from_numpy(ids.astype(np.int64)), **kw).logits.numpy()
     except Exception as e:
         fail(f"the forward pass on {list(ids.shape)} ids raised {type(e).__name__}: {e}")

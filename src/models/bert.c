@@ -427,7 +427,7 @@ qkv_status qkv__bert_forward_probs(qkv_runtime *rt, const qkv_bert *m, const int
     /* one scratch set for every block; hidden is the stream, updated in place */
     const qkv__block_acts a = {
         .ln1 = hidden, .q = q, .k = k, .v = v, .att = att, .res1 = tmp, .res2 = tmp, .a = mlp};
-    const qkv__enc_cfg ec = {C, F, c->layer_norm_eps, c->act, 0.0f, 0};
+    const qkv__enc_cfg ec = {C, F, c->layer_norm_eps, c->act, 0.0f, 0, 0.0f};
     for (int64_t l = 0; st == QKV_OK && l < c->num_layers; l++)
         st = qkv__enc_block_forward(rt, &ec, &m->layers[l].blk, l, &a, hidden, hidden, N,
                                     attend_seqs, &job);

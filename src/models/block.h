@@ -30,6 +30,9 @@ typedef struct qkv__block_acts {
     float *res2;                /* (N, C) pre-norm: x + attention; post-norm: ln1 + MLP */
     float *ln2, *mean2, *rstd2; /* (N, C), (N), (N): pre-norm: Norm2(res2); post-norm: stats */
     float *h, *u, *a;           /* (N, F): fc / gate, up (Llama), act(h) / silu(gate)·up */
+    /* encoder-decoder decoders while training (qkv__s2s_dec_block_forward): */
+    float *cq, *catt, *clse;     /* cross-attention query, output (N, C), lse */
+    float *res3, *mean3, *rstd3; /* (N, C), (N), (N): the MLP's residual sum and LN3 stats */
 } qkv__block_acts;
 
 /* Attention of block l over its N rows: a->q, a->k, a->v in (projected, before positions) ->
@@ -72,10 +75,14 @@ typedef struct qkv__enc_cfg {
     int64_t C, F; /* hidden, MLP width */
     float eps;
     qkv_act act;
-    float drop;    /* training: dropout on the attention output and MLP output before their
-                      residual adds (BertSelfOutput / BertOutput); 0 for inference */
-    uint64_t seed; /* its masks: streams qkv__enc_drop_stream(l, 0 | 1) of this seed */
+    float drop;     /* training: dropout on the attention output and MLP output before their
+                       residual adds (BertSelfOutput / BertOutput); 0 for inference */
+    uint64_t seed;  /* its masks: streams qkv__enc_drop_stream(l, 0 | 1) of this seed */
+    float act_drop; /* training: dropout on the MLP activation (Marian's activation_dropout);
+                       stream qkv__enc_drop_stream(l, 0) of seed ^ QKV__ACT_DROP_SEED */
 } qkv__enc_cfg;
+
+#define QKV__ACT_DROP_SEED 0xAC7D50F0ull
 
 /* The dropout stream of block l's attention (site 0) or MLP (site 1) output; stream 0 is left
  * for the embeddings. */
@@ -110,9 +117,13 @@ typedef struct qkv__s2s_dec_layer {
 
 /* y (N, C) = LN3(h2 + MLP(h2)), h2 = LN2(h1 + CO(cross(CQ h1))), h1 = LN1(x + O(attend(Q x,
  * K x, V x))). attend is the causal self-attention (a->q, a->k, a->v -> a->att); cross
- * attends a->q (the projected CQ h1) to the encoder's keys/values -> a->att. Inference form:
- * a->res1 holds both residual sums before their norms, a->ln1 = h1, a->ln2 = h2, a->res2 the
- * MLP sum, a->a the activation (fused into the fc GEMM), y may be x. */
+ * attends a->cq (the projected CQ h1) to the encoder's keys/values -> a->catt. Inference form
+ * (a->h NULL): a->res1 holds both residual sums before their norms (a->res2 unused), a->ln1 =
+ * h1, a->ln2 = h2, a->res3 the MLP sum, a->a the activation (fused into the fc GEMM), y may be
+ * x, no statistics kept. Training form (a->h set): res1, res2, res3 the three residual sums,
+ * every norm's statistics saved; with c->drop > 0 dropout on each sublayer's output before its
+ * residual add (streams qkv__enc_drop_stream(l, 0 | 1) and, for the MLP, of seed + 1), with
+ * c->act_drop > 0 on the activation. */
 qkv_status qkv__s2s_dec_block_forward(qkv_runtime *rt, const qkv__enc_cfg *c,
                                       const qkv__s2s_dec_layer *w, int64_t l,
                                       const qkv__block_acts *a, const float *x, float *y, int64_t N,

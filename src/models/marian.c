@@ -359,22 +359,26 @@ static qkv_status load_embeddings(loader *L) {
     return s;
 }
 
-/* Marian's sinusoidal table (P, C): sines of p / 10000^(2i/C) in the first half, cosines in the
- * second, in double as numpy computes it, rounded once. */
-static qkv_status make_positions(qkv_marian *m) {
-    const int64_t P = m->cfg.P, C = m->cfg.C, h = C / 2;
+qkv_status qkv__marian_positions(int64_t P, int64_t C, float **out) {
+    const int64_t h = C / 2;
     size_t n;
+    *out = NULL;
     if (qkv__mul_overflow((size_t)P, (size_t)C * sizeof(float), &n))
         return qkv__fail(QKV_ERR_OVERFLOW, "marian: position table overflows");
-    m->pe = qkv__alloc(n);
-    if (!m->pe) return qkv__fail(QKV_ERR_NOMEM, "marian: cannot allocate the position table");
+    float *pe = qkv__alloc(n);
+    if (!pe) return qkv__fail(QKV_ERR_NOMEM, "marian: cannot allocate the position table");
     for (int64_t p = 0; p < P; p++)
         for (int64_t i = 0; i < h; i++) {
             double a = (double)p / pow(10000.0, (double)(2 * i) / (double)C);
-            m->pe[p * C + i] = (float)sin(a);
-            m->pe[p * C + h + i] = (float)cos(a);
+            pe[p * C + i] = (float)sin(a);
+            pe[p * C + h + i] = (float)cos(a);
         }
+    *out = pe;
     return QKV_OK;
+}
+
+static qkv_status make_positions(qkv_marian *m) {
+    return qkv__marian_positions(m->cfg.P, m->cfg.C, &m->pe);
 }
 
 qkv_status qkv__marian_load(const char *dir, qkv_marian **out) {
@@ -502,7 +506,7 @@ static qkv_status cross_one(qkv_runtime *rt, const attn_job *j, int64_t r) {
     const float *k = j->kv + (j->layer * 2 * j->kv_n + j->src_off[r]) * C;
     const float *v = k + j->kv_n * C;
     const qkv_attention_desc d = desc(c->Hd, C / c->Hd, 1, j->src_len[r]);
-    return qkv_attention_forward(rt, &d, j->a->q + r * C, k, v, j->a->att + r * C, NULL);
+    return qkv_attention_forward(rt, &d, j->a->cq + r * C, k, v, j->a->catt + r * C, NULL);
 }
 
 static qkv_status attend(void *ctx, qkv_runtime *rt, int64_t l, const qkv__block_acts *a) {
@@ -583,7 +587,7 @@ qkv_status qkv__marian_encode(qkv_runtime *rt, const qkv_marian *m, const int32_
         st = qkv_nn_position_add_forward(rt, x + o * C, x + o * C, m->pe, 1, lens[s], C, c->P, 0);
     }
     attn_job job = {.m = m, .one = enc_one, .n = n, .lens = lens, .offs = offs};
-    const qkv__enc_cfg ec = {C, c->Fe, 1e-5f, c->act, 0.0f, 0};
+    const qkv__enc_cfg ec = {C, c->Fe, 1e-5f, c->act, 0.0f, 0, 0.0f};
     if (st == QKV_OK) a.res2 = a.res1; /* inference: one buffer for both residual sums */
     for (int64_t l = 0; st == QKV_OK && l < c->Le; l++)
         st = qkv__enc_block_forward(rt, &ec, &m->enc[l], l, &a, x, l == c->Le - 1 ? out : x, N,
@@ -641,7 +645,8 @@ qkv_status qkv__marian_decode_step(qkv_runtime *rt, const qkv_marian *m,
                     .kv_n = N,
                     .src_off = src_off,
                     .src_len = src_len};
-    const qkv__enc_cfg ec = {C, c->Fd, 1e-5f, c->act, 0.0f, 0};
+    const qkv__enc_cfg ec = {C, c->Fd, 1e-5f, c->act, 0.0f, 0, 0.0f};
+    a.cq = a.q, a.catt = a.att, a.res3 = a.res2; /* inference: the block's buffers reused */
     for (int64_t l = 0; st == QKV_OK && l < c->Ld; l++)
         st = qkv__s2s_dec_block_forward(rt, &ec, &m->dec[l], l, &a, x, x, R, attend, attend_cross,
                                         &job);

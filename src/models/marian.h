@@ -80,6 +80,9 @@ typedef struct qkv_marian {
  * config owns bad_ids: free with qkv__marian_config_release. */
 qkv_status qkv__marian_config_load(const char *dir, qkv_marian_config *cfg);
 void qkv__marian_config_release(qkv_marian_config *cfg);
+/* Marian's sinusoidal table (P, C) into *out (qkv__free it): sines of p / 10000^(2i/C) in the
+ * first half, cosines in the second, in double as numpy computes it, rounded once. */
+qkv_status qkv__marian_positions(int64_t P, int64_t C, float **out);
 /* Loads dir; on failure *out is NULL. */
 qkv_status qkv__marian_load(const char *dir, qkv_marian **out);
 void qkv__marian_free(qkv_marian *m);

@@ -9,13 +9,13 @@
 /* Matrices and embeddings (weight decay, N(0, std)); GPT-2's residual projections (N(0,
  * std/sqrt(2L))); norm weights (1) and biases (0), neither decayed. */
 #define MAT(name, d0, d1)                                                                          \
-    { name, QKV__DIM_##d0, QKV__DIM_##d1, 1, 1, 0, QKV__INIT_NORMAL, QKV_DTYPE_F32 }
+    { name, QKV__DIM_##d0, QKV__DIM_##d1, 1, 1, 0, QKV__INIT_NORMAL, QKV_DTYPE_F32, 0 }
 #define PROJ(name, d0, d1)                                                                         \
-    { name, QKV__DIM_##d0, QKV__DIM_##d1, 1, 1, 0, QKV__INIT_NORMAL_PROJ, QKV_DTYPE_F32 }
+    { name, QKV__DIM_##d0, QKV__DIM_##d1, 1, 1, 0, QKV__INIT_NORMAL_PROJ, QKV_DTYPE_F32, 0 }
 #define ONES(name, d0)                                                                             \
-    { name, QKV__DIM_##d0, QKV__DIM_NONE, 0, 1, 0, QKV__INIT_ONE, QKV_DTYPE_F32 }
+    { name, QKV__DIM_##d0, QKV__DIM_NONE, 0, 1, 0, QKV__INIT_ONE, QKV_DTYPE_F32, 0 }
 #define ZEROS(name, d0)                                                                            \
-    { name, QKV__DIM_##d0, QKV__DIM_NONE, 0, 1, 0, QKV__INIT_ZERO, QKV_DTYPE_F32 }
+    { name, QKV__DIM_##d0, QKV__DIM_NONE, 0, 1, 0, QKV__INIT_ZERO, QKV_DTYPE_F32, 0 }
 
 static const qkv__param_spec gpt2_pre[] = {
     MAT("wte.weight", V, C),
@@ -52,7 +52,7 @@ static const qkv__param_spec llama_post[] = {
     ONES("norm.weight", C),
 };
 static const qkv__param_spec llama_head[] = {
-    {"lm_head.weight", QKV__DIM_V, QKV__DIM_C, 1, 1, 1, QKV__INIT_NORMAL, QKV_DTYPE_F32},
+    {"lm_head.weight", QKV__DIM_V, QKV__DIM_C, 1, 1, 1, QKV__INIT_NORMAL, QKV_DTYPE_F32, 0},
 };
 
 static const qkv__param_spec bert_pre[] = {
@@ -97,6 +97,66 @@ static const qkv__param_spec bert_cls_head[] = {
     ZEROS("classifier.bias", NL),
 };
 
+static const qkv__param_spec marian_pre[] = {
+    {"shared.weight", QKV__DIM_V, QKV__DIM_C, 1, 1, 0, QKV__INIT_NORMAL, QKV_DTYPE_F32,
+     QKV__EMB_SHARED},
+    {"encoder.embed_tokens.weight", QKV__DIM_V, QKV__DIM_C, 1, 1, 0, QKV__INIT_NORMAL,
+     QKV_DTYPE_F32, QKV__EMB_SEPARATE},
+    {"decoder.embed_tokens.weight", QKV__DIM_VD, QKV__DIM_C, 1, 1, 0, QKV__INIT_NORMAL,
+     QKV_DTYPE_F32, QKV__EMB_SEPARATE},
+};
+static const qkv__param_spec marian_enc[] = {
+    MAT("encoder.layers.%d.self_attn.q_proj.weight", C, C),
+    ZEROS("encoder.layers.%d.self_attn.q_proj.bias", C),
+    MAT("encoder.layers.%d.self_attn.k_proj.weight", C, C),
+    ZEROS("encoder.layers.%d.self_attn.k_proj.bias", C),
+    MAT("encoder.layers.%d.self_attn.v_proj.weight", C, C),
+    ZEROS("encoder.layers.%d.self_attn.v_proj.bias", C),
+    MAT("encoder.layers.%d.self_attn.out_proj.weight", C, C),
+    ZEROS("encoder.layers.%d.self_attn.out_proj.bias", C),
+    ONES("encoder.layers.%d.self_attn_layer_norm.weight", C),
+    ZEROS("encoder.layers.%d.self_attn_layer_norm.bias", C),
+    MAT("encoder.layers.%d.fc1.weight", F, C),
+    ZEROS("encoder.layers.%d.fc1.bias", F),
+    MAT("encoder.layers.%d.fc2.weight", C, F),
+    ZEROS("encoder.layers.%d.fc2.bias", C),
+    ONES("encoder.layers.%d.final_layer_norm.weight", C),
+    ZEROS("encoder.layers.%d.final_layer_norm.bias", C),
+};
+static const qkv__param_spec marian_dec[] = {
+    MAT("decoder.layers.%d.self_attn.q_proj.weight", C, C),
+    ZEROS("decoder.layers.%d.self_attn.q_proj.bias", C),
+    MAT("decoder.layers.%d.self_attn.k_proj.weight", C, C),
+    ZEROS("decoder.layers.%d.self_attn.k_proj.bias", C),
+    MAT("decoder.layers.%d.self_attn.v_proj.weight", C, C),
+    ZEROS("decoder.layers.%d.self_attn.v_proj.bias", C),
+    MAT("decoder.layers.%d.self_attn.out_proj.weight", C, C),
+    ZEROS("decoder.layers.%d.self_attn.out_proj.bias", C),
+    ONES("decoder.layers.%d.self_attn_layer_norm.weight", C),
+    ZEROS("decoder.layers.%d.self_attn_layer_norm.bias", C),
+    MAT("decoder.layers.%d.encoder_attn.q_proj.weight", C, C),
+    ZEROS("decoder.layers.%d.encoder_attn.q_proj.bias", C),
+    MAT("decoder.layers.%d.encoder_attn.k_proj.weight", C, C),
+    ZEROS("decoder.layers.%d.encoder_attn.k_proj.bias", C),
+    MAT("decoder.layers.%d.encoder_attn.v_proj.weight", C, C),
+    ZEROS("decoder.layers.%d.encoder_attn.v_proj.bias", C),
+    MAT("decoder.layers.%d.encoder_attn.out_proj.weight", C, C),
+    ZEROS("decoder.layers.%d.encoder_attn.out_proj.bias", C),
+    ONES("decoder.layers.%d.encoder_attn_layer_norm.weight", C),
+    ZEROS("decoder.layers.%d.encoder_attn_layer_norm.bias", C),
+    MAT("decoder.layers.%d.fc1.weight", F2, C),
+    ZEROS("decoder.layers.%d.fc1.bias", F2),
+    MAT("decoder.layers.%d.fc2.weight", C, F2),
+    ZEROS("decoder.layers.%d.fc2.bias", C),
+    ONES("decoder.layers.%d.final_layer_norm.weight", C),
+    ZEROS("decoder.layers.%d.final_layer_norm.bias", C),
+};
+static const qkv__param_spec marian_head[] = {
+    /* a buffer in transformers: saved and loaded, never trained */
+    {"final_logits_bias", QKV__DIM_NONE, QKV__DIM_VD, 0, 0, 0, QKV__INIT_ZERO, QKV_DTYPE_F32, 0},
+    {"lm_head.weight", QKV__DIM_VD, QKV__DIM_C, 1, 1, 1, QKV__INIT_NORMAL, QKV_DTYPE_F32, 0},
+};
+
 #define N_(a) (int)(sizeof a / sizeof *a)
 #define ROWS(f, a) .f = a, .n_##f = N_(a)
 const qkv__param_table qkv__params_gpt2 = {.arch = "gpt2",
@@ -124,6 +184,13 @@ const qkv__param_table qkv__params_bert_cls = {.arch = "bert_cls",
                                                .n_post = N_(bert_opt),
                                                ROWS(head, bert_cls_head)};
 
+const qkv__param_table qkv__params_marian = {.arch = "marian",
+                                             .prefix = "model.",
+                                             ROWS(pre, marian_pre),
+                                             ROWS(layer, marian_enc),
+                                             ROWS(layer2, marian_dec),
+                                             ROWS(head, marian_head)};
+
 int64_t qkv__param_dim(qkv__dim d, const qkv__dims *s) {
     switch (d) {
     case QKV__DIM_NONE: return 1;
@@ -136,6 +203,8 @@ int64_t qkv__param_dim(qkv__dim d, const qkv__dims *s) {
     case QKV__DIM_K: return s->K;
     case QKV__DIM_TV: return s->TV;
     case QKV__DIM_NL: return s->NL;
+    case QKV__DIM_VD: return s->Vd;
+    case QKV__DIM_F2: return s->F2;
     }
     return 0;
 }

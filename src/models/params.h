@@ -27,11 +27,14 @@ typedef enum qkv__dim {
     QKV__DIM_K,        /* key/value heads · head dim */
     QKV__DIM_TV,       /* token types (BERT) */
     QKV__DIM_NL,       /* labels of a classification head */
+    QKV__DIM_VD,       /* the decoder's vocabulary (encoder-decoders) */
+    QKV__DIM_F2,       /* the decoder's MLP width (encoder-decoders) */
 } qkv__dim;
 
 /* The sizes a table's dims stand for. */
 typedef struct qkv__dims {
     int64_t V, P, C, F, Q, K, TV, NL;
+    int64_t Vd, F2; /* encoder-decoders: the decoder's vocabulary and MLP width */
 } qkv__dims;
 
 /* A fresh tensor, as transformers initializes it. */
@@ -50,7 +53,11 @@ typedef struct qkv__param_spec {
     int untied_only;  /* head rows: present only when the LM head is not the token embedding */
     qkv__init init;   /* how a fresh model starts */
     qkv_dtype dtype;  /* as qkv keeps, checkpoints and exports it (F32; the compute dtype) */
+    int embed;        /* encoder-decoders: QKV__EMB_SHARED: present only with one embedding
+                         table for encoder and decoder; QKV__EMB_SEPARATE: only without */
 } qkv__param_spec;
+
+enum { QKV__EMB_ALWAYS = 0, QKV__EMB_SHARED = 1, QKV__EMB_SEPARATE = 2 };
 
 typedef struct qkv__param_table {
     const char *arch;   /* "gpt2", "llama" */
@@ -60,7 +67,9 @@ typedef struct qkv__param_table {
     const qkv__param_spec *head;
     /* tensors a checkpoint may carry that the trainer does not train (BERT's pooler) */
     const qkv__param_spec *opt;
-    int n_pre, n_layer, n_post, n_head, n_opt;
+    /* encoder-decoders: the decoder's layer rows, after the encoder's (`layer`) */
+    const qkv__param_spec *layer2;
+    int n_pre, n_layer, n_post, n_head, n_opt, n_layer2;
 } qkv__param_table;
 
 /* GPT-2 (GPT2LMHeadModel; lm_head tied to wte). Layer rows in the order of trainer.h's TP_*. */
@@ -75,6 +84,12 @@ extern const qkv__param_table qkv__params_bert;
  * encoder rows of qkv__params_bert, the pooler as post rows (bert.pooler.dense.*), the
  * classifier (NL, C) as head rows. */
 extern const qkv__param_table qkv__params_bert_cls;
+
+/* MarianMT (MarianMTModel): pre rows the embeddings (model.shared.weight, or the encoder's and
+ * the decoder's own), layer rows the encoder's (trainer.h's MP_*), layer2 rows the decoder's
+ * (MD_*), head rows final_logits_bias (1, Vd), a buffer that is not trained, and lm_head.weight
+ * when untied. The sinusoidal position tables are not parameters (computed). */
+extern const qkv__param_table qkv__params_marian;
 
 /* The size a dim stands for (1 for QKV__DIM_NONE). */
 int64_t qkv__param_dim(qkv__dim d, const qkv__dims *s);

@@ -100,9 +100,15 @@ static qkv_status attend_batch(void *ctx, qkv_runtime *rt, int64_t l, const qkv_
     return qkv_attention_forward(rt, &d, a->q, a->k, a->v, a->att, a->lse);
 }
 
-static qkv_status block_forward(qkv_runtime *rt, qkv_trainer *t, int64_t l, const qkv__tacts *a,
-                                const float *x, float *y, const qkv__tbatch *b) {
-    const qkv__enc_cfg ec = {t->cfg.C, t->cfg.F, t->cfg.eps, t->cfg.act, p_hidden(t, b), b->seed};
+qkv_status qkv__bert_block_forward(qkv_runtime *rt, qkv_trainer *t, int64_t l, const qkv__tacts *a,
+                                   const float *x, float *y, const qkv__tbatch *b) {
+    const qkv__enc_cfg ec = {t->cfg.C,
+                             t->cfg.F,
+                             t->cfg.eps,
+                             t->cfg.act,
+                             p_hidden(t, b),
+                             b->seed,
+                             b->train ? t->cfg.p_act : 0.0f};
     const qkv__enc_layer w = enc_layer(t, l);
     batch_ctx bc = {t, b};
     return qkv__enc_block_forward(rt, &ec, &w, l, a, x, y, b->B * b->T, attend_batch, &bc);
@@ -139,8 +145,8 @@ static qkv_status encoder_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tb
     if (p_hidden(t, b) > 0.0f)
         QKV_TRY(qkv_nn_dropout_forward(rt, t->resid, t->resid, N * C, p_hidden(t, b), b->seed, 0));
     for (int64_t l = 0; l < L; l++)
-        QKV_TRY(block_forward(rt, t, l, qkv__tacts_of(t, l), t->resid + l * N * C,
-                              t->resid + (l + 1) * N * C, b));
+        QKV_TRY(qkv__bert_block_forward(rt, t, l, qkv__tacts_of(t, l), t->resid + l * N * C,
+                                        t->resid + (l + 1) * N * C, b));
     return QKV_OK;
 }
 
@@ -160,8 +166,8 @@ qkv_status qkv__bert_mlm_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tba
 }
 
 /* dresid holds dL/d(block output); on return dL/d(block input). */
-static qkv_status block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, const qkv__tacts *a,
-                                 const float *x, const qkv__tbatch *b) {
+qkv_status qkv__bert_block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, const qkv__tacts *a,
+                                    const float *x, const qkv__tbatch *b) {
     const qkv__tconfig *c = &t->cfg;
     const int64_t N = b->B * b->T, C = c->C, F = c->F;
     float *dr = t->dresid, *dx1 = t->dx1;
@@ -181,6 +187,13 @@ static qkv_status block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, con
     qkv__tzero(t->da, N * F);
     QKV_TRY(qkv_nn_linear_backward(rt, &w.out, t->da, qkv__twg(t, l, BP_OUT_W),
                                    qkv__twg(t, l, BP_OUT_B), dmlp, a->a, N));
+    const float pa = b->train ? c->p_act : 0.0f; /* Marian's activation_dropout */
+    if (pa > 0.0f) {
+        qkv__tzero(t->dh, N * F);
+        QKV_TRY(qkv_nn_dropout_backward(rt, t->dh, t->da, N * F, pa, b->seed ^ QKV__ACT_DROP_SEED,
+                                        qkv__enc_drop_stream(l, 0)));
+        memcpy(t->da, t->dh, (size_t)(N * F) * sizeof(float));
+    }
     qkv__tzero(t->dh, N * F);
     QKV_TRY(qkv_nn_act_backward(rt, c->act, t->dh, t->da, a->h, N * F));
     QKV_TRY(qkv_nn_linear_backward(rt, &w.fc, dx1, qkv__twg(t, l, BP_FC_W), qkv__twg(t, l, BP_FC_B),
@@ -220,8 +233,9 @@ static qkv_status encoder_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__t
     for (int64_t l = L - 1; l >= 0; l--) {
         const float *x = t->resid + l * N * C;
         if (t->policy == QKV_RECOMPUTE_LAYERS)
-            QKV_TRY(block_forward(rt, t, l, &t->layer[0], x, t->resid + (l + 1) * N * C, b));
-        QKV_TRY(block_backward(rt, t, l, qkv__tacts_of(t, l), x, b));
+            QKV_TRY(
+                qkv__bert_block_forward(rt, t, l, &t->layer[0], x, t->resid + (l + 1) * N * C, b));
+        QKV_TRY(qkv__bert_block_backward(rt, t, l, qkv__tacts_of(t, l), x, b));
         if (t->layer_hook) t->layer_hook(t->layer_hook_user, l);
     }
     /* embeddings: resid[0] = drop(LN_e(emb)); nothing to do when all are frozen (LoRA) */

@@ -197,10 +197,21 @@ qkv_status qkv_trainer_save(const qkv_trainer *t, const char *path, const char *
     vals[21] = labels;
     /* adapters: their config (lora_train.c) as one more key */
     char *lora = t->lora ? qkv__tlora_meta(t) : NULL;
-    const char *k2[24], *v2[24];
+    const char *k2[26], *v2[26];
     size_t nm = cls ? 22 : 19;
     memcpy(k2, keys, nm * sizeof *k2);
     memcpy(v2, vals, nm * sizeof *v2);
+    /* encoder-decoders: the decoder's sizes, embeddings, special ids and rates */
+    char s2s[400];
+    if (c->arch == QKV__TARCH_MARIAN) {
+        snprintf(s2s, sizeof s2s,
+                 "%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64
+                 ",%d,%.9g,%d,%d,%d,%.9g,%.9g,%.9g,%.9g",
+                 c->L2, c->H2, c->F2, c->Vd, c->shared, (double)c->embed_scale, c->start_id,
+                 c->pad_id, c->eos_id, (double)c->p_hidden, (double)c->p_attn, (double)c->p_act,
+                 (double)c->smoothing);
+        k2[nm] = "seq2seq", v2[nm++] = s2s;
+    }
     if (lora) k2[nm] = "lora", v2[nm++] = lora;
     /* the checksum of every tensor's data, verified by qkv_trainer_restore */
     char crc[16];
@@ -226,6 +237,25 @@ static int meta_i64(const qkv_safetensors *st, const char *key, int64_t *out) {
     if (errno || *end) return 0;
     *out = x;
     return 1;
+}
+
+/* An encoder-decoder's metadata "seq2seq" (what qkv_trainer_save writes) into c; the sizes and
+ * ids are checked with the rest of the config. */
+static qkv_status restore_seq2seq(const char *path, const qkv_safetensors *st, qkv__tconfig *c) {
+    const char *m = qkv_safetensors_metadata_get(st, "seq2seq");
+    long long L2, H2, F2, Vd;
+    int shared, start, pad, eos, used = -1;
+    float scale, ph, pa, pact, ls;
+    if (!m ||
+        sscanf(m, "%lld,%lld,%lld,%lld,%d,%f,%d,%d,%d,%f,%f,%f,%f%n", &L2, &H2, &F2, &Vd, &shared,
+               &scale, &start, &pad, &eos, &ph, &pa, &pact, &ls, &used) != 13 ||
+        used < 0 || m[used] != 0 || !(scale > 0.0f) || !(ph >= 0.0f && ph < 1.0f) ||
+        !(pa >= 0.0f && pa < 1.0f) || !(pact >= 0.0f && pact < 1.0f) || !(ls >= 0.0f && ls < 1.0f))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: metadata 'seq2seq' is missing or malformed", path);
+    c->L2 = L2, c->H2 = H2, c->F2 = F2, c->Vd = Vd, c->shared = shared != 0;
+    c->embed_scale = scale, c->start_id = start, c->pad_id = pad, c->eos_id = eos;
+    c->p_hidden = ph, c->p_attn = pa, c->p_act = pact, c->smoothing = ls;
+    return QKV_OK;
 }
 
 qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char **user_json) {
@@ -274,6 +304,7 @@ qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char **user_
                           "activation_function",
                           path);
     }
+    if (s == QKV_OK && c.arch == QKV__TARCH_MARIAN) s = restore_seq2seq(path, st, &c);
     qkv__labels labels = {0};
     if (s == QKV_OK && c.arch == QKV__TARCH_BERT_CLS) s = restore_labels(path, st, &c, &labels);
     if (s == QKV_OK) s = qkv__tconfig_check_file(&c, st, path, 1);
@@ -368,6 +399,24 @@ qkv_status qkv__write_text_atomic(const char *path, const char *text) {
     return QKV_OK;
 }
 
+/* Writes the JSON object o (built after qkv__json_begin; s: how building it went) to path
+ * atomically, indented with sorted keys; releases o and ends the JSON section. */
+static qkv_status dump_config(const char *path, json_t *o, qkv_status s) {
+    char *text = s == QKV_OK ? json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+    if (s == QKV_OK && !text) s = qkv__fail(QKV_ERR_NOMEM, "export: out of memory");
+    json_decref(o);
+    char *nl = text ? qkv__alloc(strlen(text) + 2) : NULL;
+    if (text && !nl) s = qkv__fail(QKV_ERR_NOMEM, "export: out of memory");
+    if (nl) snprintf(nl, strlen(text) + 2, "%s\n", text);
+    json_free_t release;
+    json_get_alloc_funcs(NULL, &release);
+    if (text) release(text); /* jansson's own free (io/json.c) */
+    qkv__json_end();
+    if (s == QKV_OK) s = qkv__write_text_atomic(path, nl);
+    qkv__free(nl);
+    return s;
+}
+
 /* config.json of a BertForSequenceClassification: the encoder's fields, the dropout rates it
  * was trained with, and the head's labels and problem type. */
 static qkv_status export_cls_config(const qkv_trainer *t, const char *dir, const char *pad) {
@@ -392,19 +441,37 @@ static qkv_status export_cls_config(const qkv_trainer *t, const char *dir, const
     if (s == QKV_OK && strcmp(pad, "null") != 0 &&
         json_object_set_new(o, "pad_token_id", json_integer(atoi(pad))) != 0)
         s = qkv__fail(QKV_ERR_NOMEM, "export: out of memory");
-    char *text = s == QKV_OK ? json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
-    if (s == QKV_OK && !text) s = qkv__fail(QKV_ERR_NOMEM, "export: out of memory");
-    json_decref(o);
-    char *nl = text ? qkv__alloc(strlen(text) + 2) : NULL;
-    if (text && !nl) s = qkv__fail(QKV_ERR_NOMEM, "export: out of memory");
-    if (nl) snprintf(nl, strlen(text) + 2, "%s\n", text);
-    json_free_t release;
-    json_get_alloc_funcs(NULL, &release);
-    if (text) release(text); /* jansson's own free (io/json.c) */
-    qkv__json_end();
-    if (s == QKV_OK) s = qkv__write_text_atomic(path, nl);
-    qkv__free(nl);
-    return s;
+    return dump_config(path, o, s);
+}
+
+/* config.json of a MarianMTModel: what qkv__tconfig_load_marian reads back. */
+static qkv_status export_marian_config(const qkv_trainer *t, const char *dir) {
+    const qkv__tconfig *c = &t->cfg;
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "export: directory path too long");
+    const char *act = c->act == QKV_ACT_SILU        ? "swish"
+                      : c->act == QKV_ACT_GELU_ERF  ? "gelu"
+                      : c->act == QKV_ACT_GELU_TANH ? "gelu_new"
+                                                    : "relu";
+    qkv__json_begin();
+    json_t *o = json_pack(
+        "{s:[s],s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:b,s:b,s:b,s:b,s:I,s:I,s:I,"
+        "s:f,s:f,s:f,s:f,s:b,s:s}",
+        "architectures", "MarianMTModel", "model_type", "marian", "vocab_size", (json_int_t)c->V,
+        "decoder_vocab_size", (json_int_t)c->Vd, "d_model", (json_int_t)c->C,
+        "max_position_embeddings", (json_int_t)c->P, "encoder_layers", (json_int_t)c->L,
+        "decoder_layers", (json_int_t)c->L2, "encoder_attention_heads", (json_int_t)c->H,
+        "decoder_attention_heads", (json_int_t)c->H2, "encoder_ffn_dim", (json_int_t)c->F,
+        "decoder_ffn_dim", (json_int_t)c->F2, "activation_function", act, "scale_embedding",
+        c->embed_scale != 1.0f, "share_encoder_decoder_embeddings", c->shared,
+        "tie_word_embeddings", c->tied, "normalize_before", 0, "pad_token_id",
+        (json_int_t)c->pad_id, "eos_token_id", (json_int_t)c->eos_id, "decoder_start_token_id",
+        (json_int_t)c->start_id, "dropout", (double)c->p_hidden, "attention_dropout",
+        (double)c->p_attn, "activation_dropout", (double)c->p_act, "init_std", c->init_std,
+        "is_encoder_decoder", 1, "torch_dtype", "float32");
+    qkv_status s = o ? QKV_OK : qkv__fail(QKV_ERR_NOMEM, "export: out of memory");
+    return dump_config(path, o, s);
 }
 
 qkv_status qkv_trainer_export_hf(const qkv_trainer *t, const char *dir, int32_t eot_id) {
@@ -440,6 +507,7 @@ qkv_status qkv_trainer_export_hf(const qkv_trainer *t, const char *dir, int32_t 
     if (e >= 0) snprintf(eos, sizeof eos, "%d", e);
     if (c->pad_id >= 0) snprintf(pad, sizeof pad, "%d", c->pad_id);
     if (c->arch == QKV__TARCH_BERT_CLS) return export_cls_config(t, dir, pad);
+    if (c->arch == QKV__TARCH_MARIAN) return export_marian_config(t, dir);
     char cfg[2048];
     if (c->arch == QKV__TARCH_LLAMA)
         snprintf(cfg, sizeof cfg,
@@ -544,8 +612,7 @@ static qkv_status load_weights(qkv_trainer *t, const char *path, qkv_safetensors
     const int strip = !qkv_safetensors_find(st, t->params[0].name);
     const int cls = t->cfg.arch == QKV__TARCH_BERT_CLS,
               bert = cls || t->cfg.arch == QKV__TARCH_BERT;
-    const size_t first_post =
-        (size_t)tab->n_pre + (size_t)t->cfg.L * (size_t)tab->n_layer; /* pooler, then head */
+    const size_t first_post = qkv__tbody(t); /* pooler, then head */
     qkv_status s = QKV_OK;
     t->n_fresh = 0;
     for (size_t i = 0; s == QKV_OK && i < t->n_params; i++) {

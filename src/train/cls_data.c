@@ -202,6 +202,9 @@ qkv_train_batch qkv__cls_batch(const qkv_cls_data *d, const int64_t *idx, int64_
                          T,
                          d->labels ? labels : NULL,
                          d->values ? values : NULL,
+                         0,
+                         NULL,
+                         NULL,
                          0};
     return b;
 }

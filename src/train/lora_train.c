@@ -288,6 +288,8 @@ qkv_status qkv_trainer_add_lora(qkv_trainer *t, const qkv_lora_config *config) {
     qkv_lora_config d;
     qkv_lora_config_init(&d);
     QKV_TRY(QKV__STRUCT_IN(qkv_lora_config, &c, config, &d, fn));
+    if (t->cfg.arch == QKV__TARCH_MARIAN)
+        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: LoRA is not implemented for marian", fn);
     return add_lora(t, &c, 1);
 }
 

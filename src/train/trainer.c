@@ -24,6 +24,7 @@ const char *qkv__tarch_name(qkv__tarch a) {
     return a == QKV__TARCH_LLAMA      ? "llama"
            : a == QKV__TARCH_BERT     ? "bert"
            : a == QKV__TARCH_BERT_CLS ? "bert_cls"
+           : a == QKV__TARCH_MARIAN   ? "marian"
                                       : "gpt2";
 }
 
@@ -37,6 +38,8 @@ int qkv__tarch_parse(const char *s, qkv__tarch *a) {
         *a = QKV__TARCH_BERT;
     else if (strcmp(s, "bert_cls") == 0)
         *a = QKV__TARCH_BERT_CLS;
+    else if (strcmp(s, "marian") == 0)
+        *a = QKV__TARCH_MARIAN;
     else
         return 0;
     return 1;
@@ -46,6 +49,7 @@ static const qkv__param_table *table_of(qkv__tarch a) {
     return a == QKV__TARCH_LLAMA      ? &qkv__params_llama
            : a == QKV__TARCH_BERT     ? &qkv__params_bert
            : a == QKV__TARCH_BERT_CLS ? &qkv__params_bert_cls
+           : a == QKV__TARCH_MARIAN   ? &qkv__params_marian
                                       : &qkv__params_gpt2;
 }
 
@@ -63,10 +67,11 @@ qkv_status qkv__tconfig_load(const char *dir, qkv__tconfig *c) {
     qkv_status st = qkv__json_load_file(path, 0, &root);
     const char *mt = NULL; /* a model_type of another JSON type is refused, naming it */
     if (st == QKV_OK) st = qkv__json_str(path, root, "model_type", NULL, &mt);
-    const int bert = mt && strcmp(mt, "bert") == 0;
+    const int bert = mt && strcmp(mt, "bert") == 0, marian = mt && strcmp(mt, "marian") == 0;
     json_decref(root);
     qkv__json_end();
     QKV_TRY(st);
+    if (marian) return qkv__tconfig_load_marian(dir, c);
     if (bert) {
         QKV_TRY(qkv__bert_config_load(dir, &bc));
         c->arch = QKV__TARCH_BERT;
@@ -182,19 +187,34 @@ static qkv_status walk_params(const qkv__tconfig *cfg, const qkv__param_table *t
                             .Q = cfg->H * cfg->D,
                             .K = cfg->Hk * cfg->D,
                             .TV = cfg->TV,
-                            .NL = cfg->NL};
+                            .NL = cfg->NL,
+                            .Vd = cfg->Vd,
+                            .F2 = cfg->F2};
     char name[sizeof((qkv__tparam *)0)->name];
-    for (int64_t l = -1; l <= L + 1; l++) {
-        const qkv__param_spec *rows = l < 0    ? tab->pre
-                                      : l < L  ? tab->layer
-                                      : l == L ? tab->post
-                                               : tab->head;
-        int n = l < 0 ? tab->n_pre : l < L ? tab->n_layer : l == L ? tab->n_post : tab->n_head;
+    /* l: -1 pre, 0..L-1 layer, then the L2 layer2 rows (l = L + j, named j), L post (L + 1 head)
+     * as fn sees it */
+    const int64_t L2 = tab->n_layer2 ? cfg->L2 : 0;
+    for (int64_t k = -1; k <= L + L2 + 1; k++) {
+        const int dec = k >= L && k < L + L2;
+        const int64_t l = dec ? k - L : k < L ? k : k - L2; /* what fn gets, the name's index */
+        const qkv__param_spec *rows = k < 0         ? tab->pre
+                                      : k < L       ? tab->layer
+                                      : dec         ? tab->layer2
+                                      : k == L + L2 ? tab->post
+                                                    : tab->head;
+        int n = k < 0         ? tab->n_pre
+                : k < L       ? tab->n_layer
+                : dec         ? tab->n_layer2
+                : k == L + L2 ? tab->n_post
+                              : tab->n_head;
         for (int i = 0; i < n; i++) {
             if (rows[i].untied_only && cfg->tied) continue;
+            if ((rows[i].embed == QKV__EMB_SHARED && !cfg->shared) ||
+                (rows[i].embed == QKV__EMB_SEPARATE && cfg->shared))
+                continue;
             if (rows[i].dtype != QKV_DTYPE_F32) /* the flat buffers are F32 */
                 return qkv__fail(QKV_ERR_UNSUPPORTED, "trainer: %s is not F32", rows[i].name);
-            if (qkv__param_name(name, sizeof name, l <= L ? tab->prefix : "", &rows[i], l) !=
+            if (qkv__param_name(name, sizeof name, k <= L + L2 ? tab->prefix : "", &rows[i], l) !=
                 QKV_OK)
                 return QKV_ERR_INVALID_ARG;
             QKV_TRY(fn(ctx, name, qkv__param_dim(rows[i].d0, &dims),
@@ -207,8 +227,8 @@ static qkv_status walk_params(const qkv__tconfig *cfg, const qkv__param_table *t
 
 static qkv_status add_param(void *ctx, const char *name, int64_t d0, int64_t d1, int64_t l,
                             const qkv__param_spec *row) {
-    (void)l;
     qkv_trainer *t = ctx;
+    if (l < 0) t->n_pre++;
     qkv__tparam *p = &t->params[t->n_params++];
     snprintf(p->name, sizeof p->name, "%s", name);
     p->ndim = d1 ? 2 : 1;
@@ -239,9 +259,20 @@ static qkv_status check_config(const qkv__tconfig *c) {
             "divide the heads",
             (long long)c->V, (long long)c->P, (long long)c->C, (long long)c->L, (long long)c->H,
             (long long)c->Hk, (long long)c->D, (long long)c->F);
-    double total = (double)(c->V + c->P + c->TV) * (double)c->C +
-                   (double)c->L * (4.0 * (double)c->C * (double)c->H * (double)c->D +
-                                   3.0 * (double)c->C * (double)c->F);
+    if (c->arch == QKV__TARCH_MARIAN &&
+        (c->L2 < 1 || c->L2 > 4096 || c->H2 < 1 || c->C % c->H2 != 0 || c->F2 < 1 ||
+         c->F2 > (1 << 20) || c->Vd < 1 || c->Vd > (int64_t)INT32_MAX || c->start_id < 0 ||
+         c->start_id >= c->Vd || c->pad_id < 0 || c->pad_id >= c->Vd))
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "trainer: bad decoder shape (layers %lld, heads %lld, MLP %lld, vocab "
+                         "%lld, start %d, pad %d)",
+                         (long long)c->L2, (long long)c->H2, (long long)c->F2, (long long)c->Vd,
+                         c->start_id, c->pad_id);
+    double total =
+        (double)(c->V + c->Vd + c->P + c->TV) * (double)c->C +
+        (double)c->L2 * (4.0 * (double)c->C * (double)c->C + 3.0 * (double)c->C * (double)c->F2) +
+        (double)c->L *
+            (4.0 * (double)c->C * (double)c->H * (double)c->D + 3.0 * (double)c->C * (double)c->F);
     if (total > 4e10) return qkv__fail(QKV_ERR_OVERFLOW, "trainer: model too large");
     return QKV_OK;
 }
@@ -275,8 +306,9 @@ qkv_status qkv__trainer_alloc(const qkv__tconfig *cfg, qkv_trainer **out) {
     t->tab = table_of(cfg->arch);
     const qkv__param_table *tab = t->tab;
     const int64_t L = cfg->L;
-    const size_t n_rows =
-        (size_t)(tab->n_pre + tab->n_post + tab->n_head) + (size_t)L * (size_t)tab->n_layer;
+    const size_t n_rows = (size_t)(tab->n_pre + tab->n_post + tab->n_head) +
+                          (size_t)L * (size_t)tab->n_layer +
+                          (size_t)cfg->L2 * (size_t)tab->n_layer2;
     t->params = qkv__calloc(n_rows, sizeof *t->params);
     if (!t->params) {
         qkv__free(t);
@@ -416,6 +448,8 @@ void qkv_trainer_free(qkv_trainer *t) {
     qkv__free(t->segs);
     qkv__free(t->arena);
     qkv__free(t->layer);
+    qkv__free(t->layer2);
+    qkv__free(t->pe);
     qkv__labels_free(&t->labels);
     qkv__tlora_free(t->lora);
     qkv__free(t);
@@ -449,13 +483,24 @@ qkv_status qkv_trainer_set_dropout(qkv_trainer *t, float hidden, float attention
             return qkv__fail(QKV_ERR_INVALID_ARG,
                              "qkv_trainer_set_dropout: rate %g is not below 1 (negative: keep)",
                              (double)p[i]);
-    if (t->cfg.arch != QKV__TARCH_BERT_CLS)
+    if (t->cfg.arch != QKV__TARCH_BERT_CLS && t->cfg.arch != QKV__TARCH_MARIAN)
         return qkv__fail(QKV_ERR_UNSUPPORTED,
-                         "qkv_trainer_set_dropout: dropout is for classifiers (this is %s)",
+                         "qkv_trainer_set_dropout: dropout is for classifiers and marian (this is "
+                         "%s)",
                          qkv__tarch_name(t->cfg.arch));
     if (hidden >= 0) t->cfg.p_hidden = hidden;
     if (attention >= 0) t->cfg.p_attn = attention;
-    if (classifier >= 0) t->cfg.p_cls = classifier;
+    if (classifier >= 0)
+        *(t->cfg.arch == QKV__TARCH_MARIAN ? &t->cfg.p_act : &t->cfg.p_cls) = classifier;
+    return QKV_OK;
+}
+
+qkv_status qkv_trainer_set_label_smoothing(qkv_trainer *t, float eps) {
+    if (!t) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_set_label_smoothing: NULL trainer");
+    if (!(eps >= 0.0f && eps < 1.0f))
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "qkv_trainer_set_label_smoothing: %g is outside [0, 1)", (double)eps);
+    t->cfg.smoothing = eps;
     return QKV_OK;
 }
 
@@ -538,7 +583,8 @@ static float *take(carve *c, int64_t n) {
 
 static void bind_layer(const qkv__tconfig *cf, carve *c, qkv__tacts *a, int64_t B, int64_t T) {
     const int64_t N = B * T, C = cf->C, F = cf->F, Q = cf->H * cf->D, K = cf->Hk * cf->D;
-    const int bert = cf->arch == QKV__TARCH_BERT || cf->arch == QKV__TARCH_BERT_CLS,
+    const int bert = cf->arch == QKV__TARCH_BERT || cf->arch == QKV__TARCH_BERT_CLS ||
+                     cf->arch == QKV__TARCH_MARIAN,
               llama = cf->arch == QKV__TARCH_LLAMA;
     memset(a, 0, sizeof *a);
     a->ln1 = take(c, N * C);
@@ -559,9 +605,52 @@ static void bind_layer(const qkv__tconfig *cf, carve *c, qkv__tacts *a, int64_t 
     a->a = take(c, N * F);
 }
 
+/* Marian (T: the longer of source and target): the encoder's layers as BERT's, the decoder's
+ * with their cross-attention and third norm. */
+static void bind_marian(qkv_trainer *t, carve *c, int64_t B, int64_t T) {
+    const qkv__tconfig *cf = &t->cfg;
+    const int64_t N = B * T, C = cf->C, L = cf->L, L2 = cf->L2;
+    const int64_t F = cf->F > cf->F2 ? cf->F : cf->F2;
+    t->resid = take(c, (L + 1) * N * C);
+    for (int64_t l = 0; l < L; l++) bind_layer(cf, c, &t->layer[l], B, T);
+    t->resid2 = take(c, (L2 + 1) * N * C);
+    for (int64_t l = 0; l < L2; l++) {
+        qkv__tacts *a = &t->layer2[l];
+        memset(a, 0, sizeof *a);
+        a->q = take(c, N * C), a->k = take(c, N * C), a->v = take(c, N * C);
+        a->att = take(c, N * C), a->lse = take(c, B * cf->H2 * T);
+        a->res1 = take(c, N * C), a->ln1 = take(c, N * C);
+        a->mean1 = take(c, N), a->rstd1 = take(c, N);
+        a->cq = take(c, N * C), a->catt = take(c, N * C), a->clse = take(c, B * cf->H2 * T);
+        a->res2 = take(c, N * C), a->ln2 = take(c, N * C);
+        a->mean2 = take(c, N), a->rstd2 = take(c, N);
+        a->h = take(c, N * cf->F2), a->a = take(c, N * cf->F2);
+        a->res3 = take(c, N * C), a->mean3 = take(c, N), a->rstd3 = take(c, N);
+    }
+    t->xkv = take(c, L2 * 2 * N * C);
+    t->denc = take(c, N * C);
+    t->dec_ids = (int32_t *)take(c, N);
+    t->logits = take(c, N * cf->Vd);
+    t->row_loss = take(c, N);
+    t->tgt = (int32_t *)take(c, N);
+    t->dresid = take(c, N * C);
+    t->dln = take(c, N * C);
+    t->dx1 = take(c, N * C);
+    t->datt = take(c, N * C);
+    t->dq = take(c, N * C);
+    t->dk = take(c, N * C);
+    t->dv = take(c, N * C);
+    t->da = take(c, N * F);
+    t->dh = take(c, N * F);
+}
+
 /* Lays everything out (c->base NULL: only counts). */
 static void bind_all(qkv_trainer *t, carve *c, int64_t B, int64_t T, qkv_recompute policy) {
     const qkv__tconfig *cf = &t->cfg;
+    if (cf->arch == QKV__TARCH_MARIAN) {
+        bind_marian(t, c, B, T);
+        return;
+    }
     const int64_t N = B * T, C = cf->C, V = cf->V, L = cf->L, F = cf->F, Q = cf->H * cf->D,
                   K = cf->Hk * cf->D;
     const int cls = cf->arch == QKV__TARCH_BERT_CLS, mlm = cf->arch == QKV__TARCH_BERT;
@@ -619,13 +708,24 @@ qkv_status qkv_trainer_reserve(qkv_trainer *t, int64_t B, int64_t T, qkv_recompu
         B = B > t->cap_B ? B : t->cap_B;
         T = T > t->cap_T ? T : t->cap_T;
     }
+    const int marian = t->cfg.arch == QKV__TARCH_MARIAN;
+    if (marian && policy != QKV_RECOMPUTE_NONE)
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "qkv_trainer_reserve: recomputation is not implemented for marian");
     int64_t nl = policy == QKV_RECOMPUTE_LAYERS ? 1 : t->cfg.L;
     qkv__tacts *layer = qkv__calloc((size_t)nl, sizeof *layer);
-    if (!layer) return qkv__fail(QKV_ERR_NOMEM, "trainer: out of memory");
+    qkv__tacts *layer2 = marian ? qkv__calloc((size_t)t->cfg.L2, sizeof *layer2) : NULL;
+    if (!layer || (marian && !layer2)) {
+        qkv__free(layer);
+        qkv__free(layer2);
+        return qkv__fail(QKV_ERR_NOMEM, "trainer: out of memory");
+    }
     qkv__free(t->arena);
     qkv__free(t->layer);
+    qkv__free(t->layer2);
     t->arena = NULL;
     t->layer = layer;
+    t->layer2 = layer2;
     t->cap_B = t->cap_T = 0;
     t->logits_valid = 0;
     carve c = {0};
@@ -652,6 +752,61 @@ qkv_status qkv_trainer_reserve(qkv_trainer *t, int64_t B, int64_t T, qkv_recompu
 
 /* ---------------------------------------------------------------- batches and the loss */
 
+/* An encoder-decoder's batch: the source src_ids (B, S) with src_lens, the labels targets (B, T)
+ * (-100 / -1 ignored), the decoder's inputs ids (B, T) or, when NULL, the labels shifted right
+ * with decoder_start_token_id (ignored labels becoming pad), as transformers' shift_tokens_right.
+ */
+static qkv_status check_s2s_batch(qkv_trainer *t, const char *fn, const qkv_train_batch *b,
+                                  qkv__tbatch *out) {
+    const qkv__tconfig *c = &t->cfg;
+    const int64_t B = b->B, T = b->T, S = b->S;
+    if (!b->src_ids || !b->targets)
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "%s: an encoder-decoder's batch needs src_ids and "
+                         "targets",
+                         fn);
+    if (B < 1 || T < 1 || S < 1 || T > c->P || S > c->P || B > ((int64_t)1 << 20))
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "%s: B = %lld, S = %lld, T = %lld (S and T must be in [1, %lld])", fn,
+                         (long long)B, (long long)S, (long long)T, (long long)c->P);
+    if (b->types || b->kv_lens || b->labels || b->values)
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "%s: token types, kv_lens (the source's are src_lens), labels and values "
+                         "are not for an encoder-decoder",
+                         fn);
+    for (int64_t n = 0; n < B * S; n++)
+        if (b->src_ids[n] < 0 || b->src_ids[n] >= c->V)
+            return qkv__fail(QKV_ERR_INVALID_ARG, "%s: src_ids[%lld] = %d is outside [0, %lld)", fn,
+                             (long long)n, b->src_ids[n], (long long)c->V);
+    for (int64_t i = 0; b->src_lens && i < B; i++)
+        if (b->src_lens[i] < 1 || b->src_lens[i] > S)
+            return qkv__fail(QKV_ERR_INVALID_ARG, "%s: src_lens[%lld] = %d is outside [1, %lld]",
+                             fn, (long long)i, b->src_lens[i], (long long)S);
+    for (int64_t n = 0; n < B * T; n++) {
+        const int32_t y = b->targets[n];
+        if (y != -1 && y != -100 && (y < 0 || y >= c->Vd))
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "%s: targets[%lld] = %d is outside [0, %lld) (or -1 / -100: ignored)",
+                             fn, (long long)n, y, (long long)c->Vd);
+        if (b->ids && (b->ids[n] < 0 || b->ids[n] >= c->Vd))
+            return qkv__fail(QKV_ERR_INVALID_ARG, "%s: ids[%lld] = %d is outside [0, %lld)", fn,
+                             (long long)n, b->ids[n], (long long)c->Vd);
+    }
+    QKV_TRY(qkv_trainer_reserve(t, B, S > T ? S : T, QKV_RECOMPUTE_NONE, NULL));
+    for (int64_t n = 0; n < B * T; n++) {
+        t->tgt[n] = b->targets[n] < 0 ? -1 : b->targets[n];
+        if (b->ids)
+            t->dec_ids[n] = b->ids[n];
+        else if (n % T == 0)
+            t->dec_ids[n] = c->start_id;
+        else
+            t->dec_ids[n] = b->targets[n - 1] < 0 ? c->pad_id : b->targets[n - 1];
+    }
+    *out = (qkv__tbatch){t->dec_ids, t->tgt, NULL, b->src_lens,    B, T, NULL,
+                         b->src_ids, S,      0,    b->dropout_seed};
+    return QKV_OK;
+}
+
 /* Checks b and copies its targets into t->tgt with every ignored one (-1 or -100) as -1. */
 static qkv_status check_batch(qkv_trainer *t, const char *fn, const qkv_train_batch *b,
                               qkv__tbatch *out) {
@@ -660,6 +815,7 @@ static qkv_status check_batch(qkv_trainer *t, const char *fn, const qkv_train_ba
     QKV_TRY(QKV__STRUCT_IN(qkv_train_batch, &local, b, NULL, fn));
     b = &local;
     const int cls = t->cfg.arch == QKV__TARCH_BERT_CLS;
+    if (t->cfg.arch == QKV__TARCH_MARIAN) return check_s2s_batch(t, fn, b, out);
     if (!b->ids || (!cls && !b->targets))
         return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL batch, ids or targets", fn);
     if (cls && (t->cfg.problem == QKV_PROBLEM_SINGLE_LABEL ? !b->labels : !b->values))
@@ -709,18 +865,19 @@ static qkv_status check_batch(qkv_trainer *t, const char *fn, const qkv_train_ba
         for (int64_t i = 0; i < B; i++) t->tgt[i] = b->labels[i] < 0 ? -1 : b->labels[i];
     else if (!cls)
         for (int64_t n = 0; n < B * T; n++) t->tgt[n] = b->targets[n] < 0 ? -1 : b->targets[n];
-    *out = (qkv__tbatch){b->ids, t->tgt, b->types, b->kv_lens, B, T, b->values, 0, b->dropout_seed};
+    *out = (qkv__tbatch){b->ids, t->tgt, b->types, b->kv_lens,     B, T, b->values,
+                         NULL,   0,      0,        b->dropout_seed};
     return QKV_OK;
 }
 
 qkv_status qkv__trainer_loss(qkv_runtime *rt, qkv_trainer *t, int64_t N, int64_t V, int backward,
                              float scale, float *loss) {
     if (backward)
-        QKV_TRY(qkv_nn_cross_entropy_fused(rt, loss, t->row_loss, t->logits, t->tgt, N, V, -1, 0.0f,
-                                           scale));
+        QKV_TRY(qkv_nn_cross_entropy_fused(rt, loss, t->row_loss, t->logits, t->tgt, N, V, -1,
+                                           t->cfg.smoothing, scale));
     else
-        QKV_TRY(
-            qkv_nn_cross_entropy_forward(rt, loss, t->row_loss, t->logits, t->tgt, N, V, -1, 0.0f));
+        QKV_TRY(qkv_nn_cross_entropy_forward(rt, loss, t->row_loss, t->logits, t->tgt, N, V, -1,
+                                             t->cfg.smoothing));
     t->logits_valid = !backward;
     return QKV_OK;
 }
@@ -732,6 +889,7 @@ static qkv_status forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b,
     switch (t->cfg.arch) {
     case QKV__TARCH_BERT: return qkv__bert_mlm_forward(rt, t, b, backward, scale, loss);
     case QKV__TARCH_BERT_CLS: return qkv__bert_cls_forward(rt, t, b, backward, scale, loss);
+    case QKV__TARCH_MARIAN: return qkv__marian_forward(rt, t, b, backward, scale, loss);
     default: return qkv__decoder_forward(rt, t, b, backward, scale, loss);
     }
 }
@@ -740,6 +898,7 @@ static qkv_status backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b
     switch (t->cfg.arch) {
     case QKV__TARCH_BERT: return qkv__bert_mlm_backward(rt, t, b);
     case QKV__TARCH_BERT_CLS: return qkv__bert_cls_backward(rt, t, b);
+    case QKV__TARCH_MARIAN: return qkv__marian_backward(rt, t, b);
     default: return qkv__decoder_backward(rt, t, b);
     }
 }
@@ -769,13 +928,13 @@ qkv_status qkv_trainer_eval_batch(qkv_runtime *rt, qkv_trainer *t, const qkv_tra
 qkv_status qkv_trainer_forward_backward(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,
                                         const int32_t *targets, int64_t B, int64_t T, float scale,
                                         float *loss) {
-    qkv_train_batch b = {sizeof b, ids, targets, NULL, NULL, B, T, NULL, NULL, 0};
+    qkv_train_batch b = {sizeof b, ids, targets, NULL, NULL, B, T, NULL, NULL, 0, NULL, NULL, 0};
     return qkv_trainer_forward_backward_batch(rt, t, &b, scale, loss);
 }
 
 qkv_status qkv_trainer_eval(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,
                             const int32_t *targets, int64_t B, int64_t T, float *loss) {
-    qkv_train_batch b = {sizeof b, ids, targets, NULL, NULL, B, T, NULL, NULL, 0};
+    qkv_train_batch b = {sizeof b, ids, targets, NULL, NULL, B, T, NULL, NULL, 0, NULL, NULL, 0};
     return qkv_trainer_eval_batch(rt, t, &b, loss);
 }
 
@@ -800,7 +959,8 @@ qkv_status qkv_trainer_saliency(qkv_runtime *rt, qkv_trainer *t, const int32_t *
     float *values = qkv__calloc((size_t)NL, sizeof(float)); /* placeholder targets */
     if (!values) return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", fn);
     const int32_t lab = 0;
-    qkv_train_batch batch = {sizeof batch, ids, NULL, type_ids, NULL, 1, T, &lab, values, 0};
+    qkv_train_batch batch = {sizeof batch, ids,    NULL, type_ids, NULL, 1, T,
+                             &lab,         values, 0,    NULL,     NULL, 0};
     qkv__tbatch b;
     float loss = 0;
     qkv_status st = check_batch(t, fn, &batch, &b); /* b.train = 0: no dropout */

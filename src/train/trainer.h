@@ -29,6 +29,7 @@ typedef enum qkv__tarch {
     QKV__TARCH_LLAMA = 1,
     QKV__TARCH_BERT = 2,     /* masked LM */
     QKV__TARCH_BERT_CLS = 3, /* sequence classification (BertForSequenceClassification) */
+    QKV__TARCH_MARIAN = 4,   /* encoder-decoder (MarianMTModel), teacher forcing */
 } qkv__tarch;
 
 /* The tensors of a block, in the order of the table's layer rows (models/params.c). */
@@ -79,6 +80,37 @@ enum { /* BERT (nn.Linear [out, in]) */
        BP_PER_LAYER
 };
 
+/* Marian: the encoder's layer rows are in BP_* order (BERT's); the decoder's (layer2 rows): */
+enum {
+    MD_Q_W = 0,
+    MD_Q_B,
+    MD_K_W,
+    MD_K_B,
+    MD_V_W,
+    MD_V_B,
+    MD_O_W,
+    MD_O_B,
+    MD_LN1_W,
+    MD_LN1_B,
+    MD_CQ_W,
+    MD_CQ_B,
+    MD_CK_W,
+    MD_CK_B,
+    MD_CV_W,
+    MD_CV_B,
+    MD_CO_W,
+    MD_CO_B,
+    MD_LN2_W,
+    MD_LN2_B,
+    MD_FC_W,
+    MD_FC_B,
+    MD_OUT_W,
+    MD_OUT_B,
+    MD_LN3_W,
+    MD_LN3_B,
+    MD_PER_LAYER
+};
+
 /* What the architecture is, with its sizes (from qkv_gpt2_shape or a Hugging Face config). */
 typedef struct qkv__tconfig {
     qkv__tarch arch;
@@ -94,6 +126,13 @@ typedef struct qkv__tconfig {
     int tied;                            /* LM head = token embedding */
     double init_std;                     /* initializer_range of fresh weights */
     int32_t bos_id, eos_id, pad_id;      /* exported in config.json; -1 when absent */
+    /* encoder-decoders (MARIAN): L, H, F, V are the encoder's; the decoder's here */
+    int64_t L2, H2, F2, Vd; /* decoder layers, heads, MLP width, vocabulary */
+    int shared;             /* one embedding table for encoder, decoder (and the tied head) */
+    float p_act;            /* activation_dropout */
+    float embed_scale;      /* √C with scale_embedding, else 1 */
+    int32_t start_id;       /* decoder_start_token_id */
+    float smoothing;        /* label smoothing of the loss (torch's CrossEntropyLoss) */
 } qkv__tconfig;
 
 typedef struct qkv__tparam {
@@ -128,8 +167,10 @@ typedef struct qkv__tbatch {
     const int32_t *kv_lens; /* (B) keys at or past kv_lens[b] are padding, or NULL */
     int64_t B, T;
     const float *values; /* classifiers: (B, NL) multi-label targets / regression values */
-    int train;           /* a training forward: dropout applies (cfg p_*) */
-    uint64_t seed;       /* the dropout masks' seed */
+    const int32_t *src;  /* encoder-decoders: the source (B, S); kv_lens its lengths */
+    int64_t S;
+    int train;     /* a training forward: dropout applies (cfg p_*) */
+    uint64_t seed; /* the dropout masks' seed */
 } qkv__tbatch;
 
 struct qkv_trainer {
@@ -137,6 +178,7 @@ struct qkv_trainer {
     qkv_gpt2_shape shape; /* vocab, positions, hidden, layers, heads: qkv_trainer_get_shape */
     const qkv__param_table *tab;
     size_t n_params;
+    size_t n_pre; /* the table's pre rows present (Marian: one or two embedding tables) */
     qkv__tparam *params;
     int64_t n_floats;
     float *w, *g, *m, *v; /* (n_floats) each */
@@ -173,6 +215,13 @@ struct qkv_trainer {
      * micro-batch): the data-parallel loop starts their all-reduce there (loop.c); NULL: none */
     void (*layer_hook)(void *user, int64_t l);
     void *layer_hook_user;
+    /* encoder-decoders (marian_train.c); resid and layer are the encoder's */
+    float *resid2;      /* (L2 + 1, N, C): the decoder's block inputs, then its output */
+    qkv__tacts *layer2; /* [L2] */
+    float *xkv;         /* (L2, 2, N, C): every decoder layer's cross keys, then values */
+    float *denc;        /* (N, C): dL/d(encoder output), summed over the decoder layers */
+    int32_t *dec_ids;   /* (N): the decoder's inputs (labels shifted right) */
+    float *pe;          /* (P, C): the sinusoidal positions (made on first use) */
 };
 
 /* The parameter table and zeroed buffers (weights not initialized); trainer.c. */
@@ -221,24 +270,33 @@ static inline size_t qkv__tn_base(const struct qkv_trainer *t) {
     return t->lora ? qkv__tlora_first(t) : t->n_params;
 }
 
+/* The index of the first post row (after every layer row of both stacks). */
+static inline size_t qkv__tbody(const struct qkv_trainer *t) {
+    return t->n_pre + (size_t)t->cfg.L * (size_t)t->tab->n_layer +
+           (size_t)t->cfg.L2 * (size_t)t->tab->n_layer2;
+}
+
 /* Parameter `which` of block l, and row i of the table's pre / post / head rows; base is w or g.
  * A head row that is absent (Llama's lm_head when tied) gives NULL. */
 static inline float *qkv__tw(const struct qkv_trainer *t, float *base, int64_t l, int which) {
-    return base +
-           t->params[(size_t)t->tab->n_pre + (size_t)l * (size_t)t->tab->n_layer + (size_t)which]
-               .offset;
+    return base + t->params[t->n_pre + (size_t)l * (size_t)t->tab->n_layer + (size_t)which].offset;
 }
 static inline float *qkv__tpre(const struct qkv_trainer *t, float *base, int i) {
     return base + t->params[i].offset;
 }
+/* Parameter `which` of decoder block l (encoder-decoders: the layer2 rows). */
+static inline size_t qkv__tw2_index(const struct qkv_trainer *t, int64_t l, int which) {
+    return t->n_pre + (size_t)t->cfg.L * (size_t)t->tab->n_layer +
+           (size_t)l * (size_t)t->tab->n_layer2 + (size_t)which;
+}
+static inline float *qkv__tw2(const struct qkv_trainer *t, float *base, int64_t l, int which) {
+    return base + t->params[qkv__tw2_index(t, l, which)].offset;
+}
 static inline float *qkv__tpost(const struct qkv_trainer *t, float *base, int i) {
-    return base +
-           t->params[(size_t)t->tab->n_pre + (size_t)t->cfg.L * (size_t)t->tab->n_layer + (size_t)i]
-               .offset;
+    return base + t->params[qkv__tbody(t) + (size_t)i].offset;
 }
 static inline float *qkv__thead(const struct qkv_trainer *t, float *base, int i) {
-    size_t k = (size_t)t->tab->n_pre + (size_t)t->cfg.L * (size_t)t->tab->n_layer +
-               (size_t)t->tab->n_post + (size_t)i;
+    size_t k = qkv__tbody(t) + (size_t)t->tab->n_post + (size_t)i;
     return k < qkv__tn_base(t) ? base + t->params[k].offset : NULL;
 }
 
@@ -247,19 +305,19 @@ static inline float *qkv__tgrad(const struct qkv_trainer *t, size_t i) {
     return t->params[i].trainable ? t->g + t->params[i].offset : NULL;
 }
 static inline float *qkv__twg(const struct qkv_trainer *t, int64_t l, int which) {
-    return qkv__tgrad(t,
-                      (size_t)t->tab->n_pre + (size_t)l * (size_t)t->tab->n_layer + (size_t)which);
+    return qkv__tgrad(t, t->n_pre + (size_t)l * (size_t)t->tab->n_layer + (size_t)which);
 }
 static inline float *qkv__tpreg(const struct qkv_trainer *t, int i) {
     return qkv__tgrad(t, (size_t)i);
 }
+static inline float *qkv__twg2(const struct qkv_trainer *t, int64_t l, int which) {
+    return qkv__tgrad(t, qkv__tw2_index(t, l, which));
+}
 static inline float *qkv__tpostg(const struct qkv_trainer *t, int i) {
-    return qkv__tgrad(t, (size_t)t->tab->n_pre + (size_t)t->cfg.L * (size_t)t->tab->n_layer +
-                             (size_t)i);
+    return qkv__tgrad(t, qkv__tbody(t) + (size_t)i);
 }
 static inline float *qkv__theadg(const struct qkv_trainer *t, int i) {
-    size_t k = (size_t)t->tab->n_pre + (size_t)t->cfg.L * (size_t)t->tab->n_layer +
-               (size_t)t->tab->n_post + (size_t)i;
+    size_t k = qkv__tbody(t) + (size_t)t->tab->n_post + (size_t)i;
     return k < qkv__tn_base(t) ? qkv__tgrad(t, k) : NULL;
 }
 
@@ -276,6 +334,8 @@ static inline qkv__tacts *qkv__tacts_of(struct qkv_trainer *t, int64_t l) {
  * that mean. */
 qkv_status qkv__trainer_loss(qkv_runtime *rt, qkv_trainer *t, int64_t N, int64_t V, int backward,
                              float scale, float *loss);
+/* The config of a Hugging Face MarianMT directory (marian_train.c). */
+qkv_status qkv__tconfig_load_marian(const char *dir, qkv__tconfig *cfg);
 
 /* Each architecture: the forward to the loss (backward != 0: logits become dlogits scaled by
  * scale / count) and the backward that ADDS to t->g. */
@@ -288,5 +348,14 @@ qkv_status qkv__bert_mlm_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tb
 qkv_status qkv__bert_cls_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b,
                                  int backward, float scale, float *loss);
 qkv_status qkv__bert_cls_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b);
+qkv_status qkv__marian_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b, int backward,
+                               float scale, float *loss);
+qkv_status qkv__marian_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b);
+/* BERT's encoder block (bert_train.c) over the batch's B·T rows, for Marian's encoder too: the
+ * forward, and the backward from t->dresid = dL/d(block output) to dL/d(block input). */
+qkv_status qkv__bert_block_forward(qkv_runtime *rt, qkv_trainer *t, int64_t l, const qkv__tacts *a,
+                                   const float *x, float *y, const qkv__tbatch *b);
+qkv_status qkv__bert_block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, const qkv__tacts *a,
+                                    const float *x, const qkv__tbatch *b);
 
 #endif
