@@ -127,9 +127,12 @@ typedef struct qkv__tbatch {
     const int32_t *types;   /* (B, T) BERT token types, or NULL (all 0) */
     const int32_t *kv_lens; /* (B) keys at or past kv_lens[b] are padding, or NULL */
     int64_t B, T;
-    const float *values; /* classifiers: (B, NL) multi-label targets / regression values */
-    int train;           /* a training forward: dropout applies (cfg p_*) */
-    uint64_t seed;       /* the dropout masks' seed */
+    const float *values;   /* classifiers: (B, NL) multi-label targets / regression values */
+    int train;             /* a training forward: dropout applies (cfg p_*) */
+    uint64_t seed;         /* the dropout masks' seed */
+    const float *word_emb; /* (B, T, C) word embeddings used instead of word[ids], or NULL (always
+                              NULL in training; attribute.c interpolates them for integrated
+                              gradients); the encoder backward then always reaches t->dx1 */
 } qkv__tbatch;
 
 struct qkv_trainer {
@@ -278,5 +281,15 @@ qkv_status qkv__bert_mlm_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tb
 qkv_status qkv__bert_cls_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b,
                                  int backward, float scale, float *loss);
 qkv_status qkv__bert_cls_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b);
+/* BERT's embeddings and blocks only: resid[0..L] from the batch; and the backward from
+ * t->dresid = dL/d(resid[L]) down to the embeddings (t->dx1 = dL/d(summed embeddings) when an
+ * embedding trains or b->word_emb is set). */
+qkv_status qkv__bert_encode_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b);
+qkv_status qkv__bert_encode_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b);
+
+/* Checks a public batch (fn names the caller in messages), reserves activations and fills
+ * t->tgt; out->train is 0 (trainer.c). */
+qkv_status qkv__trainer_check_batch(qkv_trainer *t, const char *fn, const qkv_train_batch *b,
+                                    qkv__tbatch *out);
 
 #endif
