@@ -220,14 +220,6 @@ static void write_page(FILE *f, const void *vctx) {
           "id=\"wrap\"><canvas id=\"cv\"></canvas>"
           "<div id=\"tip\"></div></div>\n",
           f);
-    fprintf(f,
-            "<h2>Heads</h2><p class=\"note\">Means over query tokens: entropy in nats (0 = "
-            "one key, ln T = uniform), distance in tokens, shares of attention on %s, on %s "
-            "and on the previous token. Click a row to show that head; click a column title "
-            "to sort.</p>\n<table><thead><tr><th>layer</th><th>head</th><th>entropy</th>"
-            "<th>distance</th><th>%s</th><th>%s</th><th>previous</th></tr></thead>"
-            "<tbody id=\"rows\"></tbody></table>\n",
-            p->cls_name, p->sep_name, p->cls_name, p->sep_name);
     if (p->saliency) {
         fputs("<h2>Saliency</h2><p class=\"note\">Which input tokens drove <b>", f);
         put_text(f, p->saliency_what ? p->saliency_what : "?");
@@ -246,6 +238,14 @@ static void write_page(FILE *f, const void *vctx) {
         }
         fputs("<div id=\"sal\"></div>\n", f);
     }
+    fprintf(f,
+            "<h2>Heads</h2><p class=\"note\">Means over query tokens: entropy in nats (0 = "
+            "one key, ln T = uniform), distance in tokens, shares of attention on %s, on %s "
+            "and on the previous token. Click a row to show that head; click a column title "
+            "to sort.</p>\n<table><thead><tr><th>layer</th><th>head</th><th>entropy</th>"
+            "<th>distance</th><th>%s</th><th>%s</th><th>previous</th></tr></thead>"
+            "<tbody id=\"rows\"></tbody></table>\n",
+            p->cls_name, p->sep_name, p->cls_name, p->sep_name);
     fputs("<script id=\"data\" type=\"application/json\">", f);
     for (size_t i = 0; i < c->len; i++) {
         if (c->json[i] == '<')
