@@ -546,7 +546,7 @@ static int compute_saliency(job *j, const opts *o, qkv_runtime *rt) {
                 "(more steps shrink it).",
                 o->ig_steps, o->rule, o->baseline,
                 strcmp(o->baseline, "zero") == 0 ? " (all-zero word embeddings)"
-                                                 : " token's embedding at every position",
+                                                 : " (that token's word embedding at every position)",
                 j->res.ig_sum, j->res.f_input, j->res.f_baseline,
                 j->res.f_input - j->res.f_baseline,
                 j->res.ig_sum - (j->res.f_input - j->res.f_baseline));

@@ -976,7 +976,8 @@ typedef struct qkv_attr_options {
     size_t struct_size;
     int target;                      /* (QKV_ATTR_LOGIT) a qkv_attr_target */
     int64_t index;                   /* (-1) the label or token whose logit is explained; -1:
-                                        the largest logit of the input (the prediction) */
+                                        the largest logit of the input (the prediction);
+                                        ignored by SIMILARITY (res->index -1) */
     const int32_t *compare_ids;      /* (NULL) SIMILARITY: the second sequence [compare_T] */
     const int32_t *compare_type_ids; /* (NULL: all 0) its token types */
     int64_t compare_T;               /* (0) */

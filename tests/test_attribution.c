@@ -110,10 +110,11 @@ static void run_case(const char *what, qkv_trainer *t, const char *fixture) {
     o.baseline_id = (int32_t)base;
     o.index = -1; /* the prediction: for the logits of the fixtures, the one they explain */
     if (!ci && !decoder) o.index = index; /* the classifier's fixture explains label 1 */
+    if (ci) o.index = 3;                  /* ignored by the similarity */
     CHECK_OK(qkv_trainer_attribute(NULL, t, ids, decoder ? NULL : types, T, &o, NULL, ig, &r));
     check(what, "IG right/token", ig, ig_rt, T);
     check_f(what, "f(token baseline)", r.f_baseline, f[2]);
-    if (!ci) CHECK_EQ_INT(r.index, index);
+    CHECK_EQ_INT(r.index, ci ? -1 : index);
 
     /* m = 1 with the right rule and the zero baseline is gradient × input itself */
     o.ig_steps = 1;

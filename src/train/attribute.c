@@ -264,7 +264,7 @@ static qkv_status attribute_call(qkv_runtime *rt, qkv_trainer *t, const int32_t 
                          (long long)T, (long long)t->cfg.P);
     /* activations for the longer sequence first: the batches below keep pointers into them */
     QKV_TRY(qkv_trainer_reserve(t, 1, Tmax, t->arena ? t->policy : QKV_RECOMPUTE_NONE, NULL));
-    attr_ctx a = {.t = t, .target = o.target, .index = o.index, .logits = logits};
+    attr_ctx a = {.t = t, .target = o.target, .index = sim ? -1 : o.index, .logits = logits};
     /* placeholder targets: the forwards compute a loss no one reads */
     const int64_t NL = t->cfg.NL > 0 ? t->cfg.NL : 1;
     float *values = qkv__calloc((size_t)NL, sizeof(float));

@@ -103,7 +103,7 @@ check 'grep -q "saliency of the logit of label .entailment." "$tmp/table"' "clas
 "$qkv" inspect "$tmp/cls/attention.safetensors" > "$tmp/inspect" 2>&1
 check 'grep -Eq "^saliency +F32" "$tmp/inspect" && grep -Eq "^integrated_gradients +F32" "$tmp/inspect" && grep -q "saliency_label = entailment" "$tmp/inspect" && grep -q "saliency_target = logit" "$tmp/inspect"' "classifier: saliency saved: $(cat "$tmp/inspect")"
 "$qkv" attention --model "$cls" --text "the cat" --baseline pad --ig-steps 3 --out "$tmp/clsp" > "$tmp/table" 2> "$tmp/err"; rc=$?
-check '[[ $rc -eq 0 ]] && grep -q "baseline pad token" "$tmp/table"' "classifier: --baseline pad ($rc): $(cat "$tmp/err")"
+check '[[ $rc -eq 0 ]] && grep -q "baseline pad (that token" "$tmp/table"' "classifier: --baseline pad ($rc): $(cat "$tmp/err")"
 check 'grep -q "<h2>Saliency</h2>" "$tmp/cls/attention.html" && grep -q "\"saliency\":\[" "$tmp/cls/attention.html"' "classifier: saliency in the page"
 "$qkv" attention --model "$cls" --text "the cat" --label nosuch --out "$tmp/x" > /dev/null 2>&1; rc=$?
 check '[[ $rc -eq 2 ]]' "an unknown --label refused ($rc)"
