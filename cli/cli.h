@@ -19,6 +19,16 @@ typedef struct cli_command {
 int cli_report(const char *what, qkv_status s);
 /* Prints "qkv <cmd>: <msg>" and a hint to use --help; returns EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...);
+/* The number of processes an MPI launcher (mpirun, srun) started, from its environment
+ * variables; 1 when there is none. */
+long cli_mpi_processes(void);
+/* Under mpirun (its environment variables say several processes) joins the job: *out is the
+ * handle for the training options, NULL when this process runs alone. Refuses (EXIT_USAGE) a
+ * build without MPI started by mpirun. */
+int cli_dist_begin(const char *cmd, double timeout_s, qkv_dist **out);
+/* Leaves the job. After a failure the other ranks did not share (agreed == 0) it ends every
+ * rank (MPI_Abort) so that none waits for this one. */
+void cli_dist_end(qkv_dist *d, int rc, int agreed);
 /* 1 if arg is -h or --help. */
 int cli_is_help(const char *arg);
 
@@ -64,6 +74,8 @@ int cmd_report(int argc, char **argv);
 void cmd_report_help(void);
 int cmd_lora(int argc, char **argv);
 void cmd_lora_help(void);
+int cmd_translate(int argc, char **argv);
+void cmd_translate_help(void);
 int cmd_bench(int argc, char **argv);
 void cmd_bench_help(void);
 

@@ -858,16 +858,28 @@ int cmd_finetune(int argc, char **argv) {
     int rc = parse_args(argc, argv, &r.c, &resume, &threads);
     if (rc) return rc;
     if (!r.c.out[0]) return cli_usage_error("finetune", "--out RUN is required");
+    if (cli_mpi_processes() > 1) /* every process would write the same run directory */
+        return cli_usage_error("finetune",
+                               "started by mpirun (%ld processes): qkv finetune runs in one "
+                               "process (its steps are one micro-batch each); data-parallel "
+                               "training is qkv train's",
+                               cli_mpi_processes());
     qkv_status s = qkv_runtime_create((int)threads, &r.rt);
     if (s != QKV_OK) return cli_report("creating the thread pool", s);
     if (resume) {
         char out[sizeof r.c.out];
         snprintf(out, sizeof out, "%s", r.c.out);
-        char *js = NULL;
-        s = qkv_train_resume(out, &r.t, &js);
+        char *js = NULL, *aside = NULL;
+        s = qkv_train_resume_checked(out, &r.t, &js, &aside);
         if (s != QKV_OK) {
             rc = cli_report("resuming", s);
             goto done;
+        }
+        if (aside) { /* damaged checkpoints were skipped: say which, and from where it goes on */
+            fprintf(stderr, "qkv finetune: warning: set aside damaged checkpoints: %s\n", aside);
+            fprintf(stderr, "qkv finetune: resuming from step %lld instead\n",
+                    (long long)qkv_trainer_steps(r.t));
+            qkv_free(aside);
         }
         if (!js || cfg_from_json(&r.c, js) != 0) {
             free(js);

@@ -80,7 +80,11 @@ void cmd_train_help(void) {
         "  --no-tensorboard      do not write RUN/events.out.tfevents.* (TensorBoard's\n"
         "                        scalars of every metrics line; `tensorboard --logdir RUN`)\n"
         "  --tb-histograms       also a histogram of every weight tensor at each validation\n"
-        "  --threads N           threads (default: QKV_NUM_THREADS or all CPUs)\n\n"
+        "  --threads N           threads (default: QKV_NUM_THREADS or all CPUs)\n"
+        "Several processes (mpirun -np N qkv train ...; a build with -DQKV_WITH_MPI=ON):\n"
+        "  --exact-reduce 0|1 (0)  1: sum the gradients in a fixed order, bit-identical for\n"
+        "                        any number of processes (0: all-reduce, equal within rounding)\n"
+        "  --mpi-timeout S (300) stop when the other processes do not answer for S seconds\n\n"
         "Exit codes: 0 done, 1 failure (e.g. loss became NaN), 2 bad input or usage,\n"
         "130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint.\n");
 }
@@ -93,6 +97,8 @@ typedef struct train_cfg {
     long batch, seq, accum, steps, warmup;
     long eval_every, eval_batches, save_every, keep, log_every, threads;
     long tensorboard, tb_histograms; /* 0 / 1 */
+    long exact_reduce;               /* 0 / 1 */
+    double mpi_timeout;
     double lr, min_lr, weight_decay, beta1, beta2, eps, clip;
     unsigned long long seed;
 } train_cfg;
@@ -136,6 +142,8 @@ static const opt_def OPTS[] = {
     {"threads", L_(threads, 0, 4096), 1},
     {"tensorboard", L_(tensorboard, 0, 1), 1},
     {"tb-histograms", L_(tb_histograms, 0, 1), 1},
+    {"exact-reduce", L_(exact_reduce, 0, 1), 1},
+    {"mpi-timeout", D_(mpi_timeout, 1, 1e6), 1},
     {"lr", D_(lr, 0, 10), 0},
     {"min-lr", D_(min_lr, 0, 10), 0},
     {"weight-decay", D_(weight_decay, 0, 10), 0},
@@ -158,6 +166,7 @@ static void cfg_defaults(train_cfg *c) {
     c->eval_every = 100, c->eval_batches = 20, c->save_every = 200, c->keep = 3;
     c->log_every = 10, c->threads = 0;
     c->tensorboard = 1, c->tb_histograms = 0;
+    c->exact_reduce = 0, c->mpi_timeout = 300;
     c->lr = 1e-3, c->min_lr = 1e-4, c->weight_decay = 0.1, c->beta1 = 0.9, c->beta2 = 0.95;
     c->eps = 1e-8, c->clip = 1.0, c->seed = 1234;
 }
@@ -241,8 +250,7 @@ static int apply_json(train_cfg *c, json_t *root, const char *from, int resuming
             snprintf(buf, sizeof buf, "%s", json_string_value(v));
         else
             want = o->kind == O_DBL ? "a number" : "a whole number";
-        if (want)
-            return cli_usage_error("train", "%s: option '%s' must be %s", from, key, want);
+        if (want) return cli_usage_error("train", "%s: option '%s' must be %s", from, key, want);
         int rc = set_opt(c, o, buf, from);
         if (rc) return rc;
     }
@@ -282,6 +290,9 @@ static char *cfg_json(const train_cfg *c) {
 /* ---------------------------------------------------------------- run directory */
 
 static volatile sig_atomic_t g_signal = 0;
+static qkv_dist *g_dist; /* several processes (mpirun), or NULL */
+static int g_agreed;     /* the failure is every rank's (no rank waits for another) */
+static int g_rank0 = 1;  /* this process writes and prints (rank 0, or alone) */
 static void on_signal(int sig) { g_signal = sig; }
 
 static void draw(const char *run, const cli_curve *tr, const cli_curve *va) {
@@ -456,6 +467,7 @@ static int train_loop(run *r) {
     o.run_dir = c->out, o.save_every = c->save_every, o.keep = c->keep;
     o.mask_token_id = r->mask_id;
     o.tensorboard = (int)c->tensorboard, o.tb_histograms = (int)c->tb_histograms;
+    o.dist = g_dist, o.exact_reduce = (int)c->exact_reduce;
     char *cfg = cfg_json(c); /* stored in every checkpoint: what --resume continues */
     if (!cfg) return cli_report("recording the options", QKV_ERR_NOMEM);
     o.checkpoint_json = cfg;
@@ -469,7 +481,15 @@ static int train_loop(run *r) {
     qkv_status s = qkv_train_run(r->rt, r->t, &o, &cb, r);
     free(cfg);
     long step = (long)qkv_trainer_steps(r->t);
-    if (r->tty) fputc('\n', stderr);
+    if (r->tty && g_rank0) fputc('\n', stderr);
+    /* what every rank sees alike: bad options or configurations, a stop, a non-finite loss */
+    g_agreed = s == QKV_ERR_INVALID_ARG || s == QKV_ERR_INTERRUPTED || s == QKV_ERR_NOT_FINITE;
+    if (g_agreed && !g_rank0)
+        return s == QKV_ERR_INVALID_ARG  ? EXIT_USAGE
+               : s == QKV_ERR_NOT_FINITE ? EXIT_FAIL
+               : g_signal == SIGINT      ? 130
+                                         : 143;
+    if (s == QKV_OK && !g_rank0) return 0;
     if (s == QKV_ERR_INTERRUPTED) {
         fprintf(stderr,
                 "qkv train: stopped by %s after step %ld; checkpoint saved. Continue with:\n"
@@ -614,7 +634,7 @@ static int setup(run *r, int resuming) {
                                "%s already holds a run (checkpoint of step %ld); use --resume to "
                                "continue it or choose another --out",
                                c->out, last);
-    if (mkdir(c->out, 0755) != 0 && errno != EEXIST) {
+    if (g_rank0 && mkdir(c->out, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "qkv train: cannot create %s: %s\n", c->out, strerror(errno));
         return EXIT_USAGE;
     }
@@ -667,12 +687,13 @@ static int setup(run *r, int resuming) {
                                "the options cannot be recorded in %s (is a path not valid "
                                "UTF-8?)",
                                path);
-    if (write_line_atomic(path, js) != 0) {
+    if (g_rank0 && write_line_atomic(path, js) != 0) { /* a full disk is a failure, not bad input */
         fprintf(stderr, "qkv train: cannot write %s: %s\n", path, strerror(errno));
         free(js);
-        return EXIT_USAGE;
+        return EXIT_FAILURE;
     }
     free(js);
+    if (!g_rank0) return 0;
     int64_t n_params = qkv_trainer_numel(r->t);
     fprintf(stderr,
             "qkv train: %s %lld layers, %lld heads, n_embd %lld, vocab %lld, positions %lld: "
@@ -684,6 +705,12 @@ static int setup(run *r, int resuming) {
             (double)n_params / 1e6, c->data, (long long)qkv_dataset_tokens(r->train),
             (long long)qkv_dataset_tokens(r->val), c->batch, c->accum, c->seq,
             (double)bytes / 1048576.0, qkv_runtime_n_threads(r->rt));
+    if (g_dist)
+        fprintf(stderr,
+                "  %d processes (MPI): each takes every %d-th micro-batch of a step; %s "
+                "reduction\n",
+                qkv_dist_size(g_dist), qkv_dist_size(g_dist),
+                c->exact_reduce ? "exact (fixed-order)" : "all-reduce");
     if (qkv_dataset_batches(r->val, c->batch, c->seq) <= 0)
         fprintf(stderr,
                 "  warning: the validation split (%lld tokens) holds no batch of %ld x %ld "
@@ -756,9 +783,17 @@ int cmd_train(int argc, char **argv) {
         if (last < 0) return cli_usage_error("train", "--resume: no checkpoint in %s", cfg.out);
         char path[2048];
         snprintf(path, sizeof path, "%s/ckpt_%08ld.safetensors", cfg.out, last);
-        char *user = NULL;
-        qkv_status s = qkv_train_resume(cfg.out, &r.t, &user);
+        char *user = NULL, *aside = NULL;
+        qkv_status s = qkv_train_resume_checked(cfg.out, &r.t, &user, &aside);
         if (s != QKV_OK) return cli_report(path, s);
+        if (aside) { /* damaged checkpoints were skipped: say which, and from where it goes on */
+            fprintf(stderr, "qkv train: warning: set aside damaged checkpoints: %s\n", aside);
+            fprintf(stderr, "qkv train: resuming from step %lld instead\n",
+                    (long long)qkv_trainer_steps(r.t));
+            qkv_free(aside);
+            snprintf(path, sizeof path, "%s/ckpt_%08lld.safetensors", cfg.out,
+                     (long long)qkv_trainer_steps(r.t));
+        }
         train_cfg saved;
         cfg_defaults(&saved);
         json_t *j = json_loads(user, 0, NULL);
@@ -788,7 +823,13 @@ int cmd_train(int argc, char **argv) {
         return cli_usage_error("train", "needs --data DIR (a dataset from `qkv data prepare`)");
     }
     r.c = cfg;
-    int rc = setup(&r, resume);
+    int rc = cli_dist_begin("train", cfg.mpi_timeout, &g_dist);
+    if (rc) {
+        qkv_trainer_free(r.t);
+        return rc;
+    }
+    g_rank0 = qkv_dist_rank(g_dist) == 0;
+    rc = setup(&r, resume);
     if (!rc) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
@@ -803,5 +844,6 @@ int cmd_train(int argc, char **argv) {
     qkv_dataset_close(r.val);
     qkv_runtime_free(r.rt);
     cli_curve_free(&r.tr), cli_curve_free(&r.va);
+    cli_dist_end(g_dist, rc, g_agreed || rc == EXIT_USAGE);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const cli_command commands[] = {
@@ -16,8 +17,8 @@ static const cli_command commands[] = {
      cmd_embed_help},
     {"classify", "labels of text lines (or pairs) with a BertForSequenceClassification model",
      cmd_classify, cmd_classify_help},
-    {"evaluate", "score a classifier (sklearn's report) or translations (BLEU, chrF)",
-     cmd_evaluate, cmd_evaluate_help},
+    {"evaluate", "score a classifier (sklearn's report) or translations (BLEU, chrF)", cmd_evaluate,
+     cmd_evaluate_help},
     {"baseline",
      "baselines of a text-classification dataset: majority class, logistic regression "
      "on embeddings",
@@ -29,6 +30,8 @@ static const cli_command commands[] = {
     {"attention",
      "every layer's and head's attention on a text: safetensors, PNG heatmaps, an HTML page",
      cmd_attention, cmd_attention_help},
+    {"translate", "translate lines with a MarianMT (OPUS-MT) model directory", cmd_translate,
+     cmd_translate_help},
     {"inspect", "list the tensors and metadata of a .safetensors file", cmd_inspect,
      cmd_inspect_help},
     {"tokenize", "text to token ids with a Hugging Face tokenizer (WordPiece, byte-level BPE)",
@@ -67,6 +70,39 @@ int cli_report(const char *what, qkv_status s) {
     case QKV_ERR_IO: return EXIT_USAGE;
     default: return EXIT_FAIL;
     }
+}
+
+/* The MPI launchers' variables: Open MPI's, then PMIx's and MPICH / Slurm's (PMI). */
+long cli_mpi_processes(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) return strtol(v, NULL, 10);
+    }
+    return getenv("PMIX_RANK") ? 2 : 1; /* PMIx without a size: assume several */
+}
+
+int cli_dist_begin(const char *cmd, double timeout_s, qkv_dist **out) {
+    *out = NULL;
+    if (cli_mpi_processes() <= 1) return 0;
+    if (!qkv_dist_available())
+        return cli_usage_error(cmd,
+                               "started by mpirun (%ld processes), but this qkv was built "
+                               "without MPI: every process would train alone into the same "
+                               "directory (rebuild with -DQKV_WITH_MPI=ON)",
+                               cli_mpi_processes());
+    qkv_status s = qkv_dist_init(NULL, NULL, timeout_s, out);
+    return s == QKV_OK ? 0 : cli_report("joining the MPI job", s);
+}
+
+void cli_dist_end(qkv_dist *d, int rc, int agreed) {
+    if (!d) return;
+    if (rc != 0 && !agreed) { /* the other ranks may be waiting for this one */
+        fprintf(stderr, "qkv: rank %d of %d stops the job (exit %d)\n", qkv_dist_rank(d),
+                qkv_dist_size(d), rc);
+        qkv_dist_abort(d, rc);
+    }
+    qkv_dist_finalize(d);
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...) {

@@ -64,6 +64,8 @@ typedef enum qkv_status {
     QKV_ERR_WRITE = 11,      /* an output could not be written: disk full, file too large (the
                                 file-size limit), a read-only or failing disk; nothing
                                 half-written is left (a bad output path is QKV_ERR_IO) */
+    QKV_ERR_PEER = 12,       /* another process of a distributed run (qkv_dist) died, failed or
+                                did not answer within the timeout */
     /* append new codes here; never renumber */
 } qkv_status;
 
@@ -1184,6 +1186,9 @@ QKV_API qkv_status qkv_lora_merge(const char *model_dir, const char *lora_dir, c
  * it was compiled with (qkv_train_options_init does); sizes this library does not know are
  * refused with INVALID_ARG, so fields can be added at the end later. */
 
+/* One process of a data-parallel run over MPI (qkv_dist_init, below). */
+typedef struct qkv_dist qkv_dist;
+
 /* Versioned. qkv_train_options_init sets struct_size and the defaults in parentheses. */
 typedef struct qkv_train_options {
     size_t struct_size;
@@ -1241,12 +1246,45 @@ typedef struct qkv_train_options {
      * validation step (eval_every, and the last step), whether or not there is validation
      * data. (0) */
     int tb_histograms;
+    /* Data-parallel training (qkv_dist_init; NULL: this process alone). Each rank takes the
+     * micro-batches r, r+N, ... of every step (N ranks; batch x accum is the global batch), the
+     * gradients are summed over the ranks and every rank takes the same step; rank 0 alone
+     * writes the run directory and calls the callbacks (should_stop is polled on every rank
+     * and any rank's request stops all). At the start the ranks compare a hash of these
+     * options, checkpoint_json, the model's shape, its weights and optimizer state, and the
+     * library version: a difference is refused (INVALID_ARG naming the rank). (NULL) */
+    qkv_dist *dist;
+    /* 1: the reduction order is fixed, so the run is bit-identical for every number of ranks
+     * (1 included): each micro-batch's gradient is computed alone and they are added in
+     * micro-batch order (on rank 0, then broadcast). 0: each rank accumulates its own
+     * micro-batches and an all-reduce sums them (faster; equal within rounding). (0) */
+    int exact_reduce;
 } qkv_train_options;
 /* The logits of every example of d under a classifier trainer (eval mode: no dropout):
  * out [count, num_labels], in d's order, computed in batches of `batch` examples of alike
  * lengths. */
 QKV_API qkv_status qkv_trainer_predict(qkv_runtime *rt, qkv_trainer *t, const qkv_cls_data *d,
                                        int64_t batch, float *out);
+
+/* ---------------------------------------------------------------- several processes (MPI) */
+
+/* qkv_dist: this process's part in a data-parallel run over MPI (the build option
+ * QKV_WITH_MPI; docs/TRAINING.md, "Several processes (MPI)"). 1 if this library was built
+ * with MPI: */
+QKV_API int qkv_dist_available(void);
+/* Joins the MPI job (MPI_Init_thread unless MPI is already initialized) on a copy of
+ * MPI_COMM_WORLD whose errors are returned, not fatal. Every collective of the training loop
+ * then waits at most timeout_s seconds: a rank that died or hangs makes the others fail with
+ * QKV_ERR_PEER instead of waiting forever. UNSUPPORTED in a build without MPI. */
+QKV_API qkv_status qkv_dist_init(int *argc, char ***argv, double timeout_s, qkv_dist **out);
+QKV_API int qkv_dist_rank(const qkv_dist *d); /* 0 for NULL */
+QKV_API int qkv_dist_size(const qkv_dist *d); /* 1 for NULL */
+/* Leaves the job (MPI_Finalize if qkv_dist_init initialized MPI) and frees d; NULL is fine. */
+QKV_API void qkv_dist_finalize(qkv_dist *d);
+/* Ends every process of the job with exit status code (MPI_Abort): after an error on one rank
+ * that the others did not see, so that none waits for it. */
+QKV_API void qkv_dist_abort(qkv_dist *d, int code);
+
 /* Optimizer steps of one epoch over n examples: ceil(ceil(n / batch) / accum). */
 QKV_API int64_t qkv_train_epoch_steps(int64_t n, int64_t batch, int64_t accum);
 QKV_API void qkv_train_options_init(qkv_train_options *o);
@@ -1302,8 +1340,15 @@ QKV_API qkv_status qkv_train_run(qkv_runtime *rt, qkv_trainer *t, const qkv_trai
                                  const qkv_train_callbacks *cb, void *user);
 /* The step of the newest run_dir/ckpt_NNNNNNNN.safetensors, or -1 if there is none. */
 QKV_API int64_t qkv_train_latest_checkpoint(const char *run_dir);
-/* qkv_trainer_restore of the newest checkpoint of run_dir: NOT_FOUND when there is none. */
+/* qkv_trainer_restore of the newest intact checkpoint of run_dir: NOT_FOUND when there is
+ * none. A checkpoint that fails to restore as damaged (malformed, its data_crc32c checksum not
+ * matching, unreadable) is renamed to NAME.damaged (kept, never deleted) and the next older one
+ * is tried; when none is left, the newest one's error is returned. */
 QKV_API qkv_status qkv_train_resume(const char *run_dir, qkv_trainer **out, char **user_json);
+/* The same; *set_aside (may be NULL) gets, when damaged checkpoints were set aside, a message
+ * naming each and why (free with qkv_free), else NULL: a front end should show it. */
+QKV_API qkv_status qkv_train_resume_checked(const char *run_dir, qkv_trainer **out,
+                                            char **user_json, char **set_aside);
 
 /* ---------------------------------------------------------------- classification metrics */
 
@@ -1437,6 +1482,73 @@ QKV_API qkv_status qkv_logreg_predict_proba(const qkv_logreg *m, const float *x,
  * the decision value is > 0), as sklearn. */
 QKV_API qkv_status qkv_logreg_predict(const qkv_logreg *m, const float *x, int64_t n,
                                       int32_t *pred);
+
+/* ---------------------------------------------------------------- translation models */
+
+/* An encoder-decoder translation model (MarianMT, the OPUS-MT family) loaded from a Hugging
+ * Face directory: config.json (model_type "marian"), generation_config.json if present (then
+ * the decoding defaults come from it alone, as in transformers), model.safetensors
+ * (docs/TRANSLATION.md, "Translating"). Generation follows transformers' generate() for it:
+ * decoder_start_token_id, greedy or beam search, the directory's bad_words_ids and
+ * forced_eos_token_id. A loaded model never changes: any number of threads may run it at once.
+ * Errors of load as qkv_lm_load (UNSUPPORTED / FORMAT naming the field or tensor, IO). */
+typedef struct qkv_seq2seq qkv_seq2seq;
+QKV_API qkv_status qkv_seq2seq_load(const char *dir, qkv_seq2seq **out);
+QKV_API void qkv_seq2seq_free(qkv_seq2seq *m);
+/* The decoder's vocabulary (0 for NULL) and the most source tokens one sentence may have
+ * (max_position_embeddings). */
+QKV_API int64_t qkv_seq2seq_vocab_size(const qkv_seq2seq *m);
+QKV_API int64_t qkv_seq2seq_max_source(const qkv_seq2seq *m);
+
+typedef enum qkv_early_stopping {
+    QKV_EARLY_STOP_FALSE = 0, /* transformers' early_stopping=False (its heuristic) */
+    QKV_EARLY_STOP_TRUE = 1,  /* stop a sentence when num_beams hypotheses are finished */
+    QKV_EARLY_STOP_NEVER = 2, /* "never": the canonical beam search */
+} qkv_early_stopping;
+
+/* How to decode; versioned (struct_size first). qkv_seq2seq_default_options fills in the
+ * model directory's generation defaults; a field the program's struct lacks keeps them. */
+typedef struct qkv_translate_options {
+    size_t struct_size;     /* 0 or sizeof(qkv_translate_options): see the top of this file */
+    int64_t num_beams;      /* 1: greedy; > 1 beam search */
+    int64_t max_length;     /* target tokens at most, counting the start token (transformers'
+                               max_length); <= max_position_embeddings */
+    int64_t max_new_tokens; /* > 0: overrides max_length with 1 + max_new_tokens */
+    float length_penalty;   /* beam scores are sum log p / length^length_penalty */
+    qkv_early_stopping early_stopping;
+    int64_t no_repeat_ngram_size; /* 0: off; else no n-gram of this size occurs twice */
+    int renormalize_logits;       /* 1: log_softmax again after the logits processors */
+} qkv_translate_options;
+
+QKV_API void qkv_seq2seq_default_options_sized(const qkv_seq2seq *m, qkv_translate_options *o,
+                                               size_t struct_size);
+#define qkv_seq2seq_default_options(m, o) qkv_seq2seq_default_options_sized((m), (o), sizeof *(o))
+/* Target tokens one sentence may get under opts (NULL: the defaults): max_length - 1, or
+ * max_new_tokens. 0 on invalid options (qkv_last_error says why). */
+QKV_API int64_t qkv_seq2seq_max_output(const qkv_seq2seq *m, const qkv_translate_options *opts);
+
+/* Translates n sources at once: src [Σ lens] packed ids (the tokenizer's, </s> included), lens
+ * [n] each in [1, qkv_seq2seq_max_source]. out [n, max_output] receives sentence i's target ids
+ * at row i (without the start token; ending with EOS unless max_length cut it), out_lens [n]
+ * their counts; scores [n] (may be NULL) the finished hypothesis' score (beam search: its
+ * sequences_scores; greedy: the sum of the chosen tokens' log-probabilities after the logits
+ * processors, divided by length^length_penalty). Sentences of any lengths are batched; each
+ * result equals translating that sentence alone (up to float rounding of near ties).
+ * opts NULL = the defaults. Errors: INVALID_ARG (arguments, options naming the field), NOMEM. */
+QKV_API qkv_status qkv_seq2seq_generate(qkv_runtime *rt, const qkv_seq2seq *m, const int32_t *src,
+                                        const int64_t *lens, size_t n,
+                                        const qkv_translate_options *opts, int32_t *out,
+                                        int64_t *out_lens, float *scores);
+
+/* Text in, text out: n NUL-terminated sources are encoded with tok (the model directory's
+ * tokenizer: source.spm + vocab.json), translated as qkv_seq2seq_generate and decoded without
+ * special tokens. out[i] is a NUL-terminated string to release with qkv_free (all NULL on
+ * failure); scores may be NULL. A source longer than qkv_seq2seq_max_source tokens is
+ * INVALID_ARG naming it. */
+QKV_API qkv_status qkv_seq2seq_translate(qkv_runtime *rt, const qkv_seq2seq *m,
+                                         const struct qkv_tokenizer *tok, const char *const *texts,
+                                         size_t n, const qkv_translate_options *opts, char **out,
+                                         float *scores);
 
 /* ---------------------------------------------------------------- translation metrics */
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fuzz.sh [SECONDS] [TARGET] — builds the libFuzzer targets with clang, ASan and UBSan in
 # build-fuzz/ and runs TARGET (default fuzz_safetensors; also fuzz_tokenizer_load,
-# fuzz_tokenizer_encode, fuzz_spm, fuzz_dataset, fuzz_labeled, fuzz_tfevents) for SECONDS (default
+# fuzz_tokenizer_encode, fuzz_spm, fuzz_dataset, fuzz_labeled, fuzz_tfevents, fuzz_model_config,
+# fuzz_checkpoint) for SECONDS (default
 # 60), seeded with the test fixtures.
 # The growing corpus stays in build-fuzz/corpus/TARGET between runs; a crash is saved as
 # build-fuzz/artifacts/crash-* and makes the script fail. Needs clang and its runtime
@@ -34,6 +35,10 @@ case "$target" in
         seeds=("$root/fuzz/labeled_seeds") ;;
     fuzz_tfevents)
         seeds=("$root/fuzz/tfevents_seeds") ;;
+    fuzz_model_config)
+        seeds=("$root/fuzz/model_config_seeds") ;;
+    fuzz_checkpoint)
+        seeds=("$root/fuzz/checkpoint_seeds") ;;
     *) echo "fuzz.sh: unknown target '$target'" >&2; exit 2 ;;
 esac
 
@@ -44,7 +49,7 @@ cmake --build "$build" --target "$target" -j"$(nproc 2>/dev/null || echo 2)"
 
 corpus=$build/corpus/$target
 mkdir -p "$corpus" "$build/artifacts"
-opts=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1
+opts=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 -max_len=65536 -print_final_stats=1
       -artifact_prefix="$build/artifacts/")
 [[ -n ${dict:-} ]] && opts+=(-dict="$dict")
 echo "fuzz.sh: running $target for ${secs}s (corpus $corpus)"

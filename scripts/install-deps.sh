@@ -3,6 +3,7 @@
 # Idempotent: installs only what is missing and says what. Usage:
 #   scripts/install-deps.sh          # build + test needs
 #   scripts/install-deps.sh --fuzz   # also clang + libFuzzer runtime
+#   scripts/install-deps.sh --mpi    # also Open MPI, for the -DQKV_WITH_MPI=ON build (CI)
 set -euo pipefail
 
 pkgs=(cmake make gcc pkg-config libjansson-dev curl unzip ca-certificates
@@ -10,9 +11,14 @@ pkgs=(cmake make gcc pkg-config libjansson-dev curl unzip ca-certificates
       libprotobuf-c-dev protobuf-c-compiler
       fortunes) # fortunes: the tokenizer tests' corpus; cairo + a font: qkv attention's PNGs;
               # protobuf-c: SentencePiece model files and TensorBoard event files
-if [[ "${1:-}" == "--fuzz" ]]; then
-    pkgs+=(clang libclang-rt-dev)
-fi
+for arg in "$@"; do
+    case "$arg" in
+        --fuzz) pkgs+=(clang libclang-rt-dev) ;;
+        # optional group: data-parallel training (mpirun -np N qkv train), tests/cli/test_train_mpi.sh
+        --mpi) pkgs+=(libopenmpi-dev openmpi-bin) ;;
+        *) echo "install-deps: unknown option $arg" >&2; exit 2 ;;
+    esac
+done
 # Optional: the browser test of the HTML pages (tests/cli/test_report_browser.sh) renders them
 # in headless Chromium and reads the screenshot with libpng. Installed along when this runs as
 # root (CI: one download of ~100 MB, once); otherwise only noted — that test then skips.

@@ -17,7 +17,7 @@ static void *other_thread(void *arg) {
 int main(void) {
     CHECK(strcmp(qkv_strerror(QKV_OK), "ok") == 0);
     /* every status has its own, non-empty text; unknown values don't crash */
-    for (int a = 0; a <= QKV_ERR_WRITE; a++) {
+    for (int a = 0; a <= QKV_ERR_PEER; a++) {
         CHECK(qkv_strerror((qkv_status)a)[0] != '\0');
         for (int b = 0; b < a; b++)
             CHECK(strcmp(qkv_strerror((qkv_status)a), qkv_strerror((qkv_status)b)) != 0);
@@ -30,6 +30,7 @@ int main(void) {
     CHECK_EQ_INT(QKV_ERR_INTERRUPTED, 9);
     CHECK_EQ_INT(QKV_ERR_NOT_FINITE, 10);
     CHECK_EQ_INT(QKV_ERR_WRITE, 11);
+    CHECK_EQ_INT(QKV_ERR_PEER, 12);
 
     CHECK(qkv_last_error()[0] == '\0');
     CHECK_EQ_INT(qkv__fail(QKV_ERR_FORMAT, "tensor '%s' at %d", "w", 42), QKV_ERR_FORMAT);

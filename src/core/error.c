@@ -25,6 +25,7 @@ const char *qkv_strerror(qkv_status s) {
     case QKV_ERR_INTERRUPTED: return "interrupted";
     case QKV_ERR_NOT_FINITE: return "not finite";
     case QKV_ERR_WRITE: return "cannot write the output";
+    case QKV_ERR_PEER: return "another process of the run failed";
     }
     return "unknown status";
 }

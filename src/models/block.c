@@ -75,3 +75,28 @@ qkv_status qkv__enc_block_forward(qkv_runtime *rt, const qkv__enc_cfg *c, const 
     return qkv_nn_layernorm_forward(rt, y, a->mean2, a->rstd2, a->res2, w->ln2_w, w->ln2_b, N, C,
                                     c->eps);
 }
+
+qkv_status qkv__s2s_dec_block_forward(qkv_runtime *rt, const qkv__enc_cfg *c,
+                                      const qkv__s2s_dec_layer *w, int64_t l,
+                                      const qkv__block_acts *a, const float *x, float *y, int64_t N,
+                                      qkv__attend_fn attend, qkv__attend_fn cross, void *ctx) {
+    const int64_t C = c->C;
+    /* h1 = LN1(x + O(attend(Q x, K x, V x))) */
+    QKV_TRY(qkv_nn_linear_forward(rt, &w->q, a->q, x, N, QKV_ACT_NONE, NULL));
+    QKV_TRY(qkv_nn_linear_forward(rt, &w->k, a->k, x, N, QKV_ACT_NONE, NULL));
+    QKV_TRY(qkv_nn_linear_forward(rt, &w->v, a->v, x, N, QKV_ACT_NONE, NULL));
+    QKV_TRY(attend(ctx, rt, l, a));
+    QKV_TRY(qkv_nn_linear_forward(rt, &w->o, a->res1, a->att, N, QKV_ACT_NONE, x));
+    QKV_TRY(qkv_nn_layernorm_forward(rt, a->ln1, a->mean1, a->rstd1, a->res1, w->ln1_w, w->ln1_b, N,
+                                     C, c->eps));
+    /* h2 = LN2(h1 + CO(cross(CQ h1))) */
+    QKV_TRY(qkv_nn_linear_forward(rt, &w->cq, a->q, a->ln1, N, QKV_ACT_NONE, NULL));
+    QKV_TRY(cross(ctx, rt, l, a));
+    QKV_TRY(qkv_nn_linear_forward(rt, &w->co, a->res1, a->att, N, QKV_ACT_NONE, a->ln1));
+    QKV_TRY(qkv_nn_layernorm_forward(rt, a->ln2, a->mean2, a->rstd2, a->res1, w->ln2_w, w->ln2_b, N,
+                                     C, c->eps));
+    /* y = LN3(h2 + act(h2 W1ᵀ + b1) W2ᵀ + b2) */
+    QKV_TRY(qkv_nn_linear_forward(rt, &w->fc, a->a, a->ln2, N, c->act, NULL));
+    QKV_TRY(qkv_nn_linear_forward(rt, &w->out, a->res2, a->a, N, QKV_ACT_NONE, a->ln2));
+    return qkv_nn_layernorm_forward(rt, y, NULL, NULL, a->res2, w->ln3_w, w->ln3_b, N, C, c->eps);
+}

@@ -95,4 +95,27 @@ qkv_status qkv__enc_block_forward(qkv_runtime *rt, const qkv__enc_cfg *c, const 
                                   int64_t l, const qkv__block_acts *a, const float *x, float *y,
                                   int64_t N, qkv__attend_fn attend, void *ctx);
 
+/* ---------------------------------------------------------------- encoder-decoder decoders
+ * (post-norm, Marian / BART / the original Transformer) */
+
+typedef struct qkv__s2s_dec_layer {
+    qkv_nn_linear q, k, v, o;     /* self-attention, C -> C */
+    qkv_nn_linear cq, ck, cv, co; /* cross-attention: cq reads the block's stream; ck, cv read
+                                     the encoder output (run once per source by the model) */
+    qkv_nn_linear fc, out;        /* C -> F -> C */
+    const float *ln1_w, *ln1_b;   /* after self-attention (self_attn_layer_norm) */
+    const float *ln2_w, *ln2_b;   /* after cross-attention (encoder_attn_layer_norm) */
+    const float *ln3_w, *ln3_b;   /* after the MLP (final_layer_norm) */
+} qkv__s2s_dec_layer;
+
+/* y (N, C) = LN3(h2 + MLP(h2)), h2 = LN2(h1 + CO(cross(CQ h1))), h1 = LN1(x + O(attend(Q x,
+ * K x, V x))). attend is the causal self-attention (a->q, a->k, a->v -> a->att); cross
+ * attends a->q (the projected CQ h1) to the encoder's keys/values -> a->att. Inference form:
+ * a->res1 holds both residual sums before their norms, a->ln1 = h1, a->ln2 = h2, a->res2 the
+ * MLP sum, a->a the activation (fused into the fc GEMM), y may be x. */
+qkv_status qkv__s2s_dec_block_forward(qkv_runtime *rt, const qkv__enc_cfg *c,
+                                      const qkv__s2s_dec_layer *w, int64_t l,
+                                      const qkv__block_acts *a, const float *x, float *y, int64_t N,
+                                      qkv__attend_fn attend, qkv__attend_fn cross, void *ctx);
+
 #endif

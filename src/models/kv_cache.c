@@ -36,3 +36,27 @@ void qkv__kv_cache_release(qkv_kv_cache *c) {
     qkv__free(c->k);
     memset(c, 0, sizeof *c);
 }
+
+qkv_status qkv__kv_cache_reserve(qkv_kv_cache *c, int64_t cap) {
+    if (cap <= c->cap) return QKV_OK;
+    qkv_kv_cache n;
+    QKV_TRY(qkv__kv_cache_init(&n, c->n_layers, cap, c->n_kv_heads, c->head_dim));
+    const size_t row = (size_t)(c->n_kv_heads * c->head_dim), bytes = sizeof(float) * row;
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        memcpy(qkv__kv_cache_k(&n, l), qkv__kv_cache_k(c, l), bytes * (size_t)c->len);
+        memcpy(qkv__kv_cache_v(&n, l), qkv__kv_cache_v(c, l), bytes * (size_t)c->len);
+    }
+    n.len = c->len;
+    qkv__kv_cache_release(c);
+    *c = n;
+    return QKV_OK;
+}
+
+void qkv__kv_cache_copy(qkv_kv_cache *dst, const qkv_kv_cache *src) {
+    const size_t bytes = sizeof(float) * (size_t)(src->n_kv_heads * src->head_dim * src->len);
+    for (int64_t l = 0; l < src->n_layers; l++) {
+        memcpy(qkv__kv_cache_k(dst, l), qkv__kv_cache_k(src, l), bytes);
+        memcpy(qkv__kv_cache_v(dst, l), qkv__kv_cache_v(src, l), bytes);
+    }
+    dst->len = src->len;
+}

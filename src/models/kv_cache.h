@@ -25,6 +25,12 @@ qkv_status qkv__kv_cache_init(qkv_kv_cache *c, int64_t n_layers, int64_t cap, in
 /* Frees the storage; c may be zeroed or NULL. */
 void qkv__kv_cache_release(qkv_kv_cache *c);
 
+/* Grows c to hold cap tokens, keeping its contents (no-op if it already does). On failure c
+ * is unchanged. */
+qkv_status qkv__kv_cache_reserve(qkv_kv_cache *c, int64_t cap);
+/* dst's first src->len tokens = src's (same shape; dst->cap >= src->len); dst->len = src->len. */
+void qkv__kv_cache_copy(qkv_kv_cache *dst, const qkv_kv_cache *src);
+
 /* Layer l's keys / values: [cap, Hk, D]. */
 static inline float *qkv__kv_cache_k(const qkv_kv_cache *c, int64_t l) {
     return c->k + l * c->cap * c->n_kv_heads * c->head_dim;

@@ -129,8 +129,17 @@ static int32_t find_id(const qkv_tokenizer *t, const char *s) {
     return qkv_tokenizer_token_to_id(t, s, strlen(s));
 }
 
-qkv_status qkv__tok_finish(qkv_tokenizer *t) {
-    if (t->n_ids > (size_t)INT32_MAX) return qkv__fail(QKV_ERR_FORMAT, "tokenizer: too many ids");
+qkv_status qkv__tok_finish(qkv_tokenizer *t, const char *path) {
+    /* The id table has one slot per id up to the largest: a file must not claim more ids than
+     * it holds tokens (one id near 2^31 would cost 16 GB). tokenizers allows holes in the ids,
+     * so some are tolerated: the largest id may be at most twice the number of tokens present
+     * plus QKV__TOK_ID_SLACK (memory stays proportional to the file). */
+    size_t present = t->model_vocab + t->n_added;
+    if (t->n_ids > 2 * present + QKV__TOK_ID_SLACK || t->n_ids > (size_t)INT32_MAX)
+        return qkv__fail(QKV_ERR_FORMAT,
+                         "%s: token id %zu, but the file holds only %zu tokens (ids must be "
+                         "below 2 x tokens + %d)",
+                         path, t->n_ids - 1, present, QKV__TOK_ID_SLACK);
     t->id_to_token = qkv__calloc(t->n_ids ? t->n_ids : 1, sizeof *t->id_to_token);
     if (!t->id_to_token) return qkv__fail(QKV_ERR_NOMEM, "tokenizer: id table");
     size_t maxlen = 0;
@@ -256,7 +265,15 @@ qkv_status qkv_tokenizer_load(const char *path, qkv_tokenizer **out) {
             st = qkv__tok_load_vocab_txt(t, a, cfg ? b : NULL);
         } else if (join(a, sizeof a, path, "source.spm") && is_file(a)) {
             int voc = join(b, sizeof b, path, "vocab.json") && is_file(b);
-            st = qkv__tok_load_spm(t, a, voc ? b : NULL);
+            char c[4096];
+            if (join(c, sizeof c, path, "target_vocab.json") && is_file(c))
+                /* ids out of the decoder would be looked up in the wrong vocabulary */
+                st = qkv__fail(QKV_ERR_UNSUPPORTED,
+                               "%s: separate source and target vocabularies (target_vocab.json) "
+                               "are not supported yet",
+                               path);
+            else
+                st = qkv__tok_load_spm(t, a, voc ? b : NULL);
         } else if (join(a, sizeof a, path, "vocab.json") && is_file(a) &&
                    join(b, sizeof b, path, "merges.txt") && is_file(b)) {
             st = qkv__tok_load_vocab_merges(t, a, b);
@@ -295,7 +312,7 @@ qkv_status qkv_tokenizer_load(const char *path, qkv_tokenizer **out) {
     } else {
         st = qkv__tok_load_json(t, path);
     }
-    if (st == QKV_OK) st = qkv__tok_finish(t);
+    if (st == QKV_OK) st = qkv__tok_finish(t, path);
     if (st != QKV_OK) {
         qkv_tokenizer_free(t);
         return st;
@@ -568,6 +585,65 @@ static qkv_status encode_seq(const qkv_tokenizer *t, const uint8_t *s, size_t n,
     return QKV_OK;
 }
 
+/* ---------------------------------------------------------------- long texts, truncated */
+
+size_t qkv__tok_prefix_min = (size_t)64 << 10;
+size_t qkv__tok_prefix_used;
+
+/* A truncated text needs only the tokens truncation keeps, and with a pre-tokenizer that cuts
+ * words at white space, the tokens of the words before a white space are those of the whole
+ * text. So a long text (one 50 MB line) is encoded by prefixes, cut where a white space follows
+ * a visible ASCII char, growing x4 until the tokens ending at least PREFIX_MARGIN bytes before
+ * the cut are max_length or more; the result is the whole text's (test_tokenizer_api checks it)
+ * and memory stays bounded by the prefix. Everything whose reach is not local is left whole:
+ * a pair, truncation from the left, and models that see the text as one word (no
+ * pre-tokenizer, ByteLevel without its regex, Metaspace without splitting). The margin covers
+ * what normalizers and pre-tokenizers look at around a char (white space runs, NFC, a
+ * charsmap's match, an added token that strips the spaces around it). */
+#define PREFIX_MARGIN 256
+
+static int prefix_applies(const qkv_tokenizer *t, const qkv_encode_options *o, const char *pair) {
+    if (qkv__tok_prefix_min == SIZE_MAX || pair || o->max_length <= 0 || o->truncate_left) return 0;
+    switch (t->pre.kind) {
+    case TOK_PRE_BERT: return 1;
+    case TOK_PRE_BYTELEVEL: return t->pre.use_regex;
+    case TOK_PRE_META: return t->pre.split || t->pre.ws_split;
+    default: return 0;
+    }
+}
+
+static int ascii_space(uint8_t b) { return b == ' ' || b == '\t' || b == '\n' || b == '\r'; }
+
+/* Encodes a prefix of s[0..*len) into c->a holding at least max_length tokens that the whole
+ * text also has, first; *len becomes the prefix's length. Short texts: the whole. */
+static qkv_status encode_prefix(const qkv_tokenizer *t, const uint8_t *s, size_t *len,
+                                const qkv_encode_options *o, enc_ctx *c) {
+    const size_t n = *len, want = (size_t)o->max_length;
+    size_t margin = PREFIX_MARGIN;
+    for (size_t i = 0; i < t->n_added; i++)
+        if (t->added[i].len + PREFIX_MARGIN > margin) margin = t->added[i].len + PREFIX_MARGIN;
+    size_t p = want * 4 > qkv__tok_prefix_min ? want * 4 : qkv__tok_prefix_min;
+    while (p < n - (n < margin ? n : margin)) {
+        size_t cut = p + margin; /* a white space after a visible ASCII char */
+        while (cut < n && !(ascii_space(s[cut]) && s[cut - 1] > 0x20 && s[cut - 1] < 0x7F)) cut++;
+        if (cut >= n) break;
+        c->a.n = 0;
+        QKV_TRY(encode_seq(t, s, cut, c, &c->a));
+        size_t keep = 0; /* tokens ending before the margin (spans are in text order) */
+        while (keep < c->a.n && c->a.end[keep] + margin <= cut) keep++;
+        if (keep >= want) {
+            c->a.n = keep;
+            *len = cut;
+            __atomic_fetch_add(&qkv__tok_prefix_used, 1, __ATOMIC_RELAXED);
+            return QKV_OK;
+        }
+        if (p > n / 4) break; /* the next prefix would be most of the text */
+        p *= 4;
+    }
+    c->a.n = 0;
+    return encode_seq(t, s, n, c, &c->a);
+}
+
 qkv_status qkv_tokenizer_encode(const qkv_tokenizer *t, const char *text, size_t len,
                                 const char *pair, size_t pair_len, const qkv_encode_options *opts,
                                 qkv_encoding **out) {
@@ -588,7 +664,8 @@ qkv_status qkv_tokenizer_encode(const qkv_tokenizer *t, const char *text, size_t
     enc_ctx *c = ctx_take(t);
     if (!c) return qkv__fail(QKV_ERR_NOMEM, "qkv_tokenizer_encode: context");
     const uint8_t *s = text ? (const uint8_t *)text : (const uint8_t *)"";
-    qkv_status st = encode_seq(t, s, len, c, &c->a);
+    qkv_status st = prefix_applies(t, &o, pair) ? encode_prefix(t, s, &len, &o, c)
+                                                : encode_seq(t, s, len, c, &c->a);
     if (st == QKV_OK && pair) st = encode_seq(t, (const uint8_t *)pair, pair_len, c, &c->b);
     if (st == QKV_OK)
         st = qkv__tok_postprocess(t, c, &c->a, pair ? &c->b : NULL, &o, s, len,

@@ -323,7 +323,14 @@ qkv_status qkv__tok_load_vocab_merges(qkv_tokenizer *t, const char *vocab_json,
                                       const char *merges_txt);
 /* tokenizer.c: shared loader helpers */
 qkv_status qkv__tok_add_vocab(qkv_tokenizer *t, const char *tok, size_t len, int64_t id);
-qkv_status qkv__tok_finish(qkv_tokenizer *t); /* builds id_to_token, tables, defaults */
+/* builds id_to_token, tables, defaults; refuses ids far beyond the tokens present (path names
+ * the file in the message) */
+qkv_status qkv__tok_finish(qkv_tokenizer *t, const char *path);
+/* Truncated texts longer than this many bytes are encoded by prefixes (tokenizer.c; 64 KiB).
+ * Tests set 0 (every text) or SIZE_MAX (never: the reference) and read how many encodes ended
+ * on a prefix. */
+extern size_t qkv__tok_prefix_min;
+extern size_t qkv__tok_prefix_used;
 qkv_status qkv__tok_add_added(qkv_tokenizer *t, const char *content, size_t len, int64_t id,
                               int special, int lstrip, int rstrip, int normalized);
 qkv_status qkv__tok_template_eos(qkv_tokenizer *t, int32_t eos);
@@ -331,6 +338,7 @@ qkv_status qkv__tok_template_bert(qkv_tokenizer *t, const char *cls, const char 
 /* Tokenizer files (tokenizer.json, vocab.txt, merges.txt) larger than this are refused before
  * anything is read: the largest published tokenizer.json files are tens of MiB. */
 #define QKV__MAX_TOKENIZER_FILE ((size_t)1 << 30)
+#define QKV__TOK_ID_SLACK 256 /* holes tolerated in the ids of a tiny vocabulary */
 /* The whole regular file (qkv__read_regular with that limit). */
 qkv_status qkv__read_file(const char *path, char **buf, size_t *len);
 /* one "a b" merge of rank `rank` (load_json.c) */

@@ -229,6 +229,7 @@ static qkv_status encoder_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__t
         if (t->policy == QKV_RECOMPUTE_LAYERS)
             QKV_TRY(block_forward(rt, t, l, &t->layer[0], x, t->resid + (l + 1) * N * C, b));
         QKV_TRY(block_backward(rt, t, l, qkv__tacts_of(t, l), x, b));
+        if (t->layer_hook) t->layer_hook(t->layer_hook_user, l);
     }
     /* embeddings: resid[0] = drop(LN_e(emb)); nothing to do when all are frozen (LoRA), unless
      * an attribution asks for dL/d(emb) */

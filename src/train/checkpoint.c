@@ -13,6 +13,7 @@
 #include "core/abi.h"
 #include "core/alloc.h"
 #include "core/error.h"
+#include "io/crc32c.h"
 #include "io/json.h"
 #include "models/gpt.h"
 #include "models/weights.h"
@@ -108,6 +109,18 @@ static qkv_status restore_labels(const char *path, const qkv_safetensors *st, qk
     return s;
 }
 
+/* CRC-32C of the weights, then the first and second moments, parameter by parameter: the
+ * checkpoint's tensors in that order (whatever order the file stores them in). */
+static uint32_t data_crc(const qkv_trainer *t) {
+    const float *buf[3] = {t->w, t->m, t->v};
+    uint32_t crc = 0;
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < t->n_params; i++)
+            crc = qkv__crc32c(crc, buf[k] + t->params[i].offset,
+                              (size_t)t->params[i].numel * sizeof(float));
+    return crc;
+}
+
 qkv_status qkv_trainer_save(const qkv_trainer *t, const char *path, const char *user_json) {
     if (!t || !path) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_save: NULL argument");
     size_t n = t->n_params * 3;
@@ -184,15 +197,18 @@ qkv_status qkv_trainer_save(const qkv_trainer *t, const char *path, const char *
     vals[21] = labels;
     /* adapters: their config (lora_train.c) as one more key */
     char *lora = t->lora ? qkv__tlora_meta(t) : NULL;
-    const char *k2[23], *v2[23];
+    const char *k2[24], *v2[24];
     size_t nm = cls ? 22 : 19;
     memcpy(k2, keys, nm * sizeof *k2);
     memcpy(v2, vals, nm * sizeof *v2);
-    k2[nm] = "lora";
-    v2[nm] = lora;
+    if (lora) k2[nm] = "lora", v2[nm++] = lora;
+    /* the checksum of every tensor's data, verified by qkv_trainer_restore */
+    char crc[16];
+    snprintf(crc, sizeof crc, "%08" PRIx32, data_crc(t));
+    k2[nm] = "data_crc32c", v2[nm++] = crc;
     qkv_status st = (cls && !labels) || (t->lora && !lora)
                         ? qkv__fail(QKV_ERR_NOMEM, "qkv_trainer_save: out of memory")
-                        : qkv_safetensors_write(path, wt, n, k2, v2, nm + (lora != NULL));
+                        : qkv_safetensors_write(path, wt, n, k2, v2, nm);
     qkv__free(lora);
     qkv__free(labels);
     qkv__free(frozen);
@@ -260,6 +276,7 @@ qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char **user_
     }
     qkv__labels labels = {0};
     if (s == QKV_OK && c.arch == QKV__TARCH_BERT_CLS) s = restore_labels(path, st, &c, &labels);
+    if (s == QKV_OK) s = qkv__tconfig_check_file(&c, st, path, 1);
     qkv_trainer *t = NULL;
     if (s == QKV_OK) s = qkv__trainer_alloc(&c, &t);
     if (t) t->labels = labels, labels = (qkv__labels){0};
@@ -290,6 +307,16 @@ qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char **user_
         const char *u = qkv_safetensors_metadata_get(st, "user");
         *user_json = qkv__strdup(u ? u : "{}");
         if (!*user_json) s = qkv__fail(QKV_ERR_NOMEM, "qkv_trainer_restore: out of memory");
+    }
+    const char *crc = s == QKV_OK ? qkv_safetensors_metadata_get(st, "data_crc32c") : NULL;
+    if (crc) { /* checkpoints before this version have none */
+        char want[16];
+        snprintf(want, sizeof want, "%08" PRIx32, data_crc(t));
+        if (strcmp(crc, want) != 0)
+            s = qkv__fail(QKV_ERR_FORMAT,
+                          "%s: the data does not match its checksum (data_crc32c %s, computed "
+                          "%s): the checkpoint is damaged",
+                          path, crc, want);
     }
     const char *fz = s == QKV_OK ? qkv_safetensors_metadata_get(st, "frozen") : NULL;
     for (const char *q = fz; q && *q && s == QKV_OK;) { /* "i,j,...": frozen parameters */
@@ -502,12 +529,14 @@ qkv_status qkv_trainer_export_hf(const qkv_trainer *t, const char *dir, int32_t 
  * (and a classifier's pooler) the checkpoint lacks, or has in another shape (a classifier for
  * other labels), start fresh from seed, as transformers initializes them; t->n_fresh counts
  * them. */
-static qkv_status load_weights(qkv_trainer *t, const char *dir, uint64_t seed) {
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
+static qkv_status open_weights(const char *dir, char *path, size_t cap, qkv_safetensors **st) {
+    if (snprintf(path, cap, "%s/model.safetensors", dir) >= (int)cap)
         return qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
-    qkv_safetensors *st = NULL;
-    QKV_TRY(qkv_safetensors_open(path, &st));
+    return qkv_safetensors_open(path, st);
+}
+
+static qkv_status load_weights(qkv_trainer *t, const char *path, qkv_safetensors *st,
+                               uint64_t seed) {
     /* our body names carry the prefix ("transformer.", "model.", "bert."); the base-model
      * checkpoints (GPT2Model, LlamaModel, BertModel) have none */
     const qkv__param_table *tab = t->tab;
@@ -538,8 +567,29 @@ static qkv_status load_weights(qkv_trainer *t, const char *dir, uint64_t seed) {
         if (s == QKV_OK) memcpy(t->w + p->offset, src, (size_t)p->numel * sizeof(float));
         qkv__owned_weights_free(&owned);
     }
-    qkv_safetensors_close(st);
     return s;
+}
+
+/* A trainer for config c from dir's model.safetensors: the file is opened and its size checked
+ * against c before anything is allocated. Takes labels (NULL: none) in every case. */
+static qkv_status load_hf(const char *dir, const qkv__tconfig *c, qkv__labels *labels,
+                          uint64_t seed, qkv_trainer **out) {
+    char path[4096];
+    qkv_safetensors *st = NULL;
+    qkv_trainer *t = NULL;
+    qkv_status s = open_weights(dir, path, sizeof path, &st);
+    if (s == QKV_OK) s = qkv__tconfig_check_file(c, st, path, 0);
+    if (s == QKV_OK) s = qkv__trainer_alloc(c, &t);
+    if (s == QKV_OK && labels) t->labels = *labels, *labels = (qkv__labels){0};
+    if (labels) qkv__labels_free(labels);
+    if (s == QKV_OK) s = load_weights(t, path, st, seed);
+    qkv_safetensors_close(st);
+    if (s != QKV_OK) {
+        qkv_trainer_free(t);
+        return s;
+    }
+    *out = t;
+    return QKV_OK;
 }
 
 qkv_status qkv_trainer_load_hf(const char *dir, qkv_trainer **out) {
@@ -547,15 +597,7 @@ qkv_status qkv_trainer_load_hf(const char *dir, qkv_trainer **out) {
     *out = NULL;
     qkv__tconfig c;
     QKV_TRY(qkv__tconfig_load(dir, &c));
-    qkv_trainer *t;
-    QKV_TRY(qkv__trainer_alloc(&c, &t));
-    qkv_status s = load_weights(t, dir, 0);
-    if (s != QKV_OK) {
-        qkv_trainer_free(t);
-        return s;
-    }
-    *out = t;
-    return QKV_OK;
+    return load_hf(dir, &c, NULL, 0, out);
 }
 
 qkv_status qkv_trainer_load_hf_classifier(const char *dir, const qkv_classifier_spec *spec,
@@ -571,18 +613,5 @@ qkv_status qkv_trainer_load_hf_classifier(const char *dir, const qkv_classifier_
     qkv__tconfig c;
     qkv__labels labels;
     QKV_TRY(qkv__tconfig_load_cls(dir, &sp, &c, &labels));
-    qkv_trainer *t;
-    qkv_status s = qkv__trainer_alloc(&c, &t);
-    if (s != QKV_OK) {
-        qkv__labels_free(&labels);
-        return s;
-    }
-    t->labels = labels;
-    s = load_weights(t, dir, sp.seed);
-    if (s != QKV_OK) {
-        qkv_trainer_free(t);
-        return s;
-    }
-    *out = t;
-    return QKV_OK;
+    return load_hf(dir, &c, &labels, sp.seed, out);
 }

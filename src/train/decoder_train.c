@@ -256,6 +256,7 @@ qkv_status qkv__decoder_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tba
         if (t->policy == QKV_RECOMPUTE_LAYERS)
             QKV_TRY(block_forward(rt, t, l, x, t->resid + (l + 1) * N * C, B, T));
         QKV_TRY(block_backward(rt, t, l, qkv__tacts_of(t, l), x, B, T));
+        if (t->layer_hook) t->layer_hook(t->layer_hook_user, l);
     }
     QKV_TRY(qkv_nn_embedding_backward(rt, qkv__tpreg(t, 0), t->dresid, b->ids, N, c->V, C));
     if (c->arch == QKV__TARCH_GPT2)

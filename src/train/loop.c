@@ -18,8 +18,14 @@
  *     flushed, and fsynced before every checkpoint so a checkpoint never refers to metrics
  *     that a crash could lose;
  *   - the library never installs signal handlers: the caller's should_stop is polled between
- *     steps. */
+ *     steps;
+ *   - with several ranks (options.dist) every rank holds the same weights after every step:
+ *     they start equal (compared at the start) and take the same step from the same summed
+ *     gradient; each micro-batch and validation batch is computed by one rank, and the losses
+ *     come back in a table indexed by micro-batch (a sum where one term is nonzero is exact)
+ *     so that they add up in the single process's order. Only rank 0 writes or calls back. */
 #include "train/cls_data.h"
+#include "train/dist.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -98,29 +104,65 @@ static int ckpt_path(char *buf, const char *dir, int64_t step) {
     return n > 0 && n < PATH_CAP;
 }
 
-int64_t qkv_train_latest_checkpoint(const char *run_dir) {
+/* The newest checkpoint step below `below` (INT64_MAX: any), or -1. */
+static int64_t qkv_train_latest_checkpoint_before(const char *run_dir, int64_t below) {
     DIR *d = run_dir ? opendir(run_dir) : NULL;
     if (!d) return -1;
     int64_t best = -1, s;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (ckpt_step(e->d_name, &s) && s > best) best = s;
+        if (ckpt_step(e->d_name, &s) && s > best && s < below) best = s;
     closedir(d);
     return best;
 }
 
-qkv_status qkv_train_resume(const char *run_dir, qkv_trainer **out, char **user_json) {
+int64_t qkv_train_latest_checkpoint(const char *run_dir) {
+    return qkv_train_latest_checkpoint_before(run_dir, INT64_MAX);
+}
+
+qkv_status qkv_train_resume_checked(const char *run_dir, qkv_trainer **out, char **user_json,
+                                    char **set_aside) {
     if (!run_dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_train_resume: NULL argument");
     *out = NULL;
     if (user_json) *user_json = NULL;
+    if (set_aside) *set_aside = NULL;
     int64_t last = qkv_train_latest_checkpoint(run_dir);
     if (last < 0)
         return qkv__fail(QKV_ERR_NOT_FOUND, "%s: no checkpoint (ckpt_NNNNNNNN.safetensors)",
                          run_dir);
-    char path[PATH_CAP];
-    if (!ckpt_path(path, run_dir, last))
-        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_train_resume: run_dir is too long");
-    return qkv_trainer_restore(path, out, user_json);
+    char note[4096] = ""; /* the checkpoints set aside, and why */
+    for (;;) {
+        char path[PATH_CAP], bad[PATH_CAP + 16];
+        if (!ckpt_path(path, run_dir, last))
+            return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_train_resume: run_dir is too long");
+        qkv_status s = qkv_trainer_restore(path, out, user_json);
+        /* a damaged checkpoint (malformed, wrong checksum, unreadable) is renamed aside, never
+         * deleted, and the next older one tried; other failures (out of memory) stop here */
+        int damaged = s == QKV_ERR_FORMAT || s == QKV_ERR_IO || s == QKV_ERR_OVERFLOW;
+        int64_t older = damaged ? qkv_train_latest_checkpoint_before(run_dir, last) : -1;
+        if (s == QKV_OK || !damaged || older < 0) {
+            if (s == QKV_OK && set_aside && note[0]) {
+                *set_aside = qkv__strdup(note);
+                if (!*set_aside) {
+                    qkv_trainer_free(*out);
+                    *out = NULL;
+                    return qkv__fail(QKV_ERR_NOMEM, "qkv_train_resume: out of memory");
+                }
+            }
+            return s;
+        }
+        snprintf(bad, sizeof bad, "%s.damaged", path);
+        if (rename(path, bad) != 0) return s; /* cannot set it aside: report it as it is */
+        size_t n = strlen(note);
+        if (n < sizeof note - 1024) /* each entry fits in 1024 bytes; later ones are left out */
+            snprintf(note + n, 1024, "%s%.300s (%.300s): renamed to %.300s.damaged", n ? "; " : "",
+                     path, qkv_last_error(), path);
+        last = older;
+    }
+}
+
+qkv_status qkv_train_resume(const char *run_dir, qkv_trainer **out, char **user_json) {
+    return qkv_train_resume_checked(run_dir, out, user_json, NULL);
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -189,7 +231,14 @@ typedef struct loop {
     int32_t *types, *lens, *labels;
     float *values;
     double best; /* the best validation score so far (larger is better), or NaN */
+    /* several ranks (options.dist): this one of size; writer: rank 0 (or a lone process) */
+    int rank, size, writer;
+    double *part;       /* [2K]: a step's losses / K and token counts by micro-batch */
+    float *gsum, *gbuf; /* exact_reduce: the ordered sum (rank 0), the gathered bucket */
 } loop;
+
+/* Floats per all-reduce / gather / broadcast: 4 MiB messages. */
+#define BUCKET ((int64_t)1 << 20)
 
 /* Micro-batches of an epoch of a classifier run. */
 static int64_t micro_per_epoch(const loop *L) {
@@ -255,6 +304,7 @@ static qkv_status tb_weights(loop *L, int64_t step) {
 /* Appends r's line to metrics.jsonl (if any) and hands it to the metrics callback. */
 static qkv_status emit(loop *L, qkv_train_record *r) {
     char line[LINE_CAP], ep[48] = "", vl[32], a[32], f[32], g[32], t[32], ss[32], el[32];
+    if (!L->writer) return QKV_OK;
     if (isfinite(r->epoch)) snprintf(ep, sizeof ep, ", \"epoch\": %.4f", r->epoch);
     if (r->kind == QKV_TRAIN_RECORD_STEP) /* the loss is finite (the loop stops at a
                                              non-finite one); the rest may not be */
@@ -458,7 +508,8 @@ static qkv_status save(loop *L, int64_t step) {
  * (marked in its metrics line). */
 static qkv_status maybe_best(loop *L, qkv_train_record *r) {
     const double score = eval_score(r);
-    if (!L->o->keep_best || !L->o->run_dir || !isfinite(score) || score <= L->best) return QKV_OK;
+    if (!L->writer || !L->o->keep_best || !L->o->run_dir || !isfinite(score) || score <= L->best)
+        return QKV_OK;
     char path[PATH_CAP];
     if (snprintf(path, sizeof path, "%s/best.safetensors", L->o->run_dir) >= (int)sizeof path)
         return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_train_run: run_dir is too long");
@@ -507,15 +558,24 @@ static qkv_status evaluate(loop *L, int64_t step) {
     int64_t nb = qkv_dataset_batches(o->val, o->batch, o->seq);
     if (nb > o->eval_batches) nb = o->eval_batches;
     if (nb <= 0) return QKV_OK;
-    double sum = 0;
-    for (int64_t i = 0; i < nb; i++) {
+    /* several ranks: batch i on rank i mod size, the losses summed in the order of i */
+    double *part = qkv__calloc((size_t)nb, sizeof *part), sum = 0;
+    if (!part) return qkv__fail(QKV_ERR_NOMEM, "validation: out of memory");
+    qkv_status s = QKV_OK;
+    for (int64_t i = L->rank; i < nb && s == QKV_OK; i += L->size) {
         float loss;
-        qkv_status s = qkv_dataset_sequential(o->val, i, o->batch, o->seq, L->ids, L->tgt);
+        s = qkv_dataset_sequential(o->val, i, o->batch, o->seq, L->ids, L->tgt);
         if (s == QKV_OK) mlm_mask(L, MLM_EVAL_STREAM + (uint64_t)i, o->batch * o->seq);
         if (s == QKV_OK) s = qkv_trainer_eval(L->rt, L->t, L->ids, L->tgt, o->batch, o->seq, &loss);
-        if (s != QKV_OK) return with_context(s, "validation", step);
-        sum += loss;
+        if (s != QKV_OK)
+            s = with_context(s, "validation", step);
+        else
+            part[i] = loss;
     }
+    if (s == QKV_OK && L->size > 1) s = qkv__dist_sum_f64(o->dist, part, nb, "validation");
+    for (int64_t i = 0; i < nb; i++) sum += part[i];
+    qkv__free(part);
+    QKV_TRY(s);
     qkv_train_record r;
     record_init(&r, QKV_TRAIN_RECORD_EVAL, step, o->steps);
     r.val_loss = sum / (double)nb;
@@ -643,33 +703,122 @@ static qkv_status cls_evaluate(loop *L, int64_t step) {
     return emit(L, &r);
 }
 
-/* One optimizer step over `accum` micro-batches; fills r (a STEP record) on success. */
+/* Micro-batch m of the run: forward and backward, the gradients added (scaled) to the
+ * trainer's. */
+static qkv_status micro(loop *L, int64_t m, float scale, float *loss, int64_t *tokens) {
+    const qkv_train_options *o = L->o;
+    if (o->cls_train) return cls_micro(L, m, scale, loss, tokens);
+    *tokens = o->batch * o->seq;
+    qkv_status s =
+        qkv_dataset_sample(o->train, o->seed, (uint64_t)m, o->batch, o->seq, L->ids, L->tgt);
+    if (s == QKV_OK) mlm_mask(L, MLM_TRAIN_STREAM + (uint64_t)m, o->batch * o->seq);
+    if (s == QKV_OK)
+        s = qkv_trainer_forward_backward(L->rt, L->t, L->ids, L->tgt, o->batch, o->seq, scale,
+                                         loss);
+    return s;
+}
+
+/* exact_reduce, after round j (micro-batches j·size .. j·size + size - 1, one per rank, each
+ * rank's gradient holding its micro-batch's alone): adds them to gsum in micro-batch order,
+ * on rank 0, bucket by bucket. */
+static qkv_status exact_round(loop *L, int64_t j, const char *what) {
+    int64_t n;
+    const float *g = qkv__trainer_buffer(L->t, 1, &n);
+    const int64_t K = L->o->accum, N = L->size;
+    if (N == 1) {
+        for (int64_t i = 0; i < n; i++) L->gsum[i] += g[i];
+        return QKV_OK;
+    }
+    for (int64_t off = 0; off < n; off += BUCKET) {
+        const int64_t c = n - off < BUCKET ? n - off : BUCKET;
+        QKV_TRY(qkv__dist_gather_f32(L->o->dist, g + off, L->gbuf, c, what));
+        if (L->rank != 0) continue;
+        for (int64_t q = 0; q < N && j * N + q < K; q++) {
+            float *dst = L->gsum + off;
+            const float *src = L->gbuf + q * c;
+            for (int64_t i = 0; i < c; i++) dst[i] += src[i];
+        }
+    }
+    return QKV_OK;
+}
+
+/* The all-reduce overlapped with the last local micro-batch's backward: each block's gradient
+ * range starts its all-reduce as soon as the block's backward is done (the trainer's layer
+ * hook), from the last block down; whatever is left (blocks whose hook did not come in order,
+ * embeddings, final norm, head, LoRA adapters) follows after the backward. Every rank starts
+ * the same ranges in the same order — block L-1 ... block 0, then [0, block 0) and [block L-1,
+ * end) — whether or not it had a micro-batch, as MPI matches collectives by order. */
+typedef struct overlap {
+    loop *L;
+    float *g;
+    int64_t low; /* the lowest block whose all-reduce has started (layers: none) */
+    qkv_status st;
+} overlap;
+
+static void on_block_done(void *user, int64_t l) {
+    overlap *ov = user;
+    if (ov->st != QKV_OK || l != ov->low - 1) return;
+    int64_t b, e;
+    qkv__trainer_layer_range(ov->L->t, l, &b, &e);
+    ov->st = qkv__dist_isum_f32(ov->L->o->dist, ov->g + b, e - b, BUCKET, "summing the gradients");
+    ov->low = l;
+    qkv__dist_progress(ov->L->o->dist);
+}
+
+/* After the backward: the blocks not started yet, the rest, then the wait. */
+static qkv_status overlap_finish(overlap *ov, int64_t n) {
+    qkv_dist *d = ov->L->o->dist;
+    const int64_t layers = qkv__trainer_layers(ov->L->t);
+    const char *what = "summing the gradients";
+    while (ov->st == QKV_OK && ov->low > 0) on_block_done(ov, ov->low - 1);
+    int64_t b0 = n, e1 = n, b, e; /* blocks 0 .. L-1 cover [b0, e1) */
+    if (layers > 0) {
+        qkv__trainer_layer_range(ov->L->t, 0, &b0, &e);
+        qkv__trainer_layer_range(ov->L->t, layers - 1, &b, &e1);
+    }
+    if (ov->st == QKV_OK) ov->st = qkv__dist_isum_f32(d, ov->g, b0, BUCKET, what);
+    if (ov->st == QKV_OK) ov->st = qkv__dist_isum_f32(d, ov->g + e1, n - e1, BUCKET, what);
+    qkv_status w = qkv__dist_wait_all(d, what); /* also after a failed start: none stays pending */
+    return ov->st != QKV_OK ? ov->st : w;
+}
+
+/* One optimizer step over `accum` micro-batches (rank r of N computes r, r + N, ...); fills r
+ * (a STEP record) on success. */
 static qkv_status train_step(loop *L, int64_t step, const qkv_adamw *hp,
                              const qkv_lr_schedule *sched, qkv_train_record *r) {
     const qkv_train_options *o = L->o;
-    const int64_t B = o->batch, T = o->seq, K = o->accum;
-    double t0 = now_s(), loss = 0;
+    const int64_t B = o->batch, K = o->accum, N = L->size;
+    const int exact = o->exact_reduce;
+    double t0 = now_s(), loss = 0, tokens = 0;
+    int64_t n;
+    float *g = qkv__trainer_buffer(L->t, 1, &n);
+    memset(L->part, 0, (size_t)(2 * K) * sizeof *L->part);
+    if (exact && L->gsum) memset(L->gsum, 0, (size_t)n * sizeof *L->gsum);
     qkv_trainer_zero_grad(L->t);
-    int64_t tokens = 0;
-    for (int64_t k = 0; k < K && o->cls_train; k++) {
-        float l;
-        int64_t nt;
-        qkv_status s = cls_micro(L, step * K + k, 1.0f / (float)K, &l, &nt);
-        if (s != QKV_OK) return with_context(s, "training", step + 1);
-        loss += (double)l / (double)K;
-        tokens += nt;
+    overlap ov = {L, g, qkv__trainer_layers(L->t), QKV_OK};
+    for (int64_t j = 0; j * N < K; j++) {
+        const int64_t k = j * N + L->rank;
+        if (exact) qkv_trainer_zero_grad(L->t);
+        if (k < K) {
+            float l;
+            int64_t nt;
+            const int last = !exact && N > 1 && k + N >= K; /* this rank's last micro-batch */
+            if (last) qkv__trainer_set_layer_hook(L->t, on_block_done, &ov);
+            qkv_status s = micro(L, step * K + k, 1.0f / (float)K, &l, &nt);
+            if (last) qkv__trainer_set_layer_hook(L->t, NULL, NULL);
+            if (s != QKV_OK) return with_context(s, "training", step + 1);
+            L->part[k] = (double)l / (double)K, L->part[K + k] = (double)nt;
+        }
+        if (exact) QKV_TRY(exact_round(L, j, "summing the gradients"));
     }
-    for (int64_t k = 0; k < K && !o->cls_train; k++) {
-        float l;
-        tokens += B * T;
-        qkv_status s =
-            qkv_dataset_sample(o->train, o->seed, (uint64_t)(step * K + k), B, T, L->ids, L->tgt);
-        if (s == QKV_OK) mlm_mask(L, MLM_TRAIN_STREAM + (uint64_t)(step * K + k), B * T);
-        if (s == QKV_OK)
-            s = qkv_trainer_forward_backward(L->rt, L->t, L->ids, L->tgt, B, T, 1.0f / (float)K,
-                                             &l);
-        if (s != QKV_OK) return with_context(s, "training", step + 1);
-        loss += (double)l / (double)K;
+    /* (the gradients first: their all-reduces started in the backward, and MPI matches
+     * collectives by the order they start in) */
+    if (!exact && N > 1) QKV_TRY(overlap_finish(&ov, n));
+    if (N > 1) QKV_TRY(qkv__dist_sum_f64(o->dist, L->part, 2 * K, "summing the losses"));
+    for (int64_t k = 0; k < K; k++) loss += L->part[k], tokens += L->part[K + k];
+    if (exact) {
+        if (L->rank == 0) memcpy(g, L->gsum, (size_t)n * sizeof *g);
+        if (N > 1) QKV_TRY(qkv__dist_bcast_f32(o->dist, g, n, BUCKET, "sharing the gradients"));
     }
     double lr = qkv_lr_at(sched, step);
     float norm = NAN;
@@ -687,7 +836,7 @@ static qkv_status train_step(loop *L, int64_t step, const qkv_adamw *hp,
     record_init(r, QKV_TRAIN_RECORD_STEP, step + 1, o->steps);
     r->loss = loss, r->lr = lr, r->grad_norm = (double)norm;
     r->step_s = t1 - t0;
-    r->tokens_per_s = (double)tokens / r->step_s;
+    r->tokens_per_s = tokens / r->step_s;
     r->elapsed_s = t1 - L->t_start;
     if (o->cls_train)
         r->epoch = (double)(step + 1) / (double)qkv_train_epoch_steps(o->cls_train->n, B, K);
@@ -785,6 +934,79 @@ static qkv_status check_options(const qkv_trainer *t, const qkv_train_options *o
     return QKV_OK;
 }
 
+/* ---------------------------------------------------------------- several ranks */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+#define FNV0 0xcbf29ce484222325ull
+#define HASH(h, x) ((h) = fnv((h), &(x), sizeof(x)))
+
+/* What the ranks must agree on, one word each (the names say which differs). */
+static const char *const AGREE[] = {"qkv version", "training options",
+                                    "model shape", "optimizer step",
+                                    "data",        "weights or optimizer state"};
+#define N_AGREE (sizeof AGREE / sizeof *AGREE)
+
+/* Compares the ranks' options, model, state and data (hashes, all-gathered): INVALID_ARG
+ * naming the first rank and the thing that differs from rank 0. */
+static qkv_status agree(loop *L) {
+    const qkv_train_options *o = L->o;
+    uint64_t h[N_AGREE];
+    for (size_t i = 0; i < N_AGREE; i++) h[i] = FNV0;
+    const size_t sizes[] = {sizeof(qkv_train_options), sizeof(qkv_train_record),
+                            sizeof(qkv_param_info)};
+    h[0] = fnv(fnv(h[0], QKV_VERSION_STRING, strlen(QKV_VERSION_STRING)), sizes, sizeof sizes);
+    const int64_t ints[] = {o->batch,          o->seq,        o->accum,          o->steps,
+                            (int64_t)o->seed,  o->warmup,     (int64_t)o->decay, o->eval_every,
+                            o->eval_batches,   o->save_every, o->keep,           o->mask_token_id,
+                            o->length_grouped, o->keep_best,  o->tensorboard,    o->tb_histograms,
+                            o->exact_reduce};
+    const double dbl[] = {o->lr,    o->min_lr, o->weight_decay, o->beta1,
+                          o->beta2, o->eps,    o->clip,         o->mlm_probability};
+    HASH(h[1], ints), HASH(h[1], dbl);
+    if (o->checkpoint_json) h[1] = fnv(h[1], o->checkpoint_json, strlen(o->checkpoint_json));
+    const char *arch = qkv_trainer_arch(L->t);
+    h[2] = fnv(h[2], arch, strlen(arch));
+    for (size_t i = 0; i < qkv_trainer_param_count(L->t); i++) {
+        qkv_param_info p = {.struct_size = sizeof p};
+        QKV_TRY(qkv_trainer_param(L->t, i, &p));
+        h[2] = fnv(h[2], p.name, strlen(p.name));
+        HASH(h[2], p.numel), HASH(h[2], p.trainable), HASH(h[2], p.decay);
+    }
+    const int64_t st = qkv_trainer_steps(L->t);
+    HASH(h[3], st);
+    if (o->cls_train) {
+        const qkv_cls_data *d[2] = {o->cls_train, o->cls_val};
+        for (int i = 0; i < 2; i++) {
+            const int64_t v[3] = {d[i] ? d[i]->n : -1, d[i] ? d[i]->nl : -1,
+                                  d[i] ? d[i]->max_len : -1};
+            HASH(h[4], v);
+        }
+    } else {
+        const int64_t v[4] = {qkv_dataset_tokens(o->train), qkv_dataset_vocab_size(o->train),
+                              o->val ? qkv_dataset_tokens(o->val) : -1,
+                              o->val ? qkv_dataset_vocab_size(o->val) : -1};
+        HASH(h[4], v);
+    }
+    for (int which = 0; which < 4; which += 1 + (which == 0)) { /* w, m, v */
+        int64_t n;
+        const float *b = qkv__trainer_buffer(L->t, which, &n);
+        h[5] = fnv(h[5], b, (size_t)n * sizeof *b);
+    }
+    int bad, word;
+    QKV_TRY(qkv__dist_compare(o->dist, h, (int)N_AGREE, &bad, &word));
+    if (bad >= 0)
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "the %d ranks do not run the same training: rank %d and rank 0 differ "
+                         "in their %s (start every rank with the same command, binary and "
+                         "files)",
+                         L->size, bad, AGREE[word]);
+    return QKV_OK;
+}
+
 /* ---------------------------------------------------------------- the loop */
 
 static qkv_status run(loop *L) {
@@ -800,8 +1022,9 @@ static qkv_status run(loop *L) {
     sched.lr_max = o->lr, sched.lr_min = o->min_lr;
     sched.warmup = o->warmup, sched.total = o->steps, sched.decay = o->decay;
 
+    if (L->size > 1) QKV_TRY(agree(L));
     if (o->run_dir) {
-        if (mkdir(o->run_dir, 0755) != 0 && errno != EEXIST)
+        if (L->writer && mkdir(o->run_dir, 0755) != 0 && errno != EEXIST)
             return qkv__write_fail("cannot create the run directory", o->run_dir);
         int64_t last = qkv_train_latest_checkpoint(o->run_dir);
         if (last > step)
@@ -809,8 +1032,19 @@ static qkv_status run(loop *L) {
                        " (resume from it, or use another directory)",
                        o->run_dir, last, step);
         snprintf(L->metrics_path, sizeof L->metrics_path, "%s/metrics.jsonl", o->run_dir);
-        QKV_TRY(metrics_start(L, step));
-        if (o->tensorboard) QKV_TRY(qkv__tb_open(o->run_dir, step, &L->tb));
+        if (L->writer) QKV_TRY(metrics_start(L, step));
+        if (L->writer && o->tensorboard) QKV_TRY(qkv__tb_open(o->run_dir, step, &L->tb));
+    }
+    int64_t nf;
+    qkv__trainer_buffer(L->t, 1, &nf);
+    L->part = qkv__alloc((size_t)(2 * o->accum) * sizeof *L->part);
+    if (!L->part) return qkv__fail(QKV_ERR_NOMEM, "qkv_train_run: out of memory");
+    if (o->exact_reduce && L->rank == 0) {
+        const int64_t gb = nf < BUCKET ? nf : BUCKET;
+        L->gsum = qkv__alloc((size_t)nf * sizeof *L->gsum);
+        L->gbuf = L->size > 1 ? qkv__alloc((size_t)(gb * L->size) * sizeof *L->gbuf) : NULL;
+        if (!L->gsum || (L->size > 1 && !L->gbuf))
+            return qkv__fail(QKV_ERR_NOMEM, "qkv_train_run: out of memory (exact_reduce)");
     }
     L->ids = qkv__alloc((size_t)(o->batch * o->seq) * sizeof *L->ids);
     L->tgt = qkv__alloc((size_t)(o->batch * o->seq) * sizeof *L->tgt);
@@ -831,8 +1065,11 @@ static qkv_status run(loop *L) {
     }
     L->t_start = now_s();
     for (;;) {
-        if (cb && cb->should_stop && cb->should_stop(L->user)) {
-            if (o->run_dir && L->saved != step) QKV_TRY(save(L, step));
+        int stop = cb && cb->should_stop && cb->should_stop(L->user);
+        if (L->size > 1) /* one rank's request stops all, after the same step */
+            QKV_TRY(qkv__dist_max_int(o->dist, &stop, "agreeing on a stop request"));
+        if (stop) {
+            if (o->run_dir && L->writer && L->saved != step) QKV_TRY(save(L, step));
             return qkv__fail(QKV_ERR_INTERRUPTED, "stopped on request after step %" PRId64 "%s",
                              step, o->run_dir ? "; checkpoint saved" : "");
         }
@@ -841,12 +1078,13 @@ static qkv_status run(loop *L) {
         QKV_TRY(train_step(L, step, &hp, &sched, &r));
         step++;
         QKV_TRY(emit(L, &r));
-        if (cb && cb->progress) cb->progress(&r, L->user);
+        if (L->writer && cb && cb->progress) cb->progress(&r, L->user);
         if ((o->eval_every && step % o->eval_every == 0) || step == o->steps) {
             QKV_TRY(o->cls_train ? cls_evaluate(L, step) : evaluate(L, step));
             QKV_TRY(tb_weights(L, step));
         }
-        if (o->run_dir && ((o->save_every && step % o->save_every == 0) || step == o->steps))
+        if (o->run_dir && L->writer &&
+            ((o->save_every && step % o->save_every == 0) || step == o->steps))
             QKV_TRY(save(L, step));
     }
 }
@@ -858,6 +1096,8 @@ qkv_status qkv_train_run(qkv_runtime *rt, qkv_trainer *t, const qkv_train_option
     memset(&L, 0, sizeof L);
     L.rt = rt, L.t = t, L.o = opt, L.cb = cb, L.user = user, L.saved = -1;
     L.best = NAN;
+    L.rank = qkv_dist_rank(opt->dist), L.size = qkv_dist_size(opt->dist);
+    L.writer = L.rank == 0;
     qkv_status s = run(&L);
     if (L.metrics && fclose(L.metrics) != 0 && s == QKV_OK)
         s = qkv__write_fail("cannot write", L.metrics_path);
@@ -871,5 +1111,8 @@ qkv_status qkv_train_run(qkv_runtime *rt, qkv_trainer *t, const qkv_train_option
     qkv__free(L.values);
     qkv__free(L.order);
     qkv__free(L.val_order);
+    qkv__free(L.part);
+    qkv__free(L.gsum);
+    qkv__free(L.gbuf);
     return s;
 }

@@ -2,6 +2,7 @@
  * from the architecture's table, fresh initialization, configs from Hugging Face directories,
  * the activation arena, batch checks, the loss, and the public qkv_trainer_* entry points. */
 #include "train/trainer.h"
+#include "train/dist.h"
 
 #include "core/abi.h"
 #include "core/alloc.h"
@@ -166,8 +167,48 @@ qkv_status qkv__tconfig_load_cls(const char *dir, const qkv_classifier_spec *spe
 
 /* ---------------------------------------------------------------- parameters */
 
-static void add_param(qkv_trainer *t, const char *name, int64_t d0, int64_t d1,
-                      const qkv__param_spec *row) {
+/* Calls fn for every parameter of cfg, in named_parameters() order (the rows of
+ * models/params.h: l = -1 pre, 0..L-1 layers, L post, L + 1 head), with its shape. */
+typedef qkv_status (*param_fn)(void *ctx, const char *name, int64_t d0, int64_t d1, int64_t l,
+                               const qkv__param_spec *row);
+
+static qkv_status walk_params(const qkv__tconfig *cfg, const qkv__param_table *tab, param_fn fn,
+                              void *ctx) {
+    const int64_t L = cfg->L;
+    const qkv__dims dims = {.V = cfg->V,
+                            .P = cfg->P,
+                            .C = cfg->C,
+                            .F = cfg->F,
+                            .Q = cfg->H * cfg->D,
+                            .K = cfg->Hk * cfg->D,
+                            .TV = cfg->TV,
+                            .NL = cfg->NL};
+    char name[sizeof((qkv__tparam *)0)->name];
+    for (int64_t l = -1; l <= L + 1; l++) {
+        const qkv__param_spec *rows = l < 0    ? tab->pre
+                                      : l < L  ? tab->layer
+                                      : l == L ? tab->post
+                                               : tab->head;
+        int n = l < 0 ? tab->n_pre : l < L ? tab->n_layer : l == L ? tab->n_post : tab->n_head;
+        for (int i = 0; i < n; i++) {
+            if (rows[i].untied_only && cfg->tied) continue;
+            if (rows[i].dtype != QKV_DTYPE_F32) /* the flat buffers are F32 */
+                return qkv__fail(QKV_ERR_UNSUPPORTED, "trainer: %s is not F32", rows[i].name);
+            if (qkv__param_name(name, sizeof name, l <= L ? tab->prefix : "", &rows[i], l) !=
+                QKV_OK)
+                return QKV_ERR_INVALID_ARG;
+            QKV_TRY(fn(ctx, name, qkv__param_dim(rows[i].d0, &dims),
+                       rows[i].d1 == QKV__DIM_NONE ? 0 : qkv__param_dim(rows[i].d1, &dims), l,
+                       &rows[i]));
+        }
+    }
+    return QKV_OK;
+}
+
+static qkv_status add_param(void *ctx, const char *name, int64_t d0, int64_t d1, int64_t l,
+                            const qkv__param_spec *row) {
+    (void)l;
+    qkv_trainer *t = ctx;
     qkv__tparam *p = &t->params[t->n_params++];
     snprintf(p->name, sizeof p->name, "%s", name);
     p->ndim = d1 ? 2 : 1;
@@ -181,6 +222,7 @@ static void add_param(qkv_trainer *t, const char *name, int64_t d0, int64_t d1,
     p->dtype = row->dtype;
     /* keep every tensor 64-byte aligned in the flat buffers */
     t->n_floats += (p->numel + 15) / 16 * 16;
+    return QKV_OK;
 }
 
 static qkv_status check_config(const qkv__tconfig *c) {
@@ -240,37 +282,10 @@ qkv_status qkv__trainer_alloc(const qkv__tconfig *cfg, qkv_trainer **out) {
         qkv__free(t);
         return qkv__fail(QKV_ERR_NOMEM, "trainer: out of memory");
     }
-    const qkv__dims dims = {.V = cfg->V,
-                            .P = cfg->P,
-                            .C = cfg->C,
-                            .F = cfg->F,
-                            .Q = cfg->H * cfg->D,
-                            .K = cfg->Hk * cfg->D,
-                            .TV = cfg->TV,
-                            .NL = cfg->NL};
-    char name[sizeof t->params->name];
-    /* the rows of models/params.h, in named_parameters() order: l = -1 pre, L post, L + 1 head */
-    for (int64_t l = -1; l <= L + 1; l++) {
-        const qkv__param_spec *rows = l < 0    ? tab->pre
-                                      : l < L  ? tab->layer
-                                      : l == L ? tab->post
-                                               : tab->head;
-        int n = l < 0 ? tab->n_pre : l < L ? tab->n_layer : l == L ? tab->n_post : tab->n_head;
-        for (int i = 0; i < n; i++) {
-            if (rows[i].untied_only && cfg->tied) continue;
-            if (rows[i].dtype != QKV_DTYPE_F32) { /* the flat buffers are F32 */
-                qkv_trainer_free(t);
-                return qkv__fail(QKV_ERR_UNSUPPORTED, "trainer: %s is not F32", rows[i].name);
-            }
-            if (qkv__param_name(name, sizeof name, l <= L ? tab->prefix : "", &rows[i], l) !=
-                QKV_OK) {
-                qkv_trainer_free(t);
-                return QKV_ERR_INVALID_ARG;
-            }
-            add_param(t, name, qkv__param_dim(rows[i].d0, &dims),
-                      rows[i].d1 == QKV__DIM_NONE ? 0 : qkv__param_dim(rows[i].d1, &dims),
-                      &rows[i]);
-        }
+    qkv_status st = walk_params(cfg, tab, add_param, t);
+    if (st != QKV_OK) {
+        qkv_trainer_free(t);
+        return st;
     }
     (void)qkv__trainer_build_segs(t);
     size_t bytes = (size_t)t->n_floats * sizeof(float);
@@ -284,6 +299,49 @@ qkv_status qkv__trainer_alloc(const qkv__tconfig *cfg, qkv_trainer **out) {
                          (long long)t->n_floats);
     }
     *out = t;
+    return QKV_OK;
+}
+
+/* ---------------------------------------------------------------- sizes claimed by files */
+
+typedef struct numel_sum {
+    int64_t all, required, L;
+    int bert, cls;
+} numel_sum;
+
+static qkv_status sum_param(void *ctx, const char *name, int64_t d0, int64_t d1, int64_t l,
+                            const qkv__param_spec *row) {
+    (void)name, (void)row;
+    numel_sum *s = ctx;
+    const int64_t n = d0 * (d1 ? d1 : 1);
+    s->all += n;
+    /* what a Hugging Face file must hold: checkpoint.c's load_weights starts BERT's heads and a
+     * classifier's pooler fresh when the file lacks them */
+    if (!(s->bert && (l > s->L || (s->cls && l == s->L)))) s->required += n;
+    return QKV_OK;
+}
+
+qkv_status qkv__tconfig_check_file(const qkv__tconfig *cfg, const qkv_safetensors *st,
+                                   const char *path, int checkpoint) {
+    QKV_TRY(check_config(cfg));
+    numel_sum s = {.L = cfg->L,
+                   .cls = cfg->arch == QKV__TARCH_BERT_CLS,
+                   .bert = cfg->arch == QKV__TARCH_BERT || cfg->arch == QKV__TARCH_BERT_CLS};
+    QKV_TRY(walk_params(cfg, table_of(cfg->arch), sum_param, &s));
+    double have = 0;
+    for (size_t i = 0; i < qkv_safetensors_count(st); i++)
+        have += (double)qkv_safetensors_tensor(st, i)->nbytes;
+    /* a checkpoint holds the weights and both AdamW moments in F32; a model at least every
+     * required tensor in a 2-byte type (F16, BF16) */
+    const double need = checkpoint ? 12.0 * (double)s.all : 2.0 * (double)s.required;
+    if (need > have)
+        return qkv__fail(QKV_ERR_FORMAT,
+                         "%s: the %s claims %lld parameters (vocab %lld, positions %lld, hidden "
+                         "%lld, layers %lld, MLP %lld), %.0f bytes at least, but the file holds "
+                         "%.0f bytes of tensors",
+                         path, checkpoint ? "metadata" : "config", (long long)s.all,
+                         (long long)cfg->V, (long long)cfg->P, (long long)cfg->C, (long long)cfg->L,
+                         (long long)cfg->F, need, have);
     return QKV_OK;
 }
 
@@ -436,6 +494,24 @@ qkv_status qkv_trainer_set_trainable(qkv_trainer *t, size_t i, int trainable) {
         return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_set_trainable: no parameter %zu", i);
     t->params[i].trainable = trainable != 0;
     return QKV_OK;
+}
+
+float *qkv__trainer_buffer(qkv_trainer *t, int which, int64_t *n) {
+    *n = t->n_floats;
+    return which == 0 ? t->w : which == 1 ? t->g : which == 2 ? t->m : t->v;
+}
+
+int64_t qkv__trainer_layers(const qkv_trainer *t) { return t->cfg.L; }
+
+void qkv__trainer_layer_range(const qkv_trainer *t, int64_t l, int64_t *begin, int64_t *end) {
+    const size_t first = (size_t)t->tab->n_pre + (size_t)l * (size_t)t->tab->n_layer;
+    const qkv__tparam *last = &t->params[first + (size_t)t->tab->n_layer - 1];
+    *begin = t->params[first].offset;
+    *end = last->offset + (last->numel + 15) / 16 * 16; /* add_param's padding */
+}
+
+void qkv__trainer_set_layer_hook(qkv_trainer *t, void (*fn)(void *, int64_t), void *user) {
+    t->layer_hook = fn, t->layer_hook_user = user;
 }
 
 void qkv_trainer_zero_grad(qkv_trainer *t) {

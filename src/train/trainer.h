@@ -172,10 +172,20 @@ struct qkv_trainer {
     qkv__labels labels;      /* BERT_CLS: the head's label names and problem type */
     size_t n_fresh;          /* parameters initialized fresh by the last load */
     struct qkv__tlora *lora; /* LoRA adapters (lora_train.c), NULL: none */
+    /* called after block l's backward (its parameters' gradients are final for this
+     * micro-batch): the data-parallel loop starts their all-reduce there (loop.c); NULL: none */
+    void (*layer_hook)(void *user, int64_t l);
+    void *layer_hook_user;
 };
 
 /* The parameter table and zeroed buffers (weights not initialized); trainer.c. */
 qkv_status qkv__trainer_alloc(const qkv__tconfig *cfg, qkv_trainer **out);
+/* Before allocating a trainer for cfg read from a file: refuses (QKV_ERR_FORMAT, path named) a
+ * config whose parameters cannot be in st's tensors: a checkpoint (checkpoint != 0) must hold
+ * 12 bytes per parameter (F32 weights and both moments), a Hugging Face model 2 per required
+ * parameter. So a few bytes of metadata cannot claim gigabytes. */
+qkv_status qkv__tconfig_check_file(const qkv__tconfig *cfg, const qkv_safetensors *st,
+                                   const char *path, int checkpoint);
 /* Sets parameter i to its fresh initialization (trainer.c: as transformers does). */
 void qkv__trainer_init_param(struct qkv_trainer *t, size_t i, uint64_t seed);
 /* The trainer config of a Hugging Face directory's config.json (gpt2, llama/mistral, bert). */

@@ -1,0 +1,297 @@
+/* cmd_translate.c — `qkv translate`: a MarianMT directory translates lines, one output line per
+ * input line. Lines are read in windows (8 batches' worth, or up to the end of the input),
+ * each window sorted by token count so that a batch holds sentences of similar lengths, and
+ * written back in input order when the window is done: streaming with bounded memory, and a
+ * pipe of single lines (--batch 1) answers line by line. Text goes through the directory's
+ * tokenizer (source.spm + vocab.json); decoding is qkv_seq2seq_generate with the directory's
+ * generation defaults unless overridden. */
+#include "cli.h"
+#include "textio.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void cmd_translate_help(void) {
+    printf("Usage: qkv translate --model DIR [FILE | -] [options]\n\n"
+           "Translates each line of FILE (or stdin: '-' or no FILE) with a MarianMT model\n"
+           "directory (config.json, model.safetensors, source.spm, vocab.json; OPUS-MT layout)\n"
+           "and writes one line per input line, in input order, as transformers' generate()\n"
+           "then decode(skip_special_tokens=True) would.\n\n"
+           "Options:\n"
+           "  --beams N          beam size (default: the directory's num_beams; 1 = greedy)\n"
+           "  --max-length N     target tokens at most, counting the start token (default:\n"
+           "                     the directory's max_length)\n"
+           "  --max-new-tokens N new tokens at most (overrides --max-length)\n"
+           "  --length-penalty X beam score = log p / length^X (default: the directory's)\n"
+           "  --no-repeat-ngram N  no n-gram of this size twice (default: the directory's)\n"
+           "  --batch N          sentences decoded together (default 32); sentences are sorted\n"
+           "                     by length within windows of 8 batches, each window written\n"
+           "                     when done (--batch 1: every line as soon as it is read)\n"
+           "  --json             one JSON object per line: line, translation, score, tokens\n"
+           "  --threads N        threads (default: QKV_NUM_THREADS or all CPUs)\n");
+}
+
+typedef struct {
+    size_t index; /* line number - 1 */
+    int32_t *ids;
+    int64_t n;
+} item;
+
+static int by_length(const void *a, const void *b) {
+    const item *x = a, *y = b;
+    if (x->n != y->n) return x->n < y->n ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+typedef struct {
+    const qkv_seq2seq *m;
+    const qkv_tokenizer *tok;
+    qkv_runtime *rt;
+    const qkv_translate_options *o;
+    int64_t cap; /* target tokens per sentence */
+    size_t batch;
+    int json;
+} ctx;
+
+/* Translates and writes lines[0, n) (line numbers first + 1 ...); returns the exit code. */
+static int run_window(const ctx *c, char **lines, size_t n, size_t first) {
+    item *it = calloc(n, sizeof *it);
+    char **text = calloc(n, sizeof *text);
+    float *score = calloc(n, sizeof *score);
+    int64_t *olen = calloc(n, sizeof *olen), *lens = calloc(c->batch, sizeof *lens);
+    int32_t *out = malloc(sizeof(int32_t) * c->batch * (size_t)c->cap);
+    int rc = it && text && score && olen && lens && out ? EXIT_OK : EXIT_FAIL;
+    if (rc != EXIT_OK) fprintf(stderr, "qkv translate: out of memory\n");
+    const int64_t max_src = qkv_seq2seq_max_source(c->m);
+    for (size_t i = 0; rc == EXIT_OK && i < n; i++) {
+        qkv_encoding *e = NULL;
+        qkv_status s = qkv_tokenizer_encode(c->tok, lines[i], strlen(lines[i]), NULL, 0, NULL, &e);
+        if (s != QKV_OK) {
+            char what[64];
+            snprintf(what, sizeof what, "line %zu", first + i + 1);
+            rc = cli_report(what, s);
+            break;
+        }
+        if ((int64_t)e->n > max_src || e->n == 0) {
+            fprintf(stderr,
+                    "qkv translate: line %zu has %zu tokens; the model takes at most %lld "
+                    "(max_position_embeddings)\n",
+                    first + i + 1, e->n, (long long)max_src);
+            qkv_encoding_free(e);
+            rc = EXIT_USAGE;
+            break;
+        }
+        it[i].index = i;
+        it[i].n = (int64_t)e->n;
+        it[i].ids = malloc(sizeof(int32_t) * e->n);
+        if (it[i].ids) memcpy(it[i].ids, e->ids, sizeof(int32_t) * e->n);
+        qkv_encoding_free(e);
+        if (!it[i].ids) {
+            fprintf(stderr, "qkv translate: out of memory\n");
+            rc = EXIT_FAIL;
+        }
+    }
+    if (rc == EXIT_OK) qsort(it, n, sizeof *it, by_length);
+    int32_t *src = NULL;
+    for (size_t b0 = 0; rc == EXIT_OK && b0 < n; b0 += c->batch) {
+        const size_t nb = n - b0 < c->batch ? n - b0 : c->batch;
+        size_t total = 0;
+        for (size_t k = 0; k < nb; k++) total += (size_t)it[b0 + k].n;
+        int32_t *grow = realloc(src, sizeof(int32_t) * total);
+        if (!grow) {
+            fprintf(stderr, "qkv translate: out of memory\n");
+            rc = EXIT_FAIL;
+            break;
+        }
+        src = grow;
+        for (size_t k = 0, o = 0; k < nb; o += (size_t)it[b0 + k].n, k++) {
+            memcpy(src + o, it[b0 + k].ids, sizeof(int32_t) * (size_t)it[b0 + k].n);
+            lens[k] = it[b0 + k].n;
+        }
+        float sc[4096];
+        float *scores = nb <= 4096 ? sc : NULL;
+        qkv_status s = qkv_seq2seq_generate(c->rt, c->m, src, lens, nb, c->o, out, olen, scores);
+        if (s != QKV_OK) {
+            rc = cli_report("translate", s);
+            break;
+        }
+        for (size_t k = 0; rc == EXIT_OK && k < nb; k++) {
+            const size_t i = it[b0 + k].index;
+            score[i] = scores ? scores[k] : 0.0f;
+            s = qkv_tokenizer_decode(c->tok, out + k * (size_t)c->cap, (size_t)olen[k], 1, &text[i],
+                                     NULL);
+            if (s != QKV_OK) rc = cli_report("decode", s);
+            it[b0 + k].n = olen[k]; /* now the target length, for --json */
+        }
+    }
+    if (rc == EXIT_OK) {
+        int64_t *tlen = olen; /* target lengths in input order */
+        for (size_t k = 0; k < n; k++) tlen[it[k].index] = it[k].n;
+        for (size_t i = 0; i < n; i++) {
+            if (c->json) {
+                printf("{\"line\": %zu, \"translation\": ", first + i + 1);
+                json_write_string(stdout, text[i], strlen(text[i]));
+                printf(", \"score\": %.9g, \"tokens\": %lld}\n", (double)score[i],
+                       (long long)tlen[i]);
+            } else {
+                fputs(text[i], stdout);
+                fputc('\n', stdout);
+            }
+        }
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            fprintf(stderr, "qkv translate: cannot write the output\n");
+            rc = EXIT_FAIL;
+        }
+    }
+    for (size_t i = 0; it && i < n; i++) free(it[i].ids);
+    for (size_t i = 0; text && i < n; i++) qkv_free(text[i]);
+    free(it), free(text), free(score), free(olen), free(lens), free(out), free(src);
+    return rc;
+}
+
+int cmd_translate(int argc, char **argv) {
+    const char *model = NULL, *input = NULL;
+    long beams = 0, max_length = 0, max_new = 0, batch = 32, threads = 0, ngram = -1;
+    double lp = 0;
+    int json = 0, have_lp = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_VALUE                                                                                 \
+    if (!v) return cli_usage_error("translate", "%s needs a value", a);                            \
+    i++
+        if (cli_is_help(a)) {
+            cmd_translate_help();
+            return EXIT_OK;
+        } else if (strcmp(a, "--model") == 0) {
+            NEED_VALUE;
+            model = v;
+        } else if (strcmp(a, "--beams") == 0) {
+            NEED_VALUE;
+            if (cli_parse_count("translate", a, v, 1, 1024, &beams)) return EXIT_USAGE;
+        } else if (strcmp(a, "--max-length") == 0) {
+            NEED_VALUE;
+            if (cli_parse_count("translate", a, v, 2, 1 << 20, &max_length)) return EXIT_USAGE;
+        } else if (strcmp(a, "--max-new-tokens") == 0) {
+            NEED_VALUE;
+            if (cli_parse_count("translate", a, v, 1, 1 << 20, &max_new)) return EXIT_USAGE;
+        } else if (strcmp(a, "--no-repeat-ngram") == 0) {
+            NEED_VALUE;
+            if (cli_parse_count("translate", a, v, 0, 1 << 20, &ngram)) return EXIT_USAGE;
+        } else if (strcmp(a, "--batch") == 0) {
+            NEED_VALUE;
+            if (cli_parse_count("translate", a, v, 1, 4096, &batch)) return EXIT_USAGE;
+        } else if (strcmp(a, "--threads") == 0) {
+            NEED_VALUE;
+            if (cli_parse_count("translate", a, v, 1, 1024, &threads)) return EXIT_USAGE;
+        } else if (strcmp(a, "--length-penalty") == 0) {
+            NEED_VALUE;
+            char *end;
+            lp = strtod(v, &end);
+            if (!*v || *end || !(lp > -1e6 && lp < 1e6))
+                return cli_usage_error("translate", "--length-penalty wants a number, got '%s'", v);
+            have_lp = 1;
+        } else if (strcmp(a, "--json") == 0) {
+            json = 1;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return cli_usage_error("translate", "unknown option '%s'", a);
+        } else if (!input) {
+            input = a;
+        } else {
+            return cli_usage_error("translate", "one input file at most ('%s' is a second)", a);
+        }
+#undef NEED_VALUE
+    }
+    if (!model) return cli_usage_error("translate", "--model DIR is required");
+    if (!input) input = "-";
+
+    qkv_seq2seq *m = NULL;
+    qkv_tokenizer *tok = NULL;
+    qkv_runtime *rt = NULL;
+    FILE *f = NULL;
+    int rc = EXIT_OK;
+    qkv_status s = qkv_seq2seq_load(model, &m);
+    if (s != QKV_OK) return cli_report(model, s);
+    if ((s = qkv_tokenizer_load(model, &tok)) != QKV_OK) {
+        rc = cli_report(model, s);
+        goto done;
+    }
+    if ((s = qkv_runtime_create((int)threads, &rt)) != QKV_OK) {
+        rc = cli_report("runtime", s);
+        goto done;
+    }
+    qkv_translate_options o;
+    qkv_seq2seq_default_options(m, &o);
+    if (beams) o.num_beams = beams;
+    if (max_length) o.max_length = max_length;
+    if (max_new) o.max_new_tokens = max_new;
+    if (ngram >= 0) o.no_repeat_ngram_size = ngram;
+    if (have_lp) o.length_penalty = (float)lp;
+    const int64_t cap = qkv_seq2seq_max_output(m, &o);
+    if (cap == 0) {
+        rc = cli_report("options", QKV_ERR_INVALID_ARG);
+        goto done;
+    }
+    struct stat sb;
+    if (strcmp(input, "-") != 0 && (stat(input, &sb) != 0 || !S_ISREG(sb.st_mode))) {
+        fprintf(stderr, "qkv translate: %s: not a readable regular file\n", input);
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    f = strcmp(input, "-") == 0 ? stdin : fopen(input, "rb");
+    if (!f) {
+        fprintf(stderr, "qkv translate: %s: cannot open\n", input);
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    ctx c = {m, tok, rt, &o, cap, (size_t)batch, json};
+    const size_t window = batch == 1 ? 1 : 8 * (size_t)batch; /* --batch 1: line by line */
+    char **lines = calloc(window, sizeof *lines);
+    char *buf = NULL;
+    size_t bcap = 0, n = 0, first = 0;
+    ssize_t got;
+    if (!lines) {
+        fprintf(stderr, "qkv translate: out of memory\n");
+        rc = EXIT_FAIL;
+    }
+    while (rc == EXIT_OK && (got = getline(&buf, &bcap, f)) >= 0) {
+        size_t len = (size_t)got;
+        if (len && buf[len - 1] == '\n') len--;
+        if (len && buf[len - 1] == '\r') len--;
+        if (memchr(buf, '\0', len)) {
+            fprintf(stderr, "qkv translate: %s: line %zu contains a NUL byte\n", input,
+                    first + n + 1);
+            rc = EXIT_USAGE;
+            break;
+        }
+        lines[n] = strndup(buf, len);
+        if (!lines[n]) {
+            fprintf(stderr, "qkv translate: out of memory\n");
+            rc = EXIT_FAIL;
+            break;
+        }
+        /* a full window: translate it and write it out */
+        if (++n == window) {
+            rc = run_window(&c, lines, n, first);
+            for (size_t i = 0; i < n; i++) free(lines[i]);
+            first += n;
+            n = 0;
+        }
+    }
+    if (rc == EXIT_OK && ferror(f)) {
+        fprintf(stderr, "qkv translate: %s: read error\n", input);
+        rc = EXIT_USAGE;
+    }
+    if (rc == EXIT_OK && n) rc = run_window(&c, lines, n, first);
+    for (size_t i = 0; lines && i < n; i++) free(lines[i]);
+    free(lines);
+    free(buf);
+done:
+    if (f && f != stdin) fclose(f);
+    qkv_runtime_free(rt);
+    qkv_tokenizer_free(tok);
+    qkv_seq2seq_free(m);
+    return rc;
+}

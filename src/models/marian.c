@@ -1,0 +1,653 @@
+/* marian.c — loading a Hugging Face MarianMT directory and running its encoder and one decoder
+ * step (see marian.h). Both are lists of layer calls: the encoder block is block.h's BERT block
+ * (qkv__enc_block_forward), the decoder block qkv__s2s_dec_block_forward; what is Marian's own
+ * is the embedding (scale, sinusoidal table), where the attention gets its keys (attend_* below)
+ * and the head with final_logits_bias. */
+#include "models/marian.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "io/json.h"
+#include "io/safetensors.h"
+#include "nn/nn.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- config */
+
+/* An integer field in [lo, hi]; absent or null: def (required: FORMAT). */
+static qkv_status get_int(const char *path, json_t *o, const char *key, int64_t def, int required,
+                          int64_t lo, int64_t hi, int64_t *out) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) {
+        if (required)
+            return qkv__fail(QKV_ERR_FORMAT, "%s: missing required field '%s'", path, key);
+        *out = def;
+        return QKV_OK;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be an integer in [%lld, %lld]", path,
+                         key, (long long)lo, (long long)hi);
+    *out = (int64_t)json_integer_value(v);
+    return QKV_OK;
+}
+
+static qkv_status get_bool(const char *path, json_t *o, const char *key, int def, int *out) {
+    json_t *v = json_object_get(o, key);
+    *out = def;
+    if (!v || json_is_null(v)) return QKV_OK;
+    if (!json_is_boolean(v))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be true or false", path, key);
+    *out = json_is_true(v);
+    return QKV_OK;
+}
+
+/* transformers' GenerationConfig defaults (decoder_start_token_id falls back to the model's). */
+static void generation_defaults(qkv_marian_config *c) {
+    c->num_beams = 1;
+    c->max_length = 20;
+    c->length_penalty = 1.0f;
+    c->early_stopping = QKV__ES_FALSE;
+    c->no_repeat_ngram = 0;
+    c->forced_eos = -1;
+    c->renormalize = 0;
+    qkv__free(c->bad_ids);
+    c->bad_ids = NULL;
+    c->n_bad = 0;
+}
+
+/* The decoding defaults of one file (config.json, then generation_config.json over it). */
+static qkv_status parse_generation(const char *path, json_t *o, qkv_marian_config *c) {
+    int64_t x = 0;
+    QKV_TRY(get_int(path, o, "num_beams", c->num_beams, 0, 1, 1024, &c->num_beams));
+    QKV_TRY(get_int(path, o, "max_length", c->max_length, 0, 1, 1 << 20, &c->max_length));
+    QKV_TRY(get_int(path, o, "no_repeat_ngram_size", c->no_repeat_ngram, 0, 0, 1 << 20,
+                    &c->no_repeat_ngram));
+    QKV_TRY(get_int(path, o, "decoder_start_token_id", c->start, 0, 0, c->Vd - 1, &x));
+    c->start = (int32_t)x;
+    QKV_TRY(get_int(path, o, "forced_eos_token_id", c->forced_eos, 0, -1, c->Vd - 1, &x));
+    c->forced_eos = (int32_t)x;
+    json_t *v = json_object_get(o, "length_penalty");
+    if (v && !json_is_null(v)) {
+        if (!json_is_number(v) || !isfinite(json_number_value(v)))
+            return qkv__fail(QKV_ERR_FORMAT, "%s: field 'length_penalty' must be a number", path);
+        c->length_penalty = (float)json_number_value(v);
+    }
+    v = json_object_get(o, "early_stopping");
+    if (json_is_boolean(v))
+        c->early_stopping = json_is_true(v) ? QKV__ES_TRUE : QKV__ES_FALSE;
+    else if (json_is_string(v) && strcmp(json_string_value(v), "never") == 0)
+        c->early_stopping = QKV__ES_NEVER;
+    else if (v && !json_is_null(v))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: early_stopping must be true, false or \"never\"",
+                         path);
+    QKV_TRY(get_bool(path, o, "renormalize_logits", c->renormalize, &c->renormalize));
+    /* settings that would change the result and are not implemented: refused unless default */
+    static const char *const zero_ints[] = {"min_length", "min_new_tokens",
+                                            "encoder_no_repeat_ngram_size"};
+    for (size_t i = 0; i < sizeof zero_ints / sizeof *zero_ints; i++)
+        QKV_TRY(get_int(path, o, zero_ints[i], 0, 0, 0, 0, &x));
+    QKV_TRY(get_int(path, o, "num_beam_groups", 1, 0, 1, 1, &x));
+    QKV_TRY(get_int(path, o, "num_return_sequences", 1, 0, 1, 1, &x));
+    int b = 0;
+    QKV_TRY(get_bool(path, o, "do_sample", 0, &b));
+    if (b) return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: do_sample = true is not supported", path);
+    static const char *const null_only[] = {"forced_bos_token_id",
+                                            "suppress_tokens",
+                                            "begin_suppress_tokens",
+                                            "sequence_bias",
+                                            "exponential_decay_length_penalty",
+                                            "force_words_ids"};
+    for (size_t i = 0; i < sizeof null_only / sizeof *null_only; i++) {
+        json_t *w = json_object_get(o, null_only[i]);
+        if (w && !json_is_null(w))
+            return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: %s is not supported", path, null_only[i]);
+    }
+    json_t *rp = json_object_get(o, "repetition_penalty");
+    if (rp && !json_is_null(rp) && !(json_is_number(rp) && json_number_value(rp) == 1.0))
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "%s: repetition_penalty other than 1 is not supported", path);
+    v = json_object_get(o, "bad_words_ids");
+    if (v && !json_is_null(v)) {
+        if (!json_is_array(v))
+            return qkv__fail(QKV_ERR_FORMAT, "%s: bad_words_ids must be a list of lists", path);
+        qkv__free(c->bad_ids);
+        c->n_bad = 0;
+        c->bad_ids = qkv__calloc(json_array_size(v) + 1, sizeof *c->bad_ids);
+        if (!c->bad_ids) return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", path);
+        size_t i;
+        json_t *w;
+        json_array_foreach(v, i, w) {
+            json_t *t = json_array_get(w, 0);
+            if (!json_is_array(w) || json_array_size(w) != 1)
+                return qkv__fail(QKV_ERR_UNSUPPORTED,
+                                 "%s: bad_words_ids[%zu]: only single-token entries are supported",
+                                 path, i);
+            if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= c->Vd)
+                return qkv__fail(QKV_ERR_FORMAT, "%s: bad_words_ids[%zu] is not a token id", path,
+                                 i);
+            c->bad_ids[c->n_bad++] = (int32_t)json_integer_value(t);
+        }
+    }
+    return QKV_OK;
+}
+
+static qkv_status parse_config(const char *path, json_t *o, qkv_marian_config *c) {
+    if (!json_is_object(o)) return qkv__fail(QKV_ERR_FORMAT, "%s: not a JSON object", path);
+    json_t *mt = json_object_get(o, "model_type");
+    if (!json_is_string(mt) || strcmp(json_string_value(mt), "marian") != 0)
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "%s: model_type '%s' is not a supported encoder-decoder (marian)", path,
+                         json_is_string(mt) ? json_string_value(mt) : "(missing)");
+    QKV_TRY(get_int(path, o, "vocab_size", 0, 1, 2, INT32_MAX, &c->V));
+    QKV_TRY(get_int(path, o, "d_model", 0, 1, 2, 65536, &c->C));
+    QKV_TRY(get_int(path, o, "max_position_embeddings", 0, 1, 1, 1 << 16, &c->P));
+    QKV_TRY(get_int(path, o, "encoder_layers", 0, 1, 1, 1024, &c->Le));
+    QKV_TRY(get_int(path, o, "decoder_layers", 0, 1, 1, 1024, &c->Ld));
+    QKV_TRY(get_int(path, o, "encoder_attention_heads", 0, 1, 1, 4096, &c->He));
+    QKV_TRY(get_int(path, o, "decoder_attention_heads", 0, 1, 1, 4096, &c->Hd));
+    QKV_TRY(get_int(path, o, "encoder_ffn_dim", 0, 1, 1, 1 << 20, &c->Fe));
+    QKV_TRY(get_int(path, o, "decoder_ffn_dim", 0, 1, 1, 1 << 20, &c->Fd));
+    if (c->P * c->C > ((int64_t)1 << 28))
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "%s: max_position_embeddings %lld x d_model %lld: the position table "
+                         "would exceed 1 GiB",
+                         path, (long long)c->P, (long long)c->C);
+    if (c->C % 2 || c->C % c->He || c->C % c->Hd)
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "%s: d_model %lld must be even and a multiple of the attention heads",
+                         path, (long long)c->C);
+    QKV_TRY(get_bool(path, o, "share_encoder_decoder_embeddings", 1, &c->shared));
+    QKV_TRY(get_bool(path, o, "tie_word_embeddings", 1, &c->tied));
+    c->Vd = c->V;
+    if (!c->shared) QKV_TRY(get_int(path, o, "decoder_vocab_size", c->V, 0, 2, INT32_MAX, &c->Vd));
+    int scale, nb;
+    QKV_TRY(get_bool(path, o, "scale_embedding", 0, &scale));
+    c->embed_scale = scale ? sqrtf((float)c->C) : 1.0f;
+    QKV_TRY(get_bool(path, o, "normalize_before", 0, &nb));
+    if (nb) return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: normalize_before = true", path);
+    json_t *act = json_object_get(o, "activation_function");
+    const char *a = json_is_string(act) ? json_string_value(act) : "gelu";
+    static const struct {
+        const char *name;
+        qkv_act act;
+    } acts[] = {{"swish", QKV_ACT_SILU},
+                {"silu", QKV_ACT_SILU},
+                {"gelu", QKV_ACT_GELU_ERF},
+                {"gelu_new", QKV_ACT_GELU_TANH},
+                {"gelu_pytorch_tanh", QKV_ACT_GELU_TANH},
+                {"relu", QKV_ACT_RELU}};
+    c->act = QKV_ACT_NONE;
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++)
+        if (strcmp(a, acts[i].name) == 0) c->act = acts[i].act;
+    if (c->act == QKV_ACT_NONE)
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "%s: activation_function '%s' is not supported (swish, silu, gelu, "
+                         "gelu_new, relu)",
+                         path, a);
+    int64_t x = 0;
+    QKV_TRY(get_int(path, o, "pad_token_id", 0, 1, 0, c->Vd - 1, &x));
+    c->pad = (int32_t)x;
+    QKV_TRY(get_int(path, o, "eos_token_id", 0, 1, 0, c->Vd - 1, &x));
+    c->eos = (int32_t)x;
+    c->start = c->pad;
+    generation_defaults(c);
+    return parse_generation(path, o, c);
+}
+
+qkv_status qkv__marian_config_load(const char *dir, qkv_marian_config *cfg) {
+    char path[4096], gpath[4096];
+    if (!dir || !cfg) return qkv__fail(QKV_ERR_INVALID_ARG, "marian config: NULL argument");
+    memset(cfg, 0, sizeof *cfg);
+    QKV_TRY(qkv__json_config_path(dir, path, sizeof path));
+    if (snprintf(gpath, sizeof gpath, "%s/generation_config.json", dir) >= (int)sizeof gpath)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
+    qkv__json_begin();
+    json_t *root = NULL, *gen = NULL;
+    qkv_status s = qkv__json_load_file(path, 0, &root);
+    if (s == QKV_OK) s = parse_config(path, root, cfg);
+    if (s == QKV_OK) s = qkv__json_load_file(gpath, 1, &gen);
+    if (s == QKV_OK && gen) { /* as transformers: the file alone, not merged with config.json */
+        generation_defaults(cfg);
+        s = json_is_object(gen) ? parse_generation(gpath, gen, cfg)
+                                : qkv__fail(QKV_ERR_FORMAT, "%s: not a JSON object", gpath);
+    }
+    json_decref(root);
+    json_decref(gen);
+    qkv__json_end();
+    if (s != QKV_OK) qkv__marian_config_release(cfg);
+    return s;
+}
+
+void qkv__marian_config_release(qkv_marian_config *cfg) {
+    if (!cfg) return;
+    qkv__free(cfg->bad_ids);
+    cfg->bad_ids = NULL;
+    cfg->n_bad = 0;
+}
+
+/* ---------------------------------------------------------------- weights */
+
+typedef struct {
+    qkv_marian *m;
+    const char *path, *prefix;
+} loader;
+
+static qkv_status get(loader *L, const char *name, int64_t d0, int64_t d1, const float **out) {
+    char full[256];
+    if (snprintf(full, sizeof full, "%s%s", L->prefix, name) >= (int)sizeof full)
+        return qkv__fail(QKV_ERR_INTERNAL, "marian: tensor name too long");
+    return qkv__weight_f32(L->m->st, L->path, full, d0, d1, &L->m->owned, out);
+}
+
+/* The first of names (each without the prefix; "" ends the list) that the file holds. */
+static const char *first_present(loader *L, const char *const *names) {
+    char full[256];
+    for (; **names; names++) {
+        snprintf(full, sizeof full, "%s%s", L->prefix, *names);
+        if (qkv_safetensors_find(L->m->st, full)) return *names;
+    }
+    return NULL;
+}
+
+/* A linear layer "<base>.weight" (out, in) + "<base>.bias", packed. */
+static qkv_status linear(loader *L, const char *base, int64_t in, int64_t out, qkv_nn_linear *y) {
+    qkv_marian *m = L->m;
+    char name[256];
+    const float *w, *b;
+    snprintf(name, sizeof name, "%s.weight", base);
+    QKV_TRY(get(L, name, out, in, &w));
+    snprintf(name, sizeof name, "%s.bias", base);
+    QKV_TRY(get(L, name, out, 0, &b));
+    qkv_gemm_packed **slot = &m->packed[m->n_packed];
+    QKV_TRY(qkv__gemm_pack_b(NULL, 1, in, out, w, in, slot));
+    m->n_packed++;
+    qkv__safetensors_drop_pages(m->st, w, (size_t)in * (size_t)out * sizeof(float));
+    *y = qkv_nn_linear_packed(*slot, b);
+    return QKV_OK;
+}
+
+static qkv_status norm(loader *L, const char *base, const float **w, const float **b) {
+    char name[256];
+    snprintf(name, sizeof name, "%s.weight", base);
+    QKV_TRY(get(L, name, L->m->cfg.C, 0, w));
+    snprintf(name, sizeof name, "%s.bias", base);
+    return get(L, name, L->m->cfg.C, 0, b);
+}
+
+static qkv_status load_layers(loader *L) {
+    qkv_marian *m = L->m;
+    const qkv_marian_config *c = &m->cfg;
+    const int64_t C = c->C;
+    char b[192], n2[224];
+    for (int64_t l = 0; l < c->Le; l++) {
+        qkv__enc_layer *e = &m->enc[l];
+        qkv_nn_linear *lin[4] = {&e->q, &e->k, &e->v, &e->o};
+        const char *proj[4] = {"q_proj", "k_proj", "v_proj", "out_proj"};
+        for (int i = 0; i < 4; i++) {
+            snprintf(b, sizeof b, "encoder.layers.%lld.self_attn.%s", (long long)l, proj[i]);
+            QKV_TRY(linear(L, b, C, C, lin[i]));
+        }
+        snprintf(b, sizeof b, "encoder.layers.%lld.", (long long)l);
+        snprintf(n2, sizeof n2, "%sfc1", b);
+        QKV_TRY(linear(L, n2, C, c->Fe, &e->fc));
+        snprintf(n2, sizeof n2, "%sfc2", b);
+        QKV_TRY(linear(L, n2, c->Fe, C, &e->out));
+        snprintf(n2, sizeof n2, "%sself_attn_layer_norm", b);
+        QKV_TRY(norm(L, n2, &e->ln1_w, &e->ln1_b));
+        snprintf(n2, sizeof n2, "%sfinal_layer_norm", b);
+        QKV_TRY(norm(L, n2, &e->ln2_w, &e->ln2_b));
+    }
+    for (int64_t l = 0; l < c->Ld; l++) {
+        qkv__s2s_dec_layer *d = &m->dec[l];
+        qkv_nn_linear *lin[8] = {&d->q, &d->k, &d->v, &d->o, &d->cq, &d->ck, &d->cv, &d->co};
+        const char *proj[4] = {"q_proj", "k_proj", "v_proj", "out_proj"};
+        for (int i = 0; i < 8; i++) {
+            snprintf(b, sizeof b, "decoder.layers.%lld.%s.%s", (long long)l,
+                     i < 4 ? "self_attn" : "encoder_attn", proj[i % 4]);
+            QKV_TRY(linear(L, b, C, C, lin[i]));
+        }
+        snprintf(b, sizeof b, "decoder.layers.%lld.", (long long)l);
+        snprintf(n2, sizeof n2, "%sfc1", b);
+        QKV_TRY(linear(L, n2, C, c->Fd, &d->fc));
+        snprintf(n2, sizeof n2, "%sfc2", b);
+        QKV_TRY(linear(L, n2, c->Fd, C, &d->out));
+        snprintf(n2, sizeof n2, "%sself_attn_layer_norm", b);
+        QKV_TRY(norm(L, n2, &d->ln1_w, &d->ln1_b));
+        snprintf(n2, sizeof n2, "%sencoder_attn_layer_norm", b);
+        QKV_TRY(norm(L, n2, &d->ln2_w, &d->ln2_b));
+        snprintf(n2, sizeof n2, "%sfinal_layer_norm", b);
+        QKV_TRY(norm(L, n2, &d->ln3_w, &d->ln3_b));
+    }
+    return QKV_OK;
+}
+
+/* The embeddings and the head. save_pretrained keeps one of a set of tied tensors, so each
+ * table is looked up under every name it is tied to. */
+static qkv_status load_embeddings(loader *L) {
+    qkv_marian *m = L->m;
+    const qkv_marian_config *c = &m->cfg;
+    static const char *const shared[] = {"model.shared.weight", "model.encoder.embed_tokens.weight",
+                                         "model.decoder.embed_tokens.weight", "lm_head.weight", ""};
+    static const char *const enc[] = {"model.encoder.embed_tokens.weight", "model.shared.weight",
+                                      ""};
+    static const char *const dec_tied[] = {"model.decoder.embed_tokens.weight", "lm_head.weight",
+                                           ""};
+    static const char *const dec[] = {"model.decoder.embed_tokens.weight", ""};
+    const char *saved = L->prefix;
+    L->prefix = ""; /* these names carry their own prefix */
+    const char *ne = first_present(L, c->shared ? shared : enc);
+    const char *nd = c->shared ? ne : first_present(L, c->tied ? dec_tied : dec);
+    qkv_status s = QKV_OK;
+    if (!ne || !nd)
+        s = qkv__fail(QKV_ERR_FORMAT, "%s: no %s embedding table (%s)", L->path,
+                      !ne ? "encoder" : "decoder", !ne ? (c->shared ? shared : enc)[0] : dec[0]);
+    if (s == QKV_OK) s = get(L, ne, c->V, c->C, &m->enc_embed);
+    if (s == QKV_OK) s = get(L, nd, c->Vd, c->C, &m->dec_embed);
+    const float *head = m->dec_embed;
+    if (s == QKV_OK && !c->tied) s = get(L, "lm_head.weight", c->Vd, c->C, &head);
+    if (s == QKV_OK && qkv_safetensors_find(m->st, "final_logits_bias"))
+        s = get(L, "final_logits_bias", 1, c->Vd, &m->logits_bias);
+    if (s == QKV_OK)
+        s = qkv__gemm_pack_b(NULL, 1, c->C, c->Vd, head, c->C, &m->packed[m->n_packed]);
+    if (s == QKV_OK) m->head = qkv_nn_linear_packed(m->packed[m->n_packed++], m->logits_bias);
+    L->prefix = saved;
+    return s;
+}
+
+/* Marian's sinusoidal table (P, C): sines of p / 10000^(2i/C) in the first half, cosines in the
+ * second, in double as numpy computes it, rounded once. */
+static qkv_status make_positions(qkv_marian *m) {
+    const int64_t P = m->cfg.P, C = m->cfg.C, h = C / 2;
+    size_t n;
+    if (qkv__mul_overflow((size_t)P, (size_t)C * sizeof(float), &n))
+        return qkv__fail(QKV_ERR_OVERFLOW, "marian: position table overflows");
+    m->pe = qkv__alloc(n);
+    if (!m->pe) return qkv__fail(QKV_ERR_NOMEM, "marian: cannot allocate the position table");
+    for (int64_t p = 0; p < P; p++)
+        for (int64_t i = 0; i < h; i++) {
+            double a = (double)p / pow(10000.0, (double)(2 * i) / (double)C);
+            m->pe[p * C + i] = (float)sin(a);
+            m->pe[p * C + h + i] = (float)cos(a);
+        }
+    return QKV_OK;
+}
+
+qkv_status qkv__marian_load(const char *dir, qkv_marian **out) {
+    if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv__marian_load: NULL argument");
+    *out = NULL;
+    qkv_marian *m = qkv__calloc(1, sizeof *m);
+    if (!m) return qkv__fail(QKV_ERR_NOMEM, "marian: out of memory");
+    qkv_status s = qkv__marian_config_load(dir, &m->cfg);
+    char path[4096];
+    if (s == QKV_OK && snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
+        s = qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
+    if (s == QKV_OK) s = qkv_safetensors_open(path, &m->st);
+    if (s == QKV_OK) {
+        const qkv_marian_config *c = &m->cfg;
+        m->enc = qkv__calloc((size_t)c->Le, sizeof *m->enc);
+        m->dec = qkv__calloc((size_t)c->Ld, sizeof *m->dec);
+        m->packed = qkv__calloc((size_t)(6 * c->Le + 10 * c->Ld + 1), sizeof *m->packed);
+        if (!m->enc || !m->dec || !m->packed) s = qkv__fail(QKV_ERR_NOMEM, "marian: out of memory");
+    }
+    if (s == QKV_OK) {
+        loader L = {m, path, "model."};
+        if (!qkv_safetensors_find(m->st, "model.encoder.layers.0.fc1.weight")) L.prefix = "";
+        s = load_layers(&L);
+        if (s == QKV_OK) s = load_embeddings(&L);
+    }
+    if (s == QKV_OK) s = make_positions(m);
+    if (s != QKV_OK) {
+        qkv__marian_free(m);
+        return s;
+    }
+    *out = m;
+    return QKV_OK;
+}
+
+void qkv__marian_free(qkv_marian *m) {
+    if (!m) return;
+    for (int64_t i = 0; m->packed && i < m->n_packed; i++) qkv__gemm_packed_free(m->packed[i]);
+    qkv__free(m->packed);
+    qkv__free(m->enc);
+    qkv__free(m->dec);
+    qkv__free(m->pe);
+    qkv__owned_weights_free(&m->owned);
+    qkv_safetensors_close(m->st);
+    qkv__marian_config_release(&m->cfg);
+    qkv__free(m);
+}
+
+/* ---------------------------------------------------------------- attention */
+
+/* One attention call per sequence or row: many run one per thread (each call serial), few run
+ * one at a time (each call parallel inside). */
+typedef struct attn_job attn_job;
+typedef qkv_status (*attn_one_fn)(qkv_runtime *rt, const attn_job *j, int64_t i);
+struct attn_job {
+    const qkv_marian *m;
+    attn_one_fn one;
+    int64_t n;                   /* sequences (encoder) or rows (decoder) */
+    const int64_t *lens, *offs;  /* encoder: [n] */
+    qkv_kv_cache *const *caches; /* decoder: [n] */
+    const float *kv;             /* decoder: the cross keys/values, [Ld, 2, N, C] */
+    int64_t kv_n;                /* N */
+    const int64_t *src_off, *src_len;
+    int64_t layer;
+    const qkv__block_acts *a;
+    _Atomic int failed;
+    qkv_status status;
+};
+
+static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    attn_job *j = ctx;
+    for (int64_t i = begin; i < end && !atomic_load_explicit(&j->failed, memory_order_relaxed); i++)
+        qkv__task_fail(&j->failed, &j->status, j->one(NULL, j, i));
+}
+
+static qkv_status attn_run(qkv_runtime *rt, attn_job *j, int64_t l, const qkv__block_acts *a) {
+    j->layer = l;
+    j->a = a;
+    if (j->n >= 2 * qkv_runtime_n_threads(rt)) {
+        j->failed = 0;
+        qkv_parallel_for(rt, j->n, 1, attn_task, j);
+        return j->failed ? j->status : QKV_OK;
+    }
+    for (int64_t i = 0; i < j->n; i++) QKV_TRY(j->one(rt, j, i));
+    return QKV_OK;
+}
+
+static qkv_attention_desc desc(int64_t H, int64_t D, int64_t tq, int64_t tk) {
+    qkv_attention_desc d;
+    memset(&d, 0, sizeof d);
+    d.batch = 1;
+    d.q_len = tq;
+    d.kv_len = tk;
+    d.n_heads = d.n_kv_heads = H;
+    d.head_dim = D;
+    d.window_left = d.window_right = -1;
+    return d;
+}
+
+/* encoder: source s over its own tokens */
+static qkv_status enc_one(qkv_runtime *rt, const attn_job *j, int64_t s) {
+    const qkv_marian_config *c = &j->m->cfg;
+    const qkv_attention_desc d = desc(c->He, c->C / c->He, j->lens[s], j->lens[s]);
+    const int64_t o = j->offs[s] * c->C;
+    return qkv_attention_forward(rt, &d, j->a->q + o, j->a->k + o, j->a->v + o, j->a->att + o,
+                                 NULL);
+}
+
+/* decoder self-attention: row r's new key/value appended to its cache, its query against it */
+static qkv_status self_one(qkv_runtime *rt, const attn_job *j, int64_t r) {
+    const qkv_marian_config *c = &j->m->cfg;
+    const qkv_kv_cache *kv = j->caches[r];
+    const int64_t C = c->C, t = kv->len;
+    float *k = qkv__kv_cache_k(kv, j->layer), *v = qkv__kv_cache_v(kv, j->layer);
+    memcpy(k + t * C, j->a->k + r * C, sizeof(float) * (size_t)C);
+    memcpy(v + t * C, j->a->v + r * C, sizeof(float) * (size_t)C);
+    const qkv_attention_desc d = desc(c->Hd, C / c->Hd, 1, t + 1);
+    return qkv_attention_forward(rt, &d, j->a->q + r * C, k, v, j->a->att + r * C, NULL);
+}
+
+/* decoder cross-attention: row r's query against its source's keys/values */
+static qkv_status cross_one(qkv_runtime *rt, const attn_job *j, int64_t r) {
+    const qkv_marian_config *c = &j->m->cfg;
+    const int64_t C = c->C;
+    const float *k = j->kv + (j->layer * 2 * j->kv_n + j->src_off[r]) * C;
+    const float *v = k + j->kv_n * C;
+    const qkv_attention_desc d = desc(c->Hd, C / c->Hd, 1, j->src_len[r]);
+    return qkv_attention_forward(rt, &d, j->a->q + r * C, k, v, j->a->att + r * C, NULL);
+}
+
+static qkv_status attend(void *ctx, qkv_runtime *rt, int64_t l, const qkv__block_acts *a) {
+    attn_job *j = ctx;
+    return attn_run(rt, j, l, a);
+}
+
+static qkv_status attend_cross(void *ctx, qkv_runtime *rt, int64_t l, const qkv__block_acts *a) {
+    attn_job j = *(attn_job *)ctx; /* the same rows, another attention */
+    j.one = cross_one;
+    return attn_run(rt, &j, l, a);
+}
+
+/* ---------------------------------------------------------------- forward */
+
+/* x (N, C) = E[ids] · scale (positions are added by the caller). */
+static qkv_status embed(qkv_runtime *rt, const float *table, int64_t V, float scale,
+                        const int32_t *ids, int64_t N, int64_t C, float *x) {
+    for (int64_t i = 0; i < N; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "marian: token id %d at %lld is outside the vocabulary [0, %lld)",
+                             ids[i], (long long)i, (long long)V);
+    QKV_TRY(qkv_nn_embedding_forward(rt, x, ids, table, N, V, C));
+    if (scale != 1.0f)
+        for (int64_t i = 0; i < N * C; i++) x[i] *= scale;
+    return QKV_OK;
+}
+
+/* Scratch of a block over N rows, C wide, MLP F: x q k v att res1 ln1 ln2 res2 (N, C), a (N, F). */
+static qkv_status block_scratch(int64_t N, int64_t C, int64_t F, qkv__block_acts *a, float **x,
+                                float **out) {
+    size_t n;
+    *out = NULL;
+    if (qkv__mul_overflow((size_t)N, (size_t)(9 * C + F), &n) ||
+        qkv__mul_overflow(n, sizeof(float), &n))
+        return qkv__fail(QKV_ERR_OVERFLOW, "marian: workspace size overflows");
+    float *ws = qkv__alloc(n);
+    if (!ws) return qkv__fail(QKV_ERR_NOMEM, "marian: cannot allocate %zu bytes", n);
+    memset(a, 0, sizeof *a);
+    float *p = ws;
+    *x = p, p += N * C;
+    a->q = p, p += N * C;
+    a->k = p, p += N * C;
+    a->v = p, p += N * C;
+    a->att = p, p += N * C;
+    a->res1 = p, p += N * C;
+    a->ln1 = p, p += N * C;
+    a->ln2 = p, p += N * C;
+    a->res2 = p, p += N * C;
+    a->a = p;
+    *out = ws;
+    return QKV_OK;
+}
+
+qkv_status qkv__marian_encode(qkv_runtime *rt, const qkv_marian *m, const int32_t *ids,
+                              const int64_t *lens, int64_t n, float *out) {
+    if (!m || !ids || !lens || !out || n <= 0)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "marian encode: NULL argument or no source");
+    const qkv_marian_config *c = &m->cfg;
+    const int64_t C = c->C;
+    int64_t N = 0;
+    for (int64_t s = 0; s < n; s++) {
+        if (lens[s] < 1 || lens[s] > c->P)
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "marian encode: source %lld has %lld tokens (1..%lld allowed)",
+                             (long long)s, (long long)lens[s], (long long)c->P);
+        N += lens[s];
+    }
+    int64_t *offs = qkv__calloc((size_t)n, sizeof *offs);
+    qkv__block_acts a;
+    float *x = NULL, *ws = NULL;
+    qkv_status st = offs ? block_scratch(N, C, c->Fe, &a, &x, &ws)
+                         : qkv__fail(QKV_ERR_NOMEM, "marian encode: out of memory");
+    if (st == QKV_OK) st = embed(rt, m->enc_embed, c->V, c->embed_scale, ids, N, C, x);
+    for (int64_t s = 0, o = 0; st == QKV_OK && s < n; o += lens[s], s++) {
+        offs[s] = o;
+        st = qkv_nn_position_add_forward(rt, x + o * C, x + o * C, m->pe, 1, lens[s], C, c->P, 0);
+    }
+    attn_job job = {.m = m, .one = enc_one, .n = n, .lens = lens, .offs = offs};
+    const qkv__enc_cfg ec = {C, c->Fe, 1e-5f, c->act, 0.0f, 0};
+    if (st == QKV_OK) a.res2 = a.res1; /* inference: one buffer for both residual sums */
+    for (int64_t l = 0; st == QKV_OK && l < c->Le; l++)
+        st = qkv__enc_block_forward(rt, &ec, &m->enc[l], l, &a, x, l == c->Le - 1 ? out : x, N,
+                                    attend, &job);
+    qkv__free(ws);
+    qkv__free(offs);
+    return st;
+}
+
+qkv_status qkv__marian_cross_kv(qkv_runtime *rt, const qkv_marian *m, const float *enc, int64_t N,
+                                float *kv) {
+    if (!m || !enc || !kv || N <= 0)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "marian cross_kv: NULL argument");
+    const int64_t C = m->cfg.C;
+    for (int64_t l = 0; l < m->cfg.Ld; l++) {
+        float *k = kv + l * 2 * N * C;
+        QKV_TRY(qkv_nn_linear_forward(rt, &m->dec[l].ck, k, enc, N, QKV_ACT_NONE, NULL));
+        QKV_TRY(qkv_nn_linear_forward(rt, &m->dec[l].cv, k + N * C, enc, N, QKV_ACT_NONE, NULL));
+    }
+    return QKV_OK;
+}
+
+qkv_status qkv__marian_decode_step(qkv_runtime *rt, const qkv_marian *m,
+                                   qkv_kv_cache *const *caches, const int32_t *tok, const float *kv,
+                                   int64_t N, const int64_t *src_off, const int64_t *src_len,
+                                   int64_t R, float *logits) {
+    if (!m || !caches || !tok || !kv || !src_off || !src_len || !logits || R <= 0)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "marian decode: NULL argument or no row");
+    const qkv_marian_config *c = &m->cfg;
+    const int64_t C = c->C;
+    for (int64_t r = 0; r < R; r++) {
+        const qkv_kv_cache *k = caches[r];
+        if (!k || k->n_layers != c->Ld || k->n_kv_heads != c->Hd || k->head_dim != C / c->Hd ||
+            k->len >= k->cap || k->len >= c->P)
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "marian decode: the cache of row %lld does not fit (full, or past "
+                             "max_position_embeddings %lld)",
+                             (long long)r, (long long)c->P);
+        if (src_off[r] < 0 || src_len[r] < 1 || src_off[r] + src_len[r] > N)
+            return qkv__fail(QKV_ERR_INVALID_ARG, "marian decode: row %lld's source is outside kv",
+                             (long long)r);
+    }
+    qkv__block_acts a;
+    float *x = NULL, *ws = NULL;
+    QKV_TRY(block_scratch(R, C, c->Fd, &a, &x, &ws));
+    qkv_status st = embed(rt, m->dec_embed, c->Vd, c->embed_scale, tok, R, C, x);
+    for (int64_t r = 0; st == QKV_OK && r < R; r++)
+        st = qkv_nn_position_add_forward(rt, x + r * C, x + r * C, m->pe, 1, 1, C, c->P,
+                                         caches[r]->len);
+    attn_job job = {.m = m,
+                    .one = self_one,
+                    .n = R,
+                    .caches = caches,
+                    .kv = kv,
+                    .kv_n = N,
+                    .src_off = src_off,
+                    .src_len = src_len};
+    const qkv__enc_cfg ec = {C, c->Fd, 1e-5f, c->act, 0.0f, 0};
+    for (int64_t l = 0; st == QKV_OK && l < c->Ld; l++)
+        st = qkv__s2s_dec_block_forward(rt, &ec, &m->dec[l], l, &a, x, x, R, attend, attend_cross,
+                                        &job);
+    if (st == QKV_OK) st = qkv_nn_linear_forward(rt, &m->head, logits, x, R, QKV_ACT_NONE, NULL);
+    if (st == QKV_OK)
+        for (int64_t r = 0; r < R; r++) caches[r]->len++;
+    qkv__free(ws);
+    return st;
+}

@@ -1,0 +1,510 @@
+/* seq2seq.c — qkv_seq2seq: an encoder-decoder translation model (models/marian) and its
+ * decoding as transformers' generate() does it (API in qkv.h; docs/TRANSLATION.md).
+ *
+ * The sources of a call are encoded once, packed, and every decoder layer's cross-attention
+ * keys/values of them computed once (qkv__marian_cross_kv). Then every step feeds one token per
+ * live row — one row per sentence (greedy) or num_beams rows per sentence (beam search) — to
+ * qkv__marian_decode_step, each row with its own self-attention cache.
+ *
+ * The beam search is transformers' vectorized one (generation/utils.py, _beam_search), sentence
+ * by sentence: log_softmax of the logits, the logits processors (no_repeat_ngram_size,
+ * bad_words_ids, forced_eos_token_id at max_length - 1; renormalize_logits: log_softmax again),
+ * plus the running beam scores; the top
+ * 2·num_beams candidates of all beams; the best num_beams that did not just finish run on (a
+ * finished candidate gets -1e9); candidates among the top num_beams that hit EOS or max_length
+ * join the finished set with score / (length ^ length_penalty), merged by score; the
+ * early-stopping heuristic. The -1e9 offsets are added in float as transformers adds them, so
+ * scores and their order agree with it. A sentence stops when transformers' loop would no
+ * longer change its best hypothesis, which is what it returns (num_return_sequences 1).
+ * Reordered beams share caches copy-on-duplicate: a beam continuing its own parent keeps the
+ * cache; only a parent chosen twice is copied. */
+#include "core/abi.h"
+#include "core/alloc.h"
+#include "core/error.h"
+#include "models/kv_cache.h"
+#include "models/marian.h"
+#include "nn/nn.h"
+#include "qkv.h"
+
+#include <math.h>
+#include <string.h>
+
+struct qkv_seq2seq {
+    qkv_marian *m;
+};
+
+qkv_status qkv_seq2seq_load(const char *dir, qkv_seq2seq **out) {
+    if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_seq2seq_load: NULL argument");
+    *out = NULL;
+    qkv_seq2seq *s = qkv__calloc(1, sizeof *s);
+    if (!s) return qkv__fail(QKV_ERR_NOMEM, "qkv_seq2seq_load: out of memory");
+    qkv_status st = qkv__marian_load(dir, &s->m);
+    if (st != QKV_OK) {
+        qkv__free(s);
+        return st;
+    }
+    *out = s;
+    return QKV_OK;
+}
+
+void qkv_seq2seq_free(qkv_seq2seq *s) {
+    if (!s) return;
+    qkv__marian_free(s->m);
+    qkv__free(s);
+}
+
+int64_t qkv_seq2seq_vocab_size(const qkv_seq2seq *s) { return s ? s->m->cfg.Vd : 0; }
+int64_t qkv_seq2seq_max_source(const qkv_seq2seq *s) { return s ? s->m->cfg.P : 0; }
+
+static void defaults(const qkv_seq2seq *s, qkv_translate_options *d) {
+    memset(d, 0, sizeof *d);
+    d->struct_size = sizeof *d;
+    if (!s) return;
+    const qkv_marian_config *c = &s->m->cfg;
+    d->num_beams = c->num_beams;
+    d->max_length = c->max_length;
+    d->length_penalty = c->length_penalty;
+    d->early_stopping = (qkv_early_stopping)c->early_stopping;
+    d->no_repeat_ngram_size = c->no_repeat_ngram;
+    d->renormalize_logits = c->renormalize;
+}
+
+void qkv_seq2seq_default_options_sized(const qkv_seq2seq *s, qkv_translate_options *o,
+                                       size_t struct_size) {
+    if (!o) return;
+    qkv_translate_options d;
+    defaults(s, &d);
+    QKV__STRUCT_FILL(qkv_translate_options, o, struct_size, &d);
+}
+
+/* The options in this version's layout, checked; *L = the max_length in force. */
+static qkv_status read_options(const qkv_seq2seq *s, const qkv_translate_options *in,
+                               qkv_translate_options *o, int64_t *L, const char *fn) {
+    qkv_translate_options d;
+    defaults(s, &d);
+    QKV_TRY(QKV__STRUCT_IN(qkv_translate_options, o, in, &d, fn));
+    const int64_t P = s->m->cfg.P;
+    if (o->num_beams < 1 || o->num_beams > 1024)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: num_beams = %lld must be in [1, 1024]", fn,
+                         (long long)o->num_beams);
+    if (o->max_new_tokens < 0 || o->max_new_tokens > P)
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "%s: max_new_tokens = %lld must be in [0, %lld] (max_position_embeddings)",
+                         fn, (long long)o->max_new_tokens, (long long)P);
+    *L = o->max_new_tokens > 0 ? 1 + o->max_new_tokens : o->max_length;
+    if (*L < 2 || *L - 1 > P)
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "%s: max_length = %lld must be in [2, %lld] (max_position_embeddings + 1)",
+                         fn, (long long)*L, (long long)(P + 1));
+    if (!isfinite(o->length_penalty))
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: length_penalty must be finite", fn);
+    if (o->early_stopping < QKV_EARLY_STOP_FALSE || o->early_stopping > QKV_EARLY_STOP_NEVER)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: early_stopping = %d is not a qkv_early_stopping",
+                         fn, (int)o->early_stopping);
+    if (o->no_repeat_ngram_size < 0)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: no_repeat_ngram_size must be >= 0", fn);
+    if (o->renormalize_logits != 0 && o->renormalize_logits != 1)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: renormalize_logits must be 0 or 1", fn);
+    return QKV_OK;
+}
+
+int64_t qkv_seq2seq_max_output(const qkv_seq2seq *s, const qkv_translate_options *opts) {
+    if (!s) return 0;
+    qkv_translate_options o;
+    int64_t L = 0;
+    return read_options(s, opts, &o, &L, "qkv_seq2seq_max_output") == QKV_OK ? L - 1 : 0;
+}
+
+/* ---------------------------------------------------------------- logits processors */
+
+/* transformers' NoRepeatNGram, NoBadWords, ForcedEOS (in its order) on one row of scores,
+ * for the hypothesis hist[0, cur) (start token included). */
+static void process(float *x, int64_t V, const int32_t *hist, int64_t cur, int64_t ngram,
+                    const qkv_marian_config *c, int64_t L) {
+    if (ngram > 0 && cur >= ngram) { /* windows whose first n-1 tokens are the current suffix */
+        const int32_t *suffix = hist + cur - ngram + 1;
+        for (int64_t i = 0; i + ngram <= cur; i++)
+            if (memcmp(hist + i, suffix, sizeof(int32_t) * (size_t)(ngram - 1)) == 0)
+                x[hist[i + ngram - 1]] = -INFINITY;
+    }
+    for (int64_t i = 0; i < c->n_bad; i++) x[c->bad_ids[i]] = -INFINITY;
+    if (c->forced_eos >= 0 && cur == L - 1) {
+        for (int64_t v = 0; v < V; v++) x[v] = -INFINITY;
+        x[c->forced_eos] = 0.0f;
+    }
+}
+
+/* ---------------------------------------------------------------- decoding state */
+
+typedef struct {
+    int32_t *run, *fin;           /* [nb, L] hypotheses: running, finished (start token first) */
+    float *run_score, *fin_score; /* [nb] */
+    int64_t *fin_len;             /* [nb] */
+    uint8_t *fin_flag;            /* [nb] */
+    int heur;                     /* transformers' is_early_stop_heuristic_unsatisfied */
+    int done;
+} sent;
+
+typedef struct {
+    const qkv_marian *m;
+    int64_t n, nb, L, V, R; /* sentences, beams, max_length, vocab, rows = n · nb */
+    qkv_kv_cache *pool;     /* [R] */
+    int64_t *map;           /* [R] row (sentence · nb + beam) -> its cache in pool */
+    qkv_kv_cache **kvp;     /* [R] caches of a step's rows */
+    int32_t *tok;           /* [R] */
+    int64_t *off, *len;     /* [R] the row's source in kv */
+    int64_t *row_sent;      /* [R] */
+    int64_t *src_off;       /* [n] */
+    const int64_t *src_len; /* [n] */
+    float *kv, *logits;     /* [Ld, 2, N, C], [R, V] */
+    sent *s;                /* [n] */
+    int32_t *tmp_hist;      /* [3 nb, L] */
+    float *top_val;         /* [2 nb] */
+    int64_t *top_idx;       /* [2 nb] */
+} dec_state;
+
+static void state_free(dec_state *d) {
+    for (int64_t r = 0; d->pool && r < d->R; r++) qkv__kv_cache_release(&d->pool[r]);
+    for (int64_t i = 0; d->s && i < d->n; i++) {
+        sent *s = &d->s[i];
+        qkv__free(s->run);
+        qkv__free(s->fin);
+        qkv__free(s->run_score);
+        qkv__free(s->fin_score);
+        qkv__free(s->fin_len);
+        qkv__free(s->fin_flag);
+    }
+    void *p[] = {d->pool,    d->map, d->kvp,    d->tok, d->off,      d->len,     d->row_sent,
+                 d->src_off, d->kv,  d->logits, d->s,   d->tmp_hist, d->top_val, d->top_idx};
+    for (size_t i = 0; i < sizeof p / sizeof *p; i++) qkv__free(p[i]);
+}
+
+static qkv_status state_init(dec_state *d, const qkv_marian *m, const int64_t *lens, int64_t n,
+                             int64_t nb, int64_t L, int64_t N) {
+    const qkv_marian_config *c = &m->cfg;
+    memset(d, 0, sizeof *d);
+    d->m = m, d->n = n, d->nb = nb, d->L = L, d->V = c->Vd, d->src_len = lens;
+    size_t R, rv, kvn;
+    if (qkv__mul_overflow((size_t)n, (size_t)nb, &R) || qkv__mul_overflow(R, (size_t)c->Vd, &rv) ||
+        qkv__mul_overflow((size_t)N, (size_t)(2 * c->C * c->Ld), &kvn))
+        return qkv__fail(QKV_ERR_OVERFLOW, "qkv_seq2seq_generate: sizes overflow");
+    d->R = (int64_t)R;
+    d->pool = qkv__calloc(R, sizeof *d->pool);
+    d->map = qkv__calloc(R, sizeof *d->map);
+    d->kvp = qkv__calloc(R, sizeof *d->kvp);
+    d->tok = qkv__calloc(R, sizeof *d->tok);
+    d->off = qkv__calloc(R, sizeof *d->off);
+    d->len = qkv__calloc(R, sizeof *d->len);
+    d->row_sent = qkv__calloc(R, sizeof *d->row_sent);
+    d->src_off = qkv__calloc((size_t)n, sizeof *d->src_off);
+    d->kv = qkv__calloc(kvn, sizeof *d->kv);
+    d->logits = qkv__calloc(rv, sizeof *d->logits);
+    d->s = qkv__calloc((size_t)n, sizeof *d->s);
+    d->tmp_hist = qkv__calloc((size_t)(3 * nb * L), sizeof *d->tmp_hist);
+    d->top_val = qkv__calloc((size_t)(2 * nb), sizeof *d->top_val);
+    d->top_idx = qkv__calloc((size_t)(2 * nb), sizeof *d->top_idx);
+    if (!d->pool || !d->map || !d->kvp || !d->tok || !d->off || !d->len || !d->row_sent ||
+        !d->src_off || !d->kv || !d->logits || !d->s || !d->tmp_hist || !d->top_val || !d->top_idx)
+        return qkv__fail(QKV_ERR_NOMEM, "qkv_seq2seq_generate: out of memory");
+    for (int64_t i = 0, o = 0; i < n; o += lens[i], i++) {
+        d->src_off[i] = o;
+        /* caches start near the source length and grow (a translation is rarely much longer) */
+        int64_t cap = 2 * lens[i] + 8 < L - 1 ? 2 * lens[i] + 8 : L - 1;
+        sent *s = &d->s[i];
+        s->run = qkv__calloc((size_t)(nb * L), sizeof *s->run);
+        s->fin = qkv__calloc((size_t)(nb * L), sizeof *s->fin);
+        s->run_score = qkv__calloc((size_t)nb, sizeof *s->run_score);
+        s->fin_score = qkv__calloc((size_t)nb, sizeof *s->fin_score);
+        s->fin_len = qkv__calloc((size_t)nb, sizeof *s->fin_len);
+        s->fin_flag = qkv__calloc((size_t)nb, sizeof *s->fin_flag);
+        if (!s->run || !s->fin || !s->run_score || !s->fin_score || !s->fin_len || !s->fin_flag)
+            return qkv__fail(QKV_ERR_NOMEM, "qkv_seq2seq_generate: out of memory");
+        s->heur = 1;
+        for (int64_t b = 0; b < nb; b++) {
+            s->run[b * L] = c->start;
+            s->run_score[b] = b ? -1.0e9f : 0.0f;
+            s->fin_score[b] = -1.0e9f;
+            d->map[i * nb + b] = i * nb + b;
+            QKV_TRY(qkv__kv_cache_init(&d->pool[i * nb + b], c->Ld, cap, c->Hd, c->C / c->Hd));
+        }
+    }
+    return QKV_OK;
+}
+
+/* Feeds the last token of every live row (cur tokens so far) and computes their logits;
+ * *rows = how many, in the order of live sentences and their beams. */
+static qkv_status step(qkv_runtime *rt, dec_state *d, int64_t cur, int64_t N, int64_t *rows) {
+    int64_t R = 0;
+    for (int64_t i = 0; i < d->n; i++) {
+        if (d->s[i].done) continue;
+        for (int64_t b = 0; b < d->nb; b++, R++) {
+            qkv_kv_cache *kv = &d->pool[d->map[i * d->nb + b]];
+            if (kv->len == kv->cap) {
+                int64_t cap = 2 * kv->cap < d->L - 1 ? 2 * kv->cap : d->L - 1;
+                QKV_TRY(qkv__kv_cache_reserve(kv, cap));
+            }
+            d->kvp[R] = kv;
+            d->tok[R] = d->s[i].run[b * d->L + cur - 1];
+            d->off[R] = d->src_off[i];
+            d->len[R] = d->src_len[i];
+            d->row_sent[R] = i;
+        }
+    }
+    *rows = R;
+    if (R == 0) return QKV_OK;
+    return qkv__marian_decode_step(rt, d->m, d->kvp, d->tok, d->kv, N, d->off, d->len, R,
+                                   d->logits);
+}
+
+/* The K best of x[0, n) by value, descending; ties: the lower index first (torch.topk keeps
+ * them in index order on the CPU for the sizes used here). */
+static void top_k(const float *x, int64_t n, int64_t K, float *val, int64_t *idx) {
+    int64_t have = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i];
+        if (have == K && !(v > val[K - 1])) continue;
+        int64_t j = have < K ? have++ : K - 1;
+        while (j > 0 && v > val[j - 1]) {
+            val[j] = val[j - 1];
+            idx[j] = idx[j - 1];
+            j--;
+        }
+        val[j] = v;
+        idx[j] = i;
+    }
+    for (int64_t j = have; j < K; j++) val[j] = -INFINITY, idx[j] = 0;
+}
+
+/* One beam-search step of sentence s, its nb rows' log-probabilities at lp [nb, V]. */
+static qkv_status beam_update(dec_state *d, sent *s, int64_t i, float *lp, int64_t cur,
+                              const qkv_translate_options *o) {
+    const qkv_marian_config *c = &d->m->cfg;
+    const int64_t nb = d->nb, V = d->V, L = d->L, K = 2 * nb;
+    for (int64_t b = 0; b < nb; b++) {
+        float *x = lp + b * V;
+        process(x, V, s->run + b * L, cur, o->no_repeat_ngram_size, c, L);
+        if (o->renormalize_logits) QKV_TRY(qkv_nn_log_softmax_forward(NULL, x, x, 1, V));
+        for (int64_t v = 0; v < V; v++) x[v] += s->run_score[b];
+    }
+    float *val = d->top_val;
+    int64_t *idx = d->top_idx;
+    top_k(lp, nb * V, K, val, idx);
+    int hits[2 * 1024], all_hit = 1;
+    for (int64_t k = 0; k < K; k++) {
+        const int32_t t = (int32_t)(idx[k] % V);
+        hits[k] = t == c->eos || cur + 1 >= L;
+        all_hit &= hits[k];
+    }
+    /* the finished set: the previous one merged with this step's top num_beams finishers */
+    int32_t *cand = d->tmp_hist; /* [K, L] candidate hypotheses */
+    for (int64_t k = 0; k < K; k++) {
+        memcpy(cand + k * L, s->run + (idx[k] / V) * L, sizeof(int32_t) * (size_t)cur);
+        cand[k * L + cur] = (int32_t)(idx[k] % V);
+    }
+    int full = o->early_stopping == QKV_EARLY_STOP_TRUE;
+    for (int64_t b = 0; b < nb; b++) full &= s->fin_flag[b];
+    const float div = (float)pow((double)cur, (double)o->length_penalty);
+    float merged[3 * 1024] = {0};
+    for (int64_t b = 0; b < nb; b++) merged[b] = s->fin_score[b];
+    for (int64_t k = 0; k < K; k++) {
+        float f = val[k] / div;
+        f += full ? -1.0e9f : -0.0f;
+        f += s->heur ? -0.0f : -1.0e9f;
+        f += hits[k] && k < nb ? -0.0f : -1.0e9f;
+        merged[nb + k] = f;
+    }
+    float mv[1024];
+    int64_t mi[1024];
+    top_k(merged, nb + K, nb, mv, mi);
+    int32_t *nf = d->tmp_hist + K * L; /* [nb, L] the new finished set */
+    int64_t nlen[1024];
+    uint8_t nflag[1024];
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t j = mi[b];
+        if (j < nb) {
+            memcpy(nf + b * L, s->fin + j * L, sizeof(int32_t) * (size_t)L);
+            nlen[b] = s->fin_len[j], nflag[b] = s->fin_flag[j];
+        } else {
+            memcpy(nf + b * L, cand + (j - nb) * L, sizeof(int32_t) * (size_t)(cur + 1));
+            nlen[b] = cur + 1, nflag[b] = hits[j - nb] && j - nb < nb;
+        }
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        memcpy(s->fin + b * L, nf + b * L, sizeof(int32_t) * (size_t)L);
+        s->fin_score[b] = mv[b], s->fin_len[b] = nlen[b], s->fin_flag[b] = nflag[b];
+    }
+    /* the running beams: the best num_beams candidates that did not just finish */
+    float rs[2 * 1024] = {0}, rv[1024];
+    int64_t ri[1024], parent[1024];
+    for (int64_t k = 0; k < K; k++) rs[k] = val[k] + (hits[k] ? -1.0e9f : -0.0f);
+    top_k(rs, K, nb, rv, ri);
+    for (int64_t b = 0; b < nb; b++) {
+        parent[b] = idx[ri[b]] / V;
+        memcpy(s->run + b * L, cand + ri[b] * L, sizeof(int32_t) * (size_t)(cur + 1));
+        s->run_score[b] = rv[b];
+    }
+    /* caches follow their hypotheses: a parent's cache goes to its first child, copies to the
+     * others */
+    int64_t *map = d->map + i * nb, nmap[1024], freec[1024], nfree = 0;
+    uint8_t used[1024] = {0};
+    for (int64_t b = 0; b < nb; b++) {
+        nmap[b] = used[parent[b]] ? -1 : map[parent[b]];
+        used[parent[b]] = 1;
+    }
+    for (int64_t p = 0; p < nb; p++)
+        if (!used[p]) freec[nfree++] = map[p];
+    for (int64_t b = 0; b < nb; b++)
+        if (nmap[b] < 0) {
+            nmap[b] = freec[--nfree];
+            qkv_kv_cache *dst = &d->pool[nmap[b]];
+            const qkv_kv_cache *src = &d->pool[map[parent[b]]];
+            QKV_TRY(qkv__kv_cache_reserve(dst, src->cap));
+            qkv__kv_cache_copy(dst, src);
+        }
+    memcpy(map, nmap, sizeof(int64_t) * (size_t)nb);
+    /* transformers' stopping conditions, per sentence */
+    const int64_t next = cur + 1;
+    const int64_t best_len =
+        o->early_stopping == QKV_EARLY_STOP_NEVER && o->length_penalty > 0 ? L - 1 : next - 1;
+    const float best = s->run_score[0] / (float)pow((double)best_len, (double)o->length_penalty);
+    float worst = s->fin_score[0];
+    for (int64_t b = 1; b < nb; b++) worst = s->fin_score[b] < worst ? s->fin_score[b] : worst;
+    int any = 0;
+    for (int64_t b = 0; b < nb; b++) any |= best > (s->fin_flag[b] ? worst : -1.0e9f);
+    s->heur &= any;
+    int all_fin = 1;
+    for (int64_t b = 0; b < nb; b++) all_fin &= s->fin_flag[b];
+    if (!s->heur || (o->early_stopping == QKV_EARLY_STOP_TRUE && all_fin) || all_hit) s->done = 1;
+    return QKV_OK;
+}
+
+qkv_status qkv_seq2seq_generate(qkv_runtime *rt, const qkv_seq2seq *ss, const int32_t *src,
+                                const int64_t *lens, size_t n, const qkv_translate_options *opts,
+                                int32_t *out, int64_t *out_lens, float *scores) {
+    static const char fn[] = "qkv_seq2seq_generate";
+    if (!ss || !lens || !out || !out_lens || (n && !src))
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
+    const qkv_marian *m = ss->m;
+    const qkv_marian_config *c = &m->cfg;
+    qkv_translate_options o;
+    int64_t L = 0;
+    QKV_TRY(read_options(ss, opts, &o, &L, fn));
+    const int64_t nb = o.num_beams, V = c->Vd, cap_out = L - 1;
+    for (size_t i = 0; i < n; i++) out_lens[i] = 0;
+    if (n == 0) return QKV_OK;
+    int64_t N = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i] < 1 || lens[i] > c->P)
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "%s: source %zu has %lld tokens (1..%lld allowed)", fn, i,
+                             (long long)lens[i], (long long)c->P);
+        N += lens[i];
+    }
+    dec_state d;
+    qkv_status st = state_init(&d, m, lens, (int64_t)n, nb, L, N);
+    size_t enc_bytes = 0;
+    if (st == QKV_OK && (qkv__mul_overflow((size_t)N, (size_t)c->C, &enc_bytes) ||
+                         qkv__mul_overflow(enc_bytes, sizeof(float), &enc_bytes)))
+        st = qkv__fail(QKV_ERR_OVERFLOW, "%s: sizes overflow", fn);
+    float *enc = st == QKV_OK ? qkv__alloc(enc_bytes) : NULL;
+    if (st == QKV_OK && !enc) st = qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", fn);
+    if (st == QKV_OK) st = qkv__marian_encode(rt, m, src, lens, (int64_t)n, enc);
+    if (st == QKV_OK) st = qkv__marian_cross_kv(rt, m, enc, N, d.kv);
+    qkv__free(enc);
+    float *gscore = qkv__calloc(n, sizeof *gscore); /* greedy: Σ log p */
+    if (st == QKV_OK && !gscore) st = qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", fn);
+    for (int64_t cur = 1; st == QKV_OK && cur < L; cur++) {
+        int64_t R = 0;
+        st = step(rt, &d, cur, N, &R);
+        if (st != QKV_OK || R == 0) break;
+        if (nb == 1) { /* greedy: the processors on the logits, then the first argmax */
+            for (int64_t r = 0; r < R; r++) {
+                const int64_t i = d.row_sent[r];
+                sent *s = &d.s[i];
+                float *x = d.logits + r * V;
+                process(x, V, s->run, cur, o.no_repeat_ngram_size, c, L);
+                int64_t best = 0;
+                for (int64_t v = 1; v < V; v++)
+                    if (x[v] > x[best]) best = v;
+                float lsm;
+                st = qkv_nn_log_softmax_forward(NULL, x, x, 1, V);
+                if (st != QKV_OK) break;
+                lsm = x[best];
+                gscore[i] += lsm;
+                s->run[cur] = (int32_t)best;
+                if (best == c->eos || cur + 1 >= L) {
+                    s->done = 1;
+                    s->fin_len[0] = cur + 1;
+                    s->fin_flag[0] = 1;
+                    memcpy(s->fin, s->run, sizeof(int32_t) * (size_t)(cur + 1));
+                    s->fin_score[0] = gscore[i] / (float)pow((double)cur, (double)o.length_penalty);
+                }
+            }
+            continue;
+        }
+        st = qkv_nn_log_softmax_forward(rt, d.logits, d.logits, R, V);
+        for (int64_t r = 0; st == QKV_OK && r < R; r += nb)
+            st = beam_update(&d, &d.s[d.row_sent[r]], d.row_sent[r], d.logits + r * V, cur, &o);
+    }
+    for (size_t i = 0; st == QKV_OK && i < n; i++) {
+        const sent *s = &d.s[i];
+        const int64_t len = s->fin_flag[0] ? s->fin_len[0] - 1 : 0;
+        memcpy(out + i * (size_t)cap_out, s->fin + 1, sizeof(int32_t) * (size_t)len);
+        out_lens[i] = len;
+        if (scores) scores[i] = s->fin_score[0];
+    }
+    qkv__free(gscore);
+    state_free(&d);
+    return st;
+}
+
+qkv_status qkv_seq2seq_translate(qkv_runtime *rt, const qkv_seq2seq *ss, const qkv_tokenizer *tok,
+                                 const char *const *texts, size_t n,
+                                 const qkv_translate_options *opts, char **out, float *scores) {
+    static const char fn[] = "qkv_seq2seq_translate";
+    if (!ss || !tok || !out || (n && !texts))
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
+    for (size_t i = 0; i < n; i++) out[i] = NULL;
+    if (n == 0) return QKV_OK;
+    qkv_translate_options o;
+    int64_t L = 0;
+    QKV_TRY(read_options(ss, opts, &o, &L, fn));
+    const int64_t cap = L - 1;
+    qkv_encoding **enc = qkv__calloc(n, sizeof *enc);
+    int64_t *lens = qkv__calloc(n, sizeof *lens), *olens = qkv__calloc(n, sizeof *olens), N = 0;
+    qkv_status st =
+        enc && lens && olens ? QKV_OK : qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", fn);
+    for (size_t i = 0; st == QKV_OK && i < n; i++) {
+        if (!texts[i]) st = qkv__fail(QKV_ERR_INVALID_ARG, "%s: text %zu is NULL", fn, i);
+        if (st == QKV_OK)
+            st = qkv_tokenizer_encode(tok, texts[i], strlen(texts[i]), NULL, 0, NULL, &enc[i]);
+        if (st == QKV_OK && (enc[i]->n < 1 || (int64_t)enc[i]->n > ss->m->cfg.P))
+            st = qkv__fail(QKV_ERR_INVALID_ARG,
+                           "%s: text %zu has %zu tokens; the model takes 1..%lld", fn, i, enc[i]->n,
+                           (long long)ss->m->cfg.P);
+        if (st == QKV_OK) lens[i] = (int64_t)enc[i]->n, N += lens[i];
+    }
+    int32_t *src = st == QKV_OK ? qkv__alloc(sizeof(int32_t) * (size_t)N) : NULL;
+    size_t n_ids = 0;
+    if (st == QKV_OK && qkv__mul_overflow(n, (size_t)cap * sizeof(int32_t), &n_ids))
+        st = qkv__fail(QKV_ERR_OVERFLOW, "%s: sizes overflow", fn);
+    int32_t *ids = st == QKV_OK ? qkv__alloc(n_ids) : NULL;
+    if (st == QKV_OK && (!src || !ids)) st = qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", fn);
+    for (size_t i = 0, at = 0; st == QKV_OK && i < n; at += (size_t)lens[i], i++)
+        memcpy(src + at, enc[i]->ids, sizeof(int32_t) * (size_t)lens[i]);
+    if (st == QKV_OK) st = qkv_seq2seq_generate(rt, ss, src, lens, n, &o, ids, olens, scores);
+    for (size_t i = 0; st == QKV_OK && i < n; i++)
+        st = qkv_tokenizer_decode(tok, ids + i * (size_t)cap, (size_t)olens[i], 1, &out[i], NULL);
+    if (st != QKV_OK)
+        for (size_t i = 0; i < n; i++) {
+            qkv_free(out[i]);
+            out[i] = NULL;
+        }
+    for (size_t i = 0; enc && i < n; i++) qkv_encoding_free(enc[i]);
+    qkv__free(enc);
+    qkv__free(lens);
+    qkv__free(olens);
+    qkv__free(src);
+    qkv__free(ids);
+    return st;
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# test_train_mpi.sh QKV SOURCE_DIR — `mpirun -np N qkv train` (a build with -DQKV_WITH_MPI=ON)
+# against one process on a tiny GPT-2:
+#   - --exact-reduce 1 with 2 and 3 ranks gives the single process's metrics and final weights
+#     byte for byte (the same --exact-reduce 1), with accum 5 (3 ranks: a last round of two);
+#   - the default all-reduce (started block by block during the backward): every loss and
+#     validation loss within 1e-6 relative, also with a rank that has no micro-batch;
+#   - --resume with another number of ranks (2 -> 3, 3 -> 1) ends on the same weights;
+#   - a rank killed (SIGKILL) mid-run stops the job (no hang), the last checkpoint resumes to
+#     the uninterrupted run's weights; under --enable-recovery (mpirun leaves the others
+#     running) the watchdog (--mpi-timeout) stops them with a clear error;
+#   - ranks started with different options are refused at the start, exit 2.
+# Skipped (77) when mpirun is not installed.
+set -uo pipefail
+qkv=$1 src=$2
+if ! command -v mpirun >/dev/null 2>&1; then echo "SKIP: mpirun not found (openmpi-bin)"; exit 77; fi
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/qkv_train_mpi.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+fail=0; checks=0
+check() { checks=$((checks + 1)); if ! eval "$1"; then echo "FAIL: $2"; fail=$((fail + 1)); fi; }
+mpi() { local n=$1; shift; mpirun --oversubscribe --allow-run-as-root -np "$n" "$@"; }
+
+"$qkv" tokenizer train --vocab-size 512 --special "<|endoftext|>" --out "$tmp/tok" \
+    "$src"/docs/*.md "$src/README.md" >/dev/null 2>&1
+"$qkv" data prepare --tokenizer "$tmp/tok" --val-fraction 0.25 --split-on "" --out "$tmp/data" \
+    "$src"/docs/*.md "$src/README.md" >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 0 && -f $tmp/data/meta.json ]]' "data prepare ($rc)"
+
+flags=(--data "$tmp/data" --n-layer 2 --n-embd 32 --n-head 2 --seq 32 --batch 2 --accum 5
+       --steps 6 --warmup 2 --lr 3e-3 --eval-every 2 --eval-batches 5 --save-every 2 --keep 5
+       --threads 1 --no-tensorboard)
+metrics() { sed 's/, "tokens_per_s.*//' "$1/metrics.jsonl"; } # without the timings
+same_run() { # $1 $2: the same metrics and final weights, byte for byte
+    [[ -s $1/metrics.jsonl ]] && diff <(metrics "$1") <(metrics "$2") >/dev/null &&
+        cmp -s "$1/model/model.safetensors" "$2/model/model.safetensors"
+}
+
+# Exact reduction: 1, 2 and 3 processes agree bit for bit.
+"$qkv" train "${flags[@]}" --exact-reduce 1 --out "$tmp/x1" >/dev/null 2>"$tmp/x1.err"; rc=$?
+check '[[ $rc -eq 0 ]]' "single process, --exact-reduce 1 ($rc): $(tail -2 "$tmp/x1.err")"
+for n in 2 3; do
+    mpi $n "$qkv" train "${flags[@]}" --exact-reduce 1 --out "$tmp/x$n" >/dev/null 2>"$tmp/x$n.err"; rc=$?
+    check '[[ $rc -eq 0 ]]' "-np $n --exact-reduce 1 ($rc): $(tail -3 "$tmp/x$n.err")"
+    check 'same_run "$tmp/x1" "$tmp/x$n"' "-np $n --exact-reduce 1: metrics and weights equal one process's"
+    check '[[ $(grep -c "processes (MPI)" "$tmp/x$n.err") -eq 1 ]]' "-np $n: one rank prints"
+    check '[[ $(grep -c "\"loss\"" "$tmp/x$n/metrics.jsonl") -eq 6 ]]' "-np $n: one writer of metrics.jsonl"
+done
+
+# The default all-reduce: within 1e-6 relative of one process.
+"$qkv" train "${flags[@]}" --out "$tmp/f1" >/dev/null 2>&1
+losses() { grep -o '"\(val_\)\?loss": [0-9.]*' "$1/metrics.jsonl" | sed 's/.*: //'; }
+for n in 2 3; do
+    mpi $n "$qkv" train "${flags[@]}" --out "$tmp/f$n" >/dev/null 2>"$tmp/f$n.err"; rc=$?
+    check '[[ $rc -eq 0 ]]' "-np $n all-reduce ($rc): $(tail -3 "$tmp/f$n.err")"
+    check '[[ $(losses "$tmp/f1" | wc -l) -eq 9 ]] && paste <(losses "$tmp/f1") <(losses "$tmp/f$n") |
+           awk "{d = \$1 - \$2; if (d < 0) d = -d; if (NF != 2 || d > 1e-6 * \$1) bad = 1} END {exit bad}"' \
+        "-np $n all-reduce: losses within 1e-6 relative: $(paste -d' ' <(losses "$tmp/f1") <(losses "$tmp/f$n") | tr '\n' ',')"
+done
+
+# --accum 2 on 3 ranks: rank 2 computes nothing but still joins every all-reduce in order.
+"$qkv" train "${flags[@]}" --accum 2 --out "$tmp/i1" >/dev/null 2>&1
+mpi 3 "$qkv" train "${flags[@]}" --accum 2 --out "$tmp/i3" >/dev/null 2>"$tmp/i3.err"; rc=$?
+check '[[ $rc -eq 0 && $(losses "$tmp/i1" | wc -l) -eq 9 ]] && paste <(losses "$tmp/i1") <(losses "$tmp/i3") |
+       awk "{d = \$1 - \$2; if (d < 0) d = -d; if (NF != 2 || d > 1e-6 * \$1) bad = 1} END {exit bad}"' \
+    "-np 3 --accum 2 (an idle rank): losses within 1e-6 relative ($rc): $(paste -d' ' <(losses "$tmp/i1") <(losses "$tmp/i3") | tr '\n' ',')"
+
+# --resume with another number of ranks: the 2-rank run from its step 2 on 3 ranks, the 3-rank
+# run from its step 4 alone; both end as the uninterrupted runs.
+cp -r "$tmp/x2" "$tmp/r3" && rm -rf "$tmp"/r3/ckpt_0000000[46].safetensors "$tmp/r3/model"
+mpi 3 "$qkv" train --resume --out "$tmp/r3" >/dev/null 2>"$tmp/r3.err"; rc=$?
+check '[[ $rc -eq 0 ]] && grep -q "resuming at step 2" "$tmp/r3.err"' "2 -> 3 ranks by --resume ($rc): $(tail -2 "$tmp/r3.err")"
+check 'same_run "$tmp/x1" "$tmp/r3"' "2 -> 3 ranks by --resume: the uninterrupted run's metrics and weights"
+cp -r "$tmp/x3" "$tmp/r1" && rm -rf "$tmp/r1/ckpt_00000006.safetensors" "$tmp/r1/model"
+"$qkv" train --resume --out "$tmp/r1" >/dev/null 2>"$tmp/r1.err"; rc=$?
+check '[[ $rc -eq 0 ]] && grep -q "resuming at step 4" "$tmp/r1.err"' "3 ranks -> 1 by --resume ($rc): $(tail -2 "$tmp/r1.err")"
+check 'same_run "$tmp/x1" "$tmp/r1"' "3 ranks -> 1 by --resume: the uninterrupted run's metrics and weights"
+
+# A rank killed mid-run: the job stops, the last checkpoint resumes to the same weights.
+long=("${flags[@]}" --exact-reduce 1 --steps 300 --save-every 5 --eval-every 100)
+"$qkv" train "${long[@]}" --out "$tmp/ref" >/dev/null 2>&1
+rank_pid() { # the pid of rank $2 among mpirun $1's children
+    for p in $(pgrep -P "$1"); do
+        grep -qz "^OMPI_COMM_WORLD_RANK=$2\$" "/proc/$p/environ" 2>/dev/null && echo "$p"
+    done
+}
+kill_rank_1() { # $1: run directory, rest: extra mpirun options; sets rc, hung
+    local dir=$1; shift
+    mpirun --oversubscribe --allow-run-as-root "$@" -np 2 "$qkv" train "${long[@]}" \
+        --out "$dir" >/dev/null 2>"$dir.err" &
+    local mp=$! i
+    for i in $(seq 600); do [[ -f $dir/ckpt_00000010.safetensors ]] && break; sleep 0.1; done
+    kill -9 $(rank_pid $mp 1) 2>/dev/null
+    hung=1 # a generous bound that only a hang reaches (the job stops within seconds)
+    for i in $(seq 1200); do kill -0 $mp 2>/dev/null || { hung=0; break; }; sleep 0.1; done
+    [[ $hung -eq 1 ]] && kill -9 $mp
+    wait $mp; rc=$?
+}
+kill_rank_1 "$tmp/k"
+check '[[ $hung -eq 0 && $rc -ne 0 ]]' "killed rank: the job stops (hung $hung, exit $rc)"
+check 'grep -q "rank 1 .*signal 9" "$tmp/k.err"' "killed rank: mpirun names it: $(tail -3 "$tmp/k.err")"
+check '[[ ! -f $tmp/k/ckpt_00000300.safetensors ]]' "killed rank: the run did not finish"
+mpi 2 "$qkv" train --resume --out "$tmp/k" >/dev/null 2>"$tmp/k2.err"; rc=$?
+check '[[ $rc -eq 0 ]]' "killed rank: resumes ($rc): $(tail -2 "$tmp/k2.err")"
+check 'cmp -s "$tmp/ref/model/model.safetensors" "$tmp/k/model/model.safetensors"' \
+    "killed rank: resumed to the uninterrupted run's weights"
+# mpirun --enable-recovery leaves rank 0 running: the watchdog stops it
+long+=(--mpi-timeout 3)
+kill_rank_1 "$tmp/w" --enable-recovery
+check '[[ $hung -eq 0 ]] && grep -q "rank 0 of 2: no answer from the other ranks for 3 s" "$tmp/w.err"' \
+    "watchdog: rank 0 stops with a clear error (hung $hung): $(grep qkv: "$tmp/w.err" | head -2)"
+
+# Different options on different ranks: refused at the start, exit 2, nothing trained.
+mpirun --oversubscribe --allow-run-as-root -np 1 "$qkv" train "${flags[@]}" --out "$tmp/m" : \
+    -np 1 "$qkv" train "${flags[@]}" --lr 2e-3 --out "$tmp/m" >/dev/null 2>"$tmp/m.err"; rc=$?
+check '[[ $rc -eq 2 ]] && grep -q "rank 1 and rank 0 differ in their training options" "$tmp/m.err"' \
+    "mismatched options: exit 2 ($rc): $(grep qkv: "$tmp/m.err" | head -2)"
+check '[[ ! -e $tmp/m/metrics.jsonl || ! -s $tmp/m/metrics.jsonl ]] && ! ls "$tmp"/m/ckpt_* >/dev/null 2>&1' \
+    "mismatched options: nothing trained"
+
+echo "$checks checks, $fail failed"
+[[ $fail -eq 0 ]]

@@ -1,0 +1,406 @@
+/* test_marian.c — MarianMT inference against transformers on the tiny random models of
+ * tools/gen_marian_fixtures.py (tests/fixtures/marian/): tiny (shared embeddings, swish,
+ * scale_embedding) and sep (separate decoder embeddings, gelu, no scale, 3 + 1 layers).
+ *   - the encoder's last hidden state of a batch of six sources of different lengths, and the
+ *     decoder's logits for teacher-forced inputs, fed one token per step through the KV cache
+ *     and the once-computed cross keys/values: within 1e-4 of transformers (relative to each
+ *     tensor's largest value);
+ *   - qkv_seq2seq_generate on the whole batch: output ids identical to generate() for greedy
+ *     and beam search (num_beams 4 with length_penalty 1, 0.6 + early_stopping, 2 +
+ *     no_repeat_ngram_size 2, -1 + "never", renormalize_logits + no_repeat_ngram_size 2;
+ *     num_beams 3 with max_new_tokens 7; greedy with no_repeat_ngram_size 3), beam scores
+ *     within 1e-4 of sequences_scores;
+ *   - each sentence alone gives what it gave in the batch; 1 and 2 threads agree;
+ *   - bad options, sources and directories fail with their status and a message; every
+ *     allocation of a generate call failed in turn returns NOMEM without a leak.
+ * Runs per QKV_ARCH. */
+#include "fault_alloc.h"
+#include "fixture_util.h"
+#include "models/kv_cache.h"
+#include "models/marian.h"
+#include "qkv.h"
+#include "test.h"
+#include "test_arch.h"
+
+#define FIX QKV_SOURCE_DIR "/tests/fixtures/marian/"
+
+typedef struct {
+    const char *name;
+    int64_t beams, max_new, ngram;
+    float lp;
+    qkv_early_stopping es;
+    int renorm;
+} setup;
+
+/* as SETUPS in tools/gen_marian_fixtures.py */
+static const setup SETUPS[] = {
+    {"greedy", 1, 0, 0, 1.0f, QKV_EARLY_STOP_FALSE, 0},
+    {"beam4", 4, 0, 0, 1.0f, QKV_EARLY_STOP_FALSE, 0},
+    {"beam4_lp06_es", 4, 0, 0, 0.6f, QKV_EARLY_STOP_TRUE, 0},
+    {"beam4_lp2_nr2", 4, 0, 2, 2.0f, QKV_EARLY_STOP_FALSE, 0},
+    {"beam4_lpm1_never", 4, 0, 0, -1.0f, QKV_EARLY_STOP_NEVER, 0},
+    {"beam3_new7", 3, 7, 0, 1.0f, QKV_EARLY_STOP_FALSE, 0},
+    {"greedy_nr3", 1, 20, 3, 1.0f, QKV_EARLY_STOP_FALSE, 0},
+    {"beam4_renorm_nr2", 4, 0, 2, 1.0f, QKV_EARLY_STOP_FALSE, 1},
+};
+
+static const qkv_st_tensor *tensor(qkv_safetensors *st, const char *name) {
+    const qkv_st_tensor *t = qkv_safetensors_find(st, name);
+    if (!t) {
+        fprintf(stderr, "fixture lacks %s\n", name);
+        exit(1);
+    }
+    return t;
+}
+
+/* encoder output and teacher-forced decoder logits through the internal API */
+static void check_forward(const char *name, qkv_runtime *rt) {
+    char dir[512], path[512];
+    snprintf(dir, sizeof dir, FIX "%s", name);
+    snprintf(path, sizeof path, FIX "expect.%s.safetensors", name);
+    qkv_safetensors *st = fix_open(path);
+    qkv_marian *m = NULL;
+    CHECK_OK(qkv__marian_load(dir, &m));
+    if (!m) return;
+    const qkv_marian_config *c = &m->cfg;
+    const qkv_st_tensor *tl = tensor(st, "src_lens");
+    const int64_t n = tl->shape[0], *lens = tl->data, C = c->C, V = c->Vd;
+    const int32_t *ids = fix_need(st, "src_ids");
+    int64_t N = 0;
+    for (int64_t s = 0; s < n; s++) N += lens[s];
+    float *enc = malloc(sizeof(float) * (size_t)(N * C));
+    CHECK_OK(qkv__marian_encode(rt, m, ids, lens, n, enc));
+    const float *want = fix_need(st, "enc_out");
+    for (int64_t s = 0, o = 0; s < n; o += lens[s], s++) {
+        double e = fix_rel_err(enc + o * C, want + o * C, lens[s] * C);
+        CHECK_MSG(e < 1e-4, "%s encoder output of source %lld: error %.3g", name, (long long)s, e);
+        if (s == 0) printf("%s: encoder error %.2g", name, e);
+    }
+    /* the decoder, one token per step for all sources at once */
+    float *kv = malloc(sizeof(float) * (size_t)(2 * c->Ld * N * C));
+    CHECK_OK(qkv__marian_cross_kv(rt, m, enc, N, kv));
+    const qkv_st_tensor *td = tensor(st, "dec_ids");
+    const int64_t T = td->shape[1];
+    const int32_t *dec = td->data;
+    const float *wl = fix_need(st, "dec_logits"); /* [n, T, V] */
+    qkv_kv_cache *caches = calloc((size_t)n, sizeof *caches);
+    qkv_kv_cache **kvp = calloc((size_t)n, sizeof *kvp);
+    int64_t *off = calloc((size_t)n, sizeof *off);
+    int32_t *tok = calloc((size_t)n, sizeof *tok);
+    float *logits = malloc(sizeof(float) * (size_t)(n * V));
+    for (int64_t s = 0, o = 0; s < n; o += lens[s], s++) {
+        off[s] = o;
+        kvp[s] = &caches[s];
+        /* a small cache that has to grow on the way */
+        CHECK_OK(qkv__kv_cache_init(&caches[s], c->Ld, 2, c->Hd, C / c->Hd));
+    }
+    double worst = 0;
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t s = 0; s < n; s++) {
+            tok[s] = dec[s * T + t];
+            CHECK_OK(qkv__kv_cache_reserve(&caches[s], t + 1));
+        }
+        CHECK_OK(qkv__marian_decode_step(rt, m, kvp, tok, kv, N, off, lens, n, logits));
+        for (int64_t s = 0; s < n; s++) {
+            double e = fix_rel_err(logits + s * V, wl + (s * T + t) * V, V);
+            worst = e > worst ? e : worst;
+            CHECK_MSG(e < 1e-4, "%s logits of source %lld step %lld: error %.3g", name,
+                      (long long)s, (long long)t, e);
+        }
+    }
+    printf(", decoder logits error %.2g (%lld steps)\n", worst, (long long)T);
+    /* hostile: a token outside the vocabulary, a row whose source is outside kv */
+    tok[0] = (int32_t)V;
+    CHECK_STATUS(qkv__marian_decode_step(rt, m, kvp, tok, kv, N, off, lens, n, logits),
+                 QKV_ERR_INVALID_ARG);
+    tok[0] = 0;
+    int64_t bad_off = N;
+    CHECK_STATUS(qkv__marian_decode_step(rt, m, kvp, tok, kv, N, &bad_off, lens, 1, logits),
+                 QKV_ERR_INVALID_ARG);
+    for (int64_t s = 0; s < n; s++) qkv__kv_cache_release(&caches[s]);
+    free(caches), free(kvp), free(off), free(tok), free(logits), free(kv), free(enc);
+    qkv__marian_free(m);
+    qkv_safetensors_close(st);
+}
+
+static qkv_translate_options options(const qkv_seq2seq *m, const setup *u) {
+    qkv_translate_options o;
+    qkv_seq2seq_default_options(m, &o);
+    o.num_beams = u->beams;
+    o.max_new_tokens = u->max_new;
+    o.no_repeat_ngram_size = u->ngram;
+    o.length_penalty = u->lp;
+    o.early_stopping = u->es;
+    o.renormalize_logits = u->renorm;
+    return o;
+}
+
+static void check_generate(const char *name, qkv_runtime *rt1, qkv_runtime *rt2) {
+    char dir[512], path[512];
+    snprintf(dir, sizeof dir, FIX "%s", name);
+    snprintf(path, sizeof path, FIX "expect.%s.safetensors", name);
+    qkv_safetensors *st = fix_open(path);
+    qkv_seq2seq *m = NULL;
+    CHECK_OK(qkv_seq2seq_load(dir, &m));
+    if (!m) return;
+    const qkv_st_tensor *tl = tensor(st, "src_lens");
+    const int64_t n = tl->shape[0], *lens = tl->data;
+    const int32_t *src = fix_need(st, "src_ids");
+    int same = 0, total = 0;
+    for (size_t k = 0; k < sizeof SETUPS / sizeof *SETUPS; k++) {
+        const setup *u = &SETUPS[k];
+        qkv_translate_options o = options(m, u);
+        const int64_t cap = qkv_seq2seq_max_output(m, &o);
+        CHECK(cap > 0);
+        int32_t *out = calloc((size_t)(n * cap), sizeof *out);
+        int32_t *out2 = calloc((size_t)(n * cap), sizeof *out2);
+        int64_t *olen = calloc((size_t)n, sizeof *olen), *olen2 = calloc((size_t)n, sizeof *olen2);
+        float *sc = calloc((size_t)n, sizeof *sc), *sc2 = calloc((size_t)n, sizeof *sc2);
+        CHECK_OK(qkv_seq2seq_generate(rt1, m, src, lens, (size_t)n, &o, out, olen, sc));
+        char key[128];
+        snprintf(key, sizeof key, "%s.lens", u->name);
+        const int64_t *wlen = tensor(st, key)->data;
+        snprintf(key, sizeof key, "%s.ids", u->name);
+        const int32_t *wids = tensor(st, key)->data;
+        snprintf(key, sizeof key, "%s.scores", u->name);
+        const qkv_st_tensor *ws = qkv_safetensors_find(st, key);
+        for (int64_t s = 0, o2 = 0; s < n; o2 += wlen[s], s++) {
+            int eq = olen[s] == wlen[s] &&
+                     memcmp(out + s * cap, wids + o2, sizeof(int32_t) * (size_t)wlen[s]) == 0;
+            same += eq, total++;
+            CHECK_MSG(eq, "%s %s sentence %lld: %lld tokens, transformers %lld (first %d vs %d)",
+                      name, u->name, (long long)s, (long long)olen[s], (long long)wlen[s],
+                      olen[s] ? out[s * cap] : -1, wlen[s] ? wids[o2] : -1);
+            if (ws) CHECK_NEAR(sc[s], ((const float *)ws->data)[s], 0, 1e-4);
+        }
+        /* 2 threads: the same ids */
+        CHECK_OK(qkv_seq2seq_generate(rt2, m, src, lens, (size_t)n, &o, out2, olen2, sc2));
+        CHECK(memcmp(olen, olen2, sizeof(int64_t) * (size_t)n) == 0);
+        CHECK(memcmp(out, out2, sizeof(int32_t) * (size_t)(n * cap)) == 0);
+        /* each sentence alone: what it got in the batch */
+        for (int64_t s = 0, o2 = 0; s < n; o2 += lens[s], s++) {
+            int64_t l1 = 0;
+            memset(out2, 0, sizeof(int32_t) * (size_t)cap);
+            CHECK_OK(qkv_seq2seq_generate(rt1, m, src + o2, lens + s, 1, &o, out2, &l1, sc2));
+            CHECK_MSG(
+                l1 == olen[s] && memcmp(out2, out + s * cap, sizeof(int32_t) * (size_t)l1) == 0,
+                "%s %s: sentence %lld alone differs from the batch", name, u->name, (long long)s);
+        }
+        free(out), free(out2), free(olen), free(olen2), free(sc), free(sc2);
+    }
+    printf("%s: %d of %d generated sentences identical to transformers\n", name, same, total);
+    qkv_seq2seq_free(m);
+    qkv_safetensors_close(st);
+}
+
+/* the text API: lines of texts.txt through the directory's tokenizer, as transformers' decode */
+static void check_texts(void) {
+    qkv_seq2seq *m = NULL;
+    qkv_tokenizer *tok = NULL;
+    CHECK_OK(qkv_seq2seq_load(FIX "tiny", &m));
+    CHECK_OK(qkv_tokenizer_load(FIX "tiny", &tok));
+    size_t nt = 0, ne = 0;
+    char *texts = test_read_all(FIX "texts.txt", &nt),
+         *want = test_read_all(FIX "expect.translate.txt", &ne);
+    if (!m || !tok || !texts || !want) return;
+    const char *lines[64];
+    size_t n = 0;
+    for (char *p = texts, *nl; n < 64 && (nl = strchr(p, '\n')); p = nl + 1) {
+        *nl = '\0';
+        lines[n++] = p;
+    }
+    char *out[64];
+    float scores[64];
+    CHECK_OK(qkv_seq2seq_translate(NULL, m, tok, lines, n, NULL, out, scores));
+    char *w = want;
+    for (size_t i = 0; i < n; i++) {
+        char *nl = strchr(w, '\n');
+        if (!nl || !out[i]) {
+            CHECK(0);
+            break;
+        }
+        *nl = '\0';
+        CHECK_MSG(strcmp(out[i], w) == 0, "text %zu: '%s', transformers '%s'", i, out[i], w);
+        CHECK(scores[i] < 0);
+        w = nl + 1;
+        qkv_free(out[i]);
+    }
+    printf("texts: %zu lines translated as transformers decodes them\n", n);
+    CHECK(n >= 9);
+    free(texts);
+    free(want);
+    qkv_tokenizer_free(tok);
+    qkv_seq2seq_free(m);
+}
+
+static void check_errors(void) {
+    qkv_seq2seq *m = NULL;
+    CHECK_STATUS(qkv_seq2seq_load(FIX "nonexistent", &m), QKV_ERR_IO);
+    CHECK(m == NULL);
+    /* a decoder-only model directory is not a translation model */
+    CHECK_STATUS(qkv_seq2seq_load(QKV_SOURCE_DIR "/tests/fixtures/models/gpt2_tiny", &m),
+                 QKV_ERR_UNSUPPORTED);
+    CHECK(strstr(qkv_last_error(), "model_type") != NULL);
+    CHECK_OK(qkv_seq2seq_load(FIX "tiny", &m));
+    if (!m) return;
+    const int32_t src[3] = {5, 6, 0};
+    const int64_t len = 3, bad_len = qkv_seq2seq_max_source(m) + 1;
+    int32_t out[200];
+    int64_t olen;
+    qkv_translate_options o;
+    qkv_seq2seq_default_options(m, &o);
+    CHECK_EQ_INT(o.num_beams, 4);   /* generation_config.json */
+    CHECK_EQ_INT(o.max_length, 40); /* generation_config.json */
+    o.num_beams = 0;
+    CHECK_STATUS(qkv_seq2seq_generate(NULL, m, src, &len, 1, &o, out, &olen, NULL),
+                 QKV_ERR_INVALID_ARG);
+    CHECK(strstr(qkv_last_error(), "num_beams") != NULL);
+    qkv_seq2seq_default_options(m, &o);
+    o.max_length = qkv_seq2seq_max_source(m) + 2;
+    CHECK_STATUS(qkv_seq2seq_generate(NULL, m, src, &len, 1, &o, out, &olen, NULL),
+                 QKV_ERR_INVALID_ARG);
+    CHECK(strstr(qkv_last_error(), "max_length") != NULL);
+    CHECK_EQ_INT(qkv_seq2seq_max_output(m, &o), 0);
+    qkv_seq2seq_default_options(m, &o);
+    o.early_stopping = (qkv_early_stopping)7;
+    CHECK_STATUS(qkv_seq2seq_generate(NULL, m, src, &len, 1, &o, out, &olen, NULL),
+                 QKV_ERR_INVALID_ARG);
+    o.early_stopping = QKV_EARLY_STOP_FALSE;
+    /* struct_size: a newer program's longer struct is accepted only with a zero tail */
+    struct {
+        qkv_translate_options o;
+        int64_t newer_field;
+    } big;
+    memset(&big, 0, sizeof big);
+    qkv_seq2seq_default_options(m, &big.o);
+    big.o.struct_size = sizeof big;
+    big.newer_field = 1;
+    CHECK_STATUS(qkv_seq2seq_generate(NULL, m, src, &len, 1, &big.o, out, &olen, NULL),
+                 QKV_ERR_INVALID_ARG);
+    big.newer_field = 0;
+    CHECK_OK(qkv_seq2seq_generate(NULL, m, src, &len, 1, &big.o, out, &olen, NULL));
+    o.struct_size = 0; /* 0: this version's layout */
+    CHECK_OK(qkv_seq2seq_generate(NULL, m, src, &len, 1, &o, out, &olen, NULL));
+    CHECK_STATUS(qkv_seq2seq_generate(NULL, m, src, &bad_len, 1, NULL, out, &olen, NULL),
+                 QKV_ERR_INVALID_ARG);
+    const int32_t bad_src[3] = {5, 100000, 0};
+    CHECK_STATUS(qkv_seq2seq_generate(NULL, m, bad_src, &len, 1, NULL, out, &olen, NULL),
+                 QKV_ERR_INVALID_ARG);
+    CHECK_STATUS(qkv_seq2seq_generate(NULL, m, NULL, &len, 1, NULL, out, &olen, NULL),
+                 QKV_ERR_INVALID_ARG);
+    /* hostile directories: a config out of range, a tensor missing from the file */
+    char tmpl[] = "/tmp/qkv_marian_XXXXXX", path[256];
+    const char *dir = mkdtemp(tmpl);
+    CHECK(dir != NULL);
+    size_t clen = 0;
+    char *cfg = test_read_all(FIX "tiny/config.json", &clen);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    test_copy_file(FIX "tiny/model.safetensors", path);
+    static const struct {
+        const char *from, *to, *msg;
+        qkv_status want;
+    } edits[] = {
+        {"\"d_model\": 32", "\"d_model\": 31", "d_model", QKV_ERR_UNSUPPORTED},
+        {"\"max_position_embeddings\": 128", "\"max_position_embeddings\": 9000000",
+         "max_position_embeddings", QKV_ERR_FORMAT},
+        {"\"activation_function\": \"swish\"", "\"activation_function\": \"mish\"",
+         "activation_function", QKV_ERR_UNSUPPORTED},
+        {"\"encoder_layers\": 2", "\"encoder_layers\": 3", "model.encoder.layers.2",
+         QKV_ERR_FORMAT},
+        {"\"d_model\": 32", "\"d_model\": \"32\"", "d_model", QKV_ERR_FORMAT},
+        {"\"forced_eos_token_id\": 0", "\"forced_eos_token_id\": 0, \"repetition_penalty\": 1.2",
+         "repetition_penalty", QKV_ERR_UNSUPPORTED},
+        {"\"forced_eos_token_id\": 0", "\"forced_eos_token_id\": 0, \"do_sample\": true",
+         "do_sample", QKV_ERR_UNSUPPORTED},
+    };
+    for (size_t k = 0; cfg && dir && k < sizeof edits / sizeof *edits; k++) {
+        const char *at = strstr(cfg, edits[k].from);
+        CHECK(at != NULL);
+        if (!at) continue;
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        FILE *f = fopen(path, "wb");
+        fwrite(cfg, 1, (size_t)(at - cfg), f);
+        fputs(edits[k].to, f);
+        fputs(at + strlen(edits[k].from), f);
+        fclose(f);
+        qkv_seq2seq *bad = NULL;
+        CHECK_STATUS(qkv_seq2seq_load(dir, &bad), edits[k].want);
+        CHECK_MSG(strstr(qkv_last_error(), edits[k].msg) != NULL, "message '%s' lacks '%s'",
+                  qkv_last_error(), edits[k].msg);
+        CHECK(bad == NULL);
+    }
+    /* generation_config.json, when present, is read alone (as transformers does): without
+     * forced_eos_token_id there, config.json's is not used and a cut sentence ends without EOS */
+    if (cfg && dir) {
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        FILE *f = fopen(path, "wb");
+        fwrite(cfg, 1, clen, f);
+        fclose(f);
+        for (int with_gen = 0; with_gen < 2; with_gen++) {
+            snprintf(path, sizeof path, "%s/generation_config.json", dir);
+            if (with_gen) {
+                f = fopen(path, "wb");
+                fputs("{\"max_length\": 10, \"bad_words_ids\": [[159]]}\n", f);
+                fclose(f);
+            }
+            qkv_seq2seq *g = NULL;
+            CHECK_OK(qkv_seq2seq_load(dir, &g));
+            if (!g) continue;
+            qkv_translate_options go;
+            qkv_seq2seq_default_options(g, &go);
+            CHECK_EQ_INT(go.num_beams, 1);
+            CHECK_EQ_INT(go.max_length, with_gen ? 10 : 20); /* GenerationConfig's default 20 */
+            go.max_length = 10;
+            int32_t gout[16];
+            int64_t glen = 0;
+            CHECK_OK(qkv_seq2seq_generate(NULL, g, src, &len, 1, &go, gout, &glen, NULL));
+            CHECK_EQ_INT(glen, 9); /* this random model never picks EOS on its own here */
+            if (glen == 9) CHECK(with_gen ? gout[8] != 0 : gout[8] == 0);
+            qkv_seq2seq_free(g);
+        }
+    }
+    free(cfg);
+    if (dir) test_rm_rf(dir);
+    /* every allocation of a beam-search call failed in turn: NOMEM, nothing leaks */
+    qkv_seq2seq_default_options(m, &o);
+    o.max_new_tokens = 4;
+    int fails = 0;
+    qkv_allocator a = {failing_alloc, counting_free, NULL};
+    for (fail_at = 0;; fail_at++) {
+        n_attempt = n_alloc = n_free = 0;
+        qkv_set_allocator(&a);
+        /* a runtime of its own, so that its scratch block is freed inside the count too */
+        qkv_runtime *rt = NULL;
+        qkv_status s = qkv_runtime_create(1, &rt);
+        if (s == QKV_OK) s = qkv_seq2seq_generate(rt, m, src, &len, 1, &o, out, &olen, NULL);
+        qkv_runtime_free(rt);
+        qkv_set_allocator(NULL);
+        CHECK_MSG(n_alloc == n_free, "fail_at %ld: %ld allocations, %ld frees", fail_at, n_alloc,
+                  n_free);
+        if (s == QKV_OK) break;
+        CHECK_MSG(s == QKV_ERR_NOMEM, "fail_at %ld: status %d", fail_at, (int)s);
+        fails++;
+        if (fail_at > 500) break;
+    }
+    fail_at = -1;
+    printf("allocation failures injected: %d\n", fails);
+    CHECK(fails > 5);
+    qkv_seq2seq_free(m);
+    qkv_seq2seq_free(NULL);
+}
+
+int main(void) {
+    test_use_arch_from_env();
+    qkv_runtime *rt1 = NULL, *rt2 = NULL;
+    CHECK_OK(qkv_runtime_create(1, &rt1));
+    CHECK_OK(qkv_runtime_create(2, &rt2));
+    check_forward("tiny", rt1);
+    check_forward("sep", rt2);
+    check_generate("tiny", rt1, rt2);
+    check_generate("sep", rt1, rt2);
+    check_texts();
+    check_errors();
+    qkv_runtime_free(rt1);
+    qkv_runtime_free(rt2);
+    return test_finish("marian");
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""bench_marian.py — target tokens/s of `qkv translate` against transformers' generate() on a
+Marian-shaped random model (OPUS-MT's shape: 6 + 6 layers, d_model 512, 8 heads, FFN 2048,
+vocabulary 58,101), the same sources and options in the same run, float32 on the CPU.
+
+  tools/.venv/bin/python tools/bench_marian.py --qkv build/qkv [--threads 2] [--beams 4]
+        [--batch 32] [--sentences 64] [--max-new 32] [--dir /tmp/marian_bench]
+
+The model directory (random weights, seeded; the tiny fixture's tokenizer, whose ids all lie
+in the vocabulary) is written once to --dir. Sources are lines of the Debian license texts.
+Both sides decode with num_beams, max_new_tokens and batch size given; random weights rarely
+emit EOS, so both produce about max_new tokens per sentence: tokens/s = generated target
+tokens (counted on transformers' output) / wall time. Prints one JSON line per system and the
+ratio."""
+import argparse
+import json
+import os
+import subprocess
+import time
+
+import torch
+from transformers import GenerationConfig, MarianConfig, MarianMTModel, MarianTokenizer
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+TOK = os.path.join(ROOT, "tests", "fixtures", "marian", "tiny")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--qkv", required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--beams", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--sentences", type=int, default=64)
+    ap.add_argument("--max-new", type=int, default=32)
+    ap.add_argument("--dir", default="/tmp/marian_bench")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    V = 58101
+    if not os.path.exists(os.path.join(a.dir, "model.safetensors")):
+        torch.manual_seed(0)
+        cfg = MarianConfig(vocab_size=V, decoder_vocab_size=V, d_model=512, encoder_layers=6,
+                           decoder_layers=6, encoder_attention_heads=8, decoder_attention_heads=8,
+                           encoder_ffn_dim=2048, decoder_ffn_dim=2048, max_position_embeddings=512,
+                           pad_token_id=V - 1, eos_token_id=0, decoder_start_token_id=V - 1,
+                           forced_eos_token_id=0, scale_embedding=True,
+                           activation_function="swish", dropout=0.0)
+        m = MarianMTModel(cfg)
+        m.generation_config = GenerationConfig(bad_words_ids=[[V - 1]], decoder_start_token_id=V - 1,
+                                               eos_token_id=0, forced_eos_token_id=0,
+                                               max_length=512, num_beams=4, pad_token_id=V - 1)
+        m.save_pretrained(a.dir)
+        for f in ("source.spm", "target.spm"):
+            with open(os.path.join(TOK, f), "rb") as s, open(os.path.join(a.dir, f), "wb") as d:
+                d.write(s.read())
+        with open(os.path.join(TOK, "vocab.json"), encoding="utf-8") as f:
+            vocab = json.load(f)  # the tiny vocabulary, <pad> moved last, filler pieces between
+        del vocab["<pad>"]
+        for i in range(len(vocab), V - 1):
+            vocab["\u2581w%d" % i] = i
+        vocab["<pad>"] = V - 1
+        with open(os.path.join(a.dir, "vocab.json"), "w", encoding="utf-8") as f:
+            json.dump(vocab, f, ensure_ascii=False)
+    model = MarianMTModel.from_pretrained(a.dir).eval()
+    tok = MarianTokenizer.from_pretrained(a.dir)
+    lines = []
+    lic = "/usr/share/common-licenses"
+    for f in sorted(os.listdir(lic)):
+        p = os.path.join(lic, f)
+        if os.path.isfile(p):
+            with open(p, encoding="utf-8", errors="replace") as fh:
+                lines += [l.strip() for l in fh if 20 < len(l.strip()) < 200]
+    lines = lines[: a.sentences]
+    src = os.path.join(a.dir, "src.txt")
+    with open(src, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    kw = dict(num_beams=a.beams, max_new_tokens=a.max_new, bad_words_ids=[[V - 1]],
+              forced_eos_token_id=0)
+    t0 = time.perf_counter()
+    n_tok = 0
+    texts = [None] * len(lines)
+    order = sorted(range(len(lines)), key=lambda i: len(tok(lines[i]).input_ids))
+    for b in range(0, len(order), a.batch):
+        batch = tok([lines[i] for i in order[b:b + a.batch]], return_tensors="pt", padding=True)
+        with torch.no_grad():
+            out = model.generate(**batch, **kw)
+        n_tok += int((out[:, 1:] != V - 1).sum())
+        for k, i in enumerate(order[b:b + a.batch]):
+            texts[i] = tok.decode(out[k], skip_special_tokens=True)
+    hf = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    r = subprocess.run([a.qkv, "translate", "--model", a.dir, "--beams", str(a.beams),
+                    "--max-new-tokens", str(a.max_new), "--batch", str(a.batch), "--threads",
+                    str(a.threads), src], check=True, stdout=subprocess.PIPE)
+    qk = time.perf_counter() - t0
+    common = dict(model="marian-6+6-d512", sentences=len(lines), beams=a.beams, batch=a.batch,
+                  threads=a.threads, max_new_tokens=a.max_new, target_tokens=n_tok)
+    print(json.dumps(dict(system="transformers", seconds=hf, tokens_per_s=n_tok / hf, **common)))
+    print(json.dumps(dict(system="qkv", seconds=qk, tokens_per_s=n_tok / qk, **common,
+                          note="qkv time includes loading the model")))
+    got = r.stdout.decode("utf-8").split("\n")[: len(lines)]
+    same = sum(g == t for g, t in zip(got, texts))
+    print(json.dumps(dict(ratio_qkv_over_transformers=hf / qk, same_text=same,
+                          sentences=len(lines))))
+
+
+if __name__ == "__main__":
+    main()
