@@ -28,7 +28,8 @@ static const char css[] =
     "th{position:sticky;top:0;background:#fafafa;cursor:pointer}tr.sel td{background:#ffe9a8}"
     "tbody tr{cursor:pointer}tbody tr:hover td{background:#f3f3f3}"
     ".note{color:#666;font-size:13px;max-width:900px}"
-    ".tk{display:inline-block;padding:3px 5px;margin:2px;border:1px solid #ddd;border-radius:3px}";
+    ".tk{display:inline-block;padding:3px 5px;margin:2px;border:1px solid #ddd;border-radius:3px}"
+    ".sn{font-size:12px;color:#555;margin-top:8px}";
 
 static const char js[] =
     "const D=JSON.parse(document.getElementById('data').textContent);\n"
@@ -92,13 +93,17 @@ static const char js[] =
     "rs.forEach(r=>tb.appendChild(r));});\n"
     "document.getElementById('legend').style.background='linear-gradient(to right,'+"
     "D.stops.map(c=>'rgb('+c.join(',')+')').join(',')+')';\n"
-    "if(D.saliency){const sd=document.getElementById('sal'),"
-    "mx=Math.max(1e-30,...D.saliency.map(Math.abs));\n"
-    " tok.forEach((s,i)=>{const v=D.saliency[i],e=document.createElement('span');e.className='tk';"
-    "e.textContent=s;e.title='token '+i+': '+v.toFixed(4);\n"
+    "function salrow(a,name){const sd=document.getElementById('sal'),row=document.createElement("
+    "'div'),mx=Math.max(1e-30,...a.map(v=>Math.abs(v||0)));\n"
+    " const h=document.createElement('div');h.className='sn';h.textContent=name+' (|max| '+"
+    "mx.toPrecision(3)+')';row.appendChild(h);\n"
+    " tok.forEach((s,i)=>{const v=a[i]||0,e=document.createElement('span');e.className='tk';"
+    "e.textContent=s;e.title='token '+i+': '+v.toPrecision(4);\n"
     "  const "
-    "a=Math.abs(v)/mx;e.style.background=v>=0?'rgba(214,39,40,'+a+')':'rgba(31,119,180,'+a+')';"
-    "sd.appendChild(e);});}\n"
+    "f=Math.abs(v)/mx;e.style.background=v>=0?'rgba(214,39,40,'+f+')':'rgba(31,119,180,'+f+')';"
+    "row.appendChild(e);});sd.appendChild(row);}\n"
+    "if(D.saliency)salrow(D.saliency,'gradient \\u00d7 input');\n"
+    "if(D.ig)salrow(D.ig,'integrated gradients');\n"
     "ls.onchange=hs.onchange=rb.onchange=draw;draw();\n";
 
 /* Writes a JSON array of n floats as compact numbers. */
@@ -141,6 +146,11 @@ static char *page_json(const attn_page *p, size_t *len) {
     fputs("],\"saliency\":", f);
     if (p->saliency)
         put_floats(f, p->saliency, (size_t)p->T);
+    else
+        fputs("null", f);
+    fputs(",\"ig\":", f);
+    if (p->ig)
+        put_floats(f, p->ig, (size_t)p->T);
     else
         fputs("null", f);
     fputs(",\"stops\":[", f);
@@ -210,6 +220,24 @@ static void write_page(FILE *f, const void *vctx) {
           "id=\"wrap\"><canvas id=\"cv\"></canvas>"
           "<div id=\"tip\"></div></div>\n",
           f);
+    if (p->saliency) {
+        fputs("<h2>Saliency</h2><p class=\"note\">Which input tokens drove <b>", f);
+        put_text(f, p->saliency_what ? p->saliency_what : "?");
+        fputs("</b>. Gradient &times; input: for each token, the gradient of that number with "
+              "respect to the token's word embedding, dotted with the embedding (a first-order, "
+              "local estimate). Integrated gradients: the same gradient averaged along the "
+              "straight line from a baseline to the input, times (input &minus; baseline); the "
+              "attributions add up to f(input) &minus; f(baseline) up to the quadrature error "
+              "below. Red raises the number, blue lowers it, shade by size within each row; the "
+              "value on hover. Neither is a causal effect: see docs/INTERPRET.md.</p>\n",
+              f);
+        if (p->ig_note) {
+            fputs("<p class=\"note\">", f);
+            put_text(f, p->ig_note);
+            fputs("</p>\n", f);
+        }
+        fputs("<div id=\"sal\"></div>\n", f);
+    }
     fprintf(f,
             "<h2>Heads</h2><p class=\"note\">Means over query tokens: entropy in nats (0 = "
             "one key, ln T = uniform), distance in tokens, shares of attention on %s, on %s "
@@ -218,15 +246,6 @@ static void write_page(FILE *f, const void *vctx) {
             "<th>distance</th><th>%s</th><th>%s</th><th>previous</th></tr></thead>"
             "<tbody id=\"rows\"></tbody></table>\n",
             p->cls_name, p->sep_name, p->cls_name, p->sep_name);
-    if (p->saliency) {
-        fputs("<h2>Saliency</h2><p class=\"note\">Gradient &times; input of the logit of <b>", f);
-        put_text(f, p->saliency_label ? p->saliency_label : "?");
-        fputs("</b>: for each token, the gradient of that logit with respect to the token's word "
-              "embedding, dotted with the embedding (red raises the logit, blue lowers it, "
-              "shade by size; the value on hover). A first-order local estimate, not a "
-              "causal effect: see docs/INTERPRET.md.</p><div id=\"sal\"></div>\n",
-              f);
-    }
     fputs("<script id=\"data\" type=\"application/json\">", f);
     for (size_t i = 0; i < c->len; i++) {
         if (c->json[i] == '<')

@@ -17,7 +17,10 @@ typedef struct attn_page {
     const qkv_head_stats *stats;     /* [L * H] */
     const char *cls_name, *sep_name; /* the table's names of the marked tokens */
     const float *saliency;           /* [T] gradient x input, or NULL */
-    const char *saliency_label;      /* the label whose logit it explains */
+    const float *ig;                 /* [T] integrated gradients, or NULL */
+    const char *saliency_what;       /* what they explain ("the logit of label x"), plain text */
+    const char *ig_note;             /* the integrated gradients' steps, rule, baseline and
+                                        completeness, plain text, or NULL */
 } attn_page;
 
 /* Writes the page to path atomically (atomic.h). 0, or -1 with errno set. */

@@ -9,6 +9,9 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,13 +40,29 @@ void cmd_attention_help(void) {
         "and prints a table of the heads to stdout: entropy (nats; 0 = all on one token), mean\n"
         "distance (tokens), shares of attention on [CLS] and [SEP] (decoders: the first token\n"
         "and EOS) and on the previous token. Colours run from 0 to 1 on a fixed scale.\n"
-        "A classifier also gets gradient x input saliency of a label's logit per token (through\n"
-        "the training backward): printed, in the page, and as saliency [T] in the safetensors.\n"
+        "Saliency: which input tokens drove one number f, through the training backward:\n"
+        "gradient x input (sum over the word embedding of df/de * e) and integrated gradients\n"
+        "(Sundararajan et al. 2017; the gradient averaged on the straight line from a baseline\n"
+        "to the input, times input - baseline), printed, in the page, drawn in saliency.png and\n"
+        "saved as saliency and integrated_gradients [T] with f at the input and the baseline.\n"
         "Existing files of these names are replaced (atomically); a directory or special file\n"
         "in their place is refused.\n\n"
         "Options:\n"
-        "  --label NAME   a classifier (BertForSequenceClassification): the label whose logit\n"
-        "                 the saliency explains (a name or an index; default: the predicted)\n"
+        "  --target T     what the saliency explains (default: logit for a classifier,\n"
+        "                 next-token for a decoder, similarity with --compare, else none):\n"
+        "                 logit       a classifier's (BertForSequenceClassification) label logit\n"
+        "                 next-token  a decoder's logit of the token after the text\n"
+        "                 similarity  the cosine similarity of the mean-pooled embeddings of the\n"
+        "                             text and of --compare (sentence-transformers encoders)\n"
+        "                 none        no saliency\n"
+        "  --label NAME   logit: the label (a name or an index); next-token: the token (text\n"
+        "                 that is one token, or #ID); default: the model's prediction\n"
+        "  --compare TEXT the second text of the similarity target (held fixed)\n"
+        "  --ig-steps N   integrated-gradient steps m (default 50; 0: gradient x input only)\n"
+        "  --ig-rule R    trapezoid (default: m + 1 gradients at alpha = k/m, ends halved) or\n"
+        "                 right (m gradients at alpha = 1/m..1, captum's riemann_right)\n"
+        "  --baseline B   zero (default: all-zero word embeddings), pad, mask or eos: that\n"
+        "                 token's word embedding at every position\n"
         "  --layer L      draw the per-head PNGs of layer L only (default: every layer)\n"
         "  --head H       draw the per-head PNGs of head H only (default: every head)\n"
         "  --threads N    threads (default: QKV_NUM_THREADS or all CPUs)\n\n"
@@ -52,30 +71,47 @@ void cmd_attention_help(void) {
 }
 
 typedef struct {
-    const char *model, *text, *pair, *out, *label;
-    long layer, head, threads;
+    const char *model, *text, *pair, *out, *label, *target, *compare, *rule, *baseline;
+    long layer, head, threads, ig_steps;
 } opts;
+
+/* The options that take a string: stored in their field of opts. */
+static const struct {
+    const char *flag;
+    size_t off;
+} string_opts[] = {{"--model", offsetof(opts, model)},      {"--text", offsetof(opts, text)},
+                   {"--pair", offsetof(opts, pair)},        {"--out", offsetof(opts, out)},
+                   {"--label", offsetof(opts, label)},      {"--target", offsetof(opts, target)},
+                   {"--compare", offsetof(opts, compare)},  {"--ig-rule", offsetof(opts, rule)},
+                   {"--baseline", offsetof(opts, baseline)}};
+
+/* 1 if flag is one of string_opts and has a value (then stored). */
+static int string_option(opts *o, const char *flag, const char *value) {
+    for (size_t k = 0; value && k < sizeof string_opts / sizeof string_opts[0]; k++)
+        if (strcmp(flag, string_opts[k].flag) == 0) {
+            memcpy((char *)o + string_opts[k].off, &value, sizeof value);
+            return 1;
+        }
+    return 0;
+}
 
 static int parse(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
     o->out = "attention";
     o->layer = o->head = -1;
+    o->ig_steps = 50;
+    o->rule = "trapezoid";
+    o->baseline = "zero";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const int more = i + 1 < argc;
         if (cli_is_help(a)) {
             cmd_attention_help();
             exit(EXIT_OK);
-        } else if (strcmp(a, "--model") == 0 && more) {
-            o->model = argv[++i];
-        } else if (strcmp(a, "--text") == 0 && more) {
-            o->text = argv[++i];
-        } else if (strcmp(a, "--pair") == 0 && more) {
-            o->pair = argv[++i];
-        } else if (strcmp(a, "--out") == 0 && more) {
-            o->out = argv[++i];
-        } else if (strcmp(a, "--label") == 0 && more) {
-            o->label = argv[++i];
+        } else if (string_option(o, a, more ? argv[i + 1] : NULL)) {
+            i++;
+        } else if (strcmp(a, "--ig-steps") == 0 && more) {
+            if (cli_parse_count(CMD, a, argv[++i], 0, 100000, &o->ig_steps)) return EXIT_USAGE;
         } else if (strcmp(a, "--layer") == 0 && more) {
             if (cli_parse_count(CMD, a, argv[++i], 0, 1 << 20, &o->layer)) return EXIT_USAGE;
         } else if (strcmp(a, "--head") == 0 && more) {
@@ -89,6 +125,15 @@ static int parse(int argc, char **argv, opts *o) {
     if (!o->model) return cli_usage_error(CMD, "--model DIR is required");
     if (!o->text) return cli_usage_error(CMD, "--text TEXT is required");
     if (!*o->out) return cli_usage_error(CMD, "--out wants a directory");
+    if (o->target && strcmp(o->target, "logit") && strcmp(o->target, "next-token") &&
+        strcmp(o->target, "similarity") && strcmp(o->target, "none"))
+        return cli_usage_error(CMD, "--target %s: logit, next-token, similarity or none",
+                               o->target);
+    if (strcmp(o->rule, "trapezoid") && strcmp(o->rule, "right"))
+        return cli_usage_error(CMD, "--ig-rule %s: trapezoid or right", o->rule);
+    if (strcmp(o->baseline, "zero") && strcmp(o->baseline, "pad") && strcmp(o->baseline, "mask") &&
+        strcmp(o->baseline, "eos"))
+        return cli_usage_error(CMD, "--baseline %s: zero, pad, mask or eos", o->baseline);
     return EXIT_OK;
 }
 
@@ -191,8 +236,13 @@ typedef struct {
     float *roll;           /* [T, T] */
     qkv_head_stats *stats; /* [L * H] */
     uint8_t *marks;        /* [T] */
-    float *sal;            /* [T] a classifier's gradient x input, or NULL */
-    int64_t sal_label;
+    int target;            /* a qkv_attr_target, or -1: no saliency */
+    float *sal;            /* [T] gradient x input, or NULL */
+    float *ig;             /* [T] integrated gradients, or NULL */
+    char *sal_label;       /* the label or token explained, or the compared text (UTF-8) */
+    char *sal_what;        /* a sentence saying what f is */
+    char *ig_note;         /* steps, rule, baseline, completeness */
+    qkv_attr_result res;
 } job;
 
 static void job_free(job *j) {
@@ -203,6 +253,10 @@ static void job_free(job *j) {
     free(j->stats);
     free(j->marks);
     free(j->sal);
+    free(j->ig);
+    free(j->sal_label);
+    free(j->sal_what);
+    free(j->ig_note);
     qkv_encoding_free(j->enc);
     qkv_tokenizer_free(j->own_tok);
     qkv_model_free(j->m);
@@ -295,54 +349,217 @@ static int compute(job *j, qkv_runtime *rt) {
     return EXIT_OK;
 }
 
-/* A classifier: gradient x input of the chosen label's logit (qkv_trainer_saliency). */
-static int compute_saliency(job *j, const opts *o, qkv_runtime *rt) {
+/* The saliency target: from --target, else what the model has; -1 for none (after a message
+ * when the options ask for what the model lacks: *rc). */
+static int choose_target(const job *j, const opts *o, int *rc) {
     const int64_t NL = j->encoder ? qkv_model_num_labels(j->m) : 0;
-    if (NL < 1) {
-        if (o->label)
-            return cli_usage_error(CMD, "--label: %s has no classification head", o->model);
-        return EXIT_OK;
+    const char *t = o->target;
+    *rc = EXIT_OK;
+    if (!t) t = o->compare ? "similarity" : NL > 0 ? "logit" : !j->encoder ? "next-token" : "none";
+    if (strcmp(t, "none") == 0) {
+        if (o->label || o->compare)
+            *rc = cli_usage_error(CMD, "--label and --compare need a saliency target; %s",
+                                  o->target ? "--target is none"
+                                            : "this model has no classification head (use "
+                                              "--target similarity with --compare)");
+        return -1;
+    }
+    if (strcmp(t, "logit") == 0 && NL < 1) {
+        *rc = cli_usage_error(CMD, "--target logit / --label: %s has no classification head",
+                              o->model);
+        return -1;
+    }
+    if (strcmp(t, "next-token") == 0 && j->encoder) {
+        *rc = cli_usage_error(CMD, "--target next-token is for decoders (GPT-2, Llama)");
+        return -1;
+    }
+    if (strcmp(t, "similarity") == 0 && (!j->encoder || !o->compare)) {
+        *rc = cli_usage_error(CMD, "--target similarity needs an encoder and --compare TEXT");
+        return -1;
+    }
+    if (o->compare && strcmp(t, "similarity") != 0) {
+        *rc = cli_usage_error(CMD, "--compare is for --target similarity");
+        return -1;
+    }
+    if (o->label && strcmp(t, "similarity") == 0) {
+        *rc = cli_usage_error(CMD, "--label is for the logit and next-token targets");
+        return -1;
+    }
+    return strcmp(t, "logit") == 0        ? QKV_ATTR_LOGIT
+           : strcmp(t, "next-token") == 0 ? QKV_ATTR_NEXT_TOKEN
+                                          : QKV_ATTR_SIMILARITY;
+}
+
+/* Encodes text as the maps' text was (special tokens, cut to the model's length). */
+static qkv_status encode_like_text(const job *j, const char *text, int special, qkv_encoding **e) {
+    qkv_encode_options eo;
+    qkv_tokenizer_default_options(j->tok, &eo);
+    eo.max_length = j->encoder ? qkv_model_max_tokens(j->m) : qkv_lm_max_context(j->lm);
+    eo.truncation = QKV_TRUNCATE_LONGEST_FIRST;
+    eo.pad_to = eo.pad_to_multiple_of = 0;
+    eo.add_special_tokens = special;
+    return qkv_tokenizer_encode(j->tok, text, strlen(text), NULL, 0, &eo, e);
+}
+
+/* --label as an index: a classifier's label (name or number), a decoder's token (text that is
+ * one token, or #ID); -1 without --label; -2 after a message. */
+static int64_t label_index(const job *j, const opts *o) {
+    if (!o->label) return -1;
+    char *end;
+    if (j->target == QKV_ATTR_LOGIT) {
+        const int64_t NL = qkv_model_num_labels(j->m);
+        for (int64_t k = 0; k < NL; k++)
+            if (strcmp(qkv_model_label(j->m, k), o->label) == 0) return k;
+        long v = strtol(o->label, &end, 10);
+        if (*o->label && !*end && v >= 0 && v < NL) return v;
+        cli_usage_error(CMD, "--label %s is not a label of the model", o->label);
+        return -2;
+    }
+    if (o->label[0] == '#' && o->label[1]) {
+        long v = strtol(o->label + 1, &end, 10);
+        if (!*end && v >= 0 && (size_t)v < qkv_tokenizer_vocab_size(j->tok)) return v;
+        cli_usage_error(CMD, "--label %s: not a token id of the vocabulary", o->label);
+        return -2;
+    }
+    qkv_encoding *e = NULL;
+    qkv_status s = encode_like_text(j, o->label, 0, &e);
+    int64_t id = s == QKV_OK && e->n == 1 ? e->ids[0] : -2;
+    if (s != QKV_OK)
+        cli_report("tokenizing --label", s);
+    else if (id < 0)
+        cli_usage_error(CMD, "--label '%s' is %zu tokens, not one (give #ID for a token id)",
+                        o->label, e->n);
+    qkv_encoding_free(e);
+    return id;
+}
+
+static int32_t baseline_id(const job *j, const opts *o) {
+    if (strcmp(o->baseline, "zero") == 0) return -1;
+    int32_t id = strcmp(o->baseline, "pad") == 0 ? qkv_tokenizer_special_id(j->tok, QKV_SPECIAL_PAD)
+                 : strcmp(o->baseline, "mask") == 0
+                     ? qkv_tokenizer_special_id(j->tok, QKV_SPECIAL_MASK)
+                 : j->encoder ? qkv_tokenizer_special_id(j->tok, QKV_SPECIAL_SEP)
+                              : qkv_lm_eos_token(j->lm);
+    if (id < 0) cli_usage_error(CMD, "--baseline %s: the tokenizer has no such token", o->baseline);
+    return id < 0 ? -2 : id;
+}
+
+/* cos(a, b) of two sentence embeddings of the inference pipeline (qkv_embed_tokens). */
+static int embed_cosine(qkv_runtime *rt, const job *j, const qkv_encoding *b, double *cos) {
+    const int64_t C = qkv_model_dim(j->m);
+    float *u = malloc(sizeof(float) * (size_t)C), *v = malloc(sizeof(float) * (size_t)C);
+    const int64_t la = j->T, lb = (int64_t)b->n;
+    qkv_status s = u && v ? qkv_embed_tokens(rt, j->m, j->enc->ids, &la, 1, u) : QKV_ERR_NOMEM;
+    if (s == QKV_OK) s = qkv_embed_tokens(rt, j->m, b->ids, &lb, 1, v);
+    double uu = 0, vv = 0, uv = 0;
+    for (int64_t c = 0; s == QKV_OK && c < C; c++)
+        uu += (double)u[c] * u[c], vv += (double)v[c] * v[c], uv += (double)u[c] * v[c];
+    *cos = uv / sqrt(uu * vv);
+    free(u), free(v);
+    return s == QKV_OK ? EXIT_OK : cli_report("sentence embeddings", s);
+}
+
+static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *dup_printf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *out = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (!out) return NULL;
+    va_start(ap, fmt);
+    vsnprintf(out, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return out;
+}
+
+/* Gradient x input and integrated gradients of the chosen target (qkv_trainer_attribute). */
+static int compute_saliency(job *j, const opts *o, qkv_runtime *rt) {
+    int rc;
+    j->target = choose_target(j, o, &rc);
+    if (j->target < 0) return rc;
+    qkv_attr_options ao;
+    qkv_attr_options_init(&ao);
+    ao.target = j->target;
+    ao.index = label_index(j, o);
+    ao.baseline_id = baseline_id(j, o);
+    if (ao.index == -2 || ao.baseline_id == -2) return EXIT_USAGE;
+    ao.ig_steps = o->ig_steps;
+    ao.ig_rule = strcmp(o->rule, "right") == 0 ? QKV_IG_RIGHT : QKV_IG_TRAPEZOID;
+    qkv_encoding *cmp = NULL;
+    qkv_status s;
+    if (j->target == QKV_ATTR_SIMILARITY) {
+        if ((s = encode_like_text(j, o->compare, 1, &cmp)) != QKV_OK)
+            return cli_report("tokenizing --compare", s);
+        ao.compare_ids = cmp->ids;
+        ao.compare_type_ids = cmp->type_ids;
+        ao.compare_T = (int64_t)cmp->n;
     }
     qkv_trainer *t = NULL;
-    qkv_status s = qkv_trainer_load_hf_classifier(o->model, NULL, &t);
-    if (s != QKV_OK) return cli_report(o->model, s);
-    float *logits = malloc((size_t)NL * sizeof(float));
+    s = j->target == QKV_ATTR_LOGIT ? qkv_trainer_load_hf_classifier(o->model, NULL, &t)
+                                    : qkv_trainer_load_hf(o->model, &t);
+    rc = s == QKV_OK ? EXIT_OK : cli_report(o->model, s);
     j->sal = malloc((size_t)j->T * sizeof(float));
-    int rc = EXIT_OK;
-    j->sal_label = -1;
-    if (o->label) { /* a name, else an index */
-        for (int64_t k = 0; k < NL; k++)
-            if (strcmp(qkv_model_label(j->m, k), o->label) == 0) j->sal_label = k;
-        char *end;
-        long v = strtol(o->label, &end, 10);
-        if (j->sal_label < 0 && *o->label && !*end && v >= 0 && v < NL) j->sal_label = v;
-        if (j->sal_label < 0)
-            rc = cli_usage_error(CMD, "--label %s is not a label of the model", o->label);
-    }
-    if (rc == EXIT_OK && (!logits || !j->sal)) {
+    j->ig = o->ig_steps > 0 ? malloc((size_t)j->T * sizeof(float)) : NULL;
+    if (rc == EXIT_OK && (!j->sal || (o->ig_steps > 0 && !j->ig))) {
         fprintf(stderr, "qkv %s: out of memory\n", CMD);
         rc = EXIT_FAIL;
     }
-    const int64_t first = j->sal_label < 0 ? 0 : j->sal_label;
+    j->res.struct_size = sizeof j->res;
     if (rc == EXIT_OK) {
-        s = qkv_trainer_saliency(rt, t, j->enc->ids, j->enc->type_ids, j->T, first, j->sal, logits);
+        s = qkv_trainer_attribute(rt, t, j->enc->ids, j->encoder ? j->enc->type_ids : NULL, j->T,
+                                  &ao, j->sal, j->ig, &j->res);
         if (s != QKV_OK) rc = cli_report("saliency", s);
     }
-    if (rc == EXIT_OK && j->sal_label < 0) { /* the predicted label */
-        j->sal_label = 0;
-        for (int64_t k = 1; k < NL; k++)
-            if (logits[k] > logits[j->sal_label]) j->sal_label = k;
-        if (j->sal_label != first) {
-            s = qkv_trainer_saliency(rt, t, j->enc->ids, j->enc->type_ids, j->T, j->sal_label,
-                                     j->sal, NULL);
-            if (s != QKV_OK) rc = cli_report("saliency", s);
+    double cos = 0;
+    if (rc == EXIT_OK && j->target == QKV_ATTR_SIMILARITY) {
+        /* the trainer pools by the mean; the model's own pipeline must agree */
+        rc = embed_cosine(rt, j, cmp, &cos);
+        if (rc == EXIT_OK && fabs(cos - j->res.f_input) > 1e-3) {
+            fprintf(stderr,
+                    "qkv %s: %s: the pipeline's similarity is %.6f but the mean-pooled one %.6f: "
+                    "the similarity target needs mean pooling (sentence-transformers' Pooling "
+                    "with pooling_mode_mean_tokens)\n",
+                    CMD, o->model, cos, j->res.f_input);
+            rc = EXIT_USAGE;
+        }
+    }
+    if (rc == EXIT_OK) {
+        if (j->target == QKV_ATTR_LOGIT) {
+            j->sal_label = strdup(qkv_model_label(j->m, j->res.index));
+            j->sal_what = dup_printf("the logit of label '%s' (%.4f)",
+                                     j->sal_label ? j->sal_label : "?", j->res.f_input);
+        } else if (j->target == QKV_ATTR_NEXT_TOKEN) {
+            j->sal_label = token_label(j->tok, (int32_t)j->res.index, 0);
+            j->sal_what = dup_printf("the logit of the next token '%s' (id %lld, %.4f)",
+                                     j->sal_label ? j->sal_label : "?", (long long)j->res.index,
+                                     j->res.f_input);
+        } else {
+            j->sal_label = utf8_clean(o->compare, strlen(o->compare));
+            j->sal_what = dup_printf("the cosine similarity with \"%s\" (%.4f)",
+                                     j->sal_label ? j->sal_label : "?", j->res.f_input);
+        }
+        if (j->ig)
+            j->ig_note = dup_printf(
+                "Integrated gradients: %ld steps, %s rule, baseline %s%s; sum of attributions "
+                "%.5f, f(input) - f(baseline) = %.5f - %.5f = %.5f, completeness gap %.2g "
+                "(more steps shrink it).",
+                o->ig_steps, o->rule, o->baseline,
+                strcmp(o->baseline, "zero") == 0 ? " (all-zero word embeddings)"
+                                                 : " (that token's word embedding at every position)",
+                j->res.ig_sum, j->res.f_input, j->res.f_baseline,
+                j->res.f_input - j->res.f_baseline,
+                j->res.ig_sum - (j->res.f_input - j->res.f_baseline));
+        if (!j->sal_label || !j->sal_what || (j->ig && !j->ig_note)) {
+            fprintf(stderr, "qkv %s: out of memory\n", CMD);
+            rc = EXIT_FAIL;
         }
     }
     if (rc != EXIT_OK) {
-        free(j->sal);
-        j->sal = NULL;
+        free(j->sal), free(j->ig);
+        j->sal = j->ig = NULL;
     }
-    free(logits);
+    qkv_encoding_free(cmp);
     qkv_trainer_free(t);
     return rc;
 }
@@ -359,9 +576,15 @@ static void print_table(const job *j) {
                    s->entropy, s->distance, s->cls, s->sep, s->prev);
         }
     if (!j->sal) return;
-    printf("\ngradient x input of the logit of '%s':\n", qkv_model_label(j->m, j->sal_label));
-    for (int64_t i = 0; i < j->T; i++)
-        printf("%5lld  %-20s %+10.4f\n", (long long)i, j->labels[i], j->sal[i]);
+    printf("\nsaliency of %s:\n", j->sal_what);
+    printf("%5s  %-20s %17s%s\n", "token", "", "gradient x input",
+           j->ig ? "  integrated gradients" : "");
+    for (int64_t i = 0; i < j->T; i++) {
+        printf("%5lld  %-20s %+17.5f", (long long)i, j->labels[i], j->sal[i]);
+        if (j->ig) printf("  %+20.5f", j->ig[i]);
+        printf("\n");
+    }
+    if (j->ig_note) printf("%s\n", j->ig_note);
 }
 
 /* metadata "tokens": the labels as a JSON list (malloc'd) */
@@ -385,7 +608,7 @@ static char *tokens_json(const job *j) {
 
 static int write_tensors(const job *j, const opts *o, const char *path) {
     const int64_t L = j->L, T = j->T;
-    qkv_st_write_tensor *t = calloc((size_t)L + 4, sizeof *t);
+    qkv_st_write_tensor *t = calloc((size_t)L + 5, sizeof *t); /* maps, 5 more */
     char(*names)[32] = calloc((size_t)L, sizeof *names);
     int64_t shape3[3] = {j->H, T, T}, shape2[2] = {T, T}, shape1[1] = {T};
     char *toks = tokens_json(j), *text = utf8_clean(o->text, strlen(o->text));
@@ -402,15 +625,32 @@ static int write_tensors(const job *j, const opts *o, const char *path) {
         t[L + 2] = (qkv_st_write_tensor){"type_ids", QKV_DTYPE_I32, 1, shape1, j->enc->type_ids};
         size_t nt = (size_t)L + 3, nm = 4;
         if (j->sal) t[nt++] = (qkv_st_write_tensor){"saliency", QKV_DTYPE_F32, 1, shape1, j->sal};
-        const char *keys[6] = {"format", "tokens", "model", "text", NULL, NULL};
-        const char *vals[6] = {"qkv attention: layer.N [heads, query, key] probabilities",
-                               toks,
-                               o->model,
-                               text,
-                               NULL,
-                               NULL};
+        if (j->ig)
+            t[nt++] =
+                (qkv_st_write_tensor){"integrated_gradients", QKV_DTYPE_F32, 1, shape1, j->ig};
+        const char *keys[16] = {"format", "tokens", "model", "text"};
+        const char *vals[16] = {"qkv attention: layer.N [heads, query, key] probabilities", toks,
+                                o->model, text};
+        char num[5][40];
         if (pair) keys[nm] = "pair", vals[nm++] = pair;
-        if (j->sal) keys[nm] = "saliency_label", vals[nm++] = qkv_model_label(j->m, j->sal_label);
+        if (j->sal) {
+            static const char *tnames[3] = {"logit", "next-token", "similarity"};
+            keys[nm] = "saliency_target", vals[nm++] = tnames[j->target];
+            keys[nm] = j->target == QKV_ATTR_SIMILARITY ? "compare" : "saliency_label";
+            vals[nm++] = j->sal_label;
+            snprintf(num[0], sizeof num[0], "%.9g", j->res.f_input);
+            keys[nm] = "f_input", vals[nm++] = num[0];
+        }
+        if (j->ig) {
+            snprintf(num[1], sizeof num[1], "%ld", o->ig_steps);
+            snprintf(num[2], sizeof num[2], "%.9g", j->res.f_baseline);
+            snprintf(num[3], sizeof num[3], "%.9g", j->res.ig_sum);
+            keys[nm] = "ig_steps", vals[nm++] = num[1];
+            keys[nm] = "ig_rule", vals[nm++] = o->rule;
+            keys[nm] = "ig_baseline", vals[nm++] = o->baseline;
+            keys[nm] = "f_baseline", vals[nm++] = num[2];
+            keys[nm] = "ig_sum", vals[nm++] = num[3];
+        }
         qkv_status s = qkv_safetensors_write(path, t, nt, keys, vals, nm);
         rc = s == QKV_OK ? EXIT_OK : cli_report(path, s);
     } else {
@@ -467,14 +707,32 @@ static int write_pngs(const job *j, const opts *o, int *count) {
     const cli_heat r = {j->roll, T, T, lab, lab, "attention rollout over all layers", 1.0f};
     if (cli_heatmap_png(path, &r) != 0) return png_failed(path);
     ++*count;
+    if (!j->sal) return EXIT_OK;
+    snprintf(path, sizeof path, "%s/saliency.png", o->out);
+    char head[400];
+    snprintf(head, sizeof head, "saliency of %s", j->sal_what);
+    char sub[200];
+    snprintf(sub, sizeof sub,
+             "integrated gradients: %ld steps, %s rule, %s baseline; "
+             "completeness gap %.2g",
+             o->ig_steps, o->rule, o->baseline,
+             j->res.ig_sum - (j->res.f_input - j->res.f_baseline));
+    const float *rows[2] = {j->sal, j->ig};
+    const char *names[2] = {"gradient x input", "integrated gradients"};
+    const cli_strip st = {
+        head,         j->ig ? sub : "gradient x input only (--ig-steps 0)", lab, T, rows, names,
+        j->ig ? 2 : 1};
+    if (cli_saliency_png(path, &st) != 0) return png_failed(path);
+    ++*count;
     return EXIT_OK;
 }
 
 /* Every output name is new or a regular file, before anything is written. */
 static int check_outputs(const job *j, const opts *o) {
     char path[4200];
-    static const char *fixed[] = {"attention.safetensors", "attention.html", "rollout.png"};
-    for (int k = 0; k < 3; k++) {
+    static const char *fixed[] = {"attention.safetensors", "attention.html", "rollout.png",
+                                  "saliency.png"};
+    for (int k = 0; k < 4; k++) {
         snprintf(path, sizeof path, "%s/%s", o->out, fixed[k]);
         if (check_file(path)) return EXIT_USAGE;
     }
@@ -530,7 +788,9 @@ int cmd_attention(int argc, char **argv) {
                                 j.encoder ? "[CLS]" : "the first token",
                                 j.encoder ? "[SEP]" : "EOS",
                                 j.sal,
-                                j.sal ? qkv_model_label(j.m, j.sal_label) : NULL};
+                                j.ig,
+                                j.sal_what,
+                                j.ig_note};
         if (attn_html_write(path, &page) != 0) {
             fprintf(stderr, "qkv %s: cannot write %s: %s\n", CMD, path, strerror(errno));
             rc = EXIT_FAIL;

@@ -139,6 +139,22 @@ static int valid(const cli_heat *h) {
     return h && h->v && h->rows >= 1 && h->cols >= 1 && h->rows <= MAX_SIDE && h->cols <= MAX_SIDE;
 }
 
+/* A drawing context on sf: white, the title (bold) and a grey line under it (either NULL). */
+static cairo_t *begin_page(cairo_surface_t *sf, const char *title, const char *subtitle) {
+    cairo_t *cr = cairo_create(sf);
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_paint(cr);
+    cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+    set_font(cr, 14, 1);
+    cairo_move_to(cr, 12, 20);
+    if (title) cairo_show_text(cr, title);
+    set_font(cr, 11, 0);
+    cairo_set_source_rgb(cr, 0.35, 0.35, 0.35);
+    cairo_move_to(cr, 12, 38);
+    if (subtitle) cairo_show_text(cr, subtitle);
+    return cr;
+}
+
 int cli_heatmap_png(const char *path, const cli_heat *h) {
     if (!path || !valid(h)) {
         errno = EINVAL;
@@ -168,17 +184,7 @@ int cli_heatmap_png(const char *path, const cli_heat *h) {
     const double gw = cell * (double)h->cols, gh = cell * (double)h->rows;
     const int W = (int)ceil(left + gw + 70), Ht = (int)ceil(top + (gh > 120 ? gh : 120) + 16);
     cairo_surface_t *sf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, Ht);
-    cr = cairo_create(sf);
-    cairo_set_source_rgb(cr, 1, 1, 1);
-    cairo_paint(cr);
-    cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
-    set_font(cr, 14, 1);
-    cairo_move_to(cr, 12, 20);
-    if (h->title) cairo_show_text(cr, h->title);
-    set_font(cr, 11, 0);
-    cairo_set_source_rgb(cr, 0.35, 0.35, 0.35);
-    cairo_move_to(cr, 12, 38);
-    cairo_show_text(cr, "rows: query token (who looks)   columns: key token (looked at)");
+    cr = begin_page(sf, h->title, "rows: query token (who looks)   columns: key token (looked at)");
     set_font(cr, font, 0);
     cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
     char b[128];
@@ -247,6 +253,96 @@ int cli_heatmap_grid_png(const char *path, const char *title, const cli_heat *ma
         draw_cells(cr, &maps[k], x, y + head, cell);
     }
     draw_bar(cr, pad + cols * (tile + pad), top + head, tile > 120 ? tile : 120, maps[0].vmax);
+    int rc = check(cr);
+    if (rc != 0) {
+        cairo_surface_destroy(sf);
+        return rc;
+    }
+    return save(sf, path);
+}
+
+/* x in [-1, 1]: blue (-1) through white (0) to red (1), the page's colours. */
+static void diverging(double x, double rgb[3]) {
+    if (!(x == x)) x = 0;
+    x = x < -1 ? -1 : x > 1 ? 1 : x;
+    const double red[3] = {214 / 255.0, 39 / 255.0, 40 / 255.0},
+                 blue[3] = {31 / 255.0, 119 / 255.0, 180 / 255.0};
+    const double *c = x >= 0 ? red : blue, a = fabs(x);
+    for (int k = 0; k < 3; k++) rgb[k] = 1.0 - a * (1.0 - c[k]);
+}
+
+int cli_saliency_png(const char *path, const cli_strip *s) {
+    if (!path || !s || !s->tokens || !s->rows || !s->row_names || s->T < 1 || s->T > MAX_SIDE ||
+        s->n_rows < 1 || s->n_rows > 8) {
+        errno = EINVAL;
+        return -1;
+    }
+    for (int r = 0; r < s->n_rows; r++)
+        if (!s->rows[r] || !s->row_names[r]) {
+            errno = EINVAL;
+            return -1;
+        }
+    double cell = 900.0 / (double)s->T;
+    cell = cell < 6 ? 6 : cell > 56 ? 56 : floor(cell);
+    const double font = cell - 2 < 7 ? 7 : cell - 2 > 12 ? 12 : cell - 2, rowh = 30;
+    const int64_t step = (int64_t)ceil((font + 1) / cell);
+    cairo_surface_t *probe = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, 1, 1);
+    cairo_t *cr = cairo_create(probe);
+    set_font(cr, font, 0);
+    double wtok = 0, wname = 0;
+    for (int64_t j = 0; j < s->T; j++) wtok = fmax(wtok, text_width(cr, s->tokens[j]));
+    set_font(cr, 11, 0);
+    for (int r = 0; r < s->n_rows; r++) wname = fmax(wname, text_width(cr, s->row_names[r]));
+    cairo_destroy(cr);
+    cairo_surface_destroy(probe);
+    const double left = 12 + wname + 10, top = 60 + wtok + 6, gw = cell * (double)s->T;
+    const int W = (int)ceil(left + gw + 110), Ht = (int)ceil(top + rowh * s->n_rows + 34);
+    cairo_surface_t *sf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W < 520 ? 520 : W, Ht);
+    cr = begin_page(sf, s->title, s->subtitle);
+    set_font(cr, font, 0);
+    cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+    char b[128];
+    for (int64_t j = 0; j < s->T; j += step) {
+        cairo_save(cr);
+        cairo_move_to(cr, left + ((double)j + 0.5) * cell + font / 3, top - 6);
+        cairo_rotate(cr, -M_PI / 2);
+        cairo_show_text(cr, cut(s->tokens[j], b, sizeof b));
+        cairo_restore(cr);
+    }
+    for (int r = 0; r < s->n_rows; r++) {
+        const float *v = s->rows[r];
+        const double y = top + rowh * r;
+        double mx = 0;
+        for (int64_t j = 0; j < s->T; j++) mx = fmax(mx, fabs((double)v[j]));
+        set_font(cr, 11, 0);
+        cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+        cairo_move_to(cr, 12, y + rowh / 2 + 4);
+        cairo_show_text(cr, s->row_names[r]);
+        for (int64_t j = 0; j < s->T; j++) {
+            double rgb[3];
+            diverging(mx > 0 ? (double)v[j] / mx : 0, rgb);
+            cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+            cairo_rectangle(cr, left + (double)j * cell, y + 2, cell - 1, rowh - 4);
+            cairo_fill(cr);
+            if (cell < 40) continue;
+            snprintf(b, sizeof b, "%+.2g", (double)v[j]);
+            set_font(cr, 9, 0);
+            cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+            cairo_move_to(cr, left + (double)j * cell + (cell - 1 - text_width(cr, b)) / 2,
+                          y + rowh / 2 + 3);
+            cairo_show_text(cr, b);
+        }
+        snprintf(b, sizeof b, "|max| %.3g", mx);
+        set_font(cr, 10, 0);
+        cairo_set_source_rgb(cr, 0.35, 0.35, 0.35);
+        cairo_move_to(cr, left + gw + 8, y + rowh / 2 + 4);
+        cairo_show_text(cr, b);
+    }
+    set_font(cr, 10, 0);
+    cairo_set_source_rgb(cr, 0.35, 0.35, 0.35);
+    cairo_move_to(cr, 12, top + rowh * s->n_rows + 20);
+    cairo_show_text(cr, "red: the token's attribution raises the target, blue: lowers it; each "
+                        "row on its own scale");
     int rc = check(cr);
     if (rc != 0) {
         cairo_surface_destroy(sf);

@@ -31,6 +31,21 @@ int cli_heatmap_png(const char *path, const cli_heat *h);
  * bar, a title over all. Same returns as cli_heatmap_png. */
 int cli_heatmap_grid_png(const char *path, const char *title, const cli_heat *maps, int n);
 
+/* A saliency strip: the tokens left to right (labels turned along the top) and n_rows rows of
+ * one value per token, each shaded on its own diverging scale (red > 0, blue < 0, white 0;
+ * full colour at the row's largest |value|, printed at its right), the value written in each
+ * cell when it fits. */
+typedef struct cli_strip {
+    const char *title, *subtitle; /* above the strip; either may be NULL */
+    const char *const *tokens;    /* [T] UTF-8 */
+    int64_t T;                    /* 1..4096 */
+    const float *const *rows;     /* [n_rows][T] */
+    const char *const *row_names; /* [n_rows] */
+    int n_rows;                   /* 1..8 */
+} cli_strip;
+/* Same returns as cli_heatmap_png. */
+int cli_saliency_png(const char *path, const cli_strip *s);
+
 /* Releases cairo's caches (fonts) at the end of the command, so leak checkers see only ours. */
 void cli_heatmap_cleanup(void);
 

@@ -965,12 +965,72 @@ QKV_API const float *qkv_trainer_logits(const qkv_trainer *t);
  * `label` on one sequence ids [T] (type_ids [T] or NULL), in eval mode (no dropout):
  * saliency [T], entry i = Σ_c ∂logit/∂e_i,c · e_i,c with e_i the word embedding of token i
  * (what transformers gives for inputs_embeds), through the trainer's backward; logits [NL] (or
- * NULL) receives the forward's logits. The trainer's gradients are zero afterwards. UNSUPPORTED
- * for a trainer that is not a classifier or whose embeddings are all frozen; INVALID_ARG as
- * qkv_trainer_forward_backward_batch for ids and types, or for a label outside [0, NL). */
+ * NULL) receives the forward's logits. The trainer's weights and gradients are left as they
+ * were. UNSUPPORTED for a trainer that is not a classifier; INVALID_ARG as
+ * qkv_trainer_forward_backward_batch for ids and types, or for a label outside [0, NL).
+ * qkv_trainer_attribute does this and more. */
 QKV_API qkv_status qkv_trainer_saliency(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,
                                         const int32_t *type_ids, int64_t T, int64_t label,
                                         float *saliency, float *logits);
+
+/* What qkv_trainer_attribute explains: a scalar f of one sequence's word embeddings. */
+typedef enum qkv_attr_target {
+    QKV_ATTR_LOGIT = 0,      /* a classifier's (bert_cls) logit of label `index` */
+    QKV_ATTR_NEXT_TOKEN = 1, /* a decoder's (gpt2, llama) logit of token `index` at the last
+                                position: the score of the token that would come next */
+    QKV_ATTR_SIMILARITY = 2, /* an encoder's (bert, bert_cls) cosine similarity between the
+                                mean-pooled last hidden states of the sequence and of a second
+                                sequence (held fixed): sentence-transformers' mean pooling */
+} qkv_attr_target;
+/* How integrated gradients approximates the path integral over alpha in [0, 1] with m steps:
+ * the trapezoid rule on alpha = k/m, k = 0..m (m + 1 gradients, the ends weighted 1/2m, the
+ * others 1/m), or the right Riemann sum on alpha = k/m, k = 1..m (m gradients, each 1/m;
+ * captum's riemann_right with n_steps = m). */
+typedef enum qkv_ig_rule { QKV_IG_TRAPEZOID = 0, QKV_IG_RIGHT = 1 } qkv_ig_rule;
+/* struct_size: see the rule at the top of this file; qkv_attr_options_init sets it and the
+ * defaults in parentheses. */
+typedef struct qkv_attr_options {
+    size_t struct_size;
+    int target;                      /* (QKV_ATTR_LOGIT) a qkv_attr_target */
+    int64_t index;                   /* (-1) the label or token whose logit is explained; -1:
+                                        the largest logit of the input (the prediction);
+                                        ignored by SIMILARITY (res->index -1) */
+    const int32_t *compare_ids;      /* (NULL) SIMILARITY: the second sequence [compare_T] */
+    const int32_t *compare_type_ids; /* (NULL: all 0) its token types */
+    int64_t compare_T;               /* (0) */
+    int64_t ig_steps;                /* (0) 0: gradient × input only; m >= 1: also integrated
+                                        gradients with m steps (at most 100000) */
+    int ig_rule;                     /* (QKV_IG_TRAPEZOID) a qkv_ig_rule */
+    int32_t baseline_id;             /* (-1) the baseline's word embedding at every position:
+                                        -1 all zero, else that token's (e.g. [PAD] or [MASK]) */
+} qkv_attr_options;
+QKV_API void qkv_attr_options_init_sized(qkv_attr_options *o, size_t struct_size);
+#define qkv_attr_options_init(o) qkv_attr_options_init_sized((o), sizeof *(o))
+/* What an attribution measured (struct_size: the caller's sizeof; written up to it). */
+typedef struct qkv_attr_result {
+    size_t struct_size;
+    int64_t index;     /* the label or token explained (index, or the prediction) */
+    double f_input;    /* f at the input */
+    double f_baseline; /* f at the baseline (integrated gradients; else 0) */
+    double ig_sum;     /* Σ_i ig[i]; completeness: ig_sum ≈ f_input - f_baseline, the gap
+                          shrinks as ig_steps grows */
+    int64_t passes;    /* forward + backward passes run */
+} qkv_attr_result;
+/* Attributions of f (opt->target) to the tokens of one sequence ids [T] (type_ids [T] or NULL;
+ * decoders: NULL), in eval mode (no dropout), through the trainer's backward, with e_i the word
+ * embedding of token i (positions and token types are not attributed):
+ *   grad_x_input [T] (or NULL): Σ_c ∂f/∂e_i,c · e_i,c
+ *   ig [T] (needed when opt->ig_steps > 0, else ignored): integrated gradients (Sundararajan et
+ *     al. 2017) on the straight line from the baseline e0 to e: Σ_c (e − e0)_i,c · the rule's
+ *     average of ∂f/∂e_i,c at e0 + alpha (e − e0); the same as transformers with inputs_embeds.
+ * res (or NULL) gets what was explained and the completeness numbers. The trainer's weights and
+ * gradients are left as they were (its parameters are frozen during the call). UNSUPPORTED for
+ * a target the trainer's architecture lacks; INVALID_ARG for bad ids, types, options (naming
+ * the field) or an index outside the logits. */
+QKV_API qkv_status qkv_trainer_attribute(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,
+                                         const int32_t *type_ids, int64_t T,
+                                         const qkv_attr_options *opt, float *grad_x_input,
+                                         float *ig, qkv_attr_result *res);
 
 /* The global L2 norm of all gradients in *norm; when max_norm > 0 every gradient is then
  * multiplied by min(1, max_norm / (norm + 1e-6)) (torch.nn.utils.clip_grad_norm_). */

@@ -77,11 +77,14 @@ static inline size_t tt_check_grads(qkv_trainer *t, qkv_safetensors *gs, const c
  * Python with torch and transformers) counts as a pass with its SKIP message. */
 static inline void tt_hf_check(const char *tmpdir, const char *model, const char *args,
                                const char *label) {
-    char cmd[1600];
-    snprintf(cmd, sizeof cmd,
-             "%s/tests/run_python_check.sh torch,transformers %s/tools/check_hf_export.py %s %s "
-             "> %s/py.out 2>&1",
-             QKV_SOURCE_DIR, QKV_SOURCE_DIR, model, args, tmpdir);
+    char cmd[8192];
+    if (snprintf(cmd, sizeof cmd,
+                 "%s/tests/run_python_check.sh torch,transformers %s/tools/check_hf_export.py %s "
+                 "%s > %s/py.out 2>&1",
+                 QKV_SOURCE_DIR, QKV_SOURCE_DIR, model, args, tmpdir) >= (int)sizeof cmd) {
+        CHECK_MSG(0, "%s: the check's command line is too long", label);
+        return;
+    }
     fflush(stdout);
     int rc = system(cmd);
     rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;

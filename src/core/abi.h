@@ -37,6 +37,8 @@
 #define QKV__SIZE0_qkv_chrf_options sizeof(qkv_chrf_options)
 #define QKV__SIZE0_qkv_chrf_score sizeof(qkv_chrf_score)
 #define QKV__SIZE0_qkv_head_stats sizeof(qkv_head_stats)
+#define QKV__SIZE0_qkv_attr_options sizeof(qkv_attr_options)
+#define QKV__SIZE0_qkv_attr_result sizeof(qkv_attr_result)
 #define QKV__SIZE0_qkv_translate_options sizeof(qkv_translate_options)
 
 /* Copies the program's struct `in` into `local` (this library's layout, `size` bytes): the

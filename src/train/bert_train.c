@@ -132,7 +132,10 @@ static qkv_status encoder_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tb
     const qkv__tconfig *c = &t->cfg;
     const int64_t B = b->B, T = b->T, N = B * T, C = c->C, L = c->L;
     float *W = t->w;
-    QKV_TRY(qkv_nn_embedding_forward(rt, t->emb, b->ids, qkv__tpre(t, W, 0), N, c->V, C));
+    if (b->word_emb) /* attribution: given word embeddings (attribute.c) */
+        memcpy(t->emb, b->word_emb, (size_t)(N * C) * sizeof(float));
+    else
+        QKV_TRY(qkv_nn_embedding_forward(rt, t->emb, b->ids, qkv__tpre(t, W, 0), N, c->V, C));
     QKV_TRY(qkv_nn_position_add_forward(rt, t->emb, t->emb, qkv__tpre(t, W, 1), B, T, C, c->P, 0));
     if (b->types)
         QKV_TRY(
@@ -148,6 +151,10 @@ static qkv_status encoder_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tb
         QKV_TRY(qkv__bert_block_forward(rt, t, l, qkv__tacts_of(t, l), t->resid + l * N * C,
                                         t->resid + (l + 1) * N * C, b));
     return QKV_OK;
+}
+
+qkv_status qkv__bert_encode_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
+    return encoder_forward(rt, t, b);
 }
 
 qkv_status qkv__bert_mlm_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b,
@@ -238,8 +245,9 @@ static qkv_status encoder_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__t
         QKV_TRY(qkv__bert_block_backward(rt, t, l, qkv__tacts_of(t, l), x, b));
         if (t->layer_hook) t->layer_hook(t->layer_hook_user, l);
     }
-    /* embeddings: resid[0] = drop(LN_e(emb)); nothing to do when all are frozen (LoRA) */
-    int any = 0;
+    /* embeddings: resid[0] = drop(LN_e(emb)); nothing to do when all are frozen (LoRA), unless
+     * an attribution asks for dL/d(emb) */
+    int any = b->word_emb != NULL;
     for (int i = 0; i < 5; i++) any |= qkv__tpreg(t, i) != NULL;
     if (!any) return QKV_OK;
     const float *demb = t->dresid;
@@ -256,6 +264,10 @@ static qkv_status encoder_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__t
     if (b->types)
         return qkv_nn_embedding_backward(rt, qkv__tpreg(t, 2), t->dx1, b->types, N, c->TV, C);
     return qkv_nn_position_add_backward(rt, NULL, qkv__tpreg(t, 2), t->dx1, N, 1, C, c->TV, 0);
+}
+
+qkv_status qkv__bert_encode_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
+    return encoder_backward(rt, t, b);
 }
 
 qkv_status qkv__bert_mlm_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {

@@ -166,7 +166,10 @@ qkv_status qkv__decoder_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbat
                                 float scale, float *loss) {
     const qkv__tconfig *c = &t->cfg;
     const int64_t B = b->B, T = b->T, N = B * T, C = c->C, L = c->L;
-    QKV_TRY(qkv_nn_embedding_forward(rt, t->resid, b->ids, qkv__tpre(t, t->w, 0), N, c->V, C));
+    if (b->word_emb) /* attribution: given word embeddings (attribute.c) */
+        memcpy(t->resid, b->word_emb, (size_t)(N * C) * sizeof(float));
+    else
+        QKV_TRY(qkv_nn_embedding_forward(rt, t->resid, b->ids, qkv__tpre(t, t->w, 0), N, c->V, C));
     if (c->arch == QKV__TARCH_GPT2)
         QKV_TRY(qkv_nn_position_add_forward(rt, t->resid, t->resid, qkv__tpre(t, t->w, 1), B, T, C,
                                             c->P, 0));

@@ -802,14 +802,20 @@ static qkv_status check_s2s_batch(qkv_trainer *t, const char *fn, const qkv_trai
         else
             t->dec_ids[n] = b->targets[n - 1] < 0 ? c->pad_id : b->targets[n - 1];
     }
-    *out = (qkv__tbatch){t->dec_ids, t->tgt, NULL, b->src_lens,    B, T, NULL,
-                         b->src_ids, S,      0,    b->dropout_seed};
+    *out = (qkv__tbatch){.ids = t->dec_ids,
+                         .tgt = t->tgt,
+                         .kv_lens = b->src_lens,
+                         .B = B,
+                         .T = T,
+                         .src = b->src_ids,
+                         .S = S,
+                         .seed = b->dropout_seed};
     return QKV_OK;
 }
 
 /* Checks b and copies its targets into t->tgt with every ignored one (-1 or -100) as -1. */
-static qkv_status check_batch(qkv_trainer *t, const char *fn, const qkv_train_batch *b,
-                              qkv__tbatch *out) {
+qkv_status qkv__trainer_check_batch(qkv_trainer *t, const char *fn, const qkv_train_batch *b,
+                                    qkv__tbatch *out) {
     if (!b) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL batch", fn);
     qkv_train_batch local;
     QKV_TRY(QKV__STRUCT_IN(qkv_train_batch, &local, b, NULL, fn));
@@ -865,8 +871,14 @@ static qkv_status check_batch(qkv_trainer *t, const char *fn, const qkv_train_ba
         for (int64_t i = 0; i < B; i++) t->tgt[i] = b->labels[i] < 0 ? -1 : b->labels[i];
     else if (!cls)
         for (int64_t n = 0; n < B * T; n++) t->tgt[n] = b->targets[n] < 0 ? -1 : b->targets[n];
-    *out = (qkv__tbatch){b->ids, t->tgt, b->types, b->kv_lens,     B, T, b->values,
-                         NULL,   0,      0,        b->dropout_seed};
+    *out = (qkv__tbatch){.ids = b->ids,
+                         .tgt = t->tgt,
+                         .types = b->types,
+                         .kv_lens = b->kv_lens,
+                         .B = B,
+                         .T = T,
+                         .values = b->values,
+                         .seed = b->dropout_seed};
     return QKV_OK;
 }
 
@@ -910,7 +922,7 @@ qkv_status qkv_trainer_forward_backward_batch(qkv_runtime *rt, qkv_trainer *t,
     if (!t || !loss) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
     if (!isfinite(scale)) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: scale is not finite", fn);
     qkv__tbatch b;
-    QKV_TRY(check_batch(t, fn, batch, &b));
+    QKV_TRY(qkv__trainer_check_batch(t, fn, batch, &b));
     b.train = 1;
     QKV_TRY(forward(rt, t, &b, 1, scale, loss));
     return backward(rt, t, &b);
@@ -921,7 +933,7 @@ qkv_status qkv_trainer_eval_batch(qkv_runtime *rt, qkv_trainer *t, const qkv_tra
     static const char fn[] = "qkv_trainer_eval";
     if (!t || !loss) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
     qkv__tbatch b;
-    QKV_TRY(check_batch(t, fn, batch, &b));
+    QKV_TRY(qkv__trainer_check_batch(t, fn, batch, &b));
     return forward(rt, t, &b, 0, 0.0f, loss);
 }
 
@@ -936,56 +948,4 @@ qkv_status qkv_trainer_eval(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,
                             const int32_t *targets, int64_t B, int64_t T, float *loss) {
     qkv_train_batch b = {sizeof b, ids, targets, NULL, NULL, B, T, NULL, NULL, 0, NULL, NULL, 0};
     return qkv_trainer_eval_batch(rt, t, &b, loss);
-}
-
-qkv_status qkv_trainer_saliency(qkv_runtime *rt, qkv_trainer *t, const int32_t *ids,
-                                const int32_t *type_ids, int64_t T, int64_t label, float *saliency,
-                                float *logits) {
-    static const char fn[] = "qkv_trainer_saliency";
-    if (!t || !ids || !saliency) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
-    if (t->cfg.arch != QKV__TARCH_BERT_CLS)
-        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: %s is not a classifier", fn,
-                         qkv__tarch_name(t->cfg.arch));
-    const int64_t NL = t->cfg.NL, C = t->cfg.C;
-    if (label < 0 || label >= NL)
-        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: label %lld is outside [0, %lld)", fn,
-                         (long long)label, (long long)NL);
-    int any = 0; /* the backward reaches the embeddings only when one of them trains */
-    for (int i = 0; i < 5; i++) any |= qkv__tpreg(t, i) != NULL;
-    if (!any)
-        return qkv__fail(QKV_ERR_UNSUPPORTED,
-                         "%s: every embedding tensor is frozen, so the backward stops above them",
-                         fn);
-    float *values = qkv__calloc((size_t)NL, sizeof(float)); /* placeholder targets */
-    if (!values) return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", fn);
-    const int32_t lab = 0;
-    qkv_train_batch batch = {sizeof batch, ids,    NULL, type_ids, NULL, 1, T,
-                             &lab,         values, 0,    NULL,     NULL, 0};
-    qkv__tbatch b;
-    float loss = 0;
-    qkv_status st = check_batch(t, fn, &batch, &b); /* b.train = 0: no dropout */
-    if (st == QKV_OK) {
-        qkv_trainer_zero_grad(t);
-        st = forward(rt, t, &b, 0, 0.0f, &loss);
-    }
-    if (st == QKV_OK) {
-        if (logits) memcpy(logits, t->logits, (size_t)NL * sizeof(float));
-        /* d logit[label] / d logits: one-hot, then the classifier's backward down to the
-         * embeddings; t->dx1 ends as d logit / d(word + position + type embedding) [T, C] */
-        for (int64_t k = 0; k < NL; k++) t->logits[k] = k == label ? 1.0f : 0.0f;
-        t->logits_valid = 0;
-        st = qkv__bert_cls_backward(rt, t, &b);
-    }
-    if (st == QKV_OK) {
-        const float *wte = qkv__tpre(t, t->w, 0); /* word embeddings (V, C) */
-        for (int64_t i = 0; i < T; i++) {
-            double acc = 0;
-            for (int64_t c = 0; c < C; c++)
-                acc += (double)t->dx1[i * C + c] * (double)wte[(int64_t)ids[i] * C + c];
-            saliency[i] = (float)acc;
-        }
-    }
-    qkv_trainer_zero_grad(t);
-    qkv__free(values);
-    return st;
 }

@@ -169,8 +169,11 @@ typedef struct qkv__tbatch {
     const float *values; /* classifiers: (B, NL) multi-label targets / regression values */
     const int32_t *src;  /* encoder-decoders: the source (B, S); kv_lens its lengths */
     int64_t S;
-    int train;     /* a training forward: dropout applies (cfg p_*) */
-    uint64_t seed; /* the dropout masks' seed */
+    int train;             /* a training forward: dropout applies (cfg p_*) */
+    uint64_t seed;         /* the dropout masks' seed */
+    const float *word_emb; /* (B, T, C) word embeddings used instead of word[ids], or NULL (always
+                              NULL in training; attribute.c interpolates them for integrated
+                              gradients); the encoder backward then always reaches t->dx1 */
 } qkv__tbatch;
 
 struct qkv_trainer {
@@ -357,5 +360,15 @@ qkv_status qkv__bert_block_forward(qkv_runtime *rt, qkv_trainer *t, int64_t l, c
                                    const float *x, float *y, const qkv__tbatch *b);
 qkv_status qkv__bert_block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, const qkv__tacts *a,
                                     const float *x, const qkv__tbatch *b);
+/* BERT's embeddings and blocks only: resid[0..L] from the batch; and the backward from
+ * t->dresid = dL/d(resid[L]) down to the embeddings (t->dx1 = dL/d(summed embeddings) when an
+ * embedding trains or b->word_emb is set). */
+qkv_status qkv__bert_encode_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b);
+qkv_status qkv__bert_encode_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b);
+
+/* Checks a public batch (fn names the caller in messages), reserves activations and fills
+ * t->tgt; out->train is 0 (trainer.c). */
+qkv_status qkv__trainer_check_batch(qkv_trainer *t, const char *fn, const qkv_train_batch *b,
+                                    qkv__tbatch *out);
 
 #endif

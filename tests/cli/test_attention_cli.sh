@@ -64,7 +64,32 @@ cp "$src/tests/fixtures/models/gpt2_tiny/config.json" "$src/tests/fixtures/model
 "$qkv" attention --model "$gpt" --text "the cat sat on the log" --out "$tmp/gout" > "$tmp/table" 2> "$tmp/err"; rc=$?
 check '[[ $rc -eq 0 ]]' "gpt2: exit $rc: $(cat "$tmp/err")"
 check 'grep -q "first" "$tmp/table" && [[ $(grep -cE "^ +[0-9]+ +[0-9]+ +[0-9.]+ " "$tmp/table") -eq 8 ]]' "gpt2: table: $(cat "$tmp/table")"
-check '[[ $(ls "$tmp/gout"/*.png | wc -l) -eq 11 ]]' "gpt2: PNGs"
+check '[[ $(ls "$tmp/gout"/*.png | wc -l) -eq 12 ]]' "gpt2: PNGs (8 heads, 2 grids, rollout, saliency)"
+# a decoder's saliency: the next-token logit, gradient x input and integrated gradients
+check 'grep -q "saliency of the logit of the next token" "$tmp/table" && grep -q "completeness gap" "$tmp/table"' "gpt2: next-token saliency printed"
+check 'is_png "$tmp/gout/saliency.png"' "gpt2: saliency.png"
+check 'grep -q "\"ig\":\[" "$tmp/gout/attention.html" && grep -q "integrated gradients" "$tmp/gout/attention.html"' "gpt2: IG in the page"
+"$qkv" inspect "$tmp/gout/attention.safetensors" > "$tmp/inspect" 2>&1
+check 'grep -Eq "^integrated_gradients +F32 +\[8\]" "$tmp/inspect" && grep -q "saliency_target = next-token" "$tmp/inspect" && grep -q "ig_steps = 50" "$tmp/inspect" && grep -q "ig_rule = trapezoid" "$tmp/inspect"' "gpt2: IG saved with its settings: $(cat "$tmp/inspect")"
+"$qkv" attention --model "$gpt" --text "the cat sat on" --label " the" --ig-steps 0 --out "$tmp/g0" > "$tmp/table" 2> "$tmp/err"; rc=$?
+"$qkv" inspect "$tmp/g0/attention.safetensors" > "$tmp/inspect" 2>&1
+check '[[ $rc -eq 0 ]] && grep -q "saliency_label = ␣the" "$tmp/inspect" && ! grep -q "integrated_gradients" "$tmp/inspect"' "gpt2: --label TOKEN and --ig-steps 0 ($rc): $(cat "$tmp/err")"
+"$qkv" attention --model "$gpt" --text "the cat" --label "#5" --ig-steps 4 --ig-rule right --baseline eos --out "$tmp/g1" > "$tmp/table" 2> "$tmp/err"; rc=$?
+check '[[ $rc -eq 0 ]] && grep -q "4 steps, right rule, baseline eos" "$tmp/table"' "gpt2: --label #ID, --ig-rule right, --baseline eos ($rc): $(cat "$tmp/err")"
+for bad in "--label #100000" "--label the_cat_sat_on" "--baseline mask" "--ig-rule left" "--ig-steps -1" "--target similarity" "--compare x" "--target logit" "--baseline nope"; do
+    "$qkv" attention --model "$gpt" --text "the cat" $bad --out "$tmp/x" > /dev/null 2> "$tmp/err"; rc=$?
+    check '[[ $rc -eq 2 && ! -e "$tmp/x" ]]' "gpt2: $bad refused ($rc): $(cat "$tmp/err")"
+done
+
+# an encoder's similarity to a second text (values tested in test_attribution.c)
+"$qkv" attention --model "$bert" --text "the cat sat on the mat" --compare "a dog sat" --ig-steps 8 --out "$tmp/sim" > "$tmp/table" 2> "$tmp/err"; rc=$?
+check '[[ $rc -eq 0 ]] && grep -q "saliency of the cosine similarity with \"a dog sat\"" "$tmp/table"' "bert: similarity saliency ($rc): $(cat "$tmp/err")"
+"$qkv" inspect "$tmp/sim/attention.safetensors" > "$tmp/inspect" 2>&1
+check 'grep -q "compare = a dog sat" "$tmp/inspect" && grep -q "saliency_target = similarity" "$tmp/inspect" && is_png "$tmp/sim/saliency.png"' "bert: similarity saved and drawn"
+"$qkv" attention --model "$bert" --text "the cat" --target next-token --out "$tmp/x" > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "bert: --target next-token refused ($rc)"
+"$qkv" attention --model "$bert" --text "the cat" --target similarity --out "$tmp/x" > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 ]]' "bert: similarity without --compare refused ($rc)"
 "$qkv" inspect "$tmp/gout/attention.safetensors" > "$tmp/inspect" 2>&1
 check 'grep -q "tokens = \[\"the\",\"␣cat\"" "$tmp/inspect"' "gpt2: a leading space shown as ␣: $(grep tokens "$tmp/inspect")"
 "$qkv" attention --model "$gpt" --text "the cat" --pair "a dog" --out "$tmp/x" > /dev/null 2>&1; rc=$?
@@ -74,14 +99,19 @@ check '[[ $rc -eq 2 && ! -e "$tmp/x" ]]' "--pair with a decoder refused ($rc)"
 cls=$src/tests/fixtures/cls/pair
 "$qkv" attention --model "$cls" --text "the cat sat" --pair "a dog" --label entailment --out "$tmp/cls" > "$tmp/table" 2> "$tmp/err"; rc=$?
 check '[[ $rc -eq 0 ]]' "classifier: exit $rc: $(cat "$tmp/err")"
-check 'grep -q "gradient x input of the logit of .entailment." "$tmp/table"' "classifier: saliency printed"
+check 'grep -q "saliency of the logit of label .entailment." "$tmp/table"' "classifier: saliency printed"
 "$qkv" inspect "$tmp/cls/attention.safetensors" > "$tmp/inspect" 2>&1
-check 'grep -Eq "^saliency +F32" "$tmp/inspect" && grep -q "saliency_label = entailment" "$tmp/inspect"' "classifier: saliency saved: $(cat "$tmp/inspect")"
+check 'grep -Eq "^saliency +F32" "$tmp/inspect" && grep -Eq "^integrated_gradients +F32" "$tmp/inspect" && grep -q "saliency_label = entailment" "$tmp/inspect" && grep -q "saliency_target = logit" "$tmp/inspect"' "classifier: saliency saved: $(cat "$tmp/inspect")"
+"$qkv" attention --model "$cls" --text "the cat" --baseline pad --ig-steps 3 --out "$tmp/clsp" > "$tmp/table" 2> "$tmp/err"; rc=$?
+check '[[ $rc -eq 0 ]] && grep -q "baseline pad (that token" "$tmp/table"' "classifier: --baseline pad ($rc): $(cat "$tmp/err")"
 check 'grep -q "<h2>Saliency</h2>" "$tmp/cls/attention.html" && grep -q "\"saliency\":\[" "$tmp/cls/attention.html"' "classifier: saliency in the page"
 "$qkv" attention --model "$cls" --text "the cat" --label nosuch --out "$tmp/x" > /dev/null 2>&1; rc=$?
 check '[[ $rc -eq 2 ]]' "an unknown --label refused ($rc)"
 "$qkv" attention --model "$bert" --text "the cat" --label 0 --out "$tmp/x" > /dev/null 2>&1; rc=$?
 check '[[ $rc -eq 2 ]]' "--label without a classification head refused ($rc)"
+mkdir -p "$tmp/busy2/saliency.png"
+"$qkv" attention --model "$cls" --text "a" --out "$tmp/busy2" > /dev/null 2> "$tmp/err"; rc=$?
+check '[[ $rc -eq 2 && ! -e "$tmp/busy2/attention.safetensors" ]]' "a directory where saliency.png goes: refused before writing ($rc)"
 
 # refusals: exit 2 and nothing written
 touch "$tmp/file"
