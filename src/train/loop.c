@@ -152,7 +152,9 @@ qkv_status qkv_train_resume_checked(const char *run_dir, qkv_trainer **out, char
             return s;
         }
         snprintf(bad, sizeof bad, "%s.damaged", path);
-        if (rename(path, bad) != 0) return s; /* cannot set it aside: report it as it is */
+        /* cannot set it aside: report it as it is — unless another process (an MPI rank)
+         * renamed it first, then go on to the older one as it does */
+        if (rename(path, bad) != 0 && errno != ENOENT) return s;
         size_t n = strlen(note);
         if (n < sizeof note - 1024) /* each entry fits in 1024 bytes; later ones are left out */
             snprintf(note + n, 1024, "%s%.300s (%.300s): renamed to %.300s.damaged", n ? "; " : "",
