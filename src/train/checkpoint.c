@@ -362,6 +362,10 @@ qkv_status qkv_trainer_restore(const char *path, qkv_trainer **out, char **user_
     qkv_safetensors_close(st);
     if (s != QKV_OK) {
         qkv_trainer_free(t);
+        if (user_json) { /* copied before the checksum and 'frozen' checks: nothing on failure */
+            qkv_free(*user_json);
+            *user_json = NULL;
+        }
         return s;
     }
     t->steps = steps;
