@@ -545,8 +545,9 @@ static int compute_saliency(job *j, const opts *o, qkv_runtime *rt) {
                 "%.5f, f(input) - f(baseline) = %.5f - %.5f = %.5f, completeness gap %.2g "
                 "(more steps shrink it).",
                 o->ig_steps, o->rule, o->baseline,
-                strcmp(o->baseline, "zero") == 0 ? " (all-zero word embeddings)"
-                                                 : " (that token's word embedding at every position)",
+                strcmp(o->baseline, "zero") == 0
+                    ? " (all-zero word embeddings)"
+                    : " (that token's word embedding at every position)",
                 j->res.ig_sum, j->res.f_input, j->res.f_baseline,
                 j->res.f_input - j->res.f_baseline,
                 j->res.ig_sum - (j->res.f_input - j->res.f_baseline));

@@ -5,6 +5,7 @@
  * Any input is refused with a status (and *out NULL) or opens into a dataset whose promises
  * hold: sample and sequential give ids below the vocabulary size, targets are the ids shifted
  * by one, and too-long windows are refused. A broken promise aborts (a crash for libFuzzer). */
+#include "fuzz_two_files.h"
 #include "qkv.h"
 
 #include <stdint.h>
@@ -22,26 +23,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
             abort();                                                                               \
         }                                                                                          \
     } while (0)
-
-static char dir[64];
-
-static void put(const char *name, const uint8_t *p, size_t n) {
-    char path[128];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f) abort();
-    if (n && fwrite(p, 1, n, f) != n) abort();
-    fclose(f);
-}
-
-static void cleanup(void) {
-    char path[128];
-    snprintf(path, sizeof path, "%s/meta.json", dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/train_00000.bin", dir);
-    unlink(path);
-    rmdir(dir);
-}
 
 static void windows(const qkv_dataset *ds, int64_t B, int64_t T) {
     int64_t n = qkv_dataset_tokens(ds), v = qkv_dataset_vocab_size(ds);
@@ -63,18 +44,10 @@ static void windows(const qkv_dataset *ds, int64_t B, int64_t T) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (!dir[0]) {
-        strcpy(dir, "/tmp/qkv_fuzz_dataset.XXXXXX");
-        if (!mkdtemp(dir)) abort();
-        atexit(cleanup);
-    }
-    if (size < 2) return 0;
-    size_t L = (size_t)data[0] | (size_t)data[1] << 8;
-    if (L > size - 2) L = size - 2;
-    put("meta.json", data + 2, L);
-    put("train_00000.bin", data + 2 + L, size - 2 - L);
+    if (!fuzz_two_files("/tmp/qkv_fuzz_dataset.XXXXXX", "meta.json", "train_00000.bin", data, size))
+        return 0;
     qkv_dataset *ds = (qkv_dataset *)1;
-    qkv_status s = qkv_dataset_open(dir, QKV_SPLIT_TRAIN, &ds);
+    qkv_status s = qkv_dataset_open(fuzz_dir, QKV_SPLIT_TRAIN, &ds);
     if (s != QKV_OK) {
         REQUIRE(ds == NULL);
         REQUIRE(qkv_last_error()[0] != '\0');

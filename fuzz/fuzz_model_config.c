@@ -7,6 +7,7 @@
  * input is refused with a status and a message, or loads. A size the config claims beyond the
  * tensors present would allocate past libFuzzer's -malloc_limit_mb (2 GB in scripts/fuzz.sh),
  * which libFuzzer reports as a crash. */
+#include "fuzz_two_files.h"
 #include "qkv.h"
 
 #include <stdint.h>
@@ -25,44 +26,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         }                                                                                          \
     } while (0)
 
-static char dir[64];
-
-static void put(const char *name, const uint8_t *p, size_t n) {
-    char path[128];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f) abort();
-    if (n && fwrite(p, 1, n, f) != n) abort();
-    fclose(f);
-}
-
-static void cleanup(void) {
-    char path[128];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    unlink(path);
-    rmdir(dir);
-}
-
 static void refused_or(qkv_status s, int ok) {
     REQUIRE((s == QKV_OK) == (ok != 0));
     if (s != QKV_OK) REQUIRE(qkv_last_error()[0] != '\0');
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (!dir[0]) {
-        strcpy(dir, "/tmp/qkv_fuzz_config.XXXXXX");
-        if (!mkdtemp(dir)) abort();
-        atexit(cleanup);
-    }
-    if (size < 2) return 0;
-    size_t L = (size_t)data[0] | (size_t)data[1] << 8;
-    if (L > size - 2) L = size - 2;
-    put("config.json", data + 2, L);
-    put("model.safetensors", data + 2 + L, size - 2 - L);
+    if (!fuzz_two_files("/tmp/qkv_fuzz_config.XXXXXX", "config.json", "model.safetensors", data,
+                        size))
+        return 0;
     qkv_trainer *t = NULL;
-    qkv_status s = qkv_trainer_load_hf(dir, &t);
+    qkv_status s = qkv_trainer_load_hf(fuzz_dir, &t);
     refused_or(s, t != NULL);
     if (t) {
         qkv_gpt2_shape sh;
@@ -71,15 +45,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     qkv_trainer_free(t);
     t = NULL;
-    s = qkv_trainer_load_hf_classifier(dir, NULL, &t);
+    s = qkv_trainer_load_hf_classifier(fuzz_dir, NULL, &t);
     refused_or(s, t != NULL);
     qkv_trainer_free(t);
     qkv_lm *lm = NULL;
-    s = qkv_lm_load(dir, &lm);
+    s = qkv_lm_load(fuzz_dir, &lm);
     refused_or(s, lm != NULL);
     qkv_lm_free(lm);
     qkv_model *m = NULL;
-    s = qkv_model_load(dir, &m);
+    s = qkv_model_load(fuzz_dir, &m);
     refused_or(s, m != NULL);
     qkv_model_free(m);
     return 0;

@@ -65,7 +65,10 @@ static uint8_t *wrap_model(const uint8_t *cm, size_t n, size_t *out_n) {
     m = put_ld(pc, 0x0A, "<unk>", 5);
     pc[m++] = 0x18, pc[m++] = 2;
     k += put_ld(o + k, 0x0A, pc, m);
-    m = put_ld(pc, 0x0A, "\xE2\x96\x81" "a", 4);
+    m = put_ld(pc, 0x0A,
+               "\xE2\x96\x81"
+               "a",
+               4);
     k += put_ld(o + k, 0x0A, pc, m);
     m = put_ld(pc, 0x0A, "b", 1);
     k += put_ld(o + k, 0x0A, pc, m);
@@ -78,10 +81,12 @@ static uint8_t *wrap_model(const uint8_t *cm, size_t n, size_t *out_n) {
 
 static char *wrap_json(const uint8_t *cm, size_t n, size_t *out_n) {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    static const char head[] = "{\"normalizer\": {\"type\": \"Precompiled\", \"precompiled_charsmap\": \"";
-    static const char tail[] = "\"}, \"pre_tokenizer\": {\"type\": \"Metaspace\"}, \"model\": "
-                               "{\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"<unk>\", 0.0], "
-                               "[\"\\u2581a\", -1.0], [\"b\", -2.0]]}}";
+    static const char head[] =
+        "{\"normalizer\": {\"type\": \"Precompiled\", \"precompiled_charsmap\": \"";
+    static const char tail[] =
+        "\"}, \"pre_tokenizer\": {\"type\": \"Metaspace\"}, \"model\": "
+        "{\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"<unk>\", 0.0], "
+        "[\"\\u2581a\", -1.0], [\"b\", -2.0]]}}";
     char *o = malloc(sizeof head + 4 * (n / 3 + 1) + sizeof tail + 1);
     size_t k = 0;
     memcpy(o, head, sizeof head - 1);
@@ -129,7 +134,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         REQUIRE(qkv_last_error()[0] != 0);
         return 0;
     }
-    check(t, "Hello, world!  h\xc3\xa9llo \xef\xbc\xa1 e\xcc\x81 \xe4\xbd\xa0\xe5\xa5\xbd \xff\xfe");
+    check(t,
+          "Hello, world!  h\xc3\xa9llo \xef\xbc\xa1 e\xcc\x81 \xe4\xbd\xa0\xe5\xa5\xbd \xff\xfe");
     check(t, "ab\tba \xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9 \xef\xac\x81");
     check(t, "");
     qkv_tokenizer_free(t);
