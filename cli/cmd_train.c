@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -84,6 +85,8 @@ void cmd_train_help(void) {
         "Several processes (mpirun -np N qkv train ...; a build with -DQKV_WITH_MPI=ON):\n"
         "  --exact-reduce 0|1 (0)  1: sum the gradients in a fixed order, bit-identical for\n"
         "                        any number of processes (0: all-reduce, equal within rounding)\n"
+        "  --zero 0|1 (0)        1: ZeRO-1, AdamW's moments sharded across the processes (each\n"
+        "                        keeps 1/N of them; the same results; one process: no effect)\n"
         "  --mpi-timeout S (300) stop when the other processes do not answer for S seconds\n\n"
         "Exit codes: 0 done, 1 failure (e.g. loss became NaN), 2 bad input or usage,\n"
         "130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint.\n");
@@ -98,6 +101,7 @@ typedef struct train_cfg {
     long eval_every, eval_batches, save_every, keep, log_every, threads;
     long tensorboard, tb_histograms; /* 0 / 1 */
     long exact_reduce;               /* 0 / 1 */
+    long zero;                       /* 0 / 1: ZeRO-1 */
     double mpi_timeout;
     double lr, min_lr, weight_decay, beta1, beta2, eps, clip;
     unsigned long long seed;
@@ -143,6 +147,7 @@ static const opt_def OPTS[] = {
     {"tensorboard", L_(tensorboard, 0, 1), 1},
     {"tb-histograms", L_(tb_histograms, 0, 1), 1},
     {"exact-reduce", L_(exact_reduce, 0, 1), 1},
+    {"zero", L_(zero, 0, 1), 1},
     {"mpi-timeout", D_(mpi_timeout, 1, 1e6), 1},
     {"lr", D_(lr, 0, 10), 0},
     {"min-lr", D_(min_lr, 0, 10), 0},
@@ -454,6 +459,18 @@ static int should_stop(void *user) {
     return g_signal != 0;
 }
 
+/* After a run, on every rank: what this process held (with ZeRO-1 its moments are a slice). */
+static void print_memory(const run *r) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru); /* ru_maxrss: KiB on Linux */
+    const int n = qkv_dist_size(g_dist);
+    char who[64] = "this process";
+    if (n > 1) snprintf(who, sizeof who, "rank %d of %d", qkv_dist_rank(g_dist), n);
+    fprintf(stderr, "  memory (%s): optimizer state %.2f MiB%s, peak RSS %.1f MiB\n", who,
+            (double)qkv_trainer_optimizer_bytes(r->t) / 1048576.0,
+            r->c.zero && n > 1 ? " (its ZeRO-1 slice)" : "", (double)ru.ru_maxrss / 1024.0);
+}
+
 static int train_loop(run *r) {
     train_cfg *c = &r->c;
     qkv_train_options o;
@@ -470,7 +487,7 @@ static int train_loop(run *r) {
     o.run_dir = c->out, o.save_every = c->save_every, o.keep = c->keep;
     o.mask_token_id = r->mask_id;
     o.tensorboard = (int)c->tensorboard, o.tb_histograms = (int)c->tb_histograms;
-    o.dist = g_dist, o.exact_reduce = (int)c->exact_reduce;
+    o.dist = g_dist, o.exact_reduce = (int)c->exact_reduce, o.zero = (int)c->zero;
     char *cfg = cfg_json(c); /* stored in every checkpoint: what --resume continues */
     if (!cfg) return cli_report("recording the options", QKV_ERR_NOMEM);
     o.checkpoint_json = cfg;
@@ -492,7 +509,10 @@ static int train_loop(run *r) {
                : s == QKV_ERR_NOT_FINITE ? EXIT_FAIL
                : g_signal == SIGINT      ? 130
                                          : 143;
-    if (s == QKV_OK && !g_rank0) return 0;
+    if (s == QKV_OK && !g_rank0) {
+        print_memory(r);
+        return 0;
+    }
     if (s == QKV_ERR_INTERRUPTED) {
         fprintf(stderr,
                 "qkv train: stopped by %s after step %ld; checkpoint saved. Continue with:\n"
@@ -533,6 +553,7 @@ static int train_loop(run *r) {
     }
     fprintf(stderr, "qkv train: %ld steps done in %.1f s; model written to %s\n",
             step - r->start_step, now_seconds() - t_start, dir);
+    print_memory(r);
     return 0;
 }
 /* ---------------------------------------------------------------- command */
@@ -736,6 +757,12 @@ static int setup(run *r, int resuming) {
                 "reduction\n",
                 qkv_dist_size(g_dist), qkv_dist_size(g_dist),
                 c->exact_reduce ? "exact (fixed-order)" : "all-reduce");
+    if (c->zero && qkv_dist_size(g_dist) > 1)
+        fprintf(stderr,
+                "  ZeRO-1: each process keeps the optimizer state of 1/%d of the parameters\n",
+                qkv_dist_size(g_dist));
+    else if (c->zero)
+        fprintf(stderr, "  --zero 1 with one process: nothing to shard, it has no effect\n");
     if (qkv_dataset_batches(r->val, c->batch, c->seq) <= 0)
         fprintf(stderr,
                 "  warning: the validation split (%lld tokens) holds no batch of %ld x %ld "

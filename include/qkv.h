@@ -1097,6 +1097,9 @@ QKV_API qkv_status qkv_trainer_param(qkv_trainer *t, size_t i, qkv_param_info *i
 QKV_API qkv_status qkv_trainer_set_trainable(qkv_trainer *t, size_t i, int trainable);
 /* The number of parameter values (the sum of every tensor's numel); 0 for a NULL trainer. */
 QKV_API int64_t qkv_trainer_numel(const qkv_trainer *t);
+/* Bytes of optimizer state (AdamW's two moments) this process holds: 8 per float of the flat
+ * buffers, or of this rank's slice after a ZeRO-1 run (qkv_train_options.zero); 0 for NULL. */
+QKV_API size_t qkv_trainer_optimizer_bytes(const qkv_trainer *t);
 /* Model FLOPs of one forward + backward over B x T tokens, the usual convention for a rate of
  * "model FLOPs" (as llm.c and the MFU literature count): 6 · parameters · B·T for the
  * matrices, plus 12 · L · B · T² · C for the attention products (QKᵀ and PV, forward and
@@ -1274,6 +1277,15 @@ typedef struct qkv_train_options {
      * micro-batch order (on rank 0, then broadcast). 0: each rank accumulates its own
      * micro-batches and an all-reduce sums them (faster; equal within rounding). (0) */
     int exact_reduce;
+    /* 1: ZeRO-1 — AdamW's moments sharded across the ranks: each keeps those of a contiguous
+     * slice of the parameters (8 bytes per parameter become 8/N), the gradients are
+     * reduce-scattered (exact_reduce: scattered from rank 0), each rank steps its slice and
+     * the weights are all-gathered; the same results as 0 (exact_reduce: the same bits).
+     * Checkpoints keep their format (rank 0 gathers the moments), so a run resumes with or
+     * without it on any number of ranks. On return the trainer holds its slice of the moments
+     * only: qkv_trainer_step / _save refuse it (resume from the run's checkpoint to go on). With
+     * one process (dist NULL) it changes nothing. (0) */
+    int zero;
 } qkv_train_options;
 /* The logits of every example of d under a classifier trainer (eval mode: no dropout):
  * out [count, num_labels], in d's order, computed in batches of `batch` examples of alike

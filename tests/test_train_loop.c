@@ -12,6 +12,8 @@
  *     bit, and replay the kept metrics lines first; a stop before the first step saves too;
  *   - the NaN guard: a poisoned weight or an absurd learning rate returns NOT_FINITE with no
  *     update applied and nothing written for the failing step;
+ *   - options.zero (ZeRO-1) without ranks: the same bits as without it, the whole optimizer
+ *     state kept (qkv_trainer_optimizer_bytes: 8 per float);
  *   - versioned structs (struct_size 0 or unknown refused) and bad options. */
 #include "qkv.h"
 #include "test.h"
@@ -274,6 +276,16 @@ static void loop_equals_by_hand(void) {
         /* the comparison can fail: another batch order gives other weights */
         by_hand(c, &o, 1, NULL);
         CHECK(!same_weights(a, c));
+        /* ZeRO-1 in one process: nothing to shard, the same bits */
+        qkv_trainer *z = tiny();
+        qkv_train_options oz = o;
+        oz.zero = 1;
+        CHECK_OK(qkv_train_run(NULL, z, &oz, NULL, NULL));
+        CHECK_MSG(same_weights(a, z), "accum %d: zero = 1 alone changed the weights", accum);
+        CHECK(qkv_trainer_optimizer_bytes(z) >= 8 * (size_t)qkv_trainer_numel(z) &&
+              qkv_trainer_optimizer_bytes(z) == qkv_trainer_optimizer_bytes(a));
+        CHECK(qkv_trainer_optimizer_bytes(NULL) == 0);
+        qkv_trainer_free(z);
         /* no run directory, no validation: no checkpoints, no EVAL lines, no replay */
         CHECK_EQ_INT(s.n_ckpt, 0);
         CHECK_EQ_INT(s.n_eval, 0);
@@ -512,8 +524,8 @@ static void bad_options(void) {
     struct {
         const char *what;
         qkv_train_options o;
-    } bad[8];
-    for (int i = 0; i < 8; i++) bad[i].o = base_options(2);
+    } bad[9];
+    for (int i = 0; i < 9; i++) bad[i].o = base_options(2);
     bad[0].what = "seq", bad[0].o.seq = P + 1;
     bad[1].what = "train", bad[1].o.train = NULL;
     bad[2].what = "batch", bad[2].o.batch = 0;
@@ -522,7 +534,8 @@ static void bad_options(void) {
     bad[5].what = "lr", bad[5].o.lr = NAN;
     bad[6].what = "beta", bad[6].o.beta2 = 1.0;
     bad[7].what = "decay", bad[7].o.decay = (qkv_lr_decay)7;
-    for (int i = 0; i < 8; i++) {
+    bad[8].what = "zero", bad[8].o.zero = 2;
+    for (int i = 0; i < 9; i++) {
         qkv_status s = qkv_train_run(NULL, t, &bad[i].o, NULL, NULL);
         CHECK_MSG(s == QKV_ERR_INVALID_ARG, "bad %s: %s", bad[i].what, qkv_strerror(s));
     }

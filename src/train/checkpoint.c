@@ -123,6 +123,11 @@ static uint32_t data_crc(const qkv_trainer *t) {
 
 qkv_status qkv_trainer_save(const qkv_trainer *t, const char *path, const char *user_json) {
     if (!t || !path) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_save: NULL argument");
+    if (qkv__tsharded(t)) /* qkv_train_run's checkpoints gather them (zero.c) */
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "qkv_trainer_save: this trainer holds the optimizer state of a slice "
+                         "of the parameters only (ZeRO-1 across ranks); resume from its run's "
+                         "checkpoint instead");
     size_t n = t->n_params * 3;
     qkv_st_write_tensor *wt = qkv__calloc(n, sizeof *wt);
     char(*names)[128] = qkv__calloc(n, sizeof *names);

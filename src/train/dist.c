@@ -24,9 +24,18 @@ struct qkv_dist {
     MPI_Comm comm;
     int rank, size;
     double timeout_s;
-    int own_init;      /* 1: qkv_dist_init called MPI_Init_thread, qkv_dist_finalize ends it */
-    MPI_Request *pend; /* started by qkv__dist_isum_f32, not yet waited for */
+    int own_init;        /* 1: qkv_dist_init called MPI_Init_thread, qkv_dist_finalize ends it */
+    MPI_Request *pend;   /* started by qkv__dist_isum_f32 / _ireduce_scatter_f32, not waited for */
+    struct moved *moves; /* [cap_pend]: what to do when pend[i] completes */
     int n_pend, cap_pend;
+};
+
+/* A pending reduce-scatter: its counts (MPI reads them until it completes) and where its
+ * result lands (the start of the bucket) and belongs (this rank's slice of it). */
+struct moved {
+    int *counts; /* NULL: an all-reduce, nothing to move */
+    float *from, *to;
+    int n;
 };
 
 int qkv_dist_available(void) { return 1; }
@@ -64,7 +73,9 @@ int qkv_dist_size(const qkv_dist *d) { return d ? d->size : 1; }
 
 void qkv_dist_finalize(qkv_dist *d) {
     if (!d) return;
+    for (int i = 0; i < d->n_pend; i++) qkv__free(d->moves[i].counts);
     qkv__free(d->pend);
+    qkv__free(d->moves);
     MPI_Comm_free(&d->comm);
     if (d->own_init) MPI_Finalize();
     qkv__free(d);
@@ -110,22 +121,68 @@ static qkv_status wait(qkv_dist *d, MPI_Request *req, int rc, const char *what) 
     }
 }
 
+/* Room for one more pending request. */
+static qkv_status grow_pend(qkv_dist *d, const char *what) {
+    if (d->n_pend < d->cap_pend) return QKV_OK;
+    int cap = d->cap_pend ? 2 * d->cap_pend : 64;
+    MPI_Request *grown = qkv__alloc((size_t)cap * sizeof *grown);
+    struct moved *mg = qkv__calloc((size_t)cap, sizeof *mg);
+    if (!grown || !mg) {
+        qkv__free(grown), qkv__free(mg);
+        return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", what);
+    }
+    if (d->n_pend) {
+        memcpy(grown, d->pend, (size_t)d->n_pend * sizeof *grown);
+        memcpy(mg, d->moves, (size_t)d->n_pend * sizeof *mg);
+    }
+    qkv__free(d->pend), qkv__free(d->moves);
+    d->pend = grown, d->moves = mg, d->cap_pend = cap;
+    return QKV_OK;
+}
+
 qkv_status qkv__dist_isum_f32(qkv_dist *d, float *buf, int64_t n, int64_t bucket,
                               const char *what) {
     for (int64_t i = 0; i < n; i += bucket) {
-        if (d->n_pend == d->cap_pend) {
-            int cap = d->cap_pend ? 2 * d->cap_pend : 64;
-            MPI_Request *grown = qkv__alloc((size_t)cap * sizeof *grown);
-            if (!grown) return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", what);
-            if (d->n_pend) memcpy(grown, d->pend, (size_t)d->n_pend * sizeof *grown);
-            qkv__free(d->pend);
-            d->pend = grown, d->cap_pend = cap;
-        }
+        QKV_TRY(grow_pend(d, what));
         const int c = (int)(n - i < bucket ? n - i : bucket);
         int rc = MPI_Iallreduce(MPI_IN_PLACE, buf + i, c, MPI_FLOAT, MPI_SUM, d->comm,
                                 &d->pend[d->n_pend]);
         if (rc != MPI_SUCCESS) return mpi_fail(d, rc, what);
-        d->n_pend++;
+        d->moves[d->n_pend++] = (struct moved){0};
+    }
+    return QKV_OK;
+}
+
+/* The pieces of [a, b) in the ranks' slices (bound: qkv__dist_ireduce_scatter_f32):
+ * counts[r] floats at a + displs[r] (displs may be NULL). */
+static int64_t clamp(int64_t x, int64_t a, int64_t b) { return x < a ? a : x > b ? b : x; }
+
+static void pieces(const qkv_dist *d, const int64_t *bound, int64_t a, int64_t b, int *counts,
+                   int *displs) {
+    for (int r = 0; r < d->size; r++) {
+        const int64_t lo = clamp(bound[r], a, b), hi = clamp(bound[r + 1], a, b);
+        counts[r] = (int)(hi - lo);
+        if (displs) displs[r] = (int)(lo - a);
+    }
+}
+
+qkv_status qkv__dist_ireduce_scatter_f32(qkv_dist *d, float *buf, int64_t begin, int64_t end,
+                                         const int64_t *bound, int64_t bucket, const char *what) {
+    for (int64_t a = begin; a < end; a += bucket) {
+        const int64_t b = end - a < bucket ? end : a + bucket;
+        QKV_TRY(grow_pend(d, what));
+        int *counts = qkv__alloc((size_t)d->size * sizeof *counts);
+        if (!counts) return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", what);
+        pieces(d, bound, a, b, counts, NULL);
+        /* in place: the input is buf[a, b), this rank's sum lands at buf + a */
+        int rc = MPI_Ireduce_scatter(MPI_IN_PLACE, buf + a, counts, MPI_FLOAT, MPI_SUM, d->comm,
+                                     &d->pend[d->n_pend]);
+        if (rc != MPI_SUCCESS) {
+            qkv__free(counts);
+            return mpi_fail(d, rc, what);
+        }
+        const int64_t mine = bound[d->rank] > a ? bound[d->rank] : a;
+        d->moves[d->n_pend++] = (struct moved){counts, buf + a, buf + mine, counts[d->rank]};
     }
     return QKV_OK;
 }
@@ -137,7 +194,12 @@ void qkv__dist_progress(qkv_dist *d) {
 
 qkv_status qkv__dist_wait_all(qkv_dist *d, const char *what) {
     qkv_status s = QKV_OK;
-    for (int i = 0; i < d->n_pend && s == QKV_OK; i++) s = wait(d, &d->pend[i], MPI_SUCCESS, what);
+    for (int i = 0; i < d->n_pend && s == QKV_OK; i++) {
+        s = wait(d, &d->pend[i], MPI_SUCCESS, what);
+        const struct moved *m = &d->moves[i];
+        if (s == QKV_OK && m->counts && m->n) memmove(m->to, m->from, (size_t)m->n * sizeof(float));
+    }
+    for (int i = 0; i < d->n_pend; i++) qkv__free(d->moves[i].counts);
     d->n_pend = 0;
     return s;
 }
@@ -170,6 +232,51 @@ qkv_status qkv__dist_bcast_f32(qkv_dist *d, float *buf, int64_t n, int64_t bucke
         QKV_TRY(wait(d, &r, rc, what));
     }
     return QKV_OK;
+}
+
+/* One of the blocking collectives over the ranks' slices, bucket by bucket. */
+typedef enum { SH_ALLGATHER, SH_SCATTER, SH_GATHER } shard_op;
+
+static qkv_status shards(qkv_dist *d, shard_op op, float *buf, const float *mine, int64_t n,
+                         const int64_t *bound, int64_t bucket, const char *what) {
+    int *counts = qkv__alloc(2 * (size_t)d->size * sizeof *counts), *displs = counts + d->size;
+    if (!counts) return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", what);
+    qkv_status s = QKV_OK;
+    for (int64_t a = 0; a < n && s == QKV_OK; a += bucket) {
+        const int64_t b = n - a < bucket ? n : a + bucket;
+        pieces(d, bound, a, b, counts, displs);
+        const int c = counts[d->rank], root = d->rank == 0;
+        const int64_t at = a + displs[d->rank]; /* this rank's piece in the full layout */
+        MPI_Request r;
+        int rc;
+        if (op == SH_ALLGATHER)
+            rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, buf + a, counts, displs, MPI_FLOAT,
+                                 d->comm, &r);
+        else if (op == SH_SCATTER)
+            rc = MPI_Iscatterv(buf + a, counts, displs, MPI_FLOAT, root ? MPI_IN_PLACE : buf + at,
+                               c, MPI_FLOAT, 0, d->comm, &r);
+        else /* rank 0's own piece is already in place; the others send theirs from `mine` */
+            rc = MPI_Igatherv(root ? MPI_IN_PLACE : mine + (at - bound[d->rank]), c, MPI_FLOAT,
+                              buf ? buf + a : NULL, counts, displs, MPI_FLOAT, 0, d->comm, &r);
+        s = wait(d, &r, rc, what);
+    }
+    qkv__free(counts);
+    return s;
+}
+
+qkv_status qkv__dist_allgather_f32(qkv_dist *d, float *buf, int64_t n, const int64_t *bound,
+                                   int64_t bucket, const char *what) {
+    return shards(d, SH_ALLGATHER, buf, NULL, n, bound, bucket, what);
+}
+
+qkv_status qkv__dist_scatter_f32(qkv_dist *d, float *buf, int64_t n, const int64_t *bound,
+                                 int64_t bucket, const char *what) {
+    return shards(d, SH_SCATTER, buf, NULL, n, bound, bucket, what);
+}
+
+qkv_status qkv__dist_gather_slices_f32(qkv_dist *d, const float *mine, float *full, int64_t n,
+                                       const int64_t *bound, int64_t bucket, const char *what) {
+    return shards(d, SH_GATHER, full, mine, n, bound, bucket, what);
 }
 
 qkv_status qkv__dist_compare(qkv_dist *d, const uint64_t *h, int n, int *first_bad, int *word) {
@@ -237,6 +344,26 @@ qkv_status qkv__dist_bcast_f32(qkv_dist *d, float *b, int64_t n, int64_t k, cons
 }
 qkv_status qkv__dist_compare(qkv_dist *d, const uint64_t *h, int n, int *bad, int *word) {
     (void)d, (void)h, (void)n, (void)bad, (void)word;
+    NO_MPI;
+}
+qkv_status qkv__dist_ireduce_scatter_f32(qkv_dist *d, float *b, int64_t x, int64_t y,
+                                         const int64_t *bound, int64_t k, const char *w) {
+    (void)d, (void)b, (void)x, (void)y, (void)bound, (void)k, (void)w;
+    NO_MPI;
+}
+qkv_status qkv__dist_allgather_f32(qkv_dist *d, float *b, int64_t n, const int64_t *bound,
+                                   int64_t k, const char *w) {
+    (void)d, (void)b, (void)n, (void)bound, (void)k, (void)w;
+    NO_MPI;
+}
+qkv_status qkv__dist_scatter_f32(qkv_dist *d, float *b, int64_t n, const int64_t *bound, int64_t k,
+                                 const char *w) {
+    (void)d, (void)b, (void)n, (void)bound, (void)k, (void)w;
+    NO_MPI;
+}
+qkv_status qkv__dist_gather_slices_f32(qkv_dist *d, const float *m, float *f, int64_t n,
+                                       const int64_t *bound, int64_t k, const char *w) {
+    (void)d, (void)m, (void)f, (void)n, (void)bound, (void)k, (void)w;
     NO_MPI;
 }
 

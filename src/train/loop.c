@@ -23,7 +23,11 @@
  *     they start equal (compared at the start) and take the same step from the same summed
  *     gradient; each micro-batch and validation batch is computed by one rank, and the losses
  *     come back in a table indexed by micro-batch (a sum where one term is nonzero is exact)
- *     so that they add up in the single process's order. Only rank 0 writes or calls back. */
+ *     so that they add up in the single process's order. Only rank 0 writes or calls back;
+ *   - with options.zero (ZeRO-1, zero.c) each rank keeps the optimizer state of its slice of
+ *     the parameters: the gradients are reduce-scattered (exact_reduce: scattered from rank 0)
+ *     instead of all-reduced, each rank steps its slice and the weights are all-gathered; every
+ *     rank takes part in writing a checkpoint (rank 0 gathers the moments and writes). */
 #include "train/cls_data.h"
 #include "train/dist.h"
 
@@ -237,6 +241,8 @@ typedef struct loop {
     int rank, size, writer;
     double *part;       /* [2K]: a step's losses / K and token counts by micro-batch */
     float *gsum, *gbuf; /* exact_reduce: the ordered sum (rank 0), the gathered bucket */
+    qkv__zero zero;     /* options.zero: the ranks' slices (zero.c) */
+    int sharded;        /* options.zero with several ranks: checkpoints need every rank */
 } loop;
 
 /* Floats per all-reduce / gather / broadcast: 4 MiB messages. */
@@ -494,13 +500,15 @@ static qkv_status save(loop *L, int64_t step) {
     char path[PATH_CAP];
     if (!ckpt_path(path, dir, step))
         return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_train_run: run_dir is too long");
-    if (fflush(L->metrics) != 0 || fsync(fileno(L->metrics)) != 0)
+    if (L->writer && (fflush(L->metrics) != 0 || fsync(fileno(L->metrics)) != 0))
         return qkv__write_fail("cannot write", L->metrics_path);
     if (L->tb) QKV_TRY(qkv__tb_sync(L->tb));
     const char *js = L->o->checkpoint_json ? L->o->checkpoint_json : "{}";
-    qkv_status s = qkv_trainer_save(L->t, path, js);
+    qkv_status s =
+        L->o->zero ? qkv__zero_save(&L->zero, L->t, path, js) : qkv_trainer_save(L->t, path, js);
     if (s != QKV_OK) return with_context(s, "saving the checkpoint", step);
     L->saved = step;
+    if (!L->writer) return QKV_OK;
     QKV_TRY(prune(dir, L->o->keep));
     if (L->cb && L->cb->checkpoint) L->cb->checkpoint(step, path, L->user);
     return QKV_OK;
@@ -510,14 +518,19 @@ static qkv_status save(loop *L, int64_t step) {
  * (marked in its metrics line). */
 static qkv_status maybe_best(loop *L, qkv_train_record *r) {
     const double score = eval_score(r);
-    if (!L->writer || !L->o->keep_best || !L->o->run_dir || !isfinite(score) || score <= L->best)
-        return QKV_OK;
+    if ((!L->writer && !L->sharded) || !L->o->keep_best || !L->o->run_dir) return QKV_OK;
+    /* rank 0 alone knows the best score of a resumed run's history: it decides */
+    int better = L->writer && isfinite(score) && !(score <= L->best);
+    if (L->sharded) QKV_TRY(qkv__dist_max_int(L->o->dist, &better, "agreeing on the best"));
+    if (!better) return QKV_OK;
     char path[PATH_CAP];
     if (snprintf(path, sizeof path, "%s/best.safetensors", L->o->run_dir) >= (int)sizeof path)
         return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_train_run: run_dir is too long");
     const char *js = L->o->checkpoint_json ? L->o->checkpoint_json : "{}";
-    qkv_status s = qkv_trainer_save(L->t, path, js);
+    qkv_status s =
+        L->o->zero ? qkv__zero_save(&L->zero, L->t, path, js) : qkv_trainer_save(L->t, path, js);
     if (s != QKV_OK) return with_context(s, "saving the best checkpoint", r->step);
+    if (!L->writer) return QKV_OK;
     L->best = score;
     r->best = 1;
     if (L->cb && L->cb->checkpoint) L->cb->checkpoint(r->step, path, L->user);
@@ -753,16 +766,25 @@ static qkv_status exact_round(loop *L, int64_t j, const char *what) {
 typedef struct overlap {
     loop *L;
     float *g;
-    int64_t low; /* the lowest block whose all-reduce has started (layers: none) */
+    const int64_t *bound; /* ZeRO-1: the ranks' slices (reduce-scatter), or NULL (all-reduce) */
+    int64_t low;          /* the lowest block whose all-reduce has started (layers: none) */
     qkv_status st;
 } overlap;
+
+/* Starts the sum of g[b, e): all of it on every rank, or (ZeRO-1) each rank's slice on it. */
+static qkv_status reduce(overlap *ov, int64_t b, int64_t e) {
+    const char *what = "summing the gradients";
+    if (ov->bound)
+        return qkv__dist_ireduce_scatter_f32(ov->L->o->dist, ov->g, b, e, ov->bound, BUCKET, what);
+    return qkv__dist_isum_f32(ov->L->o->dist, ov->g + b, e - b, BUCKET, what);
+}
 
 static void on_block_done(void *user, int64_t l) {
     overlap *ov = user;
     if (ov->st != QKV_OK || l != ov->low - 1) return;
     int64_t b, e;
     qkv__trainer_layer_range(ov->L->t, l, &b, &e);
-    ov->st = qkv__dist_isum_f32(ov->L->o->dist, ov->g + b, e - b, BUCKET, "summing the gradients");
+    ov->st = reduce(ov, b, e);
     ov->low = l;
     qkv__dist_progress(ov->L->o->dist);
 }
@@ -778,8 +800,8 @@ static qkv_status overlap_finish(overlap *ov, int64_t n) {
         qkv__trainer_layer_range(ov->L->t, 0, &b0, &e);
         qkv__trainer_layer_range(ov->L->t, layers - 1, &b, &e1);
     }
-    if (ov->st == QKV_OK) ov->st = qkv__dist_isum_f32(d, ov->g, b0, BUCKET, what);
-    if (ov->st == QKV_OK) ov->st = qkv__dist_isum_f32(d, ov->g + e1, n - e1, BUCKET, what);
+    if (ov->st == QKV_OK) ov->st = reduce(ov, 0, b0);
+    if (ov->st == QKV_OK) ov->st = reduce(ov, e1, n);
     qkv_status w = qkv__dist_wait_all(d, what); /* also after a failed start: none stays pending */
     return ov->st != QKV_OK ? ov->st : w;
 }
@@ -797,7 +819,7 @@ static qkv_status train_step(loop *L, int64_t step, const qkv_adamw *hp,
     memset(L->part, 0, (size_t)(2 * K) * sizeof *L->part);
     if (exact && L->gsum) memset(L->gsum, 0, (size_t)n * sizeof *L->gsum);
     qkv_trainer_zero_grad(L->t);
-    overlap ov = {L, g, qkv__trainer_layers(L->t), QKV_OK};
+    overlap ov = {L, g, o->zero ? L->zero.bound : NULL, qkv__trainer_layers(L->t), QKV_OK};
     for (int64_t j = 0; j * N < K; j++) {
         const int64_t k = j * N + L->rank;
         if (exact) qkv_trainer_zero_grad(L->t);
@@ -820,13 +842,19 @@ static qkv_status train_step(loop *L, int64_t step, const qkv_adamw *hp,
     for (int64_t k = 0; k < K; k++) loss += L->part[k], tokens += L->part[K + k];
     if (exact) {
         if (L->rank == 0) memcpy(g, L->gsum, (size_t)n * sizeof *g);
-        if (N > 1) QKV_TRY(qkv__dist_bcast_f32(o->dist, g, n, BUCKET, "sharing the gradients"));
+        if (N > 1 && o->zero) /* ZeRO-1: each rank its slice */
+            QKV_TRY(qkv__dist_scatter_f32(o->dist, g, n, L->zero.bound, BUCKET,
+                                          "sharing the gradients"));
+        else if (N > 1)
+            QKV_TRY(qkv__dist_bcast_f32(o->dist, g, n, BUCKET, "sharing the gradients"));
     }
     double lr = qkv_lr_at(sched, step);
     float norm = NAN;
     /* clipping + AdamW in one pass; a non-finite norm leaves the weights untouched */
     if (isfinite(loss)) {
-        qkv_status s = qkv_trainer_step(L->rt, L->t, hp, (float)lr, (float)o->clip, &norm);
+        qkv_status s =
+            o->zero ? qkv__zero_step(&L->zero, L->rt, L->t, hp, (float)lr, (float)o->clip, &norm)
+                    : qkv_trainer_step(L->rt, L->t, hp, (float)lr, (float)o->clip, &norm);
         if (s != QKV_OK) return with_context(s, "the optimizer step", step + 1);
     }
     if (!isfinite(loss) || !isfinite(norm))
@@ -905,6 +933,7 @@ static qkv_status check_options(const qkv_trainer *t, const qkv_train_options *o
             return BAD("%s must be a finite float >= 0, not %g", fl_name[i], fl[i]);
     if (!(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1))
         return BAD("beta1 and beta2 must be in [0, 1)");
+    if (o->zero != 0 && o->zero != 1) return BAD("zero must be 0 or 1, not %d", o->zero);
     qkv_gpt2_shape sh;
     qkv_trainer_get_shape(t, &sh);
     if (strcmp(qkv_trainer_arch(t), "bert") == 0) {
@@ -965,7 +994,7 @@ static qkv_status agree(loop *L) {
                             (int64_t)o->seed,  o->warmup,     (int64_t)o->decay, o->eval_every,
                             o->eval_batches,   o->save_every, o->keep,           o->mask_token_id,
                             o->length_grouped, o->keep_best,  o->tensorboard,    o->tb_histograms,
-                            o->exact_reduce};
+                            o->exact_reduce,   o->zero};
     const double dbl[] = {o->lr,    o->min_lr, o->weight_decay, o->beta1,
                           o->beta2, o->eps,    o->clip,         o->mlm_probability};
     HASH(h[1], ints), HASH(h[1], dbl);
@@ -993,10 +1022,12 @@ static qkv_status agree(loop *L) {
                               o->val ? qkv_dataset_vocab_size(o->val) : -1};
         HASH(h[4], v);
     }
+    int64_t nw;
+    qkv__trainer_buffer(L->t, 0, &nw);
     for (int which = 0; which < 4; which += 1 + (which == 0)) { /* w, m, v */
         int64_t n;
         const float *b = qkv__trainer_buffer(L->t, which, &n);
-        h[5] = fnv(h[5], b, (size_t)n * sizeof *b);
+        if (n == nw) h[5] = fnv(h[5], b, (size_t)n * sizeof *b); /* not a ZeRO-1 slice */
     }
     int bad, word;
     QKV_TRY(qkv__dist_compare(o->dist, h, (int)N_AGREE, &bad, &word));
@@ -1025,6 +1056,17 @@ static qkv_status run(loop *L) {
     sched.warmup = o->warmup, sched.total = o->steps, sched.decay = o->decay;
 
     if (L->size > 1) QKV_TRY(agree(L));
+    int64_t nf, nm;
+    qkv__trainer_buffer(L->t, 1, &nf);
+    qkv__trainer_buffer(L->t, 2, &nm);
+    if (o->zero) { /* after agree: it compares the whole optimizer state */
+        QKV_TRY(qkv__zero_begin(&L->zero, L->t, o->dist));
+        L->sharded = L->size > 1;
+    } else if (nm != nf) {
+        return BAD("the trainer holds the optimizer state of a slice of the parameters only "
+                   "(left by a ZeRO-1 run): train on with options.zero, or resume from a "
+                   "checkpoint");
+    }
     if (o->run_dir) {
         if (L->writer && mkdir(o->run_dir, 0755) != 0 && errno != EEXIST)
             return qkv__write_fail("cannot create the run directory", o->run_dir);
@@ -1037,8 +1079,6 @@ static qkv_status run(loop *L) {
         if (L->writer) QKV_TRY(metrics_start(L, step));
         if (L->writer && o->tensorboard) QKV_TRY(qkv__tb_open(o->run_dir, step, &L->tb));
     }
-    int64_t nf;
-    qkv__trainer_buffer(L->t, 1, &nf);
     L->part = qkv__alloc((size_t)(2 * o->accum) * sizeof *L->part);
     if (!L->part) return qkv__fail(QKV_ERR_NOMEM, "qkv_train_run: out of memory");
     if (o->exact_reduce && L->rank == 0) {
@@ -1071,7 +1111,7 @@ static qkv_status run(loop *L) {
         if (L->size > 1) /* one rank's request stops all, after the same step */
             QKV_TRY(qkv__dist_max_int(o->dist, &stop, "agreeing on a stop request"));
         if (stop) {
-            if (o->run_dir && L->writer && L->saved != step) QKV_TRY(save(L, step));
+            if (o->run_dir && (L->writer || L->sharded) && L->saved != step) QKV_TRY(save(L, step));
             return qkv__fail(QKV_ERR_INTERRUPTED, "stopped on request after step %" PRId64 "%s",
                              step, o->run_dir ? "; checkpoint saved" : "");
         }
@@ -1085,7 +1125,7 @@ static qkv_status run(loop *L) {
             QKV_TRY(o->cls_train ? cls_evaluate(L, step) : evaluate(L, step));
             QKV_TRY(tb_weights(L, step));
         }
-        if (o->run_dir && L->writer &&
+        if (o->run_dir && (L->writer || L->sharded) &&
             ((o->save_every && step % o->save_every == 0) || step == o->steps))
             QKV_TRY(save(L, step));
     }
@@ -1116,5 +1156,6 @@ qkv_status qkv_train_run(qkv_runtime *rt, qkv_trainer *t, const qkv_train_option
     qkv__free(L.part);
     qkv__free(L.gsum);
     qkv__free(L.gbuf);
+    qkv__zero_end(&L.zero);
     return s;
 }

@@ -139,6 +139,9 @@ static char **dup_strs(const char *const *v, size_t n) {
 
 /* Grows the parameter list and the four flat buffers by the adapters of the targeted sites. */
 static qkv_status grow(qkv_trainer *t, struct qkv__tlora *lo) {
+    if (qkv__tsharded(t))
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_trainer_add_lora: the trainer's optimizer "
+                                              "state is sharded across ranks (ZeRO-1)");
     size_t n_new = 0;
     for (size_t k = 0; k < lo->n_sites; k++) n_new += lo->pa[k] >= 0 ? 2 : 0;
     qkv__tparam *params = qkv__calloc(t->n_params + n_new, sizeof *params);
@@ -190,6 +193,7 @@ static qkv_status grow(qkv_trainer *t, struct qkv__tlora *lo) {
     lo->first = t->n_params;
     t->n_params = np;
     t->n_floats = nf;
+    t->mv_end = nf;
     return qkv__trainer_build_segs(t);
 }
 

@@ -22,13 +22,14 @@
 
 typedef struct {
     qkv_trainer *t;
+    int64_t s0;      /* the first segment */
     double *partial; /* per segment: Σ g² */
 } norm_ctx;
 
 static void sumsq_segs(void *p, int64_t s0, int64_t s1, int tid) {
     norm_ctx *c = p;
     (void)tid;
-    for (int64_t s = s0; s < s1; s++) {
+    for (int64_t s = c->s0 + s0; s < c->s0 + s1; s++) {
         const qkv__tseg *q = &c->t->segs[s];
         const float *g = c->t->g;
         double acc = 0;
@@ -41,23 +42,32 @@ static void sumsq_segs(void *p, int64_t s0, int64_t s1, int tid) {
     }
 }
 
-/* The global L2 norm of the gradients and the clipping coefficient (1: no scaling). */
-static qkv_status grad_norm(qkv_runtime *rt, qkv_trainer *t, float max_norm, float *norm,
-                            float *coef) {
-    double *partial = qkv__alloc((size_t)t->n_segs * sizeof *partial);
-    if (!partial) return qkv__fail(QKV_ERR_NOMEM, "clip_grad_norm: out of memory");
-    norm_ctx c = {t, partial};
-    qkv_parallel_for(rt, t->n_segs, 1, sumsq_segs, &c);
-    double s = 0;
-    for (int64_t i = 0; i < t->n_segs; i++) s += partial[i];
-    qkv__free(partial);
-    double total = sqrt(s);
+void qkv__trainer_sumsq(qkv_runtime *rt, qkv_trainer *t, int64_t s0, int64_t s1, double *partial) {
+    norm_ctx c = {t, s0, partial};
+    if (s1 > s0) qkv_parallel_for(rt, s1 - s0, 1, sumsq_segs, &c);
+}
+
+void qkv__clip_coef(double sumsq, float max_norm, float *norm, float *coef) {
+    double total = sqrt(sumsq);
     *norm = (float)total;
     *coef = 1.0f;
     if (max_norm > 0) {
         double k = (double)max_norm / (total + 1e-6);
         if (k < 1.0) *coef = (float)k;
     }
+}
+
+/* The global L2 norm of the gradients and the clipping coefficient (1: no scaling); the
+ * segments' sums are added in segment order (ZeRO-1's sharded step adds the same ones). */
+static qkv_status grad_norm(qkv_runtime *rt, qkv_trainer *t, float max_norm, float *norm,
+                            float *coef) {
+    double *partial = qkv__alloc((size_t)t->n_segs * sizeof *partial);
+    if (!partial) return qkv__fail(QKV_ERR_NOMEM, "clip_grad_norm: out of memory");
+    qkv__trainer_sumsq(rt, t, 0, t->n_segs, partial);
+    double s = 0;
+    for (int64_t i = 0; i < t->n_segs; i++) s += partial[i];
+    qkv__free(partial);
+    qkv__clip_coef(s, max_norm, norm, coef);
     return QKV_OK;
 }
 
@@ -92,6 +102,7 @@ qkv_status qkv_trainer_clip_grad_norm(qkv_runtime *rt, qkv_trainer *t, float max
 
 typedef struct {
     qkv_trainer *t;
+    int64_t s0; /* the first segment */
     float coef; /* gradient scale (clipping); 1: none */
     float decay_mul, w1, b2, w2, step_size, bc2_sqrt, eps;
 } adam_ctx;
@@ -110,10 +121,11 @@ void qkv_adamw_defaults_sized(qkv_adamw *hp, size_t struct_size) {
 static void adam_segs(void *p, int64_t s0, int64_t s1, int tid) {
     const adam_ctx *c = p;
     (void)tid;
-    float *w = c->t->w, *m = c->t->m, *v = c->t->v;
+    /* the moments hold the floats from mv_begin (a ZeRO-1 slice) */
+    float *w = c->t->w, *m = c->t->m - c->t->mv_begin, *v = c->t->v - c->t->mv_begin;
     const float *g = c->t->g;
     const int scaled = c->coef < 1.0f;
-    for (int64_t s = s0; s < s1; s++) {
+    for (int64_t s = c->s0 + s0; s < c->s0 + s1; s++) {
         const int decay = c->t->params[c->t->segs[s].param].decay;
         if (!c->t->params[c->t->segs[s].param].trainable) continue; /* frozen */
         for (int64_t j = c->t->segs[s].begin; j < c->t->segs[s].end; j++) {
@@ -129,10 +141,15 @@ static void adam_segs(void *p, int64_t s0, int64_t s1, int tid) {
     }
 }
 
-static qkv_status adam_run(qkv_runtime *rt, qkv_trainer *t, const qkv_adamw *hp_in, float lr,
-                           float coef) {
+qkv_status qkv__trainer_adamw_segs(qkv_runtime *rt, qkv_trainer *t, const qkv_adamw *hp_in,
+                                   float lr, float coef, int64_t s0, int64_t s1) {
     static const char fn[] = "qkv_trainer_adamw_step";
     if (!t || !hp_in) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
+    if (s0 < s1 && (t->segs[s0].begin < t->mv_begin || t->segs[s1 - 1].end > t->mv_end))
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "%s: this trainer holds the optimizer state of a slice of the "
+                         "parameters only (ZeRO-1 across ranks: qkv_train_options.zero)",
+                         fn);
     qkv_adamw hpl, defaults; /* in this version's layout (core/abi.h) */
     qkv_adamw_defaults(&defaults);
     QKV_TRY(QKV__STRUCT_IN(qkv_adamw, &hpl, hp_in, &defaults, "qkv_trainer_adamw_step: hp"));
@@ -150,6 +167,7 @@ static qkv_status adam_run(qkv_runtime *rt, qkv_trainer *t, const qkv_adamw *hp_
     double b1 = hp->beta1, b2 = hp->beta2, dlr = lr;
     double bc1 = 1.0 - pow(b1, step), bc2 = 1.0 - pow(b2, step);
     adam_ctx c = {t,
+                  s0,
                   coef,
                   (float)(1.0 - dlr * (double)hp->weight_decay),
                   (float)(1.0 - b1),
@@ -158,13 +176,13 @@ static qkv_status adam_run(qkv_runtime *rt, qkv_trainer *t, const qkv_adamw *hp_
                   (float)(-dlr / bc1),
                   (float)sqrt(bc2),
                   hp->eps};
-    qkv_parallel_for(rt, t->n_segs, 1, adam_segs, &c);
+    if (s1 > s0) qkv_parallel_for(rt, s1 - s0, 1, adam_segs, &c);
     t->steps++;
     return QKV_OK;
 }
 
 qkv_status qkv_trainer_adamw_step(qkv_runtime *rt, qkv_trainer *t, const qkv_adamw *hp, float lr) {
-    return adam_run(rt, t, hp, lr, 1.0f);
+    return qkv__trainer_adamw_segs(rt, t, hp, lr, 1.0f, 0, t ? t->n_segs : 0);
 }
 
 qkv_status qkv_trainer_step(qkv_runtime *rt, qkv_trainer *t, const qkv_adamw *hp, float lr,
@@ -173,7 +191,7 @@ qkv_status qkv_trainer_step(qkv_runtime *rt, qkv_trainer *t, const qkv_adamw *hp
     float coef;
     QKV_TRY(grad_norm(rt, t, max_norm, norm, &coef));
     if (!isfinite(*norm)) return QKV_OK; /* nothing updated: the caller sees the norm */
-    return adam_run(rt, t, hp, lr, coef);
+    return qkv__trainer_adamw_segs(rt, t, hp, lr, coef, 0, t->n_segs);
 }
 
 double qkv_lr_at(const qkv_lr_schedule *s_in, int64_t step) {

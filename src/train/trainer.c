@@ -325,6 +325,7 @@ qkv_status qkv__trainer_alloc(const qkv__tconfig *cfg, qkv_trainer **out) {
     t->g = qkv__calloc(1, bytes);
     t->m = qkv__calloc(1, bytes);
     t->v = qkv__calloc(1, bytes);
+    t->mv_end = t->n_floats;
     if (!t->w || !t->g || !t->m || !t->v || !t->segs) {
         qkv_trainer_free(t);
         return qkv__fail(QKV_ERR_NOMEM, "trainer: cannot allocate %lld parameters (x4 buffers)",
@@ -516,6 +517,10 @@ int64_t qkv_trainer_numel(const qkv_trainer *t) {
     return numel;
 }
 
+size_t qkv_trainer_optimizer_bytes(const qkv_trainer *t) {
+    return t ? 2 * (size_t)(t->mv_end - t->mv_begin) * sizeof(float) : 0;
+}
+
 double qkv_trainer_step_flops(const qkv_trainer *t, int64_t B, int64_t T) {
     if (!t) return 0.0;
     double tokens = (double)B * (double)T;
@@ -542,7 +547,7 @@ qkv_status qkv_trainer_set_trainable(qkv_trainer *t, size_t i, int trainable) {
 }
 
 float *qkv__trainer_buffer(qkv_trainer *t, int which, int64_t *n) {
-    *n = t->n_floats;
+    *n = which < 2 ? t->n_floats : t->mv_end - t->mv_begin;
     return which == 0 ? t->w : which == 1 ? t->g : which == 2 ? t->m : t->v;
 }
 

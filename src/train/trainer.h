@@ -184,9 +184,12 @@ struct qkv_trainer {
     size_t n_pre; /* the table's pre rows present (Marian: one or two embedding tables) */
     qkv__tparam *params;
     int64_t n_floats;
-    float *w, *g, *m, *v; /* (n_floats) each */
-    int64_t steps;        /* AdamW steps taken */
-    qkv__tseg *segs;      /* every tensor cut into pieces, in order */
+    float *w, *g; /* (n_floats) each */
+    float *m, *v; /* (mv_end - mv_begin) each: the moments of the floats [mv_begin,
+                     mv_end), all of them unless ZeRO-1 sharded them (zero.c) */
+    int64_t mv_begin, mv_end;
+    int64_t steps;   /* AdamW steps taken */
+    qkv__tseg *segs; /* every tensor cut into pieces, in order */
     int64_t n_segs;
 
     /* Activations, sized by qkv_trainer_reserve for up to cap_B·cap_T rows. */
@@ -323,6 +326,19 @@ static inline float *qkv__theadg(const struct qkv_trainer *t, int i) {
     size_t k = qkv__tbody(t) + (size_t)t->tab->n_post + (size_t)i;
     return k < qkv__tn_base(t) ? qkv__tgrad(t, k) : NULL;
 }
+
+/* 1 when the trainer holds the moments of a slice only (ZeRO-1): what needs them all refuses. */
+static inline int qkv__tsharded(const struct qkv_trainer *t) {
+    return t->mv_begin != 0 || t->mv_end != t->n_floats;
+}
+/* optim.c's pieces, for the sharded step (zero.c): Σ g² of segments [s0, s1) into
+ * partial[s0 .. s1); the norm and clipping coefficient of a total Σ g²; AdamW over segments
+ * [s0, s1) (their moments must be held) with the gradients scaled by coef, counting a step. */
+void qkv__trainer_sumsq(qkv_runtime *rt, struct qkv_trainer *t, int64_t s0, int64_t s1,
+                        double *partial);
+void qkv__clip_coef(double sumsq, float max_norm, float *norm, float *coef);
+qkv_status qkv__trainer_adamw_segs(qkv_runtime *rt, struct qkv_trainer *t, const qkv_adamw *hp,
+                                   float lr, float coef, int64_t s0, int64_t s1);
 
 /* Gradient buffers are zeroed before a backward accumulates (+=) into them. */
 static inline void qkv__tzero(float *p, int64_t n) { memset(p, 0, (size_t)n * sizeof(float)); }

@@ -9,7 +9,12 @@
 #   - a rank killed (SIGKILL) mid-run stops the job (no hang), the last checkpoint resumes to
 #     the uninterrupted run's weights; under --enable-recovery (mpirun leaves the others
 #     running) the watchdog (--mpi-timeout) stops them with a clear error;
-#   - ranks started with different options are refused at the start, exit 2.
+#   - ranks started with different options are refused at the start, exit 2;
+#   - --zero 1 (ZeRO-1: AdamW's moments sharded): with --exact-reduce 1 on 2 and 3 ranks the
+#     single process's metrics and weights byte for byte (also a model whose blocks and flat
+#     buffer span several 4 MiB buckets), without it within 1e-6 relative; resumed across
+#     zero / no zero and rank counts to the uninterrupted run's bits; one process with
+#     --zero 1 is the run without it.
 # Skipped (77) when mpirun is not installed.
 set -uo pipefail
 qkv=$1 src=$2
@@ -74,6 +79,48 @@ cp -r "$tmp/x3" "$tmp/r1" && rm -rf "$tmp/r1/ckpt_00000006.safetensors" "$tmp/r1
 "$qkv" train --resume --out "$tmp/r1" >/dev/null 2>"$tmp/r1.err"; rc=$?
 check '[[ $rc -eq 0 ]] && grep -q "resuming at step 4" "$tmp/r1.err"' "3 ranks -> 1 by --resume ($rc): $(tail -2 "$tmp/r1.err")"
 check 'same_run "$tmp/x1" "$tmp/r1"' "3 ranks -> 1 by --resume: the uninterrupted run's metrics and weights"
+
+# ZeRO-1: the moments sharded; the weights, metrics and checkpoints as without it.
+for n in 2 3; do
+    mpi $n "$qkv" train "${flags[@]}" --exact-reduce 1 --zero 1 --out "$tmp/z$n" >/dev/null 2>"$tmp/z$n.err"; rc=$?
+    check '[[ $rc -eq 0 ]] && grep -q "ZeRO-1: each process keeps the optimizer state of 1/$n" "$tmp/z$n.err"' \
+        "-np $n --zero 1 --exact-reduce 1 ($rc): $(tail -3 "$tmp/z$n.err")"
+    check 'same_run "$tmp/x1" "$tmp/z$n"' "-np $n --zero 1 --exact-reduce 1: metrics and weights equal one process's"
+    check 'grep -q "optimizer state .* (its ZeRO-1 slice)" "$tmp/z$n.err"' "-np $n --zero 1: the slice's bytes reported"
+    mpi $n "$qkv" train "${flags[@]}" --zero 1 --out "$tmp/fz$n" >/dev/null 2>"$tmp/fz$n.err"; rc=$?
+    check '[[ $rc -eq 0 ]]' "-np $n --zero 1 ($rc): $(tail -3 "$tmp/fz$n.err")"
+    check '[[ $(losses "$tmp/f1" | wc -l) -eq 9 ]] && paste <(losses "$tmp/f1") <(losses "$tmp/fz$n") |
+           awk "{d = \$1 - \$2; if (d < 0) d = -d; if (NF != 2 || d > 1e-6 * \$1) bad = 1} END {exit bad}"' \
+        "-np $n --zero 1 (reduce-scatter): losses within 1e-6 relative: $(paste -d' ' <(losses "$tmp/f1") <(losses "$tmp/fz$n") | tr '\n' ',')"
+done
+# one process: nothing to shard, the same run
+"$qkv" train "${flags[@]}" --exact-reduce 1 --zero 1 --out "$tmp/z1" >/dev/null 2>"$tmp/z1.err"; rc=$?
+check '[[ $rc -eq 0 ]] && grep -q "zero 1 with one process: nothing to shard" "$tmp/z1.err"' "one process --zero 1 ($rc): $(tail -2 "$tmp/z1.err")"
+check 'same_run "$tmp/x1" "$tmp/z1"' "one process --zero 1: the run without it"
+# a model whose blocks (1.2M floats) and flat buffer span several 4 MiB buckets, 3 steps
+big=("${flags[@]}" --n-embd 320 --n-head 4 --steps 3 --accum 3 --eval-every 3)
+"$qkv" train "${big[@]}" --exact-reduce 1 --out "$tmp/b1" >/dev/null 2>&1
+mpi 3 "$qkv" train "${big[@]}" --exact-reduce 1 --zero 1 --out "$tmp/b3" >/dev/null 2>"$tmp/b3.err"; rc=$?
+check '[[ $rc -eq 0 ]] && same_run "$tmp/b1" "$tmp/b3"' "-np 3 --zero 1, several buckets: one process's bits ($rc): $(tail -2 "$tmp/b3.err")"
+"$qkv" train "${big[@]}" --out "$tmp/bf1" >/dev/null 2>&1
+mpi 2 "$qkv" train "${big[@]}" --zero 1 --out "$tmp/bf2" >/dev/null 2>"$tmp/bf2.err"; rc=$?
+check '[[ $rc -eq 0 && $(losses "$tmp/bf1" | wc -l) -eq 4 ]] && paste <(losses "$tmp/bf1") <(losses "$tmp/bf2") |
+       awk "{d = \$1 - \$2; if (d < 0) d = -d; if (NF != 2 || d > 1e-6 * \$1) bad = 1} END {exit bad}"' \
+    "-np 2 --zero 1, several buckets: losses within 1e-6 relative ($rc): $(paste -d' ' <(losses "$tmp/bf1") <(losses "$tmp/bf2") | tr '\n' ',')"
+# resumed across zero / no zero and rank counts: 2 ranks -> 3 ranks with ZeRO-1 (step 2),
+# ZeRO-1 on 3 ranks -> one process without (step 4), ZeRO-1 on 3 ranks -> on 2 (step 2)
+cp -r "$tmp/x2" "$tmp/rz3" && rm -rf "$tmp"/rz3/ckpt_0000000[46].safetensors "$tmp/rz3/model"
+mpi 3 "$qkv" train --resume --zero 1 --out "$tmp/rz3" >/dev/null 2>"$tmp/rz3.err"; rc=$?
+check '[[ $rc -eq 0 ]] && grep -q "resuming at step 2" "$tmp/rz3.err" && same_run "$tmp/x1" "$tmp/rz3"' \
+    "2 ranks -> 3 ranks with --zero 1 by --resume: the uninterrupted run's bits ($rc): $(tail -2 "$tmp/rz3.err")"
+cp -r "$tmp/z3" "$tmp/rz1" && rm -rf "$tmp/rz1/ckpt_00000006.safetensors" "$tmp/rz1/model"
+"$qkv" train --resume --zero 0 --out "$tmp/rz1" >/dev/null 2>"$tmp/rz1.err"; rc=$?
+check '[[ $rc -eq 0 ]] && grep -q "resuming at step 4" "$tmp/rz1.err" && same_run "$tmp/x1" "$tmp/rz1"' \
+    "3 ranks with --zero 1 -> one process without by --resume: the uninterrupted run's bits ($rc): $(tail -2 "$tmp/rz1.err")"
+cp -r "$tmp/z3" "$tmp/rz2" && rm -rf "$tmp"/rz2/ckpt_0000000[46].safetensors "$tmp/rz2/model"
+mpi 2 "$qkv" train --resume --out "$tmp/rz2" >/dev/null 2>"$tmp/rz2.err"; rc=$?
+check '[[ $rc -eq 0 ]] && grep -q "resuming at step 2" "$tmp/rz2.err" && grep -q "ZeRO-1" "$tmp/rz2.err" && same_run "$tmp/x1" "$tmp/rz2"' \
+    "3 -> 2 ranks, both --zero 1 (kept from the checkpoint's options) by --resume: the uninterrupted run's bits ($rc): $(tail -2 "$tmp/rz2.err")"
 
 # A rank killed mid-run: the job stops, the last checkpoint resumes to the same weights.
 # The run to kill never ends on its own (a constant learning rate over 10^7 steps), so the
