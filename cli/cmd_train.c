@@ -459,16 +459,31 @@ static int should_stop(void *user) {
     return g_signal != 0;
 }
 
-/* After a run, on every rank: what this process held (with ZeRO-1 its moments are a slice). */
+/* This process's resident memory now, in KiB (/proc/self/status VmRSS), or -1. */
+static long rss_now_kib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0) kib = strtol(line + 6, NULL, 10);
+    if (f) fclose(f);
+    return kib;
+}
+
+/* After a run, on every rank: what this process held (with ZeRO-1 its moments are a slice);
+ * the peak includes the start, when the trainer still held every moment. */
 static void print_memory(const run *r) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru); /* ru_maxrss: KiB on Linux */
     const int n = qkv_dist_size(g_dist);
     char who[64] = "this process";
     if (n > 1) snprintf(who, sizeof who, "rank %d of %d", qkv_dist_rank(g_dist), n);
-    fprintf(stderr, "  memory (%s): optimizer state %.2f MiB%s, peak RSS %.1f MiB\n", who,
-            (double)qkv_trainer_optimizer_bytes(r->t) / 1048576.0,
-            r->c.zero && n > 1 ? " (its ZeRO-1 slice)" : "", (double)ru.ru_maxrss / 1024.0);
+    fprintf(stderr,
+            "  memory (%s): optimizer state %.2f MiB%s, RSS %.1f MiB at the end, peak %.1f "
+            "MiB\n",
+            who, (double)qkv_trainer_optimizer_bytes(r->t) / 1048576.0,
+            r->c.zero && n > 1 ? " (its ZeRO-1 slice)" : "", (double)rss_now_kib() / 1024.0,
+            (double)ru.ru_maxrss / 1024.0);
 }
 
 static int train_loop(run *r) {

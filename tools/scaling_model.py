@@ -14,7 +14,12 @@ Model (per optimizer step, weak scaling: every rank keeps its tokens per step):
   overlap     T = Tc/3 + max(2 Tc/3, Ta) + Tb: the buckets can only hide behind the backward
               (2/3 of the FLOPs), and the last one starts when the backward ends
   ZeRO-1      reduce-scatter + all-gather moves the same bytes as the all-reduce: the same
-              Ta; the AdamW moments (8 bytes per parameter) are divided by p.
+              Ta without overlap; the AdamW moments (8 bytes per parameter) are divided by p.
+              With overlap only the reduce-scatter half hides behind the backward: the
+              weights' all-gather runs after the sliced AdamW step, before the next forward,
+              T = Tc/3 + max(2 Tc/3, nb Trs) + Trs + nb Tag + 2 log2(p) alpha (the gradient
+              norm's small all-reduce), Trs = log2(p) alpha + (p-1)/p b (1/beta + 1/gamma),
+              Tag = log2(p) alpha + (p-1)/p b / beta.
   efficiency  E = Tc / T
 """
 import math
@@ -40,19 +45,22 @@ def step(params, L, C, T, p, beta, tokens):
     nb = math.ceil(4 * params / BUCKET)
     tb = 2 * math.log2(p) * ALPHA + 2 * (p - 1) / p * BUCKET / beta + (p - 1) / p * BUCKET / GAMMA
     ta = nb * tb
-    return tc, ta, tc + ta, tc / 3 + max(2 * tc / 3, ta) + tb
+    trs = math.log2(p) * ALPHA + (p - 1) / p * BUCKET * (1 / beta + 1 / GAMMA)
+    tag = math.log2(p) * ALPHA + (p - 1) / p * BUCKET / beta
+    tz = tc / 3 + max(2 * tc / 3, nb * trs) + trs + nb * tag + 2 * math.log2(p) * ALPHA
+    return tc, ta, tc + ta, tc / 3 + max(2 * tc / 3, ta) + tb, tz
 
 
 def table(P, L, C, T, tokens_of):
     print("| ranks | tokens/rank | compute s | " +
-          " | ".join(f"{k}: all-reduce s, E, E overlap" for k in LINKS) + " |")
+          " | ".join(f"{k}: all-reduce s, E, E overlap, E overlap ZeRO-1" for k in LINKS) + " |")
     print("|---|---|---|" + "---|" * len(LINKS))
     for p in RANKS:
         tok = tokens_of(p)
         cells = []
         for beta in LINKS.values():
-            tc, ta, t0, t1 = step(P, L, C, T, p, beta, tok)
-            cells.append(f"{ta:.2f}, {tc / t0:.0%}, {tc / t1:.0%}")
+            tc, ta, t0, t1, tz = step(P, L, C, T, p, beta, tok)
+            cells.append(f"{ta:.2f}, {tc / t0:.0%}, {tc / t1:.0%}, {tc / tz:.0%}")
         print(f"| {p} | {tok} | {tc:.2f} | " + " | ".join(cells) + " |")
 
 
@@ -61,8 +69,8 @@ def main():
         print(f"\n### {name}\n")
         print(f"{math.ceil(4 * P / BUCKET)} buckets of 4 MiB; weights + gradients + AdamW moments "
               f"{16 * P / 2**30:.2f} GiB per rank; with ZeRO-1 {8 * P / 2**30:.2f} + "
-              f"{8 * P / 2**30:.2f}/p GiB (the same all-reduce time: reduce-scatter + "
-              f"all-gather move the same bytes).\n")
+              f"{8 * P / 2**30:.2f}/p GiB (reduce-scatter + all-gather move the same bytes as "
+              f"the all-reduce, but the all-gather cannot hide behind the backward).\n")
         print(f"Weak scaling ({TOKENS} tokens per rank per step):\n")
         table(P, L, C, T, lambda p: TOKENS)
         print(f"\nStrong scaling (a global batch of {GLOBAL} tokens per step):\n")

@@ -28,6 +28,7 @@ struct qkv_dist {
     MPI_Request *pend;   /* started by qkv__dist_isum_f32 / _ireduce_scatter_f32, not waited for */
     struct moved *moves; /* [cap_pend]: what to do when pend[i] completes */
     int n_pend, cap_pend;
+    int n_done; /* pend[0 .. n_done) are complete (waited for, their results moved) */
 };
 
 /* A pending reduce-scatter: its counts (MPI reads them until it completes) and where its
@@ -121,8 +122,25 @@ static qkv_status wait(qkv_dist *d, MPI_Request *req, int rc, const char *what) 
     }
 }
 
-/* Room for one more pending request. */
+/* Waits for pending request i and moves its result. */
+static qkv_status finish(qkv_dist *d, int i, const char *what) {
+    qkv_status s = wait(d, &d->pend[i], MPI_SUCCESS, what);
+    struct moved *m = &d->moves[i];
+    if (s == QKV_OK && m->counts && m->n) memmove(m->to, m->from, (size_t)m->n * sizeof(float));
+    qkv__free(m->counts);
+    m->counts = NULL;
+    return s;
+}
+
+/* Buckets in flight at most: Open MPI's non-blocking collectives (libnbc) allocate their
+ * temporary buffers when they start (a reduce-scatter: twice its bucket), so starting every
+ * bucket of a large model at once would hold gradient-sized scratch memory (measured: +690
+ * MiB per rank for GPT-2 124M at -np 2). 4 buckets (16 MiB) keep a link busy. */
+#define IN_FLIGHT 4
+
+/* Room for one more pending request: the oldest waited for when IN_FLIGHT are. */
 static qkv_status grow_pend(qkv_dist *d, const char *what) {
+    while (d->n_pend - d->n_done >= IN_FLIGHT) QKV_TRY(finish(d, d->n_done++, what));
     if (d->n_pend < d->cap_pend) return QKV_OK;
     int cap = d->cap_pend ? 2 * d->cap_pend : 64;
     MPI_Request *grown = qkv__alloc((size_t)cap * sizeof *grown);
@@ -189,18 +207,15 @@ qkv_status qkv__dist_ireduce_scatter_f32(qkv_dist *d, float *buf, int64_t begin,
 
 void qkv__dist_progress(qkv_dist *d) {
     int done;
-    if (d->n_pend) MPI_Testall(d->n_pend, d->pend, &done, MPI_STATUSES_IGNORE);
+    if (d->n_pend > d->n_done)
+        MPI_Testall(d->n_pend - d->n_done, d->pend + d->n_done, &done, MPI_STATUSES_IGNORE);
 }
 
 qkv_status qkv__dist_wait_all(qkv_dist *d, const char *what) {
     qkv_status s = QKV_OK;
-    for (int i = 0; i < d->n_pend && s == QKV_OK; i++) {
-        s = wait(d, &d->pend[i], MPI_SUCCESS, what);
-        const struct moved *m = &d->moves[i];
-        if (s == QKV_OK && m->counts && m->n) memmove(m->to, m->from, (size_t)m->n * sizeof(float));
-    }
-    for (int i = 0; i < d->n_pend; i++) qkv__free(d->moves[i].counts);
-    d->n_pend = 0;
+    for (int i = d->n_done; i < d->n_pend && s == QKV_OK; i++) s = finish(d, i, what);
+    for (int i = 0; i < d->n_pend; i++) qkv__free(d->moves[i].counts), d->moves[i].counts = NULL;
+    d->n_pend = d->n_done = 0;
     return s;
 }
 

@@ -61,18 +61,27 @@ qkv_status qkv__zero_begin(qkv__zero *z, qkv_trainer *t, qkv_dist *d) {
                          "of ranks (resume from a checkpoint instead)");
     }
     if (b == 0 && e == n) return QKV_OK; /* one rank: the slice is everything */
-    const size_t bytes = (size_t)(e - b) * sizeof(float);
-    float *m = qkv__alloc(bytes ? bytes : sizeof(float)),
-          *v = qkv__alloc(bytes ? bytes : sizeof(float));
-    if (!m || !v) {
-        qkv__free(m), qkv__free(v);
-        qkv__zero_end(z);
-        return qkv__fail(QKV_ERR_NOMEM, "ZeRO-1: out of memory");
+    /* Each moment's slice passes through the gradient buffer (free before a step), so that its
+     * full buffer is gone before the slice is allocated: the start never holds more than the
+     * trainer already did. Until both are in, the trainer holds no moments (an empty range). */
+    const int64_t k = e - b;
+    float **mv[2] = {&t->m, &t->v}, *slice[2] = {NULL, NULL};
+    for (int i = 0; i < 2; i++) {
+        memcpy(t->g, *mv[i] + b, (size_t)k * sizeof(float));
+        qkv__free(*mv[i]);
+        *mv[i] = NULL;
+        t->mv_begin = t->mv_end = b;
+        slice[i] = qkv__alloc((size_t)k * sizeof(float));
+        if (!slice[i]) {
+            qkv__free(slice[0]), qkv__free(t->m), qkv__free(t->v);
+            t->m = t->v = NULL;
+            qkv__zero_end(z);
+            return qkv__fail(QKV_ERR_NOMEM, "ZeRO-1: out of memory (the trainer's optimizer state "
+                                            "is lost: resume from a checkpoint)");
+        }
+        memcpy(slice[i], t->g, (size_t)k * sizeof(float));
     }
-    memcpy(m, t->m + b, bytes);
-    memcpy(v, t->v + b, bytes);
-    qkv__free(t->m), qkv__free(t->v);
-    t->m = m, t->v = v, t->mv_begin = b, t->mv_end = e;
+    t->m = slice[0], t->v = slice[1], t->mv_begin = b, t->mv_end = e;
     return QKV_OK;
 }
 
