@@ -510,7 +510,9 @@ static int get_number(json_t *root, const char *field, double lo, double hi, dou
 static int refuse_unless(json_t *root, const char *field, json_t *harmless, const char *why,
                          serve_reply *r) {
     json_t *v = json_object_get(root, field);
-    int ok = !v || json_is_null(v) || (harmless && json_equal(v, harmless));
+    int ok = !v || json_is_null(v) || (harmless && json_equal(v, harmless)) ||
+             (harmless && json_is_number(harmless) && json_is_number(v) &&
+              json_number_value(v) == json_number_value(harmless)); /* 0.0 is 0 */
     json_decref(harmless);
     if (ok) return 0;
     serve_reply_error(r, 400, "unsupported", "'%s' is not supported: %s", field, why);

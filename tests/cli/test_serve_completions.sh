@@ -104,6 +104,9 @@ fi
 
 # ---------------------------------------------------------------- errors
 expect_error 400 unsupported "n = 2" /v1/completions --data-binary '{"prompt":"a","n":2}'
+req /v1/completions --data-binary '{"prompt":"a","max_tokens":2,"n":1,"best_of":1,"echo":false,"presence_penalty":0.0,"frequency_penalty":0,"logprobs":null,"suffix":null,"user":"u"}'
+check '[[ $code == 200 ]]' "OpenAI's defaults written out are accepted: $code $(head -c 300 "$tmp/r.json")"
+expect_error 400 unsupported "presence_penalty 0.5" /v1/completions --data-binary '{"prompt":"a","presence_penalty":0.5}'
 expect_error 400 unsupported "logprobs" /v1/completions --data-binary '{"prompt":"a","logprobs":2}'
 expect_error 400 invalid_value "max_tokens 0" /v1/completions --data-binary '{"prompt":"a","max_tokens":0}'
 expect_error 400 invalid_value "max_tokens over --max-new-tokens" /v1/completions --data-binary '{"prompt":"a","max_tokens":65}'
