@@ -3,14 +3,16 @@
  * models: it tokenizes a text into one id per byte (at least one), embeds as zeros, and
  * "generates" the prompt's ids back as bytes, one at a time, through the same stop-string and
  * UTF-8 hold-back logic (serve_text_ready) and server-sent events the server uses. */
+#include "fuzz_require.h"
 #include "serve.h"
 
+#include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-static qkv_status stub_tokenize(void *user, const char *const *texts, const size_t *lens,
-                                size_t n, int32_t **ids, int64_t **tok_lens, char *err) {
+static qkv_status stub_tokenize(void *user, const char *const *texts, const size_t *lens, size_t n,
+                                int32_t **ids, int64_t **tok_lens, char *err) {
     (void)user, (void)err;
     size_t total = 0;
     for (size_t i = 0; i < n; i++) total += lens[i] < 64 ? lens[i] + 1 : 65;
@@ -79,9 +81,9 @@ static char *stub_metrics(void *user) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const char *const methods[] = {"POST", "GET", "HEAD", "PUT"};
-    static const char *const paths[] = {"/v1/embeddings", "/tokenize", "/v1/completions",
-                                        "/health", "/v1/models", "/metrics", "/nope",
-                                        "/v1/embeddings?x=1"};
+    static const char *const paths[] = {"/v1/embeddings", "/tokenize",         "/v1/completions",
+                                        "/health",        "/v1/models",        "/metrics",
+                                        "/nope",          "/v1/embeddings?x=1"};
     if (size < 1) return 0;
     static serve_metrics metrics;
     static int init;
@@ -102,13 +104,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                        .complete = stub_complete,
                        .metrics_text = stub_metrics};
     b.user = &metrics;
-    serve_limits lim = {.max_body = 1 << 16, .max_inputs = 16, .max_tokens = 512,
-                        .max_new_tokens = 64};
+    serve_limits lim = {
+        .max_body = 1 << 16, .max_inputs = 16, .max_tokens = 512, .max_new_tokens = 64};
     const char *method = methods[(data[0] >> 3) & 3];
     const char *path = paths[data[0] & 7];
     serve_reply r;
     serve_handle(&b, &lim, method, path, (const char *)data + 1, size - 1, &r);
-    if (r.status < 200 || r.status > 599) __builtin_trap();
+    REQUIRE(r.status >= 200 && r.status <= 599);
+    if (!r.stream && r.content_type && strstr(r.content_type, "application/json")) {
+        /* every JSON reply parses, and an error reply is OpenAI's {"error": {"message", ...}} */
+        json_error_t jerr;
+        json_t *j = json_loadb(r.body, r.len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+        REQUIRE(j);
+        if (r.status >= 400)
+            REQUIRE(json_is_string(json_object_get(json_object_get(j, "error"), "message")));
+        json_decref(j);
+    }
     if (r.stream) { /* as the server streams it */
         size_t n = 0;
         char *ev = serve_sse_chunk("stub-lm", r.stream, "x", 1, "stop", &n);
