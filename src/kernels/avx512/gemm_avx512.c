@@ -8,27 +8,14 @@
  * panels are zero-padded so the extra lanes are harmless. */
 #include "kernels/gemm.h"
 
+#include "core/cpu.h"
 #include "kernels/avx2/pack_avx2.h"
+#include "kernels/avx512/store_avx512.h"
+#include "kernels/gemm_bf16.h"
 
 #include <immintrin.h>
 
 enum { MR = 8, NR = 48 };
-
-/* Stores one row of the tile: three 16-float segments with masks for the tail. */
-static inline void store_row(float *c, __m512 x0, __m512 x1, __m512 x2, const __mmask16 m[3],
-                             __m512 valpha, __m512 vbeta, int beta_zero) {
-    x0 = _mm512_mul_ps(x0, valpha);
-    x1 = _mm512_mul_ps(x1, valpha);
-    x2 = _mm512_mul_ps(x2, valpha);
-    if (!beta_zero) {
-        x0 = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(m[0], c), x0);
-        x1 = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(m[1], c + 16), x1);
-        x2 = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(m[2], c + 32), x2);
-    }
-    _mm512_mask_storeu_ps(c, m[0], x0);
-    _mm512_mask_storeu_ps(c + 16, m[1], x1);
-    _mm512_mask_storeu_ps(c + 32, m[2], x2);
-}
 
 static void gemm_ukr_avx512(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
                             int mr, int nr, float alpha, float beta) {
@@ -182,6 +169,18 @@ void qkv__gemm_config_avx512(qkv_gemm_config *cfg) {
     cfg->pack_a = pack_a_avx512; /* MR == 8: whole 8 x 8 transposes */
     cfg->ukr_rows = gemm_ukr_rows_avx512;
     cfg->rows_max = 64; /* measured (docs/PERFORMANCE.md, GEMM) */
+}
+
+/* The bf16-weight GEMM: vdpbf16ps where the CPU has AVX512_BF16 (its own file and flags), else
+ * the avx2 kernel (bf16 widened to FP32, FMA). */
+void qkv__gemm_bf16_config_avx512(qkv_gemm_bf16_config *cfg) {
+#if QKV_HAVE_AVX512BF16
+    if (qkv_cpu_features() & QKV_CPU_AVX512BF16) {
+        qkv__gemm_bf16_config_avx512bf16(cfg);
+        return;
+    }
+#endif
+    qkv__gemm_bf16_config_avx2(cfg);
 }
 
 /* Peak-measurement loop (kernels/peak.c): 12 independent zmm FMA chains. */
