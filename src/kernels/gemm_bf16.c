@@ -145,25 +145,12 @@ uint16_t qkv__gemm_bf16_packed_get(const qkv_gemm_bf16_packed *p, int64_t k, int
     return panel[panel_index(&p->cfg, k - pc, (int)(n - jr))];
 }
 
-/* A [M, K] -> bf16 pairs (RNE), blocks of MR rows: row block ib at ap + ib*Kh*MR, element
- * ap[ib*Kh*MR + q*MR + r] = bf16(a[r][2q]) | bf16(a[r][2q+1]) << 16 (zero past K and past M),
- * Kh = ceil(K/2). The K block at pc (even) starts at q = pc/2. */
-static void pack_a_pairs(int MR, int64_t M, int64_t K, const float *A, int64_t lda, uint32_t *ap) {
-    int64_t Kh = (K + 1) / 2;
-    for (int64_t i0 = 0; i0 < M; i0 += MR) {
-        uint32_t *blk = ap + (i0 / MR) * Kh * MR;
-        for (int r = 0; r < MR; r++) {
-            if (i0 + r >= M) {
-                for (int64_t q = 0; q < Kh; q++) blk[q * MR + r] = 0;
-                continue;
-            }
-            const float *a = A + (i0 + r) * lda;
-            for (int64_t q = 0; q < Kh; q++) {
-                uint32_t lo = qkv__f32_to_bf16(a[2 * q]);
-                uint32_t hi = 2 * q + 1 < K ? qkv__f32_to_bf16(a[2 * q + 1]) : 0u;
-                blk[q * MR + r] = lo | hi << 16;
-            }
-        }
+/* A [M, K] -> bf16 rows ah [M, kp] (RNE; kp = K rounded up to even, a zero pads odd K). */
+static void round_a(int64_t M, int64_t K, const float *A, int64_t lda, uint16_t *ah, int64_t kp) {
+    void (*conv)(const float *, uint16_t *, size_t) = qkv__kernels()->convert_f32_bf16;
+    for (int64_t i = 0; i < M; i++) {
+        conv(A + i * lda, ah + i * kp, (size_t)K);
+        if (kp > K) ah[i * kp + K] = 0;
     }
 }
 
@@ -172,7 +159,8 @@ typedef struct {
     int64_t M;
     const float *A; /* plain kernels */
     int64_t lda;
-    const uint32_t *ap; /* pairs kernels: packed A */
+    const uint16_t *ah; /* pairs kernels: A rounded to bf16, [M, kp] */
+    int64_t kp;
     float beta;
     float *C;
     int64_t ldc;
@@ -184,7 +172,6 @@ static void bf16_task(void *ctx, int64_t begin, int64_t end, int tid) {
     const qkv_gemm_bf16_packed *B = g->B;
     const qkv_gemm_bf16_config *cfg = &B->cfg;
     const int MR = cfg->mr, NR = cfg->nr;
-    const int64_t Kh = (B->K + 1) / 2;
     for (int64_t pc = 0; pc < B->K; pc += B->kc) {
         int64_t kcb = B->K - pc < B->kc ? B->K - pc : B->kc, kcs = k_stored(cfg, kcb);
         float beta = pc == 0 ? g->beta : 1.0f;
@@ -196,10 +183,12 @@ static void bf16_task(void *ctx, int64_t begin, int64_t end, int tid) {
                 int64_t mc = g->M - ic < cfg->mc ? g->M - ic : cfg->mc;
                 for (int64_t ir = ic; ir < ic + mc; ir += MR) {
                     int mr = (int)(g->M - ir < MR ? g->M - ir : MR);
-                    const void *a = cfg->pairs
-                                        ? (const void *)(g->ap + (ir / MR) * Kh * MR + pc / 2 * MR)
-                                        : (const void *)(g->A + ir * g->lda + pc);
-                    cfg->ukr(kcb, a, g->lda, bp, g->C + ir * g->ldc + jr, g->ldc, mr, nr, beta);
+                    if (cfg->pairs)
+                        cfg->ukr(kcb, g->ah + ir * g->kp + pc, g->kp, bp, g->C + ir * g->ldc + jr,
+                                 g->ldc, mr, nr, beta);
+                    else
+                        cfg->ukr(kcb, g->A + ir * g->lda + pc, g->lda, bp, g->C + ir * g->ldc + jr,
+                                 g->ldc, mr, nr, beta);
                 }
             }
     }
@@ -225,18 +214,18 @@ qkv_status qkv__gemm_bf16(qkv_runtime *rt, int64_t M, const float *A, int64_t ld
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: lda %lld < K %lld", (long long)lda,
                          (long long)B->K);
     bf16_job g = {.B = B, .M = M, .A = A, .lda = lda, .beta = beta, .C = C, .ldc = ldc};
-    uint32_t *ap = NULL;
+    uint16_t *ah = NULL;
     if (B->cfg.pairs) {
         size_t bytes;
-        int64_t mpad = round_up(M, B->cfg.mr), kh = (B->K + 1) / 2;
-        if (qkv__mul_overflow((size_t)mpad, (size_t)kh, &bytes) ||
-            qkv__mul_overflow(bytes, sizeof(uint32_t), &bytes))
-            return qkv__fail(QKV_ERR_OVERFLOW, "gemm bf16: A pairs size overflows");
-        ap = qkv__alloc(bytes);
-        if (!ap)
+        g.kp = round_up(B->K, 2);
+        if (qkv__mul_overflow((size_t)M, (size_t)g.kp, &bytes) ||
+            qkv__mul_overflow(bytes, sizeof(uint16_t), &bytes))
+            return qkv__fail(QKV_ERR_OVERFLOW, "gemm bf16: bf16 copy of A overflows");
+        ah = qkv__alloc(bytes);
+        if (!ah)
             return qkv__fail(QKV_ERR_NOMEM, "gemm bf16: cannot allocate %zu bytes for A", bytes);
-        pack_a_pairs(B->cfg.mr, M, B->K, A, lda, ap);
-        g.ap = ap;
+        round_a(M, B->K, A, lda, ah, g.kp);
+        g.ah = ah;
     }
     int64_t panels = B->npad / B->cfg.nr;
     /* threads only when there is enough work to pay for waking them (as qkv__gemm_f32) */
@@ -245,7 +234,7 @@ qkv_status qkv__gemm_bf16(qkv_runtime *rt, int64_t M, const float *A, int64_t ld
         bf16_task(&g, 0, panels, 0);
     else
         qkv_parallel_for(rt, panels, 1, bf16_task, &g);
-    qkv__free(ap);
+    qkv__free(ah);
     return QKV_OK;
 }
 

@@ -12,9 +12,10 @@
  *    layout bp[p*NR + j]; the kernel widens them exactly (bf16 is the top half of an FP32) and
  *    runs the FP32 FMA sequence of that ISA's FP32 micro-kernel on A read in place. The result
  *    is bit-identical to qkv__gemm_f32 of the same ISA (config.f32_twin) on the widened B.
- *  - pairs (AVX512_BF16, vdpbf16ps): A is rounded to bf16 (RNE) at packing and stored as pairs
- *    of consecutive k (ap[q*MR + r] = a[r][2q] | a[r][2q+1] << 16); B panels hold the same pairs
- *    per column (bp[q*2*NR + 2*j + h] = b[2q + h][j]); odd K is padded with a zero. vdpbf16ps
+ *  - pairs (AVX512_BF16, vdpbf16ps): A is rounded to bf16 (RNE, the convert_f32_bf16 kernel)
+ *    per call into bf16 rows of even length (odd K padded with a zero), so consecutive k form
+ *    the 32-bit pairs the instruction takes; B panels hold the same pairs per column
+ *    (bp[q*2*NR + 2*j + h] = b[2q + h][j]). vdpbf16ps
  *    multiplies the pairs exactly and adds them into FP32 accumulators (it flushes bf16
  *    subnormal inputs and FP32 subnormal results to zero, and rounds to nearest even).
  * Error against the exact product (tests/test_kernels_gemm_bf16.c checks both on every ISA),
@@ -39,8 +40,9 @@
 /* Micro-kernel: c[r*ldc + j] = acc[r][j] + beta*c[r*ldc + j] for r < mr, j < nr (beta == 0:
  * overwrite), nothing else touched, with acc[r][j] = Σ_{p<kc} a(r, p)·b(p, j), where
  *  - plain: a(r, p) = ((const float *)a)[r*lda + p], b(p, j) = widen(bp[p*NR + j]);
- *  - pairs: a = the packed pairs (const uint32_t *, ap[q*MR + r], lda unused), b the pair
- *    panel (bp[q*2*NR + 2*j + h]), q < ceil(kc/2); packed rows past mr are never read. */
+ *  - pairs: a = bf16 rows (const uint16_t *, a(r, p) = a[r*lda + p], lda even, a 4-byte
+ *    aligned, a zero at p = kc when kc is odd), b the pair panel (bp[q*2*NR + 2*j + h]),
+ *    q < ceil(kc/2). Rows past mr are never read. */
 typedef void (*qkv_gemm_bf16_ukr_fn)(int64_t kc, const void *a, int64_t lda, const uint16_t *bp,
                                      float *c, int64_t ldc, int mr, int nr, float beta);
 
@@ -88,7 +90,7 @@ uint16_t qkv__gemm_bf16_packed_get(const qkv_gemm_bf16_packed *p, int64_t k, int
 
 /* C [M, N] = A [M, K] · op(B) + beta * C with the packed B's kernel. INVALID_ARG on NULL B,
  * M < 0, lda < K, ldc < N, or NULL A/C where needed; NOMEM if A's bf16 pairs cannot be
- * allocated (pairs kernels only; plain kernels allocate nothing). */
+ * allocated (pairs kernels only: M x K bf16; plain kernels allocate nothing). */
 qkv_status qkv__gemm_bf16(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
                           const qkv_gemm_bf16_packed *B, float beta, float *C, int64_t ldc);
 

@@ -10,15 +10,23 @@
 #include "kernels/gemm_bf16.h"
 
 #include <immintrin.h>
+#include <string.h>
 
 enum { MR = 8, NR = 48 };
 
 static inline __m512bh as_bh(__m512i x) { return (__m512bh)x; }
 
 /* R live rows (a constant once inlined: a 1-row decode does 3 vdpbf16ps per k pair, not 24). */
-static inline __attribute__((always_inline)) void ukr_n(const int R, int64_t kc, const uint32_t *ap,
-                                                        const uint16_t *bp, float *c, int64_t ldc,
-                                                        int nr, float beta) {
+/* The 32-bit pair of bf16 at p (4-byte aligned: p and the row stride are even). */
+static inline int pair_at(const uint16_t *p) {
+    int v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline __attribute__((always_inline)) void ukr_n(const int R, int64_t kc, const uint16_t *a,
+                                                        int64_t lda, const uint16_t *bp, float *c,
+                                                        int64_t ldc, int nr, float beta) {
     __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c02 = _mm512_setzero_ps();
     __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps(), c12 = _mm512_setzero_ps();
     __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(), c22 = _mm512_setzero_ps();
@@ -27,10 +35,15 @@ static inline __attribute__((always_inline)) void ukr_n(const int R, int64_t kc,
     __m512 c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps(), c52 = _mm512_setzero_ps();
     __m512 c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps(), c62 = _mm512_setzero_ps();
     __m512 c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps(), c72 = _mm512_setzero_ps();
+    /* rows past R are never read; point them at row 0 rather than past the caller's A */
+    const uint16_t *a0 = a, *a1 = R > 1 ? a + lda : a, *a2 = R > 2 ? a + 2 * lda : a;
+    const uint16_t *a3 = R > 3 ? a + 3 * lda : a, *a4 = R > 4 ? a + 4 * lda : a;
+    const uint16_t *a5 = R > 5 ? a + 5 * lda : a, *a6 = R > 6 ? a + 6 * lda : a;
+    const uint16_t *a7 = R > 7 ? a + 7 * lda : a;
 #define QKV_ROW(r)                                                                                 \
     do {                                                                                           \
         if (R > r) {                                                                               \
-            __m512bh a_ = as_bh(_mm512_set1_epi32((int)ap[r]));                                    \
+            __m512bh a_ = as_bh(_mm512_set1_epi32(pair_at(a##r + 2 * q)));                         \
             c##r##0 = _mm512_dpbf16_ps(c##r##0, a_, b0);                                           \
             c##r##1 = _mm512_dpbf16_ps(c##r##1, a_, b1);                                           \
             c##r##2 = _mm512_dpbf16_ps(c##r##2, a_, b2);                                           \
@@ -47,7 +60,6 @@ static inline __attribute__((always_inline)) void ukr_n(const int R, int64_t kc,
         QKV_ROW(5);
         QKV_ROW(6);
         QKV_ROW(7);
-        ap += MR;
         bp += 2 * NR;
     }
 #undef QKV_ROW
@@ -67,17 +79,16 @@ static inline __attribute__((always_inline)) void ukr_n(const int R, int64_t kc,
 
 static void gemm_bf16_ukr_avx512bf16(int64_t kc, const void *a, int64_t lda, const uint16_t *bp,
                                      float *c, int64_t ldc, int mr, int nr, float beta) {
-    (void)lda;
-    const uint32_t *ap = a;
+    const uint16_t *ah = a;
     switch (mr) {
-    case 1: ukr_n(1, kc, ap, bp, c, ldc, nr, beta); break;
-    case 2: ukr_n(2, kc, ap, bp, c, ldc, nr, beta); break;
-    case 3: ukr_n(3, kc, ap, bp, c, ldc, nr, beta); break;
-    case 4: ukr_n(4, kc, ap, bp, c, ldc, nr, beta); break;
-    case 5: ukr_n(5, kc, ap, bp, c, ldc, nr, beta); break;
-    case 6: ukr_n(6, kc, ap, bp, c, ldc, nr, beta); break;
-    case 7: ukr_n(7, kc, ap, bp, c, ldc, nr, beta); break;
-    case 8: ukr_n(8, kc, ap, bp, c, ldc, nr, beta); break;
+    case 1: ukr_n(1, kc, ah, lda, bp, c, ldc, nr, beta); break;
+    case 2: ukr_n(2, kc, ah, lda, bp, c, ldc, nr, beta); break;
+    case 3: ukr_n(3, kc, ah, lda, bp, c, ldc, nr, beta); break;
+    case 4: ukr_n(4, kc, ah, lda, bp, c, ldc, nr, beta); break;
+    case 5: ukr_n(5, kc, ah, lda, bp, c, ldc, nr, beta); break;
+    case 6: ukr_n(6, kc, ah, lda, bp, c, ldc, nr, beta); break;
+    case 7: ukr_n(7, kc, ah, lda, bp, c, ldc, nr, beta); break;
+    case 8: ukr_n(8, kc, ah, lda, bp, c, ldc, nr, beta); break;
     default: break;
     }
 }
