@@ -370,12 +370,14 @@ int main(void) {
         printf("cpu has avx512_bf16\n");
     CHECK(cfg.pairs == 0 || (qkv_cpu_features() & QKV_CPU_AVX512BF16));
     test_config(&cfg, rt1, rt2, rt3);
-    /* on an AVX-512 CPU, the fallback used where AVX512_BF16 is missing */
+    /* on an AVX-512 CPU with AVX512_BF16, also the plain zmm kernel (used where AVX512_BF16 is
+     * missing or turned off) */
     if (arch == QKV_ARCH_AVX512 && cfg.pairs) {
         qkv_gemm_bf16_config fb;
-        CHECK_OK(qkv_arch_set(QKV_ARCH_AVX2));
+        qkv__gemm_bf16_allow_dpbf16(0);
         qkv__kernels()->gemm_bf16_config(&fb);
-        CHECK_OK(qkv_arch_set(QKV_ARCH_AVX512));
+        qkv__gemm_bf16_allow_dpbf16(1);
+        CHECK(!fb.pairs && fb.f32_twin);
         test_config(&fb, rt1, rt2, rt3);
     }
     qkv_runtime_free(rt1);

@@ -27,6 +27,30 @@ struct qkv_gemm_bf16_packed {
                        block's length (rounded up to even for pairs); NULL when K*N == 0 */
 };
 
+void qkv__gemm_bf16_config_plain(qkv_gemm_bf16_config *cfg, const char *name,
+                                 void (*twin)(qkv_gemm_config *), qkv_gemm_bf16_ukr_fn ukr,
+                                 float (*peak_loop)(int64_t iters, double *flops)) {
+    qkv_gemm_config f;
+    twin(&f);
+    cfg->name = name;
+    cfg->mr = f.mr;
+    cfg->nr = f.nr;
+    cfg->kc = f.kc; /* the twin's K blocks: the same summation order */
+    cfg->mc = f.mc;
+    cfg->pairs = 0;
+    cfg->ukr = ukr;
+    cfg->f32_twin = twin;
+    cfg->peak_loop = peak_loop;
+}
+
+static int dpbf16_allowed = 1;
+void qkv__gemm_bf16_allow_dpbf16(int on) {
+    __atomic_store_n(&dpbf16_allowed, on != 0, __ATOMIC_RELAXED);
+}
+int qkv__gemm_bf16_dpbf16_allowed(void) {
+    return __atomic_load_n(&dpbf16_allowed, __ATOMIC_RELAXED);
+}
+
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 /* Stored length of the K block [pc, pc + kcb): pairs pad an odd (last) block with a zero k. */

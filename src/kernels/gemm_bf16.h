@@ -8,7 +8,7 @@
  * to nearest even) into the layout of one ISA's micro-kernel, then reused for every product.
  *
  * Two kinds of micro-kernel (config.pairs):
- *  - plain (ref, avx2, and avx512 CPUs without AVX512_BF16): B panels hold bf16 in the FP32
+ *  - plain (ref, avx2, avx512 without AVX512_BF16): B panels hold bf16 in the FP32
  *    layout bp[p*NR + j]; the kernel widens them exactly (bf16 is the top half of an FP32) and
  *    runs the FP32 FMA sequence of that ISA's FP32 micro-kernel on A read in place. The result
  *    is bit-identical to qkv__gemm_f32 of the same ISA (config.f32_twin) on the widened B.
@@ -58,11 +58,22 @@ typedef struct qkv_gemm_bf16_config {
     float (*peak_loop)(int64_t iters, double *flops);
 } qkv_gemm_bf16_config;
 
-/* The config of each ISA. avx512 picks the AVX512_BF16 kernel when CPUID reports it and the
- * build has it (QKV_HAVE_AVX512BF16), else the avx2 plain kernel. */
+/* The config of each ISA. avx512 picks the AVX512_BF16 kernel when CPUID reports it, the build
+ * has it (QKV_HAVE_AVX512BF16) and it is allowed (below), else its plain zmm kernel
+ * (gemm_bf16_avx512: FP32 activations, the FP32 avx512 kernel's bits). */
 void qkv__gemm_bf16_config_ref(qkv_gemm_bf16_config *cfg);
 void qkv__gemm_bf16_config_avx2(qkv_gemm_bf16_config *cfg);
 void qkv__gemm_bf16_config_avx512(qkv_gemm_bf16_config *cfg);
+/* Fills a plain config: register block and K blocks of the FP32 twin (whose packing layout and
+ * FMA sequence the plain kernel reproduces), ukr, and the twin's peak loop. */
+void qkv__gemm_bf16_config_plain(qkv_gemm_bf16_config *cfg, const char *name,
+                                 void (*twin)(qkv_gemm_config *), qkv_gemm_bf16_ukr_fn ukr,
+                                 float (*peak_loop)(int64_t iters, double *flops));
+/* Whether the avx512 config may choose vdpbf16ps (default 1). Measured on a CPU where it
+ * runs at half the FP32 FMA rate (docs/PERFORMANCE.md), so benchmarks and tests can compare
+ * both; not thread-safe against concurrent config lookups, set it before packing. */
+void qkv__gemm_bf16_allow_dpbf16(int on);
+int qkv__gemm_bf16_dpbf16_allowed(void);
 /* The vdpbf16ps kernel itself (only with QKV_HAVE_AVX512BF16; caller checks the CPU). */
 void qkv__gemm_bf16_config_avx512bf16(qkv_gemm_bf16_config *cfg);
 /* Peak loop of independent vdpbf16ps chains (kernels/peak.c contract; 4 FLOPs per lane). */

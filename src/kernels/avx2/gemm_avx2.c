@@ -159,17 +159,8 @@ static void gemm_bf16_ukr_avx2(int64_t kc, const void *a, int64_t lda, const uin
 }
 
 void qkv__gemm_bf16_config_avx2(qkv_gemm_bf16_config *cfg) {
-    qkv_gemm_config f;
-    qkv__gemm_config_avx2(&f);
-    cfg->name = "gemm_bf16_avx2";
-    cfg->mr = MR;
-    cfg->nr = NR;
-    cfg->kc = f.kc; /* the twin's K blocks: same summation order */
-    cfg->mc = f.mc;
-    cfg->pairs = 0;
-    cfg->ukr = gemm_bf16_ukr_avx2;
-    cfg->f32_twin = qkv__gemm_config_avx2;
-    cfg->peak_loop = qkv__fma_peak_loop_avx2;
+    qkv__gemm_bf16_config_plain(cfg, "gemm_bf16_avx2", qkv__gemm_config_avx2, gemm_bf16_ukr_avx2,
+                                qkv__fma_peak_loop_avx2);
 }
 
 static void pack_bt_avx2(const float *B, int64_t ldb, int64_t kc, int nr, float *dst) {

@@ -53,17 +53,8 @@ static void gemm_bf16_ukr_ref(int64_t kc, const void *a, int64_t lda, const uint
 }
 
 void qkv__gemm_bf16_config_ref(qkv_gemm_bf16_config *cfg) {
-    qkv_gemm_config f;
-    qkv__gemm_config_ref(&f);
-    cfg->name = "gemm_bf16_ref";
-    cfg->mr = MR;
-    cfg->nr = NR;
-    cfg->kc = f.kc; /* the twin's K blocks: same summation order */
-    cfg->mc = f.mc;
-    cfg->pairs = 0;
-    cfg->ukr = gemm_bf16_ukr_ref;
-    cfg->f32_twin = qkv__gemm_config_ref;
-    cfg->peak_loop = qkv__fma_peak_loop_ref;
+    qkv__gemm_bf16_config_plain(cfg, "gemm_bf16_ref", qkv__gemm_config_ref, gemm_bf16_ukr_ref,
+                                qkv__fma_peak_loop_ref);
 }
 
 /* Peak-measurement loop (kernels/peak.c): independent multiply-add chains in plain C. */
