@@ -259,6 +259,7 @@ static void target_tokenizer(void) {
     CHECK_OK(qkv_tokenizer_load_target(MARIAN "/tiny", &t));
     CHECK_OK(qkv_tokenizer_load_target(QKV_SOURCE_DIR "/tests/fixtures/cls/pair", &b));
     CHECK(b != NULL && qkv_tokenizer_vocab_size(b) > 0);
+    qkv_tokenizer_free(b);
     CHECK_STATUS(qkv_tokenizer_load_target(MARIAN "/nonexistent", &b), QKV_ERR_IO);
     CHECK(b == NULL);
     if (s && t) {
