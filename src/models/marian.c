@@ -660,11 +660,6 @@ qkv_status qkv__marian_decode_step_probs(qkv_runtime *rt, const qkv_marian *m,
                                          const qkv__marian_step_maps *maps) {
     if (!m || !caches || !tok || !kv || !src_off || !src_len || !logits || R <= 0)
         return qkv__fail(QKV_ERR_INVALID_ARG, "marian decode: NULL argument or no row");
-    if (maps && (R != 1 || !maps->self || !maps->cross || caches[0]->len >= maps->T ||
-                 src_len[0] != maps->S))
-        return qkv__fail(QKV_ERR_INVALID_ARG,
-                         "marian decode: maps are for one row at a position inside them, over "
-                         "their source");
     const qkv_marian_config *c = &m->cfg;
     const int64_t C = c->C;
     for (int64_t r = 0; r < R; r++) {
@@ -679,6 +674,11 @@ qkv_status qkv__marian_decode_step_probs(qkv_runtime *rt, const qkv_marian *m,
             return qkv__fail(QKV_ERR_INVALID_ARG, "marian decode: row %lld's source is outside kv",
                              (long long)r);
     }
+    if (maps && (R != 1 || !maps->self || !maps->cross || caches[0]->len >= maps->T ||
+                 src_len[0] != maps->S))
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "marian decode: maps are for one row at a position inside them, over "
+                         "their source");
     qkv__block_acts a;
     float *x = NULL, *ws = NULL, *scratch = NULL;
     QKV_TRY(block_scratch(R, C, c->Fd, &a, &x, &ws));
