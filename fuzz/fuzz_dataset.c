@@ -5,6 +5,7 @@
  * Any input is refused with a status (and *out NULL) or opens into a dataset whose promises
  * hold: sample and sequential give ids below the vocabulary size, targets are the ids shifted
  * by one, and too-long windows are refused. A broken promise aborts (a crash for libFuzzer). */
+#include "fuzz_require.h"
 #include "fuzz_two_files.h"
 #include "qkv.h"
 
@@ -15,14 +16,6 @@
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_dataset: broken promise: %s\n", #cond);                          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static void windows(const qkv_dataset *ds, int64_t B, int64_t T) {
     int64_t n = qkv_dataset_tokens(ds), v = qkv_dataset_vocab_size(ds);
