@@ -321,6 +321,39 @@ qkv_status qkv_tokenizer_load(const char *path, qkv_tokenizer **out) {
     return QKV_OK;
 }
 
+qkv_status qkv_tokenizer_load_target(const char *path, qkv_tokenizer **out) {
+    if (!out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_tokenizer_load_target: out is NULL");
+    *out = NULL;
+    if (!path) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_tokenizer_load_target: path is NULL");
+    char a[4096], b[4096], c[4096];
+    struct stat sb;
+    /* a Marian directory: what qkv_tokenizer_load would read (source.spm + vocab.json, no
+     * tokenizer.json / vocab.txt before it), with target.spm for the pieces */
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode) ||
+        (join(a, sizeof a, path, "tokenizer.json") && is_file(a)) ||
+        (join(a, sizeof a, path, "vocab.txt") && is_file(a)) ||
+        !(join(a, sizeof a, path, "source.spm") && is_file(a)))
+        return qkv_tokenizer_load(path, out);
+    if (join(c, sizeof c, path, "target_vocab.json") && is_file(c))
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "%s: separate source and target vocabularies (target_vocab.json) are not "
+                         "supported yet",
+                         path);
+    if (!join(a, sizeof a, path, "target.spm") || !is_file(a))
+        return qkv__fail(QKV_ERR_NOT_FOUND, "%s: a Marian directory without target.spm", path);
+    int voc = join(b, sizeof b, path, "vocab.json") && is_file(b);
+    qkv_tokenizer *t = tok_new();
+    if (!t) return qkv__fail(QKV_ERR_NOMEM, "qkv_tokenizer_load_target");
+    qkv_status st = qkv__tok_load_spm(t, a, voc ? b : NULL);
+    if (st == QKV_OK) st = qkv__tok_finish(t, a);
+    if (st != QKV_OK) {
+        qkv_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return QKV_OK;
+}
+
 /* ---------------------------------------------------------------- public: lookups */
 
 size_t qkv_tokenizer_vocab_size(const qkv_tokenizer *t) { return t ? t->n_ids : 0; }
