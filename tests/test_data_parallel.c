@@ -9,8 +9,9 @@
  * function of the seed and loses or reorders no pair; --val-source files; hostile input
  * (unequal line counts, empty line, invalid UTF-8, NUL, a literal </s>) refused with the file
  * and line named and the old dataset kept, or skipped; damaged parallel datasets refused at
- * open (FORMAT); LM windows refused on pairs; every allocation of prepare and open failed in
- * turn (NOMEM, nothing leaked). */
+ * open (FORMAT); LM windows refused on pairs; the training loop's validation over padded
+ * batches of pairs equal to each pair evaluated alone; every allocation of prepare and open
+ * failed in turn (NOMEM, nothing leaked). */
 #include "fault_alloc.h"
 #include "qkv.h"
 #include "test.h"
@@ -324,6 +325,66 @@ static void test_damaged(void) {
     qkv_dataset_close(ds);
 }
 
+/* ---------------------------------------------------------------- batches of pairs */
+
+static double g_val_loss = -1;
+static void on_metrics(const qkv_train_record *r, void *user) {
+    (void)user;
+    if (r->kind == QKV_TRAIN_RECORD_EVAL) g_val_loss = r->val_loss;
+}
+
+/* The loop's validation over padded batches of pairs (3, 3, 2) equals each pair evaluated alone
+ * (no padding), weighted by its target tokens: the padding masks of both sides and the
+ * per-token weighting. lr 0: the one training step leaves the weights as they were. */
+static void test_batches(void) {
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/split", tmp); /* test_split's: val = all 8 pairs */
+    qkv_dataset *tr = NULL, *va = NULL;
+    qkv_trainer *t = NULL;
+    qkv_runtime *rt = NULL;
+    CHECK_OK(qkv_dataset_open(dir, QKV_SPLIT_TRAIN, &tr));
+    CHECK_OK(qkv_dataset_open(dir, QKV_SPLIT_VAL, &va));
+    CHECK_OK(qkv_trainer_load_hf(QKV_SOURCE_DIR "/tests/fixtures/marian/tiny", &t));
+    CHECK_OK(qkv_runtime_create(1, &rt));
+    if (!tr || !va || !t || !rt) goto done;
+    CHECK_EQ_INT(qkv_dataset_pairs(va), NPAIRS);
+    double sum = 0, count = 0;
+    for (int64_t i = 0; i < NPAIRS; i++) {
+        int32_t src[MAXID], tgt[MAXID], lens[1];
+        int64_t ls, lt;
+        CHECK_OK(qkv_dataset_sentence(va, 0, i, MAXID, src, &ls));
+        CHECK_OK(qkv_dataset_sentence(va, 1, i, MAXID, tgt, &lt));
+        lens[0] = (int32_t)ls;
+        qkv_train_batch b = {.struct_size = sizeof b,
+                             .targets = tgt,
+                             .B = 1,
+                             .T = lt,
+                             .src_ids = src,
+                             .src_lens = lens,
+                             .S = ls};
+        float l = 0;
+        CHECK_OK(qkv_trainer_eval_batch(rt, t, &b, &l));
+        sum += (double)l * (double)lt, count += (double)lt;
+    }
+    qkv_train_options o;
+    qkv_train_options_init(&o);
+    o.train = tr, o.val = va;
+    o.batch = 3, o.seq = MAXID, o.steps = 1, o.lr = 0, o.min_lr = 0, o.warmup = 0;
+    o.weight_decay = 0, o.eval_every = 1;
+    qkv_train_callbacks cb = {.struct_size = sizeof cb, .metrics = on_metrics};
+    CHECK_OK(qkv_train_run(rt, t, &o, &cb, NULL));
+    CHECK_NEAR(g_val_loss, sum / count, 1e-5, 1e-5);
+    /* src_seq past the model's positions: refused */
+    o.src_seq = 100000;
+    o.steps = 2;
+    CHECK_STATUS(qkv_train_run(rt, t, &o, &cb, NULL), QKV_ERR_INVALID_ARG);
+done:
+    qkv_runtime_free(rt);
+    qkv_trainer_free(t);
+    qkv_dataset_close(tr);
+    qkv_dataset_close(va);
+}
+
 /* ---------------------------------------------------------------- allocation failure */
 
 static qkv_status prepare_and_open(const char *dir) {
@@ -393,6 +454,7 @@ int main(void) {
         test_split();
         test_hostile();
         test_damaged();
+        test_batches();
         test_nomem();
     }
     qkv_tokenizer_free(g_src);
