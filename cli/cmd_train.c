@@ -781,7 +781,9 @@ static void record_init_shape(train_cfg *c, const qkv_trainer *t, const qkv_gpt2
     json_t *j = json_load_file(path, 0, NULL);
     const int gpt2 = strcmp(c->arch, "gpt2") == 0;
     json_t *kv = json_object_get(j, "num_key_value_heads");
-    json_t *ff = json_object_get(j, gpt2 ? "n_inner" : "intermediate_size");
+    json_t *ff = json_object_get(j, gpt2                             ? "n_inner"
+                                    : strcmp(c->arch, "marian") == 0 ? "encoder_ffn_dim"
+                                                                     : "intermediate_size");
     if (json_is_integer(kv) && strcmp(c->arch, "llama") == 0)
         c->n_kv_head = (long)json_integer_value(kv);
     if (json_is_integer(ff)) c->n_inner = (long)json_integer_value(ff);

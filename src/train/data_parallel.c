@@ -179,8 +179,8 @@ static qkv_status add_pair(pprep *p, const line_reader *r, const char *const *tx
         s = encode_line(&p->sd[k], txt[k], len[k], &why, &e[k]);
     if (s == QKV_OK && why && !p->skip)
         s = qkv__fail(QKV_ERR_FORMAT,
-                      "%s: line %lld: %s (every line is a sentence of a pair; --on-error skip "
-                      "drops such pairs)",
+                      "%s: line %lld: %s (every line is a sentence of a pair; skip_bad_pairs, "
+                      "`--on-error skip`, drops such pairs)",
                       r[k - 1].path, (long long)r[k - 1].line, why);
     if (s == QKV_OK && why) p->skipped++;
     if (s != QKV_OK || why) {
