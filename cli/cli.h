@@ -78,5 +78,7 @@ int cmd_translate(int argc, char **argv);
 void cmd_translate_help(void);
 int cmd_bench(int argc, char **argv);
 void cmd_bench_help(void);
+int cmd_serve(int argc, char **argv);
+void cmd_serve_help(void);
 
 #endif

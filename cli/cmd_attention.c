@@ -2,6 +2,7 @@
  * (or text pair), from the library's qkv_model_attention / qkv_lm_attention (the inference
  * forward itself), saved as safetensors, drawn as PNG heatmaps (heatmap.c) and as one offline
  * HTML page (attn_html.c), with the attention rollout and a table of per-head summaries. */
+#include "attn_cmd.h"
 #include "attn_html.h"
 #include "cli.h"
 #include "heatmap.h"
@@ -17,11 +18,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define CMD "attention"
+#define CMD ATTN_CMD
 
 void cmd_attention_help(void) {
     printf(
-        "Usage: qkv attention --model DIR --text TEXT [--pair TEXT] [--out DIR] [options]\n\n"
+        "Usage: qkv attention --model DIR --text TEXT [--pair TEXT] [--out DIR] [options]\n"
+        "       qkv attention --model MARIAN_DIR --text SOURCE [--target-text TARGET] [--out "
+        "DIR]\n\n"
         "Shows what every attention head of a model looks at while it reads TEXT: the\n"
         "probability that each token (a row, the query) gives to each token (a column, the\n"
         "key), for every layer and head, taken from the same forward pass that inference runs.\n"
@@ -63,6 +66,23 @@ void cmd_attention_help(void) {
         "                 right (m gradients at alpha = 1/m..1, captum's riemann_right)\n"
         "  --baseline B   zero (default: all-zero word embeddings), pad, mask or eos: that\n"
         "                 token's word embedding at every position\n"
+        "Encoder-decoders (model_type marian, e.g. OPUS-MT): three stacks of maps from the\n"
+        "forward that `qkv translate` runs: the encoder's self-attention over the source [S x S],\n"
+        "the decoder's causal self-attention over the target [T x T] and the cross-attention of\n"
+        "each target token over the source [T x S] (what the decoder read from the source while\n"
+        "predicting the next token). The target is --target-text (tokenized with target.spm,\n"
+        "</s> appended; the decoder reads it shifted right after its start token), or else qkv's\n"
+        "own greedy translation of the source (the output says which). Texts longer than\n"
+        "max_position_embeddings are refused, not cut. Files: encoder.layer.N, decoder.layer.N,\n"
+        "cross.layer.N [heads, rows, columns], encoder.rollout, source_ids, decoder_ids,\n"
+        "target_ids; PNGs encoder_/decoder_/cross_layerNN_headMM.png and _heads.png grids,\n"
+        "encoder_rollout.png; the page has a stack selector. Rollout: encoder only (the decoder\n"
+        "also mixes in the source through cross-attention, which rollout does not model). Head\n"
+        "table: every stack; distance and previous-token share only where queries and keys are\n"
+        "one sequence (not cross); the marked tokens are the first key (the decoder's: its start\n"
+        "token) and </s>. No saliency for encoder-decoders (--target, --label, --compare "
+        "refused).\n"
+        "  --target-text TARGET  the target sentence (encoder-decoders only)\n\n"
         "  --layer L      draw the per-head PNGs of layer L only (default: every layer)\n"
         "  --head H       draw the per-head PNGs of head H only (default: every head)\n"
         "  --threads N    threads (default: QKV_NUM_THREADS or all CPUs)\n\n"
@@ -70,20 +90,18 @@ void cmd_attention_help(void) {
         "docs/INTERPRET.md. Exit codes: 0 ok; 1 failure; 2 bad usage or bad input.\n");
 }
 
-typedef struct {
-    const char *model, *text, *pair, *out, *label, *target, *compare, *rule, *baseline;
-    long layer, head, threads, ig_steps;
-} opts;
+typedef attn_opts opts;
 
 /* The options that take a string: stored in their field of opts. */
 static const struct {
     const char *flag;
     size_t off;
-} string_opts[] = {{"--model", offsetof(opts, model)},      {"--text", offsetof(opts, text)},
-                   {"--pair", offsetof(opts, pair)},        {"--out", offsetof(opts, out)},
-                   {"--label", offsetof(opts, label)},      {"--target", offsetof(opts, target)},
-                   {"--compare", offsetof(opts, compare)},  {"--ig-rule", offsetof(opts, rule)},
-                   {"--baseline", offsetof(opts, baseline)}};
+} string_opts[] = {
+    {"--model", offsetof(opts, model)},       {"--text", offsetof(opts, text)},
+    {"--pair", offsetof(opts, pair)},         {"--out", offsetof(opts, out)},
+    {"--label", offsetof(opts, label)},       {"--target", offsetof(opts, target)},
+    {"--compare", offsetof(opts, compare)},   {"--ig-rule", offsetof(opts, rule)},
+    {"--baseline", offsetof(opts, baseline)}, {"--target-text", offsetof(opts, target_text)}};
 
 /* 1 if flag is one of string_opts and has a value (then stored). */
 static int string_option(opts *o, const char *flag, const char *value) {
@@ -127,7 +145,9 @@ static int parse(int argc, char **argv, opts *o) {
     if (!*o->out) return cli_usage_error(CMD, "--out wants a directory");
     if (o->target && strcmp(o->target, "logit") && strcmp(o->target, "next-token") &&
         strcmp(o->target, "similarity") && strcmp(o->target, "none"))
-        return cli_usage_error(CMD, "--target %s: logit, next-token, similarity or none",
+        return cli_usage_error(CMD,
+                               "--target %s: logit, next-token, similarity or none (the target "
+                               "sentence of a translation model goes in --target-text)",
                                o->target);
     if (strcmp(o->rule, "trapezoid") && strcmp(o->rule, "right"))
         return cli_usage_error(CMD, "--ig-rule %s: trapezoid or right", o->rule);
@@ -137,7 +157,8 @@ static int parse(int argc, char **argv, opts *o) {
     return EXIT_OK;
 }
 
-/* 1: encoder (BERT family), 0: decoder, from DIR/config.json's model_type; -1 after a message. */
+/* 1: encoder (BERT family), 0: decoder, 2: encoder-decoder (Marian), from DIR/config.json's
+ * model_type; -1 after a message. */
 static int model_kind(const char *dir) {
     char path[4096];
     struct stat sb;
@@ -158,18 +179,18 @@ static int model_kind(const char *dir) {
         kind = 1;
     else if (t && (strcmp(t, "gpt2") == 0 || strcmp(t, "llama") == 0 || strcmp(t, "mistral") == 0))
         kind = 0;
+    else if (t && strcmp(t, "marian") == 0)
+        kind = 2;
     else
         fprintf(stderr,
                 "qkv %s: %s: model_type %s%s%s is not one qkv draws attention for (bert, gpt2, "
-                "llama)\n",
+                "llama, marian)\n",
                 CMD, path, t ? "'" : "", t ? t : "missing", t ? "'" : "");
     json_decref(root);
     return kind;
 }
 
-/* The label of token i: WordPiece's token string (encoders), the decoded text of the token
- * (decoders: a leading space shown as ␣, line breaks as ↵); valid UTF-8, malloc'd. */
-static char *token_label(const qkv_tokenizer *tok, int32_t id, int encoder) {
+char *attn_token_label(const qkv_tokenizer *tok, int32_t id, int encoder) {
     const char *s = qkv_tokenizer_id_to_token(tok, id);
     char *dec = NULL;
     size_t len = 0;
@@ -197,8 +218,7 @@ static char *token_label(const qkv_tokenizer *tok, int32_t id, int encoder) {
     return out;
 }
 
-/* An output path must be new or a regular file. */
-static int check_file(const char *path) {
+int attn_check_file(const char *path) {
     struct stat sb;
     if (lstat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
         fprintf(stderr, "qkv %s: %s exists and is not a regular file (%s); not replaced\n", CMD,
@@ -208,8 +228,7 @@ static int check_file(const char *path) {
     return EXIT_OK;
 }
 
-/* The output directory: made if missing; else it must be a directory. */
-static int prepare_out(const char *dir) {
+int attn_prepare_out(const char *dir) {
     struct stat sb;
     if (stat(dir, &sb) == 0) {
         if (S_ISDIR(sb.st_mode)) return EXIT_OK;
@@ -263,9 +282,12 @@ static void job_free(job *j) {
     qkv_lm_free(j->lm);
 }
 
-static int load(job *j, const opts *o) {
-    int kind = model_kind(o->model);
-    if (kind < 0) return EXIT_USAGE;
+static int load(job *j, const opts *o, int kind) {
+    if (o->target_text)
+        return cli_usage_error(CMD,
+                               "--target-text is for encoder-decoder models (marian); %s is not "
+                               "one (--target names a saliency target)",
+                               o->model);
     j->encoder = kind;
     qkv_status s;
     if (j->encoder) {
@@ -306,7 +328,7 @@ static int tokenize(job *j, const opts *o) {
     }
     j->labels = calloc((size_t)j->T, sizeof *j->labels);
     for (int64_t i = 0; j->labels && i < j->T; i++)
-        if (!(j->labels[i] = token_label(j->tok, j->enc->ids[i], j->encoder))) break;
+        if (!(j->labels[i] = attn_token_label(j->tok, j->enc->ids[i], j->encoder))) break;
     if (!j->labels || !j->labels[j->T - 1]) {
         fprintf(stderr, "qkv %s: out of memory\n", CMD);
         return EXIT_FAIL;
@@ -530,7 +552,7 @@ static int compute_saliency(job *j, const opts *o, qkv_runtime *rt) {
             j->sal_what = dup_printf("the logit of label '%s' (%.4f)",
                                      j->sal_label ? j->sal_label : "?", j->res.f_input);
         } else if (j->target == QKV_ATTR_NEXT_TOKEN) {
-            j->sal_label = token_label(j->tok, (int32_t)j->res.index, 0);
+            j->sal_label = attn_token_label(j->tok, (int32_t)j->res.index, 0);
             j->sal_what = dup_printf("the logit of the next token '%s' (id %lld, %.4f)",
                                      j->sal_label ? j->sal_label : "?", (long long)j->res.index,
                                      j->res.f_input);
@@ -588,16 +610,15 @@ static void print_table(const job *j) {
     if (j->ig_note) printf("%s\n", j->ig_note);
 }
 
-/* metadata "tokens": the labels as a JSON list (malloc'd) */
-static char *tokens_json(const job *j) {
+char *attn_tokens_json(char *const *labels, int64_t n) {
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     if (!f) return NULL;
     fputc('[', f);
-    for (int64_t i = 0; i < j->T; i++) {
+    for (int64_t i = 0; i < n; i++) {
         if (i) fputc(',', f);
-        json_write_string(f, j->labels[i], strlen(j->labels[i]));
+        json_write_string(f, labels[i], strlen(labels[i]));
     }
     fputc(']', f);
     if (fclose(f) != 0) {
@@ -612,7 +633,7 @@ static int write_tensors(const job *j, const opts *o, const char *path) {
     qkv_st_write_tensor *t = calloc((size_t)L + 5, sizeof *t); /* maps, 5 more */
     char(*names)[32] = calloc((size_t)L, sizeof *names);
     int64_t shape3[3] = {j->H, T, T}, shape2[2] = {T, T}, shape1[1] = {T};
-    char *toks = tokens_json(j), *text = utf8_clean(o->text, strlen(o->text));
+    char *toks = attn_tokens_json(j->labels, j->T), *text = utf8_clean(o->text, strlen(o->text));
     char *pair = o->pair ? utf8_clean(o->pair, strlen(o->pair)) : NULL;
     int rc = EXIT_FAIL;
     if (t && names && toks && text && (!o->pair || pair)) {
@@ -661,15 +682,15 @@ static int write_tensors(const job *j, const opts *o, const char *path) {
     return rc;
 }
 
-static int png_failed(const char *path) {
+int attn_png_failed(const char *path) {
     fprintf(stderr, "qkv %s: cannot write %s: %s\n", CMD, path, strerror(errno));
     return EXIT_FAIL;
 }
 
-static int write_pngs(const job *j, const opts *o, int *count) {
-    const int64_t T = j->T, H = j->H;
-    const char *const *lab = (const char *const *)j->labels;
-    char path[4200], title[96];
+int attn_stack_pngs(const attn_opts *o, const attn_stack *s, const char *prefix, int *count) {
+    const int64_t R = s->R, C = s->C, H = s->H;
+    const char *name = *prefix ? s->name : NULL; /* a stack of several: its name in the titles */
+    char path[4200], title[160];
     cli_heat *grid = calloc((size_t)H, sizeof *grid);
     char(*titles)[32] = calloc((size_t)H, sizeof *titles);
     if (!grid || !titles) {
@@ -678,35 +699,46 @@ static int write_pngs(const job *j, const opts *o, int *count) {
         return EXIT_FAIL;
     }
     int rc = EXIT_OK;
-    for (int64_t l = 0; rc == EXIT_OK && l < j->L; l++) {
+    for (int64_t l = 0; rc == EXIT_OK && l < s->L; l++) {
         for (int64_t h = 0; h < H; h++) {
-            const float *m = j->maps + (size_t)((l * H + h) * T * T);
+            const float *m = s->maps + (size_t)((l * H + h) * R * C);
             snprintf(titles[h], sizeof titles[h], "head %lld", (long long)h);
-            grid[h] = (cli_heat){m, T, T, NULL, NULL, titles[h], 1.0f};
+            grid[h] = (cli_heat){m, R, C, NULL, NULL, titles[h], 1.0f};
             if ((o->layer >= 0 && l != o->layer) || (o->head >= 0 && h != o->head)) continue;
-            snprintf(path, sizeof path, "%s/layer%02lld_head%02lld.png", o->out, (long long)l,
-                     (long long)h);
-            snprintf(title, sizeof title, "layer %lld, head %lld", (long long)l, (long long)h);
-            const cli_heat one = {m, T, T, lab, lab, title, 1.0f};
+            snprintf(path, sizeof path, "%s/%slayer%02lld_head%02lld.png", o->out, prefix,
+                     (long long)l, (long long)h);
+            snprintf(title, sizeof title, "%s%slayer %lld, head %lld", name ? name : "",
+                     name ? ", " : "", (long long)l, (long long)h);
+            const cli_heat one = {m, R, C, s->rows, s->cols, title, 1.0f};
             if (cli_heatmap_png(path, &one) != 0) {
-                rc = png_failed(path);
+                rc = attn_png_failed(path);
                 break;
             }
             ++*count;
         }
         if (rc != EXIT_OK || (o->layer >= 0 && l != o->layer)) continue;
-        snprintf(path, sizeof path, "%s/layer%02lld_heads.png", o->out, (long long)l);
-        snprintf(title, sizeof title, "layer %lld: all %lld heads", (long long)l, (long long)H);
+        snprintf(path, sizeof path, "%s/%slayer%02lld_heads.png", o->out, prefix, (long long)l);
+        snprintf(title, sizeof title, "%s%slayer %lld: all %lld heads", name ? name : "",
+                 name ? ", " : "", (long long)l, (long long)H);
         if (cli_heatmap_grid_png(path, title, grid, (int)H) != 0)
-            rc = png_failed(path);
+            rc = attn_png_failed(path);
         else
             ++*count;
     }
     free(grid), free(titles);
+    return rc;
+}
+
+static int write_pngs(const job *j, const opts *o, int *count) {
+    const int64_t T = j->T;
+    const char *const *lab = (const char *const *)j->labels;
+    char path[4200];
+    const attn_stack stack = {"", j->L, j->H, T, T, lab, lab, j->maps, NULL, j->stats, "", ""};
+    int rc = attn_stack_pngs(o, &stack, "", count);
     if (rc != EXIT_OK) return rc;
     snprintf(path, sizeof path, "%s/rollout.png", o->out);
     const cli_heat r = {j->roll, T, T, lab, lab, "attention rollout over all layers", 1.0f};
-    if (cli_heatmap_png(path, &r) != 0) return png_failed(path);
+    if (cli_heatmap_png(path, &r) != 0) return attn_png_failed(path);
     ++*count;
     if (!j->sal) return EXIT_OK;
     snprintf(path, sizeof path, "%s/saliency.png", o->out);
@@ -723,7 +755,7 @@ static int write_pngs(const job *j, const opts *o, int *count) {
     const cli_strip st = {
         head,         j->ig ? sub : "gradient x input only (--ig-steps 0)", lab, T, rows, names,
         j->ig ? 2 : 1};
-    if (cli_saliency_png(path, &st) != 0) return png_failed(path);
+    if (cli_saliency_png(path, &st) != 0) return attn_png_failed(path);
     ++*count;
     return EXIT_OK;
 }
@@ -735,15 +767,15 @@ static int check_outputs(const job *j, const opts *o) {
                                   "saliency.png"};
     for (int k = 0; k < 4; k++) {
         snprintf(path, sizeof path, "%s/%s", o->out, fixed[k]);
-        if (check_file(path)) return EXIT_USAGE;
+        if (attn_check_file(path)) return EXIT_USAGE;
     }
     for (int64_t l = 0; l < j->L; l++) {
         snprintf(path, sizeof path, "%s/layer%02lld_heads.png", o->out, (long long)l);
-        if (check_file(path)) return EXIT_USAGE;
+        if (attn_check_file(path)) return EXIT_USAGE;
         for (int64_t h = 0; h < j->H; h++) {
             snprintf(path, sizeof path, "%s/layer%02lld_head%02lld.png", o->out, (long long)l,
                      (long long)h);
-            if (check_file(path)) return EXIT_USAGE;
+            if (attn_check_file(path)) return EXIT_USAGE;
         }
     }
     return EXIT_OK;
@@ -757,14 +789,17 @@ int cmd_attention(int argc, char **argv) {
     job j;
     memset(&j, 0, sizeof j);
     qkv_runtime *rt = NULL;
-    rc = load(&j, &o);
+    const int kind = model_kind(o.model);
+    if (kind < 0) return EXIT_USAGE;
+    if (kind == 2) return cmd_attention_seq2seq(&o);
+    rc = load(&j, &o, kind);
     if (rc == EXIT_OK) rc = tokenize(&j, &o);
     if (rc == EXIT_OK) {
         qkv_status s = qkv_runtime_create((int)o.threads, &rt);
         rc = s == QKV_OK ? compute(&j, rt) : cli_report("threads", s);
     }
     if (rc == EXIT_OK) rc = compute_saliency(&j, &o, rt);
-    if (rc == EXIT_OK) rc = prepare_out(o.out);
+    if (rc == EXIT_OK) rc = attn_prepare_out(o.out);
     if (rc == EXIT_OK) rc = check_outputs(&j, &o);
     char path[4200];
     int pngs = 0;
@@ -776,22 +811,28 @@ int cmd_attention(int argc, char **argv) {
     if (rc == EXIT_OK) {
         snprintf(path, sizeof path, "%s/attention.html", o.out);
         char *text = utf8_clean(o.text, strlen(o.text));
-        const attn_page page = {o.model,
-                                text ? text : "",
-                                o.pair,
-                                (const char *const *)j.labels,
-                                j.T,
-                                j.L,
-                                j.H,
-                                j.maps,
-                                j.roll,
-                                j.stats,
-                                j.encoder ? "[CLS]" : "the first token",
-                                j.encoder ? "[SEP]" : "EOS",
-                                j.sal,
-                                j.ig,
-                                j.sal_what,
-                                j.ig_note};
+        const char *const *lab = (const char *const *)j.labels;
+        const attn_stack stack = {j.encoder ? "self-attention" : "causal self-attention",
+                                  j.L,
+                                  j.H,
+                                  j.T,
+                                  j.T,
+                                  lab,
+                                  lab,
+                                  j.maps,
+                                  j.roll,
+                                  j.stats,
+                                  j.encoder ? "[CLS]" : "first",
+                                  j.encoder ? "[SEP]" : "EOS"};
+        const attn_page page = {.model = o.model,
+                                .text = text ? text : "",
+                                .pair = o.pair,
+                                .stacks = &stack,
+                                .n_stacks = 1,
+                                .saliency = j.sal,
+                                .ig = j.ig,
+                                .saliency_what = j.sal_what,
+                                .ig_note = j.ig_note};
         if (attn_html_write(path, &page) != 0) {
             fprintf(stderr, "qkv %s: cannot write %s: %s\n", CMD, path, strerror(errno));
             rc = EXIT_FAIL;

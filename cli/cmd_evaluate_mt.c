@@ -4,7 +4,10 @@
  *
  * Files are read as the sacrebleu CLI reads them: lines split at "\n" only (a last line
  * without one counts), each right-stripped (text_lines drops "\r"; the metrics strip the
- * rest); every reference file must have the hypothesis file's number of lines. */
+ * rest); every reference file must have the hypothesis file's number of lines.
+ *
+ * --sentence-level is `sacrebleu -sl`: one metric, one line per segment, each segment scored
+ * as a corpus of one (BLEU with the effective order, as sacreBLEU's CLI turns it on there). */
 #include "atomic.h"
 #include "cli.h"
 #include "textio.h"
@@ -23,7 +26,7 @@ enum { M_BLEU = 1, M_CHRF = 2, M_CHRFPP = 4 };
 
 typedef struct mt_opts {
     const char *hyp, *refs[MAX_REFS], *json;
-    int n_refs, metrics, width;
+    int n_refs, metrics, width, sentence;
     qkv_bleu_tokenize tokenize;
     int lowercase;
 } mt_opts;
@@ -48,6 +51,9 @@ void cmd_evaluate_mt_help(void) {
         "  --json PATH           the scores unrounded as JSON (- for stdout instead of the text):\n"
         "                        [{name, score, signature, text, ...}], BLEU with counts,\n"
         "                        totals, precisions, bp, ratio, hyp_len, ref_len\n"
+        "  --sentence-level      one score a line, each line scored alone, as `sacrebleu -sl`:\n"
+        "                        one metric (--metric bleu, chrf or chrf++); BLEU with the\n"
+        "                        effective order (eff:yes); --json gives one object a line\n"
         "Input must be UTF-8 (invalid UTF-8 or a NUL byte: exit 2 naming the line).\n",
         QKV_SACREBLEU_VERSION, QKV_SACREBLEU_VERSION, QKV_SACREBLEU_VERSION, MAX_REFS);
 }
@@ -105,6 +111,8 @@ static int parse(int argc, char **argv, mt_opts *o) {
             o->width = (int)v;
         } else if (strcmp(a, "--lowercase") == 0)
             o->lowercase = 1;
+        else if (strcmp(a, "--sentence-level") == 0)
+            o->sentence = 1;
         else if (a[0] == '-')
             return cli_usage_error(CMD, "unknown option '%s' in translation mode%s", a,
                                    more ? "" : " (or its value is missing)");
@@ -113,6 +121,9 @@ static int parse(int argc, char **argv, mt_opts *o) {
     }
     if (!o->hyp) return cli_usage_error(CMD, "translation mode needs --hyp FILE");
     if (!o->n_refs) return cli_usage_error(CMD, "translation mode needs --ref FILE");
+    if (o->sentence && (o->metrics & (o->metrics - 1)))
+        return cli_usage_error(CMD, "--sentence-level scores one metric: pick it with --metric "
+                                    "bleu, chrf or chrf++");
     return EXIT_OK;
 }
 
@@ -164,6 +175,7 @@ static int run_bleu(const mt_opts *o, const char **hyps, int64_t n, const char *
     qkv_bleu_options bo = {.struct_size = sizeof bo};
     bo.tokenize = o->tokenize;
     bo.lowercase = o->lowercase;
+    bo.effective_order = o->sentence;
     qkv_bleu_score s = {.struct_size = sizeof s};
     char *sig = NULL;
     qkv_status st = qkv_bleu(hyps, n, refs, o->n_refs, &bo, &s);
@@ -206,9 +218,89 @@ static int run_chrf(const mt_opts *o, int word_order, const char **hyps, int64_t
     return EXIT_OK;
 }
 
+/* The metrics o asks for on segments hyps[n] (refs as qkv_bleu lays them out), into res[nres]. */
+static int run_metrics(const mt_opts *o, const char **hyps, int64_t n, const char **refs,
+                       result *res, int *nres) {
+    int rc = EXIT_OK;
+    if (o->metrics & M_BLEU && (rc = run_bleu(o, hyps, n, refs, &res[(*nres)++]))) return rc;
+    if (o->metrics & M_CHRF && (rc = run_chrf(o, 0, hyps, n, refs, &res[(*nres)++]))) return rc;
+    if (o->metrics & M_CHRFPP && (rc = run_chrf(o, 2, hyps, n, refs, &res[(*nres)++]))) return rc;
+    return rc;
+}
+
 static void put_json(FILE *f, const void *obj) {
     json_dumpf((const json_t *)obj, f, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
     fputc('\n', f);
+}
+
+static int no_memory_for_json(void) {
+    fprintf(stderr, "qkv %s: out of memory for the JSON\n", CMD);
+    return EXIT_FAIL;
+}
+
+/* --sentence-level: each segment alone, its line printed as sacrebleu -sl prints it (or one
+ * JSON object a segment, with its line number). */
+static int sentence_level(const mt_opts *o, const char **hyps, int64_t n, const char **refs) {
+    const char *seg_refs[MAX_REFS];
+    json_t *all = o->json ? json_array() : NULL;
+    int rc = EXIT_OK, to_stdout = !o->json || strcmp(o->json, "-") != 0;
+    if (o->json && !all) return no_memory_for_json();
+    for (int64_t i = 0; i < n && rc == EXIT_OK; i++) {
+        for (int r = 0; r < o->n_refs; r++) seg_refs[r] = refs[(size_t)r * (size_t)n + (size_t)i];
+        result res = {0};
+        int nres = 0;
+        rc = run_metrics(o, &hyps[i], 1, seg_refs, &res, &nres);
+        if (rc == EXIT_OK && to_stdout) printf("%s\n", res.text);
+        if (rc == EXIT_OK && all &&
+            (!res.obj || json_object_set_new(res.obj, "line", json_integer(i + 1)) != 0 ||
+             json_array_append(all, res.obj) != 0))
+            rc = no_memory_for_json();
+        qkv_free(res.text);
+        json_decref(res.obj);
+    }
+    if (rc == EXIT_OK && all) {
+        if (strcmp(o->json, "-") == 0) {
+            put_json(stdout, all);
+        } else if (atomic_write(o->json, put_json, all) != 0) {
+            fprintf(stderr, "qkv %s: --json %s: %s\n", CMD, o->json, strerror(errno));
+            rc = EXIT_FAIL;
+        }
+    }
+    json_decref(all);
+    return rc;
+}
+
+/* The corpus scores res[nres]: printed as sacrebleu -f text does, and as JSON if asked. */
+static int corpus_output(const mt_opts *o, const result *res, int nres) {
+    if (o->json) {
+        json_t *all = json_array();
+        for (int k = 0; k < nres; k++)
+            if (!all || !res[k].obj || json_array_append(all, res[k].obj) != 0) {
+                json_decref(all);
+                return no_memory_for_json();
+            }
+        if (strcmp(o->json, "-") == 0) {
+            put_json(stdout, all);
+        } else if (atomic_write(o->json, put_json, all) != 0) {
+            fprintf(stderr, "qkv %s: --json %s: %s\n", CMD, o->json, strerror(errno));
+            json_decref(all);
+            return EXIT_FAIL;
+        }
+        json_decref(all);
+    }
+    if (!o->json || strcmp(o->json, "-") != 0) {
+        /* sacrebleu's print_single_results: the part before " =" right-aligned */
+        size_t w = 0;
+        for (int k = 0; k < nres; k++) {
+            size_t l = (size_t)(strchr(res[k].text, '=') - res[k].text) - 1;
+            w = l > w ? l : w;
+        }
+        for (int k = 0; k < nres; k++) {
+            size_t l = (size_t)(strchr(res[k].text, '=') - res[k].text) - 1;
+            printf("%*s%s\n", (int)(w - l), "", res[k].text);
+        }
+    }
+    return EXIT_OK;
 }
 
 int cmd_evaluate_mt(int argc, char **argv) {
@@ -219,7 +311,6 @@ int cmd_evaluate_mt(int argc, char **argv) {
     int nread = 0;
     const char **hyps = NULL, **refs = NULL;
     result res[3] = {{0}};
-    json_t *all = NULL;
     if ((rc = read_lines("--hyp", o.hyp, &h))) return rc;
     for (; nread < o.n_refs; nread++)
         if ((rc = read_lines("--ref", o.refs[nread], &r[nread]))) goto done;
@@ -247,37 +338,11 @@ int cmd_evaluate_mt(int argc, char **argv) {
     }
     int64_t n = (int64_t)h.n;
     int nres = 0;
-    if (o.metrics & M_BLEU && (rc = run_bleu(&o, hyps, n, refs, &res[nres++]))) goto done;
-    if (o.metrics & M_CHRF && (rc = run_chrf(&o, 0, hyps, n, refs, &res[nres++]))) goto done;
-    if (o.metrics & M_CHRFPP && (rc = run_chrf(&o, 2, hyps, n, refs, &res[nres++]))) goto done;
-    if (o.json) {
-        all = json_array();
-        for (int k = 0; k < nres; k++)
-            if (!all || !res[k].obj || json_array_append(all, res[k].obj) != 0) {
-                fprintf(stderr, "qkv %s: out of memory for the JSON\n", CMD);
-                rc = EXIT_FAIL;
-                goto done;
-            }
-        if (strcmp(o.json, "-") == 0) {
-            put_json(stdout, all);
-        } else if (atomic_write(o.json, put_json, all) != 0) {
-            fprintf(stderr, "qkv %s: --json %s: %s\n", CMD, o.json, strerror(errno));
-            rc = EXIT_FAIL;
-            goto done;
-        }
-    }
-    if (!o.json || strcmp(o.json, "-") != 0) {
-        /* sacrebleu's print_single_results: the part before " =" right-aligned */
-        size_t w = 0;
-        for (int k = 0; k < nres; k++) {
-            size_t l = (size_t)(strchr(res[k].text, '=') - res[k].text) - 1;
-            w = l > w ? l : w;
-        }
-        for (int k = 0; k < nres; k++) {
-            size_t l = (size_t)(strchr(res[k].text, '=') - res[k].text) - 1;
-            printf("%*s%s\n", (int)(w - l), "", res[k].text);
-        }
-    }
+    if (o.sentence) {
+        if ((rc = sentence_level(&o, hyps, n, refs))) goto done;
+    } else if ((rc = run_metrics(&o, hyps, n, refs, res, &nres)) ||
+               (rc = corpus_output(&o, res, nres)))
+        goto done;
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "qkv %s: write error on stdout\n", CMD);
         rc = EXIT_FAIL;
@@ -287,7 +352,6 @@ done:
         qkv_free(res[k].text);
         json_decref(res[k].obj);
     }
-    json_decref(all);
     free(hyps);
     free(refs);
     text_lines_free(&h);

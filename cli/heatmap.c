@@ -178,13 +178,20 @@ int cli_heatmap_png(const char *path, const cli_heat *h) {
         double w = text_width(cr, h->col_labels[j]);
         wcol = w > wcol ? w : wcol;
     }
+    /* a narrow map (few key columns) still shows its whole title and subtitle */
+    static const char sub[] = "rows: query token (who looks)   columns: key token (looked at)";
+    set_font(cr, 14, 1);
+    double wtext = h->title ? text_width(cr, h->title) : 0;
+    set_font(cr, 11, 0);
+    wtext = fmax(wtext, text_width(cr, sub));
     cairo_destroy(cr);
     cairo_surface_destroy(probe);
     const double left = 12 + wrow + 6, top = 52 + wcol + 6;
     const double gw = cell * (double)h->cols, gh = cell * (double)h->rows;
-    const int W = (int)ceil(left + gw + 70), Ht = (int)ceil(top + (gh > 120 ? gh : 120) + 16);
+    const int W = (int)ceil(fmax(left + gw + 70, 12 + wtext + 12)),
+              Ht = (int)ceil(top + (gh > 120 ? gh : 120) + 16);
     cairo_surface_t *sf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, Ht);
-    cr = begin_page(sf, h->title, "rows: query token (who looks)   columns: key token (looked at)");
+    cr = begin_page(sf, h->title, sub);
     set_font(cr, font, 0);
     cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
     char b[128];

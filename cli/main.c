@@ -50,6 +50,8 @@ static const cli_command commands[] = {
      cmd_lora_help},
     {"bench", "timings as JSON lines: attention, train, generate, embed, finetune, tokenize",
      cmd_bench, cmd_bench_help},
+    {"serve", "an HTTP API (OpenAI's shapes): embeddings, completions, tokenize, metrics",
+     cmd_serve, cmd_serve_help},
 };
 static const size_t n_commands = sizeof commands / sizeof commands[0];
 

@@ -6,6 +6,7 @@
  * Any input is refused with a status and a message, or restores into a trainer whose shape is
  * sane. Metadata claiming a model larger than the tensors present would allocate past
  * libFuzzer's -malloc_limit_mb (2 GB in scripts/fuzz.sh), which libFuzzer reports as a crash. */
+#include "fuzz_require.h"
 #include "qkv.h"
 
 #include <stdint.h>
@@ -15,14 +16,6 @@
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_checkpoint: broken promise: %s\n", #cond);                       \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static char path[64];
 

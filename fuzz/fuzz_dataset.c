@@ -9,6 +9,7 @@
  * opens keeps its promises too: every sentence of both sides is 1..cap ids below the side's
  * vocabulary, the lengths add up to the side's tokens, and token windows are refused. A broken
  * promise aborts (a crash for libFuzzer). */
+#include "fuzz_require.h"
 #include "fuzz_two_files.h"
 #include "qkv.h"
 
@@ -19,14 +20,6 @@
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_dataset: broken promise: %s\n", #cond);                          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static void windows(const qkv_dataset *ds, int64_t B, int64_t T) {
     int64_t n = qkv_dataset_tokens(ds), v = qkv_dataset_vocab_size(ds);

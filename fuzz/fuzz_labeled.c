@@ -9,6 +9,7 @@
  * in the documented order, a split that partitions the examples, mapping to the names
  * reversed succeeding and to a name list missing one failing with FORMAT. A broken promise
  * aborts (a crash for libFuzzer). */
+#include "fuzz_require.h"
 #include "io/json.h"
 #include "qkv.h"
 #include "train/labeled.h"
@@ -20,14 +21,6 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_labeled: broken promise: %s\n", #cond);                          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* -?[0-9]+ within a long long (*v) */
 static int is_integer(const char *s, long long *v) {

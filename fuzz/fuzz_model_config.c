@@ -7,6 +7,7 @@
  * input is refused with a status and a message, or loads. A size the config claims beyond the
  * tensors present would allocate past libFuzzer's -malloc_limit_mb (2 GB in scripts/fuzz.sh),
  * which libFuzzer reports as a crash. */
+#include "fuzz_require.h"
 #include "fuzz_two_files.h"
 #include "qkv.h"
 
@@ -17,14 +18,6 @@
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_model_config: broken promise: %s\n", #cond);                     \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static void refused_or(qkv_status s, int ok) {
     REQUIRE((s == QKV_OK) == (ok != 0));

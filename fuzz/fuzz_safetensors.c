@@ -4,6 +4,7 @@
  * promise holds: tensors tile the data section in order, every byte of every tensor lies in
  * the input (each is read, so ASan sees any escape), find and metadata_get agree with the
  * listings. A broken promise aborts, which libFuzzer reports as a crash. */
+#include "fuzz_require.h"
 #include "qkv.h"
 
 #include <stdint.h>
@@ -12,14 +13,6 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_safetensors: broken promise: %s\n", #cond);                      \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static volatile unsigned sink;
 

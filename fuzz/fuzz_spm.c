@@ -10,6 +10,7 @@
  * Any input is refused with a status (and no tokenizer) or loads into a tokenizer that encodes
  * a few fixed texts with a status (a charsmap rule may point outside its strings: FORMAT),
  * keeps ids inside the vocabulary and decodes. A broken promise aborts. */
+#include "fuzz_require.h"
 #include "qkv.h"
 
 #include <stdint.h>
@@ -19,14 +20,6 @@
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_spm: broken promise: %s\n", #cond);                              \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static void check(const qkv_tokenizer *t, const char *a) {
     qkv_encoding *e = NULL;

@@ -6,8 +6,10 @@
  * with a status or leaves a file that reads whole: a file_version record first, then only
  * Events of steps <= the step resumed from, no truncated or damaged record. A broken promise
  * aborts (a crash for libFuzzer). */
+#include "fuzz_require.h"
 #include "io/tfevents.h"
 
+#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,15 +18,21 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_tfevents: broken promise: %s\n", #cond);                         \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
 static char dir[64];
+
+/* at exit: the run directory and whatever qkv__tb_open left in it */
+static void remove_dir(void) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    char path[512];
+    for (struct dirent *e; (e = readdir(d));)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    closedir(d);
+    rmdir(dir);
+}
 
 static uint8_t *slurp(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
@@ -48,10 +56,9 @@ static uint8_t *slurp(const char *path, size_t *n) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/qkv_fuzz_tfevents_%ld", (long)getpid());
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
-        REQUIRE(system(cmd) == 0);
+        snprintf(dir, sizeof dir, "%s", "/tmp/qkv_fuzz_tfevents.XXXXXX");
+        REQUIRE(mkdtemp(dir));
+        atexit(remove_dir);
     }
     /* the record reader alone, over the raw bytes: never past the end */
     size_t off = 0, n;

@@ -6,6 +6,7 @@
  * Promises: encode succeeds or refuses with INVALID_ARG (impossible truncation only); ids are
  * in the vocabulary; offsets are ordered and inside their text and fall on code point
  * boundaries (char offsets agree); byte-level BPE decode gives back the exact input bytes. */
+#include "fuzz_require.h"
 #include "qkv.h"
 
 #include <stdint.h>
@@ -18,14 +19,6 @@
 #endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_tokenizer_encode: broken promise: %s\n", #cond);                 \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static qkv_tokenizer *tok[2];
 

@@ -4,6 +4,7 @@
  * (and *out NULL) or loads into a tokenizer whose promises hold on a few fixed texts: every
  * id is below the vocabulary size, offsets lie inside their text and are ordered pairs, the
  * masks are 0/1, decode succeeds. A broken promise aborts (a crash for libFuzzer). */
+#include "fuzz_require.h"
 #include "qkv.h"
 
 #include <stdint.h>
@@ -13,14 +14,6 @@
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_tokenizer_load: broken promise: %s\n", #cond);                   \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static void check(const qkv_tokenizer *t, const char *a, const char *b) {
     qkv_encoding *e = NULL;

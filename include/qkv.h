@@ -303,6 +303,14 @@ QKV_API qkv_status qkv_embed_tokens(qkv_runtime *rt, const qkv_model *m, const i
  * directory has no tokenizer. */
 QKV_API qkv_status qkv_embed(qkv_runtime *rt, const qkv_model *m, const char *const *texts,
                              const size_t *text_lens, size_t n, float *out);
+/* The ids qkv_embed gives the model for n texts (texts, text_lens as for qkv_embed): special
+ * tokens, truncated to qkv_model_max_tokens; packed, *ids [Σ lens] and *lens [n] (each >= 1),
+ * both freed with qkv_free. qkv_embed_tokens on them gives exactly qkv_embed's output, so a
+ * caller can count or limit tokens, or batch several callers' texts, before embedding.
+ * UNSUPPORTED without a tokenizer, INVALID_ARG, NOMEM; on failure both are NULL. */
+QKV_API qkv_status qkv_model_tokenize(qkv_runtime *rt, const qkv_model *m,
+                                      const char *const *texts, const size_t *text_lens, size_t n,
+                                      int32_t **ids, int64_t **lens);
 /* The model directory's tokenizer (owned by the model), or NULL if it has none. */
 QKV_API const struct qkv_tokenizer *qkv_model_tokenizer(const qkv_model *m);
 
@@ -445,10 +453,10 @@ typedef struct qkv_tokenizer qkv_tokenizer;
  * (tokenizer.json first). Errors: INVALID_ARG, IO, FORMAT (malformed, with file and JSON
  * path), UNSUPPORTED (the component's name), NOMEM. On failure *out is NULL. */
 QKV_API qkv_status qkv_tokenizer_load(const char *path, qkv_tokenizer **out);
-/* The tokenizer of a translation model's target side: for a Marian directory (source.spm +
- * vocab.json, as qkv_tokenizer_load reads it) its target.spm with vocab.json's ids, as
- * transformers' MarianTokenizer encodes text_target; any other path as qkv_tokenizer_load. */
-QKV_API qkv_status qkv_tokenizer_load_target(const char *path, qkv_tokenizer **out);
+/* The tokenizer of the target side of a translation model directory dir: a Marian
+ * directory's target.spm with its vocab.json (MarianTokenizer's text_target); where dir has no
+ * target.spm, qkv_tokenizer_load(dir). Errors as qkv_tokenizer_load. */
+QKV_API qkv_status qkv_tokenizer_load_target(const char *dir, qkv_tokenizer **out);
 QKV_API void qkv_tokenizer_free(qkv_tokenizer *tok);
 
 typedef enum qkv_truncation {
@@ -1620,6 +1628,40 @@ QKV_API qkv_status qkv_seq2seq_translate(qkv_runtime *rt, const qkv_seq2seq *m,
                                          const struct qkv_tokenizer *tok, const char *const *texts,
                                          size_t n, const qkv_translate_options *opts, char **out,
                                          float *scores);
+
+/* Attention maps of an encoder-decoder (docs/INTERPRET.md, "Encoder-decoder maps"): layers
+ * and heads of the encoder (decoder 0) or of the decoder (decoder 1; its cross-attention has
+ * the decoder's), 0 for NULL; decoder_start_token_id and eos_token_id (-1 for NULL). */
+QKV_API int64_t qkv_seq2seq_num_layers(const qkv_seq2seq *m, int decoder);
+QKV_API int64_t qkv_seq2seq_num_heads(const qkv_seq2seq *m, int decoder);
+QKV_API int32_t qkv_seq2seq_start_token(const qkv_seq2seq *m);
+QKV_API int32_t qkv_seq2seq_eos_token(const qkv_seq2seq *m);
+/* Floats the maps of a source of S tokens and a decoder input of T tokens take:
+ * Le·He·S² + Ld·Hd·T² + Ld·Hd·T·S. INVALID_ARG for NULL or sizes < 1, OVERFLOW. */
+QKV_API qkv_status qkv_seq2seq_attention_len(const qkv_seq2seq *m, int64_t S, int64_t T,
+                                             size_t *out);
+/* Every layer's and head's attention probabilities of one source src [S] (the tokenizer's
+ * ids, </s> included) and one decoder input dec [T] (transformers' decoder_input_ids: normally
+ * decoder_start_token_id, then the target tokens but the last — the labels shifted right),
+ * packed in probs one after the other:
+ *   encoder self-attention  [Le, He, S, S]
+ *   decoder self-attention  [Ld, Hd, T, T]  (causal: 0 for keys after the query)
+ *   cross-attention         [Ld, Hd, T, S]  (row t: decoder token t over the source tokens)
+ * Computed by the forward that translation runs — the encoder over the source, then the
+ * decoder one token per step against its cache, as qkv_seq2seq_generate does — with
+ * qkv_attention_probs on each layer's own q and k beside its attention; dropout never
+ * applies. Row t of the decoder's maps is the step that reads dec[t] and predicts the next
+ * token. probs_len: probs' capacity in floats, at least qkv_seq2seq_attention_len.
+ * INVALID_ARG for NULL, S or T outside [1, max_position_embeddings], ids outside the
+ * vocabulary (naming the token), a short probs; NOMEM. */
+QKV_API qkv_status qkv_seq2seq_attention(qkv_runtime *rt, const qkv_seq2seq *m, const int32_t *src,
+                                         int64_t S, const int32_t *dec, int64_t T, float *probs,
+                                         size_t probs_len);
+/* Summaries of a map whose queries and keys are two different sequences (cross-attention)
+ * p [Tq, Tk]: entropy, cls and sep as qkv_attention_head_stats; distance and prev are NaN
+ * (positions of two sequences do not compare). Same errors. */
+QKV_API qkv_status qkv_attention_head_stats_cross(const float *p, int64_t Tq, int64_t Tk,
+                                                  const uint8_t *marks, qkv_head_stats *out);
 
 /* ---------------------------------------------------------------- translation metrics */
 

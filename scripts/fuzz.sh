@@ -2,7 +2,7 @@
 # fuzz.sh [SECONDS] [TARGET] — builds the libFuzzer targets with clang, ASan and UBSan in
 # build-fuzz/ and runs TARGET (default fuzz_safetensors; also fuzz_tokenizer_load,
 # fuzz_tokenizer_encode, fuzz_spm, fuzz_dataset, fuzz_labeled, fuzz_tfevents, fuzz_model_config,
-# fuzz_checkpoint) for SECONDS (default
+# fuzz_checkpoint, fuzz_serve_request) for SECONDS (default
 # 60), seeded with the test fixtures.
 # The growing corpus stays in build-fuzz/corpus/TARGET between runs; a crash is saved as
 # build-fuzz/artifacts/crash-* and makes the script fail. Needs clang and its runtime
@@ -39,6 +39,8 @@ case "$target" in
         seeds=("$root/fuzz/model_config_seeds") ;;
     fuzz_checkpoint)
         seeds=("$root/fuzz/checkpoint_seeds") ;;
+    fuzz_serve_request)
+        seeds=("$root/fuzz/serve_seeds") ;;
     *) echo "fuzz.sh: unknown target '$target'" >&2; exit 2 ;;
 esac
 

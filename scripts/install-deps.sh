@@ -8,9 +8,10 @@ set -euo pipefail
 
 pkgs=(cmake make gcc pkg-config libjansson-dev curl unzip ca-certificates
       libutf8proc-dev libcsv-dev libcairo2-dev libfontconfig-dev fonts-dejavu-core
-      libprotobuf-c-dev protobuf-c-compiler
+      libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev
       fortunes) # fortunes: the tokenizer tests' corpus; cairo + a font: qkv attention's PNGs;
-              # protobuf-c: SentencePiece model files and TensorBoard event files
+              # protobuf-c: SentencePiece model files and TensorBoard event files;
+              # libmicrohttpd: qkv serve (its test talks to it with curl)
 for arg in "$@"; do
     case "$arg" in
         --fuzz) pkgs+=(clang libclang-rt-dev) ;;

@@ -14,7 +14,7 @@
 #include <string.h>
 
 /* max |a - b| over n floats */
-static double am_max_diff(const float *a, const float *b, size_t n) {
+static inline double am_max_diff(const float *a, const float *b, size_t n) {
     double w = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - (double)b[i]);
@@ -24,8 +24,8 @@ static double am_max_diff(const float *a, const float *b, size_t n) {
 }
 
 /* The stats of every head of every sequence of maps p against the fixture's [S, L, H, 5]. */
-static double am_stats_diff(const float *p, const int32_t *marks_i32, const int64_t *lens,
-                            int64_t S, int64_t L, int64_t H, const double *want) {
+static inline double am_stats_diff(const float *p, const int32_t *marks_i32, const int64_t *lens,
+                                   int64_t S, int64_t L, int64_t H, const double *want) {
     double worst = 0;
     size_t po = 0, to = 0;
     for (int64_t s = 0; s < S; s++) {
@@ -50,8 +50,8 @@ static double am_stats_diff(const float *p, const int32_t *marks_i32, const int6
 }
 
 /* Rollout of every sequence of maps p against the fixture's packed [Σ T²]. */
-static double am_rollout_diff(const float *p, const int64_t *lens, int64_t S, int64_t L, int64_t H,
-                              const float *want) {
+static inline double am_rollout_diff(const float *p, const int64_t *lens, int64_t S, int64_t L,
+                                     int64_t H, const float *want) {
     double worst = 0;
     size_t po = 0, ro = 0;
     for (int64_t s = 0; s < S; s++) {
@@ -68,8 +68,8 @@ static double am_rollout_diff(const float *p, const int64_t *lens, int64_t S, in
 }
 
 /* Runs golden file `path` through a model: exactly one of m, lm. Tolerance 1e-5 on the maps. */
-static void am_check_golden(const char *name, const char *path, const qkv_model *m,
-                            const qkv_lm *lm) {
+static inline void am_check_golden(const char *name, const char *path, const qkv_model *m,
+                                   const qkv_lm *lm) {
     qkv_safetensors *st = fix_open(path);
     const qkv_st_tensor *tl = qkv_safetensors_find(st, "lens");
     CHECK(tl != NULL);

@@ -63,6 +63,10 @@ static void malformed_dirs(void) {
     const char *t = "hello";
     CHECK_STATUS(qkv_embed(NULL, m, &t, NULL, 1, e), QKV_ERR_UNSUPPORTED);
     CHECK(strstr(qkv_last_error(), "tokenizer") != NULL);
+    int32_t *no_ids = NULL;
+    int64_t *no_lens = NULL;
+    CHECK_STATUS(qkv_model_tokenize(NULL, m, &t, NULL, 1, &no_ids, &no_lens), QKV_ERR_UNSUPPORTED);
+    CHECK(no_ids == NULL && no_lens == NULL);
     qkv_model_free(m);
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     remove(p);
@@ -135,6 +139,31 @@ int main(void) {
         if (memcmp(one, e + s * 384, sizeof(float) * 384) != 0) same = 0;
     }
     CHECK_MSG(same, "batched and one-at-a-time embeddings differ");
+    /* qkv_model_tokenize + qkv_embed_tokens is qkv_embed, bit for bit (the server's path) */
+    {
+        int32_t *tids = NULL;
+        int64_t *tlens = NULL;
+        CHECK_OK(qkv_model_tokenize(NULL, m, lines, lens, n, &tids, &tlens));
+        float *et = malloc(sizeof(float) * 384 * n);
+        int in_range = 1;
+        for (size_t s = 0; tlens && s < n; s++)
+            if (tlens[s] < 1 || tlens[s] > qkv_model_max_tokens(m)) in_range = 0;
+        CHECK_MSG(in_range, "qkv_model_tokenize: a length outside 1..max_tokens");
+        if (tids && tlens && in_range) {
+            CHECK_OK(qkv_embed_tokens(NULL, m, tids, tlens, n, et));
+            CHECK_MSG(memcmp(et, e, sizeof(float) * 384 * n) == 0,
+                      "qkv_model_tokenize + qkv_embed_tokens differs from qkv_embed");
+        }
+        free(et);
+        qkv_free(tids);
+        qkv_free(tlens);
+        CHECK_STATUS(qkv_model_tokenize(NULL, m, lines, lens, 1, NULL, &tlens),
+                     QKV_ERR_INVALID_ARG);
+        CHECK(tlens == NULL);
+        CHECK_OK(qkv_model_tokenize(NULL, m, lines, lens, 0, &tids, &tlens));
+        qkv_free(tids);
+        qkv_free(tlens);
+    }
     /* and so does a different thread count */
     qkv_runtime *rt1 = NULL;
     CHECK_OK(qkv_runtime_create(1, &rt1));

@@ -233,6 +233,20 @@ static void check_texts(void) {
     qkv_seq2seq_free(m);
 }
 
+typedef struct {
+    const qkv_seq2seq *m;
+    const int32_t *src;
+    const int64_t *len;
+    const qkv_translate_options *o;
+    int32_t *out;
+    int64_t *olen;
+} gen_call;
+
+static qkv_status call_generate(qkv_runtime *rt, void *ctx) {
+    const gen_call *g = ctx;
+    return qkv_seq2seq_generate(rt, g->m, g->src, g->len, 1, g->o, g->out, g->olen, NULL);
+}
+
 static void check_errors(void) {
     qkv_seq2seq *m = NULL;
     CHECK_STATUS(qkv_seq2seq_load(FIX "nonexistent", &m), QKV_ERR_IO);
@@ -364,26 +378,8 @@ static void check_errors(void) {
     /* every allocation of a beam-search call failed in turn: NOMEM, nothing leaks */
     qkv_seq2seq_default_options(m, &o);
     o.max_new_tokens = 4;
-    int fails = 0;
-    qkv_allocator a = {failing_alloc, counting_free, NULL};
-    for (fail_at = 0;; fail_at++) {
-        n_attempt = n_alloc = n_free = 0;
-        qkv_set_allocator(&a);
-        /* a runtime of its own, so that its scratch block is freed inside the count too */
-        qkv_runtime *rt = NULL;
-        qkv_status s = qkv_runtime_create(1, &rt);
-        if (s == QKV_OK) s = qkv_seq2seq_generate(rt, m, src, &len, 1, &o, out, &olen, NULL);
-        qkv_runtime_free(rt);
-        qkv_set_allocator(NULL);
-        CHECK_MSG(n_alloc == n_free, "fail_at %ld: %ld allocations, %ld frees", fail_at, n_alloc,
-                  n_free);
-        if (s == QKV_OK) break;
-        CHECK_MSG(s == QKV_ERR_NOMEM, "fail_at %ld: status %d", fail_at, (int)s);
-        fails++;
-        if (fail_at > 500) break;
-    }
-    fail_at = -1;
-    printf("allocation failures injected: %d\n", fails);
+    gen_call gc = {m, src, &len, &o, out, &olen};
+    int fails = fault_each_alloc(call_generate, &gc, 500);
     CHECK(fails > 5);
     qkv_seq2seq_free(m);
     qkv_seq2seq_free(NULL);

@@ -10,7 +10,7 @@ corpus_score; sentence-level ones (name "sent/...") from sentence_score on one s
 
 cli/: hyp.txt, ref1.txt, ref2.txt and the sacrebleu CLI's own output on them (`sacrebleu
 ref1.txt [ref2.txt] -i hyp.txt -m bleu chrf -f text`, and with -w 4, --chrf-word-order 2,
--tok intl, -lc), for tests/cli/test_evaluate_mt.sh.
+-tok intl, -lc; and sentence by sentence, -sl), for tests/cli/test_evaluate_mt.sh.
 
 Usage: tools/.venv/bin/python tools/gen_sacrebleu_fixtures.py
 """
@@ -182,4 +182,17 @@ for name, args in runs.items():
                          cwd=cli, check=True, capture_output=True, text=True).stdout
     with open(os.path.join(cli, f"expected_{name}.txt"), "w", encoding="utf-8") as f:
         f.write(out)
-print(f"wrote {len(cases)} cases and {len(runs)} CLI outputs to {OUT}")
+# sentence level (-sl): one metric, one line per segment; BLEU with effective order
+sl_runs = {
+    "sl_bleu": ["ref1.txt", "-m", "bleu"],
+    "sl_bleu_2ref_w3": ["ref1.txt", "ref2.txt", "-m", "bleu", "-w", "3", "-tok", "intl"],
+    "sl_chrf": ["ref1.txt", "-m", "chrf"],
+    "sl_chrfpp_lc": ["ref1.txt", "ref2.txt", "-m", "chrf", "--chrf-word-order", "2",
+                     "--chrf-lowercase", "-w", "2"],
+}
+for name, args in sl_runs.items():
+    out = subprocess.run([exe] + args + ["-i", "hyp.txt", "-sl", "-f", "text"],
+                         cwd=cli, check=True, capture_output=True, text=True).stdout
+    with open(os.path.join(cli, f"expected_{name}.txt"), "w", encoding="utf-8") as f:
+        f.write(out)
+print(f"wrote {len(cases)} cases and {len(runs) + len(sl_runs)} CLI outputs to {OUT}")

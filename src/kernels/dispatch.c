@@ -22,7 +22,7 @@ static const struct {
     OP(gemm_f32_config), OP(fma_peak_loop),       OP(attn_f32_config),  OP(exp_f32),
     OP(act_f32),         OP(act_bwd_f32),         OP(softmax_f32),      OP(softmax_bwd_f32),
     OP(log_softmax_f32), OP(log_softmax_bwd_f32), OP(layernorm_f32),    OP(layernorm_bwd_f32),
-    OP(rmsnorm_f32),     OP(rmsnorm_bwd_f32),
+    OP(rmsnorm_f32),     OP(rmsnorm_bwd_f32),     OP(gemm_bf16_config),
 };
 #undef OP
 #define N_OPS (sizeof ops / sizeof ops[0])

@@ -22,6 +22,7 @@
 
 struct qkv_gemm_config;
 struct qkv_attn_kernels;
+struct qkv_gemm_bf16_config;
 
 /* Only function pointers: dispatch.c walks the struct as an array of them. */
 typedef struct qkv_kernels {
@@ -74,6 +75,9 @@ typedef struct qkv_kernels {
     /* dx += rrms·(dx̂ - x̂·mean(dx̂·x̂)), x̂ = x·rrms; dw += Σ_rows dy·x̂; dx, dw may be NULL. */
     void (*rmsnorm_bwd_f32)(const float *dy, const float *x, const float *w, const float *rrms,
                             float *dx, float *dw, size_t rows, size_t n);
+    /* Fills the bf16-weight GEMM micro-kernel and blocks (kernels/gemm_bf16.h). avx512: the
+     * vdpbf16ps kernel when CPUID reports AVX512_BF16, else the avx2 one. */
+    void (*gemm_bf16_config)(struct qkv_gemm_bf16_config *cfg);
 } qkv_kernels;
 
 /* Per-ISA tables. The ref table is complete; the others name only what they specialize. */

@@ -141,11 +141,15 @@ static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 /* K in equal blocks of at most cfg->kc (768 -> 2 x 384, not 512 + 256): fewer, evenly long
  * micro-kernel calls. Depends only on K and the config, so the summation order is fixed; the
  * prepacked B uses the same function, which is what makes both paths bit-identical. */
-static int64_t k_block(const qkv_gemm_config *cfg, int64_t K) {
+int64_t qkv__gemm_k_block(int64_t kc_max, int64_t K) {
     if (K <= 0) return 1;
-    int64_t kblocks = (K + cfg->kc - 1) / cfg->kc;
+    int64_t kblocks = (K + kc_max - 1) / kc_max;
     int64_t kc = round_up((K + kblocks - 1) / kblocks, 4);
-    return kc > cfg->kc ? cfg->kc : kc;
+    return kc > kc_max ? kc_max : kc;
+}
+
+static int64_t k_block(const qkv_gemm_config *cfg, int64_t K) {
+    return qkv__gemm_k_block(cfg->kc, K);
 }
 
 typedef struct {

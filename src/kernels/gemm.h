@@ -91,6 +91,11 @@ float qkv__fma_peak_loop_ref(int64_t iters, double *flops);
 float qkv__fma_peak_loop_avx2(int64_t iters, double *flops);
 float qkv__fma_peak_loop_avx512(int64_t iters, double *flops);
 
+/* The in-process peak of one such loop (GFLOP/s over the runtime's threads, best of three
+ * repeats of ~seconds/4); qkv_fma_peak_gflops is this with the active ISA's FMA loop. */
+double qkv__peak_gflops_with(qkv_runtime *rt, double seconds,
+                             float (*loop)(int64_t iters, double *flops));
+
 /* The blocked GEMM for the active instruction set. INVALID_ARG on negative sizes, leading
  * dimensions too small or NULL pointers (A/B may be NULL only when K == 0 or M*N == 0);
  * NOMEM if the packing buffers cannot be allocated. */
@@ -129,6 +134,10 @@ size_t qkv__gemm_packed_bytes(const qkv_gemm_packed *p); /* the panels' size */
 qkv_status qkv__gemm_f32_packed(qkv_runtime *rt, int trans_a, int64_t M, const float *A,
                                 int64_t lda, const qkv_gemm_packed *B, float alpha, float beta,
                                 float *C, int64_t ldc, const qkv_gemm_epilogue *epi);
+
+/* The K block for K and a config's kc: K cut into equal blocks of at most kc_max, rounded up to
+ * a multiple of 4 (capped at kc_max); 1 for K <= 0. The bf16 GEMM blocks K the same way. */
+int64_t qkv__gemm_k_block(int64_t kc_max, int64_t K);
 
 /* The plain triple loop (double accumulation): the oracle for every fast path. */
 void qkv__gemm_f32_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,

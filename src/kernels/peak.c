@@ -15,6 +15,7 @@ static double now_s(void) {
 }
 
 typedef struct {
+    float (*loop)(int64_t iters, double *flops);
     int64_t iters;
     double flops[1024];
     volatile float sink;
@@ -23,7 +24,7 @@ typedef struct {
 static void peak_task(void *p, int64_t begin, int64_t end, int tid) {
     peak_ctx *c = p;
     (void)begin, (void)end;
-    c->sink = qkv__kernels()->fma_peak_loop(c->iters, &c->flops[tid]);
+    c->sink = c->loop(c->iters, &c->flops[tid]);
 }
 
 static void one_task(void *p, int64_t begin, int64_t end, int tid) {
@@ -31,10 +32,16 @@ static void one_task(void *p, int64_t begin, int64_t end, int tid) {
 }
 
 double qkv_fma_peak_gflops(qkv_runtime *rt, double seconds) {
+    return qkv__peak_gflops_with(rt, seconds, qkv__kernels()->fma_peak_loop);
+}
+
+double qkv__peak_gflops_with(qkv_runtime *rt, double seconds,
+                             float (*loop)(int64_t iters, double *flops)) {
     if (!(seconds > 0)) seconds = 0.2;
+    if (!loop) return 0.0;
     int n = qkv_runtime_n_threads(rt);
     if (n > 1024) n = 1024;
-    peak_ctx c = {0};
+    peak_ctx c = {.loop = loop};
     /* calibrate iterations on one thread to ~seconds/4 per repeat */
     c.iters = 1 << 16;
     for (;;) {

@@ -2,7 +2,8 @@
  * qkv_model_attention / qkv_lm_attention run the inference forward of bert.c / gpt.c with a
  * probabilities buffer, so every map comes from the q and k the layer really attended with
  * (there is no second implementation of the model here); rollout and per-head summaries are
- * plain loops over those maps, in double.
+ * plain loops over those maps, in double. The encoder-decoder's maps (qkv_seq2seq_attention) are
+ * in seq2seq.c, beside the decoding they follow.
  *
  * Why not through the fused kernels: they never form the T×T matrix (docs/ATTENTION.md), so the
  * layers call qkv_attention_probs (the reference, materializing) beside their attention, only
@@ -157,20 +158,21 @@ qkv_status qkv_attention_rollout(const float *p, int64_t L, int64_t H, int64_t T
 
 /* ---------------------------------------------------------------- per-head summaries */
 
-qkv_status qkv_attention_head_stats(const float *p, int64_t T, const uint8_t *marks,
-                                    qkv_head_stats *out) {
-    static const char fn[] = "qkv_attention_head_stats";
-    if (!p || !out || T < 1)
-        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument or T < 1", fn);
+/* The summaries of map p [Tq, Tk]; square: the query and key positions are one sequence's
+ * (distance and prev defined), else they are NaN. */
+static qkv_status head_stats(const char *fn, const float *p, int64_t Tq, int64_t Tk,
+                             const uint8_t *marks, int square, qkv_head_stats *out) {
+    if (!p || !out || Tq < 1 || Tk < 1)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument or a size below 1", fn);
     qkv_head_stats hs;
     memset(&hs, 0, sizeof hs);
     hs.struct_size = sizeof hs;
     double ent = 0, dist = 0, cls = 0, sep = 0, prev = 0;
     int64_t rows = 0, prev_rows = 0;
-    for (int64_t i = 0; i < T; i++) {
-        const float *row = p + i * T;
+    for (int64_t i = 0; i < Tq; i++) {
+        const float *row = p + i * Tk;
         double sum = 0, e = 0, d = 0, c = 0, s = 0;
-        for (int64_t j = 0; j < T; j++) {
+        for (int64_t j = 0; j < Tk; j++) {
             const double x = row[j];
             sum += x;
             if (x > 0) e -= x * log(x);
@@ -181,7 +183,7 @@ qkv_status qkv_attention_head_stats(const float *p, int64_t T, const uint8_t *ma
         if (!(sum > 0)) continue; /* a row that sees no key */
         rows++;
         ent += e, dist += d, cls += c, sep += s;
-        if (i > 0) prev += row[i - 1], prev_rows++;
+        if (square && i > 0) prev += row[i - 1], prev_rows++;
     }
     if (rows) {
         hs.entropy = ent / (double)rows;
@@ -190,7 +192,18 @@ qkv_status qkv_attention_head_stats(const float *p, int64_t T, const uint8_t *ma
         hs.sep = sep / (double)rows;
     }
     if (prev_rows) hs.prev = prev / (double)prev_rows;
+    if (!square) hs.distance = hs.prev = NAN;
     hs.rows = rows;
     QKV__STRUCT_OUT(qkv_head_stats, out, &hs);
     return QKV_OK;
+}
+
+qkv_status qkv_attention_head_stats(const float *p, int64_t T, const uint8_t *marks,
+                                    qkv_head_stats *out) {
+    return head_stats("qkv_attention_head_stats", p, T, T, marks, 1, out);
+}
+
+qkv_status qkv_attention_head_stats_cross(const float *p, int64_t Tq, int64_t Tk,
+                                          const uint8_t *marks, qkv_head_stats *out) {
+    return head_stats("qkv_attention_head_stats_cross", p, Tq, Tk, marks, 0, out);
 }

@@ -441,6 +441,10 @@ struct attn_job {
     const float *kv;             /* decoder: the cross keys/values, [Ld, 2, N, C] */
     int64_t kv_n;                /* N */
     const int64_t *src_off, *src_len;
+    float *probs;                      /* encoder: NULL, or each source's [Le, He, T, T] */
+    const int64_t *poffs;              /* encoder: [n] where source s starts in probs */
+    const qkv__marian_step_maps *maps; /* decoder: NULL, or the maps of its one row */
+    float *scratch;                    /* decoder with maps: [Hd, max(T, S)] */
     int64_t layer;
     const qkv__block_acts *a;
     _Atomic int failed;
@@ -483,8 +487,26 @@ static qkv_status enc_one(qkv_runtime *rt, const attn_job *j, int64_t s) {
     const qkv_marian_config *c = &j->m->cfg;
     const qkv_attention_desc d = desc(c->He, c->C / c->He, j->lens[s], j->lens[s]);
     const int64_t o = j->offs[s] * c->C;
-    return qkv_attention_forward(rt, &d, j->a->q + o, j->a->k + o, j->a->v + o, j->a->att + o,
-                                 NULL);
+    QKV_TRY(
+        qkv_attention_forward(rt, &d, j->a->q + o, j->a->k + o, j->a->v + o, j->a->att + o, NULL));
+    if (!j->probs) return QKV_OK;
+    /* the same q, k and descriptor: this layer's probabilities, [He, T, T] */
+    const int64_t T = j->lens[s];
+    return qkv_attention_probs(rt, &d, j->a->q + o, j->a->k + o,
+                               j->probs + j->poffs[s] + j->layer * c->He * T * T);
+}
+
+/* The probabilities of one decoder query (the row's new token, position t of the maps) over
+ * n keys, with the descriptor and q, k its attention used: [H, 1, n] into the scratch, then
+ * row t of every head's map of this layer, map [H, T, n_cols] (keys past n stay as they are:
+ * 0, set by the caller). */
+static qkv_status step_probs(qkv_runtime *rt, const attn_job *j, const qkv_attention_desc *d,
+                             const float *q, const float *k, float *map, int64_t n_cols) {
+    QKV_TRY(qkv_attention_probs(rt, d, q, k, j->scratch));
+    const int64_t H = d->n_heads, T = j->maps->T, t = j->caches[0]->len, n = d->kv_len;
+    for (int64_t h = 0; h < H; h++)
+        memcpy(map + ((h * T + t) * n_cols), j->scratch + h * n, sizeof(float) * (size_t)n);
+    return QKV_OK;
 }
 
 /* decoder self-attention: row r's new key/value appended to its cache, its query against it */
@@ -496,7 +518,10 @@ static qkv_status self_one(qkv_runtime *rt, const attn_job *j, int64_t r) {
     memcpy(k + t * C, j->a->k + r * C, sizeof(float) * (size_t)C);
     memcpy(v + t * C, j->a->v + r * C, sizeof(float) * (size_t)C);
     const qkv_attention_desc d = desc(c->Hd, C / c->Hd, 1, t + 1);
-    return qkv_attention_forward(rt, &d, j->a->q + r * C, k, v, j->a->att + r * C, NULL);
+    QKV_TRY(qkv_attention_forward(rt, &d, j->a->q + r * C, k, v, j->a->att + r * C, NULL));
+    if (!j->maps) return QKV_OK;
+    const int64_t T = j->maps->T;
+    return step_probs(rt, j, &d, j->a->q + r * C, k, j->maps->self + j->layer * c->Hd * T * T, T);
 }
 
 /* decoder cross-attention: row r's query against its source's keys/values */
@@ -506,7 +531,10 @@ static qkv_status cross_one(qkv_runtime *rt, const attn_job *j, int64_t r) {
     const float *k = j->kv + (j->layer * 2 * j->kv_n + j->src_off[r]) * C;
     const float *v = k + j->kv_n * C;
     const qkv_attention_desc d = desc(c->Hd, C / c->Hd, 1, j->src_len[r]);
-    return qkv_attention_forward(rt, &d, j->a->cq + r * C, k, v, j->a->catt + r * C, NULL);
+    QKV_TRY(qkv_attention_forward(rt, &d, j->a->cq + r * C, k, v, j->a->catt + r * C, NULL));
+    if (!j->maps) return QKV_OK;
+    const int64_t T = j->maps->T, S = j->src_len[r];
+    return step_probs(rt, j, &d, j->a->cq + r * C, k, j->maps->cross + j->layer * c->Hd * T * S, S);
 }
 
 static qkv_status attend(void *ctx, qkv_runtime *rt, int64_t l, const qkv__block_acts *a) {
@@ -564,6 +592,11 @@ static qkv_status block_scratch(int64_t N, int64_t C, int64_t F, qkv__block_acts
 
 qkv_status qkv__marian_encode(qkv_runtime *rt, const qkv_marian *m, const int32_t *ids,
                               const int64_t *lens, int64_t n, float *out) {
+    return qkv__marian_encode_probs(rt, m, ids, lens, n, out, NULL);
+}
+
+qkv_status qkv__marian_encode_probs(qkv_runtime *rt, const qkv_marian *m, const int32_t *ids,
+                                    const int64_t *lens, int64_t n, float *out, float *probs) {
     if (!m || !ids || !lens || !out || n <= 0)
         return qkv__fail(QKV_ERR_INVALID_ARG, "marian encode: NULL argument or no source");
     const qkv_marian_config *c = &m->cfg;
@@ -576,7 +609,7 @@ qkv_status qkv__marian_encode(qkv_runtime *rt, const qkv_marian *m, const int32_
                              (long long)s, (long long)lens[s], (long long)c->P);
         N += lens[s];
     }
-    int64_t *offs = qkv__calloc((size_t)n, sizeof *offs);
+    int64_t *offs = qkv__calloc(2 * (size_t)n, sizeof *offs), *poffs = offs ? offs + n : NULL;
     qkv__block_acts a;
     float *x = NULL, *ws = NULL;
     qkv_status st = offs ? block_scratch(N, C, c->Fe, &a, &x, &ws)
@@ -584,9 +617,11 @@ qkv_status qkv__marian_encode(qkv_runtime *rt, const qkv_marian *m, const int32_
     if (st == QKV_OK) st = embed(rt, m->enc_embed, c->V, c->embed_scale, ids, N, C, x);
     for (int64_t s = 0, o = 0; st == QKV_OK && s < n; o += lens[s], s++) {
         offs[s] = o;
+        poffs[s] = s ? poffs[s - 1] + c->Le * c->He * lens[s - 1] * lens[s - 1] : 0;
         st = qkv_nn_position_add_forward(rt, x + o * C, x + o * C, m->pe, 1, lens[s], C, c->P, 0);
     }
-    attn_job job = {.m = m, .one = enc_one, .n = n, .lens = lens, .offs = offs};
+    attn_job job = {
+        .m = m, .one = enc_one, .n = n, .lens = lens, .offs = offs, .probs = probs, .poffs = poffs};
     const qkv__enc_cfg ec = {C, c->Fe, 1e-5f, c->act, 0.0f, 0, 0.0f};
     if (st == QKV_OK) a.res2 = a.res1; /* inference: one buffer for both residual sums */
     for (int64_t l = 0; st == QKV_OK && l < c->Le; l++)
@@ -614,6 +649,15 @@ qkv_status qkv__marian_decode_step(qkv_runtime *rt, const qkv_marian *m,
                                    qkv_kv_cache *const *caches, const int32_t *tok, const float *kv,
                                    int64_t N, const int64_t *src_off, const int64_t *src_len,
                                    int64_t R, float *logits) {
+    return qkv__marian_decode_step_probs(rt, m, caches, tok, kv, N, src_off, src_len, R, logits,
+                                         NULL);
+}
+
+qkv_status qkv__marian_decode_step_probs(qkv_runtime *rt, const qkv_marian *m,
+                                         qkv_kv_cache *const *caches, const int32_t *tok,
+                                         const float *kv, int64_t N, const int64_t *src_off,
+                                         const int64_t *src_len, int64_t R, float *logits,
+                                         const qkv__marian_step_maps *maps) {
     if (!m || !caches || !tok || !kv || !src_off || !src_len || !logits || R <= 0)
         return qkv__fail(QKV_ERR_INVALID_ARG, "marian decode: NULL argument or no row");
     const qkv_marian_config *c = &m->cfg;
@@ -630,10 +674,21 @@ qkv_status qkv__marian_decode_step(qkv_runtime *rt, const qkv_marian *m,
             return qkv__fail(QKV_ERR_INVALID_ARG, "marian decode: row %lld's source is outside kv",
                              (long long)r);
     }
+    if (maps && (R != 1 || !maps->self || !maps->cross || caches[0]->len >= maps->T ||
+                 src_len[0] != maps->S))
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "marian decode: maps are for one row at a position inside them, over "
+                         "their source");
     qkv__block_acts a;
-    float *x = NULL, *ws = NULL;
+    float *x = NULL, *ws = NULL, *scratch = NULL;
     QKV_TRY(block_scratch(R, C, c->Fd, &a, &x, &ws));
-    qkv_status st = embed(rt, m->dec_embed, c->Vd, c->embed_scale, tok, R, C, x);
+    qkv_status st = QKV_OK;
+    if (maps) { /* the caller checked that Hd·max(T, S) fits: its maps are larger */
+        scratch =
+            qkv__alloc(sizeof(float) * (size_t)(c->Hd * (maps->T > maps->S ? maps->T : maps->S)));
+        if (!scratch) st = qkv__fail(QKV_ERR_NOMEM, "marian decode: out of memory");
+    }
+    if (st == QKV_OK) st = embed(rt, m->dec_embed, c->Vd, c->embed_scale, tok, R, C, x);
     for (int64_t r = 0; st == QKV_OK && r < R; r++)
         st = qkv_nn_position_add_forward(rt, x + r * C, x + r * C, m->pe, 1, 1, C, c->P,
                                          caches[r]->len);
@@ -644,7 +699,9 @@ qkv_status qkv__marian_decode_step(qkv_runtime *rt, const qkv_marian *m,
                     .kv = kv,
                     .kv_n = N,
                     .src_off = src_off,
-                    .src_len = src_len};
+                    .src_len = src_len,
+                    .maps = maps,
+                    .scratch = scratch};
     const qkv__enc_cfg ec = {C, c->Fd, 1e-5f, c->act, 0.0f, 0, 0.0f};
     a.cq = a.q, a.catt = a.att, a.res3 = a.res2; /* inference: the block's buffers reused */
     for (int64_t l = 0; st == QKV_OK && l < c->Ld; l++)
@@ -653,6 +710,7 @@ qkv_status qkv__marian_decode_step(qkv_runtime *rt, const qkv_marian *m,
     if (st == QKV_OK) st = qkv_nn_linear_forward(rt, &m->head, logits, x, R, QKV_ACT_NONE, NULL);
     if (st == QKV_OK)
         for (int64_t r = 0; r < R; r++) caches[r]->len++;
+    qkv__free(scratch);
     qkv__free(ws);
     return st;
 }

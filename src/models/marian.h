@@ -91,6 +91,11 @@ void qkv__marian_free(qkv_marian *m);
  * out [N, C] the last hidden state of every token. */
 qkv_status qkv__marian_encode(qkv_runtime *rt, const qkv_marian *m, const int32_t *ids,
                               const int64_t *lens, int64_t n, float *out);
+/* qkv__marian_encode that also writes every layer's self-attention probabilities, computed
+ * beside the layer's attention from its own q and k (qkv_attention_probs): probs receives each
+ * source's [Le, He, len, len] back to back (NULL: none). */
+qkv_status qkv__marian_encode_probs(qkv_runtime *rt, const qkv_marian *m, const int32_t *ids,
+                                    const int64_t *lens, int64_t n, float *out, float *probs);
 /* The cross-attention keys and values of every decoder layer for the encoder output enc
  * [N, C] (N = Σ lens of the sources): kv [Ld, 2, N, C] (layer l's keys, then its values; a
  * source at token offset o has its [len, Hd, D] block at row o). */
@@ -105,5 +110,20 @@ qkv_status qkv__marian_decode_step(qkv_runtime *rt, const qkv_marian *m,
                                    qkv_kv_cache *const *caches, const int32_t *tok, const float *kv,
                                    int64_t N, const int64_t *src_off, const int64_t *src_len,
                                    int64_t R, float *logits);
+
+/* The attention maps a decoder step writes for its one row at position t = cache->len:
+ * row t of self [Ld, Hd, T, T] (keys 0..t) and of cross [Ld, Hd, T, S] (S = the row's source
+ * length), each computed beside the layer's attention from its own q and k. Keys past t are
+ * not written (the caller zeroes them). */
+typedef struct qkv__marian_step_maps {
+    float *self, *cross;
+    int64_t T, S;
+} qkv__marian_step_maps;
+/* qkv__marian_decode_step with maps (NULL: none; else R must be 1, t < T, src_len[0] == S). */
+qkv_status qkv__marian_decode_step_probs(qkv_runtime *rt, const qkv_marian *m,
+                                         qkv_kv_cache *const *caches, const int32_t *tok,
+                                         const float *kv, int64_t N, const int64_t *src_off,
+                                         const int64_t *src_len, int64_t R, float *logits,
+                                         const qkv__marian_step_maps *maps);
 
 #endif

@@ -287,6 +287,19 @@ static qkv_status tokenize(qkv_runtime *rt, const qkv_model *m, const char *fn,
     return QKV_OK;
 }
 
+qkv_status qkv_model_tokenize(qkv_runtime *rt, const qkv_model *m, const char *const *texts,
+                              const size_t *text_lens, size_t n, int32_t **ids, int64_t **lens) {
+    if (ids) *ids = NULL;
+    if (lens) *lens = NULL;
+    if (!m || !ids || !lens || (n && !texts))
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_model_tokenize: NULL argument");
+    if (!m->tok)
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "qkv_model_tokenize: the model directory has no tokenizer "
+                         "(tokenizer.json, vocab.txt)");
+    return tokenize(rt, m, "qkv_model_tokenize", texts, text_lens, NULL, NULL, n, ids, NULL, lens);
+}
+
 qkv_status qkv_embed(qkv_runtime *rt, const qkv_model *m, const char *const *texts,
                      const size_t *text_lens, size_t n, float *out) {
     if (!m || (n && (!texts || !out)))

@@ -508,3 +508,88 @@ qkv_status qkv_seq2seq_translate(qkv_runtime *rt, const qkv_seq2seq *ss, const q
     qkv__free(ids);
     return st;
 }
+
+/* ---------------------------------------------------------------- attention maps */
+
+int64_t qkv_seq2seq_num_layers(const qkv_seq2seq *s, int decoder) {
+    return s ? decoder ? s->m->cfg.Ld : s->m->cfg.Le : 0;
+}
+int64_t qkv_seq2seq_num_heads(const qkv_seq2seq *s, int decoder) {
+    return s ? decoder ? s->m->cfg.Hd : s->m->cfg.He : 0;
+}
+int32_t qkv_seq2seq_start_token(const qkv_seq2seq *s) { return s ? s->m->cfg.start : -1; }
+int32_t qkv_seq2seq_eos_token(const qkv_seq2seq *s) { return s ? s->m->cfg.eos : -1; }
+
+qkv_status qkv_seq2seq_attention_len(const qkv_seq2seq *s, int64_t S, int64_t T, size_t *out) {
+    static const char fn[] = "qkv_seq2seq_attention_len";
+    if (!s || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
+    *out = 0;
+    if (S < 1 || T < 1)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: S = %lld and T = %lld must be >= 1", fn,
+                         (long long)S, (long long)T);
+    const qkv_marian_config *c = &s->m->cfg;
+    size_t e, d, x, total, bytes;
+    /* Le·He·S², Ld·Hd·T², Ld·Hd·T·S */
+    if (qkv__mul_overflow((size_t)S, (size_t)S, &e) ||
+        qkv__mul_overflow(e, (size_t)(c->Le * c->He), &e) ||
+        qkv__mul_overflow((size_t)T, (size_t)T, &d) ||
+        qkv__mul_overflow(d, (size_t)(c->Ld * c->Hd), &d) ||
+        qkv__mul_overflow((size_t)T, (size_t)S, &x) ||
+        qkv__mul_overflow(x, (size_t)(c->Ld * c->Hd), &x) || qkv__add_overflow(e, d, &total) ||
+        qkv__add_overflow(total, x, &total) || qkv__mul_overflow(total, sizeof(float), &bytes))
+        return qkv__fail(QKV_ERR_OVERFLOW, "%s: the maps' size overflows", fn);
+    *out = total;
+    return QKV_OK;
+}
+
+qkv_status qkv_seq2seq_attention(qkv_runtime *rt, const qkv_seq2seq *ss, const int32_t *src,
+                                 int64_t S, const int32_t *dec, int64_t T, float *probs,
+                                 size_t probs_len) {
+    static const char fn[] = "qkv_seq2seq_attention";
+    if (!ss || !src || !dec || !probs)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
+    const qkv_marian *m = ss->m;
+    const qkv_marian_config *c = &m->cfg;
+    if (S < 1 || S > c->P || T < 1 || T > c->P)
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "%s: the source has %lld tokens and the target %lld (1..%lld allowed: "
+                         "max_position_embeddings)",
+                         fn, (long long)S, (long long)T, (long long)c->P);
+    for (int64_t i = 0; i < S; i++)
+        if (src[i] < 0 || src[i] >= c->V)
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "%s: source token %lld is id %d, outside the vocabulary [0, %lld)", fn,
+                             (long long)i, src[i], (long long)c->V);
+    for (int64_t i = 0; i < T; i++)
+        if (dec[i] < 0 || dec[i] >= c->Vd)
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "%s: target token %lld is id %d, outside the vocabulary [0, %lld)", fn,
+                             (long long)i, dec[i], (long long)c->Vd);
+    size_t need = 0;
+    QKV_TRY(qkv_seq2seq_attention_len(ss, S, T, &need));
+    if (probs_len < need)
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "%s: probs holds %zu floats; the maps of S = %lld, T = %lld need %zu", fn,
+                         probs_len, (long long)S, (long long)T, need);
+    const int64_t C = c->C, es = c->Le * c->He * S * S, ds = c->Ld * c->Hd * T * T;
+    /* the decoder's maps: zero where a query may not look (keys after it) */
+    memset(probs + es, 0, sizeof(float) * (need - (size_t)es));
+    const qkv__marian_step_maps maps = {probs + es, probs + es + ds, T, S};
+    /* enc [S, C], kv [Ld, 2, S, C], logits [Vd] (the logits are not needed) */
+    float *enc = qkv__alloc(sizeof(float) * (size_t)(S * C * (1 + 2 * c->Ld) + c->Vd));
+    if (!enc) return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", fn);
+    float *kv = enc + S * C, *logits = kv + 2 * c->Ld * S * C;
+    qkv_kv_cache cache;
+    memset(&cache, 0, sizeof cache);
+    qkv_kv_cache *cp = &cache;
+    const int64_t off = 0;
+    qkv_status st = qkv__marian_encode_probs(rt, m, src, &S, 1, enc, probs);
+    if (st == QKV_OK) st = qkv__marian_cross_kv(rt, m, enc, S, kv);
+    if (st == QKV_OK) st = qkv__kv_cache_init(&cache, c->Ld, T, c->Hd, C / c->Hd);
+    /* as generation runs it: one token per step against the cache */
+    for (int64_t t = 0; st == QKV_OK && t < T; t++)
+        st = qkv__marian_decode_step_probs(rt, m, &cp, dec + t, kv, S, &off, &S, 1, logits, &maps);
+    qkv__kv_cache_release(&cache);
+    qkv__free(enc);
+    return st;
+}

@@ -246,6 +246,37 @@ static int join(char *buf, size_t cap, const char *dir, const char *name) {
     return n > 0 && (size_t)n < cap;
 }
 
+/* A Marian directory's SentencePiece model spm (source.spm or target.spm) with the directory's
+ * vocab.json, shared by both sides. */
+static qkv_status load_marian(qkv_tokenizer *t, const char *dir, const char *spm) {
+    char b[4096], c[4096];
+    int voc = join(b, sizeof b, dir, "vocab.json") && is_file(b);
+    if (join(c, sizeof c, dir, "target_vocab.json") && is_file(c))
+        /* ids out of the decoder would be looked up in the wrong vocabulary */
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "%s: separate source and target vocabularies (target_vocab.json) "
+                         "are not supported yet",
+                         dir);
+    return qkv__tok_load_spm(t, spm, voc ? b : NULL);
+}
+
+qkv_status qkv_tokenizer_load_target(const char *dir, qkv_tokenizer **out) {
+    char a[4096];
+    if (!dir || !out || !join(a, sizeof a, dir, "target.spm") || !is_file(a))
+        return qkv_tokenizer_load(dir, out);
+    *out = NULL;
+    qkv_tokenizer *t = tok_new();
+    if (!t) return qkv__fail(QKV_ERR_NOMEM, "qkv_tokenizer_load_target");
+    qkv_status st = load_marian(t, dir, a);
+    if (st == QKV_OK) st = qkv__tok_finish(t, a);
+    if (st != QKV_OK) {
+        qkv_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return QKV_OK;
+}
+
 qkv_status qkv_tokenizer_load(const char *path, qkv_tokenizer **out) {
     if (!out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_tokenizer_load: out is NULL");
     *out = NULL;
@@ -264,16 +295,7 @@ qkv_status qkv_tokenizer_load(const char *path, qkv_tokenizer **out) {
             int cfg = join(b, sizeof b, path, "tokenizer_config.json") && is_file(b);
             st = qkv__tok_load_vocab_txt(t, a, cfg ? b : NULL);
         } else if (join(a, sizeof a, path, "source.spm") && is_file(a)) {
-            int voc = join(b, sizeof b, path, "vocab.json") && is_file(b);
-            char c[4096];
-            if (join(c, sizeof c, path, "target_vocab.json") && is_file(c))
-                /* ids out of the decoder would be looked up in the wrong vocabulary */
-                st = qkv__fail(QKV_ERR_UNSUPPORTED,
-                               "%s: separate source and target vocabularies (target_vocab.json) "
-                               "are not supported yet",
-                               path);
-            else
-                st = qkv__tok_load_spm(t, a, voc ? b : NULL);
+            st = load_marian(t, path, a);
         } else if (join(a, sizeof a, path, "vocab.json") && is_file(a) &&
                    join(b, sizeof b, path, "merges.txt") && is_file(b)) {
             st = qkv__tok_load_vocab_merges(t, a, b);
@@ -313,39 +335,6 @@ qkv_status qkv_tokenizer_load(const char *path, qkv_tokenizer **out) {
         st = qkv__tok_load_json(t, path);
     }
     if (st == QKV_OK) st = qkv__tok_finish(t, path);
-    if (st != QKV_OK) {
-        qkv_tokenizer_free(t);
-        return st;
-    }
-    *out = t;
-    return QKV_OK;
-}
-
-qkv_status qkv_tokenizer_load_target(const char *path, qkv_tokenizer **out) {
-    if (!out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_tokenizer_load_target: out is NULL");
-    *out = NULL;
-    if (!path) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_tokenizer_load_target: path is NULL");
-    char a[4096], b[4096], c[4096];
-    struct stat sb;
-    /* a Marian directory: what qkv_tokenizer_load would read (source.spm + vocab.json, no
-     * tokenizer.json / vocab.txt before it), with target.spm for the pieces */
-    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode) ||
-        (join(a, sizeof a, path, "tokenizer.json") && is_file(a)) ||
-        (join(a, sizeof a, path, "vocab.txt") && is_file(a)) ||
-        !(join(a, sizeof a, path, "source.spm") && is_file(a)))
-        return qkv_tokenizer_load(path, out);
-    if (join(c, sizeof c, path, "target_vocab.json") && is_file(c))
-        return qkv__fail(QKV_ERR_UNSUPPORTED,
-                         "%s: separate source and target vocabularies (target_vocab.json) are not "
-                         "supported yet",
-                         path);
-    if (!join(a, sizeof a, path, "target.spm") || !is_file(a))
-        return qkv__fail(QKV_ERR_NOT_FOUND, "%s: a Marian directory without target.spm", path);
-    int voc = join(b, sizeof b, path, "vocab.json") && is_file(b);
-    qkv_tokenizer *t = tok_new();
-    if (!t) return qkv__fail(QKV_ERR_NOMEM, "qkv_tokenizer_load_target");
-    qkv_status st = qkv__tok_load_spm(t, a, voc ? b : NULL);
-    if (st == QKV_OK) st = qkv__tok_finish(t, a);
     if (st != QKV_OK) {
         qkv_tokenizer_free(t);
         return st;

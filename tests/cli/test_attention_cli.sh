@@ -3,8 +3,10 @@
 # tests/fixtures/attnmap (with a WordPiece vocab.txt written here) and the tiny GPT-2 of
 # tests/fixtures/models (with a byte-level BPE trained here by `qkv tokenizer train`): the
 # files it writes (safetensors with the maps' shapes and tokens, PNGs, one offline HTML page),
-# --layer / --head, token text that could break the page, refusals and exit codes. The maps'
-# values are tested against transformers through the API (tests/test_attnmap.c).
+# --layer / --head, token text that could break the page, refusals and exit codes; and the tiny
+# MarianMT of tests/fixtures/marian (three stacks: encoder, decoder, cross; the greedy target;
+# --target-text; hostile targets). The maps' values are tested against transformers through the
+# API (tests/test_attnmap.c, tests/test_attnmap_marian.c).
 set -uo pipefail
 qkv=$1 src=$2
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/qkv_attn_cli.XXXXXX")
@@ -113,6 +115,50 @@ mkdir -p "$tmp/busy2/saliency.png"
 "$qkv" attention --model "$cls" --text "a" --out "$tmp/busy2" > /dev/null 2> "$tmp/err"; rc=$?
 check '[[ $rc -eq 2 && ! -e "$tmp/busy2/attention.safetensors" ]]' "a directory where saliency.png goes: refused before writing ($rc)"
 
+# an encoder-decoder: the tiny random MarianMT of tests/fixtures/marian (2 + 2 layers, 4 heads);
+# the maps' values are tested against transformers in tests/test_attnmap_marian.c
+mar=$src/tests/fixtures/marian/tiny
+"$qkv" attention --model "$mar" --text "Hello world!" --out "$tmp/m1" > "$tmp/table" 2> "$tmp/err"; rc=$?
+check '[[ $rc -eq 0 ]]' "marian: exit $rc: $(cat "$tmp/err")"
+check 'grep -q "greedy translation" "$tmp/table"' "marian: says the target is the greedy translation: $(head -3 "$tmp/table")"
+check '[[ $(ls "$tmp/m1"/*.png | wc -l) -eq 31 ]]' "marian: 3 stacks x 2 layers x (4 heads + grid) + rollout PNGs ($(ls "$tmp/m1" | tr '\n' ' '))"
+check 'is_png "$tmp/m1/cross_layer01_head03.png" && is_png "$tmp/m1/encoder_rollout.png" && is_png "$tmp/m1/decoder_layer00_heads.png"' "marian: PNGs"
+"$qkv" inspect "$tmp/m1/attention.safetensors" > "$tmp/inspect" 2>&1
+greedy=$(sed -n 's/^  target = //p' "$tmp/inspect")
+want=$(echo "Hello world!" | "$qkv" translate --model "$mar" --beams 1 2>/dev/null)
+check '[[ -n "$want" && "$greedy" == "$want" ]]' "marian: the target is qkv translate --beams 1's ('$greedy' vs '$want')"
+check 'grep -q "target_from = greedy translation by qkv" "$tmp/inspect"' "marian: target_from"
+# --target-text: shapes [H, T, T], [H, T, S], [H, S, S] with S and T from the ids
+"$qkv" attention --model "$mar" --text "The GNU General Public License is a free license." --target-text "Eine Lizenz." --out "$tmp/m2" > "$tmp/table" 2> "$tmp/err"; rc=$?
+check '[[ $rc -eq 0 ]] && grep -q "the target is --target-text" "$tmp/table"' "marian --target-text: exit $rc: $(cat "$tmp/err")"
+"$qkv" inspect "$tmp/m2/attention.safetensors" > "$tmp/inspect" 2>&1
+S=$(sed -nE 's/^source_ids +I32 +\[([0-9]+)\].*/\1/p' "$tmp/inspect"); T=$(sed -nE 's/^decoder_ids +I32 +\[([0-9]+)\].*/\1/p' "$tmp/inspect")
+check '[[ $S -eq 14 && $T -eq 13 ]]' "marian: S 14 and T 13 (Eine Lizenz. + </s>, shifted right): S=$S T=$T"
+check 'grep -Eq "^encoder\.layer\.1 +F32 +\[4, $S, $S\]" "$tmp/inspect" && grep -Eq "^decoder\.layer\.1 +F32 +\[4, $T, $T\]" "$tmp/inspect" && grep -Eq "^cross\.layer\.1 +F32 +\[4, $T, $S\]" "$tmp/inspect" && grep -Eq "^encoder\.rollout +F32 +\[$S, $S\]" "$tmp/inspect"' "marian: tensor names and shapes: $(cat "$tmp/inspect")"
+check 'grep -q "decoder_tokens = \[\"<pad>\",\"▁\",\"E\"" "$tmp/inspect" && grep -q "target = Eine Lizenz." "$tmp/inspect"' "marian: decoder tokens start with the start token"
+check '[[ $(grep -cE "^ +[0-9]+ +[0-9]+ +[0-9.]+ +- " "$tmp/table") -eq 8 ]]' "marian: the cross table has no distance: $(cat "$tmp/table")"
+check 'grep -q "\"name\":\"cross-attention\"" "$tmp/m2/attention.html" && grep -q "\"name\":\"decoder self-attention\"" "$tmp/m2/attention.html" && grep -q "\"R\":$T,\"C\":$S" "$tmp/m2/attention.html"' "marian: the page holds the three stacks"
+# hostile: exit 2, nothing written
+long=$(for i in $(seq 1 150); do printf "word "; done)
+for bad in "--target-text=" "--target-text=   " "--target-text=$long" "--text-long" "--pair=x" "--target=logit" "--target=Hallo" "--label=x" "--layer=2"; do
+    case "$bad" in
+        --text-long) args=(--text "$long") ;;
+        *) args=(--text "Hello" "${bad%%=*}" "${bad#*=}") ;;
+    esac
+    "$qkv" attention --model "$mar" "${args[@]}" --out "$tmp/mx" > /dev/null 2> "$tmp/err"; rc=$?
+    check '[[ $rc -eq 2 && ! -e "$tmp/mx" ]]' "marian: ${bad:0:30} refused ($rc): $(cat "$tmp/err")"
+done
+"$qkv" attention --model "$mar" --text "$long" --out "$tmp/mx" > /dev/null 2> "$tmp/err"
+check 'grep -q "max_position_embeddings" "$tmp/err"' "marian: a long text names the limit: $(cat "$tmp/err")"
+"$qkv" attention --model "$mar" --text "Hello" --target-text "" --out "$tmp/mx" > /dev/null 2> "$tmp/err"
+check 'grep -q "gives no tokens" "$tmp/err"' "marian: an empty target said so: $(cat "$tmp/err")"
+"$qkv" attention --model "$mar" --text "Hello" --target "Hallo" --out "$tmp/mx" > /dev/null 2> "$tmp/err"
+check 'grep -q -- "--target-text" "$tmp/err"' "marian: --target TEXT points to --target-text: $(cat "$tmp/err")"
+"$qkv" attention --model "$bert" --text "the cat" --target-text "a dog" --out "$tmp/mx" > /dev/null 2> "$tmp/err"; rc=$?
+check '[[ $rc -eq 2 && ! -e "$tmp/mx" ]] && grep -q "encoder-decoder" "$tmp/err"' "--target-text on a BERT refused ($rc): $(cat "$tmp/err")"
+"$qkv" attention --model "$gpt" --text "the cat" --target-text "a dog" --out "$tmp/mx" > /dev/null 2>&1; rc=$?
+check '[[ $rc -eq 2 && ! -e "$tmp/mx" ]]' "--target-text on a GPT-2 refused ($rc)"
+
 # refusals: exit 2 and nothing written
 touch "$tmp/file"
 "$qkv" attention --model "$bert" --text "a" --out "$tmp/file" > /dev/null 2>&1; rc=$?
@@ -129,8 +175,9 @@ check '[[ $rc -eq 2 ]]' "missing model directory ($rc)"
 mkdir "$tmp/t5"; echo '{"model_type": "t5"}' > "$tmp/t5/config.json"
 "$qkv" attention --model "$tmp/t5" --text "a" --out "$tmp/y" > /dev/null 2> "$tmp/err"; rc=$?
 check '[[ $rc -eq 2 ]] && grep -q "t5" "$tmp/err"' "an unsupported model_type named ($rc)"
-"$qkv" attention --help | grep -q "rollout"; rc=$?
-check '[[ $rc -eq 0 ]]' "--help explains"
+# into a file: grep -q leaving a pipe early would end qkv with SIGPIPE (the help passes 4 KiB)
+"$qkv" attention --help > "$tmp/help"; rc=$?
+check '[[ $rc -eq 0 ]] && grep -q "rollout" "$tmp/help" && grep -q "cross-attention" "$tmp/help" && grep -q -- "--target-text" "$tmp/help"' "--help explains ($rc)"
 
 echo "attention_cli: $checks checks, $fail failed"
 [[ $fail -eq 0 ]]

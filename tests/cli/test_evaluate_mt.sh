@@ -2,7 +2,8 @@
 # test_evaluate_mt.sh QKV SOURCE_DIR — `qkv evaluate --hyp --ref` (translation mode) against
 # the sacrebleu CLI: its text output on tests/fixtures/sacrebleu/cli (written by
 # tools/gen_sacrebleu_fixtures.py running `sacrebleu ... -f text`) must be the same bytes for
-# one and two references, --width, chrF++, the intl tokenizer and --lowercase; --json must
+# one and two references, --width, chrF++, the intl tokenizer, --lowercase and
+# --sentence-level (sacrebleu -sl); --json must
 # hold the same scores; and bad input must exit 2 with a message: reference and hypothesis
 # files of different lengths, invalid UTF-8 (naming the line), a NUL byte, a directory, a
 # missing --ref, unknown metric or tokenizer.
@@ -35,6 +36,19 @@ score=$(grep -m1 '"score"' "$tmp/s.json" | sed 's/[^0-9.]//g')
 check '[ "$(printf "%.4f" "$score")" = "$bleu" ]' "--json BLEU score $score is not $bleu"
 "$qkv" evaluate --hyp hyp.txt --ref ref1.txt --json - > "$tmp/j.txt"
 check 'head -c1 "$tmp/j.txt" | grep -q "\["' "--json - does not print JSON on stdout"
+
+# sentence level: `sacrebleu -sl` line by line
+sl() { local name=$1; shift; "$qkv" evaluate --hyp hyp.txt --sentence-level "$@" > "$tmp/$name.txt"
+       check 'cmp -s "$tmp/$name.txt" expected_$name.txt' "--sentence-level $name differs from sacrebleu -sl"; }
+sl sl_bleu --ref ref1.txt --metric bleu
+sl sl_bleu_2ref_w3 --ref ref1.txt --ref ref2.txt --metric bleu --width 3 --tokenize intl
+sl sl_chrf --ref ref1.txt --metric chrf
+sl sl_chrfpp_lc --ref ref1.txt --ref ref2.txt --metric chrf++ --lowercase --width 2
+"$qkv" evaluate --hyp hyp.txt --ref ref1.txt --metric bleu --sentence-level --json - > "$tmp/slj.txt"
+check '[ "$(grep -c "\"line\":" "$tmp/slj.txt")" -eq "$(wc -l < hyp.txt)" ]' \
+    "--sentence-level --json: not one object a line"
+"$qkv" evaluate --hyp hyp.txt --ref ref1.txt --sentence-level 2> "$tmp/err"; rc=$?
+check '[ $rc -eq 2 ] && grep -q "one metric" "$tmp/err"' "--sentence-level with two metrics: exit $rc"
 
 # bad input
 head -n 5 ref1.txt > "$tmp/short.txt"

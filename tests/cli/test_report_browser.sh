@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_report_browser.sh QKV SOURCE_DIR PNG_INK — the HTML that qkv writes (the pages of
-# `qkv report` for a `qkv train` and a `qkv finetune` run) as a person sees it: headless
+# `qkv report` for a `qkv train` and a `qkv finetune` run, and the `qkv attention` page of an
+# encoder-decoder with its three stacks) as a person sees it: headless
 # Chromium renders each page to a screenshot and to its DOM. The screenshot must not be blank
 # (PNG_INK, tests/png_ink.c, counts the pixels that are not white and those of a clear hue:
 # the chart lines are blue and orange, the text black and grey), and the DOM must hold the
@@ -80,6 +81,27 @@ for kind in run ft; do
     check 'grep -q "id=\"summary\"" "$tmp/$kind.dom" && grep -q "id=\"config\"" "$tmp/$kind.dom"' "$kind: summary and configuration"
 done
 check 'grep -q "id=\"report\"" "$tmp/ft.dom" && grep -q "<img class=\"confusion\" id=\"confusion\"" "$tmp/ft.dom"' "ft: the classification report and confusion matrix"
+
+# the attention page of an encoder-decoder (`qkv attention` on the tiny MarianMT): the canvas
+# is drawn (viridis: coloured pixels), the stack selector holds the three stacks, and the page
+# opened on the cross-attention stack (#2) shows it with its table (no distance: dashes)
+"$qkv" attention --model "$src/tests/fixtures/marian/tiny" --text "The GNU General Public License is free." \
+    --target-text "Eine freie Lizenz." --out "$tmp/attn" >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 0 ]]' "qkv attention on the tiny Marian ($rc)"
+for png in "$tmp"/attn/cross_layer00_head00.png "$tmp"/attn/encoder_rollout.png "$tmp"/attn/decoder_layer01_heads.png; do
+    read -r w h nink ncol < <("$ink" "$png" 2>/dev/null || echo 0 0 0 0)
+    check '[[ $w -gt 0 && $ncol -gt 1000 ]]' "$(basename "$png"): a coloured heatmap (${w}x$h, $ncol coloured)"
+done
+page=$tmp/attn/attention.html
+shot "$page" "$tmp/attn.png"
+read -r w h nink ncol < <("$ink" "$tmp/attn.png" 2>/dev/null || echo 0 0 0 0)
+check '[[ $w -gt 0 && $nink -gt $((w * h / 200)) && $ncol -gt 5000 ]]' "attention page: drawn ($nink inked, $ncol coloured of $((w * h)))"
+echo "attention: ${w}x$h screenshot, $nink pixels inked, $ncol coloured"
+(cd "$tmp" && chrome --dump-dom "file://$page") >"$tmp/attn.dom"
+check 'grep -q "<select id=\"stack\"><option value=\"0\">encoder self-attention</option><option value=\"1\">decoder self-attention</option><option value=\"2\">cross-attention</option></select>" "$tmp/attn.dom"' "attention page: the stack selector"
+check 'grep -q "<b id=\"what\">encoder self-attention: layer 0, head 0</b>" "$tmp/attn.dom" && [[ $(grep -o "<tr data-l" "$tmp/attn.dom" | wc -l) -eq 8 ]]' "attention page: the encoder shown first, its 8 heads in the table"
+(cd "$tmp" && chrome --dump-dom "file://$page#2") >"$tmp/attn2.dom"
+check 'grep -q "<b id=\"what\">cross-attention: layer 0, head 0</b>" "$tmp/attn2.dom" && [[ $(grep -o "<td>–</td>" "$tmp/attn2.dom" | wc -l) -eq 16 ]]' "attention page #2: the cross-attention stack with dashes for distance and previous"
 
 echo "report_browser ($browser): $checks checks, $fail failed"
 [[ $fail -eq 0 ]]

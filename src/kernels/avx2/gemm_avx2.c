@@ -4,6 +4,7 @@
 #include "kernels/gemm.h"
 
 #include "kernels/avx2/pack_avx2.h"
+#include "kernels/gemm_bf16.h"
 
 #include <immintrin.h>
 
@@ -68,12 +69,22 @@ static void gemm_ukr_avx2(int64_t kc, const float *ap, const float *bp, float *c
     }
 }
 
+/* 16 bf16 -> two 8-float vectors, exactly (bf16 is the top half of an FP32). */
+static inline void widen_bf16x16(const uint16_t *bp, __m256 *lo, __m256 *hi) {
+    __m256i h = _mm256_loadu_si256((const __m256i *)bp);
+    *lo = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(h)), 16));
+    *hi = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1)), 16));
+}
+
 /* The small-M twin of gemm_ukr_avx2 (gemm.h, ukr_rows): the same broadcast + 2 FMAs per row
- * and k in the same order, A read in place (row r at a + r*lda), only the R live rows. */
-static inline __attribute__((always_inline)) void ukr_rows_n(const int R, int64_t kc,
-                                                             const float *a, int64_t lda,
-                                                             const float *bp, float *c, int64_t ldc,
-                                                             int nr, float alpha, float beta) {
+ * and k in the same order, A read in place (row r at a + r*lda), only the R live rows.
+ * BF16 (a constant): B holds bf16 (gemm_bf16.h, plain), widened exactly before the same FMAs,
+ * so the bf16 kernel equals this one on the widened weights bit for bit. */
+static inline __attribute__((always_inline)) void
+ukr_rows_n(const int R, const int BF16, int64_t kc, const float *a, int64_t lda, const void *bv,
+           float *c, int64_t ldc, int nr, float alpha, float beta) {
     __m256 c0a = _mm256_setzero_ps(), c0b = _mm256_setzero_ps();
     __m256 c1a = _mm256_setzero_ps(), c1b = _mm256_setzero_ps();
     __m256 c2a = _mm256_setzero_ps(), c2b = _mm256_setzero_ps();
@@ -92,15 +103,23 @@ static inline __attribute__((always_inline)) void ukr_rows_n(const int R, int64_
             c##r##b = _mm256_fmadd_ps(a_, b1, c##r##b);                                            \
         }                                                                                          \
     } while (0)
+    const float *bp = bv;
+    const uint16_t *bh = bv;
     for (int64_t p = 0; p < kc; p++) {
-        __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
+        __m256 b0, b1;
+        if (BF16) {
+            widen_bf16x16(bh, &b0, &b1);
+            bh += NR;
+        } else {
+            b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
+            bp += NR;
+        }
         QKV_ROW(0);
         QKV_ROW(1);
         QKV_ROW(2);
         QKV_ROW(3);
         QKV_ROW(4);
         QKV_ROW(5);
-        bp += NR;
     }
 #undef QKV_ROW
     __m256 va = _mm256_set1_ps(alpha);
@@ -115,14 +134,33 @@ static inline __attribute__((always_inline)) void ukr_rows_n(const int R, int64_
 static void gemm_ukr_rows_avx2(int64_t kc, const float *a, int64_t lda, const float *bp, float *c,
                                int64_t ldc, int mr, int nr, float alpha, float beta) {
     switch (mr) {
-    case 1: ukr_rows_n(1, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
-    case 2: ukr_rows_n(2, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
-    case 3: ukr_rows_n(3, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
-    case 4: ukr_rows_n(4, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
-    case 5: ukr_rows_n(5, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
-    case 6: ukr_rows_n(6, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 1: ukr_rows_n(1, 0, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 2: ukr_rows_n(2, 0, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 3: ukr_rows_n(3, 0, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 4: ukr_rows_n(4, 0, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 5: ukr_rows_n(5, 0, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 6: ukr_rows_n(6, 0, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
     default: break;
     }
+}
+
+/* The bf16-weight kernel (gemm_bf16.h, plain): ukr_rows_n on bf16 rows of B, widened. */
+static void gemm_bf16_ukr_avx2(int64_t kc, const void *a, int64_t lda, const uint16_t *bp, float *c,
+                               int64_t ldc, int mr, int nr, float beta) {
+    switch (mr) {
+    case 1: ukr_rows_n(1, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 2: ukr_rows_n(2, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 3: ukr_rows_n(3, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 4: ukr_rows_n(4, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 5: ukr_rows_n(5, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 6: ukr_rows_n(6, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    default: break;
+    }
+}
+
+void qkv__gemm_bf16_config_avx2(qkv_gemm_bf16_config *cfg) {
+    qkv__gemm_bf16_config_plain(cfg, "gemm_bf16_avx2", qkv__gemm_config_avx2, gemm_bf16_ukr_avx2,
+                                qkv__fma_peak_loop_avx2);
 }
 
 static void pack_bt_avx2(const float *B, int64_t ldb, int64_t kc, int nr, float *dst) {

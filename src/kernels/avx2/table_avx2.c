@@ -4,6 +4,7 @@
 #include "kernels/avx2/kernels_avx2.h"
 #include "kernels/dispatch.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_bf16.h"
 
 const qkv_kernels qkv__kernels_avx2 = {
     .convert_f16_f32 = qkv__convert_f16_f32_avx2,
@@ -24,4 +25,5 @@ const qkv_kernels qkv__kernels_avx2 = {
     .layernorm_bwd_f32 = qkv__layernorm_bwd_f32_avx2,
     .rmsnorm_f32 = qkv__rmsnorm_f32_avx2,
     .rmsnorm_bwd_f32 = qkv__rmsnorm_bwd_f32_avx2,
+    .gemm_bf16_config = qkv__gemm_bf16_config_avx2,
 };

@@ -8,27 +8,14 @@
  * panels are zero-padded so the extra lanes are harmless. */
 #include "kernels/gemm.h"
 
+#include "core/cpu.h"
 #include "kernels/avx2/pack_avx2.h"
+#include "kernels/avx512/store_avx512.h"
+#include "kernels/gemm_bf16.h"
 
 #include <immintrin.h>
 
 enum { MR = 8, NR = 48 };
-
-/* Stores one row of the tile: three 16-float segments with masks for the tail. */
-static inline void store_row(float *c, __m512 x0, __m512 x1, __m512 x2, const __mmask16 m[3],
-                             __m512 valpha, __m512 vbeta, int beta_zero) {
-    x0 = _mm512_mul_ps(x0, valpha);
-    x1 = _mm512_mul_ps(x1, valpha);
-    x2 = _mm512_mul_ps(x2, valpha);
-    if (!beta_zero) {
-        x0 = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(m[0], c), x0);
-        x1 = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(m[1], c + 16), x1);
-        x2 = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(m[2], c + 32), x2);
-    }
-    _mm512_mask_storeu_ps(c, m[0], x0);
-    _mm512_mask_storeu_ps(c + 16, m[1], x1);
-    _mm512_mask_storeu_ps(c + 32, m[2], x2);
-}
 
 static void gemm_ukr_avx512(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
                             int mr, int nr, float alpha, float beta) {
@@ -89,11 +76,17 @@ static void gemm_ukr_avx512(int64_t kc, const float *ap, const float *bp, float 
 /* The small-M twin of gemm_ukr_avx512 (gemm.h, ukr_rows): the same broadcast + 3 FMAs per row
  * and k, in the same order, with A read in place (row r at a + r*lda) instead of from a packed
  * panel, and only the R live rows computed (R a constant once inlined: no wasted FMAs for a
- * 1-row decode). Same store_row, so every C element gets exactly the ukr's operations. */
-static inline __attribute__((always_inline)) void ukr_rows_n(const int R, int64_t kc,
-                                                             const float *a, int64_t lda,
-                                                             const float *bp, float *c, int64_t ldc,
-                                                             int nr, float alpha, float beta) {
+ * 1-row decode). Same store_row, so every C element gets exactly the ukr's operations.
+ * BF16 (a constant): B holds bf16 (gemm_bf16.h, plain), widened exactly before the same FMAs,
+ * so the bf16 kernel equals this one on the widened weights bit for bit. */
+static inline __m512 widen_bf16x16(const uint16_t *p) {
+    __m256i h = _mm256_loadu_si256((const __m256i *)p);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+static inline __attribute__((always_inline)) void
+ukr_rows_n(const int R, const int BF16, int64_t kc, const float *a, int64_t lda, const void *bv,
+           float *c, int64_t ldc, int nr, float alpha, float beta) {
     __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c02 = _mm512_setzero_ps();
     __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps(), c12 = _mm512_setzero_ps();
     __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(), c22 = _mm512_setzero_ps();
@@ -116,9 +109,17 @@ static inline __attribute__((always_inline)) void ukr_rows_n(const int R, int64_
             c##r##2 = _mm512_fmadd_ps(a_, b2, c##r##2);                                            \
         }                                                                                          \
     } while (0)
+    const float *bp = bv;
+    const uint16_t *bh = bv;
     for (int64_t p = 0; p < kc; p++) {
-        __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
-        __m512 b2 = _mm512_loadu_ps(bp + 32);
+        __m512 b0, b1, b2;
+        if (BF16) {
+            b0 = widen_bf16x16(bh), b1 = widen_bf16x16(bh + 16), b2 = widen_bf16x16(bh + 32);
+            bh += NR;
+        } else {
+            b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16), b2 = _mm512_loadu_ps(bp + 32);
+            bp += NR;
+        }
         QKV_ROW(0);
         QKV_ROW(1);
         QKV_ROW(2);
@@ -127,7 +128,6 @@ static inline __attribute__((always_inline)) void ukr_rows_n(const int R, int64_
         QKV_ROW(5);
         QKV_ROW(6);
         QKV_ROW(7);
-        bp += NR;
     }
 #undef QKV_ROW
     __mmask16 m[3];
@@ -150,14 +150,14 @@ static inline __attribute__((always_inline)) void ukr_rows_n(const int R, int64_
 static void gemm_ukr_rows_avx512(int64_t kc, const float *a, int64_t lda, const float *bp, float *c,
                                  int64_t ldc, int mr, int nr, float alpha, float beta) {
     switch (mr) {
-    case 1: ukr_rows_n(1, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
-    case 2: ukr_rows_n(2, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
-    case 3: ukr_rows_n(3, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
-    case 4: ukr_rows_n(4, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
-    case 5: ukr_rows_n(5, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
-    case 6: ukr_rows_n(6, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
-    case 7: ukr_rows_n(7, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
-    case 8: ukr_rows_n(8, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 1: ukr_rows_n(1, 0, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 2: ukr_rows_n(2, 0, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 3: ukr_rows_n(3, 0, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 4: ukr_rows_n(4, 0, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 5: ukr_rows_n(5, 0, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 6: ukr_rows_n(6, 0, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 7: ukr_rows_n(7, 0, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
+    case 8: ukr_rows_n(8, 0, kc, a, lda, bp, c, ldc, nr, alpha, beta); break;
     default: break;
     }
 }
@@ -182,6 +182,36 @@ void qkv__gemm_config_avx512(qkv_gemm_config *cfg) {
     cfg->pack_a = pack_a_avx512; /* MR == 8: whole 8 x 8 transposes */
     cfg->ukr_rows = gemm_ukr_rows_avx512;
     cfg->rows_max = 64; /* measured (docs/PERFORMANCE.md, GEMM) */
+}
+
+/* The bf16-weight kernel (gemm_bf16.h, plain): ukr_rows_n on bf16 rows of B, widened. */
+static void gemm_bf16_ukr_avx512(int64_t kc, const void *a, int64_t lda, const uint16_t *bp,
+                                 float *c, int64_t ldc, int mr, int nr, float beta) {
+    switch (mr) {
+    case 1: ukr_rows_n(1, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 2: ukr_rows_n(2, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 3: ukr_rows_n(3, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 4: ukr_rows_n(4, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 5: ukr_rows_n(5, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 6: ukr_rows_n(6, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 7: ukr_rows_n(7, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 8: ukr_rows_n(8, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    default: break;
+    }
+}
+
+/* The bf16-weight GEMM: vdpbf16ps where the CPU has AVX512_BF16 (its own file and flags) and
+ * qkv__gemm_bf16_allow_dpbf16 has not turned it off; else the FP32 zmm kernel on bf16 weights
+ * widened in registers (FP32 activations, the FP32 kernel's bits). */
+void qkv__gemm_bf16_config_avx512(qkv_gemm_bf16_config *cfg) {
+#if QKV_HAVE_AVX512BF16
+    if ((qkv_cpu_features() & QKV_CPU_AVX512BF16) && qkv__gemm_bf16_dpbf16_allowed()) {
+        qkv__gemm_bf16_config_avx512bf16(cfg);
+        return;
+    }
+#endif
+    qkv__gemm_bf16_config_plain(cfg, "gemm_bf16_avx512", qkv__gemm_config_avx512,
+                                gemm_bf16_ukr_avx512, qkv__fma_peak_loop_avx512);
 }
 
 /* Peak-measurement loop (kernels/peak.c): 12 independent zmm FMA chains. */

@@ -4,6 +4,7 @@
 #include "kernels/avx512/kernels_avx512.h"
 #include "kernels/dispatch.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_bf16.h"
 
 const qkv_kernels qkv__kernels_avx512 = {
     .convert_f16_f32 = qkv__convert_f16_f32_avx512,
@@ -24,4 +25,5 @@ const qkv_kernels qkv__kernels_avx512 = {
     .layernorm_bwd_f32 = qkv__layernorm_bwd_f32_avx512,
     .rmsnorm_f32 = qkv__rmsnorm_f32_avx512,
     .rmsnorm_bwd_f32 = qkv__rmsnorm_bwd_f32_avx512,
+    .gemm_bf16_config = qkv__gemm_bf16_config_avx512,
 };

@@ -2,6 +2,9 @@
  * baseline ISA). Contract in kernels/gemm.h. */
 #include "kernels/gemm.h"
 
+#include "core/half.h"
+#include "kernels/gemm_bf16.h"
+
 enum { MR = 4, NR = 8 };
 
 static void gemm_ukr_ref(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
@@ -29,6 +32,29 @@ void qkv__gemm_config_ref(qkv_gemm_config *cfg) {
     cfg->pack_a = NULL;
     cfg->ukr_rows = NULL; /* the portable path always packs A */
     cfg->rows_max = 0;
+}
+
+/* The bf16-weight twin of gemm_ukr_ref (gemm_bf16.h, plain): A read in place, B widened
+ * exactly, the same float multiply-adds in the same order and the same store, so the result
+ * equals gemm_ukr_ref on the widened weights bit for bit. */
+static void gemm_bf16_ukr_ref(int64_t kc, const void *a, int64_t lda, const uint16_t *bp, float *c,
+                              int64_t ldc, int mr, int nr, float beta) {
+    const float *ar = a;
+    float acc[MR][NR] = {{0}};
+    for (int64_t p = 0; p < kc; p++)
+        for (int r = 0; r < mr; r++)
+            for (int j = 0; j < NR; j++)
+                acc[r][j] += ar[r * lda + p] * qkv__bf16_to_f32(bp[p * NR + j]);
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < nr; j++) {
+            float *dst = c + r * ldc + j;
+            *dst = beta == 0.0f ? acc[r][j] : acc[r][j] + beta * *dst;
+        }
+}
+
+void qkv__gemm_bf16_config_ref(qkv_gemm_bf16_config *cfg) {
+    qkv__gemm_bf16_config_plain(cfg, "gemm_bf16_ref", qkv__gemm_config_ref, gemm_bf16_ukr_ref,
+                                qkv__fma_peak_loop_ref);
 }
 
 /* Peak-measurement loop (kernels/peak.c): independent multiply-add chains in plain C. */

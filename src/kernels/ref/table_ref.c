@@ -2,6 +2,7 @@
 #include "kernels/attn_kernels.h"
 #include "kernels/dispatch.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_bf16.h"
 #include "kernels/ref/kernels_ref.h"
 
 const qkv_kernels qkv__kernels_ref = {
@@ -23,4 +24,5 @@ const qkv_kernels qkv__kernels_ref = {
     .layernorm_bwd_f32 = qkv__layernorm_bwd_f32_ref,
     .rmsnorm_f32 = qkv__rmsnorm_f32_ref,
     .rmsnorm_bwd_f32 = qkv__rmsnorm_bwd_f32_ref,
+    .gemm_bf16_config = qkv__gemm_bf16_config_ref,
 };

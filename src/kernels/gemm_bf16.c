@@ -1,0 +1,276 @@
+/* gemm_bf16.c — the portable half of the bf16-weight GEMM (contract in gemm_bf16.h): packing of
+ * the weights (once) and of the activations (pairs kernels, per call), the loop nest around the
+ * micro-kernel, the thread split, and the naive reference.
+ *
+ * Loop nest: threads take ranges of NR-wide column panels of the packed B; per thread
+ *   for pc in 0..K step KC:            the K block (as qkv__gemm_f32 cuts it)
+ *     for ic in 0..M step MC:          rows of A (pairs: already packed, L2)
+ *       for each panel in the range:   B micro-panel, KC x NR bf16 (L1)
+ *         for ir in block step MR:     micro-kernel on C[ic+ir.., panel..]
+ * The first K block applies the caller's beta, later ones beta = 1. Every C element is summed
+ * by one thread in an order that depends only on K and the config. */
+#include "kernels/gemm_bf16.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "core/half.h"
+#include "kernels/dispatch.h"
+
+#include <string.h>
+
+struct qkv_gemm_bf16_packed {
+    qkv_gemm_bf16_config cfg; /* a copy: the layout and the kernel to run */
+    int64_t K, N;
+    int64_t kc;     /* K block (qkv__gemm_k_block(cfg.kc, K)) */
+    int64_t npad;   /* N rounded up to NR */
+    uint16_t *data; /* block at pc: data + pc*npad, panel jr of it at + jr*kcs, kcs = the
+                       block's length (rounded up to even for pairs); NULL when K*N == 0 */
+};
+
+void qkv__gemm_bf16_config_plain(qkv_gemm_bf16_config *cfg, const char *name,
+                                 void (*twin)(qkv_gemm_config *), qkv_gemm_bf16_ukr_fn ukr,
+                                 float (*peak_loop)(int64_t iters, double *flops)) {
+    qkv_gemm_config f;
+    twin(&f);
+    cfg->name = name;
+    cfg->mr = f.mr;
+    cfg->nr = f.nr;
+    cfg->kc = f.kc; /* the twin's K blocks: the same summation order */
+    cfg->mc = f.mc;
+    cfg->pairs = 0;
+    cfg->ukr = ukr;
+    cfg->f32_twin = twin;
+    cfg->peak_loop = peak_loop;
+}
+
+static int dpbf16_allowed = 1;
+void qkv__gemm_bf16_allow_dpbf16(int on) {
+    __atomic_store_n(&dpbf16_allowed, on != 0, __ATOMIC_RELAXED);
+}
+int qkv__gemm_bf16_dpbf16_allowed(void) {
+    return __atomic_load_n(&dpbf16_allowed, __ATOMIC_RELAXED);
+}
+
+static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/* Stored length of the K block [pc, pc + kcb): pairs pad an odd (last) block with a zero k. */
+static int64_t k_stored(const qkv_gemm_bf16_config *cfg, int64_t kcb) {
+    return cfg->pairs ? round_up(kcb, 2) : kcb;
+}
+
+/* Index of op(B)(p, j) inside one micro-panel (p, j relative to the panel). */
+static size_t panel_index(const qkv_gemm_bf16_config *cfg, int64_t p, int j) {
+    if (cfg->pairs) return (size_t)((p >> 1) * 2 * cfg->nr + 2 * j + (p & 1));
+    return (size_t)(p * cfg->nr + j);
+}
+
+/* Packs op(B) into p->data; src is bf16 (f32 == NULL) or FP32 rounded here (b16 == NULL). */
+static void pack_all(qkv_gemm_bf16_packed *p, int trans_b, const uint16_t *b16, const float *f32,
+                     int64_t ldb) {
+    const qkv_gemm_bf16_config *cfg = &p->cfg;
+    const int NR = cfg->nr;
+    for (int64_t pc = 0; pc < p->K; pc += p->kc) {
+        int64_t kcb = p->K - pc < p->kc ? p->K - pc : p->kc, kcs = k_stored(cfg, kcb);
+        for (int64_t jr = 0; jr < p->npad; jr += NR) {
+            uint16_t *dst = p->data + pc * p->npad + jr * kcs;
+            memset(dst, 0, sizeof(uint16_t) * (size_t)(kcs * NR)); /* padding: +0.0 */
+            int nr = (int)(p->N - jr < NR ? p->N - jr : NR);
+            for (int j = 0; j < nr; j++)
+                for (int64_t q = 0; q < kcb; q++) {
+                    int64_t k = pc + q, n = jr + j;
+                    int64_t at = trans_b ? n * ldb + k : k * ldb + n;
+                    dst[panel_index(cfg, q, j)] = b16 ? b16[at] : qkv__f32_to_bf16(f32[at]);
+                }
+        }
+    }
+}
+
+static qkv_status pack_common(const qkv_gemm_bf16_config *cfg, int trans_b, int64_t K, int64_t N,
+                              const uint16_t *b16, const float *f32, int64_t ldb,
+                              qkv_gemm_bf16_packed **out) {
+    if (!out) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16 pack: out is NULL");
+    *out = NULL;
+    if (K < 0 || N < 0)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16 pack: negative size K=%lld N=%lld",
+                         (long long)K, (long long)N);
+    if (K > 0 && N > 0) {
+        if (!b16 && !f32) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16 pack: B is NULL");
+        if (ldb < (trans_b ? K : N))
+            return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16 pack: ldb %lld too small",
+                             (long long)ldb);
+    }
+    qkv_gemm_bf16_packed *p = qkv__calloc(1, sizeof *p);
+    if (!p) return qkv__fail(QKV_ERR_NOMEM, "gemm bf16 pack: out of memory");
+    if (cfg)
+        p->cfg = *cfg;
+    else
+        qkv__kernels()->gemm_bf16_config(&p->cfg);
+    p->K = K;
+    p->N = N;
+    p->kc = qkv__gemm_k_block(p->cfg.kc, K);
+    p->npad = round_up(N, p->cfg.nr);
+    if (K > 0 && N > 0) {
+        size_t bytes;
+        if (qkv__mul_overflow((size_t)round_up(K, 2), (size_t)p->npad, &bytes) ||
+            qkv__mul_overflow(bytes, sizeof(uint16_t), &bytes)) {
+            qkv__free(p);
+            return qkv__fail(QKV_ERR_OVERFLOW, "gemm bf16 pack: %lld x %lld overflows",
+                             (long long)K, (long long)N);
+        }
+        p->data = qkv__alloc(bytes);
+        if (!p->data) {
+            qkv__free(p);
+            return qkv__fail(QKV_ERR_NOMEM, "gemm bf16 pack: cannot allocate %zu bytes", bytes);
+        }
+        pack_all(p, trans_b, b16, f32, ldb);
+    }
+    *out = p;
+    return QKV_OK;
+}
+
+qkv_status qkv__gemm_bf16_pack(const qkv_gemm_bf16_config *cfg, int trans_b, int64_t K, int64_t N,
+                               const uint16_t *B, int64_t ldb, qkv_gemm_bf16_packed **out) {
+    if (K > 0 && N > 0 && !B) {
+        if (out) *out = NULL;
+        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16 pack: B is NULL");
+    }
+    return pack_common(cfg, trans_b, K, N, B, NULL, ldb, out);
+}
+
+qkv_status qkv__gemm_bf16_pack_f32(const qkv_gemm_bf16_config *cfg, int trans_b, int64_t K,
+                                   int64_t N, const float *B, int64_t ldb,
+                                   qkv_gemm_bf16_packed **out) {
+    if (K > 0 && N > 0 && !B) {
+        if (out) *out = NULL;
+        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16 pack: B is NULL");
+    }
+    return pack_common(cfg, trans_b, K, N, NULL, B, ldb, out);
+}
+
+void qkv__gemm_bf16_packed_free(qkv_gemm_bf16_packed *p) {
+    if (!p) return;
+    qkv__free(p->data);
+    qkv__free(p);
+}
+
+int64_t qkv__gemm_bf16_packed_k(const qkv_gemm_bf16_packed *p) { return p ? p->K : 0; }
+int64_t qkv__gemm_bf16_packed_n(const qkv_gemm_bf16_packed *p) { return p ? p->N : 0; }
+size_t qkv__gemm_bf16_packed_bytes(const qkv_gemm_bf16_packed *p) {
+    return p && p->data ? (size_t)round_up(p->K, 2) * (size_t)p->npad * sizeof(uint16_t) : 0;
+}
+const char *qkv__gemm_bf16_packed_kernel(const qkv_gemm_bf16_packed *p) {
+    return p ? p->cfg.name : NULL;
+}
+
+uint16_t qkv__gemm_bf16_packed_get(const qkv_gemm_bf16_packed *p, int64_t k, int64_t n) {
+    int64_t pc = k / p->kc * p->kc, kcb = p->K - pc < p->kc ? p->K - pc : p->kc;
+    int64_t jr = n / p->cfg.nr * p->cfg.nr;
+    const uint16_t *panel = p->data + pc * p->npad + jr * k_stored(&p->cfg, kcb);
+    return panel[panel_index(&p->cfg, k - pc, (int)(n - jr))];
+}
+
+/* A [M, K] -> bf16 rows ah [M, kp] (RNE; kp = K rounded up to even, a zero pads odd K). */
+static void round_a(int64_t M, int64_t K, const float *A, int64_t lda, uint16_t *ah, int64_t kp) {
+    void (*conv)(const float *, uint16_t *, size_t) = qkv__kernels()->convert_f32_bf16;
+    for (int64_t i = 0; i < M; i++) {
+        conv(A + i * lda, ah + i * kp, (size_t)K);
+        if (kp > K) ah[i * kp + K] = 0;
+    }
+}
+
+typedef struct {
+    const qkv_gemm_bf16_packed *B;
+    int64_t M;
+    const float *A; /* plain kernels */
+    int64_t lda;
+    const uint16_t *ah; /* pairs kernels: A rounded to bf16, [M, kp] */
+    int64_t kp;
+    float beta;
+    float *C;
+    int64_t ldc;
+} bf16_job;
+
+static void bf16_task(void *ctx, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    const bf16_job *g = ctx;
+    const qkv_gemm_bf16_packed *B = g->B;
+    const qkv_gemm_bf16_config *cfg = &B->cfg;
+    const int MR = cfg->mr, NR = cfg->nr;
+    for (int64_t pc = 0; pc < B->K; pc += B->kc) {
+        int64_t kcb = B->K - pc < B->kc ? B->K - pc : B->kc, kcs = k_stored(cfg, kcb);
+        float beta = pc == 0 ? g->beta : 1.0f;
+        for (int64_t ic = 0; ic < g->M; ic += cfg->mc)
+            for (int64_t panel = begin; panel < end; panel++) {
+                int64_t jr = panel * NR;
+                int nr = (int)(B->N - jr < NR ? B->N - jr : NR);
+                const uint16_t *bp = B->data + pc * B->npad + jr * kcs;
+                int64_t mc = g->M - ic < cfg->mc ? g->M - ic : cfg->mc;
+                for (int64_t ir = ic; ir < ic + mc; ir += MR) {
+                    int mr = (int)(g->M - ir < MR ? g->M - ir : MR);
+                    if (cfg->pairs)
+                        cfg->ukr(kcb, g->ah + ir * g->kp + pc, g->kp, bp, g->C + ir * g->ldc + jr,
+                                 g->ldc, mr, nr, beta);
+                    else
+                        cfg->ukr(kcb, g->A + ir * g->lda + pc, g->lda, bp, g->C + ir * g->ldc + jr,
+                                 g->ldc, mr, nr, beta);
+                }
+            }
+    }
+}
+
+qkv_status qkv__gemm_bf16(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
+                          const qkv_gemm_bf16_packed *B, float beta, float *C, int64_t ldc) {
+    if (!B) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: packed B is NULL");
+    if (M < 0) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: negative M=%lld", (long long)M);
+    if (M == 0 || B->N == 0) return QKV_OK;
+    if (!C) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: C is NULL");
+    if (ldc < B->N)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: ldc %lld < N %lld", (long long)ldc,
+                         (long long)B->N);
+    if (B->K == 0) { /* C = beta * C */
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < B->N; j++)
+                C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+        return QKV_OK;
+    }
+    if (!A) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: A is NULL");
+    if (lda < B->K)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: lda %lld < K %lld", (long long)lda,
+                         (long long)B->K);
+    bf16_job g = {.B = B, .M = M, .A = A, .lda = lda, .beta = beta, .C = C, .ldc = ldc};
+    uint16_t *ah = NULL;
+    if (B->cfg.pairs) {
+        size_t bytes;
+        g.kp = round_up(B->K, 2);
+        if (qkv__mul_overflow((size_t)M, (size_t)g.kp, &bytes) ||
+            qkv__mul_overflow(bytes, sizeof(uint16_t), &bytes))
+            return qkv__fail(QKV_ERR_OVERFLOW, "gemm bf16: bf16 copy of A overflows");
+        ah = qkv__alloc(bytes);
+        if (!ah)
+            return qkv__fail(QKV_ERR_NOMEM, "gemm bf16: cannot allocate %zu bytes for A", bytes);
+        round_a(M, B->K, A, lda, ah, g.kp);
+        g.ah = ah;
+    }
+    int64_t panels = B->npad / B->cfg.nr;
+    /* threads only when there is enough work to pay for waking them (as qkv__gemm_f32) */
+    double work = (double)M * (double)B->N * (double)B->K;
+    if (work < 65536.0 * 2 || qkv_runtime_n_threads(rt) <= 1)
+        bf16_task(&g, 0, panels, 0);
+    else
+        qkv_parallel_for(rt, panels, 1, bf16_task, &g);
+    qkv__free(ah);
+    return QKV_OK;
+}
+
+void qkv__gemm_bf16_naive(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double acc = 0.0;
+            for (int64_t p = 0; p < K; p++)
+                acc += (double)A[i * lda + p] *
+                       (double)qkv__bf16_to_f32(trans_b ? B[j * ldb + p] : B[p * ldb + j]);
+            C[i * ldc + j] =
+                (float)(acc + (beta == 0.0f ? 0.0 : (double)beta * (double)C[i * ldc + j]));
+        }
+}

@@ -1,0 +1,112 @@
+/* gemm_bf16.h — GEMM with bf16 weights, FP32 activations and FP32 accumulation (internal API).
+ *
+ *   C[M,N] = A[M,K] · op(B)[K,N] + beta * C        (beta == 0 overwrites C without reading it)
+ *
+ * A is FP32 row-major (lda); B is bf16, either [N, K] row-major as Linear layers store their
+ * weights (trans_b = 1, element (k, n) at B[n*ldb + k]) or [K, N] (trans_b = 0). B is always
+ * packed once (qkv__gemm_bf16_pack, or qkv__gemm_bf16_pack_f32 from an FP32 checkpoint, rounded
+ * to nearest even) into the layout of one ISA's micro-kernel, then reused for every product.
+ *
+ * Two kinds of micro-kernel (config.pairs):
+ *  - plain (ref, avx2, avx512 without AVX512_BF16): B panels hold bf16 in the FP32
+ *    layout bp[p*NR + j]; the kernel widens them exactly (bf16 is the top half of an FP32) and
+ *    runs the FP32 FMA sequence of that ISA's FP32 micro-kernel on A read in place. The result
+ *    is bit-identical to qkv__gemm_f32 of the same ISA (config.f32_twin) on the widened B.
+ *  - pairs (AVX512_BF16, vdpbf16ps): A is rounded to bf16 (RNE, the convert_f32_bf16 kernel)
+ *    per call into bf16 rows of even length (odd K padded with a zero), so consecutive k form
+ *    the 32-bit pairs the instruction takes; B panels hold the same pairs per column
+ *    (bp[q*2*NR + 2*j + h] = b[2q + h][j]). vdpbf16ps
+ *    multiplies the pairs exactly and adds them into FP32 accumulators (it flushes bf16
+ *    subnormal inputs and FP32 subnormal results to zero, and rounds to nearest even).
+ * Error against the exact product (tests/test_kernels_gemm_bf16.c checks both on every ISA),
+ * with S = Σ_k |a_k|·|b_k| + |beta·c| and γ_n = n·2^-24 / (1 - n·2^-24):
+ *    plain: |err| <= γ_{K+2}·S                        (+ gradual-underflow terms)
+ *    pairs: |err| <= (2^-8 + γ_{K+2}·(1 + 2^-8))·S + 2^-126·(Σ|a_k| + Σ|b_k| + K + 2)
+ * (2^-8: the RNE rounding of each activation to bf16's 8-bit significand; 2^-126: the
+ * flush-to-zero of subnormal inputs and results.)
+ *
+ * K is cut into blocks exactly as qkv__gemm_f32 does (qkv__gemm_k_block), each C element is
+ * summed by one thread in a fixed order, so results are bit-identical for any thread count and
+ * any M (a row computed alone equals the same row in a batch). No epilogue yet. */
+#ifndef QKV_KERNELS_GEMM_BF16_H
+#define QKV_KERNELS_GEMM_BF16_H
+
+#include "kernels/gemm.h"
+#include "qkv.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Micro-kernel: c[r*ldc + j] = acc[r][j] + beta*c[r*ldc + j] for r < mr, j < nr (beta == 0:
+ * overwrite), nothing else touched, with acc[r][j] = Σ_{p<kc} a(r, p)·b(p, j), where
+ *  - plain: a(r, p) = ((const float *)a)[r*lda + p], b(p, j) = widen(bp[p*NR + j]);
+ *  - pairs: a = bf16 rows (const uint16_t *, a(r, p) = a[r*lda + p], lda even, a 4-byte
+ *    aligned, a zero at p = kc when kc is odd), b the pair panel (bp[q*2*NR + 2*j + h]),
+ *    q < ceil(kc/2). Rows past mr are never read. */
+typedef void (*qkv_gemm_bf16_ukr_fn)(int64_t kc, const void *a, int64_t lda, const uint16_t *bp,
+                                     float *c, int64_t ldc, int mr, int nr, float beta);
+
+typedef struct qkv_gemm_bf16_config {
+    const char *name; /* e.g. gemm_bf16_avx512bf16 */
+    int mr, nr;       /* register block */
+    int64_t kc, mc;   /* K block (at most; as qkv__gemm_k_block), rows per A block */
+    int pairs;        /* 1: vdpbf16ps layout, A rounded to bf16 pairs; 0: plain (see above) */
+    qkv_gemm_bf16_ukr_fn ukr;
+    /* plain kernels: the FP32 config whose results they reproduce bit for bit; else NULL */
+    void (*f32_twin)(qkv_gemm_config *cfg);
+    /* the peak loop of the instruction the kernel runs (FMA, or vdpbf16ps; kernels/peak.c) */
+    float (*peak_loop)(int64_t iters, double *flops);
+} qkv_gemm_bf16_config;
+
+/* The config of each ISA. avx512 picks the AVX512_BF16 kernel when CPUID reports it, the build
+ * has it (QKV_HAVE_AVX512BF16) and it is allowed (below), else its plain zmm kernel
+ * (gemm_bf16_avx512: FP32 activations, the FP32 avx512 kernel's bits). */
+void qkv__gemm_bf16_config_ref(qkv_gemm_bf16_config *cfg);
+void qkv__gemm_bf16_config_avx2(qkv_gemm_bf16_config *cfg);
+void qkv__gemm_bf16_config_avx512(qkv_gemm_bf16_config *cfg);
+/* Fills a plain config: register block and K blocks of the FP32 twin (whose packing layout and
+ * FMA sequence the plain kernel reproduces), ukr, and the twin's peak loop. */
+void qkv__gemm_bf16_config_plain(qkv_gemm_bf16_config *cfg, const char *name,
+                                 void (*twin)(qkv_gemm_config *), qkv_gemm_bf16_ukr_fn ukr,
+                                 float (*peak_loop)(int64_t iters, double *flops));
+/* Whether the avx512 config may choose vdpbf16ps (default 1). Measured on a CPU where it
+ * runs at half the FP32 FMA rate (docs/PERFORMANCE.md), so benchmarks and tests can compare
+ * both; not thread-safe against concurrent config lookups, set it before packing. */
+void qkv__gemm_bf16_allow_dpbf16(int on);
+int qkv__gemm_bf16_dpbf16_allowed(void);
+/* The vdpbf16ps kernel itself (only with QKV_HAVE_AVX512BF16; caller checks the CPU). */
+void qkv__gemm_bf16_config_avx512bf16(qkv_gemm_bf16_config *cfg);
+/* Peak loop of independent vdpbf16ps chains (kernels/peak.c contract; 4 FLOPs per lane). */
+float qkv__dpbf16_peak_loop_avx512bf16(int64_t iters, double *flops);
+
+typedef struct qkv_gemm_bf16_packed qkv_gemm_bf16_packed;
+
+/* Packs op(B) [K, N] (bf16 bits, trans_b as above) for cfg (NULL: the active ISA's). K == 0 or
+ * N == 0 give an empty valid handle. INVALID_ARG on NULL out, negative sizes, ldb too small or
+ * B NULL with K*N > 0; OVERFLOW; NOMEM. On failure *out is NULL. B is not referenced after. */
+qkv_status qkv__gemm_bf16_pack(const qkv_gemm_bf16_config *cfg, int trans_b, int64_t K, int64_t N,
+                               const uint16_t *B, int64_t ldb, qkv_gemm_bf16_packed **out);
+/* The same from FP32 weights, each rounded to bf16 to nearest even (NaN stays NaN, overflow
+ * gives Inf, subnormals kept: core/half.h). Same result as converting first, then packing. */
+qkv_status qkv__gemm_bf16_pack_f32(const qkv_gemm_bf16_config *cfg, int trans_b, int64_t K,
+                                   int64_t N, const float *B, int64_t ldb,
+                                   qkv_gemm_bf16_packed **out);
+void qkv__gemm_bf16_packed_free(qkv_gemm_bf16_packed *p); /* NULL is a no-op */
+int64_t qkv__gemm_bf16_packed_k(const qkv_gemm_bf16_packed *p);
+int64_t qkv__gemm_bf16_packed_n(const qkv_gemm_bf16_packed *p);
+size_t qkv__gemm_bf16_packed_bytes(const qkv_gemm_bf16_packed *p);
+const char *qkv__gemm_bf16_packed_kernel(const qkv_gemm_bf16_packed *p); /* config name */
+/* The stored bf16 bits of op(B)(k, n) (tests; 0 <= k < K, 0 <= n < N). */
+uint16_t qkv__gemm_bf16_packed_get(const qkv_gemm_bf16_packed *p, int64_t k, int64_t n);
+
+/* C [M, N] = A [M, K] · op(B) + beta * C with the packed B's kernel. INVALID_ARG on NULL B,
+ * M < 0, lda < K, ldc < N, or NULL A/C where needed; NOMEM if A's bf16 pairs cannot be
+ * allocated (pairs kernels only: M x K bf16; plain kernels allocate nothing). */
+qkv_status qkv__gemm_bf16(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
+                          const qkv_gemm_bf16_packed *B, float beta, float *C, int64_t ldc);
+
+/* The plain reference: Σ_k A(i,k)·widen(B(k,j)) in double, + beta·C, rounded once. */
+void qkv__gemm_bf16_naive(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+#endif
