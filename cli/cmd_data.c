@@ -20,6 +20,9 @@
 
 void cmd_data_help(void) {
     printf("Usage: qkv data prepare --tokenizer PATH --out DIR [options] FILES...\n"
+           "       qkv data prepare --source FILE --target FILE --tokenizer PATH --out DIR\n"
+           "                        [--target-tokenizer PATH] [--val-fraction F |\n"
+           "                        --val-source FILE --val-target FILE] [--on-error stop|skip]\n"
            "       qkv data info DIR\n\n"
            "prepare tokenizes text FILES into a training dataset: DIR/meta.json and binary\n"
            "shards of token ids, DIR/train_00000.bin ... and DIR/val_00000.bin ... (the\n"
@@ -42,6 +45,17 @@ void cmd_data_help(void) {
            "  --seed S            seed of the train/validation draw (default 0)\n"
            "  --progress          progress line on stderr even when it is not a terminal\n"
            "  -h, --help          show this help\n\n"
+           "Parallel text (translation; `qkv train --arch marian` or --init MARIAN_DIR):\n"
+           "  --source FILE --target FILE  line-aligned text: line i of each is a pair\n"
+           "  --target-tokenizer PATH  the target side's (default: --tokenizer; a Marian\n"
+           "                      directory's target side is its target.spm + vocab.json)\n"
+           "  --val-source FILE --val-target FILE  validation pairs (instead of the draw)\n"
+           "  --on-error stop|skip  a pair with an empty line, invalid UTF-8, a NUL byte or\n"
+           "                      the end-of-sentence token in its text: stop (exit 2, the\n"
+           "                      file and line named; default) or skip the pair. Unequal\n"
+           "                      line counts always stop.\n"
+           "  Each sentence is encoded without special tokens and ends with its tokenizer's\n"
+           "  end-of-sentence id (</s>): what transformers' MarianTokenizer gives.\n\n"
            "info checks every shard of DIR and prints meta.json and the token counts.\n\n"
            "Exit codes: 0 ok, 1 failure, 2 bad usage or bad input (a missing file, a\n"
            "tokenizer without an end-of-text token, a malformed dataset).\n");
@@ -91,8 +105,45 @@ static int parse_u64(const char *flag, const char *v, int positive, uint64_t *ou
     return 0;
 }
 
+/* --source / --target: the parallel dataset (qkv_data_prepare_parallel). */
+static int prepare_parallel(const char *tok_path, const char *tgt_path, const char *source,
+                            const char *target, qkv_data_options *o, const char *out,
+                            prep_progress *pp) {
+    qkv_tokenizer *tok = NULL, *ttok = NULL;
+    qkv_status s = qkv_tokenizer_load(tok_path, &tok);
+    if (s != QKV_OK) return cli_report(tok_path, s);
+    s = qkv_tokenizer_load_target(tgt_path, &ttok);
+    if (s != QKV_OK) {
+        qkv_tokenizer_free(tok);
+        return cli_report(tgt_path, s);
+    }
+    o->tokenizer_path = tok_path;
+    o->target_tokenizer_path = tgt_path;
+    const char *files[4] = {source, target, o->val_source, o->val_target};
+    for (int i = 0; i < 4; i++) {
+        struct stat sb;
+        if (files[i] && stat(files[i], &sb) == 0 && S_ISREG(sb.st_mode))
+            pp->total_bytes += (double)sb.st_size;
+    }
+    qkv_data_stats st = {.struct_size = sizeof st};
+    pp->start = pp->last = now_seconds();
+    s = qkv_data_prepare_parallel(tok, ttok, source, target, o, out, &st, on_progress, pp);
+    qkv_tokenizer_free(tok);
+    qkv_tokenizer_free(ttok);
+    if (s != QKV_OK) {
+        if (pp->on && !pp->done) fputc('\n', stderr);
+        return cli_report("data prepare", s);
+    }
+    printf("wrote %s: train %lld pairs, %lld source tokens; val %lld pairs, %lld source tokens\n",
+           out, (long long)st.documents[0], (long long)st.tokens[0], (long long)st.documents[1],
+           (long long)st.tokens[1]);
+    if (st.skipped) printf("skipped %lld pairs (--on-error skip)\n", (long long)st.skipped);
+    return EXIT_OK;
+}
+
 static int cmd_prepare(int argc, char **argv) {
-    const char *tok_path = NULL, *out = NULL;
+    const char *tok_path = NULL, *out = NULL, *source = NULL, *target = NULL, *tgt_tok = NULL;
+    int val_fraction_set = 0;
     const char **files = calloc((size_t)argc, sizeof *files);
     if (!files) return EXIT_FAIL;
     size_t nf = 0;
@@ -112,8 +163,24 @@ static int cmd_prepare(int argc, char **argv) {
             out = argv[++i];
         } else if (strcmp(a, "--split-on") == 0 && v) {
             o.split_on = argv[++i];
+        } else if (strcmp(a, "--source") == 0 && v) {
+            source = argv[++i];
+        } else if (strcmp(a, "--target") == 0 && v) {
+            target = argv[++i];
+        } else if (strcmp(a, "--target-tokenizer") == 0 && v) {
+            tgt_tok = argv[++i];
+        } else if (strcmp(a, "--val-source") == 0 && v) {
+            o.val_source = argv[++i];
+        } else if (strcmp(a, "--val-target") == 0 && v) {
+            o.val_target = argv[++i];
+        } else if (strcmp(a, "--on-error") == 0 && v) {
+            const char *p = argv[++i];
+            if (strcmp(p, "stop") != 0 && strcmp(p, "skip") != 0)
+                rc = cli_usage_error("data prepare", "--on-error must be stop or skip");
+            o.skip_bad_pairs = strcmp(p, "skip") == 0;
         } else if (strcmp(a, "--val-fraction") == 0) {
             rc = parse_fraction(v, &o.val_fraction), i++;
+            val_fraction_set = 1;
         } else if (strcmp(a, "--shard-tokens") == 0) {
             uint64_t n = 0;
             rc = parse_u64(a, v, 1, &n), i++;
@@ -127,6 +194,25 @@ static int cmd_prepare(int argc, char **argv) {
         } else {
             rc = cli_usage_error("data prepare", "unknown option or missing value: %s", a);
         }
+    }
+    const int parallel =
+        source || target || tgt_tok || o.val_source || o.val_target || o.skip_bad_pairs;
+    if (rc == EXIT_OK && parallel) {
+        if (!source || !target || !tok_path || !out || nf || o.split_on)
+            rc = cli_usage_error("data prepare",
+                                 "parallel text needs --source FILE --target FILE --tokenizer "
+                                 "PATH --out DIR, and no FILES or --split-on");
+        else if (!o.val_source != !o.val_target)
+            rc = cli_usage_error("data prepare", "--val-source and --val-target go together");
+        else if (o.val_source && val_fraction_set)
+            rc = cli_usage_error("data prepare",
+                                 "--val-fraction and --val-source exclude each other");
+        if (rc == EXIT_OK)
+            rc = prepare_parallel(tok_path, tgt_tok ? tgt_tok : tok_path, source, target, &o, out,
+                                  &pp);
+        free(files);
+        if (fflush(stdout) != 0 && rc == EXIT_OK) rc = EXIT_FAIL;
+        return rc;
     }
     if (rc == EXIT_OK && (!tok_path || !out || nf == 0))
         rc = cli_usage_error("data prepare", "needs --tokenizer PATH, --out DIR and FILES");
@@ -205,8 +291,14 @@ static int cmd_info_dataset(int argc, char **argv) {
     free(path);
     printf("vocab_size: %lld\n", (long long)qkv_dataset_vocab_size(ds[0]));
     for (int k = 0; k < 2; k++)
-        printf("%s: %lld tokens (every shard checked)\n", names[k],
-               (long long)qkv_dataset_tokens(ds[k]));
+        if (qkv_dataset_is_parallel(ds[k]))
+            printf("%s: %lld pairs, %lld source / %lld target tokens (every shard checked)\n",
+                   names[k], (long long)qkv_dataset_pairs(ds[k]),
+                   (long long)qkv_dataset_tokens(ds[k]),
+                   (long long)qkv_dataset_target_tokens(ds[k]));
+        else
+            printf("%s: %lld tokens (every shard checked)\n", names[k],
+                   (long long)qkv_dataset_tokens(ds[k]));
     qkv_dataset_close(ds[0]);
     qkv_dataset_close(ds[1]);
     return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;

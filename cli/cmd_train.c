@@ -54,15 +54,22 @@ void cmd_train_help(void) {
         "  --resume              continue RUN from its latest checkpoint, bit for bit; only\n"
         "                        --steps and the logging/eval/save/thread options may change\n"
         "  --config FILE         JSON object of these options (keys with _ or -); flags win\n"
-        "  --init DIR            start from a Hugging Face GPT-2, Llama or BERT directory\n"
+        "  --init DIR            start from a Hugging Face GPT-2, Llama, BERT or MarianMT\n"
+        "                        directory\n"
         "Model (from scratch; the vocabulary comes from the dataset):\n"
-        "  --arch gpt2|llama|bert (gpt2)\n"
+        "  --arch gpt2|llama|bert|marian (gpt2; marian for a parallel dataset)\n"
         "  --n-layer N (4)  --n-head N (4)  --n-embd N (128)  --n-positions N (= --seq)\n"
         "  --n-kv-head N (= --n-head; llama: grouped-query attention)  --n-inner N (4 n-embd;\n"
         "                        llama, bert: the MLP width)\n"
         "  --mask-token TEXT ([MASK])  bert: the tokenizer's mask token\n"
+        "Translation (marian: --n-layer encoder and decoder layers each; a dataset from\n"
+        "`qkv data prepare --source --target`; RUN/model/ loads in `qkv translate`):\n"
+        "  --src-seq N (= --seq) source tokens per sentence at most (--seq: target tokens)\n"
+        "  --label-smoothing X (marian 0.1, else 0)  as torch's CrossEntropyLoss\n"
+        "  --dropout X           marian: dropout rate (default: the config's; 0.1 from\n"
+        "                        scratch, as MarianConfig)\n"
         "Batches:\n"
-        "  --batch B (8)         sequences per micro-batch\n"
+        "  --batch B (8)         sequences (marian: sentence pairs) per micro-batch\n"
         "  --seq T (128)         tokens per sequence\n"
         "  --accum K (1)         micro-batches accumulated per step (batch = B*K sequences)\n"
         "  --recompute none|layers   keep all activations (default) or recompute each block\n"
@@ -102,6 +109,8 @@ typedef struct train_cfg {
     long tensorboard, tb_histograms; /* 0 / 1 */
     long exact_reduce;               /* 0 / 1 */
     long zero;                       /* 0 / 1: ZeRO-1 */
+    long src_seq;                    /* marian: source tokens at most (0: --seq) */
+    double label_smoothing, dropout; /* -1: marian 0.1 / others 0; -1: the config's */
     double mpi_timeout;
     double lr, min_lr, weight_decay, beta1, beta2, eps, clip;
     unsigned long long seed;
@@ -157,6 +166,9 @@ static const opt_def OPTS[] = {
     {"eps", D_(eps, 0, 1), 0},
     {"clip", D_(clip, 0, 1e9), 0},
     {"seed", O_U64, offsetof(train_cfg, seed), 0, 0, 0, 0},
+    {"src-seq", L_(src_seq, 0, 1 << 20), 0},
+    {"label-smoothing", D_(label_smoothing, -1, 0.999), 0},
+    {"dropout", D_(dropout, -1, 0.999), 0},
 };
 #define N_OPTS (sizeof OPTS / sizeof *OPTS)
 
@@ -174,6 +186,7 @@ static void cfg_defaults(train_cfg *c) {
     c->exact_reduce = 0, c->mpi_timeout = 300;
     c->lr = 1e-3, c->min_lr = 1e-4, c->weight_decay = 0.1, c->beta1 = 0.9, c->beta2 = 0.95;
     c->eps = 1e-8, c->clip = 1.0, c->seed = 1234;
+    c->src_seq = 0, c->label_smoothing = -1, c->dropout = -1;
 }
 
 static const opt_def *find_opt(const char *name) {
@@ -314,11 +327,11 @@ static void draw(const char *run, const cli_curve *tr, const cli_curve *va) {
 
 /* The dataset's end-of-text id (meta.json; opened and checked by qkv_dataset_open already) and
  * its tokenizer (qkv_dataset_tokenizer: absolute, or kept inside the dataset directory). */
-static void dataset_meta(const char *data, const qkv_dataset *ds, int32_t *eot, char *tok,
-                         size_t tok_cap) {
+static void dataset_meta(const char *data, const qkv_dataset *ds, int32_t *eot, int32_t *tgt_eot,
+                         char *tok, size_t tok_cap) {
     char path[2048];
     snprintf(path, sizeof path, "%s/meta.json", data);
-    *eot = -1;
+    *eot = *tgt_eot = -1;
     tok[0] = 0;
     const char *t = qkv_dataset_tokenizer(ds);
     if (t && snprintf(tok, tok_cap, "%s", t) >= (int)tok_cap) tok[0] = 0;
@@ -326,6 +339,8 @@ static void dataset_meta(const char *data, const qkv_dataset *ds, int32_t *eot, 
     if (!j) return;
     json_t *e = json_object_get(j, "eot_id");
     if (json_is_integer(e)) *eot = (int32_t)json_integer_value(e);
+    e = json_object_get(j, "target_eot_id");
+    if (json_is_integer(e)) *tgt_eot = (int32_t)json_integer_value(e);
     json_decref(j);
 }
 
@@ -342,6 +357,8 @@ static void write_bytes(FILE *out, const void *ctx) {
 /* The tokenizer into the exported model: only a file that loads as a tokenizer (a name read
  * from meta.json is not trusted to be one), read whole, then written whole or not at all.
  * 0, or -1 with a reason in *why. */
+static int copy_file(const char *from, const char *to);
+
 static int copy_tokenizer(const char *from, const char *to, const char **why) {
     qkv_tokenizer *tok = NULL;
     if (qkv_tokenizer_load(from, &tok) != QKV_OK) {
@@ -350,7 +367,12 @@ static int copy_tokenizer(const char *from, const char *to, const char **why) {
     }
     qkv_tokenizer_free(tok);
     *why = "cannot read or write it";
-    FILE *in = fopen(from, "rb"); /* it just loaded: a regular file */
+    return copy_file(from, to);
+}
+
+/* A regular file's bytes, read whole, to `to` whole or not at all: 0 or -1. */
+static int copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb");
     if (!in) return -1;
     char *buf = NULL;
     size_t n = 0, cap = 0;
@@ -392,6 +414,56 @@ static int write_line_atomic(const char *path, const char *text) {
     return -1;
 }
 
+/* marian: generation_config.json beside the exported model (--init's, or OPUS-MT's layout:
+ * beam 4, max_length the positions, pad banned, forced EOS, from the exported config.json)
+ * and, when the dataset's tokenizers are Marian directories, their source.spm, target.spm and
+ * vocab.json, so that `qkv translate` and transformers' MarianTokenizer load the directory.
+ * 0, or -1 when no Marian tokenizer was copied (the caller copies tokenizer.json then). */
+static int export_marian_extras(const char *init, const char *tok, const char *ttok,
+                                const char *dir) {
+    char a[2200], b[2200];
+    snprintf(a, sizeof a, "%s/generation_config.json", init);
+    snprintf(b, sizeof b, "%s/generation_config.json", dir);
+    struct stat sb;
+    if (!(init[0] && stat(a, &sb) == 0 && S_ISREG(sb.st_mode) && copy_file(a, b) == 0)) {
+        snprintf(a, sizeof a, "%s/config.json", dir);
+        json_t *c = json_load_file(a, 0, NULL);
+        json_int_t pad = json_integer_value(json_object_get(c, "pad_token_id")),
+                   eos = json_integer_value(json_object_get(c, "eos_token_id")),
+                   start = json_integer_value(json_object_get(c, "decoder_start_token_id")),
+                   P = json_integer_value(json_object_get(c, "max_position_embeddings"));
+        json_decref(c);
+        json_t *g =
+            json_pack("{s:[[I]],s:I,s:I,s:I,s:I,s:i,s:I}", "bad_words_ids", pad,
+                      "decoder_start_token_id", start, "eos_token_id", eos, "forced_eos_token_id",
+                      eos, "max_length", P, "num_beams", 4, "pad_token_id", pad);
+        char *js = g ? json_dumps(g, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+        if (!js || write_line_atomic(b, js) != 0)
+            fprintf(stderr, "qkv train: warning: cannot write %s\n", b);
+        free(js);
+        json_decref(g);
+    }
+    snprintf(a, sizeof a, "%s/source.spm", tok);
+    if (!tok[0] || stat(a, &sb) != 0) return -1; /* not a Marian directory */
+    qkv_tokenizer *t1 = NULL, *t2 = NULL;
+    const int ok =
+        qkv_tokenizer_load(tok, &t1) == QKV_OK && qkv_tokenizer_load_target(ttok, &t2) == QKV_OK;
+    const char *why = ok ? "cannot read or write it" : qkv_last_error();
+    qkv_tokenizer_free(t1);
+    qkv_tokenizer_free(t2);
+    static const char *const names[3] = {"source.spm", "vocab.json", "target.spm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(a, sizeof a, "%s/%s", i == 2 ? ttok : tok, names[i]);
+        snprintf(b, sizeof b, "%s/%s", dir, names[i]);
+        if (!ok || copy_file(a, b) != 0) {
+            fprintf(stderr, "qkv train: warning: the tokenizer file %s was not copied to %s: %s\n",
+                    a, dir, why);
+            break;
+        }
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- the loop's front end */
 
 /* The loop itself is qkv_train_run (src/train/loop.c); this side draws the progress and the
@@ -402,9 +474,9 @@ typedef struct run {
     qkv_trainer *t;
     qkv_dataset *train, *val;
     cli_curve tr, va;
-    int32_t eot;
-    int32_t mask_id; /* BERT: --mask-token's id */
-    char tok[1024];
+    int32_t eot, tgt_eot;       /* tgt_eot: a parallel dataset's target side (-1: none) */
+    int32_t mask_id;            /* BERT: --mask-token's id */
+    char tok[1024], ttok[1024]; /* ttok: a parallel dataset's target tokenizer, or "" */
     int tty;
     long start_step;
     double ema_tps;
@@ -503,6 +575,7 @@ static int train_loop(run *r) {
     o.mask_token_id = r->mask_id;
     o.tensorboard = (int)c->tensorboard, o.tb_histograms = (int)c->tb_histograms;
     o.dist = g_dist, o.exact_reduce = (int)c->exact_reduce, o.zero = (int)c->zero;
+    o.src_seq = c->src_seq;
     char *cfg = cfg_json(c); /* stored in every checkpoint: what --resume continues */
     if (!cfg) return cli_report("recording the options", QKV_ERR_NOMEM);
     o.checkpoint_json = cfg;
@@ -554,7 +627,10 @@ static int train_loop(run *r) {
     snprintf(dir, sizeof dir, "%s/model", c->out);
     s = qkv_trainer_export_hf(r->t, dir, r->eot);
     if (s != QKV_OK) return cli_report("exporting the model", s);
-    if (r->tok[0]) {
+    const int marian = strcmp(qkv_trainer_arch(r->t), "marian") == 0;
+    if (marian && export_marian_extras(c->init, r->tok, r->ttok[0] ? r->ttok : r->tok, dir) == 0)
+        ; /* the Marian tokenizer files are there */
+    else if (r->tok[0]) {
         char src[2100];
         struct stat sb;
         snprintf(src, sizeof src, "%s", r->tok);
@@ -580,17 +656,75 @@ static int train_loop(run *r) {
  * published tokenizers have ~260k ids). */
 #define MAX_VOCAB_UNCONFIRMED 1048576
 
+/* The vocabulary size of the tokenizer at path (target: its target side), or -1. */
+static long tokenizer_vocab(const char *path, int target, int32_t *pad) {
+    qkv_tokenizer *tok = NULL;
+    qkv_status s = !path    ? QKV_ERR_NOT_FOUND
+                   : target ? qkv_tokenizer_load_target(path, &tok)
+                            : qkv_tokenizer_load(path, &tok);
+    long v = s == QKV_OK ? (long)qkv_tokenizer_vocab_size(tok) : -1;
+    if (pad) *pad = s == QKV_OK ? qkv_tokenizer_special_id(tok, QKV_SPECIAL_PAD) : -1;
+    qkv_tokenizer_free(tok);
+    return v;
+}
+
+/* --arch marian: a MarianMTModel config.json for the parallel dataset (shape flags as the
+ * other archs: --n-layer encoder and decoder layers each). The vocabularies are the dataset's
+ * sides (one shared table when both come from one tokenizer); pad (= decoder start, as
+ * OPUS-MT) is the target tokenizer's pad token, else one more id past the vocabulary. */
+static int marian_config(const run *r, long P, long F, char *js, size_t cap) {
+    const train_cfg *c = &r->c;
+    if (!qkv_dataset_is_parallel(r->train))
+        return cli_usage_error("train",
+                               "--arch marian trains on sentence pairs: %s is not a parallel "
+                               "dataset (qkv data prepare --source --target)",
+                               c->data);
+    const char *tp = qkv_dataset_tokenizer(r->train), *ttp = qkv_dataset_target_tokenizer(r->train);
+    long V = (long)qkv_dataset_vocab_size(r->train),
+         Vd = (long)qkv_dataset_target_vocab_size(r->train);
+    int32_t pad = -1;
+    long tv = tokenizer_vocab(tp, 0, NULL), ttv = tokenizer_vocab(ttp, 1, &pad);
+    if (tv < 0 || ttv < 0 || V > tv || Vd > ttv)
+        return cli_usage_error("train",
+                               "%s: --arch marian needs the dataset's tokenizers (%s, %s) to load "
+                               "and hold its vocabularies (%ld, %ld)",
+                               c->data, tp ? tp : "none", ttp ? ttp : "none", V, Vd);
+    const int shared = tp && ttp && strcmp(tp, ttp) == 0 && V == Vd;
+    if (pad < 0 || pad >= Vd) { /* no pad token: one more id */
+        pad = (int32_t)Vd++;
+        if (shared) V = Vd;
+    }
+    if (r->tgt_eot < 0 || r->tgt_eot >= Vd)
+        return cli_usage_error("train", "%s: meta.json has no target_eot_id", c->data);
+    if (c->n_kv_head && c->n_kv_head != c->n_head)
+        return cli_usage_error("train", "--n-kv-head is for llama");
+    int n = snprintf(js, cap,
+                     "{\"architectures\": [\"MarianMTModel\"], \"model_type\": \"marian\", "
+                     "\"vocab_size\": %ld, \"decoder_vocab_size\": %ld, \"d_model\": %ld, "
+                     "\"encoder_layers\": %ld, \"decoder_layers\": %ld, "
+                     "\"encoder_attention_heads\": %ld, \"decoder_attention_heads\": %ld, "
+                     "\"encoder_ffn_dim\": %ld, \"decoder_ffn_dim\": %ld, "
+                     "\"max_position_embeddings\": %ld, \"activation_function\": \"swish\", "
+                     "\"scale_embedding\": true, \"share_encoder_decoder_embeddings\": %s, "
+                     "\"tie_word_embeddings\": true, \"normalize_before\": false, "
+                     "\"pad_token_id\": %d, \"decoder_start_token_id\": %d, "
+                     "\"eos_token_id\": %d, \"forced_eos_token_id\": %d, \"dropout\": 0.1, "
+                     "\"attention_dropout\": 0.0, \"activation_dropout\": 0.0, "
+                     "\"init_std\": 0.02, \"is_encoder_decoder\": true}\n",
+                     V, Vd, c->n_embd, c->n_layer, c->n_layer, c->n_head, c->n_head, F, F, P,
+                     shared ? "true" : "false", pad, pad, r->tgt_eot, r->tgt_eot);
+    return n > 0 && (size_t)n < cap ? 0 : cli_usage_error("train", "marian config too long");
+}
+
 static int new_model(run *r) {
     const train_cfg *c = &r->c;
     long P = c->n_positions ? c->n_positions : c->seq;
+    if (strcmp(c->arch, "marian") == 0 && !c->n_positions && c->src_seq > P) P = c->src_seq;
     long V = (long)qkv_dataset_vocab_size(r->train);
     /* the vocabulary is a number meta.json claims: check it against the dataset's tokenizer (a
      * dataset cannot make a fresh model ask for a 2^31-row embedding table) */
-    qkv_tokenizer *tok = NULL;
     const char *tp = qkv_dataset_tokenizer(r->train);
-    long tv =
-        tp && qkv_tokenizer_load(tp, &tok) == QKV_OK ? (long)qkv_tokenizer_vocab_size(tok) : -1;
-    qkv_tokenizer_free(tok);
+    long tv = tokenizer_vocab(tp, 0, NULL);
     if (tv >= 0 && V > tv)
         return cli_usage_error("train",
                                "%s: meta.json claims a vocabulary of %ld ids, but its tokenizer %s "
@@ -616,8 +750,11 @@ static int new_model(run *r) {
         s = qkv_trainer_new(&sh, c->seed, &r->t);
         return s == QKV_OK ? 0 : cli_report("creating the model", s);
     }
-    char js[1024], path[2048];
-    if (strcmp(c->arch, "llama") == 0) {
+    char js[1400], path[2048];
+    if (strcmp(c->arch, "marian") == 0) {
+        int rc = marian_config(r, P, F, js, sizeof js);
+        if (rc) return rc;
+    } else if (strcmp(c->arch, "llama") == 0) {
         if ((c->n_embd / c->n_head) % 2)
             return cli_usage_error("train", "llama needs an even head size (n-embd / n-head)");
         snprintf(js, sizeof js,
@@ -637,7 +774,8 @@ static int new_model(run *r) {
                  "\"type_vocab_size\": 2, \"layer_norm_eps\": 1e-12, \"hidden_act\": \"gelu\"}\n",
                  V, c->n_embd, F, c->n_layer, c->n_head, P);
     } else {
-        return cli_usage_error("train", "--arch must be gpt2, llama or bert, not '%s'", c->arch);
+        return cli_usage_error("train", "--arch must be gpt2, llama, bert or marian, not '%s'",
+                               c->arch);
     }
     snprintf(path, sizeof path, "%s/model_config.json", c->out);
     if (write_line_atomic(path, js) != 0) {
@@ -679,7 +817,9 @@ static void record_init_shape(train_cfg *c, const qkv_trainer *t, const qkv_gpt2
     json_t *j = json_load_file(path, 0, NULL);
     const int gpt2 = strcmp(c->arch, "gpt2") == 0;
     json_t *kv = json_object_get(j, "num_key_value_heads");
-    json_t *ff = json_object_get(j, gpt2 ? "n_inner" : "intermediate_size");
+    json_t *ff = json_object_get(j, gpt2                             ? "n_inner"
+                                    : strcmp(c->arch, "marian") == 0 ? "encoder_ffn_dim"
+                                                                     : "intermediate_size");
     if (json_is_integer(kv) && strcmp(c->arch, "llama") == 0)
         c->n_kv_head = (long)json_integer_value(kv);
     if (json_is_integer(ff)) c->n_inner = (long)json_integer_value(ff);
@@ -702,7 +842,10 @@ static int setup(run *r, int resuming) {
     qkv_status s = qkv_dataset_open(c->data, QKV_SPLIT_TRAIN, &r->train);
     if (s == QKV_OK) s = qkv_dataset_open(c->data, QKV_SPLIT_VAL, &r->val);
     if (s != QKV_OK) return cli_report(c->data, s);
-    dataset_meta(c->data, r->train, &r->eot, r->tok, sizeof r->tok);
+    dataset_meta(c->data, r->train, &r->eot, &r->tgt_eot, r->tok, sizeof r->tok);
+    const char *ttp = qkv_dataset_target_tokenizer(r->train);
+    if (!ttp || snprintf(r->ttok, sizeof r->ttok, "%s", ttp) >= (int)sizeof r->ttok) r->ttok[0] = 0;
+    const int parallel = qkv_dataset_is_parallel(r->train);
     if (!r->t) {
         if (c->init[0]) {
             s = qkv_trainer_load_hf(c->init, &r->t);
@@ -718,7 +861,27 @@ static int setup(run *r, int resuming) {
     r->mask_id = -1;
     if (strcmp(qkv_trainer_arch(r->t), "bert") == 0 && (r->mask_id = mask_token_id(r)) < 0)
         return EXIT_USAGE;
-    if (qkv_dataset_vocab_size(r->train) > sh.vocab_size)
+    const int marian = strcmp(qkv_trainer_arch(r->t), "marian") == 0;
+    if (marian != parallel)
+        return cli_usage_error("train",
+                               marian ? "a marian model trains on sentence pairs: %s is not a "
+                                        "parallel dataset (qkv data prepare --source --target)"
+                                      : "%s is a parallel dataset (sentence pairs): it trains an "
+                                        "encoder-decoder (--arch marian, or --init MARIAN_DIR)",
+                               c->data);
+    if (c->label_smoothing < 0) c->label_smoothing = marian ? 0.1 : 0.0;
+    if (c->dropout >= 0 && !marian) return cli_usage_error("train", "--dropout is for marian");
+    s = qkv_trainer_set_label_smoothing(r->t, (float)c->label_smoothing);
+    if (s == QKV_OK && c->dropout >= 0)
+        s = qkv_trainer_set_dropout(r->t, (float)c->dropout, -1, -1);
+    if (s != QKV_OK) return cli_report("--label-smoothing / --dropout", s);
+    const long seq_max = c->src_seq > c->seq ? c->src_seq : c->seq;
+    if (marian && seq_max > sh.n_positions)
+        return cli_usage_error("train",
+                               "--seq / --src-seq %ld is longer than the model's positions %lld",
+                               seq_max, (long long)sh.n_positions);
+    if (!marian && c->src_seq) return cli_usage_error("train", "--src-seq is for marian");
+    if (!marian && qkv_dataset_vocab_size(r->train) > sh.vocab_size)
         return cli_usage_error("train",
                                "the dataset's vocabulary (%lld) is larger than the "
                                "model's (%lld)",
@@ -727,7 +890,7 @@ static int setup(run *r, int resuming) {
     if (c->seq > sh.n_positions)
         return cli_usage_error("train", "--seq %ld is longer than the model's n_positions %lld",
                                c->seq, (long long)sh.n_positions);
-    if (qkv_dataset_tokens(r->train) < c->seq + 1)
+    if (!marian && qkv_dataset_tokens(r->train) < c->seq + 1)
         return cli_usage_error("train", "the train split has %lld tokens, fewer than --seq + 1",
                                (long long)qkv_dataset_tokens(r->train));
     if (strcmp(c->decay, "cosine") && strcmp(c->decay, "linear") && strcmp(c->decay, "constant"))
@@ -738,7 +901,7 @@ static int setup(run *r, int resuming) {
         return cli_report("creating threads", QKV_ERR_NOMEM);
     size_t bytes = 0;
     s = qkv_trainer_reserve(
-        r->t, c->batch, c->seq,
+        r->t, c->batch, seq_max,
         strcmp(c->recompute, "layers") == 0 ? QKV_RECOMPUTE_LAYERS : QKV_RECOMPUTE_NONE, &bytes);
     if (s != QKV_OK) return cli_report("allocating activations", s);
     char *js = cfg_json(c);
@@ -778,7 +941,14 @@ static int setup(run *r, int resuming) {
                 qkv_dist_size(g_dist));
     else if (c->zero)
         fprintf(stderr, "  --zero 1 with one process: nothing to shard, it has no effect\n");
-    if (qkv_dataset_batches(r->val, c->batch, c->seq) <= 0)
+    if (parallel)
+        fprintf(stderr, "  %lld train / %lld val sentence pairs; label smoothing %g\n",
+                (long long)qkv_dataset_pairs(r->train), (long long)qkv_dataset_pairs(r->val),
+                c->label_smoothing);
+    if (parallel && qkv_dataset_pairs(r->val) <= 0)
+        fprintf(stderr, "  warning: the validation split holds no pair: no validation loss will "
+                        "be reported\n");
+    else if (!parallel && qkv_dataset_batches(r->val, c->batch, c->seq) <= 0)
         fprintf(stderr,
                 "  warning: the validation split (%lld tokens) holds no batch of %ld x %ld "
                 "tokens: no validation loss will be reported\n",

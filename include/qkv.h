@@ -679,6 +679,14 @@ typedef struct qkv_data_options {
     /* where tok was loaded from, recorded in meta.json (a tokenizer does not know its own
      * path); NULL: not recorded */
     const char *tokenizer_path;
+    /* qkv_data_prepare_parallel only: */
+    const char *target_tokenizer_path; /* recorded in meta.json as tokenizer_path is (NULL) */
+    /* validation pairs from these two files instead of the val_fraction draw (NULL, NULL) */
+    const char *val_source, *val_target;
+    /* a pair with an empty line, invalid UTF-8, a NUL byte or the end-of-sentence token inside:
+     * 0 stops with FORMAT naming the file and line; 1 skips the pair (counted in
+     * qkv_data_stats.skipped). Unequal line counts always stop. (0) */
+    int skip_bad_pairs;
 } qkv_data_options;
 /* The defaults in parentheses above; sets o->struct_size (the macro passes the program's
  * sizeof). */
@@ -690,6 +698,7 @@ typedef struct qkv_data_stats {
     int64_t documents[2]; /* train, validation */
     int64_t tokens[2];
     int64_t bytes_read;
+    int64_t skipped; /* qkv_data_prepare_parallel: pairs skipped (skip_bad_pairs) */
 } qkv_data_stats;
 
 /* Tokenizes files[0..n_files) with tok and writes out_dir (created if missing; existing shards
@@ -699,6 +708,23 @@ QKV_API qkv_status qkv_data_prepare(const qkv_tokenizer *tok, const char *const 
                                     size_t n_files, const qkv_data_options *opts,
                                     const char *out_dir, qkv_data_stats *stats,
                                     qkv_progress_fn progress, void *progress_ctx);
+
+/* A parallel dataset (meta.json "kind": "parallel"; docs/TRAINING.md "Dataset format") from
+ * two line-aligned text files: line i of `source` and line i of `target` are a pair. Each side
+ * is encoded without special tokens by its tokenizer (src_tok, tgt_tok; for a Marian directory
+ * tgt_tok comes from qkv_tokenizer_load_target) and followed by its end-of-sentence id, which is
+ * what transformers' MarianTokenizer gives (source text; text_target), so each split holds a
+ * source and a target stream of sentences. A trailing "\r" of a line is dropped. Pair i goes to
+ * validation by the draw of qkv_data_prepare (val_fraction, seed, on the line number), or all
+ * of opts->val_source / val_target are validation. Unequal line counts, an empty line, invalid
+ * UTF-8, a NUL byte or the end-of-sentence token inside a sentence: FORMAT naming the file
+ * and line (skip_bad_pairs skips the last four). Output as qkv_data_prepare (staged, swapped
+ * in). stats->documents counts pairs, tokens the source side's. */
+QKV_API qkv_status qkv_data_prepare_parallel(const qkv_tokenizer *src_tok,
+                                             const qkv_tokenizer *tgt_tok, const char *source,
+                                             const char *target, const qkv_data_options *opts,
+                                             const char *out_dir, qkv_data_stats *stats,
+                                             qkv_progress_fn progress, void *progress_ctx);
 
 typedef struct qkv_dataset qkv_dataset;
 typedef enum qkv_split { QKV_SPLIT_TRAIN = 0, QKV_SPLIT_VAL = 1 } qkv_split;
@@ -726,6 +752,24 @@ QKV_API qkv_status qkv_dataset_sample(const qkv_dataset *ds, uint64_t seed, uint
 QKV_API qkv_status qkv_dataset_sequential(const qkv_dataset *ds, int64_t index, int64_t B,
                                           int64_t T, int32_t *ids, int32_t *targets);
 QKV_API int64_t qkv_dataset_batches(const qkv_dataset *ds, int64_t B, int64_t T);
+/* Parallel datasets (qkv_data_prepare_parallel): is_parallel 1; pairs the sentence pairs of the
+ * split; the target side's tokens, vocabulary and tokenizer (the source side's are
+ * qkv_dataset_tokens / _vocab_size / _tokenizer). 0 / NULL for a token dataset, whose
+ * qkv_dataset_sample / _sequential refuse a parallel one (INVALID_ARG). Every side was
+ * checked at open: ids below its vocabulary, exactly `pairs` sentences each ending in the
+ * side's end-of-sentence id. */
+QKV_API int qkv_dataset_is_parallel(const qkv_dataset *ds);
+QKV_API int64_t qkv_dataset_pairs(const qkv_dataset *ds);
+QKV_API int64_t qkv_dataset_target_tokens(const qkv_dataset *ds);
+QKV_API int64_t qkv_dataset_target_vocab_size(const qkv_dataset *ds);
+QKV_API const char *qkv_dataset_target_tokenizer(const qkv_dataset *ds);
+/* Sentence i of side 0 (source) or 1 (target), its end-of-sentence id included, into out[cap]:
+ * *len = its length, or cap when it is longer (then out holds its first cap - 1 ids and the
+ * end-of-sentence id, as transformers' truncation). sentence_len: the untruncated length (0
+ * when out of range). */
+QKV_API qkv_status qkv_dataset_sentence(const qkv_dataset *ds, int side, int64_t i, int64_t cap,
+                                        int32_t *out, int64_t *len);
+QKV_API int64_t qkv_dataset_sentence_len(const qkv_dataset *ds, int side, int64_t i);
 
 /* ---------------------------------------------------------------- labelled text */
 
@@ -1298,6 +1342,14 @@ typedef struct qkv_train_options {
      * only: qkv_trainer_step / _save refuse it (resume from the run's checkpoint to go on). With
      * one process (dist NULL) it changes nothing. (0) */
     int zero;
+    /* Encoder-decoder trainers (marian) train on a parallel dataset (qkv_data_prepare_parallel;
+     * train and val): micro-batch m holds `batch` sentence pairs drawn uniformly as a pure
+     * function of (seed, m), padded to the batch's longest source and target, the target cut at
+     * seq tokens and the source at src_seq (0: seq), each keeping its end-of-sentence id last;
+     * validation runs over the val split's pairs in order, eval_batches batches at most, its
+     * loss per labelled target token (label smoothing included: qkv_trainer_set_label_smoothing).
+     * (0) */
+    int64_t src_seq;
 } qkv_train_options;
 /* The logits of every example of d under a classifier trainer (eval mode: no dropout):
  * out [count, num_labels], in d's order, computed in batches of `batch` examples of alike

@@ -9,6 +9,7 @@
 
 #include "qkv.h"
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,15 @@ typedef struct qkv__data_meta {
     char **shards;   /* [n_shards] file names inside the dataset directory */
     char *tokenizer; /* "tokenizer" as written (absolute, or relative to the directory), or NULL */
     uint32_t *crc;   /* [n_shards] CRC-32C of each shard's ids, or NULL (datasets before them) */
+    /* "kind": "parallel" (sentence pairs): the fields above are the source side's; the split's
+     * "target" object gives the target side's stream, top-level target_* its vocabulary */
+    int parallel;
+    int64_t tgt_vocab_size, tgt_eot_id;
+    char *tgt_tokenizer; /* "target_tokenizer" as written, or NULL */
+    int64_t tgt_documents, tgt_tokens;
+    size_t tgt_n_shards;
+    char **tgt_shards;
+    uint32_t *tgt_crc;
 } qkv__data_meta;
 
 /* Parses meta.json text[0..len) (path names it in messages) and picks split. Refuses anything
@@ -50,5 +60,53 @@ void qkv__data_meta_free(qkv__data_meta *m);
  * path and the byte offset. On success sets *n_tokens and *bytes_per_id. */
 qkv_status qkv__data_shard_check(const uint8_t *buf, size_t len, int64_t vocab_size,
                                  const char *path, int64_t *n_tokens, int *bytes_per_id);
+
+/* Uniform integer in [0, range) as a pure function of (seed, stream, element): the draw of
+ * qkv_dataset_sample, shared with the sentence-pair sampler (s2s_batch.c). range > 0. */
+uint64_t qkv__data_uniform_below(uint64_t seed, uint64_t stream, uint64_t element, uint64_t range);
+
+/* ---- the writer's pieces, shared by data_prepare.c (documents) and data_parallel.c (pairs) */
+
+/* One stream's shard files, written in order: DIR/<prefix>_NNNNN.bin (through NAME.tmp). */
+typedef struct qkv__shard_writer {
+    const char *dir;
+    const char *prefix; /* "train", "val", "train_tgt", "val_tgt" */
+    int bpi;
+    int64_t shard_tokens;
+    uint64_t vocab;
+    int fd;           /* -1: no shard open */
+    int64_t in_shard; /* tokens in the open shard */
+    int64_t n_shards; /* shards opened so far (the open one included) */
+    int64_t documents, tokens;
+    uint8_t *buf; /* [QKV__WRITE_BUF] */
+    size_t buf_len;
+    uint32_t crc;   /* CRC-32C of the open shard's ids (the bytes after its header) */
+    uint32_t *crcs; /* [n_shards] of the closed shards, for meta.json */
+    char path[QKV_DATA_PATH_CAP], tmp[QKV_DATA_PATH_CAP];
+} qkv__shard_writer;
+#define QKV__WRITE_BUF (1u << 16) /* bytes of ids buffered before a write */
+
+/* Sets up w (allocates its buffer); NOMEM. */
+qkv_status qkv__writer_init(qkv__shard_writer *w, const char *dir, const char *prefix,
+                            uint64_t vocab, int64_t shard_tokens);
+qkv_status qkv__writer_put(qkv__shard_writer *w, const int32_t *ids, size_t n);
+qkv_status qkv__writer_close_shard(qkv__shard_writer *w);
+/* Drops a shard left open by a failure and frees the buffers. */
+void qkv__writer_release(qkv__shard_writer *w);
+/* {"documents", "tokens", "shards", "crc32c"} of w, or NULL (out of memory). */
+json_t *qkv__writer_json(const qkv__shard_writer *w);
+
+/* path as meta.json records a tokenizer: absolute (*abs: realpath's result to free(), or
+ * NULL), or NULL when it is not UTF-8. */
+const char *qkv__data_tokenizer_name(const char *path, char **abs);
+/* Writes root to dir/meta.json through meta.json.tmp, fsynced; consumes root. */
+qkv_status qkv__data_write_meta(json_t *root, const char *dir);
+/* The staging directory of out_dir: checks out_dir (a dataset or nothing: else FORMAT), makes
+ * OUT.tmp.PID in stage[QKV_DATA_PATH_CAP]; *exists: out_dir is there. */
+qkv_status qkv__data_stage_begin(const char *out_dir, char *stage, int *exists);
+/* Syncs stage; on ok swaps it in as out_dir (the old one removed), else removes stage. */
+qkv_status qkv__data_stage_end(qkv_status s, const char *stage, const char *out_dir, int exists);
+/* fsync of a directory (EINVAL is fine). */
+qkv_status qkv__data_sync_dir(const char *dir);
 
 #endif

@@ -32,7 +32,6 @@
 
 #define DEFAULT_SHARD_TOKENS 100000000
 #define READ_CHUNK (1u << 20) /* bytes read from a text file at a time */
-#define WRITE_BUF (1u << 16)  /* bytes of ids buffered before a write */
 /* The document -> split draw: this stream under opts->seed (fixed: datasets depend on it). */
 #define DOC_STREAM 0x51b4d0c5u
 
@@ -44,7 +43,7 @@ static void put_u64(uint8_t *p, uint64_t v) {
 }
 
 /* fsync of a directory so renames in it are durable; EINVAL (cannot sync a directory) is fine. */
-static qkv_status sync_dir(const char *dir) {
+qkv_status qkv__data_sync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return qkv__write_fail("cannot open the directory to sync it", dir);
     qkv_status s = QKV_OK;
@@ -74,32 +73,15 @@ void qkv_data_default_options_sized(qkv_data_options *o, size_t struct_size) {
     QKV__STRUCT_FILL(qkv_data_options, o, struct_size, &d);
 }
 
-/* One split's shard files, written in order: NAME.tmp, renamed to NAME when full or at the
- * end. A shard is opened only when a token needs it, so no shard is ever empty. */
-typedef struct shard_writer {
-    const char *dir;
-    int split, bpi;
-    int64_t shard_tokens;
-    uint64_t vocab;
-    int fd;           /* -1: no shard open */
-    int64_t in_shard; /* tokens in the open shard */
-    int64_t n_shards; /* shards opened so far (the open one included) */
-    int64_t documents, tokens;
-    uint8_t *buf; /* [WRITE_BUF] */
-    size_t buf_len;
-    uint32_t crc;   /* CRC-32C of the open shard's ids (the bytes after its header) */
-    uint32_t *crcs; /* [n_shards] of the closed shards, for meta.json */
-    char path[QKV_DATA_PATH_CAP], tmp[QKV_DATA_PATH_CAP];
-} shard_writer;
-
-static qkv_status shard_name(char *out, const char *dir, int split, int64_t k, const char *ext) {
-    if (snprintf(out, QKV_DATA_PATH_CAP, "%s/%s_%05lld.bin%s", dir, qkv__data_split_name(split),
-                 (long long)k, ext) >= QKV_DATA_PATH_CAP)
+static qkv_status shard_name(char *out, const char *dir, const char *prefix, int64_t k,
+                             const char *ext) {
+    if (snprintf(out, QKV_DATA_PATH_CAP, "%s/%s_%05lld.bin%s", dir, prefix, (long long)k, ext) >=
+        QKV_DATA_PATH_CAP)
         return qkv__fail(QKV_ERR_INVALID_ARG, "%s: path too long", dir);
     return QKV_OK;
 }
 
-static qkv_status writer_flush(shard_writer *w) {
+static qkv_status writer_flush(qkv__shard_writer *w) {
     w->crc = qkv__crc32c(w->crc, w->buf, w->buf_len);
     if (w->buf_len && write_all(w->fd, w->buf, w->buf_len) != 0)
         return qkv__write_fail("write failed", w->tmp);
@@ -107,9 +89,9 @@ static qkv_status writer_flush(shard_writer *w) {
     return QKV_OK;
 }
 
-static qkv_status writer_open_shard(shard_writer *w) {
-    QKV_TRY(shard_name(w->path, w->dir, w->split, w->n_shards, ""));
-    QKV_TRY(shard_name(w->tmp, w->dir, w->split, w->n_shards, ".tmp"));
+static qkv_status writer_open_shard(qkv__shard_writer *w) {
+    QKV_TRY(shard_name(w->path, w->dir, w->prefix, w->n_shards, ""));
+    QKV_TRY(shard_name(w->tmp, w->dir, w->prefix, w->n_shards, ".tmp"));
     uint32_t *c = qkv__alloc((size_t)(w->n_shards + 1) * sizeof *c); /* few shards: a copy */
     if (!c) return qkv__fail(QKV_ERR_NOMEM, "%s: shard checksums", w->tmp);
     if (w->n_shards) memcpy(c, w->crcs, (size_t)w->n_shards * sizeof *c);
@@ -126,7 +108,7 @@ static qkv_status writer_open_shard(shard_writer *w) {
     return QKV_OK;
 }
 
-static qkv_status writer_close_shard(shard_writer *w) {
+qkv_status qkv__writer_close_shard(qkv__shard_writer *w) {
     if (w->fd < 0) return QKV_OK;
     QKV_TRY(writer_flush(w));
     w->crcs[w->n_shards - 1] = w->crc;
@@ -150,13 +132,13 @@ static qkv_status writer_close_shard(shard_writer *w) {
     return s;
 }
 
-static qkv_status writer_put(shard_writer *w, const int32_t *ids, size_t n) {
+qkv_status qkv__writer_put(qkv__shard_writer *w, const int32_t *ids, size_t n) {
     while (n > 0) {
         if (w->fd < 0) QKV_TRY(writer_open_shard(w));
         int64_t room = w->shard_tokens - w->in_shard;
         size_t k = (uint64_t)room < n ? (size_t)room : n;
         for (size_t i = 0; i < k; i++) {
-            if (w->buf_len + 4 > WRITE_BUF) QKV_TRY(writer_flush(w));
+            if (w->buf_len + 4 > QKV__WRITE_BUF) QKV_TRY(writer_flush(w));
             uint32_t id = (uint32_t)ids[i];
             for (int b = 0; b < w->bpi; b++) w->buf[w->buf_len++] = (uint8_t)(id >> (8 * b));
         }
@@ -164,18 +146,39 @@ static qkv_status writer_put(shard_writer *w, const int32_t *ids, size_t n) {
         n -= k;
         w->in_shard += (int64_t)k;
         w->tokens += (int64_t)k;
-        if (w->in_shard == w->shard_tokens) QKV_TRY(writer_close_shard(w));
+        if (w->in_shard == w->shard_tokens) QKV_TRY(qkv__writer_close_shard(w));
     }
     return QKV_OK;
 }
 
+qkv_status qkv__writer_init(qkv__shard_writer *w, const char *dir, const char *prefix,
+                            uint64_t vocab, int64_t shard_tokens) {
+    memset(w, 0, sizeof *w);
+    w->dir = dir;
+    w->prefix = prefix;
+    w->bpi = vocab <= 65536 ? 2 : 4;
+    w->vocab = vocab;
+    w->shard_tokens = shard_tokens;
+    w->fd = -1;
+    w->buf = qkv__alloc(QKV__WRITE_BUF);
+    return w->buf ? QKV_OK : qkv__fail(QKV_ERR_NOMEM, "data prepare: buffers");
+}
+
 /* Drops the temporary file of a shard left open by a failure. */
-static void writer_abort(shard_writer *w) {
+static void writer_abort(qkv__shard_writer *w) {
     if (w->fd >= 0) {
         close(w->fd);
         unlink(w->tmp);
         w->fd = -1;
     }
+}
+
+void qkv__writer_release(qkv__shard_writer *w) {
+    writer_abort(w);
+    qkv__free(w->buf);
+    qkv__free(w->crcs);
+    w->buf = NULL;
+    w->crcs = NULL;
 }
 
 typedef struct prep {
@@ -187,7 +190,7 @@ typedef struct prep {
     int64_t n_docs; /* documents seen (non-empty), the index of the draw */
     qkv_encoding *pending;
     int pending_split;
-    shard_writer w[2];
+    qkv__shard_writer w[2];
     /* the text being read */
     char *doc;
     size_t len, cap;
@@ -198,9 +201,9 @@ typedef struct prep {
 
 static qkv_status flush_pending(prep *p) {
     if (!p->pending) return QKV_OK;
-    shard_writer *w = &p->w[p->pending_split];
-    qkv_status s = writer_put(w, p->pending->ids, p->pending->n);
-    if (s == QKV_OK) s = writer_put(w, &p->eot, 1);
+    qkv__shard_writer *w = &p->w[p->pending_split];
+    qkv_status s = qkv__writer_put(w, p->pending->ids, p->pending->n);
+    if (s == QKV_OK) s = qkv__writer_put(w, &p->eot, 1);
     if (s == QKV_OK) w->documents++;
     qkv_encoding_free(p->pending);
     p->pending = NULL;
@@ -331,11 +334,11 @@ static qkv_status finish_documents(prep *p) {
     return flush_pending(p);
 }
 
-static json_t *split_json(const shard_writer *w) {
+json_t *qkv__writer_json(const qkv__shard_writer *w) {
     json_t *names = json_array(), *crcs = json_array();
     for (int64_t k = 0; names && crcs && k < w->n_shards; k++) {
         char name[64], crc[16];
-        snprintf(name, sizeof name, "%s_%05lld.bin", qkv__data_split_name(w->split), (long long)k);
+        snprintf(name, sizeof name, "%s_%05lld.bin", w->prefix, (long long)k);
         snprintf(crc, sizeof crc, "%08x", (unsigned)w->crcs[k]);
         if (json_array_append_new(names, json_string(name)) != 0 ||
             json_array_append_new(crcs, json_string(crc)) != 0) {
@@ -354,24 +357,20 @@ static json_t *split_json(const shard_writer *w) {
                      (json_int_t)w->tokens, "shards", names, "crc32c", crcs);
 }
 
-static qkv_status write_meta(const prep *p, const qkv_data_options *o, const char *dir) {
+const char *qkv__data_tokenizer_name(const char *path, char **abs) {
+    *abs = path ? realpath(path, NULL) : NULL;
+    const char *tp = *abs ? *abs : path;
+    return tp && qkv__utf8_valid(tp, strlen(tp), NULL) ? tp : NULL; /* JSON holds UTF-8 only */
+}
+
+qkv_status qkv__data_write_meta(json_t *root, const char *dir) {
     char path[QKV_DATA_PATH_CAP], tmp[QKV_DATA_PATH_CAP];
-    QKV_TRY(qkv__data_join(path, dir, "meta.json"));
-    QKV_TRY(qkv__data_join(tmp, dir, "meta.json.tmp"));
-    char seed[24];
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
-    /* stored absolute, so training from another directory still finds it */
-    char *abs = o->tokenizer_path ? realpath(o->tokenizer_path, NULL) : NULL;
-    const char *tp = abs ? abs : o->tokenizer_path;
-    if (tp && !qkv__utf8_valid(tp, strlen(tp), NULL)) tp = NULL; /* JSON holds UTF-8 only */
-    qkv_status s = QKV_OK;
-    qkv__json_begin();
-    json_t *root = json_pack(
-        "{s:s,s:i,s:I,s:I,s:i,s:s?,s:f,s:s?,s:s,s:I,s:o?,s:o?}", "format", "qkv-tokens", "version",
-        QKV_DATA_VERSION, "vocab_size", (json_int_t)p->w[0].vocab, "eot_id", (json_int_t)p->eot,
-        "bytes_per_id", p->w[0].bpi, "tokenizer", tp, "val_fraction", p->val_fraction, "split_on",
-        o->split_on, "seed", seed, "shard_tokens", (json_int_t)p->w[0].shard_tokens, "train",
-        split_json(&p->w[0]), "val", split_json(&p->w[1]));
+    qkv_status s = qkv__data_join(path, dir, "meta.json");
+    if (s == QKV_OK) s = qkv__data_join(tmp, dir, "meta.json.tmp");
+    if (s != QKV_OK) {
+        json_decref(root);
+        return s;
+    }
     if (!root || !json_is_object(json_object_get(root, "train")) ||
         !json_is_object(json_object_get(root, "val")) || qkv__json_alloc_failed())
         s = qkv__fail(QKV_ERR_NOMEM, "%s: building meta.json", path);
@@ -382,8 +381,6 @@ static qkv_status write_meta(const prep *p, const qkv_data_options *o, const cha
     else if (qkv__json_alloc_failed()) /* the output is right, but the hook said no: honour it */
         s = qkv__fail(QKV_ERR_NOMEM, "%s: writing meta.json", path);
     json_decref(root);
-    qkv__json_end();
-    free(abs);
     if (s == QKV_OK) { /* json_dump_file does not sync */
         int fd = open(tmp, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || fsync(fd) != 0) s = qkv__write_fail("fsync failed", tmp);
@@ -395,14 +392,34 @@ static qkv_status write_meta(const prep *p, const qkv_data_options *o, const cha
     return s;
 }
 
+static qkv_status write_meta(const prep *p, const qkv_data_options *o, const char *dir) {
+    char seed[24];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+    /* stored absolute, so training from another directory still finds it */
+    char *abs;
+    const char *tp = qkv__data_tokenizer_name(o->tokenizer_path, &abs);
+    qkv__json_begin();
+    json_t *root = json_pack(
+        "{s:s,s:i,s:I,s:I,s:i,s:s?,s:f,s:s?,s:s,s:I,s:o?,s:o?}", "format", "qkv-tokens", "version",
+        QKV_DATA_VERSION, "vocab_size", (json_int_t)p->w[0].vocab, "eot_id", (json_int_t)p->eot,
+        "bytes_per_id", p->w[0].bpi, "tokenizer", tp, "val_fraction", p->val_fraction, "split_on",
+        o->split_on, "seed", seed, "shard_tokens", (json_int_t)p->w[0].shard_tokens, "train",
+        qkv__writer_json(&p->w[0]), "val", qkv__writer_json(&p->w[1]));
+    qkv_status s = qkv__data_write_meta(root, dir);
+    qkv__json_end();
+    free(abs);
+    return s;
+}
+
 /* 1 if name is a file qkv writes in a dataset directory: meta.json (and its .tmp), or a shard
- * train_NNNNN.bin / val_NNNNN.bin (and their .tmp). */
+ * train_NNNNN.bin / val_NNNNN.bin, train_tgt_NNNNN.bin / val_tgt_NNNNN.bin (and their .tmp). */
 static int dataset_file(const char *name) {
     if (strcmp(name, "meta.json") == 0 || strcmp(name, "meta.json.tmp") == 0) return 1;
     const char *p = strncmp(name, "train_", 6) == 0 ? name + 6
                     : strncmp(name, "val_", 4) == 0 ? name + 4
                                                     : NULL;
     if (!p) return 0;
+    if (strncmp(p, "tgt_", 4) == 0) p += 4; /* a parallel dataset's target side */
     size_t d = 0;
     while (p[d] >= '0' && p[d] <= '9') d++;
     return d >= 5 && (strcmp(p + d, ".bin") == 0 || strcmp(p + d, ".bin.tmp") == 0);
@@ -486,6 +503,21 @@ static qkv_status swap_in(const char *stage, const char *out_dir, int exists) {
     return QKV_OK;
 }
 
+qkv_status qkv__data_stage_begin(const char *out_dir, char *stage, int *exists) {
+    QKV_TRY(check_out_dir(out_dir, exists));
+    QKV_TRY(staging_name(stage, out_dir));
+    remove_dataset_dir(stage); /* a leftover of a killed run with this pid */
+    if (mkdir(stage, 0777) != 0) return qkv__write_fail("cannot create the directory", stage);
+    return QKV_OK;
+}
+
+qkv_status qkv__data_stage_end(qkv_status s, const char *stage, const char *out_dir, int exists) {
+    if (s == QKV_OK) s = qkv__data_sync_dir(stage);
+    if (s == QKV_OK) s = swap_in(stage, out_dir, exists);
+    if (s != QKV_OK) remove_dataset_dir(stage); /* the old dataset, if any, is untouched */
+    return s;
+}
+
 qkv_status qkv_data_prepare(const qkv_tokenizer *tok, const char *const *files, size_t n_files,
                             const qkv_data_options *opts, const char *out_dir,
                             qkv_data_stats *stats, qkv_progress_fn progress, void *progress_ctx) {
@@ -521,6 +553,7 @@ qkv_status qkv_data_prepare(const qkv_tokenizer *tok, const char *const *files, 
 
     prep p;
     memset(&p, 0, sizeof p);
+    p.w[0].fd = p.w[1].fd = -1; /* (writer_release before qkv__writer_init) */
     p.tok = tok;
     qkv_tokenizer_default_options(tok, &p.enc);
     p.enc.add_special_tokens = 0;
@@ -532,15 +565,6 @@ qkv_status qkv_data_prepare(const qkv_tokenizer *tok, const char *const *files, 
     p.seed = o.seed;
     p.progress = progress;
     p.progress_ctx = progress_ctx;
-    for (int k = 0; k < 2; k++) {
-        shard_writer *w = &p.w[k];
-        w->dir = out_dir;
-        w->split = k;
-        w->bpi = vocab <= 65536 ? 2 : 4;
-        w->vocab = vocab;
-        w->shard_tokens = o.shard_tokens;
-        w->fd = -1;
-    }
     for (size_t i = 0; i < n_files; i++) {
         struct stat sb;
         if (stat(files[i], &sb) != 0) return qkv__data_io_fail("cannot open", files[i]);
@@ -549,36 +573,22 @@ qkv_status qkv_data_prepare(const qkv_tokenizer *tok, const char *const *files, 
         if (S_ISREG(sb.st_mode)) p.bytes_total += (uint64_t)sb.st_size;
     }
     int exists;
-    QKV_TRY(check_out_dir(out_dir, &exists));
     char stage[QKV_DATA_PATH_CAP];
-    QKV_TRY(staging_name(stage, out_dir));
-    remove_dataset_dir(stage); /* a leftover of a killed run with this pid */
-    if (mkdir(stage, 0777) != 0) return qkv__write_fail("cannot create the directory", stage);
-    for (int k = 0; k < 2; k++) p.w[k].dir = stage;
-
-    qkv_status s = QKV_OK;
-    p.w[0].buf = qkv__alloc(WRITE_BUF);
-    p.w[1].buf = qkv__alloc(WRITE_BUF);
-    if (!p.w[0].buf || !p.w[1].buf) s = qkv__fail(QKV_ERR_NOMEM, "qkv_data_prepare: buffers");
+    QKV_TRY(qkv__data_stage_begin(out_dir, stage, &exists));
+    qkv_status s = qkv__writer_init(&p.w[0], stage, "train", vocab, o.shard_tokens);
+    if (s == QKV_OK) s = qkv__writer_init(&p.w[1], stage, "val", vocab, o.shard_tokens);
     if (s == QKV_OK && progress) progress(progress_ctx, 0.0);
     for (size_t i = 0; i < n_files && s == QKV_OK; i++) s = read_file(&p, files[i], o.split_on);
     if (s == QKV_OK) s = finish_documents(&p);
-    for (int k = 0; k < 2 && s == QKV_OK; k++) s = writer_close_shard(&p.w[k]);
-    if (s == QKV_OK) s = sync_dir(stage);
+    for (int k = 0; k < 2 && s == QKV_OK; k++) s = qkv__writer_close_shard(&p.w[k]);
+    if (s == QKV_OK) s = qkv__data_sync_dir(stage);
     if (s == QKV_OK) s = write_meta(&p, &o, stage);
-    if (s == QKV_OK) s = sync_dir(stage);
-    for (int k = 0; k < 2; k++) writer_abort(&p.w[k]);
-    if (s == QKV_OK) s = swap_in(stage, out_dir, exists);
-    if (s != QKV_OK)
-        remove_dataset_dir(stage); /* the old dataset, if any, is untouched */
-    else if (progress)
-        progress(progress_ctx, 1.0);
+    s = qkv__data_stage_end(s, stage, out_dir, exists);
+    if (s == QKV_OK && progress) progress(progress_ctx, 1.0);
     qkv_encoding_free(p.pending);
     qkv__free(p.doc);
-    qkv__free(p.w[0].buf);
-    qkv__free(p.w[1].buf);
-    qkv__free(p.w[0].crcs);
-    qkv__free(p.w[1].crcs);
+    qkv__writer_release(&p.w[0]);
+    qkv__writer_release(&p.w[1]);
     if (s == QKV_OK && stats) {
         for (int k = 0; k < 2; k++) {
             ds.documents[k] = p.w[k].documents;

@@ -30,6 +30,7 @@
  *     rank takes part in writing a checkpoint (rank 0 gathers the moments and writes). */
 #include "train/cls_data.h"
 #include "train/dist.h"
+#include "train/s2s_batch.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -243,6 +244,7 @@ typedef struct loop {
     float *gsum, *gbuf; /* exact_reduce: the ordered sum (rank 0), the gathered bucket */
     qkv__zero zero;     /* options.zero: the ranks' slices (zero.c) */
     int sharded;        /* options.zero with several ranks: checkpoints need every rank */
+    qkv__s2s *s2s;      /* an encoder-decoder on sentence pairs (s2s_batch.c), or NULL */
 } loop;
 
 /* Floats per all-reduce / gather / broadcast: 4 MiB messages. */
@@ -567,9 +569,25 @@ static void mlm_mask(const loop *L, uint64_t stream, int64_t n) {
 
 /* The mean validation loss over the first eval_batches sequential batches, as an EVAL line;
  * nothing when the split holds no batch. */
+static qkv_status eval_line(loop *L, int64_t step, double val_loss) {
+    qkv_train_record r;
+    record_init(&r, QKV_TRAIN_RECORD_EVAL, step, L->o->steps);
+    r.val_loss = val_loss;
+    r.val_ppl = exp(r.val_loss);
+    QKV_TRY(maybe_best(L, &r));
+    return emit(L, &r);
+}
+
 static qkv_status evaluate(loop *L, int64_t step) {
     const qkv_train_options *o = L->o;
     if (!o->val) return QKV_OK;
+    if (L->s2s) {
+        double v;
+        int any;
+        qkv_status s = qkv__s2s_evaluate(L->rt, L->t, L->s2s, o, L->rank, L->size, &v, &any);
+        if (s != QKV_OK) return with_context(s, "validation", step);
+        return any ? eval_line(L, step, v) : QKV_OK;
+    }
     int64_t nb = qkv_dataset_batches(o->val, o->batch, o->seq);
     if (nb > o->eval_batches) nb = o->eval_batches;
     if (nb <= 0) return QKV_OK;
@@ -591,12 +609,7 @@ static qkv_status evaluate(loop *L, int64_t step) {
     for (int64_t i = 0; i < nb; i++) sum += part[i];
     qkv__free(part);
     QKV_TRY(s);
-    qkv_train_record r;
-    record_init(&r, QKV_TRAIN_RECORD_EVAL, step, o->steps);
-    r.val_loss = sum / (double)nb;
-    r.val_ppl = exp(r.val_loss);
-    QKV_TRY(maybe_best(L, &r));
-    return emit(L, &r);
+    return eval_line(L, step, sum / (double)nb);
 }
 
 /* ---------------------------------------------------------------- classifier runs */
@@ -723,6 +736,7 @@ static qkv_status cls_evaluate(loop *L, int64_t step) {
 static qkv_status micro(loop *L, int64_t m, float scale, float *loss, int64_t *tokens) {
     const qkv_train_options *o = L->o;
     if (o->cls_train) return cls_micro(L, m, scale, loss, tokens);
+    if (L->s2s) return qkv__s2s_micro(L->rt, L->t, L->s2s, o, m, scale, loss, tokens);
     *tokens = o->batch * o->seq;
     qkv_status s =
         qkv_dataset_sample(o->train, o->seed, (uint64_t)m, o->batch, o->seq, L->ids, L->tgt);
@@ -946,9 +960,9 @@ static qkv_status check_options(const qkv_trainer *t, const qkv_train_options *o
     if (o->seq > sh.n_positions)
         return BAD("seq %" PRId64 " is longer than the model's n_positions %" PRId64, o->seq,
                    sh.n_positions);
-    if (o->cls_train) {
+    if (o->cls_train || qkv__s2s_wanted(t, o)) {
         if (o->run_dir && strlen(o->run_dir) > PATH_CAP - 64) return BAD("run_dir is too long");
-        return QKV_OK;
+        return o->cls_train ? QKV_OK : qkv__s2s_check(t, o);
     }
     if (qkv_dataset_vocab_size(o->train) > sh.vocab_size)
         return BAD("the dataset's vocabulary (%" PRId64 ") is larger than the model's (%" PRId64
@@ -994,7 +1008,7 @@ static qkv_status agree(loop *L) {
                             (int64_t)o->seed,  o->warmup,     (int64_t)o->decay, o->eval_every,
                             o->eval_batches,   o->save_every, o->keep,           o->mask_token_id,
                             o->length_grouped, o->keep_best,  o->tensorboard,    o->tb_histograms,
-                            o->exact_reduce,   o->zero};
+                            o->exact_reduce,   o->zero,       o->src_seq};
     const double dbl[] = {o->lr,    o->min_lr, o->weight_decay, o->beta1,
                           o->beta2, o->eps,    o->clip,         o->mlm_probability};
     HASH(h[1], ints), HASH(h[1], dbl);
@@ -1091,6 +1105,7 @@ static qkv_status run(loop *L) {
     L->ids = qkv__alloc((size_t)(o->batch * o->seq) * sizeof *L->ids);
     L->tgt = qkv__alloc((size_t)(o->batch * o->seq) * sizeof *L->tgt);
     if (!L->ids || !L->tgt) return qkv__fail(QKV_ERR_NOMEM, "qkv_train_run: out of memory");
+    if (!o->cls_train && qkv__s2s_wanted(L->t, o)) QKV_TRY(qkv__s2s_begin(L->t, o, &L->s2s));
     if (o->cls_train) {
         const int64_t nl = o->cls_train->nl, nv = o->cls_val ? o->cls_val->n : 0;
         L->types = qkv__alloc((size_t)(o->batch * o->seq) * sizeof *L->types);
@@ -1157,5 +1172,6 @@ qkv_status qkv_train_run(qkv_runtime *rt, qkv_trainer *t, const qkv_train_option
     qkv__free(L.gsum);
     qkv__free(L.gbuf);
     qkv__zero_end(&L.zero);
+    qkv__s2s_free(L.s2s);
     return s;
 }
