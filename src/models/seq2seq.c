@@ -147,12 +147,14 @@ static qkv_status read_options(const qkv_seq2seq *s, const qkv_translate_options
                          (long long)o->num_beams);
     if (o->max_new_tokens < 0 || o->max_new_tokens > P)
         return qkv__fail(QKV_ERR_INVALID_ARG,
-                         "%s: max_new_tokens = %lld must be in [0, %lld] (max_position_embeddings)",
+                         "%s: max_new_tokens = %lld must be in [0, %lld] (max_position_embeddings; "
+                         "T5: n_positions)",
                          fn, (long long)o->max_new_tokens, (long long)P);
     *L = o->max_new_tokens > 0 ? 1 + o->max_new_tokens : o->max_length;
     if (*L < 2 || *L - 1 > P)
         return qkv__fail(QKV_ERR_INVALID_ARG,
-                         "%s: max_length = %lld must be in [2, %lld] (max_position_embeddings + 1)",
+                         "%s: max_length = %lld must be in [2, %lld] (max_position_embeddings or "
+                         "T5's n_positions, + 1)",
                          fn, (long long)*L, (long long)(P + 1));
     if (!isfinite(o->length_penalty))
         return qkv__fail(QKV_ERR_INVALID_ARG, "%s: length_penalty must be finite", fn);
