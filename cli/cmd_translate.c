@@ -1,10 +1,10 @@
-/* cmd_translate.c — `qkv translate`: a MarianMT directory translates lines, one output line per
- * input line. Lines are read in windows (8 batches' worth, or up to the end of the input),
- * each window sorted by token count so that a batch holds sentences of similar lengths, and
- * written back in input order when the window is done: streaming with bounded memory, and a
- * pipe of single lines (--batch 1) answers line by line. Text goes through the directory's
- * tokenizer (source.spm + vocab.json); decoding is qkv_seq2seq_generate with the directory's
- * generation defaults unless overridden. */
+/* cmd_translate.c — `qkv translate`: a MarianMT or T5 directory translates lines, one output
+ * line per input line (T5: each after a task prefix, e.g. "translate English to German: "). Lines
+ * are read in windows (8 batches' worth, or up to the end of the input), each window sorted by
+ * token count so that a batch holds sentences of similar lengths, and written back in input order
+ * when the window is done: streaming with bounded memory, and a pipe of single lines (--batch 1)
+ * answers line by line. Text goes through the directory's tokenizer (source.spm + vocab.json);
+ * decoding is qkv_seq2seq_generate with the directory's generation defaults unless overridden. */
 #include "cli.h"
 #include "textio.h"
 
@@ -17,9 +17,14 @@ void cmd_translate_help(void) {
     printf("Usage: qkv translate --model DIR [FILE | -] [options]\n\n"
            "Translates each line of FILE (or stdin: '-' or no FILE) with a MarianMT model\n"
            "directory (config.json, model.safetensors, source.spm, vocab.json; OPUS-MT layout)\n"
-           "and writes one line per input line, in input order, as transformers' generate()\n"
-           "then decode(skip_special_tokens=True) would.\n\n"
+           "or a T5 / T5 v1.1 directory (config.json, model.safetensors, tokenizer.json or\n"
+           "spiece.model) and writes one line per input line, in input order, as transformers'\n"
+           "generate() then decode(skip_special_tokens=True) would.\n\n"
            "Options:\n"
+           "  --prefix TEXT      put TEXT before every line (T5 expects e.g. \"translate English\n"
+           "                     to German: \"). Default: the prefix of the first translation*\n"
+           "                     entry of config.json's task_specific_params when it has one,\n"
+           "                     else none; --prefix '' turns it off\n"
            "  --beams N          beam size (default: the directory's num_beams; 1 = greedy)\n"
            "  --max-length N     target tokens at most, counting the start token (default:\n"
            "                     the directory's max_length)\n"
@@ -50,7 +55,8 @@ typedef struct {
     const qkv_tokenizer *tok;
     qkv_runtime *rt;
     const qkv_translate_options *o;
-    int64_t cap; /* target tokens per sentence */
+    const char *prefix; /* before every line ("" for none) */
+    int64_t cap;        /* target tokens per sentence */
     size_t batch;
     int json;
 } ctx;
@@ -67,7 +73,17 @@ static int run_window(const ctx *c, char **lines, size_t n, size_t first) {
     const int64_t max_src = qkv_seq2seq_max_source(c->m);
     for (size_t i = 0; rc == EXIT_OK && i < n; i++) {
         qkv_encoding *e = NULL;
-        qkv_status s = qkv_tokenizer_encode(c->tok, lines[i], strlen(lines[i]), NULL, 0, NULL, &e);
+        const size_t np = strlen(c->prefix), nl = strlen(lines[i]);
+        char *full = malloc(np + nl + 1);
+        if (!full) {
+            fprintf(stderr, "qkv translate: out of memory\n");
+            rc = EXIT_FAIL;
+            break;
+        }
+        memcpy(full, c->prefix, np);
+        memcpy(full + np, lines[i], nl + 1);
+        qkv_status s = qkv_tokenizer_encode(c->tok, full, np + nl, NULL, 0, NULL, &e);
+        free(full);
         if (s != QKV_OK) {
             char what[64];
             snprintf(what, sizeof what, "line %zu", first + i + 1);
@@ -77,7 +93,7 @@ static int run_window(const ctx *c, char **lines, size_t n, size_t first) {
         if ((int64_t)e->n > max_src || e->n == 0) {
             fprintf(stderr,
                     "qkv translate: line %zu has %zu tokens; the model takes at most %lld "
-                    "(max_position_embeddings)\n",
+                    "(max_position_embeddings; T5: n_positions)\n",
                     first + i + 1, e->n, (long long)max_src);
             qkv_encoding_free(e);
             rc = EXIT_USAGE;
@@ -152,7 +168,7 @@ static int run_window(const ctx *c, char **lines, size_t n, size_t first) {
 }
 
 int cmd_translate(int argc, char **argv) {
-    const char *model = NULL, *input = NULL;
+    const char *model = NULL, *input = NULL, *prefix = NULL;
     long beams = 0, max_length = 0, max_new = 0, batch = 32, threads = 0, ngram = -1;
     double lp = 0;
     int json = 0, have_lp = 0;
@@ -168,6 +184,9 @@ int cmd_translate(int argc, char **argv) {
         } else if (strcmp(a, "--model") == 0) {
             NEED_VALUE;
             model = v;
+        } else if (strcmp(a, "--prefix") == 0) {
+            NEED_VALUE;
+            prefix = v;
         } else if (strcmp(a, "--beams") == 0) {
             NEED_VALUE;
             if (cli_parse_count("translate", a, v, 1, 1024, &beams)) return EXIT_USAGE;
@@ -246,7 +265,8 @@ int cmd_translate(int argc, char **argv) {
         rc = EXIT_USAGE;
         goto done;
     }
-    ctx c = {m, tok, rt, &o, cap, (size_t)batch, json};
+    if (!prefix) prefix = qkv_seq2seq_source_prefix(m);
+    ctx c = {m, tok, rt, &o, prefix, cap, (size_t)batch, json};
     const size_t window = batch == 1 ? 1 : 8 * (size_t)batch; /* --batch 1: line by line */
     char **lines = calloc(window, sizeof *lines);
     char *buf = NULL;

@@ -1,9 +1,9 @@
 /* fuzz_model_config.c — libFuzzer target for a model directory's config.json read against its
- * model.safetensors (the trainer's import, the classifier import, the decoder and the encoder
- * loaders).
+ * model.safetensors (the trainer's import, the classifier import, the decoder, the encoder and
+ * the encoder-decoder (Marian, T5) loaders).
  *
  * Input: a 2-byte little-endian length L, L bytes of config.json, and the rest as
- * model.safetensors; both are written to a temporary directory and loaded four ways. Any
+ * model.safetensors; both are written to a temporary directory and loaded five ways. Any
  * input is refused with a status and a message, or loads. A size the config claims beyond the
  * tensors present would allocate past libFuzzer's -malloc_limit_mb (2 GB in scripts/fuzz.sh),
  * which libFuzzer reports as a crash. */
@@ -49,5 +49,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     s = qkv_model_load(fuzz_dir, &m);
     refused_or(s, m != NULL);
     qkv_model_free(m);
+    qkv_seq2seq *ss = NULL;
+    s = qkv_seq2seq_load(fuzz_dir, &ss);
+    refused_or(s, ss != NULL);
+    if (ss) REQUIRE(qkv_seq2seq_vocab_size(ss) >= 2 && qkv_seq2seq_source_prefix(ss) != NULL);
+    qkv_seq2seq_free(ss);
     return 0;
 }

@@ -1576,8 +1576,9 @@ QKV_API qkv_status qkv_logreg_predict(const qkv_logreg *m, const float *x, int64
 
 /* ---------------------------------------------------------------- translation models */
 
-/* An encoder-decoder translation model (MarianMT, the OPUS-MT family) loaded from a Hugging
- * Face directory: config.json (model_type "marian"), generation_config.json if present (then
+/* An encoder-decoder translation model (MarianMT, the OPUS-MT family; T5 and T5 v1.1) loaded
+ * from a Hugging Face directory: config.json (model_type "marian" or "t5"),
+ * generation_config.json if present (then
  * the decoding defaults come from it alone, as in transformers), model.safetensors
  * (docs/TRANSLATION.md, "Translating"). Generation follows transformers' generate() for it:
  * decoder_start_token_id, greedy or beam search, the directory's bad_words_ids and
@@ -1590,6 +1591,10 @@ QKV_API void qkv_seq2seq_free(qkv_seq2seq *m);
  * (max_position_embeddings). */
 QKV_API int64_t qkv_seq2seq_vocab_size(const qkv_seq2seq *m);
 QKV_API int64_t qkv_seq2seq_max_source(const qkv_seq2seq *m);
+/* The text the directory suggests putting before every source line: for T5, the "prefix" of
+ * the first translation* entry of config.json's task_specific_params (e.g. "translate English
+ * to German: "); "" when there is none, for Marian and for NULL. Owned by the model. */
+QKV_API const char *qkv_seq2seq_source_prefix(const qkv_seq2seq *m);
 
 typedef enum qkv_early_stopping {
     QKV_EARLY_STOP_FALSE = 0, /* transformers' early_stopping=False (its heuristic) */

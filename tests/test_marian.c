@@ -14,26 +14,18 @@
  *   - bad options, sources and directories fail with their status and a message; every
  *     allocation of a generate call failed in turn returns NOMEM without a leak.
  * Runs per QKV_ARCH. */
-#include "fault_alloc.h"
 #include "fixture_util.h"
 #include "models/kv_cache.h"
 #include "models/marian.h"
 #include "qkv.h"
+#include "s2s_check.h"
 #include "test.h"
 #include "test_arch.h"
 
 #define FIX QKV_SOURCE_DIR "/tests/fixtures/marian/"
 
-typedef struct {
-    const char *name;
-    int64_t beams, max_new, ngram;
-    float lp;
-    qkv_early_stopping es;
-    int renorm;
-} setup;
-
 /* as SETUPS in tools/gen_marian_fixtures.py */
-static const setup SETUPS[] = {
+static const s2s_setup SETUPS[] = {
     {"greedy", 1, 0, 0, 1.0f, QKV_EARLY_STOP_FALSE, 0},
     {"beam4", 4, 0, 0, 1.0f, QKV_EARLY_STOP_FALSE, 0},
     {"beam4_lp06_es", 4, 0, 0, 0.6f, QKV_EARLY_STOP_TRUE, 0},
@@ -43,15 +35,6 @@ static const setup SETUPS[] = {
     {"greedy_nr3", 1, 20, 3, 1.0f, QKV_EARLY_STOP_FALSE, 0},
     {"beam4_renorm_nr2", 4, 0, 2, 1.0f, QKV_EARLY_STOP_FALSE, 1},
 };
-
-static const qkv_st_tensor *tensor(qkv_safetensors *st, const char *name) {
-    const qkv_st_tensor *t = qkv_safetensors_find(st, name);
-    if (!t) {
-        fprintf(stderr, "fixture lacks %s\n", name);
-        exit(1);
-    }
-    return t;
-}
 
 /* encoder output and teacher-forced decoder logits through the internal API */
 static void check_forward(const char *name, qkv_runtime *rt) {
@@ -63,7 +46,7 @@ static void check_forward(const char *name, qkv_runtime *rt) {
     CHECK_OK(qkv__marian_load(dir, &m));
     if (!m) return;
     const qkv_marian_config *c = &m->cfg;
-    const qkv_st_tensor *tl = tensor(st, "src_lens");
+    const qkv_st_tensor *tl = s2s_tensor(st, "src_lens");
     const int64_t n = tl->shape[0], *lens = tl->data, C = c->C, V = c->Vd;
     const int32_t *ids = fix_need(st, "src_ids");
     int64_t N = 0;
@@ -79,7 +62,7 @@ static void check_forward(const char *name, qkv_runtime *rt) {
     /* the decoder, one token per step for all sources at once */
     float *kv = malloc(sizeof(float) * (size_t)(2 * c->Ld * N * C));
     CHECK_OK(qkv__marian_cross_kv(rt, m, enc, N, kv));
-    const qkv_st_tensor *td = tensor(st, "dec_ids");
+    const qkv_st_tensor *td = s2s_tensor(st, "dec_ids");
     const int64_t T = td->shape[1];
     const int32_t *dec = td->data;
     const float *wl = fix_need(st, "dec_logits"); /* [n, T, V] */
@@ -123,76 +106,6 @@ static void check_forward(const char *name, qkv_runtime *rt) {
     qkv_safetensors_close(st);
 }
 
-static qkv_translate_options options(const qkv_seq2seq *m, const setup *u) {
-    qkv_translate_options o;
-    qkv_seq2seq_default_options(m, &o);
-    o.num_beams = u->beams;
-    o.max_new_tokens = u->max_new;
-    o.no_repeat_ngram_size = u->ngram;
-    o.length_penalty = u->lp;
-    o.early_stopping = u->es;
-    o.renormalize_logits = u->renorm;
-    return o;
-}
-
-static void check_generate(const char *name, qkv_runtime *rt1, qkv_runtime *rt2) {
-    char dir[512], path[512];
-    snprintf(dir, sizeof dir, FIX "%s", name);
-    snprintf(path, sizeof path, FIX "expect.%s.safetensors", name);
-    qkv_safetensors *st = fix_open(path);
-    qkv_seq2seq *m = NULL;
-    CHECK_OK(qkv_seq2seq_load(dir, &m));
-    if (!m) return;
-    const qkv_st_tensor *tl = tensor(st, "src_lens");
-    const int64_t n = tl->shape[0], *lens = tl->data;
-    const int32_t *src = fix_need(st, "src_ids");
-    int same = 0, total = 0;
-    for (size_t k = 0; k < sizeof SETUPS / sizeof *SETUPS; k++) {
-        const setup *u = &SETUPS[k];
-        qkv_translate_options o = options(m, u);
-        const int64_t cap = qkv_seq2seq_max_output(m, &o);
-        CHECK(cap > 0);
-        int32_t *out = calloc((size_t)(n * cap), sizeof *out);
-        int32_t *out2 = calloc((size_t)(n * cap), sizeof *out2);
-        int64_t *olen = calloc((size_t)n, sizeof *olen), *olen2 = calloc((size_t)n, sizeof *olen2);
-        float *sc = calloc((size_t)n, sizeof *sc), *sc2 = calloc((size_t)n, sizeof *sc2);
-        CHECK_OK(qkv_seq2seq_generate(rt1, m, src, lens, (size_t)n, &o, out, olen, sc));
-        char key[128];
-        snprintf(key, sizeof key, "%s.lens", u->name);
-        const int64_t *wlen = tensor(st, key)->data;
-        snprintf(key, sizeof key, "%s.ids", u->name);
-        const int32_t *wids = tensor(st, key)->data;
-        snprintf(key, sizeof key, "%s.scores", u->name);
-        const qkv_st_tensor *ws = qkv_safetensors_find(st, key);
-        for (int64_t s = 0, o2 = 0; s < n; o2 += wlen[s], s++) {
-            int eq = olen[s] == wlen[s] &&
-                     memcmp(out + s * cap, wids + o2, sizeof(int32_t) * (size_t)wlen[s]) == 0;
-            same += eq, total++;
-            CHECK_MSG(eq, "%s %s sentence %lld: %lld tokens, transformers %lld (first %d vs %d)",
-                      name, u->name, (long long)s, (long long)olen[s], (long long)wlen[s],
-                      olen[s] ? out[s * cap] : -1, wlen[s] ? wids[o2] : -1);
-            if (ws) CHECK_NEAR(sc[s], ((const float *)ws->data)[s], 0, 1e-4);
-        }
-        /* 2 threads: the same ids */
-        CHECK_OK(qkv_seq2seq_generate(rt2, m, src, lens, (size_t)n, &o, out2, olen2, sc2));
-        CHECK(memcmp(olen, olen2, sizeof(int64_t) * (size_t)n) == 0);
-        CHECK(memcmp(out, out2, sizeof(int32_t) * (size_t)(n * cap)) == 0);
-        /* each sentence alone: what it got in the batch */
-        for (int64_t s = 0, o2 = 0; s < n; o2 += lens[s], s++) {
-            int64_t l1 = 0;
-            memset(out2, 0, sizeof(int32_t) * (size_t)cap);
-            CHECK_OK(qkv_seq2seq_generate(rt1, m, src + o2, lens + s, 1, &o, out2, &l1, sc2));
-            CHECK_MSG(
-                l1 == olen[s] && memcmp(out2, out + s * cap, sizeof(int32_t) * (size_t)l1) == 0,
-                "%s %s: sentence %lld alone differs from the batch", name, u->name, (long long)s);
-        }
-        free(out), free(out2), free(olen), free(olen2), free(sc), free(sc2);
-    }
-    printf("%s: %d of %d generated sentences identical to transformers\n", name, same, total);
-    qkv_seq2seq_free(m);
-    qkv_safetensors_close(st);
-}
-
 /* the text API: lines of texts.txt through the directory's tokenizer, as transformers' decode */
 static void check_texts(void) {
     qkv_seq2seq *m = NULL;
@@ -231,20 +144,6 @@ static void check_texts(void) {
     free(want);
     qkv_tokenizer_free(tok);
     qkv_seq2seq_free(m);
-}
-
-typedef struct {
-    const qkv_seq2seq *m;
-    const int32_t *src;
-    const int64_t *len;
-    const qkv_translate_options *o;
-    int32_t *out;
-    int64_t *olen;
-} gen_call;
-
-static qkv_status call_generate(qkv_runtime *rt, void *ctx) {
-    const gen_call *g = ctx;
-    return qkv_seq2seq_generate(rt, g->m, g->src, g->len, 1, g->o, g->out, g->olen, NULL);
 }
 
 static void check_errors(void) {
@@ -378,9 +277,7 @@ static void check_errors(void) {
     /* every allocation of a beam-search call failed in turn: NOMEM, nothing leaks */
     qkv_seq2seq_default_options(m, &o);
     o.max_new_tokens = 4;
-    gen_call gc = {m, src, &len, &o, out, &olen};
-    int fails = fault_each_alloc(call_generate, &gc, 500);
-    CHECK(fails > 5);
+    s2s_check_nomem(m, src, len, &o);
     qkv_seq2seq_free(m);
     qkv_seq2seq_free(NULL);
 }
@@ -392,8 +289,8 @@ int main(void) {
     CHECK_OK(qkv_runtime_create(2, &rt2));
     check_forward("tiny", rt1);
     check_forward("sep", rt2);
-    check_generate("tiny", rt1, rt2);
-    check_generate("sep", rt1, rt2);
+    s2s_check_generate(FIX, "tiny", SETUPS, sizeof SETUPS / sizeof *SETUPS, rt1, rt2);
+    s2s_check_generate(FIX, "sep", SETUPS, sizeof SETUPS / sizeof *SETUPS, rt1, rt2);
     check_texts();
     check_errors();
     qkv_runtime_free(rt1);

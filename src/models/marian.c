@@ -13,145 +13,27 @@
 
 #include <jansson.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 /* ---------------------------------------------------------------- config */
-
-/* An integer field in [lo, hi]; absent or null: def (required: FORMAT). */
-static qkv_status get_int(const char *path, json_t *o, const char *key, int64_t def, int required,
-                          int64_t lo, int64_t hi, int64_t *out) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) {
-        if (required)
-            return qkv__fail(QKV_ERR_FORMAT, "%s: missing required field '%s'", path, key);
-        *out = def;
-        return QKV_OK;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-        return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be an integer in [%lld, %lld]", path,
-                         key, (long long)lo, (long long)hi);
-    *out = (int64_t)json_integer_value(v);
-    return QKV_OK;
-}
-
-static qkv_status get_bool(const char *path, json_t *o, const char *key, int def, int *out) {
-    json_t *v = json_object_get(o, key);
-    *out = def;
-    if (!v || json_is_null(v)) return QKV_OK;
-    if (!json_is_boolean(v))
-        return qkv__fail(QKV_ERR_FORMAT, "%s: field '%s' must be true or false", path, key);
-    *out = json_is_true(v);
-    return QKV_OK;
-}
-
-/* transformers' GenerationConfig defaults (decoder_start_token_id falls back to the model's). */
-static void generation_defaults(qkv_marian_config *c) {
-    c->num_beams = 1;
-    c->max_length = 20;
-    c->length_penalty = 1.0f;
-    c->early_stopping = QKV__ES_FALSE;
-    c->no_repeat_ngram = 0;
-    c->forced_eos = -1;
-    c->renormalize = 0;
-    qkv__free(c->bad_ids);
-    c->bad_ids = NULL;
-    c->n_bad = 0;
-}
-
-/* The decoding defaults of one file (config.json, then generation_config.json over it). */
-static qkv_status parse_generation(const char *path, json_t *o, qkv_marian_config *c) {
-    int64_t x = 0;
-    QKV_TRY(get_int(path, o, "num_beams", c->num_beams, 0, 1, 1024, &c->num_beams));
-    QKV_TRY(get_int(path, o, "max_length", c->max_length, 0, 1, 1 << 20, &c->max_length));
-    QKV_TRY(get_int(path, o, "no_repeat_ngram_size", c->no_repeat_ngram, 0, 0, 1 << 20,
-                    &c->no_repeat_ngram));
-    QKV_TRY(get_int(path, o, "decoder_start_token_id", c->start, 0, 0, c->Vd - 1, &x));
-    c->start = (int32_t)x;
-    QKV_TRY(get_int(path, o, "forced_eos_token_id", c->forced_eos, 0, -1, c->Vd - 1, &x));
-    c->forced_eos = (int32_t)x;
-    json_t *v = json_object_get(o, "length_penalty");
-    if (v && !json_is_null(v)) {
-        if (!json_is_number(v) || !isfinite(json_number_value(v)))
-            return qkv__fail(QKV_ERR_FORMAT, "%s: field 'length_penalty' must be a number", path);
-        c->length_penalty = (float)json_number_value(v);
-    }
-    v = json_object_get(o, "early_stopping");
-    if (json_is_boolean(v))
-        c->early_stopping = json_is_true(v) ? QKV__ES_TRUE : QKV__ES_FALSE;
-    else if (json_is_string(v) && strcmp(json_string_value(v), "never") == 0)
-        c->early_stopping = QKV__ES_NEVER;
-    else if (v && !json_is_null(v))
-        return qkv__fail(QKV_ERR_FORMAT, "%s: early_stopping must be true, false or \"never\"",
-                         path);
-    QKV_TRY(get_bool(path, o, "renormalize_logits", c->renormalize, &c->renormalize));
-    /* settings that would change the result and are not implemented: refused unless default */
-    static const char *const zero_ints[] = {"min_length", "min_new_tokens",
-                                            "encoder_no_repeat_ngram_size"};
-    for (size_t i = 0; i < sizeof zero_ints / sizeof *zero_ints; i++)
-        QKV_TRY(get_int(path, o, zero_ints[i], 0, 0, 0, 0, &x));
-    QKV_TRY(get_int(path, o, "num_beam_groups", 1, 0, 1, 1, &x));
-    QKV_TRY(get_int(path, o, "num_return_sequences", 1, 0, 1, 1, &x));
-    int b = 0;
-    QKV_TRY(get_bool(path, o, "do_sample", 0, &b));
-    if (b) return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: do_sample = true is not supported", path);
-    static const char *const null_only[] = {"forced_bos_token_id",
-                                            "suppress_tokens",
-                                            "begin_suppress_tokens",
-                                            "sequence_bias",
-                                            "exponential_decay_length_penalty",
-                                            "force_words_ids"};
-    for (size_t i = 0; i < sizeof null_only / sizeof *null_only; i++) {
-        json_t *w = json_object_get(o, null_only[i]);
-        if (w && !json_is_null(w))
-            return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: %s is not supported", path, null_only[i]);
-    }
-    json_t *rp = json_object_get(o, "repetition_penalty");
-    if (rp && !json_is_null(rp) && !(json_is_number(rp) && json_number_value(rp) == 1.0))
-        return qkv__fail(QKV_ERR_UNSUPPORTED,
-                         "%s: repetition_penalty other than 1 is not supported", path);
-    v = json_object_get(o, "bad_words_ids");
-    if (v && !json_is_null(v)) {
-        if (!json_is_array(v))
-            return qkv__fail(QKV_ERR_FORMAT, "%s: bad_words_ids must be a list of lists", path);
-        qkv__free(c->bad_ids);
-        c->n_bad = 0;
-        c->bad_ids = qkv__calloc(json_array_size(v) + 1, sizeof *c->bad_ids);
-        if (!c->bad_ids) return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", path);
-        size_t i;
-        json_t *w;
-        json_array_foreach(v, i, w) {
-            json_t *t = json_array_get(w, 0);
-            if (!json_is_array(w) || json_array_size(w) != 1)
-                return qkv__fail(QKV_ERR_UNSUPPORTED,
-                                 "%s: bad_words_ids[%zu]: only single-token entries are supported",
-                                 path, i);
-            if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= c->Vd)
-                return qkv__fail(QKV_ERR_FORMAT, "%s: bad_words_ids[%zu] is not a token id", path,
-                                 i);
-            c->bad_ids[c->n_bad++] = (int32_t)json_integer_value(t);
-        }
-    }
-    return QKV_OK;
-}
 
 static qkv_status parse_config(const char *path, json_t *o, qkv_marian_config *c) {
     if (!json_is_object(o)) return qkv__fail(QKV_ERR_FORMAT, "%s: not a JSON object", path);
     json_t *mt = json_object_get(o, "model_type");
     if (!json_is_string(mt) || strcmp(json_string_value(mt), "marian") != 0)
         return qkv__fail(QKV_ERR_UNSUPPORTED,
-                         "%s: model_type '%s' is not a supported encoder-decoder (marian)", path,
-                         json_is_string(mt) ? json_string_value(mt) : "(missing)");
-    QKV_TRY(get_int(path, o, "vocab_size", 0, 1, 2, INT32_MAX, &c->V));
-    QKV_TRY(get_int(path, o, "d_model", 0, 1, 2, 65536, &c->C));
-    QKV_TRY(get_int(path, o, "max_position_embeddings", 0, 1, 1, 1 << 16, &c->P));
-    QKV_TRY(get_int(path, o, "encoder_layers", 0, 1, 1, 1024, &c->Le));
-    QKV_TRY(get_int(path, o, "decoder_layers", 0, 1, 1, 1024, &c->Ld));
-    QKV_TRY(get_int(path, o, "encoder_attention_heads", 0, 1, 1, 4096, &c->He));
-    QKV_TRY(get_int(path, o, "decoder_attention_heads", 0, 1, 1, 4096, &c->Hd));
-    QKV_TRY(get_int(path, o, "encoder_ffn_dim", 0, 1, 1, 1 << 20, &c->Fe));
-    QKV_TRY(get_int(path, o, "decoder_ffn_dim", 0, 1, 1, 1 << 20, &c->Fd));
+                         "%s: model_type '%s' is not a supported encoder-decoder (marian, t5)",
+                         path, json_is_string(mt) ? json_string_value(mt) : "(missing)");
+    QKV_TRY(qkv__s2s_get_int(path, o, "vocab_size", 0, 1, 2, INT32_MAX, &c->V));
+    QKV_TRY(qkv__s2s_get_int(path, o, "d_model", 0, 1, 2, 65536, &c->C));
+    QKV_TRY(qkv__s2s_get_int(path, o, "max_position_embeddings", 0, 1, 1, 1 << 16, &c->P));
+    QKV_TRY(qkv__s2s_get_int(path, o, "encoder_layers", 0, 1, 1, 1024, &c->Le));
+    QKV_TRY(qkv__s2s_get_int(path, o, "decoder_layers", 0, 1, 1, 1024, &c->Ld));
+    QKV_TRY(qkv__s2s_get_int(path, o, "encoder_attention_heads", 0, 1, 1, 4096, &c->He));
+    QKV_TRY(qkv__s2s_get_int(path, o, "decoder_attention_heads", 0, 1, 1, 4096, &c->Hd));
+    QKV_TRY(qkv__s2s_get_int(path, o, "encoder_ffn_dim", 0, 1, 1, 1 << 20, &c->Fe));
+    QKV_TRY(qkv__s2s_get_int(path, o, "decoder_ffn_dim", 0, 1, 1, 1 << 20, &c->Fd));
     if (c->P * c->C > ((int64_t)1 << 28))
         return qkv__fail(QKV_ERR_UNSUPPORTED,
                          "%s: max_position_embeddings %lld x d_model %lld: the position table "
@@ -161,14 +43,15 @@ static qkv_status parse_config(const char *path, json_t *o, qkv_marian_config *c
         return qkv__fail(QKV_ERR_UNSUPPORTED,
                          "%s: d_model %lld must be even and a multiple of the attention heads",
                          path, (long long)c->C);
-    QKV_TRY(get_bool(path, o, "share_encoder_decoder_embeddings", 1, &c->shared));
-    QKV_TRY(get_bool(path, o, "tie_word_embeddings", 1, &c->tied));
+    QKV_TRY(qkv__s2s_get_bool(path, o, "share_encoder_decoder_embeddings", 1, &c->shared));
+    QKV_TRY(qkv__s2s_get_bool(path, o, "tie_word_embeddings", 1, &c->tied));
     c->Vd = c->V;
-    if (!c->shared) QKV_TRY(get_int(path, o, "decoder_vocab_size", c->V, 0, 2, INT32_MAX, &c->Vd));
+    if (!c->shared)
+        QKV_TRY(qkv__s2s_get_int(path, o, "decoder_vocab_size", c->V, 0, 2, INT32_MAX, &c->Vd));
     int scale, nb;
-    QKV_TRY(get_bool(path, o, "scale_embedding", 0, &scale));
+    QKV_TRY(qkv__s2s_get_bool(path, o, "scale_embedding", 0, &scale));
     c->embed_scale = scale ? sqrtf((float)c->C) : 1.0f;
-    QKV_TRY(get_bool(path, o, "normalize_before", 0, &nb));
+    QKV_TRY(qkv__s2s_get_bool(path, o, "normalize_before", 0, &nb));
     if (nb) return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: normalize_before = true", path);
     json_t *act = json_object_get(o, "activation_function");
     const char *a = json_is_string(act) ? json_string_value(act) : "gelu";
@@ -190,44 +73,33 @@ static qkv_status parse_config(const char *path, json_t *o, qkv_marian_config *c
                          "gelu_new, relu)",
                          path, a);
     int64_t x = 0;
-    QKV_TRY(get_int(path, o, "pad_token_id", 0, 1, 0, c->Vd - 1, &x));
-    c->pad = (int32_t)x;
-    QKV_TRY(get_int(path, o, "eos_token_id", 0, 1, 0, c->Vd - 1, &x));
-    c->eos = (int32_t)x;
-    c->start = c->pad;
-    generation_defaults(c);
-    return parse_generation(path, o, c);
+    QKV_TRY(qkv__s2s_get_int(path, o, "pad_token_id", 0, 1, 0, c->Vd - 1, &x));
+    c->gen.pad = (int32_t)x;
+    QKV_TRY(qkv__s2s_get_int(path, o, "eos_token_id", 0, 1, 0, c->Vd - 1, &x));
+    c->gen.eos = (int32_t)x;
+    c->gen.start = c->gen.pad;
+    qkv__s2s_gen_defaults(&c->gen);
+    return qkv__s2s_gen_parse(path, o, c->Vd, &c->gen);
 }
 
 qkv_status qkv__marian_config_load(const char *dir, qkv_marian_config *cfg) {
-    char path[4096], gpath[4096];
+    char path[4096];
     if (!dir || !cfg) return qkv__fail(QKV_ERR_INVALID_ARG, "marian config: NULL argument");
     memset(cfg, 0, sizeof *cfg);
     QKV_TRY(qkv__json_config_path(dir, path, sizeof path));
-    if (snprintf(gpath, sizeof gpath, "%s/generation_config.json", dir) >= (int)sizeof gpath)
-        return qkv__fail(QKV_ERR_INVALID_ARG, "model directory path is too long");
     qkv__json_begin();
-    json_t *root = NULL, *gen = NULL;
+    json_t *root = NULL;
     qkv_status s = qkv__json_load_file(path, 0, &root);
     if (s == QKV_OK) s = parse_config(path, root, cfg);
-    if (s == QKV_OK) s = qkv__json_load_file(gpath, 1, &gen);
-    if (s == QKV_OK && gen) { /* as transformers: the file alone, not merged with config.json */
-        generation_defaults(cfg);
-        s = json_is_object(gen) ? parse_generation(gpath, gen, cfg)
-                                : qkv__fail(QKV_ERR_FORMAT, "%s: not a JSON object", gpath);
-    }
+    if (s == QKV_OK) s = qkv__s2s_gen_file(dir, cfg->Vd, &cfg->gen);
     json_decref(root);
-    json_decref(gen);
     qkv__json_end();
     if (s != QKV_OK) qkv__marian_config_release(cfg);
     return s;
 }
 
 void qkv__marian_config_release(qkv_marian_config *cfg) {
-    if (!cfg) return;
-    qkv__free(cfg->bad_ids);
-    cfg->bad_ids = NULL;
-    cfg->n_bad = 0;
+    if (cfg) qkv__s2s_gen_release(&cfg->gen);
 }
 
 /* ---------------------------------------------------------------- weights */
@@ -447,27 +319,17 @@ struct attn_job {
     float *scratch;                    /* decoder with maps: [Hd, max(T, S)] */
     int64_t layer;
     const qkv__block_acts *a;
-    _Atomic int failed;
-    qkv_status status;
 };
 
-static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
-    (void)tid;
-    attn_job *j = ctx;
-    for (int64_t i = begin; i < end && !atomic_load_explicit(&j->failed, memory_order_relaxed); i++)
-        qkv__task_fail(&j->failed, &j->status, j->one(NULL, j, i));
+static qkv_status attn_item(qkv_runtime *rt, const void *ctx, int64_t i) {
+    const attn_job *j = ctx;
+    return j->one(rt, j, i);
 }
 
 static qkv_status attn_run(qkv_runtime *rt, attn_job *j, int64_t l, const qkv__block_acts *a) {
     j->layer = l;
     j->a = a;
-    if (j->n >= 2 * qkv_runtime_n_threads(rt)) {
-        j->failed = 0;
-        qkv_parallel_for(rt, j->n, 1, attn_task, j);
-        return j->failed ? j->status : QKV_OK;
-    }
-    for (int64_t i = 0; i < j->n; i++) QKV_TRY(j->one(rt, j, i));
-    return QKV_OK;
+    return qkv__s2s_each(rt, j->n, attn_item, j);
 }
 
 static qkv_attention_desc desc(int64_t H, int64_t D, int64_t tq, int64_t tk) {

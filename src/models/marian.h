@@ -30,13 +30,11 @@
 #include "kernels/gemm.h"
 #include "models/block.h"
 #include "models/kv_cache.h"
+#include "models/s2s.h"
 #include "models/weights.h"
 #include "qkv.h"
 
 #include <stdint.h>
-
-/* early_stopping of transformers' beam search */
-enum { QKV__ES_FALSE = 0, QKV__ES_TRUE = 1, QKV__ES_NEVER = 2 };
 
 typedef struct qkv_marian_config {
     int64_t V, Vd;     /* source (encoder) and target (decoder) vocabulary */
@@ -48,18 +46,7 @@ typedef struct qkv_marian_config {
     float embed_scale; /* √C or 1 */
     int shared;        /* share_encoder_decoder_embeddings */
     int tied;          /* tie_word_embeddings */
-    int32_t pad, eos;  /* pad_token_id, eos_token_id */
-    int32_t start;     /* decoder_start_token_id (Marian: pad) */
-    /* decoding defaults (generation_config.json, else config.json; transformers' defaults) */
-    int64_t num_beams;       /* 1 */
-    int64_t max_length;      /* 20; counts the start token */
-    float length_penalty;    /* 1 */
-    int early_stopping;      /* QKV__ES_*, false */
-    int64_t no_repeat_ngram; /* 0 */
-    int32_t forced_eos;      /* -1: none */
-    int renormalize;         /* renormalize_logits: log_softmax after the processors */
-    int32_t *bad_ids;        /* bad_words_ids (single tokens only), n_bad of them */
-    int64_t n_bad;
+    qkv__s2s_gen gen;  /* special tokens (decoder start: pad) and decoding defaults */
 } qkv_marian_config;
 
 typedef struct qkv_marian {

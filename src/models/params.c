@@ -9,13 +9,13 @@
 /* Matrices and embeddings (weight decay, N(0, std)); GPT-2's residual projections (N(0,
  * std/sqrt(2L))); norm weights (1) and biases (0), neither decayed. */
 #define MAT(name, d0, d1)                                                                          \
-    { name, QKV__DIM_##d0, QKV__DIM_##d1, 1, 1, 0, QKV__INIT_NORMAL, QKV_DTYPE_F32, 0 }
+    { name, QKV__DIM_##d0, QKV__DIM_##d1, 1, 1, 0, QKV__INIT_NORMAL, QKV_DTYPE_F32, 0, 0 }
 #define PROJ(name, d0, d1)                                                                         \
-    { name, QKV__DIM_##d0, QKV__DIM_##d1, 1, 1, 0, QKV__INIT_NORMAL_PROJ, QKV_DTYPE_F32, 0 }
+    { name, QKV__DIM_##d0, QKV__DIM_##d1, 1, 1, 0, QKV__INIT_NORMAL_PROJ, QKV_DTYPE_F32, 0, 0 }
 #define ONES(name, d0)                                                                             \
-    { name, QKV__DIM_##d0, QKV__DIM_NONE, 0, 1, 0, QKV__INIT_ONE, QKV_DTYPE_F32, 0 }
+    { name, QKV__DIM_##d0, QKV__DIM_NONE, 0, 1, 0, QKV__INIT_ONE, QKV_DTYPE_F32, 0, 0 }
 #define ZEROS(name, d0)                                                                            \
-    { name, QKV__DIM_##d0, QKV__DIM_NONE, 0, 1, 0, QKV__INIT_ZERO, QKV_DTYPE_F32, 0 }
+    { name, QKV__DIM_##d0, QKV__DIM_NONE, 0, 1, 0, QKV__INIT_ZERO, QKV_DTYPE_F32, 0, 0 }
 
 static const qkv__param_spec gpt2_pre[] = {
     MAT("wte.weight", V, C),
@@ -52,7 +52,7 @@ static const qkv__param_spec llama_post[] = {
     ONES("norm.weight", C),
 };
 static const qkv__param_spec llama_head[] = {
-    {"lm_head.weight", QKV__DIM_V, QKV__DIM_C, 1, 1, 1, QKV__INIT_NORMAL, QKV_DTYPE_F32, 0},
+    {"lm_head.weight", QKV__DIM_V, QKV__DIM_C, 1, 1, 1, QKV__INIT_NORMAL, QKV_DTYPE_F32, 0, 0},
 };
 
 static const qkv__param_spec bert_pre[] = {
@@ -99,11 +99,11 @@ static const qkv__param_spec bert_cls_head[] = {
 
 static const qkv__param_spec marian_pre[] = {
     {"shared.weight", QKV__DIM_V, QKV__DIM_C, 1, 1, 0, QKV__INIT_NORMAL, QKV_DTYPE_F32,
-     QKV__EMB_SHARED},
+     QKV__EMB_SHARED, 0},
     {"encoder.embed_tokens.weight", QKV__DIM_V, QKV__DIM_C, 1, 1, 0, QKV__INIT_NORMAL,
-     QKV_DTYPE_F32, QKV__EMB_SEPARATE},
+     QKV_DTYPE_F32, QKV__EMB_SEPARATE, 0},
     {"decoder.embed_tokens.weight", QKV__DIM_VD, QKV__DIM_C, 1, 1, 0, QKV__INIT_NORMAL,
-     QKV_DTYPE_F32, QKV__EMB_SEPARATE},
+     QKV_DTYPE_F32, QKV__EMB_SEPARATE, 0},
 };
 static const qkv__param_spec marian_enc[] = {
     MAT("encoder.layers.%d.self_attn.q_proj.weight", C, C),
@@ -153,8 +153,52 @@ static const qkv__param_spec marian_dec[] = {
 };
 static const qkv__param_spec marian_head[] = {
     /* a buffer in transformers: saved and loaded, never trained */
-    {"final_logits_bias", QKV__DIM_NONE, QKV__DIM_VD, 0, 0, 0, QKV__INIT_ZERO, QKV_DTYPE_F32, 0},
-    {"lm_head.weight", QKV__DIM_VD, QKV__DIM_C, 1, 1, 1, QKV__INIT_NORMAL, QKV_DTYPE_F32, 0},
+    {"final_logits_bias", QKV__DIM_NONE, QKV__DIM_VD, 0, 0, 0, QKV__INIT_ZERO, QKV_DTYPE_F32, 0, 0},
+    {"lm_head.weight", QKV__DIM_VD, QKV__DIM_C, 1, 1, 1, QKV__INIT_NORMAL, QKV_DTYPE_F32, 0, 0},
+};
+
+#define T5FF(name, d0, d1, ff)                                                                     \
+    { name, QKV__DIM_##d0, QKV__DIM_##d1, 1, 1, 0, QKV__INIT_NORMAL, QKV_DTYPE_F32, 0, ff }
+static const qkv__param_spec t5_pre[] = {
+    MAT("shared.weight", V, C),
+    MAT("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", NB, H),
+    MAT("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", NB, H),
+};
+static const qkv__param_spec t5_enc[] = {
+    MAT("encoder.block.%d.layer.0.SelfAttention.q.weight", Q, C),
+    MAT("encoder.block.%d.layer.0.SelfAttention.k.weight", Q, C),
+    MAT("encoder.block.%d.layer.0.SelfAttention.v.weight", Q, C),
+    MAT("encoder.block.%d.layer.0.SelfAttention.o.weight", C, Q),
+    ONES("encoder.block.%d.layer.0.layer_norm.weight", C),
+    T5FF("encoder.block.%d.layer.1.DenseReluDense.wi.weight", F, C, QKV__FF_PLAIN),
+    T5FF("encoder.block.%d.layer.1.DenseReluDense.wi_0.weight", F, C, QKV__FF_GATED),
+    T5FF("encoder.block.%d.layer.1.DenseReluDense.wi_1.weight", F, C, QKV__FF_GATED),
+    MAT("encoder.block.%d.layer.1.DenseReluDense.wo.weight", C, F),
+    ONES("encoder.block.%d.layer.1.layer_norm.weight", C),
+};
+static const qkv__param_spec t5_dec[] = {
+    MAT("decoder.block.%d.layer.0.SelfAttention.q.weight", Q, C),
+    MAT("decoder.block.%d.layer.0.SelfAttention.k.weight", Q, C),
+    MAT("decoder.block.%d.layer.0.SelfAttention.v.weight", Q, C),
+    MAT("decoder.block.%d.layer.0.SelfAttention.o.weight", C, Q),
+    ONES("decoder.block.%d.layer.0.layer_norm.weight", C),
+    MAT("decoder.block.%d.layer.1.EncDecAttention.q.weight", Q, C),
+    MAT("decoder.block.%d.layer.1.EncDecAttention.k.weight", Q, C),
+    MAT("decoder.block.%d.layer.1.EncDecAttention.v.weight", Q, C),
+    MAT("decoder.block.%d.layer.1.EncDecAttention.o.weight", C, Q),
+    ONES("decoder.block.%d.layer.1.layer_norm.weight", C),
+    T5FF("decoder.block.%d.layer.2.DenseReluDense.wi.weight", F, C, QKV__FF_PLAIN),
+    T5FF("decoder.block.%d.layer.2.DenseReluDense.wi_0.weight", F, C, QKV__FF_GATED),
+    T5FF("decoder.block.%d.layer.2.DenseReluDense.wi_1.weight", F, C, QKV__FF_GATED),
+    MAT("decoder.block.%d.layer.2.DenseReluDense.wo.weight", C, F),
+    ONES("decoder.block.%d.layer.2.layer_norm.weight", C),
+};
+static const qkv__param_spec t5_post[] = {
+    ONES("encoder.final_layer_norm.weight", C),
+    ONES("decoder.final_layer_norm.weight", C),
+};
+static const qkv__param_spec t5_head[] = {
+    {"lm_head.weight", QKV__DIM_V, QKV__DIM_C, 1, 1, 1, QKV__INIT_NORMAL, QKV_DTYPE_F32, 0, 0},
 };
 
 #define N_(a) (int)(sizeof a / sizeof *a)
@@ -191,6 +235,14 @@ const qkv__param_table qkv__params_marian = {.arch = "marian",
                                              ROWS(layer2, marian_dec),
                                              ROWS(head, marian_head)};
 
+const qkv__param_table qkv__params_t5 = {.arch = "t5",
+                                         .prefix = "",
+                                         ROWS(pre, t5_pre),
+                                         ROWS(layer, t5_enc),
+                                         ROWS(layer2, t5_dec),
+                                         ROWS(post, t5_post),
+                                         ROWS(head, t5_head)};
+
 int64_t qkv__param_dim(qkv__dim d, const qkv__dims *s) {
     switch (d) {
     case QKV__DIM_NONE: return 1;
@@ -205,6 +257,8 @@ int64_t qkv__param_dim(qkv__dim d, const qkv__dims *s) {
     case QKV__DIM_NL: return s->NL;
     case QKV__DIM_VD: return s->Vd;
     case QKV__DIM_F2: return s->F2;
+    case QKV__DIM_NB: return s->NB;
+    case QKV__DIM_H: return s->H;
     }
     return 0;
 }

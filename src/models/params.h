@@ -29,12 +29,15 @@ typedef enum qkv__dim {
     QKV__DIM_NL,       /* labels of a classification head */
     QKV__DIM_VD,       /* the decoder's vocabulary (encoder-decoders) */
     QKV__DIM_F2,       /* the decoder's MLP width (encoder-decoders) */
+    QKV__DIM_NB,       /* relative position buckets (T5) */
+    QKV__DIM_H,        /* attention heads (T5's relative bias table) */
 } qkv__dim;
 
 /* The sizes a table's dims stand for. */
 typedef struct qkv__dims {
     int64_t V, P, C, F, Q, K, TV, NL;
     int64_t Vd, F2; /* encoder-decoders: the decoder's vocabulary and MLP width */
+    int64_t NB, H;  /* T5: relative position buckets, heads */
 } qkv__dims;
 
 /* A fresh tensor, as transformers initializes it. */
@@ -55,9 +58,12 @@ typedef struct qkv__param_spec {
     qkv_dtype dtype;  /* as qkv keeps, checkpoints and exports it (F32; the compute dtype) */
     int embed;        /* encoder-decoders: QKV__EMB_SHARED: present only with one embedding
                          table for encoder and decoder; QKV__EMB_SEPARATE: only without */
+    int ff;           /* T5: QKV__FF_PLAIN: present only with a plain FF (wi); QKV__FF_GATED:
+                         only with a gated one (wi_0, wi_1) */
 } qkv__param_spec;
 
 enum { QKV__EMB_ALWAYS = 0, QKV__EMB_SHARED = 1, QKV__EMB_SEPARATE = 2 };
+enum { QKV__FF_ANY = 0, QKV__FF_PLAIN = 1, QKV__FF_GATED = 2 };
 
 typedef struct qkv__param_table {
     const char *arch;   /* "gpt2", "llama" */
@@ -90,6 +96,13 @@ extern const qkv__param_table qkv__params_bert_cls;
  * (MD_*), head rows final_logits_bias (1, Vd), a buffer that is not trained, and lm_head.weight
  * when untied. The sinusoidal position tables are not parameters (computed). */
 extern const qkv__param_table qkv__params_marian;
+
+/* T5 and T5 v1.1 (T5ForConditionalGeneration): pre rows shared.weight and the two relative
+ * position bias tables (NB, H) of block 0 of the encoder and the decoder (each shared by its
+ * stack's layers); layer rows the encoder's blocks (models/t5.c's ENC_* order), layer2 rows the
+ * decoder's (DEC_*), the FF rows marked plain (wi) or gated (wi_0, wi_1); post rows the two
+ * final norms; head row lm_head.weight (v1.1: untied). Not trained by qkv. */
+extern const qkv__param_table qkv__params_t5;
 
 /* The size a dim stands for (1 for QKV__DIM_NONE). */
 int64_t qkv__param_dim(qkv__dim d, const qkv__dims *s);

@@ -21,27 +21,83 @@
 #include "core/abi.h"
 #include "core/alloc.h"
 #include "core/error.h"
+#include "io/json.h"
 #include "models/kv_cache.h"
 #include "models/marian.h"
+#include "models/t5.h"
 #include "nn/nn.h"
 #include "qkv.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <string.h>
 
+/* One of the models (m or t), and what decoding needs to know of it. */
 struct qkv_seq2seq {
     qkv_marian *m;
+    qkv_t5 *t;
+    const qkv__s2s_gen *gen;
+    int64_t V, P;        /* the decoder's vocabulary; the most source (and target) tokens */
+    int64_t C;           /* the encoder output's width */
+    int64_t Ld, H, D, Q; /* decoder layers; heads, head dim and H·D of its attention */
+    const char *prefix;  /* the source prefix the directory suggests ("" if none) */
 };
+
+static qkv_status encode(qkv_runtime *rt, const qkv_seq2seq *s, const int32_t *ids,
+                         const int64_t *lens, int64_t n, float *out) {
+    return s->m ? qkv__marian_encode(rt, s->m, ids, lens, n, out)
+                : qkv__t5_encode(rt, s->t, ids, lens, n, out);
+}
+static qkv_status cross_kv(qkv_runtime *rt, const qkv_seq2seq *s, const float *enc, int64_t N,
+                           float *kv) {
+    return s->m ? qkv__marian_cross_kv(rt, s->m, enc, N, kv)
+                : qkv__t5_cross_kv(rt, s->t, enc, N, kv);
+}
+static qkv_status decode_step(qkv_runtime *rt, const qkv_seq2seq *s, qkv_kv_cache *const *caches,
+                              const int32_t *tok, const float *kv, int64_t N, const int64_t *off,
+                              const int64_t *len, int64_t R, float *logits) {
+    return s->m ? qkv__marian_decode_step(rt, s->m, caches, tok, kv, N, off, len, R, logits)
+                : qkv__t5_decode_step(rt, s->t, caches, tok, kv, N, off, len, R, logits);
+}
+
+/* *t5 = 1 if dir's config.json says model_type "t5". Anything unreadable gives 0 (Marian's
+ * loader then reports it), except running out of memory. */
+static qkv_status is_t5(const char *dir, int *t5) {
+    char path[4096];
+    json_t *root = NULL;
+    *t5 = 0;
+    if (qkv__json_config_path(dir, path, sizeof path) != QKV_OK) return QKV_OK;
+    qkv__json_begin();
+    qkv_status s = qkv__json_load_file(path, 0, &root);
+    if (s == QKV_OK) {
+        json_t *mt = json_object_get(root, "model_type");
+        *t5 = json_is_string(mt) && strcmp(json_string_value(mt), "t5") == 0;
+    }
+    json_decref(root);
+    qkv__json_end();
+    return s == QKV_ERR_NOMEM ? s : QKV_OK;
+}
 
 qkv_status qkv_seq2seq_load(const char *dir, qkv_seq2seq **out) {
     if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_seq2seq_load: NULL argument");
     *out = NULL;
     qkv_seq2seq *s = qkv__calloc(1, sizeof *s);
     if (!s) return qkv__fail(QKV_ERR_NOMEM, "qkv_seq2seq_load: out of memory");
-    qkv_status st = qkv__marian_load(dir, &s->m);
+    int t5 = 0;
+    qkv_status st = is_t5(dir, &t5);
+    if (st == QKV_OK) st = t5 ? qkv__t5_load(dir, &s->t) : qkv__marian_load(dir, &s->m);
     if (st != QKV_OK) {
         qkv__free(s);
         return st;
+    }
+    if (s->m) {
+        const qkv_marian_config *c = &s->m->cfg;
+        s->gen = &c->gen, s->V = c->Vd, s->P = c->P, s->C = c->C;
+        s->Ld = c->Ld, s->H = c->Hd, s->D = c->C / c->Hd, s->Q = c->C, s->prefix = "";
+    } else {
+        const qkv_t5_config *c = &s->t->cfg;
+        s->gen = &c->gen, s->V = c->V, s->P = c->P, s->C = c->C;
+        s->Ld = c->Ld, s->H = c->H, s->D = c->D, s->Q = c->Q, s->prefix = c->prefix;
     }
     *out = s;
     return QKV_OK;
@@ -50,17 +106,19 @@ qkv_status qkv_seq2seq_load(const char *dir, qkv_seq2seq **out) {
 void qkv_seq2seq_free(qkv_seq2seq *s) {
     if (!s) return;
     qkv__marian_free(s->m);
+    qkv__t5_free(s->t);
     qkv__free(s);
 }
 
-int64_t qkv_seq2seq_vocab_size(const qkv_seq2seq *s) { return s ? s->m->cfg.Vd : 0; }
-int64_t qkv_seq2seq_max_source(const qkv_seq2seq *s) { return s ? s->m->cfg.P : 0; }
+int64_t qkv_seq2seq_vocab_size(const qkv_seq2seq *s) { return s ? s->V : 0; }
+int64_t qkv_seq2seq_max_source(const qkv_seq2seq *s) { return s ? s->P : 0; }
+const char *qkv_seq2seq_source_prefix(const qkv_seq2seq *s) { return s ? s->prefix : ""; }
 
 static void defaults(const qkv_seq2seq *s, qkv_translate_options *d) {
     memset(d, 0, sizeof *d);
     d->struct_size = sizeof *d;
     if (!s) return;
-    const qkv_marian_config *c = &s->m->cfg;
+    const qkv__s2s_gen *c = s->gen;
     d->num_beams = c->num_beams;
     d->max_length = c->max_length;
     d->length_penalty = c->length_penalty;
@@ -83,18 +141,20 @@ static qkv_status read_options(const qkv_seq2seq *s, const qkv_translate_options
     qkv_translate_options d;
     defaults(s, &d);
     QKV_TRY(QKV__STRUCT_IN(qkv_translate_options, o, in, &d, fn));
-    const int64_t P = s->m->cfg.P;
+    const int64_t P = s->P;
     if (o->num_beams < 1 || o->num_beams > 1024)
         return qkv__fail(QKV_ERR_INVALID_ARG, "%s: num_beams = %lld must be in [1, 1024]", fn,
                          (long long)o->num_beams);
     if (o->max_new_tokens < 0 || o->max_new_tokens > P)
         return qkv__fail(QKV_ERR_INVALID_ARG,
-                         "%s: max_new_tokens = %lld must be in [0, %lld] (max_position_embeddings)",
+                         "%s: max_new_tokens = %lld must be in [0, %lld] (max_position_embeddings; "
+                         "T5: n_positions)",
                          fn, (long long)o->max_new_tokens, (long long)P);
     *L = o->max_new_tokens > 0 ? 1 + o->max_new_tokens : o->max_length;
     if (*L < 2 || *L - 1 > P)
         return qkv__fail(QKV_ERR_INVALID_ARG,
-                         "%s: max_length = %lld must be in [2, %lld] (max_position_embeddings + 1)",
+                         "%s: max_length = %lld must be in [2, %lld] (max_position_embeddings or "
+                         "T5's n_positions, + 1)",
                          fn, (long long)*L, (long long)(P + 1));
     if (!isfinite(o->length_penalty))
         return qkv__fail(QKV_ERR_INVALID_ARG, "%s: length_penalty must be finite", fn);
@@ -120,7 +180,7 @@ int64_t qkv_seq2seq_max_output(const qkv_seq2seq *s, const qkv_translate_options
 /* transformers' NoRepeatNGram, NoBadWords, ForcedEOS (in its order) on one row of scores,
  * for the hypothesis hist[0, cur) (start token included). */
 static void process(float *x, int64_t V, const int32_t *hist, int64_t cur, int64_t ngram,
-                    const qkv_marian_config *c, int64_t L) {
+                    const qkv__s2s_gen *c, int64_t L) {
     if (ngram > 0 && cur >= ngram) { /* windows whose first n-1 tokens are the current suffix */
         const int32_t *suffix = hist + cur - ngram + 1;
         for (int64_t i = 0; i + ngram <= cur; i++)
@@ -146,7 +206,7 @@ typedef struct {
 } sent;
 
 typedef struct {
-    const qkv_marian *m;
+    const qkv_seq2seq *m;
     int64_t n, nb, L, V, R; /* sentences, beams, max_length, vocab, rows = n · nb */
     qkv_kv_cache *pool;     /* [R] */
     int64_t *map;           /* [R] row (sentence · nb + beam) -> its cache in pool */
@@ -156,7 +216,7 @@ typedef struct {
     int64_t *row_sent;      /* [R] */
     int64_t *src_off;       /* [n] */
     const int64_t *src_len; /* [n] */
-    float *kv, *logits;     /* [Ld, 2, N, C], [R, V] */
+    float *kv, *logits;     /* [Ld, 2, N, Q], [R, V] */
     sent *s;                /* [n] */
     int32_t *tmp_hist;      /* [3 nb, L] */
     float *top_val;         /* [2 nb] */
@@ -179,14 +239,14 @@ static void state_free(dec_state *d) {
     for (size_t i = 0; i < sizeof p / sizeof *p; i++) qkv__free(p[i]);
 }
 
-static qkv_status state_init(dec_state *d, const qkv_marian *m, const int64_t *lens, int64_t n,
+static qkv_status state_init(dec_state *d, const qkv_seq2seq *m, const int64_t *lens, int64_t n,
                              int64_t nb, int64_t L, int64_t N) {
-    const qkv_marian_config *c = &m->cfg;
+    const qkv__s2s_gen *c = m->gen;
     memset(d, 0, sizeof *d);
-    d->m = m, d->n = n, d->nb = nb, d->L = L, d->V = c->Vd, d->src_len = lens;
+    d->m = m, d->n = n, d->nb = nb, d->L = L, d->V = m->V, d->src_len = lens;
     size_t R, rv, kvn;
-    if (qkv__mul_overflow((size_t)n, (size_t)nb, &R) || qkv__mul_overflow(R, (size_t)c->Vd, &rv) ||
-        qkv__mul_overflow((size_t)N, (size_t)(2 * c->C * c->Ld), &kvn))
+    if (qkv__mul_overflow((size_t)n, (size_t)nb, &R) || qkv__mul_overflow(R, (size_t)m->V, &rv) ||
+        qkv__mul_overflow((size_t)N, (size_t)(2 * m->Q * m->Ld), &kvn))
         return qkv__fail(QKV_ERR_OVERFLOW, "qkv_seq2seq_generate: sizes overflow");
     d->R = (int64_t)R;
     d->pool = qkv__calloc(R, sizeof *d->pool);
@@ -225,7 +285,7 @@ static qkv_status state_init(dec_state *d, const qkv_marian *m, const int64_t *l
             s->run_score[b] = b ? -1.0e9f : 0.0f;
             s->fin_score[b] = -1.0e9f;
             d->map[i * nb + b] = i * nb + b;
-            QKV_TRY(qkv__kv_cache_init(&d->pool[i * nb + b], c->Ld, cap, c->Hd, c->C / c->Hd));
+            QKV_TRY(qkv__kv_cache_init(&d->pool[i * nb + b], m->Ld, cap, m->H, m->D));
         }
     }
     return QKV_OK;
@@ -252,8 +312,7 @@ static qkv_status step(qkv_runtime *rt, dec_state *d, int64_t cur, int64_t N, in
     }
     *rows = R;
     if (R == 0) return QKV_OK;
-    return qkv__marian_decode_step(rt, d->m, d->kvp, d->tok, d->kv, N, d->off, d->len, R,
-                                   d->logits);
+    return decode_step(rt, d->m, d->kvp, d->tok, d->kv, N, d->off, d->len, R, d->logits);
 }
 
 /* The K best of x[0, n) by value, descending; ties: the lower index first (torch.topk keeps
@@ -278,7 +337,7 @@ static void top_k(const float *x, int64_t n, int64_t K, float *val, int64_t *idx
 /* One beam-search step of sentence s, its nb rows' log-probabilities at lp [nb, V]. */
 static qkv_status beam_update(dec_state *d, sent *s, int64_t i, float *lp, int64_t cur,
                               const qkv_translate_options *o) {
-    const qkv_marian_config *c = &d->m->cfg;
+    const qkv__s2s_gen *c = d->m->gen;
     const int64_t nb = d->nb, V = d->V, L = d->L, K = 2 * nb;
     for (int64_t b = 0; b < nb; b++) {
         float *x = lp + b * V;
@@ -384,32 +443,31 @@ qkv_status qkv_seq2seq_generate(qkv_runtime *rt, const qkv_seq2seq *ss, const in
     static const char fn[] = "qkv_seq2seq_generate";
     if (!ss || !lens || !out || !out_lens || (n && !src))
         return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
-    const qkv_marian *m = ss->m;
-    const qkv_marian_config *c = &m->cfg;
+    const qkv__s2s_gen *c = ss->gen;
     qkv_translate_options o;
     int64_t L = 0;
     QKV_TRY(read_options(ss, opts, &o, &L, fn));
-    const int64_t nb = o.num_beams, V = c->Vd, cap_out = L - 1;
+    const int64_t nb = o.num_beams, V = ss->V, cap_out = L - 1;
     for (size_t i = 0; i < n; i++) out_lens[i] = 0;
     if (n == 0) return QKV_OK;
     int64_t N = 0;
     for (size_t i = 0; i < n; i++) {
-        if (lens[i] < 1 || lens[i] > c->P)
+        if (lens[i] < 1 || lens[i] > ss->P)
             return qkv__fail(QKV_ERR_INVALID_ARG,
                              "%s: source %zu has %lld tokens (1..%lld allowed)", fn, i,
-                             (long long)lens[i], (long long)c->P);
+                             (long long)lens[i], (long long)ss->P);
         N += lens[i];
     }
     dec_state d;
-    qkv_status st = state_init(&d, m, lens, (int64_t)n, nb, L, N);
+    qkv_status st = state_init(&d, ss, lens, (int64_t)n, nb, L, N);
     size_t enc_bytes = 0;
-    if (st == QKV_OK && (qkv__mul_overflow((size_t)N, (size_t)c->C, &enc_bytes) ||
+    if (st == QKV_OK && (qkv__mul_overflow((size_t)N, (size_t)ss->C, &enc_bytes) ||
                          qkv__mul_overflow(enc_bytes, sizeof(float), &enc_bytes)))
         st = qkv__fail(QKV_ERR_OVERFLOW, "%s: sizes overflow", fn);
     float *enc = st == QKV_OK ? qkv__alloc(enc_bytes) : NULL;
     if (st == QKV_OK && !enc) st = qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", fn);
-    if (st == QKV_OK) st = qkv__marian_encode(rt, m, src, lens, (int64_t)n, enc);
-    if (st == QKV_OK) st = qkv__marian_cross_kv(rt, m, enc, N, d.kv);
+    if (st == QKV_OK) st = encode(rt, ss, src, lens, (int64_t)n, enc);
+    if (st == QKV_OK) st = cross_kv(rt, ss, enc, N, d.kv);
     qkv__free(enc);
     float *gscore = qkv__calloc(n, sizeof *gscore); /* greedy: Σ log p */
     if (st == QKV_OK && !gscore) st = qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", fn);
@@ -478,10 +536,10 @@ qkv_status qkv_seq2seq_translate(qkv_runtime *rt, const qkv_seq2seq *ss, const q
         if (!texts[i]) st = qkv__fail(QKV_ERR_INVALID_ARG, "%s: text %zu is NULL", fn, i);
         if (st == QKV_OK)
             st = qkv_tokenizer_encode(tok, texts[i], strlen(texts[i]), NULL, 0, NULL, &enc[i]);
-        if (st == QKV_OK && (enc[i]->n < 1 || (int64_t)enc[i]->n > ss->m->cfg.P))
+        if (st == QKV_OK && (enc[i]->n < 1 || (int64_t)enc[i]->n > ss->P))
             st = qkv__fail(QKV_ERR_INVALID_ARG,
                            "%s: text %zu has %zu tokens; the model takes 1..%lld", fn, i, enc[i]->n,
-                           (long long)ss->m->cfg.P);
+                           (long long)ss->P);
         if (st == QKV_OK) lens[i] = (int64_t)enc[i]->n, N += lens[i];
     }
     int32_t *src = st == QKV_OK ? qkv__alloc(sizeof(int32_t) * (size_t)N) : NULL;

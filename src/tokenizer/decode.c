@@ -306,14 +306,16 @@ static qkv_status marian_decode(const qkv_tokenizer *t, const int32_t *ids, size
     return QKV_OK;
 }
 
-/* a bare SentencePiece model: SentencePieceProcessor.decode of all the ids */
-static qkv_status spm_decode(const qkv_tokenizer *t, const int32_t *ids, size_t n, sbuf *b) {
+/* a bare SentencePiece model: SentencePieceProcessor.decode of all the ids; a T5 spiece.model
+ * directory has special added tokens, skipped on request as transformers does */
+static qkv_status spm_decode(const qkv_tokenizer *t, const int32_t *ids, size_t n, int skip,
+                             sbuf *b) {
     char **tok = qkv__alloc((n ? n : 1) * sizeof *tok);
     if (!tok) return qkv__fail(QKV_ERR_NOMEM, "tokenizer: decode");
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         const char *s = qkv_tokenizer_id_to_token(t, ids[i]);
-        if (s) tok[k++] = (char *)s;
+        if (s && !(skip && is_special_id(t, ids[i]))) tok[k++] = (char *)s;
     }
     qkv_status st = spm_decode_pieces(t, tok, k, b);
     qkv__free(tok);
@@ -353,7 +355,7 @@ qkv_status qkv_tokenizer_decode(const qkv_tokenizer *t, const int32_t *ids, size
     else if (st == QKV_OK && t->dec.kind == TOK_DEC_MARIAN)
         st = marian_decode(t, ids, n, skip_special_tokens, &b);
     else if (st == QKV_OK && t->dec.kind == TOK_DEC_SPM)
-        st = spm_decode(t, ids, n, &b);
+        st = spm_decode(t, ids, n, skip_special_tokens, &b);
     size_t k = 0; /* tokens kept so far */
     int single =
         t->dec.kind != TOK_DEC_STEPS && t->dec.kind != TOK_DEC_MARIAN && t->dec.kind != TOK_DEC_SPM;

@@ -13,13 +13,18 @@
  * With Marian's vocab.json (a directory with source.spm), ids are vocab.json's: every piece
  * is looked up there (missing: <unk>), "</s>" ends every sequence, "</s>", "<unk>", "<pad>" are
  * special added tokens, a leading ">>xx<<" language code is its own token, and decoding is
- * MarianTokenizer's — as transformers' MarianTokenizer (without sacremoses). */
+ * MarianTokenizer's — as transformers' MarianTokenizer (without sacremoses).
+ *
+ * A T5 directory with spiece.model and no tokenizer.json loads as transformers' T5Tokenizer
+ * converts it: the pieces' ids, <pad> </s> <unk> and 100 <extra_id_N> sentinels as special
+ * added tokens, "</s>" appended (qkv__tok_load_spm_t5). */
 #include "tokenizer/tokenizer_internal.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
 #include "sentencepiece_model.pb-c.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -223,4 +228,27 @@ qkv_status qkv__tok_load_spm(qkv_tokenizer *t, const char *path, const char *voc
     qkv_status st = from_proto(t, m, path, vocab_json);
     sentencepiece__model_proto__free_unpacked(m, &al);
     return st;
+}
+
+qkv_status qkv__tok_load_spm_t5(qkv_tokenizer *t, const char *path, int64_t n_extra) {
+    QKV_TRY(qkv__tok_load_spm(t, path, NULL));
+    static const char *const specials[] = {"<pad>", "</s>", "<unk>"};
+    for (int s = 0; s < 3; s++) {
+        int32_t id;
+        if (qkv__strmap_get(&t->vocab, specials[s], strlen(specials[s]), &id))
+            QKV_TRY(qkv__tok_add_added(t, specials[s], strlen(specials[s]), id, 1, 0, 0, 0));
+    }
+    const int64_t n = (int64_t)t->uni.n_pieces;
+    for (int64_t i = 0; i < n_extra; i++) { /* <extra_id_0> last, as transformers numbers them */
+        char name[32];
+        const int len = snprintf(name, sizeof name, "<extra_id_%lld>", (long long)i);
+        QKV_TRY(qkv__tok_add_vocab(t, name, (size_t)len, n + n_extra - 1 - i));
+        QKV_TRY(qkv__tok_add_added(t, name, (size_t)len, n + n_extra - 1 - i, 1, 0, 0, 0));
+    }
+    int32_t eos;
+    if (!qkv__strmap_get(&t->vocab, "</s>", 4, &eos))
+        return qkv__fail(QKV_ERR_FORMAT, "%s: no \"</s>\" piece (T5 ends every sequence with it)",
+                         path);
+    t->special_ids[QKV_SPECIAL_SEP] = eos;
+    return qkv__tok_template_eos(t, eos);
 }

@@ -296,14 +296,17 @@ qkv_status qkv_tokenizer_load(const char *path, qkv_tokenizer **out) {
             st = qkv__tok_load_vocab_txt(t, a, cfg ? b : NULL);
         } else if (join(a, sizeof a, path, "source.spm") && is_file(a)) {
             st = load_marian(t, path, a);
+        } else if (join(a, sizeof a, path, "spiece.model") && is_file(a)) {
+            st = qkv__tok_load_spm_t5(t, a, 100); /* T5Tokenizer's default extra_ids */
         } else if (join(a, sizeof a, path, "vocab.json") && is_file(a) &&
                    join(b, sizeof b, path, "merges.txt") && is_file(b)) {
             st = qkv__tok_load_vocab_merges(t, a, b);
         } else {
-            st = qkv__fail(QKV_ERR_NOT_FOUND,
-                           "%s: no tokenizer.json, vocab.txt, source.spm or vocab.json + "
-                           "merges.txt in this directory",
-                           path);
+            st = qkv__fail(
+                QKV_ERR_NOT_FOUND,
+                "%s: no tokenizer.json, vocab.txt, source.spm, spiece.model or vocab.json "
+                "+ merges.txt in this directory",
+                path);
         }
     } else if (ends_with(path, ".spm") || ends_with(path, ".model")) {
         st = qkv__tok_load_spm(t, path, NULL);

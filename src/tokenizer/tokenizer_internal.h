@@ -331,6 +331,9 @@ qkv_status qkv__tok_finish(qkv_tokenizer *t, const char *path);
  * on a prefix. */
 extern size_t qkv__tok_prefix_min;
 extern size_t qkv__tok_prefix_used;
+/* T5Tokenizer over a spiece.model alone (load_spm.c): n_extra sentinels <extra_id_i> at ids
+ * n_pieces + n_extra - 1 - i, the special pieces as added tokens, "$A </s>". */
+qkv_status qkv__tok_load_spm_t5(qkv_tokenizer *t, const char *path, int64_t n_extra);
 qkv_status qkv__tok_add_added(qkv_tokenizer *t, const char *content, size_t len, int64_t id,
                               int special, int lstrip, int rstrip, int normalized);
 qkv_status qkv__tok_template_eos(qkv_tokenizer *t, int32_t eos);

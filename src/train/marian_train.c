@@ -58,7 +58,7 @@ qkv_status qkv__tconfig_load_marian(const char *dir, qkv__tconfig *c) {
     c->L2 = mc.Ld, c->H2 = mc.Hd, c->F2 = mc.Fd;
     c->eps = 1e-5f; /* nn.LayerNorm's default */
     c->act = mc.act, c->tied = mc.tied, c->shared = mc.shared, c->embed_scale = mc.embed_scale;
-    c->pad_id = mc.pad, c->eos_id = mc.eos, c->bos_id = -1, c->start_id = mc.start;
+    c->pad_id = mc.gen.pad, c->eos_id = mc.gen.eos, c->bos_id = -1, c->start_id = mc.gen.start;
     c->init_std = 0.02;
     char path[4096];
     QKV_TRY(qkv__json_config_path(dir, path, sizeof path));
