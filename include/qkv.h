@@ -1654,7 +1654,8 @@ QKV_API int64_t qkv_seq2seq_num_heads(const qkv_seq2seq *m, int decoder);
 QKV_API int32_t qkv_seq2seq_start_token(const qkv_seq2seq *m);
 QKV_API int32_t qkv_seq2seq_eos_token(const qkv_seq2seq *m);
 /* Floats the maps of a source of S tokens and a decoder input of T tokens take:
- * Le·He·S² + Ld·Hd·T² + Ld·Hd·T·S. INVALID_ARG for NULL or sizes < 1, OVERFLOW. */
+ * Le·He·S² + Ld·Hd·T² + Ld·Hd·T·S. INVALID_ARG for NULL or sizes < 1, OVERFLOW; UNSUPPORTED
+ * for a T5 model (maps are drawn for MarianMT only; this and qkv_seq2seq_attention). */
 QKV_API qkv_status qkv_seq2seq_attention_len(const qkv_seq2seq *m, int64_t S, int64_t T,
                                              size_t *out);
 /* Every layer's and head's attention probabilities of one source src [S] (the tokenizer's

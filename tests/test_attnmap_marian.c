@@ -154,7 +154,7 @@ static void maps_do_not_change_the_decoder(void) {
     CHECK_OK(qkv__marian_load(MARIAN "/tiny", &m));
     if (!m) return;
     const qkv_marian_config *c = &m->cfg;
-    const int32_t src[5] = {3, 17, 42, 9, c->eos}, dec[4] = {c->start, 5, 6, 7};
+    const int32_t src[5] = {3, 17, 42, 9, c->gen.eos}, dec[4] = {c->gen.start, 5, 6, 7};
     const int64_t S = 5, T = 4, C = c->C, off = 0;
     float *enc = malloc(sizeof(float) * (size_t)(S * C)),
           *kv = malloc(sizeof(float) * (size_t)(2 * c->Ld * S * C));

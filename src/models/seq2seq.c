@@ -570,18 +570,30 @@ qkv_status qkv_seq2seq_translate(qkv_runtime *rt, const qkv_seq2seq *ss, const q
 /* ---------------------------------------------------------------- attention maps */
 
 int64_t qkv_seq2seq_num_layers(const qkv_seq2seq *s, int decoder) {
-    return s ? decoder ? s->m->cfg.Ld : s->m->cfg.Le : 0;
+    if (!s) return 0;
+    if (!s->m) return decoder ? s->t->cfg.Ld : s->t->cfg.Le;
+    return decoder ? s->m->cfg.Ld : s->m->cfg.Le;
 }
 int64_t qkv_seq2seq_num_heads(const qkv_seq2seq *s, int decoder) {
-    return s ? decoder ? s->m->cfg.Hd : s->m->cfg.He : 0;
+    if (!s) return 0;
+    if (!s->m) return s->t->cfg.H;
+    return decoder ? s->m->cfg.Hd : s->m->cfg.He;
 }
-int32_t qkv_seq2seq_start_token(const qkv_seq2seq *s) { return s ? s->m->cfg.start : -1; }
-int32_t qkv_seq2seq_eos_token(const qkv_seq2seq *s) { return s ? s->m->cfg.eos : -1; }
+int32_t qkv_seq2seq_start_token(const qkv_seq2seq *s) { return s ? s->gen->start : -1; }
+int32_t qkv_seq2seq_eos_token(const qkv_seq2seq *s) { return s ? s->gen->eos : -1; }
+
+/* The maps are drawn through Marian's layers only (T5's relative bias is not passed to them). */
+static qkv_status maps_supported(const qkv_seq2seq *s, const char *fn) {
+    if (s->m) return QKV_OK;
+    return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: attention maps of T5 models are not implemented yet",
+                     fn);
+}
 
 qkv_status qkv_seq2seq_attention_len(const qkv_seq2seq *s, int64_t S, int64_t T, size_t *out) {
     static const char fn[] = "qkv_seq2seq_attention_len";
     if (!s || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
     *out = 0;
+    QKV_TRY(maps_supported(s, fn));
     if (S < 1 || T < 1)
         return qkv__fail(QKV_ERR_INVALID_ARG, "%s: S = %lld and T = %lld must be >= 1", fn,
                          (long long)S, (long long)T);
@@ -606,6 +618,7 @@ qkv_status qkv_seq2seq_attention(qkv_runtime *rt, const qkv_seq2seq *ss, const i
     static const char fn[] = "qkv_seq2seq_attention";
     if (!ss || !src || !dec || !probs)
         return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
+    QKV_TRY(maps_supported(ss, fn));
     const qkv_marian *m = ss->m;
     const qkv_marian_config *c = &m->cfg;
     if (S < 1 || S > c->P || T < 1 || T > c->P)
