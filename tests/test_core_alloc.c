@@ -4,6 +4,8 @@
 #include "test.h"
 
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 static int n_alloc, n_free, fail_at = -1;
 
@@ -17,6 +19,48 @@ static void counting_free(void *p, void *user) {
     (void)user;
     n_free++;
     free(p);
+}
+
+/* Resident pages of this process (/proc/self/statm), -1 if unknown. */
+static long resident_pages(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = -1, res = -1;
+    if (f && fscanf(f, "%ld %ld", &size, &res) != 2) res = -1;
+    if (f) fclose(f);
+    return res;
+}
+
+/* Large qkv__calloc blocks of the default allocator: zeros on every byte, also where the same
+ * memory held data before (a block freed and taken again), and not resident until written. */
+static void lazy_zeros(void) {
+    const size_t n = (64u << 20) + 12345; /* odd: partial pages at the end */
+    for (int round = 0; round < 2; round++) {
+        long before = resident_pages();
+        unsigned char *p = qkv__calloc(n, 1);
+        CHECK(p != NULL);
+        if (!p) return;
+        long after = resident_pages();
+        size_t nonzero = 0;
+        for (size_t i = 0; i < n; i += 61) nonzero += p[i] != 0;
+        nonzero += p[0] != 0, nonzero += p[n - 1] != 0;
+        CHECK(nonzero == 0);
+        /* 64 MiB of zeros cost no memory before they are written (the bound allows 1/4) */
+        if (before >= 0 && after >= 0) CHECK((size_t)(after - before) * 4096 < n / 4);
+        memset(p, 0x5a, n); /* dirty it: the second round may get the same memory back */
+        qkv__free(p);
+    }
+    /* small blocks: cleared by memset */
+    for (int round = 0; round < 3; round++) {
+        unsigned char *q = qkv__calloc(1000, 3);
+        CHECK(q != NULL);
+        for (size_t i = 0; q && i < 3000; i++)
+            if (q[i]) {
+                CHECK(q[i] == 0);
+                break;
+            }
+        if (q) memset(q, 0x77, 3000);
+        qkv__free(q);
+    }
 }
 
 int main(void) {
@@ -50,6 +94,8 @@ int main(void) {
     int before = n_alloc;
     qkv_free(qkv_malloc(16));
     CHECK_EQ_INT(n_alloc, before);
+
+    lazy_zeros();
 
     size_t out;
     CHECK(qkv__mul_overflow(SIZE_MAX, 2, &out));
