@@ -91,7 +91,7 @@ for bad in "--top-k 0" "--top-k 2 --all" "--pairs --jsonl" "--batch 0" "--bogus"
     "$qkv" classify --model "$fix/single" $bad "$fix/single.txt" > /dev/null 2>&1; rc=$?
     check '[[ $rc -eq 2 ]]' "usage error '$bad' ($rc)"
 done
-"$qkv" classify --help | grep -q "text_pair" ; rc=$?
+help=$("$qkv" classify --help); rc=$?; [[ $rc -eq 0 && $help == *text_pair* ]] || rc=1
 check '[[ $rc -eq 0 ]]' "--help explains the input forms"
 echo "classify_cli: $((checks - fail)) passed, $fail failed"
 [[ $fail -eq 0 ]]
