@@ -308,9 +308,9 @@ QKV_API qkv_status qkv_embed(qkv_runtime *rt, const qkv_model *m, const char *co
  * both freed with qkv_free. qkv_embed_tokens on them gives exactly qkv_embed's output, so a
  * caller can count or limit tokens, or batch several callers' texts, before embedding.
  * UNSUPPORTED without a tokenizer, INVALID_ARG, NOMEM; on failure both are NULL. */
-QKV_API qkv_status qkv_model_tokenize(qkv_runtime *rt, const qkv_model *m,
-                                      const char *const *texts, const size_t *text_lens, size_t n,
-                                      int32_t **ids, int64_t **lens);
+QKV_API qkv_status qkv_model_tokenize(qkv_runtime *rt, const qkv_model *m, const char *const *texts,
+                                      const size_t *text_lens, size_t n, int32_t **ids,
+                                      int64_t **lens);
 /* The model directory's tokenizer (owned by the model), or NULL if it has none. */
 QKV_API const struct qkv_tokenizer *qkv_model_tokenizer(const qkv_model *m);
 

@@ -7,17 +7,7 @@
 # OpenAI's error shape, a client leaving mid-stream does not hurt the server, SIGTERM exits 0.
 set -uo pipefail
 qkv=$1 src=$2 check_tool=$3
-command -v curl >/dev/null || { echo "SKIP: no curl (scripts/install-deps.sh installs it)"; exit 77; }
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    [[ -n ${KEEP_TMP:-} ]] && echo "kept $tmp" || rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail=0; checks=0
-check() { checks=$((checks + 1)); if ! eval "$1"; then echo "FAIL: $2"; fail=$((fail + 1)); fi; }
+source "$(dirname "$0")/serve_common.sh"
 
 lm=$tmp/tiny
 mkdir -p "$lm"
@@ -25,29 +15,9 @@ cp "$src/tests/fixtures/models/gpt2_tiny/config.json" "$src/tests/fixtures/model
 "$qkv" tokenizer train --vocab-size 384 --out "$lm" "$src/data/corpus.txt" > /dev/null 2>"$tmp/err"
 check '[[ -f "$lm/tokenizer.json" ]]' "tokenizer train: $(cat "$tmp/err")"
 
-"$qkv" serve --lm "$lm" --port 0 --max-new-tokens 64 > "$tmp/log" 2>&1 &
-pid=$!
-pids+=("$pid")
-port=
-for _ in $(seq 1 600); do # waits for the start; not a timing check
-    port=$(sed -n 's/.*listening on http:\/\/[^ ]*:\([0-9][0-9]*\) .*/\1/p' "$tmp/log")
-    [[ -n $port ]] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-done
+start_server "$tmp/log" --lm "$lm" --port 0 --max-new-tokens 64
 check '[[ -n $port ]]' "the server starts: $(cat "$tmp/log")"
 
-req() {
-    local url=$1; shift
-    code=$(curl -s -o "$tmp/r.json" -w '%{http_code}' "$@" "http://127.0.0.1:$port$url")
-}
-field() { "$check_tool" field "${2:-$tmp/r.json}" "$1" 2>/dev/null; }
-expect_error() {
-    local want=$1 ecode=$2 what=$3; shift 3
-    req "$@"
-    check '[[ $code == "$want" && "$(field error.code)" == "$ecode" && -n "$(field error.message)" ]]' \
-        "$what: want $want $ecode, got $code $(head -c 300 "$tmp/r.json")"
-}
 # qkv generate's text for the same prompt and options, as serve_check prints a JSON string
 gen_text() {
     "$qkv" generate --model "$lm" --json "$@" 2>/dev/null > "$tmp/gen.json"
