@@ -68,6 +68,9 @@ void cmd_train_help(void) {
         "  --label-smoothing X (marian 0.1, else 0)  as torch's CrossEntropyLoss\n"
         "  --dropout X           marian: dropout rate (default: the config's; 0.1 from\n"
         "                        scratch, as MarianConfig)\n"
+        "  --group-by-length 0|1 (0)  marian: 0 draws each batch's pairs at random; 1 runs\n"
+        "                        epochs over every pair in batches of alike lengths: far less\n"
+        "                        padding on mixed lengths, but short pairs weigh more per token\n"
         "Batches:\n"
         "  --batch B (8)         sequences (marian: sentence pairs) per micro-batch\n"
         "  --seq T (128)         tokens per sequence\n"
@@ -110,6 +113,7 @@ typedef struct train_cfg {
     long exact_reduce;               /* 0 / 1 */
     long zero;                       /* 0 / 1: ZeRO-1 */
     long src_seq;                    /* marian: source tokens at most (0: --seq) */
+    long group_by_length;            /* marian: 1 length-grouped epochs, 0 uniform draws */
     double label_smoothing, dropout; /* -1: marian 0.1 / others 0; -1: the config's */
     double mpi_timeout;
     double lr, min_lr, weight_decay, beta1, beta2, eps, clip;
@@ -169,6 +173,7 @@ static const opt_def OPTS[] = {
     {"src-seq", L_(src_seq, 0, 1 << 20), 0},
     {"label-smoothing", D_(label_smoothing, -1, 0.999), 0},
     {"dropout", D_(dropout, -1, 0.999), 0},
+    {"group-by-length", L_(group_by_length, 0, 1), 0},
 };
 #define N_OPTS (sizeof OPTS / sizeof *OPTS)
 
@@ -186,7 +191,7 @@ static void cfg_defaults(train_cfg *c) {
     c->exact_reduce = 0, c->mpi_timeout = 300;
     c->lr = 1e-3, c->min_lr = 1e-4, c->weight_decay = 0.1, c->beta1 = 0.9, c->beta2 = 0.95;
     c->eps = 1e-8, c->clip = 1.0, c->seed = 1234;
-    c->src_seq = 0, c->label_smoothing = -1, c->dropout = -1;
+    c->src_seq = 0, c->label_smoothing = -1, c->dropout = -1, c->group_by_length = 0;
 }
 
 static const opt_def *find_opt(const char *name) {
@@ -414,10 +419,22 @@ static int write_line_atomic(const char *path, const char *text) {
     return -1;
 }
 
+/* 1 if the Marian tokenizer directory dir has separate source and target vocabularies
+ * (tokenizer_config.json "separate_vocabs": true; the tokenizer loader checked the file). */
+static int marian_separate_vocabs(const char *dir) {
+    char p[2200];
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+    json_t *c = json_load_file(p, 0, NULL);
+    const int sep = json_is_true(json_object_get(c, "separate_vocabs"));
+    json_decref(c);
+    return sep;
+}
+
 /* marian: generation_config.json beside the exported model (--init's, or OPUS-MT's layout:
  * beam 4, max_length the positions, pad banned, forced EOS, from the exported config.json)
  * and, when the dataset's tokenizers are Marian directories, their source.spm, target.spm and
- * vocab.json, so that `qkv translate` and transformers' MarianTokenizer load the directory.
+ * vocab.json (+ target_vocab.json and tokenizer_config.json when the sides' vocabularies are
+ * separate), so that `qkv translate` and transformers' MarianTokenizer load the directory.
  * 0, or -1 when no Marian tokenizer was copied (the caller copies tokenizer.json then). */
 static int export_marian_extras(const char *init, const char *tok, const char *ttok,
                                 const char *dir) {
@@ -451,16 +468,28 @@ static int export_marian_extras(const char *init, const char *tok, const char *t
     const char *why = ok ? "cannot read or write it" : qkv_last_error();
     qkv_tokenizer_free(t1);
     qkv_tokenizer_free(t2);
-    static const char *const names[3] = {"source.spm", "vocab.json", "target.spm"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(a, sizeof a, "%s/%s", i == 2 ? ttok : tok, names[i]);
+    /* one vocabulary for both sides when both come from one directory that shares it; else
+     * the target's (target_vocab.json or vocab.json of ttok) as target_vocab.json, with
+     * separate_vocabs in tokenizer_config.json, as MarianTokenizer saves such a tokenizer */
+    const int sep = ok && (strcmp(tok, ttok) != 0 || marian_separate_vocabs(ttok));
+    const char *from[4] = {tok, tok, ttok, ttok},
+               *names[4] = {"source.spm", "vocab.json", "target.spm", "target_vocab.json"},
+               *src[4] = {"source.spm", "vocab.json", "target.spm",
+                          strcmp(tok, ttok) != 0 && !marian_separate_vocabs(ttok)
+                              ? "vocab.json"
+                              : "target_vocab.json"};
+    for (int i = 0; i < (sep ? 4 : 3); i++) {
+        snprintf(a, sizeof a, "%s/%s", from[i], src[i]);
         snprintf(b, sizeof b, "%s/%s", dir, names[i]);
         if (!ok || copy_file(a, b) != 0) {
             fprintf(stderr, "qkv train: warning: the tokenizer file %s was not copied to %s: %s\n",
                     a, dir, why);
-            break;
+            return 0;
         }
     }
+    snprintf(b, sizeof b, "%s/tokenizer_config.json", dir);
+    if (sep && write_line_atomic(b, "{\"separate_vocabs\": true}") != 0)
+        fprintf(stderr, "qkv train: warning: cannot write %s\n", b);
     return 0;
 }
 
@@ -576,6 +605,7 @@ static int train_loop(run *r) {
     o.tensorboard = (int)c->tensorboard, o.tb_histograms = (int)c->tb_histograms;
     o.dist = g_dist, o.exact_reduce = (int)c->exact_reduce, o.zero = (int)c->zero;
     o.src_seq = c->src_seq;
+    o.length_grouped = (int)c->group_by_length;
     char *cfg = cfg_json(c); /* stored in every checkpoint: what --resume continues */
     if (!cfg) return cli_report("recording the options", QKV_ERR_NOMEM);
     o.checkpoint_json = cfg;
@@ -689,7 +719,7 @@ static int marian_config(const run *r, long P, long F, char *js, size_t cap) {
                                "%s: --arch marian needs the dataset's tokenizers (%s, %s) to load "
                                "and hold its vocabularies (%ld, %ld)",
                                c->data, tp ? tp : "none", ttp ? ttp : "none", V, Vd);
-    const int shared = tp && ttp && strcmp(tp, ttp) == 0 && V == Vd;
+    const int shared = tp && ttp && strcmp(tp, ttp) == 0 && V == Vd && !marian_separate_vocabs(tp);
     if (pad < 0 || pad >= Vd) { /* no pad token: one more id */
         pad = (int32_t)Vd++;
         if (shared) V = Vd;

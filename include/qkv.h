@@ -454,8 +454,10 @@ typedef struct qkv_tokenizer qkv_tokenizer;
  * path), UNSUPPORTED (the component's name), NOMEM. On failure *out is NULL. */
 QKV_API qkv_status qkv_tokenizer_load(const char *path, qkv_tokenizer **out);
 /* The tokenizer of the target side of a translation model directory dir: a Marian
- * directory's target.spm with its vocab.json (MarianTokenizer's text_target); where dir has no
- * target.spm, qkv_tokenizer_load(dir). Errors as qkv_tokenizer_load. */
+ * directory's target.spm with its vocab.json, or with target_vocab.json when
+ * tokenizer_config.json says separate_vocabs (MarianTokenizer's text_target and decode);
+ * where dir has no target.spm, qkv_tokenizer_load(dir). Errors as qkv_tokenizer_load;
+ * separate_vocabs without target_vocab.json is NOT_FOUND. */
 QKV_API qkv_status qkv_tokenizer_load_target(const char *dir, qkv_tokenizer **out);
 QKV_API void qkv_tokenizer_free(qkv_tokenizer *tok);
 
@@ -1304,6 +1306,9 @@ typedef struct qkv_train_options {
      * last step) runs over all of cls_val: loss, accuracy and macro-F1 (single-label: argmax;
      * multi-label: logit > 0; regression: the loss only). (NULL, NULL, 1) */
     const qkv_cls_data *cls_train, *cls_val;
+    /* (also for encoder-decoders on sentence pairs: with length_grouped each epoch visits every
+     * pair once in batches grouped by source + target length, visited in a seeded order; else
+     * each batch's pairs are drawn at random. `qkv train` passes 0 unless --group-by-length 1) */
     int length_grouped;
     /* With a run directory: each validation better than every earlier one of the run (macro-F1
      * for classifiers, else the loss) is saved as run_dir/best.safetensors, a checkpoint
@@ -1640,11 +1645,19 @@ QKV_API qkv_status qkv_seq2seq_generate(qkv_runtime *rt, const qkv_seq2seq *m, c
  * tokenizer: source.spm + vocab.json), translated as qkv_seq2seq_generate and decoded without
  * special tokens. out[i] is a NUL-terminated string to release with qkv_free (all NULL on
  * failure); scores may be NULL. A source longer than qkv_seq2seq_max_source tokens is
- * INVALID_ARG naming it. */
+ * INVALID_ARG naming it. Decodes with tok too: a directory with separate source and target
+ * vocabularies (MarianTokenizer's separate_vocabs) needs qkv_seq2seq_translate_with. */
 QKV_API qkv_status qkv_seq2seq_translate(qkv_runtime *rt, const qkv_seq2seq *m,
                                          const struct qkv_tokenizer *tok, const char *const *texts,
                                          size_t n, const qkv_translate_options *opts, char **out,
                                          float *scores);
+/* The same, decoding the output with ttok (qkv_tokenizer_load_target of the directory). */
+QKV_API qkv_status qkv_seq2seq_translate_with(qkv_runtime *rt, const qkv_seq2seq *m,
+                                              const struct qkv_tokenizer *tok,
+                                              const struct qkv_tokenizer *ttok,
+                                              const char *const *texts, size_t n,
+                                              const qkv_translate_options *opts, char **out,
+                                              float *scores);
 
 /* Attention maps of an encoder-decoder (docs/INTERPRET.md, "Encoder-decoder maps"): layers
  * and heads of the encoder (decoder 0) or of the decoder (decoder 1; its cross-attention has

@@ -735,6 +735,50 @@ static void test_nomem(void) {
     CHECK_OK(open_both(dir));
 }
 
+/* qkv__epoch_order: a permutation, a pure function of (seed, epoch); grouped by length, each
+ * full batch lies inside one run of 50 batches sorted by decreasing length (so its lengths span
+ * no more than that run's), the last smaller batch stays last; shuffled batches are the same
+ * batches as unshuffled, in another order within each run. */
+static int64_t g_len[5000];
+static int64_t len_of(const void *ctx, int64_t i) {
+    (void)ctx;
+    return g_len[i];
+}
+static void test_epoch_order(void) {
+    enum { N = 4321, B = 16 };
+    static int64_t a[N], b[N], c[N], d[N];
+    for (int64_t i = 0; i < N; i++) g_len[i] = 1 + (i * 7919 + i / 3) % 57;
+    CHECK_OK(qkv__epoch_order(N, len_of, NULL, 7, 0, 0, 0, a));
+    CHECK_OK(qkv__epoch_order(N, len_of, NULL, 7, 0, B, 0, b));
+    CHECK_OK(qkv__epoch_order(N, len_of, NULL, 7, 0, B, 1, c));
+    CHECK_OK(qkv__epoch_order(N, len_of, NULL, 7, 0, B, 1, d));
+    CHECK(memcmp(c, d, sizeof c) == 0); /* pure */
+    static char seen[3][N];
+    int perm = 1, sorted = 1, same_batches = 1, moved = 0;
+    for (int64_t i = 0; i < N; i++) {
+        perm &= !seen[0][a[i]]++ && !seen[1][b[i]]++ && !seen[2][c[i]]++;
+        if (i % (50 * B) && i < N) sorted &= g_len[b[i]] <= g_len[b[i - 1]];
+    }
+    CHECK(perm);
+    CHECK(sorted);
+    /* each batch of c is a batch of b of the same run (matched by its first element) */
+    for (int64_t k = 0; k < N / B; k++) {
+        int64_t found = -1;
+        for (int64_t j = (k / 50) * 50; j < (k / 50 + 1) * 50 && j < N / B; j++)
+            if (b[j * B] == c[k * B]) found = j;
+        same_batches &= found >= 0 && memcmp(b + found * B, c + k * B, B * sizeof *b) == 0;
+        moved += found != k;
+    }
+    CHECK(same_batches);
+    CHECK(moved > N / B / 2);
+    CHECK(memcmp(b + N / B * B, c + N / B * B, (N % B) * sizeof *b) == 0); /* last stays */
+    /* another epoch: another order */
+    CHECK_OK(qkv__epoch_order(N, len_of, NULL, 7, 1, B, 1, d));
+    CHECK(memcmp(c, d, sizeof c) != 0);
+    printf("epoch order: %d examples, batch %d: permutation, runs sorted, %d of %d batches moved\n",
+           N, B, moved, N / B);
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "%s/data_tmp.%ld", QKV_BINARY_DIR, (long)getpid());
     if (mkdir(tmp, 0777) != 0) {
@@ -757,6 +801,7 @@ int main(void) {
     test_malformed();
     test_garbage();
     test_nomem();
+    test_epoch_order();
 
     qkv_tokenizer_free(tok);
     const char *subs[] = {"args", "main", "main2", "splits", "bad", "nomem"};

@@ -4,6 +4,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "train/data.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,45 +136,16 @@ qkv_status qkv_cls_data_build(qkv_runtime *rt, const qkv_labeled *src, const qkv
 
 /* ---------------------------------------------------------------- epochs and batches */
 
-typedef struct {
-    uint32_t key;
-    int64_t i;
-    int64_t len;
-} ord;
-
-static int by_key(const void *a, const void *b) {
-    const ord *x = a, *y = b;
-    if (x->key != y->key) return x->key < y->key ? -1 : 1;
-    return (x->i > y->i) - (x->i < y->i);
+static int64_t example_len(const void *ctx, int64_t i) {
+    const qkv_cls_data *d = ctx;
+    return d->off[i + 1] - d->off[i];
 }
-
-static int by_len_desc(const void *a, const void *b) {
-    const ord *x = a, *y = b;
-    if (x->len != y->len) return x->len > y->len ? -1 : 1;
-    return (x->i > y->i) - (x->i < y->i);
-}
-
-#define EPOCH_STREAM ((uint64_t)1 << 44)
 
 void qkv__cls_epoch_order(const qkv_cls_data *d, uint64_t seed, int64_t epoch, int64_t batch,
                           int64_t *order) {
-    const int64_t n = d->n;
-    ord *o = qkv__alloc((size_t)n * sizeof *o);
-    if (!o) { /* no memory for the shuffle: the examples in file order (still deterministic) */
-        for (int64_t i = 0; i < n; i++) order[i] = i;
-        return;
-    }
-    for (int64_t i = 0; i < n; i++)
-        o[i] = (ord){qkv__rng_u32(seed, EPOCH_STREAM + (uint64_t)epoch, (uint64_t)i), i,
-                     d->off[i + 1] - d->off[i]};
-    qsort(o, (size_t)n, sizeof *o, by_key);
-    if (batch > 0) {
-        const int64_t mega = 50 * batch;
-        for (int64_t s = 0; s < n; s += mega)
-            qsort(o + s, (size_t)(s + mega < n ? mega : n - s), sizeof *o, by_len_desc);
-    }
-    for (int64_t i = 0; i < n; i++) order[i] = o[i].i;
-    qkv__free(o);
+    if (qkv__epoch_order(d->n, example_len, d, seed, epoch, batch, 0, order) == QKV_OK) return;
+    /* no memory for the sort: the examples in file order (still deterministic) */
+    for (int64_t i = 0; i < d->n; i++) order[i] = i;
 }
 
 qkv_train_batch qkv__cls_batch(const qkv_cls_data *d, const int64_t *idx, int64_t B, int32_t *ids,

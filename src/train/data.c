@@ -638,3 +638,63 @@ qkv_status qkv_dataset_sequential(const qkv_dataset *ds, int64_t index, int64_t 
     }
     return QKV_OK;
 }
+
+/* ---------------------------------------------------------------- epochs */
+
+typedef struct {
+    uint32_t key;
+    int64_t i;
+    int64_t len;
+} ord;
+
+static int by_key(const void *a, const void *b) {
+    const ord *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+static int by_len_desc(const void *a, const void *b) {
+    const ord *x = a, *y = b;
+    if (x->len != y->len) return x->len > y->len ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+#define EPOCH_STREAM ((uint64_t)1 << 44)
+
+qkv_status qkv__epoch_order(int64_t n, int64_t (*len)(const void *ctx, int64_t i), const void *ctx,
+                            uint64_t seed, int64_t epoch, int64_t batch, int shuffle_batches,
+                            int64_t *order) {
+    ord *o = qkv__alloc((size_t)n * sizeof *o);
+    if (!o) return QKV_ERR_NOMEM;
+    for (int64_t i = 0; i < n; i++)
+        o[i] = (ord){qkv__rng_u32(seed, EPOCH_STREAM + (uint64_t)epoch, (uint64_t)i), i,
+                     batch > 0 ? len(ctx, i) : 0};
+    qsort(o, (size_t)n, sizeof *o, by_key);
+    if (batch > 0) {
+        const int64_t mega = 50 * batch;
+        for (int64_t s = 0; s < n; s += mega)
+            qsort(o + s, (size_t)(s + mega < n ? mega : n - s), sizeof *o, by_len_desc);
+    }
+    if (batch > 0 && shuffle_batches && n / batch > 1) {
+        /* full batch b of the epoch is full batch key[b].i; the last, smaller one stays last */
+        const int64_t nb = n / batch;
+        ord *key = qkv__alloc((size_t)nb * sizeof *key);
+        if (!key) {
+            qkv__free(o);
+            return QKV_ERR_NOMEM;
+        }
+        for (int64_t b = 0; b < nb; b++)
+            key[b] =
+                (ord){qkv__rng_u32(seed, EPOCH_STREAM + (uint64_t)epoch, (uint64_t)(n + b)), b, 0};
+        for (int64_t s = 0; s < nb; s += 50) /* within each run of 50: the runs stay in order */
+            qsort(key + s, (size_t)(s + 50 < nb ? 50 : nb - s), sizeof *key, by_key);
+        for (int64_t b = 0; b < nb; b++)
+            for (int64_t j = 0; j < batch; j++) order[b * batch + j] = o[key[b].i * batch + j].i;
+        for (int64_t i = nb * batch; i < n; i++) order[i] = o[i].i;
+        qkv__free(key);
+    } else {
+        for (int64_t i = 0; i < n; i++) order[i] = o[i].i;
+    }
+    qkv__free(o);
+    return QKV_OK;
+}

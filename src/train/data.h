@@ -65,6 +65,17 @@ qkv_status qkv__data_shard_check(const uint8_t *buf, size_t len, int64_t vocab_s
  * qkv_dataset_sample, shared with the sentence-pair sampler (s2s_batch.c). range > 0. */
 uint64_t qkv__data_uniform_below(uint64_t seed, uint64_t stream, uint64_t element, uint64_t range);
 
+/* The visiting order of epoch `epoch` over n examples: a permutation of [0, n) that is a pure
+ * function of (seed, epoch). With batch > 0 it is grouped by length as transformers'
+ * group_by_length: the shuffled examples are cut into runs of 50 batches and each run sorted
+ * by decreasing len(ctx, i) (ties by index), so a batch holds alike lengths; with
+ * shuffle_batches the full batches of each run are then visited in a seeded random order (so
+ * the steps do not run from long to short sentences; a last, smaller batch stays last). Returns
+ * NOMEM, without a message and with order untouched, when the sort's memory cannot be had. */
+qkv_status qkv__epoch_order(int64_t n, int64_t (*len)(const void *ctx, int64_t i), const void *ctx,
+                            uint64_t seed, int64_t epoch, int64_t batch, int shuffle_batches,
+                            int64_t *order);
+
 /* ---- the writer's pieces, shared by data_prepare.c (documents) and data_parallel.c (pairs) */
 
 /* One stream's shard files, written in order: DIR/<prefix>_NNNNN.bin (through NAME.tmp). */

@@ -30,6 +30,9 @@ struct qkv__s2s {
     int32_t *src, *tgt, *lens; /* [B, S], [B, T], [B] */
     int64_t *idx;              /* [B] the pairs of the batch */
     int32_t pad;               /* the source's padding id (masked) */
+    const qkv_dataset *train;  /* (for pair_len) */
+    int64_t *order;            /* length-grouped runs: the order of epoch order_epoch, or NULL */
+    int64_t order_epoch;
 };
 
 static int64_t src_cap(const qkv_train_options *o) { return o->src_seq > 0 ? o->src_seq : o->seq; }
@@ -72,6 +75,7 @@ void qkv__s2s_free(qkv__s2s *b) {
     qkv__free(b->tgt);
     qkv__free(b->lens);
     qkv__free(b->idx);
+    qkv__free(b->order);
     qkv__free(b);
 }
 
@@ -84,7 +88,10 @@ qkv_status qkv__s2s_begin(const qkv_trainer *t, const qkv_train_options *o, qkv_
     b->tgt = qkv__alloc((size_t)(b->B * b->T) * sizeof *b->tgt);
     b->lens = qkv__alloc((size_t)b->B * sizeof *b->lens);
     b->idx = qkv__alloc((size_t)b->B * sizeof *b->idx);
-    if (!b->src || !b->tgt || !b->lens || !b->idx) {
+    b->train = o->train, b->order_epoch = -1;
+    if (o->length_grouped)
+        b->order = qkv__alloc((size_t)qkv_dataset_pairs(o->train) * sizeof *b->order);
+    if (!b->src || !b->tgt || !b->lens || !b->idx || (o->length_grouped && !b->order)) {
         qkv__s2s_free(b);
         return qkv__fail(QKV_ERR_NOMEM, "qkv_train_run: out of memory (sentence-pair batches)");
     }
@@ -124,13 +131,33 @@ static qkv_status fill(qkv__s2s *b, const qkv_dataset *ds, int64_t n, qkv_train_
     return QKV_OK;
 }
 
+/* A pair's cost in the length grouping: its source and target tokens after truncation. */
+static int64_t pair_len(const void *ctx, int64_t i) {
+    const qkv__s2s *b = ctx;
+    return min64(qkv_dataset_sentence_len(b->train, 0, i), b->S) +
+           min64(qkv_dataset_sentence_len(b->train, 1, i), b->T);
+}
+
 qkv_status qkv__s2s_micro(qkv_runtime *rt, qkv_trainer *t, qkv__s2s *b, const qkv_train_options *o,
                           int64_t m, float scale, float *loss, int64_t *tokens) {
-    const uint64_t pairs = (uint64_t)qkv_dataset_pairs(o->train);
-    for (int64_t j = 0; j < b->B; j++)
-        b->idx[j] = (int64_t)qkv__data_uniform_below(o->seed, (uint64_t)m, (uint64_t)j, pairs);
+    const int64_t pairs = qkv_dataset_pairs(o->train);
+    int64_t n = b->B;
+    if (b->order) { /* epochs of length-grouped batches: micro-batch m % M of epoch m / M */
+        const int64_t M = (pairs + b->B - 1) / b->B, epoch = m / M, first = (m % M) * b->B;
+        if (b->order_epoch != epoch) {
+            if (qkv__epoch_order(pairs, pair_len, b, o->seed, epoch, b->B, 1, b->order) != QKV_OK)
+                return qkv__fail(QKV_ERR_NOMEM, "qkv_train_run: out of memory (epoch order)");
+            b->order_epoch = epoch;
+        }
+        n = min64(b->B, pairs - first);
+        memcpy(b->idx, b->order + first, (size_t)n * sizeof *b->idx);
+    } else {
+        for (int64_t j = 0; j < n; j++)
+            b->idx[j] = (int64_t)qkv__data_uniform_below(o->seed, (uint64_t)m, (uint64_t)j,
+                                                         (uint64_t)pairs);
+    }
     qkv_train_batch batch;
-    QKV_TRY(fill(b, o->train, b->B, &batch, tokens));
+    QKV_TRY(fill(b, o->train, n, &batch, tokens));
     batch.dropout_seed = o->seed * 0x9E3779B97F4A7C15ull + (uint64_t)m + 1;
     return qkv_trainer_forward_backward_batch(rt, t, &batch, scale, loss);
 }

@@ -15,7 +15,10 @@ qkv_status qkv__s2s_check(const qkv_trainer *t, const qkv_train_options *o);
 qkv_status qkv__s2s_begin(const qkv_trainer *t, const qkv_train_options *o, qkv__s2s **out);
 void qkv__s2s_free(qkv__s2s *b);
 /* Micro-batch m of the run: forward and backward (gradients added, times scale); *tokens gets
- * the labelled target tokens. */
+ * the labelled target tokens. With length_grouped, epochs of length-grouped batches
+ * (qkv__epoch_order over source + target tokens; micro-batch m % M of epoch m / M, M =
+ * ceil(pairs / batch), the last of an epoch smaller); else `batch` pairs drawn uniformly as a
+ * pure function of (seed, m). */
 qkv_status qkv__s2s_micro(qkv_runtime *rt, qkv_trainer *t, qkv__s2s *b, const qkv_train_options *o,
                           int64_t m, float scale, float *loss, int64_t *tokens);
 /* The validation loss (per labelled target token) over the first eval_batches batches of the

@@ -99,6 +99,43 @@ check '[[ $rc -eq 0 && -f $tmp/ft2/model/model.safetensors ]]' "fine-tune --init
 "$qkv" translate --model "$tmp/ft2/model" "$tmp/test.src" >/dev/null 2>&1; rc=$?
 check '[[ $rc -eq 0 ]]' "its export translates ($rc)"
 
+# --group-by-length 1: epochs of length-grouped batches (56 per epoch here); resuming inside
+# the second epoch gives the same weights, bit for bit
+"$qkv" train "${flags[@]}" --steps 70 --save-every 35 --eval-every 70 --group-by-length 1 \
+    --out "$tmp/gl" >/dev/null 2>"$tmp/gl.err"; rc=$?
+check '[[ $rc -eq 0 ]]' "--group-by-length 1 ($rc): $(tail -2 "$tmp/gl.err")"
+cp -r "$tmp/gl" "$tmp/gl2" && rm -rf "$tmp/gl2/ckpt_00000070.safetensors" "$tmp/gl2/model"
+"$qkv" train --resume --out "$tmp/gl2" >/dev/null 2>"$tmp/gl2.err"; rc=$?
+check '[[ $rc -eq 0 ]] && cmp -s "$tmp/gl/model/model.safetensors" "$tmp/gl2/model/model.safetensors"' \
+    "--group-by-length 1: resumed at step 35, bit-identical weights ($rc: $(tail -2 "$tmp/gl2.err"))"
+check '! cmp -s "$tmp/gl/model/model.safetensors" "$tmp/a/model/model.safetensors"' "grouped batches differ from random draws"
+
+# separate vocabularies: a tokenizer directory with separate_vocabs (target_vocab.json), and
+# two different tokenizer directories for the sides; the export keeps them apart (its own
+# target_vocab.json + separate_vocabs, separate embedding tables) and transformers decodes it
+# as qkv translate does
+sv=$src/tests/fixtures/marian/sepvocab
+for how in same two; do
+    if [[ $how == same ]]; then tflags=(--tokenizer "$sv"); else tflags=(--tokenizer "$tok" --target-tokenizer "$sv"); fi
+    "$qkv" data prepare --source "$tmp/train.src" --target "$tmp/train.tgt" "${tflags[@]}" \
+        --val-fraction 0.1 --out "$tmp/sv_$how" >/dev/null 2>"$tmp/sv.err"; rc=$?
+    check '[[ $rc -eq 0 ]]' "data prepare, separate vocabularies ($how: $rc): $(tail -2 "$tmp/sv.err")"
+    "$qkv" train --data "$tmp/sv_$how" --arch marian --n-layer 1 --n-embd 32 --n-head 2 --batch 16 \
+        --seq 16 --steps 30 --warmup 5 --lr 2e-3 --eval-every 30 --eval-batches 2 --dropout 0 \
+        --threads 2 --out "$tmp/svr_$how" >/dev/null 2>"$tmp/sv.err"; rc=$?
+    m=$tmp/svr_$how/model
+    check '[[ $rc -eq 0 && -f $m/target_vocab.json ]] && grep -q "\"separate_vocabs\": true" "$m/tokenizer_config.json"' \
+        "separate vocabularies ($how): the export has target_vocab.json and separate_vocabs ($rc: $(tail -2 "$tmp/sv.err"))"
+    check 'grep -q "\"share_encoder_decoder_embeddings\": false" "$m/config.json"' "separate vocabularies ($how): separate embedding tables"
+    "$qkv" translate --model "$m" "$tmp/test.src" >"$tmp/sv.hyp" 2>"$tmp/sv.err"; rc=$?
+    check '[[ $rc -eq 0 ]]' "separate vocabularies ($how): the export translates ($rc: $(head -2 "$tmp/sv.err"))"
+    "$src/tests/run_python_check.sh" torch,transformers,sentencepiece "$src/tools/check_marian_export.py" \
+        "$m" "$tmp/test.src" "$tmp/sv.hyp" >"$tmp/py.out" 2>&1; rc=$?
+    if [[ $rc -ne 77 ]]; then
+        check '[[ $rc -eq 0 ]]' "separate vocabularies ($how): MarianMTModel decodes as qkv translate: $(tail -3 "$tmp/py.out")"
+    fi
+done
+
 # SIGTERM: the step finishes, a checkpoint is saved, exit 143; --resume goes on
 "$qkv" train "${flags[@]}" --steps 1000000 --save-every 0 --eval-every 0 --out "$tmp/c" >/dev/null 2>"$tmp/c.err" &
 pid=$!
