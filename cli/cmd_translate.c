@@ -52,7 +52,7 @@ static int by_length(const void *a, const void *b) {
 
 typedef struct {
     const qkv_seq2seq *m;
-    const qkv_tokenizer *tok;
+    const qkv_tokenizer *tok, *ttok; /* source side (encode); target side (decode) */
     qkv_runtime *rt;
     const qkv_translate_options *o;
     const char *prefix; /* before every line ("" for none) */
@@ -136,8 +136,8 @@ static int run_window(const ctx *c, char **lines, size_t n, size_t first) {
         for (size_t k = 0; rc == EXIT_OK && k < nb; k++) {
             const size_t i = it[b0 + k].index;
             score[i] = scores ? scores[k] : 0.0f;
-            s = qkv_tokenizer_decode(c->tok, out + k * (size_t)c->cap, (size_t)olen[k], 1, &text[i],
-                                     NULL);
+            s = qkv_tokenizer_decode(c->ttok, out + k * (size_t)c->cap, (size_t)olen[k], 1,
+                                     &text[i], NULL);
             if (s != QKV_OK) rc = cli_report("decode", s);
             it[b0 + k].n = olen[k]; /* now the target length, for --json */
         }
@@ -227,13 +227,14 @@ int cmd_translate(int argc, char **argv) {
     if (!input) input = "-";
 
     qkv_seq2seq *m = NULL;
-    qkv_tokenizer *tok = NULL;
+    qkv_tokenizer *tok = NULL, *ttok = NULL;
     qkv_runtime *rt = NULL;
     FILE *f = NULL;
     int rc = EXIT_OK;
     qkv_status s = qkv_seq2seq_load(model, &m);
     if (s != QKV_OK) return cli_report(model, s);
-    if ((s = qkv_tokenizer_load(model, &tok)) != QKV_OK) {
+    if ((s = qkv_tokenizer_load(model, &tok)) != QKV_OK ||
+        (s = qkv_tokenizer_load_target(model, &ttok)) != QKV_OK) {
         rc = cli_report(model, s);
         goto done;
     }
@@ -266,7 +267,7 @@ int cmd_translate(int argc, char **argv) {
         goto done;
     }
     if (!prefix) prefix = qkv_seq2seq_source_prefix(m);
-    ctx c = {m, tok, rt, &o, prefix, cap, (size_t)batch, json};
+    ctx c = {m, tok, ttok, rt, &o, prefix, cap, (size_t)batch, json};
     const size_t window = batch == 1 ? 1 : 8 * (size_t)batch; /* --batch 1: line by line */
     char **lines = calloc(window, sizeof *lines);
     char *buf = NULL;
@@ -312,6 +313,7 @@ done:
     if (f && f != stdin) fclose(f);
     qkv_runtime_free(rt);
     qkv_tokenizer_free(tok);
+    qkv_tokenizer_free(ttok);
     qkv_seq2seq_free(m);
     return rc;
 }

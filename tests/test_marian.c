@@ -1,6 +1,8 @@
 /* test_marian.c — MarianMT inference against transformers on the tiny random models of
  * tools/gen_marian_fixtures.py (tests/fixtures/marian/): tiny (shared embeddings, swish,
- * scale_embedding) and sep (separate decoder embeddings, gelu, no scale, 3 + 1 layers).
+ * scale_embedding), sep (separate decoder embeddings, gelu, no scale, 3 + 1 layers) and
+ * sepvocab (tools/gen_marian_sepvocab_fixtures.py: separate source and target vocabularies,
+ * target_vocab.json; its target-side token ids too).
  *   - the encoder's last hidden state of a batch of six sources of different lengths, and the
  *     decoder's logits for teacher-forced inputs, fed one token per step through the KV cache
  *     and the once-computed cross keys/values: within 1e-4 of transformers (relative to each
@@ -106,16 +108,20 @@ static void check_forward(const char *name, qkv_runtime *rt) {
     qkv_safetensors_close(st);
 }
 
-/* the text API: lines of texts.txt through the directory's tokenizer, as transformers' decode */
-static void check_texts(void) {
+/* the text API: lines of texts.txt through the directory's tokenizer (the target side's for
+ * decoding: separate vocabularies in sepvocab), as transformers' decode */
+static void check_texts(const char *name, const char *expect) {
+    char dir[1024], path[1024];
+    snprintf(dir, sizeof dir, FIX "%s", name);
+    snprintf(path, sizeof path, FIX "%s", expect);
     qkv_seq2seq *m = NULL;
-    qkv_tokenizer *tok = NULL;
-    CHECK_OK(qkv_seq2seq_load(FIX "tiny", &m));
-    CHECK_OK(qkv_tokenizer_load(FIX "tiny", &tok));
+    qkv_tokenizer *tok = NULL, *ttok = NULL;
+    CHECK_OK(qkv_seq2seq_load(dir, &m));
+    CHECK_OK(qkv_tokenizer_load(dir, &tok));
+    CHECK_OK(qkv_tokenizer_load_target(dir, &ttok));
     size_t nt = 0, ne = 0;
-    char *texts = test_read_all(FIX "texts.txt", &nt),
-         *want = test_read_all(FIX "expect.translate.txt", &ne);
-    if (!m || !tok || !texts || !want) return;
+    char *texts = test_read_all(FIX "texts.txt", &nt), *want = test_read_all(path, &ne);
+    if (!m || !tok || !ttok || !texts || !want) return;
     const char *lines[64];
     size_t n = 0;
     for (char *p = texts, *nl; n < 64 && (nl = strchr(p, '\n')); p = nl + 1) {
@@ -124,7 +130,7 @@ static void check_texts(void) {
     }
     char *out[64];
     float scores[64];
-    CHECK_OK(qkv_seq2seq_translate(NULL, m, tok, lines, n, NULL, out, scores));
+    CHECK_OK(qkv_seq2seq_translate_with(NULL, m, tok, ttok, lines, n, NULL, out, scores));
     char *w = want;
     for (size_t i = 0; i < n; i++) {
         char *nl = strchr(w, '\n');
@@ -133,17 +139,63 @@ static void check_texts(void) {
             break;
         }
         *nl = '\0';
-        CHECK_MSG(strcmp(out[i], w) == 0, "text %zu: '%s', transformers '%s'", i, out[i], w);
+        CHECK_MSG(strcmp(out[i], w) == 0, "%s text %zu: '%s', transformers '%s'", name, i, out[i],
+                  w);
         CHECK(scores[i] < 0);
         w = nl + 1;
         qkv_free(out[i]);
     }
-    printf("texts: %zu lines translated as transformers decodes them\n", n);
+    printf("texts: %s: %zu lines translated as transformers decodes them\n", name, n);
     CHECK(n >= 9);
     free(texts);
     free(want);
     qkv_tokenizer_free(tok);
+    qkv_tokenizer_free(ttok);
     qkv_seq2seq_free(m);
+}
+
+/* separate vocabularies: the target side encodes (text_target) with target.spm and
+ * target_vocab.json as MarianTokenizer does; the source side keeps vocab.json */
+static void check_sepvocab_tokenizer(void) {
+    qkv_tokenizer *tok = NULL, *ttok = NULL;
+    CHECK_OK(qkv_tokenizer_load(FIX "sepvocab", &tok));
+    CHECK_OK(qkv_tokenizer_load_target(FIX "sepvocab", &ttok));
+    qkv_safetensors *st = fix_open(FIX "expect.sepvocab.safetensors");
+    size_t nt = 0;
+    char *texts = test_read_all(FIX "texts.txt", &nt);
+    if (!tok || !ttok || !texts) return;
+    const qkv_st_tensor *lens = s2s_tensor(st, "tgt_lens");
+    const int32_t *want = fix_need(st, "tgt_ids");
+    const int64_t *wl = lens->data;
+    int64_t at = 0, differ = 0;
+    char *p = texts;
+    for (int64_t i = 0; i < lens->shape[0]; i++) {
+        char *nl = strchr(p, '\n');
+        if (!nl) break;
+        *nl = '\0';
+        qkv_encoding *e = NULL, *se = NULL;
+        CHECK_OK(qkv_tokenizer_encode(ttok, p, strlen(p), NULL, 0, NULL, &e));
+        CHECK_OK(qkv_tokenizer_encode(tok, p, strlen(p), NULL, 0, NULL, &se));
+        if (e && se) {
+            CHECK_EQ_INT((int64_t)e->n, wl[i]);
+            for (int64_t k = 0; k < wl[i] && k < (int64_t)e->n; k++)
+                CHECK_EQ_INT(e->ids[k], want[at + k]);
+            /* the source side's ids differ */
+            for (size_t k = 0; k < se->n && k < e->n; k++) differ += se->ids[k] != e->ids[k];
+        }
+        qkv_encoding_free(e);
+        qkv_encoding_free(se);
+        at += wl[i];
+        p = nl + 1;
+    }
+    CHECK(differ > 0);
+    printf("sepvocab: %lld target ids as MarianTokenizer(text_target); %lld differ from the "
+           "source side's\n",
+           (long long)at, (long long)differ);
+    free(texts);
+    qkv_safetensors_close(st);
+    qkv_tokenizer_free(tok);
+    qkv_tokenizer_free(ttok);
 }
 
 static void check_errors(void) {
@@ -291,7 +343,11 @@ int main(void) {
     check_forward("sep", rt2);
     s2s_check_generate(FIX, "tiny", SETUPS, sizeof SETUPS / sizeof *SETUPS, rt1, rt2);
     s2s_check_generate(FIX, "sep", SETUPS, sizeof SETUPS / sizeof *SETUPS, rt1, rt2);
-    check_texts();
+    check_forward("sepvocab", rt1);
+    s2s_check_generate(FIX, "sepvocab", SETUPS, sizeof SETUPS / sizeof *SETUPS, rt1, rt2);
+    check_texts("tiny", "expect.translate.txt");
+    check_texts("sepvocab", "expect.sepvocab.translate.txt");
+    check_sepvocab_tokenizer();
     check_errors();
     qkv_runtime_free(rt1);
     qkv_runtime_free(rt2);

@@ -77,6 +77,18 @@ def corpus():
     return lines
 
 
+def opus_vocab(sp):
+    """A vocab.json for the sentencepiece model sp laid out as OPUS-MT's: </s> 0, <unk> 1, the
+    pieces in the model's order (control and unknown pieces left out), <pad> last."""
+    vocab = {"</s>": 0, "<unk>": 1}
+    for i in range(sp.get_piece_size()):
+        p = sp.id_to_piece(i)
+        if p not in vocab and not sp.is_unknown(i) and not sp.is_control(i):
+            vocab[p] = len(vocab)
+    vocab["<pad>"] = len(vocab)
+    return vocab
+
+
 def make_tokenizer(tmp, out):
     txt = os.path.join(tmp, "corpus.txt")
     with open(txt, "w", encoding="utf-8") as f:
@@ -86,13 +98,7 @@ def make_tokenizer(tmp, out):
                                    model_type="unigram", normalization_rule_name="identity",
                                    character_coverage=1.0, num_threads=1, seed_sentencepiece_size=5000,
                                    minloglevel=2)
-    sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
-    vocab = {"</s>": 0, "<unk>": 1}
-    for i in range(sp.get_piece_size()):
-        p = sp.id_to_piece(i)
-        if p not in vocab and p != "<s>" and not sp.is_unknown(i) and not sp.is_control(i):
-            vocab[p] = len(vocab)
-    vocab["<pad>"] = len(vocab)
+    vocab = opus_vocab(spm.SentencePieceProcessor(model_file=prefix + ".model"))
     os.makedirs(out, exist_ok=True)
     shutil.copy(prefix + ".model", os.path.join(out, "source.spm"))
     shutil.copy(prefix + ".model", os.path.join(out, "target.spm"))
@@ -102,7 +108,7 @@ def make_tokenizer(tmp, out):
                            os.path.join(out, "vocab.json")), len(vocab)
 
 
-def randomize(model, seed):
+def randomize(model, seed, eos_bias=4.0):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -113,7 +119,7 @@ def randomize(model, seed):
             else:
                 p.copy_(0.35 * torch.randn(p.shape, generator=g))
         b = 0.5 * torch.randn(model.final_logits_bias.shape, generator=g)
-        b[0, model.config.eos_token_id] += 4.0  # so that some hypotheses end before max_length
+        b[0, model.config.eos_token_id] += eos_bias  # so that some hypotheses end before max_length
         model.final_logits_bias.copy_(b)
 
 
@@ -128,24 +134,29 @@ def trim(row, pad, eos):
     return out
 
 
-def build(name, cfg_kw, tok, V, seed):
+def build(name, cfg_kw, tok, V, seed, Vd=None, eos_bias=4.0):
+    """Vd: the decoder's vocabulary when it is separate (tools/gen_marian_sepvocab_fixtures.py);
+    then pad = decoder start = Vd - 1 and tokenizer_config.json is kept (separate_vocabs)."""
     d = os.path.join(FIX, name)
-    pad = V - 1
-    cfg = MarianConfig(vocab_size=V, decoder_vocab_size=V, d_model=32, encoder_ffn_dim=64,
+    sepvocab = Vd is not None
+    Vd = Vd if sepvocab else V
+    pad = Vd - 1
+    cfg = MarianConfig(vocab_size=V, decoder_vocab_size=Vd, d_model=32, encoder_ffn_dim=64,
                        decoder_ffn_dim=64, encoder_attention_heads=4, decoder_attention_heads=4,
                        max_position_embeddings=128, pad_token_id=pad, eos_token_id=0,
                        decoder_start_token_id=pad, forced_eos_token_id=0, dropout=0.0,
                        attention_dropout=0.0, activation_dropout=0.0, **cfg_kw)
     torch.manual_seed(seed)
     model = MarianMTModel(cfg).eval()
-    randomize(model, seed)
+    randomize(model, seed, eos_bias)
     gen = GenerationConfig(bad_words_ids=[[pad]], decoder_start_token_id=pad, eos_token_id=0,
                            forced_eos_token_id=0, max_length=40, num_beams=4, pad_token_id=pad,
                            renormalize_logits=False)
     model.generation_config = gen
     model.save_pretrained(d)
     tok.save_pretrained(d)
-    for extra in ("tokenizer_config.json", "special_tokens_map.json"):
+    for extra in ("special_tokens_map.json",) if sepvocab else ("tokenizer_config.json",
+                                                                 "special_tokens_map.json"):
         p = os.path.join(d, extra)
         if os.path.exists(p):
             os.remove(p)
@@ -163,7 +174,7 @@ def build(name, cfg_kw, tok, V, seed):
                                       ).astype(np.float32)
         g = torch.Generator().manual_seed(seed + 1)
         T = 9
-        dec = torch.randint(0, V - 1, (len(SOURCES), T), generator=g)
+        dec = torch.randint(0, Vd - 1, (len(SOURCES), T), generator=g)
         dec[:, 0] = pad
         out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                     decoder_input_ids=dec)

@@ -519,8 +519,16 @@ qkv_status qkv_seq2seq_generate(qkv_runtime *rt, const qkv_seq2seq *ss, const in
 qkv_status qkv_seq2seq_translate(qkv_runtime *rt, const qkv_seq2seq *ss, const qkv_tokenizer *tok,
                                  const char *const *texts, size_t n,
                                  const qkv_translate_options *opts, char **out, float *scores) {
+    return qkv_seq2seq_translate_with(rt, ss, tok, tok, texts, n, opts, out, scores);
+}
+
+qkv_status qkv_seq2seq_translate_with(qkv_runtime *rt, const qkv_seq2seq *ss,
+                                      const qkv_tokenizer *tok, const qkv_tokenizer *ttok,
+                                      const char *const *texts, size_t n,
+                                      const qkv_translate_options *opts, char **out,
+                                      float *scores) {
     static const char fn[] = "qkv_seq2seq_translate";
-    if (!ss || !tok || !out || (n && !texts))
+    if (!ss || !tok || !ttok || !out || (n && !texts))
         return qkv__fail(QKV_ERR_INVALID_ARG, "%s: NULL argument", fn);
     for (size_t i = 0; i < n; i++) out[i] = NULL;
     if (n == 0) return QKV_OK;
@@ -552,7 +560,7 @@ qkv_status qkv_seq2seq_translate(qkv_runtime *rt, const qkv_seq2seq *ss, const q
         memcpy(src + at, enc[i]->ids, sizeof(int32_t) * (size_t)lens[i]);
     if (st == QKV_OK) st = qkv_seq2seq_generate(rt, ss, src, lens, n, &o, ids, olens, scores);
     for (size_t i = 0; st == QKV_OK && i < n; i++)
-        st = qkv_tokenizer_decode(tok, ids + i * (size_t)cap, (size_t)olens[i], 1, &out[i], NULL);
+        st = qkv_tokenizer_decode(ttok, ids + i * (size_t)cap, (size_t)olens[i], 1, &out[i], NULL);
     if (st != QKV_OK)
         for (size_t i = 0; i < n; i++) {
             qkv_free(out[i]);

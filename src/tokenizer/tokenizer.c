@@ -12,8 +12,10 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "io/file.h"
+#include "io/json.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -246,18 +248,42 @@ static int join(char *buf, size_t cap, const char *dir, const char *name) {
     return n > 0 && (size_t)n < cap;
 }
 
-/* A Marian directory's SentencePiece model spm (source.spm or target.spm) with the directory's
- * vocab.json, shared by both sides. */
-static qkv_status load_marian(qkv_tokenizer *t, const char *dir, const char *spm) {
-    char b[4096], c[4096];
-    int voc = join(b, sizeof b, dir, "vocab.json") && is_file(b);
-    if (join(c, sizeof c, dir, "target_vocab.json") && is_file(c))
-        /* ids out of the decoder would be looked up in the wrong vocabulary */
-        return qkv__fail(QKV_ERR_UNSUPPORTED,
-                         "%s: separate source and target vocabularies (target_vocab.json) "
-                         "are not supported yet",
-                         dir);
-    return qkv__tok_load_spm(t, spm, voc ? b : NULL);
+/* MarianTokenizer's separate_vocabs: tokenizer_config.json's "separate_vocabs" (false when the
+ * file or the key is absent, as transformers reads it); *sep 0 / 1. */
+static qkv_status marian_separate(const char *dir, int *sep) {
+    char c[4096];
+    *sep = 0;
+    if (!join(c, sizeof c, dir, "tokenizer_config.json") || !is_file(c)) return QKV_OK;
+    qkv__json_begin();
+    json_t *cfg = NULL;
+    qkv_status st = qkv__json_load_file(c, 0, &cfg);
+    if (st == QKV_OK && !json_is_object(cfg))
+        st = qkv__fail(QKV_ERR_FORMAT, "%s: not a JSON object", c);
+    if (st == QKV_OK) st = qkv__json_bool(c, cfg, "separate_vocabs", 0, sep);
+    json_decref(cfg);
+    qkv__json_end();
+    return st;
+}
+
+/* A Marian directory's SentencePiece model spm (source.spm, or target.spm when target) with
+ * its vocabulary: vocab.json for both sides, or with separate_vocabs target_vocab.json for the
+ * target's (MarianTokenizer's text_target, and its decode). */
+static qkv_status load_marian(qkv_tokenizer *t, const char *dir, const char *spm, int target) {
+    char b[4096];
+    int sep = 0;
+    QKV_TRY(marian_separate(dir, &sep));
+    const char *name = sep && target ? "target_vocab.json" : "vocab.json";
+    if (!join(b, sizeof b, dir, name))
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: the path is too long", dir);
+    if (!is_file(b)) {
+        if (sep && target) /* the decoder's ids would be read in the source's vocabulary */
+            return qkv__fail(QKV_ERR_NOT_FOUND,
+                             "%s: tokenizer_config.json says separate_vocabs but there is no "
+                             "target_vocab.json",
+                             dir);
+        return qkv__tok_load_spm(t, spm, NULL);
+    }
+    return qkv__tok_load_spm(t, spm, b);
 }
 
 qkv_status qkv_tokenizer_load_target(const char *dir, qkv_tokenizer **out) {
@@ -267,7 +293,7 @@ qkv_status qkv_tokenizer_load_target(const char *dir, qkv_tokenizer **out) {
     *out = NULL;
     qkv_tokenizer *t = tok_new();
     if (!t) return qkv__fail(QKV_ERR_NOMEM, "qkv_tokenizer_load_target");
-    qkv_status st = load_marian(t, dir, a);
+    qkv_status st = load_marian(t, dir, a, 1);
     if (st == QKV_OK) st = qkv__tok_finish(t, a);
     if (st != QKV_OK) {
         qkv_tokenizer_free(t);
@@ -295,7 +321,7 @@ qkv_status qkv_tokenizer_load(const char *path, qkv_tokenizer **out) {
             int cfg = join(b, sizeof b, path, "tokenizer_config.json") && is_file(b);
             st = qkv__tok_load_vocab_txt(t, a, cfg ? b : NULL);
         } else if (join(a, sizeof a, path, "source.spm") && is_file(a)) {
-            st = load_marian(t, path, a);
+            st = load_marian(t, path, a, 0);
         } else if (join(a, sizeof a, path, "spiece.model") && is_file(a)) {
             st = qkv__tok_load_spm_t5(t, a, 100); /* T5Tokenizer's default extra_ids */
         } else if (join(a, sizeof a, path, "vocab.json") && is_file(a) &&

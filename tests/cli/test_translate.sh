@@ -68,10 +68,13 @@ expect2 --model "$model" "$tmp/nonexistent.txt"
 expect2 --model "$model" --max-length 500
 grep -q "max_length" "$tmp/err"; check '[ $? -eq 0 ]' "--max-length 500: message names max_length"
 expect2 --model "$model" a.txt b.txt
-# separate target vocabularies are not supported yet: refused, not decoded with the source's
-cp -r "$model" "$tmp/sepvocab" && cp "$model/vocab.json" "$tmp/sepvocab/target_vocab.json"
+# separate source and target vocabularies (separate_vocabs, target_vocab.json): as transformers
+"$qkv" translate --model "$fix/sepvocab" "$fix/texts.txt" > "$tmp/sv.txt" 2>"$tmp/err"
+check 'cmp -s "$tmp/sv.txt" "$fix/expect.sepvocab.translate.txt"' "sepvocab differs from transformers"
+# ... and separate_vocabs without target_vocab.json: refused by name, not decoded with vocab.json
+cp -r "$fix/sepvocab" "$tmp/sepvocab" && rm "$tmp/sepvocab/target_vocab.json"
 expect2 --model "$tmp/sepvocab"
-grep -q "target_vocab.json" "$tmp/err"; check '[ $? -eq 0 ]' "target_vocab.json: refused by name"
+grep -q "target_vocab.json" "$tmp/err"; check '[ $? -eq 0 ]' "missing target_vocab.json: refused by name"
 awk 'BEGIN { for (i = 0; i < 300; i++) printf "word%d ", i; print "" }' > "$tmp/in"
 expect2 --model "$model"
 grep -q "line 1" "$tmp/err"; check '[ $? -eq 0 ]' "a too long line: message names the line"
