@@ -10,8 +10,9 @@ The model directory (random weights, seeded; the tiny fixture's tokenizer, whose
 in the vocabulary) is written once to --dir. Sources are lines of the Debian license texts.
 Both sides decode with num_beams, max_new_tokens and batch size given; random weights rarely
 emit EOS, so both produce about max_new tokens per sentence: tokens/s = generated target
-tokens (counted on transformers' output) / wall time. Prints one JSON line per system and the
-ratio."""
+tokens (counted on transformers' output) / wall time. With --ct2, CTranslate2 (the model converted
+offline from the same directory, float32, one translator with --threads intra-op threads) runs
+the same sources too. Prints one JSON line per system and the ratios."""
 import argparse
 import json
 import os
@@ -34,6 +35,7 @@ def main():
     ap.add_argument("--sentences", type=int, default=64)
     ap.add_argument("--max-new", type=int, default=32)
     ap.add_argument("--dir", default="/tmp/marian_bench")
+    ap.add_argument("--ct2", action="store_true", help="also time CTranslate2 (PyPI ctranslate2)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     V = 58101
@@ -93,6 +95,22 @@ def main():
                     "--max-new-tokens", str(a.max_new), "--batch", str(a.batch), "--threads",
                     str(a.threads), src], check=True, stdout=subprocess.PIPE)
     qk = time.perf_counter() - t0
+    ct = None
+    if a.ct2:
+        import ctranslate2
+        ct_dir = os.path.join(a.dir, "ct2-float32")
+        if not os.path.exists(os.path.join(ct_dir, "model.bin")):
+            ctranslate2.converters.TransformersConverter(a.dir).convert(ct_dir, force=True)
+        tr = ctranslate2.Translator(ct_dir, device="cpu", compute_type="float32", inter_threads=1,
+                                    intra_threads=a.threads)
+        toks = [tok.convert_ids_to_tokens(tok(l).input_ids) for l in lines]
+        t0 = time.perf_counter()
+        res = tr.translate_batch(toks, beam_size=a.beams, max_batch_size=a.batch,
+                                 batch_type="examples", max_decoding_length=a.max_new)
+        # (the converter drops <pad>, Marian's last id, from the vocabulary: never generated)
+        ct = time.perf_counter() - t0
+        ct_texts = [tok.convert_tokens_to_string([t for t in r.hypotheses[0] if t != "</s>"])
+                    for r in res]
     common = dict(model="marian-6+6-d512", sentences=len(lines), beams=a.beams, batch=a.batch,
                   threads=a.threads, max_new_tokens=a.max_new, target_tokens=n_tok)
     print(json.dumps(dict(system="transformers", seconds=hf, tokens_per_s=n_tok / hf, **common)))
@@ -100,8 +118,14 @@ def main():
                           note="qkv time includes loading the model")))
     got = r.stdout.decode("utf-8").split("\n")[: len(lines)]
     same = sum(g == t for g, t in zip(got, texts))
-    print(json.dumps(dict(ratio_qkv_over_transformers=hf / qk, same_text=same,
-                          sentences=len(lines))))
+    if ct is not None:
+        print(json.dumps(dict(system="ctranslate2", seconds=ct, tokens_per_s=n_tok / ct, **common,
+                              version=ctranslate2.__version__, compute_type="float32")))
+    ratios = dict(ratio_qkv_over_transformers=hf / qk, same_text=same, sentences=len(lines))
+    if ct is not None:
+        ratios.update(ratio_qkv_over_ctranslate2=ct / qk,
+                      ct2_same_text=sum(c == t for c, t in zip(ct_texts, texts)))
+    print(json.dumps(ratios))
 
 
 if __name__ == "__main__":
