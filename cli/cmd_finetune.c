@@ -822,8 +822,9 @@ static void print_split(const ft_run *r) {
     fprintf(stderr, "qkv finetune: a step's %ld examples are %ld micro-batch%s of %ld", c->batch, k,
             k == 1 ? "" : "es", mb);
     if (n > 1)
-        fprintf(stderr, "; %ld processes (MPI) take every %ld-th; %s reduction%s", n, n,
-                c->exact_reduce ? "exact (fixed-order)" : "all-reduce",
+        fprintf(stderr, "; %ld processes (MPI), process r computing r, r + %ld, ...; %s%s", n, n,
+                c->exact_reduce ? "exact reduction (fixed order)"
+                                : "gradients summed by all-reduce",
                 k < n ? " (fewer micro-batches than processes: some wait; --micro-batch is "
                         "the run's)"
                       : "");
