@@ -22,27 +22,12 @@
 # Skipped (77) when mpirun is not installed.
 set -uo pipefail
 qkv=$1 src=$2
-if ! command -v mpirun >/dev/null 2>&1; then echo "SKIP: mpirun not found (openmpi-bin)"; exit 77; fi
 model=$src/tests/fixtures/cls/single
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/qkv_finetune_mpi.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-fail=0; checks=0
-check() { checks=$((checks + 1)); if ! eval "$1"; then echo "FAIL: $2"; fail=$((fail + 1)); fi; }
-mpi() { local n=$1; shift; mpirun --oversubscribe --allow-run-as-root -np "$n" "$@"; }
+name=finetune_mpi
+source "$(dirname "$0")/mpi_common.sh" # $tmp, check, mpi, kill_rank_1
 
-# labelled data as test_finetune_cli.sh's: a keyword decides the label
-awk -v n=120 -v seed=1 'BEGIN {
-    srand(seed); split("good great love win", P); split("bad awful hate", N);
-    split("vote law cell atom paint", U);
-    split("the movie film it this was is very team game music and of to in play", F);
-    print "text\tlabel";
-    for (i = 0; i < n; i++) {
-        k = int(rand() * 3); s = "";
-        for (j = 0; j < 2 + int(rand() * 4); j++) s = s F[1 + int(rand() * 16)] " ";
-        if (k == 0) { w = P[1 + int(rand() * 4)]; l = "positive" }
-        else if (k == 1) { w = N[1 + int(rand() * 3)]; l = "negative" }
-        else { w = U[1 + int(rand() * 5)]; l = "neutral" }
-        print s w "\t" l } }' > "$tmp/train.tsv"
+source "$(dirname "$0")/cls_data.sh" # make_data
+make_data 120 1 > "$tmp/train.tsv"
 
 # 2 epochs of 22 steps; evaluations at 22 and 44; checkpoints every 11 steps
 flags=(--model "$model" --train "$tmp/train.tsv" --epochs 2 --batch 5 --micro-batch 2 --lr 5e-3
@@ -133,27 +118,7 @@ check '[[ $rc -eq 2 ]] && grep -q "micro-batch cannot change on --resume" "$tmp/
 
 # A rank killed mid-run: the job stops. The run to kill never ends on its own (100000 epochs).
 long=("${flags[@]}" --dropout 0.1 --exact-reduce 1 --epochs 100000 --save-every 5 --eval-every 1000000)
-rank_pid() { # the pid of rank $2 among mpirun $1's children
-    for p in $(pgrep -P "$1"); do
-        grep -qz "^OMPI_COMM_WORLD_RANK=$2\$" "/proc/$p/environ" 2>/dev/null && echo "$p"
-    done
-}
-kill_rank_1() { # $1: run directory, rest: extra options (mpirun's, then --); sets rc, hung
-    local dir=$1; shift
-    local mo=() i
-    while [[ $# -gt 0 && $1 != -- ]]; do mo+=("$1"); shift; done
-    shift
-    mpirun --oversubscribe --allow-run-as-root "${mo[@]}" -np 2 "$qkv" finetune "${long[@]}" "$@" \
-        --out "$dir" >/dev/null 2>"$dir.err" &
-    local mp=$!
-    for i in $(seq 600); do compgen -G "$dir/ckpt_*.safetensors" >/dev/null && break; sleep 0.1; done
-    kill -9 $(rank_pid $mp 1) 2>/dev/null
-    hung=1 # a generous bound that only a hang reaches (the job stops within seconds)
-    for i in $(seq 1200); do kill -0 $mp 2>/dev/null || { hung=0; break; }; sleep 0.1; done
-    [[ $hung -eq 1 ]] && kill -9 $mp
-    wait $mp; rc=$?
-}
-kill_rank_1 "$tmp/k" --
+kill_rank_1 "$tmp/k" -- finetune "${long[@]}"
 check '[[ $hung -eq 0 && $rc -ne 0 ]]' "killed rank: the job stops (hung $hung, exit $rc)"
 check 'grep -q "rank 1 .*signal 9" "$tmp/k.err"' "killed rank: mpirun names it: $(tail -3 "$tmp/k.err")"
 check '[[ ! -e $tmp/k/model ]]' "killed rank: the run did not finish"
@@ -175,7 +140,7 @@ steps() { metrics "$1" | grep '"loss"' | head -$((from + 5)); }
 check '[[ $(steps "$tmp/k" | wc -l) -eq $((from + 5)) ]] && diff <(steps "$tmp/k") <(steps "$tmp/kref") >/dev/null' \
     "killed rank: resumed from step $from, the uninterrupted run's losses bit for bit ($rc)"
 # mpirun --enable-recovery leaves rank 0 running: the watchdog stops it
-kill_rank_1 "$tmp/w" --enable-recovery -- --mpi-timeout 3
+kill_rank_1 "$tmp/w" --enable-recovery -- finetune "${long[@]}" --mpi-timeout 3
 check '[[ $hung -eq 0 ]] && grep -q "rank 0 of 2: no answer from the other ranks for 3 s" "$tmp/w.err"' \
     "watchdog: rank 0 stops with a clear error (hung $hung): $(grep qkv: "$tmp/w.err" | head -2)"
 
