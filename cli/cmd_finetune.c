@@ -28,7 +28,8 @@
 void cmd_finetune_help(void) {
     printf(
         "Usage: qkv finetune --model DIR --train FILE --out RUN [options]\n"
-        "       qkv finetune --resume --out RUN [--threads N] [--no-tensorboard]\n\n"
+        "       qkv finetune --resume --out RUN [--threads N] [--no-tensorboard]\n"
+        "       mpirun -np P qkv finetune ... (data-parallel: below)\n\n"
         "Fine-tunes a BERT into a sequence classifier (transformers'\n"
         "BertForSequenceClassification: pooler dense + tanh over [CLS], dropout, a linear\n"
         "classifier) on labelled text, as transformers' Trainer does: AdamW (weight decay on\n"
@@ -98,6 +99,20 @@ void cmd_finetune_help(void) {
         "  --threads N           threads (default: QKV_NUM_THREADS or all CPUs)\n"
         "  --resume              continue RUN from its newest checkpoint (data and options as\n"
         "                        stored in it); the result equals an uninterrupted run\n"
+        "  --micro-batch N       examples per forward and backward: a step's --batch examples\n"
+        "                        are ceil(batch / N) micro-batches, their gradients summed\n"
+        "                        (default: --batch; with mpirun -np P: ceil(batch / P)). Part of\n"
+        "                        the run: its results depend on it (dropout masks, rounding),\n"
+        "                        not on P; kept on --resume\n"
+        "Several processes (mpirun -np P qkv finetune ...; a build with -DQKV_WITH_MPI=ON): each\n"
+        "takes every P-th micro-batch of a step and a share of each evaluation; process 0 alone\n"
+        "writes RUN and prints (docs/SCALING.md):\n"
+        "  --exact-reduce 0|1    1: sum the gradients in a fixed order, bit-identical for any\n"
+        "                        number of processes, 1 included (0: all-reduce, equal within\n"
+        "                        rounding) (0; may change on --resume)\n"
+        "  --zero 0|1            1: ZeRO-1, AdamW's moments sharded across the processes (0;\n"
+        "                        may change on --resume)\n"
+        "  --mpi-timeout S       stop when the other processes do not answer for S seconds (300)\n"
         "Data reading: --format tsv|csv|jsonl|dir, --text-field, --pair-field, --label-field,\n"
         "  --label-sep C, --no-quotes, --header yes|no (as `qkv evaluate`).\n\n"
         "Ctrl-C (or SIGTERM) stops after the current step with a checkpoint; --resume goes on.\n"
@@ -118,6 +133,10 @@ typedef struct ft_cfg {
     long epochs, batch, max_length, eval_every, save_every, keep, lora_r;
     double lora_alpha, lora_dropout; /* alpha 0: 2 r */
     unsigned long long seed;
+    long micro_batch;        /* 0: decided at the start (--batch, or split over the processes) */
+    long exact_reduce, zero; /* 0 / 1 */
+    double mpi_timeout;      /* not stored in checkpoints */
+    int set_exact, set_zero, set_micro; /* given on the command line (--resume overrides) */
 } ft_cfg;
 
 static void cfg_defaults(ft_cfg *c) {
@@ -128,6 +147,7 @@ static void cfg_defaults(ft_cfg *c) {
     c->label_sep = '|';
     c->tensorboard = 1;
     c->lora_dropout = 0.1;
+    c->mpi_timeout = 300;
     snprintf(c->lora_targets, sizeof c->lora_targets, "query,value");
 }
 
@@ -136,7 +156,7 @@ static char *cfg_json(const ft_cfg *c) {
     char sep[2] = {c->label_sep, 0};
     json_t *j = json_pack(
         "{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:b,s:b,s:f,s:f,s:f,s:f,s:f,"
-        "s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:s}",
+        "s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:s,s:I,s:I,s:I}",
         "model", c->model, "train", c->train, "val", c->val, "test", c->test, "out", c->out,
         "labels", c->labels, "problem", c->problem, "format", c->format, "text_field",
         c->text_field, "pair_field", c->pair_field, "label_field", c->label_field, "header",
@@ -147,7 +167,8 @@ static char *cfg_json(const ft_cfg *c) {
         (json_int_t)c->max_length, "eval_every", (json_int_t)c->eval_every, "save_every",
         (json_int_t)c->save_every, "keep", (json_int_t)c->keep, "seed", (json_int_t)c->seed,
         "lora_r", (json_int_t)c->lora_r, "lora_alpha", c->lora_alpha, "lora_dropout",
-        c->lora_dropout, "lora_targets", c->lora_targets);
+        c->lora_dropout, "lora_targets", c->lora_targets, "micro_batch", (json_int_t)c->micro_batch,
+        "exact_reduce", (json_int_t)c->exact_reduce, "zero", (json_int_t)c->zero);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return s;
@@ -202,6 +223,11 @@ static int cfg_from_json(ft_cfg *c, const char *text) {
     I_("eval_every", c->eval_every) I_("save_every", c->save_every) I_("keep", c->keep);
     I_("seed", c->seed) I_("lora_r", c->lora_r);
     F_("lora_alpha", c->lora_alpha) F_("lora_dropout", c->lora_dropout);
+    /* runs older than data-parallel fine-tuning lack these: whole batches, no exact reduction */
+    c->micro_batch = c->exact_reduce = c->zero = 0;
+    if (json_object_get(j, "micro_batch")) {
+        I_("micro_batch", c->micro_batch) I_("exact_reduce", c->exact_reduce) I_("zero", c->zero);
+    }
 #undef B_
 #undef F_
 #undef I_
@@ -235,6 +261,11 @@ static int copy_str(const char *opt, const char *v, char *dst, size_t cap) {
     return 0;
 }
 
+/* Several processes (mpirun): this one's part, or NULL alone. */
+static qkv_dist *g_dist;
+static int g_agreed;    /* the failure is every rank's (no rank waits for another) */
+static int g_rank0 = 1; /* this process writes and prints (rank 0, or alone) */
+
 /* ---------------------------------------------------------------- data */
 
 static int load_data(const ft_cfg *c, const char *path, qkv_problem_type p, qkv_labeled **out) {
@@ -254,7 +285,7 @@ static int load_data(const ft_cfg *c, const char *path, qkv_problem_type p, qkv_
     o.no_quotes = c->no_quotes;
     qkv_status s = qkv_labeled_load(path, &o, out);
     if (s != QKV_OK) return cli_report("reading the data", s);
-    cli_warn_multiline("finetune", path, *out, c->no_quotes);
+    if (g_rank0) cli_warn_multiline("finetune", path, *out, c->no_quotes);
     return 0;
 }
 
@@ -604,6 +635,21 @@ static int parse_args(int argc, char **argv, ft_cfg *c, int *resume, long *threa
         } else if (strcmp(a, "--threads") == 0) {
             VAL();
             rc = cli_parse_count("finetune", a, v, 1, 1024, threads);
+        } else if (strcmp(a, "--micro-batch") == 0) {
+            VAL();
+            rc = cli_parse_count("finetune", a, v, 1, 1 << 16, &c->micro_batch);
+            c->set_micro = 1;
+        } else if (strcmp(a, "--exact-reduce") == 0) {
+            VAL();
+            rc = cli_parse_count("finetune", a, v, 0, 1, &c->exact_reduce);
+            c->set_exact = 1;
+        } else if (strcmp(a, "--zero") == 0) {
+            VAL();
+            rc = cli_parse_count("finetune", a, v, 0, 1, &c->zero);
+            c->set_zero = 1;
+        } else if (strcmp(a, "--mpi-timeout") == 0) {
+            VAL();
+            rc = parse_double(a, v, 1, 1e6, &c->mpi_timeout);
         } else {
             return cli_usage_error("finetune", "unknown option '%s'", a);
         }
@@ -696,7 +742,7 @@ static int setup(ft_run *r) {
     sp.num_labels = nl, sp.labels = names, sp.problem_type = (int)pt, sp.seed = c->seed;
     s = qkv_trainer_load_hf_classifier(c->model, &sp, &r->t);
     if (s != QKV_OK) return cli_report("loading the model", s);
-    if (qkv_trainer_fresh_params(r->t))
+    if (qkv_trainer_fresh_params(r->t) && g_rank0)
         fprintf(stderr,
                 "qkv finetune: %zu tensors of the head are new (initialized from seed %llu)\n",
                 qkv_trainer_fresh_params(r->t), c->seed);
@@ -722,8 +768,10 @@ static int setup(ft_run *r) {
             qkv_param_info p = {.struct_size = sizeof p};
             if (qkv_trainer_param(r->t, i, &p) == QKV_OK && p.trainable) trained += p.numel;
         }
-        fprintf(stderr, "qkv finetune: LoRA r %ld on %s: %lld of %lld parameters trained\n",
-                c->lora_r, c->lora_targets, (long long)trained, (long long)qkv_trainer_numel(r->t));
+        if (g_rank0)
+            fprintf(stderr, "qkv finetune: LoRA r %ld on %s: %lld of %lld parameters trained\n",
+                    c->lora_r, c->lora_targets, (long long)trained,
+                    (long long)qkv_trainer_numel(r->t));
     }
     return 0;
 }
@@ -742,6 +790,7 @@ static int tokenize(ft_run *r) {
         s = qkv_cls_data_build(r->rt, src[i], r->tok, c->max_length, dst[i]);
         if (s != QKV_OK) return cli_report("tokenizing", s);
     }
+    if (!g_rank0) return 0;
     fprintf(stderr,
             "qkv finetune: %lld training, %lld validation%s examples; %lld labels (%s); "
             "%lld training examples reach --max-length %ld\n",
@@ -755,6 +804,39 @@ static int tokenize(ft_run *r) {
 }
 
 /* ---------------------------------------------------------------- command */
+
+/* The micro-batch of a new run (--micro-batch, else the batch shared by the processes), and
+ * on rank 0 how a step is computed. */
+static void resolve_micro_batch(ft_cfg *c) {
+    const long n = qkv_dist_size(g_dist);
+    if (!c->micro_batch || c->micro_batch > c->batch)
+        c->micro_batch = c->micro_batch ? c->batch : (c->batch + n - 1) / n;
+}
+
+static void print_split(const ft_run *r) {
+    const ft_cfg *c = &r->c;
+    const long n = qkv_dist_size(g_dist);
+    const long mb = c->micro_batch && c->micro_batch < c->batch ? c->micro_batch : c->batch;
+    const long k = (c->batch + mb - 1) / mb;
+    if (!g_rank0 || (n == 1 && k == 1 && !c->zero)) return;
+    fprintf(stderr, "qkv finetune: a step's %ld examples are %ld micro-batch%s of %ld", c->batch, k,
+            k == 1 ? "" : "es", mb);
+    if (n > 1)
+        fprintf(stderr, "; %ld processes (MPI), process r computing r, r + %ld, ...; %s%s", n, n,
+                c->exact_reduce ? "exact reduction (fixed order)"
+                                : "gradients summed by all-reduce",
+                k < n ? " (fewer micro-batches than processes: some wait; --micro-batch is "
+                        "the run's)"
+                      : "");
+    fputc('\n', stderr);
+    if (c->zero && n > 1)
+        fprintf(stderr,
+                "qkv finetune: ZeRO-1: each process keeps the optimizer state of 1/%ld of the "
+                "parameters\n",
+                n);
+    else if (c->zero)
+        fprintf(stderr, "qkv finetune: --zero 1 with one process: nothing to shard, no effect\n");
+}
 
 static int run_loop(ft_run *r) {
     ft_cfg *c = &r->c;
@@ -774,6 +856,8 @@ static int run_loop(ft_run *r) {
     o.save_every = c->save_every ? c->save_every : r->epoch_steps;
     o.run_dir = c->out, o.keep = c->keep, o.keep_best = 1;
     o.tensorboard = c->tensorboard, o.tb_histograms = c->tb_histograms;
+    o.micro_batch = c->micro_batch;
+    o.dist = g_dist, o.exact_reduce = (int)c->exact_reduce, o.zero = (int)c->zero;
     char *cfg = cfg_json(c);
     if (!cfg) /* jansson refuses strings that are not UTF-8: never a run without its options */
         return cli_usage_error("finetune",
@@ -783,10 +867,13 @@ static int run_loop(ft_run *r) {
     o.checkpoint_json = cfg;
     char path[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/config.json", c->out); /* for `qkv report` */
-    if (cfg && mkdir(c->out, 0755) != 0 && errno != EEXIST)
+    if (!g_rank0)
+        ;
+    else if (mkdir(c->out, 0755) != 0 && errno != EEXIST)
         fprintf(stderr, "qkv finetune: warning: cannot create %s: %s\n", c->out, strerror(errno));
-    else if (cfg && atomic_write(path, put_text, cfg) != 0)
+    else if (atomic_write(path, put_text, cfg) != 0)
         fprintf(stderr, "qkv finetune: warning: cannot write %s: %s\n", path, strerror(errno));
+    print_split(r);
     if (c->recompute) {
         qkv_status s =
             qkv_trainer_reserve(r->t, c->batch, c->max_length, QKV_RECOMPUTE_LAYERS, NULL);
@@ -804,7 +891,15 @@ static int run_loop(ft_run *r) {
     r->t0 = now_s();
     qkv_status s = qkv_train_run(r->rt, r->t, &o, &cb, r);
     free(cfg);
-    if (r->tty) fputc('\n', stderr);
+    if (r->tty && g_rank0) fputc('\n', stderr);
+    /* what every rank sees alike: bad options or configurations, a stop, a non-finite loss */
+    g_agreed = s == QKV_ERR_INVALID_ARG || s == QKV_ERR_INTERRUPTED || s == QKV_ERR_NOT_FINITE;
+    if ((g_agreed || s == QKV_OK) && !g_rank0) /* rank 0 reports and writes the model */
+        return s == QKV_OK                ? 0
+               : s == QKV_ERR_INVALID_ARG ? EXIT_USAGE
+               : s == QKV_ERR_NOT_FINITE  ? EXIT_FAIL
+               : g_signal == SIGINT       ? 130
+                                          : 143;
     if (s == QKV_ERR_INTERRUPTED) {
         fprintf(stderr,
                 "qkv finetune: stopped by %s after step %lld; checkpoint saved. Continue with:\n"
@@ -858,23 +953,27 @@ int cmd_finetune(int argc, char **argv) {
     int rc = parse_args(argc, argv, &r.c, &resume, &threads);
     if (rc) return rc;
     if (!r.c.out[0]) return cli_usage_error("finetune", "--out RUN is required");
-    if (cli_mpi_processes() > 1) /* every process would write the same run directory */
-        return cli_usage_error("finetune",
-                               "started by mpirun (%ld processes): qkv finetune runs in one "
-                               "process (its steps are one micro-batch each); data-parallel "
-                               "training is qkv train's",
-                               cli_mpi_processes());
+    if (resume && r.c.set_micro)
+        return cli_usage_error("finetune", "--micro-batch cannot change on --resume (the run's "
+                                           "results depend on it)");
+    if ((rc = cli_dist_begin("finetune", r.c.mpi_timeout, &g_dist))) return rc;
+    g_rank0 = qkv_dist_rank(g_dist) == 0;
     qkv_status s = qkv_runtime_create((int)threads, &r.rt);
-    if (s != QKV_OK) return cli_report("creating the thread pool", s);
+    if (s != QKV_OK) {
+        rc = cli_report("creating the thread pool", s);
+        goto done;
+    }
     if (resume) {
         char out[sizeof r.c.out];
         snprintf(out, sizeof out, "%s", r.c.out);
+        const ft_cfg given = r.c; /* what the command line may change */
         char *js = NULL, *aside = NULL;
         s = qkv_train_resume_checked(out, &r.t, &js, &aside);
         if (s != QKV_OK) {
             rc = cli_report("resuming", s);
             goto done;
         }
+        if (aside && !g_rank0) qkv_free(aside), aside = NULL;
         if (aside) { /* damaged checkpoints were skipped: say which, and from where it goes on */
             fprintf(stderr, "qkv finetune: warning: set aside damaged checkpoints: %s\n", aside);
             fprintf(stderr, "qkv finetune: resuming from step %lld instead\n",
@@ -889,6 +988,10 @@ int cmd_finetune(int argc, char **argv) {
         }
         free(js);
         snprintf(r.c.out, sizeof r.c.out, "%s", out);
+        r.c.mpi_timeout = given.mpi_timeout;
+        r.c.tensorboard = given.tensorboard, r.c.tb_histograms = given.tb_histograms;
+        if (given.set_exact) r.c.exact_reduce = given.exact_reduce;
+        if (given.set_zero) r.c.zero = given.zero;
         /* the data as the run read it (labels mapped to the trainer's) */
         const qkv_problem_type pt = qkv_trainer_problem_type(r.t);
         const int64_t nl = qkv_trainer_num_labels(r.t);
@@ -904,11 +1007,15 @@ int cmd_finetune(int argc, char **argv) {
     done_names:
         free(names);
         if (rc) goto done;
-        fprintf(stderr, "qkv finetune: resuming %s at step %lld\n", r.c.out,
-                (long long)qkv_trainer_steps(r.t));
+        if (g_rank0)
+            fprintf(stderr, "qkv finetune: resuming %s at step %lld\n", r.c.out,
+                    (long long)qkv_trainer_steps(r.t));
     } else {
-        if (!r.c.model[0] || !r.c.train[0])
-            return cli_usage_error("finetune", "--model DIR and --train FILE are required");
+        if (!r.c.model[0] || !r.c.train[0]) {
+            rc = cli_usage_error("finetune", "--model DIR and --train FILE are required");
+            goto done;
+        }
+        resolve_micro_batch(&r.c);
         if (qkv_train_latest_checkpoint(r.c.out) >= 0) {
             rc = cli_usage_error("finetune",
                                  "%s already holds a run (continue it with --resume, or choose "
@@ -933,5 +1040,6 @@ done:
     cli_curve_free(&r.tr), cli_curve_free(&r.va);
     cli_curve_free(&r.acc), cli_curve_free(&r.f1);
     qkv_runtime_free(r.rt);
+    cli_dist_end(g_dist, rc, g_agreed || rc == EXIT_USAGE);
     return rc;
 }

@@ -1355,6 +1355,15 @@ typedef struct qkv_train_options {
      * loss per labelled target token (label smoothing included: qkv_trainer_set_label_smoothing).
      * (0) */
     int64_t src_seq;
+    /* Classifier runs (cls_train): examples per forward and backward. Each batch of `batch`
+     * examples is computed as ceil(batch / micro_batch) micro-batches of consecutive examples
+     * (the last ones smaller, or empty at an epoch's short last batch), each scaled by its
+     * share of the batch, so the step's loss and gradient are the batch's means; micro-batch s
+     * of batch m draws its dropout masks from (seed, m, s), and with dist the ranks share them
+     * as they share accum's. The run's results depend on it (through rounding and the dropout
+     * masks), not on the number of ranks: keep it when resuming. 0 (or >= batch): the batch
+     * is one micro-batch. (0) */
+    int64_t micro_batch;
 } qkv_train_options;
 /* The logits of every example of d under a classifier trainer (eval mode: no dropout):
  * out [count, num_labels], in d's order, computed in batches of `batch` examples of alike

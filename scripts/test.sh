@@ -4,7 +4,8 @@
 #   scripts/test.sh --sanitize          ASan + UBSan build, in build-asan/
 #   scripts/test.sh --tsan              ThreadSanitizer build of the threading tests, in build-tsan/
 #   scripts/test.sh --mpi               -DQKV_WITH_MPI=ON build (Open MPI), in build-mpi/: the
-#                                       training tests and the mpirun tests (train_mpi)
+#                                       training tests and the mpirun tests (train_mpi,
+#                                       finetune_mpi)
 # Extra arguments after -- go to ctest (e.g. -- -R attention).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ while [[ $# -gt 0 ]]; do
         --tsan) mode=tsan ;;
         --mpi) mode=mpi ;;
         --) shift; break ;;
-        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -44,7 +45,7 @@ if [[ "$mode" == tsan ]]; then
 fi
 if [[ "$mode" == mpi ]]; then
     # MPI changes the training loop only (src/train/dist.c, loop.c): its tests and mpirun's.
-    ctest_args+=(-R 'core_error|core_abi|train_loop|train_cli|finetune_cli|train_mpi')
+    ctest_args+=(-R 'core_error|core_abi|train_loop|cls_data|train_cli|finetune_cli|train_mpi|finetune_mpi')
 fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}

@@ -6,6 +6,9 @@
  *   - a classifier run: the steps of qkv_train_epoch_steps, metrics lines with the epoch and
  *     the validation scores (JSON null, never NaN), best.safetensors, the same weights with 1
  *     and 2 threads, with and without length grouping the same number of examples seen;
+ *   - batches split into micro-batches (options.micro_batch; 3 of 8: parts 3, 3, 2, and an
+ *     empty one at an epoch's short last batch) give the whole batches' losses and weights
+ *     within rounding;
  *   - options that do not fit (datasets and examples together, a GPT-2 trainer, examples longer
  *     than seq, other labels) are refused naming the field. */
 #include "qkv.h"
@@ -144,15 +147,17 @@ static void predict(qkv_tokenizer *tok) {
 
 typedef struct {
     int steps, evals, bests, nan_tokens;
-    double last_epoch;
+    double last_epoch, loss[32], val_loss[4];
 } seen;
 
 static void on_metrics(const qkv_train_record *r, void *user) {
     seen *s = user;
     if (r->kind == QKV_TRAIN_RECORD_STEP) {
+        if (s->steps < 32) s->loss[s->steps] = r->loss;
         s->steps++;
         s->last_epoch = r->epoch;
     } else {
+        if (s->evals < 4) s->val_loss[s->evals] = r->val_loss;
         s->evals++;
         s->bests += r->best;
         CHECK(isfinite(r->val_accuracy) && isfinite(r->val_macro_f1) && isfinite(r->val_loss));
@@ -161,10 +166,13 @@ static void on_metrics(const qkv_train_record *r, void *user) {
         s->nan_tokens++;
 }
 
-static float *run(qkv_tokenizer *tok, int threads, int grouped, const char *dir, seen *s) {
+/* micro: options.micro_batch, and the model's dropout off (the splits draw other masks) */
+static float *run(qkv_tokenizer *tok, int threads, int grouped, int64_t micro, const char *dir,
+                  seen *s) {
     qkv_labeled *tr = load(write_tsv("tr.tsv", 70, 0, 11)),
                 *va = load(write_tsv("va.tsv", 20, 0, 12));
     qkv_trainer *t = classifier(tr);
+    if (micro) CHECK_OK(qkv_trainer_set_dropout(t, 0.0f, 0.0f, 0.0f));
     const char *names[8];
     for (int64_t k = 0; k < qkv_trainer_num_labels(t); k++) names[k] = qkv_trainer_label(t, k);
     CHECK_OK(qkv_labeled_map_labels(va, names, qkv_trainer_num_labels(t)));
@@ -180,7 +188,7 @@ static float *run(qkv_tokenizer *tok, int threads, int grouped, const char *dir,
     const int64_t epoch = qkv_train_epoch_steps(70, 8, 1);
     CHECK_EQ_INT(epoch, 9);
     o.steps = 3 * epoch, o.warmup = 2, o.eval_every = epoch, o.save_every = epoch;
-    o.run_dir = dir, o.keep_best = 1, o.seed = 5;
+    o.run_dir = dir, o.keep_best = 1, o.seed = 5, o.micro_batch = micro;
     qkv_train_callbacks cb;
     memset(&cb, 0, sizeof cb);
     cb.struct_size = sizeof cb;
@@ -212,6 +220,13 @@ static float *run(qkv_tokenizer *tok, int threads, int grouped, const char *dir,
     bad = o, bad.run_dir = NULL;
     CHECK(qkv_train_run(rt, g, &bad, NULL, NULL) == QKV_ERR_INVALID_ARG);
     CHECK(strstr(qkv_last_error(), "classifier") != NULL);
+    bad = o, bad.run_dir = NULL, bad.micro_batch = -1;
+    CHECK(qkv_train_run(rt, t, &bad, NULL, NULL) == QKV_ERR_INVALID_ARG);
+    CHECK(strstr(qkv_last_error(), "micro_batch") != NULL);
+    bad = o, bad.run_dir = NULL, bad.cls_train = bad.cls_val = NULL, bad.train = none;
+    bad.micro_batch = 2;
+    CHECK(qkv_train_run(rt, g, &bad, NULL, NULL) == QKV_ERR_INVALID_ARG);
+    CHECK(strstr(qkv_last_error(), "micro_batch splits classifier batches") != NULL);
     qkv_trainer_free(g);
     qkv_runtime_free(rt);
     qkv_trainer_free(t);
@@ -221,13 +236,16 @@ static float *run(qkv_tokenizer *tok, int threads, int grouped, const char *dir,
 }
 
 static void training(qkv_tokenizer *tok) {
-    char d1[128], d2[128], d3[128];
+    char d1[128], d2[128], d3[128], d4[128], d5[128];
     snprintf(d1, sizeof d1, "%s/run1", g_dir);
     snprintf(d2, sizeof d2, "%s/run2", g_dir);
     snprintf(d3, sizeof d3, "%s/run3", g_dir);
-    seen s1, s2, s3;
-    float *w1 = run(tok, 1, 1, d1, &s1), *w2 = run(tok, 2, 1, d2, &s2),
-          *w3 = run(tok, 1, 0, d3, &s3);
+    snprintf(d4, sizeof d4, "%s/run4", g_dir);
+    snprintf(d5, sizeof d5, "%s/run5", g_dir);
+    seen s1, s2, s3, s4, s5;
+    float *w1 = run(tok, 1, 1, 0, d1, &s1), *w2 = run(tok, 2, 1, 0, d2, &s2),
+          *w3 = run(tok, 1, 0, 0, d3, &s3), *w4 = run(tok, 1, 1, 3, d4, &s4),
+          *w5 = run(tok, 1, 1, 8, d5, &s5); /* 8: the whole batch, without dropout */
     CHECK_EQ_INT(s1.steps, 27);
     CHECK_EQ_INT(s1.evals, 3);
     CHECK(s1.bests >= 1);
@@ -239,17 +257,36 @@ static void training(qkv_tokenizer *tok) {
     const size_t n = (size_t)qkv_trainer_numel(t);
     CHECK_MSG(memcmp(w1, w2, n * sizeof *w1) == 0, "1 vs 2 threads: different weights");
     CHECK_MSG(memcmp(w1, w3, n * sizeof *w1) != 0, "length grouping changes nothing");
+    /* micro-batches of 3: the same steps and evaluations, losses and weights within rounding
+     * of whole batches (both without dropout) */
+    CHECK_EQ_INT(s4.steps, 27);
+    CHECK_EQ_INT(s4.evals, 3);
+    double worst = 0, wmax = 0;
+    for (int i = 0; i < 27; i++) {
+        CHECK_NEAR(s4.loss[i], s5.loss[i], 0, 1e-5);
+        const double d = fabs(s4.loss[i] - s5.loss[i]) / fabs(s5.loss[i]);
+        if (d > worst) worst = d;
+    }
+    for (int i = 0; i < 3; i++) CHECK_NEAR(s4.val_loss[i], s5.val_loss[i], 0, 1e-5);
+    /* AdamW moves a weight whose gradient is near 0 by about lr whichever sign rounding gives
+     * it: after 27 steps of lr 1e-3 the weights agree to a few lr (the losses to 1e-5) */
+    for (size_t i = 0; i < n; i++) {
+        CHECK_NEAR(w4[i], w5[i], 5e-3, 0);
+        if (fabs(w4[i] - w5[i]) > wmax) wmax = fabs(w4[i] - w5[i]);
+    }
+    CHECK_MSG(memcmp(w5, w4, n * sizeof *w1) != 0, "micro-batches of 3 are the whole batch");
     char best[160];
     snprintf(best, sizeof best, "%s/best.safetensors", d1);
     qkv_trainer *b = NULL;
     CHECK_OK(qkv_trainer_restore(best, &b, NULL));
     CHECK(b && strcmp(qkv_trainer_arch(b), "bert_cls") == 0);
-    printf("classifier runs: %d steps, %d evaluations (%d best), 1 = 2 threads bitwise\n", s1.steps,
-           s1.evals, s1.bests);
+    printf("classifier runs: %d steps, %d evaluations (%d best), 1 = 2 threads bitwise; "
+           "micro-batches of 3: losses within %.2g relative, weights within %.2g\n",
+           s1.steps, s1.evals, s1.bests, worst, wmax);
     qkv_trainer_free(b);
     qkv_trainer_free(t);
     qkv_labeled_free(tr);
-    free(w1), free(w2), free(w3);
+    free(w1), free(w2), free(w3), free(w4), free(w5);
 }
 
 int main(void) {

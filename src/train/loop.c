@@ -250,9 +250,23 @@ typedef struct loop {
 /* Floats per all-reduce / gather / broadcast: 4 MiB messages. */
 #define BUCKET ((int64_t)1 << 20)
 
-/* Micro-batches of an epoch of a classifier run. */
+/* Batches of an epoch of a classifier run. */
 static int64_t micro_per_epoch(const loop *L) {
     return (L->o->cls_train->n + L->o->batch - 1) / L->o->batch;
+}
+
+/* Examples per micro-batch of a classifier run (options.micro_batch), and the micro-batches of
+ * one of its batches. */
+static int64_t cls_micro_size(const qkv_train_options *o) {
+    return o->micro_batch > 0 && o->micro_batch < o->batch ? o->micro_batch : o->batch;
+}
+static int64_t cls_splits(const qkv_train_options *o) {
+    return (o->batch + cls_micro_size(o) - 1) / cls_micro_size(o);
+}
+
+/* Micro-batches per optimizer step: accum, times the splits of each batch (classifiers). */
+static int64_t step_micros(const qkv_train_options *o) {
+    return o->accum * (o->cls_train ? cls_splits(o) : 1);
 }
 
 static void record_init(qkv_train_record *r, qkv_train_record_kind kind, int64_t step,
@@ -659,62 +673,101 @@ static qkv_train_batch cls_batch(loop *L, const qkv_cls_data *d, const int64_t *
     return qkv__cls_batch(d, order + start, B, L->ids, L->types, L->lens, L->labels, L->values);
 }
 
-/* Micro-batch m of the run (epoch m / M, its (m % M)-th batch): forward and backward. */
-static qkv_status cls_micro(loop *L, int64_t m, float scale, float *loss, int64_t *tokens) {
+/* Micro-batch k of step `step` of a classifier run: part k % S (S = cls_splits) of batch
+ * m = step·accum + k / S (epoch m / M, its (m % M)-th batch), forward and backward, its
+ * gradient added scaled by its share num / den of the step (examples of it over examples of the
+ * step's batches times accum). An empty part (the epoch's last batch may be short) computes
+ * nothing: *num = 0. */
+static qkv_status cls_micro(loop *L, int64_t step, int64_t k, float *loss, int64_t *num,
+                            int64_t *den, int64_t *tokens) {
     const qkv_train_options *o = L->o;
     const qkv_cls_data *d = o->cls_train;
+    const int64_t S = cls_splits(o), mb = cls_micro_size(o);
+    const int64_t m = step * o->accum + k / S, part = k % S;
     const int64_t M = micro_per_epoch(L), epoch = m / M;
     if (L->order_epoch != epoch) {
         qkv__cls_epoch_order(d, o->seed, epoch, o->length_grouped ? o->batch : 0, L->order);
         L->order_epoch = epoch;
     }
-    qkv_train_batch b = cls_batch(L, d, L->order, (m % M) * o->batch);
-    b.dropout_seed = o->seed * 0x9E3779B97F4A7C15ull + (uint64_t)m + 1;
-    *tokens = 0;
+    const int64_t start = (m % M) * o->batch;
+    const int64_t nb = start + o->batch <= d->n ? o->batch : d->n - start;
+    const int64_t first = part * mb, ns = first + mb <= nb ? mb : nb - first;
+    *loss = 0, *tokens = 0, *num = ns > 0 ? ns : 0, *den = nb * o->accum;
+    if (ns <= 0) return QKV_OK;
+    qkv_train_batch b = qkv__cls_batch(d, L->order + start + first, ns, L->ids, L->types, L->lens,
+                                       L->labels, L->values);
+    /* part 0 keeps the seed a batch had before batches were split */
+    b.dropout_seed =
+        o->seed * 0x9E3779B97F4A7C15ull + (uint64_t)m + 1 + (uint64_t)part * 0xD1B54A32D192ED03ull;
     for (int64_t i = 0; i < b.B; i++) *tokens += b.kv_lens[i];
+    /* the share as a float: 1 / accum when the part is the whole batch, as before the split */
+    const float scale = ns == nb ? 1.0f / (float)o->accum : (float)((double)ns / (double)*den);
     return qkv_trainer_forward_backward_batch(L->rt, L->t, &b, scale, loss);
 }
 
 /* Validation over all of cls_val (in order of length, so batches pad little): the mean loss
- * per example, accuracy and macro-F1, as an EVAL line. */
+ * per example, accuracy and macro-F1, as an EVAL line. Several ranks: batch i on rank
+ * i mod size; each batch's loss and predictions come back in a table of sums with one nonzero
+ * term per entry (exact), and the losses add up in batch order as in one process. */
 static qkv_status cls_evaluate(loop *L, int64_t step) {
     const qkv_train_options *o = L->o;
     const qkv_cls_data *d = o->cls_val;
     if (!d) return QKV_OK;
-    const int64_t n = d->n, NL = d->nl;
+    const int64_t n = d->n, NL = d->nl, nb = (n + o->batch - 1) / o->batch;
     const int single = d->problem == QKV_PROBLEM_SINGLE_LABEL,
               multi = d->problem == QKV_PROBLEM_MULTI_LABEL;
+    const int64_t W = single ? 1 : multi ? NL : 0; /* predictions per example */
     int32_t *yt = single ? qkv__alloc((size_t)n * 2 * sizeof *yt) : NULL;
     uint8_t *mt = multi ? qkv__alloc((size_t)(n * NL) * 2) : NULL;
-    if ((single && !yt) || (multi && !mt)) {
-        qkv__free(yt);
+    /* [nb] each batch's loss times its examples, then [n, W] the predictions (by example) */
+    double *tab = qkv__calloc((size_t)(nb + n * W), sizeof *tab), *pred = tab + nb;
+    if ((single && !yt) || (multi && !mt) || !tab) {
+        qkv__free(yt), qkv__free(mt), qkv__free(tab);
         return qkv__fail(QKV_ERR_NOMEM, "validation: out of memory");
     }
     double sum = 0;
     qkv_status s = QKV_OK;
-    for (int64_t start = 0; start < n && s == QKV_OK; start += o->batch) {
+    for (int64_t i = L->rank; i < nb && s == QKV_OK; i += L->size) {
+        const int64_t start = i * o->batch;
         qkv_train_batch b = cls_batch(L, d, L->val_order, start);
         float loss;
         s = qkv_trainer_eval_batch(L->rt, L->t, &b, &loss);
         if (s != QKV_OK) break;
-        sum += (double)loss * (double)b.B;
+        tab[i] = (double)loss * (double)b.B;
         const float *lg = qkv_trainer_logits(L->t);
-        for (int64_t i = 0; i < b.B; i++) {
-            const int64_t e = L->val_order[start + i];
-            const float *row = lg + i * NL;
+        for (int64_t j = 0; j < b.B; j++) {
+            const int64_t e = L->val_order[start + j];
+            const float *row = lg + j * NL;
             if (single) {
                 int32_t best = 0;
                 for (int32_t k = 1; k < NL; k++)
                     if (row[k] > row[best]) best = k;
-                yt[e] = d->labels[e], yt[n + e] = best;
+                pred[e] = best;
             } else if (multi) {
-                for (int64_t k = 0; k < NL; k++) {
-                    mt[e * NL + k] = d->values[e * NL + k] > 0.5f;
-                    mt[n * NL + e * NL + k] = row[k] > 0.0f;
-                }
+                for (int64_t k = 0; k < NL; k++) pred[e * NL + k] = row[k] > 0.0f;
             }
         }
     }
+    /* every rank joins the sum, also after a failure of its own (the others wait for it);
+     * a failure anywhere is then everyone's */
+    int failed = s != QKV_OK;
+    if (L->size > 1) {
+        qkv_status ds = qkv__dist_max_int(o->dist, &failed, "validation");
+        if (ds == QKV_OK && !failed) ds = qkv__dist_sum_f64(o->dist, tab, nb + n * W, "validation");
+        if (s == QKV_OK && ds != QKV_OK) s = ds;
+        if (s == QKV_OK && failed) s = qkv__fail(QKV_ERR_PEER, "validation failed on another rank");
+    }
+    for (int64_t i = 0; s == QKV_OK && i < nb; i++) sum += tab[i];
+    for (int64_t e = 0; s == QKV_OK && e < n; e++)
+        if (single) {
+            yt[e] = d->labels[e], yt[n + e] = (int32_t)pred[e];
+        } else if (multi) {
+            for (int64_t k = 0; k < NL; k++) {
+                mt[e * NL + k] = d->values[e * NL + k] > 0.5f;
+                mt[n * NL + e * NL + k] = pred[e * NL + k] > 0.5;
+            }
+        }
+    qkv__free(tab);
     qkv_train_record r;
     record_init(&r, QKV_TRAIN_RECORD_EVAL, step, o->steps);
     r.val_loss = sum / (double)n;
@@ -731,11 +784,16 @@ static qkv_status cls_evaluate(loop *L, int64_t step) {
     return emit(L, &r);
 }
 
-/* Micro-batch m of the run: forward and backward, the gradients added (scaled) to the
- * trainer's. */
-static qkv_status micro(loop *L, int64_t m, float scale, float *loss, int64_t *tokens) {
+/* Micro-batch k of step `step`: forward and backward, the gradients added to the trainer's
+ * scaled by the micro-batch's share num / den of the step (1 / accum but for classifiers'
+ * split batches). */
+static qkv_status micro(loop *L, int64_t step, int64_t k, float *loss, int64_t *num, int64_t *den,
+                        int64_t *tokens) {
     const qkv_train_options *o = L->o;
-    if (o->cls_train) return cls_micro(L, m, scale, loss, tokens);
+    if (o->cls_train) return cls_micro(L, step, k, loss, num, den, tokens);
+    const int64_t m = step * o->accum + k;
+    const float scale = 1.0f / (float)o->accum;
+    *num = 1, *den = o->accum;
     if (L->s2s) return qkv__s2s_micro(L->rt, L->t, L->s2s, o, m, scale, loss, tokens);
     *tokens = o->batch * o->seq;
     qkv_status s =
@@ -753,7 +811,7 @@ static qkv_status micro(loop *L, int64_t m, float scale, float *loss, int64_t *t
 static qkv_status exact_round(loop *L, int64_t j, const char *what) {
     int64_t n;
     const float *g = qkv__trainer_buffer(L->t, 1, &n);
-    const int64_t K = L->o->accum, N = L->size;
+    const int64_t K = step_micros(L->o), N = L->size;
     if (N == 1) {
         for (int64_t i = 0; i < n; i++) L->gsum[i] += g[i];
         return QKV_OK;
@@ -825,7 +883,7 @@ static qkv_status overlap_finish(overlap *ov, int64_t n) {
 static qkv_status train_step(loop *L, int64_t step, const qkv_adamw *hp,
                              const qkv_lr_schedule *sched, qkv_train_record *r) {
     const qkv_train_options *o = L->o;
-    const int64_t B = o->batch, K = o->accum, N = L->size;
+    const int64_t B = o->batch, K = step_micros(o), N = L->size;
     const int exact = o->exact_reduce;
     double t0 = now_s(), loss = 0, tokens = 0;
     int64_t n;
@@ -839,13 +897,14 @@ static qkv_status train_step(loop *L, int64_t step, const qkv_adamw *hp,
         if (exact) qkv_trainer_zero_grad(L->t);
         if (k < K) {
             float l;
-            int64_t nt;
+            int64_t nt, num, den;
             const int last = !exact && N > 1 && k + N >= K; /* this rank's last micro-batch */
             if (last) qkv__trainer_set_layer_hook(L->t, on_block_done, &ov);
-            qkv_status s = micro(L, step * K + k, 1.0f / (float)K, &l, &nt);
+            qkv_status s = micro(L, step, k, &l, &num, &den, &nt);
             if (last) qkv__trainer_set_layer_hook(L->t, NULL, NULL);
             if (s != QKV_OK) return with_context(s, "training", step + 1);
-            L->part[k] = (double)l / (double)K, L->part[K + k] = (double)nt;
+            /* l·num is exact in a double, so num = 1 (or a whole batch) gives l / accum */
+            L->part[k] = (double)l * (double)num / (double)den, L->part[K + k] = (double)nt;
         }
         if (exact) QKV_TRY(exact_round(L, j, "summing the gradients"));
     }
@@ -883,7 +942,7 @@ static qkv_status train_step(loop *L, int64_t step, const qkv_adamw *hp,
     r->tokens_per_s = tokens / r->step_s;
     r->elapsed_s = t1 - L->t_start;
     if (o->cls_train)
-        r->epoch = (double)(step + 1) / (double)qkv_train_epoch_steps(o->cls_train->n, B, K);
+        r->epoch = (double)(step + 1) / (double)qkv_train_epoch_steps(o->cls_train->n, B, o->accum);
     return QKV_OK;
 }
 
@@ -948,6 +1007,10 @@ static qkv_status check_options(const qkv_trainer *t, const qkv_train_options *o
     if (!(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1))
         return BAD("beta1 and beta2 must be in [0, 1)");
     if (o->zero != 0 && o->zero != 1) return BAD("zero must be 0 or 1, not %d", o->zero);
+    if (o->micro_batch < 0) return BAD("micro_batch must be >= 0");
+    if (o->micro_batch && !o->cls_train && o->micro_batch < o->batch)
+        return BAD("micro_batch splits classifier batches (cls_train); other runs split a "
+                   "step with accum");
     qkv_gpt2_shape sh;
     qkv_trainer_get_shape(t, &sh);
     if (strcmp(qkv_trainer_arch(t), "bert") == 0) {
@@ -1008,7 +1071,7 @@ static qkv_status agree(loop *L) {
                             (int64_t)o->seed,  o->warmup,     (int64_t)o->decay, o->eval_every,
                             o->eval_batches,   o->save_every, o->keep,           o->mask_token_id,
                             o->length_grouped, o->keep_best,  o->tensorboard,    o->tb_histograms,
-                            o->exact_reduce,   o->zero,       o->src_seq};
+                            o->exact_reduce,   o->zero,       o->src_seq,        cls_micro_size(o)};
     const double dbl[] = {o->lr,    o->min_lr, o->weight_decay, o->beta1,
                           o->beta2, o->eps,    o->clip,         o->mlm_probability};
     HASH(h[1], ints), HASH(h[1], dbl);
@@ -1023,12 +1086,20 @@ static qkv_status agree(loop *L) {
     }
     const int64_t st = qkv_trainer_steps(L->t);
     HASH(h[3], st);
-    if (o->cls_train) {
+    if (o->cls_train) { /* the examples themselves: tokens, types, labels */
         const qkv_cls_data *d[2] = {o->cls_train, o->cls_val};
         for (int i = 0; i < 2; i++) {
             const int64_t v[3] = {d[i] ? d[i]->n : -1, d[i] ? d[i]->nl : -1,
                                   d[i] ? d[i]->max_len : -1};
             HASH(h[4], v);
+            if (!d[i]) continue;
+            const size_t nt = (size_t)d[i]->off[d[i]->n];
+            h[4] = fnv(h[4], d[i]->off, (size_t)(d[i]->n + 1) * sizeof *d[i]->off);
+            h[4] = fnv(h[4], d[i]->ids, nt * sizeof *d[i]->ids);
+            if (d[i]->types) h[4] = fnv(h[4], d[i]->types, nt * sizeof *d[i]->types);
+            if (d[i]->labels) h[4] = fnv(h[4], d[i]->labels, (size_t)d[i]->n * sizeof(int32_t));
+            if (d[i]->values)
+                h[4] = fnv(h[4], d[i]->values, (size_t)(d[i]->n * d[i]->nl) * sizeof(float));
         }
     } else {
         const int64_t v[4] = {qkv_dataset_tokens(o->train), qkv_dataset_vocab_size(o->train),
@@ -1093,7 +1164,7 @@ static qkv_status run(loop *L) {
         if (L->writer) QKV_TRY(metrics_start(L, step));
         if (L->writer && o->tensorboard) QKV_TRY(qkv__tb_open(o->run_dir, step, &L->tb));
     }
-    L->part = qkv__alloc((size_t)(2 * o->accum) * sizeof *L->part);
+    L->part = qkv__alloc((size_t)(2 * step_micros(o)) * sizeof *L->part);
     if (!L->part) return qkv__fail(QKV_ERR_NOMEM, "qkv_train_run: out of memory");
     if (o->exact_reduce && L->rank == 0) {
         const int64_t gb = nf < BUCKET ? nf : BUCKET;

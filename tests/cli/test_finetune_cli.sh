@@ -12,21 +12,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail=0; checks=0
 check() { checks=$((checks + 1)); if ! eval "$1"; then echo "FAIL: $2"; fail=$((fail + 1)); fi; }
 
-# labelled data: filler words and one keyword of the label (deterministic, awk's own generator)
-make_data() { # N SEED
-    awk -v n="$1" -v seed="$2" 'BEGIN {
-        srand(seed); split("good great love win", P); split("bad awful hate", N);
-        split("vote law cell atom paint", U);
-        split("the movie film it this was is very team game music and of to in play", F);
-        print "text\tlabel";
-        for (i = 0; i < n; i++) {
-            k = int(rand() * 3); s = "";
-            for (j = 0; j < 2 + int(rand() * 4); j++) s = s F[1 + int(rand() * 16)] " ";
-            if (k == 0) { w = P[1 + int(rand() * 4)]; l = "positive" }
-            else if (k == 1) { w = N[1 + int(rand() * 3)]; l = "negative" }
-            else { w = U[1 + int(rand() * 5)]; l = "neutral" }
-            print s w "\t" l } }'
-}
+source "$(dirname "$0")/cls_data.sh" # make_data
 make_data 400 1 > "$tmp/train.tsv"
 make_data 100 2 > "$tmp/test.tsv"
 common=(--model "$model" --train "$tmp/train.tsv" --epochs 12 --batch 16 --lr 5e-3 --dropout off

@@ -18,12 +18,8 @@
 # Skipped (77) when mpirun is not installed.
 set -uo pipefail
 qkv=$1 src=$2
-if ! command -v mpirun >/dev/null 2>&1; then echo "SKIP: mpirun not found (openmpi-bin)"; exit 77; fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/qkv_train_mpi.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-fail=0; checks=0
-check() { checks=$((checks + 1)); if ! eval "$1"; then echo "FAIL: $2"; fail=$((fail + 1)); fi; }
-mpi() { local n=$1; shift; mpirun --oversubscribe --allow-run-as-root -np "$n" "$@"; }
+name=train_mpi
+source "$(dirname "$0")/mpi_common.sh" # $tmp, check, mpi, kill_rank_1
 
 "$qkv" tokenizer train --vocab-size 512 --special "<|endoftext|>" --out "$tmp/tok" \
     "$src"/docs/*.md "$src/README.md" >/dev/null 2>&1
@@ -129,25 +125,7 @@ check '[[ $rc -eq 0 ]] && grep -q "resuming at step 2" "$tmp/rz2.err" && grep -q
 long=("${flags[@]}" --exact-reduce 1 --decay constant --save-every 5 --eval-every 100)
 "$qkv" train "${long[@]}" --steps 1000 --out "$tmp/ref" >/dev/null 2>&1
 long+=(--steps 10000000)
-rank_pid() { # the pid of rank $2 among mpirun $1's children
-    for p in $(pgrep -P "$1"); do
-        grep -qz "^OMPI_COMM_WORLD_RANK=$2\$" "/proc/$p/environ" 2>/dev/null && echo "$p"
-    done
-}
-kill_rank_1() { # $1: run directory, rest: extra mpirun options; sets rc, hung
-    local dir=$1; shift
-    mpirun --oversubscribe --allow-run-as-root "$@" -np 2 "$qkv" train "${long[@]}" \
-        --out "$dir" >/dev/null 2>"$dir.err" &
-    local mp=$! i
-    # the first checkpoint (any: --keep deletes the early ones within milliseconds)
-    for i in $(seq 600); do compgen -G "$dir/ckpt_*.safetensors" >/dev/null && break; sleep 0.1; done
-    kill -9 $(rank_pid $mp 1) 2>/dev/null
-    hung=1 # a generous bound that only a hang reaches (the job stops within seconds)
-    for i in $(seq 1200); do kill -0 $mp 2>/dev/null || { hung=0; break; }; sleep 0.1; done
-    [[ $hung -eq 1 ]] && kill -9 $mp
-    wait $mp; rc=$?
-}
-kill_rank_1 "$tmp/k"
+kill_rank_1 "$tmp/k" -- train "${long[@]}"
 check '[[ $hung -eq 0 && $rc -ne 0 ]]' "killed rank: the job stops (hung $hung, exit $rc)"
 check 'grep -q "rank 1 .*signal 9" "$tmp/k.err"' "killed rank: mpirun names it: $(tail -3 "$tmp/k.err")"
 check '[[ ! -e $tmp/k/model ]]' "killed rank: the run did not finish"
@@ -157,7 +135,7 @@ check 'cmp -s "$tmp/ref/model/model.safetensors" "$tmp/k/model/model.safetensors
     "killed rank: resumed to the uninterrupted run's weights"
 # mpirun --enable-recovery leaves rank 0 running: the watchdog stops it
 long+=(--mpi-timeout 3)
-kill_rank_1 "$tmp/w" --enable-recovery
+kill_rank_1 "$tmp/w" --enable-recovery -- train "${long[@]}"
 check '[[ $hung -eq 0 ]] && grep -q "rank 0 of 2: no answer from the other ranks for 3 s" "$tmp/w.err"' \
     "watchdog: rank 0 stops with a clear error (hung $hung): $(grep qkv: "$tmp/w.err" | head -2)"
 
