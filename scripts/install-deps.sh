@@ -4,6 +4,7 @@
 #   scripts/install-deps.sh          # build + test needs
 #   scripts/install-deps.sh --fuzz   # also clang + libFuzzer runtime
 #   scripts/install-deps.sh --mpi    # also Open MPI, for the -DQKV_WITH_MPI=ON build (CI)
+#   scripts/install-deps.sh --python # also Python 3 with venv (scripts/test-python.sh)
 set -euo pipefail
 
 pkgs=(cmake make gcc pkg-config libjansson-dev curl unzip ca-certificates
@@ -17,6 +18,8 @@ for arg in "$@"; do
         --fuzz) pkgs+=(clang libclang-rt-dev) ;;
         # optional group: data-parallel training (mpirun -np N qkv train), tests/cli/test_train_mpi.sh
         --mpi) pkgs+=(libopenmpi-dev openmpi-bin) ;;
+        # optional group: the Python package's tests (scripts/test-python.sh)
+        --python) pkgs+=(python3 python3-venv) ;;
         *) echo "install-deps: unknown option $arg" >&2; exit 2 ;;
     esac
 done
