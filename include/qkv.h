@@ -344,6 +344,16 @@ QKV_API qkv_status qkv_classify_tokens(qkv_runtime *rt, const qkv_model *m, cons
 QKV_API qkv_status qkv_classify(qkv_runtime *rt, const qkv_model *m, const char *const *texts,
                                 const size_t *text_lens, const char *const *pairs,
                                 const size_t *pair_lens, size_t n, float *logits);
+/* The ids qkv_classify gives the model (arguments as qkv_classify): packed *ids and *type_ids
+ * [Σ lens], *lens [n], all freed with qkv_free. qkv_classify_tokens on them gives exactly
+ * qkv_classify's logits, so a caller can count or limit tokens, or batch several callers'
+ * inputs, first. UNSUPPORTED without a head or a tokenizer, INVALID_ARG, NOMEM; on failure all
+ * three are NULL. */
+QKV_API qkv_status qkv_classify_tokenize(qkv_runtime *rt, const qkv_model *m,
+                                         const char *const *texts, const size_t *text_lens,
+                                         const char *const *pairs, const size_t *pair_lens,
+                                         size_t n, int32_t **ids, int32_t **type_ids,
+                                         int64_t **lens);
 /* Scores [n, NL] from logits [n, NL] as transformers' text-classification pipeline gives them:
  * the identity when config.json's problem_type is "regression", the sigmoid of each logit for
  * multi-label heads and heads of one label (problem_type not given), else the softmax of each
