@@ -424,7 +424,8 @@ typedef struct gen_job {
     size_t handle;
     qkv_status status;
     char err[SERVE_ERR_LEN];
-    int done;
+    int finished; /* the decode thread's: the job is over (done is set under gmu after it) */
+    int done;     /* the request may go on (and the job's memory goes away) */
     struct gen_job *next;
 } gen_job;
 
@@ -435,14 +436,14 @@ static int decode_on_token(void *user, size_t seq, int32_t token) {
     return 1;
 }
 
-/* Marks jobs done (those of list whose done is set to 2 by the caller, or all) and wakes their
- * requests; returns the list without them. */
+/* Hands the finished jobs of list (or all) back to their requests; returns the list without
+ * them. */
 static gen_job *finish_jobs(server *s, gen_job *list, int all) {
     gen_job *keep = NULL, **tail = &keep;
     pthread_mutex_lock(&s->gmu);
     for (gen_job *j = list, *next; j; j = next) {
         next = j->next;
-        if (all || j->done) {
+        if (all || j->finished) {
             j->done = 1; /* j belongs to its waiting request from here on */
         } else {
             *tail = j;
@@ -492,7 +493,7 @@ static void *decode_worker(void *arg) {
                                          &j->handle);
             if (j->status != QKV_OK) {
                 set_err(j->err, "generating");
-                j->done = 1;
+                j->finished = 1;
                 n_active--;
             }
             j->next = active;
@@ -521,7 +522,7 @@ static void *decode_worker(void *arg) {
         } else {
             for (size_t k = 0; k < n_ended; k++)
                 for (gen_job *j = active; j; j = j->next)
-                    if (j->handle == ended[k]) j->done = 1;
+                    if (j->handle == ended[k]) j->finished = 1;
             n_active -= n_ended;
             active = finish_jobs(s, active, 0);
         }

@@ -172,13 +172,15 @@ static int print_data(const char *file, int classify) {
     for (size_t i = 0; i < json_array_size(data); i++) {
         json_t *d = json_array_get(data, i);
         if (!classify) {
-            printf("%s\n", json_string_value(json_object_get(d, "translation")));
+            const char *t = json_string_value(json_object_get(d, "translation"));
+            printf("%s\n", t ? t : "(no translation)");
             continue;
         }
         json_t *sc = json_object_get(d, "scores");
         for (size_t k = 0; k < json_array_size(sc); k++) {
             json_t *o = json_array_get(sc, k);
-            printf("%s%s\t%.7g", k ? "\t" : "", json_string_value(json_object_get(o, "label")),
+            const char *l = json_string_value(json_object_get(o, "label"));
+            printf("%s%s\t%.7g", k ? "\t" : "", l ? l : "(no label)",
                    (double)(float)json_number_value(json_object_get(o, "score")));
         }
         printf("\n");
