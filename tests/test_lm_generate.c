@@ -577,11 +577,11 @@ static void batch_nomem(void) {
 
 int main(void) {
     test_use_arch_from_env();
-    for (size_t i = 0; i < sizeof MODELS / sizeof *MODELS; i++) batch_decode(MODELS[i]);
-    batch_nomem();
     for (size_t i = 0; i < sizeof MODELS / sizeof *MODELS; i++) generation(MODELS[i]);
     processors();
     control();
     generate_nomem();
+    for (size_t i = 0; i < sizeof MODELS / sizeof *MODELS; i++) batch_decode(MODELS[i]);
+    batch_nomem();
     return test_finish("lm_generate");
 }
