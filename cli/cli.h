@@ -76,6 +76,19 @@ int cmd_lora(int argc, char **argv);
 void cmd_lora_help(void);
 int cmd_translate(int argc, char **argv);
 void cmd_translate_help(void);
+/* Translation as qkv translate does it, shared with qkv serve (cmd_translate.c). The ids of
+ * prefix + text[0..len) under tok's default options (*ids malloc'd, *n tokens). */
+qkv_status cli_translate_encode(const qkv_tokenizer *tok, const char *prefix, const char *text,
+                                size_t len, int32_t **ids, int64_t *n);
+/* Translates n sources (ids[i] of lens[i] tokens, each in [1, qkv_seq2seq_max_source]): sorted
+ * by length, `batch` at a time through qkv_seq2seq_generate, decoded without special tokens
+ * by ttok (the target side's tokenizer: qkv_tokenizer_load_target). In input order: text[i]
+ * (qkv_free), score[i], tlen[i] target tokens. On failure the texts made so far are freed and
+ * set to NULL. */
+qkv_status cli_translate_ids(qkv_runtime *rt, const qkv_seq2seq *m, const qkv_tokenizer *ttok,
+                             const qkv_translate_options *o, size_t batch, int32_t *const *ids,
+                             const int64_t *lens, size_t n, char **text, float *score,
+                             int64_t *tlen);
 int cmd_bench(int argc, char **argv);
 void cmd_bench_help(void);
 int cmd_serve(int argc, char **argv);

@@ -135,24 +135,9 @@ static void inputs_free(inputs *in, int jsonl) {
     text_lines_free(&in->t);
 }
 
-/* The k best of row (NL) into idx, best first; ties keep label order. */
-static void top_k(const float *row, int64_t NL, int64_t k, int64_t *idx) {
-    for (int64_t j = 0; j < k; j++) {
-        int64_t best = -1;
-        for (int64_t c = 0; c < NL; c++) {
-            int taken = 0;
-            for (int64_t q = 0; q < j && !taken; q++) taken = idx[q] == c;
-            /* NaN ranks last */
-            if (!taken && (best < 0 || row[c] > row[best] || (isnan(row[best]) && !isnan(row[c]))))
-                best = c;
-        }
-        idx[j] = best;
-    }
-}
-
 static void write_row(FILE *f, const qkv_model *m, const float *row, int64_t k, int json,
                       int64_t *idx) {
-    top_k(row, qkv_model_num_labels(m), k, idx);
+    cli_top_k(row, qkv_model_num_labels(m), k, idx);
     if (!json) {
         for (int64_t j = 0; j < k; j++)
             fprintf(f, "%s%s\t%.7g", j ? "\t" : "", qkv_model_label(m, idx[j]), row[idx[j]]);

@@ -8,8 +8,11 @@
  *     queues them, and one worker takes everything waiting (up to --max-batch texts) into one
  *     forward pass; the encoder gives the same bits alone or batched, so batching never
  *     changes a vector;
- *   - completions run on the request's thread (a streamed one on a thread of its own, feeding
- *     the response through a small buffer); the model is shared read-only;
+ *   - completions are decoded together: each request (a streamed one from a thread of its own,
+ *     feeding the response through a small buffer) hands its prompt to the decode thread, which
+ *     runs one batched forward per step over every active completion (qkv_lm_batch, at most
+ *     --decode-batch); a request joins at the next step, leaves when it ends, and gets the
+ *     tokens it would get alone; the text is decoded and sent from the decode thread;
  *   - SIGTERM / SIGINT stop accepting connections, wait for the requests in flight (at most
  *     --shutdown-timeout seconds; a second signal stops at once), then free everything. */
 #include "cli.h"
@@ -31,29 +34,40 @@
 #include <unistd.h>
 
 void cmd_serve_help(void) {
-    printf("Usage: qkv serve [--model DIR] [--lm DIR] [--host ADDR] --port P [options]\n\n"
+    printf("Usage: qkv serve [--model DIR] [--lm DIR] [--classifier DIR] [--translator DIR]\n"
+           "                 [--host ADDR] --port P [options]\n\n"
            "An HTTP/1.1 API in OpenAI's request and response shapes (docs/SERVE.md):\n"
            "  POST /v1/embeddings   sentence embeddings with the --model directory (as qkv embed)\n"
            "  POST /v1/completions  text completion with the --lm directory (\"stream\": true for\n"
            "                        server-sent events)\n"
            "  POST /tokenize        the token ids a model sees\n"
+           "  POST /classify        labels and scores with the --classifier (as qkv classify)\n"
+           "  POST /translate       translations with the --translator (as qkv translate)\n"
            "  GET  /health, /v1/models, /metrics (Prometheus)\n"
-           "Without --model and --lm it serves the default embedding model (as qkv embed).\n\n"
+           "Without a model option it serves the default embedding model (as qkv embed).\n\n"
            "Options:\n"
            "  --model DIR            a sentence-transformers model directory (embeddings)\n"
            "  --lm DIR               a GPT-2 / Llama-style model directory with its tokenizer\n"
+           "  --classifier DIR       a BertForSequenceClassification directory (classification)\n"
+           "  --translator DIR       a MarianMT or T5 directory (translation)\n"
            "  --host ADDR            address to listen on (default 127.0.0.1: this machine only)\n"
            "  --port P               port; 0 takes a free one (the line 'listening on' says it)\n"
            "  --api-key KEY          require 'Authorization: Bearer KEY' (except /health);\n"
            "                         default $QKV_API_KEY (preferred: not visible in ps)\n"
            "  --threads N            threads of the model (default: QKV_NUM_THREADS or all CPUs)\n"
-           "  --max-batch N          texts per embedding forward pass across requests (64)\n"
+           "  --max-batch N          texts per embedding / classification forward pass across\n"
+           "                         requests (64)\n"
            "  --batch-wait-ms MS     let a batch fill for up to MS ms before its forward (0:\n"
-           "                         take what is waiting, no delay)\n"
+           "                         take what is waiting, no delay); also the completions\n"
+           "                         when none is being decoded\n"
+           "  --decode-batch N       completions decoded together, one forward per token (64);\n"
+           "                         more wait for a place\n"
            "  --max-body BYTES       largest request body (4194304)\n"
-           "  --max-inputs N         texts per embeddings / tokenize request (2048)\n"
+           "  --max-inputs N         texts per embeddings / tokenize / classify / translate\n"
+           "                         request (2048)\n"
            "  --max-tokens N         tokens per request (65536)\n"
-           "  --max-new-tokens N     largest completion max_tokens (1024)\n"
+           "  --max-new-tokens N     largest completion max_tokens, translation max_new_tokens\n"
+           "                         (1024)\n"
            "  --max-connections N    connections at once; more wait in the kernel's queue (64)\n"
            "  --timeout S            close a connection idle, or sending its body, for S s (30)\n"
            "  --shutdown-timeout S   on SIGTERM, wait at most S s for requests in flight (30)\n"
@@ -63,10 +77,11 @@ void cmd_serve_help(void) {
 /* ---------------------------------------------------------------- the server */
 
 typedef struct embed_job {
-    const int32_t *ids;
+    enum serve_batch_kind kind; /* BATCH_EMBED (the --model) or BATCH_CLASSIFY (--classifier) */
+    const int32_t *ids, *types; /* types: classification only (NULL: all 0) */
     const int64_t *lens;
     size_t n;
-    float *out;
+    float *out; /* [n, dim] embeddings or [n, labels] logits */
     qkv_status status;
     char err[SERVE_ERR_LEN];
     int done;
@@ -81,7 +96,10 @@ typedef struct server {
     qkv_model *model;
     qkv_lm *lm;
     qkv_tokenizer *lm_tok;
-    char embed_name[256], lm_name[256];
+    qkv_model *cls;                  /* --classifier */
+    qkv_seq2seq *mt;                 /* --translator */
+    qkv_tokenizer *mt_tok, *mt_ttok; /* source side (encode), target side (decode) */
+    char embed_name[256], lm_name[256], cls_name[256], mt_name[256];
     qkv_runtime *rt;     /* the forwards */
     qkv_runtime *tok_rt; /* 1 thread: tokenizing on the connection threads, without a lock */
     int32_t eos[8];
@@ -97,6 +115,14 @@ typedef struct server {
     long batch_wait_ms;
     int draining; /* shutting down: batches no longer wait to fill */
     pthread_t worker;
+    /* the decode batch of the completions (decode_worker) */
+    qkv_lm_batch *lm_batch;
+    pthread_mutex_t gmu;
+    pthread_cond_t gwork, gdone;
+    struct gen_job *gpending;
+    int gstop, gdraining;
+    size_t decode_batch;
+    pthread_t decoder;
     atomic_int active;  /* requests between their first byte and their completion */
     atomic_int streams; /* generating threads of streamed completions */
 } server;
@@ -111,27 +137,50 @@ static void set_err(char *err, const char *what) {
     snprintf(err, SERVE_ERR_LEN, "%s: %s", what, *qkv_last_error() ? qkv_last_error() : "failed");
 }
 
-/* One forward over the jobs first..(end of list): their texts packed back to back. */
+/* The end of a --batch-wait-ms wait starting now (CLOCK_REALTIME, for pthread_cond_timedwait). */
+static struct timespec wait_deadline(const server *s) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    long ns = until.tv_nsec + (s->batch_wait_ms % 1000) * 1000000L;
+    until.tv_sec += s->batch_wait_ms / 1000 + ns / 1000000000L;
+    until.tv_nsec = ns % 1000000000L;
+    return until;
+}
+
+/* One forward of a kind over n packed sequences. */
+static qkv_status forward(server *s, enum serve_batch_kind kind, const int32_t *ids,
+                          const int32_t *types, const int64_t *lens, size_t n, float *out) {
+    if (kind == BATCH_EMBED) return qkv_embed_tokens(s->rt, s->model, ids, lens, n, out);
+    return qkv_classify_tokens(s->rt, s->cls, ids, types, lens, n, out);
+}
+
+/* One forward over the jobs first..(end of list), all of one kind: their texts packed back to
+ * back. */
 static void run_batch(server *s, embed_job *first, size_t nseq, size_t nreq) {
+    const enum serve_batch_kind kind = first->kind;
     int64_t tokens = 0;
     for (embed_job *j = first; j; j = j->next) tokens += sum_tokens(j->lens, j->n);
-    serve_metrics_batch(&s->metrics, nseq, nreq);
-    serve_metrics_tokens(&s->metrics, TOKENS_EMBEDDING, (uint64_t)tokens);
-    const size_t dim = (size_t)qkv_model_dim(s->model);
+    serve_metrics_batch(&s->metrics, kind, nseq, nreq);
+    serve_metrics_tokens(&s->metrics, kind == BATCH_EMBED ? TOKENS_EMBEDDING : TOKENS_CLASSIFY,
+                         (uint64_t)tokens);
+    const size_t dim =
+        (size_t)(kind == BATCH_EMBED ? qkv_model_dim(s->model) : qkv_model_num_labels(s->cls));
     if (nreq > 1) {
         int32_t *ids = malloc((size_t)tokens * sizeof *ids);
+        int32_t *types = kind == BATCH_CLASSIFY ? calloc((size_t)tokens, sizeof *types) : NULL;
         int64_t *lens = malloc(nseq * sizeof *lens);
         float *out = malloc(nseq * dim * sizeof *out);
         qkv_status st = QKV_ERR_NOMEM;
-        if (ids && lens && out) {
+        if (ids && lens && out && (types || kind != BATCH_CLASSIFY)) {
             size_t t = 0, q = 0;
             for (embed_job *j = first; j; j = j->next) {
                 int64_t jt = sum_tokens(j->lens, j->n);
                 memcpy(ids + t, j->ids, (size_t)jt * sizeof *ids);
+                if (types && j->types) memcpy(types + t, j->types, (size_t)jt * sizeof *types);
                 memcpy(lens + q, j->lens, j->n * sizeof *lens);
                 t += (size_t)jt, q += j->n;
             }
-            st = qkv_embed_tokens(s->rt, s->model, ids, lens, nseq, out);
+            st = forward(s, kind, ids, types, lens, nseq, out);
         }
         if (st == QKV_OK) {
             size_t q = 0;
@@ -141,13 +190,13 @@ static void run_batch(server *s, embed_job *first, size_t nseq, size_t nreq) {
                 q += j->n;
             }
         }
-        free(ids), free(lens), free(out);
+        free(ids), free(types), free(lens), free(out);
         if (st == QKV_OK) return;
         /* the batch failed (out of memory?): each request alone, so one cannot fail another */
     }
     for (embed_job *j = first; j; j = j->next) {
-        j->status = qkv_embed_tokens(s->rt, s->model, j->ids, j->lens, j->n, j->out);
-        if (j->status != QKV_OK) set_err(j->err, "embedding");
+        j->status = forward(s, kind, j->ids, j->types, j->lens, j->n, j->out);
+        if (j->status != QKV_OK) set_err(j->err, kind == BATCH_EMBED ? "embedding" : "classifying");
     }
 }
 
@@ -158,11 +207,7 @@ static void *batch_worker(void *arg) {
         while (!s->head && !s->stop) pthread_cond_wait(&s->work, &s->mu);
         if (!s->head) break;        /* stopping, nothing left */
         if (s->batch_wait_ms > 0) { /* let a batch fill: --batch-wait-ms */
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            long ns = until.tv_nsec + (s->batch_wait_ms % 1000) * 1000000L;
-            until.tv_sec += s->batch_wait_ms / 1000 + ns / 1000000000L;
-            until.tv_nsec = ns % 1000000000L;
+            struct timespec until = wait_deadline(s);
             for (;;) {
                 size_t queued = 0;
                 for (embed_job *j = s->head; j; j = j->next) queued += j->n;
@@ -174,7 +219,8 @@ static void *batch_worker(void *arg) {
         /* everything waiting, up to max_batch texts (the first job always, whatever its size) */
         embed_job *first = s->head, *last = first;
         size_t nseq = first->n, nreq = 1;
-        while (last->next && nseq + last->next->n <= s->max_batch) {
+        while (last->next && last->next->kind == first->kind &&
+               nseq + last->next->n <= s->max_batch) {
             last = last->next;
             nseq += last->n, nreq++;
         }
@@ -204,21 +250,90 @@ static qkv_status be_embed_tokenize(void *user, const char *const *texts, const 
     return st;
 }
 
-static qkv_status be_embed(void *user, const int32_t *ids, const int64_t *lens, size_t n,
-                           float *out, char *err) {
-    server *s = user;
-    embed_job j = {.ids = ids, .lens = lens, .n = n, .out = out};
+/* Queues a job for the batcher and waits until it is done. */
+static qkv_status run_job(server *s, embed_job *j, char *err) {
     pthread_mutex_lock(&s->mu);
     if (s->tail)
-        s->tail->next = &j;
+        s->tail->next = j;
     else
-        s->head = &j;
-    s->tail = &j;
+        s->head = j;
+    s->tail = j;
     pthread_cond_signal(&s->work);
-    while (!j.done) pthread_cond_wait(&s->done, &s->mu);
+    while (!j->done) pthread_cond_wait(&s->done, &s->mu);
     pthread_mutex_unlock(&s->mu);
-    if (j.status != QKV_OK) memcpy(err, j.err, SERVE_ERR_LEN);
-    return j.status;
+    if (j->status != QKV_OK) memcpy(err, j->err, SERVE_ERR_LEN);
+    return j->status;
+}
+
+static qkv_status be_embed(void *user, const int32_t *ids, const int64_t *lens, size_t n,
+                           float *out, char *err) {
+    embed_job j = {.kind = BATCH_EMBED, .ids = ids, .lens = lens, .n = n, .out = out};
+    return run_job(user, &j, err);
+}
+
+static const char *be_cls_label(void *user, int64_t i) {
+    return qkv_model_label(((server *)user)->cls, i);
+}
+
+static qkv_status be_cls_tokenize(void *user, const char *const *texts, const size_t *lens,
+                                  const char *const *pairs, const size_t *pair_lens, size_t n,
+                                  int32_t **ids, int32_t **types, int64_t **tok_lens, char *err) {
+    server *s = user;
+    qkv_status st = qkv_classify_tokenize(s->tok_rt, s->cls, texts, lens, pairs, pair_lens, n, ids,
+                                          types, tok_lens);
+    if (st != QKV_OK) set_err(err, "tokenizing");
+    return st;
+}
+
+static qkv_status be_classify(void *user, const int32_t *ids, const int32_t *types,
+                              const int64_t *lens, size_t n, int logits, float *out, char *err) {
+    server *s = user;
+    embed_job j = {
+        .kind = BATCH_CLASSIFY, .ids = ids, .types = types, .lens = lens, .n = n, .out = out};
+    qkv_status st = run_job(s, &j, err);
+    if (st == QKV_OK && !logits && (st = qkv_classify_scores(s->cls, out, n, out)) != QKV_OK)
+        set_err(err, "scores");
+    return st;
+}
+
+static qkv_status be_mt_tokenize(void *user, const char *prefix, const char *text, size_t len,
+                                 int32_t **ids, int64_t *n, char *err) {
+    server *s = user;
+    qkv_status st = cli_translate_encode(s->mt_tok, prefix, text, len, ids, n);
+    if (st != QKV_OK) set_err(err, "tokenizing");
+    return st;
+}
+
+/* Sentences per qkv_seq2seq_generate call, as qkv translate's default --batch. */
+#define TRANSLATE_BATCH 32
+
+static qkv_status be_translate(void *user, const serve_translate_opts *r, int32_t *const *ids,
+                               const int64_t *lens, size_t n, char **text, float *score,
+                               int64_t *tlen, char *err) {
+    server *s = user;
+    qkv_translate_options o; /* as qkv translate sets them from its options */
+    qkv_seq2seq_default_options(s->mt, &o);
+    if (r->beams) o.num_beams = r->beams;
+    if (r->max_length) o.max_length = r->max_length;
+    if (r->max_new_tokens) o.max_new_tokens = r->max_new_tokens;
+    if (r->no_repeat_ngram >= 0) o.no_repeat_ngram_size = r->no_repeat_ngram;
+    if (r->has_length_penalty) o.length_penalty = r->length_penalty;
+    if (qkv_seq2seq_max_output(s->mt, &o) == 0) {
+        set_err(err, "options");
+        return QKV_ERR_INVALID_ARG;
+    }
+    qkv_status st = cli_translate_ids(s->rt, s->mt, s->mt_ttok, &o, TRANSLATE_BATCH, ids, lens, n,
+                                      text, score, tlen);
+    if (st != QKV_OK) {
+        set_err(err, "translating");
+        if (st == QKV_ERR_INVALID_ARG) st = QKV_ERR_INTERNAL; /* the options were checked */
+    } else {
+        int64_t src = 0, tgt = 0;
+        for (size_t i = 0; i < n; i++) src += lens[i], tgt += tlen[i];
+        serve_metrics_tokens(&s->metrics, TOKENS_SOURCE, (uint64_t)src);
+        serve_metrics_tokens(&s->metrics, TOKENS_TARGET, (uint64_t)tgt);
+    }
+    return st;
 }
 
 static qkv_status be_lm_tokenize(void *user, const char *text, size_t len, int32_t **ids, size_t *n,
@@ -302,35 +417,156 @@ static int gen_on_token(void *user, size_t seq, int32_t token) {
     return gen_flush(g, 0);
 }
 
+/* A completion waiting for, or in, the decode batch. */
+typedef struct gen_job {
+    gen_state g;
+    qkv_sampling o;
+    size_t handle;
+    qkv_status status;
+    char err[SERVE_ERR_LEN];
+    int finished; /* the decode thread's: the job is over (done is set under gmu after it) */
+    int done;     /* the request may go on (and the job's memory goes away) */
+    struct gen_job *next;
+} gen_job;
+
+/* The decode thread's token callback: the job whose handle it is takes the token. */
+static int decode_on_token(void *user, size_t seq, int32_t token) {
+    for (gen_job *j = user; j; j = j->next)
+        if (j->handle == seq) return gen_on_token(&j->g, seq, token);
+    return 1;
+}
+
+/* Hands the finished jobs of list (or all) back to their requests; returns the list without
+ * them. */
+static gen_job *finish_jobs(server *s, gen_job *list, int all) {
+    gen_job *keep = NULL, **tail = &keep;
+    pthread_mutex_lock(&s->gmu);
+    for (gen_job *j = list, *next; j; j = next) {
+        next = j->next;
+        if (all || j->finished) {
+            j->done = 1; /* j belongs to its waiting request from here on */
+        } else {
+            *tail = j;
+            tail = &j->next;
+        }
+    }
+    *tail = NULL;
+    pthread_cond_broadcast(&s->gdone);
+    pthread_mutex_unlock(&s->gmu);
+    return keep;
+}
+
+/* The decode thread: concurrent completions decoded together, one batched forward per step
+ * over every active sequence (qkv_lm_batch); a request joins at the next step and leaves when
+ * it ends, its tokens are those it would get alone. */
+static void *decode_worker(void *arg) {
+    server *s = arg;
+    gen_job *active = NULL;
+    size_t n_active = 0, *ended = NULL;
+    pthread_mutex_lock(&s->gmu);
+    for (;;) {
+        while (!s->gpending && !active && !s->gstop) pthread_cond_wait(&s->gwork, &s->gmu);
+        if (!s->gpending && !active) break;    /* stopping, nothing left */
+        if (!active && s->batch_wait_ms > 0) { /* idle: let a batch gather (--batch-wait-ms) */
+            struct timespec until = wait_deadline(s);
+            for (;;) {
+                size_t queued = 0;
+                for (gen_job *j = s->gpending; j; j = j->next) queued++;
+                if (s->gstop || s->gdraining || queued >= s->decode_batch ||
+                    pthread_cond_timedwait(&s->gwork, &s->gmu, &until) != 0)
+                    break;
+            }
+        }
+        gen_job *fresh = NULL, **ftail = &fresh;
+        while (s->gpending && n_active < s->decode_batch) { /* joins, up to --decode-batch */
+            gen_job *j = s->gpending;
+            s->gpending = j->next;
+            j->next = NULL;
+            *ftail = j;
+            ftail = &j->next;
+            n_active++;
+        }
+        pthread_mutex_unlock(&s->gmu);
+        for (gen_job *j = fresh, *next; j; j = next) {
+            next = j->next;
+            j->status = qkv_lm_batch_add(s->lm_batch, j->g.c->ids, (int64_t)j->g.c->n_ids, &j->o,
+                                         &j->handle);
+            if (j->status != QKV_OK) {
+                set_err(j->err, "generating");
+                j->finished = 1;
+                n_active--;
+            }
+            j->next = active;
+            active = j;
+        }
+        active = finish_jobs(s, active, 0); /* those that could not join */
+        size_t n = qkv_lm_batch_size(s->lm_batch), n_ended = 0;
+        size_t *grown = n ? realloc(ended, n * sizeof *ended) : ended;
+        qkv_status st = n && !grown ? QKV_ERR_NOMEM : QKV_OK;
+        if (grown) ended = grown;
+        if (n && st == QKV_OK) {
+            serve_metrics_batch(&s->metrics, BATCH_DECODE, n, n);
+            st = qkv_lm_batch_step(s->rt, s->lm_batch, decode_on_token, active, ended, &n_ended);
+        }
+        if (st != QKV_OK) { /* every active request fails (a failed step changed nothing) */
+            for (gen_job *j = active; j; j = j->next) {
+                qkv_lm_batch_cancel(s->lm_batch, j->handle);
+                j->status = st;
+                if (st == QKV_ERR_NOMEM && !grown)
+                    snprintf(j->err, SERVE_ERR_LEN, "generating: out of memory");
+                else
+                    set_err(j->err, "generating");
+            }
+            active = finish_jobs(s, active, 1);
+            n_active = 0;
+        } else {
+            for (size_t k = 0; k < n_ended; k++)
+                for (gen_job *j = active; j; j = j->next)
+                    if (j->handle == ended[k]) j->finished = 1;
+            n_active -= n_ended;
+            active = finish_jobs(s, active, 0);
+        }
+        pthread_mutex_lock(&s->gmu);
+    }
+    pthread_mutex_unlock(&s->gmu);
+    free(ended);
+    return NULL;
+}
+
 static qkv_status be_complete(void *user, const serve_completion *c, serve_text_fn emit,
                               void *emit_user, serve_completion_result *res, char *err) {
     server *s = user;
-    gen_state g = {.s = s, .c = c, .emit = emit, .emit_user = emit_user};
-    qkv_sampling o;
-    memset(&o, 0, sizeof o);
-    o.struct_size = sizeof o;
-    o.max_new_tokens = c->max_tokens;
-    o.temperature = c->temperature;
-    o.top_p = c->top_p >= 1 ? 0 : c->top_p;
-    o.seed = c->seed;
-    o.overflow = QKV_CONTEXT_REFUSE;
-    int64_t len = (int64_t)c->n_ids;
-    qkv_status st = qkv_lm_generate_tokens(s->rt, s->lm, c->ids, &len, 1, &o, gen_on_token, &g,
-                                           NULL, NULL, NULL);
+    gen_job j = {.g = {.s = s, .c = c, .emit = emit, .emit_user = emit_user}};
+    gen_state *g = &j.g;
+    memset(&j.o, 0, sizeof j.o);
+    j.o.struct_size = sizeof j.o;
+    j.o.max_new_tokens = c->max_tokens;
+    j.o.temperature = c->temperature;
+    j.o.top_p = c->top_p >= 1 ? 0 : c->top_p;
+    j.o.seed = c->seed;
+    j.o.overflow = QKV_CONTEXT_REFUSE;
+    pthread_mutex_lock(&s->gmu); /* to the decode thread, which generates into g */
+    gen_job **tail = &s->gpending;
+    while (*tail) tail = &(*tail)->next;
+    *tail = &j;
+    pthread_cond_signal(&s->gwork);
+    while (!j.done) pthread_cond_wait(&s->gdone, &s->gmu);
+    pthread_mutex_unlock(&s->gmu);
+    qkv_status st = j.status;
     if (st != QKV_OK)
-        set_err(err, "generating");
-    else if (!g.failed && !g.stopped) /* the held-back tail, now that nothing follows */
-        gen_flush(&g, 1);
-    if (st == QKV_OK && g.failed) {
+        memcpy(err, j.err, SERVE_ERR_LEN);
+    else if (!g->failed && !g->stopped) /* the held-back tail, now that nothing follows */
+        gen_flush(g, 1);
+    if (st == QKV_OK && g->failed) {
         snprintf(err, SERVE_ERR_LEN, "generating: out of memory or an undecodable token");
         st = QKV_ERR_NOMEM;
     }
-    res->finish_reason = g.eos || g.stopped ? "stop" : "length";
+    res->finish_reason = g->eos || g->stopped ? "stop" : "length";
     res->prompt_tokens = (int64_t)c->n_ids;
-    res->completion_tokens = (int64_t)g.n + g.eos;
+    res->completion_tokens = (int64_t)g->n + g->eos;
     serve_metrics_tokens(&s->metrics, TOKENS_PROMPT, c->n_ids);
     serve_metrics_tokens(&s->metrics, TOKENS_COMPLETION, (uint64_t)res->completion_tokens);
-    free(g.ids);
+    free(g->ids);
     return st;
 }
 
@@ -666,7 +902,9 @@ static int resolve(const char *host, long port, struct sockaddr_storage *ss, soc
 
 int cmd_serve(int argc, char **argv) {
     const char *model_dir = NULL, *lm_dir = NULL, *host = "127.0.0.1", *key = getenv("QKV_API_KEY");
+    const char *cls_dir = NULL, *mt_dir = NULL;
     long port = -1, threads = 0, max_batch = 64, max_body = 4 << 20, max_inputs = 2048;
+    long decode_batch = 64;
     long max_tokens = 65536, max_new = 1024, max_conn = 64, timeout = 30, shutdown_timeout = 30;
     long batch_wait = 0;
     int log = 0;
@@ -677,6 +915,10 @@ int cmd_serve(int argc, char **argv) {
             model_dir = argv[++i];
         else if (strcmp(a, "--lm") == 0 && more)
             lm_dir = argv[++i];
+        else if (strcmp(a, "--classifier") == 0 && more)
+            cls_dir = argv[++i];
+        else if (strcmp(a, "--translator") == 0 && more)
+            mt_dir = argv[++i];
         else if (strcmp(a, "--host") == 0 && more)
             host = argv[++i];
         else if (strcmp(a, "--api-key") == 0 && more)
@@ -685,6 +927,8 @@ int cmd_serve(int argc, char **argv) {
             rc = parse_size(a, argv[++i], 0, 65535, &port);
         else if (strcmp(a, "--threads") == 0 && more)
             rc = parse_size(a, argv[++i], 1, 1024, &threads);
+        else if (strcmp(a, "--decode-batch") == 0 && more)
+            rc = parse_size(a, argv[++i], 1, 4096, &decode_batch);
         else if (strcmp(a, "--max-batch") == 0 && more)
             rc = parse_size(a, argv[++i], 1, 1 << 16, &max_batch);
         else if (strcmp(a, "--batch-wait-ms") == 0 && more)
@@ -710,11 +954,11 @@ int cmd_serve(int argc, char **argv) {
         if (rc) return rc;
     }
     if (port < 0) return cli_usage_error("serve", "--port is required (0: any free port)");
-    if (!model_dir && !lm_dir) model_dir = cli_default_model();
+    if (!model_dir && !lm_dir && !cls_dir && !mt_dir) model_dir = cli_default_model();
 
     server *s = calloc(1, sizeof *s);
     if (!s) return EXIT_FAIL;
-    int rc = EXIT_OK, worker = 0, sync_ok = 0;
+    int rc = EXIT_OK, worker = 0, decoder = 0, sync_ok = 0;
     struct MHD_Daemon *d = NULL;
     s->lim.max_body = (size_t)max_body;
     s->lim.max_inputs = (size_t)max_inputs;
@@ -729,6 +973,10 @@ int cmd_serve(int argc, char **argv) {
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
     pthread_cond_init(&s->done, NULL);
+    pthread_mutex_init(&s->gmu, NULL);
+    pthread_cond_init(&s->gwork, NULL);
+    pthread_cond_init(&s->gdone, NULL);
+    s->decode_batch = (size_t)decode_batch;
     sync_ok = 1;
     serve_backend *b = &s->backend;
     b->user = s;
@@ -768,6 +1016,29 @@ int cmd_serve(int argc, char **argv) {
         s->n_eos = qkv_lm_eos_tokens(s->lm, s->eos, 8);
         if (s->n_eos > 8) s->n_eos = 8;
     }
+    if (cls_dir) {
+        if ((rc = cli_load_classifier("serve", cls_dir, &s->cls))) goto done;
+        model_name(cls_dir, s->cls_name, sizeof s->cls_name);
+        b->cls_name = s->cls_name;
+        b->cls_labels = qkv_model_num_labels(s->cls);
+        b->cls_label = be_cls_label;
+        b->cls_tokenize = be_cls_tokenize;
+        b->classify = be_classify;
+    }
+    if (mt_dir) {
+        if ((st = qkv_seq2seq_load(mt_dir, &s->mt)) != QKV_OK ||
+            (st = qkv_tokenizer_load(mt_dir, &s->mt_tok)) != QKV_OK ||
+            (st = qkv_tokenizer_load_target(mt_dir, &s->mt_ttok)) != QKV_OK) {
+            rc = cli_report(mt_dir, st);
+            goto done;
+        }
+        model_name(mt_dir, s->mt_name, sizeof s->mt_name);
+        b->mt_name = s->mt_name;
+        b->mt_prefix = qkv_seq2seq_source_prefix(s->mt);
+        b->mt_max_source = qkv_seq2seq_max_source(s->mt);
+        b->mt_tokenize = be_mt_tokenize;
+        b->translate = be_translate;
+    }
     if ((st = qkv_runtime_create((int)threads, &s->rt)) != QKV_OK ||
         (st = qkv_runtime_create(1, &s->tok_rt)) != QKV_OK) {
         rc = cli_report("runtime", st);
@@ -783,13 +1054,25 @@ int cmd_serve(int argc, char **argv) {
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-    if (s->model) {
+    if (s->model || s->cls) {
         if (pthread_create(&s->worker, NULL, batch_worker, s) != 0) {
             fprintf(stderr, "qkv serve: cannot start the batching thread\n");
             rc = EXIT_FAIL;
             goto done;
         }
         worker = 1;
+    }
+    if (s->lm) {
+        if ((st = qkv_lm_batch_create(s->lm, &s->lm_batch)) != QKV_OK) {
+            rc = cli_report("decode batch", st);
+            goto done;
+        }
+        if (pthread_create(&s->decoder, NULL, decode_worker, s) != 0) {
+            fprintf(stderr, "qkv serve: cannot start the decoding thread\n");
+            rc = EXIT_FAIL;
+            goto done;
+        }
+        decoder = 1;
     }
     struct sockaddr_storage addr;
     socklen_t addr_len;
@@ -807,11 +1090,15 @@ int cmd_serve(int argc, char **argv) {
         goto done;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    printf("qkv serve: listening on http://%s%s%s:%u (%s%s%s%s%s)\n",
-           addr.ss_family == AF_INET6 ? "[" : "", host, addr.ss_family == AF_INET6 ? "]" : "",
-           info ? info->port : (unsigned)port, s->model ? "embeddings: " : "",
-           s->model ? s->embed_name : "", s->model && s->lm ? ", " : "",
-           s->lm ? "completions: " : "", s->lm ? s->lm_name : "");
+    char served[1200] = "";
+    const char *what[4] = {"embeddings", "completions", "classification", "translation"};
+    const char *names[4] = {b->embed_name, b->lm_name, b->cls_name, b->mt_name};
+    for (int i = 0; i < 4; i++)
+        if (names[i])
+            snprintf(served + strlen(served), sizeof served - strlen(served), "%s%s: %s",
+                     *served ? ", " : "", what[i], names[i]);
+    printf("qkv serve: listening on http://%s%s%s:%u (%s)\n", addr.ss_family == AF_INET6 ? "[" : "",
+           host, addr.ss_family == AF_INET6 ? "]" : "", info ? info->port : (unsigned)port, served);
     fflush(stdout);
 
     int sig = 0;
@@ -823,6 +1110,10 @@ int cmd_serve(int argc, char **argv) {
     s->draining = 1;
     pthread_cond_broadcast(&s->work);
     pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->gmu); /* the decode thread no longer waits for a batch to gather */
+    s->gdraining = 1;
+    pthread_cond_broadcast(&s->gwork);
+    pthread_mutex_unlock(&s->gmu);
     MHD_socket lfd = MHD_quiesce_daemon(d);
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
     struct timespec tick = {0, 10 * 1000 * 1000};
@@ -849,17 +1140,32 @@ done:
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->worker, NULL);
     }
+    if (decoder) {
+        pthread_mutex_lock(&s->gmu);
+        s->gstop = 1;
+        pthread_cond_broadcast(&s->gwork);
+        pthread_mutex_unlock(&s->gmu);
+        pthread_join(s->decoder, NULL);
+    }
     if (sync_ok) {
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->work);
         pthread_cond_destroy(&s->done);
+        pthread_mutex_destroy(&s->gmu);
+        pthread_cond_destroy(&s->gwork);
+        pthread_cond_destroy(&s->gdone);
         serve_metrics_destroy(&s->metrics);
     }
     qkv_runtime_free(s->rt);
     qkv_runtime_free(s->tok_rt);
     qkv_tokenizer_free(s->lm_tok);
+    qkv_lm_batch_free(s->lm_batch);
     qkv_lm_free(s->lm);
     qkv_model_free(s->model);
+    qkv_model_free(s->cls);
+    qkv_tokenizer_free(s->mt_tok);
+    qkv_tokenizer_free(s->mt_ttok);
+    qkv_seq2seq_free(s->mt);
     free(s);
     return rc;
 }

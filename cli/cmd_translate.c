@@ -39,8 +39,7 @@ void cmd_translate_help(void) {
 }
 
 typedef struct {
-    size_t index; /* line number - 1 */
-    int32_t *ids;
+    size_t index; /* position in the input */
     int64_t n;
 } item;
 
@@ -50,101 +49,116 @@ static int by_length(const void *a, const void *b) {
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
+qkv_status cli_translate_encode(const qkv_tokenizer *tok, const char *prefix, const char *text,
+                                size_t len, int32_t **ids, int64_t *n) {
+    *ids = NULL, *n = 0;
+    const size_t np = strlen(prefix);
+    char *full = malloc(np + len + 1);
+    if (!full) return QKV_ERR_NOMEM;
+    memcpy(full, prefix, np);
+    memcpy(full + np, text, len);
+    full[np + len] = '\0';
+    qkv_encoding *e = NULL;
+    qkv_status s = qkv_tokenizer_encode(tok, full, np + len, NULL, 0, NULL, &e);
+    free(full);
+    if (s != QKV_OK) return s;
+    *ids = malloc(sizeof(int32_t) * (e->n ? e->n : 1));
+    if (*ids) {
+        memcpy(*ids, e->ids, sizeof(int32_t) * e->n);
+        *n = (int64_t)e->n;
+    }
+    qkv_encoding_free(e);
+    return *ids ? QKV_OK : QKV_ERR_NOMEM;
+}
+
+qkv_status cli_translate_ids(qkv_runtime *rt, const qkv_seq2seq *m, const qkv_tokenizer *ttok,
+                             const qkv_translate_options *o, size_t batch, int32_t *const *ids,
+                             const int64_t *lens, size_t n, char **text, float *score,
+                             int64_t *tlen) {
+    const int64_t cap = qkv_seq2seq_max_output(m, o);
+    if (cap == 0) return QKV_ERR_INVALID_ARG;
+    for (size_t i = 0; i < n; i++) text[i] = NULL;
+    item *it = calloc(n ? n : 1, sizeof *it);
+    int64_t *olen = calloc(batch, sizeof *olen), *blens = calloc(batch, sizeof *blens);
+    float *sc = calloc(batch, sizeof *sc);
+    int32_t *out = malloc(sizeof(int32_t) * batch * (size_t)cap), *src = NULL;
+    qkv_status s = it && olen && blens && sc && out ? QKV_OK : QKV_ERR_NOMEM;
+    for (size_t i = 0; s == QKV_OK && i < n; i++) it[i] = (item){i, lens[i]};
+    if (s == QKV_OK) qsort(it, n, sizeof *it, by_length);
+    for (size_t b0 = 0; s == QKV_OK && b0 < n; b0 += batch) {
+        const size_t nb = n - b0 < batch ? n - b0 : batch;
+        size_t total = 0;
+        for (size_t k = 0; k < nb; k++) total += (size_t)it[b0 + k].n;
+        int32_t *grow = realloc(src, sizeof(int32_t) * total);
+        if (!grow) {
+            s = QKV_ERR_NOMEM;
+            break;
+        }
+        src = grow;
+        for (size_t k = 0, off = 0; k < nb; off += (size_t)it[b0 + k].n, k++) {
+            memcpy(src + off, ids[it[b0 + k].index], sizeof(int32_t) * (size_t)it[b0 + k].n);
+            blens[k] = it[b0 + k].n;
+        }
+        s = qkv_seq2seq_generate(rt, m, src, blens, nb, o, out, olen, sc);
+        for (size_t k = 0; s == QKV_OK && k < nb; k++) {
+            const size_t i = it[b0 + k].index;
+            score[i] = sc[k];
+            tlen[i] = olen[k];
+            s = qkv_tokenizer_decode(ttok, out + k * (size_t)cap, (size_t)olen[k], 1, &text[i],
+                                     NULL);
+        }
+    }
+    if (s != QKV_OK)
+        for (size_t i = 0; i < n; i++) {
+            qkv_free(text[i]);
+            text[i] = NULL;
+        }
+    free(it), free(olen), free(blens), free(sc), free(out), free(src);
+    return s;
+}
+
 typedef struct {
     const qkv_seq2seq *m;
     const qkv_tokenizer *tok, *ttok; /* source side (encode); target side (decode) */
     qkv_runtime *rt;
     const qkv_translate_options *o;
     const char *prefix; /* before every line ("" for none) */
-    int64_t cap;        /* target tokens per sentence */
     size_t batch;
     int json;
 } ctx;
 
 /* Translates and writes lines[0, n) (line numbers first + 1 ...); returns the exit code. */
 static int run_window(const ctx *c, char **lines, size_t n, size_t first) {
-    item *it = calloc(n, sizeof *it);
+    int32_t **ids = calloc(n, sizeof *ids);
     char **text = calloc(n, sizeof *text);
     float *score = calloc(n, sizeof *score);
-    int64_t *olen = calloc(n, sizeof *olen), *lens = calloc(c->batch, sizeof *lens);
-    int32_t *out = malloc(sizeof(int32_t) * c->batch * (size_t)c->cap);
-    int rc = it && text && score && olen && lens && out ? EXIT_OK : EXIT_FAIL;
+    int64_t *lens = calloc(n, sizeof *lens), *tlen = calloc(n, sizeof *tlen);
+    int rc = ids && text && score && lens && tlen ? EXIT_OK : EXIT_FAIL;
     if (rc != EXIT_OK) fprintf(stderr, "qkv translate: out of memory\n");
     const int64_t max_src = qkv_seq2seq_max_source(c->m);
     for (size_t i = 0; rc == EXIT_OK && i < n; i++) {
-        qkv_encoding *e = NULL;
-        const size_t np = strlen(c->prefix), nl = strlen(lines[i]);
-        char *full = malloc(np + nl + 1);
-        if (!full) {
-            fprintf(stderr, "qkv translate: out of memory\n");
-            rc = EXIT_FAIL;
-            break;
-        }
-        memcpy(full, c->prefix, np);
-        memcpy(full + np, lines[i], nl + 1);
-        qkv_status s = qkv_tokenizer_encode(c->tok, full, np + nl, NULL, 0, NULL, &e);
-        free(full);
+        qkv_status s =
+            cli_translate_encode(c->tok, c->prefix, lines[i], strlen(lines[i]), &ids[i], &lens[i]);
         if (s != QKV_OK) {
             char what[64];
             snprintf(what, sizeof what, "line %zu", first + i + 1);
             rc = cli_report(what, s);
             break;
         }
-        if ((int64_t)e->n > max_src || e->n == 0) {
+        if (lens[i] > max_src || lens[i] == 0) {
             fprintf(stderr,
-                    "qkv translate: line %zu has %zu tokens; the model takes at most %lld "
+                    "qkv translate: line %zu has %lld tokens; the model takes at most %lld "
                     "(max_position_embeddings; T5: n_positions)\n",
-                    first + i + 1, e->n, (long long)max_src);
-            qkv_encoding_free(e);
+                    first + i + 1, (long long)lens[i], (long long)max_src);
             rc = EXIT_USAGE;
-            break;
-        }
-        it[i].index = i;
-        it[i].n = (int64_t)e->n;
-        it[i].ids = malloc(sizeof(int32_t) * e->n);
-        if (it[i].ids) memcpy(it[i].ids, e->ids, sizeof(int32_t) * e->n);
-        qkv_encoding_free(e);
-        if (!it[i].ids) {
-            fprintf(stderr, "qkv translate: out of memory\n");
-            rc = EXIT_FAIL;
-        }
-    }
-    if (rc == EXIT_OK) qsort(it, n, sizeof *it, by_length);
-    int32_t *src = NULL;
-    for (size_t b0 = 0; rc == EXIT_OK && b0 < n; b0 += c->batch) {
-        const size_t nb = n - b0 < c->batch ? n - b0 : c->batch;
-        size_t total = 0;
-        for (size_t k = 0; k < nb; k++) total += (size_t)it[b0 + k].n;
-        int32_t *grow = realloc(src, sizeof(int32_t) * total);
-        if (!grow) {
-            fprintf(stderr, "qkv translate: out of memory\n");
-            rc = EXIT_FAIL;
-            break;
-        }
-        src = grow;
-        for (size_t k = 0, o = 0; k < nb; o += (size_t)it[b0 + k].n, k++) {
-            memcpy(src + o, it[b0 + k].ids, sizeof(int32_t) * (size_t)it[b0 + k].n);
-            lens[k] = it[b0 + k].n;
-        }
-        float sc[4096];
-        float *scores = nb <= 4096 ? sc : NULL;
-        qkv_status s = qkv_seq2seq_generate(c->rt, c->m, src, lens, nb, c->o, out, olen, scores);
-        if (s != QKV_OK) {
-            rc = cli_report("translate", s);
-            break;
-        }
-        for (size_t k = 0; rc == EXIT_OK && k < nb; k++) {
-            const size_t i = it[b0 + k].index;
-            score[i] = scores ? scores[k] : 0.0f;
-            s = qkv_tokenizer_decode(c->ttok, out + k * (size_t)c->cap, (size_t)olen[k], 1,
-                                     &text[i], NULL);
-            if (s != QKV_OK) rc = cli_report("decode", s);
-            it[b0 + k].n = olen[k]; /* now the target length, for --json */
         }
     }
     if (rc == EXIT_OK) {
-        int64_t *tlen = olen; /* target lengths in input order */
-        for (size_t k = 0; k < n; k++) tlen[it[k].index] = it[k].n;
+        qkv_status s = cli_translate_ids(c->rt, c->m, c->ttok, c->o, c->batch, ids, lens, n, text,
+                                         score, tlen);
+        if (s != QKV_OK) rc = cli_report("translate", s);
+    }
+    if (rc == EXIT_OK) {
         for (size_t i = 0; i < n; i++) {
             if (c->json) {
                 printf("{\"line\": %zu, \"translation\": ", first + i + 1);
@@ -161,9 +175,9 @@ static int run_window(const ctx *c, char **lines, size_t n, size_t first) {
             rc = EXIT_FAIL;
         }
     }
-    for (size_t i = 0; it && i < n; i++) free(it[i].ids);
+    for (size_t i = 0; ids && i < n; i++) free(ids[i]);
     for (size_t i = 0; text && i < n; i++) qkv_free(text[i]);
-    free(it), free(text), free(score), free(olen), free(lens), free(out), free(src);
+    free(ids), free(text), free(score), free(lens), free(tlen);
     return rc;
 }
 
@@ -267,7 +281,7 @@ int cmd_translate(int argc, char **argv) {
         goto done;
     }
     if (!prefix) prefix = qkv_seq2seq_source_prefix(m);
-    ctx c = {m, tok, ttok, rt, &o, prefix, cap, (size_t)batch, json};
+    ctx c = {m, tok, ttok, rt, &o, prefix, (size_t)batch, json};
     const size_t window = batch == 1 ? 1 : 8 * (size_t)batch; /* --batch 1: line by line */
     char **lines = calloc(window, sizeof *lines);
     char *buf = NULL;

@@ -27,7 +27,8 @@ typedef struct serve_limits {
 } serve_limits;
 
 #define SERVE_ERR_LEN 512
-#define SERVE_MAX_STOP 4 /* stop strings per completion, as OpenAI's */
+#define SERVE_MAX_STOP 4   /* stop strings per completion, as OpenAI's */
+#define SERVE_MAX_BEAMS 16 /* beams per /translate request */
 
 /* A parsed /v1/completions request. */
 typedef struct serve_completion {
@@ -55,6 +56,14 @@ typedef struct serve_completion_result {
     int64_t prompt_tokens, completion_tokens;
 } serve_completion_result;
 
+/* A /translate request's decoding options: 0 (or has_length_penalty 0, no_repeat_ngram -1)
+ * keeps the model directory's default, as qkv translate's options do. */
+typedef struct serve_translate_opts {
+    int64_t beams, max_length, max_new_tokens, no_repeat_ngram;
+    float length_penalty;
+    int has_length_penalty;
+} serve_translate_opts;
+
 /* What the handlers need from the models. Each function returns a qkv_status and, on failure,
  * a message in err[SERVE_ERR_LEN]. */
 typedef struct serve_backend {
@@ -78,6 +87,30 @@ typedef struct serve_backend {
     /* generates c's text into emit; res says how it ended */
     qkv_status (*complete)(void *user, const serve_completion *c, serve_text_fn emit,
                            void *emit_user, serve_completion_result *res, char *err);
+    /* the sequence classifier, or cls_name NULL */
+    const char *cls_name;
+    int64_t cls_labels;
+    const char *(*cls_label)(void *user, int64_t i);
+    /* the ids the classifier sees for n texts (pairs[i] NULL: no pair) as qkv_classify_tokenize
+     * gives them (*ids, *types, *tok_lens freed with qkv_free) */
+    qkv_status (*cls_tokenize)(void *user, const char *const *texts, const size_t *lens,
+                               const char *const *pairs, const size_t *pair_lens, size_t n,
+                               int32_t **ids, int32_t **types, int64_t **tok_lens, char *err);
+    /* out [n, cls_labels]: the scores (logits 1: the logits), batched with other requests */
+    qkv_status (*classify)(void *user, const int32_t *ids, const int32_t *types,
+                           const int64_t *lens, size_t n, int logits, float *out, char *err);
+    /* the translation model (MarianMT, T5), or mt_name NULL */
+    const char *mt_name;
+    const char *mt_prefix; /* the model's default source prefix ("" for none) */
+    int64_t mt_max_source;
+    /* the ids of prefix + text (*ids malloc'd) */
+    qkv_status (*mt_tokenize)(void *user, const char *prefix, const char *text, size_t len,
+                              int32_t **ids, int64_t *n, char *err);
+    /* translates n sources as qkv translate: text[i] (qkv_free), score[i], tlen[i] target
+     * tokens; INVALID_ARG for options the model refuses */
+    qkv_status (*translate)(void *user, const serve_translate_opts *o, int32_t *const *ids,
+                            const int64_t *lens, size_t n, char **text, float *score, int64_t *tlen,
+                            char *err);
     /* the Prometheus text of /metrics (malloc'd), or NULL */
     char *(*metrics_text)(void *user);
 } serve_backend;
@@ -126,10 +159,23 @@ enum serve_route {
     ROUTE_TOKENIZE,
     ROUTE_MODELS,
     ROUTE_METRICS,
+    ROUTE_CLASSIFY,
+    ROUTE_TRANSLATE,
     ROUTE_OTHER,
     ROUTE_COUNT_
 };
-enum serve_token_kind { TOKENS_EMBEDDING, TOKENS_PROMPT, TOKENS_COMPLETION, TOKENS_COUNT_ };
+enum serve_token_kind {
+    TOKENS_EMBEDDING,
+    TOKENS_PROMPT,
+    TOKENS_COMPLETION,
+    TOKENS_CLASSIFY,
+    TOKENS_SOURCE, /* translation sources */
+    TOKENS_TARGET, /* translations */
+    TOKENS_COUNT_
+};
+/* What a batched forward computed: embeddings, classifications, or one decode step of the
+ * concurrent completions. */
+enum serve_batch_kind { BATCH_EMBED, BATCH_CLASSIFY, BATCH_DECODE, BATCH_COUNT_ };
 enum { SERVE_LAT_BUCKETS = 13, SERVE_BATCH_BUCKETS = 9, SERVE_CODES = 14 };
 
 typedef struct serve_metrics {
@@ -139,8 +185,9 @@ typedef struct serve_metrics {
     double lat_sum[ROUTE_COUNT_];
     uint64_t lat_count[ROUTE_COUNT_];
     uint64_t tokens[TOKENS_COUNT_];
-    uint64_t batch_seq_bucket[SERVE_BATCH_BUCKETS], batch_req_bucket[SERVE_BATCH_BUCKETS];
-    uint64_t batch_seq_sum, batch_req_sum, batches;
+    uint64_t batch_seq_bucket[BATCH_COUNT_][SERVE_BATCH_BUCKETS];
+    uint64_t batch_req_bucket[BATCH_COUNT_][SERVE_BATCH_BUCKETS];
+    uint64_t batch_seq_sum[BATCH_COUNT_], batch_req_sum[BATCH_COUNT_], batches[BATCH_COUNT_];
     int64_t in_flight;
     uint64_t disconnects; /* requests ended by the client or a timeout before the reply */
 } serve_metrics;
@@ -150,8 +197,9 @@ void serve_metrics_destroy(serve_metrics *m);
 enum serve_route serve_route_of(const char *path);
 void serve_metrics_request(serve_metrics *m, enum serve_route route, int status, double seconds);
 void serve_metrics_tokens(serve_metrics *m, enum serve_token_kind kind, uint64_t n);
-/* One forward of the batcher: how many sequences and requests it carried. */
-void serve_metrics_batch(serve_metrics *m, size_t sequences, size_t requests);
+/* One batched forward: how many sequences and requests it carried. */
+void serve_metrics_batch(serve_metrics *m, enum serve_batch_kind kind, size_t sequences,
+                         size_t requests);
 void serve_metrics_in_flight(serve_metrics *m, int delta);
 void serve_metrics_disconnect(serve_metrics *m);
 /* The Prometheus text exposition (malloc'd; NULL when out of memory). */

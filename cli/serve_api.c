@@ -210,8 +210,12 @@ static json_t *parse_object(const char *body, size_t len, serve_reply *r) {
 static const char *pick_model(json_t *root, const char *want, const char *what, serve_reply *r) {
     json_t *m = json_object_get(root, "model");
     if (!want) {
+        const char *opt = strcmp(what, "language model") == 0      ? "--lm DIR"
+                          : strcmp(what, "classifier") == 0        ? "--classifier DIR"
+                          : strcmp(what, "translation model") == 0 ? "--translator DIR"
+                                                                   : "--model DIR";
         serve_reply_error(r, 404, "model_not_found", "no %s is loaded: start qkv serve with %s",
-                          what, strcmp(what, "language model") == 0 ? "--lm DIR" : "--model DIR");
+                          what, opt);
         return NULL;
     }
     if (!m || json_is_null(m)) return want;
@@ -230,21 +234,23 @@ static const char *pick_model(json_t *root, const char *want, const char *what, 
 
 /* "input": a string or a non-empty array of strings, at most lim->max_inputs. Fills texts and
  * lens (malloc'd, pointing into root). Returns the count, or 0 after an error reply. */
-static size_t get_texts(json_t *root, const char *field, const serve_limits *lim,
-                        const char ***texts, size_t **lens, serve_reply *r) {
-    json_t *in = json_object_get(root, field);
+/* "input": a string (one input) or a non-empty array of at most lim->max_inputs. Returns the
+ * count (*in the field), or 0 after an error reply. */
+static size_t count_inputs(json_t *root, const char *field, const serve_limits *lim, json_t **in,
+                           serve_reply *r) {
     size_t n;
-    if (!in) {
+    *in = json_object_get(root, field);
+    if (!*in) {
         serve_reply_error(r, 400, "missing_field",
                           "'%s' is required: a string or an array of "
                           "strings",
                           field);
         return 0;
     }
-    if (json_is_string(in))
+    if (json_is_string(*in))
         n = 1;
-    else if (json_is_array(in))
-        n = json_array_size(in);
+    else if (json_is_array(*in))
+        n = json_array_size(*in);
     else {
         serve_reply_error(r, 400, "invalid_type", "'%s' must be a string or an array of strings",
                           field);
@@ -261,6 +267,14 @@ static size_t get_texts(json_t *root, const char *field, const serve_limits *lim
                           field, n, lim->max_inputs);
         return 0;
     }
+    return n;
+}
+
+static size_t get_texts(json_t *root, const char *field, const serve_limits *lim,
+                        const char ***texts, size_t **lens, serve_reply *r) {
+    json_t *in;
+    size_t n = count_inputs(root, field, lim, &in, r);
+    if (!n) return 0;
     *texts = malloc(n * sizeof **texts);
     *lens = malloc(n * sizeof **lens);
     if (!*texts || !*lens) {
@@ -505,6 +519,19 @@ static int get_number(json_t *root, const char *field, double lo, double hi, dou
     return 0;
 }
 
+/* A whole-number field in [lo, hi] (absent or null: def). 0, or -1 after an error reply. */
+static int get_whole(json_t *root, const char *field, int64_t lo, int64_t hi, int64_t def,
+                     int64_t *out, serve_reply *r) {
+    double v;
+    if (get_number(root, field, (double)lo, (double)hi, (double)def, &v, r)) return -1;
+    if (v != floor(v)) {
+        serve_reply_error(r, 400, "invalid_value", "'%s' must be a whole number", field);
+        return -1;
+    }
+    *out = (int64_t)v;
+    return 0;
+}
+
 /* A field that must be absent, null, or the given harmless value (the features qkv does not
  * have). 0, or -1 after an error reply. */
 static int refuse_unless(json_t *root, const char *field, json_t *harmless, const char *why,
@@ -599,13 +626,8 @@ static int parse_completion(const serve_backend *b, const serve_limits *lim, jso
         serve_reply_error(r, 400, "invalid_value", "'prompt' is empty");
         return -1;
     }
+    if (get_whole(root, "max_tokens", 1, lim->max_new_tokens, 16, &c->max_tokens, r)) return -1;
     double v;
-    if (get_number(root, "max_tokens", 1, (double)lim->max_new_tokens, 16, &v, r)) return -1;
-    if (v != floor(v)) {
-        serve_reply_error(r, 400, "invalid_value", "'max_tokens' must be a whole number");
-        return -1;
-    }
-    c->max_tokens = (int64_t)v;
     if (get_number(root, "temperature", 0, 2, 1, &v, r)) return -1;
     c->temperature = (float)v;
     if (get_number(root, "top_p", 0, 1, 1, &v, r)) return -1;
@@ -784,20 +806,241 @@ done:
     json_decref(root);
 }
 
+/* ---------------------------------------------------------------- /classify */
+
+/* "input": a text, or an array whose items are texts or [text, text_pair] arrays. Fills the
+ * four arrays (malloc'd, pointing into root; pairs[i] NULL: no pair). Returns the count, or 0
+ * after an error reply. */
+static size_t get_cls_inputs(json_t *root, const serve_limits *lim, const char ***texts,
+                             size_t **lens, const char ***pairs, size_t **pair_lens,
+                             serve_reply *r) {
+    json_t *in;
+    size_t n = count_inputs(root, "input", lim, &in, r);
+    if (!n) return 0;
+    *texts = calloc(n, sizeof **texts);
+    *pairs = calloc(n, sizeof **pairs);
+    *lens = calloc(n, sizeof **lens);
+    *pair_lens = calloc(n, sizeof **pair_lens);
+    int ok = *texts && *pairs && *lens && *pair_lens;
+    if (!ok) serve_reply_error(r, 500, "out_of_memory", "out of memory for %zu inputs", n);
+    for (size_t i = 0; ok && i < n; i++) {
+        json_t *t = json_is_string(in) ? in : json_array_get(in, i), *p = NULL;
+        if (json_is_array(t) && json_array_size(t) == 2) {
+            p = json_array_get(t, 1);
+            t = json_array_get(t, 0);
+        }
+        if (!json_is_string(t) || (p && !json_is_string(p))) {
+            serve_reply_error(r, 400, "invalid_type",
+                              "'input[%zu]' must be a string or a [text, text_pair] array of two "
+                              "strings",
+                              i);
+            ok = 0;
+            break;
+        }
+        (*texts)[i] = json_string_value(t);
+        (*lens)[i] = json_string_length(t);
+        if (p) {
+            (*pairs)[i] = json_string_value(p);
+            (*pair_lens)[i] = json_string_length(p);
+        }
+    }
+    if (ok) return n;
+    free(*texts), free(*pairs), free(*lens), free(*pair_lens);
+    *texts = *pairs = NULL, *lens = *pair_lens = NULL;
+    return 0;
+}
+
+static void handle_classify(const serve_backend *b, const serve_limits *lim, const char *body,
+                            size_t len, serve_reply *r) {
+    json_t *root = parse_object(body, len, r);
+    if (!root) return;
+    const char **texts = NULL, **pairs = NULL;
+    size_t *lens = NULL, *pair_lens = NULL, n = 0;
+    int32_t *ids = NULL, *types = NULL;
+    int64_t *tok_lens = NULL, *idx = NULL, k = 0;
+    float *out = NULL;
+    char err[SERVE_ERR_LEN] = "";
+    const char *model = pick_model(root, b->cls_name, "classifier", r);
+    if (!model) goto done;
+    const int64_t NL = b->cls_labels;
+    if (get_whole(root, "top_k", 1, NL, NL, &k, r)) goto done;
+    json_t *lg = json_object_get(root, "logits");
+    if (lg && !json_is_null(lg) && !json_is_boolean(lg)) {
+        serve_reply_error(r, 400, "invalid_type", "'logits' must be true or false");
+        goto done;
+    }
+    if (!(n = get_cls_inputs(root, lim, &texts, &lens, &pairs, &pair_lens, r))) goto done;
+    qkv_status s =
+        b->cls_tokenize(b->user, texts, lens, pairs, pair_lens, n, &ids, &types, &tok_lens, err);
+    if (s != QKV_OK) {
+        serve_reply_error(r, s == QKV_ERR_NOMEM ? 500 : 400, "tokenize_failed", "%s", err);
+        goto done;
+    }
+    int64_t total = sum_lens(tok_lens, n);
+    if (over_token_limit(total, lim, r)) goto done;
+    out = malloc(n * (size_t)NL * sizeof *out);
+    idx = malloc((size_t)NL * sizeof *idx);
+    if (!out || !idx) {
+        serve_reply_error(r, 500, "out_of_memory", "out of memory for %zu inputs", n);
+        goto done;
+    }
+    s = b->classify(b->user, ids, types, tok_lens, n, lg && json_is_true(lg), out, err);
+    if (s != QKV_OK) {
+        serve_reply_error(r, 500, "classification_failed", "%s", err);
+        goto done;
+    }
+    sbuf o = {0};
+    sb_str(&o, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0; i < n; i++) {
+        const float *row = out + i * (size_t)NL;
+        cli_top_k(row, NL, k, idx); /* best first, as qkv classify ranks them */
+        const char *best = b->cls_label(b->user, idx[0]);
+        sb_printf(&o, "%s{\"object\":\"classification\",\"index\":%zu,\"label\":", i ? "," : "", i);
+        sb_json_string(&o, best, strlen(best));
+        sb_str(&o, ",\"score\":");
+        sb_float(&o, row[idx[0]]);
+        sb_str(&o, ",\"scores\":[");
+        for (int64_t j = 0; j < k; j++) {
+            const char *l = b->cls_label(b->user, idx[j]);
+            sb_str(&o, j ? ",{\"label\":" : "{\"label\":");
+            sb_json_string(&o, l, strlen(l));
+            sb_str(&o, ",\"score\":");
+            sb_float(&o, row[idx[j]]);
+            sb_put(&o, "}", 1);
+        }
+        sb_put(&o, "]}", 2);
+    }
+    finish_list(&o, model, total, r);
+done:
+    free(out), free(idx);
+    qkv_free(ids), qkv_free(types), qkv_free(tok_lens);
+    free(texts), free(lens), free(pairs), free(pair_lens);
+    json_decref(root);
+}
+
+/* ---------------------------------------------------------------- /translate */
+
+/* The decoding options of a /translate request; 0, or -1 after an error reply. */
+static int parse_translate_opts(json_t *root, const serve_limits *lim, serve_translate_opts *o,
+                                const char **prefix, serve_reply *r) {
+    memset(o, 0, sizeof *o);
+    o->no_repeat_ngram = -1;
+    if (get_whole(root, "beams", 1, SERVE_MAX_BEAMS, 0, &o->beams, r) ||
+        get_whole(root, "max_new_tokens", 1, lim->max_new_tokens, 0, &o->max_new_tokens, r) ||
+        get_whole(root, "max_length", 2, lim->max_new_tokens + 1, 0, &o->max_length, r) ||
+        get_whole(root, "no_repeat_ngram_size", 0, 1 << 20, -1, &o->no_repeat_ngram, r))
+        return -1;
+    json_t *lp = json_object_get(root, "length_penalty");
+    if (lp && !json_is_null(lp)) {
+        double v;
+        if (get_number(root, "length_penalty", -1e6, 1e6, 0, &v, r)) return -1;
+        o->length_penalty = (float)v;
+        o->has_length_penalty = 1;
+    }
+    json_t *p = json_object_get(root, "prefix");
+    if (p && !json_is_null(p)) {
+        if (!json_is_string(p)) {
+            serve_reply_error(r, 400, "invalid_type", "'prefix' must be a string");
+            return -1;
+        }
+        *prefix = json_string_value(p);
+    }
+    return 0;
+}
+
+static void handle_translate(const serve_backend *b, const serve_limits *lim, const char *body,
+                             size_t len, serve_reply *r) {
+    json_t *root = parse_object(body, len, r);
+    if (!root) return;
+    const char **texts = NULL;
+    size_t *lens = NULL, n = 0;
+    int32_t **ids = NULL;
+    int64_t *src_lens = NULL, *tlen = NULL;
+    char **text = NULL;
+    float *score = NULL;
+    char err[SERVE_ERR_LEN] = "";
+    serve_translate_opts opts;
+    const char *model = pick_model(root, b->mt_name, "translation model", r);
+    const char *prefix = b->mt_prefix ? b->mt_prefix : "";
+    if (!model || parse_translate_opts(root, lim, &opts, &prefix, r)) goto done;
+    if (!(n = get_texts(root, "input", lim, &texts, &lens, r))) goto done;
+    ids = calloc(n, sizeof *ids);
+    src_lens = calloc(n, sizeof *src_lens);
+    tlen = calloc(n, sizeof *tlen);
+    text = calloc(n, sizeof *text);
+    score = calloc(n, sizeof *score);
+    if (!ids || !src_lens || !tlen || !text || !score) {
+        serve_reply_error(r, 500, "out_of_memory", "out of memory for %zu inputs", n);
+        goto done;
+    }
+    int64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        qkv_status s =
+            b->mt_tokenize(b->user, prefix, texts[i], lens[i], &ids[i], &src_lens[i], err);
+        if (s != QKV_OK) {
+            serve_reply_error(r, s == QKV_ERR_NOMEM ? 500 : 400, "tokenize_failed", "%s", err);
+            goto done;
+        }
+        if (src_lens[i] < 1 || src_lens[i] > b->mt_max_source) {
+            serve_reply_error(r, 400, "context_length_exceeded",
+                              "'input[%zu]' has %lld tokens; the model takes 1 to %lld", i,
+                              (long long)src_lens[i], (long long)b->mt_max_source);
+            goto done;
+        }
+        total += src_lens[i];
+        if (over_token_limit(total, lim, r)) goto done;
+    }
+    qkv_status s = b->translate(b->user, &opts, ids, src_lens, n, text, score, tlen, err);
+    if (s != QKV_OK) {
+        serve_reply_error(r, s == QKV_ERR_INVALID_ARG ? 400 : 500,
+                          s == QKV_ERR_INVALID_ARG ? "invalid_value" : "translation_failed", "%s",
+                          err);
+        goto done;
+    }
+    int64_t out_total = 0;
+    sbuf o = {0};
+    sb_str(&o, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0; i < n; i++) {
+        sb_printf(&o, "%s{\"object\":\"translation\",\"index\":%zu,\"translation\":", i ? "," : "",
+                  i);
+        sb_json_string(&o, text[i], strlen(text[i]));
+        sb_str(&o, ",\"score\":");
+        sb_float(&o, score[i]);
+        sb_printf(&o, ",\"tokens\":%lld}", (long long)tlen[i]);
+        out_total += tlen[i];
+    }
+    sb_str(&o, "],\"model\":");
+    sb_json_string(&o, model, strlen(model));
+    sb_printf(&o,
+              ",\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld}"
+              "}\n",
+              (long long)total, (long long)out_total, (long long)(total + out_total));
+    reply_take(r, 200, &o);
+done:
+    for (size_t i = 0; ids && i < n; i++) free(ids[i]);
+    for (size_t i = 0; text && i < n; i++) qkv_free(text[i]);
+    free(ids), free(src_lens), free(tlen), free(text), free(score);
+    free(texts), free(lens);
+    json_decref(root);
+}
+
 /* ---------------------------------------------------------------- routing */
+
+static const char *const model_kinds[4] = {"embedding", "completion", "classification",
+                                           "translation"};
 
 static void handle_models(const serve_backend *b, serve_reply *r) {
     sbuf o = {0};
     sb_str(&o, "{\"object\":\"list\",\"data\":[");
-    const char *names[2] = {b->embed_name, b->lm_name};
+    const char *names[4] = {b->embed_name, b->lm_name, b->cls_name, b->mt_name};
     int k = 0;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 4; i++) {
         if (!names[i]) continue;
         sb_str(&o, k++ ? "," : "");
         sb_str(&o, "{\"id\":");
         sb_json_string(&o, names[i], strlen(names[i]));
         sb_printf(&o, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"qkv\",\"kind\":\"%s\"}",
-                  i == 0 ? "embedding" : "completion");
+                  model_kinds[i]);
     }
     sb_str(&o, "]}\n");
     reply_take(r, 200, &o);
@@ -810,7 +1053,8 @@ enum serve_route serve_route_of(const char *path) {
     } routes[] = {{"/health", ROUTE_HEALTH},           {"/v1/embeddings", ROUTE_EMBEDDINGS},
                   {"/embeddings", ROUTE_EMBEDDINGS},   {"/v1/completions", ROUTE_COMPLETIONS},
                   {"/completions", ROUTE_COMPLETIONS}, {"/tokenize", ROUTE_TOKENIZE},
-                  {"/v1/models", ROUTE_MODELS},        {"/metrics", ROUTE_METRICS}};
+                  {"/v1/models", ROUTE_MODELS},        {"/metrics", ROUTE_METRICS},
+                  {"/classify", ROUTE_CLASSIFY},       {"/translate", ROUTE_TRANSLATE}};
     if (!path) return ROUTE_OTHER;
     size_t len = strcspn(path, "?");
     for (size_t i = 0; i < sizeof routes / sizeof *routes; i++)
@@ -825,13 +1069,15 @@ void serve_handle(const serve_backend *b, const serve_limits *lim, const char *m
     enum serve_route route = serve_route_of(path);
     int get = method && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
     int post = method && strcmp(method, "POST") == 0;
-    int wants_post =
-        route == ROUTE_EMBEDDINGS || route == ROUTE_COMPLETIONS || route == ROUTE_TOKENIZE;
+    int wants_post = route == ROUTE_EMBEDDINGS || route == ROUTE_COMPLETIONS ||
+                     route == ROUTE_TOKENIZE || route == ROUTE_CLASSIFY || route == ROUTE_TRANSLATE;
     if (route == ROUTE_OTHER) {
-        serve_reply_error(r, 404, "not_found",
-                          "no route %.100s: POST /v1/embeddings, /v1/completions, /tokenize; "
-                          "GET /health, /v1/models, /metrics",
-                          path ? path : "");
+        serve_reply_error(
+            r, 404, "not_found",
+            "no route %.100s: POST /v1/embeddings, /v1/completions, /tokenize, /classify, "
+            "/translate; "
+            "GET /health, /v1/models, /metrics",
+            path ? path : "");
         return;
     }
     if (wants_post ? !post : !get) {
@@ -841,8 +1087,15 @@ void serve_handle(const serve_backend *b, const serve_limits *lim, const char *m
     }
     switch (route) {
     case ROUTE_HEALTH: {
-        sbuf o = {0};
-        sb_str(&o, "{\"status\":\"ok\"}\n");
+        sbuf o = {0}; /* the loaded models by kind */
+        sb_str(&o, "{\"status\":\"ok\",\"models\":{");
+        const char *names[4] = {b->embed_name, b->lm_name, b->cls_name, b->mt_name};
+        for (int i = 0, k = 0; i < 4; i++)
+            if (names[i]) {
+                sb_printf(&o, "%s\"%s\":", k++ ? "," : "", model_kinds[i]);
+                sb_json_string(&o, names[i], strlen(names[i]));
+            }
+        sb_str(&o, "}}\n");
         reply_take(r, 200, &o);
         return;
     }
@@ -862,6 +1115,8 @@ void serve_handle(const serve_backend *b, const serve_limits *lim, const char *m
     case ROUTE_EMBEDDINGS: handle_embeddings(b, lim, body, len, r); return;
     case ROUTE_TOKENIZE: handle_tokenize(b, lim, body, len, r); return;
     case ROUTE_COMPLETIONS: handle_completions(b, lim, body, len, r); return;
+    case ROUTE_CLASSIFY: handle_classify(b, lim, body, len, r); return;
+    case ROUTE_TRANSLATE: handle_translate(b, lim, body, len, r); return;
     default: return;
     }
 }

@@ -16,8 +16,11 @@ static const int batch_le[SERVE_BATCH_BUCKETS - 1] = {1, 2, 4, 8, 16, 32, 64, 12
 static const int codes[SERVE_CODES] = {200, 400, 401, 404, 405, 408, 413,
                                        415, 429, 431, 500, 503, 504, 0};
 static const char *const route_names[ROUTE_COUNT_] = {
-    "/health", "/v1/embeddings", "/v1/completions", "/tokenize", "/v1/models", "/metrics", "other"};
-static const char *const token_kinds[TOKENS_COUNT_] = {"embedding", "prompt", "completion"};
+    "/health",  "/v1/embeddings", "/v1/completions", "/tokenize", "/v1/models",
+    "/metrics", "/classify",      "/translate",      "other"};
+static const char *const token_kinds[TOKENS_COUNT_] = {
+    "embedding", "prompt", "completion", "classification", "translation_source", "translation"};
+static const char *const batch_kinds[BATCH_COUNT_] = {"embedding", "classification", "decode"};
 
 void serve_metrics_init(serve_metrics *m) {
     memset(m, 0, sizeof *m);
@@ -56,13 +59,14 @@ static int batch_bucket(size_t n) {
     return SERVE_BATCH_BUCKETS - 1;
 }
 
-void serve_metrics_batch(serve_metrics *m, size_t sequences, size_t requests) {
+void serve_metrics_batch(serve_metrics *m, enum serve_batch_kind kind, size_t sequences,
+                         size_t requests) {
     pthread_mutex_lock(&m->mu);
-    m->batch_seq_bucket[batch_bucket(sequences)]++;
-    m->batch_req_bucket[batch_bucket(requests)]++;
-    m->batch_seq_sum += sequences;
-    m->batch_req_sum += requests;
-    m->batches++;
+    m->batch_seq_bucket[kind][batch_bucket(sequences)]++;
+    m->batch_req_bucket[kind][batch_bucket(requests)]++;
+    m->batch_seq_sum[kind] += sequences;
+    m->batch_req_sum[kind] += requests;
+    m->batches[kind]++;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -174,14 +178,22 @@ char *serve_metrics_render(serve_metrics *m) {
     for (int k = 0; k < TOKENS_COUNT_; k++)
         put(&t, "qkv_serve_tokens_total{kind=\"%s\"} %llu\n", token_kinds[k],
             (unsigned long long)s.tokens[k]);
-    put(&t, "# HELP qkv_serve_batch_sequences Texts per forward pass of the embedding "
-            "batcher.\n# TYPE qkv_serve_batch_sequences histogram\n");
-    histogram(&t, "qkv_serve_batch_sequences", "", s.batch_seq_bucket, SERVE_BATCH_BUCKETS,
-              batch_le_s, (double)s.batch_seq_sum, s.batches);
-    put(&t, "# HELP qkv_serve_batch_requests Requests per forward pass of the embedding "
-            "batcher.\n# TYPE qkv_serve_batch_requests histogram\n");
-    histogram(&t, "qkv_serve_batch_requests", "", s.batch_req_bucket, SERVE_BATCH_BUCKETS,
-              batch_le_s, (double)s.batch_req_sum, s.batches);
+    static const char *const batch_help[2] = {
+        "qkv_serve_batch_sequences Sequences per batched forward pass, by kind: embedding and "
+        "classification (texts across requests), decode (concurrent completions per generation "
+        "step).",
+        "qkv_serve_batch_requests Requests per batched forward pass, by kind."};
+    for (int h = 0; h < 2; h++) {
+        const char *name = h ? "qkv_serve_batch_requests" : "qkv_serve_batch_sequences";
+        put(&t, "# HELP %s\n# TYPE %s histogram\n", batch_help[h], name);
+        for (int k = 0; k < BATCH_COUNT_; k++) {
+            char labels[64];
+            snprintf(labels, sizeof labels, "kind=\"%s\"", batch_kinds[k]);
+            histogram(&t, name, labels, h ? s.batch_req_bucket[k] : s.batch_seq_bucket[k],
+                      SERVE_BATCH_BUCKETS, batch_le_s,
+                      (double)(h ? s.batch_req_sum[k] : s.batch_seq_sum[k]), s.batches[k]);
+        }
+    }
     put(&t,
         "# HELP qkv_serve_requests_in_flight Requests being read, computed or sent.\n"
         "# TYPE qkv_serve_requests_in_flight gauge\nqkv_serve_requests_in_flight %lld\n",

@@ -291,3 +291,16 @@ void cli_warn_multiline(const char *cmd, const char *path, const qkv_labeled *d,
                 "--no-quotes\n",
                 cmd, path, (long long)n, (long long)first);
 }
+
+void cli_top_k(const float *row, int64_t n, int64_t k, int64_t *idx) {
+    for (int64_t j = 0; j < k; j++) {
+        int64_t best = -1;
+        for (int64_t c = 0; c < n; c++) {
+            int taken = 0;
+            for (int64_t q = 0; q < j && !taken; q++) taken = idx[q] == c;
+            if (!taken && (best < 0 || row[c] > row[best] || (isnan(row[best]) && !isnan(row[c]))))
+                best = c;
+        }
+        idx[j] = best;
+    }
+}

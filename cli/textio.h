@@ -61,6 +61,10 @@ void json_write_number(FILE *f, const char *fmt, double x);
  * literals (json_quote). */
 void json_printf(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The k best of row[0..n) into idx, best first; ties keep index order, NaN ranks last
+ * (qkv classify's and qkv serve's label ranking). */
+void cli_top_k(const float *row, int64_t n, int64_t k, int64_t *idx);
+
 /* Monotonic seconds. */
 double now_seconds(void);
 

@@ -344,6 +344,16 @@ QKV_API qkv_status qkv_classify_tokens(qkv_runtime *rt, const qkv_model *m, cons
 QKV_API qkv_status qkv_classify(qkv_runtime *rt, const qkv_model *m, const char *const *texts,
                                 const size_t *text_lens, const char *const *pairs,
                                 const size_t *pair_lens, size_t n, float *logits);
+/* The ids qkv_classify gives the model (arguments as qkv_classify): packed *ids and *type_ids
+ * [Σ lens], *lens [n], all freed with qkv_free. qkv_classify_tokens on them gives exactly
+ * qkv_classify's logits, so a caller can count or limit tokens, or batch several callers'
+ * inputs, first. UNSUPPORTED without a head or a tokenizer, INVALID_ARG, NOMEM; on failure all
+ * three are NULL. */
+QKV_API qkv_status qkv_classify_tokenize(qkv_runtime *rt, const qkv_model *m,
+                                         const char *const *texts, const size_t *text_lens,
+                                         const char *const *pairs, const size_t *pair_lens,
+                                         size_t n, int32_t **ids, int32_t **type_ids,
+                                         int64_t **lens);
 /* Scores [n, NL] from logits [n, NL] as transformers' text-classification pipeline gives them:
  * the identity when config.json's problem_type is "regression", the sigmoid of each logit for
  * multi-label heads and heads of one label (problem_type not given), else the softmax of each
@@ -438,6 +448,33 @@ QKV_API qkv_status qkv_lm_generate_tokens(qkv_runtime *rt, const qkv_lm *lm, con
                                           const int64_t *lens, size_t n, const qkv_sampling *opts,
                                           qkv_token_fn on_token, void *user, int32_t *out,
                                           int64_t *out_lens, qkv_generate_stats *stats);
+
+/* Continuous batching: independent generations that start and end at different times, decoded
+ * together. Each step is one forward over every sequence of the batch (a new sequence's whole
+ * prompt, one token for the others; linear layers as one GEMM over all rows, attention per
+ * sequence against its own KV cache), and a sequence's tokens are exactly those
+ * qkv_lm_generate_tokens gives its prompt alone with the same options. A batch is used by one
+ * thread at a time; the model may be shared. */
+typedef struct qkv_lm_batch qkv_lm_batch;
+#define QKV_LM_BATCH_MAX_STOP 16 /* stop tokens per sequence */
+QKV_API qkv_status qkv_lm_batch_create(const qkv_lm *lm, qkv_lm_batch **out);
+QKV_API void qkv_lm_batch_free(qkv_lm_batch *b);
+/* Adds the prompt ids[0..len) with its own options (as qkv_lm_generate_tokens with n = 1: seed
+ * is the sequence's, seeds[0] if given; the stop tokens are copied, at most
+ * QKV_LM_BATCH_MAX_STOP). *seq receives its handle (never reused by this batch). The prompt is
+ * fed at the next step. Errors as qkv_lm_generate_tokens's up-front ones, NOMEM. */
+QKV_API qkv_status qkv_lm_batch_add(qkv_lm_batch *b, const int32_t *ids, int64_t len,
+                                    const qkv_sampling *opts, size_t *seq);
+/* One step: one token for every sequence, given to on_token(user, handle, token) (may be NULL;
+ * nonzero ends that sequence). Sequences that ended (max_new_tokens, a stop token, on_token)
+ * are removed; their handles go to ended (room for qkv_lm_batch_size before the step; may be
+ * NULL), their count to *n_ended. On failure nothing is generated and the batch is as before. */
+QKV_API qkv_status qkv_lm_batch_step(qkv_runtime *rt, qkv_lm_batch *b, qkv_token_fn on_token,
+                                     void *user, size_t *ended, size_t *n_ended);
+/* Removes a sequence before it ends (NOT_FOUND for an unknown handle). */
+QKV_API qkv_status qkv_lm_batch_cancel(qkv_lm_batch *b, size_t seq);
+/* The sequences in the batch. */
+QKV_API size_t qkv_lm_batch_size(const qkv_lm_batch *b);
 
 /* ---------------------------------------------------------------- tokenizer */
 

@@ -159,10 +159,73 @@ static int print_field(const char *file, const char *path) {
     return rc;
 }
 
+/* A /classify reply as `qkv classify --all` prints it: per input, label<TAB>score... best
+ * first, the scores as float32 with %.7g (the reply's 9 digits give the float back). With
+ * `translations`: each data[i].translation on a line, as `qkv translate` prints them. */
+static int print_data(const char *file, int classify) {
+    json_error_t e;
+    json_t *r = json_load_file(file, 0, &e), *data = json_object_get(r, "data");
+    if (!json_is_array(data)) {
+        json_decref(r);
+        return fail("%s: no data array (%ld)", file, 0);
+    }
+    for (size_t i = 0; i < json_array_size(data); i++) {
+        json_t *d = json_array_get(data, i);
+        if (!classify) {
+            const char *t = json_string_value(json_object_get(d, "translation"));
+            printf("%s\n", t ? t : "(no translation)");
+            continue;
+        }
+        json_t *sc = json_object_get(d, "scores");
+        for (size_t k = 0; k < json_array_size(sc); k++) {
+            json_t *o = json_array_get(sc, k);
+            const char *l = json_string_value(json_object_get(o, "label"));
+            printf("%s%s\t%.7g", k ? "\t" : "", l ? l : "(no label)",
+                   (double)(float)json_number_value(json_object_get(o, "score")));
+        }
+        printf("\n");
+    }
+    json_decref(r);
+    return 0;
+}
+
+/* The lines of a text file as a JSON array for "input": strings, or with `pairs` [text,
+ * text_pair] arrays split at the first TAB (as qkv classify --pairs reads them). */
+static int print_inputs(const char *file, int pairs) {
+    FILE *f = fopen(file, "rb");
+    if (!f) return fail("%s: cannot open (%ld)", file, 0);
+    json_t *a = json_array();
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        if (n && line[n - 1] == '\n') line[--n] = '\0';
+        char *tab = pairs ? strchr(line, '\t') : NULL;
+        if (tab) {
+            *tab = '\0';
+            json_array_append_new(a, json_pack("[ss]", line, tab + 1));
+        } else
+            json_array_append_new(a, json_stringn(line, (size_t)n));
+    }
+    free(line);
+    fclose(f);
+    char *s = json_dumps(a, JSON_COMPACT);
+    printf("%s\n", s ? s : "null");
+    free(s);
+    json_decref(a);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 3 && strcmp(argv[1], "inputs") == 0)
+        return print_inputs(argv[2], argc > 3 && strcmp(argv[3], "pairs") == 0);
+    if (argc == 3 && strcmp(argv[1], "classify") == 0) return print_data(argv[2], 1);
+    if (argc == 3 && strcmp(argv[1], "translations") == 0) return print_data(argv[2], 0);
     if (argc >= 4 && strcmp(argv[1], "embeddings") == 0)
         return check_embeddings(argv[2], argv[3], argc > 4 ? atol(argv[4]) : 0);
     if (argc == 4 && strcmp(argv[1], "field") == 0) return print_field(argv[2], argv[3]);
-    fprintf(stderr, "usage: serve_check embeddings REPLY NPY [FIRST_ROW] | field FILE PATH\n");
+    fprintf(stderr,
+            "usage: serve_check embeddings REPLY NPY [FIRST_ROW] | field FILE PATH | classify "
+            "REPLY | translations REPLY | inputs FILE [pairs]\n");
     return 2;
 }

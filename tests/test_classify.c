@@ -158,6 +158,17 @@ static void test_model(const char *name, qkv_runtime *rt1, qkv_runtime *rt2) {
                   i, (long long)lens[i], (long long)want_lens[i]);
     CHECK_OK(qkv_classify_tokens(rt1, m, ids, types, lens, in.n, tl));
     CHECK_MSG(memcmp(tl, logits, nl * sizeof *tl) == 0, "%s: classify_tokens != classify", name);
+    /* qkv_classify_tokenize: the same ids, types and lengths as the tokenizer's */
+    int32_t *qids = NULL, *qtypes = NULL;
+    int64_t *qlens = NULL, total = 0;
+    CHECK_OK(qkv_classify_tokenize(rt2, m, (const char *const *)in.texts, NULL, pairs, NULL, in.n,
+                                   &qids, &qtypes, &qlens));
+    for (size_t i = 0; qlens && i < in.n; i++) total += lens[i];
+    CHECK_MSG(qlens && memcmp(qlens, lens, in.n * sizeof *lens) == 0 &&
+                  memcmp(qids, ids, (size_t)total * sizeof *ids) == 0 &&
+                  memcmp(qtypes, types, (size_t)total * sizeof *types) == 0,
+              "%s: qkv_classify_tokenize differs from the tokenizer", name);
+    qkv_free(qids), qkv_free(qtypes), qkv_free(qlens);
     if (!pairs) { /* without pairs every type id is 0: NULL gives the same */
         CHECK_OK(qkv_classify_tokens(rt2, m, ids, NULL, lens, in.n, t2));
         CHECK(memcmp(t2, logits, nl * sizeof *t2) == 0);
@@ -252,6 +263,11 @@ static void test_refused(qkv_runtime *rt) {
     CHECK(strstr(qkv_last_error(), "no classification head") != NULL);
     const char *text = "hello";
     CHECK_STATUS(qkv_classify(rt, m, &text, NULL, NULL, NULL, 1, out), QKV_ERR_UNSUPPORTED);
+    int32_t *ti = NULL, *tt = NULL;
+    int64_t *tn = NULL;
+    CHECK_STATUS(qkv_classify_tokenize(rt, m, &text, NULL, NULL, NULL, 1, &ti, &tt, &tn),
+                 QKV_ERR_UNSUPPORTED);
+    CHECK(!ti && !tt && !tn);
     CHECK(strstr(qkv_last_error(), "no classification head") != NULL);
     CHECK_STATUS(qkv_classify_scores(m, out, 1, out), QKV_ERR_UNSUPPORTED);
     qkv_model_free(m);

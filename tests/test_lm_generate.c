@@ -405,11 +405,183 @@ static void generate_nomem(void) {
     qkv_lm_free(lm);
 }
 
+/* ---------------------------------------------------------------- continuous batching */
+
+#define NB 6
+typedef struct {
+    int32_t tok[NB][64];
+    int64_t n[NB];
+    size_t handle[NB];
+    int end_after[NB]; /* on_token ends sequence i after this many tokens (0: never) */
+} batch_log;
+
+static int batch_on_token(void *user, size_t seq, int32_t tok) {
+    batch_log *l = user;
+    for (int i = 0; i < NB; i++)
+        if (l->handle[i] == seq) {
+            CHECK(l->n[i] < 64);
+            if (l->n[i] < 64) l->tok[i][l->n[i]++] = tok;
+            return l->end_after[i] && l->n[i] == l->end_after[i];
+        }
+    CHECK_MSG(0, "a token for an unknown handle %zu", seq);
+    return 1;
+}
+
+/* Sequences joining and leaving a qkv_lm_batch at different steps, with different options
+ * (greedy, sampled, a stop token, a sliding context, ended by the callback, cancelled): each
+ * one's tokens equal qkv_lm_generate_tokens on its prompt alone. */
+static void batch_decode(const char *name) {
+    char dir[512];
+    snprintf(dir, sizeof dir, FIXTURES "%s", name);
+    qkv_lm *lm = NULL;
+    qkv_runtime *rt = NULL;
+    CHECK_OK(qkv_lm_load(dir, &lm));
+    CHECK_OK(qkv_runtime_create(2, &rt));
+    if (!lm || !rt) return;
+    int32_t prompts[NB][8];
+    int64_t plen[NB] = {3, 8, 5, 1, 6, 4};
+    for (int i = 0; i < NB; i++)
+        for (int t = 0; t < 8; t++) prompts[i][t] = (int32_t)(3 + (i * 37 + t * 11) % 60);
+    qkv_sampling o[NB];
+    o[0] = greedy_opts(12);
+    o[1] = sampled_opts(7);
+    o[1].max_new_tokens = 20;
+    o[2] = sampled_opts(9);
+    o[3] = greedy_opts(30);
+    o[3].context = 8; /* slides */
+    o[3].overflow = QKV_CONTEXT_SLIDE;
+    o[4] = sampled_opts(11);
+    o[5] = greedy_opts(25);
+    /* the reference: each alone; sequence 2 stops at its 6th token (a stop token) */
+    int32_t want[NB][64];
+    int64_t want_n[NB];
+    int32_t stop = 0;
+    for (int i = 0; i < NB; i++) {
+        if (i == 2) {
+            CHECK_OK(qkv_lm_generate_tokens(rt, lm, prompts[i], &plen[i], 1, &o[i], NULL, NULL,
+                                            want[i], &want_n[i], NULL));
+            stop = want[i][5];
+            o[i].stop_tokens = &stop;
+            o[i].n_stop_tokens = 1;
+        }
+        CHECK_OK(qkv_lm_generate_tokens(rt, lm, prompts[i], &plen[i], 1, &o[i], NULL, NULL, want[i],
+                                        &want_n[i], NULL));
+    }
+    batch_log l;
+    memset(&l, 0, sizeof l);
+    l.end_after[4] = 5; /* the caller ends 4 after five tokens */
+    const int join_at[NB] = {0, 0, 3, 5, 5, 9};
+    int joined[NB] = {0}, ended[NB] = {0};
+    qkv_lm_batch *b = NULL;
+    CHECK_OK(qkv_lm_batch_create(lm, &b));
+    if (!b) return;
+    size_t max_size = 0;
+    for (int step = 0; step < 200; step++) {
+        for (int i = 0; i < NB; i++)
+            if (!joined[i] && join_at[i] == step) {
+                CHECK_OK(qkv_lm_batch_add(b, prompts[i], plen[i], &o[i], &l.handle[i]));
+                joined[i] = 1;
+            }
+        if (step == 7) { /* 1 is cancelled mid-way; an unknown handle is NOT_FOUND */
+            CHECK(qkv_lm_batch_cancel(b, 1000) == QKV_ERR_NOT_FOUND);
+            CHECK_OK(qkv_lm_batch_cancel(b, l.handle[1]));
+            ended[1] = 1;
+        }
+        if (qkv_lm_batch_size(b) > max_size) max_size = qkv_lm_batch_size(b);
+        if (qkv_lm_batch_size(b) == 0 && step > 9) break;
+        size_t out[NB], n_out = 9;
+        CHECK_OK(qkv_lm_batch_step(rt, b, batch_on_token, &l, out, &n_out));
+        for (size_t k = 0; k < n_out; k++)
+            for (int i = 0; i < NB; i++)
+                if (joined[i] && l.handle[i] == out[k]) ended[i]++;
+    }
+    CHECK(max_size >= 4);
+    for (int i = 0; i < NB; i++) {
+        CHECK_MSG(ended[i] == 1, "%s: sequence %d ended %d times", name, i, ended[i]);
+        int64_t n = i == 1 ? l.n[i] : i == 4 ? 5 : want_n[i]; /* 1 was cancelled after 7 */
+        if (i == 1) CHECK(l.n[1] == 7);
+        CHECK_MSG(l.n[i] == n && memcmp(l.tok[i], want[i], (size_t)n * sizeof(int32_t)) == 0,
+                  "%s: sequence %d: %lld tokens, want %lld, or different ones", name, i,
+                  (long long)l.n[i], (long long)n);
+    }
+    /* the stop token ended it (at its first draw) */
+    CHECK(want_n[2] >= 1 && want_n[2] <= 6 && want[2][want_n[2] - 1] == stop);
+    qkv_lm_batch_free(b);
+    qkv_runtime_free(rt);
+    qkv_lm_free(lm);
+}
+
+/* A batch's adds and steps with the Nth allocation failing, for every N: NOMEM, no leak, and a
+ * failed step leaves the batch able to go on. */
+static void batch_nomem(void) {
+    qkv_lm *lm = NULL;
+    qkv_runtime *rt = NULL;
+    CHECK_OK(qkv_lm_load(FIXTURES "llama_tiny", &lm));
+    CHECK_OK(qkv_runtime_create(1, &rt));
+    if (!lm || !rt) return;
+    int32_t ids[6] = {3, 4, 5, 6, 7, 8}, want[4], got[4];
+    int64_t len = 6, n_want = 0;
+    qkv_sampling o = sampled_opts(1);
+    o.max_new_tokens = 4;
+    CHECK_OK(qkv_lm_generate_tokens(rt, lm, ids, &len, 1, &o, NULL, NULL, want, &n_want, NULL));
+    qkv_allocator a = {fail_alloc, count_free, NULL};
+    int n = 0;
+    for (fail_at = 0;; fail_at++) {
+        n_alloc = n_free = 0;
+        qkv_set_allocator(&a);
+        qkv_lm_batch *b = NULL;
+        size_t h[2];
+        qkv_status s = qkv_lm_batch_create(lm, &b);
+        if (s == QKV_OK) s = qkv_lm_batch_add(b, ids, 6, &o, &h[0]);
+        if (s == QKV_OK) s = qkv_lm_batch_add(b, ids, 4, &o, &h[1]);
+        qkv_status first_fail = QKV_OK;
+        for (int step = 0; s == QKV_OK && qkv_lm_batch_size(b) > 0 && step < 20; step++) {
+            qkv_status t = qkv_lm_batch_step(rt, b, NULL, NULL, NULL, NULL);
+            if (t != QKV_OK && first_fail == QKV_OK) first_fail = t; /* the next step goes on */
+        }
+        qkv_lm_batch_free(b);
+        qkv_set_allocator(NULL);
+        if (s == QKV_OK && first_fail == QKV_OK) break;
+        n++;
+        qkv_status bad = s != QKV_OK ? s : first_fail;
+        CHECK_MSG(bad == QKV_ERR_NOMEM, "fail_at %d: status %d (%s)", n, (int)bad,
+                  qkv_last_error());
+        CHECK_MSG(n_alloc - 1 == n_free, "failure %d: %d allocations, %d frees", n, n_alloc,
+                  n_free);
+        if (n > 100000) break;
+    }
+    /* after a failed step, the same tokens: retry through a step that fails once */
+    qkv_lm_batch *b = NULL;
+    size_t h;
+    CHECK_OK(qkv_lm_batch_create(lm, &b));
+    CHECK_OK(qkv_lm_batch_add(b, ids, len, &o, &h));
+    batch_log l;
+    memset(&l, 0, sizeof l);
+    l.handle[0] = h;
+    for (int i = 1; i < NB; i++) l.handle[i] = (size_t)-1;
+    n_alloc = n_free = 0;
+    fail_at = 0;
+    qkv_set_allocator(&a);
+    qkv_status s = qkv_lm_batch_step(rt, b, batch_on_token, &l, NULL, NULL);
+    qkv_set_allocator(NULL);
+    CHECK(s == QKV_ERR_NOMEM && l.n[0] == 0);
+    while (qkv_lm_batch_size(b) > 0)
+        CHECK_OK(qkv_lm_batch_step(rt, b, batch_on_token, &l, NULL, NULL));
+    memcpy(got, l.tok[0], sizeof got);
+    CHECK(l.n[0] == n_want && memcmp(got, want, sizeof got) == 0);
+    qkv_lm_batch_free(b);
+    printf("batch: %d allocation failures injected, each NOMEM without a leak\n", n);
+    qkv_runtime_free(rt);
+    qkv_lm_free(lm);
+}
+
 int main(void) {
     test_use_arch_from_env();
     for (size_t i = 0; i < sizeof MODELS / sizeof *MODELS; i++) generation(MODELS[i]);
     processors();
     control();
     generate_nomem();
+    for (size_t i = 0; i < sizeof MODELS / sizeof *MODELS; i++) batch_decode(MODELS[i]);
+    batch_nomem();
     return test_finish("lm_generate");
 }

@@ -130,12 +130,14 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static void seq_release(seq_state *q) {
+    qkv__kv_cache_release(&q->kv);
+    qkv__free(q->hist);
+    qkv__free(q->seen);
+}
+
 static void gen_free(gen_state *g, size_t n) {
-    for (size_t i = 0; g->seqs && i < n; i++) {
-        qkv__kv_cache_release(&g->seqs[i].kv);
-        qkv__free(g->seqs[i].hist);
-        qkv__free(g->seqs[i].seen);
-    }
+    for (size_t i = 0; g->seqs && i < n; i++) seq_release(&g->seqs[i]);
     qkv__free(g->seqs);
     qkv__free(g->kvp);
     qkv__free(g->feed);
@@ -179,6 +181,29 @@ static qkv_status plan_context(const qkv_gpt_config *c, const int64_t *lens, siz
     return QKV_OK;
 }
 
+/* Sequence q: an empty cache of ctx tokens, the prompt ids[0..len) as its history (checked
+ * against the vocabulary; `which` numbers it in messages), room for max_new more. */
+static qkv_status seq_init(seq_state *q, const qkv_gpt_config *c, const int32_t *ids, int64_t len,
+                           int64_t max_new, int64_t ctx, size_t which) {
+    const int64_t V = c->vocab_size;
+    QKV_TRY(new_cache(c, &q->kv, ctx));
+    q->hist = qkv__calloc((size_t)(len + max_new), sizeof *q->hist);
+    q->seen = qkv__calloc((size_t)V, 1);
+    if (!q->hist || !q->seen)
+        return qkv__fail(QKV_ERR_NOMEM, "qkv_lm_generate_tokens: out of memory");
+    memcpy(q->hist, ids, sizeof *ids * (size_t)len);
+    for (int64_t t = 0; t < len; t++) {
+        if (ids[t] < 0 || ids[t] >= V)
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "qkv_lm_generate_tokens: prompt %zu token %lld = %d is outside "
+                             "the vocabulary [0, %lld)",
+                             which, (long long)t, ids[t], (long long)V);
+        q->seen[ids[t]] = 1;
+    }
+    q->n_hist = q->n_prompt = len;
+    return QKV_OK;
+}
+
 static qkv_status gen_init(gen_state *g, const qkv_gpt_config *c, const int32_t *ids,
                            const int64_t *lens, size_t n, const qkv_sampling *o, int64_t ctx) {
     const int64_t V = c->vocab_size;
@@ -197,21 +222,7 @@ static qkv_status gen_init(gen_state *g, const qkv_gpt_config *c, const int32_t 
         return qkv__fail(QKV_ERR_NOMEM, "qkv_lm_generate_tokens: out of memory");
     for (size_t s = 0; s < n; s++) {
         seq_state *q = &g->seqs[s];
-        QKV_TRY(new_cache(c, &q->kv, ctx));
-        q->hist = qkv__calloc((size_t)(lens[s] + o->max_new_tokens), sizeof *q->hist);
-        q->seen = qkv__calloc((size_t)V, 1);
-        if (!q->hist || !q->seen)
-            return qkv__fail(QKV_ERR_NOMEM, "qkv_lm_generate_tokens: out of memory");
-        memcpy(q->hist, ids, sizeof *ids * (size_t)lens[s]);
-        for (int64_t t = 0; t < lens[s]; t++) {
-            if (ids[t] < 0 || ids[t] >= V)
-                return qkv__fail(QKV_ERR_INVALID_ARG,
-                                 "qkv_lm_generate_tokens: prompt %zu token %lld = %d is outside "
-                                 "the vocabulary [0, %lld)",
-                                 s, (long long)t, ids[t], (long long)V);
-            q->seen[ids[t]] = 1;
-        }
-        q->n_hist = q->n_prompt = lens[s];
+        QKV_TRY(seq_init(q, c, ids, lens[s], o->max_new_tokens, ctx, s));
         q->seed = o->seeds ? o->seeds[s] : o->seed + (uint64_t)s;
         ids += lens[s];
     }
@@ -234,6 +245,21 @@ static void add_feed(gen_state *g, size_t s, int64_t *rows, int64_t *n_ids) {
     q->fed = q->n_hist;
     *n_ids += T;
     (*rows)++;
+}
+
+/* Row r of a pass's logits: sequence g->active[r]'s next token under o, appended to its
+ * history; the sequence is done after max_new_tokens or a stop token. */
+static int32_t take_token(gen_state *g, int64_t r, int64_t V, const qkv_sampling *o) {
+    seq_state *q = &g->seqs[g->active[r]];
+    int32_t tok = qkv__sample_token(g->logits + r * V, V, q->seen, o, q->seed, (uint64_t)q->n_gen,
+                                    g->scratch);
+    q->hist[q->n_hist++] = tok;
+    q->seen[tok] = 1;
+    q->n_gen++;
+    if (q->n_gen == o->max_new_tokens) q->done = 1;
+    for (size_t i = 0; i < o->n_stop_tokens; i++)
+        if (tok == o->stop_tokens[i]) q->done = 1;
+    return tok;
 }
 
 qkv_status qkv_lm_generate_tokens(qkv_runtime *rt, const qkv_lm *lm, const int32_t *ids,
@@ -270,16 +296,9 @@ qkv_status qkv_lm_generate_tokens(qkv_runtime *rt, const qkv_lm *lm, const int32
         for (int64_t r = 0; st == QKV_OK && r < rows; r++) {
             size_t s = g.active[r];
             seq_state *q = &g.seqs[s];
-            int32_t tok = qkv__sample_token(g.logits + r * V, V, q->seen, opts, q->seed,
-                                            (uint64_t)q->n_gen, g.scratch);
-            q->hist[q->n_hist++] = tok;
-            q->seen[tok] = 1;
-            if (out) out[s * (size_t)opts->max_new_tokens + (size_t)q->n_gen] = tok;
-            q->n_gen++;
+            int32_t tok = take_token(&g, r, V, opts);
+            if (out) out[s * (size_t)opts->max_new_tokens + (size_t)q->n_gen - 1] = tok;
             if (out_lens) out_lens[s] = q->n_gen;
-            if (q->n_gen == opts->max_new_tokens) q->done = 1;
-            for (size_t i = 0; i < opts->n_stop_tokens; i++)
-                if (tok == opts->stop_tokens[i]) q->done = 1;
             if (on_token && on_token(user, s, tok)) q->done = 1;
         }
         double dt = now_seconds() - t0;
@@ -294,4 +313,180 @@ qkv_status qkv_lm_generate_tokens(qkv_runtime *rt, const qkv_lm *lm, const int32
     gen_free(&g, n);
     if (stats) QKV__STRUCT_OUT(qkv_generate_stats, stats, &gs);
     return st;
+}
+
+/* ---------------------------------------------------------------- continuous batching */
+
+/* Sequences that come and go: the state of qkv_lm_generate_tokens, grown and compacted as
+ * sequences are added and end; each keeps its own options (and a copy of its stop tokens). */
+struct qkv_lm_batch {
+    const qkv_lm *lm;
+    gen_state g;       /* seqs [cap]; kvp, feed_lens, active, logits sized for cap rows */
+    qkv_sampling *opt; /* [cap] */
+    int32_t *stops;    /* [cap * QKV_LM_BATCH_MAX_STOP] the stop tokens opt[i] points into */
+    size_t *ids;       /* [cap] the caller's handle of each sequence */
+    int64_t *prev_fed, *prev_len; /* [cap] restored when a step fails */
+    size_t n, cap, next_id;
+    int64_t feed_cap; /* ints in g.feed */
+    int64_t sum_ctx;  /* the live sequences' cache sizes: the most one pass feeds */
+};
+
+qkv_status qkv_lm_batch_create(const qkv_lm *lm, qkv_lm_batch **out) {
+    if (!lm || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_lm_batch_create: NULL argument");
+    *out = NULL;
+    qkv_lm_batch *b = qkv__calloc(1, sizeof *b);
+    if (!b || !(b->g.scratch = qkv__alloc(qkv__sample_scratch_size(lm->gpt->cfg.vocab_size)))) {
+        qkv__free(b);
+        return qkv__fail(QKV_ERR_NOMEM, "qkv_lm_batch_create: out of memory");
+    }
+    b->lm = lm;
+    *out = b;
+    return QKV_OK;
+}
+
+void qkv_lm_batch_free(qkv_lm_batch *b) {
+    if (!b) return;
+    gen_free(&b->g, b->n);
+    qkv__free(b->opt), qkv__free(b->stops), qkv__free(b->ids);
+    qkv__free(b->prev_fed), qkv__free(b->prev_len);
+    qkv__free(b);
+}
+
+size_t qkv_lm_batch_size(const qkv_lm_batch *b) { return b ? b->n : 0; }
+
+/* *p: a new block of new_size bytes holding the old block's first old_size; 0 when out of
+ * memory (then *p is unchanged). */
+static int regrow(void **p, size_t old_size, size_t new_size) {
+    void *q = qkv__alloc(new_size);
+    if (!q) return 0;
+    if (*p && old_size) memcpy(q, *p, old_size);
+    qkv__free(*p);
+    *p = q;
+    return 1;
+}
+
+/* Room for one more sequence. */
+static qkv_status batch_grow(qkv_lm_batch *b) {
+    if (b->n < b->cap) return QKV_OK;
+    const size_t cap = b->cap ? 2 * b->cap : 8;
+    const size_t V = (size_t)b->lm->gpt->cfg.vocab_size;
+#define GROW(field, count)                                                                         \
+    do {                                                                                           \
+        if (!regrow((void **)&(field), b->cap * (count) * sizeof *(field),                         \
+                    cap * (count) * sizeof *(field)))                                              \
+            return qkv__fail(QKV_ERR_NOMEM, "qkv_lm_batch_add: out of memory");                    \
+    } while (0)
+    GROW(b->g.seqs, 1);
+    GROW(b->g.kvp, 1);
+    GROW(b->g.feed_lens, 1);
+    GROW(b->g.active, 1);
+    GROW(b->g.logits, V);
+    GROW(b->opt, 1);
+    GROW(b->stops, QKV_LM_BATCH_MAX_STOP);
+    GROW(b->ids, 1);
+    GROW(b->prev_fed, 1);
+    GROW(b->prev_len, 1);
+#undef GROW
+    for (size_t i = 0; i < b->n; i++) /* the stop tokens moved */
+        b->opt[i].stop_tokens = b->stops + i * QKV_LM_BATCH_MAX_STOP;
+    b->cap = cap;
+    return QKV_OK;
+}
+
+qkv_status qkv_lm_batch_add(qkv_lm_batch *b, const int32_t *ids, int64_t len,
+                            const qkv_sampling *opts, size_t *seq) {
+    if (!b || !ids || !opts || !seq)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_lm_batch_add: NULL argument");
+    const qkv_gpt_config *c = &b->lm->gpt->cfg;
+    qkv_sampling o;
+    QKV_TRY(QKV__STRUCT_IN(qkv_sampling, &o, opts, NULL, "qkv_lm_batch_add: opts"));
+    QKV_TRY(qkv__sampling_check(&o, c->vocab_size));
+    if (o.n_stop_tokens > QKV_LM_BATCH_MAX_STOP)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_lm_batch_add: %zu stop tokens (at most %d)",
+                         o.n_stop_tokens, QKV_LM_BATCH_MAX_STOP);
+    int64_t ctx = 0;
+    QKV_TRY(plan_context(c, &len, 1, &o, &ctx));
+    QKV_TRY(batch_grow(b));
+    /* a pass feeds at most a cache's worth per sequence */
+    const int64_t need = b->sum_ctx + ctx;
+    if (need > b->feed_cap) {
+        if (!regrow((void **)&b->g.feed, 0, (size_t)need * sizeof *b->g.feed))
+            return qkv__fail(QKV_ERR_NOMEM, "qkv_lm_batch_add: out of memory");
+        b->feed_cap = need;
+    }
+    seq_state *q = &b->g.seqs[b->n];
+    memset(q, 0, sizeof *q);
+    qkv_status st = seq_init(q, c, ids, len, o.max_new_tokens, ctx, 0);
+    if (st != QKV_OK) {
+        seq_release(q);
+        return st;
+    }
+    q->seed = o.seeds ? o.seeds[0] : o.seed;
+    int32_t *stops = b->stops + b->n * QKV_LM_BATCH_MAX_STOP;
+    if (o.n_stop_tokens) memcpy(stops, o.stop_tokens, o.n_stop_tokens * sizeof *stops);
+    o.stop_tokens = stops;
+    o.seeds = NULL;
+    b->opt[b->n] = o;
+    b->ids[b->n] = *seq = b->next_id++;
+    b->sum_ctx += ctx;
+    b->n++;
+    return QKV_OK;
+}
+
+/* Removes sequence i (the last one takes its place). */
+static void batch_remove(qkv_lm_batch *b, size_t i) {
+    b->sum_ctx -= b->g.seqs[i].kv.cap;
+    seq_release(&b->g.seqs[i]);
+    size_t last = --b->n;
+    if (i == last) return;
+    b->g.seqs[i] = b->g.seqs[last];
+    b->ids[i] = b->ids[last];
+    b->opt[i] = b->opt[last];
+    b->opt[i].stop_tokens = b->stops + i * QKV_LM_BATCH_MAX_STOP;
+    memcpy(b->stops + i * QKV_LM_BATCH_MAX_STOP, b->stops + last * QKV_LM_BATCH_MAX_STOP,
+           QKV_LM_BATCH_MAX_STOP * sizeof *b->stops);
+}
+
+qkv_status qkv_lm_batch_cancel(qkv_lm_batch *b, size_t seq) {
+    for (size_t i = 0; b && i < b->n; i++)
+        if (b->ids[i] == seq) {
+            batch_remove(b, i);
+            return QKV_OK;
+        }
+    return qkv__fail(QKV_ERR_NOT_FOUND, "qkv_lm_batch_cancel: no sequence %zu in the batch", seq);
+}
+
+qkv_status qkv_lm_batch_step(qkv_runtime *rt, qkv_lm_batch *b, qkv_token_fn on_token, void *user,
+                             size_t *ended, size_t *n_ended) {
+    if (n_ended) *n_ended = 0;
+    if (!b) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_lm_batch_step: NULL batch");
+    if (b->n == 0) return QKV_OK;
+    const int64_t V = b->lm->gpt->cfg.vocab_size;
+    int64_t rows = 0, n_ids = 0;
+    for (size_t s = 0; s < b->n; s++) {
+        b->prev_fed[s] = b->g.seqs[s].fed;
+        b->prev_len[s] = b->g.seqs[s].kv.len;
+        add_feed(&b->g, s, &rows, &n_ids);
+    }
+    qkv_status st =
+        qkv__gpt_forward(rt, b->lm->gpt, b->g.kvp, b->g.feed, b->g.feed_lens, rows, 0, b->g.logits);
+    if (st != QKV_OK) { /* as before the step: the next one feeds the same tokens again */
+        for (size_t s = 0; s < b->n; s++) {
+            b->g.seqs[s].fed = b->prev_fed[s];
+            b->g.seqs[s].kv.len = b->prev_len[s];
+        }
+        return st;
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        size_t s = b->g.active[r];
+        int32_t tok = take_token(&b->g, r, V, &b->opt[s]);
+        if (on_token && on_token(user, b->ids[s], tok)) b->g.seqs[s].done = 1;
+    }
+    for (size_t s = b->n; s-- > 0;) /* from the end: a removal moves the last one into s */
+        if (b->g.seqs[s].done) {
+            if (ended) ended[*n_ended] = b->ids[s];
+            if (n_ended) (*n_ended)++;
+            batch_remove(b, s);
+        }
+    return QKV_OK;
 }

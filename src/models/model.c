@@ -372,6 +372,24 @@ qkv_status qkv_classify(qkv_runtime *rt, const qkv_model *m, const char *const *
     return s;
 }
 
+qkv_status qkv_classify_tokenize(qkv_runtime *rt, const qkv_model *m, const char *const *texts,
+                                 const size_t *text_lens, const char *const *pairs,
+                                 const size_t *pair_lens, size_t n, int32_t **ids,
+                                 int32_t **type_ids, int64_t **lens) {
+    if (ids) *ids = NULL;
+    if (type_ids) *type_ids = NULL;
+    if (lens) *lens = NULL;
+    if (!ids || !type_ids || !lens || (n && !texts))
+        return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_classify_tokenize: NULL argument");
+    QKV_TRY(need_head(m, "qkv_classify_tokenize"));
+    if (!m->tok)
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "qkv_classify_tokenize: the model directory has no tokenizer "
+                         "(tokenizer.json, vocab.txt)");
+    return tokenize(rt, m, "qkv_classify_tokenize", texts, text_lens, pairs, pair_lens, n, ids,
+                    type_ids, lens);
+}
+
 /* σ(x) without overflow for either sign. */
 static double sigmoid(double x) {
     if (x >= 0) return 1.0 / (1.0 + exp(-x));

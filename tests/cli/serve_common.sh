@@ -16,6 +16,7 @@ check() { checks=$((checks + 1)); if ! eval "$1"; then echo "FAIL: $2"; fail=$((
 # start_server LOG ARGS...: starts qkv serve, sets $pid and $port (empty when it did not start)
 start_server() {
     local log=$1; shift
+    : > "$log" # emptied here: a log reused from an earlier server must not give its port
     "$qkv" serve "$@" > "$log" 2>&1 &
     pid=$!
     pids+=("$pid")

@@ -135,7 +135,7 @@ check 'grep -q "^qkv_serve_requests_total{route=\"/v1/embeddings\",code=\"200\"}
 check 'grep -q "^qkv_serve_requests_total{route=\"/v1/embeddings\",code=\"413\"} 2" "$tmp/metrics"' "metrics: two 413 counted"
 check 'grep -q "^qkv_serve_request_duration_seconds_bucket{route=\"/v1/embeddings\",le=\"+Inf\"} [1-9]" "$tmp/metrics"' "metrics: latency histogram"
 check 'grep -q "^qkv_serve_tokens_total{kind=\"embedding\"} [1-9]" "$tmp/metrics"' "metrics: tokens"
-check 'grep -q "^qkv_serve_batch_sequences_count [1-9]" "$tmp/metrics"' "metrics: batch sizes"
+check 'grep -q "^qkv_serve_batch_sequences_count{kind=\"embedding\"} [1-9]" "$tmp/metrics"' "metrics: batch sizes"
 check 'grep -q "^# TYPE qkv_serve_request_duration_seconds histogram" "$tmp/metrics"' "metrics: TYPE lines"
 
 kill -TERM "$pid"; wait "$pid"; rc=$?
@@ -170,7 +170,7 @@ for i in 0 1 2 3 4 0 1 4; do
     n=$((n + 1))
 done
 metric "${auth[@]}" > "$tmp/metrics"
-check 'grep -q "^qkv_serve_batch_requests_sum 8$" "$tmp/metrics" && grep -q "^qkv_serve_batch_requests_count 1$" "$tmp/metrics"' \
+check 'grep -q "^qkv_serve_batch_requests_sum{kind=\"embedding\"} 8$" "$tmp/metrics" && grep -q "^qkv_serve_batch_requests_count{kind=\"embedding\"} 1$" "$tmp/metrics"' \
     "the eight requests went through one forward: $(grep '^qkv_serve_batch_requests_[sc]' "$tmp/metrics" | tr '\n' ' ')"
 
 # SIGTERM while a request waits for its batch: it is answered, then the server exits 0

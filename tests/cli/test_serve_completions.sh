@@ -4,7 +4,9 @@
 # = the model's 384): the text equals qkv generate's for the same prompt and options (greedy,
 # sampled with a seed, token-id prompts), streaming (server-sent events) gives the same text
 # in pieces ending with [DONE], stop strings cut the text, every invalid field is a 4xx with
-# OpenAI's error shape, a client leaving mid-stream does not hurt the server, SIGTERM exits 0.
+# OpenAI's error shape, a client leaving mid-stream does not hurt the server, SIGTERM exits 0;
+# eight concurrent completions (decoded together, one forward per step) each equal qkv
+# generate's text alone.
 set -uo pipefail
 qkv=$1 src=$2 check_tool=$3
 source "$(dirname "$0")/serve_common.sh"
@@ -110,7 +112,73 @@ check 'grep -q "^qkv_serve_tokens_total{kind=\"completion\"} [1-9]" "$tmp/metric
     "metrics count prompt and completion tokens"
 check 'grep -q "^qkv_serve_requests_total{route=\"/v1/completions\",code=\"400\"} [1-9]" "$tmp/metrics"' "metrics count the 400s"
 
+# ---------------------------------------------------------------- decode steps batched
+# Concurrent completions are decoded together (one forward per step over all of them); each
+# text must be exactly qkv generate's for its prompt and options alone. Eight requests with
+# different prompts, lengths and options (greedy, seeded samples, two streamed).
+prompts=("The cat sat on" "Once upon a time" "It was" "A" "The quick brown fox jumps over the lazy" "We" "In the beginning there was" "Hello")
+max=(24 40 8 33 17 50 5 29)
+temps=(0 0.9 0 1.0 0.7 0 1.2 0)
+for i in "${!prompts[@]}"; do
+    o=(--prompt "${prompts[$i]}" --max-new-tokens "${max[$i]}")
+    [[ ${temps[$i]} != 0 ]] && o+=(--temperature "${temps[$i]}" --seed $((100 + i)))
+    want[$i]=$(gen_text "${o[@]}")
+done
+# concurrent_requests PREFIX: the eight at once (request i streamed when i is 1 or 4)
+concurrent_requests() {
+    local bg=()
+    for i in "${!prompts[@]}"; do
+        local body="{\"prompt\":\"${prompts[$i]}\",\"max_tokens\":${max[$i]},\"temperature\":${temps[$i]},\"seed\":$((100 + i))"
+        if [[ $i == 1 || $i == 4 ]]; then
+            curl -sN --data-binary "$body,\"stream\":true}" "http://127.0.0.1:$port/v1/completions" > "$tmp/$1$i.sse" &
+        else
+            curl -s -o "$tmp/$1$i.json" --data-binary "$body}" "http://127.0.0.1:$port/v1/completions" &
+        fi
+        bg+=($!)
+    done
+    wait "${bg[@]}"
+}
+# the text of a reply, or of a stream's events put together
+reply_text() {
+    if [[ -f "$tmp/$1.sse" ]]; then
+        local text= line t k=0
+        while IFS= read -r line; do
+            [[ $line == "data: {"* ]] || continue
+            printf '%s' "${line#data: }" > "$tmp/$1.ev$k.json"
+            t=$(field choices.0.text "$tmp/$1.ev$k.json"; printf x)
+            t=${t%x}
+            text+=${t%$'\n'}
+            k=$((k + 1))
+        done < "$tmp/$1.sse"
+        printf '%s' "$text"
+    else
+        field choices.0.text "$tmp/$1.json"
+    fi
+}
+# on this server, as they come (some overlap, some not): the same texts whatever the timing
+concurrent_requests a
+for i in "${!prompts[@]}"; do
+    got=$(reply_text a$i)
+    check '[[ "$got" == "${want[$i]}" ]]' "concurrent completion $i equals qkv generate's: '$got' vs '${want[$i]}'"
+done
 kill -TERM "$pid"; wait "$pid"; rc=$?
 check '[[ $rc -eq 0 ]] && grep -q stopped "$tmp/log"' "SIGTERM: exit 0 ($rc)"
+
+# a server that lets the eight gather (--batch-wait-ms, --decode-batch 8): the first step runs
+# all eight prompts in one forward, and sequences leave the batch as they end (5 tokens to 50)
+start_server "$tmp/log" --lm "$lm" --port 0 --max-new-tokens 64 --decode-batch 8 --batch-wait-ms 60000
+concurrent_requests b
+for i in "${!prompts[@]}"; do
+    got=$(reply_text b$i)
+    check '[[ "$got" == "${want[$i]}" ]]' "batched completion $i equals qkv generate's: '$got' vs '${want[$i]}'"
+done
+curl -s "http://127.0.0.1:$port/metrics" > "$tmp/metrics"
+le() { sed -n "s/^qkv_serve_batch_sequences_bucket{kind=\"decode\",le=\"$1\"} //p" "$tmp/metrics"; }
+check '[[ $(le 4) -lt $(le 8) ]]' \
+    "some decode steps carried more than four sequences: $(grep '^qkv_serve_batch_sequences_bucket{kind="decode"' "$tmp/metrics" | tr '\n' ' ')"
+check 'grep -q "^qkv_serve_batch_sequences_count{kind=\"decode\"} 50$" "$tmp/metrics"' \
+    "50 steps: the longest completion's tokens ($(grep '^qkv_serve_batch_sequences_count{kind="decode"' "$tmp/metrics"))"
+kill -TERM "$pid"; wait "$pid"; rc=$?
+check '[[ $rc -eq 0 ]]' "SIGTERM: exit 0 ($rc)"
 echo "serve_completions: $((checks - fail)) passed, $fail failed"
 [[ $fail -eq 0 ]]
