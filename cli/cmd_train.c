@@ -544,8 +544,11 @@ static void on_progress(const qkv_train_record *p, void *user) {
     const train_cfg *c = &r->c;
     long step = (long)p->step;
     r->ema_tps = r->ema_tps ? 0.9 * r->ema_tps + 0.1 * p->tokens_per_s : p->tokens_per_s;
+    /* the ETA from the mean step time of this run so far (a step's tokens vary for sentence
+     * pairs; length-grouped batches vary a lot from step to step) */
     char eta[32];
-    fmt_eta((double)(c->steps - step) * (double)(c->batch * c->seq * c->accum) / r->ema_tps, eta,
+    const long done = step - r->start_step;
+    fmt_eta(done > 0 ? (double)(c->steps - step) * p->elapsed_s / (double)done : 0, eta,
             sizeof eta);
     if (r->tty)
         fprintf(stderr, "\rstep %ld/%ld | loss %.4f | lr %.3g | %.0f tok/s | ETA %s   ", step,

@@ -1053,9 +1053,9 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
 #define HASH(h, x) ((h) = fnv((h), &(x), sizeof(x)))
 
 /* What the ranks must agree on, one word each (the names say which differs). */
-static const char *const AGREE[] = {"qkv version", "training options",
-                                    "model shape", "optimizer step",
-                                    "data",        "weights or optimizer state"};
+static const char *const AGREE[] = {
+    "qkv version, build or kernels", "training options", "model shape", "optimizer step", "data",
+    "weights or optimizer state"};
 #define N_AGREE (sizeof AGREE / sizeof *AGREE)
 
 /* Compares the ranks' options, model, state and data (hashes, all-gathered): INVALID_ARG
@@ -1067,6 +1067,11 @@ static qkv_status agree(loop *L) {
     const size_t sizes[] = {sizeof(qkv_train_options), sizeof(qkv_train_record),
                             sizeof(qkv_param_info)};
     h[0] = fnv(fnv(h[0], QKV_VERSION_STRING, strlen(QKV_VERSION_STRING)), sizes, sizeof sizes);
+    /* the build (compiler, build type, sanitizers, ISA kernels compiled in) and the kernels in
+     * use: ranks computing with other kernels would not sum to one process's gradients */
+    const char *build = qkv_build_info();
+    const int isa = (int)qkv_arch_active();
+    h[0] = fnv(fnv(h[0], build, strlen(build)), &isa, sizeof isa);
     const int64_t ints[] = {o->batch,          o->seq,        o->accum,          o->steps,
                             (int64_t)o->seed,  o->warmup,     (int64_t)o->decay, o->eval_every,
                             o->eval_batches,   o->save_every, o->keep,           o->mask_token_id,

@@ -9,7 +9,8 @@
 #   - a rank killed (SIGKILL) mid-run stops the job (no hang), the last checkpoint resumes to
 #     the uninterrupted run's weights; under --enable-recovery (mpirun leaves the others
 #     running) the watchdog (--mpi-timeout) stops them with a clear error;
-#   - ranks started with different options are refused at the start, exit 2;
+#   - ranks started with different options, or computing with other kernels (QKV_ARCH), are
+#     refused at the start, exit 2;
 #   - --zero 1 (ZeRO-1: AdamW's moments sharded): with --exact-reduce 1 on 2 and 3 ranks the
 #     single process's metrics and weights byte for byte (also a model whose blocks and flat
 #     buffer span several 4 MiB buckets), without it within 1e-6 relative; resumed across
@@ -146,6 +147,13 @@ check '[[ $rc -eq 2 ]] && grep -q "rank 1 and rank 0 differ in their training op
     "mismatched options: exit 2 ($rc): $(grep qkv: "$tmp/m.err" | head -2)"
 check '[[ ! -e $tmp/m/metrics.jsonl || ! -s $tmp/m/metrics.jsonl ]] && ! ls "$tmp"/m/ckpt_* >/dev/null 2>&1' \
     "mismatched options: nothing trained"
+# Ranks computing with other kernels (QKV_ARCH) would not sum to one process's gradients:
+# refused the same way (so would another build of qkv: the build line is in the same hash).
+mpirun --oversubscribe --allow-run-as-root -np 1 -x QKV_ARCH=avx2 "$qkv" train "${flags[@]}" \
+    --out "$tmp/isa" : -np 1 -x QKV_ARCH=scalar "$qkv" train "${flags[@]}" --out "$tmp/isa" \
+    >/dev/null 2>"$tmp/k.err"; rc=$?
+check '[[ $rc -eq 2 ]] && grep -q "rank 1 and rank 0 differ in their qkv version, build or kernels" "$tmp/k.err"' \
+    "mismatched kernels: exit 2 ($rc): $(grep "qkv" "$tmp/k.err" | tail -2)"
 
 echo "$checks checks, $fail failed"
 [[ $fail -eq 0 ]]
