@@ -550,3 +550,91 @@ void RK(rmsnorm_bwd_f32)(const float *dy, const float *x, const float *w, const 
                     vf_set1((float)(s2 / (double)n)));
     }
 }
+
+/* ---------------------------------------------------------------- decoding
+ *
+ * attn_decode: one query row against a short key list, as a decoder step needs it: no tiling,
+ * the scores of four keys at a time (four independent FMA chains), their softmax with the row
+ * kernels' exp and chunked sum, then the weighted values accumulated in registers, up to four
+ * vectors of the head at a time, scaled once by 1/Σ at the end. */
+
+/* (4 ≥ c keys) s[u] = scale · q·k_u over D */
+static inline void decode_dots(size_t c, size_t D, const float *q, const float *k, size_t ldk,
+                               float scale, float *s) {
+    vf a[4] = {vf_zero(), vf_zero(), vf_zero(), vf_zero()};
+    for (size_t d = 0; d < D; d += VW) {
+        const size_t w = D - d < VW ? D - d : VW;
+        const vf qv = ld(q + d, w, 0.0f);
+        for (size_t u = 0; u < c; u++) a[u] = vf_fma(qv, ld(k + u * ldk + d, w, 0.0f), a[u]);
+    }
+    for (size_t u = 0; u < c; u++) s[u] = vf_hsum(a[u]) * scale;
+}
+
+void RK(attn_decode_f32)(size_t H, size_t D, size_t n, const float *q, const float *k, size_t ldk,
+                         const float *v, size_t ldv, float scale, float *out, float *s) {
+    for (size_t h = 0; h < H; h++) {
+        const float *qh = q + h * D, *kh = k + h * D, *vh = v + h * D; /* (D), [n, ld] */
+        float *oh = out + h * D;                                       /* (D) */
+        size_t j = 0;
+        for (; j + 4 <= n; j += 4) decode_dots(4, D, qh, kh + j * ldk, ldk, scale, s + j);
+        if (j < n) decode_dots(n - j, D, qh, kh + j * ldk, ldk, scale, s + j);
+        row_args a = {.x = s, .out = s, .m = vf_set1(row_max(s, n))};
+        double l;
+        row_sum(T_EXP, &a, n, &l, NULL); /* s = e^(s - max), l = Σ */
+        const vf inv = vf_set1((float)(1.0 / l));
+        for (size_t d0 = 0; d0 < D; d0 += 4 * VW) { /* up to 4 vectors of the head per pass */
+            size_t w[4] = {0, 0, 0, 0}, nc = 0;
+            for (size_t d = d0; d < D && nc < 4; d += VW) w[nc++] = D - d < VW ? D - d : VW;
+            vf o[4] = {vf_zero(), vf_zero(), vf_zero(), vf_zero()};
+            for (size_t t = 0; t < n; t++) {
+                const vf p = vf_set1(s[t]);
+                const float *vt = vh + t * ldv + d0;
+                for (size_t c = 0; c < nc; c++) o[c] = vf_fma(p, ld(vt + c * VW, w[c], 0.0f), o[c]);
+            }
+            for (size_t c = 0; c < nc; c++) st(oh + d0 + c * VW, w[c], vf_mul(o[c], inv));
+        }
+    }
+}
+
+/* log_softmax_topk: the values are log_softmax_f32's, formed from (m, ls) by the same float
+ * operations; a block of 4 vectors is only looked at element by element when its largest value
+ * beats the current k-th (a tie cannot: the block's indices come later). */
+void RK(log_softmax_stats_f32)(const float *x, size_t n, float *m, double *ls) {
+    const float mx = row_max(x, n);
+    *m = mx;
+    *ls = -INFINITY;
+    if (mx == -INFINITY && row_all_neg_inf(x, n)) return; /* log_softmax_f32 gives all -inf */
+    row_args a = {.x = x, .m = vf_set1(mx)};
+    double s;
+    row_sum(T_EXP, &a, n, &s, NULL);
+    *ls = log(s);
+}
+
+void RK(log_softmax_topk_f32)(const float *x, size_t n, float m, double ls, float add, size_t k,
+                              float *val, int64_t *idx) {
+    const float lsf = (float)ls; /* as softmax_rows rounds it */
+    size_t have = 0, i = 0;
+    for (; i < n && have < k; i++) {
+        float y = (x[i] - m) - lsf;
+        y += add;
+        qkv__topk_offer(y, (int64_t)i, k, &have, val, idx);
+    }
+    const vf vm = vf_set1(m), vl = vf_set1(lsf), va = vf_set1(add);
+    float y[4 * VW];
+    for (; i + 4 * VW <= n; i += 4 * VW) {
+        vf t[4], mx = vf_set1(-INFINITY);
+        for (size_t u = 0; u < 4; u++) {
+            t[u] = vf_add(vf_sub(vf_sub(vf_load(x + i + u * VW), vm), vl), va);
+            mx = vf_max(t[u], mx); /* a NaN lane keeps mx */
+        }
+        if (!(vf_hmax(mx) > val[k - 1])) continue;
+        for (size_t u = 0; u < 4; u++) vf_store(y + u * VW, t[u]);
+        for (size_t c = 0; c < 4 * VW; c++)
+            qkv__topk_offer(y[c], (int64_t)(i + c), k, &have, val, idx);
+    }
+    for (; i < n; i++) {
+        float yi = (x[i] - m) - lsf;
+        yi += add;
+        qkv__topk_offer(yi, (int64_t)i, k, &have, val, idx);
+    }
+}

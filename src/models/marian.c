@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "io/json.h"
 #include "io/safetensors.h"
+#include "kernels/dispatch.h"
 #include "nn/nn.h"
 
 #include <jansson.h>
@@ -371,6 +372,20 @@ static qkv_status step_probs(qkv_runtime *rt, const attn_job *j, const qkv_atten
     return QKV_OK;
 }
 
+/* One decoder query [H, D] against d->kv_len keys and values [kv_len, H, D]: the decoding
+ * kernel (no tiling: one row against a short list), softmax(q·kᵀ / √D) v as
+ * qkv_attention_forward computes it for this descriptor. */
+static qkv_status decode_attention(const qkv_attention_desc *d, const float *q, const float *k,
+                                   const float *v, float *out) {
+    const size_t H = (size_t)d->n_heads, D = (size_t)d->head_dim, n = (size_t)d->kv_len;
+    float buf[1024], *scratch = n <= 1024 ? buf : qkv__alloc(n * sizeof(float)); /* [n] */
+    if (!scratch) return qkv__fail(QKV_ERR_NOMEM, "marian decode: out of memory");
+    qkv__kernels()->attn_decode_f32(H, D, n, q, k, H * D, v, H * D, 1.0f / sqrtf((float)D), out,
+                                    scratch);
+    if (scratch != buf) qkv__free(scratch);
+    return QKV_OK;
+}
+
 /* decoder self-attention: row r's new key/value appended to its cache, its query against it */
 static qkv_status self_one(qkv_runtime *rt, const attn_job *j, int64_t r) {
     const qkv_marian_config *c = &j->m->cfg;
@@ -380,7 +395,7 @@ static qkv_status self_one(qkv_runtime *rt, const attn_job *j, int64_t r) {
     memcpy(k + t * C, j->a->k + r * C, sizeof(float) * (size_t)C);
     memcpy(v + t * C, j->a->v + r * C, sizeof(float) * (size_t)C);
     const qkv_attention_desc d = desc(c->Hd, C / c->Hd, 1, t + 1);
-    QKV_TRY(qkv_attention_forward(rt, &d, j->a->q + r * C, k, v, j->a->att + r * C, NULL));
+    QKV_TRY(decode_attention(&d, j->a->q + r * C, k, v, j->a->att + r * C));
     if (!j->maps) return QKV_OK;
     const int64_t T = j->maps->T;
     return step_probs(rt, j, &d, j->a->q + r * C, k, j->maps->self + j->layer * c->Hd * T * T, T);
@@ -393,7 +408,7 @@ static qkv_status cross_one(qkv_runtime *rt, const attn_job *j, int64_t r) {
     const float *k = j->kv + (j->layer * 2 * j->kv_n + j->src_off[r]) * C;
     const float *v = k + j->kv_n * C;
     const qkv_attention_desc d = desc(c->Hd, C / c->Hd, 1, j->src_len[r]);
-    QKV_TRY(qkv_attention_forward(rt, &d, j->a->cq + r * C, k, v, j->a->catt + r * C, NULL));
+    QKV_TRY(decode_attention(&d, j->a->cq + r * C, k, v, j->a->catt + r * C));
     if (!j->maps) return QKV_OK;
     const int64_t T = j->maps->T, S = j->src_len[r];
     return step_probs(rt, j, &d, j->a->cq + r * C, k, j->maps->cross + j->layer * c->Hd * T * S, S);
