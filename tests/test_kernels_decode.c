@@ -2,7 +2,8 @@
  * scalar run checks the ref kernels):
  *   attn_decode_f32       against a plain double-precision attention written here, on head
  *                         counts 1..8, head dims 1..100 (every tail), 1..70 keys, padded key
- *                         strides, flat and very peaked scores (scale up to 50);
+ *                         strides, keys gathered through a row list (repeats included), flat
+ *                         and very peaked scores (scale up to 50);
  *   log_softmax_stats_f32 + log_softmax_topk_f32 against what beam search did before them:
  *                         log_softmax_f32 of the row, banned entries set to -inf, += add, and a
  *                         plain insertion top-k over the whole row — the same values bit for bit
@@ -32,44 +33,50 @@ static float urand(float lo, float hi) {
 /* ---------------------------------------------------------------- attn_decode */
 
 static void attn_plain(size_t H, size_t D, size_t n, const float *q, const float *k, size_t ldk,
-                       const float *v, size_t ldv, float scale, double *out) {
+                       const float *v, size_t ldv, const int64_t *rows, float scale, double *out) {
     double *s = malloc(n * sizeof *s);
     for (size_t h = 0; h < H; h++) {
         double m = -INFINITY, l = 0.0;
         for (size_t j = 0; j < n; j++) {
             double a = 0.0;
-            for (size_t d = 0; d < D; d++) a += (double)q[h * D + d] * k[j * ldk + h * D + d];
+            const size_t r = rows ? (size_t)rows[j] : j;
+            for (size_t d = 0; d < D; d++) a += (double)q[h * D + d] * k[r * ldk + h * D + d];
             s[j] = a * scale;
             if (s[j] > m) m = s[j];
         }
         for (size_t j = 0; j < n; j++) l += (s[j] = exp(s[j] - m));
         for (size_t d = 0; d < D; d++) {
             double o = 0.0;
-            for (size_t j = 0; j < n; j++) o += s[j] * v[j * ldv + h * D + d];
+            for (size_t j = 0; j < n; j++)
+                o += s[j] * v[(rows ? (size_t)rows[j] : j) * ldv + h * D + d];
             out[h * D + d] = o / l;
         }
     }
     free(s);
 }
 
-static void attn_case(const qkv_kernels *kt, size_t H, size_t D, size_t n, size_t pad,
-                      float scale) {
-    const size_t ld = H * D + pad;
-    float *q = calloc(H * D, sizeof *q), *k = calloc(n * ld, sizeof *k);
-    float *v = calloc(n * ld, sizeof *v), *out = calloc(H * D, sizeof *out);
+/* gather: the n keys are rows picked at random (repeats allowed) among 2n + 1 */
+static void attn_case(const qkv_kernels *kt, size_t H, size_t D, size_t n, size_t pad, float scale,
+                      int gather) {
+    const size_t ld = H * D + pad, nk = gather ? 2 * n + 1 : n;
+    float *q = calloc(H * D, sizeof *q), *k = calloc(nk * ld, sizeof *k);
+    float *v = calloc(nk * ld, sizeof *v), *out = calloc(H * D, sizeof *out);
     float *scratch = malloc(n * sizeof *scratch);
     double *want = malloc(H * D * sizeof *want);
+    int64_t *rows = gather ? malloc(n * sizeof *rows) : NULL;
+    for (size_t j = 0; gather && j < n; j++) rows[j] = (int64_t)(next_u64() % nk);
     for (size_t i = 0; i < H * D; i++) q[i] = urand(-1, 1);
-    for (size_t i = 0; i < n * ld; i++) k[i] = urand(-1, 1), v[i] = urand(-2, 2);
-    attn_plain(H, D, n, q, k, ld, v, ld, scale, want);
-    kt->attn_decode_f32(H, D, n, q, k, ld, v, ld, scale, out, scratch);
+    for (size_t i = 0; i < nk * ld; i++) k[i] = urand(-1, 1), v[i] = urand(-2, 2);
+    attn_plain(H, D, n, q, k, ld, v, ld, rows, scale, want);
+    kt->attn_decode_f32(H, D, n, q, k, ld, v, ld, rows, scale, out, scratch);
     double vmax = 0.0;
-    for (size_t i = 0; i < n * ld; i++) vmax = fabs(v[i]) > vmax ? fabs(v[i]) : vmax;
+    for (size_t i = 0; i < nk * ld; i++) vmax = fabs(v[i]) > vmax ? fabs(v[i]) : vmax;
     for (size_t i = 0; i < H * D; i++)
         CHECK_MSG(fabs(out[i] - want[i]) <= 2e-6 * vmax + 1e-7,
-                  "attn_decode H %zu D %zu n %zu pad %zu scale %g: out[%zu] = %.9g, want %.9g", H,
-                  D, n, pad, (double)scale, i, (double)out[i], want[i]);
-    free(q), free(k), free(v), free(out), free(scratch), free(want);
+                  "attn_decode H %zu D %zu n %zu pad %zu scale %g gather %d: out[%zu] = %.9g, "
+                  "want %.9g",
+                  H, D, n, pad, (double)scale, gather, i, (double)out[i], want[i]);
+    free(q), free(k), free(v), free(out), free(scratch), free(want), free(rows);
 }
 
 static void test_attn_decode(const qkv_kernels *kt) {
@@ -78,11 +85,12 @@ static void test_attn_decode(const qkv_kernels *kt) {
     for (size_t a = 0; a < sizeof Hs / sizeof *Hs; a++)
         for (size_t b = 0; b < sizeof Ds / sizeof *Ds; b++)
             for (size_t c = 0; c < sizeof ns / sizeof *ns; c++) {
-                attn_case(kt, Hs[a], Ds[b], ns[c], 0, 1.0f / sqrtf((float)Ds[b]));
-                attn_case(kt, Hs[a], Ds[b], ns[c], 3, 0.125f);
+                attn_case(kt, Hs[a], Ds[b], ns[c], 0, 1.0f / sqrtf((float)Ds[b]), 0);
+                attn_case(kt, Hs[a], Ds[b], ns[c], 3, 0.125f, 0);
+                attn_case(kt, Hs[a], Ds[b], ns[c], 1, 0.25f, 1);
             }
-    attn_case(kt, 8, 64, 40, 0, 50.0f); /* nearly one-hot weights */
-    attn_case(kt, 8, 64, 40, 0, 0.0f);  /* uniform weights */
+    attn_case(kt, 8, 64, 40, 0, 50.0f, 0); /* nearly one-hot weights */
+    attn_case(kt, 8, 64, 40, 0, 0.0f, 1);  /* uniform weights */
 }
 
 /* ---------------------------------------------------------------- log_softmax_topk */

@@ -555,40 +555,52 @@ void RK(rmsnorm_bwd_f32)(const float *dy, const float *x, const float *w, const 
  *
  * attn_decode: one query row against a short key list, as a decoder step needs it: no tiling,
  * the scores of four keys at a time (four independent FMA chains), their softmax with the row
- * kernels' exp and chunked sum, then the weighted values accumulated in registers, up to four
+ * kernels' exp and a float sum, then the weighted values accumulated in registers, up to four
  * vectors of the head at a time, scaled once by 1/Σ at the end. */
 
-/* (4 ≥ c keys) s[u] = scale · q·k_u over D */
-static inline void decode_dots(size_t c, size_t D, const float *q, const float *k, size_t ldk,
+/* (4 >= c keys) s[u] = scale · q·k_u over D, key u at kp[u] */
+static inline void decode_dots(size_t c, size_t D, const float *q, const float *const *kp,
                                float scale, float *s) {
     vf a[4] = {vf_zero(), vf_zero(), vf_zero(), vf_zero()};
     for (size_t d = 0; d < D; d += VW) {
         const size_t w = D - d < VW ? D - d : VW;
         const vf qv = ld(q + d, w, 0.0f);
-        for (size_t u = 0; u < c; u++) a[u] = vf_fma(qv, ld(k + u * ldk + d, w, 0.0f), a[u]);
+        for (size_t u = 0; u < c; u++) a[u] = vf_fma(qv, ld(kp[u] + d, w, 0.0f), a[u]);
     }
     for (size_t u = 0; u < c; u++) s[u] = vf_hsum(a[u]) * scale;
 }
 
 void RK(attn_decode_f32)(size_t H, size_t D, size_t n, const float *q, const float *k, size_t ldk,
-                         const float *v, size_t ldv, float scale, float *out, float *s) {
+                         const float *v, size_t ldv, const int64_t *rows, float scale, float *out,
+                         float *s) {
     for (size_t h = 0; h < H; h++) {
-        const float *qh = q + h * D, *kh = k + h * D, *vh = v + h * D; /* (D), [n, ld] */
-        float *oh = out + h * D;                                       /* (D) */
-        size_t j = 0;
-        for (; j + 4 <= n; j += 4) decode_dots(4, D, qh, kh + j * ldk, ldk, scale, s + j);
-        if (j < n) decode_dots(n - j, D, qh, kh + j * ldk, ldk, scale, s + j);
-        row_args a = {.x = s, .out = s, .m = vf_set1(row_max(s, n))};
-        double l;
-        row_sum(T_EXP, &a, n, &l, NULL); /* s = e^(s - max), l = Σ */
-        const vf inv = vf_set1((float)(1.0 / l));
+        const float *qh = q + h * D; /* (D) */
+        float *oh = out + h * D;     /* (D) */
+        for (size_t j = 0; j < n; j += 4) {
+            const size_t c = n - j < 4 ? n - j : 4;
+            const float *kp[4];
+            for (size_t u = 0; u < c; u++)
+                kp[u] = k + (rows ? (size_t)rows[j + u] : j + u) * ldk + h * D;
+            decode_dots(c, D, qh, kp, scale, s + j);
+        }
+        float mx = s[0];
+        for (size_t t = 1; t < n; t++) mx = s[t] > mx ? s[t] : mx;
+        const vf vm = vf_set1(mx);
+        vf sum = vf_zero(); /* s = e^(s - max), Σ in float: few keys */
+        for (size_t t = 0; t < n; t += VW) {
+            const size_t w = n - t < VW ? n - t : VW;
+            const vf e = v_exp(vf_sub(ld(s + t, w, 0.0f), vm));
+            st(s + t, w, e);
+            sum = vf_add(sum, vf_keep(e, w));
+        }
+        const vf inv = vf_set1(1.0f / vf_hsum(sum));
         for (size_t d0 = 0; d0 < D; d0 += 4 * VW) { /* up to 4 vectors of the head per pass */
             size_t w[4] = {0, 0, 0, 0}, nc = 0;
             for (size_t d = d0; d < D && nc < 4; d += VW) w[nc++] = D - d < VW ? D - d : VW;
             vf o[4] = {vf_zero(), vf_zero(), vf_zero(), vf_zero()};
             for (size_t t = 0; t < n; t++) {
                 const vf p = vf_set1(s[t]);
-                const float *vt = vh + t * ldv + d0;
+                const float *vt = v + (rows ? (size_t)rows[t] : t) * ldv + h * D + d0;
                 for (size_t c = 0; c < nc; c++) o[c] = vf_fma(p, ld(vt + c * VW, w[c], 0.0f), o[c]);
             }
             for (size_t c = 0; c < nc; c++) st(oh + d0 + c * VW, w[c], vf_mul(o[c], inv));

@@ -221,6 +221,7 @@ typedef struct {
     const int64_t *src_len; /* [n] */
     float *kv, *logits;     /* [Ld, 2, N, Q], [R, V] */
     sent *s;                /* [n] */
+    int group;              /* pool: a beam group per sentence (kv_cache.h), map the identity */
     int nthr;               /* threads of the beam updates; each has its own scratch: */
     int32_t *tmp_hist;      /* [nthr, 3 nb, L] */
     float *top_val;         /* [nthr, 2 K] (K = 2 nb) */
@@ -228,7 +229,11 @@ typedef struct {
 } dec_state;
 
 static void state_free(dec_state *d) {
-    for (int64_t r = 0; d->pool && r < d->R; r++) qkv__kv_cache_release(&d->pool[r]);
+    for (int64_t r = 0; d->pool && r < d->R; r++)
+        if (!d->group)
+            qkv__kv_cache_release(&d->pool[r]);
+        else if (r % d->nb == 0)
+            qkv__kv_group_release(&d->pool[r]);
     for (int64_t i = 0; d->s && i < d->n; i++) {
         sent *s = &d->s[i];
         qkv__free(s->run);
@@ -254,6 +259,7 @@ static qkv_status state_init(dec_state *d, const qkv_seq2seq *m, const int64_t *
         return qkv__fail(QKV_ERR_OVERFLOW, "qkv_seq2seq_generate: sizes overflow");
     d->R = (int64_t)R;
     d->nthr = nthr;
+    d->group = m->m && nb > 1; /* Marian's attention reads beam groups (T5's: plain caches) */
     d->pool = qkv__calloc(R, sizeof *d->pool);
     d->map = qkv__calloc(R, sizeof *d->map);
     d->kvp = qkv__calloc(R, sizeof *d->kvp);
@@ -290,8 +296,10 @@ static qkv_status state_init(dec_state *d, const qkv_seq2seq *m, const int64_t *
             s->run_score[b] = b ? -1.0e9f : 0.0f;
             s->fin_score[b] = -1.0e9f;
             d->map[i * nb + b] = i * nb + b;
-            QKV_TRY(qkv__kv_cache_init(&d->pool[i * nb + b], m->Ld, cap, m->H, m->D));
+            if (!d->group)
+                QKV_TRY(qkv__kv_cache_init(&d->pool[i * nb + b], m->Ld, cap, m->H, m->D));
         }
+        if (d->group) QKV_TRY(qkv__kv_group_init(&d->pool[i * nb], nb, m->Ld, cap, m->H, m->D));
     }
     return QKV_OK;
 }
@@ -304,9 +312,9 @@ static qkv_status step(qkv_runtime *rt, dec_state *d, int64_t cur, int64_t N, in
         if (d->s[i].done) continue;
         for (int64_t b = 0; b < d->nb; b++, R++) {
             qkv_kv_cache *kv = &d->pool[d->map[i * d->nb + b]];
-            if (kv->len == kv->cap) {
+            if (kv->len == kv->cap) { /* a group grows at its first beam, all beams at once */
                 int64_t cap = 2 * kv->cap < d->L - 1 ? 2 * kv->cap : d->L - 1;
-                QKV_TRY(qkv__kv_cache_reserve(kv, cap));
+                QKV_TRY(d->group ? qkv__kv_group_reserve(kv, cap) : qkv__kv_cache_reserve(kv, cap));
             }
             d->kvp[R] = kv;
             d->tok[R] = d->s[i].run[b * d->L + cur - 1];
@@ -435,17 +443,24 @@ static qkv_status beam_update(dec_state *d, sent *s, int64_t i, float *lg, int64
         memcpy(s->run + b * L, cand + ri[b] * L, sizeof(int32_t) * (size_t)(cur + 1));
         s->run_score[b] = rv[b];
     }
-    /* caches follow their hypotheses: a parent's cache goes to its first child, copies to the
-     * others */
+    /* caches follow their hypotheses. A beam group: every beam takes its parent's list of
+     * places (the keys stay where they are). Else a parent's cache goes to its first child,
+     * copies to the others. */
+    if (d->group) {
+        qkv_kv_cache *g = &d->pool[i * nb];
+        const size_t n = sizeof(int32_t) * (size_t)g[0].len;
+        for (int64_t b = 0; b < nb; b++) memcpy(hist + b * L, g[b].slot, n); /* [nb, L] */
+        for (int64_t b = 0; b < nb; b++) memcpy(g[b].slot, hist + parent[b] * L, n);
+    }
     int64_t *map = d->map + i * nb, nmap[1024], freec[1024], nfree = 0;
     uint8_t used[1024] = {0};
-    for (int64_t b = 0; b < nb; b++) {
+    for (int64_t b = 0; b < nb && !d->group; b++) {
         nmap[b] = used[parent[b]] ? -1 : map[parent[b]];
         used[parent[b]] = 1;
     }
-    for (int64_t p = 0; p < nb; p++)
+    for (int64_t p = 0; p < nb && !d->group; p++)
         if (!used[p]) freec[nfree++] = map[p];
-    for (int64_t b = 0; b < nb; b++)
+    for (int64_t b = 0; b < nb && !d->group; b++)
         if (nmap[b] < 0) {
             nmap[b] = freec[--nfree];
             qkv_kv_cache *dst = &d->pool[nmap[b]];
@@ -453,7 +468,7 @@ static qkv_status beam_update(dec_state *d, sent *s, int64_t i, float *lg, int64
             QKV_TRY(qkv__kv_cache_reserve(dst, src->cap));
             qkv__kv_cache_copy(dst, src);
         }
-    memcpy(map, nmap, sizeof(int64_t) * (size_t)nb);
+    if (!d->group) memcpy(map, nmap, sizeof(int64_t) * (size_t)nb);
     /* transformers' stopping conditions, per sentence */
     const int64_t next = cur + 1;
     const int64_t best_len =

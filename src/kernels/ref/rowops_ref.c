@@ -211,14 +211,15 @@ void qkv__rmsnorm_bwd_f32_ref(const float *dy, const float *x, const float *w, c
 /* ---------------------------------------------------------------- decoding */
 
 void qkv__attn_decode_f32_ref(size_t H, size_t D, size_t n, const float *q, const float *k,
-                              size_t ldk, const float *v, size_t ldv, float scale, float *out,
-                              float *scratch) {
+                              size_t ldk, const float *v, size_t ldv, const int64_t *rows,
+                              float scale, float *out, float *scratch) {
     for (size_t h = 0; h < H; h++) {
         const float *qh = q + h * D; /* (D) */
         double m = -INFINITY, l = 0.0;
         for (size_t j = 0; j < n; j++) { /* the scores, in double, rounded once into scratch */
             double s = 0.0;
-            for (size_t d = 0; d < D; d++) s += (double)qh[d] * (double)k[j * ldk + h * D + d];
+            for (size_t d = 0; d < D; d++)
+                s += (double)qh[d] * (double)k[(rows ? (size_t)rows[j] : j) * ldk + h * D + d];
             scratch[j] = (float)(s * scale);
             m = scratch[j] > m ? scratch[j] : m;
         }
@@ -229,7 +230,8 @@ void qkv__attn_decode_f32_ref(size_t H, size_t D, size_t n, const float *q, cons
         }
         for (size_t d = 0; d < D; d++) {
             double o = 0.0;
-            for (size_t j = 0; j < n; j++) o += (double)scratch[j] * (double)v[j * ldv + h * D + d];
+            for (size_t j = 0; j < n; j++)
+                o += (double)scratch[j] * (double)v[(rows ? (size_t)rows[j] : j) * ldv + h * D + d];
             out[h * D + d] = (float)(o / l);
         }
     }
