@@ -16,8 +16,12 @@
  * early-stopping heuristic. The -1e9 offsets are added in float as transformers adds them, so
  * scores and their order agree with it. A sentence stops when transformers' loop would no
  * longer change its best hypothesis, which is what it returns (num_return_sequences 1).
- * Reordered beams share caches copy-on-duplicate: a beam continuing its own parent keeps the
- * cache; only a parent chosen twice is copied. */
+ * Marian's beams of a sentence are one beam group (kv_cache.h): one key/value block, each beam
+ * a list of places, so a reorder copies lists, never keys. T5's beams (plain caches, which its
+ * relative-bias attention reads) share caches copy-on-duplicate: a beam continuing its own
+ * parent keeps the cache; only a parent chosen twice is copied. The sentences' beam updates
+ * run in parallel (each writes only its own sentence, its own caches and its thread's scratch);
+ * best_next selects candidates with the fused log-softmax top-k kernel. */
 #include "core/abi.h"
 #include "core/alloc.h"
 #include "core/error.h"
