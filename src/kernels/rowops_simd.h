@@ -558,16 +558,67 @@ void RK(rmsnorm_bwd_f32)(const float *dy, const float *x, const float *w, const 
  * kernels' exp and a float sum, then the weighted values accumulated in registers, up to four
  * vectors of the head at a time, scaled once by 1/Σ at the end. */
 
-/* (4 >= c keys) s[u] = scale · q·k_u over D, key u at kp[u] */
+/* (4 >= c keys) s[u] = scale · q·k_u over D, key u at kp[u]. Four keys (the usual case) keep
+ * their accumulators in named registers (an indexed array of them is spilled to the stack). */
 static inline void decode_dots(size_t c, size_t D, const float *q, const float *const *kp,
                                float scale, float *s) {
-    vf a[4] = {vf_zero(), vf_zero(), vf_zero(), vf_zero()};
-    for (size_t d = 0; d < D; d += VW) {
-        const size_t w = D - d < VW ? D - d : VW;
-        const vf qv = ld(q + d, w, 0.0f);
-        for (size_t u = 0; u < c; u++) a[u] = vf_fma(qv, ld(kp[u] + d, w, 0.0f), a[u]);
+    if (c == 4) {
+        vf a0 = vf_zero(), a1 = vf_zero(), a2 = vf_zero(), a3 = vf_zero();
+        size_t d = 0;
+        for (; d + VW <= D; d += VW) {
+            const vf qv = vf_load(q + d);
+            a0 = vf_fma(qv, vf_load(kp[0] + d), a0);
+            a1 = vf_fma(qv, vf_load(kp[1] + d), a1);
+            a2 = vf_fma(qv, vf_load(kp[2] + d), a2);
+            a3 = vf_fma(qv, vf_load(kp[3] + d), a3);
+        }
+        if (d < D) {
+            const size_t w = D - d;
+            const vf qv = vf_load_tail(q + d, w, 0.0f);
+            a0 = vf_fma(qv, vf_load_tail(kp[0] + d, w, 0.0f), a0);
+            a1 = vf_fma(qv, vf_load_tail(kp[1] + d, w, 0.0f), a1);
+            a2 = vf_fma(qv, vf_load_tail(kp[2] + d, w, 0.0f), a2);
+            a3 = vf_fma(qv, vf_load_tail(kp[3] + d, w, 0.0f), a3);
+        }
+        s[0] = vf_hsum(a0) * scale, s[1] = vf_hsum(a1) * scale;
+        s[2] = vf_hsum(a2) * scale, s[3] = vf_hsum(a3) * scale;
+        return;
     }
-    for (size_t u = 0; u < c; u++) s[u] = vf_hsum(a[u]) * scale;
+    for (size_t u = 0; u < c; u++) {
+        vf a = vf_zero();
+        for (size_t d = 0; d < D; d += VW) {
+            const size_t w = D - d < VW ? D - d : VW;
+            a = vf_fma(ld(q + d, w, 0.0f), ld(kp[u] + d, w, 0.0f), a);
+        }
+        s[u] = vf_hsum(a) * scale;
+    }
+}
+
+/* oh[0, w) = inv · Σ_t s[t] · v_t[0, w), w <= 4·VW, v_t at v + rows[t] (or t) · ldv; four
+ * full vectors in named registers, as above. */
+static inline void decode_acc(size_t n, size_t w, const float *s, const float *v, size_t ldv,
+                              const int64_t *rows, vf inv, float *oh) {
+    if (w == 4 * VW) {
+        vf o0 = vf_zero(), o1 = vf_zero(), o2 = vf_zero(), o3 = vf_zero();
+        for (size_t t = 0; t < n; t++) {
+            const vf p = vf_set1(s[t]);
+            const float *vt = v + (rows ? (size_t)rows[t] : t) * ldv;
+            o0 = vf_fma(p, vf_load(vt), o0);
+            o1 = vf_fma(p, vf_load(vt + VW), o1);
+            o2 = vf_fma(p, vf_load(vt + 2 * VW), o2);
+            o3 = vf_fma(p, vf_load(vt + 3 * VW), o3);
+        }
+        vf_store(oh, vf_mul(o0, inv)), vf_store(oh + VW, vf_mul(o1, inv));
+        vf_store(oh + 2 * VW, vf_mul(o2, inv)), vf_store(oh + 3 * VW, vf_mul(o3, inv));
+        return;
+    }
+    for (size_t d = 0; d < w; d += VW) {
+        const size_t k = w - d < VW ? w - d : VW;
+        vf o = vf_zero();
+        for (size_t t = 0; t < n; t++)
+            o = vf_fma(vf_set1(s[t]), ld(v + (rows ? (size_t)rows[t] : t) * ldv + d, k, 0.0f), o);
+        st(oh + d, k, vf_mul(o, inv));
+    }
 }
 
 void RK(attn_decode_f32)(size_t H, size_t D, size_t n, const float *q, const float *k, size_t ldk,
@@ -594,17 +645,9 @@ void RK(attn_decode_f32)(size_t H, size_t D, size_t n, const float *q, const flo
             sum = vf_add(sum, vf_keep(e, w));
         }
         const vf inv = vf_set1(1.0f / vf_hsum(sum));
-        for (size_t d0 = 0; d0 < D; d0 += 4 * VW) { /* up to 4 vectors of the head per pass */
-            size_t w[4] = {0, 0, 0, 0}, nc = 0;
-            for (size_t d = d0; d < D && nc < 4; d += VW) w[nc++] = D - d < VW ? D - d : VW;
-            vf o[4] = {vf_zero(), vf_zero(), vf_zero(), vf_zero()};
-            for (size_t t = 0; t < n; t++) {
-                const vf p = vf_set1(s[t]);
-                const float *vt = v + (rows ? (size_t)rows[t] : t) * ldv + h * D + d0;
-                for (size_t c = 0; c < nc; c++) o[c] = vf_fma(p, ld(vt + c * VW, w[c], 0.0f), o[c]);
-            }
-            for (size_t c = 0; c < nc; c++) st(oh + d0 + c * VW, w[c], vf_mul(o[c], inv));
-        }
+        for (size_t d0 = 0; d0 < D; d0 += 4 * VW) /* up to 4 vectors of the head per pass */
+            decode_acc(n, D - d0 < 4 * VW ? D - d0 : 4 * VW, s, v + h * D + d0, ldv, rows, inv,
+                       oh + d0);
     }
 }
 
