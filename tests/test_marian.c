@@ -38,6 +38,50 @@ static const s2s_setup SETUPS[] = {
     {"beam4_renorm_nr2", 4, 0, 2, 1.0f, QKV_EARLY_STOP_FALSE, 1},
 };
 
+/* The same teacher-forced decoding with the n rows as the beams of one group (kv_cache.h,
+ * started at 2 tokens and grown each step): halfway, row 0 takes row 1's place list and from
+ * then on row 1's tokens and source, as beam search reorders a beam. Its logits must be row
+ * 1's from then on, the others' their own. */
+static void check_group(qkv_runtime *rt, const qkv_marian *m, qkv_safetensors *st, const float *kv,
+                        int64_t N, const int64_t *off, const int64_t *lens, int64_t n) {
+    if (n < 2) return;
+    const qkv_marian_config *c = &m->cfg;
+    const int64_t C = c->C, V = c->Vd;
+    const qkv_st_tensor *td = s2s_tensor(st, "dec_ids");
+    const int64_t T = td->shape[1], t0 = T / 2;
+    const int32_t *dec = td->data;
+    const float *wl = fix_need(st, "dec_logits"); /* [n, T, V] */
+    qkv_kv_cache *g = calloc((size_t)n, sizeof *g);
+    qkv_kv_cache **kvp = calloc((size_t)n, sizeof *kvp);
+    int64_t *roff = calloc((size_t)n, sizeof *roff), *rlen = calloc((size_t)n, sizeof *rlen);
+    int64_t *src = calloc((size_t)n, sizeof *src); /* the source each row follows */
+    int32_t *tok = calloc((size_t)n, sizeof *tok);
+    float *logits = malloc(sizeof(float) * (size_t)(n * V));
+    CHECK_OK(qkv__kv_group_init(g, n, c->Ld, 2, c->Hd, C / c->Hd));
+    for (int64_t r = 0; r < n; r++) kvp[r] = &g[r], src[r] = r;
+    double worst = 0;
+    for (int64_t t = 0; t < T; t++) {
+        if (t == t0) { /* row 0 becomes a child of row 1 */
+            memcpy(g[0].slot, g[1].slot, sizeof(int32_t) * (size_t)t);
+            src[0] = 1;
+        }
+        CHECK_OK(qkv__kv_group_reserve(g, t + 1));
+        for (int64_t r = 0; r < n; r++)
+            tok[r] = dec[src[r] * T + t], roff[r] = off[src[r]], rlen[r] = lens[src[r]];
+        CHECK_OK(qkv__marian_decode_step(rt, m, kvp, tok, kv, N, roff, rlen, n, logits));
+        for (int64_t r = 0; r < n; r++) {
+            double e = fix_rel_err(logits + r * V, wl + (src[r] * T + t) * V, V);
+            worst = e > worst ? e : worst;
+            CHECK_MSG(e < 1e-4, "beam group: logits of row %lld step %lld: error %.3g",
+                      (long long)r, (long long)t, e);
+        }
+    }
+    printf("beam group: decoder logits error %.2g (row 0 reordered at step %lld)\n", worst,
+           (long long)t0);
+    qkv__kv_group_release(g);
+    free(g), free(kvp), free(roff), free(rlen), free(src), free(tok), free(logits);
+}
+
 /* encoder output and teacher-forced decoder logits through the internal API */
 static void check_forward(const char *name, qkv_runtime *rt) {
     char dir[512], path[512];
@@ -94,6 +138,7 @@ static void check_forward(const char *name, qkv_runtime *rt) {
         }
     }
     printf(", decoder logits error %.2g (%lld steps)\n", worst, (long long)T);
+    check_group(rt, m, st, kv, N, off, lens, n);
     /* hostile: a token outside the vocabulary, a row whose source is outside kv */
     tok[0] = (int32_t)V;
     CHECK_STATUS(qkv__marian_decode_step(rt, m, kvp, tok, kv, N, off, lens, n, logits),

@@ -78,6 +78,26 @@ typedef struct qkv_kernels {
     /* Fills the bf16-weight GEMM micro-kernel and blocks (kernels/gemm_bf16.h). avx512: the
      * vdpbf16ps kernel when CPUID reports AVX512_BF16, else the avx2 one. */
     void (*gemm_bf16_config)(struct qkv_gemm_bf16_config *cfg);
+
+    /* Decoding kernels (rowops; docs/KERNELS.md, "Decoding kernels"). */
+    /* Attention of one query row (a decoder step) over n >= 1 keys, per head h < H, key j
+     * being row r_j = rows ? rows[j] : j of k and v:
+     *   out[h*D + d] = Σ_j p_j · v[r_j*ldv + h*D + d],
+     *   p = softmax_j(scale · Σ_d q[h*D + d] · k[r_j*ldk + h*D + d]);
+     * q, out [H, D]; scratch holds n floats; out overlaps nothing. ref: double. */
+    void (*attn_decode_f32)(size_t H, size_t D, size_t n, const float *q, const float *k,
+                            size_t ldk, const float *v, size_t ldv, const int64_t *rows,
+                            float scale, float *out, float *scratch);
+    /* The pieces of log_softmax_f32 of one row x (n >= 1): *m = its max, *ls = log Σ e^(x-m),
+     * computed exactly as log_softmax_f32 computes them (same bits). */
+    void (*log_softmax_stats_f32)(const float *x, size_t n, float *m, double *ls);
+    /* With (m, ls) from log_softmax_stats_f32 of a row (both finite) and y_i = that row's
+     * log_softmax_f32 value at i computed from x[i] (x[i] may since have been set to -inf),
+     * plus add (a float addition): val, idx (k <= n) = the k largest y, descending, ties to the
+     * lower index; a NaN y is never preferred. The same bits and order as log_softmax_f32 then
+     * y += add then a selection over y. */
+    void (*log_softmax_topk_f32)(const float *x, size_t n, float m, double ls, float add, size_t k,
+                                 float *val, int64_t *idx);
 } qkv_kernels;
 
 /* Per-ISA tables. The ref table is complete; the others name only what they specialize. */

@@ -550,3 +550,146 @@ void RK(rmsnorm_bwd_f32)(const float *dy, const float *x, const float *w, const 
                     vf_set1((float)(s2 / (double)n)));
     }
 }
+
+/* ---------------------------------------------------------------- decoding
+ *
+ * attn_decode: one query row against a short key list, as a decoder step needs it: no tiling,
+ * the scores of four keys at a time (four independent FMA chains), their softmax with the row
+ * kernels' exp and a float sum, then the weighted values accumulated in registers, up to four
+ * vectors of the head at a time, scaled once by 1/Σ at the end. */
+
+/* (4 >= c keys) s[u] = scale · q·k_u over D, key u at kp[u]. Four keys (the usual case) keep
+ * their accumulators in named registers (an indexed array of them is spilled to the stack). */
+static inline void decode_dots(size_t c, size_t D, const float *q, const float *const *kp,
+                               float scale, float *s) {
+    if (c == 4) {
+        vf a0 = vf_zero(), a1 = vf_zero(), a2 = vf_zero(), a3 = vf_zero();
+        size_t d = 0;
+        for (; d + VW <= D; d += VW) {
+            const vf qv = vf_load(q + d);
+            a0 = vf_fma(qv, vf_load(kp[0] + d), a0);
+            a1 = vf_fma(qv, vf_load(kp[1] + d), a1);
+            a2 = vf_fma(qv, vf_load(kp[2] + d), a2);
+            a3 = vf_fma(qv, vf_load(kp[3] + d), a3);
+        }
+        if (d < D) {
+            const size_t w = D - d;
+            const vf qv = vf_load_tail(q + d, w, 0.0f);
+            a0 = vf_fma(qv, vf_load_tail(kp[0] + d, w, 0.0f), a0);
+            a1 = vf_fma(qv, vf_load_tail(kp[1] + d, w, 0.0f), a1);
+            a2 = vf_fma(qv, vf_load_tail(kp[2] + d, w, 0.0f), a2);
+            a3 = vf_fma(qv, vf_load_tail(kp[3] + d, w, 0.0f), a3);
+        }
+        s[0] = vf_hsum(a0) * scale, s[1] = vf_hsum(a1) * scale;
+        s[2] = vf_hsum(a2) * scale, s[3] = vf_hsum(a3) * scale;
+        return;
+    }
+    for (size_t u = 0; u < c; u++) {
+        vf a = vf_zero();
+        for (size_t d = 0; d < D; d += VW) {
+            const size_t w = D - d < VW ? D - d : VW;
+            a = vf_fma(ld(q + d, w, 0.0f), ld(kp[u] + d, w, 0.0f), a);
+        }
+        s[u] = vf_hsum(a) * scale;
+    }
+}
+
+/* oh[0, w) = inv · Σ_t s[t] · v_t[0, w), w <= 4·VW, v_t at v + rows[t] (or t) · ldv; four
+ * full vectors in named registers, as above. */
+static inline void decode_acc(size_t n, size_t w, const float *s, const float *v, size_t ldv,
+                              const int64_t *rows, vf inv, float *oh) {
+    if (w == 4 * VW) {
+        vf o0 = vf_zero(), o1 = vf_zero(), o2 = vf_zero(), o3 = vf_zero();
+        for (size_t t = 0; t < n; t++) {
+            const vf p = vf_set1(s[t]);
+            const float *vt = v + (rows ? (size_t)rows[t] : t) * ldv;
+            o0 = vf_fma(p, vf_load(vt), o0);
+            o1 = vf_fma(p, vf_load(vt + VW), o1);
+            o2 = vf_fma(p, vf_load(vt + 2 * VW), o2);
+            o3 = vf_fma(p, vf_load(vt + 3 * VW), o3);
+        }
+        vf_store(oh, vf_mul(o0, inv)), vf_store(oh + VW, vf_mul(o1, inv));
+        vf_store(oh + 2 * VW, vf_mul(o2, inv)), vf_store(oh + 3 * VW, vf_mul(o3, inv));
+        return;
+    }
+    for (size_t d = 0; d < w; d += VW) {
+        const size_t k = w - d < VW ? w - d : VW;
+        vf o = vf_zero();
+        for (size_t t = 0; t < n; t++)
+            o = vf_fma(vf_set1(s[t]), ld(v + (rows ? (size_t)rows[t] : t) * ldv + d, k, 0.0f), o);
+        st(oh + d, k, vf_mul(o, inv));
+    }
+}
+
+void RK(attn_decode_f32)(size_t H, size_t D, size_t n, const float *q, const float *k, size_t ldk,
+                         const float *v, size_t ldv, const int64_t *rows, float scale, float *out,
+                         float *s) {
+    for (size_t h = 0; h < H; h++) {
+        const float *qh = q + h * D; /* (D) */
+        float *oh = out + h * D;     /* (D) */
+        for (size_t j = 0; j < n; j += 4) {
+            const size_t c = n - j < 4 ? n - j : 4;
+            const float *kp[4];
+            for (size_t u = 0; u < c; u++)
+                kp[u] = k + (rows ? (size_t)rows[j + u] : j + u) * ldk + h * D;
+            decode_dots(c, D, qh, kp, scale, s + j);
+        }
+        float mx = s[0];
+        for (size_t t = 1; t < n; t++) mx = s[t] > mx ? s[t] : mx;
+        const vf vm = vf_set1(mx);
+        vf sum = vf_zero(); /* s = e^(s - max), Σ in float: few keys */
+        for (size_t t = 0; t < n; t += VW) {
+            const size_t w = n - t < VW ? n - t : VW;
+            const vf e = v_exp(vf_sub(ld(s + t, w, 0.0f), vm));
+            st(s + t, w, e);
+            sum = vf_add(sum, vf_keep(e, w));
+        }
+        const vf inv = vf_set1(1.0f / vf_hsum(sum));
+        for (size_t d0 = 0; d0 < D; d0 += 4 * VW) /* up to 4 vectors of the head per pass */
+            decode_acc(n, D - d0 < 4 * VW ? D - d0 : 4 * VW, s, v + h * D + d0, ldv, rows, inv,
+                       oh + d0);
+    }
+}
+
+/* log_softmax_topk: the values are log_softmax_f32's, formed from (m, ls) by the same float
+ * operations; a block of 4 vectors is only looked at element by element when its largest value
+ * beats the current k-th (a tie cannot: the block's indices come later). */
+void RK(log_softmax_stats_f32)(const float *x, size_t n, float *m, double *ls) {
+    const float mx = row_max(x, n);
+    *m = mx;
+    *ls = -INFINITY;
+    if (mx == -INFINITY && row_all_neg_inf(x, n)) return; /* log_softmax_f32 gives all -inf */
+    row_args a = {.x = x, .m = vf_set1(mx)};
+    double s;
+    row_sum(T_EXP, &a, n, &s, NULL);
+    *ls = log(s);
+}
+
+void RK(log_softmax_topk_f32)(const float *x, size_t n, float m, double ls, float add, size_t k,
+                              float *val, int64_t *idx) {
+    const float lsf = (float)ls; /* as softmax_rows rounds it */
+    size_t have = 0, i = 0;
+    for (; i < n && have < k; i++) {
+        float y = (x[i] - m) - lsf;
+        y += add;
+        qkv__topk_offer(y, (int64_t)i, k, &have, val, idx);
+    }
+    const vf vm = vf_set1(m), vl = vf_set1(lsf), va = vf_set1(add);
+    float y[4 * VW];
+    for (; i + 4 * VW <= n; i += 4 * VW) {
+        vf t[4], mx = vf_set1(-INFINITY);
+        for (size_t u = 0; u < 4; u++) {
+            t[u] = vf_add(vf_sub(vf_sub(vf_load(x + i + u * VW), vm), vl), va);
+            mx = vf_max(t[u], mx); /* a NaN lane keeps mx */
+        }
+        if (!(vf_hmax(mx) > val[k - 1])) continue;
+        for (size_t u = 0; u < 4; u++) vf_store(y + u * VW, t[u]);
+        for (size_t c = 0; c < 4 * VW; c++)
+            qkv__topk_offer(y[c], (int64_t)(i + c), k, &have, val, idx);
+    }
+    for (; i < n; i++) {
+        float yi = (x[i] - m) - lsf;
+        yi += add;
+        qkv__topk_offer(yi, (int64_t)i, k, &have, val, idx);
+    }
+}

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "io/json.h"
 #include "io/safetensors.h"
+#include "kernels/dispatch.h"
 #include "nn/nn.h"
 
 #include <jansson.h>
@@ -371,16 +372,41 @@ static qkv_status step_probs(qkv_runtime *rt, const attn_job *j, const qkv_atten
     return QKV_OK;
 }
 
+/* One decoder query [H, D] against d->kv_len keys and values, rows of H·D floats of k and v:
+ * the first kv_len, or those of a beam group's cache (kv: its token j at
+ * qkv__kv_cache_row(kv, j)). The decoding kernel (one row against a short list, no tiling):
+ * softmax(q·kᵀ / √D) v as qkv_attention_forward computes it for this descriptor. */
+static qkv_status decode_attention(const qkv_attention_desc *d, const float *q, const float *k,
+                                   const float *v, const qkv_kv_cache *kv, float *out) {
+    const size_t H = (size_t)d->n_heads, D = (size_t)d->head_dim, n = (size_t)d->kv_len;
+    float buf[512];
+    int64_t rbuf[512];
+    void *mem = n <= 512 ? NULL : qkv__alloc(n * (sizeof(float) + sizeof(int64_t)));
+    if (n > 512 && !mem) return qkv__fail(QKV_ERR_NOMEM, "marian decode: out of memory");
+    float *scratch = mem ? mem : buf;                                 /* [n] */
+    int64_t *rows = mem ? (int64_t *)(scratch + n) : rbuf, *r = NULL; /* [n] */
+    if (kv && kv->slot) {
+        for (size_t j = 0; j < n; j++) rows[j] = qkv__kv_cache_row(kv, (int64_t)j);
+        r = rows;
+    }
+    qkv__kernels()->attn_decode_f32(H, D, n, q, k, H * D, v, H * D, r, 1.0f / sqrtf((float)D), out,
+                                    scratch);
+    qkv__free(mem);
+    return QKV_OK;
+}
+
 /* decoder self-attention: row r's new key/value appended to its cache, its query against it */
 static qkv_status self_one(qkv_runtime *rt, const attn_job *j, int64_t r) {
     const qkv_marian_config *c = &j->m->cfg;
-    const qkv_kv_cache *kv = j->caches[r];
+    qkv_kv_cache *kv = j->caches[r];
     const int64_t C = c->C, t = kv->len;
     float *k = qkv__kv_cache_k(kv, j->layer), *v = qkv__kv_cache_v(kv, j->layer);
-    memcpy(k + t * C, j->a->k + r * C, sizeof(float) * (size_t)C);
-    memcpy(v + t * C, j->a->v + r * C, sizeof(float) * (size_t)C);
+    if (kv->slot) kv->slot[t] = (int32_t)kv->way; /* a beam group: this beam's own place */
+    const int64_t place = qkv__kv_cache_row(kv, t);
+    memcpy(k + place * C, j->a->k + r * C, sizeof(float) * (size_t)C);
+    memcpy(v + place * C, j->a->v + r * C, sizeof(float) * (size_t)C);
     const qkv_attention_desc d = desc(c->Hd, C / c->Hd, 1, t + 1);
-    QKV_TRY(qkv_attention_forward(rt, &d, j->a->q + r * C, k, v, j->a->att + r * C, NULL));
+    QKV_TRY(decode_attention(&d, j->a->q + r * C, k, v, kv, j->a->att + r * C));
     if (!j->maps) return QKV_OK;
     const int64_t T = j->maps->T;
     return step_probs(rt, j, &d, j->a->q + r * C, k, j->maps->self + j->layer * c->Hd * T * T, T);
@@ -393,7 +419,7 @@ static qkv_status cross_one(qkv_runtime *rt, const attn_job *j, int64_t r) {
     const float *k = j->kv + (j->layer * 2 * j->kv_n + j->src_off[r]) * C;
     const float *v = k + j->kv_n * C;
     const qkv_attention_desc d = desc(c->Hd, C / c->Hd, 1, j->src_len[r]);
-    QKV_TRY(qkv_attention_forward(rt, &d, j->a->cq + r * C, k, v, j->a->catt + r * C, NULL));
+    QKV_TRY(decode_attention(&d, j->a->cq + r * C, k, v, NULL, j->a->catt + r * C));
     if (!j->maps) return QKV_OK;
     const int64_t T = j->maps->T, S = j->src_len[r];
     return step_probs(rt, j, &d, j->a->cq + r * C, k, j->maps->cross + j->layer * c->Hd * T * S, S);
@@ -537,7 +563,7 @@ qkv_status qkv__marian_decode_step_probs(qkv_runtime *rt, const qkv_marian *m,
                              (long long)r);
     }
     if (maps && (R != 1 || !maps->self || !maps->cross || caches[0]->len >= maps->T ||
-                 src_len[0] != maps->S))
+                 src_len[0] != maps->S || caches[0]->slot))
         return qkv__fail(QKV_ERR_INVALID_ARG,
                          "marian decode: maps are for one row at a position inside them, over "
                          "their source");

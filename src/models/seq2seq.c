@@ -16,12 +16,18 @@
  * early-stopping heuristic. The -1e9 offsets are added in float as transformers adds them, so
  * scores and their order agree with it. A sentence stops when transformers' loop would no
  * longer change its best hypothesis, which is what it returns (num_return_sequences 1).
- * Reordered beams share caches copy-on-duplicate: a beam continuing its own parent keeps the
- * cache; only a parent chosen twice is copied. */
+ * Marian's beams of a sentence are one beam group (kv_cache.h): one key/value block, each beam
+ * a list of places, so a reorder copies lists, never keys. T5's beams (plain caches, which its
+ * relative-bias attention reads) share caches copy-on-duplicate: a beam continuing its own
+ * parent keeps the cache; only a parent chosen twice is copied. The sentences' beam updates
+ * run in parallel (each writes only its own sentence, its own caches and its thread's scratch);
+ * best_next selects candidates with the fused log-softmax top-k kernel. */
 #include "core/abi.h"
 #include "core/alloc.h"
 #include "core/error.h"
 #include "io/json.h"
+#include "kernels/dispatch.h"
+#include "kernels/topk.h"
 #include "models/kv_cache.h"
 #include "models/marian.h"
 #include "models/t5.h"
@@ -30,6 +36,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 /* One of the models (m or t), and what decoding needs to know of it. */
@@ -218,13 +225,19 @@ typedef struct {
     const int64_t *src_len; /* [n] */
     float *kv, *logits;     /* [Ld, 2, N, Q], [R, V] */
     sent *s;                /* [n] */
-    int32_t *tmp_hist;      /* [3 nb, L] */
-    float *top_val;         /* [2 nb] */
-    int64_t *top_idx;       /* [2 nb] */
+    int group;              /* pool: a beam group per sentence (kv_cache.h), map the identity */
+    int nthr;               /* threads of the beam updates; each has its own scratch: */
+    int32_t *tmp_hist;      /* [nthr, 3 nb, L] */
+    float *top_val;         /* [nthr, 2 K] (K = 2 nb) */
+    int64_t *top_idx;       /* [nthr, 2 K] */
 } dec_state;
 
 static void state_free(dec_state *d) {
-    for (int64_t r = 0; d->pool && r < d->R; r++) qkv__kv_cache_release(&d->pool[r]);
+    for (int64_t r = 0; d->pool && r < d->R; r++)
+        if (!d->group)
+            qkv__kv_cache_release(&d->pool[r]);
+        else if (r % d->nb == 0)
+            qkv__kv_group_release(&d->pool[r]);
     for (int64_t i = 0; d->s && i < d->n; i++) {
         sent *s = &d->s[i];
         qkv__free(s->run);
@@ -240,7 +253,7 @@ static void state_free(dec_state *d) {
 }
 
 static qkv_status state_init(dec_state *d, const qkv_seq2seq *m, const int64_t *lens, int64_t n,
-                             int64_t nb, int64_t L, int64_t N) {
+                             int64_t nb, int64_t L, int64_t N, int nthr) {
     const qkv__s2s_gen *c = m->gen;
     memset(d, 0, sizeof *d);
     d->m = m, d->n = n, d->nb = nb, d->L = L, d->V = m->V, d->src_len = lens;
@@ -249,6 +262,8 @@ static qkv_status state_init(dec_state *d, const qkv_seq2seq *m, const int64_t *
         qkv__mul_overflow((size_t)N, (size_t)(2 * m->Q * m->Ld), &kvn))
         return qkv__fail(QKV_ERR_OVERFLOW, "qkv_seq2seq_generate: sizes overflow");
     d->R = (int64_t)R;
+    d->nthr = nthr;
+    d->group = m->m && nb > 1; /* Marian's attention reads beam groups (T5's: plain caches) */
     d->pool = qkv__calloc(R, sizeof *d->pool);
     d->map = qkv__calloc(R, sizeof *d->map);
     d->kvp = qkv__calloc(R, sizeof *d->kvp);
@@ -260,9 +275,9 @@ static qkv_status state_init(dec_state *d, const qkv_seq2seq *m, const int64_t *
     d->kv = qkv__calloc(kvn, sizeof *d->kv);
     d->logits = qkv__calloc(rv, sizeof *d->logits);
     d->s = qkv__calloc((size_t)n, sizeof *d->s);
-    d->tmp_hist = qkv__calloc((size_t)(3 * nb * L), sizeof *d->tmp_hist);
-    d->top_val = qkv__calloc((size_t)(2 * nb), sizeof *d->top_val);
-    d->top_idx = qkv__calloc((size_t)(2 * nb), sizeof *d->top_idx);
+    d->tmp_hist = qkv__calloc((size_t)nthr * (size_t)(3 * nb * L), sizeof *d->tmp_hist);
+    d->top_val = qkv__calloc((size_t)nthr * (size_t)(4 * nb), sizeof *d->top_val);
+    d->top_idx = qkv__calloc((size_t)nthr * (size_t)(4 * nb), sizeof *d->top_idx);
     if (!d->pool || !d->map || !d->kvp || !d->tok || !d->off || !d->len || !d->row_sent ||
         !d->src_off || !d->kv || !d->logits || !d->s || !d->tmp_hist || !d->top_val || !d->top_idx)
         return qkv__fail(QKV_ERR_NOMEM, "qkv_seq2seq_generate: out of memory");
@@ -285,8 +300,10 @@ static qkv_status state_init(dec_state *d, const qkv_seq2seq *m, const int64_t *
             s->run_score[b] = b ? -1.0e9f : 0.0f;
             s->fin_score[b] = -1.0e9f;
             d->map[i * nb + b] = i * nb + b;
-            QKV_TRY(qkv__kv_cache_init(&d->pool[i * nb + b], m->Ld, cap, m->H, m->D));
+            if (!d->group)
+                QKV_TRY(qkv__kv_cache_init(&d->pool[i * nb + b], m->Ld, cap, m->H, m->D));
         }
+        if (d->group) QKV_TRY(qkv__kv_group_init(&d->pool[i * nb], nb, m->Ld, cap, m->H, m->D));
     }
     return QKV_OK;
 }
@@ -299,9 +316,9 @@ static qkv_status step(qkv_runtime *rt, dec_state *d, int64_t cur, int64_t N, in
         if (d->s[i].done) continue;
         for (int64_t b = 0; b < d->nb; b++, R++) {
             qkv_kv_cache *kv = &d->pool[d->map[i * d->nb + b]];
-            if (kv->len == kv->cap) {
+            if (kv->len == kv->cap) { /* a group grows at its first beam, all beams at once */
                 int64_t cap = 2 * kv->cap < d->L - 1 ? 2 * kv->cap : d->L - 1;
-                QKV_TRY(qkv__kv_cache_reserve(kv, cap));
+                QKV_TRY(d->group ? qkv__kv_group_reserve(kv, cap) : qkv__kv_cache_reserve(kv, cap));
             }
             d->kvp[R] = kv;
             d->tok[R] = d->s[i].run[b * d->L + cur - 1];
@@ -318,36 +335,64 @@ static qkv_status step(qkv_runtime *rt, dec_state *d, int64_t cur, int64_t N, in
 /* The K best of x[0, n) by value, descending; ties: the lower index first (torch.topk keeps
  * them in index order on the CPU for the sizes used here). */
 static void top_k(const float *x, int64_t n, int64_t K, float *val, int64_t *idx) {
-    int64_t have = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const float v = x[i];
-        if (have == K && !(v > val[K - 1])) continue;
-        int64_t j = have < K ? have++ : K - 1;
-        while (j > 0 && v > val[j - 1]) {
-            val[j] = val[j - 1];
-            idx[j] = idx[j - 1];
-            j--;
-        }
-        val[j] = v;
-        idx[j] = i;
-    }
-    for (int64_t j = have; j < K; j++) val[j] = -INFINITY, idx[j] = 0;
+    size_t have = 0;
+    for (int64_t i = 0; i < n; i++) qkv__topk_offer(x[i], i, (size_t)K, &have, val, idx);
+    for (int64_t j = (int64_t)have; j < K; j++) val[j] = -INFINITY, idx[j] = 0;
 }
 
-/* One beam-search step of sentence s, its nb rows' log-probabilities at lp [nb, V]. */
-static qkv_status beam_update(dec_state *d, sent *s, int64_t i, float *lp, int64_t cur,
-                              const qkv_translate_options *o) {
+/* The K best next tokens of sentence s's nb beams, by log_softmax(logits) + the beam's score
+ * after the logits processors, over all nb·V: val, idx (flat b·V + v) as top_k over the
+ * materialized scores would give them (ties: the lower flat index). lg [nb, V] are the rows'
+ * logits (overwritten). Usually one fused pass per row: the row's log-softmax max and sum, the
+ * bans (-inf) on the logits, then the kernel's selection, which forms each score with the
+ * log-softmax's own float operations; the per-row lists are offered in order of rows, so ties
+ * resolve as in one pass. Forced EOS, renormalize_logits and non-finite rows take the
+ * materializing path. rv, ri [K]: scratch. */
+static void best_next(const dec_state *d, const sent *s, float *lg, int64_t cur,
+                      const qkv_translate_options *o, float *val, int64_t *idx, float *rv,
+                      int64_t *ri) {
     const qkv__s2s_gen *c = d->m->gen;
-    const int64_t nb = d->nb, V = d->V, L = d->L, K = 2 * nb;
+    const qkv_kernels *k = qkv__kernels();
+    const int64_t nb = d->nb, V = d->V, L = d->L, K = 2 * nb, Kr = K < V ? K : V;
+    float m[1024];
+    double ls[1024];
+    int fast = !o->renormalize_logits && !(c->forced_eos >= 0 && cur == L - 1);
+    for (int64_t b = 0; fast && b < nb; b++) {
+        k->log_softmax_stats_f32(lg + b * V, (size_t)V, &m[b], &ls[b]);
+        fast = isfinite(m[b]) && isfinite(ls[b]);
+    }
+    if (fast) {
+        size_t have = 0;
+        for (int64_t b = 0; b < nb; b++) {
+            float *x = lg + b * V;
+            process(x, V, s->run + b * L, cur, o->no_repeat_ngram_size, c, L); /* bans only */
+            k->log_softmax_topk_f32(x, (size_t)V, m[b], ls[b], s->run_score[b], (size_t)Kr, rv, ri);
+            for (int64_t j = 0; j < Kr; j++)
+                qkv__topk_offer(rv[j], b * V + ri[j], (size_t)K, &have, val, idx);
+        }
+        for (int64_t j = (int64_t)have; j < K; j++) val[j] = -INFINITY, idx[j] = 0;
+        return;
+    }
     for (int64_t b = 0; b < nb; b++) {
-        float *x = lp + b * V;
+        float *x = lg + b * V;
+        k->log_softmax_f32(x, x, 1, (size_t)V);
         process(x, V, s->run + b * L, cur, o->no_repeat_ngram_size, c, L);
-        if (o->renormalize_logits) QKV_TRY(qkv_nn_log_softmax_forward(NULL, x, x, 1, V));
+        if (o->renormalize_logits) k->log_softmax_f32(x, x, 1, (size_t)V);
         for (int64_t v = 0; v < V; v++) x[v] += s->run_score[b];
     }
-    float *val = d->top_val;
-    int64_t *idx = d->top_idx;
-    top_k(lp, nb * V, K, val, idx);
+    top_k(lg, nb * V, K, val, idx);
+}
+
+/* One beam-search step of sentence s (number i), its nb rows' logits at lg [nb, V]; tid: the
+ * thread (its scratch). */
+static qkv_status beam_update(dec_state *d, sent *s, int64_t i, float *lg, int64_t cur,
+                              const qkv_translate_options *o, int tid) {
+    const qkv__s2s_gen *c = d->m->gen;
+    const int64_t nb = d->nb, V = d->V, L = d->L, K = 2 * nb;
+    float *val = d->top_val + (size_t)tid * (size_t)(2 * K);
+    int64_t *idx = d->top_idx + (size_t)tid * (size_t)(2 * K);
+    int32_t *hist = d->tmp_hist + (size_t)tid * (size_t)(3 * nb * L);
+    best_next(d, s, lg, cur, o, val, idx, val + K, idx + K);
     int hits[2 * 1024], all_hit = 1;
     for (int64_t k = 0; k < K; k++) {
         const int32_t t = (int32_t)(idx[k] % V);
@@ -355,7 +400,7 @@ static qkv_status beam_update(dec_state *d, sent *s, int64_t i, float *lp, int64
         all_hit &= hits[k];
     }
     /* the finished set: the previous one merged with this step's top num_beams finishers */
-    int32_t *cand = d->tmp_hist; /* [K, L] candidate hypotheses */
+    int32_t *cand = hist; /* [K, L] candidate hypotheses */
     for (int64_t k = 0; k < K; k++) {
         memcpy(cand + k * L, s->run + (idx[k] / V) * L, sizeof(int32_t) * (size_t)cur);
         cand[k * L + cur] = (int32_t)(idx[k] % V);
@@ -375,7 +420,7 @@ static qkv_status beam_update(dec_state *d, sent *s, int64_t i, float *lp, int64
     float mv[1024];
     int64_t mi[1024];
     top_k(merged, nb + K, nb, mv, mi);
-    int32_t *nf = d->tmp_hist + K * L; /* [nb, L] the new finished set */
+    int32_t *nf = hist + K * L; /* [nb, L] the new finished set */
     int64_t nlen[1024];
     uint8_t nflag[1024];
     for (int64_t b = 0; b < nb; b++) {
@@ -402,17 +447,24 @@ static qkv_status beam_update(dec_state *d, sent *s, int64_t i, float *lp, int64
         memcpy(s->run + b * L, cand + ri[b] * L, sizeof(int32_t) * (size_t)(cur + 1));
         s->run_score[b] = rv[b];
     }
-    /* caches follow their hypotheses: a parent's cache goes to its first child, copies to the
-     * others */
+    /* caches follow their hypotheses. A beam group: every beam takes its parent's list of
+     * places (the keys stay where they are). Else a parent's cache goes to its first child,
+     * copies to the others. */
+    if (d->group) {
+        qkv_kv_cache *g = &d->pool[i * nb];
+        const size_t n = sizeof(int32_t) * (size_t)g[0].len;
+        for (int64_t b = 0; b < nb; b++) memcpy(hist + b * L, g[b].slot, n); /* [nb, L] */
+        for (int64_t b = 0; b < nb; b++) memcpy(g[b].slot, hist + parent[b] * L, n);
+    }
     int64_t *map = d->map + i * nb, nmap[1024], freec[1024], nfree = 0;
     uint8_t used[1024] = {0};
-    for (int64_t b = 0; b < nb; b++) {
+    for (int64_t b = 0; b < nb && !d->group; b++) {
         nmap[b] = used[parent[b]] ? -1 : map[parent[b]];
         used[parent[b]] = 1;
     }
-    for (int64_t p = 0; p < nb; p++)
+    for (int64_t p = 0; p < nb && !d->group; p++)
         if (!used[p]) freec[nfree++] = map[p];
-    for (int64_t b = 0; b < nb; b++)
+    for (int64_t b = 0; b < nb && !d->group; b++)
         if (nmap[b] < 0) {
             nmap[b] = freec[--nfree];
             qkv_kv_cache *dst = &d->pool[nmap[b]];
@@ -420,7 +472,7 @@ static qkv_status beam_update(dec_state *d, sent *s, int64_t i, float *lp, int64
             QKV_TRY(qkv__kv_cache_reserve(dst, src->cap));
             qkv__kv_cache_copy(dst, src);
         }
-    memcpy(map, nmap, sizeof(int64_t) * (size_t)nb);
+    if (!d->group) memcpy(map, nmap, sizeof(int64_t) * (size_t)nb);
     /* transformers' stopping conditions, per sentence */
     const int64_t next = cur + 1;
     const int64_t best_len =
@@ -435,6 +487,37 @@ static qkv_status beam_update(dec_state *d, sent *s, int64_t i, float *lp, int64
     for (int64_t b = 0; b < nb; b++) all_fin &= s->fin_flag[b];
     if (!s->heur || (o->early_stopping == QKV_EARLY_STOP_TRUE && all_fin) || all_hit) s->done = 1;
     return QKV_OK;
+}
+
+/* Every live sentence's beam update (sentence j of the step's n_live at rows j·nb), one
+ * sentence per task: they share nothing but the read-only model state. */
+typedef struct {
+    dec_state *d;
+    int64_t cur;
+    const qkv_translate_options *o;
+    _Atomic int failed;
+    qkv_status status;
+} beam_job;
+
+static void beam_task(void *ctx, int64_t begin, int64_t end, int tid) {
+    beam_job *j = ctx;
+    dec_state *d = j->d;
+    for (int64_t k = begin; k < end && !atomic_load_explicit(&j->failed, memory_order_relaxed);
+         k++) {
+        const int64_t r = k * d->nb, i = d->row_sent[r];
+        qkv__task_fail(&j->failed, &j->status,
+                       beam_update(d, &d->s[i], i, d->logits + r * d->V, j->cur, j->o, tid));
+    }
+}
+
+static qkv_status beam_step(qkv_runtime *rt, dec_state *d, int64_t n_live, int64_t cur,
+                            const qkv_translate_options *o) {
+    beam_job j = {d, cur, o, 0, QKV_OK};
+    if (d->nthr <= 1)
+        beam_task(&j, 0, n_live, 0);
+    else
+        qkv_parallel_for(rt, n_live, 1, beam_task, &j);
+    return j.failed ? j.status : QKV_OK;
 }
 
 qkv_status qkv_seq2seq_generate(qkv_runtime *rt, const qkv_seq2seq *ss, const int32_t *src,
@@ -459,7 +542,7 @@ qkv_status qkv_seq2seq_generate(qkv_runtime *rt, const qkv_seq2seq *ss, const in
         N += lens[i];
     }
     dec_state d;
-    qkv_status st = state_init(&d, ss, lens, (int64_t)n, nb, L, N);
+    qkv_status st = state_init(&d, ss, lens, (int64_t)n, nb, L, N, qkv_runtime_n_threads(rt));
     size_t enc_bytes = 0;
     if (st == QKV_OK && (qkv__mul_overflow((size_t)N, (size_t)ss->C, &enc_bytes) ||
                          qkv__mul_overflow(enc_bytes, sizeof(float), &enc_bytes)))
@@ -500,9 +583,7 @@ qkv_status qkv_seq2seq_generate(qkv_runtime *rt, const qkv_seq2seq *ss, const in
             }
             continue;
         }
-        st = qkv_nn_log_softmax_forward(rt, d.logits, d.logits, R, V);
-        for (int64_t r = 0; st == QKV_OK && r < R; r += nb)
-            st = beam_update(&d, &d.s[d.row_sent[r]], d.row_sent[r], d.logits + r * V, cur, &o);
+        st = beam_step(rt, &d, R / nb, cur, &o);
     }
     for (size_t i = 0; st == QKV_OK && i < n; i++) {
         const sent *s = &d.s[i];

@@ -498,11 +498,12 @@ qkv_status qkv__t5_decode_step(qkv_runtime *rt, const qkv_t5 *m, qkv_kv_cache *c
     for (int64_t r = 0; r < R; r++) {
         const qkv_kv_cache *k = caches[r];
         if (!k || k->n_layers != c->Ld || k->n_kv_heads != c->H || k->head_dim != c->D ||
-            k->len >= k->cap || k->len >= c->P)
-            return qkv__fail(QKV_ERR_INVALID_ARG,
-                             "t5 decode: the cache of row %lld does not fit (full, or past "
-                             "n_positions %lld)",
-                             (long long)r, (long long)c->P);
+            k->len >= k->cap || k->len >= c->P || k->slot)
+            return qkv__fail(
+                QKV_ERR_INVALID_ARG,
+                "t5 decode: the cache of row %lld does not fit (full, a beam group, or past "
+                "n_positions %lld)",
+                (long long)r, (long long)c->P);
         if (src_off[r] < 0 || src_len[r] < 1 || src_off[r] + src_len[r] > N)
             return qkv__fail(QKV_ERR_INVALID_ARG, "t5 decode: row %lld's source is outside kv",
                              (long long)r);

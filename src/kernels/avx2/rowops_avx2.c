@@ -7,6 +7,7 @@
  * p·2^⌊n/2⌋·2^(n−⌊n/2⌋), so the only rounding is the last product: subnormal results are
  * correctly rounded and 2^128·p overflows to +inf exactly when it should, as with vscalefps. */
 #include "kernels/avx2/kernels_avx2.h"
+#include "kernels/topk.h"
 
 #include <immintrin.h>
 #include <math.h>

@@ -31,4 +31,12 @@ void qkv__rmsnorm_f32_avx512(const float *x, const float *w, float *y, float *rr
 void qkv__rmsnorm_bwd_f32_avx512(const float *dy, const float *x, const float *w, const float *rrms,
                                  float *dx, float *dw, size_t rows, size_t n);
 
+/* Decoding kernels (rowops_avx512.c, from rowops_simd.h). */
+void qkv__attn_decode_f32_avx512(size_t H, size_t D, size_t n, const float *q, const float *k,
+                                 size_t ldk, const float *v, size_t ldv, const int64_t *rows,
+                                 float scale, float *out, float *scratch);
+void qkv__log_softmax_stats_f32_avx512(const float *x, size_t n, float *m, double *ls);
+void qkv__log_softmax_topk_f32_avx512(const float *x, size_t n, float m, double ls, float add,
+                                      size_t k, float *val, int64_t *idx);
+
 #endif

@@ -6,6 +6,7 @@
  * masked loads and stores, which never touch memory outside the mask; 2^n goes through
  * vscalefps, which rounds once, so subnormal results are correctly rounded. */
 #include "kernels/avx512/kernels_avx512.h"
+#include "kernels/topk.h"
 
 #include <immintrin.h>
 #include <math.h>

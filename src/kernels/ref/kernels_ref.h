@@ -30,5 +30,12 @@ void qkv__rmsnorm_f32_ref(const float *x, const float *w, float *y, float *rrms,
                           size_t n, float eps);
 void qkv__rmsnorm_bwd_f32_ref(const float *dy, const float *x, const float *w, const float *rrms,
                               float *dx, float *dw, size_t rows, size_t n);
+/* Decoding kernels (rowops_ref.c). */
+void qkv__attn_decode_f32_ref(size_t H, size_t D, size_t n, const float *q, const float *k,
+                              size_t ldk, const float *v, size_t ldv, const int64_t *rows,
+                              float scale, float *out, float *scratch);
+void qkv__log_softmax_stats_f32_ref(const float *x, size_t n, float *m, double *ls);
+void qkv__log_softmax_topk_f32_ref(const float *x, size_t n, float m, double ls, float add,
+                                   size_t k, float *val, int64_t *idx);
 
 #endif

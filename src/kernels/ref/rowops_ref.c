@@ -7,6 +7,7 @@
  * LayerNorm's variance takes two passes. They are the scalar ISA's kernels and the oracle the
  * vectorized ones are tested against (next to the nn layers themselves). */
 #include "kernels/ref/kernels_ref.h"
+#include "kernels/topk.h"
 
 #include <math.h>
 #include <string.h>
@@ -205,4 +206,52 @@ void qkv__rmsnorm_bwd_f32_ref(const float *dy, const float *x, const float *w, c
     for (size_t r = 0; r < rows; r++)
         norm_bwd_row(dy + r * n, x + r * n, w, 0.0, rrms[r], dx ? dx + r * n : NULL, dw, NULL, n,
                      1);
+}
+
+/* ---------------------------------------------------------------- decoding */
+
+void qkv__attn_decode_f32_ref(size_t H, size_t D, size_t n, const float *q, const float *k,
+                              size_t ldk, const float *v, size_t ldv, const int64_t *rows,
+                              float scale, float *out, float *scratch) {
+    for (size_t h = 0; h < H; h++) {
+        const float *qh = q + h * D; /* (D) */
+        double m = -INFINITY, l = 0.0;
+        for (size_t j = 0; j < n; j++) { /* the scores, in double, rounded once into scratch */
+            double s = 0.0;
+            for (size_t d = 0; d < D; d++)
+                s += (double)qh[d] * (double)k[(rows ? (size_t)rows[j] : j) * ldk + h * D + d];
+            scratch[j] = (float)(s * scale);
+            m = scratch[j] > m ? scratch[j] : m;
+        }
+        for (size_t j = 0; j < n; j++) {
+            const double p = exp((double)scratch[j] - m);
+            l += p;
+            scratch[j] = (float)p;
+        }
+        for (size_t d = 0; d < D; d++) {
+            double o = 0.0;
+            for (size_t j = 0; j < n; j++)
+                o += (double)scratch[j] * (double)v[(rows ? (size_t)rows[j] : j) * ldv + h * D + d];
+            out[h * D + d] = (float)(o / l);
+        }
+    }
+}
+
+void qkv__log_softmax_stats_f32_ref(const float *x, size_t n, float *m, double *ls) {
+    float mx = -INFINITY; /* as softmax_rows above */
+    for (size_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += exp((double)x[i] - (double)mx);
+    *m = mx;
+    *ls = log(s);
+}
+
+void qkv__log_softmax_topk_f32_ref(const float *x, size_t n, float m, double ls, float add,
+                                   size_t k, float *val, int64_t *idx) {
+    size_t have = 0;
+    for (size_t i = 0; i < n; i++) {
+        float y = (float)(((double)x[i] - (double)m) - ls); /* log_softmax_f32's value */
+        y += add;
+        qkv__topk_offer(y, (int64_t)i, k, &have, val, idx);
+    }
 }
