@@ -267,6 +267,19 @@ static void test_linear_case(int64_t N, int64_t C, int64_t OC, int in_out, int s
     }
     cmp(L_LINEAR, LABEL("%s db", name), db, wb, mb, tb, OC);
 
+    /* the overwriting form: dinp = dout · op(w)ᵀ over junk, the values of += into zeros (its
+     * GEMM runs with beta 0); dw, db still accumulate, bit for bit */
+    {
+        float *ds = nt_junk(N * C), *dz = nt_alloc(N * C);
+        float *dw2 = nt_copy(pre_dw, rows * ld), *db2 = nt_copy(pre_db, OC);
+        CHECK_OK(qkv_nn_linear_backward_set(NULL, &L, ds, dw2 + off, db2, dout, x, N));
+        CHECK_OK(qkv_nn_linear_backward(NULL, &L, dz, NULL, NULL, dout, x, N));
+        nt_same_values(LABEL("%s dinp set vs += into zeros", name), ds, dz, N * C);
+        nt_same_bits(LABEL("%s dw with set", name), dw2, dwfull, rows * ld);
+        nt_same_bits(LABEL("%s db with set", name), db2, db, OC);
+        free(ds), free(dz), free(dw2), free(db2);
+    }
+
     /* NULL gradients are skipped; w is not needed without dinp */
     {
         float *db2 = nt_copy(pre_db, OC);
@@ -512,6 +525,17 @@ static void test_norm_case(int rms, int64_t N, int64_t C, int affine, double off
     }
     cmp(layer, LABEL("%s dinp alone", name), dx2, dxr, mdx, tdx, N * C);
     cmp(layer, LABEL("%s dweight alone", name), dw3, dwr, mdw, tdw, C);
+    if (!rms) { /* the overwriting form over junk: the bits of += into zeros */
+        float *ds = nt_junk(N * C), *dz = nt_alloc(N * C);
+        float *dws = nt_copy(dw2, C), *dwz = nt_copy(dw2, C);
+        float *dbs = nt_alloc(C), *dbz = nt_alloc(C);
+        CHECK_OK(qkv_nn_layernorm_backward_set(NULL, ds, dws, dbs, dy, x, w, meanr, rstdr, N, C));
+        CHECK_OK(qkv_nn_layernorm_backward(NULL, dz, dwz, dbz, dy, x, w, meanr, rstdr, N, C));
+        nt_same_bits(LABEL("%s dinp set vs += into zeros", name), ds, dz, N * C);
+        nt_same_bits(LABEL("%s dweight with set", name), dws, dwz, C);
+        nt_same_bits(LABEL("%s dbias with set", name), dbs, dbz, C);
+        free(ds), free(dz), free(dws), free(dwz), free(dbs), free(dbz);
+    }
     free(x), free(w), free(b), free(y), free(yr), free(mean), free(rstd), free(meanr), free(rstdr);
     free(mag), free(tol), free(ms), free(ts), free(y2), free(y3), free(dy), free(dx), free(dxr);
     free(dw), free(dwr), free(db), free(dbr), free(mdx), free(tdx), free(mdw), free(mdb);
@@ -558,6 +582,13 @@ static void test_act_case(qkv_act act, int64_t n) {
         tol[i] = act_rtol(act, x[i]) * g + 2.5e-7 * fabs(dxr[i]) + ACT_ATOL;
     }
     cmp(L_ACT, LABEL("%s backward", name), dx, dxr, mag, tol, n);
+    { /* the overwriting form over junk: the bits of += into zeros */
+        float *ds = nt_junk(n), *dz = nt_alloc(n);
+        CHECK_OK(qkv_nn_act_backward_set(NULL, act, ds, dy, x, n));
+        CHECK_OK(qkv_nn_act_backward(NULL, act, dz, dy, x, n));
+        nt_same_bits(LABEL("%s backward set vs += into zeros", name), ds, dz, n);
+        free(ds), free(dz);
+    }
     free(x), free(y), free(yr), free(mag), free(tol), free(ip), free(dy), free(dx), free(dxr);
 }
 
@@ -683,6 +714,14 @@ static void test_dropout_case(int64_t n, float p, uint64_t seed, uint64_t stream
         tol[i] = 4 * U * mag[i];
     }
     cmp(L_DROP, LABEL("%s backward", name), dx, dxr, mag, tol, n);
+    { /* the overwriting form over junk: the bits of += into zeros (a -0 gradient too) */
+        float *ds = nt_junk(n), *dz = nt_alloc(n);
+        dy[0] = -0.0f;
+        CHECK_OK(qkv_nn_dropout_backward_set(NULL, ds, dy, n, p, seed, stream));
+        CHECK_OK(qkv_nn_dropout_backward(NULL, dz, dy, n, p, seed, stream));
+        nt_same_bits(LABEL("%s backward set vs += into zeros", name), ds, dz, n);
+        free(ds), free(dz);
+    }
     free(x), free(y), free(yr), free(mag), free(tol), free(ip), free(dy), free(dx), free(dxr);
 }
 

@@ -70,6 +70,10 @@ static void pack_a(const qkv_gemm_config *cfg, int trans, const float *A, int64_
             cfg->pack_a(A + (i0 + ir) * lda + p0, lda, kc, mr, dst);
             continue;
         }
+        if (trans && mr == MR && cfg->pack_at) {
+            cfg->pack_at(A + p0 * lda + i0 + ir, lda, kc, dst);
+            continue;
+        }
         if (!trans) {
             for (int r = 0; r < mr; r++) {
                 const float *src = A + (i0 + ir + r) * lda + p0;
@@ -94,7 +98,9 @@ static void pack_b(const qkv_gemm_config *cfg, int trans, const float *B, int64_
     for (int64_t jr = 0; jr < nc; jr += NR) {
         int nr = (int)(nc - jr < NR ? nc - jr : NR);
         float *dst = bp + jr * kc;
-        if (!trans) {
+        if (!trans && nr == NR && cfg->pack_bn) {
+            cfg->pack_bn(B + p0 * ldb + j0 + jr, ldb, kc, dst);
+        } else if (!trans) {
             for (int64_t p = 0; p < kc; p++) {
                 const float *src = B + (p0 + p) * ldb + j0 + jr;
                 float *d = dst + p * NR;

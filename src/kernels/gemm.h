@@ -62,6 +62,12 @@ typedef void (*qkv_gemm_pack_bt_fn)(const float *B, int64_t ldb, int64_t kc, int
  * dst[p*MR + r] = A[r*lda + p] for p < kc, r < mr, zeros for mr <= r < MR. */
 typedef void (*qkv_gemm_pack_a_fn)(const float *A, int64_t lda, int64_t kc, int mr, float *dst);
 
+/* Optional ISA packing of the two copy cases (whole micro-panels only: mr == MR, nr == NR;
+ * gemm.c handles edge panels itself). Transposed A (op(A) = Aᵀ, the doutᵀ of a weight
+ * gradient): dst[p*MR + r] = A[p*lda + r]; row-major B (op(B) = B): dst[p*NR + j] =
+ * B[p*ldb + j]. Plain copies, so any ISA gives the bits of the portable loops. */
+typedef void (*qkv_gemm_pack_copy_fn)(const float *src, int64_t ld, int64_t kc, float *dst);
+
 /* Optional micro-kernel on unpacked rows of A (the small-M path): the ukr contract with
  * ap[p*MR + r] replaced by a[r*lda + p] (row-major op(A) = A, r < mr, p < kc). It must do
  * exactly the ukr's operations on every stored C element (same FMA per p in the same order,
@@ -79,6 +85,8 @@ typedef struct qkv_gemm_config {
     qkv_gemm_pack_a_fn pack_a;     /* NULL: the portable packing in gemm.c */
     qkv_gemm_ukr_rows_fn ukr_rows; /* NULL: A is always packed */
     int64_t rows_max; /* with prepacked B and op(A) = A, M <= rows_max reads A in place */
+    qkv_gemm_pack_copy_fn pack_at; /* NULL: the portable loop (whole Aᵀ micro-panels) */
+    qkv_gemm_pack_copy_fn pack_bn; /* NULL: the portable loop (whole B micro-panels) */
 } qkv_gemm_config;
 
 /* The config of each ISA (ref is portable C). */

@@ -198,9 +198,11 @@ static qkv_status lora_backward(qkv_runtime *rt, const char *fn, const qkv_nn_li
     return st;
 }
 
-qkv_status qkv_nn_linear_backward(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp, float *dw,
-                                  float *db, const float *dout, const float *inp, int64_t N) {
-    static const char fn[] = "qkv_nn_linear_backward";
+/* set: dinp = (GEMM beta 0) instead of +=; with an adapter, which adds its term into dinp
+ * first, dinp is zeroed and accumulated as by the caller. */
+static qkv_status linear_backward(const char *fn, int set, qkv_runtime *rt, const qkv_nn_linear *L,
+                                  float *dinp, float *dw, float *db, const float *dout,
+                                  const float *inp, int64_t N) {
     QKV_TRY(check(fn, L, N));
     NN_NONNULL(fn, dout);
     NN_REQUIRE(!dinp || L->w, "%s: L->w is NULL (needed for dinp)", fn);
@@ -208,14 +210,19 @@ qkv_status qkv_nn_linear_backward(qkv_runtime *rt, const qkv_nn_linear *L, float
     const qkv_nn_lora *A = L->lora;
     NN_REQUIRE(!A || !(A->ga || A->gb) || inp, "%s: inp is NULL (needed for L->lora->ga, gb)", fn);
     const int64_t C = L->C, OC = L->OC, ld = ldw_of(L);
+    float beta = 1.0f;
+    if (set && A && dinp)
+        memset(dinp, 0, (size_t)(N * C) * sizeof(float));
+    else if (set)
+        beta = 0.0f;
     if (A && (dinp || A->ga || A->gb)) QKV_TRY(lora_backward(rt, fn, L, dinp, dout, inp, N));
     if (dinp) {
         if (L->in_out) /* w (C, OC): dinp = dout · wᵀ */
             QKV_TRY(
-                qkv__gemm_f32(rt, 0, 1, N, C, OC, 1.0f, dout, OC, L->w, ld, 1.0f, dinp, C, NULL));
+                qkv__gemm_f32(rt, 0, 1, N, C, OC, 1.0f, dout, OC, L->w, ld, beta, dinp, C, NULL));
         else /* w (OC, C): dinp = dout · w */
             QKV_TRY(
-                qkv__gemm_f32(rt, 0, 0, N, C, OC, 1.0f, dout, OC, L->w, ld, 1.0f, dinp, C, NULL));
+                qkv__gemm_f32(rt, 0, 0, N, C, OC, 1.0f, dout, OC, L->w, ld, beta, dinp, C, NULL));
     }
     if (dw) {
         if (L->in_out) /* dw (C, OC) += inpᵀ · dout */
@@ -228,6 +235,19 @@ qkv_status qkv_nn_linear_backward(qkv_runtime *rt, const qkv_nn_linear *L, float
         qkv_parallel_for(rt, (OC + COLSUM_W - 1) / COLSUM_W, 1, colsum_cols, &c);
     }
     return QKV_OK;
+}
+
+qkv_status qkv_nn_linear_backward(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp, float *dw,
+                                  float *db, const float *dout, const float *inp, int64_t N) {
+    return linear_backward("qkv_nn_linear_backward", 0, rt, L, dinp, dw, db, dout, inp, N);
+}
+
+qkv_status qkv_nn_linear_backward_set(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp,
+                                      float *dw, float *db, const float *dout, const float *inp,
+                                      int64_t N) {
+    static const char fn[] = "qkv_nn_linear_backward_set";
+    NN_NONNULL(fn, dinp);
+    return linear_backward(fn, 1, rt, L, dinp, dw, db, dout, inp, N);
 }
 
 qkv_status qkv_nn_lora_merge(float *w, int in_out, int64_t ldw, int64_t C, int64_t OC,

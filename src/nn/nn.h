@@ -150,6 +150,25 @@ qkv_status qkv_nn_dropout_forward(qkv_runtime *rt, float *out, const float *inp,
 qkv_status qkv_nn_dropout_backward(qkv_runtime *rt, float *dinp, const float *dout, int64_t n,
                                    float p, uint64_t seed, uint64_t stream);
 
+/* Overwriting twins of the accumulating backwards above, for a dinp that has no other term yet
+ * (training code that zeroed it first): dinp = ... instead of dinp += ..., bit for bit what
+ * zeroing dinp and calling the accumulating form gives (0 + x), without the separate pass over
+ * dinp (LayerNorm, activation: each block zeroed just before its kernel, while in cache;
+ * dropout: 0 + x written, not added; linear: its GEMM with beta 0, the same values except that
+ * an exact -0 stays -0 instead of becoming +0). dinp must not be NULL; the weight and
+ * bias gradients still accumulate. */
+qkv_status qkv_nn_linear_backward_set(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp,
+                                      float *dw, float *db, const float *dout, const float *inp,
+                                      int64_t N);
+qkv_status qkv_nn_layernorm_backward_set(qkv_runtime *rt, float *dinp, float *dweight, float *dbias,
+                                         const float *dout, const float *inp, const float *weight,
+                                         const float *mean, const float *rstd, int64_t N,
+                                         int64_t C);
+qkv_status qkv_nn_act_backward_set(qkv_runtime *rt, qkv_act act, float *dinp, const float *dout,
+                                   const float *inp, int64_t n);
+qkv_status qkv_nn_dropout_backward_set(qkv_runtime *rt, float *dinp, const float *dout, int64_t n,
+                                       float p, uint64_t seed, uint64_t stream);
+
 /* ---------------------------------------------------------------- softmax */
 
 /* Over the last axis of (N, V); semantics of the _ref twins (fully masked rows, NaN). */

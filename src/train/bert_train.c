@@ -172,7 +172,8 @@ qkv_status qkv__bert_mlm_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tba
     return qkv__trainer_loss(rt, t, N, c->V, backward, scale, loss);
 }
 
-/* dresid holds dL/d(block output); on return dL/d(block input). */
+/* dresid holds dL/d(block output); on return dL/d(block input). Each gradient buffer's first
+ * term overwrites it (the layers' _set forms, nn.h) instead of zeroing it and adding. */
 qkv_status qkv__bert_block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, const qkv__tacts *a,
                                     const float *x, const qkv__tbatch *b) {
     const qkv__tconfig *c = &t->cfg;
@@ -180,45 +181,39 @@ qkv_status qkv__bert_block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, 
     float *dr = t->dresid, *dx1 = t->dx1;
     const qkv__enc_layer w = enc_layer(t, l);
     /* y = LN2(res2), res2 = ln1 + act(ln1 W1ᵀ + b1) W2ᵀ + b2 */
-    qkv__tzero(dx1, N * C);
-    QKV_TRY(qkv_nn_layernorm_backward(rt, dx1, qkv__twg(t, l, BP_LN2_W), qkv__twg(t, l, BP_LN2_B),
-                                      dr, a->res2, w.ln2_w, a->mean2, a->rstd2, N, C));
+    QKV_TRY(qkv_nn_layernorm_backward_set(rt, dx1, qkv__twg(t, l, BP_LN2_W),
+                                          qkv__twg(t, l, BP_LN2_B), dr, a->res2, w.ln2_w, a->mean2,
+                                          a->rstd2, N, C));
     const float p = p_hidden(t, b);
     const float *dmlp = dx1; /* dL/d(a W2ᵀ + b2): through the dropout when there is one */
     if (p > 0.0f) {
-        qkv__tzero(t->dln, N * C);
-        QKV_TRY(qkv_nn_dropout_backward(rt, t->dln, dx1, N * C, p, b->seed,
-                                        qkv__enc_drop_stream(l, 1)));
+        QKV_TRY(qkv_nn_dropout_backward_set(rt, t->dln, dx1, N * C, p, b->seed,
+                                            qkv__enc_drop_stream(l, 1)));
         dmlp = t->dln;
     }
-    qkv__tzero(t->da, N * F);
-    QKV_TRY(qkv_nn_linear_backward(rt, &w.out, t->da, qkv__twg(t, l, BP_OUT_W),
-                                   qkv__twg(t, l, BP_OUT_B), dmlp, a->a, N));
+    QKV_TRY(qkv_nn_linear_backward_set(rt, &w.out, t->da, qkv__twg(t, l, BP_OUT_W),
+                                       qkv__twg(t, l, BP_OUT_B), dmlp, a->a, N));
     const float pa = b->train ? c->p_act : 0.0f; /* Marian's activation_dropout */
     if (pa > 0.0f) {
-        qkv__tzero(t->dh, N * F);
-        QKV_TRY(qkv_nn_dropout_backward(rt, t->dh, t->da, N * F, pa, b->seed ^ QKV__ACT_DROP_SEED,
-                                        qkv__enc_drop_stream(l, 0)));
+        QKV_TRY(qkv_nn_dropout_backward_set(
+            rt, t->dh, t->da, N * F, pa, b->seed ^ QKV__ACT_DROP_SEED, qkv__enc_drop_stream(l, 0)));
         memcpy(t->da, t->dh, (size_t)(N * F) * sizeof(float));
     }
-    qkv__tzero(t->dh, N * F);
-    QKV_TRY(qkv_nn_act_backward(rt, c->act, t->dh, t->da, a->h, N * F));
+    QKV_TRY(qkv_nn_act_backward_set(rt, c->act, t->dh, t->da, a->h, N * F));
     QKV_TRY(qkv_nn_linear_backward(rt, &w.fc, dx1, qkv__twg(t, l, BP_FC_W), qkv__twg(t, l, BP_FC_B),
                                    t->dh, a->ln1, N));
     /* ln1 = LN1(res1), res1 = x + att Woᵀ + bo: dr becomes dL/dres1, which the skip passes to x */
-    qkv__tzero(dr, N * C);
-    QKV_TRY(qkv_nn_layernorm_backward(rt, dr, qkv__twg(t, l, BP_LN1_W), qkv__twg(t, l, BP_LN1_B),
-                                      dx1, a->res1, w.ln1_w, a->mean1, a->rstd1, N, C));
+    QKV_TRY(qkv_nn_layernorm_backward_set(rt, dr, qkv__twg(t, l, BP_LN1_W),
+                                          qkv__twg(t, l, BP_LN1_B), dx1, a->res1, w.ln1_w, a->mean1,
+                                          a->rstd1, N, C));
     const float *datt_out = dr; /* dL/d(att Woᵀ + bo) */
     if (p > 0.0f) {
-        qkv__tzero(t->dln, N * C);
-        QKV_TRY(
-            qkv_nn_dropout_backward(rt, t->dln, dr, N * C, p, b->seed, qkv__enc_drop_stream(l, 0)));
+        QKV_TRY(qkv_nn_dropout_backward_set(rt, t->dln, dr, N * C, p, b->seed,
+                                            qkv__enc_drop_stream(l, 0)));
         datt_out = t->dln;
     }
-    qkv__tzero(t->datt, N * C);
-    QKV_TRY(qkv_nn_linear_backward(rt, &w.o, t->datt, qkv__twg(t, l, BP_O_W),
-                                   qkv__twg(t, l, BP_O_B), datt_out, a->att, N));
+    QKV_TRY(qkv_nn_linear_backward_set(rt, &w.o, t->datt, qkv__twg(t, l, BP_O_W),
+                                       qkv__twg(t, l, BP_O_B), datt_out, a->att, N));
     qkv_attention_desc d;
     attn_desc(t, b, l, &d);
     QKV_TRY(qkv_attention_backward(rt, &d, a->q, a->k, a->v, a->att, a->lse, t->datt, t->dq, t->dk,
@@ -252,13 +247,13 @@ static qkv_status encoder_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__t
     if (!any) return QKV_OK;
     const float *demb = t->dresid;
     if (p_hidden(t, b) > 0.0f) {
-        qkv__tzero(t->dln, N * C);
-        QKV_TRY(qkv_nn_dropout_backward(rt, t->dln, t->dresid, N * C, p_hidden(t, b), b->seed, 0));
+        QKV_TRY(
+            qkv_nn_dropout_backward_set(rt, t->dln, t->dresid, N * C, p_hidden(t, b), b->seed, 0));
         demb = t->dln;
     }
-    qkv__tzero(t->dx1, N * C);
-    QKV_TRY(qkv_nn_layernorm_backward(rt, t->dx1, qkv__tpreg(t, 3), qkv__tpreg(t, 4), demb, t->emb,
-                                      qkv__tpre(t, W, 3), t->emb_mean, t->emb_rstd, N, C));
+    QKV_TRY(qkv_nn_layernorm_backward_set(rt, t->dx1, qkv__tpreg(t, 3), qkv__tpreg(t, 4), demb,
+                                          t->emb, qkv__tpre(t, W, 3), t->emb_mean, t->emb_rstd, N,
+                                          C));
     QKV_TRY(qkv_nn_embedding_backward(rt, qkv__tpreg(t, 0), t->dx1, b->ids, N, c->V, C));
     QKV_TRY(qkv_nn_position_add_backward(rt, NULL, qkv__tpreg(t, 1), t->dx1, B, T, C, c->P, 0));
     if (b->types)
