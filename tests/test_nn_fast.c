@@ -279,6 +279,25 @@ static void test_linear_case(int64_t N, int64_t C, int64_t OC, int in_out, int s
         nt_same_bits(LABEL("%s db with set", name), db2, db, OC);
         free(ds), free(dz), free(dw2), free(db2);
     }
+    /* fused with the activation before the layer: the bits of set into a scratch, then the
+     * activation's set backward (pre: the activation's input, strictly inside [-8, 8]) */
+    {
+        const qkv_act pa = act != QKV_ACT_NONE ? act : QKV_ACT_GELU_ERF;
+        float *pre = nt_rand(N * C, -8, 8), *ds = nt_junk(N * C), *tmp = nt_junk(N * C);
+        float *dz = nt_junk(N * C);
+        float *dw2 = nt_copy(pre_dw, rows * ld), *db2 = nt_copy(pre_db, OC);
+        CHECK_OK(qkv_nn_linear_backward_act_set(NULL, &L, ds, dw2 + off, db2, dout, x, N, pa, pre));
+        CHECK_OK(qkv_nn_linear_backward_set(NULL, &L, tmp, NULL, NULL, dout, x, N));
+        CHECK_OK(qkv_nn_act_backward_set(NULL, pa, dz, tmp, pre, N * C));
+        nt_same_bits(LABEL("%s dinp act_set vs set then act", name), ds, dz, N * C);
+        nt_same_bits(LABEL("%s dw with act_set", name), dw2, dwfull, rows * ld);
+        nt_same_bits(LABEL("%s db with act_set", name), db2, db, OC);
+        CHECK(qkv_nn_linear_backward_act_set(NULL, &L, ds, NULL, NULL, dout, x, N, pa, ds) ==
+              QKV_ERR_INVALID_ARG); /* pre overlapping dinp */
+        CHECK(qkv_nn_linear_backward_act_set(NULL, &L, ds, NULL, NULL, dout, x, N, QKV_ACT_NONE,
+                                             pre) == QKV_ERR_INVALID_ARG);
+        free(pre), free(ds), free(tmp), free(dz), free(dw2), free(db2);
+    }
 
     /* NULL gradients are skipped; w is not needed without dinp */
     {

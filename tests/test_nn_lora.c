@@ -195,6 +195,8 @@ static void test_case(int64_t N, int64_t C, int64_t OC, int64_t r, int in_out, i
         CHECK_OK(qkv_nn_linear_backward_set(NULL, &L2, ds, NULL, NULL, dout, x, N));
         CHECK_OK(qkv_nn_linear_backward(NULL, &L2, dz, NULL, NULL, dout, x, N));
         nt_same_bits(LABEL("%s dinp set vs += into zeros", name), ds, dz, N * C);
+        CHECK(qkv_nn_linear_backward_act_set(NULL, &L2, ds, NULL, NULL, dout, x, N,
+                                             QKV_ACT_GELU_ERF, dz) == QKV_ERR_INVALID_ARG);
         free(ds), free(dz);
     }
     /* dw, db are the plain layer's (test_nn_fast checks those against the ref), bit for bit;

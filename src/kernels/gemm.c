@@ -42,8 +42,32 @@ float qkv__act_f32(qkv_act act, float x) {
     return x;
 }
 
+/* c (mr x nr tile) = c · act'(act_grad) (the backward form): each row through act_bwd_f32 into
+ * a zeroed stack block, copied back. */
+static void epilogue_grad_tile(const qkv_gemm_epilogue *epi, float *c, int64_t ldc, int64_t i0,
+                               int64_t j0, int mr, int nr) {
+    void (*bwd)(qkv_act, const float *, const float *, float *, size_t) =
+        qkv__kernels()->act_bwd_f32;
+    enum { W = 64 };
+    float tmp[W];
+    for (int r = 0; r < mr; r++) {
+        float *row = c + r * ldc;
+        const float *x = epi->act_grad + (i0 + r) * epi->ldg + j0;
+        for (int j = 0; j < nr; j += W) {
+            const int n = nr - j < W ? nr - j : W;
+            memset(tmp, 0, (size_t)n * sizeof(float));
+            bwd(epi->act, x + j, row + j, tmp, (size_t)n);
+            memcpy(row + j, tmp, (size_t)n * sizeof(float));
+        }
+    }
+}
+
 static void epilogue_tile(const qkv_gemm_epilogue *epi, float *c, int64_t ldc, int64_t i0,
                           int64_t j0, int mr, int nr) {
+    if (epi->act_grad) {
+        epilogue_grad_tile(epi, c, ldc, i0, j0, mr, nr);
+        return;
+    }
     /* the activation is the active ISA's vectorized row kernel (kernels/dispatch.h) */
     void (*act)(qkv_act, const float *, float *, size_t) =
         epi->act != QKV_ACT_NONE ? qkv__kernels()->act_f32 : NULL;
@@ -281,6 +305,12 @@ static qkv_status check_args(int trans_a, int trans_b, int64_t M, int64_t N, int
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: residual ldr %lld < N", (long long)epi->ldr);
     if (epi && (unsigned)epi->act > QKV_ACT_TANH)
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: unknown activation %d", (int)epi->act);
+    if (epi && epi->act_grad &&
+        (epi->bias || epi->residual || epi->act == QKV_ACT_NONE || epi->ldg < N))
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "gemm: act_grad needs an activation, no bias or residual and ldg %lld "
+                         ">= N %lld",
+                         (long long)epi->ldg, (long long)N);
     return QKV_OK;
 }
 
@@ -320,6 +350,12 @@ static qkv_status gemm_run(const qkv_gemm_config *cfg, qkv_runtime *rt, int tran
     /* An overlapping residual would be read after the first K block overwrote it: copy it. */
     qkv_gemm_epilogue epi_copy;
     float *res_copy = NULL;
+    if (epi && epi->act_grad) { /* read per tile after other tiles were stored: no overlap */
+        uintptr_t c0 = (uintptr_t)C, c1 = (uintptr_t)(C + (M - 1) * ldc + N);
+        uintptr_t g0 = (uintptr_t)epi->act_grad,
+                  g1 = (uintptr_t)(epi->act_grad + (M - 1) * epi->ldg + N);
+        if (g0 < c1 && c0 < g1) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: act_grad overlaps C");
+    }
     if (residual_overlaps(epi, M, N, C, ldc)) {
         size_t bytes;
         if (qkv__mul_overflow((size_t)M * (size_t)N, sizeof(float), &bytes))

@@ -43,6 +43,12 @@ typedef struct qkv_gemm_epilogue {
     qkv_act act;           /* applied after the bias */
     const float *residual; /* [M, ldr] or NULL, added last */
     int64_t ldr;
+    /* The backward form instead (bias and residual NULL, act not NONE): c = c · act'(x) with x
+     * = act_grad[i*ldg + j], by the active ISA's act_bwd_f32 into zeros, so the bits of the
+     * unfused product then act_bwd_f32 into a zeroed gradient (the gradient of an activation's
+     * input, the hidden layer's in an MLP backward, without its own pass). Not in _naive. */
+    const float *act_grad;
+    int64_t ldg;
 } qkv_gemm_epilogue;
 
 /* Micro-kernel contract (per instruction set): with ap the packed A micro-panel

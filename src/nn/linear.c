@@ -120,7 +120,7 @@ qkv_status qkv_nn_linear_forward(qkv_runtime *rt, const qkv_nn_linear *L, float 
         QKV_TRY(st);
         beta = 1.0f; /* the base product adds to it */
     }
-    qkv_gemm_epilogue e = {L->b, act, residual, L->OC};
+    qkv_gemm_epilogue e = {L->b, act, residual, L->OC, NULL, 0};
     const qkv_gemm_epilogue *ep = L->b || act != QKV_ACT_NONE || residual ? &e : NULL;
     if (L->packed)
         return qkv__gemm_f32_packed(rt, 0, N, inp, L->C, L->packed, 1.0f, beta, out, L->OC, ep);
@@ -214,7 +214,7 @@ static qkv_status lora_backward(qkv_runtime *rt, const char *fn, const qkv_nn_li
  * first, dinp is zeroed and accumulated as by the caller. */
 static qkv_status linear_backward(const char *fn, int set, qkv_runtime *rt, const qkv_nn_linear *L,
                                   float *dinp, float *dw, float *db, const float *dout,
-                                  const float *inp, int64_t N) {
+                                  const float *inp, int64_t N, const qkv_gemm_epilogue *dep) {
     QKV_TRY(check(fn, L, N));
     NN_NONNULL(fn, dout);
     NN_REQUIRE(!dinp || L->w, "%s: L->w is NULL (needed for dinp)", fn);
@@ -232,10 +232,10 @@ static qkv_status linear_backward(const char *fn, int set, qkv_runtime *rt, cons
     if (dinp) {
         if (L->in_out) /* w (C, OC): dinp = dout · wᵀ */
             QKV_TRY(
-                qkv__gemm_f32(rt, 0, 1, N, C, OC, 1.0f, dout, OC, L->w, ld, beta, dinp, C, NULL));
+                qkv__gemm_f32(rt, 0, 1, N, C, OC, 1.0f, dout, OC, L->w, ld, beta, dinp, C, dep));
         else /* w (OC, C): dinp = dout · w */
             QKV_TRY(
-                qkv__gemm_f32(rt, 0, 0, N, C, OC, 1.0f, dout, OC, L->w, ld, beta, dinp, C, NULL));
+                qkv__gemm_f32(rt, 0, 0, N, C, OC, 1.0f, dout, OC, L->w, ld, beta, dinp, C, dep));
     }
     if (dw) {
         if (L->in_out) /* dw (C, OC) += inpᵀ · dout */
@@ -248,7 +248,7 @@ static qkv_status linear_backward(const char *fn, int set, qkv_runtime *rt, cons
 
 qkv_status qkv_nn_linear_backward(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp, float *dw,
                                   float *db, const float *dout, const float *inp, int64_t N) {
-    return linear_backward("qkv_nn_linear_backward", 0, rt, L, dinp, dw, db, dout, inp, N);
+    return linear_backward("qkv_nn_linear_backward", 0, rt, L, dinp, dw, db, dout, inp, N, NULL);
 }
 
 qkv_status qkv_nn_linear_backward_set(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp,
@@ -256,7 +256,24 @@ qkv_status qkv_nn_linear_backward_set(qkv_runtime *rt, const qkv_nn_linear *L, f
                                       int64_t N) {
     static const char fn[] = "qkv_nn_linear_backward_set";
     NN_NONNULL(fn, dinp);
-    return linear_backward(fn, 1, rt, L, dinp, dw, db, dout, inp, N);
+    return linear_backward(fn, 1, rt, L, dinp, dw, db, dout, inp, N, NULL);
+}
+
+qkv_status qkv_nn_linear_backward_act_set(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp,
+                                          float *dw, float *db, const float *dout, const float *inp,
+                                          int64_t N, qkv_act act, const float *pre) {
+    static const char fn[] = "qkv_nn_linear_backward_act_set";
+    NN_NONNULL(fn, L);
+    NN_NONNULL(fn, dinp);
+    NN_NONNULL(fn, pre);
+    NN_REQUIRE(!L->lora, "%s: L->lora is set (the adapter's term is added before the product)", fn);
+    NN_REQUIRE(act == QKV_ACT_GELU_ERF || act == QKV_ACT_GELU_TANH || act == QKV_ACT_RELU ||
+                   act == QKV_ACT_SILU || act == QKV_ACT_TANH,
+               "%s: act = %d is not a qkv_act activation", fn, (int)act);
+    QKV_TRY(check(fn, L, N));
+    NN_REQUIRE(!overlaps(dinp, pre, N * L->C), "%s: pre overlaps dinp", fn);
+    const qkv_gemm_epilogue e = {.act = act, .act_grad = pre, .ldg = L->C};
+    return linear_backward(fn, 1, rt, L, dinp, dw, db, dout, inp, N, &e);
 }
 
 qkv_status qkv_nn_lora_merge(float *w, int in_out, int64_t ldw, int64_t C, int64_t OC,

@@ -160,6 +160,14 @@ qkv_status qkv_nn_dropout_backward(qkv_runtime *rt, float *dinp, const float *do
 qkv_status qkv_nn_linear_backward_set(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp,
                                       float *dw, float *db, const float *dout, const float *inp,
                                       int64_t N);
+/* The set form fused with the activation before this layer (an MLP's hidden layer): dinp =
+ * act'(pre) ⊙ (dout · op(w)ᵀ), pre (N, C) the activation's input, the bits of
+ * qkv_nn_linear_backward_set into a scratch then qkv_nn_act_backward_set(act, dinp, scratch,
+ * pre), in the GEMM's epilogue (no scratch, no second pass). Not with an adapter (L->lora);
+ * pre must not overlap dinp. */
+qkv_status qkv_nn_linear_backward_act_set(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp,
+                                          float *dw, float *db, const float *dout, const float *inp,
+                                          int64_t N, qkv_act act, const float *pre);
 qkv_status qkv_nn_layernorm_backward_set(qkv_runtime *rt, float *dinp, float *dweight, float *dbias,
                                          const float *dout, const float *inp, const float *weight,
                                          const float *mean, const float *rstd, int64_t N,

@@ -208,15 +208,21 @@ static qkv_status block_tail_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l
                                             qkv__enc_drop_stream(l, 1)));
         dmlp = t->dln;
     }
-    QKV_TRY(qkv_nn_linear_backward_set(rt, &w->out, t->da, qkv__twg(t, l, BP_OUT_W),
-                                       qkv__twg(t, l, BP_OUT_B), dmlp, a->a, N));
     const float pa = b->train ? c->p_act : 0.0f; /* Marian's activation_dropout */
+    if (pa == 0.0f && !w->out.lora) /* dh = act'(h) ⊙ (dmlp · W2), in the GEMM's epilogue */
+        QKV_TRY(qkv_nn_linear_backward_act_set(rt, &w->out, t->dh, qkv__twg(t, l, BP_OUT_W),
+                                               qkv__twg(t, l, BP_OUT_B), dmlp, a->a, N, c->act,
+                                               a->h));
+    else
+        QKV_TRY(qkv_nn_linear_backward_set(rt, &w->out, t->da, qkv__twg(t, l, BP_OUT_W),
+                                           qkv__twg(t, l, BP_OUT_B), dmlp, a->a, N));
     if (pa > 0.0f) {
         QKV_TRY(qkv_nn_dropout_backward_set(
             rt, t->dh, t->da, N * F, pa, b->seed ^ QKV__ACT_DROP_SEED, qkv__enc_drop_stream(l, 0)));
         memcpy(t->da, t->dh, (size_t)(N * F) * sizeof(float));
     }
-    QKV_TRY(qkv_nn_act_backward_set(rt, c->act, t->dh, t->da, a->h, N * F));
+    if (pa > 0.0f || w->out.lora)
+        QKV_TRY(qkv_nn_act_backward_set(rt, c->act, t->dh, t->da, a->h, N * F));
     QKV_TRY(qkv_nn_linear_backward(rt, &w->fc, dx1, qkv__twg(t, l, BP_FC_W),
                                    qkv__twg(t, l, BP_FC_B), t->dh, a->ln1, N));
     /* ln1 = LN1(res1), res1 = x + att Woᵀ + bo */
