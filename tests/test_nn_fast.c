@@ -202,6 +202,24 @@ static void test_linear_case(int64_t N, int64_t C, int64_t OC, int in_out, int s
         }
     cmp(L_LINEAR, LABEL("%s forward", name), out, want, mag, tol, N * OC);
 
+    /* ---- the pre-activation form: out = act(z) and pre = z, the bits of the plain layer into
+     * pre then the activation's forward; its argument checks */
+    if (!resid) {
+        const qkv_act fa = act != QKV_ACT_NONE ? act : QKV_ACT_GELU_TANH;
+        float *o1 = nt_junk(N * OC), *p1 = nt_junk(N * OC), *p2 = nt_junk(N * OC);
+        float *o2 = nt_junk(N * OC);
+        CHECK_OK(qkv_nn_linear_forward_pre(NULL, &L, o1, p1, x, N, fa));
+        CHECK_OK(qkv_nn_linear_forward(NULL, &L, p2, x, N, QKV_ACT_NONE, NULL));
+        CHECK_OK(qkv_nn_act_forward(NULL, fa, o2, p2, N * OC));
+        nt_same_bits(LABEL("%s forward_pre pre", name), p1, p2, N * OC);
+        nt_same_bits(LABEL("%s forward_pre out", name), o1, o2, N * OC);
+        CHECK(qkv_nn_linear_forward_pre(NULL, &L, o1, o1, x, N, fa) == QKV_ERR_INVALID_ARG);
+        CHECK(qkv_nn_linear_forward_pre(NULL, &L, o1, p1, x, N, QKV_ACT_NONE) ==
+              QKV_ERR_INVALID_ARG);
+        CHECK(qkv_nn_linear_forward_pre(NULL, &L, o1, NULL, x, N, fa) == QKV_ERR_INVALID_ARG);
+        free(o1), free(p1), free(p2), free(o2);
+    }
+
     /* ---- prepacked op(w): the GEMM promises the same bits as the unpacked product; with the
      * packed panels the layer must not need w */
     {

@@ -75,6 +75,7 @@ static void epilogue_tile(const qkv_gemm_epilogue *epi, float *c, int64_t ldc, i
         float *row = c + r * ldc;
         if (epi->bias)
             for (int j = 0; j < nr; j++) row[j] += epi->bias[j0 + j];
+        if (epi->pre) memcpy(epi->pre + (i0 + r) * epi->ldp + j0, row, (size_t)nr * sizeof(float));
         if (act) act(epi->act, row, row, (size_t)nr);
         if (epi->residual) {
             const float *res = epi->residual + (i0 + r) * epi->ldr + j0;
@@ -305,6 +306,10 @@ static qkv_status check_args(int trans_a, int trans_b, int64_t M, int64_t N, int
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: residual ldr %lld < N", (long long)epi->ldr);
     if (epi && (unsigned)epi->act > QKV_ACT_TANH)
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: unknown activation %d", (int)epi->act);
+    if (epi && epi->pre && (epi->act_grad || epi->act == QKV_ACT_NONE || epi->ldp < N))
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "gemm: pre needs an activation, no act_grad and ldp %lld >= N %lld",
+                         (long long)epi->ldp, (long long)N);
     if (epi && epi->act_grad &&
         (epi->bias || epi->residual || epi->act == QKV_ACT_NONE || epi->ldg < N))
         return qkv__fail(QKV_ERR_INVALID_ARG,
@@ -350,11 +355,14 @@ static qkv_status gemm_run(const qkv_gemm_config *cfg, qkv_runtime *rt, int tran
     /* An overlapping residual would be read after the first K block overwrote it: copy it. */
     qkv_gemm_epilogue epi_copy;
     float *res_copy = NULL;
-    if (epi && epi->act_grad) { /* read per tile after other tiles were stored: no overlap */
+    if (epi && (epi->act_grad || epi->pre)) { /* read / written per tile: no overlap with C */
+        const float *x = epi->act_grad ? epi->act_grad : epi->pre;
+        const int64_t ldx = epi->act_grad ? epi->ldg : epi->ldp;
         uintptr_t c0 = (uintptr_t)C, c1 = (uintptr_t)(C + (M - 1) * ldc + N);
-        uintptr_t g0 = (uintptr_t)epi->act_grad,
-                  g1 = (uintptr_t)(epi->act_grad + (M - 1) * epi->ldg + N);
-        if (g0 < c1 && c0 < g1) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: act_grad overlaps C");
+        uintptr_t g0 = (uintptr_t)x, g1 = (uintptr_t)(x + (M - 1) * ldx + N);
+        if (g0 < c1 && c0 < g1)
+            return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: %s overlaps C",
+                             epi->act_grad ? "act_grad" : "pre");
     }
     if (residual_overlaps(epi, M, N, C, ldc)) {
         size_t bytes;

@@ -49,6 +49,11 @@ typedef struct qkv_gemm_epilogue {
      * input, the hidden layer's in an MLP backward, without its own pass). Not in _naive. */
     const float *act_grad;
     int64_t ldg;
+    /* Forward form, with an activation: the biased value before it also goes to pre[i*ldp + j]
+     * (what an activation's backward reads), so it is not re-read from memory to apply the
+     * activation in a second pass. Not in _naive. */
+    float *pre;
+    int64_t ldp;
 } qkv_gemm_epilogue;
 
 /* Micro-kernel contract (per instruction set): with ap the packed A micro-panel

@@ -45,8 +45,7 @@ static qkv_status mlp_in(qkv_runtime *rt, const qkv__enc_cfg *c, const qkv_nn_li
                          const qkv__block_acts *a, const float *x, int64_t N, int64_t l, int site) {
     const int64_t F = c->F;
     if (!a->h) return qkv_nn_linear_forward(rt, fc, a->a, x, N, c->act, NULL);
-    QKV_TRY(qkv_nn_linear_forward(rt, fc, a->h, x, N, QKV_ACT_NONE, NULL));
-    QKV_TRY(qkv_nn_act_forward(rt, c->act, a->a, a->h, N * F));
+    QKV_TRY(qkv_nn_linear_forward_pre(rt, fc, a->a, a->h, x, N, c->act)); /* h and act(h) */
     if (c->act_drop > 0.0f)
         QKV_TRY(qkv_nn_dropout_forward(rt, a->a, a->a, N * F, c->act_drop,
                                        c->seed ^ QKV__ACT_DROP_SEED,

@@ -90,9 +90,9 @@ static int overlaps(const float *p, const float *q, int64_t n) {
     return a < b + len && b < a + len;
 }
 
-qkv_status qkv_nn_linear_forward(qkv_runtime *rt, const qkv_nn_linear *L, float *out,
-                                 const float *inp, int64_t N, qkv_act act, const float *residual) {
-    static const char fn[] = "qkv_nn_linear_forward";
+static qkv_status linear_forward(const char *fn, qkv_runtime *rt, const qkv_nn_linear *L,
+                                 float *out, float *pre, const float *inp, int64_t N, qkv_act act,
+                                 const float *residual) {
     QKV_TRY(check(fn, L, N));
     NN_NONNULL(fn, out);
     NN_NONNULL(fn, inp);
@@ -120,12 +120,33 @@ qkv_status qkv_nn_linear_forward(qkv_runtime *rt, const qkv_nn_linear *L, float 
         QKV_TRY(st);
         beta = 1.0f; /* the base product adds to it */
     }
-    qkv_gemm_epilogue e = {L->b, act, residual, L->OC, NULL, 0};
+    qkv_gemm_epilogue e = {L->b, act, residual, L->OC, NULL, 0, pre, L->OC};
     const qkv_gemm_epilogue *ep = L->b || act != QKV_ACT_NONE || residual ? &e : NULL;
     if (L->packed)
         return qkv__gemm_f32_packed(rt, 0, N, inp, L->C, L->packed, 1.0f, beta, out, L->OC, ep);
     return qkv__gemm_f32(rt, 0, !L->in_out, N, L->OC, L->C, 1.0f, inp, L->C, L->w, ldw_of(L), beta,
                          out, L->OC, ep);
+}
+
+qkv_status qkv_nn_linear_forward(qkv_runtime *rt, const qkv_nn_linear *L, float *out,
+                                 const float *inp, int64_t N, qkv_act act, const float *residual) {
+    return linear_forward("qkv_nn_linear_forward", rt, L, out, NULL, inp, N, act, residual);
+}
+
+qkv_status qkv_nn_linear_forward_pre(qkv_runtime *rt, const qkv_nn_linear *L, float *out,
+                                     float *pre, const float *inp, int64_t N, qkv_act act) {
+    static const char fn[] = "qkv_nn_linear_forward_pre";
+    NN_NONNULL(fn, pre);
+    NN_REQUIRE(act == QKV_ACT_GELU_ERF || act == QKV_ACT_GELU_TANH || act == QKV_ACT_RELU ||
+                   act == QKV_ACT_SILU || act == QKV_ACT_TANH,
+               "%s: act = %d is not a qkv_act activation", fn, (int)act);
+    QKV_TRY(check(fn, L, N));
+    NN_NONNULL(fn, inp);
+    const uintptr_t p0 = (uintptr_t)pre, p1 = (uintptr_t)(pre + N * L->OC);
+    const uintptr_t i0 = (uintptr_t)inp, i1 = (uintptr_t)(inp + N * L->C);
+    NN_REQUIRE(!(p0 < i1 && i0 < p1) && (!out || !overlaps(pre, out, N * L->OC)),
+               "%s: pre overlaps out or inp", fn);
+    return linear_forward(fn, rt, L, out, pre, inp, N, act, NULL);
 }
 
 typedef struct {

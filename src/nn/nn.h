@@ -65,6 +65,12 @@ static inline qkv_nn_linear qkv_nn_linear_packed(const qkv_gemm_packed *p, const
  * O(N · C) more when its dropout is on (QKV_ERR_NOMEM). */
 qkv_status qkv_nn_linear_forward(qkv_runtime *rt, const qkv_nn_linear *L, float *out,
                                  const float *inp, int64_t N, qkv_act act, const float *residual);
+/* out = act(inp · op(w)ᵀ + b) with act not NONE, and pre = inp · op(w)ᵀ + b (the activation's
+ * input, which its backward reads), both from the GEMM's epilogue: the bits of this layer with
+ * QKV_ACT_NONE into pre then qkv_nn_act_forward(act, out, pre), without reading pre back. An
+ * adapter's term is in pre as in the plain form; pre must not overlap out or inp. */
+qkv_status qkv_nn_linear_forward_pre(qkv_runtime *rt, const qkv_nn_linear *L, float *out,
+                                     float *pre, const float *inp, int64_t N, qkv_act act);
 /* dinp (N, C) += dout (N, OC) · op(w)ᵀ; dw += the gradient of w in w's own layout and stride;
  * db (OC) += Σ_n dout[n]. Needs L->w for dinp. dout is the gradient of the layer's output
  * before any activation. NULL gradients are skipped (dw NULL: no weight-gradient GEMM, the
