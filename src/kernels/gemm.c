@@ -48,7 +48,7 @@ static void epilogue_grad_tile(const qkv_gemm_epilogue *epi, float *c, int64_t l
                                int64_t j0, int mr, int nr) {
     void (*bwd)(qkv_act, const float *, const float *, float *, size_t) =
         qkv__kernels()->act_bwd_f32;
-    enum { W = 64 };
+    enum { W = 512 };
     float tmp[W];
     for (int r = 0; r < mr; r++) {
         float *row = c + r * ldc;
@@ -213,6 +213,10 @@ static void gemm_cell(const gemm_job *g, int64_t cell) {
     float *bpack = apack ? apack + g->a_floats : NULL;
     const qkv_gemm_epilogue *epi = g->epi;
     int has_epi = epi && (epi->bias || epi->act != QKV_ACT_NONE || epi->residual);
+    /* The plain forms run on each tile right after its last K block, in L1; the training forms
+     * (act_grad, pre) on each finished mc x nc block, a row of up to nc at a time: their
+     * kernels and copies then run on long rows instead of NR-float pieces. */
+    int block_epi = has_epi && (epi->act_grad || epi->pre), tile_epi = has_epi && !block_epi;
 
     for (int64_t jc = n0; jc < n1; jc += g->nc) {
         int64_t nc = n1 - jc < g->nc ? n1 - jc : g->nc;
@@ -245,10 +249,12 @@ static void gemm_cell(const gemm_job *g, int64_t cell) {
                         else
                             cfg->ukr(kc, apack + ir * kc, bpanel + jr * kc, c, g->ldc, mr, nr,
                                      g->alpha, beta);
-                        if (last && has_epi)
+                        if (last && tile_epi)
                             epilogue_tile(epi, c, g->ldc, ic + ir, jc + jr, mr, nr);
                     }
                 }
+                if (last && block_epi) /* the whole mc x nc block (in L2): rows, not tiles */
+                    epilogue_tile(epi, g->C + ic * g->ldc + jc, g->ldc, ic, jc, (int)mc, (int)nc);
             }
         }
     }
