@@ -78,6 +78,21 @@ static inline void nt_same_bits(const char *what, const void *a, const void *b, 
     CHECK_MSG(memcmp(a, b, (size_t)nfloats * sizeof(float)) == 0, "%s: results differ", what);
 }
 
+/* Equal values element by element (-0 == +0; NaN never equal). */
+static inline void nt_same_values(const char *what, const float *a, const float *b,
+                                  int64_t nfloats) {
+    int64_t bad = 0;
+    for (int64_t i = 0; i < nfloats; i++) bad += !(a[i] == b[i]);
+    CHECK_MSG(bad == 0, "%s: %lld values differ", what, (long long)bad);
+}
+
+/* nfloats of junk a first-term (_set) gradient must ignore: NaN, infinities, large values. */
+static inline float *nt_junk(int64_t nfloats) {
+    float *p = nt_rand(nfloats, -1e30, 1e30);
+    for (int64_t i = 0; i < nfloats; i += 3) p[i] = i % 2 ? NAN : INFINITY;
+    return p;
+}
+
 /* An allocator that always fails (qkv_set_allocator), for the NOMEM paths. */
 static inline void *nt_failing_alloc(size_t size, size_t align, void *user) {
     (void)size, (void)align, (void)user;

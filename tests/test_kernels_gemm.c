@@ -120,7 +120,8 @@ static void test_packed(qkv_runtime *rt1, qkv_runtime *rt2) {
     for (int i = 0; i < 160 * 310; i++) res[i] = urand();
     for (int act = QKV_ACT_NONE; act <= QKV_ACT_TANH; act++)
         for (int tb = 0; tb < 2; tb++) {
-            qkv_gemm_epilogue e = {act % 2 ? bias : NULL, (qkv_act)act, act > 1 ? res : NULL, 310};
+            qkv_gemm_epilogue e = {
+                act % 2 ? bias : NULL, (qkv_act)act, act > 1 ? res : NULL, 310, NULL, 0, NULL, 0};
             packed_case(&cfg, rt2, 0, tb, 5, 300, 400, 1.0f, 0.0f, 1, &e);
             packed_case(&cfg, rt1, 0, tb, 150, 97, 385, 1.0f, 0.0f, 0, &e);
             packed_case(&nosmall, rt2, 0, tb, 7, 300, 400, 1.0f, 0.25f, 2, &e);
@@ -140,7 +141,7 @@ static void test_rows_vs_batch(qkv_runtime *rt) {
     for (int64_t i = 0; i < M * K; i++) A[i] = urand();
     for (int64_t i = 0; i < N * K; i++) W[i] = urand();
     for (int i = 0; i < 200; i++) bias[i] = urand();
-    qkv_gemm_epilogue e = {bias, QKV_ACT_GELU_TANH, NULL, 0};
+    qkv_gemm_epilogue e = {bias, QKV_ACT_GELU_TANH, NULL, 0, NULL, 0, NULL, 0};
     qkv_gemm_packed *P = NULL;
     CHECK_OK(qkv__gemm_pack_b(NULL, 1, K, N, W, K, &P));
     CHECK(qkv__gemm_packed_k(P) == K && qkv__gemm_packed_n(P) == N);
@@ -204,8 +205,9 @@ static void test_residual_alias(qkv_runtime *rt) {
         for (int b = 0; b < 2; b++) {
             float beta = b ? 0.5f : 0.0f;
             for (int64_t i = 0; i < M * ldc; i++) C[i] = R[i] = X[i] = urand();
-            qkv_gemm_epilogue sep = {bias, QKV_ACT_GELU_ERF, X, ldc}; /* X: a copy of C */
-            qkv_gemm_epilogue alias = {bias, QKV_ACT_GELU_ERF, C, ldc};
+            qkv_gemm_epilogue sep = {bias, QKV_ACT_GELU_ERF, X, ldc, NULL, 0, NULL,
+                                     0}; /* X: a copy of C */
+            qkv_gemm_epilogue alias = {bias, QKV_ACT_GELU_ERF, C, ldc, NULL, 0, NULL, 0};
             CHECK_OK(qkv__gemm_f32(rt, 0, 1, M, N, K, 1.0f, A, K, W, K, beta, R, ldc, &sep));
             if (packed)
                 CHECK_OK(qkv__gemm_f32_packed(rt, 0, M, A, K, P, 1.0f, beta, C, ldc, &alias));
@@ -216,8 +218,8 @@ static void test_residual_alias(qkv_runtime *rt) {
         }
     /* a residual shifted by one row inside C (partial overlap) */
     for (int64_t i = 0; i < M * ldc; i++) C[i] = R[i] = X[i] = urand();
-    qkv_gemm_epilogue sep = {NULL, QKV_ACT_NONE, X + ldc, ldc};
-    qkv_gemm_epilogue shifted = {NULL, QKV_ACT_NONE, C + ldc, ldc};
+    qkv_gemm_epilogue sep = {NULL, QKV_ACT_NONE, X + ldc, ldc, NULL, 0, NULL, 0};
+    qkv_gemm_epilogue shifted = {NULL, QKV_ACT_NONE, C + ldc, ldc, NULL, 0, NULL, 0};
     CHECK_OK(qkv__gemm_f32(rt, 0, 1, M - 1, N, K, 1.0f, A, K, W, K, 0.0f, R, ldc, &sep));
     CHECK_OK(qkv__gemm_f32(rt, 0, 1, M - 1, N, K, 1.0f, A, K, W, K, 0.0f, C, ldc, &shifted));
     CHECK(memcmp(C, R, sizeof(float) * (size_t)((M - 1) * ldc)) == 0);
@@ -257,7 +259,7 @@ static void test_packed_nomem(void) {
         qkv_status s = qkv__gemm_pack_b(NULL, 1, K, N, W, K, &P);
         if (s == QKV_OK) {
             /* a packed product that needs memory: M > rows_max packs A; the residual is C */
-            qkv_gemm_epilogue e = {NULL, QKV_ACT_NONE, C, N};
+            qkv_gemm_epilogue e = {NULL, QKV_ACT_NONE, C, N, NULL, 0, NULL, 0};
             memset(C, 0, sizeof(float) * (size_t)(M * N));
             s = qkv__gemm_f32_packed(NULL, 1, M, A, M, P, 1.0f, 0.0f, C, N, &e);
             qkv__gemm_packed_free(P);
@@ -293,7 +295,7 @@ static void test_packed_args(void) {
     CHECK_STATUS(qkv__gemm_f32_packed(NULL, 0, 2, x, 2, P, 1, 0, x, 1, NULL), QKV_ERR_INVALID_ARG);
     CHECK_STATUS(qkv__gemm_f32_packed(NULL, 0, 2, x, 2, P, 1, 0, NULL, 2, NULL),
                  QKV_ERR_INVALID_ARG);
-    qkv_gemm_epilogue bad = {NULL, (qkv_act)99, NULL, 0};
+    qkv_gemm_epilogue bad = {NULL, (qkv_act)99, NULL, 0, NULL, 0, NULL, 0};
     CHECK_STATUS(qkv__gemm_f32_packed(NULL, 0, 2, x, 2, P, 1, 0, x + 8, 2, &bad),
                  QKV_ERR_INVALID_ARG);
     CHECK_OK(qkv__gemm_f32_packed(NULL, 0, 0, NULL, 2, P, 1, 0, NULL, 2, NULL)); /* M = 0 */
@@ -308,6 +310,85 @@ static void test_packed_args(void) {
     CHECK(qkv__gemm_packed_bytes(P) == 0);
     qkv__gemm_packed_free(P);
     qkv__gemm_packed_free(NULL);
+}
+
+/* The backward epilogue (act_grad): the bits of the plain product followed by act_bwd_f32 into
+ * zeros, on shapes around every ISA's blocks (edge tiles, several K blocks, K = 0, beta 1, both
+ * transposes, 1 to 3 threads, a strided act_grad); and its argument checks. */
+static void test_act_grad(qkv_runtime *const *rts) {
+    const int64_t shapes[][3] = {{1, 1, 1},   {7, 49, 3},     {13, 95, 384}, {150, 100, 385},
+                                 {33, 48, 0}, {141, 17, 769}, {64, 300, 64}};
+    const qkv_act acts[] = {QKV_ACT_GELU_ERF, QKV_ACT_GELU_TANH, QKV_ACT_RELU, QKV_ACT_SILU,
+                            QKV_ACT_TANH};
+    int n = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (size_t a = 0; a < sizeof acts / sizeof *acts; a++, n++) {
+            const int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], ldg = N + 5;
+            const int ta = n & 1, tb = n >> 1 & 1;
+            const float beta = n % 3 == 0 ? 1.0f : 0.0f;
+            float *A = malloc(sizeof(float) * (size_t)(M * (K ? K : 1)));
+            float *B = malloc(sizeof(float) * (size_t)((K ? K : 1) * N));
+            float *G = malloc(sizeof(float) * (size_t)(M * ldg));
+            float *C1 = malloc(sizeof(float) * (size_t)(M * N));
+            float *C2 = malloc(sizeof(float) * (size_t)(M * N));
+            float *Z = calloc((size_t)(M * N), sizeof(float));
+            for (int64_t i = 0; i < M * K; i++) A[i] = urand();
+            for (int64_t i = 0; i < K * N; i++) B[i] = urand();
+            for (int64_t i = 0; i < M * ldg; i++) G[i] = 6.0f * urand();
+            for (int64_t i = 0; i < M * N; i++) C1[i] = C2[i] = urand();
+            const qkv_gemm_epilogue e = {.act = acts[a], .act_grad = G, .ldg = ldg};
+            qkv_runtime *rt = rts[n % 3];
+            CHECK_OK(qkv__gemm_f32(rt, ta, tb, M, N, K, 0.75f, A, ta ? M : K, B, tb ? K : N, beta,
+                                   C1, N, &e));
+            CHECK_OK(qkv__gemm_f32(rt, ta, tb, M, N, K, 0.75f, A, ta ? M : K, B, tb ? K : N, beta,
+                                   C2, N, NULL));
+            for (int64_t i = 0; i < M; i++)
+                qkv__kernels()->act_bwd_f32(acts[a], G + i * ldg, C2 + i * N, Z + i * N, (size_t)N);
+            CHECK_MSG(memcmp(C1, Z, sizeof(float) * (size_t)(M * N)) == 0,
+                      "act_grad epilogue M=%lld N=%lld K=%lld act=%d: not the unfused bits",
+                      (long long)M, (long long)N, (long long)K, (int)acts[a]);
+            free(A), free(B), free(G), free(C1), free(C2), free(Z);
+        }
+    /* the forward form (pre): pre = the biased value, c = act(pre); the bits of the bias-only
+     * epilogue followed by act_f32 */
+    for (size_t a = 0; a < sizeof acts / sizeof *acts; a++) {
+        const int64_t M = 37, N = 101, K = 400, ldp = N + 3;
+        float *A = malloc(sizeof(float) * (size_t)(M * K)),
+              *B = malloc(sizeof(float) * (size_t)(K * N));
+        float *bias = malloc(sizeof(float) * (size_t)N),
+              *P = malloc(sizeof(float) * (size_t)(M * ldp));
+        float *C1 = malloc(sizeof(float) * (size_t)(M * N)),
+              *C2 = malloc(sizeof(float) * (size_t)(M * N));
+        for (int64_t i = 0; i < M * K; i++) A[i] = urand();
+        for (int64_t i = 0; i < K * N; i++) B[i] = urand();
+        for (int64_t i = 0; i < N; i++) bias[i] = urand();
+        const qkv_gemm_epilogue e = {.bias = bias, .act = acts[a], .pre = P, .ldp = ldp};
+        const qkv_gemm_epilogue eb = {.bias = bias};
+        CHECK_OK(qkv__gemm_f32(rts[a % 3], 0, 1, M, N, K, 1, A, K, B, K, 0, C1, N, &e));
+        CHECK_OK(qkv__gemm_f32(rts[a % 3], 0, 1, M, N, K, 1, A, K, B, K, 0, C2, N, &eb));
+        int same_pre = 1;
+        for (int64_t i = 0; i < M; i++) {
+            same_pre &= memcmp(P + i * ldp, C2 + i * N, sizeof(float) * (size_t)N) == 0;
+            qkv__kernels()->act_f32(acts[a], C2 + i * N, C2 + i * N, (size_t)N);
+        }
+        CHECK_MSG(same_pre, "pre epilogue act=%d: pre is not the biased product", (int)acts[a]);
+        CHECK_MSG(memcmp(C1, C2, sizeof(float) * (size_t)(M * N)) == 0,
+                  "pre epilogue act=%d: not the unfused bits", (int)acts[a]);
+        free(A), free(B), free(bias), free(P), free(C1), free(C2);
+    }
+    float x[64] = {0}, c[64] = {0};
+    qkv_gemm_epilogue bad = {.act = QKV_ACT_RELU, .pre = c + 4, .ldp = 8};
+    CHECK(qkv__gemm_f32(NULL, 0, 0, 4, 8, 1, 1, x, 1, x, 8, 0, c, 8, &bad) == QKV_ERR_INVALID_ARG);
+    bad = (qkv_gemm_epilogue){.act = QKV_ACT_NONE, .pre = x, .ldp = 8};
+    CHECK(qkv__gemm_f32(NULL, 0, 0, 8, 8, 1, 1, x, 1, x, 8, 0, c, 8, &bad) == QKV_ERR_INVALID_ARG);
+    bad = (qkv_gemm_epilogue){.act = QKV_ACT_NONE, .act_grad = x, .ldg = 8};
+    CHECK(qkv__gemm_f32(NULL, 0, 0, 8, 8, 1, 1, x, 1, x, 8, 0, c, 8, &bad) == QKV_ERR_INVALID_ARG);
+    bad = (qkv_gemm_epilogue){.bias = x, .act = QKV_ACT_RELU, .act_grad = x, .ldg = 8};
+    CHECK(qkv__gemm_f32(NULL, 0, 0, 8, 8, 1, 1, x, 1, x, 8, 0, c, 8, &bad) == QKV_ERR_INVALID_ARG);
+    bad = (qkv_gemm_epilogue){.act = QKV_ACT_RELU, .act_grad = x, .ldg = 7};
+    CHECK(qkv__gemm_f32(NULL, 0, 0, 8, 8, 1, 1, x, 1, x, 8, 0, c, 8, &bad) == QKV_ERR_INVALID_ARG);
+    bad = (qkv_gemm_epilogue){.act = QKV_ACT_RELU, .act_grad = c + 4, .ldg = 8};
+    CHECK(qkv__gemm_f32(NULL, 0, 0, 4, 8, 1, 1, x, 1, x, 8, 0, c, 8, &bad) == QKV_ERR_INVALID_ARG);
 }
 
 int main(void) {
@@ -345,11 +426,11 @@ int main(void) {
     qkv_act acts[] = {QKV_ACT_NONE, QKV_ACT_GELU_ERF, QKV_ACT_GELU_TANH,
                       QKV_ACT_RELU, QKV_ACT_SILU,     QKV_ACT_TANH};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) {
-        qkv_gemm_epilogue e = {bias, acts[i], NULL, 0};
+        qkv_gemm_epilogue e = {bias, acts[i], NULL, 0, NULL, 0, NULL, 0};
         run_case(rt2, 0, 1, 50, 70, 260, 1.0f, 0.0f, 0, &e, 0);
-        qkv_gemm_epilogue e2 = {i % 2 ? bias : NULL, acts[i], res, 210};
+        qkv_gemm_epilogue e2 = {i % 2 ? bias : NULL, acts[i], res, 210, NULL, 0, NULL, 0};
         run_case(rt3, 0, 1, 290, 200, 33, 1.0f, 0.5f, 2, &e2, 0);
-        qkv_gemm_epilogue e3 = {bias, acts[i], res, 210};
+        qkv_gemm_epilogue e3 = {bias, acts[i], res, 210, NULL, 0, NULL, 0};
         run_case(rt1, 1, 0, 20, 200, 0, 1.0f, 0.5f, 2, &e3, 0); /* K = 0 */
     }
     /* results do not depend on the thread count */
@@ -375,6 +456,10 @@ int main(void) {
     test_packed_survives_arch_change(rt2);
     test_residual_alias(rt2);
     test_residual_alias(rt1);
+    {
+        qkv_runtime *const rts[3] = {rt1, rt2, rt3};
+        test_act_grad(rts);
+    }
     test_packed_nomem();
     test_packed_args();
     /* argument errors */

@@ -202,6 +202,24 @@ static void test_linear_case(int64_t N, int64_t C, int64_t OC, int in_out, int s
         }
     cmp(L_LINEAR, LABEL("%s forward", name), out, want, mag, tol, N * OC);
 
+    /* ---- the pre-activation form: out = act(z) and pre = z, the bits of the plain layer into
+     * pre then the activation's forward; its argument checks */
+    if (!resid) {
+        const qkv_act fa = act != QKV_ACT_NONE ? act : QKV_ACT_GELU_TANH;
+        float *o1 = nt_junk(N * OC), *p1 = nt_junk(N * OC), *p2 = nt_junk(N * OC);
+        float *o2 = nt_junk(N * OC);
+        CHECK_OK(qkv_nn_linear_forward_pre(NULL, &L, o1, p1, x, N, fa));
+        CHECK_OK(qkv_nn_linear_forward(NULL, &L, p2, x, N, QKV_ACT_NONE, NULL));
+        CHECK_OK(qkv_nn_act_forward(NULL, fa, o2, p2, N * OC));
+        nt_same_bits(LABEL("%s forward_pre pre", name), p1, p2, N * OC);
+        nt_same_bits(LABEL("%s forward_pre out", name), o1, o2, N * OC);
+        CHECK(qkv_nn_linear_forward_pre(NULL, &L, o1, o1, x, N, fa) == QKV_ERR_INVALID_ARG);
+        CHECK(qkv_nn_linear_forward_pre(NULL, &L, o1, p1, x, N, QKV_ACT_NONE) ==
+              QKV_ERR_INVALID_ARG);
+        CHECK(qkv_nn_linear_forward_pre(NULL, &L, o1, NULL, x, N, fa) == QKV_ERR_INVALID_ARG);
+        free(o1), free(p1), free(p2), free(o2);
+    }
+
     /* ---- prepacked op(w): the GEMM promises the same bits as the unpacked product; with the
      * packed panels the layer must not need w */
     {
@@ -266,6 +284,38 @@ static void test_linear_case(int64_t N, int64_t C, int64_t OC, int in_out, int s
         tb[o] = (double)(N + 4) * U * m;
     }
     cmp(L_LINEAR, LABEL("%s db", name), db, wb, mb, tb, OC);
+
+    /* the overwriting form: dinp = dout · op(w)ᵀ over junk, the values of += into zeros (its
+     * GEMM runs with beta 0); dw, db still accumulate, bit for bit */
+    {
+        float *ds = nt_junk(N * C), *dz = nt_alloc(N * C);
+        float *dw2 = nt_copy(pre_dw, rows * ld), *db2 = nt_copy(pre_db, OC);
+        CHECK_OK(qkv_nn_linear_backward_set(NULL, &L, ds, dw2 + off, db2, dout, x, N));
+        CHECK_OK(qkv_nn_linear_backward(NULL, &L, dz, NULL, NULL, dout, x, N));
+        nt_same_values(LABEL("%s dinp set vs += into zeros", name), ds, dz, N * C);
+        nt_same_bits(LABEL("%s dw with set", name), dw2, dwfull, rows * ld);
+        nt_same_bits(LABEL("%s db with set", name), db2, db, OC);
+        free(ds), free(dz), free(dw2), free(db2);
+    }
+    /* fused with the activation before the layer: the bits of set into a scratch, then the
+     * activation's set backward (pre: the activation's input, strictly inside [-8, 8]) */
+    {
+        const qkv_act pa = act != QKV_ACT_NONE ? act : QKV_ACT_GELU_ERF;
+        float *pre = nt_rand(N * C, -8, 8), *ds = nt_junk(N * C), *tmp = nt_junk(N * C);
+        float *dz = nt_junk(N * C);
+        float *dw2 = nt_copy(pre_dw, rows * ld), *db2 = nt_copy(pre_db, OC);
+        CHECK_OK(qkv_nn_linear_backward_act_set(NULL, &L, ds, dw2 + off, db2, dout, x, N, pa, pre));
+        CHECK_OK(qkv_nn_linear_backward_set(NULL, &L, tmp, NULL, NULL, dout, x, N));
+        CHECK_OK(qkv_nn_act_backward_set(NULL, pa, dz, tmp, pre, N * C));
+        nt_same_bits(LABEL("%s dinp act_set vs set then act", name), ds, dz, N * C);
+        nt_same_bits(LABEL("%s dw with act_set", name), dw2, dwfull, rows * ld);
+        nt_same_bits(LABEL("%s db with act_set", name), db2, db, OC);
+        CHECK(qkv_nn_linear_backward_act_set(NULL, &L, ds, NULL, NULL, dout, x, N, pa, ds) ==
+              QKV_ERR_INVALID_ARG); /* pre overlapping dinp */
+        CHECK(qkv_nn_linear_backward_act_set(NULL, &L, ds, NULL, NULL, dout, x, N, QKV_ACT_NONE,
+                                             pre) == QKV_ERR_INVALID_ARG);
+        free(pre), free(ds), free(tmp), free(dz), free(dw2), free(db2);
+    }
 
     /* NULL gradients are skipped; w is not needed without dinp */
     {
@@ -512,6 +562,17 @@ static void test_norm_case(int rms, int64_t N, int64_t C, int affine, double off
     }
     cmp(layer, LABEL("%s dinp alone", name), dx2, dxr, mdx, tdx, N * C);
     cmp(layer, LABEL("%s dweight alone", name), dw3, dwr, mdw, tdw, C);
+    if (!rms) { /* the overwriting form over junk: the bits of += into zeros */
+        float *ds = nt_junk(N * C), *dz = nt_alloc(N * C);
+        float *dws = nt_copy(dw2, C), *dwz = nt_copy(dw2, C);
+        float *dbs = nt_alloc(C), *dbz = nt_alloc(C);
+        CHECK_OK(qkv_nn_layernorm_backward_set(NULL, ds, dws, dbs, dy, x, w, meanr, rstdr, N, C));
+        CHECK_OK(qkv_nn_layernorm_backward(NULL, dz, dwz, dbz, dy, x, w, meanr, rstdr, N, C));
+        nt_same_bits(LABEL("%s dinp set vs += into zeros", name), ds, dz, N * C);
+        nt_same_bits(LABEL("%s dweight with set", name), dws, dwz, C);
+        nt_same_bits(LABEL("%s dbias with set", name), dbs, dbz, C);
+        free(ds), free(dz), free(dws), free(dwz), free(dbs), free(dbz);
+    }
     free(x), free(w), free(b), free(y), free(yr), free(mean), free(rstd), free(meanr), free(rstdr);
     free(mag), free(tol), free(ms), free(ts), free(y2), free(y3), free(dy), free(dx), free(dxr);
     free(dw), free(dwr), free(db), free(dbr), free(mdx), free(tdx), free(mdw), free(mdb);
@@ -558,6 +619,13 @@ static void test_act_case(qkv_act act, int64_t n) {
         tol[i] = act_rtol(act, x[i]) * g + 2.5e-7 * fabs(dxr[i]) + ACT_ATOL;
     }
     cmp(L_ACT, LABEL("%s backward", name), dx, dxr, mag, tol, n);
+    { /* the overwriting form over junk: the bits of += into zeros */
+        float *ds = nt_junk(n), *dz = nt_alloc(n);
+        CHECK_OK(qkv_nn_act_backward_set(NULL, act, ds, dy, x, n));
+        CHECK_OK(qkv_nn_act_backward(NULL, act, dz, dy, x, n));
+        nt_same_bits(LABEL("%s backward set vs += into zeros", name), ds, dz, n);
+        free(ds), free(dz);
+    }
     free(x), free(y), free(yr), free(mag), free(tol), free(ip), free(dy), free(dx), free(dxr);
 }
 
@@ -683,6 +751,14 @@ static void test_dropout_case(int64_t n, float p, uint64_t seed, uint64_t stream
         tol[i] = 4 * U * mag[i];
     }
     cmp(L_DROP, LABEL("%s backward", name), dx, dxr, mag, tol, n);
+    { /* the overwriting form over junk: the bits of += into zeros (a -0 gradient too) */
+        float *ds = nt_junk(n), *dz = nt_alloc(n);
+        dy[0] = -0.0f;
+        CHECK_OK(qkv_nn_dropout_backward_set(NULL, ds, dy, n, p, seed, stream));
+        CHECK_OK(qkv_nn_dropout_backward(NULL, dz, dy, n, p, seed, stream));
+        nt_same_bits(LABEL("%s backward set vs += into zeros", name), ds, dz, n);
+        free(ds), free(dz);
+    }
     free(x), free(y), free(yr), free(mag), free(tol), free(ip), free(dy), free(dx), free(dxr);
 }
 

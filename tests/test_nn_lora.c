@@ -186,6 +186,19 @@ static void test_case(int64_t N, int64_t C, int64_t OC, int64_t r, int in_out, i
             tx[k] = (double)(OC + r + 8) * U * (m + ml);
         }
     cmp(LABEL("%s dinp", name), dinp, wx, tx, N * C);
+    { /* the overwriting form over junk: the bits of += into zeros (with the adapter's term) */
+        float *ds = nt_junk(N * C), *dz = nt_alloc(N * C);
+        qkv_nn_lora A2 = A;
+        A2.ga = A2.gb = NULL;
+        qkv_nn_linear L2 = L;
+        L2.lora = &A2;
+        CHECK_OK(qkv_nn_linear_backward_set(NULL, &L2, ds, NULL, NULL, dout, x, N));
+        CHECK_OK(qkv_nn_linear_backward(NULL, &L2, dz, NULL, NULL, dout, x, N));
+        nt_same_bits(LABEL("%s dinp set vs += into zeros", name), ds, dz, N * C);
+        CHECK(qkv_nn_linear_backward_act_set(NULL, &L2, ds, NULL, NULL, dout, x, N,
+                                             QKV_ACT_GELU_ERF, dz) == QKV_ERR_INVALID_ARG);
+        free(ds), free(dz);
+    }
     /* dw, db are the plain layer's (test_nn_fast checks those against the ref), bit for bit;
      * outside the slice nothing moved */
     {

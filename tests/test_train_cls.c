@@ -8,7 +8,8 @@
  * torch.optim.AdamW with the Trainer's parameter groups, get_linear_schedule_with_warmup and
  * clip_grad_norm_. Checked here, on every ISA:
  *   - labels, problem types and head loading read from config.json;
- *   - logits 1e-5, loss 1e-6 and every gradient 1e-4 relative to the tensor's scale;
+ *   - logits 1e-5, loss 1e-6 and every gradient 1e-4 relative to the tensor's scale (the last
+ *     block runs on the [CLS] rows only, bert_train.c; transformers' runs on all rows);
  *   - 10 steps (dropout off): each loss and grad norm within 1e-4, every final weight 1e-4, with
  *     the schedule QKV_LR_LINEAR_HF equal to transformers';
  *   - recompute and 1 vs 2 threads give bit-identical gradients, with dropout on too;

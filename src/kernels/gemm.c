@@ -42,8 +42,32 @@ float qkv__act_f32(qkv_act act, float x) {
     return x;
 }
 
+/* c (mr x nr tile) = c · act'(act_grad) (the backward form): each row through act_bwd_f32 into
+ * a zeroed stack block, copied back. */
+static void epilogue_grad_tile(const qkv_gemm_epilogue *epi, float *c, int64_t ldc, int64_t i0,
+                               int64_t j0, int mr, int nr) {
+    void (*bwd)(qkv_act, const float *, const float *, float *, size_t) =
+        qkv__kernels()->act_bwd_f32;
+    enum { W = 512 };
+    float tmp[W];
+    for (int r = 0; r < mr; r++) {
+        float *row = c + r * ldc;
+        const float *x = epi->act_grad + (i0 + r) * epi->ldg + j0;
+        for (int j = 0; j < nr; j += W) {
+            const int n = nr - j < W ? nr - j : W;
+            memset(tmp, 0, (size_t)n * sizeof(float));
+            bwd(epi->act, x + j, row + j, tmp, (size_t)n);
+            memcpy(row + j, tmp, (size_t)n * sizeof(float));
+        }
+    }
+}
+
 static void epilogue_tile(const qkv_gemm_epilogue *epi, float *c, int64_t ldc, int64_t i0,
                           int64_t j0, int mr, int nr) {
+    if (epi->act_grad) {
+        epilogue_grad_tile(epi, c, ldc, i0, j0, mr, nr);
+        return;
+    }
     /* the activation is the active ISA's vectorized row kernel (kernels/dispatch.h) */
     void (*act)(qkv_act, const float *, float *, size_t) =
         epi->act != QKV_ACT_NONE ? qkv__kernels()->act_f32 : NULL;
@@ -51,6 +75,7 @@ static void epilogue_tile(const qkv_gemm_epilogue *epi, float *c, int64_t ldc, i
         float *row = c + r * ldc;
         if (epi->bias)
             for (int j = 0; j < nr; j++) row[j] += epi->bias[j0 + j];
+        if (epi->pre) memcpy(epi->pre + (i0 + r) * epi->ldp + j0, row, (size_t)nr * sizeof(float));
         if (act) act(epi->act, row, row, (size_t)nr);
         if (epi->residual) {
             const float *res = epi->residual + (i0 + r) * epi->ldr + j0;
@@ -68,6 +93,10 @@ static void pack_a(const qkv_gemm_config *cfg, int trans, const float *A, int64_
         float *dst = ap + ir * kc;
         if (!trans && cfg->pack_a) {
             cfg->pack_a(A + (i0 + ir) * lda + p0, lda, kc, mr, dst);
+            continue;
+        }
+        if (trans && mr == MR && cfg->pack_at) {
+            cfg->pack_at(A + p0 * lda + i0 + ir, lda, kc, dst);
             continue;
         }
         if (!trans) {
@@ -94,7 +123,9 @@ static void pack_b(const qkv_gemm_config *cfg, int trans, const float *B, int64_
     for (int64_t jr = 0; jr < nc; jr += NR) {
         int nr = (int)(nc - jr < NR ? nc - jr : NR);
         float *dst = bp + jr * kc;
-        if (!trans) {
+        if (!trans && nr == NR && cfg->pack_bn) {
+            cfg->pack_bn(B + p0 * ldb + j0 + jr, ldb, kc, dst);
+        } else if (!trans) {
             for (int64_t p = 0; p < kc; p++) {
                 const float *src = B + (p0 + p) * ldb + j0 + jr;
                 float *d = dst + p * NR;
@@ -182,6 +213,10 @@ static void gemm_cell(const gemm_job *g, int64_t cell) {
     float *bpack = apack ? apack + g->a_floats : NULL;
     const qkv_gemm_epilogue *epi = g->epi;
     int has_epi = epi && (epi->bias || epi->act != QKV_ACT_NONE || epi->residual);
+    /* The plain forms run on each tile right after its last K block, in L1; the training forms
+     * (act_grad, pre) on each finished mc x nc block, a row of up to nc at a time: their
+     * kernels and copies then run on long rows instead of NR-float pieces. */
+    int block_epi = has_epi && (epi->act_grad || epi->pre), tile_epi = has_epi && !block_epi;
 
     for (int64_t jc = n0; jc < n1; jc += g->nc) {
         int64_t nc = n1 - jc < g->nc ? n1 - jc : g->nc;
@@ -214,10 +249,12 @@ static void gemm_cell(const gemm_job *g, int64_t cell) {
                         else
                             cfg->ukr(kc, apack + ir * kc, bpanel + jr * kc, c, g->ldc, mr, nr,
                                      g->alpha, beta);
-                        if (last && has_epi)
+                        if (last && tile_epi)
                             epilogue_tile(epi, c, g->ldc, ic + ir, jc + jr, mr, nr);
                     }
                 }
+                if (last && block_epi) /* the whole mc x nc block (in L2): rows, not tiles */
+                    epilogue_tile(epi, g->C + ic * g->ldc + jc, g->ldc, ic, jc, (int)mc, (int)nc);
             }
         }
     }
@@ -275,6 +312,16 @@ static qkv_status check_args(int trans_a, int trans_b, int64_t M, int64_t N, int
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: residual ldr %lld < N", (long long)epi->ldr);
     if (epi && (unsigned)epi->act > QKV_ACT_TANH)
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: unknown activation %d", (int)epi->act);
+    if (epi && epi->pre && (epi->act_grad || epi->act == QKV_ACT_NONE || epi->ldp < N))
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "gemm: pre needs an activation, no act_grad and ldp %lld >= N %lld",
+                         (long long)epi->ldp, (long long)N);
+    if (epi && epi->act_grad &&
+        (epi->bias || epi->residual || epi->act == QKV_ACT_NONE || epi->ldg < N))
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "gemm: act_grad needs an activation, no bias or residual and ldg %lld "
+                         ">= N %lld",
+                         (long long)epi->ldg, (long long)N);
     return QKV_OK;
 }
 
@@ -314,6 +361,15 @@ static qkv_status gemm_run(const qkv_gemm_config *cfg, qkv_runtime *rt, int tran
     /* An overlapping residual would be read after the first K block overwrote it: copy it. */
     qkv_gemm_epilogue epi_copy;
     float *res_copy = NULL;
+    if (epi && (epi->act_grad || epi->pre)) { /* read / written per tile: no overlap with C */
+        const float *x = epi->act_grad ? epi->act_grad : epi->pre;
+        const int64_t ldx = epi->act_grad ? epi->ldg : epi->ldp;
+        uintptr_t c0 = (uintptr_t)C, c1 = (uintptr_t)(C + (M - 1) * ldc + N);
+        uintptr_t g0 = (uintptr_t)x, g1 = (uintptr_t)(x + (M - 1) * ldx + N);
+        if (g0 < c1 && c0 < g1)
+            return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: %s overlaps C",
+                             epi->act_grad ? "act_grad" : "pre");
+    }
     if (residual_overlaps(epi, M, N, C, ldc)) {
         size_t bytes;
         if (qkv__mul_overflow((size_t)M * (size_t)N, sizeof(float), &bytes))

@@ -43,6 +43,17 @@ typedef struct qkv_gemm_epilogue {
     qkv_act act;           /* applied after the bias */
     const float *residual; /* [M, ldr] or NULL, added last */
     int64_t ldr;
+    /* The backward form instead (bias and residual NULL, act not NONE): c = c · act'(x) with x
+     * = act_grad[i*ldg + j], by the active ISA's act_bwd_f32 into zeros, so the bits of the
+     * unfused product then act_bwd_f32 into a zeroed gradient (the gradient of an activation's
+     * input, the hidden layer's in an MLP backward, without its own pass). Not in _naive. */
+    const float *act_grad;
+    int64_t ldg;
+    /* Forward form, with an activation: the biased value before it also goes to pre[i*ldp + j]
+     * (what an activation's backward reads), so it is not re-read from memory to apply the
+     * activation in a second pass. Not in _naive. */
+    float *pre;
+    int64_t ldp;
 } qkv_gemm_epilogue;
 
 /* Micro-kernel contract (per instruction set): with ap the packed A micro-panel
@@ -62,6 +73,12 @@ typedef void (*qkv_gemm_pack_bt_fn)(const float *B, int64_t ldb, int64_t kc, int
  * dst[p*MR + r] = A[r*lda + p] for p < kc, r < mr, zeros for mr <= r < MR. */
 typedef void (*qkv_gemm_pack_a_fn)(const float *A, int64_t lda, int64_t kc, int mr, float *dst);
 
+/* Optional ISA packing of the two copy cases (whole micro-panels only: mr == MR, nr == NR;
+ * gemm.c handles edge panels itself). Transposed A (op(A) = Aᵀ, the doutᵀ of a weight
+ * gradient): dst[p*MR + r] = A[p*lda + r]; row-major B (op(B) = B): dst[p*NR + j] =
+ * B[p*ldb + j]. Plain copies, so any ISA gives the bits of the portable loops. */
+typedef void (*qkv_gemm_pack_copy_fn)(const float *src, int64_t ld, int64_t kc, float *dst);
+
 /* Optional micro-kernel on unpacked rows of A (the small-M path): the ukr contract with
  * ap[p*MR + r] replaced by a[r*lda + p] (row-major op(A) = A, r < mr, p < kc). It must do
  * exactly the ukr's operations on every stored C element (same FMA per p in the same order,
@@ -79,6 +96,8 @@ typedef struct qkv_gemm_config {
     qkv_gemm_pack_a_fn pack_a;     /* NULL: the portable packing in gemm.c */
     qkv_gemm_ukr_rows_fn ukr_rows; /* NULL: A is always packed */
     int64_t rows_max; /* with prepacked B and op(A) = A, M <= rows_max reads A in place */
+    qkv_gemm_pack_copy_fn pack_at; /* NULL: the portable loop (whole Aᵀ micro-panels) */
+    qkv_gemm_pack_copy_fn pack_bn; /* NULL: the portable loop (whole B micro-panels) */
 } qkv_gemm_config;
 
 /* The config of each ISA (ref is portable C). */

@@ -45,8 +45,7 @@ static qkv_status mlp_in(qkv_runtime *rt, const qkv__enc_cfg *c, const qkv_nn_li
                          const qkv__block_acts *a, const float *x, int64_t N, int64_t l, int site) {
     const int64_t F = c->F;
     if (!a->h) return qkv_nn_linear_forward(rt, fc, a->a, x, N, c->act, NULL);
-    QKV_TRY(qkv_nn_linear_forward(rt, fc, a->h, x, N, QKV_ACT_NONE, NULL));
-    QKV_TRY(qkv_nn_act_forward(rt, c->act, a->a, a->h, N * F));
+    QKV_TRY(qkv_nn_linear_forward_pre(rt, fc, a->a, a->h, x, N, c->act)); /* h and act(h) */
     if (c->act_drop > 0.0f)
         QKV_TRY(qkv_nn_dropout_forward(rt, a->a, a->a, N * F, c->act_drop,
                                        c->seed ^ QKV__ACT_DROP_SEED,
@@ -57,12 +56,18 @@ static qkv_status mlp_in(qkv_runtime *rt, const qkv__enc_cfg *c, const qkv_nn_li
 qkv_status qkv__enc_block_forward(qkv_runtime *rt, const qkv__enc_cfg *c, const qkv__enc_layer *w,
                                   int64_t l, const qkv__block_acts *a, const float *x, float *y,
                                   int64_t N, qkv__attend_fn attend, void *ctx) {
-    const int64_t C = c->C;
     /* ln1 = LN1(x + O(attend(Q x, K x, V x))) */
     QKV_TRY(qkv_nn_linear_forward(rt, &w->q, a->q, x, N, QKV_ACT_NONE, NULL));
     QKV_TRY(qkv_nn_linear_forward(rt, &w->k, a->k, x, N, QKV_ACT_NONE, NULL));
     QKV_TRY(qkv_nn_linear_forward(rt, &w->v, a->v, x, N, QKV_ACT_NONE, NULL));
     QKV_TRY(attend(ctx, rt, l, a));
+    return qkv__enc_block_tail_forward(rt, c, w, l, a, x, y, N);
+}
+
+qkv_status qkv__enc_block_tail_forward(qkv_runtime *rt, const qkv__enc_cfg *c,
+                                       const qkv__enc_layer *w, int64_t l, const qkv__block_acts *a,
+                                       const float *x, float *y, int64_t N) {
+    const int64_t C = c->C;
     if (c->drop > 0.0f) { /* res1 = x + drop(att Woᵀ + bo) */
         QKV_TRY(qkv_nn_linear_forward(rt, &w->o, a->res1, a->att, N, QKV_ACT_NONE, NULL));
         QKV_TRY(qkv_nn_dropout_forward(rt, a->res1, a->res1, N * C, c->drop, c->seed,

@@ -101,6 +101,12 @@ typedef struct qkv__enc_layer {
 qkv_status qkv__enc_block_forward(qkv_runtime *rt, const qkv__enc_cfg *c, const qkv__enc_layer *w,
                                   int64_t l, const qkv__block_acts *a, const float *x, float *y,
                                   int64_t N, qkv__attend_fn attend, void *ctx);
+/* The same block past its attention, on N rows: from x and a->att (N, C), y = LN2(ln1 +
+ * MLP(ln1)), ln1 = LN1(x + O(a->att)) (qkv__enc_block_forward is Q, K, V, attend, then this;
+ * a classifier's last block runs it on the [CLS] rows alone, train/bert_train.c). */
+qkv_status qkv__enc_block_tail_forward(qkv_runtime *rt, const qkv__enc_cfg *c,
+                                       const qkv__enc_layer *w, int64_t l, const qkv__block_acts *a,
+                                       const float *x, float *y, int64_t N);
 
 /* ---------------------------------------------------------------- encoder-decoder decoders
  * (post-norm, Marian / BART / the original Transformer) */

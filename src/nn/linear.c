@@ -3,8 +3,9 @@
  * Forward: one GEMM, with bias, activation and residual fused in its epilogue; prepacked
  * weights (inference) or the weight read where it lies (training, where it changes every step).
  * Backward: dinp += dout · op(w)ᵀ and dw += the weight's gradient are GEMMs with beta = 1 (so
- * they accumulate, as every backward here); db is a column sum over fixed blocks of 64 columns,
- * each summed by one thread over the rows in order (thread-count independent).
+ * they accumulate, as every backward here); db is a column sum over fixed blocks of 256 rows,
+ * each block's partial row summed by one thread reading its rows in order, the partials then
+ * added in block order (thread-count independent).
  *
  * A LoRA adapter is four more small GEMMs: h = drop(x) · aᵀ (N, r) into scratch, then its
  * term scale · h · bᵀ written into out with beta = 0 BEFORE the base GEMM, which adds x · op(w)
@@ -89,9 +90,9 @@ static int overlaps(const float *p, const float *q, int64_t n) {
     return a < b + len && b < a + len;
 }
 
-qkv_status qkv_nn_linear_forward(qkv_runtime *rt, const qkv_nn_linear *L, float *out,
-                                 const float *inp, int64_t N, qkv_act act, const float *residual) {
-    static const char fn[] = "qkv_nn_linear_forward";
+static qkv_status linear_forward(const char *fn, qkv_runtime *rt, const qkv_nn_linear *L,
+                                 float *out, float *pre, const float *inp, int64_t N, qkv_act act,
+                                 const float *residual) {
     QKV_TRY(check(fn, L, N));
     NN_NONNULL(fn, out);
     NN_NONNULL(fn, inp);
@@ -119,7 +120,7 @@ qkv_status qkv_nn_linear_forward(qkv_runtime *rt, const qkv_nn_linear *L, float 
         QKV_TRY(st);
         beta = 1.0f; /* the base product adds to it */
     }
-    qkv_gemm_epilogue e = {L->b, act, residual, L->OC};
+    qkv_gemm_epilogue e = {L->b, act, residual, L->OC, NULL, 0, pre, L->OC};
     const qkv_gemm_epilogue *ep = L->b || act != QKV_ACT_NONE || residual ? &e : NULL;
     if (L->packed)
         return qkv__gemm_f32_packed(rt, 0, N, inp, L->C, L->packed, 1.0f, beta, out, L->OC, ep);
@@ -127,44 +128,76 @@ qkv_status qkv_nn_linear_forward(qkv_runtime *rt, const qkv_nn_linear *L, float 
                          out, L->OC, ep);
 }
 
+qkv_status qkv_nn_linear_forward(qkv_runtime *rt, const qkv_nn_linear *L, float *out,
+                                 const float *inp, int64_t N, qkv_act act, const float *residual) {
+    return linear_forward("qkv_nn_linear_forward", rt, L, out, NULL, inp, N, act, residual);
+}
+
+qkv_status qkv_nn_linear_forward_pre(qkv_runtime *rt, const qkv_nn_linear *L, float *out,
+                                     float *pre, const float *inp, int64_t N, qkv_act act) {
+    static const char fn[] = "qkv_nn_linear_forward_pre";
+    NN_NONNULL(fn, pre);
+    NN_REQUIRE(act == QKV_ACT_GELU_ERF || act == QKV_ACT_GELU_TANH || act == QKV_ACT_RELU ||
+                   act == QKV_ACT_SILU || act == QKV_ACT_TANH,
+               "%s: act = %d is not a qkv_act activation", fn, (int)act);
+    QKV_TRY(check(fn, L, N));
+    NN_NONNULL(fn, inp);
+    const uintptr_t p0 = (uintptr_t)pre, p1 = (uintptr_t)(pre + N * L->OC);
+    const uintptr_t i0 = (uintptr_t)inp, i1 = (uintptr_t)(inp + N * L->C);
+    NN_REQUIRE(!(p0 < i1 && i0 < p1) && (!out || !overlaps(pre, out, N * L->OC)),
+               "%s: pre overlaps out or inp", fn);
+    return linear_forward(fn, rt, L, out, pre, inp, N, act, NULL);
+}
+
 typedef struct {
     const float *dout;
-    float *db;
-    int64_t N, OC;
+    float *db, *part;
+    int64_t N, OC, nblk;
 } colsum_ctx;
 
-#define COLSUM_W 32 /* columns per work item: 8 accumulators of 4 */
+#define COLSUM_RB 256 /* rows per block: the partial sums of a block are one (OC) row */
 
-typedef float colsum_v4 __attribute__((vector_size(16)));
-
-/* db[j] += Σ_n dout[n][j], each column summed over n in order (so any thread count gives the
- * same bits). A full block keeps its 32 sums in eight named vector accumulators: GCC keeps an
- * array of them in memory, a store-to-load chain per row. */
-static void colsum_cols(void *p, int64_t b0, int64_t b1, int tid) {
+/* part[blk] = Σ over the block's rows of dout, rows in order, read as they lie in memory
+ * (a stream per block, instead of one strided pass over all N rows per column strip). */
+static void colsum_blocks(void *p, int64_t b0, int64_t b1, int tid) {
     const colsum_ctx *c = p;
     (void)tid;
+    const int64_t OC = c->OC;
     for (int64_t b = b0; b < b1; b++) {
-        int64_t j0 = b * COLSUM_W, nj = c->OC - j0 < COLSUM_W ? c->OC - j0 : COLSUM_W;
-        float acc[COLSUM_W] = {0};
-        if (nj == COLSUM_W) {
-            colsum_v4 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, s4 = {0}, s5 = {0}, s6 = {0},
-                      s7 = {0};
-            for (int64_t n = 0; n < c->N; n++) {
-                const float *row = c->dout + n * c->OC + j0;
-                colsum_v4 x[8];
-                memcpy(x, row, sizeof x);
-                s0 += x[0], s1 += x[1], s2 += x[2], s3 += x[3];
-                s4 += x[4], s5 += x[5], s6 += x[6], s7 += x[7];
-            }
-            const colsum_v4 s[8] = {s0, s1, s2, s3, s4, s5, s6, s7};
-            memcpy(acc, s, sizeof s);
-        } else
-            for (int64_t n = 0; n < c->N; n++) {
-                const float *row = c->dout + n * c->OC + j0;
-                for (int64_t j = 0; j < nj; j++) acc[j] += row[j];
-            }
-        for (int64_t j = 0; j < nj; j++) c->db[j0 + j] += acc[j];
+        const int64_t r0 = b * COLSUM_RB, r1 = r0 + COLSUM_RB < c->N ? r0 + COLSUM_RB : c->N;
+        float *acc = c->part + b * OC;
+        memcpy(acc, c->dout + r0 * OC, (size_t)OC * sizeof(float));
+        for (int64_t n = r0 + 1; n < r1; n++) {
+            const float *row = c->dout + n * OC;
+            for (int64_t j = 0; j < OC; j++) acc[j] += row[j];
+        }
     }
+}
+
+/* db[j] += Σ_blk part[blk][j], blocks in order. */
+static void colsum_reduce(void *p, int64_t j0, int64_t j1, int tid) {
+    const colsum_ctx *c = p;
+    (void)tid;
+    for (int64_t j = j0; j < j1; j++) {
+        float s = c->part[j];
+        for (int64_t b = 1; b < c->nblk; b++) s += c->part[b * c->OC + j];
+        c->db[j] += s;
+    }
+}
+
+/* db (OC) += Σ_n dout[n] over fixed blocks of COLSUM_RB rows (any thread count gives the same
+ * bits); one block (N <= COLSUM_RB) is summed straight into a scratch row. */
+static qkv_status colsum(qkv_runtime *rt, const char *fn, float *db, const float *dout, int64_t N,
+                         int64_t OC) {
+    colsum_ctx c = {dout, db, NULL, N, OC, (N + COLSUM_RB - 1) / COLSUM_RB};
+    c.part = qkv__alloc((size_t)(c.nblk * OC) * sizeof(float));
+    if (!c.part)
+        return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory (bias-gradient scratch of %lld floats)",
+                         fn, (long long)(c.nblk * OC));
+    qkv_parallel_for(rt, c.nblk, 1, colsum_blocks, &c);
+    qkv_parallel_for(rt, OC, 64, colsum_reduce, &c);
+    qkv__free(c.part);
+    return QKV_OK;
 }
 
 /* The adapter's gradients (qkv_nn_linear_backward's formulas): gb from h = drop(x) · aᵀ, ga
@@ -198,9 +231,11 @@ static qkv_status lora_backward(qkv_runtime *rt, const char *fn, const qkv_nn_li
     return st;
 }
 
-qkv_status qkv_nn_linear_backward(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp, float *dw,
-                                  float *db, const float *dout, const float *inp, int64_t N) {
-    static const char fn[] = "qkv_nn_linear_backward";
+/* set: dinp = (GEMM beta 0) instead of +=; with an adapter, which adds its term into dinp
+ * first, dinp is zeroed and accumulated as by the caller. */
+static qkv_status linear_backward(const char *fn, int set, qkv_runtime *rt, const qkv_nn_linear *L,
+                                  float *dinp, float *dw, float *db, const float *dout,
+                                  const float *inp, int64_t N, const qkv_gemm_epilogue *dep) {
     QKV_TRY(check(fn, L, N));
     NN_NONNULL(fn, dout);
     NN_REQUIRE(!dinp || L->w, "%s: L->w is NULL (needed for dinp)", fn);
@@ -208,14 +243,20 @@ qkv_status qkv_nn_linear_backward(qkv_runtime *rt, const qkv_nn_linear *L, float
     const qkv_nn_lora *A = L->lora;
     NN_REQUIRE(!A || !(A->ga || A->gb) || inp, "%s: inp is NULL (needed for L->lora->ga, gb)", fn);
     const int64_t C = L->C, OC = L->OC, ld = ldw_of(L);
+    if (db) QKV_TRY(colsum(rt, fn, db, dout, N, OC)); /* first: its NOMEM leaves all untouched */
+    float beta = 1.0f;
+    if (set && A && dinp)
+        memset(dinp, 0, (size_t)(N * C) * sizeof(float));
+    else if (set)
+        beta = 0.0f;
     if (A && (dinp || A->ga || A->gb)) QKV_TRY(lora_backward(rt, fn, L, dinp, dout, inp, N));
     if (dinp) {
         if (L->in_out) /* w (C, OC): dinp = dout · wᵀ */
             QKV_TRY(
-                qkv__gemm_f32(rt, 0, 1, N, C, OC, 1.0f, dout, OC, L->w, ld, 1.0f, dinp, C, NULL));
+                qkv__gemm_f32(rt, 0, 1, N, C, OC, 1.0f, dout, OC, L->w, ld, beta, dinp, C, dep));
         else /* w (OC, C): dinp = dout · w */
             QKV_TRY(
-                qkv__gemm_f32(rt, 0, 0, N, C, OC, 1.0f, dout, OC, L->w, ld, 1.0f, dinp, C, NULL));
+                qkv__gemm_f32(rt, 0, 0, N, C, OC, 1.0f, dout, OC, L->w, ld, beta, dinp, C, dep));
     }
     if (dw) {
         if (L->in_out) /* dw (C, OC) += inpᵀ · dout */
@@ -223,11 +264,37 @@ qkv_status qkv_nn_linear_backward(qkv_runtime *rt, const qkv_nn_linear *L, float
         else /* dw (OC, C) += doutᵀ · inp */
             QKV_TRY(qkv__gemm_f32(rt, 1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, ld, NULL));
     }
-    if (db) {
-        colsum_ctx c = {dout, db, N, OC};
-        qkv_parallel_for(rt, (OC + COLSUM_W - 1) / COLSUM_W, 1, colsum_cols, &c);
-    }
     return QKV_OK;
+}
+
+qkv_status qkv_nn_linear_backward(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp, float *dw,
+                                  float *db, const float *dout, const float *inp, int64_t N) {
+    return linear_backward("qkv_nn_linear_backward", 0, rt, L, dinp, dw, db, dout, inp, N, NULL);
+}
+
+qkv_status qkv_nn_linear_backward_set(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp,
+                                      float *dw, float *db, const float *dout, const float *inp,
+                                      int64_t N) {
+    static const char fn[] = "qkv_nn_linear_backward_set";
+    NN_NONNULL(fn, dinp);
+    return linear_backward(fn, 1, rt, L, dinp, dw, db, dout, inp, N, NULL);
+}
+
+qkv_status qkv_nn_linear_backward_act_set(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp,
+                                          float *dw, float *db, const float *dout, const float *inp,
+                                          int64_t N, qkv_act act, const float *pre) {
+    static const char fn[] = "qkv_nn_linear_backward_act_set";
+    NN_NONNULL(fn, L);
+    NN_NONNULL(fn, dinp);
+    NN_NONNULL(fn, pre);
+    NN_REQUIRE(!L->lora, "%s: L->lora is set (the adapter's term is added before the product)", fn);
+    NN_REQUIRE(act == QKV_ACT_GELU_ERF || act == QKV_ACT_GELU_TANH || act == QKV_ACT_RELU ||
+                   act == QKV_ACT_SILU || act == QKV_ACT_TANH,
+               "%s: act = %d is not a qkv_act activation", fn, (int)act);
+    QKV_TRY(check(fn, L, N));
+    NN_REQUIRE(!overlaps(dinp, pre, N * L->C), "%s: pre overlaps dinp", fn);
+    const qkv_gemm_epilogue e = {.act = act, .act_grad = pre, .ldg = L->C};
+    return linear_backward(fn, 1, rt, L, dinp, dw, db, dout, inp, N, &e);
 }
 
 qkv_status qkv_nn_lora_merge(float *w, int in_out, int64_t ldw, int64_t C, int64_t OC,

@@ -65,6 +65,12 @@ static inline qkv_nn_linear qkv_nn_linear_packed(const qkv_gemm_packed *p, const
  * O(N · C) more when its dropout is on (QKV_ERR_NOMEM). */
 qkv_status qkv_nn_linear_forward(qkv_runtime *rt, const qkv_nn_linear *L, float *out,
                                  const float *inp, int64_t N, qkv_act act, const float *residual);
+/* out = act(inp · op(w)ᵀ + b) with act not NONE, and pre = inp · op(w)ᵀ + b (the activation's
+ * input, which its backward reads), both from the GEMM's epilogue: the bits of this layer with
+ * QKV_ACT_NONE into pre then qkv_nn_act_forward(act, out, pre), without reading pre back. An
+ * adapter's term is in pre as in the plain form; pre must not overlap out or inp. */
+qkv_status qkv_nn_linear_forward_pre(qkv_runtime *rt, const qkv_nn_linear *L, float *out,
+                                     float *pre, const float *inp, int64_t N, qkv_act act);
 /* dinp (N, C) += dout (N, OC) · op(w)ᵀ; dw += the gradient of w in w's own layout and stride;
  * db (OC) += Σ_n dout[n]. Needs L->w for dinp. dout is the gradient of the layer's output
  * before any activation. NULL gradients are skipped (dw NULL: no weight-gradient GEMM, the
@@ -149,6 +155,33 @@ qkv_status qkv_nn_dropout_forward(qkv_runtime *rt, float *out, const float *inp,
                                   uint64_t seed, uint64_t stream);
 qkv_status qkv_nn_dropout_backward(qkv_runtime *rt, float *dinp, const float *dout, int64_t n,
                                    float p, uint64_t seed, uint64_t stream);
+
+/* Overwriting twins of the accumulating backwards above, for a dinp that has no other term yet
+ * (training code that zeroed it first): dinp = ... instead of dinp += ..., bit for bit what
+ * zeroing dinp and calling the accumulating form gives (0 + x), without the separate pass over
+ * dinp (LayerNorm, activation: each block zeroed just before its kernel, while in cache;
+ * dropout: 0 + x written, not added; linear: its GEMM with beta 0, the same values except that
+ * an exact -0 stays -0 instead of becoming +0). dinp must not be NULL; the weight and
+ * bias gradients still accumulate. */
+qkv_status qkv_nn_linear_backward_set(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp,
+                                      float *dw, float *db, const float *dout, const float *inp,
+                                      int64_t N);
+/* The set form fused with the activation before this layer (an MLP's hidden layer): dinp =
+ * act'(pre) ⊙ (dout · op(w)ᵀ), pre (N, C) the activation's input, the bits of
+ * qkv_nn_linear_backward_set into a scratch then qkv_nn_act_backward_set(act, dinp, scratch,
+ * pre), in the GEMM's epilogue (no scratch, no second pass). Not with an adapter (L->lora);
+ * pre must not overlap dinp. */
+qkv_status qkv_nn_linear_backward_act_set(qkv_runtime *rt, const qkv_nn_linear *L, float *dinp,
+                                          float *dw, float *db, const float *dout, const float *inp,
+                                          int64_t N, qkv_act act, const float *pre);
+qkv_status qkv_nn_layernorm_backward_set(qkv_runtime *rt, float *dinp, float *dweight, float *dbias,
+                                         const float *dout, const float *inp, const float *weight,
+                                         const float *mean, const float *rstd, int64_t N,
+                                         int64_t C);
+qkv_status qkv_nn_act_backward_set(qkv_runtime *rt, qkv_act act, float *dinp, const float *dout,
+                                   const float *inp, int64_t n);
+qkv_status qkv_nn_dropout_backward_set(qkv_runtime *rt, float *dinp, const float *dout, int64_t n,
+                                       float p, uint64_t seed, uint64_t stream);
 
 /* ---------------------------------------------------------------- softmax */
 

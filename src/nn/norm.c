@@ -20,6 +20,7 @@ typedef struct {
     int64_t N, C;
     int nparts; /* 2: LayerNorm (dw, db), 1: RMSNorm (dw) */
     int rms;
+    int set; /* backward: dx = (each block zeroed before its kernel adds) */
     float eps;
 } norm_ctx;
 
@@ -47,6 +48,7 @@ static void bwd_blocks(void *p, int64_t i0, int64_t i1, int tid) {
         float *db = dw && c->nparts == 2 ? dw + c->C : NULL;
         if (dw) memset(dw, 0, (size_t)(c->nparts * c->C) * sizeof(float));
         float *dx = c->dx ? c->dx + r0 * c->C : NULL;
+        if (dx && c->set) memset(dx, 0, (size_t)((r1 - r0) * c->C) * sizeof(float));
         if (c->rms)
             k->rmsnorm_bwd_f32(c->dy + r0 * c->C, c->x + r0 * c->C, c->w, c->rstd + r0, dx, dw,
                                (size_t)(r1 - r0), (size_t)c->C);
@@ -139,10 +141,10 @@ static qkv_status norm_backward(const char *fn, qkv_runtime *rt, norm_ctx *c, fl
     return QKV_OK;
 }
 
-qkv_status qkv_nn_layernorm_backward(qkv_runtime *rt, float *dinp, float *dweight, float *dbias,
-                                     const float *dout, const float *inp, const float *weight,
-                                     const float *mean, const float *rstd, int64_t N, int64_t C) {
-    static const char fn[] = "qkv_nn_layernorm_backward";
+static qkv_status layernorm_backward(const char *fn, int set, qkv_runtime *rt, float *dinp,
+                                     float *dweight, float *dbias, const float *dout,
+                                     const float *inp, const float *weight, const float *mean,
+                                     const float *rstd, int64_t N, int64_t C) {
     NN_NONNULL(fn, dout);
     NN_NONNULL(fn, inp);
     NN_NONNULL(fn, mean);
@@ -156,8 +158,25 @@ qkv_status qkv_nn_layernorm_backward(qkv_runtime *rt, float *dinp, float *dweigh
                   .dx = dinp,
                   .N = N,
                   .C = C,
-                  .nparts = 2};
+                  .nparts = 2,
+                  .set = set};
     return norm_backward(fn, rt, &c, dweight, dbias);
+}
+
+qkv_status qkv_nn_layernorm_backward(qkv_runtime *rt, float *dinp, float *dweight, float *dbias,
+                                     const float *dout, const float *inp, const float *weight,
+                                     const float *mean, const float *rstd, int64_t N, int64_t C) {
+    return layernorm_backward("qkv_nn_layernorm_backward", 0, rt, dinp, dweight, dbias, dout, inp,
+                              weight, mean, rstd, N, C);
+}
+
+qkv_status qkv_nn_layernorm_backward_set(qkv_runtime *rt, float *dinp, float *dweight, float *dbias,
+                                         const float *dout, const float *inp, const float *weight,
+                                         const float *mean, const float *rstd, int64_t N,
+                                         int64_t C) {
+    static const char fn[] = "qkv_nn_layernorm_backward_set";
+    NN_NONNULL(fn, dinp);
+    return layernorm_backward(fn, 1, rt, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
 }
 
 qkv_status qkv_nn_rmsnorm_backward(qkv_runtime *rt, float *dinp, float *dweight, const float *dout,

@@ -100,15 +100,20 @@ static qkv_status attend_batch(void *ctx, qkv_runtime *rt, int64_t l, const qkv_
     return qkv_attention_forward(rt, &d, a->q, a->k, a->v, a->att, a->lse);
 }
 
+/* The encoder block's config for this forward. */
+static qkv__enc_cfg enc_cfg(const qkv_trainer *t, const qkv__tbatch *b) {
+    return (qkv__enc_cfg){t->cfg.C,
+                          t->cfg.F,
+                          t->cfg.eps,
+                          t->cfg.act,
+                          p_hidden(t, b),
+                          b->seed,
+                          b->train ? t->cfg.p_act : 0.0f};
+}
+
 qkv_status qkv__bert_block_forward(qkv_runtime *rt, qkv_trainer *t, int64_t l, const qkv__tacts *a,
                                    const float *x, float *y, const qkv__tbatch *b) {
-    const qkv__enc_cfg ec = {t->cfg.C,
-                             t->cfg.F,
-                             t->cfg.eps,
-                             t->cfg.act,
-                             p_hidden(t, b),
-                             b->seed,
-                             b->train ? t->cfg.p_act : 0.0f};
+    const qkv__enc_cfg ec = enc_cfg(t, b);
     const qkv__enc_layer w = enc_layer(t, l);
     batch_ctx bc = {t, b};
     return qkv__enc_block_forward(rt, &ec, &w, l, a, x, y, b->B * b->T, attend_batch, &bc);
@@ -127,8 +132,15 @@ static qkv_nn_linear transform(const qkv_trainer *t) {
                           QKV__LS_TRANSFORM);
 }
 
-/* Embeddings and blocks: resid[0..L] from the batch. */
-static qkv_status encoder_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
+static int cls_rows_only(const qkv_trainer *t, const qkv__tbatch *b);
+static qkv_status cls_block_forward(qkv_runtime *rt, qkv_trainer *t, int64_t l, const qkv__tacts *a,
+                                    const float *x, const qkv__tbatch *b);
+static qkv_status cls_block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l,
+                                     const qkv__tacts *a, const float *x, const qkv__tbatch *b);
+
+/* Embeddings and blocks: resid[0..L] from the batch; with cls (cls_rows_only), resid[0..L-1]
+ * and the last block's output at the [CLS] rows into t->cls_x. */
+static qkv_status encoder_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b, int cls) {
     const qkv__tconfig *c = &t->cfg;
     const int64_t B = b->B, T = b->T, N = B * T, C = c->C, L = c->L;
     float *W = t->w;
@@ -147,14 +159,17 @@ static qkv_status encoder_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tb
                                      qkv__tpre(t, W, 3), qkv__tpre(t, W, 4), N, C, c->eps));
     if (p_hidden(t, b) > 0.0f)
         QKV_TRY(qkv_nn_dropout_forward(rt, t->resid, t->resid, N * C, p_hidden(t, b), b->seed, 0));
-    for (int64_t l = 0; l < L; l++)
+    for (int64_t l = 0; l < L; l++) {
+        if (cls && l == L - 1)
+            return cls_block_forward(rt, t, l, qkv__tacts_of(t, l), t->resid + l * N * C, b);
         QKV_TRY(qkv__bert_block_forward(rt, t, l, qkv__tacts_of(t, l), t->resid + l * N * C,
                                         t->resid + (l + 1) * N * C, b));
+    }
     return QKV_OK;
 }
 
 qkv_status qkv__bert_encode_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
-    return encoder_forward(rt, t, b);
+    return encoder_forward(rt, t, b, 0);
 }
 
 qkv_status qkv__bert_mlm_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b,
@@ -162,7 +177,7 @@ qkv_status qkv__bert_mlm_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tba
     const qkv__tconfig *c = &t->cfg;
     const int64_t N = b->B * b->T, C = c->C, L = c->L;
     float *W = t->w;
-    QKV_TRY(encoder_forward(rt, t, b));
+    QKV_TRY(encoder_forward(rt, t, b, 0));
     qkv_nn_linear tr = transform(t), dec = decoder(t);
     QKV_TRY(qkv_nn_linear_forward(rt, &tr, t->head, t->resid + L * N * C, N, QKV_ACT_NONE, NULL));
     QKV_TRY(qkv_nn_act_forward(rt, c->act, t->head_act, t->head, N * C));
@@ -172,53 +187,67 @@ qkv_status qkv__bert_mlm_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tba
     return qkv__trainer_loss(rt, t, N, c->V, backward, scale, loss);
 }
 
-/* dresid holds dL/d(block output); on return dL/d(block input). */
-qkv_status qkv__bert_block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, const qkv__tacts *a,
-                                    const float *x, const qkv__tbatch *b) {
+/* The block's backward past its attention, on N rows: from dy = dL/d(block output), dres1 =
+ * dL/dres1 (which the skip passes to the block input; may be dy's buffer) and t->datt =
+ * dL/d(attention output), with the gradients of O, the MLP and both LayerNorms. */
+static qkv_status block_tail_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l,
+                                      const qkv__enc_layer *w, const qkv__tacts *a,
+                                      const qkv__tbatch *b, int64_t N, const float *dy,
+                                      float *dres1) {
     const qkv__tconfig *c = &t->cfg;
-    const int64_t N = b->B * b->T, C = c->C, F = c->F;
-    float *dr = t->dresid, *dx1 = t->dx1;
-    const qkv__enc_layer w = enc_layer(t, l);
+    const int64_t C = c->C, F = c->F;
+    float *dx1 = t->dx1;
     /* y = LN2(res2), res2 = ln1 + act(ln1 W1ᵀ + b1) W2ᵀ + b2 */
-    qkv__tzero(dx1, N * C);
-    QKV_TRY(qkv_nn_layernorm_backward(rt, dx1, qkv__twg(t, l, BP_LN2_W), qkv__twg(t, l, BP_LN2_B),
-                                      dr, a->res2, w.ln2_w, a->mean2, a->rstd2, N, C));
+    QKV_TRY(qkv_nn_layernorm_backward_set(rt, dx1, qkv__twg(t, l, BP_LN2_W),
+                                          qkv__twg(t, l, BP_LN2_B), dy, a->res2, w->ln2_w, a->mean2,
+                                          a->rstd2, N, C));
     const float p = p_hidden(t, b);
     const float *dmlp = dx1; /* dL/d(a W2ᵀ + b2): through the dropout when there is one */
     if (p > 0.0f) {
-        qkv__tzero(t->dln, N * C);
-        QKV_TRY(qkv_nn_dropout_backward(rt, t->dln, dx1, N * C, p, b->seed,
-                                        qkv__enc_drop_stream(l, 1)));
+        QKV_TRY(qkv_nn_dropout_backward_set(rt, t->dln, dx1, N * C, p, b->seed,
+                                            qkv__enc_drop_stream(l, 1)));
         dmlp = t->dln;
     }
-    qkv__tzero(t->da, N * F);
-    QKV_TRY(qkv_nn_linear_backward(rt, &w.out, t->da, qkv__twg(t, l, BP_OUT_W),
-                                   qkv__twg(t, l, BP_OUT_B), dmlp, a->a, N));
     const float pa = b->train ? c->p_act : 0.0f; /* Marian's activation_dropout */
+    if (pa == 0.0f && !w->out.lora) /* dh = act'(h) ⊙ (dmlp · W2), in the GEMM's epilogue */
+        QKV_TRY(qkv_nn_linear_backward_act_set(rt, &w->out, t->dh, qkv__twg(t, l, BP_OUT_W),
+                                               qkv__twg(t, l, BP_OUT_B), dmlp, a->a, N, c->act,
+                                               a->h));
+    else
+        QKV_TRY(qkv_nn_linear_backward_set(rt, &w->out, t->da, qkv__twg(t, l, BP_OUT_W),
+                                           qkv__twg(t, l, BP_OUT_B), dmlp, a->a, N));
     if (pa > 0.0f) {
-        qkv__tzero(t->dh, N * F);
-        QKV_TRY(qkv_nn_dropout_backward(rt, t->dh, t->da, N * F, pa, b->seed ^ QKV__ACT_DROP_SEED,
-                                        qkv__enc_drop_stream(l, 0)));
+        QKV_TRY(qkv_nn_dropout_backward_set(
+            rt, t->dh, t->da, N * F, pa, b->seed ^ QKV__ACT_DROP_SEED, qkv__enc_drop_stream(l, 0)));
         memcpy(t->da, t->dh, (size_t)(N * F) * sizeof(float));
     }
-    qkv__tzero(t->dh, N * F);
-    QKV_TRY(qkv_nn_act_backward(rt, c->act, t->dh, t->da, a->h, N * F));
-    QKV_TRY(qkv_nn_linear_backward(rt, &w.fc, dx1, qkv__twg(t, l, BP_FC_W), qkv__twg(t, l, BP_FC_B),
-                                   t->dh, a->ln1, N));
-    /* ln1 = LN1(res1), res1 = x + att Woᵀ + bo: dr becomes dL/dres1, which the skip passes to x */
-    qkv__tzero(dr, N * C);
-    QKV_TRY(qkv_nn_layernorm_backward(rt, dr, qkv__twg(t, l, BP_LN1_W), qkv__twg(t, l, BP_LN1_B),
-                                      dx1, a->res1, w.ln1_w, a->mean1, a->rstd1, N, C));
-    const float *datt_out = dr; /* dL/d(att Woᵀ + bo) */
+    if (pa > 0.0f || w->out.lora)
+        QKV_TRY(qkv_nn_act_backward_set(rt, c->act, t->dh, t->da, a->h, N * F));
+    QKV_TRY(qkv_nn_linear_backward(rt, &w->fc, dx1, qkv__twg(t, l, BP_FC_W),
+                                   qkv__twg(t, l, BP_FC_B), t->dh, a->ln1, N));
+    /* ln1 = LN1(res1), res1 = x + att Woᵀ + bo */
+    QKV_TRY(qkv_nn_layernorm_backward_set(rt, dres1, qkv__twg(t, l, BP_LN1_W),
+                                          qkv__twg(t, l, BP_LN1_B), dx1, a->res1, w->ln1_w,
+                                          a->mean1, a->rstd1, N, C));
+    const float *datt_out = dres1; /* dL/d(att Woᵀ + bo) */
     if (p > 0.0f) {
-        qkv__tzero(t->dln, N * C);
-        QKV_TRY(
-            qkv_nn_dropout_backward(rt, t->dln, dr, N * C, p, b->seed, qkv__enc_drop_stream(l, 0)));
+        QKV_TRY(qkv_nn_dropout_backward_set(rt, t->dln, dres1, N * C, p, b->seed,
+                                            qkv__enc_drop_stream(l, 0)));
         datt_out = t->dln;
     }
-    qkv__tzero(t->datt, N * C);
-    QKV_TRY(qkv_nn_linear_backward(rt, &w.o, t->datt, qkv__twg(t, l, BP_O_W),
-                                   qkv__twg(t, l, BP_O_B), datt_out, a->att, N));
+    QKV_TRY(qkv_nn_linear_backward_set(rt, &w->o, t->datt, qkv__twg(t, l, BP_O_W),
+                                       qkv__twg(t, l, BP_O_B), datt_out, a->att, N));
+    return QKV_OK;
+}
+
+/* dresid holds dL/d(block output); on return dL/d(block input). Each gradient buffer's first
+ * term overwrites it (the layers' _set forms, nn.h) instead of zeroing it and adding. */
+qkv_status qkv__bert_block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, const qkv__tacts *a,
+                                    const float *x, const qkv__tbatch *b) {
+    const int64_t N = b->B * b->T;
+    float *dr = t->dresid;
+    const qkv__enc_layer w = enc_layer(t, l);
+    QKV_TRY(block_tail_backward(rt, t, l, &w, a, b, N, dr, dr));
     qkv_attention_desc d;
     attn_desc(t, b, l, &d);
     QKV_TRY(qkv_attention_backward(rt, &d, a->q, a->k, a->v, a->att, a->lse, t->datt, t->dq, t->dk,
@@ -232,17 +261,23 @@ qkv_status qkv__bert_block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l, 
     return QKV_OK;
 }
 
-/* From t->dresid = dL/d(resid[L]): the blocks' and the embeddings' gradients. */
-static qkv_status encoder_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
+/* From t->dresid = dL/d(resid[L]) (with cls: from t->dcls = dL/d(cls_x), the last block
+ * being encoder_forward's [CLS]-rows one): the blocks' and the embeddings' gradients. */
+static qkv_status encoder_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b, int cls) {
     const qkv__tconfig *c = &t->cfg;
     const int64_t B = b->B, T = b->T, N = B * T, C = c->C, L = c->L;
     float *W = t->w;
     for (int64_t l = L - 1; l >= 0; l--) {
         const float *x = t->resid + l * N * C;
+        const int rows = cls && l == L - 1;
         if (t->policy == QKV_RECOMPUTE_LAYERS)
-            QKV_TRY(
-                qkv__bert_block_forward(rt, t, l, &t->layer[0], x, t->resid + (l + 1) * N * C, b));
-        QKV_TRY(qkv__bert_block_backward(rt, t, l, qkv__tacts_of(t, l), x, b));
+            QKV_TRY(rows ? cls_block_forward(rt, t, l, &t->layer[0], x, b)
+                         : qkv__bert_block_forward(rt, t, l, &t->layer[0], x,
+                                                   t->resid + (l + 1) * N * C, b));
+        if (rows)
+            QKV_TRY(cls_block_backward(rt, t, l, qkv__tacts_of(t, l), x, b));
+        else
+            QKV_TRY(qkv__bert_block_backward(rt, t, l, qkv__tacts_of(t, l), x, b));
         if (t->layer_hook) t->layer_hook(t->layer_hook_user, l);
     }
     /* embeddings: resid[0] = drop(LN_e(emb)); nothing to do when all are frozen (LoRA), unless
@@ -252,13 +287,13 @@ static qkv_status encoder_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__t
     if (!any) return QKV_OK;
     const float *demb = t->dresid;
     if (p_hidden(t, b) > 0.0f) {
-        qkv__tzero(t->dln, N * C);
-        QKV_TRY(qkv_nn_dropout_backward(rt, t->dln, t->dresid, N * C, p_hidden(t, b), b->seed, 0));
+        QKV_TRY(
+            qkv_nn_dropout_backward_set(rt, t->dln, t->dresid, N * C, p_hidden(t, b), b->seed, 0));
         demb = t->dln;
     }
-    qkv__tzero(t->dx1, N * C);
-    QKV_TRY(qkv_nn_layernorm_backward(rt, t->dx1, qkv__tpreg(t, 3), qkv__tpreg(t, 4), demb, t->emb,
-                                      qkv__tpre(t, W, 3), t->emb_mean, t->emb_rstd, N, C));
+    QKV_TRY(qkv_nn_layernorm_backward_set(rt, t->dx1, qkv__tpreg(t, 3), qkv__tpreg(t, 4), demb,
+                                          t->emb, qkv__tpre(t, W, 3), t->emb_mean, t->emb_rstd, N,
+                                          C));
     QKV_TRY(qkv_nn_embedding_backward(rt, qkv__tpreg(t, 0), t->dx1, b->ids, N, c->V, C));
     QKV_TRY(qkv_nn_position_add_backward(rt, NULL, qkv__tpreg(t, 1), t->dx1, B, T, C, c->P, 0));
     if (b->types)
@@ -267,7 +302,7 @@ static qkv_status encoder_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__t
 }
 
 qkv_status qkv__bert_encode_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
-    return encoder_backward(rt, t, b);
+    return encoder_backward(rt, t, b, 0);
 }
 
 qkv_status qkv__bert_mlm_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b) {
@@ -287,7 +322,7 @@ qkv_status qkv__bert_mlm_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tb
     qkv__tzero(t->dresid, N * C);
     QKV_TRY(qkv_nn_linear_backward(rt, &tr, t->dresid, qkv__theadg(t, 1), qkv__theadg(t, 2), t->dln,
                                    t->resid + L * N * C, N));
-    return encoder_backward(rt, t, b);
+    return encoder_backward(rt, t, b, 0);
 }
 
 /* ---------------------------------------------------------------- classification head */
@@ -308,9 +343,10 @@ qkv_status qkv__bert_cls_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tba
                                  int backward, float scale, float *loss) {
     const qkv__tconfig *c = &t->cfg;
     const int64_t B = b->B, T = b->T, N = B * T, C = c->C, L = c->L, NL = c->NL;
-    QKV_TRY(encoder_forward(rt, t, b));
+    const int rows = cls_rows_only(t, b);
+    QKV_TRY(encoder_forward(rt, t, b, rows));
     const float *h = t->resid + L * N * C;
-    for (int64_t i = 0; i < B; i++) /* the [CLS] row of each sequence */
+    for (int64_t i = 0; !rows && i < B; i++) /* the [CLS] row of each sequence */
         memcpy(t->cls_x + i * C, h + i * T * C, (size_t)C * sizeof(float));
     qkv_nn_linear pool = pooler(t), cl = classifier(t);
     QKV_TRY(qkv_nn_linear_forward(rt, &pool, t->pool_h, t->cls_x, B, QKV_ACT_NONE, NULL));
@@ -354,8 +390,79 @@ qkv_status qkv__bert_cls_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tb
     qkv__tzero(t->dcls, B * C);
     QKV_TRY(qkv_nn_linear_backward(rt, &pool, t->dcls, qkv__tpostg(t, 0), qkv__tpostg(t, 1),
                                    t->dpool, t->cls_x, B));
+    if (cls_rows_only(t, b)) return encoder_backward(rt, t, b, 1);
     qkv__tzero(t->dresid, N * C);
     for (int64_t i = 0; i < B; i++)
         memcpy(t->dresid + i * T * C, t->dcls + i * C, (size_t)C * sizeof(float));
-    return encoder_backward(rt, t, b);
+    return encoder_backward(rt, t, b, 0);
+}
+
+/* ---------------------------------------------------------------- the last block on [CLS] rows
+ *
+ * The classifier reads the last block's output only at the first token of each sequence, and
+ * past its attention a block works row by row: the keys and values need all N rows of x, but
+ * the queries, the attention output and everything after them only the B [CLS] rows. So the
+ * last block runs on those rows alone (transformers runs all N; the other rows' output has
+ * gradient 0 and adds nothing, so the loss and every gradient are the full block's, up to the
+ * order of float sums). Its dropout masks are drawn over the compacted (B, ·) tensors, a
+ * different draw than over (N, ·) ones, the same in forward, recomputed forward and backward.
+ * The compacted tensors live in the first B rows of the layer's (N, ·) buffers; T >= 2 leaves
+ * room for x's [CLS] rows after q's. Encoders with activation dropout (Marian) don't come here. */
+
+static int cls_rows_only(const qkv_trainer *t, const qkv__tbatch *b) {
+    return b->T >= 2 && !(b->train && t->cfg.p_act > 0.0f);
+}
+
+/* x's [CLS] rows, kept beside the compacted queries. */
+static float *cls_x_rows(const qkv__tacts *a, int64_t B, int64_t C) { return a->q + B * C; }
+
+static void cls_attn_desc(const qkv_trainer *t, const qkv__tbatch *b, int64_t l,
+                          qkv_attention_desc *d) {
+    attn_desc(t, b, l, d);
+    d->q_len = 1; /* the [CLS] query of each sequence against all its keys */
+}
+
+/* Writes the block's output at the [CLS] rows to t->cls_x (B, C). */
+static qkv_status cls_block_forward(qkv_runtime *rt, qkv_trainer *t, int64_t l, const qkv__tacts *a,
+                                    const float *x, const qkv__tbatch *b) {
+    const qkv__tconfig *c = &t->cfg;
+    const int64_t B = b->B, T = b->T, N = B * T, C = c->C;
+    const qkv__enc_layer w = enc_layer(t, l);
+    float *xc = cls_x_rows(a, B, C);
+    for (int64_t i = 0; i < B; i++) memcpy(xc + i * C, x + i * T * C, (size_t)C * sizeof(float));
+    QKV_TRY(qkv_nn_linear_forward(rt, &w.q, a->q, xc, B, QKV_ACT_NONE, NULL));
+    QKV_TRY(qkv_nn_linear_forward(rt, &w.k, a->k, x, N, QKV_ACT_NONE, NULL));
+    QKV_TRY(qkv_nn_linear_forward(rt, &w.v, a->v, x, N, QKV_ACT_NONE, NULL));
+    qkv_attention_desc d;
+    cls_attn_desc(t, b, l, &d);
+    QKV_TRY(qkv_attention_forward(rt, &d, a->q, a->k, a->v, a->att, a->lse));
+    const qkv__enc_cfg ec = enc_cfg(t, b);
+    return qkv__enc_block_tail_forward(rt, &ec, &w, l, a, xc, t->cls_x, B);
+}
+
+/* From t->dcls = dL/d(cls_x): the block's gradients, and t->dresid = dL/dx for all N rows. */
+static qkv_status cls_block_backward(qkv_runtime *rt, qkv_trainer *t, int64_t l,
+                                     const qkv__tacts *a, const float *x, const qkv__tbatch *b) {
+    const qkv__tconfig *c = &t->cfg;
+    const int64_t B = b->B, T = b->T, N = B * T, C = c->C;
+    const qkv__enc_layer w = enc_layer(t, l);
+    float *dr = t->dresid, *dres1 = t->dx1 + B * C; /* (B, C) past t->dx1's (B, C) */
+    QKV_TRY(block_tail_backward(rt, t, l, &w, a, b, B, t->dcls, dres1));
+    qkv_attention_desc d;
+    cls_attn_desc(t, b, l, &d);
+    QKV_TRY(qkv_attention_backward(rt, &d, a->q, a->k, a->v, a->att, a->lse, t->datt, t->dq, t->dk,
+                                   t->dv));
+    /* dx = dk·Wk + dv·Wv over all rows; at the [CLS] rows also dq·Wq and the skip's dres1 */
+    QKV_TRY(qkv_nn_linear_backward_set(rt, &w.k, dr, qkv__twg(t, l, BP_K_W), qkv__twg(t, l, BP_K_B),
+                                       t->dk, x, N));
+    QKV_TRY(qkv_nn_linear_backward(rt, &w.v, dr, qkv__twg(t, l, BP_V_W), qkv__twg(t, l, BP_V_B),
+                                   t->dv, x, N));
+    float *dxq = t->datt; /* (B, C); datt was consumed by the attention's backward */
+    QKV_TRY(qkv_nn_linear_backward_set(rt, &w.q, dxq, qkv__twg(t, l, BP_Q_W),
+                                       qkv__twg(t, l, BP_Q_B), t->dq, cls_x_rows(a, B, C), B));
+    for (int64_t i = 0; i < B; i++) {
+        float *row = dr + i * T * C;
+        for (int64_t j = 0; j < C; j++) row[j] += dxq[i * C + j] + dres1[i * C + j];
+    }
+    return QKV_OK;
 }

@@ -167,6 +167,24 @@ static void pack_bt_avx2(const float *B, int64_t ldb, int64_t kc, int nr, float 
     qkv__pack_bt_avx2(B, ldb, kc, nr, NR, dst);
 }
 
+/* The copy packings (gemm.h): 6 floats of a dout row per k (Aᵀ), 16 of a B row per k. */
+static void pack_at_avx2(const float *A, int64_t lda, int64_t kc, float *dst) {
+    for (int64_t p = 0; p < kc; p++) {
+        const float *s = A + p * lda;
+        float *d = dst + p * MR;
+        _mm_storeu_ps(d, _mm_loadu_ps(s));
+        _mm_storel_pi((__m64 *)(d + 4), _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(s + 4)));
+    }
+}
+
+static void pack_bn_avx2(const float *B, int64_t ldb, int64_t kc, float *dst) {
+    for (int64_t p = 0; p < kc; p++) {
+        const float *s = B + p * ldb;
+        _mm256_storeu_ps(dst + p * NR, _mm256_loadu_ps(s));
+        _mm256_storeu_ps(dst + p * NR + 8, _mm256_loadu_ps(s + 8));
+    }
+}
+
 void qkv__gemm_config_avx2(qkv_gemm_config *cfg) {
     cfg->name = "gemm_f32_avx2";
     cfg->mr = MR;
@@ -179,6 +197,8 @@ void qkv__gemm_config_avx2(qkv_gemm_config *cfg) {
     cfg->pack_a = NULL; /* MR = 6: the portable packing */
     cfg->ukr_rows = gemm_ukr_rows_avx2;
     cfg->rows_max = 64;
+    cfg->pack_at = pack_at_avx2;
+    cfg->pack_bn = pack_bn_avx2;
 }
 
 /* Peak-measurement loop (kernels/peak.c): 12 independent ymm FMA chains. */

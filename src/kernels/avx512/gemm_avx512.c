@@ -170,6 +170,22 @@ static void pack_a_avx512(const float *A, int64_t lda, int64_t kc, int mr, float
     qkv__pack_a8_avx2(A, lda, kc, mr, dst);
 }
 
+/* The copy packings (gemm.h): 8 floats of a dout row per k (Aᵀ), 48 of a B row per k. */
+static void pack_at_avx512(const float *A, int64_t lda, int64_t kc, float *dst) {
+    for (int64_t p = 0; p < kc; p++) _mm256_storeu_ps(dst + p * MR, _mm256_loadu_ps(A + p * lda));
+}
+
+static void pack_bn_avx512(const float *B, int64_t ldb, int64_t kc, float *dst) {
+    for (int64_t p = 0; p < kc; p++) {
+        const float *s = B + p * ldb;
+        float *d = dst + p * NR;
+        __m512 x0 = _mm512_loadu_ps(s), x1 = _mm512_loadu_ps(s + 16), x2 = _mm512_loadu_ps(s + 32);
+        _mm512_storeu_ps(d, x0);
+        _mm512_storeu_ps(d + 16, x1);
+        _mm512_storeu_ps(d + 32, x2);
+    }
+}
+
 void qkv__gemm_config_avx512(qkv_gemm_config *cfg) {
     cfg->name = "gemm_f32_avx512";
     cfg->mr = MR;
@@ -182,6 +198,8 @@ void qkv__gemm_config_avx512(qkv_gemm_config *cfg) {
     cfg->pack_a = pack_a_avx512; /* MR == 8: whole 8 x 8 transposes */
     cfg->ukr_rows = gemm_ukr_rows_avx512;
     cfg->rows_max = 64; /* measured (docs/PERFORMANCE.md, GEMM) */
+    cfg->pack_at = pack_at_avx512;
+    cfg->pack_bn = pack_bn_avx512;
 }
 
 /* The bf16-weight kernel (gemm_bf16.h, plain): ukr_rows_n on bf16 rows of B, widened. */

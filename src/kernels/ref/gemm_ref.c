@@ -32,6 +32,8 @@ void qkv__gemm_config_ref(qkv_gemm_config *cfg) {
     cfg->pack_a = NULL;
     cfg->ukr_rows = NULL; /* the portable path always packs A */
     cfg->rows_max = 0;
+    cfg->pack_at = NULL;
+    cfg->pack_bn = NULL;
 }
 
 /* The bf16-weight twin of gemm_ukr_ref (gemm_bf16.h, plain): A read in place, B widened
