@@ -21,7 +21,11 @@ fi
 venv=build-python/venv
 [[ -x $venv/bin/python ]] || "$py" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r python/requirements-test.txt
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check .
+# the library in the package is built as build/ was (same CMAKE_BUILD_TYPE, so the same compiler
+# flags): the tests compare its floats with the CLI's bit for bit
+btype=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' build/CMakeCache.txt 2>/dev/null)
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    ${btype:+--config-settings=cmake.build-type=$btype} .
 # from python/tests' parent's parent (the root), pytest imports the installed package, not
 # python/qkv (which has no library beside it)
 QKV_CLI=$PWD/build/qkv "$venv/bin/python" -m pytest -rs python/tests "$@"
