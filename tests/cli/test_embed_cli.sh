@@ -24,7 +24,7 @@ check 'cmp -s <(head -2 "$tmp/out.jsonl") "$tmp/stdin.jsonl"' "embed: stdin equa
 "$qkv" embed --model "$model" --threads 1 "$tmp/in.txt" > "$tmp/t1.jsonl" 2>/dev/null
 check 'cmp -s "$tmp/t1.jsonl" "$tmp/out.jsonl"' "embed: 1 thread gives the same bits as the default"
 "$qkv" embed --model "$model" --format safetensors --out "$tmp/e.safetensors" "$tmp/in.txt" 2>/dev/null
-check '"$qkv" inspect "$tmp/e.safetensors" | grep -q "embeddings .*F32 .*\[4, 384\]"' "embed: safetensors output"
+check 'grep -q "embeddings .*F32 .*\[4, 384\]" <<<"$("$qkv" inspect "$tmp/e.safetensors")"' "embed: safetensors output"
 "$qkv" embed --model "$model" --format npy --out "$tmp/e.npy" "$tmp/in.txt" 2>/dev/null
 check '[[ $(stat -c %s "$tmp/e.npy") -eq $((128 + 4 * 384 * 4)) ]]' "embed: npy size"
 check 'head -c 6 "$tmp/e.npy" | grep -q NUMPY' "embed: npy magic"

@@ -122,9 +122,9 @@ exec 3<>"/dev/tcp/127.0.0.1/$port"
 printf 'POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"input":[' >&3
 exec 3<&- 3>&-
 for _ in $(seq 1 100); do # the server sees the close on its own time
-    metric | grep -q '^qkv_serve_aborted_total [1-9]' && break; sleep 0.1
+    grep -q '^qkv_serve_aborted_total [1-9]' <<<"$(metric)" && break; sleep 0.1
 done
-check 'metric | grep -q "^qkv_serve_aborted_total [1-9]"' "an early disconnect counts as aborted"
+check 'grep -q "^qkv_serve_aborted_total [1-9]" <<<"$(metric)"' "an early disconnect counts as aborted"
 req /v1/embeddings --data-binary '{"input":"the last line"}'
 check '[[ $code == 200 ]] && "$check_tool" embeddings "$tmp/r.json" "$tmp/want.npy" 4' \
     "serving after the early disconnect"
@@ -178,7 +178,7 @@ curl -s -o "$tmp/t.json" -w '%{http_code}' "${auth[@]}" --data-binary '{"input":
     "http://127.0.0.1:$port/v1/embeddings" > "$tmp/t.code" &
 tpid=$!
 for _ in $(seq 1 300); do
-    metric "${auth[@]}" | grep -q '^qkv_serve_requests_in_flight 2' && break; sleep 0.1
+    grep -q '^qkv_serve_requests_in_flight 2' <<<"$(metric "${auth[@]}")" && break; sleep 0.1
 done
 kill -TERM "$pid"
 wait "$tpid"

@@ -51,8 +51,9 @@ if [[ $rc -eq 77 ]]; then cat "$tmp/py.out"; else
     check '[[ $rc -eq 0 ]]' "transformers loads the export: $(tail -3 "$tmp/py.out")"; fi
 
 # Started by mpirun (its environment says 2 processes): a build without MPI refuses to train or
-# fine-tune (each process would train alone into the same directory).
-if ! ldd "$qkv" 2>/dev/null | grep -q libmpi; then
+# fine-tune (each process would train alone into the same directory). (ldd's output is read
+# whole first: `ldd | grep -q` under pipefail fails when grep exits before ldd has written all.)
+if [[ $(ldd "$qkv" 2>/dev/null) != *libmpi* ]]; then
     OMPI_COMM_WORLD_SIZE=2 "$qkv" train "${flags[@]}" --out "$tmp/nompi" >/dev/null 2>"$tmp/nompi.err"; rc=$?
     check '[[ $rc -eq 2 && ! -e $tmp/nompi ]] && grep -q "built without MPI" "$tmp/nompi.err"' "mpirun without MPI: exit 2 ($rc)"
     OMPI_COMM_WORLD_SIZE=2 "$qkv" finetune --model "$tmp/a/model" --train x.tsv --out "$tmp/nompi_ft" >/dev/null 2>"$tmp/ft.err"; rc=$?
