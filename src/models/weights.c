@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-qkv_status qkv__weight_f32(qkv_safetensors *st, const char *path, const char *name, int64_t d0,
-                           int64_t d1, qkv_owned_weights *owned, const float **out) {
+qkv_status qkv__weight_find(qkv_safetensors *st, const char *path, const char *name, int64_t d0,
+                            int64_t d1, const qkv_st_tensor **out) {
     const qkv_st_tensor *t = qkv_safetensors_find(st, name);
     int ndim = d1 ? 2 : 1;
     if (!t)
@@ -23,6 +23,14 @@ qkv_status qkv__weight_f32(qkv_safetensors *st, const char *path, const char *na
         return qkv__fail(QKV_ERR_FORMAT, "%s: tensor '%s' has shape [%s], expected [%lld%s%lld]",
                          path, name, got, (long long)d0, d1 ? ", " : "", d1 ? (long long)d1 : 0LL);
     }
+    *out = t;
+    return QKV_OK;
+}
+
+qkv_status qkv__weight_f32(qkv_safetensors *st, const char *path, const char *name, int64_t d0,
+                           int64_t d1, qkv_owned_weights *owned, const float **out) {
+    const qkv_st_tensor *t;
+    QKV_TRY(qkv__weight_find(st, path, name, d0, d1, &t));
     size_t n = (size_t)d0 * (size_t)(d1 ? d1 : 1);
     if (t->dtype == QKV_DTYPE_F32) {
         *out = t->data;
