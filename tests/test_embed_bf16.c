@@ -14,8 +14,9 @@
  *    checkpoint rounded at load gives (both with dtype bf16; the BF16 matrices placed at odd
  *    addresses, which the format allows); with the plain bf16 kernel (the default) a model
  *    loaded as bf16 equals, bit for bit, the F32 model on the widened weights (all-BF16 file
- *    loaded both ways); F16 matrices are rounded through F32; no F32 copy of the matrices is
- *    kept (the library's live bytes after loading, counted through qkv_set_allocator);
+ *    loaded both ways); F16 matrices (odd addresses too) are rounded through F32; no F32 copy
+ *    of the matrices is kept (the library's live bytes after loading, counted through
+ *    qkv_set_allocator);
  *  - options: NULL and zero-initialized options are f32; F16/I8 UNSUPPORTED, other values and
  *    a struct_size with unknown non-zero bytes INVALID_ARG, with a message naming the dtype. */
 #include "qkv.h"
@@ -187,7 +188,7 @@ static size_t write_variant(const char *dir, variant v) {
     static const int64_t one = 1;
     /* non-matrices first, then (MAT_BF16_ODD) the pad byte, then the matrices */
     for (int pass = 0; pass < 2; pass++) {
-        if (pass == 1 && v == MAT_BF16_ODD)
+        if (pass == 1 && (v == MAT_BF16_ODD || v == MAT_F16))
             w[k++] = (qkv_st_write_tensor){"zz_pad", QKV_DTYPE_U8, 1, &one, &pad};
         for (size_t i = 0; i < n; i++) {
             const qkv_st_tensor *t = qkv_safetensors_tensor(st, i);

@@ -201,7 +201,7 @@ static qkv_status get_bf16(loader *L, const qkv__param_spec *r, int64_t l,
         if ((f16 || odd) && !(tmp = qkv__alloc(n * (f16 ? sizeof(float) : sizeof(uint16_t)))))
             return qkv__fail(QKV_ERR_NOMEM, "%s: cannot convert tensor '%s'", L->path, name);
         if (f16) {
-            qkv_f16_to_f32_n(t->data, tmp, n);
+            qkv__weight_widen(t, tmp);
             s = qkv__gemm_bf16_pack_f32(NULL, 1, d1, d0, tmp, d1, out);
         } else {
             if (odd) memcpy(tmp, t->data, n * sizeof(uint16_t));

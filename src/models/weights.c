@@ -4,6 +4,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -49,12 +50,25 @@ qkv_status qkv__weight_f32(qkv_safetensors *st, const char *path, const char *na
     qkv__free(owned->ptr);
     owned->ptr = grown;
     owned->ptr[owned->n++] = f;
-    if (t->dtype == QKV_DTYPE_F16)
-        qkv_f16_to_f32_n(t->data, f, n);
-    else
-        qkv_bf16_to_f32_n(t->data, f, n);
+    qkv__weight_widen(t, f);
     *out = f;
     return QKV_OK;
+}
+
+void qkv__weight_widen(const qkv_st_tensor *t, float *f) {
+    const size_t n = t->nbytes / sizeof(uint16_t);
+    if ((uintptr_t)t->data & 1u) { /* the format does not align: 16-bit values at an odd
+                                      address, read byte-wise (rare; load time only) */
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, (const char *)t->data + 2 * i, sizeof h);
+            f[i] = t->dtype == QKV_DTYPE_F16 ? qkv_f16_to_f32(h) : qkv_bf16_to_f32(h);
+        }
+    } else if (t->dtype == QKV_DTYPE_F16) {
+        qkv_f16_to_f32_n(t->data, f, n);
+    } else {
+        qkv_bf16_to_f32_n(t->data, f, n);
+    }
 }
 
 void qkv__owned_weights_free(qkv_owned_weights *owned) {
