@@ -7,6 +7,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/runtime.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "kernels/dispatch.h"
@@ -330,7 +331,7 @@ static qkv_status attn_item(qkv_runtime *rt, const void *ctx, int64_t i) {
 static qkv_status attn_run(qkv_runtime *rt, attn_job *j, int64_t l, const qkv__block_acts *a) {
     j->layer = l;
     j->a = a;
-    return qkv__s2s_each(rt, j->n, attn_item, j);
+    return qkv__each(rt, j->n, attn_item, j);
 }
 
 static qkv_attention_desc desc(int64_t H, int64_t D, int64_t tq, int64_t tk) {
