@@ -12,6 +12,7 @@ qkv.Error with qkv's message."""
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -45,6 +46,12 @@ def lines_without_timings(path):
             d.pop(k, None)
         out.append(d)
     return out
+
+
+def no_plots(files):
+    """A resumed run's plots redraw the steps of before the resume from metrics.jsonl's rounded
+    numbers (a pixel's hundredth apart from the uninterrupted run's): not compared."""
+    return [f for f in files if not f.endswith(".svg")]
 
 
 def compare_runs(a, b, files):
@@ -99,7 +106,7 @@ def cli_flags(d):
 
 
 TRAIN_FILES = ["config.json", "model/config.json", "model/model.safetensors",
-               "model/tokenizer.json"]
+               "model/tokenizer.json", "loss.svg"]
 
 
 def test_train_equals_cli(qkv_cli, corpus, tmp_path):
@@ -123,6 +130,41 @@ def test_train_equals_cli(qkv_cli, corpus, tmp_path):
     # the exported model generates as the CLI's
     with qkv.LM(tmp_path / "py" / "model") as lm:
         assert lm.vocab_size == 512
+
+
+# metrics.jsonl's formats of each number (src/train/loop.c)
+FILE_FORMATS = {"loss": "%.6f", "lr": "%.6g", "grad_norm": "%.6g", "tokens_per_s": "%.1f",
+                "step_s": "%.4f", "elapsed_s": "%.2f", "val_loss": "%.6f", "val_ppl": "%.4f",
+                "epoch": "%.4f", "val_accuracy": "%.6f", "val_macro_f1": "%.6f"}
+
+
+def test_progress_full_precision(corpus, tmp_path):
+    """The callback's numbers are the run's doubles: printed as metrics.jsonl prints them they
+    give the file's text exactly, and they carry more digits than the file."""
+    seen = []
+    r = qkv.train(corpus / "data", tmp_path / "run", progress=seen.append,
+                  **dict(FLAGS, steps=5, eval_every=2))
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(seen) == len(lines) == 5 + 3 and seen == r.metrics
+    compared = finer = 0
+    for d, line in zip(seen, lines):
+        raw = dict(re.findall(r'"(\w+)": (-?[0-9][0-9.e+-]*)', line))
+        assert {k for k in d if k not in ("kind", "replayed")} == set(json.loads(line))
+        for k, text in raw.items():
+            if k in FILE_FORMATS:
+                assert isinstance(d[k], float)
+                assert FILE_FORMATS[k] % d[k] == text, (k, d[k], text)
+                compared += 1
+                finer += d[k] != float(text)
+    assert compared >= 5 * 6 + 3 * 2 and finer >= compared // 2
+
+
+def test_executable_override(corpus, tmp_path, monkeypatch):
+    """QKV_EXE names the command that runs; a missing one is qkv.NotFound."""
+    monkeypatch.setenv("QKV_EXE", str(tmp_path / "no-qkv"))
+    with pytest.raises(qkv.NotFound) as e:
+        qkv.train(corpus / "data", tmp_path / "run", **FLAGS)
+    assert "no-qkv" in e.value.message and not (tmp_path / "run").exists()
 
 
 def test_train_llama_init_equals_cli(qkv_cli, corpus, tmp_path):
@@ -166,7 +208,7 @@ def test_train_interrupt_then_resume(qkv_cli, corpus, tmp_path, how):
     assert not (run / "model").exists()
     shutil.copytree(run, tmp_path / "stopped")
     cli(qkv_cli, "train", "--resume", "--out", run)
-    compare_runs(tmp_path / "full", run, TRAIN_FILES)
+    compare_runs(tmp_path / "full", run, no_plots(TRAIN_FILES))
     shutil.rmtree(run)
     (tmp_path / "stopped").rename(run)
     seen = []
@@ -175,7 +217,7 @@ def test_train_interrupt_then_resume(qkv_cli, corpus, tmp_path, how):
     assert [d["step"] for d in r.metrics if d.get("replayed")] == [1, 2, 3]
     assert [d["step"] for d in r.metrics if not d.get("replayed")] == \
         [d["step"] for d in seen]
-    compare_runs(tmp_path / "full", run, TRAIN_FILES)
+    compare_runs(tmp_path / "full", run, no_plots(TRAIN_FILES))
     # the losses of the resumed steps equal the uninterrupted run's at full precision
     assert [(d["step"], d["loss"]) for d in seen if d["kind"] == "step"] == \
         [(d["step"], d["loss"]) for d in full.metrics if d["kind"] == "step"][3:]
@@ -215,7 +257,7 @@ def test_train_errors(qkv_cli, corpus, tmp_path):
     assert "already holds a run" in str(e.value)
     with pytest.raises(qkv.InvalidArgument) as e:  # only the resumable options may change
         qkv.train(out=tmp_path / "d", resume=True, lr=1e-2)
-    assert "cannot change on resume" in str(e.value)
+    assert "cannot change on --resume" in str(e.value)
 
 
 # ---------------------------------------------------------------- fine-tuning
@@ -246,7 +288,8 @@ def cls_data(tmp_path_factory):
 
 
 FT_FILES = ["config.json", "best.safetensors", "report.txt", "model/config.json",
-            "model/model.safetensors", "model/tokenizer.json"]
+            "model/model.safetensors", "model/tokenizer.json", "loss.svg", "f1.svg",
+            "confusion.svg"]
 
 
 def finetune_both(qkv_cli, tmp_path, cli_args, **kw):
@@ -319,7 +362,7 @@ def test_finetune_interrupt_then_cli_resume(qkv_cli, cls_data, tmp_path):
         qkv.finetune(out=run, progress=stop_at_5, **kw)
     assert (run / "ckpt_00000005.safetensors").is_file() and not (run / "model").exists()
     cli(qkv_cli, "finetune", "--resume", "--out", run, "--threads", 1)
-    compare_runs(tmp_path / "full", run, FT_FILES)
+    compare_runs(tmp_path / "full", run, no_plots(FT_FILES))
 
 
 def test_finetune_errors(qkv_cli, cls_data, tmp_path):
@@ -330,16 +373,75 @@ def test_finetune_errors(qkv_cli, cls_data, tmp_path):
     assert f"{bad}:3" in e.value.message
     r = cli(qkv_cli, "finetune", "--model", CLS, "--train", bad, "--out", tmp_path / "b",
             ok=False)
-    assert r.returncode == 2 and e.value.message in r.stderr.decode()
+    # the CLI's line "qkv: WHAT: STATUS: DETAIL" is the exception's status and message
+    what, _, detail = e.value.message.partition(": ")
+    assert r.returncode == 2
+    assert f"qkv: {what}: {e.value.status_name}: {detail}\n" in r.stderr.decode()
     missing = tmp_path / "no-model"
     with pytest.raises(qkv.Error) as e:
         qkv.finetune(model=missing, train=cls_data / "train.tsv", out=tmp_path / "c")
     assert str(missing) in e.value.message
     with pytest.raises(qkv.InvalidArgument) as e:
         qkv.finetune(model=CLS, train=cls_data / "train.tsv", out=tmp_path / "c", epochs=0)
-    assert "epochs must be a whole number in [1, 100000]" in str(e.value)
+    assert "--epochs wants a number in 1..100000" in str(e.value)
     with pytest.raises(qkv.InvalidArgument):
         qkv.finetune(model=CLS, train=cls_data / "train.tsv", out=tmp_path / "c",
                      problem="ordinal")
     with pytest.raises(TypeError):
         qkv.finetune(model=CLS, train=cls_data / "train.tsv", out=tmp_path / "c", epoch=2)
+
+
+# ---------------------------------------------------------------- translation (arch marian)
+
+MARIAN = FIX / "marian" / "tiny"
+
+
+def toy_pairs(n, seed):
+    """Sentences of 1-3 words, each word with a fixed partner (as tests/cli/test_train_mt.sh)."""
+    g = random.Random(seed)
+    a, b = "the a of to and in you or".split(), "of to and in you or the a".split()
+    src, tgt = [], []
+    for _ in range(n):
+        w = [g.randrange(8) for _ in range(1 + g.randrange(3))]
+        src.append(" ".join(a[i] for i in w))
+        tgt.append(" ".join(b[i] for i in w))
+    return "\n".join(src) + "\n", "\n".join(tgt) + "\n"
+
+
+def test_marian_equals_cli(qkv_cli, tmp_path):
+    """qkv.prepare_parallel and qkv.train(arch="marian") as the CLI: the same shards, run and
+    export (weights, generation config, tokenizer files), and the export translates."""
+    s, t = toy_pairs(300, 42)
+    (tmp_path / "train.src").write_text(s)
+    (tmp_path / "train.tgt").write_text(t)
+    prep = ["--source", tmp_path / "train.src", "--target", tmp_path / "train.tgt",
+            "--tokenizer", MARIAN, "--val-fraction", 0.1]
+    cli(qkv_cli, "data", "prepare", *prep, "--out", tmp_path / "data_cli")
+    st = qkv.prepare_parallel(tmp_path / "train.src", tmp_path / "train.tgt", tmp_path / "data",
+                              MARIAN, val_fraction=0.1)
+    names = sorted(p.name for p in (tmp_path / "data_cli").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "data").iterdir())
+    for n in names:
+        if n.endswith(".bin"):
+            assert same_file(tmp_path / "data_cli" / n, tmp_path / "data" / n), n
+    assert sum(st["pairs"]) == 300 and st["skipped"] == 0 and st["tokens"][0] > 0
+    f = dict(arch="marian", n_layer=1, n_embd=32, n_head=2, batch=8, seq=16, steps=6,
+             warmup=2, lr=2e-3, eval_every=3, eval_batches=2, save_every=3, dropout=0.0,
+             threads=1)
+    run = tmp_path / "run"
+    cli(qkv_cli, "train", "--data", tmp_path / "data", "--out", run, *cli_flags(f))
+    run.rename(tmp_path / "cli")
+    seen = []
+    r = qkv.train(tmp_path / "data", run, progress=seen.append, **f)
+    compare_runs(tmp_path / "cli", run, [
+        "config.json", "loss.svg", "model/config.json", "model/model.safetensors",
+        "model/generation_config.json", "model/source.spm", "model/target.spm",
+        "model/vocab.json"])
+    assert r.steps == 6 and [d["step"] for d in seen if d["kind"] == "eval"] == [3, 6]
+    assert "label smoothing 0.1" in r.log
+    with qkv.Translator(r.model) as tr:
+        out = tr.translate(["the a", "of to and"])
+    assert len(out) == 2 and all(isinstance(x, str) for x in out)
+    (tmp_path / "test.src").write_text("the a\nof to and\n")
+    got = cli(qkv_cli, "translate", "--model", tmp_path / "cli" / "model", tmp_path / "test.src")
+    assert got.stdout.decode().splitlines() == out
