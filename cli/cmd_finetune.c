@@ -11,6 +11,7 @@
 #include "atomic.h"
 #include "cli.h"
 #include "plot.h"
+#include "progress.h"
 #include "textio.h"
 
 #include <errno.h>
@@ -97,6 +98,14 @@ void cmd_finetune_help(void) {
         "  --lora-dropout P      dropout on the adapters' input (0.1)\n"
         "  --lora-targets LIST   modules to adapt, PEFT's names (query,value)\n"
         "  --threads N           threads (default: QKV_NUM_THREADS or all CPUs)\n"
+        "  --progress-json FD    also write every metrics line as one JSON object on the open\n"
+        "                        file descriptor FD (1: stdout): the metrics.jsonl fields at\n"
+        "                        full precision, \"kind\": \"step\" or \"eval\", \"replayed\": "
+        "true\n"
+        "                        for the lines of before a --resume (for programs that drive\n"
+        "                        qkv finetune, such as the Python package's qkv.finetune)\n"
+        "  --progress-ack FD     after each such line, wait for one byte on FD: 's' (or the end\n"
+        "                        of the file) stops the run after this step as Ctrl-C does\n"
         "  --resume              continue RUN from its newest checkpoint (data and options as\n"
         "                        stored in it); the result equals an uninterrupted run\n"
         "  --micro-batch N       examples per forward and backward: a step's --batch examples\n"
@@ -320,6 +329,7 @@ static int64_t split_names(char *buf, const char **names, int64_t cap) {
 
 static volatile sig_atomic_t g_signal = 0;
 static void on_signal(int sig) { g_signal = sig; }
+static cli_progress g_progress; /* --progress-json / --progress-ack */
 static int should_stop(void *user) {
     (void)user;
     return g_signal != 0;
@@ -361,6 +371,7 @@ static void draw(ft_run *r) {
 
 static void on_metrics(const qkv_train_record *m, void *user) {
     ft_run *r = user;
+    if (g_rank0 && cli_progress_emit(&g_progress, m)) g_signal = SIGINT; /* the driver's stop */
     if (m->kind == QKV_TRAIN_RECORD_STEP) {
         cli_curve_add(&r->tr, m->epoch, m->loss);
         return;
@@ -518,6 +529,10 @@ static int parse_args(int argc, char **argv, ft_cfg *c, int *resume, long *threa
         if (!v) return cli_usage_error("finetune", "%s needs a value", a);                         \
         i++;                                                                                       \
     } while (0)
+        if (cli_progress_arg("finetune", &g_progress, argc, argv, &i, &rc)) {
+            if (rc) return rc;
+            continue;
+        }
         if (strcmp(a, "--resume") == 0)
             *resume = 1;
         else if (strcmp(a, "--no-group-by-length") == 0)
@@ -950,6 +965,7 @@ int cmd_finetune(int argc, char **argv) {
     cfg_defaults(&r.c);
     int resume = 0;
     long threads = 0;
+    cli_progress_init(&g_progress);
     int rc = parse_args(argc, argv, &r.c, &resume, &threads);
     if (rc) return rc;
     if (!r.c.out[0]) return cli_usage_error("finetune", "--out RUN is required");

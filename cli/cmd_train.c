@@ -22,6 +22,7 @@
 #include "atomic.h"
 #include "cli.h"
 #include "plot.h"
+#include "progress.h"
 #include "textio.h"
 
 #include <errno.h>
@@ -92,6 +93,14 @@ void cmd_train_help(void) {
         "                        scalars of every metrics line; `tensorboard --logdir RUN`)\n"
         "  --tb-histograms       also a histogram of every weight tensor at each validation\n"
         "  --threads N           threads (default: QKV_NUM_THREADS or all CPUs)\n"
+        "  --progress-json FD    also write every metrics line as one JSON object on the open\n"
+        "                        file descriptor FD (1: stdout): the metrics.jsonl fields at\n"
+        "                        full precision, \"kind\": \"step\" or \"eval\", \"replayed\": "
+        "true\n"
+        "                        for the lines of before a --resume (for programs that drive\n"
+        "                        qkv train, such as the Python package's qkv.train)\n"
+        "  --progress-ack FD     after each such line, wait for one byte on FD: 's' (or the end\n"
+        "                        of the file) stops the run after this step as Ctrl-C does\n"
         "Several processes (mpirun -np N qkv train ...; a build with -DQKV_WITH_MPI=ON):\n"
         "  --exact-reduce 0|1 (0)  1: sum the gradients in a fixed order, bit-identical for\n"
         "                        any number of processes (0: all-reduce, equal within rounding)\n"
@@ -320,6 +329,7 @@ static qkv_dist *g_dist; /* several processes (mpirun), or NULL */
 static int g_agreed;     /* the failure is every rank's (no rank waits for another) */
 static int g_rank0 = 1;  /* this process writes and prints (rank 0, or alone) */
 static void on_signal(int sig) { g_signal = sig; }
+static cli_progress g_progress; /* --progress-json / --progress-ack */
 
 static void draw(const char *run, const cli_curve *tr, const cli_curve *va) {
     char path[2048];
@@ -524,6 +534,7 @@ static void fmt_eta(double s, char *buf, size_t cap) {
  * redraws the plot and is printed. */
 static void on_metrics(const qkv_train_record *m, void *user) {
     run *r = user;
+    if (g_rank0 && cli_progress_emit(&g_progress, m)) g_signal = SIGINT; /* the driver's stop */
     if (m->kind == QKV_TRAIN_RECORD_STEP) {
         cli_curve_add(&r->tr, (double)m->step, m->loss);
         return;
@@ -1001,11 +1012,17 @@ int cmd_train(int argc, char **argv) {
     const char *set_names[N_OPTS];
     const char *set_vals[N_OPTS];
     int n_set = 0;
+    cli_progress_init(&g_progress);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) {
             cmd_train_help();
             return 0;
+        }
+        int prc;
+        if (cli_progress_arg("train", &g_progress, argc, argv, &i, &prc)) {
+            if (prc) return prc;
+            continue;
         }
         if (strcmp(a, "--resume") == 0) {
             resume = 1;

@@ -5,7 +5,8 @@
     v = m.embed(["A man is eating food.", "It is raining."])   # float32 [2, 384]
 
 Tokenizer (encode / ids / decode), Model (embed, tokenize, classify), LM (generate, an
-iterator of text pieces or token ids) and Translator (translate lines). Every failure of the
+iterator of text pieces or token ids), Translator (translate lines), and training as the
+command line does it: prepare_data / prepare_parallel, train and finetune. Every failure of the
 library raises a subclass of qkv.Error carrying qkv's status and message. Calls release the
 GIL while the library works.
 """
@@ -26,7 +27,8 @@ __all__ = [
     "Error", "InvalidArgument", "OutOfMemory", "IOFailure", "FormatError", "Unsupported",
     "NotFound", "Overflow", "InternalError", "Interrupted", "NotFinite", "WriteError",
     "PeerError", "Tokenizer", "Encoding", "Model", "Classification", "LM", "Translator",
-    "version", "build_info",
+    "version", "build_info", "prepare_data", "prepare_parallel", "train", "finetune",
+    "TrainResult",
 ]
 
 # ---------------------------------------------------------------- errors
@@ -744,3 +746,8 @@ class Translator(_Handle):
             texts.append(C.string_at(p).decode("utf-8", "replace"))
             lib.qkv_free(p)
         return (texts, scores) if return_scores else texts
+
+
+# ---------------------------------------------------------------- training (python/qkv/_train.py)
+
+from ._train import TrainResult, finetune, prepare_data, prepare_parallel, train  # noqa: E402

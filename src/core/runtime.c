@@ -285,3 +285,44 @@ void qkv__runtime_scratch_release(qkv_runtime *rt, void *block) {
     rt = qkv__runtime_or_default(rt);
     if (rt && block && block == rt->scratch) atomic_store(&rt->scratch_busy, 0);
 }
+
+/* ---------------------------------------------------------------- items that can fail */
+
+typedef struct {
+    qkv__item_fn fn;
+    void *ctx;
+    _Atomic int failed;
+    qkv_status status;
+} items_job;
+
+static void items_task(void *ctx, int64_t begin, int64_t end, int tid) {
+    items_job *j = ctx;
+    for (int64_t i = begin; i < end && !atomic_load_explicit(&j->failed, memory_order_relaxed); i++)
+        qkv__task_fail(&j->failed, &j->status, j->fn(j->ctx, i, tid));
+}
+
+qkv_status qkv__parallel_items(qkv_runtime *rt, int64_t n, qkv__item_fn fn, void *ctx) {
+    items_job j = {fn, ctx, 0, QKV_OK};
+    qkv_parallel_for(rt, n, 1, items_task, &j);
+    return j.failed ? j.status : QKV_OK;
+}
+
+typedef struct {
+    qkv__each_fn fn;
+    const void *ctx;
+} each_ctx;
+
+static qkv_status each_item(void *ctx, int64_t i, int tid) {
+    (void)tid;
+    const each_ctx *e = ctx;
+    return e->fn(NULL, e->ctx, i); /* nested: runs on this thread */
+}
+
+qkv_status qkv__each(qkv_runtime *rt, int64_t n, qkv__each_fn fn, const void *ctx) {
+    if (n >= 2 * qkv_runtime_n_threads(rt)) {
+        each_ctx e = {fn, ctx};
+        return qkv__parallel_items(rt, n, each_item, &e);
+    }
+    for (int64_t i = 0; i < n; i++) QKV_TRY(fn(rt, ctx, i));
+    return QKV_OK;
+}

@@ -22,4 +22,16 @@ void *qkv__runtime_scratch_acquire(qkv_runtime *rt, size_t bytes);
 /* Returns the block of qkv__runtime_scratch_acquire (anything else is ignored). */
 void qkv__runtime_scratch_release(qkv_runtime *rt, void *block);
 
+/* fn(ctx, i, tid) for every i in [0, n) on rt's pool, one item per task (tid: the worker's
+ * index, for per-thread scratch); after a failure no further item starts, and the first
+ * failure's status is returned (its message reaches the caller through the runtime). */
+typedef qkv_status (*qkv__item_fn)(void *ctx, int64_t i, int tid);
+qkv_status qkv__parallel_items(qkv_runtime *rt, int64_t n, qkv__item_fn fn, void *ctx);
+
+/* fn(rt, ctx, i) for every i in [0, n), as the per-sequence attention calls of a batch want it:
+ * many items (n >= 2 × threads) run one per thread, each call serial inside (rt NULL); few run
+ * one at a time, each parallel inside. Stops at the first failure and returns its status. */
+typedef qkv_status (*qkv__each_fn)(qkv_runtime *rt, const void *ctx, int64_t i);
+qkv_status qkv__each(qkv_runtime *rt, int64_t n, qkv__each_fn fn, const void *ctx);
+
 #endif

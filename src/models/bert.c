@@ -12,6 +12,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/runtime.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "models/lora.h"
@@ -379,11 +380,10 @@ typedef struct {
     float *probs;           /* NULL, or every sequence's [L, H, T, T] back to back */
     const int64_t *poffs;   /* [n_seq] where sequence s starts in probs */
     int64_t layer;
-    _Atomic int failed;
-    qkv_status status;
 } attn_job;
 
-static qkv_status attend_one(qkv_runtime *rt, const attn_job *j, int64_t s) {
+static qkv_status attend_one(qkv_runtime *rt, const void *ctx, int64_t s) {
+    const attn_job *j = ctx;
     const qkv_bert_config *c = &j->m->cfg;
     qkv_attention_desc d;
     memset(&d, 0, sizeof d);
@@ -401,15 +401,6 @@ static qkv_status attend_one(qkv_runtime *rt, const attn_job *j, int64_t s) {
                                j->probs + j->poffs[s] + j->layer * c->num_heads * T * T);
 }
 
-static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
-    (void)tid;
-    attn_job *j = ctx;
-    /* nested: runs on this thread; a message raised on a worker reaches the caller through
-     * the runtime (core/error.h). After a failure the job's result is discarded: stop. */
-    for (int64_t s = begin; s < end && !atomic_load_explicit(&j->failed, memory_order_relaxed); s++)
-        qkv__task_fail(&j->failed, &j->status, attend_one(NULL, j, s));
-}
-
 /* The attention of every layer (block.h's qkv__attend_fn): each sequence over its own tokens.
  * Many sequences: one per thread (each attention call then runs serially). Few: one at a
  * time, each parallel inside. */
@@ -417,13 +408,7 @@ static qkv_status attend_seqs(void *ctx, qkv_runtime *rt, int64_t l, const qkv__
     attn_job *job = ctx;
     job->layer = l;
     job->q = a->q, job->k = a->k, job->v = a->v, job->att = a->att;
-    if (job->n_seq >= 2 * qkv_runtime_n_threads(rt)) {
-        job->failed = 0;
-        qkv_parallel_for(rt, job->n_seq, 1, attn_task, job);
-        return job->failed ? job->status : QKV_OK;
-    }
-    for (int64_t s = 0; s < job->n_seq; s++) QKV_TRY(attend_one(rt, job, s));
-    return QKV_OK;
+    return qkv__each(rt, job->n_seq, attend_one, job);
 }
 
 qkv_status qkv__bert_forward(qkv_runtime *rt, const qkv_bert *m, const int32_t *ids,

@@ -14,6 +14,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/runtime.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "models/lora.h"
@@ -447,12 +448,11 @@ typedef struct {
     float *probs;         /* NULL, or every sequence's [L, Hq, T, Tk] back to back */
     const int64_t *poffs; /* [n_seq] where sequence s starts in probs */
     int64_t layer;
-    _Atomic int failed;
-    qkv_status status;
 } attn_job;
 
 /* Sequence s's new queries against its cache (already holding the new keys). */
-static qkv_status attend_one(qkv_runtime *rt, const attn_job *j, int64_t s) {
+static qkv_status attend_one(qkv_runtime *rt, const void *ctx, int64_t s) {
+    const attn_job *j = ctx;
     const qkv_gpt_config *c = &j->m->cfg;
     const qkv_kv_cache *kv = j->caches[s];
     qkv_attention_desc d;
@@ -477,15 +477,6 @@ static qkv_status attend_one(qkv_runtime *rt, const attn_job *j, int64_t s) {
     /* the same (rotated) q, cached k and descriptor: this layer's probabilities [Hq, T, Tk] */
     return qkv_attention_probs(
         rt, &d, j->q + o, k, j->probs + j->poffs[s] + j->layer * c->num_heads * d.q_len * d.kv_len);
-}
-
-static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
-    (void)tid;
-    attn_job *j = ctx;
-    /* nested: runs on this thread; a message raised on a worker reaches the caller through
-     * the runtime (core/error.h). After a failure the job's result is discarded: stop. */
-    for (int64_t s = begin; s < end && !atomic_load_explicit(&j->failed, memory_order_relaxed); s++)
-        qkv__task_fail(&j->failed, &j->status, attend_one(NULL, j, s));
 }
 
 static qkv_status check_args(const qkv_gpt *m, qkv_kv_cache *const *caches, const int32_t *ids,
@@ -550,14 +541,7 @@ static qkv_status attend_caches(void *ctx, qkv_runtime *rt, int64_t l, const qkv
     job->layer = l;
     job->q = a->q;
     job->att = a->att;
-    if (job->n_seq >= 2 * qkv_runtime_n_threads(rt)) {
-        job->failed = 0;
-        qkv_parallel_for(rt, job->n_seq, 1, attn_task, job);
-        if (job->failed) return job->status;
-    } else {
-        for (int64_t s = 0; s < job->n_seq; s++) QKV_TRY(attend_one(rt, job, s));
-    }
-    return QKV_OK;
+    return qkv__each(rt, job->n_seq, attend_one, job);
 }
 
 qkv_status qkv__gpt_forward(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *const *caches,

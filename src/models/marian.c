@@ -7,9 +7,11 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/runtime.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "kernels/dispatch.h"
+#include "models/params.h"
 #include "nn/nn.h"
 
 #include <jansson.h>
@@ -127,15 +129,9 @@ static const char *first_present(loader *L, const char *const *names) {
     return NULL;
 }
 
-/* A linear layer "<base>.weight" (out, in) + "<base>.bias", packed. */
-static qkv_status linear(loader *L, const char *base, int64_t in, int64_t out, qkv_nn_linear *y) {
-    qkv_marian *m = L->m;
-    char name[256];
-    const float *w, *b;
-    snprintf(name, sizeof name, "%s.weight", base);
-    QKV_TRY(get(L, name, out, in, &w));
-    snprintf(name, sizeof name, "%s.bias", base);
-    QKV_TRY(get(L, name, out, 0, &b));
+/* A linear layer from its weight (out, in) and bias, packed. */
+static qkv_status linear(qkv_marian *m, const float *w, const float *b, int64_t in, int64_t out,
+                         qkv_nn_linear *y) {
     qkv_gemm_packed **slot = &m->packed[m->n_packed];
     QKV_TRY(qkv__gemm_pack_b(NULL, 1, in, out, w, in, slot));
     m->n_packed++;
@@ -144,57 +140,53 @@ static qkv_status linear(loader *L, const char *base, int64_t in, int64_t out, q
     return QKV_OK;
 }
 
-static qkv_status norm(loader *L, const char *base, const float **w, const float **b) {
-    char name[256];
-    snprintf(name, sizeof name, "%s.weight", base);
-    QKV_TRY(get(L, name, L->m->cfg.C, 0, w));
-    snprintf(name, sizeof name, "%s.bias", base);
-    return get(L, name, L->m->cfg.C, 0, b);
-}
-
+/* Every layer's rows of qkv__params_marian (the encoder's, then the decoder's), read in the
+ * table's order (missing or misshaped tensors: FORMAT naming them), then packed: attention
+ * projections (weight, bias) pairs first, each layer norm a (weight, bias) pair where the
+ * table has it. */
 static qkv_status load_layers(loader *L) {
     qkv_marian *m = L->m;
     const qkv_marian_config *c = &m->cfg;
+    const qkv__param_table *tab = &qkv__params_marian;
+    const qkv__dims dims = {.V = c->V, .Vd = c->Vd, .C = c->C, .F = c->Fe, .F2 = c->Fd};
     const int64_t C = c->C;
-    char b[192], n2[224];
-    for (int64_t l = 0; l < c->Le; l++) {
-        qkv__enc_layer *e = &m->enc[l];
-        qkv_nn_linear *lin[4] = {&e->q, &e->k, &e->v, &e->o};
-        const char *proj[4] = {"q_proj", "k_proj", "v_proj", "out_proj"};
-        for (int i = 0; i < 4; i++) {
-            snprintf(b, sizeof b, "encoder.layers.%lld.self_attn.%s", (long long)l, proj[i]);
-            QKV_TRY(linear(L, b, C, C, lin[i]));
+    const float *r[26]; /* the rows of one layer */
+    char name[256];
+    for (int64_t i = 0; i < c->Le + c->Ld; i++) {
+        const int dec = i >= c->Le;
+        const int64_t l = dec ? i - c->Le : i;
+        const qkv__param_spec *rows = dec ? tab->layer2 : tab->layer;
+        const int n = dec ? tab->n_layer2 : tab->n_layer;
+        if (n != (dec ? 26 : 16)) /* the indices below follow params.c's marian_enc / marian_dec */
+            return qkv__fail(QKV_ERR_INTERNAL, "marian: the parameter table changed");
+        for (int k = 0; k < n; k++) {
+            const qkv__param_spec *p = &rows[k];
+            QKV_TRY(qkv__param_name(name, sizeof name, L->prefix, p, l));
+            const int64_t d1 = p->d1 == QKV__DIM_NONE ? 0 : qkv__param_dim(p->d1, &dims);
+            QKV_TRY(qkv__weight_f32(m->st, L->path, name, qkv__param_dim(p->d0, &dims), d1,
+                                    &m->owned, &r[k]));
         }
-        snprintf(b, sizeof b, "encoder.layers.%lld.", (long long)l);
-        snprintf(n2, sizeof n2, "%sfc1", b);
-        QKV_TRY(linear(L, n2, C, c->Fe, &e->fc));
-        snprintf(n2, sizeof n2, "%sfc2", b);
-        QKV_TRY(linear(L, n2, c->Fe, C, &e->out));
-        snprintf(n2, sizeof n2, "%sself_attn_layer_norm", b);
-        QKV_TRY(norm(L, n2, &e->ln1_w, &e->ln1_b));
-        snprintf(n2, sizeof n2, "%sfinal_layer_norm", b);
-        QKV_TRY(norm(L, n2, &e->ln2_w, &e->ln2_b));
-    }
-    for (int64_t l = 0; l < c->Ld; l++) {
-        qkv__s2s_dec_layer *d = &m->dec[l];
-        qkv_nn_linear *lin[8] = {&d->q, &d->k, &d->v, &d->o, &d->cq, &d->ck, &d->cv, &d->co};
-        const char *proj[4] = {"q_proj", "k_proj", "v_proj", "out_proj"};
-        for (int i = 0; i < 8; i++) {
-            snprintf(b, sizeof b, "decoder.layers.%lld.%s.%s", (long long)l,
-                     i < 4 ? "self_attn" : "encoder_attn", proj[i % 4]);
-            QKV_TRY(linear(L, b, C, C, lin[i]));
+        if (!dec) { /* q k v o, self_attn_layer_norm, fc1 fc2, final_layer_norm */
+            qkv__enc_layer *e = &m->enc[l];
+            qkv_nn_linear *lin[4] = {&e->q, &e->k, &e->v, &e->o};
+            for (int k = 0; k < 4; k++) QKV_TRY(linear(m, r[2 * k], r[2 * k + 1], C, C, lin[k]));
+            e->ln1_w = r[8], e->ln1_b = r[9];
+            QKV_TRY(linear(m, r[10], r[11], C, c->Fe, &e->fc));
+            QKV_TRY(linear(m, r[12], r[13], c->Fe, C, &e->out));
+            e->ln2_w = r[14], e->ln2_b = r[15];
+        } else { /* self q k v o, its norm, cross q k v o, its norm, fc1 fc2, final norm */
+            qkv__s2s_dec_layer *d = &m->dec[l];
+            qkv_nn_linear *self[4] = {&d->q, &d->k, &d->v, &d->o};
+            qkv_nn_linear *cross[4] = {&d->cq, &d->ck, &d->cv, &d->co};
+            for (int k = 0; k < 4; k++) QKV_TRY(linear(m, r[2 * k], r[2 * k + 1], C, C, self[k]));
+            d->ln1_w = r[8], d->ln1_b = r[9];
+            for (int k = 0; k < 4; k++)
+                QKV_TRY(linear(m, r[10 + 2 * k], r[11 + 2 * k], C, C, cross[k]));
+            d->ln2_w = r[18], d->ln2_b = r[19];
+            QKV_TRY(linear(m, r[20], r[21], C, c->Fd, &d->fc));
+            QKV_TRY(linear(m, r[22], r[23], c->Fd, C, &d->out));
+            d->ln3_w = r[24], d->ln3_b = r[25];
         }
-        snprintf(b, sizeof b, "decoder.layers.%lld.", (long long)l);
-        snprintf(n2, sizeof n2, "%sfc1", b);
-        QKV_TRY(linear(L, n2, C, c->Fd, &d->fc));
-        snprintf(n2, sizeof n2, "%sfc2", b);
-        QKV_TRY(linear(L, n2, c->Fd, C, &d->out));
-        snprintf(n2, sizeof n2, "%sself_attn_layer_norm", b);
-        QKV_TRY(norm(L, n2, &d->ln1_w, &d->ln1_b));
-        snprintf(n2, sizeof n2, "%sencoder_attn_layer_norm", b);
-        QKV_TRY(norm(L, n2, &d->ln2_w, &d->ln2_b));
-        snprintf(n2, sizeof n2, "%sfinal_layer_norm", b);
-        QKV_TRY(norm(L, n2, &d->ln3_w, &d->ln3_b));
     }
     return QKV_OK;
 }
@@ -330,7 +322,7 @@ static qkv_status attn_item(qkv_runtime *rt, const void *ctx, int64_t i) {
 static qkv_status attn_run(qkv_runtime *rt, attn_job *j, int64_t l, const qkv__block_acts *a) {
     j->layer = l;
     j->a = a;
-    return qkv__s2s_each(rt, j->n, attn_item, j);
+    return qkv__each(rt, j->n, attn_item, j);
 }
 
 static qkv_attention_desc desc(int64_t H, int64_t D, int64_t tq, int64_t tk) {

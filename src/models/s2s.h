@@ -46,10 +46,4 @@ qkv_status qkv__s2s_get_int(const char *path, struct json_t *o, const char *key,
 qkv_status qkv__s2s_get_bool(const char *path, struct json_t *o, const char *key, int def,
                              int *out);
 
-/* fn(rt, ctx, i) for i in [0, n): many items run one per thread (each call serial: rt NULL),
- * few one at a time (each call parallel inside). The attention calls of an encoder-decoder, one
- * per source or decoder row. Returns the first failure's status. */
-typedef qkv_status (*qkv__s2s_item_fn)(qkv_runtime *rt, const void *ctx, int64_t i);
-qkv_status qkv__s2s_each(qkv_runtime *rt, int64_t n, qkv__s2s_item_fn fn, const void *ctx);
-
 #endif

@@ -8,7 +8,6 @@
 
 #include <jansson.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -149,28 +148,4 @@ void qkv__s2s_gen_release(qkv__s2s_gen *g) {
     qkv__free(g->bad_ids);
     g->bad_ids = NULL;
     g->n_bad = 0;
-}
-
-typedef struct {
-    qkv__s2s_item_fn fn;
-    const void *ctx;
-    _Atomic int failed;
-    qkv_status status;
-} each_job;
-
-static void each_task(void *ctx, int64_t begin, int64_t end, int tid) {
-    (void)tid;
-    each_job *j = ctx;
-    for (int64_t i = begin; i < end && !atomic_load_explicit(&j->failed, memory_order_relaxed); i++)
-        qkv__task_fail(&j->failed, &j->status, j->fn(NULL, j->ctx, i));
-}
-
-qkv_status qkv__s2s_each(qkv_runtime *rt, int64_t n, qkv__s2s_item_fn fn, const void *ctx) {
-    if (n >= 2 * qkv_runtime_n_threads(rt)) {
-        each_job j = {fn, ctx, 0, QKV_OK};
-        qkv_parallel_for(rt, n, 1, each_task, &j);
-        return j.failed ? j.status : QKV_OK;
-    }
-    for (int64_t i = 0; i < n; i++) QKV_TRY(fn(rt, ctx, i));
-    return QKV_OK;
 }

@@ -25,6 +25,7 @@
 #include "core/abi.h"
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/runtime.h"
 #include "io/json.h"
 #include "kernels/dispatch.h"
 #include "kernels/topk.h"
@@ -36,7 +37,6 @@
 
 #include <jansson.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <string.h>
 
 /* One of the models (m or t), and what decoding needs to know of it. */
@@ -495,29 +495,21 @@ typedef struct {
     dec_state *d;
     int64_t cur;
     const qkv_translate_options *o;
-    _Atomic int failed;
-    qkv_status status;
 } beam_job;
 
-static void beam_task(void *ctx, int64_t begin, int64_t end, int tid) {
+static qkv_status beam_item(void *ctx, int64_t k, int tid) {
     beam_job *j = ctx;
     dec_state *d = j->d;
-    for (int64_t k = begin; k < end && !atomic_load_explicit(&j->failed, memory_order_relaxed);
-         k++) {
-        const int64_t r = k * d->nb, i = d->row_sent[r];
-        qkv__task_fail(&j->failed, &j->status,
-                       beam_update(d, &d->s[i], i, d->logits + r * d->V, j->cur, j->o, tid));
-    }
+    const int64_t r = k * d->nb, i = d->row_sent[r];
+    return beam_update(d, &d->s[i], i, d->logits + r * d->V, j->cur, j->o, tid);
 }
 
 static qkv_status beam_step(qkv_runtime *rt, dec_state *d, int64_t n_live, int64_t cur,
                             const qkv_translate_options *o) {
-    beam_job j = {d, cur, o, 0, QKV_OK};
-    if (d->nthr <= 1)
-        beam_task(&j, 0, n_live, 0);
-    else
-        qkv_parallel_for(rt, n_live, 1, beam_task, &j);
-    return j.failed ? j.status : QKV_OK;
+    beam_job j = {d, cur, o};
+    if (d->nthr > 1) return qkv__parallel_items(rt, n_live, beam_item, &j);
+    for (int64_t k = 0; k < n_live; k++) QKV_TRY(beam_item(&j, k, 0));
+    return QKV_OK;
 }
 
 qkv_status qkv_seq2seq_generate(qkv_runtime *rt, const qkv_seq2seq *ss, const int32_t *src,

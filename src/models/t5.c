@@ -9,6 +9,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/runtime.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "models/params.h"
@@ -304,7 +305,7 @@ void qkv__t5_free(qkv_t5 *m) {
 
 /* ---------------------------------------------------------------- attention */
 
-/* Per source (encoder) or row (decoder) attention calls (qkv__s2s_each). */
+/* Per source (encoder) or row (decoder) attention calls (qkv__each). */
 typedef struct job job;
 struct job {
     const qkv_t5 *m;
@@ -325,7 +326,7 @@ static qkv_status item(qkv_runtime *rt, const void *ctx, int64_t i) {
     return j->one(rt, j, i);
 }
 
-static qkv_status run(qkv_runtime *rt, const job *j) { return qkv__s2s_each(rt, j->n, item, j); }
+static qkv_status run(qkv_runtime *rt, const job *j) { return qkv__each(rt, j->n, item, j); }
 
 /* T5 scores are q·k unscaled */
 static qkv_attention_desc desc(const qkv_t5_config *c, int64_t tq, int64_t tk) {

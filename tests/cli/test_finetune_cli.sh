@@ -123,6 +123,14 @@ check '[[ $rc -eq 2 ]]' "--resume without a run: exit $rc"
 "$qkv" finetune --model "$src/tests/fixtures/train/gpt2_tiny" --train "$tmp/train.tsv" \
     --out "$tmp/h" > /dev/null 2>"$tmp/err"; rc=$?
 check '[[ $rc -eq 2 ]]' "a GPT-2 directory: exit $rc: $(cat "$tmp/err")"
+# --progress-json / --progress-ack (the Python package's driver; more in test_train_cli.sh):
+# a JSON line per metrics line with the evaluation's scores, 's' stops after that step
+"$qkv" finetune "${common[@]}" --epochs 1 --out "$tmp/p" --progress-json 3 3>"$tmp/p.jsonl" \
+    >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 0 && $(wc -l <"$tmp/p.jsonl") -eq $(wc -l <"$tmp/p/metrics.jsonl") ]] && grep -q "\"kind\":\"eval\".*" "$tmp/p.jsonl" && grep "\"kind\":\"eval\"" "$tmp/p.jsonl" | grep -q "val_macro_f1"' "finetune --progress-json ($rc)"
+printf 'ccs' | "$qkv" finetune "${common[@]}" --out "$tmp/q" --progress-json 3 --progress-ack 0 \
+    3>/dev/null >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 130 && -f $tmp/q/ckpt_00000003.safetensors && ! -d $tmp/q/model ]]' "finetune --progress-ack s: stops after step 3 ($rc: $(ls "$tmp/q"))"
 "$qkv" finetune --help > "$tmp/help"; rc=$?
 check '[[ $rc -eq 0 ]] && grep -q "warmup" "$tmp/help"' "--help explains the schedule"
 echo "finetune_cli: $((checks - fail)) passed, $fail failed"

@@ -6,7 +6,8 @@
 # weights (byte for byte) as the uninterrupted run; SIGTERM finishes the step, saves and
 # exits 143; a process killed while writing a checkpoint (ulimit -f: SIGXFSZ) leaves the
 # previous checkpoint intact and resumable; a NaN stops the run before the update, exit 1,
-# writing no checkpoint; --config equals the same flags; usage errors exit 2.
+# writing no checkpoint; --config equals the same flags; usage errors exit 2; --progress-json
+# and --progress-ack (the Python package's driver).
 set -uo pipefail
 qkv=$1 src=$2
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/qkv_train_cli.XXXXXX")
@@ -198,6 +199,23 @@ echo '{"data": "x", "bogus": 1}' >"$tmp/bad.json"
 check '[[ $rc -eq 2 ]]' "unknown config key ($rc)"
 "$qkv" train --data "$tmp/nonexistent" --out "$tmp/l" >/dev/null 2>&1; rc=$?
 check '[[ $rc -eq 2 ]]' "missing dataset ($rc)"
+# --progress-json FD: every metrics line as one JSON line on FD, the numbers at full precision;
+# --progress-ack FD: after each line one byte is read, 's' or the end of the file stops the run
+# after that step (checkpoint, exit 130 as Ctrl-C), anything else goes on
+"$qkv" train "${flags[@]}" --steps 6 --out "$tmp/p" --progress-json 3 3>"$tmp/p.jsonl" >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 0 && $(wc -l <"$tmp/p.jsonl") -eq $(wc -l <"$tmp/p/metrics.jsonl") ]]' "--progress-json: a line per metrics line ($rc)"
+check '[[ $(grep -c "\"kind\":\"step\"" "$tmp/p.jsonl") -eq 6 && $(grep -c "\"kind\":\"eval\"" "$tmp/p.jsonl") -eq 2 ]]' "--progress-json: 6 steps, 2 evaluations"
+full=$(sed -n 1p "$tmp/p.jsonl" | sed 's/.*"loss":\([0-9.e-]*\).*/\1/')
+file=$(sed -n 1p "$tmp/p/metrics.jsonl" | sed 's/.*"loss": \([0-9.]*\).*/\1/')
+check '[[ $(printf %.6f "$full") == "$file" && ${#full} -gt ${#file} ]]' "--progress-json: full precision ($full, the file's $file)"
+printf 'cs' | "$qkv" train "${flags[@]}" --steps 6 --out "$tmp/q" --progress-json 3 --progress-ack 0 \
+    3>"$tmp/q.jsonl" >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 130 && $(wc -l <"$tmp/q.jsonl") -eq 2 && $(ls "$tmp/q" | grep -c ckpt_) -eq 1 && -f $tmp/q/ckpt_00000002.safetensors ]]' "--progress-ack s: stops after step 2 with its checkpoint ($rc: $(ls "$tmp/q"))"
+"$qkv" train "${flags[@]}" --steps 6 --out "$tmp/q2" --progress-json 3 --progress-ack 0 \
+    3>/dev/null </dev/null >/dev/null 2>&1; rc=$?
+check '[[ $rc -eq 130 && -f $tmp/q2/ckpt_00000001.safetensors ]]' "--progress-ack at its end: stops after step 1 ($rc)"
+"$qkv" train "${flags[@]}" --out "$tmp/q3" --progress-json 9 >/dev/null 2>"$tmp/q3.err"; rc=$?
+check '[[ $rc -eq 2 ]] && grep -q "not an open file descriptor" "$tmp/q3.err"' "--progress-json of a closed descriptor: exit 2 ($rc)"
 help=$("$qkv" train --help); rc=$?; [[ $rc -eq 0 && $help == *resume* ]] || rc=1 # no grep -q on the pipe: it may close it early (SIGPIPE)
 check '[[ $rc -eq 0 ]]' "--help"
 
