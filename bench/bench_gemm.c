@@ -108,7 +108,7 @@ static double time_bf16(qkv_runtime *rt, int64_t M, const float *A, const qkv_ge
     int64_t K = qkv__gemm_bf16_packed_k(P), N = qkv__gemm_bf16_packed_n(P);
     for (int r = 0; r < reps; r++) {
         double t0 = bench_now();
-        qkv__gemm_bf16(rt, M, A, K, P, 0.0f, C, N);
+        qkv__gemm_bf16(rt, M, A, K, P, 0.0f, C, N, NULL);
         t[r] = bench_now() - t0;
         if (best && (r == 0 || t[r] < *best)) *best = t[r];
     }
@@ -119,11 +119,12 @@ static double time_bf16(qkv_runtime *rt, int64_t M, const float *A, const qkv_ge
 static int run_bf16(qkv_runtime *rt, int threads, int reps, double peak) {
     const int64_t shapes[][3] = {{128, 1536, 384}, {128, 384, 1536}, {128, 768, 768},
                                  {1, 3072, 768},   {1, 768, 3072},   {8, 3072, 768}};
-    qkv_gemm_bf16_config bcfg, pcfg; /* the dispatched kernel; the plain one beside vdpbf16ps */
+    /* vdpbf16ps where the CPU has it (else the plain kernel); the plain one beside it */
+    qkv_gemm_bf16_config bcfg, pcfg;
+    qkv__gemm_bf16_allow_dpbf16(1);
     qkv__kernels()->gemm_bf16_config(&bcfg);
     qkv__gemm_bf16_allow_dpbf16(0);
     qkv__kernels()->gemm_bf16_config(&pcfg);
-    qkv__gemm_bf16_allow_dpbf16(1);
     double bpeak = qkv__peak_gflops_with(rt, 0.3, bcfg.peak_loop);
     fprintf(stderr, "bench_gemm --bf16: kernel %s, measured peak of its instruction %.1f GFLOP/s\n",
             bcfg.name, bpeak);

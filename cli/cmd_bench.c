@@ -26,8 +26,8 @@ void cmd_bench_help(void) {
            "[--threads N]\n"
            "       qkv bench train [--shape BxT]... [--layers L] [--reps R] [--threads N]\n"
            "       qkv bench generate --model DIR [--prompt T] [--new M] [--reps R] [--threads N]\n"
-           "       qkv bench embed [--model DIR] [--batch N] [--tokens T] [--reps R] "
-           "[--threads N]\n"
+           "       qkv bench embed [--model DIR] [--dtype f32|bf16] [--batch N] [--tokens T] "
+           "[--reps R] [--threads N]\n"
            "       qkv bench finetune [--model DIR] [--batch N] [--tokens T] [--reps R] "
            "[--threads N]\n"
            "       qkv bench tokenize [--model PATH] [--file FILE]... [--reps R]\n\n"
@@ -44,7 +44,9 @@ void cmd_bench_help(void) {
            "             with any GPT-2 / Llama directory (random weights: bench/bench_generate\n"
            "             --keep DIR writes GPT-2-124M and Llama-125M shaped ones)\n"
            "  embed      batches of N sequences (default 32) of T tokens (default 64) through\n"
-           "             an encoder (default: $QKV_MODEL or models/all-MiniLM-L6-v2)\n"
+           "             an encoder (default: $QKV_MODEL or models/all-MiniLM-L6-v2), its\n"
+           "             linear layers in --dtype (f32 default, or bf16); also the process's\n"
+           "             resident memory after loading and at the end (rss_*_mib, Linux)\n"
            "  finetune   one fine-tuning step (forward, backward, clip + AdamW) of a BERT\n"
            "             sequence classifier (2 labels, fresh head) on N random sequences of T\n"
            "             tokens (defaults 32 x 64; model as for embed), with the dropout rates\n"
@@ -230,9 +232,21 @@ static int bench_generate(bench_env *e, const char *dir, long T, long M) {
     return rc;
 }
 
-static int bench_embed(bench_env *e, const char *dir, long N, long T) {
+/* VmRSS of this process in MiB (Linux /proc/self/status), or -1. */
+static double rss_mib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0) kib = strtod(line + 6, NULL);
+    if (f) fclose(f);
+    return kib < 0 ? -1 : kib / 1024.0;
+}
+
+static int bench_embed(bench_env *e, const char *dir, qkv_dtype dtype, long N, long T) {
     qkv_model *m = NULL;
-    int rc = cli_load_model("bench", dir, &m);
+    int rc = cli_load_model_as("bench", dir, dtype, &m);
+    const double rss = rss_mib(); /* the loaded model, before any batch's buffers */
     if (rc) return rc;
     if (T > qkv_model_max_tokens(m)) T = qkv_model_max_tokens(m);
     int32_t *ids = malloc((size_t)(N * T) * sizeof *ids);
@@ -240,7 +254,11 @@ static int bench_embed(bench_env *e, const char *dir, long N, long T) {
     float *out = malloc((size_t)(N * qkv_model_dim(m)) * sizeof *out);
     if (!ids || !lens || !out) rc = cli_report("batch", QKV_ERR_NOMEM);
     double times[64];
-    for (long i = 0; !rc && i < N * T; i++) ids[i] = (int32_t)(1000 + (i * 7919) % 20000);
+    /* ids in [1000, 21000) as always; a smaller vocabulary (a test model): ids within it */
+    const qkv_tokenizer *tok = qkv_model_tokenizer(m);
+    const long V = tok ? (long)qkv_tokenizer_vocab_size(tok) : 30522;
+    for (long i = 0; !rc && i < N * T; i++)
+        ids[i] = (int32_t)(V >= 21000 ? 1000 + (i * 7919) % 20000 : (i * 7919) % V);
     for (long i = 0; !rc && i < N; i++) lens[i] = T;
     for (int r = -1; !rc && r < e->reps; r++) {
         double t0 = now_seconds();
@@ -254,10 +272,12 @@ static int bench_embed(bench_env *e, const char *dir, long N, long T) {
             char *qdir = json_quote(dir);
             json_printf(stdout,
                         "{\"bench\":\"embed\",\"model\":%s,\"threads\":%d,\"isa\":\"%s\","
-                        "\"batch\":%ld,\"tokens\":%ld,\"ms\":%.2f,\"sentences_per_s\":%.1f,"
-                        "\"tokens_per_s\":%.1f}\n",
-                        qdir ? qdir : "null", e->threads, qkv_arch_name(qkv_arch_active()), N, T,
-                        1e3 * md, (double)N / md, (double)(N * T) / md);
+                        "\"dtype\":\"%s\",\"batch\":%ld,\"tokens\":%ld,\"ms\":%.2f,"
+                        "\"sentences_per_s\":%.1f,\"tokens_per_s\":%.1f,\"rss_load_mib\":%.1f,"
+                        "\"rss_end_mib\":%.1f}\n",
+                        qdir ? qdir : "null", e->threads, qkv_arch_name(qkv_arch_active()),
+                        qkv_model_dtype(m) == QKV_DTYPE_BF16 ? "bf16" : "f32", N, T, 1e3 * md,
+                        (double)N / md, (double)(N * T) / md, rss, rss_mib());
             free(qdir);
         }
     }
@@ -422,6 +442,7 @@ int cmd_bench(int argc, char **argv) {
     float dropout = 0.0f;
     long reps = 5, threads = 0, layers = 12, prompt = 128, new_tokens = 32, batch = 32, tokens = 64;
     const char *model = NULL;
+    qkv_dtype dtype = QKV_DTYPE_F32;
     const char *files[64];
     int n_files = 0;
     for (int i = 2; i < argc; i++) {
@@ -457,6 +478,8 @@ int cmd_bench(int argc, char **argv) {
             if (!*v || *end || !(p >= 0.0 && p < 1.0))
                 return cli_usage_error("bench", "--dropout wants a rate in [0, 1), not '%s'", v);
             dropout = (float)p;
+        } else if (strcmp(a, "--dtype") == 0 && strcmp(what, "embed") == 0) {
+            rc = cli_parse_dtype("bench", v, &dtype) ? EXIT_USAGE : 0;
         } else if (strcmp(a, "--reps") == 0) {
             rc = cli_parse_count("bench", a, v, 1, 64, &reps);
         } else if (strcmp(a, "--threads") == 0) {
@@ -503,7 +526,7 @@ int cmd_bench(int argc, char **argv) {
         rc = model ? bench_generate(&e, model, prompt, new_tokens)
                    : cli_usage_error("bench", "generate needs --model DIR");
     } else if (strcmp(what, "embed") == 0) {
-        rc = bench_embed(&e, model ? model : cli_default_model(), batch, tokens);
+        rc = bench_embed(&e, model ? model : cli_default_model(), dtype, batch, tokens);
     } else if (strcmp(what, "finetune") == 0) {
         rc = bench_finetune(&e, model ? model : cli_default_model(), batch, tokens);
     } else if (strcmp(what, "tokenize") == 0) {

@@ -8,7 +8,8 @@ void cmd_info_help(void) {
     printf("Usage: qkv info [--json]\n\n"
            "Print the version, build options, the CPU features detected (CPUID + XGETBV), the\n"
            "instruction set in use (QKV_ARCH overrides it), the kernel chosen for each op and the\n"
-           "default thread count (QKV_NUM_THREADS overrides it).\n\n"
+           "default thread count (QKV_NUM_THREADS overrides it), and how this CPU runs each\n"
+           "weight dtype (native: instructions on the dtype itself; converted: widened).\n\n"
            "Options:\n  --json   one JSON object instead of text\n");
 }
 
@@ -29,6 +30,22 @@ static const struct {
     {QKV_CPU_AVX512BF16, "avx512bf16"},
     {QKV_CPU_AVX512FP16, "avx512fp16"},
 };
+
+/* How this CPU runs each weight dtype, from its features: "native" when it has instructions
+ * that compute on the dtype itself, else how it is converted. Models run what --dtype names
+ * (f32 or bf16 today; bf16 on the widening kernel by default, docs/PERFORMANCE.md). */
+static void dtype_support(unsigned f, const char *out[4]) {
+    out[0] = "native";
+    out[1] = (f & QKV_CPU_AVX512BF16) ? "native (avx512_bf16)"
+             : (f & QKV_CPU_AVX2)     ? "converted (widened to f32 in registers)"
+                                      : "converted (widened to f32)";
+    out[2] = (f & QKV_CPU_AVX512FP16) ? "native (avx512_fp16)"
+             : (f & QKV_CPU_F16C)     ? "converted (f16c)"
+                                      : "converted (software)";
+    out[3] = (f & QKV_CPU_AVX512VNNI) ? "native (avx512_vnni)"
+             : (f & QKV_CPU_AVX2)     ? "native (avx2 vpmaddubsw)"
+                                      : "converted (software)";
+}
 
 int cmd_info(int argc, char **argv) {
     int json = 0;
@@ -56,7 +73,11 @@ int cmd_info(int argc, char **argv) {
         const char *op, *isa;
         for (size_t i = 0; qkv_kernel_info(i, &op, &isa); i++)
             printf("%s\"%s\":\"%s\"", i ? "," : "", op, isa);
-        printf("},\"threads\":%d}\n", threads);
+        const char *d[4];
+        dtype_support(f, d);
+        printf("},\"threads\":%d,\"dtypes\":{\"f32\":\"%s\",\"bf16\":\"%s\",\"f16\":\"%s\","
+               "\"int8\":\"%s\"},\"model_dtypes\":[\"f32\",\"bf16\"]}\n",
+               threads, d[0], d[1], d[2], d[3]);
         return EXIT_OK;
     }
     printf("qkv %s\n", qkv_version());
@@ -67,7 +88,13 @@ int cmd_info(int argc, char **argv) {
     printf("\narch:         %s (best available: %s)\n", qkv_arch_name(qkv_arch_active()),
            qkv_arch_name(qkv_arch_best()));
     if (note) printf("note:         %s\n", note);
-    printf("threads:      %d\nkernels:\n", threads);
+    const char *d[4];
+    dtype_support(f, d);
+    printf("threads:      %d\n", threads);
+    printf("dtypes:       f32 %s; bf16 %s; f16 %s; int8 %s\n", d[0], d[1], d[2], d[3]);
+    printf("model dtypes: f32 (default), bf16 (--dtype; bf16 weights widened to f32 in the\n"
+           "              GEMM by default, QKV_BF16_KERNEL=dpbf16 for vdpbf16ps)\n");
+    printf("kernels:\n");
     const char *op, *isa;
     for (size_t i = 0; qkv_kernel_info(i, &op, &isa); i++) printf("  %-20s %s\n", op, isa);
     return EXIT_OK;

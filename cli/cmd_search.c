@@ -21,6 +21,8 @@ void cmd_search_help(void) {
            "load the index while the corpus file and the model are unchanged.\n\n"
            "Options:\n"
            "  --model DIR    model directory (default: $QKV_MODEL, else models/all-MiniLM-L6-v2)\n"
+           "  --dtype T      weights of the linear layers: f32 (default) or bf16 (the index\n"
+           "                 records it: another dtype rebuilds the index)\n"
            "  --corpus FILE  one document per line (required)\n"
            "  --index FILE   where the index is kept (default: FILE.qkv-index.safetensors)\n"
            "  --no-save      do not write the index\n"
@@ -35,9 +37,10 @@ void cmd_search_help(void) {
 #define INDEX_FORMAT_V1 "qkv search index: one row per corpus line"
 
 /* What the embeddings depend on besides the corpus: each file of the model directory that
- * shapes them (weights, config, tokenizer, pooling), as name:size:mtime. A changed file
- * changes the string, and the index is rebuilt. */
-static void model_identity(const char *dir, char *out, size_t cap) {
+ * shapes them (weights, config, tokenizer, pooling), as name:size:mtime, and the dtype the
+ * weights run in when it is not f32 (";dtype:bf16"; f32 indexes keep their old identity). A
+ * changed file or dtype changes the string, and the index is rebuilt. */
+static void model_identity(const char *dir, qkv_dtype dtype, char *out, size_t cap) {
     static const char *const files[] = {"config.json",           "model.safetensors",
                                         "tokenizer.json",        "vocab.txt",
                                         "tokenizer_config.json", "modules.json",
@@ -55,13 +58,15 @@ static void model_identity(const char *dir, char *out, size_t cap) {
         if (w < 0 || (size_t)w >= cap - n) break;
         n += (size_t)w;
     }
+    if (dtype != QKV_DTYPE_F32 && n < cap)
+        snprintf(out + n, cap - n, ";dtype:%s", dtype == QKV_DTYPE_BF16 ? "bf16" : "?");
 }
 
 /* The saved index at path: 1 loaded (it matches the corpus, the model's files and the width,
  * and every value is finite); 0 to be (re)built, with the reason in *why (NULL: there is none);
  * -1 when path holds something that is not a qkv search index (never replaced). */
-static int load_index(const char *path, const text_lines *t, const char *model, size_t dim,
-                      float *emb, const char **why) {
+static int load_index(const char *path, const text_lines *t, const char *model, qkv_dtype dtype,
+                      size_t dim, float *emb, const char **why) {
     *why = NULL;
     struct stat sb;
     if (stat(path, &sb) != 0) return 0;
@@ -84,7 +89,7 @@ static int load_index(const char *path, const text_lines *t, const char *model, 
     char hash[32], lines[32], ident[2048];
     snprintf(hash, sizeof hash, "%016" PRIx64, t->hash);
     snprintf(lines, sizeof lines, "%zu", t->n);
-    model_identity(model, ident, sizeof ident);
+    model_identity(model, dtype, ident, sizeof ident);
     const char *h = qkv_safetensors_metadata_get(st, "corpus_fnv1a64");
     const char *l = qkv_safetensors_metadata_get(st, "corpus_lines");
     const char *mf = qkv_safetensors_metadata_get(st, "model_files");
@@ -95,7 +100,7 @@ static int load_index(const char *path, const text_lines *t, const char *model, 
     else if (!h || !l || strcmp(h, hash) != 0 || strcmp(l, lines) != 0)
         *why = "the corpus changed";
     else if (!mf || strcmp(mf, ident) != 0)
-        *why = "the model changed (its weights, configuration, tokenizer or pooling)";
+        *why = "the model changed (its weights, configuration, tokenizer or pooling, or --dtype)";
     else if (!e || e->dtype != QKV_DTYPE_F32 || e->ndim != 2 || e->shape[0] != (int64_t)t->n ||
              e->shape[1] != (int64_t)dim)
         *why = "its embeddings have the wrong shape";
@@ -114,12 +119,12 @@ static int load_index(const char *path, const text_lines *t, const char *model, 
     return ok;
 }
 
-static qkv_status save_index(const char *path, const text_lines *t, const char *model, size_t dim,
-                             const float *emb) {
+static qkv_status save_index(const char *path, const text_lines *t, const char *model,
+                             qkv_dtype dtype, size_t dim, const float *emb) {
     char hash[32], lines[32], ident[2048];
     snprintf(hash, sizeof hash, "%016" PRIx64, t->hash);
     snprintf(lines, sizeof lines, "%zu", t->n);
-    model_identity(model, ident, sizeof ident);
+    model_identity(model, dtype, ident, sizeof ident);
     int64_t shape[2] = {(int64_t)t->n, (int64_t)dim};
     qkv_st_write_tensor w = {"embeddings", QKV_DTYPE_F32, 2, shape, emb};
     const char *k[] = {"format", "corpus_fnv1a64", "corpus_lines", "model", "model_files"};
@@ -141,6 +146,7 @@ int cmd_search(int argc, char **argv) {
     const char *model = cli_default_model(), *corpus = NULL, *index = NULL;
     long top_k = 5, threads = 0;
     int json = 0, no_save = 0, force_progress = 0;
+    qkv_dtype dtype = QKV_DTYPE_F32;
     const char **queries = calloc((size_t)argc, sizeof *queries);
     size_t nq = 0;
     if (!queries) return EXIT_FAIL;
@@ -153,7 +159,9 @@ int cmd_search(int argc, char **argv) {
             corpus = argv[++i];
         else if (strcmp(a, "--index") == 0 && more)
             index = argv[++i];
-        else if (strcmp(a, "--no-save") == 0)
+        else if (strcmp(a, "--dtype") == 0 && more) {
+            if (cli_parse_dtype("search", argv[++i], &dtype)) goto usage;
+        } else if (strcmp(a, "--no-save") == 0)
             no_save = 1;
         else if (strcmp(a, "--json") == 0)
             json = 1;
@@ -191,7 +199,7 @@ int cmd_search(int argc, char **argv) {
     qkv_model *m = NULL;
     qkv_runtime *rt = NULL;
     float *emb = NULL, *qe = NULL;
-    if ((rc = cli_load_model("search", model, &m))) goto done;
+    if ((rc = cli_load_model_as("search", model, dtype, &m))) goto done;
     qkv_status s = qkv_runtime_create((int)threads, &rt);
     if (s != QKV_OK) {
         rc = cli_report("runtime", s);
@@ -204,7 +212,7 @@ int cmd_search(int argc, char **argv) {
         goto done;
     }
     const char *why = NULL;
-    int got = load_index(index, &t, model, dim, emb, &why);
+    int got = load_index(index, &t, model, dtype, dim, emb, &why);
     if (got < 0) {
         rc = EXIT_USAGE;
         goto done;
@@ -215,7 +223,7 @@ int cmd_search(int argc, char **argv) {
         if (why) fprintf(stderr, "qkv search: rebuilding the index %s: %s\n", index, why);
         if ((rc = cli_embed_lines(rt, m, &t, 256, force_progress, emb))) goto done;
         if (!no_save) {
-            s = save_index(index, &t, model, dim, emb);
+            s = save_index(index, &t, model, dtype, dim, emb);
             if (s != QKV_OK)
                 fprintf(stderr, "qkv search: warning: index not saved: %s: %s\n", qkv_strerror(s),
                         qkv_last_error());

@@ -47,6 +47,7 @@ void cmd_serve_help(void) {
            "Without a model option it serves the default embedding model (as qkv embed).\n\n"
            "Options:\n"
            "  --model DIR            a sentence-transformers model directory (embeddings)\n"
+           "  --dtype T              its linear layers' weights: f32 (default) or bf16\n"
            "  --lm DIR               a GPT-2 / Llama-style model directory with its tokenizer\n"
            "  --classifier DIR       a BertForSequenceClassification directory (classification)\n"
            "  --translator DIR       a MarianMT or T5 directory (translation)\n"
@@ -908,11 +909,14 @@ int cmd_serve(int argc, char **argv) {
     long max_tokens = 65536, max_new = 1024, max_conn = 64, timeout = 30, shutdown_timeout = 30;
     long batch_wait = 0;
     int log = 0;
+    qkv_dtype dtype = QKV_DTYPE_F32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc, rc = 0;
         if (strcmp(a, "--model") == 0 && more)
             model_dir = argv[++i];
+        else if (strcmp(a, "--dtype") == 0 && more)
+            rc = cli_parse_dtype("serve", argv[++i], &dtype) ? EXIT_USAGE : 0;
         else if (strcmp(a, "--lm") == 0 && more)
             lm_dir = argv[++i];
         else if (strcmp(a, "--classifier") == 0 && more)
@@ -983,7 +987,7 @@ int cmd_serve(int argc, char **argv) {
     b->metrics_text = be_metrics;
     qkv_status st;
     if (model_dir) {
-        if ((rc = cli_load_model("serve", model_dir, &s->model))) goto done;
+        if ((rc = cli_load_model_as("serve", model_dir, dtype, &s->model))) goto done;
         if (!qkv_model_tokenizer(s->model)) {
             rc = cli_usage_error("serve", "%s has no tokenizer (tokenizer.json, vocab.txt)",
                                  model_dir);

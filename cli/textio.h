@@ -77,6 +77,10 @@ const char *cli_default_model(void);
 /* qkv_model_load with a message (and a hint for a missing model: for the default one, every
  * place it was looked for); returns the exit code. */
 int cli_load_model(const char *cmd, const char *dir, qkv_model **m);
+/* The same with the linear layers in dtype (qkv_model_options.dtype). */
+int cli_load_model_as(const char *cmd, const char *dir, qkv_dtype dtype, qkv_model **m);
+/* --dtype's value: f32 or bf16 into *out; else a usage error naming it (the exit code). */
+int cli_parse_dtype(const char *cmd, const char *val, qkv_dtype *out);
 /* Parses a whole number in [lo, hi] for option opt; returns the exit code. */
 /* Warns on stderr ("qkv CMD: warning: ...") when d, read from path with quoting, has records that
  * ran over several lines through a quoted field (qkv_labeled_multiline): a TSV whose texts start

@@ -287,6 +287,25 @@ typedef enum qkv_problem_type {
 
 QKV_API qkv_status qkv_model_load(const char *dir, qkv_model **out);
 QKV_API void qkv_model_free(qkv_model *m);
+
+/* How qkv_model_load_opts loads a model. Versioned (the rule at the top of this file):
+ * `qkv_model_options o = {.struct_size = sizeof o};` gives the defaults, which are
+ * qkv_model_load's. */
+typedef struct qkv_model_options {
+    size_t struct_size;
+    /* The encoder's linear layers (attention q, k, v, output and both MLP matrices):
+     * QKV_DTYPE_F32 (0, the default: as stored, exact; F16/BF16 files widened to F32) or
+     * QKV_DTYPE_BF16 (weights in bf16, FP32 activations and accumulation: half the weight
+     * bytes; BF16 files packed as stored, F32 ones rounded to nearest even at load). Embedding
+     * tables, LayerNorms, biases, the pooler and the classifier stay F32. Other dtypes: F16 and
+     * I8 are UNSUPPORTED (not yet), the rest INVALID_ARG. */
+    qkv_dtype dtype;
+} qkv_model_options;
+/* qkv_model_load with options (NULL: the defaults). */
+QKV_API qkv_status qkv_model_load_opts(const char *dir, const qkv_model_options *opts,
+                                       qkv_model **out);
+/* The dtype the model's linear layers were loaded in (QKV_DTYPE_F32 for NULL). */
+QKV_API qkv_dtype qkv_model_dtype(const qkv_model *m);
 /* Width of one embedding (hidden size). */
 QKV_API int64_t qkv_model_dim(const qkv_model *m);
 /* Most tokens one sequence may have (longer texts are truncated by qkv_embed). */

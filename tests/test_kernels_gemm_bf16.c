@@ -107,7 +107,7 @@ static void run_case(const qkv_gemm_bf16_config *cfg, qkv_runtime *rt, int tb, i
     qkv_gemm_bf16_packed *P = NULL;
     CHECK_OK(qkv__gemm_bf16_pack(cfg, tb, K, N, B, ldb, &P));
     for (int64_t i = 0; i < brows * ldb; i++) B[i] = 0x7fc1; /* NaN: must not be read */
-    CHECK_OK(qkv__gemm_bf16(rt, M, A, lda, P, beta, C, ldc));
+    CHECK_OK(qkv__gemm_bf16(rt, M, A, lda, P, beta, C, ldc, NULL));
     int64_t kc = qkv__gemm_k_block(cfg->kc, K), kblocks = K ? (K + kc - 1) / kc : 0;
     double worst = 0;
     int bad = 0;
@@ -181,7 +181,7 @@ static void test_k1_exact(const qkv_gemm_bf16_config *cfg) {
     for (int64_t j = 0; j < N; j++) B[j] = qkv__f32_to_bf16(wrand());
     qkv_gemm_bf16_packed *P = NULL;
     CHECK_OK(qkv__gemm_bf16_pack(cfg, 1, 1, N, B, 1, &P));
-    CHECK_OK(qkv__gemm_bf16(NULL, M, A, 1, P, 0.0f, C, N));
+    CHECK_OK(qkv__gemm_bf16(NULL, M, A, 1, P, 0.0f, C, N, NULL));
     int bad = 0;
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++) {
@@ -210,16 +210,16 @@ static void test_deterministic(const qkv_gemm_bf16_config *cfg, qkv_runtime *rt1
     CHECK(qkv__gemm_bf16_packed_k(P) == K && qkv__gemm_bf16_packed_n(P) == N);
     CHECK(qkv__gemm_bf16_packed_bytes(P) >= (size_t)(N * K) * sizeof(uint16_t));
     CHECK(strcmp(qkv__gemm_bf16_packed_kernel(P), cfg->name) == 0);
-    CHECK_OK(qkv__gemm_bf16(rt1, M, A, K, P, 0.0f, C1, N));
-    CHECK_OK(qkv__gemm_bf16(rt3, M, A, K, P, 0.0f, C2, N));
+    CHECK_OK(qkv__gemm_bf16(rt1, M, A, K, P, 0.0f, C1, N, NULL));
+    CHECK_OK(qkv__gemm_bf16(rt3, M, A, K, P, 0.0f, C2, N, NULL));
     for (int64_t i = 0; i < M; i += 3) {
         int64_t m = M - i < 3 ? M - i : 3;
-        CHECK_OK(qkv__gemm_bf16(rt3, m, A + i * K, K, P, 0.0f, C3 + i * N, N));
+        CHECK_OK(qkv__gemm_bf16(rt3, m, A + i * K, K, P, 0.0f, C3 + i * N, N, NULL));
     }
     CHECK(memcmp(C1, C2, sizeof(float) * (size_t)(M * N)) == 0);
     CHECK(memcmp(C1, C3, sizeof(float) * (size_t)(M * N)) == 0);
     for (int64_t i = 0; i < M; i++)
-        CHECK_OK(qkv__gemm_bf16(rt1, 1, A + i * K, K, P, 0.0f, C3 + i * N, N));
+        CHECK_OK(qkv__gemm_bf16(rt1, 1, A + i * K, K, P, 0.0f, C3 + i * N, N, NULL));
     CHECK(memcmp(C1, C3, sizeof(float) * (size_t)(M * N)) == 0);
     qkv__gemm_bf16_packed_free(P);
     free(A), free(W), free(C1), free(C2), free(C3);
@@ -295,7 +295,7 @@ static void test_nomem(const qkv_gemm_bf16_config *cfg) {
         qkv_gemm_bf16_packed *P = (qkv_gemm_bf16_packed *)1;
         qkv_status s = qkv__gemm_bf16_pack_f32(cfg, 1, K, N, W, K, &P);
         if (s == QKV_OK) {
-            s = qkv__gemm_bf16(NULL, M, A, K, P, 0.0f, C, N);
+            s = qkv__gemm_bf16(NULL, M, A, K, P, 0.0f, C, N, NULL);
             qkv__gemm_bf16_packed_free(P);
             if (s == QKV_OK) done = 1;
         } else {
@@ -322,22 +322,22 @@ static void test_args(const qkv_gemm_bf16_config *cfg) {
     CHECK_STATUS(qkv__gemm_bf16_pack_f32(cfg, 1, 2, 2, NULL, 2, &P), QKV_ERR_INVALID_ARG);
     CHECK_STATUS(qkv__gemm_bf16_pack(cfg, 1, 3, 2, h, 2, &P), QKV_ERR_INVALID_ARG); /* ldb < K */
     CHECK_STATUS(qkv__gemm_bf16_pack(cfg, 0, 2, 3, h, 2, &P), QKV_ERR_INVALID_ARG); /* ldb < N */
-    CHECK_STATUS(qkv__gemm_bf16(NULL, 2, x, 2, NULL, 0, x, 2), QKV_ERR_INVALID_ARG);
+    CHECK_STATUS(qkv__gemm_bf16(NULL, 2, x, 2, NULL, 0, x, 2, NULL), QKV_ERR_INVALID_ARG);
     CHECK_OK(qkv__gemm_bf16_pack(cfg, 1, 2, 2, h, 2, &P));
-    CHECK_STATUS(qkv__gemm_bf16(NULL, -1, x, 2, P, 0, x, 2), QKV_ERR_INVALID_ARG);
-    CHECK_STATUS(qkv__gemm_bf16(NULL, 2, x, 1, P, 0, x, 2), QKV_ERR_INVALID_ARG); /* lda */
-    CHECK_STATUS(qkv__gemm_bf16(NULL, 2, NULL, 2, P, 0, x, 2), QKV_ERR_INVALID_ARG);
-    CHECK_STATUS(qkv__gemm_bf16(NULL, 2, x, 2, P, 0, x, 1), QKV_ERR_INVALID_ARG); /* ldc */
-    CHECK_STATUS(qkv__gemm_bf16(NULL, 2, x, 2, P, 0, NULL, 2), QKV_ERR_INVALID_ARG);
-    CHECK_OK(qkv__gemm_bf16(NULL, 0, NULL, 2, P, 0, NULL, 2)); /* M = 0 */
+    CHECK_STATUS(qkv__gemm_bf16(NULL, -1, x, 2, P, 0, x, 2, NULL), QKV_ERR_INVALID_ARG);
+    CHECK_STATUS(qkv__gemm_bf16(NULL, 2, x, 1, P, 0, x, 2, NULL), QKV_ERR_INVALID_ARG); /* lda */
+    CHECK_STATUS(qkv__gemm_bf16(NULL, 2, NULL, 2, P, 0, x, 2, NULL), QKV_ERR_INVALID_ARG);
+    CHECK_STATUS(qkv__gemm_bf16(NULL, 2, x, 2, P, 0, x, 1, NULL), QKV_ERR_INVALID_ARG); /* ldc */
+    CHECK_STATUS(qkv__gemm_bf16(NULL, 2, x, 2, P, 0, NULL, 2, NULL), QKV_ERR_INVALID_ARG);
+    CHECK_OK(qkv__gemm_bf16(NULL, 0, NULL, 2, P, 0, NULL, 2, NULL)); /* M = 0 */
     qkv__gemm_bf16_packed_free(P);
     /* K = 0: C = beta·C */
     CHECK_OK(qkv__gemm_bf16_pack(cfg, 1, 0, 5, NULL, 0, &P));
     x[0] = 3.0f;
     x[1] = NAN;
-    CHECK_OK(qkv__gemm_bf16(NULL, 1, NULL, 0, P, 2.0f, x, 5));
+    CHECK_OK(qkv__gemm_bf16(NULL, 1, NULL, 0, P, 2.0f, x, 5, NULL));
     CHECK(x[0] == 6.0f);
-    CHECK_OK(qkv__gemm_bf16(NULL, 1, NULL, 0, P, 0.0f, x, 5)); /* beta 0 drops the NaN */
+    CHECK_OK(qkv__gemm_bf16(NULL, 1, NULL, 0, P, 0.0f, x, 5, NULL)); /* beta 0 drops the NaN */
     CHECK(x[1] == 0.0f);
     qkv__gemm_bf16_packed_free(P);
     CHECK_OK(qkv__gemm_bf16_pack(cfg, 1, 7, 0, NULL, 7, &P));
@@ -365,20 +365,20 @@ int main(void) {
     CHECK_OK(qkv_runtime_create(3, &rt3));
     qkv_gemm_bf16_config cfg;
     qkv__kernels()->gemm_bf16_config(&cfg);
-    /* the kernel the dispatch chose is the one the CPU supports */
-    if (arch == QKV_ARCH_AVX512 && (qkv_cpu_features() & QKV_CPU_AVX512BF16))
-        printf("cpu has avx512_bf16\n");
-    CHECK(cfg.pairs == 0 || (qkv_cpu_features() & QKV_CPU_AVX512BF16));
+    /* the default is the plain kernel (unless QKV_BF16_KERNEL=dpbf16 asks otherwise) */
+    const char *env = getenv("QKV_BF16_KERNEL");
+    CHECK(cfg.pairs == 0 || (env && strcmp(env, "dpbf16") == 0));
     test_config(&cfg, rt1, rt2, rt3);
-    /* on an AVX-512 CPU with AVX512_BF16, also the plain zmm kernel (used where AVX512_BF16 is
-     * missing or turned off) */
-    if (arch == QKV_ARCH_AVX512 && cfg.pairs) {
-        qkv_gemm_bf16_config fb;
-        qkv__gemm_bf16_allow_dpbf16(0);
-        qkv__kernels()->gemm_bf16_config(&fb);
+    /* on an AVX-512 CPU with AVX512_BF16, also the vdpbf16ps kernel, selected explicitly */
+    if (arch == QKV_ARCH_AVX512 && (qkv_cpu_features() & QKV_CPU_AVX512BF16)) {
+        printf("cpu has avx512_bf16\n");
+        qkv_gemm_bf16_config dp;
         qkv__gemm_bf16_allow_dpbf16(1);
-        CHECK(!fb.pairs && fb.f32_twin);
-        test_config(&fb, rt1, rt2, rt3);
+        qkv__kernels()->gemm_bf16_config(&dp);
+        qkv__gemm_bf16_allow_dpbf16(0);
+        /* plain only in a build without the kernel (qkv_build_info lists it) */
+        CHECK(dp.pairs || !strstr(qkv_build_info(), "avx512bf16"));
+        if (dp.pairs != cfg.pairs) test_config(&dp, rt1, rt2, rt3);
     }
     qkv_runtime_free(rt1);
     qkv_runtime_free(rt2);

@@ -379,12 +379,25 @@ class Model(_Handle):
 
     _free = "qkv_model_free"
 
-    def __init__(self, path, threads=None):
+    _DTYPES = {"f32": 0, "bf16": 2}  # qkv_dtype: QKV_DTYPE_F32, QKV_DTYPE_BF16
+
+    def __init__(self, path, threads=None, dtype="f32"):
         """threads: the size of this model's own thread pool (None: the library's default,
-        QKV_NUM_THREADS or every CPU)."""
+        QKV_NUM_THREADS or every CPU). dtype: the weights of the encoder's linear layers,
+        "f32" (exact, the default) or "bf16" (half the bytes; embedding tables and norms stay
+        f32)."""
         self._h = None
+        if dtype not in self._DTYPES:
+            raise ValueError(f"qkv: dtype must be 'f32' or 'bf16', not {dtype!r}")
         self._rt = _Runtime(threads)
-        self._h = _open(lib.qkv_model_load, path)
+        o = _lib.ModelOptions(C.sizeof(_lib.ModelOptions), self._DTYPES[dtype])
+        self._h = _open(lambda p, h: lib.qkv_model_load_opts(p, C.byref(o), h), path)
+
+    @property
+    def dtype(self):
+        """The dtype the linear layers run in: "f32" or "bf16"."""
+        d = int(lib.qkv_model_dtype(self._handle()))
+        return next(k for k, v in self._DTYPES.items() if v == d)
 
     @property
     def dim(self):

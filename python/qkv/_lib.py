@@ -84,6 +84,13 @@ class TranslateOptions(C.Structure):  # qkv_translate_options
     ]
 
 
+class ModelOptions(C.Structure):  # qkv_model_options
+    _fields_ = [
+        ("struct_size", C.c_size_t),
+        ("dtype", C.c_int),  # qkv_dtype
+    ]
+
+
 TOKEN_FN = C.CFUNCTYPE(C.c_int, C.c_void_p, C.c_size_t, C.c_int32)  # qkv_token_fn
 
 _vp = C.c_void_p
@@ -115,6 +122,8 @@ _PROTOS = {
     "qkv_tokenizer_special_id": (C.c_int32, [_vp, C.c_int]),
     # sentence embeddings and classification
     "qkv_model_load": (_st, [C.c_char_p, C.POINTER(_vp)]),
+    "qkv_model_load_opts": (_st, [C.c_char_p, C.POINTER(ModelOptions), C.POINTER(_vp)]),
+    "qkv_model_dtype": (C.c_int, [_vp]),
     "qkv_model_free": (None, [_vp]),
     "qkv_model_dim": (C.c_int64, [_vp]),
     "qkv_model_max_tokens": (C.c_int64, [_vp]),

@@ -75,3 +75,26 @@ def test_texts_as_bytes_and_empty_list(model, want):
     assert model.embed([]).shape == (0, 384)
     with pytest.raises(TypeError):
         model.embed("one string, not a list")
+
+
+def test_bf16_equals_cli_and_stays_close(run, tmp_path, minilm, want):
+    """Model(dtype="bf16") is `qkv embed --dtype bf16` bit for bit, and close to f32 (cosine
+    >= 0.9995 per text, the target of issue 18; test_embed_bf16 justifies it)."""
+    (tmp_path / "in.txt").write_bytes(b"".join(qkv._bytes(s) + b"\n" for s in LINES))
+    run("embed", "--model", minilm, "--dtype", "bf16", "--format", "npy", "--out",
+        tmp_path / "bf16.npy", tmp_path / "in.txt")
+    cli = np.load(tmp_path / "bf16.npy")
+    with qkv.Model(minilm, dtype="bf16") as m:
+        assert m.dtype == "bf16"
+        got = m.embed(LINES)
+    assert np.array_equal(got.view(np.uint32), cli.view(np.uint32))
+    assert not np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert cos.min() >= 0.9995, cos.min()
+
+
+def test_bad_dtype(minilm):
+    with pytest.raises(ValueError, match="'f32' or 'bf16'"):
+        qkv.Model(minilm, dtype="f16")
+    with qkv.Model(minilm) as m:
+        assert m.dtype == "f32"

@@ -40,6 +40,7 @@
 #define QKV__SIZE0_qkv_attr_options sizeof(qkv_attr_options)
 #define QKV__SIZE0_qkv_attr_result sizeof(qkv_attr_result)
 #define QKV__SIZE0_qkv_translate_options sizeof(qkv_translate_options)
+#define QKV__SIZE0_qkv_model_options sizeof(qkv_model_options)
 
 /* Copies the program's struct `in` into `local` (this library's layout, `size` bytes): the
  * first min(struct_size, size) bytes of in (struct_size 0 means size0), the rest from

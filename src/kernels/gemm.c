@@ -62,8 +62,8 @@ static void epilogue_grad_tile(const qkv_gemm_epilogue *epi, float *c, int64_t l
     }
 }
 
-static void epilogue_tile(const qkv_gemm_epilogue *epi, float *c, int64_t ldc, int64_t i0,
-                          int64_t j0, int mr, int nr) {
+void qkv__gemm_epilogue_tile(const qkv_gemm_epilogue *epi, float *c, int64_t ldc, int64_t i0,
+                             int64_t j0, int mr, int nr) {
     if (epi->act_grad) {
         epilogue_grad_tile(epi, c, ldc, i0, j0, mr, nr);
         return;
@@ -224,7 +224,7 @@ static void gemm_cell(const gemm_job *g, int64_t cell) {
             for (int64_t i = m0; i < m1; i++) {
                 float *row = g->C + i * g->ldc + jc;
                 for (int64_t j = 0; j < nc; j++) row[j] = g->beta == 0.0f ? 0.0f : g->beta * row[j];
-                if (has_epi) epilogue_tile(epi, row, g->ldc, i, jc, 1, (int)nc);
+                if (has_epi) qkv__gemm_epilogue_tile(epi, row, g->ldc, i, jc, 1, (int)nc);
             }
             continue;
         }
@@ -250,11 +250,12 @@ static void gemm_cell(const gemm_job *g, int64_t cell) {
                             cfg->ukr(kc, apack + ir * kc, bpanel + jr * kc, c, g->ldc, mr, nr,
                                      g->alpha, beta);
                         if (last && tile_epi)
-                            epilogue_tile(epi, c, g->ldc, ic + ir, jc + jr, mr, nr);
+                            qkv__gemm_epilogue_tile(epi, c, g->ldc, ic + ir, jc + jr, mr, nr);
                     }
                 }
                 if (last && block_epi) /* the whole mc x nc block (in L2): rows, not tiles */
-                    epilogue_tile(epi, g->C + ic * g->ldc + jc, g->ldc, ic, jc, (int)mc, (int)nc);
+                    qkv__gemm_epilogue_tile(epi, g->C + ic * g->ldc + jc, g->ldc, ic, jc, (int)mc,
+                                            (int)nc);
             }
         }
     }
@@ -308,6 +309,10 @@ static qkv_status check_args(int trans_a, int trans_b, int64_t M, int64_t N, int
         if (ldb < (trans_b ? K : N))
             return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: ldb %lld too small", (long long)ldb);
     }
+    return qkv__gemm_epilogue_check(epi, N);
+}
+
+qkv_status qkv__gemm_epilogue_check(const qkv_gemm_epilogue *epi, int64_t N) {
     if (epi && epi->residual && epi->ldr < N)
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: residual ldr %lld < N", (long long)epi->ldr);
     if (epi && (unsigned)epi->act > QKV_ACT_TANH)
@@ -335,6 +340,39 @@ static int residual_overlaps(const qkv_gemm_epilogue *epi, int64_t M, int64_t N,
     return r0 < c1 && c0 < r1;
 }
 
+qkv_status qkv__gemm_epilogue_prepare(const qkv_gemm_epilogue *epi, int64_t M, int64_t N,
+                                      const float *C, int64_t ldc, qkv_gemm_epilogue *copy,
+                                      float **buf, const qkv_gemm_epilogue **use) {
+    *buf = NULL;
+    *use = epi;
+    if (epi && (epi->act_grad || epi->pre)) { /* read / written per tile: no overlap with C */
+        const float *x = epi->act_grad ? epi->act_grad : epi->pre;
+        const int64_t ldx = epi->act_grad ? epi->ldg : epi->ldp;
+        uintptr_t c0 = (uintptr_t)C, c1 = (uintptr_t)(C + (M - 1) * ldc + N);
+        uintptr_t g0 = (uintptr_t)x, g1 = (uintptr_t)(x + (M - 1) * ldx + N);
+        if (g0 < c1 && c0 < g1)
+            return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: %s overlaps C",
+                             epi->act_grad ? "act_grad" : "pre");
+    }
+    /* An overlapping residual would be read after the first K block overwrote it: copy it. */
+    if (residual_overlaps(epi, M, N, C, ldc)) {
+        size_t bytes;
+        if (qkv__mul_overflow((size_t)M * (size_t)N, sizeof(float), &bytes))
+            return qkv__fail(QKV_ERR_OVERFLOW, "gemm: residual copy size overflows");
+        float *res_copy = qkv__alloc(bytes);
+        if (!res_copy)
+            return qkv__fail(QKV_ERR_NOMEM, "gemm: cannot copy the residual (%zu bytes)", bytes);
+        for (int64_t i = 0; i < M; i++)
+            memcpy(res_copy + i * N, epi->residual + i * epi->ldr, sizeof(float) * (size_t)N);
+        *copy = *epi;
+        copy->residual = res_copy;
+        copy->ldr = N;
+        *use = copy;
+        *buf = res_copy;
+    }
+    return QKV_OK;
+}
+
 /* The blocked product once arguments are checked (M, N > 0). bp: prepacked op(B) or NULL. */
 static qkv_status gemm_run(const qkv_gemm_config *cfg, qkv_runtime *rt, int trans_a, int trans_b,
                            int64_t M, int64_t N, int64_t K, float alpha, const float *A,
@@ -358,32 +396,9 @@ static qkv_status gemm_run(const qkv_gemm_config *cfg, qkv_runtime *rt, int tran
                   .epi = epi,
                   .tm = 1,
                   .tn = 1};
-    /* An overlapping residual would be read after the first K block overwrote it: copy it. */
     qkv_gemm_epilogue epi_copy;
     float *res_copy = NULL;
-    if (epi && (epi->act_grad || epi->pre)) { /* read / written per tile: no overlap with C */
-        const float *x = epi->act_grad ? epi->act_grad : epi->pre;
-        const int64_t ldx = epi->act_grad ? epi->ldg : epi->ldp;
-        uintptr_t c0 = (uintptr_t)C, c1 = (uintptr_t)(C + (M - 1) * ldc + N);
-        uintptr_t g0 = (uintptr_t)x, g1 = (uintptr_t)(x + (M - 1) * ldx + N);
-        if (g0 < c1 && c0 < g1)
-            return qkv__fail(QKV_ERR_INVALID_ARG, "gemm: %s overlaps C",
-                             epi->act_grad ? "act_grad" : "pre");
-    }
-    if (residual_overlaps(epi, M, N, C, ldc)) {
-        size_t bytes;
-        if (qkv__mul_overflow((size_t)M * (size_t)N, sizeof(float), &bytes))
-            return qkv__fail(QKV_ERR_OVERFLOW, "gemm: residual copy size overflows");
-        res_copy = qkv__alloc(bytes);
-        if (!res_copy)
-            return qkv__fail(QKV_ERR_NOMEM, "gemm: cannot copy the residual (%zu bytes)", bytes);
-        for (int64_t i = 0; i < M; i++)
-            memcpy(res_copy + i * N, epi->residual + i * epi->ldr, sizeof(float) * (size_t)N);
-        epi_copy = *epi;
-        epi_copy.residual = res_copy;
-        epi_copy.ldr = N;
-        g.epi = &epi_copy;
-    }
+    QKV_TRY(qkv__gemm_epilogue_prepare(epi, M, N, C, ldc, &epi_copy, &res_copy, &g.epi));
     /* Threads only when there is enough work to pay for waking them (~64k FMAs a cell). */
     int T = qkv_runtime_n_threads(rt);
     double work = (double)M * (double)N * (double)(K ? K : 1);

@@ -158,6 +158,19 @@ qkv_status qkv__gemm_f32_packed(qkv_runtime *rt, int trans_a, int64_t M, const f
  * a multiple of 4 (capped at kc_max); 1 for K <= 0. The bf16 GEMM blocks K the same way. */
 int64_t qkv__gemm_k_block(int64_t kc_max, int64_t K);
 
+/* The epilogue's parts, shared with the bf16-weight GEMM (kernels/gemm_bf16.c) so both run the
+ * same code. _check: INVALID_ARG for an epilogue over N columns that is malformed (ldr, ldg or
+ * ldp below N, unknown act, pre or act_grad without an activation, act_grad with bias or
+ * residual). _prepare (M, N > 0): INVALID_ARG when pre or act_grad overlaps C; a residual that
+ * overlaps C is copied aside (*buf, freed by the caller after the product; NOMEM) and *use
+ * points at copy, else *use = epi. _tile: the epilogue of the finished C tile at (i0, j0). */
+qkv_status qkv__gemm_epilogue_check(const qkv_gemm_epilogue *epi, int64_t N);
+qkv_status qkv__gemm_epilogue_prepare(const qkv_gemm_epilogue *epi, int64_t M, int64_t N,
+                                      const float *C, int64_t ldc, qkv_gemm_epilogue *copy,
+                                      float **buf, const qkv_gemm_epilogue **use);
+void qkv__gemm_epilogue_tile(const qkv_gemm_epilogue *epi, float *c, int64_t ldc, int64_t i0,
+                             int64_t j0, int mr, int nr);
+
 /* The plain triple loop (double accumulation): the oracle for every fast path. */
 void qkv__gemm_f32_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta,

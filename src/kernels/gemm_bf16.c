@@ -16,6 +16,7 @@
 #include "core/half.h"
 #include "kernels/dispatch.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 struct qkv_gemm_bf16_packed {
@@ -43,11 +44,19 @@ void qkv__gemm_bf16_config_plain(qkv_gemm_bf16_config *cfg, const char *name,
     cfg->peak_loop = peak_loop;
 }
 
-static int dpbf16_allowed = 1;
+/* -1: not decided yet; the first lookup reads QKV_BF16_KERNEL (default: the plain kernel, the
+ * faster one on the CPUs measured, docs/PERFORMANCE.md). */
+static int dpbf16_allowed = -1;
 void qkv__gemm_bf16_allow_dpbf16(int on) {
     __atomic_store_n(&dpbf16_allowed, on != 0, __ATOMIC_RELAXED);
 }
 int qkv__gemm_bf16_dpbf16_allowed(void) {
+    int v = __atomic_load_n(&dpbf16_allowed, __ATOMIC_RELAXED);
+    if (v >= 0) return v;
+    const char *env = getenv("QKV_BF16_KERNEL");
+    int want = env && strcmp(env, "dpbf16") == 0, unset = -1;
+    __atomic_compare_exchange_n(&dpbf16_allowed, &unset, want, 0, __ATOMIC_RELAXED,
+                                __ATOMIC_RELAXED);
     return __atomic_load_n(&dpbf16_allowed, __ATOMIC_RELAXED);
 }
 
@@ -188,6 +197,7 @@ typedef struct {
     float beta;
     float *C;
     int64_t ldc;
+    const qkv_gemm_epilogue *epi; /* NULL or one with something to do */
 } bf16_job;
 
 static void bf16_task(void *ctx, int64_t begin, int64_t end, int tid) {
@@ -199,6 +209,7 @@ static void bf16_task(void *ctx, int64_t begin, int64_t end, int tid) {
     for (int64_t pc = 0; pc < B->K; pc += B->kc) {
         int64_t kcb = B->K - pc < B->kc ? B->K - pc : B->kc, kcs = k_stored(cfg, kcb);
         float beta = pc == 0 ? g->beta : 1.0f;
+        const qkv_gemm_epilogue *epi = pc + kcb == B->K ? g->epi : NULL; /* after the last */
         for (int64_t ic = 0; ic < g->M; ic += cfg->mc)
             for (int64_t panel = begin; panel < end; panel++) {
                 int64_t jr = panel * NR;
@@ -207,19 +218,20 @@ static void bf16_task(void *ctx, int64_t begin, int64_t end, int tid) {
                 int64_t mc = g->M - ic < cfg->mc ? g->M - ic : cfg->mc;
                 for (int64_t ir = ic; ir < ic + mc; ir += MR) {
                     int mr = (int)(g->M - ir < MR ? g->M - ir : MR);
+                    float *c = g->C + ir * g->ldc + jr;
                     if (cfg->pairs)
-                        cfg->ukr(kcb, g->ah + ir * g->kp + pc, g->kp, bp, g->C + ir * g->ldc + jr,
-                                 g->ldc, mr, nr, beta);
+                        cfg->ukr(kcb, g->ah + ir * g->kp + pc, g->kp, bp, c, g->ldc, mr, nr, beta);
                     else
-                        cfg->ukr(kcb, g->A + ir * g->lda + pc, g->lda, bp, g->C + ir * g->ldc + jr,
-                                 g->ldc, mr, nr, beta);
+                        cfg->ukr(kcb, g->A + ir * g->lda + pc, g->lda, bp, c, g->ldc, mr, nr, beta);
+                    if (epi) qkv__gemm_epilogue_tile(epi, c, g->ldc, ir, jr, mr, nr);
                 }
             }
     }
 }
 
 qkv_status qkv__gemm_bf16(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
-                          const qkv_gemm_bf16_packed *B, float beta, float *C, int64_t ldc) {
+                          const qkv_gemm_bf16_packed *B, float beta, float *C, int64_t ldc,
+                          const qkv_gemm_epilogue *epi) {
     if (!B) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: packed B is NULL");
     if (M < 0) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: negative M=%lld", (long long)M);
     if (M == 0 || B->N == 0) return QKV_OK;
@@ -227,27 +239,39 @@ qkv_status qkv__gemm_bf16(qkv_runtime *rt, int64_t M, const float *A, int64_t ld
     if (ldc < B->N)
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: ldc %lld < N %lld", (long long)ldc,
                          (long long)B->N);
-    if (B->K == 0) { /* C = beta * C */
-        for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < B->N; j++)
-                C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
-        return QKV_OK;
-    }
-    if (!A) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: A is NULL");
-    if (lda < B->K)
+    if (B->K > 0 && !A) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: A is NULL");
+    if (B->K > 0 && lda < B->K)
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: lda %lld < K %lld", (long long)lda,
                          (long long)B->K);
+    QKV_TRY(qkv__gemm_epilogue_check(epi, B->N));
+    if (epi && !epi->bias && epi->act == QKV_ACT_NONE && !epi->residual) epi = NULL;
     bf16_job g = {.B = B, .M = M, .A = A, .lda = lda, .beta = beta, .C = C, .ldc = ldc};
+    qkv_gemm_epilogue epi_copy;
+    float *res_copy = NULL;
+    QKV_TRY(qkv__gemm_epilogue_prepare(epi, M, B->N, C, ldc, &epi_copy, &res_copy, &g.epi));
+    if (B->K == 0) { /* C = epilogue(beta * C) */
+        for (int64_t i = 0; i < M; i++) {
+            for (int64_t j = 0; j < B->N; j++)
+                C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+            if (g.epi) qkv__gemm_epilogue_tile(g.epi, C + i * ldc, ldc, i, 0, 1, (int)B->N);
+        }
+        qkv__free(res_copy);
+        return QKV_OK;
+    }
     uint16_t *ah = NULL;
     if (B->cfg.pairs) {
         size_t bytes;
         g.kp = round_up(B->K, 2);
         if (qkv__mul_overflow((size_t)M, (size_t)g.kp, &bytes) ||
-            qkv__mul_overflow(bytes, sizeof(uint16_t), &bytes))
+            qkv__mul_overflow(bytes, sizeof(uint16_t), &bytes)) {
+            qkv__free(res_copy);
             return qkv__fail(QKV_ERR_OVERFLOW, "gemm bf16: bf16 copy of A overflows");
+        }
         ah = qkv__alloc(bytes);
-        if (!ah)
+        if (!ah) {
+            qkv__free(res_copy);
             return qkv__fail(QKV_ERR_NOMEM, "gemm bf16: cannot allocate %zu bytes for A", bytes);
+        }
         round_a(M, B->K, A, lda, ah, g.kp);
         g.ah = ah;
     }
@@ -259,6 +283,7 @@ qkv_status qkv__gemm_bf16(qkv_runtime *rt, int64_t M, const float *A, int64_t ld
     else
         qkv_parallel_for(rt, panels, 1, bf16_task, &g);
     qkv__free(ah);
+    qkv__free(res_copy);
     return QKV_OK;
 }
 

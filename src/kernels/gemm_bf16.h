@@ -27,7 +27,9 @@
  *
  * K is cut into blocks exactly as qkv__gemm_f32 does (qkv__gemm_k_block), each C element is
  * summed by one thread in a fixed order, so results are bit-identical for any thread count and
- * any M (a row computed alone equals the same row in a batch). No epilogue yet. */
+ * any M (a row computed alone equals the same row in a batch). The epilogue (bias, activation,
+ * residual; kernels/gemm.h) is the FP32 GEMM's code, run on each C tile after its last K
+ * block, so a plain kernel with an epilogue still gives the FP32 twin's bits. */
 #ifndef QKV_KERNELS_GEMM_BF16_H
 #define QKV_KERNELS_GEMM_BF16_H
 
@@ -60,7 +62,9 @@ typedef struct qkv_gemm_bf16_config {
 
 /* The config of each ISA. avx512 picks the AVX512_BF16 kernel when CPUID reports it, the build
  * has it (QKV_HAVE_AVX512BF16) and it is allowed (below), else its plain zmm kernel
- * (gemm_bf16_avx512: FP32 activations, the FP32 avx512 kernel's bits). */
+ * (gemm_bf16_avx512: FP32 activations, the FP32 avx512 kernel's bits). The default is plain:
+ * on the CPUs measured vdpbf16ps issues at half the FMA rate, so it is the slower one
+ * (docs/PERFORMANCE.md). */
 void qkv__gemm_bf16_config_ref(qkv_gemm_bf16_config *cfg);
 void qkv__gemm_bf16_config_avx2(qkv_gemm_bf16_config *cfg);
 void qkv__gemm_bf16_config_avx512(qkv_gemm_bf16_config *cfg);
@@ -69,9 +73,10 @@ void qkv__gemm_bf16_config_avx512(qkv_gemm_bf16_config *cfg);
 void qkv__gemm_bf16_config_plain(qkv_gemm_bf16_config *cfg, const char *name,
                                  void (*twin)(qkv_gemm_config *), qkv_gemm_bf16_ukr_fn ukr,
                                  float (*peak_loop)(int64_t iters, double *flops));
-/* Whether the avx512 config may choose vdpbf16ps (default 1). Measured on a CPU where it
- * runs at half the FP32 FMA rate (docs/PERFORMANCE.md), so benchmarks and tests can compare
- * both; not thread-safe against concurrent config lookups, set it before packing. */
+/* Whether the avx512 config may choose vdpbf16ps: default no, unless the environment variable
+ * QKV_BF16_KERNEL is "dpbf16" when first asked (any other value: the plain kernel). Tests and
+ * benchmarks set it to compare both; a weight packed keeps the kernel it was packed for. Set
+ * it before packing. */
 void qkv__gemm_bf16_allow_dpbf16(int on);
 int qkv__gemm_bf16_dpbf16_allowed(void);
 /* The vdpbf16ps kernel itself (only with QKV_HAVE_AVX512BF16; caller checks the CPU). */
@@ -99,11 +104,13 @@ const char *qkv__gemm_bf16_packed_kernel(const qkv_gemm_bf16_packed *p); /* conf
 /* The stored bf16 bits of op(B)(k, n) (tests; 0 <= k < K, 0 <= n < N). */
 uint16_t qkv__gemm_bf16_packed_get(const qkv_gemm_bf16_packed *p, int64_t k, int64_t n);
 
-/* C [M, N] = A [M, K] · op(B) + beta * C with the packed B's kernel. INVALID_ARG on NULL B,
- * M < 0, lda < K, ldc < N, or NULL A/C where needed; NOMEM if A's bf16 pairs cannot be
- * allocated (pairs kernels only: M x K bf16; plain kernels allocate nothing). */
+/* C [M, N] = epilogue(A [M, K] · op(B) + beta * C) with the packed B's kernel; epi NULL or as
+ * qkv__gemm_f32's (the same checks; a residual overlapping C is copied first). INVALID_ARG on
+ * NULL B, M < 0, lda < K, ldc < N, NULL A/C where needed, or a malformed epilogue; NOMEM if A's
+ * bf16 pairs (pairs kernels only: M x K bf16) or the residual's copy cannot be allocated. */
 qkv_status qkv__gemm_bf16(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
-                          const qkv_gemm_bf16_packed *B, float beta, float *C, int64_t ldc);
+                          const qkv_gemm_bf16_packed *B, float beta, float *C, int64_t ldc,
+                          const qkv_gemm_epilogue *epi);
 
 /* The plain reference: Σ_k A(i,k)·widen(B(k,j)) in double, + beta·C, rounded once. */
 void qkv__gemm_bf16_naive(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,

@@ -154,10 +154,10 @@ typedef struct {
     const char *prefix; /* "" or "bert." */
 } loader;
 
-/* Row r of the parameter table into *out, F32 of the row's shape; layer l for layer rows. The
- * encoder's rows carry the loader's prefix, the head rows none. */
-static qkv_status get_as(loader *L, const char *prefix, const qkv__param_spec *r, int64_t l,
-                         const float **out) {
+/* Name and shape of row r of the parameter table (layer l for layer rows). The encoder's rows
+ * carry the loader's prefix, the head rows none. */
+static qkv_status row_name(loader *L, const char *prefix, const qkv__param_spec *r, int64_t l,
+                           char *name, size_t cap, int64_t *d0, int64_t *d1) {
     const qkv_bert_config *c = &L->m->cfg;
     const qkv__dims dims = {.V = c->vocab_size,
                             .P = c->max_position,
@@ -167,11 +167,54 @@ static qkv_status get_as(loader *L, const char *prefix, const qkv__param_spec *r
                             .K = c->hidden_size,
                             .TV = c->type_vocab_size,
                             .NL = L->m->labels.n};
+    QKV_TRY(qkv__param_name(name, cap, prefix, r, l));
+    *d0 = qkv__param_dim(r->d0, &dims);
+    *d1 = r->d1 == QKV__DIM_NONE ? 0 : qkv__param_dim(r->d1, &dims);
+    return QKV_OK;
+}
+
+/* Row r of the parameter table into *out, F32 of the row's shape; layer l for layer rows. */
+static qkv_status get_as(loader *L, const char *prefix, const qkv__param_spec *r, int64_t l,
+                         const float **out) {
     char name[256];
-    QKV_TRY(qkv__param_name(name, sizeof name, prefix, r, l));
-    int64_t d1 = r->d1 == QKV__DIM_NONE ? 0 : qkv__param_dim(r->d1, &dims);
-    return qkv__weight_f32(L->m->st, L->path, name, qkv__param_dim(r->d0, &dims), d1, &L->m->owned,
-                           out);
+    int64_t d0, d1;
+    QKV_TRY(row_name(L, prefix, r, l, name, sizeof name, &d0, &d1));
+    return qkv__weight_f32(L->m->st, L->path, name, d0, d1, &L->m->owned, out);
+}
+
+/* Row r (a matrix W [out, in]) of layer l as op(W) = Wᵀ packed for the bf16-weight GEMM: a BF16
+ * tensor as stored, F32 rounded to nearest even, F16 widened (exactly) into a temporary F32 copy
+ * first; then the mapped pages are given back, so no F32 copy of the weights stays in memory. */
+static qkv_status get_bf16(loader *L, const qkv__param_spec *r, int64_t l,
+                           qkv_gemm_bf16_packed **out) {
+    char name[256];
+    int64_t d0, d1;
+    const qkv_st_tensor *t;
+    QKV_TRY(row_name(L, L->prefix, r, l, name, sizeof name, &d0, &d1));
+    QKV_TRY(qkv__weight_find(L->m->st, L->path, name, d0, d1, &t));
+    const size_t n = (size_t)d0 * (size_t)d1;
+    void *tmp = NULL; /* F16 as F32, or BF16 at an odd address (the format does not align) */
+    qkv_status s = QKV_OK;
+    if (t->dtype == QKV_DTYPE_F32) {
+        s = qkv__gemm_bf16_pack_f32(NULL, 1, d1, d0, t->data, d1, out);
+    } else if (t->dtype == QKV_DTYPE_BF16 || t->dtype == QKV_DTYPE_F16) {
+        const int f16 = t->dtype == QKV_DTYPE_F16, odd = ((uintptr_t)t->data & 1u) != 0;
+        if ((f16 || odd) && !(tmp = qkv__alloc(n * (f16 ? sizeof(float) : sizeof(uint16_t)))))
+            return qkv__fail(QKV_ERR_NOMEM, "%s: cannot convert tensor '%s'", L->path, name);
+        if (f16) {
+            qkv__weight_widen(t, tmp);
+            s = qkv__gemm_bf16_pack_f32(NULL, 1, d1, d0, tmp, d1, out);
+        } else {
+            if (odd) memcpy(tmp, t->data, n * sizeof(uint16_t));
+            s = qkv__gemm_bf16_pack(NULL, 1, d1, d0, odd ? tmp : t->data, d1, out);
+        }
+    } else {
+        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (F32, F16, BF16 only)",
+                         L->path, name, qkv_dtype_name(t->dtype));
+    }
+    qkv__free(tmp);
+    if (s == QKV_OK) qkv__safetensors_drop_pages(L->m->st, t->data, t->nbytes);
+    return s;
 }
 
 static qkv_status get(loader *L, const qkv__param_spec *r, int64_t l, const float **out) {
@@ -203,7 +246,15 @@ static qkv_status load_weights(loader *L) {
         const float **f[16] = {&y->wq, &y->bq, &y->wk,    &y->bk,    &y->wv, &y->bv,
                                &y->wo, &y->bo, &y->ln1_w, &y->ln1_b, &y->w1, &y->b1,
                                &y->w2, &y->b2, &y->ln2_w, &y->ln2_b};
-        for (int i = 0; i < tab->n_layer; i++) QKV_TRY(get(L, &tab->layer[i], l, f[i]));
+        /* the matrices, when they are loaded as bf16 */
+        qkv_gemm_bf16_packed **h[16] = {&y->hq, NULL, &y->hk, NULL, &y->hv, NULL, &y->ho, NULL,
+                                        NULL,   NULL, &y->h1, NULL, &y->h2, NULL, NULL,   NULL};
+        for (int i = 0; i < tab->n_layer; i++) {
+            if (m->dtype == QKV_DTYPE_BF16 && h[i])
+                QKV_TRY(get_bf16(L, &tab->layer[i], l, h[i]));
+            else
+                QKV_TRY(get(L, &tab->layer[i], l, f[i]));
+        }
     }
     if (m->labels.n > 0) { /* a classifier: the pooler (required) and the classifier */
         const qkv__param_table *ct = &qkv__params_bert_cls;
@@ -231,22 +282,29 @@ static qkv_status pack_one(qkv_bert *m, const float *w, int64_t out_f, int64_t i
     return QKV_OK;
 }
 
+/* The inference layer over whichever packed form the model holds (bf16: h, else p). */
+static qkv_nn_linear lin(const qkv_gemm_packed *p, const qkv_gemm_bf16_packed *h, const float *b) {
+    return h ? qkv_nn_linear_packed_bf16(h, b) : qkv_nn_linear_packed(p, b);
+}
+
 static qkv_status pack_weights(qkv_bert *m) {
     const int64_t C = m->cfg.hidden_size, F = m->cfg.intermediate_size;
     for (int64_t l = 0; l < m->cfg.num_layers; l++) {
         qkv_bert_layer *y = &m->layers[l];
-        QKV_TRY(pack_one(m, y->wq, C, C, &y->pq));
-        QKV_TRY(pack_one(m, y->wk, C, C, &y->pk));
-        QKV_TRY(pack_one(m, y->wv, C, C, &y->pv));
-        QKV_TRY(pack_one(m, y->wo, C, C, &y->po));
-        QKV_TRY(pack_one(m, y->w1, F, C, &y->p1));
-        QKV_TRY(pack_one(m, y->w2, C, F, &y->p2));
-        y->blk = (qkv__enc_layer){qkv_nn_linear_packed(y->pq, y->bq),
-                                  qkv_nn_linear_packed(y->pk, y->bk),
-                                  qkv_nn_linear_packed(y->pv, y->bv),
-                                  qkv_nn_linear_packed(y->po, y->bo),
-                                  qkv_nn_linear_packed(y->p1, y->b1),
-                                  qkv_nn_linear_packed(y->p2, y->b2),
+        if (m->dtype != QKV_DTYPE_BF16) { /* bf16: packed by load_weights already */
+            QKV_TRY(pack_one(m, y->wq, C, C, &y->pq));
+            QKV_TRY(pack_one(m, y->wk, C, C, &y->pk));
+            QKV_TRY(pack_one(m, y->wv, C, C, &y->pv));
+            QKV_TRY(pack_one(m, y->wo, C, C, &y->po));
+            QKV_TRY(pack_one(m, y->w1, F, C, &y->p1));
+            QKV_TRY(pack_one(m, y->w2, C, F, &y->p2));
+        }
+        y->blk = (qkv__enc_layer){lin(y->pq, y->hq, y->bq),
+                                  lin(y->pk, y->hk, y->bk),
+                                  lin(y->pv, y->hv, y->bv),
+                                  lin(y->po, y->ho, y->bo),
+                                  lin(y->p1, y->h1, y->b1),
+                                  lin(y->p2, y->h2, y->b2),
                                   y->ln1_w,
                                   y->ln1_b,
                                   y->ln2_w,
@@ -256,10 +314,18 @@ static qkv_status pack_weights(qkv_bert *m) {
 }
 
 qkv_status qkv__bert_load(const char *dir, qkv_bert **out) {
+    return qkv__bert_load_as(dir, QKV_DTYPE_F32, out);
+}
+
+qkv_status qkv__bert_load_as(const char *dir, qkv_dtype dtype, qkv_bert **out) {
     if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv__bert_load: NULL argument");
     *out = NULL;
+    if (dtype != QKV_DTYPE_F32 && dtype != QKV_DTYPE_BF16)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "bert: dtype %s for the weights (F32, BF16)",
+                         qkv_dtype_name(dtype));
     qkv_bert *m = qkv__calloc(1, sizeof *m);
     if (!m) return qkv__fail(QKV_ERR_NOMEM, "bert: out of memory");
+    m->dtype = dtype;
     int cls = 0;
     qkv_status s = read_config(dir, &m->cfg, &m->labels, 0, &cls);
     char path[4096];
@@ -294,6 +360,8 @@ void qkv__bert_free(qkv_bert *m) {
         qkv__gemm_packed_free(y->po);
         qkv__gemm_packed_free(y->p1);
         qkv__gemm_packed_free(y->p2);
+        qkv_gemm_bf16_packed *h[] = {y->hq, y->hk, y->hv, y->ho, y->h1, y->h2};
+        for (size_t i = 0; i < sizeof h / sizeof *h; i++) qkv__gemm_bf16_packed_free(h[i]);
     }
     qkv__free(m->layers);
     qkv__labels_free(&m->labels);

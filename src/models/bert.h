@@ -9,6 +9,8 @@
  * from config.json (models/labels.h). Another *ForSequenceClassification is refused.
  * The linear layers' matrices are then packed once for the GEMM (qkv__gemm_pack_b, with the
  * ISA active at load): small batches need it, packing per call cost as much as the product.
+ * Loaded as bf16 (qkv__bert_load_as), the encoder's matrices are packed for the bf16-weight
+ * GEMM instead, each straight from the file.
  * The mapped pages of the packed originals are dropped, so they are held once in memory.
  *
  * Forward works on PACKED sequences: the tokens of all sequences of a batch are stored one after
@@ -18,6 +20,7 @@
 #define QKV_MODELS_BERT_H
 
 #include "kernels/gemm.h"
+#include "kernels/gemm_bf16.h"
 #include "models/block.h"
 #include "models/labels.h"
 #include "models/weights.h"
@@ -44,11 +47,15 @@ typedef struct qkv_bert_layer {
     /* wq, wk, wv, wo, w1, w2 as op(W) = Wᵀ packed once at load for the GEMM; forward uses
      * only these (the mapped pages of the originals are given back after packing) */
     qkv_gemm_packed *pq, *pk, *pv, *po, *p1, *p2;
+    /* the same six as bf16 weights instead (a model loaded with dtype BF16; the p* are NULL
+     * then, and so are wq..w2: packed straight from the file, no F32 copy kept) */
+    qkv_gemm_bf16_packed *hq, *hk, *hv, *ho, *h1, *h2;
     qkv__enc_layer blk; /* the block's layers over the packed weights (models/block.h) */
 } qkv_bert_layer;
 
 typedef struct qkv_bert {
     qkv_bert_config cfg;
+    qkv_dtype dtype; /* of the encoder's linear layers: QKV_DTYPE_F32 or QKV_DTYPE_BF16 */
     qkv_safetensors *st;
     const float *word_emb, *pos_emb, *type_emb, *emb_ln_w, *emb_ln_b; /* (V,C) (P,C) (TV,C) (C) */
     qkv_bert_layer *layers;                                           /* [num_layers] */
@@ -66,6 +73,11 @@ qkv_status qkv__bert_config_load(const char *dir, qkv_bert_config *cfg);
 /* Loads config.json + model.safetensors from dir. Missing or misshaped tensors are refused
  * with their name and expected shape (QKV_ERR_FORMAT). */
 qkv_status qkv__bert_load(const char *dir, qkv_bert **out);
+/* The same with the encoder's six linear layers per block in `dtype`: QKV_DTYPE_F32 (as
+ * qkv__bert_load) or QKV_DTYPE_BF16 (kernels/gemm_bf16.h: BF16 tensors packed as stored, F32
+ * rounded to nearest even, F16 through F32, one tensor at a time). Embeddings, LayerNorms,
+ * biases, the pooler and the classifier stay F32. Another dtype: INVALID_ARG. */
+qkv_status qkv__bert_load_as(const char *dir, qkv_dtype dtype, qkv_bert **out);
 void qkv__bert_free(qkv_bert *m);
 
 /* Last hidden states of n_seq packed sequences.

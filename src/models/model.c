@@ -8,6 +8,7 @@
  * normalization, and the model's max_position_embeddings. Modules other than these are refused
  * by name. */
 #include "models/model.h"
+#include "core/abi.h"
 #include "core/alloc.h"
 #include "core/error.h"
 #include "io/file.h"
@@ -124,11 +125,26 @@ static int has_tokenizer(const char *dir) {
 }
 
 qkv_status qkv_model_load(const char *dir, qkv_model **out) {
+    return qkv_model_load_opts(dir, NULL, out);
+}
+
+qkv_status qkv_model_load_opts(const char *dir, const qkv_model_options *opts, qkv_model **out) {
+    if (out) *out = NULL;
     if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_model_load: NULL argument");
-    *out = NULL;
+    qkv_model_options o;
+    QKV_TRY(QKV__STRUCT_IN(qkv_model_options, &o, opts, NULL, "qkv_model_load: options"));
+    if (o.dtype == QKV_DTYPE_F16 || o.dtype == QKV_DTYPE_I8)
+        return qkv__fail(QKV_ERR_UNSUPPORTED,
+                         "qkv_model_load: dtype %s is not supported yet for the weights (F32, "
+                         "BF16)",
+                         qkv_dtype_name(o.dtype));
+    if (o.dtype != QKV_DTYPE_F32 && o.dtype != QKV_DTYPE_BF16)
+        return qkv__fail(QKV_ERR_INVALID_ARG,
+                         "qkv_model_load: options dtype %d is not a weight dtype (F32, BF16)",
+                         (int)o.dtype);
     qkv_model *m = qkv__calloc(1, sizeof *m);
     if (!m) return qkv__fail(QKV_ERR_NOMEM, "qkv_model_load: out of memory");
-    qkv_status s = qkv__bert_load(dir, &m->bert);
+    qkv_status s = qkv__bert_load_as(dir, o.dtype, &m->bert);
     if (s == QKV_OK) {
         qkv__json_begin();
         s = read_pipeline(dir, m);
@@ -149,6 +165,8 @@ void qkv_model_free(qkv_model *m) {
     qkv_tokenizer_free(m->tok);
     qkv__free(m);
 }
+
+qkv_dtype qkv_model_dtype(const qkv_model *m) { return m ? m->bert->dtype : QKV_DTYPE_F32; }
 
 int64_t qkv_model_dim(const qkv_model *m) { return m ? m->bert->cfg.hidden_size : 0; }
 int64_t qkv_model_max_tokens(const qkv_model *m) { return m ? m->max_seq_len : 0; }

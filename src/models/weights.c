@@ -4,11 +4,12 @@
 #include "core/alloc.h"
 #include "core/error.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
-qkv_status qkv__weight_f32(qkv_safetensors *st, const char *path, const char *name, int64_t d0,
-                           int64_t d1, qkv_owned_weights *owned, const float **out) {
+qkv_status qkv__weight_find(qkv_safetensors *st, const char *path, const char *name, int64_t d0,
+                            int64_t d1, const qkv_st_tensor **out) {
     const qkv_st_tensor *t = qkv_safetensors_find(st, name);
     int ndim = d1 ? 2 : 1;
     if (!t)
@@ -23,6 +24,14 @@ qkv_status qkv__weight_f32(qkv_safetensors *st, const char *path, const char *na
         return qkv__fail(QKV_ERR_FORMAT, "%s: tensor '%s' has shape [%s], expected [%lld%s%lld]",
                          path, name, got, (long long)d0, d1 ? ", " : "", d1 ? (long long)d1 : 0LL);
     }
+    *out = t;
+    return QKV_OK;
+}
+
+qkv_status qkv__weight_f32(qkv_safetensors *st, const char *path, const char *name, int64_t d0,
+                           int64_t d1, qkv_owned_weights *owned, const float **out) {
+    const qkv_st_tensor *t;
+    QKV_TRY(qkv__weight_find(st, path, name, d0, d1, &t));
     size_t n = (size_t)d0 * (size_t)(d1 ? d1 : 1);
     if (t->dtype == QKV_DTYPE_F32) {
         *out = t->data;
@@ -41,12 +50,25 @@ qkv_status qkv__weight_f32(qkv_safetensors *st, const char *path, const char *na
     qkv__free(owned->ptr);
     owned->ptr = grown;
     owned->ptr[owned->n++] = f;
-    if (t->dtype == QKV_DTYPE_F16)
-        qkv_f16_to_f32_n(t->data, f, n);
-    else
-        qkv_bf16_to_f32_n(t->data, f, n);
+    qkv__weight_widen(t, f);
     *out = f;
     return QKV_OK;
+}
+
+void qkv__weight_widen(const qkv_st_tensor *t, float *f) {
+    const size_t n = t->nbytes / sizeof(uint16_t);
+    if ((uintptr_t)t->data & 1u) { /* the format does not align: 16-bit values at an odd
+                                      address, read byte-wise (rare; load time only) */
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, (const char *)t->data + 2 * i, sizeof h);
+            f[i] = t->dtype == QKV_DTYPE_F16 ? qkv_f16_to_f32(h) : qkv_bf16_to_f32(h);
+        }
+    } else if (t->dtype == QKV_DTYPE_F16) {
+        qkv_f16_to_f32_n(t->data, f, n);
+    } else {
+        qkv_bf16_to_f32_n(t->data, f, n);
+    }
 }
 
 void qkv__owned_weights_free(qkv_owned_weights *owned) {

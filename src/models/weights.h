@@ -21,5 +21,11 @@ typedef struct qkv_owned_weights {
 qkv_status qkv__weight_f32(qkv_safetensors *st, const char *path, const char *name, int64_t d0,
                            int64_t d1, qkv_owned_weights *owned, const float **out);
 void qkv__owned_weights_free(qkv_owned_weights *owned);
+/* f [numel] = the F16 or BF16 tensor t widened to F32 (exact), whatever t's alignment. */
+void qkv__weight_widen(const qkv_st_tensor *t, float *f);
+/* *out = tensor `name` of st, checked as qkv__weight_f32 checks it (present, shape [d0] or
+ * [d0, d1]), in whatever dtype it is stored: for loaders that convert it themselves. */
+qkv_status qkv__weight_find(qkv_safetensors *st, const char *path, const char *name, int64_t d0,
+                            int64_t d1, const qkv_st_tensor **out);
 
 #endif

@@ -25,6 +25,7 @@
 #define QKV_NN_H
 
 #include "kernels/gemm.h"
+#include "kernels/gemm_bf16.h"
 #include "nn/block_ref.h"
 #include "nn/nn_ref.h"
 #include "nn/positional_ref.h"
@@ -39,7 +40,10 @@
  * Conv1D layout w (C, OC) [in, out] (in_out = 1). ldw is the row stride of w (0: dense), so a
  * column or row block of a fused tensor (GPT-2 c_attn's q | k | v) is a layer of its own.
  * packed, when set, is op(w) prepacked for the GEMM (kernels/gemm.h: K = C, N = OC); the
- * forward then reads only packed, so w may be NULL for inference. lora, when set, adds a
+ * forward then reads only packed, so w may be NULL for inference. packed_bf16 instead (at most
+ * one of the two) is op(w) rounded to bf16 and packed for the bf16-weight GEMM
+ * (kernels/gemm_bf16.h: FP32 activations and accumulation, the same epilogue); the forward
+ * then reads only it, and the backward still needs w. lora, when set, adds a
  * low-rank adapter (qkv_nn_lora, nn_ref.h; PEFT's LoraLayer) before the activation:
  *     y = act(x · op(w) + b + scale · (drop(x) · aᵀ) · bᵀ) + residual
  * a (r, C) and b (OC, r) are in the nn.Linear layout whatever in_out says. */
@@ -50,12 +54,20 @@ typedef struct qkv_nn_linear {
     int64_t ldw; /* 0: C (or OC when in_out) */
     int in_out;
     const qkv_gemm_packed *packed;
-    const qkv_nn_lora *lora; /* NULL: a plain layer */
+    const qkv_nn_lora *lora;                 /* NULL: a plain layer */
+    const qkv_gemm_bf16_packed *packed_bf16; /* NULL, or the bf16 weights (packed NULL then) */
 } qkv_nn_linear;
 
 /* The inference form of a layer: op(w) prepacked (K = C, N = OC), the original not kept. */
 static inline qkv_nn_linear qkv_nn_linear_packed(const qkv_gemm_packed *p, const float *b) {
-    return (qkv_nn_linear){NULL, b, qkv__gemm_packed_k(p), qkv__gemm_packed_n(p), 0, 0, p, NULL};
+    return (qkv_nn_linear){NULL, b,   qkv__gemm_packed_k(p), qkv__gemm_packed_n(p), 0, 0, p,
+                           NULL, NULL};
+}
+/* The same with bf16 weights (qkv__gemm_bf16_pack / _pack_f32; K = C, N = OC). */
+static inline qkv_nn_linear qkv_nn_linear_packed_bf16(const qkv_gemm_bf16_packed *p,
+                                                      const float *b) {
+    return (qkv_nn_linear){
+        NULL, b, qkv__gemm_bf16_packed_k(p), qkv__gemm_bf16_packed_n(p), 0, 0, NULL, NULL, p};
 }
 
 /* out (N, OC) = act(inp (N, C) · op(w) + b [+ the adapter's term]) + residual (N, OC), residual

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# test_dtype_cli.sh QKV SRC — --dtype on embed, search, serve and bench embed (issue 18), and the
+# dtypes `qkv info` reports: bf16 runs and differs from f32 only in the last bits of the
+# embeddings; a bad --dtype is a usage error (exit 2) naming the accepted values; a search index
+# built in one dtype is rebuilt for the other. On the tiny classifier fixture (it has a
+# tokenizer), so it runs everywhere.
+set -uo pipefail
+qkv=$1; src=$2
+model=$src/tests/fixtures/cls/single
+tmp=$(mktemp -d /tmp/qkv_dtype_cli.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+fail=0; checks=0
+expect() { # expect CODE DESCRIPTION -- command...
+    local want=$1 what=$2; shift 3
+    checks=$((checks + 1))
+    "$@" >"$tmp/out" 2>&1
+    local got=$?
+    if [[ $got -ne $want ]]; then
+        echo "FAIL: $what: exit $got, expected $want"; cat "$tmp/out"; fail=$((fail + 1))
+    fi
+}
+contains() { # contains TEXT DESCRIPTION (the last command's output)
+    checks=$((checks + 1))
+    local out; out=$(cat "$tmp/out")
+    if [[ "$out" != *"$1"* ]]; then
+        echo "FAIL: $2: output lacks '$1'"; echo "$out"; fail=$((fail + 1))
+    fi
+}
+
+expect 0 "info" -- "$qkv" info; contains "dtypes:       f32 native; bf16 " "info dtypes"
+contains "model dtypes: f32 (default), bf16" "info model dtypes"
+expect 0 "info --json" -- "$qkv" info --json; contains '"dtypes":{"f32":"native","bf16":"' "info --json dtypes"
+contains '"model_dtypes":["f32","bf16"]' "info --json model_dtypes"
+
+printf 'the cat sat on the mat\na dog barks\nrain in spain\n' >"$tmp/in.txt"
+for cmd in "embed $tmp/in.txt" "search --corpus $tmp/in.txt cat" "bench embed --reps 1" "serve --port 0"; do
+    # shellcheck disable=SC2086
+    expect 2 "$cmd --dtype f16" -- "$qkv" $cmd --model "$model" --dtype f16
+    contains "--dtype is f32 or bf16, not 'f16'" "$cmd: the message names the values"
+    # shellcheck disable=SC2086
+    expect 2 "$cmd --dtype ''" -- "$qkv" $cmd --model "$model" --dtype ''
+done
+
+expect 0 "embed f32" -- "$qkv" embed --model "$model" --out "$tmp/f32.npy" --format npy "$tmp/in.txt"
+expect 0 "embed bf16" -- "$qkv" embed --model "$model" --dtype bf16 --out "$tmp/bf16.npy" --format npy "$tmp/in.txt"
+expect 0 "embed --dtype f32 is the default" -- "$qkv" embed --model "$model" --dtype f32 --out "$tmp/f32b.npy" --format npy "$tmp/in.txt"
+checks=$((checks + 2))
+cmp -s "$tmp/f32.npy" "$tmp/f32b.npy" || { echo "FAIL: --dtype f32 differs from the default"; fail=$((fail + 1)); }
+# bf16 weights change the last bits, not the embedding: the files differ, but within 1% (the
+# cosine bound itself is tested on the real model by test_embed_bf16)
+if cmp -s "$tmp/f32.npy" "$tmp/bf16.npy"; then
+    echo "FAIL: --dtype bf16 gave the f32 embeddings bit for bit (weights not rounded?)"; fail=$((fail + 1))
+fi
+
+expect 0 "bench embed bf16" -- "$qkv" bench embed --model "$model" --dtype bf16 --batch 2 --tokens 8 --reps 1 --threads 1
+contains '"dtype":"bf16"' "bench embed --dtype JSON"; contains '"rss_load_mib":' "bench embed rss"
+
+expect 0 "search f32" -- "$qkv" search --model "$model" --corpus "$tmp/in.txt" cat
+expect 0 "search f32 again" -- "$qkv" search --model "$model" --corpus "$tmp/in.txt" cat
+contains "using the index" "search reuses its f32 index"
+expect 0 "search bf16" -- "$qkv" search --model "$model" --dtype bf16 --corpus "$tmp/in.txt" cat
+contains "rebuilding the index" "search rebuilds the index for bf16"
+expect 0 "search bf16 again" -- "$qkv" search --model "$model" --dtype bf16 --corpus "$tmp/in.txt" cat
+contains "using the index" "search reuses its bf16 index"
+
+echo "dtype_cli: $((checks - fail)) passed, $fail failed"
+[[ $fail -eq 0 ]]
