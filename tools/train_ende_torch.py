@@ -12,8 +12,8 @@ sinusoidal embeddings, post-LN, one shared embedding table tied to the output, p
 start = the tokenizer's <pad>, dropout 0.1, max_position_embeddings = --seq), transformers'
 init; sources with </s> and targets truncated to --seq tokens keeping </s>; length-grouped
 epochs (a seeded permutation cut into runs of 50 batches, each run sorted by decreasing
-source + target tokens — qkv's algorithm with torch's generator instead of qkv's, so the
-batches are alike but not the same); teacher forcing with the labels shifted right after the
+source + target tokens, its full batches then shuffled — qkv's algorithm with torch's generator
+instead of qkv's, so the batches are alike but not the same); teacher forcing with the labels shifted right after the
 decoder start token; CrossEntropyLoss(label_smoothing=0.1) over the labelled positions;
 AdamW (betas 0.9/0.95, eps 1e-8, weight decay 0.1 on matrices and embeddings, none on
 biases and LayerNorms); clip_grad_norm_ 1.0; linear warmup lr·(s+1)/warmup then cosine to
@@ -59,7 +59,16 @@ def epoch_order(lens, batch, seed, epoch):
         run = perm[s:s + mega]
         run.sort(key=lambda i: (-lens[i], i))
         out += run
-    return out
+    # then, as qkv__epoch_order with shuffle_batches (src/train/data.c), the full batches are
+    # shuffled within each run of 50 (the runs stay in order, the last smaller batch stays
+    # last): without it every run goes from its longest batch to its shortest, and this model
+    # never learned the long sentences (validation loss stuck near 7.1, empty translations)
+    nb = len(out) // batch
+    shuffled = []
+    for s in range(0, nb, 50):
+        for b in (s + torch.randperm(min(50, nb - s), generator=g)).tolist():
+            shuffled += out[b * batch:(b + 1) * batch]
+    return shuffled + out[nb * batch:]
 
 
 def make_batch(s_ids, t_ids, idx, pad):
@@ -180,14 +189,16 @@ def main():
         loss = loss_of(model, batch, a.smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if (step + 1) % a.log_every == 0 or step == 0:
             el = time.perf_counter() - start
-            rec = dict(step=step + 1, loss=float(loss), lr=lr_at(step), elapsed_s=el)
+            rec = dict(step=step + 1, loss=float(loss.detach()), lr=lr_at(step), grad_norm=float(gn),
+                       elapsed_s=el)
             metrics.write(json.dumps(rec) + "\n")
             metrics.flush()
-            print("step %d/%d | loss %.4f | %.0f s" % (step + 1, a.steps, float(loss), el),
+            print("step %d/%d | loss %.4f | grad norm %.3g | %.0f s" % (step + 1, a.steps,
+                  float(loss.detach()), float(gn), el),
                   file=sys.stderr)
         if a.eval_every and (step + 1) % a.eval_every == 0 and step + 1 < a.steps:
             validate(step + 1)
