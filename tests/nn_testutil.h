@@ -38,6 +38,15 @@ static inline double nt_uniform(void) {
     return (double)((x * 0x2545F4914F6CDD1Dull) >> 11) * 0x1p-53;
 }
 
+/* 32 random bits */
+static inline uint32_t nt_u32(void) { return (uint32_t)(nt_uniform() * 4294967296.0); }
+
+/* uniform in [-1, 1) times 2^e, e uniform in [-4, 4]: values of magnitudes that differ, as in
+ * real weights (±[2^-4, 2^4)) */
+static inline float nt_weight(void) {
+    return (float)((2.0 * nt_uniform() - 1.0) * ldexp(1.0, (int)(nt_uniform() * 9.0) - 4));
+}
+
 /* n floats uniform in [lo, hi) */
 static inline void nt_fill(float *p, int64_t n, double lo, double hi) {
     for (int64_t i = 0; i < n; i++) p[i] = (float)(lo + (hi - lo) * nt_uniform());

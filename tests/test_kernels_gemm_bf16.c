@@ -17,6 +17,7 @@
 #include "kernels/dispatch.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_bf16.h"
+#include "nn_testutil.h"
 #include "qkv.h"
 #include "test.h"
 #include "test_arch.h"
@@ -26,14 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t seed = 4242;
-static uint32_t rand32(void) {
-    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-    return (uint32_t)(seed >> 32);
-}
-static float urand(void) { return (float)(rand32() >> 8) / (float)(1 << 24) * 2.0f - 1.0f; }
-/* a value in ±[2^-4, 2^4): magnitudes that differ, as in real weights */
-static float wrand(void) { return urand() * ldexpf(1.0f, (int)(rand32() % 9) - 4); }
+static float urand(void) { return (float)(2.0 * nt_uniform() - 1.0); }
 
 static float bits_f(uint32_t u) {
     float f;
@@ -99,7 +93,7 @@ static void run_case(const qkv_gemm_bf16_config *cfg, qkv_runtime *rt, int tb, i
     float *T = xmalloc(sizeof(float) * (size_t)(M * ldc));
     for (int64_t i = 0; i < M * lda; i++) A[i] = urand();
     for (int64_t i = 0; i < brows * ldb; i++) {
-        B[i] = qkv__f32_to_bf16(wrand());
+        B[i] = qkv__f32_to_bf16(nt_weight());
         Bf[i] = qkv__bf16_to_f32(B[i]);
     }
     for (int64_t i = 0; i < M * ldc; i++) C[i] = R[i] = T[i] = urand();
@@ -175,10 +169,10 @@ static void test_k1_exact(const qkv_gemm_bf16_config *cfg) {
     uint16_t B[53];
     static const uint32_t lows[] = {0x8000, 0x7fff, 0x8001, 0x0000, 0xffff, 0x18000, 0x10000};
     for (int64_t i = 0; i < M; i++) {
-        uint32_t u = (rand32() & 0x3fff0000u) | 0x20000000u; /* normal, away from the ends */
+        uint32_t u = (nt_u32() & 0x3fff0000u) | 0x20000000u; /* normal, away from the ends */
         A[i] = bits_f((u & ~0x1ffffu) + lows[i % 7]) * (i & 1 ? -1.0f : 1.0f);
     }
-    for (int64_t j = 0; j < N; j++) B[j] = qkv__f32_to_bf16(wrand());
+    for (int64_t j = 0; j < N; j++) B[j] = qkv__f32_to_bf16(nt_weight());
     qkv_gemm_bf16_packed *P = NULL;
     CHECK_OK(qkv__gemm_bf16_pack(cfg, 1, 1, N, B, 1, &P));
     CHECK_OK(qkv__gemm_bf16(NULL, M, A, 1, P, 0.0f, C, N, NULL));
@@ -204,7 +198,7 @@ static void test_deterministic(const qkv_gemm_bf16_config *cfg, qkv_runtime *rt1
           *C2 = xmalloc(sizeof(float) * (size_t)(M * N));
     float *C3 = xmalloc(sizeof(float) * (size_t)(M * N));
     for (int64_t i = 0; i < M * K; i++) A[i] = urand();
-    for (int64_t i = 0; i < N * K; i++) W[i] = wrand();
+    for (int64_t i = 0; i < N * K; i++) W[i] = nt_weight();
     qkv_gemm_bf16_packed *P = NULL;
     CHECK_OK(qkv__gemm_bf16_pack_f32(cfg, 1, K, N, W, K, &P));
     CHECK(qkv__gemm_bf16_packed_k(P) == K && qkv__gemm_bf16_packed_n(P) == N);
@@ -242,7 +236,7 @@ static void test_pack_rounding(const qkv_gemm_bf16_config *cfg) {
         0x00018000u, 0x007fffffu, 0x00800000u, 0x807f8000u, 0x00000000u, 0x80000000u};
     const size_t ns = sizeof special / sizeof *special;
     for (int64_t i = 0; i < n; i++) {
-        uint32_t u = (size_t)i < ns ? special[i] : rand32();
+        uint32_t u = (size_t)i < ns ? special[i] : nt_u32();
         if (i % 5 == 1 && (size_t)i >= ns) u = (u & 0xffff0000u) | 0x8000u; /* more ties */
         W[i] = bits_f(u);
         H[i] = ref_bf16(W[i]);

@@ -15,6 +15,7 @@
 #include "kernels/gemm.h"
 #include "kernels/gemm_bf16.h"
 #include "nn/nn.h"
+#include "nn_testutil.h"
 #include "qkv.h"
 #include "test.h"
 #include "test_arch.h"
@@ -24,14 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t seed = 1818;
-static uint32_t rand32(void) {
-    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-    return (uint32_t)(seed >> 32);
-}
-static float urand(void) { return (float)(rand32() >> 8) / (float)(1 << 24) * 2.0f - 1.0f; }
-/* weights of varied magnitudes, ±[2^-4, 2^4) */
-static float wrand(void) { return urand() * ldexpf(1.0f, (int)(rand32() % 9) - 4); }
+static float urand(void) { return (float)(2.0 * nt_uniform() - 1.0); }
 
 static float *falloc(int64_t n) {
     float *p = malloc(sizeof(float) * (size_t)(n ? n : 1));
@@ -65,7 +59,7 @@ static void run_case(const ctx *t, int64_t N, int64_t C, int64_t OC, qkv_act act
     float *W = falloc(OC * C), *Wr = falloc(OC * C), *b = falloc(OC), *x = falloc(N * C);
     float *r = falloc(N * OC), *y = falloc(N * OC), *y2 = falloc(N * OC), *yf = falloc(N * OC);
     for (int64_t i = 0; i < OC * C; i++) {
-        W[i] = wrand();
+        W[i] = nt_weight();
         Wr[i] = qkv__bf16_to_f32(qkv__f32_to_bf16(W[i])); /* the weights the layer holds */
     }
     for (int64_t i = 0; i < OC; i++) b[i] = urand();
@@ -156,7 +150,7 @@ static void test_overlap(const ctx *t) {
     const int64_t N = 6, C = 40, OC = 24;
     float *W = falloc(OC * C), *x = falloc(N * C), *buf = falloc(N * OC + 8), *sep = falloc(N * OC),
           *want = falloc(N * OC);
-    for (int64_t i = 0; i < OC * C; i++) W[i] = wrand();
+    for (int64_t i = 0; i < OC * C; i++) W[i] = nt_weight();
     for (int64_t i = 0; i < N * C; i++) x[i] = urand();
     for (int64_t i = 0; i < N * OC + 8; i++) buf[i] = urand();
     qkv_gemm_bf16_packed *P = NULL;
