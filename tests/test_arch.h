@@ -17,4 +17,11 @@ static inline qkv_arch test_use_arch_from_env(void) {
     return a;
 }
 
+/* Prints which ISA the kernel op (its name in qkv_kernel_info) runs. */
+static inline void test_print_kernel_isa(const char *op) {
+    const char *name, *isa;
+    for (size_t i = 0; qkv_kernel_info(i, &name, &isa); i++)
+        if (!strcmp(name, op)) printf("%s runs %s\n", op, isa);
+}
+
 #endif

@@ -203,12 +203,8 @@ static void test_topk(const qkv_kernels *kt) {
 int main(void) {
     test_use_arch_from_env();
     const qkv_kernels *k = qkv__kernels();
-    for (size_t i = 0;; i++) {
-        const char *op, *isa;
-        if (!qkv_kernel_info(i, &op, &isa)) break;
-        if (!strcmp(op, "attn_decode_f32") || !strcmp(op, "log_softmax_topk_f32"))
-            printf("%s runs %s\n", op, isa);
-    }
+    test_print_kernel_isa("attn_decode_f32");
+    test_print_kernel_isa("log_softmax_topk_f32");
     test_attn_decode(k);
     test_topk(k);
     return test_finish("kernels_decode");

@@ -580,11 +580,7 @@ static void test_finite_differences(const qkv_kernels *k) {
 int main(void) {
     test_use_arch_from_env();
     const qkv_kernels *k = qkv__kernels();
-    for (size_t i = 0;; i++) {
-        const char *op, *isa;
-        if (!qkv_kernel_info(i, &op, &isa)) break;
-        if (!strcmp(op, "softmax_f32")) printf("softmax_f32 runs %s\n", isa);
-    }
+    test_print_kernel_isa("softmax_f32");
     test_exp(k);
     test_acts(k);
     test_softmax(k);
