@@ -78,6 +78,10 @@ def _error(cmd, fn, rc, log):
     from . import (_ERRORS, Error, InternalError, Interrupted, InvalidArgument, IOFailure,
                    NotFinite, lib)
     names = {lib.qkv_strerror(s).decode(): s for s in _ERRORS}
+    status = {cls: s for s, cls in _ERRORS.items()}
+
+    def make(cls, msg):  # cls with its own status number
+        return cls(status[cls], msg)
     lines = log.splitlines()
     pat = re.compile(r"qkv: (.*?): (%s)(?:: (.*))?$" % "|".join(map(re.escape, names)))
     for ln in lines:  # cli_report: "qkv: WHAT: STATUS: DETAIL" (DETAIL without "WHAT: ")
@@ -91,18 +95,18 @@ def _error(cmd, fn, rc, log):
     msg = own[-1] if own else (lines[-1] if lines else f"qkv {cmd} exited with {rc}")
     if any(msg.endswith(": " + os.strerror(n)) for n in (errno.ENOENT, errno.EACCES,
                                                          errno.EISDIR, errno.ENOTDIR)):
-        return IOFailure(3, msg)  # "qkv CMD: FILE: No such file or directory"
+        return make(IOFailure, msg)  # "qkv CMD: FILE: No such file or directory"
     if rc == 2:  # cli_usage_error: "qkv CMD: MESSAGE" then "Run 'qkv CMD --help' ..."
         m = re.match(r"(?:.*: )?unknown option '?--([^' ]+)'?$", msg)
         if m:
             return TypeError(f"qkv.{fn}() got an unexpected keyword argument "
                              f"'{m.group(1).replace('-', '_')}'")
-        return InvalidArgument(1, msg)
+        return make(InvalidArgument, msg)
     if rc == 143:
-        return Interrupted(9, msg)
+        return make(Interrupted, msg)
     if rc < 0:
-        return InternalError(8, f"qkv {cmd} was killed by signal {-rc}: {msg}")
-    return (NotFinite(10, msg) if "not finite" in msg else Error(8, msg))
+        return make(InternalError, f"qkv {cmd} was killed by signal {-rc}: {msg}")
+    return make(NotFinite, msg) if "not finite" in msg else Error(status[InternalError], msg)
 
 
 # ---------------------------------------------------------------- the child
