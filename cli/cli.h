@@ -45,7 +45,7 @@ int cmd_classify(int argc, char **argv);
 void cmd_classify_help(void);
 /* Loads dir as a classifier for `qkv cmd`: exit 2 with a message when it has no
  * classification head or no tokenizer; returns the exit code (cmd_classify.c). */
-int cli_load_classifier(const char *cmd, const char *dir, qkv_model **m);
+int cli_load_classifier(const char *cmd, const char *dir, qkv_dtype dtype, qkv_model **m);
 int cmd_evaluate(int argc, char **argv);
 void cmd_evaluate_help(void);
 /* qkv evaluate --hyp/--ref: translations scored with BLEU / chrF (cmd_evaluate_mt.c). */

@@ -51,6 +51,7 @@ void cmd_classify_help(void) {
            "  --jsonl               the input is JSON lines (whatever FILE is called)\n"
            "  --batch N             lines per batch (default 64)\n"
            "  --threads N           threads (default: QKV_NUM_THREADS or all CPUs)\n"
+           "  --dtype T             the encoder's linear layers: f32 (default, exact) or bf16\n"
            "  --progress            show progress on stderr even when it is not a terminal\n\n"
            "Exit status: 0 done; 2 bad usage or bad input (the message names FILE:LINE), a\n"
            "model directory that cannot be read or has no classification head; 1 otherwise.\n");
@@ -160,9 +161,9 @@ static void write_row(FILE *f, const qkv_model *m, const float *row, int64_t k, 
     fputs("}}\n", f);
 }
 
-int cli_load_classifier(const char *cmd, const char *dir, qkv_model **out) {
+int cli_load_classifier(const char *cmd, const char *dir, qkv_dtype dtype, qkv_model **out) {
     qkv_model *m = NULL;
-    int rc = cli_load_model(cmd, dir, &m);
+    int rc = cli_load_model_as(cmd, dir, dtype, &m);
     if (rc) return rc;
     if (qkv_model_num_labels(m) == 0) {
         fprintf(stderr,
@@ -185,6 +186,7 @@ int cli_load_classifier(const char *cmd, const char *dir, qkv_model **out) {
 int cmd_classify(int argc, char **argv) {
     const char *model = NULL, *in_path = "-", *lora = NULL;
     long batch = 64, threads = 0, k = 0;
+    qkv_dtype dtype = QKV_DTYPE_F32;
     int pairs = 0, jsonl = 0, all = 0, json = 0, logits = 0, force_progress = 0, have_in = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -199,6 +201,8 @@ int cmd_classify(int argc, char **argv) {
             if (cli_parse_count("classify", a, argv[++i], 1, 1 << 20, &batch)) return EXIT_USAGE;
         } else if (strcmp(a, "--threads") == 0 && more) {
             if (cli_parse_count("classify", a, argv[++i], 1, 1024, &threads)) return EXIT_USAGE;
+        } else if (strcmp(a, "--dtype") == 0 && more) {
+            if (cli_parse_dtype("classify", argv[++i], &dtype)) return EXIT_USAGE;
         } else if (strcmp(a, "--all") == 0)
             all = 1;
         else if (strcmp(a, "--pairs") == 0)
@@ -229,7 +233,7 @@ int cmd_classify(int argc, char **argv) {
                                            "\"text_pair\"");
 
     qkv_model *m = NULL;
-    int rc = cli_load_classifier("classify", model, &m);
+    int rc = cli_load_classifier("classify", model, dtype, &m);
     if (rc) return rc;
     if ((rc = cli_apply_lora("classify", m, lora))) {
         qkv_model_free(m);

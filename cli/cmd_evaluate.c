@@ -89,6 +89,7 @@ void cmd_evaluate_help(void) {
         "  --data FILE           the labelled data (required)\n"
         "  --batch N             examples per batch (default 64)\n"
         "  --threads N           threads (default: QKV_NUM_THREADS or all CPUs)\n"
+        "  --dtype T             the encoder's linear layers: f32 (default, exact) or bf16\n"
         "  --progress            a progress bar on stderr even when it is not a terminal (by\n"
         "                        default: a bar on a terminal, else a line every 5 seconds)\n\n"
         "Exit status: 0 done; 2 bad usage or bad input (a data error names FILE:LINE; an\n"
@@ -105,6 +106,7 @@ typedef struct opts {
     double threshold;
     int have_threshold;
     long batch, threads;
+    qkv_dtype dtype;
     int force_progress;
     const char *report, *json, *confusion, *predictions;
 } opts;
@@ -150,6 +152,8 @@ static int parse_args(int argc, char **argv, opts *o) {
             if (cli_parse_count(CMD, a, argv[++i], 1, 1 << 20, &o->batch)) return EXIT_USAGE;
         } else if (strcmp(a, "--threads") == 0 && more) {
             if (cli_parse_count(CMD, a, argv[++i], 1, 1024, &o->threads)) return EXIT_USAGE;
+        } else if (strcmp(a, "--dtype") == 0 && more) {
+            if (cli_parse_dtype(CMD, argv[++i], &o->dtype)) return EXIT_USAGE;
         } else if (strcmp(a, "--max-record") == 0 && more) {
             if (cli_parse_count(CMD, a, argv[++i], 1, 1L << 40, &v)) return EXIT_USAGE;
             o->lo.max_record_bytes = (size_t)v;
@@ -637,7 +641,7 @@ int cmd_evaluate(int argc, char **argv) {
 
     run r = {0};
     r.o = &o;
-    if ((rc = cli_load_classifier(CMD, o.model, &r.m))) return rc;
+    if ((rc = cli_load_classifier(CMD, o.model, o.dtype, &r.m))) return rc;
     r.NL = qkv_model_num_labels(r.m);
     r.problem = qkv_model_problem_type(r.m);
     qkv_runtime *rt = NULL;

@@ -39,6 +39,9 @@ void cmd_generate_help(void) {
            "                       in the directory, ids are printed anyway)\n"
            "  --json               one JSON object at the end instead of streaming text\n"
            "  --threads N          threads (default: QKV_NUM_THREADS or all CPUs)\n"
+           "  --dtype T            weights of the linear layers and the head: f32 (default,\n"
+           "                       exact) or bf16 (half the bytes a decode step reads; logits\n"
+           "                       differ slightly: docs/PERFORMANCE.md)\n"
            "  --lora DIR           apply a PEFT LoRA adapter directory (not merged)\n");
 }
 
@@ -164,6 +167,7 @@ static int check_limits(const qkv_lm *lm, int64_t n_prompt, long max_new, long c
 
 int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *ids_arg = NULL, *lora = NULL;
+    qkv_dtype dtype = QKV_DTYPE_F32;
     long max_new = 64, top_k = 0, threads = 0, context = 0;
     double temperature = 0, top_p = 1, rep = 1;
     unsigned long long seed = 0;
@@ -185,6 +189,9 @@ int cmd_generate(int argc, char **argv) {
         } else if (strcmp(a, "--lora") == 0) {
             NEED_VALUE;
             lora = v;
+        } else if (strcmp(a, "--dtype") == 0) {
+            NEED_VALUE;
+            if (cli_parse_dtype("generate", v, &dtype)) return EXIT_USAGE;
         } else if (strcmp(a, "--prompt") == 0) {
             NEED_VALUE;
             prompt = v;
@@ -260,7 +267,8 @@ int cmd_generate(int argc, char **argv) {
     char *stdin_text = NULL;
     stream st = {0};
     int rc = EXIT_OK;
-    qkv_status s = qkv_lm_load(model, &lm);
+    const qkv_model_options mo = {.struct_size = sizeof mo, .dtype = dtype};
+    qkv_status s = qkv_lm_load_opts(model, &mo, &lm);
     if (s != QKV_OK) {
         rc = cli_report(model, s);
         goto done;

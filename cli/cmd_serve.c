@@ -47,7 +47,8 @@ void cmd_serve_help(void) {
            "Without a model option it serves the default embedding model (as qkv embed).\n\n"
            "Options:\n"
            "  --model DIR            a sentence-transformers model directory (embeddings)\n"
-           "  --dtype T              its linear layers' weights: f32 (default) or bf16\n"
+           "  --dtype T              the linear layers' weights of every model served: f32\n"
+           "                         (default, exact) or bf16 (half the bytes)\n"
            "  --lm DIR               a GPT-2 / Llama-style model directory with its tokenizer\n"
            "  --classifier DIR       a BertForSequenceClassification directory (classification)\n"
            "  --translator DIR       a MarianMT or T5 directory (translation)\n"
@@ -986,6 +987,7 @@ int cmd_serve(int argc, char **argv) {
     b->user = s;
     b->metrics_text = be_metrics;
     qkv_status st;
+    const qkv_model_options mo = {.struct_size = sizeof mo, .dtype = dtype};
     if (model_dir) {
         if ((rc = cli_load_model_as("serve", model_dir, dtype, &s->model))) goto done;
         if (!qkv_model_tokenizer(s->model)) {
@@ -1000,7 +1002,7 @@ int cmd_serve(int argc, char **argv) {
         b->embed = be_embed;
     }
     if (lm_dir) {
-        if ((st = qkv_lm_load(lm_dir, &s->lm)) != QKV_OK) {
+        if ((st = qkv_lm_load_opts(lm_dir, &mo, &s->lm)) != QKV_OK) {
             rc = cli_report(lm_dir, st);
             goto done;
         }
@@ -1021,7 +1023,7 @@ int cmd_serve(int argc, char **argv) {
         if (s->n_eos > 8) s->n_eos = 8;
     }
     if (cls_dir) {
-        if ((rc = cli_load_classifier("serve", cls_dir, &s->cls))) goto done;
+        if ((rc = cli_load_classifier("serve", cls_dir, dtype, &s->cls))) goto done;
         model_name(cls_dir, s->cls_name, sizeof s->cls_name);
         b->cls_name = s->cls_name;
         b->cls_labels = qkv_model_num_labels(s->cls);
@@ -1030,7 +1032,7 @@ int cmd_serve(int argc, char **argv) {
         b->classify = be_classify;
     }
     if (mt_dir) {
-        if ((st = qkv_seq2seq_load(mt_dir, &s->mt)) != QKV_OK ||
+        if ((st = qkv_seq2seq_load_opts(mt_dir, &mo, &s->mt)) != QKV_OK ||
             (st = qkv_tokenizer_load(mt_dir, &s->mt_tok)) != QKV_OK ||
             (st = qkv_tokenizer_load_target(mt_dir, &s->mt_ttok)) != QKV_OK) {
             rc = cli_report(mt_dir, st);

@@ -288,9 +288,9 @@ typedef enum qkv_problem_type {
 QKV_API qkv_status qkv_model_load(const char *dir, qkv_model **out);
 QKV_API void qkv_model_free(qkv_model *m);
 
-/* How qkv_model_load_opts loads a model. Versioned (the rule at the top of this file):
- * `qkv_model_options o = {.struct_size = sizeof o};` gives the defaults, which are
- * qkv_model_load's. */
+/* How qkv_model_load_opts (and qkv_lm_load_opts, qkv_seq2seq_load_opts) load a model.
+ * Versioned (the rule at the top of this file): `qkv_model_options o = {.struct_size =
+ * sizeof o};` gives the defaults, which are qkv_model_load's. */
 typedef struct qkv_model_options {
     size_t struct_size;
     /* The encoder's linear layers (attention q, k, v, output and both MLP matrices):
@@ -298,7 +298,9 @@ typedef struct qkv_model_options {
      * QKV_DTYPE_BF16 (weights in bf16, FP32 activations and accumulation: half the weight
      * bytes; BF16 files packed as stored, F32 ones rounded to nearest even at load). Embedding
      * tables, LayerNorms, biases, the pooler and the classifier stay F32. Other dtypes: F16 and
-     * I8 are UNSUPPORTED (not yet), the rest INVALID_ARG. */
+     * I8 are UNSUPPORTED (not yet), the rest INVALID_ARG. For qkv_lm_load_opts and
+     * qkv_seq2seq_load_opts: every linear layer and the output head (the LM head is packed
+     * from the token embedding when tied; the embedding lookups stay F32). */
     qkv_dtype dtype;
 } qkv_model_options;
 /* qkv_model_load with options (NULL: the defaults). */
@@ -392,6 +394,10 @@ QKV_API qkv_status qkv_classify_scores(const qkv_model *m, const float *logits, 
 typedef struct qkv_lm qkv_lm;
 
 QKV_API qkv_status qkv_lm_load(const char *dir, qkv_lm **out);
+/* qkv_lm_load with options (NULL: the defaults; qkv_model_options.dtype for bf16 weights). */
+QKV_API qkv_status qkv_lm_load_opts(const char *dir, const qkv_model_options *opts, qkv_lm **out);
+/* The dtype the linear layers were loaded in (QKV_DTYPE_F32 for NULL). */
+QKV_API qkv_dtype qkv_lm_dtype(const qkv_lm *lm);
 QKV_API void qkv_lm_free(qkv_lm *lm);
 /* V: logits per position; ids must be in [0, V). */
 QKV_API int64_t qkv_lm_vocab_size(const qkv_lm *lm);
@@ -1656,6 +1662,11 @@ QKV_API qkv_status qkv_logreg_predict(const qkv_logreg *m, const float *x, int64
  * Errors of load as qkv_lm_load (UNSUPPORTED / FORMAT naming the field or tensor, IO). */
 typedef struct qkv_seq2seq qkv_seq2seq;
 QKV_API qkv_status qkv_seq2seq_load(const char *dir, qkv_seq2seq **out);
+/* qkv_seq2seq_load with options (NULL: the defaults; qkv_model_options.dtype for bf16
+ * weights), and the dtype it was loaded in (QKV_DTYPE_F32 for NULL). */
+QKV_API qkv_status qkv_seq2seq_load_opts(const char *dir, const qkv_model_options *opts,
+                                         qkv_seq2seq **out);
+QKV_API qkv_dtype qkv_seq2seq_dtype(const qkv_seq2seq *m);
 QKV_API void qkv_seq2seq_free(qkv_seq2seq *m);
 /* The decoder's vocabulary (0 for NULL) and the most source tokens one sentence may have
  * (max_position_embeddings). */

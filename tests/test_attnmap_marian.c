@@ -151,7 +151,7 @@ static void check_golden(const char *name) {
 /* The decoder's logits with and without maps: the same bits, step after step. */
 static void maps_do_not_change_the_decoder(void) {
     qkv_marian *m = NULL;
-    CHECK_OK(qkv__marian_load(MARIAN "/tiny", &m));
+    CHECK_OK(qkv__marian_load(MARIAN "/tiny", QKV_DTYPE_F32, &m));
     if (!m) return;
     const qkv_marian_config *c = &m->cfg;
     const int32_t src[5] = {3, 17, 42, 9, c->gen.eos}, dec[4] = {c->gen.start, 5, 6, 7};

@@ -78,7 +78,7 @@ static void cache_equals_recompute(const char *name) {
     char dir[512];
     snprintf(dir, sizeof dir, FIXTURES "%s", name);
     qkv_gpt *m = NULL;
-    CHECK_OK(qkv__gpt_load(dir, &m));
+    CHECK_OK(qkv__gpt_load(dir, QKV_DTYPE_F32, &m));
     if (!m) return;
     const qkv_gpt_config *c = &m->cfg;
     const int64_t T = 40, T0 = 9, V = c->vocab_size;
@@ -199,17 +199,17 @@ static void config_errors(void) {
     qkv_st_write_tensor t = {"model.embed_tokens.weight", QKV_DTYPE_F32, 2, shape, w};
     CHECK_OK(qkv_safetensors_write(path, &t, 1, NULL, NULL, 0));
     qkv_gpt *m = NULL;
-    CHECK_STATUS(qkv__gpt_load(dir, &m), QKV_ERR_FORMAT);
+    CHECK_STATUS(qkv__gpt_load(dir, QKV_DTYPE_F32, &m), QKV_ERR_FORMAT);
     CHECK(strstr(qkv_last_error(), "model.embed_tokens.weight") != NULL &&
           strstr(qkv_last_error(), "[10, 8]") != NULL);
     shape[1] = 8;
     CHECK_OK(qkv_safetensors_write(path, &t, 1, NULL, NULL, 0));
-    CHECK_STATUS(qkv__gpt_load(dir, &m), QKV_ERR_FORMAT);
+    CHECK_STATUS(qkv__gpt_load(dir, QKV_DTYPE_F32, &m), QKV_ERR_FORMAT);
     CHECK(strstr(qkv_last_error(), "model.layers.0.self_attn.q_proj.weight") !=
           NULL); /* the first after it */
     t.dtype = QKV_DTYPE_I32;
     CHECK_OK(qkv_safetensors_write(path, &t, 1, NULL, NULL, 0));
-    CHECK_STATUS(qkv__gpt_load(dir, &m), QKV_ERR_UNSUPPORTED);
+    CHECK_STATUS(qkv__gpt_load(dir, QKV_DTYPE_F32, &m), QKV_ERR_UNSUPPORTED);
     CHECK(strstr(qkv_last_error(), "I32") != NULL);
     CHECK(m == NULL);
     remove(path);
@@ -262,7 +262,7 @@ int main(void) {
         cache_equals_recompute(MODELS[i]);
     }
     qkv_gpt *m = NULL;
-    CHECK_OK(qkv__gpt_load(FIXTURES "gpt2_tiny", &m));
+    CHECK_OK(qkv__gpt_load(FIXTURES "gpt2_tiny", QKV_DTYPE_F32, &m));
     if (m) {
         CHECK_EQ_INT(m->cfg.arch, QKV_GPT_ARCH_GPT2);
         CHECK_EQ_INT(m->cfg.act, QKV_ACT_GELU_TANH);
@@ -270,7 +270,7 @@ int main(void) {
         CHECK_EQ_INT(m->cfg.eos_token_id, 1);
     }
     qkv__gpt_free(m);
-    CHECK_OK(qkv__gpt_load(FIXTURES "llama_tiny_untied", &m));
+    CHECK_OK(qkv__gpt_load(FIXTURES "llama_tiny_untied", QKV_DTYPE_F32, &m));
     if (m) {
         CHECK_EQ_INT(m->cfg.num_kv_heads, 2);
         CHECK(!m->cfg.tied && m->lm_head != m->wte && m->owned.n > 0); /* BF16: converted */

@@ -68,7 +68,7 @@ static void check_forward(const char *name, qkv_runtime *rt) {
     snprintf(path, sizeof path, FIX "expect.%s.safetensors", name);
     qkv_safetensors *st = fix_open(path);
     qkv_t5 *m = NULL;
-    CHECK_OK(qkv__t5_load(dir, &m));
+    CHECK_OK(qkv__t5_load(dir, QKV_DTYPE_F32, &m));
     if (!m) return;
     const qkv_t5_config *c = &m->cfg;
     const qkv_st_tensor *tl = s2s_tensor(st, "src_lens");

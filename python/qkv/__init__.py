@@ -137,6 +137,21 @@ def _open(load, path):
     return h
 
 
+_DTYPES = {"f32": 0, "bf16": 2}  # qkv_dtype: QKV_DTYPE_F32, QKV_DTYPE_BF16
+
+
+def _open_as(load_opts, path, dtype):
+    """The handle a qkv_*_load_opts(path, &options, &out) gives with weights in dtype."""
+    if dtype not in _DTYPES:
+        raise ValueError(f"qkv: dtype must be 'f32' or 'bf16', not {dtype!r}")
+    o = _lib.ModelOptions(C.sizeof(_lib.ModelOptions), _DTYPES[dtype])
+    return _open(lambda p, h: load_opts(p, C.byref(o), h), path)
+
+
+def _dtype_name(d):
+    return next(k for k, v in _DTYPES.items() if v == int(d))
+
+
 class _Texts:
     """n texts as the C API takes them: char *const texts[n] and size_t lens[n] (any bytes)."""
 
@@ -379,25 +394,19 @@ class Model(_Handle):
 
     _free = "qkv_model_free"
 
-    _DTYPES = {"f32": 0, "bf16": 2}  # qkv_dtype: QKV_DTYPE_F32, QKV_DTYPE_BF16
-
     def __init__(self, path, threads=None, dtype="f32"):
         """threads: the size of this model's own thread pool (None: the library's default,
         QKV_NUM_THREADS or every CPU). dtype: the weights of the encoder's linear layers,
         "f32" (exact, the default) or "bf16" (half the bytes; embedding tables and norms stay
         f32)."""
         self._h = None
-        if dtype not in self._DTYPES:
-            raise ValueError(f"qkv: dtype must be 'f32' or 'bf16', not {dtype!r}")
         self._rt = _Runtime(threads)
-        o = _lib.ModelOptions(C.sizeof(_lib.ModelOptions), self._DTYPES[dtype])
-        self._h = _open(lambda p, h: lib.qkv_model_load_opts(p, C.byref(o), h), path)
+        self._h = _open_as(lib.qkv_model_load_opts, path, dtype)
 
     @property
     def dtype(self):
         """The dtype the linear layers run in: "f32" or "bf16"."""
-        d = int(lib.qkv_model_dtype(self._handle()))
-        return next(k for k, v in self._DTYPES.items() if v == d)
+        return _dtype_name(lib.qkv_model_dtype(self._handle()))
 
     @property
     def dim(self):
@@ -517,11 +526,13 @@ class LM(_Handle):
 
     _free = "qkv_lm_free"
 
-    def __init__(self, path, threads=None):
+    def __init__(self, path, threads=None, dtype="f32"):
+        """threads as for Model. dtype: the weights of the linear layers and the LM head,
+        "f32" (exact, the default) or "bf16" (half the bytes each decode step reads)."""
         self._h = None
         self.tokenizer = None
         self._rt = _Runtime(threads)
-        self._h = _open(lib.qkv_lm_load, path)
+        self._h = _open_as(lib.qkv_lm_load_opts, path, dtype)
         t = C.c_void_p()
         s = lib.qkv_tokenizer_load(_path(path), C.byref(t))
         if s == 0:
@@ -535,6 +546,11 @@ class LM(_Handle):
         if self.tokenizer is not None:
             self.tokenizer.close()
         super().close()
+
+    @property
+    def dtype(self):
+        """The dtype the linear layers run in: "f32" or "bf16"."""
+        return _dtype_name(lib.qkv_lm_dtype(self._handle()))
 
     @property
     def vocab_size(self):
@@ -692,12 +708,19 @@ class Translator(_Handle):
 
     _free = "qkv_seq2seq_free"
 
-    def __init__(self, path, threads=None):
+    def __init__(self, path, threads=None, dtype="f32"):
+        """threads as for Model. dtype: the weights of the linear layers and the output
+        projection, "f32" (exact, the default) or "bf16" (half the bytes)."""
         self._h = None
         self._tok = None
         self._rt = _Runtime(threads)
-        self._h = _open(lib.qkv_seq2seq_load, path)
+        self._h = _open_as(lib.qkv_seq2seq_load_opts, path, dtype)
         self._tok = Tokenizer(path)
+
+    @property
+    def dtype(self):
+        """The dtype the linear layers run in: "f32" or "bf16"."""
+        return _dtype_name(lib.qkv_seq2seq_dtype(self._handle()))
 
     def close(self):
         if self._tok is not None:

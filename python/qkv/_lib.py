@@ -140,6 +140,8 @@ _PROTOS = {
     "qkv_classify_scores": (_st, [_vp, c_float_p, C.c_size_t, c_float_p]),
     # generation
     "qkv_lm_load": (_st, [C.c_char_p, C.POINTER(_vp)]),
+    "qkv_lm_load_opts": (_st, [C.c_char_p, C.POINTER(ModelOptions), C.POINTER(_vp)]),
+    "qkv_lm_dtype": (C.c_int, [_vp]),
     "qkv_lm_free": (None, [_vp]),
     "qkv_lm_vocab_size": (C.c_int64, [_vp]),
     "qkv_lm_max_context": (C.c_int64, [_vp]),
@@ -149,6 +151,8 @@ _PROTOS = {
                                      C.POINTER(GenerateStats)]),
     # translation
     "qkv_seq2seq_load": (_st, [C.c_char_p, C.POINTER(_vp)]),
+    "qkv_seq2seq_load_opts": (_st, [C.c_char_p, C.POINTER(ModelOptions), C.POINTER(_vp)]),
+    "qkv_seq2seq_dtype": (C.c_int, [_vp]),
     "qkv_seq2seq_free": (None, [_vp]),
     "qkv_seq2seq_source_prefix": (C.c_char_p, [_vp]),
     "qkv_seq2seq_default_options_sized": (None, [_vp, C.POINTER(TranslateOptions), C.c_size_t]),

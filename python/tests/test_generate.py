@@ -96,3 +96,17 @@ def test_bad_prompts():
             list(lm.generate([1, 999999], 4, tokens=True))  # raised by the iterator
         with pytest.raises(qkv.InvalidArgument):
             lm.generate_ids([], 4)
+
+
+@pytest.mark.parametrize("name", ["gpt2_tiny", "llama_tiny"])
+def test_bf16_equals_cli(run, name):
+    """LM(dtype="bf16") is `qkv generate --dtype bf16`, id for id; a bad dtype is refused."""
+    want = cli_ids(run, MODELS / name, "--ids", "1 2 3 4", "--max-new-tokens", 12, "--dtype",
+                   "bf16")
+    with qkv.LM(MODELS / name, dtype="bf16") as lm:
+        assert lm.dtype == "bf16"
+        assert lm.generate_ids([1, 2, 3, 4], 12).tolist() == want
+    with qkv.LM(MODELS / name) as lm:
+        assert lm.dtype == "f32"
+    with pytest.raises(ValueError):
+        qkv.LM(MODELS / name, dtype="f16")

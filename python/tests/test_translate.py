@@ -46,3 +46,16 @@ def test_t5_prefix(run):
         got = tr.translate(texts, prefix="", num_beams=3)
         assert got == (t5 / "expect.translate_noprefix_beam3.txt").read_text(
             encoding="utf-8").splitlines()
+
+
+def test_bf16_equals_cli(run):
+    """Translator(dtype="bf16") is `qkv translate --dtype bf16`, line for line."""
+    want = run("translate", "--model", MARIAN / "tiny", "--dtype", "bf16",
+               MARIAN / "texts.txt").decode("utf-8").splitlines()
+    with qkv.Translator(MARIAN / "tiny", dtype="bf16") as tr:
+        assert tr.dtype == "bf16"
+        assert tr.translate(TEXTS) == want
+    with qkv.Translator(MARIAN / "tiny") as tr:
+        assert tr.dtype == "f32"
+    with pytest.raises(ValueError):
+        qkv.Translator(MARIAN / "tiny", dtype="int8")

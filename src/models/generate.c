@@ -16,6 +16,7 @@
 #include "models/gpt.h"
 #include "models/kv_cache.h"
 #include "models/lm.h"
+#include "models/model.h"
 #include "models/sample.h"
 #include "qkv.h"
 
@@ -27,12 +28,16 @@ qkv_status qkv_lm_load_lora(qkv_lm *lm, const char *dir) {
     return qkv__gpt_load_lora(lm->gpt, dir);
 }
 
-qkv_status qkv_lm_load(const char *dir, qkv_lm **out) {
+qkv_status qkv_lm_load(const char *dir, qkv_lm **out) { return qkv_lm_load_opts(dir, NULL, out); }
+
+qkv_status qkv_lm_load_opts(const char *dir, const qkv_model_options *opts, qkv_lm **out) {
+    if (out) *out = NULL;
     if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_lm_load: NULL argument");
-    *out = NULL;
+    qkv_dtype dtype;
+    QKV_TRY(qkv__model_options_dtype("qkv_lm_load", opts, &dtype));
     qkv_lm *lm = qkv__calloc(1, sizeof *lm);
     if (!lm) return qkv__fail(QKV_ERR_NOMEM, "qkv_lm_load: out of memory");
-    qkv_status s = qkv__gpt_load(dir, &lm->gpt);
+    qkv_status s = qkv__gpt_load(dir, dtype, &lm->gpt);
     if (s != QKV_OK) {
         qkv__free(lm);
         return s;
@@ -47,6 +52,7 @@ void qkv_lm_free(qkv_lm *lm) {
     qkv__free(lm);
 }
 
+qkv_dtype qkv_lm_dtype(const qkv_lm *lm) { return lm ? lm->gpt->packed.dtype : QKV_DTYPE_F32; }
 int64_t qkv_lm_vocab_size(const qkv_lm *lm) { return lm ? lm->gpt->cfg.vocab_size : 0; }
 int64_t qkv_lm_max_context(const qkv_lm *lm) { return lm ? lm->gpt->cfg.max_position : 0; }
 int32_t qkv_lm_eos_token(const qkv_lm *lm) { return lm ? lm->gpt->cfg.eos_token_id : -1; }

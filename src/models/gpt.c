@@ -320,42 +320,46 @@ static qkv_status load_weights(loader *L) {
     return QKV_OK;
 }
 
-/* op(W) [K, N] packed (trans 1: W [N, K] nn.Linear; 0: W [K, ldw] from column 0, Conv1D). */
-static qkv_status pack(const float *w, int trans, int64_t K, int64_t N, int64_t ldw,
-                       qkv_gemm_packed **p) {
-    return qkv__gemm_pack_b(NULL, trans, K, N, w, ldw, p);
-}
-
 /* Gives back the mapped pages of a packed [d0, d1] original (no-op for converted copies). */
 static void drop(const qkv_gpt *m, const float *w, int64_t d0, int64_t d1) {
     qkv__safetensors_drop_pages(m->st, w, (size_t)d0 * (size_t)d1 * sizeof(float));
 }
 
-static qkv_status pack_weights(qkv_gpt *m) {
+/* Every matrix packed once in the model's dtype (the forward uses only these; the mapped
+ * originals' pages are given back): op(W) [K, N], trans 1 for nn.Linear's W [N, K] (Llama,
+ * the head), 0 for GPT-2's Conv1D W [K, ldw] (its c_attn split into q, k, v by column). */
+static qkv_status pack_weights(qkv_gpt *m, qkv_dtype dtype) {
     const qkv_gpt_config *c = &m->cfg;
     const int64_t C = c->hidden_size, F = c->intermediate_size;
     const int64_t Q = c->num_heads * c->head_dim, K = c->num_kv_heads * c->head_dim;
+    qkv_packed_set *ps = &m->packed;
+    QKV_TRY(qkv__packed_set_init(ps, dtype, 7 * c->num_layers + 1, "gpt"));
     for (int64_t l = 0; l < c->num_layers; l++) {
         qkv_gpt_layer *y = &m->layers[l];
+        qkv__dec_layer *b = &y->blk;
+        *b = (qkv__dec_layer){
+            .ln1_w = y->ln1_w, .ln1_b = y->ln1_b, .ln2_w = y->ln2_w, .ln2_b = y->ln2_b};
         if (c->arch == QKV_GPT_ARCH_GPT2) { /* Conv1D [in, out] */
-            QKV_TRY(pack(y->w_qkv, 0, C, C, 3 * C, &y->pq));
-            QKV_TRY(pack(y->w_qkv + C, 0, C, C, 3 * C, &y->pk));
-            QKV_TRY(pack(y->w_qkv + 2 * C, 0, C, C, 3 * C, &y->pv));
-            QKV_TRY(pack(y->wo, 0, C, C, C, &y->po));
-            QKV_TRY(pack(y->w_fc, 0, C, F, F, &y->p_fc));
-            QKV_TRY(pack(y->w_proj, 0, F, C, C, &y->p_proj));
+            for (int i = 0; i < 3; i++)
+                QKV_TRY(qkv__packed_linear(ps, 0, C, C, y->w_qkv + i * C, 3 * C, y->b_qkv + i * C,
+                                           i == 0   ? &b->q
+                                           : i == 1 ? &b->k
+                                                    : &b->v));
+            QKV_TRY(qkv__packed_linear(ps, 0, C, C, y->wo, C, y->bo, &b->o));
+            QKV_TRY(qkv__packed_linear(ps, 0, C, F, y->w_fc, F, y->b_fc, &b->fc));
+            QKV_TRY(qkv__packed_linear(ps, 0, F, C, y->w_proj, C, y->b_proj, &b->proj));
             drop(m, y->w_qkv, C, 3 * C);
             drop(m, y->wo, C, C);
             drop(m, y->w_fc, C, F);
             drop(m, y->w_proj, F, C);
         } else { /* nn.Linear [out, in] */
-            QKV_TRY(pack(y->wq, 1, C, Q, C, &y->pq));
-            QKV_TRY(pack(y->wk, 1, C, K, C, &y->pk));
-            QKV_TRY(pack(y->wv, 1, C, K, C, &y->pv));
-            QKV_TRY(pack(y->wo, 1, Q, C, Q, &y->po));
-            QKV_TRY(pack(y->w_gate, 1, C, F, C, &y->p_gate));
-            QKV_TRY(pack(y->w_up, 1, C, F, C, &y->p_up));
-            QKV_TRY(pack(y->w_down, 1, F, C, F, &y->p_down));
+            QKV_TRY(qkv__packed_linear(ps, 1, C, Q, y->wq, C, NULL, &b->q));
+            QKV_TRY(qkv__packed_linear(ps, 1, C, K, y->wk, C, NULL, &b->k));
+            QKV_TRY(qkv__packed_linear(ps, 1, C, K, y->wv, C, NULL, &b->v));
+            QKV_TRY(qkv__packed_linear(ps, 1, Q, C, y->wo, Q, NULL, &b->o));
+            QKV_TRY(qkv__packed_linear(ps, 1, C, F, y->w_gate, C, NULL, &b->gate));
+            QKV_TRY(qkv__packed_linear(ps, 1, C, F, y->w_up, C, NULL, &b->fc));
+            QKV_TRY(qkv__packed_linear(ps, 1, F, C, y->w_down, F, NULL, &b->proj));
             drop(m, y->wq, Q, C);
             drop(m, y->wk, K, C);
             drop(m, y->wv, K, C);
@@ -365,29 +369,13 @@ static qkv_status pack_weights(qkv_gpt *m) {
             drop(m, y->w_down, C, F);
         }
     }
-    for (int64_t l = 0; l < c->num_layers; l++) { /* the block's layers: packed weights only */
-        qkv_gpt_layer *y = &m->layers[l];
-        qkv__dec_layer *b = &y->blk;
-        const int g2 = c->arch == QKV_GPT_ARCH_GPT2;
-        *b = (qkv__dec_layer){y->ln1_w,
-                              y->ln1_b,
-                              y->ln2_w,
-                              y->ln2_b,
-                              qkv_nn_linear_packed(y->pq, g2 ? y->b_qkv : NULL),
-                              qkv_nn_linear_packed(y->pk, g2 ? y->b_qkv + C : NULL),
-                              qkv_nn_linear_packed(y->pv, g2 ? y->b_qkv + 2 * C : NULL),
-                              qkv_nn_linear_packed(y->po, y->bo),
-                              qkv_nn_linear_packed(g2 ? y->p_fc : y->p_up, y->b_fc),
-                              qkv_nn_linear_packed(g2 ? y->p_proj : y->p_down, y->b_proj),
-                              g2 ? (qkv_nn_linear){0} : qkv_nn_linear_packed(y->p_gate, NULL)};
-    }
-    QKV_TRY(pack(m->lm_head, 1, C, c->vocab_size, C, &m->p_head));
+    QKV_TRY(qkv__packed_linear(ps, 1, C, c->vocab_size, m->lm_head, C, NULL, &m->head));
     /* tied: the embedding lookups fault back in only the rows they read */
     drop(m, m->lm_head, c->vocab_size, C);
     return QKV_OK;
 }
 
-qkv_status qkv__gpt_load(const char *dir, qkv_gpt **out) {
+qkv_status qkv__gpt_load(const char *dir, qkv_dtype dtype, qkv_gpt **out) {
     if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv__gpt_load: NULL argument");
     *out = NULL;
     qkv_gpt *m = qkv__calloc(1, sizeof *m);
@@ -401,7 +389,7 @@ qkv_status qkv__gpt_load(const char *dir, qkv_gpt **out) {
         loader L = {m, path, ""};
         s = load_weights(&L);
     }
-    if (s == QKV_OK) s = pack_weights(m);
+    if (s == QKV_OK) s = pack_weights(m, dtype);
     if (s != QKV_OK) {
         qkv__gpt_free(m);
         return s;
@@ -414,13 +402,7 @@ void qkv__gpt_free(qkv_gpt *m) {
     if (!m) return;
     qkv__lora_release(m->lora, m->lora_slot);
     qkv__owned_weights_free(&m->owned);
-    for (int64_t l = 0; m->layers && l < m->cfg.num_layers; l++) {
-        qkv_gpt_layer *y = &m->layers[l];
-        qkv_gemm_packed *p[] = {y->pq,     y->pk,     y->pv,   y->po,    y->p_fc,
-                                y->p_proj, y->p_gate, y->p_up, y->p_down};
-        for (size_t i = 0; i < sizeof p / sizeof *p; i++) qkv__gemm_packed_free(p[i]);
-    }
-    qkv__gemm_packed_free(m->p_head);
+    qkv__packed_set_free(&m->packed);
     qkv__free(m->layers);
     qkv_safetensors_close(m->st);
     qkv__free(m);
@@ -618,8 +600,7 @@ qkv_status qkv__gpt_forward_probs(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cach
         }
         st = norm(rt, m, h, rows, m->lnf_w, m->lnf_b, R);
     }
-    const qkv_nn_linear head = qkv_nn_linear_packed(m->p_head, NULL);
-    if (st == QKV_OK) st = qkv_nn_linear_forward(rt, &head, logits, h, R, QKV_ACT_NONE, NULL);
+    if (st == QKV_OK) st = qkv_nn_linear_forward(rt, &m->head, logits, h, R, QKV_ACT_NONE, NULL);
     if (st == QKV_OK)
         for (int64_t s = 0; s < n_seq; s++) caches[s]->len += lens[s];
     qkv__free(ws);

@@ -72,11 +72,9 @@ typedef struct qkv_gpt_layer {
     const float *w_proj, *b_proj; /* GPT-2 mlp.c_proj (F, C) [in, out], (C) */
     const float *w_gate, *w_up;   /* Llama (F, C), (F, C) */
     const float *w_down;          /* Llama (C, F) */
-    /* op(W) of each matrix packed once at load for the GEMM (forward uses only these; the
-     * mapped originals' pages are given back). GPT-2: pq/pk/pv are the column slices of
-     * c_attn, p_fc/p_proj the MLP; Llama: p_gate/p_up/p_down the MLP. */
-    qkv_gemm_packed *pq, *pk, *pv, *po, *p_fc, *p_proj, *p_gate, *p_up, *p_down;
-    qkv__dec_layer blk; /* the block's layers over the packed weights (models/block.h) */
+    /* the block's layers over the weights packed at load (models/block.h; GPT-2's q, k, v are
+     * the column slices of c_attn; Llama's MLP is gate, fc = up, proj = down) */
+    qkv__dec_layer blk;
 } qkv_gpt_layer;
 
 typedef struct qkv_gpt {
@@ -87,7 +85,8 @@ typedef struct qkv_gpt {
     qkv_gpt_layer *layers;         /* [L] */
     const float *lnf_w, *lnf_b;    /* (C), (C) or NULL */
     const float *lm_head;          /* (V, C): wte when tied */
-    qkv_gemm_packed *p_head;       /* lm_headᵀ packed (K = C, N = V) */
+    qkv_nn_linear head;            /* lm_headᵀ packed (K = C, N = V) */
+    qkv_packed_set packed;         /* every packed matrix, in the load's dtype */
     qkv_owned_weights owned;       /* converted (F16/BF16 -> F32) tensors we allocated */
     struct qkv__lora_file *lora;   /* a LoRA adapter (lora_apply.c), or NULL */
     struct qkv_nn_lora *lora_slot; /* its slots (models/lora.h), attached to the layers */
@@ -96,9 +95,10 @@ typedef struct qkv_gpt {
 /* Parses config.json of dir. Unsupported values are refused by field name
  * (QKV_ERR_UNSUPPORTED); missing required fields are QKV_ERR_FORMAT; IO if unreadable. */
 qkv_status qkv__gpt_config_load(const char *dir, qkv_gpt_config *cfg);
-/* Loads config.json + model.safetensors from dir. Missing or misshaped tensors are refused
+/* Loads config.json + model.safetensors from dir, the linear layers and the head packed in
+ * dtype (F32 or BF16: weights.h's qkv_packed_set). Missing or misshaped tensors are refused
  * with their name and expected shape (QKV_ERR_FORMAT). On failure *out is NULL. */
-qkv_status qkv__gpt_load(const char *dir, qkv_gpt **out);
+qkv_status qkv__gpt_load(const char *dir, qkv_dtype dtype, qkv_gpt **out);
 void qkv__gpt_free(qkv_gpt *m);
 /* Applies a PEFT LoRA adapter directory (qkv_lm_load_lora; lora_apply.c). */
 qkv_status qkv__gpt_load_lora(qkv_gpt *m, const char *dir);

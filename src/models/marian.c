@@ -129,14 +129,11 @@ static const char *first_present(loader *L, const char *const *names) {
     return NULL;
 }
 
-/* A linear layer from its weight (out, in) and bias, packed. */
+/* A linear layer from its weight (out, in) and bias, packed in the model's dtype. */
 static qkv_status linear(qkv_marian *m, const float *w, const float *b, int64_t in, int64_t out,
                          qkv_nn_linear *y) {
-    qkv_gemm_packed **slot = &m->packed[m->n_packed];
-    QKV_TRY(qkv__gemm_pack_b(NULL, 1, in, out, w, in, slot));
-    m->n_packed++;
+    QKV_TRY(qkv__packed_linear(&m->packed, 1, in, out, w, in, b, y));
     qkv__safetensors_drop_pages(m->st, w, (size_t)in * (size_t)out * sizeof(float));
-    *y = qkv_nn_linear_packed(*slot, b);
     return QKV_OK;
 }
 
@@ -218,8 +215,7 @@ static qkv_status load_embeddings(loader *L) {
     if (s == QKV_OK && qkv_safetensors_find(m->st, "final_logits_bias"))
         s = get(L, "final_logits_bias", 1, c->Vd, &m->logits_bias);
     if (s == QKV_OK)
-        s = qkv__gemm_pack_b(NULL, 1, c->C, c->Vd, head, c->C, &m->packed[m->n_packed]);
-    if (s == QKV_OK) m->head = qkv_nn_linear_packed(m->packed[m->n_packed++], m->logits_bias);
+        s = qkv__packed_linear(&m->packed, 1, c->C, c->Vd, head, c->C, m->logits_bias, &m->head);
     L->prefix = saved;
     return s;
 }
@@ -246,7 +242,7 @@ static qkv_status make_positions(qkv_marian *m) {
     return qkv__marian_positions(m->cfg.P, m->cfg.C, &m->pe);
 }
 
-qkv_status qkv__marian_load(const char *dir, qkv_marian **out) {
+qkv_status qkv__marian_load(const char *dir, qkv_dtype dtype, qkv_marian **out) {
     if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv__marian_load: NULL argument");
     *out = NULL;
     qkv_marian *m = qkv__calloc(1, sizeof *m);
@@ -260,8 +256,9 @@ qkv_status qkv__marian_load(const char *dir, qkv_marian **out) {
         const qkv_marian_config *c = &m->cfg;
         m->enc = qkv__calloc((size_t)c->Le, sizeof *m->enc);
         m->dec = qkv__calloc((size_t)c->Ld, sizeof *m->dec);
-        m->packed = qkv__calloc((size_t)(6 * c->Le + 10 * c->Ld + 1), sizeof *m->packed);
-        if (!m->enc || !m->dec || !m->packed) s = qkv__fail(QKV_ERR_NOMEM, "marian: out of memory");
+        if (!m->enc || !m->dec) s = qkv__fail(QKV_ERR_NOMEM, "marian: out of memory");
+        if (s == QKV_OK)
+            s = qkv__packed_set_init(&m->packed, dtype, 6 * c->Le + 10 * c->Ld + 1, "marian");
     }
     if (s == QKV_OK) {
         loader L = {m, path, "model."};
@@ -280,8 +277,7 @@ qkv_status qkv__marian_load(const char *dir, qkv_marian **out) {
 
 void qkv__marian_free(qkv_marian *m) {
     if (!m) return;
-    for (int64_t i = 0; m->packed && i < m->n_packed; i++) qkv__gemm_packed_free(m->packed[i]);
-    qkv__free(m->packed);
+    qkv__packed_set_free(&m->packed);
     qkv__free(m->enc);
     qkv__free(m->dec);
     qkv__free(m->pe);

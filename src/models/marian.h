@@ -57,9 +57,8 @@ typedef struct qkv_marian {
     float *pe;                          /* (P, C) the sinusoidal table (owned) */
     qkv__enc_layer *enc;                /* [Le] */
     qkv__s2s_dec_layer *dec;            /* [Ld] */
-    qkv_gemm_packed **packed;           /* every packed matrix, n_packed of them (owned) */
-    int64_t n_packed;
-    qkv_nn_linear head; /* y -> logits: the packed head + final_logits_bias */
+    qkv_packed_set packed;              /* every packed matrix, in the load's dtype (owned) */
+    qkv_nn_linear head;                 /* y -> logits: the packed head + final_logits_bias */
     qkv_owned_weights owned;
 } qkv_marian;
 
@@ -70,8 +69,9 @@ void qkv__marian_config_release(qkv_marian_config *cfg);
 /* Marian's sinusoidal table (P, C) into *out (qkv__free it): sines of p / 10000^(2i/C) in the
  * first half, cosines in the second, in double as numpy computes it, rounded once. */
 qkv_status qkv__marian_positions(int64_t P, int64_t C, float **out);
-/* Loads dir; on failure *out is NULL. */
-qkv_status qkv__marian_load(const char *dir, qkv_marian **out);
+/* Loads dir with its linear layers (and head) packed in dtype (F32 or BF16: weights.h's
+ * qkv_packed_set); on failure *out is NULL. */
+qkv_status qkv__marian_load(const char *dir, qkv_dtype dtype, qkv_marian **out);
 void qkv__marian_free(qkv_marian *m);
 
 /* The encoder over n packed sources: ids [N] (N = Σ lens), each 1 <= lens[s] <= P;

@@ -31,6 +31,7 @@
 #include "kernels/topk.h"
 #include "models/kv_cache.h"
 #include "models/marian.h"
+#include "models/model.h"
 #include "models/t5.h"
 #include "nn/nn.h"
 #include "qkv.h"
@@ -86,13 +87,21 @@ static qkv_status is_t5(const char *dir, int *t5) {
 }
 
 qkv_status qkv_seq2seq_load(const char *dir, qkv_seq2seq **out) {
+    return qkv_seq2seq_load_opts(dir, NULL, out);
+}
+
+qkv_status qkv_seq2seq_load_opts(const char *dir, const qkv_model_options *opts,
+                                 qkv_seq2seq **out) {
+    if (out) *out = NULL;
     if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_seq2seq_load: NULL argument");
-    *out = NULL;
+    qkv_dtype dtype;
+    QKV_TRY(qkv__model_options_dtype("qkv_seq2seq_load", opts, &dtype));
     qkv_seq2seq *s = qkv__calloc(1, sizeof *s);
     if (!s) return qkv__fail(QKV_ERR_NOMEM, "qkv_seq2seq_load: out of memory");
     int t5 = 0;
     qkv_status st = is_t5(dir, &t5);
-    if (st == QKV_OK) st = t5 ? qkv__t5_load(dir, &s->t) : qkv__marian_load(dir, &s->m);
+    if (st == QKV_OK)
+        st = t5 ? qkv__t5_load(dir, dtype, &s->t) : qkv__marian_load(dir, dtype, &s->m);
     if (st != QKV_OK) {
         qkv__free(s);
         return st;
@@ -117,6 +126,9 @@ void qkv_seq2seq_free(qkv_seq2seq *s) {
     qkv__free(s);
 }
 
+qkv_dtype qkv_seq2seq_dtype(const qkv_seq2seq *s) {
+    return !s ? QKV_DTYPE_F32 : s->m ? s->m->packed.dtype : s->t->packed.dtype;
+}
 int64_t qkv_seq2seq_vocab_size(const qkv_seq2seq *s) { return s ? s->V : 0; }
 int64_t qkv_seq2seq_max_source(const qkv_seq2seq *s) { return s ? s->P : 0; }
 const char *qkv_seq2seq_source_prefix(const qkv_seq2seq *s) { return s ? s->prefix : ""; }

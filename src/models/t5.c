@@ -167,11 +167,8 @@ typedef struct {
 } raw_layer;
 
 static qkv_status pack(qkv_t5 *m, const float *w, int64_t in, int64_t out, qkv_nn_linear *y) {
-    qkv_gemm_packed **slot = &m->packed[m->n_packed];
-    QKV_TRY(qkv__gemm_pack_b(NULL, 1, in, out, w, in, slot));
-    m->n_packed++;
+    QKV_TRY(qkv__packed_linear(&m->packed, 1, in, out, w, in, NULL, y));
     qkv__safetensors_drop_pages(m->st, w, (size_t)in * (size_t)out * sizeof(float));
-    *y = qkv_nn_linear_packed(*slot, NULL);
     return QKV_OK;
 }
 
@@ -238,9 +235,7 @@ static qkv_status load_weights(qkv_t5 *m, const char *path) {
     else if (!c->tied)
         return qkv__fail(QKV_ERR_FORMAT, "%s: no tensor %s (tie_word_embeddings is false)", path,
                          tab->head[0].name);
-    QKV_TRY(qkv__gemm_pack_b(NULL, 1, c->C, c->V, head, c->C, &m->packed[m->n_packed]));
-    m->head = qkv_nn_linear_packed(m->packed[m->n_packed++], NULL);
-    return QKV_OK;
+    return qkv__packed_linear(&m->packed, 1, c->C, c->V, head, c->C, NULL, &m->head);
 }
 
 /* The bias of every relative position, per head: enc_bias (H, 2P - 1) at key − query + P − 1,
@@ -262,7 +257,7 @@ static qkv_status make_bias(qkv_t5 *m) {
     return QKV_OK;
 }
 
-qkv_status qkv__t5_load(const char *dir, qkv_t5 **out) {
+qkv_status qkv__t5_load(const char *dir, qkv_dtype dtype, qkv_t5 **out) {
     if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv__t5_load: NULL argument");
     *out = NULL;
     qkv_t5 *m = qkv__calloc(1, sizeof *m);
@@ -276,8 +271,9 @@ qkv_status qkv__t5_load(const char *dir, qkv_t5 **out) {
         const qkv_t5_config *c = &m->cfg;
         m->enc = qkv__calloc((size_t)c->Le, sizeof *m->enc);
         m->dec = qkv__calloc((size_t)c->Ld, sizeof *m->dec);
-        m->packed = qkv__calloc((size_t)(7 * c->Le + 11 * c->Ld + 1), sizeof *m->packed);
-        if (!m->enc || !m->dec || !m->packed) s = qkv__fail(QKV_ERR_NOMEM, "t5: out of memory");
+        if (!m->enc || !m->dec) s = qkv__fail(QKV_ERR_NOMEM, "t5: out of memory");
+        if (s == QKV_OK)
+            s = qkv__packed_set_init(&m->packed, dtype, 7 * c->Le + 11 * c->Ld + 1, "t5");
     }
     if (s == QKV_OK) s = load_weights(m, path);
     if (s == QKV_OK) s = make_bias(m);
@@ -291,8 +287,7 @@ qkv_status qkv__t5_load(const char *dir, qkv_t5 **out) {
 
 void qkv__t5_free(qkv_t5 *m) {
     if (!m) return;
-    for (int64_t i = 0; m->packed && i < m->n_packed; i++) qkv__gemm_packed_free(m->packed[i]);
-    qkv__free(m->packed);
+    qkv__packed_set_free(&m->packed);
     qkv__free(m->enc);
     qkv__free(m->dec);
     qkv__free(m->enc_bias);

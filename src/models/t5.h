@@ -69,8 +69,7 @@ typedef struct qkv_t5 {
     float *enc_bias;                    /* (H, 2P - 1): bias of key − query = k - (P - 1) */
     float *dec_bias;                    /* (H, P + 1): bias of query − key = P - k */
     qkv_t5_layer *enc, *dec;            /* [Le], [Ld] */
-    qkv_gemm_packed **packed;           /* every packed matrix (owned) */
-    int64_t n_packed;
+    qkv_packed_set packed;              /* every packed matrix, in the load's dtype (owned) */
     qkv_nn_linear head;
     qkv_owned_weights owned;
 } qkv_t5;
@@ -82,8 +81,9 @@ int32_t qkv__t5_bucket(int64_t rel, int bidirectional, int64_t num_buckets, int6
 /* config.json (+ generation_config.json) of dir; release with qkv__t5_config_release. */
 qkv_status qkv__t5_config_load(const char *dir, qkv_t5_config *cfg);
 void qkv__t5_config_release(qkv_t5_config *cfg);
-/* Loads dir; on failure *out is NULL. */
-qkv_status qkv__t5_load(const char *dir, qkv_t5 **out);
+/* Loads dir with its linear layers (and head) packed in dtype (F32 or BF16: weights.h's
+ * qkv_packed_set); on failure *out is NULL. */
+qkv_status qkv__t5_load(const char *dir, qkv_dtype dtype, qkv_t5 **out);
 void qkv__t5_free(qkv_t5 *m);
 
 /* The encoder over n packed sources (ids [N], N = Σ lens, 1 <= lens[s] <= P): out [N, C]. */

@@ -3,6 +3,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "kernels/gemm_bf16.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -76,4 +77,45 @@ void qkv__owned_weights_free(qkv_owned_weights *owned) {
     qkv__free(owned->ptr);
     owned->ptr = NULL;
     owned->n = 0;
+}
+
+qkv_status qkv__packed_set_init(qkv_packed_set *s, qkv_dtype dtype, int64_t cap, const char *who) {
+    *s = (qkv_packed_set){dtype, NULL, 0, 0};
+    if (dtype != QKV_DTYPE_F32 && dtype != QKV_DTYPE_BF16)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: dtype %s for the weights (F32, BF16)", who,
+                         qkv_dtype_name(dtype));
+    if (cap < 0 || !(s->w = qkv__calloc(cap > 0 ? (size_t)cap : 1, sizeof *s->w)))
+        return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", who);
+    s->cap = cap;
+    return QKV_OK;
+}
+
+qkv_status qkv__packed_linear(qkv_packed_set *s, int trans, int64_t K, int64_t N, const float *w,
+                              int64_t ldw, const float *b, qkv_nn_linear *y) {
+    if (s->n >= s->cap)
+        return qkv__fail(QKV_ERR_INTERNAL, "packed weights: more than the %lld counted",
+                         (long long)s->cap);
+    if (s->dtype == QKV_DTYPE_BF16) {
+        qkv_gemm_bf16_packed *h;
+        QKV_TRY(qkv__gemm_bf16_pack_f32(NULL, trans, K, N, w, ldw, &h));
+        s->w[s->n++] = h;
+        *y = qkv_nn_linear_packed_bf16(h, b);
+    } else {
+        qkv_gemm_packed *p;
+        QKV_TRY(qkv__gemm_pack_b(NULL, trans, K, N, w, ldw, &p));
+        s->w[s->n++] = p;
+        *y = qkv_nn_linear_packed(p, b);
+    }
+    return QKV_OK;
+}
+
+void qkv__packed_set_free(qkv_packed_set *s) {
+    for (int64_t i = 0; s->w && i < s->n; i++) {
+        if (s->dtype == QKV_DTYPE_BF16)
+            qkv__gemm_bf16_packed_free(s->w[i]);
+        else
+            qkv__gemm_packed_free(s->w[i]);
+    }
+    qkv__free(s->w);
+    *s = (qkv_packed_set){0};
 }

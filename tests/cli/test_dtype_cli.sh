@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# test_dtype_cli.sh QKV SRC — --dtype on embed, search, serve and bench embed (issue 18), and the
-# dtypes `qkv info` reports: bf16 runs and differs from f32 only in the last bits of the
-# embeddings; a bad --dtype is a usage error (exit 2) naming the accepted values; a search index
-# built in one dtype is rebuilt for the other. On the tiny classifier fixture (it has a
-# tokenizer), so it runs everywhere.
+# test_dtype_cli.sh QKV SRC — --dtype on embed, search, serve, bench embed, classify, evaluate,
+# generate and translate (issue 18), and the dtypes `qkv info` reports: bf16 runs and differs
+# from f32 only in the last bits; a bad --dtype is a usage error (exit 2) naming the accepted
+# values; a search index built in one dtype is rebuilt for the other. On the tiny fixtures
+# (classifier with its tokenizer, GPT-2, Marian), so it runs everywhere.
 set -uo pipefail
 qkv=$1; src=$2
 model=$src/tests/fixtures/cls/single
@@ -33,13 +33,42 @@ expect 0 "info --json" -- "$qkv" info --json; contains '"dtypes":{"f32":"native"
 contains '"model_dtypes":["f32","bf16"]' "info --json model_dtypes"
 
 printf 'the cat sat on the mat\na dog barks\nrain in spain\n' >"$tmp/in.txt"
-for cmd in "embed $tmp/in.txt" "search --corpus $tmp/in.txt cat" "bench embed --reps 1" "serve --port 0"; do
+printf 'text\tlabel\nthis movie is very good\tpositive\nawful film\tnegative\n' >"$tmp/in.tsv"
+gpt=$src/tests/fixtures/models/gpt2_tiny
+marian=$src/tests/fixtures/marian/tiny
+for cmd in "embed $tmp/in.txt" "search --corpus $tmp/in.txt cat" "bench embed --reps 1" "serve --port 0" \
+    "classify $tmp/in.txt" "evaluate --data $tmp/in.tsv" "generate --ids 1" "translate $tmp/in.txt"; do
+    m=$model
+    [[ $cmd == generate* ]] && m=$gpt
+    [[ $cmd == translate* ]] && m=$marian
     # shellcheck disable=SC2086
-    expect 2 "$cmd --dtype f16" -- "$qkv" $cmd --model "$model" --dtype f16
+    expect 2 "$cmd --dtype f16" -- "$qkv" $cmd --model "$m" --dtype f16
     contains "--dtype is f32 or bf16, not 'f16'" "$cmd: the message names the values"
     # shellcheck disable=SC2086
-    expect 2 "$cmd --dtype ''" -- "$qkv" $cmd --model "$model" --dtype ''
+    expect 2 "$cmd --dtype ''" -- "$qkv" $cmd --model "$m" --dtype ''
 done
+
+# classify, evaluate, generate, translate: bf16 runs; f32 as --dtype is the default, bit for bit
+run2() { # run2 NAME CMD...: CMD's output (without timings) into $tmp/NAME.dflt, .f32 and .bf16
+    local name=$1; shift
+    expect 0 "$name" -- "$@"; grep -v 'tokens/s' "$tmp/out" >"$tmp/$name.dflt"
+    expect 0 "$name --dtype f32" -- "$@" --dtype f32; grep -v 'tokens/s' "$tmp/out" >"$tmp/$name.f32"
+    expect 0 "$name --dtype bf16" -- "$@" --dtype bf16; grep -v 'tokens/s' "$tmp/out" >"$tmp/$name.bf16"
+    checks=$((checks + 1))
+    cmp -s "$tmp/$name.dflt" "$tmp/$name.f32" || { echo "FAIL: $name: --dtype f32 differs from the default"; fail=$((fail + 1)); }
+}
+run2 classify "$qkv" classify --model "$model" --all --json --threads 1 "$tmp/in.txt"
+checks=$((checks + 1))
+cmp -s "$tmp/classify.f32" "$tmp/classify.bf16" && { echo "FAIL: classify bf16 gave the f32 scores"; fail=$((fail + 1)); }
+run2 evaluate "$qkv" evaluate --model "$model" --data "$tmp/in.tsv" --threads 1
+contains "accuracy" "evaluate bf16 prints the report"
+run2 generate "$qkv" generate --model "$gpt" --ids "1 2 3" --ids-out --max-new-tokens 8 --threads 1
+checks=$((checks + 1))
+[[ $(head -1 "$tmp/generate.bf16" | wc -w) -ge 1 ]] || { echo "FAIL: generate bf16 printed no ids"; fail=$((fail + 1)); }
+run2 translate "$qkv" translate --model "$marian" --json --threads 1 "$src/tests/fixtures/marian/texts.txt"
+checks=$((checks + 1))
+[[ $(grep -c '"translation"' "$tmp/translate.bf16") -eq $(wc -l < "$src/tests/fixtures/marian/texts.txt") ]] ||
+    { echo "FAIL: translate bf16: not one JSON line per input"; fail=$((fail + 1)); }
 
 expect 0 "embed f32" -- "$qkv" embed --model "$model" --out "$tmp/f32.npy" --format npy "$tmp/in.txt"
 expect 0 "embed bf16" -- "$qkv" embed --model "$model" --dtype bf16 --out "$tmp/bf16.npy" --format npy "$tmp/in.txt"
