@@ -56,6 +56,8 @@ void cmd_baseline_help(void);
 int cmd_search(int argc, char **argv);
 void cmd_search_help(void);
 int cmd_generate(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+void cmd_perplexity_help(void);
 void cmd_generate_help(void);
 int cmd_attention(int argc, char **argv);
 void cmd_attention_help(void);

@@ -27,6 +27,8 @@ static const cli_command commands[] = {
      cmd_search_help},
     {"generate", "continue a prompt with a GPT-2 / Llama-style model, streaming the text",
      cmd_generate, cmd_generate_help},
+    {"perplexity", "how well a GPT-2 / Llama-style model predicts a held-out text (per dtype)",
+     cmd_perplexity, cmd_perplexity_help},
     {"attention",
      "every layer's and head's attention on a text: safetensors, PNG heatmaps, an HTML page",
      cmd_attention, cmd_attention_help},
