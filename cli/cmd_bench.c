@@ -25,7 +25,8 @@ void cmd_bench_help(void) {
     printf("Usage: qkv bench attention [--shape B,T,H,D]... [--causal] [--dropout P] [--reps R] "
            "[--threads N]\n"
            "       qkv bench train [--shape BxT]... [--layers L] [--reps R] [--threads N]\n"
-           "       qkv bench generate --model DIR [--prompt T] [--new M] [--reps R] [--threads N]\n"
+           "       qkv bench generate --model DIR [--dtype f32|bf16] [--prompt T] [--new M] "
+           "[--reps R] [--threads N]\n"
            "       qkv bench embed [--model DIR] [--dtype f32|bf16] [--batch N] [--tokens T] "
            "[--reps R] [--threads N]\n"
            "       qkv bench finetune [--model DIR] [--batch N] [--tokens T] [--reps R] "
@@ -42,7 +43,8 @@ void cmd_bench_help(void) {
            "             (--layers L trains an L-layer model of the same width, for a quick look)\n"
            "  generate   a prompt of T tokens (default 128), then M greedy tokens (default 32)\n"
            "             with any GPT-2 / Llama directory (random weights: bench/bench_generate\n"
-           "             --keep DIR writes GPT-2-124M and Llama-125M shaped ones)\n"
+           "             --keep DIR writes GPT-2-124M and Llama-125M shaped ones); --dtype as for\n"
+           "             generate\n"
            "  embed      batches of N sequences (default 32) of T tokens (default 64) through\n"
            "             an encoder (default: $QKV_MODEL or models/all-MiniLM-L6-v2), its\n"
            "             linear layers in --dtype (f32 default, or bf16); also the process's\n"
@@ -190,9 +192,10 @@ static int bench_train(bench_env *e, const long (*shapes)[2], int n_shapes, long
 
 /* ---------------------------------------------------------------- generate, embed */
 
-static int bench_generate(bench_env *e, const char *dir, long T, long M) {
+static int bench_generate(bench_env *e, const char *dir, qkv_dtype dtype, long T, long M) {
     qkv_lm *lm = NULL;
-    qkv_status st = qkv_lm_load(dir, &lm);
+    const qkv_model_options mo = {.struct_size = sizeof mo, .dtype = dtype};
+    qkv_status st = qkv_lm_load_opts(dir, &mo, &lm);
     if (st != QKV_OK) return cli_report(dir, st);
     int32_t *ids = malloc((size_t)T * sizeof *ids);
     if (!ids) {
@@ -221,9 +224,11 @@ static int bench_generate(bench_env *e, const char *dir, long T, long M) {
     if (!rc) { /* the directory as a JSON string (escaped, valid UTF-8) */
         char *qdir = json_quote(dir);
         json_printf(stdout,
-                    "{\"bench\":\"generate\",\"model\":%s,\"threads\":%d,\"isa\":\"%s\","
-                    "\"prompt\":%ld,\"new\":%ld,\"prefill_tok_s\":%.1f,\"decode_tok_s\":%.2f}\n",
-                    qdir ? qdir : "null", e->threads, qkv_arch_name(qkv_arch_active()), T, M,
+                    "{\"bench\":\"generate\",\"model\":%s,\"dtype\":\"%s\",\"threads\":%d,"
+                    "\"isa\":\"%s\",\"prompt\":%ld,\"new\":%ld,\"prefill_tok_s\":%.1f,"
+                    "\"decode_tok_s\":%.2f}\n",
+                    qdir ? qdir : "null", qkv_lm_dtype(lm) == QKV_DTYPE_BF16 ? "bf16" : "f32",
+                    e->threads, qkv_arch_name(qkv_arch_active()), T, M,
                     median(pre, e->reps), median(dec, e->reps));
         free(qdir);
     }
@@ -478,7 +483,8 @@ int cmd_bench(int argc, char **argv) {
             if (!*v || *end || !(p >= 0.0 && p < 1.0))
                 return cli_usage_error("bench", "--dropout wants a rate in [0, 1), not '%s'", v);
             dropout = (float)p;
-        } else if (strcmp(a, "--dtype") == 0 && strcmp(what, "embed") == 0) {
+        } else if (strcmp(a, "--dtype") == 0 &&
+                   (strcmp(what, "embed") == 0 || strcmp(what, "generate") == 0)) {
             rc = cli_parse_dtype("bench", v, &dtype) ? EXIT_USAGE : 0;
         } else if (strcmp(a, "--reps") == 0) {
             rc = cli_parse_count("bench", a, v, 1, 64, &reps);
@@ -523,7 +529,7 @@ int cmd_bench(int argc, char **argv) {
         rc = n_tr ? bench_train(&e, (const long(*)[2])tr, n_tr, layers)
                   : bench_train(&e, def, 2, layers);
     } else if (strcmp(what, "generate") == 0) {
-        rc = model ? bench_generate(&e, model, prompt, new_tokens)
+        rc = model ? bench_generate(&e, model, dtype, prompt, new_tokens)
                    : cli_usage_error("bench", "generate needs --model DIR");
     } else if (strcmp(what, "embed") == 0) {
         rc = bench_embed(&e, model ? model : cli_default_model(), dtype, batch, tokens);
