@@ -25,9 +25,9 @@ void cmd_bench_help(void) {
     printf("Usage: qkv bench attention [--shape B,T,H,D]... [--causal] [--dropout P] [--reps R] "
            "[--threads N]\n"
            "       qkv bench train [--shape BxT]... [--layers L] [--reps R] [--threads N]\n"
-           "       qkv bench generate --model DIR [--dtype f32|bf16] [--prompt T] [--new M] "
+           "       qkv bench generate --model DIR [--dtype f32|bf16|f16] [--prompt T] [--new M] "
            "[--reps R] [--threads N]\n"
-           "       qkv bench embed [--model DIR] [--dtype f32|bf16] [--batch N] [--tokens T] "
+           "       qkv bench embed [--model DIR] [--dtype f32|bf16|f16] [--batch N] [--tokens T] "
            "[--reps R] [--threads N]\n"
            "       qkv bench finetune [--model DIR] [--batch N] [--tokens T] [--reps R] "
            "[--threads N]\n"
@@ -47,7 +47,7 @@ void cmd_bench_help(void) {
            "             generate\n"
            "  embed      batches of N sequences (default 32) of T tokens (default 64) through\n"
            "             an encoder (default: $QKV_MODEL or models/all-MiniLM-L6-v2), its\n"
-           "             linear layers in --dtype (f32 default, or bf16); also the process's\n"
+           "             linear layers in --dtype (f32 default, bf16 or f16); also the process's\n"
            "             resident memory after loading and at the end (rss_*_mib, Linux)\n"
            "  finetune   one fine-tuning step (forward, backward, clip + AdamW) of a BERT\n"
            "             sequence classifier (2 labels, fresh head) on N random sequences of T\n"
@@ -227,9 +227,9 @@ static int bench_generate(bench_env *e, const char *dir, qkv_dtype dtype, long T
                     "{\"bench\":\"generate\",\"model\":%s,\"dtype\":\"%s\",\"threads\":%d,"
                     "\"isa\":\"%s\",\"prompt\":%ld,\"new\":%ld,\"prefill_tok_s\":%.1f,"
                     "\"decode_tok_s\":%.2f}\n",
-                    qdir ? qdir : "null", qkv_lm_dtype(lm) == QKV_DTYPE_BF16 ? "bf16" : "f32",
-                    e->threads, qkv_arch_name(qkv_arch_active()), T, M,
-                    median(pre, e->reps), median(dec, e->reps));
+                    qdir ? qdir : "null", cli_dtype_name(qkv_lm_dtype(lm)), e->threads,
+                    qkv_arch_name(qkv_arch_active()), T, M, median(pre, e->reps),
+                    median(dec, e->reps));
         free(qdir);
     }
     free(ids);
@@ -281,8 +281,8 @@ static int bench_embed(bench_env *e, const char *dir, qkv_dtype dtype, long N, l
                         "\"sentences_per_s\":%.1f,\"tokens_per_s\":%.1f,\"rss_load_mib\":%.1f,"
                         "\"rss_end_mib\":%.1f}\n",
                         qdir ? qdir : "null", e->threads, qkv_arch_name(qkv_arch_active()),
-                        qkv_model_dtype(m) == QKV_DTYPE_BF16 ? "bf16" : "f32", N, T, 1e3 * md,
-                        (double)N / md, (double)(N * T) / md, rss, rss_mib());
+                        cli_dtype_name(qkv_model_dtype(m)), N, T, 1e3 * md, (double)N / md,
+                        (double)(N * T) / md, rss, rss_mib());
             free(qdir);
         }
     }

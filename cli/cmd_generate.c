@@ -40,8 +40,8 @@ void cmd_generate_help(void) {
            "  --json               one JSON object at the end instead of streaming text\n"
            "  --threads N          threads (default: QKV_NUM_THREADS or all CPUs)\n"
            "  --dtype T            weights of the linear layers and the head: f32 (default,\n"
-           "                       exact) or bf16 (half the bytes a decode step reads; logits\n"
-           "                       differ slightly: docs/PERFORMANCE.md)\n"
+           "                       exact), bf16 or f16 (half the bytes a decode step reads;\n"
+           "                       logits differ slightly: docs/PERFORMANCE.md)\n"
            "  --lora DIR           apply a PEFT LoRA adapter directory (not merged)\n");
 }
 

@@ -34,7 +34,8 @@ void cmd_perplexity_help(void) {
            "token after the first is predicted from those before it in the window.\n\n"
            "Options:\n"
            "  --model DIR      the model directory (config.json, model.safetensors)\n"
-           "  --dtype T        weights of the linear layers and the head: f32 (default) or bf16\n"
+           "  --dtype T        weights of the linear layers and the head: f32 (default), bf16\n"
+           "                   or f16\n"
            "  --split S        with --data: val (default) or train\n"
            "  --context N      tokens a window predicts from (default: the model's context\n"
            "                   length, at most 1024)\n"
@@ -286,7 +287,7 @@ int cmd_perplexity(int argc, char **argv) {
     progress_end(&pg, (size_t)W);
     if (!rc) {
         const double secs = now_seconds() - t0, mean = nll / (double)n_tok;
-        const char *dn = qkv_lm_dtype(lm) == QKV_DTYPE_BF16 ? "bf16" : "f32";
+        const char *dn = cli_dtype_name(qkv_lm_dtype(lm));
         if (json)
             printf("{\"perplexity\":%.9g,\"nll\":%.9g,\"tokens\":%lld,\"windows\":%lld,"
                    "\"context\":%lld,\"dtype\":\"%s\",\"seconds\":%.3f}\n",

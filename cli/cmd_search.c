@@ -21,8 +21,8 @@ void cmd_search_help(void) {
            "load the index while the corpus file and the model are unchanged.\n\n"
            "Options:\n"
            "  --model DIR    model directory (default: $QKV_MODEL, else models/all-MiniLM-L6-v2)\n"
-           "  --dtype T      weights of the linear layers: f32 (default) or bf16 (the index\n"
-           "                 records it: another dtype rebuilds the index)\n"
+           "  --dtype T      weights of the linear layers: f32 (default), bf16 or f16 (the\n"
+           "                 index records it: another dtype rebuilds the index)\n"
            "  --corpus FILE  one document per line (required)\n"
            "  --index FILE   where the index is kept (default: FILE.qkv-index.safetensors)\n"
            "  --no-save      do not write the index\n"
@@ -59,7 +59,7 @@ static void model_identity(const char *dir, qkv_dtype dtype, char *out, size_t c
         n += (size_t)w;
     }
     if (dtype != QKV_DTYPE_F32 && n < cap)
-        snprintf(out + n, cap - n, ";dtype:%s", dtype == QKV_DTYPE_BF16 ? "bf16" : "?");
+        snprintf(out + n, cap - n, ";dtype:%s", cli_dtype_name(dtype));
 }
 
 /* The saved index at path: 1 loaded (it matches the corpus, the model's files and the width,

@@ -37,7 +37,8 @@ void cmd_translate_help(void) {
            "  --json             one JSON object per line: line, translation, score, tokens\n"
            "  --threads N        threads (default: QKV_NUM_THREADS or all CPUs)\n"
            "  --dtype T          weights of the linear layers and the head: f32 (default,\n"
-           "                     exact) or bf16 (half the weight bytes; scores differ slightly)\n");
+           "                     exact), bf16 or f16 (half the weight bytes; scores differ\n"
+           "                     slightly)\n");
 }
 
 typedef struct {

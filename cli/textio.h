@@ -81,6 +81,8 @@ int cli_load_model(const char *cmd, const char *dir, qkv_model **m);
 int cli_load_model_as(const char *cmd, const char *dir, qkv_dtype dtype, qkv_model **m);
 /* --dtype's value: f32 or bf16 into *out; else a usage error naming it (the exit code). */
 int cli_parse_dtype(const char *cmd, const char *val, qkv_dtype *out);
+/* The --dtype spelling of a weight dtype: "f32", "bf16" or "f16". */
+const char *cli_dtype_name(qkv_dtype d);
 /* Parses a whole number in [lo, hi] for option opt; returns the exit code. */
 /* Warns on stderr ("qkv CMD: warning: ...") when d, read from path with quoting, has records that
  * ran over several lines through a quoted field (qkv_labeled_multiline): a TSV whose texts start

@@ -1,12 +1,15 @@
 /* test_decoders_bf16.c — causal LMs (GPT-2, Llama) and encoder-decoders (Marian, T5) loaded
- * with bf16 weights (qkv_model_options.dtype through qkv_lm_load_opts / qkv_seq2seq_load_opts,
- * issue 18), through the public API only, once per QKV_ARCH:
- *  - plumbing, exact: a copy of each tiny fixture with every tensor stored as BF16 gives, loaded
- *    as bf16, bit for bit what it gives loaded as f32 (the weights are bf16 values either way,
+ * with 16-bit weights, bf16 and f16 (qkv_model_options.dtype through qkv_lm_load_opts /
+ * qkv_seq2seq_load_opts, issue 18), through the public API only, once per QKV_ARCH; every
+ * check below runs for both dtypes (the f16 bound is 8 times tighter than bf16's, so bf16's
+ * bound holds for it a fortiori):
+ *  - plumbing, exact: a copy of each tiny fixture with every tensor stored in the dtype (BF16
+ *    ones of a BF16 file rounded to f16 for the f16 copy) gives,
+ *    loaded in it, bit for bit what it gives loaded as f32 (the weights are bf16 values either way,
  *    and the plain bf16 kernel, the default, reproduces the FP32 GEMM's bits on them): LM logits
  *    of every position; seq2seq beam-search ids and scores. Every packed matrix and the head
  *    take part, so one left in F32 or packed wrongly shows.
- *    llama_tiny_untied is stored in BF16 already: its two loads must agree as they are.
+ *    llama_tiny_untied is stored in BF16 already: its bf16 and f32 loads must agree as they are.
  *  - rounding at load, exact: for the fixture whose head is not tied to an embedding table
  *    (T5 v1.1; the helper is the one every model packs with), the F32 file loaded as bf16 equals
  * the F32 load of a copy whose linear matrices (and head) were rounded to bf16 beforehand
@@ -18,7 +21,7 @@
  *    2^-9/√3 ≈ 1.1e-3 relative (RMS); the tiny fixtures have at most 2 blocks of 7 matrices
  *    plus the head, adding in quadrature to δ ≈ √15 · 1.1e-3 ≈ 4.3e-3, so 1 - cos ≈ δ²/2 ≈ 1e-5,
  *    50 times below the checked 5e-4.
- *  - options: NULL / zero options are f32; F16 and I8 UNSUPPORTED, other values INVALID_ARG. */
+ *  - options: NULL / zero options are f32; I8 UNSUPPORTED, other values INVALID_ARG. */
 #include "qkv.h"
 #include "test.h"
 #include "test_arch.h"
@@ -44,9 +47,16 @@ static int is_packed(const qkv_st_tensor *t) {
 }
 
 typedef enum {
-    ALL_BF16,    /* every F32 tensor stored as BF16 */
-    MAT_ROUNDED, /* the packed matrices' values rounded to bf16, stored as F32; the rest as is */
+    ALL_16,      /* every F32 tensor stored in the 16-bit dtype */
+    MAT_ROUNDED, /* the packed matrices' values rounded to it, stored as F32; the rest as is */
 } variant;
+
+static qkv_dtype dt = QKV_DTYPE_BF16; /* the 16-bit dtype under test */
+static const char *dn = "bf16";
+
+static void round16(const float *x, uint16_t *h, size_t n) {
+    (dt == QKV_DTYPE_F16 ? qkv_f32_to_f16_n : qkv_f32_to_bf16_n)(x, h, n);
+}
 
 /* dst/ = the regular files of src (config, tokenizer, ...) with model.safetensors as `v`. */
 static void write_variant(const char *src, const char *dst, variant v) {
@@ -79,15 +89,23 @@ static void write_variant(const char *src, const char *dst, variant v) {
         qkv_dtype d = t->dtype;
         const void *data = t->data;
         size_t numel = t->nbytes / 4;
-        if (t->dtype == QKV_DTYPE_F32 && v == ALL_BF16) {
+        if (t->dtype == QKV_DTYPE_BF16 && v == ALL_16 && dt != QKV_DTYPE_BF16) {
+            numel = t->nbytes / 2; /* a BF16 file (llama_tiny_untied): its values in dt */
+            float *f = malloc(numel * 4);
             uint16_t *h = bufs[i] = malloc(numel * 2);
-            qkv_f32_to_bf16_n(t->data, h, numel);
-            d = QKV_DTYPE_BF16, data = h;
+            qkv_bf16_to_f32_n(t->data, f, numel);
+            round16(f, h, numel);
+            free(f);
+            d = dt, data = h;
+        } else if (t->dtype == QKV_DTYPE_F32 && v == ALL_16) {
+            uint16_t *h = bufs[i] = malloc(numel * 2);
+            round16(t->data, h, numel);
+            d = dt, data = h;
         } else if (t->dtype == QKV_DTYPE_F32 && is_packed(t)) {
             uint16_t *h = malloc(numel * 2);
             float *f = bufs[i] = malloc(numel * 4);
-            qkv_f32_to_bf16_n(t->data, h, numel);
-            qkv_bf16_to_f32_n(h, f, numel);
+            round16(t->data, h, numel);
+            (dt == QKV_DTYPE_F16 ? qkv_f16_to_f32_n : qkv_bf16_to_f32_n)(h, f, numel);
             free(h);
             data = f;
         }
@@ -146,13 +164,13 @@ static int same_bits(const void *a, const void *b, size_t bytes) {
 static void lm_case(const char *root, const char *name, int stored_bf16) {
     char src[600], all[600];
     snprintf(src, sizeof src, MODELS "%s", name);
-    snprintf(all, sizeof all, "%s/%s_all", root, name);
+    snprintf(all, sizeof all, "%s/%s_all_%s", root, name, dn);
     ntok = 0;
     int64_t V = 0;
     float *f32 = lm_logits(src, QKV_DTYPE_F32, &V);
-    float *b16 = lm_logits(src, QKV_DTYPE_BF16, &V);
+    float *b16 = lm_logits(src, dt, &V);
     const size_t bytes = ntok * (size_t)V * sizeof(float);
-    if (stored_bf16) {
+    if (stored_bf16 && dt == QKV_DTYPE_BF16) {
         if (plain_kernel())
             CHECK_MSG(same_bits(f32, b16, bytes), "%s: BF16 file: bf16 != f32 load", name);
         free(f32), free(b16);
@@ -170,14 +188,15 @@ static void lm_case(const char *root, const char *name, int stored_bf16) {
         double c = ab / sqrt(aa * bb);
         lo = c < lo ? c : lo;
     }
-    CHECK_MSG(lo >= 0.9995, "%s: logits cosine bf16 vs f32 %.7f < 0.9995", name, lo);
-    CHECK_MSG(!same_bits(f32, b16, bytes), "%s: bf16 gave the f32 logits bit for bit", name);
-    printf("%s: bf16 vs f32 logits over %zu positions: min cosine %.7f\n", name, ntok, lo);
-    if (plain_kernel()) {
-        write_variant(src, all, ALL_BF16);
+    CHECK_MSG(lo >= 0.9995, "%s: logits cosine %s vs f32 %.7f < 0.9995", name, dn, lo);
+    CHECK_MSG(!same_bits(f32, b16, bytes), "%s: %s gave the f32 logits bit for bit", name, dn);
+    printf("%s: %s vs f32 logits over %zu positions: min cosine %.7f\n", name, dn, ntok, lo);
+    if (plain_kernel() || dt == QKV_DTYPE_F16) {
+        write_variant(src, all, ALL_16);
         int64_t V2 = 0;
-        float *a32 = lm_logits(all, QKV_DTYPE_F32, &V2), *a16 = lm_logits(all, QKV_DTYPE_BF16, &V2);
-        CHECK_MSG(same_bits(a32, a16, bytes), "%s: all-BF16 file: bf16 != f32 on its values", name);
+        float *a32 = lm_logits(all, QKV_DTYPE_F32, &V2), *a16 = lm_logits(all, dt, &V2);
+        CHECK_MSG(same_bits(a32, a16, bytes), "%s: all-%s file: %s != f32 on its values", name, dn,
+                  dn);
         free(a32), free(a16);
     }
     free(f32), free(b16);
@@ -229,24 +248,25 @@ static int s2s_run(const char *dir, qkv_dtype dtype, s2s_result *r) {
 
 static void s2s_case(const char *root, const char *src, const char *name, int untied) {
     char all[600], rnd[600];
-    snprintf(all, sizeof all, "%s/%s_all", root, name);
-    snprintf(rnd, sizeof rnd, "%s/%s_rnd", root, name);
+    snprintf(all, sizeof all, "%s/%s_all_%s", root, name, dn);
+    snprintf(rnd, sizeof rnd, "%s/%s_rnd_%s", root, name, dn);
     static s2s_result f32, b16, a32, a16, r32;
     s2s_run(src, QKV_DTYPE_F32, &f32);
-    s2s_run(src, QKV_DTYPE_BF16, &b16);
+    s2s_run(src, dt, &b16);
     int same_ids = 0;
     for (int s = 0; s < NSRC; s++)
         same_ids += f32.out_lens[s] == b16.out_lens[s] &&
                     memcmp(f32.out + s * 64, b16.out + s * 64, 64 * sizeof(int32_t)) == 0;
-    printf("%s: beam search bf16 vs f32: %d of %d outputs the same; scores", name, same_ids, NSRC);
+    printf("%s: beam search %s vs f32: %d of %d outputs the same; scores", name, dn, same_ids,
+           NSRC);
     for (int s = 0; s < NSRC; s++) printf(" %.5f/%.5f", b16.scores[s], f32.scores[s]);
     printf("\n");
-    if (!plain_kernel()) return;
-    write_variant(src, all, ALL_BF16);
+    if (!plain_kernel() && dt == QKV_DTYPE_BF16) return;
+    write_variant(src, all, ALL_16);
     s2s_run(all, QKV_DTYPE_F32, &a32);
-    s2s_run(all, QKV_DTYPE_BF16, &a16);
-    CHECK_MSG(same_bits(&a32, &a16, sizeof a32), "%s: all-BF16 file: bf16 != f32 on its values",
-              name);
+    s2s_run(all, dt, &a16);
+    CHECK_MSG(same_bits(&a32, &a16, sizeof a32), "%s: all-%s file: %s != f32 on its values", name,
+              dn, dn);
     if (untied) {
         write_variant(src, rnd, MAT_ROUNDED);
         s2s_run(rnd, QKV_DTYPE_F32, &r32);
@@ -267,11 +287,10 @@ static void options(void) {
     CHECK(qkv_seq2seq_dtype(m) == QKV_DTYPE_F32);
     qkv_seq2seq_free(m);
     CHECK(qkv_lm_dtype(NULL) == QKV_DTYPE_F32 && qkv_seq2seq_dtype(NULL) == QKV_DTYPE_F32);
-    qkv_model_options o = {.struct_size = sizeof o, .dtype = QKV_DTYPE_F16};
+    qkv_model_options o = {.struct_size = sizeof o, .dtype = QKV_DTYPE_I8};
     lm = (qkv_lm *)&o;
     CHECK_STATUS(qkv_lm_load_opts(MODELS "gpt2_tiny", &o, &lm), QKV_ERR_UNSUPPORTED);
-    CHECK(lm == NULL && strstr(qkv_last_error(), "F16") != NULL);
-    o.dtype = QKV_DTYPE_I8;
+    CHECK(lm == NULL && strstr(qkv_last_error(), "I8") != NULL);
     CHECK_STATUS(qkv_seq2seq_load_opts(MARIAN, &o, &m), QKV_ERR_UNSUPPORTED);
     CHECK(m == NULL && strstr(qkv_last_error(), "qkv_seq2seq_load") != NULL);
     o.dtype = (qkv_dtype)1000;
@@ -289,12 +308,16 @@ int main(void) {
         CHECK(0);
         return test_finish("decoders_bf16");
     }
-    lm_case(root, "gpt2_tiny", 0);
-    lm_case(root, "llama_tiny", 0);
-    lm_case(root, "llama_tiny_untied", 1);
-    s2s_case(root, MARIAN, "marian_tiny", 0);
-    s2s_case(root, T5, "t5", 0);
-    s2s_case(root, T5V11, "t5_v11", 1);
+    for (int f16 = 0; f16 < 2; f16++) {
+        dt = f16 ? QKV_DTYPE_F16 : QKV_DTYPE_BF16;
+        dn = f16 ? "f16" : "bf16";
+        lm_case(root, "gpt2_tiny", 0);
+        lm_case(root, "llama_tiny", 0);
+        lm_case(root, "llama_tiny_untied", 1);
+        s2s_case(root, MARIAN, "marian_tiny", 0);
+        s2s_case(root, T5, "t5", 0);
+        s2s_case(root, T5V11, "t5_v11", 1);
+    }
     options();
     test_rm_rf(root);
     return test_finish("decoders_bf16");

@@ -17,8 +17,10 @@
  *    loaded both ways); F16 matrices (odd addresses too) are rounded through F32; no F32 copy
  *    of the matrices is kept (the library's live bytes after loading, counted through
  *    qkv_set_allocator);
- *  - options: NULL and zero-initialized options are f32; F16/I8 UNSUPPORTED, other values and
- *    a struct_size with unknown non-zero bytes INVALID_ARG, with a message naming the dtype. */
+ *  - f16 (dtype F16) the same way: cosines, F16 matrices as stored == F32 rounded at load,
+ *    == the F32 model on their widening (plain kernel);
+ *  - options: NULL and zero-initialized options are f32; F16 loads; I8 UNSUPPORTED, other values
+ * and a struct_size with unknown non-zero bytes INVALID_ARG, with a message naming the dtype. */
 #include "qkv.h"
 #include "test.h"
 #include "test_arch.h"
@@ -75,8 +77,9 @@ static double cosine(const float *a, const float *b, int64_t n) {
     return ab / sqrt(aa * bb);
 }
 
-/* Reports and checks the cosine of each pair of rows of a, b [n, dim]. */
-static void check_cosines(const char *what, const float *a, const float *b, size_t n, int64_t dim) {
+/* Reports and checks the cosine of each pair of rows of a (dtype dn), b (f32) [n, dim]. */
+static void check_cosines(const char *what, const char *dn, const float *a, const float *b,
+                          size_t n, int64_t dim) {
     double lo = 2, sum = 0;
     int differ = 0;
     for (size_t i = 0; i < n; i++) {
@@ -86,8 +89,8 @@ static void check_cosines(const char *what, const float *a, const float *b, size
         sum += c;
     }
     differ = memcmp(a, b, n * (size_t)dim * sizeof(float)) != 0;
-    CHECK_MSG(differ, "%s: bf16 gave the f32 embeddings bit for bit (not rounded?)", what);
-    printf("%s: bf16 vs f32 cosine over %zu: min %.7f mean %.7f\n", what, n, lo, sum / (double)n);
+    CHECK_MSG(differ, "%s: %s gave the f32 embeddings bit for bit (not rounded?)", what, dn);
+    printf("%s: %s vs f32 cosine over %zu: min %.7f mean %.7f\n", what, dn, n, lo, sum / (double)n);
 }
 
 /* Sentence embeddings [n, dim] of the model at dir in dtype for ids/lens. */
@@ -127,17 +130,19 @@ static void minilm_cosines(size_t step) {
         }
         p += l + 1;
     }
-    qkv_model *m32 = load(MINILM, QKV_DTYPE_F32), *m16 = load(MINILM, QKV_DTYPE_BF16);
-    if (m32 && m16) {
+    qkv_model *m32 = load(MINILM, QKV_DTYPE_F32);
+    for (int f16 = 0; f16 < 2 && m32; f16++) {
+        qkv_model *m16 = load(MINILM, f16 ? QKV_DTYPE_F16 : QKV_DTYPE_BF16);
+        if (!m16) continue;
         const int64_t dim = qkv_model_dim(m32);
         float *a = calloc(n * (size_t)dim, sizeof(float)), *b = calloc(n * (size_t)dim, 4);
         CHECK_OK(qkv_embed(NULL, m32, lines, lens, n, a));
         CHECK_OK(qkv_embed(NULL, m16, lines, lens, n, b));
-        check_cosines("all-MiniLM-L6-v2", b, a, n, dim);
+        check_cosines("all-MiniLM-L6-v2", f16 ? "f16" : "bf16", b, a, n, dim);
         free(a), free(b);
+        qkv_model_free(m16);
     }
     qkv_model_free(m32);
-    qkv_model_free(m16);
     free(text);
 }
 
@@ -159,8 +164,10 @@ static void tiny_inputs(void) {
 static void tiny_cosines(void) {
     float *a = embed_tokens(TINY, QKV_DTYPE_F32, tiny_ids, tiny_lens, NSEQ);
     float *b = embed_tokens(TINY, QKV_DTYPE_BF16, tiny_ids, tiny_lens, NSEQ);
-    if (a && b) check_cosines("bert_tiny fixture", b, a, NSEQ, 32);
-    free(a), free(b);
+    float *h = embed_tokens(TINY, QKV_DTYPE_F16, tiny_ids, tiny_lens, NSEQ);
+    if (a && b) check_cosines("bert_tiny fixture", "bf16", b, a, NSEQ, 32);
+    if (a && h) check_cosines("bert_tiny fixture", "f16", h, a, NSEQ, 32);
+    free(a), free(b), free(h);
 }
 
 /* ---------------------------------------------------------------- files */
@@ -271,6 +278,14 @@ static void files(void) {
     float *hw = embed_tokens(f16w, QKV_DTYPE_BF16, tiny_ids, tiny_lens, NSEQ);
     CHECK_MSG(same_bits(h, hw, n), "F16 matrices != their F32 widening, both as bf16");
     free(h), free(hw), free(from_f32), free(from_bf16);
+    /* dtype f16: F16 matrices (odd addresses) packed as stored == the F32 file rounded to f16 at
+     * load == the F32 model on their widening (f16 always runs the plain kernel) */
+    h = embed_tokens(f16, QKV_DTYPE_F16, tiny_ids, tiny_lens, NSEQ);
+    float *r = embed_tokens(TINY, QKV_DTYPE_F16, tiny_ids, tiny_lens, NSEQ);
+    CHECK_MSG(same_bits(h, r, n), "F16 matrices as stored != F32 rounded to f16 at load");
+    hw = embed_tokens(f16w, QKV_DTYPE_F32, tiny_ids, tiny_lens, NSEQ);
+    CHECK_MSG(same_bits(h, hw, n), "F16 matrices: f16 != f32 on widened");
+    free(h), free(r), free(hw);
 
     /* memory: no F32 copy of the matrices stays (an all-BF16 file: f32 keeps an F32 copy and
      * F32 panels, at least 8 bytes a weight; bf16 its bf16 panels, about 2) */
@@ -307,11 +322,13 @@ static void options(void) {
     CHECK(qkv_model_dtype(NULL) == QKV_DTYPE_F32);
     o.struct_size = sizeof o;
     o.dtype = QKV_DTYPE_F16;
+    CHECK_OK(qkv_model_load_opts(TINY, &o, &m));
+    CHECK(qkv_model_dtype(m) == QKV_DTYPE_F16);
+    qkv_model_free(m);
+    o.dtype = QKV_DTYPE_I8;
     m = (qkv_model *)&o;
     CHECK_STATUS(qkv_model_load_opts(TINY, &o, &m), QKV_ERR_UNSUPPORTED);
-    CHECK(m == NULL && strstr(qkv_last_error(), "F16") != NULL);
-    o.dtype = QKV_DTYPE_I8;
-    CHECK_STATUS(qkv_model_load_opts(TINY, &o, &m), QKV_ERR_UNSUPPORTED);
+    CHECK(m == NULL && strstr(qkv_last_error(), "I8") != NULL);
     o.dtype = QKV_DTYPE_F64;
     CHECK_STATUS(qkv_model_load_opts(TINY, &o, &m), QKV_ERR_INVALID_ARG);
     CHECK(strstr(qkv_last_error(), "dtype 3") != NULL);

@@ -1,5 +1,6 @@
-/* test_kernels_gemm_bf16.c — the bf16-weight GEMM of the active ISA (run once per QKV_ARCH)
- * against the plain reference (qkv__gemm_bf16_naive, double accumulation):
+/* test_kernels_gemm_bf16.c — the 16-bit-weight GEMMs of the active ISA (run once per QKV_ARCH):
+ * bf16 weights, and f16 weights (the same plain kernels widening IEEE halves), each against the
+ * plain reference (qkv__gemm_bf16_naive / _f16_naive, double accumulation):
  *  - random and edge shapes (M, N, K = 1, odd, around every ISA's tiles and K blocks, large K),
  *    both layouts of B, beta 0 / 1 / 0.5, leading dimensions larger than the row, every element
  *    within the error bound DERIVED from the formats (gemm_bf16.h; bound() below);
@@ -10,8 +11,9 @@
  *  - bit-identical results for 1 and 3 threads, and for rows alone vs batched;
  *  - FP32 -> bf16 packing: round to nearest even against an independent reference (nearest of
  *    the two neighbours in double, ties to the even one), on ties, NaN (never Inf), ±Inf,
- *    overflow, subnormals; pack_f32 gives the same panels as converting first;
- *  - argument errors and NOMEM at every allocation. */
+ *    overflow, subnormals (f16: equal to core/half.h's qkv__f32_to_f16, which test_core_dtype
+ *    checks); pack_f32 gives the same panels as converting first;
+ *  - argument errors (a config of the other format refused) and NOMEM at every allocation. */
 #include "core/half.h"
 #include "fault_alloc.h"
 #include "kernels/dispatch.h"
@@ -28,6 +30,23 @@
 #include <string.h>
 
 static float urand(void) { return (float)(2.0 * nt_uniform() - 1.0); }
+
+/* The weight format of cfg (bf16, or f16 when cfg->f16): conversions, packers, reference. */
+static uint16_t to16(const qkv_gemm_bf16_config *cfg, float x) {
+    return cfg->f16 ? qkv__f32_to_f16(x) : qkv__f32_to_bf16(x);
+}
+static float from16(const qkv_gemm_bf16_config *cfg, uint16_t h) {
+    return cfg->f16 ? qkv__f16_to_f32(h) : qkv__bf16_to_f32(h);
+}
+static qkv_status pack16(const qkv_gemm_bf16_config *cfg, int tb, int64_t K, int64_t N,
+                         const uint16_t *B, int64_t ldb, qkv_gemm_bf16_packed **out) {
+    return (cfg->f16 ? qkv__gemm_f16_pack : qkv__gemm_bf16_pack)(cfg, tb, K, N, B, ldb, out);
+}
+static qkv_status pack16_f32(const qkv_gemm_bf16_config *cfg, int tb, int64_t K, int64_t N,
+                             const float *B, int64_t ldb, qkv_gemm_bf16_packed **out) {
+    return (cfg->f16 ? qkv__gemm_f16_pack_f32 : qkv__gemm_bf16_pack_f32)(cfg, tb, K, N, B, ldb,
+                                                                         out);
+}
 
 static float bits_f(uint32_t u) {
     float f;
@@ -57,7 +76,10 @@ static uint16_t ref_bf16(float x) {
     return (uint16_t)((lo & 1u) ? hi : lo);
 }
 
-static int is_nan16(uint16_t h) { return (h & 0x7f80u) == 0x7f80u && (h & 0x7fu) != 0; }
+static int is_nan16(const qkv_gemm_bf16_config *cfg, uint16_t h) {
+    if (cfg->f16) return (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0;
+    return (h & 0x7f80u) == 0x7f80u && (h & 0x7fu) != 0;
+}
 
 /* The error bound of one C element, from the formats (gemm_bf16.h): S = Σ_k |a_k||b_k| + |βc|,
  * n = the roundings a term can go through (K multiply-adds, one add per K block, the βc add),
@@ -93,13 +115,14 @@ static void run_case(const qkv_gemm_bf16_config *cfg, qkv_runtime *rt, int tb, i
     float *T = xmalloc(sizeof(float) * (size_t)(M * ldc));
     for (int64_t i = 0; i < M * lda; i++) A[i] = urand();
     for (int64_t i = 0; i < brows * ldb; i++) {
-        B[i] = qkv__f32_to_bf16(nt_weight());
-        Bf[i] = qkv__bf16_to_f32(B[i]);
+        B[i] = to16(cfg, nt_weight());
+        Bf[i] = from16(cfg, B[i]);
     }
     for (int64_t i = 0; i < M * ldc; i++) C[i] = R[i] = T[i] = urand();
-    qkv__gemm_bf16_naive(tb, M, N, K, A, lda, B, ldb, beta, R, ldc);
+    (cfg->f16 ? qkv__gemm_f16_naive : qkv__gemm_bf16_naive)(tb, M, N, K, A, lda, B, ldb, beta, R,
+                                                            ldc);
     qkv_gemm_bf16_packed *P = NULL;
-    CHECK_OK(qkv__gemm_bf16_pack(cfg, tb, K, N, B, ldb, &P));
+    CHECK_OK(pack16(cfg, tb, K, N, B, ldb, &P));
     for (int64_t i = 0; i < brows * ldb; i++) B[i] = 0x7fc1; /* NaN: must not be read */
     CHECK_OK(qkv__gemm_bf16(rt, M, A, lda, P, beta, C, ldc, NULL));
     int64_t kc = qkv__gemm_k_block(cfg->kc, K), kblocks = K ? (K + kc - 1) / kc : 0;
@@ -172,16 +195,16 @@ static void test_k1_exact(const qkv_gemm_bf16_config *cfg) {
         uint32_t u = (nt_u32() & 0x3fff0000u) | 0x20000000u; /* normal, away from the ends */
         A[i] = bits_f((u & ~0x1ffffu) + lows[i % 7]) * (i & 1 ? -1.0f : 1.0f);
     }
-    for (int64_t j = 0; j < N; j++) B[j] = qkv__f32_to_bf16(nt_weight());
+    for (int64_t j = 0; j < N; j++) B[j] = to16(cfg, nt_weight());
     qkv_gemm_bf16_packed *P = NULL;
-    CHECK_OK(qkv__gemm_bf16_pack(cfg, 1, 1, N, B, 1, &P));
+    CHECK_OK(pack16(cfg, 1, 1, N, B, 1, &P));
     CHECK_OK(qkv__gemm_bf16(NULL, M, A, 1, P, 0.0f, C, N, NULL));
     int bad = 0;
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++) {
-            double b = (double)qkv__bf16_to_f32(B[j]);
+            double b = (double)from16(cfg, B[j]);
             double a = cfg->pairs ? (double)bits_f((uint32_t)ref_bf16(A[i]) << 16) : (double)A[i];
-            float want = (float)(a * b); /* exact in double: 24 x 8 bits */
+            float want = (float)(a * b); /* exact in double: 24 x 8 (f16: 11) bits */
             bad += f_bits(C[i * N + j]) != f_bits(want);
         }
     CHECK_MSG(bad == 0, "%s: K = 1 products not exact (%d)", cfg->name, bad);
@@ -200,7 +223,7 @@ static void test_deterministic(const qkv_gemm_bf16_config *cfg, qkv_runtime *rt1
     for (int64_t i = 0; i < M * K; i++) A[i] = urand();
     for (int64_t i = 0; i < N * K; i++) W[i] = nt_weight();
     qkv_gemm_bf16_packed *P = NULL;
-    CHECK_OK(qkv__gemm_bf16_pack_f32(cfg, 1, K, N, W, K, &P));
+    CHECK_OK(pack16_f32(cfg, 1, K, N, W, K, &P));
     CHECK(qkv__gemm_bf16_packed_k(P) == K && qkv__gemm_bf16_packed_n(P) == N);
     CHECK(qkv__gemm_bf16_packed_bytes(P) >= (size_t)(N * K) * sizeof(uint16_t));
     CHECK(strcmp(qkv__gemm_bf16_packed_kernel(P), cfg->name) == 0);
@@ -239,29 +262,31 @@ static void test_pack_rounding(const qkv_gemm_bf16_config *cfg) {
         uint32_t u = (size_t)i < ns ? special[i] : nt_u32();
         if (i % 5 == 1 && (size_t)i >= ns) u = (u & 0xffff0000u) | 0x8000u; /* more ties */
         W[i] = bits_f(u);
-        H[i] = ref_bf16(W[i]);
+        H[i] = cfg->f16 ? qkv__f32_to_f16(W[i]) : ref_bf16(W[i]); /* f16: core/half.h's, tested
+                                                                     by test_core_dtype */
     }
     qkv_gemm_bf16_packed *P = NULL, *Q = NULL;
-    CHECK_OK(qkv__gemm_bf16_pack_f32(cfg, 1, K, N, W, K, &P));
-    CHECK_OK(qkv__gemm_bf16_pack(cfg, 1, K, N, H, K, &Q));
+    CHECK_OK(pack16_f32(cfg, 1, K, N, W, K, &P));
+    CHECK_OK(pack16(cfg, 1, K, N, H, K, &Q));
     int bad = 0, same = 1;
     for (int64_t j = 0; j < N; j++)
         for (int64_t k = 0; k < K; k++) {
             uint16_t got = qkv__gemm_bf16_packed_get(P, k, j), want = H[j * K + k];
-            int ok = is_nan16(want) ? is_nan16(got) && (got >> 15) == (want >> 15) : got == want;
+            int ok = is_nan16(cfg, want) ? is_nan16(cfg, got) && (got >> 15) == (want >> 15)
+                                         : got == want;
             if (!ok && bad++ < 5)
                 fprintf(stderr, "pack_f32 %08x -> %04x, want %04x\n", f_bits(W[j * K + k]), got,
                         want);
-            if (!is_nan16(want)) same &= qkv__gemm_bf16_packed_get(Q, k, j) == got;
+            if (!is_nan16(cfg, want)) same &= qkv__gemm_bf16_packed_get(Q, k, j) == got;
         }
-    CHECK_MSG(bad == 0, "%s: FP32 -> bf16 packing is not RNE (%d)", cfg->name, bad);
+    CHECK_MSG(bad == 0, "%s: FP32 -> 16-bit packing is not RNE (%d)", cfg->name, bad);
     CHECK(same);
     /* [K, N] layout: the same values transposed */
     qkv_gemm_bf16_packed *T = NULL;
     float *Wt = xmalloc(sizeof(float) * (size_t)n);
     for (int64_t j = 0; j < N; j++)
         for (int64_t k = 0; k < K; k++) Wt[k * N + j] = W[j * K + k];
-    CHECK_OK(qkv__gemm_bf16_pack_f32(cfg, 0, K, N, Wt, N, &T));
+    CHECK_OK(pack16_f32(cfg, 0, K, N, Wt, N, &T));
     for (int64_t j = 0; j < N; j++)
         for (int64_t k = 0; k < K; k++)
             same &= qkv__gemm_bf16_packed_get(T, k, j) == qkv__gemm_bf16_packed_get(P, k, j);
@@ -287,7 +312,7 @@ static void test_nomem(const qkv_gemm_bf16_config *cfg) {
         n_attempt = n_alloc = n_free = 0;
         fail_at = n;
         qkv_gemm_bf16_packed *P = (qkv_gemm_bf16_packed *)1;
-        qkv_status s = qkv__gemm_bf16_pack_f32(cfg, 1, K, N, W, K, &P);
+        qkv_status s = pack16_f32(cfg, 1, K, N, W, K, &P);
         if (s == QKV_OK) {
             s = qkv__gemm_bf16(NULL, M, A, K, P, 0.0f, C, N, NULL);
             qkv__gemm_bf16_packed_free(P);
@@ -308,16 +333,16 @@ static void test_args(const qkv_gemm_bf16_config *cfg) {
     uint16_t h[16] = {0};
     float x[16] = {0};
     qkv_gemm_bf16_packed *P = (qkv_gemm_bf16_packed *)1;
-    CHECK_STATUS(qkv__gemm_bf16_pack(cfg, 1, 2, 2, h, 2, NULL), QKV_ERR_INVALID_ARG);
-    CHECK_STATUS(qkv__gemm_bf16_pack(cfg, 1, -1, 2, h, 2, &P), QKV_ERR_INVALID_ARG);
+    CHECK_STATUS(pack16(cfg, 1, 2, 2, h, 2, NULL), QKV_ERR_INVALID_ARG);
+    CHECK_STATUS(pack16(cfg, 1, -1, 2, h, 2, &P), QKV_ERR_INVALID_ARG);
     CHECK(P == NULL);
-    CHECK_STATUS(qkv__gemm_bf16_pack(cfg, 1, 2, -2, h, 2, &P), QKV_ERR_INVALID_ARG);
-    CHECK_STATUS(qkv__gemm_bf16_pack(cfg, 1, 2, 2, NULL, 2, &P), QKV_ERR_INVALID_ARG);
-    CHECK_STATUS(qkv__gemm_bf16_pack_f32(cfg, 1, 2, 2, NULL, 2, &P), QKV_ERR_INVALID_ARG);
-    CHECK_STATUS(qkv__gemm_bf16_pack(cfg, 1, 3, 2, h, 2, &P), QKV_ERR_INVALID_ARG); /* ldb < K */
-    CHECK_STATUS(qkv__gemm_bf16_pack(cfg, 0, 2, 3, h, 2, &P), QKV_ERR_INVALID_ARG); /* ldb < N */
+    CHECK_STATUS(pack16(cfg, 1, 2, -2, h, 2, &P), QKV_ERR_INVALID_ARG);
+    CHECK_STATUS(pack16(cfg, 1, 2, 2, NULL, 2, &P), QKV_ERR_INVALID_ARG);
+    CHECK_STATUS(pack16_f32(cfg, 1, 2, 2, NULL, 2, &P), QKV_ERR_INVALID_ARG);
+    CHECK_STATUS(pack16(cfg, 1, 3, 2, h, 2, &P), QKV_ERR_INVALID_ARG); /* ldb < K */
+    CHECK_STATUS(pack16(cfg, 0, 2, 3, h, 2, &P), QKV_ERR_INVALID_ARG); /* ldb < N */
     CHECK_STATUS(qkv__gemm_bf16(NULL, 2, x, 2, NULL, 0, x, 2, NULL), QKV_ERR_INVALID_ARG);
-    CHECK_OK(qkv__gemm_bf16_pack(cfg, 1, 2, 2, h, 2, &P));
+    CHECK_OK(pack16(cfg, 1, 2, 2, h, 2, &P));
     CHECK_STATUS(qkv__gemm_bf16(NULL, -1, x, 2, P, 0, x, 2, NULL), QKV_ERR_INVALID_ARG);
     CHECK_STATUS(qkv__gemm_bf16(NULL, 2, x, 1, P, 0, x, 2, NULL), QKV_ERR_INVALID_ARG); /* lda */
     CHECK_STATUS(qkv__gemm_bf16(NULL, 2, NULL, 2, P, 0, x, 2, NULL), QKV_ERR_INVALID_ARG);
@@ -326,7 +351,7 @@ static void test_args(const qkv_gemm_bf16_config *cfg) {
     CHECK_OK(qkv__gemm_bf16(NULL, 0, NULL, 2, P, 0, NULL, 2, NULL)); /* M = 0 */
     qkv__gemm_bf16_packed_free(P);
     /* K = 0: C = beta·C */
-    CHECK_OK(qkv__gemm_bf16_pack(cfg, 1, 0, 5, NULL, 0, &P));
+    CHECK_OK(pack16(cfg, 1, 0, 5, NULL, 0, &P));
     x[0] = 3.0f;
     x[1] = NAN;
     CHECK_OK(qkv__gemm_bf16(NULL, 1, NULL, 0, P, 2.0f, x, 5, NULL));
@@ -334,15 +359,22 @@ static void test_args(const qkv_gemm_bf16_config *cfg) {
     CHECK_OK(qkv__gemm_bf16(NULL, 1, NULL, 0, P, 0.0f, x, 5, NULL)); /* beta 0 drops the NaN */
     CHECK(x[1] == 0.0f);
     qkv__gemm_bf16_packed_free(P);
-    CHECK_OK(qkv__gemm_bf16_pack(cfg, 1, 7, 0, NULL, 7, &P));
+    CHECK_OK(pack16(cfg, 1, 7, 0, NULL, 7, &P));
     CHECK(qkv__gemm_bf16_packed_bytes(P) == 0);
+    CHECK(qkv__gemm_bf16_packed_is_f16(P) == cfg->f16);
     qkv__gemm_bf16_packed_free(P);
     qkv__gemm_bf16_packed_free(NULL);
+    /* a config of the other format is refused */
+    P = (qkv_gemm_bf16_packed *)1;
+    CHECK_STATUS((cfg->f16 ? qkv__gemm_bf16_pack : qkv__gemm_f16_pack)(cfg, 1, 2, 2, h, 2, &P),
+                 QKV_ERR_INVALID_ARG);
+    CHECK(P == NULL);
 }
 
 static void test_config(const qkv_gemm_bf16_config *cfg, qkv_runtime *rt1, qkv_runtime *rt2,
                         qkv_runtime *rt3) {
-    printf("kernel: %s (%s)\n", cfg->name, cfg->pairs ? "bf16 activations" : "FP32 activations");
+    printf("kernel: %s (%s weights, %s activations)\n", cfg->name, cfg->f16 ? "f16" : "bf16",
+           cfg->pairs ? "bf16" : "FP32");
     test_shapes(cfg, rt1, rt2);
     test_k1_exact(cfg);
     test_deterministic(cfg, rt1, rt3);
@@ -363,6 +395,10 @@ int main(void) {
     const char *env = getenv("QKV_BF16_KERNEL");
     CHECK(cfg.pairs == 0 || (env && strcmp(env, "dpbf16") == 0));
     test_config(&cfg, rt1, rt2, rt3);
+    qkv_gemm_bf16_config hf; /* f16 weights: the plain kernel of the ISA */
+    qkv__kernels()->gemm_f16_config(&hf);
+    CHECK(hf.f16 == 1 && hf.pairs == 0 && hf.f32_twin != NULL);
+    test_config(&hf, rt1, rt2, rt3);
     /* on an AVX-512 CPU with AVX512_BF16, also the vdpbf16ps kernel, selected explicitly */
     if (arch == QKV_ARCH_AVX512 && (qkv_cpu_features() & QKV_CPU_AVX512BF16)) {
         printf("cpu has avx512_bf16\n");

@@ -77,15 +77,16 @@ def test_texts_as_bytes_and_empty_list(model, want):
         model.embed("one string, not a list")
 
 
-def test_bf16_equals_cli_and_stays_close(run, tmp_path, minilm, want):
-    """Model(dtype="bf16") is `qkv embed --dtype bf16` bit for bit, and close to f32 (cosine
-    >= 0.9995 per text, the target of issue 18; test_embed_bf16 justifies it)."""
+@pytest.mark.parametrize("dtype", ["bf16", "f16"])
+def test_16bit_equals_cli_and_stays_close(run, tmp_path, minilm, want, dtype):
+    """Model(dtype=D) is `qkv embed --dtype D` bit for bit, and close to f32 (cosine >= 0.9995
+    per text, the target of issue 18; test_embed_bf16 justifies it)."""
     (tmp_path / "in.txt").write_bytes(b"".join(qkv._bytes(s) + b"\n" for s in LINES))
-    run("embed", "--model", minilm, "--dtype", "bf16", "--format", "npy", "--out",
-        tmp_path / "bf16.npy", tmp_path / "in.txt")
-    cli = np.load(tmp_path / "bf16.npy")
-    with qkv.Model(minilm, dtype="bf16") as m:
-        assert m.dtype == "bf16"
+    run("embed", "--model", minilm, "--dtype", dtype, "--format", "npy", "--out",
+        tmp_path / "h.npy", tmp_path / "in.txt")
+    cli = np.load(tmp_path / "h.npy")
+    with qkv.Model(minilm, dtype=dtype) as m:
+        assert m.dtype == dtype
         got = m.embed(LINES)
     assert np.array_equal(got.view(np.uint32), cli.view(np.uint32))
     assert not np.array_equal(got.view(np.uint32), want.view(np.uint32))
@@ -94,7 +95,7 @@ def test_bf16_equals_cli_and_stays_close(run, tmp_path, minilm, want):
 
 
 def test_bad_dtype(minilm):
-    with pytest.raises(ValueError, match="'f32' or 'bf16'"):
-        qkv.Model(minilm, dtype="f16")
+    with pytest.raises(ValueError, match="'f32', 'bf16' or 'f16'"):
+        qkv.Model(minilm, dtype="int8")
     with qkv.Model(minilm) as m:
         assert m.dtype == "f32"

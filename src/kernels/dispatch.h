@@ -78,6 +78,8 @@ typedef struct qkv_kernels {
     /* Fills the bf16-weight GEMM micro-kernel and blocks (kernels/gemm_bf16.h). avx512: the
      * vdpbf16ps kernel when CPUID reports AVX512_BF16, else the avx2 one. */
     void (*gemm_bf16_config)(struct qkv_gemm_bf16_config *cfg);
+    /* The same for f16 weights (config.f16 = 1): the plain kernel widening them (F16C). */
+    void (*gemm_f16_config)(struct qkv_gemm_bf16_config *cfg);
 
     /* Decoding kernels (rowops; docs/KERNELS.md, "Decoding kernels"). */
     /* Attention of one query row (a decoder step) over n >= 1 keys, per head h < H, key j

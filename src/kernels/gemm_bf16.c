@@ -39,6 +39,7 @@ void qkv__gemm_bf16_config_plain(qkv_gemm_bf16_config *cfg, const char *name,
     cfg->kc = f.kc; /* the twin's K blocks: the same summation order */
     cfg->mc = f.mc;
     cfg->pairs = 0;
+    cfg->f16 = 0;
     cfg->ukr = ukr;
     cfg->f32_twin = twin;
     cfg->peak_loop = peak_loop;
@@ -88,17 +89,23 @@ static void pack_all(qkv_gemm_bf16_packed *p, int trans_b, const uint16_t *b16, 
                 for (int64_t q = 0; q < kcb; q++) {
                     int64_t k = pc + q, n = jr + j;
                     int64_t at = trans_b ? n * ldb + k : k * ldb + n;
-                    dst[panel_index(cfg, q, j)] = b16 ? b16[at] : qkv__f32_to_bf16(f32[at]);
+                    dst[panel_index(cfg, q, j)] = b16        ? b16[at]
+                                                  : cfg->f16 ? qkv__f32_to_f16(f32[at])
+                                                             : qkv__f32_to_bf16(f32[at]);
                 }
         }
     }
 }
 
-static qkv_status pack_common(const qkv_gemm_bf16_config *cfg, int trans_b, int64_t K, int64_t N,
-                              const uint16_t *b16, const float *f32, int64_t ldb,
+/* f16: 1 for the f16 packers (cfg NULL: the ISA's f16 config; else cfg->f16 must match). */
+static qkv_status pack_common(const qkv_gemm_bf16_config *cfg, int f16, int trans_b, int64_t K,
+                              int64_t N, const uint16_t *b16, const float *f32, int64_t ldb,
                               qkv_gemm_bf16_packed **out) {
     if (!out) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16 pack: out is NULL");
     *out = NULL;
+    if (cfg && cfg->f16 != f16)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm %s pack: config %s is for %s weights",
+                         f16 ? "f16" : "bf16", cfg->name, cfg->f16 ? "f16" : "bf16");
     if (K < 0 || N < 0)
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16 pack: negative size K=%lld N=%lld",
                          (long long)K, (long long)N);
@@ -112,6 +119,8 @@ static qkv_status pack_common(const qkv_gemm_bf16_config *cfg, int trans_b, int6
     if (!p) return qkv__fail(QKV_ERR_NOMEM, "gemm bf16 pack: out of memory");
     if (cfg)
         p->cfg = *cfg;
+    else if (f16)
+        qkv__kernels()->gemm_f16_config(&p->cfg);
     else
         qkv__kernels()->gemm_bf16_config(&p->cfg);
     p->K = K;
@@ -143,7 +152,7 @@ qkv_status qkv__gemm_bf16_pack(const qkv_gemm_bf16_config *cfg, int trans_b, int
         if (out) *out = NULL;
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16 pack: B is NULL");
     }
-    return pack_common(cfg, trans_b, K, N, B, NULL, ldb, out);
+    return pack_common(cfg, 0, trans_b, K, N, B, NULL, ldb, out);
 }
 
 qkv_status qkv__gemm_bf16_pack_f32(const qkv_gemm_bf16_config *cfg, int trans_b, int64_t K,
@@ -153,8 +162,29 @@ qkv_status qkv__gemm_bf16_pack_f32(const qkv_gemm_bf16_config *cfg, int trans_b,
         if (out) *out = NULL;
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16 pack: B is NULL");
     }
-    return pack_common(cfg, trans_b, K, N, NULL, B, ldb, out);
+    return pack_common(cfg, 0, trans_b, K, N, NULL, B, ldb, out);
 }
+
+qkv_status qkv__gemm_f16_pack(const qkv_gemm_bf16_config *cfg, int trans_b, int64_t K, int64_t N,
+                              const uint16_t *B, int64_t ldb, qkv_gemm_bf16_packed **out) {
+    if (K > 0 && N > 0 && !B) {
+        if (out) *out = NULL;
+        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm f16 pack: B is NULL");
+    }
+    return pack_common(cfg, 1, trans_b, K, N, B, NULL, ldb, out);
+}
+
+qkv_status qkv__gemm_f16_pack_f32(const qkv_gemm_bf16_config *cfg, int trans_b, int64_t K,
+                                  int64_t N, const float *B, int64_t ldb,
+                                  qkv_gemm_bf16_packed **out) {
+    if (K > 0 && N > 0 && !B) {
+        if (out) *out = NULL;
+        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm f16 pack: B is NULL");
+    }
+    return pack_common(cfg, 1, trans_b, K, N, NULL, B, ldb, out);
+}
+
+int qkv__gemm_bf16_packed_is_f16(const qkv_gemm_bf16_packed *p) { return p ? p->cfg.f16 : 0; }
 
 void qkv__gemm_bf16_packed_free(qkv_gemm_bf16_packed *p) {
     if (!p) return;
@@ -287,15 +317,28 @@ qkv_status qkv__gemm_bf16(qkv_runtime *rt, int64_t M, const float *A, int64_t ld
     return QKV_OK;
 }
 
-void qkv__gemm_bf16_naive(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                          const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+static void naive16(int f16, int trans_b, int64_t M, int64_t N, int64_t K, const float *A,
+                    int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C,
+                    int64_t ldc) {
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++) {
             double acc = 0.0;
-            for (int64_t p = 0; p < K; p++)
+            for (int64_t p = 0; p < K; p++) {
+                uint16_t b = trans_b ? B[j * ldb + p] : B[p * ldb + j];
                 acc += (double)A[i * lda + p] *
-                       (double)qkv__bf16_to_f32(trans_b ? B[j * ldb + p] : B[p * ldb + j]);
+                       (double)(f16 ? qkv__f16_to_f32(b) : qkv__bf16_to_f32(b));
+            }
             C[i * ldc + j] =
                 (float)(acc + (beta == 0.0f ? 0.0 : (double)beta * (double)C[i * ldc + j]));
         }
+}
+
+void qkv__gemm_bf16_naive(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    naive16(0, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+void qkv__gemm_f16_naive(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    naive16(1, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }

@@ -1,4 +1,8 @@
-/* gemm_bf16.h — GEMM with bf16 weights, FP32 activations and FP32 accumulation (internal API).
+/* gemm_bf16.h — GEMM with 16-bit weights (bf16, or IEEE f16: config.f16), FP32 activations and
+ * FP32 accumulation (internal API). Everything below says bf16; f16 weights (qkv__gemm_f16_*)
+ * take the same layout, loop nest and plain kernels, widened by vcvtph2ps / F16C instead (f16 is
+ * exact in FP32 too), so the plain results and error bounds are the same; f16 has no pairs
+ * kernel.
  *
  *   C[M,N] = A[M,K] · op(B)[K,N] + beta * C        (beta == 0 overwrites C without reading it)
  *
@@ -53,6 +57,7 @@ typedef struct qkv_gemm_bf16_config {
     int mr, nr;       /* register block */
     int64_t kc, mc;   /* K block (at most; as qkv__gemm_k_block), rows per A block */
     int pairs;        /* 1: vdpbf16ps layout, A rounded to bf16 pairs; 0: plain (see above) */
+    int f16;          /* 1: the weights are IEEE binary16 (plain kernels only); 0: bf16 */
     qkv_gemm_bf16_ukr_fn ukr;
     /* plain kernels: the FP32 config whose results they reproduce bit for bit; else NULL */
     void (*f32_twin)(qkv_gemm_config *cfg);
@@ -68,6 +73,10 @@ typedef struct qkv_gemm_bf16_config {
 void qkv__gemm_bf16_config_ref(qkv_gemm_bf16_config *cfg);
 void qkv__gemm_bf16_config_avx2(qkv_gemm_bf16_config *cfg);
 void qkv__gemm_bf16_config_avx512(qkv_gemm_bf16_config *cfg);
+/* The f16-weight configs (plain, f16 = 1): each ISA's FP32 kernel on widened f16 weights. */
+void qkv__gemm_f16_config_ref(qkv_gemm_bf16_config *cfg);
+void qkv__gemm_f16_config_avx2(qkv_gemm_bf16_config *cfg);
+void qkv__gemm_f16_config_avx512(qkv_gemm_bf16_config *cfg);
 /* Fills a plain config: register block and K blocks of the FP32 twin (whose packing layout and
  * FMA sequence the plain kernel reproduces), ukr, and the twin's peak loop. */
 void qkv__gemm_bf16_config_plain(qkv_gemm_bf16_config *cfg, const char *name,
@@ -96,12 +105,22 @@ qkv_status qkv__gemm_bf16_pack(const qkv_gemm_bf16_config *cfg, int trans_b, int
 qkv_status qkv__gemm_bf16_pack_f32(const qkv_gemm_bf16_config *cfg, int trans_b, int64_t K,
                                    int64_t N, const float *B, int64_t ldb,
                                    qkv_gemm_bf16_packed **out);
+/* The same for f16 weights: cfg NULL (the active ISA's gemm_f16_config) or one with f16 = 1
+ * (the bf16 packers refuse one with f16 = 1, these one with f16 = 0: INVALID_ARG). _pack_f32
+ * rounds to nearest even to f16 (overflow gives Inf, NaN stays NaN: core/half.h). */
+qkv_status qkv__gemm_f16_pack(const qkv_gemm_bf16_config *cfg, int trans_b, int64_t K, int64_t N,
+                              const uint16_t *B, int64_t ldb, qkv_gemm_bf16_packed **out);
+qkv_status qkv__gemm_f16_pack_f32(const qkv_gemm_bf16_config *cfg, int trans_b, int64_t K,
+                                  int64_t N, const float *B, int64_t ldb,
+                                  qkv_gemm_bf16_packed **out);
 void qkv__gemm_bf16_packed_free(qkv_gemm_bf16_packed *p); /* NULL is a no-op */
+/* 1 when the packed weights are f16, 0 when bf16. */
+int qkv__gemm_bf16_packed_is_f16(const qkv_gemm_bf16_packed *p);
 int64_t qkv__gemm_bf16_packed_k(const qkv_gemm_bf16_packed *p);
 int64_t qkv__gemm_bf16_packed_n(const qkv_gemm_bf16_packed *p);
 size_t qkv__gemm_bf16_packed_bytes(const qkv_gemm_bf16_packed *p);
 const char *qkv__gemm_bf16_packed_kernel(const qkv_gemm_bf16_packed *p); /* config name */
-/* The stored bf16 bits of op(B)(k, n) (tests; 0 <= k < K, 0 <= n < N). */
+/* The stored bf16 (or f16) bits of op(B)(k, n) (tests; 0 <= k < K, 0 <= n < N). */
 uint16_t qkv__gemm_bf16_packed_get(const qkv_gemm_bf16_packed *p, int64_t k, int64_t n);
 
 /* C [M, N] = epilogue(A [M, K] · op(B) + beta * C) with the packed B's kernel; epi NULL or as
@@ -115,5 +134,8 @@ qkv_status qkv__gemm_bf16(qkv_runtime *rt, int64_t M, const float *A, int64_t ld
 /* The plain reference: Σ_k A(i,k)·widen(B(k,j)) in double, + beta·C, rounded once. */
 void qkv__gemm_bf16_naive(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                           const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* The same with f16 weights. */
+void qkv__gemm_f16_naive(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
 #endif

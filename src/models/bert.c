@@ -182,9 +182,10 @@ static qkv_status get_as(loader *L, const char *prefix, const qkv__param_spec *r
     return qkv__weight_f32(L->m->st, L->path, name, d0, d1, &L->m->owned, out);
 }
 
-/* Row r (a matrix W [out, in]) of layer l as op(W) = Wᵀ packed for the bf16-weight GEMM: a BF16
- * tensor as stored, F32 rounded to nearest even, F16 widened (exactly) into a temporary F32 copy
- * first; then the mapped pages are given back, so no F32 copy of the weights stays in memory. */
+/* Row r (a matrix W [out, in]) of layer l as op(W) = Wᵀ packed for the 16-bit GEMM in the
+ * model's dtype (BF16 or F16): a tensor of that dtype as stored, F32 rounded to nearest even,
+ * the other 16-bit dtype widened (exactly) into a temporary F32 copy first; then the mapped
+ * pages are given back, so no F32 copy of the weights stays in memory. */
 static qkv_status get_bf16(loader *L, const qkv__param_spec *r, int64_t l,
                            qkv_gemm_bf16_packed **out) {
     char name[256];
@@ -193,20 +194,27 @@ static qkv_status get_bf16(loader *L, const qkv__param_spec *r, int64_t l,
     QKV_TRY(row_name(L, L->prefix, r, l, name, sizeof name, &d0, &d1));
     QKV_TRY(qkv__weight_find(L->m->st, L->path, name, d0, d1, &t));
     const size_t n = (size_t)d0 * (size_t)d1;
-    void *tmp = NULL; /* F16 as F32, or BF16 at an odd address (the format does not align) */
+    /* stored in the model's 16-bit dtype: packed as stored (copied first from an odd address,
+     * which the format allows); any other float dtype: widened to F32, then rounded */
+    const int f16 = L->m->dtype == QKV_DTYPE_F16;
+    const qkv_dtype same = f16 ? QKV_DTYPE_F16 : QKV_DTYPE_BF16;
+    void *tmp = NULL; /* the F32 widening, or the 16-bit copy */
     qkv_status s = QKV_OK;
     if (t->dtype == QKV_DTYPE_F32) {
-        s = qkv__gemm_bf16_pack_f32(NULL, 1, d1, d0, t->data, d1, out);
+        s = (f16 ? qkv__gemm_f16_pack_f32 : qkv__gemm_bf16_pack_f32)(NULL, 1, d1, d0, t->data, d1,
+                                                                     out);
     } else if (t->dtype == QKV_DTYPE_BF16 || t->dtype == QKV_DTYPE_F16) {
-        const int f16 = t->dtype == QKV_DTYPE_F16, odd = ((uintptr_t)t->data & 1u) != 0;
-        if ((f16 || odd) && !(tmp = qkv__alloc(n * (f16 ? sizeof(float) : sizeof(uint16_t)))))
+        const int as_is = t->dtype == same, odd = ((uintptr_t)t->data & 1u) != 0;
+        if ((!as_is || odd) && !(tmp = qkv__alloc(n * (as_is ? sizeof(uint16_t) : sizeof(float)))))
             return qkv__fail(QKV_ERR_NOMEM, "%s: cannot convert tensor '%s'", L->path, name);
-        if (f16) {
+        if (!as_is) {
             qkv__weight_widen(t, tmp);
-            s = qkv__gemm_bf16_pack_f32(NULL, 1, d1, d0, tmp, d1, out);
+            s = (f16 ? qkv__gemm_f16_pack_f32 : qkv__gemm_bf16_pack_f32)(NULL, 1, d1, d0, tmp, d1,
+                                                                         out);
         } else {
             if (odd) memcpy(tmp, t->data, n * sizeof(uint16_t));
-            s = qkv__gemm_bf16_pack(NULL, 1, d1, d0, odd ? tmp : t->data, d1, out);
+            s = (f16 ? qkv__gemm_f16_pack : qkv__gemm_bf16_pack)(NULL, 1, d1, d0,
+                                                                 odd ? tmp : t->data, d1, out);
         }
     } else {
         return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (F32, F16, BF16 only)",
@@ -250,7 +258,7 @@ static qkv_status load_weights(loader *L) {
         qkv_gemm_bf16_packed **h[16] = {&y->hq, NULL, &y->hk, NULL, &y->hv, NULL, &y->ho, NULL,
                                         NULL,   NULL, &y->h1, NULL, &y->h2, NULL, NULL,   NULL};
         for (int i = 0; i < tab->n_layer; i++) {
-            if (m->dtype == QKV_DTYPE_BF16 && h[i])
+            if (m->dtype != QKV_DTYPE_F32 && h[i])
                 QKV_TRY(get_bf16(L, &tab->layer[i], l, h[i]));
             else
                 QKV_TRY(get(L, &tab->layer[i], l, f[i]));
@@ -291,7 +299,7 @@ static qkv_status pack_weights(qkv_bert *m) {
     const int64_t C = m->cfg.hidden_size, F = m->cfg.intermediate_size;
     for (int64_t l = 0; l < m->cfg.num_layers; l++) {
         qkv_bert_layer *y = &m->layers[l];
-        if (m->dtype != QKV_DTYPE_BF16) { /* bf16: packed by load_weights already */
+        if (m->dtype == QKV_DTYPE_F32) { /* bf16, f16: packed by load_weights already */
             QKV_TRY(pack_one(m, y->wq, C, C, &y->pq));
             QKV_TRY(pack_one(m, y->wk, C, C, &y->pk));
             QKV_TRY(pack_one(m, y->wv, C, C, &y->pv));
@@ -320,8 +328,8 @@ qkv_status qkv__bert_load(const char *dir, qkv_bert **out) {
 qkv_status qkv__bert_load_as(const char *dir, qkv_dtype dtype, qkv_bert **out) {
     if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv__bert_load: NULL argument");
     *out = NULL;
-    if (dtype != QKV_DTYPE_F32 && dtype != QKV_DTYPE_BF16)
-        return qkv__fail(QKV_ERR_INVALID_ARG, "bert: dtype %s for the weights (F32, BF16)",
+    if (dtype != QKV_DTYPE_F32 && dtype != QKV_DTYPE_BF16 && dtype != QKV_DTYPE_F16)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "bert: dtype %s for the weights (F32, BF16, F16)",
                          qkv_dtype_name(dtype));
     qkv_bert *m = qkv__calloc(1, sizeof *m);
     if (!m) return qkv__fail(QKV_ERR_NOMEM, "bert: out of memory");

@@ -47,15 +47,15 @@ typedef struct qkv_bert_layer {
     /* wq, wk, wv, wo, w1, w2 as op(W) = Wᵀ packed once at load for the GEMM; forward uses
      * only these (the mapped pages of the originals are given back after packing) */
     qkv_gemm_packed *pq, *pk, *pv, *po, *p1, *p2;
-    /* the same six as bf16 weights instead (a model loaded with dtype BF16; the p* are NULL
-     * then, and so are wq..w2: packed straight from the file, no F32 copy kept) */
+    /* the same six as 16-bit weights instead (a model loaded with dtype BF16 or F16; the p* are
+     * NULL then, and so are wq..w2: packed straight from the file, no F32 copy kept) */
     qkv_gemm_bf16_packed *hq, *hk, *hv, *ho, *h1, *h2;
     qkv__enc_layer blk; /* the block's layers over the packed weights (models/block.h) */
 } qkv_bert_layer;
 
 typedef struct qkv_bert {
     qkv_bert_config cfg;
-    qkv_dtype dtype; /* of the encoder's linear layers: QKV_DTYPE_F32 or QKV_DTYPE_BF16 */
+    qkv_dtype dtype; /* of the encoder's linear layers: QKV_DTYPE_F32, _BF16 or _F16 */
     qkv_safetensors *st;
     const float *word_emb, *pos_emb, *type_emb, *emb_ln_w, *emb_ln_b; /* (V,C) (P,C) (TV,C) (C) */
     qkv_bert_layer *layers;                                           /* [num_layers] */
@@ -74,8 +74,9 @@ qkv_status qkv__bert_config_load(const char *dir, qkv_bert_config *cfg);
  * with their name and expected shape (QKV_ERR_FORMAT). */
 qkv_status qkv__bert_load(const char *dir, qkv_bert **out);
 /* The same with the encoder's six linear layers per block in `dtype`: QKV_DTYPE_F32 (as
- * qkv__bert_load) or QKV_DTYPE_BF16 (kernels/gemm_bf16.h: BF16 tensors packed as stored, F32
- * rounded to nearest even, F16 through F32, one tensor at a time). Embeddings, LayerNorms,
+ * qkv__bert_load), QKV_DTYPE_BF16 or QKV_DTYPE_F16 (kernels/gemm_bf16.h: tensors of that dtype
+ * packed as stored, F32 rounded to nearest even, the other 16-bit dtype through F32, one
+ * tensor at a time). Embeddings, LayerNorms,
  * biases, the pooler and the classifier stay F32. Another dtype: INVALID_ARG. */
 qkv_status qkv__bert_load_as(const char *dir, qkv_dtype dtype, qkv_bert **out);
 void qkv__bert_free(qkv_bert *m);

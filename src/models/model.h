@@ -14,7 +14,7 @@ struct qkv_model {
     qkv_tokenizer *tok;  /* the directory's tokenizer, or NULL if it has none */
 };
 
-/* The weight dtype of load options (NULL: the defaults, F32): F32 or BF16; F16 and I8
+/* The weight dtype of load options (NULL: the defaults, F32): F32, BF16 or F16; I8
  * UNSUPPORTED, others INVALID_ARG, each message naming fn. Every loader taking
  * qkv_model_options checks them here. */
 qkv_status qkv__model_options_dtype(const char *fn, const qkv_model_options *opts, qkv_dtype *out);

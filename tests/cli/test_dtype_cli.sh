@@ -28,9 +28,9 @@ contains() { # contains TEXT DESCRIPTION (the last command's output)
 }
 
 expect 0 "info" -- "$qkv" info; contains "dtypes:       f32 native; bf16 " "info dtypes"
-contains "model dtypes: f32 (default), bf16" "info model dtypes"
+contains "model dtypes: f32 (default), bf16, f16" "info model dtypes"
 expect 0 "info --json" -- "$qkv" info --json; contains '"dtypes":{"f32":"native","bf16":"' "info --json dtypes"
-contains '"model_dtypes":["f32","bf16"]' "info --json model_dtypes"
+contains '"model_dtypes":["f32","bf16","f16"]' "info --json model_dtypes"
 
 printf 'the cat sat on the mat\na dog barks\nrain in spain\n' >"$tmp/in.txt"
 printf 'text\tlabel\nthis movie is very good\tpositive\nawful film\tnegative\n' >"$tmp/in.tsv"
@@ -42,8 +42,8 @@ for cmd in "embed $tmp/in.txt" "search --corpus $tmp/in.txt cat" "bench embed --
     [[ $cmd == generate* ]] && m=$gpt
     [[ $cmd == translate* ]] && m=$marian
     # shellcheck disable=SC2086
-    expect 2 "$cmd --dtype f16" -- "$qkv" $cmd --model "$m" --dtype f16
-    contains "--dtype is f32 or bf16, not 'f16'" "$cmd: the message names the values"
+    expect 2 "$cmd --dtype int8" -- "$qkv" $cmd --model "$m" --dtype int8
+    contains "--dtype is f32, bf16 or f16, not 'int8'" "$cmd: the message names the values"
     # shellcheck disable=SC2086
     expect 2 "$cmd --dtype ''" -- "$qkv" $cmd --model "$m" --dtype ''
 done
@@ -54,12 +54,15 @@ run2() { # run2 NAME CMD...: CMD's output (without timings) into $tmp/NAME.dflt,
     expect 0 "$name" -- "$@"; grep -v 'tokens/s' "$tmp/out" >"$tmp/$name.dflt"
     expect 0 "$name --dtype f32" -- "$@" --dtype f32; grep -v 'tokens/s' "$tmp/out" >"$tmp/$name.f32"
     expect 0 "$name --dtype bf16" -- "$@" --dtype bf16; grep -v 'tokens/s' "$tmp/out" >"$tmp/$name.bf16"
+    expect 0 "$name --dtype f16" -- "$@" --dtype f16; grep -v 'tokens/s' "$tmp/out" >"$tmp/$name.f16"
     checks=$((checks + 1))
     cmp -s "$tmp/$name.dflt" "$tmp/$name.f32" || { echo "FAIL: $name: --dtype f32 differs from the default"; fail=$((fail + 1)); }
 }
 run2 classify "$qkv" classify --model "$model" --all --json --threads 1 "$tmp/in.txt"
 checks=$((checks + 1))
 cmp -s "$tmp/classify.f32" "$tmp/classify.bf16" && { echo "FAIL: classify bf16 gave the f32 scores"; fail=$((fail + 1)); }
+checks=$((checks + 1))
+cmp -s "$tmp/classify.f32" "$tmp/classify.f16" && { echo "FAIL: classify f16 gave the f32 scores"; fail=$((fail + 1)); }
 run2 evaluate "$qkv" evaluate --model "$model" --data "$tmp/in.tsv" --threads 1
 contains "accuracy" "evaluate bf16 prints the report"
 run2 generate "$qkv" generate --model "$gpt" --ids "1 2 3" --ids-out --max-new-tokens 8 --threads 1
@@ -67,8 +70,11 @@ checks=$((checks + 1))
 [[ $(head -1 "$tmp/generate.bf16" | wc -w) -ge 1 ]] || { echo "FAIL: generate bf16 printed no ids"; fail=$((fail + 1)); }
 run2 translate "$qkv" translate --model "$marian" --json --threads 1 "$src/tests/fixtures/marian/texts.txt"
 checks=$((checks + 1))
-[[ $(grep -c '"translation"' "$tmp/translate.bf16") -eq $(wc -l < "$src/tests/fixtures/marian/texts.txt") ]] ||
-    { echo "FAIL: translate bf16: not one JSON line per input"; fail=$((fail + 1)); }
+for d in bf16 f16; do
+    checks=$((checks + 1))
+    [[ $(grep -c '"translation"' "$tmp/translate.$d") -eq $(wc -l < "$src/tests/fixtures/marian/texts.txt") ]] ||
+        { echo "FAIL: translate $d: not one JSON line per input"; fail=$((fail + 1)); }
+done
 
 expect 0 "embed f32" -- "$qkv" embed --model "$model" --out "$tmp/f32.npy" --format npy "$tmp/in.txt"
 expect 0 "embed bf16" -- "$qkv" embed --model "$model" --dtype bf16 --out "$tmp/bf16.npy" --format npy "$tmp/in.txt"

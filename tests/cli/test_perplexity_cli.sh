@@ -71,7 +71,7 @@ expect2 "give one of them" --model "$m" --data "$tmp/data" "$tmp/t.txt"
 expect2 "longer than the model's context" --model "$m" --data "$tmp/data" --context 33
 expect2 "2 at least" --model "$m" "$tmp/one.txt"
 expect2 "no-such" --model "$m" --data "$tmp/no-such"
-expect2 "--dtype is f32 or bf16" --model "$m" --dtype int4 "$tmp/t.txt"
+expect2 "--dtype is f32, bf16 or f16" --model "$m" --dtype int4 "$tmp/t.txt"
 expect2 "--split is val or train" --model "$m" --data "$tmp/data" --split test
 expect2 "--model DIR is required" "$tmp/t.txt"
 

@@ -78,6 +78,12 @@ static inline void widen_bf16x16(const uint16_t *bp, __m256 *lo, __m256 *hi) {
         _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1)), 16));
 }
 
+/* 16 f16 -> two 8-float vectors, exactly (vcvtph2ps, F16C). */
+static inline void widen_f16x16(const uint16_t *bp, __m256 *lo, __m256 *hi) {
+    *lo = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)bp));
+    *hi = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(bp + 8)));
+}
+
 /* The small-M twin of gemm_ukr_avx2 (gemm.h, ukr_rows): the same broadcast + 2 FMAs per row
  * and k in the same order, A read in place (row r at a + r*lda), only the R live rows.
  * BF16 (a constant): B holds bf16 (gemm_bf16.h, plain), widened exactly before the same FMAs,
@@ -107,7 +113,10 @@ ukr_rows_n(const int R, const int BF16, int64_t kc, const float *a, int64_t lda,
     const uint16_t *bh = bv;
     for (int64_t p = 0; p < kc; p++) {
         __m256 b0, b1;
-        if (BF16) {
+        if (BF16 == 2) { /* f16 (gemm_bf16.h, config.f16): widened exactly too */
+            widen_f16x16(bh, &b0, &b1);
+            bh += NR;
+        } else if (BF16) {
             widen_bf16x16(bh, &b0, &b1);
             bh += NR;
         } else {
@@ -144,18 +153,35 @@ static void gemm_ukr_rows_avx2(int64_t kc, const float *a, int64_t lda, const fl
     }
 }
 
-/* The bf16-weight kernel (gemm_bf16.h, plain): ukr_rows_n on bf16 rows of B, widened. */
-static void gemm_bf16_ukr_avx2(int64_t kc, const void *a, int64_t lda, const uint16_t *bp, float *c,
-                               int64_t ldc, int mr, int nr, float beta) {
+/* The 16-bit-weight kernels (gemm_bf16.h, plain): ukr_rows_n on bf16 (H = 1) or f16 (H = 2)
+ * rows of B, widened. */
+static inline __attribute__((always_inline)) void h16_ukr(const int H, int64_t kc, const void *a,
+                                                          int64_t lda, const uint16_t *bp, float *c,
+                                                          int64_t ldc, int mr, int nr, float beta) {
     switch (mr) {
-    case 1: ukr_rows_n(1, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
-    case 2: ukr_rows_n(2, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
-    case 3: ukr_rows_n(3, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
-    case 4: ukr_rows_n(4, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
-    case 5: ukr_rows_n(5, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
-    case 6: ukr_rows_n(6, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 1: ukr_rows_n(1, H, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 2: ukr_rows_n(2, H, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 3: ukr_rows_n(3, H, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 4: ukr_rows_n(4, H, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 5: ukr_rows_n(5, H, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 6: ukr_rows_n(6, H, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
     default: break;
     }
+}
+
+static void gemm_bf16_ukr_avx2(int64_t kc, const void *a, int64_t lda, const uint16_t *bp, float *c,
+                               int64_t ldc, int mr, int nr, float beta) {
+    h16_ukr(1, kc, a, lda, bp, c, ldc, mr, nr, beta);
+}
+static void gemm_f16_ukr_avx2(int64_t kc, const void *a, int64_t lda, const uint16_t *bp, float *c,
+                              int64_t ldc, int mr, int nr, float beta) {
+    h16_ukr(2, kc, a, lda, bp, c, ldc, mr, nr, beta);
+}
+
+void qkv__gemm_f16_config_avx2(qkv_gemm_bf16_config *cfg) {
+    qkv__gemm_bf16_config_plain(cfg, "gemm_f16_avx2", qkv__gemm_config_avx2, gemm_f16_ukr_avx2,
+                                qkv__fma_peak_loop_avx2);
+    cfg->f16 = 1;
 }
 
 void qkv__gemm_bf16_config_avx2(qkv_gemm_bf16_config *cfg) {

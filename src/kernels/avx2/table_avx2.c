@@ -26,6 +26,7 @@ const qkv_kernels qkv__kernels_avx2 = {
     .rmsnorm_f32 = qkv__rmsnorm_f32_avx2,
     .rmsnorm_bwd_f32 = qkv__rmsnorm_bwd_f32_avx2,
     .gemm_bf16_config = qkv__gemm_bf16_config_avx2,
+    .gemm_f16_config = qkv__gemm_f16_config_avx2,
     .attn_decode_f32 = qkv__attn_decode_f32_avx2,
     .log_softmax_stats_f32 = qkv__log_softmax_stats_f32_avx2,
     .log_softmax_topk_f32 = qkv__log_softmax_topk_f32_avx2,

@@ -84,6 +84,10 @@ static inline __m512 widen_bf16x16(const uint16_t *p) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+static inline __m512 widen_f16x16(const uint16_t *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+
 static inline __attribute__((always_inline)) void
 ukr_rows_n(const int R, const int BF16, int64_t kc, const float *a, int64_t lda, const void *bv,
            float *c, int64_t ldc, int nr, float alpha, float beta) {
@@ -113,7 +117,10 @@ ukr_rows_n(const int R, const int BF16, int64_t kc, const float *a, int64_t lda,
     const uint16_t *bh = bv;
     for (int64_t p = 0; p < kc; p++) {
         __m512 b0, b1, b2;
-        if (BF16) {
+        if (BF16 == 2) { /* f16 (gemm_bf16.h, config.f16): widened exactly too */
+            b0 = widen_f16x16(bh), b1 = widen_f16x16(bh + 16), b2 = widen_f16x16(bh + 32);
+            bh += NR;
+        } else if (BF16) {
             b0 = widen_bf16x16(bh), b1 = widen_bf16x16(bh + 16), b2 = widen_bf16x16(bh + 32);
             bh += NR;
         } else {
@@ -202,20 +209,38 @@ void qkv__gemm_config_avx512(qkv_gemm_config *cfg) {
     cfg->pack_bn = pack_bn_avx512;
 }
 
-/* The bf16-weight kernel (gemm_bf16.h, plain): ukr_rows_n on bf16 rows of B, widened. */
-static void gemm_bf16_ukr_avx512(int64_t kc, const void *a, int64_t lda, const uint16_t *bp,
-                                 float *c, int64_t ldc, int mr, int nr, float beta) {
+/* The 16-bit-weight kernels (gemm_bf16.h, plain): ukr_rows_n on bf16 (H = 1) or f16 (H = 2)
+ * rows of B, widened. */
+static inline __attribute__((always_inline)) void h16_ukr(const int H, int64_t kc, const void *a,
+                                                          int64_t lda, const uint16_t *bp, float *c,
+                                                          int64_t ldc, int mr, int nr, float beta) {
     switch (mr) {
-    case 1: ukr_rows_n(1, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
-    case 2: ukr_rows_n(2, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
-    case 3: ukr_rows_n(3, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
-    case 4: ukr_rows_n(4, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
-    case 5: ukr_rows_n(5, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
-    case 6: ukr_rows_n(6, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
-    case 7: ukr_rows_n(7, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
-    case 8: ukr_rows_n(8, 1, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 1: ukr_rows_n(1, H, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 2: ukr_rows_n(2, H, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 3: ukr_rows_n(3, H, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 4: ukr_rows_n(4, H, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 5: ukr_rows_n(5, H, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 6: ukr_rows_n(6, H, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 7: ukr_rows_n(7, H, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
+    case 8: ukr_rows_n(8, H, kc, a, lda, bp, c, ldc, nr, 1.0f, beta); break;
     default: break;
     }
+}
+
+static void gemm_bf16_ukr_avx512(int64_t kc, const void *a, int64_t lda, const uint16_t *bp,
+                                 float *c, int64_t ldc, int mr, int nr, float beta) {
+    h16_ukr(1, kc, a, lda, bp, c, ldc, mr, nr, beta);
+}
+static void gemm_f16_ukr_avx512(int64_t kc, const void *a, int64_t lda, const uint16_t *bp,
+                                float *c, int64_t ldc, int mr, int nr, float beta) {
+    h16_ukr(2, kc, a, lda, bp, c, ldc, mr, nr, beta);
+}
+
+/* The f16-weight GEMM: the FP32 zmm kernel on f16 weights widened in registers (vcvtph2ps). */
+void qkv__gemm_f16_config_avx512(qkv_gemm_bf16_config *cfg) {
+    qkv__gemm_bf16_config_plain(cfg, "gemm_f16_avx512", qkv__gemm_config_avx512,
+                                gemm_f16_ukr_avx512, qkv__fma_peak_loop_avx512);
+    cfg->f16 = 1;
 }
 
 /* The bf16-weight GEMM: vdpbf16ps where the CPU has AVX512_BF16 (its own file and flags) and

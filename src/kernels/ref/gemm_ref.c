@@ -36,17 +36,18 @@ void qkv__gemm_config_ref(qkv_gemm_config *cfg) {
     cfg->pack_bn = NULL;
 }
 
-/* The bf16-weight twin of gemm_ukr_ref (gemm_bf16.h, plain): A read in place, B widened
- * exactly, the same float multiply-adds in the same order and the same store, so the result
- * equals gemm_ukr_ref on the widened weights bit for bit. */
-static void gemm_bf16_ukr_ref(int64_t kc, const void *a, int64_t lda, const uint16_t *bp, float *c,
-                              int64_t ldc, int mr, int nr, float beta) {
+/* The 16-bit-weight twins of gemm_ukr_ref (gemm_bf16.h, plain): A read in place, B (bf16, or
+ * f16 when f16) widened exactly, the same float multiply-adds in the same order and the same
+ * store, so the result equals gemm_ukr_ref on the widened weights bit for bit. */
+static inline void h16_ukr(int f16, int64_t kc, const void *a, int64_t lda, const uint16_t *bp,
+                           float *c, int64_t ldc, int mr, int nr, float beta) {
     const float *ar = a;
     float acc[MR][NR] = {{0}};
     for (int64_t p = 0; p < kc; p++)
         for (int r = 0; r < mr; r++)
             for (int j = 0; j < NR; j++)
-                acc[r][j] += ar[r * lda + p] * qkv__bf16_to_f32(bp[p * NR + j]);
+                acc[r][j] += ar[r * lda + p] * (f16 ? qkv__f16_to_f32(bp[p * NR + j])
+                                                    : qkv__bf16_to_f32(bp[p * NR + j]));
     for (int r = 0; r < mr; r++)
         for (int j = 0; j < nr; j++) {
             float *dst = c + r * ldc + j;
@@ -54,9 +55,23 @@ static void gemm_bf16_ukr_ref(int64_t kc, const void *a, int64_t lda, const uint
         }
 }
 
+static void gemm_bf16_ukr_ref(int64_t kc, const void *a, int64_t lda, const uint16_t *bp, float *c,
+                              int64_t ldc, int mr, int nr, float beta) {
+    h16_ukr(0, kc, a, lda, bp, c, ldc, mr, nr, beta);
+}
+static void gemm_f16_ukr_ref(int64_t kc, const void *a, int64_t lda, const uint16_t *bp, float *c,
+                             int64_t ldc, int mr, int nr, float beta) {
+    h16_ukr(1, kc, a, lda, bp, c, ldc, mr, nr, beta);
+}
+
 void qkv__gemm_bf16_config_ref(qkv_gemm_bf16_config *cfg) {
     qkv__gemm_bf16_config_plain(cfg, "gemm_bf16_ref", qkv__gemm_config_ref, gemm_bf16_ukr_ref,
                                 qkv__fma_peak_loop_ref);
+}
+void qkv__gemm_f16_config_ref(qkv_gemm_bf16_config *cfg) {
+    qkv__gemm_bf16_config_plain(cfg, "gemm_f16_ref", qkv__gemm_config_ref, gemm_f16_ukr_ref,
+                                qkv__fma_peak_loop_ref);
+    cfg->f16 = 1;
 }
 
 /* Peak-measurement loop (kernels/peak.c): independent multiply-add chains in plain C. */

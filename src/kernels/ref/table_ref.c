@@ -25,6 +25,7 @@ const qkv_kernels qkv__kernels_ref = {
     .rmsnorm_f32 = qkv__rmsnorm_f32_ref,
     .rmsnorm_bwd_f32 = qkv__rmsnorm_bwd_f32_ref,
     .gemm_bf16_config = qkv__gemm_bf16_config_ref,
+    .gemm_f16_config = qkv__gemm_f16_config_ref,
     .attn_decode_f32 = qkv__attn_decode_f32_ref,
     .log_softmax_stats_f32 = qkv__log_softmax_stats_f32_ref,
     .log_softmax_topk_f32 = qkv__log_softmax_topk_f32_ref,
