@@ -36,6 +36,9 @@ def main():
     ap.add_argument("--max-new", type=int, default=32)
     ap.add_argument("--dir", default="/tmp/marian_bench")
     ap.add_argument("--ct2", action="store_true", help="also time CTranslate2 (PyPI ctranslate2)")
+    ap.add_argument("--dtype", choices=["f32", "bf16", "f16"], default="f32",
+                    help="weights (and transformers' / CTranslate2's compute) in this precision: "
+                         "qkv --dtype, model.to(torch dtype), CTranslate2 compute_type")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     V = 58101
@@ -63,7 +66,8 @@ def main():
         vocab["<pad>"] = V - 1
         with open(os.path.join(a.dir, "vocab.json"), "w", encoding="utf-8") as f:
             json.dump(vocab, f, ensure_ascii=False)
-    model = MarianMTModel.from_pretrained(a.dir).eval()
+    tdt = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[a.dtype]
+    model = MarianMTModel.from_pretrained(a.dir).eval().to(tdt)
     tok = MarianTokenizer.from_pretrained(a.dir)
     lines = []
     lic = "/usr/share/common-licenses"
@@ -93,7 +97,7 @@ def main():
     t0 = time.perf_counter()
     r = subprocess.run([a.qkv, "translate", "--model", a.dir, "--beams", str(a.beams),
                     "--max-new-tokens", str(a.max_new), "--batch", str(a.batch), "--threads",
-                    str(a.threads), src], check=True, stdout=subprocess.PIPE)
+                    str(a.threads), "--dtype", a.dtype, src], check=True, stdout=subprocess.PIPE)
     qk = time.perf_counter() - t0
     ct = None
     if a.ct2:
@@ -101,8 +105,14 @@ def main():
         ct_dir = os.path.join(a.dir, "ct2-float32")
         if not os.path.exists(os.path.join(ct_dir, "model.bin")):
             ctranslate2.converters.TransformersConverter(a.dir).convert(ct_dir, force=True)
-        tr = ctranslate2.Translator(ct_dir, device="cpu", compute_type="float32", inter_threads=1,
-                                    intra_threads=a.threads)
+        ct_type = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}[a.dtype]
+        try:
+            tr = ctranslate2.Translator(ct_dir, device="cpu", compute_type=ct_type,
+                                        inter_threads=1, intra_threads=a.threads)
+        except ValueError as e:  # 16-bit compute is GPU-only in CTranslate2
+            print(json.dumps(dict(system="ctranslate2", compute_type=ct_type, error=str(e))))
+            tr = None
+    if a.ct2 and tr is not None:
         toks = [tok.convert_ids_to_tokens(tok(l).input_ids) for l in lines]
         t0 = time.perf_counter()
         res = tr.translate_batch(toks, beam_size=a.beams, max_batch_size=a.batch,
@@ -112,7 +122,8 @@ def main():
         ct_texts = [tok.convert_tokens_to_string([t for t in r.hypotheses[0] if t != "</s>"])
                     for r in res]
     common = dict(model="marian-6+6-d512", sentences=len(lines), beams=a.beams, batch=a.batch,
-                  threads=a.threads, max_new_tokens=a.max_new, target_tokens=n_tok)
+                  threads=a.threads, max_new_tokens=a.max_new, target_tokens=n_tok,
+                  dtype=a.dtype)
     print(json.dumps(dict(system="transformers", seconds=hf, tokens_per_s=n_tok / hf, **common)))
     print(json.dumps(dict(system="qkv", seconds=qk, tokens_per_s=n_tok / qk, **common,
                           note="qkv time includes loading the model")))
@@ -120,7 +131,7 @@ def main():
     same = sum(g == t for g, t in zip(got, texts))
     if ct is not None:
         print(json.dumps(dict(system="ctranslate2", seconds=ct, tokens_per_s=n_tok / ct, **common,
-                              version=ctranslate2.__version__, compute_type="float32")))
+                              version=ctranslate2.__version__, compute_type=ct_type)))
     ratios = dict(ratio_qkv_over_transformers=hf / qk, same_text=same, sentences=len(lines))
     if ct is not None:
         ratios.update(ratio_qkv_over_ctranslate2=ct / qk,
