@@ -254,9 +254,52 @@ static void load_nomem(void) {
     printf("lm load: %d allocation failures injected, each NOMEM without a leak\n", n);
 }
 
+/* The load fuses q, k, v (and Llama's gate, up) into one product each; qkv__gpt_unfuse (what a
+ * LoRA adapter needs) packs them apart again: the logits are the same bits either way (each
+ * output column is summed as in its own product), for every dtype's kernels. */
+static void fused_equals_separate(const char *name, qkv_dtype dtype) {
+    char dir[512];
+    snprintf(dir, sizeof dir, FIXTURES "%s", name);
+    qkv_gpt *m = NULL;
+    CHECK_OK(qkv__gpt_load(dir, dtype, &m));
+    if (!m) return;
+    const qkv_gpt_config *c = &m->cfg;
+    const int64_t T = 23, V = c->vocab_size;
+    int32_t ids[23];
+    for (int64_t t = 0; t < T; t++) ids[t] = (int32_t)((t * 53 + 5) % V);
+    float *a = malloc(sizeof(float) * (size_t)(T * V)),
+          *b = malloc(sizeof(float) * (size_t)(T * V));
+    qkv_kv_cache kv;
+    qkv_kv_cache *kvp = &kv;
+    CHECK_OK(qkv__kv_cache_init(&kv, c->num_layers, T, c->num_kv_heads, c->head_dim));
+    CHECK(m->layers[0].blk.qkv.C == c->hidden_size && m->layers[0].blk.q.C == 0);
+    CHECK((c->arch == QKV_GPT_ARCH_LLAMA) == (m->layers[0].blk.gate_up.C != 0));
+    int64_t len = T;
+    CHECK_OK(qkv__gpt_forward(NULL, m, &kvp, ids, &len, 1, 1, a));
+    CHECK_OK(qkv__gpt_unfuse(m));
+    CHECK(m->layers[0].blk.qkv.C == 0 && m->layers[0].blk.gate_up.C == 0);
+    CHECK(m->layers[0].blk.q.C == c->hidden_size);
+    printf("%s (%s): fused and separate q/k/v%s products compared on %lld tokens\n", name,
+           qkv_dtype_name(dtype), c->arch == QKV_GPT_ARCH_LLAMA ? " and gate/up" : "",
+           (long long)T);
+    kv.len = 0;
+    CHECK_OK(qkv__gpt_forward(NULL, m, &kvp, ids, &len, 1, 1, b));
+    CHECK_MSG(memcmp(a, b, sizeof(float) * (size_t)(T * V)) == 0,
+              "%s (%s): fused q/k/v (gate/up) logits != separate products", name,
+              qkv_dtype_name(dtype));
+    CHECK_OK(qkv__gpt_unfuse(m)); /* a second time: nothing left to do */
+    qkv__kv_cache_release(&kv);
+    free(a), free(b);
+    qkv__gpt_free(m);
+}
+
 int main(void) {
     test_use_arch_from_env();
     config_errors();
+    for (size_t i = 0; i < sizeof MODELS / sizeof *MODELS; i++) {
+        fused_equals_separate(MODELS[i], QKV_DTYPE_F32);
+        fused_equals_separate(MODELS[i], QKV_DTYPE_BF16);
+    }
     for (size_t i = 0; i < sizeof MODELS / sizeof *MODELS; i++) {
         golden_logits(MODELS[i]);
         cache_equals_recompute(MODELS[i]);

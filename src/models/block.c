@@ -4,6 +4,20 @@
 
 #include "core/error.h"
 
+#include <string.h>
+
+/* Rows of src (N, w0 + w1 [+ w2]) split into d0 (N, w0), d1 (N, w1) and d2 (N, w2; NULL: none). */
+static void split_rows(const float *src, int64_t N, int64_t w0, int64_t w1, int64_t w2, float *d0,
+                       float *d1, float *d2) {
+    const int64_t w = w0 + w1 + (d2 ? w2 : 0);
+    for (int64_t r = 0; r < N; r++) {
+        const float *s = src + r * w;
+        memcpy(d0 + r * w0, s, sizeof(float) * (size_t)w0);
+        memcpy(d1 + r * w1, s + w0, sizeof(float) * (size_t)w1);
+        if (d2) memcpy(d2 + r * w2, s + w0 + w1, sizeof(float) * (size_t)w2);
+    }
+}
+
 qkv_status qkv__dec_block_forward(qkv_runtime *rt, const qkv__dec_cfg *c, const qkv__dec_layer *w,
                                   int64_t l, const qkv__block_acts *a, const float *x, float *y,
                                   int64_t N, qkv__attend_fn attend, void *ctx) {
@@ -14,16 +28,29 @@ qkv_status qkv__dec_block_forward(qkv_runtime *rt, const qkv__dec_cfg *c, const 
     else
         QKV_TRY(qkv_nn_layernorm_forward(rt, a->ln1, a->mean1, a->rstd1, x, w->ln1_w, w->ln1_b, N,
                                          C, c->eps));
-    QKV_TRY(qkv_nn_linear_forward(rt, &w->q, a->q, a->ln1, N, QKV_ACT_NONE, NULL));
-    QKV_TRY(qkv_nn_linear_forward(rt, &w->k, a->k, a->ln1, N, QKV_ACT_NONE, NULL));
-    QKV_TRY(qkv_nn_linear_forward(rt, &w->v, a->v, a->ln1, N, QKV_ACT_NONE, NULL));
+    if (w->qkv.C) { /* one product, split */
+        if (!a->fused) return qkv__fail(QKV_ERR_INTERNAL, "decoder block: no fused scratch");
+        QKV_TRY(qkv_nn_linear_forward(rt, &w->qkv, a->fused, a->ln1, N, QKV_ACT_NONE, NULL));
+        split_rows(a->fused, N, c->Q, c->K, c->K, a->q, a->k, a->v);
+    } else {
+        QKV_TRY(qkv_nn_linear_forward(rt, &w->q, a->q, a->ln1, N, QKV_ACT_NONE, NULL));
+        QKV_TRY(qkv_nn_linear_forward(rt, &w->k, a->k, a->ln1, N, QKV_ACT_NONE, NULL));
+        QKV_TRY(qkv_nn_linear_forward(rt, &w->v, a->v, a->ln1, N, QKV_ACT_NONE, NULL));
+    }
     QKV_TRY(attend(ctx, rt, l, a));
     QKV_TRY(qkv_nn_linear_forward(rt, &w->o, a->res2, a->att, N, QKV_ACT_NONE, x));
     /* MLP: y = res2 + MLP(ln2), ln2 = Norm2(res2) */
     if (c->llama) {
         QKV_TRY(qkv_nn_rmsnorm_forward(rt, a->ln2, a->rstd2, a->res2, w->ln2_w, N, C, c->eps));
-        QKV_TRY(qkv_nn_linear_forward(rt, &w->gate, a->h, a->ln2, N, QKV_ACT_NONE, NULL));
-        QKV_TRY(qkv_nn_linear_forward(rt, &w->fc, a->u, a->ln2, N, QKV_ACT_NONE, NULL));
+        if (w->gate_up.C) {
+            if (!a->fused) return qkv__fail(QKV_ERR_INTERNAL, "decoder block: no fused scratch");
+            QKV_TRY(
+                qkv_nn_linear_forward(rt, &w->gate_up, a->fused, a->ln2, N, QKV_ACT_NONE, NULL));
+            split_rows(a->fused, N, F, F, 0, a->h, a->u, NULL);
+        } else {
+            QKV_TRY(qkv_nn_linear_forward(rt, &w->gate, a->h, a->ln2, N, QKV_ACT_NONE, NULL));
+            QKV_TRY(qkv_nn_linear_forward(rt, &w->fc, a->u, a->ln2, N, QKV_ACT_NONE, NULL));
+        }
         QKV_TRY(qkv_nn_swiglu_forward(rt, a->a, a->h, a->u, N * F));
     } else {
         QKV_TRY(qkv_nn_layernorm_forward(rt, a->ln2, a->mean2, a->rstd2, a->res2, w->ln2_w,

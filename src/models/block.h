@@ -33,6 +33,9 @@ typedef struct qkv__block_acts {
     /* encoder-decoder decoders while training (qkv__s2s_dec_block_forward): */
     float *cq, *catt, *clse;     /* cross-attention query, output (N, C), lse */
     float *res3, *mean3, *rstd3; /* (N, C), (N), (N): the MLP's residual sum and LN3 stats */
+    /* decoders' inference with fused products (qkv__dec_layer.qkv / gate_up): (N, max(Q + 2K,
+     * 2F)) scratch */
+    float *fused;
 } qkv__block_acts;
 
 /* Attention of block l over its N rows: a->q, a->k, a->v in (projected, before positions) ->
@@ -54,6 +57,11 @@ typedef struct qkv__dec_layer {
     qkv_nn_linear q, k, v, o;                   /* C -> Q, K, K; Q -> C */
     qkv_nn_linear fc, proj;                     /* GPT-2: C -> F, F -> C; Llama: up, down */
     qkv_nn_linear gate;                         /* Llama: C -> F */
+    /* Inference may fuse (C != 0; training leaves them empty): qkv = q | k | v as one product
+     * C -> Q + 2K (the separate q, k, v unused then), gate_up = Llama's gate | up, C -> 2F
+     * (gate and fc unused). Each output column is summed as in its own product, so fused and
+     * separate products give the same bits; they are split into a->q, k, v (a->h, u) by rows. */
+    qkv_nn_linear qkv, gate_up;
 } qkv__dec_layer;
 
 /* Gradients of a qkv__dec_layer's tensors, in their own layouts (NULL: not needed). */

@@ -325,41 +325,92 @@ static void drop(const qkv_gpt *m, const float *w, int64_t d0, int64_t d1) {
     qkv__safetensors_drop_pages(m->st, w, (size_t)d0 * (size_t)d1 * sizeof(float));
 }
 
-/* Every matrix packed once in the model's dtype (the forward uses only these; the mapped
- * originals' pages are given back): op(W) [K, N], trans 1 for nn.Linear's W [N, K] (Llama,
- * the head), 0 for GPT-2's Conv1D W [K, ldw] (its c_attn split into q, k, v by column). */
-static qkv_status pack_weights(qkv_gpt *m, qkv_dtype dtype) {
+/* The separate q, k, v (and Llama's gate, up) of every layer, packed from the originals (still
+ * mapped, or converted copies), and the fused products dropped: what a LoRA adapter, which
+ * attaches to each projection, needs (qkv__gpt_load_lora). */
+qkv_status qkv__gpt_unfuse(qkv_gpt *m) {
     const qkv_gpt_config *c = &m->cfg;
     const int64_t C = c->hidden_size, F = c->intermediate_size;
     const int64_t Q = c->num_heads * c->head_dim, K = c->num_kv_heads * c->head_dim;
     qkv_packed_set *ps = &m->packed;
-    QKV_TRY(qkv__packed_set_init(ps, dtype, 7 * c->num_layers + 1, "gpt"));
     for (int64_t l = 0; l < c->num_layers; l++) {
         qkv_gpt_layer *y = &m->layers[l];
         qkv__dec_layer *b = &y->blk;
-        *b = (qkv__dec_layer){
-            .ln1_w = y->ln1_w, .ln1_b = y->ln1_b, .ln2_w = y->ln2_w, .ln2_b = y->ln2_b};
-        if (c->arch == QKV_GPT_ARCH_GPT2) { /* Conv1D [in, out] */
+        if (!b->qkv.C) continue;
+        if (c->arch == QKV_GPT_ARCH_GPT2) { /* Conv1D [in, out]: column slices of c_attn */
             for (int i = 0; i < 3; i++)
                 QKV_TRY(qkv__packed_linear(ps, 0, C, C, y->w_qkv + i * C, 3 * C, y->b_qkv + i * C,
                                            i == 0   ? &b->q
                                            : i == 1 ? &b->k
                                                     : &b->v));
-            QKV_TRY(qkv__packed_linear(ps, 0, C, C, y->wo, C, y->bo, &b->o));
-            QKV_TRY(qkv__packed_linear(ps, 0, C, F, y->w_fc, F, y->b_fc, &b->fc));
-            QKV_TRY(qkv__packed_linear(ps, 0, F, C, y->w_proj, C, y->b_proj, &b->proj));
+            drop(m, y->w_qkv, C, 3 * C);
+        } else {
+            QKV_TRY(qkv__packed_linear(ps, 1, C, Q, y->wq, C, NULL, &b->q));
+            QKV_TRY(qkv__packed_linear(ps, 1, C, K, y->wk, C, NULL, &b->k));
+            QKV_TRY(qkv__packed_linear(ps, 1, C, K, y->wv, C, NULL, &b->v));
+            QKV_TRY(qkv__packed_linear(ps, 1, C, F, y->w_gate, C, NULL, &b->gate));
+            QKV_TRY(qkv__packed_linear(ps, 1, C, F, y->w_up, C, NULL, &b->fc));
+            drop(m, y->wq, Q, C);
+            drop(m, y->wk, K, C);
+            drop(m, y->wv, K, C);
+            drop(m, y->w_gate, F, C);
+            drop(m, y->w_up, F, C);
+            b->gate_up = (qkv_nn_linear){0};
+        }
+        b->qkv = (qkv_nn_linear){0};
+    }
+    return QKV_OK;
+}
+
+/* rows [n0, n0 + n) of *dst (ld C) = src [n, C] */
+static void put_rows(float *dst, int64_t n0, const float *src, int64_t n, int64_t C) {
+    memcpy(dst + n0 * C, src, sizeof(float) * (size_t)(n * C));
+}
+
+/* Every matrix packed once in the model's dtype (the forward uses only these; the mapped
+ * originals' pages are given back): op(W) [K, N], trans 1 for nn.Linear's W [N, K] (Llama,
+ * the head), 0 for GPT-2's Conv1D W [K, ldw]. q, k, v are one product (GPT-2's c_attn as it is
+ * stored; Llama's three matrices stacked in a temporary copy), and so are Llama's gate and up
+ * (block.h: the same bits as separate products, one pass over the input and one parallel region
+ * instead of three or two); qkv__gpt_unfuse undoes it for LoRA. */
+static qkv_status pack_weights(qkv_gpt *m, qkv_dtype dtype) {
+    const qkv_gpt_config *c = &m->cfg;
+    const int64_t C = c->hidden_size, F = c->intermediate_size;
+    const int64_t Q = c->num_heads * c->head_dim, K = c->num_kv_heads * c->head_dim;
+    qkv_packed_set *ps = &m->packed;
+    /* fused: 4 a layer; qkv__gpt_unfuse adds up to 5 */
+    QKV_TRY(qkv__packed_set_init(ps, dtype, 9 * c->num_layers + 1, "gpt"));
+    float *stack = NULL; /* Llama: [Q + 2K, C] or [2F, C] */
+    if (c->arch == QKV_GPT_ARCH_LLAMA) {
+        const int64_t rows = Q + 2 * K > 2 * F ? Q + 2 * K : 2 * F;
+        if (!(stack = qkv__alloc(sizeof(float) * (size_t)(rows * C))))
+            return qkv__fail(QKV_ERR_NOMEM, "gpt: out of memory stacking q, k, v");
+    }
+    qkv_status s = QKV_OK;
+    for (int64_t l = 0; s == QKV_OK && l < c->num_layers; l++) {
+        qkv_gpt_layer *y = &m->layers[l];
+        qkv__dec_layer *b = &y->blk;
+        *b = (qkv__dec_layer){
+            .ln1_w = y->ln1_w, .ln1_b = y->ln1_b, .ln2_w = y->ln2_w, .ln2_b = y->ln2_b};
+        if (c->arch == QKV_GPT_ARCH_GPT2) { /* Conv1D [in, out] */
+            s = qkv__packed_linear(ps, 0, C, 3 * C, y->w_qkv, 3 * C, y->b_qkv, &b->qkv);
+            if (s == QKV_OK) s = qkv__packed_linear(ps, 0, C, C, y->wo, C, y->bo, &b->o);
+            if (s == QKV_OK) s = qkv__packed_linear(ps, 0, C, F, y->w_fc, F, y->b_fc, &b->fc);
+            if (s == QKV_OK) s = qkv__packed_linear(ps, 0, F, C, y->w_proj, C, y->b_proj, &b->proj);
             drop(m, y->w_qkv, C, 3 * C);
             drop(m, y->wo, C, C);
             drop(m, y->w_fc, C, F);
             drop(m, y->w_proj, F, C);
         } else { /* nn.Linear [out, in] */
-            QKV_TRY(qkv__packed_linear(ps, 1, C, Q, y->wq, C, NULL, &b->q));
-            QKV_TRY(qkv__packed_linear(ps, 1, C, K, y->wk, C, NULL, &b->k));
-            QKV_TRY(qkv__packed_linear(ps, 1, C, K, y->wv, C, NULL, &b->v));
-            QKV_TRY(qkv__packed_linear(ps, 1, Q, C, y->wo, Q, NULL, &b->o));
-            QKV_TRY(qkv__packed_linear(ps, 1, C, F, y->w_gate, C, NULL, &b->gate));
-            QKV_TRY(qkv__packed_linear(ps, 1, C, F, y->w_up, C, NULL, &b->fc));
-            QKV_TRY(qkv__packed_linear(ps, 1, F, C, y->w_down, F, NULL, &b->proj));
+            put_rows(stack, 0, y->wq, Q, C);
+            put_rows(stack, Q, y->wk, K, C);
+            put_rows(stack, Q + K, y->wv, K, C);
+            s = qkv__packed_linear(ps, 1, C, Q + 2 * K, stack, C, NULL, &b->qkv);
+            put_rows(stack, 0, y->w_gate, F, C);
+            put_rows(stack, F, y->w_up, F, C);
+            if (s == QKV_OK) s = qkv__packed_linear(ps, 1, C, 2 * F, stack, C, NULL, &b->gate_up);
+            if (s == QKV_OK) s = qkv__packed_linear(ps, 1, Q, C, y->wo, Q, NULL, &b->o);
+            if (s == QKV_OK) s = qkv__packed_linear(ps, 1, F, C, y->w_down, F, NULL, &b->proj);
             drop(m, y->wq, Q, C);
             drop(m, y->wk, K, C);
             drop(m, y->wv, K, C);
@@ -369,6 +420,8 @@ static qkv_status pack_weights(qkv_gpt *m, qkv_dtype dtype) {
             drop(m, y->w_down, C, F);
         }
     }
+    qkv__free(stack);
+    QKV_TRY(s);
     QKV_TRY(qkv__packed_linear(ps, 1, C, c->vocab_size, m->lm_head, C, NULL, &m->head));
     /* tied: the embedding lookups fault back in only the rows they read */
     drop(m, m->lm_head, c->vocab_size, C);
@@ -542,8 +595,10 @@ qkv_status qkv__gpt_forward_probs(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cach
     const int64_t Q = c->num_heads * c->head_dim, K = c->num_kv_heads * c->head_dim;
     const int64_t R = all_logits ? N : n_seq; /* rows of logits */
     /* workspace: offs, poffs [n_seq] (int64); x, h [N, C]; q, att [N, Q]; k, v [N, K];
-     * f1, f2 [N, F]; last [R, C] */
-    size_t per_row = (size_t)(2 * C + 2 * Q + 2 * K + (c->arch == QKV_GPT_ARCH_LLAMA ? 2 : 1) * F);
+     * f1, f2 [N, F]; fused [N, FW] (block.h); last [R, C] */
+    const int64_t FW = c->arch == QKV_GPT_ARCH_LLAMA && 2 * F > Q + 2 * K ? 2 * F : Q + 2 * K;
+    size_t per_row =
+        (size_t)(2 * C + 2 * Q + 2 * K + (c->arch == QKV_GPT_ARCH_LLAMA ? 2 : 1) * F + FW);
     size_t nfl;
     if (qkv__mul_overflow((size_t)N, per_row, &nfl) ||
         qkv__add_overflow(nfl, (size_t)R * (size_t)C + (size_t)n_seq * 4, &nfl) ||
@@ -555,7 +610,7 @@ qkv_status qkv__gpt_forward_probs(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cach
     float *x = ws + 4 * n_seq, *h = x + N * C, *q = h + N * C, *att = q + N * Q, *k = att + N * Q;
     float *v = k + N * K, *f1 = v + N * K;
     float *f2 = c->arch == QKV_GPT_ARCH_LLAMA ? f1 + N * F : f1;
-    float *last = f2 + N * F; /* [R, C] */
+    float *fused = f2 + N * F, *last = fused + N * FW; /* [N, FW], [R, C] */
     qkv_status st;
 
     /* embeddings: token (+ learned position, continuing from each cache's length) */
@@ -586,7 +641,8 @@ qkv_status qkv__gpt_forward_probs(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cach
                                .ln2 = h,
                                .h = llama ? f1 : NULL,
                                .u = llama ? f2 : NULL,
-                               .a = f1};
+                               .a = f1,
+                               .fused = fused};
     const qkv__dec_cfg dc = {llama, C, F, Q, K, c->norm_eps, c->act};
     for (int64_t l = 0; st == QKV_OK && l < c->num_layers; l++)
         st =

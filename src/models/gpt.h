@@ -100,6 +100,9 @@ qkv_status qkv__gpt_config_load(const char *dir, qkv_gpt_config *cfg);
  * with their name and expected shape (QKV_ERR_FORMAT). On failure *out is NULL. */
 qkv_status qkv__gpt_load(const char *dir, qkv_dtype dtype, qkv_gpt **out);
 void qkv__gpt_free(qkv_gpt *m);
+/* Packs q, k, v (and Llama's gate, up) as separate products instead of the fused ones the
+ * load makes (block.h; the same logits bit for bit), for an adapter attaching to each. */
+qkv_status qkv__gpt_unfuse(qkv_gpt *m);
 /* Applies a PEFT LoRA adapter directory (qkv_lm_load_lora; lora_apply.c). */
 qkv_status qkv__gpt_load_lora(qkv_gpt *m, const char *dir);
 

@@ -168,6 +168,11 @@ qkv_status qkv__gpt_load_lora(qkv_gpt *m, const char *dir) {
     qkv__lora_file *f;
     qkv_nn_lora *slots;
     QKV_TRY(open_adapter(dir, &sh, NULL, &f, &slots));
+    qkv_status st = qkv__gpt_unfuse(m); /* the adapter attaches to q, k, v, gate, up one by one */
+    if (st != QKV_OK) {
+        qkv__lora_release(f, slots);
+        return st;
+    }
     for (int64_t l = 0; l < m->cfg.num_layers; l++)
         qkv__lora_attach_dec(&m->layers[l].blk, slots + qkv__lora_slot(l, 0));
     m->lora = f;

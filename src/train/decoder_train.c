@@ -54,6 +54,8 @@ static void dec_layer(const qkv_trainer *t, int64_t l, qkv__dec_layer *w, qkv__d
              NULL},
             {qkv__tw(t, W, l, TP_FC_W), qkv__tw(t, W, l, TP_FC_B), C, F, 0, 1, NULL, NULL, NULL},
             {qkv__tw(t, W, l, TP_MLP_W), qkv__tw(t, W, l, TP_MLP_B), F, C, 0, 1, NULL, NULL, NULL},
+            {0},
+            {0}, /* training: no fused products (block.h) */
             {0}};
         if (g) { /* frozen parameters: NULL, no gradient computed */
             float *gw = qkv__twg(t, l, TP_ATTN_W), *gb = qkv__twg(t, l, TP_ATTN_B);
@@ -89,7 +91,9 @@ static void dec_layer(const qkv_trainer *t, int64_t l, qkv__dec_layer *w, qkv__d
                           {qkv__tw(t, W, l, LP_O), NULL, Q, C, 0, 0, NULL, NULL, NULL},
                           {qkv__tw(t, W, l, LP_UP), NULL, C, F, 0, 0, NULL, NULL, NULL},
                           {qkv__tw(t, W, l, LP_DOWN), NULL, F, C, 0, 0, NULL, NULL, NULL},
-                          {qkv__tw(t, W, l, LP_GATE), NULL, C, F, 0, 0, NULL, NULL, NULL}};
+                          {qkv__tw(t, W, l, LP_GATE), NULL, C, F, 0, 0, NULL, NULL, NULL},
+                          {0},
+                          {0}}; /* training: no fused products (block.h) */
     if (g)
         *g = (qkv__dec_grads){.ln1_w = qkv__twg(t, l, LP_LN1),
                               .ln2_w = qkv__twg(t, l, LP_LN2),
