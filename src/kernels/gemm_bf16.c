@@ -101,22 +101,23 @@ static void pack_all(qkv_gemm_bf16_packed *p, int trans_b, const uint16_t *b16, 
 static qkv_status pack_common(const qkv_gemm_bf16_config *cfg, int f16, int trans_b, int64_t K,
                               int64_t N, const uint16_t *b16, const float *f32, int64_t ldb,
                               qkv_gemm_bf16_packed **out) {
-    if (!out) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16 pack: out is NULL");
+    const char *fmt = f16 ? "f16" : "bf16";
+    if (!out) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm %s pack: out is NULL", fmt);
     *out = NULL;
     if (cfg && cfg->f16 != f16)
-        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm %s pack: config %s is for %s weights",
-                         f16 ? "f16" : "bf16", cfg->name, cfg->f16 ? "f16" : "bf16");
+        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm %s pack: config %s is for %s weights", fmt,
+                         cfg->name, cfg->f16 ? "f16" : "bf16");
     if (K < 0 || N < 0)
-        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16 pack: negative size K=%lld N=%lld",
+        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm %s pack: negative size K=%lld N=%lld", fmt,
                          (long long)K, (long long)N);
     if (K > 0 && N > 0) {
-        if (!b16 && !f32) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16 pack: B is NULL");
+        if (!b16 && !f32) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm %s pack: B is NULL", fmt);
         if (ldb < (trans_b ? K : N))
-            return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16 pack: ldb %lld too small",
+            return qkv__fail(QKV_ERR_INVALID_ARG, "gemm %s pack: ldb %lld too small", fmt,
                              (long long)ldb);
     }
     qkv_gemm_bf16_packed *p = qkv__calloc(1, sizeof *p);
-    if (!p) return qkv__fail(QKV_ERR_NOMEM, "gemm bf16 pack: out of memory");
+    if (!p) return qkv__fail(QKV_ERR_NOMEM, "gemm %s pack: out of memory", fmt);
     if (cfg)
         p->cfg = *cfg;
     else if (f16)
@@ -132,13 +133,13 @@ static qkv_status pack_common(const qkv_gemm_bf16_config *cfg, int f16, int tran
         if (qkv__mul_overflow((size_t)round_up(K, 2), (size_t)p->npad, &bytes) ||
             qkv__mul_overflow(bytes, sizeof(uint16_t), &bytes)) {
             qkv__free(p);
-            return qkv__fail(QKV_ERR_OVERFLOW, "gemm bf16 pack: %lld x %lld overflows",
+            return qkv__fail(QKV_ERR_OVERFLOW, "gemm %s pack: %lld x %lld overflows", fmt,
                              (long long)K, (long long)N);
         }
         p->data = qkv__alloc(bytes);
         if (!p->data) {
             qkv__free(p);
-            return qkv__fail(QKV_ERR_NOMEM, "gemm bf16 pack: cannot allocate %zu bytes", bytes);
+            return qkv__fail(QKV_ERR_NOMEM, "gemm %s pack: cannot allocate %zu bytes", fmt, bytes);
         }
         pack_all(p, trans_b, b16, f32, ldb);
     }
@@ -146,41 +147,26 @@ static qkv_status pack_common(const qkv_gemm_bf16_config *cfg, int f16, int tran
     return QKV_OK;
 }
 
+/* (pack_common refuses a NULL B with K, N > 0, naming the format) */
 qkv_status qkv__gemm_bf16_pack(const qkv_gemm_bf16_config *cfg, int trans_b, int64_t K, int64_t N,
                                const uint16_t *B, int64_t ldb, qkv_gemm_bf16_packed **out) {
-    if (K > 0 && N > 0 && !B) {
-        if (out) *out = NULL;
-        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16 pack: B is NULL");
-    }
     return pack_common(cfg, 0, trans_b, K, N, B, NULL, ldb, out);
 }
 
 qkv_status qkv__gemm_bf16_pack_f32(const qkv_gemm_bf16_config *cfg, int trans_b, int64_t K,
                                    int64_t N, const float *B, int64_t ldb,
                                    qkv_gemm_bf16_packed **out) {
-    if (K > 0 && N > 0 && !B) {
-        if (out) *out = NULL;
-        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16 pack: B is NULL");
-    }
     return pack_common(cfg, 0, trans_b, K, N, NULL, B, ldb, out);
 }
 
 qkv_status qkv__gemm_f16_pack(const qkv_gemm_bf16_config *cfg, int trans_b, int64_t K, int64_t N,
                               const uint16_t *B, int64_t ldb, qkv_gemm_bf16_packed **out) {
-    if (K > 0 && N > 0 && !B) {
-        if (out) *out = NULL;
-        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm f16 pack: B is NULL");
-    }
     return pack_common(cfg, 1, trans_b, K, N, B, NULL, ldb, out);
 }
 
 qkv_status qkv__gemm_f16_pack_f32(const qkv_gemm_bf16_config *cfg, int trans_b, int64_t K,
                                   int64_t N, const float *B, int64_t ldb,
                                   qkv_gemm_bf16_packed **out) {
-    if (K > 0 && N > 0 && !B) {
-        if (out) *out = NULL;
-        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm f16 pack: B is NULL");
-    }
     return pack_common(cfg, 1, trans_b, K, N, NULL, B, ldb, out);
 }
 
