@@ -137,13 +137,13 @@ def _open(load, path):
     return h
 
 
-_DTYPES = {"f32": 0, "f16": 1, "bf16": 2}  # qkv_dtype: QKV_DTYPE_F32, _F16, _BF16
+_DTYPES = {"f32": 0, "f16": 1, "bf16": 2, "int8": 4}  # qkv_dtype: QKV_DTYPE_F32, _F16, _BF16, _I8
 
 
 def _open_as(load_opts, path, dtype):
     """The handle a qkv_*_load_opts(path, &options, &out) gives with weights in dtype."""
     if dtype not in _DTYPES:
-        raise ValueError(f"qkv: dtype must be 'f32', 'bf16' or 'f16', not {dtype!r}")
+        raise ValueError(f"qkv: dtype must be 'f32', 'bf16', 'f16' or 'int8', not {dtype!r}")
     o = _lib.ModelOptions(C.sizeof(_lib.ModelOptions), _DTYPES[dtype])
     return _open(lambda p, h: load_opts(p, C.byref(o), h), path)
 

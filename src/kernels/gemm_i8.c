@@ -1,0 +1,272 @@
+/* gemm_i8.c — the portable half of the int8 GEMM (format and contract in gemm_i8.h): weight
+ * quantization and packing (once), activation quantization (per call), the loop nest around
+ * the integer micro-kernel, the float steps (the only place they are done, so every ISA gives
+ * the same bits), the thread split, and the naive reference.
+ *
+ * Loop nest: threads take ranges of NR-wide column panels of the packed B; per thread
+ *   for each panel in the range:   B panel, kq x 4 x NR bytes (L2; the whole K)
+ *     for ir in 0..M step MR:      micro-kernel (int32 tile) -> float steps -> epilogue
+ * A small M (a decode step) thus streams each weight byte once. */
+#include "kernels/gemm_i8.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "kernels/dispatch.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+enum { MR_MAX = 16, NR_MAX = 64 };
+
+struct qkv_gemm_i8_packed {
+    qkv_gemm_i8_config cfg; /* a copy: the layout and the kernel to run */
+    int64_t K, N;
+    int64_t kq;      /* ceil(K / 4) */
+    int64_t npad;    /* N rounded up to NR */
+    int8_t *data;    /* panel jr (a multiple of NR) at data + jr*4*kq; NULL when K*N == 0 */
+    float *scale;    /* s_n [npad] (1 in the padding) */
+    int32_t *colsum; /* Σ_k q[k, n] [npad] */
+};
+
+static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/* The scale of a row (gemm_i8.h): amax / 127, 0 for a zero (or underflowing) row, NaN when
+ * the row holds a NaN or an Inf. */
+static float row_scale(const float *x, int64_t n, int64_t stride) {
+    float amax = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        float a = fabsf(x[i * stride]);
+        if (!(a <= FLT_MAX)) return NAN;
+        if (a > amax) amax = a;
+    }
+    return amax / 127.0f;
+}
+
+/* One value with a scale from row_scale: rint(x / t) clamped; 0 when t is 0 or NaN. */
+static inline int8_t quant1(float x, float t) {
+    if (!(t > 0.0f)) return 0;
+    float r = rintf(x / t);
+    return (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r);
+}
+
+float qkv__i8_quantize_row(const float *x, int64_t n, int64_t stride, int8_t *q) {
+    float t = row_scale(x, n, stride);
+    for (int64_t i = 0; i < n; i++) q[i] = quant1(x[i * stride], t);
+    return t;
+}
+
+/* The float steps of the format, for one element. */
+static inline float i8_finish(int32_t acc, float t, float s, float beta, const float *c) {
+    float v = (float)acc * (t * s);
+    return beta == 0.0f ? v : v + beta * *c;
+}
+
+qkv_status qkv__gemm_i8_pack_f32(const qkv_gemm_i8_config *cfg, int trans_b, int64_t K, int64_t N,
+                                 const float *B, int64_t ldb, qkv_gemm_i8_packed **out) {
+    if (!out) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm i8 pack: out is NULL");
+    *out = NULL;
+    if (K < 0 || N < 0)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm i8 pack: negative size K=%lld N=%lld",
+                         (long long)K, (long long)N);
+    if (K > QKV_GEMM_I8_MAX_K)
+        return qkv__fail(QKV_ERR_OVERFLOW,
+                         "gemm i8 pack: K = %lld exceeds %lld (int32 sums could overflow)",
+                         (long long)K, (long long)QKV_GEMM_I8_MAX_K);
+    if (K > 0 && N > 0) {
+        if (!B) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm i8 pack: B is NULL");
+        if (ldb < (trans_b ? K : N))
+            return qkv__fail(QKV_ERR_INVALID_ARG, "gemm i8 pack: ldb %lld < %lld", (long long)ldb,
+                             (long long)(trans_b ? K : N));
+    }
+    qkv_gemm_i8_config c;
+    if (cfg)
+        c = *cfg;
+    else
+        qkv__kernels()->gemm_i8_config(&c);
+    if (c.mr < 1 || c.mr > MR_MAX || c.nr < 1 || c.nr > NR_MAX || !c.ukr)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm i8 pack: bad config %s", c.name);
+    qkv_gemm_i8_packed *p = qkv__calloc(1, sizeof *p);
+    if (!p) return qkv__fail(QKV_ERR_NOMEM, "gemm i8 pack: out of memory");
+    p->cfg = c;
+    p->K = K;
+    p->N = N;
+    p->kq = (K + 3) / 4;
+    p->npad = round_up(N, c.nr);
+    if (K == 0 || N == 0) {
+        *out = p;
+        return QKV_OK;
+    }
+    size_t bytes;
+    if (qkv__mul_overflow((size_t)(4 * p->kq), (size_t)p->npad, &bytes)) {
+        qkv__free(p);
+        return qkv__fail(QKV_ERR_OVERFLOW, "gemm i8 pack: %lld x %lld overflows", (long long)K,
+                         (long long)N);
+    }
+    p->data = qkv__alloc(bytes);
+    p->scale = p->data ? qkv__alloc((size_t)p->npad * sizeof(float)) : NULL;
+    p->colsum = p->scale ? qkv__alloc((size_t)p->npad * sizeof(int32_t)) : NULL;
+    int8_t *col = p->colsum ? qkv__alloc((size_t)K) : NULL;
+    if (!col) {
+        qkv__gemm_i8_packed_free(p);
+        return qkv__fail(QKV_ERR_NOMEM, "gemm i8 pack: cannot allocate %zu bytes", bytes);
+    }
+    memset(p->data, 0, bytes);
+    const int NR = c.nr;
+    for (int64_t n = 0; n < p->npad; n++) {
+        p->scale[n] = 1.0f;
+        p->colsum[n] = 0;
+        if (n >= N) continue;
+        const float *src = trans_b ? B + n * ldb : B + n;
+        float s = qkv__i8_quantize_row(src, K, trans_b ? 1 : ldb, col);
+        if (isnan(s)) {
+            int64_t k = 0;
+            while (k < K && fabsf(src[k * (trans_b ? 1 : ldb)]) <= FLT_MAX) k++;
+            qkv__free(col);
+            qkv__gemm_i8_packed_free(p);
+            return qkv__fail(QKV_ERR_INVALID_ARG,
+                             "gemm i8 pack: weight (k %lld, n %lld) is not finite (int8 cannot "
+                             "hold it)",
+                             (long long)k, (long long)n);
+        }
+        p->scale[n] = s == 0.0f ? 1.0f : s;
+        int8_t *panel = p->data + (n / NR) * NR * 4 * p->kq;
+        int j = (int)(n % NR);
+        int32_t sum = 0;
+        for (int64_t k = 0; k < K; k++) {
+            panel[(k / 4) * 4 * NR + 4 * j + (k % 4)] = col[k];
+            sum += col[k];
+        }
+        p->colsum[n] = sum;
+    }
+    qkv__free(col);
+    *out = p;
+    return QKV_OK;
+}
+
+void qkv__gemm_i8_packed_free(qkv_gemm_i8_packed *p) {
+    if (!p) return;
+    qkv__free(p->data);
+    qkv__free(p->scale);
+    qkv__free(p->colsum);
+    qkv__free(p);
+}
+
+int64_t qkv__gemm_i8_packed_k(const qkv_gemm_i8_packed *p) { return p ? p->K : 0; }
+int64_t qkv__gemm_i8_packed_n(const qkv_gemm_i8_packed *p) { return p ? p->N : 0; }
+size_t qkv__gemm_i8_packed_bytes(const qkv_gemm_i8_packed *p) {
+    if (!p || !p->data) return 0;
+    return (size_t)(4 * p->kq) * (size_t)p->npad + (size_t)p->npad * (sizeof(float) + 4);
+}
+const char *qkv__gemm_i8_packed_kernel(const qkv_gemm_i8_packed *p) {
+    return p ? p->cfg.name : NULL;
+}
+int8_t qkv__gemm_i8_packed_get(const qkv_gemm_i8_packed *p, int64_t k, int64_t n) {
+    const int NR = p->cfg.nr;
+    const int8_t *panel = p->data + (n / NR) * NR * 4 * p->kq;
+    return panel[(k / 4) * 4 * NR + 4 * (n % NR) + (k % 4)];
+}
+float qkv__gemm_i8_packed_scale(const qkv_gemm_i8_packed *p, int64_t n) { return p->scale[n]; }
+
+typedef struct {
+    const qkv_gemm_i8_packed *B;
+    int64_t M;
+    const uint8_t *a; /* A quantized, + 128, [M, 4*kq] */
+    const float *t;   /* t_m [M] */
+    float beta;
+    float *C;
+    int64_t ldc;
+    const qkv_gemm_epilogue *epi; /* NULL or one with something to do */
+} i8_job;
+
+static void i8_task(void *ctx, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    const i8_job *g = ctx;
+    const qkv_gemm_i8_packed *B = g->B;
+    const int MR = B->cfg.mr, NR = B->cfg.nr;
+    const int64_t lda = 4 * B->kq;
+    int32_t acc[MR_MAX * NR_MAX];
+    for (int64_t panel = begin; panel < end; panel++) {
+        const int64_t jr = panel * NR;
+        const int nr = (int)(B->N - jr < NR ? B->N - jr : NR);
+        const int8_t *bp = B->data + jr * lda;
+        const float *s = B->scale + jr;
+        const int32_t *cs = B->colsum + jr;
+        for (int64_t ir = 0; ir < g->M; ir += MR) {
+            const int mr = (int)(g->M - ir < MR ? g->M - ir : MR);
+            B->cfg.ukr(B->kq, g->a + ir * lda, lda, bp, acc, mr);
+            float *c = g->C + ir * g->ldc + jr;
+            for (int r = 0; r < mr; r++) {
+                const float t = g->t[ir + r];
+                float *cr = c + r * g->ldc;
+                for (int j = 0; j < nr; j++)
+                    cr[j] = i8_finish(acc[r * NR + j] - 128 * cs[j], t, s[j], g->beta, cr + j);
+            }
+            if (g->epi) qkv__gemm_epilogue_tile(g->epi, c, g->ldc, ir, jr, mr, nr);
+        }
+    }
+}
+
+qkv_status qkv__gemm_i8(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
+                        const qkv_gemm_i8_packed *B, float beta, float *C, int64_t ldc,
+                        const qkv_gemm_epilogue *epi) {
+    if (!B) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm i8: packed B is NULL");
+    i8_job g = {.B = B, .M = M, .beta = beta, .C = C, .ldc = ldc};
+    qkv_gemm_epilogue epi_copy;
+    float *res_copy = NULL;
+    int done;
+    QKV_TRY(qkv__gemm_packed_begin("gemm i8", M, B->K, B->N, A, lda, beta, C, ldc, epi, &epi_copy,
+                                   &res_copy, &g.epi, &done));
+    if (done) return QKV_OK;
+    const int64_t kp = 4 * B->kq;
+    size_t bytes;
+    uint8_t *a = NULL;
+    float *t = NULL;
+    if (qkv__mul_overflow((size_t)M, (size_t)kp, &bytes)) {
+        qkv__free(res_copy);
+        return qkv__fail(QKV_ERR_OVERFLOW, "gemm i8: int8 copy of A overflows");
+    }
+    a = qkv__alloc(bytes);
+    t = a ? qkv__alloc((size_t)M * sizeof(float)) : NULL;
+    if (!t) {
+        qkv__free(a);
+        qkv__free(res_copy);
+        return qkv__fail(QKV_ERR_NOMEM, "gemm i8: cannot allocate %zu bytes for A", bytes);
+    }
+    for (int64_t i = 0; i < M; i++) {
+        int8_t *q = (int8_t *)(a + i * kp);
+        t[i] = qkv__i8_quantize_row(A + i * lda, B->K, 1, q);
+        uint8_t *u = a + i * kp;
+        for (int64_t k = 0; k < B->K; k++) u[k] = (uint8_t)(q[k] + 128);
+        for (int64_t k = B->K; k < kp; k++) u[k] = 128;
+    }
+    g.a = a;
+    g.t = t;
+    int64_t panels = B->npad / B->cfg.nr;
+    /* threads only when there is enough work to pay for waking them (as qkv__gemm_f32) */
+    double work = (double)M * (double)B->N * (double)B->K;
+    if (work < 65536.0 * 2 || qkv_runtime_n_threads(rt) <= 1)
+        i8_task(&g, 0, panels, 0);
+    else
+        qkv_parallel_for(rt, panels, 1, i8_task, &g);
+    qkv__free(a);
+    qkv__free(t);
+    qkv__free(res_copy);
+    return QKV_OK;
+}
+
+void qkv__gemm_i8_naive(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                        const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    for (int64_t j = 0; j < N; j++) {
+        const float *b = trans_b ? B + j * ldb : B + j;
+        const int64_t sb = trans_b ? 1 : ldb;
+        const float s = row_scale(b, K, sb), s1 = s == 0.0f ? 1.0f : s;
+        for (int64_t i = 0; i < M; i++) {
+            const float *a = A + i * lda;
+            const float t = row_scale(a, K, 1);
+            int64_t acc = 0;
+            for (int64_t k = 0; k < K; k++) acc += (int64_t)quant1(a[k], t) * quant1(b[k * sb], s);
+            C[i * ldc + j] = i8_finish((int32_t)acc, t, s1, beta, C + i * ldc + j);
+        }
+    }
+}
