@@ -5,8 +5,11 @@
  *
  * Loop nest: threads take ranges of NR-wide column panels of the packed B; per thread
  *   for each panel in the range:   B panel, kq x 4 x NR bytes (L2; the whole K)
- *     for ir in 0..M step MR:      micro-kernel (int32 tile) -> float steps -> epilogue
- * A small M (a decode step) thus streams each weight byte once. */
+ *     for ir in 0..M step MR:
+ *       for each group of K:       micro-kernel (exact int32 tile) -> scaled, summed in float
+ *       beta, epilogue
+ * A small M (a decode step) thus streams each weight byte once. This file is compiled with
+ * -ffp-contract=off: the float steps must not become FMAs on one build and not another. */
 #include "kernels/gemm_i8.h"
 
 #include "core/alloc.h"
@@ -23,11 +26,14 @@ struct qkv_gemm_i8_packed {
     qkv_gemm_i8_config cfg; /* a copy: the layout and the kernel to run */
     int64_t K, N;
     int64_t kq;      /* ceil(K / 4) */
+    int64_t ng;      /* groups: ceil(K / G) */
     int64_t npad;    /* N rounded up to NR */
     int8_t *data;    /* panel jr (a multiple of NR) at data + jr*4*kq; NULL when K*N == 0 */
-    float *scale;    /* s_n [npad] (1 in the padding) */
-    int32_t *colsum; /* Σ_k q[k, n] [npad] */
+    float *scale;    /* s[g, n] at scale[g*npad + n] (1 in the padding) */
+    int32_t *colsum; /* Σ_{k in g} q[k, n] at colsum[g*npad + n] */
 };
+
+enum { G = QKV_GEMM_I8_GROUP };
 
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -56,10 +62,13 @@ float qkv__i8_quantize_row(const float *x, int64_t n, int64_t stride, int8_t *q)
     return t;
 }
 
-/* The float steps of the format, for one element. */
-static inline float i8_finish(int32_t acc, float t, float s, float beta, const float *c) {
-    float v = (float)acc * (t * s);
-    return beta == 0.0f ? v : v + beta * *c;
+/* The float steps of the format (gemm_i8.h), in this order everywhere: each group's exact
+ * integer sum scaled and added to the element's sum, groups in order; then beta·C. */
+static inline float i8_group(float sum, int32_t acc, float t, float s) {
+    return sum + (float)acc * (t * s);
+}
+static inline float i8_finish(float sum, float beta, const float *c) {
+    return beta == 0.0f ? sum : sum + beta * *c;
 }
 
 qkv_status qkv__gemm_i8_pack_f32(const qkv_gemm_i8_config *cfg, int trans_b, int64_t K, int64_t N,
@@ -69,10 +78,6 @@ qkv_status qkv__gemm_i8_pack_f32(const qkv_gemm_i8_config *cfg, int trans_b, int
     if (K < 0 || N < 0)
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm i8 pack: negative size K=%lld N=%lld",
                          (long long)K, (long long)N);
-    if (K > QKV_GEMM_I8_MAX_K)
-        return qkv__fail(QKV_ERR_OVERFLOW,
-                         "gemm i8 pack: K = %lld exceeds %lld (int32 sums could overflow)",
-                         (long long)K, (long long)QKV_GEMM_I8_MAX_K);
     if (K > 0 && N > 0) {
         if (!B) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm i8 pack: B is NULL");
         if (ldb < (trans_b ? K : N))
@@ -92,54 +97,57 @@ qkv_status qkv__gemm_i8_pack_f32(const qkv_gemm_i8_config *cfg, int trans_b, int
     p->K = K;
     p->N = N;
     p->kq = (K + 3) / 4;
+    p->ng = (K + G - 1) / G;
     p->npad = round_up(N, c.nr);
     if (K == 0 || N == 0) {
         *out = p;
         return QKV_OK;
     }
-    size_t bytes;
-    if (qkv__mul_overflow((size_t)(4 * p->kq), (size_t)p->npad, &bytes)) {
+    size_t bytes, sbytes;
+    if (qkv__mul_overflow((size_t)(4 * p->kq), (size_t)p->npad, &bytes) ||
+        qkv__mul_overflow((size_t)p->ng * (size_t)p->npad, sizeof(float), &sbytes)) {
         qkv__free(p);
         return qkv__fail(QKV_ERR_OVERFLOW, "gemm i8 pack: %lld x %lld overflows", (long long)K,
                          (long long)N);
     }
     p->data = qkv__alloc(bytes);
-    p->scale = p->data ? qkv__alloc((size_t)p->npad * sizeof(float)) : NULL;
-    p->colsum = p->scale ? qkv__alloc((size_t)p->npad * sizeof(int32_t)) : NULL;
-    int8_t *col = p->colsum ? qkv__alloc((size_t)K) : NULL;
-    if (!col) {
+    p->scale = p->data ? qkv__alloc(sbytes) : NULL;
+    p->colsum = p->scale ? qkv__alloc(sbytes) : NULL; /* int32: the size of a float */
+    if (!p->colsum) {
         qkv__gemm_i8_packed_free(p);
         return qkv__fail(QKV_ERR_NOMEM, "gemm i8 pack: cannot allocate %zu bytes", bytes);
     }
     memset(p->data, 0, bytes);
     const int NR = c.nr;
-    for (int64_t n = 0; n < p->npad; n++) {
-        p->scale[n] = 1.0f;
-        p->colsum[n] = 0;
-        if (n >= N) continue;
-        const float *src = trans_b ? B + n * ldb : B + n;
-        float s = qkv__i8_quantize_row(src, K, trans_b ? 1 : ldb, col);
-        if (isnan(s)) {
-            int64_t k = 0;
-            while (k < K && fabsf(src[k * (trans_b ? 1 : ldb)]) <= FLT_MAX) k++;
-            qkv__free(col);
-            qkv__gemm_i8_packed_free(p);
-            return qkv__fail(QKV_ERR_INVALID_ARG,
-                             "gemm i8 pack: weight (k %lld, n %lld) is not finite (int8 cannot "
-                             "hold it)",
-                             (long long)k, (long long)n);
+    int8_t col[G];
+    for (int64_t n = 0; n < p->npad; n++)
+        for (int64_t g = 0; g < p->ng; g++) {
+            float *sg = p->scale + g * p->npad + n;
+            int32_t *cg = p->colsum + g * p->npad + n;
+            *sg = 1.0f;
+            *cg = 0;
+            if (n >= N) continue;
+            const int64_t k0 = g * G, len = K - k0 < G ? K - k0 : G, st = trans_b ? 1 : ldb;
+            const float *src = trans_b ? B + n * ldb + k0 : B + k0 * ldb + n;
+            float sc = qkv__i8_quantize_row(src, len, st, col);
+            if (isnan(sc)) {
+                int64_t k = 0;
+                while (k < len && fabsf(src[k * st]) <= FLT_MAX) k++;
+                qkv__gemm_i8_packed_free(p);
+                return qkv__fail(QKV_ERR_INVALID_ARG,
+                                 "gemm i8 pack: weight (k %lld, n %lld) is not finite (int8 "
+                                 "cannot hold it)",
+                                 (long long)(k0 + k), (long long)n);
+            }
+            *sg = sc == 0.0f ? 1.0f : sc;
+            int8_t *panel = p->data + (n / NR) * NR * 4 * p->kq;
+            const int j = (int)(n % NR);
+            for (int64_t i = 0; i < len; i++) {
+                const int64_t k = k0 + i;
+                panel[(k / 4) * 4 * NR + 4 * j + (k % 4)] = col[i];
+                *cg += col[i];
+            }
         }
-        p->scale[n] = s == 0.0f ? 1.0f : s;
-        int8_t *panel = p->data + (n / NR) * NR * 4 * p->kq;
-        int j = (int)(n % NR);
-        int32_t sum = 0;
-        for (int64_t k = 0; k < K; k++) {
-            panel[(k / 4) * 4 * NR + 4 * j + (k % 4)] = col[k];
-            sum += col[k];
-        }
-        p->colsum[n] = sum;
-    }
-    qkv__free(col);
     *out = p;
     return QKV_OK;
 }
@@ -156,7 +164,8 @@ int64_t qkv__gemm_i8_packed_k(const qkv_gemm_i8_packed *p) { return p ? p->K : 0
 int64_t qkv__gemm_i8_packed_n(const qkv_gemm_i8_packed *p) { return p ? p->N : 0; }
 size_t qkv__gemm_i8_packed_bytes(const qkv_gemm_i8_packed *p) {
     if (!p || !p->data) return 0;
-    return (size_t)(4 * p->kq) * (size_t)p->npad + (size_t)p->npad * (sizeof(float) + 4);
+    return (size_t)(4 * p->kq) * (size_t)p->npad +
+           (size_t)p->ng * (size_t)p->npad * (sizeof(float) + sizeof(int32_t));
 }
 const char *qkv__gemm_i8_packed_kernel(const qkv_gemm_i8_packed *p) {
     return p ? p->cfg.name : NULL;
@@ -166,13 +175,15 @@ int8_t qkv__gemm_i8_packed_get(const qkv_gemm_i8_packed *p, int64_t k, int64_t n
     const int8_t *panel = p->data + (n / NR) * NR * 4 * p->kq;
     return panel[(k / 4) * 4 * NR + 4 * (n % NR) + (k % 4)];
 }
-float qkv__gemm_i8_packed_scale(const qkv_gemm_i8_packed *p, int64_t n) { return p->scale[n]; }
+float qkv__gemm_i8_packed_scale(const qkv_gemm_i8_packed *p, int64_t k, int64_t n) {
+    return p->scale[k / G * p->npad + n];
+}
 
 typedef struct {
     const qkv_gemm_i8_packed *B;
     int64_t M;
     const uint8_t *a; /* A quantized, + 128, [M, 4*kq] */
-    const float *t;   /* t_m [M] */
+    const float *t;   /* t[m, g] at t[m*ng + g] */
     float beta;
     float *C;
     int64_t ldc;
@@ -184,24 +195,32 @@ static void i8_task(void *ctx, int64_t begin, int64_t end, int tid) {
     const i8_job *g = ctx;
     const qkv_gemm_i8_packed *B = g->B;
     const int MR = B->cfg.mr, NR = B->cfg.nr;
-    const int64_t lda = 4 * B->kq;
+    const int64_t lda = 4 * B->kq, ng = B->ng;
     int32_t acc[MR_MAX * NR_MAX];
+    float sum[MR_MAX * NR_MAX];
     for (int64_t panel = begin; panel < end; panel++) {
         const int64_t jr = panel * NR;
         const int nr = (int)(B->N - jr < NR ? B->N - jr : NR);
         const int8_t *bp = B->data + jr * lda;
-        const float *s = B->scale + jr;
-        const int32_t *cs = B->colsum + jr;
         for (int64_t ir = 0; ir < g->M; ir += MR) {
             const int mr = (int)(g->M - ir < MR ? g->M - ir : MR);
-            B->cfg.ukr(B->kq, g->a + ir * lda, lda, bp, acc, mr);
-            float *c = g->C + ir * g->ldc + jr;
-            for (int r = 0; r < mr; r++) {
-                const float t = g->t[ir + r];
-                float *cr = c + r * g->ldc;
-                for (int j = 0; j < nr; j++)
-                    cr[j] = i8_finish(acc[r * NR + j] - 128 * cs[j], t, s[j], g->beta, cr + j);
+            for (int64_t q = 0; q < ng; q++) {
+                const int64_t k0 = q * G, kq = ((B->K - k0 < G ? B->K - k0 : G) + 3) / 4;
+                B->cfg.ukr(kq, g->a + ir * lda + k0, lda, bp + k0 * NR, acc, mr);
+                const float *s = B->scale + q * B->npad + jr;
+                const int32_t *cs = B->colsum + q * B->npad + jr;
+                for (int r = 0; r < mr; r++) {
+                    const float t = g->t[(ir + r) * ng + q];
+                    float *sr = sum + r * NR;
+                    const int32_t *ar = acc + r * NR;
+                    for (int j = 0; j < nr; j++)
+                        sr[j] = i8_group(q == 0 ? 0.0f : sr[j], ar[j] - 128 * cs[j], t, s[j]);
+                }
             }
+            float *c = g->C + ir * g->ldc + jr;
+            for (int r = 0; r < mr; r++)
+                for (int j = 0; j < nr; j++)
+                    c[r * g->ldc + j] = i8_finish(sum[r * NR + j], g->beta, c + r * g->ldc + j);
             if (g->epi) qkv__gemm_epilogue_tile(g->epi, c, g->ldc, ir, jr, mr, nr);
         }
     }
@@ -218,26 +237,30 @@ qkv_status qkv__gemm_i8(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
     QKV_TRY(qkv__gemm_packed_begin("gemm i8", M, B->K, B->N, A, lda, beta, C, ldc, epi, &epi_copy,
                                    &res_copy, &g.epi, &done));
     if (done) return QKV_OK;
-    const int64_t kp = 4 * B->kq;
-    size_t bytes;
+    const int64_t kp = 4 * B->kq, ng = B->ng;
+    size_t bytes, tbytes;
     uint8_t *a = NULL;
     float *t = NULL;
-    if (qkv__mul_overflow((size_t)M, (size_t)kp, &bytes)) {
+    if (qkv__mul_overflow((size_t)M, (size_t)kp, &bytes) ||
+        qkv__mul_overflow((size_t)M * (size_t)ng, sizeof(float), &tbytes)) {
         qkv__free(res_copy);
         return qkv__fail(QKV_ERR_OVERFLOW, "gemm i8: int8 copy of A overflows");
     }
     a = qkv__alloc(bytes);
-    t = a ? qkv__alloc((size_t)M * sizeof(float)) : NULL;
+    t = a ? qkv__alloc(tbytes) : NULL;
     if (!t) {
         qkv__free(a);
         qkv__free(res_copy);
         return qkv__fail(QKV_ERR_NOMEM, "gemm i8: cannot allocate %zu bytes for A", bytes);
     }
     for (int64_t i = 0; i < M; i++) {
-        int8_t *q = (int8_t *)(a + i * kp);
-        t[i] = qkv__i8_quantize_row(A + i * lda, B->K, 1, q);
         uint8_t *u = a + i * kp;
-        for (int64_t k = 0; k < B->K; k++) u[k] = (uint8_t)(q[k] + 128);
+        for (int64_t q = 0; q < ng; q++) {
+            const int64_t k0 = q * G, len = B->K - k0 < G ? B->K - k0 : G;
+            int8_t *qa = (int8_t *)(u + k0);
+            t[i * ng + q] = qkv__i8_quantize_row(A + i * lda + k0, len, 1, qa);
+            for (int64_t k = 0; k < len; k++) u[k0 + k] = (uint8_t)(qa[k] + 128);
+        }
         for (int64_t k = B->K; k < kp; k++) u[k] = 128;
     }
     g.a = a;
@@ -257,16 +280,20 @@ qkv_status qkv__gemm_i8(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
 
 void qkv__gemm_i8_naive(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    for (int64_t j = 0; j < N; j++) {
-        const float *b = trans_b ? B + j * ldb : B + j;
-        const int64_t sb = trans_b ? 1 : ldb;
-        const float s = row_scale(b, K, sb), s1 = s == 0.0f ? 1.0f : s;
+    const int64_t sb = trans_b ? 1 : ldb;
+    for (int64_t j = 0; j < N; j++)
         for (int64_t i = 0; i < M; i++) {
-            const float *a = A + i * lda;
-            const float t = row_scale(a, K, 1);
-            int64_t acc = 0;
-            for (int64_t k = 0; k < K; k++) acc += (int64_t)quant1(a[k], t) * quant1(b[k * sb], s);
-            C[i * ldc + j] = i8_finish((int32_t)acc, t, s1, beta, C + i * ldc + j);
+            float sum = 0.0f;
+            for (int64_t k0 = 0; k0 < K; k0 += G) {
+                const int64_t len = K - k0 < G ? K - k0 : G;
+                const float *a = A + i * lda + k0;
+                const float *b = trans_b ? B + j * ldb + k0 : B + k0 * ldb + j;
+                const float t = row_scale(a, len, 1), s = row_scale(b, len, sb);
+                int64_t acc = 0;
+                for (int64_t k = 0; k < len; k++)
+                    acc += (int64_t)quant1(a[k], t) * quant1(b[k * sb], s);
+                sum = i8_group(sum, (int32_t)acc, t, s == 0.0f ? 1.0f : s);
+            }
+            C[i * ldc + j] = i8_finish(sum, beta, C + i * ldc + j);
         }
-    }
 }

@@ -7,34 +7,40 @@
  * packed once (qkv__gemm_i8_pack_f32).
  *
  * The format (every ISA and qkv__gemm_i8_naive compute exactly this; all float operations are
- * IEEE single precision, round to nearest even):
- *  - weights, symmetric per output channel n: s_n = max_k |B(k,n)| / 127; q[k,n] =
- *    rint(B(k,n) / s_n) clamped to [-127, 127] (rint: ties to even). A column of zeros gets
- *    s_n = 1 and q = 0 (so does one whose scale underflows to 0). Non-finite weights are
- *    refused (INVALID_ARG): int8 cannot hold them.
- *  - activations, symmetric per row m, per call: t_m = max_k |A(m,k)| / 127; a[m,k] =
- *    rint(A(m,k) / t_m) clamped to [-127, 127]; an all-zero row (or one whose scale underflows
- *    to 0) gets t_m = 0 and a = 0. A row with a NaN or ±Inf gets t_m = NaN, a = 0: its row of
- *    the product is NaN (propagated, then beta·C and the epilogue as usual).
- *  - acc[m,n] = Σ_k a[m,k]·q[k,n] in int32, exact: |acc| <= K·255·127 is checked at pack time
- *    (K > QKV_GEMM_I8_MAX_K: OVERFLOW). The kernels store a + 128 as u8 (vpdpbusd multiplies
- *    u8 by s8) and subtract 128·colsum_n (colsum_n = Σ_k q[k,n], computed at pack time).
- *  - v = (float)acc[m,n] * (t_m * s_n); C = beta == 0 ? v : v + beta * C; then the epilogue
- *    (bias, activation, residual: kernels/gemm.h, the FP32 GEMM's code) on each finished tile.
- * Because the integer sums are exact and the float steps are done once, in portable code, in
- * this order, every ISA, thread count and M (a row alone or in a batch) gives the same bits as
- * qkv__gemm_i8_naive.
+ * IEEE single precision, round to nearest even, never contracted into FMAs): K is cut into
+ * groups of G = QKV_GEMM_I8_GROUP consecutive k (the last one shorter), each with its own
+ * scales, as llama.cpp's Q8_0 blocks (per-row or per-channel scales over all of K measured
+ * MiniLM embeddings at cosine 0.990 against FP32, short of issue 18's 0.999):
+ *  - weights, symmetric per output channel n and group g: s[g,n] = max_{k in g} |B(k,n)| / 127;
+ *    q[k,n] = rint(B(k,n) / s[g,n]) clamped to [-127, 127] (rint: ties to even). A group of
+ *    zeros gets s = 1 and q = 0 (so does one whose scale underflows to 0). Non-finite weights
+ *    are refused (INVALID_ARG): int8 cannot hold them.
+ *  - activations, symmetric per row m and group g, per call: t[m,g] = max_{k in g} |A(m,k)| /
+ *    127; a[m,k] = rint(A(m,k) / t[m,g]) clamped to [-127, 127]; a zero group (or one whose
+ *    scale underflows to 0) gets t = 0 and a = 0. A group with a NaN or ±Inf gets t = NaN,
+ *    a = 0: its row of the product is NaN (propagated, then beta·C and the epilogue as usual).
+ *  - acc[m,n,g] = Σ_{k in g} a[m,k]·q[k,n] in int32, exact (|acc| <= G·255·127). The kernels
+ *    store a + 128 as u8 (vpdpbusd multiplies u8 by s8) and subtract 128·colsum[g,n]
+ *    (Σ_{k in g} q[k,n], computed at pack time).
+ *  - sum = 0; for g in order: sum = sum + (float)acc[m,n,g] * (t[m,g] * s[g,n]);
+ *    C = beta == 0 ? sum : sum + beta * C; then the epilogue (bias, activation, residual:
+ *    kernels/gemm.h, the FP32 GEMM's code) on each finished tile.
+ * The micro-kernels only produce the exact integer sums of a group; the float steps are done
+ * once, in portable code (gemm_i8.c), in this order, so every ISA, thread count and M (a row
+ * alone or in a batch) gives the same bits as qkv__gemm_i8_naive.
  *
- * Error against the exact product Σ_k A·B (|Δb| <= s_n/2 per weight, |Δa| <= t_m/2·(1 + 2^-16)
- * per activation, the slack covering the float division before rint):
- *    |C - Σ A·B| <= Σ_k (|A|·s_n/2 + |B|·t_m/2·(1+2^-16) + s_n·t_m/4·(1+2^-16))
- *                   + (|acc|·t_m·s_n)·3·2^-24          (int -> float, two products)
+ * Error against the exact product Σ_k A·B (|Δb| <= s/2·(1 + 2^-16) per weight, |Δa| <=
+ * t/2·(1 + 2^-16) per activation, the slack covering the float division before rint, |x/s| <=
+ * 127), with u = 2^-16, n_g groups and γ_j = j·2^-24/(1 - j·2^-24):
+ *    |C - Σ A·B - beta·C| <= E_q + γ_{n_g+3}·(Σ_k |A|·|B| + E_q + |beta·C|),
+ *    E_q = Σ_k (|A|·s/2·(1+u) + |B|·t/2·(1+u) + s·t/4·(1+u)^2)   (s, t of k's group)
  * for normal (>= FLT_MIN) scales; tests/test_kernels_gemm_i8.c checks it on every ISA.
  *
  * Packed layout (per config): K padded to a multiple of 4 (kq = ceil(K/4) quads), N to the
  * config's NR; panel jr (NR columns) holds bp[q*4*NR + 4*j + h] = q[4q + h][jr + j] (zeros in
- * the padding), the layout vpdpbusd reads (a 32-bit quad of k per column). The micro-kernel
- * sums over all of K (no K blocks: integer sums need no order). */
+ * the padding), the layout vpdpbusd reads (a 32-bit quad of k per column); a group is the
+ * contiguous run of its G/4 quads. Scales and column sums: [n_g, N rounded up to NR] floats
+ * and int32s (2·8/G bytes per weight beside its byte). */
 #ifndef QKV_KERNELS_GEMM_I8_H
 #define QKV_KERNELS_GEMM_I8_H
 
@@ -44,10 +50,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Largest K whose int32 sums cannot overflow: K·255·127 <= INT32_MAX. */
-#define QKV_GEMM_I8_MAX_K ((int64_t)(INT32_MAX / (255 * 127)))
+/* k per scale group (a multiple of 4). */
+#define QKV_GEMM_I8_GROUP 32
 
-/* Micro-kernel: acc[r*NR + j] = Σ_{k < 4·kq} a[r*lda + k] · bp[(k/4)*4*NR + 4*j + k%4] for
+/* Micro-kernel (called once per group): acc[r*NR + j] = Σ_{k < 4·kq} a[r*lda + k] ·
+ * bp[(k/4)*4*NR + 4*j + k%4] for
  * r < mr (<= MR), every j < NR (padding columns give 0); a is u8 (a + 128), lda a multiple of
  * 4, rows past mr never read. */
 typedef void (*qkv_gemm_i8_ukr_fn)(int64_t kq, const uint8_t *a, int64_t lda, const int8_t *bp,
@@ -71,8 +78,8 @@ typedef struct qkv_gemm_i8_packed qkv_gemm_i8_packed;
 
 /* Quantizes and packs op(B) [K, N] (FP32, trans_b as above) for cfg (NULL: the active ISA's).
  * K == 0 or N == 0 give an empty valid handle. INVALID_ARG on NULL out, negative sizes, ldb
- * too small, B NULL with K*N > 0, or a non-finite weight (named by k, n); OVERFLOW for K >
- * QKV_GEMM_I8_MAX_K or sizes; NOMEM. On failure *out is NULL. B is not referenced after. */
+ * too small, B NULL with K*N > 0, or a non-finite weight (named by k, n); OVERFLOW (sizes);
+ * NOMEM. On failure *out is NULL. B is not referenced after. */
 qkv_status qkv__gemm_i8_pack_f32(const qkv_gemm_i8_config *cfg, int trans_b, int64_t K, int64_t N,
                                  const float *B, int64_t ldb, qkv_gemm_i8_packed **out);
 void qkv__gemm_i8_packed_free(qkv_gemm_i8_packed *p); /* NULL is a no-op */
@@ -80,9 +87,9 @@ int64_t qkv__gemm_i8_packed_k(const qkv_gemm_i8_packed *p);
 int64_t qkv__gemm_i8_packed_n(const qkv_gemm_i8_packed *p);
 size_t qkv__gemm_i8_packed_bytes(const qkv_gemm_i8_packed *p);       /* weights, scales, sums */
 const char *qkv__gemm_i8_packed_kernel(const qkv_gemm_i8_packed *p); /* config name */
-/* The stored q[k, n] and s_n (tests; 0 <= k < K, 0 <= n < N). */
+/* The stored q[k, n] and the scale of k's group s[k/G, n] (tests; 0 <= k < K, 0 <= n < N). */
 int8_t qkv__gemm_i8_packed_get(const qkv_gemm_i8_packed *p, int64_t k, int64_t n);
-float qkv__gemm_i8_packed_scale(const qkv_gemm_i8_packed *p, int64_t n);
+float qkv__gemm_i8_packed_scale(const qkv_gemm_i8_packed *p, int64_t k, int64_t n);
 
 /* C [M, N] = epilogue(A [M, K] · op(B) + beta * C) in the format above; epi NULL or as
  * qkv__gemm_f32's (the same checks; a residual overlapping C is copied first). INVALID_ARG on
@@ -92,12 +99,12 @@ qkv_status qkv__gemm_i8(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
                         const qkv_gemm_i8_packed *B, float beta, float *C, int64_t ldc,
                         const qkv_gemm_epilogue *epi);
 
-/* Quantization of one row x [n] (the activations' rule above, also the weights' with x a
- * column): q [n] and the returned scale. Used by the GEMM, the naive reference and tests. */
+/* Quantization of one group x [n] (stride apart; the activations' rule above, also the
+ * weights' with x a column's group): q [n] and the returned scale (0 or NaN as above). */
 float qkv__i8_quantize_row(const float *x, int64_t n, int64_t stride, int8_t *q);
 
-/* The reference, straight from the format: quantizes B and A itself (no packing), sums in
- * int64, then the same float steps. No epilogue. */
+/* The reference, straight from the format: quantizes B and A itself, group by group (no
+ * packing), sums in int64, then the same float steps. No epilogue. */
 void qkv__gemm_i8_naive(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
