@@ -41,24 +41,46 @@ static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
  * the row holds a NaN or an Inf. */
 static float row_scale(const float *x, int64_t n, int64_t stride) {
     float amax = 0.0f;
+    int bad = 0; /* branch-free, so the loop vectorizes */
     for (int64_t i = 0; i < n; i++) {
         float a = fabsf(x[i * stride]);
-        if (!(a <= FLT_MAX)) return NAN;
-        if (a > amax) amax = a;
+        bad |= !(a <= FLT_MAX);
+        amax = a > amax ? a : amax;
     }
-    return amax / 127.0f;
+    return bad ? NAN : amax / 127.0f;
 }
 
+/* rint (ties to even) of |r| <= 2^22 in the default rounding mode: adding 1.5·2^23 leaves
+ * no fraction bits, so the addition rounds r to an integer and the subtraction is exact. Plain
+ * float arithmetic, so the loops below vectorize (rintf is a library call on baseline x86-64);
+ * the same value as rintf (the sign of a zero aside, which the int8 conversion drops). */
+static inline float rint_small(float r) { return (r + 12582912.0f) - 12582912.0f; }
+
 /* One value with a scale from row_scale: rint(x / t) clamped; 0 when t is 0 or NaN. */
-static inline int8_t quant1(float x, float t) {
+static inline int quant1(float x, float t) {
     if (!(t > 0.0f)) return 0;
-    float r = rintf(x / t);
-    return (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r);
+    float r = rint_small(x / t); /* |x / t| <= 127·(1 + 2^-23): well inside rint_small's range */
+    return (int)(r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r);
 }
 
 float qkv__i8_quantize_row(const float *x, int64_t n, int64_t stride, int8_t *q) {
     float t = row_scale(x, n, stride);
-    for (int64_t i = 0; i < n; i++) q[i] = quant1(x[i * stride], t);
+    for (int64_t i = 0; i < n; i++) q[i] = (int8_t)quant1(x[i * stride], t);
+    return t;
+}
+
+/* The activations' form: a group x [n] (contiguous) as u = q + 128; returns its scale. */
+static float quantize_u8(const float *x, int64_t n, uint8_t *u) {
+    const float t = row_scale(x, n, 1);
+    if (!(t > 0.0f)) {
+        memset(u, 128, (size_t)n);
+        return t;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        float r = rint_small(x[i] / t);
+        r = r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r;
+        u[i] = (uint8_t)((int)r + 128);
+    }
     return t;
 }
 
@@ -89,7 +111,7 @@ qkv_status qkv__gemm_i8_pack_f32(const qkv_gemm_i8_config *cfg, int trans_b, int
         c = *cfg;
     else
         qkv__kernels()->gemm_i8_config(&c);
-    if (c.mr < 1 || c.mr > MR_MAX || c.nr < 1 || c.nr > NR_MAX || !c.ukr)
+    if (c.mr < 1 || c.mr > MR_MAX || c.nr < 1 || c.nr > NR_MAX || !c.ukr || !c.group)
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm i8 pack: bad config %s", c.name);
     qkv_gemm_i8_packed *p = qkv__calloc(1, sizeof *p);
     if (!p) return qkv__fail(QKV_ERR_NOMEM, "gemm i8 pack: out of memory");
@@ -207,15 +229,8 @@ static void i8_task(void *ctx, int64_t begin, int64_t end, int tid) {
             for (int64_t q = 0; q < ng; q++) {
                 const int64_t k0 = q * G, kq = ((B->K - k0 < G ? B->K - k0 : G) + 3) / 4;
                 B->cfg.ukr(kq, g->a + ir * lda + k0, lda, bp + k0 * NR, acc, mr);
-                const float *s = B->scale + q * B->npad + jr;
-                const int32_t *cs = B->colsum + q * B->npad + jr;
-                for (int r = 0; r < mr; r++) {
-                    const float t = g->t[(ir + r) * ng + q];
-                    float *sr = sum + r * NR;
-                    const int32_t *ar = acc + r * NR;
-                    for (int j = 0; j < nr; j++)
-                        sr[j] = i8_group(q == 0 ? 0.0f : sr[j], ar[j] - 128 * cs[j], t, s[j]);
-                }
+                B->cfg.group(q == 0, mr, acc, B->colsum + q * B->npad + jr,
+                             B->scale + q * B->npad + jr, g->t + ir * ng + q, ng, sum);
             }
             float *c = g->C + ir * g->ldc + jr;
             for (int r = 0; r < mr; r++)
@@ -223,6 +238,27 @@ static void i8_task(void *ctx, int64_t begin, int64_t end, int tid) {
                     c[r * g->ldc + j] = i8_finish(sum[r * NR + j], g->beta, c + r * g->ldc + j);
             if (g->epi) qkv__gemm_epilogue_tile(g->epi, c, g->ldc, ir, jr, mr, nr);
         }
+    }
+}
+
+typedef struct {
+    const float *A;
+    int64_t lda, K, kp, ng;
+    uint8_t *a; /* [M, kp] */
+    float *t;   /* [M, ng] */
+} quant_job;
+
+/* Rows [begin, end) of A quantized group by group (a + 128 as u8, 128 in the K padding). */
+static void quant_task(void *ctx, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    const quant_job *j = ctx;
+    for (int64_t i = begin; i < end; i++) {
+        uint8_t *u = j->a + i * j->kp;
+        for (int64_t q = 0; q < j->ng; q++) {
+            const int64_t k0 = q * G, len = j->K - k0 < G ? j->K - k0 : G;
+            j->t[i * j->ng + q] = quantize_u8(j->A + i * j->lda + k0, len, u + k0);
+        }
+        for (int64_t k = j->K; k < j->kp; k++) u[k] = 128;
     }
 }
 
@@ -253,16 +289,12 @@ qkv_status qkv__gemm_i8(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
         qkv__free(res_copy);
         return qkv__fail(QKV_ERR_NOMEM, "gemm i8: cannot allocate %zu bytes for A", bytes);
     }
-    for (int64_t i = 0; i < M; i++) {
-        uint8_t *u = a + i * kp;
-        for (int64_t q = 0; q < ng; q++) {
-            const int64_t k0 = q * G, len = B->K - k0 < G ? B->K - k0 : G;
-            int8_t *qa = (int8_t *)(u + k0);
-            t[i * ng + q] = qkv__i8_quantize_row(A + i * lda + k0, len, 1, qa);
-            for (int64_t k = 0; k < len; k++) u[k0 + k] = (uint8_t)(qa[k] + 128);
-        }
-        for (int64_t k = B->K; k < kp; k++) u[k] = 128;
-    }
+    quant_job qj = {A, lda, B->K, kp, ng, a, t};
+    /* rows apart (each row's quantization is its own: any split gives the same bytes) */
+    if ((double)M * (double)B->K < 65536.0 || qkv_runtime_n_threads(rt) <= 1)
+        quant_task(&qj, 0, M, 0);
+    else
+        qkv_parallel_for(rt, M, 1, quant_task, &qj);
     g.a = a;
     g.t = t;
     int64_t panels = B->npad / B->cfg.nr;

@@ -60,10 +60,26 @@
 typedef void (*qkv_gemm_i8_ukr_fn)(int64_t kq, const uint8_t *a, int64_t lda, const int8_t *bp,
                                    int32_t *acc, int mr);
 
+/* The float step of one group on a tile (the format's order; every ISA compiles this same C,
+ * with -ffp-contract=off, so its vectorized forms give the same bits): for r < mr, j < NR,
+ *   sum[r*NR + j] = (first ? 0 : sum[r*NR + j]) + (float)(acc[r*NR + j] - 128·cs[j]) · (t[r*ts] ·
+ * s[j]). */
+typedef void (*qkv_gemm_i8_group_fn)(int first, int mr, const int32_t *acc, const int32_t *cs,
+                                     const float *s, const float *t, int64_t ts, float *sum);
+#define QKV_GEMM_I8_GROUP_STEP(NR)                                                                 \
+    for (int r = 0; r < mr; r++) {                                                                 \
+        const float tr = t[r * ts];                                                                \
+        float *sr = sum + r * (NR);                                                                \
+        const int32_t *ar = acc + r * (NR);                                                        \
+        for (int j = 0; j < (NR); j++)                                                             \
+            sr[j] = (first ? 0.0f : sr[j]) + (float)(ar[j] - 128 * cs[j]) * (tr * s[j]);           \
+    }
+
 typedef struct qkv_gemm_i8_config {
     const char *name; /* e.g. gemm_i8_avx512vnni */
     int mr, nr;       /* register block (mr <= 16, nr <= 64) */
     qkv_gemm_i8_ukr_fn ukr;
+    qkv_gemm_i8_group_fn group; /* QKV_GEMM_I8_GROUP_STEP(nr) compiled for the ISA */
 } qkv_gemm_i8_config;
 
 /* The config of each ISA: ref (plain C), avx2 (u8/s8 widened to s16, vpmaddwd: exact, no

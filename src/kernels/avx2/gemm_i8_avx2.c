@@ -73,9 +73,15 @@ static void gemm_i8_ukr_avx2(int64_t kq, const uint8_t *a, int64_t lda, const in
     }
 }
 
+static void gemm_i8_group_avx2(int first, int mr, const int32_t *acc, const int32_t *cs,
+                               const float *s, const float *t, int64_t ts, float *sum) {
+    QKV_GEMM_I8_GROUP_STEP(NR)
+}
+
 void qkv__gemm_i8_config_avx2(qkv_gemm_i8_config *cfg) {
     cfg->name = "gemm_i8_avx2";
     cfg->mr = MR;
     cfg->nr = NR;
     cfg->ukr = gemm_i8_ukr_avx2;
+    cfg->group = gemm_i8_group_avx2;
 }

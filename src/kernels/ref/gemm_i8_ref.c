@@ -16,9 +16,15 @@ static void gemm_i8_ukr_ref(int64_t kq, const uint8_t *a, int64_t lda, const int
         }
 }
 
+static void gemm_i8_group_ref(int first, int mr, const int32_t *acc, const int32_t *cs,
+                              const float *s, const float *t, int64_t ts, float *sum) {
+    QKV_GEMM_I8_GROUP_STEP(NR)
+}
+
 void qkv__gemm_i8_config_ref(qkv_gemm_i8_config *cfg) {
     cfg->name = "gemm_i8_ref";
     cfg->mr = MR;
     cfg->nr = NR;
     cfg->ukr = gemm_i8_ukr_ref;
+    cfg->group = gemm_i8_group_ref;
 }
