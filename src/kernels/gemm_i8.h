@@ -25,8 +25,9 @@
  *  - sum = 0; for g in order: sum = sum + (float)acc[m,n,g] * (t[m,g] * s[g,n]);
  *    C = beta == 0 ? sum : sum + beta * C; then the epilogue (bias, activation, residual:
  *    kernels/gemm.h, the FP32 GEMM's code) on each finished tile.
- * The micro-kernels only produce the exact integer sums of a group; the float steps are done
- * once, in portable code (gemm_i8.c), in this order, so every ISA, thread count and M (a row
+ * The micro-kernels produce the exact integer sums of a group; the float steps are one piece
+ * of C (QKV_GEMM_I8_GROUP_STEP, and gemm_i8.c for beta and the reference) that every ISA's file
+ * compiles with -ffp-contract=off, in this order, so every ISA, thread count and M (a row
  * alone or in a batch) gives the same bits as qkv__gemm_i8_naive.
  *
  * Error against the exact product Σ_k A·B (|Δb| <= s/2·(1 + 2^-16) per weight, |Δa| <=
