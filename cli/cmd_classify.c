@@ -52,7 +52,7 @@ void cmd_classify_help(void) {
            "  --batch N             lines per batch (default 64)\n"
            "  --threads N           threads (default: QKV_NUM_THREADS or all CPUs)\n"
            "  --dtype T             the encoder's linear layers: f32 (default, exact), bf16 or\n"
-           "                        f16 (16-bit weights, half the bytes)\n"
+           "                        f16 (16-bit weights, half the bytes) or int8\n"
            "  --progress            show progress on stderr even when it is not a terminal\n\n"
            "Exit status: 0 done; 2 bad usage or bad input (the message names FILE:LINE), a\n"
            "model directory that cannot be read or has no classification head; 1 otherwise.\n");

@@ -25,7 +25,8 @@ void cmd_embed_help(void) {
            "  --lora DIR         apply a PEFT LoRA adapter directory (not merged)\n"
            "  --dtype T          weights of the linear layers: f32 (default, exact), bf16 or\n"
            "                     f16 (half the bytes; embeddings within ~1e-5 of f32 in\n"
-           "                     cosine; f16 keeps 3 more bits, bf16 f32's range)\n"
+           "                     cosine; f16 keeps 3 more bits, bf16 f32's range) or int8\n"
+           "                     (per-channel int8 weights, int8 activations per row)\n"
            "  --format F         jsonl (default: one JSON array per line on stdout),\n"
            "                     npy or safetensors (binary float32 [lines, dim]; needs --out)\n"
            "  --out FILE         write to FILE instead of stdout\n"
@@ -85,13 +86,18 @@ int cli_parse_dtype(const char *cmd, const char *val, qkv_dtype *out) {
         *out = QKV_DTYPE_BF16;
     else if (strcmp(val, "f16") == 0)
         *out = QKV_DTYPE_F16;
+    else if (strcmp(val, "int8") == 0)
+        *out = QKV_DTYPE_I8;
     else
-        return cli_usage_error(cmd, "--dtype is f32, bf16 or f16, not '%s'", val);
+        return cli_usage_error(cmd, "--dtype is f32, bf16, f16 or int8, not '%s'", val);
     return EXIT_OK;
 }
 
 const char *cli_dtype_name(qkv_dtype d) {
-    return d == QKV_DTYPE_BF16 ? "bf16" : d == QKV_DTYPE_F16 ? "f16" : "f32";
+    return d == QKV_DTYPE_BF16  ? "bf16"
+           : d == QKV_DTYPE_F16 ? "f16"
+           : d == QKV_DTYPE_I8  ? "int8"
+                                : "f32";
 }
 
 int cli_load_model(const char *cmd, const char *dir, qkv_model **m) {

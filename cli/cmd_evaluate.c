@@ -90,7 +90,7 @@ void cmd_evaluate_help(void) {
         "  --batch N             examples per batch (default 64)\n"
         "  --threads N           threads (default: QKV_NUM_THREADS or all CPUs)\n"
         "  --dtype T             the encoder's linear layers: f32 (default, exact), bf16 or\n"
-        "                        f16 (16-bit weights, half the bytes)\n"
+        "                        f16 (16-bit weights, half the bytes) or int8\n"
         "  --progress            a progress bar on stderr even when it is not a terminal (by\n"
         "                        default: a bar on a terminal, else a line every 5 seconds)\n\n"
         "Exit status: 0 done; 2 bad usage or bad input (a data error names FILE:LINE; an\n"

@@ -41,7 +41,8 @@ void cmd_generate_help(void) {
            "  --threads N          threads (default: QKV_NUM_THREADS or all CPUs)\n"
            "  --dtype T            weights of the linear layers and the head: f32 (default,\n"
            "                       exact), bf16 or f16 (half the bytes a decode step reads;\n"
-           "                       logits differ slightly: docs/PERFORMANCE.md)\n"
+           "                       logits differ slightly: docs/PERFORMANCE.md) or int8\n"
+           "                       (int8 weights per channel, int8 activations per row)\n"
            "  --lora DIR           apply a PEFT LoRA adapter directory (not merged)\n");
 }
 

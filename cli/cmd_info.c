@@ -33,7 +33,8 @@ static const struct {
 
 /* How this CPU runs each weight dtype, from its features: "native" when it has instructions
  * that compute on the dtype itself, else how it is converted. Models run what --dtype names
- * (f32, bf16 or f16; the 16-bit ones on the widening kernels by default, docs/PERFORMANCE.md). */
+ * (f32, bf16, f16 or int8; the 16-bit ones on the widening kernels by default,
+ * docs/PERFORMANCE.md). */
 static void dtype_support(unsigned f, const char *out[4]) {
     out[0] = "native";
     out[1] = (f & QKV_CPU_AVX512BF16) ? "native (avx512_bf16)"
@@ -43,7 +44,7 @@ static void dtype_support(unsigned f, const char *out[4]) {
              : (f & QKV_CPU_F16C)     ? "converted (f16c)"
                                       : "converted (software)";
     out[3] = (f & QKV_CPU_AVX512VNNI) ? "native (avx512_vnni)"
-             : (f & QKV_CPU_AVX2)     ? "native (avx2 vpmaddubsw)"
+             : (f & QKV_CPU_AVX2)     ? "native (avx2 vpmaddwd)"
                                       : "converted (software)";
 }
 
@@ -76,7 +77,7 @@ int cmd_info(int argc, char **argv) {
         const char *d[4];
         dtype_support(f, d);
         printf("},\"threads\":%d,\"dtypes\":{\"f32\":\"%s\",\"bf16\":\"%s\",\"f16\":\"%s\","
-               "\"int8\":\"%s\"},\"model_dtypes\":[\"f32\",\"bf16\",\"f16\"]}\n",
+               "\"int8\":\"%s\"},\"model_dtypes\":[\"f32\",\"bf16\",\"f16\",\"int8\"]}\n",
                threads, d[0], d[1], d[2], d[3]);
         return EXIT_OK;
     }
@@ -92,8 +93,9 @@ int cmd_info(int argc, char **argv) {
     dtype_support(f, d);
     printf("threads:      %d\n", threads);
     printf("dtypes:       f32 %s; bf16 %s; f16 %s; int8 %s\n", d[0], d[1], d[2], d[3]);
-    printf("model dtypes: f32 (default), bf16, f16 (--dtype; 16-bit weights widened to f32 in\n"
-           "              the GEMM; QKV_BF16_KERNEL=dpbf16 runs bf16 on vdpbf16ps)\n");
+    printf("model dtypes: f32 (default), bf16, f16, int8 (--dtype; 16-bit weights widened to\n"
+           "              f32 in the GEMM; QKV_BF16_KERNEL=dpbf16 runs bf16 on vdpbf16ps; int8\n"
+           "              on vpdpbusd with avx512_vnni, else vpmaddwd)\n");
     printf("kernels:\n");
     const char *op, *isa;
     for (size_t i = 0; qkv_kernel_info(i, &op, &isa); i++) printf("  %-20s %s\n", op, isa);

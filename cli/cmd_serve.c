@@ -48,7 +48,7 @@ void cmd_serve_help(void) {
            "Options:\n"
            "  --model DIR            a sentence-transformers model directory (embeddings)\n"
            "  --dtype T              the linear layers' weights of every model served: f32\n"
-           "                         (default, exact), bf16 or f16 (half the bytes)\n"
+           "                         (default, exact), bf16 or f16 (half the bytes), int8\n"
            "  --lm DIR               a GPT-2 / Llama-style model directory with its tokenizer\n"
            "  --classifier DIR       a BertForSequenceClassification directory (classification)\n"
            "  --translator DIR       a MarianMT or T5 directory (translation)\n"

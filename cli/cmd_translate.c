@@ -38,7 +38,7 @@ void cmd_translate_help(void) {
            "  --threads N        threads (default: QKV_NUM_THREADS or all CPUs)\n"
            "  --dtype T          weights of the linear layers and the head: f32 (default,\n"
            "                     exact), bf16 or f16 (half the weight bytes; scores differ\n"
-           "                     slightly)\n");
+           "                     slightly) or int8 (a quarter)\n");
 }
 
 typedef struct {

@@ -296,11 +296,13 @@ typedef struct qkv_model_options {
     /* The encoder's linear layers (attention q, k, v, output and both MLP matrices):
      * QKV_DTYPE_F32 (0, the default: as stored, exact; F16/BF16 files widened to F32) or
      * QKV_DTYPE_BF16 (weights in bf16, FP32 activations and accumulation: half the weight
-     * bytes; BF16 files packed as stored, F32 ones rounded to nearest even at load). Embedding
-     * tables, LayerNorms, biases, the pooler and the classifier stay F32. Other dtypes: F16 and
-     * I8 are UNSUPPORTED (not yet), the rest INVALID_ARG. For qkv_lm_load_opts and
-     * qkv_seq2seq_load_opts: every linear layer and the output head (the LM head is packed
-     * from the token embedding when tied; the embedding lookups stay F32). */
+     * bytes; BF16 files packed as stored, F32 ones rounded to nearest even at load), QKV_DTYPE_F16
+     * (the same with IEEE halves) or QKV_DTYPE_I8 (int8 weights with a scale per output channel
+     * and 32 inputs, activations quantized to int8 per row and 32 inputs at each call: a quarter
+     * of the weight bytes; the format: docs/KERNELS.md, "int8 GEMM"). Embedding tables,
+     * LayerNorms, biases, the pooler and the classifier stay F32. Other dtypes: INVALID_ARG. For
+     * qkv_lm_load_opts and qkv_seq2seq_load_opts: every linear layer and the output head (the LM
+     * head is packed from the token embedding when tied; the embedding lookups stay F32). */
     qkv_dtype dtype;
 } qkv_model_options;
 /* qkv_model_load with options (NULL: the defaults). */

@@ -21,7 +21,15 @@
  *    2^-9/√3 ≈ 1.1e-3 relative (RMS); the tiny fixtures have at most 2 blocks of 7 matrices
  *    plus the head, adding in quadrature to δ ≈ √15 · 1.1e-3 ≈ 4.3e-3, so 1 - cos ≈ δ²/2 ≈ 1e-5,
  *    50 times below the checked 5e-4.
- *  - options: NULL / zero options are f32; I8 UNSUPPORTED, other values INVALID_ARG. */
+ *  - int8 (dtype I8, kernels/gemm_i8.h): LM logits of the F32 files, cosine of every position
+ *    with f32 >= 0.99, and not the f32 bits. Why: with scales per 32 k, a group's largest value
+ *    sits at ±127 and a Gaussian-like group's RMS is ~1/2.5 of its max, so rounding (uniform,
+ *    RMS step/√12) moves each weight and each activation by ~2.5/(127·√12) ≈ 5.7e-3 relative
+ *    RMS; a product of the two moves by ~8e-3, and with activation outliers (max/RMS ~4) ~1.1e-2
+ *    per linear layer. 15 matrices (2 blocks of 7 + the head) in quadrature: δ ≈ 4.2e-2, so
+ *    1 - cos ≈ δ²/2 ≈ 9e-4; the check, 1e-2, leaves a margin of 10 (measured: 0.9979 at worst,
+ *    llama_tiny). Encoder-decoders (Marian, T5, T5 v1.1) load in I8 and run beam search.
+ *  - options: NULL / zero options are f32; I8 loads; other values INVALID_ARG. */
 #include "qkv.h"
 #include "test.h"
 #include "test_arch.h"
@@ -36,6 +44,7 @@
 #define MARIAN QKV_SOURCE_DIR "/tests/fixtures/marian/tiny"
 #define T5 QKV_SOURCE_DIR "/tests/fixtures/t5/t5"
 #define T5V11 QKV_SOURCE_DIR "/tests/fixtures/t5/v11"
+#define INT8_COS 0.99 /* int8 logits vs f32, every position: derived in the header */
 
 /* ---------------------------------------------------------------- variants */
 
@@ -159,6 +168,23 @@ static int same_bits(const void *a, const void *b, size_t bytes) {
     return a && b && memcmp(a, b, bytes) == 0;
 }
 
+/* Min over positions of the cosine between the logits rows of a and b [ntok, V]. */
+static double min_cosine(const float *a, const float *b, int64_t V) {
+    double lo = 2;
+    for (size_t r = 0; a && b && r < ntok; r++) {
+        const float *x = a + r * (size_t)V, *y = b + r * (size_t)V;
+        double ab = 0, aa = 0, bb = 0;
+        for (int64_t j = 0; j < V; j++) {
+            ab += (double)x[j] * y[j];
+            aa += (double)x[j] * x[j];
+            bb += (double)y[j] * y[j];
+        }
+        double c = ab / sqrt(aa * bb);
+        lo = c < lo ? c : lo;
+    }
+    return lo;
+}
+
 /* stored_bf16: the fixture's file holds BF16 already (llama_tiny_untied), so bf16 and f32
  * loads must agree bit for bit; else (F32 files) the accuracy check, then the all-BF16 copy. */
 static void lm_case(const char *root, const char *name, int stored_bf16) {
@@ -176,18 +202,7 @@ static void lm_case(const char *root, const char *name, int stored_bf16) {
         free(f32), free(b16);
         return;
     }
-    double lo = 2;
-    for (size_t r = 0; f32 && b16 && r < ntok; r++) {
-        const float *a = f32 + r * (size_t)V, *b = b16 + r * (size_t)V;
-        double ab = 0, aa = 0, bb = 0;
-        for (int64_t j = 0; j < V; j++) {
-            ab += (double)a[j] * b[j];
-            aa += (double)a[j] * a[j];
-            bb += (double)b[j] * b[j];
-        }
-        double c = ab / sqrt(aa * bb);
-        lo = c < lo ? c : lo;
-    }
+    const double lo = min_cosine(f32, b16, V);
     CHECK_MSG(lo >= 0.9995, "%s: logits cosine %s vs f32 %.7f < 0.9995", name, dn, lo);
     CHECK_MSG(!same_bits(f32, b16, bytes), "%s: %s gave the f32 logits bit for bit", name, dn);
     printf("%s: %s vs f32 logits over %zu positions: min cosine %.7f\n", name, dn, ntok, lo);
@@ -200,6 +215,24 @@ static void lm_case(const char *root, const char *name, int stored_bf16) {
         free(a32), free(a16);
     }
     free(f32), free(b16);
+}
+
+/* ---------------------------------------------------------------- int8 */
+
+/* int8 (dtype I8) logits against f32 on the original file (the bound: the file's header). */
+static void lm_int8(const char *name) {
+    char src[600];
+    snprintf(src, sizeof src, MODELS "%s", name);
+    ntok = 0;
+    int64_t V = 0;
+    float *f32 = lm_logits(src, QKV_DTYPE_F32, &V);
+    float *q8 = lm_logits(src, QKV_DTYPE_I8, &V);
+    const double lo = min_cosine(f32, q8, V);
+    CHECK_MSG(lo >= INT8_COS, "%s: logits cosine int8 vs f32 %.7f < %g", name, lo, INT8_COS);
+    CHECK_MSG(!same_bits(f32, q8, ntok * (size_t)V * sizeof(float)),
+              "%s: int8 gave the f32 logits bit for bit", name);
+    printf("%s: int8 vs f32 logits over %zu positions: min cosine %.7f\n", name, ntok, lo);
+    free(f32), free(q8);
 }
 
 /* ---------------------------------------------------------------- encoder-decoders */
@@ -246,6 +279,16 @@ static int s2s_run(const char *dir, qkv_dtype dtype, s2s_result *r) {
     return ok;
 }
 
+/* An encoder-decoder loads and runs in int8: every output within bounds, and the dtype kept. */
+static void s2s_int8(const char *src, const char *name) {
+    s2s_result r;
+    if (!s2s_run(src, QKV_DTYPE_I8, &r)) return;
+    for (int s = 0; s < NSRC; s++)
+        CHECK_MSG(r.out_lens[s] >= 1 && isfinite(r.scores[s]), "%s: int8 beam %d", name, s);
+    printf("%s: int8 beam search ran (scores %.3f .. %.3f)\n", name, (double)r.scores[0],
+           (double)r.scores[NSRC - 1]);
+}
+
 static void s2s_case(const char *root, const char *src, const char *name, int untied) {
     char all[600], rnd[600];
     snprintf(all, sizeof all, "%s/%s_all_%s", root, name, dn);
@@ -288,10 +331,14 @@ static void options(void) {
     qkv_seq2seq_free(m);
     CHECK(qkv_lm_dtype(NULL) == QKV_DTYPE_F32 && qkv_seq2seq_dtype(NULL) == QKV_DTYPE_F32);
     qkv_model_options o = {.struct_size = sizeof o, .dtype = QKV_DTYPE_I8};
+    CHECK_OK(qkv_lm_load_opts(MODELS "gpt2_tiny", &o, &lm));
+    CHECK(qkv_lm_dtype(lm) == QKV_DTYPE_I8);
+    qkv_lm_free(lm);
+    o.dtype = QKV_DTYPE_F64;
     lm = (qkv_lm *)&o;
-    CHECK_STATUS(qkv_lm_load_opts(MODELS "gpt2_tiny", &o, &lm), QKV_ERR_UNSUPPORTED);
-    CHECK(lm == NULL && strstr(qkv_last_error(), "I8") != NULL);
-    CHECK_STATUS(qkv_seq2seq_load_opts(MARIAN, &o, &m), QKV_ERR_UNSUPPORTED);
+    CHECK_STATUS(qkv_lm_load_opts(MODELS "gpt2_tiny", &o, &lm), QKV_ERR_INVALID_ARG);
+    CHECK(lm == NULL && strstr(qkv_last_error(), "dtype 3") != NULL);
+    CHECK_STATUS(qkv_seq2seq_load_opts(MARIAN, &o, &m), QKV_ERR_INVALID_ARG);
     CHECK(m == NULL && strstr(qkv_last_error(), "qkv_seq2seq_load") != NULL);
     o.dtype = (qkv_dtype)1000;
     CHECK_STATUS(qkv_lm_load_opts(MODELS "gpt2_tiny", &o, &lm), QKV_ERR_INVALID_ARG);
@@ -318,6 +365,12 @@ int main(void) {
         s2s_case(root, T5, "t5", 0);
         s2s_case(root, T5V11, "t5_v11", 1);
     }
+    lm_int8("gpt2_tiny");
+    lm_int8("llama_tiny");
+    lm_int8("llama_tiny_untied");
+    s2s_int8(MARIAN, "marian_tiny");
+    s2s_int8(T5, "t5");
+    s2s_int8(T5V11, "t5_v11");
     options();
     test_rm_rf(root);
     return test_finish("decoders_bf16");

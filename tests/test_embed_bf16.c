@@ -3,13 +3,13 @@
  *  - accuracy: all-MiniLM-L6-v2 (when installed) on the 201 sentences of
  *    tests/fixtures/embed/sentences.txt (every 8th on the scalar ISA), and the tiny BERT fixture on
  * random tokens: the cosine of every bf16 embedding with its f32 one is reported (min, mean) and
- * must be >= 0.9995. Why that bound holds with a wide margin: RNE rounding changes every weight by
- * a relative 2^-9 at most (u = 2^-9 for bf16's 8-bit significand), with signs that do not line up,
- * so each linear layer's output moves by about 2^-9/√3 ≈ 1.1e-3 relative (RMS). Counting all 36
- * matrices of MiniLM's 6 blocks (q, k, v, output, two in the MLP) as independent contributions that
- * add in quadrature (LayerNorm keeps every block's scale), the embedding moves by a relative δ ≈
- * √36 · 1.1e-3 ≈ 7e-3, so 1 - cos ≈ δ²/2 ≈ 2.5e-5. The check, 1 - cos <= 5e-4 (the issue's target),
- * leaves a margin of 20 over that estimate.
+ * must be >= 0.9995 (int8: below). Why that bound holds with a wide margin: RNE rounding changes
+ * every weight by a relative 2^-9 at most (u = 2^-9 for bf16's 8-bit significand), with signs that
+ * do not line up, so each linear layer's output moves by about 2^-9/√3 ≈ 1.1e-3 relative (RMS).
+ * Counting all 36 matrices of MiniLM's 6 blocks (q, k, v, output, two in the MLP) as independent
+ * contributions that add in quadrature (LayerNorm keeps every block's scale), the embedding moves
+ * by a relative δ ≈ √36 · 1.1e-3 ≈ 7e-3, so 1 - cos ≈ δ²/2 ≈ 2.5e-5. The check, 1 - cos <= 5e-4
+ * (the issue's target), leaves a margin of 20 over that estimate.
  *  - files: a BF16 checkpoint is packed as stored and gives, bit for bit, what the F32
  *    checkpoint rounded at load gives (both with dtype bf16; the BF16 matrices placed at odd
  *    addresses, which the format allows); with the plain bf16 kernel (the default) a model
@@ -19,7 +19,14 @@
  *    qkv_set_allocator);
  *  - f16 (dtype F16) the same way: cosines, F16 matrices as stored == F32 rounded at load,
  *    == the F32 model on their widening (plain kernel);
- *  - options: NULL and zero-initialized options are f32; F16 loads; I8 UNSUPPORTED, other values
+ *  - int8 (dtype I8, kernels/gemm_i8.h): the same cosines, every row >= 0.995 and their mean
+ *    >= 0.999 (issue 18's target). Why: with scales per 32 k, rounding moves each weight and
+ *    activation by ~2.5/(127·√12) ≈ 5.7e-3 relative RMS (a group's max at ±127, its RMS ~1/2.5
+ *    of that), ~1.1e-2 per linear layer with activation outliers; MiniLM's 36 matrices in
+ *    quadrature give δ ≈ 6.4e-2, 1 - cos ≈ δ²/2 ≈ 2e-3 if every error reached the output
+ *    undamped; the row check, 5e-3, leaves a margin of 2.5 over that pessimistic estimate
+ *    (LayerNorm and the residual stream damp it: measured min 0.99828, mean 0.99950).
+ *  - options: NULL and zero-initialized options are f32; F16 and I8 load; other values
  * and a struct_size with unknown non-zero bytes INVALID_ARG, with a message naming the dtype. */
 #include "qkv.h"
 #include "test.h"
@@ -33,6 +40,8 @@
 
 #define MINILM QKV_SOURCE_DIR "/models/all-MiniLM-L6-v2"
 #define TINY QKV_SOURCE_DIR "/tests/fixtures/attnmap/bert_tiny"
+#define INT8_COS 0.995      /* int8 embeddings vs f32, every row: derived in the header */
+#define INT8_COS_MEAN 0.999 /* and their mean: issue 18's target */
 
 /* ---------------------------------------------------------------- counting allocator */
 
@@ -80,14 +89,18 @@ static double cosine(const float *a, const float *b, int64_t n) {
 /* Reports and checks the cosine of each pair of rows of a (dtype dn), b (f32) [n, dim]. */
 static void check_cosines(const char *what, const char *dn, const float *a, const float *b,
                           size_t n, int64_t dim) {
+    const double bound = strcmp(dn, "int8") == 0 ? INT8_COS : 0.9995;
     double lo = 2, sum = 0;
     int differ = 0;
     for (size_t i = 0; i < n; i++) {
         double c = cosine(a + i * (size_t)dim, b + i * (size_t)dim, dim);
-        CHECK_MSG(c >= 0.9995, "%s: row %zu: cosine %.7f < 0.9995", what, i, c);
+        CHECK_MSG(c >= bound, "%s: %s row %zu: cosine %.7f < %g", what, dn, i, c, bound);
         lo = c < lo ? c : lo;
         sum += c;
     }
+    if (strcmp(dn, "int8") == 0)
+        CHECK_MSG(sum / (double)n >= INT8_COS_MEAN, "%s: int8 mean cosine %.7f < %g", what,
+                  sum / (double)n, INT8_COS_MEAN);
     differ = memcmp(a, b, n * (size_t)dim * sizeof(float)) != 0;
     CHECK_MSG(differ, "%s: %s gave the f32 embeddings bit for bit (not rounded?)", what, dn);
     printf("%s: %s vs f32 cosine over %zu: min %.7f mean %.7f\n", what, dn, n, lo, sum / (double)n);
@@ -131,14 +144,16 @@ static void minilm_cosines(size_t step) {
         p += l + 1;
     }
     qkv_model *m32 = load(MINILM, QKV_DTYPE_F32);
-    for (int f16 = 0; f16 < 2 && m32; f16++) {
-        qkv_model *m16 = load(MINILM, f16 ? QKV_DTYPE_F16 : QKV_DTYPE_BF16);
+    const qkv_dtype dts[] = {QKV_DTYPE_BF16, QKV_DTYPE_F16, QKV_DTYPE_I8};
+    const char *dns[] = {"bf16", "f16", "int8"};
+    for (int d = 0; d < 3 && m32; d++) {
+        qkv_model *m16 = load(MINILM, dts[d]);
         if (!m16) continue;
         const int64_t dim = qkv_model_dim(m32);
         float *a = calloc(n * (size_t)dim, sizeof(float)), *b = calloc(n * (size_t)dim, 4);
         CHECK_OK(qkv_embed(NULL, m32, lines, lens, n, a));
         CHECK_OK(qkv_embed(NULL, m16, lines, lens, n, b));
-        check_cosines("all-MiniLM-L6-v2", f16 ? "f16" : "bf16", b, a, n, dim);
+        check_cosines("all-MiniLM-L6-v2", dns[d], b, a, n, dim);
         free(a), free(b);
         qkv_model_free(m16);
     }
@@ -165,9 +180,11 @@ static void tiny_cosines(void) {
     float *a = embed_tokens(TINY, QKV_DTYPE_F32, tiny_ids, tiny_lens, NSEQ);
     float *b = embed_tokens(TINY, QKV_DTYPE_BF16, tiny_ids, tiny_lens, NSEQ);
     float *h = embed_tokens(TINY, QKV_DTYPE_F16, tiny_ids, tiny_lens, NSEQ);
+    float *q = embed_tokens(TINY, QKV_DTYPE_I8, tiny_ids, tiny_lens, NSEQ);
     if (a && b) check_cosines("bert_tiny fixture", "bf16", b, a, NSEQ, 32);
     if (a && h) check_cosines("bert_tiny fixture", "f16", h, a, NSEQ, 32);
-    free(a), free(b), free(h);
+    if (a && q) check_cosines("bert_tiny fixture", "int8", q, a, NSEQ, 32);
+    free(a), free(b), free(h), free(q);
 }
 
 /* ---------------------------------------------------------------- files */
@@ -326,10 +343,11 @@ static void options(void) {
     CHECK(qkv_model_dtype(m) == QKV_DTYPE_F16);
     qkv_model_free(m);
     o.dtype = QKV_DTYPE_I8;
-    m = (qkv_model *)&o;
-    CHECK_STATUS(qkv_model_load_opts(TINY, &o, &m), QKV_ERR_UNSUPPORTED);
-    CHECK(m == NULL && strstr(qkv_last_error(), "I8") != NULL);
+    CHECK_OK(qkv_model_load_opts(TINY, &o, &m));
+    CHECK(qkv_model_dtype(m) == QKV_DTYPE_I8);
+    qkv_model_free(m);
     o.dtype = QKV_DTYPE_F64;
+    m = (qkv_model *)&o;
     CHECK_STATUS(qkv_model_load_opts(TINY, &o, &m), QKV_ERR_INVALID_ARG);
     CHECK(strstr(qkv_last_error(), "dtype 3") != NULL);
     o.dtype = (qkv_dtype)1000;

@@ -137,13 +137,13 @@ def _open(load, path):
     return h
 
 
-_DTYPES = {"f32": 0, "f16": 1, "bf16": 2}  # qkv_dtype: QKV_DTYPE_F32, _F16, _BF16
+_DTYPES = {"f32": 0, "f16": 1, "bf16": 2, "int8": 4}  # qkv_dtype: QKV_DTYPE_F32, _F16, _BF16, _I8
 
 
 def _open_as(load_opts, path, dtype):
     """The handle a qkv_*_load_opts(path, &options, &out) gives with weights in dtype."""
     if dtype not in _DTYPES:
-        raise ValueError(f"qkv: dtype must be 'f32', 'bf16' or 'f16', not {dtype!r}")
+        raise ValueError(f"qkv: dtype must be 'f32', 'bf16', 'f16' or 'int8', not {dtype!r}")
     o = _lib.ModelOptions(C.sizeof(_lib.ModelOptions), _DTYPES[dtype])
     return _open(lambda p, h: load_opts(p, C.byref(o), h), path)
 
@@ -397,15 +397,15 @@ class Model(_Handle):
     def __init__(self, path, threads=None, dtype="f32"):
         """threads: the size of this model's own thread pool (None: the library's default,
         QKV_NUM_THREADS or every CPU). dtype: the weights of the encoder's linear layers,
-        "f32" (exact, the default), "bf16" or "f16" (half the bytes; embedding tables and norms stay
-        f32)."""
+        "f32" (exact, the default), "bf16" or "f16" (half the bytes) or "int8" (a quarter);
+        embedding tables and norms stay f32."""
         self._h = None
         self._rt = _Runtime(threads)
         self._h = _open_as(lib.qkv_model_load_opts, path, dtype)
 
     @property
     def dtype(self):
-        """The dtype the linear layers run in: "f32", "bf16" or "f16"."""
+        """The dtype the linear layers run in: "f32", "bf16", "f16" or "int8"."""
         return _dtype_name(lib.qkv_model_dtype(self._handle()))
 
     @property
@@ -528,7 +528,7 @@ class LM(_Handle):
 
     def __init__(self, path, threads=None, dtype="f32"):
         """threads as for Model. dtype: the weights of the linear layers and the LM head,
-        "f32" (exact, the default), "bf16" or "f16" (half the bytes each decode step reads)."""
+        "f32" (exact, the default), "bf16" or "f16" (half the bytes each decode step reads), "int8"."""
         self._h = None
         self.tokenizer = None
         self._rt = _Runtime(threads)
@@ -549,7 +549,7 @@ class LM(_Handle):
 
     @property
     def dtype(self):
-        """The dtype the linear layers run in: "f32", "bf16" or "f16"."""
+        """The dtype the linear layers run in: "f32", "bf16", "f16" or "int8"."""
         return _dtype_name(lib.qkv_lm_dtype(self._handle()))
 
     @property
@@ -710,7 +710,7 @@ class Translator(_Handle):
 
     def __init__(self, path, threads=None, dtype="f32"):
         """threads as for Model. dtype: the weights of the linear layers and the output
-        projection, "f32" (exact, the default), "bf16" or "f16" (half the bytes)."""
+        projection, "f32" (exact, the default), "bf16" or "f16" (half the bytes), "int8"."""
         self._h = None
         self._tok = None
         self._rt = _Runtime(threads)
@@ -719,7 +719,7 @@ class Translator(_Handle):
 
     @property
     def dtype(self):
-        """The dtype the linear layers run in: "f32", "bf16" or "f16"."""
+        """The dtype the linear layers run in: "f32", "bf16", "f16" or "int8"."""
         return _dtype_name(lib.qkv_seq2seq_dtype(self._handle()))
 
     def close(self):

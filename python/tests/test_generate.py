@@ -109,4 +109,4 @@ def test_bf16_equals_cli(run, name):
     with qkv.LM(MODELS / name) as lm:
         assert lm.dtype == "f32"
     with pytest.raises(ValueError):
-        qkv.LM(MODELS / name, dtype="int8")
+        qkv.LM(MODELS / name, dtype="int4")

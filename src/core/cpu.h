@@ -14,6 +14,9 @@
 #ifndef QKV_HAVE_AVX512BF16 /* the vdpbf16ps GEMM kernel is compiled in */
 #define QKV_HAVE_AVX512BF16 0
 #endif
+#ifndef QKV_HAVE_AVX512VNNI /* the vpdpbusd int8 GEMM kernel is compiled in */
+#define QKV_HAVE_AVX512VNNI 0
+#endif
 
 /* 1 if the CPU and this build can run ISA a. */
 int qkv__arch_supported(qkv_arch a);

@@ -23,7 +23,7 @@ static const struct {
     OP(act_f32),         OP(act_bwd_f32),           OP(softmax_f32),          OP(softmax_bwd_f32),
     OP(log_softmax_f32), OP(log_softmax_bwd_f32),   OP(layernorm_f32),        OP(layernorm_bwd_f32),
     OP(rmsnorm_f32),     OP(rmsnorm_bwd_f32),       OP(gemm_bf16_config),     OP(gemm_f16_config),
-    OP(attn_decode_f32), OP(log_softmax_stats_f32), OP(log_softmax_topk_f32),
+    OP(attn_decode_f32), OP(log_softmax_stats_f32), OP(log_softmax_topk_f32), OP(gemm_i8_config),
 };
 #undef OP
 #define N_OPS (sizeof ops / sizeof ops[0])

@@ -23,6 +23,7 @@
 struct qkv_gemm_config;
 struct qkv_attn_kernels;
 struct qkv_gemm_bf16_config;
+struct qkv_gemm_i8_config;
 
 /* Only function pointers: dispatch.c walks the struct as an array of them. */
 typedef struct qkv_kernels {
@@ -100,6 +101,9 @@ typedef struct qkv_kernels {
      * y += add then a selection over y. */
     void (*log_softmax_topk_f32)(const float *x, size_t n, float m, double ls, float add, size_t k,
                                  float *val, int64_t *idx);
+    /* Fills the int8 GEMM micro-kernel (kernels/gemm_i8.h): every ISA gives the same bits.
+     * avx512: the vpdpbusd kernel when CPUID reports AVX512_VNNI, else the avx2 one. */
+    void (*gemm_i8_config)(struct qkv_gemm_i8_config *cfg);
 } qkv_kernels;
 
 /* Per-ISA tables. The ref table is complete; the others name only what they specialize. */

@@ -373,6 +373,40 @@ qkv_status qkv__gemm_epilogue_prepare(const qkv_gemm_epilogue *epi, int64_t M, i
     return QKV_OK;
 }
 
+qkv_status qkv__gemm_packed_begin(const char *who, int64_t M, int64_t K, int64_t N, const float *A,
+                                  int64_t lda, float beta, float *C, int64_t ldc,
+                                  const qkv_gemm_epilogue *epi, qkv_gemm_epilogue *copy,
+                                  float **buf, const qkv_gemm_epilogue **use, int *done) {
+    *buf = NULL;
+    *use = NULL;
+    *done = 1;
+    if (M < 0) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: negative M=%lld", who, (long long)M);
+    if (M == 0 || N == 0) return QKV_OK;
+    if (!C) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: C is NULL", who);
+    if (ldc < N)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: ldc %lld < N %lld", who, (long long)ldc,
+                         (long long)N);
+    if (K > 0 && !A) return qkv__fail(QKV_ERR_INVALID_ARG, "%s: A is NULL", who);
+    if (K > 0 && lda < K)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: lda %lld < K %lld", who, (long long)lda,
+                         (long long)K);
+    QKV_TRY(qkv__gemm_epilogue_check(epi, N));
+    if (epi && !epi->bias && epi->act == QKV_ACT_NONE && !epi->residual) epi = NULL;
+    QKV_TRY(qkv__gemm_epilogue_prepare(epi, M, N, C, ldc, copy, buf, use));
+    if (K == 0) { /* C = epilogue(beta * C) */
+        for (int64_t i = 0; i < M; i++) {
+            for (int64_t j = 0; j < N; j++)
+                C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+            if (*use) qkv__gemm_epilogue_tile(*use, C + i * ldc, ldc, i, 0, 1, (int)N);
+        }
+        qkv__free(*buf);
+        *buf = NULL;
+        return QKV_OK;
+    }
+    *done = 0;
+    return QKV_OK;
+}
+
 /* The blocked product once arguments are checked (M, N > 0). bp: prepacked op(B) or NULL. */
 static qkv_status gemm_run(const qkv_gemm_config *cfg, qkv_runtime *rt, int trans_a, int trans_b,
                            int64_t M, int64_t N, int64_t K, float alpha, const float *A,

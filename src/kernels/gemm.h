@@ -170,6 +170,15 @@ qkv_status qkv__gemm_epilogue_prepare(const qkv_gemm_epilogue *epi, int64_t M, i
                                       float **buf, const qkv_gemm_epilogue **use);
 void qkv__gemm_epilogue_tile(const qkv_gemm_epilogue *epi, float *c, int64_t ldc, int64_t i0,
                              int64_t j0, int mr, int nr);
+/* The common start of the GEMMs on prepacked weights B [K, N] (bf16: gemm_bf16.h, int8:
+ * gemm_i8.h): INVALID_ARG on M < 0, NULL C, ldc < N, NULL A or lda < K (K > 0), or a malformed
+ * epilogue (messages start with `who`); then _prepare (an epilogue with nothing to do counts as
+ * none). *done = 1 when nothing is left to compute: M or N is 0, or K == 0, where C =
+ * epilogue(beta·C) is done here. Else the caller runs the product with *use and frees *buf. */
+qkv_status qkv__gemm_packed_begin(const char *who, int64_t M, int64_t K, int64_t N, const float *A,
+                                  int64_t lda, float beta, float *C, int64_t ldc,
+                                  const qkv_gemm_epilogue *epi, qkv_gemm_epilogue *copy,
+                                  float **buf, const qkv_gemm_epilogue **use, int *done);
 
 /* The plain triple loop (double accumulation): the oracle for every fast path. */
 void qkv__gemm_f32_naive(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,

@@ -249,31 +249,13 @@ qkv_status qkv__gemm_bf16(qkv_runtime *rt, int64_t M, const float *A, int64_t ld
                           const qkv_gemm_bf16_packed *B, float beta, float *C, int64_t ldc,
                           const qkv_gemm_epilogue *epi) {
     if (!B) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: packed B is NULL");
-    if (M < 0) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: negative M=%lld", (long long)M);
-    if (M == 0 || B->N == 0) return QKV_OK;
-    if (!C) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: C is NULL");
-    if (ldc < B->N)
-        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: ldc %lld < N %lld", (long long)ldc,
-                         (long long)B->N);
-    if (B->K > 0 && !A) return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: A is NULL");
-    if (B->K > 0 && lda < B->K)
-        return qkv__fail(QKV_ERR_INVALID_ARG, "gemm bf16: lda %lld < K %lld", (long long)lda,
-                         (long long)B->K);
-    QKV_TRY(qkv__gemm_epilogue_check(epi, B->N));
-    if (epi && !epi->bias && epi->act == QKV_ACT_NONE && !epi->residual) epi = NULL;
     bf16_job g = {.B = B, .M = M, .A = A, .lda = lda, .beta = beta, .C = C, .ldc = ldc};
     qkv_gemm_epilogue epi_copy;
     float *res_copy = NULL;
-    QKV_TRY(qkv__gemm_epilogue_prepare(epi, M, B->N, C, ldc, &epi_copy, &res_copy, &g.epi));
-    if (B->K == 0) { /* C = epilogue(beta * C) */
-        for (int64_t i = 0; i < M; i++) {
-            for (int64_t j = 0; j < B->N; j++)
-                C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
-            if (g.epi) qkv__gemm_epilogue_tile(g.epi, C + i * ldc, ldc, i, 0, 1, (int)B->N);
-        }
-        qkv__free(res_copy);
-        return QKV_OK;
-    }
+    int done;
+    QKV_TRY(qkv__gemm_packed_begin("gemm bf16", M, B->K, B->N, A, lda, beta, C, ldc, epi, &epi_copy,
+                                   &res_copy, &g.epi, &done));
+    if (done) return QKV_OK;
     uint16_t *ah = NULL;
     if (B->cfg.pairs) {
         size_t bytes;

@@ -225,6 +225,35 @@ static qkv_status get_bf16(loader *L, const qkv__param_spec *r, int64_t l,
     return s;
 }
 
+/* Row r (a matrix W [out, in]) of layer l as op(W) = Wᵀ quantized to int8 and packed: from
+ * the mapped tensor when it is F32, else from a temporary F32 widening of it; then the mapped
+ * pages are given back. */
+static qkv_status get_i8(loader *L, const qkv__param_spec *r, int64_t l, qkv_gemm_i8_packed **out) {
+    char name[256];
+    int64_t d0, d1;
+    const qkv_st_tensor *t;
+    QKV_TRY(row_name(L, L->prefix, r, l, name, sizeof name, &d0, &d1));
+    QKV_TRY(qkv__weight_find(L->m->st, L->path, name, d0, d1, &t));
+    float *tmp = NULL;
+    if (t->dtype == QKV_DTYPE_BF16 || t->dtype == QKV_DTYPE_F16) {
+        if (!(tmp = qkv__alloc((size_t)d0 * (size_t)d1 * sizeof(float))))
+            return qkv__fail(QKV_ERR_NOMEM, "%s: cannot convert tensor '%s'", L->path, name);
+        qkv__weight_widen(t, tmp);
+    } else if (t->dtype != QKV_DTYPE_F32) {
+        return qkv__fail(QKV_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (F32, F16, BF16 only)",
+                         L->path, name, qkv_dtype_name(t->dtype));
+    }
+    qkv_status s = qkv__gemm_i8_pack_f32(NULL, 1, d1, d0, tmp ? tmp : t->data, d1, out);
+    qkv__free(tmp);
+    if (s != QKV_OK) { /* name the tensor (the message is copied: qkv__fail rewrites it) */
+        char why[512];
+        snprintf(why, sizeof why, "%s", qkv_last_error());
+        return qkv__fail(s, "%s: tensor '%s' as int8: %s", L->path, name, why);
+    }
+    qkv__safetensors_drop_pages(L->m->st, t->data, t->nbytes);
+    return QKV_OK;
+}
+
 static qkv_status get(loader *L, const qkv__param_spec *r, int64_t l, const float **out) {
     return get_as(L, L->prefix, r, l, out);
 }
@@ -257,8 +286,12 @@ static qkv_status load_weights(loader *L) {
         /* the matrices, when they are loaded as bf16 */
         qkv_gemm_bf16_packed **h[16] = {&y->hq, NULL, &y->hk, NULL, &y->hv, NULL, &y->ho, NULL,
                                         NULL,   NULL, &y->h1, NULL, &y->h2, NULL, NULL,   NULL};
+        qkv_gemm_i8_packed **q[16] = {&y->iq, NULL, &y->ik, NULL, &y->iv, NULL, &y->io, NULL,
+                                      NULL,   NULL, &y->i1, NULL, &y->i2, NULL, NULL,   NULL};
         for (int i = 0; i < tab->n_layer; i++) {
-            if (m->dtype != QKV_DTYPE_F32 && h[i])
+            if (m->dtype == QKV_DTYPE_I8 && q[i])
+                QKV_TRY(get_i8(L, &tab->layer[i], l, q[i]));
+            else if (m->dtype != QKV_DTYPE_F32 && h[i])
                 QKV_TRY(get_bf16(L, &tab->layer[i], l, h[i]));
             else
                 QKV_TRY(get(L, &tab->layer[i], l, f[i]));
@@ -290,16 +323,19 @@ static qkv_status pack_one(qkv_bert *m, const float *w, int64_t out_f, int64_t i
     return QKV_OK;
 }
 
-/* The inference layer over whichever packed form the model holds (bf16: h, else p). */
-static qkv_nn_linear lin(const qkv_gemm_packed *p, const qkv_gemm_bf16_packed *h, const float *b) {
-    return h ? qkv_nn_linear_packed_bf16(h, b) : qkv_nn_linear_packed(p, b);
+/* The inference layer over whichever packed form the model holds (int8: q, 16-bit: h, else p). */
+static qkv_nn_linear lin(const qkv_gemm_packed *p, const qkv_gemm_bf16_packed *h,
+                         const qkv_gemm_i8_packed *q, const float *b) {
+    return q   ? qkv_nn_linear_packed_i8(q, b)
+           : h ? qkv_nn_linear_packed_bf16(h, b)
+               : qkv_nn_linear_packed(p, b);
 }
 
 static qkv_status pack_weights(qkv_bert *m) {
     const int64_t C = m->cfg.hidden_size, F = m->cfg.intermediate_size;
     for (int64_t l = 0; l < m->cfg.num_layers; l++) {
         qkv_bert_layer *y = &m->layers[l];
-        if (m->dtype == QKV_DTYPE_F32) { /* bf16, f16: packed by load_weights already */
+        if (m->dtype == QKV_DTYPE_F32) { /* bf16, f16, int8: packed by load_weights already */
             QKV_TRY(pack_one(m, y->wq, C, C, &y->pq));
             QKV_TRY(pack_one(m, y->wk, C, C, &y->pk));
             QKV_TRY(pack_one(m, y->wv, C, C, &y->pv));
@@ -307,12 +343,12 @@ static qkv_status pack_weights(qkv_bert *m) {
             QKV_TRY(pack_one(m, y->w1, F, C, &y->p1));
             QKV_TRY(pack_one(m, y->w2, C, F, &y->p2));
         }
-        y->blk = (qkv__enc_layer){lin(y->pq, y->hq, y->bq),
-                                  lin(y->pk, y->hk, y->bk),
-                                  lin(y->pv, y->hv, y->bv),
-                                  lin(y->po, y->ho, y->bo),
-                                  lin(y->p1, y->h1, y->b1),
-                                  lin(y->p2, y->h2, y->b2),
+        y->blk = (qkv__enc_layer){lin(y->pq, y->hq, y->iq, y->bq),
+                                  lin(y->pk, y->hk, y->ik, y->bk),
+                                  lin(y->pv, y->hv, y->iv, y->bv),
+                                  lin(y->po, y->ho, y->io, y->bo),
+                                  lin(y->p1, y->h1, y->i1, y->b1),
+                                  lin(y->p2, y->h2, y->i2, y->b2),
                                   y->ln1_w,
                                   y->ln1_b,
                                   y->ln2_w,
@@ -328,8 +364,9 @@ qkv_status qkv__bert_load(const char *dir, qkv_bert **out) {
 qkv_status qkv__bert_load_as(const char *dir, qkv_dtype dtype, qkv_bert **out) {
     if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv__bert_load: NULL argument");
     *out = NULL;
-    if (dtype != QKV_DTYPE_F32 && dtype != QKV_DTYPE_BF16 && dtype != QKV_DTYPE_F16)
-        return qkv__fail(QKV_ERR_INVALID_ARG, "bert: dtype %s for the weights (F32, BF16, F16)",
+    if (dtype != QKV_DTYPE_F32 && dtype != QKV_DTYPE_BF16 && dtype != QKV_DTYPE_F16 &&
+        dtype != QKV_DTYPE_I8)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "bert: dtype %s for the weights (F32, BF16, F16, I8)",
                          qkv_dtype_name(dtype));
     qkv_bert *m = qkv__calloc(1, sizeof *m);
     if (!m) return qkv__fail(QKV_ERR_NOMEM, "bert: out of memory");
@@ -370,6 +407,8 @@ void qkv__bert_free(qkv_bert *m) {
         qkv__gemm_packed_free(y->p2);
         qkv_gemm_bf16_packed *h[] = {y->hq, y->hk, y->hv, y->ho, y->h1, y->h2};
         for (size_t i = 0; i < sizeof h / sizeof *h; i++) qkv__gemm_bf16_packed_free(h[i]);
+        qkv_gemm_i8_packed *q[] = {y->iq, y->ik, y->iv, y->io, y->i1, y->i2};
+        for (size_t i = 0; i < sizeof q / sizeof *q; i++) qkv__gemm_i8_packed_free(q[i]);
     }
     qkv__free(m->layers);
     qkv__labels_free(&m->labels);

@@ -21,6 +21,7 @@
 
 #include "kernels/gemm.h"
 #include "kernels/gemm_bf16.h"
+#include "kernels/gemm_i8.h"
 #include "models/block.h"
 #include "models/labels.h"
 #include "models/weights.h"
@@ -50,12 +51,14 @@ typedef struct qkv_bert_layer {
     /* the same six as 16-bit weights instead (a model loaded with dtype BF16 or F16; the p* are
      * NULL then, and so are wq..w2: packed straight from the file, no F32 copy kept) */
     qkv_gemm_bf16_packed *hq, *hk, *hv, *ho, *h1, *h2;
+    /* the same six as int8 weights instead (dtype I8; kernels/gemm_i8.h) */
+    qkv_gemm_i8_packed *iq, *ik, *iv, *io, *i1, *i2;
     qkv__enc_layer blk; /* the block's layers over the packed weights (models/block.h) */
 } qkv_bert_layer;
 
 typedef struct qkv_bert {
     qkv_bert_config cfg;
-    qkv_dtype dtype; /* of the encoder's linear layers: QKV_DTYPE_F32, _BF16 or _F16 */
+    qkv_dtype dtype; /* of the encoder's linear layers: QKV_DTYPE_F32, _BF16, _F16 or _I8 */
     qkv_safetensors *st;
     const float *word_emb, *pos_emb, *type_emb, *emb_ln_w, *emb_ln_b; /* (V,C) (P,C) (TV,C) (C) */
     qkv_bert_layer *layers;                                           /* [num_layers] */
@@ -76,7 +79,8 @@ qkv_status qkv__bert_load(const char *dir, qkv_bert **out);
 /* The same with the encoder's six linear layers per block in `dtype`: QKV_DTYPE_F32 (as
  * qkv__bert_load), QKV_DTYPE_BF16 or QKV_DTYPE_F16 (kernels/gemm_bf16.h: tensors of that dtype
  * packed as stored, F32 rounded to nearest even, the other 16-bit dtype through F32, one
- * tensor at a time). Embeddings, LayerNorms,
+ * tensor at a time) or QKV_DTYPE_I8 (kernels/gemm_i8.h: quantized from an F32 view of the
+ * tensor, a temporary F32 copy for F16/BF16 ones). Embeddings, LayerNorms,
  * biases, the pooler and the classifier stay F32. Another dtype: INVALID_ARG. */
 qkv_status qkv__bert_load_as(const char *dir, qkv_dtype dtype, qkv_bert **out);
 void qkv__bert_free(qkv_bert *m);

@@ -131,13 +131,10 @@ qkv_status qkv_model_load(const char *dir, qkv_model **out) {
 qkv_status qkv__model_options_dtype(const char *fn, const qkv_model_options *opts, qkv_dtype *out) {
     qkv_model_options o;
     QKV_TRY(QKV__STRUCT_IN(qkv_model_options, &o, opts, NULL, "model options"));
-    if (o.dtype == QKV_DTYPE_I8)
-        return qkv__fail(QKV_ERR_UNSUPPORTED,
-                         "%s: dtype %s is not supported yet for the weights (F32, BF16, F16)", fn,
-                         qkv_dtype_name(o.dtype));
-    if (o.dtype != QKV_DTYPE_F32 && o.dtype != QKV_DTYPE_BF16 && o.dtype != QKV_DTYPE_F16)
+    if (o.dtype != QKV_DTYPE_F32 && o.dtype != QKV_DTYPE_BF16 && o.dtype != QKV_DTYPE_F16 &&
+        o.dtype != QKV_DTYPE_I8)
         return qkv__fail(QKV_ERR_INVALID_ARG,
-                         "%s: options dtype %d is not a weight dtype (F32, BF16, F16)", fn,
+                         "%s: options dtype %d is not a weight dtype (F32, BF16, F16, I8)", fn,
                          (int)o.dtype);
     *out = o.dtype;
     return QKV_OK;
@@ -146,7 +143,7 @@ qkv_status qkv__model_options_dtype(const char *fn, const qkv_model_options *opt
 qkv_status qkv_model_load_opts(const char *dir, const qkv_model_options *opts, qkv_model **out) {
     if (out) *out = NULL;
     if (!dir || !out) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv_model_load: NULL argument");
-    qkv_dtype dtype;
+    qkv_dtype dtype = QKV_DTYPE_F32;
     QKV_TRY(qkv__model_options_dtype("qkv_model_load", opts, &dtype));
     qkv_model *m = qkv__calloc(1, sizeof *m);
     if (!m) return qkv__fail(QKV_ERR_NOMEM, "qkv_model_load: out of memory");

@@ -4,6 +4,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "kernels/gemm_bf16.h"
+#include "kernels/gemm_i8.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -81,9 +82,10 @@ void qkv__owned_weights_free(qkv_owned_weights *owned) {
 
 qkv_status qkv__packed_set_init(qkv_packed_set *s, qkv_dtype dtype, int64_t cap, const char *who) {
     *s = (qkv_packed_set){dtype, NULL, 0, 0};
-    if (dtype != QKV_DTYPE_F32 && dtype != QKV_DTYPE_BF16 && dtype != QKV_DTYPE_F16)
-        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: dtype %s for the weights (F32, BF16, F16)", who,
-                         qkv_dtype_name(dtype));
+    if (dtype != QKV_DTYPE_F32 && dtype != QKV_DTYPE_BF16 && dtype != QKV_DTYPE_F16 &&
+        dtype != QKV_DTYPE_I8)
+        return qkv__fail(QKV_ERR_INVALID_ARG, "%s: dtype %s for the weights (F32, BF16, F16, I8)",
+                         who, qkv_dtype_name(dtype));
     if (cap < 0 || !(s->w = qkv__calloc(cap > 0 ? (size_t)cap : 1, sizeof *s->w)))
         return qkv__fail(QKV_ERR_NOMEM, "%s: out of memory", who);
     s->cap = cap;
@@ -95,7 +97,12 @@ qkv_status qkv__packed_linear(qkv_packed_set *s, int trans, int64_t K, int64_t N
     if (s->n >= s->cap)
         return qkv__fail(QKV_ERR_INTERNAL, "packed weights: more than the %lld counted",
                          (long long)s->cap);
-    if (s->dtype != QKV_DTYPE_F32) { /* bf16 or f16: the 16-bit GEMM */
+    if (s->dtype == QKV_DTYPE_I8) {
+        qkv_gemm_i8_packed *q;
+        QKV_TRY(qkv__gemm_i8_pack_f32(NULL, trans, K, N, w, ldw, &q));
+        s->w[s->n++] = q;
+        *y = qkv_nn_linear_packed_i8(q, b);
+    } else if (s->dtype != QKV_DTYPE_F32) { /* bf16 or f16: the 16-bit GEMM */
         qkv_gemm_bf16_packed *h;
         if (s->dtype == QKV_DTYPE_F16)
             QKV_TRY(qkv__gemm_f16_pack_f32(NULL, trans, K, N, w, ldw, &h));
@@ -114,7 +121,9 @@ qkv_status qkv__packed_linear(qkv_packed_set *s, int trans, int64_t K, int64_t N
 
 void qkv__packed_set_free(qkv_packed_set *s) {
     for (int64_t i = 0; s->w && i < s->n; i++) {
-        if (s->dtype != QKV_DTYPE_F32)
+        if (s->dtype == QKV_DTYPE_I8)
+            qkv__gemm_i8_packed_free(s->w[i]);
+        else if (s->dtype != QKV_DTYPE_F32)
             qkv__gemm_bf16_packed_free(s->w[i]);
         else
             qkv__gemm_packed_free(s->w[i]);

@@ -32,14 +32,15 @@ qkv_status qkv__weight_find(qkv_safetensors *st, const char *path, const char *n
 /* The packed linear weights a model owns, all in one dtype: QKV_DTYPE_F32 (qkv__gemm_pack_b),
  * QKV_DTYPE_BF16 or QKV_DTYPE_F16 (qkv__gemm_bf16_pack_f32 / qkv__gemm_f16_pack_f32: each weight
  * rounded to nearest even, half the bytes; the plain 16-bit kernels give the FP32 GEMM's bits
- * on the rounded weights). */
+ * on the rounded weights), or QKV_DTYPE_I8 (qkv__gemm_i8_pack_f32: per-channel int8 weights,
+ * dynamic int8 activations, kernels/gemm_i8.h). */
 typedef struct qkv_packed_set {
     qkv_dtype dtype;
-    void **w; /* qkv_gemm_packed * or qkv_gemm_bf16_packed *, n of cap */
+    void **w; /* qkv_gemm_packed *, qkv_gemm_bf16_packed * or qkv_gemm_i8_packed * */
     int64_t n, cap;
 } qkv_packed_set;
 
-/* Room for cap matrices in dtype (F32, BF16 or F16, else INVALID_ARG naming `who`); NOMEM. */
+/* Room for cap matrices in dtype (F32, BF16, F16 or I8, else INVALID_ARG naming `who`); NOMEM. */
 qkv_status qkv__packed_set_init(qkv_packed_set *s, qkv_dtype dtype, int64_t cap, const char *who);
 /* *y = the inference layer over op(W) [K, N] packed into s (trans 1: W [N, K] as nn.Linear
  * stores it; 0: W [K, ldw] from column 0, as GPT-2's Conv1D), bias b (NULL: none). W is not

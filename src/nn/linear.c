@@ -1,12 +1,12 @@
 /* linear.c — the dense layer on the packed GEMM (kernels/gemm.h).
  *
  * Forward: one GEMM, with bias, activation and residual fused in its epilogue; prepacked
- * weights (inference: FP32, or bf16 through kernels/gemm_bf16.h) or the weight read where it
- * lies (training, where it changes every step).
- * Backward: dinp += dout · op(w)ᵀ and dw += the weight's gradient are GEMMs with beta = 1 (so
- * they accumulate, as every backward here); db is a column sum over fixed blocks of 256 rows,
- * each block's partial row summed by one thread reading its rows in order, the partials then
- * added in block order (thread-count independent).
+ * weights (inference: FP32, bf16 through kernels/gemm_bf16.h, int8 through kernels/gemm_i8.h) or
+ * the weight read where it lies (training, where it changes every step). Backward: dinp += dout ·
+ * op(w)ᵀ and dw += the weight's gradient are GEMMs with beta = 1 (so they accumulate, as every
+ * backward here); db is a column sum over fixed blocks of 256 rows, each block's partial row summed
+ * by one thread reading its rows in order, the partials then added in block order (thread-count
+ * independent).
  *
  * A LoRA adapter is four more small GEMMs: h = drop(x) · aᵀ (N, r) into scratch, then its
  * term scale · h · bᵀ written into out with beta = 0 BEFORE the base GEMM, which adds x · op(w)
@@ -47,6 +47,16 @@ static qkv_status check(const char *fn, const qkv_nn_linear *L, int64_t N) {
                    "%s: L->packed_bf16 is (%lld, %lld), the layer (C %lld, OC %lld)", fn,
                    (long long)qkv__gemm_bf16_packed_k(L->packed_bf16),
                    (long long)qkv__gemm_bf16_packed_n(L->packed_bf16), (long long)L->C,
+                   (long long)L->OC);
+    }
+    if (L->packed_i8) {
+        NN_REQUIRE(!L->packed && !L->packed_bf16, "%s: L->packed_i8 is set with another packing",
+                   fn);
+        NN_REQUIRE(qkv__gemm_i8_packed_k(L->packed_i8) == L->C &&
+                       qkv__gemm_i8_packed_n(L->packed_i8) == L->OC,
+                   "%s: L->packed_i8 is (%lld, %lld), the layer (C %lld, OC %lld)", fn,
+                   (long long)qkv__gemm_i8_packed_k(L->packed_i8),
+                   (long long)qkv__gemm_i8_packed_n(L->packed_i8), (long long)L->C,
                    (long long)L->OC);
     }
     if (L->lora) QKV_TRY(qkv__nn_lora_check(fn, L->lora, N, L->C, L->OC));
@@ -106,8 +116,8 @@ static qkv_status linear_forward(const char *fn, qkv_runtime *rt, const qkv_nn_l
     QKV_TRY(check(fn, L, N));
     NN_NONNULL(fn, out);
     NN_NONNULL(fn, inp);
-    NN_REQUIRE(L->packed || L->packed_bf16 || L->w,
-               "%s: L->w, L->packed and L->packed_bf16 are all NULL", fn);
+    NN_REQUIRE(L->packed || L->packed_bf16 || L->packed_i8 || L->w,
+               "%s: L->w and every L->packed* are NULL", fn);
     float beta = 0.0f;
     if (residual == out) {
         NN_REQUIRE(act == QKV_ACT_NONE, "%s: residual == out needs act QKV_ACT_NONE", fn);
@@ -137,6 +147,7 @@ static qkv_status linear_forward(const char *fn, qkv_runtime *rt, const qkv_nn_l
         return qkv__gemm_f32_packed(rt, 0, N, inp, L->C, L->packed, 1.0f, beta, out, L->OC, ep);
     if (L->packed_bf16)
         return qkv__gemm_bf16(rt, N, inp, L->C, L->packed_bf16, beta, out, L->OC, ep);
+    if (L->packed_i8) return qkv__gemm_i8(rt, N, inp, L->C, L->packed_i8, beta, out, L->OC, ep);
     return qkv__gemm_f32(rt, 0, !L->in_out, N, L->OC, L->C, 1.0f, inp, L->C, L->w, ldw_of(L), beta,
                          out, L->OC, ep);
 }
@@ -315,7 +326,7 @@ qkv_status qkv_nn_lora_merge(float *w, int in_out, int64_t ldw, int64_t C, int64
     static const char fn[] = "qkv_nn_lora_merge";
     NN_NONNULL(fn, w);
     NN_NONNULL(fn, lora);
-    const qkv_nn_linear L = {w, NULL, C, OC, ldw, in_out, NULL, lora, NULL};
+    const qkv_nn_linear L = {w, NULL, C, OC, ldw, in_out, NULL, lora, NULL, NULL};
     QKV_TRY(check(fn, &L, 1));
     const float alpha = sign * lora->scale;
     NN_REQUIRE(isfinite(sign) && isfinite(alpha), "%s: sign = %g gives a non-finite sign * scale",

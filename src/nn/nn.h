@@ -26,6 +26,7 @@
 
 #include "kernels/gemm.h"
 #include "kernels/gemm_bf16.h"
+#include "kernels/gemm_i8.h"
 #include "nn/block_ref.h"
 #include "nn/nn_ref.h"
 #include "nn/positional_ref.h"
@@ -43,7 +44,8 @@
  * forward then reads only packed, so w may be NULL for inference. packed_bf16 instead (at most
  * one of the two) is op(w) rounded to bf16 and packed for the bf16-weight GEMM
  * (kernels/gemm_bf16.h: FP32 activations and accumulation, the same epilogue); the forward
- * then reads only it, and the backward still needs w. lora, when set, adds a
+ * then reads only it, and the backward still needs w. packed_i8 likewise holds op(w) in int8
+ * (kernels/gemm_i8.h: per-channel weights, activations quantized per row). lora, when set, adds a
  * low-rank adapter (qkv_nn_lora, nn_ref.h; PEFT's LoraLayer) before the activation:
  *     y = act(x · op(w) + b + scale · (drop(x) · aᵀ) · bᵀ) + residual
  * a (r, C) and b (OC, r) are in the nn.Linear layout whatever in_out says. */
@@ -56,18 +58,28 @@ typedef struct qkv_nn_linear {
     const qkv_gemm_packed *packed;
     const qkv_nn_lora *lora;                 /* NULL: a plain layer */
     const qkv_gemm_bf16_packed *packed_bf16; /* NULL, or the bf16 weights (packed NULL then) */
+    /* NULL, or the int8 weights (kernels/gemm_i8.h: per-channel weights, activations
+     * quantized per row and call; inference only; packed and packed_bf16 NULL then) */
+    const qkv_gemm_i8_packed *packed_i8;
 } qkv_nn_linear;
 
 /* The inference form of a layer: op(w) prepacked (K = C, N = OC), the original not kept. */
 static inline qkv_nn_linear qkv_nn_linear_packed(const qkv_gemm_packed *p, const float *b) {
-    return (qkv_nn_linear){NULL, b,   qkv__gemm_packed_k(p), qkv__gemm_packed_n(p), 0, 0, p,
-                           NULL, NULL};
+    return (qkv_nn_linear){
+        .b = b, .C = qkv__gemm_packed_k(p), .OC = qkv__gemm_packed_n(p), .packed = p};
 }
 /* The same with bf16 weights (qkv__gemm_bf16_pack / _pack_f32; K = C, N = OC). */
 static inline qkv_nn_linear qkv_nn_linear_packed_bf16(const qkv_gemm_bf16_packed *p,
                                                       const float *b) {
+    return (qkv_nn_linear){.b = b,
+                           .C = qkv__gemm_bf16_packed_k(p),
+                           .OC = qkv__gemm_bf16_packed_n(p),
+                           .packed_bf16 = p};
+}
+/* The same with int8 weights (qkv__gemm_i8_pack_f32; K = C, N = OC). */
+static inline qkv_nn_linear qkv_nn_linear_packed_i8(const qkv_gemm_i8_packed *p, const float *b) {
     return (qkv_nn_linear){
-        NULL, b, qkv__gemm_bf16_packed_k(p), qkv__gemm_bf16_packed_n(p), 0, 0, NULL, NULL, p};
+        .b = b, .C = qkv__gemm_i8_packed_k(p), .OC = qkv__gemm_i8_packed_n(p), .packed_i8 = p};
 }
 
 /* out (N, OC) = act(inp (N, C) · op(w) + b [+ the adapter's term]) + residual (N, OC), residual

@@ -5,6 +5,7 @@
 #include "kernels/dispatch.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_bf16.h"
+#include "kernels/gemm_i8.h"
 
 const qkv_kernels qkv__kernels_avx2 = {
     .convert_f16_f32 = qkv__convert_f16_f32_avx2,
@@ -27,6 +28,7 @@ const qkv_kernels qkv__kernels_avx2 = {
     .rmsnorm_bwd_f32 = qkv__rmsnorm_bwd_f32_avx2,
     .gemm_bf16_config = qkv__gemm_bf16_config_avx2,
     .gemm_f16_config = qkv__gemm_f16_config_avx2,
+    .gemm_i8_config = qkv__gemm_i8_config_avx2,
     .attn_decode_f32 = qkv__attn_decode_f32_avx2,
     .log_softmax_stats_f32 = qkv__log_softmax_stats_f32_avx2,
     .log_softmax_topk_f32 = qkv__log_softmax_topk_f32_avx2,

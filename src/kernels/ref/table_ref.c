@@ -3,6 +3,7 @@
 #include "kernels/dispatch.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_bf16.h"
+#include "kernels/gemm_i8.h"
 #include "kernels/ref/kernels_ref.h"
 
 const qkv_kernels qkv__kernels_ref = {
@@ -26,6 +27,7 @@ const qkv_kernels qkv__kernels_ref = {
     .rmsnorm_bwd_f32 = qkv__rmsnorm_bwd_f32_ref,
     .gemm_bf16_config = qkv__gemm_bf16_config_ref,
     .gemm_f16_config = qkv__gemm_f16_config_ref,
+    .gemm_i8_config = qkv__gemm_i8_config_ref,
     .attn_decode_f32 = qkv__attn_decode_f32_ref,
     .log_softmax_stats_f32 = qkv__log_softmax_stats_f32_ref,
     .log_softmax_topk_f32 = qkv__log_softmax_topk_f32_ref,

@@ -1,0 +1,128 @@
+/* gemm_i8.h — GEMM with int8 weights and dynamic int8 activations (internal API):
+ *
+ *   C[M,N] = epilogue(A[M,K] · op(B)[K,N] + beta * C)        (beta == 0: C is not read)
+ *
+ * A is FP32 row-major (lda), quantized per call; B is FP32 ([N, K] when trans_b = 1, element
+ * (k, n) at B[n*ldb + k], as Linear layers store it; [K, N] when trans_b = 0), quantized and
+ * packed once (qkv__gemm_i8_pack_f32).
+ *
+ * The format (every ISA and qkv__gemm_i8_naive compute exactly this; all float operations are
+ * IEEE single precision, round to nearest even, never contracted into FMAs): K is cut into
+ * groups of G = QKV_GEMM_I8_GROUP consecutive k (the last one shorter), each with its own
+ * scales, as llama.cpp's Q8_0 blocks (per-row or per-channel scales over all of K measured
+ * MiniLM embeddings at cosine 0.990 against FP32, short of issue 18's 0.999):
+ *  - weights, symmetric per output channel n and group g: s[g,n] = max_{k in g} |B(k,n)| / 127;
+ *    q[k,n] = rint(B(k,n) / s[g,n]) clamped to [-127, 127] (rint: ties to even). A group of
+ *    zeros gets s = 1 and q = 0 (so does one whose scale underflows to 0). Non-finite weights
+ *    are refused (INVALID_ARG): int8 cannot hold them.
+ *  - activations, symmetric per row m and group g, per call: t[m,g] = max_{k in g} |A(m,k)| /
+ *    127; a[m,k] = rint(A(m,k) / t[m,g]) clamped to [-127, 127]; a zero group (or one whose
+ *    scale underflows to 0) gets t = 0 and a = 0. A group with a NaN or ±Inf gets t = NaN,
+ *    a = 0: its row of the product is NaN (propagated, then beta·C and the epilogue as usual).
+ *  - acc[m,n,g] = Σ_{k in g} a[m,k]·q[k,n] in int32, exact (|acc| <= G·255·127). The kernels
+ *    store a + 128 as u8 (vpdpbusd multiplies u8 by s8) and subtract 128·colsum[g,n]
+ *    (Σ_{k in g} q[k,n], computed at pack time).
+ *  - sum = 0; for g in order: sum = sum + (float)acc[m,n,g] * (t[m,g] * s[g,n]);
+ *    C = beta == 0 ? sum : sum + beta * C; then the epilogue (bias, activation, residual:
+ *    kernels/gemm.h, the FP32 GEMM's code) on each finished tile.
+ * The micro-kernels produce the exact integer sums of a group; the float steps are one piece
+ * of C (QKV_GEMM_I8_GROUP_STEP, and gemm_i8.c for beta and the reference) that every ISA's file
+ * compiles with -ffp-contract=off, in this order, so every ISA, thread count and M (a row
+ * alone or in a batch) gives the same bits as qkv__gemm_i8_naive.
+ *
+ * Error against the exact product Σ_k A·B (|Δb| <= s/2·(1 + 2^-16) per weight, |Δa| <=
+ * t/2·(1 + 2^-16) per activation, the slack covering the float division before rint, |x/s| <=
+ * 127), with u = 2^-16, n_g groups and γ_j = j·2^-24/(1 - j·2^-24):
+ *    |C - Σ A·B - beta·C| <= E_q + γ_{n_g+3}·(Σ_k |A|·|B| + E_q + |beta·C|),
+ *    E_q = Σ_k (|A|·s/2·(1+u) + |B|·t/2·(1+u) + s·t/4·(1+u)^2)   (s, t of k's group)
+ * for normal (>= FLT_MIN) scales; tests/test_kernels_gemm_i8.c checks it on every ISA.
+ *
+ * Packed layout (per config): K padded to a multiple of 4 (kq = ceil(K/4) quads), N to the
+ * config's NR; panel jr (NR columns) holds bp[q*4*NR + 4*j + h] = q[4q + h][jr + j] (zeros in
+ * the padding), the layout vpdpbusd reads (a 32-bit quad of k per column); a group is the
+ * contiguous run of its G/4 quads. Scales and column sums: [n_g, N rounded up to NR] floats
+ * and int32s (2·8/G bytes per weight beside its byte). */
+#ifndef QKV_KERNELS_GEMM_I8_H
+#define QKV_KERNELS_GEMM_I8_H
+
+#include "kernels/gemm.h"
+#include "qkv.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* k per scale group (a multiple of 4). */
+#define QKV_GEMM_I8_GROUP 32
+
+/* Micro-kernel (called once per group): acc[r*NR + j] = Σ_{k < 4·kq} a[r*lda + k] ·
+ * bp[(k/4)*4*NR + 4*j + k%4] for
+ * r < mr (<= MR), every j < NR (padding columns give 0); a is u8 (a + 128), lda a multiple of
+ * 4, rows past mr never read. */
+typedef void (*qkv_gemm_i8_ukr_fn)(int64_t kq, const uint8_t *a, int64_t lda, const int8_t *bp,
+                                   int32_t *acc, int mr);
+
+/* The float step of one group on a tile (the format's order; every ISA compiles this same C,
+ * with -ffp-contract=off, so its vectorized forms give the same bits): for r < mr, j < NR,
+ *   sum[r*NR + j] = (first ? 0 : sum[r*NR + j]) + (float)(acc[r*NR + j] - 128·cs[j]) · (t[r*ts] ·
+ * s[j]). */
+typedef void (*qkv_gemm_i8_group_fn)(int first, int mr, const int32_t *acc, const int32_t *cs,
+                                     const float *s, const float *t, int64_t ts, float *sum);
+#define QKV_GEMM_I8_GROUP_STEP(NR)                                                                 \
+    for (int r = 0; r < mr; r++) {                                                                 \
+        const float tr = t[r * ts];                                                                \
+        float *sr = sum + r * (NR);                                                                \
+        const int32_t *ar = acc + r * (NR);                                                        \
+        for (int j = 0; j < (NR); j++)                                                             \
+            sr[j] = (first ? 0.0f : sr[j]) + (float)(ar[j] - 128 * cs[j]) * (tr * s[j]);           \
+    }
+
+typedef struct qkv_gemm_i8_config {
+    const char *name; /* e.g. gemm_i8_avx512vnni */
+    int mr, nr;       /* register block (mr <= 16, nr <= 64) */
+    qkv_gemm_i8_ukr_fn ukr;
+    qkv_gemm_i8_group_fn group; /* QKV_GEMM_I8_GROUP_STEP(nr) compiled for the ISA */
+} qkv_gemm_i8_config;
+
+/* The config of each ISA: ref (plain C), avx2 (u8/s8 widened to s16, vpmaddwd: exact, no
+ * saturation), avx512 (vpdpbusd when CPUID reports AVX512_VNNI and the build has it,
+ * QKV_HAVE_AVX512VNNI; else the avx2 kernel). */
+void qkv__gemm_i8_config_ref(qkv_gemm_i8_config *cfg);
+void qkv__gemm_i8_config_avx2(qkv_gemm_i8_config *cfg);
+void qkv__gemm_i8_config_avx512(qkv_gemm_i8_config *cfg);
+void qkv__gemm_i8_config_avx512vnni(qkv_gemm_i8_config *cfg); /* caller checks the CPU */
+
+typedef struct qkv_gemm_i8_packed qkv_gemm_i8_packed;
+
+/* Quantizes and packs op(B) [K, N] (FP32, trans_b as above) for cfg (NULL: the active ISA's).
+ * K == 0 or N == 0 give an empty valid handle. INVALID_ARG on NULL out, negative sizes, ldb
+ * too small, B NULL with K*N > 0, or a non-finite weight (named by k, n); OVERFLOW (sizes);
+ * NOMEM. On failure *out is NULL. B is not referenced after. */
+qkv_status qkv__gemm_i8_pack_f32(const qkv_gemm_i8_config *cfg, int trans_b, int64_t K, int64_t N,
+                                 const float *B, int64_t ldb, qkv_gemm_i8_packed **out);
+void qkv__gemm_i8_packed_free(qkv_gemm_i8_packed *p); /* NULL is a no-op */
+int64_t qkv__gemm_i8_packed_k(const qkv_gemm_i8_packed *p);
+int64_t qkv__gemm_i8_packed_n(const qkv_gemm_i8_packed *p);
+size_t qkv__gemm_i8_packed_bytes(const qkv_gemm_i8_packed *p);       /* weights, scales, sums */
+const char *qkv__gemm_i8_packed_kernel(const qkv_gemm_i8_packed *p); /* config name */
+/* The stored q[k, n] and the scale of k's group s[k/G, n] (tests; 0 <= k < K, 0 <= n < N). */
+int8_t qkv__gemm_i8_packed_get(const qkv_gemm_i8_packed *p, int64_t k, int64_t n);
+float qkv__gemm_i8_packed_scale(const qkv_gemm_i8_packed *p, int64_t k, int64_t n);
+
+/* C [M, N] = epilogue(A [M, K] · op(B) + beta * C) in the format above; epi NULL or as
+ * qkv__gemm_f32's (the same checks; a residual overlapping C is copied first). INVALID_ARG on
+ * NULL B, M < 0, lda < K, ldc < N, NULL A/C where needed, or a malformed epilogue; NOMEM if the
+ * quantized A (M x K bytes, M scales) or the residual's copy cannot be allocated. */
+qkv_status qkv__gemm_i8(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
+                        const qkv_gemm_i8_packed *B, float beta, float *C, int64_t ldc,
+                        const qkv_gemm_epilogue *epi);
+
+/* Quantization of one group x [n] (stride apart; the activations' rule above, also the
+ * weights' with x a column's group): q [n] and the returned scale (0 or NaN as above). */
+float qkv__i8_quantize_row(const float *x, int64_t n, int64_t stride, int8_t *q);
+
+/* The reference, straight from the format: quantizes B and A itself, group by group (no
+ * packing), sums in int64, then the same float steps. No epilogue. */
+void qkv__gemm_i8_naive(int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                        const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+#endif
