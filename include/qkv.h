@@ -396,7 +396,7 @@ QKV_API qkv_status qkv_classify_scores(const qkv_model *m, const float *logits, 
 typedef struct qkv_lm qkv_lm;
 
 QKV_API qkv_status qkv_lm_load(const char *dir, qkv_lm **out);
-/* qkv_lm_load with options (NULL: the defaults; qkv_model_options.dtype for bf16 weights). */
+/* qkv_lm_load with options (NULL: the defaults; qkv_model_options.dtype: bf16, f16, int8). */
 QKV_API qkv_status qkv_lm_load_opts(const char *dir, const qkv_model_options *opts, qkv_lm **out);
 /* The dtype the linear layers were loaded in (QKV_DTYPE_F32 for NULL). */
 QKV_API qkv_dtype qkv_lm_dtype(const qkv_lm *lm);
@@ -1664,8 +1664,8 @@ QKV_API qkv_status qkv_logreg_predict(const qkv_logreg *m, const float *x, int64
  * Errors of load as qkv_lm_load (UNSUPPORTED / FORMAT naming the field or tensor, IO). */
 typedef struct qkv_seq2seq qkv_seq2seq;
 QKV_API qkv_status qkv_seq2seq_load(const char *dir, qkv_seq2seq **out);
-/* qkv_seq2seq_load with options (NULL: the defaults; qkv_model_options.dtype for bf16
- * weights), and the dtype it was loaded in (QKV_DTYPE_F32 for NULL). */
+/* qkv_seq2seq_load with options (NULL: the defaults; qkv_model_options.dtype: bf16, f16,
+ * int8), and the dtype it was loaded in (QKV_DTYPE_F32 for NULL). */
 QKV_API qkv_status qkv_seq2seq_load_opts(const char *dir, const qkv_model_options *opts,
                                          qkv_seq2seq **out);
 QKV_API qkv_dtype qkv_seq2seq_dtype(const qkv_seq2seq *m);

@@ -58,4 +58,4 @@ def test_bf16_equals_cli(run):
     with qkv.Translator(MARIAN / "tiny") as tr:
         assert tr.dtype == "f32"
     with pytest.raises(ValueError):
-        qkv.Translator(MARIAN / "tiny", dtype="int8")
+        qkv.Translator(MARIAN / "tiny", dtype="int4")
