@@ -121,16 +121,8 @@ qkv_status qkv__bert_block_forward(qkv_runtime *rt, qkv_trainer *t, int64_t l, c
 
 /* The MLM decoder: logits = lnf · wordᵀ + cls.predictions.bias. */
 static qkv_nn_linear decoder(const qkv_trainer *t) {
-    return (qkv_nn_linear){qkv__tpre(t, t->w, 0),
-                           qkv__thead(t, t->w, 0),
-                           t->cfg.C,
-                           t->cfg.V,
-                           0,
-                           0,
-                           NULL,
-                           NULL,
-                           NULL,
-                           NULL};
+    return (qkv_nn_linear){
+        .w = qkv__tpre(t, t->w, 0), .b = qkv__thead(t, t->w, 0), .C = t->cfg.C, .OC = t->cfg.V};
 }
 
 static qkv_nn_linear transform(const qkv_trainer *t) {
@@ -343,16 +335,8 @@ static qkv_nn_linear pooler(const qkv_trainer *t) {
                           QKV__LS_POOLER);
 }
 static qkv_nn_linear classifier(const qkv_trainer *t) {
-    return (qkv_nn_linear){qkv__thead(t, t->w, 0),
-                           qkv__thead(t, t->w, 1),
-                           t->cfg.C,
-                           t->cfg.NL,
-                           0,
-                           0,
-                           NULL,
-                           NULL,
-                           NULL,
-                           NULL};
+    return (qkv_nn_linear){
+        .w = qkv__thead(t, t->w, 0), .b = qkv__thead(t, t->w, 1), .C = t->cfg.C, .OC = t->cfg.NL};
 }
 
 qkv_status qkv__bert_cls_forward(qkv_runtime *rt, qkv_trainer *t, const qkv__tbatch *b,
