@@ -28,7 +28,9 @@
  * The micro-kernels produce the exact integer sums of a group; the float steps are one piece
  * of C (QKV_GEMM_I8_GROUP_STEP, and gemm_i8.c for beta and the reference) that every ISA's file
  * compiles with -ffp-contract=off, in this order, so every ISA, thread count and M (a row
- * alone or in a batch) gives the same bits as qkv__gemm_i8_naive.
+ * alone or in a batch) gives the same bits as qkv__gemm_i8_naive. A config's optional fused
+ * tile and vectorized quantization (below) write the same operations with intrinsics (each an
+ * IEEE operation, never an FMA) in the same order: the same bits.
  *
  * Error against the exact product Σ_k A·B (|Δb| <= s/2·(1 + 2^-16) per weight, |Δa| <=
  * t/2·(1 + 2^-16) per activation, the slack covering the float division before rint, |x/s| <=
