@@ -164,7 +164,7 @@ tile_n(const int R, int64_t K, const uint8_t *a, int64_t lda, const int8_t *bp, 
     for (int c = 0; c < 3; c++) {
         const int left = nr - 16 * c;
         if (left <= 0) break;
-        const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        const __mmask16 m = (__mmask16)(left >= 16 ? 0xFFFFu : (1u << left) - 1u);
         for (int r = 0; r < R; r++) {
             float *cr = C + r * ldc + 16 * c;
             __m512 v = _mm512_loadu_ps(sb + r * NR + 16 * c);
