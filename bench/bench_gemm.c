@@ -17,7 +17,8 @@
  * --i8: int8 weights and dynamic int8 activations (qkv__gemm_i8, kernels/gemm_i8.h) against
  * FP32 prepacked weights on the --bf16 shapes plus the batched-embedding ones (M = 2048):
  * "GOPS" (2·M·N·K / s) of both, the int8 one also as a percent of the in-process vpdpbusd
- * peak (the FMA peak where the kernel has no peak loop of its own), "speedup" f32_ms / i8_ms.
+ * peak (the FMA peak where the kernel has no peak loop of its own), "speedup" f32_ms / i8_ms;
+ * "f16_*": f16 weights (qkv__gemm_f16_pack_f32, the default f16 kernel) on the same data.
  * Peer: run with OPENBLAS_CORETYPE=SkylakeX (Debian's OpenBLAS misdetects this CPU) and
  * OPENBLAS_NUM_THREADS equal to --threads; the program sets both if unset. */
 #include "bench_util.h"
@@ -196,26 +197,32 @@ static int run_i8(qkv_runtime *rt, int threads, int reps, double peak) {
         bench_fill(W, (size_t)(K * N), 2);
         qkv_gemm_packed *P = NULL;
         qkv_gemm_i8_packed *Q = NULL;
+        qkv_gemm_bf16_packed *H = NULL;
         if (qkv__gemm_pack_b(NULL, 1, K, N, W, K, &P) != QKV_OK) return 1;
         if (qkv__gemm_i8_pack_f32(&icfg, 1, K, N, W, K, &Q) != QKV_OK) return 1;
+        if (qkv__gemm_f16_pack_f32(NULL, 1, K, N, W, K, &H) != QKV_OK) return 1;
         double ops = 2.0 * (double)M * (double)N * (double)K;
-        double best_f, best_i;
+        double best_f, best_i, best_h;
         int r = M >= 1024 && reps > 3 ? 3 : reps; /* the large shapes: a shared machine */
         time_weights(rt, W_F32, M, A, P, C, 1, NULL);
         double ms_f = time_weights(rt, W_F32, M, A, P, C, r, &best_f) * 1e3;
         time_weights(rt, W_I8, M, A, Q, C, 1, NULL);
         double ms_i = time_weights(rt, W_I8, M, A, Q, C, r, &best_i) * 1e3;
+        time_weights(rt, W_BF16, M, A, H, C, 1, NULL);
+        double ms_h = time_weights(rt, W_BF16, M, A, H, C, r, &best_h) * 1e3;
         printf("{\"op\":\"gemm_i8\",\"M\":%lld,\"N\":%lld,\"K\":%lld,\"threads\":%d,"
                "\"arch\":\"%s\",\"kernel\":\"%s\",\"f32_ms\":%.4f,\"f32_gops\":%.1f,"
                "\"f32_peak_pct\":%.1f,\"i8_ms\":%.4f,\"i8_gops\":%.1f,\"i8_peak_pct\":%.1f,"
-               "\"speedup\":%.2f,\"best_gops\":{\"f32\":%.1f,\"i8\":%.1f}}\n",
+               "\"speedup\":%.2f,\"f16_ms\":%.4f,\"f16_gops\":%.1f,"
+               "\"best_gops\":{\"f32\":%.1f,\"i8\":%.1f,\"f16\":%.1f}}\n",
                (long long)M, (long long)N, (long long)K, threads, qkv_arch_name(qkv_arch_active()),
                icfg.name, ms_f, ops / ms_f / 1e6, 100.0 * ops / ms_f / 1e6 / peak, ms_i,
-               ops / ms_i / 1e6, 100.0 * ops / ms_i / 1e6 / ipeak, ms_f / ms_i, ops / best_f / 1e9,
-               ops / best_i / 1e9);
+               ops / ms_i / 1e6, 100.0 * ops / ms_i / 1e6 / ipeak, ms_f / ms_i, ms_h,
+               ops / ms_h / 1e6, ops / best_f / 1e9, ops / best_i / 1e9, ops / best_h / 1e9);
         fflush(stdout);
         qkv__gemm_packed_free(P);
         qkv__gemm_i8_packed_free(Q);
+        qkv__gemm_bf16_packed_free(H);
         free(A), free(W), free(C);
     }
     return 0;
