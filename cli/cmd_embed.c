@@ -26,7 +26,7 @@ void cmd_embed_help(void) {
            "  --dtype T          weights of the linear layers: f32 (default, exact), bf16 or\n"
            "                     f16 (half the bytes; embeddings within ~1e-5 of f32 in\n"
            "                     cosine; f16 keeps 3 more bits, bf16 f32's range) or int8\n"
-           "                     (per-channel int8 weights, int8 activations per row)\n"
+           "                     (int8 weights and activations, a scale per 32 inputs)\n"
            "  --format F         jsonl (default: one JSON array per line on stdout),\n"
            "                     npy or safetensors (binary float32 [lines, dim]; needs --out)\n"
            "  --out FILE         write to FILE instead of stdout\n"
