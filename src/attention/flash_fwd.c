@@ -16,6 +16,13 @@
  * leave (O, m, l) partials; a second pass merges them by log-sum-exp:
  *   M = max_s m_s,  w_s = exp(m_s - M),  l = Σ_s w_s l_s,  out = Σ_s w_s O_s / l.
  *
+ * bf16 inputs (qkv__attention_forward_flash_bf16): q, k, v are widened exactly to float where
+ * the float forward already copies them (the Qᵀ pack, the K/V tile copy, which bf16 always
+ * takes, and the head-major K/V repack), into the same buffers; the micro-kernels and every
+ * other step are shared, so the results are bit-identical to the float forward on the widened
+ * tensors. Widening a tile costs 1/rows of the FMAs that use it (rows = 128 in a full tile),
+ * where widening inside the micro-kernels would add a shift per broadcast of K in dot.
+ *
  * Determinism: the work items, their key ranges and every summation order depend only on the
  * problem, never on the thread count, so results are bit-identical for any thread count.
  * Work items are ordered so that contiguous chunks (qkv_parallel_for) get balanced causal
