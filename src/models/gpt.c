@@ -677,11 +677,25 @@ static qkv_status step_thread(void *ctx, int tid, int n_threads) {
     return qkv_nn_linear_forward(rt, &j->m->head, j->logits, ln, j->R, QKV_ACT_NONE, NULL);
 }
 
-/* The layers can run as one region: fused products, no adapter (the switch: env
- * QKV_DECODE_REGION=0 turns it off). */
-static int region_fits(const qkv_gpt *m) {
+/* The step can run as one region: fused products, no adapter (the switch: env
+ * QKV_DECODE_REGION=0 turns it off), and, with fewer sequences than qkv__each spreads over the
+ * threads, attention small next to the products: thread 0 runs it alone there, while a job of
+ * its own splits it over the threads. The bound (the attention's multiply-adds at most 1/8 of
+ * the layer's products', ~600 cached tokens for GPT-2-124M) is a guess, not a measurement. */
+static int region_fits(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *const *caches,
+                       int64_t n_seq) {
     const char *env = getenv("QKV_DECODE_REGION");
     if (env && strcmp(env, "0") == 0) return 0;
+    const qkv_gpt_config *c = &m->cfg;
+    if (n_seq < 2 * (int64_t)qkv_runtime_n_threads(rt)) {
+        const double C = (double)c->hidden_size, F = (double)c->intermediate_size;
+        const double Q = (double)(c->num_heads * c->head_dim),
+                     K = (double)(c->num_kv_heads * c->head_dim);
+        const double mlp = c->arch == QKV_GPT_ARCH_LLAMA ? 3 * C * F : 2 * C * F;
+        double keys = 0;
+        for (int64_t s = 0; s < n_seq; s++) keys += (double)(caches[s]->len + 1);
+        if (2 * keys * Q > (C * (Q + 2 * K) + Q * C + mlp) / 8) return 0;
+    }
     if (m->lora || m->head.lora) return 0;
     for (int64_t l = 0; l < m->cfg.num_layers; l++) {
         const qkv__dec_layer *w = &m->layers[l].blk;
@@ -788,7 +802,7 @@ qkv_status qkv__gpt_forward_probs(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cach
                                .fused = fused};
     const qkv__dec_cfg dc = {llama, C, F, Q, K, c->norm_eps, c->act};
     /* a decode step (one new token per sequence): one region (see decode_region) */
-    const int region = st == QKV_OK && !probs && N == n_seq && region_fits(m);
+    const int region = st == QKV_OK && !probs && N == n_seq && region_fits(rt, m, caches, n_seq);
     if (region) st = decode_region(rt, m, &job, &a, x, N, R, all_logits, logits);
     for (int64_t l = 0; !region && st == QKV_OK && l < c->num_layers; l++)
         st =
