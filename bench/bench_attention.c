@@ -19,8 +19,12 @@
  * thread, with their GFLOP/s (softmax: its share of a tile's time instead). That is the
  * ceiling the fused forward can reach on this machine.
  *
+ * --bf16 also times qkv_attention_forward_bf16 on the same shapes (forward and decode; q, k, v
+ * converted to bf16 once, outside the timing): "bf16_median_ms", "bf16_gflops" and
+ * "bf16_speedup", the float forward's median time over the bf16 one (null for backward).
+ *
  * Usage: bench_attention [--quick] [--threads N] [--runs N] [--ref-budget S] [--only
- * fwd|bwd|decode] [--kernels] [--rss]
+ * fwd|bwd|decode] [--kernels] [--rss] [--bf16]
  * Benchmarks assert nothing about time; results go to docs/PERFORMANCE.md. */
 #include "attention/attention.h"
 #include "bench_util.h"
@@ -58,6 +62,8 @@ static double flops_of(const shape *s) {
     if (strcmp(s->op, "attention_bwd") == 0) f *= 2.5;
     return f;
 }
+
+static int g_bf16; /* --bf16 */
 
 typedef struct bufs {
     float *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv;
@@ -174,6 +180,28 @@ static void bench_shape(qkv_runtime *rt, const shape *s, int runs, double peak, 
         }
     }
 #endif
+    char bf[96] = "\"bf16_median_ms\":null,\"bf16_gflops\":null,\"bf16_speedup\":null";
+    if (g_bf16 && !bwd) { /* the same inputs rounded to bf16, the same output buffers */
+        uint16_t *qh = qkv_malloc(nq * 2), *kh = qkv_malloc(nk * 2), *vh = qkv_malloc(nk * 2);
+        double *th = malloc((size_t)runs * sizeof *th);
+        if (qh && kh && vh && th) {
+            qkv_f32_to_bf16_n(b.q, qh, nq);
+            qkv_f32_to_bf16_n(b.k, kh, nk);
+            qkv_f32_to_bf16_n(b.v, vh, nk);
+            qkv_attention_forward_bf16(rt, &d, qh, kh, vh, b.out, b.lse); /* warm-up */
+            for (int r = 0; r < runs; r++) {
+                double t0 = bench_now();
+                qkv_attention_forward_bf16(rt, &d, qh, kh, vh, b.out, b.lse);
+                th[r] = bench_now() - t0;
+            }
+            double mh = bench_median(th, runs);
+            snprintf(bf, sizeof bf,
+                     "\"bf16_median_ms\":%.3f,\"bf16_gflops\":%.1f,\"bf16_speedup\":%.2f", mh * 1e3,
+                     flops_of(s) / mh * 1e-9, med / mh);
+        }
+        free(th);
+        qkv_free(qh), qkv_free(kh), qkv_free(vh);
+    }
     char ref[32];
     if (ref_ratio > 0)
         snprintf(ref, sizeof ref, "%.2f", ref_ratio);
@@ -182,11 +210,11 @@ static void bench_shape(qkv_runtime *rt, const shape *s, int runs, double peak, 
     printf("{\"op\":\"%s\",\"tag\":\"%s\",\"B\":%lld,\"Tq\":%lld,\"Tk\":%lld,\"Hq\":%lld,"
            "\"Hk\":%lld,\"D\":%lld,\"causal\":%d,\"padded\":%d,\"threads\":%d,\"arch\":\"%s\","
            "\"runs\":%d,\"median_ms\":%.3f,\"gflops\":%.1f,\"peak_gflops\":%.1f,"
-           "\"pct_peak\":%.1f,\"ref_ratio\":%s,\"openblas_ratio\":%s}\n",
+           "\"pct_peak\":%.1f,\"ref_ratio\":%s,\"openblas_ratio\":%s,%s}\n",
            s->op, s->tag, (long long)s->B, (long long)s->Tq, (long long)s->Tk, (long long)s->Hq,
            (long long)s->Hk, (long long)s->D, s->causal, s->padded, qkv_runtime_n_threads(rt),
            qkv_arch_name(qkv_arch_active()), runs, med * 1e3, gflops, peak, 100.0 * gflops / peak,
-           ref, blas);
+           ref, blas, bf);
     fflush(stdout);
     free(t);
     free(b.lens);
@@ -270,6 +298,7 @@ static int kernels_bench(double peak, int runs) {
 
 int main(int argc, char **argv) {
     int quick = bench_has_flag(argc, argv, "--quick");
+    g_bf16 = bench_has_flag(argc, argv, "--bf16");
     int threads = (int)bench_int_opt(argc, argv, "--threads", 0);
     int runs = (int)bench_int_opt(argc, argv, "--runs", quick ? 3 : 5);
     double ref_budget = (double)bench_int_opt(argc, argv, "--ref-budget", 3);

@@ -42,7 +42,7 @@ void cmd_generate_help(void) {
            "  --dtype T            weights of the linear layers and the head: f32 (default,\n"
            "                       exact), bf16 or f16 (half the bytes a decode step reads;\n"
            "                       logits differ slightly: docs/PERFORMANCE.md) or int8\n"
-           "                       (int8 weights per channel, int8 activations per row)\n"
+           "                       (int8 weights and activations, a scale per 32 inputs)\n"
            "  --lora DIR           apply a PEFT LoRA adapter directory (not merged)\n");
 }
 

@@ -658,6 +658,16 @@ typedef struct qkv_attention_desc {
 QKV_API qkv_status qkv_attention_forward(qkv_runtime *rt, const qkv_attention_desc *d,
                                          const float *q, const float *k, const float *v, float *out,
                                          float *lse /* may be NULL */);
+/* The forward with q, k, v in bfloat16 (bit patterns, as qkv_f32_to_bf16 gives; same shapes):
+ * each element is widened exactly to float and the rest is qkv_attention_forward's arithmetic
+ * (float scores, float online softmax, float accumulation, float out and lse; bias and ALiBi
+ * slopes stay float). So out and lse are bit-identical to qkv_attention_forward on q, k, v
+ * converted by qkv_bf16_to_f32_n; the fused kernels read half the bytes of q, k, v. Same
+ * descriptor, masks and errors as qkv_attention_forward. */
+QKV_API qkv_status qkv_attention_forward_bf16(qkv_runtime *rt, const qkv_attention_desc *d,
+                                              const uint16_t *q, const uint16_t *k,
+                                              const uint16_t *v, float *out,
+                                              float *lse /* may be NULL */);
 /* Gradients of a scalar loss given dout [B, Tq, Hq, Dv]; out and lse are the forward's
  * outputs. dq [B, Tq, Hq, D], dk [B, Tk, Hk, D], dv [B, Tk, Hk, Dv] are overwritten. */
 QKV_API qkv_status qkv_attention_backward(qkv_runtime *rt, const qkv_attention_desc *d,

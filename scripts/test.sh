@@ -41,7 +41,7 @@ cmake --build "$dir" -j"$jobs"
 ctest_args=(--test-dir "$dir" --output-on-failure -j"$jobs")
 if [[ "$mode" == tsan ]]; then
     # TSan: the tests whose subject is threading.
-    ctest_args+=(-R 'core_runtime|kernels_gemm_avx512|attention_flash_avx512|lm_generate_avx512|train_avx512')
+    ctest_args+=(-R 'core_runtime|kernels_gemm_avx512|attention_flash_avx512|lm_generate_avx512|train_avx512|decode_region_avx512')
 fi
 if [[ "$mode" == mpi ]]; then
     # MPI changes the training loop only (src/train/dist.c, loop.c): its tests and mpirun's.

@@ -1,7 +1,8 @@
 /* test_core_runtime.c — the thread pool: coverage of every index exactly once, chunking that
  * depends only on (n, grain, threads), nesting, many jobs, concurrent callers, a task's failure
- * message reaching the caller from any thread. Also run under ThreadSanitizer by the CI
- * (QKV_SANITIZE=thread). */
+ * message reaching the caller from any thread; teams (one region, the pool's split inside,
+ * barriers, solo sections, a failing thread not hanging the others). Also run under ThreadSanitizer
+ * by the CI (QKV_SANITIZE=thread). */
 #include "core/error.h"
 #include "core/runtime.h"
 #include "qkv.h"
@@ -151,6 +152,119 @@ static void *caller(void *p) {
     return NULL;
 }
 
+/* ---------------------------------------------------------------- teams (qkv__team_run) */
+
+typedef struct {
+    qkv_runtime *rt;
+    int n_threads;      /* the pool's */
+    chunks_ctx want[8]; /* the pool's chunks of each (n, grain) below */
+    chunks_ctx got;
+    atomic_int hits[1000];
+    int stage[8]; /* stage[t]: the round thread t last finished (barrier ordering) */
+    int bad, seen_n, fail_tid;
+    int nested; /* in a pool job: one chunk [0, n) */
+    atomic_int serial_calls;
+} team_ctx;
+
+static const int64_t TEAM_N[8] = {1, 2, 3, 7, 64, 999, 1000, 5};
+static const int64_t TEAM_GRAIN[8] = {1, 1, 1, 2, 100, 10, 1, 5};
+
+static void team_record(void *p, int64_t begin, int64_t end, int tid) {
+    team_ctx *c = p;
+    c->got.begin[tid] = begin;
+    c->got.end[tid] = end;
+    for (int64_t i = begin; i < end; i++) atomic_fetch_add(&c->hits[i], 1);
+}
+
+static void team_serial(void *p, int64_t begin, int64_t end, int tid) {
+    team_ctx *c = p;
+    if (tid != 0 || begin != 0 || end != 10) c->bad = 1;
+    atomic_fetch_add(&c->serial_calls, 1);
+}
+
+/* Every thread: each (n, grain) split as the pool splits it, barriers ordering the stages, a
+ * solo section running its loop serially. */
+static qkv_status team_body(void *p, int tid, int n) {
+    team_ctx *c = p;
+    if (tid == 0) c->seen_n = n;
+    for (int round = 0; round < 40; round++) {
+        const int k = round % 8;
+        qkv_parallel_for(c->rt, TEAM_N[k], TEAM_GRAIN[k], team_record, c); /* ends at a barrier */
+        if (tid == 0) { /* every chunk written and only the pool's */
+            for (int t = 0; t < n; t++) {
+                const int64_t b = c->want[k].begin[t], e = c->want[k].end[t];
+                if (!c->nested && b < e && (c->got.begin[t] != b || c->got.end[t] != e)) c->bad = 1;
+            }
+            for (int64_t i = 0; i < TEAM_N[k]; i++)
+                if (atomic_exchange(&c->hits[i], 0) != 1) c->bad = 1;
+            memset(&c->got, 0, sizeof c->got);
+        }
+        c->stage[tid] = round;
+        qkv__team_barrier();
+        for (int t = 0; t < n; t++)
+            if (c->stage[t] != round) c->bad = 1;
+        void *tok = qkv__team_solo_begin();
+        if (qkv__team_active()) c->bad = 1;
+        qkv_parallel_for(c->rt, 10, 1, team_serial, c); /* serial: tid 0, [0, 10) */
+        qkv__team_solo_end(tok);
+        qkv__team_barrier();
+    }
+    return QKV_OK;
+}
+
+/* Thread fail_tid fails at round 3; the others go on through their barriers (no shared data:
+ * once a thread left, barriers no longer order anything). */
+static qkv_status team_fail_body(void *p, int tid, int n) {
+    const team_ctx *c = p;
+    (void)n;
+    for (int round = 0; round < 40; round++) {
+        if (tid == c->fail_tid && round == 3)
+            return qkv__fail(QKV_ERR_NOMEM, "team thread %d fails", tid);
+        qkv__team_barrier();
+    }
+    return QKV_OK;
+}
+
+static void team_nested(void *p, int64_t begin, int64_t end, int tid) {
+    (void)end, (void)tid;
+    team_ctx *c = p;
+    if (begin == 0 && qkv__team_run(c->rt, team_body, c) != QKV_OK) c->bad = 1;
+}
+
+static void check_team(int nt) {
+    qkv_runtime *rt = NULL;
+    CHECK_OK(qkv_runtime_create(nt, &rt));
+    team_ctx *c = calloc(1, sizeof *c);
+    c->rt = rt;
+    c->n_threads = nt;
+    for (int k = 0; k < 8; k++) qkv_parallel_for(rt, TEAM_N[k], TEAM_GRAIN[k], record, &c->want[k]);
+    const uint64_t b0 = qkv__team_barrier_count(), j0 = qkv__pool_job_count();
+    CHECK_OK(qkv__team_run(rt, team_body, c));
+    CHECK_MSG(!c->bad, "team of %d: a split, a barrier or a solo section went wrong", nt);
+    CHECK_EQ_INT(c->seen_n, nt);
+    CHECK_EQ_INT(atomic_load(&c->serial_calls), 40 * nt);
+    if (nt > 1) {
+        CHECK_EQ_INT(qkv__pool_job_count() - j0, 1); /* one fork/join for all of it */
+        CHECK_EQ_INT(qkv__team_barrier_count() - b0, 40 * 3);
+    }
+    /* inside a pool job: one thread, n = 1, the loops serial */
+    c->seen_n = 0;
+    c->nested = 1;
+    atomic_store(&c->serial_calls, 0);
+    qkv_parallel_for(rt, nt, 1, team_nested, c); /* item 0 on the calling thread */
+    CHECK(!c->bad && c->seen_n == 1 && atomic_load(&c->serial_calls) == 40);
+    c->nested = 0;
+    /* a thread that fails: the others do not wait for it; its status and message come back */
+    for (int t = 0; t < nt; t++) {
+        c->fail_tid = t;
+        qkv_status st = qkv__team_run(rt, team_fail_body, c);
+        CHECK_STATUS(st, QKV_ERR_NOMEM);
+        CHECK(strstr(qkv_last_error(), "fails") != NULL);
+    }
+    free(c);
+    qkv_runtime_free(rt);
+}
+
 int main(void) {
     for (int nt = 1; nt <= 5; nt++) {
         qkv_runtime *rt = NULL;
@@ -175,6 +289,8 @@ int main(void) {
         for (int r = 0; r < 2000; r++) check_cover(rt, 5, 1);
         qkv_runtime_free(rt);
     }
+    /* one region, barriers between its stages */
+    for (int nt = 1; nt <= 4; nt++) check_team(nt);
     /* a task's failure message reaches the caller whichever thread raised it */
     for (int nt = 1; nt <= 3; nt++) check_failure_messages(nt);
     /* two application threads sharing one runtime */

@@ -4,7 +4,11 @@ bench/bench_attention.c, printing the same JSON lines (op, shape, threads, media
 with "impl": "torch", so the two outputs can be joined on (op, B, Tq, Tk, Hq, Hk, D, causal).
 
 Usage: tools/.venv/bin/python tools/bench_torch_attention.py [--quick] [--threads N]
-       [--runs N] [--only fwd|bwd|decode]
+       [--runs N] [--only fwd|bwd|decode] [--dtype f32|bf16]
+
+--dtype bf16: q, k, v and dout are torch.bfloat16 tensors (the same values rounded; the
+padding mask stays boolean), so SDPA runs its bf16 CPU kernels; the records carry "dtype",
+to be joined with bench_attention --bf16's "bf16_median_ms".
 
 Layouts: qkv uses [B, T, H, D]; SDPA takes [B, H, T, D], so the inputs are created in
 [B, H, T, D] directly (a transpose would be charged to torch otherwise). Causal with Tq == Tk
@@ -58,13 +62,13 @@ def flops(s):
     return f
 
 
-def run(s, runs):
+def run(s, runs, dtype):
     g = torch.Generator().manual_seed(0)
     B, Tq, Tk, Hq, Hk, D = s["B"], s["Tq"], s["Tk"], s["Hq"], s["Hk"], s["D"]
     bwd = s["op"] == "attention_bwd"
-    q = (torch.rand(B, Hq, Tq, D, generator=g) * 2 - 1).requires_grad_(bwd)
-    k = (torch.rand(B, Hk, Tk, D, generator=g) * 2 - 1).requires_grad_(bwd)
-    v = (torch.rand(B, Hk, Tk, D, generator=g) * 2 - 1).requires_grad_(bwd)
+    q = (torch.rand(B, Hq, Tq, D, generator=g) * 2 - 1).to(dtype).requires_grad_(bwd)
+    k = (torch.rand(B, Hk, Tk, D, generator=g) * 2 - 1).to(dtype).requires_grad_(bwd)
+    v = (torch.rand(B, Hk, Tk, D, generator=g) * 2 - 1).to(dtype).requires_grad_(bwd)
     mask = None
     if s["padded"]:
         lens = [Tk - (Tk * (i % 5)) // 10 for i in range(B)]
@@ -88,7 +92,7 @@ def run(s, runs):
                 fwd()
                 times.append(time.perf_counter() - t0)
     else:
-        dout = torch.rand(B, Hq, Tq, D, generator=g)
+        dout = torch.rand(B, Hq, Tq, D, generator=g).to(dtype)
         o = fwd()
         o.backward(dout)
         for _ in range(runs):
@@ -106,13 +110,15 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--runs", type=int, default=0)
     ap.add_argument("--only", default=None)
+    ap.add_argument("--dtype", choices=("f32", "bf16"), default="f32")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     runs = a.runs or (3 if a.quick else 5)
+    dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
     for s in shapes(a.quick, a.only):
-        med = run(s, runs)
-        rec = dict(s, impl="torch", torch=torch.__version__, threads=torch.get_num_threads(),
+        med = run(s, runs, dtype)
+        rec = dict(s, impl="torch", dtype=a.dtype, torch=torch.__version__, threads=torch.get_num_threads(),
                    runs=runs, median_ms=round(med * 1e3, 3), gflops=round(flops(s) / med * 1e-9, 1))
         print(json.dumps(rec), flush=True)
 

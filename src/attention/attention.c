@@ -1,14 +1,17 @@
-/* attention.c — the public attention entry points: qkv_attention_forward, _backward, _probs.
+/* attention.c — the public attention entry points: qkv_attention_forward, _forward_bf16,
+ * _backward, _probs.
  *
  * Owns descriptor validation (every message names the offending field) and the choice of
  * implementation, after the same validation, so every implementation sees only problems that
  * satisfy the invariants listed in attention.h: forward and backward run the fused kernels
  * (flash_fwd.c, flash_bwd.c) with the active ISA's micro-kernels when that ISA is avx2 or
  * avx512 (with or without dropout); the scalar ISA and probs run the reference in
- * attention_ref.c (the oracle). */
+ * attention_ref.c (the oracle). The bf16 forward widens q, k, v exactly to float (per tile in
+ * the fused path, whole tensors for the reference) and is otherwise the float forward. */
 #include "attention/attention.h"
 #include "attention/flash.h"
 #include "core/abi.h"
+#include "core/alloc.h"
 #include "core/error.h"
 #include "kernels/dispatch.h"
 
@@ -145,19 +148,61 @@ static qkv_status need(const char *fn, const char *name, const void *p) {
     return QKV_OK;
 }
 
-qkv_status qkv_attention_forward(qkv_runtime *rt, const qkv_attention_desc *d, const float *q,
-                                 const float *k, const float *v, float *out, float *lse) {
-    static const char fn[] = "qkv_attention_forward";
-    qkv_attention_desc dl;
-    qkv__attn_problem pb;
-    QKV_TRY(desc_in(fn, d, &dl, 0, &pb));
+/* The checks of both forwards: the descriptor, then q, k, v, out not NULL. */
+static qkv_status forward_in(const char *fn, const qkv_attention_desc *d, qkv_attention_desc *dl,
+                             qkv__attn_problem *pb, const void *q, const void *k, const void *v,
+                             const float *out) {
+    QKV_TRY(desc_in(fn, d, dl, 0, pb));
     QKV_TRY(need(fn, "q", q));
     QKV_TRY(need(fn, "k", k));
     QKV_TRY(need(fn, "v", v));
-    QKV_TRY(need(fn, "out", out));
+    return need(fn, "out", out);
+}
+
+qkv_status qkv_attention_forward(qkv_runtime *rt, const qkv_attention_desc *d, const float *q,
+                                 const float *k, const float *v, float *out, float *lse) {
+    qkv_attention_desc dl;
+    qkv__attn_problem pb;
+    QKV_TRY(forward_in("qkv_attention_forward", d, &dl, &pb, q, k, v, out));
     qkv_attn_kernels kr;
     if (use_flash(&pb, &kr)) return qkv__attention_forward_flash(rt, &pb, &kr, q, k, v, out, lse);
     return qkv__attention_forward_ref(rt, &pb, q, k, v, out, lse);
+}
+
+/* Widened copies of the bf16 q, k, v (the scalar ISA's path to the reference); *buf owns them. */
+static qkv_status widen_all(const char *fn, const qkv__attn_problem *pb, const uint16_t *q,
+                            const uint16_t *k, const uint16_t *v, float **buf, float **qf,
+                            float **kf, float **vf) {
+    size_t nq = (size_t)(pb->B * pb->Tq * pb->Hq * pb->D);
+    size_t nk = (size_t)(pb->B * pb->Tk * pb->Hk * pb->D);
+    size_t nv = (size_t)(pb->B * pb->Tk * pb->Hk * pb->Dv);
+    if (nq + nk + nv > SIZE_MAX / sizeof(float) ||
+        !(*buf = qkv__alloc((nq + nk + nv) * sizeof(float))))
+        return qkv__fail(QKV_ERR_NOMEM, "%s: cannot allocate %zu floats for the widened q, k, v",
+                         fn, nq + nk + nv);
+    *qf = *buf, *kf = *qf + nq, *vf = *kf + nk;
+    qkv_bf16_to_f32_n(q, *qf, nq);
+    qkv_bf16_to_f32_n(k, *kf, nk);
+    qkv_bf16_to_f32_n(v, *vf, nv);
+    return QKV_OK;
+}
+
+qkv_status qkv_attention_forward_bf16(qkv_runtime *rt, const qkv_attention_desc *d,
+                                      const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                                      float *out, float *lse) {
+    static const char fn[] = "qkv_attention_forward_bf16";
+    qkv_attention_desc dl;
+    qkv__attn_problem pb;
+    QKV_TRY(forward_in(fn, d, &dl, &pb, q, k, v, out));
+    qkv_attn_kernels kr;
+    if (use_flash(&pb, &kr))
+        return qkv__attention_forward_flash_bf16(rt, &pb, &kr, qkv__kernels()->convert_bf16_f32, q,
+                                                 k, v, out, lse);
+    float *buf = NULL, *qf = NULL, *kf = NULL, *vf = NULL;
+    QKV_TRY(widen_all(fn, &pb, q, k, v, &buf, &qf, &kf, &vf));
+    qkv_status st = qkv__attention_forward_ref(rt, &pb, qf, kf, vf, out, lse);
+    qkv__free(buf);
+    return st;
 }
 
 qkv_status qkv_attention_backward(qkv_runtime *rt, const qkv_attention_desc *d, const float *q,

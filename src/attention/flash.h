@@ -218,6 +218,15 @@ static inline int64_t qkv__flash_pad(int64_t n) { return (n + 15) / 16 * 16; }
 qkv_status qkv__attention_forward_flash(qkv_runtime *rt, const qkv__attn_problem *pb,
                                         const qkv_attn_kernels *kr, const float *q, const float *k,
                                         const float *v, float *out, float *lse);
+/* The forward on bf16 q, k, v (qkv_attention_forward_bf16): each tile of q, k, v is widened to
+ * float by `widen` (exact; the active ISA's convert_bf16_f32) into the same buffers the float
+ * forward copies tiles to, and everything else is the float forward's code, so out and lse are
+ * bit-identical to qkv__attention_forward_flash on the widened tensors with the same kr. */
+qkv_status qkv__attention_forward_flash_bf16(qkv_runtime *rt, const qkv__attn_problem *pb,
+                                             const qkv_attn_kernels *kr,
+                                             void (*widen)(const uint16_t *, float *, size_t),
+                                             const uint16_t *q, const uint16_t *k,
+                                             const uint16_t *v, float *out, float *lse);
 qkv_status qkv__attention_backward_flash(qkv_runtime *rt, const qkv__attn_problem *pb,
                                          const qkv_attn_kernels *kr, const float *q, const float *k,
                                          const float *v, const float *out, const float *lse,

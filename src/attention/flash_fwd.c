@@ -16,6 +16,13 @@
  * leave (O, m, l) partials; a second pass merges them by log-sum-exp:
  *   M = max_s m_s,  w_s = exp(m_s - M),  l = Σ_s w_s l_s,  out = Σ_s w_s O_s / l.
  *
+ * bf16 inputs (qkv__attention_forward_flash_bf16): q, k, v are widened exactly to float where
+ * the float forward already copies them (the Qᵀ pack, the K/V tile copy, which bf16 always
+ * takes, and the head-major K/V repack), into the same buffers; the micro-kernels and every
+ * other step are shared, so the results are bit-identical to the float forward on the widened
+ * tensors. Widening a tile costs 1/rows of the FMAs that use it (rows = 128 in a full tile),
+ * where widening inside the micro-kernels would add a shift per broadcast of K in dot.
+ *
  * Determinism: the work items, their key ranges and every summation order depend only on the
  * problem, never on the thread count, so results are bit-identical for any thread count.
  * Work items are ordered so that contiguous chunks (qkv_parallel_for) get balanced causal
@@ -29,9 +36,13 @@
 typedef struct fwd_ctx {
     const qkv__attn_problem *pb;
     const qkv_attn_kernels *kr;
-    const float *q;         /* [B, Tq, Hq, D] */
-    const float *k;         /* [B, Tk, Hk, D] */
-    const float *v;         /* [B, Tk, Hk, Dv] */
+    const float *q; /* [B, Tq, Hq, D] */
+    const float *k; /* [B, Tk, Hk, D] */
+    const float *v; /* [B, Tk, Hk, Dv] */
+    /* bf16 inputs (qkv_attention_forward_bf16): q, k, v above are NULL and these hold the same
+     * tensors as bf16 bits, widened to float (exactly) by `widen` as tiles are packed */
+    const uint16_t *qh, *kh, *vh;
+    void (*widen)(const uint16_t *src, float *dst, size_t n);
     float *out;             /* [B, Tq, Hq, Dv] */
     float *lse;             /* [B, Hq, Tq] or NULL */
     int64_t bq, n_qt, n_bh; /* queries per tile, query tiles per (b, hk), B * Hk */
@@ -112,13 +123,17 @@ static void run_tiles(const fwd_ctx *c, float *ws, int64_t b, int64_t hk, int64_
     float *vb = kb + qkv__flash_pad(FLASH_BC * D);     /* [BC, Dv] V tile */
     float *zt = vb + qkv__flash_pad(FLASH_BC * Dv);    /* [BC, rp] Zᵀ dropout */
     uint64_t *first = (uint64_t *)(zt + qkv__flash_pad(FLASH_BC * rp)); /* [rp] row indices */
-    const float *qsrc = c->q + ((b * pb->Tq + i0) * Hq + hk * G) * D;   /* row r at r * D */
+    const int64_t qofs = ((b * pb->Tq + i0) * Hq + hk * G) * D;         /* row r at qofs + r * D */
     /* rows (i, g) of q are contiguous for one i (heads adjacent), so the tile is one strided
      * copy with row stride D within a query and Hq * D between queries */
     float scale = (float)pb->scale;
     for (int64_t ii = 0; ii < nq; ii++)
         for (int64_t g = 0; g < G; g++) {
-            const float *row = qsrc + (ii * Hq + g) * D; /* [D] */
+            const float *row = kb; /* [D]: bf16 rows widened into the (still free) K tile */
+            if (c->qh)
+                c->widen(c->qh + qofs + (ii * Hq + g) * D, kb, (size_t)D);
+            else
+                row = c->q + qofs + (ii * Hq + g) * D;
             int64_t r = ii * G + g;
             for (int64_t x = 0; x < D; x++) qt[x * rp + r] = row[x] * scale;
         }
@@ -139,21 +154,27 @@ static void run_tiles(const fwd_ctx *c, float *ws, int64_t b, int64_t hk, int64_
         int64_t j0 = kt * FLASH_BC, cols = pb->Tk - j0 < FLASH_BC ? pb->Tk - j0 : FLASH_BC;
         int cls = qkv__flash_classify(pb, b, i0, i1, j0, j0 + cols);
         if (cls == FLASH_SKIP) continue;
-        const float *kp = c->k + ((b * pb->Tk + j0) * Hk + hk) * D;  /* [cols] rows, ld Hk*D */
-        const float *vp = c->v + ((b * pb->Tk + j0) * Hk + hk) * Dv; /* [cols] rows, ld Hk*Dv */
-        int64_t ldk = Hk * D, ldv = Hk * Dv;
+        const int64_t kofs = ((b * pb->Tk + j0) * Hk + hk) * D;  /* [cols] rows, ld Hk*D */
+        const int64_t vofs = ((b * pb->Tk + j0) * Hk + hk) * Dv; /* [cols] rows, ld Hk*Dv */
+        const float *kp = kb, *vp = vb;
+        int64_t ldk = D, ldv = Dv;
         if (c->kpack) { /* contiguous rows of this head, packed once for all query tiles */
             kp = c->kpack + ((b * Hk + hk) * pb->Tk + j0) * D;
             vp = c->vpack + ((b * Hk + hk) * pb->Tk + j0) * Dv;
-            ldk = D, ldv = Dv;
+        } else if (c->kh) { /* bf16: the tile's rows widened to float, contiguous */
+            for (int64_t j = 0; j < cols; j++) {
+                c->widen(c->kh + kofs + j * Hk * D, kb + j * D, (size_t)D);
+                c->widen(c->vh + vofs + j * Hk * Dv, vb + j * Dv, (size_t)Dv);
+            }
         } else if (Hk > 1) {
             /* Rows Hk*D floats apart (often a multiple of 4 KiB) alias in the L1 sets and
              * thrash it inside the micro-kernels: copy the tile's rows contiguously first. */
             for (int64_t j = 0; j < cols; j++) {
-                memcpy(kb + j * D, kp + j * ldk, (size_t)D * sizeof(float));
-                memcpy(vb + j * Dv, vp + j * ldv, (size_t)Dv * sizeof(float));
+                memcpy(kb + j * D, c->k + kofs + j * Hk * D, (size_t)D * sizeof(float));
+                memcpy(vb + j * Dv, c->v + vofs + j * Hk * Dv, (size_t)Dv * sizeof(float));
             }
-            kp = kb, vp = vb, ldk = D, ldv = Dv;
+        } else { /* one kv head: its rows are contiguous in place */
+            kp = c->k + kofs, vp = c->v + vofs;
         }
         int64_t ra = 0; /* rows [0, ra) see no key of this tile: left out */
         if (cls == FLASH_PARTIAL) {
@@ -275,15 +296,24 @@ static void fwd_merge_task(void *ctx, int64_t begin, int64_t end, int tid) {
 static void pack_kv_task(void *ctx, int64_t begin, int64_t end, int tid) {
     const fwd_ctx *c = ctx;
     (void)tid;
-    for (int64_t bj = begin; bj < end; bj++)
-        qkv__flash_pack_kv_row(c->pb, c->k, c->v, bj / c->pb->Tk, bj % c->pb->Tk, c->kpack,
-                               c->vpack);
+    const qkv__attn_problem *pb = c->pb;
+    const int64_t Hk = pb->Hk, D = pb->D, Dv = pb->Dv;
+    for (int64_t bj = begin; bj < end; bj++) {
+        if (!c->kh) {
+            qkv__flash_pack_kv_row(pb, c->k, c->v, bj / pb->Tk, bj % pb->Tk, c->kpack, c->vpack);
+            continue;
+        }
+        for (int64_t hk = 0; hk < Hk; hk++) { /* bf16: widened, as qkv__flash_pack_kv_row */
+            int64_t r = (bj / pb->Tk * Hk + hk) * pb->Tk + bj % pb->Tk;
+            c->widen(c->kh + (bj * Hk + hk) * D, c->kpack + r * D, (size_t)D);
+            c->widen(c->vh + (bj * Hk + hk) * Dv, c->vpack + r * Dv, (size_t)Dv);
+        }
+    }
 }
 
-qkv_status qkv__attention_forward_flash(qkv_runtime *rt, const qkv__attn_problem *pb,
-                                        const qkv_attn_kernels *kr, const float *q, const float *k,
-                                        const float *v, float *out, float *lse) {
-    fwd_ctx c = {.pb = pb, .kr = kr, .q = q, .k = k, .v = v, .out = out, .lse = lse};
+/* The forward of c's inputs (float or bf16) into c->out, c->lse. */
+static qkv_status forward(qkv_runtime *rt, fwd_ctx c) {
+    const qkv__attn_problem *pb = c.pb;
     c.drop = qkv__flash_dropout(pb, &c.dr);
     c.bq = qkv__flash_bq(pb, FLASH_ROWS);
     c.n_qt = (pb->Tq + c.bq - 1) / c.bq;
@@ -343,4 +373,21 @@ qkv_status qkv__attention_forward_flash(qkv_runtime *rt, const qkv__attn_problem
     qkv__free(c.part);
     qkv__flash_scratch_done(rt, kv_block, kv_own);
     return QKV_OK;
+}
+
+qkv_status qkv__attention_forward_flash(qkv_runtime *rt, const qkv__attn_problem *pb,
+                                        const qkv_attn_kernels *kr, const float *q, const float *k,
+                                        const float *v, float *out, float *lse) {
+    fwd_ctx c = {.pb = pb, .kr = kr, .q = q, .k = k, .v = v, .out = out, .lse = lse};
+    return forward(rt, c);
+}
+
+qkv_status qkv__attention_forward_flash_bf16(qkv_runtime *rt, const qkv__attn_problem *pb,
+                                             const qkv_attn_kernels *kr,
+                                             void (*widen)(const uint16_t *, float *, size_t),
+                                             const uint16_t *q, const uint16_t *k,
+                                             const uint16_t *v, float *out, float *lse) {
+    fwd_ctx c = {
+        .pb = pb, .kr = kr, .qh = q, .kh = k, .vh = v, .widen = widen, .out = out, .lse = lse};
+    return forward(rt, c);
 }

@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,12 @@ struct qkv_runtime {
 };
 
 static _Thread_local int in_parallel_region;
+
+/* the team the calling thread runs in (qkv__team_run; NULL outside or solo) */
+typedef struct team team;
+static _Thread_local team *cur_team;
+static void team_for(team *tm, int64_t n, int64_t grain, qkv_range_fn fn, void *ctx);
+static _Atomic uint64_t pool_jobs; /* qkv__pool_job_count */
 
 static void run_chunk(qkv_runtime *rt, int tid) {
     int64_t begin = (int64_t)tid * rt->chunk;
@@ -225,6 +232,10 @@ int qkv_runtime_n_threads(const qkv_runtime *rt) {
 void qkv_parallel_for(qkv_runtime *rt, int64_t n, int64_t grain, qkv_range_fn fn, void *ctx) {
     if (n <= 0 || !fn) return;
     if (grain < 1) grain = 1;
+    if (cur_team) {
+        team_for(cur_team, n, grain, fn, ctx);
+        return;
+    }
     rt = qkv__runtime_or_default(rt);
     int64_t max_chunks = (n + grain - 1) / grain;
     int n_threads = rt ? rt->n_threads : 1;
@@ -233,6 +244,7 @@ void qkv_parallel_for(qkv_runtime *rt, int64_t n, int64_t grain, qkv_range_fn fn
         fn(ctx, 0, n, 0);
         return;
     }
+    atomic_fetch_add_explicit(&pool_jobs, 1, memory_order_relaxed);
     pthread_mutex_lock(&rt->job_lock);
     pthread_mutex_lock(&rt->mu);
     rt->fn = fn;
@@ -325,4 +337,102 @@ qkv_status qkv__each(qkv_runtime *rt, int64_t n, qkv__each_fn fn, const void *ct
     }
     for (int64_t i = 0; i < n; i++) QKV_TRY(fn(rt, ctx, i));
     return QKV_OK;
+}
+
+/* ---------------------------------------------------------------- teams (runtime.h) */
+
+struct team {
+    int n;
+    _Atomic int count;  /* threads arrived at the current barrier */
+    _Atomic int sense;  /* flips when the last one arrives */
+    _Atomic int failed; /* a thread's fn failed: barriers stop waiting */
+    qkv_status status;  /* its status */
+    qkv__team_fn fn;
+    void *ctx;
+};
+
+static _Thread_local int cur_tid;    /* the thread's index in cur_team */
+static _Thread_local int team_sense; /* the sense this thread waits for next */
+static _Atomic uint64_t barriers_passed;
+
+void qkv__team_barrier(void) {
+    team *t = cur_team;
+    if (!t || t->n <= 1) return;
+    const int s = team_sense ^= 1;
+    if (atomic_fetch_add_explicit(&t->count, 1, memory_order_acq_rel) == t->n - 1) {
+        atomic_store_explicit(&t->count, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&barriers_passed, 1, memory_order_relaxed);
+        atomic_store_explicit(&t->sense, s, memory_order_release);
+        return;
+    }
+    int64_t t0 = mono_ns();
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            if (atomic_load_explicit(&t->sense, memory_order_acquire) == s) return;
+            cpu_relax();
+        }
+        if (atomic_load_explicit(&t->failed, memory_order_acquire)) return;
+        if (mono_ns() - t0 > SPIN_NS) sched_yield();
+    }
+}
+
+/* qkv_parallel_for inside a team: the pool's split (see qkv_parallel_for), this thread's
+ * chunk (run solo, so calls nested in it run serially), then the barrier. */
+static void team_for(team *tm, int64_t n, int64_t grain, qkv_range_fn fn, void *ctx) {
+    int64_t max_chunks = (n + grain - 1) / grain;
+    int nt = max_chunks < tm->n ? (int)max_chunks : tm->n;
+    int64_t chunk = (n + nt - 1) / nt;
+    int64_t begin = (int64_t)cur_tid * chunk, end = begin + chunk;
+    if (end > n) end = n;
+    if (begin < end) {
+        cur_team = NULL;
+        fn(ctx, begin, end, cur_tid);
+        cur_team = tm;
+    }
+    qkv__team_barrier();
+}
+
+static void team_task(void *ctx, int64_t begin, int64_t end, int tid) {
+    team *t = ctx;
+    (void)tid;
+    for (int64_t i = begin; i < end; i++) { /* one item per thread */
+        cur_team = t;
+        cur_tid = (int)i;
+        team_sense = 0;
+        qkv_status s = t->fn(t->ctx, (int)i, t->n);
+        cur_team = NULL;
+        if (s != QKV_OK) {
+            qkv__task_fail(&t->failed, &t->status, s);
+            atomic_store_explicit(&t->failed, 1, memory_order_release);
+        }
+    }
+}
+
+qkv_status qkv__team_run(qkv_runtime *rt, qkv__team_fn fn, void *ctx) {
+    if (!fn) return qkv__fail(QKV_ERR_INVALID_ARG, "qkv__team_run: fn is NULL");
+    rt = qkv__runtime_or_default(rt);
+    const int n = rt ? rt->n_threads : 1;
+    /* nested (a pool job or another team): the pool would run the items one after another */
+    if (n <= 1 || in_parallel_region || cur_team) return fn(ctx, 0, 1);
+    team t = {.n = n, .fn = fn, .ctx = ctx};
+    qkv_parallel_for(rt, n, 1, team_task, &t);
+    return atomic_load(&t.failed) ? t.status : QKV_OK;
+}
+
+int qkv__team_active(void) { return cur_team != NULL; }
+
+void *qkv__team_solo_begin(void) {
+    team *t = cur_team;
+    cur_team = NULL;
+    return t;
+}
+
+void qkv__team_solo_end(void *token) { cur_team = token; }
+
+uint64_t qkv__team_barrier_count(void) {
+    return atomic_load_explicit(&barriers_passed, memory_order_relaxed);
+}
+
+uint64_t qkv__pool_job_count(void) {
+    return atomic_load_explicit(&pool_jobs, memory_order_relaxed);
 }

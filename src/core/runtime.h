@@ -34,4 +34,35 @@ qkv_status qkv__parallel_items(qkv_runtime *rt, int64_t n, qkv__item_fn fn, void
 typedef qkv_status (*qkv__each_fn)(qkv_runtime *rt, const void *ctx, int64_t i);
 qkv_status qkv__each(qkv_runtime *rt, int64_t n, qkv__each_fn fn, const void *ctx);
 
+/* ---------------------------------------------------------------- teams (one region, barriers)
+ *
+ * qkv__team_run runs fn(ctx, tid, n) once on each of the n threads of rt's pool, all at the
+ * same time (one fork/join), for code that runs a whole sequence of dependent stages (a decode
+ * step) where a job per stage would fork and join every time. Inside fn, on every thread:
+ *   - qkv_parallel_for (and so every layer and kernel built on it) splits [0, n) exactly as the
+ *     pool would (chunk t to thread t: the same chunks, the same bits), each thread runs its
+ *     own chunk, then all meet at a barrier. Every thread of the team must make the same
+ *     sequence of such calls with the same (n, grain). A range of one chunk runs on thread 0.
+ *   - qkv__team_solo_begin / _end bracket code one thread runs alone (its qkv_parallel_for
+ *     calls run serially, as nested calls do): per-thread redundant work into private buffers,
+ *     or thread 0's serial stage before a qkv__team_barrier.
+ * A thread whose fn fails marks the team failed; barriers then stop waiting, so the others
+ * finish (their results are discarded) and the first failure is returned. With a pool of one
+ * thread, or when called inside a parallel region, fn runs once on the caller with n = 1 and
+ * everything inside runs as it would outside a team. */
+typedef qkv_status (*qkv__team_fn)(void *ctx, int tid, int n_threads);
+qkv_status qkv__team_run(qkv_runtime *rt, qkv__team_fn fn, void *ctx);
+/* Waits until every thread of the caller's team arrived (no-op outside a team). Spins, then
+ * yields the CPU (sched_yield) after the pool's spin time. */
+void qkv__team_barrier(void);
+/* 1 while the calling thread runs inside a team (not solo), else 0. */
+int qkv__team_active(void);
+/* Solo section: the team's split is suspended on the calling thread (returns a token for _end). */
+void *qkv__team_solo_begin(void);
+void qkv__team_solo_end(void *token);
+/* Barriers a team passed since the process started (all teams; for tests and benchmarks). */
+uint64_t qkv__team_barrier_count(void);
+/* Jobs the pools forked to their workers (each a fork and a join) since the process started. */
+uint64_t qkv__pool_job_count(void);
+
 #endif

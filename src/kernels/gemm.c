@@ -471,10 +471,9 @@ static qkv_status gemm_run(const qkv_gemm_config *cfg, qkv_runtime *rt, int tran
             return qkv__fail(QKV_ERR_NOMEM, "gemm: cannot allocate %zu bytes", bytes);
         }
     }
-    if (cells == 1)
-        gemm_cell(&g, 0);
-    else
-        qkv_parallel_for(rt, (int64_t)cells, 1, gemm_task, &g);
+    /* one cell: one chunk, which qkv_parallel_for runs on the calling thread (inside a team
+     * (runtime.h): on its thread 0 only, so C is written once) */
+    qkv_parallel_for(rt, (int64_t)cells, 1, gemm_task, &g);
     qkv__free(g.buffers);
     qkv__free(res_copy);
     return QKV_OK;

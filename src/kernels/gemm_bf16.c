@@ -276,10 +276,9 @@ qkv_status qkv__gemm_bf16(qkv_runtime *rt, int64_t M, const float *A, int64_t ld
     int64_t panels = B->npad / B->cfg.nr;
     /* threads only when there is enough work to pay for waking them (as qkv__gemm_f32) */
     double work = (double)M * (double)B->N * (double)B->K;
-    if (work < 65536.0 * 2 || qkv_runtime_n_threads(rt) <= 1)
-        bf16_task(&g, 0, panels, 0);
-    else
-        qkv_parallel_for(rt, panels, 1, bf16_task, &g);
+    /* grain = panels: one chunk on the calling thread (inside a team: on its thread 0 only) */
+    const int small = work < 65536.0 * 2 || qkv_runtime_n_threads(rt) <= 1;
+    qkv_parallel_for(rt, panels, small ? panels : 1, bf16_task, &g);
     qkv__free(ah);
     qkv__free(res_copy);
     return QKV_OK;

@@ -18,6 +18,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/runtime.h"
 #include "kernels/dispatch.h"
 
 #include <float.h>
@@ -308,7 +309,8 @@ qkv_status qkv__gemm_i8(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
     }
     quant_job qj = {B->cfg.quant, A, lda, B->K, kp, ng, a, t};
     /* rows apart (each row's quantization is its own: any split gives the same bytes) */
-    if ((double)M * (double)B->K < 65536.0 || qkv_runtime_n_threads(rt) <= 1)
+    /* inside a team (runtime.h) every thread quantizes into its own copy */
+    if ((double)M * (double)B->K < 65536.0 || qkv_runtime_n_threads(rt) <= 1 || qkv__team_active())
         quant_task(&qj, 0, M, 0);
     else
         qkv_parallel_for(rt, M, 1, quant_task, &qj);
@@ -324,10 +326,9 @@ qkv_status qkv__gemm_i8(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
     const int64_t tasks = (M + g.mc - 1) / g.mc * g.panels;
     /* threads only when there is enough work to pay for waking them (as qkv__gemm_f32) */
     double work = (double)M * (double)B->N * (double)B->K;
-    if (work < 65536.0 * 2 || qkv_runtime_n_threads(rt) <= 1)
-        i8_task(&g, 0, tasks, 0);
-    else
-        qkv_parallel_for(rt, tasks, 1, i8_task, &g);
+    /* grain = tasks: one chunk on the calling thread (inside a team: on its thread 0 only) */
+    const int small = work < 65536.0 * 2 || qkv_runtime_n_threads(rt) <= 1;
+    qkv_parallel_for(rt, tasks, small ? tasks : 1, i8_task, &g);
     qkv__free(a);
     qkv__free(t);
     qkv__free(res_copy);

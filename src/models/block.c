@@ -6,9 +6,8 @@
 
 #include <string.h>
 
-/* Rows of src (N, w0 + w1 [+ w2]) split into d0 (N, w0), d1 (N, w1) and d2 (N, w2; NULL: none). */
-static void split_rows(const float *src, int64_t N, int64_t w0, int64_t w1, int64_t w2, float *d0,
-                       float *d1, float *d2) {
+void qkv__split_rows(const float *src, int64_t N, int64_t w0, int64_t w1, int64_t w2, float *d0,
+                     float *d1, float *d2) {
     const int64_t w = w0 + w1 + (d2 ? w2 : 0);
     for (int64_t r = 0; r < N; r++) {
         const float *s = src + r * w;
@@ -31,7 +30,7 @@ qkv_status qkv__dec_block_forward(qkv_runtime *rt, const qkv__dec_cfg *c, const 
     if (w->qkv.C) { /* one product, split */
         if (!a->fused) return qkv__fail(QKV_ERR_INTERNAL, "decoder block: no fused scratch");
         QKV_TRY(qkv_nn_linear_forward(rt, &w->qkv, a->fused, a->ln1, N, QKV_ACT_NONE, NULL));
-        split_rows(a->fused, N, c->Q, c->K, c->K, a->q, a->k, a->v);
+        qkv__split_rows(a->fused, N, c->Q, c->K, c->K, a->q, a->k, a->v);
     } else {
         QKV_TRY(qkv_nn_linear_forward(rt, &w->q, a->q, a->ln1, N, QKV_ACT_NONE, NULL));
         QKV_TRY(qkv_nn_linear_forward(rt, &w->k, a->k, a->ln1, N, QKV_ACT_NONE, NULL));
@@ -46,7 +45,7 @@ qkv_status qkv__dec_block_forward(qkv_runtime *rt, const qkv__dec_cfg *c, const 
             if (!a->fused) return qkv__fail(QKV_ERR_INTERNAL, "decoder block: no fused scratch");
             QKV_TRY(
                 qkv_nn_linear_forward(rt, &w->gate_up, a->fused, a->ln2, N, QKV_ACT_NONE, NULL));
-            split_rows(a->fused, N, F, F, 0, a->h, a->u, NULL);
+            qkv__split_rows(a->fused, N, F, F, 0, a->h, a->u, NULL);
         } else {
             QKV_TRY(qkv_nn_linear_forward(rt, &w->gate, a->h, a->ln2, N, QKV_ACT_NONE, NULL));
             QKV_TRY(qkv_nn_linear_forward(rt, &w->fc, a->u, a->ln2, N, QKV_ACT_NONE, NULL));

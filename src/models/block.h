@@ -77,6 +77,11 @@ qkv_status qkv__dec_block_forward(qkv_runtime *rt, const qkv__dec_cfg *c, const 
                                   int64_t l, const qkv__block_acts *a, const float *x, float *y,
                                   int64_t N, qkv__attend_fn attend, void *ctx);
 
+/* Rows of src (N, w0 + w1 [+ w2]) split into d0 (N, w0), d1 (N, w1) and d2 (N, w2; NULL: none):
+ * a fused product's output into its parts. */
+void qkv__split_rows(const float *src, int64_t N, int64_t w0, int64_t w1, int64_t w2, float *d0,
+                     float *d1, float *d2);
+
 /* ---------------------------------------------------------------- encoders (post-norm, BERT) */
 
 typedef struct qkv__enc_cfg {

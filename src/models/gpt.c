@@ -24,6 +24,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -550,11 +551,10 @@ static qkv_status check_args(const qkv_gpt *m, qkv_kv_cache *const *caches, cons
     return QKV_OK;
 }
 
-/* The attention of layer l (block.h's qkv__attend_fn): RoPE at each sequence's positions
- * (Llama), the new keys/values appended to the caches, then each sequence's queries against its
- * cache. */
-static qkv_status attend_caches(void *ctx, qkv_runtime *rt, int64_t l, const qkv__block_acts *a) {
-    attn_job *job = ctx;
+/* RoPE at each sequence's positions (Llama) and the new keys/values appended to the caches
+ * (the first half of attend_caches). */
+static qkv_status append_caches(attn_job *job, qkv_runtime *rt, int64_t l,
+                                const qkv__block_acts *a) {
     const qkv_gpt_config *c = &job->m->cfg;
     const int64_t D = c->head_dim, Q = c->num_heads * D, K = c->num_kv_heads * D;
     for (int64_t s = 0; s < job->n_seq; s++) {
@@ -571,12 +571,169 @@ static qkv_status attend_caches(void *ctx, qkv_runtime *rt, int64_t l, const qkv
         memcpy(qkv__kv_cache_k(kv, l) + kv->len * K, a->k + o * K, sizeof(float) * (size_t)(T * K));
         memcpy(qkv__kv_cache_v(kv, l) + kv->len * K, a->v + o * K, sizeof(float) * (size_t)(T * K));
     }
-    /* Many sequences (batched decode): one per thread, each attention call serial inside.
-     * Few: one at a time, each parallel inside. */
     job->layer = l;
     job->q = a->q;
     job->att = a->att;
+    return QKV_OK;
+}
+
+/* The attention of layer l (block.h's qkv__attend_fn): RoPE at each sequence's positions
+ * (Llama), the new keys/values appended to the caches, then each sequence's queries against its
+ * cache. */
+static qkv_status attend_caches(void *ctx, qkv_runtime *rt, int64_t l, const qkv__block_acts *a) {
+    attn_job *job = ctx;
+    QKV_TRY(append_caches(job, rt, l, a));
+    /* Many sequences (batched decode): one per thread, each attention call serial inside.
+     * Few: one at a time, each parallel inside. */
     return qkv__each(rt, job->n_seq, attend_one, job);
+}
+
+/* ---------------------------------------------------------------- a decode step in one region
+ *
+ * A decode step (one new token per sequence) is ~5 small products a layer, each a pool job of
+ * its own: a fork and a join, the pool's mutex and condition variable each time (perf: 5.5% of
+ * a GPT-2-124M f16 step in fork/join). Here the whole step (every layer, the final norm, the
+ * head) runs inside ONE team (core/runtime.h): every thread walks the same stages. Each product
+ * splits its column panels exactly as its own job would (the same chunks: the same bits) and
+ * ends at a barrier; the one-row norms and Llama's SwiGLU run on every thread into its own
+ * buffers (the same code on the same input: the same bits, no barrier); thread 0 alone splits
+ * q/k/v, applies RoPE, appends to the caches and runs the attention (as a job would, its calls
+ * serial), then a barrier; with many sequences (qkv__each's one-per-thread case) the sequences'
+ * attentions are split over the team as that job would split them. Per layer: 5 barriers
+ * instead of 5 fork/joins. Layers with an adapter or unfused products, attention maps (probs),
+ * prefill and QKV_DECODE_REGION=0 keep the layer-by-layer path. */
+
+typedef struct {
+    qkv_runtime *rt;
+    const qkv_gpt *m;
+    attn_job *job;
+    const qkv__block_acts *a; /* the shared buffers: q, k, v, att, fused, a (GPT-2's MLP) */
+    float *x, *logits;        /* the residual stream [N, C]; logits [R, V] */
+    float *priv;              /* per thread: ln, last [N, C]; Llama: gate, up [N, F] */
+    size_t priv_floats;
+    int64_t N, R;
+    int all_logits;
+} step_job;
+
+/* x [N, C] -> out: the decoder's pre-norm of a layer (or the final one), as the block runs it. */
+static qkv_status step_norm(const step_job *j, float *out, const float *in, const float *w,
+                            const float *b, int64_t N) {
+    void *tok = qkv__team_solo_begin(); /* every thread, into its own buffer */
+    qkv_status st = norm(j->rt, j->m, out, in, w, b, N);
+    qkv__team_solo_end(tok);
+    return st;
+}
+
+static qkv_status step_thread(void *ctx, int tid, int n_threads) {
+    const step_job *j = ctx;
+    const qkv_gpt_config *c = &j->m->cfg;
+    const qkv__block_acts *a = j->a;
+    qkv_runtime *rt = j->rt;
+    const int64_t N = j->N, C = c->hidden_size, F = c->intermediate_size;
+    const int64_t Q = c->num_heads * c->head_dim, K = c->num_kv_heads * c->head_dim;
+    const int llama = c->arch == QKV_GPT_ARCH_LLAMA;
+    float *ln = j->priv + (size_t)tid * j->priv_floats, *last = ln + N * C;
+    float *gate = last + N * C, *up = gate + N * F;
+    float *x = j->x;
+    const int many = j->job->n_seq >= 2 * (int64_t)n_threads; /* qkv__each: one per thread */
+    for (int64_t l = 0; l < c->num_layers; l++) {
+        const qkv__dec_layer *w = &j->m->layers[l].blk;
+        QKV_TRY(step_norm(j, ln, x, w->ln1_w, w->ln1_b, N));
+        QKV_TRY(qkv_nn_linear_forward(rt, &w->qkv, a->fused, ln, N, QKV_ACT_NONE, NULL));
+        if (tid == 0) {
+            void *tok = qkv__team_solo_begin();
+            qkv__split_rows(a->fused, N, Q, K, K, a->q, a->k, a->v);
+            qkv_status st = append_caches(j->job, rt, l, a);
+            if (st == QKV_OK && !many) st = qkv__each(rt, j->job->n_seq, attend_one, j->job);
+            qkv__team_solo_end(tok);
+            QKV_TRY(st);
+        }
+        qkv__team_barrier();
+        if (many) QKV_TRY(qkv__each(rt, j->job->n_seq, attend_one, j->job)); /* split, barrier */
+        QKV_TRY(qkv_nn_linear_forward(rt, &w->o, x, a->att, N, QKV_ACT_NONE, x));
+        QKV_TRY(step_norm(j, ln, x, w->ln2_w, w->ln2_b, N));
+        const float *in = a->a;
+        if (llama) {
+            QKV_TRY(qkv_nn_linear_forward(rt, &w->gate_up, a->fused, ln, N, QKV_ACT_NONE, NULL));
+            void *tok = qkv__team_solo_begin(); /* every thread, into its own buffers */
+            qkv__split_rows(a->fused, N, F, F, 0, gate, up, NULL);
+            qkv_status st = qkv_nn_swiglu_forward(rt, gate, gate, up, N * F);
+            qkv__team_solo_end(tok);
+            QKV_TRY(st);
+            in = gate;
+        } else {
+            QKV_TRY(qkv_nn_linear_forward(rt, &w->fc, a->a, ln, N, c->act, NULL));
+        }
+        QKV_TRY(qkv_nn_linear_forward(rt, &w->proj, x, in, N, QKV_ACT_NONE, x));
+    }
+    const float *rows = x;
+    if (!j->all_logits) { /* the last (only) new token of each sequence */
+        for (int64_t s = 0; s < j->job->n_seq; s++)
+            memcpy(last + s * C, x + (j->job->offs[s] + j->job->lens[s] - 1) * C,
+                   sizeof(float) * (size_t)C);
+        rows = last;
+    }
+    QKV_TRY(step_norm(j, ln, rows, j->m->lnf_w, j->m->lnf_b, j->R));
+    return qkv_nn_linear_forward(rt, &j->m->head, j->logits, ln, j->R, QKV_ACT_NONE, NULL);
+}
+
+/* The step can run as one region: fused products, no adapter (the switch: env
+ * QKV_DECODE_REGION=0 turns it off), and, with fewer sequences than qkv__each spreads over the
+ * threads, attention small next to the products: thread 0 runs it alone there, while a job of
+ * its own splits it over the threads. The bound (the attention's multiply-adds at most 1/8 of
+ * the layer's products', ~600 cached tokens for GPT-2-124M) is a guess, not a measurement. */
+static int region_fits(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *const *caches,
+                       int64_t n_seq) {
+    const char *env = getenv("QKV_DECODE_REGION");
+    if (env && strcmp(env, "0") == 0) return 0;
+    const qkv_gpt_config *c = &m->cfg;
+    if (n_seq < 2 * (int64_t)qkv_runtime_n_threads(rt)) {
+        const double C = (double)c->hidden_size, F = (double)c->intermediate_size;
+        const double Q = (double)(c->num_heads * c->head_dim),
+                     K = (double)(c->num_kv_heads * c->head_dim);
+        const double mlp = c->arch == QKV_GPT_ARCH_LLAMA ? 3 * C * F : 2 * C * F;
+        double keys = 0;
+        for (int64_t s = 0; s < n_seq; s++) keys += (double)(caches[s]->len + 1);
+        if (2 * keys * Q > (C * (Q + 2 * K) + Q * C + mlp) / 8) return 0;
+    }
+    if (m->lora || m->head.lora) return 0;
+    for (int64_t l = 0; l < m->cfg.num_layers; l++) {
+        const qkv__dec_layer *w = &m->layers[l].blk;
+        const int llama = m->cfg.arch == QKV_GPT_ARCH_LLAMA;
+        if (!w->qkv.C || (llama && !w->gate_up.C) || w->qkv.lora || w->o.lora || w->proj.lora ||
+            (llama ? w->gate_up.lora : w->fc.lora))
+            return 0;
+    }
+    return 1;
+}
+
+/* The layers, final norm and head of a decode step in one region (see above). */
+static qkv_status decode_region(qkv_runtime *rt, const qkv_gpt *m, attn_job *job,
+                                const qkv__block_acts *a, float *x, int64_t N, int64_t R,
+                                int all_logits, float *logits) {
+    const qkv_gpt_config *c = &m->cfg;
+    const int64_t C = c->hidden_size, F = c->intermediate_size;
+    const int T = qkv_runtime_n_threads(rt);
+    size_t per = (size_t)(2 * N * C + (c->arch == QKV_GPT_ARCH_LLAMA ? 2 * N * F : 0)), total;
+    if (qkv__mul_overflow(per, (size_t)T, &total) ||
+        qkv__mul_overflow(total, sizeof(float), &total))
+        return qkv__fail(QKV_ERR_OVERFLOW, "gpt decode: per-thread buffer size overflows");
+    float *priv = qkv__alloc(total);
+    if (!priv) return qkv__fail(QKV_ERR_NOMEM, "gpt decode: cannot allocate %zu bytes", total);
+    step_job j = {.rt = rt,
+                  .m = m,
+                  .job = job,
+                  .a = a,
+                  .x = x,
+                  .logits = logits,
+                  .priv = priv,
+                  .priv_floats = per,
+                  .N = N,
+                  .R = R,
+                  .all_logits = all_logits};
+    qkv_status st = qkv__team_run(rt, step_thread, &j);
+    qkv__free(priv);
+    return st;
 }
 
 qkv_status qkv__gpt_forward(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *const *caches,
@@ -644,10 +801,13 @@ qkv_status qkv__gpt_forward_probs(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cach
                                .a = f1,
                                .fused = fused};
     const qkv__dec_cfg dc = {llama, C, F, Q, K, c->norm_eps, c->act};
-    for (int64_t l = 0; st == QKV_OK && l < c->num_layers; l++)
+    /* a decode step (one new token per sequence): one region (see decode_region) */
+    const int region = st == QKV_OK && !probs && N == n_seq && region_fits(rt, m, caches, n_seq);
+    if (region) st = decode_region(rt, m, &job, &a, x, N, R, all_logits, logits);
+    for (int64_t l = 0; !region && st == QKV_OK && l < c->num_layers; l++)
         st =
             qkv__dec_block_forward(rt, &dc, &m->layers[l].blk, l, &a, x, x, N, attend_caches, &job);
-    if (st == QKV_OK) {
+    if (!region && st == QKV_OK) {
         const float *rows = x;
         if (!all_logits) { /* the last new token of each sequence */
             for (int64_t s = 0; s < n_seq; s++)
@@ -656,7 +816,8 @@ qkv_status qkv__gpt_forward_probs(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cach
         }
         st = norm(rt, m, h, rows, m->lnf_w, m->lnf_b, R);
     }
-    if (st == QKV_OK) st = qkv_nn_linear_forward(rt, &m->head, logits, h, R, QKV_ACT_NONE, NULL);
+    if (!region && st == QKV_OK)
+        st = qkv_nn_linear_forward(rt, &m->head, logits, h, R, QKV_ACT_NONE, NULL);
     if (st == QKV_OK)
         for (int64_t s = 0; s < n_seq; s++) caches[s]->len += lens[s];
     qkv__free(ws);

@@ -63,6 +63,17 @@ typedef struct qkv_nn_linear {
     const qkv_gemm_i8_packed *packed_i8;
 } qkv_nn_linear;
 
+/* A plain FP32 layer: w (OC, C) as nn.Linear stores it, b (OC) or NULL. */
+static inline qkv_nn_linear qkv_nn_linear_dense(const float *w, const float *b, int64_t C,
+                                                int64_t OC) {
+    return (qkv_nn_linear){.w = w, .b = b, .C = C, .OC = OC};
+}
+/* The same with w stored (C, OC) (GPT-2's Conv1D), rows ldw floats apart (0: OC). */
+static inline qkv_nn_linear qkv_nn_linear_in_out(const float *w, const float *b, int64_t C,
+                                                 int64_t OC, int64_t ldw) {
+    return (qkv_nn_linear){.w = w, .b = b, .C = C, .OC = OC, .ldw = ldw, .in_out = 1};
+}
+
 /* The inference form of a layer: op(w) prepacked (K = C, N = OC), the original not kept. */
 static inline qkv_nn_linear qkv_nn_linear_packed(const qkv_gemm_packed *p, const float *b) {
     return (qkv_nn_linear){

@@ -8,14 +8,14 @@
 static qkv_status linear_fwd_fast(qkv_runtime *rt, float *out, const float *inp,
                                   const float *weight, const float *bias, int64_t N, int64_t C,
                                   int64_t OC) {
-    const qkv_nn_linear L = {weight, bias, C, OC, 0, 0, NULL, NULL, NULL, NULL};
+    const qkv_nn_linear L = qkv_nn_linear_dense(weight, bias, C, OC);
     return qkv_nn_linear_forward(rt, &L, out, inp, N, QKV_ACT_NONE, NULL);
 }
 
 static qkv_status linear_bwd_fast(qkv_runtime *rt, float *dinp, float *dweight, float *dbias,
                                   const float *dout, const float *inp, const float *weight,
                                   int64_t N, int64_t C, int64_t OC) {
-    const qkv_nn_linear L = {weight, NULL, C, OC, 0, 0, NULL, NULL, NULL, NULL};
+    const qkv_nn_linear L = qkv_nn_linear_dense(weight, NULL, C, OC);
     return qkv_nn_linear_backward(rt, &L, dinp, dweight, dbias, dout, inp, N);
 }
 

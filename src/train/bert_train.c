@@ -34,8 +34,7 @@
 
 /* Dense layer of block l with weight row `w` and bias row `w + 1` (BP_*): w (out, in). */
 static qkv_nn_linear dense(const qkv_trainer *t, int64_t l, int w, int64_t in, int64_t out) {
-    return (qkv_nn_linear){
-        qkv__tw(t, t->w, l, w), qkv__tw(t, t->w, l, w + 1), in, out, 0, 0, NULL, NULL, NULL, NULL};
+    return qkv_nn_linear_dense(qkv__tw(t, t->w, l, w), qkv__tw(t, t->w, l, w + 1), in, out);
 }
 
 /* Dropout rates of this forward: the config's while training, 0 otherwise. */
@@ -126,10 +125,9 @@ static qkv_nn_linear decoder(const qkv_trainer *t) {
 }
 
 static qkv_nn_linear transform(const qkv_trainer *t) {
-    return with_head_lora(t,
-                          (qkv_nn_linear){qkv__thead(t, t->w, 1), qkv__thead(t, t->w, 2), t->cfg.C,
-                                          t->cfg.C, 0, 0, NULL, NULL, NULL, NULL},
-                          QKV__LS_TRANSFORM);
+    return with_head_lora(
+        t, qkv_nn_linear_dense(qkv__thead(t, t->w, 1), qkv__thead(t, t->w, 2), t->cfg.C, t->cfg.C),
+        QKV__LS_TRANSFORM);
 }
 
 static int cls_rows_only(const qkv_trainer *t, const qkv__tbatch *b);
@@ -329,10 +327,9 @@ qkv_status qkv__bert_mlm_backward(qkv_runtime *rt, qkv_trainer *t, const qkv__tb
 
 /* The pooler (post rows) and the classifier (head rows). */
 static qkv_nn_linear pooler(const qkv_trainer *t) {
-    return with_head_lora(t,
-                          (qkv_nn_linear){qkv__tpost(t, t->w, 0), qkv__tpost(t, t->w, 1), t->cfg.C,
-                                          t->cfg.C, 0, 0, NULL, NULL, NULL, NULL},
-                          QKV__LS_POOLER);
+    return with_head_lora(
+        t, qkv_nn_linear_dense(qkv__tpost(t, t->w, 0), qkv__tpost(t, t->w, 1), t->cfg.C, t->cfg.C),
+        QKV__LS_POOLER);
 }
 static qkv_nn_linear classifier(const qkv_trainer *t) {
     return (qkv_nn_linear){

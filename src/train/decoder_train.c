@@ -42,22 +42,20 @@ static void dec_layer(const qkv_trainer *t, int64_t l, qkv__dec_layer *w, qkv__d
     float *W = t->w;
     if (c->arch == QKV__TARCH_GPT2) { /* Conv1D [in, out]; q | k | v are c_attn's columns */
         float *wa = qkv__tw(t, W, l, TP_ATTN_W), *ba = qkv__tw(t, W, l, TP_ATTN_B);
-        *w = (qkv__dec_layer){qkv__tw(t, W, l, TP_LN1_W),
-                              qkv__tw(t, W, l, TP_LN1_B),
-                              qkv__tw(t, W, l, TP_LN2_W),
-                              qkv__tw(t, W, l, TP_LN2_B),
-                              {wa, ba, C, C, 3 * C, 1, NULL, NULL, NULL, NULL},
-                              {wa + C, ba + C, C, C, 3 * C, 1, NULL, NULL, NULL, NULL},
-                              {wa + 2 * C, ba + 2 * C, C, C, 3 * C, 1, NULL, NULL, NULL, NULL},
-                              {qkv__tw(t, W, l, TP_PROJ_W), qkv__tw(t, W, l, TP_PROJ_B), C, C, 0, 1,
-                               NULL, NULL, NULL, NULL},
-                              {qkv__tw(t, W, l, TP_FC_W), qkv__tw(t, W, l, TP_FC_B), C, F, 0, 1,
-                               NULL, NULL, NULL, NULL},
-                              {qkv__tw(t, W, l, TP_MLP_W), qkv__tw(t, W, l, TP_MLP_B), F, C, 0, 1,
-                               NULL, NULL, NULL, NULL},
-                              {0},
-                              {0}, /* training: no fused products (block.h) */
-                              {0}};
+        *w = (qkv__dec_layer){
+            qkv__tw(t, W, l, TP_LN1_W),
+            qkv__tw(t, W, l, TP_LN1_B),
+            qkv__tw(t, W, l, TP_LN2_W),
+            qkv__tw(t, W, l, TP_LN2_B),
+            qkv_nn_linear_in_out(wa, ba, C, C, 3 * C),
+            qkv_nn_linear_in_out(wa + C, ba + C, C, C, 3 * C),
+            qkv_nn_linear_in_out(wa + 2 * C, ba + 2 * C, C, C, 3 * C),
+            qkv_nn_linear_in_out(qkv__tw(t, W, l, TP_PROJ_W), qkv__tw(t, W, l, TP_PROJ_B), C, C, 0),
+            qkv_nn_linear_in_out(qkv__tw(t, W, l, TP_FC_W), qkv__tw(t, W, l, TP_FC_B), C, F, 0),
+            qkv_nn_linear_in_out(qkv__tw(t, W, l, TP_MLP_W), qkv__tw(t, W, l, TP_MLP_B), F, C, 0),
+            {0},
+            {0}, /* training: no fused products (block.h) */
+            {0}};
         if (g) { /* frozen parameters: NULL, no gradient computed */
             float *gw = qkv__twg(t, l, TP_ATTN_W), *gb = qkv__twg(t, l, TP_ATTN_B);
             *g = (qkv__dec_grads){qkv__twg(t, l, TP_LN1_W),
@@ -86,13 +84,13 @@ static void dec_layer(const qkv_trainer *t, int64_t l, qkv__dec_layer *w, qkv__d
                           NULL,
                           qkv__tw(t, W, l, LP_LN2),
                           NULL,
-                          {qkv__tw(t, W, l, LP_Q), NULL, C, Q, 0, 0, NULL, NULL, NULL, NULL},
-                          {qkv__tw(t, W, l, LP_K), NULL, C, K, 0, 0, NULL, NULL, NULL, NULL},
-                          {qkv__tw(t, W, l, LP_V), NULL, C, K, 0, 0, NULL, NULL, NULL, NULL},
-                          {qkv__tw(t, W, l, LP_O), NULL, Q, C, 0, 0, NULL, NULL, NULL, NULL},
-                          {qkv__tw(t, W, l, LP_UP), NULL, C, F, 0, 0, NULL, NULL, NULL, NULL},
-                          {qkv__tw(t, W, l, LP_DOWN), NULL, F, C, 0, 0, NULL, NULL, NULL, NULL},
-                          {qkv__tw(t, W, l, LP_GATE), NULL, C, F, 0, 0, NULL, NULL, NULL, NULL},
+                          qkv_nn_linear_dense(qkv__tw(t, W, l, LP_Q), NULL, C, Q),
+                          qkv_nn_linear_dense(qkv__tw(t, W, l, LP_K), NULL, C, K),
+                          qkv_nn_linear_dense(qkv__tw(t, W, l, LP_V), NULL, C, K),
+                          qkv_nn_linear_dense(qkv__tw(t, W, l, LP_O), NULL, Q, C),
+                          qkv_nn_linear_dense(qkv__tw(t, W, l, LP_UP), NULL, C, F),
+                          qkv_nn_linear_dense(qkv__tw(t, W, l, LP_DOWN), NULL, F, C),
+                          qkv_nn_linear_dense(qkv__tw(t, W, l, LP_GATE), NULL, C, F),
                           {0},
                           {0}}; /* training: no fused products (block.h) */
     if (g)
@@ -110,7 +108,7 @@ static void dec_layer(const qkv_trainer *t, int64_t l, qkv__dec_layer *w, qkv__d
 
 static qkv_nn_linear lm_head(const qkv_trainer *t, float *base) {
     const float *w = t->cfg.tied ? qkv__tpre(t, base, 0) : qkv__thead(t, base, 0);
-    return (qkv_nn_linear){w, NULL, t->cfg.C, t->cfg.V, 0, 0, NULL, NULL, NULL, NULL};
+    return qkv_nn_linear_dense(w, NULL, t->cfg.C, t->cfg.V);
 }
 
 static void attn_desc(const qkv_trainer *t, int64_t B, int64_t T, qkv_attention_desc *d) {

@@ -84,7 +84,7 @@ qkv_status qkv__tconfig_load_marian(const char *dir, qkv__tconfig *c) {
 /* ---------------------------------------------------------------- layers */
 
 static qkv_nn_linear lin(float *w, float *b, int64_t in, int64_t out) {
-    return (qkv_nn_linear){w, b, in, out, 0, 0, NULL, NULL, NULL, NULL};
+    return qkv_nn_linear_dense(w, b, in, out);
 }
 
 /* Decoder block l's layers over t->w. */
