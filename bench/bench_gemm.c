@@ -121,6 +121,17 @@ static int run_packed(qkv_runtime *rt, int threads, int reps, double peak) {
     return 0;
 }
 
+/* A [M, K] and W [N, K] filled with the bench's data, C [M, N]; 1 when out of memory. */
+static int operands(int64_t M, int64_t N, int64_t K, float **A, float **W, float **C) {
+    *W = malloc(sizeof(float) * (size_t)(K * N));
+    *A = malloc(sizeof(float) * (size_t)(M * K));
+    *C = malloc(sizeof(float) * (size_t)(M * N));
+    if (!*A || !*W || !*C) return 1;
+    bench_fill(*A, (size_t)(M * K), 1);
+    bench_fill(*W, (size_t)(K * N), 2);
+    return 0;
+}
+
 /* bf16 weights vs FP32 weights, both prepacked, on the same data. */
 static int run_bf16(qkv_runtime *rt, int threads, int reps, double peak) {
     const int64_t shapes[][3] = {{128, 1536, 384}, {128, 384, 1536}, {128, 768, 768},
@@ -136,12 +147,8 @@ static int run_bf16(qkv_runtime *rt, int threads, int reps, double peak) {
             bcfg.name, bpeak);
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
-        float *W = malloc(sizeof(float) * (size_t)(K * N));
-        float *A = malloc(sizeof(float) * (size_t)(M * K));
-        float *C = malloc(sizeof(float) * (size_t)(M * N));
-        if (!A || !W || !C) return 1;
-        bench_fill(A, (size_t)(M * K), 1);
-        bench_fill(W, (size_t)(K * N), 2);
+        float *A, *W, *C;
+        if (operands(M, N, K, &A, &W, &C) != 0) return 1;
         qkv_gemm_packed *P = NULL;
         qkv_gemm_bf16_packed *Q = NULL, *R = NULL;
         if (qkv__gemm_pack_b(NULL, 1, K, N, W, K, &P) != QKV_OK) return 1;
@@ -189,12 +196,8 @@ static int run_i8(qkv_runtime *rt, int threads, int reps, double peak) {
             icfg.name, ipeak);
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
-        float *W = malloc(sizeof(float) * (size_t)(K * N));
-        float *A = malloc(sizeof(float) * (size_t)(M * K));
-        float *C = malloc(sizeof(float) * (size_t)(M * N));
-        if (!A || !W || !C) return 1;
-        bench_fill(A, (size_t)(M * K), 1);
-        bench_fill(W, (size_t)(K * N), 2);
+        float *A, *W, *C;
+        if (operands(M, N, K, &A, &W, &C) != 0) return 1;
         qkv_gemm_packed *P = NULL;
         qkv_gemm_i8_packed *Q = NULL;
         qkv_gemm_bf16_packed *H = NULL;
