@@ -241,7 +241,7 @@ static void test_worst_case(const qkv_gemm_i8_config *cfg, qkv_runtime *rt) {
     free(A), free(W);
 }
 
-static void test_nonfinite(const qkv_gemm_i8_config *cfg) {
+static void test_nonfinite(const qkv_gemm_i8_config *cfg, qkv_runtime *rt) {
     const int64_t M = 5, N = 19, K = 23;
     float A[5 * 23], W[19 * 23], C[5 * 19], R[5 * 19];
     for (int64_t i = 0; i < M * K; i++) A[i] = urand();
@@ -251,7 +251,7 @@ static void test_nonfinite(const qkv_gemm_i8_config *cfg) {
     A[3 * K + 9] = -INFINITY;
     qkv_gemm_i8_packed *P = NULL;
     CHECK_OK(qkv__gemm_i8_pack_f32(cfg, 1, K, N, W, K, &P));
-    CHECK_OK(qkv__gemm_i8(NULL, M, A, K, P, 0.0f, C, N, NULL));
+    CHECK_OK(qkv__gemm_i8(rt, M, A, K, P, 0.0f, C, N, NULL));
     qkv__gemm_i8_naive(1, M, N, K, A, K, W, K, 0.0f, R, N);
     for (int64_t j = 0; j < N; j++) {
         CHECK(isnan(C[1 * N + j]) && isnan(C[3 * N + j]));
@@ -353,7 +353,7 @@ static void test_config(const qkv_gemm_i8_config *cfg, qkv_runtime *rt1, qkv_run
     /* explicit runtimes only: the default one, made on first use, would start worker threads
      * whose start-up frees could land inside test_nomem's counting */
     test_worst_case(cfg, rt3);
-    test_nonfinite(cfg);
+    test_nonfinite(cfg, rt1); /* not NULL: the default runtime's workers would start here */
     test_nomem(cfg);
     test_args(cfg);
 }
