@@ -3,7 +3,7 @@
  * One JSON line per shape and thread count:
  *   {"op":"gemm","M":..,"N":..,"K":..,"trans_b":..,"threads":..,"ms":median,"gflops":..,
  *    "peak_pct":..,"openblas_ms":..,"ratio_vs_openblas":openblas_ms/ms}
- * Usage: bench_gemm [--threads N] [--reps R] [--quick] [--packed | --bf16]
+ * Usage: bench_gemm [--threads N] [--reps R] [--quick] [--packed | --bf16 | --i8]
  * --packed: the inference shapes instead (M in {1, 8, 16, 32, 64, 128}, x·Wᵀ), each timed three
  * ways on the same data: the plain call (packs W every call), W prepacked once
  * (qkv__gemm_f32_packed, "packed_ms") and prepacked with A always packed ("packed_pa_ms", the
@@ -14,12 +14,18 @@
  * kernels, vdpbf16ps for the AVX512_BF16 one), and the weight bytes streamed per second;
  * "plain_*": the plain kernel of the same ISA (vdpbf16ps turned off), timed on the same data;
  * "best_gflops": from the fastest of the reps instead of the median.
+ * --i8: int8 weights and dynamic int8 activations (qkv__gemm_i8, kernels/gemm_i8.h) against
+ * FP32 prepacked weights on the --bf16 shapes plus the batched-embedding ones (M = 2048):
+ * "GOPS" (2·M·N·K / s) of both, the int8 one also as a percent of the in-process vpdpbusd
+ * peak (the FMA peak where the kernel has no peak loop of its own), "speedup" f32_ms / i8_ms;
+ * "f16_*": f16 weights (qkv__gemm_f16_pack_f32, the default f16 kernel) on the same data.
  * Peer: run with OPENBLAS_CORETYPE=SkylakeX (Debian's OpenBLAS misdetects this CPU) and
  * OPENBLAS_NUM_THREADS equal to --threads; the program sets both if unset. */
 #include "bench_util.h"
 #include "kernels/dispatch.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_bf16.h"
+#include "kernels/gemm_i8.h"
 #include "qkv.h"
 
 #include <stdio.h>
@@ -39,15 +45,28 @@ static double time_qkv(qkv_runtime *rt, int tb, int64_t M, int64_t N, int64_t K,
     return bench_median(t, reps);
 }
 
-/* Median time of reps calls; *best (if not NULL) gets the fastest (on a loaded machine the
- * median of a millisecond call includes preemptions; the minimum shows the kernel). */
-static double time_packed(qkv_runtime *rt, int64_t M, const float *A, const qkv_gemm_packed *P,
-                          float *C, int reps, double *best) {
+enum { W_F32, W_BF16, W_I8 }; /* the kind of prepacked weights P below */
+
+/* Median time of reps calls of C = A·W (prepacked as P, of that kind); *best (if not NULL)
+ * gets the fastest (on a loaded machine the median of a millisecond call includes
+ * preemptions; the minimum shows the kernel). */
+static double time_weights(qkv_runtime *rt, int kind, int64_t M, const float *A, const void *P,
+                           float *C, int reps, double *best) {
     double t[64];
-    int64_t K = qkv__gemm_packed_k(P), N = qkv__gemm_packed_n(P);
+    int64_t K = kind == W_F32    ? qkv__gemm_packed_k(P)
+                : kind == W_BF16 ? qkv__gemm_bf16_packed_k(P)
+                                 : qkv__gemm_i8_packed_k(P);
+    int64_t N = kind == W_F32    ? qkv__gemm_packed_n(P)
+                : kind == W_BF16 ? qkv__gemm_bf16_packed_n(P)
+                                 : qkv__gemm_i8_packed_n(P);
     for (int r = 0; r < reps; r++) {
         double t0 = bench_now();
-        qkv__gemm_f32_packed(rt, 0, M, A, K, P, 1.0f, 0.0f, C, N, NULL);
+        if (kind == W_F32)
+            qkv__gemm_f32_packed(rt, 0, M, A, K, P, 1.0f, 0.0f, C, N, NULL);
+        else if (kind == W_BF16)
+            qkv__gemm_bf16(rt, M, A, K, P, 0.0f, C, N, NULL);
+        else
+            qkv__gemm_i8(rt, M, A, K, P, 0.0f, C, N, NULL);
         t[r] = bench_now() - t0;
         if (best && (r == 0 || t[r] < *best)) *best = t[r];
     }
@@ -81,10 +100,10 @@ static int run_packed(qkv_runtime *rt, int threads, int reps, double peak) {
             double flops = 2.0 * (double)M * (double)N * (double)K;
             time_qkv(rt, 1, M, N, K, A, B, C, 1);
             double ms_u = time_qkv(rt, 1, M, N, K, A, B, C, reps) * 1e3;
-            time_packed(rt, M, A, P, C, 1, NULL);
-            double ms_p = time_packed(rt, M, A, P, C, reps, NULL) * 1e3;
-            time_packed(rt, M, A, Q, C, 1, NULL);
-            double ms_pa = time_packed(rt, M, A, Q, C, reps, NULL) * 1e3;
+            time_weights(rt, W_F32, M, A, P, C, 1, NULL);
+            double ms_p = time_weights(rt, W_F32, M, A, P, C, reps, NULL) * 1e3;
+            time_weights(rt, W_F32, M, A, Q, C, 1, NULL);
+            double ms_pa = time_weights(rt, W_F32, M, A, Q, C, reps, NULL) * 1e3;
             printf("{\"op\":\"gemm_packed\",\"M\":%lld,\"N\":%lld,\"K\":%lld,\"threads\":%d,"
                    "\"arch\":\"%s\",\"unpacked_ms\":%.4f,\"packed_ms\":%.4f,"
                    "\"packed_pa_ms\":%.4f,\"pack_ms\":%.3f,\"packed_gflops\":%.1f,"
@@ -102,17 +121,15 @@ static int run_packed(qkv_runtime *rt, int threads, int reps, double peak) {
     return 0;
 }
 
-static double time_bf16(qkv_runtime *rt, int64_t M, const float *A, const qkv_gemm_bf16_packed *P,
-                        float *C, int reps, double *best) {
-    double t[64];
-    int64_t K = qkv__gemm_bf16_packed_k(P), N = qkv__gemm_bf16_packed_n(P);
-    for (int r = 0; r < reps; r++) {
-        double t0 = bench_now();
-        qkv__gemm_bf16(rt, M, A, K, P, 0.0f, C, N, NULL);
-        t[r] = bench_now() - t0;
-        if (best && (r == 0 || t[r] < *best)) *best = t[r];
-    }
-    return bench_median(t, reps);
+/* A [M, K] and W [N, K] filled with the bench's data, C [M, N]; 1 when out of memory. */
+static int operands(int64_t M, int64_t N, int64_t K, float **A, float **W, float **C) {
+    *W = malloc(sizeof(float) * (size_t)(K * N));
+    *A = malloc(sizeof(float) * (size_t)(M * K));
+    *C = malloc(sizeof(float) * (size_t)(M * N));
+    if (!*A || !*W || !*C) return 1;
+    bench_fill(*A, (size_t)(M * K), 1);
+    bench_fill(*W, (size_t)(K * N), 2);
+    return 0;
 }
 
 /* bf16 weights vs FP32 weights, both prepacked, on the same data. */
@@ -130,12 +147,8 @@ static int run_bf16(qkv_runtime *rt, int threads, int reps, double peak) {
             bcfg.name, bpeak);
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
-        float *W = malloc(sizeof(float) * (size_t)(K * N));
-        float *A = malloc(sizeof(float) * (size_t)(M * K));
-        float *C = malloc(sizeof(float) * (size_t)(M * N));
-        if (!A || !W || !C) return 1;
-        bench_fill(A, (size_t)(M * K), 1);
-        bench_fill(W, (size_t)(K * N), 2);
+        float *A, *W, *C;
+        if (operands(M, N, K, &A, &W, &C) != 0) return 1;
         qkv_gemm_packed *P = NULL;
         qkv_gemm_bf16_packed *Q = NULL, *R = NULL;
         if (qkv__gemm_pack_b(NULL, 1, K, N, W, K, &P) != QKV_OK) return 1;
@@ -143,12 +156,12 @@ static int run_bf16(qkv_runtime *rt, int threads, int reps, double peak) {
         if (qkv__gemm_bf16_pack_f32(&pcfg, 1, K, N, W, K, &R) != QKV_OK) return 1;
         double flops = 2.0 * (double)M * (double)N * (double)K;
         double best_f, best_b, best_p;
-        time_packed(rt, M, A, P, C, 1, NULL);
-        double ms_f = time_packed(rt, M, A, P, C, reps, &best_f) * 1e3;
-        time_bf16(rt, M, A, Q, C, 1, NULL);
-        double ms_b = time_bf16(rt, M, A, Q, C, reps, &best_b) * 1e3;
-        time_bf16(rt, M, A, R, C, 1, NULL);
-        double ms_p = time_bf16(rt, M, A, R, C, reps, &best_p) * 1e3;
+        time_weights(rt, W_F32, M, A, P, C, 1, NULL);
+        double ms_f = time_weights(rt, W_F32, M, A, P, C, reps, &best_f) * 1e3;
+        time_weights(rt, W_BF16, M, A, Q, C, 1, NULL);
+        double ms_b = time_weights(rt, W_BF16, M, A, Q, C, reps, &best_b) * 1e3;
+        time_weights(rt, W_BF16, M, A, R, C, 1, NULL);
+        double ms_p = time_weights(rt, W_BF16, M, A, R, C, reps, &best_p) * 1e3;
         printf("{\"op\":\"gemm_bf16\",\"M\":%lld,\"N\":%lld,\"K\":%lld,\"threads\":%d,"
                "\"arch\":\"%s\",\"kernel\":\"%s\",\"f32_ms\":%.4f,\"f32_gflops\":%.1f,"
                "\"f32_peak_pct\":%.1f,\"f32_weight_gbps\":%.1f,\"bf16_ms\":%.4f,"
@@ -166,6 +179,53 @@ static int run_bf16(qkv_runtime *rt, int threads, int reps, double peak) {
         qkv__gemm_packed_free(P);
         qkv__gemm_bf16_packed_free(Q);
         qkv__gemm_bf16_packed_free(R);
+        free(A), free(W), free(C);
+    }
+    return 0;
+}
+
+/* int8 weights and activations vs FP32 weights, both prepacked, on the same data. */
+static int run_i8(qkv_runtime *rt, int threads, int reps, double peak) {
+    const int64_t shapes[][3] = {{128, 1536, 384},  {128, 384, 1536},  {128, 768, 768},
+                                 {1, 3072, 768},    {1, 768, 3072},    {8, 3072, 768},
+                                 {2048, 1536, 384}, {2048, 384, 1536}, {2048, 384, 384}};
+    qkv_gemm_i8_config icfg;
+    qkv__kernels()->gemm_i8_config(&icfg);
+    double ipeak = icfg.peak_loop ? qkv__peak_gflops_with(rt, 0.3, icfg.peak_loop) : peak;
+    fprintf(stderr, "bench_gemm --i8: kernel %s, measured peak of its instruction %.1f GOPS\n",
+            icfg.name, ipeak);
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        float *A, *W, *C;
+        if (operands(M, N, K, &A, &W, &C) != 0) return 1;
+        qkv_gemm_packed *P = NULL;
+        qkv_gemm_i8_packed *Q = NULL;
+        qkv_gemm_bf16_packed *H = NULL;
+        if (qkv__gemm_pack_b(NULL, 1, K, N, W, K, &P) != QKV_OK) return 1;
+        if (qkv__gemm_i8_pack_f32(&icfg, 1, K, N, W, K, &Q) != QKV_OK) return 1;
+        if (qkv__gemm_f16_pack_f32(NULL, 1, K, N, W, K, &H) != QKV_OK) return 1;
+        double ops = 2.0 * (double)M * (double)N * (double)K;
+        double best_f, best_i, best_h;
+        int r = M >= 1024 && reps > 3 ? 3 : reps; /* the large shapes: a shared machine */
+        time_weights(rt, W_F32, M, A, P, C, 1, NULL);
+        double ms_f = time_weights(rt, W_F32, M, A, P, C, r, &best_f) * 1e3;
+        time_weights(rt, W_I8, M, A, Q, C, 1, NULL);
+        double ms_i = time_weights(rt, W_I8, M, A, Q, C, r, &best_i) * 1e3;
+        time_weights(rt, W_BF16, M, A, H, C, 1, NULL);
+        double ms_h = time_weights(rt, W_BF16, M, A, H, C, r, &best_h) * 1e3;
+        printf("{\"op\":\"gemm_i8\",\"M\":%lld,\"N\":%lld,\"K\":%lld,\"threads\":%d,"
+               "\"arch\":\"%s\",\"kernel\":\"%s\",\"f32_ms\":%.4f,\"f32_gops\":%.1f,"
+               "\"f32_peak_pct\":%.1f,\"i8_ms\":%.4f,\"i8_gops\":%.1f,\"i8_peak_pct\":%.1f,"
+               "\"speedup\":%.2f,\"f16_ms\":%.4f,\"f16_gops\":%.1f,"
+               "\"best_gops\":{\"f32\":%.1f,\"i8\":%.1f,\"f16\":%.1f}}\n",
+               (long long)M, (long long)N, (long long)K, threads, qkv_arch_name(qkv_arch_active()),
+               icfg.name, ms_f, ops / ms_f / 1e6, 100.0 * ops / ms_f / 1e6 / peak, ms_i,
+               ops / ms_i / 1e6, 100.0 * ops / ms_i / 1e6 / ipeak, ms_f / ms_i, ms_h,
+               ops / ms_h / 1e6, ops / best_f / 1e9, ops / best_i / 1e9, ops / best_h / 1e9);
+        fflush(stdout);
+        qkv__gemm_packed_free(P);
+        qkv__gemm_i8_packed_free(Q);
+        qkv__gemm_bf16_packed_free(H);
         free(A), free(W), free(C);
     }
     return 0;
@@ -205,6 +265,11 @@ int main(int argc, char **argv) {
 
     if (bench_has_flag(argc, argv, "--bf16")) {
         int rc = run_bf16(rt, threads, reps, peak);
+        qkv_runtime_free(rt);
+        return rc;
+    }
+    if (bench_has_flag(argc, argv, "--i8")) {
+        int rc = run_i8(rt, threads, reps, peak);
         qkv_runtime_free(rt);
         return rc;
     }

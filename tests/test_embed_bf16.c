@@ -19,13 +19,16 @@
  *    qkv_set_allocator);
  *  - f16 (dtype F16) the same way: cosines, F16 matrices as stored == F32 rounded at load,
  *    == the F32 model on their widening (plain kernel);
- *  - int8 (dtype I8, kernels/gemm_i8.h): the same cosines, every row >= 0.995 and their mean
- *    >= 0.999 (issue 18's target). Why: with scales per 32 k, rounding moves each weight and
- *    activation by ~2.5/(127·√12) ≈ 5.7e-3 relative RMS (a group's max at ±127, its RMS ~1/2.5
- *    of that), ~1.1e-2 per linear layer with activation outliers; MiniLM's 36 matrices in
- *    quadrature give δ ≈ 6.4e-2, 1 - cos ≈ δ²/2 ≈ 2e-3 if every error reached the output
- *    undamped; the row check, 5e-3, leaves a margin of 2.5 over that pessimistic estimate
- *    (LayerNorm and the residual stream damp it: measured min 0.99828, mean 0.99950).
+ *  - int8 (dtype I8, kernels/gemm_i8.h; BERT keeps the value projection in bf16, models/bert.c):
+ *    the same cosines, every row >= 0.999 (issue 18's target) and their mean >= 0.9995 (the
+ *    16-bit dtypes' bound). Why it is reachable: with scales per 32 k, rounding moves each
+ *    weight and activation by ~2.5/(127·√12) ≈ 5.7e-3 relative RMS (a group's max at ±127, its
+ *    RMS ~1/2.5 of that); the error that reaches the output comes from the layers whose output
+ *    enters the residual stream undamped, and measured alone the value projection gave most of
+ *    it (1 - mean cosine 2.7e-4 of 5.0e-4 with all six kinds of matrix in int8: min 0.99828);
+ *    with it in bf16 MiniLM measured min 0.99919, mean 0.99976 (the tiny fixture 0.99981). The
+ *    row bound is the target itself, not derived with a margin: a change of the format that
+ *    loses accuracy should fail here.
  *  - options: NULL and zero-initialized options are f32; F16 and I8 load; other values
  * and a struct_size with unknown non-zero bytes INVALID_ARG, with a message naming the dtype. */
 #include "qkv.h"
@@ -40,8 +43,8 @@
 
 #define MINILM QKV_SOURCE_DIR "/models/all-MiniLM-L6-v2"
 #define TINY QKV_SOURCE_DIR "/tests/fixtures/attnmap/bert_tiny"
-#define INT8_COS 0.995      /* int8 embeddings vs f32, every row: derived in the header */
-#define INT8_COS_MEAN 0.999 /* and their mean: issue 18's target */
+#define INT8_COS 0.999       /* int8 embeddings vs f32, every row: issue 18's target */
+#define INT8_COS_MEAN 0.9995 /* and their mean: the bound of the 16-bit dtypes */
 
 /* ---------------------------------------------------------------- counting allocator */
 

@@ -2,7 +2,8 @@
  * QKV_ARCH), plus the ref and avx2 kernels explicitly where the CPU runs them:
  *  - bit-identical to qkv__gemm_i8_naive (which quantizes straight from the format, no packing,
  *    int64 sums) on random and edge shapes (M, N, K = 1, odd, around every kernel's MR / NR
- *    and K quads), both layouts of B, beta 0 / 1, ldc > N (the padding untouched);
+ *    and K quads, and past the 32-row blocks of A), both layouts of B, beta 0 / 1, ldc > N
+ *    (the padding untouched); rounding ties of the activations (to even, as rint);
  *  - every element within the error bound DERIVED from the format against the exact product
  *    (double; gemm_i8.h): per weight |Δb| <= s/2·(1+2^-16), per activation |Δa| <=
  *    t/2·(1+2^-16) (s, t of the k's group; the 2^-16: the float division before rint), so
@@ -118,11 +119,35 @@ static void test_shapes(const qkv_gemm_i8_config *cfg, qkv_runtime *rt1, qkv_run
         run_case(cfg, rt1, 0, 3, 50, Ks[c], 0.0f, 50);
         run_case(cfg, rt2, 1, 9, 49, Ks[c], 1.0f, 53);
     }
+    /* the row blocks of A (32 rows; threads take (row block, panel) tasks): M around and past
+     * them with N and K tails */
+    const int64_t Mb[] = {31, 32, 63, 64, 65, 100, 131}, Nb[] = {47, 96, 145}, Kb[] = {32, 70, 389};
+    for (size_t a = 0; a < sizeof Mb / sizeof *Mb; a++)
+        for (size_t b = 0; b < sizeof Nb / sizeof *Nb; b++)
+            run_case(cfg, (a + b) & 1 ? rt2 : rt1, (int)(a & 1), Mb[a], Nb[b], Kb[(a + b) % 3],
+                     (a + b) % 3 == 1 ? 1.0f : 0.0f, Nb[b] + (int64_t)(a % 2));
     for (int r = 0; r < 20; r++) { /* random shapes */
         int64_t M = 1 + (int64_t)(nt_uniform() * 40), N = 1 + (int64_t)(nt_uniform() * 130);
         int64_t K = 1 + (int64_t)(nt_uniform() * 400);
         run_case(cfg, rt2, r & 1, M, N, K, (r % 3) ? 0.0f : 1.0f, N + (r % 2));
     }
+}
+
+/* Rounding ties of the activations' quantization (x / t = an odd multiple of 1/2, t = 1: each
+ * group's largest |x| is 127): the kernel's bytes round as the naive rint (ties to even). */
+static void test_ties(const qkv_gemm_i8_config *cfg, qkv_runtime *rt) {
+    enum { M = 3, N = 17, K = 96 };
+    float A[M * K], W[N * K], C[M * N], R[M * N];
+    for (int64_t i = 0; i < M * K; i++)
+        A[i] = i % 32 == 5 ? -127.0f : (float)((i * 37) % 253 - 126) * 0.5f;
+    for (int64_t i = 0; i < N * K; i++) W[i] = urand();
+    qkv_gemm_i8_packed *P = NULL;
+    CHECK_OK(qkv__gemm_i8_pack_f32(cfg, 1, K, N, W, K, &P));
+    CHECK_OK(qkv__gemm_i8(rt, M, A, K, P, 0.0f, C, N, NULL));
+    qkv__gemm_i8_naive(1, M, N, K, A, K, W, K, 0.0f, R, N);
+    CHECK_MSG(memcmp(C, R, sizeof C) == 0, "%s: rounding ties differ from the naive GEMM",
+              cfg->name);
+    qkv__gemm_i8_packed_free(P);
 }
 
 /* 1 vs 3 threads, rows alone vs batched, with a fused epilogue = naive + the same epilogue. */
@@ -216,7 +241,7 @@ static void test_worst_case(const qkv_gemm_i8_config *cfg, qkv_runtime *rt) {
     free(A), free(W);
 }
 
-static void test_nonfinite(const qkv_gemm_i8_config *cfg) {
+static void test_nonfinite(const qkv_gemm_i8_config *cfg, qkv_runtime *rt) {
     const int64_t M = 5, N = 19, K = 23;
     float A[5 * 23], W[19 * 23], C[5 * 19], R[5 * 19];
     for (int64_t i = 0; i < M * K; i++) A[i] = urand();
@@ -226,7 +251,7 @@ static void test_nonfinite(const qkv_gemm_i8_config *cfg) {
     A[3 * K + 9] = -INFINITY;
     qkv_gemm_i8_packed *P = NULL;
     CHECK_OK(qkv__gemm_i8_pack_f32(cfg, 1, K, N, W, K, &P));
-    CHECK_OK(qkv__gemm_i8(NULL, M, A, K, P, 0.0f, C, N, NULL));
+    CHECK_OK(qkv__gemm_i8(rt, M, A, K, P, 0.0f, C, N, NULL));
     qkv__gemm_i8_naive(1, M, N, K, A, K, W, K, 0.0f, R, N);
     for (int64_t j = 0; j < N; j++) {
         CHECK(isnan(C[1 * N + j]) && isnan(C[3 * N + j]));
@@ -323,11 +348,12 @@ static void test_config(const qkv_gemm_i8_config *cfg, qkv_runtime *rt1, qkv_run
     printf("kernel: %s (MR %d, NR %d)\n", cfg->name, cfg->mr, cfg->nr);
     test_shapes(cfg, rt1, rt2);
     test_deterministic(cfg, rt1, rt3);
+    test_ties(cfg, rt1);
     test_pack(cfg);
     /* explicit runtimes only: the default one, made on first use, would start worker threads
      * whose start-up frees could land inside test_nomem's counting */
     test_worst_case(cfg, rt3);
-    test_nonfinite(cfg);
+    test_nonfinite(cfg, rt1); /* not NULL: the default runtime's workers would start here */
     test_nomem(cfg);
     test_args(cfg);
 }

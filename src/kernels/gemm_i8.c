@@ -3,13 +3,17 @@
  * the integer micro-kernel, the float steps (the only place they are done, so every ISA gives
  * the same bits), the thread split, and the naive reference.
  *
- * Loop nest: threads take ranges of NR-wide column panels of the packed B; per thread
- *   for each panel in the range:   B panel, kq x 4 x NR bytes (L2; the whole K)
- *     for ir in 0..M step MR:
+ * Loop nest: A is cut into row blocks of MC_ROWS rows; the tasks are
+ * (row block, NR-wide column panel of the packed B) pairs, row block outer, and threads take
+ * ranges of them; per task
+ *   B panel, kq x 4 x NR bytes (L2; the whole K)
+ *     for ir in the row block step MR:
+ *       the fused tile kernel when the config has one, else
  *       for each group of K:       micro-kernel (exact int32 tile) -> scaled, summed in float
  *       beta, epilogue
- * A small M (a decode step) thus streams each weight byte once. This file is compiled with
- * -ffp-contract=off: the float steps must not become FMAs on one build and not another. */
+ * A small M (a decode step: one row block) thus streams each weight byte once. This file is
+ * compiled with -ffp-contract=off: the float steps must not become FMAs on one build and not
+ * another. */
 #include "kernels/gemm_i8.h"
 
 #include "core/alloc.h"
@@ -21,7 +25,7 @@
 #include <math.h>
 #include <string.h>
 
-enum { MR_MAX = 16, NR_MAX = 64 };
+enum { MR_MAX = 16, NR_MAX = 64, MC_ROWS = 32 };
 
 struct qkv_gemm_i8_packed {
     qkv_gemm_i8_config cfg; /* a copy: the layout and the kernel to run */
@@ -70,8 +74,7 @@ float qkv__i8_quantize_row(const float *x, int64_t n, int64_t stride, int8_t *q)
     return t;
 }
 
-/* The activations' form: a group x [n] (contiguous) as u = q + 128; returns its scale. */
-static float quantize_u8(const float *x, int64_t n, uint8_t *u) {
+float qkv__i8_quantize_u8(const float *x, int64_t n, uint8_t *u) {
     const float t = row_scale(x, n, 1);
     if (!(t > 0.0f)) {
         memset(u, 128, (size_t)n);
@@ -205,6 +208,8 @@ float qkv__gemm_i8_packed_scale(const qkv_gemm_i8_packed *p, int64_t k, int64_t 
 typedef struct {
     const qkv_gemm_i8_packed *B;
     int64_t M;
+    int64_t mc;       /* rows per block of A (a multiple of MR) */
+    int64_t panels;   /* NR-wide column panels */
     const uint8_t *a; /* A quantized, + 128, [M, 4*kq] */
     const float *t;   /* t[m, g] at t[m*ng + g] */
     float beta;
@@ -213,6 +218,7 @@ typedef struct {
     const qkv_gemm_epilogue *epi; /* NULL or one with something to do */
 } i8_job;
 
+/* Tasks [begin, end): task i is row block i / panels against panel i % panels. */
 static void i8_task(void *ctx, int64_t begin, int64_t end, int tid) {
     (void)tid;
     const i8_job *g = ctx;
@@ -221,28 +227,35 @@ static void i8_task(void *ctx, int64_t begin, int64_t end, int tid) {
     const int64_t lda = 4 * B->kq, ng = B->ng;
     int32_t acc[MR_MAX * NR_MAX];
     float sum[MR_MAX * NR_MAX];
-    for (int64_t panel = begin; panel < end; panel++) {
-        const int64_t jr = panel * NR;
+    for (int64_t task = begin; task < end; task++) {
+        const int64_t ic = task / g->panels * g->mc, jr = task % g->panels * NR;
+        const int64_t iend = g->M - ic < g->mc ? g->M : ic + g->mc;
         const int nr = (int)(B->N - jr < NR ? B->N - jr : NR);
         const int8_t *bp = B->data + jr * lda;
-        for (int64_t ir = 0; ir < g->M; ir += MR) {
-            const int mr = (int)(g->M - ir < MR ? g->M - ir : MR);
-            for (int64_t q = 0; q < ng; q++) {
-                const int64_t k0 = q * G, kq = ((B->K - k0 < G ? B->K - k0 : G) + 3) / 4;
-                B->cfg.ukr(kq, g->a + ir * lda + k0, lda, bp + k0 * NR, acc, mr);
-                B->cfg.group(q == 0, mr, acc, B->colsum + q * B->npad + jr,
-                             B->scale + q * B->npad + jr, g->t + ir * ng + q, ng, sum);
-            }
+        for (int64_t ir = ic; ir < iend; ir += MR) {
+            const int mr = (int)(iend - ir < MR ? iend - ir : MR);
             float *c = g->C + ir * g->ldc + jr;
-            for (int r = 0; r < mr; r++)
-                for (int j = 0; j < nr; j++)
-                    c[r * g->ldc + j] = i8_finish(sum[r * NR + j], g->beta, c + r * g->ldc + j);
+            if (B->cfg.tile) {
+                B->cfg.tile(B->K, g->a + ir * lda, lda, bp, B->colsum + jr, B->scale + jr, B->npad,
+                            g->t + ir * ng, ng, g->beta, c, g->ldc, mr, nr);
+            } else {
+                for (int64_t q = 0; q < ng; q++) {
+                    const int64_t k0 = q * G, kq = ((B->K - k0 < G ? B->K - k0 : G) + 3) / 4;
+                    B->cfg.ukr(kq, g->a + ir * lda + k0, lda, bp + k0 * NR, acc, mr);
+                    B->cfg.group(q == 0, mr, acc, B->colsum + q * B->npad + jr,
+                                 B->scale + q * B->npad + jr, g->t + ir * ng + q, ng, sum);
+                }
+                for (int r = 0; r < mr; r++)
+                    for (int j = 0; j < nr; j++)
+                        c[r * g->ldc + j] = i8_finish(sum[r * NR + j], g->beta, c + r * g->ldc + j);
+            }
             if (g->epi) qkv__gemm_epilogue_tile(g->epi, c, g->ldc, ir, jr, mr, nr);
         }
     }
 }
 
 typedef struct {
+    qkv_gemm_i8_quant_fn quant; /* NULL: the portable loop */
     const float *A;
     int64_t lda, K, kp, ng;
     uint8_t *a; /* [M, kp] */
@@ -255,9 +268,13 @@ static void quant_task(void *ctx, int64_t begin, int64_t end, int tid) {
     const quant_job *j = ctx;
     for (int64_t i = begin; i < end; i++) {
         uint8_t *u = j->a + i * j->kp;
+        if (j->quant) {
+            j->quant(j->A + i * j->lda, j->K, j->kp, u, j->t + i * j->ng);
+            continue;
+        }
         for (int64_t q = 0; q < j->ng; q++) {
             const int64_t k0 = q * G, len = j->K - k0 < G ? j->K - k0 : G;
-            j->t[i * j->ng + q] = quantize_u8(j->A + i * j->lda + k0, len, u + k0);
+            j->t[i * j->ng + q] = qkv__i8_quantize_u8(j->A + i * j->lda + k0, len, u + k0);
         }
         for (int64_t k = j->K; k < j->kp; k++) u[k] = 128;
     }
@@ -290,7 +307,7 @@ qkv_status qkv__gemm_i8(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
         qkv__free(res_copy);
         return qkv__fail(QKV_ERR_NOMEM, "gemm i8: cannot allocate %zu bytes for A", bytes);
     }
-    quant_job qj = {A, lda, B->K, kp, ng, a, t};
+    quant_job qj = {B->cfg.quant, A, lda, B->K, kp, ng, a, t};
     /* rows apart (each row's quantization is its own: any split gives the same bytes) */
     /* inside a team (runtime.h) every thread quantizes into its own copy */
     if ((double)M * (double)B->K < 65536.0 || qkv_runtime_n_threads(rt) <= 1 || qkv__team_active())
@@ -299,12 +316,19 @@ qkv_status qkv__gemm_i8(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
         qkv_parallel_for(rt, M, 1, quant_task, &qj);
     g.a = a;
     g.t = t;
-    int64_t panels = B->npad / B->cfg.nr;
+    g.panels = B->npad / B->cfg.nr;
+    /* row blocks of MC_ROWS rows: a task writes a 32 x NR block of C. Longer blocks (the whole
+     * M, or ~200 KiB of A) halved the speed at M = 2048, N = 1536 (12 MiB of C written in
+     * stripes down thousands of rows: TLB and write misses); B panels come from L2 either way */
+    g.mc = MC_ROWS / B->cfg.mr * B->cfg.mr;
+    if (g.mc < B->cfg.mr) g.mc = B->cfg.mr;
+    if (g.mc > M) g.mc = M;
+    const int64_t tasks = (M + g.mc - 1) / g.mc * g.panels;
     /* threads only when there is enough work to pay for waking them (as qkv__gemm_f32) */
     double work = (double)M * (double)B->N * (double)B->K;
-    /* grain = panels: one chunk on the calling thread (inside a team: on its thread 0 only) */
+    /* grain = tasks: one chunk on the calling thread (inside a team: on its thread 0 only) */
     const int small = work < 65536.0 * 2 || qkv_runtime_n_threads(rt) <= 1;
-    qkv_parallel_for(rt, panels, small ? panels : 1, i8_task, &g);
+    qkv_parallel_for(rt, tasks, small ? tasks : 1, i8_task, &g);
     qkv__free(a);
     qkv__free(t);
     qkv__free(res_copy);

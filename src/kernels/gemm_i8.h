@@ -28,7 +28,9 @@
  * The micro-kernels produce the exact integer sums of a group; the float steps are one piece
  * of C (QKV_GEMM_I8_GROUP_STEP, and gemm_i8.c for beta and the reference) that every ISA's file
  * compiles with -ffp-contract=off, in this order, so every ISA, thread count and M (a row
- * alone or in a batch) gives the same bits as qkv__gemm_i8_naive.
+ * alone or in a batch) gives the same bits as qkv__gemm_i8_naive. A config's optional fused
+ * tile and vectorized quantization (below) write the same operations with intrinsics (each an
+ * IEEE operation, never an FMA) in the same order: the same bits.
  *
  * Error against the exact product Σ_k A·B (|Δb| <= s/2·(1 + 2^-16) per weight, |Δa| <=
  * t/2·(1 + 2^-16) per activation, the slack covering the float division before rint, |x/s| <=
@@ -76,11 +78,28 @@ typedef void (*qkv_gemm_i8_group_fn)(int first, int mr, const int32_t *acc, cons
             sr[j] = (first ? 0.0f : sr[j]) + (float)(ar[j] - 128 * cs[j]) * (tr * s[j]);           \
     }
 
+/* Optional fused form of the two above (NULL: ukr, then group, per group): one tile's whole K,
+ * groups in order, each group's exact integer sums then its float step, then beta and the
+ * store: C[r*ldc + j] = (beta == 0 ? sum : sum + beta·C) for r < mr, j < nr (<= NR), the same
+ * bits as the unfused path. cs, s: the panel's column sums and scales, group g at g*sst; t:
+ * row r's scale of group g at t[r*ts + g]. */
+typedef void (*qkv_gemm_i8_tile_fn)(int64_t K, const uint8_t *a, int64_t lda, const int8_t *bp,
+                                    const int32_t *cs, const float *s, int64_t sst, const float *t,
+                                    int64_t ts, float beta, float *C, int64_t ldc, int mr, int nr);
+/* Optional vectorized activation quantization of one row x [K] (NULL: the portable code): the
+ * format's bytes u [kp] (a + 128; 128 in the padding K..kp) and scales t [ceil(K/G)]. */
+typedef void (*qkv_gemm_i8_quant_fn)(const float *x, int64_t K, int64_t kp, uint8_t *u, float *t);
+
 typedef struct qkv_gemm_i8_config {
     const char *name; /* e.g. gemm_i8_avx512vnni */
     int mr, nr;       /* register block (mr <= 16, nr <= 64) */
     qkv_gemm_i8_ukr_fn ukr;
     qkv_gemm_i8_group_fn group; /* QKV_GEMM_I8_GROUP_STEP(nr) compiled for the ISA */
+    /* Benchmarks: the peak loop of the kernel's instruction (kernels/peak.c; "flops" counts 2
+     * per multiply-add), NULL when it has none of its own (the FMA peak then stands in). */
+    float (*peak_loop)(int64_t iters, double *flops);
+    qkv_gemm_i8_tile_fn tile;   /* NULL or the fused kernel */
+    qkv_gemm_i8_quant_fn quant; /* NULL or the vectorized quantization */
 } qkv_gemm_i8_config;
 
 /* The config of each ISA: ref (plain C), avx2 (u8/s8 widened to s16, vpmaddwd: exact, no
@@ -90,6 +109,8 @@ void qkv__gemm_i8_config_ref(qkv_gemm_i8_config *cfg);
 void qkv__gemm_i8_config_avx2(qkv_gemm_i8_config *cfg);
 void qkv__gemm_i8_config_avx512(qkv_gemm_i8_config *cfg);
 void qkv__gemm_i8_config_avx512vnni(qkv_gemm_i8_config *cfg); /* caller checks the CPU */
+/* 12 independent vpdpbusd zmm chains (64 multiply-adds each). */
+float qkv__dpbusd_peak_loop_avx512vnni(int64_t iters, double *flops);
 
 typedef struct qkv_gemm_i8_packed qkv_gemm_i8_packed;
 
@@ -119,6 +140,8 @@ qkv_status qkv__gemm_i8(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
 /* Quantization of one group x [n] (stride apart; the activations' rule above, also the
  * weights' with x a column's group): q [n] and the returned scale (0 or NaN as above). */
 float qkv__i8_quantize_row(const float *x, int64_t n, int64_t stride, int8_t *q);
+/* The activations' form of it: a contiguous group x [n] as u = q + 128; returns its scale. */
+float qkv__i8_quantize_u8(const float *x, int64_t n, uint8_t *u);
 
 /* The reference, straight from the format: quantizes B and A itself, group by group (no
  * packing), sums in int64, then the same float steps. No epilogue. */

@@ -84,4 +84,7 @@ void qkv__gemm_i8_config_avx2(qkv_gemm_i8_config *cfg) {
     cfg->nr = NR;
     cfg->ukr = gemm_i8_ukr_avx2;
     cfg->group = gemm_i8_group_avx2;
+    cfg->peak_loop = NULL;
+    cfg->tile = NULL;
+    cfg->quant = NULL;
 }

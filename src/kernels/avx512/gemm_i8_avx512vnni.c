@@ -9,7 +9,9 @@
  * (qkv__gemm_i8_config_avx512 checks). */
 #include "kernels/gemm_i8.h"
 
+#include <float.h>
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 enum { MR = 8, NR = 48 };
@@ -85,8 +87,11 @@ ukr_n(const int R, int64_t kq, const uint8_t *a, int64_t lda, const int8_t *bp, 
 #undef QKV_STORE
 }
 
-static void gemm_i8_ukr_avx512vnni(int64_t kq, const uint8_t *a, int64_t lda, const int8_t *bp,
-                                   int32_t *acc, int mr) {
+/* never inlined: inside tile_n's loop over groups GCC kept the accumulators in registers no
+ * longer (each vpdpbusd's result copied and stored to the stack: a third of the speed) */
+__attribute__((noinline)) static void gemm_i8_ukr_avx512vnni(int64_t kq, const uint8_t *a,
+                                                             int64_t lda, const int8_t *bp,
+                                                             int32_t *acc, int mr) {
     switch (mr) {
     case 1: ukr_n(1, kq, a, lda, bp, acc); break;
     case 2: ukr_n(2, kq, a, lda, bp, acc); break;
@@ -100,6 +105,132 @@ static void gemm_i8_ukr_avx512vnni(int64_t kq, const uint8_t *a, int64_t lda, co
     }
 }
 
+/* The fused tile (qkv_gemm_i8_tile_fn): per group the exact sums of the micro-kernel, then
+ * the format's float step on them (acc - 128·cs, converted, times t·s, added to the row's sum,
+ * the sums of the tile kept in sbuf: L1), then beta and a masked store. The same operations in
+ * the same order as QKV_GEMM_I8_GROUP_STEP and i8_finish, so the same bits. */
+static inline __attribute__((always_inline)) void
+tile_n(const int R, int64_t K, const uint8_t *a, int64_t lda, const int8_t *bp, const int32_t *cs,
+       const float *s, int64_t sst, const float *t, int64_t ts, float beta, float *C, int64_t ldc,
+       int nr) {
+    enum { G = QKV_GEMM_I8_GROUP };
+    float sb[MR * NR]; /* the tile's float sums, row r at sb + r*NR */
+    for (int i = 0; i < R * NR; i++) sb[i] = 0.0f;
+    for (int64_t k0 = 0, g = 0; k0 < K; k0 += G, g++) {
+        const int64_t kq = ((K - k0 < G ? K - k0 : G) + 3) / 4;
+        int32_t acc[MR * NR];
+        gemm_i8_ukr_avx512vnni(kq, a + k0, lda, bp + k0 * NR, acc, R);
+        /* the float step: sum + (float)(acc - 128·cs) · (t·s) */
+        const __m512i n0 = _mm512_slli_epi32(_mm512_loadu_si512(cs + g * sst), 7);
+        const __m512i n1 = _mm512_slli_epi32(_mm512_loadu_si512(cs + g * sst + 16), 7);
+        const __m512i n2 = _mm512_slli_epi32(_mm512_loadu_si512(cs + g * sst + 32), 7);
+        const __m512 s0 = _mm512_loadu_ps(s + g * sst), s1 = _mm512_loadu_ps(s + g * sst + 16);
+        const __m512 s2 = _mm512_loadu_ps(s + g * sst + 32);
+#define QKV_STEP(r)                                                                                \
+    do {                                                                                           \
+        if (R > r) {                                                                               \
+            const __m512 tr = _mm512_set1_ps(t[r * ts + g]);                                       \
+            float *sr = sb + r * NR;                                                               \
+            _mm512_storeu_ps(                                                                      \
+                sr, _mm512_add_ps(_mm512_loadu_ps(sr),                                             \
+                                  _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(               \
+                                                    _mm512_loadu_si512(acc + r * NR + 0), n0)),    \
+                                                _mm512_mul_ps(tr, s0))));                          \
+            _mm512_storeu_ps(                                                                      \
+                sr + 16,                                                                           \
+                _mm512_add_ps(_mm512_loadu_ps(sr + 16),                                            \
+                              _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(                   \
+                                                _mm512_loadu_si512(acc + r * NR + 16), n1)),       \
+                                            _mm512_mul_ps(tr, s1))));                              \
+            _mm512_storeu_ps(                                                                      \
+                sr + 32,                                                                           \
+                _mm512_add_ps(_mm512_loadu_ps(sr + 32),                                            \
+                              _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(                   \
+                                                _mm512_loadu_si512(acc + r * NR + 32), n2)),       \
+                                            _mm512_mul_ps(tr, s2))));                              \
+        }                                                                                          \
+    } while (0)
+        QKV_STEP(0);
+        QKV_STEP(1);
+        QKV_STEP(2);
+        QKV_STEP(3);
+        QKV_STEP(4);
+        QKV_STEP(5);
+        QKV_STEP(6);
+        QKV_STEP(7);
+#undef QKV_STEP
+    }
+    const __m512 vb = _mm512_set1_ps(beta);
+    for (int c = 0; c < 3; c++) {
+        const int left = nr - 16 * c;
+        if (left <= 0) break;
+        const __mmask16 m = (__mmask16)(left >= 16 ? 0xFFFFu : (1u << left) - 1u);
+        for (int r = 0; r < R; r++) {
+            float *cr = C + r * ldc + 16 * c;
+            __m512 v = _mm512_loadu_ps(sb + r * NR + 16 * c);
+            if (beta != 0.0f) v = _mm512_add_ps(v, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m, cr)));
+            _mm512_mask_storeu_ps(cr, m, v);
+        }
+    }
+}
+
+static void gemm_i8_tile_avx512vnni(int64_t K, const uint8_t *a, int64_t lda, const int8_t *bp,
+                                    const int32_t *cs, const float *s, int64_t sst, const float *t,
+                                    int64_t ts, float beta, float *C, int64_t ldc, int mr, int nr) {
+    switch (mr) {
+    case 1: tile_n(1, K, a, lda, bp, cs, s, sst, t, ts, beta, C, ldc, nr); break;
+    case 2: tile_n(2, K, a, lda, bp, cs, s, sst, t, ts, beta, C, ldc, nr); break;
+    case 3: tile_n(3, K, a, lda, bp, cs, s, sst, t, ts, beta, C, ldc, nr); break;
+    case 4: tile_n(4, K, a, lda, bp, cs, s, sst, t, ts, beta, C, ldc, nr); break;
+    case 5: tile_n(5, K, a, lda, bp, cs, s, sst, t, ts, beta, C, ldc, nr); break;
+    case 6: tile_n(6, K, a, lda, bp, cs, s, sst, t, ts, beta, C, ldc, nr); break;
+    case 7: tile_n(7, K, a, lda, bp, cs, s, sst, t, ts, beta, C, ldc, nr); break;
+    case 8: tile_n(8, K, a, lda, bp, cs, s, sst, t, ts, beta, C, ldc, nr); break;
+    default: break;
+    }
+}
+
+/* The activations' quantization (qkv_gemm_i8_quant_fn), 16 lanes at a time: amax by vmaxps of
+ * |x| (exact in any order), t = amax / 127, rint(x / t) by vdivps and vrndscaleps (nearest
+ * even: rint_small's value), clamped, + 128, narrowed to bytes; a group with a NaN or ±Inf
+ * gets t = NaN and a zero (or NaN) t gives 128s, as the portable code. A short last group is
+ * the portable code's. */
+static void gemm_i8_quant_avx512vnni(const float *x, int64_t K, int64_t kp, uint8_t *u, float *t) {
+    enum { G = QKV_GEMM_I8_GROUP };
+    const __m512 fmax = _mm512_set1_ps(FLT_MAX), lo = _mm512_set1_ps(-127.0f),
+                 hi = _mm512_set1_ps(127.0f);
+    const __m512i off = _mm512_set1_epi32(128);
+    int64_t k0 = 0, g = 0;
+    for (; k0 + G <= K; k0 += G, g++) {
+        __m512 v[G / 16], amax = _mm512_setzero_ps();
+        __mmask16 bad = 0;
+#pragma GCC unroll 4
+        for (int i = 0; i < G / 16; i++) {
+            v[i] = _mm512_loadu_ps(x + k0 + 16 * i);
+            const __m512 ab = _mm512_abs_ps(v[i]);
+            bad |= _mm512_cmp_ps_mask(ab, fmax, _CMP_NLE_UQ); /* NaN or > FLT_MAX */
+            amax = _mm512_max_ps(amax, ab);
+        }
+        const float tg = bad ? NAN : _mm512_reduce_max_ps(amax) / 127.0f;
+        t[g] = tg;
+        if (!(tg > 0.0f)) {
+            memset(u + k0, 128, G);
+            continue;
+        }
+        const __m512 vt = _mm512_set1_ps(tg);
+#pragma GCC unroll 4
+        for (int i = 0; i < G / 16; i++) {
+            __m512 r = _mm512_roundscale_ps(_mm512_div_ps(v[i], vt),
+                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            r = _mm512_min_ps(_mm512_max_ps(r, lo), hi);
+            const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(r), off);
+            _mm_storeu_si128((__m128i *)(u + k0 + 16 * i), _mm512_cvtepi32_epi8(q));
+        }
+    }
+    if (k0 < K) t[g] = qkv__i8_quantize_u8(x + k0, K - k0, u + k0);
+    if (kp > K) memset(u + K, 128, (size_t)(kp - K));
+}
+
 static void gemm_i8_group_avx512vnni(int first, int mr, const int32_t *acc, const int32_t *cs,
                                      const float *s, const float *t, int64_t ts, float *sum) {
     QKV_GEMM_I8_GROUP_STEP(NR)
@@ -111,4 +242,25 @@ void qkv__gemm_i8_config_avx512vnni(qkv_gemm_i8_config *cfg) {
     cfg->nr = NR;
     cfg->ukr = gemm_i8_ukr_avx512vnni;
     cfg->group = gemm_i8_group_avx512vnni;
+    cfg->peak_loop = qkv__dpbusd_peak_loop_avx512vnni;
+    cfg->tile = gemm_i8_tile_avx512vnni;
+    cfg->quant = gemm_i8_quant_avx512vnni;
+}
+
+/* Peak loop (kernels/peak.c): 12 independent vpdpbusd chains (latency x throughput), each
+ * instruction 16 lanes x 4 u8·s8 multiply-adds. */
+float qkv__dpbusd_peak_loop_avx512vnni(int64_t iters, double *flops) {
+    enum { CHAINS = 12 };
+    __m512i acc[CHAINS];
+    const __m512i x = _mm512_set1_epi32(0x01010101), y = _mm512_set1_epi32(0x01ff01ff);
+#pragma GCC unroll 12
+    for (int i = 0; i < CHAINS; i++) acc[i] = _mm512_set1_epi32(i);
+    for (int64_t it = 0; it < iters; it++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < CHAINS; i++) acc[i] = _mm512_dpbusd_epi32(acc[i], x, y);
+    }
+#pragma GCC unroll 12
+    for (int i = 1; i < CHAINS; i++) acc[0] = _mm512_add_epi32(acc[0], acc[i]);
+    *flops = 2.0 * 64.0 * CHAINS * (double)iters; /* 4 products + 4 adds per lane */
+    return (float)_mm512_reduce_add_epi32(acc[0]);
 }

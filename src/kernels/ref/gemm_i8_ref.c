@@ -27,4 +27,7 @@ void qkv__gemm_i8_config_ref(qkv_gemm_i8_config *cfg) {
     cfg->nr = NR;
     cfg->ukr = gemm_i8_ukr_ref;
     cfg->group = gemm_i8_group_ref;
+    cfg->peak_loop = NULL;
+    cfg->tile = NULL;
+    cfg->quant = NULL;
 }
