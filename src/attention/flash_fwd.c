@@ -52,16 +52,19 @@ typedef struct fwd_ctx {
     int64_t ws_stride;
     float *part; /* [n_tasks, n_split, part_stride] partials (O, m, l) when n_split > 1 */
     int64_t part_stride;
-    /* K and V repacked head-major ([B, Hk, Tk, D] / [.., Dv]) once per call, or NULL: see
-     * qkv__attention_forward_flash */
-    float *kpack, *vpack;
+    /* 1: each thread packs the K and V rows of its current (b, hk) contiguously (bf16:
+     * widened) into its workspace once, for all the query tiles of that head it runs (see
+     * forward()); 0: per-tile copies (or, float with Hk == 1, in place) */
+    int head_pack;
     int drop;            /* dropout_p > 0 */
     qkv_attn_dropout dr; /* its parameters (when drop) */
 } fwd_ctx;
 
-/* Task t (of n_bh * n_qt) -> (b, hk, query tile); the query tile index is zigzagged. */
+/* Task t (of n_bh * n_qt) -> (b, hk, query tile): head-major (the query tiles of one head are
+ * consecutive, so a thread's chunk reuses the head's K and V from its cache / its head pack),
+ * the query tile index zigzagged within the head. */
 static void task_coords(const fwd_ctx *c, int64_t t, int64_t *b, int64_t *hk, int64_t *qt) {
-    int64_t bh = t % c->n_bh, u = t / c->n_bh;
+    int64_t bh = t / c->n_qt, u = t % c->n_qt;
     *b = bh / c->pb->Hk;
     *hk = bh % c->pb->Hk;
     *qt = (u & 1) ? c->n_qt - 1 - u / 2 : u / 2;
@@ -110,9 +113,11 @@ static int64_t run_tiles_floats(const qkv__attn_problem *pb, int64_t rp) {
 
 /* Runs key tiles [kt0, kt1) against queries [i0, i1) of (b, hk). ws holds the workspace of
  * this thread; on return O [rows, Dv] is the unnormalized output, m and l [rows_pad] the
- * running max and sum. */
+ * running max and sum. hkp, hvp: the head's K [Tk, D] and V [Tk, Dv] rows packed contiguously
+ * (covering the tiles [kt0, kt1)), or NULL. */
 static void run_tiles(const fwd_ctx *c, float *ws, int64_t b, int64_t hk, int64_t i0, int64_t i1,
-                      int64_t kt0, int64_t kt1, float *O, float *m, float *l) {
+                      int64_t kt0, int64_t kt1, float *O, float *m, float *l, const float *hkp,
+                      const float *hvp) {
     const qkv__attn_problem *pb = c->pb;
     const int64_t G = pb->group, D = pb->D, Dv = pb->Dv, Hq = pb->Hq, Hk = pb->Hk;
     const int64_t nq = i1 - i0, rows = nq * G, rp = c->rows_pad;
@@ -158,9 +163,9 @@ static void run_tiles(const fwd_ctx *c, float *ws, int64_t b, int64_t hk, int64_
         const int64_t vofs = ((b * pb->Tk + j0) * Hk + hk) * Dv; /* [cols] rows, ld Hk*Dv */
         const float *kp = kb, *vp = vb;
         int64_t ldk = D, ldv = Dv;
-        if (c->kpack) { /* contiguous rows of this head, packed once for all query tiles */
-            kp = c->kpack + ((b * Hk + hk) * pb->Tk + j0) * D;
-            vp = c->vpack + ((b * Hk + hk) * pb->Tk + j0) * Dv;
+        if (hkp) { /* contiguous rows of this head, packed once for its query tiles */
+            kp = hkp + j0 * D;
+            vp = hvp + j0 * Dv;
         } else if (c->kh) { /* bf16: the tile's rows widened to float, contiguous */
             for (int64_t j = 0; j < cols; j++) {
                 c->widen(c->kh + kofs + j * Hk * D, kb + j * D, (size_t)D);
@@ -217,7 +222,34 @@ static void finish_rows(const fwd_ctx *c, int64_t b, int64_t hk, int64_t i0, int
         }
 }
 
-/* Per-thread workspace after the run_tiles region: O [rows_pad, Dv], m, l [rows_pad]. */
+/* Copies key rows [j0, j1) of kv head hk of batch b contiguously into hkp [Tk, D] and
+ * hvp [Tk, Dv] (bf16: widened, exactly). */
+static void pack_head_rows(const fwd_ctx *c, int64_t b, int64_t hk, int64_t j0, int64_t j1,
+                           float *hkp, float *hvp) {
+    const qkv__attn_problem *pb = c->pb;
+    const int64_t Hk = pb->Hk, D = pb->D, Dv = pb->Dv;
+    for (int64_t j = j0; j < j1; j++) {
+        int64_t row = (b * pb->Tk + j) * Hk + hk; /* row of k and v */
+        if (c->kh) {
+            c->widen(c->kh + row * D, hkp + j * D, (size_t)D);
+            c->widen(c->vh + row * Dv, hvp + j * Dv, (size_t)Dv);
+        } else {
+            memcpy(hkp + j * D, c->k + row * D, (size_t)D * sizeof(float));
+            memcpy(hvp + j * Dv, c->v + row * Dv, (size_t)Dv * sizeof(float));
+        }
+    }
+}
+
+/* Floats of fwd_task's head pack (0 without it). */
+static int64_t head_pack_floats(const fwd_ctx *c) {
+    return c->head_pack
+               ? qkv__flash_pad(c->pb->Tk * c->pb->D) + qkv__flash_pad(c->pb->Tk * c->pb->Dv)
+               : 0;
+}
+
+/* Per-thread workspace after the run_tiles region: O [rows_pad, Dv], m, l [rows_pad], then the
+ * head pack (when c->head_pack): K [Tk, D] and V [Tk, Dv] of the head last packed, whose key
+ * rows [0, packed) are valid (a thread's tasks of one head are consecutive: task_coords). */
 static void fwd_task(void *ctx, int64_t begin, int64_t end, int tid) {
     const fwd_ctx *c = ctx;
     const qkv__attn_problem *pb = c->pb;
@@ -225,12 +257,23 @@ static void fwd_task(void *ctx, int64_t begin, int64_t end, int tid) {
     float *O = ws + run_tiles_floats(pb, c->rows_pad);   /* [rows_pad, Dv] */
     float *m = O + qkv__flash_pad(c->rows_pad * pb->Dv); /* [rows_pad] */
     float *l = m + qkv__flash_pad(c->rows_pad);          /* [rows_pad] */
+    float *hkp = NULL, *hvp = NULL;
+    if (c->head_pack) {
+        hkp = l + qkv__flash_pad(c->rows_pad);      /* [Tk, D] */
+        hvp = hkp + qkv__flash_pad(pb->Tk * pb->D); /* [Tk, Dv] */
+    }
+    int64_t packed_bh = -1, packed = 0;
     for (int64_t t = begin; t < end; t++) {
         int64_t b, hk, qt, kt0, kt1;
         task_coords(c, t, &b, &hk, &qt);
         int64_t i0 = qt * c->bq, i1 = i0 + c->bq < pb->Tq ? i0 + c->bq : pb->Tq;
         key_tiles(pb, b, i0, i1, &kt0, &kt1);
-        run_tiles(c, ws, b, hk, i0, i1, kt0, kt1, O, m, l);
+        if (hkp) { /* extend the pack to the keys this tile reads */
+            int64_t bh = b * pb->Hk + hk, j1 = kt1 * FLASH_BC < pb->Tk ? kt1 * FLASH_BC : pb->Tk;
+            if (bh != packed_bh) packed_bh = bh, packed = 0;
+            if (packed < j1) pack_head_rows(c, b, hk, packed, j1, hkp, hvp), packed = j1;
+        }
+        run_tiles(c, ws, b, hk, i0, i1, kt0, kt1, O, m, l, hkp, hvp);
         finish_rows(c, b, hk, i0, i1 - i0, O, m, l);
     }
 }
@@ -249,7 +292,7 @@ static void fwd_split_task(void *ctx, int64_t begin, int64_t end, int tid) {
         float *O = c->part + t * c->part_stride;             /* [rows_pad, Dv] */
         float *m = O + qkv__flash_pad(c->rows_pad * pb->Dv); /* [rows_pad] */
         float *l = m + qkv__flash_pad(c->rows_pad);          /* [rows_pad] */
-        run_tiles(c, ws, b, hk, i0, i1, a, e, O, m, l);
+        run_tiles(c, ws, b, hk, i0, i1, a, e, O, m, l, NULL, NULL);
     }
 }
 
@@ -292,25 +335,6 @@ static void fwd_merge_task(void *ctx, int64_t begin, int64_t end, int tid) {
     }
 }
 
-/* Key rows bj = b * Tk + j in [begin, end) of every kv head into kpack / vpack. */
-static void pack_kv_task(void *ctx, int64_t begin, int64_t end, int tid) {
-    const fwd_ctx *c = ctx;
-    (void)tid;
-    const qkv__attn_problem *pb = c->pb;
-    const int64_t Hk = pb->Hk, D = pb->D, Dv = pb->Dv;
-    for (int64_t bj = begin; bj < end; bj++) {
-        if (!c->kh) {
-            qkv__flash_pack_kv_row(pb, c->k, c->v, bj / pb->Tk, bj % pb->Tk, c->kpack, c->vpack);
-            continue;
-        }
-        for (int64_t hk = 0; hk < Hk; hk++) { /* bf16: widened, as qkv__flash_pack_kv_row */
-            int64_t r = (bj / pb->Tk * Hk + hk) * pb->Tk + bj % pb->Tk;
-            c->widen(c->kh + (bj * Hk + hk) * D, c->kpack + r * D, (size_t)D);
-            c->widen(c->vh + (bj * Hk + hk) * Dv, c->vpack + r * Dv, (size_t)Dv);
-        }
-    }
-}
-
 /* The forward of c's inputs (float or bf16) into c->out, c->lse. */
 static qkv_status forward(qkv_runtime *rt, fwd_ctx c) {
     const qkv__attn_problem *pb = c.pb;
@@ -326,17 +350,34 @@ static qkv_status forward(qkv_runtime *rt, fwd_ctx c) {
         if (c.n_split > n_kt) c.n_split = n_kt;
     }
     const int64_t rp = c.rows_pad, D = pb->D, Dv = pb->Dv;
-    /* run_tiles region + O + m + l (also covers the merge's O, m, l) */
-    c.ws_stride = run_tiles_floats(pb, rp) + qkv__flash_pad(rp * Dv) + 2 * qkv__flash_pad(rp);
+    /* With Hk > 1 the rows of one head are Hk·D floats apart, which alias in the L1 sets and
+     * thrash it inside the micro-kernels, so key tiles are read from contiguous copies (bf16:
+     * widened copies). Each thread copies its current head's K and V once, for all the query
+     * tiles of that head it runs (they are consecutive: task_coords), when that takes at most
+     * FLASH_FWD_PACK_BYTES per thread; else (or in the decode split) per tile. Head-major tasks
+     * also keep the head's K and V in L2 across its query tiles (measured: query-tile-major
+     * order re-read them from memory for every query tile). */
+    c.head_pack = c.n_split == 1 && (pb->Hk > 1 || c.kh) &&
+                  (size_t)pb->Tk * (size_t)(D + Dv) * sizeof(float) <= FLASH_FWD_PACK_BYTES;
     c.part_stride = qkv__flash_pad(rp * Dv) + 2 * qkv__flash_pad(rp);
     int n_threads = qkv_runtime_n_threads(rt);
-    size_t ws_bytes = (size_t)c.ws_stride * (size_t)n_threads * sizeof(float);
     size_t part_bytes =
         c.n_split > 1 ? (size_t)(n_tasks * c.n_split * c.part_stride) * sizeof(float) : 0;
-    c.ws = qkv__alloc(ws_bytes);
+    float *ws_block = NULL;
+    int ws_own = 0;
+    size_t ws_bytes;
+    for (;;) { /* without memory for the head pack, retry with per-tile copies */
+        /* run_tiles region + O + m + l (also covers the merge's O, m, l) + head pack */
+        c.ws_stride = run_tiles_floats(pb, rp) + qkv__flash_pad(rp * Dv) + 2 * qkv__flash_pad(rp) +
+                      head_pack_floats(&c);
+        ws_bytes = (size_t)c.ws_stride * (size_t)n_threads * sizeof(float);
+        c.ws = qkv__flash_scratch(rt, ws_bytes, &ws_block, &ws_own);
+        if (c.ws || !c.head_pack) break;
+        c.head_pack = 0;
+    }
     c.part = part_bytes ? qkv__alloc(part_bytes) : NULL;
     if (!c.ws || (part_bytes && !c.part)) {
-        qkv__free(c.ws);
+        qkv__flash_scratch_done(rt, ws_block, ws_own);
         qkv__free(c.part);
         return qkv__fail(QKV_ERR_NOMEM,
                          "qkv_attention_forward: cannot allocate %zu bytes of "
@@ -346,22 +387,6 @@ static qkv_status forward(qkv_runtime *rt, fwd_ctx c) {
     /* small problems stay on the calling thread */
     double work =
         (double)pb->B * (double)pb->Hq * (double)pb->Tq * (double)pb->Tk * (double)(D + Dv);
-    /* With Hk > 1 the rows of one head are Hk·D floats apart, which alias in L1, so every key
-     * tile is copied to contiguous rows before the micro-kernels read it; with several query
-     * tiles per head that copy repeats n_qt times (measured: a quarter of the forward at
-     * 4 x 1024 x 32 x 64). Pack K and V head-major once instead, when that costs at most
-     * 64 MiB (the long-sequence memory bound keeps the per-tile copies). */
-    float *kv_block = NULL;
-    int kv_own = 0;
-    size_t kv_bytes = (size_t)(pb->B * pb->Hk * pb->Tk) * (size_t)(D + Dv) * sizeof(float);
-    if (pb->Hk > 1 && c.n_qt > 1 && c.n_split == 1 && kv_bytes <= FLASH_FWD_PACK_BYTES) {
-        c.kpack = qkv__flash_scratch(rt, kv_bytes, &kv_block, &kv_own);
-        if (c.kpack) { /* else: no memory for it, copy per tile as before */
-            c.vpack = c.kpack + (size_t)(pb->B * pb->Hk * pb->Tk) * (size_t)D;
-            int64_t rows = pb->B * pb->Tk;
-            qkv_parallel_for(rt, rows, work < 65536.0 ? rows : 16, pack_kv_task, &c);
-        }
-    }
     if (c.n_split == 1) {
         qkv_parallel_for(rt, n_tasks, work < 65536.0 ? n_tasks : 1, fwd_task, &c);
     } else {
@@ -369,9 +394,8 @@ static qkv_status forward(qkv_runtime *rt, fwd_ctx c) {
         qkv_parallel_for(rt, n_items, work < 65536.0 ? n_items : 1, fwd_split_task, &c);
         qkv_parallel_for(rt, n_tasks, work < 65536.0 ? n_tasks : 1, fwd_merge_task, &c);
     }
-    qkv__free(c.ws);
+    qkv__flash_scratch_done(rt, ws_block, ws_own);
     qkv__free(c.part);
-    qkv__flash_scratch_done(rt, kv_block, kv_own);
     return QKV_OK;
 }
 
