@@ -17,16 +17,18 @@
  *   M = max_s m_s,  w_s = exp(m_s - M),  l = Σ_s w_s l_s,  out = Σ_s w_s O_s / l.
  *
  * bf16 inputs (qkv__attention_forward_flash_bf16): q, k, v are widened exactly to float where
- * the float forward already copies them (the Qᵀ pack, the K/V tile copy, which bf16 always
- * takes, and the head-major K/V repack), into the same buffers; the micro-kernels and every
- * other step are shared, so the results are bit-identical to the float forward on the widened
+ * the float forward already copies them (the Qᵀ pack, the per-thread head K/V pack, which bf16
+ * always takes when it fits, else the K/V tile copy), into the same buffers; the micro-kernels and
+ * every other step are shared, so the results are bit-identical to the float forward on the widened
  * tensors. Widening a tile costs 1/rows of the FMAs that use it (rows = 128 in a full tile),
  * where widening inside the micro-kernels would add a shift per broadcast of K in dot.
  *
  * Determinism: the work items, their key ranges and every summation order depend only on the
  * problem, never on the thread count, so results are bit-identical for any thread count.
- * Work items are ordered so that contiguous chunks (qkv_parallel_for) get balanced causal
- * work: the query-tile index runs outermost in zigzag order (0, n-1, 1, n-2, ...). */
+ * Work items are head-major: the query tiles of one (b, kv head) are consecutive, so a
+ * thread's contiguous chunk (qkv_parallel_for) reuses that head's K and V (its per-thread
+ * head pack, and L2); within a head the query tiles run in zigzag order (0, n-1, 1, n-2, ...),
+ * so any run of consecutive tasks, and so each chunk, gets balanced causal work. */
 #include "attention/flash.h"
 #include "core/alloc.h"
 #include "core/error.h"
