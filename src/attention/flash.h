@@ -44,7 +44,8 @@ enum {
     FLASH_ROWS = 128,     /* forward: target rows (queries x heads of a group) per query tile */
     FLASH_ROWS_BWD = 64,  /* backward: the same (its dq/dk/dv tiles want smaller ones) */
     FLASH_MIN_ITEMS = 16, /* forward: fewer (b, hk, query tile) tasks: split the keys */
-    FLASH_FWD_PACK_BYTES = 64 << 20,  /* forward: budget of the K/V repack (flash_fwd.c) */
+    FLASH_FWD_PACK_BYTES =
+        16 << 20, /* forward: per-thread budget of the head K/V pack (flash_fwd.c) */
     FLASH_BWD_PACK_BYTES = 256 << 20, /* backward: budget of the packing pass (flash_bwd.c) */
     FLASH_MIN_BWD_ITEMS = 4,          /* backward: fewer (b, hk) pairs: split the keys (each split
                                          costs a private dq buffer of G * Tq * D floats) */

@@ -17,16 +17,18 @@
  *   M = max_s m_s,  w_s = exp(m_s - M),  l = Σ_s w_s l_s,  out = Σ_s w_s O_s / l.
  *
  * bf16 inputs (qkv__attention_forward_flash_bf16): q, k, v are widened exactly to float where
- * the float forward already copies them (the Qᵀ pack, the K/V tile copy, which bf16 always
- * takes, and the head-major K/V repack), into the same buffers; the micro-kernels and every
- * other step are shared, so the results are bit-identical to the float forward on the widened
+ * the float forward already copies them (the Qᵀ pack, the per-thread head K/V pack, which bf16
+ * always takes when it fits, else the K/V tile copy), into the same buffers; the micro-kernels and
+ * every other step are shared, so the results are bit-identical to the float forward on the widened
  * tensors. Widening a tile costs 1/rows of the FMAs that use it (rows = 128 in a full tile),
  * where widening inside the micro-kernels would add a shift per broadcast of K in dot.
  *
  * Determinism: the work items, their key ranges and every summation order depend only on the
  * problem, never on the thread count, so results are bit-identical for any thread count.
- * Work items are ordered so that contiguous chunks (qkv_parallel_for) get balanced causal
- * work: the query-tile index runs outermost in zigzag order (0, n-1, 1, n-2, ...). */
+ * Work items are head-major: the query tiles of one (b, kv head) are consecutive, so a
+ * thread's contiguous chunk (qkv_parallel_for) reuses that head's K and V (its per-thread
+ * head pack, and L2); within a head the query tiles run in zigzag order (0, n-1, 1, n-2, ...),
+ * so any run of consecutive tasks, and so each chunk, gets balanced causal work. */
 #include "attention/flash.h"
 #include "core/alloc.h"
 #include "core/error.h"
@@ -52,16 +54,19 @@ typedef struct fwd_ctx {
     int64_t ws_stride;
     float *part; /* [n_tasks, n_split, part_stride] partials (O, m, l) when n_split > 1 */
     int64_t part_stride;
-    /* K and V repacked head-major ([B, Hk, Tk, D] / [.., Dv]) once per call, or NULL: see
-     * qkv__attention_forward_flash */
-    float *kpack, *vpack;
+    /* 1: each thread packs the K and V rows of its current (b, hk) contiguously (bf16:
+     * widened) into its workspace once, for all the query tiles of that head it runs (see
+     * forward()); 0: per-tile copies (or, float with Hk == 1, in place) */
+    int head_pack;
     int drop;            /* dropout_p > 0 */
     qkv_attn_dropout dr; /* its parameters (when drop) */
 } fwd_ctx;
 
-/* Task t (of n_bh * n_qt) -> (b, hk, query tile); the query tile index is zigzagged. */
+/* Task t (of n_bh * n_qt) -> (b, hk, query tile): head-major (the query tiles of one head are
+ * consecutive, so a thread's chunk reuses the head's K and V from its cache / its head pack),
+ * the query tile index zigzagged within the head. */
 static void task_coords(const fwd_ctx *c, int64_t t, int64_t *b, int64_t *hk, int64_t *qt) {
-    int64_t bh = t % c->n_bh, u = t / c->n_bh;
+    int64_t bh = t / c->n_qt, u = t % c->n_qt;
     *b = bh / c->pb->Hk;
     *hk = bh % c->pb->Hk;
     *qt = (u & 1) ? c->n_qt - 1 - u / 2 : u / 2;
@@ -100,6 +105,61 @@ static int trim_partial(const qkv__attn_problem *pb, int64_t b, int64_t i0, int6
     return 1;
 }
 
+/* Queries ahead whose rows the Q pack and finish_rows prefetch: the rows of one (b, hk) are
+ * Hq·D floats apart (several KiB), past the hardware prefetchers' reach, so without it every
+ * row was a cache miss waited for (perf: ~5% of the forward in the Q pack's loads). */
+#define FWD_PREFETCH_AHEAD 8
+
+/* Prefetches the cache lines of bytes [p, p + n) (for writing if write). */
+static void prefetch_span(const void *p, size_t n, int write) {
+    const char *a = p;
+    for (size_t o = 0; o < n; o += 64) {
+        if (write)
+            __builtin_prefetch(a + o, 1);
+        else
+            __builtin_prefetch(a + o, 0);
+    }
+}
+
+/* Bytes of the next head's K and V that a task prefetches (to L2) at most: more would push
+ * the current head's pack out of L2 (2 MiB per core on the machines measured). */
+#define FWD_PREFETCH_KV_BYTES ((size_t)512 << 10)
+
+/* Prefetches (to L2) part `part` of `parts` of n rows of `bytes` bytes, `stride` bytes apart. */
+static void prefetch_rows(const char *p, int64_t n, int64_t stride, int64_t bytes, int64_t part,
+                          int64_t parts) {
+    for (int64_t r = n * part / parts; r < n * (part + 1) / parts; r++)
+        for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + r * stride + o, 0, 2);
+}
+
+/* Part `part` of `parts` of the prefetch of task tn's inputs: its q rows and, when it starts a
+ * new head (cur_bh is the current task's) whose K and V fwd_task packs, that head's K and V
+ * rows. The rows of one (b, hk) are Hq·D (Hk·D) elements apart, beyond the hardware
+ * prefetchers, and read once: without this the Q pack and the head pack waited for memory on
+ * every row (perf). Spread over the current task's key tiles, so the loads overlap its FMAs. */
+static void prefetch_task(const fwd_ctx *c, int64_t tn, int64_t cur_bh, int64_t part,
+                          int64_t parts) {
+    const qkv__attn_problem *pb = c->pb;
+    const int64_t G = pb->group, D = pb->D, Dv = pb->Dv, Hk = pb->Hk;
+    const int64_t es = c->qh ? (int64_t)sizeof *c->qh : (int64_t)sizeof *c->q;
+    const char *q = c->qh ? (const char *)c->qh : (const char *)c->q;
+    const char *k = c->kh ? (const char *)c->kh : (const char *)c->k;
+    const char *v = c->vh ? (const char *)c->vh : (const char *)c->v;
+    int64_t b, hk, qt;
+    task_coords(c, tn, &b, &hk, &qt);
+    int64_t i0 = qt * c->bq, i1 = i0 + c->bq < pb->Tq ? i0 + c->bq : pb->Tq;
+    prefetch_rows(q + ((b * pb->Tq + i0) * pb->Hq + hk * G) * D * es, i1 - i0, pb->Hq * D * es,
+                  G * D * es, part, parts);
+    if (!c->head_pack || b * Hk + hk == cur_bh ||
+        (size_t)(pb->Tk * (D + Dv) * es) > FWD_PREFETCH_KV_BYTES)
+        return;
+    int64_t kt0, kt1;
+    key_tiles(pb, b, i0, i1, &kt0, &kt1);
+    int64_t j1 = kt1 * FLASH_BC < pb->Tk ? kt1 * FLASH_BC : pb->Tk; /* fwd_task packs [0, j1) */
+    prefetch_rows(k + (b * pb->Tk * Hk + hk) * D * es, j1, Hk * D * es, D * es, part, parts);
+    prefetch_rows(v + (b * pb->Tk * Hk + hk) * Dv * es, j1, Hk * Dv * es, Dv * es, part, parts);
+}
+
 /* Floats of run_tiles' workspace: Qᵀ, Sᵀ, alpha, K and V tiles, the dropout tile Zᵀ and the
  * rows' dropout indices (uint64). */
 static int64_t run_tiles_floats(const qkv__attn_problem *pb, int64_t rp) {
@@ -110,9 +170,11 @@ static int64_t run_tiles_floats(const qkv__attn_problem *pb, int64_t rp) {
 
 /* Runs key tiles [kt0, kt1) against queries [i0, i1) of (b, hk). ws holds the workspace of
  * this thread; on return O [rows, Dv] is the unnormalized output, m and l [rows_pad] the
- * running max and sum. */
+ * running max and sum. hkp, hvp: the head's K [Tk, D] and V [Tk, Dv] rows packed contiguously
+ * (covering the tiles [kt0, kt1)), or NULL. t_next: the task whose inputs to prefetch, or -1. */
 static void run_tiles(const fwd_ctx *c, float *ws, int64_t b, int64_t hk, int64_t i0, int64_t i1,
-                      int64_t kt0, int64_t kt1, float *O, float *m, float *l) {
+                      int64_t kt0, int64_t kt1, float *O, float *m, float *l, const float *hkp,
+                      const float *hvp, int64_t t_next) {
     const qkv__attn_problem *pb = c->pb;
     const int64_t G = pb->group, D = pb->D, Dv = pb->Dv, Hq = pb->Hq, Hk = pb->Hk;
     const int64_t nq = i1 - i0, rows = nq * G, rp = c->rows_pad;
@@ -127,7 +189,14 @@ static void run_tiles(const fwd_ctx *c, float *ws, int64_t b, int64_t hk, int64_
     /* rows (i, g) of q are contiguous for one i (heads adjacent), so the tile is one strided
      * copy with row stride D within a query and Hq * D between queries */
     float scale = (float)pb->scale;
-    for (int64_t ii = 0; ii < nq; ii++)
+    for (int64_t ii = 0; ii < nq; ii++) {
+        if (ii + FWD_PREFETCH_AHEAD < nq) {
+            int64_t ofs = qofs + (ii + FWD_PREFETCH_AHEAD) * Hq * D;
+            if (c->qh)
+                prefetch_span(c->qh + ofs, (size_t)(G * D) * sizeof *c->qh, 0);
+            else
+                prefetch_span(c->q + ofs, (size_t)(G * D) * sizeof *c->q, 0);
+        }
         for (int64_t g = 0; g < G; g++) {
             const float *row = kb; /* [D]: bf16 rows widened into the (still free) K tile */
             if (c->qh)
@@ -137,6 +206,7 @@ static void run_tiles(const fwd_ctx *c, float *ws, int64_t b, int64_t hk, int64_
             int64_t r = ii * G + g;
             for (int64_t x = 0; x < D; x++) qt[x * rp + r] = row[x] * scale;
         }
+    }
     for (int64_t x = 0; x < D; x++)
         for (int64_t r = rows; r < rp; r++) qt[x * rp + r] = 0.0f;
     for (int64_t r = 0; r < rp; r++) {
@@ -151,6 +221,7 @@ static void run_tiles(const fwd_ctx *c, float *ws, int64_t b, int64_t hk, int64_
     }
 
     for (int64_t kt = kt0; kt < kt1; kt++) {
+        if (t_next >= 0) prefetch_task(c, t_next, b * Hk + hk, kt - kt0, kt1 - kt0);
         int64_t j0 = kt * FLASH_BC, cols = pb->Tk - j0 < FLASH_BC ? pb->Tk - j0 : FLASH_BC;
         int cls = qkv__flash_classify(pb, b, i0, i1, j0, j0 + cols);
         if (cls == FLASH_SKIP) continue;
@@ -158,9 +229,9 @@ static void run_tiles(const fwd_ctx *c, float *ws, int64_t b, int64_t hk, int64_
         const int64_t vofs = ((b * pb->Tk + j0) * Hk + hk) * Dv; /* [cols] rows, ld Hk*Dv */
         const float *kp = kb, *vp = vb;
         int64_t ldk = D, ldv = Dv;
-        if (c->kpack) { /* contiguous rows of this head, packed once for all query tiles */
-            kp = c->kpack + ((b * Hk + hk) * pb->Tk + j0) * D;
-            vp = c->vpack + ((b * Hk + hk) * pb->Tk + j0) * Dv;
+        if (hkp) { /* contiguous rows of this head, packed once for its query tiles */
+            kp = hkp + j0 * D;
+            vp = hvp + j0 * Dv;
         } else if (c->kh) { /* bf16: the tile's rows widened to float, contiguous */
             for (int64_t j = 0; j < cols; j++) {
                 c->widen(c->kh + kofs + j * Hk * D, kb + j * D, (size_t)D);
@@ -201,7 +272,11 @@ static void finish_rows(const fwd_ctx *c, int64_t b, int64_t hk, int64_t i0, int
                         const float *O, const float *m, const float *l) {
     const qkv__attn_problem *pb = c->pb;
     const int64_t G = pb->group, Dv = pb->Dv;
-    for (int64_t ii = 0; ii < nq; ii++)
+    for (int64_t ii = 0; ii < nq; ii++) {
+        if (ii + FWD_PREFETCH_AHEAD < nq) /* heads hk*G .. of the query, contiguous */
+            prefetch_span(c->out +
+                              ((b * pb->Tq + i0 + ii + FWD_PREFETCH_AHEAD) * pb->Hq + hk * G) * Dv,
+                          (size_t)(G * Dv) * sizeof *c->out, 1);
         for (int64_t g = 0; g < G; g++) {
             int64_t r = ii * G + g, i = i0 + ii, h = hk * G + g;
             float *o = c->out + ((b * pb->Tq + i) * pb->Hq + h) * Dv; /* [Dv] */
@@ -215,9 +290,37 @@ static void finish_rows(const fwd_ctx *c, int64_t b, int64_t hk, int64_t i0, int
             if (c->lse)
                 c->lse[(b * pb->Hq + h) * pb->Tq + i] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
         }
+    }
 }
 
-/* Per-thread workspace after the run_tiles region: O [rows_pad, Dv], m, l [rows_pad]. */
+/* Copies key rows [j0, j1) of kv head hk of batch b contiguously into hkp [Tk, D] and
+ * hvp [Tk, Dv] (bf16: widened, exactly). */
+static void pack_head_rows(const fwd_ctx *c, int64_t b, int64_t hk, int64_t j0, int64_t j1,
+                           float *hkp, float *hvp) {
+    const qkv__attn_problem *pb = c->pb;
+    const int64_t Hk = pb->Hk, D = pb->D, Dv = pb->Dv;
+    for (int64_t j = j0; j < j1; j++) {
+        int64_t row = (b * pb->Tk + j) * Hk + hk; /* row of k and v */
+        if (c->kh) {
+            c->widen(c->kh + row * D, hkp + j * D, (size_t)D);
+            c->widen(c->vh + row * Dv, hvp + j * Dv, (size_t)Dv);
+        } else {
+            memcpy(hkp + j * D, c->k + row * D, (size_t)D * sizeof(float));
+            memcpy(hvp + j * Dv, c->v + row * Dv, (size_t)Dv * sizeof(float));
+        }
+    }
+}
+
+/* Floats of fwd_task's head pack (0 without it). */
+static int64_t head_pack_floats(const fwd_ctx *c) {
+    return c->head_pack
+               ? qkv__flash_pad(c->pb->Tk * c->pb->D) + qkv__flash_pad(c->pb->Tk * c->pb->Dv)
+               : 0;
+}
+
+/* Per-thread workspace after the run_tiles region: O [rows_pad, Dv], m, l [rows_pad], then the
+ * head pack (when c->head_pack): K [Tk, D] and V [Tk, Dv] of the head last packed, whose key
+ * rows [0, packed) are valid (a thread's tasks of one head are consecutive: task_coords). */
 static void fwd_task(void *ctx, int64_t begin, int64_t end, int tid) {
     const fwd_ctx *c = ctx;
     const qkv__attn_problem *pb = c->pb;
@@ -225,12 +328,23 @@ static void fwd_task(void *ctx, int64_t begin, int64_t end, int tid) {
     float *O = ws + run_tiles_floats(pb, c->rows_pad);   /* [rows_pad, Dv] */
     float *m = O + qkv__flash_pad(c->rows_pad * pb->Dv); /* [rows_pad] */
     float *l = m + qkv__flash_pad(c->rows_pad);          /* [rows_pad] */
+    float *hkp = NULL, *hvp = NULL;
+    if (c->head_pack) {
+        hkp = l + qkv__flash_pad(c->rows_pad);      /* [Tk, D] */
+        hvp = hkp + qkv__flash_pad(pb->Tk * pb->D); /* [Tk, Dv] */
+    }
+    int64_t packed_bh = -1, packed = 0;
     for (int64_t t = begin; t < end; t++) {
         int64_t b, hk, qt, kt0, kt1;
         task_coords(c, t, &b, &hk, &qt);
         int64_t i0 = qt * c->bq, i1 = i0 + c->bq < pb->Tq ? i0 + c->bq : pb->Tq;
         key_tiles(pb, b, i0, i1, &kt0, &kt1);
-        run_tiles(c, ws, b, hk, i0, i1, kt0, kt1, O, m, l);
+        if (hkp) { /* extend the pack to the keys this tile reads */
+            int64_t bh = b * pb->Hk + hk, j1 = kt1 * FLASH_BC < pb->Tk ? kt1 * FLASH_BC : pb->Tk;
+            if (bh != packed_bh) packed_bh = bh, packed = 0;
+            if (packed < j1) pack_head_rows(c, b, hk, packed, j1, hkp, hvp), packed = j1;
+        }
+        run_tiles(c, ws, b, hk, i0, i1, kt0, kt1, O, m, l, hkp, hvp, t + 1 < end ? t + 1 : -1);
         finish_rows(c, b, hk, i0, i1 - i0, O, m, l);
     }
 }
@@ -249,7 +363,7 @@ static void fwd_split_task(void *ctx, int64_t begin, int64_t end, int tid) {
         float *O = c->part + t * c->part_stride;             /* [rows_pad, Dv] */
         float *m = O + qkv__flash_pad(c->rows_pad * pb->Dv); /* [rows_pad] */
         float *l = m + qkv__flash_pad(c->rows_pad);          /* [rows_pad] */
-        run_tiles(c, ws, b, hk, i0, i1, a, e, O, m, l);
+        run_tiles(c, ws, b, hk, i0, i1, a, e, O, m, l, NULL, NULL, -1);
     }
 }
 
@@ -292,25 +406,6 @@ static void fwd_merge_task(void *ctx, int64_t begin, int64_t end, int tid) {
     }
 }
 
-/* Key rows bj = b * Tk + j in [begin, end) of every kv head into kpack / vpack. */
-static void pack_kv_task(void *ctx, int64_t begin, int64_t end, int tid) {
-    const fwd_ctx *c = ctx;
-    (void)tid;
-    const qkv__attn_problem *pb = c->pb;
-    const int64_t Hk = pb->Hk, D = pb->D, Dv = pb->Dv;
-    for (int64_t bj = begin; bj < end; bj++) {
-        if (!c->kh) {
-            qkv__flash_pack_kv_row(pb, c->k, c->v, bj / pb->Tk, bj % pb->Tk, c->kpack, c->vpack);
-            continue;
-        }
-        for (int64_t hk = 0; hk < Hk; hk++) { /* bf16: widened, as qkv__flash_pack_kv_row */
-            int64_t r = (bj / pb->Tk * Hk + hk) * pb->Tk + bj % pb->Tk;
-            c->widen(c->kh + (bj * Hk + hk) * D, c->kpack + r * D, (size_t)D);
-            c->widen(c->vh + (bj * Hk + hk) * Dv, c->vpack + r * Dv, (size_t)Dv);
-        }
-    }
-}
-
 /* The forward of c's inputs (float or bf16) into c->out, c->lse. */
 static qkv_status forward(qkv_runtime *rt, fwd_ctx c) {
     const qkv__attn_problem *pb = c.pb;
@@ -326,17 +421,34 @@ static qkv_status forward(qkv_runtime *rt, fwd_ctx c) {
         if (c.n_split > n_kt) c.n_split = n_kt;
     }
     const int64_t rp = c.rows_pad, D = pb->D, Dv = pb->Dv;
-    /* run_tiles region + O + m + l (also covers the merge's O, m, l) */
-    c.ws_stride = run_tiles_floats(pb, rp) + qkv__flash_pad(rp * Dv) + 2 * qkv__flash_pad(rp);
+    /* With Hk > 1 the rows of one head are Hk·D floats apart, which alias in the L1 sets and
+     * thrash it inside the micro-kernels, so key tiles are read from contiguous copies (bf16:
+     * widened copies). Each thread copies its current head's K and V once, for all the query
+     * tiles of that head it runs (they are consecutive: task_coords), when that takes at most
+     * FLASH_FWD_PACK_BYTES per thread; else (or in the decode split) per tile. Head-major tasks
+     * also keep the head's K and V in L2 across its query tiles (measured: query-tile-major
+     * order re-read them from memory for every query tile). */
+    c.head_pack = c.n_split == 1 && (pb->Hk > 1 || c.kh) &&
+                  (size_t)pb->Tk * (size_t)(D + Dv) * sizeof(float) <= FLASH_FWD_PACK_BYTES;
     c.part_stride = qkv__flash_pad(rp * Dv) + 2 * qkv__flash_pad(rp);
     int n_threads = qkv_runtime_n_threads(rt);
-    size_t ws_bytes = (size_t)c.ws_stride * (size_t)n_threads * sizeof(float);
     size_t part_bytes =
         c.n_split > 1 ? (size_t)(n_tasks * c.n_split * c.part_stride) * sizeof(float) : 0;
-    c.ws = qkv__alloc(ws_bytes);
+    float *ws_block = NULL;
+    int ws_own = 0;
+    size_t ws_bytes;
+    for (;;) { /* without memory for the head pack, retry with per-tile copies */
+        /* run_tiles region + O + m + l (also covers the merge's O, m, l) + head pack */
+        c.ws_stride = run_tiles_floats(pb, rp) + qkv__flash_pad(rp * Dv) + 2 * qkv__flash_pad(rp) +
+                      head_pack_floats(&c);
+        ws_bytes = (size_t)c.ws_stride * (size_t)n_threads * sizeof(float);
+        c.ws = qkv__flash_scratch(rt, ws_bytes, &ws_block, &ws_own);
+        if (c.ws || !c.head_pack) break;
+        c.head_pack = 0;
+    }
     c.part = part_bytes ? qkv__alloc(part_bytes) : NULL;
     if (!c.ws || (part_bytes && !c.part)) {
-        qkv__free(c.ws);
+        qkv__flash_scratch_done(rt, ws_block, ws_own);
         qkv__free(c.part);
         return qkv__fail(QKV_ERR_NOMEM,
                          "qkv_attention_forward: cannot allocate %zu bytes of "
@@ -346,22 +458,6 @@ static qkv_status forward(qkv_runtime *rt, fwd_ctx c) {
     /* small problems stay on the calling thread */
     double work =
         (double)pb->B * (double)pb->Hq * (double)pb->Tq * (double)pb->Tk * (double)(D + Dv);
-    /* With Hk > 1 the rows of one head are Hk·D floats apart, which alias in L1, so every key
-     * tile is copied to contiguous rows before the micro-kernels read it; with several query
-     * tiles per head that copy repeats n_qt times (measured: a quarter of the forward at
-     * 4 x 1024 x 32 x 64). Pack K and V head-major once instead, when that costs at most
-     * 64 MiB (the long-sequence memory bound keeps the per-tile copies). */
-    float *kv_block = NULL;
-    int kv_own = 0;
-    size_t kv_bytes = (size_t)(pb->B * pb->Hk * pb->Tk) * (size_t)(D + Dv) * sizeof(float);
-    if (pb->Hk > 1 && c.n_qt > 1 && c.n_split == 1 && kv_bytes <= FLASH_FWD_PACK_BYTES) {
-        c.kpack = qkv__flash_scratch(rt, kv_bytes, &kv_block, &kv_own);
-        if (c.kpack) { /* else: no memory for it, copy per tile as before */
-            c.vpack = c.kpack + (size_t)(pb->B * pb->Hk * pb->Tk) * (size_t)D;
-            int64_t rows = pb->B * pb->Tk;
-            qkv_parallel_for(rt, rows, work < 65536.0 ? rows : 16, pack_kv_task, &c);
-        }
-    }
     if (c.n_split == 1) {
         qkv_parallel_for(rt, n_tasks, work < 65536.0 ? n_tasks : 1, fwd_task, &c);
     } else {
@@ -369,9 +465,8 @@ static qkv_status forward(qkv_runtime *rt, fwd_ctx c) {
         qkv_parallel_for(rt, n_items, work < 65536.0 ? n_items : 1, fwd_split_task, &c);
         qkv_parallel_for(rt, n_tasks, work < 65536.0 ? n_tasks : 1, fwd_merge_task, &c);
     }
-    qkv__free(c.ws);
+    qkv__flash_scratch_done(rt, ws_block, ws_own);
     qkv__free(c.part);
-    qkv__flash_scratch_done(rt, kv_block, kv_own);
     return QKV_OK;
 }
 

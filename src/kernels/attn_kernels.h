@@ -17,8 +17,9 @@
  * Cody–Waite with FMA), a degree-7 Taylor polynomial of e^r on |r| <= ln2/2, times 2^n.
  * Error bound (tests/test_attention_flash.c sweeps it densely, including the underflow range
  * and -inf): relative error <= QKV_ATTN_EXP_MAX_REL_ERR where exp(x) >= 2^-125; below that the
- * result is 0 or a subnormal with absolute error <= 2^-125 (AVX2 flushes to 0, AVX-512 rounds
- * through vscalefps); exp(-inf) = 0 exactly; exp(x) = +inf for x > 88.7228. */
+ * result is 0 or a subnormal with absolute error <= 2^-125 (both flush to 0: AVX2 below 2^-125,
+ * AVX-512 below e^-87; no subnormal is formed, they cost microcode assists); exp(-inf) = 0 exactly;
+ * exp(x) = +inf for x > 88.7228. */
 #ifndef QKV_KERNELS_ATTN_KERNELS_H
 #define QKV_KERNELS_ATTN_KERNELS_H
 
