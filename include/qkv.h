@@ -302,9 +302,9 @@ typedef struct qkv_model_options {
      * of the weight bytes; the format: docs/KERNELS.md, "int8 GEMM"). Embedding tables,
      * LayerNorms, biases, the pooler and the classifier stay F32; with I8 the attention's value
      * projection is bf16 (in int8 it gave half of MiniLM's embedding error). Other dtypes:
-     * INVALID_ARG. For
-     * qkv_lm_load_opts and qkv_seq2seq_load_opts: every linear layer and the output head (the LM
-     * head is packed from the token embedding when tied; the embedding lookups stay F32). */
+     * INVALID_ARG. For qkv_lm_load_opts and qkv_seq2seq_load_opts: every linear layer and the
+     * output head (the LM head is packed from the token embedding when tied; the embedding
+     * lookups stay F32). */
     qkv_dtype dtype;
 } qkv_model_options;
 /* qkv_model_load with options (NULL: the defaults). */
