@@ -588,6 +588,16 @@ static qkv_status attend_caches(void *ctx, qkv_runtime *rt, int64_t l, const qkv
     return qkv__each(rt, job->n_seq, attend_one, job);
 }
 
+/* The rows the head reads: x [N, C] itself with all_logits, else each sequence's last new token
+ * copied into last [n_seq, C]. */
+static const float *last_rows(const attn_job *job, const float *x, float *last, int all_logits,
+                              int64_t C) {
+    if (all_logits) return x;
+    for (int64_t s = 0; s < job->n_seq; s++)
+        memcpy(last + s * C, x + (job->offs[s] + job->lens[s] - 1) * C, sizeof(float) * (size_t)C);
+    return last;
+}
+
 /* ---------------------------------------------------------------- a decode step in one region
  *
  * A decode step (one new token per sequence) is ~5 small products a layer, each a pool job of
@@ -666,13 +676,7 @@ static qkv_status step_thread(void *ctx, int tid, int n_threads) {
         }
         QKV_TRY(qkv_nn_linear_forward(rt, &w->proj, x, in, N, QKV_ACT_NONE, x));
     }
-    const float *rows = x;
-    if (!j->all_logits) { /* the last (only) new token of each sequence */
-        for (int64_t s = 0; s < j->job->n_seq; s++)
-            memcpy(last + s * C, x + (j->job->offs[s] + j->job->lens[s] - 1) * C,
-                   sizeof(float) * (size_t)C);
-        rows = last;
-    }
+    const float *rows = last_rows(j->job, x, last, j->all_logits, C);
     QKV_TRY(step_norm(j, ln, rows, j->m->lnf_w, j->m->lnf_b, j->R));
     return qkv_nn_linear_forward(rt, &j->m->head, j->logits, ln, j->R, QKV_ACT_NONE, NULL);
 }
@@ -812,15 +816,8 @@ qkv_status qkv__gpt_forward_probs(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cach
     for (int64_t l = 0; !region && st == QKV_OK && l < c->num_layers; l++)
         st =
             qkv__dec_block_forward(rt, &dc, &m->layers[l].blk, l, &a, x, x, N, attend_caches, &job);
-    if (!region && st == QKV_OK) {
-        const float *rows = x;
-        if (!all_logits) { /* the last new token of each sequence */
-            for (int64_t s = 0; s < n_seq; s++)
-                memcpy(last + s * C, x + (offs[s] + lens[s] - 1) * C, sizeof(float) * (size_t)C);
-            rows = last;
-        }
-        st = norm(rt, m, h, rows, m->lnf_w, m->lnf_b, R);
-    }
+    if (!region && st == QKV_OK)
+        st = norm(rt, m, h, last_rows(&job, x, last, all_logits, C), m->lnf_w, m->lnf_b, R);
     if (!region && st == QKV_OK)
         st = qkv_nn_linear_forward(rt, &m->head, logits, h, R, QKV_ACT_NONE, NULL);
     if (st == QKV_OK)
