@@ -308,12 +308,12 @@ qkv_status qkv__gemm_i8(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
         return qkv__fail(QKV_ERR_NOMEM, "gemm i8: cannot allocate %zu bytes for A", bytes);
     }
     quant_job qj = {B->cfg.quant, A, lda, B->K, kp, ng, a, t};
-    /* rows apart (each row's quantization is its own: any split gives the same bytes) */
-    /* inside a team (runtime.h) every thread quantizes into its own copy */
-    if ((double)M * (double)B->K < 65536.0 || qkv_runtime_n_threads(rt) <= 1 || qkv__team_active())
-        quant_task(&qj, 0, M, 0);
-    else
-        qkv_parallel_for(rt, M, 1, quant_task, &qj);
+    /* rows apart (each row's quantization is its own: any split gives the same bytes); inside a
+     * team (runtime.h) every thread runs this call with its own copy, so solo: all rows each */
+    const int qsmall = (double)M * (double)B->K < 65536.0 || qkv_runtime_n_threads(rt) <= 1;
+    void *solo = qkv__team_solo_begin();
+    qkv_parallel_for(rt, M, qsmall ? M : 1, quant_task, &qj);
+    qkv__team_solo_end(solo);
     g.a = a;
     g.t = t;
     g.panels = B->npad / B->cfg.nr;
