@@ -32,7 +32,7 @@ def fortune_lines(n=600):
                 line = line.strip()
                 if len(line) > 20 and line != "%":
                     out.append(line)
-    # round-robin-free: file order, as the bf16 measurement took them, capped at n
+    # in file order (as the bf16 measurement took them), capped at n
     return out[:n]
 
 
