@@ -134,14 +134,22 @@ static int operands(int64_t M, int64_t N, int64_t K, float **A, float **W, float
 
 /* bf16 weights vs FP32 weights, both prepacked, on the same data. */
 static int run_bf16(qkv_runtime *rt, int threads, int reps, double peak) {
-    const int64_t shapes[][3] = {{128, 1536, 384}, {128, 384, 1536}, {128, 768, 768},
-                                 {1, 3072, 768},   {1, 768, 3072},   {8, 3072, 768}};
-    /* vdpbf16ps where the CPU has it (else the plain kernel); the plain one beside it */
+    const int64_t shapes[][3] = {{128, 1536, 384},  {128, 384, 1536},  {128, 768, 768},
+                                 {1, 3072, 768},    {1, 768, 3072},    {8, 3072, 768},
+                                 {2048, 1536, 384}, {2048, 384, 1536}, {2048, 1152, 384}};
+    /* the bf16-activation kernel the CPU has (QKV_BF16_KERNEL=amx|dpbf16 picks one; unset: AMX,
+     * else vdpbf16ps, else the plain kernel); the plain one beside it */
     qkv_gemm_bf16_config bcfg, pcfg;
-    qkv__gemm_bf16_allow_dpbf16(1);
+    const char *env = getenv("QKV_BF16_KERNEL");
+    qkv__gemm_bf16_select(env && strcmp(env, "dpbf16") == 0 ? QKV_BF16_DPBF16 : QKV_BF16_AMX);
     qkv__kernels()->gemm_bf16_config(&bcfg);
-    qkv__gemm_bf16_allow_dpbf16(0);
+    if (!bcfg.pairs) {
+        qkv__gemm_bf16_select(QKV_BF16_DPBF16);
+        qkv__kernels()->gemm_bf16_config(&bcfg);
+    }
+    qkv__gemm_bf16_select(QKV_BF16_PLAIN);
     qkv__kernels()->gemm_bf16_config(&pcfg);
+    qkv__gemm_bf16_select(QKV_BF16_DEFAULT);
     double bpeak = qkv__peak_gflops_with(rt, 0.3, bcfg.peak_loop);
     fprintf(stderr, "bench_gemm --bf16: kernel %s, measured peak of its instruction %.1f GFLOP/s\n",
             bcfg.name, bpeak);

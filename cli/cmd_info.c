@@ -29,17 +29,20 @@ static const struct {
     {QKV_CPU_AVX512VNNI, "avx512vnni"},
     {QKV_CPU_AVX512BF16, "avx512bf16"},
     {QKV_CPU_AVX512FP16, "avx512fp16"},
+    {QKV_CPU_AMX_BF16, "amx_bf16"},
+    {QKV_CPU_AMX_INT8, "amx_int8"},
 };
 
 /* How this CPU runs each weight dtype, from its features: "native" when it has instructions
  * that compute on the dtype itself, else how it is converted. Models run what --dtype names
- * (f32, bf16, f16 or int8; the 16-bit ones on the widening kernels by default,
- * docs/PERFORMANCE.md). */
+ * (f32, bf16, f16 or int8; bf16 on AMX tiles where the CPU has them, f16 and bf16 otherwise on
+ * the widening kernels by default, docs/PERFORMANCE.md). */
 static void dtype_support(unsigned f, const char *out[4]) {
     out[0] = "native";
-    out[1] = (f & QKV_CPU_AVX512BF16) ? "native (avx512_bf16)"
-             : (f & QKV_CPU_AVX2)     ? "converted (widened to f32 in registers)"
-                                      : "converted (widened to f32)";
+    out[1] = (f & QKV_CPU_AMX_BF16)     ? "native (amx_bf16 tiles)"
+             : (f & QKV_CPU_AVX512BF16) ? "native (avx512_bf16)"
+             : (f & QKV_CPU_AVX2)       ? "converted (widened to f32 in registers)"
+                                        : "converted (widened to f32)";
     out[2] = (f & QKV_CPU_AVX512FP16) ? "native (avx512_fp16)"
              : (f & QKV_CPU_F16C)     ? "converted (f16c)"
                                       : "converted (software)";
@@ -93,9 +96,10 @@ int cmd_info(int argc, char **argv) {
     dtype_support(f, d);
     printf("threads:      %d\n", threads);
     printf("dtypes:       f32 %s; bf16 %s; f16 %s; int8 %s\n", d[0], d[1], d[2], d[3]);
-    printf("model dtypes: f32 (default), bf16, f16, int8 (--dtype; 16-bit weights widened to\n"
-           "              f32 in the GEMM; QKV_BF16_KERNEL=dpbf16 runs bf16 on vdpbf16ps; int8\n"
-           "              on vpdpbusd with avx512_vnni, else vpmaddwd)\n");
+    printf("model dtypes: f32 (default), bf16, f16, int8 (--dtype; bf16 on AMX tiles where the\n"
+           "              CPU has them, activations rounded to bf16, else widened to f32 in the\n"
+           "              GEMM (QKV_BF16_KERNEL=amx|dpbf16|plain chooses); f16 widened to f32;\n"
+           "              int8 on vpdpbusd with avx512_vnni, else vpmaddwd)\n");
     printf("kernels:\n");
     const char *op, *isa;
     for (size_t i = 0; qkv_kernel_info(i, &op, &isa); i++) printf("  %-20s %s\n", op, isa);

@@ -137,6 +137,8 @@ enum {
     QKV_CPU_AVX512VNNI = 1u << 9,
     QKV_CPU_AVX512BF16 = 1u << 10,
     QKV_CPU_AVX512FP16 = 1u << 11,
+    QKV_CPU_AMX_BF16 = 1u << 12, /* AMX tiles with bf16 (tdpbf16ps), and the OS lets us use them */
+    QKV_CPU_AMX_INT8 = 1u << 13, /* AMX tiles with int8 (tdpbusd), likewise */
 };
 
 /* QKV_CPU_* bits the CPU and OS support (CPUID + XGETBV); 0 on non-x86. */

@@ -30,6 +30,8 @@
  *    1 - cos ≈ δ²/2 ≈ 9e-4; the check, 1e-2, leaves a margin of 10 (measured: 0.9979 at worst,
  *    llama_tiny). Encoder-decoders (Marian, T5, T5 v1.1) load in I8 and run beam search.
  *  - options: NULL / zero options are f32; I8 loads; other values INVALID_ARG. */
+#include "kernels/dispatch.h"
+#include "kernels/gemm_bf16.h"
 #include "qkv.h"
 #include "test.h"
 #include "test_arch.h"
@@ -127,9 +129,12 @@ static void write_variant(const char *src, const char *dst, variant v) {
     qkv_safetensors_close(st);
 }
 
+/* 1 when bf16 models are packed for the plain kernel (FP32 activations: the FP32 GEMM's bits),
+ * 0 for vdpbf16ps or AMX (bf16 activations), as now selected. */
 static int plain_kernel(void) {
-    const char *env = getenv("QKV_BF16_KERNEL");
-    return !(env && strcmp(env, "dpbf16") == 0);
+    qkv_gemm_bf16_config c;
+    qkv__kernels()->gemm_bf16_config(&c);
+    return !c.pairs;
 }
 
 /* ---------------------------------------------------------------- causal LMs */

@@ -31,6 +31,8 @@
  *    loses accuracy should fail here.
  *  - options: NULL and zero-initialized options are f32; F16 and I8 load; other values
  * and a struct_size with unknown non-zero bytes INVALID_ARG, with a message naming the dtype. */
+#include "kernels/dispatch.h"
+#include "kernels/gemm_bf16.h"
 #include "qkv.h"
 #include "test.h"
 #include "test_arch.h"
@@ -261,6 +263,13 @@ static int same_bits(const float *a, const float *b, size_t n) {
     return a && b && memcmp(a, b, n * sizeof(float)) == 0;
 }
 
+/* 1 when bf16 models are packed for the plain kernel (FP32 activations), as now selected. */
+static int plain_kernel(void) {
+    qkv_gemm_bf16_config c;
+    qkv__kernels()->gemm_bf16_config(&c);
+    return !c.pairs;
+}
+
 static void files(void) {
     char root[] = "/tmp/qkv_embed_bf16_XXXXXX";
     if (!mkdtemp(root)) {
@@ -283,9 +292,8 @@ static void files(void) {
     float *from_f32 = embed_tokens(TINY, QKV_DTYPE_BF16, tiny_ids, tiny_lens, NSEQ);
     float *from_bf16 = embed_tokens(odd, QKV_DTYPE_BF16, tiny_ids, tiny_lens, NSEQ);
     CHECK_MSG(same_bits(from_f32, from_bf16, n), "F32 rounded at load != BF16 as stored");
-    /* the plain bf16 kernel (default) is the FP32 GEMM on the widened weights */
-    const char *env = getenv("QKV_BF16_KERNEL");
-    if (!(env && strcmp(env, "dpbf16") == 0)) {
+    /* the plain bf16 kernel is the FP32 GEMM on the widened weights */
+    if (plain_kernel()) {
         float *odd32 = embed_tokens(odd, QKV_DTYPE_F32, tiny_ids, tiny_lens, NSEQ);
         CHECK_MSG(same_bits(odd32, from_bf16, n), "BF16 matrices: bf16 != f32 on widened");
         float *a16 = embed_tokens(all, QKV_DTYPE_BF16, tiny_ids, tiny_lens, NSEQ);
@@ -373,7 +381,13 @@ int main(void) {
     tiny_inputs();
     options();
     tiny_cosines();
-    files();
+    files();               /* with the kernel selected (AMX by default where the CPU has it) */
+    if (!plain_kernel()) { /* and the plain one, whose bits are the FP32 GEMM's */
+        printf("files() again with the plain bf16 kernel\n");
+        qkv__gemm_bf16_select(QKV_BF16_PLAIN);
+        files();
+        qkv__gemm_bf16_select(QKV_BF16_DEFAULT);
+    }
     minilm_cosines(arch == QKV_ARCH_SCALAR ? 8 : 1);
     return test_finish("embed_bf16");
 }

@@ -371,12 +371,56 @@ static void test_args(const qkv_gemm_bf16_config *cfg) {
     CHECK(P == NULL);
 }
 
+/* With an epilogue (bias, each activation, a residual; beta 0 and 1; edge shapes): the same
+ * bits as the product without it followed by qkv__gemm_epilogue_tile over C (what kernels with
+ * a fused epilogue, config.ukr_epi, must reproduce), with the product's own blocks. */
+static void test_epilogue(const qkv_gemm_bf16_config *cfg, qkv_runtime *rt) {
+    const int64_t shapes[][3] = {
+        {1, 33, 70}, {17, 31, 64}, {32, 32, 32}, {70, 97, 385}, {64, 64, 3}};
+    static const qkv_act acts[] = {QKV_ACT_NONE, QKV_ACT_GELU_ERF, QKV_ACT_GELU_TANH,
+                                   QKV_ACT_RELU, QKV_ACT_SILU,     QKV_ACT_TANH};
+    int n = 0, bad = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (size_t a = 0; a < sizeof acts / sizeof *acts; a++) {
+            const int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+            float *A = xmalloc(sizeof(float) * (size_t)(M * K)),
+                  *W = xmalloc(sizeof(float) * (size_t)(N * K));
+            float *bias = xmalloc(sizeof(float) * (size_t)N),
+                  *res = xmalloc(sizeof(float) * (size_t)(M * N));
+            float *C = xmalloc(sizeof(float) * (size_t)(M * N)),
+                  *R = xmalloc(sizeof(float) * (size_t)(M * N));
+            for (int64_t i = 0; i < M * K; i++) A[i] = urand();
+            for (int64_t i = 0; i < N * K; i++) W[i] = nt_weight();
+            for (int64_t i = 0; i < N; i++) bias[i] = urand();
+            for (int64_t i = 0; i < M * N; i++) res[i] = urand(), C[i] = R[i] = urand();
+            qkv_gemm_bf16_packed *P = NULL;
+            CHECK_OK(pack16_f32(cfg, 1, K, N, W, K, &P));
+            const float beta = n % 2 ? 1.0f : 0.0f;
+            qkv_gemm_epilogue e = {.bias = n % 3 == 2 ? NULL : bias,
+                                   .act = acts[a],
+                                   .residual = n % 4 == 1 ? NULL : res,
+                                   .ldr = N};
+            CHECK_OK(qkv__gemm_bf16(rt, M, A, K, P, beta, C, N, &e));
+            CHECK_OK(qkv__gemm_bf16(rt, M, A, K, P, beta, R, N, NULL));
+            qkv__gemm_epilogue_tile(&e, R, N, 0, 0, (int)M, (int)N);
+            if (memcmp(C, R, sizeof(float) * (size_t)(M * N)) != 0 && bad++ < 3)
+                fprintf(stderr, "%s epilogue M=%lld N=%lld K=%lld act %d: not the unfused bits\n",
+                        cfg->name, (long long)M, (long long)N, (long long)K, (int)acts[a]);
+            n++;
+            qkv__gemm_bf16_packed_free(P);
+            free(A), free(W), free(bias), free(res), free(C), free(R);
+        }
+    CHECK_MSG(bad == 0, "%s: %d of %d products with an epilogue differ from the unfused ones",
+              cfg->name, bad, n);
+}
+
 static void test_config(const qkv_gemm_bf16_config *cfg, qkv_runtime *rt1, qkv_runtime *rt2,
                         qkv_runtime *rt3) {
     printf("kernel: %s (%s weights, %s activations)\n", cfg->name, cfg->f16 ? "f16" : "bf16",
            cfg->pairs ? "bf16" : "FP32");
     test_shapes(cfg, rt1, rt2);
     test_k1_exact(cfg);
+    test_epilogue(cfg, rt2);
     test_deterministic(cfg, rt1, rt3);
     test_pack_rounding(cfg);
     test_nomem(cfg);
@@ -391,24 +435,38 @@ int main(void) {
     CHECK_OK(qkv_runtime_create(3, &rt3));
     qkv_gemm_bf16_config cfg;
     qkv__kernels()->gemm_bf16_config(&cfg);
-    /* the default is the plain kernel (unless QKV_BF16_KERNEL=dpbf16 asks otherwise) */
+    /* the default: AMX on AVX-512 where the CPU has it (unless QKV_BF16_KERNEL asks for another
+     * kernel), else the plain kernel of the ISA */
     const char *env = getenv("QKV_BF16_KERNEL");
-    CHECK(cfg.pairs == 0 || (env && strcmp(env, "dpbf16") == 0));
+    const unsigned f = qkv_cpu_features();
+    if (!env && arch == QKV_ARCH_AVX512 && (f & QKV_CPU_AMX_BF16) &&
+        strstr(qkv_build_info(), " amx"))
+        CHECK(strcmp(cfg.name, "gemm_bf16_amx") == 0);
+    else if (!env)
+        CHECK(cfg.pairs == 0);
+    printf("cpu: avx512_bf16 %s, amx_bf16 %s\n", f & QKV_CPU_AVX512BF16 ? "yes" : "no",
+           f & QKV_CPU_AMX_BF16 ? "yes" : "no");
     test_config(&cfg, rt1, rt2, rt3);
     qkv_gemm_bf16_config hf; /* f16 weights: the plain kernel of the ISA */
     qkv__kernels()->gemm_f16_config(&hf);
     CHECK(hf.f16 == 1 && hf.pairs == 0 && hf.f32_twin != NULL);
     test_config(&hf, rt1, rt2, rt3);
-    /* on an AVX-512 CPU with AVX512_BF16, also the vdpbf16ps kernel, selected explicitly */
-    if (arch == QKV_ARCH_AVX512 && (qkv_cpu_features() & QKV_CPU_AVX512BF16)) {
-        printf("cpu has avx512_bf16\n");
-        qkv_gemm_bf16_config dp;
-        qkv__gemm_bf16_allow_dpbf16(1);
-        qkv__kernels()->gemm_bf16_config(&dp);
-        qkv__gemm_bf16_allow_dpbf16(0);
-        /* plain only in a build without the kernel (qkv_build_info lists it) */
-        CHECK(dp.pairs || !strstr(qkv_build_info(), "avx512bf16"));
-        if (dp.pairs != cfg.pairs) test_config(&dp, rt1, rt2, rt3);
+    /* on AVX-512, every other bf16 kernel the CPU and build have, selected explicitly; a kernel
+     * the CPU has must be there unless the build lacks it (qkv_build_info lists them) */
+    static const int kinds[] = {QKV_BF16_PLAIN, QKV_BF16_DPBF16, QKV_BF16_AMX};
+    static const char *const names[] = {"gemm_bf16_avx512", "gemm_bf16_avx512bf16",
+                                        "gemm_bf16_amx"};
+    static const unsigned needs[] = {0, QKV_CPU_AVX512BF16, QKV_CPU_AMX_BF16};
+    static const char *const builds[] = {"", " avx512bf16", " amx"};
+    for (size_t i = 0; arch == QKV_ARCH_AVX512 && i < sizeof kinds / sizeof *kinds; i++) {
+        qkv_gemm_bf16_config other;
+        qkv__gemm_bf16_select(kinds[i]);
+        qkv__kernels()->gemm_bf16_config(&other);
+        qkv__gemm_bf16_select(QKV_BF16_DEFAULT);
+        const int has = (f & needs[i]) == needs[i] && strstr(qkv_build_info(), builds[i]);
+        CHECK_MSG(strcmp(other.name, has ? names[i] : "gemm_bf16_avx512") == 0,
+                  "selected %s, got %s", names[i], other.name);
+        if (strcmp(other.name, cfg.name) != 0) test_config(&other, rt1, rt2, rt3);
     }
     qkv_runtime_free(rt1);
     qkv_runtime_free(rt2);

@@ -273,6 +273,41 @@ static void test_acts(const qkv_kernels *k) {
     free(x), free(y), free(w), free(tol);
 }
 
+/* The GEMM epilogue row kernel == adding bias, act_f32, adding the residual, bit for bit, for
+ * every activation (and none), with and without bias / residual, at every tail length, with
+ * edge inputs (±0, tiny, huge, ±inf, NaN). */
+static void test_epilogue_rows(const qkv_kernels *k) {
+    static const qkv_act all[] = {QKV_ACT_NONE, QKV_ACT_GELU_ERF, QKV_ACT_GELU_TANH,
+                                  QKV_ACT_RELU, QKV_ACT_SILU,     QKV_ACT_TANH};
+    const size_t ns[] = {0, 1, 2, 15, 16, 17, 31, 32, 33, 47, 64, 100, 384, 1537};
+    int bad = 0, cases = 0;
+    for (size_t a = 0; a < sizeof all / sizeof *all; a++)
+        for (size_t s = 0; s < sizeof ns / sizeof *ns; s++)
+            for (int form = 0; form < 4; form++) {
+                const size_t n = ns[s];
+                float *y = fbuf(n), *want = fbuf(n), *bias = fbuf(n), *res = fbuf(n);
+                fill_act_input(y, n);
+                if (n >= 3 && s % 2) y[0] = INFINITY, y[1] = -INFINITY, y[2] = NAN;
+                for (size_t i = 0; i < n; i++) bias[i] = urand(-2, 2), res[i] = urand(-4, 4);
+                if (n >= 2) bias[n - 1] = -INFINITY, res[0] = NAN;
+                const float *b = form & 1 ? bias : NULL, *r = form & 2 ? res : NULL;
+                memcpy(want, y, n * sizeof *y);
+                if (b)
+                    for (size_t i = 0; i < n; i++) want[i] += b[i];
+                k->act_f32(all[a], want, want, n);
+                if (r)
+                    for (size_t i = 0; i < n; i++) want[i] += r[i];
+                k->epilogue_row_f32(y, b, all[a], r, n);
+                if (n && memcmp(y, want, n * sizeof *y) != 0 && bad++ < 3)
+                    fprintf(stderr, "epilogue_row act %d n %zu form %d: not the composition\n",
+                            (int)all[a], n, form);
+                cases++;
+                free(y), free(want), free(bias), free(res);
+            }
+    CHECK_MSG(bad == 0, "epilogue_row_f32: %d of %d cases differ from bias + act + residual", bad,
+              cases);
+}
+
 /* ---------------------------------------------------------------- softmax */
 
 /* Row patterns: 0 random, 1 with -inf entries, 2 all -inf, 3 ±1e4, 4 ±1e30, 5 a +inf entry
@@ -583,6 +618,7 @@ int main(void) {
     test_print_kernel_isa("softmax_f32");
     test_exp(k);
     test_acts(k);
+    test_epilogue_rows(k);
     test_softmax(k);
     test_norms(k);
     test_finite_differences(k);

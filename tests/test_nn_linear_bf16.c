@@ -215,13 +215,14 @@ int main(void) {
     qkv_gemm_bf16_config cfg;
     qkv__kernels()->gemm_bf16_config(&cfg);
     test_config(&cfg, rt1, rt2);
-    if (arch == QKV_ARCH_AVX512 && (qkv_cpu_features() & QKV_CPU_AVX512BF16)) {
-        qkv_gemm_bf16_config dp;
-        qkv__gemm_bf16_allow_dpbf16(1);
-        qkv__kernels()->gemm_bf16_config(&dp);
-        qkv__gemm_bf16_allow_dpbf16(0);
-        CHECK(dp.pairs || !strstr(qkv_build_info(), "avx512bf16"));
-        if (dp.pairs != cfg.pairs) test_config(&dp, rt1, rt2);
+    /* on AVX-512, every other bf16 kernel the CPU and build have, selected explicitly */
+    static const int kinds[] = {QKV_BF16_PLAIN, QKV_BF16_DPBF16, QKV_BF16_AMX};
+    for (size_t i = 0; arch == QKV_ARCH_AVX512 && i < sizeof kinds / sizeof *kinds; i++) {
+        qkv_gemm_bf16_config other;
+        qkv__gemm_bf16_select(kinds[i]);
+        qkv__kernels()->gemm_bf16_config(&other);
+        qkv__gemm_bf16_select(QKV_BF16_DEFAULT);
+        if (strcmp(other.name, cfg.name) != 0) test_config(&other, rt1, rt2);
     }
     qkv_runtime_free(rt1);
     qkv_runtime_free(rt2);

@@ -12,11 +12,23 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 static uint64_t xgetbv0(void) {
     uint32_t lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     return ((uint64_t)hi << 32) | lo;
+}
+
+static int amx_permitted(void) {
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+#else
+    return 0;
+#endif
 }
 
 static unsigned detect(void) {
@@ -47,6 +59,13 @@ static unsigned detect(void) {
         __cpuid_count(7, 1, a1, b1, c1, d1);
         (void)b1, (void)c1, (void)d1;
         if (a1 & (1u << 5)) f |= QKV_CPU_AVX512BF16;
+    }
+    /* AMX: tiles (EDX bit 24) with bf16 (22) / int8 (25), the OS enabling the tile state in
+     * XCR0 (bits 17, 18), and on Linux the process's permission to use it, asked once here
+     * (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA, feature 18; Linux >= 5.16). */
+    if (zmm_ok && (d & (1u << 24)) && (xcr0 & 0x60000) == 0x60000 && amx_permitted()) {
+        if (d & (1u << 22)) f |= QKV_CPU_AMX_BF16;
+        if (d & (1u << 25)) f |= QKV_CPU_AMX_INT8;
     }
     return f;
 }

@@ -18,6 +18,10 @@
 #define QKV_HAVE_AVX512VNNI 0
 #endif
 
+#ifndef QKV_HAVE_AMX /* the AMX GEMM kernels are compiled in */
+#define QKV_HAVE_AMX 0
+#endif
+
 /* 1 if the CPU and this build can run ISA a. */
 int qkv__arch_supported(qkv_arch a);
 

@@ -21,7 +21,7 @@ const char *qkv_build_info(void) {
     if (!buf[0]) {
         const char *san = QKV_SANITIZE_FLAGS;
         snprintf(buf, sizeof buf,
-                 "build %s; compiler %s %s; sanitizers %s; cblas %s; isa kernels scalar%s%s%s%s",
+                 "build %s; compiler %s %s; sanitizers %s; cblas %s; isa kernels scalar%s%s%s%s%s",
                  QKV_BUILD_TYPE,
 #if defined(__clang__)
                  "clang",
@@ -32,8 +32,8 @@ const char *qkv_build_info(void) {
 #endif
                  __VERSION__, san[0] ? san : "none", QKV_WITH_CBLAS ? "on" : "off",
                  QKV_HAVE_AVX2 ? " avx2" : "", QKV_HAVE_AVX512 ? " avx512" : "",
-                 QKV_HAVE_AVX512BF16 ? " avx512bf16" : "",
-                 QKV_HAVE_AVX512VNNI ? " avx512vnni" : "");
+                 QKV_HAVE_AVX512BF16 ? " avx512bf16" : "", QKV_HAVE_AVX512VNNI ? " avx512vnni" : "",
+                 QKV_HAVE_AMX ? " amx" : "");
     }
     return buf;
 }

@@ -18,12 +18,31 @@ static const struct {
     const char *name;
     size_t offset;
 } ops[] = {
-    OP(convert_f16_f32), OP(convert_f32_f16),       OP(convert_bf16_f32),     OP(convert_f32_bf16),
-    OP(gemm_f32_config), OP(fma_peak_loop),         OP(attn_f32_config),      OP(exp_f32),
-    OP(act_f32),         OP(act_bwd_f32),           OP(softmax_f32),          OP(softmax_bwd_f32),
-    OP(log_softmax_f32), OP(log_softmax_bwd_f32),   OP(layernorm_f32),        OP(layernorm_bwd_f32),
-    OP(rmsnorm_f32),     OP(rmsnorm_bwd_f32),       OP(gemm_bf16_config),     OP(gemm_f16_config),
-    OP(attn_decode_f32), OP(log_softmax_stats_f32), OP(log_softmax_topk_f32), OP(gemm_i8_config),
+    OP(convert_f16_f32),
+    OP(convert_f32_f16),
+    OP(convert_bf16_f32),
+    OP(convert_f32_bf16),
+    OP(gemm_f32_config),
+    OP(fma_peak_loop),
+    OP(attn_f32_config),
+    OP(exp_f32),
+    OP(act_f32),
+    OP(act_bwd_f32),
+    OP(softmax_f32),
+    OP(softmax_bwd_f32),
+    OP(log_softmax_f32),
+    OP(log_softmax_bwd_f32),
+    OP(layernorm_f32),
+    OP(layernorm_bwd_f32),
+    OP(rmsnorm_f32),
+    OP(rmsnorm_bwd_f32),
+    OP(gemm_bf16_config),
+    OP(gemm_f16_config),
+    OP(attn_decode_f32),
+    OP(log_softmax_stats_f32),
+    OP(log_softmax_topk_f32),
+    OP(gemm_i8_config),
+    OP(epilogue_row_f32),
 };
 #undef OP
 #define N_OPS (sizeof ops / sizeof ops[0])

@@ -104,6 +104,11 @@ typedef struct qkv_kernels {
     /* Fills the int8 GEMM micro-kernel (kernels/gemm_i8.h): every ISA gives the same bits.
      * avx512: the vpdpbusd kernel when CPUID reports AVX512_VNNI, else the avx2 one. */
     void (*gemm_i8_config)(struct qkv_gemm_i8_config *cfg);
+    /* Row kernel: the GEMM epilogue on one row (kernels/gemm.c): y[i] = act(y[i] + bias[i]) +
+     * res[i] (bias, res NULL: not added); y must not overlap bias or res. The same float operations
+     * as adding bias, act_f32, adding res, so the same bits. */
+    void (*epilogue_row_f32)(float *y, const float *bias, qkv_act act, const float *res,
+                             size_t n); /* (n) -> (n) */
 } qkv_kernels;
 
 /* Per-ISA tables. The ref table is complete; the others name only what they specialize. */

@@ -68,9 +68,18 @@ void qkv__gemm_epilogue_tile(const qkv_gemm_epilogue *epi, float *c, int64_t ldc
         epilogue_grad_tile(epi, c, ldc, i0, j0, mr, nr);
         return;
     }
-    /* the activation is the active ISA's vectorized row kernel (kernels/dispatch.h) */
+    /* the active ISA's row kernels (kernels/dispatch.h): without the pre-activation copy, the
+     * epilogue row kernel does bias, activation and residual in one pass (the same bits) */
+    const qkv_kernels *kr = qkv__kernels();
+    if (!epi->pre) {
+        for (int r = 0; r < mr; r++)
+            kr->epilogue_row_f32(c + r * ldc, epi->bias ? epi->bias + j0 : NULL, epi->act,
+                                 epi->residual ? epi->residual + (i0 + r) * epi->ldr + j0 : NULL,
+                                 (size_t)nr);
+        return;
+    }
     void (*act)(qkv_act, const float *, float *, size_t) =
-        epi->act != QKV_ACT_NONE ? qkv__kernels()->act_f32 : NULL;
+        epi->act != QKV_ACT_NONE ? kr->act_f32 : NULL;
     for (int r = 0; r < mr; r++) {
         float *row = c + r * ldc;
         if (epi->bias)

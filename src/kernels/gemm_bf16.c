@@ -14,6 +14,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "core/runtime.h"
 #include "kernels/dispatch.h"
 
 #include <stdlib.h>
@@ -39,33 +40,51 @@ void qkv__gemm_bf16_config_plain(qkv_gemm_bf16_config *cfg, const char *name,
     cfg->kc = f.kc; /* the twin's K blocks: the same summation order */
     cfg->mc = f.mc;
     cfg->pairs = 0;
+    cfg->kalign = 1;
+    cfg->pad_rows = 0;
     cfg->f16 = 0;
     cfg->ukr = ukr;
+    cfg->ukr_epi = NULL;
     cfg->f32_twin = twin;
     cfg->peak_loop = peak_loop;
 }
 
-/* -1: not decided yet; the first lookup reads QKV_BF16_KERNEL (default: the plain kernel, the
- * faster one on the CPUs measured, docs/PERFORMANCE.md). */
-static int dpbf16_allowed = -1;
-void qkv__gemm_bf16_allow_dpbf16(int on) {
-    __atomic_store_n(&dpbf16_allowed, on != 0, __ATOMIC_RELAXED);
-}
-int qkv__gemm_bf16_dpbf16_allowed(void) {
-    int v = __atomic_load_n(&dpbf16_allowed, __ATOMIC_RELAXED);
-    if (v >= 0) return v;
+/* -2: not decided yet; the first lookup reads QKV_BF16_KERNEL (gemm_bf16.h). */
+static int bf16_kernel = -2;
+static int kernel_from_env(void) {
     const char *env = getenv("QKV_BF16_KERNEL");
-    int want = env && strcmp(env, "dpbf16") == 0, unset = -1;
-    __atomic_compare_exchange_n(&dpbf16_allowed, &unset, want, 0, __ATOMIC_RELAXED,
-                                __ATOMIC_RELAXED);
-    return __atomic_load_n(&dpbf16_allowed, __ATOMIC_RELAXED);
+    if (env && strcmp(env, "plain") == 0) return QKV_BF16_PLAIN;
+    if (env && strcmp(env, "dpbf16") == 0) return QKV_BF16_DPBF16;
+    return QKV_BF16_AMX;
+}
+void qkv__gemm_bf16_select(int kernel) {
+    int k = kernel == QKV_BF16_PLAIN || kernel == QKV_BF16_DPBF16 || kernel == QKV_BF16_AMX
+                ? kernel
+                : kernel_from_env();
+    __atomic_store_n(&bf16_kernel, k, __ATOMIC_RELAXED);
+}
+int qkv__gemm_bf16_selected(void) {
+    int v = __atomic_load_n(&bf16_kernel, __ATOMIC_RELAXED);
+    if (v >= 0) return v;
+    int want = kernel_from_env(), unset = -2;
+    __atomic_compare_exchange_n(&bf16_kernel, &unset, want, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    return __atomic_load_n(&bf16_kernel, __ATOMIC_RELAXED);
 }
 
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-/* Stored length of the K block [pc, pc + kcb): pairs pad an odd (last) block with a zero k. */
+/* What K blocks and A's bf16 rows are padded to: 1 plain, 2 pairs, 32 AMX (a config filled
+ * without the field, kalign 0, gets its kind's minimum). */
+static int64_t kalign(const qkv_gemm_bf16_config *cfg) {
+    int64_t min = cfg->pairs ? 2 : 1;
+    return cfg->kalign > min ? cfg->kalign : min;
+}
+
+/* Stored length of the K block [pc, pc + kcb): the (last) block padded with zero k to kalign.
+ * Every block but the last is a whole number of kalign (kc is a multiple of 4, and the AMX
+ * config has one block), so block pc starts at pc in the stored K. */
 static int64_t k_stored(const qkv_gemm_bf16_config *cfg, int64_t kcb) {
-    return cfg->pairs ? round_up(kcb, 2) : kcb;
+    return round_up(kcb, kalign(cfg));
 }
 
 /* Index of op(B)(p, j) inside one micro-panel (p, j relative to the panel). */
@@ -130,7 +149,7 @@ static qkv_status pack_common(const qkv_gemm_bf16_config *cfg, int f16, int tran
     p->npad = round_up(N, p->cfg.nr);
     if (K > 0 && N > 0) {
         size_t bytes;
-        if (qkv__mul_overflow((size_t)round_up(K, 2), (size_t)p->npad, &bytes) ||
+        if (qkv__mul_overflow((size_t)round_up(K, kalign(&p->cfg)), (size_t)p->npad, &bytes) ||
             qkv__mul_overflow(bytes, sizeof(uint16_t), &bytes)) {
             qkv__free(p);
             return qkv__fail(QKV_ERR_OVERFLOW, "gemm %s pack: %lld x %lld overflows", fmt,
@@ -181,7 +200,9 @@ void qkv__gemm_bf16_packed_free(qkv_gemm_bf16_packed *p) {
 int64_t qkv__gemm_bf16_packed_k(const qkv_gemm_bf16_packed *p) { return p ? p->K : 0; }
 int64_t qkv__gemm_bf16_packed_n(const qkv_gemm_bf16_packed *p) { return p ? p->N : 0; }
 size_t qkv__gemm_bf16_packed_bytes(const qkv_gemm_bf16_packed *p) {
-    return p && p->data ? (size_t)round_up(p->K, 2) * (size_t)p->npad * sizeof(uint16_t) : 0;
+    return p && p->data
+               ? (size_t)round_up(p->K, kalign(&p->cfg)) * (size_t)p->npad * sizeof(uint16_t)
+               : 0;
 }
 const char *qkv__gemm_bf16_packed_kernel(const qkv_gemm_bf16_packed *p) {
     return p ? p->cfg.name : NULL;
@@ -194,12 +215,27 @@ uint16_t qkv__gemm_bf16_packed_get(const qkv_gemm_bf16_packed *p, int64_t k, int
     return panel[panel_index(&p->cfg, k - pc, (int)(n - jr))];
 }
 
-/* A [M, K] -> bf16 rows ah [M, kp] (RNE; kp = K rounded up to even, a zero pads odd K). */
-static void round_a(int64_t M, int64_t K, const float *A, int64_t lda, uint16_t *ah, int64_t kp) {
+/* A [M, K] -> bf16 rows ah [mp, kp] (RNE; kp = K rounded up to kalign, mp = M or, with
+ * pad_rows, M rounded up to mr; zeros in the padding), rows [begin, end) of it per task. */
+typedef struct {
+    const float *A;
+    int64_t lda, M, K;
+    uint16_t *ah;
+    int64_t kp;
+} round_job;
+
+static void round_task(void *ctx, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    const round_job *r = ctx;
     void (*conv)(const float *, uint16_t *, size_t) = qkv__kernels()->convert_f32_bf16;
-    for (int64_t i = 0; i < M; i++) {
-        conv(A + i * lda, ah + i * kp, (size_t)K);
-        if (kp > K) ah[i * kp + K] = 0;
+    for (int64_t i = begin; i < end; i++) {
+        uint16_t *row = r->ah + i * r->kp;
+        if (i >= r->M) {
+            memset(row, 0, sizeof(uint16_t) * (size_t)r->kp);
+            continue;
+        }
+        conv(r->A + i * r->lda, row, (size_t)r->K);
+        memset(row + r->K, 0, sizeof(uint16_t) * (size_t)(r->kp - r->K));
     }
 }
 
@@ -235,10 +271,14 @@ static void bf16_task(void *ctx, int64_t begin, int64_t end, int tid) {
                 for (int64_t ir = ic; ir < ic + mc; ir += MR) {
                     int mr = (int)(g->M - ir < MR ? g->M - ir : MR);
                     float *c = g->C + ir * g->ldc + jr;
-                    if (cfg->pairs)
-                        cfg->ukr(kcb, g->ah + ir * g->kp + pc, g->kp, bp, c, g->ldc, mr, nr, beta);
-                    else
-                        cfg->ukr(kcb, g->A + ir * g->lda + pc, g->lda, bp, c, g->ldc, mr, nr, beta);
+                    const void *a = cfg->pairs ? (const void *)(g->ah + ir * g->kp + pc)
+                                               : (const void *)(g->A + ir * g->lda + pc);
+                    const int64_t lda = cfg->pairs ? g->kp : g->lda;
+                    if (epi && cfg->ukr_epi && !epi->pre && !epi->act_grad) {
+                        cfg->ukr_epi(kcb, a, lda, bp, c, g->ldc, mr, nr, beta, epi, ir, jr);
+                        continue;
+                    }
+                    cfg->ukr(kcb, a, lda, bp, c, g->ldc, mr, nr, beta);
                     if (epi) qkv__gemm_epilogue_tile(epi, c, g->ldc, ir, jr, mr, nr);
                 }
             }
@@ -259,8 +299,9 @@ qkv_status qkv__gemm_bf16(qkv_runtime *rt, int64_t M, const float *A, int64_t ld
     uint16_t *ah = NULL;
     if (B->cfg.pairs) {
         size_t bytes;
-        g.kp = round_up(B->K, 2);
-        if (qkv__mul_overflow((size_t)M, (size_t)g.kp, &bytes) ||
+        const int64_t mp = B->cfg.pad_rows ? round_up(M, B->cfg.mr) : M;
+        g.kp = round_up(B->K, kalign(&B->cfg));
+        if (qkv__mul_overflow((size_t)mp, (size_t)g.kp, &bytes) ||
             qkv__mul_overflow(bytes, sizeof(uint16_t), &bytes)) {
             qkv__free(res_copy);
             return qkv__fail(QKV_ERR_OVERFLOW, "gemm bf16: bf16 copy of A overflows");
@@ -270,7 +311,14 @@ qkv_status qkv__gemm_bf16(qkv_runtime *rt, int64_t M, const float *A, int64_t ld
             qkv__free(res_copy);
             return qkv__fail(QKV_ERR_NOMEM, "gemm bf16: cannot allocate %zu bytes for A", bytes);
         }
-        round_a(M, B->K, A, lda, ah, g.kp);
+        round_job r = {.A = A, .lda = lda, .M = M, .K = B->K, .ah = ah, .kp = g.kp};
+        /* rows in chunks of 64 over the threads when there are many (a chunk per thread
+         * otherwise costs more to wake than to convert); inside a team (runtime.h) every
+         * thread runs this call with its own copy, so solo: all rows each */
+        const int many = (double)mp * (double)g.kp >= 65536.0 && qkv_runtime_n_threads(rt) > 1;
+        void *solo = qkv__team_solo_begin();
+        qkv_parallel_for(rt, mp, many ? 64 : mp, round_task, &r);
+        qkv__team_solo_end(solo);
         g.ah = ah;
     }
     int64_t panels = B->npad / B->cfg.nr;

@@ -11,7 +11,7 @@
  * packed once (qkv__gemm_bf16_pack, or qkv__gemm_bf16_pack_f32 from an FP32 checkpoint, rounded
  * to nearest even) into the layout of one ISA's micro-kernel, then reused for every product.
  *
- * Two kinds of micro-kernel (config.pairs):
+ * Three kinds of micro-kernel (config.pairs, config.kalign):
  *  - plain (ref, avx2, avx512 without AVX512_BF16): B panels hold bf16 in the FP32
  *    layout bp[p*NR + j]; the kernel widens them exactly (bf16 is the top half of an FP32) and
  *    runs the FP32 FMA sequence of that ISA's FP32 micro-kernel on A read in place. The result
@@ -22,6 +22,10 @@
  *    (bp[q*2*NR + 2*j + h] = b[2q + h][j]). vdpbf16ps
  *    multiplies the pairs exactly and adds them into FP32 accumulators (it flushes bf16
  *    subnormal inputs and FP32 subnormal results to zero, and rounds to nearest even).
+ *  - AMX (tdpbf16ps, kernels/avx512/gemm_bf16_amx.c): the pairs layout with NR = 32, whose
+ *    halves are the B tiles; A's bf16 rows and B's panels padded with zeros to a multiple of 32
+ *    k (kalign = 32) and A to whole 32-row blocks (pad_rows), because a tile load reads whole
+ *    16-row x 32-k tiles. The same arithmetic and bound as pairs.
  * Error against the exact product (tests/test_kernels_gemm_bf16.c checks both on every ISA),
  * with S = Σ_k |a_k|·|b_k| + |beta·c| and γ_n = n·2^-24 / (1 - n·2^-24):
  *    plain: |err| <= γ_{K+2}·S                        (+ gradual-underflow terms)
@@ -47,29 +51,38 @@
  * overwrite), nothing else touched, with acc[r][j] = Σ_{p<kc} a(r, p)·b(p, j), where
  *  - plain: a(r, p) = ((const float *)a)[r*lda + p], b(p, j) = widen(bp[p*NR + j]);
  *  - pairs: a = bf16 rows (const uint16_t *, a(r, p) = a[r*lda + p], lda even, a 4-byte
- *    aligned, a zero at p = kc when kc is odd), b the pair panel (bp[q*2*NR + 2*j + h]),
- *    q < ceil(kc/2). Rows past mr are never read. */
+ *    aligned, zeros from p = kc to the next multiple of kalign), b the pair panel
+ *    (bp[q*2*NR + 2*j + h]), q < ceil(kc/kalign)*kalign/2. Rows past mr are never read, except
+ *    with pad_rows (AMX), where the A block has mr rounded up to 16 rows, zeros past M. */
 typedef void (*qkv_gemm_bf16_ukr_fn)(int64_t kc, const void *a, int64_t lda, const uint16_t *bp,
                                      float *c, int64_t ldc, int mr, int nr, float beta);
+
+/* Optional: the micro-kernel with the epilogue fused (epi as qkv__gemm_f32's, without pre or
+ * act_grad; i0, j0: the block's position in C): the same bits as ukr, then
+ * qkv__gemm_epilogue_tile on the block, in one pass over C. */
+typedef void (*qkv_gemm_bf16_ukr_epi_fn)(int64_t kc, const void *a, int64_t lda, const uint16_t *bp,
+                                         float *c, int64_t ldc, int mr, int nr, float beta,
+                                         const qkv_gemm_epilogue *epi, int64_t i0, int64_t j0);
 
 typedef struct qkv_gemm_bf16_config {
     const char *name; /* e.g. gemm_bf16_avx512bf16 */
     int mr, nr;       /* register block */
     int64_t kc, mc;   /* K block (at most; as qkv__gemm_k_block), rows per A block */
     int pairs;        /* 1: vdpbf16ps layout, A rounded to bf16 pairs; 0: plain (see above) */
+    int kalign;       /* stored K blocks (B) and A's bf16 rows padded to a multiple of this */
+    int pad_rows;     /* 1: A's bf16 copy is padded with zero rows to a multiple of mr (AMX) */
     int f16;          /* 1: the weights are IEEE binary16 (plain kernels only); 0: bf16 */
     qkv_gemm_bf16_ukr_fn ukr;
+    qkv_gemm_bf16_ukr_epi_fn ukr_epi; /* NULL: ukr, then the epilogue on the block */
     /* plain kernels: the FP32 config whose results they reproduce bit for bit; else NULL */
     void (*f32_twin)(qkv_gemm_config *cfg);
     /* the peak loop of the instruction the kernel runs (FMA, or vdpbf16ps; kernels/peak.c) */
     float (*peak_loop)(int64_t iters, double *flops);
 } qkv_gemm_bf16_config;
 
-/* The config of each ISA. avx512 picks the AVX512_BF16 kernel when CPUID reports it, the build
- * has it (QKV_HAVE_AVX512BF16) and it is allowed (below), else its plain zmm kernel
- * (gemm_bf16_avx512: FP32 activations, the FP32 avx512 kernel's bits). The default is plain:
- * on the CPUs measured vdpbf16ps issues at half the FMA rate, so it is the slower one
- * (docs/PERFORMANCE.md). */
+/* The config of each ISA. avx512 picks the kernel qkv__gemm_bf16_selected() names when the
+ * CPU has it (qkv_cpu_features) and the build has it (QKV_HAVE_AMX, QKV_HAVE_AVX512BF16), else
+ * its plain zmm kernel (gemm_bf16_avx512: FP32 activations, the FP32 avx512 kernel's bits). */
 void qkv__gemm_bf16_config_ref(qkv_gemm_bf16_config *cfg);
 void qkv__gemm_bf16_config_avx2(qkv_gemm_bf16_config *cfg);
 void qkv__gemm_bf16_config_avx512(qkv_gemm_bf16_config *cfg);
@@ -82,16 +95,26 @@ void qkv__gemm_f16_config_avx512(qkv_gemm_bf16_config *cfg);
 void qkv__gemm_bf16_config_plain(qkv_gemm_bf16_config *cfg, const char *name,
                                  void (*twin)(qkv_gemm_config *), qkv_gemm_bf16_ukr_fn ukr,
                                  float (*peak_loop)(int64_t iters, double *flops));
-/* Whether the avx512 config may choose vdpbf16ps: default no, unless the environment variable
- * QKV_BF16_KERNEL is "dpbf16" when first asked (any other value: the plain kernel). Tests and
- * benchmarks set it to compare both; a weight packed keeps the kernel it was packed for. Set
- * it before packing. */
-void qkv__gemm_bf16_allow_dpbf16(int on);
-int qkv__gemm_bf16_dpbf16_allowed(void);
+/* Which bf16 kernel the avx512 config takes where the CPU has it:
+ *   AMX (the default): tdpbf16ps, on CPUs with AMX_BF16 (Sapphire Rapids and later) that the
+ *       OS lets us use; elsewhere the plain kernel. On the CPU measured it is several times the
+ *       FP32 peak on batches (docs/PERFORMANCE.md);
+ *   DPBF16: vdpbf16ps (AVX512_BF16), which issued at half the FMA rate on the CPUs measured;
+ *   PLAIN: bf16 widened to FP32 (FP32 activations, the FP32 kernel's bits).
+ * The environment variable QKV_BF16_KERNEL (amx | dpbf16 | plain), read at the first lookup,
+ * sets it; qkv__gemm_bf16_select overrides it (DEFAULT: back to the environment's or AMX). A
+ * weight packed keeps the kernel it was packed for: select before packing. */
+enum { QKV_BF16_DEFAULT = -1, QKV_BF16_PLAIN = 0, QKV_BF16_DPBF16 = 1, QKV_BF16_AMX = 2 };
+void qkv__gemm_bf16_select(int kernel);
+int qkv__gemm_bf16_selected(void);
 /* The vdpbf16ps kernel itself (only with QKV_HAVE_AVX512BF16; caller checks the CPU). */
 void qkv__gemm_bf16_config_avx512bf16(qkv_gemm_bf16_config *cfg);
 /* Peak loop of independent vdpbf16ps chains (kernels/peak.c contract; 4 FLOPs per lane). */
 float qkv__dpbf16_peak_loop_avx512bf16(int64_t iters, double *flops);
+/* The AMX kernel (only with QKV_HAVE_AMX; caller checks QKV_CPU_AMX_BF16), and the peak loop
+ * of four independent tdpbf16ps (16 x 16 x 32 multiply-adds each). */
+void qkv__gemm_bf16_config_amx(qkv_gemm_bf16_config *cfg);
+float qkv__amx_bf16_peak_loop(int64_t iters, double *flops);
 
 typedef struct qkv_gemm_bf16_packed qkv_gemm_bf16_packed;
 
@@ -126,7 +149,8 @@ uint16_t qkv__gemm_bf16_packed_get(const qkv_gemm_bf16_packed *p, int64_t k, int
 /* C [M, N] = epilogue(A [M, K] · op(B) + beta * C) with the packed B's kernel; epi NULL or as
  * qkv__gemm_f32's (the same checks; a residual overlapping C is copied first). INVALID_ARG on
  * NULL B, M < 0, lda < K, ldc < N, NULL A/C where needed, or a malformed epilogue; NOMEM if A's
- * bf16 pairs (pairs kernels only: M x K bf16) or the residual's copy cannot be allocated. */
+ * bf16 copy (pairs and AMX kernels only: M x K bf16, padded) or the residual's copy cannot be
+ * allocated. */
 qkv_status qkv__gemm_bf16(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
                           const qkv_gemm_bf16_packed *B, float beta, float *C, int64_t ldc,
                           const qkv_gemm_epilogue *epi);

@@ -342,6 +342,41 @@ void RK(act_f32)(qkv_act act, const float *x, float *y, size_t n) {
     }
 }
 
+/* y = act(y + bias) + res, lane by lane: the operations of the GEMM epilogue's bias loop, act_f32
+ * (MAP_ROW: the same F on the same tail lanes) and residual loop, in one pass. */
+#define EPI_ROW(F)                                                                                 \
+    do {                                                                                           \
+        size_t i_ = 0;                                                                             \
+        for (; i_ + VW <= n; i_ += VW) {                                                           \
+            vf v_ = vf_load(y + i_);                                                               \
+            if (bias) v_ = vf_add(v_, vf_load(bias + i_));                                         \
+            v_ = F(v_);                                                                            \
+            if (res) v_ = vf_add(v_, vf_load(res + i_));                                           \
+            vf_store(y + i_, v_);                                                                  \
+        }                                                                                          \
+        if (i_ < n) {                                                                              \
+            size_t k_ = n - i_;                                                                    \
+            vf v_ = vf_load_tail(y + i_, k_, 0.0f);                                                \
+            if (bias) v_ = vf_add(v_, vf_load_tail(bias + i_, k_, 0.0f));                          \
+            v_ = F(v_);                                                                            \
+            if (res) v_ = vf_add(v_, vf_load_tail(res + i_, k_, 0.0f));                            \
+            vf_store_tail(y + i_, k_, v_);                                                         \
+        }                                                                                          \
+    } while (0)
+
+static inline vf v_ident(vf x) { return x; }
+
+void RK(epilogue_row_f32)(float *y, const float *bias, qkv_act act, const float *res, size_t n) {
+    switch (act) {
+    case QKV_ACT_NONE: EPI_ROW(v_ident); break;
+    case QKV_ACT_GELU_ERF: EPI_ROW(v_gelu_erf); break;
+    case QKV_ACT_GELU_TANH: EPI_ROW(v_gelu_tanh); break;
+    case QKV_ACT_RELU: EPI_ROW(v_relu); break;
+    case QKV_ACT_SILU: EPI_ROW(v_silu); break;
+    case QKV_ACT_TANH: EPI_ROW(v_tanh); break;
+    }
+}
+
 void RK(act_bwd_f32)(qkv_act act, const float *x, const float *dy, float *dx, size_t n) {
     switch (act) {
     case QKV_ACT_NONE: {

@@ -15,6 +15,8 @@ void qkv__convert_f32_bf16_avx2(const float *src, uint16_t *dst, size_t n);
 /* Row kernels (rowops_avx2.c); contracts in kernels/dispatch.h and docs/KERNELS.md. */
 void qkv__exp_f32_avx2(const float *x, float *y, size_t n);
 void qkv__act_f32_avx2(qkv_act act, const float *x, float *y, size_t n);
+void qkv__epilogue_row_f32_avx2(float *y, const float *bias, qkv_act act, const float *res,
+                                size_t n);
 void qkv__act_bwd_f32_avx2(qkv_act act, const float *x, const float *dy, float *dx, size_t n);
 void qkv__softmax_f32_avx2(const float *x, float *y, size_t rows, size_t n);
 void qkv__softmax_bwd_f32_avx2(const float *y, const float *dy, float *dx, size_t rows, size_t n);

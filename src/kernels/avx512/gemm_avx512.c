@@ -243,12 +243,20 @@ void qkv__gemm_f16_config_avx512(qkv_gemm_bf16_config *cfg) {
     cfg->f16 = 1;
 }
 
-/* The bf16-weight GEMM: vdpbf16ps where the CPU has AVX512_BF16 (its own file and flags) and
- * qkv__gemm_bf16_allow_dpbf16 has not turned it off; else the FP32 zmm kernel on bf16 weights
+/* The bf16-weight GEMM: the kernel qkv__gemm_bf16_selected() names (AMX by default) where the
+ * CPU and the build have it (its own file and flags), else the FP32 zmm kernel on bf16 weights
  * widened in registers (FP32 activations, the FP32 kernel's bits). */
 void qkv__gemm_bf16_config_avx512(qkv_gemm_bf16_config *cfg) {
+    const int want = qkv__gemm_bf16_selected();
+    (void)want;
+#if QKV_HAVE_AMX
+    if (want == QKV_BF16_AMX && (qkv_cpu_features() & QKV_CPU_AMX_BF16)) {
+        qkv__gemm_bf16_config_amx(cfg);
+        return;
+    }
+#endif
 #if QKV_HAVE_AVX512BF16
-    if ((qkv_cpu_features() & QKV_CPU_AVX512BF16) && qkv__gemm_bf16_dpbf16_allowed()) {
+    if (want == QKV_BF16_DPBF16 && (qkv_cpu_features() & QKV_CPU_AVX512BF16)) {
         qkv__gemm_bf16_config_avx512bf16(cfg);
         return;
     }

@@ -100,8 +100,11 @@ void qkv__gemm_bf16_config_avx512bf16(qkv_gemm_bf16_config *cfg) {
     cfg->kc = 512; /* B micro-panel 512 x 48 bf16 = 48 KiB: L1 (Zen 4: 32 KiB) + L2 */
     cfg->mc = 144;
     cfg->pairs = 1;
+    cfg->kalign = 2;
+    cfg->pad_rows = 0;
     cfg->f16 = 0;
     cfg->ukr = gemm_bf16_ukr_avx512bf16;
+    cfg->ukr_epi = NULL;
     cfg->f32_twin = NULL;
     cfg->peak_loop = qkv__dpbf16_peak_loop_avx512bf16;
 }

@@ -17,6 +17,7 @@ const qkv_kernels qkv__kernels_avx512 = {
     .attn_f32_config = qkv__attn_config_avx512,
     .exp_f32 = qkv__exp_f32_avx512,
     .act_f32 = qkv__act_f32_avx512,
+    .epilogue_row_f32 = qkv__epilogue_row_f32_avx512,
     .act_bwd_f32 = qkv__act_bwd_f32_avx512,
     .softmax_f32 = qkv__softmax_f32_avx512,
     .softmax_bwd_f32 = qkv__softmax_bwd_f32_avx512,

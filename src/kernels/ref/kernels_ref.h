@@ -15,6 +15,8 @@ void qkv__convert_f32_bf16_ref(const float *src, uint16_t *dst, size_t n);
 /* Row kernels (rowops_ref.c); contracts in kernels/dispatch.h and docs/KERNELS.md. */
 void qkv__exp_f32_ref(const float *x, float *y, size_t n);
 void qkv__act_f32_ref(qkv_act act, const float *x, float *y, size_t n);
+void qkv__epilogue_row_f32_ref(float *y, const float *bias, qkv_act act, const float *res,
+                               size_t n);
 void qkv__act_bwd_f32_ref(qkv_act act, const float *x, const float *dy, float *dx, size_t n);
 void qkv__softmax_f32_ref(const float *x, float *y, size_t rows, size_t n);
 void qkv__softmax_bwd_f32_ref(const float *y, const float *dy, float *dx, size_t rows, size_t n);

@@ -72,6 +72,15 @@ void qkv__act_f32_ref(qkv_act act, const float *x, float *y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = (float)act_value(act, x[i]);
 }
 
+void qkv__epilogue_row_f32_ref(float *y, const float *bias, qkv_act act, const float *res,
+                               size_t n) {
+    if (bias)
+        for (size_t i = 0; i < n; i++) y[i] += bias[i];
+    qkv__act_f32_ref(act, y, y, n);
+    if (res)
+        for (size_t i = 0; i < n; i++) y[i] += res[i];
+}
+
 void qkv__act_bwd_f32_ref(qkv_act act, const float *x, const float *dy, float *dx, size_t n) {
     for (size_t i = 0; i < n; i++)
         dx[i] = (float)((double)dx[i] + (double)dy[i] * act_grad(act, x[i]));

@@ -16,6 +16,7 @@ const qkv_kernels qkv__kernels_ref = {
     .attn_f32_config = qkv__attn_config_ref,
     .exp_f32 = qkv__exp_f32_ref,
     .act_f32 = qkv__act_f32_ref,
+    .epilogue_row_f32 = qkv__epilogue_row_f32_ref,
     .act_bwd_f32 = qkv__act_bwd_f32_ref,
     .softmax_f32 = qkv__softmax_f32_ref,
     .softmax_bwd_f32 = qkv__softmax_bwd_f32_ref,
