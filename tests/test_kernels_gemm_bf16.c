@@ -372,8 +372,7 @@ static void test_args(const qkv_gemm_bf16_config *cfg) {
 }
 
 /* With an epilogue (bias, each activation, a residual; beta 0 and 1; edge shapes): the same
- * bits as the product without it followed by qkv__gemm_epilogue_tile over C (what kernels with
- * a fused epilogue, config.ukr_epi, must reproduce), with the product's own blocks. */
+ * bits as the product without it followed by qkv__gemm_epilogue_tile over C. */
 static void test_epilogue(const qkv_gemm_bf16_config *cfg, qkv_runtime *rt) {
     const int64_t shapes[][3] = {
         {1, 33, 70}, {17, 31, 64}, {32, 32, 32}, {70, 97, 385}, {64, 64, 3}};

@@ -44,7 +44,6 @@ void qkv__gemm_bf16_config_plain(qkv_gemm_bf16_config *cfg, const char *name,
     cfg->pad_rows = 0;
     cfg->f16 = 0;
     cfg->ukr = ukr;
-    cfg->ukr_epi = NULL;
     cfg->f32_twin = twin;
     cfg->peak_loop = peak_loop;
 }
@@ -271,14 +270,10 @@ static void bf16_task(void *ctx, int64_t begin, int64_t end, int tid) {
                 for (int64_t ir = ic; ir < ic + mc; ir += MR) {
                     int mr = (int)(g->M - ir < MR ? g->M - ir : MR);
                     float *c = g->C + ir * g->ldc + jr;
-                    const void *a = cfg->pairs ? (const void *)(g->ah + ir * g->kp + pc)
-                                               : (const void *)(g->A + ir * g->lda + pc);
-                    const int64_t lda = cfg->pairs ? g->kp : g->lda;
-                    if (epi && cfg->ukr_epi && !epi->pre && !epi->act_grad) {
-                        cfg->ukr_epi(kcb, a, lda, bp, c, g->ldc, mr, nr, beta, epi, ir, jr);
-                        continue;
-                    }
-                    cfg->ukr(kcb, a, lda, bp, c, g->ldc, mr, nr, beta);
+                    if (cfg->pairs)
+                        cfg->ukr(kcb, g->ah + ir * g->kp + pc, g->kp, bp, c, g->ldc, mr, nr, beta);
+                    else
+                        cfg->ukr(kcb, g->A + ir * g->lda + pc, g->lda, bp, c, g->ldc, mr, nr, beta);
                     if (epi) qkv__gemm_epilogue_tile(epi, c, g->ldc, ir, jr, mr, nr);
                 }
             }
