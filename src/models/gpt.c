@@ -607,11 +607,13 @@ static const float *last_rows(const attn_job *job, const float *x, float *last, 
  * splits its column panels exactly as its own job would (the same chunks: the same bits) and
  * ends at a barrier; the one-row norms and Llama's SwiGLU run on every thread into its own
  * buffers (the same code on the same input: the same bits, no barrier); thread 0 alone splits
- * q/k/v, applies RoPE, appends to the caches and runs the attention (as a job would, its calls
- * serial), then a barrier; with many sequences (qkv__each's one-per-thread case) the sequences'
- * attentions are split over the team as that job would split them. Per layer: 5 barriers
- * instead of 5 fork/joins. Layers with an adapter or unfused products, attention maps (probs),
- * prefill and QKV_DECODE_REGION=0 keep the layer-by-layer path. */
+ * q/k/v, applies RoPE and appends to the caches, then a barrier; then every thread makes the
+ * attention's calls (qkv__each) and they split over the team as their own jobs would: with
+ * many sequences one sequence per thread, with few each sequence's heads and key ranges
+ * (attention/flash_fwd.c, its partials in the team's shared block). Per layer with one sequence:
+ * 6 barriers, 7 once its keys split, where the layer-by-layer step forks and joins 4 jobs (6).
+ * Layers with an adapter or unfused products, attention maps (probs), prefill and
+ * QKV_DECODE_REGION=0 keep the layer-by-layer path. */
 
 typedef struct {
     qkv_runtime *rt;
@@ -635,6 +637,7 @@ static qkv_status step_norm(const step_job *j, float *out, const float *in, cons
 }
 
 static qkv_status step_thread(void *ctx, int tid, int n_threads) {
+    (void)n_threads;
     const step_job *j = ctx;
     const qkv_gpt_config *c = &j->m->cfg;
     const qkv__block_acts *a = j->a;
@@ -645,7 +648,6 @@ static qkv_status step_thread(void *ctx, int tid, int n_threads) {
     float *ln = j->priv + (size_t)tid * j->priv_floats, *last = ln + N * C;
     float *gate = last + N * C, *up = gate + N * F;
     float *x = j->x;
-    const int many = j->job->n_seq >= 2 * (int64_t)n_threads; /* qkv__each: one per thread */
     for (int64_t l = 0; l < c->num_layers; l++) {
         const qkv__dec_layer *w = &j->m->layers[l].blk;
         QKV_TRY(step_norm(j, ln, x, w->ln1_w, w->ln1_b, N));
@@ -654,12 +656,11 @@ static qkv_status step_thread(void *ctx, int tid, int n_threads) {
             void *tok = qkv__team_solo_begin();
             qkv__split_rows(a->fused, N, Q, K, K, a->q, a->k, a->v);
             qkv_status st = append_caches(j->job, rt, l, a);
-            if (st == QKV_OK && !many) st = qkv__each(rt, j->job->n_seq, attend_one, j->job);
             qkv__team_solo_end(tok);
             QKV_TRY(st);
         }
         qkv__team_barrier();
-        if (many) QKV_TRY(qkv__each(rt, j->job->n_seq, attend_one, j->job)); /* split, barrier */
+        QKV_TRY(qkv__each(rt, j->job->n_seq, attend_one, j->job)); /* split, barriers */
         QKV_TRY(qkv_nn_linear_forward(rt, &w->o, x, a->att, N, QKV_ACT_NONE, x));
         QKV_TRY(step_norm(j, ln, x, w->ln2_w, w->ln2_b, N));
         const float *in = a->a;
