@@ -451,9 +451,11 @@ void *qkv__team_shared(size_t bytes) {
     qkv__team_barrier();
     if (cur_tid == 0 && !atomic_load_explicit(&t->failed, memory_order_acquire) &&
         bytes <= SIZE_MAX / 2 - sizeof *b) {
-        /* at least twice the old size: a request growing a little at a time (the attention of a
-         * decode step, one key more each step) replaces the block only now and then */
-        size_t grown = b && b->bytes < SIZE_MAX / 4 && 2 * b->bytes > bytes ? 2 * b->bytes : bytes;
+        /* at least 5/4 of the old size: a request growing a little at a time (the attention of
+         * a decode step, one key more each step) replaces the block only now and then */
+        size_t grown = b && b->bytes < SIZE_MAX / 4 && b->bytes + b->bytes / 4 > bytes
+                           ? b->bytes + b->bytes / 4
+                           : bytes;
         team_block *nb = qkv__alloc(sizeof *b + grown);
         if (nb) {
             nb->next = NULL;
