@@ -683,29 +683,16 @@ static qkv_status step_thread(void *ctx, int tid, int n_threads) {
 }
 
 /* The step can run as one region: fused products, no adapter (the switch: env
- * QKV_DECODE_REGION=0 turns it off, =1 skips the cache-length bound below), and, with fewer
- * sequences than qkv__each spreads over the threads, attention small next to the products: thread 0
- * runs it alone there, while a job of its own splits it over the threads. The bound: the
- * attention's multiply-adds at most 1/64 of the layer's products' (~70 cached tokens for GPT-2-124M
- * and Llama-125M). Measured on 2 threads (docs/PERFORMANCE.md, "One parallel region per decode
- * step"): with 8-72 cached tokens the region was up to 1.16x (f16) / 1.36x (int8) the
- * layer-by-layer step, with 48-80 equal, with 96-128 GPT-2 f16 0.94-0.98x and with 128-192 0.8-0.9x
- * (at 1/8, the first bound). */
-static int region_fits(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *const *caches,
-                       int64_t n_seq) {
+ * QKV_DECODE_REGION=0 turns it off; =1, the default, is accepted). No cache-length bound: the
+ * attention splits over the team as its own job would (see above). Measured on 2 threads
+ * (docs/PERFORMANCE.md, "The decode region at every cache length"): GPT-2-124M and Llama-125M,
+ * f16 and int8, 4-528 cached tokens, the region ran at 0.96-1.06x the layer-by-layer step on a
+ * quiet machine and faster on a loaded one. Before the attention split, thread 0 ran it alone
+ * and a bound (its multiply-adds at most 1/64 of the layer's products, ~70 cached tokens) kept
+ * longer caches out of the region: at 128-192 cached tokens it was 0.8-0.9x. */
+static int region_fits(const qkv_gpt *m) {
     const char *env = getenv("QKV_DECODE_REGION");
     if (env && strcmp(env, "0") == 0) return 0;
-    const int force = env && strcmp(env, "1") == 0; /* the region whatever the cache length */
-    const qkv_gpt_config *c = &m->cfg;
-    if (!force && n_seq < 2 * (int64_t)qkv_runtime_n_threads(rt)) {
-        const double C = (double)c->hidden_size, F = (double)c->intermediate_size;
-        const double Q = (double)(c->num_heads * c->head_dim),
-                     K = (double)(c->num_kv_heads * c->head_dim);
-        const double mlp = c->arch == QKV_GPT_ARCH_LLAMA ? 3 * C * F : 2 * C * F;
-        double keys = 0;
-        for (int64_t s = 0; s < n_seq; s++) keys += (double)(caches[s]->len + 1);
-        if (2 * keys * Q > (C * (Q + 2 * K) + Q * C + mlp) / 64) return 0;
-    }
     if (m->lora || m->head.lora) return 0;
     for (int64_t l = 0; l < m->cfg.num_layers; l++) {
         const qkv__dec_layer *w = &m->layers[l].blk;
@@ -812,7 +799,7 @@ qkv_status qkv__gpt_forward_probs(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cach
                                .fused = fused};
     const qkv__dec_cfg dc = {llama, C, F, Q, K, c->norm_eps, c->act};
     /* a decode step (one new token per sequence): one region (see decode_region) */
-    const int region = st == QKV_OK && !probs && N == n_seq && region_fits(rt, m, caches, n_seq);
+    const int region = st == QKV_OK && !probs && N == n_seq && region_fits(m);
     if (region) st = decode_region(rt, m, &job, &a, x, N, R, all_logits, logits);
     for (int64_t l = 0; !region && st == QKV_OK && l < c->num_layers; l++)
         st =
