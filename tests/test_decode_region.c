@@ -160,7 +160,7 @@ static void compare(const char *dir, const char *what, qkv_dtype dtype) {
                 const int ns = seqs[i];
                 setenv("QKV_DECODE_REGION", "0", 1);
                 syncs a = decode(rt, m, ns, kv, first, old);
-                setenv("QKV_DECODE_REGION", "1", 1); /* whatever the caches' length */
+                setenv("QKV_DECODE_REGION", "1", 1); /* the region (the default) */
                 syncs b = decode(rt, m, ns, kv, first, neu);
                 unsetenv("QKV_DECODE_REGION");
                 const size_t k = (size_t)(STEPS * ns * V);

@@ -684,12 +684,13 @@ static qkv_status step_thread(void *ctx, int tid, int n_threads) {
 
 /* The step can run as one region: fused products, no adapter (the switch: env
  * QKV_DECODE_REGION=0 turns it off; =1, the default, is accepted). No cache-length bound: the
- * attention splits over the team as its own job would (see above). Measured on 2 threads
- * (docs/PERFORMANCE.md, "The decode region at every cache length"): GPT-2-124M and Llama-125M,
- * f16 and int8, 4-528 cached tokens, the region ran at 0.96-1.06x the layer-by-layer step on a
- * quiet machine and faster on a loaded one. Before the attention split, thread 0 ran it alone
- * and a bound (its multiply-adds at most 1/64 of the layer's products, ~70 cached tokens) kept
- * longer caches out of the region: at 128-192 cached tokens it was 0.8-0.9x. */
+ * attention splits over the team as its own job would (see above). Measured on 2 threads,
+ * GPT-2-124M and Llama-125M, f16 and int8, 4-528 cached tokens (docs/PERFORMANCE.md, "The
+ * decode region at every cache length"). With another job on the machine, the region was
+ * 1.08-1.39x the layer-by-layer step (medians of ABBA pairs). At lighter load, near quiet
+ * speeds (GPT-2), the two tied: medians 0.97-1.04x. Before the split, thread 0 ran the attention
+ * alone and a bound kept long caches out: attention at most 1/64 of the layer's products, ~70
+ * cached tokens. Past it the region measured 0.8-0.9x at 128-192 cached tokens. */
 static int region_fits(const qkv_gpt *m) {
     const char *env = getenv("QKV_DECODE_REGION");
     if (env && strcmp(env, "0") == 0) return 0;
