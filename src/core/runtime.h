@@ -66,8 +66,9 @@ void qkv__team_solo_end(void *token);
  * calls; the block stays valid until the next call, which must come after a barrier that ends
  * its use (a qkv_parallel_for ends with one). It is kept by the runtime, so that a call finding
  * it large enough costs nothing; a larger one costs two barriers and thread 0's allocation.
- * Returns the same pointer on every thread, or NULL on every thread (no memory, or the team has
- * failed); NULL outside a team. */
+ * Returns the same pointer on every thread, or NULL on every thread when thread 0 finds no
+ * memory; NULL outside a team. Once the team has failed (barriers no longer wait), NULL or a
+ * block of at least bytes: a replaced block is freed only when the team ends. */
 void *qkv__team_shared(size_t bytes);
 /* Barriers a team passed since the process started (all teams; for tests and benchmarks). */
 uint64_t qkv__team_barrier_count(void);
