@@ -3,7 +3,7 @@
  * weights.
  *
  *   bench_generate [--threads N] [--prompt T] [--new M] [--reps R] [--only gpt2|llama]
- *                  [--keep DIR]
+ *                  [--keep DIR | --dir DIR] [--dtype f32|bf16|f16|int8] [--ab]
  *
  * Each model is written once as a temporary Hugging Face directory (config.json + F32
  * model.safetensors under $TMPDIR) and loaded through the public API, so the measured path is
@@ -11,7 +11,11 @@
  * T tokens) and decode tokens/s (one token per step, greedy, M steps after the prompt), medians
  * of R runs. tools/bench_hf_generate.py measures Hugging Face generate on the same shapes.
  * --keep DIR writes the models to DIR/<name> and keeps them (to convert the very same weights
- * for a peer such as llama.cpp). */
+ * for a peer such as llama.cpp); --dir DIR loads the ones a --keep wrote. --dtype: the linear
+ * layers' dtype (qkv_model_options). --ab: an A/B of the decode step in one region
+ * (QKV_DECODE_REGION=1) against the layer-by-layer step (=0) in one process, the two
+ * alternating run by run (ABBA...), so that both see the same machine load; one JSON line per
+ * model with both medians and the range of the per-pair ratios. */
 #include "bench_util.h"
 #include "qkv.h"
 
@@ -157,11 +161,30 @@ int main(int argc, char **argv) {
     const int64_t T = bench_int_opt(argc, argv, "--prompt", 128);
     const int64_t M = bench_int_opt(argc, argv, "--new", 128);
     const int reps = (int)bench_int_opt(argc, argv, "--reps", 3);
-    const char *only = NULL, *keep = NULL;
+    const char *only = NULL, *keep = NULL, *from = NULL, *dtname = "f32";
     for (int i = 1; i + 1 < argc; i++) {
         if (strcmp(argv[i], "--only") == 0) only = argv[i + 1];
         if (strcmp(argv[i], "--keep") == 0) keep = argv[i + 1];
+        if (strcmp(argv[i], "--dir") == 0) from = argv[i + 1];
+        if (strcmp(argv[i], "--dtype") == 0) dtname = argv[i + 1];
     }
+    const int ab = bench_has_flag(argc, argv, "--ab");
+    static const struct {
+        const char *name;
+        qkv_dtype dt;
+    } DTYPES[] = {{"f32", QKV_DTYPE_F32},
+                  {"bf16", QKV_DTYPE_BF16},
+                  {"f16", QKV_DTYPE_F16},
+                  {"int8", QKV_DTYPE_I8}};
+    const qkv_model_options mo0 = {.struct_size = sizeof mo0};
+    qkv_model_options mo = mo0;
+    size_t di = 0;
+    while (di < 4 && strcmp(dtname, DTYPES[di].name) != 0) di++;
+    if (di == 4) {
+        fprintf(stderr, "--dtype: f32, bf16, f16 or int8, not %s\n", dtname);
+        return 2;
+    }
+    mo.dtype = DTYPES[di].dt;
     qkv_runtime *rt = NULL;
     if (qkv_runtime_create(threads, &rt) != QKV_OK) return 1;
     for (size_t k = 0; k < sizeof SHAPES / sizeof *SHAPES; k++) {
@@ -170,16 +193,16 @@ int main(int argc, char **argv) {
         const char *tmp = getenv("TMPDIR");
         char dir[512];
         snprintf(dir, sizeof dir, "%s/qkv_bench_gen_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-        if (keep) {
-            snprintf(dir, sizeof dir, "%s/%s", keep, s->name);
-            mkdir(keep, 0755);
-            mkdir(dir, 0755);
+        if (keep || from) {
+            snprintf(dir, sizeof dir, "%s/%s", from ? from : keep, s->name);
+            if (keep) mkdir(keep, 0755), mkdir(dir, 0755);
         }
-        if ((!keep && !mkdtemp(dir)) || write_model(s, dir)) return 1;
+        if (!from && ((!keep && !mkdtemp(dir)) || write_model(s, dir))) return 1;
+        const int own = !keep && !from; /* a temporary directory */
         qkv_lm *lm = NULL;
-        if (qkv_lm_load(dir, &lm) != QKV_OK) {
+        if (qkv_lm_load_opts(dir, &mo, &lm) != QKV_OK) {
             fprintf(stderr, "load: %s\n", qkv_last_error());
-            if (!keep) remove_model(dir);
+            if (own) remove_model(dir);
             return 1;
         }
         int32_t *ids = malloc(sizeof(int32_t) * (size_t)T);
@@ -187,19 +210,43 @@ int main(int argc, char **argv) {
         qkv_sampling o;
         memset(&o, 0, sizeof o);
         o.max_new_tokens = M + 1; /* M decode steps after the prompt pass */
-        double pre[16], dec[16];
+        double pre[32], dec[32], ratio[16];
         int r = 0;
-        for (; r < reps && r < 16; r++) {
+        /* --ab: run 2i and 2i+1 are one pair, region first in even pairs (ABBA...) */
+        const int runs = ab ? 2 * (reps < 16 ? reps : 16) : (reps < 16 ? reps : 16);
+        if (ab) { /* a warm-up run: the first one pays for page faults and cold caches */
+            qkv_generate_stats st = {.struct_size = sizeof st};
+            (void)qkv_lm_generate_tokens(rt, lm, ids, &T, 1, &o, NULL, NULL, NULL, NULL, &st);
+        }
+        for (; r < runs; r++) {
+            const int region = (r & 1) == ((r >> 1) & 1); /* --ab: A B B A A B ... */
+            if (ab) setenv("QKV_DECODE_REGION", region ? "1" : "0", 1);
             qkv_generate_stats st = {.struct_size = sizeof st};
             if (qkv_lm_generate_tokens(rt, lm, ids, &T, 1, &o, NULL, NULL, NULL, NULL, &st) !=
                 QKV_OK) {
                 fprintf(stderr, "generate: %s\n", qkv_last_error());
                 break;
             }
-            pre[r] = (double)st.prefill_tokens / st.prefill_seconds;
-            dec[r] = (double)st.decode_tokens / st.decode_seconds;
+            /* --ab: region runs at even indices, layer-by-layer ones at odd */
+            const int k = ab ? 2 * (r >> 1) + !region : r;
+            pre[k] = (double)st.prefill_tokens / st.prefill_seconds;
+            dec[k] = (double)st.decode_tokens / st.decode_seconds;
         }
-        if (r > 0)
+        if (ab) unsetenv("QKV_DECODE_REGION");
+        if (ab && r == runs) {
+            const int n = runs / 2;
+            double a[16], b[16], lo = 1e30, hi = 0;
+            for (int i = 0; i < n; i++) {
+                a[i] = dec[2 * i], b[i] = dec[2 * i + 1], ratio[i] = a[i] / b[i];
+                lo = ratio[i] < lo ? ratio[i] : lo, hi = ratio[i] > hi ? ratio[i] : hi;
+            }
+            printf("{\"bench\":\"generate_ab\",\"model\":\"%s\",\"dtype\":\"%s\","
+                   "\"threads\":%d,\"prompt\":%lld,\"new\":%lld,\"pairs\":%d,"
+                   "\"decode_tok_s_region\":%.2f,\"decode_tok_s_layer\":%.2f,"
+                   "\"ratio_median\":%.3f,\"ratio_min\":%.3f,\"ratio_max\":%.3f}\n",
+                   s->name, dtname, qkv_runtime_n_threads(rt), (long long)T, (long long)M, n,
+                   bench_median(a, n), bench_median(b, n), bench_median(ratio, n), lo, hi);
+        } else if (!ab && r > 0)
             printf("{\"bench\":\"generate\",\"impl\":\"qkv\",\"model\":\"%s\",\"params_m\":%.1f,"
                    "\"threads\":%d,\"isa\":\"%s\",\"prompt\":%lld,\"new\":%lld,"
                    "\"prefill_tok_s\":%.1f,\"decode_tok_s\":%.2f}\n",
@@ -209,7 +256,7 @@ int main(int argc, char **argv) {
         fflush(stdout);
         free(ids);
         qkv_lm_free(lm);
-        if (!keep) remove_model(dir);
+        if (own) remove_model(dir);
     }
     qkv_runtime_free(rt);
     return 0;

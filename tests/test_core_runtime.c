@@ -225,6 +225,44 @@ static qkv_status team_fail_body(void *p, int tid, int n) {
     return QKV_OK;
 }
 
+/* qkv__team_shared: every thread gets the same block, large enough (growing and shrinking
+ * requests), and what each thread writes to its part is what the others read after a barrier. */
+static const size_t SHARED_BYTES[6] = {100, 5000, 200, 1 << 20, 64, 3 << 20};
+
+static qkv_status team_shared_body(void *p, int tid, int n) {
+    team_ctx *c = p;
+    static unsigned char *seen[8]; /* each thread's block of the round */
+    for (int round = 0; round < 12; round++) {
+        const size_t bytes = SHARED_BYTES[round % 6], part = bytes / (size_t)n;
+        unsigned char *b = qkv__team_shared(bytes);
+        if (!b) return qkv__fail(QKV_ERR_NOMEM, "team_shared: no block");
+        seen[tid] = b;
+        memset(b + (size_t)tid * part, tid + round, part); /* this thread's part */
+        qkv__team_barrier();
+        for (int t = 0; t < n; t++) {
+            if (seen[t] != b) c->bad = 1;
+            for (size_t i = 0; i < part; i += 997)
+                if (b[(size_t)t * part + i] != (unsigned char)(t + round)) c->bad = 1;
+        }
+        qkv__team_barrier(); /* the reads end before the next round's call */
+    }
+    return QKV_OK;
+}
+
+/* Thread fail_tid fails; the others ask for ever larger blocks (no waiting for it): NULL or a
+ * block large enough, never a smaller one. */
+static qkv_status team_shared_fail_body(void *p, int tid, int n) {
+    team_ctx *c = p;
+    (void)n;
+    if (tid == c->fail_tid) return qkv__fail(QKV_ERR_NOMEM, "team thread %d fails", tid);
+    for (int round = 0; round < 8; round++) {
+        const size_t bytes = (size_t)(16 << 20) << round % 2; /* past the earlier runs' blocks */
+        unsigned char *b = qkv__team_shared(bytes);
+        if (b) b[bytes - 1] = 1;
+    }
+    return QKV_OK;
+}
+
 static void team_nested(void *p, int64_t begin, int64_t end, int tid) {
     (void)end, (void)tid;
     team_ctx *c = p;
@@ -247,6 +285,9 @@ static void check_team(int nt) {
         CHECK_EQ_INT(qkv__pool_job_count() - j0, 1); /* one fork/join for all of it */
         CHECK_EQ_INT(qkv__team_barrier_count() - b0, 40 * 3);
     }
+    CHECK(qkv__team_shared(64) == NULL); /* outside a team (a team of one runs outside) */
+    if (nt > 1) CHECK_OK(qkv__team_run(rt, team_shared_body, c));
+    CHECK_MSG(!c->bad, "team of %d: qkv__team_shared gave different or overwritten blocks", nt);
     /* inside a pool job: one thread, n = 1, the loops serial */
     c->seen_n = 0;
     c->nested = 1;
@@ -260,6 +301,8 @@ static void check_team(int nt) {
         qkv_status st = qkv__team_run(rt, team_fail_body, c);
         CHECK_STATUS(st, QKV_ERR_NOMEM);
         CHECK(strstr(qkv_last_error(), "fails") != NULL);
+        st = qkv__team_run(rt, team_shared_fail_body, c);
+        CHECK_STATUS(st, QKV_ERR_NOMEM);
     }
     free(c);
     qkv_runtime_free(rt);

@@ -2,9 +2,11 @@
  * against the layer-by-layer path (QKV_DECODE_REGION=0), once per QKV_ARCH: random GPT-2 and
  * Llama models written here, wide enough (C 384 / 320, vocabulary 640) that their products are
  * split over two threads (the tiny fixtures' products run on one), loaded in f32, bf16, f16 and
- * int8, run with 1 and 2 threads: a prompt, then greedy decode steps of one sequence, of three
- * (thread 0 runs their attention) and of five (the attentions split over the team as qkv__each
- * splits them); every step's logits must be the same bits and the tokens equal. With 2 threads
+ * int8, run with 1 and 2 threads: prompts, then greedy decode steps of one sequence, of three
+ * (each one's attention split over the team as its own call splits it: heads, and past 64
+ * cached tokens key ranges) and of five (the sequences' attentions split over the team as
+ * qkv__each splits them), with short caches and with up to 200 cached tokens; every step's
+ * logits must be the same bits and the tokens equal. With 2 threads
  * the region must be taken: one pool job per step and its barriers, where the old path forks a
  * job per product. */
 #include "core/runtime.h"
@@ -76,22 +78,42 @@ typedef struct {
     uint64_t jobs, barriers; /* over the decode steps */
 } syncs;
 
-/* n_seq prompts (lengths 3 + 2s), then STEPS greedy steps of one token each; every step's logits
- * [STEPS, n_seq, V] into out. */
-static syncs decode(qkv_runtime *rt, const qkv_gpt *m, int n_seq, float *out) {
+/* The prompts of MAXSEQ sequences (lengths plen[s]) into kv (capacity plen + STEPS) and their
+ * last logits [MAXSEQ, V] into first. */
+static void prefill(qkv_runtime *rt, const qkv_gpt *m, const int64_t *plen, qkv_kv_cache *kv,
+                    float *first) {
     const int64_t V = m->cfg.vocab_size;
-    qkv_kv_cache kv[MAXSEQ], *kvp[MAXSEQ];
-    int32_t ids[MAXSEQ * 16], next[MAXSEQ];
-    int64_t lens[MAXSEQ], n = 0;
-    float *logits = malloc(sizeof(float) * (size_t)(MAXSEQ * V));
-    for (int s = 0; s < n_seq; s++) {
-        CHECK_OK(qkv__kv_cache_init(&kv[s], m->cfg.num_layers, 32, m->cfg.num_kv_heads,
+    qkv_kv_cache *kvp[MAXSEQ];
+    int64_t lens[MAXSEQ], total = 0;
+    for (int s = 0; s < MAXSEQ; s++) total += plen[s];
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)total);
+    for (int s = 0, n = 0; s < MAXSEQ; s++) {
+        CHECK_OK(qkv__kv_cache_init(&kv[s], m->cfg.num_layers, plen[s] + STEPS, m->cfg.num_kv_heads,
                                     m->cfg.head_dim));
         kvp[s] = &kv[s];
-        lens[s] = 3 + 2 * s;
+        lens[s] = plen[s];
         for (int64_t t = 0; t < lens[s]; t++, n++) ids[n] = (int32_t)((n * 37 + 11 * s + 5) % V);
     }
-    CHECK_OK(qkv__gpt_forward(rt, m, kvp, ids, lens, n_seq, 0, logits));
+    CHECK_OK(qkv__gpt_forward(rt, m, kvp, ids, lens, MAXSEQ, 0, first));
+    free(ids);
+}
+
+/* STEPS greedy steps of one token each for the first n_seq sequences, from copies of the
+ * prefilled caches src and their logits first; every step's logits [STEPS, n_seq, V] into out. */
+static syncs decode(qkv_runtime *rt, const qkv_gpt *m, int n_seq, const qkv_kv_cache *src,
+                    const float *first, float *out) {
+    const int64_t V = m->cfg.vocab_size;
+    qkv_kv_cache kv[MAXSEQ], *kvp[MAXSEQ];
+    int32_t next[MAXSEQ];
+    int64_t lens[MAXSEQ];
+    float *logits = malloc(sizeof(float) * (size_t)(MAXSEQ * V));
+    memcpy(logits, first, sizeof(float) * (size_t)(MAXSEQ * V));
+    for (int s = 0; s < n_seq; s++) {
+        CHECK_OK(qkv__kv_cache_init(&kv[s], src[s].n_layers, src[s].cap, src[s].n_kv_heads,
+                                    src[s].head_dim));
+        qkv__kv_cache_copy(&kv[s], &src[s]);
+        kvp[s] = &kv[s];
+    }
     syncs y = {qkv__pool_job_count(), qkv__team_barrier_count()};
     for (int step = 0; step < STEPS; step++) {
         for (int s = 0; s < n_seq; s++) { /* greedy: the argmax of the last logits */
@@ -113,6 +135,10 @@ static syncs decode(qkv_runtime *rt, const qkv_gpt *m, int n_seq, float *out) {
     return y;
 }
 
+/* Short caches (prompts of 3 + 2s tokens) and long ones (up to 200 cached tokens: the
+ * attention's keys split into ranges, see attention/flash_fwd.c). */
+static const int64_t PROMPTS[2][MAXSEQ] = {{3, 5, 7, 9, 11}, {200, 131, 70, 3, 5}};
+
 static void compare(const char *dir, const char *what, qkv_dtype dtype) {
     qkv_gpt *m = NULL;
     CHECK_OK(qkv__gpt_load(dir, dtype, &m));
@@ -120,45 +146,55 @@ static void compare(const char *dir, const char *what, qkv_dtype dtype) {
     const int64_t V = m->cfg.vocab_size;
     const size_t nv = (size_t)(STEPS * MAXSEQ * V);
     float *old = malloc(sizeof(float) * nv), *neu = malloc(sizeof(float) * nv);
+    float *first = malloc(sizeof(float) * (size_t)(MAXSEQ * V));
     static const int seqs[] = {1, 3, 5};
-    for (int threads = 1; threads <= 2; threads++) {
-        qkv_runtime *rt = NULL;
-        CHECK_OK(qkv_runtime_create(threads, &rt));
-        for (size_t i = 0; i < sizeof seqs / sizeof *seqs; i++) {
-            const int ns = seqs[i];
-            setenv("QKV_DECODE_REGION", "0", 1);
-            syncs a = decode(rt, m, ns, old);
-            setenv("QKV_DECODE_REGION", "1", 1); /* whatever the caches' length */
-            syncs b = decode(rt, m, ns, neu);
-            unsetenv("QKV_DECODE_REGION");
-            const size_t k = (size_t)(STEPS * ns * V);
-            CHECK_MSG(memcmp(old, neu, sizeof(float) * k) == 0,
-                      "%s %s, %d threads, %d sequences: region logits != layer-by-layer", what,
-                      qkv_dtype_name(dtype), threads, ns);
-            printf("%s %s, %d thread(s), %d seq: %d steps bit-identical; per step: old %.1f pool "
-                   "jobs, region %.1f pool jobs + %.1f barriers\n",
-                   what, qkv_dtype_name(dtype), threads, ns, STEPS, (double)a.jobs / STEPS,
-                   (double)b.jobs / STEPS, (double)b.barriers / STEPS);
-            CHECK_EQ_INT(a.barriers, 0);
-            if (threads == 2) { /* the region was taken: one job a step */
-                CHECK_EQ_INT(b.jobs, STEPS);
-                CHECK(b.barriers >= (uint64_t)STEPS * 5 * (uint64_t)m->cfg.num_layers);
-                CHECK(a.jobs > b.jobs);
+    qkv_runtime *rts[2] = {NULL, NULL};
+    CHECK_OK(qkv_runtime_create(1, &rts[0]));
+    CHECK_OK(qkv_runtime_create(2, &rts[1]));
+    for (int p = 0; p < 2; p++) {
+        qkv_kv_cache kv[MAXSEQ];
+        prefill(rts[1], m, PROMPTS[p], kv, first); /* one prefill for every decode below */
+        for (int threads = 1; threads <= 2; threads++) {
+            qkv_runtime *rt = rts[threads - 1];
+            for (size_t i = 0; i < sizeof seqs / sizeof *seqs; i++) {
+                const int ns = seqs[i];
+                setenv("QKV_DECODE_REGION", "0", 1);
+                syncs a = decode(rt, m, ns, kv, first, old);
+                setenv("QKV_DECODE_REGION", "1", 1); /* the region (the default) */
+                syncs b = decode(rt, m, ns, kv, first, neu);
+                unsetenv("QKV_DECODE_REGION");
+                const size_t k = (size_t)(STEPS * ns * V);
+                CHECK_MSG(memcmp(old, neu, sizeof(float) * k) == 0,
+                          "%s %s, %d threads, %d sequences, %lld cached tokens: region logits != "
+                          "layer-by-layer",
+                          what, qkv_dtype_name(dtype), threads, ns, (long long)PROMPTS[p][0]);
+                printf("%s %s, %d thread(s), %d seq, %lld cached: %d steps bit-identical; per "
+                       "step: old %.1f pool jobs, region %.1f pool jobs + %.1f barriers\n",
+                       what, qkv_dtype_name(dtype), threads, ns, (long long)PROMPTS[p][0], STEPS,
+                       (double)a.jobs / STEPS, (double)b.jobs / STEPS, (double)b.barriers / STEPS);
+                CHECK_EQ_INT(a.barriers, 0);
+                if (threads == 2) { /* the region was taken: one job a step */
+                    CHECK_EQ_INT(b.jobs, STEPS);
+                    CHECK(b.barriers >= (uint64_t)STEPS * 5 * (uint64_t)m->cfg.num_layers);
+                    CHECK(a.jobs > b.jobs);
+                }
             }
         }
-        qkv_runtime_free(rt);
+        for (int s = 0; s < MAXSEQ; s++) qkv__kv_cache_release(&kv[s]);
     }
-    free(old), free(neu);
+    qkv_runtime_free(rts[0]);
+    qkv_runtime_free(rts[1]);
+    free(old), free(neu), free(first);
     qkv__gpt_free(m);
 }
 
 static const char GPT2_CFG[] = "{\"model_type\": \"gpt2\", \"n_embd\": 384, \"n_head\": 6, "
-                               "\"n_layer\": 2, \"n_positions\": 64, \"vocab_size\": 640, "
+                               "\"n_layer\": 2, \"n_positions\": 256, \"vocab_size\": 640, "
                                "\"eos_token_id\": 1}";
 static const char LLAMA_CFG[] =
     "{\"model_type\": \"llama\", \"hidden_size\": 320, \"num_attention_heads\": 4, "
     "\"num_key_value_heads\": 2, \"head_dim\": 80, \"intermediate_size\": 704, "
-    "\"num_hidden_layers\": 2, \"max_position_embeddings\": 64, \"vocab_size\": 640, "
+    "\"num_hidden_layers\": 2, \"max_position_embeddings\": 256, \"vocab_size\": 640, "
     "\"tie_word_embeddings\": false}";
 
 int main(void) {
@@ -167,8 +203,8 @@ int main(void) {
     CHECK(mkdtemp(root) != NULL);
     snprintf(g, sizeof g, "%s/gpt2", root);
     snprintf(l, sizeof l, "%s/llama", root);
-    const qkv__dims dg = {.V = 640, .P = 64, .C = 384, .F = 1536, .Q = 384, .K = 384};
-    const qkv__dims dl = {.V = 640, .P = 64, .C = 320, .F = 704, .Q = 320, .K = 160};
+    const qkv__dims dg = {.V = 640, .P = 256, .C = 384, .F = 1536, .Q = 384, .K = 384};
+    const qkv__dims dl = {.V = 640, .P = 256, .C = 320, .F = 704, .Q = 320, .K = 160};
     write_model(g, GPT2_CFG, &qkv__params_gpt2, &dg, 2, 0);
     write_model(l, LLAMA_CFG, &qkv__params_llama, &dl, 2, 1);
     static const qkv_dtype dts[] = {QKV_DTYPE_F32, QKV_DTYPE_BF16, QKV_DTYPE_F16, QKV_DTYPE_I8};

@@ -24,7 +24,9 @@
  * where widening inside the micro-kernels would add a shift per broadcast of K in dot.
  *
  * Determinism: the work items, their key ranges and every summation order depend only on the
- * problem, never on the thread count, so results are bit-identical for any thread count.
+ * problem, never on the thread count, so results are bit-identical for any thread count, and
+ * inside a team (core/runtime.h: every thread of the team makes the call, the loops split over
+ * the team, the workspace and partials are the team's shared block) as outside one.
  * Work items are head-major: the query tiles of one (b, kv head) are consecutive, so a
  * thread's contiguous chunk (qkv_parallel_for) reuses that head's K and V (its per-thread
  * head pack, and L2); within a head the query tiles run in zigzag order (0, n-1, 1, n-2, ...),
@@ -437,19 +439,28 @@ static qkv_status forward(qkv_runtime *rt, fwd_ctx c) {
     float *ws_block = NULL;
     int ws_own = 0;
     size_t ws_bytes;
+    /* Inside a team (core/runtime.h) every thread of the team runs this call and the loops below
+     * split over the team: the workspace rows and the partials, which the merge reads across
+     * threads, are the team's one shared block. */
+    const int team = qkv__team_active();
     for (;;) { /* without memory for the head pack, retry with per-tile copies */
         /* run_tiles region + O + m + l (also covers the merge's O, m, l) + head pack */
         c.ws_stride = run_tiles_floats(pb, rp) + qkv__flash_pad(rp * Dv) + 2 * qkv__flash_pad(rp) +
                       head_pack_floats(&c);
         ws_bytes = (size_t)c.ws_stride * (size_t)n_threads * sizeof(float);
-        c.ws = qkv__flash_scratch(rt, ws_bytes, &ws_block, &ws_own);
+        if (team) {
+            c.ws = qkv__team_shared(ws_bytes + part_bytes); /* ws_bytes: a multiple of 64 */
+            c.part = c.ws && part_bytes ? c.ws + ws_bytes / sizeof(float) : NULL;
+        } else {
+            c.ws = qkv__flash_scratch(rt, ws_bytes, &ws_block, &ws_own);
+        }
         if (c.ws || !c.head_pack) break;
         c.head_pack = 0;
     }
-    c.part = part_bytes ? qkv__alloc(part_bytes) : NULL;
+    if (!team) c.part = part_bytes ? qkv__alloc(part_bytes) : NULL;
     if (!c.ws || (part_bytes && !c.part)) {
         qkv__flash_scratch_done(rt, ws_block, ws_own);
-        qkv__free(c.part);
+        if (!team) qkv__free(c.part);
         return qkv__fail(QKV_ERR_NOMEM,
                          "qkv_attention_forward: cannot allocate %zu bytes of "
                          "flash workspace",
@@ -466,7 +477,7 @@ static qkv_status forward(qkv_runtime *rt, fwd_ctx c) {
         qkv_parallel_for(rt, n_tasks, work < 65536.0 ? n_tasks : 1, fwd_merge_task, &c);
     }
     qkv__flash_scratch_done(rt, ws_block, ws_own);
-    qkv__free(c.part);
+    if (!team) qkv__free(c.part);
     return QKV_OK;
 }
 

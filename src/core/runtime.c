@@ -55,6 +55,13 @@ static int spin_until_changed(const _Atomic uint64_t *v, uint64_t old) {
     }
 }
 
+/* qkv__team_shared's block: this header, then the bytes (64-byte aligned, as qkv__alloc's). */
+typedef struct team_block {
+    struct team_block *next; /* in rt->retired */
+    size_t bytes;
+    char pad[QKV_ALIGN - sizeof(void *) - sizeof(size_t)];
+} team_block;
+
 struct qkv_runtime {
     int n_threads;
     pthread_t *threads;       /* [n_threads - 1] */
@@ -73,6 +80,10 @@ struct qkv_runtime {
     _Atomic int scratch_busy;
     void *scratch;
     size_t scratch_bytes;
+    /* the teams' shared block (qkv__team_shared); blocks it replaced during a team, freed when
+     * the team ends */
+    team_block *_Atomic team_block;
+    team_block *retired;
 };
 
 static _Thread_local int in_parallel_region;
@@ -195,6 +206,7 @@ void qkv_runtime_free(qkv_runtime *rt) {
         qkv__free(rt->threads);
     }
     qkv__free(rt->scratch);
+    qkv__free(atomic_load(&rt->team_block));
     pthread_cond_destroy(&rt->wake);
     pthread_cond_destroy(&rt->done);
     pthread_mutex_destroy(&rt->mu);
@@ -342,6 +354,7 @@ qkv_status qkv__each(qkv_runtime *rt, int64_t n, qkv__each_fn fn, const void *ct
 /* ---------------------------------------------------------------- teams (runtime.h) */
 
 struct team {
+    qkv_runtime *rt;
     int n;
     _Atomic int count;  /* threads arrived at the current barrier */
     _Atomic int sense;  /* flips when the last one arrives */
@@ -414,12 +427,48 @@ qkv_status qkv__team_run(qkv_runtime *rt, qkv__team_fn fn, void *ctx) {
     const int n = rt ? rt->n_threads : 1;
     /* nested (a pool job or another team): the pool would run the items one after another */
     if (n <= 1 || in_parallel_region || cur_team) return fn(ctx, 0, 1);
-    team t = {.n = n, .fn = fn, .ctx = ctx};
+    team t = {.rt = rt, .n = n, .fn = fn, .ctx = ctx};
     qkv_parallel_for(rt, n, 1, team_task, &t);
+    while (rt->retired) { /* every thread has returned: none still reads them */
+        team_block *b = rt->retired;
+        rt->retired = b->next;
+        qkv__free(b);
+    }
     return atomic_load(&t.failed) ? t.status : QKV_OK;
 }
 
 int qkv__team_active(void) { return cur_team != NULL; }
+
+void *qkv__team_shared(size_t bytes) {
+    team *t = cur_team;
+    if (!t) return NULL;
+    qkv_runtime *rt = t->rt;
+    team_block *b = atomic_load_explicit(&rt->team_block, memory_order_acquire);
+    if (b && b->bytes >= bytes) return b + 1; /* every thread read the same block */
+    /* too small: every thread read it (they all come here), then thread 0 replaces it. The old
+     * one is retired, not freed: after a failure, barriers stop waiting and another thread may
+     * still be using it. */
+    qkv__team_barrier();
+    if (cur_tid == 0 && !atomic_load_explicit(&t->failed, memory_order_acquire) &&
+        bytes <= SIZE_MAX / 2 - sizeof *b) {
+        /* at least 5/4 of the old size: a request growing a little at a time (the attention of
+         * a decode step, one key more each step) replaces the block only now and then */
+        size_t grown = b && b->bytes < SIZE_MAX / 4 && b->bytes + b->bytes / 4 > bytes
+                           ? b->bytes + b->bytes / 4
+                           : bytes;
+        team_block *nb = qkv__alloc(sizeof *b + grown);
+        if (nb) {
+            nb->next = NULL;
+            nb->bytes = grown;
+            if (b) b->next = rt->retired, rt->retired = b;
+            atomic_store_explicit(&rt->team_block, nb, memory_order_release);
+        }
+    }
+    qkv__team_barrier();
+    if (atomic_load_explicit(&t->failed, memory_order_acquire)) return NULL;
+    b = atomic_load_explicit(&rt->team_block, memory_order_acquire);
+    return b && b->bytes >= bytes ? b + 1 : NULL; /* NULL: thread 0 found no memory */
+}
 
 void *qkv__team_solo_begin(void) {
     team *t = cur_team;

@@ -60,6 +60,16 @@ int qkv__team_active(void);
 /* Solo section: the team's split is suspended on the calling thread (returns a token for _end). */
 void *qkv__team_solo_begin(void);
 void qkv__team_solo_end(void *token);
+/* Inside a team: a block of at least bytes that every thread of the team sees, for a stage
+ * whose threads exchange data through memory of the stage's own (a split attention's partial
+ * results). Every thread calls it with the same bytes, at the same point of the sequence of
+ * calls; the block stays valid until the next call, which must come after a barrier that ends
+ * its use (a qkv_parallel_for ends with one). It is kept by the runtime, so that a call finding
+ * it large enough costs nothing; a larger one costs two barriers and thread 0's allocation.
+ * Returns the same pointer on every thread, or NULL on every thread when thread 0 finds no
+ * memory; NULL outside a team. Once the team has failed (barriers no longer wait), NULL or a
+ * block of at least bytes: a replaced block is freed only when the team ends. */
+void *qkv__team_shared(size_t bytes);
 /* Barriers a team passed since the process started (all teams; for tests and benchmarks). */
 uint64_t qkv__team_barrier_count(void);
 /* Jobs the pools forked to their workers (each a fork and a join) since the process started. */

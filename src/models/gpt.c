@@ -607,11 +607,13 @@ static const float *last_rows(const attn_job *job, const float *x, float *last, 
  * splits its column panels exactly as its own job would (the same chunks: the same bits) and
  * ends at a barrier; the one-row norms and Llama's SwiGLU run on every thread into its own
  * buffers (the same code on the same input: the same bits, no barrier); thread 0 alone splits
- * q/k/v, applies RoPE, appends to the caches and runs the attention (as a job would, its calls
- * serial), then a barrier; with many sequences (qkv__each's one-per-thread case) the sequences'
- * attentions are split over the team as that job would split them. Per layer: 5 barriers
- * instead of 5 fork/joins. Layers with an adapter or unfused products, attention maps (probs),
- * prefill and QKV_DECODE_REGION=0 keep the layer-by-layer path. */
+ * q/k/v, applies RoPE and appends to the caches, then a barrier; then every thread makes the
+ * attention's calls (qkv__each) and they split over the team as their own jobs would: with
+ * many sequences one sequence per thread, with few each sequence's heads and key ranges
+ * (attention/flash_fwd.c, its partials in the team's shared block). Per layer with one sequence:
+ * 6 barriers, 7 once its keys split, where the layer-by-layer step forks and joins 4 jobs (6).
+ * Layers with an adapter or unfused products, attention maps (probs), prefill and
+ * QKV_DECODE_REGION=0 keep the layer-by-layer path. */
 
 typedef struct {
     qkv_runtime *rt;
@@ -635,6 +637,7 @@ static qkv_status step_norm(const step_job *j, float *out, const float *in, cons
 }
 
 static qkv_status step_thread(void *ctx, int tid, int n_threads) {
+    (void)n_threads;
     const step_job *j = ctx;
     const qkv_gpt_config *c = &j->m->cfg;
     const qkv__block_acts *a = j->a;
@@ -645,7 +648,6 @@ static qkv_status step_thread(void *ctx, int tid, int n_threads) {
     float *ln = j->priv + (size_t)tid * j->priv_floats, *last = ln + N * C;
     float *gate = last + N * C, *up = gate + N * F;
     float *x = j->x;
-    const int many = j->job->n_seq >= 2 * (int64_t)n_threads; /* qkv__each: one per thread */
     for (int64_t l = 0; l < c->num_layers; l++) {
         const qkv__dec_layer *w = &j->m->layers[l].blk;
         QKV_TRY(step_norm(j, ln, x, w->ln1_w, w->ln1_b, N));
@@ -654,12 +656,11 @@ static qkv_status step_thread(void *ctx, int tid, int n_threads) {
             void *tok = qkv__team_solo_begin();
             qkv__split_rows(a->fused, N, Q, K, K, a->q, a->k, a->v);
             qkv_status st = append_caches(j->job, rt, l, a);
-            if (st == QKV_OK && !many) st = qkv__each(rt, j->job->n_seq, attend_one, j->job);
             qkv__team_solo_end(tok);
             QKV_TRY(st);
         }
         qkv__team_barrier();
-        if (many) QKV_TRY(qkv__each(rt, j->job->n_seq, attend_one, j->job)); /* split, barrier */
+        QKV_TRY(qkv__each(rt, j->job->n_seq, attend_one, j->job)); /* split, barriers */
         QKV_TRY(qkv_nn_linear_forward(rt, &w->o, x, a->att, N, QKV_ACT_NONE, x));
         QKV_TRY(step_norm(j, ln, x, w->ln2_w, w->ln2_b, N));
         const float *in = a->a;
@@ -682,29 +683,17 @@ static qkv_status step_thread(void *ctx, int tid, int n_threads) {
 }
 
 /* The step can run as one region: fused products, no adapter (the switch: env
- * QKV_DECODE_REGION=0 turns it off, =1 skips the cache-length bound below), and, with fewer
- * sequences than qkv__each spreads over the threads, attention small next to the products: thread 0
- * runs it alone there, while a job of its own splits it over the threads. The bound: the
- * attention's multiply-adds at most 1/64 of the layer's products' (~70 cached tokens for GPT-2-124M
- * and Llama-125M). Measured on 2 threads (docs/PERFORMANCE.md, "One parallel region per decode
- * step"): with 8-72 cached tokens the region was up to 1.16x (f16) / 1.36x (int8) the
- * layer-by-layer step, with 48-80 equal, with 96-128 GPT-2 f16 0.94-0.98x and with 128-192 0.8-0.9x
- * (at 1/8, the first bound). */
-static int region_fits(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cache *const *caches,
-                       int64_t n_seq) {
+ * QKV_DECODE_REGION=0 turns it off; =1, the default, is accepted). No cache-length bound: the
+ * attention splits over the team as its own job would (see above). Measured on 2 threads,
+ * GPT-2-124M and Llama-125M, f16 and int8, 4-528 cached tokens (docs/PERFORMANCE.md, "The
+ * decode region at every cache length"). With another job on the machine, the region was
+ * 1.08-1.39x the layer-by-layer step (medians of ABBA pairs). At lighter load, near quiet
+ * speeds (GPT-2), the two tied: medians 0.97-1.04x. Before the split, thread 0 ran the attention
+ * alone and a bound kept long caches out: attention at most 1/64 of the layer's products, ~70
+ * cached tokens. Past it the region measured 0.8-0.9x at 128-192 cached tokens. */
+static int region_fits(const qkv_gpt *m) {
     const char *env = getenv("QKV_DECODE_REGION");
     if (env && strcmp(env, "0") == 0) return 0;
-    const int force = env && strcmp(env, "1") == 0; /* the region whatever the cache length */
-    const qkv_gpt_config *c = &m->cfg;
-    if (!force && n_seq < 2 * (int64_t)qkv_runtime_n_threads(rt)) {
-        const double C = (double)c->hidden_size, F = (double)c->intermediate_size;
-        const double Q = (double)(c->num_heads * c->head_dim),
-                     K = (double)(c->num_kv_heads * c->head_dim);
-        const double mlp = c->arch == QKV_GPT_ARCH_LLAMA ? 3 * C * F : 2 * C * F;
-        double keys = 0;
-        for (int64_t s = 0; s < n_seq; s++) keys += (double)(caches[s]->len + 1);
-        if (2 * keys * Q > (C * (Q + 2 * K) + Q * C + mlp) / 64) return 0;
-    }
     if (m->lora || m->head.lora) return 0;
     for (int64_t l = 0; l < m->cfg.num_layers; l++) {
         const qkv__dec_layer *w = &m->layers[l].blk;
@@ -811,7 +800,7 @@ qkv_status qkv__gpt_forward_probs(qkv_runtime *rt, const qkv_gpt *m, qkv_kv_cach
                                .fused = fused};
     const qkv__dec_cfg dc = {llama, C, F, Q, K, c->norm_eps, c->act};
     /* a decode step (one new token per sequence): one region (see decode_region) */
-    const int region = st == QKV_OK && !probs && N == n_seq && region_fits(rt, m, caches, n_seq);
+    const int region = st == QKV_OK && !probs && N == n_seq && region_fits(m);
     if (region) st = decode_region(rt, m, &job, &a, x, N, R, all_logits, logits);
     for (int64_t l = 0; !region && st == QKV_OK && l < c->num_layers; l++)
         st =
