@@ -64,6 +64,74 @@ static inline __attribute__((always_inline)) void store_tiles(int32_t *acc, int 
     }
 }
 
+/* Blocks of at most 16 rows use the bottom tiles as a second buffer: group g's sums of rows
+ * 0-15 in tiles 0, 1 (A in 4) when g is even, in 2, 3 (A in 5) when odd, so a group's tiles
+ * are stored while the next group's tdpbssd run. */
+static inline __attribute__((always_inline)) void half_tiles(int64_t g, const uint8_t *a,
+                                                             const int64_t lda, const int8_t *bp) {
+    const int8_t *b = bp + g * QG * 4 * NR;
+    if (g & 1) {
+        _tile_zero(2);
+        _tile_zero(3);
+        _tile_loadd(6, b, 4 * NR);
+        _tile_loadd(7, b + 64, 4 * NR);
+        _tile_loadd(5, a + g * G, lda);
+        _tile_dpbssd(2, 5, 6);
+        _tile_dpbssd(3, 5, 7);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_loadd(6, b, 4 * NR);
+        _tile_loadd(7, b + 64, 4 * NR);
+        _tile_loadd(4, a + g * G, lda);
+        _tile_dpbssd(0, 4, 6);
+        _tile_dpbssd(1, 4, 7);
+    }
+}
+static inline __attribute__((always_inline)) void half_store(int64_t g, int32_t *acc) {
+    if (g & 1) {
+        _tile_stored(2, acc, NR * sizeof(int32_t));
+        _tile_stored(3, acc + 16, NR * sizeof(int32_t));
+    } else {
+        _tile_stored(0, acc, NR * sizeof(int32_t));
+        _tile_stored(1, acc + 16, NR * sizeof(int32_t));
+    }
+}
+
+/* The format's float step of group g on the block's sums (sb; g == 0: 0 + the product, the
+ * format's first step, without clearing sb first): for r < mr and the column halves (2 when
+ * wide), sum + (float)acc · (t·s). */
+static inline __attribute__((always_inline)) void group_step(int64_t g, int mr, int wide,
+                                                             const int32_t *acc, const float *s,
+                                                             int64_t sst, const float *t,
+                                                             int64_t ts, float *sb) {
+    const __m512 s0 = _mm512_loadu_ps(s + g * sst), s1 = _mm512_loadu_ps(s + g * sst + 16);
+    if (wide) {
+        for (int r = 0; r < mr; r++) {
+            const __m512 tr = _mm512_set1_ps(t[r * ts + g]);
+            float *sr = sb + r * NR;
+            const int32_t *ar = acc + r * NR;
+            _mm512_store_ps(sr,
+                            _mm512_add_ps(g ? _mm512_load_ps(sr) : _mm512_setzero_ps(),
+                                          _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(ar)),
+                                                        _mm512_mul_ps(tr, s0))));
+            _mm512_store_ps(
+                sr + 16, _mm512_add_ps(g ? _mm512_load_ps(sr + 16) : _mm512_setzero_ps(),
+                                       _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(ar + 16)),
+                                                     _mm512_mul_ps(tr, s1))));
+        }
+    } else {
+        for (int r = 0; r < mr; r++) {
+            const __m512 tr = _mm512_set1_ps(t[r * ts + g]);
+            float *sr = sb + r * NR;
+            _mm512_store_ps(
+                sr, _mm512_add_ps(g ? _mm512_load_ps(sr) : _mm512_setzero_ps(),
+                                  _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(acc + r * NR)),
+                                                _mm512_mul_ps(tr, s0))));
+        }
+    }
+}
+
 /* The fused tile (qkv_gemm_i8_tile_fn): per group the tiles' exact sums, then the format's
  * float step on them, sum + (float)acc · (t·s) (the sums of the block in sb: L1), the next
  * group's tdpbssd running meanwhile; then beta and a masked store, as i8_finish. cs unused
@@ -77,37 +145,21 @@ static void gemm_i8_tile_amx(int64_t K, const uint8_t *a, int64_t lda, const int
     float sb[MR * NR] __attribute__((aligned(64)));
     const int two = mr > 16, wide = nr > 16;
     const int64_t ng = (K + G - 1) / G;
-    for (int i = 0; i < mr * NR; i++) sb[i] = 0.0f;
-    group_tiles(0, a, lda, bp, two);
-    for (int64_t g = 0; g < ng; g++) {
-        store_tiles(acc, two);
-        if (g + 1 < ng) group_tiles(g + 1, a, lda, bp, two);
-        const __m512 s0 = _mm512_loadu_ps(s + g * sst), s1 = _mm512_loadu_ps(s + g * sst + 16);
-        if (wide) {
-            for (int r = 0; r < mr; r++) {
-                const __m512 tr = _mm512_set1_ps(t[r * ts + g]);
-                float *sr = sb + r * NR;
-                const int32_t *ar = acc + r * NR;
-                _mm512_store_ps(
-                    sr, _mm512_add_ps(_mm512_load_ps(sr),
-                                      _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(ar)),
-                                                    _mm512_mul_ps(tr, s0))));
-                _mm512_store_ps(
-                    sr + 16,
-                    _mm512_add_ps(_mm512_load_ps(sr + 16),
-                                  _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(ar + 16)),
-                                                _mm512_mul_ps(tr, s1))));
-            }
-        } else {
-            for (int r = 0; r < mr; r++) {
-                const __m512 tr = _mm512_set1_ps(t[r * ts + g]);
-                float *sr = sb + r * NR;
-                _mm512_store_ps(
-                    sr,
-                    _mm512_add_ps(_mm512_load_ps(sr),
-                                  _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(acc + r * NR)),
-                                                _mm512_mul_ps(tr, s0))));
-            }
+    if (ng == 0) {
+        memset(sb, 0, sizeof sb); /* C = beta·C */
+    } else if (two) {
+        group_tiles(0, a, lda, bp, 1);
+        for (int64_t g = 0; g < ng; g++) {
+            store_tiles(acc, 1);
+            if (g + 1 < ng) group_tiles(g + 1, a, lda, bp, 1);
+            group_step(g, mr, wide, acc, s, sst, t, ts, sb);
+        }
+    } else {
+        half_tiles(0, a, lda, bp);
+        for (int64_t g = 0; g < ng; g++) {
+            if (g + 1 < ng) half_tiles(g + 1, a, lda, bp);
+            half_store(g, acc);
+            group_step(g, mr, wide, acc, s, sst, t, ts, sb);
         }
     }
     const __m512 vb = _mm512_set1_ps(beta);
