@@ -21,7 +21,8 @@
  *    a = 0: its row of the product is NaN (propagated, then beta·C and the epilogue as usual).
  *  - acc[m,n,g] = Σ_{k in g} a[m,k]·q[k,n] in int32, exact (|acc| <= G·255·127). The kernels
  *    store a + 128 as u8 (vpdpbusd multiplies u8 by s8) and subtract 128·colsum[g,n]
- *    (Σ_{k in g} q[k,n], computed at pack time).
+ *    (Σ_{k in g} q[k,n], computed at pack time); the AMX kernel stores a as s8 (tdpbssd
+ *    multiplies s8 by s8: config.a_signed) and needs no column sums.
  *  - sum = 0; for g in order: sum = sum + (float)acc[m,n,g] * (t[m,g] * s[g,n]);
  *    C = beta == 0 ? sum : sum + beta * C; then the epilogue (bias, activation, residual:
  *    kernels/gemm.h, the FP32 GEMM's code) on each finished tile.
@@ -39,11 +40,19 @@
  *    E_q = Σ_k (|A|·s/2·(1+u) + |B|·t/2·(1+u) + s·t/4·(1+u)^2)   (s, t of k's group)
  * for normal (>= FLT_MIN) scales; tests/test_kernels_gemm_i8.c checks it on every ISA.
  *
- * Packed layout (per config): K padded to a multiple of 4 (kq = ceil(K/4) quads), N to the
- * config's NR; panel jr (NR columns) holds bp[q*4*NR + 4*j + h] = q[4q + h][jr + j] (zeros in
- * the padding), the layout vpdpbusd reads (a 32-bit quad of k per column); a group is the
- * contiguous run of its G/4 quads. Scales and column sums: [n_g, N rounded up to NR] floats
- * and int32s (2·8/G bytes per weight beside its byte). */
+ * Packed layout (per config): K padded to a multiple of 4 (kq = ceil(K/4) quads; of G = 32 for
+ * the AMX kernel, config.kalign, whose tiles read whole groups), N to the config's NR; panel jr
+ * (NR columns) holds bp[q*4*NR + 4*j + h] = q[4q + h][jr + j] (zeros in the padding), the
+ * layout vpdpbusd reads (a 32-bit quad of k per column) and a tdpbssd B tile too (a group: 8
+ * rows of quads, 16 columns x 4 bytes a row, row stride 4·NR); a group is the contiguous run of
+ * its G/4 quads. Scales and column sums: [n_g, N rounded up to NR] floats and int32s (2·8/G
+ * bytes per weight beside its byte).
+ *
+ * Kernels (all the same bits): ref (4 x 16, C), avx2 (4 x 8, vpmaddwd on s16), avx512vnni
+ * (8 x 48, vpdpbusd, fused tile), amx (32 x 32 in four int32 tiles, a tdpbssd per group and
+ * tile, the int32 tiles stored to L1 and the float step done there with AVX-512 while the next
+ * group's tiles compute; kernels/avx512/gemm_i8_amx.c). The avx512 level picks AMX where the CPU
+ * and OS allow it (qkv__gemm_i8_select, QKV_I8_KERNEL below). */
 #ifndef QKV_KERNELS_GEMM_I8_H
 #define QKV_KERNELS_GEMM_I8_H
 
