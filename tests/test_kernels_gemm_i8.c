@@ -21,10 +21,13 @@
  *    the exact value;
  *  - non-finite input: a weight NaN/Inf is refused (INVALID_ARG); a row of A with NaN or Inf
  *    gives a row of NaN, the other rows unchanged; zero rows / columns give 0;
- *  - argument errors and NOMEM at every allocation (no leak). */
+ *  - argument errors and NOMEM at every allocation (no leak);
+ *  - int8 and bf16 products alternating on one thread (the AMX kernels' two tile
+ *    configurations, kernels/avx512/amx.h): each as alone. */
 #include "fault_alloc.h"
 #include "kernels/dispatch.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_bf16.h"
 #include "kernels/gemm_i8.h"
 #include "nn_testutil.h"
 #include "qkv.h"
@@ -32,6 +35,7 @@
 #include "test_arch.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -352,6 +356,59 @@ static void test_args(const qkv_gemm_i8_config *cfg) {
     qkv__gemm_i8_packed_free(NULL);
 }
 
+/* The int8 kernel cfg and the default bf16 kernel (AMX where the CPU has it: another tile
+ * configuration) alternating on one thread, each result the same as alone: the int8 one the
+ * naive reference's, the bf16 one that of a fresh thread whose first product it is (its tile
+ * state untouched by the int8 kernel). */
+typedef struct {
+    const qkv_gemm_bf16_packed *H;
+    const float *A;
+    float *C;
+    int64_t M, N, K;
+} bf16_alone;
+
+static void *bf16_alone_main(void *arg) {
+    bf16_alone *j = arg;
+    qkv_runtime *rt = NULL;
+    CHECK_OK(qkv_runtime_create(1, &rt));
+    CHECK_OK(qkv__gemm_bf16(rt, j->M, j->A, j->K, j->H, 0.0f, j->C, j->N, NULL));
+    qkv_runtime_free(rt);
+    return NULL;
+}
+
+static void test_alternate(const qkv_gemm_i8_config *cfg, qkv_runtime *rt1) {
+    const int64_t M = 40, N = 70, K = 100;
+    float *A = xmalloc(sizeof(float) * (size_t)(M * K)),
+          *W = xmalloc(sizeof(float) * (size_t)(N * K));
+    float *Ci = xmalloc(sizeof(float) * (size_t)(M * N)),
+          *Cb = xmalloc(sizeof(float) * (size_t)(M * N));
+    float *Rn = xmalloc(sizeof(float) * (size_t)(M * N)),
+          *Rb = xmalloc(sizeof(float) * (size_t)(M * N));
+    for (int64_t i = 0; i < M * K; i++) A[i] = urand();
+    for (int64_t i = 0; i < N * K; i++) W[i] = urand();
+    qkv_gemm_i8_packed *P = NULL;
+    qkv_gemm_bf16_packed *H = NULL;
+    CHECK_OK(qkv__gemm_i8_pack_f32(cfg, 1, K, N, W, K, &P));
+    CHECK_OK(qkv__gemm_bf16_pack_f32(NULL, 1, K, N, W, K, &H));
+    qkv__gemm_i8_naive(1, M, N, K, A, K, W, K, 0.0f, Rn, N);
+    bf16_alone job = {H, A, Rb, M, N, K};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, bf16_alone_main, &job) == 0);
+    CHECK(pthread_join(th, NULL) == 0);
+    for (int r = 0; r < 3; r++) {
+        CHECK_OK(qkv__gemm_i8(rt1, M, A, K, P, 0.0f, Ci, N, NULL));
+        CHECK_OK(qkv__gemm_bf16(rt1, M, A, K, H, 0.0f, Cb, N, NULL));
+        CHECK_MSG(memcmp(Ci, Rn, sizeof(float) * (size_t)(M * N)) == 0,
+                  "%s after bf16 differs from naive", cfg->name);
+        CHECK_MSG(memcmp(Cb, Rb, sizeof(float) * (size_t)(M * N)) == 0,
+                  "bf16 (%s) after %s differs from bf16 alone", qkv__gemm_bf16_packed_kernel(H),
+                  cfg->name);
+    }
+    qkv__gemm_i8_packed_free(P);
+    qkv__gemm_bf16_packed_free(H);
+    free(A), free(W), free(Ci), free(Cb), free(Rn), free(Rb);
+}
+
 static void test_config_once(const qkv_gemm_i8_config *cfg, const char *how, qkv_runtime *rt1,
                              qkv_runtime *rt2, qkv_runtime *rt3) {
     printf("kernel: %s%s (MR %d, NR %d)\n", cfg->name, how, cfg->mr, cfg->nr);
@@ -365,6 +422,7 @@ static void test_config_once(const qkv_gemm_i8_config *cfg, const char *how, qkv
     test_nonfinite(cfg, rt1); /* not NULL: the default runtime's workers would start here */
     test_nomem(cfg);
     test_args(cfg);
+    test_alternate(cfg, rt1);
 }
 
 /* The config as it is, and with a fused tile also without it (its ukr and group step). */
