@@ -49,9 +49,9 @@
  * bytes per weight beside its byte).
  *
  * Kernels (all the same bits): ref (4 x 16, C), avx2 (4 x 8, vpmaddwd on s16), avx512vnni
- * (8 x 48, vpdpbusd, fused tile), amx (32 x 32 in four int32 tiles, a tdpbssd per group and
- * tile, the int32 tiles stored to L1 and the float step done there with AVX-512 while the next
- * group's tiles compute; kernels/avx512/gemm_i8_amx.c). The avx512 level picks AMX where the CPU
+ * (8 x 48, vpdpbusd, fused tile), amx (16 x 16: a tdpbssd per group, the int32 tile stored to
+ * L1 and the float step done on it with AVX-512 into 16 zmm row sums while the next group's
+ * tile computes; kernels/avx512/gemm_i8_amx.c). The avx512 level picks AMX where the CPU
  * and OS allow it (qkv__gemm_i8_select, QKV_I8_KERNEL below). */
 #ifndef QKV_KERNELS_GEMM_I8_H
 #define QKV_KERNELS_GEMM_I8_H

@@ -1,23 +1,25 @@
 /* gemm_i8_amx.c — the AMX int8 GEMM micro-kernel (tdpbssd; contract in kernels/gemm_i8.h): a
- * 32 x 32 block of C in four 16 x 16 int32 tiles, one group of 32 k at a time. Per group: two
- * A tiles (16 rows x 32 s8 each, read in place from the quantized rows of A) and two B tiles
- * (8 quads x 16 columns x 4 s8, the halves of the packed panel, NR = 32, row stride 128 bytes),
- * four tdpbssd = 32 x 32 x 32 multiply-adds, exact in int32 (|Σ| <= 32·127·127). The tiles are
- * stored to an L1 buffer and the format's float step runs on it with AVX-512 while the tiles
- * compute the next group: (float)acc · (t·s) added to the block's float sums, groups in order,
- * the same IEEE operations (never an FMA; this file is compiled with -ffp-contract=off) in the
- * same order as QKV_GEMM_I8_GROUP_STEP, so the same bits as every other kernel and as
- * qkv__gemm_i8_naive.
+ * 16 x 16 block of C, one group of 32 k at a time. Per group: an A tile (16 rows x 32 s8, read
+ * in place from the quantized rows of A) and a B tile (8 quads x 16 columns x 4 s8: the packed
+ * panel, NR = 16, 512 contiguous bytes), one tdpbssd = 16 x 16 x 32 multiply-adds, exact in
+ * int32 (|Σ| <= 32·127·127). The int32 tile is stored to L1 and the format's float step runs on
+ * it with AVX-512 while the tile unit computes the next group (two sets of tiles, alternating):
+ * (float)acc · (t·s) added to the row's float sum, groups in order, the same IEEE operations
+ * (never an FMA; this file is compiled with -ffp-contract=off) in the same order as
+ * QKV_GEMM_I8_GROUP_STEP, so the same bits as every other kernel and as qkv__gemm_i8_naive.
+ *
+ * The float step is the bottleneck: per 16 outputs and group a conversion, two multiplies and
+ * an add, against 16 ticks of the tile unit per tdpbssd. A 16 x 16 block keeps its 16 row sums
+ * in zmm registers through all of K; a 32 x 32 block (four C tiles, each A and B tile used
+ * twice) had to keep them in L1 and ran 10-15% slower at M = 2048 (a load and a store more per
+ * 16 outputs and group; docs/PERFORMANCE.md).
  *
  * The activations are stored as s8 (config.a_signed: a itself, not a + 128): tdpbssd multiplies
  * s8 by s8, so acc is Σ a·q directly and the step needs no column sums (one vector operation
  * less per 16 outputs and group than the vpdpbusd kernel's). A tile reads 16 whole rows of 32 k:
- * A's rows are padded with zero bytes to a multiple of 32 k and of 32 rows, the packed B to a
- * multiple of 32 k (config.kalign, config.pad_rows); rows past mr are computed and dropped.
- *
- * The group step is the bottleneck: per 16 outputs and group a conversion, two multiplies and
- * an add (vs 4·16 ticks of the tile unit per four tdpbssd), so the block is 32 x 32: each A and
- * B tile feeds two tdpbssd.
+ * A's rows are padded with zero bytes to a multiple of 32 k and of 16 rows, the packed B to a
+ * multiple of 32 k (config.kalign, config.pad_rows); rows past mr go through the tiles and are
+ * dropped (their float steps skipped).
  *
  * This file alone is compiled with -mamx-tile -mamx-int8; it runs only when qkv_cpu_features()
  * reports QKV_CPU_AMX_INT8 (CPUID, XCR0, and the process's permission, core/cpu.c). Its tile
@@ -31,148 +33,73 @@
 #include <math.h>
 #include <string.h>
 
-enum { MR = 32, NR = 32, G = QKV_GEMM_I8_GROUP, QG = QKV_GEMM_I8_GROUP / 4 /* quads a group */ };
+enum { MR = 16, NR = 16, G = QKV_GEMM_I8_GROUP, QG = QKV_GEMM_I8_GROUP / 4 /* quads a group */ };
 
-/* Group g's exact sums into tiles 0-3 (0, 1: rows 0-15 x columns 0-15 / 16-31; 2, 3: rows
- * 16-31): zeroed, then A (4, 5) times B (6, 7). Only the top row of tiles when !two. */
-static inline __attribute__((always_inline)) void
-group_tiles(int64_t g, const uint8_t *a, int64_t lda, const int8_t *bp, int two) {
-    const int8_t *b = bp + g * QG * 4 * NR;
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_loadd(6, b, 4 * NR);
-    _tile_loadd(7, b + 64, 4 * NR);
-    _tile_loadd(4, a + g * G, lda);
-    _tile_dpbssd(0, 4, 6);
-    _tile_dpbssd(1, 4, 7);
-    if (two) {
-        _tile_zero(2);
-        _tile_zero(3);
-        _tile_loadd(5, a + 16 * lda + g * G, lda);
-        _tile_dpbssd(2, 5, 6);
-        _tile_dpbssd(3, 5, 7);
-    }
-}
-
-/* Tiles 0-3 to acc (32 x 32 int32, row r at acc + r*NR). */
-static inline __attribute__((always_inline)) void store_tiles(int32_t *acc, int two) {
-    _tile_stored(0, acc, NR * sizeof(int32_t));
-    _tile_stored(1, acc + 16, NR * sizeof(int32_t));
-    if (two) {
-        _tile_stored(2, acc + 16 * NR, NR * sizeof(int32_t));
-        _tile_stored(3, acc + 16 * NR + 16, NR * sizeof(int32_t));
-    }
-}
-
-/* Blocks of at most 16 rows use the bottom tiles as a second buffer: group g's sums of rows
- * 0-15 in tiles 0, 1 (A in 4) when g is even, in 2, 3 (A in 5) when odd, so a group's tiles
- * are stored while the next group's tdpbssd run. */
-static inline __attribute__((always_inline)) void half_tiles(int64_t g, const uint8_t *a,
-                                                             const int64_t lda, const int8_t *bp) {
+/* Group g's exact sums (16 x 16 int32) into tile 0 (g even) or 1 (g odd): zeroed, then A (tile
+ * 4 or 5: 16 rows x 32 s8) times B (tile 6 or 7: 8 quads x 16 columns x 4 s8). Two sets, so a
+ * group's tile is stored while the next group's tdpbssd runs. */
+static inline __attribute__((always_inline)) void group_tile(int64_t g, const uint8_t *a,
+                                                             int64_t lda, const int8_t *bp) {
     const int8_t *b = bp + g * QG * 4 * NR;
     if (g & 1) {
-        _tile_zero(2);
-        _tile_zero(3);
-        _tile_loadd(6, b, 4 * NR);
-        _tile_loadd(7, b + 64, 4 * NR);
+        _tile_zero(1);
+        _tile_loadd(7, b, 4 * NR);
         _tile_loadd(5, a + g * G, lda);
-        _tile_dpbssd(2, 5, 6);
-        _tile_dpbssd(3, 5, 7);
+        _tile_dpbssd(1, 5, 7);
     } else {
         _tile_zero(0);
-        _tile_zero(1);
         _tile_loadd(6, b, 4 * NR);
-        _tile_loadd(7, b + 64, 4 * NR);
         _tile_loadd(4, a + g * G, lda);
         _tile_dpbssd(0, 4, 6);
-        _tile_dpbssd(1, 4, 7);
     }
 }
-static inline __attribute__((always_inline)) void half_store(int64_t g, int32_t *acc) {
-    if (g & 1) {
-        _tile_stored(2, acc, NR * sizeof(int32_t));
-        _tile_stored(3, acc + 16, NR * sizeof(int32_t));
-    } else {
+static inline __attribute__((always_inline)) void store_tile(int64_t g, int32_t *acc) {
+    if (g & 1)
+        _tile_stored(1, acc, NR * sizeof(int32_t));
+    else
         _tile_stored(0, acc, NR * sizeof(int32_t));
-        _tile_stored(1, acc + 16, NR * sizeof(int32_t));
-    }
 }
 
-/* The format's float step of group g on the block's sums (sb; g == 0: 0 + the product, the
- * format's first step, without clearing sb first): for r < mr and the column halves (2 when
- * wide), sum + (float)acc · (t·s). */
-static inline __attribute__((always_inline)) void group_step(int64_t g, int mr, int wide,
-                                                             const int32_t *acc, const float *s,
-                                                             int64_t sst, const float *t,
-                                                             int64_t ts, float *sb) {
-    const __m512 s0 = _mm512_loadu_ps(s + g * sst), s1 = _mm512_loadu_ps(s + g * sst + 16);
-    if (wide) {
-        for (int r = 0; r < mr; r++) {
-            const __m512 tr = _mm512_set1_ps(t[r * ts + g]);
-            float *sr = sb + r * NR;
-            const int32_t *ar = acc + r * NR;
-            _mm512_store_ps(sr,
-                            _mm512_add_ps(g ? _mm512_load_ps(sr) : _mm512_setzero_ps(),
-                                          _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(ar)),
-                                                        _mm512_mul_ps(tr, s0))));
-            _mm512_store_ps(
-                sr + 16, _mm512_add_ps(g ? _mm512_load_ps(sr + 16) : _mm512_setzero_ps(),
-                                       _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(ar + 16)),
-                                                     _mm512_mul_ps(tr, s1))));
-        }
-    } else {
-        for (int r = 0; r < mr; r++) {
-            const __m512 tr = _mm512_set1_ps(t[r * ts + g]);
-            float *sr = sb + r * NR;
-            _mm512_store_ps(
-                sr, _mm512_add_ps(g ? _mm512_load_ps(sr) : _mm512_setzero_ps(),
-                                  _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(acc + r * NR)),
-                                                _mm512_mul_ps(tr, s0))));
-        }
-    }
-}
-
-/* The fused tile (qkv_gemm_i8_tile_fn): per group the tiles' exact sums, then the format's
- * float step on them, sum + (float)acc · (t·s) (the sums of the block in sb: L1), the next
- * group's tdpbssd running meanwhile; then beta and a masked store, as i8_finish. cs unused
- * (a_signed). */
+/* The fused tile (qkv_gemm_i8_tile_fn): per group the tile's exact sums, stored to acc (L1),
+ * then the format's float step on them, sum + (float)acc · (t·s), the block's 16 row sums in
+ * 16 zmm registers through all of K (0 + the first product: the format's first step), the
+ * next group's tdpbssd running meanwhile; then beta and a masked store, as i8_finish. Rows past
+ * mr (A's zero padding) go through the tiles and are dropped. cs unused (a_signed). */
 static void gemm_i8_tile_amx(int64_t K, const uint8_t *a, int64_t lda, const int8_t *bp,
                              const int32_t *cs, const float *s, int64_t sst, const float *t,
                              int64_t ts, float beta, float *C, int64_t ldc, int mr, int nr) {
     (void)cs;
     qkv__amx_tiles_ready(QKV_AMX_CFG_I8);
     int32_t acc[MR * NR] __attribute__((aligned(64)));
-    float sb[MR * NR] __attribute__((aligned(64)));
-    const int two = mr > 16, wide = nr > 16;
+    __m512 v[MR];
+    const float *tp[MR]; /* row r's scales (row mr-1's for the padding rows: never used) */
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++) {
+        v[r] = _mm512_setzero_ps();
+        tp[r] = t + (r < mr ? r : mr - 1) * ts;
+    }
     const int64_t ng = (K + G - 1) / G;
-    if (ng == 0) {
-        memset(sb, 0, sizeof sb); /* C = beta·C */
-    } else if (two) {
-        group_tiles(0, a, lda, bp, 1);
-        for (int64_t g = 0; g < ng; g++) {
-            store_tiles(acc, 1);
-            if (g + 1 < ng) group_tiles(g + 1, a, lda, bp, 1);
-            group_step(g, mr, wide, acc, s, sst, t, ts, sb);
-        }
-    } else {
-        half_tiles(0, a, lda, bp);
-        for (int64_t g = 0; g < ng; g++) {
-            if (g + 1 < ng) half_tiles(g + 1, a, lda, bp);
-            half_store(g, acc);
-            group_step(g, mr, wide, acc, s, sst, t, ts, sb);
-        }
+    if (ng > 0) group_tile(0, a, lda, bp);
+    for (int64_t g = 0; g < ng; g++) {
+        if (g + 1 < ng) group_tile(g + 1, a, lda, bp);
+        store_tile(g, acc);
+        const __m512 sg = _mm512_loadu_ps(s + g * sst);
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; r++)
+            if (r < mr) /* the padding rows' steps skipped (a row alone: 1 of 16) */
+                v[r] = _mm512_add_ps(
+                    v[r], _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(acc + r * NR)),
+                                        _mm512_mul_ps(_mm512_set1_ps(tp[r][g]), sg)));
     }
     const __m512 vb = _mm512_set1_ps(beta);
-    for (int c = 0; c < 2; c++) {
-        const int left = nr - 16 * c;
-        if (left <= 0) break;
-        const __mmask16 m = (__mmask16)(left >= 16 ? 0xFFFFu : (1u << left) - 1u);
-        for (int r = 0; r < mr; r++) {
-            float *cr = C + r * ldc + 16 * c;
-            __m512 v = _mm512_load_ps(sb + r * NR + 16 * c);
-            if (beta != 0.0f) v = _mm512_add_ps(v, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m, cr)));
-            _mm512_mask_storeu_ps(cr, m, v);
-        }
+    const __mmask16 m = (__mmask16)(nr >= 16 ? 0xFFFFu : (1u << nr) - 1u);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++) {
+        if (r >= mr) break;
+        float *cr = C + r * ldc;
+        __m512 x = v[r];
+        if (beta != 0.0f) x = _mm512_add_ps(x, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m, cr)));
+        _mm512_mask_storeu_ps(cr, m, x);
     }
 }
 
@@ -183,9 +110,8 @@ static void gemm_i8_ukr_amx(int64_t kq, const uint8_t *a, int64_t lda, const int
     (void)kq;
     qkv__amx_tiles_ready(QKV_AMX_CFG_I8);
     int32_t buf[MR * NR] __attribute__((aligned(64)));
-    const int two = mr > 16;
-    group_tiles(0, a, lda, bp, two);
-    store_tiles(buf, two);
+    group_tile(0, a, lda, bp);
+    store_tile(0, buf);
     memcpy(acc, buf, sizeof(int32_t) * (size_t)(mr * NR));
 }
 
