@@ -16,8 +16,10 @@
  * "best_gflops": from the fastest of the reps instead of the median.
  * --i8: int8 weights and dynamic int8 activations (qkv__gemm_i8, kernels/gemm_i8.h) against
  * FP32 prepacked weights on the --bf16 shapes plus the batched-embedding ones (M = 2048):
- * "GOPS" (2·M·N·K / s) of both, the int8 one also as a percent of the in-process vpdpbusd
- * peak (the FMA peak where the kernel has no peak loop of its own), "speedup" f32_ms / i8_ms;
+ * "GOPS" (2·M·N·K / s) of both, the int8 one also as a percent of the in-process peak of its
+ * kernel's instruction (tdpbssd on the AMX kernel's tiles, vpdpbusd; the FMA peak where the
+ * kernel has no peak loop of its own), "speedup" f32_ms / i8_ms; the kernel is the default one
+ * (AMX where the CPU has it; QKV_I8_KERNEL=vnni|avx2 picks another);
  * "f16_*": f16 weights (qkv__gemm_f16_pack_f32, the default f16 kernel) on the same data.
  * Peer: run with OPENBLAS_CORETYPE=SkylakeX (Debian's OpenBLAS misdetects this CPU) and
  * OPENBLAS_NUM_THREADS equal to --threads; the program sets both if unset. */

@@ -35,8 +35,8 @@ static const struct {
 
 /* How this CPU runs each weight dtype, from its features: "native" when it has instructions
  * that compute on the dtype itself, else how it is converted. Models run what --dtype names
- * (f32, bf16, f16 or int8; bf16 on AMX tiles where the CPU has them, f16 and bf16 otherwise on
- * the widening kernels by default, docs/PERFORMANCE.md). */
+ * (f32, bf16, f16 or int8; bf16 and int8 on AMX tiles where the CPU has them, f16 and bf16
+ * otherwise on the widening kernels by default, docs/PERFORMANCE.md). */
 static void dtype_support(unsigned f, const char *out[4]) {
     out[0] = "native";
     out[1] = (f & QKV_CPU_AMX_BF16)     ? "native (amx_bf16 tiles)"
@@ -46,9 +46,10 @@ static void dtype_support(unsigned f, const char *out[4]) {
     out[2] = (f & QKV_CPU_AVX512FP16) ? "native (avx512_fp16)"
              : (f & QKV_CPU_F16C)     ? "converted (f16c)"
                                       : "converted (software)";
-    out[3] = (f & QKV_CPU_AVX512VNNI) ? "native (avx512_vnni)"
-             : (f & QKV_CPU_AVX2)     ? "native (avx2 vpmaddwd)"
-                                      : "converted (software)";
+    out[3] = (f & QKV_CPU_AMX_INT8)     ? "native (amx_int8 tiles)"
+             : (f & QKV_CPU_AVX512VNNI) ? "native (avx512_vnni)"
+             : (f & QKV_CPU_AVX2)       ? "native (avx2 vpmaddwd)"
+                                        : "converted (software)";
 }
 
 int cmd_info(int argc, char **argv) {
@@ -99,7 +100,8 @@ int cmd_info(int argc, char **argv) {
     printf("model dtypes: f32 (default), bf16, f16, int8 (--dtype; bf16 on AMX tiles where the\n"
            "              CPU has them, activations rounded to bf16, else widened to f32 in the\n"
            "              GEMM (QKV_BF16_KERNEL=amx|dpbf16|plain chooses); f16 widened to f32;\n"
-           "              int8 on vpdpbusd with avx512_vnni, else vpmaddwd)\n");
+           "              int8 on AMX tiles where the CPU has them, else vpdpbusd with\n"
+           "              avx512_vnni, else vpmaddwd (QKV_I8_KERNEL=amx|vnni|avx2 chooses))\n");
     printf("kernels:\n");
     const char *op, *isa;
     for (size_t i = 0; qkv_kernel_info(i, &op, &isa); i++) printf("  %-20s %s\n", op, isa);

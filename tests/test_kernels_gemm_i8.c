@@ -1,9 +1,12 @@
 /* test_kernels_gemm_i8.c — the int8 GEMM (kernels/gemm_i8.h) of the active ISA (run once per
- * QKV_ARCH), plus the ref and avx2 kernels explicitly where the CPU runs them:
+ * QKV_ARCH), plus every other kernel explicitly where the CPU and the build have it (on AVX-512
+ * the AMX, vpdpbusd and avx2 kernels through qkv__gemm_i8_select, then the ref kernel), each
+ * also unfused (its micro-kernel and group step instead of its fused tile, when it has one):
  *  - bit-identical to qkv__gemm_i8_naive (which quantizes straight from the format, no packing,
  *    int64 sums) on random and edge shapes (M, N, K = 1, odd, around every kernel's MR / NR
- *    and K quads, and past the 32-row blocks of A), both layouts of B, beta 0 / 1, ldc > N
- *    (the padding untouched); rounding ties of the activations (to even, as rint);
+ *    and K quads, past the 32-row blocks of A and the AMX kernel's 16-row tiles, M up to 150),
+ *    both layouts of B, beta 0 / 1, ldc > N (the padding untouched); rounding ties of the
+ *    activations (to even, as rint);
  *  - every element within the error bound DERIVED from the format against the exact product
  *    (double; gemm_i8.h): per weight |Δb| <= s/2·(1+2^-16), per activation |Δa| <=
  *    t/2·(1+2^-16) (s, t of the k's group; the 2^-16: the float division before rint), so
@@ -12,16 +15,19 @@
  *    (γ: the float steps, per group (float)acc, t·s, the product, the sum; then beta·C);
  *  - the packed weights: |q·s - w| <= s/2·(1+u), |q| <= 127, each group's largest weight at
  *    ±127;
- *  - bit-identical results for 1 and 3 threads, rows alone vs batched, with an epilogue (bias,
- *    GELU, residual) equal to the naive result followed by the same epilogue code;
+ *  - bit-identical results for 1, 2 and 3 threads, rows alone vs batched, with an epilogue
+ *    (bias, GELU, residual) equal to the naive result followed by the same epilogue code;
  *  - the worst case of the int32 sums (every a = 255 unsigned, every q = ±127) over a long K:
  *    the exact value;
  *  - non-finite input: a weight NaN/Inf is refused (INVALID_ARG); a row of A with NaN or Inf
  *    gives a row of NaN, the other rows unchanged; zero rows / columns give 0;
- *  - argument errors and NOMEM at every allocation (no leak). */
+ *  - argument errors and NOMEM at every allocation (no leak);
+ *  - int8 and bf16 products alternating on one thread (the AMX kernels' two tile
+ *    configurations, kernels/avx512/amx.h): each as alone. */
 #include "fault_alloc.h"
 #include "kernels/dispatch.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_bf16.h"
 #include "kernels/gemm_i8.h"
 #include "nn_testutil.h"
 #include "qkv.h"
@@ -29,6 +35,7 @@
 #include "test_arch.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,7 +128,8 @@ static void test_shapes(const qkv_gemm_i8_config *cfg, qkv_runtime *rt1, qkv_run
     }
     /* the row blocks of A (32 rows; threads take (row block, panel) tasks): M around and past
      * them with N and K tails */
-    const int64_t Mb[] = {31, 32, 63, 64, 65, 100, 131}, Nb[] = {47, 96, 145}, Kb[] = {32, 70, 389};
+    const int64_t Mb[] = {15, 31, 32, 63, 64, 65, 100, 131, 150}, Nb[] = {47, 96, 145},
+                  Kb[] = {32, 70, 389};
     for (size_t a = 0; a < sizeof Mb / sizeof *Mb; a++)
         for (size_t b = 0; b < sizeof Nb / sizeof *Nb; b++)
             run_case(cfg, (a + b) & 1 ? rt2 : rt1, (int)(a & 1), Mb[a], Nb[b], Kb[(a + b) % 3],
@@ -150,8 +158,10 @@ static void test_ties(const qkv_gemm_i8_config *cfg, qkv_runtime *rt) {
     qkv__gemm_i8_packed_free(P);
 }
 
-/* 1 vs 3 threads, rows alone vs batched, with a fused epilogue = naive + the same epilogue. */
-static void test_deterministic(const qkv_gemm_i8_config *cfg, qkv_runtime *rt1, qkv_runtime *rt3) {
+/* 1 vs 2 vs 3 threads, rows alone vs batched, with a fused epilogue = naive + the same
+ * epilogue. */
+static void test_deterministic(const qkv_gemm_i8_config *cfg, qkv_runtime *rt1, qkv_runtime *rt2,
+                               qkv_runtime *rt3) {
     const int64_t M = 37, N = 203, K = 301;
     float *A = xmalloc(sizeof(float) * (size_t)(M * K)),
           *W = xmalloc(sizeof(float) * (size_t)(N * K));
@@ -159,6 +169,7 @@ static void test_deterministic(const qkv_gemm_i8_config *cfg, qkv_runtime *rt1, 
           *res = xmalloc(sizeof(float) * (size_t)(M * N));
     float *C1 = xmalloc(sizeof(float) * (size_t)(M * N)),
           *C3 = xmalloc(sizeof(float) * (size_t)(M * N));
+    float *C2 = xmalloc(sizeof(float) * (size_t)(M * N));
     float *Cr = xmalloc(sizeof(float) * (size_t)(M * N)),
           *Cn = xmalloc(sizeof(float) * (size_t)(M * N));
     for (int64_t i = 0; i < M * K; i++) A[i] = urand();
@@ -169,6 +180,7 @@ static void test_deterministic(const qkv_gemm_i8_config *cfg, qkv_runtime *rt1, 
     CHECK_OK(qkv__gemm_i8_pack_f32(cfg, 1, K, N, W, K, &P));
     qkv_gemm_epilogue e = {.bias = bias, .act = QKV_ACT_GELU_ERF, .residual = res, .ldr = N};
     CHECK_OK(qkv__gemm_i8(rt1, M, A, K, P, 0.0f, C1, N, &e));
+    CHECK_OK(qkv__gemm_i8(rt2, M, A, K, P, 0.0f, C2, N, &e));
     CHECK_OK(qkv__gemm_i8(rt3, M, A, K, P, 0.0f, C3, N, &e));
     for (int64_t i = 0; i < M; i++) /* one row at a time; the residual's row i is row 0 then */
     {
@@ -178,11 +190,12 @@ static void test_deterministic(const qkv_gemm_i8_config *cfg, qkv_runtime *rt1, 
     }
     qkv__gemm_i8_naive(1, M, N, K, A, K, W, K, 0.0f, Cn, N);
     for (int64_t i = 0; i < M; i++) qkv__gemm_epilogue_tile(&e, Cn + i * N, N, i, 0, 1, (int)N);
+    CHECK(memcmp(C1, C2, sizeof(float) * (size_t)(M * N)) == 0);
     CHECK(memcmp(C1, C3, sizeof(float) * (size_t)(M * N)) == 0);
     CHECK(memcmp(C1, Cr, sizeof(float) * (size_t)(M * N)) == 0);
     CHECK(memcmp(C1, Cn, sizeof(float) * (size_t)(M * N)) == 0);
     qkv__gemm_i8_packed_free(P);
-    free(A), free(W), free(bias), free(res), free(C1), free(C3), free(Cr), free(Cn);
+    free(A), free(W), free(bias), free(res), free(C1), free(C2), free(C3), free(Cr), free(Cn);
 }
 
 /* The packed weights against the format (independently of the kernels). */
@@ -343,11 +356,64 @@ static void test_args(const qkv_gemm_i8_config *cfg) {
     qkv__gemm_i8_packed_free(NULL);
 }
 
-static void test_config(const qkv_gemm_i8_config *cfg, qkv_runtime *rt1, qkv_runtime *rt2,
-                        qkv_runtime *rt3) {
-    printf("kernel: %s (MR %d, NR %d)\n", cfg->name, cfg->mr, cfg->nr);
+/* The int8 kernel cfg and the default bf16 kernel (AMX where the CPU has it: another tile
+ * configuration) alternating on one thread, each result the same as alone: the int8 one the
+ * naive reference's, the bf16 one that of a fresh thread whose first product it is (its tile
+ * state untouched by the int8 kernel). */
+typedef struct {
+    const qkv_gemm_bf16_packed *H;
+    const float *A;
+    float *C;
+    int64_t M, N, K;
+} bf16_alone;
+
+static void *bf16_alone_main(void *arg) {
+    bf16_alone *j = arg;
+    qkv_runtime *rt = NULL;
+    CHECK_OK(qkv_runtime_create(1, &rt));
+    CHECK_OK(qkv__gemm_bf16(rt, j->M, j->A, j->K, j->H, 0.0f, j->C, j->N, NULL));
+    qkv_runtime_free(rt);
+    return NULL;
+}
+
+static void test_alternate(const qkv_gemm_i8_config *cfg, qkv_runtime *rt1) {
+    const int64_t M = 40, N = 70, K = 100;
+    float *A = xmalloc(sizeof(float) * (size_t)(M * K)),
+          *W = xmalloc(sizeof(float) * (size_t)(N * K));
+    float *Ci = xmalloc(sizeof(float) * (size_t)(M * N)),
+          *Cb = xmalloc(sizeof(float) * (size_t)(M * N));
+    float *Rn = xmalloc(sizeof(float) * (size_t)(M * N)),
+          *Rb = xmalloc(sizeof(float) * (size_t)(M * N));
+    for (int64_t i = 0; i < M * K; i++) A[i] = urand();
+    for (int64_t i = 0; i < N * K; i++) W[i] = urand();
+    qkv_gemm_i8_packed *P = NULL;
+    qkv_gemm_bf16_packed *H = NULL;
+    CHECK_OK(qkv__gemm_i8_pack_f32(cfg, 1, K, N, W, K, &P));
+    CHECK_OK(qkv__gemm_bf16_pack_f32(NULL, 1, K, N, W, K, &H));
+    qkv__gemm_i8_naive(1, M, N, K, A, K, W, K, 0.0f, Rn, N);
+    bf16_alone job = {H, A, Rb, M, N, K};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, bf16_alone_main, &job) == 0);
+    CHECK(pthread_join(th, NULL) == 0);
+    for (int r = 0; r < 3; r++) {
+        CHECK_OK(qkv__gemm_i8(rt1, M, A, K, P, 0.0f, Ci, N, NULL));
+        CHECK_OK(qkv__gemm_bf16(rt1, M, A, K, H, 0.0f, Cb, N, NULL));
+        CHECK_MSG(memcmp(Ci, Rn, sizeof(float) * (size_t)(M * N)) == 0,
+                  "%s after bf16 differs from naive", cfg->name);
+        CHECK_MSG(memcmp(Cb, Rb, sizeof(float) * (size_t)(M * N)) == 0,
+                  "bf16 (%s) after %s differs from bf16 alone", qkv__gemm_bf16_packed_kernel(H),
+                  cfg->name);
+    }
+    qkv__gemm_i8_packed_free(P);
+    qkv__gemm_bf16_packed_free(H);
+    free(A), free(W), free(Ci), free(Cb), free(Rn), free(Rb);
+}
+
+static void test_config_once(const qkv_gemm_i8_config *cfg, const char *how, qkv_runtime *rt1,
+                             qkv_runtime *rt2, qkv_runtime *rt3) {
+    printf("kernel: %s%s (MR %d, NR %d)\n", cfg->name, how, cfg->mr, cfg->nr);
     test_shapes(cfg, rt1, rt2);
-    test_deterministic(cfg, rt1, rt3);
+    test_deterministic(cfg, rt1, rt2, rt3);
     test_ties(cfg, rt1);
     test_pack(cfg);
     /* explicit runtimes only: the default one, made on first use, would start worker threads
@@ -356,6 +422,18 @@ static void test_config(const qkv_gemm_i8_config *cfg, qkv_runtime *rt1, qkv_run
     test_nonfinite(cfg, rt1); /* not NULL: the default runtime's workers would start here */
     test_nomem(cfg);
     test_args(cfg);
+    test_alternate(cfg, rt1);
+}
+
+/* The config as it is, and with a fused tile also without it (its ukr and group step). */
+static void test_config(const qkv_gemm_i8_config *cfg, qkv_runtime *rt1, qkv_runtime *rt2,
+                        qkv_runtime *rt3) {
+    test_config_once(cfg, "", rt1, rt2, rt3);
+    if (cfg->tile) {
+        qkv_gemm_i8_config u = *cfg;
+        u.tile = NULL;
+        test_config_once(&u, " (unfused)", rt1, rt2, rt3);
+    }
 }
 
 int main(void) {
@@ -367,10 +445,42 @@ int main(void) {
     CHECK_OK(qkv_runtime_create(3, &rt3));
     qkv_gemm_i8_config cfg;
     qkv__kernels()->gemm_i8_config(&cfg);
-    if (arch == QKV_ARCH_AVX512 && (qkv_cpu_features() & QKV_CPU_AVX512VNNI) &&
-        strstr(qkv_build_info(), "avx512vnni"))
+    /* the default on AVX-512: AMX where the CPU and build have it (unless QKV_I8_KERNEL asks for
+     * another kernel), else vpdpbusd where they have it */
+    const char *env = getenv("QKV_I8_KERNEL");
+    const unsigned f = qkv_cpu_features();
+    const int has_amx = (f & QKV_CPU_AMX_INT8) && strstr(qkv_build_info(), " amx_int8");
+    const int has_vnni = (f & QKV_CPU_AVX512VNNI) && strstr(qkv_build_info(), "avx512vnni");
+    printf("cpu: avx512_vnni %s, amx_int8 %s\n", f & QKV_CPU_AVX512VNNI ? "yes" : "no",
+           f & QKV_CPU_AMX_INT8 ? "yes" : "no");
+    if (!env && arch == QKV_ARCH_AVX512 && has_amx)
+        CHECK(strcmp(cfg.name, "gemm_i8_amx") == 0);
+    else if (!env && arch == QKV_ARCH_AVX512 && has_vnni)
         CHECK(strcmp(cfg.name, "gemm_i8_avx512vnni") == 0);
     test_config(&cfg, rt1, rt2, rt3);
+    /* on AVX-512, every other kernel the CPU and build have, selected explicitly (AMX falls
+     * back to vpdpbusd, vpdpbusd to avx2) */
+    static const int kinds[] = {QKV_I8_AMX, QKV_I8_VNNI};
+    const int have[] = {has_amx, has_vnni};
+    static const char *const names[] = {"gemm_i8_amx", "gemm_i8_avx512vnni"};
+    for (size_t i = 0; arch == QKV_ARCH_AVX512 && i < sizeof kinds / sizeof *kinds; i++) {
+        qkv_gemm_i8_config other;
+        qkv__gemm_i8_select(kinds[i]);
+        qkv__kernels()->gemm_i8_config(&other);
+        const char *want = have[i]              ? names[i]
+                           : i == 0 && has_vnni ? "gemm_i8_avx512vnni"
+                                                : "gemm_i8_avx2";
+        CHECK_MSG(strcmp(other.name, want) == 0, "selected %s, got %s", names[i], other.name);
+        if (strcmp(other.name, cfg.name) != 0 && strcmp(other.name, "gemm_i8_avx2") != 0)
+            test_config(&other, rt1, rt2, rt3);
+    }
+    if (arch == QKV_ARCH_AVX512) { /* the avx2 kernel by selection too */
+        qkv_gemm_i8_config w;
+        qkv__gemm_i8_select(QKV_I8_WIDE);
+        qkv__kernels()->gemm_i8_config(&w);
+        CHECK(strcmp(w.name, "gemm_i8_avx2") == 0);
+    }
+    qkv__gemm_i8_select(QKV_I8_DEFAULT);
     /* the fallbacks below the active ISA give the same bits (each checked against naive) */
     if (arch >= QKV_ARCH_AVX2 && strcmp(cfg.name, "gemm_i8_avx2") != 0) {
         qkv_gemm_i8_config c2;

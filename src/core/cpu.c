@@ -73,6 +73,8 @@ static unsigned detect(void) {
 static unsigned detect(void) { return 0; }
 #endif
 
+_Thread_local int qkv__amx_config; /* kernels/avx512/amx.h */
+
 static unsigned features;
 static int features_done;
 static int active = -1;

@@ -21,6 +21,12 @@
 #ifndef QKV_HAVE_AMX /* the AMX GEMM kernels are compiled in */
 #define QKV_HAVE_AMX 0
 #endif
+#ifndef QKV_HAVE_AMX_INT8 /* the AMX int8 GEMM kernel (tdpbssd) is compiled in */
+#define QKV_HAVE_AMX_INT8 0
+#endif
+
+/* The AMX tile configuration loaded on this thread (kernels/avx512/amx.h: QKV_AMX_CFG_*). */
+extern _Thread_local int qkv__amx_config;
 
 /* 1 if the CPU and this build can run ISA a. */
 int qkv__arch_supported(qkv_arch a);

@@ -20,20 +20,21 @@ const char *qkv_build_info(void) {
     static char buf[256];
     if (!buf[0]) {
         const char *san = QKV_SANITIZE_FLAGS;
-        snprintf(buf, sizeof buf,
-                 "build %s; compiler %s %s; sanitizers %s; cblas %s; isa kernels scalar%s%s%s%s%s",
-                 QKV_BUILD_TYPE,
+        snprintf(
+            buf, sizeof buf,
+            "build %s; compiler %s %s; sanitizers %s; cblas %s; isa kernels scalar%s%s%s%s%s%s",
+            QKV_BUILD_TYPE,
 #if defined(__clang__)
-                 "clang",
+            "clang",
 #elif defined(__GNUC__)
-                 "gcc",
+            "gcc",
 #else
-                 "cc",
+            "cc",
 #endif
-                 __VERSION__, san[0] ? san : "none", QKV_WITH_CBLAS ? "on" : "off",
-                 QKV_HAVE_AVX2 ? " avx2" : "", QKV_HAVE_AVX512 ? " avx512" : "",
-                 QKV_HAVE_AVX512BF16 ? " avx512bf16" : "", QKV_HAVE_AVX512VNNI ? " avx512vnni" : "",
-                 QKV_HAVE_AMX ? " amx" : "");
+            __VERSION__, san[0] ? san : "none", QKV_WITH_CBLAS ? "on" : "off",
+            QKV_HAVE_AVX2 ? " avx2" : "", QKV_HAVE_AVX512 ? " avx512" : "",
+            QKV_HAVE_AVX512BF16 ? " avx512bf16" : "", QKV_HAVE_AVX512VNNI ? " avx512vnni" : "",
+            QKV_HAVE_AMX ? " amx" : "", QKV_HAVE_AMX_INT8 ? " amx_int8" : "");
     }
     return buf;
 }

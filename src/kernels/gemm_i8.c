@@ -23,14 +23,15 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
-enum { MR_MAX = 16, NR_MAX = 64, MC_ROWS = 32 };
+enum { MR_MAX = 32, NR_MAX = 64, MC_ROWS = 32 };
 
 struct qkv_gemm_i8_packed {
     qkv_gemm_i8_config cfg; /* a copy: the layout and the kernel to run */
     int64_t K, N;
-    int64_t kq;      /* ceil(K / 4) */
+    int64_t kq;      /* ceil(K / 4), or K rounded up to the config's kalign, / 4 */
     int64_t ng;      /* groups: ceil(K / G) */
     int64_t npad;    /* N rounded up to NR */
     int8_t *data;    /* panel jr (a multiple of NR) at data + jr*4*kq; NULL when K*N == 0 */
@@ -41,6 +42,28 @@ struct qkv_gemm_i8_packed {
 enum { G = QKV_GEMM_I8_GROUP };
 
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/* -2: not decided yet; the first lookup reads QKV_I8_KERNEL (gemm_i8.h). */
+static int i8_kernel = -2;
+static int kernel_from_env(void) {
+    const char *env = getenv("QKV_I8_KERNEL");
+    if (env && strcmp(env, "vnni") == 0) return QKV_I8_VNNI;
+    if (env && strcmp(env, "avx2") == 0) return QKV_I8_WIDE;
+    return QKV_I8_AMX;
+}
+void qkv__gemm_i8_select(int kernel) {
+    int k = kernel == QKV_I8_WIDE || kernel == QKV_I8_VNNI || kernel == QKV_I8_AMX
+                ? kernel
+                : kernel_from_env();
+    __atomic_store_n(&i8_kernel, k, __ATOMIC_RELAXED);
+}
+int qkv__gemm_i8_selected(void) {
+    int v = __atomic_load_n(&i8_kernel, __ATOMIC_RELAXED);
+    if (v >= 0) return v;
+    int want = kernel_from_env(), unset = -2;
+    __atomic_compare_exchange_n(&i8_kernel, &unset, want, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    return __atomic_load_n(&i8_kernel, __ATOMIC_RELAXED);
+}
 
 /* The scale of a row (gemm_i8.h): amax / 127, 0 for a zero (or underflowing) row, NaN when
  * the row holds a NaN or an Inf. */
@@ -115,14 +138,16 @@ qkv_status qkv__gemm_i8_pack_f32(const qkv_gemm_i8_config *cfg, int trans_b, int
         c = *cfg;
     else
         qkv__kernels()->gemm_i8_config(&c);
-    if (c.mr < 1 || c.mr > MR_MAX || c.nr < 1 || c.nr > NR_MAX || !c.ukr || !c.group)
+    if (c.kalign == 0) c.kalign = 4;
+    if (c.mr < 1 || c.mr > MR_MAX || c.nr < 1 || c.nr > NR_MAX || !c.ukr || !c.group ||
+        c.kalign < 4 || c.kalign % 4 != 0 || G % c.kalign != 0)
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm i8 pack: bad config %s", c.name);
     qkv_gemm_i8_packed *p = qkv__calloc(1, sizeof *p);
     if (!p) return qkv__fail(QKV_ERR_NOMEM, "gemm i8 pack: out of memory");
     p->cfg = c;
     p->K = K;
     p->N = N;
-    p->kq = (K + 3) / 4;
+    p->kq = round_up(K, c.kalign) / 4;
     p->ng = (K + G - 1) / G;
     p->npad = round_up(N, c.nr);
     if (K == 0 || N == 0) {
@@ -210,7 +235,7 @@ typedef struct {
     int64_t M;
     int64_t mc;       /* rows per block of A (a multiple of MR) */
     int64_t panels;   /* NR-wide column panels */
-    const uint8_t *a; /* A quantized, + 128, [M, 4*kq] */
+    const uint8_t *a; /* A quantized, + 128 (or s8: a_signed), [M, 4*kq] */
     const float *t;   /* t[m, g] at t[m*ng + g] */
     float beta;
     float *C;
@@ -256,13 +281,15 @@ static void i8_task(void *ctx, int64_t begin, int64_t end, int tid) {
 
 typedef struct {
     qkv_gemm_i8_quant_fn quant; /* NULL: the portable loop */
+    int a_signed;               /* bytes a (s8) rather than a + 128 (u8) */
     const float *A;
     int64_t lda, K, kp, ng;
     uint8_t *a; /* [M, kp] */
     float *t;   /* [M, ng] */
 } quant_job;
 
-/* Rows [begin, end) of A quantized group by group (a + 128 as u8, 128 in the K padding). */
+/* Rows [begin, end) of A quantized group by group (a + 128 as u8, 128 in the K padding; with
+ * a_signed a as s8, 0 in the padding: the u8 byte with its top bit flipped). */
 static void quant_task(void *ctx, int64_t begin, int64_t end, int tid) {
     (void)tid;
     const quant_job *j = ctx;
@@ -277,6 +304,8 @@ static void quant_task(void *ctx, int64_t begin, int64_t end, int tid) {
             j->t[i * j->ng + q] = qkv__i8_quantize_u8(j->A + i * j->lda + k0, len, u + k0);
         }
         for (int64_t k = j->K; k < j->kp; k++) u[k] = 128;
+        if (j->a_signed)
+            for (int64_t k = 0; k < j->kp; k++) u[k] ^= 0x80;
     }
 }
 
@@ -292,10 +321,12 @@ qkv_status qkv__gemm_i8(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
                                    &res_copy, &g.epi, &done));
     if (done) return QKV_OK;
     const int64_t kp = 4 * B->kq, ng = B->ng;
+    /* rows of A's copy: with pad_rows the tiles' whole rows, the extra ones zero */
+    const int64_t ma = B->cfg.pad_rows ? round_up(M, B->cfg.mr) : M;
     size_t bytes, tbytes;
     uint8_t *a = NULL;
     float *t = NULL;
-    if (qkv__mul_overflow((size_t)M, (size_t)kp, &bytes) ||
+    if (qkv__mul_overflow((size_t)ma, (size_t)kp, &bytes) ||
         qkv__mul_overflow((size_t)M * (size_t)ng, sizeof(float), &tbytes)) {
         qkv__free(res_copy);
         return qkv__fail(QKV_ERR_OVERFLOW, "gemm i8: int8 copy of A overflows");
@@ -307,7 +338,8 @@ qkv_status qkv__gemm_i8(qkv_runtime *rt, int64_t M, const float *A, int64_t lda,
         qkv__free(res_copy);
         return qkv__fail(QKV_ERR_NOMEM, "gemm i8: cannot allocate %zu bytes for A", bytes);
     }
-    quant_job qj = {B->cfg.quant, A, lda, B->K, kp, ng, a, t};
+    if (ma > M) memset(a + M * kp, B->cfg.a_signed ? 0 : 128, (size_t)((ma - M) * kp));
+    quant_job qj = {B->cfg.quant, B->cfg.a_signed, A, lda, B->K, kp, ng, a, t};
     /* rows apart (each row's quantization is its own: any split gives the same bytes); inside a
      * team (runtime.h) every thread runs this call with its own copy, so solo: all rows each */
     const int qsmall = (double)M * (double)B->K < 65536.0 || qkv_runtime_n_threads(rt) <= 1;

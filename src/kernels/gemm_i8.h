@@ -21,7 +21,8 @@
  *    a = 0: its row of the product is NaN (propagated, then beta·C and the epilogue as usual).
  *  - acc[m,n,g] = Σ_{k in g} a[m,k]·q[k,n] in int32, exact (|acc| <= G·255·127). The kernels
  *    store a + 128 as u8 (vpdpbusd multiplies u8 by s8) and subtract 128·colsum[g,n]
- *    (Σ_{k in g} q[k,n], computed at pack time).
+ *    (Σ_{k in g} q[k,n], computed at pack time); the AMX kernel stores a as s8 (tdpbssd
+ *    multiplies s8 by s8: config.a_signed) and needs no column sums.
  *  - sum = 0; for g in order: sum = sum + (float)acc[m,n,g] * (t[m,g] * s[g,n]);
  *    C = beta == 0 ? sum : sum + beta * C; then the epilogue (bias, activation, residual:
  *    kernels/gemm.h, the FP32 GEMM's code) on each finished tile.
@@ -39,11 +40,19 @@
  *    E_q = Σ_k (|A|·s/2·(1+u) + |B|·t/2·(1+u) + s·t/4·(1+u)^2)   (s, t of k's group)
  * for normal (>= FLT_MIN) scales; tests/test_kernels_gemm_i8.c checks it on every ISA.
  *
- * Packed layout (per config): K padded to a multiple of 4 (kq = ceil(K/4) quads), N to the
- * config's NR; panel jr (NR columns) holds bp[q*4*NR + 4*j + h] = q[4q + h][jr + j] (zeros in
- * the padding), the layout vpdpbusd reads (a 32-bit quad of k per column); a group is the
- * contiguous run of its G/4 quads. Scales and column sums: [n_g, N rounded up to NR] floats
- * and int32s (2·8/G bytes per weight beside its byte). */
+ * Packed layout (per config): K padded to a multiple of 4 (kq = ceil(K/4) quads; of G = 32 for
+ * the AMX kernel, config.kalign, whose tiles read whole groups), N to the config's NR; panel jr
+ * (NR columns) holds bp[q*4*NR + 4*j + h] = q[4q + h][jr + j] (zeros in the padding), the
+ * layout vpdpbusd reads (a 32-bit quad of k per column) and a tdpbssd B tile too (a group: 8
+ * rows of quads, 16 columns x 4 bytes a row, row stride 4·NR); a group is the contiguous run of
+ * its G/4 quads. Scales and column sums: [n_g, N rounded up to NR] floats and int32s (2·8/G
+ * bytes per weight beside its byte).
+ *
+ * Kernels (all the same bits): ref (4 x 16, C), avx2 (4 x 8, vpmaddwd on s16), avx512vnni
+ * (8 x 48, vpdpbusd, fused tile), amx (16 x 16: a tdpbssd per group, the int32 tile stored to
+ * L1 and the float step done on it with AVX-512 into 16 zmm row sums while the next group's
+ * tile computes; kernels/avx512/gemm_i8_amx.c). The avx512 level picks AMX where the CPU
+ * and OS allow it (qkv__gemm_i8_select, QKV_I8_KERNEL below). */
 #ifndef QKV_KERNELS_GEMM_I8_H
 #define QKV_KERNELS_GEMM_I8_H
 
@@ -58,8 +67,9 @@
 
 /* Micro-kernel (called once per group): acc[r*NR + j] = Σ_{k < 4·kq} a[r*lda + k] ·
  * bp[(k/4)*4*NR + 4*j + k%4] for
- * r < mr (<= MR), every j < NR (padding columns give 0); a is u8 (a + 128), lda a multiple of
- * 4, rows past mr never read. */
+ * r < mr (<= MR), every j < NR (padding columns give 0); a is u8 (a + 128; s8 a itself with
+ * config.a_signed), lda a multiple of 4, rows past mr never read (with config.pad_rows: read,
+ * up to MR, and dropped). */
 typedef void (*qkv_gemm_i8_ukr_fn)(int64_t kq, const uint8_t *a, int64_t lda, const int8_t *bp,
                                    int32_t *acc, int mr);
 
@@ -78,6 +88,16 @@ typedef void (*qkv_gemm_i8_group_fn)(int first, int mr, const int32_t *acc, cons
             sr[j] = (first ? 0.0f : sr[j]) + (float)(ar[j] - 128 * cs[j]) * (tr * s[j]);           \
     }
 
+/* The same for a config with a_signed (acc is then the exact Σ a·q: no column sums). */
+#define QKV_GEMM_I8_GROUP_STEP_S8(NR)                                                              \
+    for (int r = 0; r < mr; r++) {                                                                 \
+        const float tr = t[r * ts];                                                                \
+        float *sr = sum + r * (NR);                                                                \
+        const int32_t *ar = acc + r * (NR);                                                        \
+        for (int j = 0; j < (NR); j++)                                                             \
+            sr[j] = (first ? 0.0f : sr[j]) + (float)ar[j] * (tr * s[j]);                           \
+    }
+
 /* Optional fused form of the two above (NULL: ukr, then group, per group): one tile's whole K,
  * groups in order, each group's exact integer sums then its float step, then beta and the
  * store: C[r*ldc + j] = (beta == 0 ? sum : sum + beta·C) for r < mr, j < nr (<= NR), the same
@@ -87,7 +107,8 @@ typedef void (*qkv_gemm_i8_tile_fn)(int64_t K, const uint8_t *a, int64_t lda, co
                                     const int32_t *cs, const float *s, int64_t sst, const float *t,
                                     int64_t ts, float beta, float *C, int64_t ldc, int mr, int nr);
 /* Optional vectorized activation quantization of one row x [K] (NULL: the portable code): the
- * format's bytes u [kp] (a + 128; 128 in the padding K..kp) and scales t [ceil(K/G)]. */
+ * format's bytes u [kp] (a + 128, 128 in the padding K..kp; with config.a_signed a as s8, 0 in
+ * the padding) and scales t [ceil(K/G)]. */
 typedef void (*qkv_gemm_i8_quant_fn)(const float *x, int64_t K, int64_t kp, uint8_t *u, float *t);
 
 typedef struct qkv_gemm_i8_config {
@@ -100,17 +121,39 @@ typedef struct qkv_gemm_i8_config {
     float (*peak_loop)(int64_t iters, double *flops);
     qkv_gemm_i8_tile_fn tile;   /* NULL or the fused kernel */
     qkv_gemm_i8_quant_fn quant; /* NULL or the vectorized quantization */
+    /* The AMX kernel's needs (0 elsewhere): kalign, K of the packed weights and of A's rows
+     * padded to a multiple of it (with zeros; 0 means 4); pad_rows, A's quantized copy holds M
+     * rounded up to MR rows (the extra ones zero: a tile reads whole rows); a_signed, A's bytes
+     * are a as s8 (zero 0) rather than a + 128 as u8 (zero 128), so the sums need no column
+     * sums (ukr and group then: acc = Σ a·q, QKV_GEMM_I8_GROUP_STEP_S8). */
+    int kalign, pad_rows, a_signed;
 } qkv_gemm_i8_config;
 
 /* The config of each ISA: ref (plain C), avx2 (u8/s8 widened to s16, vpmaddwd: exact, no
- * saturation), avx512 (vpdpbusd when CPUID reports AVX512_VNNI and the build has it,
- * QKV_HAVE_AVX512VNNI; else the avx2 kernel). */
+ * saturation), avx512 (the kernel qkv__gemm_i8_selected() names where the CPU and the build
+ * have it: AMX tiles (tdpbssd, QKV_CPU_AMX_INT8, QKV_HAVE_AMX_INT8), vpdpbusd (AVX512_VNNI,
+ * QKV_HAVE_AVX512VNNI); else the avx2 kernel). */
 void qkv__gemm_i8_config_ref(qkv_gemm_i8_config *cfg);
 void qkv__gemm_i8_config_avx2(qkv_gemm_i8_config *cfg);
 void qkv__gemm_i8_config_avx512(qkv_gemm_i8_config *cfg);
 void qkv__gemm_i8_config_avx512vnni(qkv_gemm_i8_config *cfg); /* caller checks the CPU */
 /* 12 independent vpdpbusd zmm chains (64 multiply-adds each). */
 float qkv__dpbusd_peak_loop_avx512vnni(int64_t iters, double *flops);
+/* The AMX kernel (only with QKV_HAVE_AMX_INT8; caller checks QKV_CPU_AMX_INT8), and the peak
+ * loop of four independent tdpbssd on its tiles (16 x 16 outputs x 32 k each). */
+void qkv__gemm_i8_config_amx(qkv_gemm_i8_config *cfg);
+float qkv__amx_i8_peak_loop(int64_t iters, double *flops);
+/* Which int8 kernel the avx512 config takes where the CPU and the build have it:
+ *   AMX (the default): tdpbssd on tiles (Sapphire Rapids and later, where the OS allows);
+ *   VNNI: vpdpbusd (AVX512_VNNI);
+ *   WIDE: the avx2 kernel (vpmaddwd on s16).
+ * All give the same bits. The environment variable QKV_I8_KERNEL (amx | vnni | avx2), read at
+ * the first lookup, sets it; qkv__gemm_i8_select overrides it (DEFAULT: back to the
+ * environment's or AMX). A weight packed keeps the kernel it was packed for: select before
+ * packing. */
+enum { QKV_I8_DEFAULT = -1, QKV_I8_WIDE = 0, QKV_I8_VNNI = 1, QKV_I8_AMX = 2 };
+void qkv__gemm_i8_select(int kernel);
+int qkv__gemm_i8_selected(void);
 
 typedef struct qkv_gemm_i8_packed qkv_gemm_i8_packed;
 

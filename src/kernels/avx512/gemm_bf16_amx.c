@@ -13,14 +13,12 @@
  *
  * This file alone is compiled with -mamx-tile -mamx-bf16; it runs only when qkv_cpu_features()
  * reports QKV_CPU_AMX_BF16 (CPUID, XCR0, and the process's permission, core/cpu.c). Each thread
- * loads the tile configuration once (kernels/avx512/amx.h). */
+ * loads the tile configuration when it has another one (kernels/avx512/amx.h). */
 #include "kernels/avx512/amx.h"
 #include "kernels/gemm_bf16.h"
 
 #include <immintrin.h>
 #include <string.h>
-
-_Thread_local int qkv__amx_configured;
 
 enum { MR = 32, NR = 32, KT = 32 /* k per tile row: 16 pairs of bf16 = 64 bytes */ };
 
@@ -48,7 +46,7 @@ static void store_edge(const float *t, float *c, int64_t ldc, int mr, int nr, fl
 static void gemm_bf16_ukr_amx(int64_t kc, const void *av, int64_t lda, const uint16_t *bp, float *c,
                               int64_t ldc, int mr, int nr, float beta) {
     const uint16_t *a = av;
-    qkv__amx_tiles_ready();
+    qkv__amx_tiles_ready(QKV_AMX_CFG_BF16);
     const int64_t steps = (kc + KT - 1) / KT, sa = lda * (int64_t)sizeof(uint16_t);
     const int two = mr > 16;
     _tile_zero(0);
@@ -115,7 +113,7 @@ void qkv__gemm_bf16_config_amx(qkv_gemm_bf16_config *cfg) {
 float qkv__amx_bf16_peak_loop(int64_t iters, double *flops) {
     uint16_t x[16 * 32] __attribute__((aligned(64)));
     for (int i = 0; i < 16 * 32; i++) x[i] = 0x3a83; /* 1e-3 */
-    qkv__amx_tiles_ready();
+    qkv__amx_tiles_ready(QKV_AMX_CFG_BF16);
     _tile_loadd(4, x, 64);
     _tile_loadd(5, x, 64);
     _tile_loadd(6, x, 64);

@@ -245,6 +245,9 @@ void qkv__gemm_i8_config_avx512vnni(qkv_gemm_i8_config *cfg) {
     cfg->peak_loop = qkv__dpbusd_peak_loop_avx512vnni;
     cfg->tile = gemm_i8_tile_avx512vnni;
     cfg->quant = gemm_i8_quant_avx512vnni;
+    cfg->kalign = 0;
+    cfg->pad_rows = 0;
+    cfg->a_signed = 0;
 }
 
 /* Peak loop (kernels/peak.c): 12 independent vpdpbusd chains (latency x throughput), each
