@@ -95,8 +95,9 @@ static double bound(int pairs, int64_t K, int64_t kblocks, double S, double suma
     return (0x1p-8 + gam * (1.0 + 0x1p-8) + u) * S + 0x1p-126 * (suma + sumb + n);
 }
 
+/* 64-byte aligned, as qkv's own buffers are (rows of C can then take non-temporal stores) */
 static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
+    void *p = aligned_alloc(64, (n + 63) / 64 * 64 + 64);
     if (!p) abort();
     return p;
 }
@@ -182,6 +183,9 @@ static void test_shapes(const qkv_gemm_bf16_config *cfg, qkv_runtime *rt1, qkv_r
     run_case(cfg, rt2, 1, 3, 50, 10007, 0.0f, 1);
     run_case(cfg, rt2, 0, 9, 49, 4099, 1.0f, 0);
     run_case(cfg, rt1, 1, 128, 96, 1536, 0.0f, 0); /* MiniLM-like, N cut */
+    /* C past 8 MiB: non-temporal stores where a kernel has them (AMX), beta 0 and 1 */
+    run_case(cfg, rt2, 1, 1100, 2048, 40, 0.0f, 0);
+    run_case(cfg, rt2, 0, 1030, 2064, 33, 1.0f, 0);
 }
 
 /* K = 1: C = a·b exactly (one product, added to 0): bf16(a)·b for pairs kernels, whose product
@@ -411,6 +415,28 @@ static void test_epilogue(const qkv_gemm_bf16_config *cfg, qkv_runtime *rt) {
         }
     CHECK_MSG(bad == 0, "%s: %d of %d products with an epilogue differ from the unfused ones",
               cfg->name, bad, n);
+    /* and with C past 8 MiB (non-temporal stores where a kernel has them): GELU, bias, residual */
+    const int64_t M = 1100, N = 2048, K = 40;
+    float *A = xmalloc(sizeof(float) * (size_t)(M * K)),
+          *W = xmalloc(sizeof(float) * (size_t)(N * K));
+    float *bias = xmalloc(sizeof(float) * (size_t)N),
+          *res = xmalloc(sizeof(float) * (size_t)(M * N));
+    float *C = xmalloc(sizeof(float) * (size_t)(M * N)),
+          *R = xmalloc(sizeof(float) * (size_t)(M * N));
+    for (int64_t i = 0; i < M * K; i++) A[i] = urand();
+    for (int64_t i = 0; i < N * K; i++) W[i] = nt_weight();
+    for (int64_t i = 0; i < N; i++) bias[i] = urand();
+    for (int64_t i = 0; i < M * N; i++) res[i] = urand();
+    qkv_gemm_bf16_packed *P = NULL;
+    CHECK_OK(pack16_f32(cfg, 1, K, N, W, K, &P));
+    qkv_gemm_epilogue e = {.bias = bias, .act = QKV_ACT_GELU_ERF, .residual = res, .ldr = N};
+    CHECK_OK(qkv__gemm_bf16(rt, M, A, K, P, 0.0f, C, N, &e));
+    CHECK_OK(qkv__gemm_bf16(rt, M, A, K, P, 0.0f, R, N, NULL));
+    qkv__gemm_epilogue_tile(&e, R, N, 0, 0, (int)M, (int)N);
+    CHECK_MSG(memcmp(C, R, sizeof(float) * (size_t)(M * N)) == 0,
+              "%s: a large product with an epilogue differs from the unfused one", cfg->name);
+    qkv__gemm_bf16_packed_free(P);
+    free(A), free(W), free(bias), free(res), free(C), free(R);
 }
 
 static void test_config(const qkv_gemm_bf16_config *cfg, qkv_runtime *rt1, qkv_runtime *rt2,

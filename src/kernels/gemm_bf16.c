@@ -44,6 +44,7 @@ void qkv__gemm_bf16_config_plain(qkv_gemm_bf16_config *cfg, const char *name,
     cfg->pad_rows = 0;
     cfg->f16 = 0;
     cfg->ukr = ukr;
+    cfg->ukr_epi = NULL;
     cfg->f32_twin = twin;
     cfg->peak_loop = peak_loop;
 }
@@ -249,6 +250,7 @@ typedef struct {
     float *C;
     int64_t ldc;
     const qkv_gemm_epilogue *epi; /* NULL or one with something to do */
+    int stream;                   /* C is larger than the caches (config.ukr_epi) */
 } bf16_job;
 
 static void bf16_task(void *ctx, int64_t begin, int64_t end, int tid) {
@@ -270,6 +272,11 @@ static void bf16_task(void *ctx, int64_t begin, int64_t end, int tid) {
                 for (int64_t ir = ic; ir < ic + mc; ir += MR) {
                     int mr = (int)(g->M - ir < MR ? g->M - ir : MR);
                     float *c = g->C + ir * g->ldc + jr;
+                    if (cfg->ukr_epi && (!epi || (!epi->pre && !epi->act_grad))) { /* AMX */
+                        cfg->ukr_epi(kcb, g->ah + ir * g->kp + pc, g->kp, bp, c, g->ldc, mr, nr,
+                                     beta, epi, ir, jr, g->stream);
+                        continue;
+                    }
                     if (cfg->pairs)
                         cfg->ukr(kcb, g->ah + ir * g->kp + pc, g->kp, bp, c, g->ldc, mr, nr, beta);
                     else
@@ -317,6 +324,10 @@ qkv_status qkv__gemm_bf16(qkv_runtime *rt, int64_t M, const float *A, int64_t ld
         g.ah = ah;
     }
     int64_t panels = B->npad / B->cfg.nr;
+    /* C past 8 MiB (more than both cores' L2; the next op reads it from memory anyway): a
+     * ukr_epi kernel may write it with non-temporal stores, saving the read of each line before
+     * it is written (AMX: 10-15% on MiniLM batches of 32, docs/PERFORMANCE.md) */
+    g.stream = (double)M * (double)B->N * (double)sizeof(float) > 8.0 * 1024 * 1024;
     /* threads only when there is enough work to pay for waking them (as qkv__gemm_f32) */
     double work = (double)M * (double)B->N * (double)B->K;
     /* grain = panels: one chunk on the calling thread (inside a team: on its thread 0 only) */

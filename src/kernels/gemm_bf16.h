@@ -57,6 +57,15 @@
 typedef void (*qkv_gemm_bf16_ukr_fn)(int64_t kc, const void *a, int64_t lda, const uint16_t *bp,
                                      float *c, int64_t ldc, int mr, int nr, float beta);
 
+/* Optional (pairs kernels): the micro-kernel with the epilogue fused (epi as qkv__gemm_f32's,
+ * without pre or act_grad, or NULL; i0, j0: the block's position in C): the bits of ukr, then
+ * qkv__gemm_epilogue_tile on the block, in one pass over C. stream: C is large (past the
+ * caches): the kernel may write it with non-temporal stores (fenced before it returns). */
+typedef void (*qkv_gemm_bf16_ukr_epi_fn)(int64_t kc, const void *a, int64_t lda, const uint16_t *bp,
+                                         float *c, int64_t ldc, int mr, int nr, float beta,
+                                         const qkv_gemm_epilogue *epi, int64_t i0, int64_t j0,
+                                         int stream);
+
 typedef struct qkv_gemm_bf16_config {
     const char *name; /* e.g. gemm_bf16_avx512bf16 */
     int mr, nr;       /* register block */
@@ -66,6 +75,7 @@ typedef struct qkv_gemm_bf16_config {
     int pad_rows;     /* 1: A's bf16 copy is padded with zero rows to a multiple of mr (AMX) */
     int f16;          /* 1: the weights are IEEE binary16 (plain kernels only); 0: bf16 */
     qkv_gemm_bf16_ukr_fn ukr;
+    qkv_gemm_bf16_ukr_epi_fn ukr_epi; /* NULL: ukr, then the epilogue on the block */
     /* plain kernels: the FP32 config whose results they reproduce bit for bit; else NULL */
     void (*f32_twin)(qkv_gemm_config *cfg);
     /* the peak loop of the instruction the kernel runs (FMA, or vdpbf16ps; kernels/peak.c) */

@@ -15,6 +15,7 @@
  * reports QKV_CPU_AMX_BF16 (CPUID, XCR0, and the process's permission, core/cpu.c). Each thread
  * loads the tile configuration when it has another one (kernels/avx512/amx.h). */
 #include "kernels/avx512/amx.h"
+#include "kernels/dispatch.h"
 #include "kernels/gemm_bf16.h"
 
 #include <immintrin.h>
@@ -22,30 +23,49 @@
 
 enum { MR = 32, NR = 32, KT = 32 /* k per tile row: 16 pairs of bf16 = 64 bytes */ };
 
-/* c[r][j] = t[r][j] + beta*c[r][j] for r < mr, j < nr (beta == 0: c not read); t is 32 x 32. */
-static void store_edge(const float *t, float *c, int64_t ldc, int mr, int nr, float beta) {
+/* The block from t (32 x 32) into c: c[r][j] = t[r][j] + beta*c[r][j] for r < mr, j < nr
+ * (beta == 0: c not read), then, with epi, the epilogue on each row (in t, in L1) before it is
+ * stored: the same operations as storing, then qkv__gemm_epilogue_tile. stream: whole rows
+ * 64-byte aligned go out with non-temporal stores. */
+static void store_block(float *t, float *c, int64_t ldc, int mr, int nr, float beta,
+                        const qkv_gemm_epilogue *epi, int64_t i0, int64_t j0, int stream) {
     const __mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1u);
     const __mmask16 m1 = nr >= 32   ? (__mmask16)0xffff
                          : nr <= 16 ? (__mmask16)0
                                     : (__mmask16)((1u << (nr - 16)) - 1u);
     const __m512 vb = _mm512_set1_ps(beta);
+    void (*row_epi)(float *, const float *, qkv_act, const float *, size_t) =
+        epi ? qkv__kernels()->epilogue_row_f32 : NULL;
+    const int nt = stream && nr == NR && ((uintptr_t)c & 63) == 0 && (ldc & 15) == 0;
     for (int r = 0; r < mr; r++) {
-        __m512 x0 = _mm512_load_ps(t + r * NR), x1 = _mm512_load_ps(t + r * NR + 16);
-        float *cr = c + r * ldc;
+        float *tr = t + r * NR, *cr = c + r * ldc;
         if (beta != 0.0f) {
+            __m512 x0 = _mm512_load_ps(tr), x1 = _mm512_load_ps(tr + 16);
             x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), x0);
             x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), x1);
+            _mm512_store_ps(tr, x0);
+            _mm512_store_ps(tr + 16, x1);
         }
-        _mm512_mask_storeu_ps(cr, m0, x0);
-        _mm512_mask_storeu_ps(cr + 16, m1, x1);
+        if (row_epi)
+            row_epi(tr, epi->bias ? epi->bias + j0 : NULL, epi->act,
+                    epi->residual ? epi->residual + (i0 + r) * epi->ldr + j0 : NULL, (size_t)nr);
+        __m512 x0 = _mm512_load_ps(tr), x1 = _mm512_load_ps(tr + 16);
+        if (nt) {
+            _mm512_stream_ps(cr, x0);
+            _mm512_stream_ps(cr + 16, x1);
+        } else {
+            _mm512_mask_storeu_ps(cr, m0, x0);
+            _mm512_mask_storeu_ps(cr + 16, m1, x1);
+        }
     }
+    if (nt) _mm_sfence(); /* non-temporal stores are weakly ordered: before anyone reads C */
 }
 
 /* Tiles: 0..3 C (rows 0-15 / 16-31 x columns 0-15 / 16-31), 4, 5 A (rows 0-15, 16-31), 6, 7 B
  * (columns 0-15, 16-31). With mr <= 16 only the top row of tiles is computed. */
-static void gemm_bf16_ukr_amx(int64_t kc, const void *av, int64_t lda, const uint16_t *bp, float *c,
-                              int64_t ldc, int mr, int nr, float beta) {
-    const uint16_t *a = av;
+static void ukr_amx(int64_t kc, const uint16_t *a, int64_t lda, const uint16_t *bp, float *c,
+                    int64_t ldc, int mr, int nr, float beta, const qkv_gemm_epilogue *epi,
+                    int64_t i0, int64_t j0, int stream) {
     qkv__amx_tiles_ready(QKV_AMX_CFG_BF16);
     const int64_t steps = (kc + KT - 1) / KT, sa = lda * (int64_t)sizeof(uint16_t);
     const int two = mr > 16;
@@ -75,7 +95,8 @@ static void gemm_bf16_ukr_amx(int64_t kc, const void *av, int64_t lda, const uin
             _tile_dpbf16ps(1, 4, 7);
         }
     }
-    if (mr == MR && nr == NR && beta == 0.0f) { /* the whole block: straight into C */
+    if (!epi && !stream && mr == MR && nr == NR &&
+        beta == 0.0f) { /* the whole block: straight into C */
         const int64_t sc = ldc * (int64_t)sizeof(float);
         _tile_stored(0, c, sc);
         _tile_stored(1, c + 16, sc);
@@ -90,7 +111,21 @@ static void gemm_bf16_ukr_amx(int64_t kc, const void *av, int64_t lda, const uin
         _tile_stored(2, t + 16 * NR, NR * sizeof(float));
         _tile_stored(3, t + 16 * NR + 16, NR * sizeof(float));
     }
-    store_edge(t, c, ldc, mr, nr, beta);
+    store_block(t, c, ldc, mr, nr, beta, epi, i0, j0, stream);
+}
+
+/* The micro-kernel (gemm_bf16.h). */
+static void gemm_bf16_ukr_amx(int64_t kc, const void *a, int64_t lda, const uint16_t *bp, float *c,
+                              int64_t ldc, int mr, int nr, float beta) {
+    ukr_amx(kc, a, lda, bp, c, ldc, mr, nr, beta, NULL, 0, 0, 0);
+}
+
+/* The same with the epilogue applied to each row on its way from the tiles to C. */
+static void gemm_bf16_ukr_epi_amx(int64_t kc, const void *a, int64_t lda, const uint16_t *bp,
+                                  float *c, int64_t ldc, int mr, int nr, float beta,
+                                  const qkv_gemm_epilogue *epi, int64_t i0, int64_t j0,
+                                  int stream) {
+    ukr_amx(kc, a, lda, bp, c, ldc, mr, nr, beta, epi, i0, j0, stream);
 }
 
 void qkv__gemm_bf16_config_amx(qkv_gemm_bf16_config *cfg) {
@@ -104,6 +139,7 @@ void qkv__gemm_bf16_config_amx(qkv_gemm_bf16_config *cfg) {
     cfg->pad_rows = 1;
     cfg->f16 = 0;
     cfg->ukr = gemm_bf16_ukr_amx;
+    cfg->ukr_epi = gemm_bf16_ukr_epi_amx;
     cfg->f32_twin = NULL;
     cfg->peak_loop = qkv__amx_bf16_peak_loop;
 }

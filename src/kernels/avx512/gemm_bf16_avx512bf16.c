@@ -104,6 +104,7 @@ void qkv__gemm_bf16_config_avx512bf16(qkv_gemm_bf16_config *cfg) {
     cfg->pad_rows = 0;
     cfg->f16 = 0;
     cfg->ukr = gemm_bf16_ukr_avx512bf16;
+    cfg->ukr_epi = NULL;
     cfg->f32_twin = NULL;
     cfg->peak_loop = qkv__dpbf16_peak_loop_avx512bf16;
 }
