@@ -64,6 +64,22 @@ static void outer(void *p, int64_t begin, int64_t end, int tid) {
     for (int64_t i = begin; i < end; i++) qkv_parallel_for(c->rt, 100, 1, inner, c);
 }
 
+/* Inside a job of a one-thread pool, a nested call with a NULL runtime (what qkv__each's items
+ * make) runs on the calling thread, not on the default runtime's threads. */
+typedef struct {
+    pthread_t caller;
+    atomic_int elsewhere;
+} here_ctx;
+static void here_inner(void *p, int64_t begin, int64_t end, int tid) {
+    (void)begin, (void)end, (void)tid;
+    here_ctx *c = p;
+    if (!pthread_equal(pthread_self(), c->caller)) atomic_fetch_add(&c->elsewhere, 1);
+}
+static void here_outer(void *p, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    for (int64_t i = begin; i < end; i++) qkv_parallel_for(NULL, 64, 1, here_inner, p);
+}
+
 /* Failing tasks: the chunks holding an index in [fail_from, fail_to) raise a message naming
  * the index; which thread ran them is recorded. */
 typedef struct {
@@ -328,6 +344,11 @@ int main(void) {
         nest_ctx nc = {rt, 0};
         qkv_parallel_for(rt, 10, 1, outer, &nc);
         CHECK_EQ_INT(atomic_load(&nc.sum), 10L * 4950);
+        if (nt == 1) {
+            here_ctx hc = {pthread_self(), 0};
+            qkv_parallel_for(rt, 8, 1, here_outer, &hc);
+            CHECK_EQ_INT(atomic_load(&hc.elsewhere), 0);
+        }
         /* many small jobs in a row (wake-up/sleep races) */
         for (int r = 0; r < 2000; r++) check_cover(rt, 5, 1);
         qkv_runtime_free(rt);

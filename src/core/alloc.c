@@ -9,8 +9,8 @@
 
 /* Large blocks are kept after qkv__free and handed out again. A model's per-call workspace
  * (BERT's is ~57 MB for 32 x 128 tokens) is above the size glibc serves from its heap, so each
- * call would map it afresh and take a page fault and a page clear per 4 KiB written (~10% of a
- * bf16 MiniLM batch, measured). At most KEEP_SLOTS blocks of KEEP_FROM bytes or more, KEEP_MAX
+ * call would map it afresh and take a page fault and a page clear per 4 KiB written (~6% of a
+ * bf16 MiniLM batch in a profile). At most KEEP_SLOTS blocks of KEEP_FROM bytes or more, KEEP_MAX
  * bytes in all, stay mapped; a request takes the smallest kept block that holds it if that
  * block is at most twice its size. Only the default allocator keeps blocks (a caller's
  * allocator sees every alloc and free). */

@@ -253,7 +253,13 @@ void qkv_parallel_for(qkv_runtime *rt, int64_t n, int64_t grain, qkv_range_fn fn
     int n_threads = rt ? rt->n_threads : 1;
     if (max_chunks < n_threads) n_threads = (int)max_chunks;
     if (n_threads <= 1 || in_parallel_region) {
+        /* a pool of one thread runs fn as its job: calls nested in it (qkv__each's items pass a
+         * NULL runtime) stay on this thread, as in a pool job, instead of waking the default
+         * runtime's threads behind the caller's back */
+        const int job = !in_parallel_region && (!rt || rt->n_threads <= 1);
+        if (job) in_parallel_region = 1;
         fn(ctx, 0, n, 0);
+        if (job) in_parallel_region = 0;
         return;
     }
     atomic_fetch_add_explicit(&pool_jobs, 1, memory_order_relaxed);

@@ -95,8 +95,8 @@ static void ukr_amx(int64_t kc, const uint16_t *a, int64_t lda, const uint16_t *
             _tile_dpbf16ps(1, 4, 7);
         }
     }
-    if (!epi && !stream && mr == MR && nr == NR &&
-        beta == 0.0f) { /* the whole block: straight into C */
+    /* a whole block, nothing to add to it: straight into C; else through t */
+    if (!epi && !stream && mr == MR && nr == NR && beta == 0.0f) {
         const int64_t sc = ldc * (int64_t)sizeof(float);
         _tile_stored(0, c, sc);
         _tile_stored(1, c + 16, sc);
