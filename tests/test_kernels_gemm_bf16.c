@@ -375,48 +375,10 @@ static void test_args(const qkv_gemm_bf16_config *cfg) {
     CHECK(P == NULL);
 }
 
-/* With an epilogue (bias, each activation, a residual; beta 0 and 1; edge shapes): the same
- * bits as the product without it followed by qkv__gemm_epilogue_tile over C. */
-static void test_epilogue(const qkv_gemm_bf16_config *cfg, qkv_runtime *rt) {
-    const int64_t shapes[][3] = {
-        {1, 33, 70}, {17, 31, 64}, {32, 32, 32}, {70, 97, 385}, {64, 64, 3}};
-    static const qkv_act acts[] = {QKV_ACT_NONE, QKV_ACT_GELU_ERF, QKV_ACT_GELU_TANH,
-                                   QKV_ACT_RELU, QKV_ACT_SILU,     QKV_ACT_TANH};
-    int n = 0, bad = 0;
-    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
-        for (size_t a = 0; a < sizeof acts / sizeof *acts; a++) {
-            const int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
-            float *A = xmalloc(sizeof(float) * (size_t)(M * K)),
-                  *W = xmalloc(sizeof(float) * (size_t)(N * K));
-            float *bias = xmalloc(sizeof(float) * (size_t)N),
-                  *res = xmalloc(sizeof(float) * (size_t)(M * N));
-            float *C = xmalloc(sizeof(float) * (size_t)(M * N)),
-                  *R = xmalloc(sizeof(float) * (size_t)(M * N));
-            for (int64_t i = 0; i < M * K; i++) A[i] = urand();
-            for (int64_t i = 0; i < N * K; i++) W[i] = nt_weight();
-            for (int64_t i = 0; i < N; i++) bias[i] = urand();
-            for (int64_t i = 0; i < M * N; i++) res[i] = urand(), C[i] = R[i] = urand();
-            qkv_gemm_bf16_packed *P = NULL;
-            CHECK_OK(pack16_f32(cfg, 1, K, N, W, K, &P));
-            const float beta = n % 2 ? 1.0f : 0.0f;
-            qkv_gemm_epilogue e = {.bias = n % 3 == 2 ? NULL : bias,
-                                   .act = acts[a],
-                                   .residual = n % 4 == 1 ? NULL : res,
-                                   .ldr = N};
-            CHECK_OK(qkv__gemm_bf16(rt, M, A, K, P, beta, C, N, &e));
-            CHECK_OK(qkv__gemm_bf16(rt, M, A, K, P, beta, R, N, NULL));
-            qkv__gemm_epilogue_tile(&e, R, N, 0, 0, (int)M, (int)N);
-            if (memcmp(C, R, sizeof(float) * (size_t)(M * N)) != 0 && bad++ < 3)
-                fprintf(stderr, "%s epilogue M=%lld N=%lld K=%lld act %d: not the unfused bits\n",
-                        cfg->name, (long long)M, (long long)N, (long long)K, (int)acts[a]);
-            n++;
-            qkv__gemm_bf16_packed_free(P);
-            free(A), free(W), free(bias), free(res), free(C), free(R);
-        }
-    CHECK_MSG(bad == 0, "%s: %d of %d products with an epilogue differ from the unfused ones",
-              cfg->name, bad, n);
-    /* and with C past 8 MiB (non-temporal stores where a kernel has them): GELU, bias, residual */
-    const int64_t M = 1100, N = 2048, K = 40;
+/* One product with an epilogue (bias and residual each present or not) against the product
+ * without it followed by qkv__gemm_epilogue_tile over C: 1 when the bits are the same. */
+static int epilogue_case(const qkv_gemm_bf16_config *cfg, qkv_runtime *rt, int64_t M, int64_t N,
+                         int64_t K, float beta, qkv_act act, int with_bias, int with_res) {
     float *A = xmalloc(sizeof(float) * (size_t)(M * K)),
           *W = xmalloc(sizeof(float) * (size_t)(N * K));
     float *bias = xmalloc(sizeof(float) * (size_t)N),
@@ -426,17 +388,40 @@ static void test_epilogue(const qkv_gemm_bf16_config *cfg, qkv_runtime *rt) {
     for (int64_t i = 0; i < M * K; i++) A[i] = urand();
     for (int64_t i = 0; i < N * K; i++) W[i] = nt_weight();
     for (int64_t i = 0; i < N; i++) bias[i] = urand();
-    for (int64_t i = 0; i < M * N; i++) res[i] = urand();
+    for (int64_t i = 0; i < M * N; i++) res[i] = urand(), C[i] = R[i] = urand();
     qkv_gemm_bf16_packed *P = NULL;
     CHECK_OK(pack16_f32(cfg, 1, K, N, W, K, &P));
-    qkv_gemm_epilogue e = {.bias = bias, .act = QKV_ACT_GELU_ERF, .residual = res, .ldr = N};
-    CHECK_OK(qkv__gemm_bf16(rt, M, A, K, P, 0.0f, C, N, &e));
-    CHECK_OK(qkv__gemm_bf16(rt, M, A, K, P, 0.0f, R, N, NULL));
+    qkv_gemm_epilogue e = {
+        .bias = with_bias ? bias : NULL, .act = act, .residual = with_res ? res : NULL, .ldr = N};
+    CHECK_OK(qkv__gemm_bf16(rt, M, A, K, P, beta, C, N, &e));
+    CHECK_OK(qkv__gemm_bf16(rt, M, A, K, P, beta, R, N, NULL));
     qkv__gemm_epilogue_tile(&e, R, N, 0, 0, (int)M, (int)N);
-    CHECK_MSG(memcmp(C, R, sizeof(float) * (size_t)(M * N)) == 0,
-              "%s: a large product with an epilogue differs from the unfused one", cfg->name);
+    const int same = memcmp(C, R, sizeof(float) * (size_t)(M * N)) == 0;
+    if (!same)
+        fprintf(stderr, "%s epilogue M=%lld N=%lld K=%lld act %d: not the unfused bits\n",
+                cfg->name, (long long)M, (long long)N, (long long)K, (int)act);
     qkv__gemm_bf16_packed_free(P);
     free(A), free(W), free(bias), free(res), free(C), free(R);
+    return same;
+}
+
+/* With an epilogue (bias, each activation, a residual; beta 0 and 1; edge shapes, and a C past
+ * 8 MiB, where a kernel may use non-temporal stores): the same bits as the product without it
+ * followed by qkv__gemm_epilogue_tile over C. */
+static void test_epilogue(const qkv_gemm_bf16_config *cfg, qkv_runtime *rt) {
+    const int64_t shapes[][3] = {
+        {1, 33, 70}, {17, 31, 64}, {32, 32, 32}, {70, 97, 385}, {64, 64, 3}};
+    static const qkv_act acts[] = {QKV_ACT_NONE, QKV_ACT_GELU_ERF, QKV_ACT_GELU_TANH,
+                                   QKV_ACT_RELU, QKV_ACT_SILU,     QKV_ACT_TANH};
+    int n = 0, bad = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (size_t a = 0; a < sizeof acts / sizeof *acts; a++, n++)
+            bad += !epilogue_case(cfg, rt, shapes[s][0], shapes[s][1], shapes[s][2],
+                                  n % 2 ? 1.0f : 0.0f, acts[a], n % 3 != 2, n % 4 != 1);
+    CHECK_MSG(bad == 0, "%s: %d of %d products with an epilogue differ from the unfused ones",
+              cfg->name, bad, n);
+    CHECK_MSG(epilogue_case(cfg, rt, 1100, 2048, 40, 0.0f, QKV_ACT_GELU_ERF, 1, 1),
+              "%s: a large product with an epilogue differs from the unfused one", cfg->name);
 }
 
 static void test_config(const qkv_gemm_bf16_config *cfg, qkv_runtime *rt1, qkv_runtime *rt2,

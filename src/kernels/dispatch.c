@@ -7,6 +7,7 @@
 #include "kernels/dispatch.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef void (*any_fn)(void);
@@ -105,4 +106,23 @@ int qkv_kernel_info(size_t i, const char **op, const char **isa) {
     if (op) *op = ops[i].name;
     if (isa) *isa = merged_isa[a][i];
     return 1;
+}
+
+static int choice_from_env(const qkv__kernel_choice *c) {
+    const char *env = getenv(c->env);
+    for (int v = 0; env && v < c->n; v++)
+        if (strcmp(env, c->names[v]) == 0) return v;
+    return c->dflt;
+}
+
+void qkv__choice_set(qkv__kernel_choice *c, int v) {
+    __atomic_store_n(&c->value, v >= 0 && v < c->n ? v : choice_from_env(c), __ATOMIC_RELAXED);
+}
+
+int qkv__choice_get(qkv__kernel_choice *c) {
+    int v = __atomic_load_n(&c->value, __ATOMIC_RELAXED);
+    if (v >= 0) return v;
+    int want = choice_from_env(c), unset = -2;
+    __atomic_compare_exchange_n(&c->value, &unset, want, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    return __atomic_load_n(&c->value, __ATOMIC_RELAXED);
 }

@@ -123,4 +123,17 @@ extern const qkv_kernels qkv__kernels_avx512;
 /* The merged table of the active instruction set; never NULL, every entry non-NULL. */
 const qkv_kernels *qkv__kernels(void);
 
+/* A kernel choice (which of an op's kernels a config takes, e.g. QKV_BF16_KERNEL): the
+ * environment variable env, read at the first lookup, names it (names[v] -> v for v < n;
+ * unset or any other value: dflt); qkv__choice_set overrides it (v outside [0, n): back to what
+ * the environment says). Thread-safe; value is -2 until decided. */
+typedef struct qkv__kernel_choice {
+    int value;
+    const char *env;
+    const char *const *names;
+    int n, dflt;
+} qkv__kernel_choice;
+int qkv__choice_get(qkv__kernel_choice *c);
+void qkv__choice_set(qkv__kernel_choice *c, int v);
+
 #endif

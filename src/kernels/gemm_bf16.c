@@ -49,42 +49,19 @@ void qkv__gemm_bf16_config_plain(qkv_gemm_bf16_config *cfg, const char *name,
     cfg->peak_loop = peak_loop;
 }
 
-/* -2: not decided yet; the first lookup reads QKV_BF16_KERNEL (gemm_bf16.h). */
-static int bf16_kernel = -2;
-static int kernel_from_env(void) {
-    const char *env = getenv("QKV_BF16_KERNEL");
-    if (env && strcmp(env, "plain") == 0) return QKV_BF16_PLAIN;
-    if (env && strcmp(env, "dpbf16") == 0) return QKV_BF16_DPBF16;
-    return QKV_BF16_AMX;
-}
-void qkv__gemm_bf16_select(int kernel) {
-    int k = kernel == QKV_BF16_PLAIN || kernel == QKV_BF16_DPBF16 || kernel == QKV_BF16_AMX
-                ? kernel
-                : kernel_from_env();
-    __atomic_store_n(&bf16_kernel, k, __ATOMIC_RELAXED);
-}
-int qkv__gemm_bf16_selected(void) {
-    int v = __atomic_load_n(&bf16_kernel, __ATOMIC_RELAXED);
-    if (v >= 0) return v;
-    int want = kernel_from_env(), unset = -2;
-    __atomic_compare_exchange_n(&bf16_kernel, &unset, want, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
-    return __atomic_load_n(&bf16_kernel, __ATOMIC_RELAXED);
-}
+/* QKV_BF16_KERNEL (gemm_bf16.h): names in the order of the QKV_BF16_* values. */
+static const char *const bf16_names[] = {"plain", "dpbf16", "amx"};
+static qkv__kernel_choice bf16_choice = {-2, "QKV_BF16_KERNEL", bf16_names, 3, QKV_BF16_AMX};
+void qkv__gemm_bf16_select(int kernel) { qkv__choice_set(&bf16_choice, kernel); }
+int qkv__gemm_bf16_selected(void) { return qkv__choice_get(&bf16_choice); }
 
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-/* What K blocks and A's bf16 rows are padded to: 1 plain, 2 pairs, 32 AMX (a config filled
- * without the field, kalign 0, gets its kind's minimum). */
-static int64_t kalign(const qkv_gemm_bf16_config *cfg) {
-    int64_t min = cfg->pairs ? 2 : 1;
-    return cfg->kalign > min ? cfg->kalign : min;
-}
 
 /* Stored length of the K block [pc, pc + kcb): the (last) block padded with zero k to kalign.
  * Every block but the last is a whole number of kalign (kc is a multiple of 4, and the AMX
  * config has one block), so block pc starts at pc in the stored K. */
 static int64_t k_stored(const qkv_gemm_bf16_config *cfg, int64_t kcb) {
-    return round_up(kcb, kalign(cfg));
+    return round_up(kcb, cfg->kalign);
 }
 
 /* Index of op(B)(p, j) inside one micro-panel (p, j relative to the panel). */
@@ -149,7 +126,7 @@ static qkv_status pack_common(const qkv_gemm_bf16_config *cfg, int f16, int tran
     p->npad = round_up(N, p->cfg.nr);
     if (K > 0 && N > 0) {
         size_t bytes;
-        if (qkv__mul_overflow((size_t)round_up(K, kalign(&p->cfg)), (size_t)p->npad, &bytes) ||
+        if (qkv__mul_overflow((size_t)round_up(K, p->cfg.kalign), (size_t)p->npad, &bytes) ||
             qkv__mul_overflow(bytes, sizeof(uint16_t), &bytes)) {
             qkv__free(p);
             return qkv__fail(QKV_ERR_OVERFLOW, "gemm %s pack: %lld x %lld overflows", fmt,
@@ -200,9 +177,8 @@ void qkv__gemm_bf16_packed_free(qkv_gemm_bf16_packed *p) {
 int64_t qkv__gemm_bf16_packed_k(const qkv_gemm_bf16_packed *p) { return p ? p->K : 0; }
 int64_t qkv__gemm_bf16_packed_n(const qkv_gemm_bf16_packed *p) { return p ? p->N : 0; }
 size_t qkv__gemm_bf16_packed_bytes(const qkv_gemm_bf16_packed *p) {
-    return p && p->data
-               ? (size_t)round_up(p->K, kalign(&p->cfg)) * (size_t)p->npad * sizeof(uint16_t)
-               : 0;
+    return p && p->data ? (size_t)round_up(p->K, p->cfg.kalign) * (size_t)p->npad * sizeof(uint16_t)
+                        : 0;
 }
 const char *qkv__gemm_bf16_packed_kernel(const qkv_gemm_bf16_packed *p) {
     return p ? p->cfg.name : NULL;
@@ -302,7 +278,7 @@ qkv_status qkv__gemm_bf16(qkv_runtime *rt, int64_t M, const float *A, int64_t ld
     if (B->cfg.pairs) {
         size_t bytes;
         const int64_t mp = B->cfg.pad_rows ? round_up(M, B->cfg.mr) : M;
-        g.kp = round_up(B->K, kalign(&B->cfg));
+        g.kp = round_up(B->K, B->cfg.kalign);
         if (qkv__mul_overflow((size_t)mp, (size_t)g.kp, &bytes) ||
             qkv__mul_overflow(bytes, sizeof(uint16_t), &bytes)) {
             qkv__free(res_copy);

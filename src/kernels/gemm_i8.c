@@ -23,7 +23,6 @@
 
 #include <float.h>
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 enum { MR_MAX = 32, NR_MAX = 64, MC_ROWS = 32 };
@@ -43,27 +42,11 @@ enum { G = QKV_GEMM_I8_GROUP };
 
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-/* -2: not decided yet; the first lookup reads QKV_I8_KERNEL (gemm_i8.h). */
-static int i8_kernel = -2;
-static int kernel_from_env(void) {
-    const char *env = getenv("QKV_I8_KERNEL");
-    if (env && strcmp(env, "vnni") == 0) return QKV_I8_VNNI;
-    if (env && strcmp(env, "avx2") == 0) return QKV_I8_WIDE;
-    return QKV_I8_AMX;
-}
-void qkv__gemm_i8_select(int kernel) {
-    int k = kernel == QKV_I8_WIDE || kernel == QKV_I8_VNNI || kernel == QKV_I8_AMX
-                ? kernel
-                : kernel_from_env();
-    __atomic_store_n(&i8_kernel, k, __ATOMIC_RELAXED);
-}
-int qkv__gemm_i8_selected(void) {
-    int v = __atomic_load_n(&i8_kernel, __ATOMIC_RELAXED);
-    if (v >= 0) return v;
-    int want = kernel_from_env(), unset = -2;
-    __atomic_compare_exchange_n(&i8_kernel, &unset, want, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
-    return __atomic_load_n(&i8_kernel, __ATOMIC_RELAXED);
-}
+/* QKV_I8_KERNEL (gemm_i8.h): names in the order of the QKV_I8_* values. */
+static const char *const i8_names[] = {"avx2", "vnni", "amx"};
+static qkv__kernel_choice i8_choice = {-2, "QKV_I8_KERNEL", i8_names, 3, QKV_I8_AMX};
+void qkv__gemm_i8_select(int kernel) { qkv__choice_set(&i8_choice, kernel); }
+int qkv__gemm_i8_selected(void) { return qkv__choice_get(&i8_choice); }
 
 /* The scale of a row (gemm_i8.h): amax / 127, 0 for a zero (or underflowing) row, NaN when
  * the row holds a NaN or an Inf. */
@@ -138,7 +121,6 @@ qkv_status qkv__gemm_i8_pack_f32(const qkv_gemm_i8_config *cfg, int trans_b, int
         c = *cfg;
     else
         qkv__kernels()->gemm_i8_config(&c);
-    if (c.kalign == 0) c.kalign = 4;
     if (c.mr < 1 || c.mr > MR_MAX || c.nr < 1 || c.nr > NR_MAX || !c.ukr || !c.group ||
         c.kalign < 4 || c.kalign % 4 != 0 || G % c.kalign != 0)
         return qkv__fail(QKV_ERR_INVALID_ARG, "gemm i8 pack: bad config %s", c.name);

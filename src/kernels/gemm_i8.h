@@ -79,24 +79,19 @@ typedef void (*qkv_gemm_i8_ukr_fn)(int64_t kq, const uint8_t *a, int64_t lda, co
  * s[j]). */
 typedef void (*qkv_gemm_i8_group_fn)(int first, int mr, const int32_t *acc, const int32_t *cs,
                                      const float *s, const float *t, int64_t ts, float *sum);
-#define QKV_GEMM_I8_GROUP_STEP(NR)                                                                 \
+/* The float step of one group (the format's, in its order), SUMS(j) the exact sums of column j
+ * (ar: row r's acc): a + 128 bytes subtract 128·colsum; a_signed ones need nothing. */
+#define QKV_GEMM_I8_GROUP_STEP_OF(NR, SUMS)                                                        \
     for (int r = 0; r < mr; r++) {                                                                 \
         const float tr = t[r * ts];                                                                \
         float *sr = sum + r * (NR);                                                                \
         const int32_t *ar = acc + r * (NR);                                                        \
         for (int j = 0; j < (NR); j++)                                                             \
-            sr[j] = (first ? 0.0f : sr[j]) + (float)(ar[j] - 128 * cs[j]) * (tr * s[j]);           \
+            sr[j] = (first ? 0.0f : sr[j]) + (float)(SUMS) * (tr * s[j]);                          \
     }
-
+#define QKV_GEMM_I8_GROUP_STEP(NR) QKV_GEMM_I8_GROUP_STEP_OF(NR, ar[j] - 128 * cs[j])
 /* The same for a config with a_signed (acc is then the exact Σ a·q: no column sums). */
-#define QKV_GEMM_I8_GROUP_STEP_S8(NR)                                                              \
-    for (int r = 0; r < mr; r++) {                                                                 \
-        const float tr = t[r * ts];                                                                \
-        float *sr = sum + r * (NR);                                                                \
-        const int32_t *ar = acc + r * (NR);                                                        \
-        for (int j = 0; j < (NR); j++)                                                             \
-            sr[j] = (first ? 0.0f : sr[j]) + (float)ar[j] * (tr * s[j]);                           \
-    }
+#define QKV_GEMM_I8_GROUP_STEP_S8(NR) QKV_GEMM_I8_GROUP_STEP_OF(NR, ar[j])
 
 /* Optional fused form of the two above (NULL: ukr, then group, per group): one tile's whole K,
  * groups in order, each group's exact integer sums then its float step, then beta and the
@@ -121,8 +116,9 @@ typedef struct qkv_gemm_i8_config {
     float (*peak_loop)(int64_t iters, double *flops);
     qkv_gemm_i8_tile_fn tile;   /* NULL or the fused kernel */
     qkv_gemm_i8_quant_fn quant; /* NULL or the vectorized quantization */
-    /* The AMX kernel's needs (0 elsewhere): kalign, K of the packed weights and of A's rows
-     * padded to a multiple of it (with zeros; 0 means 4); pad_rows, A's quantized copy holds M
+    /* kalign: K of the packed weights and of A's rows padded to a multiple of it (4: whole
+     * quads; the AMX kernel's tiles read whole groups, G). The AMX kernel's needs (0 elsewhere):
+     * pad_rows, A's quantized copy holds M
      * rounded up to MR rows (the extra ones zero: a tile reads whole rows); a_signed, A's bytes
      * are a as s8 (zero 0) rather than a + 128 as u8 (zero 128), so the sums need no column
      * sums (ukr and group then: acc = Σ a·q, QKV_GEMM_I8_GROUP_STEP_S8). */

@@ -87,7 +87,7 @@ void qkv__gemm_i8_config_avx2(qkv_gemm_i8_config *cfg) {
     cfg->peak_loop = NULL;
     cfg->tile = NULL;
     cfg->quant = NULL;
-    cfg->kalign = 0;
+    cfg->kalign = 4;
     cfg->pad_rows = 0;
     cfg->a_signed = 0;
 }

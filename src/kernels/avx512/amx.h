@@ -49,4 +49,14 @@ static inline void qkv__amx_tiles_ready(int id) {
     qkv__amx_load_config(id);
 }
 
+/* Tiles 0-3 (16 rows x 64 bytes each: the C tiles of both configurations) to buf, one after
+ * the other (4 KiB, 64-byte aligned; the tile operand is an immediate). For the peak loops. */
+static inline void qkv__amx_store_c_tiles(void *buf) {
+    char *b = buf;
+    _tile_stored(0, b, 64);
+    _tile_stored(1, b + 1024, 64);
+    _tile_stored(2, b + 2048, 64);
+    _tile_stored(3, b + 3072, 64);
+}
+
 #endif

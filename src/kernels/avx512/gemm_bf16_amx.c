@@ -164,16 +164,9 @@ float qkv__amx_bf16_peak_loop(int64_t iters, double *flops) {
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
     }
-    float t[16 * 16] __attribute__((aligned(64)));
-    float s = 0;
-    _tile_stored(0, t, 64);
-    s += t[0];
-    _tile_stored(1, t, 64);
-    s += t[0];
-    _tile_stored(2, t, 64);
-    s += t[0];
-    _tile_stored(3, t, 64);
-    s += t[0];
+    float t[4 * 16 * 16] __attribute__((aligned(64)));
+    qkv__amx_store_c_tiles(t);
+    const float s = t[0] + t[256] + t[512] + t[768];
     *flops = 4.0 * 16 * 16 * 32 * 2 * (double)iters;
     return s;
 }

@@ -26,11 +26,10 @@
  * configuration (QKV_AMX_CFG_I8: A tiles of 32 bytes, B tiles of 8 rows) differs from the bf16
  * kernel's; each thread loads the one it needs when it holds the other (kernels/avx512/amx.h). */
 #include "kernels/avx512/amx.h"
+#include "kernels/avx512/quant_i8_avx512.h"
 #include "kernels/gemm_i8.h"
 
-#include <float.h>
 #include <immintrin.h>
-#include <math.h>
 #include <string.h>
 
 enum { MR = 16, NR = 16, G = QKV_GEMM_I8_GROUP, QG = QKV_GEMM_I8_GROUP / 4 /* quads a group */ };
@@ -121,46 +120,10 @@ static void gemm_i8_group_amx(int first, int mr, const int32_t *acc, const int32
     QKV_GEMM_I8_GROUP_STEP_S8(NR)
 }
 
-/* The activations' quantization (qkv_gemm_i8_quant_fn) as s8: the vpdpbusd kernel's
- * (gemm_i8_avx512vnni.c) without the + 128: amax by vmaxps of |x|, t = amax / 127, rint(x / t)
- * by vdivps and vrndscaleps (nearest even), clamped, narrowed to bytes (vpmovdb keeps the low
- * byte: two's complement); NaN / ±Inf give t = NaN and zeros, as a zero group. A short last
- * group is the portable code's, its bytes turned to s8. */
+/* The activations' quantization (qkv_gemm_i8_quant_fn): a itself as s8, the vpdpbusd kernel's
+ * values without the + 128 (quant_i8_avx512.h). */
 static void gemm_i8_quant_amx(const float *x, int64_t K, int64_t kp, uint8_t *u, float *t) {
-    const __m512 fmax = _mm512_set1_ps(FLT_MAX), lo = _mm512_set1_ps(-127.0f),
-                 hi = _mm512_set1_ps(127.0f);
-    int64_t k0 = 0, g = 0;
-    for (; k0 + G <= K; k0 += G, g++) {
-        __m512 v[G / 16], amax = _mm512_setzero_ps();
-        __mmask16 bad = 0;
-#pragma GCC unroll 4
-        for (int i = 0; i < G / 16; i++) {
-            v[i] = _mm512_loadu_ps(x + k0 + 16 * i);
-            const __m512 ab = _mm512_abs_ps(v[i]);
-            bad |= _mm512_cmp_ps_mask(ab, fmax, _CMP_NLE_UQ); /* NaN or > FLT_MAX */
-            amax = _mm512_max_ps(amax, ab);
-        }
-        const float tg = bad ? NAN : _mm512_reduce_max_ps(amax) / 127.0f;
-        t[g] = tg;
-        if (!(tg > 0.0f)) {
-            memset(u + k0, 0, G);
-            continue;
-        }
-        const __m512 vt = _mm512_set1_ps(tg);
-#pragma GCC unroll 4
-        for (int i = 0; i < G / 16; i++) {
-            __m512 r = _mm512_roundscale_ps(_mm512_div_ps(v[i], vt),
-                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            r = _mm512_min_ps(_mm512_max_ps(r, lo), hi);
-            _mm_storeu_si128((__m128i *)(u + k0 + 16 * i),
-                             _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(r)));
-        }
-    }
-    if (k0 < K) {
-        t[g] = qkv__i8_quantize_u8(x + k0, K - k0, u + k0);
-        for (int64_t k = k0; k < K; k++) u[k] ^= 0x80; /* a + 128 -> a */
-    }
-    if (kp > K) memset(u + K, 0, (size_t)(kp - K));
+    qkv__i8_quant_avx512(x, K, kp, u, t, 1);
 }
 
 void qkv__gemm_i8_config_amx(qkv_gemm_i8_config *cfg) {
@@ -197,17 +160,9 @@ float qkv__amx_i8_peak_loop(int64_t iters, double *flops) {
         _tile_dpbssd(2, 5, 6);
         _tile_dpbssd(3, 5, 7);
     }
-    int32_t c[16 * 16] __attribute__((aligned(64)));
-    float sum = 0;
-    for (int i = 0; i < 4; i++) {
-        switch (i) { /* the tile operand is an immediate */
-        case 0: _tile_stored(0, c, 64); break;
-        case 1: _tile_stored(1, c, 64); break;
-        case 2: _tile_stored(2, c, 64); break;
-        default: _tile_stored(3, c, 64); break;
-        }
-        sum += (float)c[0];
-    }
+    int32_t c[4 * 16 * 16] __attribute__((aligned(64)));
+    qkv__amx_store_c_tiles(c);
+    const float sum = (float)c[0] + (float)c[256] + (float)c[512] + (float)c[768];
     *flops = 4.0 * 16 * 16 * G * 2 * (double)iters;
     return sum;
 }

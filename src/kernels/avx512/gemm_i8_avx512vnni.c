@@ -7,11 +7,10 @@
  *
  * This file alone is compiled with -mavx512vnni; it runs only when CPUID reports AVX512_VNNI
  * (qkv__gemm_i8_config_avx512 checks). */
+#include "kernels/avx512/quant_i8_avx512.h"
 #include "kernels/gemm_i8.h"
 
-#include <float.h>
 #include <immintrin.h>
-#include <math.h>
 #include <string.h>
 
 enum { MR = 8, NR = 48 };
@@ -190,45 +189,9 @@ static void gemm_i8_tile_avx512vnni(int64_t K, const uint8_t *a, int64_t lda, co
     }
 }
 
-/* The activations' quantization (qkv_gemm_i8_quant_fn), 16 lanes at a time: amax by vmaxps of
- * |x| (exact in any order), t = amax / 127, rint(x / t) by vdivps and vrndscaleps (nearest
- * even: rint_small's value), clamped, + 128, narrowed to bytes; a group with a NaN or ±Inf
- * gets t = NaN and a zero (or NaN) t gives 128s, as the portable code. A short last group is
- * the portable code's. */
+/* The activations' quantization (qkv_gemm_i8_quant_fn): a + 128 as u8 (quant_i8_avx512.h). */
 static void gemm_i8_quant_avx512vnni(const float *x, int64_t K, int64_t kp, uint8_t *u, float *t) {
-    enum { G = QKV_GEMM_I8_GROUP };
-    const __m512 fmax = _mm512_set1_ps(FLT_MAX), lo = _mm512_set1_ps(-127.0f),
-                 hi = _mm512_set1_ps(127.0f);
-    const __m512i off = _mm512_set1_epi32(128);
-    int64_t k0 = 0, g = 0;
-    for (; k0 + G <= K; k0 += G, g++) {
-        __m512 v[G / 16], amax = _mm512_setzero_ps();
-        __mmask16 bad = 0;
-#pragma GCC unroll 4
-        for (int i = 0; i < G / 16; i++) {
-            v[i] = _mm512_loadu_ps(x + k0 + 16 * i);
-            const __m512 ab = _mm512_abs_ps(v[i]);
-            bad |= _mm512_cmp_ps_mask(ab, fmax, _CMP_NLE_UQ); /* NaN or > FLT_MAX */
-            amax = _mm512_max_ps(amax, ab);
-        }
-        const float tg = bad ? NAN : _mm512_reduce_max_ps(amax) / 127.0f;
-        t[g] = tg;
-        if (!(tg > 0.0f)) {
-            memset(u + k0, 128, G);
-            continue;
-        }
-        const __m512 vt = _mm512_set1_ps(tg);
-#pragma GCC unroll 4
-        for (int i = 0; i < G / 16; i++) {
-            __m512 r = _mm512_roundscale_ps(_mm512_div_ps(v[i], vt),
-                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            r = _mm512_min_ps(_mm512_max_ps(r, lo), hi);
-            const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(r), off);
-            _mm_storeu_si128((__m128i *)(u + k0 + 16 * i), _mm512_cvtepi32_epi8(q));
-        }
-    }
-    if (k0 < K) t[g] = qkv__i8_quantize_u8(x + k0, K - k0, u + k0);
-    if (kp > K) memset(u + K, 128, (size_t)(kp - K));
+    qkv__i8_quant_avx512(x, K, kp, u, t, 0);
 }
 
 static void gemm_i8_group_avx512vnni(int first, int mr, const int32_t *acc, const int32_t *cs,
@@ -245,7 +208,7 @@ void qkv__gemm_i8_config_avx512vnni(qkv_gemm_i8_config *cfg) {
     cfg->peak_loop = qkv__dpbusd_peak_loop_avx512vnni;
     cfg->tile = gemm_i8_tile_avx512vnni;
     cfg->quant = gemm_i8_quant_avx512vnni;
-    cfg->kalign = 0;
+    cfg->kalign = 4;
     cfg->pad_rows = 0;
     cfg->a_signed = 0;
 }
